@@ -1,0 +1,132 @@
+//! The fusion report: what the pass saw, fused and rejected (with reasons), and how the
+//! e-graph run went. Data for tools (`--report json`) and text for people (`--explain`).
+
+use crate::ir::{Activation, Layout};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// What became of one candidate product `act(g) · u`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Rewritten into one `FusedGateUp` node.
+    Fused {
+        /// The nodes it replaced (the fused node takes the product's name).
+        replaced: Vec<String>,
+        /// Weight layout.
+        layout: Layout,
+        /// Whether it reads one merged gate_up weight in two halves.
+        merged: bool,
+        /// Whether gate and up carry biases.
+        biases: (bool, bool),
+    },
+    /// Left as it was.
+    Rejected {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One candidate.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Candidate {
+    /// The product node's name.
+    pub node: String,
+    /// The activation on its gate side.
+    pub activation: Activation,
+    /// What became of it.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// Wall times of the pass's phases, in milliseconds.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Timings {
+    /// Lowering the graph into the e-graph.
+    pub lower_ms: f64,
+    /// Equality saturation.
+    pub saturate_ms: f64,
+    /// Choosing what to fuse.
+    pub select_ms: f64,
+    /// Rewriting the graph.
+    pub lift_ms: f64,
+}
+
+/// The report of one run of the fusion pass.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct FusionReport {
+    /// Every candidate, in graph order.
+    pub candidates: Vec<Candidate>,
+    /// How many were fused.
+    pub fused: usize,
+    /// How many were left alone.
+    pub rejected: usize,
+    /// E-nodes at the end of saturation.
+    pub egraph_nodes: usize,
+    /// E-classes at the end of saturation.
+    pub egraph_classes: usize,
+    /// Saturation iterations.
+    pub iterations: usize,
+    /// Why saturation stopped (`saturated`, or the limit hit).
+    pub stop_reason: String,
+    /// How often each rule fired, over the run.
+    pub rules_applied: BTreeMap<String, usize>,
+    /// Phase timings.
+    pub timings: Timings,
+}
+
+impl FusionReport {
+    /// The report as text for people; `timings` adds the (run-dependent) times.
+    pub fn to_text(&self, timings: bool) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "fusion: {} candidate(s), {} fused, {} rejected",
+            self.candidates.len(),
+            self.fused,
+            self.rejected
+        );
+        for c in &self.candidates {
+            match &c.outcome {
+                Outcome::Fused { replaced, layout, merged, biases } => {
+                    let mut extra = vec![format!("{layout:?}").to_lowercase()];
+                    if *merged {
+                        extra.push("merged gate_up".into());
+                    }
+                    if biases.0 || biases.1 {
+                        extra.push("bias".into());
+                    }
+                    let _ = writeln!(
+                        s,
+                        "  fused    {} ({}, {}): replaced {}",
+                        c.node,
+                        c.activation.name(),
+                        extra.join(", "),
+                        replaced.join(", ")
+                    );
+                }
+                Outcome::Rejected { reason } => {
+                    let _ = writeln!(s, "  rejected {} ({}): {}", c.node, c.activation.name(), reason);
+                }
+            }
+        }
+        let _ = writeln!(
+            s,
+            "e-graph: {} nodes, {} classes, {} iteration(s), stopped: {}",
+            self.egraph_nodes, self.egraph_classes, self.iterations, self.stop_reason
+        );
+        let fired: Vec<String> =
+            self.rules_applied.iter().filter(|(_, &n)| n > 0).map(|(k, n)| format!("{k}×{n}")).collect();
+        let _ = writeln!(s, "rules fired: {}", if fired.is_empty() { "none".into() } else { fired.join(" ") });
+        if timings {
+            let t = &self.timings;
+            let _ = writeln!(
+                s,
+                "time: lower {:.2} ms, saturate {:.2} ms, select {:.2} ms, lift {:.2} ms",
+                t.lower_ms, t.saturate_ms, t.select_ms, t.lift_ms
+            );
+        }
+        s
+    }
+}

@@ -1,0 +1,106 @@
+//! Graph passes and the manager that runs them.
+//!
+//! A [`Pass`] transforms a [`Graph`] in place and returns a report (data, not log lines). The
+//! [`PassManager`], not each pass, verifies the graph after every pass (always in debug builds
+//! and tests, on request in release) and records before/after dumps when asked.
+
+pub mod dce;
+pub mod fusion;
+
+use crate::dump::{render, Format};
+use crate::ir::{Graph, GraphSummary};
+use crate::{Error, Result};
+use std::time::{Duration, Instant};
+
+/// What a pass reports about its run.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(tag = "pass", rename_all = "snake_case")]
+pub enum PassReport {
+    /// Dead-node elimination.
+    Dce(dce::DceReport),
+    /// The gated-FFN fusion.
+    Fusion(fusion::FusionReport),
+}
+
+/// A graph transformation.
+pub trait Pass {
+    /// Short name, used in reports and dumps (`fuse-gate-up`).
+    fn name(&self) -> &'static str;
+    /// Transforms the graph. Must keep what it computes; must keep every node's name.
+    fn run(&mut self, g: &mut Graph) -> Result<PassReport>;
+}
+
+/// One pass's run, as the manager saw it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PassRun {
+    /// The pass's name.
+    pub name: &'static str,
+    /// Wall time of the pass (verification excluded).
+    #[serde(serialize_with = "ser_ms")]
+    pub time: Duration,
+    /// The graph before.
+    pub before: GraphSummary,
+    /// The graph after.
+    pub after: GraphSummary,
+    /// The pass's own report.
+    pub report: PassReport,
+}
+
+fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1e3)
+}
+
+/// Runs passes in order, verifying between them.
+pub struct PassManager {
+    passes: Vec<Box<dyn Pass>>,
+    /// Verify after every pass (on by default in debug builds and tests).
+    pub verify_each: bool,
+    /// Record a dump of the graph before and after every pass in this format.
+    pub dump: Option<Format>,
+    /// The dumps recorded: (pass name, before, after).
+    pub dumps: Vec<(&'static str, String, String)>,
+}
+
+impl PassManager {
+    /// A manager over the given passes.
+    pub fn new(passes: Vec<Box<dyn Pass>>) -> Self {
+        PassManager { passes, verify_each: cfg!(debug_assertions), dump: None, dumps: vec![] }
+    }
+
+    /// The standard pipeline: gated-FFN fusion, then dead-node elimination.
+    pub fn standard() -> Self {
+        Self::new(vec![Box::new(fusion::FuseGateUp::default()), Box::new(dce::DeadNodeElimination)])
+    }
+
+    /// Runs every pass. The input is verified first (bad input is the caller's error); a
+    /// verification failure after a pass is a glufuse bug and says so.
+    pub fn run(&mut self, g: &mut Graph) -> Result<Vec<PassRun>> {
+        crate::verify::verify(g)?;
+        let mut runs = vec![];
+        for p in &mut self.passes {
+            let before = g.summary();
+            let dump_before = self.dump.map(|f| render(g, f)).transpose()?;
+            let t = Instant::now();
+            let report = p.run(g)?;
+            let time = t.elapsed();
+            if self.verify_each {
+                crate::verify::verify(g).map_err(|e| {
+                    Error::Internal(format!("the graph fails verification after pass '{}': {e}", p.name()))
+                })?;
+            }
+            if let (Some(f), Some(b)) = (self.dump, dump_before) {
+                self.dumps.push((p.name(), b, render(g, f)?));
+            }
+            runs.push(PassRun { name: p.name(), time, before, after: g.summary(), report });
+        }
+        Ok(runs)
+    }
+}
+
+/// The fusion report among a pipeline's runs, if the fusion pass ran.
+pub fn fusion_report(runs: &[PassRun]) -> Option<&fusion::FusionReport> {
+    runs.iter().find_map(|r| match &r.report {
+        PassReport::Fusion(f) => Some(f),
+        _ => None,
+    })
+}

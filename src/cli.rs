@@ -1,0 +1,371 @@
+//! The command line. `glufuse` alone runs the bundled default job; subcommands show, fuse,
+//! synthesise, interpret, generate WGSL for and run graphs. Exit codes: 0 success, 1 the job
+//! failed, 2 bad input or usage. Errors go to stderr; output files are written atomically
+//! and only once everything they depend on has succeeded.
+
+use crate::dump::{render, Format};
+use crate::files::{load_graph, write_atomic};
+use crate::interp::{self, Bindings, Tensor};
+use crate::ir::*;
+use crate::passes::{fusion_report, PassManager, PassRun};
+use crate::synth::{self, SynthOptions};
+use crate::{Error, Graph, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Finds gated FFNs in model graphs by equality saturation, fuses them, and runs them as WGSL.
+#[derive(Parser)]
+#[command(name = "glufuse", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum ReportFormat {
+    Json,
+    Text,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print a graph.
+    Show {
+        /// Graph file (.json or .onnx).
+        graph: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Run the pass pipeline (fusion, dead-node elimination) and write the result.
+    Fuse {
+        /// Graph file (.json or .onnx).
+        graph: PathBuf,
+        /// Write the fused graph here as JSON.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Write a dump of the graph before the passes here.
+        #[arg(long)]
+        before: Option<PathBuf>,
+        /// Write a dump of the graph after the passes here.
+        #[arg(long)]
+        after: Option<PathBuf>,
+        /// Format of the before/after dumps (and of stdout when no -o is given).
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Print the fusion report for people.
+        #[arg(long)]
+        explain: bool,
+        /// Print the fusion report for tools.
+        #[arg(long, value_enum)]
+        report: Option<ReportFormat>,
+    },
+    /// Write a synthetic Llama-style decoder graph.
+    Synth {
+        /// Decoder layers.
+        #[arg(long, default_value_t = 2)]
+        layers: usize,
+        /// Hidden size H.
+        #[arg(long, default_value_t = 64)]
+        hidden: u64,
+        /// FFN intermediate size I.
+        #[arg(long, default_value_t = 176)]
+        intermediate: u64,
+        /// Rows of x; omitted, the graph takes a symbolic `batch`.
+        #[arg(long)]
+        batch: Option<u64>,
+        /// Element type.
+        #[arg(long, value_enum, default_value = "f32")]
+        dtype: DTypeArg,
+        /// FFN weight layout: kn (ONNX MatMul) or nk (PyTorch Linear, through a Transpose).
+        #[arg(long, value_enum, default_value = "kn")]
+        layout: LayoutArg,
+        /// Opaque attention and norms, as in a real model (the graph then cannot run).
+        #[arg(long)]
+        opaque: bool,
+        /// Output file.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Run a graph on the CPU reference interpreter and print output summaries.
+    Interp {
+        /// Graph file (.json or .onnx).
+        graph: PathBuf,
+        #[command(flatten)]
+        io: RunInputs,
+    },
+    /// Time the fusion pass on synthetic decoder graphs.
+    BenchPass {
+        /// Layer counts to time.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32,128")]
+        layers: Vec<usize>,
+        /// Repetitions per size (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DTypeArg {
+    F32,
+    F16,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LayoutArg {
+    Kn,
+    Nk,
+}
+
+/// How inputs are given to `interp` and `run`.
+#[derive(clap::Args, Clone)]
+struct RunInputs {
+    /// An input from a .npy file, as NAME=FILE (repeatable). Inputs not given are seeded.
+    #[arg(long = "input", value_name = "NAME=FILE.npy")]
+    inputs: Vec<String>,
+    /// Size of a symbolic dim, as NAME=N (repeatable; unbound dims default to 1).
+    #[arg(long = "dim", value_name = "NAME=N")]
+    dims: Vec<String>,
+    /// Seed of generated inputs.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Write the first output as .npy here.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match dispatch(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        None => default_job(),
+        Some(Cmd::Show { graph, format }) => {
+            let g = load_graph(&graph)?;
+            print!("{}", render(&g, format)?);
+            Ok(())
+        }
+        Some(Cmd::Fuse { graph, output, before, after, format, explain, report }) => {
+            let mut g = load_graph(&graph)?;
+            let before_text = render(&g, format)?;
+            let mut pm = PassManager::standard();
+            pm.verify_each = true;
+            let runs = pm.run(&mut g)?;
+            let after_text = render(&g, format)?;
+            // Everything is computed; now write, each file atomically.
+            let mut writes: Vec<(&Path, Vec<u8>)> = vec![];
+            if let Some(p) = &output {
+                writes.push((p, crate::json::to_string(&g)?.into_bytes()));
+            }
+            if let Some(p) = &before {
+                writes.push((p, before_text.into_bytes()));
+            }
+            if let Some(p) = &after {
+                writes.push((p, after_text.clone().into_bytes()));
+            }
+            for (p, b) in writes {
+                write_atomic(p, &b)?;
+            }
+            let rep = fusion_report(&runs).cloned().unwrap_or_default();
+            match report {
+                Some(ReportFormat::Json) => {
+                    println!("{}", serde_json::to_string_pretty(&rep).map_err(|e| Error::Internal(e.to_string()))?)
+                }
+                Some(ReportFormat::Text) => print!("{}", rep.to_text(true)),
+                None if explain => print!("{}", rep.to_text(true)),
+                None if output.is_none() && after.is_none() => print!("{after_text}"),
+                None => {
+                    eprintln!("{}", summary_line(&runs));
+                }
+            }
+            Ok(())
+        }
+        Some(Cmd::Synth { layers, hidden, intermediate, batch, dtype, layout, opaque, output }) => {
+            let o = SynthOptions {
+                layers,
+                hidden,
+                intermediate,
+                batch,
+                dtype: match dtype {
+                    DTypeArg::F32 => DType::F32,
+                    DTypeArg::F16 => DType::F16,
+                },
+                executable: !opaque,
+                layout: match layout {
+                    LayoutArg::Kn => Layout::Kn,
+                    LayoutArg::Nk => Layout::Nk,
+                },
+            };
+            let g = synth::llama(&o)?;
+            write_atomic(&output, crate::json::to_string(&g)?.as_bytes())?;
+            eprintln!("wrote {}: {}", output.display(), g.summary());
+            Ok(())
+        }
+        Some(Cmd::Interp { graph, io }) => {
+            let g = load_graph(&graph)?;
+            let (inputs, _) = gather_inputs(&g, &io)?;
+            let outs = interp::run(&g, &inputs)?;
+            print_outputs(&g, &outs);
+            if let Some(p) = &io.output {
+                crate::files::write_npy(p, &outs[0])?;
+            }
+            Ok(())
+        }
+        Some(Cmd::BenchPass { layers, reps }) => bench_pass(&layers, reps),
+    }
+}
+
+fn summary_line(runs: &[PassRun]) -> String {
+    match (runs.first(), runs.last()) {
+        (Some(a), Some(b)) => format!("before: {}\nafter:  {}", a.before, b.after),
+        _ => String::new(),
+    }
+}
+
+/// Inputs for a run: those given as .npy files, the rest seeded; and the dim bindings.
+fn gather_inputs(g: &Graph, io: &RunInputs) -> Result<(HashMap<String, Tensor>, Bindings)> {
+    let mut b = Bindings::new();
+    for d in &io.dims {
+        let (k, v) = d.split_once('=').ok_or_else(|| Error::input(format!("--dim {d:?} must be NAME=N")))?;
+        let n: usize = v.parse().map_err(|_| Error::input(format!("--dim {d:?}: {v:?} is not a size")))?;
+        b.insert(k.to_string(), n);
+    }
+    let mut given = HashMap::new();
+    for spec in &io.inputs {
+        let (name, file) =
+            spec.split_once('=').ok_or_else(|| Error::input(format!("--input {spec:?} must be NAME=FILE.npy")))?;
+        let n = g
+            .find(name)
+            .filter(|&n| matches!(g.node(n).op, Op::Input))
+            .ok_or_else(|| Error::input(format!("--input {name:?}: the graph has no input of that name")))?;
+        let t = crate::files::read_npy(Path::new(file), &g.node(n).outputs[0])?;
+        interp::bind(&g.node(n).outputs[0], &t.shape, &mut b)
+            .map_err(|m| Error::input(format!("--input {name}: {m}")).in_file(Path::new(file)))?;
+        given.insert(name.to_string(), t);
+    }
+    // Unbound symbols default to 1.
+    for n in g.input_nodes() {
+        for d in &g.node(n).outputs[0].shape {
+            if let Dim::Sym(s) = d {
+                b.entry(s.clone()).or_insert(1);
+            }
+        }
+    }
+    let mut inputs = interp::seeded_inputs(g, &b, io.seed)?;
+    inputs.extend(given);
+    Ok((inputs, b))
+}
+
+fn stats(t: &Tensor) -> String {
+    let n = t.data.len().max(1) as f64;
+    let mean = t.data.iter().map(|&x| x as f64).sum::<f64>() / n;
+    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+    for &x in &t.data {
+        lo = lo.min(x);
+        hi = hi.max(x);
+    }
+    let head: Vec<String> = t.data.iter().take(4).map(|x| format!("{x:.5}")).collect();
+    format!("shape {:?} mean {mean:.6} min {lo:.5} max {hi:.5} first [{}]", t.shape, head.join(", "))
+}
+
+fn print_outputs(g: &Graph, outs: &[Tensor]) {
+    for (v, t) in g.outputs.iter().zip(outs) {
+        println!("  {}: {}", g.value_name(*v), stats(t));
+    }
+}
+
+/// Max absolute and relative error between two tensors (relative to the reference's scale).
+pub fn compare(got: &Tensor, want: &Tensor) -> (f64, f64) {
+    let scale = want.data.iter().fold(0.0f64, |m, &x| m.max((x as f64).abs())).max(1e-6);
+    let mut abs = 0.0f64;
+    for (a, b) in got.data.iter().zip(&want.data) {
+        abs = abs.max((*a as f64 - *b as f64).abs());
+    }
+    (abs, abs / scale)
+}
+
+fn layer0(text: &str) -> String {
+    text.lines().filter(|l| l.starts_with("%layers.0.")).map(|l| format!("  {l}\n")).collect()
+}
+
+fn default_job() -> Result<()> {
+    let o = SynthOptions::default();
+    let mut g = synth::default_model();
+    println!(
+        "glufuse: bundled default model, a synthetic Llama-style decoder ({} layers, H={}, I={}, {} rows, f32)",
+        o.layers,
+        o.hidden,
+        o.intermediate,
+        o.batch.unwrap_or(1)
+    );
+    let original = g.clone();
+    let before = crate::dump::text(&g)?;
+    let mut pm = PassManager::standard();
+    pm.verify_each = true;
+    let runs = pm.run(&mut g)?;
+    println!("\n== layer 0 before the passes ==\n{}", layer0(&before));
+    println!("== layer 0 after ==\n{}", layer0(&crate::dump::text(&g)?));
+    if let Some(r) = fusion_report(&runs) {
+        println!("== fusion report ==\n{}", r.to_text(true));
+    }
+    println!("{}\n", summary_line(&runs));
+    // The oracle: the fused graph computes what the original did.
+    let b = Bindings::new();
+    let inputs = interp::seeded_inputs(&original, &b, 7)?;
+    let want = interp::run(&original, &inputs)?;
+    let got = interp::run(&g, &inputs)?;
+    let (abs, rel) = compare(&got[0], &want[0]);
+    println!("CPU interpreter, fused vs original: max abs err {abs:.3e}, rel {rel:.3e}");
+    if rel > 1e-4 {
+        return Err(Error::Job(format!("the fused graph differs from the original (rel err {rel:.3e})")));
+    }
+    Ok(())
+}
+
+fn bench_pass(layers: &[usize], reps: usize) -> Result<()> {
+    println!(
+        "| layers | graph nodes | e-graph nodes | e-classes | iterations | fused | fuse time (median of {reps}) |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for &l in layers {
+        let base = synth::llama(&SynthOptions { layers: l, executable: false, ..Default::default() })?;
+        let mut times = vec![];
+        let mut last = None;
+        for _ in 0..reps.max(1) {
+            let mut g = base.clone();
+            let t = std::time::Instant::now();
+            let rep = crate::passes::fusion::fuse(&mut g, &Default::default())?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+            last = Some(rep);
+        }
+        times.sort_by(f64::total_cmp);
+        let rep = last.expect("reps >= 1");
+        println!(
+            "| {l} | {} | {} | {} | {} | {} | {:.2} ms |",
+            base.len(),
+            rep.egraph_nodes,
+            rep.egraph_classes,
+            rep.iterations,
+            rep.fused,
+            times[times.len() / 2]
+        );
+    }
+    Ok(())
+}

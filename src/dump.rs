@@ -1,0 +1,153 @@
+//! Human- and tool-readable dumps of a graph: an indented text listing, Graphviz DOT and
+//! Mermaid flowcharts. Output is deterministic (topological order, ties by index).
+
+use crate::ir::*;
+use crate::Result;
+use std::fmt::Write;
+
+/// Output formats of `show` and the before/after dumps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One line per node.
+    Text,
+    /// The `glufuse.graph/1` JSON format.
+    Json,
+    /// Graphviz DOT.
+    Dot,
+    /// A Mermaid flowchart.
+    Mermaid,
+}
+
+/// Renders a graph in the given format.
+pub fn render(g: &Graph, f: Format) -> Result<String> {
+    match f {
+        Format::Text => text(g),
+        Format::Json => crate::json::to_string(g),
+        Format::Dot => dot(g),
+        Format::Mermaid => mermaid(g),
+    }
+}
+
+/// Attributes of an op, compactly (`perm=[1,0]`, `silu kn`), for the dumps.
+pub fn op_label(op: &Op) -> String {
+    match op {
+        Op::Weight(WeightInit::None) => "Weight".into(),
+        Op::Weight(WeightInit::Data(_)) => "Weight(data)".into(),
+        Op::Weight(WeightInit::Random { seed, scale }) => format!("Weight(random seed={seed} scale={scale})"),
+        Op::Constant(v) if v.len() <= 4 => format!("Constant({v:?})"),
+        Op::Constant(v) => format!("Constant({} values)", v.len()),
+        Op::Unary(UnaryOp::GeluTanh) => "Gelu(tanh)".into(),
+        Op::Unary(UnaryOp::GeluErf) => "Gelu(erf)".into(),
+        Op::Transpose { perm } => format!("Transpose(perm={perm:?})"),
+        Op::Reshape { shape } => format!("Reshape({shape:?})"),
+        Op::Split { axis, sizes } => format!("Split(axis={axis}, sizes={sizes:?})"),
+        Op::Slice { axis, start, end } => format!("Slice(axis={axis}, {start}..{end})"),
+        Op::Concat { axis } => format!("Concat(axis={axis})"),
+        Op::Cast { to } => format!("Cast({to})"),
+        Op::FusedGateUp(f) => {
+            let mut s =
+                format!("FusedGateUp({}, {:?}", f.activation.name(), f.layout).replace("Kn", "kn").replace("Nk", "nk");
+            if f.gate_bias || f.up_bias {
+                let _ = write!(s, ", bias={}{}", if f.gate_bias { "g" } else { "" }, if f.up_bias { "u" } else { "" });
+            }
+            if f.gate_offset != 0 || f.up_offset != 0 {
+                let _ = write!(s, ", offsets={}/{}", f.gate_offset, f.up_offset);
+            }
+            s.push(')');
+            s
+        }
+        Op::Opaque { op_type, .. } => format!("Opaque({op_type})"),
+        op => op.kind().to_string(),
+    }
+}
+
+fn types(node: &Node) -> String {
+    node.outputs.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// One line per node: `%name: type = Op(attrs) %in1, %in2`.
+pub fn text(g: &Graph) -> Result<String> {
+    let mut s = String::new();
+    for n in g.topo_order()? {
+        let node = g.node(n);
+        let ins: Vec<String> = g.inputs(n).iter().map(|&v| format!("%{}", g.value_name(v))).collect();
+        let _ = write!(s, "%{}: {} = {}", node.name, types(node), op_label(&node.op));
+        if !ins.is_empty() {
+            let _ = write!(s, " {}", ins.join(", "));
+        }
+        if let Op::FusedGateUp(f) = &node.op {
+            if !f.replaced.is_empty() {
+                let _ = write!(s, "  # replaced {}", f.replaced.join(", "));
+            }
+        }
+        s.push('\n');
+    }
+    let outs: Vec<String> = g.outputs.iter().map(|&v| format!("%{}", g.value_name(v))).collect();
+    let _ = writeln!(s, "outputs: {}", outs.join(", "));
+    let _ = writeln!(s, "# {}", g.summary());
+    Ok(s)
+}
+
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// Graphviz DOT; fused nodes are filled, sources are drawn as boxes.
+pub fn dot(g: &Graph) -> Result<String> {
+    let order = g.topo_order()?;
+    let id: std::collections::HashMap<_, _> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    let mut s = String::from("digraph glufuse {\n  rankdir=TB;\n  node [shape=ellipse, fontname=\"monospace\"];\n");
+    for &n in &order {
+        let node = g.node(n);
+        let style = match node.op {
+            Op::FusedGateUp(_) => ", style=filled, fillcolor=\"#ffd27f\"",
+            Op::Input | Op::Weight(_) | Op::Constant(_) => ", shape=box",
+            Op::Opaque { .. } => ", style=dashed",
+            _ => "",
+        };
+        let _ = writeln!(
+            s,
+            "  n{} [label=\"{}\\n{}\\n{}\"{}];",
+            id[&n],
+            esc(&node.name),
+            esc(&op_label(&node.op)),
+            types(node),
+            style
+        );
+    }
+    for &n in &order {
+        for (slot, v) in g.inputs(n).iter().enumerate() {
+            let label = if g.node(v.node).outputs.len() > 1 {
+                format!(" [label=\"{}:{slot}\"]", v.output)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(s, "  n{} -> n{}{};", id[&v.node], id[&n], label);
+        }
+    }
+    s.push_str("}\n");
+    Ok(s)
+}
+
+/// A Mermaid flowchart (`flowchart TD`).
+pub fn mermaid(g: &Graph) -> Result<String> {
+    let order = g.topo_order()?;
+    let id: std::collections::HashMap<_, _> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    let mut s = String::from("flowchart TD\n");
+    for &n in &order {
+        let node = g.node(n);
+        let label = format!("{}<br/>{}<br/>{}", node.name, op_label(&node.op), types(node)).replace('"', "#quot;");
+        let (l, r) = match node.op {
+            Op::Input | Op::Weight(_) | Op::Constant(_) => ("[", "]"),
+            Op::FusedGateUp(_) => ("[[", "]]"),
+            _ => ("(", ")"),
+        };
+        let _ = writeln!(s, "  n{}{l}\"{label}\"{r}", id[&n]);
+    }
+    for &n in &order {
+        for v in g.inputs(n) {
+            let _ = writeln!(s, "  n{} --> n{}", id[&v.node], id[&n]);
+        }
+    }
+    Ok(s)
+}

@@ -1,0 +1,94 @@
+//! Reading graphs from files (by extension) and writing outputs atomically: every file the
+//! CLI writes goes to a temporary file in the same folder first and is renamed into place,
+//! so an error never leaves a partial file or clobbers an existing one.
+
+use crate::{Error, Graph, Result};
+use std::io::Write;
+use std::path::Path;
+
+/// Loads a graph from a `.json` file (or `.onnx`, where supported), verified.
+pub fn load_graph(path: &Path) -> Result<Graph> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let read = || std::fs::read(path).map_err(|e| Error::input(format!("cannot read: {e}")).in_file(path));
+    match ext.as_str() {
+        "onnx" => load_onnx(path, &read()?),
+        _ => {
+            let bytes = read()?;
+            let text = std::str::from_utf8(&bytes).map_err(|_| Error::input("not UTF-8 text").in_file(path))?;
+            crate::json::from_str(text).map_err(|e| e.in_file(path))
+        }
+    }
+}
+
+fn load_onnx(path: &Path, _bytes: &[u8]) -> Result<Graph> {
+    Err(Error::input("ONNX input is not supported by this build").in_file(path))
+}
+
+/// Writes `bytes` to `path` atomically (temp file in the same folder, then rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let werr = |e: std::io::Error| Error::Write { path: path.to_path_buf(), msg: e.to_string() };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(werr)?;
+    tmp.write_all(bytes).map_err(werr)?;
+    tmp.as_file().sync_all().map_err(werr)?;
+    tmp.persist(path).map_err(|e| werr(e.error))?;
+    Ok(())
+}
+
+/// Reads a `.npy` file as a tensor of the given graph type: its dtype must match (`<f4` for
+/// f32, `<f2` for f16), its shape must fit the type's dims, C order only.
+pub fn read_npy(path: &Path, want: &crate::ir::TensorType) -> Result<crate::interp::Tensor> {
+    use crate::ir::DType;
+    let bytes = std::fs::read(path).map_err(|e| Error::input(format!("cannot read: {e}")).in_file(path))?;
+    let bad = |m: String| Error::input(m).in_file(path);
+    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| bad(format!("not a valid .npy file: {e}")))?;
+    if npy.order() != npyz::Order::C {
+        return Err(bad("Fortran-ordered arrays are not supported; save with C order".into()));
+    }
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let descr = npy.dtype().descr();
+    let (elem, ok) = match want.dtype {
+        DType::F32 => (4u64, descr == "'<f4'"),
+        DType::F16 => (2u64, descr == "'<f2'"),
+        DType::I64 => (8u64, false),
+    };
+    if !ok {
+        return Err(bad(format!("holds dtype {descr}, but the graph input is {}", want.dtype)));
+    }
+    // The header's shape must be backed by data before anything is allocated for it.
+    let n = npy.shape().iter().try_fold(1u64, |a, &d| a.checked_mul(d));
+    if n.and_then(|n| n.checked_mul(elem)).is_none_or(|b| b > bytes.len() as u64) {
+        return Err(bad(format!("its header claims shape {shape:?}, more data than the file holds")));
+    }
+    let mut b = crate::interp::Bindings::new();
+    crate::interp::bind(want, &shape, &mut b)
+        .map_err(|m| bad(format!("shape {shape:?} does not fit the graph input: {m}")))?;
+    let data: Vec<f32> = match want.dtype {
+        DType::F16 => npy
+            .into_vec::<half::f16>()
+            .map_err(|e| bad(format!("cannot read the data: {e}")))?
+            .into_iter()
+            .map(f32::from)
+            .collect(),
+        _ => npy.into_vec::<f32>().map_err(|e| bad(format!("cannot read the data: {e}")))?,
+    };
+    crate::interp::Tensor::new(shape, data).map_err(|e| e.in_file(path))
+}
+
+/// Writes a tensor as a little-endian f32 `.npy` file, atomically.
+pub fn write_npy(path: &Path, t: &crate::interp::Tensor) -> Result<()> {
+    let mut buf = vec![];
+    let shape: Vec<u64> = t.shape.iter().map(|&d| d as u64).collect();
+    let io = |e: std::io::Error| Error::Internal(format!("encoding .npy: {e}"));
+    {
+        use npyz::WriterBuilder;
+        let mut w =
+            npyz::WriteOptions::<f32>::new().default_dtype().shape(&shape).writer(&mut buf).begin_nd().map_err(io)?;
+        w.extend(t.data.iter().copied()).map_err(io)?;
+        w.finish().map_err(io)?;
+    }
+    write_atomic(path, &buf)
+}

@@ -1,0 +1,365 @@
+//! The `glufuse.graph/1` JSON format: reading (strict: unknown versions, ops and fields are
+//! errors naming the node) and writing (nodes in topological order, round-trips exactly).
+//!
+//! ```json
+//! {"format": "glufuse.graph/1",
+//!  "nodes": [
+//!    {"name": "x", "op": "Input", "type": {"dtype": "f32", "shape": ["batch", 64]}},
+//!    {"name": "w", "op": "Weight", "type": {"dtype": "f32", "shape": [64, 176]},
+//!     "init": {"random": {"seed": 1, "scale": 0.125}}},
+//!    {"name": "h", "op": "MatMul", "inputs": ["x", "w"]}],
+//!  "outputs": ["h"]}
+//! ```
+//! `type` (or `outputs` for multi-output nodes) is required on inputs, weights, constants and
+//! opaque ops, optional elsewhere (inferred, and checked when given). Inputs refer to nodes by
+//! name, `name:k` for output k of a multi-output node.
+
+use crate::ir::*;
+use crate::verify::infer;
+use crate::{Error, Result};
+use serde::Deserialize;
+use serde_json::{json, Map, Value as J};
+use std::collections::{BTreeMap, HashMap};
+
+/// The format tag this version reads and writes.
+pub const FORMAT: &str = "glufuse.graph/1";
+
+#[derive(Deserialize)]
+#[serde(tag = "op", deny_unknown_fields)]
+enum OpJson {
+    Input,
+    Weight {
+        #[serde(default)]
+        init: Option<WeightInit>,
+    },
+    Constant {
+        value: Vec<f64>,
+    },
+    MatMul,
+    Neg,
+    Exp,
+    Sqrt,
+    Erf,
+    Tanh,
+    Sigmoid,
+    Relu,
+    Silu,
+    Gelu {
+        #[serde(default = "default_approx")]
+        approximate: String,
+    },
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Pow,
+    Transpose {
+        perm: Vec<usize>,
+    },
+    Reshape {
+        shape: Vec<i64>,
+    },
+    Split {
+        axis: i64,
+        sizes: Vec<u64>,
+    },
+    Slice {
+        axis: i64,
+        start: u64,
+        end: u64,
+    },
+    Concat {
+        axis: i64,
+    },
+    Cast {
+        to: DType,
+    },
+    FusedGateUp(FusedGateUp),
+    Opaque {
+        op_type: String,
+        #[serde(default)]
+        attrs: BTreeMap<String, J>,
+    },
+}
+
+fn default_approx() -> String {
+    "none".into()
+}
+
+fn op_from_json(o: OpJson) -> std::result::Result<Op, String> {
+    use BinaryOp as B;
+    use UnaryOp as U;
+    Ok(match o {
+        OpJson::Input => Op::Input,
+        OpJson::Weight { init } => Op::Weight(init.unwrap_or(WeightInit::None)),
+        OpJson::Constant { value } => Op::Constant(value),
+        OpJson::MatMul => Op::MatMul,
+        OpJson::Neg => Op::Unary(U::Neg),
+        OpJson::Exp => Op::Unary(U::Exp),
+        OpJson::Sqrt => Op::Unary(U::Sqrt),
+        OpJson::Erf => Op::Unary(U::Erf),
+        OpJson::Tanh => Op::Unary(U::Tanh),
+        OpJson::Sigmoid => Op::Unary(U::Sigmoid),
+        OpJson::Relu => Op::Unary(U::Relu),
+        OpJson::Silu => Op::Unary(U::Silu),
+        OpJson::Gelu { approximate } => match approximate.as_str() {
+            "tanh" => Op::Unary(U::GeluTanh),
+            "none" | "erf" => Op::Unary(U::GeluErf),
+            a => return Err(format!("Gelu approximate must be \"tanh\" or \"none\", not {a:?}")),
+        },
+        OpJson::Add => Op::Binary(B::Add),
+        OpJson::Sub => Op::Binary(B::Sub),
+        OpJson::Mul => Op::Binary(B::Mul),
+        OpJson::Div => Op::Binary(B::Div),
+        OpJson::Pow => Op::Binary(B::Pow),
+        OpJson::Transpose { perm } => Op::Transpose { perm },
+        OpJson::Reshape { shape } => Op::Reshape { shape },
+        OpJson::Split { axis, sizes } => Op::Split { axis, sizes },
+        OpJson::Slice { axis, start, end } => Op::Slice { axis, start, end },
+        OpJson::Concat { axis } => Op::Concat { axis },
+        OpJson::Cast { to } => Op::Cast { to },
+        OpJson::FusedGateUp(f) => Op::FusedGateUp(f),
+        OpJson::Opaque { op_type, attrs } => Op::Opaque { op_type, attrs },
+    })
+}
+
+/// The attributes of an op as JSON fields (everything but name, inputs and types).
+fn op_fields(op: &Op) -> Map<String, J> {
+    let mut m = Map::new();
+    m.insert("op".into(), J::from(op.kind()));
+    let mut put = |k: &str, v: J| {
+        m.insert(k.into(), v);
+    };
+    match op {
+        Op::Weight(WeightInit::None) => {}
+        Op::Weight(init) => put("init", serde_json::to_value(init).expect("serializable")),
+        Op::Constant(v) => put("value", json!(v)),
+        Op::Unary(UnaryOp::GeluTanh) => put("approximate", json!("tanh")),
+        Op::Unary(UnaryOp::GeluErf) => put("approximate", json!("none")),
+        Op::Transpose { perm } => put("perm", json!(perm)),
+        Op::Reshape { shape } => put("shape", json!(shape)),
+        Op::Split { axis, sizes } => {
+            put("axis", json!(axis));
+            put("sizes", json!(sizes));
+        }
+        Op::Slice { axis, start, end } => {
+            put("axis", json!(axis));
+            put("start", json!(start));
+            put("end", json!(end));
+        }
+        Op::Concat { axis } => put("axis", json!(axis)),
+        Op::Cast { to } => put("to", json!(to)),
+        Op::FusedGateUp(f) => {
+            if let J::Object(o) = serde_json::to_value(f).expect("serializable") {
+                for (k, v) in o {
+                    put(&k, v);
+                }
+            }
+        }
+        Op::Opaque { op_type, attrs } => {
+            put("op_type", json!(op_type));
+            if !attrs.is_empty() {
+                put("attrs", json!(attrs));
+            }
+        }
+        _ => {}
+    }
+    m
+}
+
+/// Writes a graph as a JSON value, nodes in topological order.
+pub fn to_json(g: &Graph) -> Result<J> {
+    let mut nodes = vec![];
+    for n in g.topo_order()? {
+        let node = g.node(n);
+        let mut m = Map::new();
+        m.insert("name".into(), J::from(node.name.clone()));
+        m.extend(op_fields(&node.op));
+        let ins = g.inputs(n);
+        if !ins.is_empty() {
+            m.insert("inputs".into(), J::from(ins.iter().map(|&v| g.value_name(v)).collect::<Vec<_>>()));
+        }
+        if node.outputs.len() == 1 {
+            m.insert("type".into(), serde_json::to_value(&node.outputs[0]).expect("serializable"));
+        } else {
+            m.insert("outputs".into(), serde_json::to_value(&node.outputs).expect("serializable"));
+        }
+        nodes.push(J::Object(m));
+    }
+    let outputs: Vec<String> = g.outputs.iter().map(|&v| g.value_name(v)).collect();
+    Ok(json!({"format": FORMAT, "nodes": nodes, "outputs": outputs}))
+}
+
+/// Writes a graph as pretty JSON text (ending in a newline).
+pub fn to_string(g: &Graph) -> Result<String> {
+    let mut s = serde_json::to_string_pretty(&to_json(g)?).map_err(|e| Error::Internal(e.to_string()))?;
+    s.push('\n');
+    Ok(s)
+}
+
+/// Reads a graph from JSON text and verifies it.
+pub fn from_str(text: &str) -> Result<Graph> {
+    let root: J = serde_json::from_str(text).map_err(|e| Error::input(format!("malformed JSON: {e}")))?;
+    let J::Object(mut top) = root else {
+        return Err(Error::input("the top level must be a JSON object"));
+    };
+    match top.remove("format") {
+        Some(J::String(f)) if f == FORMAT => {}
+        Some(J::String(f)) => {
+            return Err(Error::input(format!("unsupported format {f:?}; this glufuse reads {FORMAT:?}")))
+        }
+        _ => return Err(Error::input(format!("missing \"format\": \"{FORMAT}\""))),
+    }
+    let Some(J::Array(nodes)) = top.remove("nodes") else {
+        return Err(Error::input("missing \"nodes\" array"));
+    };
+    let outputs = match top.remove("outputs") {
+        Some(J::Array(o)) => o,
+        None => vec![],
+        Some(_) => return Err(Error::input("\"outputs\" must be an array of value names")),
+    };
+    if let Some(k) = top.keys().next() {
+        return Err(Error::input(format!("unknown top-level field {k:?}")));
+    }
+    // Parse every record first so that references can be checked for dangling names and
+    // cycles before anything is built.
+    struct Rec {
+        name: String,
+        op: Op,
+        inputs: Vec<String>,
+        declared: Vec<TensorType>,
+    }
+    let mut recs: Vec<Rec> = Vec::with_capacity(nodes.len());
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (i, node) in nodes.into_iter().enumerate() {
+        let J::Object(mut m) = node else {
+            return Err(Error::input(format!("node #{i} is not a JSON object")));
+        };
+        let name = match m.remove("name") {
+            Some(J::String(s)) if !s.is_empty() => s,
+            _ => return Err(Error::input(format!("node #{i} has no \"name\" string"))),
+        };
+        let err = |msg: String| Error::graph(&name, msg);
+        let inputs: Vec<String> = match m.remove("inputs") {
+            None => vec![],
+            Some(v) => {
+                serde_json::from_value(v).map_err(|e| err(format!("\"inputs\" must be a list of names: {e}")))?
+            }
+        };
+        let ty: Option<TensorType> = match m.remove("type") {
+            None => None,
+            Some(v) => Some(serde_json::from_value(v).map_err(|e| err(format!("bad \"type\": {e}")))?),
+        };
+        let outs: Option<Vec<TensorType>> = match m.remove("outputs") {
+            None => None,
+            Some(v) => Some(serde_json::from_value(v).map_err(|e| err(format!("bad \"outputs\": {e}")))?),
+        };
+        let declared = match (ty, outs) {
+            (Some(_), Some(_)) => return Err(err("give \"type\" or \"outputs\", not both".into())),
+            (Some(t), None) => vec![t],
+            (None, Some(o)) => o,
+            (None, None) => vec![],
+        };
+        let op_name = m.get("op").and_then(J::as_str).unwrap_or("").to_string();
+        let opj: OpJson = serde_json::from_value(J::Object(m)).map_err(|e| {
+            let s = e.to_string();
+            if s.contains("unknown variant") {
+                err(format!("unknown op {op_name:?}"))
+            } else if s.contains("missing field `op`") {
+                err("missing \"op\"".into())
+            } else {
+                err(format!("bad attributes for {op_name}: {s}"))
+            }
+        })?;
+        let op = op_from_json(opj).map_err(err)?;
+        if index.insert(name.clone(), i).is_some() {
+            return Err(err("a node with this name already exists".into()));
+        }
+        recs.push(Rec { name, op, inputs, declared });
+    }
+    let producer = |r: &str| -> Option<usize> {
+        index.get(r).copied().or_else(|| r.rsplit_once(':').and_then(|(n, _)| index.get(n).copied()))
+    };
+    let mut deps: Vec<Vec<usize>> = Vec::with_capacity(recs.len());
+    for rec in &recs {
+        let mut d = vec![];
+        for r in &rec.inputs {
+            d.push(
+                producer(r)
+                    .ok_or_else(|| Error::graph(&rec.name, format!("input {r:?} names no node in the graph")))?,
+            );
+        }
+        deps.push(d);
+    }
+    let order = topo_records(&deps).map_err(|cycle| {
+        let names: Vec<&str> = cycle.iter().map(|&i| recs[i].name.as_str()).collect();
+        Error::graph(&recs[cycle[0]].name, format!("the graph has a cycle: {}", names.join(" -> ")))
+    })?;
+    let mut g = Graph::new();
+    let mut recs: Vec<Option<Rec>> = recs.into_iter().map(Some).collect();
+    for i in order {
+        let Rec { name, op, inputs, declared } = recs[i].take().expect("each record is built once");
+        let err = |msg: String| Error::graph(&name, msg);
+        let mut vals = vec![];
+        for r in &inputs {
+            vals.push(g.resolve(r).ok_or_else(|| err(format!("input {r:?} names no output of that node")))?);
+        }
+        let tys: Vec<&TensorType> = vals.iter().map(|&v| g.ty(v)).collect();
+        let inferred = infer(&op, &tys, &declared).map_err(err)?;
+        if !declared.is_empty() && declared != inferred {
+            let show = |ts: &[TensorType]| ts.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ");
+            return Err(err(format!("declares type {} but its inputs give {}", show(&declared), show(&inferred))));
+        }
+        g.add_node(name, op, &vals, inferred)?;
+    }
+    for o in outputs {
+        let J::String(r) = o else {
+            return Err(Error::input("\"outputs\" must hold value names"));
+        };
+        let v = g.resolve(&r).ok_or_else(|| Error::input(format!("graph output {r:?} names no node")))?;
+        g.outputs.push(v);
+    }
+    crate::verify::verify(&g)?;
+    Ok(g)
+}
+
+/// Orders records so that producers come first (ties by file order). On a cycle, returns the
+/// records on it, in order.
+fn topo_records(deps: &[Vec<usize>]) -> std::result::Result<Vec<usize>, Vec<usize>> {
+    let n = deps.len();
+    let mut users: Vec<Vec<usize>> = vec![vec![]; n];
+    let mut indeg = vec![0usize; n];
+    for (i, d) in deps.iter().enumerate() {
+        for &p in d {
+            users[p].push(i);
+            indeg[i] += 1;
+        }
+    }
+    let mut ready: std::collections::BTreeSet<usize> = (0..n).filter(|&i| indeg[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for &u in &users[i] {
+            indeg[u] -= 1;
+            if indeg[u] == 0 {
+                ready.insert(u);
+            }
+        }
+    }
+    if order.len() == n {
+        return Ok(order);
+    }
+    // Walk producers among the stuck records until one repeats: that loop is a cycle.
+    let mut at = (0..n).find(|&i| indeg[i] > 0).expect("some record is stuck");
+    let mut path = vec![];
+    loop {
+        if let Some(pos) = path.iter().position(|&p| p == at) {
+            let mut cycle: Vec<usize> = path[pos..].to_vec();
+            cycle.reverse();
+            cycle.push(cycle[0]);
+            return Err(cycle);
+        }
+        path.push(at);
+        at = *deps[at].iter().find(|&&p| indeg[p] > 0).expect("a stuck record has a stuck producer");
+    }
+}

@@ -1,0 +1,5 @@
+//! The `glufuse` command line; see `glufuse --help` and `glufuse::cli`.
+
+fn main() {
+    std::process::exit(glufuse::cli::main());
+}
