@@ -93,10 +93,16 @@ impl<'de> Deserialize<'de> for Dim {
         #[serde(untagged)]
         enum Raw {
             N(u64),
+            I(i64),
             S(String),
+            Other(serde_json::Value),
         }
         match Raw::deserialize(d)? {
             Raw::N(n) => Ok(Dim::Fixed(n)),
+            Raw::I(i) => Err(serde::de::Error::custom(format!("dimension {i} is negative"))),
+            Raw::Other(v) => Err(serde::de::Error::custom(format!(
+                "dimension {v} is neither a non-negative integer nor a symbol name"
+            ))),
             Raw::S(s) if is_symbol(&s) => Ok(Dim::Sym(s)),
             Raw::S(s) => Err(serde::de::Error::custom(format!(
                 "dimension {s:?} is neither a non-negative integer nor a symbol name"

@@ -136,7 +136,8 @@ pub fn fuse(g: &mut Graph, limits: &Limits) -> Result<FusionReport> {
         trial.push(&plan);
         let (c, still) = select::total_cost(g, &trial);
         let reg = select::region(g, &plan);
-        let duplicated = reg.iter().any(|n| *n != plan.root.node && still.contains(n));
+        let duplicated =
+            reg.iter().any(|&n| n != plan.root.node && still.contains(&n) && g.node(n).op.launches_kernel());
         if duplicated {
             outcomes.push((name.clone(), act, Err(select::shared_reason(g, &plan, &still))));
         } else if c >= cost {

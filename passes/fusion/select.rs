@@ -254,7 +254,7 @@ pub fn total_cost(g: &Graph, plans: &[&Plan]) -> (f64, HashSet<NodeIndex>) {
     (cost, seen_nodes)
 }
 
-/// The nodes between a plan's root and its operands (the root included).
+/// The nodes between a plan's root and its operands (the root and constants included).
 pub fn region(g: &Graph, p: &Plan) -> Vec<NodeIndex> {
     let stop: HashSet<NodeIndex> = p.operands().iter().map(|v| v.node).collect();
     let mut seen = HashSet::new();
@@ -263,12 +263,11 @@ pub fn region(g: &Graph, p: &Plan) -> Vec<NodeIndex> {
         if stop.contains(&n) || !seen.insert(n) {
             continue;
         }
-        if g.node(n).op.is_source() {
-            continue;
-        }
         stack.extend(g.inputs(n).iter().map(|v| v.node));
     }
-    let mut r: Vec<_> = seen.into_iter().filter(|n| !g.node(*n).op.is_source()).collect();
+    // Scalar constants the activation reads belong to the region; inputs and weights never.
+    let mut r: Vec<_> =
+        seen.into_iter().filter(|n| matches!(g.node(*n).op, Op::Constant(_)) || !g.node(*n).op.is_source()).collect();
     r.sort();
     r
 }
@@ -280,7 +279,7 @@ pub fn shared_reason(g: &Graph, p: &Plan, still: &HashSet<NodeIndex>) -> String 
     let inside: HashSet<NodeIndex> = reg.iter().copied().collect();
     let mut parts = vec![];
     for &n in &reg {
-        if n == p.root.node || !still.contains(&n) {
+        if n == p.root.node || !still.contains(&n) || !g.node(n).op.launches_kernel() {
             continue;
         }
         let node = g.node(n);

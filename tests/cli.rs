@@ -1,0 +1,174 @@
+//! The command line as users meet it: each command on the test graphs, exit codes, and bad
+//! inputs that must give a clear error naming the node or file, exit code 2, no output file
+//! and no panic.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn glufuse(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_glufuse")).args(args).output().expect("runs")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+fn graph(name: &str) -> String {
+    common::root().join("tests/graphs").join(format!("{name}.json")).to_string_lossy().into_owned()
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[test]
+fn every_bad_input_fails_cleanly_with_a_reviewed_message() {
+    let dir = common::root().join("tests/bad");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert!(files.len() >= 10);
+    let out_dir = tmp();
+    for f in files {
+        let stem = f.file_stem().unwrap().to_string_lossy().into_owned();
+        let out = out_dir.path().join(format!("{stem}.out.json"));
+        let o = glufuse(&["fuse", f.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{stem}: exit code; stderr: {err}");
+        assert!(!out.exists(), "{stem}: an output file was written");
+        assert!(!err.contains("panicked"), "{stem}: {err}");
+        assert!(err.contains(f.file_name().unwrap().to_str().unwrap()), "{stem}: error must name the file: {err}");
+        let msg = err.replace(dir.to_str().unwrap(), "tests/bad");
+        insta::assert_snapshot!(format!("bad__{stem}"), msg);
+    }
+}
+
+#[test]
+fn a_failed_fuse_leaves_an_existing_output_untouched() {
+    let d = tmp();
+    let out = d.path().join("out.json");
+    std::fs::write(&out, "precious").unwrap();
+    let bad = common::root().join("tests/bad/cycle.json");
+    let o = glufuse(&["fuse", bad.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious");
+}
+
+#[test]
+fn missing_file_and_usage_errors_exit_2() {
+    let o = glufuse(&["show", "/no/such/file.json"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("/no/such/file.json"));
+    assert_eq!(glufuse(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(glufuse(&["fuse"]).status.code(), Some(2));
+}
+
+#[test]
+fn fuse_writes_graph_and_dumps() {
+    let d = tmp();
+    let (out, before, after) = (d.path().join("f.json"), d.path().join("b.dot"), d.path().join("a.dot"));
+    let o = glufuse(&[
+        "fuse",
+        &graph("decoder_2_layers"),
+        "-o",
+        out.to_str().unwrap(),
+        "--before",
+        before.to_str().unwrap(),
+        "--after",
+        after.to_str().unwrap(),
+        "--format",
+        "dot",
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let fused = glufuse::files::load_graph(&out).unwrap();
+    assert_eq!(fused.summary().fused, 2);
+    assert!(std::fs::read_to_string(&before).unwrap().starts_with("digraph"));
+    let a = std::fs::read_to_string(&after).unwrap();
+    assert!(a.contains("FusedGateUp(silu, kn)"), "{a}");
+}
+
+#[test]
+fn fuse_explain_and_json_report() {
+    let o = glufuse(&["fuse", &graph("nofuse_shared_gate"), "--explain"]);
+    let (out, _) = text(&o);
+    assert!(o.status.success());
+    assert!(out.contains("rejected mul (silu): 'gate_proj' is also used by 'side'"), "{out}");
+    let o = glufuse(&["fuse", &graph("merged_split"), "--report", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["fused"], 1);
+    assert_eq!(v["candidates"][0]["outcome"], "fused");
+    assert_eq!(v["candidates"][0]["merged"], true);
+    assert_eq!(v["stop_reason"], "saturated");
+}
+
+#[test]
+fn show_formats() {
+    for (fmt, start) in [("text", "%x:"), ("json", "{"), ("dot", "digraph"), ("mermaid", "flowchart TD")] {
+        let o = glufuse(&["show", &graph("swiglu_bias"), "--format", fmt]);
+        assert!(o.status.success());
+        assert!(text(&o).0.starts_with(start), "{fmt}");
+    }
+}
+
+#[test]
+fn synth_then_fuse_and_interp() {
+    let d = tmp();
+    let p = d.path().join("s.json");
+    let o = glufuse(&[
+        "synth",
+        "--layers",
+        "3",
+        "--hidden",
+        "16",
+        "--intermediate",
+        "40",
+        "--batch",
+        "2",
+        "-o",
+        p.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = glufuse(&["fuse", p.to_str().unwrap(), "--explain"]);
+    assert!(text(&o).0.contains("3 candidate(s), 3 fused"));
+    let o = glufuse(&["interp", p.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert!(text(&o).0.contains("layers.2.mlp_residual: shape [2, 16]"), "{:?}", text(&o));
+    // Opaque attention loads and fuses, but cannot be interpreted: a clear job error.
+    let q = d.path().join("o.json");
+    assert!(glufuse(&["synth", "--layers", "2", "--opaque", "-o", q.to_str().unwrap()]).status.success());
+    let o = glufuse(&["fuse", q.to_str().unwrap(), "--explain"]);
+    assert!(text(&o).0.contains("2 fused"));
+    let o = glufuse(&["interp", q.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("opaque op 'RMSNorm' cannot be executed"), "{:?}", text(&o));
+}
+
+#[test]
+fn interp_reads_and_writes_npy() {
+    let d = tmp();
+    let x = d.path().join("x.npy");
+    let t = glufuse::interp::Tensor::new(vec![3, 8], (0..24).map(|i| i as f32 / 24.0).collect()).unwrap();
+    glufuse::files::write_npy(&x, &t).unwrap();
+    let out = d.path().join("y.npy");
+    let spec = format!("x={}", x.display());
+    let o = glufuse(&["interp", &graph("swiglu_silu_op"), "--input", &spec, "--output", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let ty = glufuse::ir::TensorType::new(glufuse::ir::DType::F32, glufuse::ir::shape_of(&[3, 8]));
+    assert_eq!(glufuse::files::read_npy(&out, &ty).unwrap().shape, vec![3, 8]);
+    // Wrong shape: exit 2 naming the file.
+    let wrong = d.path().join("w.npy");
+    glufuse::files::write_npy(&wrong, &glufuse::interp::Tensor::new(vec![2, 8], vec![0.0; 16]).unwrap()).unwrap();
+    let o = glufuse(&["interp", &graph("swiglu_silu_op"), "--input", &format!("x={}", wrong.display())]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("w.npy"), "{:?}", text(&o));
+}
+
+#[test]
+fn default_job_runs() {
+    let o = glufuse(&[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("4 candidate(s), 4 fused"), "{out}");
+    assert!(out.contains("fused vs original"), "{out}");
+}

@@ -1,0 +1,43 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use glufuse::interp::{self, Bindings};
+use glufuse::Graph;
+use std::path::PathBuf;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every `tests/graphs/*.json`, sorted by name, as (stem, path).
+pub fn graph_files() -> Vec<(String, PathBuf)> {
+    let mut v: Vec<_> = std::fs::read_dir(root().join("tests/graphs"))
+        .expect("tests/graphs exists")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), p))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Dims bound for graphs with symbolic sizes.
+pub fn bindings() -> Bindings {
+    [("batch".to_string(), 2usize), ("seq".to_string(), 3usize)].into_iter().collect()
+}
+
+/// Runs two graphs on the same seeded inputs and returns the max error relative to the
+/// reference's largest magnitude, over all outputs.
+pub fn rel_diff(reference: &Graph, other: &Graph, seed: u64) -> f64 {
+    let inputs = interp::seeded_inputs(reference, &bindings(), seed).expect("inputs");
+    let a = interp::run(reference, &inputs).expect("reference runs");
+    let b = interp::run(other, &inputs).expect("other runs");
+    assert_eq!(a.len(), b.len(), "output counts differ");
+    let mut worst = 0.0f64;
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.shape, y.shape, "output shapes differ");
+        worst = worst.max(glufuse::cli::compare(y, x).1);
+    }
+    worst
+}

@@ -1,0 +1,121 @@
+//! The fusion pass on every graph of `tests/graphs/`: the number of fusions each must get,
+//! snapshots of the graph before and after and of the report, and the interpreter's word
+//! that the fused graph computes what the original did.
+
+mod common;
+
+use glufuse::dump::{render, Format};
+use glufuse::passes::{fusion_report, PassManager};
+use glufuse::verify::verify;
+
+/// Fusions expected in each test graph.
+const EXPECTED: &[(&str, usize)] = &[
+    ("decoder_2_layers", 2),
+    ("decoder_3_layers_nk", 3),
+    ("f16_symbolic_batch", 1),
+    ("geglu_erf_expanded", 1),
+    ("geglu_erf_op", 1),
+    ("geglu_tanh_cube_consts_left", 1),
+    ("geglu_tanh_cube_half_first", 1),
+    ("geglu_tanh_op", 1),
+    ("geglu_tanh_pow_half_last", 1),
+    ("merged_slices_nk", 1),
+    ("merged_split", 1),
+    ("merged_split_gate_second", 1),
+    ("nofuse_broadcast_up", 0),
+    ("nofuse_different_inputs", 0),
+    ("nofuse_gate_is_output", 0),
+    ("nofuse_gelu_mlp_no_gate", 0),
+    ("nofuse_mixed_layouts", 0),
+    ("nofuse_shared_gate", 0),
+    ("reglu_batched_3d", 1),
+    ("reglu_op", 1),
+    ("swiglu_act_on_right", 1),
+    ("swiglu_bias", 1),
+    ("swiglu_div_exp", 1),
+    ("swiglu_mul_recip", 1),
+    ("swiglu_mul_sigmoid", 1),
+    ("swiglu_nk_transpose", 1),
+    ("swiglu_sigmoid_mul", 1),
+    ("swiglu_silu_op", 1),
+];
+
+#[test]
+fn every_graph_has_an_expectation() {
+    let files: Vec<String> = common::graph_files().into_iter().map(|(n, _)| n).collect();
+    let listed: Vec<String> = EXPECTED.iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(files, listed, "tests/graphs and EXPECTED must list the same graphs");
+}
+
+#[test]
+fn fusion_counts_snapshots_and_equivalence() {
+    for (name, path) in common::graph_files() {
+        let want = EXPECTED.iter().find(|(n, _)| *n == name).map(|(_, k)| *k).expect("listed");
+        let original = glufuse::files::load_graph(&path).expect("loads");
+        let mut g = original.clone();
+        let mut pm = PassManager::standard();
+        pm.verify_each = true;
+        let runs = pm.run(&mut g).unwrap_or_else(|e| panic!("{name}: {e}"));
+        verify(&g).expect("fused graph verifies");
+        let rep = fusion_report(&runs).expect("fusion ran");
+        assert_eq!(rep.fused, want, "{name}: fused count\n{}", rep.to_text(false));
+        assert_eq!(g.summary().fused, want, "{name}: FusedGateUp nodes in the graph");
+        // Every original name survives or is listed as replaced by a fused node.
+        let mut replaced = std::collections::HashSet::new();
+        for n in g.g.node_indices() {
+            if let glufuse::ir::Op::FusedGateUp(f) = &g.node(n).op {
+                replaced.extend(f.replaced.iter().cloned());
+            }
+        }
+        for n in original.g.node_indices() {
+            let nm = &original.node(n).name;
+            assert!(g.find(nm).is_some() || replaced.contains(nm), "{name}: node '{nm}' vanished");
+        }
+        let diff = common::rel_diff(&original, &g, 11);
+        let tol = if name.starts_with("f16") { 2e-3 } else { 1e-5 };
+        assert!(diff <= tol, "{name}: fused output differs from the original by {diff:e}");
+        let snap = format!(
+            "== before ==\n{}\n== after ==\n{}\n== report ==\n{}",
+            render(&original, Format::Text).unwrap(),
+            render(&g, Format::Text).unwrap(),
+            rep.to_text(false)
+        );
+        insta::assert_snapshot!(format!("fusion__{name}"), snap);
+    }
+}
+
+#[test]
+fn json_round_trips_exactly() {
+    for (name, path) in common::graph_files() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let g = glufuse::json::from_str(&text).unwrap();
+        assert_eq!(glufuse::json::to_string(&g).unwrap(), text, "{name}: re-serialised text differs");
+        // And the fused graph round-trips too.
+        let mut f = g.clone();
+        PassManager::standard().run(&mut f).unwrap();
+        let once = glufuse::json::to_string(&f).unwrap();
+        let again = glufuse::json::to_string(&glufuse::json::from_str(&once).unwrap()).unwrap();
+        assert_eq!(once, again, "{name}: fused graph does not round-trip");
+    }
+}
+
+#[test]
+fn dot_and_mermaid_snapshots() {
+    let path = common::root().join("tests/graphs/swiglu_nk_transpose.json");
+    let mut g = glufuse::files::load_graph(&path).unwrap();
+    insta::assert_snapshot!("dot_before", render(&g, Format::Dot).unwrap());
+    PassManager::standard().run(&mut g).unwrap();
+    insta::assert_snapshot!("dot_after", render(&g, Format::Dot).unwrap());
+    insta::assert_snapshot!("mermaid_after", render(&g, Format::Mermaid).unwrap());
+}
+
+#[test]
+fn fusion_is_deterministic() {
+    let path = common::root().join("tests/graphs/decoder_3_layers_nk.json");
+    let run = || {
+        let mut g = glufuse::files::load_graph(&path).unwrap();
+        let runs = PassManager::standard().run(&mut g).unwrap();
+        (glufuse::json::to_string(&g).unwrap(), fusion_report(&runs).unwrap().to_text(false))
+    };
+    assert_eq!(run(), run());
+}
