@@ -95,6 +95,33 @@ enum Cmd {
         #[command(flatten)]
         io: RunInputs,
     },
+    /// Write one WGSL file per kernel of the (fused) graph, plus manifest.json.
+    Wgsl {
+        /// Graph file (.json or .onnx).
+        graph: PathBuf,
+        /// Output folder (created if missing).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Generate for the graph as given, without the passes.
+        #[arg(long)]
+        unfused: bool,
+        /// Size of a symbolic dim, as NAME=N (repeatable; unbound dims default to 1).
+        #[arg(long = "dim", value_name = "NAME=N")]
+        dims: Vec<String>,
+    },
+    /// Run a graph on the GPU (after the passes, unless --unfused).
+    Run {
+        /// Graph file (.json or .onnx).
+        graph: PathBuf,
+        #[command(flatten)]
+        io: RunInputs,
+        /// Run the graph as given, without the passes.
+        #[arg(long)]
+        unfused: bool,
+        /// Compare against the CPU interpreter on the original graph; fail past tolerance.
+        #[arg(long)]
+        check: bool,
+    },
     /// Time the fusion pass on synthetic decoder graphs.
     BenchPass {
         /// Layer counts to time.
@@ -229,6 +256,62 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Cmd::BenchPass { layers, reps }) => bench_pass(&layers, reps),
+        Some(Cmd::Wgsl { graph, output, unfused, dims }) => {
+            let mut g = load_graph(&graph)?;
+            if !unfused {
+                PassManager::standard().run(&mut g)?;
+            }
+            let io = RunInputs { inputs: vec![], dims, seed: 0, output: None };
+            let (_, b) = gather_inputs(&g, &io)?;
+            let kernels = crate::codegen::generate(&g, &b, &crate::codegen::Target::default())?;
+            // Everything is generated and validated before the first file is written.
+            std::fs::create_dir_all(&output).map_err(|e| Error::Write { path: output.clone(), msg: e.to_string() })?;
+            for (i, k) in kernels.iter().enumerate() {
+                write_atomic(&output.join(crate::codegen::file_name(i, &k.source().name)), k.source().wgsl.as_bytes())?;
+            }
+            let manifest = serde_json::to_string_pretty(&crate::codegen::manifest(&kernels))
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            write_atomic(&output.join("manifest.json"), manifest.as_bytes())?;
+            println!("wrote {} kernels to {}", kernels.len(), output.display());
+            Ok(())
+        }
+        Some(Cmd::Run { graph, io, unfused, check }) => {
+            let original = load_graph(&graph)?;
+            let mut g = original.clone();
+            if !unfused {
+                PassManager::standard().run(&mut g)?;
+            }
+            let (inputs, b) = gather_inputs(&g, &io)?;
+            let gpu = crate::runtime::Gpu::new()?;
+            let exe = crate::runtime::Executable::new(&gpu, &g, &b)?;
+            let outs = exe.run(&inputs)?;
+            println!("adapter: {}", gpu.describe());
+            println!(
+                "graph: {} ({}), {} dispatches",
+                graph.display(),
+                if unfused { "unfused" } else { "fused" },
+                exe.dispatch_count()
+            );
+            print_outputs(&g, &outs);
+            if check {
+                let want = interp::run(&original, &inputs)?;
+                let tol = check_tolerance(&original);
+                for ((v, got), want) in g.outputs.iter().zip(&outs).zip(&want) {
+                    let (abs, rel) = compare(got, want);
+                    println!("  check {}: max abs err {abs:.3e}, rel {rel:.3e} (tolerance {tol:e})", g.value_name(*v));
+                    if rel > tol {
+                        return Err(Error::Job(format!(
+                            "GPU output '{}' differs from the interpreter: rel err {rel:.3e} > {tol:e}",
+                            g.value_name(*v)
+                        )));
+                    }
+                }
+            }
+            if let Some(p) = &io.output {
+                crate::files::write_npy(p, &outs[0])?;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -301,6 +384,17 @@ pub fn compare(got: &Tensor, want: &Tensor) -> (f64, f64) {
     (abs, abs / scale)
 }
 
+/// Relative tolerance of GPU against interpreter: f32 math on both sides, so differences
+/// come from summation order and transcendental functions; f16 graphs round more.
+pub fn check_tolerance(g: &Graph) -> f64 {
+    let f16 = g.g.node_indices().any(|n| g.node(n).outputs.iter().any(|t| t.dtype == DType::F16));
+    if f16 {
+        2e-3
+    } else {
+        1e-4
+    }
+}
+
 fn layer0(text: &str) -> String {
     text.lines().filter(|l| l.starts_with("%layers.0.")).map(|l| format!("  {l}\n")).collect()
 }
@@ -335,6 +429,30 @@ fn default_job() -> Result<()> {
     println!("CPU interpreter, fused vs original: max abs err {abs:.3e}, rel {rel:.3e}");
     if rel > 1e-4 {
         return Err(Error::Job(format!("the fused graph differs from the original (rel err {rel:.3e})")));
+    }
+    // The GPU: both graphs, through WGSL validated by naga, against the interpreter.
+    let gpu = match crate::runtime::Gpu::new() {
+        Ok(gpu) => gpu,
+        Err(e) => {
+            println!("\nGPU: none available ({e}); skipped the GPU run. Everything above ran on the CPU.");
+            return Ok(());
+        }
+    };
+    println!("\nGPU: {}", gpu.describe());
+    for (label, graph) in [("original", &original), ("fused", &g)] {
+        let exe = crate::runtime::Executable::new(&gpu, graph, &b)?;
+        let outs = exe.run(&inputs)?;
+        let (abs, rel) = compare(&outs[0], &want[0]);
+        println!(
+            "  {label:8}: {:3} kernels (WGSL validated by naga), {:3} dispatches per run; vs interpreter: max abs err {abs:.3e}, rel {rel:.3e}",
+            exe.kernels().len(),
+            exe.dispatch_count()
+        );
+        if rel > 1e-4 {
+            return Err(Error::Job(format!(
+                "the GPU run of the {label} graph differs from the interpreter (rel {rel:.3e})"
+            )));
+        }
     }
     Ok(())
 }

@@ -19,12 +19,15 @@
 
 pub mod builder;
 pub mod cli;
+#[path = "../codegen/mod.rs"]
+pub mod codegen;
 pub mod dump;
 mod error;
 pub mod files;
 pub mod interp;
 pub mod ir;
 pub mod json;
+pub mod runtime;
 pub mod synth;
 pub mod verify;
 

@@ -41,3 +41,18 @@ pub fn rel_diff(reference: &Graph, other: &Graph, seed: u64) -> f64 {
     }
     worst
 }
+
+/// The GPU, or `None` with a message saying why the test skips. Under `REQUIRE_GPU=1` (CI)
+/// a missing adapter fails the test instead.
+pub fn gpu() -> Option<glufuse::runtime::Gpu> {
+    match glufuse::runtime::Gpu::new() {
+        Ok(g) => Some(g),
+        Err(e) if std::env::var("REQUIRE_GPU").is_ok_and(|v| v == "1") => {
+            panic!("REQUIRE_GPU=1 but no GPU adapter is available: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: no GPU adapter ({e}); set REQUIRE_GPU=1 to make this a failure");
+            None
+        }
+    }
+}
