@@ -20,8 +20,8 @@ pub fn load_graph(path: &Path) -> Result<Graph> {
     }
 }
 
-fn load_onnx(path: &Path, _bytes: &[u8]) -> Result<Graph> {
-    Err(Error::input("ONNX input is not supported by this build").in_file(path))
+fn load_onnx(path: &Path, bytes: &[u8]) -> Result<Graph> {
+    crate::onnx::load(path, bytes)
 }
 
 /// Writes `bytes` to `path` atomically (temp file in the same folder, then rename).

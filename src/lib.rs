@@ -27,6 +27,7 @@ pub mod files;
 pub mod interp;
 pub mod ir;
 pub mod json;
+pub mod onnx;
 pub mod runtime;
 pub mod synth;
 pub mod verify;

@@ -1,0 +1,72 @@
+"""Writes the hostile ONNX files of tests/bad_onnx/ (run: python3 tests/bad_onnx/make.py).
+
+Each file is small and broken in one way; tests/onnx.rs checks that loading it gives a clear
+error naming the file and exit code 2. Needs the `onnx` and `numpy` Python packages; the
+files are committed, so the test suite does not.
+"""
+import os
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+here = os.path.dirname(os.path.abspath(__file__))
+src = os.path.join(here, "..", "data", "onnx", "llama_mlp_dynamo.onnx")
+good = open(src, "rb").read()
+
+
+def write(name, data):
+    with open(os.path.join(here, name), "wb") as f:
+        f.write(data)
+
+
+def mlp(init):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g", [x], [y], [init])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+
+
+write("truncated.onnx", good[: len(good) // 2])
+write("garbage.onnx", bytes(range(256)) * 7)
+# raw_data shorter than dims say
+t = numpy_helper.from_array(np.ones((4, 2), np.float32), "w")
+t.raw_data = t.raw_data[:12]
+write("initializer_length.onnx", mlp(t).SerializeToString())
+# a header claiming a 1e12-element tensor with almost no data
+t = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[1000000, 1000000], raw_data=b"\0" * 8)
+write("huge_dims.onnx", mlp(t).SerializeToString())
+# external data that escapes the model's folder, and external data that is missing
+for name, loc in [("external_escape.onnx", "../../secret.bin"), ("external_absolute.onnx", "/etc/passwd"), ("external_missing.onnx", "missing.bin")]:
+    t = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[4, 2])
+    t.data_location = TensorProto.EXTERNAL
+    t.external_data.add(key="location", value=loc)
+    write(name, mlp(t).SerializeToString())
+# an old opset
+m = mlp(numpy_helper.from_array(np.ones((4, 2), np.float32), "w"))
+m.opset_import[0].version = 11
+write("old_opset.onnx", m.SerializeToString())
+# a MatMul whose shapes disagree
+m = mlp(numpy_helper.from_array(np.ones((3, 2), np.float32), "w"))
+write("shape_mismatch.onnx", m.SerializeToString())
+# an op glufuse does not model whose output has no declared type
+x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+g = helper.make_graph([helper.make_node("Softmax", ["x"], ["s"], name="sm"), helper.make_node("Relu", ["s"], ["y"], name="r")], "g", [x], [y])
+write("untyped_opaque.onnx", helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
+
+# Two good files: weights in an external file, and weights in the typed float_data field.
+extra = os.path.join(here, "..", "data", "onnx_extra")
+os.makedirs(extra, exist_ok=True)
+w = np.arange(8, dtype=np.float32).reshape(4, 2) / 8
+with open(os.path.join(extra, "external_ok.bin"), "wb") as f:
+    f.write(b"\0" * 16 + w.tobytes())
+t = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[4, 2])
+t.data_location = TensorProto.EXTERNAL
+t.external_data.add(key="location", value="external_ok.bin")
+t.external_data.add(key="offset", value="16")
+t.external_data.add(key="length", value="32")
+with open(os.path.join(extra, "external_ok.onnx"), "wb") as f:
+    f.write(mlp(t).SerializeToString())
+t = helper.make_tensor("w", TensorProto.FLOAT, [4, 2], w.flatten().tolist())
+with open(os.path.join(extra, "typed_fields.onnx"), "wb") as f:
+    f.write(mlp(t).SerializeToString())

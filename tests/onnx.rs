@@ -1,0 +1,144 @@
+//! ONNX models as PyTorch exports them (tests/data/onnx, copied from the shared set with their
+//! onnxruntime references): each loads, fuses as many FFNs as it has, and runs on the GPU,
+//! fused and unfused, matching onnxruntime. Hostile files fail cleanly.
+
+mod common;
+
+use glufuse::files::{load_graph, read_npy};
+use glufuse::passes::{fusion_report, PassManager};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+fn data(f: &str) -> PathBuf {
+    common::root().join("tests/data/onnx").join(f)
+}
+
+/// Gated FFNs in each model (from tests/data/onnx/README.md).
+const MODELS: &[(&str, usize)] = &[
+    ("llama_mlp_dynamo", 1),
+    ("llama_mlp_ts", 1),
+    ("phi3_mlp_dynamo", 1),
+    ("gemma_mlp_dynamo", 1),
+    ("glu_gelu_erf_dynamo", 1),
+    ("glu_silu_bias_dynamo", 1),
+    ("gpt2_mlp_ts", 0),
+    ("llama_model_dynamo", 2),
+];
+
+#[test]
+fn every_model_loads_and_fuses_as_its_readme_says() {
+    for (m, want) in MODELS {
+        let mut g = load_graph(&data(&format!("{m}.onnx"))).unwrap_or_else(|e| panic!("{m}: {e}"));
+        let mut pm = PassManager::standard();
+        pm.verify_each = true;
+        let runs = pm.run(&mut g).unwrap();
+        let rep = fusion_report(&runs).unwrap();
+        assert_eq!(rep.fused, *want, "{m}\n{}", rep.to_text(false));
+        assert_eq!(rep.rejected, 0, "{m}\n{}", rep.to_text(false));
+    }
+}
+
+#[test]
+fn whole_llama_model_loads_fuses_and_dumps() {
+    let mut g = load_graph(&data("llama_model_dynamo.onnx")).unwrap();
+    let before = g.summary();
+    assert!(before.opaque > 0, "attention and norms stay opaque");
+    let runs = PassManager::standard().run(&mut g).unwrap();
+    let rep = fusion_report(&runs).unwrap();
+    insta::assert_snapshot!("onnx_llama_model_report", rep.to_text(false));
+    for f in [glufuse::dump::Format::Text, glufuse::dump::Format::Dot, glufuse::dump::Format::Json] {
+        assert!(!glufuse::dump::render(&g, f).unwrap().is_empty());
+    }
+    // JSON of the fused model reads back to the same graph.
+    let j = glufuse::json::to_string(&g).unwrap();
+    assert_eq!(glufuse::json::to_string(&glufuse::json::from_str(&j).unwrap()).unwrap(), j);
+    // Its opaque ops cannot run: a clear error naming one.
+    let e = glufuse::interp::run(&g, &HashMap::new()).unwrap_err().to_string();
+    assert!(e.contains("input_ids") || e.contains("opaque"), "{e}");
+}
+
+#[test]
+fn mlp_models_match_onnxruntime_on_cpu_and_gpu() {
+    let gpu = common::gpu();
+    for (m, _) in MODELS.iter().filter(|(m, _)| m.contains("mlp")) {
+        let original = load_graph(&data(&format!("{m}.onnx"))).unwrap();
+        let mut fused = original.clone();
+        PassManager::standard().run(&mut fused).unwrap();
+        let xn = original.input_nodes()[0];
+        let x = read_npy(&data(&format!("ref/{m}.x.npy")), &original.node(xn).outputs[0]).unwrap();
+        let out_ty = original.ty(original.outputs[0]).clone();
+        let want = read_npy(&data(&format!("ref/{m}.out.npy")), &out_ty).unwrap();
+        let inputs: HashMap<_, _> = [(original.node(xn).name.clone(), x)].into_iter().collect();
+        for (label, g) in [("unfused", &original), ("fused", &fused)] {
+            let cpu = glufuse::interp::run(g, &inputs).unwrap();
+            let (_, rel) = glufuse::cli::compare(&cpu[0], &want);
+            assert!(rel < 1e-4, "{m} {label} interpreter vs onnxruntime: rel {rel:e}");
+            if let Some(gpu) = &gpu {
+                let exe = glufuse::runtime::Executable::new(gpu, g, &Default::default()).unwrap();
+                let out = exe.run(&inputs).unwrap();
+                let (_, rel) = glufuse::cli::compare(&out[0], &want);
+                assert!(rel < 1e-4, "{m} {label} GPU vs onnxruntime: rel {rel:e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn external_data_and_typed_fields_load() {
+    let dir = common::root().join("tests/data/onnx_extra");
+    let want: Vec<f32> = (0..8).map(|i| i as f32 / 8.0).collect();
+    for f in ["external_ok.onnx", "typed_fields.onnx"] {
+        let g = load_graph(&dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        let w = g.find("w").unwrap();
+        match &g.node(w).op {
+            glufuse::ir::Op::Weight(glufuse::ir::WeightInit::Data(d)) => assert_eq!(d, &want, "{f}"),
+            op => panic!("{f}: w is {op:?}"),
+        }
+    }
+}
+
+#[test]
+fn hostile_files_fail_cleanly() {
+    let dir = common::root().join("tests/bad_onnx");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10);
+    let mut msgs = String::new();
+    for f in files {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_glufuse"))
+            .args(["show", f.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).replace(dir.to_str().unwrap(), "tests/bad_onnx");
+        assert_eq!(o.status.code(), Some(2), "{}: {err}", f.display());
+        assert!(!err.contains("panicked"), "{err}");
+        msgs.push_str(&err);
+    }
+    insta::assert_snapshot!("onnx_hostile_files", msgs);
+}
+
+#[test]
+fn npy_of_wrong_dtype_or_shape_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let model = data("llama_mlp_dynamo.onnx");
+    let f64_file = d.path().join("x64.npy");
+    npyz::to_file_1d(&f64_file, vec![0.0f64; 512]).unwrap();
+    let wrong_shape = d.path().join("xs.npy");
+    glufuse::files::write_npy(&wrong_shape, &glufuse::interp::Tensor::new(vec![2, 64], vec![0.0; 128]).unwrap())
+        .unwrap();
+    let garbage = d.path().join("g.npy");
+    std::fs::write(&garbage, b"\x93NUMPY garbage").unwrap();
+    for (f, needle) in [(&f64_file, "dtype '<f8'"), (&wrong_shape, "does not fit"), (&garbage, "not a valid .npy")] {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_glufuse"))
+            .args(["interp", model.to_str().unwrap(), "--input", &format!("x={}", f.display())])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(needle) && err.contains(f.file_name().unwrap().to_str().unwrap()), "{err}");
+    }
+}
