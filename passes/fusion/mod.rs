@@ -121,30 +121,28 @@ pub fn fuse(g: &mut Graph, limits: &Limits) -> Result<FusionReport> {
         found.push((v, act, plan));
     }
     let mut accepted: Vec<Plan> = vec![];
-    let (mut cost, _) = select::total_cost(g, &[]);
+    let mut freed_before: HashSet<petgraph::stable_graph::NodeIndex> = HashSet::new();
+    let mut read_by_fused: HashSet<Value> = HashSet::new();
     let mut outcomes: Vec<(String, Activation, std::result::Result<usize, String>)> = vec![];
     for (v, act, plan) in found {
         let name = g.node(v.node).name.clone();
         let plan = match plan {
             Ok(p) => p,
             Err(reason) => {
-                outcomes.push((name.clone(), act, Err(reason)));
+                outcomes.push((name, act, Err(reason)));
                 continue;
             }
         };
-        let mut trial: Vec<&Plan> = accepted.iter().collect();
-        trial.push(&plan);
-        let (c, still) = select::total_cost(g, &trial);
-        let reg = select::region(g, &plan);
-        let duplicated =
-            reg.iter().any(|&n| n != plan.root.node && still.contains(&n) && g.node(n).op.launches_kernel());
+        let eff = select::effect(g, &plan, &freed_before, &read_by_fused);
+        let duplicated = eff.still.iter().any(|&n| g.node(n).op.launches_kernel());
         if duplicated {
-            outcomes.push((name.clone(), act, Err(select::shared_reason(g, &plan, &still))));
-        } else if c >= cost {
-            outcomes.push((name.clone(), act, Err(format!("fusing would not lower the cost ({c:.0} vs {cost:.0})"))));
+            outcomes.push((name, act, Err(select::shared_reason(g, &plan, &eff.still))));
+        } else if eff.delta >= 0.0 {
+            outcomes.push((name, act, Err(format!("fusing would not lower the cost (change {:+.0})", eff.delta))));
         } else {
-            cost = c;
-            outcomes.push((name.clone(), act, Ok(accepted.len())));
+            freed_before.extend(eff.freed);
+            read_by_fused.extend(plan.operands());
+            outcomes.push((name, act, Ok(accepted.len())));
             accepted.push(plan);
         }
     }

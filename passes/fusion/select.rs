@@ -230,28 +230,50 @@ fn plan_cost(g: &Graph, p: &Plan) -> f64 {
     LAUNCH_COST + vbytes(g, p.x) + part(&p.w_gate) + part(&p.w_up) + biases + vbytes(g, p.root)
 }
 
-/// The graph's cost with the given plans applied, counting each needed node once. Also
-/// returns the set of nodes still computed.
-pub fn total_cost(g: &Graph, plans: &[&Plan]) -> (f64, HashSet<NodeIndex>) {
-    let by_root: HashMap<Value, &Plan> = plans.iter().map(|p| (p.root, *p)).collect();
-    let mut seen_nodes = HashSet::new();
-    let mut seen_plans = HashSet::new();
-    let mut cost = 0.0;
-    let mut stack: Vec<Value> = g.outputs.clone();
-    while let Some(v) = stack.pop() {
-        if let Some(p) = by_root.get(&v) {
-            if seen_plans.insert(v) {
-                cost += plan_cost(g, p);
-                stack.extend(p.operands());
+/// The effect of applying a plan, worked out on its region alone (so that trying every
+/// candidate stays linear in the graph): which region nodes it frees, which it leaves
+/// computed because something outside still reads them, and the change in cost.
+pub struct Effect {
+    /// Region nodes no longer computed once the plan is applied (the root included).
+    pub freed: Vec<NodeIndex>,
+    /// Region nodes still computed for other readers.
+    pub still: HashSet<NodeIndex>,
+    /// Cost after minus cost before (negative: cheaper).
+    pub delta: f64,
+}
+
+/// Evaluates a plan given the nodes already freed by accepted plans and the values those
+/// plans' fused nodes read.
+pub fn effect(g: &Graph, p: &Plan, freed_before: &HashSet<NodeIndex>, read_by_fused: &HashSet<Value>) -> Effect {
+    let reg = region(g, p);
+    let mut freed: HashSet<NodeIndex> = HashSet::from([p.root.node]);
+    // Consumers before producers: walk until nothing more frees up.
+    loop {
+        let mut changed = false;
+        for &n in reg.iter().rev() {
+            if freed.contains(&n) {
+                continue;
             }
-            continue;
+            let outs = g.node(n).outputs.len();
+            let needed = (0..outs).map(|k| Value { node: n, output: k }).any(|v| {
+                g.is_output(v)
+                    || read_by_fused.contains(&v)
+                    || g.users(v).iter().any(|(u, _)| !freed.contains(u) && !freed_before.contains(u))
+            });
+            if !needed {
+                freed.insert(n);
+                changed = true;
+            }
         }
-        if seen_nodes.insert(v.node) {
-            cost += node_cost(g, v.node);
-            stack.extend(g.inputs(v.node));
+        if !changed {
+            break;
         }
     }
-    (cost, seen_nodes)
+    let still: HashSet<NodeIndex> = reg.iter().copied().filter(|n| !freed.contains(n)).collect();
+    let saved: f64 = freed.iter().map(|&n| node_cost(g, n)).sum();
+    let mut freed: Vec<NodeIndex> = freed.into_iter().collect();
+    freed.sort();
+    Effect { freed, still, delta: plan_cost(g, p) - saved }
 }
 
 /// The nodes between a plan's root and its operands (the root and constants included).
