@@ -11,6 +11,7 @@
 //! feature needed). Math is f32 throughout; projections accumulate in f32.
 
 mod elementwise;
+pub mod fast;
 mod proj;
 
 use crate::interp::{concrete, Bindings};

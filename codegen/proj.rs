@@ -11,7 +11,7 @@
 //! per row tile; x is read from global memory (cached) as it is small.
 
 use super::elementwise::read;
-use super::{act_call, dims, module, packed_f16, Binding, KernelSource, Target, MATH, WORKGROUP};
+use super::{act_call, dims, fast, module, packed_f16, Binding, KernelSource, Target, MATH, WORKGROUP};
 use crate::interp::Bindings;
 use crate::ir::*;
 use crate::{Error, Graph, Result};
@@ -31,7 +31,48 @@ struct Spec {
     fused: Option<FusedGateUp>,
 }
 
+/// Picks the kernel for a projection: the tiled GEMM past 8 rows, the vector GEMV when the
+/// weight rows allow 16-byte loads, the scalar template otherwise.
 fn generate(g: &Graph, name: String, ins: &[Value], out: Value, s: &Spec, t: &Target) -> Result<KernelSource> {
+    let f16 = packed_f16(g, ins[1]);
+    let fused_bias = |present: bool, i: usize| present.then(|| (g.value_name(ins[i]), packed_f16(g, ins[i])));
+    let (b_gate, b_up) = match &s.fused {
+        Some(f) => (fused_bias(f.gate_bias, 3), fused_bias(f.up_bias, 3 + f.gate_bias as usize)),
+        None => (None, None),
+    };
+    let shape = fast::ProjShape {
+        rows: s.rows,
+        k: s.k,
+        n: s.n,
+        n_total: s.n_total,
+        layout: s.layout,
+        f16,
+        fused: s.fused.clone(),
+        merged: s.fused.is_some() && ins[1] == ins[2],
+    };
+    let values = fast::ProjValues {
+        x: g.value_name(ins[0]),
+        w_gate: g.value_name(ins[1]),
+        w_up: s.fused.as_ref().map(|_| g.value_name(ins[2])),
+        b_gate,
+        b_up,
+        out: g.value_name(out),
+    };
+    let same_dtype = s.fused.is_none() || packed_f16(g, ins[2]) == f16;
+    if same_dtype && s.rows > 8 {
+        return fast::gemm(name, &shape, &values, t);
+    }
+    if same_dtype && shape.gemv_fits() {
+        return match s.layout {
+            Layout::Kn => fast::gemv_kn(name, &shape, &values, t),
+            Layout::Nk => fast::gemv_nk(name, &shape, &values, t),
+        };
+    }
+    scalar(g, name, ins, out, s, t)
+}
+
+/// The scalar template: any alignment, any mix of weight storage.
+fn scalar(g: &Graph, name: String, ins: &[Value], out: Value, s: &Spec, t: &Target) -> Result<KernelSource> {
     let tm = s.rows.min(TM);
     let (tn, lanes) = match s.layout {
         Layout::Kn => (64usize, 4usize),

@@ -122,6 +122,30 @@ enum Cmd {
         #[arg(long)]
         check: bool,
     },
+    /// Time fused against unfused gate/up kernels on the GPU (timestamp queries).
+    Bench {
+        /// Shapes as HxI, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "896x4864,2048x11008,4096x14336")]
+        shapes: Vec<String>,
+        /// Rows of x (tokens), comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,128,512")]
+        rows: Vec<u64>,
+        /// Weight element types, comma-separated.
+        #[arg(long, value_delimiter = ',', value_enum, default_value = "f32,f16")]
+        dtypes: Vec<DTypeArg>,
+        /// Weight layout.
+        #[arg(long, value_enum, default_value = "kn")]
+        layout: LayoutArg,
+        /// Repetitions recorded back to back per submission.
+        #[arg(long, default_value_t = 20)]
+        reps: usize,
+        /// Submissions per measurement (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        samples: usize,
+        /// Also write the rows as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Time the fusion pass on synthetic decoder graphs.
     BenchPass {
         /// Layer counts to time.
@@ -133,7 +157,7 @@ enum Cmd {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, ValueEnum, Debug)]
 enum DTypeArg {
     F32,
     F16,
@@ -256,6 +280,42 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Cmd::BenchPass { layers, reps }) => bench_pass(&layers, reps),
+        Some(Cmd::Bench { shapes, rows, dtypes, layout, reps, samples, json }) => {
+            let mut parsed = vec![];
+            for s in &shapes {
+                let (h, i) = s
+                    .split_once(['x', '×'])
+                    .and_then(|(h, i)| Some((h.trim().parse::<u64>().ok()?, i.trim().parse::<u64>().ok()?)))
+                    .ok_or_else(|| Error::input(format!("--shapes: {s:?} is not HxI")))?;
+                parsed.push((h, i));
+            }
+            let o = crate::bench::BenchOptions {
+                shapes: parsed,
+                rows,
+                dtypes: dtypes
+                    .iter()
+                    .map(|d| match d {
+                        DTypeArg::F32 => DType::F32,
+                        DTypeArg::F16 => DType::F16,
+                    })
+                    .collect(),
+                layout: match layout {
+                    LayoutArg::Kn => Layout::Kn,
+                    LayoutArg::Nk => Layout::Nk,
+                },
+                reps,
+                samples,
+            };
+            let gpu = crate::runtime::Gpu::new()?;
+            eprintln!("benchmarking on {}", gpu.describe());
+            let (table, rows) = crate::bench::run(&gpu, &o, |line| eprint!("{line}"))?;
+            println!("{table}");
+            if let Some(p) = json {
+                let j = serde_json::to_string_pretty(&rows).map_err(|e| Error::Internal(e.to_string()))?;
+                write_atomic(&p, j.as_bytes())?;
+            }
+            Ok(())
+        }
         Some(Cmd::Wgsl { graph, output, unfused, dims }) => {
             let mut g = load_graph(&graph)?;
             if !unfused {

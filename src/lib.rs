@@ -17,6 +17,7 @@
 //! # use glufuse::passes;
 //! ```
 
+pub mod bench;
 pub mod builder;
 pub mod cli;
 #[path = "../codegen/mod.rs"]

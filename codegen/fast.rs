@@ -1,0 +1,463 @@
+//! The fast projection kernels: decode GEMVs (a few rows of x) with 16-byte weight loads for
+//! both layouts, and a tiled GEMM for prefill. Each is written once for `x·W` and for the
+//! fused gated unit (two accumulators, activation·up product in the epilogue), so fused
+//! against unfused measures the fusion and nothing else.
+//!
+//! - `gemv-kn` (`W [K, N]`): a thread owns one 16-byte group of adjacent columns (4 f32 or
+//!   8 f16) and a share of k; adjacent threads read adjacent groups of one row of W, so each
+//!   warp reads whole 128-byte lines. The k-lanes of a workgroup are summed by a tree in
+//!   workgroup memory.
+//! - `gemv-nk` (`W [N, K]`): a warp (32 lanes) owns one output feature and reads its row of W
+//!   along k in 16-byte loads; the lanes are summed by a tree in workgroup memory.
+//! - `gemm`: 64×64 output tiles, k in steps of 16 through workgroup memory, 4×4 outputs per
+//!   thread in registers (per accumulator), bounds-checked loads for any size.
+//!
+//! Every weight element is read once per kernel in the GEMVs, and once per 64-row tile of x
+//! in the GEMM.
+
+use super::{act_call, module, Binding, KernelSource, Target, MATH, WORKGROUP};
+use crate::ir::*;
+use crate::{Error, Result};
+use std::fmt::Write;
+
+/// What a projection kernel computes, with every size known.
+#[derive(Clone, Debug)]
+pub struct ProjShape {
+    /// Rows of x.
+    pub rows: usize,
+    /// Inner dim K (= H).
+    pub k: usize,
+    /// Output features written (= I).
+    pub n: usize,
+    /// Output features the weight holds (its N in its layout).
+    pub n_total: usize,
+    /// Weight layout.
+    pub layout: Layout,
+    /// Weights are packed f16.
+    pub f16: bool,
+    /// The fused node, or None for a plain `x·W`.
+    pub fused: Option<FusedGateUp>,
+    /// Gate and up read one merged weight (bound once).
+    pub merged: bool,
+}
+
+impl ProjShape {
+    fn na(&self) -> usize {
+        if self.fused.is_some() {
+            2
+        } else {
+            1
+        }
+    }
+    fn offsets(&self) -> (usize, usize) {
+        self.fused.as_ref().map_or((0, 0), |f| (f.gate_offset as usize, f.up_offset as usize))
+    }
+    /// Columns one 16-byte load covers.
+    fn vc(&self) -> usize {
+        if self.f16 {
+            8
+        } else {
+            4
+        }
+    }
+    /// Whether the decode GEMV applies: few rows and 16-byte aligned weight rows.
+    pub fn gemv_fits(&self) -> bool {
+        let (go, uo) = self.offsets();
+        let vc = self.vc();
+        self.rows <= 8
+            && match self.layout {
+                Layout::Kn => self.n_total % vc == 0 && self.n % vc == 0 && go % vc == 0 && uo % vc == 0,
+                Layout::Nk => self.k % vc == 0,
+            }
+    }
+}
+
+/// Binding declarations: name, writable, WGSL element type.
+struct Binds {
+    decls: Vec<(String, bool, String)>,
+    bindings: Vec<Binding>,
+}
+
+impl Binds {
+    fn push(&mut self, name: &str, write: bool, elem: &str, value: String, packed: bool) {
+        self.decls.push((name.into(), write, elem.into()));
+        self.bindings.push(Binding { value, write, packed_f16: packed });
+    }
+    fn header(&self) -> String {
+        let mut s = String::new();
+        for (i, (n, w, e)) in self.decls.iter().enumerate() {
+            let access = if *w { "read_write" } else { "read" };
+            let _ = writeln!(s, "@group(0) @binding({i}) var<storage, {access}> {n}: array<{e}>;");
+        }
+        s
+    }
+}
+
+/// Names of the values bound: x, weights, biases, output.
+pub struct ProjValues {
+    /// x.
+    pub x: String,
+    /// Gate (or the only) weight.
+    pub w_gate: String,
+    /// Up weight (fused, unmerged).
+    pub w_up: Option<String>,
+    /// Gate bias and whether it is packed f16.
+    pub b_gate: Option<(String, bool)>,
+    /// Up bias and whether it is packed f16.
+    pub b_up: Option<(String, bool)>,
+    /// Output.
+    pub out: String,
+}
+
+fn binds(s: &ProjShape, v: &ProjValues, x_elem: &str, w_elem: &str) -> Binds {
+    let mut b = Binds { decls: vec![], bindings: vec![] };
+    b.push("x", false, x_elem, v.x.clone(), false);
+    b.push("w_gate", false, w_elem, v.w_gate.clone(), s.f16);
+    if let (Some(_), false, Some(u)) = (&s.fused, s.merged, &v.w_up) {
+        b.push("w_up", false, w_elem, u.clone(), s.f16);
+    }
+    if let Some((g, p)) = &v.b_gate {
+        b.push("b_gate", false, if *p { "u32" } else { "f32" }, g.clone(), *p);
+    }
+    if let Some((u, p)) = &v.b_up {
+        b.push("b_up", false, if *p { "u32" } else { "f32" }, u.clone(), *p);
+    }
+    b.push("out0", true, "f32", v.out.clone(), false);
+    b
+}
+
+fn bias_read(name: &str, idx: &str, packed: bool) -> String {
+    super::elementwise::read(name, idx, packed)
+}
+
+/// The epilogue value for column expression `col` given sums `g` and `u`.
+fn epilogue(s: &ProjShape, v: &ProjValues, g: &str, u: &str, col: &str) -> String {
+    let (go, uo) = s.offsets();
+    match &s.fused {
+        None => g.to_string(),
+        Some(f) => {
+            let gb = v
+                .b_gate
+                .as_ref()
+                .map_or(String::new(), |(_, p)| format!(" + {}", bias_read("b_gate", &format!("{col} + {go}u"), *p)));
+            let ub = v
+                .b_up
+                .as_ref()
+                .map_or(String::new(), |(_, p)| format!(" + {}", bias_read("b_up", &format!("{col} + {uo}u"), *p)));
+            format!("{} * ({u}{ub})", act_call(f.activation, &format!("{g}{gb}")))
+        }
+    }
+}
+
+fn up_name(s: &ProjShape) -> &'static str {
+    if s.merged {
+        "w_gate"
+    } else {
+        "w_up"
+    }
+}
+
+/// Loads 16 bytes of weight at vector index `idx` as one or two vec4<f32>.
+fn load16(s: &ProjShape, w: &str, idx: &str) -> (String, Option<String>) {
+    if s.f16 {
+        let q = format!("{w}[{idx}]");
+        (
+            format!("vec4<f32>(unpack2x16float({q}.x), unpack2x16float({q}.y))"),
+            Some(format!("vec4<f32>(unpack2x16float({q}.z), unpack2x16float({q}.w))")),
+        )
+    } else {
+        (format!("{w}[{idx}]"), None)
+    }
+}
+
+fn finish(
+    name: String,
+    kind: &str,
+    b: &Binds,
+    prelude: &str,
+    body: &str,
+    workgroups: [u64; 2],
+    t: &Target,
+) -> Result<KernelSource> {
+    let max = t.max_workgroups_per_dim as u64;
+    if workgroups.iter().any(|&w| w > max) {
+        return Err(Error::Gpu(format!(
+            "'{name}' needs {workgroups:?} workgroups, past this device's limit of {max} per dimension"
+        )));
+    }
+    let mut wgsl = b.header();
+    wgsl.push_str(&module(&[], WORKGROUP, prelude, body));
+    Ok(KernelSource {
+        name,
+        kind: kind.into(),
+        wgsl,
+        bindings: b.bindings.clone(),
+        workgroups: [workgroups[0] as u32, workgroups[1] as u32, 1],
+    })
+}
+
+/// Decode GEMV, `[K, N]` weights.
+pub fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Result<KernelSource> {
+    let (na, vc, tm) = (s.na(), s.vc(), s.rows);
+    let (go, uo) = s.offsets();
+    // Columns per workgroup: as many as keep at least 256 workgroups busy, from 32 vectors down.
+    let groups_per_wg = [32usize, 16, 8, 4].into_iter().find(|&gpw| s.n.div_ceil(gpw * vc) >= 256).unwrap_or(4);
+    let lanes = WORKGROUP as usize / groups_per_wg;
+    let cw = groups_per_wg * vc;
+    let w_elem = if s.f16 { "vec4<u32>" } else { "vec4<f32>" };
+    let b = binds(s, v, "f32", w_elem);
+    let row_vec = s.n_total / vc; // vectors per weight row
+    let mut body = String::new();
+    let _ = writeln!(body, "    let g = lid % {groups_per_wg}u;\n    let lane = lid / {groups_per_wg}u;\n    let col = wg.x * {cw}u + g * {vc}u;\n    let live = col < {}u;", s.n);
+    let halves = if s.f16 { 2 } else { 1 };
+    for r in 0..tm {
+        for a in 0..na {
+            for h in 0..halves {
+                let _ = writeln!(body, "    var acc{r}_{a}_{h} = vec4<f32>(0.0);");
+            }
+        }
+    }
+    let _ = writeln!(body, "    if (live) {{");
+    let _ = writeln!(body, "        for (var k = lane; k < {}u; k = k + {lanes}u) {{", s.k);
+    let (g0, g1) = load16(s, "w_gate", &format!("k * {row_vec}u + (col + {go}u) / {vc}u"));
+    let _ = writeln!(body, "            let wg0 = {g0};");
+    if let Some(g1) = &g1 {
+        let _ = writeln!(body, "            let wg1 = {g1};");
+    }
+    if na == 2 {
+        let (u0, u1) = load16(s, up_name(s), &format!("k * {row_vec}u + (col + {uo}u) / {vc}u"));
+        let _ = writeln!(body, "            let wu0 = {u0};");
+        if let Some(u1) = &u1 {
+            let _ = writeln!(body, "            let wu1 = {u1};");
+        }
+    }
+    for r in 0..tm {
+        let _ = writeln!(body, "            let x{r} = x[{}u + k];", r * s.k);
+        for h in 0..halves {
+            let _ = writeln!(body, "            acc{r}_0_{h} = fma(vec4<f32>(x{r}), wg{h}, acc{r}_0_{h});");
+            if na == 2 {
+                let _ = writeln!(body, "            acc{r}_1_{h} = fma(vec4<f32>(x{r}), wu{h}, acc{r}_1_{h});");
+            }
+        }
+    }
+    let _ = writeln!(body, "        }}\n    }}");
+    // Per row: every accumulator into workgroup memory, tree over the lanes, epilogue.
+    let slots = na * halves;
+    for r in 0..tm {
+        for a in 0..na {
+            for h in 0..halves {
+                let _ = writeln!(body, "    red[{}u + lid] = acc{r}_{a}_{h};", (a * halves + h) * WORKGROUP as usize);
+            }
+        }
+        let _ = writeln!(body, "    workgroupBarrier();");
+        let mut step = lanes / 2;
+        while step > 0 {
+            let _ = writeln!(body, "    if (lane < {step}u) {{");
+            for sl in 0..slots {
+                let base = sl * WORKGROUP as usize;
+                let _ = writeln!(
+                    body,
+                    "        red[{base}u + lid] = red[{base}u + lid] + red[{base}u + lid + {}u];",
+                    step * groups_per_wg
+                );
+            }
+            let _ = writeln!(body, "    }}\n    workgroupBarrier();");
+            step /= 2;
+        }
+        let _ = writeln!(body, "    if (lane == 0u && live) {{");
+        for h in 0..halves {
+            let _ = writeln!(body, "        let sg{h} = red[{}u + lid];", h * WORKGROUP as usize);
+            if na == 2 {
+                let _ = writeln!(body, "        let su{h} = red[{}u + lid];", (halves + h) * WORKGROUP as usize);
+            }
+        }
+        for j in 0..vc {
+            let (h, c) = (j / 4, ["x", "y", "z", "w"][j % 4]);
+            let e = epilogue(s, v, &format!("sg{h}.{c}"), &format!("su{h}.{c}"), &format!("col + {j}u"));
+            let _ = writeln!(body, "        out0[{}u + col + {j}u] = {e};", r * s.n);
+        }
+        let _ = writeln!(body, "    }}\n    workgroupBarrier();");
+    }
+    let prelude = format!("{MATH}\nvar<workgroup> red: array<vec4<f32>, {}>;\n", slots * WORKGROUP as usize);
+    let kind = if s.fused.is_some() { "fused-gate-up-gemv-kn" } else { "matmul-gemv-kn" };
+    finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(cw) as u64, 1], t)
+}
+
+/// Decode GEMV, `[N, K]` weights: one warp of 32 lanes per output feature.
+pub fn gemv_nk(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Result<KernelSource> {
+    let (na, vc, tm) = (s.na(), s.vc(), s.rows);
+    let (go, uo) = s.offsets();
+    let per_wg = WORKGROUP as usize / 32;
+    let w_elem = if s.f16 { "vec4<u32>" } else { "vec4<f32>" };
+    let b = binds(s, v, "vec4<f32>", w_elem);
+    let kv = s.k / vc; // weight vectors per row
+    let xv = s.k / 4; // x vectors per row
+    let mut body = String::new();
+    let _ = writeln!(
+        body,
+        "    let lane = lid % 32u;\n    let col = wg.x * {per_wg}u + lid / 32u;\n    let live = col < {}u;",
+        s.n
+    );
+    for r in 0..tm {
+        for a in 0..na {
+            let _ = writeln!(body, "    var acc{r}_{a} = 0.0;");
+        }
+    }
+    let _ = writeln!(body, "    if (live) {{\n        for (var k = lane; k < {kv}u; k = k + 32u) {{");
+    let (g0, g1) = load16(s, "w_gate", &format!("(col + {go}u) * {kv}u + k"));
+    let _ = writeln!(body, "            let wg0 = {g0};");
+    if let Some(g1) = &g1 {
+        let _ = writeln!(body, "            let wg1 = {g1};");
+    }
+    if na == 2 {
+        let (u0, u1) = load16(s, up_name(s), &format!("(col + {uo}u) * {kv}u + k"));
+        let _ = writeln!(body, "            let wu0 = {u0};");
+        if let Some(u1) = &u1 {
+            let _ = writeln!(body, "            let wu1 = {u1};");
+        }
+    }
+    for r in 0..tm {
+        if s.f16 {
+            let _ = writeln!(
+                body,
+                "            let xa{r} = x[{}u + k * 2u];\n            let xb{r} = x[{}u + k * 2u + 1u];",
+                r * xv,
+                r * xv
+            );
+            let _ = writeln!(body, "            acc{r}_0 = acc{r}_0 + dot(xa{r}, wg0) + dot(xb{r}, wg1);");
+            if na == 2 {
+                let _ = writeln!(body, "            acc{r}_1 = acc{r}_1 + dot(xa{r}, wu0) + dot(xb{r}, wu1);");
+            }
+        } else {
+            let _ = writeln!(body, "            let x{r} = x[{}u + k];", r * xv);
+            let _ = writeln!(body, "            acc{r}_0 = acc{r}_0 + dot(x{r}, wg0);");
+            if na == 2 {
+                let _ = writeln!(body, "            acc{r}_1 = acc{r}_1 + dot(x{r}, wu0);");
+            }
+        }
+    }
+    let _ = writeln!(body, "        }}\n    }}");
+    let slots = tm * na;
+    for r in 0..tm {
+        for a in 0..na {
+            let _ = writeln!(body, "    red[{}u + lid] = acc{r}_{a};", (r * na + a) * WORKGROUP as usize);
+        }
+    }
+    let _ = writeln!(body, "    workgroupBarrier();");
+    let mut step = 16;
+    while step > 0 {
+        let _ = writeln!(body, "    if (lane < {step}u) {{");
+        for sl in 0..slots {
+            let base = sl * WORKGROUP as usize;
+            let _ = writeln!(body, "        red[{base}u + lid] = red[{base}u + lid] + red[{base}u + lid + {step}u];");
+        }
+        let _ = writeln!(body, "    }}\n    workgroupBarrier();");
+        step /= 2;
+    }
+    let _ = writeln!(body, "    if (lane != 0u || !live) {{ return; }}");
+    for r in 0..tm {
+        let g = format!("red[{}u + lid]", (r * na) * WORKGROUP as usize);
+        let u = format!("red[{}u + lid]", (r * na + 1) * WORKGROUP as usize);
+        let _ = writeln!(body, "    out0[{}u + col] = {};", r * s.n, epilogue(s, v, &g, &u, "col"));
+    }
+    let prelude = format!("{MATH}\nvar<workgroup> red: array<f32, {}>;\n", slots * WORKGROUP as usize);
+    let kind = if s.fused.is_some() { "fused-gate-up-gemv-nk" } else { "matmul-gemv-nk" };
+    finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(per_wg) as u64, 1], t)
+}
+
+/// Prefill GEMM: 64×64 output tiles, 4×4 outputs per thread and accumulator.
+pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Result<KernelSource> {
+    const BM: usize = 64;
+    const BN: usize = 64;
+    const BK: usize = 16;
+    let na = s.na();
+    let (go, uo) = s.offsets();
+    let elem = if s.f16 { "u32" } else { "f32" };
+    let b = binds(s, v, "f32", elem);
+    let wread = |w: &str, n: &str, k: &str| {
+        let idx = match s.layout {
+            Layout::Kn => format!("({k}) * {}u + ({n})", s.n_total),
+            Layout::Nk => format!("({n}) * {}u + ({k})", s.k),
+        };
+        super::elementwise::read(w, &idx, s.f16)
+    };
+    let mut body = String::new();
+    let _ = writeln!(
+        body,
+        "    let tx = lid % 16u;\n    let ty = lid / 16u;\n    let row0 = wg.y * {BM}u;\n    let col0 = wg.x * {BN}u;"
+    );
+    for a in 0..na {
+        for i in 0..4 {
+            let _ = writeln!(body, "    var acc{a}_{i} = vec4<f32>(0.0);");
+        }
+    }
+    let _ = writeln!(body, "    for (var k0 = 0u; k0 < {}u; k0 = k0 + {BK}u) {{", s.k);
+    // x tile: 64 rows × 16 k, 4 per thread; stored k-major for broadcast reads.
+    let _ = writeln!(
+        body,
+        "        for (var e = 0u; e < 4u; e++) {{\n            let idx = lid * 4u + e;\n            let r = idx / {BK}u;\n            let kk = idx % {BK}u;\n            let gr = row0 + r;\n            let gk = k0 + kk;\n            var xv = 0.0;\n            if (gr < {}u && gk < {}u) {{ xv = x[gr * {}u + gk]; }}\n            xs[kk * {BM}u + r] = xv;\n        }}",
+        s.rows, s.k, s.k
+    );
+    // weight tiles: 16 k × 64 n each.
+    let (nmap, kmap) = match s.layout {
+        // adjacent threads: adjacent n (contiguous in [K, N]).
+        Layout::Kn => ("idx % 64u", "idx / 64u"),
+        // adjacent threads: adjacent k (contiguous in [N, K]).
+        Layout::Nk => ("idx / 16u", "idx % 16u"),
+    };
+    let _ = writeln!(
+        body,
+        "        for (var e = 0u; e < 4u; e++) {{\n            let idx = e * 256u + lid;\n            let nn = {nmap};\n            let kk = {kmap};\n            let gn = col0 + nn;\n            let gk = k0 + kk;\n            let ok = gn < {}u && gk < {}u;",
+        s.n, s.k
+    );
+    let _ = writeln!(
+        body,
+        "            var g = 0.0;\n            if (ok) {{ g = {}; }}\n            gs[kk * {BN}u + nn] = g;",
+        wread("w_gate", &format!("gn + {go}u"), "gk")
+    );
+    if na == 2 {
+        let _ = writeln!(
+            body,
+            "            var u = 0.0;\n            if (ok) {{ u = {}; }}\n            us[kk * {BN}u + nn] = u;",
+            wread(up_name(s), &format!("gn + {uo}u"), "gk")
+        );
+    }
+    let _ = writeln!(body, "        }}\n        workgroupBarrier();");
+    let _ = writeln!(body, "        for (var kk = 0u; kk < {BK}u; kk++) {{");
+    let _ = writeln!(body, "            let xa = vec4<f32>(xs[kk * {BM}u + ty * 4u], xs[kk * {BM}u + ty * 4u + 1u], xs[kk * {BM}u + ty * 4u + 2u], xs[kk * {BM}u + ty * 4u + 3u]);");
+    let _ = writeln!(body, "            let gb = vec4<f32>(gs[kk * {BN}u + tx * 4u], gs[kk * {BN}u + tx * 4u + 1u], gs[kk * {BN}u + tx * 4u + 2u], gs[kk * {BN}u + tx * 4u + 3u]);");
+    if na == 2 {
+        let _ = writeln!(body, "            let ub = vec4<f32>(us[kk * {BN}u + tx * 4u], us[kk * {BN}u + tx * 4u + 1u], us[kk * {BN}u + tx * 4u + 2u], us[kk * {BN}u + tx * 4u + 3u]);");
+    }
+    for i in 0..4 {
+        let c = ["x", "y", "z", "w"][i];
+        let _ = writeln!(body, "            acc0_{i} = fma(vec4<f32>(xa.{c}), gb, acc0_{i});");
+        if na == 2 {
+            let _ = writeln!(body, "            acc1_{i} = fma(vec4<f32>(xa.{c}), ub, acc1_{i});");
+        }
+    }
+    let _ = writeln!(body, "        }}\n        workgroupBarrier();\n    }}");
+    for i in 0..4 {
+        let _ = writeln!(body, "    let r{i} = row0 + ty * 4u + {i}u;\n    if (r{i} < {}u) {{", s.rows);
+        for (j, c) in ["x", "y", "z", "w"].iter().enumerate() {
+            let g = format!("acc0_{i}.{c}");
+            let u = if na == 2 { format!("acc1_{i}.{c}") } else { "0.0".into() };
+            let col = format!("col0 + tx * 4u + {j}u");
+            let _ = writeln!(
+                body,
+                "        if ({col} < {}u) {{ out0[r{i} * {}u + {col}] = {}; }}",
+                s.n,
+                s.n,
+                epilogue(s, v, &g, &u, &format!("({col})"))
+            );
+        }
+        let _ = writeln!(body, "    }}");
+    }
+    let mut prelude =
+        format!("{MATH}\nvar<workgroup> xs: array<f32, {}>;\nvar<workgroup> gs: array<f32, {}>;\n", BM * BK, BN * BK);
+    if na == 2 {
+        let _ = writeln!(prelude, "var<workgroup> us: array<f32, {}>;", BN * BK);
+    }
+    let kind = if s.fused.is_some() { "fused-gate-up-gemm" } else { "matmul-gemm" };
+    finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(BN) as u64, s.rows.div_ceil(BM) as u64], t)
+}

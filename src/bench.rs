@@ -1,0 +1,262 @@
+//! `glufuse bench`: times the fused gated unit against the unfused graph (two projections,
+//! SiLU, product: four dispatches) on the GPU, with a plain copy kernel as the bandwidth
+//! yardstick.
+//!
+//! Timing uses wgpu timestamp queries around one compute pass holding `reps` back-to-back
+//! repetitions of the graph's dispatches; the time per repetition is the median over
+//! `samples` submissions, after a warm-up run. Without `TIMESTAMP_QUERY` it falls back to
+//! wall-clock time around submit-and-wait (and says so).
+
+use crate::builder::GraphBuilder;
+use crate::codegen::{validate, KernelSource, WORKGROUP};
+use crate::ir::*;
+use crate::runtime::{Executable, Gpu};
+use crate::{Error, Result};
+use std::time::Instant;
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// (H, I) pairs.
+    pub shapes: Vec<(u64, u64)>,
+    /// Rows of x.
+    pub rows: Vec<u64>,
+    /// Weight (and activation) element types.
+    pub dtypes: Vec<DType>,
+    /// Weight layout.
+    pub layout: Layout,
+    /// Repetitions recorded back to back in one submission.
+    pub reps: usize,
+    /// Submissions; the median is reported.
+    pub samples: usize,
+}
+
+/// One row of the table.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchRow {
+    /// Hidden size.
+    pub h: u64,
+    /// Intermediate size.
+    pub i: u64,
+    /// Rows of x.
+    pub m: u64,
+    /// Element type.
+    pub dtype: String,
+    /// Fused time per run, µs.
+    pub fused_us: f64,
+    /// Unfused time per run, µs.
+    pub unfused_us: f64,
+    /// Dispatches per run, fused and unfused.
+    pub dispatches: (usize, usize),
+    /// The fused kernel's kind.
+    pub kernel: String,
+}
+
+/// The FFN gate/up graph of one configuration (SiLU as one op, so the unfused graph is the
+/// strongest op-by-op baseline: two projections, one activation, one product).
+pub fn ffn_graph(h: u64, i: u64, m: u64, dtype: DType, layout: Layout) -> Result<Graph> {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", dtype, shape_of(&[m, h]));
+    let scale = 1.0 / (h as f32).sqrt();
+    let proj = |b: &mut GraphBuilder, name: &str| match layout {
+        Layout::Kn => {
+            let w = b.weight(&format!("{name}.weight"), dtype, &[h, i], scale);
+            b.matmul(name, x, w)
+        }
+        Layout::Nk => {
+            let w = b.weight(&format!("{name}.weight"), dtype, &[i, h], scale);
+            let t = b.transpose(&format!("{name}.weight_t"), w, &[1, 0]);
+            b.matmul(name, x, t)
+        }
+    };
+    let g = proj(&mut b, "gate_proj");
+    let u = proj(&mut b, "up_proj");
+    let a = b.unary("act", UnaryOp::Silu, g);
+    let y = b.mul("mul", a, u);
+    b.finish(&[y])
+}
+
+use crate::Graph;
+
+/// Times `reps` repetitions of `record` per submission; returns the median µs per repetition
+/// and whether timestamps were used.
+fn time<F: Fn(&mut wgpu::CommandEncoder, usize, Option<(&wgpu::QuerySet, u32)>)>(
+    gpu: &Gpu,
+    reps: usize,
+    samples: usize,
+    record: F,
+) -> Result<(f64, bool)> {
+    let dev = &gpu.device;
+    let ts = gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY);
+    let qs = ts.then(|| {
+        dev.create_query_set(&wgpu::QuerySetDescriptor { label: None, ty: wgpu::QueryType::Timestamp, count: 2 })
+    });
+    let resolve = dev.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 16,
+        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let read = dev.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 16,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let period = gpu.queue.get_timestamp_period() as f64;
+    let wait =
+        || dev.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")));
+    // Warm-up.
+    let mut enc = dev.create_command_encoder(&Default::default());
+    record(&mut enc, 1, None);
+    gpu.queue.submit([enc.finish()]);
+    wait()?;
+    let mut times = vec![];
+    for _ in 0..samples.max(1) {
+        let mut enc = dev.create_command_encoder(&Default::default());
+        let t0 = Instant::now();
+        record(&mut enc, reps, qs.as_ref().map(|q| (q, 0)));
+        if let Some(q) = &qs {
+            enc.resolve_query_set(q, 0..2, &resolve, 0);
+            enc.copy_buffer_to_buffer(&resolve, 0, &read, 0, 16);
+        }
+        gpu.queue.submit([enc.finish()]);
+        wait()?;
+        let wall = t0.elapsed().as_secs_f64() * 1e6;
+        let us = if qs.is_some() {
+            let slice = read.slice(..);
+            slice.map_async(wgpu::MapMode::Read, |_| {});
+            wait()?;
+            let ticks: Vec<u64> = {
+                let v = slice.get_mapped_range().map_err(|e| Error::Gpu(e.to_string()))?;
+                bytemuck::cast_slice::<u8, u64>(&v).to_vec()
+            };
+            read.unmap();
+            ticks[1].saturating_sub(ticks[0]) as f64 * period / 1e3
+        } else {
+            wall
+        };
+        times.push(us / reps.max(1) as f64);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((times[times.len() / 2], qs.is_some()))
+}
+
+/// The copy yardstick: GB/s moved (read + written) by a vec4 copy of `bytes` bytes.
+pub fn copy_bandwidth(gpu: &Gpu, bytes: u64, reps: usize, samples: usize) -> Result<f64> {
+    let n4 = (bytes / 16).max(1);
+    let groups = n4.div_ceil(WORKGROUP as u64);
+    let t = gpu.target();
+    let workgroups = crate::codegen::grid(groups, t.max_workgroups_per_dim)?;
+    let wgsl = format!(
+        "@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;\n@group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;\n@compute @workgroup_size({WORKGROUP})\nfn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {{\n    let i = (wg.x + wg.y * nwg.x) * {WORKGROUP}u + lid;\n    if (i < {n4}u) {{ dst[i] = src[i]; }}\n}}\n"
+    );
+    let src = KernelSource { name: "copy".into(), kind: "copy".into(), wgsl, bindings: vec![], workgroups };
+    let k = validate(src, t.caps)?;
+    let dev = &gpu.device;
+    let mk = || {
+        dev.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: n4 * 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        })
+    };
+    let (a, b) = (mk(), mk());
+    let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("copy"),
+        source: wgpu::ShaderSource::Wgsl(k.source().wgsl.as_str().into()),
+    });
+    let pipeline = dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some("copy"),
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    let group = dev.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &[
+            wgpu::BindGroupEntry { binding: 0, resource: a.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: 1, resource: b.as_entire_binding() },
+        ],
+    });
+    let (us, _) = time(gpu, reps, samples, |enc, reps, ts| {
+        let tw = ts.map(|(q, i)| wgpu::ComputePassTimestampWrites {
+            query_set: q,
+            beginning_of_pass_write_index: Some(i),
+            end_of_pass_write_index: Some(i + 1),
+        });
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: tw });
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &group, &[]);
+        for _ in 0..reps {
+            pass.dispatch_workgroups(workgroups[0], workgroups[1], 1);
+        }
+    })?;
+    Ok(2.0 * (n4 * 16) as f64 / (us * 1e3))
+}
+
+/// Runs the benchmark and returns the table as Markdown, one line per configuration, with
+/// the yardstick and the device on top.
+pub fn run(gpu: &Gpu, o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<(String, Vec<BenchRow>)> {
+    let copy_bytes = (256u64 << 20).min(gpu.target().max_binding_bytes);
+    let copy = copy_bandwidth(gpu, copy_bytes, o.reps.max(1), o.samples)?;
+    let ts = gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY);
+    let mut out = format!(
+        "device: {}\ntiming: {}, {} repetitions per submission, median of {} submissions\ncopy kernel ({} MiB): {:.0} GB/s (read + written)\n\n",
+        gpu.describe(),
+        if ts { "timestamp queries" } else { "wall clock (no TIMESTAMP_QUERY)" },
+        o.reps,
+        o.samples,
+        copy_bytes >> 20,
+        copy
+    );
+    out.push_str("| H×I | M | dtype | fused µs | unfused µs | unfused/fused | weight GB/s | TFLOP/s | of copy BW | fused kernel |\n");
+    out.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    let mut rows = vec![];
+    for &(h, i) in &o.shapes {
+        for &dtype in &o.dtypes {
+            for &m in &o.rows {
+                let original = ffn_graph(h, i, m, dtype, o.layout)?;
+                let mut fused = original.clone();
+                crate::passes::PassManager::standard().run(&mut fused)?;
+                let b = Default::default();
+                let (fu, fd, kind) = {
+                    let exe = Executable::new(gpu, &fused, &b)?;
+                    let kind = exe.kernels().iter().map(|k| k.source().kind.clone()).collect::<Vec<_>>().join("+");
+                    let (t, _) = time(gpu, o.reps, o.samples, |enc, reps, ts| exe.record(enc, reps, ts))?;
+                    (t, exe.dispatch_count(), kind)
+                };
+                let (uu, ud) = {
+                    let exe = Executable::new(gpu, &original, &b)?;
+                    let (t, _) = time(gpu, o.reps, o.samples, |enc, reps, ts| exe.record(enc, reps, ts))?;
+                    (t, exe.dispatch_count())
+                };
+                let wbytes = 2.0 * (h * i) as f64 * dtype.size() as f64;
+                let gbs = wbytes / (fu * 1e3);
+                let tflops = 2.0 * (m * h * 2 * i) as f64 / (fu * 1e6);
+                let line = format!(
+                    "| {h}×{i} | {m} | {dtype} | {fu:.1} | {uu:.1} | {:.2}x | {gbs:.0} | {tflops:.2} | {:.0}% | {kind} |\n",
+                    uu / fu,
+                    100.0 * gbs / copy
+                );
+                progress(&line);
+                out.push_str(&line);
+                rows.push(BenchRow {
+                    h,
+                    i,
+                    m,
+                    dtype: dtype.to_string(),
+                    fused_us: fu,
+                    unfused_us: uu,
+                    dispatches: (fd, ud),
+                    kernel: kind,
+                });
+            }
+        }
+    }
+    Ok((out, rows))
+}
