@@ -60,11 +60,17 @@ impl ProjShape {
             4
         }
     }
-    /// Whether the decode GEMV applies: few rows and 16-byte aligned weight rows.
+    /// Rows of x one GEMV workgroup handles (the grid's y covers the rest).
+    pub fn gemv_rows(&self) -> usize {
+        self.rows.min(8)
+    }
+
+    /// Whether the decode GEMV applies: up to 32 rows (in tiles of 8, each tile reading the
+    /// weights once) and 16-byte aligned weight rows.
     pub fn gemv_fits(&self) -> bool {
         let (go, uo) = self.offsets();
         let vc = self.vc();
-        self.rows <= 8
+        self.rows <= 32
             && match self.layout {
                 Layout::Kn => self.n_total % vc == 0 && self.n % vc == 0 && go % vc == 0 && uo % vc == 0,
                 Layout::Nk => self.k % vc == 0,
@@ -198,17 +204,21 @@ fn finish(
 
 /// Decode GEMV, `[K, N]` weights.
 pub fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Result<KernelSource> {
-    let (na, vc, tm) = (s.na(), s.vc(), s.rows);
+    let (na, vc, tm) = (s.na(), s.vc(), s.gemv_rows());
     let (go, uo) = s.offsets();
     // Columns per workgroup: as many as keep at least 256 workgroups busy, from 32 vectors down.
-    let groups_per_wg = [32usize, 16, 8, 4].into_iter().find(|&gpw| s.n.div_ceil(gpw * vc) >= 256).unwrap_or(4);
+    // At least 8 groups, so that a warp reads 128 contiguous bytes of each weight row.
+    let groups_per_wg = [32usize, 16].into_iter().find(|&gpw| s.n.div_ceil(gpw * vc) >= 256).unwrap_or(8);
     let lanes = WORKGROUP as usize / groups_per_wg;
     let cw = groups_per_wg * vc;
     let w_elem = if s.f16 { "vec4<u32>" } else { "vec4<f32>" };
     let b = binds(s, v, "f32", w_elem);
     let row_vec = s.n_total / vc; // vectors per weight row
     let mut body = String::new();
-    let _ = writeln!(body, "    let g = lid % {groups_per_wg}u;\n    let lane = lid / {groups_per_wg}u;\n    let col = wg.x * {cw}u + g * {vc}u;\n    let live = col < {}u;", s.n);
+    let _ = writeln!(body, "    let g = lid % {groups_per_wg}u;\n    let lane = lid / {groups_per_wg}u;\n    let col = wg.x * {cw}u + g * {vc}u;\n    let live = col < {}u;\n    let row0 = wg.y * {tm}u;", s.n);
+    for r in 0..tm {
+        let _ = writeln!(body, "    let xr{r} = min(row0 + {r}u, {}u) * {}u;", s.rows - 1, s.k);
+    }
     let halves = if s.f16 { 2 } else { 1 };
     for r in 0..tm {
         for a in 0..na {
@@ -232,7 +242,7 @@ pub fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Resul
         }
     }
     for r in 0..tm {
-        let _ = writeln!(body, "            let x{r} = x[{}u + k];", r * s.k);
+        let _ = writeln!(body, "            let x{r} = x[xr{r} + k];");
         for h in 0..halves {
             let _ = writeln!(body, "            acc{r}_0_{h} = fma(vec4<f32>(x{r}), wg{h}, acc{r}_0_{h});");
             if na == 2 {
@@ -264,7 +274,7 @@ pub fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Resul
             let _ = writeln!(body, "    }}\n    workgroupBarrier();");
             step /= 2;
         }
-        let _ = writeln!(body, "    if (lane == 0u && live) {{");
+        let _ = writeln!(body, "    if (lane == 0u && live && row0 + {r}u < {}u) {{", s.rows);
         for h in 0..halves {
             let _ = writeln!(body, "        let sg{h} = red[{}u + lid];", h * WORKGROUP as usize);
             if na == 2 {
@@ -274,18 +284,18 @@ pub fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Resul
         for j in 0..vc {
             let (h, c) = (j / 4, ["x", "y", "z", "w"][j % 4]);
             let e = epilogue(s, v, &format!("sg{h}.{c}"), &format!("su{h}.{c}"), &format!("col + {j}u"));
-            let _ = writeln!(body, "        out0[{}u + col + {j}u] = {e};", r * s.n);
+            let _ = writeln!(body, "        out0[(row0 + {r}u) * {}u + col + {j}u] = {e};", s.n);
         }
         let _ = writeln!(body, "    }}\n    workgroupBarrier();");
     }
     let prelude = format!("{MATH}\nvar<workgroup> red: array<vec4<f32>, {}>;\n", slots * WORKGROUP as usize);
     let kind = if s.fused.is_some() { "fused-gate-up-gemv-kn" } else { "matmul-gemv-kn" };
-    finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(cw) as u64, 1], t)
+    finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(cw) as u64, s.rows.div_ceil(tm) as u64], t)
 }
 
 /// Decode GEMV, `[N, K]` weights: one warp of 32 lanes per output feature.
 pub fn gemv_nk(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Result<KernelSource> {
-    let (na, vc, tm) = (s.na(), s.vc(), s.rows);
+    let (na, vc, tm) = (s.na(), s.vc(), s.gemv_rows());
     let (go, uo) = s.offsets();
     let per_wg = WORKGROUP as usize / 32;
     let w_elem = if s.f16 { "vec4<u32>" } else { "vec4<f32>" };
@@ -293,11 +303,10 @@ pub fn gemv_nk(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Resul
     let kv = s.k / vc; // weight vectors per row
     let xv = s.k / 4; // x vectors per row
     let mut body = String::new();
-    let _ = writeln!(
-        body,
-        "    let lane = lid % 32u;\n    let col = wg.x * {per_wg}u + lid / 32u;\n    let live = col < {}u;",
-        s.n
-    );
+    let _ = writeln!(body, "    let lane = lid % 32u;\n    let col = wg.x * {per_wg}u + lid / 32u;\n    let live = col < {}u;\n    let row0 = wg.y * {tm}u;", s.n);
+    for r in 0..tm {
+        let _ = writeln!(body, "    let xr{r} = min(row0 + {r}u, {}u) * {xv}u;", s.rows - 1);
+    }
     for r in 0..tm {
         for a in 0..na {
             let _ = writeln!(body, "    var acc{r}_{a} = 0.0;");
@@ -320,16 +329,14 @@ pub fn gemv_nk(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Resul
         if s.f16 {
             let _ = writeln!(
                 body,
-                "            let xa{r} = x[{}u + k * 2u];\n            let xb{r} = x[{}u + k * 2u + 1u];",
-                r * xv,
-                r * xv
+                "            let xa{r} = x[xr{r} + k * 2u];\n            let xb{r} = x[xr{r} + k * 2u + 1u];"
             );
             let _ = writeln!(body, "            acc{r}_0 = acc{r}_0 + dot(xa{r}, wg0) + dot(xb{r}, wg1);");
             if na == 2 {
                 let _ = writeln!(body, "            acc{r}_1 = acc{r}_1 + dot(xa{r}, wu0) + dot(xb{r}, wu1);");
             }
         } else {
-            let _ = writeln!(body, "            let x{r} = x[{}u + k];", r * xv);
+            let _ = writeln!(body, "            let x{r} = x[xr{r} + k];");
             let _ = writeln!(body, "            acc{r}_0 = acc{r}_0 + dot(x{r}, wg0);");
             if na == 2 {
                 let _ = writeln!(body, "            acc{r}_1 = acc{r}_1 + dot(x{r}, wu0);");
@@ -358,18 +365,27 @@ pub fn gemv_nk(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Resul
     for r in 0..tm {
         let g = format!("red[{}u + lid]", (r * na) * WORKGROUP as usize);
         let u = format!("red[{}u + lid]", (r * na + 1) * WORKGROUP as usize);
-        let _ = writeln!(body, "    out0[{}u + col] = {};", r * s.n, epilogue(s, v, &g, &u, "col"));
+        let _ = writeln!(
+            body,
+            "    if (row0 + {r}u < {}u) {{ out0[(row0 + {r}u) * {}u + col] = {}; }}",
+            s.rows,
+            s.n,
+            epilogue(s, v, &g, &u, "col")
+        );
     }
     let prelude = format!("{MATH}\nvar<workgroup> red: array<f32, {}>;\n", slots * WORKGROUP as usize);
     let kind = if s.fused.is_some() { "fused-gate-up-gemv-nk" } else { "matmul-gemv-nk" };
-    finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(per_wg) as u64, 1], t)
+    finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(per_wg) as u64, s.rows.div_ceil(tm) as u64], t)
 }
 
-/// Prefill GEMM: 64×64 output tiles, 4×4 outputs per thread and accumulator.
+/// Prefill GEMM: (16·R)×64 output tiles (R = 8 rows per thread for 256 rows or more, else
+/// 4), k in steps of 16 through workgroup memory held as `vec4`s so that one 16-byte read
+/// feeds four multiply-adds, R×4 outputs per thread and accumulator in registers.
 pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Result<KernelSource> {
-    const BM: usize = 64;
     const BN: usize = 64;
     const BK: usize = 16;
+    let rt = if s.rows >= 256 { 8usize } else { 4 }; // rows per thread
+    let bm = 16 * rt;
     let na = s.na();
     let (go, uo) = s.offsets();
     let elem = if s.f16 { "u32" } else { "f32" };
@@ -381,28 +397,29 @@ pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Result<K
         };
         super::elementwise::read(w, &idx, s.f16)
     };
+    let xq = bm / 4; // x vec4s per k step
     let mut body = String::new();
     let _ = writeln!(
         body,
-        "    let tx = lid % 16u;\n    let ty = lid / 16u;\n    let row0 = wg.y * {BM}u;\n    let col0 = wg.x * {BN}u;"
+        "    let tx = lid % 16u;\n    let ty = lid / 16u;\n    let row0 = wg.y * {bm}u;\n    let col0 = wg.x * {BN}u;"
     );
     for a in 0..na {
-        for i in 0..4 {
+        for i in 0..rt {
             let _ = writeln!(body, "    var acc{a}_{i} = vec4<f32>(0.0);");
         }
     }
     let _ = writeln!(body, "    for (var k0 = 0u; k0 < {}u; k0 = k0 + {BK}u) {{", s.k);
-    // x tile: 64 rows × 16 k, 4 per thread; stored k-major for broadcast reads.
+    // x tile: bm rows × 16 k; adjacent threads read adjacent k of one row.
     let _ = writeln!(
         body,
-        "        for (var e = 0u; e < 4u; e++) {{\n            let idx = lid * 4u + e;\n            let r = idx / {BK}u;\n            let kk = idx % {BK}u;\n            let gr = row0 + r;\n            let gk = k0 + kk;\n            var xv = 0.0;\n            if (gr < {}u && gk < {}u) {{ xv = x[gr * {}u + gk]; }}\n            xs[kk * {BM}u + r] = xv;\n        }}",
-        s.rows, s.k, s.k
+        "        for (var e = 0u; e < {}u; e++) {{\n            let idx = e * 256u + lid;\n            let r = idx / {BK}u;\n            let kk = idx % {BK}u;\n            let gr = row0 + r;\n            let gk = k0 + kk;\n            var xv = 0.0;\n            if (gr < {}u && gk < {}u) {{ xv = x[gr * {}u + gk]; }}\n            xs[kk * {xq}u + r / 4u][r % 4u] = xv;\n        }}",
+        bm * BK / 256,
+        s.rows,
+        s.k,
+        s.k
     );
-    // weight tiles: 16 k × 64 n each.
     let (nmap, kmap) = match s.layout {
-        // adjacent threads: adjacent n (contiguous in [K, N]).
         Layout::Kn => ("idx % 64u", "idx / 64u"),
-        // adjacent threads: adjacent k (contiguous in [N, K]).
         Layout::Nk => ("idx / 16u", "idx % 16u"),
     };
     let _ = writeln!(
@@ -412,33 +429,31 @@ pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Result<K
     );
     let _ = writeln!(
         body,
-        "            var g = 0.0;\n            if (ok) {{ g = {}; }}\n            gs[kk * {BN}u + nn] = g;",
+        "            var g = 0.0;\n            if (ok) {{ g = {}; }}\n            gs[kk * 16u + nn / 4u][nn % 4u] = g;",
         wread("w_gate", &format!("gn + {go}u"), "gk")
     );
     if na == 2 {
-        let _ = writeln!(
-            body,
-            "            var u = 0.0;\n            if (ok) {{ u = {}; }}\n            us[kk * {BN}u + nn] = u;",
-            wread(up_name(s), &format!("gn + {uo}u"), "gk")
-        );
+        let _ = writeln!(body, "            var u = 0.0;\n            if (ok) {{ u = {}; }}\n            us[kk * 16u + nn / 4u][nn % 4u] = u;", wread(up_name(s), &format!("gn + {uo}u"), "gk"));
     }
     let _ = writeln!(body, "        }}\n        workgroupBarrier();");
     let _ = writeln!(body, "        for (var kk = 0u; kk < {BK}u; kk++) {{");
-    let _ = writeln!(body, "            let xa = vec4<f32>(xs[kk * {BM}u + ty * 4u], xs[kk * {BM}u + ty * 4u + 1u], xs[kk * {BM}u + ty * 4u + 2u], xs[kk * {BM}u + ty * 4u + 3u]);");
-    let _ = writeln!(body, "            let gb = vec4<f32>(gs[kk * {BN}u + tx * 4u], gs[kk * {BN}u + tx * 4u + 1u], gs[kk * {BN}u + tx * 4u + 2u], gs[kk * {BN}u + tx * 4u + 3u]);");
-    if na == 2 {
-        let _ = writeln!(body, "            let ub = vec4<f32>(us[kk * {BN}u + tx * 4u], us[kk * {BN}u + tx * 4u + 1u], us[kk * {BN}u + tx * 4u + 2u], us[kk * {BN}u + tx * 4u + 3u]);");
+    for q in 0..rt / 4 {
+        let _ = writeln!(body, "            let xa{q} = xs[kk * {xq}u + ty * {}u + {q}u];", rt / 4);
     }
-    for i in 0..4 {
-        let c = ["x", "y", "z", "w"][i];
-        let _ = writeln!(body, "            acc0_{i} = fma(vec4<f32>(xa.{c}), gb, acc0_{i});");
+    let _ = writeln!(body, "            let gb = gs[kk * 16u + tx];");
+    if na == 2 {
+        let _ = writeln!(body, "            let ub = us[kk * 16u + tx];");
+    }
+    for i in 0..rt {
+        let c = ["x", "y", "z", "w"][i % 4];
+        let _ = writeln!(body, "            acc0_{i} = fma(vec4<f32>(xa{}.{c}), gb, acc0_{i});", i / 4);
         if na == 2 {
-            let _ = writeln!(body, "            acc1_{i} = fma(vec4<f32>(xa.{c}), ub, acc1_{i});");
+            let _ = writeln!(body, "            acc1_{i} = fma(vec4<f32>(xa{}.{c}), ub, acc1_{i});", i / 4);
         }
     }
     let _ = writeln!(body, "        }}\n        workgroupBarrier();\n    }}");
-    for i in 0..4 {
-        let _ = writeln!(body, "    let r{i} = row0 + ty * 4u + {i}u;\n    if (r{i} < {}u) {{", s.rows);
+    for i in 0..rt {
+        let _ = writeln!(body, "    let r{i} = row0 + ty * {rt}u + {i}u;\n    if (r{i} < {}u) {{", s.rows);
         for (j, c) in ["x", "y", "z", "w"].iter().enumerate() {
             let g = format!("acc0_{i}.{c}");
             let u = if na == 2 { format!("acc1_{i}.{c}") } else { "0.0".into() };
@@ -453,11 +468,14 @@ pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Result<K
         }
         let _ = writeln!(body, "    }}");
     }
-    let mut prelude =
-        format!("{MATH}\nvar<workgroup> xs: array<f32, {}>;\nvar<workgroup> gs: array<f32, {}>;\n", BM * BK, BN * BK);
+    let mut prelude = format!(
+        "{MATH}\nvar<workgroup> xs: array<vec4<f32>, {}>;\nvar<workgroup> gs: array<vec4<f32>, {}>;\n",
+        xq * BK,
+        16 * BK
+    );
     if na == 2 {
-        let _ = writeln!(prelude, "var<workgroup> us: array<f32, {}>;", BN * BK);
+        let _ = writeln!(prelude, "var<workgroup> us: array<vec4<f32>, {}>;", 16 * BK);
     }
     let kind = if s.fused.is_some() { "fused-gate-up-gemm" } else { "matmul-gemm" };
-    finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(BN) as u64, s.rows.div_ceil(BM) as u64], t)
+    finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(BN) as u64, s.rows.div_ceil(bm) as u64], t)
 }

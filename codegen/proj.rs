@@ -31,8 +31,8 @@ struct Spec {
     fused: Option<FusedGateUp>,
 }
 
-/// Picks the kernel for a projection: the tiled GEMM past 8 rows, the vector GEMV when the
-/// weight rows allow 16-byte loads, the scalar template otherwise.
+/// Picks the kernel for a projection: the vector GEMV up to 32 rows when the weight rows
+/// allow 16-byte loads, the tiled GEMM past 8 rows, the scalar template otherwise.
 fn generate(g: &Graph, name: String, ins: &[Value], out: Value, s: &Spec, t: &Target) -> Result<KernelSource> {
     let f16 = packed_f16(g, ins[1]);
     let fused_bias = |present: bool, i: usize| present.then(|| (g.value_name(ins[i]), packed_f16(g, ins[i])));
@@ -59,14 +59,14 @@ fn generate(g: &Graph, name: String, ins: &[Value], out: Value, s: &Spec, t: &Ta
         out: g.value_name(out),
     };
     let same_dtype = s.fused.is_none() || packed_f16(g, ins[2]) == f16;
-    if same_dtype && s.rows > 8 {
-        return fast::gemm(name, &shape, &values, t);
-    }
     if same_dtype && shape.gemv_fits() {
         return match s.layout {
             Layout::Kn => fast::gemv_kn(name, &shape, &values, t),
             Layout::Nk => fast::gemv_nk(name, &shape, &values, t),
         };
+    }
+    if same_dtype && s.rows > 8 {
+        return fast::gemm(name, &shape, &values, t);
     }
     scalar(g, name, ins, out, s, t)
 }

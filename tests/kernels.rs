@@ -63,11 +63,12 @@ fn projection_kernels_match_the_interpreter() {
     for layout in [Layout::Kn, Layout::Nk] {
         for dtype in [DType::F32, DType::F16] {
             for (bias, merged) in [(false, false), (true, false), (false, true)] {
-                for (rows, h, i) in [(1u64, 64u64, 96u64), (5, 64, 96), (9, 64, 96), (3, 20, 36)] {
+                for (rows, h, i) in [(1u64, 64u64, 96u64), (5, 64, 96), (12, 64, 96), (40, 64, 96), (3, 20, 36)] {
                     cases.push(Case { rows, h, i, layout, dtype, bias, merged });
                 }
             }
             cases.push(Case { rows: 70, h: 20, i: 36, layout, dtype, bias: true, merged: false });
+            cases.push(Case { rows: 260, h: 24, i: 72, layout, dtype, bias: false, merged: true });
         }
     }
     let mut kinds = std::collections::BTreeSet::new();
