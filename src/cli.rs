@@ -145,6 +145,9 @@ enum Cmd {
         /// Also write the rows as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Measure every configuration in this process instead of a fresh one each.
+        #[arg(long)]
+        in_process: bool,
     },
     /// Time the fusion pass on synthetic decoder graphs.
     BenchPass {
@@ -280,7 +283,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Cmd::BenchPass { layers, reps }) => bench_pass(&layers, reps),
-        Some(Cmd::Bench { shapes, rows, dtypes, layout, reps, samples, json }) => {
+        Some(Cmd::Bench { shapes, rows, dtypes, layout, reps, samples, json, in_process }) => {
             let mut parsed = vec![];
             for s in &shapes {
                 let (h, i) = s
@@ -306,9 +309,13 @@ fn dispatch(cli: Cli) -> Result<()> {
                 reps,
                 samples,
             };
-            let gpu = crate::runtime::Gpu::new()?;
-            eprintln!("benchmarking on {}", gpu.describe());
-            let (table, rows) = crate::bench::run(&gpu, &o, |line| eprint!("{line}"))?;
+            let (table, rows) = if in_process {
+                let gpu = crate::runtime::Gpu::new()?;
+                eprintln!("benchmarking on {}", gpu.describe());
+                crate::bench::run(&gpu, &o, |line| eprint!("{line}"))?
+            } else {
+                crate::bench::run_isolated(&o, |line| eprint!("{line}"))?
+            };
             println!("{table}");
             if let Some(p) = json {
                 let j = serde_json::to_string_pretty(&rows).map_err(|e| Error::Internal(e.to_string()))?;
