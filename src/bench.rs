@@ -64,19 +64,8 @@ pub fn ffn_graph(h: u64, i: u64, m: u64, dtype: DType, layout: Layout) -> Result
     let mut b = GraphBuilder::new();
     let x = b.input("x", dtype, shape_of(&[m, h]));
     let scale = 1.0 / (h as f32).sqrt();
-    let proj = |b: &mut GraphBuilder, name: &str| match layout {
-        Layout::Kn => {
-            let w = b.weight(&format!("{name}.weight"), dtype, &[h, i], scale);
-            b.matmul(name, x, w)
-        }
-        Layout::Nk => {
-            let w = b.weight(&format!("{name}.weight"), dtype, &[i, h], scale);
-            let t = b.transpose(&format!("{name}.weight_t"), w, &[1, 0]);
-            b.matmul(name, x, t)
-        }
-    };
-    let g = proj(&mut b, "gate_proj");
-    let u = proj(&mut b, "up_proj");
+    let g = b.linear("gate_proj", x, i, layout, scale);
+    let u = b.linear("up_proj", x, i, layout, scale);
     let a = b.unary("act", UnaryOp::Silu, g);
     let y = b.mul("mul", a, u);
     b.finish(&[y])

@@ -90,6 +90,34 @@ impl GraphBuilder {
         self.binary(name, BinaryOp::Mul, a, b)
     }
 
+    /// A projection `x · W` with a seeded weight named `{name}.weight` of `out` features, laid
+    /// out as `[K, N]` or, PyTorch-style, as `[N, K]` behind a `Transpose` named
+    /// `{name}.weight_t`. The weight has x's element type.
+    pub fn linear(&mut self, name: &str, x: Value, out: u64, layout: Layout, scale: f32) -> Value {
+        let Some(t) = self.ty(x).cloned() else {
+            self.err.get_or_insert(crate::Error::graph(name, "x is not a value of this graph"));
+            return x;
+        };
+        let k = match t.shape.last().and_then(Dim::fixed) {
+            Some(k) => k,
+            None => {
+                self.err.get_or_insert(crate::Error::graph(name, "x must end in a known dim"));
+                return x;
+            }
+        };
+        match layout {
+            Layout::Kn => {
+                let w = self.weight(&format!("{name}.weight"), t.dtype, &[k, out], scale);
+                self.matmul(name, x, w)
+            }
+            Layout::Nk => {
+                let w = self.weight(&format!("{name}.weight"), t.dtype, &[out, k], scale);
+                let wt = self.transpose(&format!("{name}.weight_t"), w, &[1, 0]);
+                self.matmul(name, x, wt)
+            }
+        }
+    }
+
     /// Axis permutation.
     pub fn transpose(&mut self, name: &str, a: Value, perm: &[usize]) -> Value {
         self.one(name, Op::Transpose { perm: perm.to_vec() }, &[a])

@@ -41,10 +41,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Reads a `.npy` file as a tensor of the given graph type: its dtype must match (`<f4` for
 /// f32, `<f2` for f16), its shape must fit the type's dims, C order only.
 pub fn read_npy(path: &Path, want: &crate::ir::TensorType) -> Result<crate::interp::Tensor> {
-    use crate::ir::DType;
     let bytes = std::fs::read(path).map_err(|e| Error::input(format!("cannot read: {e}")).in_file(path))?;
-    let bad = |m: String| Error::input(m).in_file(path);
-    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| bad(format!("not a valid .npy file: {e}")))?;
+    parse_npy(&bytes, want).map_err(|e| e.in_file(path))
+}
+
+/// Parses `.npy` bytes as a tensor of the given graph type (see [`read_npy`]).
+pub fn parse_npy(bytes: &[u8], want: &crate::ir::TensorType) -> Result<crate::interp::Tensor> {
+    use crate::ir::DType;
+    let bad = |m: String| Error::input(m);
+    let npy = npyz::NpyFile::new(bytes).map_err(|e| bad(format!("not a valid .npy file: {e}")))?;
     if npy.order() != npyz::Order::C {
         return Err(bad("Fortran-ordered arrays are not supported; save with C order".into()));
     }
@@ -75,7 +80,7 @@ pub fn read_npy(path: &Path, want: &crate::ir::TensorType) -> Result<crate::inte
             .collect(),
         _ => npy.into_vec::<f32>().map_err(|e| bad(format!("cannot read the data: {e}")))?,
     };
-    crate::interp::Tensor::new(shape, data).map_err(|e| e.in_file(path))
+    crate::interp::Tensor::new(shape, data)
 }
 
 /// Writes a tensor as a little-endian f32 `.npy` file, atomically.

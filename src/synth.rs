@@ -74,22 +74,9 @@ pub fn llama(o: &SynthOptions) -> Result<Graph> {
             }
         };
         let n1 = norm(&mut b, &format!("{p}input_layernorm"), x);
-        let proj = |b: &mut GraphBuilder, name: &str, x: Value, k: u64, n: u64, layout: Layout, scale: f32| -> Value {
-            match layout {
-                Layout::Kn => {
-                    let w = b.weight(&format!("{name}.weight"), dt, &[k, n], scale);
-                    b.matmul(name, x, w)
-                }
-                Layout::Nk => {
-                    let w = b.weight(&format!("{name}.weight"), dt, &[n, k], scale);
-                    let t = b.transpose(&format!("{name}.weight_t"), w, &[1, 0]);
-                    b.matmul(name, x, t)
-                }
-            }
-        };
-        let q = proj(&mut b, &format!("{p}self_attn.q_proj"), n1, h, h, Layout::Kn, sh);
-        let k = proj(&mut b, &format!("{p}self_attn.k_proj"), n1, h, h, Layout::Kn, sh);
-        let v = proj(&mut b, &format!("{p}self_attn.v_proj"), n1, h, h, Layout::Kn, sh);
+        let q = b.linear(&format!("{p}self_attn.q_proj"), n1, h, Layout::Kn, sh);
+        let k = b.linear(&format!("{p}self_attn.k_proj"), n1, h, Layout::Kn, sh);
+        let v = b.linear(&format!("{p}self_attn.v_proj"), n1, h, Layout::Kn, sh);
         let core = if o.executable {
             let s = b.unary(&format!("{p}self_attn.core_sigmoid"), UnaryOp::Sigmoid, q);
             let sv = b.mul(&format!("{p}self_attn.core_mix"), s, v);
@@ -97,14 +84,14 @@ pub fn llama(o: &SynthOptions) -> Result<Graph> {
         } else {
             b.opaque(&format!("{p}self_attn.core"), "Attention", &[q, k, v], vec![act_ty.clone()])[0]
         };
-        let attn = proj(&mut b, &format!("{p}self_attn.o_proj"), core, h, h, Layout::Kn, sh);
+        let attn = b.linear(&format!("{p}self_attn.o_proj"), core, h, Layout::Kn, sh);
         let r1 = b.add(&format!("{p}attn_residual"), x, attn);
         let n2 = norm(&mut b, &format!("{p}post_attention_layernorm"), r1);
-        let gate = proj(&mut b, &format!("{p}mlp.gate_proj"), n2, h, i, o.layout, sh);
-        let up = proj(&mut b, &format!("{p}mlp.up_proj"), n2, h, i, o.layout, sh);
+        let gate = b.linear(&format!("{p}mlp.gate_proj"), n2, i, o.layout, sh);
+        let up = b.linear(&format!("{p}mlp.up_proj"), n2, i, o.layout, sh);
         let act = b.silu(&format!("{p}mlp.act_fn."), gate, SiluSpelling::MulSigmoid);
         let prod = b.mul(&format!("{p}mlp.mul"), act, up);
-        let down = proj(&mut b, &format!("{p}mlp.down_proj"), prod, i, h, o.layout, si);
+        let down = b.linear(&format!("{p}mlp.down_proj"), prod, h, o.layout, si);
         x = b.add(&format!("{p}mlp_residual"), r1, down);
     }
     b.finish(&[x])

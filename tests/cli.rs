@@ -172,3 +172,19 @@ fn default_job_runs() {
     assert!(out.contains("4 candidate(s), 4 fused"), "{out}");
     assert!(out.contains("fused vs original"), "{out}");
 }
+
+#[test]
+fn missing_adapter_is_a_clear_job_failure_and_interp_still_works() {
+    let g = graph("swiglu_silu_op");
+    let o = Command::new(env!("CARGO_BIN_EXE_glufuse"))
+        .args(["run", &g, "--check"])
+        .env("WGPU_ADAPTER_NAME", "no-such-adapter-anywhere")
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("GPU: no adapter's name contains"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let o = glufuse(&["interp", &g]);
+    assert!(o.status.success());
+}

@@ -5,6 +5,18 @@ use glufuse::interp::{run, Tensor};
 use glufuse::ir::*;
 use std::collections::HashMap;
 
+fn silu_kn() -> FusedGateUp {
+    FusedGateUp {
+        activation: Activation::Silu,
+        layout: Layout::Kn,
+        gate_bias: false,
+        up_bias: false,
+        gate_offset: 0,
+        up_offset: 0,
+        replaced: vec![],
+    }
+}
+
 fn inputs(x: Tensor) -> HashMap<String, Tensor> {
     [("x".to_string(), x)].into_iter().collect()
 }
@@ -17,16 +29,7 @@ fn fused_gate_up_seed_case() {
     let x = b.input("x", DType::F32, shape_of(&[1, 4]));
     let wg = b.weight_data("wg", DType::F32, &[4, 2], vec![1.0; 8]);
     let wu = b.weight_data("wu", DType::F32, &[4, 2], vec![1.0; 8]);
-    let f = FusedGateUp {
-        activation: Activation::Silu,
-        layout: Layout::Kn,
-        gate_bias: false,
-        up_bias: false,
-        gate_offset: 0,
-        up_offset: 0,
-        replaced: vec![],
-    };
-    let y = b.node("f", Op::FusedGateUp(f), &[x, wg, wu], vec![])[0];
+    let y = b.node("f", Op::FusedGateUp(silu_kn()), &[x, wg, wu], vec![])[0];
     let g = b.finish(&[y]).unwrap();
     let out = run(&g, &inputs(Tensor::new(vec![1, 4], vec![1., 2., 3., 4.]).unwrap())).unwrap();
     let want = 10.0 / (1.0 + (-10.0f64).exp()) * 10.0;
@@ -43,16 +46,7 @@ fn fused_size_mismatch_is_an_error_not_a_panic() {
     let x = b.input("x", DType::F32, shape_of(&[1, 4]));
     let wg = b.weight_data("wg", DType::F32, &[3, 2], vec![1.0; 6]);
     let wu = b.weight_data("wu", DType::F32, &[3, 2], vec![1.0; 6]);
-    let f = FusedGateUp {
-        activation: Activation::Silu,
-        layout: Layout::Kn,
-        gate_bias: false,
-        up_bias: false,
-        gate_offset: 0,
-        up_offset: 0,
-        replaced: vec![],
-    };
-    let y = b.node("f", Op::FusedGateUp(f), &[x, wg, wu], vec![])[0];
+    let y = b.node("f", Op::FusedGateUp(silu_kn()), &[x, wg, wu], vec![])[0];
     let err = b.finish(&[y]).unwrap_err().to_string();
     assert!(err.contains("node 'f'") && err.contains("hidden size mismatch"), "{err}");
 }
