@@ -49,6 +49,7 @@ pub fn read_npy(path: &Path, want: &crate::ir::TensorType) -> Result<crate::inte
 pub fn parse_npy(bytes: &[u8], want: &crate::ir::TensorType) -> Result<crate::interp::Tensor> {
     use crate::ir::DType;
     let bad = |m: String| Error::input(m);
+    check_npy_header(bytes).map_err(bad)?;
     let npy = npyz::NpyFile::new(bytes).map_err(|e| bad(format!("not a valid .npy file: {e}")))?;
     if npy.order() != npyz::Order::C {
         return Err(bad("Fortran-ordered arrays are not supported; save with C order".into()));
@@ -81,6 +82,48 @@ pub fn parse_npy(bytes: &[u8], want: &crate::ir::TensorType) -> Result<crate::in
         _ => npy.into_vec::<f32>().map_err(|e| bad(format!("cannot read the data: {e}")))?,
     };
     crate::interp::Tensor::new(shape, data)
+}
+
+/// Checks a `.npy` header's framing and shape before it reaches the header parser: a header
+/// nested deeper than `{'shape': (..)}` sent npyz's parser into exponential time (found by
+/// fuzzing, kept in `fuzz/regressions/npy/`), and glufuse reads plain arrays only.
+fn check_npy_header(bytes: &[u8]) -> std::result::Result<(), String> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err("not a valid .npy file (no NUMPY magic)".into());
+    }
+    let (len, start): (usize, usize) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        v => return Err(format!("not a valid .npy file (format version {v})")),
+    };
+    let header = bytes.get(start..start.saturating_add(len)).ok_or("not a valid .npy file (truncated header)")?;
+    let mut depth = 0usize;
+    for &c in header {
+        match c {
+            b'[' => return Err("not a valid .npy file: structured or nested dtypes are not supported".into()),
+            b'{' | b'(' => {
+                depth += 1;
+                if depth > 2 {
+                    return Err("not a valid .npy file: its header nests too deeply".into());
+                }
+            }
+            b'}' | b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    // npyz multiplies the shape out unchecked (a panic under overflow checks, found by
+    // fuzzing): bound it here.
+    let text = String::from_utf8_lossy(header);
+    let shape = text
+        .split_once("'shape'")
+        .and_then(|(_, rest)| rest.split_once('(')?.1.split_once(')').map(|(inside, _)| inside.to_string()))
+        .ok_or("not a valid .npy file: its header has no shape")?;
+    let mut n: u64 = 1;
+    for dim in shape.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let d: u64 = dim.parse().map_err(|_| format!("not a valid .npy file: shape entry {dim:?} is not a size"))?;
+        n = n.checked_mul(d).ok_or("not a valid .npy file: its shape holds more elements than can be counted")?;
+    }
+    Ok(())
 }
 
 /// Writes a tensor as a little-endian f32 `.npy` file, atomically.

@@ -142,3 +142,20 @@ fn npy_of_wrong_dtype_or_shape_is_refused() {
         assert!(err.contains(needle) && err.contains(f.file_name().unwrap().to_str().unwrap()), "{err}");
     }
 }
+
+#[test]
+fn torchscript_chunk_shape_arithmetic_is_folded_and_fused() {
+    let path = common::root().join("tests/data/onnx_extra/phi3_chunk_shape_arith.onnx");
+    let original = load_graph(&path).unwrap();
+    // Shape -> Gather -> Div -> Unsqueeze folded away: the Slices have constant bounds.
+    let slices: Vec<_> =
+        original.g.node_indices().filter(|&n| matches!(original.node(n).op, glufuse::ir::Op::Slice { .. })).collect();
+    assert_eq!(slices.len(), 2);
+    assert_eq!(original.summary().opaque, 0);
+    let mut fused = original.clone();
+    let runs = PassManager::standard().run(&mut fused).unwrap();
+    let rep = fusion_report(&runs).unwrap();
+    assert_eq!(rep.fused, 1, "{}", rep.to_text(false));
+    assert!(matches!(&rep.candidates[0].outcome, glufuse::passes::fusion::Outcome::Fused { merged: true, .. }));
+    assert!(common::rel_diff(&original, &fused, 2) < 1e-5);
+}

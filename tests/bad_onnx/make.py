@@ -70,3 +70,36 @@ with open(os.path.join(extra, "external_ok.onnx"), "wb") as f:
 t = helper.make_tensor("w", TensorProto.FLOAT, [4, 2], w.flatten().tolist())
 with open(os.path.join(extra, "typed_fields.onnx"), "wb") as f:
     f.write(mlp(t).SerializeToString())
+
+# Phi-3's merged gate_up split as the TorchScript exporter writes torch.chunk: the half width
+# is computed at run time from Shape -> Gather -> Div, then two Slices.
+rng = np.random.default_rng(3)
+wgu = numpy_helper.from_array((rng.standard_normal((64, 352)) * 0.1).astype(np.float32), "gate_up.weight")
+wd = numpy_helper.from_array((rng.standard_normal((176, 64)) * 0.1).astype(np.float32), "down.weight")
+c = lambda name, v: helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(v, dtype=np.int64), name))
+nodes = [
+    helper.make_node("MatMul", ["x", "gate_up.weight"], ["gu"], name="/gate_up_proj/MatMul"),
+    helper.make_node("Shape", ["gu"], ["shape"], name="/Shape"),
+    c("two_idx", 2),
+    helper.make_node("Gather", ["shape", "two_idx"], ["width"], name="/Gather", axis=0),
+    c("two", 2),
+    helper.make_node("Div", ["width", "two"], ["half"], name="/Div"),
+    c("axes0", [0]),
+    helper.make_node("Unsqueeze", ["half", "axes0"], ["half1"], name="/Unsqueeze"),
+    c("zero", [0]),
+    c("last", [-1]),
+    c("big", [9223372036854775807]),
+    helper.make_node("Slice", ["gu", "zero", "half1", "last"], ["gate"], name="/Slice"),
+    helper.make_node("Slice", ["gu", "half1", "big", "last"], ["up"], name="/Slice_1"),
+    helper.make_node("Sigmoid", ["gate"], ["sig"], name="/act/Sigmoid"),
+    helper.make_node("Mul", ["gate", "sig"], ["act"], name="/act/Mul"),
+    helper.make_node("Mul", ["up", "act"], ["prod"], name="/Mul"),
+    helper.make_node("MatMul", ["prod", "down.weight"], ["out"], name="/down_proj/MatMul"),
+]
+x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 64])
+out = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 8, 64])
+g = helper.make_graph(nodes, "phi3_mlp_ts_chunk", [x], [out], [wgu, wd])
+m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+onnx.checker.check_model(m)
+with open(os.path.join(extra, "phi3_chunk_shape_arith.onnx"), "wb") as f:
+    f.write(m.SerializeToString())
