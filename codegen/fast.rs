@@ -229,28 +229,36 @@ pub fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Resul
         }
     }
     let _ = writeln!(body, "    if (live) {{");
-    let _ = writeln!(body, "        for (var k = lane; k < {}u; k = k + {lanes}u) {{", s.k);
-    let (g0, g1) = load16(s, "w_gate", &format!("k * {row_vec}u + (col + {go}u) / {vc}u"));
-    let _ = writeln!(body, "            let wg0 = {g0};");
-    if let Some(g1) = &g1 {
-        let _ = writeln!(body, "            let wg1 = {g1};");
-    }
-    if na == 2 {
-        let (u0, u1) = load16(s, up_name(s), &format!("k * {row_vec}u + (col + {uo}u) / {vc}u"));
-        let _ = writeln!(body, "            let wu0 = {u0};");
-        if let Some(u1) = &u1 {
-            let _ = writeln!(body, "            let wu1 = {u1};");
+    // Two weight rows per iteration, so each thread has twice the loads in flight.
+    let step = |body: &mut String, k: &str, sfx: &str| {
+        let (g0, g1) = load16(s, "w_gate", &format!("({k}) * {row_vec}u + (col + {go}u) / {vc}u"));
+        let _ = writeln!(body, "            let wg0{sfx} = {g0};");
+        if let Some(g1) = &g1 {
+            let _ = writeln!(body, "            let wg1{sfx} = {g1};");
         }
-    }
-    for r in 0..tm {
-        let _ = writeln!(body, "            let x{r} = x[xr{r} + k];");
-        for h in 0..halves {
-            let _ = writeln!(body, "            acc{r}_0_{h} = fma(vec4<f32>(x{r}), wg{h}, acc{r}_0_{h});");
-            if na == 2 {
-                let _ = writeln!(body, "            acc{r}_1_{h} = fma(vec4<f32>(x{r}), wu{h}, acc{r}_1_{h});");
+        if na == 2 {
+            let (u0, u1) = load16(s, up_name(s), &format!("({k}) * {row_vec}u + (col + {uo}u) / {vc}u"));
+            let _ = writeln!(body, "            let wu0{sfx} = {u0};");
+            if let Some(u1) = &u1 {
+                let _ = writeln!(body, "            let wu1{sfx} = {u1};");
             }
         }
-    }
+        for r in 0..tm {
+            let _ = writeln!(body, "            let x{r}{sfx} = vec4<f32>(x[xr{r} + {k}]);");
+            for h in 0..halves {
+                let _ = writeln!(body, "            acc{r}_0_{h} = fma(x{r}{sfx}, wg{h}{sfx}, acc{r}_0_{h});");
+                if na == 2 {
+                    let _ = writeln!(body, "            acc{r}_1_{h} = fma(x{r}{sfx}, wu{h}{sfx}, acc{r}_1_{h});");
+                }
+            }
+        }
+    };
+    let _ = writeln!(body, "        var k = lane;");
+    let _ = writeln!(body, "        for (; k + {lanes}u < {}u; k = k + {}u) {{", s.k, 2 * lanes);
+    step(&mut body, "k", "a");
+    step(&mut body, &format!("k + {lanes}u"), "b");
+    let _ = writeln!(body, "        }}\n        if (k < {}u) {{", s.k);
+    step(&mut body, "k", "c");
     let _ = writeln!(body, "        }}\n    }}");
     // Per row: every accumulator into workgroup memory, tree over the lanes, epilogue.
     let slots = na * halves;
