@@ -188,3 +188,23 @@ fn missing_adapter_is_a_clear_job_failure_and_interp_still_works() {
     let o = glufuse(&["interp", &g]);
     assert!(o.status.success());
 }
+
+#[test]
+fn argument_errors_are_clear_and_exit_2() {
+    let g = graph("swiglu_silu_op");
+    let mut msgs = String::new();
+    for args in [
+        vec!["interp", g.as_str(), "--dim", "batch"],
+        vec!["interp", g.as_str(), "--dim", "batch=lots"],
+        vec!["interp", g.as_str(), "--input", "x"],
+        vec!["interp", g.as_str(), "--input", "nope=x.npy"],
+        vec!["bench", "--shapes", "4096"],
+        vec!["synth", "--layers", "0", "-o", "/nonexistent/never-written.json"],
+    ] {
+        let o = glufuse(&args);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        msgs.push_str(&format!("$ glufuse {}\n{}", args[..].join(" ").replace(&g, "GRAPH"), err));
+    }
+    insta::assert_snapshot!("cli_argument_errors", msgs);
+}

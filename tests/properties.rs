@@ -7,7 +7,7 @@
 //! outputs, no weight is read by more nodes than before, and every gated FFN whose
 //! intermediates nobody else reads is fused.
 //!
-//! CI runs `PROPTEST_CASES` cases (default 128 here); a dedicated run uses thousands:
+//! CI runs `PROPTEST_CASES` cases (default 256 here); a dedicated run uses thousands:
 //! `PROPTEST_CASES=5000 cargo test --release --test properties`.
 
 mod common;
@@ -135,7 +135,7 @@ fn weight_reads(g: &glufuse::Graph) -> std::collections::BTreeMap<String, usize>
 }
 
 fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(128)
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)
 }
 
 proptest! {
