@@ -17,7 +17,7 @@ use crate::builder::GraphBuilder;
 use crate::codegen::{validate, KernelSource, WORKGROUP};
 use crate::ir::*;
 use crate::runtime::{Executable, Gpu};
-use crate::{Error, Result};
+use crate::{Error, Graph, Result};
 use std::time::Instant;
 
 /// What to measure.
@@ -71,7 +71,6 @@ pub fn ffn_graph(h: u64, i: u64, m: u64, dtype: DType, layout: Layout) -> Result
     b.finish(&[y])
 }
 
-use crate::Graph;
 
 /// Times `reps` repetitions of `record` per submission; returns the median µs per repetition
 /// and whether timestamps were used.

@@ -383,11 +383,6 @@ impl<'a> Executable<'a> {
         }
         Ok(out)
     }
-
-    /// The GPU this runs on.
-    pub fn gpu(&self) -> &Gpu {
-        self.gpu
-    }
 }
 
 /// The bytes a weight or constant is uploaded as (packed f16 pairs for f16 weights).

@@ -6,7 +6,7 @@
 //! leaves named `vN_K` (node index N, output K). The analysis carries each class's tensor
 //! type and, for scalars, its constant value.
 
-use crate::ir::{Activation, DType, Dim, TensorType};
+use crate::ir::{Activation, Dim, TensorType};
 use egg::{define_language, Analysis, DidMerge, EGraph, Id, Symbol};
 use std::collections::HashMap;
 use std::fmt;
@@ -224,9 +224,4 @@ pub fn bytes_of(t: &TensorType) -> f64 {
 /// Whether two types are equal in shape and dtype.
 pub fn same_type(a: &Option<TensorType>, b: &Option<TensorType>) -> bool {
     matches!((a, b), (Some(x), Some(y)) if x == y)
-}
-
-/// The dtype of a class, if known.
-pub fn dtype(info: &Info) -> Option<DType> {
-    info.ty.as_ref().map(|t| t.dtype)
 }
