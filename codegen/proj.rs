@@ -1,8 +1,9 @@
 //! Projection kernels: `x · W` with a 2-D weight (the unfused `MatMul`) and the fused gated
-//! unit `act(x·Wg + bg) · (x·Wu + bu)`, from one template so that fused against unfused
-//! measures the fusion and nothing else.
+//! unit `act(x·Wg + bg) · (x·Wu + bu)`, from shared templates so that fused against unfused
+//! measures the fusion and nothing else. [`generate`] picks the fast kernels of `fast.rs`
+//! where they apply and falls back to the scalar template here.
 //!
-//! A workgroup of 256 threads computes a tile of output columns for up to `TM` rows. Its
+//! The scalar template: a workgroup of 256 threads computes a tile of output columns for up to `TM` rows. Its
 //! threads split into column slots and k-lanes: `[K, N]` weights put 64 columns side by side
 //! (adjacent threads read adjacent columns of a row of W), `[N, K]` weights put 32 lanes
 //! along k (adjacent threads read adjacent elements of a row of W). Each thread accumulates
@@ -11,7 +12,8 @@
 //! per row tile; x is read from global memory (cached) as it is small.
 
 use super::elementwise::read;
-use super::{act_call, dims, fast, module, packed_f16, Binding, KernelSource, Target, MATH, WORKGROUP};
+use super::fast::{self, ProjShape};
+use super::{act_call, dims, module, packed_f16, Binding, KernelSource, Target, MATH, WORKGROUP};
 use crate::interp::Bindings;
 use crate::ir::*;
 use crate::{Error, Graph, Result};
@@ -21,34 +23,13 @@ use std::fmt::Write;
 /// Rows of x per workgroup.
 pub const TM: usize = 4;
 
-struct Spec {
-    rows: usize,
-    k: usize,
-    n: usize,
-    /// Output features the weight holds (its N, in its layout).
-    n_total: usize,
-    layout: Layout,
-    fused: Option<FusedGateUp>,
-}
-
 /// Picks the kernel for a projection: the vector GEMV up to 32 rows when the weight rows
 /// allow 16-byte loads, the tiled GEMM past 8 rows, the scalar template otherwise.
-fn generate(g: &Graph, name: String, ins: &[Value], out: Value, s: &Spec, t: &Target) -> Result<KernelSource> {
-    let f16 = packed_f16(g, ins[1]);
+fn generate(g: &Graph, name: String, ins: &[Value], out: Value, s: &ProjShape, t: &Target) -> Result<KernelSource> {
     let fused_bias = |present: bool, i: usize| present.then(|| (g.value_name(ins[i]), packed_f16(g, ins[i])));
     let (b_gate, b_up) = match &s.fused {
         Some(f) => (fused_bias(f.gate_bias, 3), fused_bias(f.up_bias, 3 + f.gate_bias as usize)),
         None => (None, None),
-    };
-    let shape = fast::ProjShape {
-        rows: s.rows,
-        k: s.k,
-        n: s.n,
-        n_total: s.n_total,
-        layout: s.layout,
-        f16,
-        fused: s.fused.clone(),
-        merged: s.fused.is_some() && ins[1] == ins[2],
     };
     let values = fast::ProjValues {
         x: g.value_name(ins[0]),
@@ -58,21 +39,21 @@ fn generate(g: &Graph, name: String, ins: &[Value], out: Value, s: &Spec, t: &Ta
         b_up,
         out: g.value_name(out),
     };
-    let same_dtype = s.fused.is_none() || packed_f16(g, ins[2]) == f16;
-    if same_dtype && shape.gemv_fits() {
+    let same_dtype = s.fused.is_none() || packed_f16(g, ins[2]) == s.f16;
+    if same_dtype && s.gemv_fits() {
         return match s.layout {
-            Layout::Kn => fast::gemv_kn(name, &shape, &values, t),
-            Layout::Nk => fast::gemv_nk(name, &shape, &values, t),
+            Layout::Kn => fast::gemv_kn(name, s, &values, t),
+            Layout::Nk => fast::gemv_nk(name, s, &values, t),
         };
     }
     if same_dtype && s.rows > 8 {
-        return fast::gemm(name, &shape, &values, t);
+        return fast::gemm(name, s, &values, t);
     }
     scalar(g, name, ins, out, s, t)
 }
 
 /// The scalar template: any alignment, any mix of weight storage.
-fn scalar(g: &Graph, name: String, ins: &[Value], out: Value, s: &Spec, t: &Target) -> Result<KernelSource> {
+fn scalar(g: &Graph, name: String, ins: &[Value], out: Value, s: &ProjShape, t: &Target) -> Result<KernelSource> {
     let tm = s.rows.min(TM);
     let (tn, lanes) = match s.layout {
         Layout::Kn => (64usize, 4usize),
@@ -87,10 +68,9 @@ fn scalar(g: &Graph, name: String, ins: &[Value], out: Value, s: &Spec, t: &Targ
         bindings.push(Binding { value: g.value_name(v), write: false, packed_f16: packed_f16(g, v) });
     };
     bind("w_gate", ins[1], &mut binds);
-    let merged = s.fused.is_some() && ins[1] == ins[2];
-    let wu_name = if merged { "w_gate" } else { "w_up" };
+    let wu_name = if s.merged { "w_gate" } else { "w_up" };
     if let Some(f) = &s.fused {
-        if !merged {
+        if !s.merged {
             bind("w_up", ins[2], &mut binds);
         }
         let mut k_in = 3;
@@ -110,8 +90,7 @@ fn scalar(g: &Graph, name: String, ins: &[Value], out: Value, s: &Spec, t: &Targ
         Layout::Nk => format!("({col}) * {}u + k", s.k),
     };
     let (goff, uoff) = s.fused.as_ref().map_or((0, 0), |f| (f.gate_offset, f.up_offset));
-    let pg = packed_f16(g, ins[1]);
-    let pu = if s.fused.is_some() { packed_f16(g, ins[2]) } else { false };
+    let pu = s.fused.is_some() && packed_f16(g, ins[2]);
     let mut b = String::new();
     let (slot, lane) = match s.layout {
         Layout::Kn => ("lid % 64u", "lid / 64u"),
@@ -130,7 +109,7 @@ fn scalar(g: &Graph, name: String, ins: &[Value], out: Value, s: &Spec, t: &Targ
     }
     let _ = writeln!(b, "    if (col < {}u) {{", s.n);
     let _ = writeln!(b, "        for (var k = lane; k < {}u; k = k + {lanes}u) {{", s.k);
-    let _ = writeln!(b, "            let gw = {};", read("w_gate", &w_idx(&format!("col + {goff}u")), pg));
+    let _ = writeln!(b, "            let gw = {};", read("w_gate", &w_idx(&format!("col + {goff}u")), s.f16));
     if na == 2 {
         let _ = writeln!(b, "            let uw = {};", read(wu_name, &w_idx(&format!("col + {uoff}u")), pu));
     }
@@ -215,7 +194,16 @@ pub fn matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<Kerne
     let (xd, wd) = (dims(g, ins[0], b)?, dims(g, ins[1], b)?);
     let k = *xd.last().expect("rank >= 2");
     let rows = xd.iter().product::<usize>() / k.max(1);
-    let s = Spec { rows, k, n: wd[1], n_total: wd[1], layout: Layout::Kn, fused: None };
+    let s = ProjShape {
+        rows,
+        k,
+        n: wd[1],
+        n_total: wd[1],
+        layout: Layout::Kn,
+        f16: packed_f16(g, ins[1]),
+        fused: None,
+        merged: false,
+    };
     generate(g, g.node(n).name.clone(), &ins, Value::of(n), &s, t)
 }
 
@@ -232,6 +220,15 @@ pub fn fused(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<Kernel
         Layout::Kn => wd[1],
         Layout::Nk => wd[0],
     };
-    let s = Spec { rows, k, n: *od.last().expect("rank >= 1"), n_total, layout: f.layout, fused: Some(f.clone()) };
+    let s = ProjShape {
+        rows,
+        k,
+        n: *od.last().expect("rank >= 1"),
+        n_total,
+        layout: f.layout,
+        f16: packed_f16(g, ins[1]),
+        fused: Some(f.clone()),
+        merged: ins[1] == ins[2],
+    };
     generate(g, g.node(n).name.clone(), &ins, Value::of(n), &s, t)
 }

@@ -71,7 +71,6 @@ pub fn ffn_graph(h: u64, i: u64, m: u64, dtype: DType, layout: Layout) -> Result
     b.finish(&[y])
 }
 
-
 /// Times `reps` repetitions of `record` per submission; returns the median µs per repetition
 /// and whether timestamps were used.
 fn time<F: Fn(&mut wgpu::CommandEncoder, usize, Option<(&wgpu::QuerySet, u32)>)>(
