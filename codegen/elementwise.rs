@@ -75,6 +75,35 @@ fn pow_(a: f32, b: f32) -> f32 {
 }
 "#;
 
+/// A kernel of one thread per output element: inputs bound as `in0..`, the output as
+/// `out0`, `total` threads over a 1-D (or, past the device's limit, 2-D) grid.
+#[allow(clippy::too_many_arguments)]
+fn per_element(
+    g: &Graph,
+    name: String,
+    kind: &str,
+    ins: &[Value],
+    out: Value,
+    total: usize,
+    prelude: &str,
+    body: &str,
+    t: &Target,
+) -> Result<KernelSource> {
+    let mut binds: Vec<(String, bool, bool)> =
+        ins.iter().enumerate().map(|(k, &v)| (format!("in{k}"), false, packed_f16(g, v))).collect();
+    binds.push(("out0".into(), true, false));
+    let mut bindings: Vec<Binding> =
+        ins.iter().map(|&v| Binding { value: g.value_name(v), write: false, packed_f16: packed_f16(g, v) }).collect();
+    bindings.push(Binding { value: g.value_name(out), write: true, packed_f16: false });
+    Ok(KernelSource {
+        name,
+        kind: kind.into(),
+        wgsl: module(&binds, WORKGROUP, prelude, body),
+        bindings,
+        workgroups: grid((total as u64).div_ceil(WORKGROUP as u64), t.max_workgroups_per_dim)?,
+    })
+}
+
 /// A kernel over `n` output elements whose element `i` is `expr`.
 #[allow(clippy::too_many_arguments)]
 fn map_kernel(
@@ -87,21 +116,9 @@ fn map_kernel(
     expr: &str,
     t: &Target,
 ) -> Result<KernelSource> {
-    let mut binds: Vec<(String, bool, bool)> =
-        ins.iter().enumerate().map(|(k, &v)| (format!("in{k}"), false, packed_f16(g, v))).collect();
-    binds.push(("out0".into(), true, false));
     let body =
         format!("    let i = gid * {WORKGROUP}u + lid;\n    if (i >= {n}u) {{ return; }}\n    out0[i] = {expr};\n");
-    let mut bindings: Vec<Binding> =
-        ins.iter().map(|&v| Binding { value: g.value_name(v), write: false, packed_f16: packed_f16(g, v) }).collect();
-    bindings.push(Binding { value: g.value_name(out), write: true, packed_f16: false });
-    Ok(KernelSource {
-        name,
-        kind: kind.into(),
-        wgsl: module(&binds, WORKGROUP, &format!("{MATH}{POW}"), &body),
-        bindings,
-        workgroups: grid((n as u64).div_ceil(WORKGROUP as u64), t.max_workgroups_per_dim)?,
-    })
+    per_element(g, name, kind, ins, out, n, &format!("{MATH}{POW}"), &body, t)
 }
 
 /// Kernels of the index-mapping ops.
@@ -216,19 +233,7 @@ fn concat_kernel(
         body.push_str(&format!("    if (c >= {lo}u && c < {hi}u) {{ out0[i] = {src}; }}\n"));
         lo = hi;
     }
-    let mut binds: Vec<(String, bool, bool)> =
-        ins.iter().enumerate().map(|(k, &v)| (format!("in{k}"), false, packed_f16(g, v))).collect();
-    binds.push(("out0".into(), true, false));
-    let mut bindings: Vec<Binding> =
-        ins.iter().map(|&v| Binding { value: g.value_name(v), write: false, packed_f16: packed_f16(g, v) }).collect();
-    bindings.push(Binding { value: g.value_name(out), write: true, packed_f16: false });
-    Ok(KernelSource {
-        name,
-        kind: "concat".into(),
-        wgsl: module(&binds, WORKGROUP, "", &body),
-        bindings,
-        workgroups: grid((total as u64).div_ceil(WORKGROUP as u64), t.max_workgroups_per_dim)?,
-    })
+    per_element(g, name, "concat", ins, out, total, "", &body, t)
 }
 
 /// `[.., M, K] · [.., K, N]` with broadcast batch dims, one thread per output element.
@@ -248,21 +253,5 @@ pub fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Resu
         m * k,
         k * nn
     );
-    let binds = vec![
-        ("in0".to_string(), false, packed_f16(g, ins[0])),
-        ("in1".to_string(), false, packed_f16(g, ins[1])),
-        ("out0".to_string(), true, false),
-    ];
-    let bindings = vec![
-        Binding { value: g.value_name(ins[0]), write: false, packed_f16: packed_f16(g, ins[0]) },
-        Binding { value: g.value_name(ins[1]), write: false, packed_f16: packed_f16(g, ins[1]) },
-        Binding { value: g.value_name(out), write: true, packed_f16: false },
-    ];
-    Ok(KernelSource {
-        name: g.node(n).name.clone(),
-        kind: "batched-matmul".into(),
-        wgsl: module(&binds, WORKGROUP, "", &body),
-        bindings,
-        workgroups: grid((total as u64).div_ceil(WORKGROUP as u64), t.max_workgroups_per_dim)?,
-    })
+    per_element(g, g.node(n).name.clone(), "batched-matmul", &ins, out, total, "", &body, t)
 }
