@@ -109,3 +109,32 @@ fn projection_kernels_match_the_interpreter() {
         assert!(kinds.contains(want), "kernel {want} never ran: {kinds:?}");
     }
 }
+
+/// The index-mapping and batched kernels no test graph reaches: batched matmul with a
+/// broadcast batch, Concat, Slice on an inner axis, Cast to f16 and back, Reshape as a view.
+#[test]
+fn batched_matmul_concat_slice_cast_match_the_interpreter() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut b = GraphBuilder::new();
+    let a = b.input("a", DType::F32, shape_of(&[2, 3, 4]));
+    let w = b.input("w", DType::F32, shape_of(&[1, 4, 5]));
+    let m = b.matmul("bmm", a, w); // [2,3,5], batch broadcast
+    let s = b.slice("inner", m, 1, 1, 3); // [2,2,5]
+    let c = b.node("cat", Op::Concat { axis: 1 }, &[m, s], vec![])[0]; // [2,5,5]
+    let h = b.node("to_f16", Op::Cast { to: DType::F16 }, &[c], vec![])[0];
+    let f = b.node("to_f32", Op::Cast { to: DType::F32 }, &[h], vec![])[0];
+    let r = b.node("flat", Op::Reshape { shape: vec![0, -1] }, &[f], vec![])[0]; // [2,25]
+    let y = b.unary("act", UnaryOp::Tanh, r);
+    let g = b.finish(&[y]).unwrap();
+    let inputs = interp::seeded_inputs(&g, &Default::default(), 9).unwrap();
+    let want = interp::run(&g, &inputs).unwrap();
+    let exe = Executable::new(&gpu, &g, &Default::default()).unwrap();
+    let kinds: Vec<String> = exe.kernels().iter().map(|k| k.source().kind.clone()).collect();
+    for k in ["batched-matmul", "slice", "concat", "cast"] {
+        assert!(kinds.iter().any(|x| x == k), "{k} not generated: {kinds:?}");
+    }
+    let got = exe.run(&inputs).unwrap();
+    assert_eq!(got[0].shape, vec![2, 25]);
+    let (abs, rel) = glufuse::cli::compare(&got[0], &want[0]);
+    assert!(rel <= 2e-3, "rel {rel:e} abs {abs:e}");
+}
