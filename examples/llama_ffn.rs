@@ -37,13 +37,13 @@ fn main() -> Result<(), glufuse::Error> {
     match glufuse::runtime::Gpu::new() {
         Err(e) => println!("no GPU ({e}); the interpreter says the fused graph agrees: {:?}", {
             let got = interp::run(&fused, &inputs)?;
-            glufuse::cli::compare(&got[0], &want[0])
+            glufuse::interp::compare(&got[0], &want[0])
         }),
         Ok(gpu) => {
             for (label, g) in [("original", &original), ("fused", &fused)] {
                 let exe = glufuse::runtime::Executable::new(&gpu, g, &dims)?;
                 let got = exe.run(&inputs)?;
-                let (abs, rel) = glufuse::cli::compare(&got[0], &want[0]);
+                let (abs, rel) = glufuse::interp::compare(&got[0], &want[0]);
                 println!(
                     "{label}: {} dispatches on {}, max abs err {abs:.2e} (rel {rel:.2e})",
                     exe.dispatch_count(),

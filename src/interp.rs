@@ -444,6 +444,27 @@ pub fn run(g: &Graph, inputs: &HashMap<String, Tensor>) -> Result<Vec<Tensor>> {
     Ok(g.outputs.iter().map(|v| vals[v].clone()).collect())
 }
 
+/// Max absolute and relative error between two tensors (relative to the reference's scale).
+pub fn compare(got: &Tensor, want: &Tensor) -> (f64, f64) {
+    let scale = want.data.iter().fold(0.0f64, |m, &x| m.max((x as f64).abs())).max(1e-6);
+    let mut abs = 0.0f64;
+    for (a, b) in got.data.iter().zip(&want.data) {
+        abs = abs.max((*a as f64 - *b as f64).abs());
+    }
+    (abs, abs / scale)
+}
+
+/// Relative tolerance of GPU against interpreter: f32 math on both sides, so differences
+/// come from summation order and transcendental functions; f16 graphs round more.
+pub fn check_tolerance(g: &Graph) -> f64 {
+    let f16 = g.g.node_indices().any(|n| g.node(n).outputs.iter().any(|t| t.dtype == DType::F16));
+    if f16 {
+        2e-3
+    } else {
+        1e-4
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

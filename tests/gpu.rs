@@ -43,13 +43,13 @@ fn gpu_matches_interpreter_on_every_graph_fused_and_unfused() {
         let b = common::bindings();
         let inputs = interp::seeded_inputs(&original, &b, 5).unwrap();
         let want = interp::run(&original, &inputs).unwrap();
-        let tol = glufuse::cli::check_tolerance(&original);
+        let tol = glufuse::interp::check_tolerance(&original);
         for (label, g) in [("unfused", &original), ("fused", &fused)] {
             let exe = Executable::new(&gpu, g, &b).unwrap_or_else(|e| panic!("{name} {label}: {e}"));
             let got = exe.run(&inputs).unwrap_or_else(|e| panic!("{name} {label}: {e}"));
             for (x, y) in got.iter().zip(&want) {
                 assert_eq!(x.shape, y.shape);
-                let (abs, rel) = glufuse::cli::compare(x, y);
+                let (abs, rel) = glufuse::interp::compare(x, y);
                 assert!(rel <= tol, "{name} {label}: GPU vs interpreter rel {rel:e} (abs {abs:e}) > {tol:e}");
             }
         }

@@ -80,14 +80,14 @@ fn projection_kernels_match_the_interpreter() {
         assert_eq!(fused.summary().fused, 1);
         let inputs = interp::seeded_inputs(&original, &Default::default(), 3).unwrap();
         let want = interp::run(&original, &inputs).unwrap();
-        let tol = glufuse::cli::check_tolerance(&original);
+        let tol = glufuse::interp::check_tolerance(&original);
         for (label, g) in [("unfused", &original), ("fused", &fused)] {
             let exe = Executable::new(&gpu, g, &Default::default()).unwrap();
             for k in exe.kernels() {
                 kinds.insert(k.source().kind.clone());
             }
             let got = exe.run(&inputs).unwrap();
-            let (abs, rel) = glufuse::cli::compare(&got[0], &want[0]);
+            let (abs, rel) = glufuse::interp::compare(&got[0], &want[0]);
             let what = format!(
                 "{label} rows={} h={} i={} {:?} {} bias={} merged={}",
                 c.rows, c.h, c.i, c.layout, c.dtype, c.bias, c.merged
@@ -135,6 +135,6 @@ fn batched_matmul_concat_slice_cast_match_the_interpreter() {
     }
     let got = exe.run(&inputs).unwrap();
     assert_eq!(got[0].shape, vec![2, 25]);
-    let (abs, rel) = glufuse::cli::compare(&got[0], &want[0]);
+    let (abs, rel) = glufuse::interp::compare(&got[0], &want[0]);
     assert!(rel <= 2e-3, "rel {rel:e} abs {abs:e}");
 }

@@ -71,12 +71,12 @@ fn mlp_models_match_onnxruntime_on_cpu_and_gpu() {
         let inputs: HashMap<_, _> = [(original.node(xn).name.clone(), x)].into_iter().collect();
         for (label, g) in [("unfused", &original), ("fused", &fused)] {
             let cpu = glufuse::interp::run(g, &inputs).unwrap();
-            let (_, rel) = glufuse::cli::compare(&cpu[0], &want);
+            let (_, rel) = glufuse::interp::compare(&cpu[0], &want);
             assert!(rel < 1e-4, "{m} {label} interpreter vs onnxruntime: rel {rel:e}");
             if let Some(gpu) = &gpu {
                 let exe = glufuse::runtime::Executable::new(gpu, g, &Default::default()).unwrap();
                 let out = exe.run(&inputs).unwrap();
-                let (_, rel) = glufuse::cli::compare(&out[0], &want);
+                let (_, rel) = glufuse::interp::compare(&out[0], &want);
                 assert!(rel < 1e-4, "{m} {label} GPU vs onnxruntime: rel {rel:e}");
             }
         }
