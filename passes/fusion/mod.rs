@@ -68,13 +68,14 @@ pub fn fuse(g: &mut Graph, limits: &Limits) -> Result<FusionReport> {
     rep.timings.lower_ms = ms(t);
 
     let t = Instant::now();
+    let rules = rules::rules();
     let node_limit = limits.nodes_per_graph_node.saturating_mul(g.len().max(64));
     let runner = egg::Runner::default()
         .with_egraph(lowered.egraph)
         .with_iter_limit(limits.iterations)
         .with_node_limit(node_limit)
         .with_time_limit(limits.time)
-        .run(&rules::rules());
+        .run(&rules);
     rep.timings.saturate_ms = ms(t);
     rep.stop_reason = match &runner.stop_reason {
         Some(egg::StopReason::Saturated) => "saturated".into(),
@@ -85,7 +86,7 @@ pub fn fuse(g: &mut Graph, limits: &Limits) -> Result<FusionReport> {
         None => "unknown".into(),
     };
     rep.iterations = runner.iterations.len();
-    let mut applied: BTreeMap<String, usize> = rules::rules().iter().map(|r| (r.name.to_string(), 0)).collect();
+    let mut applied: BTreeMap<String, usize> = rules.iter().map(|r| (r.name.to_string(), 0)).collect();
     for it in &runner.iterations {
         for (name, n) in &it.applied {
             *applied.entry(name.to_string()).or_default() += n;
