@@ -7,16 +7,18 @@
 //!   8 f16) and a share of k; adjacent threads read adjacent groups of one row of W, so each
 //!   warp reads whole 128-byte lines. The k-lanes of a workgroup are summed by a tree in
 //!   workgroup memory.
-//! - `gemv-nk` (`W [N, K]`): a warp (32 lanes) owns one output feature and reads its row of W
-//!   along k in 16-byte loads; the lanes are summed by a tree in workgroup memory.
-//! - `gemm`: 64×64 output tiles, k in steps of 16 through workgroup memory, 4×4 outputs per
-//!   thread in registers (per accumulator), bounds-checked loads for any size. Used past 32
-//!   rows (and past 8 where the GEMVs' alignment does not hold).
+//! - `gemv-nk` (`W [N, K]`): 32 lanes own one output feature and read its row of W along k
+//!   in 16-byte loads; the lanes are summed with `subgroupAdd` where the device has subgroups
+//!   of one fixed size up to 32, else by a tree in workgroup memory.
+//! - `gemm-unaligned`: 64×64 output tiles, k in steps of 16 through workgroup memory, 4×4
+//!   outputs per thread in registers (per accumulator), scalar bounds-checked loads for any
+//!   size. The prefill GEMM for shapes the 16-byte loads of `gemm.rs` do not fit.
 //!
-//! Every weight element is read once per kernel in the GEMVs, and once per 64-row tile of x
-//! in the GEMM.
+//! Every weight element is read once per row tile of x: 8 rows in the GEMVs (16 in the
+//! `[N, K]` one with subgroups, where the reduction needs no workgroup memory per row), 64
+//! in the unaligned GEMM.
 
-use super::{act_call, module, Binding, KernelSource, Target, MATH, WORKGROUP};
+use super::{act_call, module_with, Binding, KernelSource, Target, MATH, WORKGROUP};
 use crate::ir::*;
 use crate::{Error, Result};
 use std::fmt::Write;
@@ -43,14 +45,14 @@ pub struct ProjShape {
 }
 
 impl ProjShape {
-    fn na(&self) -> usize {
+    pub(super) fn na(&self) -> usize {
         if self.fused.is_some() {
             2
         } else {
             1
         }
     }
-    fn offsets(&self) -> (usize, usize) {
+    pub(super) fn offsets(&self) -> (usize, usize) {
         self.fused.as_ref().map_or((0, 0), |f| (f.gate_offset as usize, f.up_offset as usize))
     }
     /// Columns one 16-byte load covers.
@@ -79,10 +81,12 @@ impl ProjShape {
     }
 }
 
-/// Binding declarations: name, writable, WGSL element type.
-struct Binds {
+/// A kernel's interface: binding declarations (name, writable, WGSL element type) and extra
+/// entry-point builtins (`, @builtin(...) name: type` each).
+pub(super) struct Binds {
     decls: Vec<(String, bool, String)>,
     bindings: Vec<Binding>,
+    builtins: String,
 }
 
 impl Binds {
@@ -116,8 +120,8 @@ pub struct ProjValues {
     pub out: String,
 }
 
-fn binds(s: &ProjShape, v: &ProjValues, x_elem: &str, w_elem: &str) -> Binds {
-    let mut b = Binds { decls: vec![], bindings: vec![] };
+pub(super) fn binds(s: &ProjShape, v: &ProjValues, x_elem: &str, w_elem: &str) -> Binds {
+    let mut b = Binds { decls: vec![], bindings: vec![], builtins: String::new() };
     b.push("x", false, x_elem, v.x.clone(), false);
     b.push("w_gate", false, w_elem, v.w_gate.clone(), s.f16);
     if let (Some(_), false, Some(u)) = (&s.fused, s.merged, &v.w_up) {
@@ -138,7 +142,7 @@ fn bias_read(name: &str, idx: &str, packed: bool) -> String {
 }
 
 /// The epilogue value for column expression `col` given sums `g` and `u`.
-fn epilogue(s: &ProjShape, v: &ProjValues, g: &str, u: &str, col: &str) -> String {
+pub(super) fn epilogue(s: &ProjShape, v: &ProjValues, g: &str, u: &str, col: &str) -> String {
     let (go, uo) = s.offsets();
     match &s.fused {
         None => g.to_string(),
@@ -156,7 +160,7 @@ fn epilogue(s: &ProjShape, v: &ProjValues, g: &str, u: &str, col: &str) -> Strin
     }
 }
 
-fn up_name(s: &ProjShape) -> &'static str {
+pub(super) fn up_name(s: &ProjShape) -> &'static str {
     if s.merged {
         "w_gate"
     } else {
@@ -177,7 +181,7 @@ fn load16(s: &ProjShape, w: &str, idx: &str) -> (String, Option<String>) {
     }
 }
 
-fn finish(
+pub(super) fn finish(
     name: String,
     kind: &str,
     b: &Binds,
@@ -193,7 +197,7 @@ fn finish(
         )));
     }
     let mut wgsl = b.header();
-    wgsl.push_str(&module(&[], WORKGROUP, prelude, body));
+    wgsl.push_str(&module_with(&[], WORKGROUP, prelude, body, &b.builtins));
     Ok(KernelSource {
         name,
         kind: kind.into(),
@@ -302,17 +306,42 @@ pub fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Resul
     finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(cw) as u64, s.rows.div_ceil(tm) as u64], t)
 }
 
-/// Decode GEMV, `[N, K]` weights: one warp of 32 lanes per output feature.
+/// The subgroup size the reductions may use: one that divides the 32 lanes of an output, on a
+/// target that validates subgroup operations.
+fn subgroup(t: &Target) -> Option<usize> {
+    t.subgroup_size
+        .filter(|&z| (1..=32).contains(&z) && 32 % z == 0 && t.caps.contains(naga::valid::Capabilities::SUBGROUP))
+        .map(|z| z as usize)
+}
+
+/// Decode GEMV, `[N, K]` weights: 32 lanes per output feature.
+///
+/// With subgroups the threads are numbered by subgroup (`vid = subgroup_id · size +
+/// subgroup_invocation_id`), so the lanes of an output fill whole subgroups whatever order the
+/// device forms them in, and each subgroup sums its lanes with `subgroupAdd`: at size 32 that is
+/// the whole reduction, at smaller sizes the 32/size partial sums meet in workgroup memory.
+/// Without, the lanes are summed by a tree in workgroup memory.
 pub fn gemv_nk(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Result<KernelSource> {
-    let (na, vc, tm) = (s.na(), s.vc(), s.gemv_rows());
+    let sg = subgroup(t);
+    let (na, vc) = (s.na(), s.vc());
+    // With subgroups the reduction needs no workgroup memory per row, so a tile takes 16 rows
+    // (M = 16 reads the weights once).
+    let tm = if sg.is_some() { s.rows.min(16) } else { s.gemv_rows() };
     let (go, uo) = s.offsets();
     let per_wg = WORKGROUP as usize / 32;
     let w_elem = if s.f16 { "vec4<u32>" } else { "vec4<f32>" };
-    let b = binds(s, v, "vec4<f32>", w_elem);
+    let mut b = binds(s, v, "vec4<f32>", w_elem);
+    if sg.is_some() {
+        b.builtins = ", @builtin(subgroup_id) sg_id: u32, @builtin(subgroup_invocation_id) sg_lane: u32".into();
+    }
     let kv = s.k / vc; // weight vectors per row
     let xv = s.k / 4; // x vectors per row
+    let me = if sg.is_some() { "vid" } else { "lid" };
     let mut body = String::new();
-    let _ = writeln!(body, "    let lane = lid % 32u;\n    let col = wg.x * {per_wg}u + lid / 32u;\n    let live = col < {}u;\n    let row0 = wg.y * {tm}u;", s.n);
+    if let Some(z) = sg {
+        let _ = writeln!(body, "    let vid = sg_id * {z}u + sg_lane;");
+    }
+    let _ = writeln!(body, "    let lane = {me} % 32u;\n    let col = wg.x * {per_wg}u + {me} / 32u;\n    let live = col < {}u;\n    let row0 = wg.y * {tm}u;", s.n);
     for r in 0..tm {
         let _ = writeln!(body, "    let xr{r} = min(row0 + {r}u, {}u) * {xv}u;", s.rows - 1);
     }
@@ -354,42 +383,82 @@ pub fn gemv_nk(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Resul
     }
     let _ = writeln!(body, "        }}\n    }}");
     let slots = tm * na;
-    for r in 0..tm {
-        for a in 0..na {
-            let _ = writeln!(body, "    red[{}u + lid] = acc{r}_{a};", (r * na + a) * WORKGROUP as usize);
+    // The sums of row r, accumulator a, as WGSL expressions valid where lane == 0.
+    let mut sums: Vec<String> = vec![];
+    let red_len;
+    match sg {
+        Some(z) => {
+            let parts = 32 / z;
+            let subgroups = WORKGROUP as usize / z;
+            for sl in 0..slots {
+                let (r, a) = (sl / na, sl % na);
+                let _ = writeln!(body, "    let sum{sl} = subgroupAdd(acc{r}_{a});");
+            }
+            if parts == 1 {
+                red_len = 0;
+                let _ = writeln!(body, "    if (sg_lane != 0u || !live) {{ return; }}");
+                sums.extend((0..slots).map(|sl| format!("sum{sl}")));
+            } else {
+                red_len = slots * subgroups;
+                let _ = writeln!(body, "    if (sg_lane == 0u) {{");
+                for sl in 0..slots {
+                    let _ = writeln!(body, "        red[{}u + sg_id] = sum{sl};", sl * subgroups);
+                }
+                let _ = writeln!(body, "    }}\n    workgroupBarrier();\n    if (lane != 0u || !live) {{ return; }}");
+                for sl in 0..slots {
+                    let terms: Vec<String> =
+                        (0..parts).map(|p| format!("red[{}u + sg_id + {p}u]", sl * subgroups)).collect();
+                    sums.push(format!("({})", terms.join(" + ")));
+                }
+            }
+        }
+        None => {
+            red_len = slots * WORKGROUP as usize;
+            for r in 0..tm {
+                for a in 0..na {
+                    let _ = writeln!(body, "    red[{}u + lid] = acc{r}_{a};", (r * na + a) * WORKGROUP as usize);
+                }
+            }
+            let _ = writeln!(body, "    workgroupBarrier();");
+            let mut step = 16;
+            while step > 0 {
+                let _ = writeln!(body, "    if (lane < {step}u) {{");
+                for sl in 0..slots {
+                    let base = sl * WORKGROUP as usize;
+                    let _ = writeln!(
+                        body,
+                        "        red[{base}u + lid] = red[{base}u + lid] + red[{base}u + lid + {step}u];"
+                    );
+                }
+                let _ = writeln!(body, "    }}\n    workgroupBarrier();");
+                step /= 2;
+            }
+            let _ = writeln!(body, "    if (lane != 0u || !live) {{ return; }}");
+            sums.extend((0..slots).map(|sl| format!("red[{}u + lid]", sl * WORKGROUP as usize)));
         }
     }
-    let _ = writeln!(body, "    workgroupBarrier();");
-    let mut step = 16;
-    while step > 0 {
-        let _ = writeln!(body, "    if (lane < {step}u) {{");
-        for sl in 0..slots {
-            let base = sl * WORKGROUP as usize;
-            let _ = writeln!(body, "        red[{base}u + lid] = red[{base}u + lid] + red[{base}u + lid + {step}u];");
-        }
-        let _ = writeln!(body, "    }}\n    workgroupBarrier();");
-        step /= 2;
-    }
-    let _ = writeln!(body, "    if (lane != 0u || !live) {{ return; }}");
     for r in 0..tm {
-        let g = format!("red[{}u + lid]", (r * na) * WORKGROUP as usize);
-        let u = format!("red[{}u + lid]", (r * na + 1) * WORKGROUP as usize);
+        let g = &sums[r * na];
+        let u = if na == 2 { sums[r * na + 1].clone() } else { "0.0".into() };
         let _ = writeln!(
             body,
             "    if (row0 + {r}u < {}u) {{ out0[(row0 + {r}u) * {}u + col] = {}; }}",
             s.rows,
             s.n,
-            epilogue(s, v, &g, &u, "col")
+            epilogue(s, v, g, &u, "col")
         );
     }
-    let prelude = format!("{MATH}\nvar<workgroup> red: array<f32, {}>;\n", slots * WORKGROUP as usize);
+    let mut prelude = format!("{MATH}\n");
+    if red_len > 0 {
+        let _ = writeln!(prelude, "var<workgroup> red: array<f32, {red_len}>;");
+    }
     let kind = if s.fused.is_some() { "fused-gate-up-gemv-nk" } else { "matmul-gemv-nk" };
     finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(per_wg) as u64, s.rows.div_ceil(tm) as u64], t)
 }
 
-/// Prefill GEMM: 64×64 output tiles, k in steps of 16 through workgroup memory held as
-/// `vec4`s so that one 16-byte read feeds four multiply-adds, 4×4 outputs per thread and
-/// accumulator in registers.
+/// Prefill GEMM for unaligned shapes: 64×64 output tiles, k in steps of 16 through workgroup
+/// memory held as `vec4`s so that one 16-byte read feeds four multiply-adds, 4×4 outputs per
+/// thread and accumulator in registers.
 pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Result<KernelSource> {
     const BN: usize = 64;
     const BK: usize = 16;
@@ -487,6 +556,6 @@ pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Result<K
     if na == 2 {
         let _ = writeln!(prelude, "var<workgroup> us: array<vec4<f32>, {}>;", 16 * BK);
     }
-    let kind = if s.fused.is_some() { "fused-gate-up-gemm" } else { "matmul-gemm" };
+    let kind = if s.fused.is_some() { "fused-gate-up-gemm-unaligned" } else { "matmul-gemm-unaligned" };
     finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(BN) as u64, s.rows.div_ceil(bm) as u64], t)
 }

@@ -12,6 +12,7 @@
 
 mod elementwise;
 pub mod fast;
+pub mod gemm;
 mod proj;
 
 use crate::interp::{concrete, Bindings};
@@ -79,9 +80,13 @@ pub fn validate(src: KernelSource, caps: naga::valid::Capabilities) -> Result<Ke
         Error::Internal(ValidationError { name: src.name.clone(), diagnostic, wgsl: src.wgsl.clone() }.to_string())
     };
     let module = naga::front::wgsl::parse_str(&src.wgsl).map_err(|e| fail(e.emit_to_string(&src.wgsl)))?;
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
-        .validate(&module)
-        .map_err(|e| fail(e.emit_to_string(&src.wgsl)))?;
+    let mut validator = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);
+    if caps.contains(naga::valid::Capabilities::SUBGROUP) {
+        validator.subgroup_stages(naga::valid::ShaderStages::COMPUTE).subgroup_operations(
+            naga::valid::SubgroupOperationSet::BASIC | naga::valid::SubgroupOperationSet::ARITHMETIC,
+        );
+    }
+    validator.validate(&module).map_err(|e| fail(e.emit_to_string(&src.wgsl)))?;
     Ok(Kernel { src })
 }
 
@@ -112,6 +117,18 @@ pub fn grid(groups: u64, max_per_dim: u32) -> Result<[u32; 3]> {
 /// The header every kernel starts with: bindings, then the entry point's signature. `body`
 /// sees `gid` (linear workgroup index) and `lid` (thread index in the workgroup).
 pub(crate) fn module(bindings: &[(String, bool, bool)], workgroup: u32, prelude: &str, body: &str) -> String {
+    module_with(bindings, workgroup, prelude, body, "")
+}
+
+/// [`module`] with extra entry-point parameters (`extra` starts with `, `), e.g. subgroup
+/// builtins.
+pub(crate) fn module_with(
+    bindings: &[(String, bool, bool)],
+    workgroup: u32,
+    prelude: &str,
+    body: &str,
+    extra: &str,
+) -> String {
     let mut s = String::new();
     for (i, (name, write, packed)) in bindings.iter().enumerate() {
         let access = if *write { "read_write" } else { "read" };
@@ -121,7 +138,7 @@ pub(crate) fn module(bindings: &[(String, bool, bool)], workgroup: u32, prelude:
     s.push_str(prelude);
     let _ = write!(
         s,
-        "\n@compute @workgroup_size({workgroup})\nfn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {{\n    let gid = wg.x + wg.y * nwg.x;\n{body}}}\n"
+        "\n@compute @workgroup_size({workgroup})\nfn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32{extra}) {{\n    let gid = wg.x + wg.y * nwg.x;\n{body}}}\n"
     );
     s
 }
@@ -158,6 +175,13 @@ pub struct Target {
     pub max_workgroups_per_dim: u32,
     /// Largest storage buffer binding in bytes.
     pub max_binding_bytes: u64,
+    /// Workgroup memory one kernel may declare, in bytes.
+    pub max_workgroup_storage_bytes: u32,
+    /// Forces the tiling of the aligned prefill GEMM (tests, tuning); `None` picks per shape.
+    pub gemm_tiles: Option<gemm::Tiles>,
+    /// The subgroup size, where the device has subgroup operations in compute shaders and
+    /// runs every subgroup at this one size; `None` keeps reductions in workgroup memory.
+    pub subgroup_size: Option<u32>,
 }
 
 impl Default for Target {
@@ -167,6 +191,9 @@ impl Default for Target {
             caps: naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32,
             max_workgroups_per_dim: 65535,
             max_binding_bytes: 128 << 20,
+            max_workgroup_storage_bytes: 16384,
+            gemm_tiles: None,
+            subgroup_size: None,
         }
     }
 }

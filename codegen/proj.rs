@@ -13,6 +13,7 @@
 
 use super::elementwise::read;
 use super::fast::{self, ProjShape};
+use super::gemm;
 use super::{act_call, dims, module, packed_f16, Binding, KernelSource, Target, MATH, WORKGROUP};
 use crate::interp::Bindings;
 use crate::ir::*;
@@ -24,7 +25,8 @@ use std::fmt::Write;
 pub const TM: usize = 4;
 
 /// Picks the kernel for a projection: the vector GEMV up to 32 rows when the weight rows
-/// allow 16-byte loads, the tiled GEMM past 8 rows, the scalar template otherwise.
+/// allow 16-byte loads; past 8 rows the aligned GEMM of `gemm.rs` where x and the weights
+/// load as 16-byte vectors, else the scalar-load GEMM; the scalar template otherwise.
 fn generate(g: &Graph, name: String, ins: &[Value], out: Value, s: &ProjShape, t: &Target) -> Result<KernelSource> {
     let fused_bias = |present: bool, i: usize| present.then(|| (g.value_name(ins[i]), packed_f16(g, ins[i])));
     let (b_gate, b_up) = match &s.fused {
@@ -47,6 +49,9 @@ fn generate(g: &Graph, name: String, ins: &[Value], out: Value, s: &ProjShape, t
         };
     }
     if same_dtype && s.rows > 8 {
+        if gemm::fits(s) {
+            return gemm::gemm(name, s, &values, t, gemm::tiles(t));
+        }
         return fast::gemm(name, s, &values, t);
     }
     scalar(g, name, ins, out, s, t)

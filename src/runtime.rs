@@ -61,7 +61,7 @@ impl Gpu {
         };
         let info = adapter.get_info();
         let downlevel = adapter.get_downlevel_capabilities();
-        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16;
+        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
         let features = adapter.features() & wanted;
         let limits = adapter.limits();
         let (device, queue) = adapter
@@ -99,10 +99,20 @@ impl Gpu {
         if self.downlevel.flags.contains(wgpu::DownlevelFlags::SHADER_F16_IN_F32) {
             caps |= naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32;
         }
+        // Subgroup reductions need one fixed subgroup size (so that every subgroup is full).
+        let subgroup_size = (self.features.contains(wgpu::Features::SUBGROUP)
+            && self.info.subgroup_min_size == self.info.subgroup_max_size)
+            .then_some(self.info.subgroup_min_size);
+        if subgroup_size.is_some() {
+            caps |= naga::valid::Capabilities::SUBGROUP;
+        }
         Target {
             caps,
             max_workgroups_per_dim: self.limits.max_compute_workgroups_per_dimension,
             max_binding_bytes: self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size),
+            max_workgroup_storage_bytes: self.limits.max_compute_workgroup_storage_size,
+            gemm_tiles: None,
+            subgroup_size,
         }
     }
 
@@ -153,8 +163,13 @@ pub struct Executable<'a> {
 impl<'a> Executable<'a> {
     /// Generates, validates and uploads everything a run of `g` needs.
     pub fn new(gpu: &'a Gpu, g: &Graph, b: &Bindings) -> Result<Self> {
-        let target = gpu.target();
-        let kernels = codegen::generate(g, b, &target)?;
+        Self::with_target(gpu, g, b, &gpu.target())
+    }
+
+    /// [`Executable::new`] with code generation options of the caller's choosing (for
+    /// example a forced GEMM tiling); `target` must not promise more than [`Gpu::target`].
+    pub fn with_target(gpu: &'a Gpu, g: &Graph, b: &Bindings, target: &Target) -> Result<Self> {
+        let kernels = codegen::generate(g, b, target)?;
         let order = g.topo_order()?;
         // Views share their input's buffer.
         let mut alias: HashMap<Value, Value> = HashMap::new();

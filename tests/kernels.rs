@@ -5,6 +5,8 @@
 mod common;
 
 use glufuse::builder::GraphBuilder;
+use glufuse::codegen::gemm::Tiles;
+use glufuse::codegen::Target;
 use glufuse::interp;
 use glufuse::ir::*;
 use glufuse::passes::PassManager;
@@ -54,11 +56,44 @@ fn build(c: &Case) -> glufuse::Graph {
     b.finish(&[m]).unwrap()
 }
 
+/// Runs a case's graph, unfused and fused, against the interpreter under `target`; returns
+/// the number of GPU runs and records the kernel kinds that ran.
+fn check(
+    gpu: &glufuse::runtime::Gpu,
+    c: &Case,
+    target: &glufuse::codegen::Target,
+    kinds: &mut std::collections::BTreeSet<String>,
+) -> usize {
+    let original = build(c);
+    let mut fused = original.clone();
+    PassManager::standard().run(&mut fused).unwrap();
+    assert_eq!(fused.summary().fused, 1);
+    let inputs = interp::seeded_inputs(&original, &Default::default(), 3).unwrap();
+    let want = interp::run(&original, &inputs).unwrap();
+    let tol = glufuse::interp::check_tolerance(&original);
+    for (label, g) in [("unfused", &original), ("fused", &fused)] {
+        let exe = Executable::with_target(gpu, g, &Default::default(), target).unwrap();
+        for k in exe.kernels() {
+            let src = k.source();
+            let sg = if src.wgsl.contains("subgroupAdd") { "+subgroups" } else { "" };
+            kinds.insert(format!("{}{sg}", src.kind));
+        }
+        let got = exe.run(&inputs).unwrap();
+        let (abs, rel) = glufuse::interp::compare(&got[0], &want[0]);
+        let what = format!(
+            "{label} rows={} h={} i={} {:?} {} bias={} merged={} tiles={:?}",
+            c.rows, c.h, c.i, c.layout, c.dtype, c.bias, c.merged, target.gemm_tiles
+        );
+        assert!(rel <= tol, "{what}: rel {rel:e} abs {abs:e}");
+    }
+    2
+}
+
 #[test]
 fn projection_kernels_match_the_interpreter() {
     let Some(gpu) = common::gpu() else { return };
-    // Aligned sizes reach the vector GEMVs (1 and 5 rows) and the GEMM (9 and 70 rows);
-    // unaligned ones the scalar template and the GEMM's edges.
+    // Aligned sizes reach the vector GEMVs (1 and 5 rows) and the aligned GEMM (12 to 260
+    // rows); unaligned ones the scalar template and the scalar-load GEMM.
     let mut cases = vec![];
     for layout in [Layout::Kn, Layout::Nk] {
         for dtype in [DType::F32, DType::F16] {
@@ -69,38 +104,24 @@ fn projection_kernels_match_the_interpreter() {
             }
             cases.push(Case { rows: 70, h: 20, i: 36, layout, dtype, bias: true, merged: false });
             cases.push(Case { rows: 260, h: 24, i: 72, layout, dtype, bias: false, merged: true });
+            // K or (for [K, N]) N not a multiple of 4: the scalar-load GEMM.
+            cases.push(Case { rows: 40, h: 22, i: 36, layout, dtype, bias: true, merged: false });
+            cases.push(Case { rows: 40, h: 64, i: 30, layout, dtype, bias: false, merged: true });
         }
     }
     let mut kinds = std::collections::BTreeSet::new();
-    let mut n = 0;
-    for c in cases {
-        let original = build(&c);
-        let mut fused = original.clone();
-        PassManager::standard().run(&mut fused).unwrap();
-        assert_eq!(fused.summary().fused, 1);
-        let inputs = interp::seeded_inputs(&original, &Default::default(), 3).unwrap();
-        let want = interp::run(&original, &inputs).unwrap();
-        let tol = glufuse::interp::check_tolerance(&original);
-        for (label, g) in [("unfused", &original), ("fused", &fused)] {
-            let exe = Executable::new(&gpu, g, &Default::default()).unwrap();
-            for k in exe.kernels() {
-                kinds.insert(k.source().kind.clone());
-            }
-            let got = exe.run(&inputs).unwrap();
-            let (abs, rel) = glufuse::interp::compare(&got[0], &want[0]);
-            let what = format!(
-                "{label} rows={} h={} i={} {:?} {} bias={} merged={}",
-                c.rows, c.h, c.i, c.layout, c.dtype, c.bias, c.merged
-            );
-            assert!(rel <= tol, "{what}: rel {rel:e} abs {abs:e}");
-            n += 1;
-        }
-    }
+    let mut n: usize = cases.iter().map(|c| check(&gpu, c, &gpu.target(), &mut kinds)).sum();
+    // The decode GEMVs again with reductions in workgroup memory only, as on a device
+    // without subgroups.
+    let plain = Target { subgroup_size: None, ..gpu.target() };
+    n += cases.iter().filter(|c| c.rows <= 32).map(|c| check(&gpu, c, &plain, &mut kinds)).sum::<usize>();
     eprintln!("{n} runs; kernels: {kinds:?}");
     for want in [
         "fused-gate-up-gemv-kn",
         "fused-gate-up-gemv-nk",
         "fused-gate-up-gemm",
+        "fused-gate-up-gemm-unaligned",
+        "matmul-gemm-unaligned",
         "fused-gate-up-kn",
         "fused-gate-up-nk",
         "matmul-gemv-kn",
@@ -108,6 +129,34 @@ fn projection_kernels_match_the_interpreter() {
     ] {
         assert!(kinds.contains(want), "kernel {want} never ran: {kinds:?}");
     }
+    if gpu.target().subgroup_size.is_some() {
+        assert!(kinds.contains("fused-gate-up-gemv-nk+subgroups"), "no subgroup reduction ran: {kinds:?}");
+    }
+}
+
+/// The aligned prefill GEMM under every tiling it has: partial k steps, partial row and
+/// column tiles, both layouts, f16 weights, biases and merged weights.
+#[test]
+fn gemm_tilings_match_the_interpreter() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut n = 0;
+    for rt in [4, 8] {
+        for bk in [8, 16] {
+            let target = Target { gemm_tiles: Some(Tiles { rt, bk }), ..gpu.target() };
+            for layout in [Layout::Kn, Layout::Nk] {
+                for dtype in [DType::F32, DType::F16] {
+                    for (bias, merged) in [(false, false), (true, false), (false, true)] {
+                        for (rows, h, i) in [(150u64, 36u64, 200u64), (20, 200, 132)] {
+                            n += check(&gpu, &Case { rows, h, i, layout, dtype, bias, merged }, &target, &mut kinds);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{n} runs; kernels: {kinds:?}");
+    assert!(kinds.contains("fused-gate-up-gemm") && kinds.contains("matmul-gemm"), "{kinds:?}");
 }
 
 /// The index-mapping and batched kernels no test graph reaches: batched matmul with a
@@ -137,4 +186,19 @@ fn batched_matmul_concat_slice_cast_match_the_interpreter() {
     assert_eq!(got[0].shape, vec![2, 25]);
     let (abs, rel) = glufuse::interp::compare(&got[0], &want[0]);
     assert!(rel <= 2e-3, "rel {rel:e} abs {abs:e}");
+}
+
+/// A forced GEMM tiling the device cannot hold, or one glufuse does not have, is an error
+/// naming the kernel or the tiling, not a failed pipeline.
+#[test]
+fn impossible_gemm_tilings_are_errors() {
+    let c = Case { rows: 40, h: 64, i: 96, layout: Layout::Kn, dtype: DType::F32, bias: false, merged: false };
+    let g = build(&c);
+    let small =
+        Target { gemm_tiles: Some(Tiles { rt: 8, bk: 16 }), max_workgroup_storage_bytes: 16384, ..Target::default() };
+    let e = glufuse::codegen::generate(&g, &Default::default(), &small).unwrap_err().to_string();
+    assert!(e.contains("'gate'") && e.contains("32768 bytes of workgroup memory"), "{e}");
+    let odd = Target { gemm_tiles: Some(Tiles { rt: 6, bk: 16 }), ..Target::default() };
+    let e = glufuse::codegen::generate(&g, &Default::default(), &odd).unwrap_err().to_string();
+    assert!(e.contains("rt is 4 or 8"), "{e}");
 }

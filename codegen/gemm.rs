@@ -1,0 +1,314 @@
+//! The prefill GEMM for 16-byte aligned operands: register-blocked, double-buffered through
+//! workgroup memory, one kernel shape for `x·W` and for the fused gated unit.
+//!
+//! A workgroup of 256 threads (16×16) owns `16·rt` rows of x and 128 weight columns, split
+//! into two sub-tiles of 64: for the fused unit the gate and the up columns of the same 64
+//! outputs, for a plain projection two adjacent blocks of 64 outputs. Each thread keeps
+//! `rt` rows × 4 columns of each sub-tile in registers (`rt` = 8: 64 accumulators), so both
+//! kernels have the same register footprint and the same arithmetic per loaded byte; the
+//! fused one spends it on two products of one x tile.
+//!
+//! k advances `bk` at a time through two stages of workgroup memory: while the threads
+//! multiply out one stage, nobody writes it; after, each loads the next step's x and weight
+//! vectors and stores them into the other stage, so a step costs one barrier. (Loading the
+//! next step into registers before the multiply-adds, to hide global latency, measured 3-4%
+//! slower on an H100: more registers for no gain.) x and `[N, K]` weights are stored
+//! transposed (k-major) so that the inner loop reads one `vec4` of rows and one `vec4` of
+//! columns per sub-tile and does `4·rt·2` multiply-adds with them.
+//!
+//! The tiles are nested arrays indexed by constants at every level but the last (the stage
+//! loop is unrolled by two), so wgpu's bounds checks on workgroup arrays clamp only the
+//! loop-invariant `tx` / `ty`. With one flat array and computed indices, each of those loads
+//! carried its own clamp and the kernel ran 30% slower on an H100.
+//!
+//! Requires `K % 4 == 0` and, for `[K, N]` weights, 4-aligned columns and offsets
+//! ([`fits`]); the scalar-load GEMM in `fast.rs` covers the rest.
+
+use super::fast::{binds, epilogue, finish, up_name, ProjShape, ProjValues};
+use super::{KernelSource, Target, MATH, WORKGROUP};
+use crate::ir::Layout;
+use crate::{Error, Result};
+use std::fmt::Write;
+
+/// Weight columns of one sub-tile.
+const SUB: usize = 64;
+
+/// The tiling of one GEMM kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tiles {
+    /// Rows of x per thread: 4 or 8 (the workgroup covers `16·rt` rows).
+    pub rt: usize,
+    /// k per step: 8 or 16.
+    pub bk: usize,
+}
+
+impl Tiles {
+    /// Rows of x per workgroup.
+    pub fn bm(&self) -> usize {
+        16 * self.rt
+    }
+    /// Workgroup memory in bytes (two stages of the x and weight tiles).
+    pub fn storage_bytes(&self) -> usize {
+        2 * (self.bk * self.bm() + self.bk * 2 * SUB) * 4
+    }
+}
+
+/// Whether the aligned GEMM applies: x rows and weight rows load as 16-byte vectors.
+pub fn fits(s: &ProjShape) -> bool {
+    let (go, uo) = s.offsets();
+    s.k % 4 == 0
+        && match s.layout {
+            Layout::Kn => s.n_total % 4 == 0 && s.n % 4 == 0 && go % 4 == 0 && uo % 4 == 0,
+            Layout::Nk => true,
+        }
+}
+
+/// Output columns one workgroup covers.
+fn out_cols(s: &ProjShape) -> usize {
+    if s.fused.is_some() {
+        SUB
+    } else {
+        2 * SUB
+    }
+}
+
+/// The tiling for a device: 8 rows per thread, and the widest k step its workgroup memory
+/// holds (16 where 32 KiB are allowed, else 8), unless the target forces one.
+pub fn tiles(t: &Target) -> Tiles {
+    if let Some(forced) = t.gemm_tiles {
+        return forced;
+    }
+    let wide = Tiles { rt: 8, bk: 16 };
+    if wide.storage_bytes() <= t.max_workgroup_storage_bytes as usize {
+        wide
+    } else {
+        Tiles { rt: 8, bk: 8 }
+    }
+}
+
+/// The aligned prefill GEMM (see the module header).
+pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target, tl: Tiles) -> Result<KernelSource> {
+    let Tiles { rt, bk } = tl;
+    if !matches!(rt, 4 | 8) || !matches!(bk, 8 | 16) {
+        return Err(Error::Gpu(format!("GEMM tiling {tl:?} is not one glufuse has: rt is 4 or 8, bk 8 or 16")));
+    }
+    if tl.storage_bytes() > t.max_workgroup_storage_bytes as usize {
+        return Err(Error::Gpu(format!(
+            "'{name}': GEMM tiling {tl:?} needs {} bytes of workgroup memory, past this device's {}",
+            tl.storage_bytes(),
+            t.max_workgroup_storage_bytes
+        )));
+    }
+    let bm = tl.bm();
+    let kq = bk / 4; // x vectors per row per step
+    let kv = s.k / 4; // x (and [N, K] weight) vectors per row
+    let per_sub = bk * SUB / 4; // weight vectors per sub-tile per step
+    let steps = s.k.div_ceil(bk);
+    let fused = s.fused.is_some();
+    let (go, uo) = s.offsets();
+    let w_elem = if s.f16 { "vec2<u32>" } else { "vec4<f32>" };
+    let b = binds(s, v, "vec4<f32>", w_elem);
+    let wv = |buf: &str, idx: &str| {
+        if s.f16 {
+            format!("wide({buf}[{idx}])")
+        } else {
+            format!("{buf}[{idx}]")
+        }
+    };
+    let x_slots = (bm * kq).div_ceil(WORKGROUP as usize);
+    let x_guard = (bm * kq) % WORKGROUP as usize != 0;
+    let w_slots = (2 * per_sub).div_ceil(WORKGROUP as usize);
+    let w_guard = (2 * per_sub) % WORKGROUP as usize != 0;
+
+    let mut body = String::new();
+    let _ = writeln!(
+        body,
+        "    let tx = lid % 16u;\n    let ty = lid / 16u;\n    let row0 = wg.y * {bm}u;\n    let col0 = wg.x * {}u;",
+        out_cols(s)
+    );
+    for i in 0..rt {
+        for sub in 0..2 {
+            let _ = writeln!(body, "    var acc{i}_{sub} = vec4<f32>(0.0);");
+        }
+    }
+    for e in 0..x_slots {
+        let _ = writeln!(body, "    var px{e} = vec4<f32>(0.0);");
+    }
+    for e in 0..w_slots {
+        let _ = writeln!(body, "    var pw{e} = vec4<f32>(0.0);");
+    }
+
+    // Global loads of step `t` into registers.
+    let load = |body: &mut String, step: &str| {
+        for e in 0..x_slots {
+            let _ = writeln!(
+                body,
+                "        {{\n            let idx = {}u + lid;\n            let r = row0 + idx / {kq}u;\n            let c = ({step}) * {kq}u + idx % {kq}u;\n            px{e} = vec4<f32>(0.0);\n            if ({}r < {}u && c < {kv}u) {{ px{e} = x[r * {kv}u + c]; }}\n        }}",
+                e * WORKGROUP as usize,
+                if x_guard { format!("idx < {}u && ", bm * kq) } else { String::new() },
+                s.rows,
+            );
+        }
+        for e in 0..w_slots {
+            let _ = writeln!(body, "        {{\n            let idx = {}u + lid;\n            let sub = idx / {per_sub}u;\n            let li = idx % {per_sub}u;", e * WORKGROUP as usize);
+            // Local output column and k of this vector.
+            let (local, kexpr, kbound) = match s.layout {
+                Layout::Kn => ("(li % 16u) * 4u".to_string(), format!("({step}) * {bk}u + li / 16u"), s.k),
+                Layout::Nk => (format!("li / {kq}u"), format!("({step}) * {kq}u + li % {kq}u"), kv),
+            };
+            let oc = if fused { format!("col0 + {local}") } else { format!("col0 + sub * {SUB}u + {local}") };
+            let _ = writeln!(body, "            let oc = {oc};\n            let kk = {kexpr};");
+            let idx = |off: usize| match s.layout {
+                Layout::Kn => format!("kk * {}u + (oc + {off}u) / 4u", s.n_total / 4),
+                Layout::Nk => format!("(oc + {off}u) * {kv}u + kk"),
+            };
+            let guard = format!(
+                "{}oc < {}u && kk < {kbound}u",
+                if w_guard { format!("idx < {}u && ", 2 * per_sub) } else { String::new() },
+                s.n
+            );
+            let _ = writeln!(body, "            pw{e} = vec4<f32>(0.0);\n            if ({guard}) {{");
+            if fused {
+                let _ = writeln!(
+                    body,
+                    "                if (sub == 0u) {{ pw{e} = {}; }} else {{ pw{e} = {}; }}",
+                    wv("w_gate", &idx(go)),
+                    wv(up_name(s), &idx(uo))
+                );
+            } else {
+                let _ = writeln!(body, "                pw{e} = {};", wv("w_gate", &idx(0)));
+            }
+            let _ = writeln!(body, "            }}\n        }}");
+        }
+    };
+    // Register tiles into workgroup memory, stage `st`. Tiles are nested arrays,
+    // `xs[stage][k·q_blocks + q][ty]` and `ws[stage][sub·bk + k][tx]`, so that the inner loop
+    // indexes every level but the last with a constant and only `ty` / `tx` (loop-invariant)
+    // is bounds-checked.
+    let q_blocks = rt / 4;
+    let store = |body: &mut String, st: usize| {
+        for e in 0..x_slots {
+            let _ = writeln!(body, "        {{\n            let idx = {}u + lid;", e * WORKGROUP as usize);
+            if x_guard {
+                let _ = writeln!(body, "            if (idx < {}u) {{", bm * kq);
+            }
+            let _ = writeln!(body, "            let r = idx / {kq}u;\n            let c = idx % {kq}u;");
+            for (j, comp) in ["x", "y", "z", "w"].iter().enumerate() {
+                let _ = writeln!(
+                    body,
+                    "            xs[{st}][(c * 4u + {j}u) * {q_blocks}u + r / 64u][(r / 4u) % 16u][r % 4u] = px{e}.{comp};"
+                );
+            }
+            if x_guard {
+                let _ = writeln!(body, "            }}");
+            }
+            let _ = writeln!(body, "        }}");
+        }
+        for e in 0..w_slots {
+            let _ = writeln!(body, "        {{\n            let idx = {}u + lid;", e * WORKGROUP as usize);
+            if w_guard {
+                let _ = writeln!(body, "            if (idx < {}u) {{", 2 * per_sub);
+            }
+            let _ = writeln!(body, "            let sub = idx / {per_sub}u;\n            let li = idx % {per_sub}u;");
+            match s.layout {
+                Layout::Kn => {
+                    let _ = writeln!(body, "            ws[{st}][sub * {bk}u + li / 16u][li % 16u] = pw{e};");
+                }
+                Layout::Nk => {
+                    let _ = writeln!(body, "            let nn = li / {kq}u;\n            let c = li % {kq}u;");
+                    for (j, comp) in ["x", "y", "z", "w"].iter().enumerate() {
+                        let _ = writeln!(
+                            body,
+                            "            ws[{st}][sub * {bk}u + c * 4u + {j}u][nn / 4u][nn % 4u] = pw{e}.{comp};"
+                        );
+                    }
+                }
+            }
+            if w_guard {
+                let _ = writeln!(body, "            }}");
+            }
+            let _ = writeln!(body, "        }}");
+        }
+    };
+    let compute = |body: &mut String, st: usize| {
+        for kk in 0..bk {
+            let _ = writeln!(body, "        {{");
+            for q in 0..q_blocks {
+                let _ = writeln!(body, "            let a{q} = xs[{st}][{}][ty];", kk * q_blocks + q);
+            }
+            for sub in 0..2 {
+                let _ = writeln!(body, "            let b{sub} = ws[{st}][{}][tx];", sub * bk + kk);
+            }
+            for i in 0..rt {
+                let comp = ["x", "y", "z", "w"][i % 4];
+                for sub in 0..2 {
+                    let _ = writeln!(
+                        body,
+                        "            acc{i}_{sub} = fma(vec4<f32>(a{}.{comp}), b{sub}, acc{i}_{sub});",
+                        i / 4
+                    );
+                }
+            }
+            let _ = writeln!(body, "        }}");
+        }
+    };
+
+    // Step t is in stage t % 2; the loop takes two steps per iteration so that every stage
+    // index is a constant.
+    let _ = writeln!(body, "    {{");
+    load(&mut body, "0u");
+    store(&mut body, 0);
+    let _ = writeln!(body, "    }}\n    workgroupBarrier();");
+    let _ = writeln!(body, "    for (var t = 0u; t < {steps}u; t = t + 2u) {{");
+    compute(&mut body, 0);
+    let _ = writeln!(body, "        if (t + 1u < {steps}u) {{");
+    load(&mut body, "t + 1u");
+    store(&mut body, 1);
+    let _ = writeln!(body, "        }}\n        workgroupBarrier();");
+    let _ = writeln!(body, "        if (t + 1u < {steps}u) {{");
+    compute(&mut body, 1);
+    let _ = writeln!(body, "        if (t + 2u < {steps}u) {{");
+    load(&mut body, "t + 2u");
+    store(&mut body, 0);
+    let _ = writeln!(body, "        }}\n        }}\n        workgroupBarrier();\n    }}");
+
+    // Epilogue: thread rows q·64 + ty·4 + c, columns tx·4 + j of each sub-tile.
+    for i in 0..rt {
+        let _ = writeln!(
+            body,
+            "    {{\n        let r = row0 + {}u + ty * 4u;\n        if (r < {}u) {{",
+            (i / 4) * 64 + i % 4,
+            s.rows
+        );
+        for (j, comp) in ["x", "y", "z", "w"].iter().enumerate() {
+            if fused {
+                let col = format!("col0 + tx * 4u + {j}u");
+                let e = epilogue(s, v, &format!("acc{i}_0.{comp}"), &format!("acc{i}_1.{comp}"), &format!("({col})"));
+                let _ = writeln!(body, "            if ({col} < {}u) {{ out0[r * {}u + {col}] = {e}; }}", s.n, s.n);
+            } else {
+                for sub in 0..2 {
+                    let col = format!("col0 + {}u + tx * 4u + {j}u", sub * SUB);
+                    let _ = writeln!(
+                        body,
+                        "            if ({col} < {}u) {{ out0[r * {}u + {col}] = acc{i}_{sub}.{comp}; }}",
+                        s.n, s.n
+                    );
+                }
+            }
+        }
+        let _ = writeln!(body, "        }}\n    }}");
+    }
+
+    let mut prelude = format!(
+        "{MATH}\nvar<workgroup> xs: array<array<array<vec4<f32>, 16>, {}>, 2>;\nvar<workgroup> ws: array<array<array<vec4<f32>, 16>, {}>, 2>;\n",
+        bk * rt / 4,
+        2 * bk
+    );
+    if s.f16 {
+        prelude.push_str(
+            "fn wide(q: vec2<u32>) -> vec4<f32> { return vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)); }\n",
+        );
+    }
+    let kind = if fused { "fused-gate-up-gemm" } else { "matmul-gemm" };
+    finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(out_cols(s)) as u64, s.rows.div_ceil(bm) as u64], t)
+}
