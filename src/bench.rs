@@ -7,11 +7,12 @@
 //! `samples` submissions, after a warm-up run. Without `TIMESTAMP_QUERY` it falls back to
 //! wall-clock time around submit-and-wait (and says so).
 //!
-//! By default every configuration runs in a child process of its own, on a fresh device:
-//! measured on an H100 through Vulkan, a configuration run after large buffers of earlier
-//! ones were freed lost up to 2-3x of its bandwidth (the same f32 decode kernel: 161 µs
-//! fresh, 329 µs after an f16 run), while the first in a process was stable to 0.1%.
-//! `--in-process` keeps the old behaviour for comparison.
+//! By default the fused and the unfused graph of every configuration each run in a child
+//! process of their own, on a fresh device: measured on an H100 through Vulkan, a graph timed
+//! after large buffers of another were freed lost up to 2-3x of its bandwidth (the same f32
+//! decode kernel: 161 µs fresh, 329 µs after an f16 run; the unfused Llama-3-8B decode graph:
+//! 170 µs fresh, 232 µs after the fused one), while the first in a process was stable to
+//! 0.1%. `--in-process` keeps everything in one process for comparison.
 
 use crate::builder::GraphBuilder;
 use crate::codegen::{validate, KernelSource, WORKGROUP};
@@ -35,6 +36,19 @@ pub struct BenchOptions {
     pub reps: usize,
     /// Submissions; the median is reported.
     pub samples: usize,
+    /// Which graphs to time.
+    pub part: Part,
+}
+
+/// Which of a configuration's two graphs a run times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The fused and the unfused graph.
+    Both,
+    /// Only the fused graph (the unfused time is reported as 0).
+    Fused,
+    /// Only the unfused graph (the fused time is reported as 0).
+    Unfused,
 }
 
 /// One row of the table.
@@ -199,7 +213,7 @@ fn header(device: &str, ts: bool, o: &BenchOptions, copy_mib: u64, copy: f64, is
         if ts { "timestamp queries" } else { "wall clock (no TIMESTAMP_QUERY)" },
         o.reps,
         o.samples,
-        if isolated { ", each configuration in a fresh process" } else { ", all in one process" },
+        if isolated { ", fused and unfused graphs each in a fresh process" } else { ", all in one process" },
     )
 }
 
@@ -220,8 +234,9 @@ fn line(r: &BenchRow, dtype: DType, copy: f64) -> String {
     )
 }
 
-/// Runs every configuration in a child process of its own (`glufuse bench --in-process` with
-/// one shape, one dtype, one row count) and assembles the table.
+/// Times the fused and the unfused graph of every configuration each in a child process of
+/// its own (`glufuse bench --in-process --part fused|unfused` with one shape, one dtype, one
+/// row count) and assembles the table.
 pub fn run_isolated(o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<(String, Vec<BenchRow>)> {
     let exe = std::env::current_exe().map_err(|e| Error::Job(format!("cannot find this program to re-run it: {e}")))?;
     let child = |args: Vec<String>| -> Result<String> {
@@ -237,10 +252,12 @@ pub fn run_isolated(o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
-    let common = |shape: String, m: u64, dtype: DType, json: &std::path::Path| -> Vec<String> {
+    let common = |shape: String, m: u64, dtype: DType, part: &str, json: &std::path::Path| -> Vec<String> {
         vec![
             "bench".into(),
             "--in-process".into(),
+            "--part".into(),
+            part.into(),
             "--shapes".into(),
             shape,
             "--rows".into(),
@@ -265,29 +282,37 @@ pub fn run_isolated(o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<
         for &dtype in &o.dtypes {
             for &m in &o.rows {
                 let json = tmp.path().join("row.json");
-                let text = child(common(format!("{h}x{i}"), m, dtype, &json))?;
+                let part = |which: &str| -> Result<(String, BenchRow)> {
+                    let text = child(common(format!("{h}x{i}"), m, dtype, which, &json))?;
+                    let got: Vec<BenchRow> =
+                        serde_json::from_slice(&std::fs::read(&json).map_err(|e| Error::Job(e.to_string()))?)
+                            .map_err(|e| Error::Job(format!("benchmark child wrote bad JSON: {e}")))?;
+                    let row =
+                        got.into_iter().next().ok_or_else(|| Error::Job("benchmark child wrote no row".into()))?;
+                    Ok((text, row))
+                };
+                let (text, mut r) = part("fused")?;
+                let (_, u) = part("unfused")?;
+                r.unfused_us = u.unfused_us;
+                r.dispatches.1 = u.dispatches.1;
                 if head.is_none() {
                     head = Some(text.split("| H×I").next().unwrap_or("").to_string());
                 }
-                let got: Vec<BenchRow> =
-                    serde_json::from_slice(&std::fs::read(&json).map_err(|e| Error::Job(e.to_string()))?)
-                        .map_err(|e| Error::Job(format!("benchmark child wrote bad JSON: {e}")))?;
                 let copy = text
                     .lines()
                     .find_map(|l| l.strip_prefix("copy kernel").and_then(|r| r.split("): ").nth(1)))
                     .and_then(|r| r.split(' ').next())
                     .and_then(|v| v.parse::<f64>().ok())
                     .unwrap_or(f64::NAN);
-                for r in got {
-                    let l = line(&r, dtype, copy);
-                    progress(&l);
-                    body.push_str(&l);
-                    rows.push(r);
-                }
+                let l = line(&r, dtype, copy);
+                progress(&l);
+                body.push_str(&l);
+                rows.push(r);
             }
         }
     }
-    let head = head.unwrap_or_default().replace("all in one process", "each configuration in a fresh process");
+    let head =
+        head.unwrap_or_default().replace("all in one process", "fused and unfused graphs each in a fresh process");
     Ok((format!("{head}| H×I | M | dtype | fused µs | unfused µs | unfused/fused | weight GB/s | TFLOP/s | of copy BW | fused kernel |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n{body}"), rows))
 }
 
@@ -306,13 +331,17 @@ pub fn run(gpu: &Gpu, o: &BenchOptions, mut progress: impl FnMut(&str)) -> Resul
                 let mut fused = original.clone();
                 crate::passes::PassManager::standard().run(&mut fused)?;
                 let b = Default::default();
-                let (fu, fd, kind) = {
+                let (fu, fd, kind) = if o.part == Part::Unfused {
+                    (0.0, 0, String::new())
+                } else {
                     let exe = Executable::new(gpu, &fused, &b)?;
                     let kind = exe.kernels().iter().map(|k| k.source().kind.clone()).collect::<Vec<_>>().join("+");
                     let (t, _) = time(gpu, o.reps, o.samples, |enc, reps, ts| exe.record(enc, reps, ts))?;
                     (t, exe.dispatch_count(), kind)
                 };
-                let (uu, ud) = {
+                let (uu, ud) = if o.part == Part::Fused {
+                    (0.0, 0)
+                } else {
                     let exe = Executable::new(gpu, &original, &b)?;
                     let (t, _) = time(gpu, o.reps, o.samples, |enc, reps, ts| exe.record(enc, reps, ts))?;
                     (t, exe.dispatch_count())

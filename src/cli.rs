@@ -148,6 +148,9 @@ enum Cmd {
         /// Measure every configuration in this process instead of a fresh one each.
         #[arg(long)]
         in_process: bool,
+        /// Time only the fused or only the unfused graph (the other is reported as 0).
+        #[arg(long, value_enum, default_value = "both")]
+        part: PartArg,
     },
     /// Time the fusion pass on synthetic decoder graphs.
     BenchPass {
@@ -164,6 +167,13 @@ enum Cmd {
 enum DTypeArg {
     F32,
     F16,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PartArg {
+    Both,
+    Fused,
+    Unfused,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -283,7 +293,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Cmd::BenchPass { layers, reps }) => bench_pass(&layers, reps),
-        Some(Cmd::Bench { shapes, rows, dtypes, layout, reps, samples, json, in_process }) => {
+        Some(Cmd::Bench { shapes, rows, dtypes, layout, reps, samples, json, in_process, part }) => {
             let mut parsed = vec![];
             for s in &shapes {
                 let (h, i) = s
@@ -308,7 +318,17 @@ fn dispatch(cli: Cli) -> Result<()> {
                 },
                 reps,
                 samples,
+                part: match part {
+                    PartArg::Both => crate::bench::Part::Both,
+                    PartArg::Fused => crate::bench::Part::Fused,
+                    PartArg::Unfused => crate::bench::Part::Unfused,
+                },
             };
+            if !in_process && part != PartArg::Both {
+                return Err(Error::input(
+                    "--part fused|unfused needs --in-process (the isolated run times both parts)",
+                ));
+            }
             let (table, rows) = if in_process {
                 let gpu = crate::runtime::Gpu::new()?;
                 eprintln!("benchmarking on {}", gpu.describe());

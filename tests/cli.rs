@@ -199,6 +199,7 @@ fn argument_errors_are_clear_and_exit_2() {
         vec!["interp", g.as_str(), "--input", "x"],
         vec!["interp", g.as_str(), "--input", "nope=x.npy"],
         vec!["bench", "--shapes", "4096"],
+        vec!["bench", "--part", "fused"],
         vec!["synth", "--layers", "0", "-o", "/nonexistent/never-written.json"],
     ] {
         let o = glufuse(&args);
