@@ -38,6 +38,8 @@ pub struct BenchOptions {
     pub samples: usize,
     /// Which graphs to time.
     pub part: Part,
+    /// Forces the prefill GEMM's tiling (see [`crate::codegen::gemm::Tiles`]).
+    pub gemm_tiles: Option<crate::codegen::gemm::Tiles>,
 }
 
 /// Which of a configuration's two graphs a run times.
@@ -273,6 +275,9 @@ pub fn run_isolated(o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<
             "--json".into(),
             json.display().to_string(),
         ]
+        .into_iter()
+        .chain(o.gemm_tiles.map(|t| format!("--gemm-tiles={}x{}", t.rt, t.bk)))
+        .collect::<Vec<String>>()
     };
     let tmp = tempfile::tempdir().map_err(|e| Error::Job(format!("temporary folder: {e}")))?;
     let mut rows = vec![];
@@ -322,6 +327,7 @@ pub fn run(gpu: &Gpu, o: &BenchOptions, mut progress: impl FnMut(&str)) -> Resul
     let copy_bytes = (256u64 << 20).min(gpu.target().max_binding_bytes);
     let copy = copy_bandwidth(gpu, copy_bytes, o.reps.max(1), o.samples)?;
     let ts = gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY);
+    let target = crate::codegen::Target { gemm_tiles: o.gemm_tiles, ..gpu.target() };
     let mut out = header(&gpu.describe(), ts, o, copy_bytes >> 20, copy, false);
     let mut rows = vec![];
     for &(h, i) in &o.shapes {
@@ -334,7 +340,7 @@ pub fn run(gpu: &Gpu, o: &BenchOptions, mut progress: impl FnMut(&str)) -> Resul
                 let (fu, fd, kind) = if o.part == Part::Unfused {
                     (0.0, 0, String::new())
                 } else {
-                    let exe = Executable::new(gpu, &fused, &b)?;
+                    let exe = Executable::with_target(gpu, &fused, &b, &target)?;
                     let kind = exe.kernels().iter().map(|k| k.source().kind.clone()).collect::<Vec<_>>().join("+");
                     let (t, _) = time(gpu, o.reps, o.samples, |enc, reps, ts| exe.record(enc, reps, ts))?;
                     (t, exe.dispatch_count(), kind)
@@ -342,7 +348,7 @@ pub fn run(gpu: &Gpu, o: &BenchOptions, mut progress: impl FnMut(&str)) -> Resul
                 let (uu, ud) = if o.part == Part::Fused {
                     (0.0, 0)
                 } else {
-                    let exe = Executable::new(gpu, &original, &b)?;
+                    let exe = Executable::with_target(gpu, &original, &b, &target)?;
                     let (t, _) = time(gpu, o.reps, o.samples, |enc, reps, ts| exe.record(enc, reps, ts))?;
                     (t, exe.dispatch_count())
                 };

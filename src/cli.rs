@@ -151,6 +151,10 @@ enum Cmd {
         /// Time only the fused or only the unfused graph (the other is reported as 0).
         #[arg(long, value_enum, default_value = "both")]
         part: PartArg,
+        /// Force the prefill GEMM's tiling as ROWSxK: rows of x per thread (4 or 8) and k
+        /// per step (8 or 16). Default: 8x16 where the device's workgroup memory holds it.
+        #[arg(long, value_name = "ROWSxK")]
+        gemm_tiles: Option<String>,
     },
     /// Time the fusion pass on synthetic decoder graphs.
     BenchPass {
@@ -293,7 +297,20 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Cmd::BenchPass { layers, reps }) => bench_pass(&layers, reps),
-        Some(Cmd::Bench { shapes, rows, dtypes, layout, reps, samples, json, in_process, part }) => {
+        Some(Cmd::Bench { shapes, rows, dtypes, layout, reps, samples, json, in_process, part, gemm_tiles }) => {
+            let gemm_tiles = match gemm_tiles {
+                None => None,
+                Some(t) => Some(
+                    t.split_once('x')
+                        .and_then(|(r, k)| {
+                            Some(crate::codegen::gemm::Tiles { rt: r.parse().ok()?, bk: k.parse().ok()? })
+                        })
+                        .filter(|t| matches!(t.rt, 4 | 8) && matches!(t.bk, 8 | 16))
+                        .ok_or_else(|| {
+                            Error::input(format!("--gemm-tiles: {t:?} is not one of 4x8, 4x16, 8x8, 8x16"))
+                        })?,
+                ),
+            };
             let mut parsed = vec![];
             for s in &shapes {
                 let (h, i) = s
@@ -323,6 +340,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                     PartArg::Fused => crate::bench::Part::Fused,
                     PartArg::Unfused => crate::bench::Part::Unfused,
                 },
+                gemm_tiles,
             };
             if !in_process && part != PartArg::Both {
                 return Err(Error::input(

@@ -200,6 +200,7 @@ fn argument_errors_are_clear_and_exit_2() {
         vec!["interp", g.as_str(), "--input", "nope=x.npy"],
         vec!["bench", "--shapes", "4096"],
         vec!["bench", "--part", "fused"],
+        vec!["bench", "--gemm-tiles", "6x16"],
         vec!["synth", "--layers", "0", "-o", "/nonexistent/never-written.json"],
     ] {
         let o = glufuse(&args);
