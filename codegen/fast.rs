@@ -207,6 +207,26 @@ pub(super) fn finish(
     })
 }
 
+/// Sums `lanes` lanes by a tree in workgroup memory: `slots` arrays of [`WORKGROUP`] entries,
+/// the entry of slot `sl` at `red[sl·WORKGROUP + lid]`, lane `l`'s `l·stride` after lane 0's
+/// (the thread's lane is `lane`). Lane 0 ends with the sum.
+fn tree_sum(body: &mut String, lanes: usize, stride: usize, slots: usize) {
+    let mut step = lanes / 2;
+    while step > 0 {
+        let _ = writeln!(body, "    if (lane < {step}u) {{");
+        for sl in 0..slots {
+            let base = sl * WORKGROUP as usize;
+            let _ = writeln!(
+                body,
+                "        red[{base}u + lid] = red[{base}u + lid] + red[{base}u + lid + {}u];",
+                step * stride
+            );
+        }
+        let _ = writeln!(body, "    }}\n    workgroupBarrier();");
+        step /= 2;
+    }
+}
+
 /// Decode GEMV, `[K, N]` weights.
 pub fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Result<KernelSource> {
     let (na, tm) = (s.na(), s.gemv_rows());
@@ -290,20 +310,7 @@ pub fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Resul
             }
         }
         let _ = writeln!(body, "    workgroupBarrier();");
-        let mut step = lanes / 2;
-        while step > 0 {
-            let _ = writeln!(body, "    if (lane < {step}u) {{");
-            for sl in 0..slots {
-                let base = sl * WORKGROUP as usize;
-                let _ = writeln!(
-                    body,
-                    "        red[{base}u + lid] = red[{base}u + lid] + red[{base}u + lid + {}u];",
-                    step * groups_per_wg
-                );
-            }
-            let _ = writeln!(body, "    }}\n    workgroupBarrier();");
-            step /= 2;
-        }
+        tree_sum(&mut body, lanes, groups_per_wg, slots);
         let _ = writeln!(body, "    if (lane == 0u && live && row0 + {r}u < {}u) {{", s.rows);
         for h in 0..halves {
             let _ = writeln!(body, "        let sg{h} = red[{}u + lid];", h * WORKGROUP as usize);
@@ -442,19 +449,7 @@ pub fn gemv_nk(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Resul
                 }
             }
             let _ = writeln!(body, "    workgroupBarrier();");
-            let mut step = 16;
-            while step > 0 {
-                let _ = writeln!(body, "    if (lane < {step}u) {{");
-                for sl in 0..slots {
-                    let base = sl * WORKGROUP as usize;
-                    let _ = writeln!(
-                        body,
-                        "        red[{base}u + lid] = red[{base}u + lid] + red[{base}u + lid + {step}u];"
-                    );
-                }
-                let _ = writeln!(body, "    }}\n    workgroupBarrier();");
-                step /= 2;
-            }
+            tree_sum(&mut body, 32, 1, slots);
             let _ = writeln!(body, "    if (lane != 0u || !live) {{ return; }}");
             sums.extend((0..slots).map(|sl| format!("red[{}u + lid]", sl * WORKGROUP as usize)));
         }
