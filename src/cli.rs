@@ -108,6 +108,10 @@ enum Cmd {
         /// Size of a symbolic dim, as NAME=N (repeatable; unbound dims default to 1).
         #[arg(long = "dim", value_name = "NAME=N")]
         dims: Vec<String>,
+        /// Generate for this machine's GPU adapter (its limits and subgroups: what `run`
+        /// executes there) instead of for portable WebGPU defaults.
+        #[arg(long)]
+        device: bool,
     },
     /// Run a graph on the GPU (after the passes, unless --unfused).
     Run {
@@ -361,14 +365,15 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Some(Cmd::Wgsl { graph, output, unfused, dims }) => {
+        Some(Cmd::Wgsl { graph, output, unfused, dims, device }) => {
             let mut g = load_graph(&graph)?;
             if !unfused {
                 PassManager::standard().run(&mut g)?;
             }
             let io = RunInputs { inputs: vec![], dims, seed: 0, output: None };
             let (_, b) = gather_inputs(&g, &io)?;
-            let kernels = crate::codegen::generate(&g, &b, &crate::codegen::Target::default())?;
+            let target = if device { crate::runtime::Gpu::new()?.target() } else { crate::codegen::Target::default() };
+            let kernels = crate::codegen::generate(&g, &b, &target)?;
             // Everything is generated and validated before the first file is written.
             std::fs::create_dir_all(&output).map_err(|e| Error::Write { path: output.clone(), msg: e.to_string() })?;
             for (i, k) in kernels.iter().enumerate() {

@@ -210,3 +210,27 @@ fn argument_errors_are_clear_and_exit_2() {
     }
     insta::assert_snapshot!("cli_argument_errors", msgs);
 }
+
+/// `wgsl --device` writes what `run` executes on this adapter: with subgroups, the `[N,K]`
+/// GEMV sums with `subgroupAdd`; the portable default never uses them.
+#[test]
+fn wgsl_for_the_device_uses_its_subgroups() {
+    let Some(gpu) = common::gpu() else { return };
+    let g = graph("swiglu_nk_transpose");
+    let fused_kernel = |extra: &[&str]| -> String {
+        let out = tmp();
+        let mut args =
+            vec!["wgsl", g.as_str(), "-o", out.path().to_str().unwrap(), "--dim", "batch=2", "--dim", "seq=3"];
+        args.extend_from_slice(extra);
+        let o = glufuse(&args);
+        assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+        let mut texts = String::new();
+        for e in std::fs::read_dir(out.path()).unwrap() {
+            texts.push_str(&std::fs::read_to_string(e.unwrap().path()).unwrap());
+        }
+        texts
+    };
+    assert!(!fused_kernel(&[]).contains("subgroupAdd"));
+    let on_device = fused_kernel(&["--device"]);
+    assert_eq!(on_device.contains("subgroupAdd"), gpu.target().subgroup_size.is_some(), "{on_device}");
+}
