@@ -6,7 +6,8 @@
 //! - `gemv-kn` (`W [K, N]`): a thread owns one 16-byte group of adjacent columns (4 f32 or
 //!   8 f16) and a share of k; adjacent threads read adjacent groups of one row of W, so each
 //!   warp reads whole 128-byte lines. The k-lanes of a workgroup are summed by a tree in
-//!   workgroup memory.
+//!   workgroup memory. The fused kernel with f16 weights over more than 4 rows loads 8 bytes
+//!   (4 columns) instead, which halves its accumulators.
 //! - `gemv-nk` (`W [N, K]`): 32 lanes own one output feature and read its row of W along k
 //!   in 16-byte loads; the lanes are summed with `subgroupAdd` where the device has subgroups
 //!   of one fixed size up to 32, else by a tree in workgroup memory.
