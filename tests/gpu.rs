@@ -64,14 +64,15 @@ fn gpu_matches_interpreter_on_every_graph_fused_and_unfused() {
 
 #[test]
 fn wgsl_snapshots_of_representative_kernels() {
-    let pick = |graph: &str, node: &str| -> String {
+    let pick_for = |graph: &str, node: &str, b: &glufuse::interp::Bindings, t: &Target| -> String {
         let mut g =
             glufuse::files::load_graph(&common::root().join("tests/graphs").join(format!("{graph}.json"))).unwrap();
         PassManager::standard().run(&mut g).unwrap();
-        let ks = generate(&g, &common::bindings(), &Target::default()).unwrap();
+        let ks = generate(&g, b, t).unwrap();
         let k = ks.iter().find(|k| k.source().name == node).unwrap_or_else(|| panic!("{graph}: no kernel {node}"));
         format!("// kind: {}, workgroups: {:?}\n{}", k.source().kind, k.source().workgroups, k.source().wgsl)
     };
+    let pick = |graph: &str, node: &str| pick_for(graph, node, &common::bindings(), &Target::default());
     insta::assert_snapshot!("wgsl_fused_silu_kn", pick("swiglu_mul_sigmoid", "mul"));
     insta::assert_snapshot!("wgsl_fused_silu_nk_merged", pick("merged_slices_nk", "mul"));
     insta::assert_snapshot!("wgsl_fused_silu_bias", pick("swiglu_bias", "mul"));
@@ -80,6 +81,20 @@ fn wgsl_snapshots_of_representative_kernels() {
     insta::assert_snapshot!("wgsl_matmul_kn", pick("nofuse_shared_gate", "gate_proj"));
     insta::assert_snapshot!("wgsl_add_broadcast", pick("nofuse_broadcast_up", "mul"));
     insta::assert_snapshot!("wgsl_transpose", pick("nofuse_mixed_layouts", "up_proj.weight_t"));
+    // As generated for an H100: 48 KiB of workgroup memory (the 8×16 GEMM tiling), subgroups
+    // of 32; prefill at 160 rows for the GEMM.
+    let h100 = Target {
+        caps: Target::default().caps | naga::valid::Capabilities::SUBGROUP,
+        max_workgroup_storage_bytes: 49152,
+        subgroup_size: Some(32),
+        ..Target::default()
+    };
+    let prefill: glufuse::interp::Bindings = [("batch".to_string(), 4usize), ("seq".to_string(), 40)].into();
+    insta::assert_snapshot!("wgsl_fused_gemm_8x16", pick_for("reglu_batched_3d", "mul", &prefill, &h100));
+    insta::assert_snapshot!(
+        "wgsl_fused_gemv_nk_subgroups",
+        pick_for("merged_slices_nk", "mul", &common::bindings(), &h100)
+    );
 }
 
 #[test]
