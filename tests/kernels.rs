@@ -204,3 +204,18 @@ fn impossible_gemm_tilings_are_errors() {
     let e = glufuse::codegen::generate(&g, &Default::default(), &odd).unwrap_err().to_string();
     assert!(e.contains("rt is 4 or 8"), "{e}");
 }
+
+/// The default tiling is the widest k step the device's workgroup memory holds: WebGPU's
+/// 16 KiB take 8, 32 KiB (lavapipe) and 48 KiB (NVIDIA) take 16; a forced tiling wins.
+#[test]
+fn gemm_tiling_follows_the_workgroup_memory() {
+    use glufuse::codegen::gemm::tiles;
+    assert_eq!(tiles(&Target::default()), Tiles { rt: 8, bk: 8 });
+    assert_eq!(Tiles { rt: 8, bk: 8 }.storage_bytes(), 16384);
+    for bytes in [32768, 49152] {
+        assert_eq!(tiles(&Target { max_workgroup_storage_bytes: bytes, ..Target::default() }), Tiles { rt: 8, bk: 16 });
+    }
+    let forced =
+        Target { gemm_tiles: Some(Tiles { rt: 4, bk: 8 }), max_workgroup_storage_bytes: 49152, ..Target::default() };
+    assert_eq!(tiles(&forced), Tiles { rt: 4, bk: 8 });
+}
