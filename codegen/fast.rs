@@ -82,6 +82,10 @@ impl ProjShape {
     }
 }
 
+/// WGSL widening four packed f16 (8 bytes, `vec2<u32>`) to a `vec4<f32>`.
+pub(super) const UNPACK4_F16: &str =
+    "fn unpack4_f16_(q: vec2<u32>) -> vec4<f32> { return vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)); }\n";
+
 /// A kernel's interface: binding declarations (name, writable, WGSL element type) and extra
 /// entry-point builtins (`, @builtin(...) name: type` each).
 pub(super) struct Binds {
@@ -239,7 +243,7 @@ pub fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Resul
     let vc = if narrow { 4 } else { s.vc() };
     let load = |w: &str, idx: &str| {
         if narrow {
-            (format!("wide2({w}[{idx}])"), None)
+            (format!("unpack4_f16_({w}[{idx}])"), None)
         } else {
             load16(s, w, idx)
         }
@@ -328,9 +332,7 @@ pub fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Resul
     }
     let mut prelude = format!("{MATH}\nvar<workgroup> red: array<vec4<f32>, {}>;\n", slots * WORKGROUP as usize);
     if narrow {
-        prelude.push_str(
-            "fn wide2(q: vec2<u32>) -> vec4<f32> { return vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)); }\n",
-        );
+        prelude.push_str(UNPACK4_F16);
     }
     let kind = if s.fused.is_some() { "fused-gate-up-gemv-kn" } else { "matmul-gemv-kn" };
     finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(cw) as u64, s.rows.div_ceil(tm) as u64], t)

@@ -24,7 +24,7 @@
 //! Requires `K % 4 == 0` and, for `[K, N]` weights, 4-aligned columns and offsets
 //! ([`fits`]); the scalar-load GEMM in `fast.rs` covers the rest.
 
-use super::fast::{binds, epilogue, finish, up_name, ProjShape, ProjValues};
+use super::fast::{binds, epilogue, finish, up_name, ProjShape, ProjValues, UNPACK4_F16};
 use super::{KernelSource, Target, MATH, WORKGROUP};
 use crate::ir::Layout;
 use crate::{Error, Result};
@@ -110,15 +110,15 @@ pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target, tl: Tiles) 
     let b = binds(s, v, "vec4<f32>", w_elem);
     let wv = |buf: &str, idx: &str| {
         if s.f16 {
-            format!("wide({buf}[{idx}])")
+            format!("unpack4_f16_({buf}[{idx}])")
         } else {
             format!("{buf}[{idx}]")
         }
     };
     let x_slots = (bm * kq).div_ceil(WORKGROUP as usize);
     let x_guard = (bm * kq) % WORKGROUP as usize != 0;
-    let w_slots = (2 * per_sub).div_ceil(WORKGROUP as usize);
-    let w_guard = (2 * per_sub) % WORKGROUP as usize != 0;
+    // 2·per_sub = 32·bk: 256 or 512 weight vectors, a whole number of slots.
+    let w_slots = 2 * per_sub / WORKGROUP as usize;
 
     let mut body = String::new();
     let _ = writeln!(
@@ -162,11 +162,7 @@ pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target, tl: Tiles) 
                 Layout::Kn => format!("kk * {}u + (oc + {off}u) / 4u", s.n_total / 4),
                 Layout::Nk => format!("(oc + {off}u) * {kv}u + kk"),
             };
-            let guard = format!(
-                "{}oc < {}u && kk < {kbound}u",
-                if w_guard { format!("idx < {}u && ", 2 * per_sub) } else { String::new() },
-                s.n
-            );
+            let guard = format!("oc < {}u && kk < {kbound}u", s.n);
             let _ = writeln!(body, "            pw{e} = vec4<f32>(0.0);\n            if ({guard}) {{");
             if fused {
                 let _ = writeln!(
@@ -206,9 +202,6 @@ pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target, tl: Tiles) 
         }
         for e in 0..w_slots {
             let _ = writeln!(body, "        {{\n            let idx = {}u + lid;", e * WORKGROUP as usize);
-            if w_guard {
-                let _ = writeln!(body, "            if (idx < {}u) {{", 2 * per_sub);
-            }
             let _ = writeln!(body, "            let sub = idx / {per_sub}u;\n            let li = idx % {per_sub}u;");
             match s.layout {
                 Layout::Kn => {
@@ -223,9 +216,6 @@ pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target, tl: Tiles) 
                         );
                     }
                 }
-            }
-            if w_guard {
-                let _ = writeln!(body, "            }}");
             }
             let _ = writeln!(body, "        }}");
         }
@@ -305,9 +295,7 @@ pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target, tl: Tiles) 
         2 * bk
     );
     if s.f16 {
-        prelude.push_str(
-            "fn wide(q: vec2<u32>) -> vec4<f32> { return vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)); }\n",
-        );
+        prelude.push_str(UNPACK4_F16);
     }
     let kind = if fused { "fused-gate-up-gemm" } else { "matmul-gemm" };
     finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(out_cols(s)) as u64, s.rows.div_ceil(bm) as u64], t)
