@@ -64,9 +64,10 @@ impl ProjShape {
             4
         }
     }
-    /// Rows of x one GEMV workgroup handles (the grid's y covers the rest).
-    pub fn gemv_rows(&self) -> usize {
-        self.rows.min(8)
+    /// Rows of x one GEMV workgroup handles (the grid's y covers the rest): 8, or 16 where
+    /// the lanes are summed by subgroups and the reduction needs no workgroup memory per row.
+    pub fn gemv_rows(&self, subgroup_sums: bool) -> usize {
+        self.rows.min(if subgroup_sums { 16 } else { 8 })
     }
 
     /// Whether the decode GEMV applies: up to 32 rows (in tiles of 8, each tile reading the
@@ -234,7 +235,7 @@ fn tree_sum(body: &mut String, lanes: usize, stride: usize, slots: usize) {
 
 /// Decode GEMV, `[K, N]` weights.
 pub fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Result<KernelSource> {
-    let (na, tm) = (s.na(), s.gemv_rows());
+    let (na, tm) = (s.na(), s.gemv_rows(false));
     // Fused f16 over more than 4 rows: 8-byte loads of 4 columns, so that a thread keeps
     // rows × 2 vec4 accumulators; 16-byte loads (8 columns) would double that to 32 vec4 at
     // 8 rows. Measured on an H100 at 4096×14336, M=16: 304 µs fused against 252 µs unfused
@@ -356,9 +357,7 @@ fn subgroup(t: &Target) -> Option<usize> {
 pub fn gemv_nk(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Result<KernelSource> {
     let sg = subgroup(t);
     let (na, vc) = (s.na(), s.vc());
-    // With subgroups the reduction needs no workgroup memory per row, so a tile takes 16 rows
-    // (M = 16 reads the weights once).
-    let tm = if sg.is_some() { s.rows.min(16) } else { s.gemv_rows() };
+    let tm = s.gemv_rows(sg.is_some());
     let (go, uo) = s.offsets();
     let per_wg = WORKGROUP as usize / 32;
     let w_elem = if s.f16 { "vec4<u32>" } else { "vec4<f32>" };

@@ -208,14 +208,19 @@ pub fn copy_bandwidth(gpu: &Gpu, bytes: u64, reps: usize, samples: usize) -> Res
     Ok(2.0 * (n4 * 16) as f64 / (us * 1e3))
 }
 
-/// The table's header: device, timing method and the copy yardstick.
-fn header(device: &str, ts: bool, o: &BenchOptions, copy_mib: u64, copy: f64, isolated: bool) -> String {
+/// The table's column heads.
+const TABLE_HEAD: &str = "| H×I | M | dtype | fused µs | unfused µs | unfused/fused | weight GB/s | TFLOP/s | of copy BW | fused kernel |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
+/// How a run in one process says where it ran, and what [`run_isolated`] says instead.
+const IN_PROCESS: &str = "all in one process";
+const ISOLATED: &str = "fused and unfused graphs each in a fresh process";
+
+/// The table's header, as [`run`] writes it: device, timing method and the copy yardstick.
+fn header(device: &str, ts: bool, o: &BenchOptions, copy_mib: u64, copy: f64) -> String {
     format!(
-        "device: {device}\ntiming: {}, {} repetitions per submission, median of {} submissions{}\ncopy kernel ({copy_mib} MiB): {copy:.0} GB/s (read + written)\n\n| H×I | M | dtype | fused µs | unfused µs | unfused/fused | weight GB/s | TFLOP/s | of copy BW | fused kernel |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "device: {device}\ntiming: {}, {} repetitions per submission, median of {} submissions, {IN_PROCESS}\ncopy kernel ({copy_mib} MiB): {copy:.0} GB/s (read + written)\n\n{TABLE_HEAD}",
         if ts { "timestamp queries" } else { "wall clock (no TIMESTAMP_QUERY)" },
         o.reps,
         o.samples,
-        if isolated { ", fused and unfused graphs each in a fresh process" } else { ", all in one process" },
     )
 }
 
@@ -301,7 +306,7 @@ pub fn run_isolated(o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<
                 r.unfused_us = u.unfused_us;
                 r.dispatches.1 = u.dispatches.1;
                 if head.is_none() {
-                    head = Some(text.split("| H×I").next().unwrap_or("").to_string());
+                    head = Some(text.split(TABLE_HEAD).next().unwrap_or("").to_string());
                 }
                 let copy = text
                     .lines()
@@ -316,9 +321,8 @@ pub fn run_isolated(o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<
             }
         }
     }
-    let head =
-        head.unwrap_or_default().replace("all in one process", "fused and unfused graphs each in a fresh process");
-    Ok((format!("{head}| H×I | M | dtype | fused µs | unfused µs | unfused/fused | weight GB/s | TFLOP/s | of copy BW | fused kernel |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n{body}"), rows))
+    let head = head.unwrap_or_default().replace(IN_PROCESS, ISOLATED);
+    Ok((format!("{head}{TABLE_HEAD}{body}"), rows))
 }
 
 /// Runs the benchmark and returns the table as Markdown, one line per configuration, with
@@ -328,7 +332,7 @@ pub fn run(gpu: &Gpu, o: &BenchOptions, mut progress: impl FnMut(&str)) -> Resul
     let copy = copy_bandwidth(gpu, copy_bytes, o.reps.max(1), o.samples)?;
     let ts = gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY);
     let target = crate::codegen::Target { gemm_tiles: o.gemm_tiles, ..gpu.target() };
-    let mut out = header(&gpu.describe(), ts, o, copy_bytes >> 20, copy, false);
+    let mut out = header(&gpu.describe(), ts, o, copy_bytes >> 20, copy);
     let mut rows = vec![];
     for &(h, i) in &o.shapes {
         for &dtype in &o.dtypes {
