@@ -196,6 +196,21 @@ pub(super) fn finish(
     workgroups: [u64; 2],
     t: &Target,
 ) -> Result<KernelSource> {
+    finish_sized(name, kind, b, prelude, body, workgroups, WORKGROUP, t)
+}
+
+/// [`finish`] with `threads` threads per workgroup instead of [`WORKGROUP`].
+#[allow(clippy::too_many_arguments)]
+pub(super) fn finish_sized(
+    name: String,
+    kind: &str,
+    b: &Binds,
+    prelude: &str,
+    body: &str,
+    workgroups: [u64; 2],
+    threads: u32,
+    t: &Target,
+) -> Result<KernelSource> {
     let max = t.max_workgroups_per_dim as u64;
     if workgroups.iter().any(|&w| w > max) {
         return Err(Error::Gpu(format!(
@@ -203,7 +218,7 @@ pub(super) fn finish(
         )));
     }
     let mut wgsl = b.header();
-    wgsl.push_str(&module_with(&[], WORKGROUP, prelude, body, &b.builtins));
+    wgsl.push_str(&module_with(&[], threads, prelude, body, &b.builtins));
     Ok(KernelSource {
         name,
         kind: kind.into(),

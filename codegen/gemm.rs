@@ -1,12 +1,13 @@
 //! The prefill GEMM for 16-byte aligned operands: register-blocked, double-buffered through
 //! workgroup memory, one kernel shape for `x·W` and for the fused gated unit.
 //!
-//! A workgroup of 256 threads (16×16) owns `16·rt` rows of x and 128 weight columns, split
-//! into two sub-tiles of 64: for the fused unit the gate and the up columns of the same 64
-//! outputs, for a plain projection two adjacent blocks of 64 outputs. Each thread keeps
-//! `rt` rows × 4 columns of each sub-tile in registers (`rt` = 8: 64 accumulators), so both
-//! kernels have the same register footprint and the same arithmetic per loaded byte; the
-//! fused one spends it on two products of one x tile.
+//! A workgroup of `16·ny` threads (16 along the weight columns, `ny` along the rows) owns
+//! `ny·rt` rows of x and 128 weight columns, split into two sub-tiles of 64: for the fused
+//! unit the gate and the up columns of the same 64 outputs, for a plain projection two
+//! adjacent blocks of 64 outputs. Each thread keeps `rt` rows × 4 columns of each sub-tile in
+//! registers (`rt` = 8: 64 accumulators), so both kernels have the same register footprint
+//! and the same arithmetic per loaded byte; the fused one spends it on two products of one x
+//! tile.
 //!
 //! k advances `bk` at a time through two stages of workgroup memory: while the threads
 //! multiply out one stage, nobody writes it; after, each loads the next step's x and weight
@@ -24,8 +25,8 @@
 //! Requires `K % 4 == 0` and, for `[K, N]` weights, 4-aligned columns and offsets
 //! ([`fits`]); the scalar-load GEMM in `fast.rs` covers the rest.
 
-use super::fast::{binds, epilogue, finish, up_name, ProjShape, ProjValues, UNPACK4_F16};
-use super::{KernelSource, Target, MATH, WORKGROUP};
+use super::fast::{binds, epilogue, finish_sized, up_name, ProjShape, ProjValues, UNPACK4_F16};
+use super::{KernelSource, Target, MATH};
 use crate::ir::Layout;
 use crate::{Error, Result};
 use std::fmt::Write;
@@ -36,21 +37,64 @@ const SUB: usize = 64;
 /// The tiling of one GEMM kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tiles {
-    /// Rows of x per thread: 4 or 8 (the workgroup covers `16·rt` rows).
+    /// Rows of x per thread: 4 or 8 (the workgroup covers `ny·rt` rows).
     pub rt: usize,
     /// k per step: 8 or 16.
     pub bk: usize,
+    /// Threads along the rows: 16 (256 threads per workgroup) or 8 (128).
+    pub ny: usize,
 }
 
 impl Tiles {
     /// Rows of x per workgroup.
     pub fn bm(&self) -> usize {
-        16 * self.rt
+        self.ny * self.rt
+    }
+    /// Threads per workgroup (16 along the weight columns, `ny` along the rows).
+    pub fn threads(&self) -> usize {
+        16 * self.ny
     }
     /// Workgroup memory in bytes (two stages of the x and weight tiles).
     pub fn storage_bytes(&self) -> usize {
         2 * (self.bk * self.bm() + self.bk * 2 * SUB) * 4
     }
+    /// Whether glufuse generates this tiling.
+    pub fn supported(&self) -> bool {
+        matches!(self.rt, 4 | 8) && matches!(self.bk, 8 | 16) && matches!(self.ny, 8 | 16)
+    }
+}
+
+/// `RTxBK` (256 threads) or `RTxBKxNY`, as `glufuse bench --gemm-tiles` takes it.
+impl std::fmt::Display for Tiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.rt, self.bk)?;
+        if self.ny != 16 {
+            write!(f, "x{}", self.ny)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Tiles {
+    type Err = Error;
+    /// Parses the [`Display`](std::fmt::Display) form; only supported tilings.
+    fn from_str(s: &str) -> Result<Tiles> {
+        let parts: Vec<usize> = s.split('x').map(|p| p.parse().ok()).collect::<Option<_>>().unwrap_or_default();
+        let t = match parts[..] {
+            [rt, bk] => Some(Tiles { rt, bk, ny: 16 }),
+            [rt, bk, ny] => Some(Tiles { rt, bk, ny }),
+            _ => None,
+        };
+        t.filter(Tiles::supported).ok_or_else(|| Error::input(unsupported(&format!("{s:?}"))))
+    }
+}
+
+/// Why a tiling is refused.
+fn unsupported(tiling: &str) -> String {
+    format!(
+        "GEMM tiling {tiling} is not one glufuse has: RTxBK or RTxBKxNY with RT (rows per thread) 4 or 8, \
+         BK (k per step) 8 or 16, NY (threads along the rows) 8 or 16"
+    )
 }
 
 /// Whether the aligned GEMM applies: x rows and weight rows load as 16-byte vectors.
@@ -78,19 +122,19 @@ pub fn tiles(t: &Target) -> Tiles {
     if let Some(forced) = t.gemm_tiles {
         return forced;
     }
-    let wide = Tiles { rt: 8, bk: 16 };
+    let wide = Tiles { rt: 8, bk: 16, ny: 16 };
     if wide.storage_bytes() <= t.max_workgroup_storage_bytes as usize {
         wide
     } else {
-        Tiles { rt: 8, bk: 8 }
+        Tiles { bk: 8, ..wide }
     }
 }
 
 /// The aligned prefill GEMM (see the module header).
 pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target, tl: Tiles) -> Result<KernelSource> {
-    let Tiles { rt, bk } = tl;
-    if !matches!(rt, 4 | 8) || !matches!(bk, 8 | 16) {
-        return Err(Error::Gpu(format!("GEMM tiling {tl:?} is not one glufuse has: rt is 4 or 8, bk 8 or 16")));
+    let Tiles { rt, bk, ny } = tl;
+    if !tl.supported() {
+        return Err(Error::Gpu(unsupported(&tl.to_string())));
     }
     if tl.storage_bytes() > t.max_workgroup_storage_bytes as usize {
         return Err(Error::Gpu(format!(
@@ -115,10 +159,11 @@ pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target, tl: Tiles) 
             format!("{buf}[{idx}]")
         }
     };
-    let x_slots = (bm * kq).div_ceil(WORKGROUP as usize);
-    let x_guard = (bm * kq) % WORKGROUP as usize != 0;
+    let threads = tl.threads();
+    let x_slots = (bm * kq).div_ceil(threads);
+    let x_guard = (bm * kq) % threads != 0;
     // 2·per_sub = 32·bk: 256 or 512 weight vectors, a whole number of slots.
-    let w_slots = 2 * per_sub / WORKGROUP as usize;
+    let w_slots = 2 * per_sub / threads;
 
     let mut body = String::new();
     let _ = writeln!(
@@ -144,13 +189,13 @@ pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target, tl: Tiles) 
             let _ = writeln!(
                 body,
                 "        {{\n            let idx = {}u + lid;\n            let r = row0 + idx / {kq}u;\n            let c = ({step}) * {kq}u + idx % {kq}u;\n            px{e} = vec4<f32>(0.0);\n            if ({}r < {}u && c < {kv}u) {{ px{e} = x[r * {kv}u + c]; }}\n        }}",
-                e * WORKGROUP as usize,
+                e * threads,
                 if x_guard { format!("idx < {}u && ", bm * kq) } else { String::new() },
                 s.rows,
             );
         }
         for e in 0..w_slots {
-            let _ = writeln!(body, "        {{\n            let idx = {}u + lid;\n            let sub = idx / {per_sub}u;\n            let li = idx % {per_sub}u;", e * WORKGROUP as usize);
+            let _ = writeln!(body, "        {{\n            let idx = {}u + lid;\n            let sub = idx / {per_sub}u;\n            let li = idx % {per_sub}u;", e * threads);
             // Local output column and k of this vector.
             let (local, kexpr, kbound) = match s.layout {
                 Layout::Kn => ("(li % 16u) * 4u".to_string(), format!("({step}) * {bk}u + li / 16u"), s.k),
@@ -184,7 +229,7 @@ pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target, tl: Tiles) 
     let q_blocks = rt / 4;
     let store = |body: &mut String, st: usize| {
         for e in 0..x_slots {
-            let _ = writeln!(body, "        {{\n            let idx = {}u + lid;", e * WORKGROUP as usize);
+            let _ = writeln!(body, "        {{\n            let idx = {}u + lid;", e * threads);
             if x_guard {
                 let _ = writeln!(body, "            if (idx < {}u) {{", bm * kq);
             }
@@ -192,7 +237,8 @@ pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target, tl: Tiles) 
             for (j, comp) in ["x", "y", "z", "w"].iter().enumerate() {
                 let _ = writeln!(
                     body,
-                    "            xs[{st}][(c * 4u + {j}u) * {q_blocks}u + r / 64u][(r / 4u) % 16u][r % 4u] = px{e}.{comp};"
+                    "            xs[{st}][(c * 4u + {j}u) * {q_blocks}u + r / {}u][(r / 4u) % {ny}u][r % 4u] = px{e}.{comp};",
+                    4 * ny
                 );
             }
             if x_guard {
@@ -201,7 +247,7 @@ pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target, tl: Tiles) 
             let _ = writeln!(body, "        }}");
         }
         for e in 0..w_slots {
-            let _ = writeln!(body, "        {{\n            let idx = {}u + lid;", e * WORKGROUP as usize);
+            let _ = writeln!(body, "        {{\n            let idx = {}u + lid;", e * threads);
             let _ = writeln!(body, "            let sub = idx / {per_sub}u;\n            let li = idx % {per_sub}u;");
             match s.layout {
                 Layout::Kn => {
@@ -262,12 +308,12 @@ pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target, tl: Tiles) 
     store(&mut body, 0);
     let _ = writeln!(body, "        }}\n        }}\n        workgroupBarrier();\n    }}");
 
-    // Epilogue: thread rows q·64 + ty·4 + c, columns tx·4 + j of each sub-tile.
+    // Epilogue: thread rows q·4·ny + ty·4 + c, columns tx·4 + j of each sub-tile.
     for i in 0..rt {
         let _ = writeln!(
             body,
             "    {{\n        let r = row0 + {}u + ty * 4u;\n        if (r < {}u) {{",
-            (i / 4) * 64 + i % 4,
+            (i / 4) * 4 * ny + i % 4,
             s.rows
         );
         for (j, comp) in ["x", "y", "z", "w"].iter().enumerate() {
@@ -290,7 +336,7 @@ pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target, tl: Tiles) 
     }
 
     let mut prelude = format!(
-        "{MATH}\nvar<workgroup> xs: array<array<array<vec4<f32>, 16>, {}>, 2>;\nvar<workgroup> ws: array<array<array<vec4<f32>, 16>, {}>, 2>;\n",
+        "{MATH}\nvar<workgroup> xs: array<array<array<vec4<f32>, {ny}>, {}>, 2>;\nvar<workgroup> ws: array<array<array<vec4<f32>, 16>, {}>, 2>;\n",
         bk * rt / 4,
         2 * bk
     );
@@ -298,5 +344,6 @@ pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target, tl: Tiles) 
         prelude.push_str(UNPACK4_F16);
     }
     let kind = if fused { "fused-gate-up-gemm" } else { "matmul-gemm" };
-    finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(out_cols(s)) as u64, s.rows.div_ceil(bm) as u64], t)
+    let groups = [s.n.div_ceil(out_cols(s)) as u64, s.rows.div_ceil(bm) as u64];
+    finish_sized(name, kind, &b, &prelude, &body, groups, threads as u32, t)
 }

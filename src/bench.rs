@@ -281,7 +281,7 @@ pub fn run_isolated(o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<
             json.display().to_string(),
         ]
         .into_iter()
-        .chain(o.gemm_tiles.map(|t| format!("--gemm-tiles={}x{}", t.rt, t.bk)))
+        .chain(o.gemm_tiles.map(|t| format!("--gemm-tiles={t}")))
         .collect::<Vec<String>>()
     };
     let tmp = tempfile::tempdir().map_err(|e| Error::Job(format!("temporary folder: {e}")))?;

@@ -155,9 +155,10 @@ enum Cmd {
         /// Time only the fused or only the unfused graph (the other is reported as 0).
         #[arg(long, value_enum, default_value = "both")]
         part: PartArg,
-        /// Force the prefill GEMM's tiling as ROWSxK: rows of x per thread (4 or 8) and k
-        /// per step (8 or 16). Default: 8x16 where the device's workgroup memory holds it.
-        #[arg(long, value_name = "ROWSxK")]
+        /// Force the prefill GEMM's tiling as RTxBK[xNY]: rows of x per thread (4 or 8), k
+        /// per step (8 or 16) and threads along the rows (8 or 16; 16 if left out). Default:
+        /// 8x16 where the device's workgroup memory holds it.
+        #[arg(long, value_name = "RTxBK[xNY]")]
         gemm_tiles: Option<String>,
     },
     /// Time the fusion pass on synthetic decoder graphs.
@@ -302,19 +303,10 @@ fn dispatch(cli: Cli) -> Result<()> {
         }
         Some(Cmd::BenchPass { layers, reps }) => bench_pass(&layers, reps),
         Some(Cmd::Bench { shapes, rows, dtypes, layout, reps, samples, json, in_process, part, gemm_tiles }) => {
-            let gemm_tiles = match gemm_tiles {
-                None => None,
-                Some(t) => Some(
-                    t.split_once('x')
-                        .and_then(|(r, k)| {
-                            Some(crate::codegen::gemm::Tiles { rt: r.parse().ok()?, bk: k.parse().ok()? })
-                        })
-                        .filter(|t| matches!(t.rt, 4 | 8) && matches!(t.bk, 8 | 16))
-                        .ok_or_else(|| {
-                            Error::input(format!("--gemm-tiles: {t:?} is not one of 4x8, 4x16, 8x8, 8x16"))
-                        })?,
-                ),
-            };
+            let gemm_tiles = gemm_tiles
+                .map(|t| t.parse::<crate::codegen::gemm::Tiles>())
+                .transpose()
+                .map_err(|e| Error::input(format!("--gemm-tiles: {e}")))?;
             let mut parsed = vec![];
             for s in &shapes {
                 let (h, i) = s

@@ -143,15 +143,15 @@ fn gemm_tilings_match_the_interpreter() {
     let Some(gpu) = common::gpu() else { return };
     let mut kinds = std::collections::BTreeSet::new();
     let mut n = 0;
-    for rt in [4, 8] {
-        for bk in [8, 16] {
-            let target = Target { gemm_tiles: Some(Tiles { rt, bk }), ..gpu.target() };
-            for layout in [Layout::Kn, Layout::Nk] {
-                for dtype in [DType::F32, DType::F16] {
-                    for (bias, merged) in [(false, false), (true, false), (false, true)] {
-                        for (rows, h, i) in [(150u64, 36u64, 200u64), (20, 200, 132)] {
-                            n += check(&gpu, &Case { rows, h, i, layout, dtype, bias, merged }, &target, &mut kinds);
-                        }
+    let tilings =
+        [4, 8].into_iter().flat_map(|rt| [8, 16].into_iter().flat_map(move |bk| [8, 16].map(|ny| (rt, bk, ny))));
+    for (rt, bk, ny) in tilings {
+        let target = Target { gemm_tiles: Some(Tiles { rt, bk, ny }), ..gpu.target() };
+        for layout in [Layout::Kn, Layout::Nk] {
+            for dtype in [DType::F32, DType::F16] {
+                for (bias, merged) in [(false, false), (true, false), (false, true)] {
+                    for (rows, h, i) in [(150u64, 36u64, 200u64), (20, 200, 132)] {
+                        n += check(&gpu, &Case { rows, h, i, layout, dtype, bias, merged }, &target, &mut kinds);
                     }
                 }
             }
@@ -196,13 +196,20 @@ fn batched_matmul_concat_slice_cast_match_the_interpreter() {
 fn impossible_gemm_tilings_are_errors() {
     let c = Case { rows: 40, h: 64, i: 96, layout: Layout::Kn, dtype: DType::F32, bias: false, merged: false };
     let g = build(&c);
-    let small =
-        Target { gemm_tiles: Some(Tiles { rt: 8, bk: 16 }), max_workgroup_storage_bytes: 16384, ..Target::default() };
+    let small = Target {
+        gemm_tiles: Some(Tiles { rt: 8, bk: 16, ny: 16 }),
+        max_workgroup_storage_bytes: 16384,
+        ..Target::default()
+    };
     let e = glufuse::codegen::generate(&g, &Default::default(), &small).unwrap_err().to_string();
     assert!(e.contains("'gate'") && e.contains("32768 bytes of workgroup memory"), "{e}");
-    let odd = Target { gemm_tiles: Some(Tiles { rt: 6, bk: 16 }), ..Target::default() };
+    let odd = Target { gemm_tiles: Some(Tiles { rt: 6, bk: 16, ny: 16 }), ..Target::default() };
     let e = glufuse::codegen::generate(&g, &Default::default(), &odd).unwrap_err().to_string();
-    assert!(e.contains("rt is 4 or 8"), "{e}");
+    assert!(e.contains("GEMM tiling 6x16 is not one glufuse has"), "{e}");
+    let parsed: Result<Tiles, _> = "8x16x12".parse();
+    assert!(parsed.unwrap_err().to_string().contains("\"8x16x12\" is not one glufuse has"));
+    assert_eq!("8x16x8".parse::<Tiles>().unwrap(), Tiles { rt: 8, bk: 16, ny: 8 });
+    assert_eq!("4x8".parse::<Tiles>().unwrap().to_string(), "4x8");
 }
 
 /// The default tiling is the widest k step the device's workgroup memory holds: WebGPU's
@@ -210,12 +217,12 @@ fn impossible_gemm_tilings_are_errors() {
 #[test]
 fn gemm_tiling_follows_the_workgroup_memory() {
     use glufuse::codegen::gemm::tiles;
-    assert_eq!(tiles(&Target::default()), Tiles { rt: 8, bk: 8 });
-    assert_eq!(Tiles { rt: 8, bk: 8 }.storage_bytes(), 16384);
+    assert_eq!(tiles(&Target::default()), Tiles { rt: 8, bk: 8, ny: 16 });
+    assert_eq!(Tiles { rt: 8, bk: 8, ny: 16 }.storage_bytes(), 16384);
     for bytes in [32768, 49152] {
-        assert_eq!(tiles(&Target { max_workgroup_storage_bytes: bytes, ..Target::default() }), Tiles { rt: 8, bk: 16 });
+        assert_eq!(tiles(&Target { max_workgroup_storage_bytes: bytes, ..Target::default() }), Tiles { rt: 8, bk: 16, ny: 16 });
     }
     let forced =
-        Target { gemm_tiles: Some(Tiles { rt: 4, bk: 8 }), max_workgroup_storage_bytes: 49152, ..Target::default() };
-    assert_eq!(tiles(&forced), Tiles { rt: 4, bk: 8 });
+        Target { gemm_tiles: Some(Tiles { rt: 4, bk: 8, ny: 16 }), max_workgroup_storage_bytes: 49152, ..Target::default() };
+    assert_eq!(tiles(&forced), Tiles { rt: 4, bk: 8, ny: 16 });
 }

@@ -1,0 +1,277 @@
+//! What the Vulkan driver made of glufuse's kernels: registers per thread, workgroup memory,
+//! spills and whatever else the driver reports through `VK_KHR_pipeline_executable_properties`,
+//! for the fused and the unfused graph of one benchmark configuration.
+//!
+//! Occupancy follows from these numbers: a workgroup of T threads using R registers each
+//! needs T·R of the SM's register file, so the statistics say how many workgroups an SM can
+//! hold at once (the timings alone only hint at it).
+//!
+//! The kernels are generated for this device (as `glufuse run` does), translated to SPIR-V
+//! by naga with the options wgpu uses on Vulkan (bounds checks by clamping, loop bounding,
+//! native zero-initialised workgroup memory), and compiled by the driver in a pipeline of
+//! its own that asks for statistics: wgpu's pipelines do not.
+//!
+//! ```text
+//! cargo run --release --example pipeline_stats -- --shape 896x4864 --rows 512 --layout kn
+//! ```
+//!
+//! Needs a Vulkan driver with that extension (NVIDIA, RADV and ANV have it; lavapipe does
+//! not, and the example says so and exits non-zero).
+
+use ash::vk;
+use clap::Parser;
+use glufuse::codegen::{gemm::Tiles, generate, Kernel, Target};
+use glufuse::ir::{DType, Layout};
+use glufuse::runtime::Gpu;
+use std::ffi::CStr;
+
+/// Command line.
+#[derive(Parser)]
+struct Args {
+    /// H×I of the FFN.
+    #[arg(long, default_value = "896x4864")]
+    shape: String,
+    /// Rows of x.
+    #[arg(long, default_value_t = 512)]
+    rows: u64,
+    /// Weight layout: kn or nk.
+    #[arg(long, default_value = "kn")]
+    layout: String,
+    /// Weight dtype: f32 or f16.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// Force the prefill GEMM's tiling (as `glufuse bench --gemm-tiles`).
+    #[arg(long)]
+    gemm_tiles: Option<String>,
+}
+
+fn main() {
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+type Res<T> = Result<T, String>;
+
+fn run(a: Args) -> Res<()> {
+    let (h, i) = a
+        .shape
+        .split_once('x')
+        .and_then(|(h, i)| Some((h.parse::<u64>().ok()?, i.parse::<u64>().ok()?)))
+        .ok_or_else(|| format!("--shape {:?}: expected HxI", a.shape))?;
+    let layout = match a.layout.as_str() {
+        "kn" => Layout::Kn,
+        "nk" => Layout::Nk,
+        l => return Err(format!("--layout {l:?}: expected kn or nk")),
+    };
+    let dtype = match a.dtype.as_str() {
+        "f32" => DType::F32,
+        "f16" => DType::F16,
+        d => return Err(format!("--dtype {d:?}: expected f32 or f16")),
+    };
+    let gemm_tiles = a.gemm_tiles.as_deref().map(str::parse::<Tiles>).transpose().map_err(|e| e.to_string())?;
+
+    let gpu = Gpu::new().map_err(|e| e.to_string())?;
+    let target = Target { gemm_tiles, ..gpu.target() };
+    let original = glufuse::bench::ffn_graph(h, i, a.rows, dtype, layout).map_err(|e| e.to_string())?;
+    let mut fused = original.clone();
+    glufuse::passes::PassManager::standard().run(&mut fused).map_err(|e| e.to_string())?;
+
+    let vk = Vulkan::open(&gpu.info.name)?;
+    println!("device: {} (driver {})", gpu.describe(), gpu.info.driver_info);
+    for (label, g) in [("fused", &fused), ("unfused", &original)] {
+        println!("\n== {label} graph: {h}×{i}, M={}, {} weights [{}] ==", a.rows, a.dtype, a.layout);
+        for k in generate(g, &Default::default(), &target).map_err(|e| e.to_string())? {
+            let src = k.source();
+            let threads = workgroup_threads(&src.wgsl);
+            println!("\n{} ({}), {threads} threads × {:?} workgroups", src.name, src.kind, src.workgroups);
+            let spirv = spirv(&k, &target)?;
+            for exe in vk.statistics(&spirv, src.bindings.len())? {
+                println!("{exe}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `@workgroup_size` of a kernel's WGSL (glufuse's kernels are one-dimensional).
+fn workgroup_threads(wgsl: &str) -> String {
+    wgsl.split("@workgroup_size(").nth(1).and_then(|r| r.split(')').next()).unwrap_or("?").to_string()
+}
+
+/// The kernel as SPIR-V, with the bounds-check and initialisation choices wgpu makes on
+/// Vulkan for a device with robust buffer access (NVIDIA's).
+fn spirv(k: &Kernel, t: &Target) -> Res<Vec<u32>> {
+    use naga::back::spv;
+    let wgsl = &k.source().wgsl;
+    let module = naga::front::wgsl::parse_str(wgsl).map_err(|e| e.emit_to_string(wgsl))?;
+    let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), t.caps);
+    v.subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+        .subgroup_operations(naga::valid::SubgroupOperationSet::BASIC | naga::valid::SubgroupOperationSet::ARITHMETIC);
+    let info = v.validate(&module).map_err(|e| e.emit_to_string(wgsl))?;
+    let options = spv::Options {
+        lang_version: (1, 3),
+        bounds_check_policies: naga::proc::BoundsCheckPolicies {
+            index: naga::proc::BoundsCheckPolicy::Restrict,
+            buffer: naga::proc::BoundsCheckPolicy::Unchecked,
+            image_load: naga::proc::BoundsCheckPolicy::Unchecked,
+            binding_array: naga::proc::BoundsCheckPolicy::Unchecked,
+        },
+        zero_initialize_workgroup_memory: spv::ZeroInitializeWorkgroupMemoryMode::Native,
+        force_loop_bounding: true,
+        ..Default::default()
+    };
+    let pipeline = spv::PipelineOptions { shader_stage: naga::ShaderStage::Compute, entry_point: "main".into() };
+    spv::write_vec(&module, &info, &options, Some(&pipeline)).map_err(|e| format!("SPIR-V output: {e}"))
+}
+
+/// A Vulkan device opened with pipeline statistics enabled.
+struct Vulkan {
+    _entry: ash::Entry,
+    instance: ash::Instance,
+    device: ash::Device,
+    props: ash::khr::pipeline_executable_properties::Device,
+}
+
+impl Vulkan {
+    /// Opens the physical device whose name wgpu reported.
+    fn open(name: &str) -> Res<Vulkan> {
+        // SAFETY: loads the system's Vulkan loader; every handle made below is destroyed in
+        // `Drop`, children before parents.
+        unsafe {
+            let entry = ash::Entry::load().map_err(|e| format!("no Vulkan loader: {e}"))?;
+            let app = vk::ApplicationInfo::default().api_version(vk::API_VERSION_1_3);
+            let instance = entry
+                .create_instance(&vk::InstanceCreateInfo::default().application_info(&app), None)
+                .map_err(|e| format!("vkCreateInstance: {e}"))?;
+            let phys = instance.enumerate_physical_devices().map_err(|e| format!("{e}"))?;
+            let pd = *phys
+                .iter()
+                .find(|&&p| {
+                    let n = instance.get_physical_device_properties(p);
+                    CStr::from_ptr(n.device_name.as_ptr()).to_string_lossy() == name
+                })
+                .ok_or_else(|| format!("Vulkan lists no device named {name:?}"))?;
+            let ext = ash::khr::pipeline_executable_properties::NAME;
+            let has = instance
+                .enumerate_device_extension_properties(pd)
+                .map_err(|e| format!("{e}"))?
+                .iter()
+                .any(|p| CStr::from_ptr(p.extension_name.as_ptr()) == ext);
+            if !has {
+                instance.destroy_instance(None);
+                return Err(format!("{name}'s Vulkan driver lacks {}", ext.to_string_lossy()));
+            }
+            let family = instance
+                .get_physical_device_queue_family_properties(pd)
+                .iter()
+                .position(|f| f.queue_flags.contains(vk::QueueFlags::COMPUTE))
+                .ok_or("no compute queue")? as u32;
+            let prio = [1.0];
+            let queues = [vk::DeviceQueueCreateInfo::default().queue_family_index(family).queue_priorities(&prio)];
+            let exts = [ext.as_ptr()];
+            let mut stats =
+                vk::PhysicalDevicePipelineExecutablePropertiesFeaturesKHR::default().pipeline_executable_info(true);
+            let info = vk::DeviceCreateInfo::default()
+                .queue_create_infos(&queues)
+                .enabled_extension_names(&exts)
+                .push_next(&mut stats);
+            let device = instance.create_device(pd, &info, None).map_err(|e| format!("vkCreateDevice: {e}"))?;
+            let props = ash::khr::pipeline_executable_properties::Device::new(&instance, &device);
+            Ok(Vulkan { _entry: entry, instance, device, props })
+        }
+    }
+
+    /// Compiles one compute shader with `bindings` storage buffers and returns, per
+    /// executable the driver made of it, its name and statistics as text.
+    fn statistics(&self, spirv: &[u32], bindings: usize) -> Res<Vec<String>> {
+        let d = &self.device;
+        // SAFETY: the objects made here are destroyed before returning; the create infos
+        // outlive the calls that read them.
+        unsafe {
+            let module = d
+                .create_shader_module(&vk::ShaderModuleCreateInfo::default().code(spirv), None)
+                .map_err(|e| format!("vkCreateShaderModule: {e}"))?;
+            let binds: Vec<_> = (0..bindings as u32)
+                .map(|b| {
+                    vk::DescriptorSetLayoutBinding::default()
+                        .binding(b)
+                        .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                        .descriptor_count(1)
+                        .stage_flags(vk::ShaderStageFlags::COMPUTE)
+                })
+                .collect();
+            let set = d
+                .create_descriptor_set_layout(&vk::DescriptorSetLayoutCreateInfo::default().bindings(&binds), None)
+                .map_err(|e| format!("{e}"))?;
+            let sets = [set];
+            let layout = d
+                .create_pipeline_layout(&vk::PipelineLayoutCreateInfo::default().set_layouts(&sets), None)
+                .map_err(|e| format!("{e}"))?;
+            let stage = vk::PipelineShaderStageCreateInfo::default()
+                .stage(vk::ShaderStageFlags::COMPUTE)
+                .module(module)
+                .name(c"main");
+            let flags = vk::PipelineCreateFlags::CAPTURE_STATISTICS_KHR;
+            let info = [vk::ComputePipelineCreateInfo::default().stage(stage).layout(layout).flags(flags)];
+            let made = d.create_compute_pipelines(vk::PipelineCache::null(), &info, None);
+            let result = match made {
+                Err((_, e)) => Err(format!("vkCreateComputePipelines: {e}")),
+                Ok(p) => {
+                    let r = self.describe(p[0]);
+                    d.destroy_pipeline(p[0], None);
+                    r
+                }
+            };
+            d.destroy_pipeline_layout(layout, None);
+            d.destroy_descriptor_set_layout(set, None);
+            d.destroy_shader_module(module, None);
+            result
+        }
+    }
+
+    /// The executables of a pipeline with their statistics.
+    unsafe fn describe(&self, p: vk::Pipeline) -> Res<Vec<String>> {
+        let exes = self
+            .props
+            .get_pipeline_executable_properties(&vk::PipelineInfoKHR::default().pipeline(p))
+            .map_err(|e| format!("vkGetPipelineExecutablePropertiesKHR: {e}"))?;
+        let mut out = vec![];
+        for (n, e) in exes.iter().enumerate() {
+            let mut s = format!(
+                "  executable {n}: {} (subgroup size {})",
+                e.name_as_c_str().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default(),
+                e.subgroup_size
+            );
+            let ei = vk::PipelineExecutableInfoKHR::default().pipeline(p).executable_index(n as u32);
+            let stats = self
+                .props
+                .get_pipeline_executable_statistics(&ei)
+                .map_err(|e| format!("vkGetPipelineExecutableStatisticsKHR: {e}"))?;
+            for st in &stats {
+                let value = match st.format {
+                    vk::PipelineExecutableStatisticFormatKHR::BOOL32 => format!("{}", st.value.b32 != 0),
+                    vk::PipelineExecutableStatisticFormatKHR::INT64 => format!("{}", st.value.i64),
+                    vk::PipelineExecutableStatisticFormatKHR::UINT64 => format!("{}", st.value.u64),
+                    vk::PipelineExecutableStatisticFormatKHR::FLOAT64 => format!("{}", st.value.f64),
+                    f => format!("(format {f:?})"),
+                };
+                let name = st.name_as_c_str().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default();
+                s.push_str(&format!("\n    {name}: {value}"));
+            }
+            out.push(s);
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for Vulkan {
+    fn drop(&mut self) {
+        // SAFETY: no object made from the device is alive (each `statistics` call frees its own).
+        unsafe {
+            self.device.destroy_device(None);
+            self.instance.destroy_instance(None);
+        }
+    }
+}
