@@ -9,13 +9,24 @@
 //! and the same arithmetic per loaded byte; the fused one spends it on two products of one x
 //! tile.
 //!
-//! k advances `bk` at a time through two stages of workgroup memory: while the threads
-//! multiply out one stage, nobody writes it; after, each loads the next step's x and weight
-//! vectors and stores them into the other stage, so a step costs one barrier. (Loading the
-//! next step into registers before the multiply-adds, to hide global latency, measured 3-4%
-//! slower on an H100: more registers for no gain.) x and `[N, K]` weights are stored
-//! transposed (k-major) so that the inner loop reads one `vec4` of rows and one `vec4` of
-//! columns per sub-tile and does `4·rt·2` multiply-adds with them.
+//! k advances `bk` at a time through two stages of workgroup memory: each thread issues the
+//! global loads of step t+1 into registers, multiplies out step t from one stage, then stores
+//! the loaded vectors into the other stage, so a step costs one barrier and the loads' latency
+//! hides behind the multiply-adds. x and `[N, K]` weights are stored transposed (k-major) so
+//! that the inner loop reads one `vec4` of rows and one `vec4` of columns per sub-tile and
+//! does `4·rt·2` multiply-adds with them.
+//!
+//! The default tiling, [`DEFAULT`] (8 rows per thread, k steps of 8, 128 threads: 64 rows ×
+//! 128 columns, 12.8 KiB of workgroup memory, so it fits WebGPU's 16 KiB everywhere), is the
+//! one that keeps most of an SM busy. On an H100 (NVIDIA's driver reports 127–155 registers
+//! per thread for it, see `examples/pipeline_stats.rs`) three or four such workgroups share an
+//! SM. The 256-thread 128×128 tiling with k steps of 16 needs 165–185 registers, so one
+//! workgroup per SM (8 warps), and it measured up to 25% slower at M=512; at M=128 on the
+//! largest shape it is the faster one (the README has the numbers).
+//!
+//! Row blocks vary fastest across the grid (`workgroup_id.x`), so the workgroups that read
+//! the same weight columns run at the same time and share them through L2 instead of each
+//! fetching them again; on the H100 that took M=512 from 34.7 to 38.1 TFLOP/s at Llama-3-8B.
 //!
 //! The tiles are nested arrays indexed by constants at every level but the last (the stage
 //! loop is unrolled by two), so wgpu's bounds checks on workgroup arrays clamp only the
@@ -116,18 +127,13 @@ fn out_cols(s: &ProjShape) -> usize {
     }
 }
 
-/// The tiling for a device: 8 rows per thread, and the widest k step its workgroup memory
-/// holds (16 where 32 KiB are allowed, else 8), unless the target forces one.
+/// The default tiling (see the module header): 8 rows per thread, k steps of 8, 8 threads
+/// along the rows (128 per workgroup).
+pub const DEFAULT: Tiles = Tiles { rt: 8, bk: 8, ny: 8 };
+
+/// The tiling for a target: the one it forces, else [`DEFAULT`].
 pub fn tiles(t: &Target) -> Tiles {
-    if let Some(forced) = t.gemm_tiles {
-        return forced;
-    }
-    let wide = Tiles { rt: 8, bk: 16, ny: 16 };
-    if wide.storage_bytes() <= t.max_workgroup_storage_bytes as usize {
-        wide
-    } else {
-        Tiles { bk: 8, ..wide }
-    }
+    t.gemm_tiles.unwrap_or(DEFAULT)
 }
 
 /// The aligned prefill GEMM (see the module header).
@@ -166,9 +172,10 @@ pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target, tl: Tiles) 
     let w_slots = 2 * per_sub / threads;
 
     let mut body = String::new();
+    // Row blocks vary fastest across workgroups (see the module header).
     let _ = writeln!(
         body,
-        "    let tx = lid % 16u;\n    let ty = lid / 16u;\n    let row0 = wg.y * {bm}u;\n    let col0 = wg.x * {}u;",
+        "    let tx = lid % 16u;\n    let ty = lid / 16u;\n    let row0 = wg.x * {bm}u;\n    let col0 = wg.y * {}u;",
         out_cols(s)
     );
     for i in 0..rt {
@@ -295,16 +302,23 @@ pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target, tl: Tiles) 
     load(&mut body, "0u");
     store(&mut body, 0);
     let _ = writeln!(body, "    }}\n    workgroupBarrier();");
+    // Each step's global loads are issued before the multiply-adds of the step before, so
+    // their latency hides behind arithmetic; the registers they land in are stored into the
+    // other stage after.
     let _ = writeln!(body, "    for (var t = 0u; t < {steps}u; t = t + 2u) {{");
-    compute(&mut body, 0);
     let _ = writeln!(body, "        if (t + 1u < {steps}u) {{");
     load(&mut body, "t + 1u");
+    let _ = writeln!(body, "        }}");
+    compute(&mut body, 0);
+    let _ = writeln!(body, "        if (t + 1u < {steps}u) {{");
     store(&mut body, 1);
     let _ = writeln!(body, "        }}\n        workgroupBarrier();");
     let _ = writeln!(body, "        if (t + 1u < {steps}u) {{");
-    compute(&mut body, 1);
     let _ = writeln!(body, "        if (t + 2u < {steps}u) {{");
     load(&mut body, "t + 2u");
+    let _ = writeln!(body, "        }}");
+    compute(&mut body, 1);
+    let _ = writeln!(body, "        if (t + 2u < {steps}u) {{");
     store(&mut body, 0);
     let _ = writeln!(body, "        }}\n        }}\n        workgroupBarrier();\n    }}");
 
@@ -344,6 +358,6 @@ pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target, tl: Tiles) 
         prelude.push_str(UNPACK4_F16);
     }
     let kind = if fused { "fused-gate-up-gemm" } else { "matmul-gemm" };
-    let groups = [s.n.div_ceil(out_cols(s)) as u64, s.rows.div_ceil(bm) as u64];
+    let groups = [s.rows.div_ceil(bm) as u64, s.n.div_ceil(out_cols(s)) as u64];
     finish_sized(name, kind, &b, &prelude, &body, groups, threads as u32, t)
 }

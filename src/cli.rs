@@ -157,7 +157,7 @@ enum Cmd {
         part: PartArg,
         /// Force the prefill GEMM's tiling as RTxBK[xNY]: rows of x per thread (4 or 8), k
         /// per step (8 or 16) and threads along the rows (8 or 16; 16 if left out). Default:
-        /// 8x16 where the device's workgroup memory holds it.
+        /// 8x8x8.
         #[arg(long, value_name = "RTxBK[xNY]")]
         gemm_tiles: Option<String>,
     },

@@ -81,8 +81,8 @@ fn wgsl_snapshots_of_representative_kernels() {
     insta::assert_snapshot!("wgsl_matmul_kn", pick("nofuse_shared_gate", "gate_proj"));
     insta::assert_snapshot!("wgsl_add_broadcast", pick("nofuse_broadcast_up", "mul"));
     insta::assert_snapshot!("wgsl_transpose", pick("nofuse_mixed_layouts", "up_proj.weight_t"));
-    // As generated for an H100: 48 KiB of workgroup memory (the 8×16 GEMM tiling), subgroups
-    // of 32; prefill at 160 rows for the GEMM.
+    // As generated for an H100: 48 KiB of workgroup memory, subgroups of 32; prefill at 160
+    // rows for the GEMM (the default tiling, 8x8x8).
     let h100 = Target {
         caps: Target::default().caps | naga::valid::Capabilities::SUBGROUP,
         max_workgroup_storage_bytes: 49152,
@@ -90,7 +90,7 @@ fn wgsl_snapshots_of_representative_kernels() {
         ..Target::default()
     };
     let prefill: glufuse::interp::Bindings = [("batch".to_string(), 4usize), ("seq".to_string(), 40)].into();
-    insta::assert_snapshot!("wgsl_fused_gemm_8x16", pick_for("reglu_batched_3d", "mul", &prefill, &h100));
+    insta::assert_snapshot!("wgsl_fused_gemm", pick_for("reglu_batched_3d", "mul", &prefill, &h100));
     insta::assert_snapshot!(
         "wgsl_fused_gemv_nk_subgroups",
         pick_for("merged_slices_nk", "mul", &common::bindings(), &h100)
