@@ -17,16 +17,16 @@
 //! does `4·rt·2` multiply-adds with them.
 //!
 //! The default tiling, [`DEFAULT`] (8 rows per thread, k steps of 8, 128 threads: 64 rows ×
-//! 128 columns, 12.8 KiB of workgroup memory, so it fits WebGPU's 16 KiB everywhere), is the
-//! one that keeps most of an SM busy. On an H100 (NVIDIA's driver reports 127–155 registers
-//! per thread for it, see `examples/pipeline_stats.rs`) three or four such workgroups share an
-//! SM. The 256-thread 128×128 tiling with k steps of 16 needs 165–185 registers, so one
-//! workgroup per SM (8 warps), and it measured up to 25% slower at M=512; at M=128 on the
-//! largest shape it is the faster one (the README has the numbers).
+//! 128 columns, 12 KiB of workgroup memory, so it fits WebGPU's 16 KiB everywhere), is
+//! chosen for occupancy. On an H100, NVIDIA's driver gives it 141–155 registers per thread
+//! (`examples/pipeline_stats.rs` asks), so three workgroups share an SM; the 256-thread
+//! 128×128 tiling with k steps of 16 takes 165–185, one workgroup per SM, and took 14–38%
+//! more time at M=512 in f32. At M=128 on the largest shape it is the faster (README).
 //!
 //! Row blocks vary fastest across the grid (`workgroup_id.x`), so the workgroups that read
 //! the same weight columns run at the same time and share them through L2 instead of each
-//! fetching them again; on the H100 that took M=512 from 34.7 to 38.1 TFLOP/s at Llama-3-8B.
+//! fetching them again; on the H100 that took M=512 `[K,N]` from 34.7 to 38.1 TFLOP/s at
+//! Llama-3-8B.
 //!
 //! The tiles are nested arrays indexed by constants at every level but the last (the stage
 //! loop is unrolled by two), so wgpu's bounds checks on workgroup arrays clamp only the
