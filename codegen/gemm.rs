@@ -131,6 +131,13 @@ fn out_cols(s: &ProjShape) -> usize {
 /// along the rows (128 per workgroup).
 pub const DEFAULT: Tiles = Tiles { rt: 8, bk: 8, ny: 8 };
 
+/// The tilings worth timing against each other on a device ([`crate::runtime::Executable::tune_gemms`]):
+/// the default and the 256-thread 128×128 one with k steps of 16.
+pub const CANDIDATES: [Tiles; 2] = [DEFAULT, Tiles { rt: 8, bk: 16, ny: 16 }];
+
+/// The kernel kinds of this GEMM (fused and plain).
+pub const KINDS: [&str; 2] = ["fused-gate-up-gemm", "matmul-gemm"];
+
 /// The tiling for a target: the one it forces, else [`DEFAULT`].
 pub fn tiles(t: &Target) -> Tiles {
     t.gemm_tiles.unwrap_or(DEFAULT)
@@ -357,7 +364,7 @@ pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target, tl: Tiles) 
     if s.f16 {
         prelude.push_str(UNPACK4_F16);
     }
-    let kind = if fused { "fused-gate-up-gemm" } else { "matmul-gemm" };
+    let kind = if fused { KINDS[0] } else { KINDS[1] };
     let groups = [s.rows.div_ceil(bm) as u64, s.n.div_ceil(out_cols(s)) as u64];
     finish_sized(name, kind, &b, &prelude, &body, groups, threads as u32, t)
 }

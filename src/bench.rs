@@ -17,9 +17,8 @@
 use crate::builder::GraphBuilder;
 use crate::codegen::{validate, KernelSource, WORKGROUP};
 use crate::ir::*;
-use crate::runtime::{Executable, Gpu};
+use crate::runtime::{time, Executable, Gpu};
 use crate::{Error, Graph, Result};
-use std::time::Instant;
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -40,6 +39,9 @@ pub struct BenchOptions {
     pub part: Part,
     /// Forces the prefill GEMM's tiling (see [`crate::codegen::gemm::Tiles`]).
     pub gemm_tiles: Option<crate::codegen::gemm::Tiles>,
+    /// Times the GEMM candidates on the device first and keeps the fastest
+    /// ([`Executable::tune_gemms`]).
+    pub tune: bool,
 }
 
 /// Which of a configuration's two graphs a run times.
@@ -85,70 +87,6 @@ pub fn ffn_graph(h: u64, i: u64, m: u64, dtype: DType, layout: Layout) -> Result
     let a = b.unary("act", UnaryOp::Silu, g);
     let y = b.mul("mul", a, u);
     b.finish(&[y])
-}
-
-/// Times `reps` repetitions of `record` per submission; returns the median µs per repetition
-/// and whether timestamps were used.
-fn time<F: Fn(&mut wgpu::CommandEncoder, usize, Option<(&wgpu::QuerySet, u32)>)>(
-    gpu: &Gpu,
-    reps: usize,
-    samples: usize,
-    record: F,
-) -> Result<(f64, bool)> {
-    let dev = &gpu.device;
-    let ts = gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY);
-    let qs = ts.then(|| {
-        dev.create_query_set(&wgpu::QuerySetDescriptor { label: None, ty: wgpu::QueryType::Timestamp, count: 2 })
-    });
-    let resolve = dev.create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: 16,
-        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-        mapped_at_creation: false,
-    });
-    let read = dev.create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: 16,
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let period = gpu.queue.get_timestamp_period() as f64;
-    let wait =
-        || dev.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")));
-    // Warm-up.
-    let mut enc = dev.create_command_encoder(&Default::default());
-    record(&mut enc, 1, None);
-    gpu.queue.submit([enc.finish()]);
-    wait()?;
-    let mut times = vec![];
-    for _ in 0..samples.max(1) {
-        let mut enc = dev.create_command_encoder(&Default::default());
-        let t0 = Instant::now();
-        record(&mut enc, reps, qs.as_ref().map(|q| (q, 0)));
-        if let Some(q) = &qs {
-            enc.resolve_query_set(q, 0..2, &resolve, 0);
-            enc.copy_buffer_to_buffer(&resolve, 0, &read, 0, 16);
-        }
-        gpu.queue.submit([enc.finish()]);
-        wait()?;
-        let wall = t0.elapsed().as_secs_f64() * 1e6;
-        let us = if qs.is_some() {
-            let slice = read.slice(..);
-            slice.map_async(wgpu::MapMode::Read, |_| {});
-            wait()?;
-            let ticks: Vec<u64> = {
-                let v = slice.get_mapped_range().map_err(|e| Error::Gpu(e.to_string()))?;
-                bytemuck::cast_slice::<u8, u64>(&v).to_vec()
-            };
-            read.unmap();
-            ticks[1].saturating_sub(ticks[0]) as f64 * period / 1e3
-        } else {
-            wall
-        };
-        times.push(us / reps.max(1) as f64);
-    }
-    times.sort_by(f64::total_cmp);
-    Ok((times[times.len() / 2], qs.is_some()))
 }
 
 /// The copy yardstick: GB/s moved (read + written) by a vec4 copy of `bytes` bytes.
@@ -282,6 +220,7 @@ pub fn run_isolated(o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<
         ]
         .into_iter()
         .chain(o.gemm_tiles.map(|t| format!("--gemm-tiles={t}")))
+        .chain(o.tune.then(|| "--tune".to_string()))
         .collect::<Vec<String>>()
     };
     let tmp = tempfile::tempdir().map_err(|e| Error::Job(format!("temporary folder: {e}")))?;
@@ -341,18 +280,30 @@ pub fn run(gpu: &Gpu, o: &BenchOptions, mut progress: impl FnMut(&str)) -> Resul
                 let mut fused = original.clone();
                 crate::passes::PassManager::standard().run(&mut fused)?;
                 let b = Default::default();
+                let build = |g: &Graph| -> Result<(Executable, Vec<crate::runtime::Tuned>)> {
+                    let mut exe = Executable::with_target(gpu, g, &b, &target)?;
+                    let tuned = if o.tune {
+                        exe.tune_gemms(g, &b, &target, &crate::codegen::gemm::CANDIDATES)?
+                    } else {
+                        vec![]
+                    };
+                    Ok((exe, tuned))
+                };
                 let (fu, fd, kind) = if o.part == Part::Unfused {
                     (0.0, 0, String::new())
                 } else {
-                    let exe = Executable::with_target(gpu, &fused, &b, &target)?;
-                    let kind = exe.kernels().iter().map(|k| k.source().kind.clone()).collect::<Vec<_>>().join("+");
+                    let (exe, tuned) = build(&fused)?;
+                    let mut kind = exe.kernels().iter().map(|k| k.source().kind.clone()).collect::<Vec<_>>().join("+");
+                    if let Some(t) = tuned.first() {
+                        kind = format!("{kind} ({})", t.chosen);
+                    }
                     let (t, _) = time(gpu, o.reps, o.samples, |enc, reps, ts| exe.record(enc, reps, ts))?;
                     (t, exe.dispatch_count(), kind)
                 };
                 let (uu, ud) = if o.part == Part::Fused {
                     (0.0, 0)
                 } else {
-                    let exe = Executable::with_target(gpu, &original, &b, &target)?;
+                    let (exe, _) = build(&original)?;
                     let (t, _) = time(gpu, o.reps, o.samples, |enc, reps, ts| exe.record(enc, reps, ts))?;
                     (t, exe.dispatch_count())
                 };

@@ -125,6 +125,10 @@ enum Cmd {
         /// Compare against the CPU interpreter on the original graph; fail past tolerance.
         #[arg(long)]
         check: bool,
+        /// Time each prefill GEMM under the candidate tilings on this GPU first and keep the
+        /// fastest (milliseconds per distinct shape; results are bit-identical).
+        #[arg(long)]
+        tune: bool,
     },
     /// Time fused against unfused gate/up kernels on the GPU (timestamp queries).
     Bench {
@@ -160,6 +164,10 @@ enum Cmd {
         /// 8x8x8.
         #[arg(long, value_name = "RTxBK[xNY]")]
         gemm_tiles: Option<String>,
+        /// Time each prefill GEMM under the candidate tilings first and keep the fastest (as
+        /// `run --tune`), in the fused and the unfused graph alike.
+        #[arg(long, conflicts_with = "gemm_tiles")]
+        tune: bool,
     },
     /// Time the fusion pass on synthetic decoder graphs.
     BenchPass {
@@ -302,7 +310,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Cmd::BenchPass { layers, reps }) => bench_pass(&layers, reps),
-        Some(Cmd::Bench { shapes, rows, dtypes, layout, reps, samples, json, in_process, part, gemm_tiles }) => {
+        Some(Cmd::Bench { shapes, rows, dtypes, layout, reps, samples, json, in_process, part, gemm_tiles, tune }) => {
             let gemm_tiles = gemm_tiles
                 .map(|t| t.parse::<crate::codegen::gemm::Tiles>())
                 .transpose()
@@ -337,6 +345,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                     PartArg::Unfused => crate::bench::Part::Unfused,
                 },
                 gemm_tiles,
+                tune,
             };
             if !in_process && part != PartArg::Both {
                 return Err(Error::input(
@@ -377,7 +386,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             println!("wrote {} kernels to {}", kernels.len(), output.display());
             Ok(())
         }
-        Some(Cmd::Run { graph, io, unfused, check }) => {
+        Some(Cmd::Run { graph, io, unfused, check, tune }) => {
             let original = load_graph(&graph)?;
             let mut g = original.clone();
             if !unfused {
@@ -385,9 +394,16 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
             let (inputs, b) = gather_inputs(&g, &io)?;
             let gpu = crate::runtime::Gpu::new()?;
-            let exe = crate::runtime::Executable::new(&gpu, &g, &b)?;
+            let target = gpu.target();
+            let mut exe = crate::runtime::Executable::with_target(&gpu, &g, &b, &target)?;
+            let tuned = if tune { exe.tune_gemms(&g, &b, &target, &crate::codegen::gemm::CANDIDATES)? } else { vec![] };
             let outs = exe.run(&inputs)?;
             println!("adapter: {}", gpu.describe());
+            for t in &tuned {
+                let times: Vec<String> = t.timings.iter().map(|(tl, us)| format!("{tl}: {us:.1} µs")).collect();
+                let how = if times.is_empty() { "as the same shape before".to_string() } else { times.join(", ") };
+                println!("tuned {}: {} ({how})", t.kernel, t.chosen);
+            }
             println!(
                 "graph: {} ({}), {} dispatches",
                 graph.display(),

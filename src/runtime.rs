@@ -5,12 +5,14 @@
 //! Only validated [`Kernel`]s reach it. wgpu errors are caught by error scopes and an
 //! uncaptured-error handler and come back as [`Error::Gpu`], never as a panic.
 
+use crate::codegen::gemm::Tiles;
 use crate::codegen::{self, gpu_bytes, Kernel, Target};
 use crate::interp::{bind, concrete, weight_values, Bindings, Tensor};
 use crate::ir::*;
 use crate::{Error, Graph, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// An opened GPU.
 pub struct Gpu {
@@ -149,6 +151,41 @@ struct Dispatch {
     workgroups: [u32; 3],
 }
 
+impl Dispatch {
+    /// Records this dispatch `reps` times in one compute pass.
+    fn record(&self, encoder: &mut wgpu::CommandEncoder, reps: usize, timestamps: Option<(&wgpu::QuerySet, u32)>) {
+        let tw = timestamps.map(|(q, i)| wgpu::ComputePassTimestampWrites {
+            query_set: q,
+            beginning_of_pass_write_index: Some(i),
+            end_of_pass_write_index: Some(i + 1),
+        });
+        let mut pass = encoder
+            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("glufuse tune"), timestamp_writes: tw });
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.group, &[]);
+        for _ in 0..reps {
+            pass.dispatch_workgroups(self.workgroups[0], self.workgroups[1], self.workgroups[2]);
+        }
+    }
+}
+
+/// Back-to-back dispatches per timing of [`Executable::tune_gemms`].
+const TUNE_REPS: usize = 5;
+/// Timings per candidate (the median counts).
+const TUNE_SAMPLES: usize = 3;
+
+/// What [`Executable::tune_gemms`] did with one kernel.
+#[derive(Clone, Debug)]
+pub struct Tuned {
+    /// The kernel (the node it computes).
+    pub kernel: String,
+    /// Each tiling timed and its µs per dispatch; empty where a kernel of the same shape was
+    /// timed before.
+    pub timings: Vec<(Tiles, f64)>,
+    /// The tiling kept.
+    pub chosen: Tiles,
+}
+
 /// A graph compiled for one device and one binding of its symbolic dims.
 pub struct Executable<'a> {
     gpu: &'a Gpu,
@@ -258,39 +295,11 @@ impl<'a> Executable<'a> {
             gpu.queue.write_buffer(&buffers[i], 0, &bytes);
         }
         let mut dispatches = vec![];
-        gpu.scoped("creating pipelines", || -> Result<()> {
+        gpu.scoped("creating pipelines", || {
             for k in &kernels {
-                let s = k.source();
-                let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(&s.name),
-                    source: wgpu::ShaderSource::Wgsl(s.wgsl.as_str().into()),
-                });
-                let pipeline = gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(&s.name),
-                    layout: None,
-                    module: &module,
-                    entry_point: Some("main"),
-                    compilation_options: Default::default(),
-                    cache: None,
-                });
-                let entries: Vec<wgpu::BindGroupEntry> = s
-                    .bindings
-                    .iter()
-                    .enumerate()
-                    .map(|(i, bd)| {
-                        let v = g.resolve(&bd.value).expect("kernel bindings name graph values");
-                        wgpu::BindGroupEntry { binding: i as u32, resource: buffers[buffer_of[&v]].as_entire_binding() }
-                    })
-                    .collect();
-                let group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(&s.name),
-                    layout: &pipeline.get_bind_group_layout(0),
-                    entries: &entries,
-                });
-                dispatches.push(Dispatch { pipeline, group, workgroups: s.workgroups });
+                dispatches.push(dispatch(gpu, g, &buffers, &buffer_of, k.source()));
             }
-            Ok(())
-        })??;
+        })?;
         let inputs = g
             .input_nodes()
             .into_iter()
@@ -302,6 +311,69 @@ impl<'a> Executable<'a> {
             .map(|&v| Ok((v, concrete(&g.ty(v).shape, b).map_err(|m| Error::graph(&g.node(v.node).name, m))?)))
             .collect::<Result<_>>()?;
         Ok(Executable { gpu, buffers, buffer_of, dispatches, inputs, outputs, kernels })
+    }
+
+    /// Times every aligned prefill GEMM of the executable (fused or plain) under each tiling
+    /// of `candidates` on this device, and keeps the fastest: which tiling wins depends on
+    /// the shape and the device (on an H100 the default wins at M=512 and loses at M=128 on
+    /// Llama-3-8B). Kernels with the same WGSL (the same shape) are timed once. Every tiling
+    /// sums k in the same order, so the choice changes no result bit. Candidates the device's
+    /// workgroup memory cannot hold are skipped; with fewer than two left nothing is timed.
+    /// A few milliseconds per distinct shape.
+    pub fn tune_gemms(&mut self, g: &Graph, b: &Bindings, target: &Target, candidates: &[Tiles]) -> Result<Vec<Tuned>> {
+        let fit: Vec<Tiles> = candidates
+            .iter()
+            .copied()
+            .filter(|t| t.storage_bytes() <= target.max_workgroup_storage_bytes as usize)
+            .collect();
+        let mut report = vec![];
+        if fit.len() < 2 {
+            return Ok(report);
+        }
+        let mut decided: HashMap<String, Tiles> = HashMap::new();
+        for i in 0..self.kernels.len() {
+            let src = self.kernels[i].source().clone();
+            if !codegen::gemm::KINDS.contains(&src.kind.as_str()) {
+                continue;
+            }
+            let node =
+                g.resolve(&src.name).ok_or_else(|| Error::Internal(format!("no node for kernel '{}'", src.name)))?;
+            let variant = |t: Tiles| -> Result<Kernel> {
+                let tt = Target { gemm_tiles: Some(t), ..target.clone() };
+                let k = codegen::node_kernels(g, node.node, b, &tt)?
+                    .into_iter()
+                    .find(|k| k.name == src.name)
+                    .ok_or_else(|| Error::Internal(format!("tiling {t} made no kernel '{}'", src.name)))?;
+                codegen::validate(k, tt.caps)
+            };
+            let mut timings = vec![];
+            let (kernel, chosen) = match decided.get(&src.wgsl) {
+                Some(&t) => (variant(t)?, t),
+                None => {
+                    let mut best: Option<(f64, Kernel, Tiles)> = None;
+                    for &t in &fit {
+                        let k = variant(t)?;
+                        let d = self.gpu.scoped("creating a tuning pipeline", || {
+                            dispatch(self.gpu, g, &self.buffers, &self.buffer_of, k.source())
+                        })?;
+                        let (us, _) = time(self.gpu, TUNE_REPS, TUNE_SAMPLES, |enc, reps, ts| d.record(enc, reps, ts))?;
+                        timings.push((t, us));
+                        if best.as_ref().is_none_or(|(b, _, _)| us < *b) {
+                            best = Some((us, k, t));
+                        }
+                    }
+                    let (_, k, t) = best.expect("at least two candidates were timed");
+                    decided.insert(src.wgsl.clone(), t);
+                    (k, t)
+                }
+            };
+            self.dispatches[i] = self.gpu.scoped("creating a pipeline", || {
+                dispatch(self.gpu, g, &self.buffers, &self.buffer_of, kernel.source())
+            })?;
+            self.kernels[i] = kernel;
+            report.push(Tuned { kernel: src.name, timings, chosen });
+        }
+        Ok(report)
     }
 
     /// Dispatches one run takes.
@@ -398,6 +470,107 @@ impl<'a> Executable<'a> {
         }
         Ok(out)
     }
+}
+
+/// Times `reps` repetitions of `record` per submission; returns the median µs per repetition
+/// and whether timestamps were used.
+pub(crate) fn time<F: Fn(&mut wgpu::CommandEncoder, usize, Option<(&wgpu::QuerySet, u32)>)>(
+    gpu: &Gpu,
+    reps: usize,
+    samples: usize,
+    record: F,
+) -> Result<(f64, bool)> {
+    let dev = &gpu.device;
+    let ts = gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY);
+    let qs = ts.then(|| {
+        dev.create_query_set(&wgpu::QuerySetDescriptor { label: None, ty: wgpu::QueryType::Timestamp, count: 2 })
+    });
+    let resolve = dev.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 16,
+        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let read = dev.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 16,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let period = gpu.queue.get_timestamp_period() as f64;
+    let wait =
+        || dev.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")));
+    // Warm-up.
+    let mut enc = dev.create_command_encoder(&Default::default());
+    record(&mut enc, 1, None);
+    gpu.queue.submit([enc.finish()]);
+    wait()?;
+    let mut times = vec![];
+    for _ in 0..samples.max(1) {
+        let mut enc = dev.create_command_encoder(&Default::default());
+        let t0 = Instant::now();
+        record(&mut enc, reps, qs.as_ref().map(|q| (q, 0)));
+        if let Some(q) = &qs {
+            enc.resolve_query_set(q, 0..2, &resolve, 0);
+            enc.copy_buffer_to_buffer(&resolve, 0, &read, 0, 16);
+        }
+        gpu.queue.submit([enc.finish()]);
+        wait()?;
+        let wall = t0.elapsed().as_secs_f64() * 1e6;
+        let us = if qs.is_some() {
+            let slice = read.slice(..);
+            slice.map_async(wgpu::MapMode::Read, |_| {});
+            wait()?;
+            let ticks: Vec<u64> = {
+                let v = slice.get_mapped_range().map_err(|e| Error::Gpu(e.to_string()))?;
+                bytemuck::cast_slice::<u8, u64>(&v).to_vec()
+            };
+            read.unmap();
+            ticks[1].saturating_sub(ticks[0]) as f64 * period / 1e3
+        } else {
+            wall
+        };
+        times.push(us / reps.max(1) as f64);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((times[times.len() / 2], qs.is_some()))
+}
+
+/// The pipeline and bind group of one kernel over the executable's buffers.
+fn dispatch(
+    gpu: &Gpu,
+    g: &Graph,
+    buffers: &[wgpu::Buffer],
+    buffer_of: &HashMap<Value, usize>,
+    s: &codegen::KernelSource,
+) -> Dispatch {
+    let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(&s.name),
+        source: wgpu::ShaderSource::Wgsl(s.wgsl.as_str().into()),
+    });
+    let pipeline = gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(&s.name),
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    let entries: Vec<wgpu::BindGroupEntry> = s
+        .bindings
+        .iter()
+        .enumerate()
+        .map(|(i, bd)| {
+            let v = g.resolve(&bd.value).expect("kernel bindings name graph values");
+            wgpu::BindGroupEntry { binding: i as u32, resource: buffers[buffer_of[&v]].as_entire_binding() }
+        })
+        .collect();
+    let group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(&s.name),
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &entries,
+    });
+    Dispatch { pipeline, group, workgroups: s.workgroups }
 }
 
 /// The bytes a weight or constant is uploaded as (packed f16 pairs for f16 weights).

@@ -234,3 +234,24 @@ fn wgsl_for_the_device_uses_its_subgroups() {
     let on_device = fused_kernel(&["--device"]);
     assert_eq!(on_device.contains("subgroupAdd"), gpu.target().subgroup_size.is_some(), "{on_device}");
 }
+
+#[test]
+fn run_tune_reports_each_gemm_and_still_checks() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let d = tmp();
+    let p = d.path().join("prefill.json");
+    let args = ["synth", "--layers", "1", "--hidden", "64", "--intermediate", "176", "--batch", "40", "-o"];
+    let o = glufuse(&[&args[..], &[p.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = glufuse(&["run", p.to_str().unwrap(), "--tune", "--check"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    let tuned: Vec<&str> = out.lines().filter(|l| l.starts_with("tuned ")).collect();
+    // q, k, v, o, the fused gate/up and the down projection; the attention ones share a shape.
+    assert_eq!(tuned.len(), 6, "{out}");
+    assert!(tuned.iter().any(|l| l.starts_with("tuned layers.0.mlp.mul: ") && l.contains("8x8x8: ")), "{out}");
+    assert_eq!(tuned.iter().filter(|l| l.ends_with("(as the same shape before)")).count(), 3, "{out}");
+    assert!(out.contains("check layers.0.mlp_residual"), "{out}");
+}

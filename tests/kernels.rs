@@ -227,3 +227,61 @@ fn default_gemm_tiling_fits_every_webgpu_device() {
     };
     assert_eq!(tiles(&forced), Tiles { rt: 4, bk: 8, ny: 16 });
 }
+
+/// Tuning times each aligned GEMM shape once under every candidate tiling, keeps the fastest,
+/// reuses the choice for kernels of the same shape, and changes no bit of the result.
+#[test]
+fn tuned_gemms_keep_the_fastest_and_the_same_bits() {
+    use glufuse::codegen::gemm::CANDIDATES;
+    use glufuse::synth::{llama, SynthOptions};
+    let Some(gpu) = common::gpu() else { return };
+    let opts = SynthOptions { layers: 2, hidden: 64, intermediate: 176, batch: Some(40), ..Default::default() };
+    let original = llama(&opts).unwrap();
+    let mut g = original.clone();
+    PassManager::standard().run(&mut g).unwrap();
+    let b = interp::Bindings::new();
+    let inputs = interp::seeded_inputs(&original, &b, 5).unwrap();
+    let target = gpu.target();
+    let mut exe = Executable::with_target(&gpu, &g, &b, &target).unwrap();
+    let before = exe.run(&inputs).unwrap();
+    let tuned = exe.tune_gemms(&g, &b, &target, &CANDIDATES).unwrap();
+    // Per layer four attention projections (one shape: 40×64 by 64×64), the fused gate/up
+    // GEMM and the down projection: three shapes, each timed once.
+    let names: Vec<&str> = tuned.iter().map(|t| t.kernel.as_str()).collect();
+    assert_eq!(tuned.len(), 12, "{names:?}");
+    assert_eq!(tuned.iter().filter(|t| !t.timings.is_empty()).count(), 3, "{tuned:?}");
+    let shape = |name: &str| match name.rsplit('.').next() {
+        Some(last @ ("mul" | "down_proj")) => last.to_string(),
+        _ => "attention".to_string(),
+    };
+    let mut chosen = std::collections::HashMap::new();
+    for t in &tuned {
+        assert!(CANDIDATES.contains(&t.chosen), "{t:?}");
+        if !t.timings.is_empty() {
+            assert_eq!(t.timings.len(), CANDIDATES.len(), "{t:?}");
+            let fastest = t.timings.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap().0;
+            assert_eq!(t.chosen, fastest, "{t:?}");
+            assert!(chosen.insert(shape(&t.kernel), t.chosen).is_none(), "a shape timed twice: {tuned:?}");
+        } else {
+            assert_eq!(
+                chosen.get(&shape(&t.kernel)),
+                Some(&t.chosen),
+                "a shape timed before keeps its choice: {tuned:?}"
+            );
+        }
+    }
+    let after = exe.run(&inputs).unwrap();
+    assert_eq!(before.len(), after.len());
+    for (x, y) in before.iter().zip(&after) {
+        assert!(x.data.iter().zip(&y.data).all(|(a, b)| a.to_bits() == b.to_bits()), "tuning changed the output");
+    }
+    // Forcing each candidate in turn gives those same bits.
+    for &t in &CANDIDATES {
+        let forced = Target { gemm_tiles: Some(t), ..target.clone() };
+        let got = Executable::with_target(&gpu, &g, &b, &forced).unwrap().run(&inputs).unwrap();
+        assert!(got[0].data.iter().zip(&before[0].data).all(|(a, b)| a.to_bits() == b.to_bits()), "{t}");
+    }
+    let want = interp::run(&original, &inputs).unwrap();
+    let (_, rel) = interp::compare(&after[0], &want[0]);
+    assert!(rel <= 1e-4, "rel {rel:e}");
+}
