@@ -154,8 +154,16 @@ const ISOLATED: &str = "fused and unfused graphs each in a fresh process";
 
 /// The table's header, as [`run`] writes it: device, timing method and the copy yardstick.
 fn header(device: &str, ts: bool, o: &BenchOptions, copy_mib: u64, copy: f64) -> String {
+    let tiles = match (o.tune, o.gemm_tiles) {
+        (true, _) => {
+            "GEMM tiling: each shape timed at load under every candidate, the faster kept (in the kernel column)\n"
+                .to_string()
+        }
+        (false, Some(t)) => format!("GEMM tiling: {t} (forced)\n"),
+        (false, None) => String::new(),
+    };
     format!(
-        "device: {device}\ntiming: {}, {} repetitions per submission, median of {} submissions, {IN_PROCESS}\ncopy kernel ({copy_mib} MiB): {copy:.0} GB/s (read + written)\n\n{TABLE_HEAD}",
+        "device: {device}\ntiming: {}, {} repetitions per submission, median of {} submissions, {IN_PROCESS}\n{tiles}copy kernel ({copy_mib} MiB): {copy:.0} GB/s (read + written)\n\n{TABLE_HEAD}",
         if ts { "timestamp queries" } else { "wall clock (no TIMESTAMP_QUERY)" },
         o.reps,
         o.samples,
