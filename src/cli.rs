@@ -126,7 +126,7 @@ enum Cmd {
         #[arg(long)]
         check: bool,
         /// Time each prefill GEMM under the candidate tilings on this GPU first and keep the
-        /// fastest (milliseconds per distinct shape; results are bit-identical).
+        /// fastest (about 20 dispatches per tiling and shape; results are bit-identical).
         #[arg(long)]
         tune: bool,
     },
