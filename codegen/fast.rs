@@ -187,21 +187,10 @@ fn load16(s: &ProjShape, w: &str, idx: &str) -> (String, Option<String>) {
     }
 }
 
-pub(super) fn finish(
-    name: String,
-    kind: &str,
-    b: &Binds,
-    prelude: &str,
-    body: &str,
-    workgroups: [u64; 2],
-    t: &Target,
-) -> Result<KernelSource> {
-    finish_sized(name, kind, b, prelude, body, workgroups, WORKGROUP, t)
-}
-
-/// [`finish`] with `threads` threads per workgroup instead of [`WORKGROUP`].
+/// The kernel: bindings, `prelude` and `body` in an entry point of `threads` threads, over
+/// `workgroups` (x, y), each within the device's per-dimension limit.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn finish_sized(
+pub(super) fn finish(
     name: String,
     kind: &str,
     b: &Binds,
@@ -351,7 +340,7 @@ pub fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Resul
         prelude.push_str(UNPACK4_F16);
     }
     let kind = if s.fused.is_some() { "fused-gate-up-gemv-kn" } else { "matmul-gemv-kn" };
-    finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(cw) as u64, s.rows.div_ceil(tm) as u64], t)
+    finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(cw) as u64, s.rows.div_ceil(tm) as u64], WORKGROUP, t)
 }
 
 /// The subgroup size the reductions may use: one that divides the 32 lanes of an output, on a
@@ -487,7 +476,7 @@ pub fn gemv_nk(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Resul
         let _ = writeln!(prelude, "var<workgroup> red: array<f32, {red_len}>;");
     }
     let kind = if s.fused.is_some() { "fused-gate-up-gemv-nk" } else { "matmul-gemv-nk" };
-    finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(per_wg) as u64, s.rows.div_ceil(tm) as u64], t)
+    finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(per_wg) as u64, s.rows.div_ceil(tm) as u64], WORKGROUP, t)
 }
 
 /// Prefill GEMM for unaligned shapes: 64×64 output tiles, k in steps of 16 through workgroup
@@ -591,5 +580,5 @@ pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Result<K
         let _ = writeln!(prelude, "var<workgroup> us: array<vec4<f32>, {}>;", 16 * BK);
     }
     let kind = if s.fused.is_some() { "fused-gate-up-gemm-unaligned" } else { "matmul-gemm-unaligned" };
-    finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(BN) as u64, s.rows.div_ceil(bm) as u64], t)
+    finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(BN) as u64, s.rows.div_ceil(bm) as u64], WORKGROUP, t)
 }

@@ -36,7 +36,7 @@
 //! Requires `K % 4 == 0` and, for `[K, N]` weights, 4-aligned columns and offsets
 //! ([`fits`]); the scalar-load GEMM in `fast.rs` covers the rest.
 
-use super::fast::{binds, epilogue, finish_sized, up_name, ProjShape, ProjValues, UNPACK4_F16};
+use super::fast::{binds, epilogue, finish, up_name, ProjShape, ProjValues, UNPACK4_F16};
 use super::{KernelSource, Target, MATH};
 use crate::ir::Layout;
 use crate::{Error, Result};
@@ -366,5 +366,5 @@ pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target, tl: Tiles) 
     }
     let kind = if fused { KINDS[0] } else { KINDS[1] };
     let groups = [s.rows.div_ceil(bm) as u64, s.n.div_ceil(out_cols(s)) as u64];
-    finish_sized(name, kind, &b, &prelude, &body, groups, threads as u32, t)
+    finish(name, kind, &b, &prelude, &body, groups, threads as u32, t)
 }
