@@ -311,23 +311,21 @@ pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target, tl: Tiles) 
     let _ = writeln!(body, "    }}\n    workgroupBarrier();");
     // Each step's global loads are issued before the multiply-adds of the step before, so
     // their latency hides behind arithmetic; the registers they land in are stored into the
-    // other stage after.
+    // other stage after. `half` multiplies out stage `st` while step `next` comes in.
+    let half = |body: &mut String, st: usize, next: &str| {
+        let _ = writeln!(body, "        if ({next} < {steps}u) {{");
+        load(body, next);
+        let _ = writeln!(body, "        }}");
+        compute(body, st);
+        let _ = writeln!(body, "        if ({next} < {steps}u) {{");
+        store(body, 1 - st);
+        let _ = writeln!(body, "        }}");
+    };
     let _ = writeln!(body, "    for (var t = 0u; t < {steps}u; t = t + 2u) {{");
-    let _ = writeln!(body, "        if (t + 1u < {steps}u) {{");
-    load(&mut body, "t + 1u");
-    let _ = writeln!(body, "        }}");
-    compute(&mut body, 0);
-    let _ = writeln!(body, "        if (t + 1u < {steps}u) {{");
-    store(&mut body, 1);
-    let _ = writeln!(body, "        }}\n        workgroupBarrier();");
-    let _ = writeln!(body, "        if (t + 1u < {steps}u) {{");
-    let _ = writeln!(body, "        if (t + 2u < {steps}u) {{");
-    load(&mut body, "t + 2u");
-    let _ = writeln!(body, "        }}");
-    compute(&mut body, 1);
-    let _ = writeln!(body, "        if (t + 2u < {steps}u) {{");
-    store(&mut body, 0);
-    let _ = writeln!(body, "        }}\n        }}\n        workgroupBarrier();\n    }}");
+    half(&mut body, 0, "t + 1u");
+    let _ = writeln!(body, "        workgroupBarrier();\n        if (t + 1u < {steps}u) {{");
+    half(&mut body, 1, "t + 2u");
+    let _ = writeln!(body, "        }}\n        workgroupBarrier();\n    }}");
 
     // Epilogue: thread rows q·4·ny + ty·4 + c, columns tx·4 + j of each sub-tile.
     for i in 0..rt {
