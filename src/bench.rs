@@ -17,7 +17,7 @@
 use crate::builder::GraphBuilder;
 use crate::codegen::{validate, KernelSource, WORKGROUP};
 use crate::ir::*;
-use crate::runtime::{time, Executable, Gpu};
+use crate::runtime::{time, timed_pass, Executable, Gpu};
 use crate::{Error, Graph, Result};
 
 /// What to measure.
@@ -131,12 +131,7 @@ pub fn copy_bandwidth(gpu: &Gpu, bytes: u64, reps: usize, samples: usize) -> Res
         ],
     });
     let (us, _) = time(gpu, reps, samples, |enc, reps, ts| {
-        let tw = ts.map(|(q, i)| wgpu::ComputePassTimestampWrites {
-            query_set: q,
-            beginning_of_pass_write_index: Some(i),
-            end_of_pass_write_index: Some(i + 1),
-        });
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: tw });
+        let mut pass = timed_pass(enc, "copy", ts);
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &group, &[]);
         for _ in 0..reps {

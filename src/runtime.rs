@@ -154,19 +154,28 @@ struct Dispatch {
 impl Dispatch {
     /// Records this dispatch `reps` times in one compute pass.
     fn record(&self, encoder: &mut wgpu::CommandEncoder, reps: usize, timestamps: Option<(&wgpu::QuerySet, u32)>) {
-        let tw = timestamps.map(|(q, i)| wgpu::ComputePassTimestampWrites {
-            query_set: q,
-            beginning_of_pass_write_index: Some(i),
-            end_of_pass_write_index: Some(i + 1),
-        });
-        let mut pass = encoder
-            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("glufuse tune"), timestamp_writes: tw });
+        let mut pass = timed_pass(encoder, "glufuse tune", timestamps);
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.group, &[]);
         for _ in 0..reps {
             pass.dispatch_workgroups(self.workgroups[0], self.workgroups[1], self.workgroups[2]);
         }
     }
+}
+
+/// Begins a compute pass, with timestamps written at its start and end into `timestamps`
+/// (query set, first index) where given.
+pub(crate) fn timed_pass<'e>(
+    encoder: &'e mut wgpu::CommandEncoder,
+    label: &str,
+    timestamps: Option<(&wgpu::QuerySet, u32)>,
+) -> wgpu::ComputePass<'e> {
+    let tw = timestamps.map(|(q, i)| wgpu::ComputePassTimestampWrites {
+        query_set: q,
+        beginning_of_pass_write_index: Some(i),
+        end_of_pass_write_index: Some(i + 1),
+    });
+    encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes: tw })
 }
 
 /// Back-to-back dispatches per timing of [`Executable::tune_gemms`].
@@ -414,13 +423,7 @@ impl<'a> Executable<'a> {
 
     /// Records every dispatch, `reps` times over, in one compute pass of `encoder`.
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder, reps: usize, timestamps: Option<(&wgpu::QuerySet, u32)>) {
-        let tw = timestamps.map(|(q, i)| wgpu::ComputePassTimestampWrites {
-            query_set: q,
-            beginning_of_pass_write_index: Some(i),
-            end_of_pass_write_index: Some(i + 1),
-        });
-        let mut pass =
-            encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("glufuse"), timestamp_writes: tw });
+        let mut pass = timed_pass(encoder, "glufuse", timestamps);
         for _ in 0..reps {
             for d in &self.dispatches {
                 pass.set_pipeline(&d.pipeline);
