@@ -145,6 +145,7 @@ impl Gpu {
     }
 }
 
+#[derive(Clone)]
 struct Dispatch {
     pipeline: wgpu::ComputePipeline,
     group: wgpu::BindGroup,
@@ -357,15 +358,21 @@ impl<'a> Executable<'a> {
                 codegen::validate(k, tt.caps)
             };
             let mut timings = vec![];
-            let (kernel, chosen) = match decided.get(&src.wgsl) {
-                Some(&t) => (variant(t)?, t),
+            // The chosen kernel and, when it was timed, its pipeline.
+            let (kernel, timed, chosen) = match decided.get(&src.wgsl) {
+                Some(&t) => (variant(t)?, None, t),
                 None => {
                     let mut tried = vec![];
                     for &t in &fit {
                         let k = variant(t)?;
-                        let d = self.gpu.scoped("creating a tuning pipeline", || {
-                            dispatch(self.gpu, g, &self.buffers, &self.buffer_of, k.source())
-                        })?;
+                        // The candidate the executable already runs keeps its pipeline.
+                        let d = if k.source().wgsl == src.wgsl {
+                            self.dispatches[i].clone()
+                        } else {
+                            self.gpu.scoped("creating a tuning pipeline", || {
+                                dispatch(self.gpu, g, &self.buffers, &self.buffer_of, k.source())
+                            })?
+                        };
                         tried.push((t, k, d, f64::INFINITY));
                     }
                     // Rounds alternate the candidates and each keeps its fastest round, so a
@@ -377,16 +384,23 @@ impl<'a> Executable<'a> {
                         }
                     }
                     timings = tried.iter().map(|(t, _, _, us)| (*t, *us)).collect();
-                    let best = tried.into_iter().min_by(|a, b| a.3.total_cmp(&b.3)).map(|(t, k, _, us)| (us, k, t));
-                    let (_, k, t) = best.expect("at least two candidates were timed");
+                    let (t, k, d, _) = tried
+                        .into_iter()
+                        .min_by(|a, b| a.3.total_cmp(&b.3))
+                        .expect("at least two candidates were timed");
                     decided.insert(src.wgsl.clone(), t);
-                    (k, t)
+                    (k, Some(d), t)
                 }
             };
-            self.dispatches[i] = self.gpu.scoped("creating a pipeline", || {
-                dispatch(self.gpu, g, &self.buffers, &self.buffer_of, kernel.source())
-            })?;
-            self.kernels[i] = kernel;
+            if kernel.source().wgsl != src.wgsl {
+                self.dispatches[i] = match timed {
+                    Some(d) => d,
+                    None => self.gpu.scoped("creating a pipeline", || {
+                        dispatch(self.gpu, g, &self.buffers, &self.buffer_of, kernel.source())
+                    })?,
+                };
+                self.kernels[i] = kernel;
+            }
             report.push(Tuned { kernel: src.name, timings, chosen });
         }
         Ok(report)

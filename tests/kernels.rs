@@ -281,6 +281,17 @@ fn tuned_gemms_keep_the_fastest_and_the_same_bits() {
         let got = Executable::with_target(&gpu, &g, &b, &forced).unwrap().run(&inputs).unwrap();
         assert!(got[0].data.iter().zip(&before[0].data).all(|(a, b)| a.to_bits() == b.to_bits()), "{t}");
     }
+    // Candidates that exclude the tiling the executable was built with: every GEMM is
+    // replaced, whichever wins, and the replaced executable still gives those bits.
+    let others = [Tiles { rt: 8, bk: 16, ny: 16 }, Tiles { rt: 4, bk: 8, ny: 8 }];
+    let mut exe = Executable::with_target(&gpu, &g, &b, &target).unwrap();
+    let built: Vec<String> = exe.kernels().iter().map(|k| k.source().wgsl.clone()).collect();
+    let tuned = exe.tune_gemms(&g, &b, &target, &others).unwrap();
+    assert_eq!(tuned.len(), 12);
+    let replaced = exe.kernels().iter().zip(&built).filter(|(k, w)| k.source().wgsl != **w).count();
+    assert_eq!(replaced, 12, "{tuned:?}");
+    let got = exe.run(&inputs).unwrap();
+    assert!(got[0].data.iter().zip(&before[0].data).all(|(a, b)| a.to_bits() == b.to_bits()), "{tuned:?}");
     let want = interp::run(&original, &inputs).unwrap();
     let (_, rel) = interp::compare(&after[0], &want[0]);
     assert!(rel <= 1e-4, "rel {rel:e}");
