@@ -55,11 +55,7 @@ fn main() {
 type Res<T> = Result<T, String>;
 
 fn run(a: Args) -> Res<()> {
-    let (h, i) = a
-        .shape
-        .split_once('x')
-        .and_then(|(h, i)| Some((h.parse::<u64>().ok()?, i.parse::<u64>().ok()?)))
-        .ok_or_else(|| format!("--shape {:?}: expected HxI", a.shape))?;
+    let (h, i) = glufuse::bench::parse_shape(&a.shape).ok_or_else(|| format!("--shape {:?}: expected HxI", a.shape))?;
     let layout = match a.layout.as_str() {
         "kn" => Layout::Kn,
         "nk" => Layout::Nk,

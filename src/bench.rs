@@ -76,6 +76,12 @@ pub struct BenchRow {
     pub kernel: String,
 }
 
+/// An FFN shape written `HxI` (or `H×I`), as `--shapes` takes it.
+pub fn parse_shape(s: &str) -> Option<(u64, u64)> {
+    let (h, i) = s.split_once(['x', '×'])?;
+    Some((h.trim().parse().ok()?, i.trim().parse().ok()?))
+}
+
 /// The FFN gate/up graph of one configuration (SiLU as one op, so the unfused graph is the
 /// strongest op-by-op baseline: two projections, one activation, one product).
 pub fn ffn_graph(h: u64, i: u64, m: u64, dtype: DType, layout: Layout) -> Result<Graph> {

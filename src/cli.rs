@@ -315,14 +315,12 @@ fn dispatch(cli: Cli) -> Result<()> {
                 .map(|t| t.parse::<crate::codegen::gemm::Tiles>())
                 .transpose()
                 .map_err(|e| Error::input(format!("--gemm-tiles: {e}")))?;
-            let mut parsed = vec![];
-            for s in &shapes {
-                let (h, i) = s
-                    .split_once(['x', '×'])
-                    .and_then(|(h, i)| Some((h.trim().parse::<u64>().ok()?, i.trim().parse::<u64>().ok()?)))
-                    .ok_or_else(|| Error::input(format!("--shapes: {s:?} is not HxI")))?;
-                parsed.push((h, i));
-            }
+            let parsed = shapes
+                .iter()
+                .map(|s| {
+                    crate::bench::parse_shape(s).ok_or_else(|| Error::input(format!("--shapes: {s:?} is not HxI")))
+                })
+                .collect::<Result<Vec<_>>>()?;
             let o = crate::bench::BenchOptions {
                 shapes: parsed,
                 rows,
