@@ -3,9 +3,9 @@
 //! batched matmul (one thread per output element; used when the right operand is not 2-D).
 
 use super::{dims, grid, module, packed_f16, Binding, KernelSource, Target, MATH, WORKGROUP};
-use crate::interp::{strides, Bindings};
 use crate::ir::*;
-use crate::verify::norm_axis;
+use crate::shape::{norm_axis, Bindings};
+use crate::tensor::strides;
 use crate::{Graph, Result};
 use petgraph::stable_graph::NodeIndex;
 

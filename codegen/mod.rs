@@ -15,8 +15,8 @@ pub mod fast;
 pub mod gemm;
 mod proj;
 
-use crate::interp::{concrete, Bindings};
 use crate::ir::*;
+use crate::shape::{concrete, Bindings};
 use crate::{Error, Graph, Result};
 use std::fmt::Write;
 

@@ -31,7 +31,7 @@ fn main() -> Result<(), glufuse::Error> {
         println!("{}", report.to_text(true));
     }
 
-    let dims: interp::Bindings = [("tokens".to_string(), 1)].into_iter().collect();
+    let dims: glufuse::shape::Bindings = [("tokens".to_string(), 1)].into_iter().collect();
     let inputs = interp::seeded_inputs(&original, &dims, 1)?;
     let want = interp::run(&original, &inputs)?;
     match glufuse::runtime::Gpu::new() {

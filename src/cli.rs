@@ -5,10 +5,12 @@
 
 use crate::dump::{render, Format};
 use crate::files::{load_graph, write_atomic};
-use crate::interp::{self, check_tolerance, compare, Bindings, Tensor};
+use crate::interp::{self, check_tolerance, compare};
 use crate::ir::*;
 use crate::passes::{fusion_report, PassManager, PassRun};
+use crate::shape::Bindings;
 use crate::synth::{self, SynthOptions};
+use crate::tensor::Tensor;
 use crate::{Error, Graph, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::collections::HashMap;
@@ -455,7 +457,7 @@ fn gather_inputs(g: &Graph, io: &RunInputs) -> Result<(HashMap<String, Tensor>, 
             .filter(|&n| matches!(g.node(n).op, Op::Input))
             .ok_or_else(|| Error::input(format!("--input {name:?}: the graph has no input of that name")))?;
         let t = crate::files::read_npy(Path::new(file), &g.node(n).outputs[0])?;
-        interp::bind(&g.node(n).outputs[0], &t.shape, &mut b)
+        crate::shape::bind(&g.node(n).outputs[0], &t.shape, &mut b)
             .map_err(|m| Error::input(format!("--input {name}: {m}")).in_file(Path::new(file)))?;
         given.insert(name.to_string(), t);
     }

@@ -40,13 +40,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Reads a `.npy` file as a tensor of the given graph type: its dtype must match (`<f4` for
 /// f32, `<f2` for f16), its shape must fit the type's dims, C order only.
-pub fn read_npy(path: &Path, want: &crate::ir::TensorType) -> Result<crate::interp::Tensor> {
+pub fn read_npy(path: &Path, want: &crate::ir::TensorType) -> Result<crate::tensor::Tensor> {
     let bytes = std::fs::read(path).map_err(|e| Error::input(format!("cannot read: {e}")).in_file(path))?;
     parse_npy(&bytes, want).map_err(|e| e.in_file(path))
 }
 
 /// Parses `.npy` bytes as a tensor of the given graph type (see [`read_npy`]).
-pub fn parse_npy(bytes: &[u8], want: &crate::ir::TensorType) -> Result<crate::interp::Tensor> {
+pub fn parse_npy(bytes: &[u8], want: &crate::ir::TensorType) -> Result<crate::tensor::Tensor> {
     use crate::ir::DType;
     let bad = |m: String| Error::input(m);
     check_npy_header(bytes).map_err(bad)?;
@@ -69,8 +69,8 @@ pub fn parse_npy(bytes: &[u8], want: &crate::ir::TensorType) -> Result<crate::in
     if n.and_then(|n| n.checked_mul(elem)).is_none_or(|b| b > bytes.len() as u64) {
         return Err(bad(format!("its header claims shape {shape:?}, more data than the file holds")));
     }
-    let mut b = crate::interp::Bindings::new();
-    crate::interp::bind(want, &shape, &mut b)
+    let mut b = crate::shape::Bindings::new();
+    crate::shape::bind(want, &shape, &mut b)
         .map_err(|m| bad(format!("shape {shape:?} does not fit the graph input: {m}")))?;
     let data: Vec<f32> = match want.dtype {
         DType::F16 => npy
@@ -81,7 +81,7 @@ pub fn parse_npy(bytes: &[u8], want: &crate::ir::TensorType) -> Result<crate::in
             .collect(),
         _ => npy.into_vec::<f32>().map_err(|e| bad(format!("cannot read the data: {e}")))?,
     };
-    crate::interp::Tensor::new(shape, data)
+    crate::tensor::Tensor::new(shape, data)
 }
 
 /// Checks a `.npy` header's framing and shape before it reaches the header parser: a header
@@ -127,7 +127,7 @@ fn check_npy_header(bytes: &[u8]) -> std::result::Result<(), String> {
 }
 
 /// Writes a tensor as a little-endian f32 `.npy` file, atomically.
-pub fn write_npy(path: &Path, t: &crate::interp::Tensor) -> Result<()> {
+pub fn write_npy(path: &Path, t: &crate::tensor::Tensor) -> Result<()> {
     let mut buf = vec![];
     let shape: Vec<u64> = t.shape.iter().map(|&d| d as u64).collect();
     let io = |e: std::io::Error| Error::Internal(format!("encoding .npy: {e}"));

@@ -4,89 +4,10 @@
 //! right over being fast. Symbolic dims are bound from the shapes of the inputs it is given.
 
 use crate::ir::*;
+use crate::shape::{bind, concrete, Bindings};
+use crate::tensor::{round_f16, strides, weight_values, Tensor};
 use crate::{Error, Result};
-use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
-
-/// A dense row-major f32 tensor (f16 values are held widened to f32).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Tensor {
-    /// Dims, outermost first.
-    pub shape: Vec<usize>,
-    /// Values, row-major.
-    pub data: Vec<f32>,
-}
-
-impl Tensor {
-    /// A tensor; fails if the data length disagrees with the shape.
-    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Result<Self> {
-        let n: usize = shape.iter().product();
-        if n != data.len() {
-            return Err(Error::input(format!("tensor of shape {shape:?} needs {n} values, got {}", data.len())));
-        }
-        Ok(Tensor { shape, data })
-    }
-
-    /// Seeded uniform values in `[-scale, scale)`.
-    pub fn random(shape: Vec<usize>, seed: u64, scale: f32) -> Self {
-        let n: usize = shape.iter().product();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let data = (0..n).map(|_| if scale == 0.0 { 0.0 } else { rng.random_range(-scale..scale) }).collect();
-        Tensor { shape, data }
-    }
-
-    /// Number of elements.
-    pub fn numel(&self) -> usize {
-        self.data.len()
-    }
-}
-
-/// Row-major strides of a shape.
-pub fn strides(shape: &[usize]) -> Vec<usize> {
-    let mut s = vec![1; shape.len()];
-    for i in (0..shape.len().saturating_sub(1)).rev() {
-        s[i] = s[i + 1] * shape[i + 1];
-    }
-    s
-}
-
-/// Binds symbolic dims to sizes.
-pub type Bindings = HashMap<String, usize>;
-
-/// Resolves a shape under bindings; fails naming the unbound symbol.
-pub fn concrete(shape: &[Dim], b: &Bindings) -> std::result::Result<Vec<usize>, String> {
-    shape
-        .iter()
-        .map(|d| match d {
-            Dim::Fixed(n) => Ok(*n as usize),
-            Dim::Sym(s) => {
-                b.get(s).copied().ok_or_else(|| format!("symbolic dim '{s}' has no size; pass one with --dim {s}=N"))
-            }
-        })
-        .collect()
-}
-
-/// Binds the symbols in `ty` from an actual shape, checking known dims.
-pub fn bind(ty: &TensorType, actual: &[usize], b: &mut Bindings) -> std::result::Result<(), String> {
-    if ty.rank() != actual.len() {
-        return Err(format!("expected {ty}, got shape {actual:?}"));
-    }
-    for (d, &a) in ty.shape.iter().zip(actual) {
-        match d {
-            Dim::Fixed(n) if *n as usize != a => return Err(format!("expected {ty}, got shape {actual:?}")),
-            Dim::Sym(s) => {
-                if let Some(&prev) = b.get(s) {
-                    if prev != a {
-                        return Err(format!("symbolic dim '{s}' is {prev} elsewhere but {a} here"));
-                    }
-                }
-                b.insert(s.clone(), a);
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
 
 /// Seeded inputs for every graph input (symbols bound by `b`), uniform in [-1, 1).
 pub fn seeded_inputs(g: &Graph, b: &Bindings, seed: u64) -> Result<HashMap<String, Tensor>> {
@@ -97,30 +18,6 @@ pub fn seeded_inputs(g: &Graph, b: &Bindings, seed: u64) -> Result<HashMap<Strin
         out.insert(node.name.clone(), Tensor::random(shape, seed.wrapping_add(i as u64), 1.0));
     }
     Ok(out)
-}
-
-/// The values of a weight node as the runtime and interpreter see them.
-pub fn weight_values(node: &Node) -> Tensor {
-    let t = &node.outputs[0];
-    let shape: Vec<usize> = t.shape.iter().map(|d| d.fixed().unwrap_or(0) as usize).collect();
-    let n: usize = shape.iter().product();
-    let mut data = match &node.op {
-        Op::Weight(WeightInit::Data(d)) => d.clone(),
-        Op::Weight(WeightInit::Random { seed, scale }) => Tensor::random(shape.clone(), *seed, *scale).data,
-        Op::Constant(v) => v.iter().map(|&x| x as f32).collect(),
-        _ => vec![0.0; n],
-    };
-    if t.dtype == DType::F16 {
-        round_f16(&mut data);
-    }
-    Tensor { shape, data }
-}
-
-/// Rounds every value to the nearest f16.
-pub fn round_f16(d: &mut [f32]) {
-    for x in d {
-        *x = half::f16::from_f32(*x).to_f32();
-    }
 }
 
 /// Scalar definitions shared by the interpreter and the WGSL generator's tests.
@@ -391,7 +288,7 @@ pub fn run(g: &Graph, inputs: &HashMap<String, Tensor>) -> Result<Vec<Tensor>> {
             Op::Transpose { perm } => vec![transpose(ins[0], perm)],
             Op::Reshape { .. } => vec![Tensor { shape: shapes[0].clone(), data: ins[0].data.clone() }],
             Op::Split { axis, sizes } => {
-                let ax = crate::verify::norm_axis(*axis, ins[0].shape.len()).expect("verified");
+                let ax = crate::shape::norm_axis(*axis, ins[0].shape.len()).expect("verified");
                 let mut start = 0;
                 sizes
                     .iter()
@@ -403,11 +300,11 @@ pub fn run(g: &Graph, inputs: &HashMap<String, Tensor>) -> Result<Vec<Tensor>> {
                     .collect()
             }
             Op::Slice { axis, start, end } => {
-                let ax = crate::verify::norm_axis(*axis, ins[0].shape.len()).expect("verified");
+                let ax = crate::shape::norm_axis(*axis, ins[0].shape.len()).expect("verified");
                 vec![slice(ins[0], ax, *start as usize, *end as usize)]
             }
             Op::Concat { axis } => {
-                let ax = crate::verify::norm_axis(*axis, shapes[0].len()).expect("verified");
+                let ax = crate::shape::norm_axis(*axis, shapes[0].len()).expect("verified");
                 let outer: usize = shapes[0][..ax].iter().product();
                 let mut data = Vec::with_capacity(shapes[0].iter().product());
                 for o in 0..outer {

@@ -30,7 +30,9 @@ pub mod ir;
 pub mod json;
 pub mod onnx;
 pub mod runtime;
+pub mod shape;
 pub mod synth;
+pub mod tensor;
 pub mod verify;
 
 #[path = "../passes/mod.rs"]

@@ -7,8 +7,9 @@
 
 use crate::codegen::gemm::Tiles;
 use crate::codegen::{self, gpu_bytes, Kernel, Target};
-use crate::interp::{bind, concrete, weight_values, Bindings, Tensor};
 use crate::ir::*;
+use crate::shape::{bind, concrete, Bindings};
+use crate::tensor::{round_f16, weight_values, Tensor};
 use crate::{Error, Graph, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -424,7 +425,7 @@ impl<'a> Executable<'a> {
             bind(ty, &t.shape, &mut b).map_err(|m| Error::graph(name, m))?;
             let mut data = t.data.clone();
             if ty.dtype == DType::F16 {
-                crate::interp::round_f16(&mut data);
+                round_f16(&mut data);
             }
             let buf = &self.buffers[self.buffer_of[v]];
             if data.len() as u64 * 4 > buf.size() {

@@ -148,7 +148,7 @@ fn synth_then_fuse_and_interp() {
 fn interp_reads_and_writes_npy() {
     let d = tmp();
     let x = d.path().join("x.npy");
-    let t = glufuse::interp::Tensor::new(vec![3, 8], (0..24).map(|i| i as f32 / 24.0).collect()).unwrap();
+    let t = glufuse::tensor::Tensor::new(vec![3, 8], (0..24).map(|i| i as f32 / 24.0).collect()).unwrap();
     glufuse::files::write_npy(&x, &t).unwrap();
     let out = d.path().join("y.npy");
     let spec = format!("x={}", x.display());
@@ -158,7 +158,7 @@ fn interp_reads_and_writes_npy() {
     assert_eq!(glufuse::files::read_npy(&out, &ty).unwrap().shape, vec![3, 8]);
     // Wrong shape: exit 2 naming the file.
     let wrong = d.path().join("w.npy");
-    glufuse::files::write_npy(&wrong, &glufuse::interp::Tensor::new(vec![2, 8], vec![0.0; 16]).unwrap()).unwrap();
+    glufuse::files::write_npy(&wrong, &glufuse::tensor::Tensor::new(vec![2, 8], vec![0.0; 16]).unwrap()).unwrap();
     let o = glufuse(&["interp", &graph("swiglu_silu_op"), "--input", &format!("x={}", wrong.display())]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).1.contains("w.npy"), "{:?}", text(&o));

@@ -64,7 +64,7 @@ fn gpu_matches_interpreter_on_every_graph_fused_and_unfused() {
 
 #[test]
 fn wgsl_snapshots_of_representative_kernels() {
-    let pick_for = |graph: &str, node: &str, b: &glufuse::interp::Bindings, t: &Target| -> String {
+    let pick_for = |graph: &str, node: &str, b: &glufuse::shape::Bindings, t: &Target| -> String {
         let mut g =
             glufuse::files::load_graph(&common::root().join("tests/graphs").join(format!("{graph}.json"))).unwrap();
         PassManager::standard().run(&mut g).unwrap();
@@ -89,7 +89,7 @@ fn wgsl_snapshots_of_representative_kernels() {
         subgroup_size: Some(32),
         ..Target::default()
     };
-    let prefill: glufuse::interp::Bindings = [("batch".to_string(), 4usize), ("seq".to_string(), 40)].into();
+    let prefill: glufuse::shape::Bindings = [("batch".to_string(), 4usize), ("seq".to_string(), 40)].into();
     insta::assert_snapshot!("wgsl_fused_gemm", pick_for("reglu_batched_3d", "mul", &prefill, &h100));
     insta::assert_snapshot!(
         "wgsl_fused_gemv_nk_subgroups",

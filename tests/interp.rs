@@ -1,8 +1,9 @@
 //! The CPU interpreter against values computed by hand.
 
 use glufuse::builder::GraphBuilder;
-use glufuse::interp::{run, Tensor};
+use glufuse::interp::run;
 use glufuse::ir::*;
+use glufuse::tensor::Tensor;
 use std::collections::HashMap;
 
 fn silu_kn() -> FusedGateUp {

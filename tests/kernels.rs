@@ -241,7 +241,7 @@ fn tuned_gemms_keep_the_fastest_and_the_same_bits() {
     let original = llama(&opts).unwrap();
     let mut g = original.clone();
     PassManager::standard().run(&mut g).unwrap();
-    let b = interp::Bindings::new();
+    let b = glufuse::shape::Bindings::new();
     let inputs = interp::seeded_inputs(&original, &b, 5).unwrap();
     let target = gpu.target();
     let mut exe = Executable::with_target(&gpu, &g, &b, &target).unwrap();

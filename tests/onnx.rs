@@ -128,7 +128,7 @@ fn npy_of_wrong_dtype_or_shape_is_refused() {
     let f64_file = d.path().join("x64.npy");
     npyz::to_file_1d(&f64_file, vec![0.0f64; 512]).unwrap();
     let wrong_shape = d.path().join("xs.npy");
-    glufuse::files::write_npy(&wrong_shape, &glufuse::interp::Tensor::new(vec![2, 64], vec![0.0; 128]).unwrap())
+    glufuse::files::write_npy(&wrong_shape, &glufuse::tensor::Tensor::new(vec![2, 64], vec![0.0; 128]).unwrap())
         .unwrap();
     let garbage = d.path().join("g.npy");
     std::fs::write(&garbage, b"\x93NUMPY garbage").unwrap();

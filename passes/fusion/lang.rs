@@ -156,7 +156,7 @@ impl Analysis<Glu> for TypeAnalysis {
             Glu::Add([a, b]) | Glu::Sub([a, b]) | Glu::Mul([a, b]) | Glu::Div([a, b]) | Glu::Pow([a, b]) => {
                 let ty = match (ty(a), ty(b)) {
                     (Some(x), Some(y)) => {
-                        crate::verify::broadcast(&x.shape, &y.shape).ok().map(|s| TensorType::new(x.dtype, s))
+                        crate::shape::broadcast(&x.shape, &y.shape).ok().map(|s| TensorType::new(x.dtype, s))
                     }
                     (Some(x), None) | (None, Some(x)) => Some(x),
                     (None, None) => None,

@@ -3,7 +3,7 @@
 
 use super::lang::{Const, Glu, GluGraph, TypeAnalysis};
 use crate::ir::*;
-use crate::verify::norm_axis;
+use crate::shape::norm_axis;
 use crate::Result;
 use egg::{Id, Symbol};
 use std::collections::HashMap;

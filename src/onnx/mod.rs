@@ -611,7 +611,7 @@ impl<'p> Loader<'p> {
             "Split" => {
                 let a = input(self, 0)?;
                 let axis = int_attr("axis").unwrap_or(0);
-                let Some(ax) = crate::verify::norm_axis(axis, self.g.ty(a).rank()) else {
+                let Some(ax) = crate::shape::norm_axis(axis, self.g.ty(a).rank()) else {
                     return Err(format!("axis {axis} out of range"));
                 };
                 let Some(total) = self.g.ty(a).shape[ax].fixed() else { return Ok(None) };
@@ -642,7 +642,7 @@ impl<'p> Loader<'p> {
                 }
                 let mut v = a;
                 for (j, ((&s, &e), &ax)) in starts.iter().zip(&ends).zip(&axes).enumerate() {
-                    let Some(axn) = crate::verify::norm_axis(ax, r) else {
+                    let Some(axn) = crate::shape::norm_axis(ax, r) else {
                         return Err(format!("axis {ax} out of range"));
                     };
                     let Some(d) = self.g.ty(v).shape[axn].fixed() else { return Ok(None) };

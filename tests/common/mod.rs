@@ -1,7 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use glufuse::interp::{self, Bindings};
+use glufuse::interp;
+use glufuse::shape::Bindings;
 use glufuse::Graph;
 use std::path::PathBuf;
 
