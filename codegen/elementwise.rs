@@ -173,7 +173,7 @@ pub fn kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<Vec<
             let ax = norm_axis(*axis, od.len()).expect("verified");
             vec![concat_kernel(g, name, &ins, out, total, ax, &od, b, t)?]
         }
-        op => return Err(crate::Error::Internal(format!("no index-mapping kernel for {}", op.kind()))),
+        op => return Err(crate::Error::Internal(format!("no index-mapping kernel for {}", op.name()))),
     };
     Ok(ks)
 }

@@ -3,7 +3,6 @@
 //! [`GraphBuilder::finish`], so a chain of calls needs no `?` at each step.
 
 use crate::ir::*;
-use crate::verify::infer;
 use crate::{Error, Result};
 
 /// Builds a [`Graph`] node by node.
@@ -26,7 +25,7 @@ impl GraphBuilder {
             return vec![Value::of(Default::default()); declared.len().max(1)];
         }
         let tys: Vec<&TensorType> = inputs.iter().map(|&v| self.g.ty(v)).collect();
-        let res = infer(&op, &tys, &declared).map_err(|m| Error::graph(name, m)).and_then(|outs| {
+        let res = op.infer(&tys, &declared).map_err(|m| Error::graph(name, m)).and_then(|outs| {
             let n = outs.len();
             self.g.add_node(name, op, inputs, outs).map(|idx| (idx, n))
         });

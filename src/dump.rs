@@ -28,39 +28,6 @@ pub fn render(g: &Graph, f: Format) -> Result<String> {
     }
 }
 
-/// Attributes of an op, compactly (`perm=[1,0]`, `silu kn`), for the dumps.
-pub fn op_label(op: &Op) -> String {
-    match op {
-        Op::Weight(WeightInit::None) => "Weight".into(),
-        Op::Weight(WeightInit::Data(_)) => "Weight(data)".into(),
-        Op::Weight(WeightInit::Random { seed, scale }) => format!("Weight(random seed={seed} scale={scale})"),
-        Op::Constant(v) if v.len() <= 4 => format!("Constant({v:?})"),
-        Op::Constant(v) => format!("Constant({} values)", v.len()),
-        Op::Unary(UnaryOp::GeluTanh) => "Gelu(tanh)".into(),
-        Op::Unary(UnaryOp::GeluErf) => "Gelu(erf)".into(),
-        Op::Transpose { perm } => format!("Transpose(perm={perm:?})"),
-        Op::Reshape { shape } => format!("Reshape({shape:?})"),
-        Op::Split { axis, sizes } => format!("Split(axis={axis}, sizes={sizes:?})"),
-        Op::Slice { axis, start, end } => format!("Slice(axis={axis}, {start}..{end})"),
-        Op::Concat { axis } => format!("Concat(axis={axis})"),
-        Op::Cast { to } => format!("Cast({to})"),
-        Op::FusedGateUp(f) => {
-            let mut s =
-                format!("FusedGateUp({}, {:?}", f.activation.name(), f.layout).replace("Kn", "kn").replace("Nk", "nk");
-            if f.gate_bias || f.up_bias {
-                let _ = write!(s, ", bias={}{}", if f.gate_bias { "g" } else { "" }, if f.up_bias { "u" } else { "" });
-            }
-            if f.gate_offset != 0 || f.up_offset != 0 {
-                let _ = write!(s, ", offsets={}/{}", f.gate_offset, f.up_offset);
-            }
-            s.push(')');
-            s
-        }
-        Op::Opaque { op_type, .. } => format!("Opaque({op_type})"),
-        op => op.kind().to_string(),
-    }
-}
-
 fn types(node: &Node) -> String {
     node.outputs.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
 }
@@ -71,7 +38,7 @@ pub fn text(g: &Graph) -> Result<String> {
     for n in g.topo_order()? {
         let node = g.node(n);
         let ins: Vec<String> = g.inputs(n).iter().map(|&v| format!("%{}", g.value_name(v))).collect();
-        let _ = write!(s, "%{}: {} = {}", node.name, types(node), op_label(&node.op));
+        let _ = write!(s, "%{}: {} = {}", node.name, types(node), node.op.label());
         if !ins.is_empty() {
             let _ = write!(s, " {}", ins.join(", "));
         }
@@ -99,18 +66,21 @@ pub fn dot(g: &Graph) -> Result<String> {
     let mut s = String::from("digraph glufuse {\n  rankdir=TB;\n  node [shape=ellipse, fontname=\"monospace\"];\n");
     for &n in &order {
         let node = g.node(n);
-        let style = match node.op {
-            Op::FusedGateUp(_) => ", style=filled, fillcolor=\"#ffd27f\"",
-            Op::Input | Op::Weight(_) | Op::Constant(_) => ", shape=box",
-            Op::Opaque { .. } => ", style=dashed",
-            _ => "",
+        let style = if matches!(node.op, Op::FusedGateUp(_)) {
+            ", style=filled, fillcolor=\"#ffd27f\""
+        } else if node.op.is_source() {
+            ", shape=box"
+        } else if matches!(node.op, Op::Opaque { .. }) {
+            ", style=dashed"
+        } else {
+            ""
         };
         let _ = writeln!(
             s,
             "  n{} [label=\"{}\\n{}\\n{}\"{}];",
             id[&n],
             esc(&node.name),
-            esc(&op_label(&node.op)),
+            esc(&node.op.label()),
             types(node),
             style
         );
@@ -136,11 +106,13 @@ pub fn mermaid(g: &Graph) -> Result<String> {
     let mut s = String::from("flowchart TD\n");
     for &n in &order {
         let node = g.node(n);
-        let label = format!("{}<br/>{}<br/>{}", node.name, op_label(&node.op), types(node)).replace('"', "#quot;");
-        let (l, r) = match node.op {
-            Op::Input | Op::Weight(_) | Op::Constant(_) => ("[", "]"),
-            Op::FusedGateUp(_) => ("[[", "]]"),
-            _ => ("(", ")"),
+        let label = format!("{}<br/>{}<br/>{}", node.name, node.op.label(), types(node)).replace('"', "#quot;");
+        let (l, r) = if node.op.is_source() {
+            ("[", "]")
+        } else if matches!(node.op, Op::FusedGateUp(_)) {
+            ("[[", "]]")
+        } else {
+            ("(", ")")
         };
         let _ = writeln!(s, "  n{}{l}\"{label}\"{r}", id[&n]);
     }

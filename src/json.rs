@@ -15,157 +15,12 @@
 //! name, `name:k` for output k of a multi-output node.
 
 use crate::ir::*;
-use crate::verify::infer;
 use crate::{Error, Result};
-use serde::Deserialize;
 use serde_json::{json, Map, Value as J};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// The format tag this version reads and writes.
 pub const FORMAT: &str = "glufuse.graph/1";
-
-#[derive(Deserialize)]
-#[serde(tag = "op", deny_unknown_fields)]
-enum OpJson {
-    Input,
-    Weight {
-        #[serde(default)]
-        init: Option<WeightInit>,
-    },
-    Constant {
-        value: Vec<f64>,
-    },
-    MatMul,
-    Neg,
-    Exp,
-    Sqrt,
-    Erf,
-    Tanh,
-    Sigmoid,
-    Relu,
-    Silu,
-    Gelu {
-        #[serde(default = "default_approx")]
-        approximate: String,
-    },
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Pow,
-    Transpose {
-        perm: Vec<usize>,
-    },
-    Reshape {
-        shape: Vec<i64>,
-    },
-    Split {
-        axis: i64,
-        sizes: Vec<u64>,
-    },
-    Slice {
-        axis: i64,
-        start: u64,
-        end: u64,
-    },
-    Concat {
-        axis: i64,
-    },
-    Cast {
-        to: DType,
-    },
-    FusedGateUp(FusedGateUp),
-    Opaque {
-        op_type: String,
-        #[serde(default)]
-        attrs: BTreeMap<String, J>,
-    },
-}
-
-fn default_approx() -> String {
-    "none".into()
-}
-
-fn op_from_json(o: OpJson) -> std::result::Result<Op, String> {
-    use BinaryOp as B;
-    use UnaryOp as U;
-    Ok(match o {
-        OpJson::Input => Op::Input,
-        OpJson::Weight { init } => Op::Weight(init.unwrap_or(WeightInit::None)),
-        OpJson::Constant { value } => Op::Constant(value),
-        OpJson::MatMul => Op::MatMul,
-        OpJson::Neg => Op::Unary(U::Neg),
-        OpJson::Exp => Op::Unary(U::Exp),
-        OpJson::Sqrt => Op::Unary(U::Sqrt),
-        OpJson::Erf => Op::Unary(U::Erf),
-        OpJson::Tanh => Op::Unary(U::Tanh),
-        OpJson::Sigmoid => Op::Unary(U::Sigmoid),
-        OpJson::Relu => Op::Unary(U::Relu),
-        OpJson::Silu => Op::Unary(U::Silu),
-        OpJson::Gelu { approximate } => match approximate.as_str() {
-            "tanh" => Op::Unary(U::GeluTanh),
-            "none" | "erf" => Op::Unary(U::GeluErf),
-            a => return Err(format!("Gelu approximate must be \"tanh\" or \"none\", not {a:?}")),
-        },
-        OpJson::Add => Op::Binary(B::Add),
-        OpJson::Sub => Op::Binary(B::Sub),
-        OpJson::Mul => Op::Binary(B::Mul),
-        OpJson::Div => Op::Binary(B::Div),
-        OpJson::Pow => Op::Binary(B::Pow),
-        OpJson::Transpose { perm } => Op::Transpose { perm },
-        OpJson::Reshape { shape } => Op::Reshape { shape },
-        OpJson::Split { axis, sizes } => Op::Split { axis, sizes },
-        OpJson::Slice { axis, start, end } => Op::Slice { axis, start, end },
-        OpJson::Concat { axis } => Op::Concat { axis },
-        OpJson::Cast { to } => Op::Cast { to },
-        OpJson::FusedGateUp(f) => Op::FusedGateUp(f),
-        OpJson::Opaque { op_type, attrs } => Op::Opaque { op_type, attrs },
-    })
-}
-
-/// The attributes of an op as JSON fields (everything but name, inputs and types).
-fn op_fields(op: &Op) -> Map<String, J> {
-    let mut m = Map::new();
-    m.insert("op".into(), J::from(op.kind()));
-    let mut put = |k: &str, v: J| {
-        m.insert(k.into(), v);
-    };
-    match op {
-        Op::Weight(WeightInit::None) => {}
-        Op::Weight(init) => put("init", serde_json::to_value(init).expect("serializable")),
-        Op::Constant(v) => put("value", json!(v)),
-        Op::Unary(UnaryOp::GeluTanh) => put("approximate", json!("tanh")),
-        Op::Unary(UnaryOp::GeluErf) => put("approximate", json!("none")),
-        Op::Transpose { perm } => put("perm", json!(perm)),
-        Op::Reshape { shape } => put("shape", json!(shape)),
-        Op::Split { axis, sizes } => {
-            put("axis", json!(axis));
-            put("sizes", json!(sizes));
-        }
-        Op::Slice { axis, start, end } => {
-            put("axis", json!(axis));
-            put("start", json!(start));
-            put("end", json!(end));
-        }
-        Op::Concat { axis } => put("axis", json!(axis)),
-        Op::Cast { to } => put("to", json!(to)),
-        Op::FusedGateUp(f) => {
-            if let J::Object(o) = serde_json::to_value(f).expect("serializable") {
-                for (k, v) in o {
-                    put(&k, v);
-                }
-            }
-        }
-        Op::Opaque { op_type, attrs } => {
-            put("op_type", json!(op_type));
-            if !attrs.is_empty() {
-                put("attrs", json!(attrs));
-            }
-        }
-        _ => {}
-    }
-    m
-}
 
 /// Writes a graph as a JSON value, nodes in topological order.
 pub fn to_json(g: &Graph) -> Result<J> {
@@ -174,7 +29,8 @@ pub fn to_json(g: &Graph) -> Result<J> {
         let node = g.node(n);
         let mut m = Map::new();
         m.insert("name".into(), J::from(node.name.clone()));
-        m.extend(op_fields(&node.op));
+        m.insert("op".into(), J::from(node.op.name()));
+        node.op.write_attrs(&mut m);
         let ins = g.inputs(n);
         if !ins.is_empty() {
             m.insert("inputs".into(), J::from(ins.iter().map(|&v| g.value_name(v)).collect::<Vec<_>>()));
@@ -260,18 +116,13 @@ pub fn from_str(text: &str) -> Result<Graph> {
             (None, Some(o)) => o,
             (None, None) => vec![],
         };
-        let op_name = m.get("op").and_then(J::as_str).unwrap_or("").to_string();
-        let opj: OpJson = serde_json::from_value(J::Object(m)).map_err(|e| {
-            let s = e.to_string();
-            if s.contains("unknown variant") {
-                err(format!("unknown op {op_name:?}"))
-            } else if s.contains("missing field `op`") {
-                err("missing \"op\"".into())
-            } else {
-                err(format!("bad attributes for {op_name}: {s}"))
-            }
-        })?;
-        let op = op_from_json(opj).map_err(err)?;
+        // What is left are the op and its attributes; the op name says which attributes.
+        let op_name = match m.remove("op") {
+            Some(J::String(s)) => s,
+            None => return Err(err("missing \"op\"".into())),
+            Some(v) => return Err(err(format!("\"op\" must be a string naming an op, not {v}"))),
+        };
+        let op = Op::from_json(&op_name, &mut m).ok_or_else(|| err(format!("unknown op {op_name:?}")))?.map_err(err)?;
         if index.insert(name.clone(), i).is_some() {
             return Err(err("a node with this name already exists".into()));
         }
@@ -305,7 +156,7 @@ pub fn from_str(text: &str) -> Result<Graph> {
             vals.push(g.resolve(r).ok_or_else(|| err(format!("input {r:?} names no output of that node")))?);
         }
         let tys: Vec<&TensorType> = vals.iter().map(|&v| g.ty(v)).collect();
-        let inferred = infer(&op, &tys, &declared).map_err(err)?;
+        let inferred = op.infer(&tys, &declared).map_err(err)?;
         if !declared.is_empty() && declared != inferred {
             let show = |ts: &[TensorType]| ts.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ");
             return Err(err(format!("declares type {} but its inputs give {}", show(&declared), show(&inferred))));
@@ -361,5 +212,29 @@ fn topo_records(deps: &[Vec<usize>]) -> std::result::Result<Vec<usize>, Vec<usiz
         }
         path.push(at);
         at = *deps[at].iter().find(|&&p| indeg[p] > 0).expect("a stuck record has a stuck producer");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(node: &str) -> String {
+        let text = format!(
+            r#"{{"format": "{FORMAT}", "nodes": [{{"name": "x", "op": "Input", "type": {{"dtype": "f32", "shape": [2, 4]}}}}, {node}]}}"#
+        );
+        from_str(&text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn an_unknown_op_is_told_from_a_bad_attribute_of_a_known_one() {
+        assert_eq!(error_of(r#"{"name": "y", "op": "Softmax", "inputs": ["x"]}"#), "node 'y': unknown op \"Softmax\"");
+        // An unknown variant inside a known op's attributes is that op's bad attribute.
+        let e =
+            error_of(r#"{"name": "w", "op": "Weight", "type": {"dtype": "f32", "shape": [2]}, "init": {"rand": 1}}"#);
+        assert!(e.starts_with("node 'w': bad attributes for Weight: unknown variant `rand`"), "{e}");
+        let e = error_of(r#"{"name": "t", "op": "Transpose", "inputs": ["x"], "prem": [1, 0]}"#);
+        assert_eq!(e, "node 't': bad attributes for Transpose: unknown field `prem`, expected `perm`");
+        assert_eq!(error_of(r#"{"name": "y", "inputs": ["x"]}"#), "node 'y': missing \"op\"");
     }
 }

@@ -25,14 +25,18 @@ pub mod codegen;
 pub mod dump;
 mod error;
 pub mod files;
+pub mod graph;
 pub mod interp;
 pub mod ir;
 pub mod json;
 pub mod onnx;
+pub mod op;
+pub mod ops;
 pub mod runtime;
 pub mod shape;
 pub mod synth;
 pub mod tensor;
+pub mod types;
 pub mod verify;
 
 #[path = "../passes/mod.rs"]

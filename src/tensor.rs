@@ -48,18 +48,40 @@ pub fn strides(shape: &[usize]) -> Vec<usize> {
     s
 }
 
-/// The values of a weight node as the runtime and interpreter see them.
+/// Maps each element index of a tensor of shape `out` to the index of an input of shape
+/// `inp` broadcast to it (numpy rules: `inp` aligned to the right, its size-1 dims repeated).
+pub fn broadcast_index(out: &[usize], inp: &[usize]) -> Vec<usize> {
+    let n: usize = out.iter().product();
+    let off = out.len() - inp.len();
+    let is = strides(inp);
+    let os = strides(out);
+    (0..n)
+        .map(|i| {
+            let mut j = 0;
+            for (d, &sz) in inp.iter().enumerate() {
+                let coord = (i / os[d + off]) % out[d + off];
+                if sz != 1 {
+                    j += coord * is[d];
+                }
+            }
+            j
+        })
+        .collect()
+}
+
+/// The values a weight or constant node holds, as the runtime uploads them and the
+/// interpreter reads them: shape-only weights hold zeros, f16 values are rounded.
 pub fn weight_values(node: &Node) -> Tensor {
-    let t = &node.outputs[0];
-    let shape: Vec<usize> = t.shape.iter().map(|d| d.fixed().unwrap_or(0) as usize).collect();
+    held_values(&node.op, &node.outputs[0])
+}
+
+/// The values `op` holds for an output of type `ty` (known dims): [`Op::held_values`], zeros
+/// for an op that holds none, rounded to f16 for an f16 type.
+pub fn held_values(op: &Op, ty: &TensorType) -> Tensor {
+    let shape: Vec<usize> = ty.shape.iter().map(|d| d.fixed().unwrap_or(0) as usize).collect();
     let n: usize = shape.iter().product();
-    let mut data = match &node.op {
-        Op::Weight(WeightInit::Data(d)) => d.clone(),
-        Op::Weight(WeightInit::Random { seed, scale }) => Tensor::random(shape.clone(), *seed, *scale).data,
-        Op::Constant(v) => v.iter().map(|&x| x as f32).collect(),
-        _ => vec![0.0; n],
-    };
-    if t.dtype == DType::F16 {
+    let mut data = op.held_values(&shape).unwrap_or_else(|| vec![0.0; n]);
+    if ty.dtype == DType::F16 {
         round_f16(&mut data);
     }
     Tensor { shape, data }

@@ -146,9 +146,7 @@ impl Analysis<Glu> for TypeAnalysis {
             Glu::Leaf(s) => Info { ty: egraph.analysis.leaf_types.get(s).cloned(), konst: None },
             Glu::MatMul([a, b]) | Glu::Lin([a, b, _]) => {
                 let ty = match (ty(a), ty(b)) {
-                    (Some(a), Some(b)) => {
-                        crate::verify::infer(&crate::ir::Op::MatMul, &[&a, &b], &[]).ok().map(|mut v| v.remove(0))
-                    }
+                    (Some(a), Some(b)) => crate::ir::Op::MatMul.infer(&[&a, &b], &[]).ok().map(|mut v| v.remove(0)),
                     _ => None,
                 };
                 Info { ty, konst: None }

@@ -18,7 +18,6 @@
 mod proto;
 
 use crate::ir::*;
-use crate::verify::infer;
 use crate::{Error, Graph, Result};
 use prost::Message;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -487,7 +486,7 @@ impl<'p> Loader<'p> {
         };
         let add = |s: &mut Self, nm: &str, op: Op, ins: &[Value]| -> std::result::Result<Vec<Value>, String> {
             let tys: Vec<&TensorType> = ins.iter().map(|&v| s.g.ty(v)).collect();
-            let outs = infer(&op, &tys, &[])?;
+            let outs = op.infer(&tys, &[])?;
             let k = outs.len();
             let idx = s.g.add_node(s.unique(nm), op, ins, outs).map_err(|e| e.to_string())?;
             Ok((0..k).map(|o| Value { node: idx, output: o }).collect())

@@ -1,0 +1,293 @@
+//! The [`Graph`] itself: a `petgraph` `StableDiGraph` whose node indices survive rewrites.
+//!
+//! A node produces one or more output values (only `Split` and `Opaque` produce several).
+//! Edges run from producer to consumer and carry which output they read and which input slot
+//! of the consumer they fill, so a node's inputs are its incoming edges ordered by slot.
+
+use crate::op::Op;
+use crate::types::TensorType;
+use crate::Error;
+use petgraph::stable_graph::StableDiGraph;
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::fmt;
+
+pub use petgraph::stable_graph::NodeIndex;
+
+/// One node of the graph.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    /// The node's name in the model; unique in a graph and kept through every pass.
+    pub name: String,
+    /// What it computes.
+    pub op: Op,
+    /// The type of each output value.
+    pub outputs: Vec<TensorType>,
+}
+
+/// An edge: which output of the producer is read into which input slot of the consumer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Edge {
+    /// Output index on the producer.
+    pub output: usize,
+    /// Input slot on the consumer.
+    pub slot: usize,
+}
+
+/// A value: one output of one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Value {
+    /// Producing node.
+    pub node: NodeIndex,
+    /// Which of its outputs.
+    pub output: usize,
+}
+
+impl Value {
+    /// The first (often only) output of a node.
+    pub fn of(node: NodeIndex) -> Self {
+        Value { node, output: 0 }
+    }
+}
+
+/// A model graph.
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    /// The nodes and edges.
+    pub g: StableDiGraph<Node, Edge>,
+    /// The values the graph returns, in order.
+    pub outputs: Vec<Value>,
+    names: HashMap<String, NodeIndex>,
+}
+
+impl Graph {
+    /// An empty graph.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a node reading `inputs` (in slot order). Fails if the name is taken or an input
+    /// refers to a missing node or output.
+    pub fn add_node(
+        &mut self,
+        name: impl Into<String>,
+        op: Op,
+        inputs: &[Value],
+        outputs: Vec<TensorType>,
+    ) -> Result<NodeIndex, Error> {
+        let name = name.into();
+        if self.names.contains_key(&name) {
+            return Err(Error::graph(&name, "a node with this name already exists"));
+        }
+        for (slot, v) in inputs.iter().enumerate() {
+            let Some(p) = self.g.node_weight(v.node) else {
+                return Err(Error::graph(&name, format!("input {slot} refers to a removed node")));
+            };
+            if v.output >= p.outputs.len() {
+                return Err(Error::graph(
+                    &name,
+                    format!("input {slot} reads output {} of '{}', which has {}", v.output, p.name, p.outputs.len()),
+                ));
+            }
+        }
+        let idx = self.g.add_node(Node { name: name.clone(), op, outputs });
+        for (slot, v) in inputs.iter().enumerate() {
+            self.g.add_edge(v.node, idx, Edge { output: v.output, slot });
+        }
+        self.names.insert(name, idx);
+        Ok(idx)
+    }
+
+    /// Removes a node and its edges.
+    pub fn remove_node(&mut self, n: NodeIndex) -> Option<Node> {
+        let node = self.g.remove_node(n)?;
+        self.names.remove(&node.name);
+        self.outputs.retain(|v| v.node != n);
+        Some(node)
+    }
+
+    /// Renames a node; fails if the new name is taken.
+    pub fn rename(&mut self, n: NodeIndex, new: impl Into<String>) -> Result<(), Error> {
+        let new = new.into();
+        if self.names.contains_key(&new) {
+            return Err(Error::graph(&new, "a node with this name already exists"));
+        }
+        let old = std::mem::replace(&mut self.g[n].name, new.clone());
+        self.names.remove(&old);
+        self.names.insert(new, n);
+        Ok(())
+    }
+
+    /// The node with this name.
+    pub fn find(&self, name: &str) -> Option<NodeIndex> {
+        self.names.get(name).copied()
+    }
+
+    /// A node by index. Panics on a removed index (a bug in the caller, never input).
+    pub fn node(&self, n: NodeIndex) -> &Node {
+        &self.g[n]
+    }
+
+    /// The type of a value.
+    pub fn ty(&self, v: Value) -> &TensorType {
+        &self.g[v.node].outputs[v.output]
+    }
+
+    /// The inputs of a node, in slot order.
+    pub fn inputs(&self, n: NodeIndex) -> Vec<Value> {
+        let mut es: Vec<_> = self
+            .g
+            .edges_directed(n, Direction::Incoming)
+            .map(|e| (e.weight().slot, Value { node: e.source(), output: e.weight().output }))
+            .collect();
+        es.sort_by_key(|(s, _)| *s);
+        es.into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// Every (consumer, slot) that reads value `v`.
+    pub fn users(&self, v: Value) -> Vec<(NodeIndex, usize)> {
+        let mut us: Vec<_> = self
+            .g
+            .edges_directed(v.node, Direction::Outgoing)
+            .filter(|e| e.weight().output == v.output)
+            .map(|e| (e.target(), e.weight().slot))
+            .collect();
+        us.sort();
+        us
+    }
+
+    /// Whether `v` is one of the graph's outputs.
+    pub fn is_output(&self, v: Value) -> bool {
+        self.outputs.contains(&v)
+    }
+
+    /// Makes every reader of `old` (and the graph's output list) read `new` instead.
+    pub fn replace_uses(&mut self, old: Value, new: Value) {
+        let edges: Vec<_> = self
+            .g
+            .edges_directed(old.node, Direction::Outgoing)
+            .filter(|e| e.weight().output == old.output)
+            .map(|e| (e.id(), e.target(), e.weight().slot))
+            .collect();
+        for (id, target, slot) in edges {
+            self.g.remove_edge(id);
+            self.g.add_edge(new.node, target, Edge { output: new.output, slot });
+        }
+        for o in &mut self.outputs {
+            if *o == old {
+                *o = new;
+            }
+        }
+    }
+
+    /// Node indices in a topological order (producers first), ties broken by index so the
+    /// order is stable. Fails naming a node on a cycle.
+    pub fn topo_order(&self) -> Result<Vec<NodeIndex>, Error> {
+        let mut indeg: HashMap<NodeIndex, usize> = HashMap::new();
+        for n in self.g.node_indices() {
+            indeg.insert(n, self.g.edges_directed(n, Direction::Incoming).count());
+        }
+        let mut ready: std::collections::BTreeSet<NodeIndex> =
+            indeg.iter().filter(|(_, &d)| d == 0).map(|(&n, _)| n).collect();
+        let mut order = Vec::with_capacity(indeg.len());
+        while let Some(n) = ready.pop_first() {
+            order.push(n);
+            for e in self.g.edges_directed(n, Direction::Outgoing) {
+                let d = indeg.get_mut(&e.target()).expect("edge target is a node");
+                *d -= 1;
+                if *d == 0 {
+                    ready.insert(e.target());
+                }
+            }
+        }
+        if order.len() != indeg.len() {
+            let mut stuck: Vec<_> = indeg.iter().filter(|(_, &d)| d > 0).map(|(&n, _)| n).collect();
+            stuck.sort();
+            let name = &self.g[stuck[0]].name;
+            return Err(Error::graph(name, "the graph has a cycle through this node"));
+        }
+        Ok(order)
+    }
+
+    /// Number of live nodes.
+    pub fn len(&self) -> usize {
+        self.g.node_count()
+    }
+
+    /// Whether the graph has no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.g.node_count() == 0
+    }
+
+    /// Names of the graph's inputs, in topological order.
+    pub fn input_nodes(&self) -> Vec<NodeIndex> {
+        let order = self.topo_order().unwrap_or_else(|_| self.g.node_indices().collect());
+        order.into_iter().filter(|&n| matches!(self.g[n].op, Op::Input)).collect()
+    }
+
+    /// How the graph refers to a value by name: `node` for output 0 of a single-output node,
+    /// `node:k` otherwise.
+    pub fn value_name(&self, v: Value) -> String {
+        let node = &self.g[v.node];
+        if node.outputs.len() == 1 {
+            node.name.clone()
+        } else {
+            format!("{}:{}", node.name, v.output)
+        }
+    }
+
+    /// Resolves a value reference written as `node` or `node:k`.
+    pub fn resolve(&self, reference: &str) -> Option<Value> {
+        if let Some(n) = self.find(reference) {
+            return Some(Value::of(n));
+        }
+        let (name, k) = reference.rsplit_once(':')?;
+        let n = self.find(name)?;
+        let output: usize = k.parse().ok()?;
+        (output < self.g[n].outputs.len()).then_some(Value { node: n, output })
+    }
+
+    /// Counts of nodes by kind and the number of kernel launches a run takes.
+    pub fn summary(&self) -> GraphSummary {
+        let mut s = GraphSummary::default();
+        for n in self.g.node_indices() {
+            let node = &self.g[n];
+            s.nodes += 1;
+            if node.op.launches_kernel() {
+                s.launches += 1;
+            }
+            if matches!(node.op, Op::FusedGateUp(_)) {
+                s.fused += 1;
+            }
+            if matches!(node.op, Op::Opaque { .. }) {
+                s.opaque += 1;
+            }
+        }
+        s
+    }
+}
+
+/// Counts that describe a graph at a glance.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GraphSummary {
+    /// Live nodes.
+    pub nodes: usize,
+    /// Kernel launches one run takes (GPU-executable ops other than views).
+    pub launches: usize,
+    /// `FusedGateUp` nodes.
+    pub fused: usize,
+    /// Opaque nodes.
+    pub opaque: usize,
+}
+
+impl fmt::Display for GraphSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} nodes, {} kernel launches, {} FusedGateUp, {} opaque",
+            self.nodes, self.launches, self.fused, self.opaque
+        )
+    }
+}

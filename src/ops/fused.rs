@@ -1,0 +1,229 @@
+//! The fused gated linear unit, `act(x·W_gate + b_gate) · (x·W_up + b_up)` in one op
+//! ([`FusedGateUp`]), what the fusion pass rewrites each gated FFN into; its activations and
+//! weight layouts.
+
+use super::{read_attrs, to_json, Attrs};
+use crate::op::Op;
+use crate::ops::unary::UnaryOp;
+use crate::tensor::Tensor;
+use crate::types::{Dim, TensorType};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as J;
+use std::fmt::Write;
+
+/// The name of [`Op::FusedGateUp`].
+pub const NAME: &str = "FusedGateUp";
+
+/// The activation applied to the gate projection of a gated linear unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// SiLU (SwiGLU).
+    Silu,
+    /// GELU, tanh approximation (GeGLU as in Gemma).
+    GeluTanh,
+    /// GELU, exact through erf.
+    GeluErf,
+    /// ReLU (ReGLU).
+    Relu,
+}
+
+impl Activation {
+    /// Every activation, in a stable order.
+    pub const ALL: [Activation; 4] = [Activation::Silu, Activation::GeluTanh, Activation::GeluErf, Activation::Relu];
+
+    /// The unary op computing this activation.
+    pub fn unary(self) -> UnaryOp {
+        match self {
+            Activation::Silu => UnaryOp::Silu,
+            Activation::GeluTanh => UnaryOp::GeluTanh,
+            Activation::GeluErf => UnaryOp::GeluErf,
+            Activation::Relu => UnaryOp::Relu,
+        }
+    }
+
+    /// The activation applied to one value.
+    pub fn apply(self, x: f32) -> f32 {
+        self.unary().apply(x)
+    }
+
+    /// Short lowercase name (`silu`, `gelu_tanh`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Silu => "silu",
+            Activation::GeluTanh => "gelu_tanh",
+            Activation::GeluErf => "gelu_erf",
+            Activation::Relu => "relu",
+        }
+    }
+}
+
+/// How a 2-D weight of a projection `x · W` is laid out in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// `[K, N]`: as ONNX `MatMul` takes it.
+    Kn,
+    /// `[N, K]`: PyTorch `Linear` layout, used through a transpose.
+    Nk,
+}
+
+/// The attributes of a fused gated-linear-unit node.
+///
+/// Inputs, in order: `x [.., H]`, `w_gate`, `w_up`, then `b_gate` if `gate_bias`, then `b_up`
+/// if `up_bias`. The output is `act(x·Wg[:, go..go+I] + bg[go..]) * (x·Wu[:, uo..uo+I] +
+/// bu[uo..])` with `I` the last dim of the output, `go`/`uo` the column offsets (non-zero
+/// only when one merged gate_up weight is read in two halves; `w_gate` and `w_up` are then the
+/// same node).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FusedGateUp {
+    /// Activation on the gate projection.
+    pub activation: Activation,
+    /// Layout of both weights.
+    pub layout: Layout,
+    /// Whether a gate bias input is present.
+    #[serde(default)]
+    pub gate_bias: bool,
+    /// Whether an up bias input is present.
+    #[serde(default)]
+    pub up_bias: bool,
+    /// First output feature of the gate half within `w_gate` (and `b_gate`).
+    #[serde(default)]
+    pub gate_offset: u64,
+    /// First output feature of the up half within `w_up` (and `b_up`).
+    #[serde(default)]
+    pub up_offset: u64,
+    /// Names of the model nodes this node replaced.
+    #[serde(default)]
+    pub replaced: Vec<String>,
+}
+
+/// Type of the fused unit's output: x's, its last dim the intermediate size (the declared
+/// one when given: a merged weight read in two halves; else the gate weight's width).
+pub(crate) fn infer(f: &FusedGateUp, ins: &[&TensorType], declared: &[TensorType]) -> Result<Vec<TensorType>, String> {
+    let want = 3 + f.gate_bias as usize + f.up_bias as usize;
+    if ins.len() != want {
+        return Err(format!("FusedGateUp with these bias flags takes {want} inputs, got {}", ins.len()));
+    }
+    let (x, wg, wu) = (ins[0], ins[1], ins[2]);
+    if !x.dtype.is_float() || x.rank() < 1 {
+        return Err(format!("x must be a floating-point tensor of rank 1 or more, got {x}"));
+    }
+    let h = x.shape[x.rank() - 1].clone();
+    // The output width is the declared one when given (the merged-weight case), else the
+    // whole width of the gate weight.
+    let width = |w: &TensorType, off: u64, what: &str| -> Result<u64, String> {
+        if w.rank() != 2 {
+            return Err(format!("{what} weight must be 2-D, got {w}"));
+        }
+        let (k, n) = match f.layout {
+            Layout::Kn => (&w.shape[0], &w.shape[1]),
+            Layout::Nk => (&w.shape[1], &w.shape[0]),
+        };
+        if *k != h {
+            return Err(format!(
+                "hidden size mismatch: x has {h} features but the {what} weight {w} ({:?} layout) expects {k}",
+                f.layout
+            ));
+        }
+        let n = n.fixed().ok_or_else(|| format!("{what} weight must have known dims"))?;
+        n.checked_sub(off).ok_or_else(|| format!("{what} offset {off} is past the weight's {n} outputs"))
+    };
+    let gate_room = width(wg, f.gate_offset, "gate")?;
+    let up_room = width(wu, f.up_offset, "up")?;
+    let i = match declared {
+        [t] => t.shape.last().and_then(Dim::fixed).ok_or("declared output must end in a known dim")?,
+        _ => gate_room,
+    };
+    if i == 0 || i > gate_room || i > up_room {
+        return Err(format!(
+            "intermediate size {i} does not fit the gate ({gate_room} outputs from offset) and up ({up_room}) weights"
+        ));
+    }
+    if wg.dtype != wu.dtype {
+        return Err(format!("gate and up weights differ in dtype: {} vs {}", wg.dtype, wu.dtype));
+    }
+    let mut k = 3;
+    for (present, off, what) in [(f.gate_bias, f.gate_offset, "gate"), (f.up_bias, f.up_offset, "up")] {
+        if present {
+            let b = ins[k];
+            k += 1;
+            let len = (b.rank() == 1).then(|| b.shape[0].fixed()).flatten();
+            if !matches!(len, Some(n) if n >= off + i) {
+                return Err(format!("{what} bias {b} must be 1-D with at least {} values", off + i));
+            }
+        }
+    }
+    let mut shape = x.shape.clone();
+    *shape.last_mut().expect("rank >= 1") = Dim::Fixed(i);
+    Ok(vec![TensorType::new(x.dtype, shape)])
+}
+
+/// Evaluates the fused unit straight from its definition, with f64 accumulation.
+pub(crate) fn eval(f: &FusedGateUp, ins: &[&Tensor], shapes: &[Vec<usize>]) -> Result<Vec<Tensor>, String> {
+    Ok(vec![fused_gate_up(f, ins, &shapes[0])])
+}
+
+/// The fused gated linear unit, straight from its definition.
+pub fn fused_gate_up(f: &FusedGateUp, ins: &[&Tensor], out_shape: &[usize]) -> Tensor {
+    let (x, wg, wu) = (ins[0], ins[1], ins[2]);
+    let h = *x.shape.last().expect("rank >= 1");
+    let i_size = *out_shape.last().expect("rank >= 1");
+    let rows = x.numel() / h.max(1);
+    let mut k = 3;
+    let mut next_bias = |present: bool| {
+        present.then(|| {
+            k += 1;
+            ins[k - 1]
+        })
+    };
+    let (bg, bu) = (next_bias(f.gate_bias), next_bias(f.up_bias));
+    let w_at = |w: &Tensor, kk: usize, n: usize| -> f64 {
+        match f.layout {
+            Layout::Kn => w.data[kk * w.shape[1] + n] as f64,
+            Layout::Nk => w.data[n * w.shape[1] + kk] as f64,
+        }
+    };
+    let mut data = vec![0.0f32; rows * i_size];
+    for r in 0..rows {
+        let xr = &x.data[r * h..(r + 1) * h];
+        for j in 0..i_size {
+            let (gn, un) = (f.gate_offset as usize + j, f.up_offset as usize + j);
+            let (mut g, mut u) = (0.0f64, 0.0f64);
+            for (kk, &xv) in xr.iter().enumerate() {
+                g += xv as f64 * w_at(wg, kk, gn);
+                u += xv as f64 * w_at(wu, kk, un);
+            }
+            let g = g as f32 + bg.map_or(0.0, |b| b.data[gn]);
+            let u = u as f32 + bu.map_or(0.0, |b| b.data[un]);
+            data[r * i_size + j] = f.activation.apply(g) * u;
+        }
+    }
+    Tensor { shape: out_shape.to_vec(), data }
+}
+
+/// Dump label: `FusedGateUp(silu, kn[, bias=gu][, offsets=g/u])`.
+pub(crate) fn label(f: &FusedGateUp) -> String {
+    let mut s = format!("{NAME}({}, {:?}", f.activation.name(), f.layout).replace("Kn", "kn").replace("Nk", "nk");
+    if f.gate_bias || f.up_bias {
+        let _ = write!(s, ", bias={}{}", if f.gate_bias { "g" } else { "" }, if f.up_bias { "u" } else { "" });
+    }
+    if f.gate_offset != 0 || f.up_offset != 0 {
+        let _ = write!(s, ", offsets={}/{}", f.gate_offset, f.up_offset);
+    }
+    s.push(')');
+    s
+}
+
+/// JSON attributes: the fields of [`FusedGateUp`].
+pub(crate) fn write_attrs(f: &FusedGateUp, m: &mut Attrs) {
+    if let J::Object(o) = to_json(f) {
+        m.extend(o);
+    }
+}
+
+/// Reads a `FusedGateUp` from its JSON attributes; `None` for another name.
+pub(crate) fn from_json(name: &str, a: &mut Attrs) -> Option<Result<Op, String>> {
+    (name == NAME).then(|| read_attrs::<FusedGateUp>(name, a).map(Op::FusedGateUp))
+}
