@@ -24,6 +24,30 @@ struct Cli {
     cmd: Option<Cmd>,
 }
 
+/// Output formats of `show` and the before/after dumps ([`Format`] as an argument).
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    /// One line per node.
+    Text,
+    /// The `glufuse.graph/1` JSON format.
+    Json,
+    /// Graphviz DOT.
+    Dot,
+    /// A Mermaid flowchart.
+    Mermaid,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::Text => Format::Text,
+            FormatArg::Json => Format::Json,
+            FormatArg::Dot => Format::Dot,
+            FormatArg::Mermaid => Format::Mermaid,
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum ReportFormat {
     Json,
@@ -38,7 +62,7 @@ enum Cmd {
         graph: PathBuf,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
-        format: Format,
+        format: FormatArg,
     },
     /// Run the pass pipeline (fusion, dead-node elimination) and write the result.
     Fuse {
@@ -55,7 +79,7 @@ enum Cmd {
         after: Option<PathBuf>,
         /// Format of the before/after dumps (and of stdout when no -o is given).
         #[arg(long, value_enum, default_value = "text")]
-        format: Format,
+        format: FormatArg,
         /// Print the fusion report for people.
         #[arg(long)]
         explain: bool,
@@ -242,10 +266,11 @@ fn dispatch(cli: Cli) -> Result<()> {
         None => default_job(),
         Some(Cmd::Show { graph, format }) => {
             let g = load_graph(&graph)?;
-            print!("{}", render(&g, format)?);
+            print!("{}", render(&g, format.into())?);
             Ok(())
         }
         Some(Cmd::Fuse { graph, output, before, after, format, explain, report }) => {
+            let format = Format::from(format);
             let mut g = load_graph(&graph)?;
             let before_text = render(&g, format)?;
             let mut pm = PassManager::standard();

@@ -6,7 +6,7 @@ use crate::Result;
 use std::fmt::Write;
 
 /// Output formats of `show` and the before/after dumps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// One line per node.
     Text,
