@@ -6,7 +6,7 @@
 //! leaves named `vN_K` (node index N, output K). The analysis carries each class's tensor
 //! type and, for scalars, its constant value.
 
-use crate::ir::{Activation, Dim, TensorType};
+use crate::ir::{Activation, BinaryOp, Dim, TensorType, UnaryOp};
 use egg::{define_language, Analysis, DidMerge, EGraph, Id, Symbol};
 use std::collections::HashMap;
 use std::fmt;
@@ -103,6 +103,33 @@ define_language! {
         Act(ActTag),
         Num(Const),
         Leaf(Symbol),
+    }
+}
+
+/// The e-node of a unary op of the IR applied to class `a`.
+pub fn unary(u: UnaryOp, a: Id) -> Glu {
+    match u {
+        UnaryOp::Neg => Glu::Neg(a),
+        UnaryOp::Exp => Glu::Exp(a),
+        UnaryOp::Sqrt => Glu::Sqrt(a),
+        UnaryOp::Erf => Glu::Erf(a),
+        UnaryOp::Tanh => Glu::Tanh(a),
+        UnaryOp::Sigmoid => Glu::Sigmoid(a),
+        UnaryOp::Relu => Glu::Relu(a),
+        UnaryOp::Silu => Glu::Silu(a),
+        UnaryOp::GeluTanh => Glu::GeluTanh(a),
+        UnaryOp::GeluErf => Glu::GeluErf(a),
+    }
+}
+
+/// The e-node of a binary op of the IR applied to classes `ab`.
+pub fn binary(b: BinaryOp, ab: [Id; 2]) -> Glu {
+    match b {
+        BinaryOp::Add => Glu::Add(ab),
+        BinaryOp::Sub => Glu::Sub(ab),
+        BinaryOp::Mul => Glu::Mul(ab),
+        BinaryOp::Div => Glu::Div(ab),
+        BinaryOp::Pow => Glu::Pow(ab),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Lowering: the petgraph DAG into the e-graph, one class per graph value, with a root
 //! `outputs` node over every graph output.
 
-use super::lang::{Const, Glu, GluGraph, TypeAnalysis};
+use super::lang::{self, Const, Glu, GluGraph, TypeAnalysis};
 use crate::ir::*;
 use crate::shape::norm_axis;
 use crate::Result;
@@ -49,40 +49,20 @@ pub fn lower(g: &Graph) -> Result<Lowered> {
         let v0 = Value::of(n);
         let rank = |i: usize| g.ty(g.inputs(n)[i]).rank();
         let num = |eg: &mut GluGraph, x: u64| eg.add(Glu::Num(Const::new(x as f64)));
+        let is_last_axis = |axis: i64| norm_axis(axis, rank(0)) == Some(rank(0) - 1);
+        // Scalar constants are matched by value.
+        let konst = scalar_value(node);
         let id = match &node.op {
-            _ if scalar_value(node).is_some() => eg.add(Glu::Num(Const::new(scalar_value(node).expect("checked")))),
-            Op::MatMul => eg.add(Glu::MatMul([ins[0], ins[1]])),
-            Op::Unary(u) => {
-                let a = ins[0];
-                eg.add(match u {
-                    UnaryOp::Neg => Glu::Neg(a),
-                    UnaryOp::Exp => Glu::Exp(a),
-                    UnaryOp::Sqrt => Glu::Sqrt(a),
-                    UnaryOp::Erf => Glu::Erf(a),
-                    UnaryOp::Tanh => Glu::Tanh(a),
-                    UnaryOp::Sigmoid => Glu::Sigmoid(a),
-                    UnaryOp::Relu => Glu::Relu(a),
-                    UnaryOp::Silu => Glu::Silu(a),
-                    UnaryOp::GeluTanh => Glu::GeluTanh(a),
-                    UnaryOp::GeluErf => Glu::GeluErf(a),
-                })
-            }
-            Op::Binary(b) => {
-                let ab = [ins[0], ins[1]];
-                eg.add(match b {
-                    BinaryOp::Add => Glu::Add(ab),
-                    BinaryOp::Sub => Glu::Sub(ab),
-                    BinaryOp::Mul => Glu::Mul(ab),
-                    BinaryOp::Div => Glu::Div(ab),
-                    BinaryOp::Pow => Glu::Pow(ab),
-                })
-            }
-            Op::Transpose { perm } if perm == &[1, 0] => eg.add(Glu::T(ins[0])),
-            Op::Slice { axis, start, end } if norm_axis(*axis, rank(0)) == Some(rank(0) - 1) => {
+            _ if konst.is_some() => konst.map(|c| eg.add(Glu::Num(Const::new(c)))),
+            Op::MatMul => Some(eg.add(Glu::MatMul([ins[0], ins[1]]))),
+            Op::Unary(u) => Some(eg.add(lang::unary(*u, ins[0]))),
+            Op::Binary(b) => Some(eg.add(lang::binary(*b, [ins[0], ins[1]]))),
+            Op::Transpose { perm } => (perm == &[1, 0]).then(|| eg.add(Glu::T(ins[0]))),
+            Op::Slice { axis, start, end } if is_last_axis(*axis) => {
                 let (s, e) = (num(&mut eg, *start), num(&mut eg, *end));
-                eg.add(Glu::Slice([ins[0], s, e]))
+                Some(eg.add(Glu::Slice([ins[0], s, e])))
             }
-            Op::Split { axis, sizes } if norm_axis(*axis, rank(0)) == Some(rank(0) - 1) => {
+            Op::Split { axis, sizes } if is_last_axis(*axis) => {
                 let mut start = 0;
                 for (k, &sz) in sizes.iter().enumerate() {
                     let (s, e) = (num(&mut eg, start), num(&mut eg, start + sz));
@@ -92,14 +72,25 @@ pub fn lower(g: &Graph) -> Result<Lowered> {
                 }
                 continue;
             }
-            _ => {
-                for (k, t) in node.outputs.iter().enumerate() {
-                    let v = Value { node: n, output: k };
-                    let id = leaf(&mut eg, v, t);
-                    class_of.insert(v, id);
-                }
-                continue;
+            // Values the pass does not look into: leaves.
+            Op::Slice { .. }
+            | Op::Split { .. }
+            | Op::Input
+            | Op::Weight(_)
+            | Op::Constant(_)
+            | Op::Reshape { .. }
+            | Op::Concat { .. }
+            | Op::Cast { .. }
+            | Op::FusedGateUp(_)
+            | Op::Opaque { .. } => None,
+        };
+        let Some(id) = id else {
+            for (k, t) in node.outputs.iter().enumerate() {
+                let v = Value { node: n, output: k };
+                let id = leaf(&mut eg, v, t);
+                class_of.insert(v, id);
             }
+            continue;
         };
         class_of.insert(v0, id);
     }
