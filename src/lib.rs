@@ -3,9 +3,10 @@
 //! generates WGSL for every kernel, validates it with naga and runs it through wgpu.
 //!
 //! The stages, and the modules that hold them:
-//! - [`ir`]: the graph (`petgraph` `StableDiGraph`), ops, types; [`builder`] to write one;
-//!   [`verify`] to check one; [`json`] (and [`onnx`]) to load and save one; [`dump`] to show it.
-//! - [`interp`]: the CPU reference interpreter, the oracle for everything else.
+//! - [`ir`] (the crate `glufuse-ir`): the graph (`petgraph` `StableDiGraph`), ops, types;
+//!   [`builder`] to write one; [`verify`] to check one; [`json`] (and [`onnx`]) to load and
+//!   save one; [`dump`] to show it; [`interp`], the CPU reference interpreter and the oracle
+//!   for everything else.
 //! - [`passes`]: the pass manager, dead-node elimination and the fusion pass.
 //! - [`codegen`]: WGSL per kernel, validated by naga; [`runtime`]: the wgpu executor.
 //!
@@ -17,30 +18,17 @@
 //! # use glufuse::passes;
 //! ```
 
+pub use glufuse_ir as ir;
+pub use glufuse_ir::{builder, dump, interp, json, shape, tensor, verify, Error, Graph, Result};
+
 pub mod bench;
-pub mod builder;
 pub mod cli;
 #[path = "../codegen/mod.rs"]
 pub mod codegen;
-pub mod dump;
-mod error;
 pub mod files;
-pub mod graph;
-pub mod interp;
-pub mod ir;
-pub mod json;
 pub mod onnx;
-pub mod op;
-pub mod ops;
 pub mod runtime;
-pub mod shape;
 pub mod synth;
-pub mod tensor;
-pub mod types;
-pub mod verify;
 
 #[path = "../passes/mod.rs"]
 pub mod passes;
-
-pub use error::{Error, Result};
-pub use ir::Graph;

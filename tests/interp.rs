@@ -70,7 +70,7 @@ fn matmul_broadcast_and_elementwise_by_hand() {
 
 #[test]
 fn activations_by_hand() {
-    use glufuse::ops::unary::scalar::*;
+    use glufuse::ir::ops::unary::scalar::*;
     assert!((silu(1.0) - 0.7310586).abs() < 1e-6);
     assert!((gelu_tanh(1.0) - 0.841_192).abs() < 1e-6);
     assert!((gelu_erf(1.0) - 0.8413447).abs() < 1e-6);

@@ -5,9 +5,9 @@
 //! op's family file, f32 values, f64 accumulation in matrix products: obviously right over
 //! fast) and frees each value after its last use.
 
-use crate::ir::*;
 use crate::shape::{bind, concrete, Bindings};
 use crate::tensor::Tensor;
+use crate::{DType, Graph, Op, Value};
 use crate::{Error, Result};
 use std::collections::HashMap;
 

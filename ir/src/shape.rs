@@ -1,7 +1,7 @@
 //! Shapes: symbolic dims bound to sizes at run time ([`Bindings`]), numpy broadcasting, axis
 //! normalisation, ONNX reshape rules, and the size limit every tensor is held to.
 
-use crate::ir::*;
+use crate::{Dim, Shape, TensorType};
 use std::collections::HashMap;
 
 /// Largest size of one dim, and of one tensor in elements, that glufuse accepts (2^40).
@@ -160,6 +160,7 @@ pub fn reshape_dims(input: &[Dim], target: &[i64]) -> Result<Shape, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shape_of;
 
     #[test]
     fn reshape_rules() {

@@ -14,8 +14,8 @@
 //! opaque ops, optional elsewhere (inferred, and checked when given). Inputs refer to nodes by
 //! name, `name:k` for output k of a multi-output node.
 
-use crate::ir::*;
 use crate::{Error, Result};
+use crate::{Graph, Op, TensorType};
 use serde_json::{json, Map, Value as J};
 use std::collections::HashMap;
 

@@ -2,7 +2,7 @@
 //! output type and returns the value it produces; the first error is kept and returned by
 //! [`GraphBuilder::finish`], so a chain of calls needs no `?` at each step.
 
-use crate::ir::*;
+use crate::{shape_of, BinaryOp, DType, Dim, Graph, Layout, Op, Shape, TensorType, UnaryOp, Value, WeightInit};
 use crate::{Error, Result};
 
 /// Builds a [`Graph`] node by node.

@@ -2,7 +2,7 @@
 //! with it, the `.npy` reader returns it and the GPU runtime uploads and reads it back; and
 //! the values a weight or constant node holds.
 
-use crate::ir::*;
+use crate::{DType, Node, Op, TensorType};
 use crate::{Error, Result};
 use rand::{Rng, SeedableRng};
 

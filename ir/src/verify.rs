@@ -2,8 +2,8 @@
 //! producer per input slot, and every node's declared output types equal to what its op
 //! infers from its inputs ([`Op::infer`]: arity, dtypes, shapes). Every error names the node.
 
-use crate::ir::*;
 use crate::{Error, Result};
+use crate::{Graph, TensorType};
 
 /// Checks the whole graph. Every error names the node that is wrong.
 pub fn verify(g: &Graph) -> Result<()> {

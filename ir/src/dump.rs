@@ -1,8 +1,8 @@
 //! Human- and tool-readable dumps of a graph: an indented text listing, Graphviz DOT and
 //! Mermaid flowcharts. Output is deterministic (topological order, ties by index).
 
-use crate::ir::*;
 use crate::Result;
+use crate::{Graph, Node, Op};
 use std::fmt::Write;
 
 /// Output formats of `show` and the before/after dumps.
