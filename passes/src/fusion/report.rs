@@ -1,7 +1,7 @@
 //! The fusion report: what the pass saw, fused and rejected (with reasons), and how the
 //! e-graph run went. Data for tools (`--report json`) and text for people (`--explain`).
 
-use crate::ir::{Activation, Layout};
+use glufuse_ir::{Activation, Layout};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
