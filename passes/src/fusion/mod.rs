@@ -17,7 +17,7 @@ pub mod select;
 use super::{Pass, PassReport};
 use glufuse_ir::Result;
 use glufuse_ir::*;
-pub use report::{Candidate, FusionReport, Outcome};
+pub use report::{Candidate, FusionReport, Outcome, StopReason};
 use select::{ClassMap, Plan};
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
@@ -77,14 +77,7 @@ pub fn fuse(g: &mut Graph, limits: &Limits) -> Result<FusionReport> {
         .with_time_limit(limits.time)
         .run(&rules);
     rep.timings.saturate_ms = ms(t);
-    rep.stop_reason = match &runner.stop_reason {
-        Some(egg::StopReason::Saturated) => "saturated".into(),
-        Some(egg::StopReason::IterationLimit(n)) => format!("iteration limit ({n})"),
-        Some(egg::StopReason::NodeLimit(n)) => format!("e-node limit ({n})"),
-        Some(egg::StopReason::TimeLimit(s)) => format!("time limit ({s} s)"),
-        Some(egg::StopReason::Other(s)) => s.clone(),
-        None => "unknown".into(),
-    };
+    rep.stop_reason = runner.stop_reason.as_ref().into();
     rep.iterations = runner.iterations.len();
     let mut applied: BTreeMap<String, usize> = rules.iter().map(|r| (r.name.to_string(), 0)).collect();
     for it in &runner.iterations {
