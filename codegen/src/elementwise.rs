@@ -3,11 +3,10 @@
 //! batched matmul (one thread per output element; used when the right operand is not 2-D).
 
 use super::{dims, grid, module, packed_f16, Binding, KernelSource, Target, MATH, WORKGROUP};
-use crate::ir::*;
-use crate::shape::{norm_axis, Bindings};
-use crate::tensor::strides;
-use crate::{Graph, Result};
-use petgraph::stable_graph::NodeIndex;
+use glufuse_ir::shape::{norm_axis, Bindings};
+use glufuse_ir::tensor::strides;
+use glufuse_ir::*;
+use glufuse_ir::{Graph, Result};
 
 /// WGSL reading element `idx` of binding `name`.
 pub(crate) fn read(name: &str, idx: &str, packed: bool) -> String {
@@ -173,7 +172,7 @@ pub fn kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<Vec<
             let ax = norm_axis(*axis, od.len()).expect("verified");
             vec![concat_kernel(g, name, &ins, out, total, ax, &od, b, t)?]
         }
-        op => return Err(crate::Error::Internal(format!("no index-mapping kernel for {}", op.name()))),
+        op => return Err(glufuse_ir::Error::Internal(format!("no index-mapping kernel for {}", op.name()))),
     };
     Ok(ks)
 }

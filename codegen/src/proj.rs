@@ -15,10 +15,9 @@ use super::elementwise::read;
 use super::fast::{self, ProjShape};
 use super::gemm;
 use super::{act_call, dims, module, packed_f16, Binding, KernelSource, Target, MATH, WORKGROUP};
-use crate::ir::*;
-use crate::shape::Bindings;
-use crate::{Error, Graph, Result};
-use petgraph::stable_graph::NodeIndex;
+use glufuse_ir::shape::Bindings;
+use glufuse_ir::*;
+use glufuse_ir::{Error, Graph, Result};
 use std::fmt::Write;
 
 /// Rows of x per workgroup.

@@ -20,8 +20,8 @@
 //! in the unaligned GEMM.
 
 use super::{act_call, module_with, Binding, KernelSource, Target, MATH, WORKGROUP};
-use crate::ir::*;
-use crate::{Error, Result};
+use glufuse_ir::*;
+use glufuse_ir::{Error, Result};
 use std::fmt::Write;
 
 /// What a projection kernel computes, with every size known.

@@ -15,9 +15,9 @@ pub mod fast;
 pub mod gemm;
 mod proj;
 
-use crate::ir::*;
-use crate::shape::{concrete, Bindings};
-use crate::{Error, Graph, Result};
+use glufuse_ir::shape::{concrete, Bindings};
+use glufuse_ir::*;
+use glufuse_ir::{Error, Graph, Result};
 use std::fmt::Write;
 
 /// Threads per workgroup of every kernel.
@@ -205,12 +205,7 @@ pub fn gpu_bytes(g: &Graph, v: Value, b: &Bindings) -> Result<u64> {
 }
 
 /// Generates (unvalidated) kernels for one node; empty for sources and views (`Reshape`).
-pub fn node_kernels(
-    g: &Graph,
-    n: petgraph::stable_graph::NodeIndex,
-    b: &Bindings,
-    t: &Target,
-) -> Result<Vec<KernelSource>> {
+pub fn node_kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<Vec<KernelSource>> {
     let node = g.node(n);
     let too_big = |v: Value| -> Result<()> {
         let bytes = gpu_bytes(g, v, b)?;
