@@ -20,7 +20,7 @@
 
 use ash::vk;
 use clap::Parser;
-use glufuse::codegen::{gemm::Tiles, generate, Kernel, Target};
+use glufuse::codegen::{generate, Kernel, Target, Tiles};
 use glufuse::ir::{DType, Layout};
 use glufuse::runtime::Gpu;
 use std::ffi::CStr;

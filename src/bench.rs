@@ -37,8 +37,8 @@ pub struct BenchOptions {
     pub samples: usize,
     /// Which graphs to time.
     pub part: Part,
-    /// Forces the prefill GEMM's tiling (see [`crate::codegen::gemm::Tiles`]).
-    pub gemm_tiles: Option<crate::codegen::gemm::Tiles>,
+    /// Forces the prefill GEMM's tiling (see [`crate::codegen::Tiles`]).
+    pub gemm_tiles: Option<crate::codegen::Tiles>,
     /// Times the GEMM candidates on the device first and keeps the fastest
     /// ([`Executable::tune_gemms`]).
     pub tune: bool,
@@ -292,7 +292,7 @@ pub fn run(gpu: &Gpu, o: &BenchOptions, mut progress: impl FnMut(&str)) -> Resul
                 let build = |g: &Graph| -> Result<(Executable, Vec<crate::runtime::Tuned>)> {
                     let mut exe = Executable::with_target(gpu, g, &b, &target)?;
                     let tuned = if o.tune {
-                        exe.tune_gemms(g, &b, &target, &crate::codegen::gemm::CANDIDATES)?
+                        exe.tune_gemms(g, &b, &target, &crate::codegen::proj::gemm_tiled::CANDIDATES)?
                     } else {
                         vec![]
                     };

@@ -339,7 +339,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Some(Cmd::BenchPass { layers, reps }) => bench_pass(&layers, reps),
         Some(Cmd::Bench { shapes, rows, dtypes, layout, reps, samples, json, in_process, part, gemm_tiles, tune }) => {
             let gemm_tiles = gemm_tiles
-                .map(|t| t.parse::<crate::codegen::gemm::Tiles>())
+                .map(|t| t.parse::<crate::codegen::Tiles>())
                 .transpose()
                 .map_err(|e| Error::input(format!("--gemm-tiles: {e}")))?;
             let parsed = shapes
@@ -421,7 +421,11 @@ fn dispatch(cli: Cli) -> Result<()> {
             let gpu = crate::runtime::Gpu::new()?;
             let target = gpu.target();
             let mut exe = crate::runtime::Executable::with_target(&gpu, &g, &b, &target)?;
-            let tuned = if tune { exe.tune_gemms(&g, &b, &target, &crate::codegen::gemm::CANDIDATES)? } else { vec![] };
+            let tuned = if tune {
+                exe.tune_gemms(&g, &b, &target, &crate::codegen::proj::gemm_tiled::CANDIDATES)?
+            } else {
+                vec![]
+            };
             let outs = exe.run(&inputs)?;
             println!("adapter: {}", gpu.describe());
             for t in &tuned {

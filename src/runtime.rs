@@ -5,7 +5,7 @@
 //! Only validated [`Kernel`]s reach it. wgpu errors are caught by error scopes and an
 //! uncaptured-error handler and come back as [`Error::Gpu`], never as a panic.
 
-use crate::codegen::gemm::Tiles;
+use crate::codegen::Tiles;
 use crate::codegen::{self, gpu_bytes, Kernel, Target};
 use crate::ir::*;
 use crate::shape::{bind, concrete, Bindings};
@@ -345,7 +345,7 @@ impl<'a> Executable<'a> {
         let mut decided: HashMap<String, Tiles> = HashMap::new();
         for i in 0..self.kernels.len() {
             let src = self.kernels[i].source().clone();
-            if !codegen::gemm::KINDS.contains(&src.kind.as_str()) {
+            if !codegen::proj::gemm_tiled::KINDS.contains(&src.kind.as_str()) {
                 continue;
             }
             let node =

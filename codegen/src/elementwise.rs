@@ -1,40 +1,33 @@
-//! Kernels that map output elements to input elements: unary and binary elementwise ops
-//! (numpy broadcasting), casts, transposes, slices and splits, concats, and the general
-//! batched matmul (one thread per output element; used when the right operand is not 2-D).
+//! Elementwise kernels, one thread per output element: unary ops, binary ops with numpy
+//! broadcasting, casts; and [`MATH`], the WGSL definitions of the activations every kernel
+//! that applies one shares.
 
-use super::{dims, grid, module, packed_f16, Binding, KernelSource, Target, MATH, WORKGROUP};
-use glufuse_ir::shape::{norm_axis, Bindings};
-use glufuse_ir::tensor::strides;
-use glufuse_ir::*;
-use glufuse_ir::{Graph, Result};
+use crate::wgsl::{bcast_index, per_element, read, WORKGROUP};
+use crate::{dims, packed_f16, KernelSource, Target};
+use glufuse_ir::shape::Bindings;
+use glufuse_ir::{Activation, BinaryOp, DType, Graph, NodeIndex, Result, UnaryOp, Value};
 
-/// WGSL reading element `idx` of binding `name`.
-pub(crate) fn read(name: &str, idx: &str, packed: bool) -> String {
-    if packed {
-        format!("unpack2x16float({name}[({idx}) >> 1u])[({idx}) & 1u]")
-    } else {
-        format!("{name}[{idx}]")
-    }
+/// WGSL for the activations and helpers kernels share.
+pub(crate) const MATH: &str = r#"
+fn sigmoid_(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }
+fn silu_(x: f32) -> f32 { return x / (1.0 + exp(-x)); }
+fn tanh_(x: f32) -> f32 { return tanh(clamp(x, -15.0, 15.0)); }
+fn erf_(x: f32) -> f32 {
+    // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7).
+    let a = abs(x);
+    let t = 1.0 / (1.0 + 0.3275911 * a);
+    let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-a * a);
+    return select(-y, y, x >= 0.0);
 }
+fn gelu_tanh_(x: f32) -> f32 { return 0.5 * x * (1.0 + tanh_(0.7978845608028654 * (x + 0.044715 * x * x * x))); }
+fn gelu_erf_(x: f32) -> f32 { return 0.5 * x * (1.0 + erf_(x * 0.7071067811865476)); }
+fn relu_(x: f32) -> f32 { return max(x, 0.0); }
+fn round_f16_(x: f32) -> f32 { return unpack2x16float(pack2x16float(vec2<f32>(x, 0.0))).x; }
+"#;
 
-/// WGSL computing the flat index into an input of dims `inp` broadcast to `out`, from `i`.
-fn bcast_index(out: &[usize], inp: &[usize], i: &str) -> String {
-    let off = out.len() - inp.len();
-    let (os, is) = (strides(out), strides(inp));
-    let mut terms = vec![];
-    for (d, &sz) in inp.iter().enumerate() {
-        if sz == 1 {
-            continue;
-        }
-        let (od, ost) = (out[d + off], os[d + off]);
-        let coord = if d + off == 0 { format!("({i} / {ost}u)") } else { format!("(({i} / {ost}u) % {od}u)") };
-        terms.push(if is[d] == 1 { coord } else { format!("{coord} * {}u", is[d]) });
-    }
-    if terms.is_empty() {
-        "0u".into()
-    } else {
-        terms.join(" + ")
-    }
+/// The WGSL call applying an activation to `x`.
+pub(crate) fn act_call(a: Activation, x: &str) -> String {
+    format!("{}_({x})", a.name())
 }
 
 fn unary_expr(u: UnaryOp, x: &str) -> String {
@@ -74,38 +67,9 @@ fn pow_(a: f32, b: f32) -> f32 {
 }
 "#;
 
-/// A kernel of one thread per output element: inputs bound as `in0..`, the output as
-/// `out0`, `total` threads over a 1-D (or, past the device's limit, 2-D) grid.
-#[allow(clippy::too_many_arguments)]
-fn per_element(
-    g: &Graph,
-    name: String,
-    kind: &str,
-    ins: &[Value],
-    out: Value,
-    total: usize,
-    prelude: &str,
-    body: &str,
-    t: &Target,
-) -> Result<KernelSource> {
-    let mut binds: Vec<(String, bool, bool)> =
-        ins.iter().enumerate().map(|(k, &v)| (format!("in{k}"), false, packed_f16(g, v))).collect();
-    binds.push(("out0".into(), true, false));
-    let mut bindings: Vec<Binding> =
-        ins.iter().map(|&v| Binding { value: g.value_name(v), write: false, packed_f16: packed_f16(g, v) }).collect();
-    bindings.push(Binding { value: g.value_name(out), write: true, packed_f16: false });
-    Ok(KernelSource {
-        name,
-        kind: kind.into(),
-        wgsl: module(&binds, WORKGROUP, prelude, body),
-        bindings,
-        workgroups: grid((total as u64).div_ceil(WORKGROUP as u64), t.max_workgroups_per_dim)?,
-    })
-}
-
 /// A kernel over `n` output elements whose element `i` is `expr`.
 #[allow(clippy::too_many_arguments)]
-fn map_kernel(
+pub(crate) fn map_kernel(
     g: &Graph,
     name: String,
     kind: &str,
@@ -120,137 +84,33 @@ fn map_kernel(
     per_element(g, name, kind, ins, out, n, &format!("{MATH}{POW}"), &body, t)
 }
 
-/// Kernels of the index-mapping ops.
-pub fn kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<Vec<KernelSource>> {
-    let node = g.node(n);
-    let ins = g.inputs(n);
-    let out = Value::of(n);
+/// The kernel of a unary op.
+pub(crate) fn unary(g: &Graph, n: NodeIndex, u: UnaryOp, b: &Bindings, t: &Target) -> Result<KernelSource> {
+    let (ins, out) = (g.inputs(n), Value::of(n));
+    let total: usize = dims(g, out, b)?.iter().product();
+    let e = unary_expr(u, &read("in0", "i", packed_f16(g, ins[0])));
+    map_kernel(g, g.node(n).name.clone(), "elementwise", &ins, out, total, &e, t)
+}
+
+/// The kernel of a binary op, its operands broadcast to the output.
+pub(crate) fn binary(g: &Graph, n: NodeIndex, op: BinaryOp, b: &Bindings, t: &Target) -> Result<KernelSource> {
+    let (ins, out) = (g.inputs(n), Value::of(n));
     let od = dims(g, out, b)?;
     let total: usize = od.iter().product();
-    let rd = |k: usize, idx: &str| read(&format!("in{k}"), idx, packed_f16(g, ins[k]));
-    let name = node.name.clone();
-    let ks = match &node.op {
-        Op::Unary(u) => vec![map_kernel(g, name, "elementwise", &ins, out, total, &unary_expr(*u, &rd(0, "i")), t)?],
-        Op::Binary(op) => {
-            let (a, c) = (dims(g, ins[0], b)?, dims(g, ins[1], b)?);
-            let e = binary_expr(*op, &rd(0, &bcast_index(&od, &a, "i")), &rd(1, &bcast_index(&od, &c, "i")));
-            vec![map_kernel(g, name, "elementwise", &ins, out, total, &e, t)?]
-        }
-        Op::Cast { to } => {
-            let e = if *to == DType::F16 { format!("round_f16_({})", rd(0, "i")) } else { rd(0, "i") };
-            vec![map_kernel(g, name, "cast", &ins, out, total, &e, t)?]
-        }
-        Op::Transpose { perm } => {
-            let id = dims(g, ins[0], b)?;
-            let (is, os) = (strides(&id), strides(&od));
-            let terms: Vec<String> = perm
-                .iter()
-                .enumerate()
-                .map(|(d, &p)| format!("((i / {}u) % {}u) * {}u", os[d], od[d], is[p]))
-                .collect();
-            vec![map_kernel(g, name, "transpose", &ins, out, total, &rd(0, &terms.join(" + ")), t)?]
-        }
-        Op::Slice { axis, start, .. } => {
-            let id = dims(g, ins[0], b)?;
-            let ax = norm_axis(*axis, id.len()).expect("verified");
-            vec![slice_kernel(g, name, &ins, out, &id, &od, ax, *start as usize, &rd, t)?]
-        }
-        Op::Split { axis, sizes } => {
-            let id = dims(g, ins[0], b)?;
-            let ax = norm_axis(*axis, id.len()).expect("verified");
-            let mut start = 0;
-            let mut v = vec![];
-            for (k, &sz) in sizes.iter().enumerate() {
-                let o = Value { node: n, output: k };
-                let od = dims(g, o, b)?;
-                v.push(slice_kernel(g, format!("{name}:{k}"), &ins, o, &id, &od, ax, start, &rd, t)?);
-                start += sz as usize;
-            }
-            v
-        }
-        Op::Concat { axis } => {
-            let ax = norm_axis(*axis, od.len()).expect("verified");
-            vec![concat_kernel(g, name, &ins, out, total, ax, &od, b, t)?]
-        }
-        op => return Err(glufuse_ir::Error::Internal(format!("no index-mapping kernel for {}", op.name()))),
-    };
-    Ok(ks)
+    let (a, c) = (dims(g, ins[0], b)?, dims(g, ins[1], b)?);
+    let e = binary_expr(
+        op,
+        &read("in0", &bcast_index(&od, &a, "i"), packed_f16(g, ins[0])),
+        &read("in1", &bcast_index(&od, &c, "i"), packed_f16(g, ins[1])),
+    );
+    map_kernel(g, g.node(n).name.clone(), "elementwise", &ins, out, total, &e, t)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn slice_kernel(
-    g: &Graph,
-    name: String,
-    ins: &[Value],
-    out: Value,
-    id: &[usize],
-    od: &[usize],
-    ax: usize,
-    start: usize,
-    rd: &dyn Fn(usize, &str) -> String,
-    t: &Target,
-) -> Result<KernelSource> {
-    let inner: usize = id[ax + 1..].iter().product();
-    let total: usize = od.iter().product();
-    // out index i = (outer, c, r) with c < od[ax]; input index = (outer, c + start, r).
-    let idx = format!(
-        "(i / {}u) * {}u + ((i / {inner}u) % {}u + {start}u) * {inner}u + (i % {inner}u)",
-        od[ax] * inner,
-        id[ax] * inner,
-        od[ax]
-    );
-    map_kernel(g, name, "slice", &ins[..1], out, total, &rd(0, &idx), t)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn concat_kernel(
-    g: &Graph,
-    name: String,
-    ins: &[Value],
-    out: Value,
-    total: usize,
-    ax: usize,
-    od: &[usize],
-    b: &Bindings,
-    t: &Target,
-) -> Result<KernelSource> {
-    let inner: usize = od[ax + 1..].iter().product();
-    let mut body = format!(
-        "    let i = gid * {WORKGROUP}u + lid;\n    if (i >= {total}u) {{ return; }}\n    let outer = i / {}u;\n    let c = (i / {inner}u) % {}u;\n    let r = i % {inner}u;\n",
-        od[ax] * inner,
-        od[ax]
-    );
-    let mut lo = 0;
-    for (k, &v) in ins.iter().enumerate() {
-        let d = dims(g, v, b)?;
-        let hi = lo + d[ax];
-        let src = read(
-            &format!("in{k}"),
-            &format!("outer * {}u + (c - {lo}u) * {inner}u + r", d[ax] * inner),
-            packed_f16(g, v),
-        );
-        body.push_str(&format!("    if (c >= {lo}u && c < {hi}u) {{ out0[i] = {src}; }}\n"));
-        lo = hi;
-    }
-    per_element(g, name, "concat", ins, out, total, "", &body, t)
-}
-
-/// `[.., M, K] · [.., K, N]` with broadcast batch dims, one thread per output element.
-pub fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<KernelSource> {
-    let ins = g.inputs(n);
-    let out = Value::of(n);
-    let (ad, bd, od) = (dims(g, ins[0], b)?, dims(g, ins[1], b)?, dims(g, out, b)?);
-    let (m, k, nn) = (ad[ad.len() - 2], ad[ad.len() - 1], bd[bd.len() - 1]);
-    let batch = &od[..od.len() - 2];
-    let total: usize = od.iter().product();
-    let ab = bcast_index(batch, &ad[..ad.len() - 2], "bi");
-    let bb = bcast_index(batch, &bd[..bd.len() - 2], "bi");
-    let ra = read("in0", "abase + row * KK + p", packed_f16(g, ins[0]));
-    let rb = read("in1", "bbase + p * NN + col", packed_f16(g, ins[1]));
-    let body = format!(
-        "    let i = gid * {WORKGROUP}u + lid;\n    if (i >= {total}u) {{ return; }}\n    let KK = {k}u;\n    let NN = {nn}u;\n    let col = i % NN;\n    let row = (i / NN) % {m}u;\n    let bi = i / ({m}u * NN);\n    let abase = ({ab}) * {}u;\n    let bbase = ({bb}) * {}u;\n    var acc = 0.0;\n    for (var p = 0u; p < KK; p++) {{ acc = acc + {ra} * {rb}; }}\n    out0[i] = acc;\n",
-        m * k,
-        k * nn
-    );
-    per_element(g, g.node(n).name.clone(), "batched-matmul", &ins, out, total, "", &body, t)
+/// The kernel of a cast (to f16: rounded, and held as f32).
+pub(crate) fn cast(g: &Graph, n: NodeIndex, to: DType, b: &Bindings, t: &Target) -> Result<KernelSource> {
+    let (ins, out) = (g.inputs(n), Value::of(n));
+    let total: usize = dims(g, out, b)?.iter().product();
+    let x = read("in0", "i", packed_f16(g, ins[0]));
+    let e = if to == DType::F16 { format!("round_f16_({x})") } else { x };
+    map_kernel(g, g.node(n).name.clone(), "cast", &ins, out, total, &e, t)
 }

@@ -1,27 +1,34 @@
-//! WGSL code generation: one compute kernel per executable node (per output, for `Split`),
-//! with every size baked in as a constant, and the naga validation step.
+//! glufuse-codegen: WGSL code generation, one compute kernel per executable node (per
+//! output, for `Split`) with every size baked in as a constant, and the naga validation step.
+//! It builds on glufuse-ir only; the runtime executes what it returns.
 //!
 //! A [`Kernel`] can only be made by [`validate`]: it parses the WGSL with naga and validates
 //! the module with the capabilities of the device it will run on, so an unvalidated module
 //! cannot reach the runtime. A module that fails is a codegen bug; the error carries the WGSL
 //! source and naga's rendered diagnostic.
 //!
+//! Laid out by kernel family: `wgsl.rs` (the writer's shared pieces), `elementwise.rs`
+//! (unary, binary, cast; the activations' WGSL), `layout.rs` (index mapping), [`proj`] (the
+//! projections: scalar template, GEMVs, unaligned and tiled GEMMs, batched matmul), and
+//! `select.rs`, where the kernel of every node is chosen ([`node_kernels`]).
+//!
 //! Storage: every value lives in an `array<f32>`, except f16 weights, which are uploaded as
 //! packed pairs in an `array<u32>` and widened with `unpack2x16float` (core WGSL: no device
 //! feature needed). Math is f32 throughout; projections accumulate in f32.
 
 mod elementwise;
-pub mod fast;
-pub mod gemm;
-mod proj;
+mod layout;
+pub mod proj;
+mod select;
+mod wgsl;
+
+pub use proj::gemm_tiled::Tiles;
+pub use select::node_kernels;
+pub use wgsl::{grid, WORKGROUP};
 
 use glufuse_ir::shape::{concrete, Bindings};
 use glufuse_ir::*;
 use glufuse_ir::{Error, Graph, Result};
-use std::fmt::Write;
-
-/// Threads per workgroup of every kernel.
-pub const WORKGROUP: u32 = 256;
 
 /// One buffer a kernel binds, in binding order.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -101,71 +108,6 @@ pub fn dims(g: &Graph, v: Value, b: &Bindings) -> Result<Vec<usize>> {
     concrete(&g.ty(v).shape, b).map_err(|m| Error::graph(&g.node(v.node).name, m))
 }
 
-/// Splits `groups` workgroups over x and y so that neither exceeds `max_per_dim`.
-pub fn grid(groups: u64, max_per_dim: u32) -> Result<[u32; 3]> {
-    let max = max_per_dim.max(1) as u64;
-    if groups <= max {
-        return Ok([groups.max(1) as u32, 1, 1]);
-    }
-    let y = groups.div_ceil(max);
-    if y > max {
-        return Err(Error::Gpu(format!("{groups} workgroups exceed the device's 2-D dispatch limit")));
-    }
-    Ok([max as u32, y as u32, 1])
-}
-
-/// The header every kernel starts with: bindings, then the entry point's signature. `body`
-/// sees `gid` (linear workgroup index) and `lid` (thread index in the workgroup).
-pub(crate) fn module(bindings: &[(String, bool, bool)], workgroup: u32, prelude: &str, body: &str) -> String {
-    module_with(bindings, workgroup, prelude, body, "")
-}
-
-/// [`module`] with extra entry-point parameters (`extra` starts with `, `), e.g. subgroup
-/// builtins.
-pub(crate) fn module_with(
-    bindings: &[(String, bool, bool)],
-    workgroup: u32,
-    prelude: &str,
-    body: &str,
-    extra: &str,
-) -> String {
-    let mut s = String::new();
-    for (i, (name, write, packed)) in bindings.iter().enumerate() {
-        let access = if *write { "read_write" } else { "read" };
-        let elem = if *packed { "u32" } else { "f32" };
-        let _ = writeln!(s, "@group(0) @binding({i}) var<storage, {access}> {name}: array<{elem}>;");
-    }
-    s.push_str(prelude);
-    let _ = write!(
-        s,
-        "\n@compute @workgroup_size({workgroup})\nfn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32{extra}) {{\n    let gid = wg.x + wg.y * nwg.x;\n{body}}}\n"
-    );
-    s
-}
-
-/// WGSL for the activations and helpers kernels share.
-pub(crate) const MATH: &str = r#"
-fn sigmoid_(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }
-fn silu_(x: f32) -> f32 { return x / (1.0 + exp(-x)); }
-fn tanh_(x: f32) -> f32 { return tanh(clamp(x, -15.0, 15.0)); }
-fn erf_(x: f32) -> f32 {
-    // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7).
-    let a = abs(x);
-    let t = 1.0 / (1.0 + 0.3275911 * a);
-    let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-a * a);
-    return select(-y, y, x >= 0.0);
-}
-fn gelu_tanh_(x: f32) -> f32 { return 0.5 * x * (1.0 + tanh_(0.7978845608028654 * (x + 0.044715 * x * x * x))); }
-fn gelu_erf_(x: f32) -> f32 { return 0.5 * x * (1.0 + erf_(x * 0.7071067811865476)); }
-fn relu_(x: f32) -> f32 { return max(x, 0.0); }
-fn round_f16_(x: f32) -> f32 { return unpack2x16float(pack2x16float(vec2<f32>(x, 0.0))).x; }
-"#;
-
-/// The WGSL call applying an activation to `x`.
-pub(crate) fn act_call(a: Activation, x: &str) -> String {
-    format!("{}_({x})", a.name())
-}
-
 /// Options of code generation: the device's limits and capabilities.
 #[derive(Clone, Debug)]
 pub struct Target {
@@ -178,7 +120,7 @@ pub struct Target {
     /// Workgroup memory one kernel may declare, in bytes.
     pub max_workgroup_storage_bytes: u32,
     /// Forces the tiling of the aligned prefill GEMM (tests, tuning); `None` picks per shape.
-    pub gemm_tiles: Option<gemm::Tiles>,
+    pub gemm_tiles: Option<Tiles>,
     /// The subgroup size, where the device has subgroup operations in compute shaders and
     /// runs every subgroup at this one size; `None` keeps reductions in workgroup memory.
     pub subgroup_size: Option<u32>,
@@ -202,46 +144,6 @@ impl Default for Target {
 pub fn gpu_bytes(g: &Graph, v: Value, b: &Bindings) -> Result<u64> {
     let n: u64 = dims(g, v, b)?.iter().map(|&d| d as u64).product();
     Ok(if packed_f16(g, v) { n.div_ceil(2) * 4 } else { n * 4 })
-}
-
-/// Generates (unvalidated) kernels for one node; empty for sources and views (`Reshape`).
-pub fn node_kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<Vec<KernelSource>> {
-    let node = g.node(n);
-    let too_big = |v: Value| -> Result<()> {
-        let bytes = gpu_bytes(g, v, b)?;
-        let elems: u64 = dims(g, v, b)?.iter().map(|&d| d as u64).product();
-        if bytes > t.max_binding_bytes || elems > u32::MAX as u64 {
-            return Err(Error::Gpu(format!(
-                "value '{}' needs {bytes} bytes, more than this device binds in one buffer ({} bytes)",
-                g.value_name(v),
-                t.max_binding_bytes
-            )));
-        }
-        Ok(())
-    };
-    for v in g.inputs(n) {
-        too_big(v)?;
-    }
-    for k in 0..node.outputs.len() {
-        too_big(Value { node: n, output: k })?;
-    }
-    match &node.op {
-        Op::Input | Op::Weight(_) | Op::Constant(_) | Op::Reshape { .. } => Ok(vec![]),
-        Op::Opaque { op_type, .. } => Err(Error::graph(
-            &node.name,
-            format!("opaque op '{op_type}' cannot run on the GPU: glufuse has no kernel for it"),
-        )),
-        Op::MatMul => {
-            let ins = g.inputs(n);
-            if g.ty(ins[1]).rank() == 2 {
-                Ok(vec![proj::matmul(g, n, b, t)?])
-            } else {
-                Ok(vec![elementwise::batched_matmul(g, n, b, t)?])
-            }
-        }
-        Op::FusedGateUp(_) => Ok(vec![proj::fused(g, n, b, t)?]),
-        _ => elementwise::kernels(g, n, b, t),
-    }
 }
 
 /// Generates and validates every kernel of a graph, in execution order.

@@ -34,10 +34,12 @@
 //! carried its own clamp and the kernel ran 30% slower on an H100.
 //!
 //! Requires `K % 4 == 0` and, for `[K, N]` weights, 4-aligned columns and offsets
-//! ([`fits`]); the scalar-load GEMM in `fast.rs` covers the rest.
+//! ([`fits`]); [`super::gemm_unaligned`] covers the rest.
 
-use super::fast::{binds, epilogue, finish, up_name, ProjShape, ProjValues, UNPACK4_F16};
-use super::{KernelSource, Target, MATH};
+use super::{binds, epilogue, finish, up_name, ProjShape, ProjValues};
+use crate::elementwise::MATH;
+use crate::wgsl::UNPACK4_F16;
+use crate::{KernelSource, Target};
 use glufuse_ir::Layout;
 use glufuse_ir::{Error, Result};
 use std::fmt::Write;
@@ -144,7 +146,7 @@ pub fn tiles(t: &Target) -> Tiles {
 }
 
 /// The aligned prefill GEMM (see the module header).
-pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target, tl: Tiles) -> Result<KernelSource> {
+pub(crate) fn gemm_tiled(name: String, s: &ProjShape, v: &ProjValues, t: &Target, tl: Tiles) -> Result<KernelSource> {
     let Tiles { rt, bk, ny } = tl;
     if !tl.supported() {
         return Err(Error::Gpu(unsupported(&tl.to_string())));

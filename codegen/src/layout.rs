@@ -1,0 +1,125 @@
+//! Index-mapping kernels, one thread per output element: transpose, slice, split (one slice
+//! kernel per output), concat. (`Reshape` is a view and has no kernel.)
+
+use crate::elementwise::map_kernel;
+use crate::wgsl::{per_element, read, WORKGROUP};
+use crate::{dims, packed_f16, KernelSource, Target};
+use glufuse_ir::shape::{norm_axis, Bindings};
+use glufuse_ir::tensor::strides;
+use glufuse_ir::{Error, Graph, NodeIndex, Result, Value};
+
+/// An axis of a value of rank `r`, normalised (verified graphs have only valid axes).
+fn axis(g: &Graph, n: NodeIndex, axis: i64, r: usize) -> Result<usize> {
+    norm_axis(axis, r).ok_or_else(|| Error::graph(&g.node(n).name, format!("axis {axis} out of range for rank {r}")))
+}
+
+/// The kernel of a transpose.
+pub(crate) fn transpose(g: &Graph, n: NodeIndex, perm: &[usize], b: &Bindings, t: &Target) -> Result<KernelSource> {
+    let (ins, out) = (g.inputs(n), Value::of(n));
+    let od = dims(g, out, b)?;
+    let total: usize = od.iter().product();
+    let id = dims(g, ins[0], b)?;
+    let (is, os) = (strides(&id), strides(&od));
+    let terms: Vec<String> =
+        perm.iter().enumerate().map(|(d, &p)| format!("((i / {}u) % {}u) * {}u", os[d], od[d], is[p])).collect();
+    let e = read("in0", &terms.join(" + "), packed_f16(g, ins[0]));
+    map_kernel(g, g.node(n).name.clone(), "transpose", &ins, out, total, &e, t)
+}
+
+/// The kernel of a slice.
+pub(crate) fn slice(g: &Graph, n: NodeIndex, ax: i64, start: u64, b: &Bindings, t: &Target) -> Result<KernelSource> {
+    let (ins, out) = (g.inputs(n), Value::of(n));
+    let id = dims(g, ins[0], b)?;
+    let ax = axis(g, n, ax, id.len())?;
+    slice_kernel(g, g.node(n).name.clone(), &ins, out, &id, &dims(g, out, b)?, ax, start as usize, t)
+}
+
+/// The kernels of a split: one slice kernel per output, named `node:k`.
+pub(crate) fn split(
+    g: &Graph,
+    n: NodeIndex,
+    ax: i64,
+    sizes: &[u64],
+    b: &Bindings,
+    t: &Target,
+) -> Result<Vec<KernelSource>> {
+    let ins = g.inputs(n);
+    let id = dims(g, ins[0], b)?;
+    let ax = axis(g, n, ax, id.len())?;
+    let name = &g.node(n).name;
+    let mut start = 0;
+    let mut v = vec![];
+    for (k, &sz) in sizes.iter().enumerate() {
+        let o = Value { node: n, output: k };
+        let od = dims(g, o, b)?;
+        v.push(slice_kernel(g, format!("{name}:{k}"), &ins, o, &id, &od, ax, start, t)?);
+        start += sz as usize;
+    }
+    Ok(v)
+}
+
+/// The kernel of a concat.
+pub(crate) fn concat(g: &Graph, n: NodeIndex, ax: i64, b: &Bindings, t: &Target) -> Result<KernelSource> {
+    let (ins, out) = (g.inputs(n), Value::of(n));
+    let od = dims(g, out, b)?;
+    let total: usize = od.iter().product();
+    let ax = axis(g, n, ax, od.len())?;
+    concat_kernel(g, g.node(n).name.clone(), &ins, out, total, ax, &od, b, t)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn slice_kernel(
+    g: &Graph,
+    name: String,
+    ins: &[Value],
+    out: Value,
+    id: &[usize],
+    od: &[usize],
+    ax: usize,
+    start: usize,
+    t: &Target,
+) -> Result<KernelSource> {
+    let inner: usize = id[ax + 1..].iter().product();
+    let total: usize = od.iter().product();
+    // out index i = (outer, c, r) with c < od[ax]; input index = (outer, c + start, r).
+    let idx = format!(
+        "(i / {}u) * {}u + ((i / {inner}u) % {}u + {start}u) * {inner}u + (i % {inner}u)",
+        od[ax] * inner,
+        id[ax] * inner,
+        od[ax]
+    );
+    map_kernel(g, name, "slice", &ins[..1], out, total, &read("in0", &idx, packed_f16(g, ins[0])), t)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn concat_kernel(
+    g: &Graph,
+    name: String,
+    ins: &[Value],
+    out: Value,
+    total: usize,
+    ax: usize,
+    od: &[usize],
+    b: &Bindings,
+    t: &Target,
+) -> Result<KernelSource> {
+    let inner: usize = od[ax + 1..].iter().product();
+    let mut body = format!(
+        "    let i = gid * {WORKGROUP}u + lid;\n    if (i >= {total}u) {{ return; }}\n    let outer = i / {}u;\n    let c = (i / {inner}u) % {}u;\n    let r = i % {inner}u;\n",
+        od[ax] * inner,
+        od[ax]
+    );
+    let mut lo = 0;
+    for (k, &v) in ins.iter().enumerate() {
+        let d = dims(g, v, b)?;
+        let hi = lo + d[ax];
+        let src = read(
+            &format!("in{k}"),
+            &format!("outer * {}u + (c - {lo}u) * {inner}u + r", d[ax] * inner),
+            packed_f16(g, v),
+        );
+        body.push_str(&format!("    if (c >= {lo}u && c < {hi}u) {{ out0[i] = {src}; }}\n"));
+        lo = hi;
+    }
+    per_element(g, name, "concat", ins, out, total, "", &body, t)
+}
