@@ -15,7 +15,7 @@
 //! 0.1%. `--in-process` keeps everything in one process for comparison.
 
 use crate::builder::GraphBuilder;
-use crate::codegen::{validate, KernelSource, WORKGROUP};
+use crate::codegen::{copy_kernel, validate};
 use crate::ir::*;
 use crate::runtime::{time, timed_pass, Executable, Gpu};
 use crate::{Error, Graph, Result};
@@ -98,14 +98,9 @@ pub fn ffn_graph(h: u64, i: u64, m: u64, dtype: DType, layout: Layout) -> Result
 /// The copy yardstick: GB/s moved (read + written) by a vec4 copy of `bytes` bytes.
 pub fn copy_bandwidth(gpu: &Gpu, bytes: u64, reps: usize, samples: usize) -> Result<f64> {
     let n4 = (bytes / 16).max(1);
-    let groups = n4.div_ceil(WORKGROUP as u64);
     let t = gpu.target();
-    let workgroups = crate::codegen::grid(groups, t.max_workgroups_per_dim)?;
-    let wgsl = format!(
-        "@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;\n@group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;\n@compute @workgroup_size({WORKGROUP})\nfn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {{\n    let i = (wg.x + wg.y * nwg.x) * {WORKGROUP}u + lid;\n    if (i < {n4}u) {{ dst[i] = src[i]; }}\n}}\n"
-    );
-    let src = KernelSource { name: "copy".into(), kind: "copy".into(), wgsl, bindings: vec![], workgroups };
-    let k = validate(src, t.caps)?;
+    let k = validate(copy_kernel(n4, &t)?, t.caps)?;
+    let workgroups = k.source().workgroups;
     let dev = &gpu.device;
     let mk = || {
         dev.create_buffer(&wgpu::BufferDescriptor {
@@ -302,7 +297,8 @@ pub fn run(gpu: &Gpu, o: &BenchOptions, mut progress: impl FnMut(&str)) -> Resul
                     (0.0, 0, String::new())
                 } else {
                     let (exe, tuned) = build(&fused)?;
-                    let mut kind = exe.kernels().iter().map(|k| k.source().kind.clone()).collect::<Vec<_>>().join("+");
+                    let mut kind =
+                        exe.kernels().iter().map(|k| k.source().kind.to_string()).collect::<Vec<_>>().join("+");
                     if let Some(t) = tuned.first() {
                         kind = format!("{kind} ({})", t.chosen);
                     }

@@ -405,7 +405,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             for (i, k) in kernels.iter().enumerate() {
                 write_atomic(&output.join(crate::codegen::file_name(i, &k.source().name)), k.source().wgsl.as_bytes())?;
             }
-            let manifest = serde_json::to_string_pretty(&crate::codegen::manifest(&kernels))
+            let manifest = serde_json::to_string_pretty(&crate::codegen::manifest(&g, &kernels))
                 .map_err(|e| Error::Internal(e.to_string()))?;
             write_atomic(&output.join("manifest.json"), manifest.as_bytes())?;
             println!("wrote {} kernels to {}", kernels.len(), output.display());

@@ -306,11 +306,12 @@ impl<'a> Executable<'a> {
             gpu.queue.write_buffer(&buffers[i], 0, &bytes);
         }
         let mut dispatches = vec![];
-        gpu.scoped("creating pipelines", || {
+        gpu.scoped("creating pipelines", || -> Result<()> {
             for k in &kernels {
-                dispatches.push(dispatch(gpu, g, &buffers, &buffer_of, k.source()));
+                dispatches.push(dispatch(gpu, g, &buffers, &buffer_of, k.source())?);
             }
-        })?;
+            Ok(())
+        })??;
         let inputs = g
             .input_nodes()
             .into_iter()
@@ -345,7 +346,7 @@ impl<'a> Executable<'a> {
         let mut decided: HashMap<String, Tiles> = HashMap::new();
         for i in 0..self.kernels.len() {
             let src = self.kernels[i].source().clone();
-            if !codegen::proj::gemm_tiled::KINDS.contains(&src.kind.as_str()) {
+            if !src.kind.is_tiled_gemm() {
                 continue;
             }
             let node =
@@ -372,7 +373,7 @@ impl<'a> Executable<'a> {
                         } else {
                             self.gpu.scoped("creating a tuning pipeline", || {
                                 dispatch(self.gpu, g, &self.buffers, &self.buffer_of, k.source())
-                            })?
+                            })??
                         };
                         tried.push((t, k, d, f64::INFINITY));
                     }
@@ -398,7 +399,7 @@ impl<'a> Executable<'a> {
                     Some(d) => d,
                     None => self.gpu.scoped("creating a pipeline", || {
                         dispatch(self.gpu, g, &self.buffers, &self.buffer_of, kernel.source())
-                    })?,
+                    })??,
                 };
                 self.kernels[i] = kernel;
             }
@@ -568,7 +569,7 @@ fn dispatch(
     buffers: &[wgpu::Buffer],
     buffer_of: &HashMap<Value, usize>,
     s: &codegen::KernelSource,
-) -> Dispatch {
+) -> Result<Dispatch> {
     let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(&s.name),
         source: wgpu::ShaderSource::Wgsl(s.wgsl.as_str().into()),
@@ -581,21 +582,19 @@ fn dispatch(
         compilation_options: Default::default(),
         cache: None,
     });
-    let entries: Vec<wgpu::BindGroupEntry> = s
-        .bindings
-        .iter()
-        .enumerate()
-        .map(|(i, bd)| {
-            let v = g.resolve(&bd.value).expect("kernel bindings name graph values");
-            wgpu::BindGroupEntry { binding: i as u32, resource: buffers[buffer_of[&v]].as_entire_binding() }
-        })
-        .collect();
+    let mut entries: Vec<wgpu::BindGroupEntry> = vec![];
+    for (i, bd) in s.bindings.iter().enumerate() {
+        let buffer = buffer_of.get(&bd.value).map(|&b| &buffers[b]).ok_or_else(|| {
+            Error::Internal(format!("kernel '{}' binds a value without a buffer: '{}'", s.name, g.value_name(bd.value)))
+        })?;
+        entries.push(wgpu::BindGroupEntry { binding: i as u32, resource: buffer.as_entire_binding() });
+    }
     let group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some(&s.name),
         layout: &pipeline.get_bind_group_layout(0),
         entries: &entries,
     });
-    Dispatch { pipeline, group, workgroups: s.workgroups }
+    Ok(Dispatch { pipeline, group, workgroups: s.workgroups })
 }
 
 /// The bytes a weight or constant is uploaded as (packed f16 pairs for f16 weights).

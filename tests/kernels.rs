@@ -182,7 +182,7 @@ fn batched_matmul_concat_slice_cast_match_the_interpreter() {
     let inputs = interp::seeded_inputs(&g, &Default::default(), 9).unwrap();
     let want = interp::run(&g, &inputs).unwrap();
     let exe = Executable::new(&gpu, &g, &Default::default()).unwrap();
-    let kinds: Vec<String> = exe.kernels().iter().map(|k| k.source().kind.clone()).collect();
+    let kinds: Vec<String> = exe.kernels().iter().map(|k| k.source().kind.to_string()).collect();
     for k in ["batched-matmul", "slice", "concat", "cast"] {
         assert!(kinds.iter().any(|x| x == k), "{k} not generated: {kinds:?}");
     }

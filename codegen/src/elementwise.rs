@@ -3,7 +3,7 @@
 //! that applies one shares.
 
 use crate::wgsl::{bcast_index, per_element, read, WORKGROUP};
-use crate::{dims, packed_f16, KernelSource, Target};
+use crate::{dims, packed_f16, KernelKind, KernelSource, Target};
 use glufuse_ir::shape::Bindings;
 use glufuse_ir::{Activation, BinaryOp, DType, Graph, NodeIndex, Result, UnaryOp, Value};
 
@@ -72,7 +72,7 @@ fn pow_(a: f32, b: f32) -> f32 {
 pub(crate) fn map_kernel(
     g: &Graph,
     name: String,
-    kind: &str,
+    kind: KernelKind,
     ins: &[Value],
     out: Value,
     n: usize,
@@ -89,7 +89,7 @@ pub(crate) fn unary(g: &Graph, n: NodeIndex, u: UnaryOp, b: &Bindings, t: &Targe
     let (ins, out) = (g.inputs(n), Value::of(n));
     let total: usize = dims(g, out, b)?.iter().product();
     let e = unary_expr(u, &read("in0", "i", packed_f16(g, ins[0])));
-    map_kernel(g, g.node(n).name.clone(), "elementwise", &ins, out, total, &e, t)
+    map_kernel(g, g.node(n).name.clone(), KernelKind::Elementwise, &ins, out, total, &e, t)
 }
 
 /// The kernel of a binary op, its operands broadcast to the output.
@@ -103,7 +103,7 @@ pub(crate) fn binary(g: &Graph, n: NodeIndex, op: BinaryOp, b: &Bindings, t: &Ta
         &read("in0", &bcast_index(&od, &a, "i"), packed_f16(g, ins[0])),
         &read("in1", &bcast_index(&od, &c, "i"), packed_f16(g, ins[1])),
     );
-    map_kernel(g, g.node(n).name.clone(), "elementwise", &ins, out, total, &e, t)
+    map_kernel(g, g.node(n).name.clone(), KernelKind::Elementwise, &ins, out, total, &e, t)
 }
 
 /// The kernel of a cast (to f16: rounded, and held as f32).
@@ -112,5 +112,5 @@ pub(crate) fn cast(g: &Graph, n: NodeIndex, to: DType, b: &Bindings, t: &Target)
     let total: usize = dims(g, out, b)?.iter().product();
     let x = read("in0", "i", packed_f16(g, ins[0]));
     let e = if to == DType::F16 { format!("round_f16_({x})") } else { x };
-    map_kernel(g, g.node(n).name.clone(), "cast", &ins, out, total, &e, t)
+    map_kernel(g, g.node(n).name.clone(), KernelKind::Cast, &ins, out, total, &e, t)
 }

@@ -2,8 +2,8 @@
 //! kernel per output), concat. (`Reshape` is a view and has no kernel.)
 
 use crate::elementwise::map_kernel;
-use crate::wgsl::{per_element, read, WORKGROUP};
-use crate::{dims, packed_f16, KernelSource, Target};
+use crate::wgsl::{grid, per_element, read, WORKGROUP};
+use crate::{dims, packed_f16, KernelKind, KernelSource, Target};
 use glufuse_ir::shape::{norm_axis, Bindings};
 use glufuse_ir::tensor::strides;
 use glufuse_ir::{Error, Graph, NodeIndex, Result, Value};
@@ -23,7 +23,7 @@ pub(crate) fn transpose(g: &Graph, n: NodeIndex, perm: &[usize], b: &Bindings, t
     let terms: Vec<String> =
         perm.iter().enumerate().map(|(d, &p)| format!("((i / {}u) % {}u) * {}u", os[d], od[d], is[p])).collect();
     let e = read("in0", &terms.join(" + "), packed_f16(g, ins[0]));
-    map_kernel(g, g.node(n).name.clone(), "transpose", &ins, out, total, &e, t)
+    map_kernel(g, g.node(n).name.clone(), KernelKind::Transpose, &ins, out, total, &e, t)
 }
 
 /// The kernel of a slice.
@@ -88,7 +88,7 @@ fn slice_kernel(
         id[ax] * inner,
         od[ax]
     );
-    map_kernel(g, name, "slice", &ins[..1], out, total, &read("in0", &idx, packed_f16(g, ins[0])), t)
+    map_kernel(g, name, KernelKind::Slice, &ins[..1], out, total, &read("in0", &idx, packed_f16(g, ins[0])), t)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -121,5 +121,23 @@ fn concat_kernel(
         body.push_str(&format!("    if (c >= {lo}u && c < {hi}u) {{ out0[i] = {src}; }}\n"));
         lo = hi;
     }
-    per_element(g, name, "concat", ins, out, total, "", &body, t)
+    per_element(g, name, KernelKind::Concat, ins, out, total, "", &body, t)
+}
+
+/// A copy of `n4` 16-byte vectors from binding 0 to binding 1, one per thread: the
+/// benchmark's bandwidth yardstick. It binds no graph values (`bindings` is empty); the
+/// caller binds two buffers of `n4 · 16` bytes.
+pub fn copy_kernel(n4: u64, t: &Target) -> Result<KernelSource> {
+    let workgroups = grid(n4.div_ceil(WORKGROUP as u64), t.max_workgroups_per_dim)?;
+    let wgsl = format!(
+        "@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;\n@group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;\n@compute @workgroup_size({WORKGROUP})\nfn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {{\n    let i = (wg.x + wg.y * nwg.x) * {WORKGROUP}u + lid;\n    if (i < {n4}u) {{ dst[i] = src[i]; }}\n}}\n"
+    );
+    Ok(KernelSource {
+        name: "copy".into(),
+        kind: KernelKind::Copy,
+        wgsl,
+        bindings: vec![],
+        workgroups,
+        workgroup_size: WORKGROUP,
+    })
 }

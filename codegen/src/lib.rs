@@ -22,19 +22,94 @@ pub mod proj;
 mod select;
 mod wgsl;
 
+pub use layout::copy_kernel;
 pub use proj::gemm_tiled::Tiles;
 pub use select::node_kernels;
-pub use wgsl::{grid, WORKGROUP};
 
 use glufuse_ir::shape::{concrete, Bindings};
 use glufuse_ir::*;
 use glufuse_ir::{Error, Graph, Result};
+use std::fmt;
+
+/// What kind of kernel a [`KernelSource`] is. [`fmt::Display`] gives the name the manifest
+/// and the benchmark print (`elementwise`, `fused-gate-up-gemv-kn`, `matmul-gemm`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelKind {
+    /// A unary or binary elementwise op.
+    Elementwise,
+    /// A cast.
+    Cast,
+    /// A transpose.
+    Transpose,
+    /// A slice (or one output of a split).
+    Slice,
+    /// A concat.
+    Concat,
+    /// A `MatMul` with a right operand of rank above 2.
+    BatchedMatmul,
+    /// A projection: `x·W` (a `MatMul` with a 2-D weight) or, `fused`, the gated unit.
+    Projection {
+        /// The fused gated unit rather than a plain `x·W`.
+        fused: bool,
+        /// Which projection kernel.
+        kernel: ProjKernel,
+    },
+    /// A plain copy of a buffer (the benchmark's bandwidth yardstick).
+    Copy,
+}
+
+/// The projection kernels ([`proj`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProjKernel {
+    /// The scalar template, for a weight layout.
+    Scalar(Layout),
+    /// A decode GEMV, for a weight layout.
+    Gemv(Layout),
+    /// The prefill GEMM for unaligned shapes.
+    GemmUnaligned,
+    /// The tiled prefill GEMM (its tiling can be tuned: [`tune`]).
+    GemmTiled,
+}
+
+impl KernelKind {
+    /// Whether the kernel is the tiled prefill GEMM, whose tiling [`tune`] chooses.
+    pub fn is_tiled_gemm(self) -> bool {
+        matches!(self, KernelKind::Projection { kernel: ProjKernel::GemmTiled, .. })
+    }
+}
+
+impl fmt::Display for KernelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let layout = |l: &Layout| match l {
+            Layout::Kn => "kn",
+            Layout::Nk => "nk",
+        };
+        match self {
+            KernelKind::Elementwise => f.write_str("elementwise"),
+            KernelKind::Cast => f.write_str("cast"),
+            KernelKind::Transpose => f.write_str("transpose"),
+            KernelKind::Slice => f.write_str("slice"),
+            KernelKind::Concat => f.write_str("concat"),
+            KernelKind::BatchedMatmul => f.write_str("batched-matmul"),
+            KernelKind::Copy => f.write_str("copy"),
+            KernelKind::Projection { fused, kernel } => {
+                f.write_str(if *fused { "fused-gate-up" } else { "matmul" })?;
+                match kernel {
+                    ProjKernel::Scalar(l) => write!(f, "-{}", layout(l)),
+                    ProjKernel::Gemv(l) => write!(f, "-gemv-{}", layout(l)),
+                    ProjKernel::GemmUnaligned => f.write_str("-gemm-unaligned"),
+                    ProjKernel::GemmTiled => f.write_str("-gemm"),
+                }
+            }
+        }
+    }
+}
 
 /// One buffer a kernel binds, in binding order.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Binding {
-    /// The graph value (as `node` or `node:k`).
-    pub value: String,
+    /// The graph value bound.
+    pub value: Value,
     /// Written by the kernel.
     pub write: bool,
     /// Stored as packed f16 pairs.
@@ -46,18 +121,20 @@ pub struct Binding {
 pub struct KernelSource {
     /// The node (and output) it computes.
     pub name: String,
-    /// What kind of kernel it is (`elementwise`, `gemv-kn`, `fused-gate-up-nk`, ...).
-    pub kind: String,
+    /// What kind of kernel it is.
+    pub kind: KernelKind,
     /// The WGSL module.
     pub wgsl: String,
     /// Buffers, in binding order (inputs, then the output).
     pub bindings: Vec<Binding>,
     /// Workgroups to dispatch (x, y, z).
     pub workgroups: [u32; 3],
+    /// Threads per workgroup: the product of the WGSL's `@workgroup_size`.
+    pub workgroup_size: u32,
 }
 
 /// A validated kernel, ready for the runtime.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Kernel {
     src: KernelSource,
 }
@@ -157,8 +234,9 @@ pub fn generate(g: &Graph, b: &Bindings, t: &Target) -> Result<Vec<Kernel>> {
     Ok(out)
 }
 
-/// The manifest of `glufuse wgsl`: each kernel's file, bindings and dispatch size.
-pub fn manifest(kernels: &[Kernel]) -> serde_json::Value {
+/// The manifest of `glufuse wgsl`: each kernel's file, kind, bindings (values named as `g`
+/// names them) and dispatch size. `kernels` must have been generated for `g`.
+pub fn manifest(g: &Graph, kernels: &[Kernel]) -> serde_json::Value {
     let ks: Vec<serde_json::Value> = kernels
         .iter()
         .enumerate()
@@ -167,10 +245,14 @@ pub fn manifest(kernels: &[Kernel]) -> serde_json::Value {
             serde_json::json!({
                 "file": file_name(i, &s.name),
                 "node": s.name,
-                "kind": s.kind,
-                "bindings": s.bindings,
+                "kind": s.kind.to_string(),
+                "bindings": s.bindings.iter().map(|b| serde_json::json!({
+                    "value": g.value_name(b.value),
+                    "write": b.write,
+                    "packed_f16": b.packed_f16,
+                })).collect::<Vec<_>>(),
                 "workgroups": s.workgroups,
-                "workgroup_size": WORKGROUP,
+                "workgroup_size": s.workgroup_size,
             })
         })
         .collect();

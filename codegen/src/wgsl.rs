@@ -3,17 +3,17 @@
 //! index arithmetic, and the kernel of one thread per output element that the elementwise,
 //! layout and batched kernels are written in.
 
-use crate::{packed_f16, Binding, KernelSource, Target};
+use crate::{packed_f16, Binding, KernelKind, KernelSource, Target};
 use glufuse_ir::tensor::strides;
 use glufuse_ir::{Error, Graph, Result, Value};
 use std::fmt::Write;
 
 /// Threads per workgroup of the kernels of one thread per output element, the scalar
 /// projection template and the GEMVs. (The tiled GEMM sizes its own: `Tiles::threads`.)
-pub const WORKGROUP: u32 = 256;
+pub(crate) const WORKGROUP: u32 = 256;
 
 /// Splits `groups` workgroups over x and y so that neither exceeds `max_per_dim`.
-pub fn grid(groups: u64, max_per_dim: u32) -> Result<[u32; 3]> {
+pub(crate) fn grid(groups: u64, max_per_dim: u32) -> Result<[u32; 3]> {
     let max = max_per_dim.max(1) as u64;
     if groups <= max {
         return Ok([groups.max(1) as u32, 1, 1]);
@@ -93,7 +93,7 @@ pub(crate) fn bcast_index(out: &[usize], inp: &[usize], i: &str) -> String {
 pub(crate) fn per_element(
     g: &Graph,
     name: String,
-    kind: &str,
+    kind: KernelKind,
     ins: &[Value],
     out: Value,
     total: usize,
@@ -105,13 +105,14 @@ pub(crate) fn per_element(
         ins.iter().enumerate().map(|(k, &v)| (format!("in{k}"), false, packed_f16(g, v))).collect();
     binds.push(("out0".into(), true, false));
     let mut bindings: Vec<Binding> =
-        ins.iter().map(|&v| Binding { value: g.value_name(v), write: false, packed_f16: packed_f16(g, v) }).collect();
-    bindings.push(Binding { value: g.value_name(out), write: true, packed_f16: false });
+        ins.iter().map(|&v| Binding { value: v, write: false, packed_f16: packed_f16(g, v) }).collect();
+    bindings.push(Binding { value: out, write: true, packed_f16: false });
     Ok(KernelSource {
         name,
-        kind: kind.into(),
+        kind,
         wgsl: module(&binds, WORKGROUP, prelude, body),
         bindings,
+        workgroup_size: WORKGROUP,
         workgroups: grid((total as u64).div_ceil(WORKGROUP as u64), t.max_workgroups_per_dim)?,
     })
 }

@@ -2,7 +2,7 @@
 //! broadcast, one thread per output element.
 
 use crate::wgsl::{bcast_index, per_element, read, WORKGROUP};
-use crate::{dims, packed_f16, KernelSource, Target};
+use crate::{dims, packed_f16, KernelKind, KernelSource, Target};
 use glufuse_ir::shape::Bindings;
 use glufuse_ir::{Graph, NodeIndex, Result, Value};
 
@@ -23,5 +23,5 @@ pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) 
         m * k,
         k * nn
     );
-    per_element(g, g.node(n).name.clone(), "batched-matmul", &ins, out, total, "", &body, t)
+    per_element(g, g.node(n).name.clone(), KernelKind::BatchedMatmul, &ins, out, total, "", &body, t)
 }

@@ -36,10 +36,10 @@
 //! Requires `K % 4 == 0` and, for `[K, N]` weights, 4-aligned columns and offsets
 //! ([`fits`]); [`super::gemm_unaligned`] covers the rest.
 
-use super::{binds, epilogue, finish, up_name, ProjShape, ProjValues};
+use super::{binds, epilogue, finish, kind, up_name, ProjShape, ProjValues};
 use crate::elementwise::MATH;
 use crate::wgsl::UNPACK4_F16;
-use crate::{KernelSource, Target};
+use crate::{KernelSource, ProjKernel, Target};
 use glufuse_ir::Layout;
 use glufuse_ir::{Error, Result};
 use std::fmt::Write;
@@ -136,9 +136,6 @@ pub const DEFAULT: Tiles = Tiles { rt: 8, bk: 8, ny: 8 };
 /// The tilings worth timing against each other on a device (`glufuse::runtime::Executable::tune_gemms`):
 /// the default and the 256-thread 128×128 one with k steps of 16.
 pub const CANDIDATES: [Tiles; 2] = [DEFAULT, Tiles { rt: 8, bk: 16, ny: 16 }];
-
-/// The kernel kinds of this GEMM (fused and plain).
-pub const KINDS: [&str; 2] = ["fused-gate-up-gemm", "matmul-gemm"];
 
 /// The tiling for a target: the one it forces, else [`DEFAULT`].
 pub fn tiles(t: &Target) -> Tiles {
@@ -364,7 +361,7 @@ pub(crate) fn gemm_tiled(name: String, s: &ProjShape, v: &ProjValues, t: &Target
     if s.f16 {
         prelude.push_str(UNPACK4_F16);
     }
-    let kind = if fused { KINDS[0] } else { KINDS[1] };
+    let kind = kind(s, ProjKernel::GemmTiled);
     let groups = [s.rows.div_ceil(bm) as u64, s.n.div_ceil(out_cols(s)) as u64];
     finish(name, kind, &b, &prelude, &body, groups, threads as u32, t)
 }

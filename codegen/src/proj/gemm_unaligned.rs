@@ -3,10 +3,10 @@
 //! registers (per accumulator), scalar bounds-checked loads for any size. Every weight
 //! element is read once per 64 rows of x.
 
-use super::{binds, epilogue, finish, up_name, ProjShape, ProjValues};
+use super::{binds, epilogue, finish, kind, up_name, ProjShape, ProjValues};
 use crate::elementwise::MATH;
 use crate::wgsl::{read, WORKGROUP};
-use crate::{KernelSource, Target};
+use crate::{KernelSource, ProjKernel, Target};
 use glufuse_ir::{Layout, Result};
 use std::fmt::Write;
 
@@ -110,6 +110,6 @@ pub(crate) fn gemm_unaligned(name: String, s: &ProjShape, v: &ProjValues, t: &Ta
     if na == 2 {
         let _ = writeln!(prelude, "var<workgroup> us: array<vec4<f32>, {}>;", 16 * BK);
     }
-    let kind = if s.fused.is_some() { "fused-gate-up-gemm-unaligned" } else { "matmul-gemm-unaligned" };
+    let kind = kind(s, ProjKernel::GemmUnaligned);
     finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(BN) as u64, s.rows.div_ceil(bm) as u64], WORKGROUP, t)
 }

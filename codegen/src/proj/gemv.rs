@@ -13,11 +13,11 @@
 //! Every weight element is read once per row tile of x: 8 rows (16 in the `[N, K]` kernel
 //! with subgroups, where the reduction needs no workgroup memory per row).
 
-use super::{binds, epilogue, finish, up_name, ProjShape, ProjValues};
+use super::{binds, epilogue, finish, kind, up_name, ProjShape, ProjValues};
 use crate::elementwise::MATH;
 use crate::wgsl::{UNPACK4_F16, WORKGROUP};
-use crate::{KernelSource, Target};
-use glufuse_ir::Result;
+use crate::{KernelSource, ProjKernel, Target};
+use glufuse_ir::{Layout, Result};
 use std::fmt::Write;
 
 /// Loads 16 bytes of weight at vector index `idx` as one or two vec4<f32>.
@@ -155,7 +155,7 @@ pub(crate) fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
     if narrow {
         prelude.push_str(UNPACK4_F16);
     }
-    let kind = if s.fused.is_some() { "fused-gate-up-gemv-kn" } else { "matmul-gemv-kn" };
+    let kind = kind(s, ProjKernel::Gemv(Layout::Kn));
     finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(cw) as u64, s.rows.div_ceil(tm) as u64], WORKGROUP, t)
 }
 
@@ -291,6 +291,6 @@ pub(crate) fn gemv_nk(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
     if red_len > 0 {
         let _ = writeln!(prelude, "var<workgroup> red: array<f32, {red_len}>;");
     }
-    let kind = if s.fused.is_some() { "fused-gate-up-gemv-nk" } else { "matmul-gemv-nk" };
+    let kind = kind(s, ProjKernel::Gemv(Layout::Nk));
     finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(per_wg) as u64, s.rows.div_ceil(tm) as u64], WORKGROUP, t)
 }

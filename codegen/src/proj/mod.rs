@@ -21,7 +21,7 @@ pub(crate) mod scalar;
 
 use crate::elementwise::act_call;
 use crate::wgsl::{module_with, read};
-use crate::{dims, packed_f16, Binding, KernelSource, Target};
+use crate::{dims, packed_f16, Binding, KernelKind, KernelSource, ProjKernel, Target};
 use glufuse_ir::shape::Bindings;
 use glufuse_ir::*;
 use glufuse_ir::{Error, Result};
@@ -140,7 +140,7 @@ pub(super) struct Binds {
 }
 
 impl Binds {
-    fn push(&mut self, name: &str, write: bool, elem: &str, value: String, packed: bool) {
+    fn push(&mut self, name: &str, write: bool, elem: &str, value: Value, packed: bool) {
         self.decls.push((name.into(), write, elem.into()));
         self.bindings.push(Binding { value, write, packed_f16: packed });
     }
@@ -154,55 +154,48 @@ impl Binds {
     }
 }
 
-/// Names of the values bound: x, weights, biases, output.
+/// The values bound: x, weights, biases, output.
 pub struct ProjValues {
     /// x.
-    pub x: String,
+    pub x: Value,
     /// Gate (or the only) weight.
-    pub w_gate: String,
+    pub w_gate: Value,
     /// Up weight (fused, unmerged).
-    pub w_up: Option<String>,
+    pub w_up: Option<Value>,
     /// Gate bias and whether it is packed f16.
-    pub b_gate: Option<(String, bool)>,
+    pub b_gate: Option<(Value, bool)>,
     /// Up bias and whether it is packed f16.
-    pub b_up: Option<(String, bool)>,
+    pub b_up: Option<(Value, bool)>,
     /// Output.
-    pub out: String,
+    pub out: Value,
 }
 
 impl ProjValues {
     /// The values a projection node binds: x, its weight(s) and biases, its output.
     pub(crate) fn new(g: &Graph, ins: &[Value], out: Value, s: &ProjShape) -> ProjValues {
-        let fused_bias = |present: bool, i: usize| present.then(|| (g.value_name(ins[i]), packed_f16(g, ins[i])));
+        let fused_bias = |present: bool, i: usize| present.then(|| (ins[i], packed_f16(g, ins[i])));
         let (b_gate, b_up) = match &s.fused {
             Some(f) => (fused_bias(f.gate_bias, 3), fused_bias(f.up_bias, 3 + f.gate_bias as usize)),
             None => (None, None),
         };
-        ProjValues {
-            x: g.value_name(ins[0]),
-            w_gate: g.value_name(ins[1]),
-            w_up: s.fused.as_ref().map(|_| g.value_name(ins[2])),
-            b_gate,
-            b_up,
-            out: g.value_name(out),
-        }
+        ProjValues { x: ins[0], w_gate: ins[1], w_up: s.fused.as_ref().map(|_| ins[2]), b_gate, b_up, out }
     }
 }
 
 pub(crate) fn binds(s: &ProjShape, v: &ProjValues, x_elem: &str, w_elem: &str) -> Binds {
     let mut b = Binds { decls: vec![], bindings: vec![], builtins: String::new() };
-    b.push("x", false, x_elem, v.x.clone(), false);
-    b.push("w_gate", false, w_elem, v.w_gate.clone(), s.f16);
+    b.push("x", false, x_elem, v.x, false);
+    b.push("w_gate", false, w_elem, v.w_gate, s.f16);
     if let (Some(_), false, Some(u)) = (&s.fused, s.merged, &v.w_up) {
-        b.push("w_up", false, w_elem, u.clone(), s.f16);
+        b.push("w_up", false, w_elem, *u, s.f16);
     }
     if let Some((g, p)) = &v.b_gate {
-        b.push("b_gate", false, if *p { "u32" } else { "f32" }, g.clone(), *p);
+        b.push("b_gate", false, if *p { "u32" } else { "f32" }, *g, *p);
     }
     if let Some((u, p)) = &v.b_up {
-        b.push("b_up", false, if *p { "u32" } else { "f32" }, u.clone(), *p);
+        b.push("b_up", false, if *p { "u32" } else { "f32" }, *u, *p);
     }
-    b.push("out0", true, "f32", v.out.clone(), false);
+    b.push("out0", true, "f32", v.out, false);
     b
 }
 
@@ -237,12 +230,17 @@ pub(crate) fn up_name(s: &ProjShape) -> &'static str {
     }
 }
 
+/// The kind of a projection kernel of this shape.
+pub(crate) fn kind(s: &ProjShape, kernel: ProjKernel) -> KernelKind {
+    KernelKind::Projection { fused: s.fused.is_some(), kernel }
+}
+
 /// The kernel: bindings, `prelude` and `body` in an entry point of `threads` threads, over
 /// `workgroups` (x, y), each within the device's per-dimension limit.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn finish(
     name: String,
-    kind: &str,
+    kind: KernelKind,
     b: &Binds,
     prelude: &str,
     body: &str,
@@ -260,9 +258,10 @@ pub(crate) fn finish(
     wgsl.push_str(&module_with(&[], threads, prelude, body, &b.builtins));
     Ok(KernelSource {
         name,
-        kind: kind.into(),
+        kind,
         wgsl,
         bindings: b.bindings.clone(),
+        workgroup_size: threads,
         workgroups: [workgroups[0] as u32, workgroups[1] as u32, 1],
     })
 }

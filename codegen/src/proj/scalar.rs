@@ -9,10 +9,10 @@
 //! applies bias, activation and product before one write. Each weight element is read once
 //! per row tile; x is read from global memory (cached) as it is small.
 
-use super::ProjShape;
+use super::{kind, ProjShape};
 use crate::elementwise::{act_call, MATH};
 use crate::wgsl::{module, read, WORKGROUP};
-use crate::{packed_f16, Binding, KernelSource, Target};
+use crate::{packed_f16, Binding, KernelSource, ProjKernel, Target};
 use glufuse_ir::{Error, Graph, Layout, Result, Value};
 use std::fmt::Write;
 
@@ -36,10 +36,10 @@ pub(crate) fn scalar(
     let na = if s.fused.is_some() { 2 } else { 1 };
     // Bindings: x, weight(s) (a merged gate_up weight is bound once), biases, output.
     let mut binds: Vec<(String, bool, bool)> = vec![("x".into(), false, false)];
-    let mut bindings = vec![Binding { value: g.value_name(ins[0]), write: false, packed_f16: false }];
+    let mut bindings = vec![Binding { value: ins[0], write: false, packed_f16: false }];
     let mut bind = |name: &str, v: Value, binds: &mut Vec<(String, bool, bool)>| {
         binds.push((name.into(), false, packed_f16(g, v)));
-        bindings.push(Binding { value: g.value_name(v), write: false, packed_f16: packed_f16(g, v) });
+        bindings.push(Binding { value: v, write: false, packed_f16: packed_f16(g, v) });
     };
     bind("w_gate", ins[1], &mut binds);
     let wu_name = if s.merged { "w_gate" } else { "w_up" };
@@ -57,7 +57,7 @@ pub(crate) fn scalar(
         }
     }
     binds.push(("out0".into(), true, false));
-    bindings.push(Binding { value: g.value_name(out), write: true, packed_f16: false });
+    bindings.push(Binding { value: out, write: true, packed_f16: false });
 
     let w_idx = |col: &str| match s.layout {
         Layout::Kn => format!("k * {}u + {col}", s.n_total),
@@ -147,17 +147,12 @@ pub(crate) fn scalar(
             "'{name}' needs {tiles_n}×{tiles_m} workgroups, past this device's limit of {max} per dimension"
         )));
     }
-    let kind = match (&s.fused, s.layout) {
-        (None, Layout::Kn) => "matmul-kn",
-        (None, Layout::Nk) => "matmul-nk",
-        (Some(_), Layout::Kn) => "fused-gate-up-kn",
-        (Some(_), Layout::Nk) => "fused-gate-up-nk",
-    };
     Ok(KernelSource {
         name,
-        kind: kind.into(),
+        kind: kind(s, ProjKernel::Scalar(s.layout)),
         wgsl: module(&binds, WORKGROUP, &prelude, &b),
         bindings,
+        workgroup_size: WORKGROUP,
         workgroups: [tiles_n as u32, tiles_m as u32, 1],
     })
 }
