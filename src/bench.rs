@@ -284,7 +284,7 @@ pub fn run(gpu: &Gpu, o: &BenchOptions, mut progress: impl FnMut(&str)) -> Resul
                 let mut fused = original.clone();
                 crate::passes::PassManager::standard().run(&mut fused)?;
                 let b = Default::default();
-                let build = |g: &Graph| -> Result<(Executable, Vec<crate::runtime::Tuned>)> {
+                let build = |g: &Graph| -> Result<(Executable, Vec<crate::codegen::tune::Tuned>)> {
                     let mut exe = Executable::with_target(gpu, g, &b, &target)?;
                     let tuned = if o.tune {
                         exe.tune_gemms(g, &b, &target, &crate::codegen::proj::gemm_tiled::CANDIDATES)?

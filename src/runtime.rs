@@ -5,6 +5,7 @@
 //! Only validated [`Kernel`]s reach it. wgpu errors are caught by error scopes and an
 //! uncaptured-error handler and come back as [`Error::Gpu`], never as a panic.
 
+use crate::codegen::tune::Tuned;
 use crate::codegen::Tiles;
 use crate::codegen::{self, gpu_bytes, Kernel, Target};
 use crate::ir::*;
@@ -182,21 +183,6 @@ pub(crate) fn timed_pass<'e>(
 
 /// Back-to-back dispatches per timing of [`Executable::tune_gemms`].
 const TUNE_REPS: usize = 3;
-/// Timing rounds over the candidates (each candidate's fastest round counts).
-const TUNE_ROUNDS: usize = 5;
-
-/// What [`Executable::tune_gemms`] did with one kernel.
-#[derive(Clone, Debug)]
-pub struct Tuned {
-    /// The kernel (the node it computes).
-    pub kernel: String,
-    /// Each tiling timed and its µs per dispatch; empty where a kernel of the same shape was
-    /// timed before.
-    pub timings: Vec<(Tiles, f64)>,
-    /// The tiling kept.
-    pub chosen: Tiles,
-}
-
 /// A graph compiled for one device and one binding of its symbolic dims.
 pub struct Executable<'a> {
     gpu: &'a Gpu,
@@ -328,84 +314,36 @@ impl<'a> Executable<'a> {
     /// Times every aligned prefill GEMM of the executable (fused or plain) under each tiling
     /// of `candidates` on this device, and keeps the fastest: which tiling wins depends on
     /// the shape and the device (on an H100 the default wins at M=512 and loses at M=128 on
-    /// Llama-3-8B). Kernels with the same WGSL (the same shape) are timed once. Every tiling
-    /// sums k in the same order, so the choice changes no result bit. Candidates the device's
-    /// workgroup memory cannot hold are skipped; with fewer than two left nothing is timed.
-    /// Costs about 20 dispatches per candidate and distinct shape (tens of milliseconds for
-    /// a Llama-3-8B prefill GEMM).
+    /// Llama-3-8B). The choice is codegen's ([`codegen::tune::tune`]: which variants, how
+    /// many rounds, which wins); this only times each variant it is given, over the
+    /// executable's own buffers. Every tiling sums k in the same order, so the choice changes
+    /// no result bit. Costs about 20 dispatches per candidate and distinct shape (tens of
+    /// milliseconds for a Llama-3-8B prefill GEMM).
     pub fn tune_gemms(&mut self, g: &Graph, b: &Bindings, target: &Target, candidates: &[Tiles]) -> Result<Vec<Tuned>> {
-        let fit: Vec<Tiles> = candidates
-            .iter()
-            .copied()
-            .filter(|t| t.storage_bytes() <= target.max_workgroup_storage_bytes as usize)
-            .collect();
-        let mut report = vec![];
-        if fit.len() < 2 {
-            return Ok(report);
-        }
-        let mut decided: HashMap<String, Tiles> = HashMap::new();
-        for i in 0..self.kernels.len() {
-            let src = self.kernels[i].source().clone();
-            if !src.kind.is_tiled_gemm() {
-                continue;
+        // Pipelines by what they run (WGSL and bindings): the executable's own and every
+        // candidate timed, so that a kernel already on the chosen tiling keeps its pipeline
+        // and the winner keeps the one it was timed with.
+        let key = |k: &Kernel| (k.source().wgsl.clone(), k.source().bindings.clone());
+        let mut pipelines: HashMap<_, Dispatch> =
+            self.kernels.iter().zip(&self.dispatches).map(|(k, d)| (key(k), d.clone())).collect();
+        let (gpu, buffers, buffer_of) = (self.gpu, &self.buffers, &self.buffer_of);
+        let mut pipeline = |k: &Kernel, what: &str| -> Result<Dispatch> {
+            if let Some(d) = pipelines.get(&key(k)) {
+                return Ok(d.clone());
             }
-            let node =
-                g.resolve(&src.name).ok_or_else(|| Error::Internal(format!("no node for kernel '{}'", src.name)))?;
-            let variant = |t: Tiles| -> Result<Kernel> {
-                let tt = Target { gemm_tiles: Some(t), ..target.clone() };
-                let k = codegen::node_kernels(g, node.node, b, &tt)?
-                    .into_iter()
-                    .find(|k| k.name == src.name)
-                    .ok_or_else(|| Error::Internal(format!("tiling {t} made no kernel '{}'", src.name)))?;
-                codegen::validate(k, tt.caps)
-            };
-            let mut timings = vec![];
-            // The chosen kernel and, when it was timed, its pipeline.
-            let (kernel, timed, chosen) = match decided.get(&src.wgsl) {
-                Some(&t) => (variant(t)?, None, t),
-                None => {
-                    let mut tried = vec![];
-                    for &t in &fit {
-                        let k = variant(t)?;
-                        // The candidate the executable already runs keeps its pipeline.
-                        let d = if k.source().wgsl == src.wgsl {
-                            self.dispatches[i].clone()
-                        } else {
-                            self.gpu.scoped("creating a tuning pipeline", || {
-                                dispatch(self.gpu, g, &self.buffers, &self.buffer_of, k.source())
-                            })??
-                        };
-                        tried.push((t, k, d, f64::INFINITY));
-                    }
-                    // Rounds alternate the candidates and each keeps its fastest round, so a
-                    // passing slowdown of the device cannot decide for one.
-                    for _ in 0..TUNE_ROUNDS {
-                        for (_, _, d, fastest) in &mut tried {
-                            let (us, _) = time(self.gpu, TUNE_REPS, 1, |enc, reps, ts| d.record(enc, reps, ts))?;
-                            *fastest = fastest.min(us);
-                        }
-                    }
-                    timings = tried.iter().map(|(t, _, _, us)| (*t, *us)).collect();
-                    let (t, k, d, _) = tried
-                        .into_iter()
-                        .min_by(|a, b| a.3.total_cmp(&b.3))
-                        .expect("at least two candidates were timed");
-                    decided.insert(src.wgsl.clone(), t);
-                    (k, Some(d), t)
-                }
-            };
-            if kernel.source().wgsl != src.wgsl {
-                self.dispatches[i] = match timed {
-                    Some(d) => d,
-                    None => self.gpu.scoped("creating a pipeline", || {
-                        dispatch(self.gpu, g, &self.buffers, &self.buffer_of, kernel.source())
-                    })??,
-                };
-                self.kernels[i] = kernel;
-            }
-            report.push(Tuned { kernel: src.name, timings, chosen });
+            let d = gpu.scoped(what, || dispatch(gpu, g, buffers, buffer_of, k.source()))??;
+            pipelines.insert(key(k), d.clone());
+            Ok(d)
+        };
+        let mut timer = |k: &Kernel| -> Result<f64> {
+            let d = pipeline(k, "creating a tuning pipeline")?;
+            Ok(time(gpu, TUNE_REPS, 1, |enc, reps, ts| d.record(enc, reps, ts))?.0)
+        };
+        let tuned = codegen::tune::tune(&mut self.kernels, g, b, target, candidates, &mut timer)?;
+        for t in tuned.iter().filter(|t| t.replaced) {
+            self.dispatches[t.index] = pipeline(&self.kernels[t.index], "creating a pipeline")?;
         }
-        Ok(report)
+        Ok(tuned)
     }
 
     /// Dispatches one run takes.

@@ -20,6 +20,7 @@ mod elementwise;
 mod layout;
 pub mod proj;
 mod select;
+pub mod tune;
 mod wgsl;
 
 pub use layout::copy_kernel;
@@ -106,7 +107,7 @@ impl fmt::Display for KernelKind {
 }
 
 /// One buffer a kernel binds, in binding order.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Binding {
     /// The graph value bound.
     pub value: Value,

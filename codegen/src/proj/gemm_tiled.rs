@@ -133,7 +133,7 @@ fn out_cols(s: &ProjShape) -> usize {
 /// along the rows (128 per workgroup).
 pub const DEFAULT: Tiles = Tiles { rt: 8, bk: 8, ny: 8 };
 
-/// The tilings worth timing against each other on a device (`glufuse::runtime::Executable::tune_gemms`):
+/// The tilings worth timing against each other on a device ([`crate::tune`]):
 /// the default and the 256-thread 128×128 one with k steps of 16.
 pub const CANDIDATES: [Tiles; 2] = [DEFAULT, Tiles { rt: 8, bk: 16, ny: 16 }];
 
