@@ -1,4 +1,4 @@
-//! The wgpu executor: picks an adapter, uploads weights once, plans intermediate buffers
+//! The wgpu executor: opens the GPU ([`Gpu`]), uploads weights once, plans intermediate buffers
 //! (reused once their last reader has run; `Reshape` is a view of its input), records every
 //! dispatch of a run in one command encoder, and reads the outputs back.
 //!
@@ -14,138 +14,12 @@ use crate::tensor::{round_f16, weight_values, Tensor};
 use crate::{Error, Graph, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
-/// An opened GPU.
-pub struct Gpu {
-    /// The device.
-    pub device: wgpu::Device,
-    /// Its queue.
-    pub queue: wgpu::Queue,
-    /// What the adapter says about itself.
-    pub info: wgpu::AdapterInfo,
-    /// The limits the device was opened with.
-    pub limits: wgpu::Limits,
-    /// The features it was opened with.
-    pub features: wgpu::Features,
-    /// What the adapter supports below full WebGPU.
-    pub downlevel: wgpu::DownlevelCapabilities,
-    errors: Arc<Mutex<Vec<String>>>,
-}
+mod gpu;
+mod timing;
 
-impl Gpu {
-    /// Opens the default adapter: `WGPU_BACKEND` (e.g. `vulkan`, `gl`) limits the backends,
-    /// `WGPU_ADAPTER_NAME` picks an adapter whose name contains it.
-    pub fn new() -> Result<Gpu> {
-        pollster::block_on(Self::open())
-    }
-
-    async fn open() -> Result<Gpu> {
-        let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
-        let desc = wgpu::InstanceDescriptor { backends, ..wgpu::InstanceDescriptor::new_without_display_handle() };
-        let instance = wgpu::Instance::new(desc);
-        let adapter = match std::env::var("WGPU_ADAPTER_NAME") {
-            Ok(want) => {
-                let want = want.to_lowercase();
-                let all = instance.enumerate_adapters(backends).await;
-                let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
-                all.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&want)).ok_or_else(|| {
-                    Error::Gpu(format!("no adapter's name contains WGPU_ADAPTER_NAME={want:?}; adapters: {names:?}"))
-                })?
-            }
-            Err(_) => instance
-                .request_adapter(&wgpu::RequestAdapterOptions {
-                    power_preference: wgpu::PowerPreference::HighPerformance,
-                    force_fallback_adapter: false,
-                    compatible_surface: None,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| Error::Gpu(format!("no GPU adapter found ({e}); backends tried: {backends:?}")))?,
-        };
-        let info = adapter.get_info();
-        let downlevel = adapter.get_downlevel_capabilities();
-        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
-        let features = adapter.features() & wanted;
-        let limits = adapter.limits();
-        let (device, queue) = adapter
-            .request_device(&wgpu::DeviceDescriptor {
-                label: Some("glufuse"),
-                required_features: features,
-                required_limits: limits.clone(),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| Error::Gpu(format!("cannot open a device on '{}': {e}", info.name)))?;
-        let errors = Arc::new(Mutex::new(vec![]));
-        let sink = errors.clone();
-        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            sink.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
-        }));
-        let lost = errors.clone();
-        device.set_device_lost_callback(move |reason, msg| {
-            lost.lock().unwrap_or_else(|p| p.into_inner()).push(format!("device lost ({reason:?}): {msg}"));
-        });
-        Ok(Gpu { device, queue, info, limits, features, downlevel, errors })
-    }
-
-    /// A line naming the adapter and backend.
-    pub fn describe(&self) -> String {
-        format!("{} ({:?}, {:?})", self.info.name, self.info.backend, self.info.device_type)
-    }
-
-    /// The code generation target for this device.
-    pub fn target(&self) -> Target {
-        let mut caps = naga::valid::Capabilities::empty();
-        if self.features.contains(wgpu::Features::SHADER_F16) {
-            caps |= naga::valid::Capabilities::SHADER_FLOAT16;
-        }
-        if self.downlevel.flags.contains(wgpu::DownlevelFlags::SHADER_F16_IN_F32) {
-            caps |= naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32;
-        }
-        // Subgroup reductions need one fixed subgroup size (so that every subgroup is full).
-        let subgroup_size = (self.features.contains(wgpu::Features::SUBGROUP)
-            && self.info.subgroup_min_size == self.info.subgroup_max_size)
-            .then_some(self.info.subgroup_min_size);
-        if subgroup_size.is_some() {
-            caps |= naga::valid::Capabilities::SUBGROUP;
-        }
-        Target {
-            caps,
-            max_workgroups_per_dim: self.limits.max_compute_workgroups_per_dimension,
-            max_binding_bytes: self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size),
-            max_workgroup_storage_bytes: self.limits.max_compute_workgroup_storage_size,
-            gemm_tiles: None,
-            subgroup_size,
-        }
-    }
-
-    fn take_errors(&self) -> Result<()> {
-        let mut e = self.errors.lock().unwrap_or_else(|p| p.into_inner());
-        if e.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Gpu(std::mem::take(&mut *e).join("; ")))
-        }
-    }
-
-    /// Runs `f` inside validation and out-of-memory error scopes.
-    fn scoped<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
-        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let val = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let r = f();
-        let ve = pollster::block_on(val.pop());
-        let oe = pollster::block_on(oom.pop());
-        if let Some(e) = oe {
-            return Err(Error::Gpu(format!("out of GPU memory while {what}: {e}")));
-        }
-        if let Some(e) = ve {
-            return Err(Error::Gpu(format!("wgpu rejected {what}: {e}")));
-        }
-        self.take_errors()?;
-        Ok(r)
-    }
-}
+pub use gpu::Gpu;
+pub use timing::{time, timed_pass};
 
 #[derive(Clone)]
 struct Dispatch {
@@ -164,21 +38,6 @@ impl Dispatch {
             pass.dispatch_workgroups(self.workgroups[0], self.workgroups[1], self.workgroups[2]);
         }
     }
-}
-
-/// Begins a compute pass, with timestamps written at its start and end into `timestamps`
-/// (query set, first index) where given.
-pub(crate) fn timed_pass<'e>(
-    encoder: &'e mut wgpu::CommandEncoder,
-    label: &str,
-    timestamps: Option<(&wgpu::QuerySet, u32)>,
-) -> wgpu::ComputePass<'e> {
-    let tw = timestamps.map(|(q, i)| wgpu::ComputePassTimestampWrites {
-        query_set: q,
-        beginning_of_pass_write_index: Some(i),
-        end_of_pass_write_index: Some(i + 1),
-    });
-    encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes: tw })
 }
 
 /// Back-to-back dispatches per timing of [`Executable::tune_gemms`].
@@ -434,70 +293,6 @@ impl<'a> Executable<'a> {
         }
         Ok(out)
     }
-}
-
-/// Times `reps` repetitions of `record` per submission; returns the median µs per repetition
-/// and whether timestamps were used.
-pub(crate) fn time<F: Fn(&mut wgpu::CommandEncoder, usize, Option<(&wgpu::QuerySet, u32)>)>(
-    gpu: &Gpu,
-    reps: usize,
-    samples: usize,
-    record: F,
-) -> Result<(f64, bool)> {
-    let dev = &gpu.device;
-    let ts = gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY);
-    let qs = ts.then(|| {
-        dev.create_query_set(&wgpu::QuerySetDescriptor { label: None, ty: wgpu::QueryType::Timestamp, count: 2 })
-    });
-    let resolve = dev.create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: 16,
-        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-        mapped_at_creation: false,
-    });
-    let read = dev.create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: 16,
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let period = gpu.queue.get_timestamp_period() as f64;
-    let wait =
-        || dev.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")));
-    // Warm-up.
-    let mut enc = dev.create_command_encoder(&Default::default());
-    record(&mut enc, 1, None);
-    gpu.queue.submit([enc.finish()]);
-    wait()?;
-    let mut times = vec![];
-    for _ in 0..samples.max(1) {
-        let mut enc = dev.create_command_encoder(&Default::default());
-        let t0 = Instant::now();
-        record(&mut enc, reps, qs.as_ref().map(|q| (q, 0)));
-        if let Some(q) = &qs {
-            enc.resolve_query_set(q, 0..2, &resolve, 0);
-            enc.copy_buffer_to_buffer(&resolve, 0, &read, 0, 16);
-        }
-        gpu.queue.submit([enc.finish()]);
-        wait()?;
-        let wall = t0.elapsed().as_secs_f64() * 1e6;
-        let us = if qs.is_some() {
-            let slice = read.slice(..);
-            slice.map_async(wgpu::MapMode::Read, |_| {});
-            wait()?;
-            let ticks: Vec<u64> = {
-                let v = slice.get_mapped_range().map_err(|e| Error::Gpu(e.to_string()))?;
-                bytemuck::cast_slice::<u8, u64>(&v).to_vec()
-            };
-            read.unmap();
-            ticks[1].saturating_sub(ticks[0]) as f64 * period / 1e3
-        } else {
-            wall
-        };
-        times.push(us / reps.max(1) as f64);
-    }
-    times.sort_by(f64::total_cmp);
-    Ok((times[times.len() / 2], qs.is_some()))
 }
 
 /// The pipeline and bind group of one kernel over the executable's buffers.
