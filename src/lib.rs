@@ -23,8 +23,6 @@ pub use glufuse_ir as ir;
 pub use glufuse_ir::{builder, dump, interp, json, shape, tensor, verify, Error, Graph, Result};
 pub use glufuse_passes as passes;
 
-pub mod bench;
-pub mod cli;
 pub mod files;
 pub mod onnx;
 pub mod runtime;
