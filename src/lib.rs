@@ -20,6 +20,7 @@
 
 pub use glufuse_ir as ir;
 pub use glufuse_ir::{builder, dump, interp, json, shape, tensor, verify, Error, Graph, Result};
+pub use glufuse_passes as passes;
 
 pub mod bench;
 pub mod cli;
@@ -29,6 +30,3 @@ pub mod files;
 pub mod onnx;
 pub mod runtime;
 pub mod synth;
-
-#[path = "../passes/mod.rs"]
-pub mod passes;

@@ -1,10 +1,10 @@
 //! The fusion report: what the pass saw, fused and rejected (with reasons), and how the
 //! e-graph run went. Data for tools (`--report json`) and text for people (`--explain`).
 
-use crate::ir::{Activation, Layout};
+use glufuse_ir::{Activation, Layout};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::fmt::Write;
+use std::fmt::{self, Write};
 
 /// What became of one candidate product `act(g) · u`.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -40,6 +40,59 @@ pub struct Candidate {
     pub outcome: Outcome,
 }
 
+/// Why equality saturation stopped: egg's `StopReason`, as data.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum StopReason {
+    /// No rule had anything left to add.
+    Saturated,
+    /// The iteration limit, reached.
+    IterationLimit(usize),
+    /// The e-node limit, reached.
+    NodeLimit(usize),
+    /// The time limit in seconds, reached.
+    TimeLimit(f64),
+    /// Another reason, in egg's words.
+    Other(String),
+    /// No reason given (the run did not stop, or did not happen).
+    #[default]
+    Unknown,
+}
+
+impl From<Option<&egg::StopReason>> for StopReason {
+    fn from(r: Option<&egg::StopReason>) -> Self {
+        match r {
+            Some(egg::StopReason::Saturated) => StopReason::Saturated,
+            Some(egg::StopReason::IterationLimit(n)) => StopReason::IterationLimit(*n),
+            Some(egg::StopReason::NodeLimit(n)) => StopReason::NodeLimit(*n),
+            Some(egg::StopReason::TimeLimit(s)) => StopReason::TimeLimit(*s),
+            Some(egg::StopReason::Other(s)) => StopReason::Other(s.clone()),
+            None => StopReason::Unknown,
+        }
+    }
+}
+
+/// As the report says it: `saturated`, `iteration limit (32)`, `e-node limit (1024)`, `time
+/// limit (20 s)`.
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StopReason::Saturated => f.write_str("saturated"),
+            StopReason::IterationLimit(n) => write!(f, "iteration limit ({n})"),
+            StopReason::NodeLimit(n) => write!(f, "e-node limit ({n})"),
+            StopReason::TimeLimit(s) => write!(f, "time limit ({s} s)"),
+            StopReason::Other(s) => f.write_str(s),
+            StopReason::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
+/// Serialised as its text, so that JSON reports read as people read them.
+impl Serialize for StopReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// Wall times of the pass's phases, in milliseconds.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct Timings {
@@ -68,8 +121,8 @@ pub struct FusionReport {
     pub egraph_classes: usize,
     /// Saturation iterations.
     pub iterations: usize,
-    /// Why saturation stopped (`saturated`, or the limit hit).
-    pub stop_reason: String,
+    /// Why saturation stopped.
+    pub stop_reason: StopReason,
     /// How often each rule fired, over the run.
     pub rules_applied: BTreeMap<String, usize>,
     /// Phase timings.
@@ -128,5 +181,24 @@ impl FusionReport {
             );
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_reasons_read_as_before_in_text_and_json() {
+        for (r, text) in [
+            (StopReason::Saturated, "saturated"),
+            (StopReason::IterationLimit(32), "iteration limit (32)"),
+            (StopReason::NodeLimit(1024), "e-node limit (1024)"),
+            (StopReason::TimeLimit(20.0), "time limit (20 s)"),
+            (StopReason::Other("stopped by hook".into()), "stopped by hook"),
+        ] {
+            assert_eq!(r.to_string(), text);
+            assert_eq!(serde_json::to_value(&r).unwrap(), serde_json::Value::from(text));
+        }
     }
 }

@@ -122,13 +122,13 @@ pub fn rules() -> Vec<Rw> {
         rw!("fuse";         "(glu ?a (lin ?x ?wg ?bg) (lin ?x ?wu ?bu))" => "(fgu ?a ?x ?wg ?bg ?wu ?bu)" if same_type_of("?wg", "?wu")), // act(x·Wg+bg)·(x·Wu+bu) = fgu(..)
     ];
     // act(g)·u and u·act(g), for each activation: the candidates the pass reports on.
-    for act in crate::ir::Activation::ALL {
+    for act in glufuse_ir::Activation::ALL {
         let (n, tag) = (act.name(), format!("act:{}", act.name()));
         let op = match act {
-            crate::ir::Activation::Silu => "silu",
-            crate::ir::Activation::GeluTanh => "gelu_tanh",
-            crate::ir::Activation::GeluErf => "gelu_erf",
-            crate::ir::Activation::Relu => "relu",
+            glufuse_ir::Activation::Silu => "silu",
+            glufuse_ir::Activation::GeluTanh => "gelu_tanh",
+            glufuse_ir::Activation::GeluErf => "gelu_erf",
+            glufuse_ir::Activation::Relu => "relu",
         };
         let lhs_l: egg::Pattern<Glu> = format!("(mul ({op} ?g) ?u)").parse().expect("pattern");
         let lhs_r: egg::Pattern<Glu> = format!("(mul ?u ({op} ?g))").parse().expect("pattern");

@@ -15,9 +15,9 @@ pub mod rules;
 pub mod select;
 
 use super::{Pass, PassReport};
-use crate::ir::*;
-use crate::Result;
-pub use report::{Candidate, FusionReport, Outcome};
+use glufuse_ir::Result;
+use glufuse_ir::*;
+pub use report::{Candidate, FusionReport, Outcome, StopReason};
 use select::{ClassMap, Plan};
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
@@ -77,14 +77,7 @@ pub fn fuse(g: &mut Graph, limits: &Limits) -> Result<FusionReport> {
         .with_time_limit(limits.time)
         .run(&rules);
     rep.timings.saturate_ms = ms(t);
-    rep.stop_reason = match &runner.stop_reason {
-        Some(egg::StopReason::Saturated) => "saturated".into(),
-        Some(egg::StopReason::IterationLimit(n)) => format!("iteration limit ({n})"),
-        Some(egg::StopReason::NodeLimit(n)) => format!("e-node limit ({n})"),
-        Some(egg::StopReason::TimeLimit(s)) => format!("time limit ({s} s)"),
-        Some(egg::StopReason::Other(s)) => s.clone(),
-        None => "unknown".into(),
-    };
+    rep.stop_reason = runner.stop_reason.as_ref().into();
     rep.iterations = runner.iterations.len();
     let mut applied: BTreeMap<String, usize> = rules.iter().map(|r| (r.name.to_string(), 0)).collect();
     for it in &runner.iterations {
@@ -122,7 +115,7 @@ pub fn fuse(g: &mut Graph, limits: &Limits) -> Result<FusionReport> {
         found.push((v, act, plan));
     }
     let mut accepted: Vec<Plan> = vec![];
-    let mut freed_before: HashSet<petgraph::stable_graph::NodeIndex> = HashSet::new();
+    let mut freed_before: HashSet<NodeIndex> = HashSet::new();
     let mut read_by_fused: HashSet<Value> = HashSet::new();
     let mut outcomes: Vec<(String, Activation, std::result::Result<usize, String>)> = vec![];
     for (v, act, plan) in found {
@@ -175,13 +168,12 @@ pub fn fuse(g: &mut Graph, limits: &Limits) -> Result<FusionReport> {
 /// Rewrites the graph for the accepted plans: each product is replaced by a `FusedGateUp`
 /// node of its name, readers are rewired, and the nodes this leaves dead are removed.
 /// Returns, per plan, the fused node and the names of the nodes it replaced.
-fn lift(g: &mut Graph, plans: &[Plan]) -> Result<Vec<(petgraph::stable_graph::NodeIndex, Vec<String>)>> {
+fn lift(g: &mut Graph, plans: &[Plan]) -> Result<Vec<(NodeIndex, Vec<String>)>> {
     let mut out = vec![];
     let mut regions = vec![];
     for p in plans {
         let reg = select::region(g, p);
-        let names: Vec<(petgraph::stable_graph::NodeIndex, String)> =
-            reg.iter().map(|&n| (n, g.node(n).name.clone())).collect();
+        let names: Vec<(NodeIndex, String)> = reg.iter().map(|&n| (n, g.node(n).name.clone())).collect();
         let name = g.node(p.root.node).name.clone();
         let ty = g.ty(p.root).clone();
         g.rename(p.root.node, format!("{name}.unfused"))?;
@@ -200,7 +192,7 @@ fn lift(g: &mut Graph, plans: &[Plan]) -> Result<Vec<(petgraph::stable_graph::No
         out.push(new);
     }
     // Remove what became dead, region by region, consumers first.
-    let mut removed: HashSet<petgraph::stable_graph::NodeIndex> = HashSet::new();
+    let mut removed: HashSet<NodeIndex> = HashSet::new();
     loop {
         let mut changed = false;
         for names in &regions {
@@ -208,7 +200,7 @@ fn lift(g: &mut Graph, plans: &[Plan]) -> Result<Vec<(petgraph::stable_graph::No
                 if removed.contains(n) {
                     continue;
                 }
-                let dead = g.g.neighbors_directed(*n, petgraph::Direction::Outgoing).next().is_none()
+                let dead = g.g.neighbors_directed(*n, glufuse_ir::petgraph::Direction::Outgoing).next().is_none()
                     && !g.outputs.iter().any(|v| v.node == *n);
                 if dead {
                     g.remove_node(*n);

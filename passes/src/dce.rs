@@ -2,9 +2,9 @@
 //! kept even when unused, since callers feed them by name.
 
 use super::{Pass, PassReport};
-use crate::ir::{Graph, Op};
-use crate::Result;
-use petgraph::Direction;
+use glufuse_ir::petgraph::Direction;
+use glufuse_ir::Result;
+use glufuse_ir::{Graph, Op};
 
 /// What was removed.
 #[derive(Clone, Debug, Default, serde::Serialize)]

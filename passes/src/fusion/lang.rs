@@ -6,8 +6,8 @@
 //! leaves named `vN_K` (node index N, output K). The analysis carries each class's tensor
 //! type and, for scalars, its constant value.
 
-use crate::ir::{Activation, BinaryOp, Dim, TensorType, UnaryOp};
 use egg::{define_language, Analysis, DidMerge, EGraph, Id, Symbol};
+use glufuse_ir::{Activation, BinaryOp, Dim, TensorType, UnaryOp};
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
@@ -173,7 +173,7 @@ impl Analysis<Glu> for TypeAnalysis {
             Glu::Leaf(s) => Info { ty: egraph.analysis.leaf_types.get(s).cloned(), konst: None },
             Glu::MatMul([a, b]) | Glu::Lin([a, b, _]) => {
                 let ty = match (ty(a), ty(b)) {
-                    (Some(a), Some(b)) => crate::ir::Op::MatMul.infer(&[&a, &b], &[]).ok().map(|mut v| v.remove(0)),
+                    (Some(a), Some(b)) => glufuse_ir::Op::MatMul.infer(&[&a, &b], &[]).ok().map(|mut v| v.remove(0)),
                     _ => None,
                 };
                 Info { ty, konst: None }
@@ -181,7 +181,7 @@ impl Analysis<Glu> for TypeAnalysis {
             Glu::Add([a, b]) | Glu::Sub([a, b]) | Glu::Mul([a, b]) | Glu::Div([a, b]) | Glu::Pow([a, b]) => {
                 let ty = match (ty(a), ty(b)) {
                     (Some(x), Some(y)) => {
-                        crate::shape::broadcast(&x.shape, &y.shape).ok().map(|s| TensorType::new(x.dtype, s))
+                        glufuse_ir::shape::broadcast(&x.shape, &y.shape).ok().map(|s| TensorType::new(x.dtype, s))
                     }
                     (Some(x), None) | (None, Some(x)) => Some(x),
                     (None, None) => None,

@@ -11,9 +11,9 @@
 //! Candidates are tried greedily in graph order.
 
 use super::lang::{bytes_of, Glu, GluGraph};
-use crate::ir::*;
 use egg::Id;
-use petgraph::stable_graph::NodeIndex;
+use glufuse_ir::NodeIndex;
+use glufuse_ir::*;
 use std::collections::{HashMap, HashSet};
 
 /// The cost of one kernel launch in bytes-moved equivalents: a dispatch recorded in a shared

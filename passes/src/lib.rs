@@ -1,4 +1,5 @@
-//! Graph passes and the manager that runs them.
+//! glufuse-passes: graph passes and the manager that runs them. It builds on glufuse-ir and
+//! egg only; the code generator and the runtime know nothing of it.
 //!
 //! A [`Pass`] transforms a [`Graph`] in place and returns a report (data, not log lines). The
 //! [`PassManager`], not each pass, verifies the graph after every pass (always in debug builds
@@ -7,9 +8,9 @@
 pub mod dce;
 pub mod fusion;
 
-use crate::dump::{render, Format};
-use crate::ir::{Graph, GraphSummary};
-use crate::{Error, Result};
+use glufuse_ir::dump::{render, Format};
+use glufuse_ir::{Error, Result};
+use glufuse_ir::{Graph, GraphSummary};
 use std::time::{Duration, Instant};
 
 /// What a pass reports about its run.
@@ -75,7 +76,7 @@ impl PassManager {
     /// Runs every pass. The input is verified first (bad input is the caller's error); a
     /// verification failure after a pass is a glufuse bug and says so.
     pub fn run(&mut self, g: &mut Graph) -> Result<Vec<PassRun>> {
-        crate::verify::verify(g)?;
+        glufuse_ir::verify::verify(g)?;
         let mut runs = vec![];
         for p in &mut self.passes {
             let before = g.summary();
@@ -84,7 +85,7 @@ impl PassManager {
             let report = p.run(g)?;
             let time = t.elapsed();
             if self.verify_each {
-                crate::verify::verify(g).map_err(|e| {
+                glufuse_ir::verify::verify(g).map_err(|e| {
                     Error::Internal(format!("the graph fails verification after pass '{}': {e}", p.name()))
                 })?;
             }

@@ -2,10 +2,10 @@
 //! `outputs` node over every graph output.
 
 use super::lang::{self, Const, Glu, GluGraph, TypeAnalysis};
-use crate::ir::*;
-use crate::shape::norm_axis;
-use crate::Result;
 use egg::{Id, Symbol};
+use glufuse_ir::shape::norm_axis;
+use glufuse_ir::Result;
+use glufuse_ir::*;
 use std::collections::HashMap;
 
 /// The e-graph of a graph, and how its classes map back.
@@ -17,7 +17,7 @@ pub struct Lowered {
     /// The root class (the `outputs` node).
     pub root: Id,
     /// Node indices in topological order.
-    pub order: Vec<petgraph::stable_graph::NodeIndex>,
+    pub order: Vec<NodeIndex>,
 }
 
 fn leaf(eg: &mut GluGraph, v: Value, ty: &TensorType) -> Id {
