@@ -38,8 +38,8 @@ fn bcast_index(out: &[usize], inp: &[usize], i: &str) -> String {
     }
 }
 
-fn unary_expr(u: UnaryOp, x: &str) -> String {
-    match u {
+fn unary_expr(u: UnaryOp, x: &str) -> Option<String> {
+    Some(match u {
         UnaryOp::Neg => format!("-{x}"),
         UnaryOp::Exp => format!("exp({x})"),
         UnaryOp::Sqrt => format!("sqrt({x})"),
@@ -50,18 +50,37 @@ fn unary_expr(u: UnaryOp, x: &str) -> String {
         UnaryOp::Silu => format!("silu_({x})"),
         UnaryOp::GeluTanh => format!("gelu_tanh_({x})"),
         UnaryOp::GeluErf => format!("gelu_erf_({x})"),
-    }
+        UnaryOp::Reciprocal
+        | UnaryOp::Sin
+        | UnaryOp::Cos
+        | UnaryOp::Log
+        | UnaryOp::Abs
+        | UnaryOp::Floor
+        | UnaryOp::Ceil
+        | UnaryOp::Softplus
+        | UnaryOp::Not
+        | UnaryOp::IsNaN => return None,
+    })
 }
 
-fn binary_expr(op: BinaryOp, a: &str, b: &str) -> String {
-    match op {
+fn binary_expr(op: BinaryOp, a: &str, b: &str) -> Option<String> {
+    Some(match op {
         BinaryOp::Add => format!("{a} + {b}"),
         BinaryOp::Sub => format!("{a} - {b}"),
         BinaryOp::Mul => format!("{a} * {b}"),
         BinaryOp::Div => format!("{a} / {b}"),
         // pow() is undefined for negative bases in WGSL; integral exponents are exact here.
         BinaryOp::Pow => format!("pow_({a}, {b})"),
-    }
+        BinaryOp::Max
+        | BinaryOp::Min
+        | BinaryOp::Equal
+        | BinaryOp::Less
+        | BinaryOp::LessOrEqual
+        | BinaryOp::Greater
+        | BinaryOp::GreaterOrEqual
+        | BinaryOp::And
+        | BinaryOp::Or => return None,
+    })
 }
 
 const POW: &str = r#"
@@ -131,10 +150,14 @@ pub fn kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<Vec<
     let rd = |k: usize, idx: &str| read(&format!("in{k}"), idx, packed_f16(g, ins[k]));
     let name = node.name.clone();
     let ks = match &node.op {
-        Op::Unary(u) => vec![map_kernel(g, name, "elementwise", &ins, out, total, &unary_expr(*u, &rd(0, "i")), t)?],
+        Op::Unary(u) => {
+            let e = unary_expr(*u, &rd(0, "i")).ok_or_else(|| no_kernel(node))?;
+            vec![map_kernel(g, name, "elementwise", &ins, out, total, &e, t)?]
+        }
         Op::Binary(op) => {
             let (a, c) = (dims(g, ins[0], b)?, dims(g, ins[1], b)?);
-            let e = binary_expr(*op, &rd(0, &bcast_index(&od, &a, "i")), &rd(1, &bcast_index(&od, &c, "i")));
+            let e = binary_expr(*op, &rd(0, &bcast_index(&od, &a, "i")), &rd(1, &bcast_index(&od, &c, "i")))
+                .ok_or_else(|| no_kernel(node))?;
             vec![map_kernel(g, name, "elementwise", &ins, out, total, &e, t)?]
         }
         Op::Cast { to } => {
@@ -151,21 +174,28 @@ pub fn kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<Vec<
                 .collect();
             vec![map_kernel(g, name, "transpose", &ins, out, total, &rd(0, &terms.join(" + ")), t)?]
         }
-        Op::Slice { axis, start, .. } => {
+        Op::Slice { axis, start, step: 1, .. } => {
             let id = dims(g, ins[0], b)?;
             let ax = norm_axis(*axis, id.len()).expect("verified");
-            vec![slice_kernel(g, name, &ins, out, &id, &od, ax, *start as usize, &rd, t)?]
+            let s = start.eval(b).map_err(|m| crate::Error::graph(&node.name, m))?;
+            if s + od[ax] > id[ax] {
+                return Err(crate::Error::graph(
+                    &node.name,
+                    format!("slice {s}..{} does not fit axis {ax} of size {}", s + od[ax], id[ax]),
+                ));
+            }
+            vec![slice_kernel(g, name, &ins, out, &id, &od, ax, s, &rd, t)?]
         }
         Op::Split { axis, sizes } => {
             let id = dims(g, ins[0], b)?;
             let ax = norm_axis(*axis, id.len()).expect("verified");
             let mut start = 0;
             let mut v = vec![];
-            for (k, &sz) in sizes.iter().enumerate() {
+            for k in 0..sizes.len() {
                 let o = Value { node: n, output: k };
                 let od = dims(g, o, b)?;
                 v.push(slice_kernel(g, format!("{name}:{k}"), &ins, o, &id, &od, ax, start, &rd, t)?);
-                start += sz as usize;
+                start += od[ax];
             }
             v
         }
@@ -173,9 +203,31 @@ pub fn kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<Vec<
             let ax = norm_axis(*axis, od.len()).expect("verified");
             vec![concat_kernel(g, name, &ins, out, total, ax, &od, b, t)?]
         }
-        op => return Err(crate::Error::Internal(format!("no index-mapping kernel for {}", op.name()))),
+        Op::Slice { .. }
+        | Op::Input
+        | Op::Weight(_)
+        | Op::Constant(_)
+        | Op::SymConstant(_)
+        | Op::MatMul
+        | Op::Where
+        | Op::Reduce { .. }
+        | Op::Softmax { .. }
+        | Op::CumSum { .. }
+        | Op::LayerNorm { .. }
+        | Op::Gather { .. }
+        | Op::GatherND { .. }
+        | Op::Range { .. }
+        | Op::Reshape { .. }
+        | Op::Expand { .. }
+        | Op::FusedGateUp(_)
+        | Op::Opaque { .. } => return Err(no_kernel(node)),
     };
     Ok(ks)
+}
+
+/// The error for a node (or an attribute of it) no elementwise kernel is written for yet.
+fn no_kernel(node: &crate::ir::Node) -> crate::Error {
+    crate::Error::graph(&node.name, format!("no GPU kernel yet for {} (the CPU interpreter runs it)", node.op.label()))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -230,6 +230,12 @@ pub fn node_kernels(
     for k in 0..node.outputs.len() {
         too_big(Value { node: n, output: k })?;
     }
+    // Every value on the GPU is an f32 array so far: integer and boolean values (token ids,
+    // positions, masks) have no kernels yet.
+    let tys = g.inputs(n).into_iter().map(|v| g.ty(v).clone()).chain(node.outputs.iter().cloned());
+    if let Some(t) = tys.into_iter().find(|t| !t.dtype.is_float()) {
+        return Err(no_kernel_yet(node, &format!("on {} values", t.dtype)));
+    }
     match &node.op {
         Op::Input | Op::Weight(_) | Op::Constant(_) | Op::Reshape { .. } => Ok(vec![]),
         Op::Opaque { op_type, .. } => Err(Error::graph(
@@ -245,8 +251,27 @@ pub fn node_kernels(
             }
         }
         Op::FusedGateUp(_) => Ok(vec![proj::fused(g, n, b, t)?]),
-        _ => elementwise::kernels(g, n, b, t),
+        Op::Unary(_) | Op::Binary(_) | Op::Cast { .. } | Op::Transpose { .. } | Op::Concat { .. } => {
+            elementwise::kernels(g, n, b, t)
+        }
+        Op::Slice { .. } | Op::Split { .. } => elementwise::kernels(g, n, b, t),
+        Op::SymConstant(_)
+        | Op::Where
+        | Op::Reduce { .. }
+        | Op::Softmax { .. }
+        | Op::CumSum { .. }
+        | Op::LayerNorm { .. }
+        | Op::Gather { .. }
+        | Op::GatherND { .. }
+        | Op::Range { .. }
+        | Op::Expand { .. } => Err(no_kernel_yet(node, "")),
     }
+}
+
+/// The error for a node no kernel is written for yet.
+fn no_kernel_yet(node: &Node, what: &str) -> Error {
+    let what = if what.is_empty() { String::new() } else { format!(" {what}") };
+    Error::graph(&node.name, format!("no GPU kernel yet for {}{what} (the CPU interpreter runs it)", node.op.name()))
 }
 
 /// Generates and validates every kernel of a graph, in execution order.

@@ -482,7 +482,7 @@ fn gather_inputs(g: &Graph, io: &RunInputs) -> Result<(HashMap<String, Tensor>, 
             .filter(|&n| matches!(g.node(n).op, Op::Input))
             .ok_or_else(|| Error::input(format!("--input {name:?}: the graph has no input of that name")))?;
         let t = crate::files::read_npy(Path::new(file), &g.node(n).outputs[0])?;
-        crate::shape::bind(&g.node(n).outputs[0], &t.shape, &mut b)
+        crate::shape::bind(&g.node(n).outputs[0], t.shape(), &mut b)
             .map_err(|m| Error::input(format!("--input {name}: {m}")).in_file(Path::new(file)))?;
         given.insert(name.to_string(), t);
     }
@@ -500,15 +500,16 @@ fn gather_inputs(g: &Graph, io: &RunInputs) -> Result<(HashMap<String, Tensor>, 
 }
 
 fn stats(t: &Tensor) -> String {
-    let n = t.data.len().max(1) as f64;
-    let mean = t.data.iter().map(|&x| x as f64).sum::<f64>() / n;
-    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-    for &x in &t.data {
-        lo = lo.min(x);
-        hi = hi.max(x);
+    let d = t.data();
+    let n = d.len().max(1) as f64;
+    let mean = (0..d.len()).map(|i| d.get_f64(i)).sum::<f64>() / n;
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for i in 0..d.len() {
+        lo = lo.min(d.get_f64(i));
+        hi = hi.max(d.get_f64(i));
     }
-    let head: Vec<String> = t.data.iter().take(4).map(|x| format!("{x:.5}")).collect();
-    format!("shape {:?} mean {mean:.6} min {lo:.5} max {hi:.5} first [{}]", t.shape, head.join(", "))
+    let head: Vec<String> = (0..d.len().min(4)).map(|i| format!("{:.5}", d.get_f64(i))).collect();
+    format!("shape {:?} mean {mean:.6} min {lo:.5} max {hi:.5} first [{}]", t.shape(), head.join(", "))
 }
 
 fn print_outputs(g: &Graph, outs: &[Tensor]) {

@@ -155,7 +155,7 @@ fn interp_reads_and_writes_npy() {
     let o = glufuse(&["interp", &graph("swiglu_silu_op"), "--input", &spec, "--output", out.to_str().unwrap()]);
     assert!(o.status.success(), "{:?}", text(&o));
     let ty = glufuse::ir::TensorType::new(glufuse::ir::DType::F32, glufuse::ir::shape_of(&[3, 8]));
-    assert_eq!(glufuse::files::read_npy(&out, &ty).unwrap().shape, vec![3, 8]);
+    assert_eq!(glufuse::files::read_npy(&out, &ty).unwrap().shape(), &[3, 8]);
     // Wrong shape: exit 2 naming the file.
     let wrong = d.path().join("w.npy");
     glufuse::files::write_npy(&wrong, &glufuse::tensor::Tensor::new(vec![2, 8], vec![0.0; 16]).unwrap()).unwrap();

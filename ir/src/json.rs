@@ -122,7 +122,9 @@ pub fn from_str(text: &str) -> Result<Graph> {
             None => return Err(err("missing \"op\"".into())),
             Some(v) => return Err(err(format!("\"op\" must be a string naming an op, not {v}"))),
         };
-        let op = Op::from_json(&op_name, &mut m).ok_or_else(|| err(format!("unknown op {op_name:?}")))?.map_err(err)?;
+        let op = Op::from_json(&op_name, &mut m, &declared)
+            .ok_or_else(|| err(format!("unknown op {op_name:?}")))?
+            .map_err(err)?;
         if index.insert(name.clone(), i).is_some() {
             return Err(err("a node with this name already exists".into()));
         }
@@ -228,7 +230,10 @@ mod tests {
 
     #[test]
     fn an_unknown_op_is_told_from_a_bad_attribute_of_a_known_one() {
-        assert_eq!(error_of(r#"{"name": "y", "op": "Softmax", "inputs": ["x"]}"#), "node 'y': unknown op \"Softmax\"");
+        assert_eq!(
+            error_of(r#"{"name": "y", "op": "Frobnicate", "inputs": ["x"]}"#),
+            "node 'y': unknown op \"Frobnicate\""
+        );
         // An unknown variant inside a known op's attributes is that op's bad attribute.
         let e =
             error_of(r#"{"name": "w", "op": "Weight", "type": {"dtype": "f32", "shape": [2]}, "init": {"rand": 1}}"#);

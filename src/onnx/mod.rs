@@ -270,7 +270,11 @@ impl<'p> Loader<'p> {
         let op = if k.dtype.is_float() && k.vals.len() > 1 {
             Op::Weight(WeightInit::Data(k.vals.iter().map(|&x| x as f32).collect()))
         } else {
-            Op::Constant(k.vals.clone())
+            Op::Constant(if k.dtype.is_float() {
+                ConstValues::Float(k.vals.clone())
+            } else {
+                ConstValues::Int(k.vals.iter().map(|&v| v as i64).collect())
+            })
         };
         let n = self.g.add_node(self.unique(name), op, &[], vec![ty]).map_err(|e| e.to_string())?;
         self.vals.insert(name.to_string(), Value::of(n));
@@ -605,7 +609,7 @@ impl<'p> Loader<'p> {
                     return Ok(None);
                 }
                 let a = input(self, 0)?;
-                add(self, name, Op::Reshape { shape }, &[a])?
+                add(self, name, Op::Reshape { shape: shape.into_iter().map(DimExpr::constant).collect() }, &[a])?
             }
             "Split" => {
                 let a = input(self, 0)?;
@@ -625,7 +629,7 @@ impl<'p> Loader<'p> {
                         (0..parts).map(|i| each.min(total.saturating_sub(i * each))).collect()
                     }
                 };
-                add(self, name, Op::Split { axis, sizes }, &[a])?
+                add(self, name, Op::Split { axis, sizes: sizes.into_iter().map(Dim::Fixed).collect() }, &[a])?
             }
             "Slice" => {
                 let ks: Vec<Option<Vec<i64>>> = (1..5)
@@ -649,7 +653,8 @@ impl<'p> Loader<'p> {
                     let c = |x: i64| (if x < 0 { x + d } else { x }).clamp(0, d) as u64;
                     let (s, e) = (c(s), c(e).max(c(s)));
                     let nm = if j + 1 == starts.len() { name.to_string() } else { format!("{name}.{j}") };
-                    v = add(self, &nm, Op::Slice { axis: ax, start: s, end: e }, &[v])?[0];
+                    let op = Op::Slice { axis: ax, start: Dim::Fixed(s), len: Dim::Fixed(e - s), step: 1 };
+                    v = add(self, &nm, op, &[v])?[0];
                 }
                 vec![v]
             }
