@@ -20,7 +20,7 @@
 
 use ash::vk;
 use clap::Parser;
-use glufuse::codegen::{gemm::Tiles, generate, Kernel, Target};
+use glufuse::codegen::{generate, Kernel, Target, Tiles};
 use glufuse::ir::{DType, Layout};
 use glufuse::runtime::Gpu;
 use std::ffi::CStr;
@@ -55,7 +55,7 @@ fn main() {
 type Res<T> = Result<T, String>;
 
 fn run(a: Args) -> Res<()> {
-    let (h, i) = glufuse::bench::parse_shape(&a.shape).ok_or_else(|| format!("--shape {:?}: expected HxI", a.shape))?;
+    let (h, i) = glufuse::synth::parse_shape(&a.shape).ok_or_else(|| format!("--shape {:?}: expected HxI", a.shape))?;
     let layout = match a.layout.as_str() {
         "kn" => Layout::Kn,
         "nk" => Layout::Nk,
@@ -70,7 +70,7 @@ fn run(a: Args) -> Res<()> {
 
     let gpu = Gpu::new().map_err(|e| e.to_string())?;
     let target = Target { gemm_tiles, ..gpu.target() };
-    let original = glufuse::bench::ffn_graph(h, i, a.rows, dtype, layout).map_err(|e| e.to_string())?;
+    let original = glufuse::synth::ffn_graph(h, i, a.rows, dtype, layout).map_err(|e| e.to_string())?;
     let mut fused = original.clone();
     glufuse::passes::PassManager::standard().run(&mut fused).map_err(|e| e.to_string())?;
 

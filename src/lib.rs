@@ -18,14 +18,11 @@
 //! # use glufuse::passes;
 //! ```
 
+pub use glufuse_codegen as codegen;
 pub use glufuse_ir as ir;
 pub use glufuse_ir::{builder, dump, interp, json, shape, tensor, verify, Error, Graph, Result};
 pub use glufuse_passes as passes;
 
-pub mod bench;
-pub mod cli;
-#[path = "../codegen/mod.rs"]
-pub mod codegen;
 pub mod files;
 pub mod onnx;
 pub mod runtime;

@@ -5,6 +5,9 @@
 //! With `executable` off, the norms and attention core are opaque ops, as in a real model.
 //! With it on they are small elementwise stand-ins (a tanh "norm", `sigmoid(q)·v + k` for
 //! attention) so that the whole graph runs on the interpreter and the GPU.
+//!
+//! Also the FFN gate/up graph alone, as `glufuse bench` times it ([`ffn_graph`]), and the
+//! `HxI` notation of its shapes ([`parse_shape`]).
 
 use crate::builder::{GraphBuilder, SiluSpelling};
 use crate::ir::*;
@@ -95,4 +98,24 @@ pub fn llama(o: &SynthOptions) -> Result<Graph> {
         x = b.add(&format!("{p}mlp_residual"), r1, down);
     }
     b.finish(&[x])
+}
+
+/// An FFN shape written `HxI` (or `H×I`), as `--shapes` takes it.
+pub fn parse_shape(s: &str) -> Option<(u64, u64)> {
+    let (h, i) = s.split_once(['x', '×'])?;
+    Some((h.trim().parse().ok()?, i.trim().parse().ok()?))
+}
+
+/// The FFN gate/up graph of one benchmark configuration: `H` features in, `I` out, `m` rows
+/// (SiLU as one op, so the unfused graph is the strongest op-by-op baseline: two
+/// projections, one activation, one product).
+pub fn ffn_graph(h: u64, i: u64, m: u64, dtype: DType, layout: Layout) -> Result<Graph> {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", dtype, shape_of(&[m, h]));
+    let scale = 1.0 / (h as f32).sqrt();
+    let g = b.linear("gate_proj", x, i, layout, scale);
+    let u = b.linear("up_proj", x, i, layout, scale);
+    let a = b.unary("act", UnaryOp::Silu, g);
+    let y = b.mul("mul", a, u);
+    b.finish(&[y])
 }

@@ -255,3 +255,34 @@ fn run_tune_reports_each_gemm_and_still_checks() {
     assert_eq!(tuned.iter().filter(|l| l.ends_with("(as the same shape before)")).count(), 3, "{out}");
     assert!(out.contains("check layers.0.mlp_residual"), "{out}");
 }
+
+/// `bench` times each graph in a child process that reports its figures as JSON: the table
+/// carries the device, the copy yardstick and the row the children measured, and `--json`
+/// the same row.
+#[test]
+fn bench_assembles_the_table_from_its_children() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let d = tmp();
+    let j = d.path().join("rows.json");
+    let args = ["bench", "--shapes", "16x32", "--rows", "1", "--dtypes", "f32", "--reps", "1", "--samples", "1"];
+    let o = glufuse(&[&args[..], &["--json", j.to_str().unwrap()]].concat());
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(out.starts_with("device: "), "{out}");
+    assert!(out.contains("fused and unfused graphs each in a fresh process"), "{out}");
+    let copy: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("copy kernel (")?.split("): ").nth(1)?.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no copy figure: {out}"));
+    assert!(copy.is_finite() && copy >= 0.0, "{out}");
+    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("| 16×32 |")).collect();
+    assert_eq!(rows.len(), 1, "{out}");
+    assert!(rows[0].starts_with("| 16×32 | 1 | f32 |") && rows[0].ends_with("| fused-gate-up-gemv-kn |"), "{out}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&j).unwrap()).unwrap();
+    let r = &v[0];
+    assert_eq!((r["h"].as_u64(), r["i"].as_u64(), r["m"].as_u64()), (Some(16), Some(32), Some(1)), "{v}");
+    assert!(r["fused_us"].as_f64().unwrap() > 0.0 && r["unfused_us"].as_f64().unwrap() > 0.0, "{v}");
+    assert_eq!(r["dispatches"], serde_json::json!([1, 4]), "{v}");
+}

@@ -4,7 +4,7 @@
 
 mod common;
 
-use glufuse::codegen::{generate, Target};
+use glufuse::codegen::{generate, manifest, Target};
 use glufuse::interp;
 use glufuse::passes::PassManager;
 use glufuse::runtime::Executable;
@@ -83,18 +83,68 @@ fn wgsl_snapshots_of_representative_kernels() {
     insta::assert_snapshot!("wgsl_transpose", pick("nofuse_mixed_layouts", "up_proj.weight_t"));
     // As generated for an H100: 48 KiB of workgroup memory, subgroups of 32; prefill at 160
     // rows for the GEMM (the default tiling, 8x8x8).
-    let h100 = Target {
-        caps: Target::default().caps | naga::valid::Capabilities::SUBGROUP,
-        max_workgroup_storage_bytes: 49152,
-        subgroup_size: Some(32),
-        ..Target::default()
-    };
-    let prefill: glufuse::shape::Bindings = [("batch".to_string(), 4usize), ("seq".to_string(), 40)].into();
+    let h100 = h100();
+    let prefill = prefill();
     insta::assert_snapshot!("wgsl_fused_gemm", pick_for("reglu_batched_3d", "mul", &prefill, &h100));
     insta::assert_snapshot!(
         "wgsl_fused_gemv_nk_subgroups",
         pick_for("merged_slices_nk", "mul", &common::bindings(), &h100)
     );
+}
+
+/// Code generation options as for an H100: 48 KiB of workgroup memory, subgroups of 32.
+fn h100() -> Target {
+    Target {
+        caps: Target::default().caps | naga::valid::Capabilities::SUBGROUP,
+        max_workgroup_storage_bytes: 49152,
+        subgroup_size: Some(32),
+        ..Target::default()
+    }
+}
+
+/// Dims that make the test graphs' projections prefill GEMMs (160 rows).
+fn prefill() -> glufuse::shape::Bindings {
+    [("batch".to_string(), 4usize), ("seq".to_string(), 40)].into()
+}
+
+/// `glufuse wgsl`'s manifest gives each kernel the workgroup size its WGSL declares (the
+/// tiled GEMM runs 16·NY threads, the others 256), and names graph values in its bindings:
+/// every kernel of every test graph, fused and not, decode and prefill, for portable WebGPU
+/// and for an H100.
+#[test]
+fn manifest_workgroup_sizes_are_the_wgsl_ones() {
+    let mut seen = std::collections::BTreeMap::new();
+    for (name, path) in common::graph_files() {
+        let g = glufuse::files::load_graph(&path).unwrap();
+        let mut f = g.clone();
+        PassManager::standard().run(&mut f).unwrap();
+        for graph in [&g, &f] {
+            for b in [common::bindings(), prefill()] {
+                for t in [Target::default(), h100()] {
+                    let ks = generate(graph, &b, &t).unwrap();
+                    let m = manifest(graph, &ks);
+                    let entries = m["kernels"].as_array().unwrap();
+                    assert_eq!(entries.len(), ks.len(), "{name}");
+                    for (e, k) in entries.iter().zip(&ks) {
+                        let s = k.source();
+                        let decls: Vec<&str> = s.wgsl.split("@workgroup_size(").skip(1).collect();
+                        assert_eq!(decls.len(), 1, "{name} {}: one entry point", s.name);
+                        let dims = decls[0].split(')').next().unwrap();
+                        let threads: u64 = dims.split(',').map(|d| d.trim().parse::<u64>().unwrap()).product();
+                        assert_eq!(e["workgroup_size"], threads, "{name} {} ({})", s.name, s.kind);
+                        for bd in e["bindings"].as_array().unwrap() {
+                            let v = bd["value"].as_str().unwrap();
+                            assert!(graph.resolve(v).is_some(), "{name} {}: binds {v:?}", s.name);
+                        }
+                        seen.insert(s.kind.to_string(), threads);
+                    }
+                }
+            }
+        }
+    }
+    // The default tiling of the prefill GEMM is 8x8x8: 128 threads, where the rest use 256.
+    assert_eq!(seen.get("fused-gate-up-gemm"), Some(&128), "{seen:?}");
+    assert_eq!(seen.get("fused-gate-up-gemv-kn"), Some(&256), "{seen:?}");
 }
 
 #[test]

@@ -5,8 +5,8 @@
 mod common;
 
 use glufuse::builder::GraphBuilder;
-use glufuse::codegen::gemm::Tiles;
 use glufuse::codegen::Target;
+use glufuse::codegen::Tiles;
 use glufuse::interp;
 use glufuse::ir::*;
 use glufuse::passes::PassManager;
@@ -182,7 +182,7 @@ fn batched_matmul_concat_slice_cast_match_the_interpreter() {
     let inputs = interp::seeded_inputs(&g, &Default::default(), 9).unwrap();
     let want = interp::run(&g, &inputs).unwrap();
     let exe = Executable::new(&gpu, &g, &Default::default()).unwrap();
-    let kinds: Vec<String> = exe.kernels().iter().map(|k| k.source().kind.clone()).collect();
+    let kinds: Vec<String> = exe.kernels().iter().map(|k| k.source().kind.to_string()).collect();
     for k in ["batched-matmul", "slice", "concat", "cast"] {
         assert!(kinds.iter().any(|x| x == k), "{k} not generated: {kinds:?}");
     }
@@ -218,7 +218,7 @@ fn impossible_gemm_tilings_are_errors() {
 /// a forced tiling wins.
 #[test]
 fn default_gemm_tiling_fits_every_webgpu_device() {
-    use glufuse::codegen::gemm::{tiles, DEFAULT};
+    use glufuse::codegen::proj::gemm_tiled::{tiles, DEFAULT};
     assert_eq!(tiles(&Target::default()), DEFAULT);
     assert_eq!(DEFAULT, Tiles { rt: 8, bk: 8, ny: 8 });
     assert!(DEFAULT.storage_bytes() <= Target::default().max_workgroup_storage_bytes as usize);
@@ -234,7 +234,7 @@ fn default_gemm_tiling_fits_every_webgpu_device() {
 /// reuses the choice for kernels of the same shape, and changes no bit of the result.
 #[test]
 fn tuned_gemms_keep_the_fastest_and_the_same_bits() {
-    use glufuse::codegen::gemm::CANDIDATES;
+    use glufuse::codegen::proj::gemm_tiled::CANDIDATES;
     use glufuse::synth::{llama, SynthOptions};
     let Some(gpu) = common::gpu() else { return };
     let opts = SynthOptions { layers: 2, hidden: 64, intermediate: 176, batch: Some(40), ..Default::default() };

@@ -31,11 +31,14 @@ pub fn scalar_value(node: &Node) -> Option<f64> {
     if node.outputs[0].numel() != Some(1) || !node.outputs[0].dtype.is_float() {
         return None;
     }
-    match &node.op {
-        Op::Constant(v) => v.get_f64(0),
-        Op::Weight(WeightInit::Data(d)) => d.first().map(|&x| x as f64),
-        _ => None,
+    // A constant, or a weight given inline; any other op holds no known value.
+    if let Op::Constant(v) = &node.op {
+        return v.get_f64(0);
     }
+    if let Op::Weight(WeightInit::Data(d)) = &node.op {
+        return d.first().map(|&x| x as f64);
+    }
+    None
 }
 
 /// Lowers `g` into a fresh e-graph.

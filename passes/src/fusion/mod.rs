@@ -18,7 +18,7 @@ use super::{Pass, PassReport};
 use glufuse_ir::Result;
 use glufuse_ir::*;
 pub use report::{Candidate, FusionReport, Outcome, StopReason};
-use select::{ClassMap, Plan};
+use select::{ClassMap, Plan, Rejection};
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -93,7 +93,7 @@ pub fn fuse(g: &mut Graph, limits: &Limits) -> Result<FusionReport> {
     let t = Instant::now();
     let cm = ClassMap::new(&eg, &lowered.class_of, &lowered.order);
     // Candidates: each Mul of the graph whose class holds a gated product.
-    let mut found: Vec<(Value, Activation, Result<Plan, String>)> = vec![];
+    let mut found: Vec<(Value, Activation, std::result::Result<Plan, Rejection>)> = vec![];
     for &n in &lowered.order {
         if g.node(n).op != Op::Binary(BinaryOp::Mul) {
             continue;
@@ -117,7 +117,7 @@ pub fn fuse(g: &mut Graph, limits: &Limits) -> Result<FusionReport> {
     let mut accepted: Vec<Plan> = vec![];
     let mut freed_before: HashSet<NodeIndex> = HashSet::new();
     let mut read_by_fused: HashSet<Value> = HashSet::new();
-    let mut outcomes: Vec<(String, Activation, std::result::Result<usize, String>)> = vec![];
+    let mut outcomes: Vec<(String, Activation, std::result::Result<usize, Rejection>)> = vec![];
     for (v, act, plan) in found {
         let name = g.node(v.node).name.clone();
         let plan = match plan {
@@ -132,7 +132,7 @@ pub fn fuse(g: &mut Graph, limits: &Limits) -> Result<FusionReport> {
         if duplicated {
             outcomes.push((name, act, Err(select::shared_reason(g, &plan, &eff.still))));
         } else if eff.delta >= 0.0 {
-            outcomes.push((name, act, Err(format!("fusing would not lower the cost (change {:+.0})", eff.delta))));
+            outcomes.push((name, act, Err(Rejection::NoGain { change: Some(eff.delta) })));
         } else {
             freed_before.extend(eff.freed);
             read_by_fused.extend(plan.operands());

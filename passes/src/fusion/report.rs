@@ -1,6 +1,7 @@
 //! The fusion report: what the pass saw, fused and rejected (with reasons), and how the
 //! e-graph run went. Data for tools (`--report json`) and text for people (`--explain`).
 
+use super::select::Rejection;
 use glufuse_ir::{Activation, Layout};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -24,7 +25,7 @@ pub enum Outcome {
     /// Left as it was.
     Rejected {
         /// Why.
-        reason: String,
+        reason: Rejection,
     },
 }
 

@@ -12,9 +12,189 @@
 
 use super::lang::{bytes_of, Glu, GluGraph};
 use egg::Id;
-use glufuse_ir::NodeIndex;
 use glufuse_ir::*;
 use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+/// Which operand of a candidate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The input `x`.
+    X,
+    /// The gate weight.
+    GateWeight,
+    /// The up weight.
+    UpWeight,
+    /// The gate bias.
+    GateBias,
+    /// The up bias.
+    UpBias,
+}
+
+impl fmt::Display for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Part::X => "x",
+            Part::GateWeight => "the gate weight",
+            Part::UpWeight => "the up weight",
+            Part::GateBias => "the gate bias",
+            Part::UpBias => "the up bias",
+        })
+    }
+}
+
+/// Who else reads a value the candidate would otherwise consume.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reader {
+    /// A node outside the candidate, by name.
+    Node(String),
+    /// The graph's output list.
+    GraphOutput,
+}
+
+impl fmt::Display for Reader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reader::Node(n) => write!(f, "'{n}'"),
+            Reader::GraphOutput => f.write_str("a graph output"),
+        }
+    }
+}
+
+/// Why a candidate was left as it was. Values are named as the graph names them; `None`
+/// where the e-graph holds a rewritten expression and no graph value. [`fmt::Display`] gives
+/// the report's text.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Rejection {
+    /// The activated operand is not a projection `x·W (+ b)`.
+    GateNotProjection {
+        /// The operand.
+        operand: Option<String>,
+    },
+    /// The other operand is not a projection: there is no gate to fuse with.
+    UpNotProjection {
+        /// The operand.
+        operand: Option<String>,
+    },
+    /// The gate and up projections read different inputs.
+    DifferentInputs {
+        /// What the gate projection reads.
+        gate: Option<String>,
+        /// What the up projection reads.
+        up: Option<String>,
+    },
+    /// The gate and up projections give different types (shape or dtype).
+    TypesDiffer {
+        /// The gate projection's type, if known.
+        gate: Option<TensorType>,
+        /// The up projection's type, if known.
+        up: Option<TensorType>,
+    },
+    /// An operand the fused node would read is not a value of the graph.
+    NotAValue(Part),
+    /// The gate and up weights are laid out differently; one kernel reads one layout.
+    MixedLayouts {
+        /// The gate weight.
+        gate: String,
+        /// Its layout.
+        gate_layout: Layout,
+        /// The up weight.
+        up: String,
+        /// Its layout.
+        up_layout: Layout,
+    },
+    /// A bias is read from another feature than its weight.
+    BiasOffset {
+        /// Which bias.
+        bias: Part,
+        /// First feature read from the bias.
+        bias_offset: u64,
+        /// First feature read from the weight.
+        weight_offset: u64,
+    },
+    /// x and the weights differ in dtype.
+    DtypesDiffer {
+        /// x's dtype.
+        x: DType,
+        /// The weights'.
+        weights: DType,
+    },
+    /// The output's last dim is not a known size.
+    UnknownWidth,
+    /// Intermediates of the candidate are also read elsewhere: fusing would compute them
+    /// twice and read their weights again.
+    Shared {
+        /// Each shared node and who else reads it.
+        nodes: Vec<(String, Vec<Reader>)>,
+    },
+    /// Fusing would not lower the cost (by the change given, when it was worked out).
+    NoGain {
+        /// The change in cost, in bytes-moved equivalents.
+        change: Option<f64>,
+    },
+    /// The candidate's class holds no gated product (an e-graph invariant, broken).
+    NotGated,
+    /// The resolved node is not a fused one (an e-graph invariant, broken).
+    NotFused,
+    /// The fused node carries no activation (an e-graph invariant, broken).
+    NoActivation,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = |v: &Option<String>| v.as_ref().map_or("a rewritten expression".into(), |n| format!("'{n}'"));
+        let ty = |t: &Option<TensorType>| t.as_ref().map_or("?".into(), |t| t.to_string());
+        match self {
+            Rejection::GateNotProjection { operand } => {
+                write!(f, "the activated operand {} is not a projection x·W (+ b)", name(operand))
+            }
+            Rejection::UpNotProjection { operand } => {
+                write!(f, "the other operand {} is not a projection x·W (+ b): no gate to fuse with", name(operand))
+            }
+            Rejection::DifferentInputs { gate, up } => write!(
+                f,
+                "the gate projection reads {} but the up projection reads {}: they need the same input",
+                name(gate),
+                name(up)
+            ),
+            Rejection::TypesDiffer { gate, up } => {
+                write!(f, "the gate projection gives {} but the up projection gives {}", ty(gate), ty(up))
+            }
+            Rejection::NotAValue(p) => write!(f, "{p} is not a value of the graph"),
+            Rejection::MixedLayouts { gate, gate_layout, up, up_layout } => write!(
+                f,
+                "the gate weight '{gate}' is {gate_layout:?} but the up weight '{up}' is {up_layout:?}: one kernel reads one layout"
+            ),
+            Rejection::BiasOffset { bias, bias_offset, weight_offset } => {
+                write!(f, "{bias} is read from feature {bias_offset} but the weight from {weight_offset}")
+            }
+            Rejection::DtypesDiffer { x, weights } => write!(f, "x is {x} but the weights are {weights}"),
+            Rejection::UnknownWidth => f.write_str("the output width is not known"),
+            Rejection::Shared { nodes } => {
+                let parts: Vec<String> = nodes
+                    .iter()
+                    .map(|(n, who)| {
+                        let who: Vec<String> = who.iter().map(|r| r.to_string()).collect();
+                        format!("'{n}' is also used by {}", who.join(", "))
+                    })
+                    .collect();
+                write!(f, "{}; fusing would compute it twice and read its weight again", parts.join("; "))
+            }
+            Rejection::NoGain { change: Some(c) } => write!(f, "fusing would not lower the cost (change {c:+.0})"),
+            Rejection::NoGain { change: None } => f.write_str("fusing would not lower the cost"),
+            Rejection::NotGated => f.write_str("not a gated product"),
+            Rejection::NotFused => f.write_str("not a fused node"),
+            Rejection::NoActivation => f.write_str("no activation tag"),
+        }
+    }
+}
+
+/// Serialised as its text (`"reason": "..."` in JSON reports).
+impl serde::Serialize for Rejection {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
 
 /// The cost of one kernel launch in bytes-moved equivalents: a dispatch recorded in a shared
 /// command encoder costs about half a microsecond, what a GPU moves 1 MiB in.
@@ -130,74 +310,63 @@ fn resolve_bias(eg: &GluGraph, cm: &ClassMap, c: Id) -> Result<Option<Operand>, 
 }
 
 /// Resolves an `fgu` node to a plan, or says why it cannot be built.
-pub fn resolve(eg: &GluGraph, cm: &ClassMap, root: Value, fgu: &Glu, g: &Graph) -> Result<Plan, String> {
+pub fn resolve(eg: &GluGraph, cm: &ClassMap, root: Value, fgu: &Glu, g: &Graph) -> Result<Plan, Rejection> {
     let Glu::Fgu([a, x, wg, bg, wu, bu]) = fgu else {
-        return Err("not a fused node".into());
+        return Err(Rejection::NotFused);
     };
     let activation = eg[*a]
         .nodes
         .iter()
         .find_map(|n| if let Glu::Act(t) = n { Some(t.0) } else { None })
-        .ok_or("no activation tag")?;
-    let x = cm.value(eg, *x).ok_or("x is not a value of the graph")?;
-    let w_gate = resolve_weight(eg, cm, *wg).ok_or("the gate weight is not a value of the graph")?;
-    let w_up = resolve_weight(eg, cm, *wu).ok_or("the up weight is not a value of the graph")?;
-    let b_gate = resolve_bias(eg, cm, *bg).map_err(|_| "the gate bias is not a value of the graph")?;
-    let b_up = resolve_bias(eg, cm, *bu).map_err(|_| "the up bias is not a value of the graph")?;
+        .ok_or(Rejection::NoActivation)?;
+    let x = cm.value(eg, *x).ok_or(Rejection::NotAValue(Part::X))?;
+    let w_gate = resolve_weight(eg, cm, *wg).ok_or(Rejection::NotAValue(Part::GateWeight))?;
+    let w_up = resolve_weight(eg, cm, *wu).ok_or(Rejection::NotAValue(Part::UpWeight))?;
+    let b_gate = resolve_bias(eg, cm, *bg).map_err(|_| Rejection::NotAValue(Part::GateBias))?;
+    let b_up = resolve_bias(eg, cm, *bu).map_err(|_| Rejection::NotAValue(Part::UpBias))?;
     if w_gate.layout != w_up.layout {
-        return Err(format!(
-            "the gate weight '{}' is {:?} but the up weight '{}' is {:?}: one kernel reads one layout",
-            g.value_name(w_gate.value),
-            w_gate.layout,
-            g.value_name(w_up.value),
-            w_up.layout
-        ));
+        return Err(Rejection::MixedLayouts {
+            gate: g.value_name(w_gate.value),
+            gate_layout: w_gate.layout,
+            up: g.value_name(w_up.value),
+            up_layout: w_up.layout,
+        });
     }
-    for (w, b, side) in [(&w_gate, &b_gate, "gate"), (&w_up, &b_up, "up")] {
+    for (w, b, bias) in [(&w_gate, &b_gate, Part::GateBias), (&w_up, &b_up, Part::UpBias)] {
         if let Some(b) = b {
             if b.offset != w.offset {
-                return Err(format!(
-                    "the {side} bias is read from feature {} but the weight from {}",
-                    b.offset, w.offset
-                ));
+                return Err(Rejection::BiasOffset { bias, bias_offset: b.offset, weight_offset: w.offset });
             }
         }
     }
     let out = g.ty(root);
     if out.dtype != g.ty(w_gate.value).dtype {
-        return Err(format!("x is {} but the weights are {}", out.dtype, g.ty(w_gate.value).dtype));
+        return Err(Rejection::DtypesDiffer { x: out.dtype, weights: g.ty(w_gate.value).dtype });
     }
-    let width = out.shape.last().and_then(Dim::fixed).ok_or("the output width is not known")?;
+    let width = out.shape.last().and_then(Dim::fixed).ok_or(Rejection::UnknownWidth)?;
     Ok(Plan { root, activation, x, w_gate, w_up, b_gate, b_up, width })
 }
 
 /// Explains why a candidate's class holds no `fgu` node.
-pub fn diagnose(eg: &GluGraph, cm: &ClassMap, glu: &Glu, g: &Graph) -> String {
+pub fn diagnose(eg: &GluGraph, cm: &ClassMap, glu: &Glu, g: &Graph) -> Rejection {
     let Glu::Glu([_, gc, uc]) = glu else {
-        return "not a gated product".into();
+        return Rejection::NotGated;
     };
-    let name = |c: Id| {
-        cm.value(eg, c).map(|v| format!("'{}'", g.value_name(v))).unwrap_or_else(|| "a rewritten expression".into())
-    };
+    let name = |c: Id| cm.value(eg, c).map(|v| g.value_name(v));
     let lins = |c: Id| -> Vec<[Id; 3]> {
         eg[c].nodes.iter().filter_map(|n| if let Glu::Lin(l) = n { Some(*l) } else { None }).collect()
     };
     let (gl, ul) = (lins(*gc), lins(*uc));
     if gl.is_empty() {
-        return format!("the activated operand {} is not a projection x·W (+ b)", name(*gc));
+        return Rejection::GateNotProjection { operand: name(*gc) };
     }
     if ul.is_empty() {
-        return format!("the other operand {} is not a projection x·W (+ b): no gate to fuse with", name(*uc));
+        return Rejection::UpNotProjection { operand: name(*uc) };
     }
     if !gl.iter().any(|a| ul.iter().any(|b| eg.find(a[0]) == eg.find(b[0]))) {
-        return format!(
-            "the gate projection reads {} but the up projection reads {}: they need the same input",
-            name(gl[0][0]),
-            name(ul[0][0])
-        );
+        return Rejection::DifferentInputs { gate: name(gl[0][0]), up: name(ul[0][0]) };
     }
-    let t = |c: Id| eg[c].data.ty.as_ref().map_or("?".into(), |t| t.to_string());
-    format!("the gate projection gives {} but the up projection gives {}", t(*gc), t(*uc))
+    Rejection::TypesDiffer { gate: eg[*gc].data.ty.clone(), up: eg[*uc].data.ty.clone() }
 }
 
 /// Bytes of a value (symbolic dims as 1).
@@ -296,36 +465,37 @@ pub fn region(g: &Graph, p: &Plan) -> Vec<NodeIndex> {
 
 /// Why fusing a plan did not pay: the region nodes that would still be computed, and who
 /// else needs them.
-pub fn shared_reason(g: &Graph, p: &Plan, still: &HashSet<NodeIndex>) -> String {
+pub fn shared_reason(g: &Graph, p: &Plan, still: &HashSet<NodeIndex>) -> Rejection {
     let reg = region(g, p);
     let inside: HashSet<NodeIndex> = reg.iter().copied().collect();
-    let mut parts = vec![];
+    let mut nodes = vec![];
     for &n in &reg {
         if n == p.root.node || !still.contains(&n) || !g.node(n).op.launches_kernel() {
             continue;
         }
         let node = g.node(n);
-        let mut who: Vec<String> = vec![];
+        let mut who: Vec<Reader> = vec![];
         for k in 0..node.outputs.len() {
             let v = Value { node: n, output: k };
             if g.is_output(v) {
-                who.push("a graph output".into());
+                who.push(Reader::GraphOutput);
             }
             for (u, _) in g.users(v) {
                 if !inside.contains(&u) {
-                    who.push(format!("'{}'", g.node(u).name));
+                    who.push(Reader::Node(g.node(u).name.clone()));
                 }
             }
         }
         if !who.is_empty() {
-            who.sort();
+            // In the order of their text, each once.
+            who.sort_by_cached_key(|r| r.to_string());
             who.dedup();
-            parts.push(format!("'{}' is also used by {}", node.name, who.join(", ")));
+            nodes.push((node.name.clone(), who));
         }
     }
-    if parts.is_empty() {
-        "fusing would not lower the cost".into()
+    if nodes.is_empty() {
+        Rejection::NoGain { change: None }
     } else {
-        format!("{}; fusing would compute it twice and read its weight again", parts.join("; "))
+        Rejection::Shared { nodes }
     }
 }

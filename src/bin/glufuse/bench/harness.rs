@@ -1,4 +1,4 @@
-//! `glufuse bench`: times the fused gated unit against the unfused graph (two projections,
+//! The benchmark harness of `glufuse bench`: times the fused gated unit against the unfused graph (two projections,
 //! SiLU, product: four dispatches) on the GPU, with a plain copy kernel as the bandwidth
 //! yardstick.
 //!
@@ -12,13 +12,17 @@
 //! after large buffers of another were freed lost up to 2-3x of its bandwidth (the same f32
 //! decode kernel: 161 µs fresh, 329 µs after an f16 run; the unfused Llama-3-8B decode graph:
 //! 170 µs fresh, 232 µs after the fused one), while the first in a process was stable to
-//! 0.1%. `--in-process` keeps everything in one process for comparison.
+//! 0.1%. `--in-process` keeps everything in one process for comparison. A child reports its
+//! figures to its parent as JSON ([`Measured`]).
 
-use crate::builder::GraphBuilder;
-use crate::codegen::{validate, KernelSource, WORKGROUP};
-use crate::ir::*;
-use crate::runtime::{time, timed_pass, Executable, Gpu};
-use crate::{Error, Graph, Result};
+use glufuse::codegen::proj::gemm_tiled::CANDIDATES;
+use glufuse::codegen::tune::Tuned;
+use glufuse::codegen::{copy_kernel, validate, Target, Tiles};
+use glufuse::ir::{DType, Layout};
+use glufuse::passes::PassManager;
+use glufuse::runtime::{time, timed_pass, Executable, Gpu};
+use glufuse::synth::ffn_graph;
+use glufuse::{Error, Graph, Result};
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -37,8 +41,8 @@ pub struct BenchOptions {
     pub samples: usize,
     /// Which graphs to time.
     pub part: Part,
-    /// Forces the prefill GEMM's tiling (see [`crate::codegen::gemm::Tiles`]).
-    pub gemm_tiles: Option<crate::codegen::gemm::Tiles>,
+    /// Forces the prefill GEMM's tiling.
+    pub gemm_tiles: Option<Tiles>,
     /// Times the GEMM candidates on the device first and keeps the fastest
     /// ([`Executable::tune_gemms`]).
     pub tune: bool,
@@ -76,36 +80,12 @@ pub struct BenchRow {
     pub kernel: String,
 }
 
-/// An FFN shape written `HxI` (or `H×I`), as `--shapes` takes it.
-pub fn parse_shape(s: &str) -> Option<(u64, u64)> {
-    let (h, i) = s.split_once(['x', '×'])?;
-    Some((h.trim().parse().ok()?, i.trim().parse().ok()?))
-}
-
-/// The FFN gate/up graph of one configuration (SiLU as one op, so the unfused graph is the
-/// strongest op-by-op baseline: two projections, one activation, one product).
-pub fn ffn_graph(h: u64, i: u64, m: u64, dtype: DType, layout: Layout) -> Result<Graph> {
-    let mut b = GraphBuilder::new();
-    let x = b.input("x", dtype, shape_of(&[m, h]));
-    let scale = 1.0 / (h as f32).sqrt();
-    let g = b.linear("gate_proj", x, i, layout, scale);
-    let u = b.linear("up_proj", x, i, layout, scale);
-    let a = b.unary("act", UnaryOp::Silu, g);
-    let y = b.mul("mul", a, u);
-    b.finish(&[y])
-}
-
 /// The copy yardstick: GB/s moved (read + written) by a vec4 copy of `bytes` bytes.
-pub fn copy_bandwidth(gpu: &Gpu, bytes: u64, reps: usize, samples: usize) -> Result<f64> {
+fn copy_bandwidth(gpu: &Gpu, bytes: u64, reps: usize, samples: usize) -> Result<f64> {
     let n4 = (bytes / 16).max(1);
-    let groups = n4.div_ceil(WORKGROUP as u64);
     let t = gpu.target();
-    let workgroups = crate::codegen::grid(groups, t.max_workgroups_per_dim)?;
-    let wgsl = format!(
-        "@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;\n@group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;\n@compute @workgroup_size({WORKGROUP})\nfn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {{\n    let i = (wg.x + wg.y * nwg.x) * {WORKGROUP}u + lid;\n    if (i < {n4}u) {{ dst[i] = src[i]; }}\n}}\n"
-    );
-    let src = KernelSource { name: "copy".into(), kind: "copy".into(), wgsl, bindings: vec![], workgroups };
-    let k = validate(src, t.caps)?;
+    let k = validate(copy_kernel(n4, &t)?, t.caps)?;
+    let workgroups = k.source().workgroups;
     let dev = &gpu.device;
     let mk = || {
         dev.create_buffer(&wgpu::BufferDescriptor {
@@ -147,14 +127,37 @@ pub fn copy_bandwidth(gpu: &Gpu, bytes: u64, reps: usize, samples: usize) -> Res
     Ok(2.0 * (n4 * 16) as f64 / (us * 1e3))
 }
 
+/// What one run of the benchmark measured: the device, the copy yardstick and a row per
+/// configuration. A child process of [`run_isolated`] writes it to its parent as JSON.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Measured {
+    /// The adapter, as [`Gpu::describe`] gives it.
+    pub device: String,
+    /// Whether times come from timestamp queries (else the wall clock).
+    pub timestamps: bool,
+    /// Size of the copy kernel's buffers, MiB.
+    pub copy_mib: u64,
+    /// What the copy kernel moved, GB/s (read + written).
+    pub copy_gbs: f64,
+    /// One row per configuration.
+    pub rows: Vec<BenchRow>,
+}
+
+/// The table as Markdown: the header (`process` says where the graphs were timed), the
+/// column heads and `body`, the lines of the rows.
+pub fn table(m: &Measured, o: &BenchOptions, process: &str, body: &str) -> String {
+    format!("{}{TABLE_HEAD}{body}", header(m, o, process))
+}
+
 /// The table's column heads.
 const TABLE_HEAD: &str = "| H×I | M | dtype | fused µs | unfused µs | unfused/fused | weight GB/s | TFLOP/s | of copy BW | fused kernel |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
 /// How a run in one process says where it ran, and what [`run_isolated`] says instead.
-const IN_PROCESS: &str = "all in one process";
+pub const IN_PROCESS: &str = "all in one process";
 const ISOLATED: &str = "fused and unfused graphs each in a fresh process";
 
-/// The table's header, as [`run`] writes it: device, timing method and the copy yardstick.
-fn header(device: &str, ts: bool, o: &BenchOptions, copy_mib: u64, copy: f64) -> String {
+/// The table's header: device, timing method (and `process`, where the graphs were timed) and
+/// the copy yardstick.
+fn header(m: &Measured, o: &BenchOptions, process: &str) -> String {
     let tiles = match (o.tune, o.gemm_tiles) {
         (true, _) => {
             "GEMM tiling: each shape timed at load under every candidate, the faster kept (in the kernel column)\n"
@@ -164,13 +167,17 @@ fn header(device: &str, ts: bool, o: &BenchOptions, copy_mib: u64, copy: f64) ->
         (false, None) => String::new(),
     };
     format!(
-        "device: {device}\ntiming: {}, {} repetitions per submission, median of {} submissions, {IN_PROCESS}\n{tiles}copy kernel ({copy_mib} MiB): {copy:.0} GB/s (read + written)\n\n{TABLE_HEAD}",
-        if ts { "timestamp queries" } else { "wall clock (no TIMESTAMP_QUERY)" },
+        "device: {}\ntiming: {}, {} repetitions per submission, median of {} submissions, {process}\n{tiles}copy kernel ({} MiB): {:.0} GB/s (read + written)\n\n",
+        m.device,
+        if m.timestamps { "timestamp queries" } else { "wall clock (no TIMESTAMP_QUERY)" },
         o.reps,
         o.samples,
+        m.copy_mib,
+        m.copy_gbs,
     )
 }
 
+/// One row of the table, against the copy yardstick `copy` (GB/s).
 fn line(r: &BenchRow, dtype: DType, copy: f64) -> String {
     let wbytes = 2.0 * (r.h * r.i) as f64 * dtype.size() as f64;
     let gbs = wbytes / (r.fused_us * 1e3);
@@ -190,10 +197,10 @@ fn line(r: &BenchRow, dtype: DType, copy: f64) -> String {
 
 /// Times the fused and the unfused graph of every configuration each in a child process of
 /// its own (`glufuse bench --in-process --part fused|unfused` with one shape, one dtype, one
-/// row count) and assembles the table.
+/// row count, reporting its figures as JSON) and assembles the table.
 pub fn run_isolated(o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<(String, Vec<BenchRow>)> {
     let exe = std::env::current_exe().map_err(|e| Error::Job(format!("cannot find this program to re-run it: {e}")))?;
-    let child = |args: Vec<String>| -> Result<String> {
+    let child = |args: Vec<String>| -> Result<()> {
         let out = std::process::Command::new(&exe)
             .args(&args)
             .output()
@@ -204,9 +211,9 @@ pub fn run_isolated(o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        Ok(())
     };
-    let common = |shape: String, m: u64, dtype: DType, part: &str, json: &std::path::Path| -> Vec<String> {
+    let common = |shape: String, m: u64, dtype: DType, part: &str, report: &std::path::Path| -> Vec<String> {
         vec![
             "bench".into(),
             "--in-process".into(),
@@ -224,8 +231,8 @@ pub fn run_isolated(o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<
             o.reps.to_string(),
             "--samples".into(),
             o.samples.to_string(),
-            "--json".into(),
-            json.display().to_string(),
+            "--child-report".into(),
+            report.display().to_string(),
         ]
         .into_iter()
         .chain(o.gemm_tiles.map(|t| format!("--gemm-tiles={t}")))
@@ -239,70 +246,59 @@ pub fn run_isolated(o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<
     for &(h, i) in &o.shapes {
         for &dtype in &o.dtypes {
             for &m in &o.rows {
-                let json = tmp.path().join("row.json");
-                let part = |which: &str| -> Result<(String, BenchRow)> {
-                    let text = child(common(format!("{h}x{i}"), m, dtype, which, &json))?;
-                    let got: Vec<BenchRow> =
-                        serde_json::from_slice(&std::fs::read(&json).map_err(|e| Error::Job(e.to_string()))?)
-                            .map_err(|e| Error::Job(format!("benchmark child wrote bad JSON: {e}")))?;
-                    let row =
-                        got.into_iter().next().ok_or_else(|| Error::Job("benchmark child wrote no row".into()))?;
-                    Ok((text, row))
+                let report = tmp.path().join("child.json");
+                let part = |which: &str| -> Result<(Measured, BenchRow)> {
+                    child(common(format!("{h}x{i}"), m, dtype, which, &report))?;
+                    let bytes = std::fs::read(&report).map_err(|e| Error::Job(e.to_string()))?;
+                    let mut got: Measured = serde_json::from_slice(&bytes)
+                        .map_err(|e| Error::Job(format!("benchmark child wrote bad JSON: {e}")))?;
+                    let row = got.rows.pop().ok_or_else(|| Error::Job("benchmark child wrote no row".into()))?;
+                    Ok((got, row))
                 };
-                let (text, mut r) = part("fused")?;
+                let (fused, mut r) = part("fused")?;
                 let (_, u) = part("unfused")?;
                 r.unfused_us = u.unfused_us;
                 r.dispatches.1 = u.dispatches.1;
+                let l = line(&r, dtype, fused.copy_gbs);
                 if head.is_none() {
-                    head = Some(text.split(TABLE_HEAD).next().unwrap_or("").to_string());
+                    head = Some(header(&fused, o, ISOLATED));
                 }
-                let copy = text
-                    .lines()
-                    .find_map(|l| l.strip_prefix("copy kernel").and_then(|r| r.split("): ").nth(1)))
-                    .and_then(|r| r.split(' ').next())
-                    .and_then(|v| v.parse::<f64>().ok())
-                    .unwrap_or(f64::NAN);
-                let l = line(&r, dtype, copy);
                 progress(&l);
                 body.push_str(&l);
                 rows.push(r);
             }
         }
     }
-    let head = head.unwrap_or_default().replace(IN_PROCESS, ISOLATED);
-    Ok((format!("{head}{TABLE_HEAD}{body}"), rows))
+    Ok((format!("{}{TABLE_HEAD}{body}", head.unwrap_or_default()), rows))
 }
 
-/// Runs the benchmark and returns the table as Markdown, one line per configuration, with
-/// the yardstick and the device on top.
-pub fn run(gpu: &Gpu, o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<(String, Vec<BenchRow>)> {
+/// Runs the benchmark in this process: what it measured, and the table's lines (one per
+/// configuration; [`table`] puts the header on top).
+pub fn run(gpu: &Gpu, o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<(Measured, String)> {
     let copy_bytes = (256u64 << 20).min(gpu.target().max_binding_bytes);
     let copy = copy_bandwidth(gpu, copy_bytes, o.reps.max(1), o.samples)?;
     let ts = gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY);
-    let target = crate::codegen::Target { gemm_tiles: o.gemm_tiles, ..gpu.target() };
-    let mut out = header(&gpu.describe(), ts, o, copy_bytes >> 20, copy);
+    let target = Target { gemm_tiles: o.gemm_tiles, ..gpu.target() };
+    let mut out = String::new();
     let mut rows = vec![];
     for &(h, i) in &o.shapes {
         for &dtype in &o.dtypes {
             for &m in &o.rows {
                 let original = ffn_graph(h, i, m, dtype, o.layout)?;
                 let mut fused = original.clone();
-                crate::passes::PassManager::standard().run(&mut fused)?;
+                PassManager::standard().run(&mut fused)?;
                 let b = Default::default();
-                let build = |g: &Graph| -> Result<(Executable, Vec<crate::runtime::Tuned>)> {
+                let build = |g: &Graph| -> Result<(Executable, Vec<Tuned>)> {
                     let mut exe = Executable::with_target(gpu, g, &b, &target)?;
-                    let tuned = if o.tune {
-                        exe.tune_gemms(g, &b, &target, &crate::codegen::gemm::CANDIDATES)?
-                    } else {
-                        vec![]
-                    };
+                    let tuned = if o.tune { exe.tune_gemms(g, &b, &target, &CANDIDATES)? } else { vec![] };
                     Ok((exe, tuned))
                 };
                 let (fu, fd, kind) = if o.part == Part::Unfused {
                     (0.0, 0, String::new())
                 } else {
                     let (exe, tuned) = build(&fused)?;
-                    let mut kind = exe.kernels().iter().map(|k| k.source().kind.clone()).collect::<Vec<_>>().join("+");
+                    let mut kind =
+                        exe.kernels().iter().map(|k| k.source().kind.to_string()).collect::<Vec<_>>().join("+");
                     if let Some(t) = tuned.first() {
                         kind = format!("{kind} ({})", t.chosen);
                     }
@@ -333,5 +329,6 @@ pub fn run(gpu: &Gpu, o: &BenchOptions, mut progress: impl FnMut(&str)) -> Resul
             }
         }
     }
-    Ok((out, rows))
+    let m = Measured { device: gpu.describe(), timestamps: ts, copy_mib: copy_bytes >> 20, copy_gbs: copy, rows };
+    Ok((m, out))
 }

@@ -1,7 +1,5 @@
-//! The fast projection kernels: decode GEMVs (a few rows of x) with 16-byte weight loads for
-//! both layouts, and a tiled GEMM for prefill. Each is written once for `x·W` and for the
-//! fused gated unit (two accumulators, activation·up product in the epilogue), so fused
-//! against unfused measures the fusion and nothing else.
+//! The decode GEMVs: a few rows of x against the weights, 16-byte weight loads, one kernel
+//! per layout.
 //!
 //! - `gemv-kn` (`W [K, N]`): a thread owns one 16-byte group of adjacent columns (4 f32 or
 //!   8 f16) and a share of k; adjacent threads read adjacent groups of one row of W, so each
@@ -11,168 +9,16 @@
 //! - `gemv-nk` (`W [N, K]`): 32 lanes own one output feature and read its row of W along k
 //!   in 16-byte loads; the lanes are summed with `subgroupAdd` where the device has subgroups
 //!   of one fixed size up to 32, else by a tree in workgroup memory.
-//! - `gemm-unaligned`: 64×64 output tiles, k in steps of 16 through workgroup memory, 4×4
-//!   outputs per thread in registers (per accumulator), scalar bounds-checked loads for any
-//!   size. The prefill GEMM for shapes the 16-byte loads of `gemm.rs` do not fit.
 //!
-//! Every weight element is read once per row tile of x: 8 rows in the GEMVs (16 in the
-//! `[N, K]` one with subgroups, where the reduction needs no workgroup memory per row), 64
-//! in the unaligned GEMM.
+//! Every weight element is read once per row tile of x: 8 rows (16 in the `[N, K]` kernel
+//! with subgroups, where the reduction needs no workgroup memory per row).
 
-use super::{act_call, module_with, Binding, KernelSource, Target, MATH, WORKGROUP};
-use crate::ir::*;
-use crate::{Error, Result};
+use super::{binds, epilogue, finish, kind, up_name, ProjShape, ProjValues};
+use crate::elementwise::MATH;
+use crate::wgsl::{UNPACK4_F16, WORKGROUP};
+use crate::{KernelSource, ProjKernel, Target};
+use glufuse_ir::{Layout, Result};
 use std::fmt::Write;
-
-/// What a projection kernel computes, with every size known.
-#[derive(Clone, Debug)]
-pub struct ProjShape {
-    /// Rows of x.
-    pub rows: usize,
-    /// Inner dim K (= H).
-    pub k: usize,
-    /// Output features written (= I).
-    pub n: usize,
-    /// Output features the weight holds (its N in its layout).
-    pub n_total: usize,
-    /// Weight layout.
-    pub layout: Layout,
-    /// Weights are packed f16.
-    pub f16: bool,
-    /// The fused node, or None for a plain `x·W`.
-    pub fused: Option<FusedGateUp>,
-    /// Gate and up read one merged weight (bound once).
-    pub merged: bool,
-}
-
-impl ProjShape {
-    pub(super) fn na(&self) -> usize {
-        if self.fused.is_some() {
-            2
-        } else {
-            1
-        }
-    }
-    pub(super) fn offsets(&self) -> (usize, usize) {
-        self.fused.as_ref().map_or((0, 0), |f| (f.gate_offset as usize, f.up_offset as usize))
-    }
-    /// Columns one 16-byte load covers.
-    fn vc(&self) -> usize {
-        if self.f16 {
-            8
-        } else {
-            4
-        }
-    }
-    /// Rows of x one GEMV workgroup handles (the grid's y covers the rest): 8, or 16 where
-    /// the lanes are summed by subgroups and the reduction needs no workgroup memory per row.
-    pub fn gemv_rows(&self, subgroup_sums: bool) -> usize {
-        self.rows.min(if subgroup_sums { 16 } else { 8 })
-    }
-
-    /// Whether the decode GEMV applies: up to 32 rows (in tiles of 8, each tile reading the
-    /// weights once) and 16-byte aligned weight rows.
-    pub fn gemv_fits(&self) -> bool {
-        let (go, uo) = self.offsets();
-        let vc = self.vc();
-        self.rows <= 32
-            && match self.layout {
-                Layout::Kn => self.n_total % vc == 0 && self.n % vc == 0 && go % vc == 0 && uo % vc == 0,
-                Layout::Nk => self.k % vc == 0,
-            }
-    }
-}
-
-/// WGSL widening four packed f16 (8 bytes, `vec2<u32>`) to a `vec4<f32>`.
-pub(super) const UNPACK4_F16: &str =
-    "fn unpack4_f16_(q: vec2<u32>) -> vec4<f32> { return vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)); }\n";
-
-/// A kernel's interface: binding declarations (name, writable, WGSL element type) and extra
-/// entry-point builtins (`, @builtin(...) name: type` each).
-pub(super) struct Binds {
-    decls: Vec<(String, bool, String)>,
-    bindings: Vec<Binding>,
-    builtins: String,
-}
-
-impl Binds {
-    fn push(&mut self, name: &str, write: bool, elem: &str, value: String, packed: bool) {
-        self.decls.push((name.into(), write, elem.into()));
-        self.bindings.push(Binding { value, write, packed_f16: packed });
-    }
-    fn header(&self) -> String {
-        let mut s = String::new();
-        for (i, (n, w, e)) in self.decls.iter().enumerate() {
-            let access = if *w { "read_write" } else { "read" };
-            let _ = writeln!(s, "@group(0) @binding({i}) var<storage, {access}> {n}: array<{e}>;");
-        }
-        s
-    }
-}
-
-/// Names of the values bound: x, weights, biases, output.
-pub struct ProjValues {
-    /// x.
-    pub x: String,
-    /// Gate (or the only) weight.
-    pub w_gate: String,
-    /// Up weight (fused, unmerged).
-    pub w_up: Option<String>,
-    /// Gate bias and whether it is packed f16.
-    pub b_gate: Option<(String, bool)>,
-    /// Up bias and whether it is packed f16.
-    pub b_up: Option<(String, bool)>,
-    /// Output.
-    pub out: String,
-}
-
-pub(super) fn binds(s: &ProjShape, v: &ProjValues, x_elem: &str, w_elem: &str) -> Binds {
-    let mut b = Binds { decls: vec![], bindings: vec![], builtins: String::new() };
-    b.push("x", false, x_elem, v.x.clone(), false);
-    b.push("w_gate", false, w_elem, v.w_gate.clone(), s.f16);
-    if let (Some(_), false, Some(u)) = (&s.fused, s.merged, &v.w_up) {
-        b.push("w_up", false, w_elem, u.clone(), s.f16);
-    }
-    if let Some((g, p)) = &v.b_gate {
-        b.push("b_gate", false, if *p { "u32" } else { "f32" }, g.clone(), *p);
-    }
-    if let Some((u, p)) = &v.b_up {
-        b.push("b_up", false, if *p { "u32" } else { "f32" }, u.clone(), *p);
-    }
-    b.push("out0", true, "f32", v.out.clone(), false);
-    b
-}
-
-fn bias_read(name: &str, idx: &str, packed: bool) -> String {
-    super::elementwise::read(name, idx, packed)
-}
-
-/// The epilogue value for column expression `col` given sums `g` and `u`.
-pub(super) fn epilogue(s: &ProjShape, v: &ProjValues, g: &str, u: &str, col: &str) -> String {
-    let (go, uo) = s.offsets();
-    match &s.fused {
-        None => g.to_string(),
-        Some(f) => {
-            let gb = v
-                .b_gate
-                .as_ref()
-                .map_or(String::new(), |(_, p)| format!(" + {}", bias_read("b_gate", &format!("{col} + {go}u"), *p)));
-            let ub = v
-                .b_up
-                .as_ref()
-                .map_or(String::new(), |(_, p)| format!(" + {}", bias_read("b_up", &format!("{col} + {uo}u"), *p)));
-            format!("{} * ({u}{ub})", act_call(f.activation, &format!("{g}{gb}")))
-        }
-    }
-}
-
-pub(super) fn up_name(s: &ProjShape) -> &'static str {
-    if s.merged {
-        "w_gate"
-    } else {
-        "w_up"
-    }
-}
 
 /// Loads 16 bytes of weight at vector index `idx` as one or two vec4<f32>.
 fn load16(s: &ProjShape, w: &str, idx: &str) -> (String, Option<String>) {
@@ -185,36 +31,6 @@ fn load16(s: &ProjShape, w: &str, idx: &str) -> (String, Option<String>) {
     } else {
         (format!("{w}[{idx}]"), None)
     }
-}
-
-/// The kernel: bindings, `prelude` and `body` in an entry point of `threads` threads, over
-/// `workgroups` (x, y), each within the device's per-dimension limit.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn finish(
-    name: String,
-    kind: &str,
-    b: &Binds,
-    prelude: &str,
-    body: &str,
-    workgroups: [u64; 2],
-    threads: u32,
-    t: &Target,
-) -> Result<KernelSource> {
-    let max = t.max_workgroups_per_dim as u64;
-    if workgroups.iter().any(|&w| w > max) {
-        return Err(Error::Gpu(format!(
-            "'{name}' needs {workgroups:?} workgroups, past this device's limit of {max} per dimension"
-        )));
-    }
-    let mut wgsl = b.header();
-    wgsl.push_str(&module_with(&[], threads, prelude, body, &b.builtins));
-    Ok(KernelSource {
-        name,
-        kind: kind.into(),
-        wgsl,
-        bindings: b.bindings.clone(),
-        workgroups: [workgroups[0] as u32, workgroups[1] as u32, 1],
-    })
 }
 
 /// Sums `lanes` lanes by a tree in workgroup memory: `slots` arrays of [`WORKGROUP`] entries,
@@ -238,7 +54,7 @@ fn tree_sum(body: &mut String, lanes: usize, stride: usize, slots: usize) {
 }
 
 /// Decode GEMV, `[K, N]` weights.
-pub fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Result<KernelSource> {
+pub(crate) fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Result<KernelSource> {
     let (na, tm) = (s.na(), s.gemv_rows(false));
     // Fused f16 over more than 4 rows: 8-byte loads of 4 columns, so that a thread keeps
     // rows × 2 vec4 accumulators; 16-byte loads (8 columns) would double that to 32 vec4 at
@@ -339,7 +155,7 @@ pub fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Resul
     if narrow {
         prelude.push_str(UNPACK4_F16);
     }
-    let kind = if s.fused.is_some() { "fused-gate-up-gemv-kn" } else { "matmul-gemv-kn" };
+    let kind = kind(s, ProjKernel::Gemv(Layout::Kn));
     finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(cw) as u64, s.rows.div_ceil(tm) as u64], WORKGROUP, t)
 }
 
@@ -358,7 +174,7 @@ fn subgroup(t: &Target) -> Option<usize> {
 /// device forms them in, and each subgroup sums its lanes with `subgroupAdd`: at size 32 that is
 /// the whole reduction, at smaller sizes the 32/size partial sums meet in workgroup memory.
 /// Without, the lanes are summed by a tree in workgroup memory.
-pub fn gemv_nk(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Result<KernelSource> {
+pub(crate) fn gemv_nk(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Result<KernelSource> {
     let sg = subgroup(t);
     let (na, vc) = (s.na(), s.vc());
     let tm = s.gemv_rows(sg.is_some());
@@ -475,110 +291,6 @@ pub fn gemv_nk(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Resul
     if red_len > 0 {
         let _ = writeln!(prelude, "var<workgroup> red: array<f32, {red_len}>;");
     }
-    let kind = if s.fused.is_some() { "fused-gate-up-gemv-nk" } else { "matmul-gemv-nk" };
+    let kind = kind(s, ProjKernel::Gemv(Layout::Nk));
     finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(per_wg) as u64, s.rows.div_ceil(tm) as u64], WORKGROUP, t)
-}
-
-/// Prefill GEMM for unaligned shapes: 64×64 output tiles, k in steps of 16 through workgroup
-/// memory held as `vec4`s so that one 16-byte read feeds four multiply-adds, 4×4 outputs per
-/// thread and accumulator in registers.
-pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Result<KernelSource> {
-    const BN: usize = 64;
-    const BK: usize = 16;
-    // Rows per thread: 4. Measured on an H100, 8 rows (with two accumulator sets in the fused
-    // kernel) ran slower at M=512 (8.3 ms against 6.9 ms at 4096×14336): register pressure.
-    let rt = 4usize;
-    let bm = 16 * rt;
-    let na = s.na();
-    let (go, uo) = s.offsets();
-    let elem = if s.f16 { "u32" } else { "f32" };
-    let b = binds(s, v, "f32", elem);
-    let wread = |w: &str, n: &str, k: &str| {
-        let idx = match s.layout {
-            Layout::Kn => format!("({k}) * {}u + ({n})", s.n_total),
-            Layout::Nk => format!("({n}) * {}u + ({k})", s.k),
-        };
-        super::elementwise::read(w, &idx, s.f16)
-    };
-    let xq = bm / 4; // x vec4s per k step
-    let mut body = String::new();
-    let _ = writeln!(
-        body,
-        "    let tx = lid % 16u;\n    let ty = lid / 16u;\n    let row0 = wg.y * {bm}u;\n    let col0 = wg.x * {BN}u;"
-    );
-    for a in 0..na {
-        for i in 0..rt {
-            let _ = writeln!(body, "    var acc{a}_{i} = vec4<f32>(0.0);");
-        }
-    }
-    let _ = writeln!(body, "    for (var k0 = 0u; k0 < {}u; k0 = k0 + {BK}u) {{", s.k);
-    // x tile: bm rows × 16 k; adjacent threads read adjacent k of one row.
-    let _ = writeln!(
-        body,
-        "        for (var e = 0u; e < {}u; e++) {{\n            let idx = e * 256u + lid;\n            let r = idx / {BK}u;\n            let kk = idx % {BK}u;\n            let gr = row0 + r;\n            let gk = k0 + kk;\n            var xv = 0.0;\n            if (gr < {}u && gk < {}u) {{ xv = x[gr * {}u + gk]; }}\n            xs[kk * {xq}u + r / 4u][r % 4u] = xv;\n        }}",
-        bm * BK / 256,
-        s.rows,
-        s.k,
-        s.k
-    );
-    let (nmap, kmap) = match s.layout {
-        Layout::Kn => ("idx % 64u", "idx / 64u"),
-        Layout::Nk => ("idx / 16u", "idx % 16u"),
-    };
-    let _ = writeln!(
-        body,
-        "        for (var e = 0u; e < 4u; e++) {{\n            let idx = e * 256u + lid;\n            let nn = {nmap};\n            let kk = {kmap};\n            let gn = col0 + nn;\n            let gk = k0 + kk;\n            let ok = gn < {}u && gk < {}u;",
-        s.n, s.k
-    );
-    let _ = writeln!(
-        body,
-        "            var g = 0.0;\n            if (ok) {{ g = {}; }}\n            gs[kk * 16u + nn / 4u][nn % 4u] = g;",
-        wread("w_gate", &format!("gn + {go}u"), "gk")
-    );
-    if na == 2 {
-        let _ = writeln!(body, "            var u = 0.0;\n            if (ok) {{ u = {}; }}\n            us[kk * 16u + nn / 4u][nn % 4u] = u;", wread(up_name(s), &format!("gn + {uo}u"), "gk"));
-    }
-    let _ = writeln!(body, "        }}\n        workgroupBarrier();");
-    let _ = writeln!(body, "        for (var kk = 0u; kk < {BK}u; kk++) {{");
-    for q in 0..rt / 4 {
-        let _ = writeln!(body, "            let xa{q} = xs[kk * {xq}u + ty * {}u + {q}u];", rt / 4);
-    }
-    let _ = writeln!(body, "            let gb = gs[kk * 16u + tx];");
-    if na == 2 {
-        let _ = writeln!(body, "            let ub = us[kk * 16u + tx];");
-    }
-    for i in 0..rt {
-        let c = ["x", "y", "z", "w"][i % 4];
-        let _ = writeln!(body, "            acc0_{i} = fma(vec4<f32>(xa{}.{c}), gb, acc0_{i});", i / 4);
-        if na == 2 {
-            let _ = writeln!(body, "            acc1_{i} = fma(vec4<f32>(xa{}.{c}), ub, acc1_{i});", i / 4);
-        }
-    }
-    let _ = writeln!(body, "        }}\n        workgroupBarrier();\n    }}");
-    for i in 0..rt {
-        let _ = writeln!(body, "    let r{i} = row0 + ty * {rt}u + {i}u;\n    if (r{i} < {}u) {{", s.rows);
-        for (j, c) in ["x", "y", "z", "w"].iter().enumerate() {
-            let g = format!("acc0_{i}.{c}");
-            let u = if na == 2 { format!("acc1_{i}.{c}") } else { "0.0".into() };
-            let col = format!("col0 + tx * 4u + {j}u");
-            let _ = writeln!(
-                body,
-                "        if ({col} < {}u) {{ out0[r{i} * {}u + {col}] = {}; }}",
-                s.n,
-                s.n,
-                epilogue(s, v, &g, &u, &format!("({col})"))
-            );
-        }
-        let _ = writeln!(body, "    }}");
-    }
-    let mut prelude = format!(
-        "{MATH}\nvar<workgroup> xs: array<vec4<f32>, {}>;\nvar<workgroup> gs: array<vec4<f32>, {}>;\n",
-        xq * BK,
-        16 * BK
-    );
-    if na == 2 {
-        let _ = writeln!(prelude, "var<workgroup> us: array<vec4<f32>, {}>;", 16 * BK);
-    }
-    let kind = if s.fused.is_some() { "fused-gate-up-gemm-unaligned" } else { "matmul-gemm-unaligned" };
-    finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(BN) as u64, s.rows.div_ceil(bm) as u64], WORKGROUP, t)
 }

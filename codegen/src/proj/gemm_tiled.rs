@@ -34,12 +34,14 @@
 //! carried its own clamp and the kernel ran 30% slower on an H100.
 //!
 //! Requires `K % 4 == 0` and, for `[K, N]` weights, 4-aligned columns and offsets
-//! ([`fits`]); the scalar-load GEMM in `fast.rs` covers the rest.
+//! ([`fits`]); [`super::gemm_unaligned`] covers the rest.
 
-use super::fast::{binds, epilogue, finish, up_name, ProjShape, ProjValues, UNPACK4_F16};
-use super::{KernelSource, Target, MATH};
-use crate::ir::Layout;
-use crate::{Error, Result};
+use super::{binds, epilogue, finish, kind, up_name, ProjShape, ProjValues};
+use crate::elementwise::MATH;
+use crate::wgsl::UNPACK4_F16;
+use crate::{KernelSource, ProjKernel, Target};
+use glufuse_ir::Layout;
+use glufuse_ir::{Error, Result};
 use std::fmt::Write;
 
 /// Weight columns of one sub-tile.
@@ -131,12 +133,9 @@ fn out_cols(s: &ProjShape) -> usize {
 /// along the rows (128 per workgroup).
 pub const DEFAULT: Tiles = Tiles { rt: 8, bk: 8, ny: 8 };
 
-/// The tilings worth timing against each other on a device ([`crate::runtime::Executable::tune_gemms`]):
+/// The tilings worth timing against each other on a device ([`crate::tune`]):
 /// the default and the 256-thread 128×128 one with k steps of 16.
 pub const CANDIDATES: [Tiles; 2] = [DEFAULT, Tiles { rt: 8, bk: 16, ny: 16 }];
-
-/// The kernel kinds of this GEMM (fused and plain).
-pub const KINDS: [&str; 2] = ["fused-gate-up-gemm", "matmul-gemm"];
 
 /// The tiling for a target: the one it forces, else [`DEFAULT`].
 pub fn tiles(t: &Target) -> Tiles {
@@ -144,7 +143,7 @@ pub fn tiles(t: &Target) -> Tiles {
 }
 
 /// The aligned prefill GEMM (see the module header).
-pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target, tl: Tiles) -> Result<KernelSource> {
+pub(crate) fn gemm_tiled(name: String, s: &ProjShape, v: &ProjValues, t: &Target, tl: Tiles) -> Result<KernelSource> {
     let Tiles { rt, bk, ny } = tl;
     if !tl.supported() {
         return Err(Error::Gpu(unsupported(&tl.to_string())));
@@ -362,7 +361,7 @@ pub fn gemm(name: String, s: &ProjShape, v: &ProjValues, t: &Target, tl: Tiles) 
     if s.f16 {
         prelude.push_str(UNPACK4_F16);
     }
-    let kind = if fused { KINDS[0] } else { KINDS[1] };
+    let kind = kind(s, ProjKernel::GemmTiled);
     let groups = [s.rows.div_ceil(bm) as u64, s.n.div_ceil(out_cols(s)) as u64];
     finish(name, kind, &b, &prelude, &body, groups, threads as u32, t)
 }

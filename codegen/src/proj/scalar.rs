@@ -1,9 +1,7 @@
-//! Projection kernels: `x · W` with a 2-D weight (the unfused `MatMul`) and the fused gated
-//! unit `act(x·Wg + bg) · (x·Wu + bu)`, from shared templates so that fused against unfused
-//! measures the fusion and nothing else. [`generate`] picks the fast kernels of `fast.rs`
-//! where they apply and falls back to the scalar template here.
+//! The scalar projection template: any alignment, any mix of weight storage, for whatever
+//! the GEMVs and GEMMs do not take.
 //!
-//! The scalar template: a workgroup of 256 threads computes a tile of output columns for up to `TM` rows. Its
+//! A workgroup of 256 threads computes a tile of output columns for up to [`TM`] rows. Its
 //! threads split into column slots and k-lanes: `[K, N]` weights put 64 columns side by side
 //! (adjacent threads read adjacent columns of a row of W), `[N, K]` weights put 32 lanes
 //! along k (adjacent threads read adjacent elements of a row of W). Each thread accumulates
@@ -11,54 +9,25 @@
 //! applies bias, activation and product before one write. Each weight element is read once
 //! per row tile; x is read from global memory (cached) as it is small.
 
-use super::elementwise::read;
-use super::fast::{self, ProjShape};
-use super::gemm;
-use super::{act_call, dims, module, packed_f16, Binding, KernelSource, Target, MATH, WORKGROUP};
-use crate::ir::*;
-use crate::shape::Bindings;
-use crate::{Error, Graph, Result};
-use petgraph::stable_graph::NodeIndex;
+use super::{kind, ProjShape};
+use crate::elementwise::{act_call, MATH};
+use crate::wgsl::{module, read, WORKGROUP};
+use crate::{packed_f16, Binding, KernelSource, ProjKernel, Target};
+use glufuse_ir::{Error, Graph, Layout, Result, Value};
 use std::fmt::Write;
 
 /// Rows of x per workgroup.
 pub const TM: usize = 4;
 
-/// Picks the kernel for a projection: the vector GEMV up to 32 rows when the weight rows
-/// allow 16-byte loads; past 8 rows the aligned GEMM of `gemm.rs` where x and the weights
-/// load as 16-byte vectors, else the scalar-load GEMM; the scalar template otherwise.
-fn generate(g: &Graph, name: String, ins: &[Value], out: Value, s: &ProjShape, t: &Target) -> Result<KernelSource> {
-    let fused_bias = |present: bool, i: usize| present.then(|| (g.value_name(ins[i]), packed_f16(g, ins[i])));
-    let (b_gate, b_up) = match &s.fused {
-        Some(f) => (fused_bias(f.gate_bias, 3), fused_bias(f.up_bias, 3 + f.gate_bias as usize)),
-        None => (None, None),
-    };
-    let values = fast::ProjValues {
-        x: g.value_name(ins[0]),
-        w_gate: g.value_name(ins[1]),
-        w_up: s.fused.as_ref().map(|_| g.value_name(ins[2])),
-        b_gate,
-        b_up,
-        out: g.value_name(out),
-    };
-    let same_dtype = s.fused.is_none() || packed_f16(g, ins[2]) == s.f16;
-    if same_dtype && s.gemv_fits() {
-        return match s.layout {
-            Layout::Kn => fast::gemv_kn(name, s, &values, t),
-            Layout::Nk => fast::gemv_nk(name, s, &values, t),
-        };
-    }
-    if same_dtype && s.rows > 8 {
-        if gemm::fits(s) {
-            return gemm::gemm(name, s, &values, t, gemm::tiles(t));
-        }
-        return fast::gemm(name, s, &values, t);
-    }
-    scalar(g, name, ins, out, s, t)
-}
-
 /// The scalar template: any alignment, any mix of weight storage.
-fn scalar(g: &Graph, name: String, ins: &[Value], out: Value, s: &ProjShape, t: &Target) -> Result<KernelSource> {
+pub(crate) fn scalar(
+    g: &Graph,
+    name: String,
+    ins: &[Value],
+    out: Value,
+    s: &ProjShape,
+    t: &Target,
+) -> Result<KernelSource> {
     let tm = s.rows.min(TM);
     let (tn, lanes) = match s.layout {
         Layout::Kn => (64usize, 4usize),
@@ -67,10 +36,10 @@ fn scalar(g: &Graph, name: String, ins: &[Value], out: Value, s: &ProjShape, t: 
     let na = if s.fused.is_some() { 2 } else { 1 };
     // Bindings: x, weight(s) (a merged gate_up weight is bound once), biases, output.
     let mut binds: Vec<(String, bool, bool)> = vec![("x".into(), false, false)];
-    let mut bindings = vec![Binding { value: g.value_name(ins[0]), write: false, packed_f16: false }];
+    let mut bindings = vec![Binding { value: ins[0], write: false, packed_f16: false }];
     let mut bind = |name: &str, v: Value, binds: &mut Vec<(String, bool, bool)>| {
         binds.push((name.into(), false, packed_f16(g, v)));
-        bindings.push(Binding { value: g.value_name(v), write: false, packed_f16: packed_f16(g, v) });
+        bindings.push(Binding { value: v, write: false, packed_f16: packed_f16(g, v) });
     };
     bind("w_gate", ins[1], &mut binds);
     let wu_name = if s.merged { "w_gate" } else { "w_up" };
@@ -88,7 +57,7 @@ fn scalar(g: &Graph, name: String, ins: &[Value], out: Value, s: &ProjShape, t: 
         }
     }
     binds.push(("out0".into(), true, false));
-    bindings.push(Binding { value: g.value_name(out), write: true, packed_f16: false });
+    bindings.push(Binding { value: out, write: true, packed_f16: false });
 
     let w_idx = |col: &str| match s.layout {
         Layout::Kn => format!("k * {}u + {col}", s.n_total),
@@ -178,62 +147,12 @@ fn scalar(g: &Graph, name: String, ins: &[Value], out: Value, s: &ProjShape, t: 
             "'{name}' needs {tiles_n}×{tiles_m} workgroups, past this device's limit of {max} per dimension"
         )));
     }
-    let kind = match (&s.fused, s.layout) {
-        (None, Layout::Kn) => "matmul-kn",
-        (None, Layout::Nk) => "matmul-nk",
-        (Some(_), Layout::Kn) => "fused-gate-up-kn",
-        (Some(_), Layout::Nk) => "fused-gate-up-nk",
-    };
     Ok(KernelSource {
         name,
-        kind: kind.into(),
+        kind: kind(s, ProjKernel::Scalar(s.layout)),
         wgsl: module(&binds, WORKGROUP, &prelude, &b),
         bindings,
+        workgroup_size: WORKGROUP,
         workgroups: [tiles_n as u32, tiles_m as u32, 1],
     })
-}
-
-/// `x · W` with a 2-D `W` of layout `[K, N]`.
-pub fn matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<KernelSource> {
-    let ins = g.inputs(n);
-    let (xd, wd) = (dims(g, ins[0], b)?, dims(g, ins[1], b)?);
-    let k = *xd.last().expect("rank >= 2");
-    let rows = xd.iter().product::<usize>() / k.max(1);
-    let s = ProjShape {
-        rows,
-        k,
-        n: wd[1],
-        n_total: wd[1],
-        layout: Layout::Kn,
-        f16: packed_f16(g, ins[1]),
-        fused: None,
-        merged: false,
-    };
-    generate(g, g.node(n).name.clone(), &ins, Value::of(n), &s, t)
-}
-
-/// The fused gated unit.
-pub fn fused(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<KernelSource> {
-    let Op::FusedGateUp(f) = &g.node(n).op else {
-        return Err(Error::Internal("fused() on a node that is not FusedGateUp".into()));
-    };
-    let ins = g.inputs(n);
-    let (xd, wd, od) = (dims(g, ins[0], b)?, dims(g, ins[1], b)?, dims(g, Value::of(n), b)?);
-    let k = *xd.last().expect("rank >= 1");
-    let rows = xd.iter().product::<usize>() / k.max(1);
-    let n_total = match f.layout {
-        Layout::Kn => wd[1],
-        Layout::Nk => wd[0],
-    };
-    let s = ProjShape {
-        rows,
-        k,
-        n: *od.last().expect("rank >= 1"),
-        n_total,
-        layout: f.layout,
-        f16: packed_f16(g, ins[1]),
-        fused: Some(f.clone()),
-        merged: ins[1] == ins[2],
-    };
-    generate(g, g.node(n).name.clone(), &ins, Value::of(n), &s, t)
 }

@@ -1,0 +1,267 @@
+//! Projection kernels: `x · W` with a 2-D weight (the unfused `MatMul`) and the fused gated
+//! unit `act(x·Wg + bg) · (x·Wu + bu)`, each kernel written once for both, so that fused
+//! against unfused measures the fusion and nothing else (the fused kernel keeps two
+//! accumulators and applies bias, activation and product in its epilogue).
+//!
+//! - [`gemv`]: the decode GEMVs (a few rows of x), 16-byte weight loads, one per layout;
+//! - [`gemm_tiled`]: the prefill GEMM for 16-byte aligned operands, in tilings to choose from;
+//! - [`gemm_unaligned`]: the prefill GEMM for any other shape;
+//! - [`scalar`]: the template for whatever the others do not take (any alignment, any mix of
+//!   weight storage);
+//! - [`batched`]: `MatMul` with a right operand of rank above 2.
+//!
+//! Which one a node gets is decided in `select.rs`. This file holds what they share: the
+//! shape of the product ([`ProjShape`]), the values bound, the bindings and the epilogue.
+
+pub(crate) mod batched;
+pub mod gemm_tiled;
+pub(crate) mod gemm_unaligned;
+pub(crate) mod gemv;
+pub(crate) mod scalar;
+
+use crate::elementwise::act_call;
+use crate::wgsl::{module_with, read};
+use crate::{dims, packed_f16, Binding, KernelKind, KernelSource, ProjKernel, Target};
+use glufuse_ir::shape::Bindings;
+use glufuse_ir::*;
+use glufuse_ir::{Error, Result};
+use std::fmt::Write;
+
+/// What a projection kernel computes, with every size known.
+#[derive(Clone, Debug)]
+pub struct ProjShape {
+    /// Rows of x.
+    pub rows: usize,
+    /// Inner dim K (= H).
+    pub k: usize,
+    /// Output features written (= I).
+    pub n: usize,
+    /// Output features the weight holds (its N in its layout).
+    pub n_total: usize,
+    /// Weight layout.
+    pub layout: Layout,
+    /// Weights are packed f16.
+    pub f16: bool,
+    /// The fused node, or None for a plain `x·W`.
+    pub fused: Option<FusedGateUp>,
+    /// Gate and up read one merged weight (bound once).
+    pub merged: bool,
+}
+
+impl ProjShape {
+    pub(crate) fn na(&self) -> usize {
+        if self.fused.is_some() {
+            2
+        } else {
+            1
+        }
+    }
+    pub(crate) fn offsets(&self) -> (usize, usize) {
+        self.fused.as_ref().map_or((0, 0), |f| (f.gate_offset as usize, f.up_offset as usize))
+    }
+    /// Columns one 16-byte load covers.
+    fn vc(&self) -> usize {
+        if self.f16 {
+            8
+        } else {
+            4
+        }
+    }
+    /// Rows of x one GEMV workgroup handles (the grid's y covers the rest): 8, or 16 where
+    /// the lanes are summed by subgroups and the reduction needs no workgroup memory per row.
+    pub fn gemv_rows(&self, subgroup_sums: bool) -> usize {
+        self.rows.min(if subgroup_sums { 16 } else { 8 })
+    }
+
+    /// Whether the decode GEMV applies: up to 32 rows (in tiles of 8, each tile reading the
+    /// weights once) and 16-byte aligned weight rows.
+    pub fn gemv_fits(&self) -> bool {
+        let (go, uo) = self.offsets();
+        let vc = self.vc();
+        self.rows <= 32
+            && match self.layout {
+                Layout::Kn => self.n_total % vc == 0 && self.n % vc == 0 && go % vc == 0 && uo % vc == 0,
+                Layout::Nk => self.k % vc == 0,
+            }
+    }
+}
+
+impl ProjShape {
+    /// The product of an unfused `MatMul` node with a 2-D weight `[K, N]`.
+    pub(crate) fn matmul(g: &Graph, n: NodeIndex, b: &Bindings) -> Result<ProjShape> {
+        let ins = g.inputs(n);
+        let (xd, wd) = (dims(g, ins[0], b)?, dims(g, ins[1], b)?);
+        let k = *xd.last().expect("rank >= 2");
+        let rows = xd.iter().product::<usize>() / k.max(1);
+        Ok(ProjShape {
+            rows,
+            k,
+            n: wd[1],
+            n_total: wd[1],
+            layout: Layout::Kn,
+            f16: packed_f16(g, ins[1]),
+            fused: None,
+            merged: false,
+        })
+    }
+
+    /// The product of a `FusedGateUp` node.
+    pub(crate) fn fused(g: &Graph, n: NodeIndex, b: &Bindings) -> Result<ProjShape> {
+        let Op::FusedGateUp(f) = &g.node(n).op else {
+            return Err(Error::Internal("ProjShape::fused() on a node that is not FusedGateUp".into()));
+        };
+        let ins = g.inputs(n);
+        let (xd, wd, od) = (dims(g, ins[0], b)?, dims(g, ins[1], b)?, dims(g, Value::of(n), b)?);
+        let k = *xd.last().expect("rank >= 1");
+        let rows = xd.iter().product::<usize>() / k.max(1);
+        let n_total = match f.layout {
+            Layout::Kn => wd[1],
+            Layout::Nk => wd[0],
+        };
+        Ok(ProjShape {
+            rows,
+            k,
+            n: *od.last().expect("rank >= 1"),
+            n_total,
+            layout: f.layout,
+            f16: packed_f16(g, ins[1]),
+            fused: Some(f.clone()),
+            merged: ins[1] == ins[2],
+        })
+    }
+}
+
+/// A kernel's interface: binding declarations (name, writable, WGSL element type) and extra
+/// entry-point builtins (`, @builtin(...) name: type` each).
+pub(super) struct Binds {
+    decls: Vec<(String, bool, String)>,
+    bindings: Vec<Binding>,
+    builtins: String,
+}
+
+impl Binds {
+    fn push(&mut self, name: &str, write: bool, elem: &str, value: Value, packed: bool) {
+        self.decls.push((name.into(), write, elem.into()));
+        self.bindings.push(Binding { value, write, packed_f16: packed });
+    }
+    fn header(&self) -> String {
+        let mut s = String::new();
+        for (i, (n, w, e)) in self.decls.iter().enumerate() {
+            let access = if *w { "read_write" } else { "read" };
+            let _ = writeln!(s, "@group(0) @binding({i}) var<storage, {access}> {n}: array<{e}>;");
+        }
+        s
+    }
+}
+
+/// The values bound: x, weights, biases, output.
+pub struct ProjValues {
+    /// x.
+    pub x: Value,
+    /// Gate (or the only) weight.
+    pub w_gate: Value,
+    /// Up weight (fused, unmerged).
+    pub w_up: Option<Value>,
+    /// Gate bias and whether it is packed f16.
+    pub b_gate: Option<(Value, bool)>,
+    /// Up bias and whether it is packed f16.
+    pub b_up: Option<(Value, bool)>,
+    /// Output.
+    pub out: Value,
+}
+
+impl ProjValues {
+    /// The values a projection node binds: x, its weight(s) and biases, its output.
+    pub(crate) fn new(g: &Graph, ins: &[Value], out: Value, s: &ProjShape) -> ProjValues {
+        let fused_bias = |present: bool, i: usize| present.then(|| (ins[i], packed_f16(g, ins[i])));
+        let (b_gate, b_up) = match &s.fused {
+            Some(f) => (fused_bias(f.gate_bias, 3), fused_bias(f.up_bias, 3 + f.gate_bias as usize)),
+            None => (None, None),
+        };
+        ProjValues { x: ins[0], w_gate: ins[1], w_up: s.fused.as_ref().map(|_| ins[2]), b_gate, b_up, out }
+    }
+}
+
+pub(crate) fn binds(s: &ProjShape, v: &ProjValues, x_elem: &str, w_elem: &str) -> Binds {
+    let mut b = Binds { decls: vec![], bindings: vec![], builtins: String::new() };
+    b.push("x", false, x_elem, v.x, false);
+    b.push("w_gate", false, w_elem, v.w_gate, s.f16);
+    if let (Some(_), false, Some(u)) = (&s.fused, s.merged, &v.w_up) {
+        b.push("w_up", false, w_elem, *u, s.f16);
+    }
+    if let Some((g, p)) = &v.b_gate {
+        b.push("b_gate", false, if *p { "u32" } else { "f32" }, *g, *p);
+    }
+    if let Some((u, p)) = &v.b_up {
+        b.push("b_up", false, if *p { "u32" } else { "f32" }, *u, *p);
+    }
+    b.push("out0", true, "f32", v.out, false);
+    b
+}
+
+fn bias_read(name: &str, idx: &str, packed: bool) -> String {
+    read(name, idx, packed)
+}
+
+/// The epilogue value for column expression `col` given sums `g` and `u`.
+pub(crate) fn epilogue(s: &ProjShape, v: &ProjValues, g: &str, u: &str, col: &str) -> String {
+    let (go, uo) = s.offsets();
+    match &s.fused {
+        None => g.to_string(),
+        Some(f) => {
+            let gb = v
+                .b_gate
+                .as_ref()
+                .map_or(String::new(), |(_, p)| format!(" + {}", bias_read("b_gate", &format!("{col} + {go}u"), *p)));
+            let ub = v
+                .b_up
+                .as_ref()
+                .map_or(String::new(), |(_, p)| format!(" + {}", bias_read("b_up", &format!("{col} + {uo}u"), *p)));
+            format!("{} * ({u}{ub})", act_call(f.activation, &format!("{g}{gb}")))
+        }
+    }
+}
+
+pub(crate) fn up_name(s: &ProjShape) -> &'static str {
+    if s.merged {
+        "w_gate"
+    } else {
+        "w_up"
+    }
+}
+
+/// The kind of a projection kernel of this shape.
+pub(crate) fn kind(s: &ProjShape, kernel: ProjKernel) -> KernelKind {
+    KernelKind::Projection { fused: s.fused.is_some(), kernel }
+}
+
+/// The kernel: bindings, `prelude` and `body` in an entry point of `threads` threads, over
+/// `workgroups` (x, y), each within the device's per-dimension limit.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn finish(
+    name: String,
+    kind: KernelKind,
+    b: &Binds,
+    prelude: &str,
+    body: &str,
+    workgroups: [u64; 2],
+    threads: u32,
+    t: &Target,
+) -> Result<KernelSource> {
+    let max = t.max_workgroups_per_dim as u64;
+    if workgroups.iter().any(|&w| w > max) {
+        return Err(Error::Gpu(format!(
+            "'{name}' needs {workgroups:?} workgroups, past this device's limit of {max} per dimension"
+        )));
+    }
+    let mut wgsl = b.header();
+    wgsl.push_str(&module_with(&[], threads, prelude, body, &b.builtins));
+    Ok(KernelSource {
+        name,
+        kind,
+        wgsl,
+        bindings: b.bindings.clone(),
+        workgroup_size: threads,
+        workgroups: [workgroups[0] as u32, workgroups[1] as u32, 1],
+    })
+}

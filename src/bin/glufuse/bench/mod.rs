@@ -1,0 +1,60 @@
+//! `glufuse bench [--shapes HxI,..] [--rows ..] [--dtypes ..] [--layout ..] [--gemm-tiles ..
+//! | --tune]`: fused against unfused gate/up kernels on the GPU, each graph in a fresh
+//! process unless `--in-process` (see [`harness`]).
+
+pub mod harness;
+
+use crate::args::{BenchArgs, PartArg};
+use glufuse::codegen::Tiles;
+use glufuse::files::write_atomic;
+use glufuse::runtime::Gpu;
+use glufuse::synth::parse_shape;
+use glufuse::{Error, Result};
+use harness::{BenchOptions, Part, IN_PROCESS};
+
+/// Runs the command.
+pub fn run(a: BenchArgs) -> Result<()> {
+    let gemm_tiles =
+        a.gemm_tiles.map(|t| t.parse::<Tiles>()).transpose().map_err(|e| Error::input(format!("--gemm-tiles: {e}")))?;
+    let shapes = a
+        .shapes
+        .iter()
+        .map(|s| parse_shape(s).ok_or_else(|| Error::input(format!("--shapes: {s:?} is not HxI"))))
+        .collect::<Result<Vec<_>>>()?;
+    let o = BenchOptions {
+        shapes,
+        rows: a.rows,
+        dtypes: a.dtypes.iter().map(|&d| d.into()).collect(),
+        layout: a.layout.into(),
+        reps: a.reps,
+        samples: a.samples,
+        part: match a.part {
+            PartArg::Both => Part::Both,
+            PartArg::Fused => Part::Fused,
+            PartArg::Unfused => Part::Unfused,
+        },
+        gemm_tiles,
+        tune: a.tune,
+    };
+    if !a.in_process && a.part != PartArg::Both {
+        return Err(Error::input("--part fused|unfused needs --in-process (the isolated run times both parts)"));
+    }
+    let (table, rows) = if a.in_process {
+        let gpu = Gpu::new()?;
+        eprintln!("benchmarking on {}", gpu.describe());
+        let (m, body) = harness::run(&gpu, &o, |line| eprint!("{line}"))?;
+        if let Some(p) = &a.child_report {
+            let j = serde_json::to_string(&m).map_err(|e| Error::Internal(e.to_string()))?;
+            write_atomic(p, j.as_bytes())?;
+        }
+        (harness::table(&m, &o, IN_PROCESS, &body), m.rows)
+    } else {
+        harness::run_isolated(&o, |line| eprint!("{line}"))?
+    };
+    println!("{table}");
+    if let Some(p) = a.json {
+        let j = serde_json::to_string_pretty(&rows).map_err(|e| Error::Internal(e.to_string()))?;
+        write_atomic(&p, j.as_bytes())?;
+    }
+    Ok(())
+}

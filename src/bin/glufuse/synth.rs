@@ -1,0 +1,24 @@
+//! `glufuse synth --layers N --hidden H --intermediate I [..] -o OUT.json`: writes a
+//! synthetic Llama-style decoder graph.
+
+use crate::args::SynthArgs;
+use glufuse::files::write_atomic;
+use glufuse::synth::{self, SynthOptions};
+use glufuse::Result;
+
+/// Runs the command.
+pub fn run(a: SynthArgs) -> Result<()> {
+    let o = SynthOptions {
+        layers: a.layers,
+        hidden: a.hidden,
+        intermediate: a.intermediate,
+        batch: a.batch,
+        dtype: a.dtype.into(),
+        executable: !a.opaque,
+        layout: a.layout.into(),
+    };
+    let g = synth::llama(&o)?;
+    write_atomic(&a.output, glufuse::json::to_string(&g)?.as_bytes())?;
+    eprintln!("wrote {}: {}", a.output.display(), g.summary());
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! Opening the GPU: the adapter (chosen by `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`), a device
+//! with the features glufuse can use, error capture (wgpu errors become [`Error::Gpu`], never
+//! a panic) and the code generation [`Target`] the device supports.
+
+use crate::codegen::Target;
+use crate::{Error, Result};
+use std::sync::{Arc, Mutex};
+
+/// An opened GPU.
+pub struct Gpu {
+    /// The device.
+    pub device: wgpu::Device,
+    /// Its queue.
+    pub queue: wgpu::Queue,
+    /// What the adapter says about itself.
+    pub info: wgpu::AdapterInfo,
+    /// The limits the device was opened with.
+    pub limits: wgpu::Limits,
+    /// The features it was opened with.
+    pub features: wgpu::Features,
+    /// What the adapter supports below full WebGPU.
+    pub downlevel: wgpu::DownlevelCapabilities,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl Gpu {
+    /// Opens the default adapter: `WGPU_BACKEND` (e.g. `vulkan`, `gl`) limits the backends,
+    /// `WGPU_ADAPTER_NAME` picks an adapter whose name contains it.
+    pub fn new() -> Result<Gpu> {
+        pollster::block_on(Self::open())
+    }
+
+    async fn open() -> Result<Gpu> {
+        let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+        let desc = wgpu::InstanceDescriptor { backends, ..wgpu::InstanceDescriptor::new_without_display_handle() };
+        let instance = wgpu::Instance::new(desc);
+        let adapter = match std::env::var("WGPU_ADAPTER_NAME") {
+            Ok(want) => {
+                let want = want.to_lowercase();
+                let all = instance.enumerate_adapters(backends).await;
+                let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
+                all.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&want)).ok_or_else(|| {
+                    Error::Gpu(format!("no adapter's name contains WGPU_ADAPTER_NAME={want:?}; adapters: {names:?}"))
+                })?
+            }
+            Err(_) => instance
+                .request_adapter(&wgpu::RequestAdapterOptions {
+                    power_preference: wgpu::PowerPreference::HighPerformance,
+                    force_fallback_adapter: false,
+                    compatible_surface: None,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| Error::Gpu(format!("no GPU adapter found ({e}); backends tried: {backends:?}")))?,
+        };
+        let info = adapter.get_info();
+        let downlevel = adapter.get_downlevel_capabilities();
+        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
+        let features = adapter.features() & wanted;
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("glufuse"),
+                required_features: features,
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::Gpu(format!("cannot open a device on '{}': {e}", info.name)))?;
+        let errors = Arc::new(Mutex::new(vec![]));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
+        }));
+        let lost = errors.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            lost.lock().unwrap_or_else(|p| p.into_inner()).push(format!("device lost ({reason:?}): {msg}"));
+        });
+        Ok(Gpu { device, queue, info, limits, features, downlevel, errors })
+    }
+
+    /// A line naming the adapter and backend.
+    pub fn describe(&self) -> String {
+        format!("{} ({:?}, {:?})", self.info.name, self.info.backend, self.info.device_type)
+    }
+
+    /// The code generation target for this device.
+    pub fn target(&self) -> Target {
+        let mut caps = naga::valid::Capabilities::empty();
+        if self.features.contains(wgpu::Features::SHADER_F16) {
+            caps |= naga::valid::Capabilities::SHADER_FLOAT16;
+        }
+        if self.downlevel.flags.contains(wgpu::DownlevelFlags::SHADER_F16_IN_F32) {
+            caps |= naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+        }
+        // Subgroup reductions need one fixed subgroup size (so that every subgroup is full).
+        let subgroup_size = (self.features.contains(wgpu::Features::SUBGROUP)
+            && self.info.subgroup_min_size == self.info.subgroup_max_size)
+            .then_some(self.info.subgroup_min_size);
+        if subgroup_size.is_some() {
+            caps |= naga::valid::Capabilities::SUBGROUP;
+        }
+        Target {
+            caps,
+            max_workgroups_per_dim: self.limits.max_compute_workgroups_per_dimension,
+            max_binding_bytes: self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size),
+            max_workgroup_storage_bytes: self.limits.max_compute_workgroup_storage_size,
+            gemm_tiles: None,
+            subgroup_size,
+        }
+    }
+
+    pub(crate) fn take_errors(&self) -> Result<()> {
+        let mut e = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        if e.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Gpu(std::mem::take(&mut *e).join("; ")))
+        }
+    }
+
+    /// Runs `f` inside validation and out-of-memory error scopes.
+    pub(crate) fn scoped<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let val = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let r = f();
+        let ve = pollster::block_on(val.pop());
+        let oe = pollster::block_on(oom.pop());
+        if let Some(e) = oe {
+            return Err(Error::Gpu(format!("out of GPU memory while {what}: {e}")));
+        }
+        if let Some(e) = ve {
+            return Err(Error::Gpu(format!("wgpu rejected {what}: {e}")));
+        }
+        self.take_errors()?;
+        Ok(r)
+    }
+}
