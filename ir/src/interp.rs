@@ -17,28 +17,35 @@ use std::collections::HashMap;
 pub fn seeded_inputs(g: &Graph, b: &Bindings, seed: u64) -> Result<HashMap<String, Tensor>> {
     let mut out = HashMap::new();
     for (i, n) in g.input_nodes().into_iter().enumerate() {
-        let node = g.node(n);
-        let ty = &node.outputs[0];
-        if !ty.dtype.is_float() {
-            return Err(Error::graph(
-                &node.name,
-                format!(
-                    "this graph input holds {} values: give it (random values are made for float inputs only)",
-                    ty.dtype
-                ),
-            ));
-        }
-        let shape = concrete(&ty.shape, b).map_err(|m| Error::graph(&node.name, m))?;
-        let mut t = Tensor::random(shape, seed.wrapping_add(i as u64), 1.0);
-        if ty.dtype == DType::F16 {
-            if let Data::F32(v) = &mut t.data {
-                crate::tensor::round_f16(v);
-            }
-            t.dtype = DType::F16;
-        }
-        out.insert(node.name.clone(), t);
+        out.insert(g.node(n).name.clone(), seeded_input(g, i, b, seed)?);
     }
     Ok(out)
+}
+
+/// The seeded value of the graph's input number `i` (in [`Graph::input_nodes`] order), as
+/// [`seeded_inputs`] makes it.
+pub fn seeded_input(g: &Graph, i: usize, b: &Bindings, seed: u64) -> Result<Tensor> {
+    let n = *g.input_nodes().get(i).ok_or_else(|| Error::Internal(format!("the graph has no input {i}")))?;
+    let node = g.node(n);
+    let ty = &node.outputs[0];
+    if !ty.dtype.is_float() {
+        return Err(Error::graph(
+            &node.name,
+            format!(
+                "this graph input holds {} values: give it (random values are made for float inputs only)",
+                ty.dtype
+            ),
+        ));
+    }
+    let shape = concrete(&ty.shape, b).map_err(|m| Error::graph(&node.name, m))?;
+    let mut t = Tensor::random(shape, seed.wrapping_add(i as u64), 1.0);
+    if ty.dtype == DType::F16 {
+        if let Data::F32(v) = &mut t.data {
+            crate::tensor::round_f16(v);
+        }
+        t.dtype = DType::F16;
+    }
+    Ok(t)
 }
 
 /// Checks `inputs` against the graph's inputs (every one given, of its dtype) and binds the
@@ -101,7 +108,7 @@ pub fn run_with(g: &Graph, inputs: &HashMap<String, Tensor>, given: &Bindings) -
                 .ok_or_else(|| Error::graph(&node.name, "no value was given for this graph input"))?;
             vec![t.clone()]
         } else {
-            node.op.eval(&ins, &node.outputs, &shapes, &b).map_err(|m| Error::graph(&node.name, m))?
+            node.op.eval(&ins, &node.outputs, &shapes, &b).map_err(|m| Error::graph(&node.name, m + &fed_by(g, n)))?
         };
         for (i, t) in out.into_iter().enumerate() {
             vals.insert(Value { node: n, output: i }, t);
@@ -115,6 +122,39 @@ pub fn run_with(g: &Graph, inputs: &HashMap<String, Tensor>, given: &Bindings) -
         }
     }
     Ok(g.outputs.iter().map(|v| vals[v].clone()).collect())
+}
+
+/// For a gather whose data or indices come from a graph input (token ids, a mask, through
+/// casts and reshapes): the words that say which, for its errors (an id out of the table, a
+/// mask shorter than the positions, is the input's fault).
+fn fed_by(g: &Graph, n: crate::NodeIndex) -> String {
+    let node = g.node(n);
+    if !matches!(node.op, Op::Gather { .. } | Op::GatherND { .. }) {
+        return String::new();
+    }
+    let source = |v: Value| {
+        let mut v = v;
+        loop {
+            let src = g.node(v.node);
+            match src.op {
+                Op::Input => return Some(src.name.clone()),
+                Op::Cast { .. } | Op::Reshape { .. } => v = g.inputs(v.node)[0],
+                _ => return None,
+            }
+        }
+    };
+    let ins = g.inputs(n);
+    let mut said = vec![];
+    for (slot, what) in [(1, "indices"), (0, "data")] {
+        if let Some(name) = ins.get(slot).and_then(|&v| source(v)) {
+            said.push(format!("the {what} come from graph input '{name}'"));
+        }
+    }
+    if said.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", said.join("; "))
+    }
 }
 
 /// Max absolute and relative error between two tensors (relative to the reference's largest
