@@ -169,3 +169,15 @@ fn torchscript_chunk_shape_arithmetic_is_folded_and_fused() {
     assert!(matches!(&rep.candidates[0].outcome, glufuse::passes::fusion::Outcome::Fused { merged: true, .. }));
     assert!(common::rel_diff(&original, &fused, 2) < 1e-5);
 }
+
+#[test]
+fn odd_dim_params_load_as_expressions_or_plain_symbols() {
+    // "past + new" is an expression (the output declares it as "new + past": equal); "batch
+    // size", "2*" and "(a" are no expressions and become sanitised symbols; a dim with
+    // neither value nor parameter gets a symbol of its own.
+    let g = load_graph(&common::root().join("tests/data/onnx_extra/odd_dim_params.onnx")).unwrap();
+    let x = g.node(g.find("x").unwrap());
+    assert_eq!(x.outputs[0].to_string(), "f32[batch_size,new + past,d_2_,x_d3,_a]");
+    assert_eq!(x.outputs[0].shape[1], glufuse::ir::Dim::parse("past + new").unwrap());
+    assert_eq!(g.output_name(0), "y");
+}
