@@ -187,6 +187,9 @@ impl<'p> Loader<'p> {
             let v = self.value(&name, &name).map_err(|m| Error::input(format!("graph output '{name}': {m}")))?;
             self.g.add_output(v, Some(name));
         }
+        // Nodes built only for their shape (a `Shape` of them folded to dims) compute nothing
+        // a run needs.
+        crate::passes::dce::eliminate(&mut self.g);
         crate::verify::verify(&self.g)?;
         Ok(self.g)
     }
