@@ -138,6 +138,17 @@ impl Known {
         }
     }
 
+    /// [`Known::to_op`], taking the values instead of copying them (a weight of gigabytes).
+    pub fn into_op(self) -> Op {
+        match self.vals {
+            KVals::Float(v) if v.len() > 1 && self.init => Op::Weight(WeightInit::Data(v)),
+            KVals::Float(v) => Op::Constant(ConstValues::Float(v.into_iter().map(f64::from).collect())),
+            KVals::Int(v) => Op::Constant(ConstValues::Int(v)),
+            KVals::Sym(v) => Op::SymConstant(v),
+            KVals::Bool(v) => Op::Constant(ConstValues::Bool(v)),
+        }
+    }
+
     fn foldable(&self) -> bool {
         let n = self.numel();
         n <= FOLD_LIMIT && !(self.init && matches!(self.vals, KVals::Float(_)) && n > FOLD_WEIGHT_LIMIT)

@@ -4,6 +4,7 @@
 //! is one) through WGSL validated by naga, against the interpreter.
 
 use crate::fuse::summary_line;
+use crate::out::outln;
 use glufuse::interp::{self, compare};
 use glufuse::passes::{fusion_report, PassManager};
 use glufuse::shape::Bindings;
@@ -19,7 +20,7 @@ fn layer0(text: &str) -> String {
 pub fn run() -> Result<()> {
     let o = SynthOptions::default();
     let mut g = synth::default_model();
-    println!(
+    outln!(
         "glufuse: bundled default model, a synthetic Llama-style decoder ({} layers, H={}, I={}, {} rows, f32)",
         o.layers,
         o.hidden,
@@ -31,19 +32,19 @@ pub fn run() -> Result<()> {
     let mut pm = PassManager::standard();
     pm.verify_each = true;
     let runs = pm.run(&mut g)?;
-    println!("\n== layer 0 before the passes ==\n{}", layer0(&before));
-    println!("== layer 0 after ==\n{}", layer0(&glufuse::dump::text(&g)?));
+    outln!("\n== layer 0 before the passes ==\n{}", layer0(&before));
+    outln!("== layer 0 after ==\n{}", layer0(&glufuse::dump::text(&g)?));
     if let Some(r) = fusion_report(&runs) {
-        println!("== fusion report ==\n{}", r.to_text(true));
+        outln!("== fusion report ==\n{}", r.to_text(true));
     }
-    println!("{}\n", summary_line(&runs));
+    outln!("{}\n", summary_line(&runs));
     // The oracle: the fused graph computes what the original did.
     let b = Bindings::new();
     let inputs = interp::seeded_inputs(&original, &b, 7)?;
     let want = interp::run(&original, &inputs)?;
     let got = interp::run(&g, &inputs)?;
     let (abs, rel) = compare(&got[0], &want[0]);
-    println!("CPU interpreter, fused vs original: max abs err {abs:.3e}, rel {rel:.3e}");
+    outln!("CPU interpreter, fused vs original: max abs err {abs:.3e}, rel {rel:.3e}");
     if rel > 1e-4 {
         return Err(Error::Job(format!("the fused graph differs from the original (rel err {rel:.3e})")));
     }
@@ -51,16 +52,16 @@ pub fn run() -> Result<()> {
     let gpu = match glufuse::runtime::Gpu::new() {
         Ok(gpu) => gpu,
         Err(e) => {
-            println!("\nGPU: none available ({e}); skipped the GPU run. Everything above ran on the CPU.");
+            outln!("\nGPU: none available ({e}); skipped the GPU run. Everything above ran on the CPU.");
             return Ok(());
         }
     };
-    println!("\nGPU: {}", gpu.describe());
+    outln!("\nGPU: {}", gpu.describe());
     for (label, graph) in [("original", &original), ("fused", &g)] {
         let exe = glufuse::runtime::Executable::new(&gpu, graph, &b)?;
         let outs = exe.run(&inputs)?;
         let (abs, rel) = compare(&outs[0], &want[0]);
-        println!(
+        outln!(
             "  {label:8}: {:3} kernels (WGSL validated by naga), {:3} dispatches per run; vs interpreter: max abs err {abs:.3e}, rel {rel:.3e}",
             exe.kernels().len(),
             exe.dispatch_count()

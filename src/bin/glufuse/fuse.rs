@@ -3,8 +3,9 @@
 //! fusion report.
 
 use crate::args::{FuseArgs, ReportFormat};
+use crate::out::{errln, out, outln};
 use glufuse::dump::{render, Format};
-use glufuse::files::{load_graph, write_atomic};
+use glufuse::files::{load_graph, write_output};
 use glufuse::passes::{fusion_report, PassManager, PassRun};
 use glufuse::{Error, Result};
 use std::path::Path;
@@ -30,18 +31,18 @@ pub fn run(a: FuseArgs) -> Result<()> {
         writes.push((p, after_text.clone().into_bytes()));
     }
     for (p, b) in writes {
-        write_atomic(p, &b)?;
+        write_output(p, &b)?;
     }
     let rep = fusion_report(&runs).cloned().unwrap_or_default();
     match a.report {
         Some(ReportFormat::Json) => {
-            println!("{}", serde_json::to_string_pretty(&rep).map_err(|e| Error::Internal(e.to_string()))?)
+            outln!("{}", serde_json::to_string_pretty(&rep).map_err(|e| Error::Internal(e.to_string()))?)
         }
-        Some(ReportFormat::Text) => print!("{}", rep.to_text(true)),
-        None if a.explain => print!("{}", rep.to_text(true)),
-        None if a.output.is_none() && a.after.is_none() => print!("{after_text}"),
+        Some(ReportFormat::Text) => out!("{}", rep.to_text(true)),
+        None if a.explain => out!("{}", rep.to_text(true)),
+        None if a.output.is_none() && a.after.is_none() => out!("{after_text}"),
         None => {
-            eprintln!("{}", summary_line(&runs));
+            errln!("{}", summary_line(&runs));
         }
     }
     Ok(())

@@ -4,6 +4,7 @@
 
 use crate::args::RunArgs;
 use crate::io::{gather_inputs, output_plan, print_outputs, write_outputs};
+use crate::out::outln;
 use glufuse::codegen::proj::gemm_tiled::CANDIDATES;
 use glufuse::files::load_graph;
 use glufuse::interp::{check_tolerance, compare};
@@ -25,13 +26,13 @@ pub fn run(a: RunArgs) -> Result<()> {
     let mut exe = Executable::with_target(&gpu, &g, &b, &target)?;
     let tuned = if a.tune { exe.tune_gemms(&g, &b, &target, &CANDIDATES)? } else { vec![] };
     let outs = exe.run(&inputs)?;
-    println!("adapter: {}", gpu.describe());
+    outln!("adapter: {}", gpu.describe());
     for t in &tuned {
         let times: Vec<String> = t.timings.iter().map(|(tl, us)| format!("{tl}: {us:.1} µs")).collect();
         let how = if times.is_empty() { "as the same shape before".to_string() } else { times.join(", ") };
-        println!("tuned {}: {} ({how})", t.kernel, t.chosen);
+        outln!("tuned {}: {} ({how})", t.kernel, t.chosen);
     }
-    println!(
+    outln!(
         "graph: {} ({}), {} dispatches",
         a.graph.display(),
         if a.unfused { "unfused" } else { "fused" },
@@ -43,7 +44,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         let tol = check_tolerance(&original);
         for ((v, got), want) in g.outputs.iter().zip(&outs).zip(&want) {
             let (abs, rel) = compare(got, want);
-            println!("  check {}: max abs err {abs:.3e}, rel {rel:.3e} (tolerance {tol:e})", g.value_name(*v));
+            outln!("  check {}: max abs err {abs:.3e}, rel {rel:.3e} (tolerance {tol:e})", g.value_name(*v));
             if rel > tol {
                 return Err(Error::Job(format!(
                     "GPU output '{}' differs from the interpreter: rel err {rel:.3e} > {tol:e}",

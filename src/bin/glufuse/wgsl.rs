@@ -3,6 +3,7 @@
 
 use crate::args::WgslArgs;
 use crate::io::bindings;
+use crate::out::outln;
 use glufuse::codegen::{file_name, generate, manifest, Target};
 use glufuse::files::{load_graph, write_atomic};
 use glufuse::passes::PassManager;
@@ -26,6 +27,6 @@ pub fn run(a: WgslArgs) -> Result<()> {
     }
     let manifest = serde_json::to_string_pretty(&manifest(&g, &kernels)).map_err(|e| Error::Internal(e.to_string()))?;
     write_atomic(&out.join("manifest.json"), manifest.as_bytes())?;
-    println!("wrote {} kernels to {}", kernels.len(), out.display());
+    outln!("wrote {} kernels to {}", kernels.len(), out.display());
     Ok(())
 }
