@@ -21,15 +21,15 @@ X="$OUT/extra.md"
     $B wgsl /tmp/l$m.json -o /tmp/w$m --device | grep -E "adapter|mlp"
   done
 } > "$X" 2>&1
-REQUIRE_GPU=1 timeout 240 .carry/kernels --nocapture > "$OUT/kernels.txt" 2>&1; echo "kernels exit $?" >> "$OUT/kernels.txt"
-timeout 200 $B bench --layout kn --json "$OUT/bench_kn.json" > "$OUT/bench_kn.md" 2>&1; echo "exit $?" >> "$OUT/bench_kn.md"
-timeout 200 $B bench --layout nk --json "$OUT/bench_nk.json" > "$OUT/bench_nk.md" 2>&1; echo "exit $?" >> "$OUT/bench_nk.md"
+REQUIRE_GPU=1 timeout 120 .carry/kernels --nocapture > "$OUT/kernels.txt" 2>&1; echo "kernels exit $?" >> "$OUT/kernels.txt"
+timeout 160 $B bench --layout kn --json "$OUT/bench_kn.json" > "$OUT/bench_kn.md" 2>&1; echo "exit $?" >> "$OUT/bench_kn.md"
+timeout 160 $B bench --layout nk --json "$OUT/bench_nk.json" > "$OUT/bench_nk.md" 2>&1; echo "exit $?" >> "$OUT/bench_nk.md"
 {
   for l in kn nk; do
     echo "## f32 graphs, --matmul-precision f16, $l"
-    timeout 60 $B bench --layout $l --rows 16,128,512 --dtypes f32 --matmul-precision f16 2>&1
+    timeout 40 $B bench --layout $l --rows 16,128,512 --dtypes f32 --matmul-precision f16 2>&1
     echo "## fused f32, 256-thread GEMM tiling (8x16), M=128, $l (fused only, one process)"
-    timeout 30 $B bench --in-process --part fused --layout $l --rows 128 --dtypes f32 --gemm-tiles 8x16 2>&1
+    timeout 20 $B bench --in-process --part fused --layout $l --rows 128 --dtypes f32 --gemm-tiles 8x16 2>&1
   done
 } >> "$X" 2>&1
 tail -n 3 "$OUT/kernels.txt"; cat "$OUT/bench_kn.md" "$OUT/bench_nk.md"
