@@ -289,6 +289,11 @@ pub struct Target {
     pub max_workgroup_storage_bytes: u32,
     /// Forces the tiling of the aligned prefill GEMM (tests, tuning); `None` picks per shape.
     pub gemm_tiles: Option<Tiles>,
+    /// How many workgroups of the default tiled GEMM the device runs at once (compute units ×
+    /// workgroups per unit), where known: wgpu reports no compute-unit count, so the runtime
+    /// knows it only for the GPUs glufuse was measured on. The tiled GEMM's wave model uses
+    /// it ([`proj::gemm_tiled::pick`]); `None` keeps the default tiling.
+    pub gemm_wave: Option<u32>,
     /// The subgroup size, where the device has subgroup operations in compute shaders and
     /// runs every subgroup at this one size; `None` keeps reductions in workgroup memory.
     pub subgroup_size: Option<u32>,
@@ -316,6 +321,7 @@ impl Default for Target {
             max_binding_bytes: 128 << 20,
             max_workgroup_storage_bytes: 16384,
             gemm_tiles: None,
+            gemm_wave: None,
             subgroup_size: None,
             coop_matrix: vec![],
             coop_emulate: false,

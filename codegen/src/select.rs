@@ -92,9 +92,10 @@ pub(crate) fn projection(g: &Graph, n: NodeIndex, s: &ProjShape, t: &Target) -> 
         };
         (k, format!("gemv-{l}"), format!("M={m} ≤ 32, 16-byte aligned weight rows"))
     } else if same_dtype && m > 8 && gemm_tiled::fits(s) {
-        let tiles = gemm_tiled::tiles(t);
+        let (tiles, why) = gemm_tiled::pick(s, t);
         let k = gemm_tiled::gemm_tiled(name, s, &v, t, tiles)?;
-        (k, format!("gemm {tiles}"), format!("M={m} > 8, 16-byte aligned operands"))
+        let why = why.map_or(String::new(), |w| format!(" ({w})"));
+        (k, format!("gemm {tiles}{why}"), format!("M={m} > 8, 16-byte aligned operands"))
     } else if same_dtype && m > 8 {
         let k = gemm_unaligned::gemm_unaligned(name, s, &v, t)?;
         (k, "gemm-unaligned".into(), format!("M={m} > 8, operands not 16-byte aligned"))

@@ -153,6 +153,7 @@ impl Gpu {
             max_binding_bytes: self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size),
             max_workgroup_storage_bytes: self.limits.max_compute_workgroup_storage_size,
             gemm_tiles: None,
+            gemm_wave: gemm_wave(&self.info.name),
             subgroup_size,
             coop_matrix,
             coop_emulate: false,
@@ -185,5 +186,20 @@ impl Gpu {
         }
         self.take_errors()?;
         Ok(r)
+    }
+}
+
+/// Workgroups of the default tiled GEMM an adapter runs at once, for the GPUs glufuse was
+/// measured on (wgpu reports no compute-unit count): 3 per SM on NVIDIA's Hopper (the
+/// driver gives the default tiling 141–155 registers per thread, `examples/pipeline_stats.rs`)
+/// × 132 SMs (H100 SXM, H200) or 114 (H100 PCIe).
+fn gemm_wave(adapter: &str) -> Option<u32> {
+    let name = adapter.to_lowercase();
+    if name.contains("h100 pcie") {
+        Some(3 * 114)
+    } else if name.contains("h100") || name.contains("h200") {
+        Some(3 * 132)
+    } else {
+        None
     }
 }
