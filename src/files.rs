@@ -39,15 +39,65 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Reads a `.npy` file as a tensor of the given graph type: its dtype must match (`<f4` for
-/// f32, `<f2` for f16), its shape must fit the type's dims, C order only.
+/// f32, `<f2` for f16, `<i8` for i64, `<i4` for i32, `|b1` or `|u1` for bool), its shape must
+/// fit the type's dims, C order only.
 pub fn read_npy(path: &Path, want: &crate::ir::TensorType) -> Result<crate::tensor::Tensor> {
     let bytes = std::fs::read(path).map_err(|e| Error::input(format!("cannot read: {e}")).in_file(path))?;
     parse_npy(&bytes, want).map_err(|e| e.in_file(path))
 }
 
+/// Reads named `.npy` files as the graph's inputs, each checked against its input's type,
+/// and binds the symbols of the inputs' types from their shapes (`given`: sizes fixed
+/// beforehand). What `interp` and `run` share. Errors (exit code 2) name the input: one the
+/// graph does not have (listing the ones it has), one given twice, a file of another dtype
+/// or rank, or a symbol two inputs (or `given`) bind to different sizes.
+pub fn read_inputs(
+    g: &Graph,
+    files: &[(String, std::path::PathBuf)],
+    given: &crate::shape::Bindings,
+) -> Result<(std::collections::HashMap<String, crate::tensor::Tensor>, crate::shape::Bindings)> {
+    use crate::ir::Op;
+    let names: Vec<String> = g.input_nodes().into_iter().map(|n| g.node(n).name.clone()).collect();
+    let mut tensors = std::collections::HashMap::new();
+    let mut types = vec![];
+    for (name, path) in files {
+        let n = g.find(name).filter(|&n| matches!(g.node(n).op, Op::Input)).ok_or_else(|| {
+            Error::input(format!("the graph has no input '{name}'; its inputs are: {}", names.join(", ")))
+        })?;
+        if tensors.contains_key(name) {
+            return Err(Error::input(format!("graph input '{name}' is given twice")));
+        }
+        let ty = g.node(n).outputs[0].clone();
+        let t = read_npy(path, &ty).map_err(|e| Error::input(format!("graph input '{name}': {e}")))?;
+        tensors.insert(name.clone(), t);
+        types.push((name.clone(), ty));
+    }
+    let mut b = given.clone();
+    let list: Vec<(&str, &crate::ir::TensorType, &[usize])> =
+        types.iter().map(|(n, ty)| (n.as_str(), ty, tensors[n].shape())).collect();
+    crate::shape::bind_inputs(&list, &mut b).map_err(|e| match e {
+        Error::Graph { node, msg } => Error::input(format!("graph input '{node}': {msg}")),
+        e => e,
+    })?;
+    Ok((tensors, b))
+}
+
+/// The `.npy` descriptors a graph dtype is read from, the first the one it is written as.
+fn npy_descrs(d: crate::ir::DType) -> &'static [&'static str] {
+    use crate::ir::DType;
+    match d {
+        DType::F32 => &["<f4"],
+        DType::F16 => &["<f2"],
+        DType::I64 => &["<i8"],
+        DType::I32 => &["<i4"],
+        DType::Bool => &["|b1", "|u1"],
+    }
+}
+
 /// Parses `.npy` bytes as a tensor of the given graph type (see [`read_npy`]).
 pub fn parse_npy(bytes: &[u8], want: &crate::ir::TensorType) -> Result<crate::tensor::Tensor> {
     use crate::ir::DType;
+    use crate::tensor::{Data, Tensor};
     let bad = |m: String| Error::input(m);
     check_npy_header(bytes).map_err(bad)?;
     let npy = npyz::NpyFile::new(bytes).map_err(|e| bad(format!("not a valid .npy file: {e}")))?;
@@ -56,15 +106,17 @@ pub fn parse_npy(bytes: &[u8], want: &crate::ir::TensorType) -> Result<crate::te
     }
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     let descr = npy.dtype().descr();
-    let (elem, ok) = match want.dtype {
-        DType::F32 => (4u64, descr == "'<f4'"),
-        DType::F16 => (2u64, descr == "'<f2'"),
-        DType::I64 => (8u64, false),
-    };
-    if !ok {
-        return Err(bad(format!("holds dtype {descr}, but the graph input is {}", want.dtype)));
+    let plain = descr.trim_matches('\'');
+    if !npy_descrs(want.dtype).contains(&plain) {
+        let what = DType::ALL.into_iter().find(|&d| npy_descrs(d).contains(&plain));
+        let what = what.map_or(String::new(), |d| format!(" ({d})"));
+        return Err(bad(format!("holds dtype {descr}{what}, but the graph input is {}", want.dtype)));
     }
     // The header's shape must be backed by data before anything is allocated for it.
+    let elem = match want.dtype {
+        DType::Bool => 1,
+        d => d.size(),
+    };
     let n = npy.shape().iter().try_fold(1u64, |a, &d| a.checked_mul(d));
     if n.and_then(|n| n.checked_mul(elem)).is_none_or(|b| b > bytes.len() as u64) {
         return Err(bad(format!("its header claims shape {shape:?}, more data than the file holds")));
@@ -72,16 +124,22 @@ pub fn parse_npy(bytes: &[u8], want: &crate::ir::TensorType) -> Result<crate::te
     let mut b = crate::shape::Bindings::new();
     crate::shape::bind(want, &shape, &mut b)
         .map_err(|m| bad(format!("shape {shape:?} does not fit the graph input: {m}")))?;
-    let data: Vec<f32> = match want.dtype {
-        DType::F16 => npy
-            .into_vec::<half::f16>()
-            .map_err(|e| bad(format!("cannot read the data: {e}")))?
-            .into_iter()
-            .map(f32::from)
-            .collect(),
-        _ => npy.into_vec::<f32>().map_err(|e| bad(format!("cannot read the data: {e}")))?,
+    let read = |e: std::io::Error| bad(format!("cannot read the data: {e}"));
+    let data = match (want.dtype, plain) {
+        (DType::F16, _) => Data::F32(npy.into_vec::<half::f16>().map_err(read)?.into_iter().map(f32::from).collect()),
+        (DType::F32, _) => Data::F32(npy.into_vec::<f32>().map_err(read)?),
+        (DType::I64, _) => Data::I64(npy.into_vec::<i64>().map_err(read)?),
+        (DType::I32, _) => Data::I64(npy.into_vec::<i32>().map_err(read)?.into_iter().map(i64::from).collect()),
+        (DType::Bool, "|u1") => {
+            let v = npy.into_vec::<u8>().map_err(read)?;
+            if let Some(x) = v.iter().find(|&&x| x > 1) {
+                return Err(bad(format!("holds the byte {x} where a boolean (0 or 1) belongs")));
+            }
+            Data::Bool(v.into_iter().map(|x| x == 1).collect())
+        }
+        (DType::Bool, _) => Data::Bool(npy.into_vec::<bool>().map_err(read)?),
     };
-    crate::tensor::Tensor::new(shape, data)
+    Tensor::from_data(want.dtype, shape, data)
 }
 
 /// Checks a `.npy` header's framing and shape before it reaches the header parser: a header
@@ -126,17 +184,81 @@ fn check_npy_header(bytes: &[u8]) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Writes a tensor as a little-endian f32 `.npy` file, atomically.
+/// Writes a tensor as a `.npy` file of its dtype (`<f4`, `<f2`, `<i8`, `<i4`, `|b1`),
+/// atomically.
 pub fn write_npy(path: &Path, t: &crate::tensor::Tensor) -> Result<()> {
+    write_atomic(path, &npy_bytes(t)?)
+}
+
+/// A tensor as the bytes of a `.npy` file of its dtype.
+pub fn npy_bytes(t: &crate::tensor::Tensor) -> Result<Vec<u8>> {
+    use crate::ir::DType;
+    use crate::tensor::Data;
+    use npyz::WriterBuilder;
     let mut buf = vec![];
-    let shape: Vec<u64> = t.shape.iter().map(|&d| d as u64).collect();
+    let shape: Vec<u64> = t.shape().iter().map(|&d| d as u64).collect();
     let io = |e: std::io::Error| Error::Internal(format!("encoding .npy: {e}"));
-    {
-        use npyz::WriterBuilder;
-        let mut w =
-            npyz::WriteOptions::<f32>::new().default_dtype().shape(&shape).writer(&mut buf).begin_nd().map_err(io)?;
-        w.extend(t.data.iter().copied()).map_err(io)?;
-        w.finish().map_err(io)?;
+    fn put<T: npyz::Serialize + npyz::AutoSerialize + Copy>(
+        buf: &mut Vec<u8>,
+        shape: &[u64],
+        vals: impl Iterator<Item = T>,
+    ) -> std::io::Result<()> {
+        let mut w = npyz::WriteOptions::<T>::new().default_dtype().shape(shape).writer(buf).begin_nd()?;
+        w.extend(vals)?;
+        w.finish()
     }
-    write_atomic(path, &buf)
+    match (t.data(), t.dtype()) {
+        (Data::F32(v), DType::F16) => put(&mut buf, &shape, v.iter().map(|&x| half::f16::from_f32(x))),
+        (Data::F32(v), _) => put(&mut buf, &shape, v.iter().copied()),
+        (Data::I64(v), DType::I32) => put(&mut buf, &shape, v.iter().map(|&x| x as i32)),
+        (Data::I64(v), _) => put(&mut buf, &shape, v.iter().copied()),
+        (Data::Bool(v), _) => put(&mut buf, &shape, v.iter().copied()),
+    }
+    .map_err(io)?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{shape_of, DType, Dim, TensorType};
+    use crate::tensor::Tensor;
+
+    #[test]
+    fn npy_of_every_dtype_round_trips() {
+        for t in [
+            Tensor::new(vec![2, 2], vec![1.5, -2.0, 0.0, 3.25]).unwrap(),
+            Tensor::f16(vec![3], vec![0.1, 65504.0, -1.0]).unwrap(),
+            Tensor::i64(vec![1, 3], vec![-1, 1 << 40, 7]).unwrap(),
+            Tensor::i32(vec![2], vec![i32::MIN as i64, 5]).unwrap(),
+            Tensor::bool(vec![2, 1], vec![true, false]).unwrap(),
+        ] {
+            let bytes = npy_bytes(&t).unwrap();
+            let ty = TensorType::new(t.dtype(), t.shape().iter().map(|&d| Dim::Fixed(d as u64)).collect());
+            assert_eq!(parse_npy(&bytes, &ty).unwrap(), t, "{}", t.dtype());
+        }
+    }
+
+    #[test]
+    fn npy_of_another_dtype_is_refused_naming_both() {
+        let bytes = npy_bytes(&Tensor::i64(vec![2], vec![1, 2]).unwrap()).unwrap();
+        let e = parse_npy(&bytes, &TensorType::new(DType::I32, shape_of(&[2]))).unwrap_err().to_string();
+        assert_eq!(e, "holds dtype '<i8' (i64), but the graph input is i32");
+        let e = parse_npy(&bytes, &TensorType::new(DType::Bool, shape_of(&[2]))).unwrap_err().to_string();
+        assert_eq!(e, "holds dtype '<i8' (i64), but the graph input is bool");
+        // Booleans saved as bytes read as booleans; other bytes are refused.
+        let mut buf = vec![];
+        {
+            use npyz::WriterBuilder;
+            let mut w =
+                npyz::WriteOptions::<u8>::new().default_dtype().shape(&[3]).writer(&mut buf).begin_nd().unwrap();
+            w.extend([1u8, 0, 2]).unwrap();
+            w.finish().unwrap();
+        }
+        let ty = TensorType::new(DType::Bool, shape_of(&[3]));
+        assert_eq!(parse_npy(&buf, &ty).unwrap_err().to_string(), "holds the byte 2 where a boolean (0 or 1) belongs");
+        let last = buf.len() - 1;
+        buf[last] = 1;
+        assert_eq!(parse_npy(&buf, &ty).unwrap().as_bool().unwrap(), &[true, false, true]);
+    }
 }

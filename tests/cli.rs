@@ -155,7 +155,7 @@ fn interp_reads_and_writes_npy() {
     let o = glufuse(&["interp", &graph("swiglu_silu_op"), "--input", &spec, "--output", out.to_str().unwrap()]);
     assert!(o.status.success(), "{:?}", text(&o));
     let ty = glufuse::ir::TensorType::new(glufuse::ir::DType::F32, glufuse::ir::shape_of(&[3, 8]));
-    assert_eq!(glufuse::files::read_npy(&out, &ty).unwrap().shape, vec![3, 8]);
+    assert_eq!(glufuse::files::read_npy(&out, &ty).unwrap().shape(), &[3, 8]);
     // Wrong shape: exit 2 naming the file.
     let wrong = d.path().join("w.npy");
     glufuse::files::write_npy(&wrong, &glufuse::tensor::Tensor::new(vec![2, 8], vec![0.0; 16]).unwrap()).unwrap();
@@ -285,4 +285,121 @@ fn bench_assembles_the_table_from_its_children() {
     assert_eq!((r["h"].as_u64(), r["i"].as_u64(), r["m"].as_u64()), (Some(16), Some(32), Some(1)), "{v}");
     assert!(r["fused_us"].as_f64().unwrap() > 0.0 && r["unfused_us"].as_f64().unwrap() > 0.0, "{v}");
     assert_eq!(r["dispatches"], serde_json::json!([1, 4]), "{v}");
+}
+
+fn model(name: &str) -> String {
+    common::root().join("tests/data/models").join(name).to_string_lossy().into_owned()
+}
+
+/// `--input NAME=FILE` for every input of a reference set of tests/data/models.
+fn model_inputs(m: &str, tag: &str, names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .flat_map(|n| ["--input".to_string(), format!("{n}={}", model(&format!("{m}.{tag}.{n}.npy")))])
+        .collect()
+}
+
+const KV_INPUTS: [&str; 6] = ["input_ids", "attention_mask", "past_0_k", "past_0_v", "past_1_k", "past_1_v"];
+
+#[test]
+fn interp_runs_a_kv_cache_step_with_named_inputs_and_outputs() {
+    let d = tmp();
+    let (first, present, logits) = (d.path().join("first.npy"), d.path().join("p.npy"), d.path().join("l.npy"));
+    let mut args = vec!["interp".to_string(), model("llama_kvstep.onnx")];
+    args.extend(model_inputs("llama_kvstep", "past4n3", &KV_INPUTS));
+    for o in [
+        first.to_str().unwrap().to_string(),
+        format!("present_1_v={}", present.display()),
+        format!("logits={}", logits.display()),
+    ] {
+        args.extend(["--output".to_string(), o]);
+    }
+    let o = glufuse(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    // Every output is summarised by its name, past + new = 7 rows of the cache.
+    assert!(out.contains("  logits: shape [1, 3, 128] f32"), "{out}");
+    assert!(out.contains("  present_1_v: shape [1, 2, 7, 8] f32"), "{out}");
+    let f32ty = |s: &[u64]| glufuse::ir::TensorType::new(glufuse::ir::DType::F32, glufuse::ir::shape_of(s));
+    for (file, want, shape) in [
+        (&first, "logits", &[1u64, 3, 128][..]),
+        (&logits, "logits", &[1, 3, 128]),
+        (&present, "present_1_v", &[1, 2, 7, 8]),
+    ] {
+        let got = glufuse::files::read_npy(file, &f32ty(shape)).unwrap();
+        let reference = model(&format!("llama_kvstep.past4n3.out.{want}.npy"));
+        let want = glufuse::files::read_npy(std::path::Path::new(&reference), &f32ty(shape)).unwrap();
+        let (_, rel) = glufuse::interp::compare(&got, &want);
+        assert!(rel < 1e-4, "{}: rel {rel:e}", file.display());
+    }
+}
+
+#[test]
+fn bad_model_inputs_exit_2_naming_the_input() {
+    let d = tmp();
+    let npy = |name: &str, t: glufuse::tensor::Tensor| {
+        let p = d.path().join(name);
+        glufuse::files::write_npy(&p, &t).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let ids = |v: Vec<i64>| glufuse::tensor::Tensor::i64(vec![1, v.len()], v).unwrap();
+    let ok_ids = npy("ids.npy", ids(vec![1, 2, 3]));
+    let oov = npy("oov.npy", ids(vec![1, 2, 128]));
+    let neg = npy("neg.npy", ids(vec![-129, 2, 3]));
+    let floats = npy("f.npy", glufuse::tensor::Tensor::new(vec![1, 3], vec![1.0; 3]).unwrap());
+    let rank3 = npy("r3.npy", glufuse::tensor::Tensor::i64(vec![1, 1, 3], vec![1; 3]).unwrap());
+    let mask3 = npy("m3.npy", ids(vec![1, 1, 1]));
+    let mask5 = npy("m5.npy", ids(vec![1, 1, 1, 1, 1]));
+    let bools = npy("b.npy", glufuse::tensor::Tensor::bool(vec![1, 3], vec![true; 3]).unwrap());
+    let dynseq = model("llama_dynseq.onnx");
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        ("token id past the vocabulary", vec![format!("input_ids={oov}"), format!("attention_mask={mask3}")]),
+        ("negative token id past the vocabulary", vec![format!("input_ids={neg}"), format!("attention_mask={mask3}")]),
+        ("float token ids", vec![format!("input_ids={floats}"), format!("attention_mask={mask3}")]),
+        ("bool mask", vec![format!("input_ids={ok_ids}"), format!("attention_mask={bools}")]),
+        ("ids of rank 3", vec![format!("input_ids={rank3}"), format!("attention_mask={mask3}")]),
+        ("seq 3 and 5", vec![format!("input_ids={ok_ids}"), format!("attention_mask={mask5}")]),
+        ("a missing input", vec![format!("input_ids={ok_ids}")]),
+        ("an input the graph does not have", vec![format!("input_id={ok_ids}"), format!("attention_mask={mask3}")]),
+        ("an input given twice", vec![format!("input_ids={ok_ids}"), format!("input_ids={ok_ids}")]),
+    ];
+    let mut msgs = String::new();
+    for (what, inputs) in cases {
+        let mut args = vec!["interp".to_string(), dynseq.clone()];
+        for i in inputs {
+            args.extend(["--input".to_string(), i]);
+        }
+        let o = glufuse(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{what}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        msgs.push_str(&format!(
+            "{what}:\n  {}",
+            err.replace(d.path().to_str().unwrap(), "TMP").replace(&dynseq, "MODEL")
+        ));
+    }
+    // A KV-cache step whose mask (all = 7) is shorter than past + new (4 + 5), and an output
+    // the graph does not have.
+    let kv = model("llama_kvstep.onnx");
+    let mut args = vec!["interp".to_string(), kv.clone()];
+    args.extend(model_inputs("llama_kvstep", "past4n3", &KV_INPUTS[1..]));
+    args.extend(["--input".to_string(), format!("input_ids={}", npy("ids5.npy", ids(vec![1; 5])))]);
+    let o = glufuse(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(2));
+    msgs.push_str(&format!("a mask shorter than past + new:\n  {}", text(&o).1));
+    let mut args = vec![
+        "interp".to_string(),
+        kv.clone(),
+        "--output".to_string(),
+        format!("present={}", d.path().join("p.npy").display()),
+    ];
+    args.extend(model_inputs("llama_kvstep", "past4n3", &KV_INPUTS));
+    let o = glufuse(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!d.path().join("p.npy").exists());
+    msgs.push_str(&format!(
+        "an output the graph does not have:\n  {}",
+        text(&o).1.replace(d.path().to_str().unwrap(), "TMP")
+    ));
+    insta::assert_snapshot!("interp_bad_model_inputs", msgs);
 }

@@ -51,7 +51,7 @@ fn gpu_matches_interpreter_on_every_graph_fused_and_unfused() {
             dispatches.push(exe.dispatch_count());
             let got = exe.run(&inputs).unwrap_or_else(|e| panic!("{name} {label}: {e}"));
             for (x, y) in got.iter().zip(&want) {
-                assert_eq!(x.shape, y.shape);
+                assert_eq!(x.shape(), y.shape());
                 let (abs, rel) = glufuse::interp::compare(x, y);
                 assert!(rel <= tol, "{name} {label}: GPU vs interpreter rel {rel:e} (abs {abs:e}) > {tol:e}");
             }

@@ -33,8 +33,8 @@ fn fused_gate_up_seed_case() {
     let y = b.node("f", Op::FusedGateUp(silu_kn()), &[x, wg, wu], vec![])[0];
     let g = b.finish(&[y]).unwrap();
     let out = run(&g, &inputs(Tensor::new(vec![1, 4], vec![1., 2., 3., 4.]).unwrap())).unwrap();
-    assert_eq!(out[0].shape, vec![1, 2]);
-    for v in &out[0].data {
+    assert_eq!(out[0].shape(), &[1, 2]);
+    for v in out[0].as_f32().unwrap() {
         assert!((*v as f64 - 99.99546).abs() < 1e-4, "{v} != 99.99546");
     }
 }
@@ -64,8 +64,8 @@ fn matmul_broadcast_and_elementwise_by_hand() {
     let x = Tensor::new(vec![2, 1, 2], vec![1., -1., 0., 2.]).unwrap();
     let out = &run(&g, &inputs(x)).unwrap()[0];
     // row0: [1,-1]·W = [-3,-3,-3] + b = [-2.5,-3.5,-2] → relu 0s; row1: [0,2]·W = [8,10,12] + b = [8.5,9.5,13]
-    assert_eq!(out.shape, vec![3, 1, 2]);
-    assert_eq!(out.data, vec![0.0, 8.5, 0.0, 9.5, 0.0, 13.0]);
+    assert_eq!(out.shape(), &[3, 1, 2]);
+    assert_eq!(out.as_f32().unwrap(), &[0.0, 8.5, 0.0, 9.5, 0.0, 13.0]);
 }
 
 #[test]
@@ -83,12 +83,13 @@ fn split_concat_reshape_cast() {
     let x = b.input("x", DType::F32, shape_of(&[2, 4]));
     let parts = b.split("s", x, -1, &[1, 3]);
     let c = b.node("c", Op::Concat { axis: 1 }, &[parts[1], parts[0]], vec![])[0];
-    let r = b.node("r", Op::Reshape { shape: vec![4, -1] }, &[c], vec![])[0];
+    let r = b.node("r", Op::Reshape { shape: vec![DimExpr::constant(4), DimExpr::constant(-1)] }, &[c], vec![])[0];
     let h = b.node("h", Op::Cast { to: DType::F16 }, &[r], vec![])[0];
     let g = b.finish(&[h]).unwrap();
     let x = Tensor::new(vec![2, 4], vec![1., 2., 3., 4., 5., 6., 7., 1.0001]).unwrap();
     let out = &run(&g, &inputs(x)).unwrap()[0];
-    assert_eq!(out.shape, vec![4, 2]);
+    assert_eq!(out.shape(), &[4, 2]);
+    assert_eq!(out.dtype(), DType::F16);
     // 1.0001 rounds to 1.0 in f16.
-    assert_eq!(out.data, vec![2., 3., 4., 1., 6., 7., 1., 5.]);
+    assert_eq!(out.as_f32().unwrap(), &[2., 3., 4., 1., 6., 7., 1., 5.]);
 }

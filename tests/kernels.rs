@@ -182,7 +182,7 @@ fn batched_matmul_concat_slice_cast_match_the_interpreter() {
     let c = b.node("cat", Op::Concat { axis: 1 }, &[m, s], vec![])[0]; // [2,5,5]
     let h = b.node("to_f16", Op::Cast { to: DType::F16 }, &[c], vec![])[0];
     let f = b.node("to_f32", Op::Cast { to: DType::F32 }, &[h], vec![])[0];
-    let r = b.node("flat", Op::Reshape { shape: vec![0, -1] }, &[f], vec![])[0]; // [2,25]
+    let r = b.node("flat", Op::Reshape { shape: vec![DimExpr::constant(0), DimExpr::constant(-1)] }, &[f], vec![])[0]; // [2,25]
     let y = b.unary("act", UnaryOp::Tanh, r);
     let g = b.finish(&[y]).unwrap();
     let inputs = interp::seeded_inputs(&g, &Default::default(), 9).unwrap();
@@ -193,7 +193,7 @@ fn batched_matmul_concat_slice_cast_match_the_interpreter() {
         assert!(kinds.iter().any(|x| x == k), "{k} not generated: {kinds:?}");
     }
     let got = exe.run(&inputs).unwrap();
-    assert_eq!(got[0].shape, vec![2, 25]);
+    assert_eq!(got[0].shape(), &[2, 25]);
     let (abs, rel) = glufuse::interp::compare(&got[0], &want[0]);
     assert!(rel <= 2e-3, "rel {rel:e} abs {abs:e}");
 }
@@ -281,13 +281,16 @@ fn tuned_gemms_keep_the_fastest_and_the_same_bits() {
     let after = exe.run(&inputs).unwrap();
     assert_eq!(before.len(), after.len());
     for (x, y) in before.iter().zip(&after) {
-        assert!(x.data.iter().zip(&y.data).all(|(a, b)| a.to_bits() == b.to_bits()), "tuning changed the output");
+        assert!(
+            x.as_f32().unwrap().iter().zip(y.as_f32().unwrap()).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "tuning changed the output"
+        );
     }
     // Forcing each candidate in turn gives those same bits.
     for &t in &CANDIDATES {
         let forced = Target { gemm_tiles: Some(t), ..target.clone() };
         let got = Executable::with_target(&gpu, &g, &b, &forced).unwrap().run(&inputs).unwrap();
-        assert!(got[0].data.iter().zip(&before[0].data).all(|(a, b)| a.to_bits() == b.to_bits()), "{t}");
+        assert!(same_bits(&got[0], &before[0]), "{t}");
     }
     // Candidates that exclude the tiling the executable was built with: every GEMM is
     // replaced, whichever wins, and the replaced executable still gives those bits.
@@ -299,10 +302,16 @@ fn tuned_gemms_keep_the_fastest_and_the_same_bits() {
     let replaced = exe.kernels().iter().zip(&built).filter(|(k, w)| k.source().wgsl != **w).count();
     assert_eq!(replaced, 12, "{tuned:?}");
     let got = exe.run(&inputs).unwrap();
-    assert!(got[0].data.iter().zip(&before[0].data).all(|(a, b)| a.to_bits() == b.to_bits()), "{tuned:?}");
+    assert!(same_bits(&got[0], &before[0]), "{tuned:?}");
     let want = interp::run(&original, &inputs).unwrap();
     let (_, rel) = interp::compare(&after[0], &want[0]);
     assert!(rel <= 1e-4, "rel {rel:e}");
+}
+
+/// Whether two f32 tensors hold the same bits.
+fn same_bits(a: &Tensor, b: &Tensor) -> bool {
+    let (x, y) = (a.as_f32().unwrap(), b.as_f32().unwrap());
+    x.len() == y.len() && x.iter().zip(y).all(|(a, b)| a.to_bits() == b.to_bits())
 }
 
 /// f16's unit roundoff (round to nearest, 11 significant bits).
@@ -336,7 +345,10 @@ fn f16_product(x: &[f32], w: impl Fn(usize) -> f32) -> (f64, f64) {
 /// `L·B_g·(|u| + B_u) + |act(g)|·B_u` (L: [`ACT_SLOPE`]), plus f32 rounding of the epilogue
 /// (1e-5 of the magnitudes it combines). Returns the largest error as a fraction of its bound.
 fn check_f16_bound(g: &glufuse::Graph, c: &Case, act: Activation, x: &[f32], got: &[f32], want: &[f32]) -> f64 {
-    let weight = |name: &str| glufuse::tensor::weight_values(g.node(g.resolve(name).unwrap().node)).data;
+    let weight = |name: &str| {
+        let t = glufuse::tensor::weight_values(g.node(g.resolve(name).unwrap().node));
+        t.as_f32().unwrap().to_vec()
+    };
     let (h, i) = (c.h as usize, c.i as usize);
     let (wg, wu, go, uo, n_total) = if c.merged {
         let w = weight("gate_up.w");
@@ -448,8 +460,9 @@ fn coop_gemm_matches_the_interpreter_within_the_f16_bound() {
                                 }
                             }
                             let got = exe.run(&inputs).unwrap_or_else(|e| panic!("{what}: {e}"));
-                            let x = &inputs["x"].data;
-                            let ratio = check_f16_bound(&original, &c, act, x, &got[0].data, &want[0].data);
+                            let f32s = |t: &Tensor| t.as_f32().unwrap().to_vec();
+                            let x = f32s(&inputs["x"]);
+                            let ratio = check_f16_bound(&original, &c, act, &x, &f32s(&got[0]), &f32s(&want[0]));
                             assert!(ratio <= 1.0, "{what}: an error {ratio:.2}× its bound");
                             worst = worst.max(ratio);
                             runs += 1;

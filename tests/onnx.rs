@@ -40,9 +40,9 @@ fn every_model_loads_and_fuses_as_its_readme_says() {
 
 #[test]
 fn whole_llama_model_loads_fuses_and_dumps() {
-    let mut g = load_graph(&data("llama_model_dynamo.onnx")).unwrap();
-    let before = g.summary();
-    assert!(before.opaque > 0, "attention and norms stay opaque");
+    let original = load_graph(&data("llama_model_dynamo.onnx")).unwrap();
+    assert_eq!(original.summary().opaque, 0, "attention, norms and RoPE are modelled");
+    let mut g = original.clone();
     let runs = PassManager::standard().run(&mut g).unwrap();
     let rep = fusion_report(&runs).unwrap();
     insta::assert_snapshot!("onnx_llama_model_report", rep.to_text(false));
@@ -52,9 +52,19 @@ fn whole_llama_model_loads_fuses_and_dumps() {
     // JSON of the fused model reads back to the same graph.
     let j = glufuse::json::to_string(&g).unwrap();
     assert_eq!(glufuse::json::to_string(&glufuse::json::from_str(&j).unwrap()).unwrap(), j);
-    // Its opaque ops cannot run: a clear error naming one.
+    // It runs, fused and not, as onnxruntime does.
+    let ids_ty = original.node(original.find("input_ids").unwrap()).outputs[0].clone();
+    let ids = read_npy(&data("ref/llama_model_dynamo.input_ids.npy"), &ids_ty).unwrap();
+    let want = read_npy(&data("ref/llama_model_dynamo.out.npy"), original.ty(original.outputs[0])).unwrap();
+    let inputs: HashMap<_, _> = [("input_ids".to_string(), ids)].into_iter().collect();
+    for graph in [&original, &g] {
+        let got = glufuse::interp::run(graph, &inputs).unwrap();
+        let (_, rel) = glufuse::interp::compare(&got[0], &want);
+        assert!(rel < 1e-4, "rel {rel:e}");
+    }
+    // Without its input, a clear error naming it.
     let e = glufuse::interp::run(&g, &HashMap::new()).unwrap_err().to_string();
-    assert!(e.contains("input_ids") || e.contains("opaque"), "{e}");
+    assert_eq!(e, "node 'input_ids': no value was given for this graph input");
 }
 
 #[test]
@@ -158,4 +168,16 @@ fn torchscript_chunk_shape_arithmetic_is_folded_and_fused() {
     assert_eq!(rep.fused, 1, "{}", rep.to_text(false));
     assert!(matches!(&rep.candidates[0].outcome, glufuse::passes::fusion::Outcome::Fused { merged: true, .. }));
     assert!(common::rel_diff(&original, &fused, 2) < 1e-5);
+}
+
+#[test]
+fn odd_dim_params_load_as_expressions_or_plain_symbols() {
+    // "past + new" is an expression (the output declares it as "new + past": equal); "batch
+    // size", "2*" and "(a" are no expressions and become sanitised symbols; a dim with
+    // neither value nor parameter gets a symbol of its own.
+    let g = load_graph(&common::root().join("tests/data/onnx_extra/odd_dim_params.onnx")).unwrap();
+    let x = g.node(g.find("x").unwrap());
+    assert_eq!(x.outputs[0].to_string(), "f32[batch_size,new + past,d_2_,x_d3,_a]");
+    assert_eq!(x.outputs[0].shape[1], glufuse::ir::Dim::parse("past + new").unwrap());
+    assert_eq!(g.output_name(0), "y");
 }

@@ -30,8 +30,9 @@ pub(crate) fn act_call(a: Activation, x: &str) -> String {
     format!("{}_({x})", a.name())
 }
 
-fn unary_expr(u: UnaryOp, x: &str) -> String {
-    match u {
+/// The WGSL of a unary op applied to `x`; `None` for an op with no kernel yet.
+fn unary_expr(u: UnaryOp, x: &str) -> Option<String> {
+    Some(match u {
         UnaryOp::Neg => format!("-{x}"),
         UnaryOp::Exp => format!("exp({x})"),
         UnaryOp::Sqrt => format!("sqrt({x})"),
@@ -42,18 +43,38 @@ fn unary_expr(u: UnaryOp, x: &str) -> String {
         UnaryOp::Silu => format!("silu_({x})"),
         UnaryOp::GeluTanh => format!("gelu_tanh_({x})"),
         UnaryOp::GeluErf => format!("gelu_erf_({x})"),
-    }
+        UnaryOp::Reciprocal
+        | UnaryOp::Sin
+        | UnaryOp::Cos
+        | UnaryOp::Log
+        | UnaryOp::Abs
+        | UnaryOp::Floor
+        | UnaryOp::Ceil
+        | UnaryOp::Softplus
+        | UnaryOp::Not
+        | UnaryOp::IsNaN => return None,
+    })
 }
 
-fn binary_expr(op: BinaryOp, a: &str, b: &str) -> String {
-    match op {
+/// The WGSL of a binary op applied to `a` and `b`; `None` for an op with no kernel yet.
+fn binary_expr(op: BinaryOp, a: &str, b: &str) -> Option<String> {
+    Some(match op {
         BinaryOp::Add => format!("{a} + {b}"),
         BinaryOp::Sub => format!("{a} - {b}"),
         BinaryOp::Mul => format!("{a} * {b}"),
         BinaryOp::Div => format!("{a} / {b}"),
         // pow() is undefined for negative bases in WGSL; integral exponents are exact here.
         BinaryOp::Pow => format!("pow_({a}, {b})"),
-    }
+        BinaryOp::Max
+        | BinaryOp::Min
+        | BinaryOp::Equal
+        | BinaryOp::Less
+        | BinaryOp::LessOrEqual
+        | BinaryOp::Greater
+        | BinaryOp::GreaterOrEqual
+        | BinaryOp::And
+        | BinaryOp::Or => return None,
+    })
 }
 
 const POW: &str = r#"
@@ -84,16 +105,17 @@ pub(crate) fn map_kernel(
     per_element(g, name, kind, ins, out, n, &format!("{MATH}{POW}"), &body, t)
 }
 
-/// The kernel of a unary op.
-pub(crate) fn unary(g: &Graph, n: NodeIndex, u: UnaryOp, b: &Bindings, t: &Target) -> Result<KernelSource> {
+/// The kernel of a unary op; `None` for an op with no kernel yet.
+pub(crate) fn unary(g: &Graph, n: NodeIndex, u: UnaryOp, b: &Bindings, t: &Target) -> Result<Option<KernelSource>> {
     let (ins, out) = (g.inputs(n), Value::of(n));
     let total: usize = dims(g, out, b)?.iter().product();
-    let e = unary_expr(u, &read("in0", "i", packed_f16(g, ins[0])));
-    map_kernel(g, g.node(n).name.clone(), KernelKind::Elementwise, &ins, out, total, &e, t)
+    let Some(e) = unary_expr(u, &read("in0", "i", packed_f16(g, ins[0]))) else { return Ok(None) };
+    map_kernel(g, g.node(n).name.clone(), KernelKind::Elementwise, &ins, out, total, &e, t).map(Some)
 }
 
-/// The kernel of a binary op, its operands broadcast to the output.
-pub(crate) fn binary(g: &Graph, n: NodeIndex, op: BinaryOp, b: &Bindings, t: &Target) -> Result<KernelSource> {
+/// The kernel of a binary op, its operands broadcast to the output; `None` for an op with
+/// no kernel yet.
+pub(crate) fn binary(g: &Graph, n: NodeIndex, op: BinaryOp, b: &Bindings, t: &Target) -> Result<Option<KernelSource>> {
     let (ins, out) = (g.inputs(n), Value::of(n));
     let od = dims(g, out, b)?;
     let total: usize = od.iter().product();
@@ -103,7 +125,8 @@ pub(crate) fn binary(g: &Graph, n: NodeIndex, op: BinaryOp, b: &Bindings, t: &Ta
         &read("in0", &bcast_index(&od, &a, "i"), packed_f16(g, ins[0])),
         &read("in1", &bcast_index(&od, &c, "i"), packed_f16(g, ins[1])),
     );
-    map_kernel(g, g.node(n).name.clone(), KernelKind::Elementwise, &ins, out, total, &e, t)
+    let Some(e) = e else { return Ok(None) };
+    map_kernel(g, g.node(n).name.clone(), KernelKind::Elementwise, &ins, out, total, &e, t).map(Some)
 }
 
 /// The kernel of a cast (to f16: rounded, and held as f32).

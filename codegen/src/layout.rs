@@ -6,7 +6,7 @@ use crate::wgsl::{grid, per_element, read, WORKGROUP};
 use crate::{dims, packed_f16, KernelKind, KernelSource, Target};
 use glufuse_ir::shape::{norm_axis, Bindings};
 use glufuse_ir::tensor::strides;
-use glufuse_ir::{Error, Graph, NodeIndex, Result, Value};
+use glufuse_ir::{Dim, Error, Graph, NodeIndex, Result, Value};
 
 /// An axis of a value of rank `r`, normalised (verified graphs have only valid axes).
 fn axis(g: &Graph, n: NodeIndex, axis: i64, r: usize) -> Result<usize> {
@@ -26,34 +26,33 @@ pub(crate) fn transpose(g: &Graph, n: NodeIndex, perm: &[usize], b: &Bindings, t
     map_kernel(g, g.node(n).name.clone(), KernelKind::Transpose, &ins, out, total, &e, t)
 }
 
-/// The kernel of a slice.
-pub(crate) fn slice(g: &Graph, n: NodeIndex, ax: i64, start: u64, b: &Bindings, t: &Target) -> Result<KernelSource> {
+/// The kernel of a slice of step 1, its start evaluated under the binding and checked.
+pub(crate) fn slice(g: &Graph, n: NodeIndex, ax: i64, start: &Dim, b: &Bindings, t: &Target) -> Result<KernelSource> {
     let (ins, out) = (g.inputs(n), Value::of(n));
+    let name = &g.node(n).name;
     let id = dims(g, ins[0], b)?;
+    let od = dims(g, out, b)?;
     let ax = axis(g, n, ax, id.len())?;
-    slice_kernel(g, g.node(n).name.clone(), &ins, out, &id, &dims(g, out, b)?, ax, start as usize, t)
+    let s = start.eval(b).map_err(|m| Error::graph(name, m))?;
+    if s + od[ax] > id[ax] {
+        return Err(Error::graph(name, format!("slice {s}..{} does not fit axis {ax} of size {}", s + od[ax], id[ax])));
+    }
+    slice_kernel(g, name.clone(), &ins, out, &id, &od, ax, s, t)
 }
 
 /// The kernels of a split: one slice kernel per output, named `node:k`.
-pub(crate) fn split(
-    g: &Graph,
-    n: NodeIndex,
-    ax: i64,
-    sizes: &[u64],
-    b: &Bindings,
-    t: &Target,
-) -> Result<Vec<KernelSource>> {
+pub(crate) fn split(g: &Graph, n: NodeIndex, ax: i64, b: &Bindings, t: &Target) -> Result<Vec<KernelSource>> {
     let ins = g.inputs(n);
     let id = dims(g, ins[0], b)?;
     let ax = axis(g, n, ax, id.len())?;
     let name = &g.node(n).name;
     let mut start = 0;
     let mut v = vec![];
-    for (k, &sz) in sizes.iter().enumerate() {
+    for k in 0..g.node(n).outputs.len() {
         let o = Value { node: n, output: k };
         let od = dims(g, o, b)?;
         v.push(slice_kernel(g, format!("{name}:{k}"), &ins, o, &id, &od, ax, start, t)?);
-        start += sz as usize;
+        start += od[ax];
     }
     Ok(v)
 }

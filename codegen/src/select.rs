@@ -8,7 +8,7 @@ use crate::{
     dims, elementwise, gpu_bytes, layout, packed_f16, Choice, CoopMatrix, KernelSource, MatmulPrecision, Target,
 };
 use glufuse_ir::shape::Bindings;
-use glufuse_ir::{Error, Graph, Layout, NodeIndex, Op, Result, Value};
+use glufuse_ir::{Error, Graph, Layout, Node, NodeIndex, Op, Result, Value};
 use naga::valid::Capabilities;
 
 /// The (unvalidated) kernels of one node: which kernel each op gets. Empty for sources and
@@ -33,6 +33,12 @@ pub fn node_kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result
     for k in 0..node.outputs.len() {
         too_big(Value { node: n, output: k })?;
     }
+    // Every value on the GPU is an f32 array so far: integer and boolean values (token ids,
+    // positions, masks) have no kernels yet.
+    let tys = g.inputs(n).into_iter().map(|v| g.ty(v).clone()).chain(node.outputs.iter().cloned());
+    if let Some(ty) = tys.into_iter().find(|ty| !ty.dtype.is_float()) {
+        return Err(no_kernel_yet(node, &format!(" on {} values", ty.dtype)));
+    }
     match &node.op {
         Op::Input | Op::Weight(_) | Op::Constant(_) | Op::Reshape { .. } => Ok(vec![]),
         Op::Opaque { op_type, .. } => Err(Error::graph(
@@ -47,14 +53,36 @@ pub fn node_kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result
             }
         }
         Op::FusedGateUp(_) => Ok(vec![projection(g, n, &ProjShape::fused(g, n, b)?, t)?]),
-        Op::Unary(u) => Ok(vec![elementwise::unary(g, n, *u, b, t)?]),
-        Op::Binary(op) => Ok(vec![elementwise::binary(g, n, *op, b, t)?]),
+        Op::Unary(u) => match elementwise::unary(g, n, *u, b, t)? {
+            Some(k) => Ok(vec![k]),
+            None => Err(no_kernel_yet(node, "")),
+        },
+        Op::Binary(op) => match elementwise::binary(g, n, *op, b, t)? {
+            Some(k) => Ok(vec![k]),
+            None => Err(no_kernel_yet(node, "")),
+        },
         Op::Cast { to } => Ok(vec![elementwise::cast(g, n, *to, b, t)?]),
         Op::Transpose { perm } => Ok(vec![layout::transpose(g, n, perm, b, t)?]),
-        Op::Slice { axis, start, .. } => Ok(vec![layout::slice(g, n, *axis, *start, b, t)?]),
-        Op::Split { axis, sizes } => layout::split(g, n, *axis, sizes, b, t),
+        Op::Slice { axis, start, step: 1, .. } => Ok(vec![layout::slice(g, n, *axis, start, b, t)?]),
+        Op::Slice { .. } => Err(no_kernel_yet(node, " with a step other than 1")),
+        Op::Split { axis, .. } => layout::split(g, n, *axis, b, t),
         Op::Concat { axis } => Ok(vec![layout::concat(g, n, *axis, b, t)?]),
+        Op::SymConstant(_)
+        | Op::Where
+        | Op::Reduce { .. }
+        | Op::Softmax { .. }
+        | Op::CumSum { .. }
+        | Op::LayerNorm { .. }
+        | Op::Gather { .. }
+        | Op::GatherND { .. }
+        | Op::Range { .. }
+        | Op::Expand { .. } => Err(no_kernel_yet(node, "")),
     }
+}
+
+/// The error for a node no kernel is written for yet (`what` qualifies it).
+fn no_kernel_yet(node: &Node, what: &str) -> Error {
+    Error::graph(&node.name, format!("no GPU kernel yet for {}{what} (the CPU interpreter runs it)", node.op.label()))
 }
 
 /// Fewest rows of x the cooperative-matrix GEMM takes. Up to 8 rows the GEMVs read the

@@ -2,7 +2,9 @@
 //! output type and returns the value it produces; the first error is kept and returned by
 //! [`GraphBuilder::finish`], so a chain of calls needs no `?` at each step.
 
-use crate::{shape_of, BinaryOp, DType, Dim, Graph, Layout, Op, Shape, TensorType, UnaryOp, Value, WeightInit};
+use crate::{
+    shape_of, BinaryOp, ConstValues, DType, Dim, Graph, Layout, Op, Shape, TensorType, UnaryOp, Value, WeightInit,
+};
 use crate::{Error, Result};
 
 /// Builds a [`Graph`] node by node.
@@ -61,7 +63,14 @@ impl GraphBuilder {
 
     /// A scalar constant of shape `[]`.
     pub fn scalar(&mut self, name: &str, dtype: DType, v: f64) -> Value {
-        self.node(name, Op::Constant(vec![v]), &[], vec![TensorType::new(dtype, vec![])])[0]
+        let values = if dtype.is_float() {
+            ConstValues::Float(vec![v])
+        } else if dtype.is_int() {
+            ConstValues::Int(vec![v as i64])
+        } else {
+            ConstValues::Bool(vec![v != 0.0])
+        };
+        self.node(name, Op::Constant(values), &[], vec![TensorType::new(dtype, vec![])])[0]
     }
 
     /// `a · b`
@@ -124,12 +133,14 @@ impl GraphBuilder {
 
     /// Split along an axis into parts of the given sizes.
     pub fn split(&mut self, name: &str, a: Value, axis: i64, sizes: &[u64]) -> Vec<Value> {
-        self.node(name, Op::Split { axis, sizes: sizes.to_vec() }, &[a], vec![])
+        self.node(name, Op::Split { axis, sizes: sizes.iter().map(|&s| Dim::Fixed(s)).collect() }, &[a], vec![])
     }
 
-    /// `a[.., start..end]` along an axis.
+    /// `a[.., start..end]` along an axis (an `end` before `start` is taken as `start`:
+    /// nothing; verification then refuses a slice that does not fit).
     pub fn slice(&mut self, name: &str, a: Value, axis: i64, start: u64, end: u64) -> Value {
-        self.one(name, Op::Slice { axis, start, end }, &[a])
+        let len = Dim::Fixed(end.saturating_sub(start));
+        self.one(name, Op::Slice { axis, start: Dim::Fixed(start), len, step: 1 }, &[a])
     }
 
     /// An op glufuse does not model, with its declared output types.

@@ -49,7 +49,16 @@ pub fn text(g: &Graph) -> Result<String> {
         }
         s.push('\n');
     }
-    let outs: Vec<String> = g.outputs.iter().map(|&v| format!("%{}", g.value_name(v))).collect();
+    let outs: Vec<String> = (0..g.outputs.len())
+        .map(|i| {
+            let v = format!("%{}", g.value_name(g.outputs[i]));
+            if g.output_renamed(i) {
+                format!("{}={v}", g.output_name(i))
+            } else {
+                v
+            }
+        })
+        .collect();
     let _ = writeln!(s, "outputs: {}", outs.join(", "));
     let _ = writeln!(s, "# {}", g.summary());
     Ok(s)

@@ -59,6 +59,9 @@ pub struct Graph {
     pub g: StableDiGraph<Node, Edge>,
     /// The values the graph returns, in order.
     pub outputs: Vec<Value>,
+    /// The model's names of the outputs, where they differ from the values' names (an ONNX
+    /// output `logits` is the value of node `node_mul_870`); see [`Graph::output_name`].
+    output_names: Vec<Option<String>>,
     names: HashMap<String, NodeIndex>,
 }
 
@@ -104,7 +107,14 @@ impl Graph {
     pub fn remove_node(&mut self, n: NodeIndex) -> Option<Node> {
         let node = self.g.remove_node(n)?;
         self.names.remove(&node.name);
-        self.outputs.retain(|v| v.node != n);
+        let keep: Vec<bool> = self.outputs.iter().map(|v| v.node != n).collect();
+        let mut k = keep.iter();
+        self.outputs.retain(|_| *k.next().expect("one flag per output"));
+        let mut i = 0;
+        self.output_names.retain(|_| {
+            i += 1;
+            keep.get(i - 1).copied().unwrap_or(true)
+        });
         Some(node)
     }
 
@@ -156,6 +166,32 @@ impl Graph {
             .collect();
         us.sort();
         us
+    }
+
+    /// Appends a graph output, with the name the model gives it (`None`: its value's name).
+    pub fn add_output(&mut self, v: Value, name: Option<String>) {
+        self.output_names.resize(self.outputs.len(), None);
+        self.outputs.push(v);
+        self.output_names.push(name.filter(|n| *n != self.value_name(v)));
+    }
+
+    /// The name of output `i`: the model's name for it (an ONNX graph output's name), or its
+    /// value's name ([`Graph::value_name`]).
+    pub fn output_name(&self, i: usize) -> String {
+        match self.output_names.get(i).cloned().flatten() {
+            Some(n) => n,
+            None => self.outputs.get(i).map(|&v| self.value_name(v)).unwrap_or_default(),
+        }
+    }
+
+    /// The index of the output named `name` ([`Graph::output_name`]).
+    pub fn find_output(&self, name: &str) -> Option<usize> {
+        (0..self.outputs.len()).find(|&i| self.output_name(i) == name)
+    }
+
+    /// Whether output `i` has a name of its own (not its value's).
+    pub fn output_renamed(&self, i: usize) -> bool {
+        self.output_names.get(i).is_some_and(|n| n.is_some())
     }
 
     /// Whether `v` is one of the graph's outputs.

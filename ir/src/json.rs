@@ -12,7 +12,8 @@
 //! ```
 //! `type` (or `outputs` for multi-output nodes) is required on inputs, weights, constants and
 //! opaque ops, optional elsewhere (inferred, and checked when given). Inputs refer to nodes by
-//! name, `name:k` for output k of a multi-output node.
+//! name, `name:k` for output k of a multi-output node. An optional top-level `output_names`
+//! gives the graph's outputs names of their own (an ONNX model's `logits`), in order.
 
 use crate::{Error, Result};
 use crate::{Graph, Op, TensorType};
@@ -43,7 +44,12 @@ pub fn to_json(g: &Graph) -> Result<J> {
         nodes.push(J::Object(m));
     }
     let outputs: Vec<String> = g.outputs.iter().map(|&v| g.value_name(v)).collect();
-    Ok(json!({"format": FORMAT, "nodes": nodes, "outputs": outputs}))
+    let mut top = json!({"format": FORMAT, "nodes": nodes, "outputs": outputs});
+    if (0..g.outputs.len()).any(|i| g.output_renamed(i)) {
+        let names: Vec<String> = (0..g.outputs.len()).map(|i| g.output_name(i)).collect();
+        top["output_names"] = json!(names);
+    }
+    Ok(top)
 }
 
 /// Writes a graph as pretty JSON text (ending in a newline).
@@ -74,6 +80,15 @@ pub fn from_str(text: &str) -> Result<Graph> {
         None => vec![],
         Some(_) => return Err(Error::input("\"outputs\" must be an array of value names")),
     };
+    let output_names: Option<Vec<String>> = match top.remove("output_names") {
+        None => None,
+        Some(v) => {
+            Some(serde_json::from_value(v).map_err(|_| Error::input("\"output_names\" must be an array of names"))?)
+        }
+    };
+    if output_names.as_ref().is_some_and(|n| n.len() != outputs.len()) {
+        return Err(Error::input("\"output_names\" must name every output, in order"));
+    }
     if let Some(k) = top.keys().next() {
         return Err(Error::input(format!("unknown top-level field {k:?}")));
     }
@@ -122,7 +137,9 @@ pub fn from_str(text: &str) -> Result<Graph> {
             None => return Err(err("missing \"op\"".into())),
             Some(v) => return Err(err(format!("\"op\" must be a string naming an op, not {v}"))),
         };
-        let op = Op::from_json(&op_name, &mut m).ok_or_else(|| err(format!("unknown op {op_name:?}")))?.map_err(err)?;
+        let op = Op::from_json(&op_name, &mut m, &declared)
+            .ok_or_else(|| err(format!("unknown op {op_name:?}")))?
+            .map_err(err)?;
         if index.insert(name.clone(), i).is_some() {
             return Err(err("a node with this name already exists".into()));
         }
@@ -163,12 +180,12 @@ pub fn from_str(text: &str) -> Result<Graph> {
         }
         g.add_node(name, op, &vals, inferred)?;
     }
-    for o in outputs {
+    for (i, o) in outputs.into_iter().enumerate() {
         let J::String(r) = o else {
             return Err(Error::input("\"outputs\" must hold value names"));
         };
         let v = g.resolve(&r).ok_or_else(|| Error::input(format!("graph output {r:?} names no node")))?;
-        g.outputs.push(v);
+        g.add_output(v, output_names.as_ref().map(|n| n[i].clone()));
     }
     crate::verify::verify(&g)?;
     Ok(g)
@@ -228,7 +245,10 @@ mod tests {
 
     #[test]
     fn an_unknown_op_is_told_from_a_bad_attribute_of_a_known_one() {
-        assert_eq!(error_of(r#"{"name": "y", "op": "Softmax", "inputs": ["x"]}"#), "node 'y': unknown op \"Softmax\"");
+        assert_eq!(
+            error_of(r#"{"name": "y", "op": "Frobnicate", "inputs": ["x"]}"#),
+            "node 'y': unknown op \"Frobnicate\""
+        );
         // An unknown variant inside a known op's attributes is that op's bad attribute.
         let e =
             error_of(r#"{"name": "w", "op": "Weight", "type": {"dtype": "f32", "shape": [2]}, "init": {"rand": 1}}"#);

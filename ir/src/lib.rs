@@ -1,8 +1,9 @@
 //! glufuse-ir: the bottom layer of glufuse, on which the passes, the code generator and the
 //! runtime all build, and which depends on none of them.
 //!
-//! - the graph IR: element types and shapes ([`types`]), the op list ([`op`]) with one file
-//!   per op family ([`ops`]), and the [`Graph`] over petgraph ([`graph`]);
+//! - the graph IR: element types and shapes ([`types`]) with symbolic dim expressions
+//!   ([`dim`]), the op list ([`op`]) with one file per op family ([`ops`]), and the
+//!   [`Graph`] over petgraph ([`graph`]);
 //! - building ([`builder`]), checking ([`verify`]), reading and writing ([`json`]) and
 //!   showing ([`dump`]) a graph;
 //! - the tensor and shape utilities every stage shares ([`tensor`], [`shape`]);
@@ -13,6 +14,7 @@
 //! the IR into scope.
 
 pub mod builder;
+pub mod dim;
 pub mod dump;
 mod error;
 pub mod graph;
@@ -25,13 +27,16 @@ pub mod tensor;
 pub mod types;
 pub mod verify;
 
+pub use dim::DimExpr;
 pub use error::{Error, Result};
 pub use graph::{Edge, Graph, GraphSummary, Node, NodeIndex, Value};
 pub use op::Op;
 pub use ops::binary::BinaryOp;
 pub use ops::fused::{Activation, FusedGateUp, Layout};
-pub use ops::source::WeightInit;
+pub use ops::reduce::ReduceOp;
+pub use ops::source::{ConstValues, WeightInit};
 pub use ops::unary::UnaryOp;
 /// The graph library the IR is built on, re-exported so that users name the same version.
 pub use petgraph;
+pub use tensor::{Data, Tensor};
 pub use types::{shape_of, DType, Dim, Shape, TensorType};

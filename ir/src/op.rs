@@ -3,62 +3,149 @@
 //! dump label and JSON attributes. Every `match` on an op here is exhaustive, so a new op does
 //! not compile until each of these is written for it.
 
+use crate::dim::DimExpr;
 use crate::ops::fused::FusedGateUp;
-use crate::ops::source::WeightInit;
+use crate::ops::reduce::ReduceOp;
+use crate::ops::source::{ConstValues, WeightInit};
 use crate::ops::unary::UnaryOp;
-use crate::ops::{self, binary::BinaryOp, cast, fused, layout, matmul, opaque, source, unary, Attrs};
-use crate::shape::check_size;
-use crate::tensor::Tensor;
-use crate::types::{DType, TensorType};
+use crate::ops::Attrs;
+use crate::ops::{self, binary::BinaryOp, cast, fused, index, layout, matmul, norm, opaque, reduce, source, unary};
+use crate::shape::{check_size, Bindings};
+use crate::tensor::{Data, Tensor};
+use crate::types::{DType, Dim, TensorType};
 use std::collections::BTreeMap;
 
 /// An operator.
+///
+/// Families (one file each under [`crate::ops`]): sources (`Input`, `Weight`, `Constant`,
+/// `SymConstant`); elementwise `Unary`, `Binary` and `Where`; `MatMul`; reductions (`Reduce`,
+/// `Softmax`, `CumSum`); `LayerNorm`; indexing (`Gather`, `GatherND`, `Range`); layout
+/// (`Transpose`, `Reshape`, `Expand`, `Split`, `Slice`, `Concat`); `Cast`; `FusedGateUp`;
+/// `Opaque`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     /// A graph input, fed at run time.
     Input,
-    /// A weight (initializer).
+    /// A weight (initializer): floating-point values.
     Weight(WeightInit),
-    /// A small constant tensor, values row-major (integers held exactly up to 2^53).
-    Constant(Vec<f64>),
-    /// Matrix product with numpy semantics: `[.., M, K] · [K, N]`.
+    /// A small constant tensor of any dtype, values row-major.
+    Constant(ConstValues),
+    /// An integer tensor (i64 or i32) whose values are dim expressions (`past + new`),
+    /// evaluated under the run's binding of the symbols: what `Shape` of a symbolic value
+    /// gives, where a run needs it as data.
+    SymConstant(Vec<DimExpr>),
+    /// Matrix product with numpy semantics: `[.., M, K] · [.., K, N]`.
     MatMul,
     /// Elementwise op with one operand.
     Unary(UnaryOp),
-    /// Elementwise op with two operands.
+    /// Elementwise op with two operands (numpy broadcasting): arithmetic, comparisons (to
+    /// bool), logic (on bool).
     Binary(BinaryOp),
+    /// `cond ? x : y` elementwise, the three broadcast together; inputs `cond` (bool), `x`,
+    /// `y`.
+    Where,
+    /// A reduction over `axes` (every axis when empty).
+    Reduce {
+        /// Which reduction.
+        op: ReduceOp,
+        /// Axes (negative count from the end); empty reduces every axis.
+        axes: Vec<i64>,
+        /// Whether reduced axes stay, with size 1.
+        keepdims: bool,
+    },
+    /// Softmax along one axis (numerically stable: the maximum is subtracted first).
+    Softmax {
+        /// Axis (negative counts from the end).
+        axis: i64,
+    },
+    /// Running sum along one axis.
+    CumSum {
+        /// Axis (negative counts from the end).
+        axis: i64,
+        /// Each output excludes its own element.
+        exclusive: bool,
+        /// Sums from the end of the axis.
+        reverse: bool,
+    },
+    /// Layer normalisation over the axes from `axis` on: `(x - mean) / sqrt(var + eps)`,
+    /// times `scale` and plus `bias` when present. Inputs: `x`, then `scale` if `scale`, then
+    /// `bias` if `bias`.
+    LayerNorm {
+        /// First normalised axis (negative counts from the end).
+        axis: i64,
+        /// Added to the variance.
+        epsilon: f32,
+        /// Whether a scale input is present.
+        scale: bool,
+        /// Whether a bias input is present.
+        bias: bool,
+    },
+    /// `data` indexed along `axis` by an integer tensor (negative indices count from the end;
+    /// an index out of range is an error). Inputs `data`, `indices`.
+    Gather {
+        /// Axis of `data` (negative counts from the end).
+        axis: i64,
+    },
+    /// ONNX `GatherND`: slices of `data` picked by the index tuples in the last dim of
+    /// `indices`. Inputs `data`, `indices`.
+    GatherND {
+        /// Leading dims shared by `data` and `indices`.
+        batch_dims: u64,
+    },
+    /// `start, start + delta, ..` up to `limit` (excluded): an integer tensor whose length is
+    /// a dim expression.
+    Range {
+        /// First value.
+        start: DimExpr,
+        /// Bound, excluded.
+        limit: DimExpr,
+        /// Step (not zero).
+        delta: i64,
+        /// Element type (i64 or i32).
+        dtype: DType,
+    },
     /// Axis permutation.
     Transpose {
         /// `out.shape[i] = in.shape[perm[i]]`.
         perm: Vec<usize>,
     },
-    /// Reinterpret with another shape (ONNX rules: 0 copies the input dim, -1 is inferred).
+    /// Reinterpret with another shape (a view). ONNX rules: an entry `0` copies the input
+    /// dim, `-1` is inferred; other entries are sizes or dim expressions.
     Reshape {
         /// Target shape.
-        shape: Vec<i64>,
+        shape: Vec<DimExpr>,
+    },
+    /// Broadcast to a shape (numpy rules between the input's shape and `shape`).
+    Expand {
+        /// The shape broadcast to.
+        shape: Vec<Dim>,
     },
     /// Split one axis into consecutive parts, one output per part.
     Split {
         /// Axis (negative counts from the end).
         axis: i64,
         /// Size of each part.
-        sizes: Vec<u64>,
+        sizes: Vec<Dim>,
     },
-    /// Take `start..end` of one axis.
+    /// Take `len` elements of one axis, from `start` in steps of `step`: output element `i`
+    /// reads input index `start + i * step` (a negative step walks backwards).
     Slice {
         /// Axis (negative counts from the end).
         axis: i64,
-        /// First index.
-        start: u64,
-        /// One past the last index.
-        end: u64,
+        /// First index read.
+        start: Dim,
+        /// Elements taken.
+        len: Dim,
+        /// Distance between the indices read (not zero).
+        step: i64,
     },
     /// Join the inputs along one axis.
     Concat {
         /// Axis (negative counts from the end).
         axis: i64,
     },
-    /// Convert to another element type.
+    /// Convert to another element type (ONNX rules: float to integer truncates toward zero,
+    /// anything to bool is `!= 0`).
     Cast {
         /// Target type.
         to: DType,
@@ -81,11 +168,21 @@ impl Op {
             Op::Input => source::INPUT,
             Op::Weight(_) => source::WEIGHT,
             Op::Constant(_) => source::CONSTANT,
+            Op::SymConstant(_) => source::SYM_CONSTANT,
             Op::MatMul => matmul::NAME,
             Op::Unary(u) => u.name(),
             Op::Binary(b) => b.name(),
+            Op::Where => ops::binary::WHERE,
+            Op::Reduce { op, .. } => op.name(),
+            Op::Softmax { .. } => reduce::SOFTMAX,
+            Op::CumSum { .. } => reduce::CUMSUM,
+            Op::LayerNorm { .. } => norm::NAME,
+            Op::Gather { .. } => index::GATHER,
+            Op::GatherND { .. } => index::GATHER_ND,
+            Op::Range { .. } => index::RANGE,
             Op::Transpose { .. } => layout::TRANSPOSE,
             Op::Reshape { .. } => layout::RESHAPE,
+            Op::Expand { .. } => layout::EXPAND,
             Op::Split { .. } => layout::SPLIT,
             Op::Slice { .. } => layout::SLICE,
             Op::Concat { .. } => layout::CONCAT,
@@ -95,15 +192,25 @@ impl Op {
         }
     }
 
-    /// Whether the node holds values rather than computing them (inputs, weights, constants).
+    /// Whether the node holds values rather than computing them from inputs (inputs,
+    /// weights, constants, symbolic constants).
     pub fn is_source(&self) -> bool {
         match self {
-            Op::Input | Op::Weight(_) | Op::Constant(_) => true,
+            Op::Input | Op::Weight(_) | Op::Constant(_) | Op::SymConstant(_) => true,
             Op::MatMul
             | Op::Unary(_)
             | Op::Binary(_)
+            | Op::Where
+            | Op::Reduce { .. }
+            | Op::Softmax { .. }
+            | Op::CumSum { .. }
+            | Op::LayerNorm { .. }
+            | Op::Gather { .. }
+            | Op::GatherND { .. }
+            | Op::Range { .. }
             | Op::Transpose { .. }
             | Op::Reshape { .. }
+            | Op::Expand { .. }
             | Op::Split { .. }
             | Op::Slice { .. }
             | Op::Concat { .. }
@@ -117,11 +224,20 @@ impl Op {
     /// op but the sources and `Reshape`, a view of its input.
     pub fn launches_kernel(&self) -> bool {
         match self {
-            Op::Input | Op::Weight(_) | Op::Constant(_) | Op::Reshape { .. } => false,
+            Op::Input | Op::Weight(_) | Op::Constant(_) | Op::SymConstant(_) | Op::Reshape { .. } => false,
             Op::MatMul
             | Op::Unary(_)
             | Op::Binary(_)
+            | Op::Where
+            | Op::Reduce { .. }
+            | Op::Softmax { .. }
+            | Op::CumSum { .. }
+            | Op::LayerNorm { .. }
+            | Op::Gather { .. }
+            | Op::GatherND { .. }
+            | Op::Range { .. }
             | Op::Transpose { .. }
+            | Op::Expand { .. }
             | Op::Split { .. }
             | Op::Slice { .. }
             | Op::Concat { .. }
@@ -139,13 +255,23 @@ impl Op {
             Op::Input => source::infer_input(ins, declared)?,
             Op::Weight(init) => source::infer_weight(init, ins, declared)?,
             Op::Constant(v) => source::infer_constant(v, ins, declared)?,
+            Op::SymConstant(v) => source::infer_sym_constant(v, ins, declared)?,
             Op::MatMul => matmul::infer(ins)?,
             Op::Unary(u) => unary::infer(*u, ins)?,
             Op::Binary(b) => ops::binary::infer(*b, ins)?,
+            Op::Where => ops::binary::infer_where(ins)?,
+            Op::Reduce { op, axes, keepdims } => reduce::infer_reduce(*op, axes, *keepdims, ins)?,
+            Op::Softmax { axis } => reduce::infer_softmax(*axis, ins)?,
+            Op::CumSum { axis, .. } => reduce::infer_cumsum(*axis, ins)?,
+            Op::LayerNorm { axis, epsilon, scale, bias } => norm::infer(*axis, *epsilon, *scale, *bias, ins)?,
+            Op::Gather { axis } => index::infer_gather(*axis, ins)?,
+            Op::GatherND { batch_dims } => index::infer_gather_nd(*batch_dims, ins)?,
+            Op::Range { start, limit, delta, dtype } => index::infer_range(start, limit, *delta, *dtype, ins)?,
             Op::Transpose { perm } => layout::infer_transpose(perm, ins)?,
             Op::Reshape { shape } => layout::infer_reshape(shape, ins)?,
+            Op::Expand { shape } => layout::infer_expand(shape, ins)?,
             Op::Split { axis, sizes } => layout::infer_split(*axis, sizes, ins)?,
-            Op::Slice { axis, start, end } => layout::infer_slice(*axis, *start, *end, ins)?,
+            Op::Slice { axis, start, len, step } => layout::infer_slice(*axis, start, len, *step, ins)?,
             Op::Concat { axis } => layout::infer_concat(*axis, ins)?,
             Op::Cast { to } => cast::infer(*to, ins)?,
             Op::FusedGateUp(f) => fused::infer(f, ins, declared)?,
@@ -157,39 +283,66 @@ impl Op {
         Ok(out)
     }
 
-    /// Evaluates the op on the CPU: `ins` are its inputs' values, `outs` its output types and
-    /// `shapes` their concrete shapes. Graph inputs are fed by the caller, not evaluated.
-    pub fn eval(&self, ins: &[&Tensor], outs: &[TensorType], shapes: &[Vec<usize>]) -> Result<Vec<Tensor>, String> {
+    /// Evaluates the op on the CPU: `ins` are its inputs' values, `outs` its output types,
+    /// `shapes` their concrete shapes and `b` the run's binding of the symbols. Graph inputs
+    /// are fed by the caller, not evaluated.
+    pub fn eval(
+        &self,
+        ins: &[&Tensor],
+        outs: &[TensorType],
+        shapes: &[Vec<usize>],
+        b: &Bindings,
+    ) -> Result<Vec<Tensor>, String> {
         match self {
             Op::Input => source::eval_input(),
             Op::Weight(_) | Op::Constant(_) => Ok(vec![crate::tensor::held_values(self, &outs[0])]),
-            Op::MatMul => matmul::eval(ins, shapes),
-            Op::Unary(u) => unary::eval(*u, ins, shapes),
-            Op::Binary(b) => ops::binary::eval(*b, ins, shapes),
+            Op::SymConstant(v) => source::eval_sym_constant(v, &outs[0], &shapes[0], b),
+            Op::MatMul => matmul::eval(ins, &outs[0], shapes),
+            Op::Unary(u) => unary::eval(*u, ins, &outs[0], shapes),
+            Op::Binary(op) => ops::binary::eval(*op, ins, &outs[0], shapes),
+            Op::Where => ops::binary::eval_where(ins, &outs[0], shapes),
+            Op::Reduce { op, axes, keepdims } => reduce::eval_reduce(*op, axes, *keepdims, ins, &outs[0], shapes),
+            Op::Softmax { axis } => reduce::eval_softmax(*axis, ins, &outs[0]),
+            Op::CumSum { axis, exclusive, reverse } => reduce::eval_cumsum(*axis, *exclusive, *reverse, ins, &outs[0]),
+            Op::LayerNorm { axis, epsilon, scale, bias } => norm::eval(*axis, *epsilon, *scale, *bias, ins, &outs[0]),
+            Op::Gather { axis } => index::eval_gather(*axis, ins, &outs[0], shapes),
+            Op::GatherND { batch_dims } => index::eval_gather_nd(*batch_dims, ins, &outs[0], shapes),
+            Op::Range { start, delta, .. } => index::eval_range(start, *delta, &outs[0], shapes, b),
             Op::Transpose { perm } => layout::eval_transpose(perm, ins),
             Op::Reshape { .. } => layout::eval_reshape(ins, shapes),
-            Op::Split { axis, sizes } => layout::eval_split(*axis, sizes, ins),
-            Op::Slice { axis, start, end } => layout::eval_slice(*axis, *start, *end, ins),
+            Op::Expand { .. } => layout::eval_expand(ins, shapes),
+            Op::Split { axis, .. } => layout::eval_split(*axis, ins, shapes),
+            Op::Slice { axis, start, step, .. } => layout::eval_slice(*axis, start, *step, ins, shapes, b),
             Op::Concat { axis } => layout::eval_concat(*axis, ins, shapes),
-            Op::Cast { to } => cast::eval(*to, ins, shapes),
-            Op::FusedGateUp(f) => fused::eval(f, ins, shapes),
+            Op::Cast { to } => cast::eval(*to, ins),
+            Op::FusedGateUp(f) => fused::eval(f, ins, &outs[0], shapes),
             Op::Opaque { op_type, .. } => opaque::eval(op_type),
         }
     }
 
-    /// The values the op holds for an output of the (known) `shape`, row-major and before
-    /// any f16 rounding: a weight's or a constant's; `None` for every op that computes its
-    /// values or is fed them.
-    pub fn held_values(&self, shape: &[usize]) -> Option<Vec<f32>> {
+    /// The values the op holds for an output of `dtype` and the (known) `shape`, row-major
+    /// and before any f16 rounding: a weight's or a constant's; `None` for every op that
+    /// computes its values, is fed them, or (`SymConstant`) holds them only under a binding.
+    pub fn held_values(&self, dtype: DType, shape: &[usize]) -> Option<Data> {
         match self {
-            Op::Weight(init) => Some(source::weight_data(init, shape)),
-            Op::Constant(v) => Some(source::constant_data(v)),
+            Op::Weight(init) => Some(Data::F32(source::weight_data(init, shape))),
+            Op::Constant(v) => Some(source::constant_data(v, dtype)),
             Op::Input
+            | Op::SymConstant(_)
             | Op::MatMul
             | Op::Unary(_)
             | Op::Binary(_)
+            | Op::Where
+            | Op::Reduce { .. }
+            | Op::Softmax { .. }
+            | Op::CumSum { .. }
+            | Op::LayerNorm { .. }
+            | Op::Gather { .. }
+            | Op::GatherND { .. }
+            | Op::Range { .. }
             | Op::Transpose { .. }
             | Op::Reshape { .. }
+            | Op::Expand { .. }
             | Op::Split { .. }
             | Op::Slice { .. }
             | Op::Concat { .. }
@@ -203,14 +356,23 @@ impl Op {
     /// kn)`), for the dumps.
     pub fn label(&self) -> String {
         match self {
-            Op::Input | Op::MatMul | Op::Binary(_) => self.name().into(),
+            Op::Input | Op::MatMul | Op::Binary(_) | Op::Where => self.name().into(),
             Op::Weight(init) => source::label_weight(init),
             Op::Constant(v) => source::label_constant(v),
+            Op::SymConstant(v) => source::label_sym_constant(v),
             Op::Unary(u) => unary::label(*u),
+            Op::Reduce { op, axes, keepdims } => reduce::label_reduce(*op, axes, *keepdims),
+            Op::Softmax { axis } => reduce::label_softmax(*axis),
+            Op::CumSum { axis, exclusive, reverse } => reduce::label_cumsum(*axis, *exclusive, *reverse),
+            Op::LayerNorm { axis, epsilon, scale, bias } => norm::label(*axis, *epsilon, *scale, *bias),
+            Op::Gather { axis } => index::label_gather(*axis),
+            Op::GatherND { batch_dims } => index::label_gather_nd(*batch_dims),
+            Op::Range { start, limit, delta, dtype } => index::label_range(start, limit, *delta, *dtype),
             Op::Transpose { perm } => layout::label_transpose(perm),
             Op::Reshape { shape } => layout::label_reshape(shape),
+            Op::Expand { shape } => layout::label_expand(shape),
             Op::Split { axis, sizes } => layout::label_split(*axis, sizes),
-            Op::Slice { axis, start, end } => layout::label_slice(*axis, *start, *end),
+            Op::Slice { axis, start, len, step } => layout::label_slice(*axis, start, len, *step),
             Op::Concat { axis } => layout::label_concat(*axis),
             Op::Cast { to } => cast::label(*to),
             Op::FusedGateUp(f) => fused::label(f),
@@ -222,14 +384,23 @@ impl Op {
     /// caller's).
     pub fn write_attrs(&self, m: &mut Attrs) {
         match self {
-            Op::Input | Op::MatMul | Op::Binary(_) => {}
+            Op::Input | Op::MatMul | Op::Binary(_) | Op::Where => {}
             Op::Weight(init) => source::write_weight(init, m),
             Op::Constant(v) => source::write_constant(v, m),
+            Op::SymConstant(v) => source::write_sym_constant(v, m),
             Op::Unary(u) => unary::write_attrs(*u, m),
+            Op::Reduce { axes, keepdims, .. } => reduce::write_reduce(axes, *keepdims, m),
+            Op::Softmax { axis } => reduce::write_softmax(*axis, m),
+            Op::CumSum { axis, exclusive, reverse } => reduce::write_cumsum(*axis, *exclusive, *reverse, m),
+            Op::LayerNorm { axis, epsilon, scale, bias } => norm::write_attrs(*axis, *epsilon, *scale, *bias, m),
+            Op::Gather { axis } => index::write_gather(*axis, m),
+            Op::GatherND { batch_dims } => index::write_gather_nd(*batch_dims, m),
+            Op::Range { start, limit, delta, dtype } => index::write_range(start, limit, *delta, *dtype, m),
             Op::Transpose { perm } => layout::write_transpose(perm, m),
             Op::Reshape { shape } => layout::write_reshape(shape, m),
+            Op::Expand { shape } => layout::write_expand(shape, m),
             Op::Split { axis, sizes } => layout::write_split(*axis, sizes, m),
-            Op::Slice { axis, start, end } => layout::write_slice(*axis, *start, *end, m),
+            Op::Slice { axis, start, len, step } => layout::write_slice(*axis, start, len, *step, m),
             Op::Concat { axis } => layout::write_concat(*axis, m),
             Op::Cast { to } => cast::write_attrs(*to, m),
             Op::FusedGateUp(f) => fused::write_attrs(f, m),
@@ -238,12 +409,17 @@ impl Op {
     }
 
     /// Reads the op named `name` from its JSON attribute fields `a` (taken out of it when
-    /// read). `None` when no op has this name; an error when the attributes are wrong.
-    pub fn from_json(name: &str, a: &mut Attrs) -> Option<Result<Op, String>> {
-        source::from_json(name, a)
+    /// read); `declared` are the output types the node declares (a constant's values are read
+    /// in its declared dtype). `None` when no op has this name; an error when the attributes
+    /// are wrong.
+    pub fn from_json(name: &str, a: &mut Attrs, declared: &[TensorType]) -> Option<Result<Op, String>> {
+        source::from_json(name, a, declared)
             .or_else(|| matmul::from_json(name, a))
             .or_else(|| unary::from_json(name, a))
             .or_else(|| ops::binary::from_json(name, a))
+            .or_else(|| reduce::from_json(name, a))
+            .or_else(|| norm::from_json(name, a))
+            .or_else(|| index::from_json(name, a))
             .or_else(|| layout::from_json(name, a))
             .or_else(|| cast::from_json(name, a))
             .or_else(|| fused::from_json(name, a))

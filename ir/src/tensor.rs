@@ -1,41 +1,282 @@
-//! The host tensor: a dense row-major f32 buffer with its shape, as the interpreter computes
-//! with it, the `.npy` reader returns it and the GPU runtime uploads and reads it back; and
-//! the values a weight or constant node holds.
+//! The host tensor: a dense row-major buffer with its shape and element type, as the
+//! interpreter computes with it, the `.npy` reader returns it and the GPU runtime uploads and
+//! reads it back; and the values a weight or constant node holds.
+//!
+//! # Representations
+//!
+//! On the host a [`Tensor`] holds its values in one of three vectors ([`Data`]), chosen by
+//! its dtype, so that a kernel of the interpreter matches on the representation once per op,
+//! never per element:
+//!
+//! | dtype | host ([`Data`]) | GPU (one 32-bit word per element) |
+//! | --- | --- | --- |
+//! | `f32` | `F32(Vec<f32>)` | `f32` |
+//! | `f16` | `F32(Vec<f32>)` | `f32` (weights: packed f16 pairs in `u32`) |
+//! | `i64` | `I64(Vec<i64>)` | `i32`: a value outside i32's range is a checked error on upload and readback |
+//! | `i32` | `I64(Vec<i64>)`, each value within i32's range | `i32` |
+//! | `bool` | `Bool(Vec<bool>)` | `u32` 0 or 1 |
+//!
+//! [`Tensor::to_gpu_words`] and [`Tensor::from_gpu_words`] convert between the two, with
+//! those checks.
+//!
+//! f16 values are held as f32: graph inputs ([`Tensor::f16`], the `.npy` reader), weights,
+//! constants and casts to f16 round them to f16; the ops between compute and keep f32
+//! precision, as the GPU kernels do.
 
 use crate::{DType, Node, Op, TensorType};
 use crate::{Error, Result};
 use rand::{Rng, SeedableRng};
 
-/// A dense row-major f32 tensor (f16 values are held widened to f32).
+/// The values of a tensor, in the representation its dtype calls for (see the module
+/// documentation).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Data {
+    /// f32 and f16 values (f16 held rounded, as f32).
+    F32(Vec<f32>),
+    /// i64 and i32 values (i32 held within its range).
+    I64(Vec<i64>),
+    /// Booleans.
+    Bool(Vec<bool>),
+}
+
+impl Data {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            Data::F32(v) => v.len(),
+            Data::I64(v) => v.len(),
+            Data::Bool(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether this representation holds values of `dtype`.
+    pub fn holds(&self, dtype: DType) -> bool {
+        match self {
+            Data::F32(_) => dtype.is_float(),
+            Data::I64(_) => dtype.is_int(),
+            Data::Bool(_) => dtype == DType::Bool,
+        }
+    }
+
+    /// `n` zeros (`false`) in the representation of `dtype`.
+    pub fn zeros(dtype: DType, n: usize) -> Data {
+        match dtype {
+            DType::F32 | DType::F16 => Data::F32(vec![0.0; n]),
+            DType::I64 | DType::I32 => Data::I64(vec![0; n]),
+            DType::Bool => Data::Bool(vec![false; n]),
+        }
+    }
+
+    /// The values picked by `idx`, in order (`out[i] = self[idx[i]]`); indices must be in
+    /// range.
+    pub fn gather(&self, idx: impl Iterator<Item = usize>) -> Data {
+        match self {
+            Data::F32(v) => Data::F32(idx.map(|i| v[i]).collect()),
+            Data::I64(v) => Data::I64(idx.map(|i| v[i]).collect()),
+            Data::Bool(v) => Data::Bool(idx.map(|i| v[i]).collect()),
+        }
+    }
+
+    /// Value `i` as f64 (booleans as 0 and 1), for comparisons and reports.
+    pub fn get_f64(&self, i: usize) -> f64 {
+        match self {
+            Data::F32(v) => v[i] as f64,
+            Data::I64(v) => v[i] as f64,
+            Data::Bool(v) => v[i] as u8 as f64,
+        }
+    }
+}
+
+/// A dense row-major tensor of any [`DType`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {
-    /// Dims, outermost first.
-    pub shape: Vec<usize>,
-    /// Values, row-major.
-    pub data: Vec<f32>,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) dtype: DType,
+    pub(crate) data: Data,
 }
 
 impl Tensor {
-    /// A tensor; fails if the data length disagrees with the shape.
+    /// An f32 tensor; fails if the data length disagrees with the shape.
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Result<Self> {
-        let n: usize = shape.iter().product();
-        if n != data.len() {
-            return Err(Error::input(format!("tensor of shape {shape:?} needs {n} values, got {}", data.len())));
-        }
-        Ok(Tensor { shape, data })
+        Tensor::from_data(DType::F32, shape, Data::F32(data))
     }
 
-    /// Seeded uniform values in `[-scale, scale)`.
+    /// An f32 tensor (as [`Tensor::new`]).
+    pub fn f32(shape: Vec<usize>, data: Vec<f32>) -> Result<Self> {
+        Tensor::new(shape, data)
+    }
+
+    /// An f16 tensor from f32 values, each rounded to the nearest f16.
+    pub fn f16(shape: Vec<usize>, mut data: Vec<f32>) -> Result<Self> {
+        round_f16(&mut data);
+        Tensor::from_data(DType::F16, shape, Data::F32(data))
+    }
+
+    /// An i64 tensor.
+    pub fn i64(shape: Vec<usize>, data: Vec<i64>) -> Result<Self> {
+        Tensor::from_data(DType::I64, shape, Data::I64(data))
+    }
+
+    /// An i32 tensor; fails if a value is outside i32's range.
+    pub fn i32(shape: Vec<usize>, data: Vec<i64>) -> Result<Self> {
+        Tensor::from_data(DType::I32, shape, Data::I64(data))
+    }
+
+    /// A boolean tensor.
+    pub fn bool(shape: Vec<usize>, data: Vec<bool>) -> Result<Self> {
+        Tensor::from_data(DType::Bool, shape, Data::Bool(data))
+    }
+
+    /// A tensor of `dtype` from values in its representation; fails if the representation
+    /// does not hold `dtype`, the length disagrees with the shape, or an i32 value is out of
+    /// range. (f16 values are taken as given: see the module documentation.)
+    pub fn from_data(dtype: DType, shape: Vec<usize>, data: Data) -> Result<Self> {
+        let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if n != Some(data.len()) {
+            return Err(Error::input(format!(
+                "a tensor of shape {shape:?} needs {} values, got {}",
+                n.map_or("more than can be counted".into(), |n| n.to_string()),
+                data.len()
+            )));
+        }
+        if !data.holds(dtype) {
+            return Err(Error::input(format!("{dtype} values cannot be held as {}", data_kind(&data))));
+        }
+        if let (Data::I64(v), DType::I32) = (&data, dtype) {
+            if let Some(x) = v.iter().find(|&&x| i32::try_from(x).is_err()) {
+                return Err(Error::input(format!("value {x} does not fit an i32")));
+            }
+        }
+        Ok(Tensor { shape, dtype, data })
+    }
+
+    /// A tensor of zeros (`false`).
+    pub fn zeros(dtype: DType, shape: Vec<usize>) -> Self {
+        let n = shape.iter().product();
+        Tensor { shape, dtype, data: Data::zeros(dtype, n) }
+    }
+
+    /// Seeded uniform f32 values in `[-scale, scale)`.
     pub fn random(shape: Vec<usize>, seed: u64, scale: f32) -> Self {
         let n: usize = shape.iter().product();
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let data = (0..n).map(|_| if scale == 0.0 { 0.0 } else { rng.random_range(-scale..scale) }).collect();
-        Tensor { shape, data }
+        Tensor { shape, dtype: DType::F32, data: Data::F32(data) }
+    }
+
+    /// The shape, outermost dim first.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The values.
+    pub fn data(&self) -> &Data {
+        &self.data
+    }
+
+    /// The values, taken out.
+    pub fn into_data(self) -> Data {
+        self.data
     }
 
     /// Number of elements.
     pub fn numel(&self) -> usize {
         self.data.len()
+    }
+
+    /// The values of an f32 or f16 tensor.
+    pub fn as_f32(&self) -> Option<&[f32]> {
+        match &self.data {
+            Data::F32(v) => Some(v),
+            Data::I64(_) | Data::Bool(_) => None,
+        }
+    }
+
+    /// The values of an i64 or i32 tensor.
+    pub fn as_i64(&self) -> Option<&[i64]> {
+        match &self.data {
+            Data::I64(v) => Some(v),
+            Data::F32(_) | Data::Bool(_) => None,
+        }
+    }
+
+    /// The values of a boolean tensor.
+    pub fn as_bool(&self) -> Option<&[bool]> {
+        match &self.data {
+            Data::Bool(v) => Some(v),
+            Data::F32(_) | Data::I64(_) => None,
+        }
+    }
+
+    /// The f32 values, or an error naming the dtype (for code that only handles floats).
+    pub fn floats(&self) -> std::result::Result<&[f32], String> {
+        self.as_f32().ok_or_else(|| format!("expected a floating-point tensor, got {}", self.dtype))
+    }
+
+    /// The same values under another shape of the same element count.
+    pub fn reshaped(self, shape: Vec<usize>) -> Result<Self> {
+        Tensor::from_data(self.dtype, shape, self.data)
+    }
+
+    /// The tensor as the GPU holds it: one 32-bit word per element (f32 bits; i64 and i32 as
+    /// i32; booleans as 0 or 1). Fails naming the first integer outside i32's range.
+    pub fn to_gpu_words(&self) -> std::result::Result<Vec<u32>, String> {
+        match &self.data {
+            Data::F32(v) => Ok(v.iter().map(|x| x.to_bits()).collect()),
+            Data::I64(v) => v
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| {
+                    i32::try_from(x).map(|y| y as u32).map_err(|_| {
+                        format!("element {i} is {x}, outside the 32-bit range the GPU holds {} values in", self.dtype)
+                    })
+                })
+                .collect(),
+            Data::Bool(v) => Ok(v.iter().map(|&b| b as u32).collect()),
+        }
+    }
+
+    /// A tensor of `dtype` from the words the GPU holds it in (see [`Tensor::to_gpu_words`]);
+    /// fails on a boolean word other than 0 or 1, or a length that disagrees with the shape.
+    pub fn from_gpu_words(dtype: DType, shape: Vec<usize>, words: &[u32]) -> Result<Self> {
+        let data = match dtype {
+            DType::F32 => Data::F32(words.iter().map(|&w| f32::from_bits(w)).collect()),
+            DType::F16 => {
+                let mut v: Vec<f32> = words.iter().map(|&w| f32::from_bits(w)).collect();
+                round_f16(&mut v);
+                Data::F32(v)
+            }
+            DType::I64 | DType::I32 => Data::I64(words.iter().map(|&w| w as i32 as i64).collect()),
+            DType::Bool => Data::Bool(
+                words
+                    .iter()
+                    .map(|&w| match w {
+                        0 => Ok(false),
+                        1 => Ok(true),
+                        w => Err(Error::Internal(format!("a boolean read back from the GPU is {w}, not 0 or 1"))),
+                    })
+                    .collect::<Result<_>>()?,
+            ),
+        };
+        Tensor::from_data(dtype, shape, data)
+    }
+}
+
+fn data_kind(d: &Data) -> &'static str {
+    match d {
+        Data::F32(_) => "f32 values",
+        Data::I64(_) => "i64 values",
+        Data::Bool(_) => "booleans",
     }
 }
 
@@ -80,16 +321,52 @@ pub fn weight_values(node: &Node) -> Tensor {
 pub fn held_values(op: &Op, ty: &TensorType) -> Tensor {
     let shape: Vec<usize> = ty.shape.iter().map(|d| d.fixed().unwrap_or(0) as usize).collect();
     let n: usize = shape.iter().product();
-    let mut data = op.held_values(&shape).unwrap_or_else(|| vec![0.0; n]);
+    let mut data = op.held_values(ty.dtype, &shape).unwrap_or_else(|| Data::zeros(ty.dtype, n));
     if ty.dtype == DType::F16 {
-        round_f16(&mut data);
+        if let Data::F32(v) = &mut data {
+            round_f16(v);
+        }
     }
-    Tensor { shape, data }
+    Tensor { shape, dtype: ty.dtype, data }
 }
 
 /// Rounds every value to the nearest f16.
 pub fn round_f16(d: &mut [f32]) {
     for x in d {
         *x = half::f16::from_f32(*x).to_f32();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constructors_check_what_they_are_given() {
+        assert!(Tensor::new(vec![2, 2], vec![0.0; 3]).unwrap_err().to_string().contains("needs 4 values, got 3"));
+        assert_eq!(
+            Tensor::i32(vec![1], vec![1 << 40]).unwrap_err().to_string(),
+            "value 1099511627776 does not fit an i32"
+        );
+        assert_eq!(Tensor::f16(vec![1], vec![0.1]).unwrap().as_f32().unwrap()[0], half::f16::from_f32(0.1).to_f32());
+        let e = Tensor::from_data(DType::Bool, vec![1], Data::I64(vec![1])).unwrap_err().to_string();
+        assert_eq!(e, "bool values cannot be held as i64 values");
+        let e = Tensor::new(vec![usize::MAX, 2], vec![]).unwrap_err().to_string();
+        assert!(e.contains("more than can be counted"), "{e}");
+    }
+
+    #[test]
+    fn gpu_words_round_trip_and_refuse_what_does_not_fit() {
+        let t = Tensor::i64(vec![3], vec![-1, 0, i32::MAX as i64]).unwrap();
+        let w = t.to_gpu_words().unwrap();
+        assert_eq!(Tensor::from_gpu_words(DType::I64, vec![3], &w).unwrap(), t);
+        let e = Tensor::i64(vec![2], vec![0, 1 << 31]).unwrap().to_gpu_words().unwrap_err();
+        assert_eq!(e, "element 1 is 2147483648, outside the 32-bit range the GPU holds i64 values in");
+        let b = Tensor::bool(vec![2], vec![true, false]).unwrap();
+        assert_eq!(b.to_gpu_words().unwrap(), vec![1, 0]);
+        assert_eq!(Tensor::from_gpu_words(DType::Bool, vec![2], &[1, 0]).unwrap(), b);
+        assert!(Tensor::from_gpu_words(DType::Bool, vec![1], &[2]).is_err());
+        let f = Tensor::new(vec![2], vec![1.5, -0.25]).unwrap();
+        assert_eq!(Tensor::from_gpu_words(DType::F32, vec![2], &f.to_gpu_words().unwrap()).unwrap(), f);
     }
 }

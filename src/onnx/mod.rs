@@ -1,11 +1,21 @@
 //! The ONNX loader: `.onnx` files (opset 13 and up) decoded with `prost` into the IR.
 //!
-//! Ops PyTorch's exporters emit for FFNs map onto IR ops (`MatMul`, `Gemm`, elementwise ops,
-//! `Transpose`, `Reshape`, `Split`, `Slice`, `Concat`, `Cast`, `Constant`). Shape arithmetic
-//! whose inputs are known (`Shape` of a static tensor, `Gather`, `Unsqueeze`, `Concat`, `Div`,
-//! ... over constants) is folded at load time, so `Reshape` targets and `Slice` bounds become
-//! attributes. Every other op becomes an `Opaque` node with the output types the model
-//! declares, so whole decoder graphs load, fuse and dump.
+//! Every op whole-model exports use maps onto IR ops (`lower.rs`): matrix products,
+//! elementwise arithmetic, comparisons and logic, `Where`, reductions, `Softmax`,
+//! `LayerNormalization`, `Gather`/`GatherND`, `Range`, `CumSum`, the layout ops and `Cast`,
+//! on floats, integers and booleans. Values known at load time (`known.rs`) are tracked
+//! through shape arithmetic, symbolic dims included: `Shape` of a `[1, new]` value is `[1,
+//! new]`, and `Concat`, `Gather`, `Add` and the rest carry `past + new` into the `Reshape`,
+//! `Expand`, `Slice` and `Range` attributes that need it; a known value a run needs as data
+//! becomes a constant (a symbolic one evaluated under the run's binding). Anything else
+//! becomes an `Opaque` node with the output types the model declares, so any graph loads,
+//! fuses and dumps; an op whose output shape would depend on tensor data is an error naming
+//! the node.
+//!
+//! Declared types (`value_info`, outputs) are checked against inference where they say
+//! something: a `dim_param` such as `past + new` is read as a dim expression (equal to an
+//! inferred `new + past`), a dim with neither value nor parameter (or a declared 0) is
+//! unknown and inferred, and a symbol that no graph input has is not checked.
 //!
 //! Initializer data comes from `raw_data`, the typed fields, or external files (a relative
 //! `location` under the model's folder only). Every size is checked against the bytes that
@@ -15,45 +25,20 @@
 //! (`prost_build::Config::new().out_dir(..).compile_protos(&["src/onnx/onnx.proto"], ..)`,
 //! with `protoc` installed); it is committed so that building glufuse needs no `protoc`.
 
+mod known;
+mod lower;
 mod proto;
 
 use crate::ir::*;
 use crate::{Error, Graph, Result};
+use known::{KVals, Known};
+use lower::{dtype_of, Attrs, Env, Src};
 use prost::Message;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 /// Elements an initializer may hold (2^32): more is refused before anything is allocated.
 pub const MAX_TENSOR_ELEMENTS: u64 = 1 << 32;
-
-/// A tensor whose values are known at load time.
-#[derive(Clone, Debug)]
-struct Known {
-    dtype: DType,
-    dims: Vec<usize>,
-    vals: Vec<f64>,
-}
-
-impl Known {
-    fn ints(&self) -> Vec<i64> {
-        self.vals.iter().map(|&v| v as i64).collect()
-    }
-    fn scalar(vals: Vec<f64>, dtype: DType, dims: Vec<usize>) -> Self {
-        Known { dtype, dims, vals }
-    }
-}
-
-fn dtype_of(code: i32) -> std::result::Result<DType, String> {
-    Ok(match code {
-        1 => DType::F32,
-        10 => DType::F16,
-        // Integers and booleans are modelled as i64 (shape arithmetic, indices, masks).
-        2..=7 | 9 | 12 | 13 => DType::I64,
-        // Other floats pass through opaque ops only; f32 stands in for them.
-        11 | 16 => DType::F32,
-        c => return Err(format!("element type {c} is not supported")),
-    })
-}
 
 fn elem_size(code: i32) -> u64 {
     match code {
@@ -71,15 +56,74 @@ pub fn load(path: &Path, bytes: &[u8]) -> Result<Graph> {
     Loader::new(path).model(model).map_err(|e| e.in_file(path))
 }
 
+/// A type the model declares: the dtype, and each dim when it says something about it.
+#[derive(Clone, Debug)]
+struct Decl {
+    dtype: DType,
+    dims: Option<Vec<Option<Dim>>>,
+}
+
+impl Decl {
+    /// The declared type, unknown dims given symbols named after `value`.
+    fn full(&self, value: &str) -> TensorType {
+        let base = sanitize(value);
+        let dims = self.dims.as_deref().unwrap_or(&[]);
+        let shape = dims.iter().enumerate().map(|(i, d)| d.clone().unwrap_or_else(|| Dim::sym(format!("{base}_d{i}"))));
+        TensorType::new(self.dtype, shape.collect())
+    }
+
+    fn show(&self) -> String {
+        let dims = match &self.dims {
+            None => "?".to_string(),
+            Some(d) => d.iter().map(|d| d.as_ref().map_or("?".into(), |d| d.to_string())).collect::<Vec<_>>().join(","),
+        };
+        format!("{}[{dims}]", self.dtype)
+    }
+}
+
+/// A symbol name from any text: non-identifier characters become `_`.
+fn sanitize(p: &str) -> String {
+    let clean: String = p.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    if clean.starts_with(|c: char| c.is_ascii_digit()) || clean.is_empty() {
+        format!("d_{clean}")
+    } else {
+        clean
+    }
+}
+
+/// A produced value: in the graph, or known at load time.
+enum Got {
+    V(Value),
+    K(Known),
+    /// A known value of the model, by ONNX name.
+    KIn(String),
+}
+
 struct Loader<'p> {
     dir: &'p Path,
     g: Graph,
-    /// ONNX value name → IR value.
+    /// ONNX value name -> IR value.
     vals: HashMap<String, Value>,
-    /// ONNX value name → known contents.
+    /// ONNX value name -> known contents.
     known: HashMap<String, Known>,
     /// Declared types of values (value_info, inputs, outputs).
-    declared: HashMap<String, TensorType>,
+    declared: HashMap<String, Decl>,
+    /// Symbols of the graph inputs' dims: declared dims over other symbols are not checked.
+    input_syms: BTreeSet<String>,
+    /// Outputs no node produces in the IR (an op's unmodelled extra output), and why.
+    missing: HashMap<String, String>,
+}
+
+impl Env for Loader<'_> {
+    fn type_of(&self, name: &str) -> Option<TensorType> {
+        if let Some(k) = self.known.get(name) {
+            return Some(k.ty());
+        }
+        self.vals.get(name).map(|v| self.g.ty(*v).clone())
+    }
+    fn known(&self, name: &str) -> Option<&Known> {
+        self.known.get(name)
+    }
 }
 
 impl<'p> Loader<'p> {
@@ -90,6 +134,8 @@ impl<'p> Loader<'p> {
             vals: HashMap::new(),
             known: HashMap::new(),
             declared: HashMap::new(),
+            input_syms: BTreeSet::new(),
+            missing: HashMap::new(),
         }
     }
 
@@ -112,7 +158,9 @@ impl<'p> Loader<'p> {
         }
         for t in &graph.initializer {
             let name = t.name.clone().unwrap_or_default();
-            let k = self.tensor(t).map_err(|m| Error::graph(&name, format!("initializer: {m}")))?;
+            let mut k =
+                decode_tensor(t, Some(self.dir)).map_err(|m| Error::graph(&name, format!("initializer: {m}")))?;
+            k.init = true;
             self.known.insert(name, k);
         }
         for vi in &graph.input {
@@ -123,8 +171,11 @@ impl<'p> Loader<'p> {
             let ty = self
                 .declared
                 .get(&name)
-                .cloned()
+                .map(|d| d.full(&name))
                 .ok_or_else(|| Error::graph(&name, "graph input without a tensor type"))?;
+            for d in &ty.shape {
+                self.input_syms.extend(d.symbols());
+            }
             let n = self.g.add_node(name.clone(), Op::Input, &[], vec![ty])?;
             self.vals.insert(name, Value::of(n));
         }
@@ -133,147 +184,37 @@ impl<'p> Loader<'p> {
         }
         for o in &graph.output {
             let name = o.name.clone().unwrap_or_default();
-            let v = self.value(&name).map_err(|m| Error::input(format!("graph output '{name}': {m}")))?;
-            self.g.outputs.push(v);
+            let v = self.value(&name, &name).map_err(|m| Error::input(format!("graph output '{name}': {m}")))?;
+            self.g.add_output(v, Some(name));
         }
+        // Nodes built only for their shape (a `Shape` of them folded to dims) compute nothing
+        // a run needs.
+        crate::passes::dce::eliminate(&mut self.g);
         crate::verify::verify(&self.g)?;
         Ok(self.g)
     }
 
-    /// Decodes an initializer or a Constant's tensor, checking sizes before allocating.
-    fn tensor(&self, t: &proto::TensorProto) -> std::result::Result<Known, String> {
-        let code = t.data_type.unwrap_or(0);
-        let dtype = dtype_of(code)?;
-        let mut n: u64 = 1;
-        for &d in &t.dims {
-            if d < 0 {
-                return Err(format!("dim {d} is negative"));
-            }
-            n = n
-                .checked_mul(d as u64)
-                .filter(|&n| n <= MAX_TENSOR_ELEMENTS)
-                .ok_or_else(|| format!("dims {:?} hold more than {MAX_TENSOR_ELEMENTS} elements", t.dims))?;
-        }
-        let dims: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
-        let want_bytes = n * elem_size(code);
-        let external;
-        let raw: Option<&[u8]> = if t.data_location == Some(1) {
-            external = self.external(t, want_bytes)?;
-            Some(&external)
-        } else {
-            t.raw_data.as_deref()
-        };
-        let vals: Vec<f64> = if let Some(raw) = raw {
-            if raw.len() as u64 != want_bytes {
-                return Err(format!("holds {} bytes of data but dims {:?} need {want_bytes}", raw.len(), t.dims));
-            }
-            match code {
-                1 => raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")) as f64).collect(),
-                10 => raw
-                    .chunks_exact(2)
-                    .map(|c| half::f16::from_le_bytes(c.try_into().expect("2 bytes")).to_f64())
-                    .collect(),
-                16 => raw
-                    .chunks_exact(2)
-                    .map(|c| half::bf16::from_le_bytes(c.try_into().expect("2 bytes")).to_f64())
-                    .collect(),
-                11 => raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
-                7 => raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f64).collect(),
-                13 => raw.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")) as f64).collect(),
-                6 => raw.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")) as f64).collect(),
-                12 => raw.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")) as f64).collect(),
-                4 => raw.chunks_exact(2).map(|c| u16::from_le_bytes(c.try_into().expect("2 bytes")) as f64).collect(),
-                5 => raw.chunks_exact(2).map(|c| i16::from_le_bytes(c.try_into().expect("2 bytes")) as f64).collect(),
-                3 => raw.iter().map(|&b| b as i8 as f64).collect(),
-                _ => raw.iter().map(|&b| b as f64).collect(),
-            }
-        } else {
-            let typed: Vec<f64> = match code {
-                1 => t.float_data.iter().map(|&x| x as f64).collect(),
-                11 => t.double_data.clone(),
-                7 => t.int64_data.iter().map(|&x| x as f64).collect(),
-                13 => t.uint64_data.iter().map(|&x| x as f64).collect(),
-                10 | 16 => t
-                    .int32_data
-                    .iter()
-                    .map(|&x| {
-                        let bits = x as u16;
-                        if code == 10 {
-                            half::f16::from_bits(bits).to_f64()
-                        } else {
-                            half::bf16::from_bits(bits).to_f64()
-                        }
-                    })
-                    .collect(),
-                _ => t.int32_data.iter().map(|&x| x as f64).collect(),
-            };
-            if typed.len() as u64 != n {
-                return Err(format!("holds {} values but dims {:?} need {n}", typed.len(), t.dims));
-            }
-            typed
-        };
-        Ok(Known { dtype, dims, vals })
-    }
-
-    /// Reads external data: `location` relative to the model's folder, no `..`, no absolute
-    /// path; `offset`/`length` checked against the file.
-    fn external(&self, t: &proto::TensorProto, want: u64) -> std::result::Result<Vec<u8>, String> {
-        let mut loc = None;
-        let (mut offset, mut length) = (0u64, None);
-        for kv in &t.external_data {
-            let v = kv.value.clone().unwrap_or_default();
-            match kv.key.as_deref() {
-                Some("location") => loc = Some(v),
-                Some("offset") => {
-                    offset = v.parse().map_err(|_| format!("external data offset {v:?} is not a number"))?
-                }
-                Some("length") => {
-                    length = Some(v.parse::<u64>().map_err(|_| format!("external data length {v:?} is not a number"))?)
-                }
-                _ => {}
-            }
-        }
-        let loc = loc.ok_or("external data without a location")?;
-        let rel = Path::new(&loc);
-        if rel.is_absolute() || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
-            return Err(format!(
-                "external data location {loc:?} must be a plain relative path inside the model's folder"
-            ));
-        }
-        let full = self.dir.join(rel);
-        let mut f = std::fs::File::open(&full).map_err(|e| format!("external data file {}: {e}", full.display()))?;
-        let size = f.metadata().map_err(|e| e.to_string())?.len();
-        let len = length.unwrap_or(want);
-        if len != want || offset.checked_add(len).is_none_or(|end| end > size) {
-            return Err(format!(
-                "external data {loc:?} at offset {offset} length {len} does not fit: the file holds {size} bytes and the dims need {want}"
-            ));
-        }
-        use std::io::{Read, Seek, SeekFrom};
-        f.seek(SeekFrom::Start(offset)).map_err(|e| e.to_string())?;
-        let mut buf = vec![0u8; len as usize];
-        f.read_exact(&mut buf).map_err(|e| e.to_string())?;
-        Ok(buf)
-    }
-
-    /// The IR value of an ONNX value, materialising a known tensor as a node on first use.
-    fn value(&mut self, name: &str) -> std::result::Result<Value, String> {
+    /// The IR value of an ONNX value, materialising a known tensor as a node (named `node`)
+    /// on first use.
+    fn value(&mut self, name: &str, node: &str) -> std::result::Result<Value, String> {
         if let Some(v) = self.vals.get(name) {
             return Ok(*v);
         }
-        let k = self
-            .known
-            .get(name)
-            .cloned()
-            .ok_or_else(|| format!("value '{name}' is not produced by any earlier node"))?;
-        let ty = TensorType::new(k.dtype, k.dims.iter().map(|&d| Dim::Fixed(d as u64)).collect());
-        let op = if k.dtype.is_float() && k.vals.len() > 1 {
-            Op::Weight(WeightInit::Data(k.vals.iter().map(|&x| x as f32).collect()))
-        } else {
-            Op::Constant(k.vals.clone())
-        };
+        if let Some(why) = self.missing.get(name) {
+            return Err(format!("value '{name}' is read, but {why}"));
+        }
+        let k = self.known.get(name).ok_or_else(|| format!("value '{name}' is not produced by any earlier node"))?;
+        let v = self.materialise(node, k.to_op(), k.ty())?;
+        // A weight is held by its node from now on, not twice.
+        if self.known.get(name).is_some_and(|k| k.init && k.numel() > known::FOLD_LIMIT) {
+            self.known.remove(name);
+        }
+        self.vals.insert(name.to_string(), v);
+        Ok(v)
+    }
+
+    fn materialise(&mut self, name: &str, op: Op, ty: TensorType) -> std::result::Result<Value, String> {
         let n = self.g.add_node(self.unique(name), op, &[], vec![ty]).map_err(|e| e.to_string())?;
-        self.vals.insert(name.to_string(), Value::of(n));
         Ok(Value::of(n))
     }
 
@@ -294,396 +235,169 @@ impl<'p> Loader<'p> {
             _ => format!("{op_type}_{i}"),
         };
         let err = |m: String| Error::graph(&label, format!("{op_type}: {m}"));
-        let attrs: HashMap<&str, &proto::AttributeProto> =
-            n.attribute.iter().map(|a| (a.name.as_deref().unwrap_or(""), a)).collect();
+        let attrs = Attrs(n.attribute.iter().map(|a| (a.name.as_deref().unwrap_or(""), a)).collect());
         let default_domain = matches!(n.domain.as_deref(), None | Some("") | Some("ai.onnx"));
-        // 1. Fold what can be folded.
-        if default_domain {
-            if let Some(outs) = self.fold(&op_type, n, &attrs).map_err(err)? {
-                for (name, k) in n.output.iter().zip(outs) {
-                    self.known.insert(name.clone(), k);
+        let lowered = if default_domain { lower::lower(self, n, &attrs).map_err(err)? } else { None };
+        let Some(low) = lowered else {
+            let name = self.unique(&label);
+            let produced = self.opaque(&name, &op_type, n).map_err(err)?;
+            for (o, v) in n.output.iter().zip(produced) {
+                if !o.is_empty() {
+                    self.vals.insert(o.clone(), v);
                 }
-                return Ok(());
             }
-        }
-        // 2. Map onto IR ops.
-        let name = self.unique(&label);
-        let mapped = if default_domain { self.map(&name, &op_type, n, &attrs).map_err(err)? } else { None };
-        let produced: Vec<Value> = match mapped {
-            Some(v) => v,
-            None => self.opaque(&name, &op_type, n).map_err(err)?,
+            return Ok(());
         };
-        for (o, v) in n.output.iter().zip(produced) {
-            if !o.is_empty() {
-                self.vals.insert(o.clone(), v);
+        let results = self.run_steps(&label, n, &low.steps).map_err(err)?;
+        for (k, o) in n.output.iter().enumerate() {
+            if o.is_empty() {
+                continue;
+            }
+            let got = match low.outs.get(k).cloned().flatten() {
+                None => {
+                    self.missing
+                        .insert(o.clone(), format!("glufuse does not model output {k} of {op_type} node '{label}'"));
+                    continue;
+                }
+                Some(Src::In(j)) => {
+                    let from = n.input.get(j).cloned().unwrap_or_default();
+                    match self.known.get(&from) {
+                        Some(kn) => Got::K(kn.clone()),
+                        None => Got::V(self.value(&from, &from).map_err(err)?),
+                    }
+                }
+                Some(Src::Known(_, kn)) => Got::K(kn),
+                Some(Src::Step(s, j)) => match &results[s][j] {
+                    Got::V(v) => Got::V(*v),
+                    Got::K(kn) => Got::K(kn.clone()),
+                    Got::KIn(nm) => Got::K(self.known[nm].clone()),
+                },
+            };
+            let ty = match &got {
+                Got::V(v) => self.g.ty(*v).clone(),
+                Got::K(kn) => kn.ty(),
+                Got::KIn(nm) => self.known[nm].ty(),
+            };
+            self.check_declared(o, &ty).map_err(err)?;
+            match got {
+                Got::V(v) => {
+                    self.vals.insert(o.clone(), v);
+                }
+                Got::K(kn) => {
+                    self.known.insert(o.clone(), kn);
+                }
+                Got::KIn(_) => unreachable!("resolved above"),
             }
         }
         Ok(())
     }
 
-    fn known_of(&self, name: &str) -> Option<&Known> {
-        if name.is_empty() {
-            return None;
-        }
-        self.known.get(name)
-    }
-
-    /// Constant folding of shape arithmetic. Returns the known outputs, or None.
-    fn fold(
-        &self,
-        op: &str,
-        n: &proto::NodeProto,
-        attrs: &HashMap<&str, &proto::AttributeProto>,
-    ) -> std::result::Result<Option<Vec<Known>>, String> {
-        let ins: Vec<Option<&Known>> = n.input.iter().map(|s| self.known_of(s)).collect();
-        let all = !ins.is_empty() && ins.iter().all(|k| k.is_some());
-        let int_attr = |k: &str| attrs.get(k).and_then(|a| a.i);
-        let k = |i: usize| ins[i].expect("checked");
-        let out = match op {
-            "Constant" => {
-                let a = attrs.iter().next().ok_or("Constant without a value")?.1;
-                if let Some(t) = &a.t {
-                    self.tensor(t)?
-                } else if let Some(f) = a.f {
-                    Known::scalar(vec![f as f64], DType::F32, vec![])
-                } else if let Some(i) = a.i {
-                    Known::scalar(vec![i as f64], DType::I64, vec![])
-                } else if !a.ints.is_empty() {
-                    Known::scalar(a.ints.iter().map(|&x| x as f64).collect(), DType::I64, vec![a.ints.len()])
-                } else if !a.floats.is_empty() {
-                    Known::scalar(a.floats.iter().map(|&x| x as f64).collect(), DType::F32, vec![a.floats.len()])
-                } else {
-                    return Err("unsupported Constant attribute".into());
-                }
-            }
-            "Shape" => {
-                let src = n.input.first().ok_or("Shape needs an input")?;
-                let dims: Option<Vec<u64>> = match (self.known_of(src), self.vals.get(src)) {
-                    (Some(k), _) => Some(k.dims.iter().map(|&d| d as u64).collect()),
-                    (None, Some(v)) => self.g.ty(*v).shape.iter().map(Dim::fixed).collect(),
-                    _ => None,
-                };
-                let Some(dims) = dims else { return Ok(None) };
-                let r = dims.len() as i64;
-                let clampi = |x: i64| (if x < 0 { x + r } else { x }).clamp(0, r) as usize;
-                let s = clampi(int_attr("start").unwrap_or(0));
-                let e = clampi(int_attr("end").unwrap_or(r));
-                let v: Vec<f64> = dims[s..e.max(s)].iter().map(|&d| d as f64).collect();
-                let len = v.len();
-                Known::scalar(v, DType::I64, vec![len])
-            }
-            _ if !all => return Ok(None),
-            "Identity" => k(0).clone(),
-            "Cast" => {
-                let to = dtype_of(int_attr("to").unwrap_or(1) as i32)?;
-                let mut c = k(0).clone();
-                if to == DType::I64 {
-                    c.vals.iter_mut().for_each(|v| *v = v.trunc());
-                }
-                c.dtype = to;
-                c
-            }
-            "Gather" => {
-                let (data, idx) = (k(0), k(1));
-                let axis = int_attr("axis").unwrap_or(0);
-                if data.dims.len() != 1 || axis != 0 {
-                    return Ok(None);
-                }
-                let len = data.vals.len() as i64;
-                let mut v = vec![];
-                for i in idx.ints() {
-                    let j = if i < 0 { i + len } else { i };
-                    v.push(*data.vals.get(j as usize).ok_or("Gather index out of range")?);
-                }
-                Known { dtype: data.dtype, dims: idx.dims.clone(), vals: v }
-            }
-            "Unsqueeze" | "Squeeze" => {
-                let mut c = k(0).clone();
-                let axes: Vec<i64> = match (ins.get(1).copied().flatten(), attrs.get("axes")) {
-                    (Some(a), _) => a.ints(),
-                    (None, Some(a)) => a.ints.clone(),
-                    _ => vec![],
-                };
-                if op == "Unsqueeze" {
-                    let r = (c.dims.len() + axes.len()) as i64;
-                    let mut ax: Vec<usize> = axes.iter().map(|&a| (if a < 0 { a + r } else { a }) as usize).collect();
-                    ax.sort();
-                    for a in ax {
-                        if a > c.dims.len() {
-                            return Err("Unsqueeze axis out of range".into());
-                        }
-                        c.dims.insert(a, 1);
-                    }
-                } else if axes.is_empty() {
-                    c.dims.retain(|&d| d != 1);
-                } else {
-                    let r = c.dims.len() as i64;
-                    let drop: HashSet<usize> = axes.iter().map(|&a| (if a < 0 { a + r } else { a }) as usize).collect();
-                    c.dims = c.dims.iter().enumerate().filter(|(i, _)| !drop.contains(i)).map(|(_, &d)| d).collect();
-                }
-                c
-            }
-            "Concat" => {
-                if ins.iter().any(|x| x.expect("all").dims.len() != 1) {
-                    return Ok(None);
-                }
-                let vals: Vec<f64> = ins.iter().flat_map(|x| x.expect("all").vals.clone()).collect();
-                let len = vals.len();
-                Known { dtype: k(0).dtype, dims: vec![len], vals }
-            }
-            "Add" | "Sub" | "Mul" | "Div" if k(0).vals.len() <= 64 && k(1).vals.len() <= 64 => {
-                let (a, b) = (k(0), k(1));
-                let (big, small) = if a.vals.len() >= b.vals.len() { (a, b) } else { (b, a) };
-                if small.vals.len() != 1 && small.vals.len() != big.vals.len() {
-                    return Ok(None);
-                }
-                let at = |x: &Known, i: usize| if x.vals.len() == 1 { x.vals[0] } else { x.vals[i] };
-                let int = a.dtype == DType::I64;
-                let vals = (0..big.vals.len())
-                    .map(|i| {
-                        let (x, y) = (at(a, i), at(b, i));
-                        match op {
-                            "Add" => x + y,
-                            "Sub" => x - y,
-                            "Mul" => x * y,
-                            _ if int => (x / y).floor(),
-                            _ => x / y,
-                        }
-                    })
-                    .collect();
-                Known { dtype: a.dtype, dims: big.dims.clone(), vals }
-            }
-            "Slice" if k(0).dims.len() == 1 => {
-                let d = k(0);
-                let len = d.vals.len() as i64;
-                let (s, e) = (k(1).ints()[0], k(2).ints()[0]);
-                let step = ins.get(4).copied().flatten().map_or(1, |s| s.ints()[0]);
-                if step != 1 {
-                    return Ok(None);
-                }
-                let c = |x: i64| (if x < 0 { x + len } else { x }).clamp(0, len) as usize;
-                let vals = d.vals[c(s)..c(e).max(c(s))].to_vec();
-                let l = vals.len();
-                Known { dtype: d.dtype, dims: vec![l], vals }
-            }
-            _ => return Ok(None),
-        };
-        Ok(Some(vec![out]))
-    }
-
-    /// Maps an op onto IR ops; None leaves it opaque.
-    fn map(
+    /// Runs a lowering: each step folded when its inputs are known and it can be, built into
+    /// the graph otherwise.
+    fn run_steps(
         &mut self,
-        name: &str,
-        op: &str,
+        label: &str,
         n: &proto::NodeProto,
-        attrs: &HashMap<&str, &proto::AttributeProto>,
-    ) -> std::result::Result<Option<Vec<Value>>, String> {
-        let int_attr = |k: &str| attrs.get(k).and_then(|a| a.i);
-        let input = |s: &mut Self, i: usize| -> std::result::Result<Value, String> {
-            let nm = n.input.get(i).filter(|s| !s.is_empty()).ok_or_else(|| format!("input {i} is missing"))?;
-            s.value(nm)
-        };
-        let add = |s: &mut Self, nm: &str, op: Op, ins: &[Value]| -> std::result::Result<Vec<Value>, String> {
-            let tys: Vec<&TensorType> = ins.iter().map(|&v| s.g.ty(v)).collect();
-            let outs = op.infer(&tys, &[])?;
-            let k = outs.len();
-            let idx = s.g.add_node(s.unique(nm), op, ins, outs).map_err(|e| e.to_string())?;
-            Ok((0..k).map(|o| Value { node: idx, output: o }).collect())
-        };
-        let float_in = |s: &Self, i: usize| {
-            n.input.get(i).and_then(|x| s.vals.get(x)).is_some_and(|v| s.g.ty(*v).dtype.is_float())
-        };
-        let unary = |u| Some(Op::Unary(u));
-        let simple = match op {
-            "Neg" => unary(UnaryOp::Neg),
-            "Exp" => unary(UnaryOp::Exp),
-            "Sqrt" => unary(UnaryOp::Sqrt),
-            "Erf" => unary(UnaryOp::Erf),
-            "Tanh" => unary(UnaryOp::Tanh),
-            "Sigmoid" => unary(UnaryOp::Sigmoid),
-            "Relu" => unary(UnaryOp::Relu),
-            "Gelu" => match attrs.get("approximate").and_then(|a| a.s.as_deref()) {
-                Some(b"tanh") => unary(UnaryOp::GeluTanh),
-                _ => unary(UnaryOp::GeluErf),
-            },
-            _ => None,
-        };
-        if let Some(op) = simple {
-            if !float_in(self, 0) && self.known_of(&n.input[0]).is_none() {
-                return Ok(None);
-            }
-            let a = input(self, 0)?;
-            return add(self, name, op, &[a]).map(Some);
-        }
-        Ok(Some(match op {
-            "MatMul" => {
-                let (a, b) = (input(self, 0)?, input(self, 1)?);
-                if self.g.ty(a).rank() < 2 || self.g.ty(b).rank() < 2 {
-                    return Ok(None);
-                }
-                add(self, name, Op::MatMul, &[a, b])?
-            }
-            "Add" | "Sub" | "Mul" | "Div" | "Pow" => {
-                let bop = match op {
-                    "Add" => BinaryOp::Add,
-                    "Sub" => BinaryOp::Sub,
-                    "Mul" => BinaryOp::Mul,
-                    "Div" => BinaryOp::Div,
-                    _ => BinaryOp::Pow,
-                };
-                // A known operand of another type (Pow's integer exponent) takes the other's.
-                let other_float =
-                    [0, 1].map(|i| n.input.get(i).and_then(|x| self.vals.get(x)).map(|v| self.g.ty(*v).dtype));
-                let mut ins = vec![];
-                for i in 0..2 {
-                    let nm = n.input.get(i).cloned().unwrap_or_default();
-                    let want = other_float[1 - i].filter(|d| d.is_float());
-                    match (self.known_of(&nm).cloned(), want) {
-                        (Some(mut k), Some(d)) if k.dtype != d && !self.vals.contains_key(&nm) => {
-                            k.dtype = d;
-                            let alias = format!("{nm}.{d}");
-                            self.known.insert(alias.clone(), k);
-                            ins.push(self.value(&alias)?);
+        steps: &[lower::Step],
+    ) -> std::result::Result<Vec<Vec<Got>>, String> {
+        let mut results: Vec<Vec<Got>> = vec![];
+        for (si, step) in steps.iter().enumerate() {
+            let last = si + 1 == steps.len();
+            let node_name =
+                if last || step.suffix.is_empty() { label.to_string() } else { format!("{label}.{}", step.suffix) };
+            // Resolve the inputs.
+            let mut ins: Vec<Got> = vec![];
+            for src in &step.ins {
+                ins.push(match src {
+                    Src::In(j) => {
+                        let nm =
+                            n.input.get(*j).filter(|s| !s.is_empty()).ok_or_else(|| format!("input {j} is missing"))?;
+                        if self.known.contains_key(nm) {
+                            Got::KIn(nm.clone())
+                        } else {
+                            Got::V(self.value(nm, nm)?)
                         }
-                        _ => ins.push(self.value(&nm)?),
                     }
-                }
-                if !self.g.ty(ins[0]).dtype.is_float() {
-                    return Ok(None);
-                }
-                add(self, name, Op::Binary(bop), &ins)?
-            }
-            "Gemm" => {
-                let (mut a, mut b) = (input(self, 0)?, input(self, 1)?);
-                if self.g.ty(a).rank() != 2 || self.g.ty(b).rank() != 2 {
-                    return Err("Gemm needs 2-D operands".into());
-                }
-                if int_attr("transA") == Some(1) {
-                    a = add(self, &format!("{name}.transA"), Op::Transpose { perm: vec![1, 0] }, &[a])?[0];
-                }
-                if int_attr("transB") == Some(1) {
-                    b = add(self, &format!("{name}.transB"), Op::Transpose { perm: vec![1, 0] }, &[b])?[0];
-                }
-                let alpha = attrs.get("alpha").and_then(|x| x.f).unwrap_or(1.0);
-                let beta = attrs.get("beta").and_then(|x| x.f).unwrap_or(1.0);
-                let has_c = n.input.get(2).is_some_and(|s| !s.is_empty());
-                let mm_name = if alpha == 1.0 && !has_c { name.to_string() } else { format!("{name}.matmul") };
-                let mut y = add(self, &mm_name, Op::MatMul, &[a, b])?[0];
-                let dt = self.g.ty(y).dtype;
-                if alpha != 1.0 {
-                    self.known.insert(format!("{name}.alpha"), Known::scalar(vec![alpha as f64], dt, vec![]));
-                    let c = self.value(&format!("{name}.alpha"))?;
-                    let nm = if has_c { format!("{name}.scaled") } else { name.to_string() };
-                    y = add(self, &nm, Op::Binary(BinaryOp::Mul), &[y, c])?[0];
-                }
-                if has_c {
-                    let mut c = input(self, 2)?;
-                    if beta != 1.0 {
-                        self.known.insert(format!("{name}.beta"), Known::scalar(vec![beta as f64], dt, vec![]));
-                        let bc = self.value(&format!("{name}.beta"))?;
-                        c = add(self, &format!("{name}.beta_c"), Op::Binary(BinaryOp::Mul), &[c, bc])?[0];
-                    }
-                    y = add(self, name, Op::Binary(BinaryOp::Add), &[y, c])?[0];
-                }
-                vec![y]
-            }
-            "Transpose" => {
-                let a = input(self, 0)?;
-                let r = self.g.ty(a).rank();
-                let perm: Vec<usize> = match attrs.get("perm") {
-                    Some(p) => p.ints.iter().map(|&x| x as usize).collect(),
-                    None => (0..r).rev().collect(),
-                };
-                add(self, name, Op::Transpose { perm }, &[a])?
-            }
-            "Reshape" => {
-                let Some(shape) = n.input.get(1).and_then(|s| self.known_of(s)).map(Known::ints) else {
-                    return Ok(None);
-                };
-                if int_attr("allowzero") == Some(1) && shape.contains(&0) {
-                    return Ok(None);
-                }
-                let a = input(self, 0)?;
-                add(self, name, Op::Reshape { shape }, &[a])?
-            }
-            "Split" => {
-                let a = input(self, 0)?;
-                let axis = int_attr("axis").unwrap_or(0);
-                let Some(ax) = crate::shape::norm_axis(axis, self.g.ty(a).rank()) else {
-                    return Err(format!("axis {axis} out of range"));
-                };
-                let Some(total) = self.g.ty(a).shape[ax].fixed() else { return Ok(None) };
-                let sizes: Vec<u64> = match n.input.get(1).filter(|s| !s.is_empty()) {
-                    Some(s) => match self.known_of(s) {
-                        Some(k) => k.ints().iter().map(|&x| x as u64).collect(),
-                        None => return Ok(None),
+                    Src::Known(_, k) => Got::K(k.clone()),
+                    Src::Step(s, o) => match &results[*s][*o] {
+                        Got::V(v) => Got::V(*v),
+                        Got::K(k) => Got::K(k.clone()),
+                        Got::KIn(nm) => Got::KIn(nm.clone()),
                     },
-                    None => {
-                        let parts = int_attr("num_outputs").map_or(n.output.len() as u64, |x| x as u64).max(1);
-                        let each = total.div_ceil(parts);
-                        (0..parts).map(|i| each.min(total.saturating_sub(i * each))).collect()
+                });
+            }
+            // Fold when every input is known.
+            let knowns: Option<Vec<&Known>> = ins
+                .iter()
+                .map(|g| match g {
+                    Got::K(k) => Some(k),
+                    Got::KIn(nm) => self.known.get(nm),
+                    Got::V(_) => None,
+                })
+                .collect();
+            if let Some(ks) = knowns {
+                if let Some(outs) = known::fold(&step.op, &ks, &[])? {
+                    results.push(outs.into_iter().map(Got::K).collect());
+                    continue;
+                }
+            }
+            // Build: known inputs become nodes first.
+            let mut vals = vec![];
+            for (k, (g, src)) in ins.into_iter().zip(&step.ins).enumerate() {
+                vals.push(match g {
+                    Got::V(v) => v,
+                    Got::KIn(nm) => self.value(&nm, &nm)?,
+                    Got::K(kn) => {
+                        let suffix = match src {
+                            Src::Known(s, _) => s.clone(),
+                            Src::Step(s, _) if !steps[*s].suffix.is_empty() => steps[*s].suffix.clone(),
+                            _ => format!("in{k}"),
+                        };
+                        self.materialise(&format!("{label}.{suffix}"), kn.to_op(), kn.ty())?
                     }
-                };
-                add(self, name, Op::Split { axis, sizes }, &[a])?
+                });
             }
-            "Slice" => {
-                let ks: Vec<Option<Vec<i64>>> = (1..5)
-                    .map(|i| n.input.get(i).filter(|s| !s.is_empty()).map(|s| self.known_of(s).map(Known::ints)))
-                    .map(|o| o.flatten())
-                    .collect();
-                let (Some(starts), Some(ends)) = (ks[0].clone(), ks[1].clone()) else { return Ok(None) };
-                let a = input(self, 0)?;
-                let r = self.g.ty(a).rank();
-                let axes = ks[2].clone().unwrap_or_else(|| (0..starts.len() as i64).collect());
-                if ks[3].as_ref().is_some_and(|s| s.iter().any(|&x| x != 1)) {
-                    return Ok(None);
+            let tys: Vec<&TensorType> = vals.iter().map(|&v| self.g.ty(v)).collect();
+            let outs = step.op.infer(&tys, &[])?;
+            let count = outs.len();
+            let idx =
+                self.g.add_node(self.unique(&node_name), step.op.clone(), &vals, outs).map_err(|e| e.to_string())?;
+            results.push((0..count).map(|o| Got::V(Value { node: idx, output: o })).collect());
+        }
+        Ok(results)
+    }
+
+    /// Checks a produced type against the declared one, where the declaration says
+    /// something: its dtype, its rank, and each dim given as a number or as an expression
+    /// over the graph inputs' symbols.
+    fn check_declared(&self, name: &str, got: &TensorType) -> std::result::Result<(), String> {
+        let Some(d) = self.declared.get(name) else { return Ok(()) };
+        let bad = || format!("the model declares '{name}' as {} but its inputs give {got}", d.show());
+        if d.dtype != got.dtype {
+            return Err(bad());
+        }
+        let Some(dims) = &d.dims else { return Ok(()) };
+        if dims.len() != got.rank() {
+            return Err(bad());
+        }
+        for (want, have) in dims.iter().zip(&got.shape) {
+            if let Some(w) = want {
+                if w.symbols().iter().all(|s| self.input_syms.contains(s)) && w != have {
+                    return Err(bad());
                 }
-                let mut v = a;
-                for (j, ((&s, &e), &ax)) in starts.iter().zip(&ends).zip(&axes).enumerate() {
-                    let Some(axn) = crate::shape::norm_axis(ax, r) else {
-                        return Err(format!("axis {ax} out of range"));
-                    };
-                    let Some(d) = self.g.ty(v).shape[axn].fixed() else { return Ok(None) };
-                    let d = d as i64;
-                    let c = |x: i64| (if x < 0 { x + d } else { x }).clamp(0, d) as u64;
-                    let (s, e) = (c(s), c(e).max(c(s)));
-                    let nm = if j + 1 == starts.len() { name.to_string() } else { format!("{name}.{j}") };
-                    v = add(self, &nm, Op::Slice { axis: ax, start: s, end: e }, &[v])?[0];
-                }
-                vec![v]
             }
-            "Concat" => {
-                let mut ins = vec![];
-                for i in 0..n.input.len() {
-                    ins.push(input(self, i)?);
-                }
-                if ins.iter().any(|&v| !self.g.ty(v).dtype.is_float()) {
-                    return Ok(None);
-                }
-                add(self, name, Op::Concat { axis: int_attr("axis").unwrap_or(0) }, &ins)?
-            }
-            "Cast" => {
-                let to = dtype_of(int_attr("to").unwrap_or(1) as i32)?;
-                let a = input(self, 0)?;
-                if !to.is_float() || !self.g.ty(a).dtype.is_float() {
-                    return Ok(None);
-                }
-                add(self, name, Op::Cast { to }, &[a])?
-            }
-            "Identity" => vec![input(self, 0)?],
-            _ => return Ok(None),
-        }))
+        }
+        Ok(())
     }
 
     fn opaque(&mut self, name: &str, op_type: &str, n: &proto::NodeProto) -> std::result::Result<Vec<Value>, String> {
         let mut ins = vec![];
         for s in n.input.iter().filter(|s| !s.is_empty()) {
-            ins.push(self.value(s)?);
+            ins.push(self.value(s, s)?);
         }
         let mut outs = vec![];
         for o in &n.output {
-            outs.push(self.declared.get(o).cloned().ok_or_else(|| {
+            outs.push(self.declared.get(o).map(|d| d.full(o)).ok_or_else(|| {
                 format!("glufuse does not model {op_type} and the model declares no type for its output '{o}' (export with shape inference)")
             })?);
         }
@@ -711,30 +425,145 @@ impl<'p> Loader<'p> {
     }
 }
 
-fn value_type(vi: &proto::ValueInfoProto) -> Option<std::result::Result<TensorType, String>> {
+fn value_type(vi: &proto::ValueInfoProto) -> Option<std::result::Result<Decl, String>> {
     let t = vi.r#type.as_ref()?;
     let proto::type_proto::Value::TensorType(tt) = t.value.as_ref()? else { return None };
     let dtype = match dtype_of(tt.elem_type.unwrap_or(0)) {
         Ok(d) => d,
         Err(e) => return Some(Err(e)),
     };
-    let shape = tt.shape.as_ref()?;
+    let Some(shape) = tt.shape.as_ref() else { return Some(Ok(Decl { dtype, dims: None })) };
     let mut dims = vec![];
-    for (i, d) in shape.dim.iter().enumerate() {
+    for d in &shape.dim {
         use proto::tensor_shape_proto::dimension::Value as V;
         dims.push(match &d.value {
-            Some(V::DimValue(v)) if *v >= 0 => Dim::Fixed(*v as u64),
+            // A declared 0 is how some exporters say "unknown": never trusted.
+            Some(V::DimValue(0)) | None => None,
+            Some(V::DimValue(v)) if *v > 0 => Some(Dim::Fixed(*v as u64)),
             Some(V::DimValue(v)) => return Some(Err(format!("dim {v} is negative"))),
-            Some(V::DimParam(p)) => {
-                let clean: String = p.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-                Dim::Sym(if clean.starts_with(|c: char| c.is_ascii_digit()) || clean.is_empty() {
-                    format!("d_{clean}")
-                } else {
-                    clean
-                })
-            }
-            None => Dim::Sym(format!("unk{i}")),
+            // `past + new` is an expression; text that is not one is a symbol of its own.
+            Some(V::DimParam(p)) => match Dim::parse(p) {
+                Ok(d) => Some(d),
+                Err(_) => Some(Dim::Sym(sanitize(p))),
+            },
         });
     }
-    Some(Ok(TensorType::new(dtype, dims)))
+    Some(Ok(Decl { dtype, dims: Some(dims) }))
+}
+
+/// Decodes a tensor (an initializer, a `Constant`'s value), checking its size against the
+/// bytes that back it before allocating; `dir` anchors external data (none for attributes).
+fn decode_tensor(t: &proto::TensorProto, dir: Option<&Path>) -> std::result::Result<Known, String> {
+    let code = t.data_type.unwrap_or(0);
+    let dtype = dtype_of(code)?;
+    let mut n: u64 = 1;
+    for &d in &t.dims {
+        if d < 0 {
+            return Err(format!("dim {d} is negative"));
+        }
+        n = n
+            .checked_mul(d as u64)
+            .filter(|&n| n <= MAX_TENSOR_ELEMENTS)
+            .ok_or_else(|| format!("dims {:?} hold more than {MAX_TENSOR_ELEMENTS} elements", t.dims))?;
+    }
+    let dims: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
+    let want_bytes = n * elem_size(code);
+    let external;
+    let raw: Option<&[u8]> = if t.data_location == Some(1) {
+        let dir = dir.ok_or("external data is allowed for initializers only")?;
+        external = external_data(dir, t, want_bytes)?;
+        Some(&external)
+    } else {
+        t.raw_data.as_deref()
+    };
+    let vals = if let Some(raw) = raw {
+        if raw.len() as u64 != want_bytes {
+            return Err(format!("holds {} bytes of data but dims {:?} need {want_bytes}", raw.len(), t.dims));
+        }
+        fn le<const N: usize>(raw: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
+            raw.chunks_exact(N).map(|c| c.try_into().expect("exact chunks"))
+        }
+        match code {
+            1 => KVals::Float(le::<4>(raw).map(f32::from_le_bytes).collect()),
+            10 => KVals::Float(le::<2>(raw).map(|b| half::f16::from_le_bytes(b).to_f32()).collect()),
+            16 => KVals::Float(le::<2>(raw).map(|b| half::bf16::from_le_bytes(b).to_f32()).collect()),
+            11 => KVals::Float(le::<8>(raw).map(|b| f64::from_le_bytes(b) as f32).collect()),
+            7 => KVals::Int(le::<8>(raw).map(i64::from_le_bytes).collect()),
+            13 => KVals::Int(le::<8>(raw).map(|b| u64::from_le_bytes(b) as i64).collect()),
+            6 => KVals::Int(le::<4>(raw).map(|b| i32::from_le_bytes(b) as i64).collect()),
+            12 => KVals::Int(le::<4>(raw).map(|b| u32::from_le_bytes(b) as i64).collect()),
+            4 => KVals::Int(le::<2>(raw).map(|b| u16::from_le_bytes(b) as i64).collect()),
+            5 => KVals::Int(le::<2>(raw).map(|b| i16::from_le_bytes(b) as i64).collect()),
+            3 => KVals::Int(raw.iter().map(|&b| b as i8 as i64).collect()),
+            9 => KVals::Bool(raw.iter().map(|&b| b != 0).collect()),
+            _ => KVals::Int(raw.iter().map(|&b| b as i64).collect()),
+        }
+    } else {
+        let half_bits = |x: &i32| {
+            let bits = *x as u16;
+            if code == 10 {
+                half::f16::from_bits(bits).to_f32()
+            } else {
+                half::bf16::from_bits(bits).to_f32()
+            }
+        };
+        let typed = match code {
+            1 => KVals::Float(t.float_data.clone()),
+            11 => KVals::Float(t.double_data.iter().map(|&x| x as f32).collect()),
+            7 => KVals::Int(t.int64_data.clone()),
+            13 => KVals::Int(t.uint64_data.iter().map(|&x| x as i64).collect()),
+            10 | 16 => KVals::Float(t.int32_data.iter().map(half_bits).collect()),
+            9 => KVals::Bool(t.int32_data.iter().map(|&x| x != 0).collect()),
+            _ => KVals::Int(t.int32_data.iter().map(|&x| x as i64).collect()),
+        };
+        let len = match &typed {
+            KVals::Float(v) => v.len(),
+            KVals::Int(v) => v.len(),
+            KVals::Bool(v) => v.len(),
+            KVals::Sym(v) => v.len(),
+        };
+        if len as u64 != n {
+            return Err(format!("holds {len} values but dims {:?} need {n}", t.dims));
+        }
+        typed
+    };
+    // An i32 tensor holds i32 values; an f16 one f16 values (decoded exactly).
+    Ok(Known::new(dtype, dims, vals))
+}
+
+/// Reads external data: `location` relative to the model's folder, no `..`, no absolute path;
+/// `offset`/`length` checked against the file.
+fn external_data(dir: &Path, t: &proto::TensorProto, want: u64) -> std::result::Result<Vec<u8>, String> {
+    let mut loc = None;
+    let (mut offset, mut length) = (0u64, None);
+    for kv in &t.external_data {
+        let v = kv.value.clone().unwrap_or_default();
+        match kv.key.as_deref() {
+            Some("location") => loc = Some(v),
+            Some("offset") => offset = v.parse().map_err(|_| format!("external data offset {v:?} is not a number"))?,
+            Some("length") => {
+                length = Some(v.parse::<u64>().map_err(|_| format!("external data length {v:?} is not a number"))?)
+            }
+            _ => {}
+        }
+    }
+    let loc = loc.ok_or("external data without a location")?;
+    let rel = Path::new(&loc);
+    if rel.is_absolute() || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+        return Err(format!("external data location {loc:?} must be a plain relative path inside the model's folder"));
+    }
+    let full = dir.join(rel);
+    let mut f = std::fs::File::open(&full).map_err(|e| format!("external data file {}: {e}", full.display()))?;
+    let size = f.metadata().map_err(|e| e.to_string())?.len();
+    let len = length.unwrap_or(want);
+    if len != want || offset.checked_add(len).is_none_or(|end| end > size) {
+        return Err(format!(
+            "external data {loc:?} at offset {offset} length {len} does not fit: the file holds {size} bytes and the dims need {want}"
+        ));
+    }
+    use std::io::{Read, Seek, SeekFrom};
+    f.seek(SeekFrom::Start(offset)).map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; len as usize];
+    f.read_exact(&mut buf).map_err(|e| e.to_string())?;
+    Ok(buf)
 }

@@ -10,7 +10,7 @@ use crate::codegen::Tiles;
 use crate::codegen::{self, gpu_bytes, Kernel, Target};
 use crate::ir::*;
 use crate::shape::{bind, concrete, Bindings};
-use crate::tensor::{round_f16, weight_values, Tensor};
+use crate::tensor::{round_f16, weight_values, Data, Tensor};
 use crate::{Error, Graph, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -50,6 +50,7 @@ pub struct Executable<'a> {
     dispatches: Vec<Dispatch>,
     inputs: Vec<(String, Value, TensorType)>,
     outputs: Vec<(Value, Vec<usize>)>,
+    output_dtypes: Vec<DType>,
     kernels: Vec<Kernel>,
 }
 
@@ -167,7 +168,8 @@ impl<'a> Executable<'a> {
             .iter()
             .map(|&v| Ok((v, concrete(&g.ty(v).shape, b).map_err(|m| Error::graph(&g.node(v.node).name, m))?)))
             .collect::<Result<_>>()?;
-        Ok(Executable { gpu, buffers, buffer_of, dispatches, inputs, outputs, kernels })
+        let output_dtypes = g.outputs.iter().map(|&v| g.ty(v).dtype).collect();
+        Ok(Executable { gpu, buffers, buffer_of, dispatches, inputs, outputs, output_dtypes, kernels })
     }
 
     /// Times every aligned prefill GEMM of the executable (fused or plain) under each tiling
@@ -220,8 +222,8 @@ impl<'a> Executable<'a> {
         let mut b = Bindings::new();
         for (name, v, ty) in &self.inputs {
             let t = inputs.get(name).ok_or_else(|| Error::graph(name, "no value was given for this graph input"))?;
-            bind(ty, &t.shape, &mut b).map_err(|m| Error::graph(name, m))?;
-            let mut data = t.data.clone();
+            bind(ty, t.shape(), &mut b).map_err(|m| Error::graph(name, m))?;
+            let mut data = t.floats().map_err(|m| Error::graph(name, m))?.to_vec();
             if ty.dtype == DType::F16 {
                 round_f16(&mut data);
             }
@@ -289,7 +291,7 @@ impl<'a> Executable<'a> {
             let data: Vec<f32> = bytemuck::cast_slice::<u8, f32>(&view[..n * 4]).to_vec();
             drop(view);
             s.unmap();
-            out.push(Tensor { shape: d.clone(), data });
+            out.push(Tensor::from_data(self.output_dtypes[out.len()], d.clone(), Data::F32(data))?);
         }
         Ok(out)
     }
@@ -333,13 +335,15 @@ fn dispatch(
 /// The bytes a weight or constant is uploaded as (packed f16 pairs for f16 weights).
 fn weight_bytes(node: &Node) -> Vec<u8> {
     let t = weight_values(node);
+    // Code generation refuses graphs with values of other dtypes.
+    let v = t.as_f32().unwrap_or(&[]);
     if matches!(node.op, Op::Weight(_)) && node.outputs[0].dtype == DType::F16 {
-        let mut h: Vec<half::f16> = t.data.iter().map(|&x| half::f16::from_f32(x)).collect();
+        let mut h: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();
         if h.len() % 2 == 1 {
             h.push(half::f16::ZERO);
         }
         bytemuck::cast_slice(&h).to_vec()
     } else {
-        bytemuck::cast_slice(&t.data).to_vec()
+        bytemuck::cast_slice(v).to_vec()
     }
 }

@@ -51,8 +51,26 @@ write("shape_mismatch.onnx", m.SerializeToString())
 # an op glufuse does not model whose output has no declared type
 x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
 y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
-g = helper.make_graph([helper.make_node("Softmax", ["x"], ["s"], name="sm"), helper.make_node("Relu", ["s"], ["y"], name="r")], "g", [x], [y])
+g = helper.make_graph([helper.make_node("Hardmax", ["x"], ["s"], name="hm"), helper.make_node("Relu", ["s"], ["y"], name="r")], "g", [x], [y])
 write("untyped_opaque.onnx", helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
+
+# a declared type that contradicts what the inputs give
+x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])
+g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="r")], "g", [x], [y])
+write("declared_mismatch.onnx", helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
+# a Reshape whose target shape is computed from data at run time
+x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])
+s = helper.make_tensor_value_info("s", TensorProto.INT64, [2])
+y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+g = helper.make_graph([helper.make_node("Reshape", ["x", "s"], ["y"], name="reshape_by_data")], "g", [x, s], [y])
+write("data_dependent_shape.onnx", helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
+# a Gather index constant outside its table
+t = numpy_helper.from_array(np.ones((3, 2), np.float32), "table")
+i = numpy_helper.from_array(np.array([0, 3], np.int64), "ids")
+y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])
+g = helper.make_graph([helper.make_node("Gather", ["table", "ids"], ["y"], name="lookup")], "g", [], [y], [t, i])
+write("gather_out_of_range.onnx", helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
 
 # Two good files: weights in an external file, and weights in the typed float_data field.
 extra = os.path.join(here, "..", "data", "onnx_extra")
@@ -102,4 +120,13 @@ g = helper.make_graph(nodes, "phi3_mlp_ts_chunk", [x], [out], [wgu, wd])
 m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 onnx.checker.check_model(m)
 with open(os.path.join(extra, "phi3_chunk_shape_arith.onnx"), "wb") as f:
+    f.write(m.SerializeToString())
+
+# Odd dim_param strings: an expression over the inputs' symbols, text that is no expression
+# (a plain symbol, sanitised), and an unknown dim; the file loads.
+x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch size", "past + new", "2*", None, "(a"])
+y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch size", "new + past", "2*", None, "(a"])
+g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="r")], "g", [x], [y])
+m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+with open(os.path.join(extra, "odd_dim_params.onnx"), "wb") as f:
     f.write(m.SerializeToString())

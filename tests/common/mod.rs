@@ -37,7 +37,7 @@ pub fn rel_diff(reference: &Graph, other: &Graph, seed: u64) -> f64 {
     assert_eq!(a.len(), b.len(), "output counts differ");
     let mut worst = 0.0f64;
     for (x, y) in a.iter().zip(&b) {
-        assert_eq!(x.shape, y.shape, "output shapes differ");
+        assert_eq!(x.shape(), y.shape(), "output shapes differ");
         worst = worst.max(glufuse::interp::compare(y, x).1);
     }
     worst

@@ -2,10 +2,10 @@
 //! ([`FusedGateUp`]), what the fusion pass rewrites each gated FFN into; its activations and
 //! weight layouts.
 
-use super::{read_attrs, to_json, Attrs};
+use super::{out, read_attrs, to_json, Attrs};
 use crate::op::Op;
 use crate::ops::unary::UnaryOp;
-use crate::tensor::Tensor;
+use crate::tensor::{Data, Tensor};
 use crate::types::{Dim, TensorType};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as J;
@@ -161,13 +161,20 @@ pub(crate) fn infer(f: &FusedGateUp, ins: &[&TensorType], declared: &[TensorType
 }
 
 /// Evaluates the fused unit straight from its definition, with f64 accumulation.
-pub(crate) fn eval(f: &FusedGateUp, ins: &[&Tensor], shapes: &[Vec<usize>]) -> Result<Vec<Tensor>, String> {
-    Ok(vec![fused_gate_up(f, ins, &shapes[0])])
+pub(crate) fn eval(
+    f: &FusedGateUp,
+    ins: &[&Tensor],
+    ty: &TensorType,
+    shapes: &[Vec<usize>],
+) -> Result<Vec<Tensor>, String> {
+    Ok(vec![out(ty, &shapes[0], Data::F32(fused_gate_up(f, ins, &shapes[0])?))])
 }
 
-/// The fused gated linear unit, straight from its definition.
-pub fn fused_gate_up(f: &FusedGateUp, ins: &[&Tensor], out_shape: &[usize]) -> Tensor {
+/// The fused gated linear unit, straight from its definition: the values of the
+/// `out_shape` result.
+pub fn fused_gate_up(f: &FusedGateUp, ins: &[&Tensor], out_shape: &[usize]) -> Result<Vec<f32>, String> {
     let (x, wg, wu) = (ins[0], ins[1], ins[2]);
+    let (xd, wgd, wud) = (x.floats()?, wg.floats()?, wu.floats()?);
     let h = *x.shape.last().expect("rank >= 1");
     let i_size = *out_shape.last().expect("rank >= 1");
     let rows = x.numel() / h.max(1);
@@ -179,28 +186,30 @@ pub fn fused_gate_up(f: &FusedGateUp, ins: &[&Tensor], out_shape: &[usize]) -> T
         })
     };
     let (bg, bu) = (next_bias(f.gate_bias), next_bias(f.up_bias));
-    let w_at = |w: &Tensor, kk: usize, n: usize| -> f64 {
+    let (bg, bu) = (bg.map(|b| b.floats()).transpose()?, bu.map(|b| b.floats()).transpose()?);
+    let w_at = |w: &[f32], cols: usize, kk: usize, n: usize| -> f64 {
         match f.layout {
-            Layout::Kn => w.data[kk * w.shape[1] + n] as f64,
-            Layout::Nk => w.data[n * w.shape[1] + kk] as f64,
+            Layout::Kn => w[kk * cols + n] as f64,
+            Layout::Nk => w[n * cols + kk] as f64,
         }
     };
+    let (gcols, ucols) = (wg.shape[1], wu.shape[1]);
     let mut data = vec![0.0f32; rows * i_size];
     for r in 0..rows {
-        let xr = &x.data[r * h..(r + 1) * h];
+        let xr = &xd[r * h..(r + 1) * h];
         for j in 0..i_size {
             let (gn, un) = (f.gate_offset as usize + j, f.up_offset as usize + j);
             let (mut g, mut u) = (0.0f64, 0.0f64);
             for (kk, &xv) in xr.iter().enumerate() {
-                g += xv as f64 * w_at(wg, kk, gn);
-                u += xv as f64 * w_at(wu, kk, un);
+                g += xv as f64 * w_at(wgd, gcols, kk, gn);
+                u += xv as f64 * w_at(wud, ucols, kk, un);
             }
-            let g = g as f32 + bg.map_or(0.0, |b| b.data[gn]);
-            let u = u as f32 + bu.map_or(0.0, |b| b.data[un]);
+            let g = g as f32 + bg.map_or(0.0, |b| b[gn]);
+            let u = u as f32 + bu.map_or(0.0, |b| b[un]);
             data[r * i_size + j] = f.activation.apply(g) * u;
         }
     }
-    Tensor { shape: out_shape.to_vec(), data }
+    Ok(data)
 }
 
 /// Dump label: `FusedGateUp(silu, kn[, bias=gu][, offsets=g/u])`.

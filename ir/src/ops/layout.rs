@@ -1,29 +1,29 @@
 //! Ops that move elements without computing: `Transpose`, `Reshape` (a view: the data does
-//! not move), `Split`, `Slice` and `Concat`.
+//! not move), `Expand`, `Split`, `Slice` and `Concat`, on tensors of any dtype. Sizes may be
+//! symbolic: a concat of a `past` cache with `new` keys has `past + new` rows.
 
-use super::{arity, read_attrs, Attrs};
+use super::source::{expr_from_json, expr_json};
+use super::{arity, axis_of, out, read_attrs, Attrs};
+use crate::dim::DimExpr;
 use crate::op::Op;
-use crate::shape::{norm_axis, reshape_dims};
-use crate::tensor::{strides, Tensor};
+use crate::shape::{broadcast, fmt_shape, reshape_dims, Bindings};
+use crate::tensor::{broadcast_index, strides, Data, Tensor};
 use crate::types::{Dim, TensorType};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value as J};
 
 /// The name of [`Op::Transpose`].
 pub const TRANSPOSE: &str = "Transpose";
 /// The name of [`Op::Reshape`].
 pub const RESHAPE: &str = "Reshape";
+/// The name of [`Op::Expand`].
+pub const EXPAND: &str = "Expand";
 /// The name of [`Op::Split`].
 pub const SPLIT: &str = "Split";
 /// The name of [`Op::Slice`].
 pub const SLICE: &str = "Slice";
 /// The name of [`Op::Concat`].
 pub const CONCAT: &str = "Concat";
-
-/// An axis of a tensor of rank `r`, normalised, or the error naming it.
-fn axis_of(axis: i64, r: usize) -> Result<usize, String> {
-    norm_axis(axis, r).ok_or_else(|| format!("axis {axis} out of range for rank {r}"))
-}
 
 /// Type of a transpose: the input's dims permuted.
 pub(crate) fn infer_transpose(perm: &[usize], ins: &[&TensorType]) -> Result<Vec<TensorType>, String> {
@@ -37,56 +37,91 @@ pub(crate) fn infer_transpose(perm: &[usize], ins: &[&TensorType]) -> Result<Vec
 }
 
 /// Type of a reshape, by ONNX rules over possibly symbolic dims.
-pub(crate) fn infer_reshape(shape: &[i64], ins: &[&TensorType]) -> Result<Vec<TensorType>, String> {
+pub(crate) fn infer_reshape(shape: &[DimExpr], ins: &[&TensorType]) -> Result<Vec<TensorType>, String> {
     arity(RESHAPE, ins, 1)?;
     Ok(vec![TensorType::new(ins[0].dtype, reshape_dims(&ins[0].shape, shape)?)])
 }
 
-/// Types of a split: one per part, the axis (of known size) cut into the given sizes.
-pub(crate) fn infer_split(axis: i64, sizes: &[u64], ins: &[&TensorType]) -> Result<Vec<TensorType>, String> {
+/// Type of an expand: the input's shape and `shape` broadcast.
+pub(crate) fn infer_expand(shape: &[Dim], ins: &[&TensorType]) -> Result<Vec<TensorType>, String> {
+    arity(EXPAND, ins, 1)?;
+    Ok(vec![TensorType::new(ins[0].dtype, broadcast(&ins[0].shape, shape)?)])
+}
+
+/// Types of a split: one per part, the axis cut into the given sizes (which must add up to
+/// it, as expressions when symbolic).
+pub(crate) fn infer_split(axis: i64, sizes: &[Dim], ins: &[&TensorType]) -> Result<Vec<TensorType>, String> {
     arity(SPLIT, ins, 1)?;
     let t = ins[0];
     let ax = axis_of(axis, t.rank())?;
     if sizes.is_empty() {
         return Err("Split needs at least one part".into());
     }
-    let total: u64 = sizes.iter().sum();
-    match &t.shape[ax] {
-        Dim::Fixed(n) if *n == total => {}
-        d => return Err(format!("split sizes {sizes:?} sum to {total} but axis {ax} has size {d}")),
+    let total = sizes.iter().try_fold(DimExpr::constant(0), |acc, d| acc.add(&d.expr()))?;
+    if total != t.shape[ax].expr() {
+        let shown: Vec<String> = sizes.iter().map(|d| d.to_string()).collect();
+        return Err(format!(
+            "split sizes [{}] sum to {total} but axis {ax} has size {}",
+            shown.join(", "),
+            t.shape[ax]
+        ));
     }
     Ok(sizes
         .iter()
-        .map(|&s| {
+        .map(|s| {
             let mut shape = t.shape.clone();
-            shape[ax] = Dim::Fixed(s);
+            shape[ax] = s.clone();
             TensorType::new(t.dtype, shape)
         })
         .collect())
 }
 
-/// Type of a slice: `start..end` of an axis of known size.
-pub(crate) fn infer_slice(axis: i64, start: u64, end: u64, ins: &[&TensorType]) -> Result<Vec<TensorType>, String> {
+/// Checks that `len` indices from `start` in steps of `step` fit an axis of size `dim`.
+fn slice_fits(start: usize, len: usize, step: i64, dim: usize) -> Result<(), String> {
+    if len == 0 {
+        return Ok(());
+    }
+    let last = (start as i128) + (len as i128 - 1) * step as i128;
+    if start >= dim || last < 0 || last >= dim as i128 {
+        return Err(format!(
+            "slice of {len} elements from index {start} in steps of {step} does not fit an axis of size {dim}"
+        ));
+    }
+    Ok(())
+}
+
+/// Type of a slice: `len` elements of the axis; checked against the axis when all is known
+/// (symbolic bounds are checked when a run binds them).
+pub(crate) fn infer_slice(
+    axis: i64,
+    start: &Dim,
+    len: &Dim,
+    step: i64,
+    ins: &[&TensorType],
+) -> Result<Vec<TensorType>, String> {
     arity(SLICE, ins, 1)?;
     let t = ins[0];
     let ax = axis_of(axis, t.rank())?;
-    match &t.shape[ax] {
-        Dim::Fixed(n) if start <= end && end <= *n => {}
-        d => return Err(format!("slice {start}..{end} does not fit axis {ax} of size {d}")),
+    if step == 0 {
+        return Err("slice step must not be 0".into());
+    }
+    if let (Some(s), Some(l), Some(d)) = (start.fixed(), len.fixed(), t.shape[ax].fixed()) {
+        slice_fits(s as usize, l as usize, step, d as usize).map_err(|m| format!("{m} (axis {ax})"))?;
     }
     let mut shape = t.shape.clone();
-    shape[ax] = Dim::Fixed(end - start);
+    shape[ax] = len.clone();
     Ok(vec![TensorType::new(t.dtype, shape)])
 }
 
-/// Type of a concat: the inputs agree outside the axis, whose known sizes add up.
+/// Type of a concat: the inputs agree outside the axis, whose sizes add up (as expressions
+/// when symbolic).
 pub(crate) fn infer_concat(axis: i64, ins: &[&TensorType]) -> Result<Vec<TensorType>, String> {
     if ins.is_empty() {
         return Err("Concat needs at least one input".into());
     }
     let t0 = ins[0];
     let ax = axis_of(axis, t0.rank())?;
-    let mut total = 0u64;
+    let mut total = DimExpr::constant(0);
     for t in ins {
         if t.dtype != t0.dtype || t.rank() != t0.rank() {
             return Err(format!("inputs {t0} and {t} cannot be concatenated"));
@@ -96,10 +131,10 @@ pub(crate) fn infer_concat(axis: i64, ins: &[&TensorType]) -> Result<Vec<TensorT
                 return Err(format!("inputs {t0} and {t} differ outside axis {ax}"));
             }
         }
-        total += t.shape[ax].fixed().ok_or("concat axis must have known sizes")?;
+        total = total.add(&t.shape[ax].expr())?;
     }
     let mut shape = t0.shape.clone();
-    shape[ax] = Dim::Fixed(total);
+    shape[ax] = Dim::from_expr(total)?;
     Ok(vec![TensorType::new(t0.dtype, shape)])
 }
 
@@ -108,30 +143,33 @@ pub fn transpose(t: &Tensor, perm: &[usize]) -> Tensor {
     let shape: Vec<usize> = perm.iter().map(|&p| t.shape[p]).collect();
     let is = strides(&t.shape);
     let os = strides(&shape);
-    let data = (0..t.numel())
-        .map(|i| {
-            let mut j = 0;
-            for (d, &p) in perm.iter().enumerate() {
-                j += ((i / os[d]) % shape[d]) * is[p];
-            }
-            t.data[j]
-        })
-        .collect();
-    Tensor { shape, data }
+    let idx = (0..t.numel()).map(|i| {
+        let mut j = 0;
+        for (d, &p) in perm.iter().enumerate() {
+            j += ((i / os[d]) % shape[d]) * is[p];
+        }
+        j
+    });
+    let data = t.data.gather(idx);
+    Tensor { shape, dtype: t.dtype, data }
 }
 
-/// `t[.., start..end, ..]` along `axis`.
-pub fn slice(t: &Tensor, axis: usize, start: usize, end: usize) -> Tensor {
+/// `len` elements of `axis` from `start` in steps of `step`; the caller has checked that
+/// they fit.
+pub fn slice(t: &Tensor, axis: usize, start: usize, len: usize, step: i64) -> Tensor {
     let outer: usize = t.shape[..axis].iter().product();
     let inner: usize = t.shape[axis + 1..].iter().product();
     let d = t.shape[axis];
-    let mut data = Vec::with_capacity(outer * (end - start) * inner);
-    for o in 0..outer {
-        data.extend_from_slice(&t.data[(o * d + start) * inner..(o * d + end) * inner]);
-    }
+    let idx = (0..outer).flat_map(move |o| {
+        (0..len).flat_map(move |i| {
+            let at = (start as i64 + i as i64 * step) as usize;
+            (0..inner).map(move |r| (o * d + at) * inner + r)
+        })
+    });
+    let data = t.data.gather(idx);
     let mut shape = t.shape.clone();
-    shape[axis] = end - start;
-    Tensor { shape, data }
+    shape[axis] = len;
+    Tensor { shape, dtype: t.dtype, data }
 }
 
 /// Evaluates a transpose.
@@ -141,41 +179,86 @@ pub(crate) fn eval_transpose(perm: &[usize], ins: &[&Tensor]) -> Result<Vec<Tens
 
 /// Evaluates a reshape: the same data under the output shape.
 pub(crate) fn eval_reshape(ins: &[&Tensor], shapes: &[Vec<usize>]) -> Result<Vec<Tensor>, String> {
-    Ok(vec![Tensor { shape: shapes[0].clone(), data: ins[0].data.clone() }])
+    let t = ins[0].clone();
+    if t.numel() != shapes[0].iter().product::<usize>() {
+        return Err(format!("cannot view {} elements as shape {:?}", t.numel(), shapes[0]));
+    }
+    Ok(vec![Tensor { shape: shapes[0].clone(), dtype: t.dtype, data: t.data }])
 }
 
-/// Evaluates a split: consecutive slices of the axis.
-pub(crate) fn eval_split(axis: i64, sizes: &[u64], ins: &[&Tensor]) -> Result<Vec<Tensor>, String> {
+/// Evaluates an expand: the input broadcast to the output shape.
+pub(crate) fn eval_expand(ins: &[&Tensor], shapes: &[Vec<usize>]) -> Result<Vec<Tensor>, String> {
+    let t = ins[0];
+    let idx = broadcast_index(&shapes[0], &t.shape);
+    Ok(vec![Tensor { shape: shapes[0].clone(), dtype: t.dtype, data: t.data.gather(idx.into_iter()) }])
+}
+
+/// Evaluates a split: consecutive slices of the axis, of the output sizes.
+pub(crate) fn eval_split(axis: i64, ins: &[&Tensor], shapes: &[Vec<usize>]) -> Result<Vec<Tensor>, String> {
     let ax = axis_of(axis, ins[0].shape.len())?;
+    let total: usize = shapes.iter().map(|s| s[ax]).sum();
+    if total != ins[0].shape[ax] {
+        return Err(format!("split sizes sum to {total} but the axis has {}", ins[0].shape[ax]));
+    }
     let mut start = 0;
-    Ok(sizes
+    Ok(shapes
         .iter()
-        .map(|&s| {
-            let t = slice(ins[0], ax, start, start + s as usize);
-            start += s as usize;
+        .map(|s| {
+            let t = slice(ins[0], ax, start, s[ax], 1);
+            start += s[ax];
             t
         })
         .collect())
 }
 
-/// Evaluates a slice.
-pub(crate) fn eval_slice(axis: i64, start: u64, end: u64, ins: &[&Tensor]) -> Result<Vec<Tensor>, String> {
+/// Evaluates a slice, its start under the run's binding; fails when it does not fit.
+pub(crate) fn eval_slice(
+    axis: i64,
+    start: &Dim,
+    step: i64,
+    ins: &[&Tensor],
+    shapes: &[Vec<usize>],
+    b: &Bindings,
+) -> Result<Vec<Tensor>, String> {
     let ax = axis_of(axis, ins[0].shape.len())?;
-    Ok(vec![slice(ins[0], ax, start as usize, end as usize)])
+    let s = start.eval(b)?;
+    let len = shapes[0][ax];
+    slice_fits(s, len, step, ins[0].shape[ax]).map_err(|m| format!("{m} (axis {ax})"))?;
+    Ok(vec![slice(ins[0], ax, s, len, step)])
 }
 
 /// Evaluates a concat: for each outer index, each input's block in turn.
 pub(crate) fn eval_concat(axis: i64, ins: &[&Tensor], shapes: &[Vec<usize>]) -> Result<Vec<Tensor>, String> {
     let ax = axis_of(axis, shapes[0].len())?;
     let outer: usize = shapes[0][..ax].iter().product();
-    let mut data = Vec::with_capacity(shapes[0].iter().product());
+    // (input, offset) of every output element, in order.
+    let mut idx: Vec<(usize, usize)> = Vec::with_capacity(shapes[0].iter().product());
     for o in 0..outer {
-        for t in ins {
+        for (k, t) in ins.iter().enumerate() {
             let chunk: usize = t.shape[ax..].iter().product();
-            data.extend_from_slice(&t.data[o * chunk..(o + 1) * chunk]);
+            idx.extend((o * chunk..(o + 1) * chunk).map(|j| (k, j)));
         }
     }
-    Ok(vec![Tensor { shape: shapes[0].clone(), data }])
+    if idx.len() != shapes[0].iter().product::<usize>() {
+        return Err(format!(
+            "the inputs hold {} elements but the output shape {:?} needs another count",
+            idx.len(),
+            shapes[0]
+        ));
+    }
+    let data = match &ins[0].data {
+        Data::F32(_) => Data::F32(
+            idx.iter().map(|&(k, j)| ins[k].as_f32().map(|v| v[j])).collect::<Option<_>>().ok_or("mixed dtypes")?,
+        ),
+        Data::I64(_) => Data::I64(
+            idx.iter().map(|&(k, j)| ins[k].as_i64().map(|v| v[j])).collect::<Option<_>>().ok_or("mixed dtypes")?,
+        ),
+        Data::Bool(_) => Data::Bool(
+            idx.iter().map(|&(k, j)| ins[k].as_bool().map(|v| v[j])).collect::<Option<_>>().ok_or("mixed dtypes")?,
+        ),
+    };
+    let ty = TensorType::new(ins[0].dtype, vec![]);
+    Ok(vec![out(&ty, &shapes[0], data)])
 }
 
 /// Dump label of a transpose.
@@ -183,19 +266,30 @@ pub(crate) fn label_transpose(perm: &[usize]) -> String {
     format!("{TRANSPOSE}(perm={perm:?})")
 }
 
-/// Dump label of a reshape.
-pub(crate) fn label_reshape(shape: &[i64]) -> String {
-    format!("{RESHAPE}({shape:?})")
+/// Dump label of a reshape: `Reshape([0, -1, 8])`, `Reshape([batch, seq, 4, 8])`.
+pub(crate) fn label_reshape(shape: &[DimExpr]) -> String {
+    let s: Vec<String> = shape.iter().map(|e| e.to_string()).collect();
+    format!("{RESHAPE}([{}])", s.join(", "))
+}
+
+/// Dump label of an expand: `Expand([batch,1,seq,seq])`.
+pub(crate) fn label_expand(shape: &[Dim]) -> String {
+    format!("{EXPAND}({})", fmt_shape(shape))
 }
 
 /// Dump label of a split.
-pub(crate) fn label_split(axis: i64, sizes: &[u64]) -> String {
-    format!("{SPLIT}(axis={axis}, sizes={sizes:?})")
+pub(crate) fn label_split(axis: i64, sizes: &[Dim]) -> String {
+    let s: Vec<String> = sizes.iter().map(|d| d.to_string()).collect();
+    format!("{SPLIT}(axis={axis}, sizes=[{}])", s.join(", "))
 }
 
-/// Dump label of a slice.
-pub(crate) fn label_slice(axis: i64, start: u64, end: u64) -> String {
-    format!("{SLICE}(axis={axis}, {start}..{end})")
+/// Dump label of a slice: `Slice(axis=-1, 0..4)`, or with a step, `Slice(axis=0, 7, len=8,
+/// step=-1)`.
+pub(crate) fn label_slice(axis: i64, start: &Dim, len: &Dim, step: i64) -> String {
+    match (step, start.add(len)) {
+        (1, Ok(end)) => format!("{SLICE}(axis={axis}, {start}..{end})"),
+        _ => format!("{SLICE}(axis={axis}, {start}, len={len}, step={step})"),
+    }
 }
 
 /// Dump label of a concat.
@@ -208,22 +302,36 @@ pub(crate) fn write_transpose(perm: &[usize], m: &mut Attrs) {
     m.insert("perm".into(), json!(perm));
 }
 
-/// JSON attributes of a reshape: `shape`.
-pub(crate) fn write_reshape(shape: &[i64], m: &mut Attrs) {
+/// JSON attributes of a reshape: `shape`, integers and expression texts.
+pub(crate) fn write_reshape(shape: &[DimExpr], m: &mut Attrs) {
+    m.insert("shape".into(), J::Array(shape.iter().map(expr_json).collect()));
+}
+
+/// JSON attributes of an expand: `shape`.
+pub(crate) fn write_expand(shape: &[Dim], m: &mut Attrs) {
     m.insert("shape".into(), json!(shape));
 }
 
 /// JSON attributes of a split: `axis`, `sizes`.
-pub(crate) fn write_split(axis: i64, sizes: &[u64], m: &mut Attrs) {
+pub(crate) fn write_split(axis: i64, sizes: &[Dim], m: &mut Attrs) {
     m.insert("axis".into(), json!(axis));
     m.insert("sizes".into(), json!(sizes));
 }
 
-/// JSON attributes of a slice: `axis`, `start`, `end`.
-pub(crate) fn write_slice(axis: i64, start: u64, end: u64, m: &mut Attrs) {
+/// JSON attributes of a slice: `axis`, `start`, `end` for a step of 1 (the form every
+/// version reads); `axis`, `start`, `len`, `step` otherwise.
+pub(crate) fn write_slice(axis: i64, start: &Dim, len: &Dim, step: i64, m: &mut Attrs) {
     m.insert("axis".into(), json!(axis));
     m.insert("start".into(), json!(start));
-    m.insert("end".into(), json!(end));
+    match (step, start.add(len)) {
+        (1, Ok(end)) => {
+            m.insert("end".into(), json!(end));
+        }
+        _ => {
+            m.insert("len".into(), json!(len));
+            m.insert("step".into(), json!(step));
+        }
+    }
 }
 
 /// JSON attributes of a concat: `axis`.
@@ -241,21 +349,40 @@ pub(crate) fn from_json(name: &str, a: &mut Attrs) -> Option<Result<Op, String>>
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct ReshapeAttrs {
-        shape: Vec<i64>,
+        shape: Vec<J>,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ExpandAttrs {
+        shape: Vec<Dim>,
     }
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct SplitAttrs {
         axis: i64,
-        sizes: Vec<u64>,
+        sizes: Vec<Dim>,
     }
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct SliceAttrs {
         axis: i64,
-        start: u64,
-        end: u64,
+        start: Dim,
+        #[serde(default)]
+        end: Option<Dim>,
+        #[serde(default)]
+        len: Option<Dim>,
+        #[serde(default)]
+        step: Option<i64>,
     }
+    let slice = |s: SliceAttrs| -> Result<Op, String> {
+        let len = match (s.end, s.len, s.step) {
+            (Some(end), None, None | Some(1)) => Dim::from_expr(end.expr().sub(&s.start.expr())?)
+                .map_err(|_| format!("bad attributes for {SLICE}: end {end} comes before start {}", s.start))?,
+            (None, Some(len), _) => len,
+            _ => return Err(format!("bad attributes for {SLICE}: give `end` (a step of 1) or `len` and `step`")),
+        };
+        Ok(Op::Slice { axis: s.axis, start: s.start, len, step: s.step.unwrap_or(1) })
+    };
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct ConcatAttrs {
@@ -263,9 +390,13 @@ pub(crate) fn from_json(name: &str, a: &mut Attrs) -> Option<Result<Op, String>>
     }
     Some(match name {
         TRANSPOSE => read_attrs::<TransposeAttrs>(name, a).map(|t| Op::Transpose { perm: t.perm }),
-        RESHAPE => read_attrs::<ReshapeAttrs>(name, a).map(|r| Op::Reshape { shape: r.shape }),
+        RESHAPE => read_attrs::<ReshapeAttrs>(name, a).and_then(|r| {
+            let shape = r.shape.iter().map(expr_from_json).collect::<Result<_, _>>();
+            shape.map(|shape| Op::Reshape { shape }).map_err(|m| format!("bad attributes for {RESHAPE}: {m}"))
+        }),
+        EXPAND => read_attrs::<ExpandAttrs>(name, a).map(|e| Op::Expand { shape: e.shape }),
         SPLIT => read_attrs::<SplitAttrs>(name, a).map(|s| Op::Split { axis: s.axis, sizes: s.sizes }),
-        SLICE => read_attrs::<SliceAttrs>(name, a).map(|s| Op::Slice { axis: s.axis, start: s.start, end: s.end }),
+        SLICE => read_attrs::<SliceAttrs>(name, a).and_then(slice),
         CONCAT => read_attrs::<ConcatAttrs>(name, a).map(|c| Op::Concat { axis: c.axis }),
         _ => return None,
     })
@@ -278,7 +409,39 @@ mod tests {
     #[test]
     fn transpose_and_slice() {
         let t = Tensor::new(vec![2, 3], vec![0., 1., 2., 3., 4., 5.]).unwrap();
-        assert_eq!(transpose(&t, &[1, 0]).data, vec![0., 3., 1., 4., 2., 5.]);
-        assert_eq!(slice(&t, 1, 1, 3).data, vec![1., 2., 4., 5.]);
+        assert_eq!(transpose(&t, &[1, 0]).as_f32().unwrap(), &[0., 3., 1., 4., 2., 5.]);
+        assert_eq!(slice(&t, 1, 1, 2, 1).as_f32().unwrap(), &[1., 2., 4., 5.]);
+        assert_eq!(slice(&t, 1, 2, 3, -1).as_f32().unwrap(), &[2., 1., 0., 5., 4., 3.]);
+        assert_eq!(slice(&t, 1, 0, 2, 2).as_f32().unwrap(), &[0., 2., 3., 5.]);
+        let b = Tensor::bool(vec![2, 2], vec![true, false, false, false]).unwrap();
+        assert_eq!(transpose(&b, &[1, 0]).as_bool().unwrap(), &[true, false, false, false]);
+    }
+
+    #[test]
+    fn slice_json_keeps_the_old_form_for_unit_steps() {
+        for (op, text) in [
+            (
+                Op::Slice { axis: -1, start: Dim::Fixed(2), len: Dim::Fixed(3), step: 1 },
+                r#"{"axis":-1,"start":2,"end":5}"#,
+            ),
+            (
+                Op::Slice { axis: 2, start: Dim::sym("past"), len: Dim::sym("new"), step: 1 },
+                r#"{"axis":2,"start":"past","end":"new + past"}"#,
+            ),
+            (
+                Op::Slice { axis: 0, start: Dim::Fixed(7), len: Dim::Fixed(8), step: -1 },
+                r#"{"axis":0,"start":7,"len":8,"step":-1}"#,
+            ),
+        ] {
+            let mut m = Attrs::new();
+            op.write_attrs(&mut m);
+            assert_eq!(serde_json::to_string(&m).unwrap(), text);
+            assert_eq!(Op::from_json(SLICE, &mut m, &[]), Some(Ok(op)));
+        }
+        let mut m: Attrs = serde_json::from_str(r#"{"axis":0,"start":5,"end":2}"#).unwrap();
+        assert_eq!(
+            from_json(SLICE, &mut m).unwrap().unwrap_err(),
+            "bad attributes for Slice: end 2 comes before start 5"
+        );
     }
 }

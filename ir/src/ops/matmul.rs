@@ -1,10 +1,10 @@
 //! The matrix product with numpy semantics, `[.., M, K] · [.., K, N]`, batch dims broadcast.
 //! (The fused gated unit, two products in one op, is [`super::fused`].)
 
-use super::{arity, float, Attrs};
+use super::{arity, float, out, Attrs};
 use crate::op::Op;
 use crate::shape::broadcast;
-use crate::tensor::{broadcast_index, Tensor};
+use crate::tensor::{broadcast_index, Data, Tensor};
 use crate::types::TensorType;
 
 /// The name of [`Op::MatMul`].
@@ -32,12 +32,15 @@ pub(crate) fn infer(ins: &[&TensorType]) -> Result<Vec<TensorType>, String> {
 }
 
 /// Evaluates the product.
-pub(crate) fn eval(ins: &[&Tensor], shapes: &[Vec<usize>]) -> Result<Vec<Tensor>, String> {
-    Ok(vec![matmul(ins[0], ins[1], &shapes[0])])
+pub(crate) fn eval(ins: &[&Tensor], ty: &TensorType, shapes: &[Vec<usize>]) -> Result<Vec<Tensor>, String> {
+    let data = matmul(ins[0], ins[1], &shapes[0])?;
+    Ok(vec![out(ty, &shapes[0], Data::F32(data))])
 }
 
-/// Numpy matmul of `[.., M, K]` by `[.., K, N]` (batch dims broadcast), f64 accumulation.
-pub fn matmul(a: &Tensor, b: &Tensor, out_shape: &[usize]) -> Tensor {
+/// Numpy matmul of `[.., M, K]` by `[.., K, N]` (batch dims broadcast), f64 accumulation;
+/// the values of the `out_shape` result.
+pub fn matmul(a: &Tensor, b: &Tensor, out_shape: &[usize]) -> Result<Vec<f32>, String> {
+    let (ad, bd) = (a.floats()?, b.floats()?);
     let (ra, rb) = (a.shape.len(), b.shape.len());
     let (m, k, n) = (a.shape[ra - 2], a.shape[ra - 1], b.shape[rb - 1]);
     let batch_out = &out_shape[..out_shape.len() - 2];
@@ -51,13 +54,13 @@ pub fn matmul(a: &Tensor, b: &Tensor, out_shape: &[usize]) -> Tensor {
             for j in 0..n {
                 let mut acc = 0.0f64;
                 for p in 0..k {
-                    acc += a.data[ao + i * k + p] as f64 * b.data[bo + p * n + j] as f64;
+                    acc += ad[ao + i * k + p] as f64 * bd[bo + p * n + j] as f64;
                 }
                 data[bi * m * n + i * n + j] = acc as f32;
             }
         }
     }
-    Tensor { shape: out_shape.to_vec(), data }
+    Ok(data)
 }
 
 /// Reads a `MatMul` (no attributes; other fields are not read); `None` for another name.

@@ -1,12 +1,15 @@
-//! Sources: graph inputs (fed at run time), weights and constants (values held in the graph).
-//! Their type is the one they declare; they take no inputs.
+//! Sources: graph inputs (fed at run time), weights and constants (values held in the graph),
+//! and symbolic constants (integers whose values are dim expressions, evaluated under the
+//! run's binding). Their type is the one they declare; they take no inputs.
 
-use super::{arity, one_declared, read_attrs, to_json, Attrs};
+use super::{arity, one_declared, out, read_attrs, to_json, Attrs};
+use crate::dim::DimExpr;
 use crate::op::Op;
-use crate::shape::{check_size, fmt_shape};
-use crate::tensor::Tensor;
-use crate::types::TensorType;
+use crate::shape::{check_size, fmt_shape, Bindings};
+use crate::tensor::{Data, Tensor};
+use crate::types::{DType, TensorType};
 use serde::{Deserialize, Serialize};
+use serde_json::Value as J;
 
 /// The name of [`Op::Input`].
 pub const INPUT: &str = "Input";
@@ -14,6 +17,54 @@ pub const INPUT: &str = "Input";
 pub const WEIGHT: &str = "Weight";
 /// The name of [`Op::Constant`].
 pub const CONSTANT: &str = "Constant";
+/// The name of [`Op::SymConstant`].
+pub const SYM_CONSTANT: &str = "SymConstant";
+
+/// The values of a constant, row-major, in the representation of its dtype: floats as
+/// written (f64, rounded to the dtype when read), integers exactly, booleans.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConstValues {
+    /// Values of an f32 or f16 constant.
+    Float(Vec<f64>),
+    /// Values of an i64 or i32 constant.
+    Int(Vec<i64>),
+    /// Values of a bool constant.
+    Bool(Vec<bool>),
+}
+
+impl ConstValues {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            ConstValues::Float(v) => v.len(),
+            ConstValues::Int(v) => v.len(),
+            ConstValues::Bool(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Value `i` as f64 (booleans as 0 and 1).
+    pub fn get_f64(&self, i: usize) -> Option<f64> {
+        match self {
+            ConstValues::Float(v) => v.get(i).copied(),
+            ConstValues::Int(v) => v.get(i).map(|&x| x as f64),
+            ConstValues::Bool(v) => v.get(i).map(|&x| x as u8 as f64),
+        }
+    }
+
+    /// Whether these values can be a constant of `dtype`.
+    pub fn holds(&self, dtype: DType) -> bool {
+        match self {
+            ConstValues::Float(_) => dtype.is_float(),
+            ConstValues::Int(_) => dtype.is_int(),
+            ConstValues::Bool(_) => dtype == DType::Bool,
+        }
+    }
+}
 
 /// How a weight's values are given.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -67,9 +118,10 @@ pub(crate) fn infer_weight(
     Ok(vec![t])
 }
 
-/// Type of a constant: the one it declares, with known dims and one value per element.
+/// Type of a constant: the one it declares, with known dims, one value per element, values
+/// of its dtype's kind (an i32 constant's within i32's range).
 pub(crate) fn infer_constant(
-    v: &[f64],
+    v: &ConstValues,
     ins: &[&TensorType],
     declared: &[TensorType],
 ) -> Result<Vec<TensorType>, String> {
@@ -81,7 +133,65 @@ pub(crate) fn infer_constant(
     if v.len() as u64 != n {
         return Err(format!("constant has {} values but shape {} holds {n}", v.len(), fmt_shape(&t.shape)));
     }
+    if !v.holds(t.dtype) {
+        return Err(format!("a {} constant cannot hold {}", t.dtype, kind(v)));
+    }
+    if let (ConstValues::Int(xs), DType::I32) = (v, t.dtype) {
+        if let Some(x) = xs.iter().find(|&&x| i32::try_from(x).is_err()) {
+            return Err(format!("value {x} does not fit an i32"));
+        }
+    }
     Ok(vec![t])
+}
+
+fn kind(v: &ConstValues) -> &'static str {
+    match v {
+        ConstValues::Float(_) => "floating-point values",
+        ConstValues::Int(_) => "integer values",
+        ConstValues::Bool(_) => "booleans",
+    }
+}
+
+/// Type of a symbolic constant: the one it declares, integer, with known dims and one value
+/// per element.
+pub(crate) fn infer_sym_constant(
+    v: &[DimExpr],
+    ins: &[&TensorType],
+    declared: &[TensorType],
+) -> Result<Vec<TensorType>, String> {
+    arity(SYM_CONSTANT, ins, 0)?;
+    let t = one_declared(SYM_CONSTANT, declared)?;
+    super::int(SYM_CONSTANT, "values", &t)?;
+    let Some(n) = t.numel() else {
+        return Err("symbolic constant shape must have known dims".into());
+    };
+    if v.len() as u64 != n {
+        return Err(format!("symbolic constant has {} values but shape {} holds {n}", v.len(), fmt_shape(&t.shape)));
+    }
+    Ok(vec![t])
+}
+
+/// The values of a symbolic constant under a binding, checked to fit its dtype.
+pub fn sym_constant_values(v: &[DimExpr], dtype: DType, b: &Bindings) -> Result<Vec<i64>, String> {
+    v.iter()
+        .map(|e| {
+            let x = e.eval(&|s| b.get(s).and_then(|&v| i64::try_from(v).ok()))?;
+            if dtype == DType::I32 && i32::try_from(x).is_err() {
+                return Err(format!("{e} is {x}, which does not fit an i32"));
+            }
+            Ok(x)
+        })
+        .collect()
+}
+
+/// Evaluates a symbolic constant under the run's binding.
+pub(crate) fn eval_sym_constant(
+    v: &[DimExpr],
+    ty: &TensorType,
+    shape: &[usize],
+    b: &Bindings,
+) -> Result<Vec<Tensor>, String> {
+    Ok(vec![out(ty, shape, Data::I64(sym_constant_values(v, ty.dtype, b)?))])
 }
 
 /// The values a weight holds, row-major, for its (known) shape: shape-only weights hold zeros.
@@ -89,13 +199,23 @@ pub fn weight_data(init: &WeightInit, shape: &[usize]) -> Vec<f32> {
     match init {
         WeightInit::None => vec![0.0; shape.iter().product()],
         WeightInit::Data(d) => d.clone(),
-        WeightInit::Random { seed, scale } => Tensor::random(shape.to_vec(), *seed, *scale).data,
+        WeightInit::Random { seed, scale } => match Tensor::random(shape.to_vec(), *seed, *scale).into_data() {
+            Data::F32(v) => v,
+            Data::I64(_) | Data::Bool(_) => unreachable!("random tensors are f32"),
+        },
     }
 }
 
-/// The values a constant holds, as f32.
-pub fn constant_data(v: &[f64]) -> Vec<f32> {
-    v.iter().map(|&x| x as f32).collect()
+/// The values a constant holds, in the representation of `dtype` (floats as f32, before any
+/// f16 rounding).
+pub fn constant_data(v: &ConstValues, dtype: DType) -> Data {
+    match v {
+        ConstValues::Float(x) if dtype.is_float() => Data::F32(x.iter().map(|&x| x as f32).collect()),
+        ConstValues::Int(x) if dtype.is_int() => Data::I64(x.clone()),
+        ConstValues::Bool(x) if dtype == DType::Bool => Data::Bool(x.clone()),
+        // Type inference refuses a constant whose values are not of its dtype.
+        _ => Data::zeros(dtype, v.len()),
+    }
 }
 
 /// Evaluating an input: its value is fed by the caller, never computed.
@@ -112,12 +232,42 @@ pub(crate) fn label_weight(init: &WeightInit) -> String {
     }
 }
 
-/// Dump label of a constant: its values when there are at most four.
-pub(crate) fn label_constant(v: &[f64]) -> String {
-    if v.len() <= 4 {
-        format!("{CONSTANT}({v:?})")
-    } else {
-        format!("{CONSTANT}({} values)", v.len())
+/// Dump label of a constant: its values when there are at most four (integers as
+/// integers).
+pub(crate) fn label_constant(v: &ConstValues) -> String {
+    if v.len() > 4 {
+        return format!("{CONSTANT}({} values)", v.len());
+    }
+    match v {
+        ConstValues::Float(x) => format!("{CONSTANT}({x:?})"),
+        ConstValues::Int(x) => format!("{CONSTANT}({x:?})"),
+        ConstValues::Bool(x) => format!("{CONSTANT}({x:?})"),
+    }
+}
+
+/// Dump label of a symbolic constant: its values when there are at most four.
+pub(crate) fn label_sym_constant(v: &[DimExpr]) -> String {
+    if v.len() > 4 {
+        return format!("{SYM_CONSTANT}({} values)", v.len());
+    }
+    let vs: Vec<String> = v.iter().map(|e| e.to_string()).collect();
+    format!("{SYM_CONSTANT}([{}])", vs.join(", "))
+}
+
+/// A dim expression as JSON: an integer for a constant, else its text.
+pub(crate) fn expr_json(e: &DimExpr) -> J {
+    match e.as_const() {
+        Some(c) => J::from(c),
+        None => J::from(e.to_string()),
+    }
+}
+
+/// A dim expression from JSON: an integer or the text of an expression.
+pub(crate) fn expr_from_json(v: &J) -> Result<DimExpr, String> {
+    match v {
+        J::Number(n) => n.as_i64().map(DimExpr::constant).ok_or_else(|| format!("{n} is not an integer")),
+        J::String(s) => DimExpr::parse(s),
+        v => Err(format!("{v} is neither an integer nor a dim expression")),
     }
 }
 
@@ -128,13 +278,52 @@ pub(crate) fn write_weight(init: &WeightInit, m: &mut Attrs) {
     }
 }
 
-/// JSON attributes of a constant: `value`.
-pub(crate) fn write_constant(v: &[f64], m: &mut Attrs) {
-    m.insert("value".into(), to_json(&v));
+/// JSON attributes of a constant: `value`, a list of numbers (or booleans).
+pub(crate) fn write_constant(v: &ConstValues, m: &mut Attrs) {
+    let j = match v {
+        ConstValues::Float(x) => to_json(x),
+        ConstValues::Int(x) => to_json(x),
+        ConstValues::Bool(x) => to_json(x),
+    };
+    m.insert("value".into(), j);
 }
 
-/// Reads a source op named `name` from its JSON attributes; `None` if `name` is not one.
-pub(crate) fn from_json(name: &str, a: &mut Attrs) -> Option<Result<Op, String>> {
+/// JSON attributes of a symbolic constant: `value`, integers and expression texts.
+pub(crate) fn write_sym_constant(v: &[DimExpr], m: &mut Attrs) {
+    m.insert("value".into(), J::Array(v.iter().map(expr_json).collect()));
+}
+
+/// Reads a constant's values in the dtype it declares (floats when it declares none, which
+/// type inference then refuses): integers may be written `-1` or `-1.0` (as older files did).
+fn constant_values(vals: Vec<J>, declared: &[TensorType]) -> Result<ConstValues, String> {
+    let dtype = declared.first().map_or(DType::F32, |t| t.dtype);
+    let bad = |v: &J, what: &str| format!("constant value {v} is not {what} (the constant is {dtype})");
+    match dtype {
+        DType::F32 | DType::F16 => vals
+            .iter()
+            .map(|v| v.as_f64().ok_or_else(|| bad(v, "a number")))
+            .collect::<Result<_, _>>()
+            .map(ConstValues::Float),
+        DType::I64 | DType::I32 => vals
+            .iter()
+            .map(|v| match (v.as_i64(), v.as_f64()) {
+                (Some(i), _) => Ok(i),
+                (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 => Ok(f as i64),
+                _ => Err(bad(v, "an integer")),
+            })
+            .collect::<Result<_, _>>()
+            .map(ConstValues::Int),
+        DType::Bool => vals
+            .iter()
+            .map(|v| v.as_bool().ok_or_else(|| bad(v, "true or false")))
+            .collect::<Result<_, _>>()
+            .map(ConstValues::Bool),
+    }
+}
+
+/// Reads a source op named `name` from its JSON attributes (a constant's values in its
+/// declared dtype); `None` if `name` is not one.
+pub(crate) fn from_json(name: &str, a: &mut Attrs, declared: &[TensorType]) -> Option<Result<Op, String>> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct WeightAttrs {
@@ -144,12 +333,22 @@ pub(crate) fn from_json(name: &str, a: &mut Attrs) -> Option<Result<Op, String>>
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct ConstantAttrs {
-        value: Vec<f64>,
+        value: Vec<J>,
     }
     Some(match name {
         INPUT => Ok(Op::Input),
         WEIGHT => read_attrs::<WeightAttrs>(name, a).map(|w| Op::Weight(w.init.unwrap_or(WeightInit::None))),
-        CONSTANT => read_attrs::<ConstantAttrs>(name, a).map(|c| Op::Constant(c.value)),
+        CONSTANT => read_attrs::<ConstantAttrs>(name, a)
+            .and_then(|c| constant_values(c.value, declared).map_err(|m| format!("bad attributes for {name}: {m}")))
+            .map(Op::Constant),
+        SYM_CONSTANT => read_attrs::<ConstantAttrs>(name, a).and_then(|c| {
+            c.value
+                .iter()
+                .map(expr_from_json)
+                .collect::<Result<_, _>>()
+                .map(Op::SymConstant)
+                .map_err(|m| format!("bad attributes for {name}: {m}"))
+        }),
         _ => return None,
     })
 }

@@ -1,11 +1,12 @@
 //! Elementwise ops of one operand ([`UnaryOp`]), the activations among them, and their scalar
 //! definitions ([`scalar`]), which the interpreter evaluates and the GPU kernels are tested
-//! against.
+//! against. Most take and give floats; `Neg` and `Abs` also integers; `Not` takes and gives
+//! booleans; `IsNaN` gives booleans.
 
-use super::{arity, float, read_attrs, Attrs};
+use super::{arity, float, out, read_attrs, wrap, Attrs};
 use crate::op::Op;
-use crate::tensor::Tensor;
-use crate::types::TensorType;
+use crate::tensor::{Data, Tensor};
+use crate::types::{DType, TensorType};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -32,11 +33,31 @@ pub enum UnaryOp {
     GeluTanh,
     /// Exact GELU, `x · Φ(x)` through erf.
     GeluErf,
+    /// `1 / x`
+    Reciprocal,
+    /// Sine.
+    Sin,
+    /// Cosine.
+    Cos,
+    /// Natural logarithm.
+    Log,
+    /// `|x|` (floats and integers).
+    Abs,
+    /// Largest integer not above `x`.
+    Floor,
+    /// Smallest integer not below `x`.
+    Ceil,
+    /// `ln(1 + e^x)`
+    Softplus,
+    /// Logical not (booleans).
+    Not,
+    /// Whether `x` is NaN (floats to booleans).
+    IsNaN,
 }
 
 impl UnaryOp {
     /// Every unary op.
-    pub const ALL: [UnaryOp; 10] = [
+    pub const ALL: [UnaryOp; 20] = [
         UnaryOp::Neg,
         UnaryOp::Exp,
         UnaryOp::Sqrt,
@@ -47,6 +68,16 @@ impl UnaryOp {
         UnaryOp::Silu,
         UnaryOp::GeluTanh,
         UnaryOp::GeluErf,
+        UnaryOp::Reciprocal,
+        UnaryOp::Sin,
+        UnaryOp::Cos,
+        UnaryOp::Log,
+        UnaryOp::Abs,
+        UnaryOp::Floor,
+        UnaryOp::Ceil,
+        UnaryOp::Softplus,
+        UnaryOp::Not,
+        UnaryOp::IsNaN,
     ];
 
     /// The op's name as the JSON format and the dumps spell it (both GELUs are `Gelu`, told
@@ -62,10 +93,56 @@ impl UnaryOp {
             UnaryOp::Relu => "Relu",
             UnaryOp::Silu => "Silu",
             UnaryOp::GeluTanh | UnaryOp::GeluErf => "Gelu",
+            UnaryOp::Reciprocal => "Reciprocal",
+            UnaryOp::Sin => "Sin",
+            UnaryOp::Cos => "Cos",
+            UnaryOp::Log => "Log",
+            UnaryOp::Abs => "Abs",
+            UnaryOp::Floor => "Floor",
+            UnaryOp::Ceil => "Ceil",
+            UnaryOp::Softplus => "Softplus",
+            UnaryOp::Not => "Not",
+            UnaryOp::IsNaN => "IsNaN",
         }
     }
 
-    /// The op applied to one value.
+    /// The dtype of the result for an operand of `dtype`, or why the op does not take it.
+    pub fn out_dtype(self, dtype: DType) -> Result<DType, String> {
+        let ok = match self {
+            UnaryOp::Neg | UnaryOp::Abs => dtype.is_float() || dtype.is_int(),
+            UnaryOp::Not => dtype == DType::Bool,
+            UnaryOp::Exp
+            | UnaryOp::Sqrt
+            | UnaryOp::Erf
+            | UnaryOp::Tanh
+            | UnaryOp::Sigmoid
+            | UnaryOp::Relu
+            | UnaryOp::Silu
+            | UnaryOp::GeluTanh
+            | UnaryOp::GeluErf
+            | UnaryOp::Reciprocal
+            | UnaryOp::Sin
+            | UnaryOp::Cos
+            | UnaryOp::Log
+            | UnaryOp::Floor
+            | UnaryOp::Ceil
+            | UnaryOp::Softplus
+            | UnaryOp::IsNaN => dtype.is_float(),
+        };
+        if !ok {
+            let want = if matches!(self, UnaryOp::Neg | UnaryOp::Abs) {
+                "a number"
+            } else if self == UnaryOp::Not {
+                "bool"
+            } else {
+                "floating-point"
+            };
+            return Err(format!("{} needs {want} inputs, got {dtype}", self.name()));
+        }
+        Ok(if self == UnaryOp::IsNaN { DType::Bool } else { dtype })
+    }
+
+    /// The op applied to one value held as f32 (booleans as 0 and 1, as the GPU holds them).
     pub fn apply(self, x: f32) -> f32 {
         match self {
             UnaryOp::Neg => -x,
@@ -78,6 +155,16 @@ impl UnaryOp {
             UnaryOp::Silu => scalar::silu(x),
             UnaryOp::GeluTanh => scalar::gelu_tanh(x),
             UnaryOp::GeluErf => scalar::gelu_erf(x),
+            UnaryOp::Reciprocal => 1.0 / x,
+            UnaryOp::Sin => x.sin(),
+            UnaryOp::Cos => x.cos(),
+            UnaryOp::Log => x.ln(),
+            UnaryOp::Abs => x.abs(),
+            UnaryOp::Floor => x.floor(),
+            UnaryOp::Ceil => x.ceil(),
+            UnaryOp::Softplus => scalar::softplus(x),
+            UnaryOp::Not => (x == 0.0) as u8 as f32,
+            UnaryOp::IsNaN => x.is_nan() as u8 as f32,
         }
     }
 }
@@ -153,18 +240,42 @@ pub mod scalar {
     pub fn relu(x: f32) -> f32 {
         x.max(0.0)
     }
+    /// `ln(1 + e^x)`, without overflow for large `x`.
+    pub fn softplus(x: f32) -> f32 {
+        if x > 20.0 {
+            x
+        } else {
+            x.exp().ln_1p()
+        }
+    }
 }
 
-/// Type of a unary op's output: its operand's, which must be floating-point.
+/// Type of a unary op's output: its operand's shape, in the dtype the op gives for it.
 pub(crate) fn infer(u: UnaryOp, ins: &[&TensorType]) -> Result<Vec<TensorType>, String> {
     arity(u.name(), ins, 1)?;
-    float(u.name(), ins[0])?;
-    Ok(vec![ins[0].clone()])
+    if u != UnaryOp::Not && u != UnaryOp::Neg && u != UnaryOp::Abs {
+        float(u.name(), ins[0])?;
+    }
+    Ok(vec![TensorType::new(u.out_dtype(ins[0].dtype)?, ins[0].shape.clone())])
 }
 
 /// Applies `u` to every element.
-pub(crate) fn eval(u: UnaryOp, ins: &[&Tensor], shapes: &[Vec<usize>]) -> Result<Vec<Tensor>, String> {
-    Ok(vec![Tensor { shape: shapes[0].clone(), data: ins[0].data.iter().map(|&x| u.apply(x)).collect() }])
+pub(crate) fn eval(u: UnaryOp, ins: &[&Tensor], ty: &TensorType, shapes: &[Vec<usize>]) -> Result<Vec<Tensor>, String> {
+    let data = match (&ins[0].data, u) {
+        (Data::F32(v), UnaryOp::IsNaN) => Data::Bool(v.iter().map(|x| x.is_nan()).collect()),
+        (Data::F32(v), _) => Data::F32(v.iter().map(|&x| u.apply(x)).collect()),
+        (Data::I64(v), UnaryOp::Neg) => Data::I64(v.iter().map(|&x| wrap(ty.dtype, x.wrapping_neg())).collect()),
+        (Data::I64(v), UnaryOp::Abs) => Data::I64(v.iter().map(|&x| wrap(ty.dtype, x.wrapping_abs())).collect()),
+        (Data::Bool(v), UnaryOp::Not) => Data::Bool(v.iter().map(|x| !x).collect()),
+        (Data::I64(_) | Data::Bool(_), u) => {
+            return Err(format!(
+                "{} cannot be evaluated on {} values (a glufuse bug: inference allowed it)",
+                u.name(),
+                ins[0].dtype
+            ))
+        }
+    };
+    Ok(vec![out(ty, &shapes[0], data)])
 }
 
 /// Dump label: the name, and which GELU.
@@ -179,7 +290,17 @@ pub(crate) fn label(u: UnaryOp) -> String {
         | UnaryOp::Tanh
         | UnaryOp::Sigmoid
         | UnaryOp::Relu
-        | UnaryOp::Silu => u.name().into(),
+        | UnaryOp::Silu
+        | UnaryOp::Reciprocal
+        | UnaryOp::Sin
+        | UnaryOp::Cos
+        | UnaryOp::Log
+        | UnaryOp::Abs
+        | UnaryOp::Floor
+        | UnaryOp::Ceil
+        | UnaryOp::Softplus
+        | UnaryOp::Not
+        | UnaryOp::IsNaN => u.name().into(),
     }
 }
 
@@ -199,7 +320,17 @@ pub(crate) fn write_attrs(u: UnaryOp, m: &mut Attrs) {
         | UnaryOp::Tanh
         | UnaryOp::Sigmoid
         | UnaryOp::Relu
-        | UnaryOp::Silu => {}
+        | UnaryOp::Silu
+        | UnaryOp::Reciprocal
+        | UnaryOp::Sin
+        | UnaryOp::Cos
+        | UnaryOp::Log
+        | UnaryOp::Abs
+        | UnaryOp::Floor
+        | UnaryOp::Ceil
+        | UnaryOp::Softplus
+        | UnaryOp::Not
+        | UnaryOp::IsNaN => {}
     }
 }
 
@@ -231,7 +362,17 @@ pub(crate) fn from_json(name: &str, a: &mut Attrs) -> Option<Result<Op, String>>
         | UnaryOp::Tanh
         | UnaryOp::Sigmoid
         | UnaryOp::Relu
-        | UnaryOp::Silu => Ok(Op::Unary(u)),
+        | UnaryOp::Silu
+        | UnaryOp::Reciprocal
+        | UnaryOp::Sin
+        | UnaryOp::Cos
+        | UnaryOp::Log
+        | UnaryOp::Abs
+        | UnaryOp::Floor
+        | UnaryOp::Ceil
+        | UnaryOp::Softplus
+        | UnaryOp::Not
+        | UnaryOp::IsNaN => Ok(Op::Unary(u)),
     })
 }
 

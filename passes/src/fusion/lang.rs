@@ -106,9 +106,10 @@ define_language! {
     }
 }
 
-/// The e-node of a unary op of the IR applied to class `a`.
-pub fn unary(u: UnaryOp, a: Id) -> Glu {
-    match u {
+/// The e-node of a unary op of the IR applied to class `a`; `None` for an op the language
+/// does not look into (its value becomes a leaf).
+pub fn unary(u: UnaryOp, a: Id) -> Option<Glu> {
+    Some(match u {
         UnaryOp::Neg => Glu::Neg(a),
         UnaryOp::Exp => Glu::Exp(a),
         UnaryOp::Sqrt => Glu::Sqrt(a),
@@ -119,18 +120,39 @@ pub fn unary(u: UnaryOp, a: Id) -> Glu {
         UnaryOp::Silu => Glu::Silu(a),
         UnaryOp::GeluTanh => Glu::GeluTanh(a),
         UnaryOp::GeluErf => Glu::GeluErf(a),
-    }
+        // `Reciprocal` is the canonical `recip` the rules write `1 / x` as.
+        UnaryOp::Reciprocal => Glu::Recip(a),
+        UnaryOp::Sin
+        | UnaryOp::Cos
+        | UnaryOp::Log
+        | UnaryOp::Abs
+        | UnaryOp::Floor
+        | UnaryOp::Ceil
+        | UnaryOp::Softplus
+        | UnaryOp::Not
+        | UnaryOp::IsNaN => return None,
+    })
 }
 
-/// The e-node of a binary op of the IR applied to classes `ab`.
-pub fn binary(b: BinaryOp, ab: [Id; 2]) -> Glu {
-    match b {
+/// The e-node of a binary op of the IR applied to classes `ab`; `None` for an op the
+/// language does not look into (its value becomes a leaf).
+pub fn binary(b: BinaryOp, ab: [Id; 2]) -> Option<Glu> {
+    Some(match b {
         BinaryOp::Add => Glu::Add(ab),
         BinaryOp::Sub => Glu::Sub(ab),
         BinaryOp::Mul => Glu::Mul(ab),
         BinaryOp::Div => Glu::Div(ab),
         BinaryOp::Pow => Glu::Pow(ab),
-    }
+        BinaryOp::Max
+        | BinaryOp::Min
+        | BinaryOp::Equal
+        | BinaryOp::Less
+        | BinaryOp::LessOrEqual
+        | BinaryOp::Greater
+        | BinaryOp::GreaterOrEqual
+        | BinaryOp::And
+        | BinaryOp::Or => return None,
+    })
 }
 
 /// What the analysis knows about a class.

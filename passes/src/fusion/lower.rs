@@ -26,14 +26,14 @@ fn leaf(eg: &mut GluGraph, v: Value, ty: &TensorType) -> Id {
     eg.add(Glu::Leaf(sym))
 }
 
-/// Whether the node is a scalar constant the rules may match by value.
+/// Whether the node is a floating-point scalar constant the rules may match by value.
 pub fn scalar_value(node: &Node) -> Option<f64> {
-    if node.outputs[0].numel() != Some(1) {
+    if node.outputs[0].numel() != Some(1) || !node.outputs[0].dtype.is_float() {
         return None;
     }
     // A constant, or a weight given inline; any other op holds no known value.
     if let Op::Constant(v) = &node.op {
-        return v.first().copied();
+        return v.get_f64(0);
     }
     if let Op::Weight(WeightInit::Data(d)) = &node.op {
         return d.first().map(|&x| x as f64);
@@ -55,19 +55,24 @@ pub fn lower(g: &Graph) -> Result<Lowered> {
         let is_last_axis = |axis: i64| norm_axis(axis, rank(0)) == Some(rank(0) - 1);
         // Scalar constants are matched by value.
         let konst = scalar_value(node);
+        // Only floating-point computations can be part of a gated unit; integer and boolean
+        // values (positions, masks) are leaves.
+        let float = node.outputs.iter().all(|t| t.dtype.is_float());
+        let fixed_sizes = |sizes: &[Dim]| sizes.iter().map(Dim::fixed).collect::<Option<Vec<u64>>>();
         let id = match &node.op {
             _ if konst.is_some() => konst.map(|c| eg.add(Glu::Num(Const::new(c)))),
+            _ if !float => None,
             Op::MatMul => Some(eg.add(Glu::MatMul([ins[0], ins[1]]))),
-            Op::Unary(u) => Some(eg.add(lang::unary(*u, ins[0]))),
-            Op::Binary(b) => Some(eg.add(lang::binary(*b, [ins[0], ins[1]]))),
+            Op::Unary(u) => lang::unary(*u, ins[0]).map(|e| eg.add(e)),
+            Op::Binary(b) => lang::binary(*b, [ins[0], ins[1]]).map(|e| eg.add(e)),
             Op::Transpose { perm } => (perm == &[1, 0]).then(|| eg.add(Glu::T(ins[0]))),
-            Op::Slice { axis, start, end } if is_last_axis(*axis) => {
-                let (s, e) = (num(&mut eg, *start), num(&mut eg, *end));
+            Op::Slice { axis, start: Dim::Fixed(start), len: Dim::Fixed(len), step: 1 } if is_last_axis(*axis) => {
+                let (s, e) = (num(&mut eg, *start), num(&mut eg, start + len));
                 Some(eg.add(Glu::Slice([ins[0], s, e])))
             }
-            Op::Split { axis, sizes } if is_last_axis(*axis) => {
+            Op::Split { axis, sizes } if is_last_axis(*axis) && fixed_sizes(sizes).is_some() => {
                 let mut start = 0;
-                for (k, &sz) in sizes.iter().enumerate() {
+                for (k, sz) in fixed_sizes(sizes).expect("checked").into_iter().enumerate() {
                     let (s, e) = (num(&mut eg, start), num(&mut eg, start + sz));
                     start += sz;
                     let id = eg.add(Glu::Slice([ins[0], s, e]));
@@ -81,7 +86,17 @@ pub fn lower(g: &Graph) -> Result<Lowered> {
             | Op::Input
             | Op::Weight(_)
             | Op::Constant(_)
+            | Op::SymConstant(_)
+            | Op::Where
+            | Op::Reduce { .. }
+            | Op::Softmax { .. }
+            | Op::CumSum { .. }
+            | Op::LayerNorm { .. }
+            | Op::Gather { .. }
+            | Op::GatherND { .. }
+            | Op::Range { .. }
             | Op::Reshape { .. }
+            | Op::Expand { .. }
             | Op::Concat { .. }
             | Op::Cast { .. }
             | Op::FusedGateUp(_)

@@ -309,7 +309,8 @@ impl From<LayoutArg> for Layout {
 /// How inputs are given to `interp` and `run`.
 #[derive(Args, Clone)]
 pub struct RunInputs {
-    /// An input from a .npy file, as NAME=FILE (repeatable). Inputs not given are seeded.
+    /// An input from a .npy file, as NAME=FILE (repeatable; any dtype: <f4, <f2, <i8, <i4,
+    /// |b1). Float inputs not given are seeded; integer and boolean inputs must be given.
     #[arg(long = "input", value_name = "NAME=FILE.npy")]
     pub inputs: Vec<String>,
     /// Size of a symbolic dim, as NAME=N (repeatable; unbound dims default to 1).
@@ -318,7 +319,8 @@ pub struct RunInputs {
     /// Seed of generated inputs.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// Write the first output as .npy here.
-    #[arg(long)]
-    pub output: Option<PathBuf>,
+    /// Write an output as .npy: NAME=FILE for the output of that name (repeatable), or a
+    /// bare FILE (no `=` in it) for the first output.
+    #[arg(long = "output", value_name = "[NAME=]FILE.npy")]
+    pub outputs: Vec<String>,
 }

@@ -1,19 +1,18 @@
-//! `glufuse interp GRAPH [--input NAME=F.npy].. [--dim NAME=N].. [--output F.npy]`: runs a
-//! graph on the CPU reference interpreter and prints a summary of each output.
+//! `glufuse interp GRAPH [--input NAME=F.npy].. [--dim NAME=N].. [--output [NAME=]F.npy]..`:
+//! runs a graph on the CPU reference interpreter, prints a summary of each output and writes
+//! the outputs asked for.
 
 use crate::args::InterpArgs;
-use crate::io::{gather_inputs, print_outputs};
+use crate::io::{dim_hint, gather_inputs, output_plan, print_outputs, write_outputs};
 use glufuse::files::load_graph;
 use glufuse::Result;
 
 /// Runs the command.
 pub fn run(a: InterpArgs) -> Result<()> {
     let g = load_graph(&a.graph)?;
-    let (inputs, _) = gather_inputs(&g, &a.io)?;
-    let outs = glufuse::interp::run(&g, &inputs)?;
+    let plan = output_plan(&g, &a.io.outputs)?;
+    let (inputs, b) = gather_inputs(&g, &a.io)?;
+    let outs = glufuse::interp::run_with(&g, &inputs, &b).map_err(dim_hint)?;
     print_outputs(&g, &outs);
-    if let Some(p) = &a.io.output {
-        glufuse::files::write_npy(p, &outs[0])?;
-    }
-    Ok(())
+    write_outputs(&outs, &plan)
 }

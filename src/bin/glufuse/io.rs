@@ -1,14 +1,13 @@
 //! What `interp`, `run` and `wgsl` share: symbolic dims and inputs from the arguments
-//! (`--dim NAME=N`, `--input NAME=F.npy`, the rest seeded), and the summary printed for each
-//! output.
+//! (`--dim NAME=N`, `--input NAME=F.npy`, the rest seeded), the outputs to write (`--output
+//! [NAME=]F.npy`), and the summary printed for each output.
 
 use crate::args::RunInputs;
-use glufuse::ir::{Dim, Op};
 use glufuse::shape::Bindings;
 use glufuse::tensor::Tensor;
 use glufuse::{Error, Graph, Result};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::PathBuf;
 
 /// The dims given as `NAME=N`.
 fn parse_dims(dims: &[String]) -> Result<Bindings> {
@@ -25,8 +24,8 @@ fn parse_dims(dims: &[String]) -> Result<Bindings> {
 fn default_unbound(g: &Graph, b: &mut Bindings) {
     for n in g.input_nodes() {
         for d in &g.node(n).outputs[0].shape {
-            if let Dim::Sym(s) = d {
-                b.entry(s.clone()).or_insert(1);
+            for s in d.symbols() {
+                b.entry(s).or_insert(1);
             }
         }
     }
@@ -39,45 +38,100 @@ pub fn bindings(g: &Graph, dims: &[String]) -> Result<Bindings> {
     Ok(b)
 }
 
-/// Inputs for a run: those given as .npy files, the rest seeded; and the dim bindings (from
-/// `--dim`, then from the shapes of the files given; unbound dims are 1).
+/// Adds the hint of `--dim` to an error about a symbol without a size.
+pub fn dim_hint(e: Error) -> Error {
+    let text = e.to_string();
+    let Some(sym) = text.split("symbolic dim '").nth(1).and_then(|r| r.split_once("' has no size")).map(|p| p.0) else {
+        return e;
+    };
+    let sym = sym.to_string();
+    match e {
+        Error::Graph { node, msg } => Error::Graph { node, msg: format!("{msg}; pass --dim {sym}=N") },
+        Error::Input(m) => Error::Input(format!("{m}; pass --dim {sym}=N")),
+        e => e,
+    }
+}
+
+/// Inputs for a run: those given as .npy files (checked by [`glufuse::files::read_inputs`]),
+/// the float ones not given seeded; and the dim bindings (from `--dim`, then from the shapes
+/// of the files given; unbound dims are 1).
 pub fn gather_inputs(g: &Graph, io: &RunInputs) -> Result<(HashMap<String, Tensor>, Bindings)> {
-    let mut b = parse_dims(&io.dims)?;
-    let mut given = HashMap::new();
+    let given = parse_dims(&io.dims)?;
+    let mut files = vec![];
     for spec in &io.inputs {
         let (name, file) =
             spec.split_once('=').ok_or_else(|| Error::input(format!("--input {spec:?} must be NAME=FILE.npy")))?;
-        let n = g
-            .find(name)
-            .filter(|&n| matches!(g.node(n).op, Op::Input))
-            .ok_or_else(|| Error::input(format!("--input {name:?}: the graph has no input of that name")))?;
-        let t = glufuse::files::read_npy(Path::new(file), &g.node(n).outputs[0])?;
-        glufuse::shape::bind(&g.node(n).outputs[0], &t.shape, &mut b)
-            .map_err(|m| Error::input(format!("--input {name}: {m}")).in_file(Path::new(file)))?;
-        given.insert(name.to_string(), t);
+        files.push((name.to_string(), PathBuf::from(file)));
     }
+    let (given_inputs, mut b) = glufuse::files::read_inputs(g, &files, &given)?;
     default_unbound(g, &mut b);
-    let mut inputs = glufuse::interp::seeded_inputs(g, &b, io.seed)?;
-    inputs.extend(given);
+    let mut inputs = HashMap::new();
+    for (i, n) in g.input_nodes().into_iter().enumerate() {
+        let node = g.node(n);
+        if given_inputs.contains_key(&node.name) {
+            continue;
+        }
+        if !node.outputs[0].dtype.is_float() {
+            return Err(Error::input(format!(
+                "graph input '{}' is missing: it holds {} values; give it with --input {}=FILE.npy",
+                node.name, node.outputs[0].dtype, node.name
+            )));
+        }
+        inputs.insert(node.name.clone(), glufuse::interp::seeded_input(g, i, &b, io.seed).map_err(dim_hint)?);
+    }
+    inputs.extend(given_inputs);
     Ok((inputs, b))
+}
+
+/// The outputs `--output` asks for, as (output index, file): `NAME=FILE` by the output's
+/// name, a bare `FILE` for the first output. Checked before anything runs.
+pub fn output_plan(g: &Graph, specs: &[String]) -> Result<Vec<(usize, PathBuf)>> {
+    let names: Vec<String> = (0..g.outputs.len()).map(|i| g.output_name(i)).collect();
+    let mut plan = vec![];
+    for spec in specs {
+        let (i, file) = match spec.split_once('=') {
+            Some((name, file)) => {
+                let i = g.find_output(name).or_else(|| g.outputs.iter().position(|&v| g.value_name(v) == name));
+                let i = i.ok_or_else(|| {
+                    Error::input(format!(
+                        "--output {spec:?}: the graph has no output '{name}'; its outputs are: {}",
+                        names.join(", ")
+                    ))
+                })?;
+                (i, file)
+            }
+            None => (0, spec.as_str()),
+        };
+        plan.push((i, PathBuf::from(file)));
+    }
+    Ok(plan)
+}
+
+/// Writes the outputs of an [`output_plan`].
+pub fn write_outputs(outs: &[Tensor], plan: &[(usize, PathBuf)]) -> Result<()> {
+    for (i, p) in plan {
+        glufuse::files::write_npy(p, &outs[*i])?;
+    }
+    Ok(())
 }
 
 /// Shape, mean, range and first values of a tensor, in one line.
 fn stats(t: &Tensor) -> String {
-    let n = t.data.len().max(1) as f64;
-    let mean = t.data.iter().map(|&x| x as f64).sum::<f64>() / n;
-    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-    for &x in &t.data {
-        lo = lo.min(x);
-        hi = hi.max(x);
+    let d = t.data();
+    let n = d.len().max(1) as f64;
+    let mean = (0..d.len()).map(|i| d.get_f64(i)).sum::<f64>() / n;
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for i in 0..d.len() {
+        lo = lo.min(d.get_f64(i));
+        hi = hi.max(d.get_f64(i));
     }
-    let head: Vec<String> = t.data.iter().take(4).map(|x| format!("{x:.5}")).collect();
-    format!("shape {:?} mean {mean:.6} min {lo:.5} max {hi:.5} first [{}]", t.shape, head.join(", "))
+    let head: Vec<String> = (0..d.len().min(4)).map(|i| format!("{:.5}", d.get_f64(i))).collect();
+    format!("shape {:?} {} mean {mean:.6} min {lo:.5} max {hi:.5} first [{}]", t.shape(), t.dtype(), head.join(", "))
 }
 
-/// Prints a line of [`stats`] per graph output.
+/// Prints a line of [`stats`] per graph output, by the output's name.
 pub fn print_outputs(g: &Graph, outs: &[Tensor]) {
-    for (v, t) in g.outputs.iter().zip(outs) {
-        println!("  {}: {}", g.value_name(*v), stats(t));
+    for (i, t) in outs.iter().enumerate() {
+        println!("  {}: {}", g.output_name(i), stats(t));
     }
 }

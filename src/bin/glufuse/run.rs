@@ -1,9 +1,9 @@
-//! `glufuse run GRAPH [--input NAME=F.npy].. [--output F.npy] [--unfused] [--check]
+//! `glufuse run GRAPH [--input NAME=F.npy].. [--output [NAME=]F.npy].. [--unfused] [--check]
 //! [--tune] [--matmul-precision f16|f32]`: runs a graph on the GPU; `--check` compares with
 //! the interpreter on the original graph and fails past tolerance.
 
 use crate::args::{PrecisionArg, RunArgs};
-use crate::io::{gather_inputs, print_outputs};
+use crate::io::{gather_inputs, output_plan, print_outputs, write_outputs};
 use glufuse::codegen::proj::gemm_tiled::CANDIDATES;
 use glufuse::files::load_graph;
 use glufuse::interp::{check_tolerance, compare};
@@ -18,6 +18,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     if !a.unfused {
         PassManager::standard().run(&mut g)?;
     }
+    let plan = output_plan(&g, &a.io.outputs)?;
     let (inputs, b) = gather_inputs(&g, &a.io)?;
     let gpu = Gpu::new()?;
     let precision = PrecisionArg::resolve(a.matmul_precision);
@@ -57,8 +58,5 @@ pub fn run(a: RunArgs) -> Result<()> {
             }
         }
     }
-    if let Some(p) = &a.io.output {
-        glufuse::files::write_npy(p, &outs[0])?;
-    }
-    Ok(())
+    write_outputs(&outs, &plan)
 }

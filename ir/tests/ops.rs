@@ -1,0 +1,282 @@
+//! The op families evaluated on small tensors: each op's type inference and evaluation
+//! together, edge cases included (negative axes, keepdims, empty reductions, negative and
+//! out-of-range indices, negative steps, huge bounds, masks), with values worked out by hand
+//! or, where noted, checked against onnxruntime.
+
+use glufuse_ir::shape::Bindings;
+use glufuse_ir::*;
+
+/// The type of a concrete tensor.
+fn ty(t: &Tensor) -> TensorType {
+    TensorType::new(t.dtype(), t.shape().iter().map(|&d| Dim::Fixed(d as u64)).collect())
+}
+
+/// Infers `op` on the inputs' types and evaluates it: every output.
+fn eval_all(op: &Op, ins: &[&Tensor]) -> Result<Vec<Tensor>, String> {
+    let tys: Vec<TensorType> = ins.iter().map(|t| ty(t)).collect();
+    let refs: Vec<&TensorType> = tys.iter().collect();
+    let outs = op.infer(&refs, &[])?;
+    let shapes: Vec<Vec<usize>> =
+        outs.iter().map(|t| t.shape.iter().map(|d| d.eval(&Bindings::new()).unwrap()).collect()).collect();
+    op.eval(ins, &outs, &shapes, &Bindings::new())
+}
+
+fn eval(op: &Op, ins: &[&Tensor]) -> Result<Tensor, String> {
+    eval_all(op, ins).map(|mut v| v.remove(0))
+}
+
+fn f(shape: &[usize], v: &[f32]) -> Tensor {
+    Tensor::new(shape.to_vec(), v.to_vec()).unwrap()
+}
+
+fn i(shape: &[usize], v: &[i64]) -> Tensor {
+    Tensor::i64(shape.to_vec(), v.to_vec()).unwrap()
+}
+
+fn close(got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
+    for (a, b) in got.iter().zip(want) {
+        assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{got:?} vs {want:?}");
+    }
+}
+
+#[test]
+fn reductions_over_axes_with_and_without_keepdims() {
+    let x = f(&[2, 3], &[1., 2., 3., 4., 5., 6.]);
+    let r = |op, axes: &[i64], keepdims| Op::Reduce { op, axes: axes.to_vec(), keepdims };
+    let m = eval(&r(ReduceOp::Mean, &[-1], true), &[&x]).unwrap();
+    assert_eq!(m.shape(), &[2, 1]);
+    close(m.as_f32().unwrap(), &[2., 5.]);
+    let s = eval(&r(ReduceOp::Sum, &[0], false), &[&x]).unwrap();
+    assert_eq!(s.shape(), &[3]);
+    close(s.as_f32().unwrap(), &[5., 7., 9.]);
+    let all = eval(&r(ReduceOp::Max, &[], false), &[&x]).unwrap();
+    assert_eq!(all.shape(), &[] as &[usize]);
+    close(all.as_f32().unwrap(), &[6.]);
+    let both = eval(&r(ReduceOp::Sum, &[1, -2], true), &[&x]).unwrap();
+    assert_eq!(both.shape(), &[1, 1]);
+    close(both.as_f32().unwrap(), &[21.]);
+    // Integers: sums and maxima, exactly.
+    let n = i(&[2, 2], &[5, -7, 3, 2]);
+    assert_eq!(eval(&r(ReduceOp::Max, &[1], false), &[&n]).unwrap().as_i64().unwrap(), &[5, 3]);
+    assert_eq!(eval(&r(ReduceOp::Sum, &[0], false), &[&n]).unwrap().as_i64().unwrap(), &[8, -5]);
+    // Empty reductions: sum 0, max -inf, mean NaN.
+    let e = f(&[2, 0], &[]);
+    close(eval(&r(ReduceOp::Sum, &[1], false), &[&e]).unwrap().as_f32().unwrap(), &[0., 0.]);
+    assert!(eval(&r(ReduceOp::Max, &[1], false), &[&e])
+        .unwrap()
+        .as_f32()
+        .unwrap()
+        .iter()
+        .all(|x| *x == f32::NEG_INFINITY));
+    assert!(eval(&r(ReduceOp::Mean, &[1], false), &[&e]).unwrap().as_f32().unwrap().iter().all(|x| x.is_nan()));
+    // Errors.
+    assert_eq!(eval(&r(ReduceOp::Mean, &[2], true), &[&x]).unwrap_err(), "axis 2 out of range for rank 2");
+    assert_eq!(eval(&r(ReduceOp::Sum, &[1, -1], true), &[&x]).unwrap_err(), "axes [1, -1] name an axis twice");
+    assert_eq!(
+        eval(&r(ReduceOp::Mean, &[0], true), &[&n]).unwrap_err(),
+        "ReduceMean needs floating-point inputs, got i64"
+    );
+}
+
+#[test]
+fn softmax_is_stable_and_handles_masked_rows_as_onnxruntime_does() {
+    let min = -3.402_823_5e38f32;
+    // onnxruntime 1.30 (opset 18) gives [[0.26894143, 0, 0.7310586], [1/3, 1/3, 1/3]] and
+    // [[nan, nan, nan], [0.5, 0, 0.5]] for these.
+    let x = f(&[2, 3], &[1., min, 2., min, min, min]);
+    let y = eval(&Op::Softmax { axis: -1 }, &[&x]).unwrap();
+    close(y.as_f32().unwrap(), &[0.268_941_43, 0.0, 0.731_058_6, 1. / 3., 1. / 3., 1. / 3.]);
+    let x = f(&[2, 3], &[f32::NEG_INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY, 0., f32::NEG_INFINITY, 0.]);
+    let y = eval(&Op::Softmax { axis: 1 }, &[&x]).unwrap();
+    let y = y.as_f32().unwrap();
+    assert!(y[..3].iter().all(|v| v.is_nan()));
+    close(&y[3..], &[0.5, 0.0, 0.5]);
+    // Large values do not overflow; axis 0 works too.
+    let x = f(&[2, 2], &[1000., 0., 1000., 0.]);
+    close(eval(&Op::Softmax { axis: 0 }, &[&x]).unwrap().as_f32().unwrap(), &[0.5, 0.5, 0.5, 0.5]);
+    close(eval(&Op::Softmax { axis: -1 }, &[&x]).unwrap().as_f32().unwrap(), &[1., 0., 1., 0.]);
+}
+
+#[test]
+fn cumsum_inclusive_exclusive_and_reverse() {
+    let x = i(&[2, 3], &[1, 2, 3, 4, 5, 6]);
+    let c = |exclusive, reverse| Op::CumSum { axis: -1, exclusive, reverse };
+    assert_eq!(eval(&c(false, false), &[&x]).unwrap().as_i64().unwrap(), &[1, 3, 6, 4, 9, 15]);
+    assert_eq!(eval(&c(true, false), &[&x]).unwrap().as_i64().unwrap(), &[0, 1, 3, 0, 4, 9]);
+    assert_eq!(eval(&c(false, true), &[&x]).unwrap().as_i64().unwrap(), &[6, 5, 3, 15, 11, 6]);
+    assert_eq!(eval(&c(true, true), &[&x]).unwrap().as_i64().unwrap(), &[5, 3, 0, 11, 6, 0]);
+    let xf = f(&[2, 2], &[1., 2., 3., 4.]);
+    close(
+        eval(&Op::CumSum { axis: 0, exclusive: false, reverse: false }, &[&xf]).unwrap().as_f32().unwrap(),
+        &[1., 2., 4., 6.],
+    );
+}
+
+#[test]
+fn layer_norm_with_and_without_scale_and_bias() {
+    let x = f(&[2, 2], &[1., 3., 10., 10.]);
+    let ln = |scale, bias| Op::LayerNorm { axis: -1, epsilon: 0.0, scale, bias };
+    // Row 1: mean 2, var 1 -> [-1, 1]; row 2: constant -> 0/sqrt(eps): eps 0 gives NaN, so
+    // use a small epsilon there.
+    let y = eval(&ln(false, false), &[&f(&[1, 2], &[1., 3.])]).unwrap();
+    close(y.as_f32().unwrap(), &[-1., 1.]);
+    let op = Op::LayerNorm { axis: 1, epsilon: 1e-5, scale: true, bias: true };
+    let (s, b) = (f(&[2], &[2., 3.]), f(&[2], &[0.5, -0.5]));
+    let y = eval(&op, &[&x, &s, &b]).unwrap();
+    let k = 1.0 / (1.0f64 + 1e-5).sqrt() as f32;
+    close(y.as_f32().unwrap(), &[-2. * k + 0.5, 3. * k - 0.5, 0.5, -0.5]);
+    // Over two axes, scale broadcast from [1, 2].
+    let x3 = f(&[1, 2, 2], &[0., 2., 4., 6.]);
+    let op = Op::LayerNorm { axis: -2, epsilon: 0.0, scale: true, bias: false };
+    let y = eval(&op, &[&x3, &f(&[1, 2], &[1., 10.])]).unwrap();
+    let sd = 5.0f32.sqrt();
+    close(y.as_f32().unwrap(), &[-3. / sd, -10. / sd, 1. / sd, 30. / sd]);
+    let e = eval(&Op::LayerNorm { axis: -1, epsilon: 1e-5, scale: true, bias: false }, &[&x, &f(&[3], &[1., 1., 1.])]);
+    assert_eq!(e.unwrap_err(), "scale [3] does not broadcast to the normalised dims [2]");
+    assert!(eval(&ln(true, true), &[&x]).unwrap_err().contains("takes 3 input(s), got 1"));
+}
+
+#[test]
+fn gather_any_axis_negative_indices_and_out_of_range() {
+    let table = f(&[3, 2], &[0., 1., 10., 11., 20., 21.]);
+    let ids = i(&[2, 2], &[2, 0, -1, 1]);
+    let y = eval(&Op::Gather { axis: 0 }, &[&table, &ids]).unwrap();
+    assert_eq!(y.shape(), &[2, 2, 2]);
+    close(y.as_f32().unwrap(), &[20., 21., 0., 1., 20., 21., 10., 11.]);
+    let cols = eval(&Op::Gather { axis: -1 }, &[&table, &i(&[], &[1])]).unwrap();
+    assert_eq!(cols.shape(), &[3]);
+    close(cols.as_f32().unwrap(), &[1., 11., 21.]);
+    let e = eval(&Op::Gather { axis: 0 }, &[&table, &i(&[3], &[0, 3, 1])]).unwrap_err();
+    assert_eq!(e, "index 3 (element 1 of the indices, axis 0) is out of range for a dim of size 3");
+    let e = eval(&Op::Gather { axis: 0 }, &[&table, &i(&[1], &[-4])]).unwrap_err();
+    assert!(e.starts_with("index -4 "), "{e}");
+    let e = eval(&Op::Gather { axis: 0 }, &[&table, &table]).unwrap_err();
+    assert_eq!(e, "Gather needs integer indices, got f32");
+    // Gathering integers and booleans.
+    let b = Tensor::bool(vec![3], vec![true, false, true]).unwrap();
+    assert_eq!(eval(&Op::Gather { axis: 0 }, &[&b, &i(&[2], &[1, 2])]).unwrap().as_bool().unwrap(), &[false, true]);
+}
+
+#[test]
+fn gather_nd_with_and_without_batch_dims() {
+    // The mask pattern of the exports: data [batch, seq], index pairs (b, s).
+    let mask = Tensor::bool(vec![2, 3], vec![true, true, false, false, true, true]).unwrap();
+    let idx = i(&[2, 2, 2], &[0, 2, 1, 0, 1, 1, -1, -1]);
+    let y = eval(&Op::GatherND { batch_dims: 0 }, &[&mask, &idx]).unwrap();
+    assert_eq!(y.shape(), &[2, 2]);
+    assert_eq!(y.as_bool().unwrap(), &[false, false, true, true]);
+    // Partial tuples pick rows.
+    let data = f(&[2, 2], &[1., 2., 3., 4.]);
+    let y = eval(&Op::GatherND { batch_dims: 0 }, &[&data, &i(&[2, 1], &[1, 0])]).unwrap();
+    assert_eq!(y.shape(), &[2, 2]);
+    close(y.as_f32().unwrap(), &[3., 4., 1., 2.]);
+    // One batch dim: each batch indexes its own slice.
+    let data = f(&[2, 2, 2], &[0., 1., 2., 3., 4., 5., 6., 7.]);
+    let y = eval(&Op::GatherND { batch_dims: 1 }, &[&data, &i(&[2, 1], &[1, 0])]).unwrap();
+    assert_eq!(y.shape(), &[2, 2]);
+    close(y.as_f32().unwrap(), &[2., 3., 4., 5.]);
+    let e = eval(&Op::GatherND { batch_dims: 0 }, &[&mask, &i(&[1, 2], &[2, 0])]).unwrap_err();
+    assert_eq!(e, "index 2 (index tuple 0, position 0) is out of range for a dim of size 2");
+}
+
+#[test]
+fn range_lengths_and_values() {
+    let r = |s: i64, l: i64, d: i64| Op::Range {
+        start: DimExpr::constant(s),
+        limit: DimExpr::constant(l),
+        delta: d,
+        dtype: DType::I64,
+    };
+    assert_eq!(eval(&r(0, 5, 1), &[]).unwrap().as_i64().unwrap(), &[0, 1, 2, 3, 4]);
+    assert_eq!(eval(&r(10, 4, -3), &[]).unwrap().as_i64().unwrap(), &[10, 7]);
+    assert_eq!(eval(&r(1, 8, 3), &[]).unwrap().as_i64().unwrap(), &[1, 4, 7]);
+    assert_eq!(eval(&r(5, 0, 1), &[]).unwrap().numel(), 0);
+    assert_eq!(eval(&r(0, 5, 0), &[]).unwrap_err(), "Range delta must not be 0");
+    // Symbolic: `past .. past + new`, evaluated under the binding.
+    let op = Op::Range {
+        start: DimExpr::sym("past"),
+        limit: DimExpr::parse("past + new").unwrap(),
+        delta: 1,
+        dtype: DType::I32,
+    };
+    let out = op.infer(&[], &[]).unwrap();
+    assert_eq!(out[0].shape, vec![Dim::sym("new")]);
+    let b: Bindings = [("past".to_string(), 9), ("new".to_string(), 3)].into();
+    let y = op.eval(&[], &out, &[vec![3]], &b).unwrap().remove(0);
+    assert_eq!((y.dtype(), y.as_i64().unwrap()), (DType::I32, &[9i64, 10, 11][..]));
+}
+
+#[test]
+fn slices_with_steps_and_symbolic_starts() {
+    let x = f(&[2, 4], &[0., 1., 2., 3., 4., 5., 6., 7.]);
+    let s = |start: u64, len: u64, step| Op::Slice { axis: -1, start: Dim::Fixed(start), len: Dim::Fixed(len), step };
+    close(eval(&s(1, 2, 1), &[&x]).unwrap().as_f32().unwrap(), &[1., 2., 5., 6.]);
+    close(eval(&s(3, 4, -1), &[&x]).unwrap().as_f32().unwrap(), &[3., 2., 1., 0., 7., 6., 5., 4.]);
+    close(eval(&s(0, 2, 2), &[&x]).unwrap().as_f32().unwrap(), &[0., 2., 4., 6.]);
+    close(eval(&s(3, 2, -2), &[&x]).unwrap().as_f32().unwrap(), &[3., 1., 7., 5.]);
+    assert_eq!(eval(&s(4, 0, 1), &[&x]).unwrap().shape(), &[2, 0]);
+    let e = eval(&s(2, 3, 1), &[&x]).unwrap_err();
+    assert_eq!(e, "slice of 3 elements from index 2 in steps of 1 does not fit an axis of size 4 (axis 1)");
+    assert!(eval(&s(0, 3, -1), &[&x]).is_err());
+    // `past .. past + new` of a [past + new] cache, checked when bound.
+    let op = Op::Slice { axis: 0, start: Dim::sym("past"), len: Dim::sym("new"), step: 1 };
+    let cache = TensorType::new(DType::F32, vec![Dim::parse("past + new").unwrap()]);
+    let out = op.infer(&[&cache], &[]).unwrap();
+    assert_eq!(out[0].shape, vec![Dim::sym("new")]);
+    let t = f(&[5], &[0., 1., 2., 3., 4.]);
+    let b: Bindings = [("past".to_string(), 3), ("new".to_string(), 2)].into();
+    close(op.eval(&[&t], &out, &[vec![2]], &b).unwrap()[0].as_f32().unwrap(), &[3., 4.]);
+    let bad: Bindings = [("past".to_string(), 4), ("new".to_string(), 2)].into();
+    assert!(op.eval(&[&t], &out, &[vec![2]], &bad).unwrap_err().contains("does not fit"));
+}
+
+#[test]
+fn concat_of_symbolic_lengths_and_expand() {
+    let past = TensorType::new(DType::F32, vec![Dim::Fixed(1), Dim::sym("past"), Dim::Fixed(8)]);
+    let new = TensorType::new(DType::F32, vec![Dim::Fixed(1), Dim::sym("new"), Dim::Fixed(8)]);
+    let out = Op::Concat { axis: -2 }.infer(&[&past, &new], &[]).unwrap();
+    assert_eq!(out[0].shape[1], Dim::parse("new + past").unwrap());
+    assert_eq!(out[0].to_string(), "f32[1,new + past,8]");
+    let x = f(&[2, 1], &[1., 2.]);
+    let y = eval(&Op::Expand { shape: vec![Dim::Fixed(3), Dim::Fixed(1), Dim::Fixed(2)] }, &[&x]).unwrap();
+    assert_eq!(y.shape(), &[3, 2, 2]);
+    close(y.as_f32().unwrap(), &[1., 1., 2., 2., 1., 1., 2., 2., 1., 1., 2., 2.]);
+    let e = eval(&Op::Expand { shape: vec![Dim::Fixed(3), Dim::Fixed(1)] }, &[&x]).unwrap_err();
+    assert!(e.contains("do not broadcast"), "{e}");
+    // Integer concat.
+    let c = eval(&Op::Concat { axis: 0 }, &[&i(&[1], &[1]), &i(&[2], &[2, 3])]).unwrap();
+    assert_eq!(c.as_i64().unwrap(), &[1, 2, 3]);
+}
+
+#[test]
+fn unary_ops_on_floats_integers_and_booleans() {
+    let x = f(&[4], &[-1.5, 0.0, 2.0, f32::NAN]);
+    let u = |op| Op::Unary(op);
+    close(&eval(&u(UnaryOp::Floor), &[&x]).unwrap().as_f32().unwrap()[..3], &[-2., 0., 2.]);
+    close(&eval(&u(UnaryOp::Ceil), &[&x]).unwrap().as_f32().unwrap()[..3], &[-1., 0., 2.]);
+    close(&eval(&u(UnaryOp::Reciprocal), &[&x]).unwrap().as_f32().unwrap()[..1], &[-1. / 1.5]);
+    close(eval(&u(UnaryOp::Softplus), &[&f(&[2], &[0., 100.])]).unwrap().as_f32().unwrap(), &[2f32.ln(), 100.]);
+    assert_eq!(eval(&u(UnaryOp::IsNaN), &[&x]).unwrap().as_bool().unwrap(), &[false, false, false, true]);
+    assert_eq!(eval(&u(UnaryOp::Abs), &[&i(&[2], &[-3, 4])]).unwrap().as_i64().unwrap(), &[3, 4]);
+    assert_eq!(eval(&u(UnaryOp::Neg), &[&i(&[1], &[i64::MIN])]).unwrap().as_i64().unwrap(), &[i64::MIN]);
+    let b = Tensor::bool(vec![2], vec![true, false]).unwrap();
+    assert_eq!(eval(&u(UnaryOp::Not), &[&b]).unwrap().as_bool().unwrap(), &[false, true]);
+    assert_eq!(eval(&u(UnaryOp::Not), &[&x]).unwrap_err(), "Not needs bool inputs, got f32");
+    assert_eq!(eval(&u(UnaryOp::Sin), &[&b]).unwrap_err(), "Sin needs floating-point inputs, got bool");
+}
+
+#[test]
+fn sym_constants_evaluate_under_the_binding() {
+    let op = Op::SymConstant(vec![DimExpr::constant(1), DimExpr::parse("past + new").unwrap()]);
+    let t = TensorType::new(DType::I64, vec![Dim::Fixed(2)]);
+    assert_eq!(op.infer(&[], std::slice::from_ref(&t)).unwrap(), vec![t.clone()]);
+    let b: Bindings = [("past".to_string(), 9), ("new".to_string(), 3)].into();
+    let y = op.eval(&[], std::slice::from_ref(&t), &[vec![2]], &b).unwrap().remove(0);
+    assert_eq!(y.as_i64().unwrap(), &[1, 12]);
+    let e = op.eval(&[], std::slice::from_ref(&t), &[vec![2]], &Bindings::new()).unwrap_err();
+    assert_eq!(e, "symbolic dim 'new' has no size");
+    assert_eq!(op.label(), "SymConstant([1, new + past])");
+    let f32t = TensorType::new(DType::F32, vec![Dim::Fixed(2)]);
+    assert_eq!(op.infer(&[], &[f32t]).unwrap_err(), "SymConstant needs integer values, got f32");
+}

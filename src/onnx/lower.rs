@@ -1,0 +1,634 @@
+//! ONNX nodes as IR ops: [`lower`] turns one node into a short list of [`Step`]s (one IR op
+//! each, usually a single one; `Gemm`, multi-axis `Slice`, variadic `Max` and `Clip` take
+//! several), with the attributes ONNX passes as tensors (shapes, axes, bounds) read from
+//! values known at load time, symbolic ones included. The loader then folds each step whose
+//! inputs are all known, and builds the rest into the graph.
+//!
+//! An input that must be known (a `Reshape` target, `Slice` bounds, a `Range` limit) but is
+//! computed from tensor data at run time is an error: the output's shape would depend on
+//! data, which glufuse does not model. An op not listed here returns `None` and stays opaque.
+
+use super::known::{KVals, Known};
+use super::proto;
+use crate::ir::*;
+use std::collections::HashMap;
+
+/// Where a step's input comes from.
+#[derive(Clone, Debug)]
+pub enum Src {
+    /// Input `i` of the ONNX node.
+    In(usize),
+    /// A value the lowering makes up (a default bound, Gemm's alpha), with a name suffix for
+    /// its node should it need one.
+    Known(String, Known),
+    /// Output `o` of an earlier step.
+    Step(usize, usize),
+}
+
+/// One IR op of a lowering.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// The op.
+    pub op: Op,
+    /// Its inputs.
+    pub ins: Vec<Src>,
+    /// Suffix of its node's name (`{node}.{suffix}`), unless it is the last step (which takes
+    /// the node's name).
+    pub suffix: String,
+}
+
+/// A node as IR ops: the steps, and where each ONNX output comes from (`None`: an output
+/// glufuse does not model, an error if anything reads it).
+#[derive(Clone, Debug, Default)]
+pub struct Lowering {
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+    /// Each ONNX output's source.
+    pub outs: Vec<Option<Src>>,
+}
+
+/// What the lowering may ask about the node's inputs.
+pub trait Env {
+    /// The type of a value, by ONNX name.
+    fn type_of(&self, name: &str) -> Option<TensorType>;
+    /// The known value of a value, by ONNX name.
+    fn known(&self, name: &str) -> Option<&Known>;
+}
+
+/// An attribute reader.
+pub struct Attrs<'a>(pub HashMap<&'a str, &'a proto::AttributeProto>);
+
+impl Attrs<'_> {
+    fn int(&self, k: &str) -> Option<i64> {
+        self.0.get(k).and_then(|a| a.i)
+    }
+    fn float(&self, k: &str) -> Option<f32> {
+        self.0.get(k).and_then(|a| a.f)
+    }
+    fn ints(&self, k: &str) -> Option<Vec<i64>> {
+        self.0.get(k).map(|a| a.ints.clone())
+    }
+    fn string(&self, k: &str) -> Option<String> {
+        self.0.get(k).and_then(|a| a.s.as_ref()).map(|s| String::from_utf8_lossy(s).into_owned())
+    }
+    /// A tensor attribute.
+    pub fn tensor(&self, k: &str) -> Option<&proto::TensorProto> {
+        self.0.get(k).and_then(|a| a.t.as_ref())
+    }
+}
+
+struct Ctx<'a> {
+    env: &'a dyn Env,
+    n: &'a proto::NodeProto,
+    steps: Vec<Step>,
+}
+
+impl Ctx<'_> {
+    fn name(&self, i: usize) -> Option<&str> {
+        self.n.input.get(i).map(String::as_str).filter(|s| !s.is_empty())
+    }
+    fn has(&self, i: usize) -> bool {
+        self.name(i).is_some()
+    }
+    fn ty(&self, i: usize) -> Result<TensorType, String> {
+        let nm = self.name(i).ok_or_else(|| format!("input {i} is missing"))?;
+        self.env.type_of(nm).ok_or_else(|| format!("value '{nm}' is not produced by any earlier node"))
+    }
+    fn known(&self, i: usize) -> Option<&Known> {
+        self.name(i).and_then(|nm| self.env.known(nm))
+    }
+    /// Input `i`'s integers, which must be known at load time (`what` says what they are).
+    fn exprs(&self, i: usize, what: &str) -> Result<Vec<DimExpr>, String> {
+        match self.known(i) {
+            Some(k) => k.exprs().ok_or_else(|| format!("the {what} (input {i}) must be integers, not {}", k.dtype)),
+            None if self.has(i) => Err(data_dependent(what, i)),
+            None => Err(format!("the {what} (input {i}) is missing")),
+        }
+    }
+    /// Input `i`'s integers, which must be known numbers.
+    fn ints(&self, i: usize, what: &str) -> Result<Vec<i64>, String> {
+        let e = self.exprs(i, what)?;
+        e.iter()
+            .map(|x| x.as_const().ok_or_else(|| format!("the {what} (input {i}) must be numbers, not {x}")))
+            .collect()
+    }
+    fn step(&mut self, suffix: &str, op: Op, ins: Vec<Src>) -> Src {
+        self.steps.push(Step { op, ins, suffix: suffix.to_string() });
+        Src::Step(self.steps.len() - 1, 0)
+    }
+    fn done(self, outs: Vec<Option<Src>>) -> Option<Lowering> {
+        Some(Lowering { steps: self.steps, outs })
+    }
+}
+
+/// The message for an input that must be known but is computed from data.
+fn data_dependent(what: &str, i: usize) -> String {
+    format!(
+        "the {what} (input {i}) is computed from tensor data at run time, so the output's shape would depend on data; glufuse needs it known at load time (from constants and dims)"
+    )
+}
+
+/// A known scalar of a dtype.
+fn scalar(dtype: DType, v: f64) -> Known {
+    let vals = match dtype {
+        DType::F32 | DType::F16 => KVals::Float(vec![v as f32]),
+        DType::I64 | DType::I32 => KVals::Int(vec![v as i64]),
+        DType::Bool => KVals::Bool(vec![v != 0.0]),
+    };
+    Known::new(dtype, vec![], vals)
+}
+
+fn unary_of(op: &str, attrs: &Attrs) -> Option<UnaryOp> {
+    Some(match op {
+        "Neg" => UnaryOp::Neg,
+        "Exp" => UnaryOp::Exp,
+        "Sqrt" => UnaryOp::Sqrt,
+        "Erf" => UnaryOp::Erf,
+        "Tanh" => UnaryOp::Tanh,
+        "Sigmoid" => UnaryOp::Sigmoid,
+        "Relu" => UnaryOp::Relu,
+        "Gelu" => match attrs.string("approximate").as_deref() {
+            Some("tanh") => UnaryOp::GeluTanh,
+            _ => UnaryOp::GeluErf,
+        },
+        "Reciprocal" => UnaryOp::Reciprocal,
+        "Sin" => UnaryOp::Sin,
+        "Cos" => UnaryOp::Cos,
+        "Log" => UnaryOp::Log,
+        "Abs" => UnaryOp::Abs,
+        "Floor" => UnaryOp::Floor,
+        "Ceil" => UnaryOp::Ceil,
+        "Softplus" => UnaryOp::Softplus,
+        "Not" => UnaryOp::Not,
+        "IsNaN" => UnaryOp::IsNaN,
+        _ => return None,
+    })
+}
+
+fn binary_of(op: &str) -> Option<BinaryOp> {
+    Some(match op {
+        "Add" | "Sum" => BinaryOp::Add,
+        "Sub" => BinaryOp::Sub,
+        "Mul" => BinaryOp::Mul,
+        "Div" => BinaryOp::Div,
+        "Pow" => BinaryOp::Pow,
+        "Max" => BinaryOp::Max,
+        "Min" => BinaryOp::Min,
+        "Equal" => BinaryOp::Equal,
+        "Less" => BinaryOp::Less,
+        "LessOrEqual" => BinaryOp::LessOrEqual,
+        "Greater" => BinaryOp::Greater,
+        "GreaterOrEqual" => BinaryOp::GreaterOrEqual,
+        "And" => BinaryOp::And,
+        "Or" => BinaryOp::Or,
+        _ => return None,
+    })
+}
+
+/// The element type of an ONNX type code.
+pub fn dtype_of(code: i32) -> Result<DType, String> {
+    Ok(match code {
+        1 => DType::F32,
+        10 => DType::F16,
+        7 => DType::I64,
+        6 => DType::I32,
+        9 => DType::Bool,
+        // Other integers are held as i64 (uint8, int8, uint16, int16, uint32, uint64).
+        2..=5 | 12 | 13 => DType::I64,
+        // Other floats pass through opaque ops only; f32 stands in for them.
+        11 | 16 => DType::F32,
+        c => return Err(format!("element type {c} is not supported")),
+    })
+}
+
+/// Slice bounds of one axis of size `dim` by ONNX rules (negative counts from the end, out
+/// of range clamps, huge values mean the end): the first index and the length. A bound that
+/// is symbolic, or a number against a symbolic dim, is taken as in range; the run checks
+/// that it is.
+pub fn slice_bounds(dim: &Dim, start: &DimExpr, end: &DimExpr, step: i64) -> Result<(Dim, Dim), String> {
+    const HUGE: i64 = 1 << 62;
+    let d = dim.expr();
+    let fixed = dim.fixed().map(|n| n as i64);
+    let resolve = |x: &DimExpr| -> Result<DimExpr, String> {
+        Ok(match x.as_const() {
+            Some(c) if c >= HUGE => d.clone(),
+            Some(c) if c <= -HUGE => DimExpr::constant(if step > 0 { 0 } else { -1 }),
+            Some(c) if c < 0 => d.add(&DimExpr::constant(c))?,
+            _ => x.clone(),
+        })
+    };
+    let (s, e) = (resolve(start)?, resolve(end)?);
+    if step > 0 {
+        let (s, e) = match (fixed, s.as_const(), e.as_const()) {
+            (Some(n), Some(s), Some(e)) => {
+                let s = s.clamp(0, n);
+                (DimExpr::constant(s), DimExpr::constant(e.clamp(s, n)))
+            }
+            _ => (s, e),
+        };
+        let len = e.sub(&s)?.add(&DimExpr::constant(step - 1))?.floor_div(step)?;
+        let len = if len.as_const().is_some_and(|c| c < 0) { DimExpr::constant(0) } else { len };
+        return Ok((Dim::from_expr(s)?, Dim::from_expr(len)?));
+    }
+    if step == 0 {
+        return Err("slice step must not be 0".into());
+    }
+    // Negative steps: start in [0, dim - 1], end in [-1, dim - 1].
+    if fixed == Some(0) {
+        return Ok((Dim::Fixed(0), Dim::Fixed(0)));
+    }
+    let last = d.sub(&DimExpr::constant(1))?;
+    let (s, e) = match (fixed, s.as_const(), e.as_const()) {
+        (Some(n), Some(s), Some(e)) => (DimExpr::constant(s.clamp(0, n - 1)), DimExpr::constant(e.clamp(-1, n - 1))),
+        _ if start.as_const().is_some_and(|c| c >= HUGE) => (last.clone(), e),
+        _ => (s, e),
+    };
+    let len = s.sub(&e)?.add(&DimExpr::constant(-step - 1))?.floor_div(-step)?;
+    if len.as_const().is_some_and(|c| c <= 0) {
+        return Ok((Dim::Fixed(0), Dim::Fixed(0)));
+    }
+    Ok((Dim::from_expr(s)?, Dim::from_expr(len)?))
+}
+
+/// Lowers one default-domain node; `None` for an op glufuse does not model.
+pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Option<Lowering>, String> {
+    let op = n.op_type.as_deref().unwrap_or("");
+    let mut c = Ctx { env, n, steps: vec![] };
+    let nout = n.output.len().max(1);
+    let input = Src::In;
+    if let Some(u) = unary_of(op, attrs) {
+        let s = c.step("", Op::Unary(u), vec![input(0)]);
+        return Ok(c.done(vec![Some(s)]));
+    }
+    if let Some(b) = binary_of(op) {
+        let count = n.input.len();
+        if count == 0 {
+            return Err(format!("{op} needs inputs"));
+        }
+        if count == 1 {
+            return Ok(c.done(vec![Some(input(0))]));
+        }
+        let mut ins = vec![input(0), input(1)];
+        // Pow's exponent may be of another type: it takes the base's.
+        if b == BinaryOp::Pow {
+            let (base, exp) = (c.ty(0)?, c.ty(1)?);
+            if base.dtype != exp.dtype {
+                ins[1] = c.step("exponent", Op::Cast { to: base.dtype }, vec![input(1)]);
+            }
+        }
+        let mut acc = c.step("0", Op::Binary(b), ins);
+        for i in 2..count {
+            acc = c.step(&format!("{}", i - 1), Op::Binary(b), vec![acc, input(i)]);
+        }
+        return Ok(c.done(vec![Some(acc)]));
+    }
+    let ax =
+        |a: i64, r: usize| crate::shape::norm_axis(a, r).ok_or_else(|| format!("axis {a} out of range for rank {r}"));
+    let out = match op {
+        "Constant" => {
+            let k = constant_attr(attrs)?;
+            return Ok(c.done(vec![Some(Src::Known("value".into(), k))]));
+        }
+        "Identity" => input(0),
+        "Dropout" => {
+            // Inference: the data passes through; the mask is not modelled.
+            return Ok(c.done([Some(input(0))].into_iter().chain((1..nout).map(|_| None)).collect()));
+        }
+        "Shape" => {
+            let t = c.ty(0)?;
+            let r = t.rank() as i64;
+            let clamp = |x: i64| (if x < 0 { x + r } else { x }).clamp(0, r) as usize;
+            let (s, e) = (clamp(attrs.int("start").unwrap_or(0)), clamp(attrs.int("end").unwrap_or(r)));
+            let v: Vec<DimExpr> = t.shape[s..e.max(s)].iter().map(Dim::expr).collect();
+            let len = v.len();
+            Src::Known("shape".into(), Known::new(DType::I64, vec![len], KVals::Sym(v)))
+        }
+        "Size" => {
+            let t = c.ty(0)?;
+            Src::Known("size".into(), Known::int_scalar(crate::shape::numel_expr(&t.shape)?))
+        }
+        "Cast" => {
+            let to = dtype_of(attrs.int("to").unwrap_or(1) as i32)?;
+            c.step("", Op::Cast { to }, vec![input(0)])
+        }
+        "CastLike" => {
+            let to = c.ty(1)?.dtype;
+            c.step("", Op::Cast { to }, vec![input(0)])
+        }
+        "Where" => c.step("", Op::Where, vec![input(0), input(1), input(2)]),
+        "Clip" => {
+            let mut acc = input(0);
+            if c.has(1) {
+                acc = c.step("min", Op::Binary(BinaryOp::Max), vec![acc, input(1)]);
+            }
+            if c.has(2) {
+                acc = c.step("max", Op::Binary(BinaryOp::Min), vec![acc, input(2)]);
+            }
+            acc
+        }
+        "MatMul" => {
+            if c.ty(0)?.rank() < 2 || c.ty(1)?.rank() < 2 {
+                return Ok(None);
+            }
+            c.step("", Op::MatMul, vec![input(0), input(1)])
+        }
+        "Gemm" => {
+            let (ta, tb) = (c.ty(0)?, c.ty(1)?);
+            if ta.rank() != 2 || tb.rank() != 2 {
+                return Err("Gemm needs 2-D operands".into());
+            }
+            let mut a = input(0);
+            let mut b = input(1);
+            if attrs.int("transA") == Some(1) {
+                a = c.step("transA", Op::Transpose { perm: vec![1, 0] }, vec![a]);
+            }
+            if attrs.int("transB") == Some(1) {
+                b = c.step("transB", Op::Transpose { perm: vec![1, 0] }, vec![b]);
+            }
+            let alpha = attrs.float("alpha").unwrap_or(1.0);
+            let beta = attrs.float("beta").unwrap_or(1.0);
+            let has_c = c.has(2);
+            let mut y = c.step("matmul", Op::MatMul, vec![a, b]);
+            let dt = ta.dtype;
+            if alpha != 1.0 {
+                let k = Src::Known("alpha".into(), scalar(dt, alpha as f64));
+                y = c.step("scaled", Op::Binary(BinaryOp::Mul), vec![y, k]);
+            }
+            if has_c {
+                let mut bias = input(2);
+                if beta != 1.0 {
+                    let k = Src::Known("beta".into(), scalar(dt, beta as f64));
+                    bias = c.step("beta_c", Op::Binary(BinaryOp::Mul), vec![bias, k]);
+                }
+                y = c.step("", Op::Binary(BinaryOp::Add), vec![y, bias]);
+            }
+            y
+        }
+        "Transpose" => {
+            let r = c.ty(0)?.rank();
+            let perm: Vec<usize> = match attrs.ints("perm") {
+                Some(p) => p.iter().map(|&x| ax(x, r)).collect::<Result<_, _>>()?,
+                None => (0..r).rev().collect(),
+            };
+            c.step("", Op::Transpose { perm }, vec![input(0)])
+        }
+        "Reshape" => {
+            let shape = c.exprs(1, "target shape")?;
+            if attrs.int("allowzero") == Some(1) && shape.iter().any(|e| e.as_const() == Some(0)) {
+                return Err("a Reshape (allowzero) to a dim of size 0 is not supported".into());
+            }
+            c.step("", Op::Reshape { shape }, vec![input(0)])
+        }
+        "Squeeze" | "Unsqueeze" => {
+            let t = c.ty(0)?;
+            let axes: Option<Vec<i64>> = if c.has(1) { Some(c.ints(1, "axes")?) } else { attrs.ints("axes") };
+            let mut dims: Vec<DimExpr> = t.shape.iter().map(Dim::expr).collect();
+            if op == "Unsqueeze" {
+                let axes = axes.ok_or("Unsqueeze needs axes")?;
+                let r = t.rank() + axes.len();
+                let mut norm = axes.iter().map(|&a| ax(a, r)).collect::<Result<Vec<_>, _>>()?;
+                norm.sort_unstable();
+                if norm.windows(2).any(|w| w[0] == w[1]) {
+                    return Err(format!("Unsqueeze axes {axes:?} name an axis twice"));
+                }
+                for a in norm {
+                    dims.insert(a, DimExpr::constant(1));
+                }
+            } else {
+                let drop: Vec<usize> = match axes.filter(|a| !a.is_empty()) {
+                    Some(a) => a.iter().map(|&x| ax(x, t.rank())).collect::<Result<_, _>>()?,
+                    None => {
+                        if let Some(d) = t.shape.iter().find(|d| d.fixed().is_none()) {
+                            return Err(format!(
+                                "Squeeze without axes of {t}: whether dim {d} is 1 is known only at run time"
+                            ));
+                        }
+                        (0..t.rank()).filter(|&i| t.shape[i] == Dim::Fixed(1)).collect()
+                    }
+                };
+                for &a in &drop {
+                    if t.shape[a] != Dim::Fixed(1) {
+                        return Err(format!("Squeeze axis {a} of {t} has size {}, not 1", t.shape[a]));
+                    }
+                }
+                dims = dims.into_iter().enumerate().filter(|(i, _)| !drop.contains(i)).map(|(_, d)| d).collect();
+            }
+            c.step("", Op::Reshape { shape: dims }, vec![input(0)])
+        }
+        "Flatten" => {
+            let t = c.ty(0)?;
+            let a = attrs.int("axis").unwrap_or(1);
+            let a = if a < 0 { a + t.rank() as i64 } else { a };
+            if !(0..=t.rank() as i64).contains(&a) {
+                return Err(format!("axis {a} out of range for rank {}", t.rank()));
+            }
+            let (outer, inner) = t.shape.split_at(a as usize);
+            let shape = vec![crate::shape::numel_expr(outer)?, crate::shape::numel_expr(inner)?];
+            c.step("", Op::Reshape { shape }, vec![input(0)])
+        }
+        "Expand" => {
+            let shape = c.exprs(1, "shape")?.into_iter().map(Dim::from_expr).collect::<Result<_, _>>()?;
+            c.step("", Op::Expand { shape }, vec![input(0)])
+        }
+        "ConstantOfShape" => {
+            let shape: Vec<Dim> = c.exprs(0, "shape")?.into_iter().map(Dim::from_expr).collect::<Result<_, _>>()?;
+            let mut v = match attrs.tensor("value") {
+                Some(t) => super::decode_tensor(t, None)?,
+                None => scalar(DType::F32, 0.0),
+            };
+            if v.numel() != 1 {
+                return Err(format!("ConstantOfShape value must hold one value, not {}", v.numel()));
+            }
+            v.dims = vec![];
+            c.step("", Op::Expand { shape }, vec![Src::Known("value".into(), v)])
+        }
+        "Concat" => {
+            let axis = attrs.int("axis").ok_or("Concat needs an axis")?;
+            c.step("", Op::Concat { axis }, (0..n.input.len()).map(input).collect())
+        }
+        "Split" => {
+            let t = c.ty(0)?;
+            let axis = attrs.int("axis").unwrap_or(0);
+            let a = ax(axis, t.rank())?;
+            let sizes: Vec<Dim> = if c.has(1) {
+                c.exprs(1, "split sizes")?.into_iter().map(Dim::from_expr).collect::<Result<_, _>>()?
+            } else if let Some(s) = attrs.ints("split") {
+                s.into_iter().map(|x| Dim::from_expr(DimExpr::constant(x))).collect::<Result<_, _>>()?
+            } else {
+                let parts = nout as i64;
+                if attrs.int("num_outputs").is_some_and(|k| k != parts) {
+                    return Err(format!("num_outputs {:?} but {parts} outputs", attrs.int("num_outputs")));
+                }
+                match t.shape[a].fixed() {
+                    Some(total) => {
+                        let each = total.div_ceil(parts as u64);
+                        (0..parts as u64).map(|i| Dim::Fixed(each.min(total.saturating_sub(i * each)))).collect()
+                    }
+                    None => {
+                        let part = t.shape[a].expr().div_exact(&DimExpr::constant(parts)).ok_or_else(|| {
+                            format!("axis {a} of size {} does not split into {parts} equal parts", t.shape[a])
+                        })?;
+                        vec![Dim::from_expr(part)?; parts as usize]
+                    }
+                }
+            };
+            let k = sizes.len();
+            c.step("", Op::Split { axis, sizes }, vec![input(0)]);
+            let last = c.steps.len() - 1;
+            return Ok(c.done((0..k).map(|o| Some(Src::Step(last, o))).collect()));
+        }
+        "Slice" => {
+            let t = c.ty(0)?;
+            let starts = c.exprs(1, "starts")?;
+            let ends = c.exprs(2, "ends")?;
+            if starts.len() != ends.len() {
+                return Err(format!("{} starts but {} ends", starts.len(), ends.len()));
+            }
+            let axes: Vec<i64> = if c.has(3) { c.ints(3, "axes")? } else { (0..starts.len() as i64).collect() };
+            let steps: Vec<i64> = if c.has(4) { c.ints(4, "steps")? } else { vec![1; starts.len()] };
+            if axes.len() != starts.len() || steps.len() != starts.len() {
+                return Err("Slice starts, ends, axes and steps differ in length".into());
+            }
+            let mut v = input(0);
+            for j in 0..starts.len() {
+                let a = ax(axes[j], t.rank())?;
+                let (start, len) = slice_bounds(&t.shape[a], &starts[j], &ends[j], steps[j])?;
+                v = c.step(&format!("{j}"), Op::Slice { axis: a as i64, start, len, step: steps[j] }, vec![v]);
+            }
+            v
+        }
+        "Gather" => c.step("", Op::Gather { axis: attrs.int("axis").unwrap_or(0) }, vec![input(0), input(1)]),
+        "GatherND" => {
+            let b = attrs.int("batch_dims").unwrap_or(0);
+            let batch_dims = u64::try_from(b).map_err(|_| format!("batch_dims {b} is negative"))?;
+            c.step("", Op::GatherND { batch_dims }, vec![input(0), input(1)])
+        }
+        "Range" => {
+            let dtype = c.ty(0)?.dtype;
+            if dtype.is_float() {
+                return range_of_floats(&c).map(|s| c.done(vec![Some(s)]));
+            }
+            let one = |i: usize, what: &str| -> Result<DimExpr, String> {
+                let v = c.exprs(i, what)?;
+                if v.len() != 1 {
+                    return Err(format!("the Range {what} must be a scalar"));
+                }
+                Ok(v[0].clone())
+            };
+            let (start, limit, delta) = (one(0, "start")?, one(1, "limit")?, one(2, "delta")?);
+            let delta = delta.as_const().ok_or_else(|| format!("the Range delta must be a number, not {delta}"))?;
+            c.step("", Op::Range { start, limit, delta, dtype }, vec![])
+        }
+        "ReduceMean" | "ReduceSum" | "ReduceMax" => {
+            let rop = match op {
+                "ReduceMean" => ReduceOp::Mean,
+                "ReduceSum" => ReduceOp::Sum,
+                _ => ReduceOp::Max,
+            };
+            let axes = if c.has(1) { c.ints(1, "axes")? } else { attrs.ints("axes").unwrap_or_default() };
+            if axes.is_empty() && attrs.int("noop_with_empty_axes") == Some(1) {
+                input(0)
+            } else {
+                let keepdims = attrs.int("keepdims").unwrap_or(1) != 0;
+                c.step("", Op::Reduce { op: rop, axes, keepdims }, vec![input(0)])
+            }
+        }
+        "Softmax" => c.step("", Op::Softmax { axis: attrs.int("axis").unwrap_or(-1) }, vec![input(0)]),
+        "CumSum" => {
+            let a = c.ints(1, "axis")?;
+            let [axis] = a.as_slice() else { return Err("the CumSum axis must be a scalar".into()) };
+            let exclusive = attrs.int("exclusive").unwrap_or(0) != 0;
+            let reverse = attrs.int("reverse").unwrap_or(0) != 0;
+            c.step("", Op::CumSum { axis: *axis, exclusive, reverse }, vec![input(0)])
+        }
+        "LayerNormalization" => {
+            let axis = attrs.int("axis").unwrap_or(-1);
+            let epsilon = attrs.float("epsilon").unwrap_or(1e-5);
+            let (scale, bias) = (c.has(1), c.has(2));
+            let ins = [(true, 0), (scale, 1), (bias, 2)].into_iter().filter(|p| p.0).map(|p| input(p.1)).collect();
+            let y = c.step("", Op::LayerNorm { axis, epsilon, scale, bias }, ins);
+            // The mean and inverse deviation outputs are not modelled.
+            return Ok(c.done([Some(y)].into_iter().chain((1..nout).map(|_| None)).collect()));
+        }
+        _ => return Ok(None),
+    };
+    Ok(c.done(vec![Some(out)]))
+}
+
+/// A `Range` of floats: its bounds must be known numbers.
+fn range_of_floats(c: &Ctx) -> Result<Src, String> {
+    let num = |i: usize| -> Result<f64, String> {
+        let k = c.known(i).ok_or_else(|| data_dependent("Range bounds", i))?;
+        match &k.vals {
+            KVals::Float(v) if v.len() == 1 => Ok(v[0] as f64),
+            _ => Err("a Range of floats needs scalar float bounds".into()),
+        }
+    };
+    let (start, limit, delta) = (num(0)?, num(1)?, num(2)?);
+    if delta == 0.0 || !delta.is_finite() {
+        return Err(format!("Range delta {delta} must be finite and not 0"));
+    }
+    let n = ((limit - start) / delta).ceil().max(0.0);
+    if !n.is_finite() || n > super::known::FOLD_LIMIT as f64 {
+        return Err(format!("a Range of floats from {start} to {limit} by {delta} is too long to hold"));
+    }
+    let v: Vec<f32> = (0..n as usize).map(|i| (start + i as f64 * delta) as f32).collect();
+    let len = v.len();
+    Ok(Src::Known("range".into(), Known::new(c.ty(0)?.dtype, vec![len], KVals::Float(v))))
+}
+
+/// The value of a `Constant` node (any of its value attributes).
+fn constant_attr(attrs: &Attrs) -> Result<Known, String> {
+    if let Some(t) = attrs.tensor("value") {
+        return super::decode_tensor(t, None);
+    }
+    if let Some(f) = attrs.float("value_float") {
+        return Ok(scalar(DType::F32, f as f64));
+    }
+    if let Some(i) = attrs.int("value_int") {
+        return Ok(Known::new(DType::I64, vec![], KVals::Int(vec![i])));
+    }
+    if let Some(v) = attrs.0.get("value_ints") {
+        return Ok(Known::new(DType::I64, vec![v.ints.len()], KVals::Int(v.ints.clone())));
+    }
+    if let Some(v) = attrs.0.get("value_floats") {
+        return Ok(Known::new(DType::F32, vec![v.floats.len()], KVals::Float(v.floats.clone())));
+    }
+    Err("a Constant without a tensor, float(s) or int(s) value is not supported".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(s: &str) -> DimExpr {
+        DimExpr::parse(s).unwrap()
+    }
+
+    #[test]
+    fn slice_bounds_follow_onnx() {
+        let f = |d: u64, s: i64, en: i64, st: i64| {
+            let (a, b) = slice_bounds(&Dim::Fixed(d), &DimExpr::constant(s), &DimExpr::constant(en), st).unwrap();
+            (a.fixed().unwrap(), b.fixed().unwrap())
+        };
+        assert_eq!(f(8, 0, 4, 1), (0, 4));
+        assert_eq!(f(8, 4, i64::MAX, 1), (4, 4));
+        assert_eq!(f(8, -3, -1, 1), (5, 2));
+        assert_eq!(f(8, -100, 100, 1), (0, 8));
+        assert_eq!(f(8, 6, 2, 1), (6, 0));
+        assert_eq!(f(8, 1, 8, 3), (1, 3));
+        assert_eq!(f(8, -1, i64::MIN, -1), (7, 8));
+        assert_eq!(f(8, 6, 1, -2), (6, 3));
+        assert_eq!(f(8, 100, -100, -1), (7, 8));
+        assert_eq!(f(0, -1, i64::MIN, -1), (0, 0));
+        // Symbolic: `past .. past + new` of a [past + new] axis; the rest of a symbolic axis.
+        let d = Dim::parse("past + new").unwrap();
+        let (s, l) = slice_bounds(&d, &e("past"), &DimExpr::constant(i64::MAX), 1).unwrap();
+        assert_eq!((s, l), (Dim::sym("past"), Dim::sym("new")));
+        let (s, l) = slice_bounds(&Dim::sym("seq"), &DimExpr::constant(-1), &DimExpr::constant(i64::MAX), 1).unwrap();
+        assert_eq!((s, l), (Dim::parse("seq - 1").unwrap(), Dim::Fixed(1)));
+        let (s, l) = slice_bounds(&Dim::sym("seq"), &DimExpr::constant(-1), &DimExpr::constant(i64::MIN), -1).unwrap();
+        assert_eq!((s, l), (Dim::parse("seq - 1").unwrap(), Dim::sym("seq")));
+        assert!(slice_bounds(&Dim::Fixed(4), &DimExpr::constant(0), &DimExpr::constant(1), 0).is_err());
+    }
+}

@@ -1,0 +1,378 @@
+"""Exports the whole-model and 4-bit test graphs in tests/data/models and tests/data/q4.
+
+Needs torch 2.11, transformers 5.17, onnx, onnxscript, onnx-ir and onnxruntime 1.30 (the test
+set was made on a CPU machine with those; the GPU machine has them too). Tiny random Hugging Face configs (no hub), exported the way
+deployments do with PyTorch's dynamo exporter (opset 18):
+
+  NAME_static   input_ids [1, 8] only, fixed shapes
+  NAME_dynseq   dynamic batch and sequence, input_ids + attention_mask (left padding in row 2)
+  NAME_kvstep   one decode step: input_ids [1, new], attention_mask [1, past+new],
+                past_L_k/v [1, kv_heads, past, head_dim] in; logits and present_L_k/v out
+
+with onnxruntime (CPU) references beside each model: NAME.TAG.INPUT.npy and
+NAME.TAG.out.OUTPUT.npy. `q4` mode quantizes MLPs with onnxruntime's own MatMulNBits quantizer
+(both the com.microsoft::MatMulNBits and the opset-21 DequantizeLinear spelling).
+
+usage: export.py models OUTDIR     whole models (every architecture, three forms, f16)
+       export.py q4 OUTDIR         4-bit MLPs
+       export.py perf OUTDIR       Qwen2-0.5B-sized random models for the benchmark
+                                   (f32/f16, external data) and PyTorch eager timings
+"""
+import json, os, sys, time, traceback
+import numpy as np, torch, transformers as T, onnxruntime as ort
+
+mode, out = sys.argv[1], sys.argv[2]
+os.makedirs(out, exist_ok=True)
+report = {}
+VOCAB = 128
+
+
+def ref(path, feeds, tag):
+    """Runs onnxruntime (CPU) on feeds and saves inputs and outputs beside the model."""
+    s = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    outs = s.run(None, feeds)
+    b = os.path.splitext(os.path.basename(path))[0]
+    d = os.path.dirname(path)
+    for k, v in feeds.items():
+        np.save(os.path.join(d, f"{b}.{tag}.{k}.npy"), v)
+    for o, v in zip(s.get_outputs(), outs):
+        np.save(os.path.join(d, f"{b}.{tag}.out.{o.name}.npy"), v)
+
+
+def tiny(arch):
+    """A tiny config of each architecture: hidden 32, 4 heads of 8, 2 KV heads, 2 layers."""
+    c = dict(hidden_size=32, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, vocab_size=VOCAB, max_position_embeddings=64)
+    if arch == "llama":
+        return T.LlamaConfig(**c, head_dim=8)
+    if arch == "qwen2":
+        return T.Qwen2Config(**c)
+    if arch == "qwen3":
+        return T.Qwen3Config(**c, head_dim=8)
+    if arch == "mistral":
+        return T.MistralConfig(**c, head_dim=8, sliding_window=6)
+    if arch == "phi3":
+        return T.Phi3Config(**c, pad_token_id=0)
+    if arch == "gemma":
+        return T.GemmaConfig(**c, head_dim=8)
+    if arch == "gemma2":
+        return T.Gemma2Config(**c, head_dim=8, sliding_window=6)
+    if arch == "gemma3":
+        return T.Gemma3TextConfig(**c, head_dim=8, sliding_window=6)
+    if arch == "olmo":
+        return T.OlmoConfig(**c)
+    if arch == "granite":
+        return T.GraniteConfig(**c)
+    if arch == "gpt2":
+        return T.GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=64, vocab_size=VOCAB, n_inner=96)
+    if arch == "t5":
+        return T.T5Config(d_model=32, d_ff=96, d_kv=8, num_layers=2, num_heads=4, vocab_size=VOCAB,
+                          feed_forward_proj="gated-gelu", relative_attention_num_buckets=8,
+                          relative_attention_max_distance=16)
+    raise ValueError(arch)
+
+
+ARCHS = ["llama", "qwen2", "qwen3", "mistral", "phi3", "gemma", "gemma2", "gemma3", "olmo", "granite", "gpt2", "t5"]
+
+
+def build(arch, dtype=torch.float32):
+    cfg = tiny(arch)
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(0)
+    if arch == "t5":
+        m = T.T5EncoderModel(cfg)
+    else:
+        m = T.AutoModelForCausalLM.from_config(cfg)
+    return cfg, m.eval().to(dtype)
+
+
+class Static(torch.nn.Module):
+    def __init__(s, m, arch):
+        super().__init__(); s.m, s.t5 = m, arch == "t5"
+
+    def forward(s, input_ids):
+        if s.t5:
+            return s.m(input_ids=input_ids).last_hidden_state
+        return s.m(input_ids=input_ids, use_cache=False).logits
+
+
+class Dyn(torch.nn.Module):
+    def __init__(s, m, arch):
+        super().__init__(); s.m, s.t5 = m, arch == "t5"
+
+    def forward(s, input_ids, attention_mask):
+        if s.t5:
+            return s.m(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return s.m(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+
+def kv_dims(cfg, arch):
+    if arch == "gpt2":
+        return cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head
+    hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    return cfg.num_hidden_layers, cfg.num_key_value_heads, hd
+
+
+class Step(torch.nn.Module):
+    def __init__(s, m, layers):
+        super().__init__(); s.m, s.L = m, layers
+
+    def forward(s, input_ids, attention_mask, *past):
+        cache = T.DynamicCache()
+        for i in range(s.L):
+            cache.update(past[2 * i], past[2 * i + 1], i)
+        o = s.m(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache, use_cache=True)
+        pk = o.past_key_values
+        flat = []
+        for i in range(s.L):
+            layer = pk.layers[i] if hasattr(pk, "layers") else None
+            k, v = (layer.keys, layer.values) if layer is not None else (pk.key_cache[i], pk.value_cache[i])
+            flat += [k, v]
+        return (o.logits, *flat)
+
+
+def attempt(key, fn):
+    t0 = time.time()
+    try:
+        fn()
+        report[key] = f"ok ({time.time() - t0:.1f} s)"
+    except Exception as e:
+        report[key] = "failed: " + "".join(traceback.format_exception_only(e))[-600:]
+    print(key, report[key], flush=True)
+
+
+def export_models(arch, dtype, suffix, forms, d):
+    cfg, m = build(arch, dtype)
+    npf = np.float16 if dtype == torch.float16 else np.float32
+    rng = np.random.default_rng(abs(hash(arch)) % 1000)
+    base = f"{arch}{suffix}"
+    if "static" in forms:
+        p = os.path.join(d, f"{base}_static.onnx")
+
+        def f():
+            with torch.no_grad():
+                torch.onnx.export(Static(m, arch).eval(), (torch.randint(0, VOCAB, (1, 8)),), p, dynamo=True, opset_version=18,
+                                  input_names=["input_ids"], output_names=["logits" if arch != "t5" else "hidden"],
+                                  external_data=False)
+            ref(p, {"input_ids": rng.integers(0, VOCAB, (1, 8)).astype(np.int64)}, "s8")
+        attempt(os.path.basename(p), f)
+    if "dynseq" in forms:
+        p = os.path.join(d, f"{base}_dynseq.onnx")
+
+        def f():
+            ids = torch.randint(0, VOCAB, (2, 8)); am = torch.ones(2, 8, dtype=torch.int64)
+            b, s_ = torch.export.Dim("batch", min=1, max=8), torch.export.Dim("seq", min=2, max=48)
+            with torch.no_grad():
+                torch.onnx.export(Dyn(m, arch).eval(), (ids, am), p, dynamo=True, opset_version=18,
+                                  input_names=["input_ids", "attention_mask"],
+                                  output_names=["logits" if arch != "t5" else "hidden"],
+                                  dynamic_shapes={"input_ids": {0: b, 1: s_}, "attention_mask": {0: b, 1: s_}},
+                                  external_data=False)
+            for tag, (bb, ss) in (("b1s5", (1, 5)), ("b2s11", (2, 11))):
+                am_ = np.ones((bb, ss), np.int64)
+                if bb == 2:
+                    am_[1, :3] = 0  # left padding in the second row
+                ref(p, {"input_ids": rng.integers(0, VOCAB, (bb, ss)).astype(np.int64), "attention_mask": am_}, tag)
+        attempt(os.path.basename(p), f)
+    if "kvstep" in forms and arch != "t5":
+        p = os.path.join(d, f"{base}_kvstep.onnx")
+        L, kvh, hd = kv_dims(cfg, arch)
+
+        def f():
+            # Example sizes other than 0 and 1, which torch.export would specialise.
+            past = [torch.randn(1, kvh, 6, hd, dtype=dtype) for _ in range(2 * L)]
+            ids = torch.randint(0, VOCAB, (1, 2)); am = torch.ones(1, 8, dtype=torch.int64)
+            pn = [f"past_{i // 2}_{'kv'[i % 2]}" for i in range(2 * L)]
+            P = torch.export.Dim("past", min=1, max=40)
+            S = torch.export.Dim("new", min=1, max=4)
+            A = torch.export.Dim("all", min=2, max=48)
+            ds = {"input_ids": {1: S}, "attention_mask": {1: A}, "past": tuple({2: P} for _ in range(2 * L))}
+            with torch.no_grad():
+                torch.onnx.export(Step(m, L).eval(), (ids, am, *past), p, dynamo=True, opset_version=18,
+                                  input_names=["input_ids", "attention_mask", *pn],
+                                  output_names=["logits"] + [f"present_{i // 2}_{'kv'[i % 2]}" for i in range(2 * L)],
+                                  dynamic_shapes=ds, external_data=False)
+            for tag, (pl, new) in (("past9", (9, 1)), ("past4n3", (4, 3))):
+                feeds = {"input_ids": rng.integers(0, VOCAB, (1, new)).astype(np.int64),
+                         "attention_mask": np.ones((1, pl + new), np.int64)}
+                for n_ in pn:
+                    feeds[n_] = rng.standard_normal((1, kvh, pl, hd)).astype(npf)
+                ref(p, feeds, tag)
+        attempt(os.path.basename(p), f)
+
+
+FORMS = tuple(os.environ.get("FORMS", "static,dynseq,kvstep").split(","))
+
+
+def models():
+    print("torch", torch.__version__, "transformers", T.__version__, "onnxruntime", ort.__version__, flush=True)
+    for arch in ARCHS:
+        export_models(arch, torch.float32, "", FORMS, out)
+    for arch in ("llama", "qwen2", "gemma2"):
+        export_models(arch, torch.float16, "_f16", FORMS, out)
+
+
+# --- 4-bit MLPs ---------------------------------------------------------------------------
+
+class GLU(torch.nn.Module):
+    """A gated MLP: act(x Wg + bg) * (x Wu + bu), then the down projection."""
+
+    def __init__(s, h, i, act, bias=False, merged=False):
+        super().__init__()
+        s.merged, s.i, s.act = merged, i, act
+        if merged:
+            s.gate_up = torch.nn.Linear(h, 2 * i, bias=bias)
+        else:
+            s.gate = torch.nn.Linear(h, i, bias=bias); s.up = torch.nn.Linear(h, i, bias=bias)
+        s.down = torch.nn.Linear(i, h, bias=bias)
+
+    def forward(s, x):
+        if s.merged:
+            g, u = s.gate_up(x).chunk(2, dim=-1)
+        else:
+            g, u = s.gate(x), s.up(x)
+        a = {"silu": torch.nn.functional.silu, "gelu_tanh": lambda t: torch.nn.functional.gelu(t, approximate="tanh"),
+             "gelu": torch.nn.functional.gelu, "relu": torch.nn.functional.relu}[s.act](g)
+        return s.down(a * u)
+
+
+class Plain(torch.nn.Module):
+    """GPT-2's MLP shape: no gate (must not fuse)."""
+
+    def __init__(s, h, i):
+        super().__init__(); s.fc, s.proj = torch.nn.Linear(h, i), torch.nn.Linear(i, h)
+
+    def forward(s, x):
+        return s.proj(torch.nn.functional.gelu(s.fc(x), approximate="tanh"))
+
+
+def quantize(src, dst, block, symmetric, qdq):
+    import onnx
+    from onnxruntime.quantization import matmul_nbits_quantizer as mq
+    from onnxruntime.quantization.quant_utils import QuantFormat
+    model = onnx.load(src)
+    cfg = mq.DefaultWeightOnlyQuantConfig(block_size=block, is_symmetric=symmetric,
+                                          quant_format=QuantFormat.QDQ if qdq else QuantFormat.QOperator,
+                                          op_types_to_quantize=("MatMul",))
+    q = mq.MatMulNBitsQuantizer(model, algo_config=cfg)
+    q.process()
+    q.model.save_model_to_file(dst, use_external_data_format=False)
+
+
+def q4():
+    print("onnxruntime", ort.__version__, flush=True)
+    tmp = os.path.join(out, "float"); os.makedirs(tmp, exist_ok=True)
+    h, i = 64, 176
+    mlps = {"llama": GLU(h, i, "silu"), "geglu_tanh": GLU(h, i, "gelu_tanh"), "geglu_erf": GLU(h, i, "gelu"),
+            "reglu": GLU(h, i, "relu"), "merged": GLU(h, i, "silu", merged=True), "bias": GLU(h, i, "silu", bias=True),
+            "gpt2": Plain(h, i)}
+    variants = []
+    for name in mlps:
+        variants += [(name, 32, True, False), (name, 32, False, False), (name, 32, True, True), (name, 32, False, True)]
+    for block in (16, 64, 128):
+        variants += [("llama", block, True, False), ("llama", block, False, True), ("llama", block, False, False),
+                     ("llama", block, True, True)]
+    torch.manual_seed(0)
+    rng = np.random.default_rng(7)
+    for dtype, sfx in ((torch.float32, ""), (torch.float16, "_f16")):
+        for name, mod in mlps.items():
+            if sfx and name not in ("llama", "geglu_tanh"):
+                continue
+            mod = mod.eval().to(dtype)
+            p = os.path.join(tmp, f"{name}{sfx}.onnx")
+
+            def f():
+                x = torch.randn(1, 5, h, dtype=dtype)
+                s = torch.export.Dim("tokens", min=1, max=512)
+                with torch.no_grad():
+                    torch.onnx.export(mod, (x,), p, dynamo=True, opset_version=21, input_names=["x"], output_names=["out"],
+                                      dynamic_shapes={"x": {1: s}}, external_data=False)
+            attempt(os.path.basename(p), f)
+        for name, block, sym, qdq in variants:
+            if sfx and (name not in ("llama", "geglu_tanh") or block != 32):
+                continue
+            src = os.path.join(tmp, f"{name}{sfx}.onnx")
+            q = f"{name}{sfx}_{'qdq' if qdq else 'nbits'}_{'s' if sym else 'a'}{block}.onnx"
+            p = os.path.join(out, q)
+
+            def f():
+                quantize(src, p, block, sym, qdq)
+                npf = np.float16 if dtype == torch.float16 else np.float32
+                for tag, rows in (("t1", 1), ("t7", 7)):
+                    ref(p, {"x": rng.standard_normal((1, rows, h)).astype(npf)}, tag)
+            attempt(q, f)
+
+
+# --- Benchmark models --------------------------------------------------------------------
+
+def perf():
+    """Qwen2-0.5B-sized random models: dynseq (prefill) and kvstep (decode), f32 and f16, with
+    weights as external data; PyTorch eager timings of the same two calls."""
+    cfg = T.Qwen2Config(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                        num_key_value_heads=2, vocab_size=151936, max_position_embeddings=4096,
+                        tie_word_embeddings=True)
+    cfg._attn_implementation = "eager"
+    L, kvh, hd = 24, 2, 64
+    timings = {}
+    for dtype, sfx in ((torch.float32, "f32"), (torch.float16, "f16")):
+        torch.manual_seed(0)
+        m = T.AutoModelForCausalLM.from_config(cfg).eval().to(dtype)
+        d = os.path.join(out, f"qwen05b_{sfx}"); os.makedirs(d, exist_ok=True)
+        # PyTorch eager on the GPU: a 128-token prefill and one decode step after 128 tokens.
+        mc = m.to("cuda")
+        ids = torch.randint(0, 151936, (1, 128), device="cuda")
+        with torch.no_grad():
+            def prefill():
+                return mc(input_ids=ids, use_cache=False).logits
+            past = [torch.randn(1, kvh, 128, hd, dtype=dtype, device="cuda") for _ in range(2 * L)]
+            one = torch.randint(0, 151936, (1, 1), device="cuda")
+            am = torch.ones(1, 129, dtype=torch.int64, device="cuda")
+            step = Step(mc, L)
+
+            def decode():
+                return step(one, am, *past)[0]
+            for name, fn in (("prefill128", prefill), ("decode_past128", decode)):
+                for _ in range(3):
+                    fn()
+                torch.cuda.synchronize()
+                ts = []
+                for _ in range(10):
+                    t0 = time.perf_counter(); fn(); torch.cuda.synchronize(); ts.append((time.perf_counter() - t0) * 1e3)
+                timings[f"torch_eager_{sfx}_{name}_ms"] = sorted(ts)[len(ts) // 2]
+                print(sfx, name, f"{timings[f'torch_eager_{sfx}_{name}_ms']:.2f} ms", flush=True)
+        m = mc.to("cpu")
+        p = os.path.join(d, "model_dynseq.onnx")
+
+        def f():
+            ids = torch.randint(0, 1000, (1, 8)); am = torch.ones(1, 8, dtype=torch.int64)
+            b, s_ = torch.export.Dim("batch", min=1, max=8), torch.export.Dim("seq", min=2, max=1024)
+            with torch.no_grad():
+                torch.onnx.export(Dyn(m, "qwen2").eval(), (ids, am), p, dynamo=True, opset_version=18,
+                                  input_names=["input_ids", "attention_mask"], output_names=["logits"],
+                                  dynamic_shapes={"input_ids": {0: b, 1: s_}, "attention_mask": {0: b, 1: s_}},
+                                  external_data=True)
+        attempt(f"qwen05b_{sfx}_dynseq", f)
+        p = os.path.join(d, "model_kvstep.onnx")
+
+        def f():
+            past = [torch.randn(1, kvh, 6, hd, dtype=dtype) for _ in range(2 * L)]
+            ids = torch.randint(0, 1000, (1, 2)); am = torch.ones(1, 8, dtype=torch.int64)
+            pn = [f"past_{i // 2}_{'kv'[i % 2]}" for i in range(2 * L)]
+            P = torch.export.Dim("past", min=1, max=2048)
+            S = torch.export.Dim("new", min=1, max=4)
+            A = torch.export.Dim("all", min=2, max=2052)
+            ds = {"input_ids": {1: S}, "attention_mask": {1: A}, "past": tuple({2: P} for _ in range(2 * L))}
+            with torch.no_grad():
+                torch.onnx.export(Step(m, L).eval(), (ids, am, *past), p, dynamo=True, opset_version=18,
+                                  input_names=["input_ids", "attention_mask", *pn],
+                                  output_names=["logits"] + [f"present_{i // 2}_{'kv'[i % 2]}" for i in range(2 * L)],
+                                  dynamic_shapes=ds, external_data=True)
+        attempt(f"qwen05b_{sfx}_kvstep", f)
+        del m, mc
+        torch.cuda.empty_cache()
+    report["timings"] = timings
+
+
+{"models": models, "q4": q4, "perf": perf}[mode]()
+print(json.dumps(report, indent=1))
+json.dump(report, open(os.path.join(out, f"report_{mode}.json"), "w"), indent=1)
