@@ -165,6 +165,23 @@ pub struct KernelSource {
     pub choice: Option<Choice>,
 }
 
+impl KernelSource {
+    /// The WGSL without the choice comment on its first line: the code the device compiles,
+    /// to compare kernels whose choices are worded differently (a tiling chosen by default,
+    /// forced or tuned).
+    pub fn code(&self) -> &str {
+        self.wgsl.strip_prefix("// choice: ").and_then(|r| r.split_once('\n')).map_or(&self.wgsl, |(_, code)| code)
+    }
+
+    /// The kernel with `c` as its choice: as data, and as the first line of its WGSL (in place
+    /// of an earlier choice's).
+    pub(crate) fn with_choice(mut self, c: Choice) -> KernelSource {
+        self.wgsl = format!("// choice: {c}\n{}", self.code());
+        self.choice = Some(c);
+        self
+    }
+}
+
 /// A validated kernel, ready for the runtime.
 #[derive(Clone, Debug)]
 pub struct Kernel {

@@ -139,11 +139,8 @@ pub(crate) fn projection(g: &Graph, n: NodeIndex, s: &ProjShape, t: &Target) -> 
 }
 
 /// The kernel with its choice recorded, as data and as the first line of its WGSL.
-fn chosen(mut k: KernelSource, kernel: String, reason: String) -> KernelSource {
-    let c = Choice { kernel, reason };
-    k.wgsl = format!("// choice: {c}\n{}", k.wgsl);
-    k.choice = Some(c);
-    k
+fn chosen(k: KernelSource, kernel: String, reason: String) -> KernelSource {
+    k.with_choice(Choice { kernel, reason })
 }
 
 /// Whether a projection runs on cooperative matrices, under which tiling and why; or why
