@@ -138,5 +138,6 @@ pub fn copy_kernel(n4: u64, t: &Target) -> Result<KernelSource> {
         bindings: vec![],
         workgroups,
         workgroup_size: WORKGROUP,
+        choice: None,
     })
 }

@@ -113,6 +113,7 @@ pub(crate) fn per_element(
         wgsl: module(&binds, WORKGROUP, prelude, body),
         bindings,
         workgroup_size: WORKGROUP,
+        choice: None,
         workgroups: grid((total as u64).div_ceil(WORKGROUP as u64), t.max_workgroups_per_dim)?,
     })
 }

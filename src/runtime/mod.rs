@@ -181,10 +181,11 @@ impl<'a> Executable<'a> {
     /// no result bit. Costs about 20 dispatches per candidate and distinct shape (tens of
     /// milliseconds for a Llama-3-8B prefill GEMM).
     pub fn tune_gemms(&mut self, g: &Graph, b: &Bindings, target: &Target, candidates: &[Tiles]) -> Result<Vec<Tuned>> {
-        // Pipelines by what they run (WGSL and bindings): the executable's own and every
-        // candidate timed, so that a kernel already on the chosen tiling keeps its pipeline
-        // and the winner keeps the one it was timed with.
-        let key = |k: &Kernel| (k.source().wgsl.clone(), k.source().bindings.clone());
+        // Pipelines by what they run (the code, without the choice comment, and bindings): the
+        // executable's own and every candidate timed, so that a kernel already on the chosen
+        // tiling keeps its pipeline (and is timed on it) and the winner keeps the one it was
+        // timed with.
+        let key = |k: &Kernel| (k.source().code().to_string(), k.source().bindings.clone());
         let mut pipelines: HashMap<_, Dispatch> =
             self.kernels.iter().zip(&self.dispatches).map(|(k, d)| (key(k), d.clone())).collect();
         let (gpu, buffers, buffer_of) = (self.gpu, &self.buffers, &self.buffer_of);
