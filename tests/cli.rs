@@ -657,6 +657,39 @@ fn degenerate_runs_and_budgets_are_clear_errors() {
     std::fs::write(&empty, r#"{"format": "glufuse.graph/1", "nodes": [], "outputs": []}"#).unwrap();
     let out = d.path().join("o.npy");
     let sym = graph("reglu_batched_3d");
+    // K = 0 and M = 0 products: WGSL for them validates (no division by zero in the writers,
+    // no `/ 0u` in the kernels), and a run of them succeeds.
+    let zero = d.path().join("zero.json");
+    std::fs::write(
+        &zero,
+        r#"{"format": "glufuse.graph/1", "nodes": [
+            {"name": "x", "op": "Input", "type": {"dtype": "f32", "shape": ["m", 0]}},
+            {"name": "w", "op": "Weight", "type": {"dtype": "f32", "shape": [0, 8]}},
+            {"name": "h", "op": "MatMul", "inputs": ["x", "w"]},
+            {"name": "s", "op": "Split", "axis": 1, "sizes": [0, 8], "inputs": ["h"]},
+            {"name": "y", "op": "Relu", "inputs": ["s:1"]}], "outputs": ["y", "s:0"]}"#,
+    )
+    .unwrap();
+    for m in ["0", "1", "40"] {
+        let o = glufuse(&[
+            "wgsl",
+            zero.to_str().unwrap(),
+            "-o",
+            d.path().join(m).to_str().unwrap(),
+            "--dim",
+            &format!("m={m}"),
+        ]);
+        assert!(o.status.success(), "m={m}: {:?}", text(&o));
+        let o = glufuse(&["interp", zero.to_str().unwrap(), "--dim", &format!("m={m}")]);
+        assert!(o.status.success(), "m={m}: {:?}", text(&o));
+    }
+    if common::gpu().is_some() {
+        let o = glufuse(&["run", zero.to_str().unwrap(), "--dim", "m=3", "--check"]);
+        assert!(o.status.success(), "{:?}", text(&o));
+        assert!(text(&o).0.contains("y: shape [3, 8] f32 mean 0.000000"), "{:?}", text(&o));
+        let o = glufuse(&["run", empty.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    }
     let mut msgs = String::new();
     for (env, args) in [
         (None, vec!["interp", empty.to_str().unwrap(), "--output", out.to_str().unwrap()]),
