@@ -332,3 +332,21 @@ fn external_data_is_a_regular_file_inside_the_models_folder() {
     let e = load_graph(&big).unwrap_err().to_string();
     assert!(e.contains("f32[65536, 65536] takes 16 GiB, more than the per-tensor budget of 8 GiB"), "{e}");
 }
+
+/// A `Constant` node too large to fold is held as a weight (its f32 values, moved), not as a
+/// constant's f64 values: a large tensor is never widened or held twice.
+#[test]
+fn a_large_constant_is_held_as_a_weight() {
+    use glufuse::onnx::proto::*;
+    let value = TensorProto { data_type: Some(1), dims: vec![5000], float_data: vec![0.5; 5000], ..Default::default() };
+    let attr = AttributeProto { name: Some("value".into()), t: Some(value), r#type: Some(4), ..Default::default() };
+    let mut c = build::node("Constant", "table", &[], &["table"]);
+    c.attribute.push(attr);
+    let nodes = vec![c, build::node("Add", "add", &["x", "table"], &["y"])];
+    let bytes = build::model(nodes, vec![build::f32_value("x", &[5000])], vec![build::f32_value("y", &[5000])]);
+    let g = glufuse::onnx::load(std::path::Path::new("c.onnx"), &bytes).unwrap();
+    match &g.node(g.find("table").unwrap()).op {
+        glufuse::ir::Op::Weight(glufuse::ir::WeightInit::Data(d)) => assert_eq!(d.len(), 5000),
+        op => panic!("the constant is held as {}", op.label()),
+    }
+}

@@ -219,8 +219,9 @@ impl<'p> Loader<'p> {
             return Err(format!("value '{name}' is read, but {why}"));
         }
         let k = self.known.get(name).ok_or_else(|| format!("value '{name}' is not produced by any earlier node"))?;
-        // A weight is held by its node from now on, not twice: moved, not copied.
-        let v = if k.init && k.numel() > known::FOLD_LIMIT {
+        // A tensor too large to fold (a weight) is held by its node from now on, not twice:
+        // moved, not copied.
+        let v = if k.numel() > known::FOLD_LIMIT {
             let k = self.known.remove(name).expect("looked up above");
             let ty = k.ty();
             self.materialise(node, k.into_op(), ty)?
