@@ -1,6 +1,6 @@
 //! [`verify`], the whole-graph check run after loading and after every pass: acyclic, one
 //! producer per input slot, and every node's declared output types equal to what its op
-//! infers from its inputs ([`Op::infer`]: arity, dtypes, shapes). Every error names the node.
+//! infers from its inputs ([`crate::Op::infer`]: arity, dtypes, shapes). Every error names the node.
 
 use crate::{Error, Result};
 use crate::{Graph, TensorType};

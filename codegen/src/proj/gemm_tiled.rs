@@ -34,7 +34,7 @@
 //! carried its own clamp and the kernel ran 30% slower on an H100.
 //!
 //! Requires `K % 4 == 0` and, for `[K, N]` weights, 4-aligned columns and offsets
-//! ([`fits`]); [`super::gemm_unaligned`] covers the rest.
+//! ([`fits`]); the unaligned GEMM (`gemm_unaligned.rs`) covers the rest.
 
 use super::{binds, epilogue, finish, kind, up_name, ProjShape, ProjValues};
 use crate::elementwise::MATH;

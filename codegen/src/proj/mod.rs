@@ -3,12 +3,12 @@
 //! against unfused measures the fusion and nothing else (the fused kernel keeps two
 //! accumulators and applies bias, activation and product in its epilogue).
 //!
-//! - [`gemv`]: the decode GEMVs (a few rows of x), 16-byte weight loads, one per layout;
+//! - `gemv`: the decode GEMVs (a few rows of x), 16-byte weight loads, one per layout;
 //! - [`gemm_tiled`]: the prefill GEMM for 16-byte aligned operands, in tilings to choose from;
-//! - [`gemm_unaligned`]: the prefill GEMM for any other shape;
-//! - [`scalar`]: the template for whatever the others do not take (any alignment, any mix of
+//! - `gemm_unaligned`: the prefill GEMM for any other shape;
+//! - `scalar`: the template for whatever the others do not take (any alignment, any mix of
 //!   weight storage);
-//! - [`batched`]: `MatMul` with a right operand of rank above 2.
+//! - `batched`: `MatMul` with a right operand of rank above 2.
 //!
 //! Which one a node gets is decided in `select.rs`. This file holds what they share: the
 //! shape of the product ([`ProjShape`]), the values bound, the bindings and the epilogue.
