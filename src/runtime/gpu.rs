@@ -1,10 +1,28 @@
 //! Opening the GPU: the adapter (chosen by `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`), a device
 //! with the features glufuse can use, error capture (wgpu errors become [`Error::Gpu`], never
-//! a panic) and the code generation [`Target`] the device supports.
+//! a panic), the code generation [`Target`] the device supports, and the device's pipeline
+//! cache ([`Gpu::pipeline`]: one compiled pipeline per WGSL text).
 
 use crate::codegen::Target;
 use crate::{Error, Result};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+/// Compiled pipelines by WGSL text, and how often each path was taken.
+#[derive(Default)]
+struct PipelineCache {
+    by_text: HashMap<String, wgpu::ComputePipeline>,
+    counts: PipelineCounts,
+}
+
+/// How many pipelines a [`Gpu`] compiled, and how many requests its cache answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PipelineCounts {
+    /// Pipelines compiled (distinct WGSL texts).
+    pub compiled: usize,
+    /// Requests answered from the cache.
+    pub reused: usize,
+}
 
 /// An opened GPU.
 pub struct Gpu {
@@ -21,6 +39,7 @@ pub struct Gpu {
     /// What the adapter supports below full WebGPU.
     pub downlevel: wgpu::DownlevelCapabilities,
     errors: Arc<Mutex<Vec<String>>>,
+    pipelines: Mutex<PipelineCache>,
 }
 
 impl Gpu {
@@ -76,7 +95,7 @@ impl Gpu {
         device.set_device_lost_callback(move |reason, msg| {
             lost.lock().unwrap_or_else(|p| p.into_inner()).push(format!("device lost ({reason:?}): {msg}"));
         });
-        Ok(Gpu { device, queue, info, limits, features, downlevel, errors })
+        Ok(Gpu { device, queue, info, limits, features, downlevel, errors, pipelines: Mutex::default() })
     }
 
     /// A line naming the adapter and backend.
@@ -108,6 +127,45 @@ impl Gpu {
             gemm_tiles: None,
             subgroup_size,
         }
+    }
+
+    /// The compute pipeline (entry point `main`, layout from the shader) of a WGSL module,
+    /// compiled the first time this text is asked for and shared afterwards: the layers of a
+    /// model, and executables of one graph under other bindings, mostly ask for texts already
+    /// compiled. A module wgpu rejects is an error and is not cached.
+    pub fn pipeline(&self, label: &str, wgsl: &str) -> Result<wgpu::ComputePipeline> {
+        let hit = self.cache().by_text.get(wgsl).cloned();
+        if let Some(p) = hit {
+            self.cache().counts.reused += 1;
+            return Ok(p);
+        }
+        let p = self.scoped(&format!("compiling kernel '{label}'"), || {
+            let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(label),
+                source: wgpu::ShaderSource::Wgsl(wgsl.into()),
+            });
+            self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(label),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+        })?;
+        let mut c = self.cache();
+        c.counts.compiled += 1;
+        c.by_text.insert(wgsl.to_string(), p.clone());
+        Ok(p)
+    }
+
+    /// How many pipelines this device compiled and reused so far.
+    pub fn pipeline_counts(&self) -> PipelineCounts {
+        self.cache().counts
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, PipelineCache> {
+        self.pipelines.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn take_errors(&self) -> Result<()> {

@@ -263,5 +263,6 @@ pub(crate) fn finish(
         bindings: b.bindings.clone(),
         workgroup_size: threads,
         workgroups: [workgroups[0] as u32, workgroups[1] as u32, 1],
+        checks: vec![],
     })
 }

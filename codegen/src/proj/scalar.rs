@@ -154,5 +154,6 @@ pub(crate) fn scalar(
         bindings,
         workgroup_size: WORKGROUP,
         workgroups: [tiles_n as u32, tiles_m as u32, 1],
+        checks: vec![],
     })
 }
