@@ -279,7 +279,7 @@ fn an_index_out_of_range_is_an_error_naming_node_index_and_input() {
     let e = op_fails(&gpu, Op::GatherND { batch_dims: 0 }, &[rand(&[2, 3], 1), i64s(&[1, 2], &[1, 3])]);
     assert_eq!(
         e.to_string(),
-        "node 'y': index 3 is out of range for 3 elements along axis 1 (position 1 of an index tuple) (input 'x1'); valid: -3 to 2"
+        "node 'y': index 3 is out of range for 3 elements along axis 1 (position 1 of an index tuple) (the indices come from input 'x1', the data from input 'x0'); valid: -3 to 2"
     );
 }
 

@@ -54,8 +54,15 @@ pub(crate) fn gather(g: &Graph, n: NodeIndex, axis: i64, b: &Bindings, t: &Targe
     let nidx: usize = id.iter().product();
     let total: usize = dims(g, out, b)?.iter().product();
     let what = if ax == 0 && dd.len() == 2 { "rows".to_string() } else { format!("elements along axis {ax}") };
-    let check =
-        Check { node: name.clone(), kind: CheckKind::Index { size: dd[ax], what, source: source_input(g, ins[1]) } };
+    let check = Check {
+        node: name.clone(),
+        kind: CheckKind::Index {
+            size: dd[ax],
+            what,
+            indices_from: source_input(g, ins[1]),
+            data_from: source_input(g, ins[0]),
+        },
+    };
     let zero = Store::of(g, out).zero();
     let mut body = format!(
         "    let i = gid * {WORKGROUP}u + lid;\n    if (i >= {total}u) {{ return; }}\n    let o = i / {}u;\n    let j = (i / {inner}u) % {nidx}u;\n    let r = i % {inner}u;\n    let raw = in1[j];\n",
@@ -90,7 +97,7 @@ pub(crate) fn gather_nd(g: &Graph, n: NodeIndex, batch_dims: u64, b: &Bindings, 
     let st = strides(&dd[bd..bd + k]);
     let total: usize = dims(g, out, b)?.iter().product();
     let zero = Store::of(g, out).zero();
-    let source = source_input(g, ins[1]);
+    let (indices_from, data_from) = (source_input(g, ins[1]), source_input(g, ins[0]));
     let mut checks = vec![];
     let mut body = format!(
         "    let i = gid * {WORKGROUP}u + lid;\n    if (i >= {total}u) {{ return; }}\n    let tu = i / {slice}u;\n    var off = (tu / {tpb}u) * {per_batch}u + i % {slice}u;\n"
@@ -102,7 +109,8 @@ pub(crate) fn gather_nd(g: &Graph, n: NodeIndex, batch_dims: u64, b: &Bindings, 
             kind: CheckKind::Index {
                 size: dd[bd + j],
                 what: format!("elements along axis {} (position {j} of an index tuple)", bd + j),
-                source: source.clone(),
+                indices_from: indices_from.clone(),
+                data_from: data_from.clone(),
             },
         });
         let _ = writeln!(body, "    let raw{j} = in1[tu * {k}u + {j}u];");

@@ -213,8 +213,11 @@ pub enum CheckKind {
         size: usize,
         /// What the axis holds, in words (`rows`, `elements along axis 1`).
         what: String,
-        /// The graph input the indices come from (through casts and reshapes), if any.
-        source: Option<String>,
+        /// The graph input the indices come from (through casts and views), if any.
+        indices_from: Option<String>,
+        /// The graph input the data indexed come from (through casts and views), if any: an
+        /// index past a mask's end is the mask's fault.
+        data_from: Option<String>,
     },
     /// An integer divisor is not zero.
     DivisionByZero,
@@ -228,8 +231,13 @@ impl Check {
     /// from one, the graph input); an i64 result past 32 bits is a limit of the GPU.
     pub fn error(&self, value: i32, at: u32) -> Error {
         match &self.kind {
-            CheckKind::Index { size, what, source } => {
-                let from = source.as_ref().map_or(String::new(), |s| format!(" (input '{s}')"));
+            CheckKind::Index { size, what, indices_from, data_from } => {
+                let from = match (indices_from, data_from) {
+                    (Some(i), None) => format!(" (input '{i}')"),
+                    (None, Some(d)) => format!(" (the data come from input '{d}')"),
+                    (Some(i), Some(d)) => format!(" (the indices come from input '{i}', the data from input '{d}')"),
+                    (None, None) => String::new(),
+                };
                 let valid = if *size == 0 {
                     "the axis is empty".to_string()
                 } else {

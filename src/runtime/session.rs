@@ -25,7 +25,8 @@
 //! recently used past that.
 
 use super::{Executable, Gpu, Weights};
-use crate::codegen::Target;
+use crate::codegen::tune::Tuned;
+use crate::codegen::{Target, Tiles};
 use crate::ir::Op;
 use crate::shape::{bind_inputs, Bindings};
 use crate::tensor::Tensor;
@@ -129,6 +130,14 @@ impl<'a> Session<'a> {
         self.executables.push((key, exe));
         let last = self.executables.len() - 1;
         Ok(&mut self.executables[last].1)
+    }
+
+    /// Tunes the prefill GEMMs of binding `b`'s executable ([`Executable::tune_gemms`]).
+    pub fn tune_gemms(&mut self, b: &Bindings, candidates: &[Tiles]) -> Result<Vec<Tuned>> {
+        self.executable(b)?;
+        let (graph, target) = (&self.graph, &self.target);
+        let exe = &mut self.executables.last_mut().expect("just made").1;
+        exe.tune_gemms(graph, b, target, candidates)
     }
 
     /// Runs the graph on `inputs` (every graph input, by name), its symbols bound from their

@@ -1,6 +1,7 @@
-//! `glufuse run GRAPH [--input NAME=F.npy].. [--output [NAME=]F.npy].. [--unfused] [--check]
-//! [--tune]`: runs a graph on the GPU; `--check` compares with the interpreter on the
-//! original graph and fails past tolerance.
+//! `glufuse run GRAPH [--input NAME=F.npy].. [--dim NAME=N].. [--output [NAME=]F.npy]..
+//! [--unfused] [--check] [--tune]`: runs a graph on the GPU, inputs and outputs of any dtype
+//! by name; `--check` compares every output with the interpreter on the original graph
+//! (floats within tolerance, integers and booleans exactly) and fails past it.
 
 use crate::args::RunArgs;
 use crate::io::{gather_inputs, output_plan, print_outputs, write_outputs};
@@ -8,7 +9,7 @@ use glufuse::codegen::proj::gemm_tiled::CANDIDATES;
 use glufuse::files::load_graph;
 use glufuse::interp::{check_tolerance, compare};
 use glufuse::passes::PassManager;
-use glufuse::runtime::{Executable, Gpu};
+use glufuse::runtime::{Gpu, Session};
 use glufuse::{Error, Result};
 
 /// Runs the command.
@@ -21,33 +22,35 @@ pub fn run(a: RunArgs) -> Result<()> {
     let plan = output_plan(&g, &a.io.outputs)?;
     let (inputs, b) = gather_inputs(&g, &a.io)?;
     let gpu = Gpu::new()?;
-    let target = gpu.target();
-    let mut exe = Executable::with_target(&gpu, &g, &b, &target)?;
-    let tuned = if a.tune { exe.tune_gemms(&g, &b, &target, &CANDIDATES)? } else { vec![] };
+    let mut session = Session::new(&gpu, g)?;
+    let b = session.bind(&inputs, &b)?;
+    let tuned = if a.tune { session.tune_gemms(&b, &CANDIDATES)? } else { vec![] };
+    let exe = session.executable(&b)?;
+    let dispatches = exe.dispatch_count();
     let outs = exe.run(&inputs)?;
+    let g = session.graph();
     println!("adapter: {}", gpu.describe());
     for t in &tuned {
         let times: Vec<String> = t.timings.iter().map(|(tl, us)| format!("{tl}: {us:.1} µs")).collect();
         let how = if times.is_empty() { "as the same shape before".to_string() } else { times.join(", ") };
         println!("tuned {}: {} ({how})", t.kernel, t.chosen);
     }
-    println!(
-        "graph: {} ({}), {} dispatches",
-        a.graph.display(),
-        if a.unfused { "unfused" } else { "fused" },
-        exe.dispatch_count()
-    );
-    print_outputs(&g, &outs);
+    println!("graph: {} ({}), {dispatches} dispatches", a.graph.display(), if a.unfused { "unfused" } else { "fused" });
+    print_outputs(g, &outs);
     if a.check {
-        let want = glufuse::interp::run(&original, &inputs)?;
+        let want = glufuse::interp::run_with(&original, &inputs, &b)?;
         let tol = check_tolerance(&original);
-        for ((v, got), want) in g.outputs.iter().zip(&outs).zip(&want) {
+        for (i, (got, want)) in outs.iter().zip(&want).enumerate() {
             let (abs, rel) = compare(got, want);
-            println!("  check {}: max abs err {abs:.3e}, rel {rel:.3e} (tolerance {tol:e})", g.value_name(*v));
+            let name = g.output_name(i);
+            if got.dtype().is_float() {
+                println!("  check {name}: max abs err {abs:.3e}, rel {rel:.3e} (tolerance {tol:e})");
+            } else {
+                println!("  check {name}: {} (exact)", if rel == 0.0 { "equal" } else { "DIFFERENT" });
+            }
             if rel > tol {
                 return Err(Error::Job(format!(
-                    "GPU output '{}' differs from the interpreter: rel err {rel:.3e} > {tol:e}",
-                    g.value_name(*v)
+                    "GPU output '{name}' differs from the interpreter: rel err {rel:.3e} > {tol:e}"
                 )));
             }
         }

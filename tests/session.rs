@@ -1,0 +1,127 @@
+//! The runtime as a library user calls it repeatedly: a [`Session`] on a KV-cache decode step,
+//! fed its own present keys and values as the next step's past, uploads its weights once,
+//! keeps an executable per binding, and recompiles only the kernels whose WGSL a new past
+//! length changes; an [`Executable`] refuses inputs of another shape than it was compiled
+//! for; bad inputs are errors naming the input.
+
+mod common;
+
+use glufuse::files::{load_graph, read_npy};
+use glufuse::interp;
+use glufuse::ir::{DType, Dim, TensorType};
+use glufuse::passes::PassManager;
+use glufuse::runtime::{Executable, Session};
+use glufuse::tensor::Tensor;
+use glufuse::Graph;
+use std::collections::HashMap;
+
+fn models() -> std::path::PathBuf {
+    common::root().join("tests/data/models")
+}
+
+/// The fused KV-cache step of the Llama export.
+fn kvstep() -> Graph {
+    let mut g = load_graph(&models().join("llama_kvstep.onnx")).unwrap();
+    PassManager::standard().run(&mut g).unwrap();
+    g
+}
+
+/// The inputs of reference set `tag`.
+fn reference_inputs(g: &Graph, tag: &str) -> HashMap<String, Tensor> {
+    g.input_nodes()
+        .into_iter()
+        .map(|n| {
+            let node = g.node(n);
+            let p = models().join(format!("llama_kvstep.{tag}.{}.npy", node.name));
+            (node.name.clone(), read_npy(&p, &node.outputs[0]).unwrap())
+        })
+        .collect()
+}
+
+fn ids(v: &[i64]) -> Tensor {
+    Tensor::i64(vec![1, v.len()], v.to_vec()).unwrap()
+}
+
+/// The GPU's outputs must match the interpreter's on the same inputs.
+fn agree(g: &Graph, ins: &HashMap<String, Tensor>, got: &[Tensor]) {
+    let want = interp::run(g, ins).unwrap();
+    for (i, (x, y)) in got.iter().zip(&want).enumerate() {
+        let (_, rel) = interp::compare(x, y);
+        assert!(rel <= 1e-4, "output {}: rel {rel:e}", g.output_name(i));
+    }
+}
+
+#[test]
+fn a_decode_loop_reuses_weights_executables_and_pipelines() {
+    let Some(gpu) = common::gpu() else { return };
+    let g = kvstep();
+    let mut s = Session::new(&gpu, g.clone()).unwrap();
+    // Step 1: onnxruntime's reference set (past 9, one new token).
+    let mut ins = reference_inputs(&g, "past9");
+    let mut out = s.run(&ins).unwrap();
+    let ty = TensorType::new(DType::F32, vec![Dim::Fixed(1), Dim::Fixed(1), Dim::Fixed(128)]);
+    let want = read_npy(&models().join("llama_kvstep.past9.out.logits.npy"), &ty).unwrap();
+    assert!(interp::compare(&out[0], &want).1 <= 1e-4, "step 1 against onnxruntime");
+    let kernels = s.executable(&s.bind(&ins, &Default::default()).unwrap()).unwrap().kernels().len();
+    // Steps 2..4: each step's present keys and values are the next step's past (10, 11, 12).
+    for (step, token) in [(2, 17), (3, 5), (4, 99)] {
+        for (i, t) in out.iter().enumerate() {
+            if let Some(layer) = g.output_name(i).strip_prefix("present_") {
+                ins.insert(format!("past_{layer}"), t.clone());
+            }
+        }
+        let past = ins["past_0_k"].shape()[2];
+        ins.insert("input_ids".into(), ids(&[token]));
+        ins.insert("attention_mask".into(), ids(&vec![1; past + 1]));
+        let before = gpu.pipeline_counts();
+        let next = s.run(&ins).unwrap();
+        agree(&g, &ins, &next);
+        assert_eq!(next[1].shape(), &[1, 2, past + 1, 8], "step {step}: present grows by one");
+        let compiled = gpu.pipeline_counts().compiled - before.compiled;
+        eprintln!("step {step}: past {past}: {compiled} of {kernels} kernels compiled");
+        assert!(
+            compiled > 0 && compiled * 4 < kernels,
+            "step {step}: a new past length recompiles only the kernels whose sizes involve it: {compiled} of {kernels}"
+        );
+        // The same binding again: nothing compiled, the same executable, the same bits.
+        let kept = s.executables();
+        assert_eq!(s.run(&ins).unwrap(), next, "step {step}: a repeated call");
+        assert_eq!(s.executables(), kept);
+        assert_eq!(gpu.pipeline_counts().compiled - before.compiled, compiled);
+        out = next;
+    }
+    assert_eq!(s.executables(), 4, "one executable per past length");
+    // Past the capacity, the least recently used go.
+    s.set_capacity(2);
+    assert_eq!(s.executables(), 2);
+}
+
+#[test]
+fn an_executable_refuses_inputs_of_another_shape_and_the_session_names_bad_inputs() {
+    let Some(gpu) = common::gpu() else { return };
+    let g = kvstep();
+    let ins = reference_inputs(&g, "past4n3");
+    let b = Session::new(&gpu, g.clone()).unwrap().bind(&ins, &Default::default()).unwrap();
+    let exe = Executable::new(&gpu, &g, &b).unwrap();
+    exe.run(&ins).unwrap();
+    let mut other = ins.clone();
+    other.insert("input_ids".into(), ids(&[1, 2]));
+    let e = exe.run(&other).unwrap_err().to_string();
+    assert_eq!(e, "node 'input_ids': the value given has shape [1, 2], but this executable was compiled for [1, 3]");
+    let mut s = Session::new(&gpu, g).unwrap();
+    let mut missing = ins.clone();
+    missing.remove("past_1_v");
+    assert_eq!(s.run(&missing).unwrap_err().to_string(), "node 'past_1_v': no value was given for this graph input");
+    let mut unknown = ins.clone();
+    unknown.insert("past".into(), ids(&[1]));
+    let e = s.run(&unknown).unwrap_err().to_string();
+    assert!(e.starts_with("the graph has no input 'past'; its inputs are: input_ids, attention_mask, past_0_k"), "{e}");
+    let mut wrong = ins.clone();
+    wrong.insert("input_ids".into(), Tensor::i32(vec![1, 3], vec![1, 2, 3]).unwrap());
+    let e = s.run(&wrong).unwrap_err().to_string();
+    assert_eq!(e, "node 'input_ids': the graph input is i64 but the value given is i32");
+    let mut short = ins.clone();
+    short.insert("past_0_v".into(), Tensor::zeros(DType::F32, vec![1, 2, 5, 8]));
+    let e = s.run(&short).unwrap_err().to_string();
+    assert!(e.contains("'past' is 4 in input 'past_0_k' but 5 here"), "{e}");
+}
