@@ -4,9 +4,13 @@
 //! is stitched in with a `path` attribute, an op's name is spelled in few places, and the files that
 //! switch on the op list do so exhaustively.
 
-mod common;
-
 use std::path::{Path, PathBuf};
+
+/// The repository root. (Not `root()`: this test reads files only, and does not link
+/// the library.)
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
 
 /// Every `.rs` file under `dir` (relative to the repository root), sorted.
 fn rust_files(dir: &str) -> Vec<PathBuf> {
@@ -24,7 +28,7 @@ fn rust_files(dir: &str) -> Vec<PathBuf> {
         }
     }
     let mut out = vec![];
-    walk(&common::root().join(dir), &mut out);
+    walk(&root().join(dir), &mut out);
     out.sort();
     out
 }
@@ -43,18 +47,18 @@ fn has_word(text: &str, word: &str) -> bool {
 
 /// The file's path relative to the repository root, for messages.
 fn rel(p: &Path) -> String {
-    p.strip_prefix(common::root()).unwrap_or(p).display().to_string()
+    p.strip_prefix(root()).unwrap_or(p).display().to_string()
 }
 
 /// The library's source files: the three crates and the root package outside its binary.
 fn library_files() -> Vec<PathBuf> {
-    let bin = common::root().join("src/bin");
+    let bin = root().join("src/bin");
     ["ir", "passes", "codegen", "src"].iter().flat_map(|d| rust_files(d)).filter(|p| !p.starts_with(&bin)).collect()
 }
 
 /// The names a crate's `[dependencies]` table lists.
 fn dependencies(manifest: &str) -> Vec<String> {
-    let text = read(&common::root().join(manifest));
+    let text = read(&root().join(manifest));
     let mut deps = vec![];
     let mut inside = false;
     for line in text.lines().map(str::trim) {
@@ -90,7 +94,7 @@ fn the_runtime_and_the_code_generator_do_not_know_the_interpreter() {
 fn only_the_binary_uses_clap() {
     let bad: Vec<String> = library_files().iter().filter(|p| has_word(&read(p), "clap")).map(|p| rel(p)).collect();
     assert!(bad.is_empty(), "library modules that mention clap: {bad:?}");
-    assert!(read(&common::root().join("src/bin/glufuse/args.rs")).contains("use clap::"));
+    assert!(read(&root().join("src/bin/glufuse/args.rs")).contains("use clap::"));
 }
 
 #[test]
@@ -113,7 +117,7 @@ fn crate_dependencies_run_one_way() {
 /// synthetic decoder's stand-in norm).
 #[test]
 fn an_op_is_spelled_in_few_files() {
-    let proto = common::root().join("src/onnx/proto.rs");
+    let proto = root().join("src/onnx/proto.rs");
     let files: Vec<String> =
         library_files().iter().filter(|p| **p != proto && has_word(&read(p), "Tanh")).map(|p| rel(p)).collect();
     assert!(!files.is_empty());
@@ -125,7 +129,32 @@ fn an_op_is_spelled_in_few_files() {
 #[test]
 fn op_list_switches_are_exhaustive() {
     for f in ["ir/src/op.rs", "codegen/src/select.rs", "passes/src/fusion/lower.rs", "codegen/src/lib.rs"] {
-        let text = read(&common::root().join(f));
+        let text = read(&root().join(f));
         assert!(!text.contains("_ =>"), "{f} has a catch-all arm");
     }
+}
+
+/// The root package builds no unit-test harness (`test = false` on its lib and bin) and the
+/// member crates run no doctests (`doctest = false`), to keep CI short: so no unit test may
+/// sit in `src/`, and no Rust example in the member crates' docs, where it would never run.
+#[test]
+fn no_test_is_written_where_none_would_run() {
+    let cfg_test = concat!("#[cfg(", "test)]");
+    let bad: Vec<String> = rust_files("src").iter().filter(|p| read(p).contains(cfg_test)).map(|p| rel(p)).collect();
+    assert!(bad.is_empty(), "unit tests in the root package would not run (test = false): {bad:?}");
+    let fence = concat!("``", "`");
+    let mut examples = vec![];
+    for p in ["ir", "passes", "codegen"].iter().flat_map(|d| rust_files(d)) {
+        let mut open = false;
+        for (i, line) in read(&p).lines().enumerate() {
+            let t = line.trim_start();
+            let Some(doc) = t.strip_prefix("///").or_else(|| t.strip_prefix("//!")) else { continue };
+            let Some(tag) = doc.trim().strip_prefix(fence) else { continue };
+            if !open && !["text", "json", "wgsl", "sh", "ignore"].contains(&tag) {
+                examples.push(format!("{}:{}", rel(&p), i + 1));
+            }
+            open = !open;
+        }
+    }
+    assert!(examples.is_empty(), "doc examples that would not run (doctest = false): {examples:?}");
 }

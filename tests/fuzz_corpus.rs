@@ -34,12 +34,12 @@ fn corpora_never_panic() {
             let _ = glufuse::passes::PassManager::standard().run(&mut g);
         }
     }
-    let ty32 = TensorType::new(DType::F32, vec![Dim::Sym("batch".into()), Dim::Fixed(4)]);
-    let ty16 = TensorType::new(DType::F16, vec![Dim::Sym("batch".into()), Dim::Fixed(4)]);
     for f in &npy {
         let bytes = std::fs::read(f).unwrap();
-        let _ = glufuse::files::parse_npy(&bytes, &ty32);
-        let _ = glufuse::files::parse_npy(&bytes, &ty16);
+        for dtype in DType::ALL {
+            let ty = TensorType::new(dtype, vec![Dim::Sym("batch".into()), Dim::Fixed(4)]);
+            let _ = glufuse::files::parse_npy(&bytes, &ty);
+        }
     }
 }
 

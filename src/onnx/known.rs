@@ -261,7 +261,22 @@ fn fold_symbolic(op: &Op, ins: &[&Known], outs: &[TensorType], shapes: &[Vec<usi
         }
         // Integer to integer: dims fit an i32 (the run checks every size it binds).
         Op::Cast { to } if to.is_int() => Some(vec![Known::new(*to, shapes[0].clone(), KVals::Sym(all))]),
-        _ => None,
+        // What dim expressions cannot say: their other unary ops, casts to floats or bools,
+        // reductions, and the ops of floats.
+        Op::Unary(_)
+        | Op::Cast { .. }
+        | Op::Input
+        | Op::Weight(_)
+        | Op::Constant(_)
+        | Op::SymConstant(_)
+        | Op::MatMul
+        | Op::Reduce { .. }
+        | Op::Softmax { .. }
+        | Op::CumSum { .. }
+        | Op::LayerNorm { .. }
+        | Op::Range { .. }
+        | Op::FusedGateUp(_)
+        | Op::Opaque { .. } => None,
     }
 }
 
@@ -324,7 +339,15 @@ fn sym_compare(op: BinaryOp, a: &DimExpr, b: &DimExpr) -> Option<bool> {
         BinaryOp::LessOrEqual => known(le0, gt0),
         BinaryOp::Greater => known(gt0, le0),
         BinaryOp::GreaterOrEqual => known(ge0, lt0),
-        _ => None,
+        BinaryOp::Add
+        | BinaryOp::Sub
+        | BinaryOp::Mul
+        | BinaryOp::Div
+        | BinaryOp::Pow
+        | BinaryOp::Max
+        | BinaryOp::Min
+        | BinaryOp::And
+        | BinaryOp::Or => None,
     }
 }
 

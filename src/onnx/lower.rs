@@ -388,6 +388,9 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
                 let r = t.rank() + axes.len();
                 let mut norm = axes.iter().map(|&a| ax(a, r)).collect::<Result<Vec<_>, _>>()?;
                 norm.sort_unstable();
+                if norm.windows(2).any(|w| w[0] == w[1]) {
+                    return Err(format!("Unsqueeze axes {axes:?} name an axis twice"));
+                }
                 for a in norm {
                     dims.insert(a, DimExpr::constant(1));
                 }
@@ -452,7 +455,10 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
             } else if let Some(s) = attrs.ints("split") {
                 s.into_iter().map(|x| Dim::from_expr(DimExpr::constant(x))).collect::<Result<_, _>>()?
             } else {
-                let parts = attrs.int("num_outputs").unwrap_or(nout as i64).max(1);
+                let parts = nout as i64;
+                if attrs.int("num_outputs").is_some_and(|k| k != parts) {
+                    return Err(format!("num_outputs {:?} but {parts} outputs", attrs.int("num_outputs")));
+                }
                 match t.shape[a].fixed() {
                     Some(total) => {
                         let each = total.div_ceil(parts as u64);

@@ -1,9 +1,9 @@
 //! The ONNX loader: `.onnx` files (opset 13 and up) decoded with `prost` into the IR.
 //!
-//! Every op whole-model exports use maps onto IR ops ([`lower`]): matrix products,
+//! Every op whole-model exports use maps onto IR ops (`lower.rs`): matrix products,
 //! elementwise arithmetic, comparisons and logic, `Where`, reductions, `Softmax`,
 //! `LayerNormalization`, `Gather`/`GatherND`, `Range`, `CumSum`, the layout ops and `Cast`,
-//! on floats, integers and booleans. Values known at load time ([`known`]) are tracked
+//! on floats, integers and booleans. Values known at load time (`known.rs`) are tracked
 //! through shape arithmetic, symbolic dims included: `Shape` of a `[1, new]` value is `[1,
 //! new]`, and `Concat`, `Gather`, `Add` and the rest carry `past + new` into the `Reshape`,
 //! `Expand`, `Slice` and `Range` attributes that need it; a known value a run needs as data
@@ -187,6 +187,9 @@ impl<'p> Loader<'p> {
             let v = self.value(&name, &name).map_err(|m| Error::input(format!("graph output '{name}': {m}")))?;
             self.g.add_output(v, Some(name));
         }
+        // Nodes built only for their shape (a `Shape` of them folded to dims) compute nothing
+        // a run needs.
+        crate::passes::dce::eliminate(&mut self.g);
         crate::verify::verify(&self.g)?;
         Ok(self.g)
     }

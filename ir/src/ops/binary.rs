@@ -212,9 +212,12 @@ pub(crate) fn eval(
             let dtype = ins[0].dtype;
             let mut v = Vec::with_capacity(ia.len());
             for (&i, &j) in pairs {
-                v.push(op.apply_int(a[i], b[j], dtype).ok_or_else(|| match op {
-                    BinaryOp::Pow => format!("integer exponent {} is out of range", b[j]),
-                    _ => format!("integer division by zero (dividend {})", a[i]),
+                v.push(op.apply_int(a[i], b[j], dtype).ok_or_else(|| {
+                    if op == BinaryOp::Pow {
+                        format!("integer exponent {} is out of range", b[j])
+                    } else {
+                        format!("integer division by zero (dividend {})", a[i])
+                    }
                 })?);
             }
             match kind {
@@ -224,11 +227,8 @@ pub(crate) fn eval(
         }
         (Data::Bool(a), Data::Bool(b), _) => Data::Bool(
             pairs
-                .map(|(&i, &j)| match op {
-                    BinaryOp::And => a[i] && b[j],
-                    BinaryOp::Or => a[i] || b[j],
-                    _ => op.apply_int(a[i] as i64, b[j] as i64, DType::I64) == Some(1),
-                })
+                // Logic, or `Equal` of booleans (the only other op inference lets through).
+                .map(|(&i, &j)| op.apply_int(a[i] as i64, b[j] as i64, DType::I64) == Some(1))
                 .collect(),
         ),
         _ => {

@@ -136,10 +136,10 @@ pub(crate) fn eval_reduce(
             Data::F32(acc.into_iter().map(|a| a as f32).collect())
         }
         Data::I64(v) => {
-            let init = match (op, t.dtype) {
-                (ReduceOp::Max, DType::I32) => i32::MIN as i64,
-                (ReduceOp::Max, _) => i64::MIN,
-                _ => 0,
+            let init = match op {
+                ReduceOp::Max if t.dtype == DType::I32 => i32::MIN as i64,
+                ReduceOp::Max => i64::MIN,
+                ReduceOp::Sum | ReduceOp::Mean => 0,
             };
             let mut acc = vec![init; m];
             for (&x, &j) in v.iter().zip(&to) {

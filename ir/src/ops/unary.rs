@@ -130,10 +130,12 @@ impl UnaryOp {
             | UnaryOp::IsNaN => dtype.is_float(),
         };
         if !ok {
-            let want = match self {
-                UnaryOp::Neg | UnaryOp::Abs => "a number",
-                UnaryOp::Not => "bool",
-                _ => "floating-point",
+            let want = if matches!(self, UnaryOp::Neg | UnaryOp::Abs) {
+                "a number"
+            } else if self == UnaryOp::Not {
+                "bool"
+            } else {
+                "floating-point"
             };
             return Err(format!("{} needs {want} inputs, got {dtype}", self.name()));
         }
