@@ -5,11 +5,15 @@
 //!
 //! - **Every call**: the symbols bound from the inputs' shapes (checked: names, dtypes,
 //!   ranks, dims that contradict each other), the inputs converted to the GPU's words and
-//!   written (one queue write each), one command encoder holding every dispatch and the
-//!   copies of every output (and of the run-time checks' error words) into one readback
-//!   buffer, one submission, one wait, the outputs converted from the mapped buffer. No
-//!   buffer, pipeline or bind group is created; the only allocations are the output tensors
-//!   returned.
+//!   written into the executable's staging buffer (mapped since the last call), one command
+//!   encoder holding the inputs' copies, every dispatch (a pipeline, a bind group and a
+//!   dispatch each: the encoding cost grows with the dispatch count) and the copies of every
+//!   output (and of the run-time checks' error words) into one readback buffer, one
+//!   submission, one wait (which also maps the staging buffer again), the outputs converted
+//!   from the mapped buffer. No buffer, pipeline or bind group is created ([`Gpu::created`]
+//!   counts them; `tests/session.rs` checks), and wgpu makes no staging buffer of its own;
+//!   the only allocations are the command buffer and the output tensors returned.
+//!   [`Session::run_timed`] says where a call's time went.
 //! - **The first call under a new binding** (another batch, sequence or past length) also
 //!   makes that binding's [`Executable`]: code generation and naga validation of every kernel
 //!   (CPU), a pipeline compile by the driver for each WGSL text the device has not compiled
@@ -18,13 +22,17 @@
 //!   whose sizes involve it: [`Gpu::pipeline_counts`] tells), its intermediate buffers and
 //!   readback buffer, and its symbolic constants uploaded.
 //! - **Once per session**: the weights and constants uploaded.
+//! - **After a pause**: a GPU without work for about a second lowers its clocks (an H100's
+//!   SM clock falls from 1980 towards 345 MHz within 2-3 s) and needs 100-300 ms of work to
+//!   raise them, so the first calls after a pause run up to 3× slower on the GPU.
+//!   [`Session::warm_up`] runs the graph for a given time first.
 //!
 //! Memory: the weights once; per executable kept, its intermediates (reused within a run as
 //! their last reader finishes) and its readback buffer. A session keeps the most recently
 //! used executables, [`Session::set_capacity`] of them (8 unless set), and drops the least
 //! recently used past that.
 
-use super::{Executable, Gpu, Weights};
+use super::{CallTimes, Executable, Gpu, Weights};
 use crate::codegen::tune::Tuned;
 use crate::codegen::{Target, Tiles};
 use crate::ir::Op;
@@ -148,7 +156,37 @@ impl<'a> Session<'a> {
 
     /// [`Session::run`] with sizes fixed beforehand (`given`), for symbols no input binds.
     pub fn run_with(&mut self, inputs: &HashMap<String, Tensor>, given: &Bindings) -> Result<Vec<Tensor>> {
+        Ok(self.run_timed(inputs, given)?.0)
+    }
+
+    /// Runs the graph on `inputs` once, then keeps the GPU busy with it for `d`
+    /// ([`Executable::warm_up`]: after about a second without work a GPU's clocks fall, and
+    /// the next calls run slower until they are up again); returns the runs after the first.
+    pub fn warm_up(
+        &mut self,
+        inputs: &HashMap<String, Tensor>,
+        given: &Bindings,
+        d: std::time::Duration,
+    ) -> Result<usize> {
         let b = self.bind(inputs, given)?;
-        self.executable(&b)?.run(inputs)
+        let exe = self.executable(&b)?;
+        exe.run(inputs)?;
+        exe.warm_up(d)
+    }
+
+    /// [`Session::run_with`], and where the call's CPU time went (binding and finding the
+    /// executable in `bind_us`; a first call under a binding also builds its executable
+    /// there).
+    pub fn run_timed(
+        &mut self,
+        inputs: &HashMap<String, Tensor>,
+        given: &Bindings,
+    ) -> Result<(Vec<Tensor>, CallTimes)> {
+        let t0 = std::time::Instant::now();
+        let b = self.bind(inputs, given)?;
+        let exe = self.executable(&b)?;
+        let bind_us = t0.elapsed().as_secs_f64() * 1e6;
+        let (out, times) = exe.run_timed(inputs)?;
+        Ok((out, CallTimes { bind_us, ..times }))
     }
 }
