@@ -2,7 +2,7 @@
 //! fed its own present keys and values as the next step's past, uploads its weights once,
 //! keeps an executable per binding, and recompiles only the kernels whose WGSL a new past
 //! length changes; an [`Executable`] refuses inputs of another shape than it was compiled
-//! for; bad inputs are errors naming the input.
+//! for, and runs on after a failed run; bad inputs are errors naming the input.
 
 mod common;
 
@@ -103,11 +103,18 @@ fn an_executable_refuses_inputs_of_another_shape_and_the_session_names_bad_input
     let ins = reference_inputs(&g, "past4n3");
     let b = Session::new(&gpu, g.clone()).unwrap().bind(&ins, &Default::default()).unwrap();
     let exe = Executable::new(&gpu, &g, &b).unwrap();
-    exe.run(&ins).unwrap();
+    let first = exe.run(&ins).unwrap();
     let mut other = ins.clone();
     other.insert("input_ids".into(), ids(&[1, 2]));
     let e = exe.run(&other).unwrap_err().to_string();
     assert_eq!(e, "node 'input_ids': the value given has shape [1, 2], but this executable was compiled for [1, 3]");
+    // A run whose gather finds a token id past the vocabulary fails; the runs around it reuse
+    // the same staging and readback buffers and are unaffected.
+    let mut oov = ins.clone();
+    oov.insert("input_ids".into(), ids(&[1, 128, 2]));
+    let e = exe.run(&oov).unwrap_err().to_string();
+    assert!(e.contains("index 128 is out of range for 128 rows (input 'input_ids')"), "{e}");
+    assert_eq!(exe.run(&ins).unwrap(), first, "a run after a failed one");
     let mut s = Session::new(&gpu, g).unwrap();
     let mut missing = ins.clone();
     missing.remove("past_1_v");
