@@ -15,11 +15,12 @@
 //!   (the command encoder, the mappings' callbacks).
 //! - **The first call under a new binding** (another batch, sequence or past length) also
 //!   makes that binding's [`Executable`]: code generation and naga validation of every kernel
-//!   (CPU), a pipeline compile by the driver for each WGSL text the device has not compiled
-//!   before (the costly part; sizes are baked into the text, so the layers of a model share
-//!   their texts, and a KV-cache step with another past length recompiles only the kernels
-//!   whose sizes involve it: [`Gpu::pipeline_counts`] tells), its intermediate buffers and
-//!   readback buffer, and its symbolic constants uploaded.
+//!   (CPU), a pipeline compile by the driver for each kernel code (WGSL, less its choice
+//!   comment) the device has not compiled before (the costly part; sizes are baked into the
+//!   code, so the layers of a model share their code, and a KV-cache step with another past
+//!   length recompiles only the kernels whose sizes involve it: [`Gpu::pipeline_counts`]
+//!   tells), its intermediate buffers and readback buffer, and its symbolic constants
+//!   uploaded.
 //! - **Once per session**: the weights and constants uploaded.
 //!
 //! Memory: the weights once; per executable kept, its intermediates (reused within a run as
