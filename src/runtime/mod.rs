@@ -10,8 +10,9 @@
 //! - [`Executable`]: a graph compiled for one binding of its symbolic dims (every size baked
 //!   into the kernels). Its inputs must have exactly the shapes it was compiled for.
 //! - [`Session`]: a graph held for repeated calls with inputs of any shape: weights uploaded
-//!   once, an executable per binding of the symbols (kept for reuse), pipelines shared by WGSL
-//!   text through the [`Gpu`]'s cache. What each call costs: `session.rs`.
+//!   once, an executable per binding of the symbols (kept for reuse), pipelines shared by
+//!   kernel code (the WGSL less its choice comment) through the [`Gpu`]'s cache. What each
+//!   call costs: `session.rs`.
 //!
 //! Values live as the codegen crate documents (`glufuse_codegen`'s "GPU representation"):
 //! one 32-bit word per element, i64 and i32 as i32 (inputs, constants and outputs converted
@@ -375,10 +376,11 @@ impl<'a> Executable<'a> {
     /// no result bit. Costs about 20 dispatches per candidate and distinct shape (tens of
     /// milliseconds for a Llama-3-8B prefill GEMM).
     pub fn tune_gemms(&mut self, g: &Graph, b: &Bindings, target: &Target, candidates: &[Tiles]) -> Result<Vec<Tuned>> {
-        // Pipelines by what they run (WGSL and bindings): the executable's own and every
-        // candidate timed, so that a kernel already on the chosen tiling keeps its pipeline
-        // and the winner keeps the one it was timed with.
-        let key = |k: &Kernel| (k.source().wgsl.clone(), k.source().bindings.clone());
+        // Pipelines by what they run (the code, without the choice comment, and bindings): the
+        // executable's own and every candidate timed, so that a kernel already on the chosen
+        // tiling keeps its pipeline (and is timed on it) and the winner keeps the one it was
+        // timed with.
+        let key = |k: &Kernel| (k.source().code().to_string(), k.source().bindings.clone());
         let mut pipelines: HashMap<_, Dispatch> =
             self.kernels.iter().zip(&self.dispatches).map(|(k, d)| (key(k), d.clone())).collect();
         let (gpu, buffers, buffer_of) = (self.gpu, &self.buffers, &self.buffer_of);
@@ -416,7 +418,7 @@ impl<'a> Executable<'a> {
     /// given, of its dtype and of exactly the shape this binding gives it (an input of
     /// another shape is refused, never padded or cut), integers within 32 bits. Errors name
     /// the input.
-    fn check_inputs(&self, inputs: &HashMap<String, Tensor>) -> Result<()> {
+    pub fn check_inputs(&self, inputs: &HashMap<String, Tensor>) -> Result<()> {
         for slot in &self.inputs {
             let name = &slot.name;
             let t = inputs.get(name).ok_or_else(|| Error::graph(name, "no value was given for this graph input"))?;
@@ -676,7 +678,7 @@ fn dispatch(
     s: &codegen::KernelSource,
     err: Option<(&wgpu::Buffer, u64)>,
 ) -> Result<Dispatch> {
-    let pipeline = gpu.pipeline(&s.name, &s.wgsl)?;
+    let pipeline = gpu.pipeline(s)?;
     let mut entries: Vec<wgpu::BindGroupEntry> = vec![];
     for (i, bd) in s.bindings.iter().enumerate() {
         let buffer = buffer_of.get(&bd.value).map(|&b| &buffers[b]).ok_or_else(|| {

@@ -16,11 +16,12 @@
 //!   [`Session::run_timed`] says where a call's time went.
 //! - **The first call under a new binding** (another batch, sequence or past length) also
 //!   makes that binding's [`Executable`]: code generation and naga validation of every kernel
-//!   (CPU), a pipeline compile by the driver for each WGSL text the device has not compiled
-//!   before (the costly part; sizes are baked into the text, so the layers of a model share
-//!   their texts, and a KV-cache step with another past length recompiles only the kernels
-//!   whose sizes involve it: [`Gpu::pipeline_counts`] tells), its intermediate buffers and
-//!   readback buffer, and its symbolic constants uploaded.
+//!   (CPU), a pipeline compile by the driver for each kernel code (WGSL, less its choice
+//!   comment) the device has not compiled before (the costly part; sizes are baked into the
+//!   code, so the layers of a model share their code, and a KV-cache step with another past
+//!   length recompiles only the kernels whose sizes involve it: [`Gpu::pipeline_counts`]
+//!   tells), its intermediate buffers and readback buffer, and its symbolic constants
+//!   uploaded.
 //! - **Once per session**: the weights and constants uploaded.
 //! - **After a pause**: a GPU without work for about a second lowers its clocks (an H100's
 //!   SM clock falls from 1980 towards 345 MHz within 2-3 s) and needs 100-300 ms of work to
@@ -28,7 +29,8 @@
 //!   [`Session::warm_up`] runs the graph for a given time first.
 //!
 //! Memory: the weights once; per executable kept, its intermediates (reused within a run as
-//! their last reader finishes) and its readback buffer. A session keeps the most recently
+//! their last reader finishes), its staging buffer (the inputs) and its readback buffer (the
+//! outputs). A session keeps the most recently
 //! used executables, [`Session::set_capacity`] of them (8 unless set), and drops the least
 //! recently used past that.
 

@@ -1,14 +1,15 @@
 //! `glufuse bench [--shapes HxI,..] [--rows ..] [--dtypes ..] [--layout ..] [--gemm-tiles ..
-//! | --tune]`: fused against unfused gate/up kernels on the GPU, each graph in a fresh
-//! process unless `--in-process` (see [`harness`]); `glufuse bench MODEL ..`: a whole graph
-//! of the user's, fused against unfused ([`model`]); `glufuse bench-probe`: the
-//! long-lived-process experiment ([`probe`]).
+//! | --tune] [--matmul-precision f16|f32]`: fused against unfused gate/up kernels on the GPU,
+//! each graph in a fresh process unless `--in-process` (see [`harness`]), with each graph's
+//! projection kernel choice; `glufuse bench MODEL ..`: a whole graph of the user's, fused
+//! against unfused ([`model`]); `glufuse bench-probe`: the long-lived-process experiment
+//! ([`probe`]).
 
 pub mod harness;
 pub mod model;
 pub mod probe;
 
-use crate::args::{BenchArgs, PartArg};
+use crate::args::{BenchArgs, PartArg, PrecisionArg};
 use glufuse::codegen::Tiles;
 use glufuse::files::write_atomic;
 use glufuse::runtime::Gpu;
@@ -26,6 +27,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             seed: a.seed,
             reps: a.reps,
             samples: a.samples,
+            matmul_precision: PrecisionArg::resolve(a.matmul_precision),
         };
         let part = match a.part {
             PartArg::Both => None,
@@ -58,6 +60,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         },
         gemm_tiles,
         tune: a.tune,
+        matmul_precision: PrecisionArg::resolve(a.matmul_precision),
     };
     if !a.in_process && a.part != PartArg::Both {
         return Err(Error::input("--part fused|unfused needs --in-process (the isolated run times both parts)"));

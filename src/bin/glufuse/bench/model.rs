@@ -22,6 +22,7 @@
 //! true, floats seeded as `run` seeds them.
 
 use super::harness::child_command;
+use glufuse::codegen::{MatmulPrecision, Target};
 use glufuse::files::{load_graph, write_atomic};
 use glufuse::ir::{DType, Op, Value};
 use glufuse::passes::PassManager;
@@ -49,6 +50,8 @@ pub struct ModelOptions {
     pub reps: usize,
     /// Submissions (and profiled calls, and timed calls through the session).
     pub samples: usize,
+    /// Which products may be f16 ([`Target::matmul_precision`]).
+    pub matmul_precision: MatmulPrecision,
 }
 
 /// Time and dispatches of one kernel family.
@@ -158,6 +161,9 @@ pub struct ModelReport {
     pub samples: usize,
     /// Where the parts ran.
     pub process: String,
+    /// Which matrix products may be f16.
+    #[serde(default)]
+    pub matmul_precision: String,
     /// The fused part, then the unfused one.
     pub parts: Vec<PartReport>,
 }
@@ -302,7 +308,8 @@ pub fn measure(gpu: &Gpu, o: &ModelOptions, fused: bool) -> Result<Measured> {
     let fused_units = g.topo_order()?.iter().filter(|&&n| matches!(g.node(n).op, Op::FusedGateUp(_))).count();
     let compiled0 = gpu.pipeline_counts().compiled;
     let t = Instant::now();
-    let mut session = Session::new(gpu, g)?;
+    let target = Target { matmul_precision: o.matmul_precision, ..gpu.target() };
+    let mut session = Session::with_target(gpu, g, target)?;
     let weights_s = secs(t);
     let b = session.bind(&ins, &b)?;
     let t = Instant::now();
@@ -421,6 +428,7 @@ fn header(r: &ModelReport, device: Option<&str>) -> String {
         if binding.is_empty() { "(no symbolic dims)".to_string() } else { binding.join(", ") },
         r.inputs.join("; ")
     );
+    s += &format!("matmul precision: {}\n", r.matmul_precision);
     if let Some(d) = device {
         s += &format!("device: {d}\n");
     }
@@ -529,6 +537,7 @@ pub fn run(
             reps: o.reps,
             samples: o.samples,
             process: "one part in this process".into(),
+            matmul_precision: o.matmul_precision.to_string(),
             parts: vec![p],
         };
         if child_report.is_none() {
@@ -548,6 +557,7 @@ pub fn run(
             "fused and unfused each in a fresh process".into()
         },
         parts: vec![],
+        matmul_precision: o.matmul_precision.to_string(),
     };
     {
         let g = load_graph(&o.graph)?;
@@ -585,6 +595,11 @@ pub fn run(
             ];
             for i in &o.inputs {
                 args.extend(["--input".to_string(), i.clone()]);
+            }
+            match o.matmul_precision {
+                MatmulPrecision::AsWeights => {}
+                MatmulPrecision::F32 => args.push("--matmul-precision=f32".into()),
+                MatmulPrecision::F16 => args.push("--matmul-precision=f16".into()),
             }
             for d in &o.dims {
                 args.extend(["--dim".to_string(), d.clone()]);
