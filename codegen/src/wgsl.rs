@@ -272,6 +272,7 @@ pub(crate) fn kernel(
         wgsl.insert_str(0, &decl);
     }
     Ok(KernelSource {
+        scratch_bytes: 0,
         name,
         kind,
         wgsl,
