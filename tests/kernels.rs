@@ -179,7 +179,8 @@ fn split_k_gemvs_match_the_interpreter() {
     assert_eq!(got.len(), 2, "{got:?}");
     assert!(got[0].starts_with("gemv-kn split-k 7: ") && got[0].contains("split K=2000 in 7"), "{got:?}");
     assert!(got[1].starts_with("gemv-kn split-k 7 sum: "), "{got:?}");
-    for c in [Case { h: 256, ..split }, Case { i: 8192, ..split }] {
+    // K = 896 reaches 3 parts of 256, fewer than worth a second dispatch.
+    for c in [Case { h: 896, ..split }, Case { i: 8192, ..split }] {
         let got = choice(&c);
         assert!(got.len() == 1 && got[0].starts_with("gemv-kn: "), "{c:?}: {got:?}");
     }

@@ -78,9 +78,14 @@ fn kn_tiling(s: &ProjShape) -> (usize, usize, bool) {
     (groups_per_wg * vc, groups_per_wg, narrow)
 }
 
+/// Fewest parts a split-K GEMV has: the split costs a second dispatch (3-5 µs on an H100 in
+/// a whole model), which fewer parts would not win back. Qwen2-0.5B's K = 896 projections
+/// (3 parts at most) stay whole; its down projection (K = 4864) splits in 19.
+pub const SPLIT_MIN_PARTS: usize = 4;
+
 /// Into how many parts of k a `[K, N]` GEMV splits (1: none), and why: where its grid has
 /// fewer than [`GEMV_MIN_WORKGROUPS`] workgroups, enough parts of at least [`SPLIT_MIN_K`]
-/// rows of k to reach 2 × that many.
+/// rows of k to reach 2 × that many, if that is at least [`SPLIT_MIN_PARTS`].
 pub(crate) fn kn_split(s: &ProjShape) -> (usize, Option<String>) {
     let (cw, _, _) = kn_tiling(s);
     let grid = s.n.div_ceil(cw) * s.rows.div_ceil(s.gemv_rows(false));
@@ -88,7 +93,7 @@ pub(crate) fn kn_split(s: &ProjShape) -> (usize, Option<String>) {
         return (1, None);
     }
     let split = (2 * GEMV_MIN_WORKGROUPS).div_ceil(grid).min(s.k / SPLIT_MIN_K);
-    if split < 2 {
+    if split < SPLIT_MIN_PARTS {
         return (1, None);
     }
     let why = format!(
