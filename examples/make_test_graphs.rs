@@ -1,5 +1,5 @@
-//! Writes the graphs of `tests/graphs/`: one per way exporters spell a gated FFN, and one per
-//! case the fusion pass must leave alone. Run `cargo run --example make_test_graphs` to
+//! Writes the graphs of `tests/graphs/`: one per way exporters spell a gated FFN, one per case
+//! the fusion pass must leave alone, and chains of elementwise ops for the elementwise fusion. Run `cargo run --example make_test_graphs` to
 //! regenerate them; the test suite reads the files, so every change to them is reviewed.
 
 use glufuse::builder::{GraphBuilder, SiluSpelling};
@@ -294,6 +294,64 @@ fn decoder(layers: usize, layout: Layout) -> Graph {
     .expect("valid")
 }
 
+/// Chains of elementwise ops for the elementwise fusion, around the products that bound them
+/// (no gated FFN): an RMS norm as exporters write it (`x·x`, its mean and the tail one group),
+/// a mask built from comparisons and logic through an expand and a `Where`, an integer detour
+/// with casts, a product read three times (so it stays a group's output, computed once), and
+/// a softmax of it less its row maximum (rows reduced in turn).
+fn elementwise_chains(dt: DType) -> Graph {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", dt, vec![Dim::Sym("batch".into()), Dim::Fixed(H)]);
+    // An f16 graph computes its norm in f32, as the exports do.
+    let xf = if dt == DType::F16 { b.node("norm.cast_in", Op::Cast { to: DType::F32 }, &[x], vec![])[0] } else { x };
+    let two = b.scalar("norm.two", DType::F32, 2.0);
+    let sq = b.binary("norm.pow", BinaryOp::Pow, xf, two);
+    let mean = b.node("norm.mean", Op::Reduce { op: ReduceOp::Mean, axes: vec![-1], keepdims: true }, &[sq], vec![])[0];
+    let eps = b.scalar("norm.eps", DType::F32, 1e-6);
+    let var = b.add("norm.add_eps", mean, eps);
+    let sd = b.unary("norm.sqrt", UnaryOp::Sqrt, var);
+    let r = b.unary("norm.rsqrt", UnaryOp::Reciprocal, sd);
+    let n = b.mul("norm.mul", xf, r);
+    let n = if dt == DType::F16 { b.node("norm.cast_out", Op::Cast { to: DType::F16 }, &[n], vec![])[0] } else { n };
+    let w = b.weight("norm.weight", dt, &[H], 0.5);
+    let y = b.mul("norm.scale", w, n);
+    // A mask: where x < 0 and not x < -0.25, 0; elsewhere the lowest float; over [1, batch, H].
+    let zero = b.scalar("mask.zero", dt, 0.0);
+    let lo = b.scalar("mask.lo", dt, -0.25);
+    let neg = b.binary("mask.neg", BinaryOp::Less, x, zero);
+    let deep = b.binary("mask.deep", BinaryOp::Less, x, lo);
+    let shallow = b.unary("mask.not_deep", UnaryOp::Not, deep);
+    let keep = b.binary("mask.and", BinaryOp::And, neg, shallow);
+    let wide = b.node(
+        "mask.expand",
+        Op::Expand { shape: vec![Dim::Fixed(1), Dim::Sym("batch".into()), Dim::Fixed(H)] },
+        &[keep],
+        vec![],
+    )[0];
+    let min = b.scalar("mask.min", dt, if dt == DType::F16 { -65504.0 } else { -3.4028234663852886e38 });
+    let mask = b.node("mask.where", Op::Where, &[wide, zero, min], vec![])[0];
+    // Integers: 4·x truncated to an i64 (exact on any device), plus 1, back to floats.
+    let four = b.scalar("int.four", dt, 4.0);
+    let x4 = b.mul("int.mul", x, four);
+    let i = b.node("int.cast", Op::Cast { to: DType::I64 }, &[x4], vec![])[0];
+    let one = b.scalar("int.one", DType::I64, 1.0);
+    let i1 = b.add("int.add", i, one);
+    let f = b.node("int.back", Op::Cast { to: dt }, &[i1], vec![])[0];
+    // The product read twice: by the masked sum and by a projection.
+    let p = b.mul("prod", y, f);
+    let s = b.add("masked", p, mask);
+    let wp = b.weight("proj.weight", dt, &[H, H], 0.5);
+    let proj = b.matmul("proj", p, wp);
+    let out = b.unary("out", UnaryOp::Tanh, s);
+    // Rows reduced one after another: a softmax of (p - max(p)) / 2.
+    let mx = b.node("soft.max", Op::Reduce { op: ReduceOp::Max, axes: vec![-1], keepdims: true }, &[p], vec![])[0];
+    let centred = b.binary("soft.sub", BinaryOp::Sub, p, mx);
+    let half = b.scalar("soft.half", dt, 0.5);
+    let scaled = b.mul("soft.scale", centred, half);
+    let soft = b.node("soft", Op::Softmax { axis: -1 }, &[scaled], vec![])[0];
+    b.finish(&[out, proj, soft]).expect("valid")
+}
+
 fn main() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/graphs");
     std::fs::create_dir_all(&dir).expect("create tests/graphs");
@@ -326,6 +384,8 @@ fn main() {
         ("nofuse_gate_is_output", gate_is_output()),
         ("nofuse_broadcast_up", broadcast_up()),
         ("nofuse_mixed_layouts", mixed_layouts()),
+        ("elementwise_chains", elementwise_chains(DType::F32)),
+        ("elementwise_chains_f16", elementwise_chains(DType::F16)),
     ];
     for (name, g) in graphs {
         let path = dir.join(format!("{name}.json"));

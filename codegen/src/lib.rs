@@ -8,7 +8,8 @@
 //! source and naga's rendered diagnostic.
 //!
 //! Laid out by kernel family: `wgsl.rs` (the writer's shared pieces), `elementwise.rs`
-//! (unary, binary, `Where`, cast; the activations' WGSL), `layout.rs` (index mapping:
+//! (unary, binary, `Where`, cast; the activations' WGSL), `program.rs` (elementwise programs:
+//! those ops strung together, per element or per row with reductions), `layout.rs` (index mapping:
 //! transpose, expand, slice, split, concat), `index.rs` (gather, GatherND, range), `reduce.rs`
 //! (reductions, softmax, cumulative sums), `norm.rs` (layer normalisation), [`proj`] (the
 //! projections: scalar template, GEMVs, unaligned and tiled GEMMs, batched matmul), and
@@ -50,6 +51,7 @@ mod elementwise;
 mod index;
 mod layout;
 mod norm;
+mod program;
 pub mod proj;
 mod reduce;
 mod select;
@@ -72,6 +74,8 @@ use std::fmt;
 pub enum KernelKind {
     /// A unary or binary elementwise op.
     Elementwise,
+    /// An elementwise program: several elementwise ops in one kernel.
+    Program,
     /// A cast.
     Cast,
     /// A transpose.
@@ -137,6 +141,7 @@ impl fmt::Display for KernelKind {
         };
         match self {
             KernelKind::Elementwise => f.write_str("elementwise"),
+            KernelKind::Program => f.write_str("elementwise-program"),
             KernelKind::Cast => f.write_str("cast"),
             KernelKind::Transpose => f.write_str("transpose"),
             KernelKind::Slice => f.write_str("slice"),

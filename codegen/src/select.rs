@@ -2,7 +2,7 @@
 //! exhaustive over the op list; [`projection`] picks among the projection kernels by shape.
 
 use crate::proj::{batched, gemm_tiled, gemm_unaligned, gemv, scalar, ProjShape, ProjValues};
-use crate::{dims, elementwise, gpu_bytes, index, layout, norm, packed_f16, reduce, KernelSource, Target};
+use crate::{dims, elementwise, gpu_bytes, index, layout, norm, packed_f16, program, reduce, KernelSource, Target};
 use glufuse_ir::shape::Bindings;
 use glufuse_ir::{Error, Graph, Layout, NodeIndex, Op, Result, Value};
 
@@ -55,6 +55,7 @@ pub fn node_kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result
         Op::Binary(op) => one(elementwise::binary(g, n, *op, b, t)),
         Op::Where => one(elementwise::where_(g, n, b, t)),
         Op::Cast { to } => one(elementwise::cast(g, n, *to, b, t)),
+        Op::Elementwise(p) => one(program::program(g, n, p, b, t)),
         Op::Transpose { perm } => one(layout::transpose(g, n, perm, b, t)),
         Op::Expand { .. } => one(layout::expand(g, n, b, t)),
         Op::Slice { axis, start, step, .. } => one(layout::slice(g, n, *axis, start, *step, b, t)),

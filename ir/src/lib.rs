@@ -32,6 +32,7 @@ pub use error::{Error, Result};
 pub use graph::{Edge, Graph, GraphSummary, Node, NodeIndex, Value};
 pub use op::Op;
 pub use ops::binary::BinaryOp;
+pub use ops::elementwise::{ElementwiseProgram, Scalar, Step};
 pub use ops::fused::{Activation, FusedGateUp, Layout};
 pub use ops::reduce::ReduceOp;
 pub use ops::source::{ConstValues, WeightInit};

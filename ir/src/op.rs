@@ -4,12 +4,15 @@
 //! not compile until each of these is written for it.
 
 use crate::dim::DimExpr;
+use crate::ops::elementwise::ElementwiseProgram;
 use crate::ops::fused::FusedGateUp;
 use crate::ops::reduce::ReduceOp;
 use crate::ops::source::{ConstValues, WeightInit};
 use crate::ops::unary::UnaryOp;
 use crate::ops::Attrs;
-use crate::ops::{self, binary::BinaryOp, cast, fused, index, layout, matmul, norm, opaque, reduce, source, unary};
+use crate::ops::{
+    self, binary::BinaryOp, cast, elementwise, fused, index, layout, matmul, norm, opaque, reduce, source, unary,
+};
 use crate::shape::{check_size, Bindings};
 use crate::tensor::{Data, Tensor};
 use crate::types::{DType, Dim, TensorType};
@@ -21,7 +24,7 @@ use std::collections::BTreeMap;
 /// `SymConstant`); elementwise `Unary`, `Binary` and `Where`; `MatMul`; reductions (`Reduce`,
 /// `Softmax`, `CumSum`); `LayerNorm`; indexing (`Gather`, `GatherND`, `Range`); layout
 /// (`Transpose`, `Reshape`, `Expand`, `Split`, `Slice`, `Concat`); `Cast`; `FusedGateUp`;
-/// `Opaque`.
+/// `Elementwise` programs; `Opaque`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     /// A graph input, fed at run time.
@@ -152,6 +155,9 @@ pub enum Op {
     },
     /// `act(x·W_gate) * (x·W_up)` in one kernel.
     FusedGateUp(FusedGateUp),
+    /// Several elementwise ops (unary, binary, `Where`, casts, expands, scalar constants)
+    /// over one output shape, in one kernel: what the elementwise fusion merges chains into.
+    Elementwise(ElementwiseProgram),
     /// An operator glufuse does not model: carried through every pass untouched.
     Opaque {
         /// The operator's name in the source model (`Attention`, `RMSNorm`, ...).
@@ -188,6 +194,7 @@ impl Op {
             Op::Concat { .. } => layout::CONCAT,
             Op::Cast { .. } => cast::NAME,
             Op::FusedGateUp(_) => fused::NAME,
+            Op::Elementwise(_) => elementwise::NAME,
             Op::Opaque { .. } => opaque::NAME,
         }
     }
@@ -216,6 +223,7 @@ impl Op {
             | Op::Concat { .. }
             | Op::Cast { .. }
             | Op::FusedGateUp(_)
+            | Op::Elementwise(_)
             | Op::Opaque { .. } => false,
         }
     }
@@ -243,6 +251,7 @@ impl Op {
             | Op::Concat { .. }
             | Op::Cast { .. }
             | Op::FusedGateUp(_)
+            | Op::Elementwise(_)
             | Op::Opaque { .. } => true,
         }
     }
@@ -275,6 +284,7 @@ impl Op {
             Op::Concat { axis } => layout::infer_concat(*axis, ins)?,
             Op::Cast { to } => cast::infer(*to, ins)?,
             Op::FusedGateUp(f) => fused::infer(f, ins, declared)?,
+            Op::Elementwise(p) => elementwise::infer(p, ins)?,
             Op::Opaque { .. } => opaque::infer(declared)?,
         };
         for t in &out {
@@ -316,6 +326,7 @@ impl Op {
             Op::Concat { axis } => layout::eval_concat(*axis, ins, shapes),
             Op::Cast { to } => cast::eval(*to, ins),
             Op::FusedGateUp(f) => fused::eval(f, ins, &outs[0], shapes),
+            Op::Elementwise(p) => elementwise::eval(p, ins, shapes, b),
             Op::Opaque { op_type, .. } => opaque::eval(op_type),
         }
     }
@@ -348,6 +359,7 @@ impl Op {
             | Op::Concat { .. }
             | Op::Cast { .. }
             | Op::FusedGateUp(_)
+            | Op::Elementwise(_)
             | Op::Opaque { .. } => None,
         }
     }
@@ -376,6 +388,7 @@ impl Op {
             Op::Concat { axis } => layout::label_concat(*axis),
             Op::Cast { to } => cast::label(*to),
             Op::FusedGateUp(f) => fused::label(f),
+            Op::Elementwise(p) => elementwise::label(p),
             Op::Opaque { op_type, .. } => opaque::label(op_type),
         }
     }
@@ -404,6 +417,7 @@ impl Op {
             Op::Concat { axis } => layout::write_concat(*axis, m),
             Op::Cast { to } => cast::write_attrs(*to, m),
             Op::FusedGateUp(f) => fused::write_attrs(f, m),
+            Op::Elementwise(p) => elementwise::write_attrs(p, m),
             Op::Opaque { op_type, attrs } => opaque::write_attrs(op_type, attrs, m),
         }
     }
@@ -423,6 +437,7 @@ impl Op {
             .or_else(|| layout::from_json(name, a))
             .or_else(|| cast::from_json(name, a))
             .or_else(|| fused::from_json(name, a))
+            .or_else(|| elementwise::from_json(name, a))
             .or_else(|| opaque::from_json(name, a))
     }
 }

@@ -11,6 +11,8 @@
 //! - [`norm`]: layer normalisation;
 //! - [`index`]: gathers and ranges;
 //! - [`fused`]: the fused gated unit `act(x·W_gate) · (x·W_up)`;
+//! - [`elementwise`]: programs of several elementwise ops in one node (what the elementwise
+//!   fusion makes);
 //! - [`layout`]: ops that move elements without computing (transpose, reshape, expand,
 //!   split, slice, concat);
 //! - [`cast`]: element type conversion;
@@ -22,6 +24,7 @@
 
 pub mod binary;
 pub mod cast;
+pub mod elementwise;
 pub mod fused;
 pub mod index;
 pub mod layout;

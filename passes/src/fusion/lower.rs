@@ -100,6 +100,7 @@ pub fn lower(g: &Graph) -> Result<Lowered> {
             | Op::Concat { .. }
             | Op::Cast { .. }
             | Op::FusedGateUp(_)
+            | Op::Elementwise(_)
             | Op::Opaque { .. } => None,
         };
         let Some(id) = id else {
