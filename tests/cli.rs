@@ -266,8 +266,8 @@ fn run_tune_reports_each_gemm_and_still_checks() {
 }
 
 /// `bench` times each graph in a child process that reports its figures as JSON: the table
-/// carries the device, the copy yardstick and the row the children measured, and `--json`
-/// the same row.
+/// carries the device, its cooperative matrices, the copy yardstick and the row the children
+/// measured with the kernels chosen (and why), and `--json` the same row.
 #[test]
 fn bench_assembles_the_table_from_its_children() {
     if common::gpu().is_none() {
@@ -288,12 +288,21 @@ fn bench_assembles_the_table_from_its_children() {
     assert!(copy.is_finite() && copy >= 0.0, "{out}");
     let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("| 16×32 |")).collect();
     assert_eq!(rows.len(), 1, "{out}");
-    assert!(rows[0].starts_with("| 16×32 | 1 | f32 |") && rows[0].ends_with("| fused-gate-up-gemv-kn |"), "{out}");
+    let cells: Vec<&str> =
+        rows[0].strip_prefix("| ").and_then(|r| r.strip_suffix(" |")).unwrap().split(" | ").collect();
+    assert_eq!(cells.len(), 12, "{out}");
+    assert_eq!(cells[..3], ["16×32", "1", "f32"], "{out}");
+    // The fused kernel, its choice with the reason, the unfused graph's projection kernels.
+    assert_eq!(cells[9], "fused-gate-up-gemv-kn", "{out}");
+    assert!(cells[10].starts_with("gemv-kn: M=1 ≤ 32") && cells[10].contains("; not coop: "), "{out}");
+    assert_eq!(cells[11], "gemv-kn", "{out}");
+    assert!(out.contains("\ncooperative matrices: "), "{out}");
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&j).unwrap()).unwrap();
     let r = &v[0];
     assert_eq!((r["h"].as_u64(), r["i"].as_u64(), r["m"].as_u64()), (Some(16), Some(32), Some(1)), "{v}");
     assert!(r["fused_us"].as_f64().unwrap() > 0.0 && r["unfused_us"].as_f64().unwrap() > 0.0, "{v}");
     assert_eq!(r["dispatches"], serde_json::json!([1, 4]), "{v}");
+    assert_eq!((r["fused_choice"].as_str(), r["unfused_choice"].as_str()), (Some(cells[10]), Some(cells[11])), "{v}");
 }
 
 fn model(name: &str) -> String {

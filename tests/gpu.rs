@@ -4,8 +4,9 @@
 
 mod common;
 
-use glufuse::codegen::{generate, manifest, Target};
+use glufuse::codegen::{generate, manifest, CoopMatrix, MatmulPrecision, Target};
 use glufuse::interp;
+use glufuse::ir::{DType, Layout};
 use glufuse::passes::PassManager;
 use glufuse::runtime::Executable;
 
@@ -90,6 +91,40 @@ fn wgsl_snapshots_of_representative_kernels() {
         "wgsl_fused_gemv_nk_subgroups",
         pick_for("merged_slices_nk", "mul", &common::bindings(), &h100)
     );
+    // Cooperative matrices as an H100 offers them, on the benchmark's gate/up graph (H=64,
+    // I=96): f16 weights at 160 rows (a 128-row tiling, [K,N], partial row tiles), f32
+    // weights under matmul precision f16 (converted while staging; [N,K]), and the emulated
+    // form of the unfused graph's plain projection at 20 rows (a 16-row tiling, partial row
+    // and k tiles).
+    let coop = h100_coop();
+    let ffn = |dtype, layout, rows, fuse: bool, node: &str, t: &Target| -> String {
+        let mut g = glufuse::synth::ffn_graph(64, 96, rows, dtype, layout).unwrap();
+        if fuse {
+            PassManager::standard().run(&mut g).unwrap();
+        }
+        let ks = generate(&g, &Default::default(), t).unwrap();
+        let k = ks.iter().find(|k| k.source().name == node).unwrap_or_else(|| panic!("no kernel {node}"));
+        format!("// kind: {}, workgroups: {:?}\n{}", k.source().kind, k.source().workgroups, k.source().wgsl)
+    };
+    let f16_products = Target { matmul_precision: MatmulPrecision::F16, ..coop.clone() };
+    let emulated = Target { coop_emulate: true, ..coop.clone() };
+    insta::assert_snapshot!("wgsl_fused_coop_f16_kn", ffn(DType::F16, Layout::Kn, 160, true, "mul", &coop));
+    insta::assert_snapshot!("wgsl_fused_coop_f32_nk", ffn(DType::F32, Layout::Nk, 160, true, "mul", &f16_products));
+    insta::assert_snapshot!(
+        "wgsl_matmul_coop_f16_emulated",
+        ffn(DType::F16, Layout::Kn, 20, false, "gate_proj", &emulated)
+    );
+}
+
+/// [`h100`] with the cooperative matrices an H100 offers (16×16×16 f16×f16→f32) and f16.
+fn h100_coop() -> Target {
+    use naga::valid::Capabilities;
+    let t = h100();
+    Target {
+        caps: t.caps | Capabilities::COOPERATIVE_MATRIX | Capabilities::SHADER_FLOAT16,
+        coop_matrix: vec![CoopMatrix::F16_F32_16],
+        ..t
+    }
 }
 
 /// Code generation options as for an H100: 48 KiB of workgroup memory, subgroups of 32.
@@ -120,7 +155,8 @@ fn manifest_workgroup_sizes_are_the_wgsl_ones() {
         PassManager::standard().run(&mut f).unwrap();
         for graph in [&g, &f] {
             for b in [common::bindings(), prefill()] {
-                for t in [Target::default(), h100()] {
+                let f16_products = Target { matmul_precision: MatmulPrecision::F16, ..h100_coop() };
+                for t in [Target::default(), h100(), h100_coop(), f16_products] {
                     let ks = generate(graph, &b, &t).unwrap();
                     let m = manifest(graph, &ks);
                     let entries = m["kernels"].as_array().unwrap();
@@ -142,8 +178,10 @@ fn manifest_workgroup_sizes_are_the_wgsl_ones() {
             }
         }
     }
-    // The default tiling of the prefill GEMM is 8x8x8: 128 threads, where the rest use 256.
+    // The default tiling of the prefill GEMM is 8x8x8: 128 threads, where the rest use 256
+    // (the cooperative-matrix tilings at 128 rows: 8 subgroups of 32).
     assert_eq!(seen.get("fused-gate-up-gemm"), Some(&128), "{seen:?}");
+    assert_eq!(seen.get("fused-gate-up-coop"), Some(&256), "{seen:?}");
     assert_eq!(seen.get("fused-gate-up-gemv-kn"), Some(&256), "{seen:?}");
 }
 

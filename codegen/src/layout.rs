@@ -181,5 +181,6 @@ pub fn copy_kernel(n4: u64, t: &Target) -> Result<KernelSource> {
         workgroups,
         workgroup_size: WORKGROUP,
         checks: vec![],
+        choice: None,
     })
 }

@@ -23,11 +23,13 @@
 //! | --- | --- | --- |
 //! | `f32` | `array<f32>` | |
 //! | `f16` | `array<f32>`; weights `array<u32>` | weights packed two to a word, widened with `unpack2x16float` (core WGSL, no device feature); activations are f32 rounded to f16 where the graph casts to f16, as the interpreter holds them |
-//! | `i64`, `i32` | `array<i32>` | converted on upload and readback by the runtime, with a checked error for a value outside i32's range; constants checked when the executable is made |
+//! | `i64`, `i32` | `array<i32>` | converted on upload and readback by the runtime, with a checked error for a value outside i32's range; constants checked when they are uploaded with the weights |
 //! | `bool` | `array<u32>` | 0 or 1 |
 //!
 //! Float math is f32 throughout (projections and reductions accumulate in f32, where the
-//! interpreter uses f64). **Integer arithmetic in kernels is 32-bit**: on i32 values it wraps
+//! interpreter uses f64), except on cooperative matrices ([`proj::coop`]): there the products
+//! are of f16 values (x and the weights rounded to f16 while staging), still summed in f32,
+//! which the [`MatmulPrecision`] of the [`Target`] allows (by default for f16 weights only). **Integer arithmetic in kernels is 32-bit**: on i32 values it wraps
 //! at 32 bits as the interpreter does; on i64 values an add, subtract, multiply, negation,
 //! sum or finite float-to-integer cast whose result would not fit 32 bits is a run-time error
 //! (see below), never a silently wrapped value. An infinite float cast to i64 saturates to
@@ -45,7 +47,12 @@
 //! ([`Check::error`]), in place of the outputs.
 //!
 //! Sizes are baked into the WGSL as constants, so two nodes of the same shape (the layers of
-//! a model) get the same text: the runtime caches pipelines by it.
+//! a model) get the same code: the runtime caches pipelines by it ([`KernelSource::code`]: the
+//! WGSL without the choice comment, which changes nothing the device runs).
+//!
+//! Every projection kernel carries its [`Choice`]: which kernel, and why (what the target
+//! offers, the shape, the precision), as data in [`KernelSource::choice`], in the manifest and
+//! as the first line of its WGSL ([`KernelSource::code`] is the WGSL without it).
 
 mod elementwise;
 mod index;
@@ -59,6 +66,7 @@ pub mod tune;
 mod wgsl;
 
 pub use layout::copy_kernel;
+pub use proj::coop::CoopTile;
 pub use proj::gemm_tiled::Tiles;
 pub use select::node_kernels;
 pub use wgsl::ERROR_WORDS;
@@ -124,6 +132,8 @@ pub enum ProjKernel {
     GemmUnaligned,
     /// The tiled prefill GEMM (its tiling can be tuned: [`tune`]).
     GemmTiled,
+    /// The prefill GEMM on cooperative matrices ([`proj::coop`]).
+    Coop,
 }
 
 impl KernelKind {
@@ -163,6 +173,7 @@ impl fmt::Display for KernelKind {
                     ProjKernel::Gemv(l) => write!(f, "-gemv-{}", layout(l)),
                     ProjKernel::GemmUnaligned => f.write_str("-gemm-unaligned"),
                     ProjKernel::GemmTiled => f.write_str("-gemm"),
+                    ProjKernel::Coop => f.write_str("-coop"),
                 }
             }
         }
@@ -178,6 +189,23 @@ pub struct Binding {
     pub write: bool,
     /// Stored as packed f16 pairs.
     pub packed_f16: bool,
+}
+
+/// Why a node got its kernel: the kernel (with its tiling, where it has one) and the reason.
+/// [`fmt::Display`] gives `kernel: reason`, as the manifest and the benchmark print it, e.g.
+/// `coop 128x128x32w2x4s1: adapter has 16x16x16 f16×f16→f32, f16 weights, M=512`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Choice {
+    /// The kernel chosen (`coop 128x128x32w2x4s1`, `gemm 8x8x8`, `gemv-kn`, ...).
+    pub kernel: String,
+    /// Why it, and why not the faster kernels it was preferred to.
+    pub reason: String,
+}
+
+impl fmt::Display for Choice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kernel, self.reason)
+    }
 }
 
 /// A kernel before validation.
@@ -198,6 +226,26 @@ pub struct KernelSource {
     /// What the kernel checks at run time, by site (site `k + 1` in its error words is
     /// `checks[k]`). Non-empty means the kernel binds its error words after `bindings`.
     pub checks: Vec<Check>,
+    /// Which kernel was chosen for the node and why (projections; `None` where there is no
+    /// choice to make).
+    pub choice: Option<Choice>,
+}
+
+impl KernelSource {
+    /// The WGSL without the choice comment on its first line: the code the device compiles,
+    /// to compare kernels whose choices are worded differently (a tiling chosen by default,
+    /// forced or tuned).
+    pub fn code(&self) -> &str {
+        self.wgsl.strip_prefix("// choice: ").and_then(|r| r.split_once('\n')).map_or(&self.wgsl, |(_, code)| code)
+    }
+
+    /// The kernel with `c` as its choice: as data, and as the first line of its WGSL (in place
+    /// of an earlier choice's).
+    pub(crate) fn with_choice(mut self, c: Choice) -> KernelSource {
+        self.wgsl = format!("// choice: {c}\n{}", self.code());
+        self.choice = Some(c);
+        self
+    }
 }
 
 /// A condition a kernel checks at run time (see the crate documentation).
@@ -316,6 +364,65 @@ pub fn dims(g: &Graph, v: Value, b: &Bindings) -> Result<Vec<usize>> {
     concrete(&g.ty(v).shape, b).map_err(|m| Error::graph(&g.node(v.node).name, m))
 }
 
+/// Which products a projection may compute in f16. Either way the sums are f32.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum MatmulPrecision {
+    /// As the weights ask: f16 products for f16 weights (their values are f16 already; x is
+    /// rounded to f16), f32 products for f32 weights.
+    #[default]
+    AsWeights,
+    /// f32 products everywhere (f16 weights are widened to f32).
+    F32,
+    /// f16 products allowed for f32 weights too: x and the weights rounded to f16 (relative
+    /// error 2^-11 each), multiplied exactly and summed in f32; the error bound is in the
+    /// README ("Precision").
+    F16,
+}
+
+impl fmt::Display for MatmulPrecision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MatmulPrecision::AsWeights => "as the weights",
+            MatmulPrecision::F32 => "f32",
+            MatmulPrecision::F16 => "f16",
+        })
+    }
+}
+
+/// An element type of a cooperative matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CoopScalar {
+    /// 16-bit float.
+    F16,
+    /// 32-bit float.
+    F32,
+    /// 32-bit signed integer.
+    I32,
+    /// 32-bit unsigned integer.
+    U32,
+}
+
+/// A cooperative-matrix configuration a device offers: `C (M×N) += A (M×K) · B (K×N)`, A and
+/// B of one element type, C and the result of another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CoopMatrix {
+    /// Rows of A and C.
+    pub m: u32,
+    /// Columns of B and C.
+    pub n: u32,
+    /// Columns of A, rows of B.
+    pub k: u32,
+    /// Element type of A and B.
+    pub ab: CoopScalar,
+    /// Element type of C and the result.
+    pub cr: CoopScalar,
+}
+
+impl CoopMatrix {
+    /// The configuration glufuse's cooperative-matrix GEMM uses: 16×16×16, f16×f16→f32.
+    pub const F16_F32_16: CoopMatrix = CoopMatrix { m: 16, n: 16, k: 16, ab: CoopScalar::F16, cr: CoopScalar::F32 };
+}
+
 /// Options of code generation: the device's limits and capabilities.
 #[derive(Clone, Debug)]
 pub struct Target {
@@ -329,9 +436,27 @@ pub struct Target {
     pub max_workgroup_storage_bytes: u32,
     /// Forces the tiling of the aligned prefill GEMM (tests, tuning); `None` picks per shape.
     pub gemm_tiles: Option<Tiles>,
+    /// How many workgroups of the default tiled GEMM the device runs at once (compute units ×
+    /// workgroups per unit), where known: wgpu reports no compute-unit count, so the runtime
+    /// knows it only for the GPUs glufuse was measured on. The tiled GEMM's wave model uses
+    /// it ([`proj::gemm_tiled::pick`]); `None` keeps the default tiling.
+    pub gemm_wave: Option<u32>,
     /// The subgroup size, where the device has subgroup operations in compute shaders and
     /// runs every subgroup at this one size; `None` keeps reductions in workgroup memory.
     pub subgroup_size: Option<u32>,
+    /// The cooperative-matrix configurations the device offers (empty: none). The
+    /// cooperative-matrix GEMM needs [`CoopMatrix::F16_F32_16`], subgroups of 32 and
+    /// naga's `COOPERATIVE_MATRIX` and `SHADER_FLOAT16` capabilities in `caps`.
+    pub coop_matrix: Vec<CoopMatrix>,
+    /// Writes the cooperative-matrix GEMM with its matrix operations emulated in plain WGSL
+    /// (each lane computes its 8 cells of every 16×16 product) and chooses it as if the device offered 16×16×16
+    /// f16×f16→f32: its staging, indexing and epilogue then run on any device with f16
+    /// (tests, on lavapipe; slow, for small sizes).
+    pub coop_emulate: bool,
+    /// Forces the tiling of the cooperative-matrix GEMM (tests); `None` picks per shape.
+    pub coop_tiles: Option<CoopTile>,
+    /// Which products may be f16 (the cooperative-matrix GEMM's).
+    pub matmul_precision: MatmulPrecision,
 }
 
 impl Default for Target {
@@ -343,7 +468,12 @@ impl Default for Target {
             max_binding_bytes: 128 << 20,
             max_workgroup_storage_bytes: 16384,
             gemm_tiles: None,
+            gemm_wave: None,
             subgroup_size: None,
+            coop_matrix: vec![],
+            coop_emulate: false,
+            coop_tiles: None,
+            matmul_precision: MatmulPrecision::AsWeights,
         }
     }
 }
@@ -365,27 +495,36 @@ pub fn generate(g: &Graph, b: &Bindings, t: &Target) -> Result<Vec<Kernel>> {
     Ok(out)
 }
 
-/// The manifest of `glufuse wgsl`: each kernel's file, kind, bindings (values named as `g`
-/// names them) and dispatch size. `kernels` must have been generated for `g`.
+/// The manifest of `glufuse wgsl`: each kernel's file, kind, the choice of a projection's
+/// kernel and its reason ([`Choice`]), bindings (values named as `g` names them) and dispatch
+/// size. `kernels` must have been generated for `g`.
 pub fn manifest(g: &Graph, kernels: &[Kernel]) -> serde_json::Value {
     let ks: Vec<serde_json::Value> = kernels
         .iter()
         .enumerate()
         .map(|(i, k)| {
             let s = k.source();
-            serde_json::json!({
+            let mut e = serde_json::json!({
                 "file": file_name(i, &s.name),
                 "node": s.name,
                 "kind": s.kind.to_string(),
-                "bindings": s.bindings.iter().map(|b| serde_json::json!({
+            });
+            if let Some(c) = &s.choice {
+                e["choice"] = c.to_string().into();
+            }
+            e["bindings"] = serde_json::json!(s
+                .bindings
+                .iter()
+                .map(|b| serde_json::json!({
                     "value": g.value_name(b.value),
                     "write": b.write,
                     "packed_f16": b.packed_f16,
-                })).collect::<Vec<_>>(),
-                "workgroups": s.workgroups,
-                "workgroup_size": s.workgroup_size,
-                "checks": s.checks.len(),
-            })
+                }))
+                .collect::<Vec<_>>());
+            e["workgroups"] = serde_json::json!(s.workgroups);
+            e["workgroup_size"] = serde_json::json!(s.workgroup_size);
+            e["checks"] = serde_json::json!(s.checks.len());
+            e
         })
         .collect();
     serde_json::json!({ "kernels": ks })

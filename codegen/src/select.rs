@@ -1,10 +1,16 @@
 //! The kernel choice: which kernel every node gets, in one place. [`node_kernels`] is
-//! exhaustive over the op list; [`projection`] picks among the projection kernels by shape.
+//! exhaustive over the op list; [`projection`] picks among the projection kernels by shape,
+//! device and precision, and records the choice with its reason ([`Choice`]).
 
+use crate::proj::coop::{self, CoopTile, Ops};
 use crate::proj::{batched, gemm_tiled, gemm_unaligned, gemv, scalar, ProjShape, ProjValues};
-use crate::{dims, elementwise, gpu_bytes, index, layout, norm, packed_f16, program, reduce, KernelSource, Target};
+use crate::{
+    dims, elementwise, gpu_bytes, index, layout, norm, packed_f16, program, reduce, Choice, CoopMatrix, KernelSource,
+    MatmulPrecision, Target,
+};
 use glufuse_ir::shape::Bindings;
 use glufuse_ir::{Error, Graph, Layout, NodeIndex, Op, Result, Value};
+use naga::valid::Capabilities;
 
 /// The (unvalidated) kernels of one node: which kernel each op gets, for every dtype it
 /// takes. Empty for sources (uploaded), views (`Reshape`) and empty results; an error for an
@@ -73,26 +79,105 @@ pub fn node_kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result
     }
 }
 
-/// The kernel of a projection node (a `MatMul` with a 2-D weight, or a `FusedGateUp`): the
-/// vector GEMV up to 32 rows when the weight rows allow 16-byte loads; past 8 rows the
-/// aligned GEMM where x and the weights load as 16-byte vectors, else the scalar-load GEMM;
-/// the scalar template otherwise (and wherever gate and up weights differ in storage).
+/// Fewest rows of x the cooperative-matrix GEMM takes. Up to 8 rows the GEMVs read the
+/// weights once (at 2.7–3.0 TB/s on an H100, against 2.2–2.3 TB/s for the cooperative-matrix
+/// kernel's 16-row tiles); past 8 they read them again per 8 rows (16 in `[N,K]` with
+/// subgroups), and at 16 rows the cooperative-matrix kernel took 100–109 µs where the GEMVs
+/// took 263–360 µs (Llama-3-8B gate/up, f16, issue #15).
+pub const COOP_MIN_ROWS: usize = 9;
+
+/// The kernel of a projection node (a `MatMul` with a 2-D weight, or a `FusedGateUp`), with
+/// its [`Choice`]: the cooperative-matrix GEMM past 8 rows where the device has 16×16×16
+/// f16×f16→f32 cooperative matrices, the precision allows f16 products and the shape suits
+/// it ([`coop_tile`]); else the vector GEMV up to 32 rows when the weight rows allow 16-byte
+/// loads; past 8 rows the aligned GEMM where x and the weights load as 16-byte vectors, else
+/// the scalar-load GEMM; the scalar template otherwise (and wherever gate and up weights
+/// differ in storage).
 pub(crate) fn projection(g: &Graph, n: NodeIndex, s: &ProjShape, t: &Target) -> Result<KernelSource> {
     let (ins, out) = (g.inputs(n), Value::of(n));
     let name = g.node(n).name.clone();
     let v = ProjValues::new(g, &ins, out, s);
     let same_dtype = s.fused.is_none() || packed_f16(g, ins[2]) == s.f16;
-    if same_dtype && s.gemv_fits() {
-        return match s.layout {
-            Layout::Kn => gemv::gemv_kn(name, s, &v, t),
-            Layout::Nk => gemv::gemv_nk(name, s, &v, t),
-        };
-    }
-    if same_dtype && s.rows > 8 {
-        if gemm_tiled::fits(s) {
-            return gemm_tiled::gemm_tiled(name, s, &v, t, gemm_tiled::tiles(t));
+    let not_coop = match coop_tile(s, t, same_dtype) {
+        Ok((tile, why)) => {
+            let ops = if t.coop_emulate { Ops::Emulated } else { Ops::Native };
+            let k = coop::coop(name, s, &v, t, tile, ops)?;
+            return Ok(chosen(k, format!("coop {tile}"), why));
         }
-        return gemm_unaligned::gemm_unaligned(name, s, &v, t);
+        Err(why_not) => why_not,
+    };
+    let m = s.rows;
+    let (k, kernel, why) = if same_dtype && s.gemv_fits() {
+        let (k, l) = match s.layout {
+            Layout::Kn => (gemv::gemv_kn(name, s, &v, t)?, "kn"),
+            Layout::Nk => (gemv::gemv_nk(name, s, &v, t)?, "nk"),
+        };
+        (k, format!("gemv-{l}"), format!("M={m} ≤ 32, 16-byte aligned weight rows"))
+    } else if same_dtype && m > 8 && gemm_tiled::fits(s) {
+        let (tiles, why) = gemm_tiled::pick(s, t);
+        let k = gemm_tiled::gemm_tiled(name, s, &v, t, tiles)?;
+        let why = why.map_or(String::new(), |w| format!(" ({w})"));
+        (k, format!("gemm {tiles}{why}"), format!("M={m} > 8, 16-byte aligned operands"))
+    } else if same_dtype && m > 8 {
+        let k = gemm_unaligned::gemm_unaligned(name, s, &v, t)?;
+        (k, "gemm-unaligned".into(), format!("M={m} > 8, operands not 16-byte aligned"))
+    } else {
+        let why = if same_dtype {
+            format!("M={m} ≤ 8, weight rows not 16-byte aligned")
+        } else {
+            "gate and up weights stored in different types".into()
+        };
+        (scalar::scalar(g, name, &ins, out, s, t)?, "scalar".into(), why)
+    };
+    Ok(chosen(k, kernel, format!("{why}; not coop: {not_coop}")))
+}
+
+/// The kernel with its choice recorded, as data and as the first line of its WGSL.
+fn chosen(k: KernelSource, kernel: String, reason: String) -> KernelSource {
+    k.with_choice(Choice { kernel, reason })
+}
+
+/// Whether a projection runs on cooperative matrices, under which tiling and why; or why
+/// not. In order: the precision must allow f16 products ([`MatmulPrecision`]), the device
+/// must offer [`CoopMatrix::F16_F32_16`] with subgroups of 32 (or the target emulates them),
+/// x must have more than 8 rows ([`COOP_MIN_ROWS`]), gate and up must be stored alike, and
+/// the shape must suit a tiling that fits the device's workgroup memory ([`coop::pick`], or
+/// the forced [`Target::coop_tiles`]).
+pub(crate) fn coop_tile(
+    s: &ProjShape,
+    t: &Target,
+    same_dtype: bool,
+) -> std::result::Result<(CoopTile, String), String> {
+    let weights = match (t.matmul_precision, s.f16_values, s.f16) {
+        (MatmulPrecision::F32, _, _) => return Err("matmul precision f32".into()),
+        (MatmulPrecision::AsWeights, false, _) => {
+            return Err("f32 weights keep f32 products (matmul precision f16 would allow f16)".into())
+        }
+        (_, true, true) => "f16 weights",
+        (_, true, false) => "f16 weights stored as f32",
+        (MatmulPrecision::F16, false, _) => "f32 weights rounded to f16 (matmul precision f16)",
+    };
+    let device = if !t.caps.contains(Capabilities::SHADER_FLOAT16) {
+        return Err("the device has no f16 in shaders".into());
+    } else if t.coop_emulate {
+        "emulated cooperative matrices"
+    } else if !t.coop_matrix.contains(&CoopMatrix::F16_F32_16) || !t.caps.contains(Capabilities::COOPERATIVE_MATRIX) {
+        return Err("the adapter has no 16x16x16 f16×f16→f32 cooperative matrices".into());
+    } else if t.subgroup_size != Some(coop::SUBGROUP as u32) {
+        return Err(format!("the adapter's subgroups are not fixed at {} lanes", coop::SUBGROUP));
+    } else {
+        "adapter has 16x16x16 f16×f16→f32"
+    };
+    if s.rows < COOP_MIN_ROWS {
+        return Err(format!("M={} ≤ {}: the GEMV reads the weights once", s.rows, COOP_MIN_ROWS - 1));
     }
-    scalar::scalar(g, name, &ins, out, s, t)
+    if !same_dtype {
+        return Err("gate and up weights stored in different types".into());
+    }
+    let max = t.max_workgroup_storage_bytes as usize;
+    let tile = match t.coop_tiles {
+        Some(tl) => coop::check(s, tl, max).map(|()| tl)?,
+        None => coop::pick(s, max)?,
+    };
+    Ok((tile, format!("{device}, {weights}, M={}", s.rows)))
 }

@@ -279,6 +279,7 @@ pub(crate) fn kernel(
         workgroup_size: threads,
         workgroups: grid(groups, t.max_workgroups_per_dim)?,
         checks,
+        choice: None,
     })
 }
 

@@ -1,24 +1,26 @@
 //! Opening the GPU: the adapter (chosen by `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`), a device
-//! with the features glufuse can use, error capture (wgpu errors become [`Error::Gpu`], never
-//! a panic), the code generation [`Target`] the device supports, and the device's pipeline
-//! cache ([`Gpu::pipeline`]: one compiled pipeline per WGSL text).
+//! with the features glufuse can use (cooperative matrices included, where the adapter offers
+//! them), error capture (wgpu errors become [`Error::Gpu`], never a panic), the code
+//! generation [`Target`] the device supports, and the device's pipeline cache
+//! ([`Gpu::pipeline`]: one compiled pipeline per kernel code, [`KernelSource::code`]).
 
-use crate::codegen::Target;
+use crate::codegen::{CoopMatrix, CoopScalar, KernelSource, Target};
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Compiled pipelines by WGSL text, and how often each path was taken.
+/// Compiled pipelines by kernel code (the WGSL without its choice comment), and how often
+/// each path was taken.
 #[derive(Default)]
 struct PipelineCache {
-    by_text: HashMap<String, wgpu::ComputePipeline>,
+    by_code: HashMap<String, wgpu::ComputePipeline>,
     counts: PipelineCounts,
 }
 
 /// How many pipelines a [`Gpu`] compiled, and how many requests its cache answered.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PipelineCounts {
-    /// Pipelines compiled (distinct WGSL texts).
+    /// Pipelines compiled (distinct kernel codes).
     pub compiled: usize,
     /// Requests answered from the cache.
     pub reused: usize,
@@ -38,6 +40,9 @@ pub struct Gpu {
     pub features: wgpu::Features,
     /// What the adapter supports below full WebGPU.
     pub downlevel: wgpu::DownlevelCapabilities,
+    /// The cooperative-matrix configurations the device was opened with (empty without
+    /// `EXPERIMENTAL_COOPERATIVE_MATRIX`).
+    pub coop_matrix: Vec<wgpu::CooperativeMatrixProperties>,
     errors: Arc<Mutex<Vec<String>>>,
     pipelines: Mutex<PipelineCache>,
 }
@@ -74,14 +79,29 @@ impl Gpu {
         };
         let info = adapter.get_info();
         let downlevel = adapter.get_downlevel_capabilities();
-        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
+        let wanted = wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::SHADER_F16
+            | wgpu::Features::SUBGROUP
+            | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
         let features = adapter.features() & wanted;
+        let coop = features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
+        let experimental_features = if coop {
+            // SAFETY: wgpu marks cooperative matrices experimental (bugs in its implementation
+            // may be undefined behaviour). glufuse only uses them in the kernels of
+            // codegen::proj::coop, each validated by naga with the capability on; the tests
+            // check them against the interpreter on the device (benches/results/).
+            unsafe { wgpu::ExperimentalFeatures::enabled() }
+        } else {
+            wgpu::ExperimentalFeatures::disabled()
+        };
+        let coop_matrix = if coop { adapter.cooperative_matrix_properties() } else { vec![] };
         let limits = adapter.limits();
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("glufuse"),
                 required_features: features,
                 required_limits: limits.clone(),
+                experimental_features,
                 ..Default::default()
             })
             .await
@@ -95,12 +115,26 @@ impl Gpu {
         device.set_device_lost_callback(move |reason, msg| {
             lost.lock().unwrap_or_else(|p| p.into_inner()).push(format!("device lost ({reason:?}): {msg}"));
         });
-        Ok(Gpu { device, queue, info, limits, features, downlevel, errors, pipelines: Mutex::default() })
+        Ok(Gpu { device, queue, info, limits, features, downlevel, coop_matrix, errors, pipelines: Mutex::default() })
     }
 
     /// A line naming the adapter and backend.
     pub fn describe(&self) -> String {
         format!("{} ({:?}, {:?})", self.info.name, self.info.backend, self.info.device_type)
+    }
+
+    /// The cooperative-matrix configurations as `16x16x16 f16×f16→f32, ...`, or `none`.
+    pub fn describe_coop(&self) -> String {
+        let all: Vec<String> = self
+            .coop_matrix
+            .iter()
+            .map(|p| format!("{}x{}x{} {:?}×{:?}→{:?}", p.m_size, p.n_size, p.k_size, p.ab_type, p.ab_type, p.cr_type))
+            .collect();
+        if all.is_empty() {
+            "none".into()
+        } else {
+            all.join(", ").to_lowercase()
+        }
     }
 
     /// The code generation target for this device.
@@ -119,30 +153,55 @@ impl Gpu {
         if subgroup_size.is_some() {
             caps |= naga::valid::Capabilities::SUBGROUP;
         }
+        if self.features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+            caps |= naga::valid::Capabilities::COOPERATIVE_MATRIX;
+        }
+        let scalar = |t: wgpu::CooperativeScalarType| match t {
+            wgpu::CooperativeScalarType::F16 => CoopScalar::F16,
+            wgpu::CooperativeScalarType::F32 => CoopScalar::F32,
+            wgpu::CooperativeScalarType::I32 => CoopScalar::I32,
+            wgpu::CooperativeScalarType::U32 => CoopScalar::U32,
+        };
+        let coop_matrix = self
+            .coop_matrix
+            .iter()
+            .map(|p| CoopMatrix { m: p.m_size, n: p.n_size, k: p.k_size, ab: scalar(p.ab_type), cr: scalar(p.cr_type) })
+            .collect();
         Target {
             caps,
             max_workgroups_per_dim: self.limits.max_compute_workgroups_per_dimension,
             max_binding_bytes: self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size),
             max_workgroup_storage_bytes: self.limits.max_compute_workgroup_storage_size,
             gemm_tiles: None,
+            gemm_wave: gemm_wave(&self.info.name),
             subgroup_size,
+            coop_matrix,
+            coop_emulate: false,
+            coop_tiles: None,
+            matmul_precision: Default::default(),
         }
     }
 
-    /// The compute pipeline (entry point `main`, layout from the shader) of a WGSL module,
-    /// compiled the first time this text is asked for and shared afterwards: the layers of a
-    /// model, and executables of one graph under other bindings, mostly ask for texts already
-    /// compiled. A module wgpu rejects is an error and is not cached.
-    pub fn pipeline(&self, label: &str, wgsl: &str) -> Result<wgpu::ComputePipeline> {
-        let hit = self.cache().by_text.get(wgsl).cloned();
+    /// The compute pipeline (entry point `main`, layout from the shader) of a kernel,
+    /// compiled the first time its code is asked for and shared afterwards: the layers of a
+    /// model, and executables of one graph under other bindings, mostly ask for code already
+    /// compiled. The cache is keyed by [`KernelSource::code`], the WGSL without the choice
+    /// comment on its first line (as the tuner compares kernels): a comment changes nothing
+    /// the device runs, so kernels whose choices are worded differently (a tiling chosen by
+    /// default, forced or tuned) share one pipeline. A module wgpu rejects is an error and is
+    /// not cached.
+    pub fn pipeline(&self, k: &KernelSource) -> Result<wgpu::ComputePipeline> {
+        let code = k.code();
+        let hit = self.cache().by_code.get(code).cloned();
         if let Some(p) = hit {
             self.cache().counts.reused += 1;
             return Ok(p);
         }
+        let label = k.name.as_str();
         let p = self.scoped(&format!("compiling kernel '{label}'"), || {
             let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(label),
-                source: wgpu::ShaderSource::Wgsl(wgsl.into()),
+                source: wgpu::ShaderSource::Wgsl(code.into()),
             });
             self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(label),
@@ -155,7 +214,7 @@ impl Gpu {
         })?;
         let mut c = self.cache();
         c.counts.compiled += 1;
-        c.by_text.insert(wgsl.to_string(), p.clone());
+        c.by_code.insert(code.to_string(), p.clone());
         Ok(p)
     }
 
@@ -192,5 +251,20 @@ impl Gpu {
         }
         self.take_errors()?;
         Ok(r)
+    }
+}
+
+/// Workgroups of the default tiled GEMM an adapter runs at once, for the GPUs glufuse was
+/// measured on (wgpu reports no compute-unit count): 3 per SM on NVIDIA's Hopper (the
+/// driver gives the default tiling 141–155 registers per thread, `examples/pipeline_stats.rs`)
+/// × 132 SMs (H100 SXM, H200) or 114 (H100 PCIe).
+fn gemm_wave(adapter: &str) -> Option<u32> {
+    let name = adapter.to_lowercase();
+    if name.contains("h100 pcie") {
+        Some(3 * 114)
+    } else if name.contains("h100") || name.contains("h200") {
+        Some(3 * 132)
+    } else {
+        None
     }
 }

@@ -1,7 +1,8 @@
 //! The wgpu executor: opens the GPU ([`Gpu`]), uploads weights and constants, plans
 //! intermediate buffers (reused once their last reader has run; `Reshape` is a view of its
-//! input), records every dispatch of a run in one command encoder, and reads every output
-//! back after one submission and one wait.
+//! input), writes a run's inputs through a staging buffer made once, records their copies
+//! and every dispatch of a run in one command encoder, and reads every output back after one
+//! submission and one wait.
 //!
 //! Only validated [`Kernel`]s reach it. wgpu errors are caught by error scopes and an
 //! uncaptured-error handler and come back as [`Error::Gpu`], never as a panic.
@@ -9,8 +10,8 @@
 //! - [`Executable`]: a graph compiled for one binding of its symbolic dims (every size baked
 //!   into the kernels). Its inputs must have exactly the shapes it was compiled for.
 //! - [`Session`]: a graph held for repeated calls with inputs of any shape: weights uploaded
-//!   once, an executable per binding of the symbols (kept for reuse), pipelines shared by WGSL
-//!   text through the [`Gpu`]'s cache. What each call costs: `session.rs`.
+//!   once, an executable per binding of the symbols (kept for reuse), pipelines shared by
+//!   kernel code (the WGSL less its choice comment) through the [`Gpu`]'s cache. What each call costs: `session.rs`.
 //!
 //! Values live as the codegen crate documents (`glufuse_codegen`'s "GPU representation"):
 //! one 32-bit word per element, i64 and i32 as i32 (inputs, constants and outputs converted
@@ -91,12 +92,56 @@ impl Weights {
     }
 }
 
-/// A graph input as an executable takes it.
+/// A graph input as an executable takes it, and where its words lie in the staging buffer.
 struct InputSlot {
     name: String,
     value: Value,
     dtype: DType,
     dims: Vec<usize>,
+    offset: u64,
+}
+
+impl InputSlot {
+    /// Checks the value given for this input (see [`Executable::check_inputs`]).
+    fn check(&self, t: Option<&Tensor>) -> Result<()> {
+        let name = &self.name;
+        let t = t.ok_or_else(|| Error::graph(name, "no value was given for this graph input"))?;
+        if t.dtype() != self.dtype {
+            return Err(Error::graph(
+                name,
+                format!("the graph input is {} but the value given is {}", self.dtype, t.dtype()),
+            ));
+        }
+        if t.shape() != self.dims.as_slice() {
+            return Err(Error::graph(
+                name,
+                format!(
+                    "the value given has shape {:?}, but this executable was compiled for {:?}",
+                    t.shape(),
+                    self.dims
+                ),
+            ));
+        }
+        if let Some(v) = t.as_i64() {
+            if let Some((i, x)) = v.iter().enumerate().find(|(_, &x)| i32::try_from(x).is_err()) {
+                return Err(Error::graph(
+                    name,
+                    format!("element {i} is {x}, outside the 32-bit range the GPU holds {} values in", self.dtype),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The inputs' staging buffer, made once per executable: mapped for writing between runs
+/// (mapped at creation, mapped again by each run as it waits for the GPU), so that a run
+/// writes its inputs straight into it and copies them on the GPU, and wgpu makes no staging
+/// buffer of its own per call (as `Queue::write_buffer` does).
+struct Staging {
+    buffer: wgpu::Buffer,
+    /// Whether it is mapped now (a run that failed half way may have left it unmapped).
+    mapped: bool,
 }
 
 /// A graph output as an executable reads it back: its value, dims, dtype, and where its
@@ -131,8 +176,9 @@ pub struct Executable<'a> {
     kernels: Vec<Kernel>,
     errors: Option<ErrorWords>,
     readback: wgpu::Buffer,
-    /// One run at a time: runs share the readback buffer.
-    running: Mutex<()>,
+    /// One run at a time: runs share the staging and readback buffers. `None` when no input
+    /// has an element.
+    running: Mutex<Option<Staging>>,
 }
 
 impl<'a> Executable<'a> {
@@ -269,15 +315,29 @@ impl<'a> Executable<'a> {
             }
             Ok(())
         })??;
+        // The staging buffer: every input, each at a multiple of 8 bytes.
+        let mut staged = 0u64;
         let inputs = g
             .input_nodes()
             .into_iter()
             .map(|n| {
                 let node = g.node(n);
                 let dims = concrete(&node.outputs[0].shape, b).map_err(|m| Error::graph(&node.name, m))?;
-                Ok(InputSlot { name: node.name.clone(), value: Value::of(n), dtype: node.outputs[0].dtype, dims })
+                let offset = staged;
+                staged += (dims.iter().map(|&d| d as u64).product::<u64>() * 4).next_multiple_of(8);
+                let (name, dtype) = (node.name.clone(), node.outputs[0].dtype);
+                Ok(InputSlot { name, value: Value::of(n), dtype, dims, offset })
             })
             .collect::<Result<Vec<_>>>()?;
+        let staging = (staged > 0).then(|| Staging {
+            buffer: gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("inputs"),
+                size: staged,
+                usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: true,
+            }),
+            mapped: true,
+        });
         // The readback buffer: every output, then every region's error words.
         let mut offset = 0u64;
         let mut outputs = vec![];
@@ -308,7 +368,7 @@ impl<'a> Executable<'a> {
             kernels,
             errors,
             readback,
-            running: Mutex::new(()),
+            running: Mutex::new(staging),
         })
     }
 
@@ -321,10 +381,11 @@ impl<'a> Executable<'a> {
     /// no result bit. Costs about 20 dispatches per candidate and distinct shape (tens of
     /// milliseconds for a Llama-3-8B prefill GEMM).
     pub fn tune_gemms(&mut self, g: &Graph, b: &Bindings, target: &Target, candidates: &[Tiles]) -> Result<Vec<Tuned>> {
-        // Pipelines by what they run (WGSL and bindings): the executable's own and every
-        // candidate timed, so that a kernel already on the chosen tiling keeps its pipeline
-        // and the winner keeps the one it was timed with.
-        let key = |k: &Kernel| (k.source().wgsl.clone(), k.source().bindings.clone());
+        // Pipelines by what they run (the code, without the choice comment, and bindings): the
+        // executable's own and every candidate timed, so that a kernel already on the chosen
+        // tiling keeps its pipeline (and is timed on it) and the winner keeps the one it was
+        // timed with.
+        let key = |k: &Kernel| (k.source().code().to_string(), k.source().bindings.clone());
         let mut pipelines: HashMap<_, Dispatch> =
             self.kernels.iter().zip(&self.dispatches).map(|(k, d)| (key(k), d.clone())).collect();
         let (gpu, buffers, buffer_of) = (self.gpu, &self.buffers, &self.buffer_of);
@@ -358,49 +419,30 @@ impl<'a> Executable<'a> {
         &self.kernels
     }
 
-    /// Uploads the inputs, each checked against what the executable was compiled for: every
-    /// graph input given, of its dtype and of exactly the shape this binding gives it (an
-    /// input of another shape is refused, never padded or cut), integers within 32 bits.
-    /// Errors name the input.
-    pub fn write_inputs(&self, inputs: &HashMap<String, Tensor>) -> Result<()> {
+    /// Checks the inputs against what the executable was compiled for: every graph input
+    /// given, of its dtype and of exactly the shape this binding gives it (an input of another
+    /// shape is refused, never padded or cut), integers within 32 bits. Errors name the input.
+    pub fn check_inputs(&self, inputs: &HashMap<String, Tensor>) -> Result<()> {
         for slot in &self.inputs {
-            let name = &slot.name;
-            let t = inputs.get(name).ok_or_else(|| Error::graph(name, "no value was given for this graph input"))?;
-            if t.dtype() != slot.dtype {
-                return Err(Error::graph(
-                    name,
-                    format!("the graph input is {} but the value given is {}", slot.dtype, t.dtype()),
-                ));
-            }
-            if t.shape() != slot.dims.as_slice() {
-                return Err(Error::graph(
-                    name,
-                    format!(
-                        "the value given has shape {:?}, but this executable was compiled for {:?}",
-                        t.shape(),
-                        slot.dims
-                    ),
-                ));
-            }
-            if let Some(v) = t.as_i64() {
-                if let Some((i, x)) = v.iter().enumerate().find(|(_, &x)| i32::try_from(x).is_err()) {
-                    return Err(Error::graph(
-                        name,
-                        format!("element {i} is {x}, outside the 32-bit range the GPU holds {} values in", slot.dtype),
-                    ));
-                }
-            }
-            if t.numel() == 0 {
-                continue;
-            }
+            slot.check(inputs.get(&slot.name))?;
+        }
+        Ok(())
+    }
+
+    /// Uploads the inputs through the queue, checked as [`Executable::check_inputs`] does
+    /// (for a caller that records dispatches itself, as the benchmark does;
+    /// [`Executable::run`] writes its inputs through its own staging buffer instead).
+    pub fn write_inputs(&self, inputs: &HashMap<String, Tensor>) -> Result<()> {
+        self.check_inputs(inputs)?;
+        for slot in &self.inputs {
+            let t = &inputs[&slot.name];
+            let Some(size) = wgpu::BufferSize::new(t.numel() as u64 * 4) else { continue };
             let buf = &self.buffers[self.buffer_of[&slot.value]];
-            let size = wgpu::BufferSize::new(t.numel() as u64 * 4)
-                .ok_or_else(|| Error::Internal("an empty input reached the upload".into()))?;
             let mut view = self
                 .gpu
                 .queue
                 .write_buffer_with(buf, 0, size)
-                .ok_or_else(|| Error::Gpu(format!("cannot upload graph input '{name}'")))?;
+                .ok_or_else(|| Error::Gpu(format!("cannot upload graph input '{}'", slot.name)))?;
             let (words, _) = view.slice(..).into_chunks::<4>();
             words.write_iter(gpu_words(t, slot.dtype).map(u32::to_le_bytes));
         }
@@ -419,16 +461,46 @@ impl<'a> Executable<'a> {
         }
     }
 
-    /// Runs the graph once and reads every output back: the inputs uploaded (see
-    /// [`Executable::write_inputs`]), every dispatch and every output's copy in one
-    /// submission, one wait. A failed run-time check (an index out of range, say) is an
-    /// error naming the node, and no outputs.
+    /// Runs the graph once and reads every output back: the inputs checked (see
+    /// [`Executable::check_inputs`]) and written into the executable's staging buffer, their
+    /// copies, every dispatch and every output's copy in one submission, one wait (which
+    /// also maps the staging buffer again for the next run). A failed run-time check (an
+    /// index out of range, say) is an error naming the node, and no outputs.
     pub fn run(&self, inputs: &HashMap<String, Tensor>) -> Result<Vec<Tensor>> {
-        let _one_at_a_time = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        self.write_inputs(inputs)?;
+        let mut staging = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        self.check_inputs(inputs)?;
         let dev = &self.gpu.device;
+        if let Some(s) = staging.as_mut() {
+            if !s.mapped {
+                let done = map(&s.buffer, wgpu::MapMode::Write);
+                wait(self.gpu)?;
+                mapped(&done, "mapping the inputs' staging buffer")?;
+                s.mapped = true;
+            }
+            {
+                let mut view =
+                    s.buffer.get_mapped_range_mut(..).map_err(|e| Error::Gpu(format!("writing the inputs: {e}")))?;
+                for slot in &self.inputs {
+                    let t = &inputs[&slot.name];
+                    let at = slot.offset as usize;
+                    let (words, _) = view.slice(at..at + t.numel() * 4).into_chunks::<4>();
+                    words.write_iter(gpu_words(t, slot.dtype).map(u32::to_le_bytes));
+                }
+            }
+            s.buffer.unmap();
+            s.mapped = false;
+        }
         self.gpu.scoped("running the graph", || {
             let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("glufuse run") });
+            if let Some(s) = staging.as_ref() {
+                for slot in &self.inputs {
+                    let bytes = slot.dims.iter().product::<usize>() as u64 * 4;
+                    if bytes > 0 {
+                        let dst = &self.buffers[self.buffer_of[&slot.value]];
+                        enc.copy_buffer_to_buffer(&s.buffer, slot.offset, dst, 0, bytes);
+                    }
+                }
+            }
             if let Some(e) = &self.errors {
                 enc.clear_buffer(&e.buffer, 0, None);
             }
@@ -445,19 +517,17 @@ impl<'a> Executable<'a> {
             }
             self.gpu.queue.submit([enc.finish()]);
         })?;
-        let slice = self.readback.slice(..);
-        let done = Arc::new(Mutex::new(None));
-        let flag = done.clone();
-        slice.map_async(wgpu::MapMode::Read, move |r| *flag.lock().unwrap_or_else(|p| p.into_inner()) = Some(r));
-        dev.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
-        self.gpu.take_errors()?;
-        match done.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(Error::Gpu(format!("reading results back: {e}"))),
-            None => return Err(Error::Gpu("the GPU never finished the run".into())),
+        let remapped = staging.as_ref().map(|s| map(&s.buffer, wgpu::MapMode::Write));
+        let read = map(&self.readback, wgpu::MapMode::Read);
+        wait(self.gpu)?;
+        if let (Some(s), Some(done)) = (staging.as_mut(), remapped) {
+            mapped(&done, "mapping the inputs' staging buffer")?;
+            s.mapped = true;
         }
+        mapped(&read, "reading results back")?;
         let result = {
-            let view = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("reading results back: {e}")))?;
+            let view =
+                self.readback.get_mapped_range(..).map_err(|e| Error::Gpu(format!("reading results back: {e}")))?;
             let words: &[u32] = bytemuck::cast_slice(&view);
             self.read_results(words)
         };
@@ -496,6 +566,34 @@ impl<'a> Executable<'a> {
     }
 }
 
+/// Where a buffer's mapping stands: `None` until its callback has run.
+type MapResult = Arc<Mutex<Option<std::result::Result<(), wgpu::BufferAsyncError>>>>;
+
+/// Asks for the whole of `buffer` to be mapped; done once the device has been waited on.
+fn map(buffer: &wgpu::Buffer, mode: wgpu::MapMode) -> MapResult {
+    let done: MapResult = Arc::default();
+    let flag = done.clone();
+    buffer.slice(..).map_async(mode, move |r| *flag.lock().unwrap_or_else(|p| p.into_inner()) = Some(r));
+    done
+}
+
+/// Waits until the device has done everything submitted (and every mapping asked for).
+fn wait(gpu: &Gpu) -> Result<()> {
+    gpu.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+    gpu.take_errors()
+}
+
+/// Whether a mapping asked for by [`map`] succeeded, once waited on.
+fn mapped(done: &MapResult, what: &str) -> Result<()> {
+    match done.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        Some(Ok(())) => Ok(()),
+        Some(Err(e)) => Err(Error::Gpu(format!("{what}: {e}"))),
+        None => Err(Error::Gpu(format!("{what}: the GPU never finished"))),
+    }
+}
+
 /// Back-to-back dispatches per timing of [`Executable::tune_gemms`].
 const TUNE_REPS: usize = 3;
 
@@ -520,7 +618,7 @@ fn dispatch(
     s: &codegen::KernelSource,
     err: Option<(&wgpu::Buffer, u64)>,
 ) -> Result<Dispatch> {
-    let pipeline = gpu.pipeline(&s.name, &s.wgsl)?;
+    let pipeline = gpu.pipeline(s)?;
     let mut entries: Vec<wgpu::BindGroupEntry> = vec![];
     for (i, bd) in s.bindings.iter().enumerate() {
         let buffer = buffer_of.get(&bd.value).map(|&b| &buffers[b]).ok_or_else(|| {

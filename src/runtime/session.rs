@@ -4,23 +4,28 @@
 //! # What a call costs
 //!
 //! - **Every call**: the symbols bound from the inputs' shapes (checked: names, dtypes,
-//!   ranks, dims that contradict each other), the inputs converted to the GPU's words and
-//!   written (one queue write each), one command encoder holding every dispatch and the
+//!   ranks, dims that contradict each other), the executable looked up by binding, the inputs
+//!   converted to the GPU's words straight into the executable's staging buffer (kept mapped
+//!   between calls), one command encoder holding the inputs' copies, every dispatch and the
 //!   copies of every output (and of the run-time checks' error words) into one readback
-//!   buffer, one submission, one wait, the outputs converted from the mapped buffer. No
-//!   buffer, pipeline or bind group is created; the only allocations are the output tensors
-//!   returned.
+//!   buffer, one submission, one wait (which also maps the staging buffer again), the outputs
+//!   converted from the mapped readback buffer. No buffer, pipeline or bind group is created,
+//!   by glufuse or by wgpu (a `Queue::write_buffer` would make a staging buffer per call); on
+//!   the host, besides the output tensors returned, only the binding and a few small objects
+//!   (the command encoder, the mappings' callbacks).
 //! - **The first call under a new binding** (another batch, sequence or past length) also
 //!   makes that binding's [`Executable`]: code generation and naga validation of every kernel
-//!   (CPU), a pipeline compile by the driver for each WGSL text the device has not compiled
-//!   before (the costly part; sizes are baked into the text, so the layers of a model share
-//!   their texts, and a KV-cache step with another past length recompiles only the kernels
-//!   whose sizes involve it: [`Gpu::pipeline_counts`] tells), its intermediate buffers and
-//!   readback buffer, and its symbolic constants uploaded.
+//!   (CPU), a pipeline compile by the driver for each kernel code (WGSL, less its choice
+//!   comment) the device has not compiled before (the costly part; sizes are baked into the
+//!   code, so the layers of a model share their code, and a KV-cache step with another past
+//!   length recompiles only the kernels whose sizes involve it: [`Gpu::pipeline_counts`]
+//!   tells), its intermediate buffers and readback buffer, and its symbolic constants
+//!   uploaded.
 //! - **Once per session**: the weights and constants uploaded.
 //!
 //! Memory: the weights once; per executable kept, its intermediates (reused within a run as
-//! their last reader finishes) and its readback buffer. A session keeps the most recently
+//! their last reader finishes), its staging buffer (the inputs) and its readback buffer (the
+//! outputs). A session keeps the most recently
 //! used executables, [`Session::set_capacity`] of them (8 unless set), and drops the least
 //! recently used past that.
 

@@ -4,6 +4,8 @@
 //! accumulators and applies bias, activation and product in its epilogue).
 //!
 //! - `gemv`: the decode GEMVs (a few rows of x), 16-byte weight loads, one per layout;
+//! - [`coop`]: the prefill GEMM on cooperative matrices (tensor cores), f16 products with f32
+//!   accumulation;
 //! - [`gemm_tiled`]: the prefill GEMM for 16-byte aligned operands, in tilings to choose from;
 //! - `gemm_unaligned`: the prefill GEMM for any other shape;
 //! - `scalar`: the template for whatever the others do not take (any alignment, any mix of
@@ -14,6 +16,7 @@
 //! shape of the product ([`ProjShape`]), the values bound, the bindings and the epilogue.
 
 pub(crate) mod batched;
+pub mod coop;
 pub mod gemm_tiled;
 pub(crate) mod gemm_unaligned;
 pub(crate) mod gemv;
@@ -40,8 +43,11 @@ pub struct ProjShape {
     pub n_total: usize,
     /// Weight layout.
     pub layout: Layout,
-    /// Weights are packed f16.
+    /// Weights are stored as packed f16.
     pub f16: bool,
+    /// The weights' values are f16 (their graph dtype), whatever their storage: an f16
+    /// weight behind a `Transpose` is stored as f32 but holds f16 values.
+    pub f16_values: bool,
     /// The fused node, or None for a plain `x·W`.
     pub fused: Option<FusedGateUp>,
     /// Gate and up read one merged weight (bound once).
@@ -100,6 +106,7 @@ impl ProjShape {
             n_total: wd[1],
             layout: Layout::Kn,
             f16: packed_f16(g, ins[1]),
+            f16_values: g.ty(ins[1]).dtype == DType::F16,
             fused: None,
             merged: false,
         })
@@ -125,15 +132,18 @@ impl ProjShape {
             n_total,
             layout: f.layout,
             f16: packed_f16(g, ins[1]),
+            f16_values: g.ty(ins[1]).dtype == DType::F16 && g.ty(ins[2]).dtype == DType::F16,
             fused: Some(f.clone()),
             merged: ins[1] == ins[2],
         })
     }
 }
 
-/// A kernel's interface: binding declarations (name, writable, WGSL element type) and extra
-/// entry-point builtins (`, @builtin(...) name: type` each).
+/// A kernel's interface: directives (`enable ...;` lines), binding declarations (name,
+/// writable, WGSL element type) and extra entry-point builtins (`, @builtin(...) name: type`
+/// each).
 pub(super) struct Binds {
+    directives: String,
     decls: Vec<(String, bool, String)>,
     bindings: Vec<Binding>,
     builtins: String,
@@ -145,7 +155,7 @@ impl Binds {
         self.bindings.push(Binding { value, write, packed_f16: packed });
     }
     fn header(&self) -> String {
-        let mut s = String::new();
+        let mut s = self.directives.clone();
         for (i, (n, w, e)) in self.decls.iter().enumerate() {
             let access = if *w { "read_write" } else { "read" };
             let _ = writeln!(s, "@group(0) @binding({i}) var<storage, {access}> {n}: array<{e}>;");
@@ -183,7 +193,12 @@ impl ProjValues {
 }
 
 pub(crate) fn binds(s: &ProjShape, v: &ProjValues, x_elem: &str, w_elem: &str) -> Binds {
-    let mut b = Binds { decls: vec![], bindings: vec![], builtins: String::new() };
+    binds_with(s, v, x_elem, w_elem, "f32")
+}
+
+/// [`binds`] with the output's WGSL element type.
+pub(crate) fn binds_with(s: &ProjShape, v: &ProjValues, x_elem: &str, w_elem: &str, out_elem: &str) -> Binds {
+    let mut b = Binds { directives: String::new(), decls: vec![], bindings: vec![], builtins: String::new() };
     b.push("x", false, x_elem, v.x, false);
     b.push("w_gate", false, w_elem, v.w_gate, s.f16);
     if let (Some(_), false, Some(u)) = (&s.fused, s.merged, &v.w_up) {
@@ -195,7 +210,7 @@ pub(crate) fn binds(s: &ProjShape, v: &ProjValues, x_elem: &str, w_elem: &str) -
     if let Some((u, p)) = &v.b_up {
         b.push("b_up", false, if *p { "u32" } else { "f32" }, *u, *p);
     }
-    b.push("out0", true, "f32", v.out, false);
+    b.push("out0", true, out_elem, v.out, false);
     b
 }
 
@@ -262,6 +277,7 @@ pub(crate) fn finish(
         wgsl,
         bindings: b.bindings.clone(),
         workgroup_size: threads,
+        choice: None,
         workgroups: [workgroups[0] as u32, workgroups[1] as u32, 1],
         checks: vec![],
     })

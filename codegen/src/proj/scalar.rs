@@ -153,6 +153,7 @@ pub(crate) fn scalar(
         wgsl: module(&binds, WORKGROUP, &prelude, &b),
         bindings,
         workgroup_size: WORKGROUP,
+        choice: None,
         workgroups: [tiles_n as u32, tiles_m as u32, 1],
         checks: vec![],
     })

@@ -2,6 +2,7 @@
 //! enums that map onto library types (the library itself knows nothing of clap).
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use glufuse::codegen::MatmulPrecision;
 use glufuse::dump::Format;
 use glufuse::ir::{DType, Layout};
 use std::path::PathBuf;
@@ -154,10 +155,13 @@ pub struct WgslArgs {
     /// Size of a symbolic dim, as NAME=N (repeatable; unbound dims default to 1).
     #[arg(long = "dim", value_name = "NAME=N")]
     pub dims: Vec<String>,
-    /// Generate for this machine's GPU adapter (its limits and subgroups: what `run`
-    /// executes there) instead of for portable WebGPU defaults.
+    /// Generate for this machine's GPU adapter (its limits, subgroups and cooperative
+    /// matrices: what `run` executes there) instead of for portable WebGPU defaults.
     #[arg(long)]
     pub device: bool,
+    /// Which matrix products may be f16 (sums stay f32); default: as the weights.
+    #[arg(long, value_enum, value_name = "f16|f32")]
+    pub matmul_precision: Option<PrecisionArg>,
 }
 
 /// Arguments of `glufuse run`.
@@ -177,6 +181,9 @@ pub struct RunArgs {
     /// fastest (about 20 dispatches per tiling and shape; results are bit-identical).
     #[arg(long)]
     pub tune: bool,
+    /// Which matrix products may be f16 (sums stay f32); default: as the weights.
+    #[arg(long, value_enum, value_name = "f16|f32")]
+    pub matmul_precision: Option<PrecisionArg>,
 }
 
 /// Arguments of `glufuse bench`.
@@ -218,6 +225,10 @@ pub struct BenchArgs {
     /// `run --tune`), in the fused and the unfused graph alike.
     #[arg(long, conflicts_with = "gemm_tiles")]
     pub tune: bool,
+    /// Which matrix products may be f16 (sums stay f32), in the fused and the unfused graph
+    /// alike; default: as the weights.
+    #[arg(long, value_enum, value_name = "f16|f32")]
+    pub matmul_precision: Option<PrecisionArg>,
     /// Where a child process of the isolated benchmark writes its figures as JSON (for the
     /// parent that started it; with --in-process).
     #[arg(long, hide = true, requires = "in_process")]
@@ -257,6 +268,26 @@ pub enum PartArg {
     Both,
     Fused,
     Unfused,
+}
+
+/// A matmul precision, as an argument: f16 allows f16 products (x and the weights rounded to
+/// f16, summed in f32: the bound is in the README) for f32 weights too, f32 keeps f32 products
+/// for f16 weights too. Left out, as the weights ([`MatmulPrecision::AsWeights`]).
+#[derive(Clone, Copy, ValueEnum, Debug)]
+pub enum PrecisionArg {
+    F16,
+    F32,
+}
+
+impl PrecisionArg {
+    /// The library's precision for an optional argument.
+    pub fn resolve(a: Option<PrecisionArg>) -> MatmulPrecision {
+        match a {
+            None => MatmulPrecision::AsWeights,
+            Some(PrecisionArg::F16) => MatmulPrecision::F16,
+            Some(PrecisionArg::F32) => MatmulPrecision::F32,
+        }
+    }
 }
 
 /// A weight layout, as an argument.

@@ -1,9 +1,11 @@
 //! `glufuse run GRAPH [--input NAME=F.npy].. [--dim NAME=N].. [--output [NAME=]F.npy]..
-//! [--unfused] [--check] [--tune]`: runs a graph on the GPU, inputs and outputs of any dtype
-//! by name; `--check` compares every output with the interpreter on the original graph
-//! (floats within tolerance, integers and booleans exactly) and fails past it.
+//! [--unfused] [--check] [--tune] [--matmul-precision f16|f32]`: runs a graph on the GPU
+//! through a [`Session`] (compiled for the device's target under the precision asked for),
+//! inputs and outputs of any dtype by name; `--check` compares every output with the
+//! interpreter on the original graph (floats within tolerance, integers and booleans
+//! exactly) and fails past it.
 
-use crate::args::RunArgs;
+use crate::args::{PrecisionArg, RunArgs};
 use crate::io::{gather_inputs, output_plan, print_outputs, write_outputs};
 use glufuse::codegen::proj::gemm_tiled::CANDIDATES;
 use glufuse::files::load_graph;
@@ -22,7 +24,9 @@ pub fn run(a: RunArgs) -> Result<()> {
     let plan = output_plan(&g, &a.io.outputs)?;
     let (inputs, b) = gather_inputs(&g, &a.io)?;
     let gpu = Gpu::new()?;
-    let mut session = Session::new(&gpu, g)?;
+    let precision = PrecisionArg::resolve(a.matmul_precision);
+    let target = glufuse::codegen::Target { matmul_precision: precision, ..gpu.target() };
+    let mut session = Session::with_target(&gpu, g, target)?;
     let b = session.bind(&inputs, &b)?;
     let tuned = if a.tune { session.tune_gemms(&b, &CANDIDATES)? } else { vec![] };
     let exe = session.executable(&b)?;
@@ -39,7 +43,13 @@ pub fn run(a: RunArgs) -> Result<()> {
     print_outputs(g, &outs);
     if a.check {
         let want = glufuse::interp::run_with(&original, &inputs, &b)?;
-        let tol = check_tolerance(&original);
+        // f16 products allowed for f32 weights: errors up to the README's bound (about 1e-3
+        // of the sum of |x·w| over k; f16 graphs' tolerance). Integers and booleans compare
+        // exactly whatever the tolerance (`compare`).
+        let tol = match precision {
+            glufuse::codegen::MatmulPrecision::F16 => check_tolerance(&original).max(2e-3),
+            _ => check_tolerance(&original),
+        };
         for (i, (got, want)) in outs.iter().zip(&want).enumerate() {
             let (abs, rel) = compare(got, want);
             let name = g.output_name(i);

@@ -1,7 +1,8 @@
-//! `glufuse wgsl GRAPH -o DIR [--unfused] [--dim NAME=N].. [--device]`: one `.wgsl` file per
-//! kernel plus `manifest.json`, for portable WebGPU limits or this machine's adapter.
+//! `glufuse wgsl GRAPH -o DIR [--unfused] [--dim NAME=N].. [--device] [--matmul-precision
+//! f16|f32]`: one `.wgsl` file per kernel plus `manifest.json`, for portable WebGPU limits or
+//! this machine's adapter; prints each projection's kernel choice and its reason.
 
-use crate::args::WgslArgs;
+use crate::args::{PrecisionArg, WgslArgs};
 use crate::io::bindings;
 use glufuse::codegen::{file_name, generate, manifest, Target};
 use glufuse::files::{load_graph, write_atomic};
@@ -16,7 +17,14 @@ pub fn run(a: WgslArgs) -> Result<()> {
         PassManager::standard().run(&mut g)?;
     }
     let b = bindings(&g, &a.dims)?;
-    let target = if a.device { Gpu::new()?.target() } else { Target::default() };
+    let target = if a.device {
+        let gpu = Gpu::new()?;
+        println!("adapter: {}; cooperative matrices: {}", gpu.describe(), gpu.describe_coop());
+        gpu.target()
+    } else {
+        Target::default()
+    };
+    let target = Target { matmul_precision: PrecisionArg::resolve(a.matmul_precision), ..target };
     let kernels = generate(&g, &b, &target)?;
     // Everything is generated and validated before the first file is written.
     let out = &a.output;
@@ -26,6 +34,11 @@ pub fn run(a: WgslArgs) -> Result<()> {
     }
     let manifest = serde_json::to_string_pretty(&manifest(&g, &kernels)).map_err(|e| Error::Internal(e.to_string()))?;
     write_atomic(&out.join("manifest.json"), manifest.as_bytes())?;
+    for k in &kernels {
+        if let Some(c) = &k.source().choice {
+            println!("{}: {c}", k.source().name);
+        }
+    }
     println!("wrote {} kernels to {}", kernels.len(), out.display());
     Ok(())
 }

@@ -17,7 +17,7 @@
 
 use glufuse::codegen::proj::gemm_tiled::CANDIDATES;
 use glufuse::codegen::tune::Tuned;
-use glufuse::codegen::{copy_kernel, validate, Target, Tiles};
+use glufuse::codegen::{copy_kernel, validate, Kernel, MatmulPrecision, Target, Tiles};
 use glufuse::ir::{DType, Layout};
 use glufuse::passes::PassManager;
 use glufuse::runtime::{time, timed_pass, Executable, Gpu};
@@ -46,6 +46,8 @@ pub struct BenchOptions {
     /// Times the GEMM candidates on the device first and keeps the fastest
     /// ([`Executable::tune_gemms`]).
     pub tune: bool,
+    /// Which products may be f16 ([`Target::matmul_precision`]).
+    pub matmul_precision: MatmulPrecision,
 }
 
 /// Which of a configuration's two graphs a run times.
@@ -78,6 +80,12 @@ pub struct BenchRow {
     pub dispatches: (usize, usize),
     /// The fused kernel's kind.
     pub kernel: String,
+    /// The fused graph's projection kernel choice and its reason.
+    #[serde(default)]
+    pub fused_choice: String,
+    /// The unfused graph's projection kernels (without the reasons).
+    #[serde(default)]
+    pub unfused_choice: String,
 }
 
 /// The copy yardstick: GB/s moved (read + written) by a vec4 copy of `bytes` bytes.
@@ -133,6 +141,9 @@ fn copy_bandwidth(gpu: &Gpu, bytes: u64, reps: usize, samples: usize) -> Result<
 pub struct Measured {
     /// The adapter, as [`Gpu::describe`] gives it.
     pub device: String,
+    /// Its cooperative-matrix configurations, as [`Gpu::describe_coop`] gives them.
+    #[serde(default)]
+    pub coop: String,
     /// Whether times come from timestamp queries (else the wall clock).
     pub timestamps: bool,
     /// Size of the copy kernel's buffers, MiB.
@@ -150,7 +161,7 @@ pub fn table(m: &Measured, o: &BenchOptions, process: &str, body: &str) -> Strin
 }
 
 /// The table's column heads.
-const TABLE_HEAD: &str = "| H×I | M | dtype | fused µs | unfused µs | unfused/fused | weight GB/s | TFLOP/s | of copy BW | fused kernel |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
+const TABLE_HEAD: &str = "| H×I | M | dtype | fused µs | unfused µs | unfused/fused | weight GB/s | TFLOP/s | of copy BW | fused kernel | fused choice | unfused projections |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
 /// How a run in one process says where it ran, and what [`run_isolated`] says instead.
 pub const IN_PROCESS: &str = "all in one process";
 const ISOLATED: &str = "fused and unfused graphs each in a fresh process";
@@ -167,8 +178,10 @@ fn header(m: &Measured, o: &BenchOptions, process: &str) -> String {
         (false, None) => String::new(),
     };
     format!(
-        "device: {}\ntiming: {}, {} repetitions per submission, median of {} submissions, {process}\n{tiles}copy kernel ({} MiB): {:.0} GB/s (read + written)\n\n",
+        "device: {}\ncooperative matrices: {}; matmul precision: {}\ntiming: {}, {} repetitions per submission, median of {} submissions, {process}\n{tiles}copy kernel ({} MiB): {:.0} GB/s (read + written)\n\n",
         m.device,
+        m.coop,
+        o.matmul_precision,
         if m.timestamps { "timestamp queries" } else { "wall clock (no TIMESTAMP_QUERY)" },
         o.reps,
         o.samples,
@@ -183,7 +196,7 @@ fn line(r: &BenchRow, dtype: DType, copy: f64) -> String {
     let gbs = wbytes / (r.fused_us * 1e3);
     let tflops = 2.0 * (r.m * r.h * 2 * r.i) as f64 / (r.fused_us * 1e6);
     format!(
-        "| {}×{} | {} | {dtype} | {:.1} | {:.1} | {:.2}x | {gbs:.0} | {tflops:.2} | {:.0}% | {} |\n",
+        "| {}×{} | {} | {dtype} | {:.1} | {:.1} | {:.2}x | {gbs:.0} | {tflops:.2} | {:.0}% | {} | {} | {} |\n",
         r.h,
         r.i,
         r.m,
@@ -191,7 +204,9 @@ fn line(r: &BenchRow, dtype: DType, copy: f64) -> String {
         r.unfused_us,
         r.unfused_us / r.fused_us,
         100.0 * gbs / copy,
-        r.kernel
+        r.kernel,
+        r.fused_choice,
+        r.unfused_choice
     )
 }
 
@@ -237,6 +252,11 @@ pub fn run_isolated(o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<
         .into_iter()
         .chain(o.gemm_tiles.map(|t| format!("--gemm-tiles={t}")))
         .chain(o.tune.then(|| "--tune".to_string()))
+        .chain(match o.matmul_precision {
+            MatmulPrecision::AsWeights => None,
+            MatmulPrecision::F32 => Some("--matmul-precision=f32".to_string()),
+            MatmulPrecision::F16 => Some("--matmul-precision=f16".to_string()),
+        })
         .collect::<Vec<String>>()
     };
     let tmp = tempfile::tempdir().map_err(|e| Error::Job(format!("temporary folder: {e}")))?;
@@ -259,6 +279,7 @@ pub fn run_isolated(o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<
                 let (_, u) = part("unfused")?;
                 r.unfused_us = u.unfused_us;
                 r.dispatches.1 = u.dispatches.1;
+                r.unfused_choice = u.unfused_choice;
                 let l = line(&r, dtype, fused.copy_gbs);
                 if head.is_none() {
                     head = Some(header(&fused, o, ISOLATED));
@@ -272,13 +293,26 @@ pub fn run_isolated(o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<
     Ok((format!("{}{TABLE_HEAD}{body}", head.unwrap_or_default()), rows))
 }
 
+/// The distinct kernel choices of a graph's kernels, joined by `; `: with their reasons, or
+/// only the kernels chosen.
+fn choices(kernels: &[Kernel], reasons: bool) -> String {
+    let mut all: Vec<String> = vec![];
+    for c in kernels.iter().filter_map(|k| k.source().choice.as_ref()) {
+        let c = if reasons { c.to_string() } else { c.kernel.clone() };
+        if !all.contains(&c) {
+            all.push(c);
+        }
+    }
+    all.join("; ")
+}
+
 /// Runs the benchmark in this process: what it measured, and the table's lines (one per
 /// configuration; [`table`] puts the header on top).
 pub fn run(gpu: &Gpu, o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<(Measured, String)> {
     let copy_bytes = (256u64 << 20).min(gpu.target().max_binding_bytes);
     let copy = copy_bandwidth(gpu, copy_bytes, o.reps.max(1), o.samples)?;
     let ts = gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY);
-    let target = Target { gemm_tiles: o.gemm_tiles, ..gpu.target() };
+    let target = Target { gemm_tiles: o.gemm_tiles, matmul_precision: o.matmul_precision, ..gpu.target() };
     let mut out = String::new();
     let mut rows = vec![];
     for &(h, i) in &o.shapes {
@@ -293,8 +327,8 @@ pub fn run(gpu: &Gpu, o: &BenchOptions, mut progress: impl FnMut(&str)) -> Resul
                     let tuned = if o.tune { exe.tune_gemms(g, &b, &target, &CANDIDATES)? } else { vec![] };
                     Ok((exe, tuned))
                 };
-                let (fu, fd, kind) = if o.part == Part::Unfused {
-                    (0.0, 0, String::new())
+                let (fu, fd, kind, fused_choice) = if o.part == Part::Unfused {
+                    (0.0, 0, String::new(), String::new())
                 } else {
                     let (exe, tuned) = build(&fused)?;
                     let mut kind =
@@ -303,14 +337,14 @@ pub fn run(gpu: &Gpu, o: &BenchOptions, mut progress: impl FnMut(&str)) -> Resul
                         kind = format!("{kind} ({})", t.chosen);
                     }
                     let (t, _) = time(gpu, o.reps, o.samples, |enc, reps, ts| exe.record(enc, reps, ts))?;
-                    (t, exe.dispatch_count(), kind)
+                    (t, exe.dispatch_count(), kind, choices(exe.kernels(), true))
                 };
-                let (uu, ud) = if o.part == Part::Fused {
-                    (0.0, 0)
+                let (uu, ud, unfused_choice) = if o.part == Part::Fused {
+                    (0.0, 0, String::new())
                 } else {
                     let (exe, _) = build(&original)?;
                     let (t, _) = time(gpu, o.reps, o.samples, |enc, reps, ts| exe.record(enc, reps, ts))?;
-                    (t, exe.dispatch_count())
+                    (t, exe.dispatch_count(), choices(exe.kernels(), false))
                 };
                 let row = BenchRow {
                     h,
@@ -321,6 +355,8 @@ pub fn run(gpu: &Gpu, o: &BenchOptions, mut progress: impl FnMut(&str)) -> Resul
                     unfused_us: uu,
                     dispatches: (fd, ud),
                     kernel: kind,
+                    fused_choice,
+                    unfused_choice,
                 };
                 let l = line(&row, dtype, copy);
                 progress(&l);
@@ -329,6 +365,13 @@ pub fn run(gpu: &Gpu, o: &BenchOptions, mut progress: impl FnMut(&str)) -> Resul
             }
         }
     }
-    let m = Measured { device: gpu.describe(), timestamps: ts, copy_mib: copy_bytes >> 20, copy_gbs: copy, rows };
+    let m = Measured {
+        device: gpu.describe(),
+        coop: gpu.describe_coop(),
+        timestamps: ts,
+        copy_mib: copy_bytes >> 20,
+        copy_gbs: copy,
+        rows,
+    };
     Ok((m, out))
 }

@@ -1,10 +1,11 @@
 //! `glufuse bench [--shapes HxI,..] [--rows ..] [--dtypes ..] [--layout ..] [--gemm-tiles ..
-//! | --tune]`: fused against unfused gate/up kernels on the GPU, each graph in a fresh
-//! process unless `--in-process` (see [`harness`]).
+//! | --tune] [--matmul-precision f16|f32]`: fused against unfused gate/up kernels on the GPU,
+//! each graph in a fresh process unless `--in-process` (see [`harness`]), with each graph's
+//! projection kernel choice.
 
 pub mod harness;
 
-use crate::args::{BenchArgs, PartArg};
+use crate::args::{BenchArgs, PartArg, PrecisionArg};
 use glufuse::codegen::Tiles;
 use glufuse::files::write_atomic;
 use glufuse::runtime::Gpu;
@@ -35,6 +36,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         },
         gemm_tiles,
         tune: a.tune,
+        matmul_precision: PrecisionArg::resolve(a.matmul_precision),
     };
     if !a.in_process && a.part != PartArg::Both {
         return Err(Error::input("--part fused|unfused needs --in-process (the isolated run times both parts)"));
