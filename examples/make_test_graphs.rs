@@ -352,6 +352,77 @@ fn elementwise_chains(dt: DType) -> Graph {
     b.finish(&[out, proj, soft]).expect("valid")
 }
 
+/// A rotary embedding and a KV cache as decoders export them: projections viewed as heads and
+/// transposed, `rotate_half` (two slices, a negation, a concat), the products with cos and sin
+/// (inputs here), and the concat of the cache's past with the new keys (and values).
+fn elementwise_rotary() -> Graph {
+    let mut b = GraphBuilder::new();
+    let seq = Dim::Sym("seq".into());
+    let batch = Dim::Sym("batch".into());
+    let x = b.input("x", DType::F32, vec![batch.clone(), seq.clone(), Dim::Fixed(16)]);
+    let cos = b.input("cos", DType::F32, vec![seq.clone(), Dim::Fixed(8)]);
+    let sin = b.input("sin", DType::F32, vec![seq.clone(), Dim::Fixed(8)]);
+    let past_k = b.input("past_k", DType::F32, vec![batch.clone(), Dim::Fixed(2), Dim::Fixed(5), Dim::Fixed(8)]);
+    let past_v = b.input("past_v", DType::F32, vec![batch, Dim::Fixed(2), Dim::Fixed(5), Dim::Fixed(8)]);
+    let heads = |b: &mut GraphBuilder, name: &str, p: Value| {
+        let shape = [0, 0, 2, 8].map(DimExpr::constant).to_vec();
+        let r = b.node(&format!("{name}.view"), Op::Reshape { shape }, &[p], vec![])[0];
+        b.transpose(&format!("{name}.heads"), r, &[0, 2, 1, 3])
+    };
+    let wk = b.weight("k_proj.weight", DType::F32, &[16, 16], 0.5);
+    let k = b.matmul("k_proj", x, wk);
+    let k = heads(&mut b, "k", k);
+    let lo = b.slice("rot.lo", k, 3, 0, 4);
+    let hi = b.slice("rot.hi", k, 3, 4, 8);
+    let neg = b.unary("rot.neg", UnaryOp::Neg, hi);
+    let half = b.node("rot.rotate_half", Op::Concat { axis: -1 }, &[neg, lo], vec![])[0];
+    let kc = b.mul("rot.cos", k, cos);
+    let ks = b.mul("rot.sin", half, sin);
+    let kr = b.add("rot.sum", kc, ks);
+    let k_cache = b.node("k_cache", Op::Concat { axis: 2 }, &[past_k, kr], vec![])[0];
+    let wv = b.weight("v_proj.weight", DType::F32, &[16, 16], 0.5);
+    let v = b.matmul("v_proj", x, wv);
+    let v = heads(&mut b, "v", v);
+    let v_cache = b.node("v_cache", Op::Concat { axis: 2 }, &[past_v, v], vec![])[0];
+    b.finish(&[k_cache, v_cache]).expect("valid")
+}
+
+/// Attention as decoders export it, grouped-query: a KV cache of 2 heads expanded to the 4
+/// query heads (a view, an expand, a view), keys transposed, scores scaled, masked and
+/// softmaxed, times the values, heads transposed back.
+fn attention_gqa() -> Graph {
+    let mut b = GraphBuilder::new();
+    let seq = Dim::Sym("seq".into());
+    let f = |d: u64| Dim::Fixed(d);
+    let q = b.input("q", DType::F32, vec![f(1), f(4), seq.clone(), f(8)]);
+    let k = b.input("k_cache", DType::F32, vec![f(1), f(2), f(5), f(8)]);
+    let v = b.input("v_cache", DType::F32, vec![f(1), f(2), f(5), f(8)]);
+    let mask = b.input("mask", DType::F32, vec![f(1), f(1), seq, f(5)]);
+    let heads = |b: &mut GraphBuilder, name: &str, x: Value| {
+        let one = [1, 2, 1, 5, 8].map(DimExpr::constant).to_vec();
+        let u = b.node(&format!("{name}.unsqueeze"), Op::Reshape { shape: one }, &[x], vec![])[0];
+        let e = b.node(
+            &format!("{name}.expand"),
+            Op::Expand { shape: [1, 2, 2, 5, 8].map(Dim::Fixed).to_vec() },
+            &[u],
+            vec![],
+        )[0];
+        let four = [1, 4, -1, 8].map(DimExpr::constant).to_vec();
+        b.node(&format!("{name}.heads"), Op::Reshape { shape: four }, &[e], vec![])[0]
+    };
+    let kh = heads(&mut b, "k", k);
+    let kt = b.transpose("k.t", kh, &[0, 1, 3, 2]);
+    let scores = b.matmul("scores", q, kt);
+    let scale = b.scalar("scale", DType::F32, 0.35355339);
+    let scaled = b.mul("scaled", scores, scale);
+    let masked = b.add("masked", scaled, mask);
+    let probs = b.node("probs", Op::Softmax { axis: -1 }, &[masked], vec![])[0];
+    let vh = heads(&mut b, "v", v);
+    let o = b.matmul("attn", probs, vh);
+    let out = b.transpose("attn.t", o, &[0, 2, 1, 3]);
+    b.finish(&[out]).expect("valid")
+}
+
 fn main() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/graphs");
     std::fs::create_dir_all(&dir).expect("create tests/graphs");
@@ -386,6 +457,8 @@ fn main() {
         ("nofuse_mixed_layouts", mixed_layouts()),
         ("elementwise_chains", elementwise_chains(DType::F32)),
         ("elementwise_chains_f16", elementwise_chains(DType::F16)),
+        ("elementwise_rotary", elementwise_rotary()),
+        ("attention_gqa", attention_gqa()),
     ];
     for (name, g) in graphs {
         let path = dir.join(format!("{name}.json"));

@@ -6,15 +6,17 @@
 mod common;
 
 use glufuse::dump::{render, Format};
-use glufuse::passes::{elementwise_report, fusion_report, PassManager};
+use glufuse::passes::{attention_report, elementwise_report, fusion_report, PassManager};
 use glufuse::verify::verify;
 
 /// Fusions expected in each test graph.
 const EXPECTED: &[(&str, usize)] = &[
+    ("attention_gqa", 0),
     ("decoder_2_layers", 2),
     ("decoder_3_layers_nk", 3),
     ("elementwise_chains", 0),
     ("elementwise_chains_f16", 0),
+    ("elementwise_rotary", 0),
     ("f16_symbolic_batch", 1),
     ("geglu_erf_expanded", 1),
     ("geglu_erf_op", 1),
@@ -69,6 +71,7 @@ fn fusion_counts_snapshots_and_equivalence() {
             match &g.node(n).op {
                 glufuse::ir::Op::FusedGateUp(f) => replaced.extend(f.replaced.iter().cloned()),
                 glufuse::ir::Op::Elementwise(p) => replaced.extend(p.replaced.iter().cloned()),
+                glufuse::ir::Op::Attention(a) => replaced.extend(a.replaced.iter().cloned()),
                 _ => {}
             }
         }
@@ -79,8 +82,11 @@ fn fusion_counts_snapshots_and_equivalence() {
         let diff = common::rel_diff(&original, &g, 11);
         let tol = if name.starts_with("f16") { 2e-3 } else { 1e-5 };
         assert!(diff <= tol, "{name}: fused output differs from the original by {diff:e}");
-        // What the elementwise fusion merged, where it merged something.
-        let ew = elementwise_report(&runs).filter(|e| !e.groups.is_empty()).map(|e| e.to_text(true));
+        // What the elementwise and attention fusions merged, where they merged something.
+        let mut ew = elementwise_report(&runs).filter(|e| !e.groups.is_empty()).map(|e| e.to_text(true));
+        if let Some(a) = attention_report(&runs).filter(|a| !a.fused.is_empty()) {
+            ew = Some(format!("{}{}", ew.unwrap_or_default(), a.to_text(true)));
+        }
         let snap = format!(
             "== before ==\n{}\n== after ==\n{}\n== report ==\n{}{}",
             render(&original, Format::Text).unwrap(),

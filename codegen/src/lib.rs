@@ -84,6 +84,8 @@ pub enum KernelKind {
     Elementwise,
     /// An elementwise program: several elementwise ops in one kernel.
     Program,
+    /// A fused attention: scores, softmax and the weighted sum of values in one kernel.
+    Attention,
     /// A cast.
     Cast,
     /// A transpose.
@@ -152,6 +154,7 @@ impl fmt::Display for KernelKind {
         match self {
             KernelKind::Elementwise => f.write_str("elementwise"),
             KernelKind::Program => f.write_str("elementwise-program"),
+            KernelKind::Attention => f.write_str("attention"),
             KernelKind::Cast => f.write_str("cast"),
             KernelKind::Transpose => f.write_str("transpose"),
             KernelKind::Slice => f.write_str("slice"),

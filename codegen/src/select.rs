@@ -62,6 +62,7 @@ pub fn node_kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result
         Op::Where => one(elementwise::where_(g, n, b, t)),
         Op::Cast { to } => one(elementwise::cast(g, n, *to, b, t)),
         Op::Elementwise(p) => one(program::program(g, n, p, b, t)),
+        Op::Attention(a) => one(program::attention(g, n, a, b, t)),
         Op::Transpose { perm } => one(layout::transpose(g, n, perm, b, t)),
         Op::Expand { .. } => one(layout::expand(g, n, b, t)),
         Op::Slice { axis, start, step, .. } => one(layout::slice(g, n, *axis, start, *step, b, t)),

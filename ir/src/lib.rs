@@ -31,6 +31,7 @@ pub use dim::DimExpr;
 pub use error::{Error, Result};
 pub use graph::{Edge, Graph, GraphSummary, Node, NodeIndex, Value};
 pub use op::Op;
+pub use ops::attention::Attention;
 pub use ops::binary::BinaryOp;
 pub use ops::elementwise::{ElementwiseProgram, Scalar, Step};
 pub use ops::fused::{Activation, FusedGateUp, Layout};

@@ -4,10 +4,12 @@
 //! scalar constants into one.
 //!
 //! A program is a list of [`Step`]s, each reading the node's inputs, a constant of one element
-//! or earlier steps; the last step is the result. Every step's shape broadcasts to the
-//! result's (inference checks it), so output element `i` is computed by reading each input at
-//! its broadcast index and applying the steps in order: a step of a smaller shape than the
-//! result is recomputed for every output element it broadcasts to.
+//! or earlier steps; the last step is the result. A kernel computes each output element from
+//! its coordinates: an elementwise step at some coordinates reads its operands at the same
+//! coordinates broadcast to their shapes (so a step of a smaller shape than its reader is
+//! recomputed for every element it broadcasts to), a layout step (transpose, slice, concat,
+//! reshape) reads them at the coordinates it moves the element from, and an input is read at
+//! the coordinates it is asked for.
 //!
 //! Row steps (a reduction over the last axis, kept; a softmax along it) reduce an operand of
 //! the result's shape row by row: a kernel runs one workgroup per row of the result, which
@@ -19,12 +21,13 @@
 //! bit what those nodes computed.
 
 use super::{read_attrs, to_json, Attrs};
+use crate::dim::DimExpr;
 use crate::op::Op;
 use crate::ops::binary::BinaryOp;
 use crate::ops::reduce::ReduceOp;
 use crate::ops::source::ConstValues;
 use crate::ops::unary::UnaryOp;
-use crate::shape::{broadcast, concrete, fmt_shape, Bindings};
+use crate::shape::{concrete, fmt_shape, Bindings};
 use crate::tensor::Tensor;
 use crate::types::{DType, Dim, TensorType};
 use serde::{Deserialize, Serialize};
@@ -113,6 +116,43 @@ pub enum Step {
         /// Operand, of the result's shape.
         x: usize,
     },
+    /// An axis permutation: a read of the operand at permuted coordinates.
+    Transpose {
+        /// `out.shape[i] = in.shape[perm[i]]`.
+        perm: Vec<usize>,
+        /// Operand.
+        x: usize,
+    },
+    /// Every `step`-th element of one axis from `start`: a read at shifted coordinates.
+    Slice {
+        /// Axis (negative counts from the end).
+        axis: i64,
+        /// First index read.
+        start: Dim,
+        /// Elements taken.
+        len: Dim,
+        /// Distance between the indices read (not zero).
+        step: i64,
+        /// Operand.
+        x: usize,
+    },
+    /// The operands joined along one axis: each output element is read from the operand
+    /// whose part of the axis it lies in.
+    Concat {
+        /// Axis (negative counts from the end).
+        axis: i64,
+        /// Operands, in order.
+        xs: Vec<usize>,
+    },
+    /// The operand's elements, row-major, in another shape (ONNX rules: `0` copies a dim,
+    /// `-1` is inferred).
+    Reshape {
+        /// Target shape.
+        #[serde(with = "expr_list")]
+        shape: Vec<DimExpr>,
+        /// Operand.
+        x: usize,
+    },
 }
 
 impl Step {
@@ -124,7 +164,11 @@ impl Step {
             | Step::Cast { x, .. }
             | Step::Expand { x, .. }
             | Step::Reduce { x, .. }
-            | Step::Softmax { x } => vec![*x],
+            | Step::Softmax { x }
+            | Step::Transpose { x, .. }
+            | Step::Slice { x, .. }
+            | Step::Reshape { x, .. } => vec![*x],
+            Step::Concat { xs, .. } => xs.clone(),
             Step::Binary { a, b, .. } => vec![*a, *b],
             Step::Where { cond, x, y } => vec![*cond, *x, *y],
         }
@@ -146,7 +190,30 @@ impl Step {
             Step::Expand { shape, .. } => Op::Expand { shape: shape.clone() },
             Step::Reduce { op, .. } => Op::Reduce { op: *op, axes: vec![-1], keepdims: true },
             Step::Softmax { .. } => Op::Softmax { axis: -1 },
+            Step::Transpose { perm, .. } => Op::Transpose { perm: perm.clone() },
+            Step::Slice { axis, start, len, step, .. } => {
+                Op::Slice { axis: *axis, start: start.clone(), len: len.clone(), step: *step }
+            }
+            Step::Concat { axis, .. } => Op::Concat { axis: *axis },
+            Step::Reshape { shape, .. } => Op::Reshape { shape: shape.clone() },
         })
+    }
+
+    /// Whether it moves elements (a transpose, slice, concat or reshape): its operands are
+    /// read at other coordinates than its own.
+    pub fn is_layout(&self) -> bool {
+        match self {
+            Step::Transpose { .. } | Step::Slice { .. } | Step::Concat { .. } | Step::Reshape { .. } => true,
+            Step::Input(_)
+            | Step::Const { .. }
+            | Step::Unary { .. }
+            | Step::Binary { .. }
+            | Step::Where { .. }
+            | Step::Cast { .. }
+            | Step::Expand { .. }
+            | Step::Reduce { .. }
+            | Step::Softmax { .. } => false,
+        }
     }
 
     /// Whether it reduces along rows (a reduction or a softmax): a program with one runs a
@@ -160,8 +227,28 @@ impl Step {
             | Step::Binary { .. }
             | Step::Where { .. }
             | Step::Cast { .. }
-            | Step::Expand { .. } => false,
+            | Step::Expand { .. }
+            | Step::Transpose { .. }
+            | Step::Slice { .. }
+            | Step::Concat { .. }
+            | Step::Reshape { .. } => false,
         }
+    }
+}
+
+/// Dim expressions in JSON as a reshape writes them: integers, or expression texts.
+mod expr_list {
+    use crate::dim::DimExpr;
+    use crate::ops::source::{expr_from_json, expr_json};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::Value as J;
+
+    pub fn serialize<S: Serializer>(v: &[DimExpr], s: S) -> Result<S::Ok, S::Error> {
+        v.iter().map(expr_json).collect::<Vec<J>>().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<DimExpr>, D::Error> {
+        Vec::<J>::deserialize(d)?.iter().map(|v| expr_from_json(v).map_err(serde::de::Error::custom)).collect()
     }
 }
 
@@ -171,6 +258,10 @@ impl Step {
 pub struct ElementwiseProgram {
     /// The steps, in order; the last is the result.
     pub steps: Vec<Step>,
+    /// Steps also written as outputs (output `k + 1` is step `also[k]`), each of the result's
+    /// shape: values read outside the node too (a residual sum that a norm also reads).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<usize>,
     /// Names of the model nodes this node replaced.
     #[serde(default)]
     pub replaced: Vec<String>,
@@ -181,17 +272,14 @@ impl ElementwiseProgram {
     /// the steps that read them, every input is read, every step is an op of its operands'
     /// types, and every step's shape broadcasts to the result's.
     pub fn step_types(&self, ins: &[&TensorType]) -> Result<Vec<TensorType>, String> {
-        let Some(last) = self.steps.last() else { return Err("an elementwise program needs a step".into()) };
-        if matches!(last, Step::Input(_) | Step::Const { .. }) {
-            return Err("the last step of an elementwise program must compute a value".into());
+        if self.steps.is_empty() {
+            return Err("a program needs a step".into());
         }
         let mut tys: Vec<TensorType> = Vec::with_capacity(self.steps.len());
-        let mut read = vec![false; ins.len()];
         for (i, s) in self.steps.iter().enumerate() {
             let ty = match s {
                 Step::Input(k) => {
                     let t = ins.get(*k).ok_or_else(|| format!("step {i} reads input {k} of {}", ins.len()))?;
-                    read[*k] = true;
                     (*t).clone()
                 }
                 Step::Const { dtype, shape, .. } => {
@@ -214,9 +302,6 @@ impl ElementwiseProgram {
             };
             tys.push(ty);
         }
-        if let Some(k) = read.iter().position(|r| !r) {
-            return Err(format!("input {k} is not read by any step"));
-        }
         let out = &tys[tys.len() - 1].shape;
         // A row step reduces rows of the result: its operand has the result's shape.
         for (i, s) in self.steps.iter().enumerate().filter(|(_, s)| s.is_row()) {
@@ -228,23 +313,38 @@ impl ElementwiseProgram {
                 ));
             }
         }
-        for (i, t) in tys.iter().enumerate() {
-            if broadcast(&t.shape, out).ok().as_ref() != Some(out) {
-                return Err(format!(
-                    "step {i} has shape {}, which does not broadcast to the result's {}",
-                    fmt_shape(&t.shape),
-                    fmt_shape(out)
-                ));
+        // What reads a row step must read it in the same row: through elementwise steps only.
+        let mut after_row = vec![false; self.steps.len()];
+        for (i, s) in self.steps.iter().enumerate() {
+            let reads_row = s.args().iter().any(|&a| after_row[a] || self.steps[a].is_row());
+            if reads_row && s.is_layout() {
+                return Err(format!("step {i} moves elements computed from a row step"));
             }
+            after_row[i] = reads_row;
         }
         Ok(tys)
     }
 }
 
-/// Type of a program's output: its last step's.
+/// Type of a program's output: its last step's, which computes a value; every input read.
 pub(crate) fn infer(p: &ElementwiseProgram, ins: &[&TensorType]) -> Result<Vec<TensorType>, String> {
-    let mut tys = p.step_types(ins)?;
-    Ok(vec![tys.pop().expect("a program has a step")])
+    if matches!(p.steps.last(), Some(Step::Input(_) | Step::Const { .. })) {
+        return Err("the last step of an elementwise program must compute a value".into());
+    }
+    let tys = p.step_types(ins)?;
+    if let Some(k) = (0..ins.len()).find(|k| !p.steps.contains(&Step::Input(*k))) {
+        return Err(format!("input {k} is not read by any step"));
+    }
+    let result = tys.last().expect("a program has a step").clone();
+    let mut out = vec![result.clone()];
+    for &k in &p.also {
+        let t = tys.get(k).ok_or_else(|| format!("output step {k} of {}", tys.len()))?;
+        if t.shape != result.shape || matches!(p.steps[k], Step::Input(_) | Step::Const { .. }) {
+            return Err(format!("output step {k} is {t}, not a value computed in the result's shape"));
+        }
+        out.push(t.clone());
+    }
+    Ok(out)
 }
 
 /// Evaluates a program step by step, each as the op it stands for (an expand to its shape
@@ -255,6 +355,29 @@ pub(crate) fn eval(
     shapes: &[Vec<usize>],
     b: &Bindings,
 ) -> Result<Vec<Tensor>, String> {
+    let mut vals = run_all(&p.steps, ins, b)?;
+    let mut outs = vec![vals.pop().ok_or("a program needs a step")?.into_owned()];
+    for &k in &p.also {
+        outs.push(vals[k].clone().into_owned());
+    }
+    if outs[0].shape() != shapes[0].as_slice() {
+        return Err(format!(
+            "the program computed shape {:?} for an output of shape {:?} (a glufuse bug)",
+            outs[0].shape(),
+            shapes[0]
+        ));
+    }
+    Ok(outs)
+}
+
+/// The value of the last of `steps` on inputs `ins`, each step evaluated as its op.
+pub(crate) fn run(steps: &[Step], ins: &[&Tensor], b: &Bindings) -> Result<Tensor, String> {
+    Ok(run_all(steps, ins, b)?.pop().ok_or("a program needs a step")?.into_owned())
+}
+
+/// The value of every one of `steps` on inputs `ins`.
+fn run_all<'a>(steps: &[Step], ins: &[&'a Tensor], b: &Bindings) -> Result<Vec<Cow<'a, Tensor>>, String> {
+    let p = ElementwiseProgram { steps: steps.to_vec(), also: vec![], replaced: vec![] };
     let mut vals: Vec<Cow<Tensor>> = Vec::with_capacity(p.steps.len());
     for s in &p.steps {
         let v = match s {
@@ -265,6 +388,21 @@ pub(crate) fn eval(
                     Step::Expand { shape, .. } => {
                         let dims = concrete(shape, b)?;
                         Op::Expand { shape: dims.iter().map(|&d| Dim::Fixed(d as u64)).collect() }
+                    }
+                    Step::Slice { axis, start, len, step, .. } => Op::Slice {
+                        axis: *axis,
+                        start: Dim::Fixed(start.eval(b)? as u64),
+                        len: Dim::Fixed(len.eval(b)? as u64),
+                        step: *step,
+                    },
+                    Step::Reshape { shape, .. } => {
+                        let lookup = |name: &str| b.get(name).map(|&v| v as i64);
+                        let shape = shape.iter().map(|e| e.eval(&lookup).map(DimExpr::constant)).collect::<Result<
+                            Vec<_>,
+                            String,
+                        >>(
+                        )?;
+                        Op::Reshape { shape }
                     }
                     _ => s.op().expect("not an input"),
                 };
@@ -288,15 +426,7 @@ pub(crate) fn eval(
         };
         vals.push(v);
     }
-    let result = vals.pop().expect("a program has a step").into_owned();
-    if result.shape() != shapes[0].as_slice() {
-        return Err(format!(
-            "the program computed shape {:?} for an output of shape {:?} (a glufuse bug)",
-            result.shape(),
-            shapes[0]
-        ));
-    }
-    Ok(vec![result])
+    Ok(vals)
 }
 
 /// How a label shows step `k`'s value: `inK` for an input, the value of a constant, `tN` for
@@ -316,6 +446,12 @@ fn operand(p: &ElementwiseProgram, names: &[String], k: usize) -> String {
 /// Dump label: every computed step as `tN = Op operands`, inputs as `inK`, constants by
 /// value; the last step is the result (`Elementwise(t0 = Add in1, 1e-6; t1 = Sqrt t0)`).
 pub(crate) fn label(p: &ElementwiseProgram) -> String {
+    format!("{NAME}({})", steps_text(p))
+}
+
+/// The steps as a label shows them (`t0 = Add in1, 1e-6; t1 = Sqrt t0`; a program that only
+/// reads an input, `inK`).
+pub(crate) fn steps_text(p: &ElementwiseProgram) -> String {
     let mut names = vec![String::new(); p.steps.len()];
     let mut parts = vec![];
     for (i, s) in p.steps.iter().enumerate() {
@@ -324,7 +460,14 @@ pub(crate) fn label(p: &ElementwiseProgram) -> String {
         let args: Vec<String> = s.args().iter().map(|&a| operand(p, &names, a)).collect();
         parts.push(format!("{} = {} {}", names[i], op.label(), args.join(", ")));
     }
-    format!("{NAME}({})", parts.join("; "))
+    match p.steps.last() {
+        Some(Step::Input(_) | Step::Const { .. }) if parts.is_empty() => operand(p, &names, p.steps.len() - 1),
+        _ if p.also.is_empty() => parts.join("; "),
+        _ => {
+            let also: Vec<String> = p.also.iter().map(|&k| operand(p, &names, k)).collect();
+            format!("{}; also {}", parts.join("; "), also.join(", "))
+        }
+    }
 }
 
 /// JSON attributes: `steps`, `replaced`.
@@ -362,6 +505,7 @@ mod tests {
                 Step::Input(2),
                 Step::Binary { op: BinaryOp::Mul, a: 7, b: 6 },
             ],
+            also: vec![],
             replaced: vec![],
         }
     }
@@ -395,22 +539,32 @@ mod tests {
         let mut p = norm_tail();
         p.steps[3] = Step::Binary { op: BinaryOp::Add, a: 1, b: 4 };
         assert_eq!(infer(&p, &[&x, &x, &x]).unwrap_err(), "step 3 reads step 4, which does not come before it");
-        let p = ElementwiseProgram { steps: vec![Step::Input(0)], replaced: vec![] };
+        let p = ElementwiseProgram { steps: vec![Step::Input(0)], also: vec![], replaced: vec![] };
         assert!(infer(&p, &[&x]).unwrap_err().contains("must compute a value"));
-        // A step wider than the result: its values could not be computed per output element.
+        // A row's maximum moved to another row: a kernel reduces each row once, in its row.
         let p = ElementwiseProgram {
             steps: vec![
                 Step::Input(0),
-                Step::Input(1),
-                Step::Binary { op: BinaryOp::Add, a: 0, b: 1 },
-                Step::Cast { to: DType::F16, x: 0 },
+                Step::Reduce { op: ReduceOp::Max, x: 0 },
+                Step::Transpose { perm: vec![1, 0], x: 1 },
+                Step::Binary { op: BinaryOp::Sub, a: 0, b: 2 },
             ],
+            also: vec![],
             replaced: vec![],
         };
-        let e = infer(&p, &[&f32t(&[3]), &f32t(&[2, 3])]).unwrap_err();
-        assert_eq!(e, "step 1 has shape [2,3], which does not broadcast to the result's [3]");
-        let p =
-            ElementwiseProgram { steps: vec![Step::Input(0), Step::Cast { to: DType::F16, x: 0 }], replaced: vec![] };
+        assert_eq!(infer(&p, &[&f32t(&[3, 3])]).unwrap_err(), "step 2 moves elements computed from a row step");
+        let p = ElementwiseProgram {
+            steps: vec![Step::Input(0), Step::Reduce { op: ReduceOp::Sum, x: 0 }],
+            also: vec![],
+            replaced: vec![],
+        };
+        let e = infer(&p, &[&f32t(&[2, 3])]).unwrap_err();
+        assert_eq!(e, "step 1 reduces rows of f32[2,3], not floats of the result's shape [2,1]");
+        let p = ElementwiseProgram {
+            steps: vec![Step::Input(0), Step::Cast { to: DType::F16, x: 0 }],
+            also: vec![],
+            replaced: vec![],
+        };
         assert_eq!(infer(&p, &[&x, &x]).unwrap_err(), "input 1 is not read by any step");
     }
 }

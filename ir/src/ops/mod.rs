@@ -13,6 +13,8 @@
 //! - [`fused`]: the fused gated unit `act(x·W_gate) · (x·W_up)`;
 //! - [`elementwise`]: programs of several elementwise ops in one node (what the elementwise
 //!   fusion makes);
+//! - [`attention`]: a softmax attention `softmax(Q·Kᵀ)·V` in one node (what the attention
+//!   fusion makes);
 //! - [`layout`]: ops that move elements without computing (transpose, reshape, expand,
 //!   split, slice, concat);
 //! - [`cast`]: element type conversion;
@@ -22,6 +24,7 @@
 //! f16), accumulates reductions and products in f64, and wraps integer arithmetic at the
 //! width of its dtype as ONNX runtimes do.
 
+pub mod attention;
 pub mod binary;
 pub mod cast;
 pub mod elementwise;

@@ -101,6 +101,7 @@ pub fn lower(g: &Graph) -> Result<Lowered> {
             | Op::Cast { .. }
             | Op::FusedGateUp(_)
             | Op::Elementwise(_)
+            | Op::Attention(_)
             | Op::Opaque { .. } => None,
         };
         let Some(id) = id else {

@@ -11,7 +11,7 @@
 use crate::fuse::summary_line;
 use glufuse::interp::compare;
 use glufuse::ir::{DType, Dim, TensorType};
-use glufuse::passes::{elementwise_report, fusion_report, PassManager};
+use glufuse::passes::{attention_report, elementwise_report, fusion_report, PassManager};
 use glufuse::runtime::{Gpu, Session};
 use glufuse::tensor::Tensor;
 use glufuse::{Error, Graph, Result};
@@ -91,6 +91,9 @@ pub fn run() -> Result<()> {
         println!("== fusion report ==\n{}", r.to_text(true));
     }
     if let Some(r) = elementwise_report(&runs) {
+        print!("{}", r.to_text(false));
+    }
+    if let Some(r) = attention_report(&runs) {
         println!("{}", r.to_text(false));
     }
     println!("{}\n", summary_line(&runs));

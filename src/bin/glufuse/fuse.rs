@@ -5,7 +5,7 @@
 use crate::args::{FuseArgs, ReportFormat};
 use glufuse::dump::{render, Format};
 use glufuse::files::{load_graph, write_atomic};
-use glufuse::passes::{elementwise_report, fusion_report, PassManager, PassRun};
+use glufuse::passes::{attention_report, elementwise_report, fusion_report, PassManager, PassRun};
 use glufuse::{Error, Result};
 use std::path::Path;
 
@@ -36,7 +36,8 @@ pub fn run(a: FuseArgs) -> Result<()> {
     // For people: the gated-FFN fusion, then what the elementwise fusion merged.
     let explained = || {
         let ew = elementwise_report(&runs).map(|e| e.to_text(true)).unwrap_or_default();
-        format!("{}{ew}", rep.to_text(true))
+        let at = attention_report(&runs).map(|a| a.to_text(true)).unwrap_or_default();
+        format!("{}{ew}{at}", rep.to_text(true))
     };
     match a.report {
         Some(ReportFormat::Json) => {
