@@ -132,7 +132,8 @@ pub(crate) fn program(
 /// The kernel of a fused attention: one workgroup per row of scores (a query of a head). For
 /// each round the scores program needs (a softmax's maximum, then its sum), its threads stride
 /// over the row's keys, each score a dot product of the query with a key (Q and Kᵀ read
-/// through their programs); then, in tiles of the workgroup's width, each thread computes one
+/// through their programs), computed in the first round and kept in workgroup memory where
+/// the row fits (recomputed each round where it does not); then, in tiles of the workgroup's width, each thread computes one
 /// probability into workgroup memory and each of the first `E` threads adds the tile's
 /// probabilities times its column of V.
 pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t: &Target) -> Result<KernelSource> {
@@ -192,8 +193,17 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
     }
     let batch = &rc[..r - 2];
     let at = |x: &[&str]| -> Vec<String> { batch.iter().cloned().chain(x.iter().map(|s| s.to_string())).collect() };
+    // The scores of the row are kept in workgroup memory where they fit beside the trees:
+    // the first round computes them, the later ones read them back.
+    let cached = (keys as u64 + 2 * threads as u64) * 4 <= t.max_workgroup_storage_bytes as u64;
+    let mut computed = false;
     // The score of key `j`, as `s`: the query's dot product with the key.
-    let score = |qw: &mut Writer, kw: &mut Writer, fresh: &mut usize| -> Result<String> {
+    let mut score = |qw: &mut Writer, kw: &mut Writer, fresh: &mut usize| -> Result<String> {
+        if cached && computed {
+            return Ok("    let s = sc[j];\n".into());
+        }
+        computed = true;
+        let keep = if cached { "    sc[j] = s;\n" } else { "" };
         qw.fresh = *fresh;
         qw.reset();
         let mut qc = rc.clone();
@@ -204,7 +214,7 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
         let kv = kw.value(kl, &at(&["d", "j"]))?;
         *fresh = kw.fresh;
         Ok(format!(
-            "    var s = 0.0;\n    for (var d = 0u; d < {depth}u; d = d + 1u) {{\n{}{}        s = s + {qv} * {kv};\n    }}\n",
+            "    var s = 0.0;\n    for (var d = 0u; d < {depth}u; d = d + 1u) {{\n{}{}        s = s + {qv} * {kv};\n    }}\n{keep}",
             indent(&qw.code),
             indent(&kw.code)
         ))
@@ -292,6 +302,9 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
     prelude.push_str(&format!(
         "fn add_f_(a: f32, b: f32) -> f32 {{ return a + b; }}\nvar<workgroup> red: array<f32, {threads}>;\nvar<workgroup> pw: array<f32, {threads}>;\n"
     ));
+    if cached {
+        prelude.push_str(&format!("var<workgroup> sc: array<f32, {}>;\n", keys.max(1)));
+    }
     prelude.push_str(&crate::elementwise::helpers_for(&format!("{body}\n{prelude}")));
     let checks = sw.sites.checks;
     kernel(g, name, KernelKind::Attention, &ins, out, rows as u64, threads, &prelude, &body, checks, t)
