@@ -87,7 +87,10 @@ fn wgsl_snapshots_of_representative_kernels() {
     insta::assert_snapshot!("wgsl_fused_silu_f16", pick("f16_symbolic_batch", "mul"));
     insta::assert_snapshot!("wgsl_fused_gelu_erf", pick("geglu_erf_expanded", "mul"));
     insta::assert_snapshot!("wgsl_matmul_kn", pick("nofuse_shared_gate", "gate_proj"));
-    insta::assert_snapshot!("wgsl_add_broadcast", pick("nofuse_broadcast_up", "mul"));
+    insta::assert_snapshot!("wgsl_program_broadcast", pick("nofuse_broadcast_up", "mul"));
+    insta::assert_snapshot!("wgsl_program_rows", pick("elementwise_chains_f16", "soft"));
+    insta::assert_snapshot!("wgsl_program_rotary_cache", pick("elementwise_rotary", "k_cache"));
+    insta::assert_snapshot!("wgsl_attention_gqa", pick("attention_gqa", "attn.t"));
     // A weight's transpose runs only where something else than a projection reads it (here,
     // the graph's output): the projections read the weight in place (`codegen::nk_weight`).
     let transpose = {

@@ -5,8 +5,8 @@
 use crate::proj::coop::{self, CoopTile, Ops};
 use crate::proj::{batched, gemm_tiled, gemm_unaligned, gemv, scalar, ProjShape, ProjValues};
 use crate::{
-    dims, elementwise, gpu_bytes, index, layout, nk_weight, norm, packed_f16, reduce, Choice, CoopMatrix, KernelSource,
-    MatmulPrecision, Target,
+    dims, elementwise, gpu_bytes, index, layout, nk_weight, norm, packed_f16, program, reduce, Choice, CoopMatrix,
+    KernelSource, MatmulPrecision, Target,
 };
 use glufuse_ir::shape::Bindings;
 use glufuse_ir::{Error, Graph, Layout, NodeIndex, Op, Result, Value};
@@ -65,6 +65,8 @@ pub fn node_kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result
         Op::Binary(op) => one(elementwise::binary(g, n, *op, b, t)),
         Op::Where => one(elementwise::where_(g, n, b, t)),
         Op::Cast { to } => one(elementwise::cast(g, n, *to, b, t)),
+        Op::Elementwise(p) => one(program::program(g, n, p, b, t)),
+        Op::Attention(a) => one(program::attention(g, n, a, b, t)),
         Op::Transpose { perm } => one(layout::transpose(g, n, perm, b, t)),
         Op::Expand { .. } => one(layout::expand(g, n, b, t)),
         Op::Slice { axis, start, step, .. } => one(layout::slice(g, n, *axis, start, *step, b, t)),
