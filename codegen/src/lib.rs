@@ -8,7 +8,8 @@
 //! source and naga's rendered diagnostic.
 //!
 //! Laid out by kernel family: `wgsl.rs` (the writer's shared pieces), `elementwise.rs`
-//! (unary, binary, `Where`, cast; the activations' WGSL), `layout.rs` (index mapping:
+//! (unary, binary, `Where`, cast; the activations' WGSL), `program.rs` (elementwise programs:
+//! those ops strung together, per element or per row with reductions), `layout.rs` (index mapping:
 //! transpose, expand, slice, split, concat), `index.rs` (gather, GatherND, range), `reduce.rs`
 //! (reductions, softmax, cumulative sums), `norm.rs` (layer normalisation), [`proj`] (the
 //! projections: scalar template, GEMVs, unaligned and tiled GEMMs, batched matmul), and
@@ -57,6 +58,7 @@ mod elementwise;
 mod index;
 mod layout;
 mod norm;
+mod program;
 pub mod proj;
 mod reduce;
 mod select;
@@ -80,6 +82,10 @@ use std::fmt;
 pub enum KernelKind {
     /// A unary or binary elementwise op.
     Elementwise,
+    /// An elementwise program: several elementwise ops in one kernel.
+    Program,
+    /// A fused attention: scores, softmax and the weighted sum of values in one kernel.
+    Attention,
     /// A cast.
     Cast,
     /// A transpose.
@@ -130,12 +136,41 @@ pub enum ProjKernel {
     GemmTiled,
     /// The prefill GEMM on cooperative matrices ([`proj::coop`]).
     Coop,
+    /// The second pass of a split-K GEMV: adds up the partial sums, applies the epilogue.
+    SplitSum,
 }
 
 impl KernelKind {
     /// Whether the kernel is the tiled prefill GEMM, whose tiling [`tune`] chooses.
     pub fn is_tiled_gemm(self) -> bool {
         matches!(self, KernelKind::Projection { kernel: ProjKernel::GemmTiled, .. })
+    }
+
+    /// The family `glufuse bench MODEL` sums the kernel's time under: `gemv` (decode
+    /// projections, fused or not, split-K sums included), `gemm` (prefill projections), `coop-gemm` (prefill
+    /// projections on cooperative matrices), `proj-scalar` (the
+    /// projections' scalar template), `matmul` (batched: attention's
+    /// products), `elementwise` (unary, binary, `Where`, casts), `norm` (reductions and layer
+    /// normalisation), `softmax`, `program` (elementwise programs: merged chains, norms,
+    /// rotary embeddings, KV-cache writes), `attention` (fused attentions), `gather` (gathers
+    /// and ranges), `layout` (transpose, slice, concat, expand, copies).
+    pub fn family(self) -> &'static str {
+        match self {
+            KernelKind::Projection { kernel: ProjKernel::Gemv(_) | ProjKernel::SplitSum, .. } => "gemv",
+            KernelKind::Projection { kernel: ProjKernel::Scalar(_), .. } => "proj-scalar",
+            KernelKind::Projection { kernel: ProjKernel::GemmUnaligned | ProjKernel::GemmTiled, .. } => "gemm",
+            KernelKind::Projection { kernel: ProjKernel::Coop, .. } => "coop-gemm",
+            KernelKind::BatchedMatmul => "matmul",
+            KernelKind::Elementwise | KernelKind::Cast | KernelKind::Where => "elementwise",
+            KernelKind::Reduce | KernelKind::CumSum | KernelKind::LayerNorm => "norm",
+            KernelKind::Softmax => "softmax",
+            KernelKind::Program => "program",
+            KernelKind::Attention => "attention",
+            KernelKind::Gather | KernelKind::Range => "gather",
+            KernelKind::Transpose | KernelKind::Slice | KernelKind::Concat | KernelKind::Expand | KernelKind::Copy => {
+                "layout"
+            }
+        }
     }
 }
 
@@ -147,6 +182,8 @@ impl fmt::Display for KernelKind {
         };
         match self {
             KernelKind::Elementwise => f.write_str("elementwise"),
+            KernelKind::Program => f.write_str("elementwise-program"),
+            KernelKind::Attention => f.write_str("attention"),
             KernelKind::Cast => f.write_str("cast"),
             KernelKind::Transpose => f.write_str("transpose"),
             KernelKind::Slice => f.write_str("slice"),
@@ -169,6 +206,7 @@ impl fmt::Display for KernelKind {
                     ProjKernel::GemmUnaligned => f.write_str("-gemm-unaligned"),
                     ProjKernel::GemmTiled => f.write_str("-gemm"),
                     ProjKernel::Coop => f.write_str("-coop"),
+                    ProjKernel::SplitSum => f.write_str("-split-sum"),
                 }
             }
         }
@@ -224,6 +262,11 @@ pub struct KernelSource {
     /// Which kernel was chosen for the node and why (projections; `None` where there is no
     /// choice to make).
     pub choice: Option<Choice>,
+    /// Bytes of the scratch buffer the kernel binds after `bindings` (and before its error
+    /// words), 0 for none: the partial sums of a split-K GEMV, written by its first kernel
+    /// and read by its second ([`ProjKernel::SplitSum`]). One buffer, of the largest size any
+    /// kernel asks, serves every kernel of an executable (they run one after another).
+    pub scratch_bytes: u64,
 }
 
 impl KernelSource {
@@ -352,6 +395,27 @@ pub fn validate(src: KernelSource, caps: naga::valid::Capabilities) -> Result<Ke
 pub fn packed_f16(g: &Graph, v: Value) -> bool {
     let n = g.node(v.node);
     matches!(n.op, Op::Weight(_)) && n.outputs[v.output].dtype == DType::F16
+}
+
+/// The `[N, K]` weight that a transposed-weight value stands for, where the projections
+/// reading it bind the weight itself (in the `[N, K]` layout) and the transpose takes no
+/// kernel and no buffer: `v` is a 2-D `Transpose` (perm `[1, 0]`) of a weight or constant,
+/// not a graph output, read only as the weight (input 1) of `MatMul`s whose x has rank 2 or
+/// more. This is the tied LM head (`MatMul(h, Transpose(embedding))`, the table also read by
+/// the `Gather`): without it the table was transposed into a scratch buffer on every call.
+pub fn nk_weight(g: &Graph, v: Value) -> Option<Value> {
+    let node = g.node(v.node);
+    let Op::Transpose { perm } = &node.op else { return None };
+    let w = g.inputs(v.node)[0];
+    let source = matches!(g.node(w.node).op, Op::Weight(_) | Op::Constant(_));
+    if perm.as_slice() != [1, 0] || !source || g.ty(w).rank() != 2 || g.is_output(v) {
+        return None;
+    }
+    let users = g.users(v);
+    let projections = users
+        .iter()
+        .all(|&(u, slot)| slot == 1 && matches!(g.node(u).op, Op::MatMul) && g.ty(g.inputs(u)[0]).rank() >= 2);
+    (!users.is_empty() && projections).then_some(w)
 }
 
 /// Concrete dims of a value.
@@ -516,6 +580,9 @@ pub fn manifest(g: &Graph, kernels: &[Kernel]) -> serde_json::Value {
                     "packed_f16": b.packed_f16,
                 }))
                 .collect::<Vec<_>>());
+            if s.scratch_bytes > 0 {
+                e["scratch_bytes"] = s.scratch_bytes.into();
+            }
             e["workgroups"] = serde_json::json!(s.workgroups);
             e["workgroup_size"] = serde_json::json!(s.workgroup_size);
             e["checks"] = serde_json::json!(s.checks.len());

@@ -5,8 +5,8 @@
 use crate::proj::coop::{self, CoopTile, Ops};
 use crate::proj::{batched, gemm_tiled, gemm_unaligned, gemv, scalar, ProjShape, ProjValues};
 use crate::{
-    dims, elementwise, gpu_bytes, index, layout, norm, packed_f16, reduce, Choice, CoopMatrix, KernelSource,
-    MatmulPrecision, Target,
+    dims, elementwise, gpu_bytes, index, layout, nk_weight, norm, packed_f16, program, reduce, Choice, CoopMatrix,
+    KernelSource, MatmulPrecision, Target,
 };
 use glufuse_ir::shape::Bindings;
 use glufuse_ir::{Error, Graph, Layout, NodeIndex, Op, Result, Value};
@@ -29,8 +29,9 @@ pub fn node_kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result
         }
         Ok(())
     };
+    // A transposed weight read in place takes no buffer of its own ([`nk_weight`]).
     for v in g.inputs(n) {
-        too_big(v)?;
+        too_big(nk_weight(g, v).unwrap_or(v))?;
     }
     for k in 0..node.outputs.len() {
         too_big(Value { node: n, output: k })?;
@@ -41,6 +42,9 @@ pub fn node_kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result
         return Ok(vec![]);
     }
     let one = |k: Result<KernelSource>| k.map(|k| vec![k]);
+    if nk_weight(g, Value::of(n)).is_some() {
+        return Ok(vec![]);
+    }
     match &node.op {
         // Sources are uploaded (a `SymConstant` under the binding); `Reshape` is a view.
         Op::Input | Op::Weight(_) | Op::Constant(_) | Op::SymConstant(_) | Op::Reshape { .. } => Ok(vec![]),
@@ -51,16 +55,18 @@ pub fn node_kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result
         Op::MatMul => {
             let (a, w) = (g.inputs(n)[0], g.inputs(n)[1]);
             if g.ty(w).rank() == 2 && g.ty(a).rank() >= 2 {
-                one(projection(g, n, &ProjShape::matmul(g, n, b)?, t))
+                projection(g, n, &ProjShape::matmul(g, n, b)?, t)
             } else {
                 one(batched::batched_matmul(g, n, b, t))
             }
         }
-        Op::FusedGateUp(_) => one(projection(g, n, &ProjShape::fused(g, n, b)?, t)),
+        Op::FusedGateUp(_) => projection(g, n, &ProjShape::fused(g, n, b)?, t),
         Op::Unary(u) => one(elementwise::unary(g, n, *u, b, t)),
         Op::Binary(op) => one(elementwise::binary(g, n, *op, b, t)),
         Op::Where => one(elementwise::where_(g, n, b, t)),
         Op::Cast { to } => one(elementwise::cast(g, n, *to, b, t)),
+        Op::Elementwise(p) => one(program::program(g, n, p, b, t)),
+        Op::Attention(a) => one(program::attention(g, n, a, b, t)),
         Op::Transpose { perm } => one(layout::transpose(g, n, perm, b, t)),
         Op::Expand { .. } => one(layout::expand(g, n, b, t)),
         Op::Slice { axis, start, step, .. } => one(layout::slice(g, n, *axis, start, *step, b, t)),
@@ -85,39 +91,50 @@ pub fn node_kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result
 /// took 263–360 µs (Llama-3-8B gate/up, f16, issue #15).
 pub const COOP_MIN_ROWS: usize = 9;
 
-/// The kernel of a projection node (a `MatMul` with a 2-D weight, or a `FusedGateUp`), with
-/// its [`Choice`]: the cooperative-matrix GEMM past 8 rows where the device has 16×16×16
+/// The kernels of a projection node (a `MatMul` with a 2-D weight, or a `FusedGateUp`), with
+/// their [`Choice`]: the cooperative-matrix GEMM past 8 rows where the device has 16×16×16
 /// f16×f16→f32 cooperative matrices, the precision allows f16 products and the shape suits
 /// it ([`coop_tile`]); else the vector GEMV up to 32 rows when the weight rows allow 16-byte
-/// loads; past 8 rows the aligned GEMM where x and the weights load as 16-byte vectors, else
+/// loads (the `[K, N]` one split over k, with a second kernel adding the parts up, where its
+/// grid is too small for the device: [`gemv::kn_split`]); past 8 rows the aligned GEMM where x and the weights load as 16-byte vectors, else
 /// the scalar-load GEMM; the scalar template otherwise (and wherever gate and up weights
 /// differ in storage).
-pub(crate) fn projection(g: &Graph, n: NodeIndex, s: &ProjShape, t: &Target) -> Result<KernelSource> {
-    let (ins, out) = (g.inputs(n), Value::of(n));
+pub(crate) fn projection(g: &Graph, n: NodeIndex, s: &ProjShape, t: &Target) -> Result<Vec<KernelSource>> {
+    let (ins, out) = (proj_inputs(g, n), Value::of(n));
     let name = g.node(n).name.clone();
     let v = ProjValues::new(g, &ins, out, s);
     let same_dtype = s.fused.is_none() || packed_f16(g, ins[2]) == s.f16;
     // An inner dim of 0 is an empty sum: every output is 0 (plus the bias), which the scalar
-    // template computes with a loop that never runs; the others tile K.
+    // template computes with a loop that never runs; the others tile (or split) K.
     if s.k == 0 {
         let k = scalar::scalar(g, name, &ins, out, s, t)?;
-        return Ok(chosen(k, "scalar".into(), "K = 0: every sum is empty".into()));
+        return Ok(vec![chosen(k, "scalar".into(), "K = 0: every sum is empty".into())]);
     }
     let not_coop = match coop_tile(s, t, same_dtype) {
         Ok((tile, why)) => {
             let ops = if t.coop_emulate { Ops::Emulated } else { Ops::Native };
             let k = coop::coop(name, s, &v, t, tile, ops)?;
-            return Ok(chosen(k, format!("coop {tile}"), why));
+            return Ok(vec![chosen(k, format!("coop {tile}"), format!("{why}{}", in_place(g, n, &ins)))]);
         }
         Err(why_not) => why_not,
     };
     let m = s.rows;
     let (k, kernel, why) = if same_dtype && s.gemv_fits() {
-        let (k, l) = match s.layout {
-            Layout::Kn => (gemv::gemv_kn(name, s, &v, t)?, "kn"),
-            Layout::Nk => (gemv::gemv_nk(name, s, &v, t)?, "nk"),
+        let why = format!("M={m} ≤ 32, 16-byte aligned weight rows");
+        let (k, l) = match (s.layout, gemv::kn_split(s)) {
+            (Layout::Kn, (split, Some(why_split))) => {
+                // The partial sums take no epilogue: their kernel binds no biases.
+                let parts = ProjValues { b_gate: None, b_up: None, ..ProjValues::new(g, &ins, out, s) };
+                let k = gemv::gemv_kn(name.clone(), s, &parts, t, split)?;
+                let sum = gemv::split_sum(format!("{name}.split_sum"), s, &v, t, split)?;
+                let why = format!("{why}; {why_split}; not coop: {not_coop}{}", in_place(g, n, &ins));
+                let kernel = format!("gemv-kn split-k {split}");
+                return Ok(vec![chosen(k, kernel.clone(), why.clone()), chosen(sum, format!("{kernel} sum"), why)]);
+            }
+            (Layout::Kn, _) => (gemv::gemv_kn(name, s, &v, t, 1)?, "kn"),
+            (Layout::Nk, _) => (gemv::gemv_nk(name, s, &v, t)?, "nk"),
         };
-        (k, format!("gemv-{l}"), format!("M={m} ≤ 32, 16-byte aligned weight rows"))
+        (k, format!("gemv-{l}"), why)
     } else if same_dtype && m > 8 && gemm_tiled::fits(s) {
         let (tiles, why) = gemm_tiled::pick(s, t);
         let k = gemm_tiled::gemm_tiled(name, s, &v, t, tiles)?;
@@ -134,7 +151,28 @@ pub(crate) fn projection(g: &Graph, n: NodeIndex, s: &ProjShape, t: &Target) -> 
         };
         (scalar::scalar(g, name, &ins, out, s, t)?, "scalar".into(), why)
     };
-    Ok(chosen(k, kernel, format!("{why}; not coop: {not_coop}")))
+    Ok(vec![chosen(k, kernel, format!("{why}; not coop: {not_coop}{}", in_place(g, n, &ins)))])
+}
+
+/// The reason's note where a projection reads a transposed weight in place ([`nk_weight`]).
+fn in_place(g: &Graph, n: NodeIndex, ins: &[Value]) -> String {
+    let t = g.inputs(n)[1];
+    if ins[1] == t {
+        return String::new();
+    }
+    format!("; '{}' read in place as [N,K] for the transpose '{}'", g.value_name(ins[1]), g.value_name(t))
+}
+
+/// The values a projection node reads, a transposed weight read in place ([`nk_weight`])
+/// replaced by the `[N, K]` weight itself.
+pub(crate) fn proj_inputs(g: &Graph, n: NodeIndex) -> Vec<Value> {
+    let mut ins = g.inputs(n);
+    if matches!(g.node(n).op, Op::MatMul) {
+        if let Some(w) = nk_weight(g, ins[1]) {
+            ins[1] = w;
+        }
+    }
+    ins
 }
 
 /// The kernel with its choice recorded, as data and as the first line of its WGSL.

@@ -9,16 +9,16 @@
 //! once its session has compiled it.
 
 use crate::fuse::summary_line;
-use crate::out::outln;
 use glufuse::interp::compare;
 use glufuse::ir::{DType, Dim, TensorType};
-use glufuse::passes::{fusion_report, PassManager};
+use glufuse::passes::{attention_report, elementwise_report, fusion_report, PassManager};
 use glufuse::runtime::{Gpu, Session};
 use glufuse::tensor::Tensor;
 use glufuse::{Error, Graph, Result};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
+use crate::out::{out, outln};
 
 /// Where the bundled model comes from (its name in messages).
 const MODEL: &str = "tests/data/models/llama_dynseq.onnx";
@@ -90,6 +90,12 @@ pub fn run() -> Result<()> {
     outln!("== layer 0 after ==\n{}", layer0(&glufuse::dump::text(&g)?));
     if let Some(r) = fusion_report(&runs) {
         outln!("== fusion report ==\n{}", r.to_text(true));
+    }
+    if let Some(r) = elementwise_report(&runs) {
+        out!("{}", r.to_text(false));
+    }
+    if let Some(r) = attention_report(&runs) {
+        outln!("{}", r.to_text(false));
     }
     outln!("{}\n", summary_line(&runs));
     // The oracle: the fused graph computes what the original did, and both what onnxruntime did.

@@ -1,12 +1,12 @@
 //! `glufuse fuse GRAPH [-o OUT] [--before F] [--after F] [--format ..] [--explain | --report
 //! json|text]`: runs the pass pipeline, writes the fused graph and the dumps, prints the
-//! fusion report.
+//! fusion report (for people, with what the elementwise fusion merged).
 
 use crate::args::{FuseArgs, ReportFormat};
 use crate::out::{errln, out, outln};
 use glufuse::dump::{render, Format};
 use glufuse::files::{load_graph, write_output};
-use glufuse::passes::{fusion_report, PassManager, PassRun};
+use glufuse::passes::{attention_report, elementwise_report, fusion_report, PassManager, PassRun};
 use glufuse::{Error, Result};
 use std::path::Path;
 
@@ -34,12 +34,18 @@ pub fn run(a: FuseArgs) -> Result<()> {
         write_output(p, &b)?;
     }
     let rep = fusion_report(&runs).cloned().unwrap_or_default();
+    // For people: the gated-FFN fusion, then what the elementwise fusion merged.
+    let explained = || {
+        let ew = elementwise_report(&runs).map(|e| e.to_text(true)).unwrap_or_default();
+        let at = attention_report(&runs).map(|a| a.to_text(true)).unwrap_or_default();
+        format!("{}{ew}{at}", rep.to_text(true))
+    };
     match a.report {
         Some(ReportFormat::Json) => {
             outln!("{}", serde_json::to_string_pretty(&rep).map_err(|e| Error::Internal(e.to_string()))?)
         }
-        Some(ReportFormat::Text) => out!("{}", rep.to_text(true)),
-        None if a.explain => out!("{}", rep.to_text(true)),
+        Some(ReportFormat::Text) => out!("{}", explained()),
+        None if a.explain => out!("{}", explained()),
         None if a.output.is_none() && a.after.is_none() => out!("{after_text}"),
         None => {
             errln!("{}", summary_line(&runs));

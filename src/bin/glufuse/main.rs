@@ -83,6 +83,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             run::run(a).map_err(|e| about_graph(e, &f))
         }
         Some(Cmd::Bench(a)) => bench::run(a),
+        Some(Cmd::BenchProbe(a)) => bench::probe::run(&a.cases, a.case.as_deref(), a.reps, a.samples),
         Some(Cmd::BenchPass(a)) => bench_pass::run(a),
     }
 }
