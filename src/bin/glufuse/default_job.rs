@@ -9,6 +9,7 @@
 //! once its session has compiled it.
 
 use crate::fuse::summary_line;
+use crate::out::{out, outln};
 use glufuse::interp::compare;
 use glufuse::ir::{DType, Dim, TensorType};
 use glufuse::passes::{attention_report, elementwise_report, fusion_report, PassManager};
@@ -18,7 +19,6 @@ use glufuse::{Error, Graph, Result};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
-use crate::out::{out, outln};
 
 /// Where the bundled model comes from (its name in messages).
 const MODEL: &str = "tests/data/models/llama_dynseq.onnx";

@@ -7,13 +7,13 @@
 
 use crate::args::{PrecisionArg, RunArgs};
 use crate::io::{gather_inputs, output_plan, print_outputs, write_outputs};
+use crate::out::outln;
 use glufuse::codegen::proj::gemm_tiled::CANDIDATES;
 use glufuse::files::load_graph;
 use glufuse::interp::{check_tolerance, compare};
 use glufuse::passes::PassManager;
 use glufuse::runtime::{Gpu, Session};
 use glufuse::{Error, Result};
-use crate::out::{outln};
 
 /// Runs the command.
 pub fn run(a: RunArgs) -> Result<()> {

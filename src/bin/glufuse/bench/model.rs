@@ -22,6 +22,7 @@
 //! true, floats seeded as `run` seeds them.
 
 use super::harness::child_command;
+use crate::out::{out, outln};
 use glufuse::codegen::{MatmulPrecision, Target};
 use glufuse::files::{load_graph, write_atomic};
 use glufuse::ir::{DType, Op, Value};
@@ -34,7 +35,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use crate::out::{out, outln};
 
 /// What to measure.
 #[derive(Clone, Debug)]

@@ -18,13 +18,13 @@
 //! Unix time (to line up with `nvidia-smi`'s clock log) and, once per case, where wgpu's
 //! allocator put the large buffers.
 
+use crate::out::outln;
 use glufuse::ir::{DType, Layout};
 use glufuse::passes::PassManager;
 use glufuse::runtime::{median, time_series, Executable, Gpu, GpuOptions};
 use glufuse::synth::ffn_graph;
 use glufuse::{Error, Graph, Result};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use crate::out::{outln};
 
 /// Every case, in the order run.
 pub const CASES: &[&str] =
