@@ -40,7 +40,7 @@ pub fn node_kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result
         return Err(no_kernel_yet(node, &format!(" on {} values", ty.dtype)));
     }
     match &node.op {
-        Op::Input | Op::Weight(_) | Op::Constant(_) | Op::Reshape { .. } => Ok(vec![]),
+        Op::Input | Op::Weight(_) | Op::QuantWeight(_) | Op::Constant(_) | Op::Reshape { .. } => Ok(vec![]),
         Op::Opaque { op_type, .. } => Err(Error::graph(
             &node.name,
             format!("opaque op '{op_type}' cannot run on the GPU: glufuse has no kernel for it"),

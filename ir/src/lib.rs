@@ -33,6 +33,7 @@ pub use graph::{Edge, Graph, GraphSummary, Node, NodeIndex, Value};
 pub use op::Op;
 pub use ops::binary::BinaryOp;
 pub use ops::fused::{Activation, FusedGateUp, Layout};
+pub use ops::quant::QuantWeight;
 pub use ops::reduce::ReduceOp;
 pub use ops::source::{ConstValues, WeightInit};
 pub use ops::unary::UnaryOp;

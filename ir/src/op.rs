@@ -5,11 +5,14 @@
 
 use crate::dim::DimExpr;
 use crate::ops::fused::FusedGateUp;
+use crate::ops::quant::QuantWeight;
 use crate::ops::reduce::ReduceOp;
 use crate::ops::source::{ConstValues, WeightInit};
 use crate::ops::unary::UnaryOp;
 use crate::ops::Attrs;
-use crate::ops::{self, binary::BinaryOp, cast, fused, index, layout, matmul, norm, opaque, reduce, source, unary};
+use crate::ops::{
+    self, binary::BinaryOp, cast, fused, index, layout, matmul, norm, opaque, quant, reduce, source, unary,
+};
 use crate::shape::{check_size, Bindings};
 use crate::tensor::{Data, Tensor};
 use crate::types::{DType, Dim, TensorType};
@@ -18,16 +21,19 @@ use std::collections::BTreeMap;
 /// An operator.
 ///
 /// Families (one file each under [`crate::ops`]): sources (`Input`, `Weight`, `Constant`,
-/// `SymConstant`); elementwise `Unary`, `Binary` and `Where`; `MatMul`; reductions (`Reduce`,
-/// `Softmax`, `CumSum`); `LayerNorm`; indexing (`Gather`, `GatherND`, `Range`); layout
-/// (`Transpose`, `Reshape`, `Expand`, `Split`, `Slice`, `Concat`); `Cast`; `FusedGateUp`;
-/// `Opaque`.
+/// `SymConstant`; `QuantWeight` in a file of its own); elementwise `Unary`, `Binary` and
+/// `Where`; `MatMul`; reductions (`Reduce`, `Softmax`, `CumSum`); `LayerNorm`; indexing
+/// (`Gather`, `GatherND`, `Range`); layout (`Transpose`, `Reshape`, `Expand`, `Split`,
+/// `Slice`, `Concat`); `Cast`; `FusedGateUp`; `Opaque`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     /// A graph input, fed at run time.
     Input,
     /// A weight (initializer): floating-point values.
     Weight(WeightInit),
+    /// A 4-bit quantized weight: blocks of packed integers with scales (and zero points),
+    /// whose value is the dequantized 2-D matrix ([`crate::ops::quant`]).
+    QuantWeight(QuantWeight),
     /// A small constant tensor of any dtype, values row-major.
     Constant(ConstValues),
     /// An integer tensor (i64 or i32) whose values are dim expressions (`past + new`),
@@ -167,6 +173,7 @@ impl Op {
         match self {
             Op::Input => source::INPUT,
             Op::Weight(_) => source::WEIGHT,
+            Op::QuantWeight(_) => quant::NAME,
             Op::Constant(_) => source::CONSTANT,
             Op::SymConstant(_) => source::SYM_CONSTANT,
             Op::MatMul => matmul::NAME,
@@ -196,7 +203,7 @@ impl Op {
     /// weights, constants, symbolic constants).
     pub fn is_source(&self) -> bool {
         match self {
-            Op::Input | Op::Weight(_) | Op::Constant(_) | Op::SymConstant(_) => true,
+            Op::Input | Op::Weight(_) | Op::QuantWeight(_) | Op::Constant(_) | Op::SymConstant(_) => true,
             Op::MatMul
             | Op::Unary(_)
             | Op::Binary(_)
@@ -224,7 +231,12 @@ impl Op {
     /// op but the sources and `Reshape`, a view of its input.
     pub fn launches_kernel(&self) -> bool {
         match self {
-            Op::Input | Op::Weight(_) | Op::Constant(_) | Op::SymConstant(_) | Op::Reshape { .. } => false,
+            Op::Input
+            | Op::Weight(_)
+            | Op::QuantWeight(_)
+            | Op::Constant(_)
+            | Op::SymConstant(_)
+            | Op::Reshape { .. } => false,
             Op::MatMul
             | Op::Unary(_)
             | Op::Binary(_)
@@ -254,6 +266,7 @@ impl Op {
         let out = match self {
             Op::Input => source::infer_input(ins, declared)?,
             Op::Weight(init) => source::infer_weight(init, ins, declared)?,
+            Op::QuantWeight(q) => quant::infer(q, ins, declared)?,
             Op::Constant(v) => source::infer_constant(v, ins, declared)?,
             Op::SymConstant(v) => source::infer_sym_constant(v, ins, declared)?,
             Op::MatMul => matmul::infer(ins)?,
@@ -295,7 +308,9 @@ impl Op {
     ) -> Result<Vec<Tensor>, String> {
         match self {
             Op::Input => source::eval_input(),
-            Op::Weight(_) | Op::Constant(_) => Ok(vec![crate::tensor::held_values(self, &outs[0])]),
+            Op::Weight(_) | Op::QuantWeight(_) | Op::Constant(_) => {
+                Ok(vec![crate::tensor::held_values(self, &outs[0])])
+            }
             Op::SymConstant(v) => source::eval_sym_constant(v, &outs[0], &shapes[0], b),
             Op::MatMul => matmul::eval(ins, &outs[0], shapes),
             Op::Unary(u) => unary::eval(*u, ins, &outs[0], shapes),
@@ -326,6 +341,7 @@ impl Op {
     pub fn held_values(&self, dtype: DType, shape: &[usize]) -> Option<Data> {
         match self {
             Op::Weight(init) => Some(Data::F32(source::weight_data(init, shape))),
+            Op::QuantWeight(q) => Some(Data::F32(quant::values(q, shape))),
             Op::Constant(v) => Some(source::constant_data(v, dtype)),
             Op::Input
             | Op::SymConstant(_)
@@ -358,6 +374,7 @@ impl Op {
         match self {
             Op::Input | Op::MatMul | Op::Binary(_) | Op::Where => self.name().into(),
             Op::Weight(init) => source::label_weight(init),
+            Op::QuantWeight(q) => quant::label(q),
             Op::Constant(v) => source::label_constant(v),
             Op::SymConstant(v) => source::label_sym_constant(v),
             Op::Unary(u) => unary::label(*u),
@@ -386,6 +403,7 @@ impl Op {
         match self {
             Op::Input | Op::MatMul | Op::Binary(_) | Op::Where => {}
             Op::Weight(init) => source::write_weight(init, m),
+            Op::QuantWeight(q) => quant::write_attrs(q, m),
             Op::Constant(v) => source::write_constant(v, m),
             Op::SymConstant(v) => source::write_sym_constant(v, m),
             Op::Unary(u) => unary::write_attrs(*u, m),
@@ -414,6 +432,7 @@ impl Op {
     /// are wrong.
     pub fn from_json(name: &str, a: &mut Attrs, declared: &[TensorType]) -> Option<Result<Op, String>> {
         source::from_json(name, a, declared)
+            .or_else(|| quant::from_json(name, a))
             .or_else(|| matmul::from_json(name, a))
             .or_else(|| unary::from_json(name, a))
             .or_else(|| ops::binary::from_json(name, a))
