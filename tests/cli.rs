@@ -169,8 +169,17 @@ fn default_job_runs() {
     let o = glufuse(&[]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
-    assert!(out.contains("4 candidate(s), 4 fused"), "{out}");
-    assert!(out.contains("fused vs original"), "{out}");
+    // The bundled export: its two gated FFNs fuse, the interpreter matches onnxruntime, and so
+    // does the GPU (where there is one), fused and not.
+    assert!(out.contains("bundled default model, tests/data/models/llama_dynseq.onnx"), "{out}");
+    assert!(out.contains("2 candidate(s), 2 fused"), "{out}");
+    assert!(out.contains("FusedGateUp(silu, kn)"), "{out}");
+    assert!(out.contains("original vs onnxruntime: max abs err"), "{out}");
+    assert!(out.contains("fused vs original:"), "{out}");
+    if common::gpu().is_some() {
+        assert_eq!(out.matches("vs onnxruntime: max abs err").count(), 3, "{out}");
+        assert!(out.contains("  fused   : 122 kernels"), "{out}");
+    }
 }
 
 #[test]
@@ -343,8 +352,13 @@ fn interp_runs_a_kv_cache_step_with_named_inputs_and_outputs() {
     }
 }
 
-#[test]
-fn bad_model_inputs_exit_2_naming_the_input() {
+/// stderr without what the Vulkan loader says there on a machine without `XDG_RUNTIME_DIR`.
+fn glufuse_lines(err: &str) -> String {
+    err.lines().filter(|l| !l.contains("XDG_RUNTIME_DIR")).map(|l| format!("{l}\n")).collect()
+}
+
+/// The messages of `glufuse CMD` (interp or run) on bad inputs to whole models, each exit 2.
+fn bad_model_input_messages(cmd: &str) -> String {
     let d = tmp();
     let npy = |name: &str, t: glufuse::tensor::Tensor| {
         let p = d.path().join(name);
@@ -374,12 +388,12 @@ fn bad_model_inputs_exit_2_naming_the_input() {
     ];
     let mut msgs = String::new();
     for (what, inputs) in cases {
-        let mut args = vec!["interp".to_string(), dynseq.clone()];
+        let mut args = vec![cmd.to_string(), dynseq.clone()];
         for i in inputs {
             args.extend(["--input".to_string(), i]);
         }
         let o = glufuse(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        let (_, err) = text(&o);
+        let err = glufuse_lines(&text(&o).1);
         assert_eq!(o.status.code(), Some(2), "{what}: {err}");
         assert!(!err.contains("panicked"), "{err}");
         msgs.push_str(&format!(
@@ -390,14 +404,14 @@ fn bad_model_inputs_exit_2_naming_the_input() {
     // A KV-cache step whose mask (all = 7) is shorter than past + new (4 + 5), and an output
     // the graph does not have.
     let kv = model("llama_kvstep.onnx");
-    let mut args = vec!["interp".to_string(), kv.clone()];
+    let mut args = vec![cmd.to_string(), kv.clone()];
     args.extend(model_inputs("llama_kvstep", "past4n3", &KV_INPUTS[1..]));
     args.extend(["--input".to_string(), format!("input_ids={}", npy("ids5.npy", ids(vec![1; 5])))]);
     let o = glufuse(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(o.status.code(), Some(2));
-    msgs.push_str(&format!("a mask shorter than past + new:\n  {}", text(&o).1));
+    msgs.push_str(&format!("a mask shorter than past + new:\n  {}", glufuse_lines(&text(&o).1)));
     let mut args = vec![
-        "interp".to_string(),
+        cmd.to_string(),
         kv.clone(),
         "--output".to_string(),
         format!("present={}", d.path().join("p.npy").display()),
@@ -408,7 +422,72 @@ fn bad_model_inputs_exit_2_naming_the_input() {
     assert!(!d.path().join("p.npy").exists());
     msgs.push_str(&format!(
         "an output the graph does not have:\n  {}",
-        text(&o).1.replace(d.path().to_str().unwrap(), "TMP")
+        glufuse_lines(&text(&o).1).replace(d.path().to_str().unwrap(), "TMP")
     ));
-    insta::assert_snapshot!("interp_bad_model_inputs", msgs);
+    msgs
+}
+
+#[test]
+fn bad_model_inputs_exit_2_naming_the_input() {
+    insta::assert_snapshot!("interp_bad_model_inputs", bad_model_input_messages("interp"));
+}
+
+/// `run` checks its inputs as `interp` does (the same messages), but for what only the GPU's
+/// gathers see (a token id past the vocabulary, a mask shorter than past + new): their range
+/// checks name the node, the index, the valid range and the input.
+#[test]
+fn run_refuses_bad_model_inputs_naming_the_input() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let run = bad_model_input_messages("run");
+    let interp = bad_model_input_messages("interp");
+    let differing: Vec<(&str, &str)> = run.lines().zip(interp.lines()).filter(|(a, b)| a != b).collect();
+    assert_eq!(differing.len(), 3, "only the messages of the GPU checks differ: {differing:#?}");
+    insta::assert_snapshot!("run_bad_model_inputs", run);
+}
+
+/// `run` on whole models: inputs of any dtype by name, named outputs written, every output
+/// checked against the interpreter (`--check`) and, here, against onnxruntime's.
+#[test]
+fn run_checks_whole_models_and_writes_named_outputs() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let d = tmp();
+    for (m, tag, inputs, outputs) in [
+        ("llama_kvstep", "past4n3", &KV_INPUTS[..], &["logits", "present_0_k", "present_1_v"][..]),
+        ("gemma2_f16_kvstep", "past9", &KV_INPUTS[..], &["present_1_k"][..]),
+        ("t5_dynseq", "b2s11", &KV_INPUTS[..2], &["hidden"][..]),
+    ] {
+        let mut args = vec!["run".to_string(), model(&format!("{m}.onnx")), "--check".to_string()];
+        args.extend(model_inputs(m, tag, inputs));
+        for o in outputs {
+            args.extend(["--output".to_string(), format!("{o}={}", d.path().join(format!("{m}.{o}.npy")).display())]);
+        }
+        let o = glufuse(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{m}: {err}");
+        assert!(out.contains("(fused)"), "{out}");
+        for o in outputs {
+            assert!(out.contains(&format!("  check {o}: max abs err")), "{m}: {out}");
+            let dtype = if m.contains("f16") { glufuse::ir::DType::F16 } else { glufuse::ir::DType::F32 };
+            let want_path = model(&format!("{m}.{tag}.out.{o}.npy"));
+            let bytes = std::fs::read(&want_path).unwrap();
+            let want_shape = npy_shape(&bytes);
+            let ty = glufuse::ir::TensorType::new(dtype, glufuse::ir::shape_of(&want_shape));
+            let want = glufuse::files::parse_npy(&bytes, &ty).unwrap();
+            let got = glufuse::files::read_npy(&d.path().join(format!("{m}.{o}.npy")), &ty).unwrap();
+            let (_, rel) = glufuse::interp::compare(&got, &want);
+            let tol = if m.contains("f16") { 2e-2 } else { 1e-4 };
+            assert!(rel <= tol, "{m} {o}: rel {rel:e} against onnxruntime");
+        }
+    }
+}
+
+/// The shape a `.npy` header gives.
+fn npy_shape(bytes: &[u8]) -> Vec<u64> {
+    let header = String::from_utf8_lossy(&bytes[..bytes.len().min(256)]);
+    let inside = header.split_once("'shape': (").unwrap().1.split_once(')').unwrap().0;
+    inside.split(',').map(str::trim).filter(|d| !d.is_empty()).map(|d| d.parse().unwrap()).collect()
 }

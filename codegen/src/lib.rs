@@ -8,24 +8,57 @@
 //! source and naga's rendered diagnostic.
 //!
 //! Laid out by kernel family: `wgsl.rs` (the writer's shared pieces), `elementwise.rs`
-//! (unary, binary, cast; the activations' WGSL), `layout.rs` (index mapping), [`proj`] (the
+//! (unary, binary, `Where`, cast; the activations' WGSL), `layout.rs` (index mapping:
+//! transpose, expand, slice, split, concat), `index.rs` (gather, GatherND, range), `reduce.rs`
+//! (reductions, softmax, cumulative sums), `norm.rs` (layer normalisation), [`proj`] (the
 //! projections: scalar template, GEMVs, unaligned and tiled GEMMs, batched matmul), and
 //! `select.rs`, where the kernel of every node is chosen ([`node_kernels`]).
 //!
-//! Storage: every value lives in an `array<f32>`, except f16 weights, which are uploaded as
-//! packed pairs in an `array<u32>` and widened with `unpack2x16float` (core WGSL: no device
-//! feature needed). Math is f32 throughout and projections accumulate in f32, except on
-//! cooperative matrices ([`proj::coop`]): there the products are of f16 values (x and the
-//! weights rounded to f16 while staging), still summed in f32, which the [`MatmulPrecision`]
-//! of the [`Target`] allows (by default for f16 weights only).
+//! # GPU representation
+//!
+//! Every element is one 32-bit word:
+//!
+//! | dtype | WGSL storage | notes |
+//! | --- | --- | --- |
+//! | `f32` | `array<f32>` | |
+//! | `f16` | `array<f32>`; weights `array<u32>` | weights packed two to a word, widened with `unpack2x16float` (core WGSL, no device feature); activations are f32 rounded to f16 where the graph casts to f16, as the interpreter holds them |
+//! | `i64`, `i32` | `array<i32>` | converted on upload and readback by the runtime, with a checked error for a value outside i32's range; constants checked when they are uploaded with the weights |
+//! | `bool` | `array<u32>` | 0 or 1 |
+//!
+//! Float math is f32 throughout (projections and reductions accumulate in f32, where the
+//! interpreter uses f64), except on cooperative matrices ([`proj::coop`]): there the products
+//! are of f16 values (x and the weights rounded to f16 while staging), still summed in f32,
+//! which the [`MatmulPrecision`] of the [`Target`] allows (by default for f16 weights only). **Integer arithmetic in kernels is 32-bit**: on i32 values it wraps
+//! at 32 bits as the interpreter does; on i64 values an add, subtract, multiply, negation,
+//! sum or finite float-to-integer cast whose result would not fit 32 bits is a run-time error
+//! (see below), never a silently wrapped value. An infinite float cast to i64 saturates to
+//! i32's range (the interpreter to i64's): T5's relative position buckets cast `log(0)` and
+//! discard it with a `Where`.
+//!
+//! # Run-time checks
+//!
+//! What a kernel can only know from the data it reads — an index outside its axis (`Gather`,
+//! `GatherND`), an integer division by zero, an i64 result past 32 bits — is checked in the
+//! kernel: the bad element is never read (the kernel writes 0 instead) and the first failure
+//! is recorded in the kernel's error words (binding `err`, after its other bindings). Each
+//! [`KernelSource`] lists its [`Check`]s; the runtime reads the words back with the outputs
+//! and turns a recorded failure into an error naming the node, the value and the valid range
+//! ([`Check::error`]), in place of the outputs.
+//!
+//! Sizes are baked into the WGSL as constants, so two nodes of the same shape (the layers of
+//! a model) get the same code: the runtime caches pipelines by it ([`KernelSource::code`]: the
+//! WGSL without the choice comment, which changes nothing the device runs).
 //!
 //! Every projection kernel carries its [`Choice`]: which kernel, and why (what the target
 //! offers, the shape, the precision), as data in [`KernelSource::choice`], in the manifest and
-//! as the first line of its WGSL.
+//! as the first line of its WGSL ([`KernelSource::code`] is the WGSL without it).
 
 mod elementwise;
+mod index;
 mod layout;
+mod norm;
 pub mod proj;
+mod reduce;
 mod select;
 pub mod tune;
 mod wgsl;
@@ -34,6 +67,7 @@ pub use layout::copy_kernel;
 pub use proj::coop::CoopTile;
 pub use proj::gemm_tiled::Tiles;
 pub use select::node_kernels;
+pub use wgsl::ERROR_WORDS;
 
 use glufuse_ir::shape::{concrete, Bindings};
 use glufuse_ir::*;
@@ -65,6 +99,22 @@ pub enum KernelKind {
     },
     /// A plain copy of a buffer (the benchmark's bandwidth yardstick).
     Copy,
+    /// `Where`.
+    Where,
+    /// An expand (broadcast).
+    Expand,
+    /// A gather or GatherND.
+    Gather,
+    /// A range.
+    Range,
+    /// A reduction (mean, sum, max) over axes, one workgroup per output.
+    Reduce,
+    /// A softmax, one workgroup per lane.
+    Softmax,
+    /// A cumulative sum, one workgroup per lane.
+    CumSum,
+    /// A layer normalisation, one workgroup per row.
+    LayerNorm,
 }
 
 /// The projection kernels ([`proj`]).
@@ -103,6 +153,14 @@ impl fmt::Display for KernelKind {
             KernelKind::Concat => f.write_str("concat"),
             KernelKind::BatchedMatmul => f.write_str("batched-matmul"),
             KernelKind::Copy => f.write_str("copy"),
+            KernelKind::Where => f.write_str("where"),
+            KernelKind::Expand => f.write_str("expand"),
+            KernelKind::Gather => f.write_str("gather"),
+            KernelKind::Range => f.write_str("range"),
+            KernelKind::Reduce => f.write_str("reduce"),
+            KernelKind::Softmax => f.write_str("softmax"),
+            KernelKind::CumSum => f.write_str("cumsum"),
+            KernelKind::LayerNorm => f.write_str("layer-norm"),
             KernelKind::Projection { fused, kernel } => {
                 f.write_str(if *fused { "fused-gate-up" } else { "matmul" })?;
                 match kernel {
@@ -160,6 +218,9 @@ pub struct KernelSource {
     pub workgroups: [u32; 3],
     /// Threads per workgroup: the product of the WGSL's `@workgroup_size`.
     pub workgroup_size: u32,
+    /// What the kernel checks at run time, by site (site `k + 1` in its error words is
+    /// `checks[k]`). Non-empty means the kernel binds its error words after `bindings`.
+    pub checks: Vec<Check>,
     /// Which kernel was chosen for the node and why (projections; `None` where there is no
     /// choice to make).
     pub choice: Option<Choice>,
@@ -179,6 +240,70 @@ impl KernelSource {
         self.wgsl = format!("// choice: {c}\n{}", self.code());
         self.choice = Some(c);
         self
+    }
+}
+
+/// A condition a kernel checks at run time (see the crate documentation).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Check {
+    /// The node checked, by its model name.
+    pub node: String,
+    /// What is checked.
+    pub kind: CheckKind,
+}
+
+/// What a [`Check`] checks.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum CheckKind {
+    /// An index read from data lies within an axis (negative indices counting from its end).
+    Index {
+        /// The axis' size.
+        size: usize,
+        /// What the axis holds, in words (`rows`, `elements along axis 1`).
+        what: String,
+        /// The graph input the indices come from (through casts and views), if any.
+        indices_from: Option<String>,
+        /// The graph input the data indexed come from (through casts and views), if any: an
+        /// index past a mask's end is the mask's fault.
+        data_from: Option<String>,
+    },
+    /// An integer divisor is not zero.
+    DivisionByZero,
+    /// An i64 result fits the 32 bits the GPU computes integers in.
+    Overflow,
+}
+
+impl Check {
+    /// The error of this check failing on `value` at output element `at`: an index out of
+    /// range or a division by zero is bad input (naming the node and, where the indices come
+    /// from one, the graph input); an i64 result past 32 bits is a limit of the GPU.
+    pub fn error(&self, value: i32, at: u32) -> Error {
+        match &self.kind {
+            CheckKind::Index { size, what, indices_from, data_from } => {
+                let from = match (indices_from, data_from) {
+                    (Some(i), None) => format!(" (input '{i}')"),
+                    (None, Some(d)) => format!(" (the data come from input '{d}')"),
+                    (Some(i), Some(d)) => format!(" (the indices come from input '{i}', the data from input '{d}')"),
+                    (None, None) => String::new(),
+                };
+                let valid = if *size == 0 {
+                    "the axis is empty".to_string()
+                } else {
+                    format!("valid: {} to {}", -(*size as i64), size - 1)
+                };
+                Error::graph(
+                    &self.node,
+                    format!("index {value} is out of range for {size} {what}{from}; {valid}"),
+                )
+            }
+            CheckKind::DivisionByZero => {
+                Error::graph(&self.node, format!("integer division by zero (output element {at})"))
+            }
+            CheckKind::Overflow => Error::Gpu(format!(
+                "node '{}': an i64 result (output element {at}) does not fit the 32 bits the GPU computes integers in (it wrapped to {value}); the CPU interpreter computes it in 64 bits",
+                self.node
+            )),
+        }
     }
 }
 
@@ -393,6 +518,7 @@ pub fn manifest(g: &Graph, kernels: &[Kernel]) -> serde_json::Value {
                 .collect::<Vec<_>>());
             e["workgroups"] = serde_json::json!(s.workgroups);
             e["workgroup_size"] = serde_json::json!(s.workgroup_size);
+            e["checks"] = serde_json::json!(s.checks.len());
             e
         })
         .collect();

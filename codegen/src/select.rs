@@ -5,14 +5,16 @@
 use crate::proj::coop::{self, CoopTile, Ops};
 use crate::proj::{batched, gemm_tiled, gemm_unaligned, gemv, scalar, ProjShape, ProjValues};
 use crate::{
-    dims, elementwise, gpu_bytes, layout, packed_f16, Choice, CoopMatrix, KernelSource, MatmulPrecision, Target,
+    dims, elementwise, gpu_bytes, index, layout, norm, packed_f16, reduce, Choice, CoopMatrix, KernelSource,
+    MatmulPrecision, Target,
 };
 use glufuse_ir::shape::Bindings;
-use glufuse_ir::{Error, Graph, Layout, Node, NodeIndex, Op, Result, Value};
+use glufuse_ir::{Error, Graph, Layout, NodeIndex, Op, Result, Value};
 use naga::valid::Capabilities;
 
-/// The (unvalidated) kernels of one node: which kernel each op gets. Empty for sources and
-/// views (`Reshape`); an error for an opaque op or a value past the device's limits.
+/// The (unvalidated) kernels of one node: which kernel each op gets, for every dtype it
+/// takes. Empty for sources (uploaded), views (`Reshape`) and empty results; an error for an
+/// opaque op or a value past the device's limits.
 pub fn node_kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<Vec<KernelSource>> {
     let node = g.node(n);
     let too_big = |v: Value| -> Result<()> {
@@ -33,56 +35,49 @@ pub fn node_kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result
     for k in 0..node.outputs.len() {
         too_big(Value { node: n, output: k })?;
     }
-    // Every value on the GPU is an f32 array so far: integer and boolean values (token ids,
-    // positions, masks) have no kernels yet.
-    let tys = g.inputs(n).into_iter().map(|v| g.ty(v).clone()).chain(node.outputs.iter().cloned());
-    if let Some(ty) = tys.into_iter().find(|ty| !ty.dtype.is_float()) {
-        return Err(no_kernel_yet(node, &format!(" on {} values", ty.dtype)));
+    // An empty result takes no dispatch (a split's empty parts are left out in `split`).
+    let empty = |v: Value| -> Result<bool> { Ok(dims(g, v, b)?.contains(&0)) };
+    if !matches!(node.op, Op::Split { .. }) && !node.outputs.is_empty() && empty(Value::of(n))? {
+        return Ok(vec![]);
     }
+    let one = |k: Result<KernelSource>| k.map(|k| vec![k]);
     match &node.op {
-        Op::Input | Op::Weight(_) | Op::QuantWeight(_) | Op::Constant(_) | Op::Reshape { .. } => Ok(vec![]),
+        // Sources are uploaded (a `SymConstant` under the binding); `Reshape` is a view.
+        Op::Input | Op::Weight(_) | Op::QuantWeight(_) | Op::Constant(_) | Op::SymConstant(_) | Op::Reshape { .. } => {
+            Ok(vec![])
+        }
         Op::Opaque { op_type, .. } => Err(Error::graph(
             &node.name,
             format!("opaque op '{op_type}' cannot run on the GPU: glufuse has no kernel for it"),
         )),
         Op::MatMul => {
-            if g.ty(g.inputs(n)[1]).rank() == 2 {
-                Ok(vec![projection(g, n, &ProjShape::matmul(g, n, b)?, t)?])
+            let (a, w) = (g.inputs(n)[0], g.inputs(n)[1]);
+            if g.ty(w).rank() == 2 && g.ty(a).rank() >= 2 {
+                one(projection(g, n, &ProjShape::matmul(g, n, b)?, t))
             } else {
-                Ok(vec![batched::batched_matmul(g, n, b, t)?])
+                one(batched::batched_matmul(g, n, b, t))
             }
         }
-        Op::FusedGateUp(_) => Ok(vec![projection(g, n, &ProjShape::fused(g, n, b)?, t)?]),
-        Op::Unary(u) => match elementwise::unary(g, n, *u, b, t)? {
-            Some(k) => Ok(vec![k]),
-            None => Err(no_kernel_yet(node, "")),
-        },
-        Op::Binary(op) => match elementwise::binary(g, n, *op, b, t)? {
-            Some(k) => Ok(vec![k]),
-            None => Err(no_kernel_yet(node, "")),
-        },
-        Op::Cast { to } => Ok(vec![elementwise::cast(g, n, *to, b, t)?]),
-        Op::Transpose { perm } => Ok(vec![layout::transpose(g, n, perm, b, t)?]),
-        Op::Slice { axis, start, step: 1, .. } => Ok(vec![layout::slice(g, n, *axis, start, b, t)?]),
-        Op::Slice { .. } => Err(no_kernel_yet(node, " with a step other than 1")),
+        Op::FusedGateUp(_) => one(projection(g, n, &ProjShape::fused(g, n, b)?, t)),
+        Op::Unary(u) => one(elementwise::unary(g, n, *u, b, t)),
+        Op::Binary(op) => one(elementwise::binary(g, n, *op, b, t)),
+        Op::Where => one(elementwise::where_(g, n, b, t)),
+        Op::Cast { to } => one(elementwise::cast(g, n, *to, b, t)),
+        Op::Transpose { perm } => one(layout::transpose(g, n, perm, b, t)),
+        Op::Expand { .. } => one(layout::expand(g, n, b, t)),
+        Op::Slice { axis, start, step, .. } => one(layout::slice(g, n, *axis, start, *step, b, t)),
         Op::Split { axis, .. } => layout::split(g, n, *axis, b, t),
-        Op::Concat { axis } => Ok(vec![layout::concat(g, n, *axis, b, t)?]),
-        Op::SymConstant(_)
-        | Op::Where
-        | Op::Reduce { .. }
-        | Op::Softmax { .. }
-        | Op::CumSum { .. }
-        | Op::LayerNorm { .. }
-        | Op::Gather { .. }
-        | Op::GatherND { .. }
-        | Op::Range { .. }
-        | Op::Expand { .. } => Err(no_kernel_yet(node, "")),
+        Op::Concat { axis } => one(layout::concat(g, n, *axis, b, t)),
+        Op::Gather { axis } => one(index::gather(g, n, *axis, b, t)),
+        Op::GatherND { batch_dims } => one(index::gather_nd(g, n, *batch_dims, b, t)),
+        Op::Range { .. } => one(index::range(g, n, b, t)),
+        Op::Reduce { op, axes, .. } => one(reduce::reduce(g, n, *op, axes, b, t)),
+        Op::Softmax { axis } => one(reduce::softmax(g, n, *axis, b, t)),
+        Op::CumSum { axis, exclusive, reverse } => one(reduce::cumsum(g, n, *axis, *exclusive, *reverse, b, t)),
+        Op::LayerNorm { axis, epsilon, scale, bias } => {
+            one(norm::layer_norm(g, n, *axis, *epsilon, *scale, *bias, b, t))
+        }
     }
-}
-
-/// The error for a node no kernel is written for yet (`what` qualifies it).
-fn no_kernel_yet(node: &Node, what: &str) -> Error {
-    Error::graph(&node.name, format!("no GPU kernel yet for {}{what} (the CPU interpreter runs it)", node.op.label()))
 }
 
 /// Fewest rows of x the cooperative-matrix GEMM takes. Up to 8 rows the GEMVs read the

@@ -1,11 +1,30 @@
 //! Opening the GPU: the adapter (chosen by `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`), a device
 //! with the features glufuse can use (cooperative matrices included, where the adapter offers
-//! them), error capture (wgpu errors become [`Error::Gpu`], never a panic) and the code
-//! generation [`Target`] the device supports.
+//! them), error capture (wgpu errors become [`Error::Gpu`], never a panic), the code
+//! generation [`Target`] the device supports, and the device's pipeline cache
+//! ([`Gpu::pipeline`]: one compiled pipeline per kernel code, [`KernelSource::code`]).
 
-use crate::codegen::{CoopMatrix, CoopScalar, Target};
+use crate::codegen::{CoopMatrix, CoopScalar, KernelSource, Target};
 use crate::{Error, Result};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+/// Compiled pipelines by kernel code (the WGSL without its choice comment), and how often
+/// each path was taken.
+#[derive(Default)]
+struct PipelineCache {
+    by_code: HashMap<String, wgpu::ComputePipeline>,
+    counts: PipelineCounts,
+}
+
+/// How many pipelines a [`Gpu`] compiled, and how many requests its cache answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PipelineCounts {
+    /// Pipelines compiled (distinct kernel codes).
+    pub compiled: usize,
+    /// Requests answered from the cache.
+    pub reused: usize,
+}
 
 /// An opened GPU.
 pub struct Gpu {
@@ -25,6 +44,7 @@ pub struct Gpu {
     /// `EXPERIMENTAL_COOPERATIVE_MATRIX`).
     pub coop_matrix: Vec<wgpu::CooperativeMatrixProperties>,
     errors: Arc<Mutex<Vec<String>>>,
+    pipelines: Mutex<PipelineCache>,
 }
 
 impl Gpu {
@@ -95,7 +115,7 @@ impl Gpu {
         device.set_device_lost_callback(move |reason, msg| {
             lost.lock().unwrap_or_else(|p| p.into_inner()).push(format!("device lost ({reason:?}): {msg}"));
         });
-        Ok(Gpu { device, queue, info, limits, features, downlevel, coop_matrix, errors })
+        Ok(Gpu { device, queue, info, limits, features, downlevel, coop_matrix, errors, pipelines: Mutex::default() })
     }
 
     /// A line naming the adapter and backend.
@@ -160,6 +180,51 @@ impl Gpu {
             coop_tiles: None,
             matmul_precision: Default::default(),
         }
+    }
+
+    /// The compute pipeline (entry point `main`, layout from the shader) of a kernel,
+    /// compiled the first time its code is asked for and shared afterwards: the layers of a
+    /// model, and executables of one graph under other bindings, mostly ask for code already
+    /// compiled. The cache is keyed by [`KernelSource::code`], the WGSL without the choice
+    /// comment on its first line (as the tuner compares kernels): a comment changes nothing
+    /// the device runs, so kernels whose choices are worded differently (a tiling chosen by
+    /// default, forced or tuned) share one pipeline. A module wgpu rejects is an error and is
+    /// not cached.
+    pub fn pipeline(&self, k: &KernelSource) -> Result<wgpu::ComputePipeline> {
+        let code = k.code();
+        let hit = self.cache().by_code.get(code).cloned();
+        if let Some(p) = hit {
+            self.cache().counts.reused += 1;
+            return Ok(p);
+        }
+        let label = k.name.as_str();
+        let p = self.scoped(&format!("compiling kernel '{label}'"), || {
+            let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(label),
+                source: wgpu::ShaderSource::Wgsl(code.into()),
+            });
+            self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(label),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+        })?;
+        let mut c = self.cache();
+        c.counts.compiled += 1;
+        c.by_code.insert(code.to_string(), p.clone());
+        Ok(p)
+    }
+
+    /// How many pipelines this device compiled and reused so far.
+    pub fn pipeline_counts(&self) -> PipelineCounts {
+        self.cache().counts
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, PipelineCache> {
+        self.pipelines.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn take_errors(&self) -> Result<()> {

@@ -1,24 +1,40 @@
-//! The wgpu executor: opens the GPU ([`Gpu`]), uploads weights once, plans intermediate buffers
-//! (reused once their last reader has run; `Reshape` is a view of its input), records every
-//! dispatch of a run in one command encoder, and reads the outputs back.
+//! The wgpu executor: opens the GPU ([`Gpu`]), uploads weights and constants, plans
+//! intermediate buffers (reused once their last reader has run; `Reshape` is a view of its
+//! input), writes a run's inputs through a staging buffer made once, records their copies
+//! and every dispatch of a run in one command encoder, and reads every output back after one
+//! submission and one wait.
 //!
 //! Only validated [`Kernel`]s reach it. wgpu errors are caught by error scopes and an
 //! uncaptured-error handler and come back as [`Error::Gpu`], never as a panic.
+//!
+//! - [`Executable`]: a graph compiled for one binding of its symbolic dims (every size baked
+//!   into the kernels). Its inputs must have exactly the shapes it was compiled for.
+//! - [`Session`]: a graph held for repeated calls with inputs of any shape: weights uploaded
+//!   once, an executable per binding of the symbols (kept for reuse), pipelines shared by
+//!   kernel code (the WGSL less its choice comment) through the [`Gpu`]'s cache. What each call costs: `session.rs`.
+//!
+//! Values live as the codegen crate documents (`glufuse_codegen`'s "GPU representation"):
+//! one 32-bit word per element, i64 and i32 as i32 (inputs, constants and outputs converted
+//! with a checked error for a value that does not fit), bool as u32 0/1, f16 weights packed.
+//! Run-time checks of the kernels (an index out of range, an integer division by zero, an
+//! i64 result past 32 bits) come back as an error naming the node, in place of the outputs.
 
 use crate::codegen::tune::Tuned;
 use crate::codegen::Tiles;
-use crate::codegen::{self, gpu_bytes, Kernel, Target};
+use crate::codegen::{self, gpu_bytes, Kernel, Target, ERROR_WORDS};
 use crate::ir::*;
-use crate::shape::{bind, concrete, Bindings};
-use crate::tensor::{round_f16, weight_values, Data, Tensor};
+use crate::shape::{concrete, Bindings};
+use crate::tensor::{Data, Tensor};
 use crate::{Error, Graph, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 mod gpu;
+mod session;
 mod timing;
 
-pub use gpu::Gpu;
+pub use gpu::{Gpu, PipelineCounts};
+pub use session::Session;
 pub use timing::{time, timed_pass};
 
 #[derive(Clone)]
@@ -40,18 +56,129 @@ impl Dispatch {
     }
 }
 
-/// Back-to-back dispatches per timing of [`Executable::tune_gemms`].
-const TUNE_REPS: usize = 3;
+/// The buffers of a graph's weights and constants: uploaded once, shared by every executable
+/// made from them (a [`Session`] makes one per binding of the symbols).
+#[derive(Clone, Default)]
+pub(crate) struct Weights {
+    buffers: HashMap<Value, wgpu::Buffer>,
+}
+
+impl Weights {
+    /// Uploads every weight and constant of `g` (f16 weights packed in pairs; integer
+    /// constants checked to fit the GPU's 32 bits, the error naming the node).
+    pub(crate) fn upload(gpu: &Gpu, g: &Graph) -> Result<Weights> {
+        let mut buffers = HashMap::new();
+        gpu.scoped("uploading weights", || -> Result<()> {
+            for n in g.topo_order()? {
+                let node = g.node(n);
+                if !matches!(node.op, Op::Weight(_) | Op::Constant(_)) {
+                    continue;
+                }
+                let bytes = source_bytes(node)?;
+                let buf = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(&node.name),
+                    size: (bytes.len() as u64).max(4).next_multiple_of(4),
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                if !bytes.is_empty() {
+                    gpu.queue.write_buffer(&buf, 0, &bytes);
+                }
+                buffers.insert(Value::of(n), buf);
+            }
+            Ok(())
+        })??;
+        Ok(Weights { buffers })
+    }
+}
+
+/// A graph input as an executable takes it, and where its words lie in the staging buffer.
+struct InputSlot {
+    name: String,
+    value: Value,
+    dtype: DType,
+    dims: Vec<usize>,
+    offset: u64,
+}
+
+impl InputSlot {
+    /// Checks the value given for this input (see [`Executable::check_inputs`]).
+    fn check(&self, t: Option<&Tensor>) -> Result<()> {
+        let name = &self.name;
+        let t = t.ok_or_else(|| Error::graph(name, "no value was given for this graph input"))?;
+        if t.dtype() != self.dtype {
+            return Err(Error::graph(
+                name,
+                format!("the graph input is {} but the value given is {}", self.dtype, t.dtype()),
+            ));
+        }
+        if t.shape() != self.dims.as_slice() {
+            return Err(Error::graph(
+                name,
+                format!(
+                    "the value given has shape {:?}, but this executable was compiled for {:?}",
+                    t.shape(),
+                    self.dims
+                ),
+            ));
+        }
+        if let Some(v) = t.as_i64() {
+            if let Some((i, x)) = v.iter().enumerate().find(|(_, &x)| i32::try_from(x).is_err()) {
+                return Err(Error::graph(
+                    name,
+                    format!("element {i} is {x}, outside the 32-bit range the GPU holds {} values in", self.dtype),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The inputs' staging buffer, made once per executable: mapped for writing between runs
+/// (mapped at creation, mapped again by each run as it waits for the GPU), so that a run
+/// writes its inputs straight into it and copies them on the GPU, and wgpu makes no staging
+/// buffer of its own per call (as `Queue::write_buffer` does).
+struct Staging {
+    buffer: wgpu::Buffer,
+    /// Whether it is mapped now (a run that failed half way may have left it unmapped).
+    mapped: bool,
+}
+
+/// A graph output as an executable reads it back: its value, dims, dtype, and where its
+/// words lie in the readback buffer.
+struct OutputSlot {
+    value: Value,
+    dims: Vec<usize>,
+    dtype: DType,
+    offset: u64,
+}
+
+/// The error words of the kernels that check something at run time: one region per checking
+/// kernel, each at a multiple of the device's storage offset alignment.
+struct ErrorWords {
+    buffer: wgpu::Buffer,
+    /// Bytes between the regions.
+    stride: u64,
+    /// Per checking kernel: its index in the executable's kernels.
+    kernels: Vec<usize>,
+    /// Where the regions' copies start in the readback buffer.
+    offset: u64,
+}
+
 /// A graph compiled for one device and one binding of its symbolic dims.
 pub struct Executable<'a> {
     gpu: &'a Gpu,
     buffers: Vec<wgpu::Buffer>,
     buffer_of: HashMap<Value, usize>,
     dispatches: Vec<Dispatch>,
-    inputs: Vec<(String, Value, TensorType)>,
-    outputs: Vec<(Value, Vec<usize>)>,
-    output_dtypes: Vec<DType>,
+    inputs: Vec<InputSlot>,
+    outputs: Vec<OutputSlot>,
     kernels: Vec<Kernel>,
+    errors: Option<ErrorWords>,
+    readback: wgpu::Buffer,
+    /// One run at a time: runs share the staging and readback buffers. `None` when no input
+    /// has an element.
+    running: Mutex<Option<Staging>>,
 }
 
 impl<'a> Executable<'a> {
@@ -63,6 +190,12 @@ impl<'a> Executable<'a> {
     /// [`Executable::new`] with code generation options of the caller's choosing (for
     /// example a forced GEMM tiling); `target` must not promise more than [`Gpu::target`].
     pub fn with_target(gpu: &'a Gpu, g: &Graph, b: &Bindings, target: &Target) -> Result<Self> {
+        let weights = Weights::upload(gpu, g)?;
+        Self::build(gpu, g, b, target, &weights)
+    }
+
+    /// An executable over weights already uploaded.
+    pub(crate) fn build(gpu: &'a Gpu, g: &Graph, b: &Bindings, target: &Target, weights: &Weights) -> Result<Self> {
         let kernels = codegen::generate(g, b, target)?;
         let order = g.topo_order()?;
         // Views share their input's buffer.
@@ -102,6 +235,12 @@ impl<'a> Executable<'a> {
                     if alias.contains_key(&v) {
                         continue;
                     }
+                    if let Some(w) = weights.buffers.get(&v) {
+                        buffers.push(w.clone());
+                        sizes.push(w.size());
+                        buffer_of.insert(v, buffers.len() - 1);
+                        continue;
+                    }
                     let bytes = gpu_bytes(g, v, b)?.max(4);
                     if bytes > target.max_binding_bytes {
                         return Err(Error::Gpu(format!(
@@ -127,8 +266,8 @@ impl<'a> Executable<'a> {
                         buffers.len() - 1
                     });
                     buffer_of.insert(v, i);
-                    if matches!(node.op, Op::Weight(_) | Op::Constant(_)) {
-                        uploads.push((i, weight_bytes(node)));
+                    if let Op::SymConstant(exprs) = &node.op {
+                        uploads.push((i, sym_constant_bytes(node, exprs, b)?));
                     }
                     if reusable {
                         match last.get(&v) {
@@ -149,27 +288,88 @@ impl<'a> Executable<'a> {
             buffer_of.insert(*v, i);
         }
         for (i, bytes) in uploads {
-            gpu.queue.write_buffer(&buffers[i], 0, &bytes);
+            if !bytes.is_empty() {
+                gpu.queue.write_buffer(&buffers[i], 0, &bytes);
+            }
         }
+        // One region of error words per kernel that checks something at run time.
+        let checking: Vec<usize> = (0..kernels.len()).filter(|&i| !kernels[i].source().checks.is_empty()).collect();
+        let stride = (gpu.limits.min_storage_buffer_offset_alignment as u64).max(ERROR_WORDS * 4);
+        let error_buffer = (!checking.is_empty()).then(|| {
+            gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("error words"),
+                size: stride * checking.len() as u64,
+                usage,
+                mapped_at_creation: false,
+            })
+        });
         let mut dispatches = vec![];
-        gpu.scoped("creating pipelines", || -> Result<()> {
-            for k in &kernels {
-                dispatches.push(dispatch(gpu, g, &buffers, &buffer_of, k.source())?);
+        gpu.scoped("creating bind groups", || -> Result<()> {
+            for (i, k) in kernels.iter().enumerate() {
+                let err = checking
+                    .iter()
+                    .position(|&c| c == i)
+                    .zip(error_buffer.as_ref())
+                    .map(|(j, e)| (e, j as u64 * stride));
+                dispatches.push(dispatch(gpu, g, &buffers, &buffer_of, k.source(), err)?);
             }
             Ok(())
         })??;
+        // The staging buffer: every input, each at a multiple of 8 bytes.
+        let mut staged = 0u64;
         let inputs = g
             .input_nodes()
             .into_iter()
-            .map(|n| (g.node(n).name.clone(), Value::of(n), g.node(n).outputs[0].clone()))
-            .collect();
-        let outputs = g
-            .outputs
-            .iter()
-            .map(|&v| Ok((v, concrete(&g.ty(v).shape, b).map_err(|m| Error::graph(&g.node(v.node).name, m))?)))
-            .collect::<Result<_>>()?;
-        let output_dtypes = g.outputs.iter().map(|&v| g.ty(v).dtype).collect();
-        Ok(Executable { gpu, buffers, buffer_of, dispatches, inputs, outputs, output_dtypes, kernels })
+            .map(|n| {
+                let node = g.node(n);
+                let dims = concrete(&node.outputs[0].shape, b).map_err(|m| Error::graph(&node.name, m))?;
+                let offset = staged;
+                staged += (dims.iter().map(|&d| d as u64).product::<u64>() * 4).next_multiple_of(8);
+                let (name, dtype) = (node.name.clone(), node.outputs[0].dtype);
+                Ok(InputSlot { name, value: Value::of(n), dtype, dims, offset })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let staging = (staged > 0).then(|| Staging {
+            buffer: gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("inputs"),
+                size: staged,
+                usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: true,
+            }),
+            mapped: true,
+        });
+        // The readback buffer: every output, then every region's error words.
+        let mut offset = 0u64;
+        let mut outputs = vec![];
+        for &v in &g.outputs {
+            let dims = concrete(&g.ty(v).shape, b).map_err(|m| Error::graph(&g.node(v.node).name, m))?;
+            let n: u64 = dims.iter().map(|&d| d as u64).product();
+            outputs.push(OutputSlot { value: v, dims, dtype: g.ty(v).dtype, offset });
+            offset += n * 4;
+        }
+        let errors = error_buffer.map(|buffer| {
+            let e = ErrorWords { buffer, stride, kernels: checking, offset };
+            offset += stride * e.kernels.len() as u64;
+            e
+        });
+        let readback = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: offset.max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Ok(Executable {
+            gpu,
+            buffers,
+            buffer_of,
+            dispatches,
+            inputs,
+            outputs,
+            kernels,
+            errors,
+            readback,
+            running: Mutex::new(staging),
+        })
     }
 
     /// Times every aligned prefill GEMM of the executable (fused or plain) under each tiling
@@ -193,7 +393,8 @@ impl<'a> Executable<'a> {
             if let Some(d) = pipelines.get(&key(k)) {
                 return Ok(d.clone());
             }
-            let d = gpu.scoped(what, || dispatch(gpu, g, buffers, buffer_of, k.source()))??;
+            // Tiled GEMMs check nothing at run time: no error words to bind.
+            let d = gpu.scoped(what, || dispatch(gpu, g, buffers, buffer_of, k.source(), None))??;
             pipelines.insert(key(k), d.clone());
             Ok(d)
         };
@@ -218,21 +419,32 @@ impl<'a> Executable<'a> {
         &self.kernels
     }
 
-    /// Uploads the inputs (checked against the graph's types).
+    /// Checks the inputs against what the executable was compiled for: every graph input
+    /// given, of its dtype and of exactly the shape this binding gives it (an input of another
+    /// shape is refused, never padded or cut), integers within 32 bits. Errors name the input.
+    pub fn check_inputs(&self, inputs: &HashMap<String, Tensor>) -> Result<()> {
+        for slot in &self.inputs {
+            slot.check(inputs.get(&slot.name))?;
+        }
+        Ok(())
+    }
+
+    /// Uploads the inputs through the queue, checked as [`Executable::check_inputs`] does
+    /// (for a caller that records dispatches itself, as the benchmark does;
+    /// [`Executable::run`] writes its inputs through its own staging buffer instead).
     pub fn write_inputs(&self, inputs: &HashMap<String, Tensor>) -> Result<()> {
-        let mut b = Bindings::new();
-        for (name, v, ty) in &self.inputs {
-            let t = inputs.get(name).ok_or_else(|| Error::graph(name, "no value was given for this graph input"))?;
-            bind(ty, t.shape(), &mut b).map_err(|m| Error::graph(name, m))?;
-            let mut data = t.floats().map_err(|m| Error::graph(name, m))?.to_vec();
-            if ty.dtype == DType::F16 {
-                round_f16(&mut data);
-            }
-            let buf = &self.buffers[self.buffer_of[v]];
-            if data.len() as u64 * 4 > buf.size() {
-                return Err(Error::graph(name, "the input is larger than the graph was compiled for"));
-            }
-            self.gpu.queue.write_buffer(buf, 0, bytemuck::cast_slice(&data));
+        self.check_inputs(inputs)?;
+        for slot in &self.inputs {
+            let t = &inputs[&slot.name];
+            let Some(size) = wgpu::BufferSize::new(t.numel() as u64 * 4) else { continue };
+            let buf = &self.buffers[self.buffer_of[&slot.value]];
+            let mut view = self
+                .gpu
+                .queue
+                .write_buffer_with(buf, 0, size)
+                .ok_or_else(|| Error::Gpu(format!("cannot upload graph input '{}'", slot.name)))?;
+            let (words, _) = view.slice(..).into_chunks::<4>();
+            words.write_iter(gpu_words(t, slot.dtype).map(u32::to_le_bytes));
         }
         Ok(())
     }
@@ -249,81 +461,182 @@ impl<'a> Executable<'a> {
         }
     }
 
-    /// Runs the graph once and reads every output back.
+    /// Runs the graph once and reads every output back: the inputs checked (see
+    /// [`Executable::check_inputs`]) and written into the executable's staging buffer, their
+    /// copies, every dispatch and every output's copy in one submission, one wait (which
+    /// also maps the staging buffer again for the next run). A failed run-time check (an
+    /// index out of range, say) is an error naming the node, and no outputs.
     pub fn run(&self, inputs: &HashMap<String, Tensor>) -> Result<Vec<Tensor>> {
-        self.write_inputs(inputs)?;
+        let mut staging = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        self.check_inputs(inputs)?;
         let dev = &self.gpu.device;
-        let staging: Vec<wgpu::Buffer> = self
-            .outputs
-            .iter()
-            .map(|(_, d)| {
-                dev.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("readback"),
-                    size: (d.iter().product::<usize>() as u64 * 4).max(4),
-                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                })
-            })
-            .collect();
+        if let Some(s) = staging.as_mut() {
+            if !s.mapped {
+                let done = map(&s.buffer, wgpu::MapMode::Write);
+                wait(self.gpu)?;
+                mapped(&done, "mapping the inputs' staging buffer")?;
+                s.mapped = true;
+            }
+            {
+                let mut view =
+                    s.buffer.get_mapped_range_mut(..).map_err(|e| Error::Gpu(format!("writing the inputs: {e}")))?;
+                for slot in &self.inputs {
+                    let t = &inputs[&slot.name];
+                    let at = slot.offset as usize;
+                    let (words, _) = view.slice(at..at + t.numel() * 4).into_chunks::<4>();
+                    words.write_iter(gpu_words(t, slot.dtype).map(u32::to_le_bytes));
+                }
+            }
+            s.buffer.unmap();
+            s.mapped = false;
+        }
         self.gpu.scoped("running the graph", || {
             let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("glufuse run") });
+            if let Some(s) = staging.as_ref() {
+                for slot in &self.inputs {
+                    let bytes = slot.dims.iter().product::<usize>() as u64 * 4;
+                    if bytes > 0 {
+                        let dst = &self.buffers[self.buffer_of[&slot.value]];
+                        enc.copy_buffer_to_buffer(&s.buffer, slot.offset, dst, 0, bytes);
+                    }
+                }
+            }
+            if let Some(e) = &self.errors {
+                enc.clear_buffer(&e.buffer, 0, None);
+            }
             self.record(&mut enc, 1, None);
-            for ((v, _), s) in self.outputs.iter().zip(&staging) {
-                enc.copy_buffer_to_buffer(&self.buffers[self.buffer_of[v]], 0, s, 0, s.size());
+            for o in &self.outputs {
+                let bytes = o.dims.iter().product::<usize>() as u64 * 4;
+                if bytes > 0 {
+                    let src = &self.buffers[self.buffer_of[&o.value]];
+                    enc.copy_buffer_to_buffer(src, 0, &self.readback, o.offset, bytes);
+                }
+            }
+            if let Some(e) = &self.errors {
+                enc.copy_buffer_to_buffer(&e.buffer, 0, &self.readback, e.offset, e.buffer.size());
             }
             self.gpu.queue.submit([enc.finish()]);
         })?;
-        let mut out = vec![];
-        for ((_, d), s) in self.outputs.iter().zip(&staging) {
-            let slice = s.slice(..);
-            let done = Arc::new(Mutex::new(None));
-            let flag = done.clone();
-            slice.map_async(wgpu::MapMode::Read, move |r| *flag.lock().unwrap_or_else(|p| p.into_inner()) = Some(r));
-            dev.poll(wgpu::PollType::wait_indefinitely())
-                .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
-            self.gpu.take_errors()?;
-            match done.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                Some(Ok(())) => {}
-                Some(Err(e)) => return Err(Error::Gpu(format!("reading results back: {e}"))),
-                None => return Err(Error::Gpu("the GPU never finished the run".into())),
+        let remapped = staging.as_ref().map(|s| map(&s.buffer, wgpu::MapMode::Write));
+        let read = map(&self.readback, wgpu::MapMode::Read);
+        wait(self.gpu)?;
+        if let (Some(s), Some(done)) = (staging.as_mut(), remapped) {
+            mapped(&done, "mapping the inputs' staging buffer")?;
+            s.mapped = true;
+        }
+        mapped(&read, "reading results back")?;
+        let result = {
+            let view =
+                self.readback.get_mapped_range(..).map_err(|e| Error::Gpu(format!("reading results back: {e}")))?;
+            let words: &[u32] = bytemuck::cast_slice(&view);
+            self.read_results(words)
+        };
+        self.readback.unmap();
+        result
+    }
+
+    /// The outputs from the readback words, or the error of the first kernel (in dispatch
+    /// order) whose run-time check failed.
+    fn read_results(&self, words: &[u32]) -> Result<Vec<Tensor>> {
+        if let Some(e) = &self.errors {
+            for (j, &k) in e.kernels.iter().enumerate() {
+                let at = ((e.offset + j as u64 * e.stride) / 4) as usize;
+                let site = words[at] as usize;
+                if site == 0 {
+                    continue;
+                }
+                let checks = &self.kernels[k].source().checks;
+                let check = checks.get(site - 1).ok_or_else(|| {
+                    Error::Internal(format!(
+                        "kernel '{}' recorded check {site} of {}",
+                        self.kernels[k].source().name,
+                        checks.len()
+                    ))
+                })?;
+                return Err(check.error(words[at + 1] as i32, words[at + 2]));
             }
-            let n: usize = d.iter().product();
-            let view = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("reading results back: {e}")))?;
-            let data: Vec<f32> = bytemuck::cast_slice::<u8, f32>(&view[..n * 4]).to_vec();
-            drop(view);
-            s.unmap();
-            out.push(Tensor::from_data(self.output_dtypes[out.len()], d.clone(), Data::F32(data))?);
+        }
+        let mut out = vec![];
+        for o in &self.outputs {
+            let n: usize = o.dims.iter().product();
+            let at = (o.offset / 4) as usize;
+            out.push(Tensor::from_gpu_words(o.dtype, o.dims.clone(), &words[at..at + n])?);
         }
         Ok(out)
     }
 }
 
-/// The pipeline and bind group of one kernel over the executable's buffers.
+/// Where a buffer's mapping stands: `None` until its callback has run.
+type MapResult = Arc<Mutex<Option<std::result::Result<(), wgpu::BufferAsyncError>>>>;
+
+/// Asks for the whole of `buffer` to be mapped; done once the device has been waited on.
+fn map(buffer: &wgpu::Buffer, mode: wgpu::MapMode) -> MapResult {
+    let done: MapResult = Arc::default();
+    let flag = done.clone();
+    buffer.slice(..).map_async(mode, move |r| *flag.lock().unwrap_or_else(|p| p.into_inner()) = Some(r));
+    done
+}
+
+/// Waits until the device has done everything submitted (and every mapping asked for).
+fn wait(gpu: &Gpu) -> Result<()> {
+    gpu.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+    gpu.take_errors()
+}
+
+/// Whether a mapping asked for by [`map`] succeeded, once waited on.
+fn mapped(done: &MapResult, what: &str) -> Result<()> {
+    match done.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        Some(Ok(())) => Ok(()),
+        Some(Err(e)) => Err(Error::Gpu(format!("{what}: {e}"))),
+        None => Err(Error::Gpu(format!("{what}: the GPU never finished"))),
+    }
+}
+
+/// Back-to-back dispatches per timing of [`Executable::tune_gemms`].
+const TUNE_REPS: usize = 3;
+
+/// `t`'s values as the GPU holds values of `dtype`: f32 bits (f16 rounded), integers as i32
+/// (the caller has checked that they fit), booleans as 0 or 1.
+fn gpu_words(t: &Tensor, dtype: DType) -> Box<dyn Iterator<Item = u32> + '_> {
+    match t.data() {
+        Data::F32(v) if dtype == DType::F16 => Box::new(v.iter().map(|&x| half::f16::from_f32(x).to_f32().to_bits())),
+        Data::F32(v) => Box::new(v.iter().map(|x| x.to_bits())),
+        Data::I64(v) => Box::new(v.iter().map(|&x| x as i32 as u32)),
+        Data::Bool(v) => Box::new(v.iter().map(|&x| x as u32)),
+    }
+}
+
+/// The pipeline (from the device's cache) and bind group of one kernel over the executable's
+/// buffers; `err` is the error words' buffer and offset for a kernel with run-time checks.
 fn dispatch(
     gpu: &Gpu,
     g: &Graph,
     buffers: &[wgpu::Buffer],
     buffer_of: &HashMap<Value, usize>,
     s: &codegen::KernelSource,
+    err: Option<(&wgpu::Buffer, u64)>,
 ) -> Result<Dispatch> {
-    let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some(&s.name),
-        source: wgpu::ShaderSource::Wgsl(s.wgsl.as_str().into()),
-    });
-    let pipeline = gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: Some(&s.name),
-        layout: None,
-        module: &module,
-        entry_point: Some("main"),
-        compilation_options: Default::default(),
-        cache: None,
-    });
+    let pipeline = gpu.pipeline(s)?;
     let mut entries: Vec<wgpu::BindGroupEntry> = vec![];
     for (i, bd) in s.bindings.iter().enumerate() {
         let buffer = buffer_of.get(&bd.value).map(|&b| &buffers[b]).ok_or_else(|| {
             Error::Internal(format!("kernel '{}' binds a value without a buffer: '{}'", s.name, g.value_name(bd.value)))
         })?;
         entries.push(wgpu::BindGroupEntry { binding: i as u32, resource: buffer.as_entire_binding() });
+    }
+    if !s.checks.is_empty() {
+        let (buffer, offset) =
+            err.ok_or_else(|| Error::Internal(format!("kernel '{}' checks but has no error words", s.name)))?;
+        entries.push(wgpu::BindGroupEntry {
+            binding: s.bindings.len() as u32,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer,
+                offset,
+                size: wgpu::BufferSize::new(ERROR_WORDS * 4),
+            }),
+        });
     }
     let group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some(&s.name),
@@ -333,18 +646,26 @@ fn dispatch(
     Ok(Dispatch { pipeline, group, workgroups: s.workgroups })
 }
 
-/// The bytes a weight or constant is uploaded as (packed f16 pairs for f16 weights).
-fn weight_bytes(node: &Node) -> Vec<u8> {
-    let t = weight_values(node);
-    // Code generation refuses graphs with values of other dtypes.
-    let v = t.as_f32().unwrap_or(&[]);
-    if matches!(node.op, Op::Weight(_)) && node.outputs[0].dtype == DType::F16 {
+/// The bytes a weight or constant is uploaded as: packed f16 pairs for f16 weights, one
+/// 32-bit word per element otherwise (integers checked to fit, the error naming the node).
+fn source_bytes(node: &Node) -> Result<Vec<u8>> {
+    let t = crate::tensor::weight_values(node);
+    if let (Op::Weight(_), DType::F16, Some(v)) = (&node.op, node.outputs[0].dtype, t.as_f32()) {
         let mut h: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();
         if h.len() % 2 == 1 {
             h.push(half::f16::ZERO);
         }
-        bytemuck::cast_slice(&h).to_vec()
-    } else {
-        bytemuck::cast_slice(v).to_vec()
+        return Ok(bytemuck::cast_slice(&h).to_vec());
     }
+    let words = t.to_gpu_words().map_err(|m| Error::graph(&node.name, m))?;
+    Ok(bytemuck::cast_slice(&words).to_vec())
+}
+
+/// The words of a symbolic constant under the binding (`Shape` of a symbolic value, as data).
+fn sym_constant_bytes(node: &Node, exprs: &[crate::ir::DimExpr], b: &Bindings) -> Result<Vec<u8>> {
+    let dtype = node.outputs[0].dtype;
+    let v = crate::ir::ops::source::sym_constant_values(exprs, dtype, b).map_err(|m| Error::graph(&node.name, m))?;
+    let words = Tensor::from_data(dtype, vec![v.len()], Data::I64(v))
+        .and_then(|t| t.to_gpu_words().map_err(|m| Error::graph(&node.name, m)))?;
+    Ok(bytemuck::cast_slice(&words).to_vec())
 }

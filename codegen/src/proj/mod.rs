@@ -279,5 +279,6 @@ pub(crate) fn finish(
         workgroup_size: threads,
         choice: None,
         workgroups: [workgroups[0] as u32, workgroups[1] as u32, 1],
+        checks: vec![],
     })
 }

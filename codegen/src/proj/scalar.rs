@@ -155,5 +155,6 @@ pub(crate) fn scalar(
         workgroup_size: WORKGROUP,
         choice: None,
         workgroups: [tiles_n as u32, tiles_m as u32, 1],
+        checks: vec![],
     })
 }
