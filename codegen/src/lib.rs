@@ -130,6 +130,10 @@ pub enum ProjKernel {
     GemmTiled,
     /// The prefill GEMM on cooperative matrices ([`proj::coop`]).
     Coop,
+    /// The decode GEMV over 4-bit weights ([`proj::q4`]).
+    GemvQ4,
+    /// The prefill GEMM over 4-bit weights without cooperative matrices ([`proj::q4`]).
+    GemmQ4,
 }
 
 impl KernelKind {
@@ -169,6 +173,8 @@ impl fmt::Display for KernelKind {
                     ProjKernel::GemmUnaligned => f.write_str("-gemm-unaligned"),
                     ProjKernel::GemmTiled => f.write_str("-gemm"),
                     ProjKernel::Coop => f.write_str("-coop"),
+                    ProjKernel::GemvQ4 => f.write_str("-gemv-q4"),
+                    ProjKernel::GemmQ4 => f.write_str("-gemm-q4"),
                 }
             }
         }
@@ -452,6 +458,11 @@ pub struct Target {
     pub coop_tiles: Option<CoopTile>,
     /// Which products may be f16 (the cooperative-matrix GEMM's).
     pub matmul_precision: MatmulPrecision,
+    /// How the 4-bit kernels unpack their elements ([`proj::q4::Q4Unpack`]).
+    pub q4_unpack: proj::q4::Q4Unpack,
+    /// Forces the output features per 32 lanes of the 4-bit decode GEMV (1, 2 or 4; tuning);
+    /// `None` picks per shape ([`proj::q4::gemv_cols`]).
+    pub q4_cols: Option<usize>,
 }
 
 impl Default for Target {
@@ -469,12 +480,45 @@ impl Default for Target {
             coop_emulate: false,
             coop_tiles: None,
             matmul_precision: MatmulPrecision::AsWeights,
+            q4_unpack: proj::q4::Q4Unpack::Magic,
+            q4_cols: None,
         }
     }
 }
 
+/// The value a node's output is a view of, sharing its buffer: a `Reshape`'s input, and a
+/// 4-bit weight behind a 2-D `Transpose` (the projections read it packed, `[N, K]`: the
+/// transpose moves nothing).
+pub fn view_source(g: &Graph, n: NodeIndex) -> Option<Value> {
+    match &g.node(n).op {
+        Op::Reshape { .. } => Some(g.inputs(n)[0]),
+        Op::Transpose { .. } => proj::quant_operand(g, Value::of(n)).map(|(w, _)| w),
+        _ => None,
+    }
+}
+
+/// The words a source node is uploaded as, where codegen decides them: a 4-bit weight's
+/// packed layout ([`proj::q4::upload_words`]); `None` for every other node (the runtime
+/// uploads their values one word each).
+pub fn source_words(node: &Node) -> Result<Option<Vec<u32>>> {
+    let Op::QuantWeight(q) = &node.op else { return Ok(None) };
+    let t = &node.outputs[0];
+    let rc: Vec<usize> = t.shape.iter().filter_map(|d| d.fixed()).map(|d| d as usize).collect();
+    let [rows, cols] = rc[..] else {
+        return Err(Error::graph(&node.name, "a 4-bit weight must be 2-D with known dims"));
+    };
+    proj::q4::upload_words(q, rows, cols, t.dtype).map(Some)
+}
+
 /// Bytes a value occupies on the GPU.
 pub fn gpu_bytes(g: &Graph, v: Value, b: &Bindings) -> Result<u64> {
+    if let Op::QuantWeight(q) = &g.node(v.node).op {
+        let d = dims(g, v, b)?;
+        return Ok(proj::q4::Q4Layout::of(q, d[0], d[1], g.ty(v).dtype)?.bytes());
+    }
+    if let (Op::Transpose { .. }, Some((w, _))) = (&g.node(v.node).op, proj::quant_operand(g, v)) {
+        return gpu_bytes(g, w, b);
+    }
     let n: u64 = dims(g, v, b)?.iter().map(|&d| d as u64).product();
     Ok(if packed_f16(g, v) { n.div_ceil(2) * 4 } else { n * 4 })
 }

@@ -3,7 +3,7 @@
 //! device and precision, and records the choice with its reason ([`Choice`]).
 
 use crate::proj::coop::{self, CoopTile, Ops};
-use crate::proj::{batched, gemm_tiled, gemm_unaligned, gemv, scalar, ProjShape, ProjValues};
+use crate::proj::{batched, gemm_tiled, gemm_unaligned, gemv, q4, scalar, ProjShape, ProjValues};
 use crate::{
     dims, elementwise, gpu_bytes, index, layout, norm, packed_f16, reduce, Choice, CoopMatrix, KernelSource,
     MatmulPrecision, Target,
@@ -41,7 +41,10 @@ pub fn node_kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result
         return Ok(vec![]);
     }
     let one = |k: Result<KernelSource>| k.map(|k| vec![k]);
+    check_quant_readers(g, n)?;
     match &node.op {
+        // A 4-bit weight behind a transpose is read packed by the projections: a view.
+        Op::Transpose { .. } if crate::view_source(g, n).is_some() => Ok(vec![]),
         // Sources are uploaded (a `SymConstant` under the binding); `Reshape` is a view.
         Op::Input | Op::Weight(_) | Op::QuantWeight(_) | Op::Constant(_) | Op::SymConstant(_) | Op::Reshape { .. } => {
             Ok(vec![])
@@ -80,6 +83,43 @@ pub fn node_kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result
     }
 }
 
+/// Checks that node `n` reads 4-bit weights only as a projection does (a `MatMul`'s weight,
+/// itself or behind a 2-D `Transpose`; a `FusedGateUp`'s gate and up weights): no kernel
+/// reads one as floats yet.
+fn check_quant_readers(g: &Graph, n: NodeIndex) -> Result<()> {
+    let node = g.node(n);
+    for (i, v) in g.inputs(n).into_iter().enumerate() {
+        let direct = matches!(g.node(v.node).op, Op::QuantWeight(_));
+        let behind = !direct && crate::proj::quant_operand(g, v).is_some();
+        if !direct && !behind {
+            continue;
+        }
+        let ok = match &node.op {
+            Op::MatMul => i == 1 && g.ty(v).rank() == 2 && g.ty(g.inputs(n)[0]).rank() >= 2,
+            Op::FusedGateUp(_) => direct && (i == 1 || i == 2),
+            Op::Transpose { perm } => direct && perm == &[1, 0],
+            _ => false,
+        };
+        if !ok {
+            return Err(Error::graph(
+                &node.name,
+                format!(
+                    "no GPU kernel yet for {} reading the 4-bit weight '{}' as floats (the CPU interpreter runs it)",
+                    node.op.label(),
+                    g.value_name(v)
+                ),
+            ));
+        }
+    }
+    // A transpose of a 4-bit weight is a view only for projections.
+    if crate::view_source(g, n).is_some() && matches!(node.op, Op::Transpose { .. }) {
+        for (u, _) in g.users(Value::of(n)) {
+            check_quant_readers(g, u)?;
+        }
+    }
+    Ok(())
+}
+
 /// Fewest rows of x the cooperative-matrix GEMM takes. Up to 8 rows the GEMVs read the
 /// weights once (at 2.7–3.0 TB/s on an H100, against 2.2–2.3 TB/s for the cooperative-matrix
 /// kernel's 16-row tiles); past 8 they read them again per 8 rows (16 in `[N,K]` with
@@ -97,7 +137,14 @@ pub const COOP_MIN_ROWS: usize = 9;
 pub(crate) fn projection(g: &Graph, n: NodeIndex, s: &ProjShape, t: &Target) -> Result<KernelSource> {
     let (ins, out) = (g.inputs(n), Value::of(n));
     let name = g.node(n).name.clone();
-    let v = ProjValues::new(g, &ins, out, s);
+    let mut v = ProjValues::new(g, &ins, out, s);
+    if s.q4.is_some() {
+        // A plain projection binds the 4-bit weight itself, not its transpose (a view).
+        if let Some((w, _)) = crate::proj::quant_operand(g, v.w_gate) {
+            v.w_gate = w;
+        }
+        return projection_q4(name, s, &v, t);
+    }
     let same_dtype = s.fused.is_none() || packed_f16(g, ins[2]) == s.f16;
     let not_coop = match coop_tile(s, t, same_dtype) {
         Ok((tile, why)) => {
@@ -129,6 +176,29 @@ pub(crate) fn projection(g: &Graph, n: NodeIndex, s: &ProjShape, t: &Target) -> 
             "gate and up weights stored in different types".into()
         };
         (scalar::scalar(g, name, &ins, out, s, t)?, "scalar".into(), why)
+    };
+    Ok(chosen(k, kernel, format!("{why}; not coop: {not_coop}")))
+}
+
+/// The kernel of a projection through 4-bit weights: the cooperative-matrix GEMM where
+/// [`coop_tile`] allows it (the chunks dequantized to f16 while staged), else the 4-bit
+/// GEMV up to 8 rows and the 4-bit tiled GEMM past them ([`q4`]).
+fn projection_q4(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Result<KernelSource> {
+    let not_coop = match coop_tile(s, t, true) {
+        Ok((tile, why)) => {
+            let ops = if t.coop_emulate { Ops::Emulated } else { Ops::Native };
+            let k = coop::coop(name, s, v, t, tile, ops)?;
+            return Ok(chosen(k, format!("coop {tile}"), format!("{why}, 4-bit weights dequantized while staged")));
+        }
+        Err(why_not) => why_not,
+    };
+    let m = s.rows;
+    let (k, kernel, why) = if m <= 8 {
+        let r = q4::gemv_cols(s, t);
+        let k = q4::gemv_q4(name, s, v, t)?;
+        (k, format!("gemv-q4 r{r} {}", t.q4_unpack), format!("M={m} ≤ 8: one pass over the packed weights"))
+    } else {
+        (q4::gemm_q4(name, s, v, t)?, format!("gemm-q4 {}", t.q4_unpack), format!("M={m} > 8"))
     };
     Ok(chosen(k, kernel, format!("{why}; not coop: {not_coop}")))
 }

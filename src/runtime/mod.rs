@@ -71,7 +71,7 @@ impl Weights {
         gpu.scoped("uploading weights", || -> Result<()> {
             for n in g.topo_order()? {
                 let node = g.node(n);
-                if !matches!(node.op, Op::Weight(_) | Op::Constant(_)) {
+                if !matches!(node.op, Op::Weight(_) | Op::QuantWeight(_) | Op::Constant(_)) {
                     continue;
                 }
                 let bytes = source_bytes(node)?;
@@ -198,11 +198,10 @@ impl<'a> Executable<'a> {
     pub(crate) fn build(gpu: &'a Gpu, g: &Graph, b: &Bindings, target: &Target, weights: &Weights) -> Result<Self> {
         let kernels = codegen::generate(g, b, target)?;
         let order = g.topo_order()?;
-        // Views share their input's buffer.
+        // Views share their input's buffer (a `Reshape`, a 4-bit weight behind a transpose).
         let mut alias: HashMap<Value, Value> = HashMap::new();
         for &n in &order {
-            if matches!(g.node(n).op, Op::Reshape { .. }) {
-                let src = g.inputs(n)[0];
+            if let Some(src) = codegen::view_source(g, n) {
                 let root = *alias.get(&src).unwrap_or(&src);
                 alias.insert(Value::of(n), root);
             }
@@ -649,6 +648,10 @@ fn dispatch(
 /// The bytes a weight or constant is uploaded as: packed f16 pairs for f16 weights, one
 /// 32-bit word per element otherwise (integers checked to fit, the error naming the node).
 fn source_bytes(node: &Node) -> Result<Vec<u8>> {
+    // A 4-bit weight: the packed layout codegen's kernels read.
+    if let Some(words) = codegen::source_words(node)? {
+        return Ok(bytemuck::cast_slice(&words).to_vec());
+    }
     let t = crate::tensor::weight_values(node);
     if let (Op::Weight(_), DType::F16, Some(v)) = (&node.op, node.outputs[0].dtype, t.as_f32()) {
         let mut h: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();

@@ -225,6 +225,9 @@ pub fn check(s: &ProjShape, t: CoopTile, max_workgroup_bytes: usize) -> std::res
     if s.rows == 0 || s.k == 0 || s.n == 0 {
         return Err("an empty product".into());
     }
+    if s.q4.is_some() {
+        return Err("no cooperative-matrix kernel for 4-bit weights yet".into());
+    }
     if s.k % 4 != 0 || s.n % 4 != 0 {
         return Err(format!("K={} and N={} must be multiples of 4 (16-byte rows of x and of the output)", s.k, s.n));
     }
@@ -778,7 +781,7 @@ mod tests {
                 (n, n_total, Some(f), merged, (bg, bu))
             }
         };
-        let s = ProjShape { rows, k, n, n_total, layout, f16, f16_values: f16, fused, merged };
+        let s = ProjShape { rows, k, n, n_total, layout, f16, f16_values: f16, fused, merged, q4: None };
         let v = ProjValues {
             x: val(0),
             w_gate: val(1),
