@@ -66,6 +66,7 @@ mod wgsl;
 pub use layout::copy_kernel;
 pub use proj::coop::CoopTile;
 pub use proj::gemm_tiled::Tiles;
+pub use proj::q4::Q4Unpack;
 pub use select::node_kernels;
 pub use wgsl::ERROR_WORDS;
 
@@ -490,11 +491,11 @@ impl Default for Target {
 /// 4-bit weight behind a 2-D `Transpose` (the projections read it packed, `[N, K]`: the
 /// transpose moves nothing).
 pub fn view_source(g: &Graph, n: NodeIndex) -> Option<Value> {
-    match &g.node(n).op {
-        Op::Reshape { .. } => Some(g.inputs(n)[0]),
-        Op::Transpose { .. } => proj::quant_operand(g, Value::of(n)).map(|(w, _)| w),
-        _ => None,
+    if matches!(g.node(n).op, Op::Reshape { .. }) {
+        return Some(g.inputs(n)[0]);
     }
+    let transposed = matches!(g.node(n).op, Op::Transpose { .. });
+    proj::quant_operand(g, Value::of(n)).filter(|_| transposed).map(|(w, _)| w)
 }
 
 /// The words a source node is uploaded as, where codegen decides them: a 4-bit weight's

@@ -94,12 +94,10 @@ fn check_quant_readers(g: &Graph, n: NodeIndex) -> Result<()> {
         if !direct && !behind {
             continue;
         }
-        let ok = match &node.op {
-            Op::MatMul => i == 1 && g.ty(v).rank() == 2 && g.ty(g.inputs(n)[0]).rank() >= 2,
-            Op::FusedGateUp(_) => direct && (i == 1 || i == 2),
-            Op::Transpose { perm } => direct && perm == &[1, 0],
-            _ => false,
-        };
+        let matmul = matches!(node.op, Op::MatMul) && i == 1 && g.ty(g.inputs(n)[0]).rank() >= 2;
+        let fused = matches!(node.op, Op::FusedGateUp(_)) && direct && (i == 1 || i == 2);
+        let transpose = direct && matches!(&node.op, Op::Transpose { perm } if perm == &[1, 0]);
+        let ok = matmul || fused || transpose;
         if !ok {
             return Err(Error::graph(
                 &node.name,

@@ -233,8 +233,9 @@ fn views(s: &ProjShape) -> Vec<(&'static str, &'static str, usize)> {
     v
 }
 
-/// The bindings: x (`x_elem`), each weight twice (elements, scales), biases, the output.
-pub(crate) fn binds(s: &ProjShape, v: &ProjValues, x_elem: &str) -> Binds {
+/// The bindings: x (`x_elem`), each weight twice (elements, scales), biases, the output
+/// (`out_elem`).
+pub(crate) fn binds(s: &ProjShape, v: &ProjValues, x_elem: &str, out_elem: &str) -> Binds {
     let mut b = Binds { directives: String::new(), decls: vec![], bindings: vec![], builtins: String::new() };
     b.push("x", false, x_elem, v.x, false);
     b.push("wq_gate", false, "vec4<u32>", v.w_gate, false);
@@ -249,7 +250,7 @@ pub(crate) fn binds(s: &ProjShape, v: &ProjValues, x_elem: &str) -> Binds {
     if let Some((u, p)) = &v.b_up {
         b.push("b_up", false, if *p { "u32" } else { "f32" }, *u, *p);
     }
-    b.push("out0", true, "f32", v.out, false);
+    b.push("out0", true, out_elem, v.out, false);
     b
 }
 
@@ -325,7 +326,7 @@ pub(crate) fn gemv_q4(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
     let groups = WORKGROUP as usize / 32;
     let per_wg = groups * r_cols;
     let ws = views(s);
-    let mut b = binds(s, v, x_elem(s));
+    let mut b = binds(s, v, x_elem(s), "f32");
     if sg.is_some() {
         b.builtins = ", @builtin(subgroup_id) sg_id: u32, @builtin(subgroup_invocation_id) sg_lane: u32".into();
     }
@@ -511,7 +512,7 @@ pub(crate) fn gemm_q4(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
     let (q, l) = layout(s)?;
     let na = s.na();
     let ws = views(s);
-    let b = binds(s, v, x_elem(s));
+    let b = binds(s, v, x_elem(s), "f32");
     let chunks = l.chunks;
     let shift = (q.block / CHUNK).max(1).trailing_zeros();
     let halves = if q.block == 16 { 2 } else { 1 };
