@@ -307,6 +307,7 @@ fn decoder(layers: usize, layout: Layout) -> Graph {
         dtype: DType::F32,
         executable: true,
         layout,
+        q4: false,
     })
     .expect("valid")
 }

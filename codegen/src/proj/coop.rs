@@ -957,6 +957,43 @@ mod tests {
         assert_eq!(count, 2 * 2 * 5 * 3 * 7);
     }
 
+    /// The 4-bit staging: every kind of the grid with 4-bit weights (blocks of 16, 32 and
+    /// 128, f16 and f32 scales, with and without zero points; K a multiple of neither 32 nor
+    /// the block) validates natively and writes SPIR-V, and its emulation validates.
+    #[test]
+    fn q4_variants_validate_and_write_spirv() {
+        use crate::proj::q4::Q4;
+        let native =
+            Capabilities::COOPERATIVE_MATRIX | Capabilities::SHADER_FLOAT16 | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+        let emulated = Capabilities::SHADER_FLOAT16 | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+        let target = Target { max_workgroup_storage_bytes: 1 << 16, ..Target::default() };
+        let mut count = 0;
+        for (i, kind) in KINDS.into_iter().enumerate() {
+            for (rows, k, block) in [(512, 256, 32), (37, 136, 16), (9, 200, 128)] {
+                for tl in ["128x128x32w2x4s1", "16x32x128w1x2s1", "128x64x32w2x2"] {
+                    let tl: CoopTile = tl.parse().unwrap();
+                    let (mut s, v) = case(Layout::Nk, false, kind, rows, k);
+                    s.q4 = Some(Q4 { block, scale_f16: i % 2 == 0, zp: [i % 3 == 0, i % 3 != 1] });
+                    s.f16_values = i % 2 == 0;
+                    let what = format!("q4 {kind:?} M={rows} K={k} block {block} {tl}");
+                    let src =
+                        coop("t".into(), &s, &v, &target, tl, Ops::Native).unwrap_or_else(|e| panic!("{what}: {e}"));
+                    let (module, info) = validate(&src.wgsl, native);
+                    spirv(&module, &info).unwrap_or_else(|e| panic!("{what}: SPIR-V: {e}"));
+                    let emu = coop("t".into(), &s, &v, &target, tl, Ops::Emulated).unwrap();
+                    validate(&emu.wgsl, emulated);
+                    count += 1;
+                }
+            }
+        }
+        assert_eq!(count, 5 * 3 * 3);
+        // Steps of 16 of k cannot stage whole chunks.
+        let (mut s, _) = case(Layout::Nk, false, KINDS[1], 64, 64);
+        s.q4 = Some(Q4 { block: 32, scale_f16: true, zp: [false; 2] });
+        let e = check(&s, "64x64x16w2x2".parse().unwrap(), 1 << 16).unwrap_err();
+        assert!(e.contains("BK a multiple of 32"), "{e}");
+    }
+
     /// The tilings picked for the shapes measured on the H100 are the ones measured fastest,
     /// and fit its 48 KiB; with lavapipe's 32 KiB smaller ones are picked.
     #[test]

@@ -418,7 +418,7 @@ fn vbytes(g: &Graph, v: Value) -> f64 {
 /// Cost of running one graph node.
 fn node_cost(g: &Graph, n: NodeIndex) -> f64 {
     let node = g.node(n);
-    if !node.op.launches_kernel() {
+    if !g.launches_kernel(n) {
         return 0.0;
     }
     let ins: f64 = g.inputs(n).iter().map(|&v| vbytes(g, v)).sum();
@@ -511,7 +511,7 @@ pub fn shared_reason(g: &Graph, p: &Plan, still: &HashSet<NodeIndex>) -> Rejecti
     let inside: HashSet<NodeIndex> = reg.iter().copied().collect();
     let mut nodes = vec![];
     for &n in &reg {
-        if n == p.root.node || !still.contains(&n) || !g.node(n).op.launches_kernel() {
+        if n == p.root.node || !still.contains(&n) || !g.launches_kernel(n) {
             continue;
         }
         let node = g.node(n);
