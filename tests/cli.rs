@@ -305,6 +305,66 @@ fn bench_assembles_the_table_from_its_children() {
     assert_eq!((r["fused_choice"].as_str(), r["unfused_choice"].as_str()), (Some(cells[10]), Some(cells[11])), "{v}");
 }
 
+/// `bench MODEL` times a whole graph fused and unfused, each in a child process, with inputs
+/// made up where none are given (token ids within the embedding's rows, masks all ones):
+/// the header says how, the table has a row per kernel family with its dispatches, and
+/// `--json` holds both parts (no buffer made per call). `--same-process` gives the same
+/// rows from one process.
+#[test]
+fn bench_model_times_a_whole_graph_fused_and_unfused() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let d = tmp();
+    let m = model("llama_kvstep.onnx");
+    let dims = ["--dim", "past=4", "--dim", "new=1", "--dim", "all=5", "--reps", "1", "--samples", "1"];
+    for same in [false, true] {
+        let j = d.path().join("model.json");
+        let mut args = vec!["bench", m.as_str()];
+        args.extend(dims);
+        args.extend(["--json", j.to_str().unwrap()]);
+        if same {
+            args.push("--same-process");
+        }
+        let o = glufuse(&args);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{out}{err}");
+        assert!(out.starts_with(&format!("model: {m}\nbinding: all=5, new=1, past=4\n")), "{out}");
+        assert!(
+            out.contains(
+                "inputs: input_ids: token ids, uniform in 0..128 (seed 7); attention_mask: all ones; 4 float input(s)"
+            ),
+            "{out}"
+        );
+        let process = if same { "in this one process" } else { "each in a fresh process" };
+        assert!(out.contains(process), "{out}");
+        assert!(out.lines().any(|l| l.starts_with("device: ")), "{out}");
+        for row in [
+            "| **GPU time per call, µs** |",
+            "| dispatches |",
+            "| gemv µs (dispatches, share) |",
+            "| **call latency (Session::run, wall), µs** |",
+            "| buffers / bind groups made per call | 0 | 0 |",
+        ] {
+            assert!(out.contains(row), "no row {row:?}: {out}");
+        }
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&j).unwrap()).unwrap();
+        let parts = v["parts"].as_array().unwrap();
+        assert_eq!(parts.iter().map(|p| p["part"].as_str().unwrap()).collect::<Vec<_>>(), ["fused", "unfused"], "{v}");
+        let (f, u) = (&parts[0], &parts[1]);
+        assert_eq!((f["fused_units"].as_u64(), u["fused_units"].as_u64()), (Some(2), Some(0)), "{v}");
+        // Each fused unit replaces two projections, an activation and a product (or more).
+        assert!(u["dispatches"].as_u64().unwrap() >= f["dispatches"].as_u64().unwrap() + 2 * 3, "{v}");
+        for p in parts {
+            assert!(p["gpu_us"].as_f64().unwrap() > 0.0 && p["call"]["median_us"].as_f64().unwrap() > 0.0, "{p}");
+            let fams = p["families"].as_array().unwrap();
+            let n: u64 = fams.iter().map(|f| f["dispatches"].as_u64().unwrap()).sum();
+            assert_eq!(n, p["dispatches"].as_u64().unwrap(), "{p}");
+            assert_eq!(p["setup"]["created_per_call"], serde_json::json!({"buffers": 0, "bind_groups": 0}), "{p}");
+        }
+    }
+}
+
 fn model(name: &str) -> String {
     common::root().join("tests/data/models").join(name).to_string_lossy().into_owned()
 }

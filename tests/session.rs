@@ -133,6 +133,32 @@ fn an_executable_refuses_inputs_of_another_shape_and_the_session_names_bad_input
     assert!(e.contains("'past' is 4 in input 'past_0_k' but 5 here"), "{e}");
 }
 
+/// A call on a binding the session has run before creates nothing: no buffer (the inputs go
+/// up through the executable's own staging buffer, kept mapped between calls), no bind group,
+/// no pipeline; and an error between calls (a bad input) leaves the next call working.
+#[test]
+fn repeated_calls_create_no_buffers_bind_groups_or_pipelines() {
+    let Some(gpu) = common::gpu() else { return };
+    let g = kvstep();
+    let ins = reference_inputs(&g, "past9");
+    let mut s = Session::new(&gpu, g.clone()).unwrap();
+    let first = s.run(&ins).unwrap();
+    let (created, compiled) = (gpu.created(), gpu.pipeline_counts().compiled);
+    assert!(created.buffers > 0 && created.bind_groups > 0, "{created:?}");
+    let mut bad = ins.clone();
+    bad.insert("input_ids".into(), ids(&[1_000_000]));
+    assert!(s.run(&bad).unwrap_err().to_string().contains("out of range"));
+    for _ in 0..3 {
+        let (out, t) = s.run_timed(&ins, &Default::default()).unwrap();
+        assert_eq!(out, first, "the same inputs give the same bits");
+        let parts = [t.bind_us, t.upload_us, t.encode_us, t.submit_wait_us, t.readback_us];
+        assert!(parts.iter().all(|&p| p >= 0.0) && t.submit_wait_us > 0.0, "{t:?}");
+    }
+    assert!(s.warm_up(&ins, &Default::default(), std::time::Duration::from_millis(5)).unwrap() >= 1);
+    assert_eq!(gpu.created(), created, "buffers and bind groups made by repeated calls");
+    assert_eq!(gpu.pipeline_counts().compiled, compiled, "pipelines compiled by repeated calls");
+}
+
 /// A session compiles every executable for its own target: with f16 products allowed
 /// (`run --matmul-precision f16`) and cooperative matrices (emulated here, as on CI's
 /// lavapipe), a prefill binding's fused projection runs on the cooperative-matrix GEMM,

@@ -142,6 +142,33 @@ impl KernelKind {
     pub fn is_tiled_gemm(self) -> bool {
         matches!(self, KernelKind::Projection { kernel: ProjKernel::GemmTiled, .. })
     }
+
+    /// The family `glufuse bench MODEL` sums the kernel's time under: `gemv` (decode
+    /// projections, fused or not), `gemm` (prefill projections), `coop-gemm` (prefill
+    /// projections on cooperative matrices), `proj-scalar` (the
+    /// projections' scalar template), `matmul` (batched: attention's
+    /// products), `elementwise` (unary, binary, `Where`, casts), `norm` (reductions and layer
+    /// normalisation), `softmax`, `gather` (gathers and ranges), `layout` (transpose, slice,
+    /// concat, expand, copies).
+    pub fn family(self) -> &'static str {
+        match self {
+            KernelKind::Projection { kernel: ProjKernel::Gemv(_) | ProjKernel::GemvQ4, .. } => "gemv",
+            KernelKind::Projection { kernel: ProjKernel::Scalar(_), .. } => "proj-scalar",
+            KernelKind::Projection {
+                kernel: ProjKernel::GemmUnaligned | ProjKernel::GemmTiled | ProjKernel::GemmQ4,
+                ..
+            } => "gemm",
+            KernelKind::Projection { kernel: ProjKernel::Coop, .. } => "coop-gemm",
+            KernelKind::BatchedMatmul => "matmul",
+            KernelKind::Elementwise | KernelKind::Cast | KernelKind::Where => "elementwise",
+            KernelKind::Reduce | KernelKind::CumSum | KernelKind::LayerNorm => "norm",
+            KernelKind::Softmax => "softmax",
+            KernelKind::Gather | KernelKind::Range => "gather",
+            KernelKind::Transpose | KernelKind::Slice | KernelKind::Concat | KernelKind::Expand | KernelKind::Copy => {
+                "layout"
+            }
+        }
+    }
 }
 
 impl fmt::Display for KernelKind {

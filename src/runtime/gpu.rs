@@ -1,13 +1,35 @@
 //! Opening the GPU: the adapter (chosen by `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`), a device
 //! with the features glufuse can use (cooperative matrices included, where the adapter offers
 //! them), error capture (wgpu errors become [`Error::Gpu`], never a panic), the code
-//! generation [`Target`] the device supports, and the device's pipeline cache
-//! ([`Gpu::pipeline`]: one compiled pipeline per kernel code, [`KernelSource::code`]).
+//! generation [`Target`] the device supports, the device's pipeline cache
+//! ([`Gpu::pipeline`]: one compiled pipeline per kernel code, [`KernelSource::code`]), and
+//! counts of the buffers and bind groups glufuse made on it ([`Gpu::created`]: a run of a
+//! [`super::Session`] on a binding it has run before makes none).
 
 use crate::codegen::{CoopMatrix, CoopScalar, KernelSource, Target};
 use crate::{Error, Result};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// How a [`Gpu`] is opened.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// How wgpu's allocator sizes the memory blocks it suballocates buffers from
+    /// (`Performance`, wgpu's default: blocks of 128 to 256 MiB; a buffer larger than a
+    /// block gets a block of its own).
+    pub memory_hints: wgpu::MemoryHints,
+}
+
+/// How many buffers and bind groups glufuse created on a [`Gpu`] (wgpu's own staging
+/// buffers are not counted; the runtime's run path uses none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Created {
+    /// Buffers.
+    pub buffers: usize,
+    /// Bind groups.
+    pub bind_groups: usize,
+}
 
 /// Compiled pipelines by kernel code (the WGSL without its choice comment), and how often
 /// each path was taken.
@@ -45,16 +67,23 @@ pub struct Gpu {
     pub coop_matrix: Vec<wgpu::CooperativeMatrixProperties>,
     errors: Arc<Mutex<Vec<String>>>,
     pipelines: Mutex<PipelineCache>,
+    buffers_created: AtomicUsize,
+    bind_groups_created: AtomicUsize,
 }
 
 impl Gpu {
     /// Opens the default adapter: `WGPU_BACKEND` (e.g. `vulkan`, `gl`) limits the backends,
     /// `WGPU_ADAPTER_NAME` picks an adapter whose name contains it.
     pub fn new() -> Result<Gpu> {
-        pollster::block_on(Self::open())
+        Self::with_options(&GpuOptions::default())
     }
 
-    async fn open() -> Result<Gpu> {
+    /// [`Gpu::new`] with options of the caller's choosing.
+    pub fn with_options(o: &GpuOptions) -> Result<Gpu> {
+        pollster::block_on(Self::open(o))
+    }
+
+    async fn open(o: &GpuOptions) -> Result<Gpu> {
         let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
         let desc = wgpu::InstanceDescriptor { backends, ..wgpu::InstanceDescriptor::new_without_display_handle() };
         let instance = wgpu::Instance::new(desc);
@@ -80,6 +109,7 @@ impl Gpu {
         let info = adapter.get_info();
         let downlevel = adapter.get_downlevel_capabilities();
         let wanted = wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
             | wgpu::Features::SHADER_F16
             | wgpu::Features::SUBGROUP
             | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
@@ -101,6 +131,7 @@ impl Gpu {
                 label: Some("glufuse"),
                 required_features: features,
                 required_limits: limits.clone(),
+                memory_hints: o.memory_hints.clone(),
                 experimental_features,
                 ..Default::default()
             })
@@ -115,7 +146,45 @@ impl Gpu {
         device.set_device_lost_callback(move |reason, msg| {
             lost.lock().unwrap_or_else(|p| p.into_inner()).push(format!("device lost ({reason:?}): {msg}"));
         });
-        Ok(Gpu { device, queue, info, limits, features, downlevel, coop_matrix, errors, pipelines: Mutex::default() })
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            downlevel,
+            coop_matrix,
+            errors,
+            pipelines: Mutex::default(),
+            buffers_created: AtomicUsize::new(0),
+            bind_groups_created: AtomicUsize::new(0),
+        })
+    }
+
+    /// Creates a buffer, counted in [`Gpu::created`].
+    pub fn create_buffer(&self, desc: &wgpu::BufferDescriptor) -> wgpu::Buffer {
+        self.buffers_created.fetch_add(1, Ordering::Relaxed);
+        self.device.create_buffer(desc)
+    }
+
+    /// Creates a bind group, counted in [`Gpu::created`].
+    pub fn create_bind_group(&self, desc: &wgpu::BindGroupDescriptor) -> wgpu::BindGroup {
+        self.bind_groups_created.fetch_add(1, Ordering::Relaxed);
+        self.device.create_bind_group(desc)
+    }
+
+    /// How many buffers and bind groups glufuse created on this device so far.
+    pub fn created(&self) -> Created {
+        Created {
+            buffers: self.buffers_created.load(Ordering::Relaxed),
+            bind_groups: self.bind_groups_created.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether timestamps can be written between the dispatches of a pass (per-kernel
+    /// timing), not only around a pass.
+    pub fn timestamps_inside_passes(&self) -> bool {
+        self.features.contains(wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
     }
 
     /// A line naming the adapter and backend.

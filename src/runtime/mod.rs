@@ -1,8 +1,8 @@
 //! The wgpu executor: opens the GPU ([`Gpu`]), uploads weights and constants, plans
 //! intermediate buffers (reused once their last reader has run; `Reshape` is a view of its
-//! input), writes a run's inputs through a staging buffer made once, records their copies
-//! and every dispatch of a run in one command encoder, and reads every output back after one
-//! submission and one wait.
+//! input), records every dispatch of a run in one command encoder, and reads every output
+//! back after one submission and one wait. Inputs go up through a staging buffer of the
+//! executable's own, kept mapped between runs, so a run creates no buffer.
 //!
 //! Only validated [`Kernel`]s reach it. wgpu errors are caught by error scopes and an
 //! uncaptured-error handler and come back as [`Error::Gpu`], never as a panic.
@@ -11,7 +11,8 @@
 //!   into the kernels). Its inputs must have exactly the shapes it was compiled for.
 //! - [`Session`]: a graph held for repeated calls with inputs of any shape: weights uploaded
 //!   once, an executable per binding of the symbols (kept for reuse), pipelines shared by
-//!   kernel code (the WGSL less its choice comment) through the [`Gpu`]'s cache. What each call costs: `session.rs`.
+//!   kernel code (the WGSL less its choice comment) through the [`Gpu`]'s cache. What each
+//!   call costs: `session.rs`.
 //!
 //! Values live as the codegen crate documents (`glufuse_codegen`'s "GPU representation"):
 //! one 32-bit word per element, i64 and i32 as i32 (inputs, constants and outputs converted
@@ -28,14 +29,15 @@ use crate::tensor::{Data, Tensor};
 use crate::{Error, Graph, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 mod gpu;
 mod session;
 mod timing;
 
-pub use gpu::{Gpu, PipelineCounts};
+pub use gpu::{Created, Gpu, GpuOptions, PipelineCounts};
 pub use session::Session;
-pub use timing::{time, timed_pass};
+pub use timing::{median, profile_dispatches, time, time_series, timed_pass, WARM_UP};
 
 #[derive(Clone)]
 struct Dispatch {
@@ -75,7 +77,7 @@ impl Weights {
                     continue;
                 }
                 let bytes = source_bytes(node)?;
-                let buf = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                let buf = gpu.create_buffer(&wgpu::BufferDescriptor {
                     label: Some(&node.name),
                     size: (bytes.len() as u64).max(4).next_multiple_of(4),
                     usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
@@ -101,47 +103,34 @@ struct InputSlot {
     offset: u64,
 }
 
-impl InputSlot {
-    /// Checks the value given for this input (see [`Executable::check_inputs`]).
-    fn check(&self, t: Option<&Tensor>) -> Result<()> {
-        let name = &self.name;
-        let t = t.ok_or_else(|| Error::graph(name, "no value was given for this graph input"))?;
-        if t.dtype() != self.dtype {
-            return Err(Error::graph(
-                name,
-                format!("the graph input is {} but the value given is {}", self.dtype, t.dtype()),
-            ));
-        }
-        if t.shape() != self.dims.as_slice() {
-            return Err(Error::graph(
-                name,
-                format!(
-                    "the value given has shape {:?}, but this executable was compiled for {:?}",
-                    t.shape(),
-                    self.dims
-                ),
-            ));
-        }
-        if let Some(v) = t.as_i64() {
-            if let Some((i, x)) = v.iter().enumerate().find(|(_, &x)| i32::try_from(x).is_err()) {
-                return Err(Error::graph(
-                    name,
-                    format!("element {i} is {x}, outside the 32-bit range the GPU holds {} values in", self.dtype),
-                ));
-            }
-        }
-        Ok(())
+/// Where one run's CPU time went, in µs (wall clock). `submit_wait` includes the GPU's work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CallTimes {
+    /// Binding the symbols from the inputs' shapes and finding the executable ([`Session`]
+    /// only; 0 for [`Executable::run_timed`]).
+    pub bind_us: f64,
+    /// Checking the inputs and writing them into the mapped staging buffer.
+    pub upload_us: f64,
+    /// Recording the copies, every dispatch and the readback copies into a command buffer.
+    pub encode_us: f64,
+    /// Submitting it and waiting for the GPU (and for the buffers to map).
+    pub submit_wait_us: f64,
+    /// Converting the mapped words into the output tensors.
+    pub readback_us: f64,
+}
+
+impl CallTimes {
+    /// The sum of the parts.
+    pub fn total_us(&self) -> f64 {
+        self.bind_us + self.upload_us + self.encode_us + self.submit_wait_us + self.readback_us
     }
 }
 
-/// The inputs' staging buffer, made once per executable: mapped for writing between runs
-/// (mapped at creation, mapped again by each run as it waits for the GPU), so that a run
-/// writes its inputs straight into it and copies them on the GPU, and wgpu makes no staging
-/// buffer of its own per call (as `Queue::write_buffer` does).
-struct Staging {
-    buffer: wgpu::Buffer,
-    /// Whether it is mapped now (a run that failed half way may have left it unmapped).
-    mapped: bool,
+/// What a run holds between calls: whether the staging buffer is mapped for writing, and
+/// the bytes of one input on their way there (kept, so that a call allocates nothing).
+struct RunState {
+    staging_mapped: bool,
+    scratch: Vec<u8>,
 }
 
 /// A graph output as an executable reads it back: its value, dims, dtype, and where its
@@ -176,9 +165,10 @@ pub struct Executable<'a> {
     kernels: Vec<Kernel>,
     errors: Option<ErrorWords>,
     readback: wgpu::Buffer,
-    /// One run at a time: runs share the staging and readback buffers. `None` when no input
-    /// has an element.
-    running: Mutex<Option<Staging>>,
+    /// The inputs' words on their way up (`MAP_WRITE`), if any input has elements.
+    staging: Option<wgpu::Buffer>,
+    /// One run at a time: runs share the staging and readback buffers.
+    running: Mutex<RunState>,
 }
 
 impl<'a> Executable<'a> {
@@ -255,7 +245,7 @@ impl<'a> Executable<'a> {
                         None
                     };
                     let i = slot.unwrap_or_else(|| {
-                        buffers.push(gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                        buffers.push(gpu.create_buffer(&wgpu::BufferDescriptor {
                             label: Some(&node.name),
                             size: bytes.next_multiple_of(4),
                             usage,
@@ -295,7 +285,7 @@ impl<'a> Executable<'a> {
         let checking: Vec<usize> = (0..kernels.len()).filter(|&i| !kernels[i].source().checks.is_empty()).collect();
         let stride = (gpu.limits.min_storage_buffer_offset_alignment as u64).max(ERROR_WORDS * 4);
         let error_buffer = (!checking.is_empty()).then(|| {
-            gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            gpu.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("error words"),
                 size: stride * checking.len() as u64,
                 usage,
@@ -314,7 +304,6 @@ impl<'a> Executable<'a> {
             }
             Ok(())
         })??;
-        // The staging buffer: every input, each at a multiple of 8 bytes.
         let mut staged = 0u64;
         let inputs = g
             .input_nodes()
@@ -322,20 +311,25 @@ impl<'a> Executable<'a> {
             .map(|n| {
                 let node = g.node(n);
                 let dims = concrete(&node.outputs[0].shape, b).map_err(|m| Error::graph(&node.name, m))?;
-                let offset = staged;
-                staged += (dims.iter().map(|&d| d as u64).product::<u64>() * 4).next_multiple_of(8);
-                let (name, dtype) = (node.name.clone(), node.outputs[0].dtype);
-                Ok(InputSlot { name, value: Value::of(n), dtype, dims, offset })
+                // Mapped ranges start at multiples of 8 bytes.
+                let offset = staged.next_multiple_of(wgpu::MAP_ALIGNMENT);
+                staged = offset + dims.iter().map(|&d| d as u64).product::<u64>() * 4;
+                Ok(InputSlot {
+                    name: node.name.clone(),
+                    value: Value::of(n),
+                    dtype: node.outputs[0].dtype,
+                    dims,
+                    offset,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
-        let staging = (staged > 0).then(|| Staging {
-            buffer: gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        let staging = (staged > 0).then(|| {
+            gpu.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("inputs"),
                 size: staged,
                 usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
                 mapped_at_creation: true,
-            }),
-            mapped: true,
+            })
         });
         // The readback buffer: every output, then every region's error words.
         let mut offset = 0u64;
@@ -351,7 +345,7 @@ impl<'a> Executable<'a> {
             offset += stride * e.kernels.len() as u64;
             e
         });
-        let readback = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        let readback = gpu.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size: offset.max(4),
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
@@ -367,7 +361,8 @@ impl<'a> Executable<'a> {
             kernels,
             errors,
             readback,
-            running: Mutex::new(staging),
+            staging,
+            running: Mutex::new(RunState { staging_mapped: true, scratch: vec![] }),
         })
     }
 
@@ -419,32 +414,65 @@ impl<'a> Executable<'a> {
     }
 
     /// Checks the inputs against what the executable was compiled for: every graph input
-    /// given, of its dtype and of exactly the shape this binding gives it (an input of another
-    /// shape is refused, never padded or cut), integers within 32 bits. Errors name the input.
+    /// given, of its dtype and of exactly the shape this binding gives it (an input of
+    /// another shape is refused, never padded or cut), integers within 32 bits. Errors name
+    /// the input.
     pub fn check_inputs(&self, inputs: &HashMap<String, Tensor>) -> Result<()> {
         for slot in &self.inputs {
-            slot.check(inputs.get(&slot.name))?;
+            let name = &slot.name;
+            let t = inputs.get(name).ok_or_else(|| Error::graph(name, "no value was given for this graph input"))?;
+            if t.dtype() != slot.dtype {
+                return Err(Error::graph(
+                    name,
+                    format!("the graph input is {} but the value given is {}", slot.dtype, t.dtype()),
+                ));
+            }
+            if t.shape() != slot.dims.as_slice() {
+                return Err(Error::graph(
+                    name,
+                    format!(
+                        "the value given has shape {:?}, but this executable was compiled for {:?}",
+                        t.shape(),
+                        slot.dims
+                    ),
+                ));
+            }
+            if let Some(v) = t.as_i64() {
+                if let Some((i, x)) = v.iter().enumerate().find(|(_, &x)| i32::try_from(x).is_err()) {
+                    return Err(Error::graph(
+                        name,
+                        format!("element {i} is {x}, outside the 32-bit range the GPU holds {} values in", slot.dtype),
+                    ));
+                }
+            }
         }
         Ok(())
     }
 
-    /// Uploads the inputs through the queue, checked as [`Executable::check_inputs`] does
-    /// (for a caller that records dispatches itself, as the benchmark does;
-    /// [`Executable::run`] writes its inputs through its own staging buffer instead).
-    pub fn write_inputs(&self, inputs: &HashMap<String, Tensor>) -> Result<()> {
-        self.check_inputs(inputs)?;
+    /// Writes the (checked) inputs into the staging buffer, mapping it first if the last
+    /// run did not leave it mapped, and unmaps it for the copies.
+    fn stage_inputs(&self, state: &mut RunState, inputs: &HashMap<String, Tensor>) -> Result<()> {
+        let Some(staging) = &self.staging else { return Ok(()) };
+        if !state.staging_mapped {
+            map_and_wait(self.gpu, staging, wgpu::MapMode::Write, "mapping the input staging buffer")?;
+            state.staging_mapped = true;
+        }
         for slot in &self.inputs {
             let t = &inputs[&slot.name];
-            let Some(size) = wgpu::BufferSize::new(t.numel() as u64 * 4) else { continue };
-            let buf = &self.buffers[self.buffer_of[&slot.value]];
-            let mut view = self
-                .gpu
-                .queue
-                .write_buffer_with(buf, 0, size)
-                .ok_or_else(|| Error::Gpu(format!("cannot upload graph input '{}'", slot.name)))?;
-            let (words, _) = view.slice(..).into_chunks::<4>();
-            words.write_iter(gpu_words(t, slot.dtype).map(u32::to_le_bytes));
+            if t.numel() == 0 {
+                continue;
+            }
+            let end = slot.offset + t.numel() as u64 * 4;
+            let mut view = staging
+                .slice(slot.offset..end)
+                .get_mapped_range_mut()
+                .map_err(|e| Error::Gpu(format!("writing graph input '{}': {e}", slot.name)))?;
+            state.scratch.clear();
+            gpu_bytes_of(t, slot.dtype, &mut state.scratch);
+            view.copy_from_slice(&state.scratch);
         }
+        staging.unmap();
+        state.staging_mapped = false;
         Ok(())
     }
 
@@ -460,43 +488,51 @@ impl<'a> Executable<'a> {
         }
     }
 
-    /// Runs the graph once and reads every output back: the inputs checked (see
-    /// [`Executable::check_inputs`]) and written into the executable's staging buffer, their
-    /// copies, every dispatch and every output's copy in one submission, one wait (which
-    /// also maps the staging buffer again for the next run). A failed run-time check (an
-    /// index out of range, say) is an error naming the node, and no outputs.
-    pub fn run(&self, inputs: &HashMap<String, Tensor>) -> Result<Vec<Tensor>> {
-        let mut staging = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        self.check_inputs(inputs)?;
+    /// Keeps the GPU busy with this executable's dispatches (over whatever its buffers hold)
+    /// for `d` of wall clock, at least one run; returns the runs. A GPU left without work
+    /// for about a second lowers its clocks and runs the next calls up to 3× slower until
+    /// 100-300 ms of work have raised them again ([`WARM_UP`]): a server that wants its
+    /// first request after a pause at full speed calls this first.
+    pub fn warm_up(&self, d: std::time::Duration) -> Result<usize> {
         let dev = &self.gpu.device;
-        if let Some(s) = staging.as_mut() {
-            if !s.mapped {
-                let done = map(&s.buffer, wgpu::MapMode::Write);
-                wait(self.gpu)?;
-                mapped(&done, "mapping the inputs' staging buffer")?;
-                s.mapped = true;
-            }
-            {
-                let mut view =
-                    s.buffer.get_mapped_range_mut(..).map_err(|e| Error::Gpu(format!("writing the inputs: {e}")))?;
-                for slot in &self.inputs {
-                    let t = &inputs[&slot.name];
-                    let at = slot.offset as usize;
-                    let (words, _) = view.slice(at..at + t.numel() * 4).into_chunks::<4>();
-                    words.write_iter(gpu_words(t, slot.dtype).map(u32::to_le_bytes));
-                }
-            }
-            s.buffer.unmap();
-            s.mapped = false;
+        let start = Instant::now();
+        let mut runs = 0;
+        while runs == 0 || start.elapsed() < d {
+            let mut enc = dev.create_command_encoder(&Default::default());
+            self.record(&mut enc, 1, None);
+            self.gpu.scoped("warming up", || self.gpu.queue.submit([enc.finish()]))?;
+            dev.poll(wgpu::PollType::wait_indefinitely())
+                .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+            runs += 1;
         }
-        self.gpu.scoped("running the graph", || {
+        Ok(runs)
+    }
+
+    /// Runs the graph once and reads every output back: the inputs checked (see
+    /// [`Session::bind`]; here they must have exactly the shapes this executable was compiled
+    /// for) and copied up from the staging buffer, every dispatch and every output's copy in
+    /// one submission, one wait. A failed run-time check (an index out of range, say) is an
+    /// error naming the node, and no outputs.
+    pub fn run(&self, inputs: &HashMap<String, Tensor>) -> Result<Vec<Tensor>> {
+        Ok(self.run_timed(inputs)?.0)
+    }
+
+    /// [`Executable::run`], and where its CPU time went.
+    pub fn run_timed(&self, inputs: &HashMap<String, Tensor>) -> Result<(Vec<Tensor>, CallTimes)> {
+        let mut state = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let t0 = Instant::now();
+        self.check_inputs(inputs)?;
+        self.stage_inputs(&mut state, inputs)?;
+        let t1 = Instant::now();
+        let dev = &self.gpu.device;
+        let cmd = self.gpu.scoped("recording the run", || {
             let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("glufuse run") });
-            if let Some(s) = staging.as_ref() {
+            if let Some(staging) = &self.staging {
                 for slot in &self.inputs {
                     let bytes = slot.dims.iter().product::<usize>() as u64 * 4;
                     if bytes > 0 {
                         let dst = &self.buffers[self.buffer_of[&slot.value]];
-                        enc.copy_buffer_to_buffer(&s.buffer, slot.offset, dst, 0, bytes);
+                        enc.copy_buffer_to_buffer(staging, slot.offset, dst, 0, bytes);
                     }
                 }
             }
@@ -514,24 +550,38 @@ impl<'a> Executable<'a> {
             if let Some(e) = &self.errors {
                 enc.copy_buffer_to_buffer(&e.buffer, 0, &self.readback, e.offset, e.buffer.size());
             }
-            self.gpu.queue.submit([enc.finish()]);
+            enc.finish()
         })?;
-        let remapped = staging.as_ref().map(|s| map(&s.buffer, wgpu::MapMode::Write));
-        let read = map(&self.readback, wgpu::MapMode::Read);
-        wait(self.gpu)?;
-        if let (Some(s), Some(done)) = (staging.as_mut(), remapped) {
-            mapped(&done, "mapping the inputs' staging buffer")?;
-            s.mapped = true;
+        let t2 = Instant::now();
+        self.gpu.scoped("running the graph", || self.gpu.queue.submit([cmd]))?;
+        // The staging buffer is mapped again for the next run once this one is done with it.
+        let staged = self.staging.as_ref().map(|b| map_async(b, wgpu::MapMode::Write));
+        let read = map_async(&self.readback, wgpu::MapMode::Read);
+        dev.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        self.gpu.take_errors()?;
+        if let Some(done) = staged {
+            mapped(&done, "mapping the input staging buffer")?;
+            state.staging_mapped = true;
         }
         mapped(&read, "reading results back")?;
+        let t3 = Instant::now();
         let result = {
-            let view =
-                self.readback.get_mapped_range(..).map_err(|e| Error::Gpu(format!("reading results back: {e}")))?;
-            let words: &[u32] = bytemuck::cast_slice(&view);
-            self.read_results(words)
+            match self.readback.slice(..).get_mapped_range() {
+                Ok(view) => self.read_results(bytemuck::cast_slice(&view)),
+                Err(e) => Err(Error::Gpu(format!("reading results back: {e}"))),
+            }
         };
         self.readback.unmap();
-        result
+        let t4 = Instant::now();
+        let us = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e6;
+        let times = CallTimes {
+            bind_us: 0.0,
+            upload_us: us(t0, t1),
+            encode_us: us(t1, t2),
+            submit_wait_us: us(t2, t3),
+            readback_us: us(t3, t4),
+        };
+        Ok((result?, times))
     }
 
     /// The outputs from the readback words, or the error of the first kernel (in dispatch
@@ -565,27 +615,20 @@ impl<'a> Executable<'a> {
     }
 }
 
-/// Where a buffer's mapping stands: `None` until its callback has run.
-type MapResult = Arc<Mutex<Option<std::result::Result<(), wgpu::BufferAsyncError>>>>;
+/// What a `map_async` callback reported, once it has run.
+type MapDone = Arc<Mutex<Option<std::result::Result<(), wgpu::BufferAsyncError>>>>;
 
-/// Asks for the whole of `buffer` to be mapped; done once the device has been waited on.
-fn map(buffer: &wgpu::Buffer, mode: wgpu::MapMode) -> MapResult {
-    let done: MapResult = Arc::default();
+/// Asks for the whole of `buffer` to be mapped; the result lands in what is returned once
+/// the device is polled.
+fn map_async(buffer: &wgpu::Buffer, mode: wgpu::MapMode) -> MapDone {
+    let done: MapDone = Arc::new(Mutex::new(None));
     let flag = done.clone();
     buffer.slice(..).map_async(mode, move |r| *flag.lock().unwrap_or_else(|p| p.into_inner()) = Some(r));
     done
 }
 
-/// Waits until the device has done everything submitted (and every mapping asked for).
-fn wait(gpu: &Gpu) -> Result<()> {
-    gpu.device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
-    gpu.take_errors()
-}
-
-/// Whether a mapping asked for by [`map`] succeeded, once waited on.
-fn mapped(done: &MapResult, what: &str) -> Result<()> {
+/// Whether a mapping asked for with [`map_async`] succeeded (the device polled since).
+fn mapped(done: &MapDone, what: &str) -> Result<()> {
     match done.lock().unwrap_or_else(|p| p.into_inner()).take() {
         Some(Ok(())) => Ok(()),
         Some(Err(e)) => Err(Error::Gpu(format!("{what}: {e}"))),
@@ -593,17 +636,34 @@ fn mapped(done: &MapResult, what: &str) -> Result<()> {
     }
 }
 
+/// Maps the whole of `buffer` and waits for it.
+fn map_and_wait(gpu: &Gpu, buffer: &wgpu::Buffer, mode: wgpu::MapMode, what: &str) -> Result<()> {
+    let done = map_async(buffer, mode);
+    gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("{what}: {e}")))?;
+    gpu.take_errors()?;
+    mapped(&done, what)
+}
+
 /// Back-to-back dispatches per timing of [`Executable::tune_gemms`].
 const TUNE_REPS: usize = 3;
 
-/// `t`'s values as the GPU holds values of `dtype`: f32 bits (f16 rounded), integers as i32
-/// (the caller has checked that they fit), booleans as 0 or 1.
-fn gpu_words(t: &Tensor, dtype: DType) -> Box<dyn Iterator<Item = u32> + '_> {
+/// Appends `t`'s values as the GPU holds values of `dtype` to `out`, as little-endian bytes:
+/// f32 bits (f16 rounded), integers as i32 (the caller has checked that they fit), booleans
+/// as 0 or 1.
+fn gpu_bytes_of(t: &Tensor, dtype: DType, out: &mut Vec<u8>) {
     match t.data() {
-        Data::F32(v) if dtype == DType::F16 => Box::new(v.iter().map(|&x| half::f16::from_f32(x).to_f32().to_bits())),
-        Data::F32(v) => Box::new(v.iter().map(|x| x.to_bits())),
-        Data::I64(v) => Box::new(v.iter().map(|&x| x as i32 as u32)),
-        Data::Bool(v) => Box::new(v.iter().map(|&x| x as u32)),
+        Data::F32(v) if dtype == DType::F16 => {
+            let mut chunk = [0f32; 1024];
+            for c in v.chunks(1024) {
+                let r = &mut chunk[..c.len()];
+                r.copy_from_slice(c);
+                crate::tensor::round_f16(r);
+                out.extend_from_slice(bytemuck::cast_slice(r));
+            }
+        }
+        Data::F32(v) => out.extend_from_slice(bytemuck::cast_slice(v)),
+        Data::I64(v) => out.extend(v.iter().flat_map(|&x| (x as i32).to_le_bytes())),
+        Data::Bool(v) => out.extend(v.iter().flat_map(|&x| (x as u32).to_le_bytes())),
     }
 }
 
@@ -637,7 +697,7 @@ fn dispatch(
             }),
         });
     }
-    let group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+    let group = gpu.create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some(&s.name),
         layout: &pipeline.get_bind_group_layout(0),
         entries: &entries,

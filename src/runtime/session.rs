@@ -4,15 +4,16 @@
 //! # What a call costs
 //!
 //! - **Every call**: the symbols bound from the inputs' shapes (checked: names, dtypes,
-//!   ranks, dims that contradict each other), the executable looked up by binding, the inputs
-//!   converted to the GPU's words straight into the executable's staging buffer (kept mapped
-//!   between calls), one command encoder holding the inputs' copies, every dispatch and the
-//!   copies of every output (and of the run-time checks' error words) into one readback
-//!   buffer, one submission, one wait (which also maps the staging buffer again), the outputs
-//!   converted from the mapped readback buffer. No buffer, pipeline or bind group is created,
-//!   by glufuse or by wgpu (a `Queue::write_buffer` would make a staging buffer per call); on
-//!   the host, besides the output tensors returned, only the binding and a few small objects
-//!   (the command encoder, the mappings' callbacks).
+//!   ranks, dims that contradict each other), the inputs converted to the GPU's words and
+//!   written into the executable's staging buffer (mapped since the last call), one command
+//!   encoder holding the inputs' copies, every dispatch (a pipeline, a bind group and a
+//!   dispatch each: the encoding cost grows with the dispatch count) and the copies of every
+//!   output (and of the run-time checks' error words) into one readback buffer, one
+//!   submission, one wait (which also maps the staging buffer again), the outputs converted
+//!   from the mapped buffer. No buffer, pipeline or bind group is created ([`Gpu::created`]
+//!   counts them; `tests/session.rs` checks), and wgpu makes no staging buffer of its own;
+//!   the only allocations are the command buffer and the output tensors returned.
+//!   [`Session::run_timed`] says where a call's time went.
 //! - **The first call under a new binding** (another batch, sequence or past length) also
 //!   makes that binding's [`Executable`]: code generation and naga validation of every kernel
 //!   (CPU), a pipeline compile by the driver for each kernel code (WGSL, less its choice
@@ -22,6 +23,10 @@
 //!   tells), its intermediate buffers and readback buffer, and its symbolic constants
 //!   uploaded.
 //! - **Once per session**: the weights and constants uploaded.
+//! - **After a pause**: a GPU without work for about a second lowers its clocks (an H100's
+//!   SM clock falls from 1980 towards 345 MHz within 2-3 s) and needs 100-300 ms of work to
+//!   raise them, so the first calls after a pause run up to 3× slower on the GPU.
+//!   [`Session::warm_up`] runs the graph for a given time first.
 //!
 //! Memory: the weights once; per executable kept, its intermediates (reused within a run as
 //! their last reader finishes), its staging buffer (the inputs) and its readback buffer (the
@@ -29,7 +34,7 @@
 //! used executables, [`Session::set_capacity`] of them (8 unless set), and drops the least
 //! recently used past that.
 
-use super::{Executable, Gpu, Weights};
+use super::{CallTimes, Executable, Gpu, Weights};
 use crate::codegen::tune::Tuned;
 use crate::codegen::{Target, Tiles};
 use crate::ir::Op;
@@ -153,7 +158,37 @@ impl<'a> Session<'a> {
 
     /// [`Session::run`] with sizes fixed beforehand (`given`), for symbols no input binds.
     pub fn run_with(&mut self, inputs: &HashMap<String, Tensor>, given: &Bindings) -> Result<Vec<Tensor>> {
+        Ok(self.run_timed(inputs, given)?.0)
+    }
+
+    /// Runs the graph on `inputs` once, then keeps the GPU busy with it for `d`
+    /// ([`Executable::warm_up`]: after about a second without work a GPU's clocks fall, and
+    /// the next calls run slower until they are up again); returns the runs after the first.
+    pub fn warm_up(
+        &mut self,
+        inputs: &HashMap<String, Tensor>,
+        given: &Bindings,
+        d: std::time::Duration,
+    ) -> Result<usize> {
         let b = self.bind(inputs, given)?;
-        self.executable(&b)?.run(inputs)
+        let exe = self.executable(&b)?;
+        exe.run(inputs)?;
+        exe.warm_up(d)
+    }
+
+    /// [`Session::run_with`], and where the call's CPU time went (binding and finding the
+    /// executable in `bind_us`; a first call under a binding also builds its executable
+    /// there).
+    pub fn run_timed(
+        &mut self,
+        inputs: &HashMap<String, Tensor>,
+        given: &Bindings,
+    ) -> Result<(Vec<Tensor>, CallTimes)> {
+        let t0 = std::time::Instant::now();
+        let b = self.bind(inputs, given)?;
+        let exe = self.executable(&b)?;
+        let bind_us = t0.elapsed().as_secs_f64() * 1e6;
+        let (out, times) = exe.run_timed(inputs)?;
+        Ok((out, CallTimes { bind_us, ..times }))
     }
 }

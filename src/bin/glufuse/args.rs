@@ -63,8 +63,13 @@ pub enum Cmd {
     Wgsl(WgslArgs),
     /// Run a graph on the GPU (after the passes, unless --unfused).
     Run(RunArgs),
-    /// Time fused against unfused gate/up kernels on the GPU (timestamp queries).
+    /// Time a model (MODEL given) or synthetic gate/up kernels on the GPU, fused against
+    /// unfused (timestamp queries; each part in a fresh process).
     Bench(BenchArgs),
+    /// The long-lived-process slowdown experiment: one graph timed under several
+    /// histories (each in a fresh process).
+    #[command(hide = true)]
+    BenchProbe(BenchProbeArgs),
     /// Time the fusion pass on synthetic decoder graphs.
     BenchPass(BenchPassArgs),
 }
@@ -191,6 +196,19 @@ pub struct RunArgs {
 /// Arguments of `glufuse bench`.
 #[derive(Args)]
 pub struct BenchArgs {
+    /// A graph file (.json or .onnx) to time, fused and unfused, as a whole; without it,
+    /// synthetic gate/up graphs (--shapes, --rows, --dtypes, --layout).
+    pub model: Option<PathBuf>,
+    /// With MODEL: an input from a .npy file, as NAME=FILE (repeatable); inputs not given
+    /// are made up (token ids within the embedding's rows, masks all ones, floats seeded).
+    #[arg(long = "input", value_name = "NAME=FILE.npy", requires = "model")]
+    pub inputs: Vec<String>,
+    /// With MODEL: size of a symbolic dim, as NAME=N (repeatable; unbound dims are 1).
+    #[arg(long = "dim", value_name = "NAME=N", requires = "model")]
+    pub dims: Vec<String>,
+    /// With MODEL: seed of the inputs made up.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
     /// Shapes as HxI, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "896x4864,2048x11008,4096x14336")]
     pub shapes: Vec<String>,
@@ -213,8 +231,9 @@ pub struct BenchArgs {
     /// Also write the rows as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Measure every configuration in this process instead of a fresh one each.
-    #[arg(long)]
+    /// Measure everything in this process instead of a fresh one per graph (with MODEL:
+    /// the fused part, then the unfused one).
+    #[arg(long, visible_alias = "same-process")]
     pub in_process: bool,
     /// Time only the fused or only the unfused graph (the other is reported as 0).
     #[arg(long, value_enum, default_value = "both")]
@@ -243,6 +262,23 @@ pub struct BenchArgs {
     /// parent that started it; with --in-process).
     #[arg(long, hide = true, requires = "in_process")]
     pub child_report: Option<PathBuf>,
+}
+
+/// Arguments of `glufuse bench-probe`.
+#[derive(Args)]
+pub struct BenchProbeArgs {
+    /// Cases to run, comma-separated (all when none).
+    #[arg(long, value_delimiter = ',')]
+    pub cases: Vec<String>,
+    /// Run this one case here (what the parent asks a child to do).
+    #[arg(long)]
+    pub case: Option<String>,
+    /// Runs per submission.
+    #[arg(long, default_value_t = 20)]
+    pub reps: usize,
+    /// Submissions per measurement (each printed).
+    #[arg(long, default_value_t = 12)]
+    pub samples: usize,
 }
 
 /// Arguments of `glufuse bench-pass`.

@@ -54,6 +54,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Some(Cmd::Wgsl(a)) => wgsl::run(a),
         Some(Cmd::Run(a)) => run::run(a),
         Some(Cmd::Bench(a)) => bench::run(a),
+        Some(Cmd::BenchProbe(a)) => bench::probe::run(&a.cases, a.case.as_deref(), a.reps, a.samples),
         Some(Cmd::BenchPass(a)) => bench_pass::run(a),
     }
 }

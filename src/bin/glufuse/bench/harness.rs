@@ -4,23 +4,23 @@
 //!
 //! Timing uses wgpu timestamp queries around one compute pass holding `reps` back-to-back
 //! repetitions of the graph's dispatches; the time per repetition is the median over
-//! `samples` submissions, after a warm-up run. Without `TIMESTAMP_QUERY` it falls back to
-//! wall-clock time around submit-and-wait (and says so).
+//! `samples` submissions, after [`WARM_UP`] of running the graph (the GPU's clocks fall after
+//! a second without work: see there). Without `TIMESTAMP_QUERY` it falls back to wall-clock
+//! time around submit-and-wait (and says so).
 //!
 //! By default the fused and the unfused graph of every configuration each run in a child
-//! process of their own, on a fresh device: measured on an H100 through Vulkan, a graph timed
-//! after large buffers of another were freed lost up to 2-3x of its bandwidth (the same f32
-//! decode kernel: 161 µs fresh, 329 µs after an f16 run; the unfused Llama-3-8B decode graph:
-//! 170 µs fresh, 232 µs after the fused one), while the first in a process was stable to
-//! 0.1%. `--in-process` keeps everything in one process for comparison. A child reports its
-//! figures to its parent as JSON ([`Measured`]).
+//! process of their own, on a fresh device; `--in-process` keeps everything in one process.
+//! Both give the same figures since the warm-up: the "slowdown after another graph's buffers
+//! were freed" once seen on an H100 (161 µs fresh, 329 µs in process) was the SM clock
+//! falling while the process built the next graph. A child reports its figures to its parent
+//! as JSON ([`Measured`]).
 
 use glufuse::codegen::proj::gemm_tiled::CANDIDATES;
 use glufuse::codegen::tune::Tuned;
 use glufuse::codegen::{copy_kernel, validate, Kernel, MatmulPrecision, Q4Unpack, Target, Tiles};
 use glufuse::ir::Layout;
 use glufuse::passes::PassManager;
-use glufuse::runtime::{time, timed_pass, Executable, Gpu};
+use glufuse::runtime::{median, time, time_series, timed_pass, Executable, Gpu, WARM_UP};
 use glufuse::synth::{ffn_graph_of, WeightType};
 use glufuse::{Error, Graph, Result};
 
@@ -219,20 +219,7 @@ fn line(r: &BenchRow, dtype: WeightType, copy: f64) -> String {
 /// its own (`glufuse bench --in-process --part fused|unfused` with one shape, one dtype, one
 /// row count, reporting its figures as JSON) and assembles the table.
 pub fn run_isolated(o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<(String, Vec<BenchRow>)> {
-    let exe = std::env::current_exe().map_err(|e| Error::Job(format!("cannot find this program to re-run it: {e}")))?;
-    let child = |args: Vec<String>| -> Result<()> {
-        let out = std::process::Command::new(&exe)
-            .args(&args)
-            .output()
-            .map_err(|e| Error::Job(format!("cannot run a benchmark child: {e}")))?;
-        if !out.status.success() {
-            return Err(Error::Job(format!(
-                "benchmark child {args:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        Ok(())
-    };
+    let child = |args: Vec<String>| child_command(&args);
     let common = |shape: String, m: u64, dtype: WeightType, part: &str, report: &std::path::Path| -> Vec<String> {
         vec![
             "bench".into(),
@@ -300,6 +287,23 @@ pub fn run_isolated(o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<
     Ok((format!("{}{TABLE_HEAD}{body}", head.unwrap_or_default()), rows))
 }
 
+/// Runs this program again with `args` (a benchmark child, on a fresh device) and waits for
+/// it; a failure carries its stderr.
+pub fn child_command(args: &[String]) -> Result<()> {
+    let exe = std::env::current_exe().map_err(|e| Error::Job(format!("cannot find this program to re-run it: {e}")))?;
+    let out = std::process::Command::new(&exe)
+        .args(args)
+        .output()
+        .map_err(|e| Error::Job(format!("cannot run a benchmark child: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::Job(format!(
+            "benchmark child {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
 /// The distinct kernel choices of a graph's kernels, joined by `; `: with their reasons, or
 /// only the kernels chosen.
 fn choices(kernels: &[Kernel], reasons: bool) -> String {
@@ -349,15 +353,17 @@ pub fn run(gpu: &Gpu, o: &BenchOptions, mut progress: impl FnMut(&str)) -> Resul
                     if let Some(t) = tuned.first() {
                         kind = format!("{kind} ({})", t.chosen);
                     }
-                    let (t, _) = time(gpu, o.reps, o.samples, |enc, reps, ts| exe.record(enc, reps, ts))?;
-                    (t, exe.dispatch_count(), kind, choices(exe.kernels(), true))
+                    let (t, _) =
+                        time_series(gpu, o.reps, o.samples, WARM_UP, |enc, reps, ts| exe.record(enc, reps, ts))?;
+                    (median(&t), exe.dispatch_count(), kind, choices(exe.kernels(), true))
                 };
                 let (uu, ud, unfused_choice) = if o.part == Part::Fused {
                     (0.0, 0, String::new())
                 } else {
                     let (exe, _) = build(&original)?;
-                    let (t, _) = time(gpu, o.reps, o.samples, |enc, reps, ts| exe.record(enc, reps, ts))?;
-                    (t, exe.dispatch_count(), choices(exe.kernels(), false))
+                    let (t, _) =
+                        time_series(gpu, o.reps, o.samples, WARM_UP, |enc, reps, ts| exe.record(enc, reps, ts))?;
+                    (median(&t), exe.dispatch_count(), choices(exe.kernels(), false))
                 };
                 let row = BenchRow {
                     h,

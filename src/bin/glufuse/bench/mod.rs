@@ -1,9 +1,13 @@
 //! `glufuse bench [--shapes HxI,..] [--rows ..] [--dtypes ..] [--layout ..] [--gemm-tiles ..
 //! | --tune] [--matmul-precision f16|f32]`: fused against unfused gate/up kernels on the GPU,
 //! each graph in a fresh process unless `--in-process` (see [`harness`]), with each graph's
-//! projection kernel choice.
+//! projection kernel choice; `glufuse bench MODEL ..`: a whole graph of the user's, fused
+//! against unfused ([`model`]); `glufuse bench-probe`: the long-lived-process experiment
+//! ([`probe`]).
 
 pub mod harness;
+pub mod model;
+pub mod probe;
 
 use crate::args::{BenchArgs, PartArg, PrecisionArg};
 use glufuse::codegen::Tiles;
@@ -15,6 +19,26 @@ use harness::{BenchOptions, Part, IN_PROCESS};
 
 /// Runs the command.
 pub fn run(a: BenchArgs) -> Result<()> {
+    if let Some(graph) = &a.model {
+        let o = model::ModelOptions {
+            graph: graph.clone(),
+            inputs: a.inputs.clone(),
+            dims: a.dims.clone(),
+            seed: a.seed,
+            reps: a.reps,
+            samples: a.samples,
+            matmul_precision: PrecisionArg::resolve(a.matmul_precision),
+        };
+        let part = match a.part {
+            PartArg::Both => None,
+            PartArg::Fused => Some(true),
+            PartArg::Unfused => Some(false),
+        };
+        if part.is_some() && !a.in_process {
+            return Err(Error::input("--part fused|unfused needs --in-process (the isolated run times both parts)"));
+        }
+        return model::run(&o, a.in_process, part, a.child_report.as_deref(), a.json.as_deref());
+    }
     let gemm_tiles =
         a.gemm_tiles.map(|t| t.parse::<Tiles>()).transpose().map_err(|e| Error::input(format!("--gemm-tiles: {e}")))?;
     let shapes = a
