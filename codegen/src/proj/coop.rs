@@ -320,7 +320,7 @@ pub(crate) fn coop(
         } else {
             format!("({oc} + {}u) * {}u + (({kk}) >> {shift}u)", woff(a), l.nbp)
         };
-        format!("{p}_s({i}), {p}_zc({i})")
+        format!("{p}_s({i}), {p}_z({i})")
     };
     b.directives = match ops {
         Ops::Native => "enable f16;\nenable wgpu_cooperative_matrix;\n".into(),
@@ -364,7 +364,7 @@ pub(crate) fn coop(
     for e in 0..w_slots {
         let _ = writeln!(body, "    var pw{e} = {w_elem}();");
         if s.q4.is_some() {
-            // Scale and zero-point term of each half of the staged chunk.
+            // Scale and zero point of each half of the staged chunk.
             let _ = writeln!(body, "    var ps{e} = vec2<f32>(0.0);\n    var pz{e} = vec2<f32>(0.0);");
         }
     }
@@ -502,19 +502,30 @@ pub(crate) fn coop(
             }
             let _ = writeln!(b, "            let a = idx / {per_w}u;\n            let li = idx % {per_w}u;");
             if s.q4.is_some() {
-                // 32 elements: dequantized, eight vec4<f16> stores.
+                // 32 elements, dequantized in f32 (q4.rs's `q4lo`/`q4hi`: elements 0, 2, 4, 6
+                // and 1, 3, 5, 7 of a word, exactly, less the zero point; times the scale, in
+                // order again), rounded to f16 once; eight vec4<f16> stores. (The f16
+                // unpacking, `bitcast<vec2<f16>>` of a masked word, would skip the f32 steps,
+                // but naga 30 types that bitcast as vec2<f32>.)
                 let halves = if s.q4.as_ref().is_some_and(|q| q.block == 16) { 2 } else { 1 };
                 let _ = writeln!(
                     b,
                     "            let nn = li / {kw}u;\n            let blk = a * {wc}u + nn / {wno}u;\n            let at = (nn % {wno}u) * {sb}u + (li % {kw}u) * 8u;"
                 );
-                for i in 0..8 {
-                    let h = if halves == 2 { ["x", "y"][i / 4] } else { "x" };
-                    let word = ["x", "y", "z", "w"][i / 2];
-                    let f = if i % 2 == 0 { "q4lo" } else { "q4hi" };
+                for h in 0..halves {
+                    let c = ["x", "y"][h];
                     let _ = writeln!(
                         b,
-                        "            ws[{st}][blk][at + {i}u] = vec4<f16>({f}(pw{e}.{word}, pz{e}.{h}) * ps{e}.{h});"
+                        "            let zc{h} = q4zc(pz{e}.{c});\n            let sq{h} = ps{e}.{c} * Q4X;"
+                    );
+                }
+                for wi in 0..4 {
+                    let (word, h) = (["x", "y", "z", "w"][wi], wi * halves / 4);
+                    let _ = writeln!(
+                        b,
+                        "            {{\n                let l = q4lo(pw{e}.{word}, zc{h}) * sq{h};\n                let u = q4hi(pw{e}.{word}, zc{h}) * sq{h};\n                ws[{st}][blk][at + {}u] = vec4<f16>(vec4<f32>(l.x, u.x, l.y, u.y));\n                ws[{st}][blk][at + {}u] = vec4<f16>(vec4<f32>(l.z, u.z, l.w, u.w));\n            }}",
+                        2 * wi,
+                        2 * wi + 1
                     );
                 }
             } else if vw == 8 {

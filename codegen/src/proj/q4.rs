@@ -9,9 +9,12 @@
 //! reduced dim, in both ONNX spellings):
 //!
 //! - the elements: per output feature n, `chunks = ceil(K/32)` 16-byte chunks of 32 elements
-//!   (`vec4<u32>`, k ascending, 8 per word, the low nibble first), as unsigned nibbles (a
-//!   signed element `v` is stored `v + 8`, its zero point too, so that `(q - zp)` is
-//!   unchanged). Elements past K are the block's zero point: they dequantize to 0;
+//!   (`vec4<u32>`, k ascending, 8 per word), as unsigned nibbles (a signed element `v` is
+//!   stored `v + 8`, its zero point too, so that `(q - zp)` is unchanged), interleaved in
+//!   each word: nibble j (bits 4j..) holds element `2j` for j < 4 and `2(j-4) + 1` after, so
+//!   that one mask picks a pair of consecutive elements into the two halves of a word (the
+//!   f16 unpacking) and four masks of the low half pick elements 0, 2, 4, 6 in place (the
+//!   f32 one). Elements past K are the block's zero point: they dequantize to 0;
 //! - the scales, f32 words or f16 pairs, `nbp = ceil(32·chunks / block)` per output feature
 //!   (blocks past the last real one have scale 0);
 //! - the zero points, 8 per word, when the model gives any; none means 8 for every block.
@@ -168,7 +171,10 @@ pub fn upload_words(q: &QuantWeight, rows: usize, cols: usize, dtype: DType) -> 
             } else {
                 8
             };
-            w[row + kk / 8] |= nib << (4 * (kk % 8));
+            // Element e of a word sits in nibble e/2 (even e) or 4 + e/2 (odd e).
+            let e = kk % 8;
+            let slot = if e % 2 == 0 { e / 2 } else { 4 + e / 2 };
+            w[row + kk / 8] |= nib << (4 * slot);
         }
         for b in 0..l.nbp {
             let i = n * l.nbp + b;
@@ -188,23 +194,34 @@ pub fn upload_words(q: &QuantWeight, rows: usize, cols: usize, dtype: DType) -> 
     Ok(w)
 }
 
-/// The WGSL functions a kernel reading 4-bit weights needs: `q4lo`/`q4hi` (elements 0..3
-/// and 4..7 of a word, less `zc`: the zero point, plus 2^23 for [`Q4Unpack::Magic`]), and per
-/// weight binding `p` (`wp_gate`, `wp_up`) `{p}_s(i)` (scale i) and `{p}_zc(i)` (its `zc`).
+/// The WGSL a kernel reading 4-bit weights needs (elements interleaved in each word: see
+/// the module documentation):
+///
+/// - `q4lo(w, zc)` / `q4hi(w, zc)`: elements 0, 2, 4, 6 / 1, 3, 5, 7 of word `w`, less `zc`.
+///   Under [`Q4Unpack::Magic`] each of the four lanes is masked in place (no shift: nibble j
+///   of the low half lies at bits 4j) and ORed into the mantissa of 2^23, so lane j holds
+///   `2^23 + q·16^j` exactly; `zc = 2^23 + zp·16^j` (`q4zc`) leaves `(q - zp)·16^j` exactly,
+///   and x (or the scale) is multiplied by `Q4X` = 16^-j to match (exact: powers of two).
+///   Under [`Q4Unpack::Convert`] the nibbles are shifted down and converted, `Q4X` is 1 and
+///   `zc` the zero point;
+/// - per weight binding `p` (`wp_gate`, `wp_up`): `{p}_s(i)`, scale i, and `{p}_z(i)`, its
+///   zero point (8 when the weight has none).
 pub(crate) fn functions(q: &Q4, l: &Q4Layout, views: &[&str], unpack: Q4Unpack) -> String {
     let mut s = String::new();
-    for (name, shifts) in [("q4lo", "0u, 4u, 8u, 12u"), ("q4hi", "16u, 20u, 24u, 28u")] {
-        let bits = format!("((vec4<u32>(w) >> vec4<u32>({shifts})) & vec4<u32>(15u))");
-        let v = match unpack {
-            Q4Unpack::Magic => format!("bitcast<vec4<f32>>({bits} | vec4<u32>(0x4B000000u))"),
-            Q4Unpack::Convert => format!("vec4<f32>({bits})"),
-        };
-        let _ = writeln!(s, "fn {name}(w: u32, zc: f32) -> vec4<f32> {{ return {v} - vec4<f32>(zc); }}");
+    match unpack {
+        Q4Unpack::Magic => s.push_str(
+            "const Q4X = vec4<f32>(1.0, 0.0625, 0.00390625, 0.000244140625);\n\
+             fn q4lo(w: u32, zc: vec4<f32>) -> vec4<f32> { return bitcast<vec4<f32>>((vec4<u32>(w) & vec4<u32>(0xFu, 0xF0u, 0xF00u, 0xF000u)) | vec4<u32>(0x4B000000u)) - zc; }\n\
+             fn q4hi(w: u32, zc: vec4<f32>) -> vec4<f32> { return q4lo(w >> 16u, zc); }\n\
+             fn q4zc(z: f32) -> vec4<f32> { return vec4<f32>(8388608.0) + z * vec4<f32>(1.0, 16.0, 256.0, 4096.0); }\n",
+        ),
+        Q4Unpack::Convert => s.push_str(
+            "const Q4X = vec4<f32>(1.0);\n\
+             fn q4lo(w: u32, zc: vec4<f32>) -> vec4<f32> { return vec4<f32>((vec4<u32>(w) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u)) - zc; }\n\
+             fn q4hi(w: u32, zc: vec4<f32>) -> vec4<f32> { return q4lo(w >> 16u, zc); }\n\
+             fn q4zc(z: f32) -> vec4<f32> { return vec4<f32>(z); }\n",
+        ),
     }
-    let magic = match unpack {
-        Q4Unpack::Magic => "8388608.0 + ",
-        Q4Unpack::Convert => "",
-    };
     for (a, p) in views.iter().enumerate() {
         let sc = if q.scale_f16 {
             format!("unpack2x16float({p}[{}u + (i >> 1u)])[i & 1u]", l.scales_at)
@@ -217,9 +234,17 @@ pub(crate) fn functions(q: &Q4, l: &Q4Layout, views: &[&str], unpack: Q4Unpack) 
         } else {
             "8.0".into()
         };
-        let _ = writeln!(s, "fn {p}_zc(i: u32) -> f32 {{ return {magic}{zp}; }}");
+        let _ = writeln!(s, "fn {p}_z(i: u32) -> f32 {{ return {zp}; }}");
     }
     s
+}
+
+/// WGSL of the two x vectors word `wi` of a chunk multiplies, from x's vectors `xv(2·wi)`
+/// and `xv(2·wi + 1)` (elements 8·wi ..): its even elements and its odd ones, each scaled by
+/// `Q4X` (see [`functions`]).
+fn x_pair(xv: &dyn Fn(usize) -> String, wi: usize) -> (String, String) {
+    let (a, b) = (xv(2 * wi), xv(2 * wi + 1));
+    (format!("vec4<f32>({a}.x, {a}.z, {b}.x, {b}.z) * Q4X"), format!("vec4<f32>({a}.y, {a}.w, {b}.y, {b}.w) * Q4X"))
 }
 
 /// The weight views of a projection: (element view, scale view, row offset) per weight (the
@@ -302,16 +327,17 @@ fn x_elem(s: &ProjShape) -> &'static str {
     }
 }
 
-/// Output features per group of 32 lanes in the decode GEMV: forced by the target, else 2
-/// when a single row leaves at least 512 workgroups of 16 features, else 1.
+/// Output features per group of 32 lanes in the decode GEMV: forced by the target, else the
+/// most of 4, 2, 1 that leaves a single row at least 256 workgroups (of 8 groups). More
+/// features per group load x once for more weights: on an H100 at Llama-3-8B gate/up (N =
+/// 14336) 4 took 45.1 µs, 2 48.7 and 1 68.0 (issue #16's tuning run).
 pub fn gemv_cols(s: &ProjShape, t: &Target) -> usize {
     if s.rows > 1 {
         return 1;
     }
     match t.q4_cols {
         Some(r) if matches!(r, 1 | 2 | 4) => r,
-        _ if s.n.div_ceil(16) >= 512 => 2,
-        _ => 1,
+        _ => [4, 2].into_iter().find(|r| s.n.div_ceil(8 * r) >= 256).unwrap_or(1),
     }
 }
 
@@ -370,43 +396,63 @@ pub(crate) fn gemv_q4(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
             let _ = writeln!(body, "        let si{a}_{j}_{h} = {idx};");
             let _ = writeln!(
                 body,
-                "        let s{a}_{j}_{h} = {wp}_s(si{a}_{j}_{h});\n        let z{a}_{j}_{h} = {wp}_zc(si{a}_{j}_{h});"
+                "        let s{a}_{j}_{h} = {wp}_s(si{a}_{j}_{h});\n        let z{a}_{j}_{h} = q4zc({wp}_z(si{a}_{j}_{h}));"
             );
         }
     };
-    // The dot product of x's vecs `xv(i)` with the dequantized chunk of w{a}_{j}, per half.
-    let dot = |a: usize, j: usize, h: usize, xv: &dyn Fn(usize) -> String| -> String {
-        let per = 8 / halves;
-        let terms: Vec<String> = (h * per..(h + 1) * per)
-            .map(|i| {
-                let word = ["x", "y", "z", "w"][i / 2];
-                let f = if i % 2 == 0 { "q4lo" } else { "q4hi" };
-                format!("dot({}, {f}(w{a}_{j}.{word}, z{a}_{j}_{h}))", xv(i))
+    // The dequantized words of w{a}_{j}: `d{a}_{j}_{wi}lo|hi` (elements 0, 2, 4, 6 and 1, 3,
+    // 5, 7 of word wi, less the zero point of its half).
+    let dequant = |body: &mut String, a: usize, j: usize| {
+        for wi in 0..4 {
+            let (word, h) = (["x", "y", "z", "w"][wi], wi * halves / 4);
+            let _ = writeln!(
+                body,
+                "        let d{a}_{j}_{wi}lo = q4lo(w{a}_{j}.{word}, z{a}_{j}_{h});\n        let d{a}_{j}_{wi}hi = q4hi(w{a}_{j}.{word}, z{a}_{j}_{h});"
+            );
+        }
+    };
+    // Their dot product with row r's x pairs `xe{r}_{wi}` / `xo{r}_{wi}`, scaled per half.
+    let dot = |a: usize, j: usize, r: usize| -> String {
+        let per = 4 / halves;
+        let sums: Vec<String> = (0..halves)
+            .map(|h| {
+                let terms: Vec<String> = (h * per..(h + 1) * per)
+                    .map(|wi| format!("dot(xe{r}_{wi}, d{a}_{j}_{wi}lo) + dot(xo{r}_{wi}, d{a}_{j}_{wi}hi)"))
+                    .collect();
+                format!("s{a}_{j}_{h} * ({})", terms.join(" + "))
             })
             .collect();
-        terms.join(" + ")
+        sums.join(" + ")
+    };
+    // Row r's x over the chunk, in pairs per word.
+    let x_pairs = |body: &mut String, r: usize| {
+        let xr = format!("xr{r}");
+        for i in 0..8 {
+            let _ = writeln!(body, "        let x{r}_{i} = {};", x_vec(s, &xr, "c", i));
+        }
+        for wi in 0..4 {
+            let (e, o) = x_pair(&|i| format!("x{r}_{i}"), wi);
+            let _ = writeln!(body, "        let xe{r}_{wi} = {e};\n        let xo{r}_{wi} = {o};");
+        }
     };
     if tm == 1 {
-        for i in 0..8 {
-            let _ = writeln!(body, "        let x{i} = {};", x_vec(s, "xr0", "c", i));
-        }
+        x_pairs(&mut body, 0);
         for a in 0..na {
             for j in 0..r_cols {
                 scale_terms(&mut body, a, j);
-                let xv = |i: usize| format!("x{i}");
-                let sum: Vec<String> = (0..halves).map(|h| format!("s{a}_{j}_{h} * ({})", dot(a, j, h, &xv))).collect();
-                let _ = writeln!(body, "        acc0_{a}_{j} = acc0_{a}_{j} + {};", sum.join(" + "));
+                dequant(&mut body, a, j);
+                let _ = writeln!(body, "        acc0_{a}_{j} = acc0_{a}_{j} + {};", dot(a, j, 0));
             }
         }
     } else {
         for a in 0..na {
             scale_terms(&mut body, a, 0);
+            dequant(&mut body, a, 0);
         }
         for r in 0..tm {
-            let xv = |i: usize| x_vec(s, &format!("xr{r}"), "c", i);
+            x_pairs(&mut body, r);
             for a in 0..na {
-                let sum: Vec<String> = (0..halves).map(|h| format!("s{a}_0_{h} * ({})", dot(a, 0, h, &xv))).collect();
-                let _ = writeln!(body, "        acc{r}_{a}_0 = acc{r}_{a}_0 + {};", sum.join(" + "));
+                let _ = writeln!(body, "        acc{r}_{a}_0 = acc{r}_{a}_0 + {};", dot(a, 0, r));
             }
         }
     }
@@ -567,14 +613,20 @@ pub(crate) fn gemm_q4(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
             } else {
                 format!("(wcol + {off}u) * {}u + (c >> {shift}u)", l.nbp)
             };
-            let _ =
-                writeln!(body, "                let s{h} = {wp}_s({idx});\n                let z{h} = {wp}_zc({idx});");
+            let _ = writeln!(
+                body,
+                "                let s{h} = {wp}_s({idx}) * Q4X;\n                let z{h} = q4zc({wp}_z({idx}));"
+            );
         }
-        for i in 0..8 {
-            let h = i * halves / 8;
-            let word = ["x", "y", "z", "w"][i / 2];
-            let f = if i % 2 == 0 { "q4lo" } else { "q4hi" };
-            let _ = writeln!(body, "                ws[{a}u][tc][{i}] = {f}(w.{word}, z{h}) * s{h};");
+        // Word wi: its even and its odd elements, dequantized, back in order.
+        for wi in 0..4 {
+            let (word, h) = (["x", "y", "z", "w"][wi], wi * halves / 4);
+            let _ = writeln!(
+                body,
+                "                let l{wi} = q4lo(w.{word}, z{h}) * s{h};\n                let h{wi} = q4hi(w.{word}, z{h}) * s{h};\n                ws[{a}u][tc][{}] = vec4<f32>(l{wi}.x, h{wi}.x, l{wi}.y, h{wi}.y);\n                ws[{a}u][tc][{}] = vec4<f32>(l{wi}.z, h{wi}.z, l{wi}.w, h{wi}.w);",
+                2 * wi,
+                2 * wi + 1
+            );
         }
         let _ = writeln!(body, "            }}");
     }
