@@ -80,7 +80,10 @@ fn wgsl_snapshots_of_representative_kernels() {
     insta::assert_snapshot!("wgsl_fused_silu_f16", pick("f16_symbolic_batch", "mul"));
     insta::assert_snapshot!("wgsl_fused_gelu_erf", pick("geglu_erf_expanded", "mul"));
     insta::assert_snapshot!("wgsl_matmul_kn", pick("nofuse_shared_gate", "gate_proj"));
-    insta::assert_snapshot!("wgsl_add_broadcast", pick("nofuse_broadcast_up", "mul"));
+    insta::assert_snapshot!("wgsl_program_broadcast", pick("nofuse_broadcast_up", "mul"));
+    insta::assert_snapshot!("wgsl_program_rows", pick("elementwise_chains_f16", "soft"));
+    insta::assert_snapshot!("wgsl_program_rotary_cache", pick("elementwise_rotary", "k_cache"));
+    insta::assert_snapshot!("wgsl_attention_gqa", pick("attention_gqa", "attn.t"));
     insta::assert_snapshot!("wgsl_transpose", pick("nofuse_mixed_layouts", "up_proj.weight_t"));
     // As generated for an H100: 48 KiB of workgroup memory, subgroups of 32; prefill at 160
     // rows for the GEMM (the default tiling, 8x8x8).

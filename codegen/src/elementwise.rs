@@ -1,5 +1,6 @@
 //! Elementwise kernels, one thread per output element: unary ops, binary ops with numpy
-//! broadcasting, `Where`, casts between every pair of dtypes; and [`MATH`], the WGSL
+//! broadcasting, `Where`, casts between every pair of dtypes (and the expressions of each, which
+//! `program.rs` strings together); and [`MATH`], the WGSL
 //! definitions of the activations and helpers every kernel that applies one shares.
 //!
 //! Values are read in their storage type ([`Store`]): f32 (packed f16 weights widened), i32
@@ -64,7 +65,7 @@ fn pow_(a: f32, b: f32) -> f32 {
 
 /// The WGSL functions of [`MATH`] and [`FLOAT_MATH`] that `code` calls, with those they call
 /// in turn (a kernel declares only what it uses).
-fn helpers_for(code: &str) -> String {
+pub(crate) fn helpers_for(code: &str) -> String {
     let mut fns: Vec<(String, String)> = vec![];
     for part in format!("{MATH}{FLOAT_MATH}").split("\nfn ").skip(1) {
         let name = part.split('(').next().unwrap_or_default().to_string();
@@ -94,18 +95,18 @@ pub(crate) fn act_call(a: Activation, x: &str) -> String {
 }
 
 /// The run-time checks one elementwise kernel makes, numbered in the order first asked for.
-struct Sites {
+pub(crate) struct Sites {
     node: String,
-    checks: Vec<Check>,
+    pub(crate) checks: Vec<Check>,
 }
 
 impl Sites {
-    fn new(node: &str) -> Sites {
+    pub(crate) fn new(node: &str) -> Sites {
         Sites { node: node.to_string(), checks: vec![] }
     }
 
     /// The site number of a check of `kind`, added if new.
-    fn site(&mut self, kind: CheckKind) -> usize {
+    pub(crate) fn site(&mut self, kind: CheckKind) -> usize {
         if let Some(i) = self.checks.iter().position(|c| c.kind == kind) {
             return i + 1;
         }
@@ -114,7 +115,7 @@ impl Sites {
     }
 
     /// The prelude the checks need (the overflow-checked arithmetic and the division).
-    fn prelude(&self) -> String {
+    pub(crate) fn prelude(&self) -> String {
         let mut p = String::new();
         for (i, c) in self.checks.iter().enumerate() {
             match c.kind {
@@ -131,7 +132,7 @@ impl Sites {
 }
 
 /// The WGSL of a unary op applied to `x`, an element of `store`, for output element `i`.
-fn unary_expr(u: UnaryOp, x: &str, store: Store, dtype: DType, sites: &mut Sites) -> String {
+pub(crate) fn unary_expr(u: UnaryOp, x: &str, store: Store, dtype: DType, sites: &mut Sites) -> String {
     let int = store == Store::I32;
     let checked = dtype == DType::I64;
     match u {
@@ -168,7 +169,7 @@ fn unary_expr(u: UnaryOp, x: &str, store: Store, dtype: DType, sites: &mut Sites
 
 /// The WGSL of a binary op applied to `a` and `b`, elements of `store` of the operands'
 /// `dtype`, for output element `i`.
-fn binary_expr(op: BinaryOp, a: &str, b: &str, store: Store, dtype: DType, sites: &mut Sites) -> String {
+pub(crate) fn binary_expr(op: BinaryOp, a: &str, b: &str, store: Store, dtype: DType, sites: &mut Sites) -> String {
     let int = store == Store::I32;
     let checked = dtype == DType::I64;
     let cmp = |o: &str| format!("select(0u, 1u, ({a}) {o} ({b}))");
@@ -235,10 +236,29 @@ fn map_kernel_checked(
     sites: Sites,
     t: &Target,
 ) -> Result<KernelSource> {
-    let body =
-        format!("    let i = gid * {WORKGROUP}u + lid;\n    if (i >= {n}u) {{ return; }}\n    out0[i] = {expr};\n");
+    map_kernel_lets(g, name, kind, ins, out, n, "", expr, sites, t)
+}
+
+/// [`map_kernel_checked`] with statements `lets` before the output element is written
+/// (an elementwise program's steps).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn map_kernel_lets(
+    g: &Graph,
+    name: String,
+    kind: KernelKind,
+    ins: &[Value],
+    out: Value,
+    n: usize,
+    lets: &str,
+    expr: &str,
+    sites: Sites,
+    t: &Target,
+) -> Result<KernelSource> {
+    let body = format!(
+        "    let i = gid * {WORKGROUP}u + lid;\n    if (i >= {n}u) {{ return; }}\n{lets}    out0[i] = {expr};\n"
+    );
     let mut prelude = sites.prelude();
-    prelude.push_str(&helpers_for(&format!("{expr}\n{prelude}")));
+    prelude.push_str(&helpers_for(&format!("{lets}{expr}\n{prelude}")));
     let groups = (n as u64).div_ceil(WORKGROUP as u64);
     kernel(g, name, kind, ins, out, groups, WORKGROUP, &prelude, &body, sites.checks, t)
 }
@@ -297,12 +317,19 @@ pub(crate) fn cast(g: &Graph, n: NodeIndex, to: DType, b: &Bindings, t: &Target)
     let name = g.node(n).name.clone();
     let mut sites = Sites::new(&name);
     let s = Store::of(g, ins[0]);
-    let x = load("in0", "i", s);
+    let e = cast_expr(&load("in0", "i", s), s, to, &mut sites);
+    map_kernel_checked(g, name, KernelKind::Cast, &ins, out, total, &e, sites, t)
+}
+
+/// The WGSL of a cast of `x`, an element stored as `s`, to `to` (see [`cast`]), for output
+/// element `i`.
+pub(crate) fn cast_expr(x: &str, s: Store, to: DType, sites: &mut Sites) -> String {
+    let x = x.to_string();
     let as_f32 = match s {
         Store::F32 | Store::PackedF16 => x.clone(),
         Store::I32 | Store::Bool => format!("f32({x})"),
     };
-    let e = match (s, to) {
+    match (s, to) {
         (_, DType::F32) => as_f32,
         (_, DType::F16) => format!("round_f16_({as_f32})"),
         (Store::F32 | Store::PackedF16, DType::I32) => {
@@ -318,6 +345,5 @@ pub(crate) fn cast(g: &Graph, n: NodeIndex, to: DType, b: &Bindings, t: &Target)
         (Store::F32 | Store::PackedF16, DType::Bool) => format!("select(0u, 1u, {x} != 0.0 || isnan_({x}))"),
         (Store::I32, DType::Bool) => format!("select(0u, 1u, ({x}) != 0i)"),
         (Store::Bool, DType::Bool) => x,
-    };
-    map_kernel_checked(g, name, KernelKind::Cast, &ins, out, total, &e, sites, t)
+    }
 }

@@ -8,7 +8,8 @@
 //! source and naga's rendered diagnostic.
 //!
 //! Laid out by kernel family: `wgsl.rs` (the writer's shared pieces), `elementwise.rs`
-//! (unary, binary, `Where`, cast; the activations' WGSL), `layout.rs` (index mapping:
+//! (unary, binary, `Where`, cast; the activations' WGSL), `program.rs` (elementwise programs:
+//! those ops strung together, per element or per row with reductions), `layout.rs` (index mapping:
 //! transpose, expand, slice, split, concat), `index.rs` (gather, GatherND, range), `reduce.rs`
 //! (reductions, softmax, cumulative sums), `norm.rs` (layer normalisation), [`proj`] (the
 //! projections: scalar template, GEMVs, unaligned and tiled GEMMs, batched matmul), and
@@ -57,6 +58,7 @@ mod elementwise;
 mod index;
 mod layout;
 mod norm;
+mod program;
 pub mod proj;
 mod reduce;
 mod select;
@@ -81,6 +83,10 @@ use std::fmt;
 pub enum KernelKind {
     /// A unary or binary elementwise op.
     Elementwise,
+    /// An elementwise program: several elementwise ops in one kernel.
+    Program,
+    /// A fused attention: scores, softmax and the weighted sum of values in one kernel.
+    Attention,
     /// A cast.
     Cast,
     /// A transpose.
@@ -148,8 +154,9 @@ impl KernelKind {
     /// projections on cooperative matrices), `proj-scalar` (the
     /// projections' scalar template), `matmul` (batched: attention's
     /// products), `elementwise` (unary, binary, `Where`, casts), `norm` (reductions and layer
-    /// normalisation), `softmax`, `gather` (gathers and ranges), `layout` (transpose, slice,
-    /// concat, expand, copies).
+    /// normalisation), `softmax`, `program` (elementwise programs: merged chains, norms,
+    /// rotary embeddings, KV-cache writes), `attention` (fused attentions), `gather` (gathers
+    /// and ranges), `layout` (transpose, slice, concat, expand, copies).
     pub fn family(self) -> &'static str {
         match self {
             KernelKind::Projection { kernel: ProjKernel::Gemv(_) | ProjKernel::GemvQ4, .. } => "gemv",
@@ -163,6 +170,8 @@ impl KernelKind {
             KernelKind::Elementwise | KernelKind::Cast | KernelKind::Where => "elementwise",
             KernelKind::Reduce | KernelKind::CumSum | KernelKind::LayerNorm => "norm",
             KernelKind::Softmax => "softmax",
+            KernelKind::Program => "program",
+            KernelKind::Attention => "attention",
             KernelKind::Gather | KernelKind::Range => "gather",
             KernelKind::Transpose | KernelKind::Slice | KernelKind::Concat | KernelKind::Expand | KernelKind::Copy => {
                 "layout"
@@ -179,6 +188,8 @@ impl fmt::Display for KernelKind {
         };
         match self {
             KernelKind::Elementwise => f.write_str("elementwise"),
+            KernelKind::Program => f.write_str("elementwise-program"),
+            KernelKind::Attention => f.write_str("attention"),
             KernelKind::Cast => f.write_str("cast"),
             KernelKind::Transpose => f.write_str("transpose"),
             KernelKind::Slice => f.write_str("slice"),

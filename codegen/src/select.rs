@@ -5,7 +5,7 @@
 use crate::proj::coop::{self, CoopTile, Ops};
 use crate::proj::{batched, gemm_tiled, gemm_unaligned, gemv, q4, scalar, ProjShape, ProjValues};
 use crate::{
-    dims, elementwise, gpu_bytes, index, layout, norm, packed_f16, reduce, Choice, CoopMatrix, KernelSource,
+    dims, elementwise, gpu_bytes, index, layout, norm, packed_f16, program, reduce, Choice, CoopMatrix, KernelSource,
     MatmulPrecision, Target,
 };
 use glufuse_ir::shape::Bindings;
@@ -66,6 +66,8 @@ pub fn node_kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result
         Op::Binary(op) => one(elementwise::binary(g, n, *op, b, t)),
         Op::Where => one(elementwise::where_(g, n, b, t)),
         Op::Cast { to } => one(elementwise::cast(g, n, *to, b, t)),
+        Op::Elementwise(p) => one(program::program(g, n, p, b, t)),
+        Op::Attention(a) => one(program::attention(g, n, a, b, t)),
         Op::Transpose { perm } => one(layout::transpose(g, n, perm, b, t)),
         Op::Expand { .. } => one(layout::expand(g, n, b, t)),
         Op::Slice { axis, start, step, .. } => one(layout::slice(g, n, *axis, start, *step, b, t)),

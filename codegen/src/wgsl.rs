@@ -259,12 +259,32 @@ pub(crate) fn kernel(
     checks: Vec<Check>,
     t: &Target,
 ) -> Result<KernelSource> {
+    kernel_outs(g, name, kind, ins, &[out], groups, threads, prelude, body, checks, t)
+}
+
+/// [`kernel`] writing several outputs, bound as `out0, out1, ..` after the inputs.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn kernel_outs(
+    g: &Graph,
+    name: String,
+    kind: KernelKind,
+    ins: &[Value],
+    outs: &[Value],
+    groups: u64,
+    threads: u32,
+    prelude: &str,
+    body: &str,
+    checks: Vec<Check>,
+    t: &Target,
+) -> Result<KernelSource> {
     let mut binds: Vec<(String, bool, &str)> =
         ins.iter().enumerate().map(|(k, &v)| (format!("in{k}"), false, Store::of(g, v).array_elem())).collect();
-    binds.push(("out0".into(), true, Store::of(g, out).array_elem()));
     let mut bindings: Vec<Binding> =
         ins.iter().map(|&v| Binding { value: v, write: false, packed_f16: packed_f16(g, v) }).collect();
-    bindings.push(Binding { value: out, write: true, packed_f16: false });
+    for (k, &out) in outs.iter().enumerate() {
+        binds.push((format!("out{k}"), true, Store::of(g, out).array_elem()));
+        bindings.push(Binding { value: out, write: true, packed_f16: false });
+    }
     let mut wgsl = module_typed(&binds, threads, prelude, body);
     if !checks.is_empty() {
         let decl =

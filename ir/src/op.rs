@@ -4,6 +4,8 @@
 //! not compile until each of these is written for it.
 
 use crate::dim::DimExpr;
+use crate::ops::attention::Attention;
+use crate::ops::elementwise::ElementwiseProgram;
 use crate::ops::fused::FusedGateUp;
 use crate::ops::quant::QuantWeight;
 use crate::ops::reduce::ReduceOp;
@@ -11,7 +13,8 @@ use crate::ops::source::{ConstValues, WeightInit};
 use crate::ops::unary::UnaryOp;
 use crate::ops::Attrs;
 use crate::ops::{
-    self, binary::BinaryOp, cast, fused, index, layout, matmul, norm, opaque, quant, reduce, source, unary,
+    self, attention, binary::BinaryOp, cast, elementwise, fused, index, layout, matmul, norm, opaque, quant, reduce,
+    source, unary,
 };
 use crate::shape::{check_size, Bindings};
 use crate::tensor::{Data, Tensor};
@@ -21,10 +24,10 @@ use std::collections::BTreeMap;
 /// An operator.
 ///
 /// Families (one file each under [`crate::ops`]): sources (`Input`, `Weight`, `Constant`,
-/// `SymConstant`; `QuantWeight` in a file of its own); elementwise `Unary`, `Binary` and
-/// `Where`; `MatMul`; reductions (`Reduce`, `Softmax`, `CumSum`); `LayerNorm`; indexing
-/// (`Gather`, `GatherND`, `Range`); layout (`Transpose`, `Reshape`, `Expand`, `Split`,
-/// `Slice`, `Concat`); `Cast`; `FusedGateUp`; `Opaque`.
+/// `SymConstant`; `QuantWeight` in a file of its own); elementwise `Unary`, `Binary` and `Where`; `MatMul`; reductions (`Reduce`,
+/// `Softmax`, `CumSum`); `LayerNorm`; indexing (`Gather`, `GatherND`, `Range`); layout
+/// (`Transpose`, `Reshape`, `Expand`, `Split`, `Slice`, `Concat`); `Cast`; `FusedGateUp`;
+/// `Elementwise` programs; `Attention`; `Opaque`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     /// A graph input, fed at run time.
@@ -158,6 +161,13 @@ pub enum Op {
     },
     /// `act(x·W_gate) * (x·W_up)` in one kernel.
     FusedGateUp(FusedGateUp),
+    /// A program of elementwise ops (unary, binary, `Where`, casts, expands, scalar
+    /// constants), moves (transposes, slices, concats, reshapes) and row reductions, in one
+    /// kernel: what the elementwise fusion merges chains into.
+    Elementwise(ElementwiseProgram),
+    /// `P·V` with `P` a row program (a softmax and its scale, mask or cap) of the scores
+    /// `Q·Kᵀ`, Q, Kᵀ and V read through programs of their own: one kernel per attention.
+    Attention(Attention),
     /// An operator glufuse does not model: carried through every pass untouched.
     Opaque {
         /// The operator's name in the source model (`Attention`, `RMSNorm`, ...).
@@ -195,6 +205,8 @@ impl Op {
             Op::Concat { .. } => layout::CONCAT,
             Op::Cast { .. } => cast::NAME,
             Op::FusedGateUp(_) => fused::NAME,
+            Op::Elementwise(_) => elementwise::NAME,
+            Op::Attention(_) => attention::NAME,
             Op::Opaque { .. } => opaque::NAME,
         }
     }
@@ -223,6 +235,8 @@ impl Op {
             | Op::Concat { .. }
             | Op::Cast { .. }
             | Op::FusedGateUp(_)
+            | Op::Elementwise(_)
+            | Op::Attention(_)
             | Op::Opaque { .. } => false,
         }
     }
@@ -255,6 +269,8 @@ impl Op {
             | Op::Concat { .. }
             | Op::Cast { .. }
             | Op::FusedGateUp(_)
+            | Op::Elementwise(_)
+            | Op::Attention(_)
             | Op::Opaque { .. } => true,
         }
     }
@@ -288,6 +304,8 @@ impl Op {
             Op::Concat { axis } => layout::infer_concat(*axis, ins)?,
             Op::Cast { to } => cast::infer(*to, ins)?,
             Op::FusedGateUp(f) => fused::infer(f, ins, declared)?,
+            Op::Elementwise(p) => elementwise::infer(p, ins)?,
+            Op::Attention(a) => attention::infer(a, ins)?,
             Op::Opaque { .. } => opaque::infer(declared)?,
         };
         for t in &out {
@@ -331,6 +349,8 @@ impl Op {
             Op::Concat { axis } => layout::eval_concat(*axis, ins, shapes),
             Op::Cast { to } => cast::eval(*to, ins),
             Op::FusedGateUp(f) => fused::eval(f, ins, &outs[0], shapes),
+            Op::Elementwise(p) => elementwise::eval(p, ins, shapes, b),
+            Op::Attention(a) => attention::eval(a, ins, b),
             Op::Opaque { op_type, .. } => opaque::eval(op_type),
         }
     }
@@ -364,6 +384,8 @@ impl Op {
             | Op::Concat { .. }
             | Op::Cast { .. }
             | Op::FusedGateUp(_)
+            | Op::Elementwise(_)
+            | Op::Attention(_)
             | Op::Opaque { .. } => None,
         }
     }
@@ -393,6 +415,8 @@ impl Op {
             Op::Concat { axis } => layout::label_concat(*axis),
             Op::Cast { to } => cast::label(*to),
             Op::FusedGateUp(f) => fused::label(f),
+            Op::Elementwise(p) => elementwise::label(p),
+            Op::Attention(a) => attention::label(a),
             Op::Opaque { op_type, .. } => opaque::label(op_type),
         }
     }
@@ -422,6 +446,8 @@ impl Op {
             Op::Concat { axis } => layout::write_concat(*axis, m),
             Op::Cast { to } => cast::write_attrs(*to, m),
             Op::FusedGateUp(f) => fused::write_attrs(f, m),
+            Op::Elementwise(p) => elementwise::write_attrs(p, m),
+            Op::Attention(a) => attention::write_attrs(a, m),
             Op::Opaque { op_type, attrs } => opaque::write_attrs(op_type, attrs, m),
         }
     }
@@ -442,6 +468,8 @@ impl Op {
             .or_else(|| layout::from_json(name, a))
             .or_else(|| cast::from_json(name, a))
             .or_else(|| fused::from_json(name, a))
+            .or_else(|| elementwise::from_json(name, a))
+            .or_else(|| attention::from_json(name, a))
             .or_else(|| opaque::from_json(name, a))
     }
 }

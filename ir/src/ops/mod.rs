@@ -12,6 +12,10 @@
 //! - [`norm`]: layer normalisation;
 //! - [`index`]: gathers and ranges;
 //! - [`fused`]: the fused gated unit `act(x·W_gate) · (x·W_up)`;
+//! - [`elementwise`]: programs of several elementwise ops in one node (what the elementwise
+//!   fusion makes);
+//! - [`attention`]: a softmax attention `softmax(Q·Kᵀ)·V` in one node (what the attention
+//!   fusion makes);
 //! - [`layout`]: ops that move elements without computing (transpose, reshape, expand,
 //!   split, slice, concat);
 //! - [`cast`]: element type conversion;
@@ -21,8 +25,10 @@
 //! f16), accumulates reductions and products in f64, and wraps integer arithmetic at the
 //! width of its dtype as ONNX runtimes do.
 
+pub mod attention;
 pub mod binary;
 pub mod cast;
+pub mod elementwise;
 pub mod fused;
 pub mod index;
 pub mod layout;

@@ -11,7 +11,7 @@
 use crate::fuse::summary_line;
 use glufuse::interp::compare;
 use glufuse::ir::{DType, Dim, TensorType};
-use glufuse::passes::{fusion_report, PassManager};
+use glufuse::passes::{attention_report, elementwise_report, fusion_report, PassManager};
 use glufuse::runtime::{Gpu, Session};
 use glufuse::tensor::Tensor;
 use glufuse::{Error, Graph, Result};
@@ -89,6 +89,12 @@ pub fn run() -> Result<()> {
     println!("== layer 0 after ==\n{}", layer0(&glufuse::dump::text(&g)?));
     if let Some(r) = fusion_report(&runs) {
         println!("== fusion report ==\n{}", r.to_text(true));
+    }
+    if let Some(r) = elementwise_report(&runs) {
+        print!("{}", r.to_text(false));
+    }
+    if let Some(r) = attention_report(&runs) {
+        println!("{}", r.to_text(false));
     }
     println!("{}\n", summary_line(&runs));
     // The oracle: the fused graph computes what the original did, and both what onnxruntime did.
