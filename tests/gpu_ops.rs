@@ -417,3 +417,57 @@ fn batched_matmul_over_symbolic_dims() {
         agree(&gpu, &g, &m, "batched matmul");
     }
 }
+
+/// A tied embedding (Qwen2, Gemma): the table `[V, K]` is read by the `Gather` and, through
+/// a `Transpose`, by the LM head's `MatMul`. The projection reads the table in place in the
+/// `[N, K]` layout: no transpose kernel (it ran on every call), no buffer for the transposed
+/// table; the logits match the interpreter for the decode GEMV, the GEMMs, unaligned K,
+/// f16 and f32 tables and x of rank 3. A transpose with another reader still runs.
+#[test]
+fn a_tied_embedding_is_read_in_place_by_the_lm_head() {
+    use glufuse::codegen::{generate, manifest, KernelKind, Target};
+    let Some(gpu) = common::gpu() else { return };
+    for dtype in [DType::F32, DType::F16] {
+        for (lead, rows, k) in [(1, 1, 32), (1, 3, 30), (2, 6, 32), (1, 12, 32), (1, 12, 30)] {
+            for also_output in [false, true] {
+                let what = format!("{dtype:?} ids [{lead}, {rows}], K={k}, transpose an output: {also_output}");
+                let vocab = 40;
+                let mut b = GraphBuilder::new();
+                let ids = b.input("ids", DType::I64, shape_of(&[lead, rows]));
+                let emb = b.weight("emb", dtype, &[vocab, k], 1.0);
+                let h = b.node("embed", Op::Gather { axis: 0 }, &[emb, ids], vec![])[0];
+                let h = b.unary("act", UnaryOp::Tanh, h);
+                let t = b.transpose("emb_t", emb, &[1, 0]);
+                let logits = b.matmul("lm_head", h, t);
+                let outs = if also_output { vec![logits, t] } else { vec![logits] };
+                let g = b.finish(&outs).unwrap();
+                let n = (lead * rows) as usize;
+                let ids_t =
+                    i64s(&[lead as usize, rows as usize], &(0..n as i64).map(|i| (i * 7) % 40).collect::<Vec<_>>());
+                let m = HashMap::from([("ids".to_string(), ids_t)]);
+                let want = interp::run(&g, &m).unwrap();
+                let mut s = Session::new(&gpu, g.clone()).unwrap_or_else(|e| panic!("{what}: {e}"));
+                let got = s.run(&m).unwrap_or_else(|e| panic!("{what}: GPU: {e}"));
+                let tol = if dtype == DType::F16 { 2e-3 } else { 1e-5 };
+                for (x, y) in got.iter().zip(&want) {
+                    assert_eq!(x.shape(), y.shape(), "{what}");
+                    let (abs, rel) = interp::compare(x, y);
+                    assert!(rel <= tol, "{what}: GPU vs interpreter rel {rel:e} (abs {abs:e})");
+                }
+                let ks = generate(&g, &Default::default(), &Target::default()).unwrap();
+                let transposes = ks.iter().filter(|k| k.source().kind == KernelKind::Transpose).count();
+                assert_eq!(transposes, also_output as usize, "{what}: {}", manifest(&g, &ks));
+                let head = ks.iter().find(|k| k.source().name == "lm_head").unwrap().source();
+                let bound: Vec<String> = head.bindings.iter().map(|b| g.value_name(b.value)).collect();
+                let want_w = if also_output { "emb_t" } else { "emb" };
+                assert_eq!(bound[1], want_w, "{what}: {}", manifest(&g, &ks));
+                let choice = head.choice.as_ref().unwrap().to_string();
+                assert_eq!(choice.contains("read in place as [N,K]"), !also_output, "{what}: {choice}");
+            }
+        }
+    }
+}
+
+fn shape_of(dims: &[u64]) -> Vec<Dim> {
+    dims.iter().map(|&d| Dim::Fixed(d)).collect()
+}

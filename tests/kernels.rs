@@ -72,8 +72,8 @@ fn check(
 ) -> usize {
     let original = build(c);
     let mut fused = original.clone();
-    PassManager::standard().run(&mut fused).unwrap();
-    assert_eq!(fused.summary().fused, 1);
+    let runs = PassManager::standard().run(&mut fused).unwrap();
+    assert_eq!(fused.summary().fused, 1, "{c:?}: {}", glufuse::passes::fusion_report(&runs).unwrap().to_text(false));
     let inputs = interp::seeded_inputs(&original, &Default::default(), 3).unwrap();
     let want = interp::run(&original, &inputs).unwrap();
     let tol = glufuse::interp::check_tolerance(&original);
@@ -135,12 +135,54 @@ fn projection_kernels_match_the_interpreter() {
         "fused-gate-up-kn",
         "fused-gate-up-nk",
         "matmul-gemv-kn",
+        // The unfused `[N, K]` weights, read in place behind their transposes.
+        "matmul-gemv-nk",
         "matmul-gemm",
     ] {
         assert!(kinds.contains(want), "kernel {want} never ran: {kinds:?}");
     }
     if gpu.target().subgroup_size.is_some() {
         assert!(kinds.contains("fused-gate-up-gemv-nk+subgroups"), "no subgroup reduction ran: {kinds:?}");
+    }
+}
+
+/// The `[K, N]` decode GEMV split over k where its grid is small (K ≥ 512, few columns):
+/// partial sums, then a second kernel adding them up with the epilogue. K a multiple of the
+/// split or not (2048 in 8, 2000 in 7), partial column and row tiles (72 columns in tiles of
+/// 32 or 64, 12 rows in tiles of 8), f32 and f16 weights (f16 fused over 12 rows loads 8
+/// bytes), biases and a merged gate_up weight; `[N, K]` weights of the same shape (not
+/// split: 8 columns per workgroup) beside them. The choice says why.
+#[test]
+fn split_k_gemvs_match_the_interpreter() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut cases = vec![];
+    for dtype in [DType::F32, DType::F16] {
+        cases.push(Case { rows: 1, h: 2048, i: 72, layout: Layout::Kn, dtype, bias: true, merged: false });
+        cases.push(Case { rows: 12, h: 2000, i: 72, layout: Layout::Kn, dtype, bias: false, merged: true });
+    }
+    cases.push(Case { rows: 12, h: 2000, i: 72, layout: Layout::Nk, dtype: DType::F16, bias: true, merged: false });
+    let mut kinds = std::collections::BTreeSet::new();
+    let n: usize = cases.iter().map(|c| check(&gpu, c, &gpu.target(), &mut kinds)).sum();
+    eprintln!("{n} runs; kernels: {kinds:?}");
+    for want in ["matmul-gemv-kn", "matmul-split-sum", "fused-gate-up-gemv-kn", "fused-gate-up-split-sum"] {
+        assert!(kinds.contains(want), "kernel {want} never ran: {kinds:?}");
+    }
+    // The choice, as the manifest shows it: split where the grid is small, not otherwise.
+    let choice = |c: &Case| -> Vec<String> {
+        let mut g = build(c);
+        PassManager::standard().run(&mut g).unwrap();
+        let ks = glufuse::codegen::generate(&g, &Default::default(), &Target::default()).unwrap();
+        ks.iter().filter_map(|k| k.source().choice.as_ref().map(|c| c.to_string())).collect()
+    };
+    let split = Case { rows: 1, h: 2000, i: 72, layout: Layout::Kn, dtype: DType::F16, bias: true, merged: false };
+    let got = choice(&split);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got[0].starts_with("gemv-kn split-k 7: ") && got[0].contains("split K=2000 in 7"), "{got:?}");
+    assert!(got[1].starts_with("gemv-kn split-k 7 sum: "), "{got:?}");
+    // K = 896 reaches 3 parts of 256, fewer than worth a second dispatch.
+    for c in [Case { h: 896, ..split }, Case { i: 8192, ..split }] {
+        let got = choice(&c);
+        assert!(got.len() == 1 && got[0].starts_with("gemv-kn: "), "{c:?}: {got:?}");
     }
 }
 

@@ -174,6 +174,7 @@ pub fn copy_kernel(n4: u64, t: &Target) -> Result<KernelSource> {
         "@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;\n@group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;\n@compute @workgroup_size({WORKGROUP})\nfn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {{\n    let i = (wg.x + wg.y * nwg.x) * {WORKGROUP}u + lid;\n    if (i < {n4}u) {{ dst[i] = src[i]; }}\n}}\n"
     );
     Ok(KernelSource {
+        scratch_bytes: 0,
         name: "copy".into(),
         kind: KernelKind::Copy,
         wgsl,

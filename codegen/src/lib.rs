@@ -137,6 +137,8 @@ pub enum ProjKernel {
     GemmTiled,
     /// The prefill GEMM on cooperative matrices ([`proj::coop`]).
     Coop,
+    /// The second pass of a split-K GEMV: adds up the partial sums, applies the epilogue.
+    SplitSum,
     /// The decode GEMV over 4-bit weights ([`proj::q4`]).
     GemvQ4,
     /// The prefill GEMM over 4-bit weights without cooperative matrices ([`proj::q4`]).
@@ -150,7 +152,7 @@ impl KernelKind {
     }
 
     /// The family `glufuse bench MODEL` sums the kernel's time under: `gemv` (decode
-    /// projections, fused or not), `gemm` (prefill projections), `coop-gemm` (prefill
+    /// projections, fused or not, split-K sums included), `gemm` (prefill projections), `coop-gemm` (prefill
     /// projections on cooperative matrices), `proj-scalar` (the
     /// projections' scalar template), `matmul` (batched: attention's
     /// products), `elementwise` (unary, binary, `Where`, casts), `norm` (reductions and layer
@@ -159,7 +161,9 @@ impl KernelKind {
     /// and ranges), `layout` (transpose, slice, concat, expand, copies).
     pub fn family(self) -> &'static str {
         match self {
-            KernelKind::Projection { kernel: ProjKernel::Gemv(_) | ProjKernel::GemvQ4, .. } => "gemv",
+            KernelKind::Projection {
+                kernel: ProjKernel::Gemv(_) | ProjKernel::SplitSum | ProjKernel::GemvQ4, ..
+            } => "gemv",
             KernelKind::Projection { kernel: ProjKernel::Scalar(_), .. } => "proj-scalar",
             KernelKind::Projection {
                 kernel: ProjKernel::GemmUnaligned | ProjKernel::GemmTiled | ProjKernel::GemmQ4,
@@ -212,6 +216,7 @@ impl fmt::Display for KernelKind {
                     ProjKernel::GemmUnaligned => f.write_str("-gemm-unaligned"),
                     ProjKernel::GemmTiled => f.write_str("-gemm"),
                     ProjKernel::Coop => f.write_str("-coop"),
+                    ProjKernel::SplitSum => f.write_str("-split-sum"),
                     ProjKernel::GemvQ4 => f.write_str("-gemv-q4"),
                     ProjKernel::GemmQ4 => f.write_str("-gemm-q4"),
                 }
@@ -269,6 +274,11 @@ pub struct KernelSource {
     /// Which kernel was chosen for the node and why (projections; `None` where there is no
     /// choice to make).
     pub choice: Option<Choice>,
+    /// Bytes of the scratch buffer the kernel binds after `bindings` (and before its error
+    /// words), 0 for none: the partial sums of a split-K GEMV, written by its first kernel
+    /// and read by its second ([`ProjKernel::SplitSum`]). One buffer, of the largest size any
+    /// kernel asks, serves every kernel of an executable (they run one after another).
+    pub scratch_bytes: u64,
 }
 
 impl KernelSource {
@@ -399,6 +409,28 @@ pub fn packed_f16(g: &Graph, v: Value) -> bool {
     matches!(n.op, Op::Weight(_)) && n.outputs[v.output].dtype == DType::F16
 }
 
+/// The `[N, K]` weight that a transposed-weight value stands for, where the projections
+/// reading it bind the weight itself (in the `[N, K]` layout) and the transpose takes no
+/// kernel and no buffer: `v` is a 2-D `Transpose` (perm `[1, 0]`) of a weight or constant,
+/// not a graph output, read only as the weight (input 1) of `MatMul`s whose x has rank 2 or
+/// more. A 4-bit weight behind such a transpose is read packed this way (it has no float
+/// values on the GPU). This is the tied LM head (`MatMul(h, Transpose(embedding))`, the table also read by
+/// the `Gather`): without it the table was transposed into a scratch buffer on every call.
+pub fn nk_weight(g: &Graph, v: Value) -> Option<Value> {
+    let node = g.node(v.node);
+    let Op::Transpose { perm } = &node.op else { return None };
+    let w = g.inputs(v.node)[0];
+    let source = matches!(g.node(w.node).op, Op::Weight(_) | Op::QuantWeight(_) | Op::Constant(_));
+    if perm.as_slice() != [1, 0] || !source || g.ty(w).rank() != 2 || g.is_output(v) {
+        return None;
+    }
+    let users = g.users(v);
+    let projections = users
+        .iter()
+        .all(|&(u, slot)| slot == 1 && matches!(g.node(u).op, Op::MatMul) && g.ty(g.inputs(u)[0]).rank() >= 2);
+    (!users.is_empty() && projections).then_some(w)
+}
+
 /// Concrete dims of a value.
 pub fn dims(g: &Graph, v: Value, b: &Bindings) -> Result<Vec<usize>> {
     concrete(&g.ty(v).shape, b).map_err(|m| Error::graph(&g.node(v.node).name, m))
@@ -525,17 +557,6 @@ impl Default for Target {
     }
 }
 
-/// The value a node's output is a view of, sharing its buffer: a `Reshape`'s input, and a
-/// 4-bit weight behind a 2-D `Transpose` (the projections read it packed, `[N, K]`: the
-/// transpose moves nothing).
-pub fn view_source(g: &Graph, n: NodeIndex) -> Option<Value> {
-    if matches!(g.node(n).op, Op::Reshape { .. }) {
-        return Some(g.inputs(n)[0]);
-    }
-    let transposed = matches!(g.node(n).op, Op::Transpose { .. });
-    proj::quant_operand(g, Value::of(n)).filter(|_| transposed).map(|(w, _)| w)
-}
-
 /// The words a source node is uploaded as, where codegen decides them: a 4-bit weight's
 /// packed layout ([`proj::q4::upload_words`]); `None` for every other node (the runtime
 /// uploads their values one word each).
@@ -599,6 +620,9 @@ pub fn manifest(g: &Graph, kernels: &[Kernel]) -> serde_json::Value {
                     "packed_f16": b.packed_f16,
                 }))
                 .collect::<Vec<_>>());
+            if s.scratch_bytes > 0 {
+                e["scratch_bytes"] = s.scratch_bytes.into();
+            }
             e["workgroups"] = serde_json::json!(s.workgroups);
             e["workgroup_size"] = serde_json::json!(s.workgroup_size);
             e["checks"] = serde_json::json!(s.checks.len());

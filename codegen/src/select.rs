@@ -5,8 +5,8 @@
 use crate::proj::coop::{self, CoopTile, Ops};
 use crate::proj::{batched, gemm_tiled, gemm_unaligned, gemv, q4, scalar, ProjShape, ProjValues};
 use crate::{
-    dims, elementwise, gpu_bytes, index, layout, norm, packed_f16, program, reduce, Choice, CoopMatrix, KernelSource,
-    MatmulPrecision, Target,
+    dims, elementwise, gpu_bytes, index, layout, nk_weight, norm, packed_f16, program, reduce, Choice, CoopMatrix,
+    KernelSource, MatmulPrecision, Target,
 };
 use glufuse_ir::shape::Bindings;
 use glufuse_ir::{Error, Graph, Layout, NodeIndex, Op, Result, Value};
@@ -29,8 +29,9 @@ pub fn node_kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result
         }
         Ok(())
     };
+    // A transposed weight read in place takes no buffer of its own ([`nk_weight`]).
     for v in g.inputs(n) {
-        too_big(v)?;
+        too_big(nk_weight(g, v).unwrap_or(v))?;
     }
     for k in 0..node.outputs.len() {
         too_big(Value { node: n, output: k })?;
@@ -42,9 +43,10 @@ pub fn node_kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result
     }
     let one = |k: Result<KernelSource>| k.map(|k| vec![k]);
     check_quant_readers(g, n)?;
+    if nk_weight(g, Value::of(n)).is_some() {
+        return Ok(vec![]);
+    }
     match &node.op {
-        // A 4-bit weight behind a transpose is read packed by the projections: a view.
-        Op::Transpose { .. } if crate::view_source(g, n).is_some() => Ok(vec![]),
         // Sources are uploaded (a `SymConstant` under the binding); `Reshape` is a view.
         Op::Input | Op::Weight(_) | Op::QuantWeight(_) | Op::Constant(_) | Op::SymConstant(_) | Op::Reshape { .. } => {
             Ok(vec![])
@@ -56,12 +58,12 @@ pub fn node_kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result
         Op::MatMul => {
             let (a, w) = (g.inputs(n)[0], g.inputs(n)[1]);
             if g.ty(w).rank() == 2 && g.ty(a).rank() >= 2 {
-                one(projection(g, n, &ProjShape::matmul(g, n, b)?, t))
+                projection(g, n, &ProjShape::matmul(g, n, b)?, t)
             } else {
                 one(batched::batched_matmul(g, n, b, t))
             }
         }
-        Op::FusedGateUp(_) => one(projection(g, n, &ProjShape::fused(g, n, b)?, t)),
+        Op::FusedGateUp(_) => projection(g, n, &ProjShape::fused(g, n, b)?, t),
         Op::Unary(u) => one(elementwise::unary(g, n, *u, b, t)),
         Op::Binary(op) => one(elementwise::binary(g, n, *op, b, t)),
         Op::Where => one(elementwise::where_(g, n, b, t)),
@@ -86,8 +88,8 @@ pub fn node_kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result
 }
 
 /// Checks that node `n` reads 4-bit weights only as a projection does (a `MatMul`'s weight,
-/// itself or behind a 2-D `Transpose`; a `FusedGateUp`'s gate and up weights): no kernel
-/// reads one as floats yet.
+/// itself or through a 2-D `Transpose` the projections read in place, [`nk_weight`]; a
+/// `FusedGateUp`'s gate and up weights): no kernel reads one as floats yet.
 fn check_quant_readers(g: &Graph, n: NodeIndex) -> Result<()> {
     let node = g.node(n);
     for (i, v) in g.inputs(n).into_iter().enumerate() {
@@ -98,9 +100,9 @@ fn check_quant_readers(g: &Graph, n: NodeIndex) -> Result<()> {
         }
         let matmul = matches!(node.op, Op::MatMul) && i == 1 && g.ty(g.inputs(n)[0]).rank() >= 2;
         let fused = matches!(node.op, Op::FusedGateUp(_)) && direct && (i == 1 || i == 2);
-        let transpose = direct && matches!(&node.op, Op::Transpose { perm } if perm == &[1, 0]);
-        let ok = matmul || fused || transpose;
-        if !ok {
+        // A transpose only where every reader is such a projection (read in place).
+        let transpose = direct && matches!(node.op, Op::Transpose { .. }) && nk_weight(g, Value::of(n)).is_some();
+        if !(matmul || fused || transpose) {
             return Err(Error::graph(
                 &node.name,
                 format!(
@@ -109,12 +111,6 @@ fn check_quant_readers(g: &Graph, n: NodeIndex) -> Result<()> {
                     g.value_name(v)
                 ),
             ));
-        }
-    }
-    // A transpose of a 4-bit weight is a view only for projections.
-    if crate::view_source(g, n).is_some() && matches!(node.op, Op::Transpose { .. }) {
-        for (u, _) in g.users(Value::of(n)) {
-            check_quant_readers(g, u)?;
         }
     }
     Ok(())
@@ -127,40 +123,51 @@ fn check_quant_readers(g: &Graph, n: NodeIndex) -> Result<()> {
 /// took 263–360 µs (Llama-3-8B gate/up, f16, issue #15).
 pub const COOP_MIN_ROWS: usize = 9;
 
-/// The kernel of a projection node (a `MatMul` with a 2-D weight, or a `FusedGateUp`), with
-/// its [`Choice`]: the cooperative-matrix GEMM past 8 rows where the device has 16×16×16
+/// The kernels of a projection node (a `MatMul` with a 2-D weight, or a `FusedGateUp`), with
+/// their [`Choice`]: the cooperative-matrix GEMM past 8 rows where the device has 16×16×16
 /// f16×f16→f32 cooperative matrices, the precision allows f16 products and the shape suits
 /// it ([`coop_tile`]); else the vector GEMV up to 32 rows when the weight rows allow 16-byte
-/// loads; past 8 rows the aligned GEMM where x and the weights load as 16-byte vectors, else
+/// loads (the `[K, N]` one split over k, with a second kernel adding the parts up, where its
+/// grid is too small for the device: [`gemv::kn_split`]); past 8 rows the aligned GEMM where x and the weights load as 16-byte vectors, else
 /// the scalar-load GEMM; the scalar template otherwise (and wherever gate and up weights
 /// differ in storage).
-pub(crate) fn projection(g: &Graph, n: NodeIndex, s: &ProjShape, t: &Target) -> Result<KernelSource> {
-    let (ins, out) = (g.inputs(n), Value::of(n));
+pub(crate) fn projection(g: &Graph, n: NodeIndex, s: &ProjShape, t: &Target) -> Result<Vec<KernelSource>> {
+    let (ins, out) = (proj_inputs(g, n), Value::of(n));
     let name = g.node(n).name.clone();
-    let mut v = ProjValues::new(g, &ins, out, s);
+    let v = ProjValues::new(g, &ins, out, s);
     if s.q4.is_some() {
-        // A plain projection binds the 4-bit weight itself, not its transpose (a view).
-        if let Some((w, _)) = crate::proj::quant_operand(g, v.w_gate) {
-            v.w_gate = w;
-        }
-        return projection_q4(name, s, &v, t);
+        let note = in_place(g, n, &ins);
+        return projection_q4(name, s, &v, t).map(|k| {
+            let c = k.choice.clone().expect("chosen");
+            vec![chosen(k, c.kernel, format!("{}{note}", c.reason))]
+        });
     }
     let same_dtype = s.fused.is_none() || packed_f16(g, ins[2]) == s.f16;
     let not_coop = match coop_tile(s, t, same_dtype) {
         Ok((tile, why)) => {
             let ops = if t.coop_emulate { Ops::Emulated } else { Ops::Native };
             let k = coop::coop(name, s, &v, t, tile, ops)?;
-            return Ok(chosen(k, format!("coop {tile}"), why));
+            return Ok(vec![chosen(k, format!("coop {tile}"), format!("{why}{}", in_place(g, n, &ins)))]);
         }
         Err(why_not) => why_not,
     };
     let m = s.rows;
     let (k, kernel, why) = if same_dtype && s.gemv_fits() {
-        let (k, l) = match s.layout {
-            Layout::Kn => (gemv::gemv_kn(name, s, &v, t)?, "kn"),
-            Layout::Nk => (gemv::gemv_nk(name, s, &v, t)?, "nk"),
+        let why = format!("M={m} ≤ 32, 16-byte aligned weight rows");
+        let (k, l) = match (s.layout, gemv::kn_split(s)) {
+            (Layout::Kn, (split, Some(why_split))) => {
+                // The partial sums take no epilogue: their kernel binds no biases.
+                let parts = ProjValues { b_gate: None, b_up: None, ..ProjValues::new(g, &ins, out, s) };
+                let k = gemv::gemv_kn(name.clone(), s, &parts, t, split)?;
+                let sum = gemv::split_sum(format!("{name}.split_sum"), s, &v, t, split)?;
+                let why = format!("{why}; {why_split}; not coop: {not_coop}{}", in_place(g, n, &ins));
+                let kernel = format!("gemv-kn split-k {split}");
+                return Ok(vec![chosen(k, kernel.clone(), why.clone()), chosen(sum, format!("{kernel} sum"), why)]);
+            }
+            (Layout::Kn, _) => (gemv::gemv_kn(name, s, &v, t, 1)?, "kn"),
+            (Layout::Nk, _) => (gemv::gemv_nk(name, s, &v, t)?, "nk"),
         };
-        (k, format!("gemv-{l}"), format!("M={m} ≤ 32, 16-byte aligned weight rows"))
+        (k, format!("gemv-{l}"), why)
     } else if same_dtype && m > 8 && gemm_tiled::fits(s) {
         let (tiles, why) = gemm_tiled::pick(s, t);
         let k = gemm_tiled::gemm_tiled(name, s, &v, t, tiles)?;
@@ -177,7 +184,28 @@ pub(crate) fn projection(g: &Graph, n: NodeIndex, s: &ProjShape, t: &Target) -> 
         };
         (scalar::scalar(g, name, &ins, out, s, t)?, "scalar".into(), why)
     };
-    Ok(chosen(k, kernel, format!("{why}; not coop: {not_coop}")))
+    Ok(vec![chosen(k, kernel, format!("{why}; not coop: {not_coop}{}", in_place(g, n, &ins)))])
+}
+
+/// The reason's note where a projection reads a transposed weight in place ([`nk_weight`]).
+fn in_place(g: &Graph, n: NodeIndex, ins: &[Value]) -> String {
+    let t = g.inputs(n)[1];
+    if ins[1] == t {
+        return String::new();
+    }
+    format!("; '{}' read in place as [N,K] for the transpose '{}'", g.value_name(ins[1]), g.value_name(t))
+}
+
+/// The values a projection node reads, a transposed weight read in place ([`nk_weight`])
+/// replaced by the `[N, K]` weight itself.
+pub(crate) fn proj_inputs(g: &Graph, n: NodeIndex) -> Vec<Value> {
+    let mut ins = g.inputs(n);
+    if matches!(g.node(n).op, Op::MatMul) {
+        if let Some(w) = nk_weight(g, ins[1]) {
+            ins[1] = w;
+        }
+    }
+    ins
 }
 
 /// The kernel of a projection through 4-bit weights: the cooperative-matrix GEMM where
@@ -221,6 +249,13 @@ pub(crate) fn coop_tile(
 ) -> std::result::Result<(CoopTile, String), String> {
     let weights = match (t.matmul_precision, s.f16_values, s.f16) {
         (MatmulPrecision::F32, _, _) => return Err("matmul precision f32".into()),
+        (MatmulPrecision::AsWeights, false, _) if s.q4.is_some() => {
+            return Err("4-bit weights with f32 scales keep f32 products (matmul precision f16 would allow f16)".into())
+        }
+        (_, true, _) if s.q4.is_some() => "4-bit weights, f16 scales",
+        (MatmulPrecision::F16, false, _) if s.q4.is_some() => {
+            "4-bit weights, f32 scales rounded to f16 (matmul precision f16)"
+        }
         (MatmulPrecision::AsWeights, false, _) => {
             return Err("f32 weights keep f32 products (matmul precision f16 would allow f16)".into())
         }

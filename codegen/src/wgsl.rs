@@ -292,6 +292,7 @@ pub(crate) fn kernel_outs(
         wgsl.insert_str(0, &decl);
     }
     Ok(KernelSource {
+        scratch_bytes: 0,
         name,
         kind,
         wgsl,

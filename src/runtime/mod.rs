@@ -188,10 +188,12 @@ impl<'a> Executable<'a> {
     pub(crate) fn build(gpu: &'a Gpu, g: &Graph, b: &Bindings, target: &Target, weights: &Weights) -> Result<Self> {
         let kernels = codegen::generate(g, b, target)?;
         let order = g.topo_order()?;
-        // Views share their input's buffer (a `Reshape`, a 4-bit weight behind a transpose).
+        // Views share their input's buffer, and so does a transposed weight that the
+        // projections read in place (`codegen::nk_weight`: no kernel writes it).
         let mut alias: HashMap<Value, Value> = HashMap::new();
         for &n in &order {
-            if let Some(src) = codegen::view_source(g, n) {
+            if matches!(g.node(n).op, Op::Reshape { .. }) || codegen::nk_weight(g, Value::of(n)).is_some() {
+                let src = g.inputs(n)[0];
                 let root = *alias.get(&src).unwrap_or(&src);
                 alias.insert(Value::of(n), root);
             }
@@ -292,6 +294,17 @@ impl<'a> Executable<'a> {
                 mapped_at_creation: false,
             })
         });
+        // One scratch buffer for every kernel that asks (split-K partial sums), of the
+        // largest size asked: the kernels run one after another.
+        let scratch_bytes = kernels.iter().map(|k| k.source().scratch_bytes).max().unwrap_or(0);
+        let scratch = (scratch_bytes > 0).then(|| {
+            gpu.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("scratch"),
+                size: scratch_bytes.next_multiple_of(4),
+                usage,
+                mapped_at_creation: false,
+            })
+        });
         let mut dispatches = vec![];
         gpu.scoped("creating bind groups", || -> Result<()> {
             for (i, k) in kernels.iter().enumerate() {
@@ -300,7 +313,7 @@ impl<'a> Executable<'a> {
                     .position(|&c| c == i)
                     .zip(error_buffer.as_ref())
                     .map(|(j, e)| (e, j as u64 * stride));
-                dispatches.push(dispatch(gpu, g, &buffers, &buffer_of, k.source(), err)?);
+                dispatches.push(dispatch(gpu, g, &buffers, &buffer_of, k.source(), err, scratch.as_ref())?);
             }
             Ok(())
         })??;
@@ -387,8 +400,9 @@ impl<'a> Executable<'a> {
             if let Some(d) = pipelines.get(&key(k)) {
                 return Ok(d.clone());
             }
-            // Tiled GEMMs check nothing at run time: no error words to bind.
-            let d = gpu.scoped(what, || dispatch(gpu, g, buffers, buffer_of, k.source(), None))??;
+            // Tiled GEMMs check nothing at run time and split nothing: no error words and no
+            // scratch to bind.
+            let d = gpu.scoped(what, || dispatch(gpu, g, buffers, buffer_of, k.source(), None, None))??;
             pipelines.insert(key(k), d.clone());
             Ok(d)
         };
@@ -676,6 +690,7 @@ fn dispatch(
     buffer_of: &HashMap<Value, usize>,
     s: &codegen::KernelSource,
     err: Option<(&wgpu::Buffer, u64)>,
+    scratch: Option<&wgpu::Buffer>,
 ) -> Result<Dispatch> {
     let pipeline = gpu.pipeline(s)?;
     let mut entries: Vec<wgpu::BindGroupEntry> = vec![];
@@ -685,11 +700,15 @@ fn dispatch(
         })?;
         entries.push(wgpu::BindGroupEntry { binding: i as u32, resource: buffer.as_entire_binding() });
     }
+    if s.scratch_bytes > 0 {
+        let buffer = scratch.ok_or_else(|| Error::Internal(format!("kernel '{}' has no scratch buffer", s.name)))?;
+        entries.push(wgpu::BindGroupEntry { binding: entries.len() as u32, resource: buffer.as_entire_binding() });
+    }
     if !s.checks.is_empty() {
         let (buffer, offset) =
             err.ok_or_else(|| Error::Internal(format!("kernel '{}' checks but has no error words", s.name)))?;
         entries.push(wgpu::BindGroupEntry {
-            binding: s.bindings.len() as u32,
+            binding: entries.len() as u32,
             resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                 buffer,
                 offset,

@@ -3,7 +3,9 @@
 //! against unfused measures the fusion and nothing else (the fused kernel keeps two
 //! accumulators and applies bias, activation and product in its epilogue).
 //!
-//! - `gemv`: the decode GEMVs (a few rows of x), 16-byte weight loads, one per layout;
+//! - `gemv`: the decode GEMVs (a few rows of x), 16-byte weight loads, one per layout; the
+//!   `[K, N]` one split over k, with a second kernel adding the parts up, where its grid
+//!   is too small for the device (a thin N with a large K: a down projection);
 //! - [`coop`]: the prefill GEMM on cooperative matrices (tensor cores), f16 products with f32
 //!   accumulation;
 //! - [`gemm_tiled`]: the prefill GEMM for 16-byte aligned operands, in tilings to choose from;
@@ -98,21 +100,25 @@ impl ProjShape {
 }
 
 impl ProjShape {
-    /// The product of an unfused `MatMul` node with a 2-D weight `[K, N]`.
+    /// The product of an unfused `MatMul` node with a 2-D weight: `[K, N]`, or `[N, K]`
+    /// where the weight is a transposed weight read in place ([`crate::nk_weight`]).
     pub(crate) fn matmul(g: &Graph, n: NodeIndex, b: &Bindings) -> Result<ProjShape> {
-        let ins = g.inputs(n);
+        let (node, ins) = (n, crate::select::proj_inputs(g, n));
+        let layout = if ins[1] == g.inputs(n)[1] { Layout::Kn } else { Layout::Nk };
         let (xd, wd) = (dims(g, ins[0], b)?, dims(g, ins[1], b)?);
         let k = *xd.last().expect("rank >= 2");
         let rows = xd.iter().product::<usize>() / k.max(1);
-        if let Some((w, nk)) = quant_operand(g, ins[1]) {
-            // wd is the [K, N] the product reads, transposed or not.
-            let n_total = wd[1];
-            let q4 = q4_of(g, n, &[(w, nk)])?;
+        let n = match layout {
+            Layout::Kn => wd[1],
+            Layout::Nk => wd[0],
+        };
+        if matches!(g.node(ins[1].node).op, Op::QuantWeight(_)) {
+            let q4 = q4_of(g, node, &[(ins[1], layout == Layout::Nk)])?;
             return Ok(ProjShape {
                 rows,
                 k,
-                n: n_total,
-                n_total,
+                n,
+                n_total: n,
                 layout: Layout::Nk,
                 f16: false,
                 f16_values: q4.scale_f16,
@@ -124,9 +130,9 @@ impl ProjShape {
         Ok(ProjShape {
             rows,
             k,
-            n: wd[1],
-            n_total: wd[1],
-            layout: Layout::Kn,
+            n,
+            n_total: n,
+            layout,
             f16: packed_f16(g, ins[1]),
             f16_values: g.ty(ins[1]).dtype == DType::F16,
             fused: None,
@@ -255,6 +261,13 @@ impl Binds {
         self.decls.push((name.into(), write, elem.into()));
         self.bindings.push(Binding { value, write, packed_f16: packed });
     }
+    /// Declares the shared scratch buffer (f32, written by the kernel or only read), bound
+    /// after the bindings ([`KernelSource::scratch_bytes`]); the last declaration. A reader
+    /// declares it read-only, so that wgpu orders the write before the read by the change
+    /// of use.
+    fn scratch(&mut self, name: &str, write: bool) {
+        self.decls.push((name.into(), write, "f32".into()));
+    }
     fn header(&self) -> String {
         let mut s = self.directives.clone();
         for (i, (n, w, e)) in self.decls.iter().enumerate() {
@@ -379,6 +392,7 @@ pub(crate) fn finish(
         bindings: b.bindings.clone(),
         workgroup_size: threads,
         choice: None,
+        scratch_bytes: 0,
         workgroups: [workgroups[0] as u32, workgroups[1] as u32, 1],
         checks: vec![],
     })
