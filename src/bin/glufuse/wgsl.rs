@@ -4,6 +4,7 @@
 
 use crate::args::{PrecisionArg, WgslArgs};
 use crate::io::bindings;
+use crate::out::outln;
 use glufuse::codegen::{file_name, generate, manifest, Target};
 use glufuse::files::{load_graph, write_atomic};
 use glufuse::passes::PassManager;
@@ -19,7 +20,7 @@ pub fn run(a: WgslArgs) -> Result<()> {
     let b = bindings(&g, &a.dims)?;
     let target = if a.device {
         let gpu = Gpu::new()?;
-        println!("adapter: {}; cooperative matrices: {}", gpu.describe(), gpu.describe_coop());
+        outln!("adapter: {}; cooperative matrices: {}", gpu.describe(), gpu.describe_coop());
         gpu.target()
     } else {
         Target::default()
@@ -36,9 +37,9 @@ pub fn run(a: WgslArgs) -> Result<()> {
     write_atomic(&out.join("manifest.json"), manifest.as_bytes())?;
     for k in &kernels {
         if let Some(c) = &k.source().choice {
-            println!("{}: {c}", k.source().name);
+            outln!("{}: {c}", k.source().name);
         }
     }
-    println!("wrote {} kernels to {}", kernels.len(), out.display());
+    outln!("wrote {} kernels to {}", kernels.len(), out.display());
     Ok(())
 }

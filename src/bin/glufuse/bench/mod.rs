@@ -10,6 +10,7 @@ pub mod model;
 pub mod probe;
 
 use crate::args::{BenchArgs, PartArg, PrecisionArg};
+use crate::out::{errln, outln};
 use glufuse::codegen::Tiles;
 use glufuse::files::write_atomic;
 use glufuse::runtime::Gpu;
@@ -72,17 +73,17 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     let (table, rows) = if a.in_process {
         let gpu = Gpu::new()?;
-        eprintln!("benchmarking on {}", gpu.describe());
-        let (m, body) = harness::run(&gpu, &o, |line| eprint!("{line}"))?;
+        errln!("benchmarking on {}", gpu.describe());
+        let (m, body) = harness::run(&gpu, &o, |line| crate::out::eprint(format_args!("{line}")))?;
         if let Some(p) = &a.child_report {
             let j = serde_json::to_string(&m).map_err(|e| Error::Internal(e.to_string()))?;
             write_atomic(p, j.as_bytes())?;
         }
         (harness::table(&m, &o, IN_PROCESS, &body), m.rows)
     } else {
-        harness::run_isolated(&o, |line| eprint!("{line}"))?
+        harness::run_isolated(&o, |line| crate::out::eprint(format_args!("{line}")))?
     };
-    println!("{table}");
+    outln!("{table}");
     if let Some(p) = a.json {
         let j = serde_json::to_string_pretty(&rows).map_err(|e| Error::Internal(e.to_string()))?;
         write_atomic(&p, j.as_bytes())?;
