@@ -281,6 +281,23 @@ fn mixed_layouts() -> Graph {
     f.down(m)
 }
 
+/// SwiGLU with 4-bit weights (H 32, I 24, blocks of 16 along k), `[N, K]` as MatMulNBits
+/// loads them; `up_q4` false makes the up weight f32 (mixed precision: left alone).
+fn q4(up_q4: bool) -> Graph {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", DType::F32, shape_of(&[M, 32]));
+    let g = b.linear_q4("gate_proj", x, 24, Layout::Nk, 16, 0.5);
+    let u = if up_q4 {
+        b.linear_q4("up_proj", x, 24, Layout::Nk, 16, 0.5)
+    } else {
+        b.linear("up_proj", x, 24, Layout::Nk, 0.5)
+    };
+    let a = b.unary("act", UnaryOp::Silu, g);
+    let m = b.mul("mul", a, u);
+    let d = b.linear_q4("down_proj", m, 32, Layout::Nk, 16, 0.5);
+    b.finish(&[d]).expect("valid")
+}
+
 fn decoder(layers: usize, layout: Layout) -> Graph {
     glufuse::synth::llama(&glufuse::synth::SynthOptions {
         layers,
@@ -290,6 +307,7 @@ fn decoder(layers: usize, layout: Layout) -> Graph {
         dtype: DType::F32,
         executable: true,
         layout,
+        q4: false,
     })
     .expect("valid")
 }
@@ -459,6 +477,8 @@ fn main() {
         ("elementwise_chains_f16", elementwise_chains(DType::F16)),
         ("elementwise_rotary", elementwise_rotary()),
         ("attention_gqa", attention_gqa()),
+        ("q4_swiglu_nk", q4(true)),
+        ("nofuse_mixed_q4", q4(false)),
     ];
     for (name, g) in graphs {
         let path = dir.join(format!("{name}.json"));

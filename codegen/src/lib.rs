@@ -68,6 +68,7 @@ mod wgsl;
 pub use layout::copy_kernel;
 pub use proj::coop::CoopTile;
 pub use proj::gemm_tiled::Tiles;
+pub use proj::q4::Q4Unpack;
 pub use select::node_kernels;
 pub use wgsl::ERROR_WORDS;
 
@@ -138,6 +139,10 @@ pub enum ProjKernel {
     Coop,
     /// The second pass of a split-K GEMV: adds up the partial sums, applies the epilogue.
     SplitSum,
+    /// The decode GEMV over 4-bit weights ([`proj::q4`]).
+    GemvQ4,
+    /// The prefill GEMM over 4-bit weights without cooperative matrices ([`proj::q4`]).
+    GemmQ4,
 }
 
 impl KernelKind {
@@ -156,9 +161,14 @@ impl KernelKind {
     /// and ranges), `layout` (transpose, slice, concat, expand, copies).
     pub fn family(self) -> &'static str {
         match self {
-            KernelKind::Projection { kernel: ProjKernel::Gemv(_) | ProjKernel::SplitSum, .. } => "gemv",
+            KernelKind::Projection {
+                kernel: ProjKernel::Gemv(_) | ProjKernel::SplitSum | ProjKernel::GemvQ4, ..
+            } => "gemv",
             KernelKind::Projection { kernel: ProjKernel::Scalar(_), .. } => "proj-scalar",
-            KernelKind::Projection { kernel: ProjKernel::GemmUnaligned | ProjKernel::GemmTiled, .. } => "gemm",
+            KernelKind::Projection {
+                kernel: ProjKernel::GemmUnaligned | ProjKernel::GemmTiled | ProjKernel::GemmQ4,
+                ..
+            } => "gemm",
             KernelKind::Projection { kernel: ProjKernel::Coop, .. } => "coop-gemm",
             KernelKind::BatchedMatmul => "matmul",
             KernelKind::Elementwise | KernelKind::Cast | KernelKind::Where => "elementwise",
@@ -207,6 +217,8 @@ impl fmt::Display for KernelKind {
                     ProjKernel::GemmTiled => f.write_str("-gemm"),
                     ProjKernel::Coop => f.write_str("-coop"),
                     ProjKernel::SplitSum => f.write_str("-split-sum"),
+                    ProjKernel::GemvQ4 => f.write_str("-gemv-q4"),
+                    ProjKernel::GemmQ4 => f.write_str("-gemm-q4"),
                 }
             }
         }
@@ -401,13 +413,14 @@ pub fn packed_f16(g: &Graph, v: Value) -> bool {
 /// reading it bind the weight itself (in the `[N, K]` layout) and the transpose takes no
 /// kernel and no buffer: `v` is a 2-D `Transpose` (perm `[1, 0]`) of a weight or constant,
 /// not a graph output, read only as the weight (input 1) of `MatMul`s whose x has rank 2 or
-/// more. This is the tied LM head (`MatMul(h, Transpose(embedding))`, the table also read by
+/// more. A 4-bit weight behind such a transpose is read packed this way (it has no float
+/// values on the GPU). This is the tied LM head (`MatMul(h, Transpose(embedding))`, the table also read by
 /// the `Gather`): without it the table was transposed into a scratch buffer on every call.
 pub fn nk_weight(g: &Graph, v: Value) -> Option<Value> {
     let node = g.node(v.node);
     let Op::Transpose { perm } = &node.op else { return None };
     let w = g.inputs(v.node)[0];
-    let source = matches!(g.node(w.node).op, Op::Weight(_) | Op::Constant(_));
+    let source = matches!(g.node(w.node).op, Op::Weight(_) | Op::QuantWeight(_) | Op::Constant(_));
     if perm.as_slice() != [1, 0] || !source || g.ty(w).rank() != 2 || g.is_output(v) {
         return None;
     }
@@ -521,6 +534,11 @@ pub struct Target {
     pub coop_tiles: Option<CoopTile>,
     /// Which products may be f16 (the cooperative-matrix GEMM's).
     pub matmul_precision: MatmulPrecision,
+    /// How the 4-bit kernels unpack their elements ([`proj::q4::Q4Unpack`]).
+    pub q4_unpack: proj::q4::Q4Unpack,
+    /// Forces the output features per 32 lanes of the 4-bit decode GEMV (1, 2 or 4; tuning);
+    /// `None` picks per shape ([`proj::q4::gemv_cols`]).
+    pub q4_cols: Option<usize>,
 }
 
 impl Default for Target {
@@ -538,12 +556,34 @@ impl Default for Target {
             coop_emulate: false,
             coop_tiles: None,
             matmul_precision: MatmulPrecision::AsWeights,
+            q4_unpack: proj::q4::Q4Unpack::Magic,
+            q4_cols: None,
         }
     }
 }
 
+/// The words a source node is uploaded as, where codegen decides them: a 4-bit weight's
+/// packed layout ([`proj::q4::upload_words`]); `None` for every other node (the runtime
+/// uploads their values one word each).
+pub fn source_words(node: &Node) -> Result<Option<Vec<u32>>> {
+    let Op::QuantWeight(q) = &node.op else { return Ok(None) };
+    let t = &node.outputs[0];
+    let rc: Vec<usize> = t.shape.iter().filter_map(|d| d.fixed()).map(|d| d as usize).collect();
+    let [rows, cols] = rc[..] else {
+        return Err(Error::graph(&node.name, "a 4-bit weight must be 2-D with known dims"));
+    };
+    proj::q4::upload_words(q, rows, cols, t.dtype).map(Some)
+}
+
 /// Bytes a value occupies on the GPU.
 pub fn gpu_bytes(g: &Graph, v: Value, b: &Bindings) -> Result<u64> {
+    if let Op::QuantWeight(q) = &g.node(v.node).op {
+        let d = dims(g, v, b)?;
+        return Ok(proj::q4::Q4Layout::of(q, d[0], d[1], g.ty(v).dtype)?.bytes());
+    }
+    if let (Op::Transpose { .. }, Some((w, _))) = (&g.node(v.node).op, proj::quant_operand(g, v)) {
+        return gpu_bytes(g, w, b);
+    }
     let n: u64 = dims(g, v, b)?.iter().map(|&d| d as u64).product();
     Ok(if packed_f16(g, v) { n.div_ceil(2) * 4 } else { n * 4 })
 }

@@ -3,7 +3,7 @@
 //! device and precision, and records the choice with its reason ([`Choice`]).
 
 use crate::proj::coop::{self, CoopTile, Ops};
-use crate::proj::{batched, gemm_tiled, gemm_unaligned, gemv, scalar, ProjShape, ProjValues};
+use crate::proj::{batched, gemm_tiled, gemm_unaligned, gemv, q4, scalar, ProjShape, ProjValues};
 use crate::{
     dims, elementwise, gpu_bytes, index, layout, nk_weight, norm, packed_f16, program, reduce, Choice, CoopMatrix,
     KernelSource, MatmulPrecision, Target,
@@ -42,12 +42,15 @@ pub fn node_kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result
         return Ok(vec![]);
     }
     let one = |k: Result<KernelSource>| k.map(|k| vec![k]);
+    check_quant_readers(g, n)?;
     if nk_weight(g, Value::of(n)).is_some() {
         return Ok(vec![]);
     }
     match &node.op {
         // Sources are uploaded (a `SymConstant` under the binding); `Reshape` is a view.
-        Op::Input | Op::Weight(_) | Op::Constant(_) | Op::SymConstant(_) | Op::Reshape { .. } => Ok(vec![]),
+        Op::Input | Op::Weight(_) | Op::QuantWeight(_) | Op::Constant(_) | Op::SymConstant(_) | Op::Reshape { .. } => {
+            Ok(vec![])
+        }
         Op::Opaque { op_type, .. } => Err(Error::graph(
             &node.name,
             format!("opaque op '{op_type}' cannot run on the GPU: glufuse has no kernel for it"),
@@ -84,6 +87,35 @@ pub fn node_kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result
     }
 }
 
+/// Checks that node `n` reads 4-bit weights only as a projection does (a `MatMul`'s weight,
+/// itself or through a 2-D `Transpose` the projections read in place, [`nk_weight`]; a
+/// `FusedGateUp`'s gate and up weights): no kernel reads one as floats yet.
+fn check_quant_readers(g: &Graph, n: NodeIndex) -> Result<()> {
+    let node = g.node(n);
+    for (i, v) in g.inputs(n).into_iter().enumerate() {
+        let direct = matches!(g.node(v.node).op, Op::QuantWeight(_));
+        let behind = !direct && crate::proj::quant_operand(g, v).is_some();
+        if !direct && !behind {
+            continue;
+        }
+        let matmul = matches!(node.op, Op::MatMul) && i == 1 && g.ty(g.inputs(n)[0]).rank() >= 2;
+        let fused = matches!(node.op, Op::FusedGateUp(_)) && direct && (i == 1 || i == 2);
+        // A transpose only where every reader is such a projection (read in place).
+        let transpose = direct && matches!(node.op, Op::Transpose { .. }) && nk_weight(g, Value::of(n)).is_some();
+        if !(matmul || fused || transpose) {
+            return Err(Error::graph(
+                &node.name,
+                format!(
+                    "no GPU kernel yet for {} reading the 4-bit weight '{}' as floats (the CPU interpreter runs it)",
+                    node.op.label(),
+                    g.value_name(v)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Fewest rows of x the cooperative-matrix GEMM takes. Up to 8 rows the GEMVs read the
 /// weights once (at 2.7–3.0 TB/s on an H100, against 2.2–2.3 TB/s for the cooperative-matrix
 /// kernel's 16-row tiles); past 8 they read them again per 8 rows (16 in `[N,K]` with
@@ -103,6 +135,13 @@ pub(crate) fn projection(g: &Graph, n: NodeIndex, s: &ProjShape, t: &Target) -> 
     let (ins, out) = (proj_inputs(g, n), Value::of(n));
     let name = g.node(n).name.clone();
     let v = ProjValues::new(g, &ins, out, s);
+    if s.q4.is_some() {
+        let note = in_place(g, n, &ins);
+        return projection_q4(name, s, &v, t).map(|k| {
+            let c = k.choice.clone().expect("chosen");
+            vec![chosen(k, c.kernel, format!("{}{note}", c.reason))]
+        });
+    }
     let same_dtype = s.fused.is_none() || packed_f16(g, ins[2]) == s.f16;
     // An inner dim of 0 is an empty sum: every output is 0 (plus the bias), which the scalar
     // template computes with a loop that never runs; the others tile (or split) K.
@@ -175,6 +214,29 @@ pub(crate) fn proj_inputs(g: &Graph, n: NodeIndex) -> Vec<Value> {
     ins
 }
 
+/// The kernel of a projection through 4-bit weights: the cooperative-matrix GEMM where
+/// [`coop_tile`] allows it (the chunks dequantized to f16 while staged), else the 4-bit
+/// GEMV up to 8 rows and the 4-bit tiled GEMM past them ([`q4`]).
+fn projection_q4(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Result<KernelSource> {
+    let not_coop = match coop_tile(s, t, true) {
+        Ok((tile, why)) => {
+            let ops = if t.coop_emulate { Ops::Emulated } else { Ops::Native };
+            let k = coop::coop(name, s, v, t, tile, ops)?;
+            return Ok(chosen(k, format!("coop {tile}"), format!("{why}, 4-bit weights dequantized while staged")));
+        }
+        Err(why_not) => why_not,
+    };
+    let m = s.rows;
+    let (k, kernel, why) = if m <= 8 {
+        let r = q4::gemv_cols(s, t);
+        let k = q4::gemv_q4(name, s, v, t)?;
+        (k, format!("gemv-q4 r{r} {}", t.q4_unpack), format!("M={m} ≤ 8: one pass over the packed weights"))
+    } else {
+        (q4::gemm_q4(name, s, v, t)?, format!("gemm-q4 {}", t.q4_unpack), format!("M={m} > 8"))
+    };
+    Ok(chosen(k, kernel, format!("{why}; not coop: {not_coop}")))
+}
+
 /// The kernel with its choice recorded, as data and as the first line of its WGSL.
 fn chosen(k: KernelSource, kernel: String, reason: String) -> KernelSource {
     k.with_choice(Choice { kernel, reason })
@@ -193,6 +255,13 @@ pub(crate) fn coop_tile(
 ) -> std::result::Result<(CoopTile, String), String> {
     let weights = match (t.matmul_precision, s.f16_values, s.f16) {
         (MatmulPrecision::F32, _, _) => return Err("matmul precision f32".into()),
+        (MatmulPrecision::AsWeights, false, _) if s.q4.is_some() => {
+            return Err("4-bit weights with f32 scales keep f32 products (matmul precision f16 would allow f16)".into())
+        }
+        (_, true, _) if s.q4.is_some() => "4-bit weights, f16 scales",
+        (MatmulPrecision::F16, false, _) if s.q4.is_some() => {
+            "4-bit weights, f32 scales rounded to f16 (matmul precision f16)"
+        }
         (MatmulPrecision::AsWeights, false, _) => {
             return Err("f32 weights keep f32 products (matmul precision f16 would allow f16)".into())
         }

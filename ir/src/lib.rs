@@ -37,6 +37,7 @@ pub use ops::attention::Attention;
 pub use ops::binary::BinaryOp;
 pub use ops::elementwise::{ElementwiseProgram, Scalar, Step};
 pub use ops::fused::{Activation, FusedGateUp, Layout};
+pub use ops::quant::QuantWeight;
 pub use ops::reduce::ReduceOp;
 pub use ops::source::{ConstValues, WeightInit};
 pub use ops::unary::UnaryOp;

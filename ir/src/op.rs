@@ -7,13 +7,14 @@ use crate::dim::DimExpr;
 use crate::ops::attention::Attention;
 use crate::ops::elementwise::ElementwiseProgram;
 use crate::ops::fused::FusedGateUp;
+use crate::ops::quant::QuantWeight;
 use crate::ops::reduce::ReduceOp;
 use crate::ops::source::{ConstValues, WeightInit};
 use crate::ops::unary::UnaryOp;
 use crate::ops::Attrs;
 use crate::ops::{
-    self, attention, binary::BinaryOp, cast, elementwise, fused, index, layout, matmul, norm, opaque, reduce, source,
-    unary,
+    self, attention, binary::BinaryOp, cast, elementwise, fused, index, layout, matmul, norm, opaque, quant, reduce,
+    source, unary,
 };
 use crate::shape::{check_size, Bindings};
 use crate::tensor::{Data, Tensor};
@@ -23,7 +24,7 @@ use std::collections::BTreeMap;
 /// An operator.
 ///
 /// Families (one file each under [`crate::ops`]): sources (`Input`, `Weight`, `Constant`,
-/// `SymConstant`); elementwise `Unary`, `Binary` and `Where`; `MatMul`; reductions (`Reduce`,
+/// `SymConstant`; `QuantWeight` in a file of its own); elementwise `Unary`, `Binary` and `Where`; `MatMul`; reductions (`Reduce`,
 /// `Softmax`, `CumSum`); `LayerNorm`; indexing (`Gather`, `GatherND`, `Range`); layout
 /// (`Transpose`, `Reshape`, `Expand`, `Split`, `Slice`, `Concat`); `Cast`; `FusedGateUp`;
 /// `Elementwise` programs; `Attention`; `Opaque`.
@@ -33,6 +34,9 @@ pub enum Op {
     Input,
     /// A weight (initializer): floating-point values.
     Weight(WeightInit),
+    /// A 4-bit quantized weight: blocks of packed integers with scales (and zero points),
+    /// whose value is the dequantized 2-D matrix ([`crate::ops::quant`]).
+    QuantWeight(QuantWeight),
     /// A small constant tensor of any dtype, values row-major.
     Constant(ConstValues),
     /// An integer tensor (i64 or i32) whose values are dim expressions (`past + new`),
@@ -179,6 +183,7 @@ impl Op {
         match self {
             Op::Input => source::INPUT,
             Op::Weight(_) => source::WEIGHT,
+            Op::QuantWeight(_) => quant::NAME,
             Op::Constant(_) => source::CONSTANT,
             Op::SymConstant(_) => source::SYM_CONSTANT,
             Op::MatMul => matmul::NAME,
@@ -210,7 +215,7 @@ impl Op {
     /// weights, constants, symbolic constants).
     pub fn is_source(&self) -> bool {
         match self {
-            Op::Input | Op::Weight(_) | Op::Constant(_) | Op::SymConstant(_) => true,
+            Op::Input | Op::Weight(_) | Op::QuantWeight(_) | Op::Constant(_) | Op::SymConstant(_) => true,
             Op::MatMul
             | Op::Unary(_)
             | Op::Binary(_)
@@ -240,7 +245,12 @@ impl Op {
     /// op but the sources and `Reshape`, a view of its input.
     pub fn launches_kernel(&self) -> bool {
         match self {
-            Op::Input | Op::Weight(_) | Op::Constant(_) | Op::SymConstant(_) | Op::Reshape { .. } => false,
+            Op::Input
+            | Op::Weight(_)
+            | Op::QuantWeight(_)
+            | Op::Constant(_)
+            | Op::SymConstant(_)
+            | Op::Reshape { .. } => false,
             Op::MatMul
             | Op::Unary(_)
             | Op::Binary(_)
@@ -272,6 +282,7 @@ impl Op {
         let out = match self {
             Op::Input => source::infer_input(ins, declared)?,
             Op::Weight(init) => source::infer_weight(init, ins, declared)?,
+            Op::QuantWeight(q) => quant::infer(q, ins, declared)?,
             Op::Constant(v) => source::infer_constant(v, ins, declared)?,
             Op::SymConstant(v) => source::infer_sym_constant(v, ins, declared)?,
             Op::MatMul => matmul::infer(ins)?,
@@ -315,7 +326,9 @@ impl Op {
     ) -> Result<Vec<Tensor>, String> {
         match self {
             Op::Input => source::eval_input(),
-            Op::Weight(_) | Op::Constant(_) => Ok(vec![crate::tensor::held_values(self, &outs[0])]),
+            Op::Weight(_) | Op::QuantWeight(_) | Op::Constant(_) => {
+                Ok(vec![crate::tensor::held_values(self, &outs[0])])
+            }
             Op::SymConstant(v) => source::eval_sym_constant(v, &outs[0], &shapes[0], b),
             Op::MatMul => matmul::eval(ins, &outs[0], shapes),
             Op::Unary(u) => unary::eval(*u, ins, &outs[0], shapes),
@@ -348,6 +361,7 @@ impl Op {
     pub fn held_values(&self, dtype: DType, shape: &[usize]) -> Option<Data> {
         match self {
             Op::Weight(init) => Some(Data::F32(source::weight_data(init, shape))),
+            Op::QuantWeight(q) => Some(Data::F32(quant::values(q, shape))),
             Op::Constant(v) => Some(source::constant_data(v, dtype)),
             Op::Input
             | Op::SymConstant(_)
@@ -382,6 +396,7 @@ impl Op {
         match self {
             Op::Input | Op::MatMul | Op::Binary(_) | Op::Where => self.name().into(),
             Op::Weight(init) => source::label_weight(init),
+            Op::QuantWeight(q) => quant::label(q),
             Op::Constant(v) => source::label_constant(v),
             Op::SymConstant(v) => source::label_sym_constant(v),
             Op::Unary(u) => unary::label(*u),
@@ -412,6 +427,7 @@ impl Op {
         match self {
             Op::Input | Op::MatMul | Op::Binary(_) | Op::Where => {}
             Op::Weight(init) => source::write_weight(init, m),
+            Op::QuantWeight(q) => quant::write_attrs(q, m),
             Op::Constant(v) => source::write_constant(v, m),
             Op::SymConstant(v) => source::write_sym_constant(v, m),
             Op::Unary(u) => unary::write_attrs(*u, m),
@@ -442,6 +458,7 @@ impl Op {
     /// are wrong.
     pub fn from_json(name: &str, a: &mut Attrs, declared: &[TensorType]) -> Option<Result<Op, String>> {
         source::from_json(name, a, declared)
+            .or_else(|| quant::from_json(name, a))
             .or_else(|| matmul::from_json(name, a))
             .or_else(|| unary::from_json(name, a))
             .or_else(|| ops::binary::from_json(name, a))

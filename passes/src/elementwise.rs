@@ -149,6 +149,8 @@ fn node_step(g: &Graph, n: NodeIndex, args: &[usize]) -> Option<Step> {
             Step::Reduce { op: *op, x: args[0] }
         }
         Op::Softmax { axis } if last(*axis) => Step::Softmax { x: args[0] },
+        // A transpose of a 4-bit weight is a view the projections read packed: no step.
+        Op::Transpose { .. } if !g.launches_kernel(n) => return None,
         Op::Transpose { perm } => Step::Transpose { perm: perm.clone(), x: args[0] },
         Op::Slice { axis, start, len, step } => {
             Step::Slice { axis: *axis, start: start.clone(), len: len.clone(), step: *step, x: args[0] }
@@ -157,6 +159,7 @@ fn node_step(g: &Graph, n: NodeIndex, args: &[usize]) -> Option<Step> {
         Op::Reshape { shape } => Step::Reshape { shape: shape.clone(), x: args[0] },
         Op::Input
         | Op::Weight(_)
+        | Op::QuantWeight(_)
         | Op::Constant(_)
         | Op::SymConstant(_)
         | Op::MatMul

@@ -286,6 +286,7 @@ fn fold_symbolic(op: &Op, ins: &[&Known], outs: &[TensorType], shapes: &[Vec<usi
         | Op::Cast { .. }
         | Op::Input
         | Op::Weight(_)
+        | Op::QuantWeight(_)
         | Op::Constant(_)
         | Op::SymConstant(_)
         | Op::MatMul

@@ -248,6 +248,8 @@ impl Gpu {
             coop_emulate: false,
             coop_tiles: None,
             matmul_precision: Default::default(),
+            q4_unpack: Default::default(),
+            q4_cols: None,
         }
     }
 

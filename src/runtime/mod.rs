@@ -73,7 +73,7 @@ impl Weights {
         gpu.scoped("uploading weights", || -> Result<()> {
             for n in g.topo_order()? {
                 let node = g.node(n);
-                if !matches!(node.op, Op::Weight(_) | Op::Constant(_)) {
+                if !matches!(node.op, Op::Weight(_) | Op::QuantWeight(_) | Op::Constant(_)) {
                     continue;
                 }
                 let bytes = source_bytes(node)?;
@@ -727,6 +727,10 @@ fn dispatch(
 /// The bytes a weight or constant is uploaded as: packed f16 pairs for f16 weights, one
 /// 32-bit word per element otherwise (integers checked to fit, the error naming the node).
 fn source_bytes(node: &Node) -> Result<Vec<u8>> {
+    // A 4-bit weight: the packed layout codegen's kernels read.
+    if let Some(words) = codegen::source_words(node)? {
+        return Ok(bytemuck::cast_slice(&words).to_vec());
+    }
     let t = crate::tensor::weight_values(node);
     if let (Op::Weight(_), DType::F16, Some(v)) = (&node.op, node.outputs[0].dtype, t.as_f32()) {
         let mut h: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();

@@ -173,9 +173,11 @@ impl Geo<'_> {
     fn na(&self) -> usize {
         self.s.na()
     }
-    /// Weight elements per 16-byte load: 8 f16 or 4 f32.
+    /// Weight elements per 16-byte load: 8 f16, 4 f32 or 32 4-bit.
     fn vw(&self) -> usize {
-        if self.s.f16 {
+        if self.s.q4.is_some() {
+            super::q4::CHUNK
+        } else if self.s.f16 {
             8
         } else {
             4
@@ -225,12 +227,16 @@ pub fn check(s: &ProjShape, t: CoopTile, max_workgroup_bytes: usize) -> std::res
     if s.rows == 0 || s.k == 0 || s.n == 0 {
         return Err("an empty product".into());
     }
+    if s.q4.is_some() && (t.bk % super::q4::CHUNK != 0 || s.layout != Layout::Nk) {
+        return Err(format!("tiling {t}: 4-bit weights stage whole chunks of 32 of k (BK a multiple of 32)"));
+    }
     if s.k % 4 != 0 || s.n % 4 != 0 {
         return Err(format!("K={} and N={} must be multiples of 4 (16-byte rows of x and of the output)", s.k, s.n));
     }
     let aligned = match s.layout {
         Layout::Kn => s.n_total % vw == 0 && s.n % vw == 0 && go % vw == 0 && uo % vw == 0,
-        Layout::Nk => s.k % vw == 0,
+        // 4-bit rows are padded to whole chunks.
+        Layout::Nk => s.k % vw == 0 || s.q4.is_some(),
     };
     if !aligned {
         let what = match s.layout {
@@ -283,13 +289,39 @@ pub(crate) fn coop(
     let rows_partial = s.rows % bm != 0;
     let cols_partial = s.n % bn != 0;
     let k_partial = s.k % bk != 0;
-    let wname = |a: usize| if a == 0 { "w_gate" } else { up_name(s) };
+    let wname = |a: usize| match (&s.q4, a == 0 || s.merged) {
+        (Some(_), true) => "wq_gate",
+        (Some(_), false) => "wq_up",
+        (None, true) => "w_gate",
+        (None, false) => up_name(s),
+    };
     let woff = |a: usize| if a == 0 { go } else { uo };
     let rb_a = bm / wr; // x-tile rows per subgroup row block
     let wno = bn / wc; // output columns per subgroup column block
     let blocks_b = na * wc;
-    let w_elem = if s.f16 { "vec4<u32>" } else { "vec4<f32>" };
-    let mut b = binds_with(s, v, "vec4<f32>", w_elem, "vec4<f32>");
+    let w_elem = if s.f16 || s.q4.is_some() { "vec4<u32>" } else { "vec4<f32>" };
+    let mut b = match &s.q4 {
+        Some(_) => super::q4::binds(s, v, "vec4<f32>", "vec4<f32>"),
+        None => binds_with(s, v, "vec4<f32>", w_elem, "vec4<f32>"),
+    };
+    // 4-bit weights: the elements' and the scales' views, the row stride in chunks, and the
+    // scale index expressions of a staged vector (per half: blocks of 16 take two).
+    let q4 = match &s.q4 {
+        Some(_) => Some(super::q4::layout(s)?),
+        None => None,
+    };
+    let q4_chunks = q4.as_ref().map_or(0, |(_, l)| l.chunks);
+    let q4_scale = |a: usize, oc: &str, kk: &str, h: usize| -> String {
+        let (q, l) = q4.as_ref().expect("4-bit");
+        let p = if a == 0 || s.merged { "wp_gate" } else { "wp_up" };
+        let shift = (q.block / super::q4::CHUNK).max(1).trailing_zeros();
+        let i = if q.block == 16 {
+            format!("({oc} + {}u) * {}u + ({kk}) * 2u + {h}u", woff(a), l.nbp)
+        } else {
+            format!("({oc} + {}u) * {}u + (({kk}) >> {shift}u)", woff(a), l.nbp)
+        };
+        format!("{p}_s({i}), {p}_z({i})")
+    };
     b.directives = match ops {
         Ops::Native => "enable f16;\nenable wgpu_cooperative_matrix;\n".into(),
         Ops::Emulated => "enable f16;\n".into(),
@@ -331,6 +363,10 @@ pub(crate) fn coop(
     }
     for e in 0..w_slots {
         let _ = writeln!(body, "    var pw{e} = {w_elem}();");
+        if s.q4.is_some() {
+            // Scale and zero point of each half of the staged chunk.
+            let _ = writeln!(body, "    var ps{e} = vec2<f32>(0.0);\n    var pz{e} = vec2<f32>(0.0);");
+        }
     }
     let guarded = |b: &mut String, dst: &str, zero: &str, value: &str, conds: &[String]| {
         if conds.is_empty() {
@@ -375,6 +411,9 @@ pub(crate) fn coop(
                     format!("({step}) * {bk}u + li / {}u", bn / vw),
                     s.k,
                 ),
+                Layout::Nk if s.q4.is_some() => {
+                    (format!("col0 + li / {kw}u"), format!("({step}) * {kw}u + li % {kw}u"), q4_chunks)
+                }
                 Layout::Nk => (format!("col0 + li / {kw}u"), format!("({step}) * {kw}u + li % {kw}u"), s.k / vw),
             };
             let _ = writeln!(b, "            let oc = {oc};\n            let kk = {kk};");
@@ -385,18 +424,47 @@ pub(crate) fn coop(
             if cols_partial {
                 conds.push(format!("oc < {}u", s.n));
             }
-            if k_partial {
+            // Past K: a 4-bit row holds whole chunks, so only steps past its last chunk.
+            let past_k = match &s.q4 {
+                Some(_) => steps * kw > kbound,
+                None => k_partial,
+            };
+            if past_k {
                 conds.push(format!("kk < {kbound}u"));
             }
             let read = |a: usize| {
                 let index = match s.layout {
                     Layout::Kn => format!("kk * {}u + (oc + {}u) / {vw}u", s.n_total / vw, woff(a)),
+                    Layout::Nk if s.q4.is_some() => format!("(oc + {}u) * {q4_chunks}u + kk", woff(a)),
                     Layout::Nk => format!("(oc + {}u) * {}u + kk", woff(a), s.k / vw),
                 };
                 format!("{}[{index}]", wname(a))
             };
-            if uniform || na == 1 {
+            // A 4-bit vector's scales and zero-point terms, per half (zeros where the vector is
+            // not loaded, so that it dequantizes to zeros).
+            let scales = |a: usize| -> (String, String) {
+                let parts: Vec<String> = (0..2).map(|h| q4_scale(a, "oc", "kk", h)).collect();
+                let (s0, z0) = parts[0].split_once(", ").expect("scale, zc");
+                let (s1, z1) = parts[1].split_once(", ").expect("scale, zc");
+                (format!("vec2<f32>({s0}, {s1})"), format!("vec2<f32>({z0}, {z1})"))
+            };
+            if (uniform || na == 1) && s.q4.is_some() {
+                let a = if na == 1 { 0 } else { lo / per_w };
+                let (sc, zc) = scales(a);
+                guarded(b, &format!("pw{e}"), &format!("{w_elem}()"), &read(a), &conds);
+                guarded(b, &format!("ps{e}"), "vec2<f32>(0.0)", &sc, &conds);
+                guarded(b, &format!("pz{e}"), "vec2<f32>(0.0)", &zc, &conds);
+            } else if uniform || na == 1 {
                 guarded(b, &format!("pw{e}"), &format!("{w_elem}()"), &read(lo / per_w), &conds);
+            } else if s.q4.is_some() {
+                let c = if conds.is_empty() { "true".to_string() } else { conds.join(" && ") };
+                let ((s0, z0), (s1, z1)) = (scales(0), scales(1));
+                let _ = writeln!(
+                    b,
+                    "            pw{e} = {w_elem}();\n            ps{e} = vec2<f32>(0.0);\n            pz{e} = vec2<f32>(0.0);\n            if ({c}) {{ if (idx < {per_w}u) {{ pw{e} = {}; ps{e} = {s0}; pz{e} = {z0}; }} else {{ pw{e} = {}; ps{e} = {s1}; pz{e} = {z1}; }} }}",
+                    read(0),
+                    read(1)
+                );
             } else {
                 let c = if conds.is_empty() { "true".to_string() } else { conds.join(" && ") };
                 let _ = writeln!(
@@ -433,7 +501,34 @@ pub(crate) fn coop(
                 let _ = writeln!(b, "            if (idx < {w_total}u) {{");
             }
             let _ = writeln!(b, "            let a = idx / {per_w}u;\n            let li = idx % {per_w}u;");
-            if vw == 8 {
+            if s.q4.is_some() {
+                // 32 elements, dequantized in f32 (q4.rs's `q4lo`/`q4hi`: elements 0, 2, 4, 6
+                // and 1, 3, 5, 7 of a word, exactly, less the zero point; times the scale, in
+                // order again), rounded to f16 once; eight vec4<f16> stores. (The f16
+                // unpacking, `bitcast<vec2<f16>>` of a masked word, would skip the f32 steps,
+                // but naga 30 types that bitcast as vec2<f32>.)
+                let halves = if s.q4.as_ref().is_some_and(|q| q.block == 16) { 2 } else { 1 };
+                let _ = writeln!(
+                    b,
+                    "            let nn = li / {kw}u;\n            let blk = a * {wc}u + nn / {wno}u;\n            let at = (nn % {wno}u) * {sb}u + (li % {kw}u) * 8u;"
+                );
+                for h in 0..halves {
+                    let c = ["x", "y"][h];
+                    let _ = writeln!(
+                        b,
+                        "            let zc{h} = q4zc(pz{e}.{c});\n            let sq{h} = ps{e}.{c} * Q4X;"
+                    );
+                }
+                for wi in 0..4 {
+                    let (word, h) = (["x", "y", "z", "w"][wi], wi * halves / 4);
+                    let _ = writeln!(
+                        b,
+                        "            {{\n                let l = q4lo(pw{e}.{word}, zc{h}) * sq{h};\n                let u = q4hi(pw{e}.{word}, zc{h}) * sq{h};\n                ws[{st}][blk][at + {}u] = vec4<f16>(vec4<f32>(l.x, u.x, l.y, u.y));\n                ws[{st}][blk][at + {}u] = vec4<f16>(vec4<f32>(l.z, u.z, l.w, u.w));\n            }}",
+                        2 * wi,
+                        2 * wi + 1
+                    );
+                }
+            } else if vw == 8 {
                 // 8 halves per load, two vec4<f16> stores.
                 let (pre, blk, at) = match s.layout {
                     Layout::Kn => (
@@ -659,6 +754,10 @@ pub(crate) fn coop(
     if ops == Ops::Emulated {
         prelude.push_str(&emu.functions(stages, s.layout));
     }
+    if let Some((q, l)) = &q4 {
+        let views: &[&str] = if s.fused.is_some() && !s.merged { &["wp_gate", "wp_up"] } else { &["wp_gate"] };
+        prelude.push_str(&super::q4::functions(q, l, views, t.q4_unpack));
+    }
     let kind = kind(s, ProjKernel::Coop);
     let groups = [s.rows.div_ceil(bm) as u64, s.n.div_ceil(bn) as u64];
     finish(name, kind, &b, &prelude, &body, groups, threads as u32, t)
@@ -778,7 +877,7 @@ mod tests {
                 (n, n_total, Some(f), merged, (bg, bu))
             }
         };
-        let s = ProjShape { rows, k, n, n_total, layout, f16, f16_values: f16, fused, merged };
+        let s = ProjShape { rows, k, n, n_total, layout, f16, f16_values: f16, fused, merged, q4: None };
         let v = ProjValues {
             x: val(0),
             w_gate: val(1),
@@ -867,6 +966,43 @@ mod tests {
         }
         // layouts × weight storages × kinds × sizes × tilings
         assert_eq!(count, 2 * 2 * 5 * 3 * 7);
+    }
+
+    /// The 4-bit staging: every kind of the grid with 4-bit weights (blocks of 16, 32 and
+    /// 128, f16 and f32 scales, with and without zero points; K a multiple of neither 32 nor
+    /// the block) validates natively and writes SPIR-V, and its emulation validates.
+    #[test]
+    fn q4_variants_validate_and_write_spirv() {
+        use crate::proj::q4::Q4;
+        let native =
+            Capabilities::COOPERATIVE_MATRIX | Capabilities::SHADER_FLOAT16 | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+        let emulated = Capabilities::SHADER_FLOAT16 | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+        let target = Target { max_workgroup_storage_bytes: 1 << 16, ..Target::default() };
+        let mut count = 0;
+        for (i, kind) in KINDS.into_iter().enumerate() {
+            for (rows, k, block) in [(512, 256, 32), (37, 136, 16), (9, 200, 128)] {
+                for tl in ["128x128x32w2x4s1", "16x32x128w1x2s1", "128x64x32w2x2"] {
+                    let tl: CoopTile = tl.parse().unwrap();
+                    let (mut s, v) = case(Layout::Nk, false, kind, rows, k);
+                    s.q4 = Some(Q4 { block, scale_f16: i % 2 == 0, zp: [i % 3 == 0, i % 3 != 1] });
+                    s.f16_values = i % 2 == 0;
+                    let what = format!("q4 {kind:?} M={rows} K={k} block {block} {tl}");
+                    let src =
+                        coop("t".into(), &s, &v, &target, tl, Ops::Native).unwrap_or_else(|e| panic!("{what}: {e}"));
+                    let (module, info) = validate(&src.wgsl, native);
+                    spirv(&module, &info).unwrap_or_else(|e| panic!("{what}: SPIR-V: {e}"));
+                    let emu = coop("t".into(), &s, &v, &target, tl, Ops::Emulated).unwrap();
+                    validate(&emu.wgsl, emulated);
+                    count += 1;
+                }
+            }
+        }
+        assert_eq!(count, 5 * 3 * 3);
+        // Steps of 16 of k cannot stage whole chunks.
+        let (mut s, _) = case(Layout::Nk, false, KINDS[1], 64, 64);
+        s.q4 = Some(Q4 { block: 32, scale_f16: true, zp: [false; 2] });
+        let e = check(&s, "64x64x16w2x2".parse().unwrap(), 1 << 16).unwrap_err();
+        assert!(e.contains("BK a multiple of 32"), "{e}");
     }
 
     /// The tilings picked for the shapes measured on the H100 are the ones measured fastest,

@@ -432,6 +432,7 @@ mod tests {
             f16_values: false,
             fused: fused.then_some(f),
             merged: false,
+            q4: None,
         }
     }
 

@@ -36,7 +36,7 @@ fn load16(s: &ProjShape, w: &str, idx: &str) -> (String, Option<String>) {
 /// Sums `lanes` lanes by a tree in workgroup memory: `slots` arrays of [`WORKGROUP`] entries,
 /// the entry of slot `sl` at `red[sl·WORKGROUP + lid]`, lane `l`'s `l·stride` after lane 0's
 /// (the thread's lane is `lane`). Lane 0 ends with the sum.
-fn tree_sum(body: &mut String, lanes: usize, stride: usize, slots: usize) {
+pub(crate) fn tree_sum(body: &mut String, lanes: usize, stride: usize, slots: usize) {
     let mut step = lanes / 2;
     while step > 0 {
         let _ = writeln!(body, "    if (lane < {step}u) {{");
@@ -281,7 +281,7 @@ pub(crate) fn split_sum(name: String, s: &ProjShape, v: &ProjValues, t: &Target,
 
 /// The subgroup size the reductions may use: one that divides the 32 lanes of an output, on a
 /// target that validates subgroup operations.
-fn subgroup(t: &Target) -> Option<usize> {
+pub(crate) fn subgroup(t: &Target) -> Option<usize> {
     t.subgroup_size
         .filter(|&z| (1..=32).contains(&z) && 32 % z == 0 && t.caps.contains(naga::valid::Capabilities::SUBGROUP))
         .map(|z| z as usize)

@@ -22,6 +22,7 @@ pub mod coop;
 pub mod gemm_tiled;
 pub(crate) mod gemm_unaligned;
 pub(crate) mod gemv;
+pub mod q4;
 pub(crate) mod scalar;
 
 use crate::elementwise::act_call;
@@ -54,6 +55,10 @@ pub struct ProjShape {
     pub fused: Option<FusedGateUp>,
     /// Gate and up read one merged weight (bound once).
     pub merged: bool,
+    /// The weights are 4-bit ([`q4`]): then `layout` is `Nk` (what is uploaded is `[N, K]`,
+    /// whatever the graph's layout), `f16` false, and `f16_values` says whether the scales
+    /// (so the dequantized values) are f16.
+    pub q4: Option<q4::Q4>,
 }
 
 impl ProjShape {
@@ -98,7 +103,7 @@ impl ProjShape {
     /// The product of an unfused `MatMul` node with a 2-D weight: `[K, N]`, or `[N, K]`
     /// where the weight is a transposed weight read in place ([`crate::nk_weight`]).
     pub(crate) fn matmul(g: &Graph, n: NodeIndex, b: &Bindings) -> Result<ProjShape> {
-        let ins = crate::select::proj_inputs(g, n);
+        let (node, ins) = (n, crate::select::proj_inputs(g, n));
         let layout = if ins[1] == g.inputs(n)[1] { Layout::Kn } else { Layout::Nk };
         let (xd, wd) = (dims(g, ins[0], b)?, dims(g, ins[1], b)?);
         let k = *xd.last().expect("rank >= 2");
@@ -108,6 +113,21 @@ impl ProjShape {
             Layout::Kn => wd[1],
             Layout::Nk => wd[0],
         };
+        if matches!(g.node(ins[1].node).op, Op::QuantWeight(_)) {
+            let q4 = q4_of(g, node, &[(ins[1], layout == Layout::Nk)])?;
+            return Ok(ProjShape {
+                rows,
+                k,
+                n,
+                n_total: n,
+                layout: Layout::Nk,
+                f16: false,
+                f16_values: q4.scale_f16,
+                fused: None,
+                merged: false,
+                q4: Some(q4),
+            });
+        }
         Ok(ProjShape {
             rows,
             k,
@@ -118,6 +138,7 @@ impl ProjShape {
             f16_values: g.ty(ins[1]).dtype == DType::F16,
             fused: None,
             merged: false,
+            q4: None,
         })
     }
 
@@ -134,6 +155,29 @@ impl ProjShape {
             Layout::Kn => wd[1],
             Layout::Nk => wd[0],
         };
+        let quant = [ins[1], ins[2]].map(|w| matches!(g.node(w.node).op, Op::QuantWeight(_)));
+        if quant[0] || quant[1] {
+            if quant[0] != quant[1] {
+                return Err(Error::graph(
+                    &g.node(n).name,
+                    "gate and up weights stored in different formats (one 4-bit): no GPU kernel reads both",
+                ));
+            }
+            let nk = f.layout == Layout::Nk;
+            let q4 = q4_of(g, n, &[(ins[1], nk), (ins[2], nk)])?;
+            return Ok(ProjShape {
+                rows,
+                k,
+                n: *od.last().expect("rank >= 1"),
+                n_total,
+                layout: Layout::Nk,
+                f16: false,
+                f16_values: q4.scale_f16,
+                fused: Some(f.clone()),
+                merged: ins[1] == ins[2],
+                q4: Some(q4),
+            });
+        }
         Ok(ProjShape {
             rows,
             k,
@@ -144,8 +188,63 @@ impl ProjShape {
             f16_values: g.ty(ins[1]).dtype == DType::F16 && g.ty(ins[2]).dtype == DType::F16,
             fused: Some(f.clone()),
             merged: ins[1] == ins[2],
+            q4: None,
         })
     }
+}
+
+/// The 4-bit weight a projection's weight operand `v` reads: a `QuantWeight` value, or one
+/// behind a 2-D `Transpose` (then used `[N, K]`: `true`).
+pub fn quant_operand(g: &Graph, v: Value) -> Option<(Value, bool)> {
+    match &g.node(v.node).op {
+        Op::QuantWeight(_) => Some((v, false)),
+        Op::Transpose { perm } if perm == &[1, 0] => {
+            let src = g.inputs(v.node)[0];
+            matches!(g.node(src.node).op, Op::QuantWeight(_)).then_some((src, true))
+        }
+        _ => None,
+    }
+}
+
+/// What the kernels of node `n` need to know of its 4-bit weights, each `(value, used [N,
+/// K])`: the blocks must run along k, and gate and up agree in block size and scale type.
+fn q4_of(g: &Graph, n: NodeIndex, ws: &[(Value, bool)]) -> Result<q4::Q4> {
+    let node = &g.node(n).name;
+    let mut out: Option<q4::Q4> = None;
+    for (i, &(w, nk)) in ws.iter().enumerate() {
+        let Op::QuantWeight(q) = &g.node(w.node).op else {
+            return Err(Error::Internal("q4_of() on a weight that is not 4-bit".into()));
+        };
+        // [N, K] has k along axis 1, [K, N] along axis 0.
+        if q.axis != nk as usize {
+            return Err(Error::graph(
+                node,
+                format!(
+                    "no GPU kernel yet for the 4-bit weight '{}', blocked along its output features (the CPU interpreter runs it)",
+                    g.node(w.node).name
+                ),
+            ));
+        }
+        let this = q4::Q4 {
+            block: q.block as usize,
+            scale_f16: g.ty(w).dtype == DType::F16,
+            zp: [q.zero_points.is_some(); 2],
+        };
+        out = Some(match out {
+            None => this,
+            Some(mut o) => {
+                if o.block != this.block || o.scale_f16 != this.scale_f16 {
+                    return Err(Error::graph(
+                        node,
+                        "gate and up are 4-bit weights of different block sizes or scale types",
+                    ));
+                }
+                o.zp[i.min(1)] = this.zp[0];
+                o
+            }
+        });
+    }
+    out.ok_or_else(|| Error::Internal("q4_of() without weights".into()))
 }
 
 /// A kernel's interface: directives (`enable ...;` lines), binding declarations (name,

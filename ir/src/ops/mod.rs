@@ -3,6 +3,7 @@
 //! and dispatches to these files.
 //!
 //! - [`source`]: graph inputs, weights, constants, symbolic-dim constants;
+//! - [`quant`]: 4-bit quantized weights (a source whose value is the dequantized matrix);
 //! - [`unary`]: elementwise ops of one operand, the activations among them;
 //! - [`binary`]: elementwise ops of two operands, with numpy broadcasting (arithmetic,
 //!   comparisons, logic, max/min), and the ternary `Where`;
@@ -34,6 +35,7 @@ pub mod layout;
 pub mod matmul;
 pub mod norm;
 pub mod opaque;
+pub mod quant;
 pub mod reduce;
 pub mod source;
 pub mod unary;

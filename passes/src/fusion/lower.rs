@@ -85,6 +85,7 @@ pub fn lower(g: &Graph) -> Result<Lowered> {
             | Op::Split { .. }
             | Op::Input
             | Op::Weight(_)
+            | Op::QuantWeight(_)
             | Op::Constant(_)
             | Op::SymConstant(_)
             | Op::Where

@@ -4,7 +4,8 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use glufuse::codegen::MatmulPrecision;
 use glufuse::dump::Format;
-use glufuse::ir::{DType, Layout};
+use glufuse::ir::Layout;
+use glufuse::synth::WeightType;
 use std::path::PathBuf;
 
 /// Finds gated FFNs in model graphs by equality saturation, fuses them, and runs them as WGSL.
@@ -123,7 +124,8 @@ pub struct SynthArgs {
     /// Rows of x; omitted, the graph takes a symbolic `batch`.
     #[arg(long)]
     pub batch: Option<u64>,
-    /// Element type.
+    /// Element type: f32, f16, or q4 (4-bit projection weights in blocks of 32, symmetric,
+    /// f16 scales and activations).
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: DTypeArg,
     /// FFN weight layout: kn (ONNX MatMul) or nk (PyTorch Linear, through a Transpose).
@@ -213,7 +215,8 @@ pub struct BenchArgs {
     /// Rows of x (tokens), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,16,128,512")]
     pub rows: Vec<u64>,
-    /// Weight element types, comma-separated.
+    /// Weight element types, comma-separated: f32, f16, q4 (4-bit weights in blocks of 32,
+    /// symmetric, f16 scales and activations).
     #[arg(long, value_delimiter = ',', value_enum, default_value = "f32,f16")]
     pub dtypes: Vec<DTypeArg>,
     /// Weight layout.
@@ -248,6 +251,13 @@ pub struct BenchArgs {
     /// alike; default: as the weights.
     #[arg(long, value_enum, value_name = "f16|f32")]
     pub matmul_precision: Option<PrecisionArg>,
+    /// How the 4-bit kernels unpack their elements: magic (no integer-to-float conversion)
+    /// or convert.
+    #[arg(long, default_value = "magic", value_name = "magic|convert")]
+    pub q4_unpack: String,
+    /// Output features per 32 lanes of the 4-bit decode GEMV (1, 2 or 4); default: per shape.
+    #[arg(long, value_name = "1|2|4")]
+    pub q4_cols: Option<usize>,
     /// Where a child process of the isolated benchmark writes its figures as JSON (for the
     /// parent that started it; with --in-process).
     #[arg(long, hide = true, requires = "in_process")]
@@ -282,18 +292,21 @@ pub struct BenchPassArgs {
     pub reps: usize,
 }
 
-/// An element type, as an argument.
+/// An element type, as an argument: f32, f16, or q4 (4-bit weights in blocks of 32,
+/// symmetric, with f16 scales and f16 activations).
 #[derive(Clone, Copy, ValueEnum, Debug)]
 pub enum DTypeArg {
     F32,
     F16,
+    Q4,
 }
 
-impl From<DTypeArg> for DType {
-    fn from(d: DTypeArg) -> DType {
+impl From<DTypeArg> for WeightType {
+    fn from(d: DTypeArg) -> WeightType {
         match d {
-            DTypeArg::F32 => DType::F32,
-            DTypeArg::F16 => DType::F16,
+            DTypeArg::F32 => WeightType::F32,
+            DTypeArg::F16 => WeightType::F16,
+            DTypeArg::Q4 => WeightType::Q4,
         }
     }
 }

@@ -4,7 +4,7 @@
 use crate::args::SynthArgs;
 use crate::out::errln;
 use glufuse::files::write_output;
-use glufuse::synth::{self, SynthOptions};
+use glufuse::synth::{self, SynthOptions, WeightType};
 use glufuse::Result;
 
 /// Runs the command.
@@ -14,9 +14,10 @@ pub fn run(a: SynthArgs) -> Result<()> {
         hidden: a.hidden,
         intermediate: a.intermediate,
         batch: a.batch,
-        dtype: a.dtype.into(),
+        dtype: WeightType::from(a.dtype).dtype(),
         executable: !a.opaque,
         layout: a.layout.into(),
+        q4: WeightType::from(a.dtype) == WeightType::Q4,
     };
     let g = synth::llama(&o)?;
     write_output(&a.output, glufuse::json::to_string(&g)?.as_bytes())?;

@@ -17,11 +17,11 @@
 
 use glufuse::codegen::proj::gemm_tiled::CANDIDATES;
 use glufuse::codegen::tune::Tuned;
-use glufuse::codegen::{copy_kernel, validate, Kernel, MatmulPrecision, Target, Tiles};
-use glufuse::ir::{DType, Layout};
+use glufuse::codegen::{copy_kernel, validate, Kernel, MatmulPrecision, Q4Unpack, Target, Tiles};
+use glufuse::ir::Layout;
 use glufuse::passes::PassManager;
 use glufuse::runtime::{median, time, time_series, timed_pass, Executable, Gpu, WARM_UP};
-use glufuse::synth::ffn_graph;
+use glufuse::synth::{ffn_graph_of, WeightType};
 use glufuse::{Error, Graph, Result};
 
 /// What to measure.
@@ -32,7 +32,7 @@ pub struct BenchOptions {
     /// Rows of x.
     pub rows: Vec<u64>,
     /// Weight (and activation) element types.
-    pub dtypes: Vec<DType>,
+    pub dtypes: Vec<WeightType>,
     /// Weight layout.
     pub layout: Layout,
     /// Repetitions recorded back to back in one submission.
@@ -48,6 +48,10 @@ pub struct BenchOptions {
     pub tune: bool,
     /// Which products may be f16 ([`Target::matmul_precision`]).
     pub matmul_precision: MatmulPrecision,
+    /// How the 4-bit kernels unpack ([`Target::q4_unpack`]).
+    pub q4_unpack: Q4Unpack,
+    /// Forces the 4-bit decode GEMV's features per lane group ([`Target::q4_cols`]).
+    pub q4_cols: Option<usize>,
 }
 
 /// Which of a configuration's two graphs a run times.
@@ -190,9 +194,10 @@ fn header(m: &Measured, o: &BenchOptions, process: &str) -> String {
     )
 }
 
-/// One row of the table, against the copy yardstick `copy` (GB/s).
-fn line(r: &BenchRow, dtype: DType, copy: f64) -> String {
-    let wbytes = 2.0 * (r.h * r.i) as f64 * dtype.size() as f64;
+/// One row of the table, against the copy yardstick `copy` (GB/s). The weight bytes are as
+/// stored (4-bit: packed elements and scales).
+fn line(r: &BenchRow, dtype: WeightType, copy: f64) -> String {
+    let wbytes = 2.0 * dtype.weight_bytes(r.h, r.i);
     let gbs = wbytes / (r.fused_us * 1e3);
     let tflops = 2.0 * (r.m * r.h * 2 * r.i) as f64 / (r.fused_us * 1e6);
     format!(
@@ -215,7 +220,7 @@ fn line(r: &BenchRow, dtype: DType, copy: f64) -> String {
 /// row count, reporting its figures as JSON) and assembles the table.
 pub fn run_isolated(o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<(String, Vec<BenchRow>)> {
     let child = |args: Vec<String>| child_command(&args);
-    let common = |shape: String, m: u64, dtype: DType, part: &str, report: &std::path::Path| -> Vec<String> {
+    let common = |shape: String, m: u64, dtype: WeightType, part: &str, report: &std::path::Path| -> Vec<String> {
         vec![
             "bench".into(),
             "--in-process".into(),
@@ -244,6 +249,8 @@ pub fn run_isolated(o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<
             MatmulPrecision::F32 => Some("--matmul-precision=f32".to_string()),
             MatmulPrecision::F16 => Some("--matmul-precision=f16".to_string()),
         })
+        .chain([format!("--q4-unpack={}", o.q4_unpack)])
+        .chain(o.q4_cols.map(|r| format!("--q4-cols={r}")))
         .collect::<Vec<String>>()
     };
     let tmp = tempfile::tempdir().map_err(|e| Error::Job(format!("temporary folder: {e}")))?;
@@ -316,13 +323,19 @@ pub fn run(gpu: &Gpu, o: &BenchOptions, mut progress: impl FnMut(&str)) -> Resul
     let copy_bytes = (256u64 << 20).min(gpu.target().max_binding_bytes);
     let copy = copy_bandwidth(gpu, copy_bytes, o.reps.max(1), o.samples)?;
     let ts = gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY);
-    let target = Target { gemm_tiles: o.gemm_tiles, matmul_precision: o.matmul_precision, ..gpu.target() };
+    let target = Target {
+        gemm_tiles: o.gemm_tiles,
+        matmul_precision: o.matmul_precision,
+        q4_unpack: o.q4_unpack,
+        q4_cols: o.q4_cols,
+        ..gpu.target()
+    };
     let mut out = String::new();
     let mut rows = vec![];
     for &(h, i) in &o.shapes {
         for &dtype in &o.dtypes {
             for &m in &o.rows {
-                let original = ffn_graph(h, i, m, dtype, o.layout)?;
+                let original = ffn_graph_of(h, i, m, dtype, o.layout)?;
                 let mut fused = original.clone();
                 PassManager::standard().run(&mut fused)?;
                 let b = Default::default();

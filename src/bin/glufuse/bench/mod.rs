@@ -62,6 +62,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
         gemm_tiles,
         tune: a.tune,
         matmul_precision: PrecisionArg::resolve(a.matmul_precision),
+        q4_unpack: a.q4_unpack.parse().map_err(|e: Error| Error::input(format!("--q4-unpack: {e}")))?,
+        q4_cols: match a.q4_cols {
+            None | Some(1 | 2 | 4) => a.q4_cols,
+            Some(r) => return Err(Error::input(format!("--q4-cols {r}: 1, 2 or 4"))),
+        },
     };
     if !a.in_process && a.part != PartArg::Both {
         return Err(Error::input("--part fused|unfused needs --in-process (the isolated run times both parts)"));
