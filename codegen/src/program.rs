@@ -116,9 +116,12 @@ pub(crate) fn program(
 /// each round the scores program needs (a softmax's maximum, then its sum), its threads stride
 /// over the row's keys, each score a dot product of the query with a key (Q and Kᵀ read
 /// through their programs), computed in the first round and kept in workgroup memory where
-/// the row fits (recomputed each round where it does not); then, in tiles of the workgroup's width, each thread computes one
-/// probability into workgroup memory and each of the first `E` threads adds the tile's
-/// probabilities times its column of V.
+/// the row fits (recomputed each round where it does not); then, in tiles of the workgroup's
+/// width, each thread computes one probability into workgroup memory, and the tile's
+/// probabilities times V are summed by `groups` threads per column of V (as many as fit in
+/// the workgroup), each over every `groups`-th key; their partial sums are added at the end.
+/// Dot products and sums are written out several terms per iteration so that their loads are
+/// in flight together.
 pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t: &Target) -> Result<KernelSource> {
     let (ins, out) = (g.inputs(n), Value::of(n));
     let name = g.node(n).name.clone();
@@ -180,7 +183,10 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
     // the first round computes them, the later ones read them back.
     let cached = (keys as u64 + 2 * threads as u64) * 4 <= t.max_workgroup_storage_bytes as u64;
     let mut computed = false;
-    // The score of key `j`, as `s`: the query's dot product with the key.
+    // The score of key `j`, as `s`: the query's dot product with the key, `lanes` terms per
+    // iteration (their loads independent, so they are in flight together: one serial load per
+    // term made the kernel wait on memory), added in order.
+    let lanes = unroll(depth, 16);
     let mut score = |qw: &mut Writer, kw: &mut Writer, fresh: &mut usize| -> Result<String> {
         if cached && computed {
             return Ok("    let s = sc[j];\n".into());
@@ -189,17 +195,24 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
         let keep = if cached { "    sc[j] = s;\n" } else { "" };
         qw.fresh = *fresh;
         qw.reset();
-        let mut qc = rc.clone();
-        qc.push("d".into());
-        let qv = qw.value(ql, &qc)?;
-        kw.fresh = qw.fresh;
         kw.reset();
-        let kv = kw.value(kl, &at(&["d", "j"]))?;
-        *fresh = kw.fresh;
+        let mut terms = String::new();
+        for l in 0..lanes {
+            let d = if l == 0 { "d".to_string() } else { format!("(d + {l}u)") };
+            let mut qc = rc.clone();
+            qc.push(d.clone());
+            let qv = qw.value(ql, &qc)?;
+            kw.fresh = qw.fresh;
+            let kv = kw.value(kl, &at(&[d.as_str(), "j"]))?;
+            qw.fresh = kw.fresh;
+            let _ = writeln!(terms, "    s = s + {qv} * {kv};");
+        }
+        *fresh = qw.fresh;
         Ok(format!(
-            "    var s = 0.0;\n    for (var d = 0u; d < {depth}u; d = d + 1u) {{\n{}{}        s = s + {qv} * {kv};\n    }}\n{keep}",
+            "    var s = 0.0;\n    for (var d = 0u; d < {depth}u; d = d + {lanes}u) {{\n{}{}{}    }}\n{keep}",
             indent(&qw.code),
-            indent(&kw.code)
+            indent(&kw.code),
+            indent(&terms)
         ))
     };
     let mut fresh = 0usize;
@@ -250,14 +263,38 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
     fresh = sw.fresh;
     body.push_str(&indent(&indent(&sw.code)));
     let _ = writeln!(body, "            pj = {pv};\n        }}\n        pw[lid] = pj;\n        workgroupBarrier();");
-    vw.fresh = fresh;
-    vw.reset();
-    let vv = vw.value(vl, &at(&["(t0 + u)", "lid"]))?;
+    // Each column of V is summed by `groups` threads, each over every `groups`-th key of the
+    // tile, `lanes` keys per iteration; their partial sums are added at the end.
+    let groups = (threads as usize / width.max(1)).max(1);
+    let lanes = (threads as usize / groups).clamp(1, 8);
+    // The terms of keys `u`, `u + groups`, ... (`n` of them): the `let`s reading V, then
+    // their additions in key order.
+    let mut terms = |n: usize| -> Result<(String, String)> {
+        vw.fresh = fresh;
+        vw.reset();
+        let mut adds = String::new();
+        for l in 0..n {
+            let u = if l == 0 { "u".to_string() } else { format!("u + {}u", l * groups) };
+            let vv = vw.value(vl, &at(&[&format!("(t0 + {u})"), "col"]))?;
+            let _ = writeln!(adds, "    acc = acc + pw[{u}] * {vv};");
+        }
+        fresh = vw.fresh;
+        Ok((std::mem::take(&mut vw.code), adds))
+    };
+    let (wide_lets, wide_adds) = terms(lanes)?;
+    let (one_lets, one_add) = terms(1)?;
     let _ = writeln!(
         body,
-        "        if (lid < {width}u) {{\n            for (var u = 0u; u < min({threads}u, {keys}u - t0); u = u + 1u) {{\n{}                acc = acc + pw[u] * {vv};\n            }}\n        }}\n        workgroupBarrier();\n    }}\n    if (lid < {width}u) {{ out0[{}] = acc; }}",
-        indent(&indent(&indent(&vw.code))),
-        out_index(&rc, &od, &a.out_perm)
+        "        if (lid < {used}u) {{\n            let n = min({threads}u, {keys}u - t0);\n            let col = lid % {width}u;\n            var u = lid / {width}u;\n            while (u + {last}u < n) {{\n{}{}                u = u + {stride}u;\n            }}\n            while (u < n) {{\n{}{}                u = u + {groups}u;\n            }}\n        }}\n        workgroupBarrier();\n    }}\n    red[lid] = acc;\n    workgroupBarrier();\n    if (lid < {width}u) {{\n        var o = red[lid];\n{}        out0[{}] = o;\n    }}",
+        indent(&indent(&indent(&wide_lets))),
+        indent(&indent(&indent(&wide_adds))),
+        indent(&indent(&indent(&one_lets))),
+        indent(&indent(&indent(&one_add))),
+        (1..groups).map(|g| format!("        o = o + red[lid + {}u];\n", g * width)).collect::<String>(),
+        out_index(&rc, &od, &a.out_perm),
+        used = groups * width,
+        last = (lanes - 1) * groups,
+        stride = lanes * groups,
     );
     // Only the scores program computes (a mask's integer arithmetic may check for overflow);
     // Q, Kᵀ and V are reads.
@@ -274,6 +311,16 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
     prelude.push_str(&crate::elementwise::helpers_for(&format!("{body}\n{prelude}")));
     let checks = sw.sites.checks;
     kernel(g, name, KernelKind::Attention, &ins, out, rows as u64, threads, &prelude, &body, checks, t)
+}
+
+/// The largest power of two up to `max` that divides `n` (the terms of a loop written out
+/// per iteration).
+fn unroll(n: usize, max: usize) -> usize {
+    let mut l = max.max(1);
+    while l > 1 && n % l != 0 {
+        l /= 2;
+    }
+    l
 }
 
 /// The flat output index of an attention row's element `lid`: the row's coordinates `rc`
