@@ -431,7 +431,8 @@ fn check_f16_bound(g: &glufuse::Graph, c: &Case, act: Activation, x: &[f32], got
 /// indexing, pipeline and epilogue), over a reduced set, since lavapipe takes seconds to
 /// compile each kernel: every (layout, weight storage, bias or merged) combination once, the
 /// two shapes alternating, the unfused graph for each storage of its plain projections, and
-/// a two-stage tiling once. Where the device offers cooperative matrices, also on them,
+/// a two-stage tiling once, k split in two parts (added up by a second kernel) for a third of
+/// them. Where the device offers cooperative matrices, also on them,
 /// every combination at both shapes, fused and unfused, under the tilings it picks and a
 /// forced two-stage one.
 #[test]
@@ -450,15 +451,19 @@ fn coop_gemm_matches_the_interpreter_within_the_f16_bound() {
     // (label, target, every case at both shapes and both graphs)
     let mut targets = vec![
         ("emulated", emulated.clone(), false),
+        ("emulated, split-k", Target { coop_split: Some(2), ..emulated.clone() }, false),
         ("emulated, two stages", Target { coop_tiles: two_stage, ..emulated }, false),
     ];
     if base.coop_matrix.contains(&CoopMatrix::F16_F32_16) {
         targets.push(("native", f16.clone(), true));
+        targets.push(("native, split-k", Target { coop_split: Some(2), ..f16.clone() }, true));
         targets.push(("native, two stages", Target { coop_tiles: two_stage, ..f16 }, true));
     }
     // Partial row, column and k tiles at 128-row tilings (k steps of 32 or 16) and at 16-row
     // ones (k steps of 64 or 128).
     let shapes = [(150u64, 40u64, 200u64), (20, 136, 96)];
+    // Split in two: 4 or 2 steps of k (a partial one last) at each tiling.
+    let split_shapes = [(150u64, 120u64, 200u64), (20, 248, 96)];
     let mut kinds = std::collections::BTreeSet::new();
     let mut tilings = std::collections::BTreeSet::new();
     let (mut runs, mut worst, mut n) = (0, 0.0f64, 0usize);
@@ -471,6 +476,10 @@ fn coop_gemm_matches_the_interpreter_within_the_f16_bound() {
                     if !full && target.coop_tiles.is_some() && combo % 6 != 1 {
                         continue;
                     }
+                    if !full && target.coop_split.is_some() && combo % 3 != 0 {
+                        continue;
+                    }
+                    let shapes = if target.coop_split.is_some() { split_shapes } else { shapes };
                     let picked: Vec<_> = if *full { shapes.to_vec() } else { vec![shapes[combo % 2]] };
                     for (rows, h, i) in picked {
                         let c = Case { rows, h, i, layout, dtype, bias, merged };
@@ -519,4 +528,8 @@ fn coop_gemm_matches_the_interpreter_within_the_f16_bound() {
         assert!(kinds.contains(want), "{want} never ran: {kinds:?}");
     }
     assert!(tilings.iter().any(|t| t.starts_with("coop 16x")) && tilings.iter().any(|t| t.contains("x16w2x2")));
+    // The forced split ran, and its
+    // partial sums were added up by the split-sum kernel.
+    assert!(tilings.iter().any(|t| t.ends_with("split-k 2")), "{tilings:?}");
+    assert!(tilings.iter().any(|t| t.ends_with("split-k 2 sum")), "{tilings:?}");
 }

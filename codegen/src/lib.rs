@@ -539,6 +539,10 @@ pub struct Target {
     /// Forces the output features per 32 lanes of the 4-bit decode GEMV (1, 2 or 4; tuning);
     /// `None` picks per shape ([`proj::q4::gemv_cols`]).
     pub q4_cols: Option<usize>,
+    /// Forces the parts of k a cooperative-matrix GEMM splits into (tests, tuning; used where
+    /// it divides the GEMM's k steps, else no split); `None` picks per shape
+    /// ([`proj::coop::split`]).
+    pub coop_split: Option<usize>,
 }
 
 impl Default for Target {
@@ -558,6 +562,7 @@ impl Default for Target {
             matmul_precision: MatmulPrecision::AsWeights,
             q4_unpack: proj::q4::Q4Unpack::Magic,
             q4_cols: None,
+            coop_split: None,
         }
     }
 }

@@ -126,7 +126,8 @@ pub const COOP_MIN_ROWS: usize = 9;
 /// The kernels of a projection node (a `MatMul` with a 2-D weight, or a `FusedGateUp`), with
 /// their [`Choice`]: the cooperative-matrix GEMM past 8 rows where the device has 16×16×16
 /// f16×f16→f32 cooperative matrices, the precision allows f16 products and the shape suits
-/// it ([`coop_tile`]); else the vector GEMV up to 32 rows when the weight rows allow 16-byte
+/// it ([`coop_tile`]; split over k with a second kernel adding the parts up where its tiles
+/// are too few for the device: [`coop::split`]); else the vector GEMV up to 32 rows when the weight rows allow 16-byte
 /// loads (the `[K, N]` one split over k, with a second kernel adding the parts up, where its
 /// grid is too small for the device: [`gemv::kn_split`]); past 8 rows the aligned GEMM where x and the weights load as 16-byte vectors, else
 /// the scalar-load GEMM; the scalar template otherwise (and wherever gate and up weights
@@ -152,8 +153,18 @@ pub(crate) fn projection(g: &Graph, n: NodeIndex, s: &ProjShape, t: &Target) -> 
     let not_coop = match coop_tile(s, t, same_dtype) {
         Ok((tile, why)) => {
             let ops = if t.coop_emulate { Ops::Emulated } else { Ops::Native };
-            let k = coop::coop(name, s, &v, t, tile, ops)?;
-            return Ok(vec![chosen(k, format!("coop {tile}"), format!("{why}{}", in_place(g, n, &ins)))]);
+            let note = in_place(g, n, &ins);
+            if let (split, Some(why_split)) = coop::split(s, tile, t.coop_split) {
+                // The partial sums take no epilogue: their kernel binds no biases.
+                let parts = ProjValues { b_gate: None, b_up: None, ..ProjValues::new(g, &ins, out, s) };
+                let k = coop::coop(name.clone(), s, &parts, t, tile, ops, split)?;
+                let sum = gemv::split_sum(format!("{name}.split_sum"), s, &v, t, split)?;
+                let why = format!("{why}; {why_split}{note}");
+                let kernel = format!("coop {tile} split-k {split}");
+                return Ok(vec![chosen(k, kernel.clone(), why.clone()), chosen(sum, format!("{kernel} sum"), why)]);
+            }
+            let k = coop::coop(name, s, &v, t, tile, ops, 1)?;
+            return Ok(vec![chosen(k, format!("coop {tile}"), format!("{why}{note}"))]);
         }
         Err(why_not) => why_not,
     };
@@ -221,7 +232,7 @@ fn projection_q4(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Res
     let not_coop = match coop_tile(s, t, true) {
         Ok((tile, why)) => {
             let ops = if t.coop_emulate { Ops::Emulated } else { Ops::Native };
-            let k = coop::coop(name, s, v, t, tile, ops)?;
+            let k = coop::coop(name, s, v, t, tile, ops, 1)?;
             return Ok(chosen(k, format!("coop {tile}"), format!("{why}, 4-bit weights dequantized while staged")));
         }
         Err(why_not) => why_not,

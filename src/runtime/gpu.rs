@@ -250,6 +250,7 @@ impl Gpu {
             matmul_precision: Default::default(),
             q4_unpack: Default::default(),
             q4_cols: None,
+            coop_split: None,
         }
     }
 

@@ -29,6 +29,11 @@
 //! every lane reads 8 consecutive values of one row, applies bias, activation and product
 //! ([`super::epilogue`], as every projection kernel) and writes two `vec4<f32>`.
 //!
+//! Split-K ([`split`]): where the output has too few tiles to keep the device busy (Qwen2-0.5B's
+//! down projection at 128 rows: 7), the grid's y also runs over parts of k; part `kp` multiplies
+//! out its own run of steps and writes its accumulators, without the epilogue, to the scratch
+//! buffer, laid out as the split GEMV's, for the split-sum kernel (`gemv::split_sum`) to add up and finish.
+//!
 //! Partial tiles: loads past M, N or K read zeros, stores past M or N are skipped; the checks
 //! are emitted only where a size is not a multiple of its tile. The cooperative operations sit
 //! in control flow naga can prove uniform: the main loop runs over whole steps with
@@ -162,6 +167,46 @@ pub fn pick(s: &ProjShape, max_workgroup_bytes: usize) -> std::result::Result<Co
     Err(why)
 }
 
+/// Workgroups a cooperative GEMM's grid should reach: an H100 has 132 SMs, and a 128×128 tile
+/// keeps one busy. Qwen2-0.5B's down projection at 128 rows (K = 4864, N = 896) has 7 tiles
+/// and took 135 µs on an H100 (8 TFLOP/s) unsplit.
+pub const COOP_MIN_WORKGROUPS: usize = 132;
+
+/// Fewest k steps one part of a split-K cooperative GEMM multiplies out: each part writes
+/// its tile's partial sums, which a second kernel reads back.
+pub const COOP_SPLIT_MIN_STEPS: usize = 4;
+
+/// Into how many parts of k the cooperative GEMM at tiling `t` splits (1: none), and why:
+/// forced by the target where that divides its k steps; else, where fewer than half of
+/// [`COOP_MIN_WORKGROUPS`] tiles cover the output, the fewest parts (dividing the steps
+/// evenly, each at least [`COOP_SPLIT_MIN_STEPS`]) that reach that many workgroups, or the
+/// most there can be. The partial sums are added up (and the epilogue applied) by
+/// the split-sum kernel (`gemv::split_sum`).
+pub fn split(s: &ProjShape, t: CoopTile, forced: Option<usize>) -> (usize, Option<String>) {
+    let steps = s.k.div_ceil(t.bk);
+    let grid = s.rows.div_ceil(t.bm) * s.n.div_ceil(t.bn);
+    if let Some(f) = forced {
+        if f > 1 && steps % f == 0 {
+            return (f, Some(format!("split K={} in {f} (forced)", s.k)));
+        }
+        return (1, None);
+    }
+    if 2 * grid >= COOP_MIN_WORKGROUPS {
+        return (1, None);
+    }
+    let parts: Vec<usize> = (2..=steps / COOP_SPLIT_MIN_STEPS).filter(|d| steps % d == 0).collect();
+    let Some(&p) = parts.iter().find(|&&d| grid * d >= COOP_MIN_WORKGROUPS).or(parts.last()) else {
+        return (1, None);
+    };
+    let why = format!(
+        "split K={} in {p}: {grid} tiles < {}, {} workgroups with the split",
+        s.k,
+        COOP_MIN_WORKGROUPS / 2,
+        grid * p
+    );
+    (p, Some(why))
+}
+
 /// The geometry of one kernel: shape, tiling and the derived sizes.
 struct Geo<'a> {
     s: &'a ProjShape,
@@ -274,6 +319,7 @@ pub(crate) fn coop(
     t: &Target,
     tl: CoopTile,
     ops: Ops,
+    split: usize,
 ) -> Result<KernelSource> {
     check(s, tl, t.max_workgroup_storage_bytes as usize).map_err(|e| Error::Gpu(format!("'{name}': {e}")))?;
     let geo = Geo { s, t: tl };
@@ -286,6 +332,13 @@ pub(crate) fn coop(
     let kq = bk / 4; // x vec4 per tile row and step
     let kv = s.k / 4; // x vec4 per row of x
     let steps = s.k.div_ceil(bk);
+    if split == 0 || steps % split != 0 {
+        return Err(Error::Internal(format!("'{name}': {steps} steps of k do not split in {split} parts")));
+    }
+    // The steps this workgroup multiplies out: all of them, or part `kp` of a split, from
+    // step `k0` (a prefix of the step expressions).
+    let sp = steps / split;
+    let k0 = if split > 1 { "k0 + " } else { "" };
     let rows_partial = s.rows % bm != 0;
     let cols_partial = s.n % bn != 0;
     let k_partial = s.k % bk != 0;
@@ -322,6 +375,12 @@ pub(crate) fn coop(
         };
         format!("{p}_s({i}), {p}_z({i})")
     };
+    if split > 1 {
+        // The partial sums go to the scratch buffer, not to the output (as the split GEMV's).
+        b.decls.pop();
+        b.bindings.pop();
+        b.scratch("part", true);
+    }
     b.directives = match ops {
         Ops::Native => "enable f16;\nenable wgpu_cooperative_matrix;\n".into(),
         Ops::Emulated => "enable f16;\n".into(),
@@ -335,9 +394,14 @@ pub(crate) fn coop(
         // compile per kernel.
         let _ = writeln!(body, "    emu_16 = 15u + nwg.z;");
     }
+    let col_tiles = s.n.div_ceil(bn);
+    let col_tile = if split > 1 { format!("(wg.y % {col_tiles}u)") } else { "wg.y".into() };
+    if split > 1 {
+        let _ = writeln!(body, "    let kp = wg.y / {col_tiles}u;\n    let k0 = kp * {sp}u;");
+    }
     let _ = writeln!(
         body,
-        "    let row0 = wg.x * {bm}u;\n    let col0 = wg.y * {bn}u;\n    let sg = lid / {SUBGROUP}u;\n    let lane = lid % {SUBGROUP}u;\n    let sr = sg / {wc}u;\n    let sc = sg % {wc}u;"
+        "    let row0 = wg.x * {bm}u;\n    let col0 = {col_tile} * {bn}u;\n    let sg = lid / {SUBGROUP}u;\n    let lane = lid % {SUBGROUP}u;\n    let sr = sg / {wc}u;\n    let sc = sg % {wc}u;"
     );
     for a in 0..na {
         for i in 0..fm {
@@ -642,7 +706,7 @@ pub(crate) fn coop(
 
     // Prologue: step 0 into stage 0.
     let _ = writeln!(body, "    {{");
-    load(&mut body, "0u");
+    load(&mut body, if split > 1 { "k0" } else { "0u" });
     store(&mut body, 0);
     let _ = writeln!(body, "    }}\n    workgroupBarrier();");
     if stages == 2 {
@@ -651,20 +715,17 @@ pub(crate) fn coop(
         // variable as non-uniform control flow): the loop runs over whole pairs of steps and
         // an odd last step follows it; only loads and stores past the last step are guarded.
         let half = |b: &mut String, st: usize, next: &str, guard: bool| {
-            let (open, close) = if guard {
-                (format!("        if ({next} < {steps}u) {{\n"), "        }\n")
-            } else {
-                (String::new(), "")
-            };
+            let (open, close) =
+                if guard { (format!("        if ({next} < {sp}u) {{\n"), "        }\n") } else { (String::new(), "") };
             b.push_str(&open);
-            load(b, next);
+            load(b, &format!("{k0}{next}"));
             b.push_str(close);
             compute(b, st);
             b.push_str(&open);
             store(b, 1 - st);
             b.push_str(close);
         };
-        let pairs = steps / 2;
+        let pairs = sp / 2;
         if pairs > 0 {
             let _ = writeln!(body, "    for (var t = 0u; t < {}u; t = t + 2u) {{", 2 * pairs);
             half(&mut body, 0, "t + 1u", false);
@@ -672,17 +733,17 @@ pub(crate) fn coop(
             half(&mut body, 1, "t + 2u", true);
             let _ = writeln!(body, "        workgroupBarrier();\n    }}");
         }
-        if steps % 2 == 1 {
+        if sp % 2 == 1 {
             compute(&mut body, 0);
         }
     } else {
         // One stage: step t+1's loads in flight while step t multiplies out, a barrier, the
         // stores, a barrier.
-        let _ = writeln!(body, "    for (var t = 0u; t < {steps}u; t = t + 1u) {{\n        if (t + 1u < {steps}u) {{");
-        load(&mut body, "t + 1u");
+        let _ = writeln!(body, "    for (var t = 0u; t < {sp}u; t = t + 1u) {{\n        if (t + 1u < {sp}u) {{");
+        load(&mut body, &format!("{k0}t + 1u"));
         let _ = writeln!(body, "        }}");
         compute(&mut body, 0);
-        let _ = writeln!(body, "        workgroupBarrier();\n        if (t + 1u < {steps}u) {{");
+        let _ = writeln!(body, "        workgroupBarrier();\n        if (t + 1u < {sp}u) {{");
         store(&mut body, 0);
         let _ = writeln!(body, "        }}\n        workgroupBarrier();\n    }}");
     }
@@ -718,7 +779,26 @@ pub(crate) fn coop(
             let _ = writeln!(body, "        let r = srow + {}u;\n        let c = scol + {}u;", i * 16, j * 16);
             let row_guard = if rows_partial { format!("r < {}u", s.rows) } else { "true".into() };
             let _ = writeln!(body, "        if ({row_guard}) {{");
-            for h in 0..2 {
+            for h in (0..2).filter(|_| split > 1) {
+                // Part kp's sums of accumulator a at ((a·split + kp)·M + r)·N + c, for the
+                // split-sum kernel ([`super::gemv::split_sum`]) to add up and finish.
+                let col_guard = if cols_partial { format!("c + {}u < {}u", 4 * h, s.n) } else { "true".into() };
+                let _ = writeln!(body, "            if ({col_guard}) {{");
+                for a in 0..na {
+                    let _ = writeln!(
+                        body,
+                        "                let o{a}_{h} = (({a}u * {split}u + kp) * {}u + r) * {}u + c + {}u;",
+                        s.rows,
+                        s.n,
+                        4 * h
+                    );
+                    for (d, comp) in ["x", "y", "z", "w"].iter().enumerate() {
+                        let _ = writeln!(body, "                part[o{a}_{h} + {d}u] = v{a}_{h}.{comp};");
+                    }
+                }
+                let _ = writeln!(body, "            }}");
+            }
+            for h in (0..2).filter(|_| split == 1) {
                 let comps: Vec<String> = ["x", "y", "z", "w"]
                     .iter()
                     .enumerate()
@@ -759,8 +839,12 @@ pub(crate) fn coop(
         prelude.push_str(&super::q4::functions(q, l, views, t.q4_unpack));
     }
     let kind = kind(s, ProjKernel::Coop);
-    let groups = [s.rows.div_ceil(bm) as u64, s.n.div_ceil(bn) as u64];
-    finish(name, kind, &b, &prelude, &body, groups, threads as u32, t)
+    let groups = [s.rows.div_ceil(bm) as u64, (col_tiles * split) as u64];
+    let mut k = finish(name, kind, &b, &prelude, &body, groups, threads as u32, t)?;
+    if split > 1 {
+        k.scratch_bytes = super::gemv::split_scratch_bytes(s, split);
+    }
+    Ok(k)
 }
 
 /// The emulation's slots. As on the hardware, a 16×16 matrix is spread over the 32 lanes of
@@ -949,16 +1033,32 @@ mod tests {
                             let tl: CoopTile = tl.parse().unwrap();
                             let (s, v) = case(layout, f16, kind, rows, k);
                             let what = format!("{layout:?} f16={f16} {kind:?} M={rows} K={k} {tl}");
-                            let src = coop("t".into(), &s, &v, &target, tl, Ops::Native)
+                            let src = coop("t".into(), &s, &v, &target, tl, Ops::Native, 1)
                                 .unwrap_or_else(|e| panic!("{what}: {e}"));
                             let (module, info) = validate(&src.wgsl, native);
                             spirv(&module, &info).unwrap_or_else(|e| panic!("{what}: SPIR-V: {e}"));
                             assert_eq!(src.workgroup_size as usize, tl.threads());
                             assert_eq!(src.workgroups, [rows.div_ceil(tl.bm) as u32, s.n.div_ceil(tl.bn) as u32, 1]);
-                            let emu = coop("t".into(), &s, &v, &target, tl, Ops::Emulated).unwrap();
+                            let emu = coop("t".into(), &s, &v, &target, tl, Ops::Emulated, 1).unwrap();
                             assert!(!emu.wgsl.contains("coop"), "{what}: the emulation uses a cooperative op");
                             validate(&emu.wgsl, emulated);
                             count += 1;
+                            // Split in two parts of k (K = 256: an even number of steps at
+                            // every tiling): partial sums, no output binding.
+                            if k == 256 {
+                                let pv = ProjValues { b_gate: None, b_up: None, ..v };
+                                let src = coop("t".into(), &s, &pv, &target, tl, Ops::Native, 2)
+                                    .unwrap_or_else(|e| panic!("{what} split: {e}"));
+                                let (module, info) = validate(&src.wgsl, native);
+                                spirv(&module, &info).unwrap_or_else(|e| panic!("{what} split: SPIR-V: {e}"));
+                                assert!(src.wgsl.contains("part[") && !src.wgsl.contains("out0"), "{what} split");
+                                assert_eq!(src.workgroups[1], 2 * s.n.div_ceil(tl.bn) as u32);
+                                assert_eq!(src.scratch_bytes, (s.na() * 2 * rows * s.n * 4) as u64);
+                                validate(
+                                    &coop("t".into(), &s, &pv, &target, tl, Ops::Emulated, 2).unwrap().wgsl,
+                                    emulated,
+                                );
+                            }
                         }
                     }
                 }
@@ -988,10 +1088,10 @@ mod tests {
                     s.f16_values = i % 2 == 0;
                     let what = format!("q4 {kind:?} M={rows} K={k} block {block} {tl}");
                     let src =
-                        coop("t".into(), &s, &v, &target, tl, Ops::Native).unwrap_or_else(|e| panic!("{what}: {e}"));
+                        coop("t".into(), &s, &v, &target, tl, Ops::Native, 1).unwrap_or_else(|e| panic!("{what}: {e}"));
                     let (module, info) = validate(&src.wgsl, native);
                     spirv(&module, &info).unwrap_or_else(|e| panic!("{what}: SPIR-V: {e}"));
-                    let emu = coop("t".into(), &s, &v, &target, tl, Ops::Emulated).unwrap();
+                    let emu = coop("t".into(), &s, &v, &target, tl, Ops::Emulated, 1).unwrap();
                     validate(&emu.wgsl, emulated);
                     count += 1;
                 }
@@ -1003,6 +1103,35 @@ mod tests {
         s.q4 = Some(Q4 { block: 32, scale_f16: true, zp: [false; 2] });
         let e = check(&s, "64x64x16w2x2".parse().unwrap(), 1 << 16).unwrap_err();
         assert!(e.contains("BK a multiple of 32"), "{e}");
+    }
+
+    /// Split-K where the output's tiles leave most of an H100 idle, in parts that divide the
+    /// k steps evenly.
+    #[test]
+    fn splits_fill_the_device_with_whole_steps() {
+        let split_for = |fused: bool, rows, k, n, forced| {
+            let kind = fused.then_some((Activation::Silu, (0, 0), false, None, None));
+            let (mut s, _) = case(Layout::Kn, true, kind, rows, k);
+            s.n = n;
+            s.n_total = n;
+            let t = pick(&s, 49152).unwrap();
+            split(&s, t, forced).0
+        };
+        // Qwen2-0.5B at 128 rows: the down projection's 7 tiles split in 19 parts of 8 steps
+        // (133 workgroups); q and o (K = 896, 28 steps) in at most 7; k and v's single tile in
+        // 7; the fused gate/up (76 tiles of 64 outputs) and anything at 512 rows stay whole.
+        assert_eq!(split_for(false, 128, 4864, 896, None), 19);
+        assert_eq!(split_for(false, 128, 896, 896, None), 7);
+        assert_eq!(split_for(false, 128, 896, 128, None), 7);
+        assert_eq!(split_for(true, 128, 896, 4864, None), 1);
+        assert_eq!(split_for(false, 512, 4864, 896, None), 19);
+        assert_eq!(split_for(true, 512, 4096, 14336, None), 1);
+        // Too few steps to split (3 of 32), or none dividing them evenly (29, prime).
+        assert_eq!(split_for(false, 128, 96, 128, None), 1);
+        assert_eq!(split_for(false, 128, 928, 128, None), 1);
+        // Forced: used where it divides the steps.
+        assert_eq!(split_for(false, 512, 4864, 896, Some(8)), 8);
+        assert_eq!(split_for(false, 512, 4864, 896, Some(5)), 1);
     }
 
     /// The tilings picked for the shapes measured on the H100 are the ones measured fastest,

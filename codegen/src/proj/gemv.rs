@@ -239,7 +239,7 @@ pub(crate) fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target, s
 const SUM_ROW: usize = 4096;
 
 /// Bytes of partial sums a GEMV split in `split` parts writes.
-fn split_scratch_bytes(s: &ProjShape, split: usize) -> u64 {
+pub(crate) fn split_scratch_bytes(s: &ProjShape, split: usize) -> u64 {
     (s.na() * split * s.rows * s.n * 4) as u64
 }
 
