@@ -285,3 +285,41 @@ fn fused_attention_matches_the_interpreter_across_sizes() {
         assert!(rel <= 1e-5, "{label}: GPU vs interpreter rel {rel:e} (abs {abs:e})");
     }
 }
+
+/// Outputs of 4 MiB and more are read back into freshly advised memory (huge pages where
+/// the OS has them): f32 squares are the interpreter's exactly, f16 ones within its tolerance
+/// and rounded to f16 (what f16 holds), in outputs of 5.2 MB beside a small one.
+#[test]
+fn large_outputs_read_back_into_fresh_memory() {
+    let Some(gpu) = common::gpu() else { return };
+    for dtype in ["f32", "f16"] {
+        let text = format!(
+            r#"{{"format": "glufuse.graph/1", "nodes": [
+            {{"name": "x", "op": "Input", "type": {{"dtype": "{dtype}", "shape": [1300, 1000]}}}},
+            {{"name": "y", "op": "Mul", "inputs": ["x", "x"]}},
+            {{"name": "z", "op": "ReduceSum", "axes": [1], "keepdims": true, "inputs": ["x"]}}
+            ], "outputs": ["y", "z"]}}"#
+        );
+        let g = glufuse::json::from_str(&text).unwrap();
+        let b = glufuse::shape::Bindings::default();
+        let inputs = interp::seeded_inputs(&g, &b, 3).unwrap();
+        let want = interp::run(&g, &inputs).unwrap();
+        let exe = Executable::new(&gpu, &g, &b).unwrap();
+        for round in 0..2 {
+            let got = exe.run(&inputs).unwrap();
+            let tol = interp::check_tolerance(&g);
+            for (i, what) in ["the large output", "the small output"].iter().enumerate() {
+                assert_eq!(got[i].shape(), want[i].shape());
+                let (_, rel) = interp::compare(&got[i], &want[i]);
+                assert!(rel <= tol, "{dtype}, call {round}: {what}, rel {rel:e} > {tol:e}");
+            }
+            let v = got[0].as_f32().unwrap();
+            if dtype == "f16" {
+                let off = v.iter().filter(|&&x| half::f16::from_f32(x).to_f32() != x).count();
+                assert_eq!(off, 0, "call {round}: f16 values read back that f16 does not hold");
+            } else {
+                assert_eq!(got[0], want[0], "call {round}: f32 squares are the interpreter's, exactly");
+            }
+        }
+    }
+}

@@ -623,10 +623,48 @@ impl<'a> Executable<'a> {
         for o in &self.outputs {
             let n: usize = o.dims.iter().product();
             let at = (o.offset / 4) as usize;
-            out.push(Tensor::from_gpu_words(o.dtype, o.dims.clone(), &words[at..at + n])?);
+            let w = &words[at..at + n];
+            let t = match o.dtype {
+                DType::F32 | DType::F16 if n * 4 >= HUGE_OUTPUT_BYTES => {
+                    let mut v = host_vec(n);
+                    v.extend(w.iter().map(|&x| f32::from_bits(x)));
+                    if o.dtype == DType::F16 {
+                        crate::tensor::round_f16(&mut v);
+                    }
+                    Tensor::from_data(o.dtype, o.dims.clone(), Data::F32(v))?
+                }
+                _ => Tensor::from_gpu_words(o.dtype, o.dims.clone(), w)?,
+            };
+            out.push(t);
         }
         Ok(out)
     }
+}
+
+/// Outputs of at least this many bytes are read back into memory asked for in huge pages
+/// ([`host_vec`]).
+const HUGE_OUTPUT_BYTES: usize = 4 << 20;
+
+/// An empty vector with room for `n` values whose whole 2 MiB pages are advised to be backed
+/// by huge pages (Linux's transparent huge pages, where they are on for advised memory, as on
+/// Debian's default). Filling freshly allocated memory costs a page fault per 4 KiB page: on
+/// the H100 machine and a 2-core VM, reading back a prefill's 78 MB of logits took 66 and 80 ms
+/// that way, against 20 ms in huge pages (and 14 ms into memory already touched).
+fn host_vec(n: usize) -> Vec<f32> {
+    let v: Vec<f32> = Vec::with_capacity(n);
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let p = v.as_ptr() as usize;
+        let (start, end) = (p.next_multiple_of(HUGE), (p + n * 4) / HUGE * HUGE);
+        if end > start {
+            // SAFETY: madvise only advises the kernel on how to back pages of this process's
+            // own allocation (whole pages inside the vector's capacity, none yet touched); it
+            // reads and writes no memory, and a failure (an older kernel) changes nothing.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+        }
+    }
+    v
 }
 
 /// What a `map_async` callback reported, once it has run.
