@@ -130,8 +130,7 @@ const fn s1(bm: usize, bn: usize, bk: usize, wr: usize, wc: usize) -> CoopTile {
 /// The tilings to try for a shape, best first (measured on an H100, issue #15): 16-row tiles
 /// up to 32 rows (a bandwidth-bound pass over the weights), 128-row ones beyond, with 128
 /// output columns (256 plain) per workgroup where that still gives half of an H100's 132 SMs
-/// work, else 64 (128 plain); 256 rows past 256 rows for a plain projection, and for a fused
-/// one through 4-bit weights (256 × 64 outputs: the plain tiling's staging). The later
+/// work, else 64 (128 plain); 256 rows for a plain projection past 256 rows. The later
 /// entries are smaller fallbacks for devices with less workgroup memory (lavapipe: 32 KiB).
 pub fn candidates(s: &ProjShape) -> Vec<CoopTile> {
     let fused = s.fused.is_some();
@@ -146,13 +145,6 @@ pub fn candidates(s: &ProjShape) -> Vec<CoopTile> {
     let mut v = vec![];
     if s.rows > 256 && !fused {
         v.push(s1(256, 128, 32, 4, 2));
-    }
-    if s.rows > 256 && fused && s.q4.is_some() {
-        // The same staging as the plain 256-row tiling (256 rows of x against 128 weight
-        // columns, gate and up of 64 outputs): each 4-bit weight is dequantized once per 256
-        // rows instead of 128; with the 128×128 tiling the fused kernel lost to the unfused
-        // graph's at Llama-3-8B M=512 (850 against 813 µs, issue #16).
-        v.push(s1(256, 64, 32, 4, 2));
     }
     if wide {
         v.push(s1(128, 128 * w, 32, 2, 4));
@@ -1089,7 +1081,7 @@ mod tests {
         let mut count = 0;
         for (i, kind) in KINDS.into_iter().enumerate() {
             for (rows, k, block) in [(512, 256, 32), (37, 136, 16), (9, 200, 128)] {
-                for tl in ["128x128x32w2x4s1", "256x64x32w4x2s1", "16x32x128w1x2s1", "128x64x32w2x2"] {
+                for tl in ["128x128x32w2x4s1", "16x32x128w1x2s1", "128x64x32w2x2"] {
                     let tl: CoopTile = tl.parse().unwrap();
                     let (mut s, v) = case(Layout::Nk, false, kind, rows, k);
                     s.q4 = Some(Q4 { block, scale_f16: i % 2 == 0, zp: [i % 3 == 0, i % 3 != 1] });
@@ -1105,7 +1097,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(count, 5 * 3 * 4);
+        assert_eq!(count, 5 * 3 * 3);
         // Steps of 16 of k cannot stage whole chunks.
         let (mut s, _) = case(Layout::Nk, false, KINDS[1], 64, 64);
         s.q4 = Some(Q4 { block: 32, scale_f16: true, zp: [false; 2] });
