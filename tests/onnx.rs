@@ -288,6 +288,24 @@ fn the_graph_budget_refuses_initializers_before_decoding_them() {
     let small = Budget { max_tensor_bytes: 1000, ..Budget::DEFAULT };
     let e = limits::with(small, || load_graph(&data("llama_mlp_ts.onnx"))).unwrap_err().to_string();
     assert!(e.contains("more than the per-tensor budget of 1000 bytes"), "{e}");
+    // 4-bit initializers count too, at their packed size: this model's floats take 6016
+    // bytes (the largest 1536), each of its three 4-bit weights 5632 packed (44 KiB as the f32 its
+    // DequantizeLinear gives, which the per-tensor budget must hold).
+    let q4 = common::root().join("tests/data/q4/bias_qdq_a32.onnx");
+    let fits = Budget { max_graph_bytes: 24000, max_tensor_bytes: 48000, ..Budget::DEFAULT };
+    if let Err(e) = limits::with(fits, || load_graph(&q4)) {
+        panic!("{e}");
+    }
+    let small = Budget { max_graph_bytes: 10000, ..Budget::DEFAULT };
+    let e = limits::with(small, || load_graph(&q4)).unwrap_err().to_string();
+    assert!(e.contains("more than the per-graph budget of 9.8 KiB"), "{e}");
+    let small = Budget { max_tensor_bytes: 4000, ..Budget::DEFAULT };
+    let e = limits::with(small, || load_graph(&q4)).unwrap_err().to_string();
+    assert!(
+        e.contains("val_0_DQ_Q4")
+            && e.contains("a 4-bit tensor of dims [64, 176] takes 5.5 KiB, more than the per-tensor budget"),
+        "{e}"
+    );
 }
 
 /// External data must be a regular file that stays inside the model's folder after symbolic

@@ -113,7 +113,9 @@ impl Budget {
         Ok(())
     }
 
-    fn check_tensor_bytes(&self, bytes: u64, what: &dyn Fn() -> String) -> Result<(), String> {
+    /// Checks the bytes of a tensor (described by `what`, called only for the message)
+    /// against the per-tensor budget: for data held in a form of its own (4-bit packing).
+    pub fn check_tensor_bytes(&self, bytes: u64, what: &dyn Fn() -> String) -> Result<(), String> {
         if bytes > self.max_tensor_bytes {
             return Err(format!(
                 "{} takes {}, more than the per-tensor budget of {} (GLUFUSE_MAX_TENSOR_BYTES raises it)",

@@ -178,8 +178,14 @@ impl<'p> Loader<'p> {
         for t in &graph.initializer {
             let name = t.name.clone().unwrap_or_default();
             if matches!(t.data_type, Some(quant::INT4 | quant::UINT4)) {
-                let p =
-                    quant::decode_packed4(t, self.dir).map_err(|m| Error::graph(&name, format!("initializer: {m}")))?;
+                let err = |m: String| Error::graph(&name, format!("initializer: {m}"));
+                // Its packed bytes count against the budgets as any initializer's, before
+                // any data is read.
+                let (dims, bytes) = quant::packed4_size(t).map_err(err)?;
+                self.budget.check_tensor_bytes(bytes, &|| format!("a 4-bit tensor of dims {dims:?}")).map_err(err)?;
+                self.init_bytes = self.init_bytes.saturating_add(bytes);
+                self.budget.check_graph_bytes(self.init_bytes).map_err(Error::input)?;
+                let p = quant::decode_packed4(t, self.dir).map_err(err)?;
                 self.missing.insert(
                     name.clone(),
                     "it is a 4-bit (INT4/UINT4) initializer, which glufuse reads only through DequantizeLinear".into(),

@@ -67,10 +67,9 @@ impl Packed4 {
     }
 }
 
-/// Decodes a 4-bit initializer, its size checked against the bytes that back it (`raw_data`,
-/// `int32_data` holding one byte each, or external data under `dir`) before allocating.
-pub fn decode_packed4(t: &proto::TensorProto, dir: &Path) -> std::result::Result<Packed4, String> {
-    let code = t.data_type.unwrap_or(0);
+/// The dims of a 4-bit initializer and the bytes its packed data takes (two elements per
+/// byte), checked: no dim negative, at most [`MAX_TENSOR_ELEMENTS`] elements.
+pub fn packed4_size(t: &proto::TensorProto) -> std::result::Result<(Vec<u64>, u64), String> {
     let mut n: u64 = 1;
     let mut dims = vec![];
     for &d in &t.dims {
@@ -81,7 +80,14 @@ pub fn decode_packed4(t: &proto::TensorProto, dir: &Path) -> std::result::Result
             .ok_or_else(|| format!("dims {:?} hold more than {MAX_TENSOR_ELEMENTS} elements", t.dims))?;
         dims.push(d);
     }
-    let want = n.div_ceil(2);
+    Ok((dims, n.div_ceil(2)))
+}
+
+/// Decodes a 4-bit initializer, its size checked against the bytes that back it (`raw_data`,
+/// `int32_data` holding one byte each, or external data under `dir`) before allocating.
+pub fn decode_packed4(t: &proto::TensorProto, dir: &Path) -> std::result::Result<Packed4, String> {
+    let code = t.data_type.unwrap_or(0);
+    let (dims, want) = packed4_size(t)?;
     let bytes = if t.data_location == Some(1) {
         use std::io::Read;
         let (mut f, file) = open_external(dir, t, want)?;
