@@ -9,6 +9,7 @@ pub mod attention;
 pub mod dce;
 pub mod elementwise;
 pub mod fusion;
+pub mod merge;
 
 use glufuse_ir::dump::{render, Format};
 use glufuse_ir::{Error, Result};
@@ -27,6 +28,8 @@ pub enum PassReport {
     Elementwise(elementwise::ElementwiseReport),
     /// The attention fusion.
     Attention(attention::AttentionReport),
+    /// The merging of sibling projections.
+    Merge(merge::MergeReport),
 }
 
 /// A graph transformation.
@@ -74,11 +77,12 @@ impl PassManager {
         PassManager { passes, verify_each: cfg!(debug_assertions), dump: None, dumps: vec![] }
     }
 
-    /// The standard pipeline: gated-FFN fusion, elementwise fusion, attention fusion, then
-    /// dead-node elimination.
+    /// The standard pipeline: gated-FFN fusion, merging of sibling projections, elementwise
+    /// fusion, attention fusion, then dead-node elimination.
     pub fn standard() -> Self {
         Self::new(vec![
             Box::new(fusion::FuseGateUp::default()),
+            Box::new(merge::MergeProjections),
             Box::new(elementwise::FuseElementwise),
             Box::new(attention::FuseAttention),
             Box::new(dce::DeadNodeElimination),
@@ -114,7 +118,7 @@ impl PassManager {
 pub fn fusion_report(runs: &[PassRun]) -> Option<&fusion::FusionReport> {
     runs.iter().find_map(|r| match &r.report {
         PassReport::Fusion(f) => Some(f),
-        PassReport::Dce(_) | PassReport::Elementwise(_) | PassReport::Attention(_) => None,
+        PassReport::Dce(_) | PassReport::Elementwise(_) | PassReport::Attention(_) | PassReport::Merge(_) => None,
     })
 }
 
@@ -122,7 +126,7 @@ pub fn fusion_report(runs: &[PassRun]) -> Option<&fusion::FusionReport> {
 pub fn elementwise_report(runs: &[PassRun]) -> Option<&elementwise::ElementwiseReport> {
     runs.iter().find_map(|r| match &r.report {
         PassReport::Elementwise(e) => Some(e),
-        PassReport::Dce(_) | PassReport::Fusion(_) | PassReport::Attention(_) => None,
+        PassReport::Dce(_) | PassReport::Fusion(_) | PassReport::Attention(_) | PassReport::Merge(_) => None,
     })
 }
 
@@ -130,6 +134,14 @@ pub fn elementwise_report(runs: &[PassRun]) -> Option<&elementwise::ElementwiseR
 pub fn attention_report(runs: &[PassRun]) -> Option<&attention::AttentionReport> {
     runs.iter().find_map(|r| match &r.report {
         PassReport::Attention(a) => Some(a),
-        PassReport::Dce(_) | PassReport::Fusion(_) | PassReport::Elementwise(_) => None,
+        PassReport::Dce(_) | PassReport::Fusion(_) | PassReport::Elementwise(_) | PassReport::Merge(_) => None,
+    })
+}
+
+/// The merging of sibling projections' report among a pipeline's runs, if it ran.
+pub fn merge_report(runs: &[PassRun]) -> Option<&merge::MergeReport> {
+    runs.iter().find_map(|r| match &r.report {
+        PassReport::Merge(m) => Some(m),
+        PassReport::Dce(_) | PassReport::Fusion(_) | PassReport::Elementwise(_) | PassReport::Attention(_) => None,
     })
 }

@@ -12,7 +12,7 @@ use crate::fuse::summary_line;
 use crate::out::{out, outln};
 use glufuse::interp::compare;
 use glufuse::ir::{DType, Dim, TensorType};
-use glufuse::passes::{attention_report, elementwise_report, fusion_report, PassManager};
+use glufuse::passes::{attention_report, elementwise_report, fusion_report, merge_report, PassManager};
 use glufuse::runtime::{Gpu, Session};
 use glufuse::tensor::Tensor;
 use glufuse::{Error, Graph, Result};
@@ -90,6 +90,9 @@ pub fn run() -> Result<()> {
     outln!("== layer 0 after ==\n{}", layer0(&glufuse::dump::text(&g)?));
     if let Some(r) = fusion_report(&runs) {
         outln!("== fusion report ==\n{}", r.to_text(true));
+    }
+    if let Some(r) = merge_report(&runs) {
+        out!("{}", r.to_text(false));
     }
     if let Some(r) = elementwise_report(&runs) {
         out!("{}", r.to_text(false));
