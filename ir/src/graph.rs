@@ -214,6 +214,14 @@ impl Graph {
         }
     }
 
+    /// Gives output `i` the name `name` (kept as its value's name where it is that).
+    pub fn name_output(&mut self, i: usize, name: String) {
+        self.output_names.resize(self.outputs.len(), None);
+        if let Some(&v) = self.outputs.get(i) {
+            self.output_names[i] = Some(name).filter(|n| *n != self.value_name(v));
+        }
+    }
+
     /// The index of the output named `name` ([`Graph::output_name`]).
     pub fn find_output(&self, name: &str) -> Option<usize> {
         (0..self.outputs.len()).find(|&i| self.output_name(i) == name)

@@ -10,6 +10,7 @@ pub mod dce;
 pub mod elementwise;
 pub mod fusion;
 pub mod merge;
+pub mod siblings;
 
 use glufuse_ir::dump::{render, Format};
 use glufuse_ir::{Error, Result};
@@ -30,6 +31,8 @@ pub enum PassReport {
     Attention(attention::AttentionReport),
     /// The merging of sibling projections.
     Merge(merge::MergeReport),
+    /// The merging of sibling programs.
+    Siblings(siblings::SiblingsReport),
 }
 
 /// A graph transformation.
@@ -78,13 +81,14 @@ impl PassManager {
     }
 
     /// The standard pipeline: gated-FFN fusion, merging of sibling projections, elementwise
-    /// fusion, attention fusion, then dead-node elimination.
+    /// fusion, attention fusion, merging of sibling programs, then dead-node elimination.
     pub fn standard() -> Self {
         Self::new(vec![
             Box::new(fusion::FuseGateUp::default()),
             Box::new(merge::MergeProjections),
             Box::new(elementwise::FuseElementwise),
             Box::new(attention::FuseAttention),
+            Box::new(siblings::MergeSiblingPrograms),
             Box::new(dce::DeadNodeElimination),
         ])
     }
@@ -118,7 +122,11 @@ impl PassManager {
 pub fn fusion_report(runs: &[PassRun]) -> Option<&fusion::FusionReport> {
     runs.iter().find_map(|r| match &r.report {
         PassReport::Fusion(f) => Some(f),
-        PassReport::Dce(_) | PassReport::Elementwise(_) | PassReport::Attention(_) | PassReport::Merge(_) => None,
+        PassReport::Dce(_)
+        | PassReport::Elementwise(_)
+        | PassReport::Attention(_)
+        | PassReport::Merge(_)
+        | PassReport::Siblings(_) => None,
     })
 }
 
@@ -126,7 +134,11 @@ pub fn fusion_report(runs: &[PassRun]) -> Option<&fusion::FusionReport> {
 pub fn elementwise_report(runs: &[PassRun]) -> Option<&elementwise::ElementwiseReport> {
     runs.iter().find_map(|r| match &r.report {
         PassReport::Elementwise(e) => Some(e),
-        PassReport::Dce(_) | PassReport::Fusion(_) | PassReport::Attention(_) | PassReport::Merge(_) => None,
+        PassReport::Dce(_)
+        | PassReport::Fusion(_)
+        | PassReport::Attention(_)
+        | PassReport::Merge(_)
+        | PassReport::Siblings(_) => None,
     })
 }
 
@@ -134,7 +146,11 @@ pub fn elementwise_report(runs: &[PassRun]) -> Option<&elementwise::ElementwiseR
 pub fn attention_report(runs: &[PassRun]) -> Option<&attention::AttentionReport> {
     runs.iter().find_map(|r| match &r.report {
         PassReport::Attention(a) => Some(a),
-        PassReport::Dce(_) | PassReport::Fusion(_) | PassReport::Elementwise(_) | PassReport::Merge(_) => None,
+        PassReport::Dce(_)
+        | PassReport::Fusion(_)
+        | PassReport::Elementwise(_)
+        | PassReport::Merge(_)
+        | PassReport::Siblings(_) => None,
     })
 }
 
@@ -142,6 +158,22 @@ pub fn attention_report(runs: &[PassRun]) -> Option<&attention::AttentionReport>
 pub fn merge_report(runs: &[PassRun]) -> Option<&merge::MergeReport> {
     runs.iter().find_map(|r| match &r.report {
         PassReport::Merge(m) => Some(m),
-        PassReport::Dce(_) | PassReport::Fusion(_) | PassReport::Elementwise(_) | PassReport::Attention(_) => None,
+        PassReport::Dce(_)
+        | PassReport::Fusion(_)
+        | PassReport::Elementwise(_)
+        | PassReport::Attention(_)
+        | PassReport::Siblings(_) => None,
+    })
+}
+
+/// The merging of sibling programs' report among a pipeline's runs, if it ran.
+pub fn siblings_report(runs: &[PassRun]) -> Option<&siblings::SiblingsReport> {
+    runs.iter().find_map(|r| match &r.report {
+        PassReport::Siblings(p) => Some(p),
+        PassReport::Dce(_)
+        | PassReport::Fusion(_)
+        | PassReport::Elementwise(_)
+        | PassReport::Attention(_)
+        | PassReport::Merge(_) => None,
     })
 }

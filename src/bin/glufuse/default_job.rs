@@ -12,7 +12,9 @@ use crate::fuse::summary_line;
 use crate::out::{out, outln};
 use glufuse::interp::compare;
 use glufuse::ir::{DType, Dim, TensorType};
-use glufuse::passes::{attention_report, elementwise_report, fusion_report, merge_report, PassManager};
+use glufuse::passes::{
+    attention_report, elementwise_report, fusion_report, merge_report, siblings_report, PassManager,
+};
 use glufuse::runtime::{Gpu, Session};
 use glufuse::tensor::Tensor;
 use glufuse::{Error, Graph, Result};
@@ -98,6 +100,9 @@ pub fn run() -> Result<()> {
         out!("{}", r.to_text(false));
     }
     if let Some(r) = attention_report(&runs) {
+        out!("{}", r.to_text(false));
+    }
+    if let Some(r) = siblings_report(&runs) {
         outln!("{}", r.to_text(false));
     }
     outln!("{}\n", summary_line(&runs));

@@ -6,7 +6,9 @@ use crate::args::{FuseArgs, ReportFormat};
 use crate::out::{errln, out, outln};
 use glufuse::dump::{render, Format};
 use glufuse::files::{load_graph, write_output};
-use glufuse::passes::{attention_report, elementwise_report, fusion_report, merge_report, PassManager, PassRun};
+use glufuse::passes::{
+    attention_report, elementwise_report, fusion_report, merge_report, siblings_report, PassManager, PassRun,
+};
 use glufuse::{Error, Result};
 use std::path::Path;
 
@@ -35,12 +37,13 @@ pub fn run(a: FuseArgs) -> Result<()> {
     }
     let rep = fusion_report(&runs).cloned().unwrap_or_default();
     // For people: the gated-FFN fusion, then the projections merged, then what the
-    // elementwise and attention fusions merged.
+    // elementwise and attention fusions merged, then the sibling programs merged.
     let explained = || {
         let mg = merge_report(&runs).map(|m| m.to_text(true)).unwrap_or_default();
         let ew = elementwise_report(&runs).map(|e| e.to_text(true)).unwrap_or_default();
         let at = attention_report(&runs).map(|a| a.to_text(true)).unwrap_or_default();
-        format!("{}{mg}{ew}{at}", rep.to_text(true))
+        let sb = siblings_report(&runs).map(|p| p.to_text(true)).unwrap_or_default();
+        format!("{}{mg}{ew}{at}{sb}", rep.to_text(true))
     };
     match a.report {
         Some(ReportFormat::Json) => {
