@@ -1,32 +1,124 @@
-//! Reading graphs from files (by extension) and writing outputs atomically: every file the
-//! CLI writes goes to a temporary file in the same folder first and is renamed into place,
-//! so an error never leaves a partial file or clobbers an existing one.
+//! Reading graphs from files (the format told by the content, the extension a hint) and
+//! writing outputs atomically: every file the CLI writes goes to a temporary file in the same
+//! folder first and is renamed into place, so an error never leaves a partial file or
+//! clobbers an existing one.
 
 use crate::{Error, Graph, Result};
 use std::io::Write;
 use std::path::Path;
 
-/// Loads a graph from a `.json` file (or `.onnx`, where supported), verified.
+/// The graph formats glufuse reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GraphFormat {
+    /// glufuse's JSON (`glufuse.graph/1`).
+    Json,
+    /// An ONNX model (protobuf).
+    Onnx,
+}
+
+/// Loads a graph from a file, verified: glufuse's JSON or an ONNX model, told apart by the
+/// content ([`sniff`]), so an ONNX model named `.json` loads, and so does a JSON graph named
+/// `.onnx`. A file that is neither says what it looks like. Errors name the file.
 pub fn load_graph(path: &Path) -> Result<Graph> {
+    let bytes = std::fs::read(path).map_err(|e| Error::input(format!("cannot read: {e}")).in_file(path))?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    let read = || std::fs::read(path).map_err(|e| Error::input(format!("cannot read: {e}")).in_file(path));
-    match ext.as_str() {
-        "onnx" => load_onnx(path, &read()?),
-        _ => {
-            let bytes = read()?;
+    let hint = match ext.as_str() {
+        "onnx" => Some(GraphFormat::Onnx),
+        "json" => Some(GraphFormat::Json),
+        _ => None,
+    };
+    match sniff(&bytes, hint).map_err(|m| Error::input(m).in_file(path))? {
+        GraphFormat::Onnx => crate::onnx::load(path, &bytes),
+        GraphFormat::Json => {
             let text = std::str::from_utf8(&bytes).map_err(|_| Error::input("not UTF-8 text").in_file(path))?;
             crate::json::from_str(text).map_err(|e| e.in_file(path))
         }
     }
 }
 
-fn load_onnx(path: &Path, bytes: &[u8]) -> Result<Graph> {
-    crate::onnx::load(path, bytes)
+/// Which format `bytes` hold: JSON text (an object, after any byte-order mark and white
+/// space) or an ONNX model (a protobuf message whose first field is one of `ModelProto`'s,
+/// as every exporter writes it). `hint` (from the extension) decides only what neither
+/// settles: binary content with an `.onnx` name goes to the ONNX reader, whose error then
+/// says what is wrong. Anything else is an error saying what the content looks like.
+pub fn sniff(bytes: &[u8], hint: Option<GraphFormat>) -> std::result::Result<GraphFormat, String> {
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let text = body.trim_ascii_start();
+    if text.first() == Some(&b'{') {
+        return Ok(GraphFormat::Json);
+    }
+    if is_model_proto_start(body) {
+        return Ok(GraphFormat::Onnx);
+    }
+    if hint == Some(GraphFormat::Onnx) && !looks_like_text(body) && !body.is_empty() {
+        return Ok(GraphFormat::Onnx);
+    }
+    Err(format!("neither a glufuse JSON graph nor an ONNX model: {}", looks_like(bytes)))
 }
 
-/// Writes `bytes` to `path` atomically (temp file in the same folder, then rename).
+/// Whether the bytes open with a field of ONNX's `ModelProto` (field numbers 1 to 8, 14, 20
+/// and 25, each with its wire type), as a serialised model does.
+fn is_model_proto_start(b: &[u8]) -> bool {
+    let Some(&tag) = b.first() else { return false };
+    // One-byte tags: field << 3 | wire type. ir_version (1), model_version (5): varints;
+    // producer_name (2), producer_version (3), domain (4), doc_string (6), graph (7),
+    // opset_import (8), metadata_props (14): length-delimited.
+    let one = matches!(tag, 0x08 | 0x28 | 0x12 | 0x1a | 0x22 | 0x32 | 0x3a | 0x42 | 0x72);
+    // Two-byte tags: training_info (20), functions (25).
+    let two = matches!(b, [0xa2, 0x01, ..] | [0xca, 0x01, ..]);
+    (one || two) && b.len() >= 2
+}
+
+/// Whether the bytes read as text (UTF-8 without control characters other than white space).
+fn looks_like_text(b: &[u8]) -> bool {
+    let head = &b[..b.len().min(512)];
+    // A multi-byte character cut at the end of the head is still text.
+    let valid = match std::str::from_utf8(head) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none() && e.valid_up_to() + 4 > head.len(),
+    };
+    valid && head.iter().all(|&c| c >= 0x20 || matches!(c, b'\t' | b'\n' | b'\r'))
+}
+
+/// What a file that is not a graph looks like, for the error that refuses it.
+fn looks_like(b: &[u8]) -> String {
+    let magic: [(&[u8], &str); 8] = [
+        (b"\x93NUMPY", "a NumPy .npy array (give it to --input)"),
+        (b"PK\x03\x04", "a zip archive (a PyTorch .pt/.pth checkpoint? export the model to ONNX)"),
+        (b"GGUF", "a GGUF model (llama.cpp); glufuse reads ONNX"),
+        (b"\x89HDF", "an HDF5 file (a Keras .h5 model? export it to ONNX)"),
+        (b"\x89PNG", "a PNG image"),
+        (b"\x1f\x8b", "gzip-compressed data (decompress it first)"),
+        (b"\x7fELF", "an executable (ELF)"),
+        (b"%PDF", "a PDF document"),
+    ];
+    if b.is_empty() {
+        return "the file is empty".into();
+    }
+    if let Some((_, what)) = magic.iter().find(|(m, _)| b.starts_with(m)) {
+        return format!("it looks like {what}");
+    }
+    if b.len() >= 2 && b[0] == 0x80 && (2..=5).contains(&b[1]) {
+        return "it looks like a Python pickle (a PyTorch checkpoint? export the model to ONNX)".into();
+    }
+    // safetensors: an 8-byte little-endian header length, then a JSON header.
+    if b.len() > 9 && b[8] == b'{' {
+        return "it looks like a safetensors file (weights only, no graph; export the model to ONNX)".into();
+    }
+    if looks_like_text(b) {
+        let first = String::from_utf8_lossy(&b[..b.len().min(200)]);
+        let line = first.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+        let line: String = line.chars().take(40).collect();
+        return format!("it is text that is not a JSON object (it starts {line:?})");
+    }
+    let head: Vec<String> = b.iter().take(8).map(|x| format!("{x:02x}")).collect();
+    format!("it is binary data that starts with bytes {}", head.join(" "))
+}
+
+/// Writes `bytes` to `path` atomically (temp file in the same folder, then rename). An error
+/// names `path` (never the temporary file) and says what went wrong.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let werr = |e: std::io::Error| Error::Write { path: path.to_path_buf(), msg: e.to_string() };
+    let werr = |e: std::io::Error| Error::Write { path: path.to_path_buf(), msg: io_reason(&e) };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -36,6 +128,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     tmp.as_file().sync_all().map_err(werr)?;
     tmp.persist(path).map_err(|e| werr(e.error))?;
     Ok(())
+}
+
+/// What an I/O error says, without the path the `tempfile` crate adds (the temporary file's,
+/// which the user never asked for): the operating system's message, or the error's kind.
+fn io_reason(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code).to_string(),
+        None => match e.get_ref() {
+            // tempfile wraps the OS error with the path; say the inner error only.
+            Some(inner) => match inner.source() {
+                Some(src) => src.to_string(),
+                None => e.kind().to_string(),
+            },
+            None => e.to_string(),
+        },
+    }
 }
 
 /// Reads a `.npy` file as a tensor of the given graph type: its dtype must match (`<f4` for

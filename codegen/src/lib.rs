@@ -16,6 +16,11 @@
 //! packed pairs in an `array<u32>` and widened with `unpack2x16float` (core WGSL: no device
 //! feature needed). Math is f32 throughout; projections accumulate in f32.
 
+#![warn(missing_docs)]
+// Alignment tests read `n % 4 == 0`, as the WGSL they choose between does; clippy asks for
+// `is_multiple_of` since the MSRV passed 1.87.
+#![allow(clippy::manual_is_multiple_of)]
+
 mod elementwise;
 mod layout;
 pub mod proj;
@@ -24,6 +29,9 @@ pub mod tune;
 mod wgsl;
 
 pub use layout::copy_kernel;
+/// The naga this crate validates with ([`Target::caps`] is naga's), re-exported so that
+/// users name the same version.
+pub use naga;
 pub use proj::gemm_tiled::Tiles;
 pub use select::node_kernels;
 

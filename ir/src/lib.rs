@@ -13,6 +13,8 @@
 //! The core types are re-exported here, so `use glufuse_ir::*` (or `glufuse::ir::*`) brings
 //! the IR into scope.
 
+#![warn(missing_docs)]
+
 pub mod builder;
 pub mod dim;
 pub mod dump;

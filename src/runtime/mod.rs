@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 mod gpu;
 mod timing;
 
-pub use gpu::Gpu;
+pub use gpu::{adapter_rank, is_software_adapter, parse_backends, Gpu};
 pub use timing::{time, timed_pass};
 
 #[derive(Clone)]
@@ -40,7 +40,8 @@ impl Dispatch {
     }
 }
 
-/// Back-to-back dispatches per timing of [`Executable::tune_gemms`].
+/// Back-to-back dispatches per timing of [`Executable::tune_gemms`] (one on a software
+/// adapter).
 const TUNE_REPS: usize = 3;
 /// A graph compiled for one device and one binding of its symbolic dims.
 pub struct Executable<'a> {
@@ -179,7 +180,10 @@ impl<'a> Executable<'a> {
     /// many rounds, which wins); this only times each variant it is given, over the
     /// executable's own buffers. Every tiling sums k in the same order, so the choice changes
     /// no result bit. Costs about 20 dispatches per candidate and distinct shape (tens of
-    /// milliseconds for a Llama-3-8B prefill GEMM).
+    /// milliseconds for a Llama-3-8B prefill GEMM). On a software adapter ([`Gpu::is_software`])
+    /// it shrinks to one round of one dispatch per candidate
+    /// ([`codegen::tune::SOFTWARE_ROUNDS`]): its timings say little about a GPU, and each
+    /// costs CPU time.
     pub fn tune_gemms(&mut self, g: &Graph, b: &Bindings, target: &Target, candidates: &[Tiles]) -> Result<Vec<Tuned>> {
         // Pipelines by what they run (WGSL and bindings): the executable's own and every
         // candidate timed, so that a kernel already on the chosen tiling keeps its pipeline
@@ -196,11 +200,13 @@ impl<'a> Executable<'a> {
             pipelines.insert(key(k), d.clone());
             Ok(d)
         };
+        let (rounds, reps) =
+            if gpu.is_software() { (codegen::tune::SOFTWARE_ROUNDS, 1) } else { (codegen::tune::ROUNDS, TUNE_REPS) };
         let mut timer = |k: &Kernel| -> Result<f64> {
             let d = pipeline(k, "creating a tuning pipeline")?;
-            Ok(time(gpu, TUNE_REPS, 1, |enc, reps, ts| d.record(enc, reps, ts))?.0)
+            Ok(time(gpu, reps, 1, |enc, reps, ts| d.record(enc, reps, ts))?.0)
         };
-        let tuned = codegen::tune::tune(&mut self.kernels, g, b, target, candidates, &mut timer)?;
+        let tuned = codegen::tune::tune(&mut self.kernels, g, b, target, candidates, rounds, &mut timer)?;
         for t in tuned.iter().filter(|t| t.replaced) {
             self.dispatches[t.index] = pipeline(&self.kernels[t.index], "creating a pipeline")?;
         }

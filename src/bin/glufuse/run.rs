@@ -4,8 +4,8 @@
 
 use crate::args::RunArgs;
 use crate::io::{gather_inputs, output_plan, print_outputs, write_outputs};
+use crate::progress::step;
 use glufuse::codegen::proj::gemm_tiled::CANDIDATES;
-use glufuse::files::load_graph;
 use glufuse::interp::{check_tolerance, compare};
 use glufuse::passes::PassManager;
 use glufuse::runtime::{Executable, Gpu};
@@ -13,7 +13,7 @@ use glufuse::{Error, Result};
 
 /// Runs the command.
 pub fn run(a: RunArgs) -> Result<()> {
-    let original = load_graph(&a.graph)?;
+    let original = crate::progress::load(&a.graph)?;
     let mut g = original.clone();
     if !a.unfused {
         PassManager::standard().run(&mut g)?;
@@ -22,10 +22,21 @@ pub fn run(a: RunArgs) -> Result<()> {
     let (inputs, b) = gather_inputs(&g, &a.io)?;
     let gpu = Gpu::new()?;
     let target = gpu.target();
-    let mut exe = Executable::with_target(&gpu, &g, &b, &target)?;
-    let tuned = if a.tune { exe.tune_gemms(&g, &b, &target, &CANDIDATES)? } else { vec![] };
-    let outs = exe.run(&inputs)?;
+    let mut exe =
+        step("compiling the kernels and uploading the weights", || Executable::with_target(&gpu, &g, &b, &target))?;
+    let tuned = if a.tune {
+        step("timing the GEMM tilings (--tune)", || exe.tune_gemms(&g, &b, &target, &CANDIDATES))?
+    } else {
+        vec![]
+    };
+    let outs = step("running on the GPU", || exe.run(&inputs))?;
     println!("adapter: {}", gpu.describe());
+    if a.tune && gpu.is_software() {
+        println!(
+            "tuning on a software adapter: {} round of one dispatch per tiling (its timings say little about a GPU)",
+            glufuse::codegen::tune::SOFTWARE_ROUNDS
+        );
+    }
     for t in &tuned {
         let times: Vec<String> = t.timings.iter().map(|(tl, us)| format!("{tl}: {us:.1} µs")).collect();
         let how = if times.is_empty() { "as the same shape before".to_string() } else { times.join(", ") };
@@ -39,7 +50,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     );
     print_outputs(&g, &outs);
     if a.check {
-        let want = glufuse::interp::run(&original, &inputs)?;
+        let want = step("checking against the CPU interpreter (--check)", || glufuse::interp::run(&original, &inputs))?;
         let tol = check_tolerance(&original);
         for ((v, got), want) in g.outputs.iter().zip(&outs).zip(&want) {
             let (abs, rel) = compare(got, want);

@@ -143,20 +143,14 @@ pub struct Measured {
     pub rows: Vec<BenchRow>,
 }
 
-/// The table as Markdown: the header (`process` says where the graphs were timed), the
-/// column heads and `body`, the lines of the rows.
-pub fn table(m: &Measured, o: &BenchOptions, process: &str, body: &str) -> String {
-    format!("{}{TABLE_HEAD}{body}", header(m, o, process))
-}
-
 /// The table's column heads.
 const TABLE_HEAD: &str = "| H×I | M | dtype | fused µs | unfused µs | unfused/fused | weight GB/s | TFLOP/s | of copy BW | fused kernel |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
 /// How a run in one process says where it ran, and what [`run_isolated`] says instead.
-pub const IN_PROCESS: &str = "all in one process";
+const IN_PROCESS: &str = "all in one process";
 const ISOLATED: &str = "fused and unfused graphs each in a fresh process";
 
 /// The table's header: device, timing method (and `process`, where the graphs were timed) and
-/// the copy yardstick.
+/// the copy yardstick, then the column heads.
 fn header(m: &Measured, o: &BenchOptions, process: &str) -> String {
     let tiles = match (o.tune, o.gemm_tiles) {
         (true, _) => {
@@ -167,7 +161,7 @@ fn header(m: &Measured, o: &BenchOptions, process: &str) -> String {
         (false, None) => String::new(),
     };
     format!(
-        "device: {}\ntiming: {}, {} repetitions per submission, median of {} submissions, {process}\n{tiles}copy kernel ({} MiB): {:.0} GB/s (read + written)\n\n",
+        "device: {}\ntiming: {}, {} repetitions per submission, median of {} submissions, {process}\n{tiles}copy kernel ({} MiB): {:.0} GB/s (read + written)\n\n{TABLE_HEAD}",
         m.device,
         if m.timestamps { "timestamp queries" } else { "wall clock (no TIMESTAMP_QUERY)" },
         o.reps,
@@ -197,8 +191,10 @@ fn line(r: &BenchRow, dtype: DType, copy: f64) -> String {
 
 /// Times the fused and the unfused graph of every configuration each in a child process of
 /// its own (`glufuse bench --in-process --part fused|unfused` with one shape, one dtype, one
-/// row count, reporting its figures as JSON) and assembles the table.
-pub fn run_isolated(o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<(String, Vec<BenchRow>)> {
+/// row count, reporting its figures as JSON). The table goes to `emit` as it is measured: the
+/// header (from the first child's figures) before the first row, then a line per row;
+/// `step` is called after each child.
+pub fn run_isolated(o: &BenchOptions, mut emit: impl FnMut(&str), mut step: impl FnMut()) -> Result<Vec<BenchRow>> {
     let exe = std::env::current_exe().map_err(|e| Error::Job(format!("cannot find this program to re-run it: {e}")))?;
     let child = |args: Vec<String>| -> Result<()> {
         let out = std::process::Command::new(&exe)
@@ -241,8 +237,7 @@ pub fn run_isolated(o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<
     };
     let tmp = tempfile::tempdir().map_err(|e| Error::Job(format!("temporary folder: {e}")))?;
     let mut rows = vec![];
-    let mut head = None;
-    let mut body = String::new();
+    let mut head = false;
     for &(h, i) in &o.shapes {
         for &dtype in &o.dtypes {
             for &m in &o.rows {
@@ -256,31 +251,34 @@ pub fn run_isolated(o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<
                     Ok((got, row))
                 };
                 let (fused, mut r) = part("fused")?;
+                step();
+                if !head {
+                    emit(&header(&fused, o, ISOLATED));
+                    head = true;
+                }
                 let (_, u) = part("unfused")?;
+                step();
                 r.unfused_us = u.unfused_us;
                 r.dispatches.1 = u.dispatches.1;
-                let l = line(&r, dtype, fused.copy_gbs);
-                if head.is_none() {
-                    head = Some(header(&fused, o, ISOLATED));
-                }
-                progress(&l);
-                body.push_str(&l);
+                emit(&line(&r, dtype, fused.copy_gbs));
                 rows.push(r);
             }
         }
     }
-    Ok((format!("{}{TABLE_HEAD}{body}", head.unwrap_or_default()), rows))
+    Ok(rows)
 }
 
-/// Runs the benchmark in this process: what it measured, and the table's lines (one per
-/// configuration; [`table`] puts the header on top).
-pub fn run(gpu: &Gpu, o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<(Measured, String)> {
+/// Runs the benchmark in this process and returns what it measured. The table goes to `emit`
+/// as it is measured: the header (once the copy yardstick is timed), then a line per
+/// configuration; `step` is called after each.
+pub fn run(gpu: &Gpu, o: &BenchOptions, mut emit: impl FnMut(&str), mut step: impl FnMut()) -> Result<Measured> {
     let copy_bytes = (256u64 << 20).min(gpu.target().max_binding_bytes);
     let copy = copy_bandwidth(gpu, copy_bytes, o.reps.max(1), o.samples)?;
     let ts = gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY);
     let target = Target { gemm_tiles: o.gemm_tiles, ..gpu.target() };
-    let mut out = String::new();
-    let mut rows = vec![];
+    let mut measured =
+        Measured { device: gpu.describe(), timestamps: ts, copy_mib: copy_bytes >> 20, copy_gbs: copy, rows: vec![] };
+    emit(&header(&measured, o, IN_PROCESS));
     for &(h, i) in &o.shapes {
         for &dtype in &o.dtypes {
             for &m in &o.rows {
@@ -322,13 +320,11 @@ pub fn run(gpu: &Gpu, o: &BenchOptions, mut progress: impl FnMut(&str)) -> Resul
                     dispatches: (fd, ud),
                     kernel: kind,
                 };
-                let l = line(&row, dtype, copy);
-                progress(&l);
-                out.push_str(&l);
-                rows.push(row);
+                emit(&line(&row, dtype, copy));
+                step();
+                measured.rows.push(row);
             }
         }
     }
-    let m = Measured { device: gpu.describe(), timestamps: ts, copy_mib: copy_bytes >> 20, copy_gbs: copy, rows };
-    Ok((m, out))
+    Ok(measured)
 }
