@@ -50,7 +50,7 @@ pub fn sniff(bytes: &[u8], hint: Option<GraphFormat>) -> std::result::Result<Gra
     if is_model_proto_start(body) {
         return Ok(GraphFormat::Onnx);
     }
-    if hint == Some(GraphFormat::Onnx) && !looks_like_text(body) && !body.is_empty() {
+    if hint == Some(GraphFormat::Onnx) && !looks_like_text(body) && known_kind(body).is_none() {
         return Ok(GraphFormat::Onnx);
     }
     Err(format!("neither a glufuse JSON graph nor an ONNX model: {}", looks_like(bytes)))
@@ -82,6 +82,22 @@ fn looks_like_text(b: &[u8]) -> bool {
 
 /// What a file that is not a graph looks like, for the error that refuses it.
 fn looks_like(b: &[u8]) -> String {
+    if let Some(what) = known_kind(b) {
+        return what;
+    }
+    if looks_like_text(b) {
+        let first = String::from_utf8_lossy(&b[..b.len().min(200)]);
+        let line = first.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+        let line: String = line.chars().take(40).collect();
+        return format!("it is text that is not a JSON object (it starts {line:?})");
+    }
+    let head: Vec<String> = b.iter().take(8).map(|x| format!("{x:02x}")).collect();
+    format!("it is binary data that starts with bytes {}", head.join(" "))
+}
+
+/// What the bytes are, where they open like a kind of file that is known not to be a graph
+/// (empty, NumPy, zip, GGUF, HDF5, pickle, safetensors, ...).
+fn known_kind(b: &[u8]) -> Option<String> {
     let magic: [(&[u8], &str); 8] = [
         (b"\x93NUMPY", "a NumPy .npy array (give it to --input)"),
         (b"PK\x03\x04", "a zip archive (a PyTorch .pt/.pth checkpoint? export the model to ONNX)"),
@@ -93,26 +109,19 @@ fn looks_like(b: &[u8]) -> String {
         (b"%PDF", "a PDF document"),
     ];
     if b.is_empty() {
-        return "the file is empty".into();
+        return Some("the file is empty".into());
     }
     if let Some((_, what)) = magic.iter().find(|(m, _)| b.starts_with(m)) {
-        return format!("it looks like {what}");
+        return Some(format!("it looks like {what}"));
     }
     if b.len() >= 2 && b[0] == 0x80 && (2..=5).contains(&b[1]) {
-        return "it looks like a Python pickle (a PyTorch checkpoint? export the model to ONNX)".into();
+        return Some("it looks like a Python pickle (a PyTorch checkpoint? export the model to ONNX)".into());
     }
     // safetensors: an 8-byte little-endian header length, then a JSON header.
     if b.len() > 9 && b[8] == b'{' {
-        return "it looks like a safetensors file (weights only, no graph; export the model to ONNX)".into();
+        return Some("it looks like a safetensors file (weights only, no graph; export the model to ONNX)".into());
     }
-    if looks_like_text(b) {
-        let first = String::from_utf8_lossy(&b[..b.len().min(200)]);
-        let line = first.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
-        let line: String = line.chars().take(40).collect();
-        return format!("it is text that is not a JSON object (it starts {line:?})");
-    }
-    let head: Vec<String> = b.iter().take(8).map(|x| format!("{x:02x}")).collect();
-    format!("it is binary data that starts with bytes {}", head.join(" "))
+    None
 }
 
 /// Writes `bytes` to `path` atomically (temp file in the same folder, then rename). An error
@@ -331,6 +340,41 @@ mod tests {
     use super::*;
     use crate::ir::{shape_of, DType, Dim, TensorType};
     use crate::tensor::Tensor;
+
+    #[test]
+    fn the_format_is_told_by_the_content_the_extension_a_hint() {
+        use GraphFormat::{Json, Onnx};
+        // JSON: an object, after a byte-order mark and white space, whatever the name says.
+        for b in [&b"{\"format\": 1}"[..], b"\xEF\xBB\xBF{}", b" \n\t{"] {
+            for hint in [None, Some(Json), Some(Onnx)] {
+                assert_eq!(sniff(b, hint), Ok(Json), "{b:?} {hint:?}");
+            }
+        }
+        // ONNX: the first field is one of ModelProto's (ir_version, producer_name, graph, ...).
+        for b in [&[0x08, 0x07, 0x12][..], &[0x12, 0x07, b'p'], &[0x3a, 0x10], &[0xa2, 0x01, 0x00]] {
+            for hint in [None, Some(Json), Some(Onnx)] {
+                assert_eq!(sniff(b, hint), Ok(Onnx), "{b:?} {hint:?}");
+            }
+        }
+        // Binary that opens like no model: the ONNX reader's to judge if the name says .onnx,
+        // described otherwise; never when it is a known other kind of file, or text.
+        let odd = [0xff, 0x00, 0x13];
+        assert_eq!(sniff(&odd, Some(Onnx)), Ok(Onnx));
+        assert_eq!(
+            sniff(&odd, None).unwrap_err(),
+            "neither a glufuse JSON graph nor an ONNX model: it is binary data that starts with bytes ff 00 13"
+        );
+        assert!(sniff(b"\x93NUMPY\x01\x00", Some(Onnx))
+            .unwrap_err()
+            .ends_with("a NumPy .npy array (give it to --input)"));
+        assert!(sniff(b"", Some(Onnx)).unwrap_err().ends_with("the file is empty"));
+        assert!(sniff(b"[1]", Some(Json))
+            .unwrap_err()
+            .ends_with("it is text that is not a JSON object (it starts \"[1]\")"));
+        assert!(sniff(b"hello", Some(Onnx)).unwrap_err().contains("text that is not a JSON object"));
+        // A lone tag byte is not a model.
+        assert!(sniff(&[0x08], None).is_err());
+    }
 
     #[test]
     fn npy_of_every_dtype_round_trips() {

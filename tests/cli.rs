@@ -417,3 +417,49 @@ fn bad_model_inputs_exit_2_naming_the_input() {
     ));
     insta::assert_snapshot!("interp_bad_model_inputs", msgs);
 }
+
+/// The graph format is read from the content, the extension only a hint: an ONNX model named
+/// `.json` and a JSON graph named `.onnx` load; a file that is neither says what it looks
+/// like (snapshot), exit 2.
+#[test]
+fn graph_format_is_sniffed_from_the_content() {
+    let d = tmp();
+    let onnx_as_json = d.path().join("model.json");
+    std::fs::copy(common::root().join("tests/data/onnx/llama_mlp_ts.onnx"), &onnx_as_json).unwrap();
+    let json_as_onnx = d.path().join("graph.onnx");
+    std::fs::copy(graph("swiglu_bias"), &json_as_onnx).unwrap();
+    for (p, fused) in [(&onnx_as_json, 1), (&json_as_onnx, 1)] {
+        let o = glufuse(&["fuse", p.to_str().unwrap(), "--explain"]);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{}: {err}", p.display());
+        assert!(out.contains(&format!("{fused} fused")), "{}: {out}", p.display());
+    }
+    let npy = glufuse::files::npy_bytes(&glufuse::tensor::Tensor::new(vec![2], vec![1.0, 2.0]).unwrap()).unwrap();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty.json", vec![]),
+        ("array.json", b"[1, 2, 3]\n".to_vec()),
+        ("notes.onnx", b"this is not a model\nat all\n".to_vec()),
+        ("weights.onnx", npy),
+        ("checkpoint.json", b"PK\x03\x04\x14\x00\x00\x00".to_vec()),
+        ("pickle.onnx", vec![0x80, 0x04, 0x95, 0x10, 0, 0]),
+        ("noise.bin", vec![0xff, 0x00, 0x13, 0x37, 0xde, 0xad, 0xbe, 0xef, 0x01]),
+    ];
+    let mut msgs = String::new();
+    for (name, bytes) in cases {
+        let p = d.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let o = glufuse(&["show", p.to_str().unwrap()]);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+        assert!(err.contains(name), "the error names the file: {err}");
+        msgs.push_str(&err.replace(d.path().to_str().unwrap(), "TMP"));
+    }
+    // Binary content named .onnx that opens like no model goes to the ONNX reader, whose
+    // error says what is wrong with it.
+    let p = d.path().join("truncated.onnx");
+    std::fs::write(&p, [0xff, 0x00, 0x13]).unwrap();
+    let o = glufuse(&["show", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    msgs.push_str(&text(&o).1.replace(d.path().to_str().unwrap(), "TMP"));
+    insta::assert_snapshot!("sniffed_graph_formats", msgs);
+}
