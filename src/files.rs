@@ -140,18 +140,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// What an I/O error says, without the path the `tempfile` crate adds (the temporary file's,
-/// which the user never asked for): the operating system's message, or the error's kind.
+/// which the user never asked for): the operating system's message alone.
 fn io_reason(e: &std::io::Error) -> String {
-    match e.raw_os_error() {
-        Some(code) => std::io::Error::from_raw_os_error(code).to_string(),
-        None => match e.get_ref() {
-            // tempfile wraps the OS error with the path; say the inner error only.
-            Some(inner) => match inner.source() {
-                Some(src) => src.to_string(),
-                None => e.kind().to_string(),
-            },
-            None => e.to_string(),
-        },
+    if let Some(code) = e.raw_os_error() {
+        return std::io::Error::from_raw_os_error(code).to_string();
+    }
+    // tempfile wraps the OS error as "<error> at path <temporary file>": keep the error.
+    let text = e.to_string();
+    match text.split_once(" at path ") {
+        Some((reason, _)) => reason.to_string(),
+        None => text,
     }
 }
 

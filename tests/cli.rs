@@ -463,3 +463,181 @@ fn graph_format_is_sniffed_from_the_content() {
     msgs.push_str(&text(&o).1.replace(d.path().to_str().unwrap(), "TMP"));
     insta::assert_snapshot!("sniffed_graph_formats", msgs);
 }
+
+/// A file that cannot be written is named as the user gave it, never as the temporary file
+/// the atomic write went through; exit 1.
+#[test]
+fn write_errors_name_the_destination() {
+    let out = "/nonexistent-glufuse-dir/sub/out.json";
+    let o = glufuse(&["fuse", &graph("swiglu_bias"), "-o", out]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err, format!("error: cannot write {out}: No such file or directory (os error 2)\n"));
+    assert!(!err.contains(".tmp"), "{err}");
+}
+
+/// `wgsl -o DIR` owns DIR: a second run replaces the first one's kernels (no stale file
+/// beside the new manifest); a folder with anything else in it is refused, untouched.
+#[test]
+fn wgsl_owns_its_output_folder() {
+    let d = tmp();
+    let out = d.path().join("kernels");
+    let listing = |dir: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    };
+    let run = |g: &str, extra: &[&str]| {
+        let mut args = vec!["wgsl", g, "-o", out.to_str().unwrap(), "--dim", "batch=2", "--dim", "seq=3"];
+        args.extend_from_slice(extra);
+        glufuse(&args)
+    };
+    let decoder = graph("decoder_2_layers");
+    assert_eq!(run(&decoder, &["--unfused"]).status.code(), Some(0));
+    let first = listing(&out);
+    let small = graph("swiglu_silu_op");
+    let o = run(&small, &[]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let second = listing(&out);
+    let fresh = d.path().join("fresh");
+    let o = glufuse(&["wgsl", &small, "-o", fresh.to_str().unwrap(), "--dim", "batch=2", "--dim", "seq=3"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(second, listing(&fresh), "what a fresh folder gets; the decoder's {} files are gone", first.len());
+    assert!(first.len() > second.len() + 10, "{first:?}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["kernels"].as_array().unwrap().len(), second.len() - 1);
+    // A folder of the user's: refused, nothing touched.
+    let mine = d.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), "keep me").unwrap();
+    std::fs::write(mine.join("001_old.wgsl"), "// an earlier kernel").unwrap();
+    let o = glufuse(&["wgsl", &small, "-o", mine.to_str().unwrap(), "--dim", "batch=2", "--dim", "seq=3"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("notes.txt") && err.contains("give a new or empty folder"), "{err}");
+    assert_eq!(listing(&mine), ["001_old.wgsl", "notes.txt"]);
+    assert_eq!(std::fs::read_to_string(mine.join("notes.txt")).unwrap(), "keep me");
+}
+
+/// `show --format json` writes each array of data on one line: a whole model's JSON is a
+/// line per node field, not per value, and loads back to the same graph.
+#[test]
+fn json_of_a_model_keeps_data_on_one_line() {
+    let m = model("shared_llama_dynseq_dynamo.onnx");
+    let o = glufuse(&["show", &m, "--format", "json"]);
+    assert!(o.status.success());
+    let json = String::from_utf8(o.stdout).unwrap();
+    let g = glufuse::load(&m).unwrap();
+    let lines = json.lines().count();
+    assert!(lines < 12 * g.g.node_count(), "{lines} lines for {} nodes", g.g.node_count());
+    let back = glufuse::json::from_str(&json).unwrap();
+    assert_eq!(glufuse::json::to_string(&back).unwrap(), json);
+    assert_eq!(back.to_string(), g.to_string());
+}
+
+/// What the progress bars draw goes to a terminal only: through a pipe, a command's stderr
+/// holds nothing but its errors.
+#[test]
+fn progress_is_not_drawn_into_pipes() {
+    for args in [vec!["show", &graph("decoder_2_layers")[..]], vec!["interp", &graph("decoder_2_layers")[..]]] {
+        let o = glufuse(&args);
+        assert!(o.status.success());
+        assert_eq!(text(&o).1, "", "{args:?}");
+    }
+}
+
+/// `--gemm-tiles`'s help gives one default.
+#[test]
+fn gemm_tiles_help_gives_one_default() {
+    let o = glufuse(&["bench", "--help"]);
+    let (out, _) = text(&o);
+    assert!(
+        out.contains("a bare RTxBK means NY=16") && out.contains("Without this option the tiling is 8x8x8"),
+        "{out}"
+    );
+    assert!(!out.contains("16 if left out"), "{out}");
+}
+
+/// An unknown `WGPU_BACKEND` is an error naming the valid ones (wgpu alone would quietly use
+/// no backend), and finding no adapter says how to get a driver; both exit 1.
+#[cfg(feature = "gpu")]
+#[test]
+fn backend_choice_and_a_missing_driver_are_explained() {
+    let g = graph("swiglu_silu_op");
+    let o = Command::new(env!("CARGO_BIN_EXE_glufuse"))
+        .args(["run", &g])
+        .env("WGPU_BACKEND", "vulkan,bogus")
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err,
+        "error: GPU: WGPU_BACKEND=\"vulkan,bogus\": \"bogus\" is not a backend; give one or more of vulkan, metal, \
+         dx12, gl (comma-separated), or leave WGPU_BACKEND unset for all\n"
+    );
+    // No Vulkan driver to be found: the message names the backend tried and the packages.
+    let o = Command::new(env!("CARGO_BIN_EXE_glufuse"))
+        .args(["run", &g])
+        .env("WGPU_BACKEND", "vulkan")
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("error: GPU: no GPU adapter found (backends tried: Vulkan)."), "{err}");
+    assert!(err.contains("apt-get install mesa-vulkan-drivers") && err.contains("WGPU_BACKEND"), "{err}");
+}
+
+/// Mesa's drivers complain when XDG_RUNTIME_DIR is unset; the binary gives them a folder, so
+/// a GPU command's stderr stays clean.
+#[cfg(feature = "gpu")]
+#[test]
+fn gpu_commands_print_no_driver_noise() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_glufuse"))
+        .args(["run", &graph("swiglu_silu_op"), "--dim", "batch=2"])
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert_eq!(err, "", "stderr of a successful run");
+}
+
+/// `bench` prints the table's header before its first row, as rows are measured: a run
+/// stopped after the first row has a table with a header.
+#[cfg(feature = "gpu")]
+#[test]
+fn bench_prints_its_header_before_the_first_row() {
+    use std::io::BufRead;
+    if common::gpu().is_none() {
+        return;
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_glufuse"))
+        .args(["bench", "--shapes", "16x32", "--rows", "1,2,3", "--dtypes", "f32", "--reps", "1", "--samples", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen = vec![];
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let row = line.starts_with("| 16×32 |");
+        seen.push(line);
+        if row {
+            break;
+        }
+    }
+    // Stopped after the first row: the rest is never measured.
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen.first().is_some_and(|l| l.starts_with("device: ")), "{seen:?}");
+    assert!(seen.iter().any(|l| l.starts_with("| H×I | M |")), "{seen:?}");
+    assert!(seen.last().is_some_and(|l| l.starts_with("| 16×32 | 1 |")), "{seen:?}");
+}
