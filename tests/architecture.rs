@@ -134,9 +134,10 @@ fn op_list_switches_are_exhaustive() {
     }
 }
 
-/// The binary builds no unit-test harness (`test = false`) and the member crates run no
-/// doctests (`doctest = false`), to keep CI short: so no unit test may sit in `src/bin/`, and
-/// no Rust example in the member crates' docs, where it would never run.
+/// The binary builds no unit-test harness (`test = false`: it is tested through its command
+/// line) and the member crates run no doctests (`doctest = false`), to keep CI short: so no
+/// unit test may sit in `src/bin/`, and no Rust example in the member crates' docs, where it
+/// would never run.
 #[test]
 fn no_test_is_written_where_none_would_run() {
     let cfg_test = concat!("#[cfg(", "test)]");
