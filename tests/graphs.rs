@@ -157,3 +157,33 @@ fn a_graph_displays_as_its_text_dump() {
     assert_eq!(shown, render(&g, Format::Text).unwrap());
     assert!(shown.starts_with("%x: f32[3,8] = Input\n"), "{shown}");
 }
+
+/// Integer constants print as integers (`Constant([-1])`, never `-1.0`), floats keep their
+/// point, booleans print as words; and the JSON of each reads back as the same values.
+#[test]
+fn constants_print_in_their_own_type() {
+    use glufuse::builder::GraphBuilder;
+    use glufuse::ir::{shape_of, ConstValues, DType, Op, TensorType};
+    let mut b = GraphBuilder::new();
+    let mut consts = vec![];
+    for (name, values, dtype) in [
+        ("ints", ConstValues::Int(vec![-1, 4, 1 << 40]), DType::I64),
+        ("small", ConstValues::Int(vec![-7, 0, 3]), DType::I32),
+        ("floats", ConstValues::Float(vec![-1.0, 0.5, 3.0]), DType::F32),
+        ("flags", ConstValues::Bool(vec![true, false, true]), DType::Bool),
+    ] {
+        consts.push(b.node(name, Op::Constant(values), &[], vec![TensorType::new(dtype, shape_of(&[3]))])[0]);
+    }
+    let g = b.finish(&consts).unwrap();
+    let shown = g.to_string();
+    for line in [
+        "%ints: i64[3] = Constant([-1, 4, 1099511627776])",
+        "%small: i32[3] = Constant([-7, 0, 3])",
+        "%floats: f32[3] = Constant([-1.0, 0.5, 3.0])",
+        "%flags: bool[3] = Constant([true, false, true])",
+    ] {
+        assert!(shown.lines().any(|l| l == line), "{line} in\n{shown}");
+    }
+    let back = glufuse::json::from_str(&glufuse::json::to_string(&g).unwrap()).unwrap();
+    assert_eq!(back.to_string(), shown);
+}
