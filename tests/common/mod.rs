@@ -52,6 +52,7 @@ pub fn gpu_required() -> bool {
 /// a missing adapter fails the test instead. Without the `gpu` feature there is none.
 #[cfg(feature = "gpu")]
 pub fn gpu() -> Option<glufuse::runtime::Gpu> {
+    quiet_runtime_dir();
     match glufuse::runtime::Gpu::new() {
         Ok(g) => Some(g),
         Err(e) if gpu_required() => {
@@ -62,6 +63,29 @@ pub fn gpu() -> Option<glufuse::runtime::Gpu> {
             None
         }
     }
+}
+
+/// Mesa's drivers print `error: XDG_RUNTIME_DIR is invalid or not set in the environment`
+/// when that variable is unset (containers, CI). As the binary does for itself, the test
+/// process gives them a folder of its own (under cargo's `target/tmp`), once, before the
+/// first adapter is opened; commands the tests run inherit it.
+#[cfg(feature = "gpu")]
+fn quiet_runtime_dir() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir()) {
+            return;
+        }
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("xdg-runtime");
+        if std::fs::create_dir_all(&dir).is_ok() {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+            }
+            std::env::set_var("XDG_RUNTIME_DIR", &dir);
+        }
+    });
 }
 
 /// How much of a GPU sweep a test runs on this adapter.
