@@ -655,3 +655,32 @@ fn bench_prints_its_header_before_the_first_row() {
     assert!(seen.last().is_some_and(|l| l.starts_with("| 16×32 | 1 |")), "{seen:?}");
 }
 
+/// Built without the `gpu` feature, the commands that need a GPU say so (exit 2), and the
+/// default job does everything else.
+#[cfg(not(feature = "gpu"))]
+#[test]
+fn without_the_gpu_feature_gpu_commands_say_so() {
+    let g = graph("swiglu_silu_op");
+    let d = tmp();
+    let out = d.path().join("k");
+    for (args, what) in [
+        (vec!["run", &g[..]], "glufuse run"),
+        (vec!["bench", "--shapes", "16x32", "--rows", "1"], "glufuse bench"),
+        (vec!["wgsl", &g[..], "-o", out.to_str().unwrap(), "--device"], "glufuse wgsl --device"),
+    ] {
+        let o = glufuse(&args);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(
+            err,
+            format!(
+                "error: `{what}` needs the GPU, but this glufuse was built without GPU support (cargo feature `gpu` \
+                 off); build it with the default features (`cargo install glufuse`)\n"
+            )
+        );
+    }
+    let o = glufuse(&[]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(out.contains("this glufuse was built without GPU support"), "{out}");
+}
