@@ -15,6 +15,11 @@
 //! Storage: every value lives in an `array<f32>`, except f16 weights, which are uploaded as
 //! packed pairs in an `array<u32>` and widened with `unpack2x16float` (core WGSL: no device
 //! feature needed). Math is f32 throughout; projections accumulate in f32.
+//!
+//! Workgroup memory: a kernel writes every `var<workgroup>` cell it reads before it reads it
+//! (behind a `workgroupBarrier`), so that nothing depends on its initial contents. The
+//! runtime relies on it to skip wgpu's zero-fill on GL, whose GLSL makes Mesa's llvmpipe
+//! compile a kernel ten times slower.
 
 #![warn(missing_docs)]
 // Alignment tests read `n % 4 == 0`, as the WGSL they choose between does; clippy asks for

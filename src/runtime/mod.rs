@@ -320,7 +320,16 @@ fn dispatch(
         layout: None,
         module: &module,
         entry_point: Some("main"),
-        compilation_options: Default::default(),
+        compilation_options: wgpu::PipelineCompilationOptions {
+            // wgpu zero-fills workgroup memory before a kernel runs unless told not to. On GL,
+            // naga writes that fill as GLSL that Mesa's llvmpipe takes ten times as long to
+            // compile as the kernel itself (70 s of CPU against 6 for a one-layer prefill
+            // graph). glufuse's kernels write every workgroup cell they read, before a
+            // barrier (glufuse-codegen's contract), so on GL the fill is skipped; elsewhere
+            // drivers do it cheaply and it stays.
+            zero_initialize_workgroup_memory: gpu.info.backend != wgpu::Backend::Gl,
+            ..Default::default()
+        },
         cache: None,
     });
     let mut entries: Vec<wgpu::BindGroupEntry> = vec![];
