@@ -256,24 +256,12 @@ fn run_tune_reports_each_gemm_and_still_checks() {
     let args = ["synth", "--layers", "1", "--hidden", "64", "--intermediate", "176", "--batch", "40", "-o"];
     let o = glufuse(&[&args[..], &[p.to_str().unwrap()]].concat());
     assert!(o.status.success(), "{:?}", text(&o));
-    // On a software adapter `--tune` skips (compiling a candidate tiling takes minutes on GL
-    // llvmpipe) unless GLUFUSE_TUNE_SOFTWARE=1, which the full sweep sets (CI, on lavapipe).
-    let full = common::sweep(&gpu, "run_tune_reports_each_gemm_and_still_checks") == common::Sweep::Full;
-    let o = Command::new(env!("CARGO_BIN_EXE_glufuse"))
-        .args(["run", p.to_str().unwrap(), "--tune", "--check"])
-        .env("GLUFUSE_TUNE_SOFTWARE", if full { "1" } else { "0" })
-        .output()
-        .unwrap();
+    let o = glufuse(&["run", p.to_str().unwrap(), "--tune", "--check"]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{err}");
-    assert!(out.contains("check layers.0.mlp_residual"), "{out}");
-    if gpu.is_software() && !full {
-        assert!(out.contains("tuning skipped: a software adapter's timings say nothing about a GPU"), "{out}");
-        assert!(out.contains("keep the 8x8x8 tiling (GLUFUSE_TUNE_SOFTWARE=1 tunes anyway)"), "{out}");
-        assert!(!out.contains("tuned "), "{out}");
-        return;
-    }
-    assert_eq!(out.contains("tuning on a software adapter (GLUFUSE_TUNE_SOFTWARE=1)"), gpu.is_software(), "{out}");
+    // A software adapter's timings say little about a GPU: one round of one dispatch there.
+    let note = "tuning on a software adapter: 1 round of one dispatch per tiling";
+    assert_eq!(out.contains(note), gpu.is_software(), "{out}");
     let tuned: Vec<&str> = out.lines().filter(|l| l.starts_with("tuned ")).collect();
     // q, k, v, o, the fused gate/up and the down projection; the attention ones share a shape.
     assert_eq!(tuned.len(), 6, "{out}");

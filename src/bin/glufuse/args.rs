@@ -176,8 +176,6 @@ pub struct RunArgs {
     pub check: bool,
     /// Time each prefill GEMM under the candidate tilings on this GPU first and keep the
     /// fastest (about 20 dispatches per tiling and shape; results are bit-identical).
-    /// Skipped, with a note, on a software adapter such as lavapipe or llvmpipe, unless
-    /// GLUFUSE_TUNE_SOFTWARE=1.
     #[arg(long)]
     pub tune: bool,
 }

@@ -24,11 +24,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let target = gpu.target();
     let mut exe =
         step("compiling the kernels and uploading the weights", || Executable::with_target(&gpu, &g, &b, &target))?;
-    // A software adapter's timings say nothing about a GPU, and on some (Mesa's GL llvmpipe)
-    // compiling one candidate tiling takes minutes: tuning there is skipped unless asked for.
-    let software_tuning = std::env::var("GLUFUSE_TUNE_SOFTWARE").is_ok_and(|v| v == "1");
-    let tune = a.tune && (!gpu.is_software() || software_tuning);
-    let tuned = if tune {
+    let tuned = if a.tune {
         step("timing the GEMM tilings (--tune)", || exe.tune_gemms(&g, &b, &target, &CANDIDATES))?
     } else {
         vec![]
@@ -36,19 +32,10 @@ pub fn run(a: RunArgs) -> Result<()> {
     let outs = step("running on the GPU", || exe.run(&inputs))?;
     println!("adapter: {}", gpu.describe());
     if a.tune && gpu.is_software() {
-        if tune {
-            println!(
-                "tuning on a software adapter (GLUFUSE_TUNE_SOFTWARE=1): {} round of one dispatch per tiling (its \
-                 timings say little about a GPU)",
-                glufuse::codegen::tune::SOFTWARE_ROUNDS
-            );
-        } else {
-            println!(
-                "tuning skipped: a software adapter's timings say nothing about a GPU, and compiling each candidate \
-                 tiling can take minutes there; the GEMMs keep the {} tiling (GLUFUSE_TUNE_SOFTWARE=1 tunes anyway)",
-                glufuse::codegen::proj::gemm_tiled::tiles(&target)
-            );
-        }
+        println!(
+            "tuning on a software adapter: {} round of one dispatch per tiling (its timings say little about a GPU)",
+            glufuse::codegen::tune::SOFTWARE_ROUNDS
+        );
     }
     for t in &tuned {
         let times: Vec<String> = t.timings.iter().map(|(tl, us)| format!("{tl}: {us:.1} µs")).collect();
