@@ -102,7 +102,8 @@ pub enum Sweep {
 /// CLI's `run --tune`): a hardware adapter runs them in full; a software one (lavapipe,
 /// llvmpipe, SwiftShader, WARP: every pipeline an LLVM compile, every dispatch CPU time) runs
 /// a representative subset, unless `REQUIRE_GPU=1` (CI, on lavapipe) or
-/// `GLUFUSE_FULL_TESTS=1` asks for everything. Prints which it chose and why, once per test.
+/// `GLUFUSE_FULL_TESTS=1` asks for everything. Prints which it chose and why, once per test
+/// (shown by `cargo test -- --nocapture`).
 #[cfg(feature = "gpu")]
 pub fn sweep(gpu: &glufuse::runtime::Gpu, test: &str) -> Sweep {
     let full_asked = std::env::var("GLUFUSE_FULL_TESTS").is_ok_and(|v| v == "1");
