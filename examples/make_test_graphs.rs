@@ -1,5 +1,5 @@
-//! Writes the graphs of `tests/graphs/`: one per way exporters spell a gated FFN, and one per
-//! case the fusion pass must leave alone. Run `cargo run --example make_test_graphs` to
+//! Writes the graphs of `tests/graphs/`: one per way exporters spell a gated FFN, one per case
+//! the fusion pass must leave alone, and chains of elementwise ops for the elementwise fusion. Run `cargo run --example make_test_graphs` to
 //! regenerate them; the test suite reads the files, so every change to them is reviewed.
 
 use glufuse::builder::{GraphBuilder, SiluSpelling};
@@ -281,6 +281,23 @@ fn mixed_layouts() -> Graph {
     f.down(m)
 }
 
+/// SwiGLU with 4-bit weights (H 32, I 24, blocks of 16 along k), `[N, K]` as MatMulNBits
+/// loads them; `up_q4` false makes the up weight f32 (mixed precision: left alone).
+fn q4(up_q4: bool) -> Graph {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", DType::F32, shape_of(&[M, 32]));
+    let g = b.linear_q4("gate_proj", x, 24, Layout::Nk, 16, 0.5);
+    let u = if up_q4 {
+        b.linear_q4("up_proj", x, 24, Layout::Nk, 16, 0.5)
+    } else {
+        b.linear("up_proj", x, 24, Layout::Nk, 0.5)
+    };
+    let a = b.unary("act", UnaryOp::Silu, g);
+    let m = b.mul("mul", a, u);
+    let d = b.linear_q4("down_proj", m, 32, Layout::Nk, 16, 0.5);
+    b.finish(&[d]).expect("valid")
+}
+
 fn decoder(layers: usize, layout: Layout) -> Graph {
     glufuse::synth::llama(&glufuse::synth::SynthOptions {
         layers,
@@ -290,8 +307,138 @@ fn decoder(layers: usize, layout: Layout) -> Graph {
         dtype: DType::F32,
         executable: true,
         layout,
+        q4: false,
     })
     .expect("valid")
+}
+
+/// Chains of elementwise ops for the elementwise fusion, around the products that bound them
+/// (no gated FFN): an RMS norm as exporters write it (`x·x`, its mean and the tail one group),
+/// a mask built from comparisons and logic through an expand and a `Where`, an integer detour
+/// with casts, a product read three times (so it stays a group's output, computed once), and
+/// a softmax of it less its row maximum (rows reduced in turn).
+fn elementwise_chains(dt: DType) -> Graph {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", dt, vec![Dim::Sym("batch".into()), Dim::Fixed(H)]);
+    // An f16 graph computes its norm in f32, as the exports do.
+    let xf = if dt == DType::F16 { b.node("norm.cast_in", Op::Cast { to: DType::F32 }, &[x], vec![])[0] } else { x };
+    let two = b.scalar("norm.two", DType::F32, 2.0);
+    let sq = b.binary("norm.pow", BinaryOp::Pow, xf, two);
+    let mean = b.node("norm.mean", Op::Reduce { op: ReduceOp::Mean, axes: vec![-1], keepdims: true }, &[sq], vec![])[0];
+    let eps = b.scalar("norm.eps", DType::F32, 1e-6);
+    let var = b.add("norm.add_eps", mean, eps);
+    let sd = b.unary("norm.sqrt", UnaryOp::Sqrt, var);
+    let r = b.unary("norm.rsqrt", UnaryOp::Reciprocal, sd);
+    let n = b.mul("norm.mul", xf, r);
+    let n = if dt == DType::F16 { b.node("norm.cast_out", Op::Cast { to: DType::F16 }, &[n], vec![])[0] } else { n };
+    let w = b.weight("norm.weight", dt, &[H], 0.5);
+    let y = b.mul("norm.scale", w, n);
+    // A mask: where x < 0 and not x < -0.25, 0; elsewhere the lowest float; over [1, batch, H].
+    let zero = b.scalar("mask.zero", dt, 0.0);
+    let lo = b.scalar("mask.lo", dt, -0.25);
+    let neg = b.binary("mask.neg", BinaryOp::Less, x, zero);
+    let deep = b.binary("mask.deep", BinaryOp::Less, x, lo);
+    let shallow = b.unary("mask.not_deep", UnaryOp::Not, deep);
+    let keep = b.binary("mask.and", BinaryOp::And, neg, shallow);
+    let wide = b.node(
+        "mask.expand",
+        Op::Expand { shape: vec![Dim::Fixed(1), Dim::Sym("batch".into()), Dim::Fixed(H)] },
+        &[keep],
+        vec![],
+    )[0];
+    let min = b.scalar("mask.min", dt, if dt == DType::F16 { -65504.0 } else { -3.4028234663852886e38 });
+    let mask = b.node("mask.where", Op::Where, &[wide, zero, min], vec![])[0];
+    // Integers: 4·x truncated to an i64 (exact on any device), plus 1, back to floats.
+    let four = b.scalar("int.four", dt, 4.0);
+    let x4 = b.mul("int.mul", x, four);
+    let i = b.node("int.cast", Op::Cast { to: DType::I64 }, &[x4], vec![])[0];
+    let one = b.scalar("int.one", DType::I64, 1.0);
+    let i1 = b.add("int.add", i, one);
+    let f = b.node("int.back", Op::Cast { to: dt }, &[i1], vec![])[0];
+    // The product read twice: by the masked sum and by a projection.
+    let p = b.mul("prod", y, f);
+    let s = b.add("masked", p, mask);
+    let wp = b.weight("proj.weight", dt, &[H, H], 0.5);
+    let proj = b.matmul("proj", p, wp);
+    let out = b.unary("out", UnaryOp::Tanh, s);
+    // Rows reduced one after another: a softmax of (p - max(p)) / 2.
+    let mx = b.node("soft.max", Op::Reduce { op: ReduceOp::Max, axes: vec![-1], keepdims: true }, &[p], vec![])[0];
+    let centred = b.binary("soft.sub", BinaryOp::Sub, p, mx);
+    let half = b.scalar("soft.half", dt, 0.5);
+    let scaled = b.mul("soft.scale", centred, half);
+    let soft = b.node("soft", Op::Softmax { axis: -1 }, &[scaled], vec![])[0];
+    b.finish(&[out, proj, soft]).expect("valid")
+}
+
+/// A rotary embedding and a KV cache as decoders export them: projections viewed as heads and
+/// transposed, `rotate_half` (two slices, a negation, a concat), the products with cos and sin
+/// (inputs here), and the concat of the cache's past with the new keys (and values).
+fn elementwise_rotary() -> Graph {
+    let mut b = GraphBuilder::new();
+    let seq = Dim::Sym("seq".into());
+    let batch = Dim::Sym("batch".into());
+    let x = b.input("x", DType::F32, vec![batch.clone(), seq.clone(), Dim::Fixed(16)]);
+    let cos = b.input("cos", DType::F32, vec![seq.clone(), Dim::Fixed(8)]);
+    let sin = b.input("sin", DType::F32, vec![seq.clone(), Dim::Fixed(8)]);
+    let past_k = b.input("past_k", DType::F32, vec![batch.clone(), Dim::Fixed(2), Dim::Fixed(5), Dim::Fixed(8)]);
+    let past_v = b.input("past_v", DType::F32, vec![batch, Dim::Fixed(2), Dim::Fixed(5), Dim::Fixed(8)]);
+    let heads = |b: &mut GraphBuilder, name: &str, p: Value| {
+        let shape = [0, 0, 2, 8].map(DimExpr::constant).to_vec();
+        let r = b.node(&format!("{name}.view"), Op::Reshape { shape }, &[p], vec![])[0];
+        b.transpose(&format!("{name}.heads"), r, &[0, 2, 1, 3])
+    };
+    let wk = b.weight("k_proj.weight", DType::F32, &[16, 16], 0.5);
+    let k = b.matmul("k_proj", x, wk);
+    let k = heads(&mut b, "k", k);
+    let lo = b.slice("rot.lo", k, 3, 0, 4);
+    let hi = b.slice("rot.hi", k, 3, 4, 8);
+    let neg = b.unary("rot.neg", UnaryOp::Neg, hi);
+    let half = b.node("rot.rotate_half", Op::Concat { axis: -1 }, &[neg, lo], vec![])[0];
+    let kc = b.mul("rot.cos", k, cos);
+    let ks = b.mul("rot.sin", half, sin);
+    let kr = b.add("rot.sum", kc, ks);
+    let k_cache = b.node("k_cache", Op::Concat { axis: 2 }, &[past_k, kr], vec![])[0];
+    let wv = b.weight("v_proj.weight", DType::F32, &[16, 16], 0.5);
+    let v = b.matmul("v_proj", x, wv);
+    let v = heads(&mut b, "v", v);
+    let v_cache = b.node("v_cache", Op::Concat { axis: 2 }, &[past_v, v], vec![])[0];
+    b.finish(&[k_cache, v_cache]).expect("valid")
+}
+
+/// Attention as decoders export it, grouped-query: a KV cache of 2 heads expanded to the 4
+/// query heads (a view, an expand, a view), keys transposed, scores scaled, masked and
+/// softmaxed, times the values, heads transposed back.
+fn attention_gqa() -> Graph {
+    let mut b = GraphBuilder::new();
+    let seq = Dim::Sym("seq".into());
+    let f = |d: u64| Dim::Fixed(d);
+    let q = b.input("q", DType::F32, vec![f(1), f(4), seq.clone(), f(8)]);
+    let k = b.input("k_cache", DType::F32, vec![f(1), f(2), f(5), f(8)]);
+    let v = b.input("v_cache", DType::F32, vec![f(1), f(2), f(5), f(8)]);
+    let mask = b.input("mask", DType::F32, vec![f(1), f(1), seq, f(5)]);
+    let heads = |b: &mut GraphBuilder, name: &str, x: Value| {
+        let one = [1, 2, 1, 5, 8].map(DimExpr::constant).to_vec();
+        let u = b.node(&format!("{name}.unsqueeze"), Op::Reshape { shape: one }, &[x], vec![])[0];
+        let e = b.node(
+            &format!("{name}.expand"),
+            Op::Expand { shape: [1, 2, 2, 5, 8].map(Dim::Fixed).to_vec() },
+            &[u],
+            vec![],
+        )[0];
+        let four = [1, 4, -1, 8].map(DimExpr::constant).to_vec();
+        b.node(&format!("{name}.heads"), Op::Reshape { shape: four }, &[e], vec![])[0]
+    };
+    let kh = heads(&mut b, "k", k);
+    let kt = b.transpose("k.t", kh, &[0, 1, 3, 2]);
+    let scores = b.matmul("scores", q, kt);
+    let scale = b.scalar("scale", DType::F32, 0.35355339);
+    let scaled = b.mul("scaled", scores, scale);
+    let masked = b.add("masked", scaled, mask);
+    let probs = b.node("probs", Op::Softmax { axis: -1 }, &[masked], vec![])[0];
+    let vh = heads(&mut b, "v", v);
+    let o = b.matmul("attn", probs, vh);
+    let out = b.transpose("attn.t", o, &[0, 2, 1, 3]);
+    b.finish(&[out]).expect("valid")
 }
 
 fn main() {
@@ -326,6 +473,12 @@ fn main() {
         ("nofuse_gate_is_output", gate_is_output()),
         ("nofuse_broadcast_up", broadcast_up()),
         ("nofuse_mixed_layouts", mixed_layouts()),
+        ("elementwise_chains", elementwise_chains(DType::F32)),
+        ("elementwise_chains_f16", elementwise_chains(DType::F16)),
+        ("elementwise_rotary", elementwise_rotary()),
+        ("attention_gqa", attention_gqa()),
+        ("q4_swiglu_nk", q4(true)),
+        ("nofuse_mixed_q4", q4(false)),
     ];
     for (name, g) in graphs {
         let path = dir.join(format!("{name}.json"));

@@ -30,7 +30,13 @@ pub struct SynthOptions {
     pub executable: bool,
     /// Weight layout of the FFN projections.
     pub layout: Layout,
+    /// 4-bit projection weights ([`QuantWeight`]: blocks of [`Q4_BLOCK`] along k, symmetric,
+    /// scales of `dtype`), as `synth --dtype q4` makes them (f16).
+    pub q4: bool,
 }
+
+/// The block size of synthetic 4-bit weights.
+pub const Q4_BLOCK: u64 = 32;
 
 impl Default for SynthOptions {
     fn default() -> Self {
@@ -42,6 +48,7 @@ impl Default for SynthOptions {
             dtype: DType::F32,
             executable: true,
             layout: Layout::Kn,
+            q4: false,
         }
     }
 }
@@ -77,9 +84,16 @@ pub fn llama(o: &SynthOptions) -> Result<Graph> {
             }
         };
         let n1 = norm(&mut b, &format!("{p}input_layernorm"), x);
-        let q = b.linear(&format!("{p}self_attn.q_proj"), n1, h, Layout::Kn, sh);
-        let k = b.linear(&format!("{p}self_attn.k_proj"), n1, h, Layout::Kn, sh);
-        let v = b.linear(&format!("{p}self_attn.v_proj"), n1, h, Layout::Kn, sh);
+        let linear = |b: &mut GraphBuilder, name: &str, x: Value, out: u64, layout: Layout, scale: f32| {
+            if o.q4 {
+                b.linear_q4(name, x, out, layout, Q4_BLOCK, scale)
+            } else {
+                b.linear(name, x, out, layout, scale)
+            }
+        };
+        let q = linear(&mut b, &format!("{p}self_attn.q_proj"), n1, h, Layout::Kn, sh);
+        let k = linear(&mut b, &format!("{p}self_attn.k_proj"), n1, h, Layout::Kn, sh);
+        let v = linear(&mut b, &format!("{p}self_attn.v_proj"), n1, h, Layout::Kn, sh);
         let core = if o.executable {
             let s = b.unary(&format!("{p}self_attn.core_sigmoid"), UnaryOp::Sigmoid, q);
             let sv = b.mul(&format!("{p}self_attn.core_mix"), s, v);
@@ -87,14 +101,14 @@ pub fn llama(o: &SynthOptions) -> Result<Graph> {
         } else {
             b.opaque(&format!("{p}self_attn.core"), "Attention", &[q, k, v], vec![act_ty.clone()])[0]
         };
-        let attn = b.linear(&format!("{p}self_attn.o_proj"), core, h, Layout::Kn, sh);
+        let attn = linear(&mut b, &format!("{p}self_attn.o_proj"), core, h, Layout::Kn, sh);
         let r1 = b.add(&format!("{p}attn_residual"), x, attn);
         let n2 = norm(&mut b, &format!("{p}post_attention_layernorm"), r1);
-        let gate = b.linear(&format!("{p}mlp.gate_proj"), n2, i, o.layout, sh);
-        let up = b.linear(&format!("{p}mlp.up_proj"), n2, i, o.layout, sh);
+        let gate = linear(&mut b, &format!("{p}mlp.gate_proj"), n2, i, o.layout, sh);
+        let up = linear(&mut b, &format!("{p}mlp.up_proj"), n2, i, o.layout, sh);
         let act = b.silu(&format!("{p}mlp.act_fn."), gate, SiluSpelling::MulSigmoid);
         let prod = b.mul(&format!("{p}mlp.mul"), act, up);
-        let down = b.linear(&format!("{p}mlp.down_proj"), prod, h, o.layout, si);
+        let down = linear(&mut b, &format!("{p}mlp.down_proj"), prod, h, o.layout, si);
         x = b.add(&format!("{p}mlp_residual"), r1, down);
     }
     b.finish(&[x])
@@ -110,11 +124,65 @@ pub fn parse_shape(s: &str) -> Option<(u64, u64)> {
 /// (SiLU as one op, so the unfused graph is the strongest op-by-op baseline: two
 /// projections, one activation, one product).
 pub fn ffn_graph(h: u64, i: u64, m: u64, dtype: DType, layout: Layout) -> Result<Graph> {
+    let w = match dtype {
+        DType::F16 => WeightType::F16,
+        _ => WeightType::F32,
+    };
+    ffn_graph_of(h, i, m, w, layout)
+}
+
+/// The weights of a benchmark configuration: f32, f16, or 4-bit (`q4`: blocks of
+/// [`Q4_BLOCK`] along k, symmetric, f16 scales, with f16 activations).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WeightType {
+    /// f32 weights and activations.
+    F32,
+    /// f16 weights and activations.
+    F16,
+    /// 4-bit weights with f16 scales; f16 activations.
+    Q4,
+}
+
+impl WeightType {
+    /// The activations' (and the scales') dtype.
+    pub fn dtype(self) -> DType {
+        match self {
+            WeightType::F32 => DType::F32,
+            WeightType::F16 | WeightType::Q4 => DType::F16,
+        }
+    }
+
+    /// Bytes of one `[k, n]` weight as stored: a 4-bit one's packed elements and its f16
+    /// scales (one per block of k).
+    pub fn weight_bytes(self, k: u64, n: u64) -> f64 {
+        match self {
+            WeightType::F32 | WeightType::F16 => (k * n * self.dtype().size()) as f64,
+            WeightType::Q4 => (k * n) as f64 / 2.0 + (k.div_ceil(Q4_BLOCK) * n * 2) as f64,
+        }
+    }
+}
+
+impl std::fmt::Display for WeightType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WeightType::F32 => "f32",
+            WeightType::F16 => "f16",
+            WeightType::Q4 => "q4",
+        })
+    }
+}
+
+/// [`ffn_graph`] with weights of any [`WeightType`].
+pub fn ffn_graph_of(h: u64, i: u64, m: u64, w: WeightType, layout: Layout) -> Result<Graph> {
     let mut b = GraphBuilder::new();
-    let x = b.input("x", dtype, shape_of(&[m, h]));
+    let x = b.input("x", w.dtype(), shape_of(&[m, h]));
     let scale = 1.0 / (h as f32).sqrt();
-    let g = b.linear("gate_proj", x, i, layout, scale);
-    let u = b.linear("up_proj", x, i, layout, scale);
+    let proj = |b: &mut GraphBuilder, name: &str| match w {
+        WeightType::Q4 => b.linear_q4(name, x, i, layout, Q4_BLOCK, scale),
+        WeightType::F32 | WeightType::F16 => b.linear(name, x, i, layout, scale),
+    };
+    let g = proj(&mut b, "gate_proj");
+    let u = proj(&mut b, "up_proj");
     let a = b.unary("act", UnaryOp::Silu, g);
     let y = b.mul("mul", a, u);
     b.finish(&[y])

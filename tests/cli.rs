@@ -169,8 +169,18 @@ fn default_job_runs() {
     let o = glufuse(&[]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
-    assert!(out.contains("4 candidate(s), 4 fused"), "{out}");
-    assert!(out.contains("fused vs original"), "{out}");
+    // The bundled export: its two gated FFNs fuse, the interpreter matches onnxruntime, and so
+    // does the GPU (where there is one), fused and not.
+    assert!(out.contains("bundled default model, tests/data/models/llama_dynseq.onnx"), "{out}");
+    assert!(out.contains("2 candidate(s), 2 fused"), "{out}");
+    assert!(out.contains("FusedGateUp(silu, kn)"), "{out}");
+    assert!(out.contains("original vs onnxruntime: max abs err"), "{out}");
+    assert!(out.contains("fused vs original:"), "{out}");
+    #[cfg(feature = "gpu")]
+    if common::gpu().is_some() {
+        assert_eq!(out.matches("vs onnxruntime: max abs err").count(), 3, "{out}");
+        assert!(out.contains("  fused   :  36 kernels"), "{out}");
+    }
 }
 
 #[test]
@@ -271,8 +281,8 @@ fn run_tune_reports_each_gemm_and_still_checks() {
 }
 
 /// `bench` times each graph in a child process that reports its figures as JSON: the table
-/// carries the device, the copy yardstick and the row the children measured, and `--json`
-/// the same row.
+/// carries the device, its cooperative matrices, the copy yardstick and the row the children
+/// measured with the kernels chosen (and why), and `--json` the same row.
 #[cfg(feature = "gpu")]
 #[test]
 fn bench_assembles_the_table_from_its_children() {
@@ -294,12 +304,82 @@ fn bench_assembles_the_table_from_its_children() {
     assert!(copy.is_finite() && copy >= 0.0, "{out}");
     let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("| 16×32 |")).collect();
     assert_eq!(rows.len(), 1, "{out}");
-    assert!(rows[0].starts_with("| 16×32 | 1 | f32 |") && rows[0].ends_with("| fused-gate-up-gemv-kn |"), "{out}");
+    let cells: Vec<&str> =
+        rows[0].strip_prefix("| ").and_then(|r| r.strip_suffix(" |")).unwrap().split(" | ").collect();
+    assert_eq!(cells.len(), 12, "{out}");
+    assert_eq!(cells[..3], ["16×32", "1", "f32"], "{out}");
+    // The fused kernel, its choice with the reason, the unfused graph's projection kernels.
+    assert_eq!(cells[9], "fused-gate-up-gemv-kn", "{out}");
+    assert!(cells[10].starts_with("gemv-kn: M=1 ≤ 32") && cells[10].contains("; not coop: "), "{out}");
+    assert_eq!(cells[11], "gemv-kn", "{out}");
+    assert!(out.contains("\ncooperative matrices: "), "{out}");
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&j).unwrap()).unwrap();
     let r = &v[0];
     assert_eq!((r["h"].as_u64(), r["i"].as_u64(), r["m"].as_u64()), (Some(16), Some(32), Some(1)), "{v}");
     assert!(r["fused_us"].as_f64().unwrap() > 0.0 && r["unfused_us"].as_f64().unwrap() > 0.0, "{v}");
     assert_eq!(r["dispatches"], serde_json::json!([1, 4]), "{v}");
+    assert_eq!((r["fused_choice"].as_str(), r["unfused_choice"].as_str()), (Some(cells[10]), Some(cells[11])), "{v}");
+}
+
+/// `bench MODEL` times a whole graph fused and unfused, each in a child process, with inputs
+/// made up where none are given (token ids within the embedding's rows, masks all ones):
+/// the header says how, the table has a row per kernel family with its dispatches, and
+/// `--json` holds both parts (no buffer made per call). `--same-process` gives the same
+/// rows from one process.
+#[cfg(feature = "gpu")]
+#[test]
+fn bench_model_times_a_whole_graph_fused_and_unfused() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let d = tmp();
+    let m = model("llama_kvstep.onnx");
+    let dims = ["--dim", "past=4", "--dim", "new=1", "--dim", "all=5", "--reps", "1", "--samples", "1"];
+    for same in [false, true] {
+        let j = d.path().join("model.json");
+        let mut args = vec!["bench", m.as_str()];
+        args.extend(dims);
+        args.extend(["--json", j.to_str().unwrap()]);
+        if same {
+            args.push("--same-process");
+        }
+        let o = glufuse(&args);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{out}{err}");
+        assert!(out.starts_with(&format!("model: {m}\nbinding: all=5, new=1, past=4\n")), "{out}");
+        assert!(
+            out.contains(
+                "inputs: input_ids: token ids, uniform in 0..128 (seed 7); attention_mask: all ones; 4 float input(s)"
+            ),
+            "{out}"
+        );
+        let process = if same { "in this one process" } else { "each in a fresh process" };
+        assert!(out.contains(process), "{out}");
+        assert!(out.lines().any(|l| l.starts_with("device: ")), "{out}");
+        for row in [
+            "| **GPU time per call, µs** |",
+            "| dispatches |",
+            "| gemv µs (dispatches, share) |",
+            "| **call latency (Session::run, wall), µs** |",
+            "| buffers / bind groups made per call | 0 | 0 |",
+        ] {
+            assert!(out.contains(row), "no row {row:?}: {out}");
+        }
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&j).unwrap()).unwrap();
+        let parts = v["parts"].as_array().unwrap();
+        assert_eq!(parts.iter().map(|p| p["part"].as_str().unwrap()).collect::<Vec<_>>(), ["fused", "unfused"], "{v}");
+        let (f, u) = (&parts[0], &parts[1]);
+        assert_eq!((f["fused_units"].as_u64(), u["fused_units"].as_u64()), (Some(2), Some(0)), "{v}");
+        // Each fused unit replaces two projections, an activation and a product (or more).
+        assert!(u["dispatches"].as_u64().unwrap() >= f["dispatches"].as_u64().unwrap() + 2 * 3, "{v}");
+        for p in parts {
+            assert!(p["gpu_us"].as_f64().unwrap() > 0.0 && p["call"]["median_us"].as_f64().unwrap() > 0.0, "{p}");
+            let fams = p["families"].as_array().unwrap();
+            let n: u64 = fams.iter().map(|f| f["dispatches"].as_u64().unwrap()).sum();
+            assert_eq!(n, p["dispatches"].as_u64().unwrap(), "{p}");
+            assert_eq!(p["setup"]["created_per_call"], serde_json::json!({"buffers": 0, "bind_groups": 0}), "{p}");
+        }
+    }
 }
 
 fn model(name: &str) -> String {
@@ -349,8 +429,13 @@ fn interp_runs_a_kv_cache_step_with_named_inputs_and_outputs() {
     }
 }
 
-#[test]
-fn bad_model_inputs_exit_2_naming_the_input() {
+/// stderr without what the Vulkan loader says there on a machine without `XDG_RUNTIME_DIR`.
+fn glufuse_lines(err: &str) -> String {
+    err.lines().filter(|l| !l.contains("XDG_RUNTIME_DIR")).map(|l| format!("{l}\n")).collect()
+}
+
+/// The messages of `glufuse CMD` (interp or run) on bad inputs to whole models, each exit 2.
+fn bad_model_input_messages(cmd: &str) -> String {
     let d = tmp();
     let npy = |name: &str, t: glufuse::tensor::Tensor| {
         let p = d.path().join(name);
@@ -380,12 +465,12 @@ fn bad_model_inputs_exit_2_naming_the_input() {
     ];
     let mut msgs = String::new();
     for (what, inputs) in cases {
-        let mut args = vec!["interp".to_string(), dynseq.clone()];
+        let mut args = vec![cmd.to_string(), dynseq.clone()];
         for i in inputs {
             args.extend(["--input".to_string(), i]);
         }
         let o = glufuse(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        let (_, err) = text(&o);
+        let err = glufuse_lines(&text(&o).1);
         assert_eq!(o.status.code(), Some(2), "{what}: {err}");
         assert!(!err.contains("panicked"), "{err}");
         msgs.push_str(&format!(
@@ -396,14 +481,14 @@ fn bad_model_inputs_exit_2_naming_the_input() {
     // A KV-cache step whose mask (all = 7) is shorter than past + new (4 + 5), and an output
     // the graph does not have.
     let kv = model("llama_kvstep.onnx");
-    let mut args = vec!["interp".to_string(), kv.clone()];
+    let mut args = vec![cmd.to_string(), kv.clone()];
     args.extend(model_inputs("llama_kvstep", "past4n3", &KV_INPUTS[1..]));
     args.extend(["--input".to_string(), format!("input_ids={}", npy("ids5.npy", ids(vec![1; 5])))]);
     let o = glufuse(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(o.status.code(), Some(2));
-    msgs.push_str(&format!("a mask shorter than past + new:\n  {}", text(&o).1));
+    msgs.push_str(&format!("a mask shorter than past + new:\n  {}", glufuse_lines(&text(&o).1)));
     let mut args = vec![
-        "interp".to_string(),
+        cmd.to_string(),
         kv.clone(),
         "--output".to_string(),
         format!("present={}", d.path().join("p.npy").display()),
@@ -414,9 +499,77 @@ fn bad_model_inputs_exit_2_naming_the_input() {
     assert!(!d.path().join("p.npy").exists());
     msgs.push_str(&format!(
         "an output the graph does not have:\n  {}",
-        text(&o).1.replace(d.path().to_str().unwrap(), "TMP")
+        glufuse_lines(&text(&o).1).replace(d.path().to_str().unwrap(), "TMP")
     ));
-    insta::assert_snapshot!("interp_bad_model_inputs", msgs);
+    msgs
+}
+
+#[test]
+fn bad_model_inputs_exit_2_naming_the_input() {
+    insta::assert_snapshot!("interp_bad_model_inputs", bad_model_input_messages("interp"));
+}
+
+/// `run` checks its inputs as `interp` does (the same messages), but for what only the GPU's
+/// gathers see (a token id past the vocabulary, a mask shorter than past + new): their range
+/// checks name the node, the index, the valid range and the input.
+#[cfg(feature = "gpu")]
+#[test]
+fn run_refuses_bad_model_inputs_naming_the_input() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let run = bad_model_input_messages("run");
+    let interp = bad_model_input_messages("interp");
+    let differing: Vec<(&str, &str)> = run.lines().zip(interp.lines()).filter(|(a, b)| a != b).collect();
+    assert_eq!(differing.len(), 3, "only the messages of the GPU checks differ: {differing:#?}");
+    insta::assert_snapshot!("run_bad_model_inputs", run);
+}
+
+/// `run` on whole models: inputs of any dtype by name, named outputs written, every output
+/// checked against the interpreter (`--check`) and, here, against onnxruntime's.
+#[cfg(feature = "gpu")]
+#[test]
+fn run_checks_whole_models_and_writes_named_outputs() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let d = tmp();
+    for (m, tag, inputs, outputs) in [
+        ("llama_kvstep", "past4n3", &KV_INPUTS[..], &["logits", "present_0_k", "present_1_v"][..]),
+        ("gemma2_f16_kvstep", "past9", &KV_INPUTS[..], &["present_1_k"][..]),
+        ("t5_dynseq", "b2s11", &KV_INPUTS[..2], &["hidden"][..]),
+    ] {
+        let mut args = vec!["run".to_string(), model(&format!("{m}.onnx")), "--check".to_string()];
+        args.extend(model_inputs(m, tag, inputs));
+        for o in outputs {
+            args.extend(["--output".to_string(), format!("{o}={}", d.path().join(format!("{m}.{o}.npy")).display())]);
+        }
+        let o = glufuse(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{m}: {err}");
+        assert!(out.contains("(fused)"), "{out}");
+        for o in outputs {
+            assert!(out.contains(&format!("  check {o}: max abs err")), "{m}: {out}");
+            let dtype = if m.contains("f16") { glufuse::ir::DType::F16 } else { glufuse::ir::DType::F32 };
+            let want_path = model(&format!("{m}.{tag}.out.{o}.npy"));
+            let bytes = std::fs::read(&want_path).unwrap();
+            let want_shape = npy_shape(&bytes);
+            let ty = glufuse::ir::TensorType::new(dtype, glufuse::ir::shape_of(&want_shape));
+            let want = glufuse::files::parse_npy(&bytes, &ty).unwrap();
+            let got = glufuse::files::read_npy(&d.path().join(format!("{m}.{o}.npy")), &ty).unwrap();
+            let (_, rel) = glufuse::interp::compare(&got, &want);
+            let tol = if m.contains("f16") { 2e-2 } else { 1e-4 };
+            assert!(rel <= tol, "{m} {o}: rel {rel:e} against onnxruntime");
+        }
+    }
+}
+
+/// The shape a `.npy` header gives.
+#[cfg(feature = "gpu")]
+fn npy_shape(bytes: &[u8]) -> Vec<u64> {
+    let header = String::from_utf8_lossy(&bytes[..bytes.len().min(256)]);
+    let inside = header.split_once("'shape': (").unwrap().1.split_once(')').unwrap().0;
+    inside.split(',').map(str::trim).filter(|d| !d.is_empty()).map(|d| d.parse().unwrap()).collect()
 }
 
 /// The graph format is read from the content, the extension only a hint: an ONNX model named

@@ -1,17 +1,22 @@
-//! The fusion pass on every graph of `tests/graphs/`: the number of fusions each must get,
-//! snapshots of the graph before and after and of the report, and the interpreter's word
-//! that the fused graph computes what the original did.
+//! The passes on every graph of `tests/graphs/`: the number of gated-FFN fusions each must
+//! get, snapshots of the graph before and after and of the reports (the elementwise fusion's
+//! where it merged something), and the interpreter's word that the fused graph computes what
+//! the original did.
 
 mod common;
 
 use glufuse::dump::{render, Format};
-use glufuse::passes::{fusion_report, PassManager};
+use glufuse::passes::{attention_report, elementwise_report, fusion_report, PassManager};
 use glufuse::verify::verify;
 
 /// Fusions expected in each test graph.
 const EXPECTED: &[(&str, usize)] = &[
+    ("attention_gqa", 0),
     ("decoder_2_layers", 2),
     ("decoder_3_layers_nk", 3),
+    ("elementwise_chains", 0),
+    ("elementwise_chains_f16", 0),
+    ("elementwise_rotary", 0),
     ("f16_symbolic_batch", 1),
     ("geglu_erf_expanded", 1),
     ("geglu_erf_op", 1),
@@ -27,7 +32,9 @@ const EXPECTED: &[(&str, usize)] = &[
     ("nofuse_gate_is_output", 0),
     ("nofuse_gelu_mlp_no_gate", 0),
     ("nofuse_mixed_layouts", 0),
+    ("nofuse_mixed_q4", 0),
     ("nofuse_shared_gate", 0),
+    ("q4_swiglu_nk", 1),
     ("reglu_batched_3d", 1),
     ("reglu_op", 1),
     ("swiglu_act_on_right", 1),
@@ -63,8 +70,11 @@ fn fusion_counts_snapshots_and_equivalence() {
         // Every original name survives or is listed as replaced by a fused node.
         let mut replaced = std::collections::HashSet::new();
         for n in g.g.node_indices() {
-            if let glufuse::ir::Op::FusedGateUp(f) = &g.node(n).op {
-                replaced.extend(f.replaced.iter().cloned());
+            match &g.node(n).op {
+                glufuse::ir::Op::FusedGateUp(f) => replaced.extend(f.replaced.iter().cloned()),
+                glufuse::ir::Op::Elementwise(p) => replaced.extend(p.replaced.iter().cloned()),
+                glufuse::ir::Op::Attention(a) => replaced.extend(a.replaced.iter().cloned()),
+                _ => {}
             }
         }
         for n in original.g.node_indices() {
@@ -74,11 +84,17 @@ fn fusion_counts_snapshots_and_equivalence() {
         let diff = common::rel_diff(&original, &g, 11);
         let tol = if name.starts_with("f16") { 2e-3 } else { 1e-5 };
         assert!(diff <= tol, "{name}: fused output differs from the original by {diff:e}");
+        // What the elementwise and attention fusions merged, where they merged something.
+        let mut ew = elementwise_report(&runs).filter(|e| !e.groups.is_empty()).map(|e| e.to_text(true));
+        if let Some(a) = attention_report(&runs).filter(|a| !a.fused.is_empty()) {
+            ew = Some(format!("{}{}", ew.unwrap_or_default(), a.to_text(true)));
+        }
         let snap = format!(
-            "== before ==\n{}\n== after ==\n{}\n== report ==\n{}",
+            "== before ==\n{}\n== after ==\n{}\n== report ==\n{}{}",
             render(&original, Format::Text).unwrap(),
             render(&g, Format::Text).unwrap(),
-            rep.to_text(false)
+            rep.to_text(false),
+            ew.unwrap_or_default()
         );
         insta::assert_snapshot!(format!("fusion__{name}"), snap);
     }

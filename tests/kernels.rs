@@ -20,6 +20,7 @@ use glufuse::passes::PassManager;
 #[cfg(feature = "gpu")]
 use glufuse::runtime::Executable;
 
+#[derive(Debug)]
 struct Case {
     rows: u64,
     h: u64,
@@ -31,6 +32,11 @@ struct Case {
 }
 
 fn build(c: &Case) -> glufuse::Graph {
+    build_with(c, Activation::GeluTanh)
+}
+
+/// [`build`] with the gate's activation.
+fn build_with(c: &Case, act: Activation) -> glufuse::Graph {
     let mut b = GraphBuilder::new();
     let x = b.input("x", c.dtype, shape_of(&[c.rows, c.h]));
     let proj = |b: &mut GraphBuilder, name: &str, n: u64| -> Value {
@@ -59,7 +65,7 @@ fn build(c: &Case) -> glufuse::Graph {
         g = b.add("gate.bias", g, bg);
         u = b.add("up.bias", u, bu);
     }
-    let a = b.unary("act", UnaryOp::GeluTanh, g);
+    let a = b.unary("act", act.unary(), g);
     let m = b.mul("mul", a, u);
     b.finish(&[m]).unwrap()
 }
@@ -75,8 +81,8 @@ fn check(
 ) -> usize {
     let original = build(c);
     let mut fused = original.clone();
-    PassManager::standard().run(&mut fused).unwrap();
-    assert_eq!(fused.summary().fused, 1);
+    let runs = PassManager::standard().run(&mut fused).unwrap();
+    assert_eq!(fused.summary().fused, 1, "{c:?}: {}", glufuse::passes::fusion_report(&runs).unwrap().to_text(false));
     let inputs = interp::seeded_inputs(&original, &Default::default(), 3).unwrap();
     let want = interp::run(&original, &inputs).unwrap();
     let tol = glufuse::interp::check_tolerance(&original);
@@ -153,12 +159,55 @@ fn projection_kernels_match_the_interpreter() {
         "fused-gate-up-kn",
         "fused-gate-up-nk",
         "matmul-gemv-kn",
+        // The unfused `[N, K]` weights, read in place behind their transposes.
+        "matmul-gemv-nk",
         "matmul-gemm",
     ] {
         assert!(kinds.contains(want), "kernel {want} never ran: {kinds:?}");
     }
     if gpu.target().subgroup_size.is_some() {
         assert!(kinds.contains("fused-gate-up-gemv-nk+subgroups"), "no subgroup reduction ran: {kinds:?}");
+    }
+}
+
+/// The `[K, N]` decode GEMV split over k where its grid is small (K ≥ 512, few columns):
+/// partial sums, then a second kernel adding them up with the epilogue. K a multiple of the
+/// split or not (2048 in 8, 2000 in 7), partial column and row tiles (72 columns in tiles of
+/// 32 or 64, 12 rows in tiles of 8), f32 and f16 weights (f16 fused over 12 rows loads 8
+/// bytes), biases and a merged gate_up weight; `[N, K]` weights of the same shape (not
+/// split: 8 columns per workgroup) beside them. The choice says why.
+#[cfg(feature = "gpu")]
+#[test]
+fn split_k_gemvs_match_the_interpreter() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut cases = vec![];
+    for dtype in [DType::F32, DType::F16] {
+        cases.push(Case { rows: 1, h: 2048, i: 72, layout: Layout::Kn, dtype, bias: true, merged: false });
+        cases.push(Case { rows: 12, h: 2000, i: 72, layout: Layout::Kn, dtype, bias: false, merged: true });
+    }
+    cases.push(Case { rows: 12, h: 2000, i: 72, layout: Layout::Nk, dtype: DType::F16, bias: true, merged: false });
+    let mut kinds = std::collections::BTreeSet::new();
+    let n: usize = cases.iter().map(|c| check(&gpu, c, &gpu.target(), &mut kinds)).sum();
+    eprintln!("{n} runs; kernels: {kinds:?}");
+    for want in ["matmul-gemv-kn", "matmul-split-sum", "fused-gate-up-gemv-kn", "fused-gate-up-split-sum"] {
+        assert!(kinds.contains(want), "kernel {want} never ran: {kinds:?}");
+    }
+    // The choice, as the manifest shows it: split where the grid is small, not otherwise.
+    let choice = |c: &Case| -> Vec<String> {
+        let mut g = build(c);
+        PassManager::standard().run(&mut g).unwrap();
+        let ks = glufuse::codegen::generate(&g, &Default::default(), &Target::default()).unwrap();
+        ks.iter().filter_map(|k| k.source().choice.as_ref().map(|c| c.to_string())).collect()
+    };
+    let split = Case { rows: 1, h: 2000, i: 72, layout: Layout::Kn, dtype: DType::F16, bias: true, merged: false };
+    let got = choice(&split);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got[0].starts_with("gemv-kn split-k 7: ") && got[0].contains("split K=2000 in 7"), "{got:?}");
+    assert!(got[1].starts_with("gemv-kn split-k 7 sum: "), "{got:?}");
+    // K = 896 reaches 3 parts of 256, fewer than worth a second dispatch.
+    for c in [Case { h: 896, ..split }, Case { i: 8192, ..split }] {
+        let got = choice(&c);
+        assert!(got.len() == 1 && got[0].starts_with("gemv-kn: "), "{c:?}: {got:?}");
     }
 }
 
@@ -344,4 +393,170 @@ fn tuned_gemms_keep_the_fastest_and_the_same_bits() {
 fn same_bits(a: &Tensor, b: &Tensor) -> bool {
     let (x, y) = (a.as_f32().unwrap(), b.as_f32().unwrap());
     x.len() == y.len() && x.iter().zip(y).all(|(a, b)| a.to_bits() == b.to_bits())
+}
+
+/// f16's unit roundoff (round to nearest, 11 significant bits).
+const U16: f64 = 1.0 / 2048.0;
+/// Half the spacing of f16's subnormals: the rounding error of a value below its normal range.
+const ETA16: f64 = 1.0 / (1u64 << 25) as f64;
+/// The largest slope of SiLU, GELU (tanh and erf) and ReLU.
+const ACT_SLOPE: f64 = 1.13;
+
+/// The value of one projection sum `Σ_k x_k·w_k` (f64) and the README's bound on its error
+/// with f16 products and f32 sums: every x_k and w_k rounded to f16 (error ≤ 2^-11·|v| +
+/// 2^-25), their product exact in f32, K sums each within 2^-23 relative (round-to-nearest
+/// f32 is 2^-24; tensor cores may truncate).
+fn f16_product(x: &[f32], w: impl Fn(usize) -> f32) -> (f64, f64) {
+    let k = x.len() as f64;
+    let gamma = k * 2f64.powi(-23) / (1.0 - k * 2f64.powi(-23));
+    let (mut value, mut rounding, mut magnitude) = (0.0, 0.0, 0.0);
+    for (i, &xi) in x.iter().enumerate() {
+        let (xa, wa) = ((xi as f64).abs(), (w(i) as f64).abs());
+        value += xi as f64 * w(i) as f64;
+        let e = (U16 * xa + ETA16) * ((1.0 + U16) * wa + ETA16) + xa * (U16 * wa + ETA16);
+        rounding += e;
+        magnitude += xa * wa + e;
+    }
+    (value, rounding + gamma * magnitude)
+}
+
+/// Checks a GPU output of a [`build_with`] graph against the interpreter's, element by
+/// element, within the bound stated in the README for f16 products with f32 sums: each
+/// projection within [`f16_product`]'s bound (B_g, B_u), carried through the epilogue as
+/// `L·B_g·(|u| + B_u) + |act(g)|·B_u` (L: [`ACT_SLOPE`]), plus f32 rounding of the epilogue
+/// (1e-5 of the magnitudes it combines). Returns the largest error as a fraction of its bound.
+fn check_f16_bound(g: &glufuse::Graph, c: &Case, act: Activation, x: &[f32], got: &[f32], want: &[f32]) -> f64 {
+    let weight = |name: &str| {
+        let t = glufuse::tensor::weight_values(g.node(g.resolve(name).unwrap().node));
+        t.as_f32().unwrap().to_vec()
+    };
+    let (h, i) = (c.h as usize, c.i as usize);
+    let (wg, wu, go, uo, n_total) = if c.merged {
+        let w = weight("gate_up.w");
+        (w.clone(), w, 0, i, 2 * i)
+    } else {
+        (weight("gate.w"), weight("up.w"), 0, 0, i)
+    };
+    let at = |w: &[f32], k: usize, col: usize| match c.layout {
+        Layout::Kn => w[k * n_total + col],
+        Layout::Nk => w[col * h + k],
+    };
+    let (bg, bu) = if c.bias { (weight("gate.b"), weight("up.b")) } else { (vec![0.0; i], vec![0.0; i]) };
+    let mut worst = 0.0f64;
+    for r in 0..c.rows as usize {
+        let xr = &x[r * h..(r + 1) * h];
+        for j in 0..i {
+            let (gv, gb) = f16_product(xr, |k| at(&wg, k, go + j));
+            let (uv, ub) = f16_product(xr, |k| at(&wu, k, uo + j));
+            let (gv, uv) = (gv + bg[j] as f64, uv + bu[j] as f64);
+            let ag = act.apply(gv as f32) as f64;
+            let slack =
+                1e-5 * ACT_SLOPE * (gv.abs() + bg[j].abs() as f64 + 1.0) * (uv.abs() + bu[j].abs() as f64 + 1.0);
+            let bound = ACT_SLOPE * gb * (uv.abs() + ub) + ag.abs() * ub + slack;
+            let e = (got[r * i + j] as f64 - want[r * i + j] as f64).abs();
+            worst = worst.max(e / bound);
+        }
+    }
+    worst
+}
+
+/// The cooperative-matrix GEMM against the interpreter, within the README's bound for f16
+/// products with f32 sums, element by element: plain (the unfused graph's projections) and
+/// fused, both layouts, f16 weights and f32 weights (matmul precision f16), every
+/// activation, biases, merged weights, partial row, column and k tiles at 128-row and 16-row
+/// tilings, one- and two-stage pipelines.
+///
+/// With its matrix operations emulated (what CI's lavapipe runs: the kernels' staging,
+/// indexing, pipeline and epilogue), over a reduced set, since lavapipe takes seconds to
+/// compile each kernel: every (layout, weight storage, bias or merged) combination once, the
+/// two shapes alternating, the unfused graph for each storage of its plain projections, and
+/// a two-stage tiling once. Where the device offers cooperative matrices, also on them,
+/// every combination at both shapes, fused and unfused, under the tilings it picks and a
+/// forced two-stage one.
+#[cfg(feature = "gpu")]
+#[test]
+fn coop_gemm_matches_the_interpreter_within_the_f16_bound() {
+    use glufuse::codegen::{CoopMatrix, CoopTile, MatmulPrecision};
+    let Some(gpu) = common::gpu() else { return };
+    let base = gpu.target();
+    if !base.caps.contains(naga::valid::Capabilities::SHADER_FLOAT16) {
+        eprintln!("SKIPPED: the adapter has no f16 in shaders ({})", gpu.describe());
+        return;
+    }
+    eprintln!("cooperative matrices: {}", gpu.describe_coop());
+    let f16 = Target { matmul_precision: MatmulPrecision::F16, ..base.clone() };
+    let two_stage = Some("64x64x16w2x2".parse::<CoopTile>().unwrap());
+    let emulated = Target { coop_emulate: true, ..f16.clone() };
+    // (label, target, every case at both shapes and both graphs)
+    let mut targets = vec![
+        ("emulated", emulated.clone(), false),
+        ("emulated, two stages", Target { coop_tiles: two_stage, ..emulated }, false),
+    ];
+    if base.coop_matrix.contains(&CoopMatrix::F16_F32_16) {
+        targets.push(("native", f16.clone(), true));
+        targets.push(("native, two stages", Target { coop_tiles: two_stage, ..f16 }, true));
+    }
+    // Partial row, column and k tiles at 128-row tilings (k steps of 32 or 16) and at 16-row
+    // ones (k steps of 64 or 128).
+    let shapes = [(150u64, 40u64, 200u64), (20, 136, 96)];
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut tilings = std::collections::BTreeSet::new();
+    let (mut runs, mut worst, mut n) = (0, 0.0f64, 0usize);
+    for (label, target, full) in &targets {
+        let mut combo = 0;
+        for layout in [Layout::Kn, Layout::Nk] {
+            for dtype in [DType::F16, DType::F32] {
+                for (bias, merged) in [(false, false), (true, false), (false, true)] {
+                    combo += 1;
+                    if !full && target.coop_tiles.is_some() && combo % 6 != 1 {
+                        continue;
+                    }
+                    let picked: Vec<_> = if *full { shapes.to_vec() } else { vec![shapes[combo % 2]] };
+                    for (rows, h, i) in picked {
+                        let c = Case { rows, h, i, layout, dtype, bias, merged };
+                        let act = Activation::ALL[n % 4];
+                        n += 1;
+                        let original = build_with(&c, act);
+                        let mut fused = original.clone();
+                        PassManager::standard().run(&mut fused).unwrap();
+                        assert_eq!(fused.summary().fused, 1);
+                        let inputs = interp::seeded_inputs(&original, &Default::default(), 11).unwrap();
+                        let want = interp::run(&original, &inputs).unwrap();
+                        // The unfused graph's projections are plain [K,N] GEMMs: packed f16
+                        // weights (Kn f16), f32 (Kn f32) or f16 values stored as f32 (Nk f16,
+                        // behind the Transpose).
+                        let mut graphs = vec![("fused", &fused)];
+                        let plain = !bias && !merged && (layout == Layout::Kn || dtype == DType::F16);
+                        if *full || (plain && target.coop_tiles.is_none()) {
+                            graphs.push(("unfused", &original));
+                        }
+                        for (part, g) in graphs {
+                            let what = format!("{label} {part} {c:?} {act:?}");
+                            let exe = Executable::with_target(&gpu, g, &Default::default(), target)
+                                .unwrap_or_else(|e| panic!("{what}: {e}"));
+                            for k in exe.kernels() {
+                                kinds.insert(k.source().kind.to_string());
+                                if let Some(ch) = &k.source().choice {
+                                    assert!(ch.kernel.starts_with("coop "), "{what}: {ch}");
+                                    tilings.insert(ch.kernel.clone());
+                                }
+                            }
+                            let got = exe.run(&inputs).unwrap_or_else(|e| panic!("{what}: {e}"));
+                            let f32s = |t: &Tensor| t.as_f32().unwrap().to_vec();
+                            let x = f32s(&inputs["x"]);
+                            let ratio = check_f16_bound(&original, &c, act, &x, &f32s(&got[0]), &f32s(&want[0]));
+                            assert!(ratio <= 1.0, "{what}: an error {ratio:.2}× its bound");
+                            worst = worst.max(ratio);
+                            runs += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{runs} runs, largest error {worst:.3} of its bound; kernels {kinds:?}; tilings {tilings:?}");
+    for want in ["fused-gate-up-coop", "matmul-coop"] {
+        assert!(kinds.contains(want), "{want} never ran: {kinds:?}");
+    }
+    assert!(tilings.iter().any(|t| t.starts_with("coop 16x")) && tilings.iter().any(|t| t.contains("x16w2x2")));
 }

@@ -2,12 +2,15 @@
 //! static, dynamic-shape and KV-cache step, f16 variants; two more from ../shared copied in as
 //! `shared_*`): each loads, its gated FFNs fuse (2 per model, GPT-2 none), and the CPU
 //! interpreter matches onnxruntime's outputs for every reference input set, before and after
-//! fusion (1e-4 relative to the largest value; f16 models 2e-2).
+//! fusion (1e-4 relative to the largest value; f16 models 2e-2); and so does the GPU, fused and
+//! unfused.
 
 mod common;
 
 use glufuse::files::{load_graph, read_npy};
 use glufuse::passes::{fusion_report, PassManager};
+#[cfg(feature = "gpu")]
+use glufuse::runtime::Session;
 use glufuse::tensor::Tensor;
 use glufuse::Graph;
 use std::collections::HashMap;
@@ -121,4 +124,68 @@ fn every_model_matches_onnxruntime_fused_and_unfused() {
     // (two each, but one for the shared one).
     assert_eq!(seen, 15 + 2 * 16 + 2 * 15 - 1, "reference sets");
     eprintln!("{seen} reference sets in {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+/// Every model and reference set on the GPU, fused and unfused, against onnxruntime's
+/// outputs (the tolerance of the interpreter's test), through one [`Session`] per graph (so
+/// the tags of a model share its uploaded weights) on one device (so the models share the
+/// pipelines of equal WGSL).
+#[cfg(feature = "gpu")]
+#[test]
+fn every_model_matches_onnxruntime_on_the_gpu_fused_and_unfused() {
+    let Some(gpu) = common::gpu() else { return };
+    let t0 = std::time::Instant::now();
+    let mut seen = 0;
+    // The worst relative error against onnxruntime, f32 and f16 models.
+    let mut worst = [0.0f64; 2];
+    for m in models() {
+        let original = load_graph(&dir().join(format!("{m}.onnx"))).unwrap_or_else(|e| panic!("{e}"));
+        let mut fused = original.clone();
+        PassManager::standard().run(&mut fused).unwrap_or_else(|e| panic!("{m}: {e}"));
+        let mut sessions = [("unfused", &original), ("fused", &fused)]
+            .map(|(label, g)| (label, Session::new(&gpu, g.clone()).unwrap_or_else(|e| panic!("{m} {label}: {e}"))));
+        for tag in tags(&m) {
+            let ins = inputs(&original, &m, &tag);
+            let mut outs = vec![];
+            for (label, s) in &mut sessions {
+                let got = s.run(&ins).unwrap_or_else(|e| panic!("{m} {tag} GPU {label}: {e}"));
+                let rel = check(s.graph(), &got, &m, &tag, &format!("GPU {label}"));
+                let w = &mut worst[m.contains("f16") as usize];
+                *w = w.max(rel);
+                eprintln!("{m:24} {tag:8} GPU {label:7} rel err {rel:.1e}");
+                outs.push(got);
+            }
+            // No weight is transposed per call: a projection reads a transposed weight in place,
+            // in the `[N, K]` layout (`codegen::nk_weight`; these exports fold the transpose of
+            // their tied tables into a copy, the 151936-row Qwen2 export does not).
+            for (label, s) in &mut sessions {
+                let b = s.bind(&ins, &Default::default()).unwrap();
+                let g = s.graph().clone();
+                let exe = s.executable(&b).unwrap();
+                for k in exe.kernels() {
+                    let src = k.source();
+                    let weight = |v: glufuse::ir::Value| matches!(g.node(v.node).op, glufuse::ir::Op::Weight(_));
+                    let transposes_weight =
+                        src.kind == glufuse::codegen::KernelKind::Transpose && weight(src.bindings[0].value);
+                    assert!(!transposes_weight, "{m} {label}: '{}' transposes a weight on every call", src.name);
+                }
+            }
+            let same = if m.contains("f16") { 2e-3 } else { 1e-5 };
+            for (x, y) in outs[0].iter().zip(&outs[1]) {
+                let (_, rel) = glufuse::interp::compare(x, y);
+                assert!(rel <= same, "{m} {tag}: on the GPU, fused and unfused differ by {rel:e}");
+            }
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 15 + 2 * 16 + 2 * 15 - 1, "reference sets");
+    let p = gpu.pipeline_counts();
+    eprintln!(
+        "{seen} reference sets on the GPU in {:.1} s; {} pipelines compiled, {} reused; worst rel err f32 {:.1e}, f16 {:.1e}",
+        t0.elapsed().as_secs_f64(),
+        p.compiled,
+        p.reused,
+        worst[0],
+        worst[1]
+    );
 }

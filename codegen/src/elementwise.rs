@@ -1,9 +1,16 @@
 //! Elementwise kernels, one thread per output element: unary ops, binary ops with numpy
-//! broadcasting, casts; and [`MATH`], the WGSL definitions of the activations every kernel
-//! that applies one shares.
+//! broadcasting, `Where`, casts between every pair of dtypes (and the expressions of each, which
+//! `program.rs` strings together); and [`MATH`], the WGSL
+//! definitions of the activations and helpers every kernel that applies one shares.
+//!
+//! Values are read in their storage type ([`Store`]): f32 (packed f16 weights widened), i32
+//! for i64 and i32, u32 0/1 for bool. i32 arithmetic wraps at 32 bits, as the interpreter's
+//! does; i64 arithmetic is 32-bit too, and a result that would not fit is a run-time error
+//! (the `add_`/`sub_`/`mul_` helpers), as is an integer division by zero.
 
-use crate::wgsl::{bcast_index, per_element, read, WORKGROUP};
-use crate::{dims, packed_f16, KernelKind, KernelSource, Target};
+use crate::wgsl::{bcast_index, checked_int_math, kernel, load, Store, WORKGROUP};
+use crate::{dims, Check, CheckKind, KernelKind, KernelSource, Target};
+use glufuse_ir::ops::binary::BinaryKind;
 use glufuse_ir::shape::Bindings;
 use glufuse_ir::{Activation, BinaryOp, DType, Graph, NodeIndex, Result, UnaryOp, Value};
 
@@ -25,59 +32,27 @@ fn relu_(x: f32) -> f32 { return max(x, 0.0); }
 fn round_f16_(x: f32) -> f32 { return unpack2x16float(pack2x16float(vec2<f32>(x, 0.0))).x; }
 "#;
 
-/// The WGSL call applying an activation to `x`.
-pub(crate) fn act_call(a: Activation, x: &str) -> String {
-    format!("{}_({x})", a.name())
+/// WGSL of the float helpers past the activations: sine and cosine with the argument reduced
+/// modulo 2π first (Cody-Waite, two constants: drivers' `sin` loses accuracy far from 0, and
+/// rotary embeddings take it of positions times frequencies), softplus, NaN-propagating max
+/// and min (as ONNX and the interpreter give them), and integer powers by repeated products
+/// (`pow()` is undefined for negative bases in WGSL). NaN is tested on the bits (`isnan_`):
+/// WGSL lets a compiler assume floats are finite, and lavapipe folds `x != x` to false.
+const FLOAT_MATH: &str = r#"
+fn reduce_2pi_(x: f32) -> f32 {
+    let k = round(x * 0.15915494309189535);
+    return (x - k * 6.28125) - k * 0.0019353071795864769;
 }
-
-/// The WGSL of a unary op applied to `x`; `None` for an op with no kernel yet.
-fn unary_expr(u: UnaryOp, x: &str) -> Option<String> {
-    Some(match u {
-        UnaryOp::Neg => format!("-{x}"),
-        UnaryOp::Exp => format!("exp({x})"),
-        UnaryOp::Sqrt => format!("sqrt({x})"),
-        UnaryOp::Erf => format!("erf_({x})"),
-        UnaryOp::Tanh => format!("tanh_({x})"),
-        UnaryOp::Sigmoid => format!("sigmoid_({x})"),
-        UnaryOp::Relu => format!("relu_({x})"),
-        UnaryOp::Silu => format!("silu_({x})"),
-        UnaryOp::GeluTanh => format!("gelu_tanh_({x})"),
-        UnaryOp::GeluErf => format!("gelu_erf_({x})"),
-        UnaryOp::Reciprocal
-        | UnaryOp::Sin
-        | UnaryOp::Cos
-        | UnaryOp::Log
-        | UnaryOp::Abs
-        | UnaryOp::Floor
-        | UnaryOp::Ceil
-        | UnaryOp::Softplus
-        | UnaryOp::Not
-        | UnaryOp::IsNaN => return None,
-    })
+fn sin_(x: f32) -> f32 { return sin(reduce_2pi_(x)); }
+fn cos_(x: f32) -> f32 { return cos(reduce_2pi_(x)); }
+fn softplus_(x: f32) -> f32 {
+    if (x > 20.0) { return x; }
+    if (x < -15.0) { return exp(x); }
+    return log(1.0 + exp(x));
 }
-
-/// The WGSL of a binary op applied to `a` and `b`; `None` for an op with no kernel yet.
-fn binary_expr(op: BinaryOp, a: &str, b: &str) -> Option<String> {
-    Some(match op {
-        BinaryOp::Add => format!("{a} + {b}"),
-        BinaryOp::Sub => format!("{a} - {b}"),
-        BinaryOp::Mul => format!("{a} * {b}"),
-        BinaryOp::Div => format!("{a} / {b}"),
-        // pow() is undefined for negative bases in WGSL; integral exponents are exact here.
-        BinaryOp::Pow => format!("pow_({a}, {b})"),
-        BinaryOp::Max
-        | BinaryOp::Min
-        | BinaryOp::Equal
-        | BinaryOp::Less
-        | BinaryOp::LessOrEqual
-        | BinaryOp::Greater
-        | BinaryOp::GreaterOrEqual
-        | BinaryOp::And
-        | BinaryOp::Or => return None,
-    })
-}
-
-const POW: &str = r#"
+fn isnan_(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
+fn maxf_(a: f32, b: f32) -> f32 { if (isnan_(a) || isnan_(b)) { return bitcast<f32>(0x7fc00000u); } return max(a, b); }
+fn minf_(a: f32, b: f32) -> f32 { if (isnan_(a) || isnan_(b)) { return bitcast<f32>(0x7fc00000u); } return min(a, b); }
 fn pow_(a: f32, b: f32) -> f32 {
     if (b == round(b) && abs(b) <= 16.0) {
         var r = 1.0;
@@ -87,6 +62,150 @@ fn pow_(a: f32, b: f32) -> f32 {
     return pow(a, b);
 }
 "#;
+
+/// The WGSL functions of [`MATH`] and [`FLOAT_MATH`] that `code` calls, with those they call
+/// in turn (a kernel declares only what it uses).
+pub(crate) fn helpers_for(code: &str) -> String {
+    let mut fns: Vec<(String, String)> = vec![];
+    for part in format!("{MATH}{FLOAT_MATH}").split("\nfn ").skip(1) {
+        let name = part.split('(').next().unwrap_or_default().to_string();
+        fns.push((format!("{name}("), format!("fn {}\n", part.trim_end())));
+    }
+    let mut used = vec![false; fns.len()];
+    let mut text = code.to_string();
+    loop {
+        let mut grew = false;
+        for (i, (call, def)) in fns.iter().enumerate() {
+            if !used[i] && text.contains(call.as_str()) {
+                used[i] = true;
+                text.push_str(def);
+                grew = true;
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+    fns.iter().zip(&used).filter(|(_, &u)| u).map(|((_, def), _)| def.as_str()).collect()
+}
+
+/// The WGSL call applying an activation to `x`.
+pub(crate) fn act_call(a: Activation, x: &str) -> String {
+    format!("{}_({x})", a.name())
+}
+
+/// The run-time checks one elementwise kernel makes, numbered in the order first asked for.
+pub(crate) struct Sites {
+    node: String,
+    pub(crate) checks: Vec<Check>,
+}
+
+impl Sites {
+    pub(crate) fn new(node: &str) -> Sites {
+        Sites { node: node.to_string(), checks: vec![] }
+    }
+
+    /// The site number of a check of `kind`, added if new.
+    pub(crate) fn site(&mut self, kind: CheckKind) -> usize {
+        if let Some(i) = self.checks.iter().position(|c| c.kind == kind) {
+            return i + 1;
+        }
+        self.checks.push(Check { node: self.node.clone(), kind });
+        self.checks.len()
+    }
+
+    /// The prelude the checks need (the overflow-checked arithmetic and the division).
+    pub(crate) fn prelude(&self) -> String {
+        let mut p = String::new();
+        for (i, c) in self.checks.iter().enumerate() {
+            match c.kind {
+                CheckKind::Overflow => p.push_str(&checked_int_math(i + 1)),
+                CheckKind::DivisionByZero => p.push_str(&format!(
+                    "fn div_(a: i32, b: i32, at: u32) -> i32 {{\n    if (b == 0i) {{ fail_({}u, a, at); return 0i; }}\n    return a / b;\n}}\n",
+                    i + 1
+                )),
+                CheckKind::Index { .. } => {}
+            }
+        }
+        p
+    }
+}
+
+/// The WGSL of a unary op applied to `x`, an element of `store`, for output element `i`.
+pub(crate) fn unary_expr(u: UnaryOp, x: &str, store: Store, dtype: DType, sites: &mut Sites) -> String {
+    let int = store == Store::I32;
+    let checked = dtype == DType::I64;
+    match u {
+        UnaryOp::Neg if int && checked => {
+            sites.site(CheckKind::Overflow);
+            format!("sub_(0i, {x}, i)")
+        }
+        UnaryOp::Abs if int && checked => {
+            sites.site(CheckKind::Overflow);
+            format!("select({x}, sub_(0i, {x}, i), {x} < 0i)")
+        }
+        UnaryOp::Neg => format!("-({x})"),
+        UnaryOp::Abs => format!("abs({x})"),
+        UnaryOp::Exp => format!("exp({x})"),
+        UnaryOp::Sqrt => format!("sqrt({x})"),
+        UnaryOp::Erf => format!("erf_({x})"),
+        UnaryOp::Tanh => format!("tanh_({x})"),
+        UnaryOp::Sigmoid => format!("sigmoid_({x})"),
+        UnaryOp::Relu => format!("relu_({x})"),
+        UnaryOp::Silu => format!("silu_({x})"),
+        UnaryOp::GeluTanh => format!("gelu_tanh_({x})"),
+        UnaryOp::GeluErf => format!("gelu_erf_({x})"),
+        UnaryOp::Reciprocal => format!("1.0 / ({x})"),
+        UnaryOp::Sin => format!("sin_({x})"),
+        UnaryOp::Cos => format!("cos_({x})"),
+        UnaryOp::Log => format!("log({x})"),
+        UnaryOp::Floor => format!("floor({x})"),
+        UnaryOp::Ceil => format!("ceil({x})"),
+        UnaryOp::Softplus => format!("softplus_({x})"),
+        UnaryOp::Not => format!("1u - ({x})"),
+        UnaryOp::IsNaN => format!("select(0u, 1u, isnan_({x}))"),
+    }
+}
+
+/// The WGSL of a binary op applied to `a` and `b`, elements of `store` of the operands'
+/// `dtype`, for output element `i`.
+pub(crate) fn binary_expr(op: BinaryOp, a: &str, b: &str, store: Store, dtype: DType, sites: &mut Sites) -> String {
+    let int = store == Store::I32;
+    let checked = dtype == DType::I64;
+    let cmp = |o: &str| format!("select(0u, 1u, ({a}) {o} ({b}))");
+    match op {
+        BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul if int && checked => {
+            sites.site(CheckKind::Overflow);
+            let f = match op {
+                BinaryOp::Add => "add_",
+                BinaryOp::Sub => "sub_",
+                _ => "mul_",
+            };
+            format!("{f}({a}, {b}, i)")
+        }
+        BinaryOp::Div if int => {
+            sites.site(CheckKind::DivisionByZero);
+            format!("div_({a}, {b}, i)")
+        }
+        // Operands are element reads: no parentheses needed.
+        BinaryOp::Add => format!("{a} + {b}"),
+        BinaryOp::Sub => format!("{a} - {b}"),
+        BinaryOp::Mul => format!("{a} * {b}"),
+        BinaryOp::Div => format!("{a} / {b}"),
+        BinaryOp::Pow => format!("pow_({a}, {b})"),
+        BinaryOp::Max if int => format!("max({a}, {b})"),
+        BinaryOp::Min if int => format!("min({a}, {b})"),
+        BinaryOp::Max => format!("maxf_({a}, {b})"),
+        BinaryOp::Min => format!("minf_({a}, {b})"),
+        BinaryOp::Equal => cmp("=="),
+        BinaryOp::Less => cmp("<"),
+        BinaryOp::LessOrEqual => cmp("<="),
+        BinaryOp::Greater => cmp(">"),
+        BinaryOp::GreaterOrEqual => cmp(">="),
+        BinaryOp::And => format!("({a}) & ({b})"),
+        BinaryOp::Or => format!("({a}) | ({b})"),
+    }
+}
 
 /// A kernel over `n` output elements whose element `i` is `expr`.
 #[allow(clippy::too_many_arguments)]
@@ -100,40 +219,131 @@ pub(crate) fn map_kernel(
     expr: &str,
     t: &Target,
 ) -> Result<KernelSource> {
-    let body =
-        format!("    let i = gid * {WORKGROUP}u + lid;\n    if (i >= {n}u) {{ return; }}\n    out0[i] = {expr};\n");
-    per_element(g, name, kind, ins, out, n, &format!("{MATH}{POW}"), &body, t)
+    map_kernel_checked(g, name, kind, ins, out, n, expr, Sites::new(""), t)
 }
 
-/// The kernel of a unary op; `None` for an op with no kernel yet.
-pub(crate) fn unary(g: &Graph, n: NodeIndex, u: UnaryOp, b: &Bindings, t: &Target) -> Result<Option<KernelSource>> {
+/// [`map_kernel`] with the run-time checks `sites` (and the float helpers when the output or
+/// an input is a float).
+#[allow(clippy::too_many_arguments)]
+fn map_kernel_checked(
+    g: &Graph,
+    name: String,
+    kind: KernelKind,
+    ins: &[Value],
+    out: Value,
+    n: usize,
+    expr: &str,
+    sites: Sites,
+    t: &Target,
+) -> Result<KernelSource> {
+    map_kernel_lets(g, name, kind, ins, out, n, "", expr, sites, t)
+}
+
+/// [`map_kernel_checked`] with statements `lets` before the output element is written
+/// (an elementwise program's steps).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn map_kernel_lets(
+    g: &Graph,
+    name: String,
+    kind: KernelKind,
+    ins: &[Value],
+    out: Value,
+    n: usize,
+    lets: &str,
+    expr: &str,
+    sites: Sites,
+    t: &Target,
+) -> Result<KernelSource> {
+    let body = format!(
+        "    let i = gid * {WORKGROUP}u + lid;\n    if (i >= {n}u) {{ return; }}\n{lets}    out0[i] = {expr};\n"
+    );
+    let mut prelude = sites.prelude();
+    prelude.push_str(&helpers_for(&format!("{lets}{expr}\n{prelude}")));
+    let groups = (n as u64).div_ceil(WORKGROUP as u64);
+    kernel(g, name, kind, ins, out, groups, WORKGROUP, &prelude, &body, sites.checks, t)
+}
+
+/// The kernel of a unary op.
+pub(crate) fn unary(g: &Graph, n: NodeIndex, u: UnaryOp, b: &Bindings, t: &Target) -> Result<KernelSource> {
     let (ins, out) = (g.inputs(n), Value::of(n));
     let total: usize = dims(g, out, b)?.iter().product();
-    let Some(e) = unary_expr(u, &read("in0", "i", packed_f16(g, ins[0]))) else { return Ok(None) };
-    map_kernel(g, g.node(n).name.clone(), KernelKind::Elementwise, &ins, out, total, &e, t).map(Some)
+    let name = g.node(n).name.clone();
+    let mut sites = Sites::new(&name);
+    let s = Store::of(g, ins[0]);
+    let e = unary_expr(u, &load("in0", "i", s), s, g.ty(ins[0]).dtype, &mut sites);
+    map_kernel_checked(g, name, KernelKind::Elementwise, &ins, out, total, &e, sites, t)
 }
 
-/// The kernel of a binary op, its operands broadcast to the output; `None` for an op with
-/// no kernel yet.
-pub(crate) fn binary(g: &Graph, n: NodeIndex, op: BinaryOp, b: &Bindings, t: &Target) -> Result<Option<KernelSource>> {
+/// The kernel of a binary op, its operands broadcast to the output.
+pub(crate) fn binary(g: &Graph, n: NodeIndex, op: BinaryOp, b: &Bindings, t: &Target) -> Result<KernelSource> {
     let (ins, out) = (g.inputs(n), Value::of(n));
     let od = dims(g, out, b)?;
     let total: usize = od.iter().product();
     let (a, c) = (dims(g, ins[0], b)?, dims(g, ins[1], b)?);
+    let name = g.node(n).name.clone();
+    let mut sites = Sites::new(&name);
+    let (sa, sc) = (Store::of(g, ins[0]), Store::of(g, ins[1]));
+    // Both operands have one dtype: a packed weight reads as f32 like any float.
+    let store = if op.kind() == BinaryKind::Logic { Store::Bool } else { Store::of_dtype(g.ty(ins[0]).dtype) };
     let e = binary_expr(
         op,
-        &read("in0", &bcast_index(&od, &a, "i"), packed_f16(g, ins[0])),
-        &read("in1", &bcast_index(&od, &c, "i"), packed_f16(g, ins[1])),
+        &load("in0", &bcast_index(&od, &a, "i"), sa),
+        &load("in1", &bcast_index(&od, &c, "i"), sc),
+        store,
+        g.ty(ins[0]).dtype,
+        &mut sites,
     );
-    let Some(e) = e else { return Ok(None) };
-    map_kernel(g, g.node(n).name.clone(), KernelKind::Elementwise, &ins, out, total, &e, t).map(Some)
+    map_kernel_checked(g, name, KernelKind::Elementwise, &ins, out, total, &e, sites, t)
 }
 
-/// The kernel of a cast (to f16: rounded, and held as f32).
+/// The kernel of a `Where`: condition, x and y broadcast to the output.
+pub(crate) fn where_(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<KernelSource> {
+    let (ins, out) = (g.inputs(n), Value::of(n));
+    let od = dims(g, out, b)?;
+    let total: usize = od.iter().product();
+    let r = |k: usize| -> Result<String> {
+        Ok(load(&format!("in{k}"), &bcast_index(&od, &dims(g, ins[k], b)?, "i"), Store::of(g, ins[k])))
+    };
+    let e = format!("select({}, {}, {} != 0u)", r(2)?, r(1)?, r(0)?);
+    map_kernel(g, g.node(n).name.clone(), KernelKind::Where, &ins, out, total, &e, t)
+}
+
+/// The kernel of a cast, between any two dtypes, as ONNX (and the interpreter) casts: to f16
+/// rounded and held as f32; float to integer truncated toward zero, NaN to 0, to i32
+/// saturated (to i64 a value past 32 bits is a run-time error); to bool `!= 0`.
 pub(crate) fn cast(g: &Graph, n: NodeIndex, to: DType, b: &Bindings, t: &Target) -> Result<KernelSource> {
     let (ins, out) = (g.inputs(n), Value::of(n));
     let total: usize = dims(g, out, b)?.iter().product();
-    let x = read("in0", "i", packed_f16(g, ins[0]));
-    let e = if to == DType::F16 { format!("round_f16_({x})") } else { x };
-    map_kernel(g, g.node(n).name.clone(), KernelKind::Cast, &ins, out, total, &e, t)
+    let name = g.node(n).name.clone();
+    let mut sites = Sites::new(&name);
+    let s = Store::of(g, ins[0]);
+    let e = cast_expr(&load("in0", "i", s), s, to, &mut sites);
+    map_kernel_checked(g, name, KernelKind::Cast, &ins, out, total, &e, sites, t)
+}
+
+/// The WGSL of a cast of `x`, an element stored as `s`, to `to` (see [`cast`]), for output
+/// element `i`.
+pub(crate) fn cast_expr(x: &str, s: Store, to: DType, sites: &mut Sites) -> String {
+    let x = x.to_string();
+    let as_f32 = match s {
+        Store::F32 | Store::PackedF16 => x.clone(),
+        Store::I32 | Store::Bool => format!("f32({x})"),
+    };
+    match (s, to) {
+        (_, DType::F32) => as_f32,
+        (_, DType::F16) => format!("round_f16_({as_f32})"),
+        (Store::F32 | Store::PackedF16, DType::I32) => {
+            format!("select(i32(clamp({x}, -2147483648.0, 2147483520.0)), 0i, isnan_({x}))")
+        }
+        (Store::F32 | Store::PackedF16, DType::I64) => {
+            sites.site(CheckKind::Overflow);
+            format!("cast_i64_({x}, i)")
+        }
+        (Store::I32, DType::I64 | DType::I32) => x,
+        (Store::Bool, DType::I64 | DType::I32) => format!("i32({x})"),
+        // NaN is true, as in ONNX.
+        (Store::F32 | Store::PackedF16, DType::Bool) => format!("select(0u, 1u, {x} != 0.0 || isnan_({x}))"),
+        (Store::I32, DType::Bool) => format!("select(0u, 1u, ({x}) != 0i)"),
+        (Store::Bool, DType::Bool) => x,
+    }
 }

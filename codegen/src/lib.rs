@@ -8,18 +8,58 @@
 //! source and naga's rendered diagnostic.
 //!
 //! Laid out by kernel family: `wgsl.rs` (the writer's shared pieces), `elementwise.rs`
-//! (unary, binary, cast; the activations' WGSL), `layout.rs` (index mapping), [`proj`] (the
+//! (unary, binary, `Where`, cast; the activations' WGSL), `program.rs` (elementwise programs:
+//! those ops strung together, per element or per row with reductions), `layout.rs` (index mapping:
+//! transpose, expand, slice, split, concat), `index.rs` (gather, GatherND, range), `reduce.rs`
+//! (reductions, softmax, cumulative sums), `norm.rs` (layer normalisation), [`proj`] (the
 //! projections: scalar template, GEMVs, unaligned and tiled GEMMs, batched matmul), and
 //! `select.rs`, where the kernel of every node is chosen ([`node_kernels`]).
 //!
-//! Storage: every value lives in an `array<f32>`, except f16 weights, which are uploaded as
-//! packed pairs in an `array<u32>` and widened with `unpack2x16float` (core WGSL: no device
-//! feature needed). Math is f32 throughout; projections accumulate in f32.
+//! # GPU representation
 //!
-//! Workgroup memory: a kernel writes every `var<workgroup>` cell it reads before it reads it
-//! (behind a `workgroupBarrier`), so that nothing depends on its initial contents. The
-//! runtime relies on it to skip wgpu's zero-fill on GL, whose GLSL makes Mesa's llvmpipe
-//! compile a kernel ten times slower.
+//! Every element is one 32-bit word:
+//!
+//! | dtype | WGSL storage | notes |
+//! | --- | --- | --- |
+//! | `f32` | `array<f32>` | |
+//! | `f16` | `array<f32>`; weights `array<u32>` | weights packed two to a word, widened with `unpack2x16float` (core WGSL, no device feature); activations are f32 rounded to f16 where the graph casts to f16, as the interpreter holds them |
+//! | `i64`, `i32` | `array<i32>` | converted on upload and readback by the runtime, with a checked error for a value outside i32's range; constants checked when they are uploaded with the weights |
+//! | `bool` | `array<u32>` | 0 or 1 |
+//!
+//! Float math is f32 throughout (projections and reductions accumulate in f32, where the
+//! interpreter uses f64), except on cooperative matrices ([`proj::coop`]): there the products
+//! are of f16 values (x and the weights rounded to f16 while staging), still summed in f32,
+//! which the [`MatmulPrecision`] of the [`Target`] allows (by default for f16 weights only). **Integer arithmetic in kernels is 32-bit**: on i32 values it wraps
+//! at 32 bits as the interpreter does; on i64 values an add, subtract, multiply, negation,
+//! sum or finite float-to-integer cast whose result would not fit 32 bits is a run-time error
+//! (see below), never a silently wrapped value. An infinite float cast to i64 saturates to
+//! i32's range (the interpreter to i64's): T5's relative position buckets cast `log(0)` and
+//! discard it with a `Where`.
+//!
+//! # Run-time checks
+//!
+//! What a kernel can only know from the data it reads — an index outside its axis (`Gather`,
+//! `GatherND`), an integer division by zero, an i64 result past 32 bits — is checked in the
+//! kernel: the bad element is never read (the kernel writes 0 instead) and the first failure
+//! is recorded in the kernel's error words (binding `err`, after its other bindings). Each
+//! [`KernelSource`] lists its [`Check`]s; the runtime reads the words back with the outputs
+//! and turns a recorded failure into an error naming the node, the value and the valid range
+//! ([`Check::error`]), in place of the outputs.
+//!
+//! Sizes are baked into the WGSL as constants, so two nodes of the same shape (the layers of
+//! a model) get the same code: the runtime caches pipelines by it ([`KernelSource::code`]: the
+//! WGSL without the choice comment, which changes nothing the device runs).
+//!
+//! Every projection kernel carries its [`Choice`]: which kernel, and why (what the target
+//! offers, the shape, the precision), as data in [`KernelSource::choice`], in the manifest and
+//! as the first line of its WGSL ([`KernelSource::code`] is the WGSL without it).
+//!
+//! # Workgroup memory
+//!
+//! A kernel writes every `var<workgroup>` cell it reads before it reads it (behind a
+//! `workgroupBarrier`), so that nothing depends on its initial contents. The runtime relies
+//! on it to skip wgpu's zero-fill on GL, whose GLSL makes Mesa's llvmpipe compile a kernel
+//! ten times slower.
 
 #![warn(missing_docs)]
 // Alignment tests read `n % 4 == 0`, as the WGSL they choose between does; clippy asks for
@@ -27,8 +67,12 @@
 #![allow(clippy::manual_is_multiple_of)]
 
 mod elementwise;
+mod index;
 mod layout;
+mod norm;
+mod program;
 pub mod proj;
+mod reduce;
 mod select;
 pub mod tune;
 mod wgsl;
@@ -37,8 +81,11 @@ pub use layout::copy_kernel;
 /// The naga this crate validates with ([`Target::caps`] is naga's), re-exported so that
 /// users name the same version.
 pub use naga;
+pub use proj::coop::CoopTile;
 pub use proj::gemm_tiled::Tiles;
+pub use proj::q4::Q4Unpack;
 pub use select::node_kernels;
+pub use wgsl::ERROR_WORDS;
 
 use glufuse_ir::shape::{concrete, Bindings};
 use glufuse_ir::*;
@@ -51,6 +98,10 @@ use std::fmt;
 pub enum KernelKind {
     /// A unary or binary elementwise op.
     Elementwise,
+    /// An elementwise program: several elementwise ops in one kernel.
+    Program,
+    /// A fused attention: scores, softmax and the weighted sum of values in one kernel.
+    Attention,
     /// A cast.
     Cast,
     /// A transpose.
@@ -70,6 +121,22 @@ pub enum KernelKind {
     },
     /// A plain copy of a buffer (the benchmark's bandwidth yardstick).
     Copy,
+    /// `Where`.
+    Where,
+    /// An expand (broadcast).
+    Expand,
+    /// A gather or GatherND.
+    Gather,
+    /// A range.
+    Range,
+    /// A reduction (mean, sum, max) over axes, one workgroup per output.
+    Reduce,
+    /// A softmax, one workgroup per lane.
+    Softmax,
+    /// A cumulative sum, one workgroup per lane.
+    CumSum,
+    /// A layer normalisation, one workgroup per row.
+    LayerNorm,
 }
 
 /// The projection kernels ([`proj`]).
@@ -83,12 +150,52 @@ pub enum ProjKernel {
     GemmUnaligned,
     /// The tiled prefill GEMM (its tiling can be tuned: [`tune`]).
     GemmTiled,
+    /// The prefill GEMM on cooperative matrices ([`proj::coop`]).
+    Coop,
+    /// The second pass of a split-K GEMV: adds up the partial sums, applies the epilogue.
+    SplitSum,
+    /// The decode GEMV over 4-bit weights ([`proj::q4`]).
+    GemvQ4,
+    /// The prefill GEMM over 4-bit weights without cooperative matrices ([`proj::q4`]).
+    GemmQ4,
 }
 
 impl KernelKind {
     /// Whether the kernel is the tiled prefill GEMM, whose tiling [`tune`] chooses.
     pub fn is_tiled_gemm(self) -> bool {
         matches!(self, KernelKind::Projection { kernel: ProjKernel::GemmTiled, .. })
+    }
+
+    /// The family `glufuse bench MODEL` sums the kernel's time under: `gemv` (decode
+    /// projections, fused or not, split-K sums included), `gemm` (prefill projections), `coop-gemm` (prefill
+    /// projections on cooperative matrices), `proj-scalar` (the
+    /// projections' scalar template), `matmul` (batched: attention's
+    /// products), `elementwise` (unary, binary, `Where`, casts), `norm` (reductions and layer
+    /// normalisation), `softmax`, `program` (elementwise programs: merged chains, norms,
+    /// rotary embeddings, KV-cache writes), `attention` (fused attentions), `gather` (gathers
+    /// and ranges), `layout` (transpose, slice, concat, expand, copies).
+    pub fn family(self) -> &'static str {
+        match self {
+            KernelKind::Projection {
+                kernel: ProjKernel::Gemv(_) | ProjKernel::SplitSum | ProjKernel::GemvQ4, ..
+            } => "gemv",
+            KernelKind::Projection { kernel: ProjKernel::Scalar(_), .. } => "proj-scalar",
+            KernelKind::Projection {
+                kernel: ProjKernel::GemmUnaligned | ProjKernel::GemmTiled | ProjKernel::GemmQ4,
+                ..
+            } => "gemm",
+            KernelKind::Projection { kernel: ProjKernel::Coop, .. } => "coop-gemm",
+            KernelKind::BatchedMatmul => "matmul",
+            KernelKind::Elementwise | KernelKind::Cast | KernelKind::Where => "elementwise",
+            KernelKind::Reduce | KernelKind::CumSum | KernelKind::LayerNorm => "norm",
+            KernelKind::Softmax => "softmax",
+            KernelKind::Program => "program",
+            KernelKind::Attention => "attention",
+            KernelKind::Gather | KernelKind::Range => "gather",
+            KernelKind::Transpose | KernelKind::Slice | KernelKind::Concat | KernelKind::Expand | KernelKind::Copy => {
+                "layout"
+            }
+        }
     }
 }
 
@@ -100,12 +207,22 @@ impl fmt::Display for KernelKind {
         };
         match self {
             KernelKind::Elementwise => f.write_str("elementwise"),
+            KernelKind::Program => f.write_str("elementwise-program"),
+            KernelKind::Attention => f.write_str("attention"),
             KernelKind::Cast => f.write_str("cast"),
             KernelKind::Transpose => f.write_str("transpose"),
             KernelKind::Slice => f.write_str("slice"),
             KernelKind::Concat => f.write_str("concat"),
             KernelKind::BatchedMatmul => f.write_str("batched-matmul"),
             KernelKind::Copy => f.write_str("copy"),
+            KernelKind::Where => f.write_str("where"),
+            KernelKind::Expand => f.write_str("expand"),
+            KernelKind::Gather => f.write_str("gather"),
+            KernelKind::Range => f.write_str("range"),
+            KernelKind::Reduce => f.write_str("reduce"),
+            KernelKind::Softmax => f.write_str("softmax"),
+            KernelKind::CumSum => f.write_str("cumsum"),
+            KernelKind::LayerNorm => f.write_str("layer-norm"),
             KernelKind::Projection { fused, kernel } => {
                 f.write_str(if *fused { "fused-gate-up" } else { "matmul" })?;
                 match kernel {
@@ -113,6 +230,10 @@ impl fmt::Display for KernelKind {
                     ProjKernel::Gemv(l) => write!(f, "-gemv-{}", layout(l)),
                     ProjKernel::GemmUnaligned => f.write_str("-gemm-unaligned"),
                     ProjKernel::GemmTiled => f.write_str("-gemm"),
+                    ProjKernel::Coop => f.write_str("-coop"),
+                    ProjKernel::SplitSum => f.write_str("-split-sum"),
+                    ProjKernel::GemvQ4 => f.write_str("-gemv-q4"),
+                    ProjKernel::GemmQ4 => f.write_str("-gemm-q4"),
                 }
             }
         }
@@ -130,6 +251,23 @@ pub struct Binding {
     pub packed_f16: bool,
 }
 
+/// Why a node got its kernel: the kernel (with its tiling, where it has one) and the reason.
+/// [`fmt::Display`] gives `kernel: reason`, as the manifest and the benchmark print it, e.g.
+/// `coop 128x128x32w2x4s1: adapter has 16x16x16 f16×f16→f32, f16 weights, M=512`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Choice {
+    /// The kernel chosen (`coop 128x128x32w2x4s1`, `gemm 8x8x8`, `gemv-kn`, ...).
+    pub kernel: String,
+    /// Why it, and why not the faster kernels it was preferred to.
+    pub reason: String,
+}
+
+impl fmt::Display for Choice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kernel, self.reason)
+    }
+}
+
 /// A kernel before validation.
 #[derive(Clone, Debug)]
 pub struct KernelSource {
@@ -145,6 +283,98 @@ pub struct KernelSource {
     pub workgroups: [u32; 3],
     /// Threads per workgroup: the product of the WGSL's `@workgroup_size`.
     pub workgroup_size: u32,
+    /// What the kernel checks at run time, by site (site `k + 1` in its error words is
+    /// `checks[k]`). Non-empty means the kernel binds its error words after `bindings`.
+    pub checks: Vec<Check>,
+    /// Which kernel was chosen for the node and why (projections; `None` where there is no
+    /// choice to make).
+    pub choice: Option<Choice>,
+    /// Bytes of the scratch buffer the kernel binds after `bindings` (and before its error
+    /// words), 0 for none: the partial sums of a split-K GEMV, written by its first kernel
+    /// and read by its second ([`ProjKernel::SplitSum`]). One buffer, of the largest size any
+    /// kernel asks, serves every kernel of an executable (they run one after another).
+    pub scratch_bytes: u64,
+}
+
+impl KernelSource {
+    /// The WGSL without the choice comment on its first line: the code the device compiles,
+    /// to compare kernels whose choices are worded differently (a tiling chosen by default,
+    /// forced or tuned).
+    pub fn code(&self) -> &str {
+        self.wgsl.strip_prefix("// choice: ").and_then(|r| r.split_once('\n')).map_or(&self.wgsl, |(_, code)| code)
+    }
+
+    /// The kernel with `c` as its choice: as data, and as the first line of its WGSL (in place
+    /// of an earlier choice's).
+    pub(crate) fn with_choice(mut self, c: Choice) -> KernelSource {
+        self.wgsl = format!("// choice: {c}\n{}", self.code());
+        self.choice = Some(c);
+        self
+    }
+}
+
+/// A condition a kernel checks at run time (see the crate documentation).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Check {
+    /// The node checked, by its model name.
+    pub node: String,
+    /// What is checked.
+    pub kind: CheckKind,
+}
+
+/// What a [`Check`] checks.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum CheckKind {
+    /// An index read from data lies within an axis (negative indices counting from its end).
+    Index {
+        /// The axis' size.
+        size: usize,
+        /// What the axis holds, in words (`rows`, `elements along axis 1`).
+        what: String,
+        /// The graph input the indices come from (through casts and views), if any.
+        indices_from: Option<String>,
+        /// The graph input the data indexed come from (through casts and views), if any: an
+        /// index past a mask's end is the mask's fault.
+        data_from: Option<String>,
+    },
+    /// An integer divisor is not zero.
+    DivisionByZero,
+    /// An i64 result fits the 32 bits the GPU computes integers in.
+    Overflow,
+}
+
+impl Check {
+    /// The error of this check failing on `value` at output element `at`: an index out of
+    /// range or a division by zero is bad input (naming the node and, where the indices come
+    /// from one, the graph input); an i64 result past 32 bits is a limit of the GPU.
+    pub fn error(&self, value: i32, at: u32) -> Error {
+        match &self.kind {
+            CheckKind::Index { size, what, indices_from, data_from } => {
+                let from = match (indices_from, data_from) {
+                    (Some(i), None) => format!(" (input '{i}')"),
+                    (None, Some(d)) => format!(" (the data come from input '{d}')"),
+                    (Some(i), Some(d)) => format!(" (the indices come from input '{i}', the data from input '{d}')"),
+                    (None, None) => String::new(),
+                };
+                let valid = if *size == 0 {
+                    "the axis is empty".to_string()
+                } else {
+                    format!("valid: {} to {}", -(*size as i64), size - 1)
+                };
+                Error::graph(
+                    &self.node,
+                    format!("index {value} is out of range for {size} {what}{from}; {valid}"),
+                )
+            }
+            CheckKind::DivisionByZero => {
+                Error::graph(&self.node, format!("integer division by zero (output element {at})"))
+            }
+            CheckKind::Overflow => Error::Gpu(format!(
+                "node '{}': an i64 result (output element {at}) does not fit the 32 bits the GPU computes integers in (it wrapped to {value}); the CPU interpreter computes it in 64 bits",
+                self.node
+            )),
+        }
+    }
 }
 
 /// A validated kernel, ready for the runtime.
@@ -194,9 +424,90 @@ pub fn packed_f16(g: &Graph, v: Value) -> bool {
     matches!(n.op, Op::Weight(_)) && n.outputs[v.output].dtype == DType::F16
 }
 
+/// The `[N, K]` weight that a transposed-weight value stands for, where the projections
+/// reading it bind the weight itself (in the `[N, K]` layout) and the transpose takes no
+/// kernel and no buffer: `v` is a 2-D `Transpose` (perm `[1, 0]`) of a weight or constant,
+/// not a graph output, read only as the weight (input 1) of `MatMul`s whose x has rank 2 or
+/// more. A 4-bit weight behind such a transpose is read packed this way (it has no float
+/// values on the GPU). This is the tied LM head (`MatMul(h, Transpose(embedding))`, the table also read by
+/// the `Gather`): without it the table was transposed into a scratch buffer on every call.
+pub fn nk_weight(g: &Graph, v: Value) -> Option<Value> {
+    let node = g.node(v.node);
+    let Op::Transpose { perm } = &node.op else { return None };
+    let w = g.inputs(v.node)[0];
+    let source = matches!(g.node(w.node).op, Op::Weight(_) | Op::QuantWeight(_) | Op::Constant(_));
+    if perm.as_slice() != [1, 0] || !source || g.ty(w).rank() != 2 || g.is_output(v) {
+        return None;
+    }
+    let users = g.users(v);
+    let projections = users
+        .iter()
+        .all(|&(u, slot)| slot == 1 && matches!(g.node(u).op, Op::MatMul) && g.ty(g.inputs(u)[0]).rank() >= 2);
+    (!users.is_empty() && projections).then_some(w)
+}
+
 /// Concrete dims of a value.
 pub fn dims(g: &Graph, v: Value, b: &Bindings) -> Result<Vec<usize>> {
     concrete(&g.ty(v).shape, b).map_err(|m| Error::graph(&g.node(v.node).name, m))
+}
+
+/// Which products a projection may compute in f16. Either way the sums are f32.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum MatmulPrecision {
+    /// As the weights ask: f16 products for f16 weights (their values are f16 already; x is
+    /// rounded to f16), f32 products for f32 weights.
+    #[default]
+    AsWeights,
+    /// f32 products everywhere (f16 weights are widened to f32).
+    F32,
+    /// f16 products allowed for f32 weights too: x and the weights rounded to f16 (relative
+    /// error 2^-11 each), multiplied exactly and summed in f32; the error bound is in the
+    /// README ("Precision").
+    F16,
+}
+
+impl fmt::Display for MatmulPrecision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MatmulPrecision::AsWeights => "as the weights",
+            MatmulPrecision::F32 => "f32",
+            MatmulPrecision::F16 => "f16",
+        })
+    }
+}
+
+/// An element type of a cooperative matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CoopScalar {
+    /// 16-bit float.
+    F16,
+    /// 32-bit float.
+    F32,
+    /// 32-bit signed integer.
+    I32,
+    /// 32-bit unsigned integer.
+    U32,
+}
+
+/// A cooperative-matrix configuration a device offers: `C (M×N) += A (M×K) · B (K×N)`, A and
+/// B of one element type, C and the result of another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CoopMatrix {
+    /// Rows of A and C.
+    pub m: u32,
+    /// Columns of B and C.
+    pub n: u32,
+    /// Columns of A, rows of B.
+    pub k: u32,
+    /// Element type of A and B.
+    pub ab: CoopScalar,
+    /// Element type of C and the result.
+    pub cr: CoopScalar,
+}
+
+impl CoopMatrix {
+    /// The configuration glufuse's cooperative-matrix GEMM uses: 16×16×16, f16×f16→f32.
+    pub const F16_F32_16: CoopMatrix = CoopMatrix { m: 16, n: 16, k: 16, ab: CoopScalar::F16, cr: CoopScalar::F32 };
 }
 
 /// Options of code generation: the device's limits and capabilities.
@@ -212,9 +523,32 @@ pub struct Target {
     pub max_workgroup_storage_bytes: u32,
     /// Forces the tiling of the aligned prefill GEMM (tests, tuning); `None` picks per shape.
     pub gemm_tiles: Option<Tiles>,
+    /// How many workgroups of the default tiled GEMM the device runs at once (compute units ×
+    /// workgroups per unit), where known: wgpu reports no compute-unit count, so the runtime
+    /// knows it only for the GPUs glufuse was measured on. The tiled GEMM's wave model uses
+    /// it ([`proj::gemm_tiled::pick`]); `None` keeps the default tiling.
+    pub gemm_wave: Option<u32>,
     /// The subgroup size, where the device has subgroup operations in compute shaders and
     /// runs every subgroup at this one size; `None` keeps reductions in workgroup memory.
     pub subgroup_size: Option<u32>,
+    /// The cooperative-matrix configurations the device offers (empty: none). The
+    /// cooperative-matrix GEMM needs [`CoopMatrix::F16_F32_16`], subgroups of 32 and
+    /// naga's `COOPERATIVE_MATRIX` and `SHADER_FLOAT16` capabilities in `caps`.
+    pub coop_matrix: Vec<CoopMatrix>,
+    /// Writes the cooperative-matrix GEMM with its matrix operations emulated in plain WGSL
+    /// (each lane computes its 8 cells of every 16×16 product) and chooses it as if the device offered 16×16×16
+    /// f16×f16→f32: its staging, indexing and epilogue then run on any device with f16
+    /// (tests, on lavapipe; slow, for small sizes).
+    pub coop_emulate: bool,
+    /// Forces the tiling of the cooperative-matrix GEMM (tests); `None` picks per shape.
+    pub coop_tiles: Option<CoopTile>,
+    /// Which products may be f16 (the cooperative-matrix GEMM's).
+    pub matmul_precision: MatmulPrecision,
+    /// How the 4-bit kernels unpack their elements ([`proj::q4::Q4Unpack`]).
+    pub q4_unpack: proj::q4::Q4Unpack,
+    /// Forces the output features per 32 lanes of the 4-bit decode GEMV (1, 2 or 4; tuning);
+    /// `None` picks per shape ([`proj::q4::gemv_cols`]).
+    pub q4_cols: Option<usize>,
 }
 
 impl Default for Target {
@@ -226,13 +560,40 @@ impl Default for Target {
             max_binding_bytes: 128 << 20,
             max_workgroup_storage_bytes: 16384,
             gemm_tiles: None,
+            gemm_wave: None,
             subgroup_size: None,
+            coop_matrix: vec![],
+            coop_emulate: false,
+            coop_tiles: None,
+            matmul_precision: MatmulPrecision::AsWeights,
+            q4_unpack: proj::q4::Q4Unpack::Magic,
+            q4_cols: None,
         }
     }
 }
 
+/// The words a source node is uploaded as, where codegen decides them: a 4-bit weight's
+/// packed layout ([`proj::q4::upload_words`]); `None` for every other node (the runtime
+/// uploads their values one word each).
+pub fn source_words(node: &Node) -> Result<Option<Vec<u32>>> {
+    let Op::QuantWeight(q) = &node.op else { return Ok(None) };
+    let t = &node.outputs[0];
+    let rc: Vec<usize> = t.shape.iter().filter_map(|d| d.fixed()).map(|d| d as usize).collect();
+    let [rows, cols] = rc[..] else {
+        return Err(Error::graph(&node.name, "a 4-bit weight must be 2-D with known dims"));
+    };
+    proj::q4::upload_words(q, rows, cols, t.dtype).map(Some)
+}
+
 /// Bytes a value occupies on the GPU.
 pub fn gpu_bytes(g: &Graph, v: Value, b: &Bindings) -> Result<u64> {
+    if let Op::QuantWeight(q) = &g.node(v.node).op {
+        let d = dims(g, v, b)?;
+        return Ok(proj::q4::Q4Layout::of(q, d[0], d[1], g.ty(v).dtype)?.bytes());
+    }
+    if let (Op::Transpose { .. }, Some((w, _))) = (&g.node(v.node).op, proj::quant_operand(g, v)) {
+        return gpu_bytes(g, w, b);
+    }
     let n: u64 = dims(g, v, b)?.iter().map(|&d| d as u64).product();
     Ok(if packed_f16(g, v) { n.div_ceil(2) * 4 } else { n * 4 })
 }
@@ -248,26 +609,39 @@ pub fn generate(g: &Graph, b: &Bindings, t: &Target) -> Result<Vec<Kernel>> {
     Ok(out)
 }
 
-/// The manifest of `glufuse wgsl`: each kernel's file, kind, bindings (values named as `g`
-/// names them) and dispatch size. `kernels` must have been generated for `g`.
+/// The manifest of `glufuse wgsl`: each kernel's file, kind, the choice of a projection's
+/// kernel and its reason ([`Choice`]), bindings (values named as `g` names them) and dispatch
+/// size. `kernels` must have been generated for `g`.
 pub fn manifest(g: &Graph, kernels: &[Kernel]) -> serde_json::Value {
     let ks: Vec<serde_json::Value> = kernels
         .iter()
         .enumerate()
         .map(|(i, k)| {
             let s = k.source();
-            serde_json::json!({
+            let mut e = serde_json::json!({
                 "file": file_name(i, &s.name),
                 "node": s.name,
                 "kind": s.kind.to_string(),
-                "bindings": s.bindings.iter().map(|b| serde_json::json!({
+            });
+            if let Some(c) = &s.choice {
+                e["choice"] = c.to_string().into();
+            }
+            e["bindings"] = serde_json::json!(s
+                .bindings
+                .iter()
+                .map(|b| serde_json::json!({
                     "value": g.value_name(b.value),
                     "write": b.write,
                     "packed_f16": b.packed_f16,
-                })).collect::<Vec<_>>(),
-                "workgroups": s.workgroups,
-                "workgroup_size": s.workgroup_size,
-            })
+                }))
+                .collect::<Vec<_>>());
+            if s.scratch_bytes > 0 {
+                e["scratch_bytes"] = s.scratch_bytes.into();
+            }
+            e["workgroups"] = serde_json::json!(s.workgroups);
+            e["workgroup_size"] = serde_json::json!(s.workgroup_size);
+            e["checks"] = serde_json::json!(s.checks.len());
+            e
         })
         .collect();
     serde_json::json!({ "kernels": ks })

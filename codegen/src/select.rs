@@ -1,13 +1,20 @@
 //! The kernel choice: which kernel every node gets, in one place. [`node_kernels`] is
-//! exhaustive over the op list; [`projection`] picks among the projection kernels by shape.
+//! exhaustive over the op list; [`projection`] picks among the projection kernels by shape,
+//! device and precision, and records the choice with its reason ([`Choice`]).
 
-use crate::proj::{batched, gemm_tiled, gemm_unaligned, gemv, scalar, ProjShape, ProjValues};
-use crate::{dims, elementwise, gpu_bytes, layout, packed_f16, KernelSource, Target};
+use crate::proj::coop::{self, CoopTile, Ops};
+use crate::proj::{batched, gemm_tiled, gemm_unaligned, gemv, q4, scalar, ProjShape, ProjValues};
+use crate::{
+    dims, elementwise, gpu_bytes, index, layout, nk_weight, norm, packed_f16, program, reduce, Choice, CoopMatrix,
+    KernelSource, MatmulPrecision, Target,
+};
 use glufuse_ir::shape::Bindings;
-use glufuse_ir::{Error, Graph, Layout, Node, NodeIndex, Op, Result, Value};
+use glufuse_ir::{Error, Graph, Layout, NodeIndex, Op, Result, Value};
+use naga::valid::Capabilities;
 
-/// The (unvalidated) kernels of one node: which kernel each op gets. Empty for sources and
-/// views (`Reshape`); an error for an opaque op or a value past the device's limits.
+/// The (unvalidated) kernels of one node: which kernel each op gets, for every dtype it
+/// takes. Empty for sources (uploaded), views (`Reshape`) and empty results; an error for an
+/// opaque op or a value past the device's limits.
 pub fn node_kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<Vec<KernelSource>> {
     let node = g.node(n);
     let too_big = |v: Value| -> Result<()> {
@@ -22,84 +29,261 @@ pub fn node_kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result
         }
         Ok(())
     };
+    // A transposed weight read in place takes no buffer of its own ([`nk_weight`]).
     for v in g.inputs(n) {
-        too_big(v)?;
+        too_big(nk_weight(g, v).unwrap_or(v))?;
     }
     for k in 0..node.outputs.len() {
         too_big(Value { node: n, output: k })?;
     }
-    // Every value on the GPU is an f32 array so far: integer and boolean values (token ids,
-    // positions, masks) have no kernels yet.
-    let tys = g.inputs(n).into_iter().map(|v| g.ty(v).clone()).chain(node.outputs.iter().cloned());
-    if let Some(ty) = tys.into_iter().find(|ty| !ty.dtype.is_float()) {
-        return Err(no_kernel_yet(node, &format!(" on {} values", ty.dtype)));
+    // An empty result takes no dispatch (a split's empty parts are left out in `split`).
+    let empty = |v: Value| -> Result<bool> { Ok(dims(g, v, b)?.contains(&0)) };
+    if !matches!(node.op, Op::Split { .. }) && !node.outputs.is_empty() && empty(Value::of(n))? {
+        return Ok(vec![]);
+    }
+    let one = |k: Result<KernelSource>| k.map(|k| vec![k]);
+    check_quant_readers(g, n)?;
+    if nk_weight(g, Value::of(n)).is_some() {
+        return Ok(vec![]);
     }
     match &node.op {
-        Op::Input | Op::Weight(_) | Op::Constant(_) | Op::Reshape { .. } => Ok(vec![]),
+        // Sources are uploaded (a `SymConstant` under the binding); `Reshape` is a view.
+        Op::Input | Op::Weight(_) | Op::QuantWeight(_) | Op::Constant(_) | Op::SymConstant(_) | Op::Reshape { .. } => {
+            Ok(vec![])
+        }
         Op::Opaque { op_type, .. } => Err(Error::graph(
             &node.name,
             format!("opaque op '{op_type}' cannot run on the GPU: glufuse has no kernel for it"),
         )),
         Op::MatMul => {
-            if g.ty(g.inputs(n)[1]).rank() == 2 {
-                Ok(vec![projection(g, n, &ProjShape::matmul(g, n, b)?, t)?])
+            let (a, w) = (g.inputs(n)[0], g.inputs(n)[1]);
+            if g.ty(w).rank() == 2 && g.ty(a).rank() >= 2 {
+                projection(g, n, &ProjShape::matmul(g, n, b)?, t)
             } else {
-                Ok(vec![batched::batched_matmul(g, n, b, t)?])
+                one(batched::batched_matmul(g, n, b, t))
             }
         }
-        Op::FusedGateUp(_) => Ok(vec![projection(g, n, &ProjShape::fused(g, n, b)?, t)?]),
-        Op::Unary(u) => match elementwise::unary(g, n, *u, b, t)? {
-            Some(k) => Ok(vec![k]),
-            None => Err(no_kernel_yet(node, "")),
-        },
-        Op::Binary(op) => match elementwise::binary(g, n, *op, b, t)? {
-            Some(k) => Ok(vec![k]),
-            None => Err(no_kernel_yet(node, "")),
-        },
-        Op::Cast { to } => Ok(vec![elementwise::cast(g, n, *to, b, t)?]),
-        Op::Transpose { perm } => Ok(vec![layout::transpose(g, n, perm, b, t)?]),
-        Op::Slice { axis, start, step: 1, .. } => Ok(vec![layout::slice(g, n, *axis, start, b, t)?]),
-        Op::Slice { .. } => Err(no_kernel_yet(node, " with a step other than 1")),
+        Op::FusedGateUp(_) => projection(g, n, &ProjShape::fused(g, n, b)?, t),
+        Op::Unary(u) => one(elementwise::unary(g, n, *u, b, t)),
+        Op::Binary(op) => one(elementwise::binary(g, n, *op, b, t)),
+        Op::Where => one(elementwise::where_(g, n, b, t)),
+        Op::Cast { to } => one(elementwise::cast(g, n, *to, b, t)),
+        Op::Elementwise(p) => one(program::program(g, n, p, b, t)),
+        Op::Attention(a) => one(program::attention(g, n, a, b, t)),
+        Op::Transpose { perm } => one(layout::transpose(g, n, perm, b, t)),
+        Op::Expand { .. } => one(layout::expand(g, n, b, t)),
+        Op::Slice { axis, start, step, .. } => one(layout::slice(g, n, *axis, start, *step, b, t)),
         Op::Split { axis, .. } => layout::split(g, n, *axis, b, t),
-        Op::Concat { axis } => Ok(vec![layout::concat(g, n, *axis, b, t)?]),
-        Op::SymConstant(_)
-        | Op::Where
-        | Op::Reduce { .. }
-        | Op::Softmax { .. }
-        | Op::CumSum { .. }
-        | Op::LayerNorm { .. }
-        | Op::Gather { .. }
-        | Op::GatherND { .. }
-        | Op::Range { .. }
-        | Op::Expand { .. } => Err(no_kernel_yet(node, "")),
+        Op::Concat { axis } => one(layout::concat(g, n, *axis, b, t)),
+        Op::Gather { axis } => one(index::gather(g, n, *axis, b, t)),
+        Op::GatherND { batch_dims } => one(index::gather_nd(g, n, *batch_dims, b, t)),
+        Op::Range { .. } => one(index::range(g, n, b, t)),
+        Op::Reduce { op, axes, .. } => one(reduce::reduce(g, n, *op, axes, b, t)),
+        Op::Softmax { axis } => one(reduce::softmax(g, n, *axis, b, t)),
+        Op::CumSum { axis, exclusive, reverse } => one(reduce::cumsum(g, n, *axis, *exclusive, *reverse, b, t)),
+        Op::LayerNorm { axis, epsilon, scale, bias } => {
+            one(norm::layer_norm(g, n, *axis, *epsilon, *scale, *bias, b, t))
+        }
     }
 }
 
-/// The error for a node no kernel is written for yet (`what` qualifies it).
-fn no_kernel_yet(node: &Node, what: &str) -> Error {
-    Error::graph(&node.name, format!("no GPU kernel yet for {}{what} (the CPU interpreter runs it)", node.op.label()))
+/// Checks that node `n` reads 4-bit weights only as a projection does (a `MatMul`'s weight,
+/// itself or through a 2-D `Transpose` the projections read in place, [`nk_weight`]; a
+/// `FusedGateUp`'s gate and up weights): no kernel reads one as floats yet.
+fn check_quant_readers(g: &Graph, n: NodeIndex) -> Result<()> {
+    let node = g.node(n);
+    for (i, v) in g.inputs(n).into_iter().enumerate() {
+        let direct = matches!(g.node(v.node).op, Op::QuantWeight(_));
+        let behind = !direct && crate::proj::quant_operand(g, v).is_some();
+        if !direct && !behind {
+            continue;
+        }
+        let matmul = matches!(node.op, Op::MatMul) && i == 1 && g.ty(g.inputs(n)[0]).rank() >= 2;
+        let fused = matches!(node.op, Op::FusedGateUp(_)) && direct && (i == 1 || i == 2);
+        // A transpose only where every reader is such a projection (read in place).
+        let transpose = direct && matches!(node.op, Op::Transpose { .. }) && nk_weight(g, Value::of(n)).is_some();
+        if !(matmul || fused || transpose) {
+            return Err(Error::graph(
+                &node.name,
+                format!(
+                    "no GPU kernel yet for {} reading the 4-bit weight '{}' as floats (the CPU interpreter runs it)",
+                    node.op.label(),
+                    g.value_name(v)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
-/// The kernel of a projection node (a `MatMul` with a 2-D weight, or a `FusedGateUp`): the
-/// vector GEMV up to 32 rows when the weight rows allow 16-byte loads; past 8 rows the
-/// aligned GEMM where x and the weights load as 16-byte vectors, else the scalar-load GEMM;
-/// the scalar template otherwise (and wherever gate and up weights differ in storage).
-pub(crate) fn projection(g: &Graph, n: NodeIndex, s: &ProjShape, t: &Target) -> Result<KernelSource> {
-    let (ins, out) = (g.inputs(n), Value::of(n));
+/// Fewest rows of x the cooperative-matrix GEMM takes. Up to 8 rows the GEMVs read the
+/// weights once (at 2.7–3.0 TB/s on an H100, against 2.2–2.3 TB/s for the cooperative-matrix
+/// kernel's 16-row tiles); past 8 they read them again per 8 rows (16 in `[N,K]` with
+/// subgroups), and at 16 rows the cooperative-matrix kernel took 100–109 µs where the GEMVs
+/// took 263–360 µs (Llama-3-8B gate/up, f16, issue #15).
+pub const COOP_MIN_ROWS: usize = 9;
+
+/// The kernels of a projection node (a `MatMul` with a 2-D weight, or a `FusedGateUp`), with
+/// their [`Choice`]: the cooperative-matrix GEMM past 8 rows where the device has 16×16×16
+/// f16×f16→f32 cooperative matrices, the precision allows f16 products and the shape suits
+/// it ([`coop_tile`]); else the vector GEMV up to 32 rows when the weight rows allow 16-byte
+/// loads (the `[K, N]` one split over k, with a second kernel adding the parts up, where its
+/// grid is too small for the device: [`gemv::kn_split`]); past 8 rows the aligned GEMM where x and the weights load as 16-byte vectors, else
+/// the scalar-load GEMM; the scalar template otherwise (and wherever gate and up weights
+/// differ in storage).
+pub(crate) fn projection(g: &Graph, n: NodeIndex, s: &ProjShape, t: &Target) -> Result<Vec<KernelSource>> {
+    let (ins, out) = (proj_inputs(g, n), Value::of(n));
     let name = g.node(n).name.clone();
     let v = ProjValues::new(g, &ins, out, s);
+    if s.q4.is_some() {
+        let note = in_place(g, n, &ins);
+        return projection_q4(name, s, &v, t).map(|k| {
+            let c = k.choice.clone().expect("chosen");
+            vec![chosen(k, c.kernel, format!("{}{note}", c.reason))]
+        });
+    }
     let same_dtype = s.fused.is_none() || packed_f16(g, ins[2]) == s.f16;
-    if same_dtype && s.gemv_fits() {
-        return match s.layout {
-            Layout::Kn => gemv::gemv_kn(name, s, &v, t),
-            Layout::Nk => gemv::gemv_nk(name, s, &v, t),
-        };
-    }
-    if same_dtype && s.rows > 8 {
-        if gemm_tiled::fits(s) {
-            return gemm_tiled::gemm_tiled(name, s, &v, t, gemm_tiled::tiles(t));
+    let not_coop = match coop_tile(s, t, same_dtype) {
+        Ok((tile, why)) => {
+            let ops = if t.coop_emulate { Ops::Emulated } else { Ops::Native };
+            let k = coop::coop(name, s, &v, t, tile, ops)?;
+            return Ok(vec![chosen(k, format!("coop {tile}"), format!("{why}{}", in_place(g, n, &ins)))]);
         }
-        return gemm_unaligned::gemm_unaligned(name, s, &v, t);
+        Err(why_not) => why_not,
+    };
+    let m = s.rows;
+    let (k, kernel, why) = if same_dtype && s.gemv_fits() {
+        let why = format!("M={m} ≤ 32, 16-byte aligned weight rows");
+        let (k, l) = match (s.layout, gemv::kn_split(s)) {
+            (Layout::Kn, (split, Some(why_split))) => {
+                // The partial sums take no epilogue: their kernel binds no biases.
+                let parts = ProjValues { b_gate: None, b_up: None, ..ProjValues::new(g, &ins, out, s) };
+                let k = gemv::gemv_kn(name.clone(), s, &parts, t, split)?;
+                let sum = gemv::split_sum(format!("{name}.split_sum"), s, &v, t, split)?;
+                let why = format!("{why}; {why_split}; not coop: {not_coop}{}", in_place(g, n, &ins));
+                let kernel = format!("gemv-kn split-k {split}");
+                return Ok(vec![chosen(k, kernel.clone(), why.clone()), chosen(sum, format!("{kernel} sum"), why)]);
+            }
+            (Layout::Kn, _) => (gemv::gemv_kn(name, s, &v, t, 1)?, "kn"),
+            (Layout::Nk, _) => (gemv::gemv_nk(name, s, &v, t)?, "nk"),
+        };
+        (k, format!("gemv-{l}"), why)
+    } else if same_dtype && m > 8 && gemm_tiled::fits(s) {
+        let (tiles, why) = gemm_tiled::pick(s, t);
+        let k = gemm_tiled::gemm_tiled(name, s, &v, t, tiles)?;
+        let why = why.map_or(String::new(), |w| format!(" ({w})"));
+        (k, format!("gemm {tiles}{why}"), format!("M={m} > 8, 16-byte aligned operands"))
+    } else if same_dtype && m > 8 {
+        let k = gemm_unaligned::gemm_unaligned(name, s, &v, t)?;
+        (k, "gemm-unaligned".into(), format!("M={m} > 8, operands not 16-byte aligned"))
+    } else {
+        let why = if same_dtype {
+            format!("M={m} ≤ 8, weight rows not 16-byte aligned")
+        } else {
+            "gate and up weights stored in different types".into()
+        };
+        (scalar::scalar(g, name, &ins, out, s, t)?, "scalar".into(), why)
+    };
+    Ok(vec![chosen(k, kernel, format!("{why}; not coop: {not_coop}{}", in_place(g, n, &ins)))])
+}
+
+/// The reason's note where a projection reads a transposed weight in place ([`nk_weight`]).
+fn in_place(g: &Graph, n: NodeIndex, ins: &[Value]) -> String {
+    let t = g.inputs(n)[1];
+    if ins[1] == t {
+        return String::new();
     }
-    scalar::scalar(g, name, &ins, out, s, t)
+    format!("; '{}' read in place as [N,K] for the transpose '{}'", g.value_name(ins[1]), g.value_name(t))
+}
+
+/// The values a projection node reads, a transposed weight read in place ([`nk_weight`])
+/// replaced by the `[N, K]` weight itself.
+pub(crate) fn proj_inputs(g: &Graph, n: NodeIndex) -> Vec<Value> {
+    let mut ins = g.inputs(n);
+    if matches!(g.node(n).op, Op::MatMul) {
+        if let Some(w) = nk_weight(g, ins[1]) {
+            ins[1] = w;
+        }
+    }
+    ins
+}
+
+/// The kernel of a projection through 4-bit weights: the cooperative-matrix GEMM where
+/// [`coop_tile`] allows it (the chunks dequantized to f16 while staged), else the 4-bit
+/// GEMV up to 8 rows and the 4-bit tiled GEMM past them ([`q4`]).
+fn projection_q4(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Result<KernelSource> {
+    let not_coop = match coop_tile(s, t, true) {
+        Ok((tile, why)) => {
+            let ops = if t.coop_emulate { Ops::Emulated } else { Ops::Native };
+            let k = coop::coop(name, s, v, t, tile, ops)?;
+            return Ok(chosen(k, format!("coop {tile}"), format!("{why}, 4-bit weights dequantized while staged")));
+        }
+        Err(why_not) => why_not,
+    };
+    let m = s.rows;
+    let (k, kernel, why) = if m <= 8 {
+        let r = q4::gemv_cols(s, t);
+        let k = q4::gemv_q4(name, s, v, t)?;
+        (k, format!("gemv-q4 r{r} {}", t.q4_unpack), format!("M={m} ≤ 8: one pass over the packed weights"))
+    } else {
+        (q4::gemm_q4(name, s, v, t)?, format!("gemm-q4 {}", t.q4_unpack), format!("M={m} > 8"))
+    };
+    Ok(chosen(k, kernel, format!("{why}; not coop: {not_coop}")))
+}
+
+/// The kernel with its choice recorded, as data and as the first line of its WGSL.
+fn chosen(k: KernelSource, kernel: String, reason: String) -> KernelSource {
+    k.with_choice(Choice { kernel, reason })
+}
+
+/// Whether a projection runs on cooperative matrices, under which tiling and why; or why
+/// not. In order: the precision must allow f16 products ([`MatmulPrecision`]), the device
+/// must offer [`CoopMatrix::F16_F32_16`] with subgroups of 32 (or the target emulates them),
+/// x must have more than 8 rows ([`COOP_MIN_ROWS`]), gate and up must be stored alike, and
+/// the shape must suit a tiling that fits the device's workgroup memory ([`coop::pick`], or
+/// the forced [`Target::coop_tiles`]).
+pub(crate) fn coop_tile(
+    s: &ProjShape,
+    t: &Target,
+    same_dtype: bool,
+) -> std::result::Result<(CoopTile, String), String> {
+    let weights = match (t.matmul_precision, s.f16_values, s.f16) {
+        (MatmulPrecision::F32, _, _) => return Err("matmul precision f32".into()),
+        (MatmulPrecision::AsWeights, false, _) if s.q4.is_some() => {
+            return Err("4-bit weights with f32 scales keep f32 products (matmul precision f16 would allow f16)".into())
+        }
+        (_, true, _) if s.q4.is_some() => "4-bit weights, f16 scales",
+        (MatmulPrecision::F16, false, _) if s.q4.is_some() => {
+            "4-bit weights, f32 scales rounded to f16 (matmul precision f16)"
+        }
+        (MatmulPrecision::AsWeights, false, _) => {
+            return Err("f32 weights keep f32 products (matmul precision f16 would allow f16)".into())
+        }
+        (_, true, true) => "f16 weights",
+        (_, true, false) => "f16 weights stored as f32",
+        (MatmulPrecision::F16, false, _) => "f32 weights rounded to f16 (matmul precision f16)",
+    };
+    let device = if !t.caps.contains(Capabilities::SHADER_FLOAT16) {
+        return Err("the device has no f16 in shaders".into());
+    } else if t.coop_emulate {
+        "emulated cooperative matrices"
+    } else if !t.coop_matrix.contains(&CoopMatrix::F16_F32_16) || !t.caps.contains(Capabilities::COOPERATIVE_MATRIX) {
+        return Err("the adapter has no 16x16x16 f16×f16→f32 cooperative matrices".into());
+    } else if t.subgroup_size != Some(coop::SUBGROUP as u32) {
+        return Err(format!("the adapter's subgroups are not fixed at {} lanes", coop::SUBGROUP));
+    } else {
+        "adapter has 16x16x16 f16×f16→f32"
+    };
+    if s.rows < COOP_MIN_ROWS {
+        return Err(format!("M={} ≤ {}: the GEMV reads the weights once", s.rows, COOP_MIN_ROWS - 1));
+    }
+    if !same_dtype {
+        return Err("gate and up weights stored in different types".into());
+    }
+    let max = t.max_workgroup_storage_bytes as usize;
+    let tile = match t.coop_tiles {
+        Some(tl) => coop::check(s, tl, max).map(|()| tl)?,
+        None => coop::pick(s, max)?,
+    };
+    Ok((tile, format!("{device}, {weights}, M={}", s.rows)))
 }

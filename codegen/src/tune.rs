@@ -7,7 +7,7 @@
 //!
 //! Every tiling sums k in the same order, so the choice changes no result bit.
 
-use crate::{node_kernels, validate, Kernel, Target, Tiles};
+use crate::{node_kernels, validate, Choice, Kernel, Target, Tiles};
 use glufuse_ir::shape::Bindings;
 use glufuse_ir::{Error, Graph, Result};
 use std::collections::HashMap;
@@ -40,8 +40,10 @@ pub struct Tuned {
 /// each, the variants under the `candidates` that fit the target's workgroup memory are
 /// timed in `rounds` alternating rounds ([`ROUNDS`] on a GPU, [`SOFTWARE_ROUNDS`] on a
 /// software adapter; at least one) through `timer` (µs per dispatch), and the fastest
-/// replaces the kernel. Kernels with the same WGSL (the same shape) are timed once and take
-/// the same choice. With fewer than two candidates that fit, nothing is timed.
+/// replaces the kernel (its [`Choice`] then reads `gemm TILING (tuned)`, with the kernel's
+/// reason). Kernels with the same code ([`crate::KernelSource::code`]: the same shape) are
+/// timed once and take the same choice. With fewer than two candidates that fit, nothing is
+/// timed.
 pub fn tune(
     kernels: &mut [Kernel],
     g: &Graph,
@@ -75,13 +77,19 @@ pub fn tune(
             .ok_or_else(|| Error::Internal(format!("kernel '{}' writes no value", src.name)))?;
         let variant = |t: Tiles| -> Result<Kernel> {
             let tt = Target { gemm_tiles: Some(t), ..target.clone() };
-            let k = node_kernels(g, node, b, &tt)?
+            let mut k = node_kernels(g, node, b, &tt)?
                 .into_iter()
                 .find(|k| k.name == src.name)
                 .ok_or_else(|| Error::Internal(format!("tiling {t} made no kernel '{}'", src.name)))?;
+            // Its tiling is the tuner's, not forced; the reason for a GEMM stays the kernel's.
+            if let Some(c) = &src.choice {
+                k = k.with_choice(Choice { kernel: format!("gemm {t} (tuned)"), reason: c.reason.clone() });
+            }
             validate(k, tt.caps)
         };
-        let (kernel, timings, chosen) = match decided.get(&src.wgsl) {
+        // Kernels are compared by their code: the choice comment says how the tiling was
+        // chosen, which differs between the generated kernel and a variant of its tiling.
+        let (kernel, timings, chosen) = match decided.get(src.code()) {
             Some(&t) => (variant(t)?, vec![], t),
             None => {
                 let mut tried = vec![];
@@ -98,11 +106,11 @@ pub fn tune(
                     .into_iter()
                     .min_by(|a, b| a.2.total_cmp(&b.2))
                     .ok_or_else(|| Error::Internal("no tiling was timed".into()))?;
-                decided.insert(src.wgsl.clone(), t);
+                decided.insert(src.code().to_string(), t);
                 (k, timings, t)
             }
         };
-        let replaced = kernel.source().wgsl != src.wgsl;
+        let replaced = kernel.source().code() != src.code();
         if replaced {
             *slot = kernel;
         }
@@ -158,10 +166,14 @@ mod tests {
         assert!(tuned[1].timings.is_empty(), "'b' has the shape of 'a': {tuned:?}");
         assert!(tuned.iter().all(|t| t.chosen == CANDIDATES[1] && t.replaced), "{tuned:?}");
         assert!(kernels.iter().all(|k| k.source().workgroup_size == 256));
-        // The default is faster: nothing is replaced.
+        let choice = |k: &Kernel| k.source().choice.as_ref().unwrap().kernel.clone();
+        assert!(kernels.iter().all(|k| choice(k) == "gemm 8x16 (tuned)"), "{kernels:?}");
+        assert!(kernels.iter().all(|k| k.source().wgsl.starts_with("// choice: gemm 8x16 (tuned): M=40 > 8")));
+        // The default is faster: nothing is replaced, and the kernels keep their choice.
         let (tuned, kernels, _) = tune_with(&target, 128);
         assert!(tuned.iter().all(|t| t.chosen == DEFAULT && !t.replaced), "{tuned:?}");
         assert!(kernels.iter().all(|k| k.source().workgroup_size == 128));
+        assert!(kernels.iter().all(|k| choice(k) == "gemm 8x8x8"), "{kernels:?}");
     }
 
     #[test]

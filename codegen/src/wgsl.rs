@@ -1,12 +1,138 @@
 //! The WGSL writer's shared pieces: the module header (bindings and entry point), the
-//! dispatch grid, element reads (packed f16 included) and the f16 unpacking helper, broadcast
-//! index arithmetic, and the kernel of one thread per output element that the elementwise,
-//! layout and batched kernels are written in.
+//! dispatch grid, how each dtype is stored ([`Store`]) and read (packed f16 included), the
+//! f16 unpacking helper, broadcast index arithmetic, the run-time checks' error words
+//! ([`FAIL`]), the workgroup tree reduction, and the kernel shapes every family is written
+//! in: one thread per output element ([`per_element`]) or one workgroup per row
+//! ([`kernel`] with a workgroup count of its own).
 
-use crate::{packed_f16, Binding, KernelKind, KernelSource, Target};
+use crate::{packed_f16, Binding, Check, KernelKind, KernelSource, Target};
 use glufuse_ir::tensor::strides;
-use glufuse_ir::{Error, Graph, Result, Value};
+use glufuse_ir::{DType, Error, Graph, Result, Value};
 use std::fmt::Write;
+
+/// How a value's elements are stored on the GPU: one 32-bit word each (f32 for floats, i32
+/// for i64 and i32, u32 0 or 1 for bool), except f16 weights, packed two to a `u32`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Store {
+    /// f32 and f16 values (f16 activations are f32 rounded to f16 where the graph casts).
+    F32,
+    /// An f16 weight: pairs packed in `u32`, read with `unpack2x16float`.
+    PackedF16,
+    /// i64 and i32 values, as i32.
+    I32,
+    /// Booleans, as `u32` 0 or 1.
+    Bool,
+}
+
+impl Store {
+    /// How value `v` of `g` is stored.
+    pub(crate) fn of(g: &Graph, v: Value) -> Store {
+        if packed_f16(g, v) {
+            return Store::PackedF16;
+        }
+        Store::of_dtype(g.ty(v).dtype)
+    }
+
+    /// How a computed value of `dtype` is stored (never packed).
+    pub(crate) fn of_dtype(d: DType) -> Store {
+        match d {
+            DType::F32 | DType::F16 => Store::F32,
+            DType::I64 | DType::I32 => Store::I32,
+            DType::Bool => Store::Bool,
+        }
+    }
+
+    /// The WGSL element type of its storage array.
+    pub(crate) fn array_elem(self) -> &'static str {
+        match self {
+            Store::F32 => "f32",
+            Store::PackedF16 | Store::Bool => "u32",
+            Store::I32 => "i32",
+        }
+    }
+
+    /// The WGSL type of one element once read.
+    pub(crate) fn scalar(self) -> &'static str {
+        match self {
+            Store::F32 | Store::PackedF16 => "f32",
+            Store::I32 => "i32",
+            Store::Bool => "u32",
+        }
+    }
+
+    /// The WGSL zero of [`Store::scalar`].
+    pub(crate) fn zero(self) -> &'static str {
+        match self {
+            Store::F32 | Store::PackedF16 => "0.0",
+            Store::I32 => "0i",
+            Store::Bool => "0u",
+        }
+    }
+}
+
+/// WGSL reading element `idx` of binding `name` stored as `s` (a value of `s.scalar()`).
+pub(crate) fn load(name: &str, idx: &str, s: Store) -> String {
+    read(name, idx, s == Store::PackedF16)
+}
+
+/// The error words of one checking kernel (site, value, element, one spare), each a `u32`.
+pub const ERROR_WORDS: u64 = 4;
+
+/// WGSL of the run-time checks: `fail_(site, value, at)` records the first failed check of
+/// the kernel in its error words (`err[0]` the 1-based site, `err[1]` the offending value,
+/// `err[2]` the element), which the runtime reads back after the run and turns into an error
+/// naming the node ([`Check`]). The kernel goes on without the bad read.
+pub(crate) const FAIL: &str = r#"
+fn fail_(site: u32, value: i32, at: u32) {
+    loop {
+        let r = atomicCompareExchangeWeak(&err[0], 0u, site);
+        if (r.exchanged) {
+            atomicStore(&err[1], bitcast<u32>(value));
+            atomicStore(&err[2], at);
+            return;
+        }
+        if (r.old_value != 0u) { return; }
+    }
+}
+"#;
+
+/// WGSL of 32-bit integer arithmetic on i64 values (add, subtract, multiply, and the cast from
+/// f32), which records an overflow (a result an i64 holds but i32 does not) as check `site`
+/// instead of wrapping or saturating silently. (An infinite float cast to i64 saturates, to
+/// i32's range where the interpreter saturates to i64's: exports cast `log(0)` and discard it.)
+pub(crate) fn checked_int_math(site: usize) -> String {
+    format!(
+        r#"
+fn add_(a: i32, b: i32, at: u32) -> i32 {{
+    let r = a + b;
+    if (((a ^ r) & (b ^ r)) < 0i) {{ fail_({site}u, r, at); }}
+    return r;
+}}
+fn sub_(a: i32, b: i32, at: u32) -> i32 {{
+    let r = a - b;
+    if (((a ^ b) & (a ^ r)) < 0i) {{ fail_({site}u, r, at); }}
+    return r;
+}}
+fn mul_(a: i32, b: i32, at: u32) -> i32 {{
+    let r = a * b;
+    if (a != 0i && (r / a != b || (a == -1i && b == -2147483647i - 1i))) {{ fail_({site}u, r, at); }}
+    return r;
+}}
+fn cast_i64_(x: f32, at: u32) -> i32 {{
+    let bits = bitcast<u32>(x) & 0x7fffffffu;
+    if (bits > 0x7f800000u) {{ return 0i; }}
+    let lim = select(2147483647i, -2147483647i - 1i, x < 0.0);
+    if (x >= 2147483648.0 || x < -2147483648.0) {{
+        // An infinity saturates (T5's position buckets cast log(0) and discard it); a
+        // finite value past 32 bits is an error.
+        if (bits != 0x7f800000u) {{ fail_({site}u, lim, at); }}
+        return lim;
+    }}
+    return i32(x);
+}}
+"#
+    )
+}
 
 /// Threads per workgroup of the kernels of one thread per output element, the scalar
 /// projection template and the GEMVs. (The tiled GEMM sizes its own: `Tiles::threads`.)
@@ -29,6 +155,17 @@ pub(crate) fn grid(groups: u64, max_per_dim: u32) -> Result<[u32; 3]> {
 /// sees `gid` (linear workgroup index) and `lid` (thread index in the workgroup).
 pub(crate) fn module(bindings: &[(String, bool, bool)], workgroup: u32, prelude: &str, body: &str) -> String {
     module_with(bindings, workgroup, prelude, body, "")
+}
+
+/// [`module`] over bindings of any element type: (name, writable, WGSL element type).
+pub(crate) fn module_typed(bindings: &[(String, bool, &str)], workgroup: u32, prelude: &str, body: &str) -> String {
+    let mut s = String::new();
+    for (i, (name, write, elem)) in bindings.iter().enumerate() {
+        let access = if *write { "read_write" } else { "read" };
+        let _ = writeln!(s, "@group(0) @binding({i}) var<storage, {access}> {name}: array<{elem}>;");
+    }
+    s.push_str(&module_with(&[], workgroup, prelude, body, ""));
+    s
 }
 
 /// [`module`] with extra entry-point parameters (`extra` starts with `, `), e.g. subgroup
@@ -101,18 +238,90 @@ pub(crate) fn per_element(
     body: &str,
     t: &Target,
 ) -> Result<KernelSource> {
-    let mut binds: Vec<(String, bool, bool)> =
-        ins.iter().enumerate().map(|(k, &v)| (format!("in{k}"), false, packed_f16(g, v))).collect();
-    binds.push(("out0".into(), true, false));
+    let groups = (total as u64).div_ceil(WORKGROUP as u64);
+    kernel(g, name, kind, ins, out, groups, WORKGROUP, prelude, body, vec![], t)
+}
+
+/// A kernel over `groups` workgroups of `threads` threads: inputs bound as `in0..` (each in
+/// its [`Store`]), the output as `out0`, and, when there are run-time `checks`, the error
+/// words as `err` after them, with [`FAIL`] in the prelude.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn kernel(
+    g: &Graph,
+    name: String,
+    kind: KernelKind,
+    ins: &[Value],
+    out: Value,
+    groups: u64,
+    threads: u32,
+    prelude: &str,
+    body: &str,
+    checks: Vec<Check>,
+    t: &Target,
+) -> Result<KernelSource> {
+    kernel_outs(g, name, kind, ins, &[out], groups, threads, prelude, body, checks, t)
+}
+
+/// [`kernel`] writing several outputs, bound as `out0, out1, ..` after the inputs.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn kernel_outs(
+    g: &Graph,
+    name: String,
+    kind: KernelKind,
+    ins: &[Value],
+    outs: &[Value],
+    groups: u64,
+    threads: u32,
+    prelude: &str,
+    body: &str,
+    checks: Vec<Check>,
+    t: &Target,
+) -> Result<KernelSource> {
+    let mut binds: Vec<(String, bool, &str)> =
+        ins.iter().enumerate().map(|(k, &v)| (format!("in{k}"), false, Store::of(g, v).array_elem())).collect();
     let mut bindings: Vec<Binding> =
         ins.iter().map(|&v| Binding { value: v, write: false, packed_f16: packed_f16(g, v) }).collect();
-    bindings.push(Binding { value: out, write: true, packed_f16: false });
+    for (k, &out) in outs.iter().enumerate() {
+        binds.push((format!("out{k}"), true, Store::of(g, out).array_elem()));
+        bindings.push(Binding { value: out, write: true, packed_f16: false });
+    }
+    let mut wgsl = module_typed(&binds, threads, prelude, body);
+    if !checks.is_empty() {
+        let decl =
+            format!("@group(0) @binding({}) var<storage, read_write> err: array<atomic<u32>>;\n{FAIL}", binds.len());
+        wgsl.insert_str(0, &decl);
+    }
     Ok(KernelSource {
+        scratch_bytes: 0,
         name,
         kind,
-        wgsl: module(&binds, WORKGROUP, prelude, body),
+        wgsl,
         bindings,
-        workgroup_size: WORKGROUP,
-        workgroups: grid((total as u64).div_ceil(WORKGROUP as u64), t.max_workgroups_per_dim)?,
+        workgroup_size: threads,
+        workgroups: grid(groups, t.max_workgroups_per_dim)?,
+        checks,
+        choice: None,
     })
+}
+
+/// WGSL of a tree reduction over the workgroup's `threads` partial values: each thread puts
+/// its `x` into `red[lid]`, and after the call `red[0]` holds `combine` over all of them
+/// (`combine` a WGSL function name of two values). `threads` is a power of two; every thread
+/// of the workgroup must reach it (it has barriers).
+pub(crate) fn tree_reduce(threads: u32, x: &str, combine: &str) -> String {
+    let mut s = format!("    red[lid] = {x};\n    workgroupBarrier();\n");
+    let mut half = threads / 2;
+    while half > 0 {
+        let _ = writeln!(
+            s,
+            "    if (lid < {half}u) {{ red[lid] = {combine}(red[lid], red[lid + {half}u]); }}\n    workgroupBarrier();"
+        );
+        half /= 2;
+    }
+    s
+}
+
+/// Threads of a workgroup that reduces `n` elements: a power of two from 32 to 256.
+pub(crate) fn row_threads(n: usize) -> u32 {
+    (n.max(1).next_power_of_two() as u32).clamp(32, WORKGROUP)
 }

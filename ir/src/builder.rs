@@ -3,7 +3,8 @@
 //! [`GraphBuilder::finish`], so a chain of calls needs no `?` at each step.
 
 use crate::{
-    shape_of, BinaryOp, ConstValues, DType, Dim, Graph, Layout, Op, Shape, TensorType, UnaryOp, Value, WeightInit,
+    shape_of, BinaryOp, ConstValues, DType, Dim, Graph, Layout, Op, QuantWeight, Shape, TensorType, UnaryOp, Value,
+    WeightInit,
 };
 use crate::{Error, Result};
 
@@ -59,6 +60,23 @@ impl GraphBuilder {
     /// A weight with inline values.
     pub fn weight_data(&mut self, name: &str, dtype: DType, dims: &[u64], data: Vec<f32>) -> Value {
         self.node(name, Op::Weight(WeightInit::Data(data)), &[], vec![TensorType::new(dtype, shape_of(dims))])[0]
+    }
+
+    /// A 4-bit weight `[rows, cols]` ([`QuantWeight::random`]): seeded uniform values in
+    /// ±`scale` quantized symmetrically (unsigned, zero point 8) in blocks of `block` along
+    /// `axis`, scales of `dtype` (f32 or f16; seeds count up per builder).
+    pub fn quant_weight(
+        &mut self,
+        name: &str,
+        dtype: DType,
+        dims: [u64; 2],
+        block: u64,
+        axis: usize,
+        scale: f32,
+    ) -> Value {
+        self.next_seed += 1;
+        let q = QuantWeight::random(self.next_seed, dims[0], dims[1], block, axis, scale, dtype == DType::F16);
+        self.node(name, Op::QuantWeight(q), &[], vec![TensorType::new(dtype, shape_of(&dims))])[0]
     }
 
     /// A scalar constant of shape `[]`.
@@ -120,6 +138,31 @@ impl GraphBuilder {
             }
             Layout::Nk => {
                 let w = self.weight(&format!("{name}.weight"), t.dtype, &[out, k], scale);
+                let wt = self.transpose(&format!("{name}.weight_t"), w, &[1, 0]);
+                self.matmul(name, x, wt)
+            }
+        }
+    }
+
+    /// `x · W` with a 4-bit weight ([`GraphBuilder::quant_weight`]) of `out` features, blocked
+    /// along k: `[K, N]` (`Kn`, blocks along axis 0) or `[N, K]` behind a transpose (`Nk`, as
+    /// `MatMulNBits` loads; blocks along axis 1).
+    pub fn linear_q4(&mut self, name: &str, x: Value, out: u64, layout: Layout, block: u64, scale: f32) -> Value {
+        let Some(t) = self.ty(x).cloned() else {
+            self.err.get_or_insert(crate::Error::graph(name, "x is not a value of this graph"));
+            return x;
+        };
+        let Some(k) = t.shape.last().and_then(Dim::fixed) else {
+            self.err.get_or_insert(crate::Error::graph(name, "x must end in a known dim"));
+            return x;
+        };
+        match layout {
+            Layout::Kn => {
+                let w = self.quant_weight(&format!("{name}.weight"), t.dtype, [k, out], block, 0, scale);
+                self.matmul(name, x, w)
+            }
+            Layout::Nk => {
+                let w = self.quant_weight(&format!("{name}.weight"), t.dtype, [out, k], block, 1, scale);
                 let wt = self.transpose(&format!("{name}.weight_t"), w, &[1, 0]);
                 self.matmul(name, x, wt)
             }

@@ -285,13 +285,22 @@ impl Graph {
         (output < self.g[n].outputs.len()).then_some(Value { node: n, output })
     }
 
+    /// Whether running node `n` takes a kernel launch: [`Op::launches_kernel`], except for a
+    /// 2-D `Transpose` of a 4-bit weight, which the projections read packed (a view).
+    pub fn launches_kernel(&self, n: NodeIndex) -> bool {
+        let node = &self.g[n];
+        let quant_view = matches!(&node.op, Op::Transpose { perm } if perm == &[1, 0])
+            && self.inputs(n).first().is_some_and(|v| matches!(self.g[v.node].op, Op::QuantWeight(_)));
+        node.op.launches_kernel() && !quant_view
+    }
+
     /// Counts of nodes by kind and the number of kernel launches a run takes.
     pub fn summary(&self) -> GraphSummary {
         let mut s = GraphSummary::default();
         for n in self.g.node_indices() {
             let node = &self.g[n];
             s.nodes += 1;
-            if node.op.launches_kernel() {
+            if self.launches_kernel(n) {
                 s.launches += 1;
             }
             if matches!(node.op, Op::FusedGateUp(_)) {

@@ -4,12 +4,18 @@
 //! not compile until each of these is written for it.
 
 use crate::dim::DimExpr;
+use crate::ops::attention::Attention;
+use crate::ops::elementwise::ElementwiseProgram;
 use crate::ops::fused::FusedGateUp;
+use crate::ops::quant::QuantWeight;
 use crate::ops::reduce::ReduceOp;
 use crate::ops::source::{ConstValues, WeightInit};
 use crate::ops::unary::UnaryOp;
 use crate::ops::Attrs;
-use crate::ops::{self, binary::BinaryOp, cast, fused, index, layout, matmul, norm, opaque, reduce, source, unary};
+use crate::ops::{
+    self, attention, binary::BinaryOp, cast, elementwise, fused, index, layout, matmul, norm, opaque, quant, reduce,
+    source, unary,
+};
 use crate::shape::{check_size, Bindings};
 use crate::tensor::{Data, Tensor};
 use crate::types::{DType, Dim, TensorType};
@@ -18,16 +24,19 @@ use std::collections::BTreeMap;
 /// An operator.
 ///
 /// Families (one file each under [`crate::ops`]): sources (`Input`, `Weight`, `Constant`,
-/// `SymConstant`); elementwise `Unary`, `Binary` and `Where`; `MatMul`; reductions (`Reduce`,
+/// `SymConstant`; `QuantWeight` in a file of its own); elementwise `Unary`, `Binary` and `Where`; `MatMul`; reductions (`Reduce`,
 /// `Softmax`, `CumSum`); `LayerNorm`; indexing (`Gather`, `GatherND`, `Range`); layout
 /// (`Transpose`, `Reshape`, `Expand`, `Split`, `Slice`, `Concat`); `Cast`; `FusedGateUp`;
-/// `Opaque`.
+/// `Elementwise` programs; `Attention`; `Opaque`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     /// A graph input, fed at run time.
     Input,
     /// A weight (initializer): floating-point values.
     Weight(WeightInit),
+    /// A 4-bit quantized weight: blocks of packed integers with scales (and zero points),
+    /// whose value is the dequantized 2-D matrix ([`crate::ops::quant`]).
+    QuantWeight(QuantWeight),
     /// A small constant tensor of any dtype, values row-major.
     Constant(ConstValues),
     /// An integer tensor (i64 or i32) whose values are dim expressions (`past + new`),
@@ -152,6 +161,13 @@ pub enum Op {
     },
     /// `act(x·W_gate) * (x·W_up)` in one kernel.
     FusedGateUp(FusedGateUp),
+    /// A program of elementwise ops (unary, binary, `Where`, casts, expands, scalar
+    /// constants), moves (transposes, slices, concats, reshapes) and row reductions, in one
+    /// kernel: what the elementwise fusion merges chains into.
+    Elementwise(ElementwiseProgram),
+    /// `P·V` with `P` a row program (a softmax and its scale, mask or cap) of the scores
+    /// `Q·Kᵀ`, Q, Kᵀ and V read through programs of their own: one kernel per attention.
+    Attention(Attention),
     /// An operator glufuse does not model: carried through every pass untouched.
     Opaque {
         /// The operator's name in the source model (`Attention`, `RMSNorm`, ...).
@@ -167,6 +183,7 @@ impl Op {
         match self {
             Op::Input => source::INPUT,
             Op::Weight(_) => source::WEIGHT,
+            Op::QuantWeight(_) => quant::NAME,
             Op::Constant(_) => source::CONSTANT,
             Op::SymConstant(_) => source::SYM_CONSTANT,
             Op::MatMul => matmul::NAME,
@@ -188,6 +205,8 @@ impl Op {
             Op::Concat { .. } => layout::CONCAT,
             Op::Cast { .. } => cast::NAME,
             Op::FusedGateUp(_) => fused::NAME,
+            Op::Elementwise(_) => elementwise::NAME,
+            Op::Attention(_) => attention::NAME,
             Op::Opaque { .. } => opaque::NAME,
         }
     }
@@ -196,7 +215,7 @@ impl Op {
     /// weights, constants, symbolic constants).
     pub fn is_source(&self) -> bool {
         match self {
-            Op::Input | Op::Weight(_) | Op::Constant(_) | Op::SymConstant(_) => true,
+            Op::Input | Op::Weight(_) | Op::QuantWeight(_) | Op::Constant(_) | Op::SymConstant(_) => true,
             Op::MatMul
             | Op::Unary(_)
             | Op::Binary(_)
@@ -216,6 +235,8 @@ impl Op {
             | Op::Concat { .. }
             | Op::Cast { .. }
             | Op::FusedGateUp(_)
+            | Op::Elementwise(_)
+            | Op::Attention(_)
             | Op::Opaque { .. } => false,
         }
     }
@@ -224,7 +245,12 @@ impl Op {
     /// op but the sources and `Reshape`, a view of its input.
     pub fn launches_kernel(&self) -> bool {
         match self {
-            Op::Input | Op::Weight(_) | Op::Constant(_) | Op::SymConstant(_) | Op::Reshape { .. } => false,
+            Op::Input
+            | Op::Weight(_)
+            | Op::QuantWeight(_)
+            | Op::Constant(_)
+            | Op::SymConstant(_)
+            | Op::Reshape { .. } => false,
             Op::MatMul
             | Op::Unary(_)
             | Op::Binary(_)
@@ -243,6 +269,8 @@ impl Op {
             | Op::Concat { .. }
             | Op::Cast { .. }
             | Op::FusedGateUp(_)
+            | Op::Elementwise(_)
+            | Op::Attention(_)
             | Op::Opaque { .. } => true,
         }
     }
@@ -254,6 +282,7 @@ impl Op {
         let out = match self {
             Op::Input => source::infer_input(ins, declared)?,
             Op::Weight(init) => source::infer_weight(init, ins, declared)?,
+            Op::QuantWeight(q) => quant::infer(q, ins, declared)?,
             Op::Constant(v) => source::infer_constant(v, ins, declared)?,
             Op::SymConstant(v) => source::infer_sym_constant(v, ins, declared)?,
             Op::MatMul => matmul::infer(ins)?,
@@ -275,6 +304,8 @@ impl Op {
             Op::Concat { axis } => layout::infer_concat(*axis, ins)?,
             Op::Cast { to } => cast::infer(*to, ins)?,
             Op::FusedGateUp(f) => fused::infer(f, ins, declared)?,
+            Op::Elementwise(p) => elementwise::infer(p, ins)?,
+            Op::Attention(a) => attention::infer(a, ins)?,
             Op::Opaque { .. } => opaque::infer(declared)?,
         };
         for t in &out {
@@ -295,7 +326,9 @@ impl Op {
     ) -> Result<Vec<Tensor>, String> {
         match self {
             Op::Input => source::eval_input(),
-            Op::Weight(_) | Op::Constant(_) => Ok(vec![crate::tensor::held_values(self, &outs[0])]),
+            Op::Weight(_) | Op::QuantWeight(_) | Op::Constant(_) => {
+                Ok(vec![crate::tensor::held_values(self, &outs[0])])
+            }
             Op::SymConstant(v) => source::eval_sym_constant(v, &outs[0], &shapes[0], b),
             Op::MatMul => matmul::eval(ins, &outs[0], shapes),
             Op::Unary(u) => unary::eval(*u, ins, &outs[0], shapes),
@@ -316,6 +349,8 @@ impl Op {
             Op::Concat { axis } => layout::eval_concat(*axis, ins, shapes),
             Op::Cast { to } => cast::eval(*to, ins),
             Op::FusedGateUp(f) => fused::eval(f, ins, &outs[0], shapes),
+            Op::Elementwise(p) => elementwise::eval(p, ins, shapes, b),
+            Op::Attention(a) => attention::eval(a, ins, b),
             Op::Opaque { op_type, .. } => opaque::eval(op_type),
         }
     }
@@ -326,6 +361,7 @@ impl Op {
     pub fn held_values(&self, dtype: DType, shape: &[usize]) -> Option<Data> {
         match self {
             Op::Weight(init) => Some(Data::F32(source::weight_data(init, shape))),
+            Op::QuantWeight(q) => Some(Data::F32(quant::values(q, shape))),
             Op::Constant(v) => Some(source::constant_data(v, dtype)),
             Op::Input
             | Op::SymConstant(_)
@@ -348,6 +384,8 @@ impl Op {
             | Op::Concat { .. }
             | Op::Cast { .. }
             | Op::FusedGateUp(_)
+            | Op::Elementwise(_)
+            | Op::Attention(_)
             | Op::Opaque { .. } => None,
         }
     }
@@ -358,6 +396,7 @@ impl Op {
         match self {
             Op::Input | Op::MatMul | Op::Binary(_) | Op::Where => self.name().into(),
             Op::Weight(init) => source::label_weight(init),
+            Op::QuantWeight(q) => quant::label(q),
             Op::Constant(v) => source::label_constant(v),
             Op::SymConstant(v) => source::label_sym_constant(v),
             Op::Unary(u) => unary::label(*u),
@@ -376,6 +415,8 @@ impl Op {
             Op::Concat { axis } => layout::label_concat(*axis),
             Op::Cast { to } => cast::label(*to),
             Op::FusedGateUp(f) => fused::label(f),
+            Op::Elementwise(p) => elementwise::label(p),
+            Op::Attention(a) => attention::label(a),
             Op::Opaque { op_type, .. } => opaque::label(op_type),
         }
     }
@@ -386,6 +427,7 @@ impl Op {
         match self {
             Op::Input | Op::MatMul | Op::Binary(_) | Op::Where => {}
             Op::Weight(init) => source::write_weight(init, m),
+            Op::QuantWeight(q) => quant::write_attrs(q, m),
             Op::Constant(v) => source::write_constant(v, m),
             Op::SymConstant(v) => source::write_sym_constant(v, m),
             Op::Unary(u) => unary::write_attrs(*u, m),
@@ -404,6 +446,8 @@ impl Op {
             Op::Concat { axis } => layout::write_concat(*axis, m),
             Op::Cast { to } => cast::write_attrs(*to, m),
             Op::FusedGateUp(f) => fused::write_attrs(f, m),
+            Op::Elementwise(p) => elementwise::write_attrs(p, m),
+            Op::Attention(a) => attention::write_attrs(a, m),
             Op::Opaque { op_type, attrs } => opaque::write_attrs(op_type, attrs, m),
         }
     }
@@ -414,6 +458,7 @@ impl Op {
     /// are wrong.
     pub fn from_json(name: &str, a: &mut Attrs, declared: &[TensorType]) -> Option<Result<Op, String>> {
         source::from_json(name, a, declared)
+            .or_else(|| quant::from_json(name, a))
             .or_else(|| matmul::from_json(name, a))
             .or_else(|| unary::from_json(name, a))
             .or_else(|| ops::binary::from_json(name, a))
@@ -423,6 +468,8 @@ impl Op {
             .or_else(|| layout::from_json(name, a))
             .or_else(|| cast::from_json(name, a))
             .or_else(|| fused::from_json(name, a))
+            .or_else(|| elementwise::from_json(name, a))
+            .or_else(|| attention::from_json(name, a))
             .or_else(|| opaque::from_json(name, a))
     }
 }

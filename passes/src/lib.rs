@@ -7,7 +7,9 @@
 
 #![warn(missing_docs)]
 
+pub mod attention;
 pub mod dce;
+pub mod elementwise;
 pub mod fusion;
 
 use glufuse_ir::dump::{render, Format};
@@ -23,6 +25,10 @@ pub enum PassReport {
     Dce(dce::DceReport),
     /// The gated-FFN fusion.
     Fusion(fusion::FusionReport),
+    /// The elementwise fusion.
+    Elementwise(elementwise::ElementwiseReport),
+    /// The attention fusion.
+    Attention(attention::AttentionReport),
 }
 
 /// A graph transformation.
@@ -81,9 +87,15 @@ impl PassManager {
         PassManager { passes, verify_each: cfg!(debug_assertions), dump: None, dumps: vec![] }
     }
 
-    /// The standard pipeline: gated-FFN fusion, then dead-node elimination.
+    /// The standard pipeline: gated-FFN fusion, elementwise fusion, attention fusion, then
+    /// dead-node elimination.
     pub fn standard() -> Self {
-        Self::new(vec![Box::new(fusion::FuseGateUp::default()), Box::new(dce::DeadNodeElimination)])
+        Self::new(vec![
+            Box::new(fusion::FuseGateUp::default()),
+            Box::new(elementwise::FuseElementwise),
+            Box::new(attention::FuseAttention),
+            Box::new(dce::DeadNodeElimination),
+        ])
     }
 
     /// Runs every pass. The input is verified first (bad input is the caller's error); a
@@ -115,6 +127,22 @@ impl PassManager {
 pub fn fusion_report(runs: &[PassRun]) -> Option<&fusion::FusionReport> {
     runs.iter().find_map(|r| match &r.report {
         PassReport::Fusion(f) => Some(f),
-        _ => None,
+        PassReport::Dce(_) | PassReport::Elementwise(_) | PassReport::Attention(_) => None,
+    })
+}
+
+/// The elementwise fusion's report among a pipeline's runs, if it ran.
+pub fn elementwise_report(runs: &[PassRun]) -> Option<&elementwise::ElementwiseReport> {
+    runs.iter().find_map(|r| match &r.report {
+        PassReport::Elementwise(e) => Some(e),
+        PassReport::Dce(_) | PassReport::Fusion(_) | PassReport::Attention(_) => None,
+    })
+}
+
+/// The attention fusion's report among a pipeline's runs, if it ran.
+pub fn attention_report(runs: &[PassRun]) -> Option<&attention::AttentionReport> {
+    runs.iter().find_map(|r| match &r.report {
+        PassReport::Attention(a) => Some(a),
+        PassReport::Dce(_) | PassReport::Fusion(_) | PassReport::Elementwise(_) => None,
     })
 }

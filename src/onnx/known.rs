@@ -267,6 +267,7 @@ fn fold_symbolic(op: &Op, ins: &[&Known], outs: &[TensorType], shapes: &[Vec<usi
         | Op::Cast { .. }
         | Op::Input
         | Op::Weight(_)
+        | Op::QuantWeight(_)
         | Op::Constant(_)
         | Op::SymConstant(_)
         | Op::MatMul
@@ -276,6 +277,8 @@ fn fold_symbolic(op: &Op, ins: &[&Known], outs: &[TensorType], shapes: &[Vec<usi
         | Op::LayerNorm { .. }
         | Op::Range { .. }
         | Op::FusedGateUp(_)
+        | Op::Elementwise(_)
+        | Op::Attention(_)
         | Op::Opaque { .. } => None,
     }
 }

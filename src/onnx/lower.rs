@@ -59,16 +59,16 @@ pub trait Env {
 pub struct Attrs<'a>(pub HashMap<&'a str, &'a proto::AttributeProto>);
 
 impl Attrs<'_> {
-    fn int(&self, k: &str) -> Option<i64> {
+    pub(super) fn int(&self, k: &str) -> Option<i64> {
         self.0.get(k).and_then(|a| a.i)
     }
-    fn float(&self, k: &str) -> Option<f32> {
+    pub(super) fn float(&self, k: &str) -> Option<f32> {
         self.0.get(k).and_then(|a| a.f)
     }
-    fn ints(&self, k: &str) -> Option<Vec<i64>> {
+    pub(super) fn ints(&self, k: &str) -> Option<Vec<i64>> {
         self.0.get(k).map(|a| a.ints.clone())
     }
-    fn string(&self, k: &str) -> Option<String> {
+    pub(super) fn string(&self, k: &str) -> Option<String> {
         self.0.get(k).and_then(|a| a.s.as_ref()).map(|s| String::from_utf8_lossy(s).into_owned())
     }
     /// A tensor attribute.

@@ -28,6 +28,7 @@
 mod known;
 mod lower;
 mod proto;
+mod quant;
 
 use crate::ir::*;
 use crate::{Error, Graph, Result};
@@ -112,6 +113,11 @@ struct Loader<'p> {
     input_syms: BTreeSet<String>,
     /// Outputs no node produces in the IR (an op's unmodelled extra output), and why.
     missing: HashMap<String, String>,
+    /// 4-bit (`INT4`/`UINT4`) initializers, packed: read only through `DequantizeLinear`.
+    packed: HashMap<String, quant::Packed4>,
+    /// The quantized weight of each `MatMulNBits` packed weight (with its scales and zero
+    /// points), so that nodes sharing one share the weight.
+    quant_weights: HashMap<String, Value>,
 }
 
 impl Env for Loader<'_> {
@@ -136,6 +142,8 @@ impl<'p> Loader<'p> {
             declared: HashMap::new(),
             input_syms: BTreeSet::new(),
             missing: HashMap::new(),
+            packed: HashMap::new(),
+            quant_weights: HashMap::new(),
         }
     }
 
@@ -158,6 +166,16 @@ impl<'p> Loader<'p> {
         }
         for t in &graph.initializer {
             let name = t.name.clone().unwrap_or_default();
+            if matches!(t.data_type, Some(quant::INT4 | quant::UINT4)) {
+                let p =
+                    quant::decode_packed4(t, self.dir).map_err(|m| Error::graph(&name, format!("initializer: {m}")))?;
+                self.missing.insert(
+                    name.clone(),
+                    "it is a 4-bit (INT4/UINT4) initializer, which glufuse reads only through DequantizeLinear".into(),
+                );
+                self.packed.insert(name, p);
+                continue;
+            }
             let mut k =
                 decode_tensor(t, Some(self.dir)).map_err(|m| Error::graph(&name, format!("initializer: {m}")))?;
             k.init = true;
@@ -237,6 +255,12 @@ impl<'p> Loader<'p> {
         let err = |m: String| Error::graph(&label, format!("{op_type}: {m}"));
         let attrs = Attrs(n.attribute.iter().map(|a| (a.name.as_deref().unwrap_or(""), a)).collect());
         let default_domain = matches!(n.domain.as_deref(), None | Some("") | Some("ai.onnx"));
+        if let Some(v) = self.quant_node(&label, n, &attrs, default_domain).map_err(err)? {
+            let o = out0.clone();
+            self.check_declared(&o, &self.g.ty(v).clone()).map_err(err)?;
+            self.vals.insert(o, v);
+            return Ok(());
+        }
         let lowered = if default_domain { lower::lower(self, n, &attrs).map_err(err)? } else { None };
         let Some(low) = lowered else {
             let name = self.unique(&label);
@@ -290,6 +314,28 @@ impl<'p> Loader<'p> {
             }
         }
         Ok(())
+    }
+
+    /// A node of a 4-bit weight (`com.microsoft::MatMulNBits`, or `DequantizeLinear` of a
+    /// 4-bit initializer) as IR nodes: the value of its output; `None` for any other node.
+    fn quant_node(
+        &mut self,
+        label: &str,
+        n: &proto::NodeProto,
+        attrs: &Attrs,
+        default_domain: bool,
+    ) -> std::result::Result<Option<Value>, String> {
+        let op = n.op_type.as_deref().unwrap_or("");
+        if op == "MatMulNBits" && n.domain.as_deref() == Some("com.microsoft") {
+            return quant::matmul_nbits(self, label, n, attrs).map(Some);
+        }
+        let data = n.input.first().and_then(|i| self.packed.get(i)).cloned();
+        match data {
+            Some(p) if op == "DequantizeLinear" && default_domain => {
+                quant::dequantize_linear(self, n, attrs, &p).map(Some)
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Runs a lowering: each step folded when its inputs are known and it can be, built into
@@ -428,6 +474,10 @@ impl<'p> Loader<'p> {
 fn value_type(vi: &proto::ValueInfoProto) -> Option<std::result::Result<Decl, String>> {
     let t = vi.r#type.as_ref()?;
     let proto::type_proto::Value::TensorType(tt) = t.value.as_ref()? else { return None };
+    // A 4-bit value's declaration says nothing glufuse checks (only initializers are 4-bit).
+    if matches!(tt.elem_type, Some(quant::INT4 | quant::UINT4)) {
+        return None;
+    }
     let dtype = match dtype_of(tt.elem_type.unwrap_or(0)) {
         Ok(d) => d,
         Err(e) => return Some(Err(e)),

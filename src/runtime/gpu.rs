@@ -1,18 +1,59 @@
 //! Opening the GPU: the adapter (chosen by `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`), a device
-//! with the features glufuse can use, error capture (wgpu errors become [`Error::Gpu`], never
-//! a panic) and the code generation [`Target`] the device supports.
+//! with the features glufuse can use (cooperative matrices included, where the adapter offers
+//! them), error capture (wgpu errors become [`Error::Gpu`], never a panic), the code
+//! generation [`Target`] the device supports, the device's pipeline cache
+//! ([`Gpu::pipeline`]: one compiled pipeline per kernel code, [`KernelSource::code`]), and
+//! counts of the buffers and bind groups glufuse made on it ([`Gpu::created`]: a run of a
+//! [`super::Session`] on a binding it has run before makes none).
 //!
 //! Which adapter: every adapter of the allowed backends is listed, and the first by
 //! [`adapter_rank`] is opened: Vulkan, Metal and DX12 before GL (wgpu's GL backend compiles
-//! every shader through the driver's GLSL path: on Mesa's llvmpipe a test suite that takes
-//! minutes on lavapipe takes an hour), then hardware before software, discrete before
-//! integrated. `WGPU_BACKEND` (`vulkan`, `metal`, `dx12`, `gl`, comma-separated) limits the
-//! backends, an unknown name being an error; `WGPU_ADAPTER_NAME` picks the adapter whose name
-//! contains it.
+//! every shader through the driver's GLSL path, slower on Mesa's llvmpipe than lavapipe),
+//! then hardware before software, discrete before integrated. `WGPU_BACKEND` (`vulkan`,
+//! `metal`, `dx12`, `gl`, comma-separated) limits the backends, an unknown name being an
+//! error; `WGPU_ADAPTER_NAME` picks the adapter whose name contains it.
 
-use crate::codegen::Target;
+use crate::codegen::{CoopMatrix, CoopScalar, KernelSource, Target};
 use crate::{Error, Result};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// How a [`Gpu`] is opened.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// How wgpu's allocator sizes the memory blocks it suballocates buffers from
+    /// (`Performance`, wgpu's default: blocks of 128 to 256 MiB; a buffer larger than a
+    /// block gets a block of its own).
+    pub memory_hints: wgpu::MemoryHints,
+}
+
+/// How many buffers and bind groups glufuse created on a [`Gpu`] (wgpu's own staging
+/// buffers are not counted; the runtime's run path uses none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Created {
+    /// Buffers.
+    pub buffers: usize,
+    /// Bind groups.
+    pub bind_groups: usize,
+}
+
+/// Compiled pipelines by kernel code (the WGSL without its choice comment), and how often
+/// each path was taken.
+#[derive(Default)]
+struct PipelineCache {
+    by_code: HashMap<String, wgpu::ComputePipeline>,
+    counts: PipelineCounts,
+}
+
+/// How many pipelines a [`Gpu`] compiled, and how many requests its cache answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PipelineCounts {
+    /// Pipelines compiled (distinct kernel codes).
+    pub compiled: usize,
+    /// Requests answered from the cache.
+    pub reused: usize,
+}
 
 /// An opened GPU.
 pub struct Gpu {
@@ -28,7 +69,13 @@ pub struct Gpu {
     pub features: wgpu::Features,
     /// What the adapter supports below full WebGPU.
     pub downlevel: wgpu::DownlevelCapabilities,
+    /// The cooperative-matrix configurations the device was opened with (empty without
+    /// `EXPERIMENTAL_COOPERATIVE_MATRIX`).
+    pub coop_matrix: Vec<wgpu::CooperativeMatrixProperties>,
     errors: Arc<Mutex<Vec<String>>>,
+    pipelines: Mutex<PipelineCache>,
+    buffers_created: AtomicUsize,
+    bind_groups_created: AtomicUsize,
 }
 
 impl Gpu {
@@ -36,10 +83,15 @@ impl Gpu {
     /// `WGPU_BACKEND` (e.g. `vulkan`, `gl`) limits the backends, `WGPU_ADAPTER_NAME` picks an
     /// adapter whose name contains it.
     pub fn new() -> Result<Gpu> {
-        pollster::block_on(Self::open())
+        Self::with_options(&GpuOptions::default())
     }
 
-    async fn open() -> Result<Gpu> {
+    /// [`Gpu::new`] with options of the caller's choosing.
+    pub fn with_options(o: &GpuOptions) -> Result<Gpu> {
+        pollster::block_on(Self::open(o))
+    }
+
+    async fn open(o: &GpuOptions) -> Result<Gpu> {
         let backends = match std::env::var("WGPU_BACKEND") {
             Ok(v) if !v.trim().is_empty() => parse_backends(&v).map_err(Error::Gpu)?,
             _ => wgpu::Backends::all(),
@@ -60,14 +112,31 @@ impl Gpu {
         };
         let info = adapter.get_info();
         let downlevel = adapter.get_downlevel_capabilities();
-        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
+        let wanted = wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+            | wgpu::Features::SHADER_F16
+            | wgpu::Features::SUBGROUP
+            | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
         let features = adapter.features() & wanted;
+        let coop = features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
+        let experimental_features = if coop {
+            // SAFETY: wgpu marks cooperative matrices experimental (bugs in its implementation
+            // may be undefined behaviour). glufuse only uses them in the kernels of
+            // codegen::proj::coop, each validated by naga with the capability on; the tests
+            // check them against the interpreter on the device (benches/results/).
+            unsafe { wgpu::ExperimentalFeatures::enabled() }
+        } else {
+            wgpu::ExperimentalFeatures::disabled()
+        };
+        let coop_matrix = if coop { adapter.cooperative_matrix_properties() } else { vec![] };
         let limits = adapter.limits();
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("glufuse"),
                 required_features: features,
                 required_limits: limits.clone(),
+                memory_hints: o.memory_hints.clone(),
+                experimental_features,
                 ..Default::default()
             })
             .await
@@ -81,7 +150,45 @@ impl Gpu {
         device.set_device_lost_callback(move |reason, msg| {
             lost.lock().unwrap_or_else(|p| p.into_inner()).push(format!("device lost ({reason:?}): {msg}"));
         });
-        Ok(Gpu { device, queue, info, limits, features, downlevel, errors })
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            downlevel,
+            coop_matrix,
+            errors,
+            pipelines: Mutex::default(),
+            buffers_created: AtomicUsize::new(0),
+            bind_groups_created: AtomicUsize::new(0),
+        })
+    }
+
+    /// Creates a buffer, counted in [`Gpu::created`].
+    pub fn create_buffer(&self, desc: &wgpu::BufferDescriptor) -> wgpu::Buffer {
+        self.buffers_created.fetch_add(1, Ordering::Relaxed);
+        self.device.create_buffer(desc)
+    }
+
+    /// Creates a bind group, counted in [`Gpu::created`].
+    pub fn create_bind_group(&self, desc: &wgpu::BindGroupDescriptor) -> wgpu::BindGroup {
+        self.bind_groups_created.fetch_add(1, Ordering::Relaxed);
+        self.device.create_bind_group(desc)
+    }
+
+    /// How many buffers and bind groups glufuse created on this device so far.
+    pub fn created(&self) -> Created {
+        Created {
+            buffers: self.buffers_created.load(Ordering::Relaxed),
+            bind_groups: self.bind_groups_created.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether timestamps can be written between the dispatches of a pass (per-kernel
+    /// timing), not only around a pass.
+    pub fn timestamps_inside_passes(&self) -> bool {
+        self.features.contains(wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
     }
 
     /// A line naming the adapter and backend.
@@ -94,6 +201,20 @@ impl Gpu {
     /// costs an LLVM compile, so tests and tuning size their work down.
     pub fn is_software(&self) -> bool {
         is_software_adapter(&self.info.name, self.info.device_type)
+    }
+
+    /// The cooperative-matrix configurations as `16x16x16 f16×f16→f32, ...`, or `none`.
+    pub fn describe_coop(&self) -> String {
+        let all: Vec<String> = self
+            .coop_matrix
+            .iter()
+            .map(|p| format!("{}x{}x{} {:?}×{:?}→{:?}", p.m_size, p.n_size, p.k_size, p.ab_type, p.ab_type, p.cr_type))
+            .collect();
+        if all.is_empty() {
+            "none".into()
+        } else {
+            all.join(", ").to_lowercase()
+        }
     }
 
     /// The code generation target for this device.
@@ -112,14 +233,89 @@ impl Gpu {
         if subgroup_size.is_some() {
             caps |= naga::valid::Capabilities::SUBGROUP;
         }
+        if self.features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+            caps |= naga::valid::Capabilities::COOPERATIVE_MATRIX;
+        }
+        let scalar = |t: wgpu::CooperativeScalarType| match t {
+            wgpu::CooperativeScalarType::F16 => CoopScalar::F16,
+            wgpu::CooperativeScalarType::F32 => CoopScalar::F32,
+            wgpu::CooperativeScalarType::I32 => CoopScalar::I32,
+            wgpu::CooperativeScalarType::U32 => CoopScalar::U32,
+        };
+        let coop_matrix = self
+            .coop_matrix
+            .iter()
+            .map(|p| CoopMatrix { m: p.m_size, n: p.n_size, k: p.k_size, ab: scalar(p.ab_type), cr: scalar(p.cr_type) })
+            .collect();
         Target {
             caps,
             max_workgroups_per_dim: self.limits.max_compute_workgroups_per_dimension,
             max_binding_bytes: self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size),
             max_workgroup_storage_bytes: self.limits.max_compute_workgroup_storage_size,
             gemm_tiles: None,
+            gemm_wave: gemm_wave(&self.info.name),
             subgroup_size,
+            coop_matrix,
+            coop_emulate: false,
+            coop_tiles: None,
+            matmul_precision: Default::default(),
+            q4_unpack: Default::default(),
+            q4_cols: None,
         }
+    }
+
+    /// The compute pipeline (entry point `main`, layout from the shader) of a kernel,
+    /// compiled the first time its code is asked for and shared afterwards: the layers of a
+    /// model, and executables of one graph under other bindings, mostly ask for code already
+    /// compiled. The cache is keyed by [`KernelSource::code`], the WGSL without the choice
+    /// comment on its first line (as the tuner compares kernels): a comment changes nothing
+    /// the device runs, so kernels whose choices are worded differently (a tiling chosen by
+    /// default, forced or tuned) share one pipeline. A module wgpu rejects is an error and is
+    /// not cached.
+    pub fn pipeline(&self, k: &KernelSource) -> Result<wgpu::ComputePipeline> {
+        let code = k.code();
+        let hit = self.cache().by_code.get(code).cloned();
+        if let Some(p) = hit {
+            self.cache().counts.reused += 1;
+            return Ok(p);
+        }
+        let label = k.name.as_str();
+        let p = self.scoped(&format!("compiling kernel '{label}'"), || {
+            let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(label),
+                source: wgpu::ShaderSource::Wgsl(code.into()),
+            });
+            self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(label),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    // wgpu zero-fills workgroup memory before a kernel runs unless told not
+                    // to. On GL, naga writes that fill as GLSL that Mesa's llvmpipe takes ten
+                    // times as long to compile as the kernel itself (70 s of CPU against 6
+                    // for a one-layer prefill graph). glufuse's kernels write every workgroup
+                    // cell they read, before a barrier (glufuse-codegen's contract), so on GL
+                    // the fill is skipped; elsewhere drivers do it cheaply and it stays.
+                    zero_initialize_workgroup_memory: self.info.backend != wgpu::Backend::Gl,
+                    ..Default::default()
+                },
+                cache: None,
+            })
+        })?;
+        let mut c = self.cache();
+        c.counts.compiled += 1;
+        c.by_code.insert(code.to_string(), p.clone());
+        Ok(p)
+    }
+
+    /// How many pipelines this device compiled and reused so far.
+    pub fn pipeline_counts(&self) -> PipelineCounts {
+        self.cache().counts
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, PipelineCache> {
+        self.pipelines.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn take_errors(&self) -> Result<()> {
@@ -225,4 +421,19 @@ fn no_adapter_message(backends: wgpu::Backends) -> String {
          WGPU_ADAPTER_NAME picks an adapter by name",
         tried.join(", ")
     )
+}
+
+/// Workgroups of the default tiled GEMM an adapter runs at once, for the GPUs glufuse was
+/// measured on (wgpu reports no compute-unit count): 3 per SM on NVIDIA's Hopper (the
+/// driver gives the default tiling 141–155 registers per thread, `examples/pipeline_stats.rs`)
+/// × 132 SMs (H100 SXM, H200) or 114 (H100 PCIe).
+fn gemm_wave(adapter: &str) -> Option<u32> {
+    let name = adapter.to_lowercase();
+    if name.contains("h100 pcie") {
+        Some(3 * 114)
+    } else if name.contains("h100") || name.contains("h200") {
+        Some(3 * 132)
+    } else {
+        None
+    }
 }

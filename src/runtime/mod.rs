@@ -1,25 +1,43 @@
-//! The wgpu executor: opens the GPU ([`Gpu`]), uploads weights once, plans intermediate buffers
-//! (reused once their last reader has run; `Reshape` is a view of its input), records every
-//! dispatch of a run in one command encoder, and reads the outputs back.
+//! The wgpu executor: opens the GPU ([`Gpu`]), uploads weights and constants, plans
+//! intermediate buffers (reused once their last reader has run; `Reshape` is a view of its
+//! input), records every dispatch of a run in one command encoder, and reads every output
+//! back after one submission and one wait. Inputs go up through a staging buffer of the
+//! executable's own, kept mapped between runs, so a run creates no buffer.
 //!
 //! Only validated [`Kernel`]s reach it. wgpu errors are caught by error scopes and an
 //! uncaptured-error handler and come back as [`Error::Gpu`], never as a panic.
+//!
+//! - [`Executable`]: a graph compiled for one binding of its symbolic dims (every size baked
+//!   into the kernels). Its inputs must have exactly the shapes it was compiled for.
+//! - [`Session`]: a graph held for repeated calls with inputs of any shape: weights uploaded
+//!   once, an executable per binding of the symbols (kept for reuse), pipelines shared by
+//!   kernel code (the WGSL less its choice comment) through the [`Gpu`]'s cache. What each
+//!   call costs: `session.rs`.
+//!
+//! Values live as the codegen crate documents (`glufuse_codegen`'s "GPU representation"):
+//! one 32-bit word per element, i64 and i32 as i32 (inputs, constants and outputs converted
+//! with a checked error for a value that does not fit), bool as u32 0/1, f16 weights packed.
+//! Run-time checks of the kernels (an index out of range, an integer division by zero, an
+//! i64 result past 32 bits) come back as an error naming the node, in place of the outputs.
 
 use crate::codegen::tune::Tuned;
 use crate::codegen::Tiles;
-use crate::codegen::{self, gpu_bytes, Kernel, Target};
+use crate::codegen::{self, gpu_bytes, Kernel, Target, ERROR_WORDS};
 use crate::ir::*;
-use crate::shape::{bind, concrete, Bindings};
-use crate::tensor::{round_f16, weight_values, Data, Tensor};
+use crate::shape::{concrete, Bindings};
+use crate::tensor::{Data, Tensor};
 use crate::{Error, Graph, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 mod gpu;
+mod session;
 mod timing;
 
-pub use gpu::{adapter_rank, is_software_adapter, parse_backends, Gpu};
-pub use timing::{time, timed_pass};
+pub use gpu::{adapter_rank, is_software_adapter, parse_backends, Created, Gpu, GpuOptions, PipelineCounts};
+pub use session::Session;
+pub use timing::{median, profile_dispatches, time, time_series, timed_pass, WARM_UP};
 
 #[derive(Clone)]
 struct Dispatch {
@@ -40,19 +58,117 @@ impl Dispatch {
     }
 }
 
-/// Back-to-back dispatches per timing of [`Executable::tune_gemms`] (one on a software
-/// adapter).
-const TUNE_REPS: usize = 3;
+/// The buffers of a graph's weights and constants: uploaded once, shared by every executable
+/// made from them (a [`Session`] makes one per binding of the symbols).
+#[derive(Clone, Default)]
+pub(crate) struct Weights {
+    buffers: HashMap<Value, wgpu::Buffer>,
+}
+
+impl Weights {
+    /// Uploads every weight and constant of `g` (f16 weights packed in pairs; integer
+    /// constants checked to fit the GPU's 32 bits, the error naming the node).
+    pub(crate) fn upload(gpu: &Gpu, g: &Graph) -> Result<Weights> {
+        let mut buffers = HashMap::new();
+        gpu.scoped("uploading weights", || -> Result<()> {
+            for n in g.topo_order()? {
+                let node = g.node(n);
+                if !matches!(node.op, Op::Weight(_) | Op::QuantWeight(_) | Op::Constant(_)) {
+                    continue;
+                }
+                let bytes = source_bytes(node)?;
+                let buf = gpu.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(&node.name),
+                    size: (bytes.len() as u64).max(4).next_multiple_of(4),
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                if !bytes.is_empty() {
+                    gpu.queue.write_buffer(&buf, 0, &bytes);
+                }
+                buffers.insert(Value::of(n), buf);
+            }
+            Ok(())
+        })??;
+        Ok(Weights { buffers })
+    }
+}
+
+/// A graph input as an executable takes it, and where its words lie in the staging buffer.
+struct InputSlot {
+    name: String,
+    value: Value,
+    dtype: DType,
+    dims: Vec<usize>,
+    offset: u64,
+}
+
+/// Where one run's CPU time went, in µs (wall clock). `submit_wait` includes the GPU's work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CallTimes {
+    /// Binding the symbols from the inputs' shapes and finding the executable ([`Session`]
+    /// only; 0 for [`Executable::run_timed`]).
+    pub bind_us: f64,
+    /// Checking the inputs and writing them into the mapped staging buffer.
+    pub upload_us: f64,
+    /// Recording the copies, every dispatch and the readback copies into a command buffer.
+    pub encode_us: f64,
+    /// Submitting it and waiting for the GPU (and for the buffers to map).
+    pub submit_wait_us: f64,
+    /// Converting the mapped words into the output tensors.
+    pub readback_us: f64,
+}
+
+impl CallTimes {
+    /// The sum of the parts.
+    pub fn total_us(&self) -> f64 {
+        self.bind_us + self.upload_us + self.encode_us + self.submit_wait_us + self.readback_us
+    }
+}
+
+/// What a run holds between calls: whether the staging buffer is mapped for writing, and
+/// the bytes of one input on their way there (kept, so that a call allocates nothing).
+struct RunState {
+    staging_mapped: bool,
+    scratch: Vec<u8>,
+}
+
+/// A graph output as an executable reads it back: its value, dims, dtype, and where its
+/// words lie in the readback buffer.
+struct OutputSlot {
+    value: Value,
+    dims: Vec<usize>,
+    dtype: DType,
+    offset: u64,
+}
+
+/// The error words of the kernels that check something at run time: one region per checking
+/// kernel, each at a multiple of the device's storage offset alignment.
+struct ErrorWords {
+    buffer: wgpu::Buffer,
+    /// Bytes between the regions.
+    stride: u64,
+    /// Per checking kernel: its index in the executable's kernels.
+    kernels: Vec<usize>,
+    /// Where the regions' copies start in the readback buffer.
+    offset: u64,
+}
+
 /// A graph compiled for one device and one binding of its symbolic dims.
 pub struct Executable<'a> {
     gpu: &'a Gpu,
     buffers: Vec<wgpu::Buffer>,
     buffer_of: HashMap<Value, usize>,
     dispatches: Vec<Dispatch>,
-    inputs: Vec<(String, Value, TensorType)>,
-    outputs: Vec<(Value, Vec<usize>)>,
-    output_dtypes: Vec<DType>,
+    inputs: Vec<InputSlot>,
+    outputs: Vec<OutputSlot>,
     kernels: Vec<Kernel>,
+    errors: Option<ErrorWords>,
+    readback: wgpu::Buffer,
+    /// The inputs' words on their way up (`MAP_WRITE`), if any input has elements.
+    staging: Option<wgpu::Buffer>,
+    /// One run at a time: runs share the staging and readback buffers.
+    running: Mutex<RunState>,
 }
 
 impl<'a> Executable<'a> {
@@ -64,12 +180,19 @@ impl<'a> Executable<'a> {
     /// [`Executable::new`] with code generation options of the caller's choosing (for
     /// example a forced GEMM tiling); `target` must not promise more than [`Gpu::target`].
     pub fn with_target(gpu: &'a Gpu, g: &Graph, b: &Bindings, target: &Target) -> Result<Self> {
+        let weights = Weights::upload(gpu, g)?;
+        Self::build(gpu, g, b, target, &weights)
+    }
+
+    /// An executable over weights already uploaded.
+    pub(crate) fn build(gpu: &'a Gpu, g: &Graph, b: &Bindings, target: &Target, weights: &Weights) -> Result<Self> {
         let kernels = codegen::generate(g, b, target)?;
         let order = g.topo_order()?;
-        // Views share their input's buffer.
+        // Views share their input's buffer, and so does a transposed weight that the
+        // projections read in place (`codegen::nk_weight`: no kernel writes it).
         let mut alias: HashMap<Value, Value> = HashMap::new();
         for &n in &order {
-            if matches!(g.node(n).op, Op::Reshape { .. }) {
+            if matches!(g.node(n).op, Op::Reshape { .. }) || codegen::nk_weight(g, Value::of(n)).is_some() {
                 let src = g.inputs(n)[0];
                 let root = *alias.get(&src).unwrap_or(&src);
                 alias.insert(Value::of(n), root);
@@ -103,6 +226,12 @@ impl<'a> Executable<'a> {
                     if alias.contains_key(&v) {
                         continue;
                     }
+                    if let Some(w) = weights.buffers.get(&v) {
+                        buffers.push(w.clone());
+                        sizes.push(w.size());
+                        buffer_of.insert(v, buffers.len() - 1);
+                        continue;
+                    }
                     let bytes = gpu_bytes(g, v, b)?.max(4);
                     if bytes > target.max_binding_bytes {
                         return Err(Error::Gpu(format!(
@@ -118,7 +247,7 @@ impl<'a> Executable<'a> {
                         None
                     };
                     let i = slot.unwrap_or_else(|| {
-                        buffers.push(gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                        buffers.push(gpu.create_buffer(&wgpu::BufferDescriptor {
                             label: Some(&node.name),
                             size: bytes.next_multiple_of(4),
                             usage,
@@ -128,8 +257,8 @@ impl<'a> Executable<'a> {
                         buffers.len() - 1
                     });
                     buffer_of.insert(v, i);
-                    if matches!(node.op, Op::Weight(_) | Op::Constant(_)) {
-                        uploads.push((i, weight_bytes(node)));
+                    if let Op::SymConstant(exprs) = &node.op {
+                        uploads.push((i, sym_constant_bytes(node, exprs, b)?));
                     }
                     if reusable {
                         match last.get(&v) {
@@ -150,27 +279,104 @@ impl<'a> Executable<'a> {
             buffer_of.insert(*v, i);
         }
         for (i, bytes) in uploads {
-            gpu.queue.write_buffer(&buffers[i], 0, &bytes);
+            if !bytes.is_empty() {
+                gpu.queue.write_buffer(&buffers[i], 0, &bytes);
+            }
         }
+        // One region of error words per kernel that checks something at run time.
+        let checking: Vec<usize> = (0..kernels.len()).filter(|&i| !kernels[i].source().checks.is_empty()).collect();
+        let stride = (gpu.limits.min_storage_buffer_offset_alignment as u64).max(ERROR_WORDS * 4);
+        let error_buffer = (!checking.is_empty()).then(|| {
+            gpu.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("error words"),
+                size: stride * checking.len() as u64,
+                usage,
+                mapped_at_creation: false,
+            })
+        });
+        // One scratch buffer for every kernel that asks (split-K partial sums), of the
+        // largest size asked: the kernels run one after another.
+        let scratch_bytes = kernels.iter().map(|k| k.source().scratch_bytes).max().unwrap_or(0);
+        let scratch = (scratch_bytes > 0).then(|| {
+            gpu.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("scratch"),
+                size: scratch_bytes.next_multiple_of(4),
+                usage,
+                mapped_at_creation: false,
+            })
+        });
         let mut dispatches = vec![];
-        gpu.scoped("creating pipelines", || -> Result<()> {
-            for k in &kernels {
-                dispatches.push(dispatch(gpu, g, &buffers, &buffer_of, k.source())?);
+        gpu.scoped("creating bind groups", || -> Result<()> {
+            for (i, k) in kernels.iter().enumerate() {
+                let err = checking
+                    .iter()
+                    .position(|&c| c == i)
+                    .zip(error_buffer.as_ref())
+                    .map(|(j, e)| (e, j as u64 * stride));
+                dispatches.push(dispatch(gpu, g, &buffers, &buffer_of, k.source(), err, scratch.as_ref())?);
             }
             Ok(())
         })??;
+        let mut staged = 0u64;
         let inputs = g
             .input_nodes()
             .into_iter()
-            .map(|n| (g.node(n).name.clone(), Value::of(n), g.node(n).outputs[0].clone()))
-            .collect();
-        let outputs = g
-            .outputs
-            .iter()
-            .map(|&v| Ok((v, concrete(&g.ty(v).shape, b).map_err(|m| Error::graph(&g.node(v.node).name, m))?)))
-            .collect::<Result<_>>()?;
-        let output_dtypes = g.outputs.iter().map(|&v| g.ty(v).dtype).collect();
-        Ok(Executable { gpu, buffers, buffer_of, dispatches, inputs, outputs, output_dtypes, kernels })
+            .map(|n| {
+                let node = g.node(n);
+                let dims = concrete(&node.outputs[0].shape, b).map_err(|m| Error::graph(&node.name, m))?;
+                // Mapped ranges start at multiples of 8 bytes.
+                let offset = staged.next_multiple_of(wgpu::MAP_ALIGNMENT);
+                staged = offset + dims.iter().map(|&d| d as u64).product::<u64>() * 4;
+                Ok(InputSlot {
+                    name: node.name.clone(),
+                    value: Value::of(n),
+                    dtype: node.outputs[0].dtype,
+                    dims,
+                    offset,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let staging = (staged > 0).then(|| {
+            gpu.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("inputs"),
+                size: staged,
+                usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: true,
+            })
+        });
+        // The readback buffer: every output, then every region's error words.
+        let mut offset = 0u64;
+        let mut outputs = vec![];
+        for &v in &g.outputs {
+            let dims = concrete(&g.ty(v).shape, b).map_err(|m| Error::graph(&g.node(v.node).name, m))?;
+            let n: u64 = dims.iter().map(|&d| d as u64).product();
+            outputs.push(OutputSlot { value: v, dims, dtype: g.ty(v).dtype, offset });
+            offset += n * 4;
+        }
+        let errors = error_buffer.map(|buffer| {
+            let e = ErrorWords { buffer, stride, kernels: checking, offset };
+            offset += stride * e.kernels.len() as u64;
+            e
+        });
+        let readback = gpu.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: offset.max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Ok(Executable {
+            gpu,
+            buffers,
+            buffer_of,
+            dispatches,
+            inputs,
+            outputs,
+            kernels,
+            errors,
+            readback,
+            staging,
+            running: Mutex::new(RunState { staging_mapped: true, scratch: vec![] }),
+        })
     }
 
     /// Times every aligned prefill GEMM of the executable (fused or plain) under each tiling
@@ -185,10 +391,11 @@ impl<'a> Executable<'a> {
     /// ([`codegen::tune::SOFTWARE_ROUNDS`]): its timings say little about a GPU, and each
     /// costs CPU time.
     pub fn tune_gemms(&mut self, g: &Graph, b: &Bindings, target: &Target, candidates: &[Tiles]) -> Result<Vec<Tuned>> {
-        // Pipelines by what they run (WGSL and bindings): the executable's own and every
-        // candidate timed, so that a kernel already on the chosen tiling keeps its pipeline
-        // and the winner keeps the one it was timed with.
-        let key = |k: &Kernel| (k.source().wgsl.clone(), k.source().bindings.clone());
+        // Pipelines by what they run (the code, without the choice comment, and bindings): the
+        // executable's own and every candidate timed, so that a kernel already on the chosen
+        // tiling keeps its pipeline (and is timed on it) and the winner keeps the one it was
+        // timed with.
+        let key = |k: &Kernel| (k.source().code().to_string(), k.source().bindings.clone());
         let mut pipelines: HashMap<_, Dispatch> =
             self.kernels.iter().zip(&self.dispatches).map(|(k, d)| (key(k), d.clone())).collect();
         let (gpu, buffers, buffer_of) = (self.gpu, &self.buffers, &self.buffer_of);
@@ -196,7 +403,9 @@ impl<'a> Executable<'a> {
             if let Some(d) = pipelines.get(&key(k)) {
                 return Ok(d.clone());
             }
-            let d = gpu.scoped(what, || dispatch(gpu, g, buffers, buffer_of, k.source()))??;
+            // Tiled GEMMs check nothing at run time and split nothing: no error words and no
+            // scratch to bind.
+            let d = gpu.scoped(what, || dispatch(gpu, g, buffers, buffer_of, k.source(), None, None))??;
             pipelines.insert(key(k), d.clone());
             Ok(d)
         };
@@ -223,22 +432,66 @@ impl<'a> Executable<'a> {
         &self.kernels
     }
 
-    /// Uploads the inputs (checked against the graph's types).
-    pub fn write_inputs(&self, inputs: &HashMap<String, Tensor>) -> Result<()> {
-        let mut b = Bindings::new();
-        for (name, v, ty) in &self.inputs {
+    /// Checks the inputs against what the executable was compiled for: every graph input
+    /// given, of its dtype and of exactly the shape this binding gives it (an input of
+    /// another shape is refused, never padded or cut), integers within 32 bits. Errors name
+    /// the input.
+    pub fn check_inputs(&self, inputs: &HashMap<String, Tensor>) -> Result<()> {
+        for slot in &self.inputs {
+            let name = &slot.name;
             let t = inputs.get(name).ok_or_else(|| Error::graph(name, "no value was given for this graph input"))?;
-            bind(ty, t.shape(), &mut b).map_err(|m| Error::graph(name, m))?;
-            let mut data = t.floats().map_err(|m| Error::graph(name, m))?.to_vec();
-            if ty.dtype == DType::F16 {
-                round_f16(&mut data);
+            if t.dtype() != slot.dtype {
+                return Err(Error::graph(
+                    name,
+                    format!("the graph input is {} but the value given is {}", slot.dtype, t.dtype()),
+                ));
             }
-            let buf = &self.buffers[self.buffer_of[v]];
-            if data.len() as u64 * 4 > buf.size() {
-                return Err(Error::graph(name, "the input is larger than the graph was compiled for"));
+            if t.shape() != slot.dims.as_slice() {
+                return Err(Error::graph(
+                    name,
+                    format!(
+                        "the value given has shape {:?}, but this executable was compiled for {:?}",
+                        t.shape(),
+                        slot.dims
+                    ),
+                ));
             }
-            self.gpu.queue.write_buffer(buf, 0, bytemuck::cast_slice(&data));
+            if let Some(v) = t.as_i64() {
+                if let Some((i, x)) = v.iter().enumerate().find(|(_, &x)| i32::try_from(x).is_err()) {
+                    return Err(Error::graph(
+                        name,
+                        format!("element {i} is {x}, outside the 32-bit range the GPU holds {} values in", slot.dtype),
+                    ));
+                }
+            }
         }
+        Ok(())
+    }
+
+    /// Writes the (checked) inputs into the staging buffer, mapping it first if the last
+    /// run did not leave it mapped, and unmaps it for the copies.
+    fn stage_inputs(&self, state: &mut RunState, inputs: &HashMap<String, Tensor>) -> Result<()> {
+        let Some(staging) = &self.staging else { return Ok(()) };
+        if !state.staging_mapped {
+            map_and_wait(self.gpu, staging, wgpu::MapMode::Write, "mapping the input staging buffer")?;
+            state.staging_mapped = true;
+        }
+        for slot in &self.inputs {
+            let t = &inputs[&slot.name];
+            if t.numel() == 0 {
+                continue;
+            }
+            let end = slot.offset + t.numel() as u64 * 4;
+            let mut view = staging
+                .slice(slot.offset..end)
+                .get_mapped_range_mut()
+                .map_err(|e| Error::Gpu(format!("writing graph input '{}': {e}", slot.name)))?;
+            state.scratch.clear();
+            gpu_bytes_of(t, slot.dtype, &mut state.scratch);
+            view.copy_from_slice(&state.scratch);
+        }
+        staging.unmap();
+        state.staging_mapped = false;
         Ok(())
     }
 
@@ -254,84 +507,198 @@ impl<'a> Executable<'a> {
         }
     }
 
-    /// Runs the graph once and reads every output back.
-    pub fn run(&self, inputs: &HashMap<String, Tensor>) -> Result<Vec<Tensor>> {
-        self.write_inputs(inputs)?;
+    /// Keeps the GPU busy with this executable's dispatches (over whatever its buffers hold)
+    /// for `d` of wall clock, at least one run; returns the runs. A GPU left without work
+    /// for about a second lowers its clocks and runs the next calls up to 3× slower until
+    /// 100-300 ms of work have raised them again ([`WARM_UP`]): a server that wants its
+    /// first request after a pause at full speed calls this first.
+    pub fn warm_up(&self, d: std::time::Duration) -> Result<usize> {
         let dev = &self.gpu.device;
-        let staging: Vec<wgpu::Buffer> = self
-            .outputs
-            .iter()
-            .map(|(_, d)| {
-                dev.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("readback"),
-                    size: (d.iter().product::<usize>() as u64 * 4).max(4),
-                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                })
-            })
-            .collect();
-        self.gpu.scoped("running the graph", || {
-            let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("glufuse run") });
+        let start = Instant::now();
+        let mut runs = 0;
+        while runs == 0 || start.elapsed() < d {
+            let mut enc = dev.create_command_encoder(&Default::default());
             self.record(&mut enc, 1, None);
-            for ((v, _), s) in self.outputs.iter().zip(&staging) {
-                enc.copy_buffer_to_buffer(&self.buffers[self.buffer_of[v]], 0, s, 0, s.size());
-            }
-            self.gpu.queue.submit([enc.finish()]);
-        })?;
-        let mut out = vec![];
-        for ((_, d), s) in self.outputs.iter().zip(&staging) {
-            let slice = s.slice(..);
-            let done = Arc::new(Mutex::new(None));
-            let flag = done.clone();
-            slice.map_async(wgpu::MapMode::Read, move |r| *flag.lock().unwrap_or_else(|p| p.into_inner()) = Some(r));
+            self.gpu.scoped("warming up", || self.gpu.queue.submit([enc.finish()]))?;
             dev.poll(wgpu::PollType::wait_indefinitely())
                 .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
-            self.gpu.take_errors()?;
-            match done.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                Some(Ok(())) => {}
-                Some(Err(e)) => return Err(Error::Gpu(format!("reading results back: {e}"))),
-                None => return Err(Error::Gpu("the GPU never finished the run".into())),
+            runs += 1;
+        }
+        Ok(runs)
+    }
+
+    /// Runs the graph once and reads every output back: the inputs checked (see
+    /// [`Session::bind`]; here they must have exactly the shapes this executable was compiled
+    /// for) and copied up from the staging buffer, every dispatch and every output's copy in
+    /// one submission, one wait. A failed run-time check (an index out of range, say) is an
+    /// error naming the node, and no outputs.
+    pub fn run(&self, inputs: &HashMap<String, Tensor>) -> Result<Vec<Tensor>> {
+        Ok(self.run_timed(inputs)?.0)
+    }
+
+    /// [`Executable::run`], and where its CPU time went.
+    pub fn run_timed(&self, inputs: &HashMap<String, Tensor>) -> Result<(Vec<Tensor>, CallTimes)> {
+        let mut state = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let t0 = Instant::now();
+        self.check_inputs(inputs)?;
+        self.stage_inputs(&mut state, inputs)?;
+        let t1 = Instant::now();
+        let dev = &self.gpu.device;
+        let cmd = self.gpu.scoped("recording the run", || {
+            let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("glufuse run") });
+            if let Some(staging) = &self.staging {
+                for slot in &self.inputs {
+                    let bytes = slot.dims.iter().product::<usize>() as u64 * 4;
+                    if bytes > 0 {
+                        let dst = &self.buffers[self.buffer_of[&slot.value]];
+                        enc.copy_buffer_to_buffer(staging, slot.offset, dst, 0, bytes);
+                    }
+                }
             }
-            let n: usize = d.iter().product();
-            let view = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("reading results back: {e}")))?;
-            let data: Vec<f32> = bytemuck::cast_slice::<u8, f32>(&view[..n * 4]).to_vec();
-            drop(view);
-            s.unmap();
-            out.push(Tensor::from_data(self.output_dtypes[out.len()], d.clone(), Data::F32(data))?);
+            if let Some(e) = &self.errors {
+                enc.clear_buffer(&e.buffer, 0, None);
+            }
+            self.record(&mut enc, 1, None);
+            for o in &self.outputs {
+                let bytes = o.dims.iter().product::<usize>() as u64 * 4;
+                if bytes > 0 {
+                    let src = &self.buffers[self.buffer_of[&o.value]];
+                    enc.copy_buffer_to_buffer(src, 0, &self.readback, o.offset, bytes);
+                }
+            }
+            if let Some(e) = &self.errors {
+                enc.copy_buffer_to_buffer(&e.buffer, 0, &self.readback, e.offset, e.buffer.size());
+            }
+            enc.finish()
+        })?;
+        let t2 = Instant::now();
+        self.gpu.scoped("running the graph", || self.gpu.queue.submit([cmd]))?;
+        // The staging buffer is mapped again for the next run once this one is done with it.
+        let staged = self.staging.as_ref().map(|b| map_async(b, wgpu::MapMode::Write));
+        let read = map_async(&self.readback, wgpu::MapMode::Read);
+        dev.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        self.gpu.take_errors()?;
+        if let Some(done) = staged {
+            mapped(&done, "mapping the input staging buffer")?;
+            state.staging_mapped = true;
+        }
+        mapped(&read, "reading results back")?;
+        let t3 = Instant::now();
+        let result = {
+            match self.readback.slice(..).get_mapped_range() {
+                Ok(view) => self.read_results(bytemuck::cast_slice(&view)),
+                Err(e) => Err(Error::Gpu(format!("reading results back: {e}"))),
+            }
+        };
+        self.readback.unmap();
+        let t4 = Instant::now();
+        let us = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e6;
+        let times = CallTimes {
+            bind_us: 0.0,
+            upload_us: us(t0, t1),
+            encode_us: us(t1, t2),
+            submit_wait_us: us(t2, t3),
+            readback_us: us(t3, t4),
+        };
+        Ok((result?, times))
+    }
+
+    /// The outputs from the readback words, or the error of the first kernel (in dispatch
+    /// order) whose run-time check failed.
+    fn read_results(&self, words: &[u32]) -> Result<Vec<Tensor>> {
+        if let Some(e) = &self.errors {
+            for (j, &k) in e.kernels.iter().enumerate() {
+                let at = ((e.offset + j as u64 * e.stride) / 4) as usize;
+                let site = words[at] as usize;
+                if site == 0 {
+                    continue;
+                }
+                let checks = &self.kernels[k].source().checks;
+                let check = checks.get(site - 1).ok_or_else(|| {
+                    Error::Internal(format!(
+                        "kernel '{}' recorded check {site} of {}",
+                        self.kernels[k].source().name,
+                        checks.len()
+                    ))
+                })?;
+                return Err(check.error(words[at + 1] as i32, words[at + 2]));
+            }
+        }
+        let mut out = vec![];
+        for o in &self.outputs {
+            let n: usize = o.dims.iter().product();
+            let at = (o.offset / 4) as usize;
+            out.push(Tensor::from_gpu_words(o.dtype, o.dims.clone(), &words[at..at + n])?);
         }
         Ok(out)
     }
 }
 
-/// The pipeline and bind group of one kernel over the executable's buffers.
+/// What a `map_async` callback reported, once it has run.
+type MapDone = Arc<Mutex<Option<std::result::Result<(), wgpu::BufferAsyncError>>>>;
+
+/// Asks for the whole of `buffer` to be mapped; the result lands in what is returned once
+/// the device is polled.
+fn map_async(buffer: &wgpu::Buffer, mode: wgpu::MapMode) -> MapDone {
+    let done: MapDone = Arc::new(Mutex::new(None));
+    let flag = done.clone();
+    buffer.slice(..).map_async(mode, move |r| *flag.lock().unwrap_or_else(|p| p.into_inner()) = Some(r));
+    done
+}
+
+/// Whether a mapping asked for with [`map_async`] succeeded (the device polled since).
+fn mapped(done: &MapDone, what: &str) -> Result<()> {
+    match done.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        Some(Ok(())) => Ok(()),
+        Some(Err(e)) => Err(Error::Gpu(format!("{what}: {e}"))),
+        None => Err(Error::Gpu(format!("{what}: the GPU never finished"))),
+    }
+}
+
+/// Maps the whole of `buffer` and waits for it.
+fn map_and_wait(gpu: &Gpu, buffer: &wgpu::Buffer, mode: wgpu::MapMode, what: &str) -> Result<()> {
+    let done = map_async(buffer, mode);
+    gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("{what}: {e}")))?;
+    gpu.take_errors()?;
+    mapped(&done, what)
+}
+
+/// Back-to-back dispatches per timing of [`Executable::tune_gemms`] (one on a software
+/// adapter).
+const TUNE_REPS: usize = 3;
+
+/// Appends `t`'s values as the GPU holds values of `dtype` to `out`, as little-endian bytes:
+/// f32 bits (f16 rounded), integers as i32 (the caller has checked that they fit), booleans
+/// as 0 or 1.
+fn gpu_bytes_of(t: &Tensor, dtype: DType, out: &mut Vec<u8>) {
+    match t.data() {
+        Data::F32(v) if dtype == DType::F16 => {
+            let mut chunk = [0f32; 1024];
+            for c in v.chunks(1024) {
+                let r = &mut chunk[..c.len()];
+                r.copy_from_slice(c);
+                crate::tensor::round_f16(r);
+                out.extend_from_slice(bytemuck::cast_slice(r));
+            }
+        }
+        Data::F32(v) => out.extend_from_slice(bytemuck::cast_slice(v)),
+        Data::I64(v) => out.extend(v.iter().flat_map(|&x| (x as i32).to_le_bytes())),
+        Data::Bool(v) => out.extend(v.iter().flat_map(|&x| (x as u32).to_le_bytes())),
+    }
+}
+
+/// The pipeline (from the device's cache) and bind group of one kernel over the executable's
+/// buffers; `err` is the error words' buffer and offset for a kernel with run-time checks.
 fn dispatch(
     gpu: &Gpu,
     g: &Graph,
     buffers: &[wgpu::Buffer],
     buffer_of: &HashMap<Value, usize>,
     s: &codegen::KernelSource,
+    err: Option<(&wgpu::Buffer, u64)>,
+    scratch: Option<&wgpu::Buffer>,
 ) -> Result<Dispatch> {
-    let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some(&s.name),
-        source: wgpu::ShaderSource::Wgsl(s.wgsl.as_str().into()),
-    });
-    let pipeline = gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: Some(&s.name),
-        layout: None,
-        module: &module,
-        entry_point: Some("main"),
-        compilation_options: wgpu::PipelineCompilationOptions {
-            // wgpu zero-fills workgroup memory before a kernel runs unless told not to. On GL,
-            // naga writes that fill as GLSL that Mesa's llvmpipe takes ten times as long to
-            // compile as the kernel itself (70 s of CPU against 6 for a one-layer prefill
-            // graph). glufuse's kernels write every workgroup cell they read, before a
-            // barrier (glufuse-codegen's contract), so on GL the fill is skipped; elsewhere
-            // drivers do it cheaply and it stays.
-            zero_initialize_workgroup_memory: gpu.info.backend != wgpu::Backend::Gl,
-            ..Default::default()
-        },
-        cache: None,
-    });
+    let pipeline = gpu.pipeline(s)?;
     let mut entries: Vec<wgpu::BindGroupEntry> = vec![];
     for (i, bd) in s.bindings.iter().enumerate() {
         let buffer = buffer_of.get(&bd.value).map(|&b| &buffers[b]).ok_or_else(|| {
@@ -339,7 +706,23 @@ fn dispatch(
         })?;
         entries.push(wgpu::BindGroupEntry { binding: i as u32, resource: buffer.as_entire_binding() });
     }
-    let group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+    if s.scratch_bytes > 0 {
+        let buffer = scratch.ok_or_else(|| Error::Internal(format!("kernel '{}' has no scratch buffer", s.name)))?;
+        entries.push(wgpu::BindGroupEntry { binding: entries.len() as u32, resource: buffer.as_entire_binding() });
+    }
+    if !s.checks.is_empty() {
+        let (buffer, offset) =
+            err.ok_or_else(|| Error::Internal(format!("kernel '{}' checks but has no error words", s.name)))?;
+        entries.push(wgpu::BindGroupEntry {
+            binding: entries.len() as u32,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer,
+                offset,
+                size: wgpu::BufferSize::new(ERROR_WORDS * 4),
+            }),
+        });
+    }
+    let group = gpu.create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some(&s.name),
         layout: &pipeline.get_bind_group_layout(0),
         entries: &entries,
@@ -347,18 +730,30 @@ fn dispatch(
     Ok(Dispatch { pipeline, group, workgroups: s.workgroups })
 }
 
-/// The bytes a weight or constant is uploaded as (packed f16 pairs for f16 weights).
-fn weight_bytes(node: &Node) -> Vec<u8> {
-    let t = weight_values(node);
-    // Code generation refuses graphs with values of other dtypes.
-    let v = t.as_f32().unwrap_or(&[]);
-    if matches!(node.op, Op::Weight(_)) && node.outputs[0].dtype == DType::F16 {
+/// The bytes a weight or constant is uploaded as: packed f16 pairs for f16 weights, one
+/// 32-bit word per element otherwise (integers checked to fit, the error naming the node).
+fn source_bytes(node: &Node) -> Result<Vec<u8>> {
+    // A 4-bit weight: the packed layout codegen's kernels read.
+    if let Some(words) = codegen::source_words(node)? {
+        return Ok(bytemuck::cast_slice(&words).to_vec());
+    }
+    let t = crate::tensor::weight_values(node);
+    if let (Op::Weight(_), DType::F16, Some(v)) = (&node.op, node.outputs[0].dtype, t.as_f32()) {
         let mut h: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();
         if h.len() % 2 == 1 {
             h.push(half::f16::ZERO);
         }
-        bytemuck::cast_slice(&h).to_vec()
-    } else {
-        bytemuck::cast_slice(v).to_vec()
+        return Ok(bytemuck::cast_slice(&h).to_vec());
     }
+    let words = t.to_gpu_words().map_err(|m| Error::graph(&node.name, m))?;
+    Ok(bytemuck::cast_slice(&words).to_vec())
+}
+
+/// The words of a symbolic constant under the binding (`Shape` of a symbolic value, as data).
+fn sym_constant_bytes(node: &Node, exprs: &[crate::ir::DimExpr], b: &Bindings) -> Result<Vec<u8>> {
+    let dtype = node.outputs[0].dtype;
+    let v = crate::ir::ops::source::sym_constant_values(exprs, dtype, b).map_err(|m| Error::graph(&node.name, m))?;
+    let words = Tensor::from_data(dtype, vec![v.len()], Data::I64(v))
+        .and_then(|t| t.to_gpu_words().map_err(|m| Error::graph(&node.name, m)))?;
+    Ok(bytemuck::cast_slice(&words).to_vec())
 }

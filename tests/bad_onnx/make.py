@@ -130,3 +130,59 @@ g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="r")], "g", [
 m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
 with open(os.path.join(extra, "odd_dim_params.onnx"), "wb") as f:
     f.write(m.SerializeToString())
+
+# 4-bit weights, each malformed in one way (issue #16): a MatMulNBits MLP (K 64, N 32) and a
+# DequantizeLinear one, from valid packings.
+def nbits(b_dims=None, block=32, bits=4, scale_dims=None, zp_dims=None, g_idx=None):
+    K, N = 64, 32
+    blocks = (K + block - 1) // block
+    bd = b_dims or [N, blocks, block // 2]
+    b = numpy_helper.from_array(np.full(bd, 0x88, np.uint8), "w_q4")
+    s = numpy_helper.from_array(np.full(scale_dims or [N, blocks], 0.01, np.float32), "w_scales")
+    ins, inits = ["x", "w_q4", "w_scales"], [b, s]
+    if zp_dims is not None:
+        inits.append(numpy_helper.from_array(np.full(zp_dims, 0x88, np.uint8), "w_zp"))
+        ins.append("w_zp")
+    if g_idx is not None:
+        if zp_dims is None:
+            ins.append("")
+        inits.append(numpy_helper.from_array(np.array(g_idx, np.int32), "w_gidx"))
+        ins.append("w_gidx")
+    node = helper.make_node("MatMulNBits", ins, ["y"], name="proj", domain="com.microsoft", K=K, N=N, bits=bits, block_size=block)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, K])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, N])
+    g = helper.make_graph([node], "g", [x], [y], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)]).SerializeToString()
+
+
+def qdq(raw=None, block=32, scale_dims=None, zp_type=None, int4_type=TensorProto.INT4):
+    K, N = 64, 32
+    data = raw if raw is not None else b"\x88" * (K * N // 2)
+    w = TensorProto(name="w_q4", data_type=int4_type, dims=[K, N], raw_data=data)
+    s = numpy_helper.from_array(np.full(scale_dims or [(K + block - 1) // block, N], 0.01, np.float32), "w_scale")
+    ins, inits = ["w_q4", "w_scale"], [w, s]
+    if zp_type is not None:
+        zd = scale_dims or [(K + block - 1) // block, N]
+        n = int(np.prod(zd))
+        inits.append(TensorProto(name="w_zp", data_type=zp_type, dims=zd, raw_data=b"\x00" * ((n + 1) // 2)))
+        ins.append("w_zp")
+    nodes = [
+        helper.make_node("DequantizeLinear", ins, ["w"], name="dq", axis=0, block_size=block),
+        helper.make_node("MatMul", ["x", "w"], ["y"], name="proj"),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, K])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, N])
+    g = helper.make_graph(nodes, "g", [x], [y], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)]).SerializeToString()
+
+
+write("q4_nbits_byte_count.onnx", nbits(b_dims=[32, 2, 15]))
+write("q4_nbits_block_24.onnx", nbits(block=24, b_dims=[32, 3, 12], scale_dims=[32, 3]))
+write("q4_nbits_bits_8.onnx", nbits(bits=8))
+write("q4_nbits_scales_shape.onnx", nbits(scale_dims=[32, 3]))
+write("q4_nbits_zero_points_shape.onnx", nbits(zp_dims=[32, 2]))
+write("q4_nbits_g_idx.onnx", nbits(g_idx=[(i * 7) % 2 for i in range(64)]))
+write("q4_qdq_byte_count.onnx", qdq(raw=b"\x88" * 1000))
+write("q4_qdq_block_8.onnx", qdq(block=8))
+write("q4_qdq_scale_shape.onnx", qdq(scale_dims=[3, 32]))
+write("q4_qdq_zero_point_type.onnx", qdq(zp_type=TensorProto.UINT4))

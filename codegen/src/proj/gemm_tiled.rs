@@ -142,6 +142,46 @@ pub fn tiles(t: &Target) -> Tiles {
     t.gemm_tiles.unwrap_or(DEFAULT)
 }
 
+/// The 256-thread tiling with 128 rows per workgroup and k steps of 16 ([`CANDIDATES`]).
+pub const WIDE: Tiles = Tiles { rt: 8, bk: 16, ny: 16 };
+
+/// The tiling for one shape: the one the target forces; else, for the fused unit, [`WIDE`]
+/// where the wave model says the default loses to its tail (with the reason); else
+/// [`DEFAULT`].
+///
+/// The wave model, for a device whose [`Target::gemm_wave`] is known (how many default
+/// workgroups it runs at once: on an H100 3 per SM, by the driver's 141–155 registers per
+/// thread, × 132 SMs): where the default grid needs a second wave that is less than half
+/// full, about half of the kernel's time is that tail, with most of the device idle; the
+/// 256-thread tiling covers the same outputs with half the workgroups (one per SM at 165–185
+/// registers) and fills its waves better. Measured on the H100 (`benches/results/`), fused
+/// f32 Llama-3-8B gate/up at M=128: 448 default workgroups (1.13 waves of 396), 1199.9 µs
+/// against 1078.6 µs with [`WIDE`], where the unfused graph (two plain GEMMs, each of 224
+/// workgroups in one wave) took 1164.5 µs; at the two other shapes, and at M=512 (4.5
+/// waves), the default is the faster, and the model keeps it.
+pub fn pick(s: &ProjShape, t: &Target) -> (Tiles, Option<String>) {
+    if let Some(forced) = t.gemm_tiles {
+        return (forced, Some("forced".into()));
+    }
+    let Some(wave) = t.gemm_wave.map(|w| w as usize) else {
+        return (DEFAULT, None);
+    };
+    let groups = s.rows.div_ceil(DEFAULT.bm()) * s.n.div_ceil(out_cols(s));
+    let tail = groups.saturating_sub(wave);
+    if s.fused.is_some()
+        && groups > wave
+        && groups <= 2 * wave
+        && 2 * tail < wave
+        && WIDE.storage_bytes() <= t.max_workgroup_storage_bytes as usize
+    {
+        let why = format!(
+            "the default grid of {groups} workgroups would end in a second wave {tail}/{wave} full; 128-row tiles halve the grid"
+        );
+        return (WIDE, Some(why));
+    }
+    (DEFAULT, None)
+}
+
 /// The aligned prefill GEMM (see the module header).
 pub(crate) fn gemm_tiled(name: String, s: &ProjShape, v: &ProjValues, t: &Target, tl: Tiles) -> Result<KernelSource> {
     let Tiles { rt, bk, ny } = tl;
@@ -364,4 +404,60 @@ pub(crate) fn gemm_tiled(name: String, s: &ProjShape, v: &ProjValues, t: &Target
     let kind = kind(s, ProjKernel::GemmTiled);
     let groups = [s.rows.div_ceil(bm) as u64, s.n.div_ceil(out_cols(s)) as u64];
     finish(name, kind, &b, &prelude, &body, groups, threads as u32, t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glufuse_ir::{Activation, FusedGateUp};
+
+    /// The f32 gate/up product (fused or one plain projection) of `rows` × K=`k` by `n`.
+    fn shape(rows: usize, k: usize, n: usize, fused: bool) -> ProjShape {
+        let f = FusedGateUp {
+            activation: Activation::Silu,
+            layout: Layout::Kn,
+            gate_bias: false,
+            up_bias: false,
+            gate_offset: 0,
+            up_offset: 0,
+            replaced: vec![],
+        };
+        ProjShape {
+            rows,
+            k,
+            n,
+            n_total: n,
+            layout: Layout::Kn,
+            f16: false,
+            f16_values: false,
+            fused: fused.then_some(f),
+            merged: false,
+            q4: None,
+        }
+    }
+
+    /// The wave model picks the 256-thread tiling only for a fused grid that would end in a
+    /// mostly empty second wave (as measured on the H100), never without a known wave, never
+    /// where the device's workgroup memory cannot hold it, and a forced tiling wins.
+    #[test]
+    fn the_wave_model_takes_the_wide_tiling_only_against_a_thin_second_wave() {
+        let h100 = Target { gemm_wave: Some(396), max_workgroup_storage_bytes: 49152, ..Target::default() };
+        // Llama-3-8B, M=128: 2 × 224 = 448 workgroups, a second wave 52/396 full.
+        let (t, why) = pick(&shape(128, 4096, 14336, true), &h100);
+        assert_eq!(t, WIDE);
+        assert!(why.unwrap().contains("448 workgroups would end in a second wave 52/396 full"));
+        // Qwen2.5-3B, M=128: 344 workgroups, one wave; Llama-3-8B, M=512: 1792, 4.5 waves;
+        // Qwen2-0.5B, M=128: 152.
+        for (rows, k, n) in [(128, 2048, 11008), (512, 4096, 14336), (128, 896, 4864)] {
+            assert_eq!(pick(&shape(rows, k, n, true), &h100), (DEFAULT, None), "{rows}x{k}x{n}");
+        }
+        // The plain projections of the unfused graph: 2 × 112 = 224 workgroups, one wave.
+        assert_eq!(pick(&shape(128, 4096, 14336, false), &h100), (DEFAULT, None));
+        let unknown = Target { max_workgroup_storage_bytes: 49152, ..Target::default() };
+        assert_eq!(pick(&shape(128, 4096, 14336, true), &unknown), (DEFAULT, None));
+        let small = Target { max_workgroup_storage_bytes: 16384, ..h100.clone() };
+        assert_eq!(pick(&shape(128, 4096, 14336, true), &small), (DEFAULT, None));
+        let forced = Target { gemm_tiles: Some(DEFAULT), ..h100 };
+        assert_eq!(pick(&shape(128, 4096, 14336, true), &forced), (DEFAULT, Some("forced".into())));
+    }
 }

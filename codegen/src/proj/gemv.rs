@@ -36,7 +36,7 @@ fn load16(s: &ProjShape, w: &str, idx: &str) -> (String, Option<String>) {
 /// Sums `lanes` lanes by a tree in workgroup memory: `slots` arrays of [`WORKGROUP`] entries,
 /// the entry of slot `sl` at `red[sl·WORKGROUP + lid]`, lane `l`'s `l·stride` after lane 0's
 /// (the thread's lane is `lane`). Lane 0 ends with the sum.
-fn tree_sum(body: &mut String, lanes: usize, stride: usize, slots: usize) {
+pub(crate) fn tree_sum(body: &mut String, lanes: usize, stride: usize, slots: usize) {
     let mut step = lanes / 2;
     while step > 0 {
         let _ = writeln!(body, "    if (lane < {step}u) {{");
@@ -53,14 +53,64 @@ fn tree_sum(body: &mut String, lanes: usize, stride: usize, slots: usize) {
     }
 }
 
-/// Decode GEMV, `[K, N]` weights.
-pub(crate) fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Result<KernelSource> {
-    let (na, tm) = (s.na(), s.gemv_rows(false));
+/// Fewest workgroups a `[K, N]` GEMV's grid should have: fewer leave most of a large GPU idle
+/// (an H100 has 132 SMs). Qwen2-0.5B's down projection (K = 4864, N = 896, f16) has 14
+/// workgroups of 64 columns and took 50 µs per decode step on an H100, 0.7 TB/s.
+pub const GEMV_MIN_WORKGROUPS: usize = 128;
+
+/// Fewest weight rows (of k) each part of a split-K GEMV sums: shorter parts cost more in
+/// partial sums written and read than they gain.
+pub const SPLIT_MIN_K: usize = 256;
+
+/// The columns one `[K, N]` GEMV workgroup covers, with its groups of 16-byte loads per
+/// workgroup, and whether it loads 8 bytes instead (fused f16 over more than 4 rows).
+fn kn_tiling(s: &ProjShape) -> (usize, usize, bool) {
+    let tm = s.gemv_rows(false);
     // Fused f16 over more than 4 rows: 8-byte loads of 4 columns, so that a thread keeps
     // rows × 2 vec4 accumulators; 16-byte loads (8 columns) would double that to 32 vec4 at
     // 8 rows. Measured on an H100 at 4096×14336, M=16: 304 µs fused against 252 µs unfused
     // with 16-byte loads.
-    let narrow = s.f16 && na == 2 && tm > 4;
+    let narrow = s.f16 && s.na() == 2 && tm > 4;
+    let vc = if narrow { 4 } else { s.vc() };
+    // Columns per workgroup: as many as keep at least 256 workgroups busy, from 32 vectors down.
+    // At least 8 groups, so that a warp reads 128 contiguous bytes of each weight row.
+    let groups_per_wg = [32usize, 16].into_iter().find(|&gpw| s.n.div_ceil(gpw * vc) >= 256).unwrap_or(8);
+    (groups_per_wg * vc, groups_per_wg, narrow)
+}
+
+/// Fewest parts a split-K GEMV has: the split costs a second dispatch (3-5 µs on an H100 in
+/// a whole model), which fewer parts would not win back. Qwen2-0.5B's K = 896 projections
+/// (3 parts at most) stay whole; its down projection (K = 4864) splits in 19.
+pub const SPLIT_MIN_PARTS: usize = 4;
+
+/// Into how many parts of k a `[K, N]` GEMV splits (1: none), and why: where its grid has
+/// fewer than [`GEMV_MIN_WORKGROUPS`] workgroups, enough parts of at least [`SPLIT_MIN_K`]
+/// rows of k to reach 2 × that many, if that is at least [`SPLIT_MIN_PARTS`].
+pub(crate) fn kn_split(s: &ProjShape) -> (usize, Option<String>) {
+    let (cw, _, _) = kn_tiling(s);
+    let grid = s.n.div_ceil(cw) * s.rows.div_ceil(s.gemv_rows(false));
+    if grid >= GEMV_MIN_WORKGROUPS {
+        return (1, None);
+    }
+    let split = (2 * GEMV_MIN_WORKGROUPS).div_ceil(grid).min(s.k / SPLIT_MIN_K);
+    if split < SPLIT_MIN_PARTS {
+        return (1, None);
+    }
+    let why = format!(
+        "split K={} in {split}: {grid} workgroups of {cw} columns < {GEMV_MIN_WORKGROUPS}, {} with the split",
+        s.k,
+        grid * split
+    );
+    (split, Some(why))
+}
+
+/// Decode GEMV, `[K, N]` weights, over k in `split` parts: 1 writes the output; more write
+/// f32 partial sums to the shared scratch buffer (`part`, after the bindings: for
+/// accumulator a, part p, row r, column c at `((a·split + p)·M + r)·N + c`) for
+/// [`split_sum`] to add up and finish.
+pub(crate) fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target, split: usize) -> Result<KernelSource> {
+    let (na, tm) = (s.na(), s.gemv_rows(false));
+    let (cw, groups_per_wg, narrow) = kn_tiling(s);
     let vc = if narrow { 4 } else { s.vc() };
     let load = |w: &str, idx: &str| {
         if narrow {
@@ -70,20 +120,31 @@ pub(crate) fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
         }
     };
     let (go, uo) = s.offsets();
-    // Columns per workgroup: as many as keep at least 256 workgroups busy, from 32 vectors down.
-    // At least 8 groups, so that a warp reads 128 contiguous bytes of each weight row.
-    let groups_per_wg = [32usize, 16].into_iter().find(|&gpw| s.n.div_ceil(gpw * vc) >= 256).unwrap_or(8);
     let lanes = WORKGROUP as usize / groups_per_wg;
-    let cw = groups_per_wg * vc;
     let w_elem = match (s.f16, narrow) {
         (true, true) => "vec2<u32>",
         (true, false) => "vec4<u32>",
         _ => "vec4<f32>",
     };
-    let b = binds(s, v, "f32", w_elem);
+    let mut b = binds(s, v, "f32", w_elem);
+    if split > 1 {
+        // The partial sums go to the scratch buffer, not to the output.
+        b.decls.pop();
+        b.bindings.pop();
+        b.scratch("part", true);
+    }
     let row_vec = s.n_total / vc; // vectors per weight row
     let mut body = String::new();
-    let _ = writeln!(body, "    let g = lid % {groups_per_wg}u;\n    let lane = lid / {groups_per_wg}u;\n    let col = wg.x * {cw}u + g * {vc}u;\n    let live = col < {}u;\n    let row0 = wg.y * {tm}u;", s.n);
+    let _ = writeln!(body, "    let g = lid % {groups_per_wg}u;\n    let lane = lid / {groups_per_wg}u;\n    let col = wg.x * {cw}u + g * {vc}u;\n    let live = col < {}u;", s.n);
+    // This workgroup's rows of k: `kbeg..kend` (all of k without a split).
+    let chunk = s.k.div_ceil(split);
+    let (k0, kend) = if split > 1 {
+        let _ = writeln!(body, "    let part_k = wg.y % {split}u;\n    let row0 = (wg.y / {split}u) * {tm}u;\n    let kbeg = part_k * {chunk}u;\n    let kend = min(kbeg + {chunk}u, {}u);", s.k);
+        ("kbeg + lane".to_string(), "kend".to_string())
+    } else {
+        let _ = writeln!(body, "    let row0 = wg.y * {tm}u;");
+        ("lane".to_string(), format!("{}u", s.k))
+    };
     for r in 0..tm {
         let _ = writeln!(body, "    let xr{r} = min(row0 + {r}u, {}u) * {}u;", s.rows - 1, s.k);
     }
@@ -120,11 +181,11 @@ pub(crate) fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
             }
         }
     };
-    let _ = writeln!(body, "        var k = lane;");
-    let _ = writeln!(body, "        for (; k + {lanes}u < {}u; k = k + {}u) {{", s.k, 2 * lanes);
+    let _ = writeln!(body, "        var k = {k0};");
+    let _ = writeln!(body, "        for (; k + {lanes}u < {kend}; k = k + {}u) {{", 2 * lanes);
     step(&mut body, "k", "a");
     step(&mut body, &format!("k + {lanes}u"), "b");
-    let _ = writeln!(body, "        }}\n        if (k < {}u) {{", s.k);
+    let _ = writeln!(body, "        }}\n        if (k < {kend}) {{");
     step(&mut body, "k", "c");
     let _ = writeln!(body, "        }}\n    }}");
     // Per row: every accumulator into workgroup memory, tree over the lanes, epilogue.
@@ -146,6 +207,16 @@ pub(crate) fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
         }
         for j in 0..vc {
             let (h, c) = (j / 4, ["x", "y", "z", "w"][j % 4]);
+            if split > 1 {
+                let at = |a: usize| {
+                    format!("(({}u + part_k) * {}u + row0 + {r}u) * {}u + col + {j}u", a * split, s.rows, s.n)
+                };
+                let _ = writeln!(body, "        part[{}] = sg{h}.{c};", at(0));
+                if na == 2 {
+                    let _ = writeln!(body, "        part[{}] = su{h}.{c};", at(1));
+                }
+                continue;
+            }
             let e = epilogue(s, v, &format!("sg{h}.{c}"), &format!("su{h}.{c}"), &format!("col + {j}u"));
             let _ = writeln!(body, "        out0[(row0 + {r}u) * {}u + col + {j}u] = {e};", s.n);
         }
@@ -156,12 +227,61 @@ pub(crate) fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
         prelude.push_str(UNPACK4_F16);
     }
     let kind = kind(s, ProjKernel::Gemv(Layout::Kn));
-    finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(cw) as u64, s.rows.div_ceil(tm) as u64], WORKGROUP, t)
+    let grid = [s.n.div_ceil(cw) as u64, (s.rows.div_ceil(tm) * split) as u64];
+    let mut k = finish(name, kind, &b, &prelude, &body, grid, WORKGROUP, t)?;
+    if split > 1 {
+        k.scratch_bytes = split_scratch_bytes(s, split);
+    }
+    Ok(k)
+}
+
+/// Workgroups along x of the split sum's grid (its y covers the rest).
+const SUM_ROW: usize = 4096;
+
+/// Bytes of partial sums a GEMV split in `split` parts writes.
+fn split_scratch_bytes(s: &ProjShape, split: usize) -> u64 {
+    (s.na() * split * s.rows * s.n * 4) as u64
+}
+
+/// The second pass of a split-K GEMV ([`gemv_kn`] with `split` > 1): one thread per output
+/// element adds up its `split` partial sums (per accumulator) and applies the epilogue
+/// (biases, activation, product).
+pub(crate) fn split_sum(name: String, s: &ProjShape, v: &ProjValues, t: &Target, split: usize) -> Result<KernelSource> {
+    let mut b = super::Binds { directives: String::new(), decls: vec![], bindings: vec![], builtins: String::new() };
+    if let Some((g, p)) = &v.b_gate {
+        b.push("b_gate", false, if *p { "u32" } else { "f32" }, *g, *p);
+    }
+    if let Some((u, p)) = &v.b_up {
+        b.push("b_up", false, if *p { "u32" } else { "f32" }, *u, *p);
+    }
+    b.push("out0", true, "f32", v.out, false);
+    b.scratch("part", false);
+    let total = s.rows * s.n;
+    let per_acc = split * total;
+    let mut body = String::new();
+    let _ = writeln!(body, "    let i = wg.y * {}u + wg.x * {WORKGROUP}u + lid;", SUM_ROW * WORKGROUP as usize);
+    let _ = writeln!(body, "    if (i >= {total}u) {{ return; }}\n    let col = i % {}u;", s.n);
+    for a in 0..s.na() {
+        let _ = writeln!(body, "    var s{a} = 0.0;");
+        let _ = writeln!(
+            body,
+            "    for (var p = 0u; p < {split}u; p = p + 1u) {{ s{a} = s{a} + part[{}u + p * {total}u + i]; }}",
+            a * per_acc
+        );
+    }
+    let u = if s.na() == 2 { "s1" } else { "0.0" };
+    let _ = writeln!(body, "    out0[i] = {};", epilogue(s, v, "s0", u, "col"));
+    let groups = total.div_ceil(WORKGROUP as usize);
+    let grid = [groups.min(SUM_ROW) as u64, groups.div_ceil(SUM_ROW) as u64];
+    let kind = kind(s, ProjKernel::SplitSum);
+    let mut k = finish(name, kind, &b, &format!("{MATH}\n"), &body, grid, WORKGROUP, t)?;
+    k.scratch_bytes = split_scratch_bytes(s, split);
+    Ok(k)
 }
 
 /// The subgroup size the reductions may use: one that divides the 32 lanes of an output, on a
 /// target that validates subgroup operations.
-fn subgroup(t: &Target) -> Option<usize> {
+pub(crate) fn subgroup(t: &Target) -> Option<usize> {
     t.subgroup_size
         .filter(|&z| (1..=32).contains(&z) && 32 % z == 0 && t.caps.contains(naga::valid::Capabilities::SUBGROUP))
         .map(|z| z as usize)

@@ -3,7 +3,11 @@
 //! against unfused measures the fusion and nothing else (the fused kernel keeps two
 //! accumulators and applies bias, activation and product in its epilogue).
 //!
-//! - `gemv`: the decode GEMVs (a few rows of x), 16-byte weight loads, one per layout;
+//! - `gemv`: the decode GEMVs (a few rows of x), 16-byte weight loads, one per layout; the
+//!   `[K, N]` one split over k, with a second kernel adding the parts up, where its grid
+//!   is too small for the device (a thin N with a large K: a down projection);
+//! - [`coop`]: the prefill GEMM on cooperative matrices (tensor cores), f16 products with f32
+//!   accumulation;
 //! - [`gemm_tiled`]: the prefill GEMM for 16-byte aligned operands, in tilings to choose from;
 //! - `gemm_unaligned`: the prefill GEMM for any other shape;
 //! - `scalar`: the template for whatever the others do not take (any alignment, any mix of
@@ -14,9 +18,11 @@
 //! shape of the product ([`ProjShape`]), the values bound, the bindings and the epilogue.
 
 pub(crate) mod batched;
+pub mod coop;
 pub mod gemm_tiled;
 pub(crate) mod gemm_unaligned;
 pub(crate) mod gemv;
+pub mod q4;
 pub(crate) mod scalar;
 
 use crate::elementwise::act_call;
@@ -40,12 +46,19 @@ pub struct ProjShape {
     pub n_total: usize,
     /// Weight layout.
     pub layout: Layout,
-    /// Weights are packed f16.
+    /// Weights are stored as packed f16.
     pub f16: bool,
+    /// The weights' values are f16 (their graph dtype), whatever their storage: an f16
+    /// weight behind a `Transpose` is stored as f32 but holds f16 values.
+    pub f16_values: bool,
     /// The fused node, or None for a plain `x·W`.
     pub fused: Option<FusedGateUp>,
     /// Gate and up read one merged weight (bound once).
     pub merged: bool,
+    /// The weights are 4-bit ([`q4`]): then `layout` is `Nk` (what is uploaded is `[N, K]`,
+    /// whatever the graph's layout), `f16` false, and `f16_values` says whether the scales
+    /// (so the dequantized values) are f16.
+    pub q4: Option<q4::Q4>,
 }
 
 impl ProjShape {
@@ -87,21 +100,44 @@ impl ProjShape {
 }
 
 impl ProjShape {
-    /// The product of an unfused `MatMul` node with a 2-D weight `[K, N]`.
+    /// The product of an unfused `MatMul` node with a 2-D weight: `[K, N]`, or `[N, K]`
+    /// where the weight is a transposed weight read in place ([`crate::nk_weight`]).
     pub(crate) fn matmul(g: &Graph, n: NodeIndex, b: &Bindings) -> Result<ProjShape> {
-        let ins = g.inputs(n);
+        let (node, ins) = (n, crate::select::proj_inputs(g, n));
+        let layout = if ins[1] == g.inputs(n)[1] { Layout::Kn } else { Layout::Nk };
         let (xd, wd) = (dims(g, ins[0], b)?, dims(g, ins[1], b)?);
         let k = *xd.last().expect("rank >= 2");
         let rows = xd.iter().product::<usize>() / k.max(1);
+        let n = match layout {
+            Layout::Kn => wd[1],
+            Layout::Nk => wd[0],
+        };
+        if matches!(g.node(ins[1].node).op, Op::QuantWeight(_)) {
+            let q4 = q4_of(g, node, &[(ins[1], layout == Layout::Nk)])?;
+            return Ok(ProjShape {
+                rows,
+                k,
+                n,
+                n_total: n,
+                layout: Layout::Nk,
+                f16: false,
+                f16_values: q4.scale_f16,
+                fused: None,
+                merged: false,
+                q4: Some(q4),
+            });
+        }
         Ok(ProjShape {
             rows,
             k,
-            n: wd[1],
-            n_total: wd[1],
-            layout: Layout::Kn,
+            n,
+            n_total: n,
+            layout,
             f16: packed_f16(g, ins[1]),
+            f16_values: g.ty(ins[1]).dtype == DType::F16,
             fused: None,
             merged: false,
+            q4: None,
         })
     }
 
@@ -118,6 +154,29 @@ impl ProjShape {
             Layout::Kn => wd[1],
             Layout::Nk => wd[0],
         };
+        let quant = [ins[1], ins[2]].map(|w| matches!(g.node(w.node).op, Op::QuantWeight(_)));
+        if quant[0] || quant[1] {
+            if quant[0] != quant[1] {
+                return Err(Error::graph(
+                    &g.node(n).name,
+                    "gate and up weights stored in different formats (one 4-bit): no GPU kernel reads both",
+                ));
+            }
+            let nk = f.layout == Layout::Nk;
+            let q4 = q4_of(g, n, &[(ins[1], nk), (ins[2], nk)])?;
+            return Ok(ProjShape {
+                rows,
+                k,
+                n: *od.last().expect("rank >= 1"),
+                n_total,
+                layout: Layout::Nk,
+                f16: false,
+                f16_values: q4.scale_f16,
+                fused: Some(f.clone()),
+                merged: ins[1] == ins[2],
+                q4: Some(q4),
+            });
+        }
         Ok(ProjShape {
             rows,
             k,
@@ -125,15 +184,73 @@ impl ProjShape {
             n_total,
             layout: f.layout,
             f16: packed_f16(g, ins[1]),
+            f16_values: g.ty(ins[1]).dtype == DType::F16 && g.ty(ins[2]).dtype == DType::F16,
             fused: Some(f.clone()),
             merged: ins[1] == ins[2],
+            q4: None,
         })
     }
 }
 
-/// A kernel's interface: binding declarations (name, writable, WGSL element type) and extra
-/// entry-point builtins (`, @builtin(...) name: type` each).
+/// The 4-bit weight a projection's weight operand `v` reads: a `QuantWeight` value, or one
+/// behind a 2-D `Transpose` (then used `[N, K]`: `true`).
+pub fn quant_operand(g: &Graph, v: Value) -> Option<(Value, bool)> {
+    match &g.node(v.node).op {
+        Op::QuantWeight(_) => Some((v, false)),
+        Op::Transpose { perm } if perm == &[1, 0] => {
+            let src = g.inputs(v.node)[0];
+            matches!(g.node(src.node).op, Op::QuantWeight(_)).then_some((src, true))
+        }
+        _ => None,
+    }
+}
+
+/// What the kernels of node `n` need to know of its 4-bit weights, each `(value, used [N,
+/// K])`: the blocks must run along k, and gate and up agree in block size and scale type.
+fn q4_of(g: &Graph, n: NodeIndex, ws: &[(Value, bool)]) -> Result<q4::Q4> {
+    let node = &g.node(n).name;
+    let mut out: Option<q4::Q4> = None;
+    for (i, &(w, nk)) in ws.iter().enumerate() {
+        let Op::QuantWeight(q) = &g.node(w.node).op else {
+            return Err(Error::Internal("q4_of() on a weight that is not 4-bit".into()));
+        };
+        // [N, K] has k along axis 1, [K, N] along axis 0.
+        if q.axis != nk as usize {
+            return Err(Error::graph(
+                node,
+                format!(
+                    "no GPU kernel yet for the 4-bit weight '{}', blocked along its output features (the CPU interpreter runs it)",
+                    g.node(w.node).name
+                ),
+            ));
+        }
+        let this = q4::Q4 {
+            block: q.block as usize,
+            scale_f16: g.ty(w).dtype == DType::F16,
+            zp: [q.zero_points.is_some(); 2],
+        };
+        out = Some(match out {
+            None => this,
+            Some(mut o) => {
+                if o.block != this.block || o.scale_f16 != this.scale_f16 {
+                    return Err(Error::graph(
+                        node,
+                        "gate and up are 4-bit weights of different block sizes or scale types",
+                    ));
+                }
+                o.zp[i.min(1)] = this.zp[0];
+                o
+            }
+        });
+    }
+    out.ok_or_else(|| Error::Internal("q4_of() without weights".into()))
+}
+
+/// A kernel's interface: directives (`enable ...;` lines), binding declarations (name,
+/// writable, WGSL element type) and extra entry-point builtins (`, @builtin(...) name: type`
+/// each).
 pub(super) struct Binds {
+    directives: String,
     decls: Vec<(String, bool, String)>,
     bindings: Vec<Binding>,
     builtins: String,
@@ -144,8 +261,15 @@ impl Binds {
         self.decls.push((name.into(), write, elem.into()));
         self.bindings.push(Binding { value, write, packed_f16: packed });
     }
+    /// Declares the shared scratch buffer (f32, written by the kernel or only read), bound
+    /// after the bindings ([`KernelSource::scratch_bytes`]); the last declaration. A reader
+    /// declares it read-only, so that wgpu orders the write before the read by the change
+    /// of use.
+    fn scratch(&mut self, name: &str, write: bool) {
+        self.decls.push((name.into(), write, "f32".into()));
+    }
     fn header(&self) -> String {
-        let mut s = String::new();
+        let mut s = self.directives.clone();
         for (i, (n, w, e)) in self.decls.iter().enumerate() {
             let access = if *w { "read_write" } else { "read" };
             let _ = writeln!(s, "@group(0) @binding({i}) var<storage, {access}> {n}: array<{e}>;");
@@ -183,7 +307,12 @@ impl ProjValues {
 }
 
 pub(crate) fn binds(s: &ProjShape, v: &ProjValues, x_elem: &str, w_elem: &str) -> Binds {
-    let mut b = Binds { decls: vec![], bindings: vec![], builtins: String::new() };
+    binds_with(s, v, x_elem, w_elem, "f32")
+}
+
+/// [`binds`] with the output's WGSL element type.
+pub(crate) fn binds_with(s: &ProjShape, v: &ProjValues, x_elem: &str, w_elem: &str, out_elem: &str) -> Binds {
+    let mut b = Binds { directives: String::new(), decls: vec![], bindings: vec![], builtins: String::new() };
     b.push("x", false, x_elem, v.x, false);
     b.push("w_gate", false, w_elem, v.w_gate, s.f16);
     if let (Some(_), false, Some(u)) = (&s.fused, s.merged, &v.w_up) {
@@ -195,7 +324,7 @@ pub(crate) fn binds(s: &ProjShape, v: &ProjValues, x_elem: &str, w_elem: &str) -
     if let Some((u, p)) = &v.b_up {
         b.push("b_up", false, if *p { "u32" } else { "f32" }, *u, *p);
     }
-    b.push("out0", true, "f32", v.out, false);
+    b.push("out0", true, out_elem, v.out, false);
     b
 }
 
@@ -262,6 +391,9 @@ pub(crate) fn finish(
         wgsl,
         bindings: b.bindings.clone(),
         workgroup_size: threads,
+        choice: None,
+        scratch_bytes: 0,
         workgroups: [workgroups[0] as u32, workgroups[1] as u32, 1],
+        checks: vec![],
     })
 }

@@ -148,11 +148,14 @@ pub(crate) fn scalar(
         )));
     }
     Ok(KernelSource {
+        scratch_bytes: 0,
         name,
         kind: kind(s, ProjKernel::Scalar(s.layout)),
         wgsl: module(&binds, WORKGROUP, &prelude, &b),
         bindings,
         workgroup_size: WORKGROUP,
+        choice: None,
         workgroups: [tiles_n as u32, tiles_m as u32, 1],
+        checks: vec![],
     })
 }

@@ -3,6 +3,7 @@
 //! and dispatches to these files.
 //!
 //! - [`source`]: graph inputs, weights, constants, symbolic-dim constants;
+//! - [`quant`]: 4-bit quantized weights (a source whose value is the dequantized matrix);
 //! - [`unary`]: elementwise ops of one operand, the activations among them;
 //! - [`binary`]: elementwise ops of two operands, with numpy broadcasting (arithmetic,
 //!   comparisons, logic, max/min), and the ternary `Where`;
@@ -11,6 +12,10 @@
 //! - [`norm`]: layer normalisation;
 //! - [`index`]: gathers and ranges;
 //! - [`fused`]: the fused gated unit `act(x·W_gate) · (x·W_up)`;
+//! - [`elementwise`]: programs of several elementwise ops in one node (what the elementwise
+//!   fusion makes);
+//! - [`attention`]: a softmax attention `softmax(Q·Kᵀ)·V` in one node (what the attention
+//!   fusion makes);
 //! - [`layout`]: ops that move elements without computing (transpose, reshape, expand,
 //!   split, slice, concat);
 //! - [`cast`]: element type conversion;
@@ -20,14 +25,17 @@
 //! f16), accumulates reductions and products in f64, and wraps integer arithmetic at the
 //! width of its dtype as ONNX runtimes do.
 
+pub mod attention;
 pub mod binary;
 pub mod cast;
+pub mod elementwise;
 pub mod fused;
 pub mod index;
 pub mod layout;
 pub mod matmul;
 pub mod norm;
 pub mod opaque;
+pub mod quant;
 pub mod reduce;
 pub mod source;
 pub mod unary;

@@ -85,6 +85,7 @@ pub fn lower(g: &Graph) -> Result<Lowered> {
             | Op::Split { .. }
             | Op::Input
             | Op::Weight(_)
+            | Op::QuantWeight(_)
             | Op::Constant(_)
             | Op::SymConstant(_)
             | Op::Where
@@ -100,6 +101,8 @@ pub fn lower(g: &Graph) -> Result<Lowered> {
             | Op::Concat { .. }
             | Op::Cast { .. }
             | Op::FusedGateUp(_)
+            | Op::Elementwise(_)
+            | Op::Attention(_)
             | Op::Opaque { .. } => None,
         };
         let Some(id) = id else {

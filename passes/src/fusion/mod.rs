@@ -128,7 +128,7 @@ pub fn fuse(g: &mut Graph, limits: &Limits) -> Result<FusionReport> {
             }
         };
         let eff = select::effect(g, &plan, &freed_before, &read_by_fused);
-        let duplicated = eff.still.iter().any(|&n| g.node(n).op.launches_kernel());
+        let duplicated = eff.still.iter().any(|&n| g.launches_kernel(n));
         if duplicated {
             outcomes.push((name, act, Err(select::shared_reason(g, &plan, &eff.still))));
         } else if eff.delta >= 0.0 {

@@ -108,6 +108,18 @@ pub enum Rejection {
         /// Its layout.
         up_layout: Layout,
     },
+    /// The gate and up weights are stored in different formats (one 4-bit, the other float,
+    /// or 4-bit in different block sizes): one kernel reads one weight format.
+    MixedPrecision {
+        /// The gate weight.
+        gate: String,
+        /// Its format (`f16`, `4-bit, block 32`).
+        gate_format: String,
+        /// The up weight.
+        up: String,
+        /// Its format.
+        up_format: String,
+    },
     /// A bias is read from another feature than its weight.
     BiasOffset {
         /// Which bias.
@@ -169,6 +181,10 @@ impl fmt::Display for Rejection {
             Rejection::MixedLayouts { gate, gate_layout, up, up_layout } => write!(
                 f,
                 "the gate weight '{gate}' is {gate_layout:?} but the up weight '{up}' is {up_layout:?}: one kernel reads one layout"
+            ),
+            Rejection::MixedPrecision { gate, gate_format, up, up_format } => write!(
+                f,
+                "the gate weight '{gate}' is {gate_format} but the up weight '{up}' is {up_format}: one kernel reads one weight format"
             ),
             Rejection::BiasOffset { bias, bias_offset, weight_offset } => {
                 write!(f, "{bias} is read from feature {bias_offset} but the weight from {weight_offset}")
@@ -330,6 +346,15 @@ pub fn resolve(eg: &GluGraph, cm: &ClassMap, root: Value, fgu: &Glu, g: &Graph) 
             up_layout: w_up.layout,
         });
     }
+    let (gf, uf) = (weight_format(g, &w_gate), weight_format(g, &w_up));
+    if gf != uf {
+        return Err(Rejection::MixedPrecision {
+            gate: g.value_name(w_gate.value),
+            gate_format: gf,
+            up: g.value_name(w_up.value),
+            up_format: uf,
+        });
+    }
     for (w, b, bias) in [(&w_gate, &b_gate, Part::GateBias), (&w_up, &b_up, Part::UpBias)] {
         if let Some(b) = b {
             if b.offset != w.offset {
@@ -343,6 +368,22 @@ pub fn resolve(eg: &GluGraph, cm: &ClassMap, root: Value, fgu: &Glu, g: &Graph) 
     }
     let width = out.shape.last().and_then(Dim::fixed).ok_or(Rejection::UnknownWidth)?;
     Ok(Plan { root, activation, x, w_gate, w_up, b_gate, b_up, width })
+}
+
+/// How a weight is stored, as far as the fused kernel cares: its dtype for a float weight; for
+/// a 4-bit one ([`QuantWeight`]) its block size, whether the blocks run along k (the reduced
+/// dim) and the scales' dtype.
+fn weight_format(g: &Graph, w: &Operand) -> String {
+    let ty = g.ty(w.value);
+    match &g.node(w.value.node).op {
+        Op::QuantWeight(q) => {
+            // The reduced dim k is axis 0 of a [K, N] weight, axis 1 of an [N, K] one.
+            let k_axis = if w.layout == Layout::Kn { 0 } else { 1 };
+            let along = if q.axis == k_axis { "" } else { ", blocks along n" };
+            format!("4-bit, block {}{along}, {} scales", q.block, ty.dtype)
+        }
+        _ => ty.dtype.to_string(),
+    }
 }
 
 /// Explains why a candidate's class holds no `fgu` node.
@@ -375,7 +416,7 @@ fn vbytes(g: &Graph, v: Value) -> f64 {
 /// Cost of running one graph node.
 fn node_cost(g: &Graph, n: NodeIndex) -> f64 {
     let node = g.node(n);
-    if !node.op.launches_kernel() {
+    if !g.launches_kernel(n) {
         return 0.0;
     }
     let ins: f64 = g.inputs(n).iter().map(|&v| vbytes(g, v)).sum();
@@ -468,7 +509,7 @@ pub fn shared_reason(g: &Graph, p: &Plan, still: &HashSet<NodeIndex>) -> Rejecti
     let inside: HashSet<NodeIndex> = reg.iter().copied().collect();
     let mut nodes = vec![];
     for &n in &reg {
-        if n == p.root.node || !still.contains(&n) || !g.node(n).op.launches_kernel() {
+        if n == p.root.node || !still.contains(&n) || !g.launches_kernel(n) {
             continue;
         }
         let node = g.node(n);

@@ -2,8 +2,10 @@
 //! enums that map onto library types (the library itself knows nothing of clap).
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use glufuse::codegen::MatmulPrecision;
 use glufuse::dump::Format;
-use glufuse::ir::{DType, Layout};
+use glufuse::ir::Layout;
+use glufuse::synth::WeightType;
 use std::path::PathBuf;
 
 /// Finds gated FFNs in model graphs by equality saturation, fuses them, and runs them as WGSL.
@@ -61,8 +63,13 @@ pub enum Cmd {
     Wgsl(WgslArgs),
     /// Run a graph on the GPU (after the passes, unless --unfused).
     Run(RunArgs),
-    /// Time fused against unfused gate/up kernels on the GPU (timestamp queries).
+    /// Time a model (MODEL given) or synthetic gate/up kernels on the GPU, fused against
+    /// unfused (timestamp queries; each part in a fresh process).
     Bench(BenchArgs),
+    /// The long-lived-process slowdown experiment: one graph timed under several
+    /// histories (each in a fresh process).
+    #[command(hide = true)]
+    BenchProbe(BenchProbeArgs),
     /// Time the fusion pass on synthetic decoder graphs.
     BenchPass(BenchPassArgs),
 }
@@ -117,7 +124,8 @@ pub struct SynthArgs {
     /// Rows of x; omitted, the graph takes a symbolic `batch`.
     #[arg(long)]
     pub batch: Option<u64>,
-    /// Element type.
+    /// Element type: f32, f16, or q4 (4-bit projection weights in blocks of 32, symmetric,
+    /// f16 scales and activations).
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: DTypeArg,
     /// FFN weight layout: kn (ONNX MatMul) or nk (PyTorch Linear, through a Transpose).
@@ -155,10 +163,13 @@ pub struct WgslArgs {
     /// Size of a symbolic dim, as NAME=N (repeatable; unbound dims default to 1).
     #[arg(long = "dim", value_name = "NAME=N")]
     pub dims: Vec<String>,
-    /// Generate for this machine's GPU adapter (its limits and subgroups: what `run`
-    /// executes there) instead of for portable WebGPU defaults.
+    /// Generate for this machine's GPU adapter (its limits, subgroups and cooperative
+    /// matrices: what `run` executes there) instead of for portable WebGPU defaults.
     #[arg(long)]
     pub device: bool,
+    /// Which matrix products may be f16 (sums stay f32); default: as the weights.
+    #[arg(long, value_enum, value_name = "f16|f32")]
+    pub matmul_precision: Option<PrecisionArg>,
 }
 
 /// Arguments of `glufuse run`.
@@ -178,18 +189,35 @@ pub struct RunArgs {
     /// fastest (about 20 dispatches per tiling and shape; results are bit-identical).
     #[arg(long)]
     pub tune: bool,
+    /// Which matrix products may be f16 (sums stay f32); default: as the weights.
+    #[arg(long, value_enum, value_name = "f16|f32")]
+    pub matmul_precision: Option<PrecisionArg>,
 }
 
 /// Arguments of `glufuse bench`.
 #[derive(Args)]
 pub struct BenchArgs {
+    /// A graph file (.json or .onnx) to time, fused and unfused, as a whole; without it,
+    /// synthetic gate/up graphs (--shapes, --rows, --dtypes, --layout).
+    pub model: Option<PathBuf>,
+    /// With MODEL: an input from a .npy file, as NAME=FILE (repeatable); inputs not given
+    /// are made up (token ids within the embedding's rows, masks all ones, floats seeded).
+    #[arg(long = "input", value_name = "NAME=FILE.npy", requires = "model")]
+    pub inputs: Vec<String>,
+    /// With MODEL: size of a symbolic dim, as NAME=N (repeatable; unbound dims are 1).
+    #[arg(long = "dim", value_name = "NAME=N", requires = "model")]
+    pub dims: Vec<String>,
+    /// With MODEL: seed of the inputs made up.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
     /// Shapes as HxI, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "896x4864,2048x11008,4096x14336")]
     pub shapes: Vec<String>,
     /// Rows of x (tokens), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,16,128,512")]
     pub rows: Vec<u64>,
-    /// Weight element types, comma-separated.
+    /// Weight element types, comma-separated: f32, f16, q4 (4-bit weights in blocks of 32,
+    /// symmetric, f16 scales and activations).
     #[arg(long, value_delimiter = ',', value_enum, default_value = "f32,f16")]
     pub dtypes: Vec<DTypeArg>,
     /// Weight layout.
@@ -204,8 +232,9 @@ pub struct BenchArgs {
     /// Also write the rows as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Measure every configuration in this process instead of a fresh one each.
-    #[arg(long)]
+    /// Measure everything in this process instead of a fresh one per graph (with MODEL:
+    /// the fused part, then the unfused one).
+    #[arg(long, visible_alias = "same-process")]
     pub in_process: bool,
     /// Time only the fused or only the unfused graph (the other is reported as 0).
     #[arg(long, value_enum, default_value = "both")]
@@ -219,10 +248,38 @@ pub struct BenchArgs {
     /// `run --tune`), in the fused and the unfused graph alike.
     #[arg(long, conflicts_with = "gemm_tiles")]
     pub tune: bool,
+    /// Which matrix products may be f16 (sums stay f32), in the fused and the unfused graph
+    /// alike; default: as the weights.
+    #[arg(long, value_enum, value_name = "f16|f32")]
+    pub matmul_precision: Option<PrecisionArg>,
+    /// How the 4-bit kernels unpack their elements: magic (no integer-to-float conversion)
+    /// or convert.
+    #[arg(long, default_value = "magic", value_name = "magic|convert")]
+    pub q4_unpack: String,
+    /// Output features per 32 lanes of the 4-bit decode GEMV (1, 2 or 4); default: per shape.
+    #[arg(long, value_name = "1|2|4")]
+    pub q4_cols: Option<usize>,
     /// Where a child process of the isolated benchmark writes its figures as JSON (for the
     /// parent that started it; with --in-process).
     #[arg(long, hide = true, requires = "in_process")]
     pub child_report: Option<PathBuf>,
+}
+
+/// Arguments of `glufuse bench-probe`.
+#[derive(Args)]
+pub struct BenchProbeArgs {
+    /// Cases to run, comma-separated (all when none).
+    #[arg(long, value_delimiter = ',')]
+    pub cases: Vec<String>,
+    /// Run this one case here (what the parent asks a child to do).
+    #[arg(long)]
+    pub case: Option<String>,
+    /// Runs per submission.
+    #[arg(long, default_value_t = 20)]
+    pub reps: usize,
+    /// Submissions per measurement (each printed).
+    #[arg(long, default_value_t = 12)]
+    pub samples: usize,
 }
 
 /// Arguments of `glufuse bench-pass`.
@@ -236,18 +293,21 @@ pub struct BenchPassArgs {
     pub reps: usize,
 }
 
-/// An element type, as an argument.
+/// An element type, as an argument: f32, f16, or q4 (4-bit weights in blocks of 32,
+/// symmetric, with f16 scales and f16 activations).
 #[derive(Clone, Copy, ValueEnum, Debug)]
 pub enum DTypeArg {
     F32,
     F16,
+    Q4,
 }
 
-impl From<DTypeArg> for DType {
-    fn from(d: DTypeArg) -> DType {
+impl From<DTypeArg> for WeightType {
+    fn from(d: DTypeArg) -> WeightType {
         match d {
-            DTypeArg::F32 => DType::F32,
-            DTypeArg::F16 => DType::F16,
+            DTypeArg::F32 => WeightType::F32,
+            DTypeArg::F16 => WeightType::F16,
+            DTypeArg::Q4 => WeightType::Q4,
         }
     }
 }
@@ -258,6 +318,26 @@ pub enum PartArg {
     Both,
     Fused,
     Unfused,
+}
+
+/// A matmul precision, as an argument: f16 allows f16 products (x and the weights rounded to
+/// f16, summed in f32: the bound is in the README) for f32 weights too, f32 keeps f32 products
+/// for f16 weights too. Left out, as the weights ([`MatmulPrecision::AsWeights`]).
+#[derive(Clone, Copy, ValueEnum, Debug)]
+pub enum PrecisionArg {
+    F16,
+    F32,
+}
+
+impl PrecisionArg {
+    /// The library's precision for an optional argument.
+    pub fn resolve(a: Option<PrecisionArg>) -> MatmulPrecision {
+        match a {
+            None => MatmulPrecision::AsWeights,
+            Some(PrecisionArg::F16) => MatmulPrecision::F16,
+            Some(PrecisionArg::F32) => MatmulPrecision::F32,
+        }
+    }
 }
 
 /// A weight layout, as an argument.

@@ -1,11 +1,11 @@
 //! `glufuse fuse GRAPH [-o OUT] [--before F] [--after F] [--format ..] [--explain | --report
 //! json|text]`: runs the pass pipeline, writes the fused graph and the dumps, prints the
-//! fusion report.
+//! fusion report (for people, with what the elementwise fusion merged).
 
 use crate::args::{FuseArgs, ReportFormat};
 use glufuse::dump::{render, Format};
 use glufuse::files::write_atomic;
-use glufuse::passes::{fusion_report, PassManager, PassRun};
+use glufuse::passes::{attention_report, elementwise_report, fusion_report, PassManager, PassRun};
 use glufuse::{Error, Result};
 use std::path::Path;
 
@@ -33,12 +33,18 @@ pub fn run(a: FuseArgs) -> Result<()> {
         write_atomic(p, &b)?;
     }
     let rep = fusion_report(&runs).cloned().unwrap_or_default();
+    // For people: the gated-FFN fusion, then what the elementwise fusion merged.
+    let explained = || {
+        let ew = elementwise_report(&runs).map(|e| e.to_text(true)).unwrap_or_default();
+        let at = attention_report(&runs).map(|a| a.to_text(true)).unwrap_or_default();
+        format!("{}{ew}{at}", rep.to_text(true))
+    };
     match a.report {
         Some(ReportFormat::Json) => {
             println!("{}", serde_json::to_string_pretty(&rep).map_err(|e| Error::Internal(e.to_string()))?)
         }
-        Some(ReportFormat::Text) => print!("{}", rep.to_text(true)),
-        None if a.explain => print!("{}", rep.to_text(true)),
+        Some(ReportFormat::Text) => print!("{}", explained()),
+        None if a.explain => print!("{}", explained()),
         None if a.output.is_none() && a.after.is_none() => print!("{after_text}"),
         None => {
             eprintln!("{}", summary_line(&runs));

@@ -85,6 +85,10 @@ fn dispatch(cli: Cli) -> Result<()> {
         Some(Cmd::Run(_)) => Err(without_gpu("run")),
         #[cfg(not(feature = "gpu"))]
         Some(Cmd::Bench(_)) => Err(without_gpu("bench")),
+        #[cfg(feature = "gpu")]
+        Some(Cmd::BenchProbe(a)) => bench::probe::run(&a.cases, a.case.as_deref(), a.reps, a.samples),
+        #[cfg(not(feature = "gpu"))]
+        Some(Cmd::BenchProbe(_)) => Err(without_gpu("bench-probe")),
         Some(Cmd::BenchPass(a)) => bench_pass::run(a),
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::args::SynthArgs;
 use glufuse::files::write_atomic;
-use glufuse::synth::{self, SynthOptions};
+use glufuse::synth::{self, SynthOptions, WeightType};
 use glufuse::Result;
 
 /// Runs the command.
@@ -13,9 +13,10 @@ pub fn run(a: SynthArgs) -> Result<()> {
         hidden: a.hidden,
         intermediate: a.intermediate,
         batch: a.batch,
-        dtype: a.dtype.into(),
+        dtype: WeightType::from(a.dtype).dtype(),
         executable: !a.opaque,
         layout: a.layout.into(),
+        q4: WeightType::from(a.dtype) == WeightType::Q4,
     };
     let g = synth::llama(&o)?;
     write_atomic(&a.output, glufuse::json::to_string(&g)?.as_bytes())?;

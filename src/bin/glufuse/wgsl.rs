@@ -1,9 +1,10 @@
-//! `glufuse wgsl GRAPH -o DIR [--unfused] [--dim NAME=N].. [--device]`: one `.wgsl` file per
-//! kernel plus `manifest.json`, for portable WebGPU limits or this machine's adapter. The
+//! `glufuse wgsl GRAPH -o DIR [--unfused] [--dim NAME=N].. [--device] [--matmul-precision
+//! f16|f32]`: one `.wgsl` file per kernel plus `manifest.json`, for portable WebGPU limits or
+//! this machine's adapter; prints each projection's kernel choice and its reason. The
 //! command owns DIR: it writes into a new or empty folder, or replaces an earlier output of
 //! its own; it refuses a folder holding anything else.
 
-use crate::args::WgslArgs;
+use crate::args::{PrecisionArg, WgslArgs};
 use crate::io::bindings;
 use glufuse::codegen::{file_name, generate, manifest, Target};
 use glufuse::files::write_atomic;
@@ -19,6 +20,7 @@ pub fn run(a: WgslArgs) -> Result<()> {
     }
     let b = bindings(&g, &a.dims)?;
     let target = if a.device { device_target()? } else { Target::default() };
+    let target = Target { matmul_precision: PrecisionArg::resolve(a.matmul_precision), ..target };
     let kernels = generate(&g, &b, &target)?;
     // Everything is generated and validated before the first file is written.
     let out = &a.output;
@@ -28,6 +30,11 @@ pub fn run(a: WgslArgs) -> Result<()> {
     }
     let manifest = serde_json::to_string_pretty(&manifest(&g, &kernels)).map_err(|e| Error::Internal(e.to_string()))?;
     write_atomic(&out.join("manifest.json"), manifest.as_bytes())?;
+    for k in &kernels {
+        if let Some(c) = &k.source().choice {
+            println!("{}: {c}", k.source().name);
+        }
+    }
     println!("wrote {} kernels to {}", kernels.len(), out.display());
     Ok(())
 }
@@ -84,7 +91,9 @@ fn prepare_folder(out: &Path) -> Result<()> {
 /// The code generation target of this machine's adapter.
 #[cfg(feature = "gpu")]
 fn device_target() -> Result<Target> {
-    Ok(glufuse::runtime::Gpu::new()?.target())
+    let gpu = glufuse::runtime::Gpu::new()?;
+    println!("adapter: {}; cooperative matrices: {}", gpu.describe(), gpu.describe_coop());
+    Ok(gpu.target())
 }
 
 #[cfg(not(feature = "gpu"))]

@@ -17,6 +17,7 @@ usage: export.py models OUTDIR     whole models (every architecture, three forms
        export.py q4 OUTDIR         4-bit MLPs
        export.py perf OUTDIR       Qwen2-0.5B-sized random models for the benchmark
                                    (f32/f16, external data) and PyTorch eager timings
+                                   (PERF_DTYPES, PERF_FORMS, PERF_LAYERS, PERF_TORCH: see perf())
 """
 import json, os, sys, time, traceback
 import numpy as np, torch, transformers as T, onnxruntime as ort
@@ -307,40 +308,58 @@ def q4():
 
 def perf():
     """Qwen2-0.5B-sized random models: dynseq (prefill) and kvstep (decode), f32 and f16, with
-    weights as external data; PyTorch eager timings of the same two calls."""
-    cfg = T.Qwen2Config(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+    weights as external data; PyTorch eager timings of the same two calls (on CUDA, when there).
+
+    Environment: PERF_DTYPES (default "f32,f16"), PERF_FORMS (default "dynseq,kvstep"; "none"
+    for the timings alone), PERF_LAYERS (default 24; fewer for a quick try), PERF_TORCH=0 skips
+    the PyTorch timings. benches/h100-models.sh runs the timings once, then one process per
+    dtype and form at the same time (each export takes about 45 s on the GPU machine)."""
+    layers = int(os.environ.get("PERF_LAYERS", "24"))
+    dtypes = os.environ.get("PERF_DTYPES", "f32,f16").split(",")
+    forms = os.environ.get("PERF_FORMS", "dynseq,kvstep").split(",")
+    cuda = torch.cuda.is_available() and os.environ.get("PERF_TORCH", "1") != "0"
+    cfg = T.Qwen2Config(hidden_size=896, intermediate_size=4864, num_hidden_layers=layers, num_attention_heads=14,
                         num_key_value_heads=2, vocab_size=151936, max_position_embeddings=4096,
                         tie_word_embeddings=True)
     cfg._attn_implementation = "eager"
-    L, kvh, hd = 24, 2, 64
+    L, kvh, hd = layers, 2, 64
     timings = {}
+    t_start = time.time()
     for dtype, sfx in ((torch.float32, "f32"), (torch.float16, "f16")):
+        if sfx not in dtypes:
+            continue
+        t0 = time.time()
         torch.manual_seed(0)
         m = T.AutoModelForCausalLM.from_config(cfg).eval().to(dtype)
+        report[f"qwen05b_{sfx}_init_s"] = round(time.time() - t0, 1)
+        print(sfx, f"model made in {time.time() - t0:.1f} s", flush=True)
         d = os.path.join(out, f"qwen05b_{sfx}"); os.makedirs(d, exist_ok=True)
-        # PyTorch eager on the GPU: a 128-token prefill and one decode step after 128 tokens.
-        mc = m.to("cuda")
-        ids = torch.randint(0, 151936, (1, 128), device="cuda")
-        with torch.no_grad():
-            def prefill():
-                return mc(input_ids=ids, use_cache=False).logits
-            past = [torch.randn(1, kvh, 128, hd, dtype=dtype, device="cuda") for _ in range(2 * L)]
-            one = torch.randint(0, 151936, (1, 1), device="cuda")
-            am = torch.ones(1, 129, dtype=torch.int64, device="cuda")
-            step = Step(mc, L)
+        if cuda:
+            # PyTorch eager on the GPU: a 128-token prefill and one decode step after 128 tokens.
+            mc = m.to("cuda")
+            ids = torch.randint(0, 151936, (1, 128), device="cuda")
+            with torch.no_grad():
+                def prefill():
+                    return mc(input_ids=ids, use_cache=False).logits
+                past = [torch.randn(1, kvh, 128, hd, dtype=dtype, device="cuda") for _ in range(2 * L)]
+                one = torch.randint(0, 151936, (1, 1), device="cuda")
+                am = torch.ones(1, 129, dtype=torch.int64, device="cuda")
+                step = Step(mc, L)
 
-            def decode():
-                return step(one, am, *past)[0]
-            for name, fn in (("prefill128", prefill), ("decode_past128", decode)):
-                for _ in range(3):
-                    fn()
-                torch.cuda.synchronize()
-                ts = []
-                for _ in range(10):
-                    t0 = time.perf_counter(); fn(); torch.cuda.synchronize(); ts.append((time.perf_counter() - t0) * 1e3)
-                timings[f"torch_eager_{sfx}_{name}_ms"] = sorted(ts)[len(ts) // 2]
-                print(sfx, name, f"{timings[f'torch_eager_{sfx}_{name}_ms']:.2f} ms", flush=True)
-        m = mc.to("cpu")
+                def decode():
+                    return step(one, am, *past)[0]
+                for name, fn in (("prefill128", prefill), ("decode_past128", decode)):
+                    for _ in range(3):
+                        fn()
+                    torch.cuda.synchronize()
+                    ts = []
+                    for _ in range(10):
+                        t0 = time.perf_counter(); fn(); torch.cuda.synchronize(); ts.append((time.perf_counter() - t0) * 1e3)
+                    timings[f"torch_eager_{sfx}_{name}_ms"] = sorted(ts)[len(ts) // 2]
+                    print(sfx, name, f"{timings[f'torch_eager_{sfx}_{name}_ms']:.2f} ms", flush=True)
+            m = mc.to("cpu")
+            del mc
+            torch.cuda.empty_cache()
         p = os.path.join(d, "model_dynseq.onnx")
 
         def f():
@@ -351,7 +370,8 @@ def perf():
                                   input_names=["input_ids", "attention_mask"], output_names=["logits"],
                                   dynamic_shapes={"input_ids": {0: b, 1: s_}, "attention_mask": {0: b, 1: s_}},
                                   external_data=True)
-        attempt(f"qwen05b_{sfx}_dynseq", f)
+        if "dynseq" in forms:
+            attempt(f"qwen05b_{sfx}_dynseq", f)
         p = os.path.join(d, "model_kvstep.onnx")
 
         def f():
@@ -367,10 +387,11 @@ def perf():
                                   input_names=["input_ids", "attention_mask", *pn],
                                   output_names=["logits"] + [f"present_{i // 2}_{'kv'[i % 2]}" for i in range(2 * L)],
                                   dynamic_shapes=ds, external_data=True)
-        attempt(f"qwen05b_{sfx}_kvstep", f)
-        del m, mc
-        torch.cuda.empty_cache()
+        if "kvstep" in forms:
+            attempt(f"qwen05b_{sfx}_kvstep", f)
+        del m
     report["timings"] = timings
+    report["perf_total_s"] = round(time.time() - t_start, 1)
 
 
 {"models": models, "q4": q4, "perf": perf}[mode]()

@@ -4,24 +4,24 @@
 //!
 //! Timing uses wgpu timestamp queries around one compute pass holding `reps` back-to-back
 //! repetitions of the graph's dispatches; the time per repetition is the median over
-//! `samples` submissions, after a warm-up run. Without `TIMESTAMP_QUERY` it falls back to
-//! wall-clock time around submit-and-wait (and says so).
+//! `samples` submissions, after [`WARM_UP`] of running the graph (the GPU's clocks fall after
+//! a second without work: see there). Without `TIMESTAMP_QUERY` it falls back to wall-clock
+//! time around submit-and-wait (and says so).
 //!
 //! By default the fused and the unfused graph of every configuration each run in a child
-//! process of their own, on a fresh device: measured on an H100 through Vulkan, a graph timed
-//! after large buffers of another were freed lost up to 2-3x of its bandwidth (the same f32
-//! decode kernel: 161 µs fresh, 329 µs after an f16 run; the unfused Llama-3-8B decode graph:
-//! 170 µs fresh, 232 µs after the fused one), while the first in a process was stable to
-//! 0.1%. `--in-process` keeps everything in one process for comparison. A child reports its
-//! figures to its parent as JSON ([`Measured`]).
+//! process of their own, on a fresh device; `--in-process` keeps everything in one process.
+//! Both give the same figures since the warm-up: the "slowdown after another graph's buffers
+//! were freed" once seen on an H100 (161 µs fresh, 329 µs in process) was the SM clock
+//! falling while the process built the next graph. A child reports its figures to its parent
+//! as JSON ([`Measured`]).
 
 use glufuse::codegen::proj::gemm_tiled::CANDIDATES;
 use glufuse::codegen::tune::Tuned;
-use glufuse::codegen::{copy_kernel, validate, Target, Tiles};
-use glufuse::ir::{DType, Layout};
+use glufuse::codegen::{copy_kernel, validate, Kernel, MatmulPrecision, Q4Unpack, Target, Tiles};
+use glufuse::ir::Layout;
 use glufuse::passes::PassManager;
-use glufuse::runtime::{time, timed_pass, Executable, Gpu};
-use glufuse::synth::ffn_graph;
+use glufuse::runtime::{median, time, time_series, timed_pass, Executable, Gpu, WARM_UP};
+use glufuse::synth::{ffn_graph_of, WeightType};
 use glufuse::{Error, Graph, Result};
 
 /// What to measure.
@@ -32,7 +32,7 @@ pub struct BenchOptions {
     /// Rows of x.
     pub rows: Vec<u64>,
     /// Weight (and activation) element types.
-    pub dtypes: Vec<DType>,
+    pub dtypes: Vec<WeightType>,
     /// Weight layout.
     pub layout: Layout,
     /// Repetitions recorded back to back in one submission.
@@ -46,6 +46,12 @@ pub struct BenchOptions {
     /// Times the GEMM candidates on the device first and keeps the fastest
     /// ([`Executable::tune_gemms`]).
     pub tune: bool,
+    /// Which products may be f16 ([`Target::matmul_precision`]).
+    pub matmul_precision: MatmulPrecision,
+    /// How the 4-bit kernels unpack ([`Target::q4_unpack`]).
+    pub q4_unpack: Q4Unpack,
+    /// Forces the 4-bit decode GEMV's features per lane group ([`Target::q4_cols`]).
+    pub q4_cols: Option<usize>,
 }
 
 /// Which of a configuration's two graphs a run times.
@@ -78,6 +84,12 @@ pub struct BenchRow {
     pub dispatches: (usize, usize),
     /// The fused kernel's kind.
     pub kernel: String,
+    /// The fused graph's projection kernel choice and its reason.
+    #[serde(default)]
+    pub fused_choice: String,
+    /// The unfused graph's projection kernels (without the reasons).
+    #[serde(default)]
+    pub unfused_choice: String,
 }
 
 /// The copy yardstick: GB/s moved (read + written) by a vec4 copy of `bytes` bytes.
@@ -133,6 +145,9 @@ fn copy_bandwidth(gpu: &Gpu, bytes: u64, reps: usize, samples: usize) -> Result<
 pub struct Measured {
     /// The adapter, as [`Gpu::describe`] gives it.
     pub device: String,
+    /// Its cooperative-matrix configurations, as [`Gpu::describe_coop`] gives them.
+    #[serde(default)]
+    pub coop: String,
     /// Whether times come from timestamp queries (else the wall clock).
     pub timestamps: bool,
     /// Size of the copy kernel's buffers, MiB.
@@ -144,7 +159,7 @@ pub struct Measured {
 }
 
 /// The table's column heads.
-const TABLE_HEAD: &str = "| H×I | M | dtype | fused µs | unfused µs | unfused/fused | weight GB/s | TFLOP/s | of copy BW | fused kernel |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
+const TABLE_HEAD: &str = "| H×I | M | dtype | fused µs | unfused µs | unfused/fused | weight GB/s | TFLOP/s | of copy BW | fused kernel | fused choice | unfused projections |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
 /// How a run in one process says where it ran, and what [`run_isolated`] says instead.
 const IN_PROCESS: &str = "all in one process";
 const ISOLATED: &str = "fused and unfused graphs each in a fresh process";
@@ -161,8 +176,10 @@ fn header(m: &Measured, o: &BenchOptions, process: &str) -> String {
         (false, None) => String::new(),
     };
     format!(
-        "device: {}\ntiming: {}, {} repetitions per submission, median of {} submissions, {process}\n{tiles}copy kernel ({} MiB): {:.0} GB/s (read + written)\n\n{TABLE_HEAD}",
+        "device: {}\ncooperative matrices: {}; matmul precision: {}\ntiming: {}, {} repetitions per submission, median of {} submissions, {process}\n{tiles}copy kernel ({} MiB): {:.0} GB/s (read + written)\n\n{TABLE_HEAD}",
         m.device,
+        m.coop,
+        o.matmul_precision,
         if m.timestamps { "timestamp queries" } else { "wall clock (no TIMESTAMP_QUERY)" },
         o.reps,
         o.samples,
@@ -171,13 +188,14 @@ fn header(m: &Measured, o: &BenchOptions, process: &str) -> String {
     )
 }
 
-/// One row of the table, against the copy yardstick `copy` (GB/s).
-fn line(r: &BenchRow, dtype: DType, copy: f64) -> String {
-    let wbytes = 2.0 * (r.h * r.i) as f64 * dtype.size() as f64;
+/// One row of the table, against the copy yardstick `copy` (GB/s). The weight bytes are as
+/// stored (4-bit: packed elements and scales).
+fn line(r: &BenchRow, dtype: WeightType, copy: f64) -> String {
+    let wbytes = 2.0 * dtype.weight_bytes(r.h, r.i);
     let gbs = wbytes / (r.fused_us * 1e3);
     let tflops = 2.0 * (r.m * r.h * 2 * r.i) as f64 / (r.fused_us * 1e6);
     format!(
-        "| {}×{} | {} | {dtype} | {:.1} | {:.1} | {:.2}x | {gbs:.0} | {tflops:.2} | {:.0}% | {} |\n",
+        "| {}×{} | {} | {dtype} | {:.1} | {:.1} | {:.2}x | {gbs:.0} | {tflops:.2} | {:.0}% | {} | {} | {} |\n",
         r.h,
         r.i,
         r.m,
@@ -185,7 +203,9 @@ fn line(r: &BenchRow, dtype: DType, copy: f64) -> String {
         r.unfused_us,
         r.unfused_us / r.fused_us,
         100.0 * gbs / copy,
-        r.kernel
+        r.kernel,
+        r.fused_choice,
+        r.unfused_choice
     )
 }
 
@@ -195,21 +215,8 @@ fn line(r: &BenchRow, dtype: DType, copy: f64) -> String {
 /// header (from the first child's figures) before the first row, then a line per row;
 /// `step` is called after each child.
 pub fn run_isolated(o: &BenchOptions, mut emit: impl FnMut(&str), mut step: impl FnMut()) -> Result<Vec<BenchRow>> {
-    let exe = std::env::current_exe().map_err(|e| Error::Job(format!("cannot find this program to re-run it: {e}")))?;
-    let child = |args: Vec<String>| -> Result<()> {
-        let out = std::process::Command::new(&exe)
-            .args(&args)
-            .output()
-            .map_err(|e| Error::Job(format!("cannot run a benchmark child: {e}")))?;
-        if !out.status.success() {
-            return Err(Error::Job(format!(
-                "benchmark child {args:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        Ok(())
-    };
-    let common = |shape: String, m: u64, dtype: DType, part: &str, report: &std::path::Path| -> Vec<String> {
+    let child = |args: Vec<String>| child_command(&args);
+    let common = |shape: String, m: u64, dtype: WeightType, part: &str, report: &std::path::Path| -> Vec<String> {
         vec![
             "bench".into(),
             "--in-process".into(),
@@ -233,6 +240,13 @@ pub fn run_isolated(o: &BenchOptions, mut emit: impl FnMut(&str), mut step: impl
         .into_iter()
         .chain(o.gemm_tiles.map(|t| format!("--gemm-tiles={t}")))
         .chain(o.tune.then(|| "--tune".to_string()))
+        .chain(match o.matmul_precision {
+            MatmulPrecision::AsWeights => None,
+            MatmulPrecision::F32 => Some("--matmul-precision=f32".to_string()),
+            MatmulPrecision::F16 => Some("--matmul-precision=f16".to_string()),
+        })
+        .chain([format!("--q4-unpack={}", o.q4_unpack)])
+        .chain(o.q4_cols.map(|r| format!("--q4-cols={r}")))
         .collect::<Vec<String>>()
     };
     let tmp = tempfile::tempdir().map_err(|e| Error::Job(format!("temporary folder: {e}")))?;
@@ -260,12 +274,43 @@ pub fn run_isolated(o: &BenchOptions, mut emit: impl FnMut(&str), mut step: impl
                 step();
                 r.unfused_us = u.unfused_us;
                 r.dispatches.1 = u.dispatches.1;
+                r.unfused_choice = u.unfused_choice;
                 emit(&line(&r, dtype, fused.copy_gbs));
                 rows.push(r);
             }
         }
     }
     Ok(rows)
+}
+
+/// Runs this program again with `args` (a benchmark child, on a fresh device) and waits for
+/// it; a failure carries its stderr.
+pub fn child_command(args: &[String]) -> Result<()> {
+    let exe = std::env::current_exe().map_err(|e| Error::Job(format!("cannot find this program to re-run it: {e}")))?;
+    let out = std::process::Command::new(&exe)
+        .args(args)
+        .output()
+        .map_err(|e| Error::Job(format!("cannot run a benchmark child: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::Job(format!(
+            "benchmark child {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// The distinct kernel choices of a graph's kernels, joined by `; `: with their reasons, or
+/// only the kernels chosen.
+fn choices(kernels: &[Kernel], reasons: bool) -> String {
+    let mut all: Vec<String> = vec![];
+    for c in kernels.iter().filter_map(|k| k.source().choice.as_ref()) {
+        let c = if reasons { c.to_string() } else { c.kernel.clone() };
+        if !all.contains(&c) {
+            all.push(c);
+        }
+    }
+    all.join("; ")
 }
 
 /// Runs the benchmark in this process and returns what it measured. The table goes to `emit`
@@ -275,14 +320,26 @@ pub fn run(gpu: &Gpu, o: &BenchOptions, mut emit: impl FnMut(&str), mut step: im
     let copy_bytes = (256u64 << 20).min(gpu.target().max_binding_bytes);
     let copy = copy_bandwidth(gpu, copy_bytes, o.reps.max(1), o.samples)?;
     let ts = gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY);
-    let target = Target { gemm_tiles: o.gemm_tiles, ..gpu.target() };
-    let mut measured =
-        Measured { device: gpu.describe(), timestamps: ts, copy_mib: copy_bytes >> 20, copy_gbs: copy, rows: vec![] };
+    let target = Target {
+        gemm_tiles: o.gemm_tiles,
+        matmul_precision: o.matmul_precision,
+        q4_unpack: o.q4_unpack,
+        q4_cols: o.q4_cols,
+        ..gpu.target()
+    };
+    let mut measured = Measured {
+        device: gpu.describe(),
+        coop: gpu.describe_coop(),
+        timestamps: ts,
+        copy_mib: copy_bytes >> 20,
+        copy_gbs: copy,
+        rows: vec![],
+    };
     emit(&header(&measured, o, IN_PROCESS));
     for &(h, i) in &o.shapes {
         for &dtype in &o.dtypes {
             for &m in &o.rows {
-                let original = ffn_graph(h, i, m, dtype, o.layout)?;
+                let original = ffn_graph_of(h, i, m, dtype, o.layout)?;
                 let mut fused = original.clone();
                 PassManager::standard().run(&mut fused)?;
                 let b = Default::default();
@@ -291,8 +348,8 @@ pub fn run(gpu: &Gpu, o: &BenchOptions, mut emit: impl FnMut(&str), mut step: im
                     let tuned = if o.tune { exe.tune_gemms(g, &b, &target, &CANDIDATES)? } else { vec![] };
                     Ok((exe, tuned))
                 };
-                let (fu, fd, kind) = if o.part == Part::Unfused {
-                    (0.0, 0, String::new())
+                let (fu, fd, kind, fused_choice) = if o.part == Part::Unfused {
+                    (0.0, 0, String::new(), String::new())
                 } else {
                     let (exe, tuned) = build(&fused)?;
                     let mut kind =
@@ -300,15 +357,17 @@ pub fn run(gpu: &Gpu, o: &BenchOptions, mut emit: impl FnMut(&str), mut step: im
                     if let Some(t) = tuned.first() {
                         kind = format!("{kind} ({})", t.chosen);
                     }
-                    let (t, _) = time(gpu, o.reps, o.samples, |enc, reps, ts| exe.record(enc, reps, ts))?;
-                    (t, exe.dispatch_count(), kind)
+                    let (t, _) =
+                        time_series(gpu, o.reps, o.samples, WARM_UP, |enc, reps, ts| exe.record(enc, reps, ts))?;
+                    (median(&t), exe.dispatch_count(), kind, choices(exe.kernels(), true))
                 };
-                let (uu, ud) = if o.part == Part::Fused {
-                    (0.0, 0)
+                let (uu, ud, unfused_choice) = if o.part == Part::Fused {
+                    (0.0, 0, String::new())
                 } else {
                     let (exe, _) = build(&original)?;
-                    let (t, _) = time(gpu, o.reps, o.samples, |enc, reps, ts| exe.record(enc, reps, ts))?;
-                    (t, exe.dispatch_count())
+                    let (t, _) =
+                        time_series(gpu, o.reps, o.samples, WARM_UP, |enc, reps, ts| exe.record(enc, reps, ts))?;
+                    (median(&t), exe.dispatch_count(), choices(exe.kernels(), false))
                 };
                 let row = BenchRow {
                     h,
@@ -319,6 +378,8 @@ pub fn run(gpu: &Gpu, o: &BenchOptions, mut emit: impl FnMut(&str), mut step: im
                     unfused_us: uu,
                     dispatches: (fd, ud),
                     kernel: kind,
+                    fused_choice,
+                    unfused_choice,
                 };
                 emit(&line(&row, dtype, copy));
                 step();

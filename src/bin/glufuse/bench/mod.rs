@@ -1,10 +1,15 @@
 //! `glufuse bench [--shapes HxI,..] [--rows ..] [--dtypes ..] [--layout ..] [--gemm-tiles ..
-//! | --tune]`: fused against unfused gate/up kernels on the GPU, each graph in a fresh
-//! process unless `--in-process` (see [`harness`]).
+//! | --tune] [--matmul-precision f16|f32]`: fused against unfused gate/up kernels on the GPU,
+//! each graph in a fresh process unless `--in-process` (see [`harness`]), with each graph's
+//! projection kernel choice; `glufuse bench MODEL ..`: a whole graph of the user's, fused
+//! against unfused ([`model`]); `glufuse bench-probe`: the long-lived-process experiment
+//! ([`probe`]).
 
 pub mod harness;
+pub mod model;
+pub mod probe;
 
-use crate::args::{BenchArgs, PartArg};
+use crate::args::{BenchArgs, PartArg, PrecisionArg};
 use crate::progress;
 use glufuse::codegen::Tiles;
 use glufuse::files::write_atomic;
@@ -17,6 +22,26 @@ use std::io::Write;
 
 /// Runs the command.
 pub fn run(a: BenchArgs) -> Result<()> {
+    if let Some(graph) = &a.model {
+        let o = model::ModelOptions {
+            graph: graph.clone(),
+            inputs: a.inputs.clone(),
+            dims: a.dims.clone(),
+            seed: a.seed,
+            reps: a.reps,
+            samples: a.samples,
+            matmul_precision: PrecisionArg::resolve(a.matmul_precision),
+        };
+        let part = match a.part {
+            PartArg::Both => None,
+            PartArg::Fused => Some(true),
+            PartArg::Unfused => Some(false),
+        };
+        if part.is_some() && !a.in_process {
+            return Err(Error::input("--part fused|unfused needs --in-process (the isolated run times both parts)"));
+        }
+        return model::run(&o, a.in_process, part, a.child_report.as_deref(), a.json.as_deref());
+    }
     let gemm_tiles =
         a.gemm_tiles.map(|t| t.parse::<Tiles>()).transpose().map_err(|e| Error::input(format!("--gemm-tiles: {e}")))?;
     let shapes = a
@@ -38,6 +63,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
         },
         gemm_tiles,
         tune: a.tune,
+        matmul_precision: PrecisionArg::resolve(a.matmul_precision),
+        q4_unpack: a.q4_unpack.parse().map_err(|e: Error| Error::input(format!("--q4-unpack: {e}")))?,
+        q4_cols: match a.q4_cols {
+            None | Some(1 | 2 | 4) => a.q4_cols,
+            Some(r) => return Err(Error::input(format!("--q4-cols {r}: 1, 2 or 4"))),
+        },
     };
     if !a.in_process && a.part != PartArg::Both {
         return Err(Error::input("--part fused|unfused needs --in-process (the isolated run times both parts)"));

@@ -1,0 +1,692 @@
+//! Elementwise programs (`Op::Elementwise`): the steps of a program strung together in one
+//! kernel, each a `let` of the expression its op has in `elementwise.rs` (inputs read at their
+//! broadcast index, one-element constants as literals, an expand the identity).
+//!
+//! A program without row steps runs one thread per output element. One with row steps (a
+//! reduction over the last axis, a softmax along it) runs one workgroup per row of its output:
+//! the threads stride over the row once per round of reductions (a reduction needs its operand,
+//! which may need an earlier reduction: a softmax's sum needs its maximum), combine their
+//! partial results with a tree in workgroup memory, and stride over it once more to write it.
+//! Each round recomputes the steps it needs from the inputs, so nothing but the output is
+//! written. Floats accumulate in f32, as the reduction and softmax kernels do.
+
+use crate::elementwise::{binary_expr, cast_expr, map_kernel_lets, unary_expr, Sites};
+use crate::wgsl::{kernel, kernel_outs, load, row_threads, tree_reduce, Store, WORKGROUP};
+use crate::{dims, KernelKind, KernelSource, Target};
+use glufuse_ir::ops::attention::types as attention_types;
+use glufuse_ir::ops::binary::BinaryKind;
+use glufuse_ir::shape::{concrete, norm_axis, Bindings};
+use glufuse_ir::tensor::{held_values, strides};
+use glufuse_ir::Attention;
+use glufuse_ir::{
+    Data, ElementwiseProgram, Error, Graph, NodeIndex, ReduceOp, Result, Step, Tensor, TensorType, Value,
+};
+use std::collections::HashMap;
+use std::fmt::Write;
+
+/// WGSL of `-inf`.
+const NEG_INF: &str = "bitcast<f32>(0xff800000u)";
+
+/// The kernel of an elementwise program.
+pub(crate) fn program(
+    g: &Graph,
+    n: NodeIndex,
+    p: &ElementwiseProgram,
+    b: &Bindings,
+    t: &Target,
+) -> Result<KernelSource> {
+    let (ins, out) = (g.inputs(n), Value::of(n));
+    let name = g.node(n).name.clone();
+    let in_tys: Vec<&TensorType> = ins.iter().map(|&v| g.ty(v)).collect();
+    let tys = p.step_types(&in_tys).map_err(|m| Error::graph(&name, m))?;
+    let od = dims(g, out, b)?;
+    let total: usize = od.iter().product();
+    let mut w = Writer::new(g, n, b, p.clone(), tys, Sites::new(&name), 0)?;
+    let last = p.steps.len() - 1;
+    let outs: Vec<Value> = (0..=p.also.len()).map(|k| Value { node: n, output: k }).collect();
+    let results: Vec<usize> = std::iter::once(last).chain(p.also.iter().copied()).collect();
+    if !p.steps.iter().any(Step::is_row) {
+        let (lets, writes) = w.outputs(&results)?;
+        if outs.len() == 1 {
+            let sites = w.sites;
+            return map_kernel_lets(g, name, KernelKind::Program, &ins, out, total, &lets, &writes[0], sites, t);
+        }
+        let mut body = format!("    let i = gid * {WORKGROUP}u + lid;\n    if (i >= {total}u) {{ return; }}\n{lets}");
+        for (k, v) in writes.iter().enumerate() {
+            let _ = writeln!(body, "    out{k}[i] = {v};");
+        }
+        let mut prelude = w.sites.prelude();
+        prelude.push_str(&crate::elementwise::helpers_for(&format!("{body}\n{prelude}")));
+        let groups = (total as u64).div_ceil(WORKGROUP as u64);
+        let checks = w.sites.checks;
+        return kernel_outs(g, name, KernelKind::Program, &ins, &outs, groups, WORKGROUP, &prelude, &body, checks, t);
+    }
+    // Rounds: a step is known in the round after the reductions it needs are done.
+    let mut round = vec![0usize; p.steps.len()];
+    for (k, s) in p.steps.iter().enumerate() {
+        round[k] = match s {
+            Step::Reduce { x, .. } => round[*x] + 1,
+            Step::Softmax { x } => round[*x] + 2,
+            _ => s.args().iter().map(|&a| round[a]).max().unwrap_or(0),
+        };
+    }
+    let row = *od.last().expect("a row program's output has a last axis");
+    let rows = total.checked_div(row).unwrap_or(0);
+    let threads = row_threads(row);
+    // What each round reduces: (step, reduction, operand).
+    let mut reductions: Vec<Vec<(usize, Red, usize)>> = vec![vec![]; round[last]];
+    for (k, s) in p.steps.iter().enumerate() {
+        match s {
+            Step::Reduce { op, x } => reductions[round[*x]].push((k, Red::Of(*op), *x)),
+            Step::Softmax { x } => {
+                reductions[round[*x]].push((k, Red::Max, *x));
+                reductions[round[*x] + 1].push((k, Red::SumExp, *x));
+            }
+            _ => {}
+        }
+    }
+    let mut body = format!("    if (gid >= {rows}u) {{ return; }}\n    let row = gid * {row}u;\n");
+    let stride = format!("    for (var j = lid; j < {row}u; j = j + {threads}u) {{\n        let i = row + j;\n");
+    for reds in &reductions {
+        for (k, r, _) in reds {
+            let _ = writeln!(body, "    var a{k}_{}: f32 = {};", r.tag(), r.identity());
+        }
+        body.push_str(&stride);
+        w.reset();
+        let c = w.coords(last);
+        for (k, r, x) in reds {
+            let v = w.value(*x, &c)?;
+            let acc = format!("a{k}_{}", r.tag());
+            let _ = writeln!(w.code, "    {acc} = {};", r.combine(&acc, &v, *k));
+        }
+        body.push_str(&indent(&w.code));
+        body.push_str("    }\n");
+        for (k, r, _) in reds {
+            body.push_str(&tree_reduce(threads, &format!("a{k}_{}", r.tag()), r.tree_fn()));
+            let v = match r {
+                Red::Of(ReduceOp::Mean) => format!("red[0] / f32({row})"),
+                Red::Of(ReduceOp::Sum | ReduceOp::Max) | Red::Max | Red::SumExp => "red[0]".into(),
+            };
+            let _ = writeln!(body, "    let {}{k} = {v};\n    workgroupBarrier();", r.tag());
+            if matches!(r, Red::Of(_) | Red::SumExp) {
+                w.done.push(*k);
+            }
+        }
+    }
+    body.push_str(&stride);
+    let (lets, writes) = w.outputs(&results)?;
+    body.push_str(&indent(&lets));
+    for (k, v) in writes.iter().enumerate() {
+        let _ = writeln!(body, "        out{k}[i] = {v};");
+    }
+    body.push_str("    }\n");
+    let sites = w.sites;
+    let mut prelude = sites.prelude();
+    prelude.push_str(&format!(
+        "fn add_f_(a: f32, b: f32) -> f32 {{ return a + b; }}\nvar<workgroup> red: array<f32, {threads}>;\n"
+    ));
+    prelude.push_str(&crate::elementwise::helpers_for(&format!("{body}\n{prelude}")));
+    kernel_outs(g, name, KernelKind::Program, &ins, &outs, rows as u64, threads, &prelude, &body, sites.checks, t)
+}
+
+/// The kernel of a fused attention: one workgroup per row of scores (a query of a head). For
+/// each round the scores program needs (a softmax's maximum, then its sum), its threads stride
+/// over the row's keys, each score a dot product of the query with a key (Q and Kᵀ read
+/// through their programs), computed in the first round and kept in workgroup memory where
+/// the row fits (recomputed each round where it does not); then, in tiles of the workgroup's width, each thread computes one
+/// probability into workgroup memory and each of the first `E` threads adds the tile's
+/// probabilities times its column of V.
+pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t: &Target) -> Result<KernelSource> {
+    let (ins, out) = (g.inputs(n), Value::of(n));
+    let name = g.node(n).name.clone();
+    let in_tys: Vec<&TensorType> = ins.iter().map(|&v| g.ty(v)).collect();
+    let [.., s_ty, _, _] = attention_types(a, &in_tys).map_err(|m| Error::graph(&name, m))?;
+    let mut with_s = in_tys.clone();
+    with_s.push(&s_ty);
+    let program = |steps: &[Step], tys: &[&TensorType]| -> Result<(ElementwiseProgram, Vec<TensorType>)> {
+        let p = ElementwiseProgram { steps: steps.to_vec(), also: vec![], replaced: vec![] };
+        let st = p.step_types(tys).map_err(|m| Error::graph(&name, m))?;
+        Ok((p, st))
+    };
+    let (qp, qt) = program(&a.q, &in_tys)?;
+    let (kp, kt) = program(&a.kt, &in_tys)?;
+    let (vp, vt) = program(&a.v, &in_tys)?;
+    let (sp, st) = program(&a.scores, &with_s)?;
+    let sd = concrete(&s_ty.shape, b).map_err(|m| Error::graph(&name, m))?;
+    let r = sd.len();
+    let keys = sd[r - 1];
+    let depth = concrete(&qt[qt.len() - 1].shape, b).map_err(|m| Error::graph(&name, m))?[r - 1];
+    // The output's dims before its permutation, and where each of its coordinates goes.
+    let od = dims(g, out, b)?;
+    let mut pd = od.clone();
+    for (i, &p) in a.out_perm.iter().enumerate() {
+        pd[p] = od[i];
+    }
+    let width = pd[r - 1];
+    let rows: usize = sd[..r - 1].iter().product();
+    if width > 256 {
+        return Err(Error::graph(&name, format!("a head of width {width} is wider than one workgroup (256)")));
+    }
+    let threads = row_threads(keys).max(row_threads(width));
+    let (ql, kl, vl, pl) = (qp.steps.len() - 1, kp.steps.len() - 1, vp.steps.len() - 1, sp.steps.len() - 1);
+    let mut sw = Writer::new(g, n, b, sp, st, Sites::new(&name), 0)?;
+    sw.virt = Some((ins.len(), "s".into()));
+    let mut qw = Writer::new(g, n, b, qp, qt, Sites::new(&name), 0)?;
+    let mut kw = Writer::new(g, n, b, kp, kt, Sites::new(&name), 0)?;
+    let mut vw = Writer::new(g, n, b, vp, vt, Sites::new(&name), 0)?;
+    // The row's coordinates: its batch dims and its query.
+    let rs = strides(&sd[..r - 1]);
+    let mut body = format!("    if (gid >= {rows}u) {{ return; }}\n    let row = gid;\n");
+    let mut rc = vec![];
+    for (k, &d) in sd[..r - 1].iter().enumerate() {
+        if d == 1 {
+            rc.push("0u".to_string());
+        } else {
+            let e = match (k, rs[k]) {
+                (0, st) => format!("row / {st}u"),
+                (_, 1) => format!("row % {d}u"),
+                (_, st) => format!("(row / {st}u) % {d}u"),
+            };
+            let _ = writeln!(body, "    let r{k} = {e};");
+            rc.push(format!("r{k}"));
+        }
+    }
+    let batch = &rc[..r - 2];
+    let at = |x: &[&str]| -> Vec<String> { batch.iter().cloned().chain(x.iter().map(|s| s.to_string())).collect() };
+    // The scores of the row are kept in workgroup memory where they fit beside the trees:
+    // the first round computes them, the later ones read them back.
+    let cached = (keys as u64 + 2 * threads as u64) * 4 <= t.max_workgroup_storage_bytes as u64;
+    let mut computed = false;
+    // The score of key `j`, as `s`: the query's dot product with the key.
+    let mut score = |qw: &mut Writer, kw: &mut Writer, fresh: &mut usize| -> Result<String> {
+        if cached && computed {
+            return Ok("    let s = sc[j];\n".into());
+        }
+        computed = true;
+        let keep = if cached { "    sc[j] = s;\n" } else { "" };
+        qw.fresh = *fresh;
+        qw.reset();
+        let mut qc = rc.clone();
+        qc.push("d".into());
+        let qv = qw.value(ql, &qc)?;
+        kw.fresh = qw.fresh;
+        kw.reset();
+        let kv = kw.value(kl, &at(&["d", "j"]))?;
+        *fresh = kw.fresh;
+        Ok(format!(
+            "    var s = 0.0;\n    for (var d = 0u; d < {depth}u; d = d + 1u) {{\n{}{}        s = s + {qv} * {kv};\n    }}\n{keep}",
+            indent(&qw.code),
+            indent(&kw.code)
+        ))
+    };
+    let mut fresh = 0usize;
+    // Rounds of the scores program's reductions, as in a row program.
+    let mut round = vec![0usize; sw.p.steps.len()];
+    for (k, s) in sw.p.steps.iter().enumerate() {
+        round[k] = match s {
+            Step::Reduce { x, .. } => round[*x] + 1,
+            Step::Softmax { x } => round[*x] + 2,
+            _ => s.args().iter().map(|&a| round[a]).max().unwrap_or(0),
+        };
+    }
+    let mut reductions: Vec<Vec<(usize, Red, usize)>> = vec![vec![]; round[pl]];
+    for (k, s) in sw.p.steps.iter().enumerate() {
+        match s {
+            Step::Reduce { op, x } => reductions[round[*x]].push((k, Red::Of(*op), *x)),
+            Step::Softmax { x } => {
+                reductions[round[*x]].push((k, Red::Max, *x));
+                reductions[round[*x] + 1].push((k, Red::SumExp, *x));
+            }
+            _ => {}
+        }
+    }
+    let pc = at(&[rc[r - 2].as_str(), "j"]);
+    for reds in &reductions {
+        for (k, rd, _) in reds {
+            let _ = writeln!(body, "    var a{k}_{}: f32 = {};", rd.tag(), rd.identity());
+        }
+        let _ = writeln!(
+            body,
+            "    for (var j = lid; j < {keys}u; j = j + {threads}u) {{\n        let i = row * {keys}u + j;"
+        );
+        body.push_str(&indent(&score(&mut qw, &mut kw, &mut fresh)?));
+        sw.fresh = fresh;
+        sw.reset();
+        for (k, rd, x) in reds {
+            let v = sw.value(*x, &pc)?;
+            let acc = format!("a{k}_{}", rd.tag());
+            let _ = writeln!(sw.code, "    {acc} = {};", rd.combine(&acc, &v, *k));
+        }
+        fresh = sw.fresh;
+        body.push_str(&indent(&sw.code));
+        body.push_str("    }\n");
+        for (k, rd, _) in reds {
+            body.push_str(&tree_reduce(threads, &format!("a{k}_{}", rd.tag()), rd.tree_fn()));
+            let v = match rd {
+                Red::Of(ReduceOp::Mean) => format!("red[0] / f32({keys})"),
+                Red::Of(ReduceOp::Sum | ReduceOp::Max) | Red::Max | Red::SumExp => "red[0]".into(),
+            };
+            let _ = writeln!(body, "    let {}{k} = {v};\n    workgroupBarrier();", rd.tag());
+            if matches!(rd, Red::Of(_) | Red::SumExp) {
+                sw.done.push(*k);
+            }
+        }
+    }
+    // P·V, a tile of keys at a time.
+    let _ = writeln!(
+        body,
+        "    var acc = 0.0;\n    for (var t0 = 0u; t0 < {keys}u; t0 = t0 + {threads}u) {{\n        let j = t0 + lid;\n        var pj = 0.0;\n        if (j < {keys}u) {{\n            let i = row * {keys}u + j;"
+    );
+    body.push_str(&indent(&indent(&score(&mut qw, &mut kw, &mut fresh)?)));
+    sw.fresh = fresh;
+    sw.reset();
+    let pv = sw.value(pl, &pc)?;
+    fresh = sw.fresh;
+    body.push_str(&indent(&indent(&sw.code)));
+    let _ = writeln!(body, "            pj = {pv};\n        }}\n        pw[lid] = pj;\n        workgroupBarrier();");
+    vw.fresh = fresh;
+    vw.reset();
+    let vv = vw.value(vl, &at(&["(t0 + u)", "lid"]))?;
+    let _ = writeln!(
+        body,
+        "        if (lid < {width}u) {{\n            for (var u = 0u; u < min({threads}u, {keys}u - t0); u = u + 1u) {{\n{}                acc = acc + pw[u] * {vv};\n            }}\n        }}\n        workgroupBarrier();\n    }}\n    if (lid < {width}u) {{ out0[{}] = acc; }}",
+        indent(&indent(&indent(&vw.code))),
+        out_index(&rc, &od, &a.out_perm)
+    );
+    // Only the scores program computes (a mask's integer arithmetic may check for overflow);
+    // Q, Kᵀ and V are reads.
+    if [&qw, &kw, &vw].iter().any(|w| !w.sites.checks.is_empty()) {
+        return Err(Error::graph(&name, "an attention's operands check nothing at run time (a glufuse bug)"));
+    }
+    let mut prelude = sw.sites.prelude();
+    prelude.push_str(&format!(
+        "fn add_f_(a: f32, b: f32) -> f32 {{ return a + b; }}\nvar<workgroup> red: array<f32, {threads}>;\nvar<workgroup> pw: array<f32, {threads}>;\n"
+    ));
+    if cached {
+        prelude.push_str(&format!("var<workgroup> sc: array<f32, {}>;\n", keys.max(1)));
+    }
+    prelude.push_str(&crate::elementwise::helpers_for(&format!("{body}\n{prelude}")));
+    let checks = sw.sites.checks;
+    kernel(g, name, KernelKind::Attention, &ins, out, rows as u64, threads, &prelude, &body, checks, t)
+}
+
+/// The flat output index of an attention row's element `lid`: the row's coordinates `rc`
+/// and `lid`, permuted by `perm` (empty: none) into the output's dims `od`.
+fn out_index(rc: &[String], od: &[usize], perm: &[usize]) -> String {
+    let c: Vec<String> = rc.iter().cloned().chain(["lid".to_string()]).collect();
+    let c: Vec<String> = if perm.is_empty() { c } else { perm.iter().map(|&p| c[p].clone()).collect() };
+    Writer::flat(&c, od)
+}
+
+/// A reduction a row program's round computes.
+#[derive(Clone, Copy, Debug)]
+enum Red {
+    /// A reduction step's.
+    Of(ReduceOp),
+    /// A softmax's maximum.
+    Max,
+    /// A softmax's sum of `exp(x - max)`.
+    SumExp,
+}
+
+impl Red {
+    /// The prefix of its accumulator and of its row value (`r` for a reduction, `m` and `s`
+    /// for a softmax's maximum and sum).
+    fn tag(self) -> &'static str {
+        match self {
+            Red::Of(_) => "r",
+            Red::Max => "m",
+            Red::SumExp => "s",
+        }
+    }
+
+    fn identity(self) -> &'static str {
+        match self {
+            Red::Of(ReduceOp::Max) | Red::Max => NEG_INF,
+            Red::Of(ReduceOp::Sum | ReduceOp::Mean) | Red::SumExp => "0.0",
+        }
+    }
+
+    /// WGSL folding element `x` into accumulator `acc` (of step `k`).
+    fn combine(self, acc: &str, x: &str, k: usize) -> String {
+        match self {
+            // NaN-propagating, as the reduction kernel's maximum.
+            Red::Of(ReduceOp::Max) => format!("maxf_({acc}, {x})"),
+            Red::Of(ReduceOp::Sum | ReduceOp::Mean) => format!("{acc} + {x}"),
+            // As the softmax kernel: the plain maximum, then `exp(x - max)`.
+            Red::Max => format!("max({acc}, {x})"),
+            Red::SumExp => format!("{acc} + exp({x} - m{k})"),
+        }
+    }
+
+    /// The two-argument WGSL function its tree combines partial results with.
+    fn tree_fn(self) -> &'static str {
+        match self {
+            Red::Of(ReduceOp::Max) => "maxf_",
+            Red::Max => "max",
+            Red::Of(ReduceOp::Sum | ReduceOp::Mean) | Red::SumExp => "add_f_",
+        }
+    }
+}
+
+/// Indents lines by four more spaces (the body of a row loop).
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("    {l}\n")).collect()
+}
+
+/// Writes the `let`s that compute a program's steps at given coordinates.
+struct Writer<'a> {
+    g: &'a Graph,
+    b: &'a Bindings,
+    p: ElementwiseProgram,
+    tys: Vec<TensorType>,
+    /// Each step's dims under the binding.
+    dims: Vec<Vec<usize>>,
+    ins: Vec<Value>,
+    in_dims: Vec<Vec<usize>>,
+    name: String,
+    sites: Sites,
+    /// Row steps whose row values are known (`rK`; a softmax's `mK` and `sK`).
+    done: Vec<usize>,
+    /// The `let` holding each step's value at each coordinates already computed in scope.
+    memo: HashMap<(usize, Vec<String>), String>,
+    /// The statements written so far in the current scope.
+    code: String,
+    fresh: usize,
+    /// An input that is a value of the kernel rather than a binding (an attention's scores),
+    /// and the WGSL holding it at the coordinates asked for.
+    virt: Option<(usize, String)>,
+}
+
+impl<'a> Writer<'a> {
+    /// A writer of program `p` (its steps' types `tys`) over the inputs of node `n`, named
+    /// `name`, under binding `b`; `sites` and `fresh` carried on from another writer of the
+    /// same kernel.
+    fn new(
+        g: &'a Graph,
+        n: NodeIndex,
+        b: &'a Bindings,
+        p: ElementwiseProgram,
+        tys: Vec<TensorType>,
+        sites: Sites,
+        fresh: usize,
+    ) -> Result<Self> {
+        let name = g.node(n).name.clone();
+        let ins = g.inputs(n);
+        let in_dims = ins.iter().map(|&v| dims(g, v, b)).collect::<Result<_>>()?;
+        let dims =
+            tys.iter().map(|t| concrete(&t.shape, b).map_err(|m| Error::graph(&name, m))).collect::<Result<_>>()?;
+        Ok(Writer {
+            g,
+            b,
+            p,
+            tys,
+            dims,
+            ins,
+            in_dims,
+            name,
+            sites,
+            done: vec![],
+            memo: HashMap::new(),
+            code: String::new(),
+            fresh,
+            virt: None,
+        })
+    }
+
+    /// Forgets what was computed (a new loop over the row).
+    fn reset(&mut self) {
+        self.memo.clear();
+        self.code.clear();
+    }
+
+    /// The statements computing steps `ks` (the result, then the other outputs, all of its
+    /// shape) at output element `i`, and their values.
+    fn outputs(&mut self, ks: &[usize]) -> Result<(String, Vec<String>)> {
+        self.reset();
+        let c = self.coords(ks[0]);
+        let vs = ks.iter().map(|&k| self.value(k, &c)).collect::<Result<Vec<_>>>()?;
+        Ok((std::mem::take(&mut self.code), vs))
+    }
+
+    /// A name for a new `let`.
+    fn name(&mut self, prefix: &str) -> String {
+        self.fresh += 1;
+        format!("{prefix}{}", self.fresh)
+    }
+
+    /// `let`s the coordinates of flat element `i` of step `k`'s dims (the output's).
+    fn coords(&mut self, k: usize) -> Vec<String> {
+        let d = self.dims[k].clone();
+        let st = strides(&d);
+        (0..d.len())
+            .map(|a| {
+                if d[a] == 1 {
+                    return "0u".to_string();
+                }
+                let e = match (a, st[a]) {
+                    (0, s) => format!("i / {s}u"),
+                    (_, 1) => format!("i % {}u", d[a]),
+                    (_, s) => format!("(i / {s}u) % {}u", d[a]),
+                };
+                self.bind("c", &e)
+            })
+            .collect()
+    }
+
+    /// A coordinate expression as a `let` (identifiers and literals as they are).
+    fn bind(&mut self, prefix: &str, e: &str) -> String {
+        if e.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return e.to_string();
+        }
+        let n = self.name(prefix);
+        let _ = writeln!(self.code, "    let {n} = {e};");
+        n
+    }
+
+    /// Coordinates `c` of a step of dims `from` broadcast to an operand of dims `to` (numpy
+    /// rules: aligned right, size-1 dims read at 0).
+    fn project(c: &[String], to: &[usize]) -> Vec<String> {
+        let off = c.len() - to.len();
+        to.iter().enumerate().map(|(a, &d)| if d == 1 { "0u".to_string() } else { c[a + off].clone() }).collect()
+    }
+
+    /// The flat index of coordinates `c` in dims `d`.
+    fn flat(c: &[String], d: &[usize]) -> String {
+        let st = strides(d);
+        let terms: Vec<String> = c
+            .iter()
+            .zip(&st)
+            .filter(|(x, _)| x.as_str() != "0u")
+            .map(|(x, &s)| if s == 1 { x.clone() } else { format!("{x} * {s}u") })
+            .collect();
+        if terms.is_empty() {
+            "0u".into()
+        } else {
+            terms.join(" + ")
+        }
+    }
+
+    /// The value of step `k` at coordinates `c` (of its dims): the `let` holding it, written
+    /// (with the operands it needs) if not yet in scope.
+    fn value(&mut self, k: usize, c: &[String]) -> Result<String> {
+        let key = (k, c.to_vec());
+        if let Some(v) = self.memo.get(&key) {
+            return Ok(v.clone());
+        }
+        let s = &self.p.steps[k].clone();
+        let tys = self.tys.clone();
+        let st = |j: usize| Store::of_dtype(tys[j].dtype);
+        let e = match s {
+            Step::Input(i) if self.virt.as_ref().is_some_and(|(k, _)| k == i) => {
+                return Ok(self.virt.as_ref().expect("checked").1.clone());
+            }
+            Step::Input(i) => {
+                let v = self.ins[*i];
+                load(&format!("in{i}"), &Self::flat(c, &self.in_dims[*i]), Store::of(self.g, v))
+            }
+            Step::Const { .. } => {
+                let op = s.op().expect("a constant is an op");
+                literal(&held_values(&op, &tys[k])).map_err(|m| Error::graph(&self.name, m))?
+            }
+            Step::Unary { op, x } => {
+                let a = self.operand(*x, c)?;
+                unary_expr(*op, &a, st(*x), tys[*x].dtype, &mut self.sites)
+            }
+            Step::Binary { op, a, b } => {
+                let (l, r) = (self.operand(*a, c)?, self.operand(*b, c)?);
+                let store = if op.kind() == BinaryKind::Logic { Store::Bool } else { st(*a) };
+                binary_expr(*op, &l, &r, store, tys[*a].dtype, &mut self.sites)
+            }
+            Step::Where { cond, x, y } => {
+                let (cv, xv, yv) = (self.operand(*cond, c)?, self.operand(*x, c)?, self.operand(*y, c)?);
+                format!("select({yv}, {xv}, {cv} != 0u)")
+            }
+            Step::Cast { to, x } => {
+                let a = self.operand(*x, c)?;
+                cast_expr(&a, st(*x), *to, &mut self.sites)
+            }
+            Step::Expand { x, .. } => return self.operand(*x, c),
+            Step::Reduce { .. } => {
+                debug_assert!(self.done.contains(&k), "step {k} read before its round");
+                format!("r{k}")
+            }
+            Step::Softmax { x } => {
+                let a = self.value(*x, c)?;
+                format!("exp({a} - m{k}) / s{k}")
+            }
+            Step::Transpose { perm, x } => {
+                let mut cx = vec![String::new(); c.len()];
+                for (i, &p) in perm.iter().enumerate() {
+                    cx[p] = c[i].clone();
+                }
+                return self.value(*x, &cx);
+            }
+            Step::Slice { axis, start, step, x, .. } => {
+                let ax =
+                    norm_axis(*axis, c.len()).ok_or_else(|| Error::graph(&self.name, "slice axis out of range"))?;
+                let s0 = start.eval(self.b).map_err(|m| Error::graph(&self.name, m))?;
+                let mut cx = c.to_vec();
+                let e = match *step {
+                    1 => format!("{} + {s0}u", c[ax]),
+                    st if st > 0 => format!("{} * {st}u + {s0}u", c[ax]),
+                    st => format!("{s0}u - {} * {}u", c[ax], st.unsigned_abs()),
+                };
+                cx[ax] = if s0 == 0 && *step == 1 { c[ax].clone() } else { self.bind("c", &e) };
+                return self.value(*x, &cx);
+            }
+            Step::Concat { axis, xs } => return self.concat(k, *axis, xs, c),
+            Step::Reshape { x, .. } => {
+                let cx = self.reshaped(c, &self.dims[k].clone(), &self.dims[*x].clone());
+                return self.value(*x, &cx);
+            }
+        };
+        let v = self.name("t");
+        let _ = writeln!(self.code, "    let {v} = {e};");
+        self.memo.insert(key, v.clone());
+        Ok(v)
+    }
+
+    /// Coordinates `c` of a reshape's output (dims `from`) as coordinates of its operand (dims
+    /// `to`): the dims other than 1 matched in runs of equal size, a run of one dim on each
+    /// side read as it is, a run that splits or merges dims through its own linear index.
+    fn reshaped(&mut self, c: &[String], from: &[usize], to: &[usize]) -> Vec<String> {
+        let mut out = vec!["0u".to_string(); to.len()];
+        let fs: Vec<usize> = (0..from.len()).filter(|&a| from[a] != 1).collect();
+        let ts: Vec<usize> = (0..to.len()).filter(|&a| to[a] != 1).collect();
+        let (mut i, mut j) = (0, 0);
+        while i < fs.len() && j < ts.len() {
+            let (mut gf, mut gt) = (vec![fs[i]], vec![ts[j]]);
+            let (mut pf, mut pt) = (from[fs[i]], to[ts[j]]);
+            (i, j) = (i + 1, j + 1);
+            while pf != pt {
+                if pf < pt && i < fs.len() {
+                    gf.push(fs[i]);
+                    pf *= from[fs[i]];
+                    i += 1;
+                } else if j < ts.len() {
+                    gt.push(ts[j]);
+                    pt *= to[ts[j]];
+                    j += 1;
+                } else {
+                    break;
+                }
+            }
+            if gf.len() == 1 && gt.len() == 1 {
+                out[gt[0]] = c[gf[0]].clone();
+                continue;
+            }
+            let mut terms = vec![];
+            let mut below = 1;
+            for &a in gf.iter().rev() {
+                terms.push(if below == 1 { c[a].clone() } else { format!("{} * {below}u", c[a]) });
+                below *= from[a];
+            }
+            terms.reverse();
+            let l = self.bind("l", &terms.join(" + "));
+            let mut below = 1;
+            for &a in gt.iter().rev() {
+                let e = match (below, a == gt[0]) {
+                    (1, true) => l.clone(),
+                    (1, false) => format!("{l} % {}u", to[a]),
+                    (_, true) => format!("{l} / {below}u"),
+                    (_, false) => format!("({l} / {below}u) % {}u", to[a]),
+                };
+                out[a] = self.bind("c", &e);
+                below *= to[a];
+            }
+        }
+        out
+    }
+
+    /// The value of operand `x` of an elementwise step at coordinates `c` (the step's).
+    fn operand(&mut self, x: usize, c: &[String]) -> Result<String> {
+        let cx = Self::project(c, &self.dims[x]);
+        self.value(x, &cx)
+    }
+
+    /// A concat at coordinates `c`: the part holding `c` along the axis, read in a branch of
+    /// its own (what each part computes stays in its branch).
+    fn concat(&mut self, k: usize, axis: i64, xs: &[usize], c: &[String]) -> Result<String> {
+        let ax = norm_axis(axis, c.len()).ok_or_else(|| Error::graph(&self.name, "concat axis out of range"))?;
+        let v = self.name("t");
+        let _ = writeln!(self.code, "    var {v}: {};", Store::of_dtype(self.tys[k].dtype).scalar());
+        let mut off = 0usize;
+        let parts: Vec<usize> = xs.iter().copied().filter(|&x| self.dims[x][ax] > 0).collect();
+        for (n, &x) in parts.iter().enumerate() {
+            let size = self.dims[x][ax];
+            let mut cx = c.to_vec();
+            if off > 0 {
+                cx[ax] = format!("({} - {off}u)", c[ax]);
+            }
+            let (memo, code) = (self.memo.clone(), std::mem::take(&mut self.code));
+            cx[ax] = self.bind("c", &cx[ax]);
+            let got = self.value(x, &cx)?;
+            let _ = writeln!(self.code, "    {v} = {got};");
+            let inner = std::mem::replace(&mut self.code, code);
+            self.memo = memo;
+            let cond = if n + 1 == parts.len() { String::new() } else { format!("if ({} < {}u) ", c[ax], off + size) };
+            let open = if n == 0 { format!("    {cond}{{\n") } else { format!(" else {cond}{{\n") };
+            let _ = write!(self.code, "{open}{}    }}", indent(&inner));
+            off += size;
+        }
+        self.code.push('\n');
+        self.memo.insert((k, c.to_vec()), v.clone());
+        Ok(v)
+    }
+}
+
+/// The WGSL literal of a one-element constant, in its storage type: floats exactly (a
+/// non-finite one by its bits), integers within i32's range, booleans as 0 or 1.
+fn literal(c: &Tensor) -> std::result::Result<String, String> {
+    Ok(match c.data() {
+        Data::F32(v) if v[0].is_finite() => format!("f32({:?})", v[0]),
+        Data::F32(v) => format!("bitcast<f32>({:#010x}u)", v[0].to_bits()),
+        Data::I64(v) => match i32::try_from(v[0]) {
+            Ok(i32::MIN) => "(-2147483647i - 1i)".into(),
+            Ok(x) => format!("{x}i"),
+            Err(_) => return Err(format!("constant {} does not fit the 32 bits the GPU holds integers in", v[0])),
+        },
+        Data::Bool(v) => format!("{}u", v[0] as u32),
+    })
+}

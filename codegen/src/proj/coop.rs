@@ -1,0 +1,1065 @@
+//! The cooperative-matrix (tensor-core) prefill GEMM: `x·W` and the fused gated unit with f16
+//! products and f32 accumulation, through wgpu's `wgpu_cooperative_matrix` WGSL extension
+//! (16×16×16 fragments: `coop_mat16x16<f16, A|B>`, `coop_mat16x16<f32, C>`).
+//!
+//! A workgroup of `32·wr·wc` threads (`wr × wc` subgroups of 32) owns `bm` rows of x and `bn`
+//! output columns; the fused kernel stages the gate and the up columns of those `bn` outputs,
+//! `2·bn` weight columns. Subgroup `(r, c)` owns rows `r·bm/wr ..` and outputs `c·bn/wc ..`:
+//! `fm × fn` 16×16 f32 accumulators per weight (`fm = bm/(16·wr)`, `fn = bn/(16·wc)`), the gate
+//! and up accumulators of the same outputs in the same subgroup, so the epilogue needs nothing
+//! from another subgroup.
+//!
+//! k advances `bk` at a time. Every thread issues the global loads of step t+1 into registers
+//! (16-byte loads: `vec4<f32>` of x; f16 weights as `vec4<u32>`, 8 halves, widened with
+//! `unpack2x16float`; f32 weights as `vec4<f32>`), the subgroups multiply out step t from
+//! workgroup memory (`coopLoadT`/`coopLoad`, `coopMultiplyAdd`), then the registers are
+//! narrowed to f16 and stored as `vec4<f16>`. Two stages of workgroup memory take one barrier
+//! per step; one stage (`s1`) half the memory and two barriers. NVIDIA's Vulkan driver gives a
+//! workgroup 48 KiB, so the 128×128 tilings that won on an H100 are single-stage.
+//!
+//! Tiles are nested arrays, one inner array per subgroup row block (x) or per (weight,
+//! subgroup column) block (weights), so a fragment pointer is `&tile[stage][block][constant]`.
+//! The x tile is row-major (`A` fragments load with `coopLoadT`), `[K, N]` weights are staged
+//! k-major (`B` with `coopLoadT`), `[N, K]` weights n-major (`B` with `coopLoad`, column-major:
+//! no transpose while staging). Every staged row is padded by 16 bytes so that the 8 rows one
+//! fragment-load phase reads fall in distinct banks.
+//!
+//! Epilogue: each subgroup stores one accumulator at a time (`coopStoreT` with a literal
+//! stride: naga 30's SPIR-V writer panics on a runtime one) into its own 16×16 f32 scratch;
+//! every lane reads 8 consecutive values of one row, applies bias, activation and product
+//! ([`super::epilogue`], as every projection kernel) and writes two `vec4<f32>`.
+//!
+//! Partial tiles: loads past M, N or K read zeros, stores past M or N are skipped; the checks
+//! are emitted only where a size is not a multiple of its tile. The cooperative operations sit
+//! in control flow naga can prove uniform: the main loop runs over whole steps with
+//! unconditional multiply-outs, and only the loads and stores of a step past the end are
+//! guarded.
+//!
+//! [`Ops::Emulated`] writes the same kernel with every cooperative operation replaced by plain
+//! WGSL (each lane holds its 8 cells of every 16×16 accumulator and computes them from
+//! workgroup memory): the staging, indexing, software pipeline and epilogue then run on any
+//! device with f16, lavapipe included, which is how CI tests them. Slow; small sizes only.
+//!
+//! Measured on an H100 (issue #15's prototype, `benches/results/`): fused gate/up at
+//! Llama-3-8B, M=512 in 592 µs (203 TFLOP/s), M=128 in 158–176 µs, M=16 in 100–109 µs.
+
+use super::{binds_with, epilogue, finish, kind, up_name, ProjShape, ProjValues};
+use crate::elementwise::MATH;
+use crate::{KernelSource, ProjKernel, Target};
+use glufuse_ir::{Error, Layout, Result};
+use std::fmt::Write;
+
+/// Lanes of a subgroup the kernel assumes (subgroups are consecutive invocations).
+pub const SUBGROUP: usize = 32;
+/// Row padding of the staged tiles, in `vec4<f16>` (8-byte) units: 16 bytes.
+const PAD: usize = 2;
+
+/// How the cooperative-matrix operations are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ops {
+    /// `coopLoad`/`coopMultiplyAdd`/`coopStoreT` (needs the device's cooperative matrices).
+    Native,
+    /// Plain WGSL with the same results up to summation order, for devices without them.
+    Emulated,
+}
+
+/// A tiling of the cooperative-matrix GEMM, written `BMxBNxBKwWRxWC[s1]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CoopTile {
+    /// Rows of x per workgroup (a multiple of 16·wr).
+    pub bm: usize,
+    /// Output columns per workgroup (a multiple of 16·wc).
+    pub bn: usize,
+    /// k per step (a multiple of 16).
+    pub bk: usize,
+    /// Subgroups along the rows.
+    pub wr: usize,
+    /// Subgroups along the columns.
+    pub wc: usize,
+    /// Stages of workgroup memory: 2 (one barrier per step) or 1 (half the memory, two
+    /// barriers per step). Both issue the next step's loads before the multiply-adds.
+    pub stages: usize,
+}
+
+impl CoopTile {
+    /// Threads per workgroup.
+    pub fn threads(&self) -> usize {
+        SUBGROUP * self.wr * self.wc
+    }
+}
+
+impl std::fmt::Display for CoopTile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}x{}w{}x{}", self.bm, self.bn, self.bk, self.wr, self.wc)?;
+        if self.stages != 2 {
+            write!(f, "s{}", self.stages)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for CoopTile {
+    type Err = Error;
+    /// Parses the [`Display`](std::fmt::Display) form, e.g. `128x128x32w2x4s1` (no `sS`: two
+    /// stages). Whether a shape can use it is [`check`]'s to say.
+    fn from_str(s: &str) -> Result<CoopTile> {
+        let bad = || Error::input(format!("cooperative-matrix tiling {s:?} is not BMxBNxBKwWRxWC[s1|s2]"));
+        let (dims, stages) = match s.split_once('s') {
+            Some((a, st)) => (a, st.parse::<usize>().map_err(|_| bad())?),
+            None => (s, 2),
+        };
+        let (a, b) = dims.split_once('w').ok_or_else(bad)?;
+        let nums = |p: &str| -> Result<Vec<usize>> { p.split('x').map(|v| v.parse().map_err(|_| bad())).collect() };
+        match (&nums(a)?[..], &nums(b)?[..]) {
+            ([bm, bn, bk], [wr, wc]) => Ok(CoopTile { bm: *bm, bn: *bn, bk: *bk, wr: *wr, wc: *wc, stages }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// A tiling of one stage: `bm`×`bn` per workgroup, k steps of `bk`, `wr`×`wc` subgroups.
+const fn s1(bm: usize, bn: usize, bk: usize, wr: usize, wc: usize) -> CoopTile {
+    CoopTile { bm, bn, bk, wr, wc, stages: 1 }
+}
+
+/// The tilings to try for a shape, best first (measured on an H100, issue #15): 16-row tiles
+/// up to 32 rows (a bandwidth-bound pass over the weights), 128-row ones beyond, with 128
+/// output columns (256 plain) per workgroup where that still gives half of an H100's 132 SMs
+/// work, else 64 (128 plain); 256 rows for a plain projection past 256 rows. The later
+/// entries are smaller fallbacks for devices with less workgroup memory (lavapipe: 32 KiB).
+pub fn candidates(s: &ProjShape) -> Vec<CoopTile> {
+    let fused = s.fused.is_some();
+    if s.rows <= 32 {
+        return match (s.layout, fused) {
+            (Layout::Nk, true) => vec![s1(16, 32, 128, 1, 2), s1(16, 64, 64, 1, 4)],
+            _ => vec![s1(16, 128, 64, 1, 4), s1(16, 64, 64, 1, 4), s1(16, 32, 64, 1, 2)],
+        };
+    }
+    let w = if fused { 1 } else { 2 }; // a plain tile stages as many weight columns
+    let wide = s.rows.div_ceil(128) * s.n.div_ceil(128 * w) >= 66;
+    let mut v = vec![];
+    if s.rows > 256 && !fused {
+        v.push(s1(256, 128, 32, 4, 2));
+    }
+    if wide {
+        v.push(s1(128, 128 * w, 32, 2, 4));
+    }
+    v.push(s1(128, 64 * w, 32, 2, 4));
+    v.push(s1(64, 64, 32, 2, 2));
+    v
+}
+
+/// The first of [`candidates`] that [`check`] accepts, or why none is.
+pub fn pick(s: &ProjShape, max_workgroup_bytes: usize) -> std::result::Result<CoopTile, String> {
+    let mut why = String::new();
+    for t in candidates(s) {
+        match check(s, t, max_workgroup_bytes) {
+            Ok(()) => return Ok(t),
+            Err(e) if why.is_empty() => why = e,
+            Err(_) => {}
+        }
+    }
+    Err(why)
+}
+
+/// The geometry of one kernel: shape, tiling and the derived sizes.
+struct Geo<'a> {
+    s: &'a ProjShape,
+    t: CoopTile,
+}
+
+impl Geo<'_> {
+    /// Weights staged per workgroup (gate and up, or the one).
+    fn na(&self) -> usize {
+        self.s.na()
+    }
+    /// Weight elements per 16-byte load: 8 f16, 4 f32 or 32 4-bit.
+    fn vw(&self) -> usize {
+        if self.s.q4.is_some() {
+            super::q4::CHUNK
+        } else if self.s.f16 {
+            8
+        } else {
+            4
+        }
+    }
+    /// Row pitch of the x tile, in `vec4<f16>`.
+    fn sa(&self) -> usize {
+        self.t.bk / 4 + PAD
+    }
+    /// Row pitch of a weight block, in `vec4<f16>`: per k (`[K,N]`: one subgroup column's
+    /// `bn/wc` columns) or per column (`[N,K]`: `bk` of k).
+    fn sb(&self) -> usize {
+        match self.s.layout {
+            Layout::Kn => self.t.bn / self.t.wc / 4 + PAD,
+            Layout::Nk => self.t.bk / 4 + PAD,
+        }
+    }
+    /// `vec4<f16>` of one stage of the x tile (all row blocks).
+    fn a_len(&self) -> usize {
+        self.t.bm * self.sa()
+    }
+    /// `vec4<f16>` of one stage of the weight tile (all blocks).
+    fn b_len(&self) -> usize {
+        match self.s.layout {
+            Layout::Kn => self.na() * self.t.wc * self.t.bk * self.sb(),
+            Layout::Nk => self.na() * self.t.bn * self.sb(),
+        }
+    }
+    /// Workgroup memory in bytes: the stages of both tiles and one 16×16 f32 scratch per
+    /// subgroup.
+    fn bytes(&self) -> usize {
+        self.t.stages * (self.a_len() + self.b_len()) * 8 + self.t.wr * self.t.wc * 256 * 4
+    }
+}
+
+/// Workgroup memory a tiling needs for a shape, in bytes.
+pub fn workgroup_bytes(s: &ProjShape, t: CoopTile) -> usize {
+    Geo { s, t }.bytes()
+}
+
+/// Whether the kernel supports this shape under this tiling within `max_workgroup_bytes`;
+/// the reason if not.
+pub fn check(s: &ProjShape, t: CoopTile, max_workgroup_bytes: usize) -> std::result::Result<(), String> {
+    let geo = Geo { s, t };
+    let (go, uo) = s.offsets();
+    let vw = geo.vw();
+    if s.rows == 0 || s.k == 0 || s.n == 0 {
+        return Err("an empty product".into());
+    }
+    if s.q4.is_some() && (t.bk % super::q4::CHUNK != 0 || s.layout != Layout::Nk) {
+        return Err(format!("tiling {t}: 4-bit weights stage whole chunks of 32 of k (BK a multiple of 32)"));
+    }
+    if s.k % 4 != 0 || s.n % 4 != 0 {
+        return Err(format!("K={} and N={} must be multiples of 4 (16-byte rows of x and of the output)", s.k, s.n));
+    }
+    let aligned = match s.layout {
+        Layout::Kn => s.n_total % vw == 0 && s.n % vw == 0 && go % vw == 0 && uo % vw == 0,
+        // 4-bit rows are padded to whole chunks.
+        Layout::Nk => s.k % vw == 0 || s.q4.is_some(),
+    };
+    if !aligned {
+        let what = match s.layout {
+            Layout::Kn => format!("weight columns ({}), N ({}) and offsets ({go}, {uo})", s.n_total, s.n),
+            Layout::Nk => format!("K ({})", s.k),
+        };
+        return Err(format!("16-byte weight loads need {what} to be multiples of {vw}"));
+    }
+    if go + s.n > s.n_total || uo + s.n > s.n_total {
+        return Err("the gate or up columns run past the weight".into());
+    }
+    if t.wr == 0 || t.wc == 0 || t.bk == 0 || t.bm % (16 * t.wr) != 0 || t.bn % (16 * t.wc) != 0 || t.bk % 16 != 0 {
+        return Err(format!("tiling {t}: BM must be a multiple of 16·WR, BN of 16·WC, BK of 16"));
+    }
+    if !matches!(t.stages, 1 | 2) {
+        return Err(format!("tiling {t}: 1 or 2 stages"));
+    }
+    if t.threads() > 256 {
+        return Err(format!("tiling {t}: {} threads, more than WebGPU's 256 per workgroup", t.threads()));
+    }
+    if geo.bytes() > max_workgroup_bytes {
+        return Err(format!(
+            "tiling {t} needs {} bytes of workgroup memory, past this device's {max_workgroup_bytes}",
+            geo.bytes()
+        ));
+    }
+    Ok(())
+}
+
+/// The kernel (see the module header), `ops` native or emulated.
+pub(crate) fn coop(
+    name: String,
+    s: &ProjShape,
+    v: &ProjValues,
+    t: &Target,
+    tl: CoopTile,
+    ops: Ops,
+) -> Result<KernelSource> {
+    check(s, tl, t.max_workgroup_storage_bytes as usize).map_err(|e| Error::Gpu(format!("'{name}': {e}")))?;
+    let geo = Geo { s, t: tl };
+    let CoopTile { bm, bn, bk, wr, wc, stages } = tl;
+    let na = s.na();
+    let (go, uo) = s.offsets();
+    let threads = tl.threads();
+    let (sa, sb) = (geo.sa(), geo.sb());
+    let (fm, fnn) = (bm / (16 * wr), bn / (16 * wc));
+    let kq = bk / 4; // x vec4 per tile row and step
+    let kv = s.k / 4; // x vec4 per row of x
+    let steps = s.k.div_ceil(bk);
+    let rows_partial = s.rows % bm != 0;
+    let cols_partial = s.n % bn != 0;
+    let k_partial = s.k % bk != 0;
+    let wname = |a: usize| match (&s.q4, a == 0 || s.merged) {
+        (Some(_), true) => "wq_gate",
+        (Some(_), false) => "wq_up",
+        (None, true) => "w_gate",
+        (None, false) => up_name(s),
+    };
+    let woff = |a: usize| if a == 0 { go } else { uo };
+    let rb_a = bm / wr; // x-tile rows per subgroup row block
+    let wno = bn / wc; // output columns per subgroup column block
+    let blocks_b = na * wc;
+    let w_elem = if s.f16 || s.q4.is_some() { "vec4<u32>" } else { "vec4<f32>" };
+    let mut b = match &s.q4 {
+        Some(_) => super::q4::binds(s, v, "vec4<f32>", "vec4<f32>"),
+        None => binds_with(s, v, "vec4<f32>", w_elem, "vec4<f32>"),
+    };
+    // 4-bit weights: the elements' and the scales' views, the row stride in chunks, and the
+    // scale index expressions of a staged vector (per half: blocks of 16 take two).
+    let q4 = match &s.q4 {
+        Some(_) => Some(super::q4::layout(s)?),
+        None => None,
+    };
+    let q4_chunks = q4.as_ref().map_or(0, |(_, l)| l.chunks);
+    let q4_scale = |a: usize, oc: &str, kk: &str, h: usize| -> String {
+        let (q, l) = q4.as_ref().expect("4-bit");
+        let p = if a == 0 || s.merged { "wp_gate" } else { "wp_up" };
+        let shift = (q.block / super::q4::CHUNK).max(1).trailing_zeros();
+        let i = if q.block == 16 {
+            format!("({oc} + {}u) * {}u + ({kk}) * 2u + {h}u", woff(a), l.nbp)
+        } else {
+            format!("({oc} + {}u) * {}u + (({kk}) >> {shift}u)", woff(a), l.nbp)
+        };
+        format!("{p}_s({i}), {p}_z({i})")
+    };
+    b.directives = match ops {
+        Ops::Native => "enable f16;\nenable wgpu_cooperative_matrix;\n".into(),
+        Ops::Emulated => "enable f16;\n".into(),
+    };
+    let emu = Emu { fm, fnn, na };
+
+    let mut body = String::new();
+    if ops == Ops::Emulated {
+        // 16, as a value the shader compiler cannot fold (num_workgroups.z is 1), so that
+        // llvmpipe does not unroll the emulation's loops: unrolled, they took it seconds to
+        // compile per kernel.
+        let _ = writeln!(body, "    emu_16 = 15u + nwg.z;");
+    }
+    let _ = writeln!(
+        body,
+        "    let row0 = wg.x * {bm}u;\n    let col0 = wg.y * {bn}u;\n    let sg = lid / {SUBGROUP}u;\n    let lane = lid % {SUBGROUP}u;\n    let sr = sg / {wc}u;\n    let sc = sg % {wc}u;"
+    );
+    for a in 0..na {
+        for i in 0..fm {
+            for j in 0..fnn {
+                let _ = match ops {
+                    Ops::Native => writeln!(body, "    var acc{a}_{i}_{j} = coop_mat16x16<f32, C>();"),
+                    Ops::Emulated => writeln!(body, "    emu_zero({}u);", emu.acc(a, i, j)),
+                };
+            }
+        }
+    }
+
+    // Global loads of one step into registers: x slots, then weight slots.
+    let a_total = bm * kq;
+    let x_slots = a_total.div_ceil(threads);
+    let vw = geo.vw();
+    let per_w = bk * bn / vw; // weight vectors per weight and step
+    let kw = bk / vw; // [N,K]: vectors per staged row and step
+    let w_total = na * per_w;
+    let w_slots = w_total.div_ceil(threads);
+    for e in 0..x_slots {
+        let _ = writeln!(body, "    var px{e} = vec4<f32>(0.0);");
+    }
+    for e in 0..w_slots {
+        let _ = writeln!(body, "    var pw{e} = {w_elem}();");
+        if s.q4.is_some() {
+            // Scale and zero point of each half of the staged chunk.
+            let _ = writeln!(body, "    var ps{e} = vec2<f32>(0.0);\n    var pz{e} = vec2<f32>(0.0);");
+        }
+    }
+    let guarded = |b: &mut String, dst: &str, zero: &str, value: &str, conds: &[String]| {
+        if conds.is_empty() {
+            let _ = writeln!(b, "            {dst} = {value};");
+        } else {
+            let _ = writeln!(
+                b,
+                "            {dst} = {zero};\n            if ({}) {{ {dst} = {value}; }}",
+                conds.join(" && ")
+            );
+        }
+    };
+    let load = |b: &mut String, step: &str| {
+        for e in 0..x_slots {
+            let mut conds = vec![];
+            if a_total % threads != 0 {
+                conds.push(format!("idx < {a_total}u"));
+            }
+            if rows_partial {
+                conds.push(format!("r < {}u", s.rows));
+            }
+            if k_partial {
+                conds.push(format!("c < {kv}u"));
+            }
+            let _ = writeln!(
+                b,
+                "        {{\n            let idx = {}u + lid;\n            let r = row0 + idx / {kq}u;\n            let c = ({step}) * {kq}u + idx % {kq}u;",
+                e * threads
+            );
+            guarded(b, &format!("px{e}"), "vec4<f32>(0.0)", &format!("x[r * {kv}u + c]"), &conds);
+            let _ = writeln!(b, "        }}");
+        }
+        for e in 0..w_slots {
+            // Slot e covers vectors e·T .. e·T + T-1: one weight's when they do not straddle
+            // gate and up (always for the tilings above), else chosen per thread.
+            let lo = e * threads;
+            let uniform = lo / per_w == (lo + threads - 1) / per_w && lo + threads <= w_total;
+            let _ = writeln!(b, "        {{\n            let idx = {lo}u + lid;\n            let li = idx % {per_w}u;");
+            let (oc, kk, kbound) = match s.layout {
+                Layout::Kn => (
+                    format!("col0 + (li % {}u) * {vw}u", bn / vw),
+                    format!("({step}) * {bk}u + li / {}u", bn / vw),
+                    s.k,
+                ),
+                Layout::Nk if s.q4.is_some() => {
+                    (format!("col0 + li / {kw}u"), format!("({step}) * {kw}u + li % {kw}u"), q4_chunks)
+                }
+                Layout::Nk => (format!("col0 + li / {kw}u"), format!("({step}) * {kw}u + li % {kw}u"), s.k / vw),
+            };
+            let _ = writeln!(b, "            let oc = {oc};\n            let kk = {kk};");
+            let mut conds = vec![];
+            if w_total % threads != 0 {
+                conds.push(format!("idx < {w_total}u"));
+            }
+            if cols_partial {
+                conds.push(format!("oc < {}u", s.n));
+            }
+            // Past K: a 4-bit row holds whole chunks, so only steps past its last chunk.
+            let past_k = match &s.q4 {
+                Some(_) => steps * kw > kbound,
+                None => k_partial,
+            };
+            if past_k {
+                conds.push(format!("kk < {kbound}u"));
+            }
+            let read = |a: usize| {
+                let index = match s.layout {
+                    Layout::Kn => format!("kk * {}u + (oc + {}u) / {vw}u", s.n_total / vw, woff(a)),
+                    Layout::Nk if s.q4.is_some() => format!("(oc + {}u) * {q4_chunks}u + kk", woff(a)),
+                    Layout::Nk => format!("(oc + {}u) * {}u + kk", woff(a), s.k / vw),
+                };
+                format!("{}[{index}]", wname(a))
+            };
+            // A 4-bit vector's scales and zero-point terms, per half (zeros where the vector is
+            // not loaded, so that it dequantizes to zeros).
+            let scales = |a: usize| -> (String, String) {
+                let parts: Vec<String> = (0..2).map(|h| q4_scale(a, "oc", "kk", h)).collect();
+                let (s0, z0) = parts[0].split_once(", ").expect("scale, zc");
+                let (s1, z1) = parts[1].split_once(", ").expect("scale, zc");
+                (format!("vec2<f32>({s0}, {s1})"), format!("vec2<f32>({z0}, {z1})"))
+            };
+            if (uniform || na == 1) && s.q4.is_some() {
+                let a = if na == 1 { 0 } else { lo / per_w };
+                let (sc, zc) = scales(a);
+                guarded(b, &format!("pw{e}"), &format!("{w_elem}()"), &read(a), &conds);
+                guarded(b, &format!("ps{e}"), "vec2<f32>(0.0)", &sc, &conds);
+                guarded(b, &format!("pz{e}"), "vec2<f32>(0.0)", &zc, &conds);
+            } else if uniform || na == 1 {
+                guarded(b, &format!("pw{e}"), &format!("{w_elem}()"), &read(lo / per_w), &conds);
+            } else if s.q4.is_some() {
+                let c = if conds.is_empty() { "true".to_string() } else { conds.join(" && ") };
+                let ((s0, z0), (s1, z1)) = (scales(0), scales(1));
+                let _ = writeln!(
+                    b,
+                    "            pw{e} = {w_elem}();\n            ps{e} = vec2<f32>(0.0);\n            pz{e} = vec2<f32>(0.0);\n            if ({c}) {{ if (idx < {per_w}u) {{ pw{e} = {}; ps{e} = {s0}; pz{e} = {z0}; }} else {{ pw{e} = {}; ps{e} = {s1}; pz{e} = {z1}; }} }}",
+                    read(0),
+                    read(1)
+                );
+            } else {
+                let c = if conds.is_empty() { "true".to_string() } else { conds.join(" && ") };
+                let _ = writeln!(
+                    b,
+                    "            pw{e} = {w_elem}();\n            if ({c}) {{ if (idx < {per_w}u) {{ pw{e} = {}; }} else {{ pw{e} = {}; }} }}",
+                    read(0),
+                    read(1)
+                );
+            }
+            let _ = writeln!(b, "        }}");
+        }
+    };
+    // Registers into stage `st`, as f16.
+    let store = |b: &mut String, st: usize| {
+        for e in 0..x_slots {
+            let guard = a_total % threads != 0;
+            let _ = writeln!(b, "        {{\n            let idx = {}u + lid;", e * threads);
+            if guard {
+                let _ = writeln!(b, "            if (idx < {a_total}u) {{");
+            }
+            let _ = writeln!(
+                b,
+                "            let r = idx / {kq}u;\n            xs[{st}][r / {rb_a}u][(r % {rb_a}u) * {sa}u + idx % {kq}u] = vec4<f16>(px{e});"
+            );
+            if guard {
+                let _ = writeln!(b, "            }}");
+            }
+            let _ = writeln!(b, "        }}");
+        }
+        for e in 0..w_slots {
+            let guard = w_total % threads != 0;
+            let _ = writeln!(b, "        {{\n            let idx = {}u + lid;", e * threads);
+            if guard {
+                let _ = writeln!(b, "            if (idx < {w_total}u) {{");
+            }
+            let _ = writeln!(b, "            let a = idx / {per_w}u;\n            let li = idx % {per_w}u;");
+            if s.q4.is_some() {
+                // 32 elements, dequantized in f32 (q4.rs's `q4lo`/`q4hi`: elements 0, 2, 4, 6
+                // and 1, 3, 5, 7 of a word, exactly, less the zero point; times the scale, in
+                // order again), rounded to f16 once; eight vec4<f16> stores. (The f16
+                // unpacking, `bitcast<vec2<f16>>` of a masked word, would skip the f32 steps,
+                // but naga 30 types that bitcast as vec2<f32>.)
+                let halves = if s.q4.as_ref().is_some_and(|q| q.block == 16) { 2 } else { 1 };
+                let _ = writeln!(
+                    b,
+                    "            let nn = li / {kw}u;\n            let blk = a * {wc}u + nn / {wno}u;\n            let at = (nn % {wno}u) * {sb}u + (li % {kw}u) * 8u;"
+                );
+                for h in 0..halves {
+                    let c = ["x", "y"][h];
+                    let _ = writeln!(
+                        b,
+                        "            let zc{h} = q4zc(pz{e}.{c});\n            let sq{h} = ps{e}.{c} * Q4X;"
+                    );
+                }
+                for wi in 0..4 {
+                    let (word, h) = (["x", "y", "z", "w"][wi], wi * halves / 4);
+                    let _ = writeln!(
+                        b,
+                        "            {{\n                let l = q4lo(pw{e}.{word}, zc{h}) * sq{h};\n                let u = q4hi(pw{e}.{word}, zc{h}) * sq{h};\n                ws[{st}][blk][at + {}u] = vec4<f16>(vec4<f32>(l.x, u.x, l.y, u.y));\n                ws[{st}][blk][at + {}u] = vec4<f16>(vec4<f32>(l.z, u.z, l.w, u.w));\n            }}",
+                        2 * wi,
+                        2 * wi + 1
+                    );
+                }
+            } else if vw == 8 {
+                // 8 halves per load, two vec4<f16> stores.
+                let (pre, blk, at) = match s.layout {
+                    Layout::Kn => (
+                        format!("let c8 = li % {}u;", bn / 8),
+                        format!("c8 / {}u", wno / 8),
+                        format!("(li / {}u) * {sb}u + (c8 % {}u) * 2u", bn / 8, wno / 8),
+                    ),
+                    Layout::Nk => (
+                        format!("let nn = li / {kw}u;"),
+                        format!("nn / {wno}u"),
+                        format!("(nn % {wno}u) * {sb}u + (li % {kw}u) * 2u"),
+                    ),
+                };
+                let _ = writeln!(
+                    b,
+                    "            {pre}\n            let blk = a * {wc}u + {blk};\n            let at = {at};\n            ws[{st}][blk][at] = vec4<f16>(vec4<f32>(unpack2x16float(pw{e}.x), unpack2x16float(pw{e}.y)));\n            ws[{st}][blk][at + 1u] = vec4<f16>(vec4<f32>(unpack2x16float(pw{e}.z), unpack2x16float(pw{e}.w)));"
+                );
+            } else {
+                match s.layout {
+                    Layout::Kn => {
+                        let _ = writeln!(
+                            b,
+                            "            let c4 = li % {q}u;\n            ws[{st}][a * {wc}u + c4 / {qb}u][(li / {q}u) * {sb}u + c4 % {qb}u] = vec4<f16>(pw{e});",
+                            q = bn / 4,
+                            qb = wno / 4
+                        );
+                    }
+                    Layout::Nk => {
+                        let _ = writeln!(
+                            b,
+                            "            let nn = li / {kq}u;\n            ws[{st}][a * {wc}u + nn / {wno}u][(nn % {wno}u) * {sb}u + li % {kq}u] = vec4<f16>(pw{e});"
+                        );
+                    }
+                }
+            }
+            if guard {
+                let _ = writeln!(b, "            }}");
+            }
+            let _ = writeln!(b, "        }}");
+        }
+    };
+    // Multiply out stage `st`: per 16 of k, fm A fragments, na·fn B fragments, their products.
+    // Fragment i of A starts at `i·a_step + a0` of its row block, fragment j of B at
+    // `j·b_step + b0` of its weight block (offsets in vec4<f16>).
+    let a_step = 16 * sa;
+    let b_step = match s.layout {
+        Layout::Kn => 4,
+        Layout::Nk => 16 * sb,
+    };
+    let (b_func, b_order) = match s.layout {
+        Layout::Kn => ("coopLoadT", "T"),
+        Layout::Nk => ("coopLoad", "N"),
+    };
+    let compute = |b: &mut String, st: usize| {
+        for q in 0..bk / 16 {
+            let a0 = q * 4;
+            let b0 = match s.layout {
+                Layout::Kn => q * 16 * sb,
+                Layout::Nk => q * 4,
+            };
+            let _ = writeln!(b, "        {{");
+            match ops {
+                Ops::Native => {
+                    for i in 0..fm {
+                        let _ = writeln!(
+                            b,
+                            "            let fa{i} = coopLoadT<coop_mat16x16<f16, A>>(&xs[{st}][sr][{}u], {sa}u);",
+                            i * a_step + a0
+                        );
+                    }
+                    for a in 0..na {
+                        for j in 0..fnn {
+                            let _ = writeln!(
+                                b,
+                                "            let fb{a}_{j} = {b_func}<coop_mat16x16<f16, B>>(&ws[{st}][{}u + sc][{}u], {sb}u);",
+                                a * wc,
+                                j * b_step + b0
+                            );
+                        }
+                    }
+                }
+                Ops::Emulated => {
+                    // Loops over the fragments (one call site each: see Emu::mma_all).
+                    let _ = writeln!(
+                        b,
+                        "            for (var i = 0u; i < {fm}u; i++) {{ emu_ld_xs_{st}_T(i, sr, i * {a_step}u + {a0}u, {sa}u, lane); }}\n            for (var f = 0u; f < {}u; f++) {{ emu_ld_ws_{st}_{b_order}(f, (f / {fnn}u) * {wc}u + sc, (f % {fnn}u) * {b_step}u + {b0}u, {sb}u, lane); }}",
+                        na * fnn
+                    );
+                }
+            }
+            match ops {
+                Ops::Native => {
+                    for a in 0..na {
+                        for i in 0..fm {
+                            for j in 0..fnn {
+                                let _ = writeln!(
+                                    b,
+                                    "            acc{a}_{i}_{j} = coopMultiplyAdd(fa{i}, fb{a}_{j}, acc{a}_{i}_{j});"
+                                );
+                            }
+                        }
+                    }
+                }
+                Ops::Emulated => {
+                    let _ = writeln!(b, "            {}", emu.mma_all());
+                }
+            }
+            let _ = writeln!(b, "        }}");
+        }
+    };
+
+    // Prologue: step 0 into stage 0.
+    let _ = writeln!(body, "    {{");
+    load(&mut body, "0u");
+    store(&mut body, 0);
+    let _ = writeln!(body, "    }}\n    workgroupBarrier();");
+    if stages == 2 {
+        // Step t lives in stage t % 2; two steps per iteration keep every stage index a
+        // constant. The multiply-outs are unconditional (naga takes an `if` on the loop
+        // variable as non-uniform control flow): the loop runs over whole pairs of steps and
+        // an odd last step follows it; only loads and stores past the last step are guarded.
+        let half = |b: &mut String, st: usize, next: &str, guard: bool| {
+            let (open, close) = if guard {
+                (format!("        if ({next} < {steps}u) {{\n"), "        }\n")
+            } else {
+                (String::new(), "")
+            };
+            b.push_str(&open);
+            load(b, next);
+            b.push_str(close);
+            compute(b, st);
+            b.push_str(&open);
+            store(b, 1 - st);
+            b.push_str(close);
+        };
+        let pairs = steps / 2;
+        if pairs > 0 {
+            let _ = writeln!(body, "    for (var t = 0u; t < {}u; t = t + 2u) {{", 2 * pairs);
+            half(&mut body, 0, "t + 1u", false);
+            let _ = writeln!(body, "        workgroupBarrier();");
+            half(&mut body, 1, "t + 2u", true);
+            let _ = writeln!(body, "        workgroupBarrier();\n    }}");
+        }
+        if steps % 2 == 1 {
+            compute(&mut body, 0);
+        }
+    } else {
+        // One stage: step t+1's loads in flight while step t multiplies out, a barrier, the
+        // stores, a barrier.
+        let _ = writeln!(body, "    for (var t = 0u; t < {steps}u; t = t + 1u) {{\n        if (t + 1u < {steps}u) {{");
+        load(&mut body, "t + 1u");
+        let _ = writeln!(body, "        }}");
+        compute(&mut body, 0);
+        let _ = writeln!(body, "        workgroupBarrier();\n        if (t + 1u < {steps}u) {{");
+        store(&mut body, 0);
+        let _ = writeln!(body, "        }}\n        workgroupBarrier();\n    }}");
+    }
+
+    // Epilogue, per fragment through the subgroup's scratch: lane l reads row l / 2, columns
+    // (l % 2)·8 .. +8 of the 16×16 block.
+    let _ = writeln!(
+        body,
+        "    let er = lane / 2u;\n    let ec = (lane % 2u) * 8u;\n    let srow = row0 + sr * {rb_a}u + er;\n    let scol = col0 + sc * {wno}u + ec;"
+    );
+    for i in 0..fm {
+        for j in 0..fnn {
+            let _ = writeln!(body, "    {{");
+            for a in 0..na {
+                let _ = match ops {
+                    Ops::Native => writeln!(body, "        coopStoreT(acc{a}_{i}_{j}, &cs[sg][0u], 16u);"),
+                    Ops::Emulated => writeln!(body, "        emu_store_cs({}u, sg, lane);", emu.acc(a, i, j)),
+                };
+                let _ = writeln!(body, "        workgroupBarrier();");
+                for h in 0..2 {
+                    let cell = |d: usize| format!("cs[sg][er * 16u + ec + {}u]", 4 * h + d);
+                    let _ = writeln!(
+                        body,
+                        "        let v{a}_{h} = vec4<f32>({}, {}, {}, {});",
+                        cell(0),
+                        cell(1),
+                        cell(2),
+                        cell(3)
+                    );
+                }
+                let _ = writeln!(body, "        workgroupBarrier();");
+            }
+            let _ = writeln!(body, "        let r = srow + {}u;\n        let c = scol + {}u;", i * 16, j * 16);
+            let row_guard = if rows_partial { format!("r < {}u", s.rows) } else { "true".into() };
+            let _ = writeln!(body, "        if ({row_guard}) {{");
+            for h in 0..2 {
+                let comps: Vec<String> = ["x", "y", "z", "w"]
+                    .iter()
+                    .enumerate()
+                    .map(|(d, comp)| {
+                        let up = if na == 2 { format!("v1_{h}.{comp}") } else { String::new() };
+                        epilogue(s, v, &format!("v0_{h}.{comp}"), &up, &format!("(c + {}u)", 4 * h + d))
+                    })
+                    .collect();
+                let col_guard = if cols_partial { format!("c + {}u < {}u", 4 * h, s.n) } else { "true".into() };
+                let _ = writeln!(
+                    body,
+                    "            if ({col_guard}) {{ out0[(r * {}u + c + {}u) / 4u] = vec4<f32>({}); }}",
+                    s.n,
+                    4 * h,
+                    comps.join(", ")
+                );
+            }
+            let _ = writeln!(body, "        }}\n    }}");
+        }
+    }
+
+    let mut prelude = String::new();
+    if s.fused.is_some() {
+        prelude.push_str(MATH);
+    }
+    let _ = writeln!(
+        prelude,
+        "var<workgroup> xs: array<array<array<vec4<f16>, {}>, {wr}>, {stages}>;\nvar<workgroup> ws: array<array<array<vec4<f16>, {}>, {blocks_b}>, {stages}>;\nvar<workgroup> cs: array<array<f32, 256>, {}>;",
+        geo.a_len() / wr,
+        geo.b_len() / blocks_b,
+        wr * wc
+    );
+    if ops == Ops::Emulated {
+        prelude.push_str(&emu.functions(stages, s.layout));
+    }
+    if let Some((q, l)) = &q4 {
+        let views: &[&str] = if s.fused.is_some() && !s.merged { &["wp_gate", "wp_up"] } else { &["wp_gate"] };
+        prelude.push_str(&super::q4::functions(q, l, views, t.q4_unpack));
+    }
+    let kind = kind(s, ProjKernel::Coop);
+    let groups = [s.rows.div_ceil(bm) as u64, s.n.div_ceil(bn) as u64];
+    finish(name, kind, &b, &prelude, &body, groups, threads as u32, t)
+}
+
+/// The emulation's slots. As on the hardware, a 16×16 matrix is spread over the 32 lanes of
+/// a subgroup: lane l holds row l / 2, columns (l % 2)·8 .. +8 of each accumulator (the
+/// cells it reads back in the epilogue), and of the fragments what it needs for those: its
+/// row of each A fragment (16 values) and its 8 columns of each B fragment (16×8 values), in
+/// private arrays (never passed by value: llvmpipe's compile time explodes on those).
+struct Emu {
+    fm: usize,
+    fnn: usize,
+    na: usize,
+}
+
+impl Emu {
+    /// Accumulator slot (fragment slots: A fragment i in `emu_a[i]`, B fragment j of weight
+    /// a in `emu_b[a·fn + j]`).
+    fn acc(&self, a: usize, i: usize, j: usize) -> usize {
+        (a * self.fm + i) * self.fnn + j
+    }
+    /// Every product of one 16 of k, `acc[a][i][j] += A[i]·B[a][j]`, as one loop over the
+    /// accumulator slots (one call site: llvmpipe takes about half a second to compile each
+    /// inlined copy of `emu_mma`). The slots' arithmetic is [`Emu::acc`] inverted.
+    fn mma_all(&self) -> String {
+        let (fm, fnn) = (self.fm, self.fnn);
+        format!(
+            "for (var m = 0u; m < {}u; m++) {{ emu_mma((m / {fnn}u) % {fm}u, (m / {}u) * {fnn}u + m % {fnn}u, m); }}",
+            self.na * fm * fnn,
+            fm * fnn
+        )
+    }
+    /// The private arrays and the functions standing in for the cooperative operations:
+    /// `emu_ld_xs_{stage}_T` loads a lane's row of an A fragment row-major (as `coopLoadT`),
+    /// `emu_ld_ws_{stage}_{T|N}` its columns of a B fragment row-major or column-major (as
+    /// `coopLoadT` / `coopLoad`), from block `blk` of a staged tile; `emu_mma` is
+    /// `coopMultiplyAdd` (f32 products of f16 values, exact, summed in f32), `emu_store_cs`
+    /// is `coopStoreT` into a subgroup's scratch, `emu_zero` a fresh accumulator.
+    fn functions(&self, stages: usize, layout: Layout) -> String {
+        let mut f = format!(
+            "var<private> emu_16: u32;\nvar<private> emu_a: array<array<f32, 16>, {}>;\nvar<private> emu_b: array<array<f32, 128>, {}>;\nvar<private> emu_c: array<array<f32, 8>, {}>;\n",
+            self.fm,
+            self.na * self.fnn,
+            self.na * self.fm * self.fnn
+        );
+        // Element (r, c) of a fragment at [base + r·stride + c/4][c%4] (row-major) or
+        // [base + c·stride + r/4][r%4] (column-major).
+        let at = |order: &str, r: &str, c: &str| match order {
+            "T" => format!("base + ({r}) * stride + ({c}) / 4u][({c}) % 4u"),
+            _ => format!("base + ({c}) * stride + ({r}) / 4u][({r}) % 4u"),
+        };
+        let ws_order = match layout {
+            Layout::Kn => "T",
+            Layout::Nk => "N",
+        };
+        for st in 0..stages {
+            let _ = writeln!(
+                f,
+                "fn emu_ld_xs_{st}_T(fr: u32, blk: u32, base: u32, stride: u32, lane: u32) {{\n    for (var c = 0u; c < emu_16; c++) {{ emu_a[fr][c] = f32(xs[{st}][blk][{}]); }}\n}}",
+                at("T", "lane / 2u", "c")
+            );
+            let _ = writeln!(
+                f,
+                "fn emu_ld_ws_{st}_{ws_order}(fr: u32, blk: u32, base: u32, stride: u32, lane: u32) {{\n    for (var k = 0u; k < emu_16; k++) {{ for (var e = 0u; e < 8u; e++) {{ emu_b[fr][k * 8u + e] = f32(ws[{st}][blk][{}]); }} }}\n}}",
+                at(ws_order, "k", "(lane % 2u) * 8u + e")
+            );
+        }
+        f.push_str(
+            "fn emu_zero(a: u32) {\n    for (var e = 0u; e < 8u; e++) { emu_c[a][e] = 0.0; }\n}\n\
+             fn emu_mma(fa: u32, fb: u32, a: u32) {\n    for (var e = 0u; e < 8u; e++) {\n        var s = emu_c[a][e];\n        for (var k = 0u; k < emu_16; k++) { s = fma(emu_a[fa][k], emu_b[fb][k * 8u + e], s); }\n        emu_c[a][e] = s;\n    }\n}\n\
+             fn emu_store_cs(a: u32, blk: u32, lane: u32) {\n    for (var e = 0u; e < 8u; e++) { cs[blk][(lane / 2u) * 16u + (lane % 2u) * 8u + e] = emu_c[a][e]; }\n}\n",
+        );
+        f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glufuse_ir::{Activation, FusedGateUp, NodeIndex, Value};
+    use naga::valid::{Capabilities, ValidationFlags, Validator};
+
+    /// A value bound by a test kernel (the node index only has to be distinct).
+    fn val(i: usize) -> Value {
+        Value { node: NodeIndex::new(i), output: 0 }
+    }
+
+    /// The fused-unit variants of the grid: activation, offsets, merged, biases (f32 or packed
+    /// f16), or `None` for a plain projection.
+    type Kind = Option<(Activation, (usize, usize), bool, Option<bool>, Option<bool>)>;
+
+    const KINDS: [Kind; 5] = [
+        None,
+        Some((Activation::Silu, (0, 0), false, None, None)),
+        Some((Activation::GeluTanh, (0, 0), false, Some(false), Some(true))),
+        Some((Activation::GeluErf, (0, 96), true, None, Some(false))),
+        Some((Activation::Relu, (8, 104), true, Some(true), None)),
+    ];
+
+    /// The shape and values of one grid point.
+    fn case(layout: Layout, f16: bool, kind: Kind, rows: usize, k: usize) -> (ProjShape, ProjValues) {
+        let (n, n_total, fused, merged, biases) = match kind {
+            None => (200, 200, None, false, (None, None)),
+            Some((activation, (go, uo), merged, bg, bu)) => {
+                let n = if merged { 96 } else { 200 };
+                let n_total = if merged { 2 * n + go.min(uo) } else { n + go.max(uo) };
+                let f = FusedGateUp {
+                    activation,
+                    layout,
+                    gate_bias: bg.is_some(),
+                    up_bias: bu.is_some(),
+                    gate_offset: go as u64,
+                    up_offset: uo as u64,
+                    replaced: vec![],
+                };
+                (n, n_total, Some(f), merged, (bg, bu))
+            }
+        };
+        let s = ProjShape { rows, k, n, n_total, layout, f16, f16_values: f16, fused, merged, q4: None };
+        let v = ProjValues {
+            x: val(0),
+            w_gate: val(1),
+            w_up: s.fused.as_ref().map(|_| val(if merged { 1 } else { 2 })),
+            b_gate: biases.0.map(|p| (val(3), p)),
+            b_up: biases.1.map(|p| (val(4), p)),
+            out: val(5),
+        };
+        (s, v)
+    }
+
+    /// naga's SPIR-V writer with the options wgpu 30 uses on a Vulkan 1.3 device with robust
+    /// buffer access (NVIDIA): workgroup-array indexes clamped, storage unchecked.
+    fn spirv(module: &naga::Module, info: &naga::valid::ModuleInfo) -> std::result::Result<Vec<u32>, String> {
+        use naga::back::spv;
+        let options = spv::Options {
+            lang_version: (1, 6),
+            bounds_check_policies: naga::proc::BoundsCheckPolicies {
+                index: naga::proc::BoundsCheckPolicy::Restrict,
+                buffer: naga::proc::BoundsCheckPolicy::Unchecked,
+                image_load: naga::proc::BoundsCheckPolicy::Unchecked,
+                binding_array: naga::proc::BoundsCheckPolicy::Unchecked,
+            },
+            zero_initialize_workgroup_memory: spv::ZeroInitializeWorkgroupMemoryMode::Native,
+            force_loop_bounding: true,
+            use_storage_input_output_16: true,
+            ..Default::default()
+        };
+        let pipeline = spv::PipelineOptions { shader_stage: naga::ShaderStage::Compute, entry_point: "main".into() };
+        spv::write_vec(module, info, &options, Some(&pipeline)).map_err(|e| e.to_string())
+    }
+
+    fn validate(wgsl: &str, caps: Capabilities) -> (naga::Module, naga::valid::ModuleInfo) {
+        let module =
+            naga::front::wgsl::parse_str(wgsl).unwrap_or_else(|e| panic!("{}\n{wgsl}", e.emit_to_string(wgsl)));
+        let info = Validator::new(ValidationFlags::all(), caps)
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{}\n{wgsl}", e.emit_to_string(wgsl)));
+        (module, info)
+    }
+
+    /// Every variant of the grid (both layouts, f16 and f32 weights, plain and fused with
+    /// every activation, biases of both storages, merged weights with offsets, partial row,
+    /// column and k tiles, one- and two-stage tilings) validates in naga with the
+    /// cooperative-matrix capability on and goes through naga's SPIR-V writer as wgpu would
+    /// send it to a Vulkan driver; its emulated form validates without the capability and
+    /// uses no cooperative-matrix operation.
+    #[test]
+    fn every_variant_validates_and_writes_spirv() {
+        let tilings = [
+            "128x128x32w2x4s1",
+            "256x128x32w4x2s1",
+            "128x64x32w2x4s1",
+            "16x128x64w1x4s1",
+            "16x32x128w1x2s1",
+            "128x64x32w2x2",
+            "64x64x16w2x2",
+        ];
+        let native =
+            Capabilities::COOPERATIVE_MATRIX | Capabilities::SHADER_FLOAT16 | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+        let emulated = Capabilities::SHADER_FLOAT16 | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+        let target = Target { max_workgroup_storage_bytes: 1 << 16, ..Target::default() };
+        let mut count = 0;
+        for layout in [Layout::Kn, Layout::Nk] {
+            for f16 in [true, false] {
+                for kind in KINDS {
+                    for (rows, k) in [(512, 256), (37, 136), (1, 40)] {
+                        for tl in tilings {
+                            let tl: CoopTile = tl.parse().unwrap();
+                            let (s, v) = case(layout, f16, kind, rows, k);
+                            let what = format!("{layout:?} f16={f16} {kind:?} M={rows} K={k} {tl}");
+                            let src = coop("t".into(), &s, &v, &target, tl, Ops::Native)
+                                .unwrap_or_else(|e| panic!("{what}: {e}"));
+                            let (module, info) = validate(&src.wgsl, native);
+                            spirv(&module, &info).unwrap_or_else(|e| panic!("{what}: SPIR-V: {e}"));
+                            assert_eq!(src.workgroup_size as usize, tl.threads());
+                            assert_eq!(src.workgroups, [rows.div_ceil(tl.bm) as u32, s.n.div_ceil(tl.bn) as u32, 1]);
+                            let emu = coop("t".into(), &s, &v, &target, tl, Ops::Emulated).unwrap();
+                            assert!(!emu.wgsl.contains("coop"), "{what}: the emulation uses a cooperative op");
+                            validate(&emu.wgsl, emulated);
+                            count += 1;
+                        }
+                    }
+                }
+            }
+        }
+        // layouts × weight storages × kinds × sizes × tilings
+        assert_eq!(count, 2 * 2 * 5 * 3 * 7);
+    }
+
+    /// The 4-bit staging: every kind of the grid with 4-bit weights (blocks of 16, 32 and
+    /// 128, f16 and f32 scales, with and without zero points; K a multiple of neither 32 nor
+    /// the block) validates natively and writes SPIR-V, and its emulation validates.
+    #[test]
+    fn q4_variants_validate_and_write_spirv() {
+        use crate::proj::q4::Q4;
+        let native =
+            Capabilities::COOPERATIVE_MATRIX | Capabilities::SHADER_FLOAT16 | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+        let emulated = Capabilities::SHADER_FLOAT16 | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+        let target = Target { max_workgroup_storage_bytes: 1 << 16, ..Target::default() };
+        let mut count = 0;
+        for (i, kind) in KINDS.into_iter().enumerate() {
+            for (rows, k, block) in [(512, 256, 32), (37, 136, 16), (9, 200, 128)] {
+                for tl in ["128x128x32w2x4s1", "16x32x128w1x2s1", "128x64x32w2x2"] {
+                    let tl: CoopTile = tl.parse().unwrap();
+                    let (mut s, v) = case(Layout::Nk, false, kind, rows, k);
+                    s.q4 = Some(Q4 { block, scale_f16: i % 2 == 0, zp: [i % 3 == 0, i % 3 != 1] });
+                    s.f16_values = i % 2 == 0;
+                    let what = format!("q4 {kind:?} M={rows} K={k} block {block} {tl}");
+                    let src =
+                        coop("t".into(), &s, &v, &target, tl, Ops::Native).unwrap_or_else(|e| panic!("{what}: {e}"));
+                    let (module, info) = validate(&src.wgsl, native);
+                    spirv(&module, &info).unwrap_or_else(|e| panic!("{what}: SPIR-V: {e}"));
+                    let emu = coop("t".into(), &s, &v, &target, tl, Ops::Emulated).unwrap();
+                    validate(&emu.wgsl, emulated);
+                    count += 1;
+                }
+            }
+        }
+        assert_eq!(count, 5 * 3 * 3);
+        // Steps of 16 of k cannot stage whole chunks.
+        let (mut s, _) = case(Layout::Nk, false, KINDS[1], 64, 64);
+        s.q4 = Some(Q4 { block: 32, scale_f16: true, zp: [false; 2] });
+        let e = check(&s, "64x64x16w2x2".parse().unwrap(), 1 << 16).unwrap_err();
+        assert!(e.contains("BK a multiple of 32"), "{e}");
+    }
+
+    /// The tilings picked for the shapes measured on the H100 are the ones measured fastest,
+    /// and fit its 48 KiB; with lavapipe's 32 KiB smaller ones are picked.
+    #[test]
+    fn picked_tilings_are_the_measured_ones_and_fit() {
+        let pick_for = |layout, fused: bool, rows, k, n, max| {
+            let kind = fused.then_some((Activation::Silu, (0, 0), false, None, None));
+            let (mut s, _) = case(layout, true, kind, rows, k);
+            s.n = n;
+            s.n_total = n;
+            pick(&s, max).map(|t| t.to_string())
+        };
+        let h100 = 49152;
+        assert_eq!(pick_for(Layout::Kn, true, 512, 4096, 14336, h100).unwrap(), "128x128x32w2x4s1");
+        assert_eq!(pick_for(Layout::Nk, true, 128, 4096, 14336, h100).unwrap(), "128x128x32w2x4s1");
+        assert_eq!(pick_for(Layout::Kn, true, 128, 896, 4864, h100).unwrap(), "128x64x32w2x4s1");
+        assert_eq!(pick_for(Layout::Nk, true, 16, 4096, 14336, h100).unwrap(), "16x32x128w1x2s1");
+        assert_eq!(pick_for(Layout::Kn, true, 16, 4096, 14336, h100).unwrap(), "16x128x64w1x4s1");
+        assert_eq!(pick_for(Layout::Kn, false, 512, 4096, 14336, h100).unwrap(), "256x128x32w4x2s1");
+        assert_eq!(pick_for(Layout::Nk, false, 128, 4096, 14336, h100).unwrap(), "128x128x32w2x4s1");
+        assert_eq!(pick_for(Layout::Kn, true, 512, 4096, 14336, 32768).unwrap(), "128x64x32w2x4s1");
+        assert_eq!(pick_for(Layout::Kn, true, 16, 4096, 14336, 32768).unwrap(), "16x64x64w1x4s1");
+        for (k, n) in [(896, 4864), (2048, 11008), (4096, 14336)] {
+            for rows in [9, 16, 33, 128, 200, 512, 4096] {
+                for layout in [Layout::Kn, Layout::Nk] {
+                    for fused in [false, true] {
+                        let t = pick_for(layout, fused, rows, k, n, h100).unwrap();
+                        assert!(t.starts_with(if rows <= 32 { "16x" } else { "128x" }) || t.starts_with("256x"), "{t}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// What the kernel cannot take is refused with the reason.
+    #[test]
+    fn refusals_say_why() {
+        let t128: CoopTile = "128x64x32w2x4s1".parse().unwrap();
+        let (mut s, _) = case(Layout::Kn, true, None, 16, 64);
+        s.k = 30;
+        assert!(check(&s, t128, 1 << 16).unwrap_err().contains("multiples of 4"));
+        let (mut s, _) = case(Layout::Kn, true, None, 16, 64);
+        s.n = 196;
+        s.n_total = 196;
+        assert!(check(&s, t128, 1 << 16).unwrap_err().contains("multiples of 8"), "f16 [K,N] needs 8-aligned columns");
+        s.f16 = false;
+        assert!(check(&s, t128, 1 << 16).is_ok(), "f32 weights load 4 columns at a time");
+        let (s, _) = case(Layout::Nk, true, None, 16, 64);
+        assert!(check(&s, "128x64x24w2x4s1".parse().unwrap(), 1 << 16).unwrap_err().contains("BK of 16"));
+        assert!(check(&s, "128x128x32w4x4s1".parse().unwrap(), 1 << 16).unwrap_err().contains("512 threads"));
+        let e = check(&s, t128, 16384).unwrap_err();
+        assert!(e.contains("bytes of workgroup memory, past this device's 16384"), "{e}");
+        // x: 128 rows of 32 + 8 halves; w: 64 columns of 32 + 8 halves; 8 scratch blocks of 1 KiB.
+        assert_eq!(workgroup_bytes(&s, t128), 128 * 40 * 2 + 64 * 40 * 2 + 8 * 1024);
+        assert!("128x64".parse::<CoopTile>().unwrap_err().to_string().contains("BMxBNxBKwWRxWC"));
+        assert_eq!("128x64x32w2x2".parse::<CoopTile>().unwrap().stages, 2);
+        assert_eq!("128x64x32w2x2s1".parse::<CoopTile>().unwrap().to_string(), "128x64x32w2x2s1");
+    }
+}

@@ -1,0 +1,213 @@
+//! Reductions, one workgroup per output row: `ReduceMean`/`ReduceSum`/`ReduceMax` over any
+//! axes, `Softmax` along any axis, `CumSum` along any axis. The workgroup's threads stride
+//! over the row together and combine their partial results with a tree in workgroup memory
+//! ([`tree_reduce`]), so a long axis (a vocabulary-sized softmax row) is read by 256 threads
+//! at once, never walked by one.
+//!
+//! Floats accumulate in f32 (the interpreter in f64). Softmax subtracts the row's maximum
+//! before exponentiating: a row masked with -3.4e38 everywhere comes out uniform, one of
+//! `-inf` NaN, as in onnxruntime. Integer sums of i64 values are checked for results past 32
+//! bits; the maximum of nothing is the lowest value (-inf for floats), the sum 0, the mean
+//! NaN, as ONNX says.
+
+use crate::wgsl::{checked_int_math, kernel, load, row_threads, tree_reduce, Store};
+use crate::{dims, Check, CheckKind, KernelKind, KernelSource, Target};
+use glufuse_ir::shape::{norm_axis, Bindings};
+use glufuse_ir::tensor::strides;
+use glufuse_ir::{DType, Error, Graph, NodeIndex, ReduceOp, Result, Value};
+use std::fmt::Write;
+
+/// WGSL of `-inf`.
+const NEG_INF: &str = "bitcast<f32>(0xff800000u)";
+
+/// The combining function `comb_` of a reduction over values of `store`, its identity, and
+/// the checks it makes (an i64 sum past 32 bits).
+fn combiner(op: ReduceOp, store: Store, dtype: DType, node: &str) -> (String, &'static str, Vec<Check>) {
+    match (op, store) {
+        (ReduceOp::Max, Store::I32) => {
+            ("fn comb_(a: i32, b: i32, at: u32) -> i32 { return max(a, b); }\n".into(), "-2147483647i - 1i", vec![])
+        }
+        (ReduceOp::Sum | ReduceOp::Mean, Store::I32) if dtype == DType::I64 => {
+            let check = Check { node: node.to_string(), kind: CheckKind::Overflow };
+            let f = format!("{}fn comb_(a: i32, b: i32, at: u32) -> i32 {{ return add_(a, b, at); }}\n", checked_int_math(1));
+            (f, "0i", vec![check])
+        }
+        (ReduceOp::Sum | ReduceOp::Mean, Store::I32) => {
+            ("fn comb_(a: i32, b: i32, at: u32) -> i32 { return a + b; }\n".into(), "0i", vec![])
+        }
+        (ReduceOp::Max, _) => (
+            "fn isnan_(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }\nfn comb_(a: f32, b: f32, at: u32) -> f32 { if (isnan_(a) || isnan_(b)) { return bitcast<f32>(0x7fc00000u); } return max(a, b); }\n"
+                .into(),
+            NEG_INF,
+            vec![],
+        ),
+        (ReduceOp::Sum | ReduceOp::Mean, _) => {
+            ("fn comb_(a: f32, b: f32, at: u32) -> f32 { return a + b; }\n".into(), "0.0", vec![])
+        }
+    }
+}
+
+/// WGSL of the flat input index of element `r` of the reduced dims of output row `o`: each
+/// coordinate taken out of `var` by division and remainder over `sizes`, times its stride.
+fn coords(var: &str, axes: &[usize], shape: &[usize], st: &[usize]) -> String {
+    let mut terms = vec![];
+    let mut below = 1usize;
+    for &a in axes.iter().rev() {
+        let coord = if below == 1 {
+            format!("({var} % {}u)", shape[a])
+        } else {
+            format!("(({var} / {below}u) % {}u)", shape[a])
+        };
+        terms.push(if st[a] == 1 { coord } else { format!("{coord} * {}u", st[a]) });
+        below *= shape[a];
+    }
+    if terms.is_empty() {
+        "0u".into()
+    } else {
+        terms.join(" + ")
+    }
+}
+
+/// The kernel of a reduction over `axes` (every axis when empty): one workgroup per output
+/// element, its threads striding over the reduced elements.
+pub(crate) fn reduce(
+    g: &Graph,
+    n: NodeIndex,
+    op: ReduceOp,
+    axes: &[i64],
+    b: &Bindings,
+    t: &Target,
+) -> Result<KernelSource> {
+    let (ins, out) = (g.inputs(n), Value::of(n));
+    let name = g.node(n).name.clone();
+    let id = dims(g, ins[0], b)?;
+    let mut red: Vec<usize> = if axes.is_empty() {
+        (0..id.len()).collect()
+    } else {
+        axes.iter()
+            .map(|&a| norm_axis(a, id.len()).ok_or_else(|| Error::graph(&name, format!("axis {a} out of range"))))
+            .collect::<Result<_>>()?
+    };
+    red.sort_unstable();
+    red.dedup();
+    let kept: Vec<usize> = (0..id.len()).filter(|a| !red.contains(a)).collect();
+    let count: usize = red.iter().map(|&a| id[a]).product();
+    let rows: usize = kept.iter().map(|&a| id[a]).product();
+    let st = strides(&id);
+    let store = Store::of(g, ins[0]);
+    let (comb, identity, checks) = combiner(op, Store::of_dtype(g.ty(ins[0]).dtype), g.ty(ins[0]).dtype, &name);
+    let threads = row_threads(count);
+    // Reducing trailing axes (a norm's mean, a row's sum): rows are contiguous.
+    let suffix = red.iter().enumerate().all(|(i, &a)| a == id.len() - red.len() + i);
+    let (base, off) = if suffix {
+        (format!("gid * {count}u"), "r".to_string())
+    } else {
+        (coords("gid", &kept, &id, &st), coords("r", &red, &id, &st))
+    };
+    let scalar = store.scalar();
+    let mut body = format!(
+        "    if (gid >= {rows}u) {{ return; }}\n    let base = {base};\n    var acc: {scalar} = {identity};\n    for (var r = lid; r < {count}u; r = r + {threads}u) {{\n        acc = comb_(acc, {}, gid);\n    }}\n",
+        load("in0", &format!("base + {off}"), store)
+    );
+    body.push_str(&tree_reduce(threads, "acc", "comb2_"));
+    let result = match (op, count) {
+        // The mean of nothing is NaN (a compiler may fold 0 / 0 to anything).
+        (ReduceOp::Mean, 0) => "bitcast<f32>(0x7fc00000u)".to_string(),
+        (ReduceOp::Mean, _) => format!("red[0] / f32({count})"),
+        _ => "red[0]".into(),
+    };
+    let _ = writeln!(body, "    if (lid == 0u) {{ out0[gid] = {result}; }}");
+    let prelude = format!(
+        "{comb}fn comb2_(a: {scalar}, b: {scalar}) -> {scalar} {{ return comb_(a, b, 0u); }}\nvar<workgroup> red: array<{scalar}, {threads}>;\n"
+    );
+    kernel(g, name, KernelKind::Reduce, &ins, out, rows as u64, threads, &prelude, &body, checks, t)
+}
+
+/// The lanes of `shape` along `axis`: (lanes, axis length, stride between a lane's elements),
+/// and the WGSL of lane `gid`'s first element.
+fn lanes(shape: &[usize], ax: usize) -> (usize, usize, usize, String) {
+    let inner: usize = shape[ax + 1..].iter().product();
+    let outer: usize = shape[..ax].iter().product();
+    let d = shape[ax];
+    let base =
+        if inner == 1 { format!("gid * {d}u") } else { format!("(gid / {inner}u) * {}u + gid % {inner}u", d * inner) };
+    (outer * inner, d, inner, base)
+}
+
+/// The kernel of a softmax along `axis`: one workgroup per lane, three passes over it (the
+/// maximum, the sum of `exp(x - max)`, the normalised values).
+pub(crate) fn softmax(g: &Graph, n: NodeIndex, axis: i64, b: &Bindings, t: &Target) -> Result<KernelSource> {
+    let (ins, out) = (g.inputs(n), Value::of(n));
+    let name = g.node(n).name.clone();
+    let id = dims(g, ins[0], b)?;
+    let ax = norm_axis(axis, id.len())
+        .ok_or_else(|| Error::graph(&name, format!("axis {axis} out of range for rank {}", id.len())))?;
+    let (nl, d, stride, base) = lanes(&id, ax);
+    let threads = row_threads(d);
+    let x = load("in0", &format!("base + c * {stride}u"), Store::of(g, ins[0]));
+    let mut body = format!(
+        "    if (gid >= {nl}u) {{ return; }}\n    let base = {base};\n    var m = {NEG_INF};\n    for (var c = lid; c < {d}u; c = c + {threads}u) {{ m = max(m, {x}); }}\n"
+    );
+    body.push_str(&tree_reduce(threads, "m", "max"));
+    let _ = write!(
+        body,
+        "    let mx = red[0];\n    workgroupBarrier();\n    var s = 0.0;\n    for (var c = lid; c < {d}u; c = c + {threads}u) {{ s = s + exp({x} - mx); }}\n"
+    );
+    body.push_str(&tree_reduce(threads, "s", "add_f_"));
+    let _ = write!(
+        body,
+        "    let sum = red[0];\n    for (var c = lid; c < {d}u; c = c + {threads}u) {{ out0[base + c * {stride}u] = exp({x} - mx) / sum; }}\n"
+    );
+    let prelude =
+        format!("fn add_f_(a: f32, b: f32) -> f32 {{ return a + b; }}\nvar<workgroup> red: array<f32, {threads}>;\n");
+    kernel(g, name, KernelKind::Softmax, &ins, out, nl as u64, threads, &prelude, &body, vec![], t)
+}
+
+/// The kernel of a cumulative sum along `axis`: one workgroup per lane, which walks it in
+/// chunks of its threads, each chunk scanned in workgroup memory (Hillis–Steele, unrolled)
+/// and carried into the next.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn cumsum(
+    g: &Graph,
+    n: NodeIndex,
+    axis: i64,
+    exclusive: bool,
+    reverse: bool,
+    b: &Bindings,
+    t: &Target,
+) -> Result<KernelSource> {
+    let (ins, out) = (g.inputs(n), Value::of(n));
+    let name = g.node(n).name.clone();
+    let id = dims(g, ins[0], b)?;
+    let ax = norm_axis(axis, id.len())
+        .ok_or_else(|| Error::graph(&name, format!("axis {axis} out of range for rank {}", id.len())))?;
+    let (nl, d, stride, base) = lanes(&id, ax);
+    let threads = row_threads(d);
+    let dtype = g.ty(ins[0]).dtype;
+    let store = Store::of(g, ins[0]);
+    let (comb, identity, checks) = combiner(ReduceOp::Sum, Store::of_dtype(dtype), dtype, &name);
+    let scalar = Store::of_dtype(dtype).scalar();
+    let chunks = d.div_ceil(threads as usize);
+    let pos = if reverse { format!("{}u - p", d.max(1) - 1) } else { "p".into() };
+    let mut body = format!(
+        "    if (gid >= {nl}u) {{ return; }}\n    let base = {base};\n    var carry: {scalar} = {identity};\n    for (var ch = 0u; ch < {chunks}u; ch = ch + 1u) {{\n        let p = ch * {threads}u + lid;\n        let valid = p < {d}u;\n        let at = base + ({pos}) * {stride}u;\n        var x: {scalar} = {identity};\n        if (valid) {{ x = {}; }}\n        red[lid] = x;\n        workgroupBarrier();\n",
+        load("in0", "at", store)
+    );
+    let mut off = 1;
+    while off < threads {
+        let _ = write!(
+            body,
+            "        var v{off} = red[lid];\n        if (lid >= {off}u) {{ v{off} = comb_(red[lid - {off}u], v{off}, at); }}\n        workgroupBarrier();\n        red[lid] = v{off};\n        workgroupBarrier();\n"
+        );
+        off *= 2;
+    }
+    let mine =
+        if exclusive { format!("select({identity}, red[max(lid, 1u) - 1u], lid > 0u)") } else { "red[lid]".into() };
+    let _ = write!(
+        body,
+        "        if (valid) {{ out0[at] = comb_(carry, {mine}, at); }}\n        carry = comb_(carry, red[{}u], at);\n        workgroupBarrier();\n    }}\n",
+        threads - 1
+    );
+    let prelude = format!("{comb}var<workgroup> red: array<{scalar}, {threads}>;\n");
+    kernel(g, name, KernelKind::CumSum, &ins, out, nl as u64, threads, &prelude, &body, checks, t)
+}

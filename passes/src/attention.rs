@@ -1,0 +1,282 @@
+//! Attention fusion: `MatMul(P, V)` where `P` is an elementwise row program (a softmax, with
+//! the scale, mask or soft cap merged into it by the elementwise fusion) of the scores
+//! `MatMul(Q, Kᵀ)` becomes one `Attention` node, which one kernel computes per row of scores
+//! without writing the scores or the probabilities.
+//!
+//! The rules:
+//! - the scores and the probabilities are read only by the next step (and are no graph
+//!   outputs), so nothing is computed twice or lost;
+//! - Q, Kᵀ and V are read through the views and moves that only this attention reads: the
+//!   `Reshape`s, `Transpose`s, `Expand`s and `Slice`s, and the elementwise programs made only
+//!   of such steps (a grouped-query expand of the KV cache and its transpose) become programs
+//!   of the node, so the cache is read where it lies instead of being copied per layer;
+//! - the node must type-check as the products did (Q, Kᵀ and V of one rank with the same batch
+//!   dims), and V's last dim (a head's width) must be known and at most 256, what one
+//!   workgroup accumulates.
+//!
+//! A `Transpose` that alone reads the output (the heads put back side by side for the output
+//! projection) is absorbed too: the kernel writes its output so. The node takes the name of
+//! the last node it replaces and lists every node it replaced.
+
+use super::{Pass, PassReport};
+use glufuse_ir::ops::attention::types;
+use glufuse_ir::Result;
+use glufuse_ir::*;
+use std::collections::HashMap;
+
+/// One attention fused.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Fused {
+    /// The node's name (the product's, kept).
+    pub node: String,
+    /// The names of the nodes it replaced.
+    pub replaced: Vec<String>,
+}
+
+/// What the pass fused.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AttentionReport {
+    /// The attentions fused, in topological order.
+    pub fused: Vec<Fused>,
+    /// Kernel launches a run takes before the pass.
+    pub launches_before: usize,
+    /// Kernel launches a run takes after it.
+    pub launches_after: usize,
+}
+
+impl AttentionReport {
+    /// The report for people: one line, then one per attention when `detail`.
+    pub fn to_text(&self, detail: bool) -> String {
+        let mut s = format!(
+            "attention: {} fused, kernel launches {} -> {}\n",
+            self.fused.len(),
+            self.launches_before,
+            self.launches_after
+        );
+        if detail {
+            for f in &self.fused {
+                s.push_str(&format!("  {}: replaced {}\n", f.node, f.replaced.join(", ")));
+            }
+        }
+        s
+    }
+}
+
+/// The pass.
+#[derive(Default)]
+pub struct FuseAttention;
+
+impl Pass for FuseAttention {
+    fn name(&self) -> &'static str {
+        "fuse-attention"
+    }
+
+    fn run(&mut self, g: &mut Graph) -> Result<PassReport> {
+        Ok(PassReport::Attention(fuse(g)?))
+    }
+}
+
+/// Whether `v` is read once, by one node, and is no graph output.
+fn only_read_once(g: &Graph, v: Value) -> bool {
+    g.users(v).len() == 1 && !g.is_output(v) && g.node(v.node).outputs.len() == 1
+}
+
+/// Whether an elementwise program only moves its inputs' elements.
+fn moves_only(p: &ElementwiseProgram) -> bool {
+    p.steps.iter().all(|s| {
+        matches!(s, Step::Input(_) | Step::Expand { .. }) || (s.is_layout() && !matches!(s, Step::Concat { .. }))
+    })
+}
+
+/// Builds the program of one operand of the node.
+struct Operand<'a> {
+    g: &'a Graph,
+    /// The node's inputs, shared by its programs.
+    inputs: &'a mut Vec<Value>,
+    /// Nodes absorbed (to be removed), with the names they replaced.
+    absorbed: &'a mut Vec<NodeIndex>,
+    steps: Vec<Step>,
+    /// The step reading each node input, in this program.
+    input_step: HashMap<usize, usize>,
+}
+
+impl Operand<'_> {
+    /// The step holding `v`: its views and moves absorbed when only this operand reads them.
+    fn step(&mut self, v: Value) -> usize {
+        let node = self.g.node(v.node);
+        if only_read_once(self.g, v) {
+            let ins = self.g.inputs(v.node);
+            let moved = match &node.op {
+                Op::Reshape { shape } => Some(Step::Reshape { shape: shape.clone(), x: 0 }),
+                Op::Transpose { perm } => Some(Step::Transpose { perm: perm.clone(), x: 0 }),
+                Op::Expand { shape } => Some(Step::Expand { shape: shape.clone(), x: 0 }),
+                Op::Slice { axis, start, len, step } => {
+                    Some(Step::Slice { axis: *axis, start: start.clone(), len: len.clone(), step: *step, x: 0 })
+                }
+                _ => None,
+            };
+            if let Some(mut s) = moved {
+                let x = self.step(ins[0]);
+                set_args(&mut s, &[x]);
+                self.absorbed.push(v.node);
+                return self.push(s);
+            }
+            if let Op::Elementwise(p) = &node.op {
+                if moves_only(p) {
+                    let mut at = vec![];
+                    for s in &p.steps {
+                        let k = match s {
+                            Step::Input(i) => self.step(ins[*i]),
+                            _ => {
+                                let mut s = s.clone();
+                                let args: Vec<usize> = s.args().iter().map(|&a| at[a]).collect();
+                                set_args(&mut s, &args);
+                                self.push(s)
+                            }
+                        };
+                        at.push(k);
+                    }
+                    self.absorbed.push(v.node);
+                    return *at.last().expect("a program has a step");
+                }
+            }
+        }
+        let i = match self.inputs.iter().position(|&x| x == v) {
+            Some(i) => i,
+            None => {
+                self.inputs.push(v);
+                self.inputs.len() - 1
+            }
+        };
+        if let Some(&k) = self.input_step.get(&i) {
+            return k;
+        }
+        let k = self.push(Step::Input(i));
+        self.input_step.insert(i, k);
+        k
+    }
+
+    fn push(&mut self, s: Step) -> usize {
+        self.steps.push(s);
+        self.steps.len() - 1
+    }
+}
+
+/// Sets the operands of a step that moves one operand (or, for an elementwise program's
+/// steps, of any step) to `args`, in order.
+fn set_args(s: &mut Step, args: &[usize]) {
+    match s {
+        Step::Input(_) | Step::Const { .. } => {}
+        Step::Unary { x, .. }
+        | Step::Cast { x, .. }
+        | Step::Expand { x, .. }
+        | Step::Reduce { x, .. }
+        | Step::Softmax { x }
+        | Step::Transpose { x, .. }
+        | Step::Slice { x, .. }
+        | Step::Reshape { x, .. } => *x = args[0],
+        Step::Binary { a, b, .. } => (*a, *b) = (args[0], args[1]),
+        Step::Where { cond, x, y } => (*cond, *x, *y) = (args[0], args[1], args[2]),
+        Step::Concat { xs, .. } => *xs = args.to_vec(),
+    }
+}
+
+/// Fuses every attention of `g` and reports them.
+pub fn fuse(g: &mut Graph) -> Result<AttentionReport> {
+    let mut report = AttentionReport { launches_before: g.summary().launches, ..Default::default() };
+    for n in g.topo_order()? {
+        if g.g.node_weight(n).is_none() || g.node(n).op != Op::MatMul {
+            continue;
+        }
+        if let Some(f) = try_fuse(g, n)? {
+            report.fused.push(f);
+        }
+    }
+    report.launches_after = g.summary().launches;
+    Ok(report)
+}
+
+/// Fuses the attention whose last product is `pv`, if it is one.
+fn try_fuse(g: &mut Graph, pv: NodeIndex) -> Result<Option<Fused>> {
+    let [p, v] = g.inputs(pv)[..] else { return Ok(None) };
+    let Op::Elementwise(prog) = &g.node(p.node).op else { return Ok(None) };
+    if !only_read_once(g, p) || !prog.steps.iter().any(Step::is_row) {
+        return Ok(None);
+    }
+    let prog = prog.clone();
+    let p_ins = g.inputs(p.node);
+    let is_scores =
+        |s: &Value| g.node(s.node).op == Op::MatMul && only_read_once(g, *s) && g.ty(*s).shape == g.ty(p).shape;
+    let Some(s_at) = p_ins.iter().position(is_scores) else { return Ok(None) };
+    let s = p_ins[s_at];
+    let [q, kt] = g.inputs(s.node)[..] else { return Ok(None) };
+    let width = g.ty(v).shape.last().and_then(|d| d.fixed());
+    if !width.is_some_and(|w| (1..=256).contains(&w)) {
+        return Ok(None);
+    }
+    let (mut inputs, mut absorbed) = (vec![], vec![]);
+    let operand = |x: Value, inputs: &mut Vec<Value>, absorbed: &mut Vec<NodeIndex>| {
+        let mut o = Operand { g, inputs, absorbed, steps: vec![], input_step: HashMap::new() };
+        o.step(x);
+        o.steps
+    };
+    let q_steps = operand(q, &mut inputs, &mut absorbed);
+    let kt_steps = operand(kt, &mut inputs, &mut absorbed);
+    let v_steps = operand(v, &mut inputs, &mut absorbed);
+    // The scores program: P's program over the shared inputs, the scores one past them.
+    let mut map = vec![0; p_ins.len()];
+    for (k, &x) in p_ins.iter().enumerate() {
+        if k != s_at {
+            map[k] = match inputs.iter().position(|&y| y == x) {
+                Some(i) => i,
+                None => {
+                    inputs.push(x);
+                    inputs.len() - 1
+                }
+            };
+        }
+    }
+    map[s_at] = inputs.len();
+    let scores: Vec<Step> =
+        prog.steps.iter().map(|st| if let Step::Input(k) = st { Step::Input(map[*k]) } else { st.clone() }).collect();
+    // The heads transposed back (read only there): the kernel writes them so.
+    let out = Value::of(pv);
+    let transposed = match g.users(out)[..] {
+        [(t, 0)] if !g.is_output(out) => match &g.node(t).op {
+            Op::Transpose { perm } => Some((t, perm.clone())),
+            _ => None,
+        },
+        _ => None,
+    };
+    let out_perm = transposed.as_ref().map(|(_, p)| p.clone()).unwrap_or_default();
+    let a = Attention { q: q_steps, kt: kt_steps, v: v_steps, scores, out_perm, replaced: vec![] };
+    let tys: Vec<&TensorType> = inputs.iter().map(|&x| g.ty(x)).collect();
+    if types(&a, &tys).is_err() {
+        return Ok(None);
+    }
+    // Every node replaced, by name: the products, P's program and what it replaced, what the
+    // operands absorbed (and what their programs replaced).
+    let mut replaced: Vec<String> = vec![];
+    let names_of = |n: NodeIndex, replaced: &mut Vec<String>| match &g.node(n).op {
+        Op::Elementwise(e) => replaced.extend(e.replaced.iter().cloned()),
+        _ => replaced.push(g.node(n).name.clone()),
+    };
+    let last = transposed.map(|(t, _)| t).unwrap_or(pv);
+    for &n in absorbed.iter().chain([s.node, p.node, pv].iter()) {
+        names_of(n, &mut replaced);
+    }
+    if last != pv {
+        replaced.push(g.node(last).name.clone());
+    }
+    let name = g.node(last).name.clone();
+    let ty = g.ty(Value::of(last)).clone();
+    g.rename(last, format!("{name}.unfused"))?;
+    let new =
+        g.add_node(name.clone(), Op::Attention(Attention { replaced: replaced.clone(), ..a }), &inputs, vec![ty])?;
+    g.replace_uses(Value::of(last), Value::of(new));
+    let removed = [last, pv, p.node, s.node];
+    for n in removed[usize::from(last == pv)..].iter().copied().chain(absorbed.into_iter().rev()) {
+        g.remove_node(n);
+    }
+    Ok(Some(Fused { node: name, replaced }))
+}

@@ -1,0 +1,194 @@
+//! [`Session`]: a graph held on the GPU for repeated calls with inputs of any shape its
+//! symbolic dims allow, as a server or a generation loop calls it.
+//!
+//! # What a call costs
+//!
+//! - **Every call**: the symbols bound from the inputs' shapes (checked: names, dtypes,
+//!   ranks, dims that contradict each other), the inputs converted to the GPU's words and
+//!   written into the executable's staging buffer (mapped since the last call), one command
+//!   encoder holding the inputs' copies, every dispatch (a pipeline, a bind group and a
+//!   dispatch each: the encoding cost grows with the dispatch count) and the copies of every
+//!   output (and of the run-time checks' error words) into one readback buffer, one
+//!   submission, one wait (which also maps the staging buffer again), the outputs converted
+//!   from the mapped buffer. No buffer, pipeline or bind group is created ([`Gpu::created`]
+//!   counts them; `tests/session.rs` checks), and wgpu makes no staging buffer of its own;
+//!   the only allocations are the command buffer and the output tensors returned.
+//!   [`Session::run_timed`] says where a call's time went.
+//! - **The first call under a new binding** (another batch, sequence or past length) also
+//!   makes that binding's [`Executable`]: code generation and naga validation of every kernel
+//!   (CPU), a pipeline compile by the driver for each kernel code (WGSL, less its choice
+//!   comment) the device has not compiled before (the costly part; sizes are baked into the
+//!   code, so the layers of a model share their code, and a KV-cache step with another past
+//!   length recompiles only the kernels whose sizes involve it: [`Gpu::pipeline_counts`]
+//!   tells), its intermediate buffers and readback buffer, and its symbolic constants
+//!   uploaded.
+//! - **Once per session**: the weights and constants uploaded.
+//! - **After a pause**: a GPU without work for about a second lowers its clocks (an H100's
+//!   SM clock falls from 1980 towards 345 MHz within 2-3 s) and needs 100-300 ms of work to
+//!   raise them, so the first calls after a pause run up to 3× slower on the GPU.
+//!   [`Session::warm_up`] runs the graph for a given time first.
+//!
+//! Memory: the weights once; per executable kept, its intermediates (reused within a run as
+//! their last reader finishes), its staging buffer (the inputs) and its readback buffer (the
+//! outputs). A session keeps the most recently
+//! used executables, [`Session::set_capacity`] of them (8 unless set), and drops the least
+//! recently used past that.
+
+use super::{CallTimes, Executable, Gpu, Weights};
+use crate::codegen::tune::Tuned;
+use crate::codegen::{Target, Tiles};
+use crate::ir::Op;
+use crate::shape::{bind_inputs, Bindings};
+use crate::tensor::Tensor;
+use crate::{Error, Graph, Result};
+use std::collections::HashMap;
+
+/// A graph held for repeated runs: weights uploaded once, an executable per binding of the
+/// symbolic dims (the most recent kept), pipelines shared through the [`Gpu`]'s cache.
+pub struct Session<'a> {
+    gpu: &'a Gpu,
+    graph: Graph,
+    target: Target,
+    weights: Weights,
+    /// Executables by binding, least recently used first.
+    executables: Vec<(Vec<(String, usize)>, Executable<'a>)>,
+    capacity: usize,
+}
+
+impl<'a> Session<'a> {
+    /// A session of `graph` on `gpu`: its weights and constants are uploaded now.
+    pub fn new(gpu: &'a Gpu, graph: Graph) -> Result<Self> {
+        let target = gpu.target();
+        Self::with_target(gpu, graph, target)
+    }
+
+    /// [`Session::new`] with code generation options of the caller's choosing; `target`
+    /// must not promise more than [`Gpu::target`].
+    pub fn with_target(gpu: &'a Gpu, graph: Graph, target: Target) -> Result<Self> {
+        let weights = Weights::upload(gpu, &graph)?;
+        Ok(Session { gpu, graph, target, weights, executables: vec![], capacity: 8 })
+    }
+
+    /// The graph it runs.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// How many executables (bindings) to keep; at least 1. Fewer than are kept now drops
+    /// the least recently used.
+    pub fn set_capacity(&mut self, n: usize) {
+        self.capacity = n.max(1);
+        let excess = self.executables.len().saturating_sub(self.capacity);
+        self.executables.drain(..excess);
+    }
+
+    /// How many executables it keeps now.
+    pub fn executables(&self) -> usize {
+        self.executables.len()
+    }
+
+    /// Binds the graph's symbolic dims from the inputs' shapes (`given`: sizes fixed
+    /// beforehand), checking every input: one the graph does not have (the error lists
+    /// those it has), a missing one, a wrong dtype or rank, a dim that contradicts another
+    /// input's binding of the same symbol. Errors name the input.
+    pub fn bind(&self, inputs: &HashMap<String, Tensor>, given: &Bindings) -> Result<Bindings> {
+        let g = &self.graph;
+        let nodes = g.input_nodes();
+        for name in inputs.keys() {
+            if !g.find(name).is_some_and(|n| matches!(g.node(n).op, Op::Input)) {
+                let names: Vec<&str> = nodes.iter().map(|&n| g.node(n).name.as_str()).collect();
+                return Err(Error::input(format!(
+                    "the graph has no input '{name}'; its inputs are: {}",
+                    names.join(", ")
+                )));
+            }
+        }
+        let mut list = vec![];
+        for &n in &nodes {
+            let node = g.node(n);
+            let t = inputs
+                .get(&node.name)
+                .ok_or_else(|| Error::graph(&node.name, "no value was given for this graph input"))?;
+            let ty = &node.outputs[0];
+            if t.dtype() != ty.dtype {
+                return Err(Error::graph(
+                    &node.name,
+                    format!("the graph input is {} but the value given is {}", ty.dtype, t.dtype()),
+                ));
+            }
+            list.push((node.name.as_str(), ty, t.shape()));
+        }
+        let mut b = given.clone();
+        bind_inputs(&list, &mut b)?;
+        Ok(b)
+    }
+
+    /// The executable for binding `b`: the one kept for it, or a new one (which may drop the
+    /// least recently used).
+    pub fn executable(&mut self, b: &Bindings) -> Result<&mut Executable<'a>> {
+        let mut key: Vec<(String, usize)> = b.iter().map(|(k, &v)| (k.clone(), v)).collect();
+        key.sort();
+        let exe = match self.executables.iter().position(|(k, _)| *k == key) {
+            Some(i) => self.executables.remove(i).1,
+            None => {
+                if self.executables.len() >= self.capacity {
+                    self.executables.remove(0);
+                }
+                Executable::build(self.gpu, &self.graph, b, &self.target, &self.weights)?
+            }
+        };
+        self.executables.push((key, exe));
+        let last = self.executables.len() - 1;
+        Ok(&mut self.executables[last].1)
+    }
+
+    /// Tunes the prefill GEMMs of binding `b`'s executable ([`Executable::tune_gemms`]).
+    pub fn tune_gemms(&mut self, b: &Bindings, candidates: &[Tiles]) -> Result<Vec<Tuned>> {
+        self.executable(b)?;
+        let (graph, target) = (&self.graph, &self.target);
+        let exe = &mut self.executables.last_mut().expect("just made").1;
+        exe.tune_gemms(graph, b, target, candidates)
+    }
+
+    /// Runs the graph on `inputs` (every graph input, by name), its symbols bound from their
+    /// shapes, and returns every output in order.
+    pub fn run(&mut self, inputs: &HashMap<String, Tensor>) -> Result<Vec<Tensor>> {
+        self.run_with(inputs, &Bindings::new())
+    }
+
+    /// [`Session::run`] with sizes fixed beforehand (`given`), for symbols no input binds.
+    pub fn run_with(&mut self, inputs: &HashMap<String, Tensor>, given: &Bindings) -> Result<Vec<Tensor>> {
+        Ok(self.run_timed(inputs, given)?.0)
+    }
+
+    /// Runs the graph on `inputs` once, then keeps the GPU busy with it for `d`
+    /// ([`Executable::warm_up`]: after about a second without work a GPU's clocks fall, and
+    /// the next calls run slower until they are up again); returns the runs after the first.
+    pub fn warm_up(
+        &mut self,
+        inputs: &HashMap<String, Tensor>,
+        given: &Bindings,
+        d: std::time::Duration,
+    ) -> Result<usize> {
+        let b = self.bind(inputs, given)?;
+        let exe = self.executable(&b)?;
+        exe.run(inputs)?;
+        exe.warm_up(d)
+    }
+
+    /// [`Session::run_with`], and where the call's CPU time went (binding and finding the
+    /// executable in `bind_us`; a first call under a binding also builds its executable
+    /// there).
+    pub fn run_timed(
+        &mut self,
+        inputs: &HashMap<String, Tensor>,
+        given: &Bindings,
+    ) -> Result<(Vec<Tensor>, CallTimes)> {
+        let t0 = std::time::Instant::now();
+        let b = self.bind(inputs, given)?;
+        let exe = self.executable(&b)?;
+        let bind_us = t0.elapsed().as_secs_f64() * 1e6;
+        let (out, times) = exe.run_timed(inputs)?;
+        Ok((out, CallTimes { bind_us, ..times }))
+    }
+}

@@ -1,0 +1,475 @@
+//! Every op family on the GPU against the CPU interpreter, on small graphs built for the
+//! purpose: every dtype each op takes, broadcasting, negative axes, keepdims, steps, masks,
+//! empty dims; and what the kernels check at run time (an index out of range, an integer
+//! division by zero, an i64 past 32 bits), which must come back as an error naming the node,
+//! never as data. Floats within 1e-5 of the interpreter's largest value, integers and
+//! booleans exactly.
+// The whole file runs kernels: nothing to build without the `gpu` feature.
+#![cfg(feature = "gpu")]
+
+mod common;
+
+use glufuse::builder::GraphBuilder;
+use glufuse::interp;
+use glufuse::ir::*;
+use glufuse::runtime::{Executable, Gpu, Session};
+use glufuse::tensor::Tensor;
+use std::collections::HashMap;
+
+fn f32s(shape: &[usize], v: &[f32]) -> Tensor {
+    Tensor::new(shape.to_vec(), v.to_vec()).unwrap()
+}
+
+fn i64s(shape: &[usize], v: &[i64]) -> Tensor {
+    Tensor::i64(shape.to_vec(), v.to_vec()).unwrap()
+}
+
+fn bools(shape: &[usize], v: &[bool]) -> Tensor {
+    Tensor::bool(shape.to_vec(), v.to_vec()).unwrap()
+}
+
+/// Seeded values in [-2, 2).
+fn rand(shape: &[usize], seed: u64) -> Tensor {
+    Tensor::random(shape.to_vec(), seed, 2.0)
+}
+
+/// The type of a tensor, known dims.
+fn ty(t: &Tensor) -> TensorType {
+    TensorType::new(t.dtype(), t.shape().iter().map(|&d| Dim::Fixed(d as u64)).collect())
+}
+
+/// A builder with one input per tensor (named `x0`, `x1`, ..), and the inputs' map.
+fn inputs(ts: &[Tensor]) -> (GraphBuilder, Vec<Value>, HashMap<String, Tensor>) {
+    let mut b = GraphBuilder::new();
+    let mut vs = vec![];
+    let mut m = HashMap::new();
+    for (k, t) in ts.iter().enumerate() {
+        let name = format!("x{k}");
+        vs.push(b.node(&name, Op::Input, &[], vec![ty(t)])[0]);
+        m.insert(name, t.clone());
+    }
+    (b, vs, m)
+}
+
+/// Runs `g` on the GPU and on the interpreter; every output must agree (floats within 1e-5
+/// of the largest value, integers and booleans exactly). Returns the GPU's outputs.
+fn agree(gpu: &Gpu, g: &Graph, ins: &HashMap<String, Tensor>, what: &str) -> Vec<Tensor> {
+    let want = interp::run(g, ins).unwrap_or_else(|e| panic!("{what}: interpreter: {e}"));
+    let mut s = Session::new(gpu, g.clone()).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let got = s.run(ins).unwrap_or_else(|e| panic!("{what}: GPU: {e}"));
+    assert_eq!(got.len(), want.len());
+    for (k, (x, y)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(x.dtype(), y.dtype(), "{what}: output {k} dtype");
+        assert_eq!(x.shape(), y.shape(), "{what}: output {k} shape");
+        let (abs, rel) = interp::compare(x, y);
+        assert!(
+            rel <= 1e-5,
+            "{what}: output {k}: GPU {:?}\nvs interpreter {:?}\n(abs {abs:e}, rel {rel:e})",
+            x.data(),
+            y.data()
+        );
+    }
+    got
+}
+
+/// One op applied to tensors: GPU against interpreter.
+fn op_agrees(gpu: &Gpu, op: Op, ts: &[Tensor]) -> Tensor {
+    let (mut b, vs, m) = inputs(ts);
+    let what = format!("{} on {:?}", op.label(), ts.iter().map(|t| ty(t).to_string()).collect::<Vec<_>>());
+    let y = b.node("y", op, &vs, vec![])[0];
+    let g = b.finish(&[y]).unwrap_or_else(|e| panic!("{what}: {e}"));
+    agree(gpu, &g, &m, &what).remove(0)
+}
+
+/// The GPU's error for one op on tensors (the interpreter must fail too).
+fn op_fails(gpu: &Gpu, op: Op, ts: &[Tensor]) -> glufuse::Error {
+    let (mut b, vs, m) = inputs(ts);
+    let y = b.node("y", op, &vs, vec![])[0];
+    let g = b.finish(&[y]).unwrap();
+    let mut s = Session::new(gpu, g).unwrap();
+    s.run(&m).expect_err("the GPU run must fail")
+}
+
+#[test]
+fn unary_ops_on_every_dtype_they_take() {
+    let Some(gpu) = common::gpu() else { return };
+    let x = f32s(&[2, 5], &[-2.5, -1.0, -0.3, 0.0, 0.4, 1.0, 2.7, 30.0, -30.0, 1000.0]);
+    let pos = f32s(&[6], &[0.01, 0.5, 1.0, 2.0, 10.0, 1e4]);
+    for u in UnaryOp::ALL {
+        match u {
+            UnaryOp::Not => {
+                let y = op_agrees(&gpu, Op::Unary(u), &[bools(&[3], &[true, false, true])]);
+                assert_eq!(y.as_bool().unwrap(), &[false, true, false]);
+            }
+            UnaryOp::Sqrt | UnaryOp::Log => {
+                op_agrees(&gpu, Op::Unary(u), std::slice::from_ref(&pos));
+            }
+            UnaryOp::IsNaN => {
+                let y = op_agrees(&gpu, Op::Unary(u), &[f32s(&[3], &[1.0, f32::NAN, f32::INFINITY])]);
+                assert_eq!(y.as_bool().unwrap(), &[false, true, false]);
+            }
+            UnaryOp::Neg | UnaryOp::Abs => {
+                op_agrees(&gpu, Op::Unary(u), std::slice::from_ref(&x));
+                op_agrees(&gpu, Op::Unary(u), &[i64s(&[4], &[-7, 0, 3, -2147483647])]);
+                let y = op_agrees(&gpu, Op::Unary(u), &[Tensor::i32(vec![3], vec![-5, 6, i32::MIN as i64]).unwrap()]);
+                assert_eq!(y.dtype(), DType::I32);
+            }
+            _ => {
+                op_agrees(&gpu, Op::Unary(u), std::slice::from_ref(&x));
+            }
+        }
+    }
+    // Rotary embeddings take sines of positions times frequencies: far from 0 too.
+    let far = f32s(&[4], &[100.0, 1000.5, -4096.25, 30000.0]);
+    for u in [UnaryOp::Sin, UnaryOp::Cos] {
+        op_agrees(&gpu, Op::Unary(u), std::slice::from_ref(&far));
+    }
+}
+
+#[test]
+fn binary_ops_broadcast_on_every_dtype_they_take() {
+    let Some(gpu) = common::gpu() else { return };
+    let a = rand(&[2, 1, 3], 1);
+    let b = rand(&[4, 1], 2);
+    let ia = i64s(&[2, 1, 3], &[7, -7, 0, 5, 100, -3]);
+    let ib = i64s(&[4, 1], &[2, -3, 1, 7]);
+    let ja = Tensor::i32(vec![3], vec![2147483647, -9, 12]).unwrap();
+    let jb = Tensor::i32(vec![1], vec![4]).unwrap();
+    for op in BinaryOp::ALL {
+        match op.kind() {
+            glufuse::ir::ops::binary::BinaryKind::Logic => {
+                let p = bools(&[2, 1], &[true, false]);
+                let q = bools(&[3], &[true, false, true]);
+                op_agrees(&gpu, Op::Binary(op), &[p, q]);
+            }
+            _ => {
+                op_agrees(&gpu, Op::Binary(op), &[a.clone(), b.clone()]);
+                if op != BinaryOp::Pow {
+                    op_agrees(&gpu, Op::Binary(op), &[ia.clone(), ib.clone()]);
+                    // i32 wraps at 32 bits, as the interpreter's i32 does.
+                    op_agrees(&gpu, Op::Binary(op), &[ja.clone(), jb.clone()]);
+                }
+            }
+        }
+    }
+    // Integer division truncates toward zero.
+    let q = op_agrees(&gpu, Op::Binary(BinaryOp::Div), &[i64s(&[4], &[7, -7, 7, -7]), i64s(&[4], &[2, 2, -2, -2])]);
+    assert_eq!(q.as_i64().unwrap(), &[3, -3, -3, 3]);
+    // Max and Min give NaN where either side is NaN; Equal on booleans.
+    let n = f32s(&[3], &[f32::NAN, 1.0, -1.0]);
+    let m = f32s(&[3], &[0.0, f32::NAN, 2.0]);
+    let y = op_agrees(&gpu, Op::Binary(BinaryOp::Max), &[n.clone(), m.clone()]);
+    assert!(y.as_f32().unwrap()[0].is_nan() && y.as_f32().unwrap()[1].is_nan());
+    op_agrees(&gpu, Op::Binary(BinaryOp::Min), &[n, m]);
+    let e = op_agrees(&gpu, Op::Binary(BinaryOp::Equal), &[bools(&[2], &[true, false]), bools(&[1], &[false])]);
+    assert_eq!(e.as_bool().unwrap(), &[false, true]);
+}
+
+#[test]
+fn where_broadcasts_condition_and_both_sides_of_any_dtype() {
+    let Some(gpu) = common::gpu() else { return };
+    let c = bools(&[2, 1], &[true, false]);
+    let y = op_agrees(&gpu, Op::Where, &[c.clone(), rand(&[3], 3), f32s(&[], &[-3.4e38])]);
+    assert_eq!(y.as_f32().unwrap()[3], -3.4e38);
+    op_agrees(&gpu, Op::Where, &[c.clone(), i64s(&[1, 3], &[1, 2, 3]), i64s(&[2, 1], &[-1, -2])]);
+    op_agrees(&gpu, Op::Where, &[c, bools(&[3], &[true, true, false]), bools(&[], &[false])]);
+}
+
+#[test]
+fn casts_between_every_pair_of_dtypes() {
+    let Some(gpu) = common::gpu() else { return };
+    let from: Vec<Tensor> = vec![
+        f32s(&[7], &[2.7, -2.7, 0.0, f32::NAN, 65519.0, -1e9, 0.1]),
+        Tensor::f16(vec![3], vec![2.5, -0.1, 0.0]).unwrap(),
+        i64s(&[4], &[-1, 0, 3, 2_000_000_000]),
+        Tensor::i32(vec![3], vec![-1, 0, 16_777_217]).unwrap(),
+        bools(&[2], &[true, false]),
+    ];
+    for x in &from {
+        for to in DType::ALL {
+            op_agrees(&gpu, Op::Cast { to }, std::slice::from_ref(x));
+        }
+    }
+}
+
+#[test]
+fn layout_ops_move_values_of_every_dtype() {
+    let Some(gpu) = common::gpu() else { return };
+    let xs = [rand(&[2, 3, 4], 4), i64s(&[2, 3, 1], &[1, -2, 3, -4, 5, -6]), bools(&[3, 1], &[true, false, true])];
+    for x in &xs {
+        let r = x.shape().len();
+        let perm: Vec<usize> = (0..r).rev().collect();
+        op_agrees(&gpu, Op::Transpose { perm }, std::slice::from_ref(x));
+        let mut shape: Vec<Dim> = x.shape().iter().map(|&d| Dim::Fixed(d as u64)).collect();
+        let last = shape.len() - 1;
+        shape[last] = Dim::Fixed(5);
+        shape.insert(0, Dim::Fixed(2));
+        let want = if x.shape()[last] == 1 { Some(()) } else { None };
+        if want.is_some() {
+            op_agrees(&gpu, Op::Expand { shape }, std::slice::from_ref(x));
+        }
+        // Slices with steps of 1, 2 and -1, and negative axes.
+        let d = x.shape()[0] as u64;
+        for (start, len, step) in [(0, d, 1), (1, d - 1, 1), (0, d.div_ceil(2), 2), (d - 1, d, -1)] {
+            let op = Op::Slice { axis: -(r as i64), start: Dim::Fixed(start), len: Dim::Fixed(len), step };
+            op_agrees(&gpu, op, std::slice::from_ref(x));
+        }
+        op_agrees(&gpu, Op::Concat { axis: 0 }, &[x.clone(), x.clone()]);
+        let sizes = vec![Dim::Fixed(1), Dim::Fixed(x.shape()[0] as u64 - 1)];
+        let (mut b, vs, m) = inputs(std::slice::from_ref(x));
+        let parts = b.node("y", Op::Split { axis: 0, sizes }, &vs, vec![]);
+        let g = b.finish(&parts).unwrap();
+        agree(&gpu, &g, &m, "split");
+    }
+    // Expand of a 3-D float to a bigger rank, through a column.
+    op_agrees(&gpu, Op::Expand { shape: shape_of(&[2, 3, 4]) }, &[rand(&[3, 1], 5)]);
+}
+
+#[test]
+fn reshape_is_a_view_without_a_kernel() {
+    let Some(gpu) = common::gpu() else { return };
+    let (mut b, vs, m) = inputs(&[rand(&[2, 6], 6)]);
+    let r = b.node("r", Op::Reshape { shape: vec![DimExpr::constant(3), DimExpr::constant(-1)] }, &vs, vec![])[0];
+    let e = b.node("e", Op::Unary(UnaryOp::Exp), &[r], vec![])[0];
+    let g = b.finish(&[e, r]).unwrap();
+    agree(&gpu, &g, &m, "reshape");
+    let exe = Executable::new(&gpu, &g, &Default::default()).unwrap();
+    assert_eq!(exe.dispatch_count(), 1, "the reshape takes no dispatch");
+}
+
+#[test]
+fn gather_and_gather_nd_with_negative_indices_on_any_axis() {
+    let Some(gpu) = common::gpu() else { return };
+    let table = rand(&[5, 3], 7);
+    let ids = i64s(&[2, 2], &[0, 4, -1, 2]);
+    let y = op_agrees(&gpu, Op::Gather { axis: 0 }, &[table.clone(), ids.clone()]);
+    assert_eq!(y.shape(), &[2, 2, 3]);
+    op_agrees(&gpu, Op::Gather { axis: -1 }, &[table, i64s(&[2], &[-3, 2])]);
+    op_agrees(&gpu, Op::Gather { axis: 1 }, &[i64s(&[2, 3], &[1, 2, 3, 4, 5, 6]), i64s(&[], &[-1])]);
+    op_agrees(
+        &gpu,
+        Op::Gather { axis: 0 },
+        &[bools(&[3], &[true, false, true]), Tensor::i32(vec![2], vec![2, 1]).unwrap()],
+    );
+    let data = rand(&[2, 3, 4], 8);
+    op_agrees(&gpu, Op::GatherND { batch_dims: 0 }, &[data.clone(), i64s(&[2, 2], &[0, 1, 1, -1])]);
+    op_agrees(&gpu, Op::GatherND { batch_dims: 1 }, &[data.clone(), i64s(&[2, 1], &[2, -3])]);
+    op_agrees(&gpu, Op::GatherND { batch_dims: 0 }, &[data, i64s(&[1, 3], &[1, 2, 3])]);
+}
+
+#[test]
+fn an_index_out_of_range_is_an_error_naming_node_index_and_input() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut b = GraphBuilder::new();
+    let ids = b.input("input_ids", DType::I64, vec![Dim::Fixed(1), Dim::sym("seq")]);
+    let table = b.weight("embed", DType::F32, &[128, 4], 1.0);
+    let y = b.node("embedding", Op::Gather { axis: 0 }, &[table, ids], vec![])[0];
+    let g = b.finish(&[y]).unwrap();
+    let mut s = Session::new(&gpu, g).unwrap();
+    let run = |s: &mut Session, v: &[i64]| s.run(&[("input_ids".to_string(), i64s(&[1, v.len()], v))].into());
+    let e = run(&mut s, &[3, 130, 5]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "node 'embedding': index 130 is out of range for 128 rows (input 'input_ids'); valid: -128 to 127"
+    );
+    assert_eq!(e.exit_code(), 2);
+    let e = run(&mut s, &[-129]).unwrap_err().to_string();
+    assert!(e.contains("index -129 is out of range for 128 rows"), "{e}");
+    // The next good run is not poisoned by the last one's error.
+    assert_eq!(run(&mut s, &[-128, 127]).unwrap()[0].shape(), &[1, 2, 4]);
+    // GatherND names the position of the tuple.
+    let e = op_fails(&gpu, Op::GatherND { batch_dims: 0 }, &[rand(&[2, 3], 1), i64s(&[1, 2], &[1, 3])]);
+    assert_eq!(
+        e.to_string(),
+        "node 'y': index 3 is out of range for 3 elements along axis 1 (position 1 of an index tuple) (the indices come from input 'x1', the data from input 'x0'); valid: -3 to 2"
+    );
+}
+
+#[test]
+fn integer_errors_are_errors_not_wrapped_values() {
+    let Some(gpu) = common::gpu() else { return };
+    let e = op_fails(&gpu, Op::Binary(BinaryOp::Div), &[i64s(&[2], &[4, 5]), i64s(&[2], &[1, 0])]);
+    assert_eq!(e.to_string(), "node 'y': integer division by zero (output element 1)");
+    let big = i64s(&[1], &[2_000_000_000]);
+    let e = op_fails(&gpu, Op::Binary(BinaryOp::Add), &[big.clone(), big.clone()]).to_string();
+    assert!(e.contains("node 'y': an i64 result (output element 0) does not fit the 32 bits"), "{e}");
+    let e = op_fails(&gpu, Op::Binary(BinaryOp::Mul), &[big.clone(), i64s(&[1], &[-3])]).to_string();
+    assert!(e.contains("does not fit the 32 bits"), "{e}");
+    let e = op_fails(&gpu, Op::Cast { to: DType::I64 }, &[f32s(&[2], &[1.0, 3e9])]).to_string();
+    assert!(e.contains("output element 1"), "{e}");
+    // An infinity saturates (T5 casts log(0) and discards it); i32 wraps as the interpreter's.
+    op_fails(&gpu, Op::Reduce { op: ReduceOp::Sum, axes: vec![], keepdims: false }, &[i64s(&[2], &[2147483647, 1])]);
+    let y = op_agrees(
+        &gpu,
+        Op::Binary(BinaryOp::Add),
+        &[Tensor::i32(vec![1], vec![2147483647]).unwrap(), Tensor::i32(vec![1], vec![1]).unwrap()],
+    );
+    assert_eq!(y.as_i64().unwrap(), &[-2147483648]);
+    // An input value that does not fit 32 bits is refused, naming the input.
+    let (mut b, vs, _) = inputs(std::slice::from_ref(&big));
+    let y = b.node("y", Op::Unary(UnaryOp::Neg), &vs, vec![])[0];
+    let mut s = Session::new(&gpu, b.finish(&[y]).unwrap()).unwrap();
+    let e = s.run(&[("x0".to_string(), i64s(&[1], &[1 << 40]))].into()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "node 'x0': element 0 is 1099511627776, outside the 32-bit range the GPU holds i64 values in"
+    );
+}
+
+#[test]
+fn ranges_of_either_sign_and_integer_type() {
+    let Some(gpu) = common::gpu() else { return };
+    for (start, limit, delta, dtype) in [(0, 7, 1, DType::I64), (10, -3, -4, DType::I32), (5, 5, 1, DType::I64)] {
+        let op = Op::Range { start: DimExpr::constant(start), limit: DimExpr::constant(limit), delta, dtype };
+        op_agrees(&gpu, op, &[]);
+    }
+}
+
+#[test]
+fn reductions_over_any_axes_with_keepdims_and_empty_axes() {
+    let Some(gpu) = common::gpu() else { return };
+    let x = rand(&[3, 4, 5], 9);
+    for op in ReduceOp::ALL {
+        for axes in [vec![-1], vec![0], vec![1], vec![0, 2], vec![]] {
+            for keepdims in [true, false] {
+                op_agrees(&gpu, Op::Reduce { op, axes: axes.clone(), keepdims }, std::slice::from_ref(&x));
+            }
+        }
+    }
+    for op in [ReduceOp::Sum, ReduceOp::Max] {
+        op_agrees(&gpu, Op::Reduce { op, axes: vec![1], keepdims: false }, &[i64s(&[2, 3], &[1, -5, 3, 7, 0, -2])]);
+    }
+    // A long row: 256 threads stride over it.
+    op_agrees(&gpu, Op::Reduce { op: ReduceOp::Mean, axes: vec![-1], keepdims: true }, &[rand(&[2, 3001], 10)]);
+    // Over an empty axis: sum 0, max -inf, mean NaN (ONNX), on a result that is not empty.
+    for op in ReduceOp::ALL {
+        op_agrees(&gpu, Op::Reduce { op, axes: vec![1], keepdims: false }, &[f32s(&[2, 0], &[])]);
+    }
+}
+
+#[test]
+fn softmax_is_stable_on_masks_and_long_rows_along_any_axis() {
+    let Some(gpu) = common::gpu() else { return };
+    for axis in [-1, 0, 1] {
+        op_agrees(&gpu, Op::Softmax { axis }, &[rand(&[3, 4, 5], 11)]);
+    }
+    // -3.4e38 masks: a partly masked row, a fully masked row (uniform, as onnxruntime), and
+    // a row of -inf (NaN, as onnxruntime).
+    let m = -3.4e38f32;
+    let inf = f32::NEG_INFINITY;
+    let y = op_agrees(&gpu, Op::Softmax { axis: -1 }, &[f32s(&[3, 3], &[1.0, m, 2.0, m, m, m, inf, inf, inf])]);
+    let v = y.as_f32().unwrap();
+    assert_eq!(v[1], 0.0);
+    assert!((v[3] - 1.0 / 3.0).abs() < 1e-7 && v[6].is_nan());
+    // A vocabulary-sized row.
+    op_agrees(&gpu, Op::Softmax { axis: -1 }, &[rand(&[2, 5000], 12)]);
+}
+
+#[test]
+fn cumsum_forward_reverse_exclusive_on_floats_and_ints() {
+    let Some(gpu) = common::gpu() else { return };
+    for exclusive in [false, true] {
+        for reverse in [false, true] {
+            for axis in [-1, 0] {
+                op_agrees(&gpu, Op::CumSum { axis, exclusive, reverse }, &[rand(&[3, 7], 13)]);
+            }
+            op_agrees(&gpu, Op::CumSum { axis: 1, exclusive, reverse }, &[i64s(&[2, 3], &[1, 1, 0, 0, 1, 1])]);
+            // Longer than one chunk of 256 threads.
+            op_agrees(&gpu, Op::CumSum { axis: -1, exclusive, reverse }, &[rand(&[2, 600], 14)]);
+        }
+    }
+}
+
+#[test]
+fn layer_norm_with_and_without_scale_and_bias() {
+    let Some(gpu) = common::gpu() else { return };
+    let x = rand(&[3, 2, 8], 15);
+    let ln = |axis, scale, bias| Op::LayerNorm { axis, epsilon: 1e-5, scale, bias };
+    op_agrees(&gpu, ln(-1, true, true), &[x.clone(), rand(&[8], 16), rand(&[8], 17)]);
+    op_agrees(&gpu, ln(-1, false, false), std::slice::from_ref(&x));
+    op_agrees(&gpu, ln(1, true, false), &[x.clone(), rand(&[1, 8], 18)]);
+    op_agrees(&gpu, ln(-1, true, false), &[rand(&[2, 700], 19), rand(&[700], 20)]);
+}
+
+#[test]
+fn empty_dims_give_empty_results_without_a_dispatch() {
+    let Some(gpu) = common::gpu() else { return };
+    let (mut b, vs, m) = inputs(&[f32s(&[0, 4], &[]), rand(&[2, 4], 21)]);
+    let e = b.node("e", Op::Unary(UnaryOp::Exp), &[vs[0]], vec![])[0];
+    let c = b.node("c", Op::Concat { axis: 0 }, &[e, vs[1]], vec![])[0];
+    let s = b.node("s", Op::Softmax { axis: 0 }, &[e], vec![])[0];
+    let g = b.finish(&[c, s]).unwrap();
+    let out = agree(&gpu, &g, &m, "empty");
+    assert_eq!(out[1].shape(), &[0, 4]);
+    assert_eq!(Executable::new(&gpu, &g, &Default::default()).unwrap().dispatch_count(), 1, "only the concat");
+}
+
+#[test]
+fn batched_matmul_over_symbolic_dims() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut b = GraphBuilder::new();
+    let q = b.input("q", DType::F32, vec![Dim::Fixed(1), Dim::Fixed(2), Dim::sym("new"), Dim::Fixed(4)]);
+    let k =
+        b.input("k", DType::F32, vec![Dim::Fixed(1), Dim::Fixed(2), Dim::Fixed(4), Dim::parse("past + new").unwrap()]);
+    let s = b.matmul("scores", q, k);
+    let g = b.finish(&[s]).unwrap();
+    for (new, past) in [(1, 3), (3, 0)] {
+        let m =
+            [("q".to_string(), rand(&[1, 2, new, 4], 22)), ("k".to_string(), rand(&[1, 2, 4, past + new], 23))].into();
+        agree(&gpu, &g, &m, "batched matmul");
+    }
+}
+
+/// A tied embedding (Qwen2, Gemma): the table `[V, K]` is read by the `Gather` and, through
+/// a `Transpose`, by the LM head's `MatMul`. The projection reads the table in place in the
+/// `[N, K]` layout: no transpose kernel (it ran on every call), no buffer for the transposed
+/// table; the logits match the interpreter for the decode GEMV, the GEMMs, unaligned K,
+/// f16 and f32 tables and x of rank 3. A transpose with another reader still runs.
+#[test]
+fn a_tied_embedding_is_read_in_place_by_the_lm_head() {
+    use glufuse::codegen::{generate, manifest, KernelKind, Target};
+    let Some(gpu) = common::gpu() else { return };
+    for dtype in [DType::F32, DType::F16] {
+        for (lead, rows, k) in [(1, 1, 32), (1, 3, 30), (2, 6, 32), (1, 12, 32), (1, 12, 30)] {
+            for also_output in [false, true] {
+                let what = format!("{dtype:?} ids [{lead}, {rows}], K={k}, transpose an output: {also_output}");
+                let vocab = 40;
+                let mut b = GraphBuilder::new();
+                let ids = b.input("ids", DType::I64, shape_of(&[lead, rows]));
+                let emb = b.weight("emb", dtype, &[vocab, k], 1.0);
+                let h = b.node("embed", Op::Gather { axis: 0 }, &[emb, ids], vec![])[0];
+                let h = b.unary("act", UnaryOp::Tanh, h);
+                let t = b.transpose("emb_t", emb, &[1, 0]);
+                let logits = b.matmul("lm_head", h, t);
+                let outs = if also_output { vec![logits, t] } else { vec![logits] };
+                let g = b.finish(&outs).unwrap();
+                let n = (lead * rows) as usize;
+                let ids_t =
+                    i64s(&[lead as usize, rows as usize], &(0..n as i64).map(|i| (i * 7) % 40).collect::<Vec<_>>());
+                let m = HashMap::from([("ids".to_string(), ids_t)]);
+                let want = interp::run(&g, &m).unwrap();
+                let mut s = Session::new(&gpu, g.clone()).unwrap_or_else(|e| panic!("{what}: {e}"));
+                let got = s.run(&m).unwrap_or_else(|e| panic!("{what}: GPU: {e}"));
+                let tol = if dtype == DType::F16 { 2e-3 } else { 1e-5 };
+                for (x, y) in got.iter().zip(&want) {
+                    assert_eq!(x.shape(), y.shape(), "{what}");
+                    let (abs, rel) = interp::compare(x, y);
+                    assert!(rel <= tol, "{what}: GPU vs interpreter rel {rel:e} (abs {abs:e})");
+                }
+                let ks = generate(&g, &Default::default(), &Target::default()).unwrap();
+                let transposes = ks.iter().filter(|k| k.source().kind == KernelKind::Transpose).count();
+                assert_eq!(transposes, also_output as usize, "{what}: {}", manifest(&g, &ks));
+                let head = ks.iter().find(|k| k.source().name == "lm_head").unwrap().source();
+                let bound: Vec<String> = head.bindings.iter().map(|b| g.value_name(b.value)).collect();
+                let want_w = if also_output { "emb_t" } else { "emb" };
+                assert_eq!(bound[1], want_w, "{what}: {}", manifest(&g, &ks));
+                let choice = head.choice.as_ref().unwrap().to_string();
+                assert_eq!(choice.contains("read in place as [N,K]"), !also_output, "{what}: {choice}");
+            }
+        }
+    }
+}
+
+fn shape_of(dims: &[u64]) -> Vec<Dim> {
+    dims.iter().map(|&d| Dim::Fixed(d)).collect()
+}

@@ -1,0 +1,226 @@
+//! The runtime as a library user calls it repeatedly: a [`Session`] on a KV-cache decode step,
+//! fed its own present keys and values as the next step's past, uploads its weights once,
+//! keeps an executable per binding, and recompiles only the kernels whose WGSL a new past
+//! length changes; an [`Executable`] refuses inputs of another shape than it was compiled
+//! for, and runs on after a failed run; bad inputs are errors naming the input.
+// The whole file runs kernels: nothing to build without the `gpu` feature.
+#![cfg(feature = "gpu")]
+
+mod common;
+
+use glufuse::files::{load_graph, read_npy};
+use glufuse::interp;
+use glufuse::ir::{DType, Dim, TensorType};
+use glufuse::passes::PassManager;
+use glufuse::runtime::{Executable, Session};
+use glufuse::tensor::Tensor;
+use glufuse::Graph;
+use std::collections::HashMap;
+
+fn models() -> std::path::PathBuf {
+    common::root().join("tests/data/models")
+}
+
+/// The fused KV-cache step of the Llama export.
+fn kvstep() -> Graph {
+    let mut g = load_graph(&models().join("llama_kvstep.onnx")).unwrap();
+    PassManager::standard().run(&mut g).unwrap();
+    g
+}
+
+/// The inputs of reference set `tag`.
+fn reference_inputs(g: &Graph, tag: &str) -> HashMap<String, Tensor> {
+    g.input_nodes()
+        .into_iter()
+        .map(|n| {
+            let node = g.node(n);
+            let p = models().join(format!("llama_kvstep.{tag}.{}.npy", node.name));
+            (node.name.clone(), read_npy(&p, &node.outputs[0]).unwrap())
+        })
+        .collect()
+}
+
+fn ids(v: &[i64]) -> Tensor {
+    Tensor::i64(vec![1, v.len()], v.to_vec()).unwrap()
+}
+
+/// The GPU's outputs must match the interpreter's on the same inputs.
+fn agree(g: &Graph, ins: &HashMap<String, Tensor>, got: &[Tensor]) {
+    let want = interp::run(g, ins).unwrap();
+    for (i, (x, y)) in got.iter().zip(&want).enumerate() {
+        let (_, rel) = interp::compare(x, y);
+        assert!(rel <= 1e-4, "output {}: rel {rel:e}", g.output_name(i));
+    }
+}
+
+#[test]
+fn a_decode_loop_reuses_weights_executables_and_pipelines() {
+    let Some(gpu) = common::gpu() else { return };
+    let g = kvstep();
+    let mut s = Session::new(&gpu, g.clone()).unwrap();
+    // Step 1: onnxruntime's reference set (past 9, one new token).
+    let mut ins = reference_inputs(&g, "past9");
+    let mut out = s.run(&ins).unwrap();
+    let ty = TensorType::new(DType::F32, vec![Dim::Fixed(1), Dim::Fixed(1), Dim::Fixed(128)]);
+    let want = read_npy(&models().join("llama_kvstep.past9.out.logits.npy"), &ty).unwrap();
+    assert!(interp::compare(&out[0], &want).1 <= 1e-4, "step 1 against onnxruntime");
+    let kernels = s.executable(&s.bind(&ins, &Default::default()).unwrap()).unwrap().kernels().len();
+    // Steps 2..4: each step's present keys and values are the next step's past (10, 11, 12).
+    for (step, token) in [(2, 17), (3, 5), (4, 99)] {
+        for (i, t) in out.iter().enumerate() {
+            if let Some(layer) = g.output_name(i).strip_prefix("present_") {
+                ins.insert(format!("past_{layer}"), t.clone());
+            }
+        }
+        let past = ins["past_0_k"].shape()[2];
+        ins.insert("input_ids".into(), ids(&[token]));
+        ins.insert("attention_mask".into(), ids(&vec![1; past + 1]));
+        let before = gpu.pipeline_counts();
+        let next = s.run(&ins).unwrap();
+        agree(&g, &ins, &next);
+        assert_eq!(next[1].shape(), &[1, 2, past + 1, 8], "step {step}: present grows by one");
+        let compiled = gpu.pipeline_counts().compiled - before.compiled;
+        eprintln!("step {step}: past {past}: {compiled} of {kernels} kernels compiled");
+        assert!(
+            compiled > 0 && compiled * 4 < kernels,
+            "step {step}: a new past length recompiles only the kernels whose sizes involve it: {compiled} of {kernels}"
+        );
+        // The same binding again: nothing compiled, the same executable, the same bits.
+        let kept = s.executables();
+        assert_eq!(s.run(&ins).unwrap(), next, "step {step}: a repeated call");
+        assert_eq!(s.executables(), kept);
+        assert_eq!(gpu.pipeline_counts().compiled - before.compiled, compiled);
+        out = next;
+    }
+    assert_eq!(s.executables(), 4, "one executable per past length");
+    // Past the capacity, the least recently used go.
+    s.set_capacity(2);
+    assert_eq!(s.executables(), 2);
+}
+
+#[test]
+fn an_executable_refuses_inputs_of_another_shape_and_the_session_names_bad_inputs() {
+    let Some(gpu) = common::gpu() else { return };
+    let g = kvstep();
+    let ins = reference_inputs(&g, "past4n3");
+    let b = Session::new(&gpu, g.clone()).unwrap().bind(&ins, &Default::default()).unwrap();
+    let exe = Executable::new(&gpu, &g, &b).unwrap();
+    let first = exe.run(&ins).unwrap();
+    let mut other = ins.clone();
+    other.insert("input_ids".into(), ids(&[1, 2]));
+    let e = exe.run(&other).unwrap_err().to_string();
+    assert_eq!(e, "node 'input_ids': the value given has shape [1, 2], but this executable was compiled for [1, 3]");
+    // A run whose gather finds a token id past the vocabulary fails; the runs around it reuse
+    // the same staging and readback buffers and are unaffected.
+    let mut oov = ins.clone();
+    oov.insert("input_ids".into(), ids(&[1, 128, 2]));
+    let e = exe.run(&oov).unwrap_err().to_string();
+    assert!(e.contains("index 128 is out of range for 128 rows (input 'input_ids')"), "{e}");
+    assert_eq!(exe.run(&ins).unwrap(), first, "a run after a failed one");
+    let mut s = Session::new(&gpu, g).unwrap();
+    let mut missing = ins.clone();
+    missing.remove("past_1_v");
+    assert_eq!(s.run(&missing).unwrap_err().to_string(), "node 'past_1_v': no value was given for this graph input");
+    let mut unknown = ins.clone();
+    unknown.insert("past".into(), ids(&[1]));
+    let e = s.run(&unknown).unwrap_err().to_string();
+    assert!(e.starts_with("the graph has no input 'past'; its inputs are: input_ids, attention_mask, past_0_k"), "{e}");
+    let mut wrong = ins.clone();
+    wrong.insert("input_ids".into(), Tensor::i32(vec![1, 3], vec![1, 2, 3]).unwrap());
+    let e = s.run(&wrong).unwrap_err().to_string();
+    assert_eq!(e, "node 'input_ids': the graph input is i64 but the value given is i32");
+    let mut short = ins.clone();
+    short.insert("past_0_v".into(), Tensor::zeros(DType::F32, vec![1, 2, 5, 8]));
+    let e = s.run(&short).unwrap_err().to_string();
+    assert!(e.contains("'past' is 4 in input 'past_0_k' but 5 here"), "{e}");
+}
+
+/// A call on a binding the session has run before creates nothing: no buffer (the inputs go
+/// up through the executable's own staging buffer, kept mapped between calls), no bind group,
+/// no pipeline; and an error between calls (a bad input) leaves the next call working.
+#[test]
+fn repeated_calls_create_no_buffers_bind_groups_or_pipelines() {
+    let Some(gpu) = common::gpu() else { return };
+    let g = kvstep();
+    let ins = reference_inputs(&g, "past9");
+    let mut s = Session::new(&gpu, g.clone()).unwrap();
+    let first = s.run(&ins).unwrap();
+    let (created, compiled) = (gpu.created(), gpu.pipeline_counts().compiled);
+    assert!(created.buffers > 0 && created.bind_groups > 0, "{created:?}");
+    let mut bad = ins.clone();
+    bad.insert("input_ids".into(), ids(&[1_000_000]));
+    assert!(s.run(&bad).unwrap_err().to_string().contains("out of range"));
+    for _ in 0..3 {
+        let (out, t) = s.run_timed(&ins, &Default::default()).unwrap();
+        assert_eq!(out, first, "the same inputs give the same bits");
+        let parts = [t.bind_us, t.upload_us, t.encode_us, t.submit_wait_us, t.readback_us];
+        assert!(parts.iter().all(|&p| p >= 0.0) && t.submit_wait_us > 0.0, "{t:?}");
+    }
+    assert!(s.warm_up(&ins, &Default::default(), std::time::Duration::from_millis(5)).unwrap() >= 1);
+    assert_eq!(gpu.created(), created, "buffers and bind groups made by repeated calls");
+    assert_eq!(gpu.pipeline_counts().compiled, compiled, "pipelines compiled by repeated calls");
+}
+
+/// A session compiles every executable for its own target: with f16 products allowed
+/// (`run --matmul-precision f16`) and cooperative matrices (emulated here, as on CI's
+/// lavapipe), a prefill binding's fused projection runs on the cooperative-matrix GEMM,
+/// within the f16 tolerance of the interpreter, while a decode binding of the same session
+/// keeps the GEMV and a default session on the same graph (f32 weights: f32 products) never
+/// takes the cooperative-matrix GEMM. The device's pipeline cache is keyed by the kernels'
+/// code, without the choice comment: a kernel whose choice is worded otherwise reuses the
+/// pipeline.
+#[test]
+fn a_session_honours_its_targets_precision_and_cooperative_matrices() {
+    use glufuse::builder::{GraphBuilder, SiluSpelling};
+    use glufuse::codegen::{MatmulPrecision, Target};
+    use glufuse::shape::Bindings;
+    let Some(gpu) = common::gpu() else { return };
+    if !gpu.target().caps.contains(naga::valid::Capabilities::SHADER_FLOAT16) {
+        eprintln!("SKIPPED: the adapter has no f16 in shaders ({})", gpu.describe());
+        return;
+    }
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", DType::F32, vec![Dim::Sym("tokens".into()), Dim::Fixed(64)]);
+    let wg = b.weight("gate.weight", DType::F32, &[64, 176], 0.1);
+    let wu = b.weight("up.weight", DType::F32, &[64, 176], 0.1);
+    let gate = b.matmul("gate", x, wg);
+    let up = b.matmul("up", x, wu);
+    let act = b.silu("act.", gate, SiluSpelling::MulSigmoid);
+    let y = b.mul("mul", act, up);
+    let mut g = b.finish(&[y]).unwrap();
+    PassManager::standard().run(&mut g).unwrap();
+    let inputs = |tokens: usize| {
+        let b: Bindings = [("tokens".to_string(), tokens)].into_iter().collect();
+        interp::seeded_inputs(&g, &b, 7).unwrap()
+    };
+    let choices = |s: &mut Session, ins: &HashMap<String, Tensor>| -> Vec<String> {
+        let b = s.bind(ins, &Default::default()).unwrap();
+        let exe = s.executable(&b).unwrap();
+        exe.kernels().iter().filter_map(|k| k.source().choice.as_ref().map(|c| c.kernel.clone())).collect()
+    };
+    let target = Target { matmul_precision: MatmulPrecision::F16, coop_emulate: true, ..gpu.target() };
+    let mut s = Session::with_target(&gpu, g.clone(), target).unwrap();
+    let (decode, prefill) = (inputs(1), inputs(20));
+    let out = s.run(&prefill).unwrap();
+    let c = choices(&mut s, &prefill);
+    assert!(c.len() == 1 && c[0].starts_with("coop "), "prefill under f16 products: {c:?}");
+    let want = interp::run(&g, &prefill).unwrap();
+    let (_, rel) = interp::compare(&out[0], &want[0]);
+    assert!(rel <= 2e-3, "cooperative-matrix GEMM within the f16 tolerance: rel {rel:e}");
+    agree(&g, &decode, &s.run(&decode).unwrap());
+    let c = choices(&mut s, &decode);
+    assert!(c.len() == 1 && c[0].starts_with("gemv"), "decode: {c:?}");
+    // The default target: f32 weights ask for f32 products.
+    let mut plain = Session::new(&gpu, g.clone()).unwrap();
+    agree(&g, &prefill, &plain.run(&prefill).unwrap());
+    let c = choices(&mut plain, &prefill);
+    assert!(c.len() == 1 && !c[0].starts_with("coop"), "f32 weights, default precision: {c:?}");
+    // The same code under another choice comment: the cached pipeline.
+    let b = s.bind(&prefill, &Default::default()).unwrap();
+    let mut k = s.executable(&b).unwrap().kernels()[0].source().clone();
+    k.wgsl = format!("// choice: {} (worded otherwise): a test\n{}", c[0], k.code());
+    let before = gpu.pipeline_counts();
+    gpu.pipeline(&k).unwrap();
+    let after = gpu.pipeline_counts();
+    assert_eq!((after.compiled, after.reused), (before.compiled, before.reused + 1));
+}
