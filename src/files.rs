@@ -1,10 +1,20 @@
 //! Reading graphs from files (the format told by the content, the extension a hint) and
-//! writing outputs atomically: every file the CLI writes goes to a temporary file in the same
-//! folder first and is renamed into place, so an error never leaves a partial file or
-//! clobbers an existing one.
+//! writing outputs.
+//!
+//! Reads take regular files only ([`read_regular`]): a directory, FIFO, device or socket is
+//! refused before it is opened for reading (and checked again on the opened file), and a file
+//! is read whole only within the budget ([`crate::limits`]), so `/dev/zero` or a FIFO never
+//! hangs or fills memory.
+//!
+//! Every file the CLI writes goes through [`write_atomic`]: a regular file (new, or one that is
+//! replaced) is written to a temporary file in the same folder first and renamed into place,
+//! so an error never leaves a partial file or clobbers an existing one; a new file gets the
+//! usual permissions (0666 less the umask), a replaced one keeps its own. A character device
+//! (`/dev/null`) or a FIFO is written straight through, never replaced; [`write_output`] also
+//! takes `-` for standard output.
 
 use crate::{Error, Graph, Result};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 /// The graph formats glufuse reads.
@@ -20,7 +30,7 @@ pub enum GraphFormat {
 /// content ([`sniff`]), so an ONNX model named `.json` loads, and so does a JSON graph named
 /// `.onnx`. A file that is neither says what it looks like. Errors name the file.
 pub fn load_graph(path: &Path) -> Result<Graph> {
-    let bytes = std::fs::read(path).map_err(|e| Error::input(format!("cannot read: {e}")).in_file(path))?;
+    let bytes = read_regular(path).map_err(|e| e.in_file(path))?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     let hint = match ext.as_str() {
         "onnx" => Some(GraphFormat::Onnx),
@@ -28,12 +38,16 @@ pub fn load_graph(path: &Path) -> Result<Graph> {
         _ => None,
     };
     match sniff(&bytes, hint).map_err(|m| Error::input(m).in_file(path))? {
-        GraphFormat::Onnx => crate::onnx::load(path, &bytes),
+        GraphFormat::Onnx => load_onnx(path, &bytes),
         GraphFormat::Json => {
             let text = std::str::from_utf8(&bytes).map_err(|_| Error::input("not UTF-8 text").in_file(path))?;
             crate::json::from_str(text).map_err(|e| e.in_file(path))
         }
     }
+}
+
+fn load_onnx(path: &Path, bytes: &[u8]) -> Result<Graph> {
+    crate::onnx::load(path, bytes)
 }
 
 /// Which format `bytes` hold: JSON text (an object, after any byte-order mark and white
@@ -124,18 +138,138 @@ fn known_kind(b: &[u8]) -> Option<String> {
     None
 }
 
-/// Writes `bytes` to `path` atomically (temp file in the same folder, then rename). An error
-/// names `path` (never the temporary file) and says what went wrong.
+/// What a file that is not a regular file is, in words (`a directory`, `a FIFO`, ...).
+fn kind_of(t: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_file() {
+        "a regular file"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Opens a regular file for reading, refusing anything else before opening it for reading:
+/// the path is looked at first (following symbolic links), then opened without blocking (a
+/// FIFO swapped in between cannot hang the open) and looked at again. Returns the file and
+/// its size; errors say what the path is instead.
+pub fn open_regular(path: &Path) -> std::result::Result<(std::fs::File, u64), String> {
+    let m = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if !m.is_file() {
+        return Err(format!("cannot read: it is {}, not a regular file", kind_of(m.file_type())));
+    }
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.custom_flags(libc::O_NONBLOCK);
+    }
+    let f = o.open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let m = f.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    if !m.is_file() {
+        return Err(format!("cannot read: it is {}, not a regular file", kind_of(m.file_type())));
+    }
+    Ok((f, m.len()))
+}
+
+/// Reads a regular file whole ([`open_regular`]), within the budget for a file read whole
+/// ([`crate::limits::Budget::max_file_bytes`]), checked before reading. The error does not
+/// name the file: callers attach it.
+pub fn read_regular(path: &Path) -> Result<Vec<u8>> {
+    let (f, len) = open_regular(path).map_err(Error::input)?;
+    let limit = crate::ir::limits::current().max_file_bytes;
+    let too_big = |n: u64| crate::ir::limits::current().check_file_bytes(n).map_err(Error::input);
+    too_big(len)?;
+    let mut buf = Vec::with_capacity(len as usize);
+    // A file that grows while it is read is still read only up to the budget.
+    f.take(limit.saturating_add(1)).read_to_end(&mut buf).map_err(|e| Error::input(format!("cannot read: {e}")))?;
+    too_big(buf.len() as u64)?;
+    Ok(buf)
+}
+
+/// Writes `bytes` to `path`, or to standard output for `-` (see [`write_atomic`]).
+pub fn write_output(path: &Path, bytes: &[u8]) -> Result<()> {
+    if path == Path::new("-") {
+        let werr = |e: std::io::Error| Error::Write { path: "standard output".into(), msg: e.to_string() };
+        let mut out = std::io::stdout().lock();
+        out.write_all(bytes).map_err(werr)?;
+        return out.flush().map_err(werr);
+    }
+    write_atomic(path, bytes)
+}
+
+/// Writes `bytes` to `path`: a regular file atomically (a temporary file in the same folder,
+/// then a rename; a replaced file keeps its permissions, a new one gets 0666 less the umask,
+/// a symbolic link to a regular file has its target replaced and stays a link); a character
+/// device or a FIFO straight through (it is never replaced); a directory, block device or
+/// socket is an error.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    // Errors name `path`, never the temporary file ([`io_reason`]).
     let werr = |e: std::io::Error| Error::Write { path: path.to_path_buf(), msg: io_reason(&e) };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
+    let wmsg = |m: String| Error::Write { path: path.to_path_buf(), msg: m };
+    let existing = match std::fs::metadata(path) {
+        Ok(m) => Some(m),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(werr(e)),
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(werr)?;
+    let mut target = path.to_path_buf();
+    if let Some(m) = &existing {
+        let t = m.file_type();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            if t.is_char_device() || t.is_fifo() {
+                let mut f = std::fs::OpenOptions::new().write(true).open(path).map_err(werr)?;
+                f.write_all(bytes).map_err(werr)?;
+                return f.flush().map_err(werr);
+            }
+        }
+        if !t.is_file() {
+            return Err(wmsg(format!(
+                "it is {}; glufuse writes regular files, and straight through to character devices and FIFOs",
+                kind_of(t)
+            )));
+        }
+        // Replace what a symbolic link points to, not the link.
+        if std::fs::symlink_metadata(path).is_ok_and(|l| l.file_type().is_symlink()) {
+            target = std::fs::canonicalize(path).map_err(werr)?;
+        }
+    }
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => Path::new(".").to_path_buf(),
+    };
+    let mut b = tempfile::Builder::new();
+    // The mode asked of open(2): the kernel takes the umask off, as for any new file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = b.tempfile_in(&dir).map_err(werr)?;
+    if let Some(m) = &existing {
+        tmp.as_file().set_permissions(m.permissions()).map_err(werr)?;
+    }
     tmp.write_all(bytes).map_err(werr)?;
     tmp.as_file().sync_all().map_err(werr)?;
-    tmp.persist(path).map_err(|e| werr(e.error))?;
+    tmp.persist(&target).map_err(|e| werr(e.error))?;
     Ok(())
 }
 
@@ -157,7 +291,7 @@ fn io_reason(e: &std::io::Error) -> String {
 /// f32, `<f2` for f16, `<i8` for i64, `<i4` for i32, `|b1` or `|u1` for bool), its shape must
 /// fit the type's dims, C order only.
 pub fn read_npy(path: &Path, want: &crate::ir::TensorType) -> Result<crate::tensor::Tensor> {
-    let bytes = std::fs::read(path).map_err(|e| Error::input(format!("cannot read: {e}")).in_file(path))?;
+    let bytes = read_regular(path).map_err(|e| e.in_file(path))?;
     parse_npy(&bytes, want).map_err(|e| e.in_file(path))
 }
 
@@ -299,10 +433,10 @@ fn check_npy_header(bytes: &[u8]) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Writes a tensor as a `.npy` file of its dtype (`<f4`, `<f2`, `<i8`, `<i4`, `|b1`),
-/// atomically.
+/// Writes a tensor as a `.npy` file of its dtype (`<f4`, `<f2`, `<i8`, `<i4`, `|b1`), as
+/// [`write_output`] writes.
 pub fn write_npy(path: &Path, t: &crate::tensor::Tensor) -> Result<()> {
-    write_atomic(path, &npy_bytes(t)?)
+    write_output(path, &npy_bytes(t)?)
 }
 
 /// A tensor as the bytes of a `.npy` file of its dtype.

@@ -31,7 +31,7 @@
 
 pub use glufuse_codegen as codegen;
 pub use glufuse_ir as ir;
-pub use glufuse_ir::{builder, dump, interp, json, shape, tensor, verify, Error, Graph, Result};
+pub use glufuse_ir::{builder, dump, interp, json, limits, shape, tensor, verify, Error, Graph, Result};
 pub use glufuse_passes as passes;
 
 /// The naga that codegen validates with (`codegen::Target::caps` is naga's).

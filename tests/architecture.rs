@@ -1,8 +1,8 @@
 //! The shape of the code, checked by reading the source tree: the dependencies between the
 //! crates run one way (ir ← passes, codegen ← the glufuse library ← its binary), the runtime
 //! and the code generator do not know the interpreter, only the binary uses clap, no module
-//! is stitched in with a `path` attribute, an op's name is spelled in few places, and the files that
-//! switch on the op list do so exhaustively.
+//! is stitched in with a `path` attribute, an op's name is spelled in few places, the files that
+//! switch on the op list do so exhaustively, and the binary prints through `out.rs` only.
 
 use std::path::{Path, PathBuf};
 
@@ -159,4 +159,20 @@ fn no_test_is_written_where_none_would_run() {
         }
     }
     assert!(examples.is_empty(), "doc examples that would not run (doctest = false): {examples:?}");
+}
+
+/// The binary prints through `out.rs` only (`outln!`, `out!`, `errln!`), so that a closed
+/// standard output (`glufuse show MODEL | head -1`) ends quietly instead of panicking in
+/// `println!`.
+#[test]
+fn the_binary_prints_through_out_rs() {
+    let out = root().join("src/bin/glufuse/out.rs");
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    for p in rust_files("src/bin").into_iter().filter(|p| *p != out) {
+        let text = read(&p);
+        for m in ["println!", "print!", "eprintln!", "eprint!"] {
+            let used = text.match_indices(m).any(|(i, _)| !text[..i].chars().next_back().is_some_and(ident));
+            assert!(!used, "{}: uses {m}; print with outln!, out! or errln! (out.rs)", rel(&p));
+        }
+    }
 }

@@ -486,7 +486,7 @@ fn bad_model_input_messages(cmd: &str) -> String {
     args.extend(["--input".to_string(), format!("input_ids={}", npy("ids5.npy", ids(vec![1; 5])))]);
     let o = glufuse(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(o.status.code(), Some(2));
-    msgs.push_str(&format!("a mask shorter than past + new:\n  {}", glufuse_lines(&text(&o).1)));
+    msgs.push_str(&format!("a mask shorter than past + new:\n  {}", glufuse_lines(&text(&o).1).replace(&kv, "MODEL")));
     let mut args = vec![
         cmd.to_string(),
         kv.clone(),
@@ -828,4 +828,226 @@ fn without_the_gpu_feature_gpu_commands_say_so() {
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{err}");
     assert!(out.contains("this glufuse was built without GPU support"), "{out}");
+}
+
+/// Makes a FIFO (named pipe) at `p`.
+#[cfg(unix)]
+fn mkfifo(p: &std::path::Path) {
+    assert!(Command::new("mkfifo").arg(p).status().unwrap().success());
+}
+
+/// Reading takes regular files only: a FIFO (which blocked forever), a device (`/dev/zero`
+/// filled memory) or a directory is refused before it is opened for reading, exit 2.
+#[cfg(unix)]
+#[test]
+fn special_files_are_refused_before_they_are_read() {
+    let d = tmp();
+    let fifo = d.path().join("model.json");
+    mkfifo(&fifo);
+    let g = graph("swiglu_silu_op");
+    for (args, want) in [
+        (vec!["show", fifo.to_str().unwrap()], "cannot read: it is a FIFO (named pipe), not a regular file"),
+        (vec!["show", "/dev/zero"], "/dev/zero: cannot read: it is a character device, not a regular file"),
+        (vec!["fuse", d.path().to_str().unwrap()], "cannot read: it is a directory, not a regular file"),
+        (
+            vec!["interp", g.as_str(), "--input", "x=/dev/zero"],
+            "graph input 'x': /dev/zero: cannot read: it is a character device",
+        ),
+    ] {
+        let o = glufuse(&args);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
+
+/// The device nodes `-o` is tried on: copies of /dev/null and /dev/full made in `dir` where
+/// this user may make devices, else the real ones (which only root could replace).
+#[cfg(unix)]
+fn devices(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let made = |name: &str, minor: &str| {
+        let p = dir.join(name);
+        let ok = Command::new("mknod").arg(&p).args(["c", "1", minor]).status().is_ok_and(|s| s.success());
+        ok.then_some(p)
+    };
+    match (made("null", "3"), made("full", "7")) {
+        (Some(n), Some(f)) => (n, f),
+        _ => ("/dev/null".into(), "/dev/full".into()),
+    }
+}
+
+/// `-o` writes a regular file atomically, keeping a replaced file's permissions (a new one
+/// gets 0666 less the umask, not tempfile's 0600), replaces what a symbolic link points to,
+/// and writes straight through to a character device or a FIFO, never replacing it:
+/// `/dev/null` works, `/dev/full` is a clean write error (exit 1), `-` is standard output.
+#[cfg(unix)]
+#[test]
+fn outputs_are_atomic_files_or_written_straight_through_to_devices_and_fifos() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let d = tmp();
+    let g = graph("swiglu_silu_op");
+    let fuse_to = |out: &std::path::Path| glufuse(&["fuse", &g, "-o", out.to_str().unwrap()]);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    // A new file: the mode any new file gets here.
+    let probe = d.path().join("probe");
+    std::fs::write(&probe, "").unwrap();
+    let new = d.path().join("new.json");
+    assert!(fuse_to(&new).status.success());
+    assert_eq!(mode(&new), mode(&probe));
+    // A replaced file keeps its mode.
+    let kept = d.path().join("kept.json");
+    std::fs::write(&kept, "old").unwrap();
+    std::fs::set_permissions(&kept, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert!(fuse_to(&kept).status.success());
+    assert_eq!(mode(&kept), 0o640);
+    assert!(std::fs::read_to_string(&kept).unwrap().starts_with('{'));
+    // A link: its target is replaced, the link stays.
+    let link = d.path().join("link.json");
+    std::os::unix::fs::symlink("kept.json", &link).unwrap();
+    std::fs::write(&kept, "old").unwrap();
+    assert!(fuse_to(&link).status.success());
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(std::fs::read_to_string(&kept).unwrap().starts_with('{'));
+    // Devices.
+    let (null, full) = devices(d.path());
+    let o = fuse_to(&null);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = fuse_to(&full);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("cannot write {}: No space left on device", full.display())), "{err}");
+    for p in [&null, &full] {
+        assert!(std::fs::metadata(p).unwrap().file_type().is_char_device(), "{} was replaced", p.display());
+    }
+    // A FIFO: written through to its reader.
+    let fifo = d.path().join("out.fifo");
+    mkfifo(&fifo);
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    assert!(fuse_to(&fifo).status.success());
+    assert!(reader.join().unwrap().contains("\"format\": \"glufuse.graph/1\""));
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    // Standard output.
+    let o = glufuse(&["fuse", &g, "-o", "-"]);
+    assert!(o.status.success());
+    assert!(text(&o).0.starts_with("{\n  \"format\": \"glufuse.graph/1\""), "{:?}", text(&o));
+    // A directory is no file to write.
+    let o = fuse_to(d.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("it is a directory"), "{:?}", text(&o));
+}
+
+/// A reader that goes away (`| head -1`) ends the printing quietly: exit 0, no panic, for
+/// every command that prints.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let g = graph("swiglu_silu_op");
+    let model = common::root().join("tests/data/onnx/llama_model_dynamo.onnx");
+    #[cfg_attr(not(feature = "gpu"), allow(unused_mut))]
+    let mut runs = vec![
+        vec!["show", model.to_str().unwrap(), "--format", "json"],
+        vec!["fuse", model.to_str().unwrap()],
+        vec!["interp", g.as_str()],
+        vec!["bench-pass", "--layers", "1,2", "--reps", "1"],
+    ];
+    #[cfg(feature = "gpu")]
+    if common::gpu().is_some() {
+        runs.push(vec!["run", g.as_str()]);
+        let bench = ["bench", "--shapes", "16x32", "--rows", "1", "--dtypes", "f32", "--reps", "1", "--samples", "1"];
+        runs.push([&bench[..], &["--in-process"]].concat());
+    }
+    for args in runs {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_glufuse"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before anything is written.
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
+        // (lavapipe complains of XDG_RUNTIME_DIR on its own.)
+        let ours = err.lines().filter(|l| !l.contains("XDG_RUNTIME_DIR")).collect::<Vec<_>>().join("\n");
+        assert!(!ours.contains("panicked") && !ours.contains("error"), "{args:?}: {err}");
+    }
+    // Any other failure to write standard output is an error.
+    #[cfg(target_os = "linux")]
+    {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_glufuse")).args(["show", &g]).stdout(full).output().unwrap();
+        assert_eq!(o.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("cannot write standard output"));
+    }
+}
+
+/// Degenerate asks: an output of a graph that has none, sizes whose product overflows, a
+/// budget that does not parse or that a run exceeds: exit 2 with a message, never a panic.
+#[test]
+fn degenerate_runs_and_budgets_are_clear_errors() {
+    let d = tmp();
+    let empty = d.path().join("empty.json");
+    std::fs::write(&empty, r#"{"format": "glufuse.graph/1", "nodes": [], "outputs": []}"#).unwrap();
+    let out = d.path().join("o.npy");
+    let sym = graph("reglu_batched_3d");
+    // K = 0 and M = 0 products: WGSL for them validates (no division by zero in the writers,
+    // no `/ 0u` in the kernels), and a run of them succeeds.
+    let zero = d.path().join("zero.json");
+    std::fs::write(
+        &zero,
+        r#"{"format": "glufuse.graph/1", "nodes": [
+            {"name": "x", "op": "Input", "type": {"dtype": "f32", "shape": ["m", 0]}},
+            {"name": "w", "op": "Weight", "type": {"dtype": "f32", "shape": [0, 8]}},
+            {"name": "h", "op": "MatMul", "inputs": ["x", "w"]},
+            {"name": "s", "op": "Split", "axis": 1, "sizes": [0, 8], "inputs": ["h"]},
+            {"name": "y", "op": "Relu", "inputs": ["s:1"]}], "outputs": ["y", "s:0"]}"#,
+    )
+    .unwrap();
+    for m in ["0", "1", "40"] {
+        let o = glufuse(&[
+            "wgsl",
+            zero.to_str().unwrap(),
+            "-o",
+            d.path().join(m).to_str().unwrap(),
+            "--dim",
+            &format!("m={m}"),
+        ]);
+        assert!(o.status.success(), "m={m}: {:?}", text(&o));
+        let o = glufuse(&["interp", zero.to_str().unwrap(), "--dim", &format!("m={m}")]);
+        assert!(o.status.success(), "m={m}: {:?}", text(&o));
+    }
+    #[cfg(feature = "gpu")]
+    if common::gpu().is_some() {
+        let o = glufuse(&["run", zero.to_str().unwrap(), "--dim", "m=3", "--check"]);
+        assert!(o.status.success(), "{:?}", text(&o));
+        assert!(text(&o).0.contains("y: shape [3, 8] f32 mean 0.000000"), "{:?}", text(&o));
+        let o = glufuse(&["run", empty.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    }
+    let mut msgs = String::new();
+    for (env, args) in [
+        (None, vec!["interp", empty.to_str().unwrap(), "--output", out.to_str().unwrap()]),
+        (None, vec!["interp", sym.as_str(), "--dim", "batch=4294967296", "--dim", "seq=4294967296"]),
+        (None, vec!["interp", sym.as_str(), "--dim", "batch=100000", "--dim", "seq=100000"]),
+        (Some("lots"), vec!["interp", sym.as_str()]),
+        (Some("4KiB"), vec!["interp", sym.as_str(), "--dim", "batch=64", "--dim", "seq=64"]),
+    ] {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_glufuse"));
+        c.args(&args);
+        if let Some(v) = env {
+            c.env("GLUFUSE_MAX_TENSOR_BYTES", v);
+        }
+        let o = c.output().unwrap();
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(!out.exists());
+        let shown = args.join(" ").replace(&sym, "GRAPH").replace(d.path().to_str().unwrap(), "TMP");
+        let env = env.map_or(String::new(), |v| format!("GLUFUSE_MAX_TENSOR_BYTES={v} "));
+        let err = err.replace(&sym, "GRAPH").replace(d.path().to_str().unwrap(), "TMP");
+        msgs.push_str(&format!("$ {env}glufuse {shown}\n{err}"));
+    }
+    insta::assert_snapshot!("degenerate_runs_and_budgets", msgs);
 }

@@ -473,3 +473,60 @@ fn a_tied_embedding_is_read_in_place_by_the_lm_head() {
 fn shape_of(dims: &[u64]) -> Vec<Dim> {
     dims.iter().map(|&d| Dim::Fixed(d)).collect()
 }
+
+/// Degenerate but valid graphs run as the interpreter runs them: products over K = 0 give
+/// zeros (plus the bias), a `[0, K]` input gives an empty result, zero-size split parts and
+/// slices are empty, reductions over an empty axis give their empty values (sum 0, mean NaN,
+/// max -inf), no ids gather nothing; and a graph of no nodes runs to no outputs.
+#[test]
+fn degenerate_graphs_run_as_on_the_interpreter() {
+    let Some(gpu) = common::gpu() else { return };
+    let fused = |bias: bool| {
+        Op::FusedGateUp(FusedGateUp {
+            activation: Activation::Silu,
+            layout: Layout::Kn,
+            gate_bias: bias,
+            up_bias: bias,
+            gate_offset: 0,
+            up_offset: 0,
+            replaced: vec![],
+        })
+    };
+    // K = 0 where the GEMV (one row, aligned), a GEMM (40 rows) or the scalar kernel (3
+    // columns) would be chosen, and M = 0.
+    for (rows, k, n) in [(1, 0, 8), (40, 0, 8), (1, 0, 3), (0, 4, 8)] {
+        let (x, w) = (rand(&[rows, k], 30), rand(&[k, n], 31));
+        let y = op_agrees(&gpu, Op::MatMul, &[x.clone(), w.clone()]);
+        assert_eq!(y.shape(), &[rows, n]);
+        let y = op_agrees(&gpu, fused(false), &[x.clone(), w.clone(), w.clone()]);
+        assert!(y.as_f32().unwrap().iter().all(|&v| v == 0.0 || k > 0));
+        let bias = rand(&[n], 32);
+        op_agrees(&gpu, fused(true), &[x, w.clone(), w, bias.clone(), bias]);
+    }
+    // Zero-size split parts and slices, next to non-empty ones.
+    let x = rand(&[2, 4], 33);
+    let (mut b, vs, m) = inputs(std::slice::from_ref(&x));
+    let parts = b.split("s", vs[0], 1, &[0, 4, 0]);
+    let sl = b.slice("sl", vs[0], 1, 2, 2);
+    let e = b.node("e", Op::Unary(UnaryOp::Exp), &[parts[0]], vec![])[0];
+    let c = b.node("c", Op::Concat { axis: 1 }, &[parts[0], parts[1], sl], vec![])[0];
+    let g = b.finish(&[parts[0], parts[1], parts[2], e, c]).unwrap();
+    let out = agree(&gpu, &g, &m, "zero-size parts");
+    assert_eq!(
+        (out[0].shape(), out[1].shape(), out[4].shape()),
+        (&[2usize, 0][..], &[2usize, 4][..], &[2usize, 4][..])
+    );
+    // Reductions over an empty axis, softmax and layer norm of empty rows, no ids.
+    let k0 = f32s(&[3, 0], &[]);
+    for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max] {
+        let y = op_agrees(&gpu, Op::Reduce { op, axes: vec![1], keepdims: true }, std::slice::from_ref(&k0));
+        assert_eq!(y.shape(), &[3, 1]);
+    }
+    op_agrees(&gpu, Op::Softmax { axis: -1 }, std::slice::from_ref(&k0));
+    op_agrees(&gpu, Op::LayerNorm { axis: -1, epsilon: 1e-5, scale: false, bias: false }, std::slice::from_ref(&k0));
+    op_agrees(&gpu, Op::CumSum { axis: 1, exclusive: false, reverse: false }, std::slice::from_ref(&k0));
+    op_agrees(&gpu, Op::Gather { axis: 0 }, &[x, i64s(&[0, 2], &[])]);
+    // No nodes at all.
+    let g = GraphBuilder::new().finish(&[]).unwrap();
+    assert!(Session::new(&gpu, g).unwrap().run(&HashMap::new()).unwrap().is_empty());
+}

@@ -183,3 +183,172 @@ fn odd_dim_params_load_as_expressions_or_plain_symbols() {
     assert_eq!(x.outputs[0].shape[1], glufuse::ir::Dim::parse("past + new").unwrap());
     assert_eq!(g.output_name(0), "y");
 }
+
+/// Builders for models made in the tests, with the protobuf types the loader decodes.
+mod build {
+    use glufuse::onnx::proto::*;
+    use prost::Message;
+
+    pub fn f32_value(name: &str, dims: &[i64]) -> ValueInfoProto {
+        let dim = dims
+            .iter()
+            .map(|&d| tensor_shape_proto::Dimension {
+                value: Some(tensor_shape_proto::dimension::Value::DimValue(d)),
+                ..Default::default()
+            })
+            .collect();
+        let t = type_proto::Tensor { elem_type: Some(1), shape: Some(TensorShapeProto { dim }) };
+        ValueInfoProto {
+            name: Some(name.into()),
+            r#type: Some(TypeProto { value: Some(type_proto::Value::TensorType(t)), ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    pub fn node(op: &str, name: &str, ins: &[&str], outs: &[&str]) -> NodeProto {
+        NodeProto {
+            op_type: Some(op.into()),
+            name: Some(name.into()),
+            input: ins.iter().map(|s| s.to_string()).collect(),
+            output: outs.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    pub fn model(nodes: Vec<NodeProto>, inputs: Vec<ValueInfoProto>, outputs: Vec<ValueInfoProto>) -> Vec<u8> {
+        let graph = GraphProto { node: nodes, input: inputs, output: outputs, ..Default::default() };
+        ModelProto {
+            ir_version: Some(8),
+            opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(18) }],
+            graph: Some(graph),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+}
+
+#[test]
+fn forty_thousand_nodes_of_one_name_load_in_linear_time_with_unique_names() {
+    let n = 40_000;
+    let names: Vec<String> = (0..=n).map(|i| format!("v{i}")).collect();
+    let nodes = (0..n).map(|i| build::node("Relu", "same", &[&names[i]], &[&names[i + 1]])).collect();
+    let bytes = build::model(nodes, vec![build::f32_value("v0", &[2])], vec![build::f32_value(&names[n], &[2])]);
+    let t = std::time::Instant::now();
+    let g = glufuse::onnx::load(std::path::Path::new("same.onnx"), &bytes).unwrap();
+    // Each base name remembers the suffix it reached (this took minutes: every name tried
+    // same_1, same_2, ... from the start).
+    eprintln!("{n} nodes named 'same': loaded in {:?}", t.elapsed());
+    assert_eq!(g.len(), n + 1);
+    assert!(g.find("same").is_some() && g.find(&format!("same_{}", n - 1)).is_some());
+}
+
+#[test]
+fn a_node_named_like_a_split_output_is_renamed_and_round_trips() {
+    let nodes = vec![
+        build::node("Split", "s", &["x", "sizes"], &["a", "b"]),
+        build::node("Relu", "s:1", &["a"], &["c"]),
+        build::node("Add", "add", &["c", "b"], &["y"]),
+    ];
+    let bytes = {
+        use glufuse::onnx::proto::*;
+        use prost::Message;
+        let sizes = TensorProto {
+            name: Some("sizes".into()),
+            data_type: Some(7),
+            dims: vec![2],
+            int64_data: vec![2, 2],
+            ..Default::default()
+        };
+        let mut m = ModelProto::decode(
+            build::model(nodes, vec![build::f32_value("x", &[4])], vec![build::f32_value("y", &[2])]).as_slice(),
+        )
+        .unwrap();
+        m.graph.as_mut().unwrap().initializer.push(sizes);
+        m.encode_to_vec()
+    };
+    let g = glufuse::onnx::load(std::path::Path::new("split.onnx"), &bytes).unwrap();
+    // The Relu is not 's:1', which is how the Split's second output is written.
+    let relu = g.g.node_indices().find(|&n| g.node(n).op.name() == "Relu").unwrap();
+    assert_ne!(g.node(relu).name, "s:1");
+    let text = glufuse::json::to_string(&g).unwrap();
+    let back = glufuse::json::from_str(&text).unwrap();
+    assert_eq!(glufuse::json::to_string(&back).unwrap(), text);
+    let x = glufuse::tensor::Tensor::new(vec![4], vec![-1.0, 2.0, 3.0, 4.0]).unwrap();
+    let inputs: HashMap<_, _> = [("x".to_string(), x)].into();
+    let (a, b) = (glufuse::interp::run(&g, &inputs).unwrap(), glufuse::interp::run(&back, &inputs).unwrap());
+    assert_eq!(a, b);
+    // relu([-1, 2]) + [3, 4]
+    assert_eq!(a[0].as_f32().unwrap(), &[3.0, 6.0]);
+}
+
+#[test]
+fn the_graph_budget_refuses_initializers_before_decoding_them() {
+    use glufuse::ir::limits::{self, Budget};
+    let small = Budget { max_graph_bytes: 1000, ..Budget::DEFAULT };
+    let e = limits::with(small, || load_graph(&data("llama_mlp_ts.onnx"))).unwrap_err().to_string();
+    assert!(e.contains("more than the per-graph budget of 1000 bytes (GLUFUSE_MAX_GRAPH_BYTES raises it)"), "{e}");
+    let small = Budget { max_tensor_bytes: 1000, ..Budget::DEFAULT };
+    let e = limits::with(small, || load_graph(&data("llama_mlp_ts.onnx"))).unwrap_err().to_string();
+    assert!(e.contains("more than the per-tensor budget of 1000 bytes"), "{e}");
+}
+
+/// External data must be a regular file that stays inside the model's folder after symbolic
+/// links are followed; a FIFO (which blocked the open), a directory, a link out of the folder
+/// and a 16 GiB file past the per-tensor budget are refused, naming the external file.
+#[cfg(unix)]
+#[test]
+fn external_data_is_a_regular_file_inside_the_models_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("model");
+    std::fs::create_dir(&folder).unwrap();
+    let extra = common::root().join("tests/data/onnx_extra");
+    let model = folder.join("m.onnx");
+    std::fs::copy(extra.join("external_data_bin.onnx"), &model).unwrap();
+    let data = folder.join("data.bin");
+    let w: Vec<u8> = (0..8).flat_map(|i| (i as f32).to_le_bytes()).collect();
+    let load = || load_graph(&model).map(|_| ()).map_err(|e| e.to_string());
+    // A link to a file outside the folder.
+    std::fs::write(tmp.path().join("secret.bin"), &w).unwrap();
+    std::os::unix::fs::symlink("../secret.bin", &data).unwrap();
+    let e = load().unwrap_err();
+    assert!(e.contains("data.bin") && e.contains("outside the model's folder"), "{e}");
+    // A link that stays inside loads.
+    std::fs::remove_file(&data).unwrap();
+    std::fs::write(folder.join("real.bin"), &w).unwrap();
+    std::os::unix::fs::symlink("real.bin", &data).unwrap();
+    load().unwrap();
+    // A directory, a FIFO.
+    std::fs::remove_file(&data).unwrap();
+    std::fs::create_dir(&data).unwrap();
+    let e = load().unwrap_err();
+    assert!(e.contains("external data file") && e.contains("data.bin: cannot read: it is a directory"), "{e}");
+    std::fs::remove_dir(&data).unwrap();
+    let made = std::process::Command::new("mkfifo").arg(&data).status().unwrap();
+    assert!(made.success());
+    let e = load().unwrap_err();
+    assert!(e.contains("data.bin: cannot read: it is a FIFO (named pipe), not a regular file"), "{e}");
+    // 16 GiB (sparse) for dims that need 16 GiB: the budget refuses it before anything is read.
+    let big = folder.join("big.onnx");
+    std::fs::copy(extra.join("external_16g.onnx"), &big).unwrap();
+    std::fs::File::create(folder.join("big.bin")).unwrap().set_len(16 << 30).unwrap();
+    let e = load_graph(&big).unwrap_err().to_string();
+    assert!(e.contains("f32[65536, 65536] takes 16 GiB, more than the per-tensor budget of 8 GiB"), "{e}");
+}
+
+/// A `Constant` node too large to fold is held as a weight (its f32 values, moved), not as a
+/// constant's f64 values: a large tensor is never widened or held twice.
+#[test]
+fn a_large_constant_is_held_as_a_weight() {
+    use glufuse::onnx::proto::*;
+    let value = TensorProto { data_type: Some(1), dims: vec![5000], float_data: vec![0.5; 5000], ..Default::default() };
+    let attr = AttributeProto { name: Some("value".into()), t: Some(value), r#type: Some(4), ..Default::default() };
+    let mut c = build::node("Constant", "table", &[], &["table"]);
+    c.attribute.push(attr);
+    let nodes = vec![c, build::node("Add", "add", &["x", "table"], &["y"])];
+    let bytes = build::model(nodes, vec![build::f32_value("x", &[5000])], vec![build::f32_value("y", &[5000])]);
+    let g = glufuse::onnx::load(std::path::Path::new("c.onnx"), &bytes).unwrap();
+    match &g.node(g.find("table").unwrap()).op {
+        glufuse::ir::Op::Weight(glufuse::ir::WeightInit::Data(d)) => assert_eq!(d.len(), 5000),
+        op => panic!("the constant is held as {}", op.label()),
+    }
+}

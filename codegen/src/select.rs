@@ -143,6 +143,12 @@ pub(crate) fn projection(g: &Graph, n: NodeIndex, s: &ProjShape, t: &Target) -> 
         });
     }
     let same_dtype = s.fused.is_none() || packed_f16(g, ins[2]) == s.f16;
+    // An inner dim of 0 is an empty sum: every output is 0 (plus the bias), which the scalar
+    // template computes with a loop that never runs; the others tile (or split) K.
+    if s.k == 0 {
+        let k = scalar::scalar(g, name, &ins, out, s, t)?;
+        return Ok(vec![chosen(k, "scalar".into(), "K = 0: every sum is empty".into())]);
+    }
     let not_coop = match coop_tile(s, t, same_dtype) {
         Ok((tile, why)) => {
             let ops = if t.coop_emulate { Ops::Emulated } else { Ops::Native };

@@ -1,8 +1,6 @@
-//! The ONNX loader, then the pass pipeline on whatever loads: no input may panic, and no
-//! header may make it allocate what the bytes do not back.
+//! The ONNX loader, then (under a small budget) the JSON round trip, the pass pipeline and the
+//! interpreter with symbols bound by the input's bytes: no input may panic, allocate what the
+//! budget or its bytes do not allow, or load into a graph that does not write and read back
+//! the same (`src/lib.rs`).
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    if let Ok(mut g) = glufuse::onnx::load(std::path::Path::new("fuzz.onnx"), data) {
-        let _ = glufuse::passes::PassManager::standard().run(&mut g);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| glufuse_fuzz::onnx_input(data));

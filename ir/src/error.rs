@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Something about one node of a graph is wrong (bad input).
-    #[error("node '{node}': {msg}")]
+    #[error("node '{}': {msg}", crate::dump::printable(node))]
     Graph {
         /// The node's name in the model.
         node: String,

@@ -84,6 +84,9 @@ impl Graph {
         if self.names.contains_key(&name) {
             return Err(Error::graph(&name, "a node with this name already exists"));
         }
+        if let Some(m) = self.collision(&name, outputs.len(), None) {
+            return Err(Error::graph(&name, m));
+        }
         for (slot, v) in inputs.iter().enumerate() {
             let Some(p) = self.g.node_weight(v.node) else {
                 return Err(Error::graph(&name, format!("input {slot} refers to a removed node")));
@@ -124,10 +127,37 @@ impl Graph {
         if self.names.contains_key(&new) {
             return Err(Error::graph(&new, "a node with this name already exists"));
         }
+        if let Some(m) = self.collision(&new, self.g[n].outputs.len(), Some(n)) {
+            return Err(Error::graph(&new, m));
+        }
         let old = std::mem::replace(&mut self.g[n].name, new.clone());
         self.names.remove(&old);
         self.names.insert(new, n);
         Ok(())
+    }
+
+    /// Whether a node named `name` with `outputs` outputs would make a value reference
+    /// ambiguous ([`Graph::value_name`]): a node named `s:1` beside a node `s` of two or more
+    /// outputs, both written `s:1`. The reason, naming the other node; `None` if the name is
+    /// free of that (`this`: the node being renamed, which does not collide with itself).
+    pub fn collision(&self, name: &str, outputs: usize, this: Option<NodeIndex>) -> Option<String> {
+        if outputs > 1 {
+            for k in 0..outputs {
+                let r = format!("{name}:{k}");
+                if let Some(&other) = self.names.get(&r) {
+                    if Some(other) != this {
+                        return Some(format!(
+                            "output {k} of this node is written '{r}', which is the name of another node; rename one of them"
+                        ));
+                    }
+                }
+            }
+        }
+        let (base, k) = name.rsplit_once(':')?;
+        let k: usize = k.parse().ok().filter(|k: &usize| k.to_string() == name[base.len() + 1..])?;
+        let &other = self.names.get(base)?;
+        (Some(other) != this && k < self.g[other].outputs.len() && self.g[other].outputs.len() > 1)
+            .then(|| format!("this name is how output {k} of node '{base}' is written; rename one of them"))
     }
 
     /// The node with this name.

@@ -1,7 +1,8 @@
 //! The CPU reference interpreter: the oracle for the fusion pass and the GPU runtime.
 //!
 //! This file is the driver: it binds symbolic dims from the inputs it is given, walks the
-//! graph in topological order, evaluates each node through [`Op::eval`] (plain loops in the
+//! graph in topological order, checks each node's output sizes against the budget
+//! ([`crate::limits`]), evaluates each node through [`Op::eval`] (plain loops in the
 //! op's family file, f32 values, f64 accumulation in reductions and matrix products:
 //! obviously right over fast) and frees each value after its last use.
 
@@ -38,6 +39,7 @@ pub fn seeded_input(g: &Graph, i: usize, b: &Bindings, seed: u64) -> Result<Tens
         ));
     }
     let shape = concrete(&ty.shape, b).map_err(|m| Error::graph(&node.name, m))?;
+    crate::limits::current().check_tensor(ty.dtype, &shape).map_err(|m| Error::graph(&node.name, m))?;
     let mut t = Tensor::random(shape, seed.wrapping_add(i as u64), 1.0);
     if ty.dtype == DType::F16 {
         if let Data::F32(v) = &mut t.data {
@@ -95,10 +97,12 @@ pub fn run_with(g: &Graph, inputs: &HashMap<String, Tensor>, given: &Bindings) -
         let node = g.node(n);
         let ins_v = g.inputs(n);
         let ins: Vec<&Tensor> = ins_v.iter().map(|v| &vals[v]).collect();
+        // Every output's size is checked against the budget before anything is allocated.
+        let budget = crate::limits::current();
         let shapes: Vec<Vec<usize>> = node
             .outputs
             .iter()
-            .map(|t| concrete(&t.shape, &b))
+            .map(|t| concrete(&t.shape, &b).and_then(|s| budget.check_tensor(t.dtype, &s).map(|()| s)))
             .collect::<std::result::Result<_, _>>()
             .map_err(|m| Error::graph(&node.name, m))?;
         let out: Vec<Tensor> = if matches!(node.op, Op::Input) {

@@ -6,7 +6,8 @@
 //!   [`Graph`] over petgraph ([`graph`]);
 //! - building ([`builder`]), checking ([`verify`]), reading and writing ([`json`]) and
 //!   showing ([`dump`]) a graph;
-//! - the tensor and shape utilities every stage shares ([`tensor`], [`shape`]);
+//! - the tensor and shape utilities every stage shares ([`tensor`], [`shape`]), and the
+//!   resource budget every allocation is checked against first ([`limits`]);
 //! - the CPU reference interpreter ([`interp`]), the oracle for everything else;
 //! - the one [`Error`] type, with the CLI's exit codes.
 //!
@@ -25,6 +26,7 @@ mod error;
 pub mod graph;
 pub mod interp;
 pub mod json;
+pub mod limits;
 pub mod op;
 pub mod ops;
 pub mod shape;

@@ -277,7 +277,7 @@ impl Op {
 
     /// Infers the output types of this op applied to inputs of types `ins`. `declared` are
     /// the types the node declares; they are the answer for sources and opaque ops, and
-    /// ignored otherwise. Every output must stay within [`crate::shape::MAX_ELEMENTS`].
+    /// ignored otherwise. Every output must stay within the budget ([`crate::limits`]).
     pub fn infer(&self, ins: &[&TensorType], declared: &[TensorType]) -> Result<Vec<TensorType>, String> {
         let out = match self {
             Op::Input => source::infer_input(ins, declared)?,

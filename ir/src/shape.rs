@@ -1,13 +1,10 @@
 //! Shapes: symbolic dims bound to sizes at run time ([`Bindings`], [`bind_inputs`]), numpy
-//! broadcasting, axis normalisation, ONNX reshape rules, and the size limit every tensor is
-//! held to.
+//! broadcasting, axis normalisation, ONNX reshape rules, and the budget check every inferred
+//! type goes through.
 
 use crate::dim::DimExpr;
 use crate::{Dim, Error, Shape, TensorType};
 use std::collections::HashMap;
-
-/// Largest size of one dim, and of one tensor in elements, that glufuse accepts (2^40).
-pub const MAX_ELEMENTS: u64 = 1 << 40;
 
 /// Normalises a possibly negative axis against a rank.
 pub fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
@@ -51,20 +48,10 @@ pub fn fmt_shape(s: &[Dim]) -> String {
     format!("[{}]", parts.join(","))
 }
 
+/// Checks a type against the budget in force ([`crate::limits`]): its rank, and its size
+/// where every dim is known.
 pub(crate) fn check_size(t: &TensorType) -> Result<(), String> {
-    let mut n: u64 = 1;
-    for d in &t.shape {
-        if let Dim::Fixed(k) = d {
-            if *k > MAX_ELEMENTS {
-                return Err(format!("dim {k} is absurdly large (limit {MAX_ELEMENTS})"));
-            }
-            n = n.saturating_mul(*k);
-        }
-    }
-    if n > MAX_ELEMENTS {
-        return Err(format!("{t} has {n} elements, more than the limit of {MAX_ELEMENTS}"));
-    }
-    Ok(())
+    crate::limits::current().check_type(t)
 }
 
 /// Binds symbolic dims to sizes.

@@ -280,3 +280,61 @@ fn sym_constants_evaluate_under_the_binding() {
     let f32t = TensorType::new(DType::F32, vec![Dim::Fixed(2)]);
     assert_eq!(op.infer(&[], &[f32t]).unwrap_err(), "SymConstant needs integer values, got f32");
 }
+
+/// Zero-size tensors are valid tensors: every op takes them without a panic and gives the
+/// zero-size (or, for an empty reduction or inner product, the defined) result.
+#[test]
+fn zero_size_tensors_through_every_family() {
+    let empty = f(&[0, 4], &[]);
+    let k0 = f(&[2, 0], &[]);
+    let shape = |op: &Op, ins: &[&Tensor]| eval(op, ins).unwrap().shape().to_vec();
+    assert_eq!(shape(&Op::Unary(UnaryOp::Silu), &[&empty]), [0, 4]);
+    assert_eq!(shape(&Op::Binary(BinaryOp::Add), &[&empty, &f(&[4], &[1.; 4])]), [0, 4]);
+    assert_eq!(shape(&Op::MatMul, &[&empty, &f(&[4, 3], &[1.; 12])]), [0, 3]);
+    // K = 0: an empty sum is 0, for the product and the fused unit alike (SiLU(0) * 0 = 0).
+    let p = eval(&Op::MatMul, &[&k0, &f(&[0, 3], &[])]).unwrap();
+    assert_eq!((p.shape(), p.as_f32().unwrap()), (&[2usize, 3][..], &[0.0f32; 6][..]));
+    let fused = FusedGateUp {
+        activation: Activation::Silu,
+        layout: Layout::Kn,
+        gate_bias: false,
+        up_bias: false,
+        gate_offset: 0,
+        up_offset: 0,
+        replaced: vec![],
+    };
+    let w = f(&[0, 3], &[]);
+    let y = eval(&Op::FusedGateUp(fused.clone()), &[&k0, &w, &w]).unwrap();
+    assert_eq!((y.shape(), y.as_f32().unwrap()), (&[2usize, 3][..], &[0.0f32; 6][..]));
+    assert_eq!(shape(&Op::FusedGateUp(fused), &[&empty, &f(&[4, 3], &[0.; 12]), &f(&[4, 3], &[0.; 12])]), [0, 3]);
+    // Layout: zero-size parts and slices.
+    let parts = eval_all(&Op::Split { axis: 1, sizes: vec![Dim::Fixed(0), Dim::Fixed(4)] }, &[&empty]).unwrap();
+    assert_eq!((parts[0].shape(), parts[1].shape()), (&[0usize, 0][..], &[0usize, 4][..]));
+    let x = f(&[2, 4], &[1.; 8]);
+    let parts = eval_all(&Op::Split { axis: 1, sizes: vec![Dim::Fixed(4), Dim::Fixed(0)] }, &[&x]).unwrap();
+    assert_eq!((parts[0].as_f32().unwrap(), parts[1].shape()), (&[1.0f32; 8][..], &[2usize, 0][..]));
+    let sl = Op::Slice { axis: 1, start: Dim::Fixed(2), len: Dim::Fixed(0), step: 1 };
+    assert_eq!(shape(&sl, &[&x]), [2, 0]);
+    assert_eq!(shape(&Op::Concat { axis: 0 }, &[&empty, &x]), [2, 4]);
+    assert_eq!(shape(&Op::Transpose { perm: vec![1, 0] }, &[&empty]), [4, 0]);
+    // A 0 in a reshape target copies the input's dim (ONNX), here the zero one.
+    let to = vec![DimExpr::constant(0), DimExpr::constant(2), DimExpr::constant(2)];
+    assert_eq!(shape(&Op::Reshape { shape: to }, &[&empty]), [0, 2, 2]);
+    assert_eq!(shape(&Op::Cast { to: DType::I64 }, &[&empty]), [0, 4]);
+    // Reductions over an empty axis: a sum is 0, a mean NaN (0/0), a maximum -inf.
+    let r = |op| Op::Reduce { op, axes: vec![1], keepdims: false };
+    assert_eq!(eval(&r(ReduceOp::Sum), &[&k0]).unwrap().as_f32().unwrap(), &[0.0, 0.0]);
+    assert!(eval(&r(ReduceOp::Mean), &[&k0]).unwrap().as_f32().unwrap().iter().all(|v| v.is_nan()));
+    assert_eq!(eval(&r(ReduceOp::Max), &[&k0]).unwrap().as_f32().unwrap(), &[f32::NEG_INFINITY; 2]);
+    assert_eq!(shape(&Op::Softmax { axis: -1 }, &[&k0]), [2, 0]);
+    assert_eq!(shape(&Op::Softmax { axis: 0 }, &[&empty]), [0, 4]);
+    assert_eq!(shape(&Op::CumSum { axis: 0, exclusive: false, reverse: true }, &[&empty]), [0, 4]);
+    let ln = Op::LayerNorm { axis: -1, epsilon: 1e-5, scale: false, bias: false };
+    assert_eq!(shape(&ln, &[&empty]), [0, 4]);
+    assert_eq!(shape(&ln, &[&k0]), [2, 0]);
+    // Index: no ids gather nothing; an id into an empty table is out of range.
+    assert_eq!(shape(&Op::Gather { axis: 0 }, &[&x, &i(&[0], &[])]), [0, 4]);
+    assert!(eval(&Op::Gather { axis: 0 }, &[&empty, &i(&[1], &[0])]).unwrap_err().contains("out of range"));
+    let range = Op::Range { start: DimExpr::constant(3), limit: DimExpr::constant(3), delta: 1, dtype: DType::I64 };
+    assert_eq!(shape(&range, &[]), [0]);
+}

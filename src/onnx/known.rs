@@ -126,15 +126,34 @@ impl Known {
         Known::new(dtype, dims, vals)
     }
 
-    /// The IR op holding this value: a weight for an initializer of several floats, a
-    /// constant for numbers and booleans, a symbolic constant for dim expressions.
+    /// Whether its floats are held as a weight (f32 values): an initializer of several, or
+    /// any tensor too large to fold (a big `Constant`, never widened to a constant's f64s).
+    fn is_weight(&self) -> bool {
+        matches!(&self.vals, KVals::Float(v) if v.len() > 1 && (self.init || v.len() > FOLD_LIMIT))
+    }
+
+    /// The IR op holding this value: a weight for an initializer of several floats (or a
+    /// large tensor of floats), a constant for numbers and booleans, a symbolic constant for
+    /// dim expressions.
     pub fn to_op(&self) -> Op {
         match &self.vals {
-            KVals::Float(v) if v.len() > 1 && self.init => Op::Weight(WeightInit::Data(v.clone())),
+            KVals::Float(v) if self.is_weight() => Op::Weight(WeightInit::Data(v.clone())),
             KVals::Float(v) => Op::Constant(ConstValues::Float(v.iter().map(|&x| x as f64).collect())),
             KVals::Int(v) => Op::Constant(ConstValues::Int(v.clone())),
             KVals::Sym(v) => Op::SymConstant(v.clone()),
             KVals::Bool(v) => Op::Constant(ConstValues::Bool(v.clone())),
+        }
+    }
+
+    /// [`Known::to_op`], taking the values instead of copying them (a weight of gigabytes).
+    pub fn into_op(self) -> Op {
+        let weight = self.is_weight();
+        match self.vals {
+            KVals::Float(v) if weight => Op::Weight(WeightInit::Data(v)),
+            KVals::Float(v) => Op::Constant(ConstValues::Float(v.into_iter().map(f64::from).collect())),
+            KVals::Int(v) => Op::Constant(ConstValues::Int(v)),
+            KVals::Sym(v) => Op::SymConstant(v),
+            KVals::Bool(v) => Op::Constant(ConstValues::Bool(v)),
         }
     }
 

@@ -250,8 +250,65 @@ pub fn slice_bounds(dim: &Dim, start: &DimExpr, end: &DimExpr, step: i64) -> Res
     Ok((Dim::from_expr(s)?, Dim::from_expr(len)?))
 }
 
-/// Lowers one default-domain node; `None` for an op glufuse does not model.
+/// How many inputs and outputs each op glufuse maps takes, by the ONNX operator
+/// specification (opset 13 and up): `(fewest inputs, most inputs, most outputs)`, the first
+/// `fewest` inputs required (named), the rest optional; `None` for an op not mapped. The one
+/// place the importer's arities are stated: every node is checked against it before anything
+/// reads its inputs.
+pub fn arity(op: &str) -> Option<(usize, usize, usize)> {
+    const ANY: usize = usize::MAX;
+    if unary_of(op, &Attrs(HashMap::new())).is_some() {
+        return Some((1, 1, 1));
+    }
+    Some(match op {
+        "Sum" | "Max" | "Min" => (1, ANY, 1),
+        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual"
+        | "And" | "Or" => (2, 2, 1),
+        "Constant" => (0, 0, 1),
+        "Identity" | "Shape" | "Size" | "Cast" | "Transpose" | "Flatten" | "ConstantOfShape" | "Softmax" => (1, 1, 1),
+        "Dropout" => (1, 3, 2),
+        "CastLike" | "MatMul" | "Reshape" | "Expand" | "Gather" | "GatherND" | "CumSum" => (2, 2, 1),
+        "Where" | "Range" => (3, 3, 1),
+        "Clip" => (1, 3, 1),
+        "Gemm" => (2, 3, 1),
+        "Squeeze" | "Unsqueeze" => (1, 2, 1),
+        "Concat" => (1, ANY, 1),
+        "Split" => (1, 2, ANY),
+        "Slice" => (3, 5, 1),
+        "ReduceMean" | "ReduceSum" | "ReduceMax" => (1, 2, 1),
+        "LayerNormalization" => (1, 3, 3),
+        _ => return None,
+    })
+}
+
+/// Checks a node's inputs and outputs against [`arity`]: their counts, and a name for every
+/// required input.
+pub fn check_arity(n: &proto::NodeProto) -> Result<(), String> {
+    let op = n.op_type.as_deref().unwrap_or("");
+    let Some((fewest, most, outs)) = arity(op) else { return Ok(()) };
+    let count = n.input.len();
+    let takes = |lo: usize, hi: usize, what: &str| match (lo, hi) {
+        (1, 1) => format!("1 {what}"),
+        (lo, hi) if lo == hi => format!("{lo} {what}s"),
+        (lo, usize::MAX) => format!("{lo} or more {what}s"),
+        (lo, hi) => format!("{lo} to {hi} {what}s"),
+    };
+    if count < fewest || count > most {
+        return Err(format!("takes {}, but this node has {count}", takes(fewest, most, "input")));
+    }
+    if let Some(i) = (0..fewest).find(|&i| n.input[i].is_empty()) {
+        return Err(format!("input {i} is required, but this node leaves it out"));
+    }
+    if n.output.is_empty() || n.output.len() > outs {
+        return Err(format!("gives {}, but this node has {}", takes(1, outs, "output"), n.output.len()));
+    }
+    Ok(())
+}
+
+/// Lowers one default-domain node; `None` for an op glufuse does not model. The node's
+/// arity is checked first ([`check_arity`]).
 pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Option<Lowering>, String> {
+    check_arity(n)?;
     let op = n.op_type.as_deref().unwrap_or("");
     let mut c = Ctx { env, n, steps: vec![] };
     let nout = n.output.len().max(1);
@@ -262,9 +319,7 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
     }
     if let Some(b) = binary_of(op) {
         let count = n.input.len();
-        if count == 0 {
-            return Err(format!("{op} needs inputs"));
-        }
+        // A variadic Sum, Max or Min of one input is that input (arity allows one only there).
         if count == 1 {
             return Ok(c.done(vec![Some(input(0))]));
         }
@@ -456,8 +511,12 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
                 s.into_iter().map(|x| Dim::from_expr(DimExpr::constant(x))).collect::<Result<_, _>>()?
             } else {
                 let parts = nout as i64;
-                if attrs.int("num_outputs").is_some_and(|k| k != parts) {
-                    return Err(format!("num_outputs {:?} but {parts} outputs", attrs.int("num_outputs")));
+                match attrs.int("num_outputs") {
+                    Some(k) if k < 1 => return Err(format!("num_outputs {k} must be 1 or more")),
+                    Some(k) if k != parts => {
+                        return Err(format!("num_outputs is {k} but the node has {parts} outputs"))
+                    }
+                    _ => {}
                 }
                 match t.shape[a].fixed() {
                     Some(total) => {
@@ -473,6 +532,9 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
                 }
             };
             let k = sizes.len();
+            if k != nout {
+                return Err(format!("the split gives {k} sizes but the node has {nout} outputs"));
+            }
             c.step("", Op::Split { axis, sizes }, vec![input(0)]);
             let last = c.steps.len() - 1;
             return Ok(c.done((0..k).map(|o| Some(Src::Step(last, o))).collect()));

@@ -20,10 +20,13 @@
 
 use super::known::{KVals, Known};
 use super::lower::Attrs;
-use super::{external_data, proto, Loader, MAX_TENSOR_ELEMENTS};
+use super::{open_external, proto, Loader};
 use crate::ir::ops::quant::{BITS, MAX_BLOCK, MIN_BLOCK};
 use crate::ir::*;
 use std::path::Path;
+
+/// The most elements a packed 4-bit tensor may declare (the graph's byte budget applies too).
+const MAX_TENSOR_ELEMENTS: u64 = 1 << 32;
 
 /// ONNX's `UINT4` element type.
 pub const UINT4: i32 = 21;
@@ -80,7 +83,11 @@ pub fn decode_packed4(t: &proto::TensorProto, dir: &Path) -> std::result::Result
     }
     let want = n.div_ceil(2);
     let bytes = if t.data_location == Some(1) {
-        external_data(dir, t, want)?
+        use std::io::Read;
+        let (mut f, file) = open_external(dir, t, want)?;
+        let mut b = vec![0u8; want as usize];
+        f.read_exact(&mut b).map_err(|e| format!("external data file {file}: {e}"))?;
+        b
     } else if let Some(raw) = &t.raw_data {
         if raw.len() as u64 != want {
             return Err(format!(
@@ -163,7 +170,8 @@ fn add_weight(
 fn add(l: &mut Loader, name: &str, op: Op, ins: &[Value]) -> std::result::Result<Value, String> {
     let tys: Vec<&TensorType> = ins.iter().map(|&v| l.g.ty(v)).collect();
     let outs = op.infer(&tys, &[])?;
-    let n = l.g.add_node(l.unique(name), op, ins, outs).map_err(|e| e.to_string())?;
+    let unique = l.unique(name, 1);
+    let n = l.g.add_node(unique, op, ins, outs).map_err(|e| e.to_string())?;
     Ok(Value::of(n))
 }
 

@@ -186,3 +186,41 @@ write("q4_qdq_byte_count.onnx", qdq(raw=b"\x88" * 1000))
 write("q4_qdq_block_8.onnx", qdq(block=8))
 write("q4_qdq_scale_shape.onnx", qdq(scale_dims=[3, 32]))
 write("q4_qdq_zero_point_type.onnx", qdq(zp_type=TensorProto.UINT4))
+
+# Nodes with fewer inputs than their op takes (each panicked once), and Split outputs that
+# disagree with the node's.
+c = numpy_helper.from_array(np.ones(2, np.float32), "c")
+ids = numpy_helper.from_array(np.array([0, 1], np.int64), "ids")
+x2 = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+y2 = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
+for name, node, ins, inits in [
+    ("relu_no_input.onnx", helper.make_node("Relu", [], ["y"], name="act"), [x2], []),
+    ("add_one_input.onnx", helper.make_node("Add", ["c"], ["y"], name="bias_add"), [], [c]),
+    ("gather_one_input.onnx", helper.make_node("Gather", ["ids"], ["y"], name="lookup"), [], [ids]),
+    ("split_negative_num_outputs.onnx", helper.make_node("Split", ["x"], ["y"], name="halves", num_outputs=-1), [x2], []),
+    ("split_num_outputs_huge.onnx", helper.make_node("Split", ["x"], ["y"], name="halves", num_outputs=100000000), [x2], []),
+    ("split_sizes_count.onnx", helper.make_node("Split", ["x"], ["y"], name="halves", split=[1, 1]), [x2], []),
+]:
+    g = helper.make_graph([node], "g", ins, [y2], inits)
+    write(name, helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
+# A double initializer past f32's range (it became inf).
+d = helper.make_tensor("scale", TensorProto.DOUBLE, [2], [1e39, 1.0])
+g = helper.make_graph([helper.make_node("Cast", ["scale"], ["y"], name="to_float", to=TensorProto.FLOAT)], "g", [], [y2], [d])
+write("double_out_of_range.onnx", helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
+
+# Models whose external data file tests/onnx.rs makes in a temporary folder: a FIFO, a
+# directory, a symbolic link out of the folder (data.bin, 32 bytes wanted), and a sparse
+# 16 GiB file the per-tensor budget refuses before reading (big.bin).
+t = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[4, 2])
+t.data_location = TensorProto.EXTERNAL
+t.external_data.add(key="location", value="data.bin")
+with open(os.path.join(extra, "external_data_bin.onnx"), "wb") as f:
+    f.write(mlp(t).SerializeToString())
+t = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[65536, 65536])
+t.data_location = TensorProto.EXTERNAL
+t.external_data.add(key="location", value="big.bin")
+x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 65536])
+y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 65536])
+g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g", [x], [y], [t])
+with open(os.path.join(extra, "external_16g.onnx"), "wb") as f:
+    f.write(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())

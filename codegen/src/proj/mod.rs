@@ -107,7 +107,8 @@ impl ProjShape {
         let layout = if ins[1] == g.inputs(n)[1] { Layout::Kn } else { Layout::Nk };
         let (xd, wd) = (dims(g, ins[0], b)?, dims(g, ins[1], b)?);
         let k = *xd.last().expect("rank >= 2");
-        let rows = xd.iter().product::<usize>() / k.max(1);
+        // The rows from the dims before K: with K = 0, x holds no elements yet has rows.
+        let rows = xd[..xd.len() - 1].iter().product::<usize>();
         let n = match layout {
             Layout::Kn => wd[1],
             Layout::Nk => wd[0],
@@ -149,7 +150,7 @@ impl ProjShape {
         let ins = g.inputs(n);
         let (xd, wd, od) = (dims(g, ins[0], b)?, dims(g, ins[1], b)?, dims(g, Value::of(n), b)?);
         let k = *xd.last().expect("rank >= 1");
-        let rows = xd.iter().product::<usize>() / k.max(1);
+        let rows = xd[..xd.len() - 1].iter().product::<usize>();
         let n_total = match f.layout {
             Layout::Kn => wd[1],
             Layout::Nk => wd[0],

@@ -107,8 +107,15 @@ pub(crate) fn infer(f: &FusedGateUp, ins: &[&TensorType], declared: &[TensorType
         return Err(format!("FusedGateUp with these bias flags takes {want} inputs, got {}", ins.len()));
     }
     let (x, wg, wu) = (ins[0], ins[1], ins[2]);
-    if !x.dtype.is_float() || x.rank() < 1 {
-        return Err(format!("x must be a floating-point tensor of rank 1 or more, got {x}"));
+    // As strict as the two MatMuls it replaces: floating-point operands of one dtype, x of
+    // rank 2 or more, 2-D weights (below).
+    if !x.dtype.is_float() || x.rank() < 2 {
+        return Err(format!("x must be a floating-point tensor of rank 2 or more, got {x}"));
+    }
+    for (w, what) in [(wg, "gate"), (wu, "up")] {
+        if w.dtype != x.dtype {
+            return Err(format!("the {what} weight is {} but x is {}: operand dtypes must agree", w.dtype, x.dtype));
+        }
     }
     let h = x.shape[x.rank() - 1].clone();
     // The output width is the declared one when given (the merged-weight case), else the
@@ -141,14 +148,14 @@ pub(crate) fn infer(f: &FusedGateUp, ins: &[&TensorType], declared: &[TensorType
             "intermediate size {i} does not fit the gate ({gate_room} outputs from offset) and up ({up_room}) weights"
         ));
     }
-    if wg.dtype != wu.dtype {
-        return Err(format!("gate and up weights differ in dtype: {} vs {}", wg.dtype, wu.dtype));
-    }
     let mut k = 3;
     for (present, off, what) in [(f.gate_bias, f.gate_offset, "gate"), (f.up_bias, f.up_offset, "up")] {
         if present {
             let b = ins[k];
             k += 1;
+            if b.dtype != x.dtype {
+                return Err(format!("the {what} bias is {} but x is {}: operand dtypes must agree", b.dtype, x.dtype));
+            }
             let len = (b.rank() == 1).then(|| b.shape[0].fixed()).flatten();
             if !matches!(len, Some(n) if n >= off + i) {
                 return Err(format!("{what} bias {b} must be 1-D with at least {} values", off + i));
@@ -177,7 +184,8 @@ pub fn fused_gate_up(f: &FusedGateUp, ins: &[&Tensor], out_shape: &[usize]) -> R
     let (xd, wgd, wud) = (x.floats()?, wg.floats()?, wu.floats()?);
     let h = *x.shape.last().expect("rank >= 1");
     let i_size = *out_shape.last().expect("rank >= 1");
-    let rows = x.numel() / h.max(1);
+    // Rows from the output's shape: x holds no elements when H is 0, yet has rows.
+    let rows: usize = out_shape[..out_shape.len() - 1].iter().product();
     let mut k = 3;
     let mut next_bias = |present: bool| {
         present.then(|| {

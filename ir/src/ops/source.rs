@@ -72,8 +72,10 @@ impl ConstValues {
 pub enum WeightInit {
     /// Shape only: the values are supplied elsewhere (or filled with zeros to run).
     None,
-    /// Values given inline, row-major.
-    Data(Vec<f32>),
+    /// Values given inline, row-major. In JSON, numbers; the non-finite values, which JSON
+    /// has no numbers for, as the strings `"inf"`, `"-inf"` and `"nan"`; a number past the
+    /// range of f32 is an error, never infinity.
+    Data(#[serde(with = "float_list")] Vec<f32>),
     /// Uniform values in `[-scale, scale)` from a seeded generator (reproducible).
     Random {
         /// Generator seed.
@@ -101,14 +103,15 @@ pub(crate) fn infer_weight(
     if !t.dtype.is_float() {
         return Err(format!("weights must be f32 or f16, not {}", t.dtype));
     }
+    check_size(&t)?;
     let Some(n) = t.numel() else {
         return Err(format!("weight shape {} must have known dims", fmt_shape(&t.shape)));
     };
-    check_size(&t)?;
     if let WeightInit::Data(d) = init {
         if d.len() as u64 != n {
             return Err(format!("inline data has {} values but shape {} holds {n}", d.len(), fmt_shape(&t.shape)));
         }
+        check_range(d.iter().map(|&x| x as f64), t.dtype)?;
     }
     if let WeightInit::Random { scale, .. } = init {
         if !scale.is_finite() || *scale < 0.0 {
@@ -127,6 +130,7 @@ pub(crate) fn infer_constant(
 ) -> Result<Vec<TensorType>, String> {
     arity(CONSTANT, ins, 0)?;
     let t = one_declared(CONSTANT, declared)?;
+    check_size(&t)?;
     let Some(n) = t.numel() else {
         return Err("constant shape must have known dims".into());
     };
@@ -136,12 +140,87 @@ pub(crate) fn infer_constant(
     if !v.holds(t.dtype) {
         return Err(format!("a {} constant cannot hold {}", t.dtype, kind(v)));
     }
+    if let ConstValues::Float(xs) = v {
+        check_range(xs.iter().copied(), t.dtype)?;
+    }
     if let (ConstValues::Int(xs), DType::I32) = (v, t.dtype) {
         if let Some(x) = xs.iter().find(|&&x| i32::try_from(x).is_err()) {
             return Err(format!("value {x} does not fit an i32"));
         }
     }
     Ok(vec![t])
+}
+
+/// Checks that every finite value is finite in `dtype` (a float literal past f32's or f16's
+/// range would otherwise become infinity without a word).
+pub fn check_range(vals: impl Iterator<Item = f64>, dtype: DType) -> Result<(), String> {
+    for x in vals.filter(|x| x.is_finite()) {
+        let held = match dtype {
+            DType::F16 => half::f16::from_f64(x).to_f64(),
+            _ => x as f32 as f64,
+        };
+        if held.is_infinite() {
+            return Err(format!("value {x:e} is out of the range of {dtype}"));
+        }
+    }
+    Ok(())
+}
+
+/// A float as JSON: a number, or for the values JSON has no number for, `"inf"`, `"-inf"` or
+/// `"nan"`.
+pub fn float_to_json(x: f64) -> J {
+    match x {
+        x if x.is_nan() => J::from("nan"),
+        x if x == f64::INFINITY => J::from("inf"),
+        x if x == f64::NEG_INFINITY => J::from("-inf"),
+        x => J::from(x),
+    }
+}
+
+/// A float from JSON: a number, or one of the strings [`float_to_json`] writes.
+pub fn float_from_json(v: &J) -> Option<f64> {
+    match v {
+        J::Number(n) => n.as_f64(),
+        J::String(s) => match s.as_str() {
+            "nan" => Some(f64::NAN),
+            "inf" => Some(f64::INFINITY),
+            "-inf" => Some(f64::NEG_INFINITY),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Serde for a weight's inline values: numbers, the non-finite ones as strings, and no number
+/// past f32's range.
+mod float_list {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::Value as J;
+
+    pub fn serialize<S: Serializer>(v: &[f32], s: S) -> Result<S::Ok, S::Error> {
+        if v.iter().all(|x| x.is_finite()) {
+            return v.serialize(s);
+        }
+        let js: Vec<J> = v.iter().map(|&x| super::float_to_json(x as f64)).collect();
+        js.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
+        let js = Vec::<J>::deserialize(d)?;
+        js.iter()
+            .map(|v| {
+                let x = super::float_from_json(v).ok_or_else(|| {
+                    D::Error::custom(format!("data value {v} is not a number (nor \"inf\", \"-inf\" or \"nan\")"))
+                })?;
+                let y = x as f32;
+                if x.is_finite() && y.is_infinite() {
+                    return Err(D::Error::custom(format!("data value {x:e} is out of the range of f32")));
+                }
+                Ok(y)
+            })
+            .collect()
+    }
 }
 
 fn kind(v: &ConstValues) -> &'static str {
@@ -162,6 +241,7 @@ pub(crate) fn infer_sym_constant(
     arity(SYM_CONSTANT, ins, 0)?;
     let t = one_declared(SYM_CONSTANT, declared)?;
     super::int(SYM_CONSTANT, "values", &t)?;
+    check_size(&t)?;
     let Some(n) = t.numel() else {
         return Err("symbolic constant shape must have known dims".into());
     };
@@ -281,7 +361,7 @@ pub(crate) fn write_weight(init: &WeightInit, m: &mut Attrs) {
 /// JSON attributes of a constant: `value`, a list of numbers (or booleans).
 pub(crate) fn write_constant(v: &ConstValues, m: &mut Attrs) {
     let j = match v {
-        ConstValues::Float(x) => to_json(x),
+        ConstValues::Float(x) => J::Array(x.iter().map(|&x| float_to_json(x)).collect()),
         ConstValues::Int(x) => to_json(x),
         ConstValues::Bool(x) => to_json(x),
     };
@@ -301,7 +381,7 @@ fn constant_values(vals: Vec<J>, declared: &[TensorType]) -> Result<ConstValues,
     match dtype {
         DType::F32 | DType::F16 => vals
             .iter()
-            .map(|v| v.as_f64().ok_or_else(|| bad(v, "a number")))
+            .map(|v| float_from_json(v).ok_or_else(|| bad(v, "a number (nor \"inf\", \"-inf\" or \"nan\")")))
             .collect::<Result<_, _>>()
             .map(ConstValues::Float),
         DType::I64 | DType::I32 => vals

@@ -2,17 +2,20 @@
 //! synthetic decoder graphs (opaque attention and norms) and prints a Markdown table.
 
 use crate::args::BenchPassArgs;
+use crate::out::outln;
 use glufuse::synth::{self, SynthOptions};
 use glufuse::Result;
 
 /// Runs the command.
 pub fn run(a: BenchPassArgs) -> Result<()> {
     let (layers, reps) = (&a.layers, a.reps);
-    println!(
-        "| layers | graph nodes | e-graph nodes | e-classes | iterations | fused | fuse time (median of {reps}) |"
-    );
-    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    outln!("| layers | graph nodes | e-graph nodes | e-classes | iterations | fused | fuse time (median of {reps}) |");
+    outln!("| --- | --- | --- | --- | --- | --- | --- |");
     for &l in layers {
+        // Nothing more to time once the reader of the table has gone.
+        if crate::out::closed() {
+            break;
+        }
         let base = synth::llama(&SynthOptions { layers: l, executable: false, ..Default::default() })?;
         let mut times = vec![];
         let mut last = None;
@@ -25,7 +28,7 @@ pub fn run(a: BenchPassArgs) -> Result<()> {
         }
         times.sort_by(f64::total_cmp);
         let rep = last.expect("reps >= 1");
-        println!(
+        outln!(
             "| {l} | {} | {} | {} | {} | {} | {:.2} ms |",
             base.len(),
             rep.egraph_nodes,

@@ -9,6 +9,7 @@
 //! once its session has compiled it.
 
 use crate::fuse::summary_line;
+use crate::out::{out, outln};
 use glufuse::interp::compare;
 use glufuse::ir::{DType, Dim, TensorType};
 use glufuse::passes::{attention_report, elementwise_report, fusion_report, PassManager};
@@ -76,35 +77,35 @@ pub fn run() -> Result<()> {
     ]
     .into();
     let reference = npy(LOGITS, DType::F32, &[2, 11, 128])?;
-    println!("glufuse: bundled default model, {MODEL}");
-    println!("  a Llama decoder exported for deployment by PyTorch's dynamo exporter (2 layers, hidden 32,");
-    println!("  4 heads and 2 KV heads of 8, intermediate 96, vocabulary 128; RMSNorm, rotary embeddings,");
-    println!("  dynamic batch and sequence); inputs input_ids and attention_mask [2, 11], the second row");
-    println!("  left-padded by 3 tokens; onnxruntime's logits for them bundled beside");
+    outln!("glufuse: bundled default model, {MODEL}");
+    outln!("  a Llama decoder exported for deployment by PyTorch's dynamo exporter (2 layers, hidden 32,");
+    outln!("  4 heads and 2 KV heads of 8, intermediate 96, vocabulary 128; RMSNorm, rotary embeddings,");
+    outln!("  dynamic batch and sequence); inputs input_ids and attention_mask [2, 11], the second row");
+    outln!("  left-padded by 3 tokens; onnxruntime's logits for them bundled beside");
     let mut g = original.clone();
     let before = glufuse::dump::text(&g)?;
     let mut pm = PassManager::standard();
     pm.verify_each = true;
     let runs = pm.run(&mut g)?;
-    println!("\n== layer 0 before the passes ==\n{}", layer0(&before));
-    println!("== layer 0 after ==\n{}", layer0(&glufuse::dump::text(&g)?));
+    outln!("\n== layer 0 before the passes ==\n{}", layer0(&before));
+    outln!("== layer 0 after ==\n{}", layer0(&glufuse::dump::text(&g)?));
     if let Some(r) = fusion_report(&runs) {
-        println!("== fusion report ==\n{}", r.to_text(true));
+        outln!("== fusion report ==\n{}", r.to_text(true));
     }
     if let Some(r) = elementwise_report(&runs) {
-        print!("{}", r.to_text(false));
+        out!("{}", r.to_text(false));
     }
     if let Some(r) = attention_report(&runs) {
-        println!("{}", r.to_text(false));
+        outln!("{}", r.to_text(false));
     }
-    println!("{}\n", summary_line(&runs));
+    outln!("{}\n", summary_line(&runs));
     // The oracle: the fused graph computes what the original did, and both what onnxruntime did.
     let t = Instant::now();
     let want = glufuse::interp::run(&original, &inputs)?.remove(0);
     let fused = glufuse::interp::run(&g, &inputs)?.remove(0);
-    println!("CPU interpreter ({:.1} s for both graphs):", t.elapsed().as_secs_f64());
-    println!("  original vs onnxruntime: {}", against("the interpreter differs from onnxruntime", &want, &reference)?);
-    println!("  fused vs original:       {}", against("the fused graph differs from the original", &fused, &want)?);
+    outln!("CPU interpreter ({:.1} s for both graphs):", t.elapsed().as_secs_f64());
+    outln!("  original vs onnxruntime: {}", against("the interpreter differs from onnxruntime", &want, &reference)?);
+    outln!("  fused vs original:       {}", against("the fused graph differs from the original", &fused, &want)?);
     gpu_part(&original, &g, &inputs, &want, &reference)
 }
 
@@ -121,11 +122,11 @@ fn gpu_part(
     let gpu = match Gpu::new() {
         Ok(gpu) => gpu,
         Err(e) => {
-            println!("\nGPU: none available ({e}); skipped the GPU run. Everything above ran on the CPU.");
+            outln!("\nGPU: none available ({e}); skipped the GPU run. Everything above ran on the CPU.");
             return Ok(());
         }
     };
-    println!("\nGPU: {}", gpu.describe());
+    outln!("\nGPU: {}", gpu.describe());
     for (label, graph) in [("original", original), ("fused", g)] {
         gpu_run(&gpu, label, graph, inputs, want, reference)?;
     }
@@ -135,7 +136,7 @@ fn gpu_part(
 /// Without the `gpu` feature: says so.
 #[cfg(not(feature = "gpu"))]
 fn gpu_part(_: &Graph, _: &Graph, _: &HashMap<String, Tensor>, _: &Tensor, _: &Tensor) -> Result<()> {
-    println!("\nGPU: this glufuse was built without GPU support (cargo feature `gpu` off); skipped the GPU run.");
+    outln!("\nGPU: this glufuse was built without GPU support (cargo feature `gpu` off); skipped the GPU run.");
     Ok(())
 }
 
@@ -162,14 +163,14 @@ fn gpu_run(
     }
     let b = s.bind(inputs, &Default::default())?;
     let exe = s.executable(&b)?;
-    println!(
+    outln!(
         "  {label:8}: {:3} kernels (WGSL validated by naga), {:3} dispatches per call; first call {:.0} ms (compiling), next {:.1} ms",
         exe.kernels().len(),
         exe.dispatch_count(),
         first * 1e3,
         second * 1e3
     );
-    println!("            vs interpreter: {}", against(&format!("the GPU run of the {label} graph"), &out, want)?);
-    println!("            vs onnxruntime: {}", against(&format!("the GPU run of the {label} graph"), &out, reference)?);
+    outln!("            vs interpreter: {}", against(&format!("the GPU run of the {label} graph"), &out, want)?);
+    outln!("            vs onnxruntime: {}", against(&format!("the GPU run of the {label} graph"), &out, reference)?);
     Ok(())
 }

@@ -3,8 +3,9 @@
 //! fusion report (for people, with what the elementwise fusion merged).
 
 use crate::args::{FuseArgs, ReportFormat};
+use crate::out::{errln, out, outln};
 use glufuse::dump::{render, Format};
-use glufuse::files::write_atomic;
+use glufuse::files::write_output;
 use glufuse::passes::{attention_report, elementwise_report, fusion_report, PassManager, PassRun};
 use glufuse::{Error, Result};
 use std::path::Path;
@@ -30,7 +31,7 @@ pub fn run(a: FuseArgs) -> Result<()> {
         writes.push((p, after_text.clone().into_bytes()));
     }
     for (p, b) in writes {
-        write_atomic(p, &b)?;
+        write_output(p, &b)?;
     }
     let rep = fusion_report(&runs).cloned().unwrap_or_default();
     // For people: the gated-FFN fusion, then what the elementwise fusion merged.
@@ -41,13 +42,13 @@ pub fn run(a: FuseArgs) -> Result<()> {
     };
     match a.report {
         Some(ReportFormat::Json) => {
-            println!("{}", serde_json::to_string_pretty(&rep).map_err(|e| Error::Internal(e.to_string()))?)
+            outln!("{}", serde_json::to_string_pretty(&rep).map_err(|e| Error::Internal(e.to_string()))?)
         }
-        Some(ReportFormat::Text) => print!("{}", explained()),
-        None if a.explain => print!("{}", explained()),
-        None if a.output.is_none() && a.after.is_none() => print!("{after_text}"),
+        Some(ReportFormat::Text) => out!("{}", explained()),
+        None if a.explain => out!("{}", explained()),
+        None if a.output.is_none() && a.after.is_none() => out!("{after_text}"),
         None => {
-            eprintln!("{}", summary_line(&runs));
+            errln!("{}", summary_line(&runs));
         }
     }
     Ok(())

@@ -3,6 +3,7 @@
 //! [NAME=]F.npy`), and the summary printed for each output.
 
 use crate::args::RunInputs;
+use crate::out::outln;
 use glufuse::shape::Bindings;
 use glufuse::tensor::Tensor;
 use glufuse::{Error, Graph, Result};
@@ -87,6 +88,9 @@ pub fn gather_inputs(g: &Graph, io: &RunInputs) -> Result<(HashMap<String, Tenso
 /// name, a bare `FILE` for the first output. Checked before anything runs.
 pub fn output_plan(g: &Graph, specs: &[String]) -> Result<Vec<(usize, PathBuf)>> {
     let names: Vec<String> = (0..g.outputs.len()).map(|i| g.output_name(i)).collect();
+    if g.outputs.is_empty() && !specs.is_empty() {
+        return Err(Error::input(format!("--output {:?}: the graph has no outputs to write", specs[0])));
+    }
     let mut plan = vec![];
     for spec in specs {
         let (i, file) = match spec.split_once('=') {
@@ -118,6 +122,9 @@ pub fn write_outputs(outs: &[Tensor], plan: &[(usize, PathBuf)]) -> Result<()> {
 /// Shape, mean, range and first values of a tensor, in one line.
 fn stats(t: &Tensor) -> String {
     let d = t.data();
+    if d.is_empty() {
+        return format!("shape {:?} {} (no elements)", t.shape(), t.dtype());
+    }
     let n = d.len().max(1) as f64;
     let mean = (0..d.len()).map(|i| d.get_f64(i)).sum::<f64>() / n;
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
@@ -132,6 +139,6 @@ fn stats(t: &Tensor) -> String {
 /// Prints a line of [`stats`] per graph output, by the output's name.
 pub fn print_outputs(g: &Graph, outs: &[Tensor]) {
     for (i, t) in outs.iter().enumerate() {
-        println!("  {}: {}", g.output_name(i), stats(t));
+        outln!("  {}: {}", g.output_name(i), stats(t));
     }
 }

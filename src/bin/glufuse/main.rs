@@ -2,7 +2,7 @@
 //! show, fuse, synthesise, interpret, generate WGSL for, run and benchmark graphs, one file
 //! each. Exit codes: 0 success, 1 the job failed, 2 bad input or usage. Errors go to stderr;
 //! output files are written atomically and only once everything they depend on has
-//! succeeded. The library (`glufuse`) does the work; this binary owns the arguments (clap),
+//! succeeded. A closed standard output (`| head`) ends the printing quietly (`out.rs`). The library (`glufuse`) does the work; this binary owns the arguments (clap),
 //! the printing and the benchmark harness.
 
 mod args;
@@ -13,6 +13,7 @@ mod default_job;
 mod fuse;
 mod interp;
 mod io;
+mod out;
 mod progress;
 #[cfg(feature = "gpu")]
 mod run;
@@ -60,12 +61,28 @@ fn exit_code() -> i32 {
             return code;
         }
     };
-    match dispatch(cli) {
+    // The budget from GLUFUSE_MAX_*, checked once here so that a value that is not a size is
+    // an error rather than a default.
+    match glufuse::ir::limits::Budget::from_env() {
+        Ok(b) => glufuse::ir::limits::set_global(b),
+        Err(m) => {
+            out::errln!("error: {m}");
+            return 2;
+        }
+    }
+    let code = match dispatch(cli) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("error: {e}");
+            out::errln!("error: {e}");
             e.exit_code()
         }
+    };
+    match out::finish() {
+        Some(e) if code == 0 => {
+            out::errln!("error: cannot write standard output: {e}");
+            1
+        }
+        _ => code,
     }
 }
 
@@ -73,12 +90,24 @@ fn dispatch(cli: Cli) -> Result<()> {
     match cli.cmd {
         None => default_job::run(),
         Some(Cmd::Show(a)) => show::run(a),
-        Some(Cmd::Fuse(a)) => fuse::run(a),
+        Some(Cmd::Fuse(a)) => {
+            let f = a.graph.clone();
+            fuse::run(a).map_err(|e| about_graph(e, &f))
+        }
         Some(Cmd::Synth(a)) => synth::run(a),
-        Some(Cmd::Interp(a)) => interp::run(a),
-        Some(Cmd::Wgsl(a)) => wgsl::run(a),
+        Some(Cmd::Interp(a)) => {
+            let f = a.graph.clone();
+            interp::run(a).map_err(|e| about_graph(e, &f))
+        }
+        Some(Cmd::Wgsl(a)) => {
+            let f = a.graph.clone();
+            wgsl::run(a).map_err(|e| about_graph(e, &f))
+        }
         #[cfg(feature = "gpu")]
-        Some(Cmd::Run(a)) => run::run(a),
+        Some(Cmd::Run(a)) => {
+            let f = a.graph.clone();
+            run::run(a).map_err(|e| about_graph(e, &f))
+        }
         #[cfg(feature = "gpu")]
         Some(Cmd::Bench(a)) => bench::run(a),
         #[cfg(not(feature = "gpu"))]
@@ -100,4 +129,15 @@ pub fn without_gpu(command: &str) -> glufuse::Error {
         "`glufuse {command}` needs the GPU, but this glufuse was built without GPU support (cargo feature \
          `gpu` off); build it with the default features (`cargo install glufuse`)"
     ))
+}
+
+/// Names the graph file in an error about the graph that came after loading it (a node the
+/// passes, the interpreter or codegen refused, a GPU limit, a failed check); errors about
+/// arguments and other files say what they concern already.
+fn about_graph(e: glufuse::Error, graph: &std::path::Path) -> glufuse::Error {
+    use glufuse::Error;
+    match e {
+        e @ (Error::Graph { .. } | Error::Gpu(_) | Error::Job(_)) => e.in_file(graph),
+        e => e,
+    }
 }

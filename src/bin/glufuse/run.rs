@@ -7,6 +7,7 @@
 
 use crate::args::{PrecisionArg, RunArgs};
 use crate::io::{gather_inputs, output_plan, print_outputs, write_outputs};
+use crate::out::outln;
 use crate::progress::step;
 use glufuse::codegen::proj::gemm_tiled::CANDIDATES;
 use glufuse::interp::{check_tolerance, compare};
@@ -34,9 +35,9 @@ pub fn run(a: RunArgs) -> Result<()> {
     let dispatches = exe.dispatch_count();
     let outs = step("running on the GPU", || exe.run(&inputs))?;
     let g = session.graph();
-    println!("adapter: {}", gpu.describe());
+    outln!("adapter: {}", gpu.describe());
     if a.tune && gpu.is_software() {
-        println!(
+        outln!(
             "tuning on a software adapter: {} round of one dispatch per tiling (its timings say little about a GPU)",
             glufuse::codegen::tune::SOFTWARE_ROUNDS
         );
@@ -44,9 +45,9 @@ pub fn run(a: RunArgs) -> Result<()> {
     for t in &tuned {
         let times: Vec<String> = t.timings.iter().map(|(tl, us)| format!("{tl}: {us:.1} µs")).collect();
         let how = if times.is_empty() { "as the same shape before".to_string() } else { times.join(", ") };
-        println!("tuned {}: {} ({how})", t.kernel, t.chosen);
+        outln!("tuned {}: {} ({how})", t.kernel, t.chosen);
     }
-    println!("graph: {} ({}), {dispatches} dispatches", a.graph.display(), if a.unfused { "unfused" } else { "fused" });
+    outln!("graph: {} ({}), {dispatches} dispatches", a.graph.display(), if a.unfused { "unfused" } else { "fused" });
     print_outputs(g, &outs);
     if a.check {
         let want = step("checking against the CPU interpreter (--check)", || {
@@ -63,9 +64,9 @@ pub fn run(a: RunArgs) -> Result<()> {
             let (abs, rel) = compare(got, want);
             let name = g.output_name(i);
             if got.dtype().is_float() {
-                println!("  check {name}: max abs err {abs:.3e}, rel {rel:.3e} (tolerance {tol:e})");
+                outln!("  check {name}: max abs err {abs:.3e}, rel {rel:.3e} (tolerance {tol:e})");
             } else {
-                println!("  check {name}: {} (exact)", if rel == 0.0 { "equal" } else { "DIFFERENT" });
+                outln!("  check {name}: {} (exact)", if rel == 0.0 { "equal" } else { "DIFFERENT" });
             }
             if rel > tol {
                 return Err(Error::Job(format!(

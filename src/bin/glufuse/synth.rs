@@ -2,7 +2,8 @@
 //! synthetic Llama-style decoder graph.
 
 use crate::args::SynthArgs;
-use glufuse::files::write_atomic;
+use crate::out::errln;
+use glufuse::files::write_output;
 use glufuse::synth::{self, SynthOptions, WeightType};
 use glufuse::Result;
 
@@ -19,7 +20,7 @@ pub fn run(a: SynthArgs) -> Result<()> {
         q4: WeightType::from(a.dtype) == WeightType::Q4,
     };
     let g = synth::llama(&o)?;
-    write_atomic(&a.output, glufuse::json::to_string(&g)?.as_bytes())?;
-    eprintln!("wrote {}: {}", a.output.display(), g.summary());
+    write_output(&a.output, glufuse::json::to_string(&g)?.as_bytes())?;
+    errln!("wrote {}: {}", a.output.display(), g.summary());
     Ok(())
 }

@@ -6,6 +6,7 @@
 
 use crate::args::{PrecisionArg, WgslArgs};
 use crate::io::bindings;
+use crate::out::outln;
 use glufuse::codegen::{file_name, generate, manifest, Target};
 use glufuse::files::write_atomic;
 use glufuse::passes::PassManager;
@@ -32,10 +33,10 @@ pub fn run(a: WgslArgs) -> Result<()> {
     write_atomic(&out.join("manifest.json"), manifest.as_bytes())?;
     for k in &kernels {
         if let Some(c) = &k.source().choice {
-            println!("{}: {c}", k.source().name);
+            outln!("{}: {c}", k.source().name);
         }
     }
-    println!("wrote {} kernels to {}", kernels.len(), out.display());
+    outln!("wrote {} kernels to {}", kernels.len(), out.display());
     Ok(())
 }
 
@@ -92,7 +93,7 @@ fn prepare_folder(out: &Path) -> Result<()> {
 #[cfg(feature = "gpu")]
 fn device_target() -> Result<Target> {
     let gpu = glufuse::runtime::Gpu::new()?;
-    println!("adapter: {}; cooperative matrices: {}", gpu.describe(), gpu.describe_coop());
+    outln!("adapter: {}; cooperative matrices: {}", gpu.describe(), gpu.describe_coop());
     Ok(gpu.target())
 }
 

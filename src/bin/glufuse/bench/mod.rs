@@ -10,6 +10,7 @@ pub mod model;
 pub mod probe;
 
 use crate::args::{BenchArgs, PartArg, PrecisionArg};
+use crate::out::out;
 use crate::progress;
 use glufuse::codegen::Tiles;
 use glufuse::files::write_atomic;
@@ -18,7 +19,6 @@ use glufuse::synth::parse_shape;
 use glufuse::{Error, Result};
 use harness::{BenchOptions, Part};
 use indicatif::ProgressBar;
-use std::io::Write;
 
 /// Runs the command.
 pub fn run(a: BenchArgs) -> Result<()> {
@@ -77,12 +77,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let configs = (o.shapes.len() * o.dtypes.len() * o.rows.len()) as u64;
     let steps = if a.in_process { configs } else { 2 * configs };
     let pb = if a.child_report.is_some() { ProgressBar::hidden() } else { progress::bar(steps, "benchmarking") };
-    let emit = |text: &str| {
-        pb.suspend(|| {
-            print!("{text}");
-            let _ = std::io::stdout().flush();
-        })
-    };
+    let emit = |text: &str| pb.suspend(|| out!("{text}"));
     let rows = if a.in_process {
         let gpu = progress::step("opening the GPU", Gpu::new)?;
         let m = harness::run(&gpu, &o, emit, || pb.inc(1))?;

@@ -22,6 +22,7 @@
 //! true, floats seeded as `run` seeds them.
 
 use super::harness::child_command;
+use crate::out::{out, outln};
 use glufuse::codegen::{MatmulPrecision, Target};
 use glufuse::files::{load_graph, write_atomic};
 use glufuse::ir::{DType, Op, Value};
@@ -541,7 +542,7 @@ pub fn run(
             parts: vec![p],
         };
         if child_report.is_none() {
-            print!("{}", header(&r, Some(&r.parts[0].device)));
+            out!("{}", header(&r, Some(&r.parts[0].device)));
         }
         return finish(&r, child_report.or(json), child_report.is_none());
     }
@@ -567,10 +568,10 @@ pub fn run(
         r.binding = v;
         r.inputs = how;
     }
-    print!("{}", header(&r, None));
+    out!("{}", header(&r, None));
     if same_process {
         let gpu = Gpu::new()?;
-        println!("device: {}", gpu.describe());
+        outln!("device: {}", gpu.describe());
         for fused in [true, false] {
             r.parts.push(measure(&gpu, o, fused)?.report);
         }
@@ -610,19 +611,19 @@ pub fn run(
                 .map_err(|e| Error::Job(format!("benchmark child wrote bad JSON: {e}")))?;
             let p = got.parts.pop().ok_or_else(|| Error::Job("benchmark child wrote no part".into()))?;
             if fused {
-                println!("device: {}", p.device);
+                outln!("device: {}", p.device);
             }
             r.parts.push(p);
         }
     }
-    println!();
+    outln!();
     finish(&r, json, true)
 }
 
 /// Prints the table (when `print`) and writes the report as JSON to `json`.
 fn finish(r: &ModelReport, json: Option<&Path>, print: bool) -> Result<()> {
     if print {
-        print!("{}", table(r));
+        out!("{}", table(r));
     }
     if let Some(p) = json {
         let j = serde_json::to_string_pretty(r).map_err(|e| Error::Internal(e.to_string()))?;

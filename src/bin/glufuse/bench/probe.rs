@@ -18,6 +18,7 @@
 //! Unix time (to line up with `nvidia-smi`'s clock log) and, once per case, where wgpu's
 //! allocator put the large buffers.
 
+use crate::out::outln;
 use glufuse::ir::{DType, Layout};
 use glufuse::passes::PassManager;
 use glufuse::runtime::{median, time_series, Executable, Gpu, GpuOptions};
@@ -44,13 +45,13 @@ pub fn run(cases: &[String], case: Option<&str>, reps: usize, samples: usize) ->
         }
     }
     for c in &list {
-        println!("## case {c}");
+        outln!("## case {c}");
         let status = std::process::Command::new(&exe)
             .args(["bench-probe", "--case", c, "--reps", &reps.to_string(), "--samples", &samples.to_string()])
             .status()
             .map_err(|e| Error::Job(format!("cannot run a probe child: {e}")))?;
         if !status.success() {
-            println!("case {c} failed: {status}");
+            outln!("case {c} failed: {status}");
         }
     }
     Ok(())
@@ -89,7 +90,7 @@ impl Probe<'_> {
         let wall = wall0.elapsed().as_secs_f64();
         let m = median(&t);
         let show = |v: &[f64]| v.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(" ");
-        println!(
+        outln!(
             "{} | {what} | at {:.1} s (unix {start:.3}) | median {m:.1} µs ({}) | samples {} | took {wall:.2} s",
             self.case,
             self.t0.elapsed().as_secs_f64(),
@@ -101,17 +102,17 @@ impl Probe<'_> {
 
     /// Prints a line marking this moment.
     fn note(&self, what: &str) {
-        println!("{} | {what} | at {:.1} s (unix {:.3})", self.case, self.t0.elapsed().as_secs_f64(), now());
+        outln!("{} | {what} | at {:.1} s (unix {:.3})", self.case, self.t0.elapsed().as_secs_f64(), now());
     }
 
     /// Where the allocator put the buffers of 16 MiB and more.
     fn placement(&self) {
         let Some(r) = self.gpu.device.generate_allocator_report() else {
-            println!("{} | allocator report: none on this backend", self.case);
+            outln!("{} | allocator report: none on this backend", self.case);
             return;
         };
         let blocks: Vec<String> = r.blocks.iter().map(|b| format!("{} MiB", b.size >> 20)).collect();
-        println!(
+        outln!(
             "{} | allocator: {} blocks [{}], {} MiB allocated, {} MiB reserved",
             self.case,
             r.blocks.len(),
@@ -122,7 +123,7 @@ impl Probe<'_> {
         for (bi, b) in r.blocks.iter().enumerate() {
             for a in &r.allocations[b.allocations.clone()] {
                 if a.size >= 16 << 20 {
-                    println!(
+                    outln!(
                         "{} |   block {bi} ({} MiB): '{}' at offset {} MiB, {} MiB",
                         self.case,
                         b.size >> 20,
