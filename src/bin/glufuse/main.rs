@@ -99,15 +99,10 @@ fn dispatch(cli: Cli) -> Result<()> {
             let f = a.graph.clone();
             interp::run(a).map_err(|e| about_graph(e, &f))
         }
-        Some(Cmd::Wgsl(a)) => {
-            let f = a.graph.clone();
-            wgsl::run(a).map_err(|e| about_graph(e, &f))
-        }
+        // wgsl and run name the graph file themselves, except in errors about the adapter.
+        Some(Cmd::Wgsl(a)) => wgsl::run(a),
         #[cfg(feature = "gpu")]
-        Some(Cmd::Run(a)) => {
-            let f = a.graph.clone();
-            run::run(a).map_err(|e| about_graph(e, &f))
-        }
+        Some(Cmd::Run(a)) => run::run(a),
         #[cfg(feature = "gpu")]
         Some(Cmd::Bench(a)) => bench::run(a),
         #[cfg(not(feature = "gpu"))]
@@ -133,7 +128,9 @@ pub fn without_gpu(command: &str) -> glufuse::Error {
 
 /// Names the graph file in an error about the graph that came after loading it (a node the
 /// passes, the interpreter or codegen refused, a GPU limit, a failed check); errors about
-/// arguments and other files say what they concern already.
+/// arguments and other files say what they concern already, and errors about the adapter
+/// (no adapter, a bad `WGPU_BACKEND`) concern the machine, not the graph: `run` and `wgsl`
+/// open it outside of this.
 fn about_graph(e: glufuse::Error, graph: &std::path::Path) -> glufuse::Error {
     use glufuse::Error;
     match e {

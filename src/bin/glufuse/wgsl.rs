@@ -13,16 +13,19 @@ use glufuse::passes::PassManager;
 use glufuse::{Error, Result};
 use std::path::Path;
 
-/// Runs the command.
+/// Runs the command. Errors about the graph after loading it name the graph file
+/// ([`crate::about_graph`]); opening the adapter for `--device` concerns the machine, so its
+/// errors do not.
 pub fn run(a: WgslArgs) -> Result<()> {
-    let mut g = crate::progress::load(&a.graph)?;
+    let about = |e| crate::about_graph(e, &a.graph);
+    let mut g = crate::progress::load(&a.graph).map_err(about)?;
     if !a.unfused {
-        PassManager::standard().run(&mut g)?;
+        PassManager::standard().run(&mut g).map_err(about)?;
     }
-    let b = bindings(&g, &a.dims)?;
+    let b = bindings(&g, &a.dims).map_err(about)?;
     let target = if a.device { device_target()? } else { Target::default() };
     let target = Target { matmul_precision: PrecisionArg::resolve(a.matmul_precision), ..target };
-    let kernels = generate(&g, &b, &target)?;
+    let kernels = generate(&g, &b, &target).map_err(about)?;
     // Everything is generated and validated before the first file is written.
     let out = &a.output;
     prepare_folder(out)?;
