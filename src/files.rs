@@ -370,6 +370,7 @@ pub fn parse_npy(bytes: &[u8], want: &crate::ir::TensorType) -> Result<crate::te
     if n.and_then(|n| n.checked_mul(elem)).is_none_or(|b| b > bytes.len() as u64) {
         return Err(bad(format!("its header claims shape {shape:?}, more data than the file holds")));
     }
+    crate::ir::limits::current().check_tensor(want.dtype, &shape).map_err(bad)?;
     let mut b = crate::shape::Bindings::new();
     crate::shape::bind(want, &shape, &mut b)
         .map_err(|m| bad(format!("shape {shape:?} does not fit the graph input: {m}")))?;

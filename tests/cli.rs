@@ -1027,11 +1027,13 @@ fn degenerate_runs_and_budgets_are_clear_errors() {
         let o = glufuse(&["run", empty.to_str().unwrap(), "--output", out.to_str().unwrap()]);
         assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
     }
+    let kdir = d.path().join("kernels").to_string_lossy().into_owned();
     let mut msgs = String::new();
     for (env, args) in [
         (None, vec!["interp", empty.to_str().unwrap(), "--output", out.to_str().unwrap()]),
         (None, vec!["interp", sym.as_str(), "--dim", "batch=4294967296", "--dim", "seq=4294967296"]),
         (None, vec!["interp", sym.as_str(), "--dim", "batch=100000", "--dim", "seq=100000"]),
+        (None, vec!["wgsl", sym.as_str(), "-o", kdir.as_str(), "--dim", "batch=4294967296", "--dim", "seq=4294967296"]),
         (Some("lots"), vec!["interp", sym.as_str()]),
         (Some("4KiB"), vec!["interp", sym.as_str(), "--dim", "batch=64", "--dim", "seq=64"]),
     ] {

@@ -448,7 +448,12 @@ pub fn nk_weight(g: &Graph, v: Value) -> Option<Value> {
 
 /// Concrete dims of a value.
 pub fn dims(g: &Graph, v: Value, b: &Bindings) -> Result<Vec<usize>> {
-    concrete(&g.ty(v).shape, b).map_err(|m| Error::graph(&g.node(v.node).name, m))
+    let ty = g.ty(v);
+    // Checked against the budget (an element count that overflows says so), so that every
+    // size computed from these dims fits.
+    let shape =
+        concrete(&ty.shape, b).and_then(|s| glufuse_ir::limits::current().check_tensor(ty.dtype, &s).map(|()| s));
+    shape.map_err(|m| Error::graph(&g.node(v.node).name, m))
 }
 
 /// Which products a projection may compute in f16. Either way the sums are f32.

@@ -94,24 +94,7 @@ pub(crate) fn program(
         body.push_str(&stride);
         w.reset();
         let c = w.coords(last);
-        for (k, r, x) in reds {
-            let v = w.value(*x, &c)?;
-            let acc = format!("a{k}_{}", r.tag());
-            let _ = writeln!(w.code, "    {acc} = {};", r.combine(&acc, &v, *k));
-        }
-        body.push_str(&indent(&w.code));
-        body.push_str("    }\n");
-        for (k, r, _) in reds {
-            body.push_str(&tree_reduce(threads, &format!("a{k}_{}", r.tag()), r.tree_fn()));
-            let v = match r {
-                Red::Of(ReduceOp::Mean) => format!("red[0] / f32({row})"),
-                Red::Of(ReduceOp::Sum | ReduceOp::Max) | Red::Max | Red::SumExp => "red[0]".into(),
-            };
-            let _ = writeln!(body, "    let {}{k} = {v};\n    workgroupBarrier();", r.tag());
-            if matches!(r, Red::Of(_) | Red::SumExp) {
-                w.done.push(*k);
-            }
-        }
+        reduction_round(&mut w, &mut body, reds, &c, threads, row)?;
     }
     body.push_str(&stride);
     let (lets, writes) = w.outputs(&results)?;
@@ -252,25 +235,8 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
         body.push_str(&indent(&score(&mut qw, &mut kw, &mut fresh)?));
         sw.fresh = fresh;
         sw.reset();
-        for (k, rd, x) in reds {
-            let v = sw.value(*x, &pc)?;
-            let acc = format!("a{k}_{}", rd.tag());
-            let _ = writeln!(sw.code, "    {acc} = {};", rd.combine(&acc, &v, *k));
-        }
+        reduction_round(&mut sw, &mut body, reds, &pc, threads, keys)?;
         fresh = sw.fresh;
-        body.push_str(&indent(&sw.code));
-        body.push_str("    }\n");
-        for (k, rd, _) in reds {
-            body.push_str(&tree_reduce(threads, &format!("a{k}_{}", rd.tag()), rd.tree_fn()));
-            let v = match rd {
-                Red::Of(ReduceOp::Mean) => format!("red[0] / f32({keys})"),
-                Red::Of(ReduceOp::Sum | ReduceOp::Max) | Red::Max | Red::SumExp => "red[0]".into(),
-            };
-            let _ = writeln!(body, "    let {}{k} = {v};\n    workgroupBarrier();", rd.tag());
-            if matches!(rd, Red::Of(_) | Red::SumExp) {
-                sw.done.push(*k);
-            }
-        }
     }
     // P·V, a tile of keys at a time.
     let _ = writeln!(
@@ -372,6 +338,39 @@ impl Red {
 /// Indents lines by four more spaces (the body of a row loop).
 fn indent(s: &str) -> String {
     s.lines().map(|l| format!("    {l}\n")).collect()
+}
+
+/// One round of row reductions, after its accumulators are declared and its strided loop
+/// opened: each reduction's operand accumulated at coordinates `c` (inside the loop, which it
+/// closes), then reduced across the workgroup's `threads` and bound as `TAGk` (a mean divided
+/// by the `len` elements of the row); reductions whose value is final are marked done in `w`.
+fn reduction_round(
+    w: &mut Writer,
+    body: &mut String,
+    reds: &[(usize, Red, usize)],
+    c: &[String],
+    threads: u32,
+    len: usize,
+) -> Result<()> {
+    for (k, r, x) in reds {
+        let v = w.value(*x, c)?;
+        let acc = format!("a{k}_{}", r.tag());
+        let _ = writeln!(w.code, "    {acc} = {};", r.combine(&acc, &v, *k));
+    }
+    body.push_str(&indent(&w.code));
+    body.push_str("    }\n");
+    for (k, r, _) in reds {
+        body.push_str(&tree_reduce(threads, &format!("a{k}_{}", r.tag()), r.tree_fn()));
+        let v = match r {
+            Red::Of(ReduceOp::Mean) => format!("red[0] / f32({len})"),
+            Red::Of(ReduceOp::Sum | ReduceOp::Max) | Red::Max | Red::SumExp => "red[0]".into(),
+        };
+        let _ = writeln!(body, "    let {}{k} = {v};\n    workgroupBarrier();", r.tag());
+        if matches!(r, Red::Of(_) | Red::SumExp) {
+            w.done.push(*k);
+        }
+    }
+    Ok(())
 }
 
 /// Writes the `let`s that compute a program's steps at given coordinates.

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// The dims given as `NAME=N`.
-fn parse_dims(dims: &[String]) -> Result<Bindings> {
+pub fn parse_dims(dims: &[String]) -> Result<Bindings> {
     let mut b = Bindings::new();
     for d in dims {
         let (k, v) = d.split_once('=').ok_or_else(|| Error::input(format!("--dim {d:?} must be NAME=N")))?;

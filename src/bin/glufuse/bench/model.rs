@@ -174,17 +174,6 @@ const SLOWEST: usize = 12;
 /// Calls through the session before the timed ones.
 const WARM_CALLS: usize = 3;
 
-/// The dims given as `NAME=N`.
-fn parse_dims(dims: &[String]) -> Result<Bindings> {
-    let mut b = Bindings::new();
-    for d in dims {
-        let (k, v) = d.split_once('=').ok_or_else(|| Error::input(format!("--dim {d:?} must be NAME=N")))?;
-        let n: usize = v.parse().map_err(|_| Error::input(format!("--dim {d:?}: {v:?} is not a size")))?;
-        b.insert(k.to_string(), n);
-    }
-    Ok(b)
-}
-
 /// The rows of the table an integer input indexes, if it reaches a `Gather`'s indices
 /// (through casts and reshapes) whose data is a weight or constant.
 fn indexed_rows(g: &Graph, v: Value, b: &Bindings) -> Option<usize> {
@@ -222,7 +211,7 @@ fn mix(x: &mut u64) -> u64 {
 /// The inputs of a run: those given as files, the others made up (see the module docs); the
 /// binding; and a line per input saying how it was made.
 pub fn inputs(g: &Graph, o: &ModelOptions) -> Result<(HashMap<String, Tensor>, Bindings, Vec<String>)> {
-    let given = parse_dims(&o.dims)?;
+    let given = crate::io::parse_dims(&o.dims)?;
     let mut files = vec![];
     for spec in &o.inputs {
         let (name, file) =
