@@ -27,7 +27,7 @@
 //! Epilogue: each subgroup stores one accumulator at a time (`coopStoreT` with a literal
 //! stride: naga 30's SPIR-V writer panics on a runtime one) into its own 16×16 f32 scratch;
 //! every lane reads 8 consecutive values of one row, applies bias, activation and product
-//! ([`super::epilogue`], as every projection kernel) and writes two `vec4<f32>`.
+//! (`super::epilogue`, as every projection kernel) and writes two `vec4<f32>`.
 //!
 //! Partial tiles: loads past M, N or K read zeros, stores past M or N are skipped; the checks
 //! are emitted only where a size is not a multiple of its tile. The cooperative operations sit
