@@ -1,4 +1,5 @@
-//! Reading graphs from files (by extension) and writing outputs.
+//! Reading graphs from files (the format told by the content, the extension a hint) and
+//! writing outputs.
 //!
 //! Reads take regular files only ([`read_regular`]): a directory, FIFO, device or socket is
 //! refused before it is opened for reading (and checked again on the opened file), and a file
@@ -16,14 +17,29 @@ use crate::{Error, Graph, Result};
 use std::io::{Read, Write};
 use std::path::Path;
 
-/// Loads a graph from a `.json` file (or `.onnx`, where supported), verified.
+/// The graph formats glufuse reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GraphFormat {
+    /// glufuse's JSON (`glufuse.graph/1`).
+    Json,
+    /// An ONNX model (protobuf).
+    Onnx,
+}
+
+/// Loads a graph from a file, verified: glufuse's JSON or an ONNX model, told apart by the
+/// content ([`sniff`]), so an ONNX model named `.json` loads, and so does a JSON graph named
+/// `.onnx`. A file that is neither says what it looks like. Errors name the file.
 pub fn load_graph(path: &Path) -> Result<Graph> {
+    let bytes = read_regular(path).map_err(|e| e.in_file(path))?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    let read = || read_regular(path).map_err(|e| e.in_file(path));
-    match ext.as_str() {
-        "onnx" => load_onnx(path, &read()?),
-        _ => {
-            let bytes = read()?;
+    let hint = match ext.as_str() {
+        "onnx" => Some(GraphFormat::Onnx),
+        "json" => Some(GraphFormat::Json),
+        _ => None,
+    };
+    match sniff(&bytes, hint).map_err(|m| Error::input(m).in_file(path))? {
+        GraphFormat::Onnx => load_onnx(path, &bytes),
+        GraphFormat::Json => {
             let text = std::str::from_utf8(&bytes).map_err(|_| Error::input("not UTF-8 text").in_file(path))?;
             crate::json::from_str(text).map_err(|e| e.in_file(path))
         }
@@ -32,6 +48,94 @@ pub fn load_graph(path: &Path) -> Result<Graph> {
 
 fn load_onnx(path: &Path, bytes: &[u8]) -> Result<Graph> {
     crate::onnx::load(path, bytes)
+}
+
+/// Which format `bytes` hold: JSON text (an object, after any byte-order mark and white
+/// space) or an ONNX model (a protobuf message whose first field is one of `ModelProto`'s,
+/// as every exporter writes it). `hint` (from the extension) decides only what neither
+/// settles: binary content with an `.onnx` name goes to the ONNX reader, whose error then
+/// says what is wrong. Anything else is an error saying what the content looks like.
+pub fn sniff(bytes: &[u8], hint: Option<GraphFormat>) -> std::result::Result<GraphFormat, String> {
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let text = body.trim_ascii_start();
+    if text.first() == Some(&b'{') {
+        return Ok(GraphFormat::Json);
+    }
+    if is_model_proto_start(body) {
+        return Ok(GraphFormat::Onnx);
+    }
+    if hint == Some(GraphFormat::Onnx) && !looks_like_text(body) && known_kind(body).is_none() {
+        return Ok(GraphFormat::Onnx);
+    }
+    Err(format!("neither a glufuse JSON graph nor an ONNX model: {}", looks_like(bytes)))
+}
+
+/// Whether the bytes open with a field of ONNX's `ModelProto` (field numbers 1 to 8, 14, 20
+/// and 25, each with its wire type), as a serialised model does.
+fn is_model_proto_start(b: &[u8]) -> bool {
+    let Some(&tag) = b.first() else { return false };
+    // One-byte tags: field << 3 | wire type. ir_version (1), model_version (5): varints;
+    // producer_name (2), producer_version (3), domain (4), doc_string (6), graph (7),
+    // opset_import (8), metadata_props (14): length-delimited.
+    let one = matches!(tag, 0x08 | 0x28 | 0x12 | 0x1a | 0x22 | 0x32 | 0x3a | 0x42 | 0x72);
+    // Two-byte tags: training_info (20), functions (25).
+    let two = matches!(b, [0xa2, 0x01, ..] | [0xca, 0x01, ..]);
+    (one || two) && b.len() >= 2
+}
+
+/// Whether the bytes read as text (UTF-8 without control characters other than white space).
+fn looks_like_text(b: &[u8]) -> bool {
+    let head = &b[..b.len().min(512)];
+    // A multi-byte character cut at the end of the head is still text.
+    let valid = match std::str::from_utf8(head) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none() && e.valid_up_to() + 4 > head.len(),
+    };
+    valid && head.iter().all(|&c| c >= 0x20 || matches!(c, b'\t' | b'\n' | b'\r'))
+}
+
+/// What a file that is not a graph looks like, for the error that refuses it.
+fn looks_like(b: &[u8]) -> String {
+    if let Some(what) = known_kind(b) {
+        return what;
+    }
+    if looks_like_text(b) {
+        let first = String::from_utf8_lossy(&b[..b.len().min(200)]);
+        let line = first.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+        let line: String = line.chars().take(40).collect();
+        return format!("it is text that is not a JSON object (it starts {line:?})");
+    }
+    let head: Vec<String> = b.iter().take(8).map(|x| format!("{x:02x}")).collect();
+    format!("it is binary data that starts with bytes {}", head.join(" "))
+}
+
+/// What the bytes are, where they open like a kind of file that is known not to be a graph
+/// (empty, NumPy, zip, GGUF, HDF5, pickle, safetensors, ...).
+fn known_kind(b: &[u8]) -> Option<String> {
+    let magic: [(&[u8], &str); 8] = [
+        (b"\x93NUMPY", "a NumPy .npy array (give it to --input)"),
+        (b"PK\x03\x04", "a zip archive (a PyTorch .pt/.pth checkpoint? export the model to ONNX)"),
+        (b"GGUF", "a GGUF model (llama.cpp); glufuse reads ONNX"),
+        (b"\x89HDF", "an HDF5 file (a Keras .h5 model? export it to ONNX)"),
+        (b"\x89PNG", "a PNG image"),
+        (b"\x1f\x8b", "gzip-compressed data (decompress it first)"),
+        (b"\x7fELF", "an executable (ELF)"),
+        (b"%PDF", "a PDF document"),
+    ];
+    if b.is_empty() {
+        return Some("the file is empty".into());
+    }
+    if let Some((_, what)) = magic.iter().find(|(m, _)| b.starts_with(m)) {
+        return Some(format!("it looks like {what}"));
+    }
+    if b.len() >= 2 && b[0] == 0x80 && (2..=5).contains(&b[1]) {
+        return Some("it looks like a Python pickle (a PyTorch checkpoint? export the model to ONNX)".into());
+    }
+    // safetensors: an 8-byte little-endian header length, then a JSON header.
+    if b.len() > 9 && b[8] == b'{' {
+        return Some("it looks like a safetensors file (weights only, no graph; export the model to ONNX)".into());
+    }
+    None
 }
 
 /// What a file that is not a regular file is, in words (`a directory`, `a FIFO`, ...).
@@ -117,7 +221,8 @@ pub fn write_output(path: &Path, bytes: &[u8]) -> Result<()> {
 /// device or a FIFO straight through (it is never replaced); a directory, block device or
 /// socket is an error.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let werr = |e: std::io::Error| Error::Write { path: path.to_path_buf(), msg: e.to_string() };
+    // Errors name `path`, never the temporary file ([`io_reason`]).
+    let werr = |e: std::io::Error| Error::Write { path: path.to_path_buf(), msg: io_reason(&e) };
     let wmsg = |m: String| Error::Write { path: path.to_path_buf(), msg: m };
     let existing = match std::fs::metadata(path) {
         Ok(m) => Some(m),
@@ -166,6 +271,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     tmp.as_file().sync_all().map_err(werr)?;
     tmp.persist(&target).map_err(|e| werr(e.error))?;
     Ok(())
+}
+
+/// What an I/O error says, without the path the `tempfile` crate adds (the temporary file's,
+/// which the user never asked for): the operating system's message alone.
+fn io_reason(e: &std::io::Error) -> String {
+    if let Some(code) = e.raw_os_error() {
+        return std::io::Error::from_raw_os_error(code).to_string();
+    }
+    // tempfile wraps the OS error as "<error> at path <temporary file>": keep the error.
+    let text = e.to_string();
+    match text.split_once(" at path ") {
+        Some((reason, _)) => reason.to_string(),
+        None => text,
+    }
 }
 
 /// Reads a `.npy` file as a tensor of the given graph type: its dtype must match (`<f4` for
@@ -354,6 +473,41 @@ mod tests {
     use super::*;
     use crate::ir::{shape_of, DType, Dim, TensorType};
     use crate::tensor::Tensor;
+
+    #[test]
+    fn the_format_is_told_by_the_content_the_extension_a_hint() {
+        use GraphFormat::{Json, Onnx};
+        // JSON: an object, after a byte-order mark and white space, whatever the name says.
+        for b in [&b"{\"format\": 1}"[..], b"\xEF\xBB\xBF{}", b" \n\t{"] {
+            for hint in [None, Some(Json), Some(Onnx)] {
+                assert_eq!(sniff(b, hint), Ok(Json), "{b:?} {hint:?}");
+            }
+        }
+        // ONNX: the first field is one of ModelProto's (ir_version, producer_name, graph, ...).
+        for b in [&[0x08, 0x07, 0x12][..], &[0x12, 0x07, b'p'], &[0x3a, 0x10], &[0xa2, 0x01, 0x00]] {
+            for hint in [None, Some(Json), Some(Onnx)] {
+                assert_eq!(sniff(b, hint), Ok(Onnx), "{b:?} {hint:?}");
+            }
+        }
+        // Binary that opens like no model: the ONNX reader's to judge if the name says .onnx,
+        // described otherwise; never when it is a known other kind of file, or text.
+        let odd = [0xff, 0x00, 0x13];
+        assert_eq!(sniff(&odd, Some(Onnx)), Ok(Onnx));
+        assert_eq!(
+            sniff(&odd, None).unwrap_err(),
+            "neither a glufuse JSON graph nor an ONNX model: it is binary data that starts with bytes ff 00 13"
+        );
+        assert!(sniff(b"\x93NUMPY\x01\x00", Some(Onnx))
+            .unwrap_err()
+            .ends_with("a NumPy .npy array (give it to --input)"));
+        assert!(sniff(b"", Some(Onnx)).unwrap_err().ends_with("the file is empty"));
+        assert!(sniff(b"[1]", Some(Json))
+            .unwrap_err()
+            .ends_with("it is text that is not a JSON object (it starts \"[1]\")"));
+        assert!(sniff(b"hello", Some(Onnx)).unwrap_err().contains("text that is not a JSON object"));
+        // A lone tag byte is not a model.
+        assert!(sniff(&[0x08], None).is_err());
+    }
 
     #[test]
     fn npy_of_every_dtype_round_trips() {

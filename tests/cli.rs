@@ -176,6 +176,7 @@ fn default_job_runs() {
     assert!(out.contains("FusedGateUp(silu, kn)"), "{out}");
     assert!(out.contains("original vs onnxruntime: max abs err"), "{out}");
     assert!(out.contains("fused vs original:"), "{out}");
+    #[cfg(feature = "gpu")]
     if common::gpu().is_some() {
         assert_eq!(out.matches("vs onnxruntime: max abs err").count(), 3, "{out}");
         assert!(out.contains("  fused   :  32 kernels"), "{out}");
@@ -192,9 +193,14 @@ fn missing_adapter_is_a_clear_job_failure_and_interp_still_works() {
         .output()
         .unwrap();
     let (_, err) = text(&o);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("GPU: no adapter's name contains"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+    if cfg!(feature = "gpu") {
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains("GPU: no adapter's name contains"), "{err}");
+    } else {
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains("built without GPU support"), "{err}");
+    }
     let o = glufuse(&["interp", &g]);
     assert!(o.status.success());
 }
@@ -216,13 +222,20 @@ fn argument_errors_are_clear_and_exit_2() {
         let o = glufuse(&args);
         let (_, err) = text(&o);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        if !cfg!(feature = "gpu") && args[0] == "bench" {
+            assert!(err.contains("`glufuse bench` needs the GPU, but this glufuse was built without"), "{err}");
+            continue;
+        }
         msgs.push_str(&format!("$ glufuse {}\n{}", args[..].join(" ").replace(&g, "GRAPH"), err));
     }
-    insta::assert_snapshot!("cli_argument_errors", msgs);
+    // Without the `gpu` feature, `bench` only says that it needs it (checked above).
+    let name = if cfg!(feature = "gpu") { "cli_argument_errors" } else { "cli_argument_errors_without_gpu" };
+    insta::assert_snapshot!(name, msgs);
 }
 
 /// `wgsl --device` writes what `run` executes on this adapter: with subgroups, the `[N,K]`
 /// GEMV sums with `subgroupAdd`; the portable default never uses them.
+#[cfg(feature = "gpu")]
 #[test]
 fn wgsl_for_the_device_uses_its_subgroups() {
     let Some(gpu) = common::gpu() else { return };
@@ -245,11 +258,10 @@ fn wgsl_for_the_device_uses_its_subgroups() {
     assert_eq!(on_device.contains("subgroupAdd"), gpu.target().subgroup_size.is_some(), "{on_device}");
 }
 
+#[cfg(feature = "gpu")]
 #[test]
 fn run_tune_reports_each_gemm_and_still_checks() {
-    if common::gpu().is_none() {
-        return;
-    }
+    let Some(gpu) = common::gpu() else { return };
     let d = tmp();
     let p = d.path().join("prefill.json");
     let args = ["synth", "--layers", "1", "--hidden", "64", "--intermediate", "176", "--batch", "40", "-o"];
@@ -258,6 +270,9 @@ fn run_tune_reports_each_gemm_and_still_checks() {
     let o = glufuse(&["run", p.to_str().unwrap(), "--tune", "--check"]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    // A software adapter's timings say little about a GPU: one round of one dispatch there.
+    let note = "tuning on a software adapter: 1 round of one dispatch per tiling";
+    assert_eq!(out.contains(note), gpu.is_software(), "{out}");
     let tuned: Vec<&str> = out.lines().filter(|l| l.starts_with("tuned ")).collect();
     // q, k, v, o, the fused gate/up and the down projection; the attention ones share a shape.
     assert_eq!(tuned.len(), 6, "{out}");
@@ -269,6 +284,7 @@ fn run_tune_reports_each_gemm_and_still_checks() {
 /// `bench` times each graph in a child process that reports its figures as JSON: the table
 /// carries the device, its cooperative matrices, the copy yardstick and the row the children
 /// measured with the kernels chosen (and why), and `--json` the same row.
+#[cfg(feature = "gpu")]
 #[test]
 fn bench_assembles_the_table_from_its_children() {
     if common::gpu().is_none() {
@@ -311,6 +327,7 @@ fn bench_assembles_the_table_from_its_children() {
 /// the header says how, the table has a row per kernel family with its dispatches, and
 /// `--json` holds both parts (no buffer made per call). `--same-process` gives the same
 /// rows from one process.
+#[cfg(feature = "gpu")]
 #[test]
 fn bench_model_times_a_whole_graph_fused_and_unfused() {
     if common::gpu().is_none() {
@@ -496,6 +513,7 @@ fn bad_model_inputs_exit_2_naming_the_input() {
 /// `run` checks its inputs as `interp` does (the same messages), but for what only the GPU's
 /// gathers see (a token id past the vocabulary, a mask shorter than past + new): their range
 /// checks name the node, the index, the valid range and the input.
+#[cfg(feature = "gpu")]
 #[test]
 fn run_refuses_bad_model_inputs_naming_the_input() {
     if common::gpu().is_none() {
@@ -510,6 +528,7 @@ fn run_refuses_bad_model_inputs_naming_the_input() {
 
 /// `run` on whole models: inputs of any dtype by name, named outputs written, every output
 /// checked against the interpreter (`--check`) and, here, against onnxruntime's.
+#[cfg(feature = "gpu")]
 #[test]
 fn run_checks_whole_models_and_writes_named_outputs() {
     if common::gpu().is_none() {
@@ -547,10 +566,269 @@ fn run_checks_whole_models_and_writes_named_outputs() {
 }
 
 /// The shape a `.npy` header gives.
+#[cfg(feature = "gpu")]
 fn npy_shape(bytes: &[u8]) -> Vec<u64> {
     let header = String::from_utf8_lossy(&bytes[..bytes.len().min(256)]);
     let inside = header.split_once("'shape': (").unwrap().1.split_once(')').unwrap().0;
     inside.split(',').map(str::trim).filter(|d| !d.is_empty()).map(|d| d.parse().unwrap()).collect()
+}
+
+/// The graph format is read from the content, the extension only a hint: an ONNX model named
+/// `.json` and a JSON graph named `.onnx` load; a file that is neither says what it looks
+/// like (snapshot), exit 2.
+#[test]
+fn graph_format_is_sniffed_from_the_content() {
+    let d = tmp();
+    let onnx_as_json = d.path().join("model.json");
+    std::fs::copy(common::root().join("tests/data/onnx/llama_mlp_ts.onnx"), &onnx_as_json).unwrap();
+    let json_as_onnx = d.path().join("graph.onnx");
+    std::fs::copy(graph("swiglu_bias"), &json_as_onnx).unwrap();
+    for (p, fused) in [(&onnx_as_json, 1), (&json_as_onnx, 1)] {
+        let o = glufuse(&["fuse", p.to_str().unwrap(), "--explain"]);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{}: {err}", p.display());
+        assert!(out.contains(&format!("{fused} fused")), "{}: {out}", p.display());
+    }
+    let npy = glufuse::files::npy_bytes(&glufuse::tensor::Tensor::new(vec![2], vec![1.0, 2.0]).unwrap()).unwrap();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty.json", vec![]),
+        ("array.json", b"[1, 2, 3]\n".to_vec()),
+        ("notes.onnx", b"this is not a model\nat all\n".to_vec()),
+        ("weights.onnx", npy),
+        ("checkpoint.json", b"PK\x03\x04\x14\x00\x00\x00".to_vec()),
+        ("pickle.onnx", vec![0x80, 0x04, 0x95, 0x10, 0, 0]),
+        ("noise.bin", vec![0xff, 0x00, 0x13, 0x37, 0xde, 0xad, 0xbe, 0xef, 0x01]),
+    ];
+    let mut msgs = String::new();
+    for (name, bytes) in cases {
+        let p = d.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let o = glufuse(&["show", p.to_str().unwrap()]);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+        assert!(err.contains(name), "the error names the file: {err}");
+        msgs.push_str(&err.replace(d.path().to_str().unwrap(), "TMP"));
+    }
+    // Binary content named .onnx that opens like no model goes to the ONNX reader, whose
+    // error says what is wrong with it.
+    let p = d.path().join("truncated.onnx");
+    std::fs::write(&p, [0xff, 0x00, 0x13]).unwrap();
+    let o = glufuse(&["show", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    msgs.push_str(&text(&o).1.replace(d.path().to_str().unwrap(), "TMP"));
+    insta::assert_snapshot!("sniffed_graph_formats", msgs);
+}
+
+/// A file that cannot be written is named as the user gave it, never as the temporary file
+/// the atomic write went through; exit 1.
+#[test]
+fn write_errors_name_the_destination() {
+    let out = "/nonexistent-glufuse-dir/sub/out.json";
+    let o = glufuse(&["fuse", &graph("swiglu_bias"), "-o", out]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err, format!("error: cannot write {out}: No such file or directory (os error 2)\n"));
+    assert!(!err.contains(".tmp"), "{err}");
+}
+
+/// `wgsl -o DIR` owns DIR: a second run replaces the first one's kernels (no stale file
+/// beside the new manifest); a folder with anything else in it is refused, untouched.
+#[test]
+fn wgsl_owns_its_output_folder() {
+    let d = tmp();
+    let out = d.path().join("kernels");
+    let listing = |dir: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    };
+    let run = |g: &str, extra: &[&str]| {
+        let mut args = vec!["wgsl", g, "-o", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        glufuse(&args)
+    };
+    let decoder = graph("decoder_2_layers");
+    assert_eq!(run(&decoder, &["--unfused"]).status.code(), Some(0));
+    let first = listing(&out);
+    let small = graph("swiglu_silu_op");
+    let o = run(&small, &[]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let second = listing(&out);
+    let fresh = d.path().join("fresh");
+    let o = glufuse(&["wgsl", &small, "-o", fresh.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(second, listing(&fresh), "what a fresh folder gets; the decoder's {} files are gone", first.len());
+    assert!(first.len() > second.len() + 10, "{first:?}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["kernels"].as_array().unwrap().len(), second.len() - 1);
+    // A folder of the user's: refused, nothing touched.
+    let mine = d.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), "keep me").unwrap();
+    std::fs::write(mine.join("001_old.wgsl"), "// an earlier kernel").unwrap();
+    let o = glufuse(&["wgsl", &small, "-o", mine.to_str().unwrap()]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("notes.txt") && err.contains("give a new or empty folder"), "{err}");
+    assert_eq!(listing(&mine), ["001_old.wgsl", "notes.txt"]);
+    assert_eq!(std::fs::read_to_string(mine.join("notes.txt")).unwrap(), "keep me");
+}
+
+/// `show --format json` writes each array of data on one line: a whole model's JSON is a
+/// line per node field, not per value, and loads back to the same graph.
+#[test]
+fn json_of_a_model_keeps_data_on_one_line() {
+    let m = model("shared_llama_dynseq_dynamo.onnx");
+    let o = glufuse(&["show", &m, "--format", "json"]);
+    assert!(o.status.success());
+    let json = String::from_utf8(o.stdout).unwrap();
+    let g = glufuse::load(&m).unwrap();
+    let lines = json.lines().count();
+    assert!(lines < 12 * g.g.node_count(), "{lines} lines for {} nodes", g.g.node_count());
+    let back = glufuse::json::from_str(&json).unwrap();
+    assert_eq!(glufuse::json::to_string(&back).unwrap(), json);
+    assert_eq!(back.to_string(), g.to_string());
+}
+
+/// What the progress bars draw goes to a terminal only: through a pipe, a command's stderr
+/// holds nothing but its errors.
+#[test]
+fn progress_is_not_drawn_into_pipes() {
+    for args in [vec!["show", &graph("decoder_2_layers")[..]], vec!["interp", &graph("decoder_2_layers")[..]]] {
+        let o = glufuse(&args);
+        assert!(o.status.success());
+        assert_eq!(text(&o).1, "", "{args:?}");
+    }
+}
+
+/// `--gemm-tiles`'s help gives one default.
+#[test]
+fn gemm_tiles_help_gives_one_default() {
+    let o = glufuse(&["bench", "--help"]);
+    let (out, _) = text(&o);
+    assert!(
+        out.contains("a bare RTxBK means NY=16") && out.contains("Without this option the tiling is 8x8x8"),
+        "{out}"
+    );
+    assert!(!out.contains("16 if left out"), "{out}");
+}
+
+/// An unknown `WGPU_BACKEND` is an error naming the valid ones (wgpu alone would quietly use
+/// no backend), and finding no adapter says how to get a driver; both exit 1.
+#[cfg(feature = "gpu")]
+#[test]
+fn backend_choice_and_a_missing_driver_are_explained() {
+    let g = graph("swiglu_silu_op");
+    let o = Command::new(env!("CARGO_BIN_EXE_glufuse"))
+        .args(["run", &g])
+        .env("WGPU_BACKEND", "vulkan,bogus")
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err,
+        "error: GPU: WGPU_BACKEND=\"vulkan,bogus\": \"bogus\" is not a backend; give one or more of vulkan, metal, \
+         dx12, gl (comma-separated), or leave WGPU_BACKEND unset for all\n"
+    );
+    // No Vulkan driver to be found: the message names the backend tried and the packages.
+    let o = Command::new(env!("CARGO_BIN_EXE_glufuse"))
+        .args(["run", &g])
+        .env("WGPU_BACKEND", "vulkan")
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("error: GPU: no GPU adapter found (backends tried: Vulkan)."), "{err}");
+    assert!(err.contains("apt-get install mesa-vulkan-drivers") && err.contains("WGPU_BACKEND"), "{err}");
+}
+
+/// Mesa's drivers complain when XDG_RUNTIME_DIR is unset; the binary gives them a folder, so
+/// a GPU command's stderr stays clean.
+#[cfg(feature = "gpu")]
+#[test]
+fn gpu_commands_print_no_driver_noise() {
+    if common::gpu().is_none() {
+        return;
+    }
+    // Opening the adapter is what makes the drivers speak (`wgsl --device` opens it and,
+    // unlike `run`, compiles nothing).
+    let d = tmp();
+    let out = d.path().join("k");
+    let o = Command::new(env!("CARGO_BIN_EXE_glufuse"))
+        .args(["wgsl", &graph("swiglu_silu_op"), "-o", out.to_str().unwrap(), "--device"])
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert_eq!(err, "", "stderr of a successful GPU command");
+}
+
+/// `bench` prints the table's header before its first row, as rows are measured: a run
+/// stopped after the first row has a table with a header.
+#[cfg(feature = "gpu")]
+#[test]
+fn bench_prints_its_header_before_the_first_row() {
+    use std::io::BufRead;
+    if common::gpu().is_none() {
+        return;
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_glufuse"))
+        .args(["bench", "--shapes", "16x32", "--rows", "1,2,3", "--dtypes", "f32", "--reps", "1", "--samples", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen = vec![];
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let row = line.starts_with("| 16×32 |");
+        seen.push(line);
+        if row {
+            break;
+        }
+    }
+    // Stopped after the first row: the rest is never measured.
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen.first().is_some_and(|l| l.starts_with("device: ")), "{seen:?}");
+    assert!(seen.iter().any(|l| l.starts_with("| H×I | M |")), "{seen:?}");
+    assert!(seen.last().is_some_and(|l| l.starts_with("| 16×32 | 1 |")), "{seen:?}");
+}
+
+/// Built without the `gpu` feature, the commands that need a GPU say so (exit 2), and the
+/// default job does everything else.
+#[cfg(not(feature = "gpu"))]
+#[test]
+fn without_the_gpu_feature_gpu_commands_say_so() {
+    let g = graph("swiglu_silu_op");
+    let d = tmp();
+    let out = d.path().join("k");
+    for (args, what) in [
+        (vec!["run", &g[..]], "glufuse run"),
+        (vec!["bench", "--shapes", "16x32", "--rows", "1"], "glufuse bench"),
+        (vec!["wgsl", &g[..], "-o", out.to_str().unwrap(), "--device"], "glufuse wgsl --device"),
+    ] {
+        let o = glufuse(&args);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(
+            err,
+            format!(
+                "error: `{what}` needs the GPU, but this glufuse was built without GPU support (cargo feature `gpu` \
+                 off); build it with the default features (`cargo install glufuse`)\n"
+            )
+        );
+    }
+    let o = glufuse(&[]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(out.contains("this glufuse was built without GPU support"), "{out}");
 }
 
 /// Makes a FIFO (named pipe) at `p`.
@@ -668,12 +946,14 @@ fn outputs_are_atomic_files_or_written_straight_through_to_devices_and_fifos() {
 fn a_closed_stdout_ends_quietly() {
     let g = graph("swiglu_silu_op");
     let model = common::root().join("tests/data/onnx/llama_model_dynamo.onnx");
+    #[cfg_attr(not(feature = "gpu"), allow(unused_mut))]
     let mut runs = vec![
         vec!["show", model.to_str().unwrap(), "--format", "json"],
         vec!["fuse", model.to_str().unwrap()],
         vec!["interp", g.as_str()],
         vec!["bench-pass", "--layers", "1,2", "--reps", "1"],
     ];
+    #[cfg(feature = "gpu")]
     if common::gpu().is_some() {
         runs.push(vec!["run", g.as_str()]);
         let bench = ["bench", "--shapes", "16x32", "--rows", "1", "--dtypes", "f32", "--reps", "1", "--samples", "1"];
@@ -740,6 +1020,7 @@ fn degenerate_runs_and_budgets_are_clear_errors() {
         let o = glufuse(&["interp", zero.to_str().unwrap(), "--dim", &format!("m={m}")]);
         assert!(o.status.success(), "m={m}: {:?}", text(&o));
     }
+    #[cfg(feature = "gpu")]
     if common::gpu().is_some() {
         let o = glufuse(&["run", zero.to_str().unwrap(), "--dim", "m=3", "--check"]);
         assert!(o.status.success(), "{:?}", text(&o));

@@ -4,6 +4,8 @@
 //! division by zero, an i64 past 32 bits), which must come back as an error naming the node,
 //! never as data. Floats within 1e-5 of the interpreter's largest value, integers and
 //! booleans exactly.
+// The whole file runs kernels: nothing to build without the `gpu` feature.
+#![cfg(feature = "gpu")]
 
 mod common;
 

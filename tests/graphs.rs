@@ -135,3 +135,71 @@ fn fusion_is_deterministic() {
     };
     assert_eq!(run(), run());
 }
+
+/// The pass reports of every test graph (fusions, rejections of every kind these graphs
+/// give, dead-node removals) read back from their JSON as the same values, and their JSON
+/// keeps the texts people read (`"reason"`, `"stop_reason"`).
+#[test]
+fn pass_reports_round_trip_through_json() {
+    let mut reasons = 0;
+    for (name, path) in common::graph_files() {
+        let mut g = glufuse::load(&path).unwrap();
+        let runs = PassManager::standard().run(&mut g).unwrap();
+        let json = serde_json::to_string(&runs).unwrap();
+        let back: Vec<glufuse::passes::PassRun> =
+            serde_json::from_str(&json).unwrap_or_else(|e| panic!("{name}: {e}\n{json}"));
+        assert_eq!(back, runs, "{name}");
+        assert_eq!(serde_json::to_string(&back).unwrap(), json, "{name}");
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v[0]["report"]["stop_reason"], "saturated", "{name}");
+        for c in v[0]["report"]["candidates"].as_array().unwrap() {
+            if c["outcome"] == "rejected" {
+                let text = c["reason"].as_str().unwrap();
+                let r: glufuse::passes::fusion::select::Rejection =
+                    serde_json::from_value(c["rejection"].clone()).unwrap();
+                assert_eq!(r.to_string(), text, "{name}");
+                reasons += 1;
+            }
+        }
+    }
+    assert!(reasons >= 5, "the must-not graphs give rejections: {reasons}");
+}
+
+/// `Display` for a graph is its text dump.
+#[test]
+fn a_graph_displays_as_its_text_dump() {
+    let g = glufuse::load(common::root().join("tests/graphs/swiglu_bias.json")).unwrap();
+    let shown = g.to_string();
+    assert_eq!(shown, render(&g, Format::Text).unwrap());
+    assert!(shown.starts_with("%x: f32[3,8] = Input\n"), "{shown}");
+}
+
+/// Integer constants print as integers (`Constant([-1])`, never `-1.0`), floats keep their
+/// point, booleans print as words; and the JSON of each reads back as the same values.
+#[test]
+fn constants_print_in_their_own_type() {
+    use glufuse::builder::GraphBuilder;
+    use glufuse::ir::{shape_of, ConstValues, DType, Op, TensorType};
+    let mut b = GraphBuilder::new();
+    let mut consts = vec![];
+    for (name, values, dtype) in [
+        ("ints", ConstValues::Int(vec![-1, 4, 1 << 40]), DType::I64),
+        ("small", ConstValues::Int(vec![-7, 0, 3]), DType::I32),
+        ("floats", ConstValues::Float(vec![-1.0, 0.5, 3.0]), DType::F32),
+        ("flags", ConstValues::Bool(vec![true, false, true]), DType::Bool),
+    ] {
+        consts.push(b.node(name, Op::Constant(values), &[], vec![TensorType::new(dtype, shape_of(&[3]))])[0]);
+    }
+    let g = b.finish(&consts).unwrap();
+    let shown = g.to_string();
+    for line in [
+        "%ints: i64[3] = Constant([-1, 4, 1099511627776])",
+        "%small: i32[3] = Constant([-7, 0, 3])",
+        "%floats: f32[3] = Constant([-1.0, 0.5, 3.0])",
+        "%flags: bool[3] = Constant([true, false, true])",
+    ] {
+        assert!(shown.lines().any(|l| l == line), "{line} in\n{shown}");
+    }
+    let back = glufuse::json::from_str(&glufuse::json::to_string(&g).unwrap()).unwrap();
+    assert_eq!(back.to_string(), shown);
+}

@@ -1,8 +1,15 @@
 //! The projection kernels over their whole space: both weight layouts, f32 and f16 weights,
 //! decode and prefill row counts, biases, merged gate_up weights, aligned and unaligned
 //! sizes. Each fused graph and its unfused original run on the GPU against the interpreter.
+//!
+//! On a software adapter the sweeps run a representative subset (`common::sweep`): every
+//! kernel kind, layout, dtype and tiling parameter once, not every combination. Without the
+//! `gpu` feature only the tests that need no GPU are built.
+#![cfg_attr(not(feature = "gpu"), allow(unused_imports, dead_code))]
 
 mod common;
+
+use common::Sweep;
 
 use glufuse::builder::GraphBuilder;
 use glufuse::codegen::Target;
@@ -10,6 +17,7 @@ use glufuse::codegen::Tiles;
 use glufuse::interp;
 use glufuse::ir::*;
 use glufuse::passes::PassManager;
+#[cfg(feature = "gpu")]
 use glufuse::runtime::Executable;
 
 #[derive(Debug)]
@@ -64,6 +72,7 @@ fn build_with(c: &Case, act: Activation) -> glufuse::Graph {
 
 /// Runs a case's graph, unfused and fused, against the interpreter under `target`; returns
 /// the number of GPU runs and records the kernel kinds that ran.
+#[cfg(feature = "gpu")]
 fn check(
     gpu: &glufuse::runtime::Gpu,
     c: &Case,
@@ -97,34 +106,49 @@ fn check(
     runs
 }
 
+#[cfg(feature = "gpu")]
 #[test]
 fn projection_kernels_match_the_interpreter() {
     let Some(gpu) = common::gpu() else { return };
+    let sweep = common::sweep(&gpu, "projection_kernels_match_the_interpreter");
     // Aligned sizes reach the vector GEMVs (1 and 5 rows) and the aligned GEMM (12 to 260
     // rows); unaligned ones the scalar template and the scalar-load GEMM.
+    // The subset (a software adapter) keeps, for each layout and dtype (block b) and each
+    // bias/merge variant (j), the sizes k with k % 3 == (b + j) % 3, and one of the four
+    // special cases: every size, variant, layout and dtype still meets, and every kernel
+    // kind listed below still runs (the test checks it).
+    let subset = sweep == Sweep::Subset;
     let mut cases = vec![];
+    let mut b = 0;
     for layout in [Layout::Kn, Layout::Nk] {
         for dtype in [DType::F32, DType::F16] {
-            for (bias, merged) in [(false, false), (true, false), (false, true)] {
-                for (rows, h, i) in
-                    [(1u64, 64u64, 96u64), (3, 64, 96), (5, 64, 96), (12, 64, 96), (40, 64, 96), (3, 20, 36)]
-                {
-                    cases.push(Case { rows, h, i, layout, dtype, bias, merged });
+            for (j, (bias, merged)) in [(false, false), (true, false), (false, true)].into_iter().enumerate() {
+                let sizes = [(1u64, 64u64, 96u64), (3, 64, 96), (5, 64, 96), (12, 64, 96), (40, 64, 96), (3, 20, 36)];
+                for (k, (rows, h, i)) in sizes.into_iter().enumerate() {
+                    if !subset || k % 3 == (b + j) % 3 {
+                        cases.push(Case { rows, h, i, layout, dtype, bias, merged });
+                    }
                 }
             }
-            cases.push(Case { rows: 70, h: 20, i: 36, layout, dtype, bias: true, merged: false });
-            cases.push(Case { rows: 260, h: 24, i: 72, layout, dtype, bias: false, merged: true });
-            // K or (for [K, N]) N not a multiple of 4: the scalar-load GEMM.
-            cases.push(Case { rows: 40, h: 22, i: 36, layout, dtype, bias: true, merged: false });
-            cases.push(Case { rows: 40, h: 64, i: 30, layout, dtype, bias: false, merged: true });
+            let special = [
+                Case { rows: 70, h: 20, i: 36, layout, dtype, bias: true, merged: false },
+                Case { rows: 260, h: 24, i: 72, layout, dtype, bias: false, merged: true },
+                // K or (for [K, N]) N not a multiple of 4: the scalar-load GEMM.
+                Case { rows: 40, h: 22, i: 36, layout, dtype, bias: true, merged: false },
+                Case { rows: 40, h: 64, i: 30, layout, dtype, bias: false, merged: true },
+            ];
+            cases.extend(special.into_iter().enumerate().filter(|(k, _)| !subset || *k == b).map(|(_, c)| c));
+            b += 1;
         }
     }
     let mut kinds = std::collections::BTreeSet::new();
     let mut n: usize = cases.iter().map(|c| check(&gpu, c, &gpu.target(), &mut kinds)).sum();
     // The decode GEMVs again with reductions in workgroup memory only, as on a device
-    // without subgroups.
-    let plain = Target { subgroup_size: None, ..gpu.target() };
-    n += cases.iter().filter(|c| c.rows <= 32).map(|c| check(&gpu, c, &plain, &mut kinds)).sum::<usize>();
+    // without subgroups (on one without, that is what just ran).
+    if gpu.target().subgroup_size.is_some() {
+        let plain = Target { subgroup_size: None, ..gpu.target() };
+        n += cases.iter().filter(|c| c.rows <= 32).map(|c| check(&gpu, c, &plain, &mut kinds)).sum::<usize>();
+    }
     eprintln!("{n} runs; kernels: {kinds:?}");
     for want in [
         "fused-gate-up-gemv-kn",
@@ -152,6 +176,7 @@ fn projection_kernels_match_the_interpreter() {
 /// 32 or 64, 12 rows in tiles of 8), f32 and f16 weights (f16 fused over 12 rows loads 8
 /// bytes), biases and a merged gate_up weight; `[N, K]` weights of the same shape (not
 /// split: 8 columns per workgroup) beside them. The choice says why.
+#[cfg(feature = "gpu")]
 #[test]
 fn split_k_gemvs_match_the_interpreter() {
     let Some(gpu) = common::gpu() else { return };
@@ -187,23 +212,34 @@ fn split_k_gemvs_match_the_interpreter() {
 }
 
 /// The aligned prefill GEMM under every tiling it has: partial k steps, partial row and
-/// column tiles, both layouts, f16 weights, biases and merged weights.
+/// column tiles, both layouts, f16 weights, biases and merged weights. The subset sweep
+/// takes every tiling with one case each, the cases taking turns, so that each tiling
+/// parameter, layout, dtype, bias, merge and size meets the GEMM.
+#[cfg(feature = "gpu")]
 #[test]
 fn gemm_tilings_match_the_interpreter() {
     let Some(gpu) = common::gpu() else { return };
+    let sweep = common::sweep(&gpu, "gemm_tilings_match_the_interpreter");
     let mut kinds = std::collections::BTreeSet::new();
     let mut n = 0;
     let tilings =
         [4, 8].into_iter().flat_map(|rt| [8, 16].into_iter().flat_map(move |bk| [8, 16].map(|ny| (rt, bk, ny))));
-    for (rt, bk, ny) in tilings {
-        let target = Target { gemm_tiles: Some(Tiles { rt, bk, ny }), ..gpu.target() };
-        for layout in [Layout::Kn, Layout::Nk] {
-            for dtype in [DType::F32, DType::F16] {
-                for (bias, merged) in [(false, false), (true, false), (false, true)] {
-                    for (rows, h, i) in [(150u64, 36u64, 200u64), (20, 200, 132)] {
-                        n += check(&gpu, &Case { rows, h, i, layout, dtype, bias, merged }, &target, &mut kinds);
-                    }
+    let mut cases = vec![];
+    for layout in [Layout::Kn, Layout::Nk] {
+        for dtype in [DType::F32, DType::F16] {
+            for (bias, merged) in [(false, false), (true, false), (false, true)] {
+                for (rows, h, i) in [(150u64, 36u64, 200u64), (20, 200, 132)] {
+                    cases.push(Case { rows, h, i, layout, dtype, bias, merged });
                 }
+            }
+        }
+    }
+    for (t, (rt, bk, ny)) in tilings.enumerate() {
+        let target = Target { gemm_tiles: Some(Tiles { rt, bk, ny }), ..gpu.target() };
+        for (k, c) in cases.iter().enumerate() {
+            // Subset: tiling t takes cases t, t + 8, t + 16 (of 24).
+            if sweep == Sweep::Full || k % 8 == t {
+                n += check(&gpu, c, &target, &mut kinds);
             }
         }
     }
@@ -213,6 +249,7 @@ fn gemm_tilings_match_the_interpreter() {
 
 /// The index-mapping and batched kernels no test graph reaches: batched matmul with a
 /// broadcast batch, Concat, Slice on an inner axis, Cast to f16 and back, Reshape as a view.
+#[cfg(feature = "gpu")]
 #[test]
 fn batched_matmul_concat_slice_cast_match_the_interpreter() {
     let Some(gpu) = common::gpu() else { return };
@@ -280,6 +317,7 @@ fn default_gemm_tiling_fits_every_webgpu_device() {
 
 /// Tuning times each aligned GEMM shape once under every candidate tiling, keeps the fastest,
 /// reuses the choice for kernels of the same shape, and changes no bit of the result.
+#[cfg(feature = "gpu")]
 #[test]
 fn tuned_gemms_keep_the_fastest_and_the_same_bits() {
     use glufuse::codegen::proj::gemm_tiled::CANDIDATES;
@@ -351,6 +389,7 @@ fn tuned_gemms_keep_the_fastest_and_the_same_bits() {
 }
 
 /// Whether two f32 tensors hold the same bits.
+#[cfg(feature = "gpu")]
 fn same_bits(a: &Tensor, b: &Tensor) -> bool {
     let (x, y) = (a.as_f32().unwrap(), b.as_f32().unwrap());
     x.len() == y.len() && x.iter().zip(y).all(|(a, b)| a.to_bits() == b.to_bits())
@@ -435,6 +474,7 @@ fn check_f16_bound(g: &glufuse::Graph, c: &Case, act: Activation, x: &[f32], got
 /// them. Where the device offers cooperative matrices, also on them,
 /// every combination at both shapes, fused and unfused, under the tilings it picks and a
 /// forced two-stage one.
+#[cfg(feature = "gpu")]
 #[test]
 fn coop_gemm_matches_the_interpreter_within_the_f16_bound() {
     use glufuse::codegen::{CoopMatrix, CoopTile, MatmulPrecision};

@@ -69,6 +69,7 @@ fn whole_llama_model_loads_fuses_and_dumps() {
 
 #[test]
 fn mlp_models_match_onnxruntime_on_cpu_and_gpu() {
+    #[cfg(feature = "gpu")]
     let gpu = common::gpu();
     for (m, _) in MODELS.iter().filter(|(m, _)| m.contains("mlp")) {
         let original = load_graph(&data(&format!("{m}.onnx"))).unwrap();
@@ -83,6 +84,7 @@ fn mlp_models_match_onnxruntime_on_cpu_and_gpu() {
             let cpu = glufuse::interp::run(g, &inputs).unwrap();
             let (_, rel) = glufuse::interp::compare(&cpu[0], &want);
             assert!(rel < 1e-4, "{m} {label} interpreter vs onnxruntime: rel {rel:e}");
+            #[cfg(feature = "gpu")]
             if let Some(gpu) = &gpu {
                 let exe = glufuse::runtime::Executable::new(gpu, g, &Default::default()).unwrap();
                 let out = exe.run(&inputs).unwrap();

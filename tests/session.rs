@@ -3,6 +3,8 @@
 //! keeps an executable per binding, and recompiles only the kernels whose WGSL a new past
 //! length changes; an [`Executable`] refuses inputs of another shape than it was compiled
 //! for, and runs on after a failed run; bad inputs are errors naming the input.
+// The whole file runs kernels: nothing to build without the `gpu` feature.
+#![cfg(feature = "gpu")]
 
 mod common;
 

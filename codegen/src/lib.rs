@@ -53,6 +53,18 @@
 //! Every projection kernel carries its [`Choice`]: which kernel, and why (what the target
 //! offers, the shape, the precision), as data in [`KernelSource::choice`], in the manifest and
 //! as the first line of its WGSL ([`KernelSource::code`] is the WGSL without it).
+//!
+//! # Workgroup memory
+//!
+//! A kernel writes every `var<workgroup>` cell it reads before it reads it (behind a
+//! `workgroupBarrier`), so that nothing depends on its initial contents. The runtime relies
+//! on it to skip wgpu's zero-fill on GL, whose GLSL makes Mesa's llvmpipe compile a kernel
+//! ten times slower.
+
+#![warn(missing_docs)]
+// Alignment tests read `n % 4 == 0`, as the WGSL they choose between does; clippy asks for
+// `is_multiple_of` since the MSRV passed 1.87.
+#![allow(clippy::manual_is_multiple_of)]
 
 mod elementwise;
 mod index;
@@ -66,6 +78,9 @@ pub mod tune;
 mod wgsl;
 
 pub use layout::copy_kernel;
+/// The naga this crate validates with ([`Target::caps`] is naga's), re-exported so that
+/// users name the same version.
+pub use naga;
 pub use proj::coop::CoopTile;
 pub use proj::gemm_tiled::Tiles;
 pub use proj::q4::Q4Unpack;

@@ -12,9 +12,13 @@ use glufuse_ir::shape::Bindings;
 use glufuse_ir::{Error, Graph, Result};
 use std::collections::HashMap;
 
-/// Timing rounds over the candidates. Rounds alternate the candidates and each keeps its
-/// fastest round, so that a passing slowdown of the device cannot decide for one.
+/// Timing rounds over the candidates on a GPU. Rounds alternate the candidates and each
+/// keeps its fastest round, so that a passing slowdown of the device cannot decide for one.
 pub const ROUNDS: usize = 5;
+
+/// Timing rounds on a software adapter (lavapipe, llvmpipe), whose timings say little about a
+/// GPU and whose every dispatch takes CPU time: one.
+pub const SOFTWARE_ROUNDS: usize = 1;
 
 /// What [`tune`] did with one kernel.
 #[derive(Clone, Debug)]
@@ -34,7 +38,8 @@ pub struct Tuned {
 
 /// Tunes every tiled prefill GEMM of `kernels` (generated for `g`, `b` and `target`): for
 /// each, the variants under the `candidates` that fit the target's workgroup memory are
-/// timed in [`ROUNDS`] alternating rounds through `timer` (µs per dispatch), and the fastest
+/// timed in `rounds` alternating rounds ([`ROUNDS`] on a GPU, [`SOFTWARE_ROUNDS`] on a
+/// software adapter; at least one) through `timer` (µs per dispatch), and the fastest
 /// replaces the kernel (its [`Choice`] then reads `gemm TILING (tuned)`, with the kernel's
 /// reason). Kernels with the same code ([`crate::KernelSource::code`]: the same shape) are
 /// timed once and take the same choice. With fewer than two candidates that fit, nothing is
@@ -45,6 +50,7 @@ pub fn tune(
     b: &Bindings,
     target: &Target,
     candidates: &[Tiles],
+    rounds: usize,
     timer: &mut dyn FnMut(&Kernel) -> Result<f64>,
 ) -> Result<Vec<Tuned>> {
     let fit: Vec<Tiles> = candidates
@@ -90,7 +96,7 @@ pub fn tune(
                 for &t in &fit {
                     tried.push((t, variant(t)?, f64::INFINITY));
                 }
-                for _ in 0..ROUNDS {
+                for _ in 0..rounds.max(1) {
                     for (_, k, fastest) in &mut tried {
                         *fastest = fastest.min(timer(k)?);
                     }
@@ -145,7 +151,7 @@ mod tests {
             calls += 1;
             Ok(if k.source().workgroup_size == fast { 1.0 } else { 2.0 })
         };
-        let tuned = tune(&mut kernels, &g, &b, target, &CANDIDATES, &mut timer).unwrap();
+        let tuned = tune(&mut kernels, &g, &b, target, &CANDIDATES, ROUNDS, &mut timer).unwrap();
         (tuned, kernels, calls)
     }
 

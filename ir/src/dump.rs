@@ -83,6 +83,17 @@ pub fn text(g: &Graph) -> Result<String> {
     Ok(s)
 }
 
+/// The text dump ([`text`]): `println!("{graph}")` lists the graph one node a line. A graph
+/// with a cycle (which the verifier refuses) shows as a line saying so.
+impl std::fmt::Display for Graph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match text(self) {
+            Ok(t) => f.write_str(&t),
+            Err(e) => writeln!(f, "# the graph cannot be listed: {e}"),
+        }
+    }
+}
+
 /// Text inside a DOT string: control characters escaped ([`printable`]), then backslashes and
 /// quotes.
 fn esc(s: &str) -> String {

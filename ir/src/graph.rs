@@ -353,7 +353,7 @@ impl Graph {
 }
 
 /// Counts that describe a graph at a glance.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct GraphSummary {
     /// Live nodes.
     pub nodes: usize,

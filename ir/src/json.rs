@@ -52,11 +52,60 @@ pub fn to_json(g: &Graph) -> Result<J> {
     Ok(top)
 }
 
-/// Writes a graph as pretty JSON text (ending in a newline).
+/// Writes a graph as JSON text (ending in a newline): indented like `serde_json`'s pretty
+/// printer, except that an array of numbers, strings, booleans or nulls (a shape, a list of
+/// inputs, a weight's or constant's data) is written on one line, so that a model's weights
+/// take one line each instead of one line per value. Reads back exactly ([`from_str`]).
 pub fn to_string(g: &Graph) -> Result<String> {
-    let mut s = serde_json::to_string_pretty(&to_json(g)?).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut s = String::new();
+    write_compact(&to_json(g)?, 0, &mut s)?;
     s.push('\n');
     Ok(s)
+}
+
+/// Writes `v` at indentation `depth` (two spaces a level) as [`to_string`] lays it out.
+fn write_compact(v: &J, depth: usize, out: &mut String) -> Result<()> {
+    let scalar = |v: &J| !matches!(v, J::Array(_) | J::Object(_));
+    let text = |v: &J| serde_json::to_string(v).map_err(|e| Error::Internal(e.to_string()));
+    let pad = |d: usize| "  ".repeat(d);
+    match v {
+        J::Array(a) if a.is_empty() => out.push_str("[]"),
+        J::Object(m) if m.is_empty() => out.push_str("{}"),
+        J::Array(a) if a.iter().all(scalar) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(&text(x)?);
+            }
+            out.push(']');
+        }
+        J::Array(a) => {
+            out.push_str("[\n");
+            for (i, x) in a.iter().enumerate() {
+                out.push_str(&pad(depth + 1));
+                write_compact(x, depth + 1, out)?;
+                out.push_str(if i + 1 < a.len() { ",\n" } else { "\n" });
+            }
+            out.push_str(&pad(depth));
+            out.push(']');
+        }
+        J::Object(m) => {
+            out.push_str("{\n");
+            for (i, (k, x)) in m.iter().enumerate() {
+                out.push_str(&pad(depth + 1));
+                out.push_str(&text(&J::String(k.clone()))?);
+                out.push_str(": ");
+                write_compact(x, depth + 1, out)?;
+                out.push_str(if i + 1 < m.len() { ",\n" } else { "\n" });
+            }
+            out.push_str(&pad(depth));
+            out.push('}');
+        }
+        _ => out.push_str(&text(v)?),
+    }
+    Ok(())
 }
 
 /// Reads a graph from JSON text and verifies it.
@@ -256,6 +305,31 @@ mod tests {
         let e = error_of(r#"{"name": "t", "op": "Transpose", "inputs": ["x"], "prem": [1, 0]}"#);
         assert_eq!(e, "node 't': bad attributes for Transpose: unknown field `prem`, expected `perm`");
         assert_eq!(error_of(r#"{"name": "y", "inputs": ["x"]}"#), "node 'y': missing \"op\"");
+    }
+
+    /// A weight's data is one line however long, arrays of objects and objects are indented,
+    /// and the text reads back to the same graph and the same text; the one-value-a-line
+    /// layout of earlier versions still loads.
+    #[test]
+    fn data_arrays_take_one_line_and_round_trip() {
+        let mut b = crate::builder::GraphBuilder::new();
+        let x = b.input("x", crate::DType::F32, crate::shape_of(&[2, 3]));
+        let data: Vec<f32> = (0..12).map(|i| i as f32 * 0.1 - f32::MIN_POSITIVE).collect();
+        let w = b.weight_data("w", crate::DType::F32, &[3, 4], data);
+        let y = b.matmul("y", x, w);
+        let g = b.finish(&[y]).unwrap();
+        let text = to_string(&g).unwrap();
+        let data_line = text.lines().find(|l| l.contains("\"data\"")).unwrap_or_else(|| panic!("{text}"));
+        assert!(data_line.trim_start().starts_with("\"data\": [") && data_line.ends_with(']'), "{text}");
+        assert_eq!(data_line.matches(',').count(), 11, "all 12 values on the data line: {text}");
+        assert!(text.contains("\"shape\": [2, 3]"), "{text}");
+        assert!(text.starts_with("{\n  \"format\": \"glufuse.graph/1\",\n  \"nodes\": [\n    {\n"), "{text}");
+        assert!(text.len() < 900, "{} bytes: {text}", text.len());
+        let back = from_str(&text).unwrap();
+        assert_eq!(to_string(&back).unwrap(), text);
+        let old = serde_json::to_string_pretty(&to_json(&g).unwrap()).unwrap();
+        assert!(old.lines().count() > text.lines().count() + 12, "{old}");
+        assert_eq!(to_string(&from_str(&old).unwrap()).unwrap(), text);
     }
 
     fn graph(nodes: &str, outputs: &str) -> String {

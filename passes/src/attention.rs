@@ -25,7 +25,7 @@ use glufuse_ir::*;
 use std::collections::HashMap;
 
 /// One attention fused.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Fused {
     /// The node's name (the product's, kept).
     pub node: String,
@@ -34,7 +34,7 @@ pub struct Fused {
 }
 
 /// What the pass fused.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AttentionReport {
     /// The attentions fused, in topological order.
     pub fused: Vec<Fused>,

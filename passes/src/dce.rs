@@ -7,7 +7,7 @@ use glufuse_ir::Result;
 use glufuse_ir::{Graph, Op};
 
 /// What was removed.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DceReport {
     /// Names of the removed nodes, in index order.
     pub removed: Vec<String>,

@@ -46,7 +46,7 @@ use glufuse_ir::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// One group merged into a node.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Group {
     /// The node's name (its output's, kept).
     pub node: String,
@@ -62,7 +62,7 @@ pub struct Group {
 }
 
 /// What the pass merged.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ElementwiseReport {
     /// The groups merged, in topological order of their outputs.
     pub groups: Vec<Group>,

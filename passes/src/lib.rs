@@ -5,6 +5,8 @@
 //! [`PassManager`], not each pass, verifies the graph after every pass (always in debug builds
 //! and tests, on request in release) and records before/after dumps when asked.
 
+#![warn(missing_docs)]
+
 pub mod attention;
 pub mod dce;
 pub mod elementwise;
@@ -17,8 +19,8 @@ use glufuse_ir::{Error, Result};
 use glufuse_ir::{Graph, GraphSummary};
 use std::time::{Duration, Instant};
 
-/// What a pass reports about its run.
-#[derive(Clone, Debug, serde::Serialize)]
+/// What a pass reports about its run (in JSON, tagged by `"pass"`: `"dce"` or `"fusion"`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "pass", rename_all = "snake_case")]
 pub enum PassReport {
     /// Dead-node elimination.
@@ -43,13 +45,14 @@ pub trait Pass {
     fn run(&mut self, g: &mut Graph) -> Result<PassReport>;
 }
 
-/// One pass's run, as the manager saw it.
-#[derive(Clone, Debug, serde::Serialize)]
+/// One pass's run, as the manager saw it. Serialisable to JSON and back (`time` in
+/// milliseconds).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PassRun {
-    /// The pass's name.
-    pub name: &'static str,
+    /// The pass's name ([`Pass::name`]).
+    pub name: String,
     /// Wall time of the pass (verification excluded).
-    #[serde(serialize_with = "ser_ms")]
+    #[serde(serialize_with = "ser_ms", deserialize_with = "de_ms")]
     pub time: Duration,
     /// The graph before.
     pub before: GraphSummary,
@@ -61,6 +64,16 @@ pub struct PassRun {
 
 fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64() * 1e3)
+}
+
+/// Milliseconds back to a duration, rounded to the nanosecond (exact for what [`ser_ms`]
+/// wrote, up to days).
+fn de_ms<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
+    let ms = <f64 as serde::Deserialize>::deserialize(d)?;
+    if !(ms.is_finite() && ms >= 0.0) {
+        return Err(serde::de::Error::custom(format!("a pass time must be a non-negative number of ms, not {ms}")));
+    }
+    Ok(Duration::from_nanos((ms * 1e6).round() as u64))
 }
 
 /// Runs passes in order, verifying between them.
@@ -112,7 +125,7 @@ impl PassManager {
             if let (Some(f), Some(b)) = (self.dump, dump_before) {
                 self.dumps.push((p.name(), b, render(g, f)?));
             }
-            runs.push(PassRun { name: p.name(), time, before, after: g.summary(), report });
+            runs.push(PassRun { name: p.name().to_string(), time, before, after: g.summary(), report });
         }
         Ok(runs)
     }

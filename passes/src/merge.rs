@@ -22,7 +22,7 @@ use glufuse_ir::*;
 use std::collections::BTreeMap;
 
 /// One group of sibling projections merged.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Merged {
     /// The merged product's name.
     pub node: String,
@@ -31,7 +31,7 @@ pub struct Merged {
 }
 
 /// What the pass merged.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MergeReport {
     /// The groups merged, in the order of their shared input.
     pub merged: Vec<Merged>,

@@ -20,7 +20,7 @@ use glufuse_ir::*;
 use std::collections::HashSet;
 
 /// One pair of programs merged.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Pair {
     /// The merged node's name (the first program's).
     pub node: String,
@@ -29,7 +29,7 @@ pub struct Pair {
 }
 
 /// What the pass merged.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SiblingsReport {
     /// The pairs merged, in topological order of the first.
     pub pairs: Vec<Pair>,

@@ -5,6 +5,13 @@
 //! ([`Gpu::pipeline`]: one compiled pipeline per kernel code, [`KernelSource::code`]), and
 //! counts of the buffers and bind groups glufuse made on it ([`Gpu::created`]: a run of a
 //! [`super::Session`] on a binding it has run before makes none).
+//!
+//! Which adapter: every adapter of the allowed backends is listed, and the first by
+//! [`adapter_rank`] is opened: Vulkan, Metal and DX12 before GL (wgpu's GL backend compiles
+//! every shader through the driver's GLSL path, slower on Mesa's llvmpipe than lavapipe),
+//! then hardware before software, discrete before integrated. `WGPU_BACKEND` (`vulkan`,
+//! `metal`, `dx12`, `gl`, comma-separated) limits the backends, an unknown name being an
+//! error; `WGPU_ADAPTER_NAME` picks the adapter whose name contains it.
 
 use crate::codegen::{CoopMatrix, CoopScalar, KernelSource, Target};
 use crate::{Error, Result};
@@ -72,8 +79,9 @@ pub struct Gpu {
 }
 
 impl Gpu {
-    /// Opens the default adapter: `WGPU_BACKEND` (e.g. `vulkan`, `gl`) limits the backends,
-    /// `WGPU_ADAPTER_NAME` picks an adapter whose name contains it.
+    /// Opens the default adapter (see the module's documentation for which):
+    /// `WGPU_BACKEND` (e.g. `vulkan`, `gl`) limits the backends, `WGPU_ADAPTER_NAME` picks an
+    /// adapter whose name contains it.
     pub fn new() -> Result<Gpu> {
         Self::with_options(&GpuOptions::default())
     }
@@ -84,27 +92,23 @@ impl Gpu {
     }
 
     async fn open(o: &GpuOptions) -> Result<Gpu> {
-        let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+        let backends = match std::env::var("WGPU_BACKEND") {
+            Ok(v) if !v.trim().is_empty() => parse_backends(&v).map_err(Error::Gpu)?,
+            _ => wgpu::Backends::all(),
+        };
         let desc = wgpu::InstanceDescriptor { backends, ..wgpu::InstanceDescriptor::new_without_display_handle() };
         let instance = wgpu::Instance::new(desc);
+        let mut all = instance.enumerate_adapters(backends).await;
+        all.sort_by_key(|a| adapter_rank(&a.get_info()));
+        let names: Vec<String> = all.iter().map(|a| describe_info(&a.get_info())).collect();
         let adapter = match std::env::var("WGPU_ADAPTER_NAME") {
             Ok(want) => {
                 let want = want.to_lowercase();
-                let all = instance.enumerate_adapters(backends).await;
-                let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
                 all.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&want)).ok_or_else(|| {
                     Error::Gpu(format!("no adapter's name contains WGPU_ADAPTER_NAME={want:?}; adapters: {names:?}"))
                 })?
             }
-            Err(_) => instance
-                .request_adapter(&wgpu::RequestAdapterOptions {
-                    power_preference: wgpu::PowerPreference::HighPerformance,
-                    force_fallback_adapter: false,
-                    compatible_surface: None,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| Error::Gpu(format!("no GPU adapter found ({e}); backends tried: {backends:?}")))?,
+            Err(_) => all.into_iter().next().ok_or_else(|| Error::Gpu(no_adapter_message(backends)))?,
         };
         let info = adapter.get_info();
         let downlevel = adapter.get_downlevel_capabilities();
@@ -189,7 +193,14 @@ impl Gpu {
 
     /// A line naming the adapter and backend.
     pub fn describe(&self) -> String {
-        format!("{} ({:?}, {:?})", self.info.name, self.info.backend, self.info.device_type)
+        describe_info(&self.info)
+    }
+
+    /// Whether the adapter is a software rasteriser running on the CPU (see
+    /// [`is_software_adapter`]): timings there say little about a GPU, and every pipeline
+    /// costs an LLVM compile, so tests and tuning size their work down.
+    pub fn is_software(&self) -> bool {
+        is_software_adapter(&self.info.name, self.info.device_type)
     }
 
     /// The cooperative-matrix configurations as `16x16x16 f16×f16→f32, ...`, or `none`.
@@ -280,7 +291,16 @@ impl Gpu {
                 layout: None,
                 module: &module,
                 entry_point: Some("main"),
-                compilation_options: Default::default(),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    // wgpu zero-fills workgroup memory before a kernel runs unless told not
+                    // to. On GL, naga writes that fill as GLSL that Mesa's llvmpipe takes ten
+                    // times as long to compile as the kernel itself (70 s of CPU against 6
+                    // for a one-layer prefill graph). glufuse's kernels write every workgroup
+                    // cell they read, before a barrier (glufuse-codegen's contract), so on GL
+                    // the fill is skipped; elsewhere drivers do it cheaply and it stays.
+                    zero_initialize_workgroup_memory: self.info.backend != wgpu::Backend::Gl,
+                    ..Default::default()
+                },
                 cache: None,
             })
         })?;
@@ -324,6 +344,84 @@ impl Gpu {
         self.take_errors()?;
         Ok(r)
     }
+}
+
+/// The backends `WGPU_BACKEND` names: a comma-separated list of `vulkan` (`vk`), `metal`
+/// (`mtl`), `dx12` (`d3d12`) and `gl` (`gles`, `opengl`), any case. Anything else is an error
+/// listing those (wgpu itself would quietly take no backend at all).
+pub fn parse_backends(list: &str) -> std::result::Result<wgpu::Backends, String> {
+    let mut b = wgpu::Backends::empty();
+    for name in list.split(',').map(|n| n.trim().to_lowercase()) {
+        b |= match name.as_str() {
+            "vulkan" | "vk" => wgpu::Backends::VULKAN,
+            "metal" | "mtl" => wgpu::Backends::METAL,
+            "dx12" | "d3d12" => wgpu::Backends::DX12,
+            "gl" | "gles" | "opengl" => wgpu::Backends::GL,
+            _ => {
+                return Err(format!(
+                    "WGPU_BACKEND={list:?}: {name:?} is not a backend; give one or more of vulkan, metal, dx12, gl \
+                     (comma-separated), or leave WGPU_BACKEND unset for all"
+                ))
+            }
+        };
+    }
+    Ok(b)
+}
+
+/// Where an adapter comes in the choice of [`Gpu::new`] (lower first): Vulkan, Metal and DX12
+/// before GL, then hardware before software, then discrete, integrated, virtual, other.
+pub fn adapter_rank(info: &wgpu::AdapterInfo) -> (u8, u8, u8) {
+    let backend = match info.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        wgpu::Backend::Gl => 1,
+        _ => 2,
+    };
+    let software = is_software_adapter(&info.name, info.device_type) as u8;
+    let kind = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    };
+    (backend, software, kind)
+}
+
+/// Whether an adapter is a software rasteriser: one that says it is a CPU, or one of the
+/// known software drivers by name (Mesa's llvmpipe, which lavapipe reports as well,
+/// SwiftShader, Microsoft's WARP / Basic Render Driver), since GL adapters report no type.
+pub fn is_software_adapter(name: &str, device_type: wgpu::DeviceType) -> bool {
+    let name = name.to_lowercase();
+    device_type == wgpu::DeviceType::Cpu
+        || ["llvmpipe", "lavapipe", "softpipe", "swiftshader", "warp", "basic render driver"]
+            .iter()
+            .any(|s| name.contains(s))
+}
+
+fn describe_info(info: &wgpu::AdapterInfo) -> String {
+    format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type)
+}
+
+/// What to say when no adapter was found: the backends tried and how to get a driver.
+fn no_adapter_message(backends: wgpu::Backends) -> String {
+    let tried: Vec<&str> = [
+        (wgpu::Backends::VULKAN, "Vulkan"),
+        (wgpu::Backends::METAL, "Metal"),
+        (wgpu::Backends::DX12, "DX12"),
+        (wgpu::Backends::GL, "GL"),
+    ]
+    .into_iter()
+    .filter(|(b, _)| backends.contains(*b))
+    .map(|(_, n)| n)
+    .collect();
+    format!(
+        "no GPU adapter found (backends tried: {}). To get one: on Debian or Ubuntu, \
+         `apt-get install mesa-vulkan-drivers` (Mesa's Vulkan drivers, with lavapipe, a software \
+         Vulkan that needs no GPU) or your GPU vendor's Vulkan driver; macOS has Metal and Windows \
+         DX12 built in. WGPU_BACKEND (vulkan, metal, dx12, gl) limits the backends tried, \
+         WGPU_ADAPTER_NAME picks an adapter by name",
+        tried.join(", ")
+    )
 }
 
 /// Workgroups of the default tiled GEMM an adapter runs at once, for the GPUs glufuse was

@@ -35,7 +35,7 @@ mod gpu;
 mod session;
 mod timing;
 
-pub use gpu::{Created, Gpu, GpuOptions, PipelineCounts};
+pub use gpu::{adapter_rank, is_software_adapter, parse_backends, Created, Gpu, GpuOptions, PipelineCounts};
 pub use session::Session;
 pub use timing::{median, profile_dispatches, time, time_series, timed_pass, WARM_UP};
 
@@ -386,7 +386,10 @@ impl<'a> Executable<'a> {
     /// many rounds, which wins); this only times each variant it is given, over the
     /// executable's own buffers. Every tiling sums k in the same order, so the choice changes
     /// no result bit. Costs about 20 dispatches per candidate and distinct shape (tens of
-    /// milliseconds for a Llama-3-8B prefill GEMM).
+    /// milliseconds for a Llama-3-8B prefill GEMM). On a software adapter ([`Gpu::is_software`])
+    /// it shrinks to one round of one dispatch per candidate
+    /// ([`codegen::tune::SOFTWARE_ROUNDS`]): its timings say little about a GPU, and each
+    /// costs CPU time.
     pub fn tune_gemms(&mut self, g: &Graph, b: &Bindings, target: &Target, candidates: &[Tiles]) -> Result<Vec<Tuned>> {
         // Pipelines by what they run (the code, without the choice comment, and bindings): the
         // executable's own and every candidate timed, so that a kernel already on the chosen
@@ -406,11 +409,13 @@ impl<'a> Executable<'a> {
             pipelines.insert(key(k), d.clone());
             Ok(d)
         };
+        let (rounds, reps) =
+            if gpu.is_software() { (codegen::tune::SOFTWARE_ROUNDS, 1) } else { (codegen::tune::ROUNDS, TUNE_REPS) };
         let mut timer = |k: &Kernel| -> Result<f64> {
             let d = pipeline(k, "creating a tuning pipeline")?;
-            Ok(time(gpu, TUNE_REPS, 1, |enc, reps, ts| d.record(enc, reps, ts))?.0)
+            Ok(time(gpu, reps, 1, |enc, reps, ts| d.record(enc, reps, ts))?.0)
         };
-        let tuned = codegen::tune::tune(&mut self.kernels, g, b, target, candidates, &mut timer)?;
+        let tuned = codegen::tune::tune(&mut self.kernels, g, b, target, candidates, rounds, &mut timer)?;
         for t in tuned.iter().filter(|t| t.replaced) {
             self.dispatches[t.index] = pipeline(&self.kernels[t.index], "creating a pipeline")?;
         }
@@ -696,7 +701,8 @@ fn map_and_wait(gpu: &Gpu, buffer: &wgpu::Buffer, mode: wgpu::MapMode, what: &st
     mapped(&done, what)
 }
 
-/// Back-to-back dispatches per timing of [`Executable::tune_gemms`].
+/// Back-to-back dispatches per timing of [`Executable::tune_gemms`] (one on a software
+/// adapter).
 const TUNE_REPS: usize = 3;
 
 /// Appends `t`'s values as the GPU holds values of `dtype` to `out`, as little-endian bytes:

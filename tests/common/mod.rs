@@ -43,12 +43,19 @@ pub fn rel_diff(reference: &Graph, other: &Graph, seed: u64) -> f64 {
     worst
 }
 
+/// Whether `REQUIRE_GPU=1` (CI): a missing adapter fails a GPU test, and sweeps run in full.
+pub fn gpu_required() -> bool {
+    std::env::var("REQUIRE_GPU").is_ok_and(|v| v == "1")
+}
+
 /// The GPU, or `None` with a message saying why the test skips. Under `REQUIRE_GPU=1` (CI)
-/// a missing adapter fails the test instead.
+/// a missing adapter fails the test instead. Without the `gpu` feature there is none.
+#[cfg(feature = "gpu")]
 pub fn gpu() -> Option<glufuse::runtime::Gpu> {
+    quiet_runtime_dir();
     match glufuse::runtime::Gpu::new() {
         Ok(g) => Some(g),
-        Err(e) if std::env::var("REQUIRE_GPU").is_ok_and(|v| v == "1") => {
+        Err(e) if gpu_required() => {
             panic!("REQUIRE_GPU=1 but no GPU adapter is available: {e}")
         }
         Err(e) => {
@@ -56,4 +63,59 @@ pub fn gpu() -> Option<glufuse::runtime::Gpu> {
             None
         }
     }
+}
+
+/// Mesa's drivers print `error: XDG_RUNTIME_DIR is invalid or not set in the environment`
+/// when that variable is unset (containers, CI). As the binary does for itself, the test
+/// process gives them a folder of its own (under cargo's `target/tmp`), once, before the
+/// first adapter is opened; commands the tests run inherit it.
+#[cfg(feature = "gpu")]
+fn quiet_runtime_dir() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir()) {
+            return;
+        }
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("xdg-runtime");
+        if std::fs::create_dir_all(&dir).is_ok() {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+            }
+            std::env::set_var("XDG_RUNTIME_DIR", &dir);
+        }
+    });
+}
+
+/// How much of a GPU sweep a test runs on this adapter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sweep {
+    /// Every case.
+    Full,
+    /// A representative subset: every kernel kind and code path once, not every size,
+    /// dtype and tiling combined with every other.
+    Subset,
+}
+
+/// The one rule that sizes the GPU sweeps (tests/kernels.rs, tests/gpu.rs, tests/onnx.rs, the
+/// CLI's `run --tune`): a hardware adapter runs them in full; a software one (lavapipe,
+/// llvmpipe, SwiftShader, WARP: every pipeline an LLVM compile, every dispatch CPU time) runs
+/// a representative subset, unless `REQUIRE_GPU=1` (CI, on lavapipe) or
+/// `GLUFUSE_FULL_TESTS=1` asks for everything. Prints which it chose and why, once per test
+/// (shown by `cargo test -- --nocapture`).
+#[cfg(feature = "gpu")]
+pub fn sweep(gpu: &glufuse::runtime::Gpu, test: &str) -> Sweep {
+    let full_asked = std::env::var("GLUFUSE_FULL_TESTS").is_ok_and(|v| v == "1");
+    let (sweep, why) = if gpu_required() {
+        (Sweep::Full, "REQUIRE_GPU=1".to_string())
+    } else if full_asked {
+        (Sweep::Full, "GLUFUSE_FULL_TESTS=1".to_string())
+    } else if gpu.is_software() {
+        (Sweep::Subset, "software adapter; GLUFUSE_FULL_TESTS=1 runs all".to_string())
+    } else {
+        (Sweep::Full, "hardware adapter".to_string())
+    };
+    eprintln!("{test}: {} sweep on {} ({why})", if sweep == Sweep::Full { "full" } else { "subset" }, gpu.describe());
+    sweep
 }

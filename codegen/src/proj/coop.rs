@@ -27,7 +27,7 @@
 //! Epilogue: each subgroup stores one accumulator at a time (`coopStoreT` with a literal
 //! stride: naga 30's SPIR-V writer panics on a runtime one) into its own 16×16 f32 scratch;
 //! every lane reads 8 consecutive values of one row, applies bias, activation and product
-//! ([`super::epilogue`], as every projection kernel) and writes two `vec4<f32>`.
+//! (`super::epilogue`, as every projection kernel) and writes two `vec4<f32>`.
 //!
 //! Split-K ([`split`]): where the output has too few tiles to keep the device busy (Qwen2-0.5B's
 //! down projection at 128 rows: 7), the grid's y also runs over parts of k; part `kp` multiplies

@@ -24,13 +24,13 @@
 //!
 //! # Kernels
 //!
-//! - [`gemv_q4`], the decode GEMV (few rows): 32 lanes per group of `r` output features, each
+//! - `gemv_q4`, the decode GEMV (few rows): 32 lanes per group of `r` output features, each
 //!   lane reading 16-byte chunks (32 elements, one block of 32 or two of 16) of the gate and up
 //!   weights of those features, the chunk's scale and zero point once, dequantizing in
 //!   registers (`(q - zp)` exactly, times the scale after the chunk's dot product), f32 sums;
 //!   the lanes summed by `subgroupAdd` or a tree in workgroup memory; bias, activation and
-//!   product in the epilogue ([`super::epilogue`], as every projection kernel).
-//! - [`gemm_q4`], the prefill GEMM where there are no cooperative matrices: 32 rows × 32
+//!   product in the epilogue (`super::epilogue`, as every projection kernel).
+//! - `gemm_q4`, the prefill GEMM where there are no cooperative matrices: 32 rows × 32
 //!   output features per workgroup, k by chunks of 32, the weight chunk dequantized into
 //!   workgroup memory as f32, f32 math.
 //! - Prefill on cooperative matrices: [`super::coop`] stages the chunks the same way,

@@ -3,13 +3,15 @@
 
 use super::select::Rejection;
 use glufuse_ir::{Activation, Layout};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::{self, Write};
 
-/// What became of one candidate product `act(g) · u`.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+/// What became of one candidate product `act(g) · u`. In JSON: `"outcome": "fused"` with
+/// the fields of [`Outcome::Fused`], or `"outcome": "rejected"` with the reason's text
+/// (`"reason"`) and the [`Rejection`] itself (`"rejection"`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(into = "OutcomeJson", from = "OutcomeJson")]
 pub enum Outcome {
     /// Rewritten into one `FusedGateUp` node.
     Fused {
@@ -29,8 +31,39 @@ pub enum Outcome {
     },
 }
 
+/// [`Outcome`] as JSON writes it: a rejection carries its text for people beside the value
+/// that reads back.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+enum OutcomeJson {
+    Fused { replaced: Vec<String>, layout: Layout, merged: bool, biases: (bool, bool) },
+    Rejected { reason: String, rejection: Rejection },
+}
+
+impl From<Outcome> for OutcomeJson {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Fused { replaced, layout, merged, biases } => {
+                OutcomeJson::Fused { replaced, layout, merged, biases }
+            }
+            Outcome::Rejected { reason } => OutcomeJson::Rejected { reason: reason.to_string(), rejection: reason },
+        }
+    }
+}
+
+impl From<OutcomeJson> for Outcome {
+    fn from(o: OutcomeJson) -> Self {
+        match o {
+            OutcomeJson::Fused { replaced, layout, merged, biases } => {
+                Outcome::Fused { replaced, layout, merged, biases }
+            }
+            OutcomeJson::Rejected { rejection, .. } => Outcome::Rejected { reason: rejection },
+        }
+    }
+}
+
 /// One candidate.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Candidate {
     /// The product node's name.
     pub node: String,
@@ -94,8 +127,31 @@ impl Serialize for StopReason {
     }
 }
 
+/// Read from its text, as [`fmt::Display`] writes it; a text of no other form is
+/// [`StopReason::Other`].
+impl<'de> Deserialize<'de> for StopReason {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let inside = |prefix: &str, suffix: &str| s.strip_prefix(prefix)?.strip_suffix(suffix).map(str::to_string);
+        let r = if s == "saturated" {
+            StopReason::Saturated
+        } else if s == "unknown" {
+            StopReason::Unknown
+        } else if let Some(n) = inside("iteration limit (", ")").and_then(|n| n.parse().ok()) {
+            StopReason::IterationLimit(n)
+        } else if let Some(n) = inside("e-node limit (", ")").and_then(|n| n.parse().ok()) {
+            StopReason::NodeLimit(n)
+        } else if let Some(t) = inside("time limit (", " s)").and_then(|t| t.parse().ok()) {
+            StopReason::TimeLimit(t)
+        } else {
+            StopReason::Other(s)
+        };
+        Ok(r)
+    }
+}
+
 /// Wall times of the pass's phases, in milliseconds.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Timings {
     /// Lowering the graph into the e-graph.
     pub lower_ms: f64,
@@ -108,7 +164,7 @@ pub struct Timings {
 }
 
 /// The report of one run of the fusion pass.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct FusionReport {
     /// Every candidate, in graph order.
     pub candidates: Vec<Candidate>,
@@ -200,6 +256,8 @@ mod tests {
         ] {
             assert_eq!(r.to_string(), text);
             assert_eq!(serde_json::to_value(&r).unwrap(), serde_json::Value::from(text));
+            assert_eq!(serde_json::from_value::<StopReason>(text.into()).unwrap(), r);
         }
+        assert_eq!(serde_json::from_value::<StopReason>("unknown".into()).unwrap(), StopReason::Unknown);
     }
 }

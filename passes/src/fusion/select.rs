@@ -17,7 +17,8 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 /// Which operand of a candidate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Part {
     /// The input `x`.
     X,
@@ -44,7 +45,8 @@ impl fmt::Display for Part {
 }
 
 /// Who else reads a value the candidate would otherwise consume.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Reader {
     /// A node outside the candidate, by name.
     Node(String),
@@ -63,8 +65,11 @@ impl fmt::Display for Reader {
 
 /// Why a candidate was left as it was. Values are named as the graph names them; `None`
 /// where the e-graph holds a rewritten expression and no graph value. [`fmt::Display`] gives
-/// the report's text.
-#[derive(Clone, Debug, PartialEq)]
+/// the report's text; in JSON a report carries both the text (`"reason"`) and this value
+/// (`"rejection"`, externally tagged in snake case: `{"shared": {"nodes": [...]}}`,
+/// `"unknown_width"`), which is what reads back.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Rejection {
     /// The activated operand is not a projection `x·W (+ b)`.
     GateNotProjection {
@@ -202,13 +207,6 @@ impl fmt::Display for Rejection {
             Rejection::NotFused => f.write_str("not a fused node"),
             Rejection::NoActivation => f.write_str("no activation tag"),
         }
-    }
-}
-
-/// Serialised as its text (`"reason": "..."` in JSON reports).
-impl serde::Serialize for Rejection {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
     }
 }
 

@@ -153,7 +153,8 @@ pub struct InterpArgs {
 pub struct WgslArgs {
     /// Graph file (.json or .onnx).
     pub graph: PathBuf,
-    /// Output folder (created if missing).
+    /// Output folder: created if missing; an existing one must be empty or hold only an
+    /// earlier `glufuse wgsl` output (manifest.json and NNN_*.wgsl), which is replaced.
     #[arg(short, long)]
     pub output: PathBuf,
     /// Generate for the graph as given, without the passes.
@@ -239,8 +240,8 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value = "both")]
     pub part: PartArg,
     /// Force the prefill GEMM's tiling as RTxBK[xNY]: rows of x per thread (4 or 8), k
-    /// per step (8 or 16) and threads along the rows (8 or 16; 16 if left out). Default:
-    /// 8x8x8.
+    /// per step (8 or 16) and threads along the rows (8 or 16; a bare RTxBK means NY=16).
+    /// Without this option the tiling is 8x8x8 (or the one --tune picks).
     #[arg(long, value_name = "RTxBK[xNY]")]
     pub gemm_tiles: Option<String>,
     /// Time each prefill GEMM under the candidate tilings first and keep the fastest (as

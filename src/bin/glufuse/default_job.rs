@@ -15,6 +15,7 @@ use glufuse::ir::{DType, Dim, TensorType};
 use glufuse::passes::{
     attention_report, elementwise_report, fusion_report, merge_report, siblings_report, PassManager,
 };
+#[cfg(feature = "gpu")]
 use glufuse::runtime::{Gpu, Session};
 use glufuse::tensor::Tensor;
 use glufuse::{Error, Graph, Result};
@@ -113,7 +114,19 @@ pub fn run() -> Result<()> {
     outln!("CPU interpreter ({:.1} s for both graphs):", t.elapsed().as_secs_f64());
     outln!("  original vs onnxruntime: {}", against("the interpreter differs from onnxruntime", &want, &reference)?);
     outln!("  fused vs original:       {}", against("the fused graph differs from the original", &fused, &want)?);
-    // The GPU: both graphs, through WGSL validated by naga.
+    gpu_part(&original, &g, &inputs, &want, &reference)
+}
+
+/// The GPU: both graphs, through WGSL validated by naga, against the interpreter and
+/// onnxruntime.
+#[cfg(feature = "gpu")]
+fn gpu_part(
+    original: &Graph,
+    g: &Graph,
+    inputs: &HashMap<String, Tensor>,
+    want: &Tensor,
+    reference: &Tensor,
+) -> Result<()> {
     let gpu = match Gpu::new() {
         Ok(gpu) => gpu,
         Err(e) => {
@@ -122,14 +135,22 @@ pub fn run() -> Result<()> {
         }
     };
     outln!("\nGPU: {}", gpu.describe());
-    for (label, graph) in [("original", &original), ("fused", &g)] {
-        gpu_run(&gpu, label, graph, &inputs, &want, &reference)?;
+    for (label, graph) in [("original", original), ("fused", g)] {
+        gpu_run(&gpu, label, graph, inputs, want, reference)?;
     }
+    Ok(())
+}
+
+/// Without the `gpu` feature: says so.
+#[cfg(not(feature = "gpu"))]
+fn gpu_part(_: &Graph, _: &Graph, _: &HashMap<String, Tensor>, _: &Tensor, _: &Tensor) -> Result<()> {
+    outln!("\nGPU: this glufuse was built without GPU support (cargo feature `gpu` off); skipped the GPU run.");
     Ok(())
 }
 
 /// Runs one graph on the GPU twice through a session and checks it against the interpreter
 /// and onnxruntime: the first call compiles, the second is what a call costs.
+#[cfg(feature = "gpu")]
 fn gpu_run(
     gpu: &Gpu,
     label: &str,

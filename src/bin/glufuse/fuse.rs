@@ -5,7 +5,7 @@
 use crate::args::{FuseArgs, ReportFormat};
 use crate::out::{errln, out, outln};
 use glufuse::dump::{render, Format};
-use glufuse::files::{load_graph, write_output};
+use glufuse::files::write_output;
 use glufuse::passes::{
     attention_report, elementwise_report, fusion_report, merge_report, siblings_report, PassManager, PassRun,
 };
@@ -15,11 +15,11 @@ use std::path::Path;
 /// Runs the command.
 pub fn run(a: FuseArgs) -> Result<()> {
     let format = Format::from(a.format);
-    let mut g = load_graph(&a.graph)?;
+    let mut g = crate::progress::load(&a.graph)?;
     let before_text = render(&g, format)?;
     let mut pm = PassManager::standard();
     pm.verify_each = true;
-    let runs = pm.run(&mut g)?;
+    let runs = crate::progress::step("running the passes", || pm.run(&mut g))?;
     let after_text = render(&g, format)?;
     // Everything is computed; now write, each file atomically.
     let mut writes: Vec<(&Path, Vec<u8>)> = vec![];

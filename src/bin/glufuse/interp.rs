@@ -4,15 +4,15 @@
 
 use crate::args::InterpArgs;
 use crate::io::{dim_hint, gather_inputs, output_plan, print_outputs, write_outputs};
-use glufuse::files::load_graph;
 use glufuse::Result;
 
 /// Runs the command.
 pub fn run(a: InterpArgs) -> Result<()> {
-    let g = load_graph(&a.graph)?;
+    let g = crate::progress::load(&a.graph)?;
     let plan = output_plan(&g, &a.io.outputs)?;
     let (inputs, b) = gather_inputs(&g, &a.io)?;
-    let outs = glufuse::interp::run_with(&g, &inputs, &b).map_err(dim_hint)?;
+    let outs = crate::progress::step("running on the CPU interpreter", || glufuse::interp::run_with(&g, &inputs, &b))
+        .map_err(dim_hint)?;
     print_outputs(&g, &outs);
     write_outputs(&outs, &plan)
 }

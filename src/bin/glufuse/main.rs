@@ -6,6 +6,7 @@
 //! the printing and the benchmark harness.
 
 mod args;
+#[cfg(feature = "gpu")]
 mod bench;
 mod bench_pass;
 mod default_job;
@@ -13,6 +14,8 @@ mod fuse;
 mod interp;
 mod io;
 mod out;
+mod progress;
+#[cfg(feature = "gpu")]
 mod run;
 mod show;
 mod synth;
@@ -23,7 +26,29 @@ use clap::Parser;
 use glufuse::Result;
 
 fn main() {
-    std::process::exit(exit_code());
+    let code = {
+        // Removed when it goes out of scope, before the exit (which runs no destructors).
+        let _runtime_dir = quiet_runtime_dir();
+        exit_code()
+    };
+    std::process::exit(code);
+}
+
+/// Mesa's Vulkan and EGL drivers print `error: XDG_RUNTIME_DIR is invalid or not set in the
+/// environment` when that variable is unset (a container, a CI job, `sudo`), though they work
+/// without it. Where it is unset or names no folder, it is set to a private temporary folder
+/// for this process, before any GPU code runs; the folder goes when the process ends.
+fn quiet_runtime_dir() -> Option<tempfile::TempDir> {
+    if !cfg!(all(unix, feature = "gpu")) {
+        return None;
+    }
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir()) {
+        return None;
+    }
+    let dir = tempfile::Builder::new().prefix("glufuse-runtime-").tempdir().ok()?;
+    // Single-threaded here: nothing else reads the environment yet.
+    std::env::set_var("XDG_RUNTIME_DIR", dir.path());
+    Some(dir)
 }
 
 /// Runs the command line and returns the process exit code.
@@ -74,23 +99,38 @@ fn dispatch(cli: Cli) -> Result<()> {
             let f = a.graph.clone();
             interp::run(a).map_err(|e| about_graph(e, &f))
         }
-        Some(Cmd::Wgsl(a)) => {
-            let f = a.graph.clone();
-            wgsl::run(a).map_err(|e| about_graph(e, &f))
-        }
-        Some(Cmd::Run(a)) => {
-            let f = a.graph.clone();
-            run::run(a).map_err(|e| about_graph(e, &f))
-        }
+        // wgsl and run name the graph file themselves, except in errors about the adapter.
+        Some(Cmd::Wgsl(a)) => wgsl::run(a),
+        #[cfg(feature = "gpu")]
+        Some(Cmd::Run(a)) => run::run(a),
+        #[cfg(feature = "gpu")]
         Some(Cmd::Bench(a)) => bench::run(a),
+        #[cfg(not(feature = "gpu"))]
+        Some(Cmd::Run(_)) => Err(without_gpu("run")),
+        #[cfg(not(feature = "gpu"))]
+        Some(Cmd::Bench(_)) => Err(without_gpu("bench")),
+        #[cfg(feature = "gpu")]
         Some(Cmd::BenchProbe(a)) => bench::probe::run(&a.cases, a.case.as_deref(), a.reps, a.samples),
+        #[cfg(not(feature = "gpu"))]
+        Some(Cmd::BenchProbe(_)) => Err(without_gpu("bench-probe")),
         Some(Cmd::BenchPass(a)) => bench_pass::run(a),
     }
 }
 
+/// The error of a command that needs the GPU in a binary built without it (exit code 2).
+#[cfg(not(feature = "gpu"))]
+pub fn without_gpu(command: &str) -> glufuse::Error {
+    glufuse::Error::input(format!(
+        "`glufuse {command}` needs the GPU, but this glufuse was built without GPU support (cargo feature \
+         `gpu` off); build it with the default features (`cargo install glufuse`)"
+    ))
+}
+
 /// Names the graph file in an error about the graph that came after loading it (a node the
 /// passes, the interpreter or codegen refused, a GPU limit, a failed check); errors about
-/// arguments and other files say what they concern already.
+/// arguments and other files say what they concern already, and errors about the adapter
+/// (no adapter, a bad `WGPU_BACKEND`) concern the machine, not the graph: `run` and `wgsl`
+/// open it outside of this.
 fn about_graph(e: glufuse::Error, graph: &std::path::Path) -> glufuse::Error {
     use glufuse::Error;
     match e {

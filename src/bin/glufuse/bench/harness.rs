@@ -158,20 +158,14 @@ pub struct Measured {
     pub rows: Vec<BenchRow>,
 }
 
-/// The table as Markdown: the header (`process` says where the graphs were timed), the
-/// column heads and `body`, the lines of the rows.
-pub fn table(m: &Measured, o: &BenchOptions, process: &str, body: &str) -> String {
-    format!("{}{TABLE_HEAD}{body}", header(m, o, process))
-}
-
 /// The table's column heads.
 const TABLE_HEAD: &str = "| H×I | M | dtype | fused µs | unfused µs | unfused/fused | weight GB/s | TFLOP/s | of copy BW | fused kernel | fused choice | unfused projections |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
 /// How a run in one process says where it ran, and what [`run_isolated`] says instead.
-pub const IN_PROCESS: &str = "all in one process";
+const IN_PROCESS: &str = "all in one process";
 const ISOLATED: &str = "fused and unfused graphs each in a fresh process";
 
 /// The table's header: device, timing method (and `process`, where the graphs were timed) and
-/// the copy yardstick.
+/// the copy yardstick, then the column heads.
 fn header(m: &Measured, o: &BenchOptions, process: &str) -> String {
     let tiles = match (o.tune, o.gemm_tiles) {
         (true, _) => {
@@ -182,7 +176,7 @@ fn header(m: &Measured, o: &BenchOptions, process: &str) -> String {
         (false, None) => String::new(),
     };
     format!(
-        "device: {}\ncooperative matrices: {}; matmul precision: {}\ntiming: {}, {} repetitions per submission, median of {} submissions, {process}\n{tiles}copy kernel ({} MiB): {:.0} GB/s (read + written)\n\n",
+        "device: {}\ncooperative matrices: {}; matmul precision: {}\ntiming: {}, {} repetitions per submission, median of {} submissions, {process}\n{tiles}copy kernel ({} MiB): {:.0} GB/s (read + written)\n\n{TABLE_HEAD}",
         m.device,
         m.coop,
         o.matmul_precision,
@@ -217,8 +211,10 @@ fn line(r: &BenchRow, dtype: WeightType, copy: f64) -> String {
 
 /// Times the fused and the unfused graph of every configuration each in a child process of
 /// its own (`glufuse bench --in-process --part fused|unfused` with one shape, one dtype, one
-/// row count, reporting its figures as JSON) and assembles the table.
-pub fn run_isolated(o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<(String, Vec<BenchRow>)> {
+/// row count, reporting its figures as JSON). The table goes to `emit` as it is measured: the
+/// header (from the first child's figures) before the first row, then a line per row;
+/// `step` is called after each child.
+pub fn run_isolated(o: &BenchOptions, mut emit: impl FnMut(&str), mut step: impl FnMut()) -> Result<Vec<BenchRow>> {
     let child = |args: Vec<String>| child_command(&args);
     let common = |shape: String, m: u64, dtype: WeightType, part: &str, report: &std::path::Path| -> Vec<String> {
         vec![
@@ -255,8 +251,7 @@ pub fn run_isolated(o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<
     };
     let tmp = tempfile::tempdir().map_err(|e| Error::Job(format!("temporary folder: {e}")))?;
     let mut rows = vec![];
-    let mut head = None;
-    let mut body = String::new();
+    let mut head = false;
     for &(h, i) in &o.shapes {
         for &dtype in &o.dtypes {
             for &m in &o.rows {
@@ -270,21 +265,22 @@ pub fn run_isolated(o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<
                     Ok((got, row))
                 };
                 let (fused, mut r) = part("fused")?;
+                step();
+                if !head {
+                    emit(&header(&fused, o, ISOLATED));
+                    head = true;
+                }
                 let (_, u) = part("unfused")?;
+                step();
                 r.unfused_us = u.unfused_us;
                 r.dispatches.1 = u.dispatches.1;
                 r.unfused_choice = u.unfused_choice;
-                let l = line(&r, dtype, fused.copy_gbs);
-                if head.is_none() {
-                    head = Some(header(&fused, o, ISOLATED));
-                }
-                progress(&l);
-                body.push_str(&l);
+                emit(&line(&r, dtype, fused.copy_gbs));
                 rows.push(r);
             }
         }
     }
-    Ok((format!("{}{TABLE_HEAD}{body}", head.unwrap_or_default()), rows))
+    Ok(rows)
 }
 
 /// Runs this program again with `args` (a benchmark child, on a fresh device) and waits for
@@ -317,9 +313,10 @@ fn choices(kernels: &[Kernel], reasons: bool) -> String {
     all.join("; ")
 }
 
-/// Runs the benchmark in this process: what it measured, and the table's lines (one per
-/// configuration; [`table`] puts the header on top).
-pub fn run(gpu: &Gpu, o: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<(Measured, String)> {
+/// Runs the benchmark in this process and returns what it measured. The table goes to `emit`
+/// as it is measured: the header (once the copy yardstick is timed), then a line per
+/// configuration; `step` is called after each.
+pub fn run(gpu: &Gpu, o: &BenchOptions, mut emit: impl FnMut(&str), mut step: impl FnMut()) -> Result<Measured> {
     let copy_bytes = (256u64 << 20).min(gpu.target().max_binding_bytes);
     let copy = copy_bandwidth(gpu, copy_bytes, o.reps.max(1), o.samples)?;
     let ts = gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY);
@@ -330,8 +327,15 @@ pub fn run(gpu: &Gpu, o: &BenchOptions, mut progress: impl FnMut(&str)) -> Resul
         q4_cols: o.q4_cols,
         ..gpu.target()
     };
-    let mut out = String::new();
-    let mut rows = vec![];
+    let mut measured = Measured {
+        device: gpu.describe(),
+        coop: gpu.describe_coop(),
+        timestamps: ts,
+        copy_mib: copy_bytes >> 20,
+        copy_gbs: copy,
+        rows: vec![],
+    };
+    emit(&header(&measured, o, IN_PROCESS));
     for &(h, i) in &o.shapes {
         for &dtype in &o.dtypes {
             for &m in &o.rows {
@@ -377,20 +381,11 @@ pub fn run(gpu: &Gpu, o: &BenchOptions, mut progress: impl FnMut(&str)) -> Resul
                     fused_choice,
                     unfused_choice,
                 };
-                let l = line(&row, dtype, copy);
-                progress(&l);
-                out.push_str(&l);
-                rows.push(row);
+                emit(&line(&row, dtype, copy));
+                step();
+                measured.rows.push(row);
             }
         }
     }
-    let m = Measured {
-        device: gpu.describe(),
-        coop: gpu.describe_coop(),
-        timestamps: ts,
-        copy_mib: copy_bytes >> 20,
-        copy_gbs: copy,
-        rows,
-    };
-    Ok((m, out))
+    Ok(measured)
 }

@@ -10,13 +10,15 @@ pub mod model;
 pub mod probe;
 
 use crate::args::{BenchArgs, PartArg, PrecisionArg};
-use crate::out::{errln, outln};
+use crate::out::out;
+use crate::progress;
 use glufuse::codegen::Tiles;
 use glufuse::files::write_atomic;
 use glufuse::runtime::Gpu;
 use glufuse::synth::parse_shape;
 use glufuse::{Error, Result};
-use harness::{BenchOptions, Part, IN_PROCESS};
+use harness::{BenchOptions, Part};
+use indicatif::ProgressBar;
 
 /// Runs the command.
 pub fn run(a: BenchArgs) -> Result<()> {
@@ -71,19 +73,23 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if !a.in_process && a.part != PartArg::Both {
         return Err(Error::input("--part fused|unfused needs --in-process (the isolated run times both parts)"));
     }
-    let (table, rows) = if a.in_process {
-        let gpu = Gpu::new()?;
-        errln!("benchmarking on {}", gpu.describe());
-        let (m, body) = harness::run(&gpu, &o, |line| crate::out::eprint(format_args!("{line}")))?;
+    // The table goes to stdout as it is measured (header first), above a progress bar.
+    let configs = (o.shapes.len() * o.dtypes.len() * o.rows.len()) as u64;
+    let steps = if a.in_process { configs } else { 2 * configs };
+    let pb = if a.child_report.is_some() { ProgressBar::hidden() } else { progress::bar(steps, "benchmarking") };
+    let emit = |text: &str| pb.suspend(|| out!("{text}"));
+    let rows = if a.in_process {
+        let gpu = progress::step("opening the GPU", Gpu::new)?;
+        let m = harness::run(&gpu, &o, emit, || pb.inc(1))?;
         if let Some(p) = &a.child_report {
             let j = serde_json::to_string(&m).map_err(|e| Error::Internal(e.to_string()))?;
             write_atomic(p, j.as_bytes())?;
         }
-        (harness::table(&m, &o, IN_PROCESS, &body), m.rows)
+        m.rows
     } else {
-        harness::run_isolated(&o, |line| crate::out::eprint(format_args!("{line}")))?
+        harness::run_isolated(&o, emit, || pb.inc(1))?
     };
-    outln!("{table}");
+    pb.finish_and_clear();
     if let Some(p) = a.json {
         let j = serde_json::to_string_pretty(&rows).map_err(|e| Error::Internal(e.to_string()))?;
         write_atomic(&p, j.as_bytes())?;
