@@ -98,8 +98,8 @@ pub enum Sweep {
     Subset,
 }
 
-/// The one rule that sizes the GPU sweeps (tests/kernels.rs, tests/gpu.rs, tests/onnx.rs, the
-/// CLI's `run --tune`): a hardware adapter runs them in full; a software one (lavapipe,
+/// The one rule that sizes the GPU sweeps (tests/kernels.rs, tests/gpu.rs, tests/models.rs,
+/// tests/q4.rs): a hardware adapter runs them in full; a software one (lavapipe,
 /// llvmpipe, SwiftShader, WARP: every pipeline an LLVM compile, every dispatch CPU time) runs
 /// a representative subset, unless `REQUIRE_GPU=1` (CI, on lavapipe) or
 /// `GLUFUSE_FULL_TESTS=1` asks for everything. Prints which it chose and why, once per test
