@@ -11,8 +11,8 @@
 //! The rules: every sibling's weight is a `Weight` node holding its values (`[K, Nᵢ]`, every
 //! dim known, one dtype, the same `K`), the products have one dtype and none is a graph
 //! output (its name is kept by the slice that replaces it, which is not an output's name to
-//! give). The merged weight is a new node; the originals go when nothing else reads them
-//! (dead-node elimination). Each slice takes the name of the product it replaces, so the
+//! give). The merged weight is a new node; the originals are removed as soon as nothing else
+//! reads them. Each slice takes the name of the product it replaces, so the
 //! names a user knows still name the same values.
 
 use super::{Pass, PassReport};
@@ -151,6 +151,7 @@ fn merge(g: &mut Graph, ns: &[NodeIndex]) -> Result<Merged> {
     *out_ty.shape.last_mut().expect("a product has a last dim") = Dim::Fixed(total as u64);
     let name = free_name(g, &base);
     let m = g.add_node(name.clone(), Op::MatMul, &[x, Value::of(wn)], vec![out_ty])?;
+    let weights: Vec<NodeIndex> = ns.iter().map(|&n| g.inputs(n)[1].node).collect();
     let mut start = 0;
     for (&n, &w) in ns.iter().zip(&widths) {
         let op = Op::Slice { axis: -1, start: Dim::Fixed(start as u64), len: Dim::Fixed(w as u64), step: 1 };
@@ -160,6 +161,13 @@ fn merge(g: &mut Graph, ns: &[NodeIndex]) -> Result<Merged> {
         let old = g.remove_node(n).expect("a sibling is in the graph");
         g.rename(s, old.name)?;
         start += w;
+    }
+    // The original weights go now where nothing else reads them, so that a model's weights
+    // are held twice for one group at a time, not until dead-node elimination.
+    for w in weights {
+        if g.g.node_weight(w).is_some() && g.users(Value::of(w)).is_empty() && !g.is_output(Value::of(w)) {
+            g.remove_node(w);
+        }
     }
     Ok(Merged { node: name, replaced: names })
 }
