@@ -117,7 +117,7 @@ impl Operand<'_> {
             };
             if let Some(mut s) = moved {
                 let x = self.step(ins[0]);
-                set_args(&mut s, &[x]);
+                s.set_args(&[x]);
                 self.absorbed.push(v.node);
                 return self.push(s);
             }
@@ -130,7 +130,7 @@ impl Operand<'_> {
                             _ => {
                                 let mut s = s.clone();
                                 let args: Vec<usize> = s.args().iter().map(|&a| at[a]).collect();
-                                set_args(&mut s, &args);
+                                s.set_args(&args);
                                 self.push(s)
                             }
                         };
@@ -159,25 +159,6 @@ impl Operand<'_> {
     fn push(&mut self, s: Step) -> usize {
         self.steps.push(s);
         self.steps.len() - 1
-    }
-}
-
-/// Sets the operands of a step that moves one operand (or, for an elementwise program's
-/// steps, of any step) to `args`, in order.
-fn set_args(s: &mut Step, args: &[usize]) {
-    match s {
-        Step::Input(_) | Step::Const { .. } => {}
-        Step::Unary { x, .. }
-        | Step::Cast { x, .. }
-        | Step::Expand { x, .. }
-        | Step::Reduce { x, .. }
-        | Step::Softmax { x }
-        | Step::Transpose { x, .. }
-        | Step::Slice { x, .. }
-        | Step::Reshape { x, .. } => *x = args[0],
-        Step::Binary { a, b, .. } => (*a, *b) = (args[0], args[1]),
-        Step::Where { cond, x, y } => (*cond, *x, *y) = (args[0], args[1], args[2]),
-        Step::Concat { xs, .. } => *xs = args.to_vec(),
     }
 }
 

@@ -133,60 +133,25 @@ impl PassManager {
 
 /// The fusion report among a pipeline's runs, if the fusion pass ran.
 pub fn fusion_report(runs: &[PassRun]) -> Option<&fusion::FusionReport> {
-    runs.iter().find_map(|r| match &r.report {
-        PassReport::Fusion(f) => Some(f),
-        PassReport::Dce(_)
-        | PassReport::Elementwise(_)
-        | PassReport::Attention(_)
-        | PassReport::Merge(_)
-        | PassReport::Siblings(_) => None,
-    })
+    runs.iter().find_map(|r| if let PassReport::Fusion(f) = &r.report { Some(f) } else { None })
 }
 
 /// The elementwise fusion's report among a pipeline's runs, if it ran.
 pub fn elementwise_report(runs: &[PassRun]) -> Option<&elementwise::ElementwiseReport> {
-    runs.iter().find_map(|r| match &r.report {
-        PassReport::Elementwise(e) => Some(e),
-        PassReport::Dce(_)
-        | PassReport::Fusion(_)
-        | PassReport::Attention(_)
-        | PassReport::Merge(_)
-        | PassReport::Siblings(_) => None,
-    })
+    runs.iter().find_map(|r| if let PassReport::Elementwise(e) = &r.report { Some(e) } else { None })
 }
 
 /// The attention fusion's report among a pipeline's runs, if it ran.
 pub fn attention_report(runs: &[PassRun]) -> Option<&attention::AttentionReport> {
-    runs.iter().find_map(|r| match &r.report {
-        PassReport::Attention(a) => Some(a),
-        PassReport::Dce(_)
-        | PassReport::Fusion(_)
-        | PassReport::Elementwise(_)
-        | PassReport::Merge(_)
-        | PassReport::Siblings(_) => None,
-    })
+    runs.iter().find_map(|r| if let PassReport::Attention(a) = &r.report { Some(a) } else { None })
 }
 
 /// The merging of sibling projections' report among a pipeline's runs, if it ran.
 pub fn merge_report(runs: &[PassRun]) -> Option<&merge::MergeReport> {
-    runs.iter().find_map(|r| match &r.report {
-        PassReport::Merge(m) => Some(m),
-        PassReport::Dce(_)
-        | PassReport::Fusion(_)
-        | PassReport::Elementwise(_)
-        | PassReport::Attention(_)
-        | PassReport::Siblings(_) => None,
-    })
+    runs.iter().find_map(|r| if let PassReport::Merge(m) = &r.report { Some(m) } else { None })
 }
 
 /// The merging of sibling programs' report among a pipeline's runs, if it ran.
 pub fn siblings_report(runs: &[PassRun]) -> Option<&siblings::SiblingsReport> {
-    runs.iter().find_map(|r| match &r.report {
-        PassReport::Siblings(p) => Some(p),
-        PassReport::Dce(_)
-        | PassReport::Fusion(_)
-        | PassReport::Elementwise(_)
-        | PassReport::Attention(_)
-        | PassReport::Merge(_) => None,
-    })
+    runs.iter().find_map(|r| if let PassReport::Siblings(p) = &r.report { Some(p) } else { None })
 }

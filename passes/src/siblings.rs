@@ -115,21 +115,10 @@ fn reaches(g: &Graph, from: NodeIndex, to: NodeIndex) -> bool {
 
 /// Step `s` with its operands' indices moved by `f`.
 fn moved(s: &Step, f: &dyn Fn(usize) -> usize) -> Step {
-    match s.clone() {
-        Step::Input(i) => Step::Input(i),
-        c @ Step::Const { .. } => c,
-        Step::Unary { op, x } => Step::Unary { op, x: f(x) },
-        Step::Binary { op, a, b } => Step::Binary { op, a: f(a), b: f(b) },
-        Step::Where { cond, x, y } => Step::Where { cond: f(cond), x: f(x), y: f(y) },
-        Step::Cast { to, x } => Step::Cast { to, x: f(x) },
-        Step::Expand { shape, x } => Step::Expand { shape, x: f(x) },
-        Step::Reduce { op, x } => Step::Reduce { op, x: f(x) },
-        Step::Softmax { x } => Step::Softmax { x: f(x) },
-        Step::Transpose { perm, x } => Step::Transpose { perm, x: f(x) },
-        Step::Slice { axis, start, len, step, x } => Step::Slice { axis, start, len, step, x: f(x) },
-        Step::Concat { axis, xs } => Step::Concat { axis, xs: xs.into_iter().map(f).collect() },
-        Step::Reshape { shape, x } => Step::Reshape { shape, x: f(x) },
-    }
+    let mut t = s.clone();
+    let args: Vec<usize> = s.args().into_iter().map(f).collect();
+    t.set_args(&args);
+    t
 }
 
 /// Makes `a` compute `b` too and removes `b`: b's steps first (its inputs renumbered after

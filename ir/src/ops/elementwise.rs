@@ -174,6 +174,24 @@ impl Step {
         }
     }
 
+    /// Sets the steps it reads to `args`, in the order [`Step::args`] gives them.
+    pub fn set_args(&mut self, args: &[usize]) {
+        match self {
+            Step::Input(_) | Step::Const { .. } => {}
+            Step::Unary { x, .. }
+            | Step::Cast { x, .. }
+            | Step::Expand { x, .. }
+            | Step::Reduce { x, .. }
+            | Step::Softmax { x }
+            | Step::Transpose { x, .. }
+            | Step::Slice { x, .. }
+            | Step::Reshape { x, .. } => *x = args[0],
+            Step::Binary { a, b, .. } => (*a, *b) = (args[0], args[1]),
+            Step::Where { cond, x, y } => (*cond, *x, *y) = (args[0], args[1], args[2]),
+            Step::Concat { xs, .. } => *xs = args.to_vec(),
+        }
+    }
+
     /// The op this step computes (`None` for an input).
     pub fn op(&self) -> Option<Op> {
         Some(match self {
