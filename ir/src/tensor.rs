@@ -249,12 +249,23 @@ impl Tensor {
     /// A tensor of `dtype` from the words the GPU holds it in (see [`Tensor::to_gpu_words`]);
     /// fails on a boolean word other than 0 or 1, or a length that disagrees with the shape.
     pub fn from_gpu_words(dtype: DType, shape: Vec<usize>, words: &[u32]) -> Result<Self> {
+        Self::from_gpu_words_in(dtype, shape, words, Vec::new())
+    }
+
+    /// [`Tensor::from_gpu_words`], the values of a float tensor written into `buf` (emptied
+    /// first): memory the caller allocated as it sees fit (the runtime asks for huge pages
+    /// for large outputs).
+    pub fn from_gpu_words_in(dtype: DType, shape: Vec<usize>, words: &[u32], mut buf: Vec<f32>) -> Result<Self> {
+        buf.clear();
         let data = match dtype {
-            DType::F32 => Data::F32(words.iter().map(|&w| f32::from_bits(w)).collect()),
+            DType::F32 => {
+                buf.extend(words.iter().map(|&w| f32::from_bits(w)));
+                Data::F32(buf)
+            }
             DType::F16 => {
-                let mut v: Vec<f32> = words.iter().map(|&w| f32::from_bits(w)).collect();
-                round_f16(&mut v);
-                Data::F32(v)
+                buf.extend(words.iter().map(|&w| f32::from_bits(w)));
+                round_f16(&mut buf);
+                Data::F32(buf)
             }
             DType::I64 | DType::I32 => Data::I64(words.iter().map(|&w| w as i32 as i64).collect()),
             DType::Bool => Data::Bool(

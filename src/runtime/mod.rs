@@ -628,19 +628,8 @@ impl<'a> Executable<'a> {
         for o in &self.outputs {
             let n: usize = o.dims.iter().product();
             let at = (o.offset / 4) as usize;
-            let w = &words[at..at + n];
-            let t = match o.dtype {
-                DType::F32 | DType::F16 if n * 4 >= HUGE_OUTPUT_BYTES => {
-                    let mut v = host_vec(n);
-                    v.extend(w.iter().map(|&x| f32::from_bits(x)));
-                    if o.dtype == DType::F16 {
-                        crate::tensor::round_f16(&mut v);
-                    }
-                    Tensor::from_data(o.dtype, o.dims.clone(), Data::F32(v))?
-                }
-                _ => Tensor::from_gpu_words(o.dtype, o.dims.clone(), w)?,
-            };
-            out.push(t);
+            let buf = if o.dtype.is_float() && n * 4 >= HUGE_OUTPUT_BYTES { host_vec(n) } else { Vec::new() };
+            out.push(Tensor::from_gpu_words_in(o.dtype, o.dims.clone(), &words[at..at + n], buf)?);
         }
         Ok(out)
     }
