@@ -211,6 +211,40 @@ fn split_k_gemvs_match_the_interpreter() {
     }
 }
 
+/// The `[K, N]` decode GEMV on grids too small for 8 column groups per workgroup: 4, 2 and 1
+/// groups (64 to 256 lanes along k, never more than K), a K not a multiple of the lanes, 5
+/// rows, f16 and a merged weight; and a K too long for that (more than 32 rows a lane), which keeps 8 groups and is
+/// split instead. Each matches the interpreter, and its grid is the one the rule gives.
+#[cfg(feature = "gpu")]
+#[test]
+fn small_grid_gemvs_match_the_interpreter() {
+    let Some(gpu) = common::gpu() else { return };
+    let f32_one = Case { rows: 1, h: 64, i: 2048, layout: Layout::Kn, dtype: DType::F32, bias: true, merged: false };
+    // (case, workgroups of the GEMV): the fused kernel's columns are its gate's (N = I).
+    let cases = [
+        // 512 f32 groups of 4 columns: 4 per workgroup.
+        (Case { ..f32_one }, 128),
+        // 256 groups: 2 per workgroup (128 lanes along k = 128).
+        (Case { h: 128, i: 1024, ..f32_one }, 128),
+        // K = 96 allows no more than 64 lanes: 4 groups, 64 workgroups.
+        (Case { h: 96, i: 1024, ..f32_one }, 64),
+        // f16 (8 columns a group), 5 rows, K = 300 over 256 lanes, merged gate_up: 1 group.
+        (Case { rows: 5, h: 300, i: 1024, dtype: DType::F16, bias: false, merged: true, ..f32_one }, 128),
+        // K = 8200 would be 33 rows a lane with 1 group: 8 groups (2 workgroups), split in 32.
+        (Case { h: 8200, i: 72, dtype: DType::F16, ..f32_one }, 2 * 32),
+    ];
+    let mut kinds = std::collections::BTreeSet::new();
+    for (c, want) in &cases {
+        check(&gpu, c, &gpu.target(), &mut kinds);
+        let mut g = build(c);
+        PassManager::standard().run(&mut g).unwrap();
+        let ks = glufuse::codegen::generate(&g, &Default::default(), &Target::default()).unwrap();
+        let gemv = ks.iter().find(|k| k.source().kind.to_string().starts_with("fused-gate-up-gemv-kn")).unwrap();
+        let w = gemv.source().workgroups;
+        assert_eq!(w[0] * w[1] * w[2], *want, "{c:?}: {:?}", gemv.source().choice);
+    }
+}
+
 /// The aligned prefill GEMM under every tiling it has: partial k steps, partial row and
 /// column tiles, both layouts, f16 weights, biases and merged weights. The subset sweep
 /// takes every tiling with one case each, the cases taking turns, so that each tiling

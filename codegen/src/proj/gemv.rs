@@ -3,7 +3,8 @@
 //!
 //! - `gemv-kn` (`W [K, N]`): a thread owns one 16-byte group of adjacent columns (4 f32 or
 //!   8 f16) and a share of k; adjacent threads read adjacent groups of one row of W, so each
-//!   warp reads whole 128-byte lines. The k-lanes of a workgroup are summed by a tree in
+//!   warp reads whole 128-byte lines (on small grids, fewer groups and more k-lanes per
+//!   workgroup: [`GEMV_SMALL_MAX_ROWS`]). The k-lanes of a workgroup are summed by a tree in
 //!   workgroup memory. The fused kernel with f16 weights over more than 4 rows loads 8 bytes
 //!   (4 columns) instead, which halves its accumulators.
 //! - `gemv-nk` (`W [N, K]`): 32 lanes own one output feature and read its row of W along k
@@ -58,6 +59,18 @@ pub(crate) fn tree_sum(body: &mut String, lanes: usize, stride: usize, slots: us
 /// workgroups of 64 columns and took 50 µs per decode step on an H100, 0.7 TB/s.
 pub const GEMV_MIN_WORKGROUPS: usize = 128;
 
+/// Most weight rows (of k) a thread of a `[K, N]` GEMV with fewer than 8 column groups per
+/// workgroup sums. Where 8 groups of 16 bytes per workgroup give fewer than
+/// [`GEMV_MIN_WORKGROUPS`], the kernel takes fewer groups (down to one: a warp then reads 16
+/// bytes of 32 rows, whole 32-byte sectors between two neighbouring workgroups) and more lanes
+/// along k (no more than k has rows), if each lane then sums at most this many rows; else it keeps 8 groups and is
+/// split over k ([`kn_split`]). Measured on an H100 in the Qwen2-0.5B-sized f16 decode step
+/// (`benches/h100-gemv-small.sh`): its K = 896 projections 14-18 → 112-144 workgroups and its
+/// down projection (K = 4864: 19 rows a lane, no split and no sum kernel) took the step from
+/// 1864 to 1675 µs; Llama-3-8B's down projection (K = 14336: 224 rows a lane with 4 groups)
+/// was 25% slower that way, so it keeps 8 groups and its split.
+pub const GEMV_SMALL_MAX_ROWS: usize = 32;
+
 /// Fewest weight rows (of k) each part of a split-K GEMV sums: shorter parts cost more in
 /// partial sums written and read than they gain.
 pub const SPLIT_MIN_K: usize = 256;
@@ -72,9 +85,27 @@ fn kn_tiling(s: &ProjShape) -> (usize, usize, bool) {
     // with 16-byte loads.
     let narrow = s.f16 && s.na() == 2 && tm > 4;
     let vc = if narrow { 4 } else { s.vc() };
-    // Columns per workgroup: as many as keep at least 256 workgroups busy, from 32 vectors down.
-    // At least 8 groups, so that a warp reads 128 contiguous bytes of each weight row.
-    let groups_per_wg = [32usize, 16].into_iter().find(|&gpw| s.n.div_ceil(gpw * vc) >= 256).unwrap_or(8);
+    // Columns per workgroup: as many as keep at least 256 workgroups busy, from 32 vectors
+    // down to 8, so that a warp reads 128 contiguous bytes of each weight row. Where 8 leave
+    // fewer than GEMV_MIN_WORKGROUPS, fewer groups and more lanes along k (see
+    // GEMV_SMALL_MAX_ROWS).
+    let row_tiles = s.rows.div_ceil(tm);
+    let grid = |gpw: usize| s.n.div_ceil(gpw * vc) * row_tiles;
+    let groups_per_wg = match [32usize, 16].into_iter().find(|&gpw| grid(gpw) >= 256) {
+        Some(gpw) => gpw,
+        None => {
+            // No more lanes than k has rows (at least 32: a warp).
+            let lanes_fit = |gpw: &usize| WORKGROUP as usize / gpw <= s.k.max(32);
+            let fewer: Vec<usize> = [8usize, 4, 2, 1].into_iter().filter(lanes_fit).collect();
+            let gpw = fewer.iter().copied().find(|&gpw| grid(gpw) >= GEMV_MIN_WORKGROUPS);
+            let gpw = gpw.or(fewer.last().copied()).unwrap_or(8);
+            if s.k.div_ceil(WORKGROUP as usize / gpw) <= GEMV_SMALL_MAX_ROWS {
+                gpw
+            } else {
+                8
+            }
+        }
+    };
     (groups_per_wg * vc, groups_per_wg, narrow)
 }
 

@@ -67,7 +67,7 @@ pub struct FamilyTime {
     pub us: Option<f64>,
 }
 
-/// One of the slowest dispatches of a call.
+/// One dispatch of a call and its time.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SlowDispatch {
     /// The kernel (its node).
@@ -141,6 +141,9 @@ pub struct PartReport {
     pub profiled_us: Option<f64>,
     /// The slowest dispatches, slowest first.
     pub slowest: Vec<SlowDispatch>,
+    /// Every dispatch in the order recorded (empty without timestamps inside passes).
+    #[serde(default)]
+    pub dispatch_us: Vec<SlowDispatch>,
     /// Calls through the session.
     pub call: CallLatency,
     /// What it cost to get there.
@@ -336,12 +339,13 @@ pub fn measure(gpu: &Gpu, o: &ModelOptions, fused: bool) -> Result<Measured> {
     }
     families.sort_by(|a, b| b.us.unwrap_or(0.0).total_cmp(&a.us.unwrap_or(0.0)).then(b.dispatches.cmp(&a.dispatches)));
     let profiled_us = per.as_ref().map(|p| p.iter().sum());
-    let mut slowest: Vec<SlowDispatch> = per
+    let dispatch_us: Vec<SlowDispatch> = per
         .iter()
         .flatten()
         .zip(&names)
         .map(|(&us, (kernel, kind))| SlowDispatch { kernel: kernel.clone(), kind: kind.clone(), us })
         .collect();
+    let mut slowest = dispatch_us.clone();
     slowest.sort_by(|a, b| b.us.total_cmp(&a.us));
     slowest.truncate(SLOWEST);
 
@@ -391,6 +395,7 @@ pub fn measure(gpu: &Gpu, o: &ModelOptions, fused: bool) -> Result<Measured> {
         families,
         profiled_us,
         slowest,
+        dispatch_us,
         call,
         setup: Setup {
             load_s,

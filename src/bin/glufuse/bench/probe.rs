@@ -12,7 +12,11 @@
 //!   memory allocation of its own);
 //! - `idle`: warmed up, then timed after 0, 0.2, 1 and 3 s of idle;
 //! - `churn`: timed, then five small graphs built, timed and dropped, then timed again, and
-//!   again after warm-up.
+//!   again after warm-up;
+//! - `dispatch-floor`: no graph: chains of 256 dispatches of a kernel that does next to
+//!   nothing, each dispatch reading what the one before wrote (so the GPU waits between
+//!   them) or each on a buffer of its own, from 1 to 132 workgroups, in one pass or a pass
+//!   each: what a dispatch costs whatever its work.
 //!
 //! Every measurement prints its samples in order (µs per run, timestamps and wall clock), the
 //! Unix time (to line up with `nvidia-smi`'s clock log) and, once per case, where wgpu's
@@ -21,14 +25,14 @@
 use crate::out::outln;
 use glufuse::ir::{DType, Layout};
 use glufuse::passes::PassManager;
-use glufuse::runtime::{median, time_series, Executable, Gpu, GpuOptions};
+use glufuse::runtime::{median, time_series, timed_pass, Executable, Gpu, GpuOptions, WARM_UP};
 use glufuse::synth::ffn_graph;
 use glufuse::{Error, Graph, Result};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Every case, in the order run.
 pub const CASES: &[&str] =
-    &["fresh", "after-free", "kept", "after-free-memusage", "after-free-dedicated", "idle", "churn"];
+    &["fresh", "after-free", "kept", "after-free-memusage", "after-free-dedicated", "idle", "churn", "dispatch-floor"];
 
 /// Runs the cases, each in a child process of its own (`case` set: this process is that
 /// child).
@@ -147,6 +151,9 @@ fn run_case(case: &str, reps: usize, samples: usize) -> Result<()> {
     let gpu = Gpu::with_options(&GpuOptions { memory_hints })?;
     let p = Probe { gpu: &gpu, case: case.to_string(), reps, samples, t0: Instant::now() };
     p.note(&format!("device {}", gpu.describe()));
+    if case == "dispatch-floor" {
+        return dispatch_floor(&p);
+    }
     let none = Duration::ZERO;
     let warm = Duration::from_millis(300);
     let target = graph(DType::F32)?;
@@ -208,6 +215,88 @@ fn run_case(case: &str, reps: usize, samples: usize) -> Result<()> {
             p.measure("target, after 300 ms warm-up", &t, warm)?;
         }
         other => return Err(Error::input(format!("bench-probe: no case '{other}'"))),
+    }
+    Ok(())
+}
+
+/// Dispatches per chain in `dispatch-floor`.
+const FLOOR_CHAIN: usize = 256;
+
+/// The `dispatch-floor` case: µs per dispatch of a kernel that adds 1 to 1024 words, in
+/// chains of [`FLOOR_CHAIN`].
+fn dispatch_floor(p: &Probe) -> Result<()> {
+    let dev = &p.gpu.device;
+    let src = "@group(0) @binding(0) var<storage, read_write> b: array<u32>;\n\
+               @compute @workgroup_size(256)\n\
+               fn main(@builtin(global_invocation_id) g: vec3<u32>) { let i = g.x % 1024u; b[i] = b[i] + 1u; }\n";
+    let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("floor"),
+        source: wgpu::ShaderSource::Wgsl(src.into()),
+    });
+    let pipeline = dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some("floor"),
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    let layout = pipeline.get_bind_group_layout(0);
+    let groups: Vec<wgpu::BindGroup> = (0..FLOOR_CHAIN)
+        .map(|_| {
+            let buf = dev.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("floor"),
+                size: 4096,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            });
+            dev.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &layout,
+                entries: &[wgpu::BindGroupEntry { binding: 0, resource: buf.as_entire_binding() }],
+            })
+        })
+        .collect();
+    for (dependent, one_pass) in [(true, true), (false, true)] {
+        for wgs in [1u32, 4, 32, 132] {
+            let record = |enc: &mut wgpu::CommandEncoder, reps: usize, ts: Option<(&wgpu::QuerySet, u32)>| {
+                let group = |i: usize| if dependent { &groups[0] } else { &groups[i] };
+                if one_pass {
+                    let mut pass = timed_pass(enc, "floor", ts);
+                    pass.set_pipeline(&pipeline);
+                    for _ in 0..reps {
+                        for i in 0..FLOOR_CHAIN {
+                            pass.set_bind_group(0, group(i), &[]);
+                            pass.dispatch_workgroups(wgs, 1, 1);
+                        }
+                    }
+                } else {
+                    // Timestamps around the whole: at the start of the first pass, the end of the last.
+                    let last = reps * FLOOR_CHAIN - 1;
+                    for j in 0..=last {
+                        let tw = ts.map(|(q, i)| wgpu::ComputePassTimestampWrites {
+                            query_set: q,
+                            beginning_of_pass_write_index: (j == 0).then_some(i),
+                            end_of_pass_write_index: (j == last).then_some(i + 1),
+                        });
+                        let mut pass =
+                            enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: tw });
+                        pass.set_pipeline(&pipeline);
+                        pass.set_bind_group(0, group(j % FLOOR_CHAIN), &[]);
+                        pass.dispatch_workgroups(wgs, 1, 1);
+                    }
+                }
+            };
+            let (t, ts) = time_series(p.gpu, p.reps, p.samples, WARM_UP, record)?;
+            let m = median(&t) / FLOOR_CHAIN as f64;
+            outln!(
+                "{} | {} | {wgs} workgroups of 256 | {} | {m:.2} µs per dispatch ({})",
+                p.case,
+                if dependent { "dependent (one buffer)" } else { "independent (a buffer each)" },
+                if one_pass { "one pass" } else { "a pass each" },
+                if ts { "timestamps" } else { "wall clock" }
+            );
+        }
     }
     Ok(())
 }
