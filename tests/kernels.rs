@@ -607,3 +607,103 @@ fn coop_gemm_matches_the_interpreter_within_the_f16_bound() {
     assert!(tilings.iter().any(|t| t.ends_with("split-k 2")), "{tilings:?}");
     assert!(tilings.iter().any(|t| t.ends_with("split-k 2 sum")), "{tilings:?}");
 }
+
+/// A norm read by a decode projection: `s = h + x·W0`, `n = norm(s)`, `y = n·W1` (or a fused
+/// gate/up of `n`), outputs `y` and the residual sum `s`. `layer` picks a layer norm (two
+/// rounds of reductions: the variance reads the mean) over an RMS norm (one), both spelled
+/// in ops as exporters write them. With `n_too`, `n` is a graph output
+/// as well.
+#[cfg(feature = "gpu")]
+fn norm_proj(rows: u64, k: u64, n: u64, dtype: DType, fused: bool, layer: bool, n_too: bool) -> glufuse::Graph {
+    use glufuse::ir::{BinaryOp, Op, ReduceOp, UnaryOp};
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", dtype, shape_of(&[rows, 16]));
+    let h = b.input("h", dtype, shape_of(&[rows, k]));
+    let w0 = b.weight("w0", dtype, &[16, k], 0.3);
+    // A computed operand (its buffer reusable once its last reader ran), as the attention
+    // output projection is in a model.
+    let a = b.matmul("attn_out", x, w0);
+    let s = b.add("residual", h, a);
+    let scale = b.weight("norm.w", dtype, &[k], 1.0);
+    let mean = || Op::Reduce { op: ReduceOp::Mean, axes: vec![-1], keepdims: true };
+    let eps = b.scalar("eps", dtype, 1e-5);
+    let normed = if layer {
+        // As exporters spell a layer norm in ops: the variance reads the mean (two rounds).
+        let mu = b.node("mu", mean(), &[s], vec![])[0];
+        let d = b.binary("centre", BinaryOp::Sub, s, mu);
+        let d2 = b.mul("d2", d, d);
+        let var = b.node("var", mean(), &[d2], vec![])[0];
+        let ve = b.add("var_eps", var, eps);
+        let r = b.unary("std", UnaryOp::Sqrt, ve);
+        let n1 = b.binary("normalise", BinaryOp::Div, d, r);
+        let scaled = b.mul("scaled", n1, scale);
+        let bias = b.weight("norm.b", dtype, &[k], 0.3);
+        b.add("norm", scaled, bias)
+    } else {
+        let sq = b.mul("sq", s, s);
+        let ms = b.node("mean", mean(), &[sq], vec![])[0];
+        let ve = b.add("var_eps", ms, eps);
+        let r = b.unary("rsqrt_sqrt", UnaryOp::Sqrt, ve);
+        let inv = b.unary("rsqrt", UnaryOp::Reciprocal, r);
+        let n1 = b.binary("normalise", BinaryOp::Mul, s, inv);
+        b.mul("norm", n1, scale)
+    };
+    let y = if fused {
+        let wg = b.weight("gate.w", dtype, &[k, n], 0.3);
+        let wu = b.weight("up.w", dtype, &[k, n], 0.3);
+        let g = b.matmul("gate", normed, wg);
+        let u = b.matmul("up", normed, wu);
+        let act = b.unary("act", UnaryOp::Silu, g);
+        b.mul("mul", act, u)
+    } else {
+        let w1 = b.weight("w1", dtype, &[k, n], 0.3);
+        b.matmul("proj", normed, w1)
+    };
+    let outs = if n_too { vec![y, s, normed] } else { vec![y, s] };
+    b.finish(&outs).unwrap()
+}
+
+/// A row program (RMS or layer norm after a residual addition) whose only reader is a `[K, N]`
+/// decode GEMV is computed in that GEMV's prologue: one kernel fewer, every output as the
+/// interpreter computes it (the projection's and the residual sum the first workgroup
+/// writes), over 1 and 3 rows, K a multiple of 256 or not, N below K (the projection's output
+/// may not take the buffer of the program's input, which it still reads), f32 and f16,
+/// plain and fused projections. Not folded: the normed value also a graph output, more than 8
+/// rows, and a GEMV split over k.
+#[cfg(feature = "gpu")]
+#[test]
+fn norms_fold_into_the_decode_gemv_after_them() {
+    let Some(gpu) = common::gpu() else { return };
+    let folded_in = |g: &glufuse::Graph| -> (usize, usize) {
+        let ks = glufuse::codegen::generate(g, &Default::default(), &gpu.target()).unwrap();
+        let pro =
+            ks.iter().filter(|k| k.source().choice.as_ref().is_some_and(|c| c.reason.contains("prologue"))).count();
+        (pro, ks.len())
+    };
+    // (rows, K, N, dtype, fused, layer norm, normed also an output, folds)
+    let cases = [
+        (1u64, 64u64, 32u64, DType::F32, false, false, false, true),
+        (3, 300, 96, DType::F32, true, false, false, true),
+        (1, 512, 1024, DType::F16, true, true, false, true),
+        (3, 96, 40, DType::F16, false, true, false, true),
+        (1, 64, 32, DType::F32, false, false, true, false),
+        (12, 64, 32, DType::F32, false, false, false, false),
+        (1, 8200, 72, DType::F16, false, false, false, false),
+    ];
+    for (rows, k, n, dtype, fused, layer, n_too, folds) in cases {
+        let what = format!("rows={rows} K={k} N={n} {dtype} fused={fused} layer={layer} n_too={n_too}");
+        let original = norm_proj(rows, k, n, dtype, fused, layer, n_too);
+        let mut g = original.clone();
+        PassManager::standard().run(&mut g).unwrap();
+        let (pro, kernels) = folded_in(&g);
+        assert_eq!(pro, usize::from(folds), "{what}: {kernels} kernels");
+        let inputs = interp::seeded_inputs(&original, &Default::default(), 5).unwrap();
+        let want = interp::run(&original, &inputs).unwrap();
+        let tol = glufuse::interp::check_tolerance(&original);
+        let got = Executable::new(&gpu, &g, &Default::default()).unwrap().run(&inputs).unwrap();
+        for (o, (gv, wv)) in got.iter().zip(&want).enumerate() {
+            let (abs, rel) = glufuse::interp::compare(gv, wv);
+            assert!(rel <= tol, "{what}: output {o}: rel {rel:e} abs {abs:e}");
+        }
+    }
+}

@@ -66,9 +66,24 @@ fn pow_(a: f32, b: f32) -> f32 {
 /// The WGSL functions of [`MATH`] and [`FLOAT_MATH`] that `code` calls, with those they call
 /// in turn (a kernel declares only what it uses).
 pub(crate) fn helpers_for(code: &str) -> String {
+    helpers_in(code, true)
+}
+
+/// [`helpers_for`] without [`MATH`]'s own functions (for a kernel that declares all of
+/// `MATH`).
+pub(crate) fn helpers_beyond_math(code: &str) -> String {
+    helpers_in(code, false)
+}
+
+fn helpers_in(code: &str, with_math: bool) -> String {
     let mut fns: Vec<(String, String)> = vec![];
+    let math_names: Vec<String> =
+        MATH.split("\nfn ").skip(1).map(|p| p.split('(').next().unwrap_or_default().to_string()).collect();
     for part in format!("{MATH}{FLOAT_MATH}").split("\nfn ").skip(1) {
         let name = part.split('(').next().unwrap_or_default().to_string();
+        if !with_math && math_names.contains(&name) {
+            continue;
+        }
         fns.push((format!("{name}("), format!("fn {}\n", part.trim_end())));
     }
     let mut used = vec![false; fns.len()];

@@ -15,6 +15,12 @@
 //! projections: scalar template, GEMVs, unaligned and tiled GEMMs, batched matmul), and
 //! `select.rs`, where the kernel of every node is chosen ([`node_kernels`]).
 //!
+//! One node, one kernel, with one exception: [`generate`] folds a row program (a norm, with
+//! the residual addition before it) into the `[K, N]` decode GEMV that is its only reader,
+//! which computes the program's row reductions before its main loop and its values as it
+//! reads x (`program::Prologue`); the program's node then has no kernel, the GEMV's choice
+//! says so, and the runtime keeps the program's inputs alive until the GEMV ran.
+//!
 //! # GPU representation
 //!
 //! Every element is one 32-bit word:
@@ -610,9 +616,23 @@ pub fn gpu_bytes(g: &Graph, v: Value, b: &Bindings) -> Result<u64> {
 
 /// Generates and validates every kernel of a graph, in execution order.
 pub fn generate(g: &Graph, b: &Bindings, t: &Target) -> Result<Vec<Kernel>> {
+    let order = g.topo_order()?;
+    let pos: std::collections::HashMap<NodeIndex, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    // Row programs that the decode GEMV after them computes in its prologue: no kernel of
+    // their own.
+    let mut folds = std::collections::HashMap::new();
+    for &n in &order {
+        if let Some(p) = select::prologue_for(g, n, &pos, b)? {
+            folds.insert(n, p);
+        }
+    }
+    let folded: std::collections::HashSet<NodeIndex> = folds.values().map(|p| p.node).collect();
     let mut out = vec![];
-    for n in g.topo_order()? {
-        for k in node_kernels(g, n, b, t)? {
+    for &n in &order {
+        if folded.contains(&n) {
+            continue;
+        }
+        for k in select::node_kernels_with(g, n, b, t, folds.get(&n))? {
             out.push(validate(k, t.caps)?);
         }
     }

@@ -11,7 +11,7 @@
 //! written. Floats accumulate in f32, as the reduction and softmax kernels do.
 
 use crate::elementwise::{binary_expr, cast_expr, map_kernel_lets, unary_expr, Sites};
-use crate::wgsl::{kernel, kernel_outs, load, row_threads, tree_reduce, Store, WORKGROUP};
+use crate::wgsl::{kernel, kernel_outs, load, row_threads, tree_reduce_in, RedArray, Store, WORKGROUP};
 use crate::{dims, KernelKind, KernelSource, Target};
 use glufuse_ir::ops::attention::types as attention_types;
 use glufuse_ir::ops::binary::BinaryKind;
@@ -19,7 +19,7 @@ use glufuse_ir::shape::{concrete, norm_axis, Bindings};
 use glufuse_ir::tensor::{held_values, strides};
 use glufuse_ir::Attention;
 use glufuse_ir::{
-    Data, ElementwiseProgram, Error, Graph, NodeIndex, ReduceOp, Result, Step, Tensor, TensorType, Value,
+    Data, ElementwiseProgram, Error, Graph, NodeIndex, Op, ReduceOp, Result, Step, Tensor, TensorType, Value,
 };
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -94,7 +94,7 @@ pub(crate) fn program(
         body.push_str(&stride);
         w.reset();
         let c = w.coords(last);
-        reduction_round(&mut w, &mut body, reds, &c, threads, row)?;
+        reduction_round(&mut w, &mut body, reds, &c, threads, row, &RedArray::F32)?;
     }
     body.push_str(&stride);
     let (lets, writes) = w.outputs(&results)?;
@@ -248,7 +248,7 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
         body.push_str(&indent(&score(&mut qw, &mut kw, &mut fresh)?));
         sw.fresh = fresh;
         sw.reset();
-        reduction_round(&mut sw, &mut body, reds, &pc, threads, keys)?;
+        reduction_round(&mut sw, &mut body, reds, &pc, threads, keys, &RedArray::F32)?;
         fresh = sw.fresh;
     }
     // P·V, a tile of keys at a time.
@@ -398,6 +398,7 @@ fn reduction_round(
     c: &[String],
     threads: u32,
     len: usize,
+    arr: &RedArray,
 ) -> Result<()> {
     for (k, r, x) in reds {
         let v = w.value(*x, c)?;
@@ -407,10 +408,10 @@ fn reduction_round(
     body.push_str(&indent(&w.code));
     body.push_str("    }\n");
     for (k, r, _) in reds {
-        body.push_str(&tree_reduce(threads, &format!("a{k}_{}", r.tag()), r.tree_fn()));
+        body.push_str(&tree_reduce_in(arr, threads, &format!("a{k}_{}", r.tag()), r.tree_fn()));
         let v = match r {
-            Red::Of(ReduceOp::Mean) => format!("red[0] / f32({len})"),
-            Red::Of(ReduceOp::Sum | ReduceOp::Max) | Red::Max | Red::SumExp => "red[0]".into(),
+            Red::Of(ReduceOp::Mean) => format!("{} / f32({len})", arr.at("0")),
+            Red::Of(ReduceOp::Sum | ReduceOp::Max) | Red::Max | Red::SumExp => arr.at("0"),
         };
         let _ = writeln!(body, "    let {}{k} = {v};\n    workgroupBarrier();", r.tag());
         if matches!(r, Red::Of(_) | Red::SumExp) {
@@ -735,4 +736,157 @@ fn literal(c: &Tensor) -> std::result::Result<String, String> {
         },
         Data::Bool(v) => format!("{}u", v[0] as u32),
     })
+}
+
+/// A row program computed inside the `[K, N]` decode GEMV that reads it: an RMS or layer
+/// norm (with the residual addition before it) folded into the projection after it, one
+/// dispatch instead of two. Every workgroup of the GEMV computes the reductions of its rows
+/// of x (a few thousand elements, from L2) before its main loop, and reads each element of x
+/// as the program's value there (`px_`) instead of loading it; the first workgroup along the
+/// columns also writes the program's other outputs (the residual sum the next norm reads).
+/// See [`row_prologue`] for when a program qualifies.
+pub(crate) struct Prologue {
+    /// The program node.
+    pub node: NodeIndex,
+    /// Its inputs, bound as `in0`, `in1`, .. in this order.
+    pub ins: Vec<Value>,
+    /// Each input's WGSL array element.
+    pub in_elem: Vec<String>,
+    /// Whether each input is packed f16.
+    pub in_packed: Vec<bool>,
+    /// Its other outputs (outputs 1..), bound as `pout0`, .. in this order.
+    pub also: Vec<Value>,
+    /// Each other output's WGSL array element.
+    pub also_elem: Vec<String>,
+    /// Functions the kernel needs: `px_`, and the helpers the code calls.
+    pub funcs: String,
+    /// The row reductions `px_` takes after the element index, in order.
+    stats: Vec<usize>,
+    /// Statements computing the row's reductions (`rK`) for the row at flat offset `row`
+    /// (a `let` in scope), with every thread of a 256-wide workgroup taking part.
+    stats_code: String,
+    /// Statements writing the other outputs of the row at `row`, strided over the threads.
+    also_code: String,
+    /// Row length (the projection's K).
+    len: usize,
+    /// Rows of x.
+    rows: usize,
+}
+
+impl Prologue {
+    /// The statements before the GEMV's main loop for its rows `row0 + r`, r < `tm`:
+    /// each row's reductions into `pstR_K`, and, in workgroups with `wg.x == 0`, the other
+    /// outputs. Every thread of the workgroup must run them (they have barriers).
+    pub(crate) fn code(&self, tm: usize) -> String {
+        let mut s = String::new();
+        for r in 0..tm {
+            for k in &self.stats {
+                let _ = writeln!(s, "    var pst{r}_{k}: f32;");
+            }
+            let _ = writeln!(s, "    {{\n    let row = min(row0 + {r}u, {}u) * {}u;", self.rows - 1, self.len);
+            s.push_str(&self.stats_code);
+            for k in &self.stats {
+                let _ = writeln!(s, "    pst{r}_{k} = r{k};");
+            }
+            if !self.also.is_empty() {
+                let _ = writeln!(s, "    if (wg.x == 0u && row0 + {r}u < {}u) {{", self.rows);
+                s.push_str(&indent(&self.also_code));
+                s.push_str("    }\n");
+            }
+            s.push_str("    }\n");
+        }
+        s
+    }
+
+    /// The value of x at flat index `i` of row `r` of the tile.
+    pub(crate) fn x_at(&self, r: usize, i: &str) -> String {
+        let stats: String = self.stats.iter().map(|k| format!(", pst{r}_{k}")).collect();
+        format!("px_({i}{stats})")
+    }
+}
+
+/// The prologue that computes node `p`'s output 0, the x of a `[K, N]` GEMV over `rows` rows
+/// of length `len`, under binding `b`: `None` unless `p` is an elementwise program with row
+/// reductions (no softmax) whose output is `rows × len` with rows of `len`, and its code needs
+/// no runtime checks.
+pub(crate) fn row_prologue(g: &Graph, p: NodeIndex, b: &Bindings, rows: usize, len: usize) -> Result<Option<Prologue>> {
+    let Op::Elementwise(prog) = &g.node(p).op else { return Ok(None) };
+    let rowsteps: Vec<&Step> = prog.steps.iter().filter(|s| s.is_row()).collect();
+    if rowsteps.is_empty() || rowsteps.iter().any(|s| !matches!(s, Step::Reduce { .. })) {
+        return Ok(None);
+    }
+    let od = dims(g, Value::of(p), b)?;
+    if od.last() != Some(&len) || od.iter().product::<usize>() != rows * len || len == 0 {
+        return Ok(None);
+    }
+    let ins = g.inputs(p);
+    let in_tys: Vec<&TensorType> = ins.iter().map(|&v| g.ty(v)).collect();
+    let name = g.node(p).name.clone();
+    let tys = prog.step_types(&in_tys).map_err(|m| Error::graph(&name, m))?;
+    let mut w = Writer::new(g, p, b, prog.clone(), tys, Sites::new(&name), 0)?;
+    let last = prog.steps.len() - 1;
+    let mut round = vec![0usize; prog.steps.len()];
+    let mut reductions: Vec<Vec<(usize, Red, usize)>> = vec![];
+    for (k, s) in prog.steps.iter().enumerate() {
+        round[k] = match s {
+            Step::Reduce { x, .. } => round[*x] + 1,
+            _ => s.args().iter().map(|&a| round[a]).max().unwrap_or(0),
+        };
+        if let Step::Reduce { op, x } = s {
+            if reductions.len() <= round[*x] {
+                reductions.resize(round[*x] + 1, vec![]);
+            }
+            reductions[round[*x]].push((k, Red::Of(*op), *x));
+        }
+    }
+    let threads = WORKGROUP;
+    let stride = format!("    for (var j = lid; j < {len}u; j = j + {threads}u) {{\n        let i = row + j;\n");
+    let mut stats_code = String::new();
+    let mut stats = vec![];
+    for reds in &reductions {
+        for (k, r, _) in reds {
+            let _ = writeln!(stats_code, "    var a{k}_{}: f32 = {};", r.tag(), r.identity());
+            stats.push(*k);
+        }
+        stats_code.push_str(&stride);
+        w.reset();
+        let c = w.coords(last);
+        reduction_round(&mut w, &mut stats_code, reds, &c, threads, len, &RedArray::Vec4X)?;
+    }
+    // The other outputs, where the first workgroup along the columns writes them.
+    let mut also_code = String::new();
+    if !prog.also.is_empty() {
+        let (lets, writes) = w.outputs(&prog.also)?;
+        also_code.push_str(&stride);
+        also_code.push_str(&indent(&lets));
+        for (k, v) in writes.iter().enumerate() {
+            let _ = writeln!(also_code, "        pout{k}[i] = {v};");
+        }
+        also_code.push_str("    }\n");
+    }
+    let (lets, x) = w.outputs(&[last])?;
+    let params: String = stats.iter().map(|k| format!(", r{k}: f32")).collect();
+    let mut funcs = format!("fn px_(i: u32{params}) -> f32 {{\n{lets}    return {};\n}}\n", x[0]);
+    if !w.sites.checks.is_empty() || !w.sites.prelude().is_empty() {
+        return Ok(None);
+    }
+    funcs.push_str("fn add_f_(a: f32, b: f32) -> f32 { return a + b; }\n");
+    let also: Vec<Value> = (1..=prog.also.len()).map(|k| Value { node: p, output: k }).collect();
+    let in_elem = ins.iter().map(|&v| Store::of(g, v).array_elem().to_string()).collect();
+    let in_packed = ins.iter().map(|&v| crate::packed_f16(g, v)).collect();
+    let also_elem = also.iter().map(|&v| Store::of(g, v).array_elem().to_string()).collect();
+    Ok(Some(Prologue {
+        node: p,
+        ins,
+        in_elem,
+        in_packed,
+        also,
+        also_elem,
+        funcs,
+        stats,
+        stats_code,
+        also_code,
+        len,
+        rows,
+    }))
 }

@@ -2,6 +2,7 @@
 //! exhaustive over the op list; [`projection`] picks among the projection kernels by shape,
 //! device and precision, and records the choice with its reason ([`Choice`]).
 
+use crate::program::Prologue;
 use crate::proj::coop::{self, CoopTile, Ops};
 use crate::proj::{batched, gemm_tiled, gemm_unaligned, gemv, q4, scalar, ProjShape, ProjValues};
 use crate::{
@@ -16,6 +17,18 @@ use naga::valid::Capabilities;
 /// takes. Empty for sources (uploaded), views (`Reshape`) and empty results; an error for an
 /// opaque op or a value past the device's limits.
 pub fn node_kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<Vec<KernelSource>> {
+    node_kernels_with(g, n, b, t, None)
+}
+
+/// [`node_kernels`], a projection computing the row program `pro` in its prologue (see
+/// [`prologue_for`]).
+pub(crate) fn node_kernels_with(
+    g: &Graph,
+    n: NodeIndex,
+    b: &Bindings,
+    t: &Target,
+    pro: Option<&Prologue>,
+) -> Result<Vec<KernelSource>> {
     let node = g.node(n);
     let too_big = |v: Value| -> Result<()> {
         let bytes = gpu_bytes(g, v, b)?;
@@ -58,12 +71,12 @@ pub fn node_kernels(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result
         Op::MatMul => {
             let (a, w) = (g.inputs(n)[0], g.inputs(n)[1]);
             if g.ty(w).rank() == 2 && g.ty(a).rank() >= 2 {
-                projection(g, n, &ProjShape::matmul(g, n, b)?, t)
+                projection(g, n, &ProjShape::matmul(g, n, b)?, t, pro)
             } else {
                 one(batched::batched_matmul(g, n, b, t))
             }
         }
-        Op::FusedGateUp(_) => projection(g, n, &ProjShape::fused(g, n, b)?, t),
+        Op::FusedGateUp(_) => projection(g, n, &ProjShape::fused(g, n, b)?, t, pro),
         Op::Unary(u) => one(elementwise::unary(g, n, *u, b, t)),
         Op::Binary(op) => one(elementwise::binary(g, n, *op, b, t)),
         Op::Where => one(elementwise::where_(g, n, b, t)),
@@ -132,7 +145,13 @@ pub const COOP_MIN_ROWS: usize = 9;
 /// grid is too small for the device: [`gemv::kn_split`]); past 8 rows the aligned GEMM where x and the weights load as 16-byte vectors, else
 /// the scalar-load GEMM; the scalar template otherwise (and wherever gate and up weights
 /// differ in storage).
-pub(crate) fn projection(g: &Graph, n: NodeIndex, s: &ProjShape, t: &Target) -> Result<Vec<KernelSource>> {
+pub(crate) fn projection(
+    g: &Graph,
+    n: NodeIndex,
+    s: &ProjShape,
+    t: &Target,
+    pro: Option<&Prologue>,
+) -> Result<Vec<KernelSource>> {
     let (ins, out) = (proj_inputs(g, n), Value::of(n));
     let name = g.node(n).name.clone();
     let v = ProjValues::new(g, &ins, out, s);
@@ -175,13 +194,13 @@ pub(crate) fn projection(g: &Graph, n: NodeIndex, s: &ProjShape, t: &Target) -> 
             (Layout::Kn, (split, Some(why_split))) => {
                 // The partial sums take no epilogue: their kernel binds no biases.
                 let parts = ProjValues { b_gate: None, b_up: None, ..ProjValues::new(g, &ins, out, s) };
-                let k = gemv::gemv_kn(name.clone(), s, &parts, t, split)?;
+                let k = gemv::gemv_kn(name.clone(), s, &parts, t, split, None)?;
                 let sum = gemv::split_sum(format!("{name}.split_sum"), s, &v, t, split)?;
                 let why = format!("{why}; {why_split}; not coop: {not_coop}{}", in_place(g, n, &ins));
                 let kernel = format!("gemv-kn split-k {split}");
                 return Ok(vec![chosen(k, kernel.clone(), why.clone()), chosen(sum, format!("{kernel} sum"), why)]);
             }
-            (Layout::Kn, _) => (gemv::gemv_kn(name, s, &v, t, 1)?, "kn"),
+            (Layout::Kn, _) => (gemv::gemv_kn(name, s, &v, t, 1, pro)?, "kn"),
             (Layout::Nk, _) => (gemv::gemv_nk(name, s, &v, t)?, "nk"),
         };
         (k, format!("gemv-{l}"), why)
@@ -201,7 +220,77 @@ pub(crate) fn projection(g: &Graph, n: NodeIndex, s: &ProjShape, t: &Target) -> 
         };
         (scalar::scalar(g, name, &ins, out, s, t)?, "scalar".into(), why)
     };
-    Ok(vec![chosen(k, kernel, format!("{why}; not coop: {not_coop}{}", in_place(g, n, &ins)))])
+    let folded = pro.map_or(String::new(), |p| {
+        format!("; computes the row program '{}' (which writes its x) in its prologue", g.node(p.node).name)
+    });
+    Ok(vec![chosen(k, kernel, format!("{why}; not coop: {not_coop}{}{folded}", in_place(g, n, &ins)))])
+}
+
+/// Most storage buffers a kernel with a prologue binds: WebGPU's default limit per shader
+/// stage, so that the fold never needs more than every device offers.
+const PROLOGUE_MAX_BINDINGS: usize = 8;
+
+/// The row program projection `n` computes in its prologue instead of reading its x, where
+/// it qualifies: `n` gets the `[K, N]` decode GEMV without a split (at most 8 rows, 16-byte
+/// aligned weight rows of one storage type, no 4-bit weights); its x is output 0 of a row
+/// program ([`program::row_prologue`]) that nothing else reads and that is no graph output;
+/// every reader of the program's other outputs comes after `n` in `order` (the GEMV writes
+/// them); and the kernel binds at most [`PROLOGUE_MAX_BINDINGS`] buffers.
+pub(crate) fn prologue_for(
+    g: &Graph,
+    n: NodeIndex,
+    order_pos: &std::collections::HashMap<NodeIndex, usize>,
+    b: &Bindings,
+) -> Result<Option<Prologue>> {
+    // (Projections only; no catch-all arm in this file: tests/architecture.rs.)
+    let s = if matches!(g.node(n).op, Op::FusedGateUp(_)) {
+        ProjShape::fused(g, n, b)?
+    } else if matches!(g.node(n).op, Op::MatMul) {
+        let (a, w) = (g.inputs(n)[0], g.inputs(n)[1]);
+        if g.ty(w).rank() != 2 || g.ty(a).rank() < 2 {
+            return Ok(None);
+        }
+        ProjShape::matmul(g, n, b)?
+    } else {
+        return Ok(None);
+    };
+    let ins = proj_inputs(g, n);
+    let same_dtype = s.fused.is_none() || packed_f16(g, ins[2]) == s.f16;
+    if s.q4.is_some()
+        || !same_dtype
+        || s.k == 0
+        || s.rows == 0
+        || s.rows >= COOP_MIN_ROWS
+        || s.layout != Layout::Kn
+        || !s.gemv_fits()
+        || gemv::kn_split(&s).0 != 1
+    {
+        return Ok(None);
+    }
+    let x = ins[0];
+    let p = x.node;
+    if x.output != 0 || g.is_output(x) || g.users(x).iter().any(|&(r, _)| r != n) {
+        return Ok(None);
+    }
+    let outs = g.node(p).outputs.len();
+    for k in 1..outs {
+        let v = Value { node: p, output: k };
+        if g.users(v).iter().any(|(r, _)| order_pos.get(r) <= order_pos.get(&n)) {
+            return Ok(None);
+        }
+    }
+    let Some(pro) = program::row_prologue(g, p, b, s.rows, s.k)? else { return Ok(None) };
+    let v = ProjValues::new(g, &ins, Value::of(n), &s);
+    let bound = pro.ins.len()
+        + pro.also.len()
+        + 2
+        + usize::from(v.w_up.is_some() && !s.merged)
+        + usize::from(v.b_gate.is_some())
+        + usize::from(v.b_up.is_some());
+    if bound > PROLOGUE_MAX_BINDINGS {
+        return Ok(None);
+    }
+    Ok(Some(pro))
 }
 
 /// The reason's note where a projection reads a transposed weight in place ([`nk_weight`]).

@@ -309,12 +309,40 @@ pub(crate) fn kernel_outs(
 /// (`combine` a WGSL function name of two values). `threads` is a power of two; every thread
 /// of the workgroup must reach it (it has barriers).
 pub(crate) fn tree_reduce(threads: u32, x: &str, combine: &str) -> String {
-    let mut s = format!("    red[lid] = {x};\n    workgroupBarrier();\n");
+    tree_reduce_in(&RedArray::F32, threads, x, combine)
+}
+
+/// The workgroup array a tree reduction uses: `red` of f32, or the first lanes of `red` of
+/// `vec4<f32>` (a kernel that declares that one for its own sums).
+pub(crate) enum RedArray {
+    /// `red: array<f32, ..>`.
+    F32,
+    /// `red: array<vec4<f32>, ..>`, its `.x` lanes.
+    Vec4X,
+}
+
+impl RedArray {
+    /// The element at index expression `i`.
+    pub(crate) fn at(&self, i: &str) -> String {
+        match self {
+            RedArray::F32 => format!("red[{i}]"),
+            RedArray::Vec4X => format!("red[{i}].x"),
+        }
+    }
+}
+
+/// [`tree_reduce`] over the array `arr`.
+pub(crate) fn tree_reduce_in(arr: &RedArray, threads: u32, x: &str, combine: &str) -> String {
+    let at = |i: &str| arr.at(i);
+    let mut s = format!("    {} = {x};\n    workgroupBarrier();\n", at("lid"));
     let mut half = threads / 2;
     while half > 0 {
+        let far = at(&format!("lid + {half}u"));
         let _ = writeln!(
             s,
-            "    if (lid < {half}u) {{ red[lid] = {combine}(red[lid], red[lid + {half}u]); }}\n    workgroupBarrier();"
+            "    if (lid < {half}u) {{ {} = {combine}({}, {far}); }}\n    workgroupBarrier();",
+            at("lid"),
+            at("lid")
         );
         half /= 2;
     }

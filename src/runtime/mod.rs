@@ -208,6 +208,17 @@ impl<'a> Executable<'a> {
                 *e = (*e).max(pos[&n]);
             }
         }
+        // A kernel may read values its node does not (a projection computing the row program
+        // before it in its prologue reads that program's inputs): they live to its node.
+        for k in &kernels {
+            let name = &k.source().name;
+            let node = g.find(name).or_else(|| name.rsplit_once('.').and_then(|(base, _)| g.find(base)));
+            let Some(at) = node.and_then(|n| pos.get(&n)) else { continue };
+            for bd in k.source().bindings.iter().filter(|bd| !bd.write) {
+                let e = last.entry(root(bd.value)).or_default();
+                *e = (*e).max(*at);
+            }
+        }
         for &o in &g.outputs {
             last.insert(root(o), usize::MAX);
         }

@@ -16,8 +16,9 @@
 
 use super::{binds, epilogue, finish, kind, up_name, ProjShape, ProjValues};
 use crate::elementwise::MATH;
+use crate::program::Prologue;
 use crate::wgsl::{UNPACK4_F16, WORKGROUP};
-use crate::{KernelSource, ProjKernel, Target};
+use crate::{Binding, KernelSource, ProjKernel, Target};
 use glufuse_ir::{Layout, Result};
 use std::fmt::Write;
 
@@ -89,7 +90,7 @@ fn kn_tiling(s: &ProjShape) -> (usize, usize, bool) {
     // down to 8, so that a warp reads 128 contiguous bytes of each weight row. Where 8 leave
     // fewer than GEMV_MIN_WORKGROUPS, fewer groups and more lanes along k (see
     // GEMV_SMALL_MAX_ROWS).
-    let row_tiles = s.rows.div_ceil(tm);
+    let row_tiles = s.rows.div_ceil(tm.max(1));
     let grid = |gpw: usize| s.n.div_ceil(gpw * vc) * row_tiles;
     let groups_per_wg = match [32usize, 16].into_iter().find(|&gpw| grid(gpw) >= 256) {
         Some(gpw) => gpw,
@@ -139,7 +140,18 @@ pub(crate) fn kn_split(s: &ProjShape) -> (usize, Option<String>) {
 /// f32 partial sums to the shared scratch buffer (`part`, after the bindings: for
 /// accumulator a, part p, row r, column c at `((a·split + p)·M + r)·N + c`) for
 /// [`split_sum`] to add up and finish.
-pub(crate) fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target, split: usize) -> Result<KernelSource> {
+///
+/// With a prologue (`pro`, never with a split), x is not read: the kernel computes the row
+/// program that would have written it ([`Prologue`]).
+pub(crate) fn gemv_kn(
+    name: String,
+    s: &ProjShape,
+    v: &ProjValues,
+    t: &Target,
+    split: usize,
+    pro: Option<&Prologue>,
+) -> Result<KernelSource> {
+    debug_assert!(split == 1 || pro.is_none(), "a split GEMV takes no prologue");
     let (na, tm) = (s.na(), s.gemv_rows(false));
     let (cw, groups_per_wg, narrow) = kn_tiling(s);
     let vc = if narrow { 4 } else { s.vc() };
@@ -164,6 +176,19 @@ pub(crate) fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target, s
         b.bindings.pop();
         b.scratch("part", true);
     }
+    if let Some(p) = pro {
+        // The program's inputs instead of x; its other outputs after the GEMV's.
+        b.decls.remove(0);
+        b.bindings.remove(0);
+        for (k, &iv) in p.ins.iter().enumerate().rev() {
+            b.decls.insert(0, (format!("in{k}"), false, p.in_elem[k].clone()));
+            b.bindings.insert(0, Binding { value: iv, write: false, packed_f16: p.in_packed[k] });
+        }
+        for (k, &ov) in p.also.iter().enumerate() {
+            b.decls.push((format!("pout{k}"), true, p.also_elem[k].clone()));
+            b.bindings.push(Binding { value: ov, write: true, packed_f16: false });
+        }
+    }
     let row_vec = s.n_total / vc; // vectors per weight row
     let mut body = String::new();
     let _ = writeln!(body, "    let g = lid % {groups_per_wg}u;\n    let lane = lid / {groups_per_wg}u;\n    let col = wg.x * {cw}u + g * {vc}u;\n    let live = col < {}u;", s.n);
@@ -176,6 +201,9 @@ pub(crate) fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target, s
         let _ = writeln!(body, "    let row0 = wg.y * {tm}u;");
         ("lane".to_string(), format!("{}u", s.k))
     };
+    if let Some(p) = pro {
+        body.push_str(&p.code(tm));
+    }
     for r in 0..tm {
         let _ = writeln!(body, "    let xr{r} = min(row0 + {r}u, {}u) * {}u;", s.rows - 1, s.k);
     }
@@ -203,7 +231,11 @@ pub(crate) fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target, s
             }
         }
         for r in 0..tm {
-            let _ = writeln!(body, "            let x{r}{sfx} = vec4<f32>(x[xr{r} + {k}]);");
+            let xv = match pro {
+                Some(p) => p.x_at(r, &format!("xr{r} + {k}")),
+                None => format!("x[xr{r} + {k}]"),
+            };
+            let _ = writeln!(body, "            let x{r}{sfx} = vec4<f32>({xv});");
             for h in 0..halves {
                 let _ = writeln!(body, "            acc{r}_0_{h} = fma(x{r}{sfx}, wg{h}{sfx}, acc{r}_0_{h});");
                 if na == 2 {
@@ -256,6 +288,11 @@ pub(crate) fn gemv_kn(name: String, s: &ProjShape, v: &ProjValues, t: &Target, s
     let mut prelude = format!("{MATH}\nvar<workgroup> red: array<vec4<f32>, {}>;\n", slots * WORKGROUP as usize);
     if narrow {
         prelude.push_str(UNPACK4_F16);
+    }
+    if let Some(p) = pro {
+        prelude.push_str(&p.funcs);
+        // The helpers the program calls that MATH does not define.
+        prelude.push_str(&crate::elementwise::helpers_beyond_math(&format!("{}{body}", p.funcs)));
     }
     let kind = kind(s, ProjKernel::Gemv(Layout::Kn));
     let grid = [s.n.div_ceil(cw) as u64, (s.rows.div_ceil(tm) * split) as u64];
