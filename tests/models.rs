@@ -220,3 +220,34 @@ fn every_model_matches_onnxruntime_on_the_gpu_fused_and_unfused() {
         worst[1]
     );
 }
+
+/// The query's bias and rotary embedding fold into the attention's Q program (the kernel
+/// computes the query once per row), and in a decode step every norm folds into the GEMV
+/// that reads it: Qwen2's KV-cache step (2 layers) has no program of its own for either, and
+/// its kernels are its graph's launches less the five norms (two per layer and the final one).
+#[test]
+fn rotary_queries_and_norms_take_no_kernels_of_their_own() {
+    use glufuse::ir::{Op, Step};
+    let mut g = load_graph(&dir().join("qwen2_kvstep.onnx")).unwrap();
+    PassManager::standard().run(&mut g).unwrap();
+    let mut attentions = 0;
+    for n in g.g.node_indices() {
+        if let Op::Attention(a) = &g.node(n).op {
+            attentions += 1;
+            // Rotate-half: a negated half concatenated before the other.
+            assert!(a.q.iter().any(|s| matches!(s, Step::Concat { .. })), "{}: {:?}", g.node(n).name, a.q);
+            assert!(a.q.iter().any(|s| matches!(s, Step::Unary { .. })), "{}: {:?}", g.node(n).name, a.q);
+        }
+    }
+    assert_eq!(attentions, 2);
+    let launches = g.summary().launches;
+    let b: glufuse::ir::shape::Bindings =
+        [("new".to_string(), 1), ("past".to_string(), 9), ("all".to_string(), 10)].into_iter().collect();
+    let kernels = glufuse::codegen::generate(&g, &b, &Default::default()).unwrap();
+    let folded = kernels
+        .iter()
+        .filter(|k| k.source().choice.as_ref().is_some_and(|c| c.reason.contains("in its prologue")))
+        .count();
+    assert_eq!(folded, 5, "norms folded into GEMVs");
+    assert_eq!(kernels.len(), launches - folded, "{launches} launches");
+}

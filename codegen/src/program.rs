@@ -112,10 +112,11 @@ pub(crate) fn program(
     kernel_outs(g, name, KernelKind::Program, &ins, &outs, rows as u64, threads, &prelude, &body, sites.checks, t)
 }
 
-/// The kernel of a fused attention: one workgroup per row of scores (a query of a head). For
-/// each round the scores program needs (a softmax's maximum, then its sum), its threads stride
-/// over the row's keys, each score a dot product of the query with a key (Q and Kᵀ read
-/// through their programs), computed in the first round and kept in workgroup memory where
+/// The kernel of a fused attention: one workgroup per row of scores (a query of a head). The
+/// row's query is computed once through Q's program (views, and a bias and rotary embedding
+/// where the pass folded them in) into workgroup memory. For each round the scores program
+/// needs (a softmax's maximum, then its sum), its threads stride over the row's keys, each
+/// score a dot product of the query with a key (Kᵀ read through its program), computed in the first round and kept in workgroup memory where
 /// the row fits (recomputed each round where it does not); then, in tiles of the workgroup's
 /// width, each thread computes one probability into workgroup memory, and the tile's
 /// probabilities times V are summed by `groups` threads per column of V (as many as fit in
@@ -181,7 +182,7 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
     let at = |x: &[&str]| -> Vec<String> { batch.iter().cloned().chain(x.iter().map(|s| s.to_string())).collect() };
     // The scores of the row are kept in workgroup memory where they fit beside the trees:
     // the first round computes them, the later ones read them back.
-    let cached = (keys as u64 + 2 * threads as u64) * 4 <= t.max_workgroup_storage_bytes as u64;
+    let cached = (keys as u64 + 2 * threads as u64 + depth as u64) * 4 <= t.max_workgroup_storage_bytes as u64;
     let mut computed = false;
     // The score of key `j`, as `s`: the query's dot product with the key, `lanes` terms per
     // iteration (their loads independent, so they are in flight together: one serial load per
@@ -199,9 +200,7 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
         let mut terms = String::new();
         for l in 0..lanes {
             let d = if l == 0 { "d".to_string() } else { format!("(d + {l}u)") };
-            let mut qc = rc.clone();
-            qc.push(d.clone());
-            let qv = qw.value(ql, &qc)?;
+            let qv = format!("qs[{d}]");
             kw.fresh = qw.fresh;
             let kv = kw.value(kl, &at(&[d.as_str(), "j"]))?;
             qw.fresh = kw.fresh;
@@ -215,7 +214,18 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
             indent(&terms)
         ))
     };
-    let mut fresh = 0usize;
+    // The row's query, computed once into workgroup memory through its program (which may
+    // compute, not only move: a rotary embedding), then read by every key's dot product.
+    qw.reset();
+    let mut qc = rc.clone();
+    qc.push("dq".into());
+    let qv = qw.value(ql, &qc)?;
+    let _ = writeln!(
+        body,
+        "    for (var dq = lid; dq < {depth}u; dq = dq + {threads}u) {{\n{}        qs[dq] = {qv};\n    }}\n    workgroupBarrier();",
+        indent(&qw.code)
+    );
+    let mut fresh = qw.fresh;
     // Rounds of the scores program's reductions, as in a row program.
     let mut round = vec![0usize; sw.p.steps.len()];
     for (k, s) in sw.p.steps.iter().enumerate() {
@@ -303,7 +313,8 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
     }
     let mut prelude = sw.sites.prelude();
     prelude.push_str(&format!(
-        "fn add_f_(a: f32, b: f32) -> f32 {{ return a + b; }}\nvar<workgroup> red: array<f32, {threads}>;\nvar<workgroup> pw: array<f32, {threads}>;\n"
+        "fn add_f_(a: f32, b: f32) -> f32 {{ return a + b; }}\nvar<workgroup> red: array<f32, {threads}>;\nvar<workgroup> pw: array<f32, {threads}>;\nvar<workgroup> qs: array<f32, {}>;\n",
+        depth.max(1)
     ));
     if cached {
         prelude.push_str(&format!("var<workgroup> sc: array<f32, {}>;\n", keys.max(1)));

@@ -9,7 +9,9 @@
 //! - Q, Kᵀ and V are read through the views and moves that only this attention reads: the
 //!   `Reshape`s, `Transpose`s, `Expand`s and `Slice`s, and the elementwise programs made only
 //!   of such steps (a grouped-query expand of the KV cache and its transpose) become programs
-//!   of the node, so the cache is read where it lies instead of being copied per layer;
+//!   of the node, so the cache is read where it lies instead of being copied per layer; Q
+//!   also takes in the float programs without row steps that only it reads (the query's bias
+//!   and rotary embedding), which the kernel computes once per row;
 //! - the node must type-check as the products did (Q, Kᵀ and V of one rank with the same batch
 //!   dims), and V's last dim (a head's width) must be known and at most 256, what one
 //!   workgroup accumulates.
@@ -88,9 +90,20 @@ fn moves_only(p: &ElementwiseProgram) -> bool {
     })
 }
 
+/// Whether an elementwise program computes Q's elements one by one in floats: no row steps,
+/// every step a float (so nothing checks at run time), over inputs of types `ins`. The
+/// kernel computes Q once per row into workgroup memory, so such a program (a rotary
+/// embedding) is folded into the node rather than launched on its own.
+fn computes_per_element(p: &ElementwiseProgram, ins: &[&TensorType]) -> bool {
+    !p.steps.iter().any(Step::is_row) && p.step_types(ins).is_ok_and(|tys| tys.iter().all(|t| t.dtype.is_float()))
+}
+
 /// Builds the program of one operand of the node.
 struct Operand<'a> {
     g: &'a Graph,
+    /// Whether programs that compute (not only move) are absorbed too: Q's, which the
+    /// kernel computes once per row.
+    computes: bool,
     /// The node's inputs, shared by its programs.
     inputs: &'a mut Vec<Value>,
     /// Nodes absorbed (to be removed), with the names they replaced.
@@ -122,7 +135,8 @@ impl Operand<'_> {
                 return self.push(s);
             }
             if let Op::Elementwise(p) = &node.op {
-                if moves_only(p) {
+                let tys: Vec<&TensorType> = ins.iter().map(|&x| self.g.ty(x)).collect();
+                if moves_only(p) || (self.computes && computes_per_element(p, &tys)) {
                     let mut at = vec![];
                     for s in &p.steps {
                         let k = match s {
@@ -196,14 +210,14 @@ fn try_fuse(g: &mut Graph, pv: NodeIndex) -> Result<Option<Fused>> {
         return Ok(None);
     }
     let (mut inputs, mut absorbed) = (vec![], vec![]);
-    let operand = |x: Value, inputs: &mut Vec<Value>, absorbed: &mut Vec<NodeIndex>| {
-        let mut o = Operand { g, inputs, absorbed, steps: vec![], input_step: HashMap::new() };
+    let operand = |x: Value, computes: bool, inputs: &mut Vec<Value>, absorbed: &mut Vec<NodeIndex>| {
+        let mut o = Operand { g, computes, inputs, absorbed, steps: vec![], input_step: HashMap::new() };
         o.step(x);
         o.steps
     };
-    let q_steps = operand(q, &mut inputs, &mut absorbed);
-    let kt_steps = operand(kt, &mut inputs, &mut absorbed);
-    let v_steps = operand(v, &mut inputs, &mut absorbed);
+    let q_steps = operand(q, true, &mut inputs, &mut absorbed);
+    let kt_steps = operand(kt, false, &mut inputs, &mut absorbed);
+    let v_steps = operand(v, false, &mut inputs, &mut absorbed);
     // The scores program: P's program over the shared inputs, the scores one past them.
     let mut map = vec![0; p_ins.len()];
     for (k, &x) in p_ins.iter().enumerate() {
