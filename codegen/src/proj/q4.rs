@@ -31,8 +31,13 @@
 //!   the scale after the chunk's dot product), f32 sums. The chunk is worked word-major: x's 8
 //!   elements of word `wi`, then word `wi` of every weight chunk, so that only a word's worth
 //!   of x is live beside the weights (on an H100 this took Llama-3-8B gate/up from 41.5 to
-//!   37.5 µs; the chunk-major order held all 32 of x). The lanes are summed by `subgroupAdd`
-//!   or a tree in workgroup memory; bias, activation and product in the epilogue
+//!   37.5 µs; the chunk-major order held all 32 of x). The fused kernel (gate and up) sums
+//!   each word into the partial sum as a chain of 8 `fma`, and addresses a group's features
+//!   as one clamped base plus constants where N is a multiple of `r`; the single-weight
+//!   kernel keeps `p + dot + dot` and a clamp per feature (on an H100 the two together took
+//!   the fused Llama-3-8B gate/up from 34.8 to 33.0 µs, but the unfused graph's two
+//!   single-weight GEMVs from 50.9 to 51.7). The lanes are summed by `subgroupAdd` or a
+//!   tree in workgroup memory; bias, activation and product in the epilogue
 //!   (`super::epilogue`, as every projection kernel).
 //! - `gemm_q4`, the prefill GEMM where there are no cooperative matrices: 32 rows × 32
 //!   output features per workgroup, k by chunks of 32, the weight chunk dequantized into
@@ -378,9 +383,26 @@ pub(crate) fn gemv_q4(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
         body,
         "    let lane = {me} % 32u;\n    let cbase = wg.x * {per_wg}u + ({me} / 32u) * {r_cols}u;\n    let row0 = wg.y * {tm}u;"
     );
-    for j in 0..r_cols {
-        let _ = writeln!(body, "    let c{j} = min(cbase + {j}u, {}u);", s.n - 1);
+    // The fused kernel (two weights) takes two forms the single-weight one does not: on an
+    // H100 (issue #16, M=1, both together) they took the fused Llama-3-8B gate/up from 34.8 to
+    // 33.0 µs and 2048×11008 from 16.0 to 15.1, but the single-weight kernels of the unfused
+    // graph from 50.9 to 51.7 and 26.2 to 27.3 µs (two projections each).
+    let fused_form = na == 2;
+    // Feature j's row of a weight at row offset `off`. When the group's features never
+    // straddle N (N a multiple of r), only the group's base is clamped (groups past N read the
+    // last group's rows and write nothing): the rows are then the base plus constants, which
+    // the driver can fold into the loads' offsets instead of holding an address per feature
+    // (with the fma chains, the fused kernel at Llama-3-8B gate/up takes 72 registers per
+    // thread on an H100, per the driver: 7 workgroups of 128 threads per SM, all 896 at once).
+    let affine = fused_form && s.n % r_cols == 0;
+    if affine {
+        let _ = writeln!(body, "    let cb = min(cbase, {}u);", s.n - r_cols);
+    } else {
+        for j in 0..r_cols {
+            let _ = writeln!(body, "    let c{j} = min(cbase + {j}u, {}u);", s.n - 1);
+        }
     }
+    let feat = |j: usize, off: usize| if affine { format!("(cb + {}u)", off + j) } else { format!("(c{j} + {off}u)") };
     for r in 0..tm {
         let _ = writeln!(body, "    let xr{r} = min(row0 + {r}u, {}u) * {}u;", s.rows - 1, x_stride(s));
     }
@@ -397,12 +419,13 @@ pub(crate) fn gemv_q4(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
     let halves = if q.block == 16 { 2 } else { 1 };
     for (a, &(wq, wp, off)) in ws.iter().enumerate() {
         for j in 0..r_cols {
-            let _ = writeln!(body, "        let w{a}_{j} = {wq}[(c{j} + {off}u) * {chunks}u + c];");
+            let row = feat(j, off);
+            let _ = writeln!(body, "        let w{a}_{j} = {wq}[{row} * {chunks}u + c];");
             for h in 0..halves {
                 let idx = if halves == 2 {
-                    format!("(c{j} + {off}u) * {}u + c * 2u + {h}u", l.nbp)
+                    format!("{row} * {}u + c * 2u + {h}u", l.nbp)
                 } else {
-                    format!("(c{j} + {off}u) * {}u + (c >> {shift}u)", l.nbp)
+                    format!("{row} * {}u + (c >> {shift}u)", l.nbp)
                 };
                 let _ = writeln!(
                     body,
@@ -438,11 +461,23 @@ pub(crate) fn gemv_q4(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
                     body,
                     "        let d{a}_{j}_{wi}lo = q4lo(w{a}_{j}.{word}, z{a}_{j}_{h});\n        let d{a}_{j}_{wi}hi = q4hi(w{a}_{j}.{word}, z{a}_{j}_{h});"
                 );
+                // Fused: one chain of 8 `fma` per row into the partial sum; else `p + dot + dot`.
                 for r in 0..tm {
-                    let _ = writeln!(
-                        body,
-                        "        p{r}_{a}_{j}_{h} = p{r}_{a}_{j}_{h} + dot(xe{r}_{wi}, d{a}_{j}_{wi}lo) + dot(xo{r}_{wi}, d{a}_{j}_{wi}hi);"
-                    );
+                    let p = format!("p{r}_{a}_{j}_{h}");
+                    if !fused_form {
+                        let _ = writeln!(
+                            body,
+                            "        {p} = {p} + dot(xe{r}_{wi}, d{a}_{j}_{wi}lo) + dot(xo{r}_{wi}, d{a}_{j}_{wi}hi);"
+                        );
+                        continue;
+                    }
+                    let mut e = p.clone();
+                    for (xv, dv) in [("xe", "lo"), ("xo", "hi")] {
+                        for comp in ["x", "y", "z", "w"] {
+                            e = format!("fma({xv}{r}_{wi}.{comp}, d{a}_{j}_{wi}{dv}.{comp}, {e})");
+                        }
+                    }
+                    let _ = writeln!(body, "        {p} = {e};");
                 }
             }
         }
