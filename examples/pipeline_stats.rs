@@ -21,8 +21,9 @@
 use ash::vk;
 use clap::Parser;
 use glufuse::codegen::{generate, Kernel, Target, Tiles};
-use glufuse::ir::{DType, Layout};
+use glufuse::ir::Layout;
 use glufuse::runtime::Gpu;
+use glufuse::synth::WeightType;
 use std::ffi::CStr;
 
 /// Command line.
@@ -37,7 +38,7 @@ struct Args {
     /// Weight layout: kn or nk.
     #[arg(long, default_value = "kn")]
     layout: String,
-    /// Weight dtype: f32 or f16.
+    /// Weight dtype: f32, f16 or q4 (as `glufuse bench --dtypes`).
     #[arg(long, default_value = "f32")]
     dtype: String,
     /// Force the prefill GEMM's tiling (as `glufuse bench --gemm-tiles`).
@@ -61,16 +62,17 @@ fn run(a: Args) -> Res<()> {
         "nk" => Layout::Nk,
         l => return Err(format!("--layout {l:?}: expected kn or nk")),
     };
-    let dtype = match a.dtype.as_str() {
-        "f32" => DType::F32,
-        "f16" => DType::F16,
-        d => return Err(format!("--dtype {d:?}: expected f32 or f16")),
+    let weights = match a.dtype.as_str() {
+        "f32" => WeightType::F32,
+        "f16" => WeightType::F16,
+        "q4" => WeightType::Q4,
+        d => return Err(format!("--dtype {d:?}: expected f32, f16 or q4")),
     };
     let gemm_tiles = a.gemm_tiles.as_deref().map(str::parse::<Tiles>).transpose().map_err(|e| e.to_string())?;
 
     let gpu = Gpu::new().map_err(|e| e.to_string())?;
     let target = Target { gemm_tiles, ..gpu.target() };
-    let original = glufuse::synth::ffn_graph(h, i, a.rows, dtype, layout).map_err(|e| e.to_string())?;
+    let original = glufuse::synth::ffn_graph_of(h, i, a.rows, weights, layout).map_err(|e| e.to_string())?;
     let mut fused = original.clone();
     glufuse::passes::PassManager::standard().run(&mut fused).map_err(|e| e.to_string())?;
 

@@ -24,12 +24,21 @@
 //!
 //! # Kernels
 //!
-//! - `gemv_q4`, the decode GEMV (few rows): 32 lanes per group of `r` output features, each
-//!   lane reading 16-byte chunks (32 elements, one block of 32 or two of 16) of the gate and up
-//!   weights of those features, the chunk's scale and zero point once, dequantizing in
-//!   registers (`(q - zp)` exactly, times the scale after the chunk's dot product), f32 sums;
-//!   the lanes summed by `subgroupAdd` or a tree in workgroup memory; bias, activation and
-//!   product in the epilogue (`super::epilogue`, as every projection kernel).
+//! - `gemv_q4`, the decode GEMV (few rows): workgroups of 4 groups of 32 lanes
+//!   ([`GEMV_THREADS`]), each group `r` output features, each lane reading 16-byte chunks (32
+//!   elements, one block of 32 or two of 16) of the gate and up weights of those features, the
+//!   chunk's scale and zero point once, dequantizing in registers (`(q - zp)` exactly, times
+//!   the scale after the chunk's dot product), f32 sums. The chunk is worked word-major: x's 8
+//!   elements of word `wi`, then word `wi` of every weight chunk, so that only a word's worth
+//!   of x is live beside the weights (on an H100 this took Llama-3-8B gate/up from 41.5 to
+//!   37.5 µs; the chunk-major order held all 32 of x). The fused kernel (gate and up) sums
+//!   each word into the partial sum as a chain of 8 `fma`, and addresses a group's features
+//!   as one clamped base plus constants where N is a multiple of `r`; the single-weight
+//!   kernel keeps `p + dot + dot` and a clamp per feature (on an H100 the two together took
+//!   the fused Llama-3-8B gate/up from 34.8 to 33.0 µs, but the unfused graph's two
+//!   single-weight GEMVs from 50.9 to 51.7). The lanes are summed by `subgroupAdd` or a
+//!   tree in workgroup memory; bias, activation and product in the epilogue
+//!   (`super::epilogue`, as every projection kernel).
 //! - `gemm_q4`, the prefill GEMM where there are no cooperative matrices: 32 rows × 32
 //!   output features per workgroup, k by chunks of 32, the weight chunk dequantized into
 //!   workgroup memory as f32, f32 math.
@@ -328,9 +337,11 @@ fn x_elem(s: &ProjShape) -> &'static str {
 }
 
 /// Output features per group of 32 lanes in the decode GEMV: forced by the target, else the
-/// most of 4, 2, 1 that leaves a single row at least 256 workgroups (of 8 groups). More
-/// features per group load x once for more weights: on an H100 at Llama-3-8B gate/up (N =
-/// 14336) 4 took 45.1 µs, 2 48.7 and 1 68.0 (issue #16's tuning run).
+/// most of 4, 2, 1 that leaves a single row at least 256 eights of groups of 32 lanes (the
+/// workgroups when they held 8 groups; now 2 workgroups each). More features per group load
+/// x once for more weights: on an H100 at Llama-3-8B gate/up (N = 14336) 4 took 45.1 µs, 2
+/// 48.7 and 1 68.0 (issue #16's tuning run, chunk-major body, 256 threads); 8 took 50.0
+/// against 4's 41.6 (chunk-major, 256 threads) and 42.5 against 34.8 (word-major, 128).
 pub fn gemv_cols(s: &ProjShape, t: &Target) -> usize {
     if s.rows > 1 {
         return 1;
@@ -341,6 +352,11 @@ pub fn gemv_cols(s: &ProjShape, t: &Target) -> usize {
     }
 }
 
+/// Threads per workgroup of the decode GEMV: 4 groups of 32 lanes. On an H100 (issue #16,
+/// Llama-3-8B gate/up, M=1, word-major body) 128 took 34.8 µs against 256's 37.5, and 64 the
+/// same as 128 (34.9 both, one run). Smaller workgroups fill the SMs in finer steps.
+pub const GEMV_THREADS: u32 = 128;
+
 /// The decode GEMV over 4-bit weights (see the module documentation): rows of x in tiles of
 /// up to 8 (the grid's y covers the rest).
 pub(crate) fn gemv_q4(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Result<KernelSource> {
@@ -349,7 +365,7 @@ pub(crate) fn gemv_q4(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
     let na = s.na();
     let tm = s.rows.min(8);
     let r_cols = gemv_cols(s, t);
-    let groups = WORKGROUP as usize / 32;
+    let groups = GEMV_THREADS as usize / 32;
     let per_wg = groups * r_cols;
     let ws = views(s);
     let mut b = binds(s, v, x_elem(s), "f32");
@@ -367,9 +383,26 @@ pub(crate) fn gemv_q4(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
         body,
         "    let lane = {me} % 32u;\n    let cbase = wg.x * {per_wg}u + ({me} / 32u) * {r_cols}u;\n    let row0 = wg.y * {tm}u;"
     );
-    for j in 0..r_cols {
-        let _ = writeln!(body, "    let c{j} = min(cbase + {j}u, {}u);", s.n - 1);
+    // The fused kernel (two weights) takes two forms the single-weight one does not: on an
+    // H100 (issue #16, M=1, both together) they took the fused Llama-3-8B gate/up from 34.8 to
+    // 33.0 µs and 2048×11008 from 16.0 to 15.1, but the single-weight kernels of the unfused
+    // graph from 50.9 to 51.7 and 26.2 to 27.3 µs (two projections each).
+    let fused_form = na == 2;
+    // Feature j's row of a weight at row offset `off`. When the group's features never
+    // straddle N (N a multiple of r), only the group's base is clamped (groups past N read the
+    // last group's rows and write nothing): the rows are then the base plus constants, which
+    // the driver can fold into the loads' offsets instead of holding an address per feature
+    // (with the fma chains, the fused kernel at Llama-3-8B gate/up takes 72 registers per
+    // thread on an H100, per the driver: 7 workgroups of 128 threads per SM, all 896 at once).
+    let affine = fused_form && s.n % r_cols == 0;
+    if affine {
+        let _ = writeln!(body, "    let cb = min(cbase, {}u);", s.n - r_cols);
+    } else {
+        for j in 0..r_cols {
+            let _ = writeln!(body, "    let c{j} = min(cbase + {j}u, {}u);", s.n - 1);
+        }
     }
+    let feat = |j: usize, off: usize| if affine { format!("(cb + {}u)", off + j) } else { format!("(c{j} + {off}u)") };
     for r in 0..tm {
         let _ = writeln!(body, "    let xr{r} = min(row0 + {r}u, {}u) * {}u;", s.rows - 1, x_stride(s));
     }
@@ -381,78 +414,79 @@ pub(crate) fn gemv_q4(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
         }
     }
     let _ = writeln!(body, "    for (var c = lane; c < {chunks}u; c = c + 32u) {{");
-    // Scale indices, scales and zero-point terms of weight a, feature j: one per chunk (a
-    // block of 32 or more), two for blocks of 16.
+    // Weight a, feature j: its chunk `w{a}_{j}`, scale(s) `s{a}_{j}_{h}` and zero-point terms
+    // `z{a}_{j}_{h}`, one per chunk (a block of 32 or more), two for blocks of 16.
     let halves = if q.block == 16 { 2 } else { 1 };
-    let scale_terms = |body: &mut String, a: usize, j: usize| {
-        let (wq, wp, off) = ws[a];
-        let _ = writeln!(body, "        let w{a}_{j} = {wq}[(c{j} + {off}u) * {chunks}u + c];");
-        for h in 0..halves {
-            let idx = if halves == 2 {
-                format!("(c{j} + {off}u) * {}u + c * 2u + {h}u", l.nbp)
-            } else {
-                format!("(c{j} + {off}u) * {}u + (c >> {shift}u)", l.nbp)
-            };
-            let _ = writeln!(body, "        let si{a}_{j}_{h} = {idx};");
-            let _ = writeln!(
-                body,
-                "        let s{a}_{j}_{h} = {wp}_s(si{a}_{j}_{h});\n        let z{a}_{j}_{h} = q4zc({wp}_z(si{a}_{j}_{h}));"
-            );
+    for (a, &(wq, wp, off)) in ws.iter().enumerate() {
+        for j in 0..r_cols {
+            let row = feat(j, off);
+            let _ = writeln!(body, "        let w{a}_{j} = {wq}[{row} * {chunks}u + c];");
+            for h in 0..halves {
+                let idx = if halves == 2 {
+                    format!("{row} * {}u + c * 2u + {h}u", l.nbp)
+                } else {
+                    format!("{row} * {}u + (c >> {shift}u)", l.nbp)
+                };
+                let _ = writeln!(
+                    body,
+                    "        let si{a}_{j}_{h} = {idx};\n        let s{a}_{j}_{h} = {wp}_s(si{a}_{j}_{h});\n        let z{a}_{j}_{h} = q4zc({wp}_z(si{a}_{j}_{h}));"
+                );
+            }
         }
-    };
-    // The dequantized words of w{a}_{j}: `d{a}_{j}_{wi}lo|hi` (elements 0, 2, 4, 6 and 1, 3,
-    // 5, 7 of word wi, less the zero point of its half).
-    let dequant = |body: &mut String, a: usize, j: usize| {
-        for wi in 0..4 {
-            let (word, h) = (["x", "y", "z", "w"][wi], wi * halves / 4);
-            let _ = writeln!(
-                body,
-                "        let d{a}_{j}_{wi}lo = q4lo(w{a}_{j}.{word}, z{a}_{j}_{h});\n        let d{a}_{j}_{wi}hi = q4hi(w{a}_{j}.{word}, z{a}_{j}_{h});"
-            );
+    }
+    // Word-major: per word wi of the chunk, row r's x over its 8 elements (evens and odds),
+    // then every weight's word wi, dequantized and dotted into the chunk's partial sum
+    // `p{r}_{a}_{j}_{h}` (scaled once per chunk, or half chunk).
+    for r in 0..tm {
+        for a in 0..na {
+            for j in 0..r_cols {
+                for h in 0..halves {
+                    let _ = writeln!(body, "        var p{r}_{a}_{j}_{h} = 0.0;");
+                }
+            }
         }
-    };
-    // Their dot product with row r's x pairs `xe{r}_{wi}` / `xo{r}_{wi}`, scaled per half.
-    let dot = |a: usize, j: usize, r: usize| -> String {
-        let per = 4 / halves;
-        let sums: Vec<String> = (0..halves)
-            .map(|h| {
-                let terms: Vec<String> = (h * per..(h + 1) * per)
-                    .map(|wi| format!("dot(xe{r}_{wi}, d{a}_{j}_{wi}lo) + dot(xo{r}_{wi}, d{a}_{j}_{wi}hi)"))
-                    .collect();
-                format!("s{a}_{j}_{h} * ({})", terms.join(" + "))
-            })
-            .collect();
-        sums.join(" + ")
-    };
-    // Row r's x over the chunk, in pairs per word.
-    let x_pairs = |body: &mut String, r: usize| {
-        let xr = format!("xr{r}");
-        for i in 0..8 {
-            let _ = writeln!(body, "        let x{r}_{i} = {};", x_vec(s, &xr, "c", i));
-        }
-        for wi in 0..4 {
+    }
+    for wi in 0..4 {
+        let (word, h) = (["x", "y", "z", "w"][wi], wi * halves / 4);
+        for r in 0..tm {
+            for i in [2 * wi, 2 * wi + 1] {
+                let _ = writeln!(body, "        let x{r}_{i} = {};", x_vec(s, &format!("xr{r}"), "c", i));
+            }
             let (e, o) = x_pair(&|i| format!("x{r}_{i}"), wi);
             let _ = writeln!(body, "        let xe{r}_{wi} = {e};\n        let xo{r}_{wi} = {o};");
         }
-    };
-    if tm == 1 {
-        x_pairs(&mut body, 0);
         for a in 0..na {
             for j in 0..r_cols {
-                scale_terms(&mut body, a, j);
-                dequant(&mut body, a, j);
-                let _ = writeln!(body, "        acc0_{a}_{j} = acc0_{a}_{j} + {};", dot(a, j, 0));
+                let _ = writeln!(
+                    body,
+                    "        let d{a}_{j}_{wi}lo = q4lo(w{a}_{j}.{word}, z{a}_{j}_{h});\n        let d{a}_{j}_{wi}hi = q4hi(w{a}_{j}.{word}, z{a}_{j}_{h});"
+                );
+                // Fused: one chain of 8 `fma` per row into the partial sum; else `p + dot + dot`.
+                for r in 0..tm {
+                    let p = format!("p{r}_{a}_{j}_{h}");
+                    if !fused_form {
+                        let _ = writeln!(
+                            body,
+                            "        {p} = {p} + dot(xe{r}_{wi}, d{a}_{j}_{wi}lo) + dot(xo{r}_{wi}, d{a}_{j}_{wi}hi);"
+                        );
+                        continue;
+                    }
+                    let mut e = p.clone();
+                    for (xv, dv) in [("xe", "lo"), ("xo", "hi")] {
+                        for comp in ["x", "y", "z", "w"] {
+                            e = format!("fma({xv}{r}_{wi}.{comp}, d{a}_{j}_{wi}{dv}.{comp}, {e})");
+                        }
+                    }
+                    let _ = writeln!(body, "        {p} = {e};");
+                }
             }
         }
-    } else {
+    }
+    for r in 0..tm {
         for a in 0..na {
-            scale_terms(&mut body, a, 0);
-            dequant(&mut body, a, 0);
-        }
-        for r in 0..tm {
-            x_pairs(&mut body, r);
-            for a in 0..na {
-                let _ = writeln!(body, "        acc{r}_{a}_0 = acc{r}_{a}_0 + {};", dot(a, 0, r));
+            for j in 0..r_cols {
+                let terms: Vec<String> = (0..halves).map(|h| format!("s{a}_{j}_{h} * p{r}_{a}_{j}_{h}")).collect();
+                let _ = writeln!(body, "        acc{r}_{a}_{j} = acc{r}_{a}_{j} + {};", terms.join(" + "));
             }
         }
     }
@@ -465,7 +499,7 @@ pub(crate) fn gemv_q4(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
     match sg {
         Some(z) => {
             let parts = 32 / z;
-            let subgroups = WORKGROUP as usize / z;
+            let subgroups = GEMV_THREADS as usize / z;
             for r in 0..tm {
                 for a in 0..na {
                     for j in 0..r_cols {
@@ -533,7 +567,7 @@ pub(crate) fn gemv_q4(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
     }
     let kind = kind(s, ProjKernel::GemvQ4);
     let grid = [s.n.div_ceil(per_wg) as u64, s.rows.div_ceil(tm) as u64];
-    finish(name, kind, &b, &prelude, &body, grid, WORKGROUP, t)
+    finish(name, kind, &b, &prelude, &body, grid, GEMV_THREADS, t)
 }
 
 /// The distinct scale views of `ws`, gate first.
