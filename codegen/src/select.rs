@@ -155,7 +155,19 @@ pub(crate) fn projection(
     let (ins, out) = (proj_inputs(g, n), Value::of(n));
     let name = g.node(n).name.clone();
     let v = ProjValues::new(g, &ins, out, s);
+    // A prologue goes only to the unsplit `[K, N]` GEMV ([`prologue_for`] checks the shape
+    // against the choice below): any other kernel would leave the program uncomputed.
+    let dropped = |kernel: &str| -> Result<()> {
+        match pro {
+            Some(p) => Err(Error::graph(
+                &name,
+                format!("{kernel} cannot compute the row program '{}' (a glufuse bug)", g.node(p.node).name),
+            )),
+            None => Ok(()),
+        }
+    };
     if s.q4.is_some() {
+        dropped("the 4-bit projection")?;
         let note = in_place(g, n, &ins);
         return projection_q4(name, s, &v, t).map(|k| {
             let c = k.choice.clone().expect("chosen");
@@ -166,11 +178,13 @@ pub(crate) fn projection(
     // An inner dim of 0 is an empty sum: every output is 0 (plus the bias), which the scalar
     // template computes with a loop that never runs; the others tile (or split) K.
     if s.k == 0 {
+        dropped("the scalar template")?;
         let k = scalar::scalar(g, name, &ins, out, s, t)?;
         return Ok(vec![chosen(k, "scalar".into(), "K = 0: every sum is empty".into())]);
     }
     let not_coop = match coop_tile(s, t, same_dtype) {
         Ok((tile, why)) => {
+            dropped("the cooperative-matrix GEMM")?;
             let ops = if t.coop_emulate { Ops::Emulated } else { Ops::Native };
             let note = in_place(g, n, &ins);
             if let (split, Some(why_split)) = coop::split(s, tile, t.coop_split) {
@@ -192,6 +206,7 @@ pub(crate) fn projection(
         let why = format!("M={m} ≤ 32, 16-byte aligned weight rows");
         let (k, l) = match (s.layout, gemv::kn_split(s)) {
             (Layout::Kn, (split, Some(why_split))) => {
+                dropped("the split GEMV")?;
                 // The partial sums take no epilogue: their kernel binds no biases.
                 let parts = ProjValues { b_gate: None, b_up: None, ..ProjValues::new(g, &ins, out, s) };
                 let k = gemv::gemv_kn(name.clone(), s, &parts, t, split, None)?;
@@ -201,9 +216,15 @@ pub(crate) fn projection(
                 return Ok(vec![chosen(k, kernel.clone(), why.clone()), chosen(sum, format!("{kernel} sum"), why)]);
             }
             (Layout::Kn, _) => (gemv::gemv_kn(name, s, &v, t, 1, pro)?, "kn"),
-            (Layout::Nk, _) => (gemv::gemv_nk(name, s, &v, t)?, "nk"),
+            (Layout::Nk, _) => {
+                dropped("the [N, K] GEMV")?;
+                (gemv::gemv_nk(name, s, &v, t)?, "nk")
+            }
         };
         (k, format!("gemv-{l}"), why)
+    } else if let Some(p) = pro {
+        let what = format!("a GEMM or the scalar template cannot compute the row program '{}'", g.node(p.node).name);
+        return Err(Error::graph(&name, format!("{what} (a glufuse bug)")));
     } else if same_dtype && m > 8 && gemm_tiled::fits(s) {
         let (tiles, why) = gemm_tiled::pick(s, t);
         let k = gemm_tiled::gemm_tiled(name, s, &v, t, tiles)?;
@@ -392,4 +413,53 @@ pub(crate) fn coop_tile(
         None => coop::pick(s, max)?,
     };
     Ok((tile, format!("{device}, {weights}, M={}", s.rows)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glufuse_ir::builder::GraphBuilder;
+    use glufuse_ir::ops::binary::BinaryOp;
+    use glufuse_ir::{shape_of, DType, ElementwiseProgram, ReduceOp, Step};
+
+    /// `x + mean(x²)` over rows of 64 (a row program), then `· W [64, 32]`, over `rows` rows.
+    fn norm_then_proj(rows: u64) -> (Graph, NodeIndex, NodeIndex) {
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", DType::F32, shape_of(&[rows, 64]));
+        let steps = vec![
+            Step::Input(0),
+            Step::Binary { op: BinaryOp::Mul, a: 0, b: 0 },
+            Step::Reduce { op: ReduceOp::Mean, x: 1 },
+            Step::Binary { op: BinaryOp::Add, a: 0, b: 2 },
+        ];
+        let prog = ElementwiseProgram { steps, also: vec![], replaced: vec![] };
+        let n = b.node("norm", Op::Elementwise(prog), &[x], vec![])[0];
+        let w = b.weight("w", DType::F32, &[64, 32], 0.3);
+        let y = b.matmul("proj", n, w);
+        let g = b.finish(&[y]).unwrap();
+        let (p, m) = (g.find("norm").unwrap(), g.find("proj").unwrap());
+        (g, p, m)
+    }
+
+    /// The fold's decision and the kernel choice agree: a decode projection takes the
+    /// program, and a prologue handed to a projection that another kernel computes is an error
+    /// naming the program, never a kernel that leaves it uncomputed.
+    #[test]
+    fn a_prologue_goes_to_the_decode_gemv_only() {
+        let b = Bindings::new();
+        let t = Target::default();
+        let (g, p, m) = norm_then_proj(1);
+        let pos = g.topo_order().unwrap().into_iter().enumerate().map(|(i, n)| (n, i)).collect();
+        let pro = prologue_for(&g, m, &pos, &b).unwrap().expect("the decode GEMV takes the norm");
+        assert_eq!(pro.node, p);
+        let ks = node_kernels_with(&g, m, &b, &t, Some(&pro)).unwrap();
+        assert!(ks[0].choice.as_ref().unwrap().reason.contains("'norm'"), "{:?}", ks[0].choice);
+        // 40 rows: the GEMM, which takes no prologue.
+        let (g40, _, m40) = norm_then_proj(40);
+        let pos40 = g40.topo_order().unwrap().into_iter().enumerate().map(|(i, n)| (n, i)).collect();
+        assert!(prologue_for(&g40, m40, &pos40, &b).unwrap().is_none());
+        let forced = program::row_prologue(&g40, g40.find("norm").unwrap(), &b, 40, 64).unwrap().unwrap();
+        let e = node_kernels_with(&g40, m40, &b, &t, Some(&forced)).unwrap_err().to_string();
+        assert!(e.contains("cannot compute the row program 'norm'"), "{e}");
+    }
 }
