@@ -668,8 +668,8 @@ fn norm_proj(rows: u64, k: u64, n: u64, dtype: DType, fused: bool, layer: bool, 
 /// interpreter computes it (the projection's and the residual sum the first workgroup
 /// writes), over 1 and 3 rows, K a multiple of 256 or not, N below K (the projection's output
 /// may not take the buffer of the program's input, which it still reads), f32 and f16,
-/// plain and fused projections. Not folded: the normed value also a graph output, more than 8
-/// rows, and a GEMV split over k.
+/// plain and fused projections, 4 rows. Not folded: the normed value also a graph output, 5
+/// rows (past `PROLOGUE_MAX_ROWS`), 40 rows (a GEMM), and a GEMV split over k.
 #[cfg(feature = "gpu")]
 #[test]
 fn norms_fold_into_the_decode_gemv_after_them() {
@@ -687,7 +687,11 @@ fn norms_fold_into_the_decode_gemv_after_them() {
         (1, 512, 1024, DType::F16, true, true, false, true),
         (3, 96, 40, DType::F16, false, true, false, true),
         (1, 64, 32, DType::F32, false, false, true, false),
-        (12, 64, 32, DType::F32, false, false, false, false),
+        // 4 rows, the most that fold; 5 do not (the GEMV's code grows with its rows).
+        (4, 64, 32, DType::F32, true, false, false, true),
+        (5, 64, 32, DType::F32, false, false, false, false),
+        // 40 rows: a GEMM, which takes no prologue.
+        (40, 64, 32, DType::F32, false, false, false, false),
         (1, 8200, 72, DType::F16, false, false, false, false),
     ];
     for (rows, k, n, dtype, fused, layer, n_too, folds) in cases {

@@ -622,7 +622,7 @@ pub fn generate(g: &Graph, b: &Bindings, t: &Target) -> Result<Vec<Kernel>> {
     // their own.
     let mut folds = std::collections::HashMap::new();
     for &n in &order {
-        if let Some(p) = select::prologue_for(g, n, &pos, b)? {
+        if let Some(p) = select::prologue_for(g, n, &pos, b, t)? {
             folds.insert(n, p);
         }
     }

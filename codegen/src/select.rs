@@ -247,13 +247,21 @@ pub(crate) fn projection(
     Ok(vec![chosen(k, kernel, format!("{why}; not coop: {not_coop}{}{folded}", in_place(g, n, &ins)))])
 }
 
+/// Most rows of x a GEMV computes a row program for. Each workgroup computes the reductions
+/// of every row of its tile (up to 8) and evaluates the program once per row and weight row
+/// read, so the kernel's code grows with the rows: at 8 rows a tile (the bundled Llama's 22
+/// prefill rows) lavapipe took 25 s to compile the fused graph's kernels against 0.24 s
+/// without the fold. Decode (1 row) and small batches fold.
+pub(crate) const PROLOGUE_MAX_ROWS: usize = 4;
+
 /// Most storage buffers a kernel with a prologue binds: WebGPU's default limit per shader
 /// stage, so that the fold never needs more than every device offers.
 const PROLOGUE_MAX_BINDINGS: usize = 8;
 
 /// The row program projection `n` computes in its prologue instead of reading its x, where
-/// it qualifies: `n` gets the `[K, N]` decode GEMV without a split (at most 8 rows, 16-byte
-/// aligned weight rows of one storage type, no 4-bit weights); its x is output 0 of a row
+/// it qualifies: `n` gets the `[K, N]` decode GEMV without a split (at most
+/// [`PROLOGUE_MAX_ROWS`] rows, which the cooperative-matrix GEMM never takes, 16-byte aligned
+/// weight rows of one storage type, no 4-bit weights); its x is output 0 of a row
 /// program ([`program::row_prologue`]) that nothing else reads and that is no graph output;
 /// every reader of the program's other outputs comes after `n` in `order` (the GEMV writes
 /// them); and the kernel binds at most [`PROLOGUE_MAX_BINDINGS`] buffers.
@@ -262,6 +270,7 @@ pub(crate) fn prologue_for(
     n: NodeIndex,
     order_pos: &std::collections::HashMap<NodeIndex, usize>,
     b: &Bindings,
+    t: &Target,
 ) -> Result<Option<Prologue>> {
     // (Projections only; no catch-all arm in this file: tests/architecture.rs.)
     let s = if matches!(g.node(n).op, Op::FusedGateUp(_)) {
@@ -281,7 +290,8 @@ pub(crate) fn prologue_for(
         || !same_dtype
         || s.k == 0
         || s.rows == 0
-        || s.rows >= COOP_MIN_ROWS
+        || s.rows > PROLOGUE_MAX_ROWS
+        || coop_tile(&s, t, same_dtype).is_ok()
         || s.layout != Layout::Kn
         || !s.gemv_fits()
         || gemv::kn_split(&s).0 != 1
@@ -441,7 +451,7 @@ mod tests {
         (g, p, m)
     }
 
-    /// The fold's decision and the kernel choice agree: a decode projection takes the
+    /// The fold's decision and the kernel choice agree: a GEMV projection takes the
     /// program, and a prologue handed to a projection that another kernel computes is an error
     /// naming the program, never a kernel that leaves it uncomputed.
     #[test]
@@ -450,14 +460,20 @@ mod tests {
         let t = Target::default();
         let (g, p, m) = norm_then_proj(1);
         let pos = g.topo_order().unwrap().into_iter().enumerate().map(|(i, n)| (n, i)).collect();
-        let pro = prologue_for(&g, m, &pos, &b).unwrap().expect("the decode GEMV takes the norm");
+        let pro = prologue_for(&g, m, &pos, &b, &t).unwrap().expect("the decode GEMV takes the norm");
         assert_eq!(pro.node, p);
         let ks = node_kernels_with(&g, m, &b, &t, Some(&pro)).unwrap();
         assert!(ks[0].choice.as_ref().unwrap().reason.contains("'norm'"), "{:?}", ks[0].choice);
+        // Up to PROLOGUE_MAX_ROWS rows, not past them (the GEMV's code grows with its rows).
+        for (rows, folds) in [(PROLOGUE_MAX_ROWS as u64, true), (PROLOGUE_MAX_ROWS as u64 + 1, false)] {
+            let (gr, _, mr) = norm_then_proj(rows);
+            let posr = gr.topo_order().unwrap().into_iter().enumerate().map(|(i, n)| (n, i)).collect();
+            assert_eq!(prologue_for(&gr, mr, &posr, &b, &t).unwrap().is_some(), folds, "{rows} rows");
+        }
         // 40 rows: the GEMM, which takes no prologue.
         let (g40, _, m40) = norm_then_proj(40);
         let pos40 = g40.topo_order().unwrap().into_iter().enumerate().map(|(i, n)| (n, i)).collect();
-        assert!(prologue_for(&g40, m40, &pos40, &b).unwrap().is_none());
+        assert!(prologue_for(&g40, m40, &pos40, &b, &t).unwrap().is_none());
         let forced = program::row_prologue(&g40, g40.find("norm").unwrap(), &b, 40, 64).unwrap().unwrap();
         let e = node_kernels_with(&g40, m40, &b, &t, Some(&forced)).unwrap_err().to_string();
         assert!(e.contains("cannot compute the row program 'norm'"), "{e}");
