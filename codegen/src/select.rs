@@ -155,6 +155,8 @@ pub(crate) fn projection(
     let (ins, out) = (proj_inputs(g, n), Value::of(n));
     let name = g.node(n).name.clone();
     let v = ProjValues::new(g, &ins, out, s);
+    // A split's partial sums take no epilogue: their kernel binds no biases (the sum's does).
+    let parts = || ProjValues { b_gate: None, b_up: None, ..ProjValues::new(g, &ins, out, s) };
     // A prologue goes only to the unsplit `[K, N]` GEMV ([`prologue_for`] checks the shape
     // against the choice below): any other kernel would leave the program uncomputed.
     let dropped = |kernel: &str| -> Result<()> {
@@ -188,13 +190,17 @@ pub(crate) fn projection(
             let ops = if t.coop_emulate { Ops::Emulated } else { Ops::Native };
             let note = in_place(g, n, &ins);
             if let (split, Some(why_split)) = coop::split(s, tile, t.coop_split) {
-                // The partial sums take no epilogue: their kernel binds no biases.
-                let parts = ProjValues { b_gate: None, b_up: None, ..ProjValues::new(g, &ins, out, s) };
-                let k = coop::coop(name.clone(), s, &parts, t, tile, ops, split)?;
-                let sum = gemv::split_sum(format!("{name}.split_sum"), s, &v, t, split)?;
-                let why = format!("{why}; {why_split}{note}");
-                let kernel = format!("coop {tile} split-k {split}");
-                return Ok(vec![chosen(k, kernel.clone(), why.clone()), chosen(sum, format!("{kernel} sum"), why)]);
+                let k = coop::coop(name.clone(), s, &parts(), t, tile, ops, split)?;
+                return split_pair(
+                    k,
+                    &name,
+                    s,
+                    &v,
+                    t,
+                    split,
+                    format!("coop {tile} split-k {split}"),
+                    format!("{why}; {why_split}{note}"),
+                );
             }
             let k = coop::coop(name, s, &v, t, tile, ops, 1)?;
             return Ok(vec![chosen(k, format!("coop {tile}"), format!("{why}{note}"))]);
@@ -207,13 +213,9 @@ pub(crate) fn projection(
         let (k, l) = match (s.layout, gemv::kn_split(s)) {
             (Layout::Kn, (split, Some(why_split))) => {
                 dropped("the split GEMV")?;
-                // The partial sums take no epilogue: their kernel binds no biases.
-                let parts = ProjValues { b_gate: None, b_up: None, ..ProjValues::new(g, &ins, out, s) };
-                let k = gemv::gemv_kn(name.clone(), s, &parts, t, split, None)?;
-                let sum = gemv::split_sum(format!("{name}.split_sum"), s, &v, t, split)?;
+                let k = gemv::gemv_kn(name.clone(), s, &parts(), t, split, None)?;
                 let why = format!("{why}; {why_split}; not coop: {not_coop}{}", in_place(g, n, &ins));
-                let kernel = format!("gemv-kn split-k {split}");
-                return Ok(vec![chosen(k, kernel.clone(), why.clone()), chosen(sum, format!("{kernel} sum"), why)]);
+                return split_pair(k, &name, s, &v, t, split, format!("gemv-kn split-k {split}"), why);
             }
             (Layout::Kn, _) => (gemv::gemv_kn(name, s, &v, t, 1, pro)?, "kn"),
             (Layout::Nk, _) => {
@@ -322,6 +324,24 @@ pub(crate) fn prologue_for(
         return Ok(None);
     }
     Ok(Some(pro))
+}
+
+/// A projection split over k: its partial-sums kernel `k`, then the kernel adding the
+/// `split` parts up with the epilogue ([`gemv::split_sum`]), both chosen as `kernel` (the
+/// second as "`kernel` sum") for reason `why`.
+#[allow(clippy::too_many_arguments)]
+fn split_pair(
+    k: KernelSource,
+    name: &str,
+    s: &ProjShape,
+    v: &ProjValues,
+    t: &Target,
+    split: usize,
+    kernel: String,
+    why: String,
+) -> Result<Vec<KernelSource>> {
+    let sum = gemv::split_sum(format!("{name}.split_sum"), s, v, t, split)?;
+    Ok(vec![chosen(k, kernel.clone(), why.clone()), chosen(sum, format!("{kernel} sum"), why)])
 }
 
 /// The reason's note where a projection reads a transposed weight in place ([`nk_weight`]).
