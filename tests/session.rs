@@ -243,3 +243,36 @@ fn a_session_honours_its_targets_precision_and_cooperative_matrices() {
     let after = gpu.pipeline_counts();
     assert_eq!((after.compiled, after.reused), (before.compiled, before.reused + 1));
 }
+
+/// The device's pipeline cache keeps the most recently used pipelines up to its capacity
+/// (a decode loop compiles new kernels at every past length): past it the least recently used
+/// are dropped, an executable still runs on the pipelines it holds, and one built again
+/// compiles what was dropped.
+#[test]
+fn the_pipeline_cache_keeps_the_most_recently_used() {
+    let Some(gpu) = common::gpu() else { return };
+    gpu.set_pipeline_capacity(2);
+    let graph = |h: u64| {
+        let mut g = glufuse::synth::ffn_graph(h, 2 * h, 1, DType::F32, glufuse::ir::Layout::Kn).unwrap();
+        PassManager::standard().run(&mut g).unwrap();
+        g
+    };
+    let (g1, g2, g3) = (graph(16), graph(32), graph(48));
+    let b = Default::default();
+    let e1 = Executable::new(&gpu, &g1, &b).unwrap();
+    // g1's distinct kernel codes (the cache's keys).
+    let k1 = e1.kernels().iter().map(|k| k.source().code().to_string()).collect::<std::collections::HashSet<_>>().len();
+    let _e2 = Executable::new(&gpu, &g2, &b).unwrap();
+    let _e3 = Executable::new(&gpu, &g3, &b).unwrap();
+    let counts = gpu.pipeline_counts();
+    assert!(gpu.cached_pipelines() <= 2, "{} cached", gpu.cached_pipelines());
+    assert_eq!(counts.evicted, counts.compiled - gpu.cached_pipelines(), "{counts:?}");
+    assert!(counts.evicted >= k1, "{counts:?}: g1's {k1} kernels were the least recently used");
+    // The first executable still runs, and right.
+    let ins = interp::seeded_inputs(&g1, &b, 3).unwrap();
+    let (got, want) = (e1.run(&ins).unwrap(), interp::run(&g1, &ins).unwrap());
+    assert!(interp::compare(&got[0], &want[0]).1 <= 1e-5);
+    // Built again, it compiles its kernels again.
+    let _again = Executable::new(&gpu, &g1, &b).unwrap();
+    assert_eq!(gpu.pipeline_counts().compiled, counts.compiled + k1);
+}

@@ -38,21 +38,50 @@ pub struct Created {
     pub bind_groups: usize,
 }
 
-/// Compiled pipelines by kernel code (the WGSL without its choice comment), and how often
-/// each path was taken.
-#[derive(Default)]
+/// Compiled pipelines by kernel code (the WGSL without its choice comment), each with the
+/// tick of its last use, and how often each path was taken. It holds at most `capacity`
+/// pipelines, dropping the least recently used: a decode loop compiles the kernels whose sizes
+/// involve the growing past length at every step, and would otherwise keep every one.
 struct PipelineCache {
-    by_code: HashMap<String, wgpu::ComputePipeline>,
+    by_code: HashMap<String, (wgpu::ComputePipeline, u64)>,
+    tick: u64,
+    capacity: usize,
     counts: PipelineCounts,
 }
+
+impl Default for PipelineCache {
+    fn default() -> Self {
+        PipelineCache { by_code: HashMap::new(), tick: 0, capacity: PIPELINE_CAPACITY, counts: Default::default() }
+    }
+}
+
+impl PipelineCache {
+    /// Drops the least recently used pipelines until at most `capacity` are held.
+    fn trim(&mut self) {
+        while self.by_code.len() > self.capacity {
+            let Some(oldest) = self.by_code.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| k.clone()) else {
+                break;
+            };
+            self.by_code.remove(&oldest);
+            self.counts.evicted += 1;
+        }
+    }
+}
+
+/// How many compiled pipelines a [`Gpu`] keeps by default ([`Gpu::set_pipeline_capacity`]).
+/// An executable holds its own pipelines, so one dropped from the cache is only compiled
+/// again if a later executable needs it.
+pub const PIPELINE_CAPACITY: usize = 1024;
 
 /// How many pipelines a [`Gpu`] compiled, and how many requests its cache answered.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PipelineCounts {
-    /// Pipelines compiled (distinct kernel codes).
+    /// Pipelines compiled (distinct kernel codes, again after an eviction).
     pub compiled: usize,
     /// Requests answered from the cache.
     pub reused: usize,
+    /// Pipelines dropped from the cache as the least recently used.
+    pub evicted: usize,
 }
 
 /// An opened GPU.
@@ -275,10 +304,16 @@ impl Gpu {
     /// not cached.
     pub fn pipeline(&self, k: &KernelSource) -> Result<wgpu::ComputePipeline> {
         let code = k.code();
-        let hit = self.cache().by_code.get(code).cloned();
-        if let Some(p) = hit {
-            self.cache().counts.reused += 1;
-            return Ok(p);
+        {
+            let mut c = self.cache();
+            c.tick += 1;
+            let tick = c.tick;
+            if let Some((p, used)) = c.by_code.get_mut(code) {
+                *used = tick;
+                let p = p.clone();
+                c.counts.reused += 1;
+                return Ok(p);
+            }
         }
         let label = k.name.as_str();
         let p = self.scoped(&format!("compiling kernel '{label}'"), || {
@@ -306,13 +341,29 @@ impl Gpu {
         })?;
         let mut c = self.cache();
         c.counts.compiled += 1;
-        c.by_code.insert(code.to_string(), p.clone());
+        c.tick += 1;
+        let tick = c.tick;
+        c.by_code.insert(code.to_string(), (p.clone(), tick));
+        c.trim();
         Ok(p)
     }
 
-    /// How many pipelines this device compiled and reused so far.
+    /// How many pipelines this device compiled, reused and dropped so far.
     pub fn pipeline_counts(&self) -> PipelineCounts {
         self.cache().counts
+    }
+
+    /// How many compiled pipelines the cache holds now.
+    pub fn cached_pipelines(&self) -> usize {
+        self.cache().by_code.len()
+    }
+
+    /// Keeps at most `n` compiled pipelines (at least 1), dropping the least recently used
+    /// now and from then on ([`PIPELINE_CAPACITY`] by default).
+    pub fn set_pipeline_capacity(&self, n: usize) {
+        let mut c = self.cache();
+        c.capacity = n.max(1);
+        c.trim();
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, PipelineCache> {

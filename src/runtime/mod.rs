@@ -35,7 +35,9 @@ mod gpu;
 mod session;
 mod timing;
 
-pub use gpu::{adapter_rank, is_software_adapter, parse_backends, Created, Gpu, GpuOptions, PipelineCounts};
+pub use gpu::{
+    adapter_rank, is_software_adapter, parse_backends, Created, Gpu, GpuOptions, PipelineCounts, PIPELINE_CAPACITY,
+};
 pub use session::Session;
 pub use timing::{median, profile_dispatches, time, time_series, timed_pass, WARM_UP};
 
