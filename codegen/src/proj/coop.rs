@@ -173,8 +173,13 @@ pub fn pick(s: &ProjShape, max_workgroup_bytes: usize) -> std::result::Result<Co
 pub const COOP_MIN_WORKGROUPS: usize = 132;
 
 /// Fewest k steps one part of a split-K cooperative GEMM multiplies out: each part writes
-/// its tile's partial sums, which a second kernel reads back.
-pub const COOP_SPLIT_MIN_STEPS: usize = 4;
+/// its tile's partial sums, which a second kernel reads back (parts × rows × columns floats),
+/// and a split costs that second dispatch. Measured on the Qwen2-0.5B-sized f16 prefill (128
+/// tokens) on an H100, whole graph (`benches/results/h100-2026-11-26d-coop-split.md`): with 4
+/// (the K = 896 projections in 7 parts, the down projection, K = 4864, in 19) 4988 µs; 10 or
+/// 14: 4820-4830; 16 to 19 (the K = 896 ones unsplit, the down projection in 8): 4577; 28
+/// (the down projection in 4): 4876; no split at all: 6561.
+pub const COOP_SPLIT_MIN_STEPS: usize = 16;
 
 /// Into how many parts of k the cooperative GEMM at tiling `t` splits (1: none), and why:
 /// forced by the target where that divides its k steps; else, where fewer than half of
