@@ -1122,14 +1122,16 @@ mod tests {
             let t = pick(&s, 49152).unwrap();
             split(&s, t, forced).0
         };
-        // Qwen2-0.5B at 128 rows: the down projection's 7 tiles split in 19 parts of 8 steps
-        // (133 workgroups); q and o (K = 896, 28 steps) in at most 7; k and v's single tile in
-        // 7; the fused gate/up (76 tiles of 64 outputs) and anything at 512 rows stay whole.
-        assert_eq!(split_for(false, 128, 4864, 896, None), 19);
-        assert_eq!(split_for(false, 128, 896, 896, None), 7);
-        assert_eq!(split_for(false, 128, 896, 128, None), 7);
+        // Qwen2-0.5B at 128 rows: the down projection's 7 tiles (152 steps) split in 8 parts
+        // of 19 steps, the most of at least COOP_SPLIT_MIN_STEPS that divide them (56
+        // workgroups); q, o, k and v (K = 896, 28 steps) stay whole, as does the fused gate/up
+        // (76 tiles of 64 outputs). K = 1024 (32 steps) splits in 2.
+        assert_eq!(split_for(false, 128, 4864, 896, None), 8);
+        assert_eq!(split_for(false, 128, 896, 896, None), 1);
+        assert_eq!(split_for(false, 128, 896, 128, None), 1);
+        assert_eq!(split_for(false, 128, 1024, 896, None), 2);
         assert_eq!(split_for(true, 128, 896, 4864, None), 1);
-        assert_eq!(split_for(false, 512, 4864, 896, None), 19);
+        assert_eq!(split_for(false, 512, 4864, 896, None), 8);
         assert_eq!(split_for(true, 512, 4096, 14336, None), 1);
         // Too few steps to split (3 of 32), or none dividing them evenly (29, prime).
         assert_eq!(split_for(false, 128, 96, 128, None), 1);
