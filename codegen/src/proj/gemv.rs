@@ -110,9 +110,10 @@ fn kn_tiling(s: &ProjShape) -> (usize, usize, bool) {
     (groups_per_wg * vc, groups_per_wg, narrow)
 }
 
-/// Fewest parts a split-K GEMV has: the split costs a second dispatch (3-5 µs on an H100 in
-/// a whole model), which fewer parts would not win back. Qwen2-0.5B's K = 896 projections
-/// (3 parts at most) stay whole; its down projection (K = 4864) splits in 19.
+/// Fewest parts a split-K GEMV has: the split costs a second dispatch (about 2 µs on an H100
+/// before any work, plus the sum's), which fewer parts would not win back. Qwen2-0.5B's
+/// decode GEMVs all stay whole: its down projection (K = 4864, N = 896) runs 112 workgroups
+/// of one column group ([`GEMV_SMALL_MAX_ROWS`]), which would take 3 parts at most.
 pub const SPLIT_MIN_PARTS: usize = 4;
 
 /// Into how many parts of k a `[K, N]` GEMV splits (1: none), and why: where its grid has
