@@ -62,29 +62,10 @@ pub(crate) fn program(
         return kernel_outs(g, name, KernelKind::Program, &ins, &outs, groups, WORKGROUP, &prelude, &body, checks, t);
     }
     // Rounds: a step is known in the round after the reductions it needs are done.
-    let mut round = vec![0usize; p.steps.len()];
-    for (k, s) in p.steps.iter().enumerate() {
-        round[k] = match s {
-            Step::Reduce { x, .. } => round[*x] + 1,
-            Step::Softmax { x } => round[*x] + 2,
-            _ => s.args().iter().map(|&a| round[a]).max().unwrap_or(0),
-        };
-    }
     let row = *od.last().expect("a row program's output has a last axis");
     let rows = total.checked_div(row).unwrap_or(0);
     let threads = row_threads(row);
-    // What each round reduces: (step, reduction, operand).
-    let mut reductions: Vec<Vec<(usize, Red, usize)>> = vec![vec![]; round[last]];
-    for (k, s) in p.steps.iter().enumerate() {
-        match s {
-            Step::Reduce { op, x } => reductions[round[*x]].push((k, Red::Of(*op), *x)),
-            Step::Softmax { x } => {
-                reductions[round[*x]].push((k, Red::Max, *x));
-                reductions[round[*x] + 1].push((k, Red::SumExp, *x));
-            }
-            _ => {}
-        }
-    }
+    let reductions = reduction_rounds(&p.steps);
     let mut body = format!("    if (gid >= {rows}u) {{ return; }}\n    let row = gid * {row}u;\n");
     let stride = format!("    for (var j = lid; j < {row}u; j = j + {threads}u) {{\n        let i = row + j;\n");
     for reds in &reductions {
@@ -227,25 +208,7 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
     );
     let mut fresh = qw.fresh;
     // Rounds of the scores program's reductions, as in a row program.
-    let mut round = vec![0usize; sw.p.steps.len()];
-    for (k, s) in sw.p.steps.iter().enumerate() {
-        round[k] = match s {
-            Step::Reduce { x, .. } => round[*x] + 1,
-            Step::Softmax { x } => round[*x] + 2,
-            _ => s.args().iter().map(|&a| round[a]).max().unwrap_or(0),
-        };
-    }
-    let mut reductions: Vec<Vec<(usize, Red, usize)>> = vec![vec![]; round[pl]];
-    for (k, s) in sw.p.steps.iter().enumerate() {
-        match s {
-            Step::Reduce { op, x } => reductions[round[*x]].push((k, Red::Of(*op), *x)),
-            Step::Softmax { x } => {
-                reductions[round[*x]].push((k, Red::Max, *x));
-                reductions[round[*x] + 1].push((k, Red::SumExp, *x));
-            }
-            _ => {}
-        }
-    }
+    let reductions = reduction_rounds(&sw.p.steps);
     let pc = at(&[rc[r - 2].as_str(), "j"]);
     for reds in &reductions {
         for (k, rd, _) in reds {
@@ -430,6 +393,41 @@ fn reduction_round(
         }
     }
     Ok(())
+}
+
+/// The rounds of a row program's reductions, and what each reduces: (step, reduction,
+/// operand). A step is known in the round after the reductions it needs are done (a
+/// reduction's operand may need an earlier one: a softmax's sum needs its maximum, a layer
+/// norm's variance its mean).
+fn reduction_rounds(steps: &[Step]) -> Vec<Vec<(usize, Red, usize)>> {
+    let mut round = vec![0usize; steps.len()];
+    for (k, s) in steps.iter().enumerate() {
+        round[k] = match s {
+            Step::Reduce { x, .. } => round[*x] + 1,
+            Step::Softmax { x } => round[*x] + 2,
+            _ => s.args().iter().map(|&a| round[a]).max().unwrap_or(0),
+        };
+    }
+    // (Sized past the last step's round too where a reduction only an extra output reads
+    // needs more.)
+    let needed = steps.iter().filter_map(|s| match s {
+        Step::Reduce { x, .. } => Some(round[*x] + 1),
+        Step::Softmax { x } => Some(round[*x] + 2),
+        _ => None,
+    });
+    let len = needed.chain(round.last().copied()).max().unwrap_or(0);
+    let mut reductions: Vec<Vec<(usize, Red, usize)>> = vec![vec![]; len];
+    for (k, s) in steps.iter().enumerate() {
+        match s {
+            Step::Reduce { op, x } => reductions[round[*x]].push((k, Red::Of(*op), *x)),
+            Step::Softmax { x } => {
+                reductions[round[*x]].push((k, Red::Max, *x));
+                reductions[round[*x] + 1].push((k, Red::SumExp, *x));
+            }
+            _ => {}
+        }
+    }
+    reductions
 }
 
 /// Writes the `let`s that compute a program's steps at given coordinates.
@@ -836,20 +834,7 @@ pub(crate) fn row_prologue(g: &Graph, p: NodeIndex, b: &Bindings, rows: usize, l
     let tys = prog.step_types(&in_tys).map_err(|m| Error::graph(&name, m))?;
     let mut w = Writer::new(g, p, b, prog.clone(), tys, Sites::new(&name), 0)?;
     let last = prog.steps.len() - 1;
-    let mut round = vec![0usize; prog.steps.len()];
-    let mut reductions: Vec<Vec<(usize, Red, usize)>> = vec![];
-    for (k, s) in prog.steps.iter().enumerate() {
-        round[k] = match s {
-            Step::Reduce { x, .. } => round[*x] + 1,
-            _ => s.args().iter().map(|&a| round[a]).max().unwrap_or(0),
-        };
-        if let Step::Reduce { op, x } = s {
-            if reductions.len() <= round[*x] {
-                reductions.resize(round[*x] + 1, vec![]);
-            }
-            reductions[round[*x]].push((k, Red::Of(*op), *x));
-        }
-    }
+    let reductions = reduction_rounds(&prog.steps);
     let threads = WORKGROUP;
     let stride = format!("    for (var j = lid; j < {len}u; j = j + {threads}u) {{\n        let i = row + j;\n");
     let mut stats_code = String::new();
