@@ -6,7 +6,7 @@
 
 mod common;
 
-use glufuse::codegen::{generate, manifest, CoopMatrix, MatmulPrecision, Target};
+use glufuse::codegen::{generate, manifest, MatmulPrecision, Target};
 use glufuse::interp;
 use glufuse::ir::{DType, Layout};
 use glufuse::passes::PassManager;
@@ -141,6 +141,16 @@ fn wgsl_snapshots_of_representative_kernels() {
         "wgsl_fused_gemv_nk_subgroups",
         pick_for("merged_slices_nk", "mul", &common::bindings(), &h100)
     );
+    // Subgroup reductions: the [K, N] GEMV's k-lanes by shuffles within each subgroup (its
+    // threads numbered by subgroup), a row program's sums by subgroup, then across them.
+    insta::assert_snapshot!(
+        "wgsl_fused_gemv_kn_subgroups",
+        pick_for("swiglu_mul_sigmoid", "mul", &common::bindings(), &h100)
+    );
+    insta::assert_snapshot!(
+        "wgsl_program_rows_subgroups",
+        pick_for("elementwise_chains_f16", "soft", &common::bindings(), &h100)
+    );
     // Cooperative matrices as an H100 offers them, on the benchmark's gate/up graph (H=64,
     // I=96): f16 weights at 160 rows (a 128-row tiling, [K,N], partial row tiles), f32
     // weights under matmul precision f16 (converted while staging; [N,K]), and the emulated
@@ -166,26 +176,7 @@ fn wgsl_snapshots_of_representative_kernels() {
     );
 }
 
-/// [`h100`] with the cooperative matrices an H100 offers (16×16×16 f16×f16→f32) and f16.
-fn h100_coop() -> Target {
-    use naga::valid::Capabilities;
-    let t = h100();
-    Target {
-        caps: t.caps | Capabilities::COOPERATIVE_MATRIX | Capabilities::SHADER_FLOAT16,
-        coop_matrix: vec![CoopMatrix::F16_F32_16],
-        ..t
-    }
-}
-
-/// Code generation options as for an H100: 48 KiB of workgroup memory, subgroups of 32.
-fn h100() -> Target {
-    Target {
-        caps: Target::default().caps | naga::valid::Capabilities::SUBGROUP,
-        max_workgroup_storage_bytes: 49152,
-        subgroup_size: Some(32),
-        ..Target::default()
-    }
-}
+use common::{h100, h100_coop};
 
 /// Dims that make the test graphs' projections prefill GEMMs (160 rows).
 fn prefill() -> glufuse::shape::Bindings {

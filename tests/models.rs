@@ -126,6 +126,37 @@ fn every_model_matches_onnxruntime_fused_and_unfused() {
     eprintln!("{seen} reference sets in {:.1} s", t0.elapsed().as_secs_f64());
 }
 
+/// Every kernel of every model, fused, at the sizes of each of its reference sets, as
+/// generated for an H100 (subgroup reductions and cooperative matrices, which a software
+/// adapter never takes) validates in naga; every model has a reduction done by subgroup
+/// shuffles (its norms, in row programs or in a GEMV's prologue).
+#[test]
+fn every_model_generates_for_an_h100() {
+    for m in models() {
+        let g = load_graph(&dir().join(format!("{m}.onnx"))).unwrap_or_else(|e| panic!("{e}"));
+        let mut fused = g.clone();
+        PassManager::standard().run(&mut fused).unwrap_or_else(|e| panic!("{m}: {e}"));
+        for tag in tags(&m) {
+            let ins = inputs(&g, &m, &tag);
+            let list: Vec<(&str, &glufuse::ir::TensorType, &[usize])> = g
+                .input_nodes()
+                .into_iter()
+                .map(|n| {
+                    let node = g.node(n);
+                    (node.name.as_str(), &node.outputs[0], ins[&node.name].shape())
+                })
+                .collect();
+            let mut b = glufuse::shape::Bindings::new();
+            glufuse::shape::bind_inputs(&list, &mut b).unwrap_or_else(|e| panic!("{m} {tag}: {e}"));
+            for t in [common::h100(), common::h100_coop()] {
+                let ks = glufuse::codegen::generate(&fused, &b, &t).unwrap_or_else(|e| panic!("{m} {tag}: {e}"));
+                let shuffles = ks.iter().filter(|k| k.source().wgsl.contains("subgroupShuffleXor")).count();
+                assert!(shuffles > 0, "{m} {tag}: no reduction by subgroups");
+            }
+        }
+    }
+}
+
 /// Every model and reference set on the GPU, fused and unfused, against onnxruntime's
 /// outputs (the tolerance of the interpreter's test), through one [`Session`] per graph (so
 /// the tags of a model share its uploaded weights) on one device (so the models share the

@@ -417,7 +417,9 @@ pub fn validate(src: KernelSource, caps: naga::valid::Capabilities) -> Result<Ke
     let mut validator = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);
     if caps.contains(naga::valid::Capabilities::SUBGROUP) {
         validator.subgroup_stages(naga::valid::ShaderStages::COMPUTE).subgroup_operations(
-            naga::valid::SubgroupOperationSet::BASIC | naga::valid::SubgroupOperationSet::ARITHMETIC,
+            naga::valid::SubgroupOperationSet::BASIC
+                | naga::valid::SubgroupOperationSet::ARITHMETIC
+                | naga::valid::SubgroupOperationSet::SHUFFLE,
         );
     }
     validator.validate(&module).map_err(|e| fail(e.emit_to_string(&src.wgsl)))?;

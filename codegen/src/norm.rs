@@ -3,7 +3,7 @@
 //! each a tree reduction over the workgroup), then `(x - mean) / sqrt(var + epsilon)` times
 //! the scale plus the bias, each optional and broadcast to the normalised dims.
 
-use crate::wgsl::{bcast_index, kernel, load, row_threads, tree_reduce, Store};
+use crate::wgsl::{bcast_index, kernel, load, row_threads, subgroup, tree_reduce, Store};
 use crate::{dims, KernelKind, KernelSource, Target};
 use glufuse_ir::shape::{norm_axis, Bindings};
 use glufuse_ir::{Error, Graph, NodeIndex, Result, Value};
@@ -35,12 +35,12 @@ pub(crate) fn layer_norm(
     let mut body = format!(
         "    if (gid >= {rows}u) {{ return; }}\n    let base = gid * {inner}u;\n    var s = 0.0;\n    for (var c = lid; c < {inner}u; c = c + {threads}u) {{ s = s + {x}; }}\n"
     );
-    body.push_str(&tree_reduce(threads, "s", "add_f_"));
+    body.push_str(&tree_reduce(threads, "s", "add_f_", subgroup(t)));
     let _ = write!(
         body,
         "    let mean = red[0] / f32({inner});\n    workgroupBarrier();\n    var q = 0.0;\n    for (var c = lid; c < {inner}u; c = c + {threads}u) {{ let d = {x} - mean; q = q + d * d; }}\n"
     );
-    body.push_str(&tree_reduce(threads, "q", "add_f_"));
+    body.push_str(&tree_reduce(threads, "q", "add_f_", subgroup(t)));
     let mut y = format!("({x} - mean) / sqrt(red[0] / f32({inner}) + {epsilon:?})");
     let mut k = 1;
     for present in [scale, bias] {

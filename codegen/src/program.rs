@@ -11,7 +11,7 @@
 //! written. Floats accumulate in f32, as the reduction and softmax kernels do.
 
 use crate::elementwise::{binary_expr, cast_expr, map_kernel_lets, unary_expr, Sites};
-use crate::wgsl::{kernel, kernel_outs, load, row_threads, tree_reduce_in, RedArray, Store, WORKGROUP};
+use crate::wgsl::{kernel, kernel_outs, load, row_threads, subgroup, tree_reduce_in, RedArray, Store, WORKGROUP};
 use crate::{dims, KernelKind, KernelSource, Target};
 use glufuse_ir::ops::attention::types as attention_types;
 use glufuse_ir::ops::binary::BinaryKind;
@@ -75,7 +75,7 @@ pub(crate) fn program(
         body.push_str(&stride);
         w.reset();
         let c = w.coords(last);
-        reduction_round(&mut w, &mut body, reds, &c, threads, row, &RedArray::F32)?;
+        reduction_round(&mut w, &mut body, reds, &c, threads, row, &RedArray::F32, subgroup(t))?;
     }
     body.push_str(&stride);
     let (lets, writes) = w.outputs(&results)?;
@@ -221,7 +221,7 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
         body.push_str(&indent(&score(&mut qw, &mut kw, &mut fresh)?));
         sw.fresh = fresh;
         sw.reset();
-        reduction_round(&mut sw, &mut body, reds, &pc, threads, keys, &RedArray::F32)?;
+        reduction_round(&mut sw, &mut body, reds, &pc, threads, keys, &RedArray::F32, subgroup(t))?;
         fresh = sw.fresh;
     }
     // P·V, a tile of keys at a time.
@@ -365,6 +365,8 @@ fn indent(s: &str) -> String {
 /// opened: each reduction's operand accumulated at coordinates `c` (inside the loop, which it
 /// closes), then reduced across the workgroup's `threads` and bound as `TAGk` (a mean divided
 /// by the `len` elements of the row); reductions whose value is final are marked done in `w`.
+/// With `sg` (the subgroup size), across subgroups first ([`tree_reduce_in`]).
+#[allow(clippy::too_many_arguments)]
 fn reduction_round(
     w: &mut Writer,
     body: &mut String,
@@ -373,6 +375,7 @@ fn reduction_round(
     threads: u32,
     len: usize,
     arr: &RedArray,
+    sg: Option<usize>,
 ) -> Result<()> {
     for (k, r, x) in reds {
         let v = w.value(*x, c)?;
@@ -382,7 +385,7 @@ fn reduction_round(
     body.push_str(&indent(&w.code));
     body.push_str("    }\n");
     for (k, r, _) in reds {
-        body.push_str(&tree_reduce_in(arr, threads, &format!("a{k}_{}", r.tag()), r.tree_fn()));
+        body.push_str(&tree_reduce_in(arr, threads, &format!("a{k}_{}", r.tag()), r.tree_fn(), sg));
         let v = match r {
             Red::Of(ReduceOp::Mean) => format!("{} / f32({len})", arr.at("0")),
             Red::Of(ReduceOp::Sum | ReduceOp::Max) | Red::Max | Red::SumExp => arr.at("0"),
@@ -818,7 +821,14 @@ impl Prologue {
 /// of length `len`, under binding `b`: `None` unless `p` is an elementwise program with row
 /// reductions (no softmax) whose output is `rows × len` with rows of `len`, and its code needs
 /// no runtime checks.
-pub(crate) fn row_prologue(g: &Graph, p: NodeIndex, b: &Bindings, rows: usize, len: usize) -> Result<Option<Prologue>> {
+pub(crate) fn row_prologue(
+    g: &Graph,
+    p: NodeIndex,
+    b: &Bindings,
+    rows: usize,
+    len: usize,
+    sg: Option<usize>,
+) -> Result<Option<Prologue>> {
     let Op::Elementwise(prog) = &g.node(p).op else { return Ok(None) };
     let rowsteps: Vec<&Step> = prog.steps.iter().filter(|s| s.is_row()).collect();
     if rowsteps.is_empty() || rowsteps.iter().any(|s| !matches!(s, Step::Reduce { .. })) {
@@ -847,7 +857,7 @@ pub(crate) fn row_prologue(g: &Graph, p: NodeIndex, b: &Bindings, rows: usize, l
         stats_code.push_str(&stride);
         w.reset();
         let c = w.coords(last);
-        reduction_round(&mut w, &mut stats_code, reds, &c, threads, len, &RedArray::Vec4X)?;
+        reduction_round(&mut w, &mut stats_code, reds, &c, threads, len, &RedArray::Vec4X, sg)?;
     }
     // The other outputs, where the first workgroup along the columns writes them.
     let mut also_code = String::new();

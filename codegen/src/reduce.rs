@@ -10,7 +10,7 @@
 //! bits; the maximum of nothing is the lowest value (-inf for floats), the sum 0, the mean
 //! NaN, as ONNX says.
 
-use crate::wgsl::{checked_int_math, kernel, load, row_threads, tree_reduce, Store};
+use crate::wgsl::{checked_int_math, kernel, load, row_threads, subgroup, tree_reduce, Store};
 use crate::{dims, Check, CheckKind, KernelKind, KernelSource, Target};
 use glufuse_ir::shape::{norm_axis, Bindings};
 use glufuse_ir::tensor::strides;
@@ -109,7 +109,7 @@ pub(crate) fn reduce(
         "    if (gid >= {rows}u) {{ return; }}\n    let base = {base};\n    var acc: {scalar} = {identity};\n    for (var r = lid; r < {count}u; r = r + {threads}u) {{\n        acc = comb_(acc, {}, gid);\n    }}\n",
         load("in0", &format!("base + {off}"), store)
     );
-    body.push_str(&tree_reduce(threads, "acc", "comb2_"));
+    body.push_str(&tree_reduce(threads, "acc", "comb2_", subgroup(t)));
     let result = match (op, count) {
         // The mean of nothing is NaN (a compiler may fold 0 / 0 to anything).
         (ReduceOp::Mean, 0) => "bitcast<f32>(0x7fc00000u)".to_string(),
@@ -148,12 +148,12 @@ pub(crate) fn softmax(g: &Graph, n: NodeIndex, axis: i64, b: &Bindings, t: &Targ
     let mut body = format!(
         "    if (gid >= {nl}u) {{ return; }}\n    let base = {base};\n    var m = {NEG_INF};\n    for (var c = lid; c < {d}u; c = c + {threads}u) {{ m = max(m, {x}); }}\n"
     );
-    body.push_str(&tree_reduce(threads, "m", "max"));
+    body.push_str(&tree_reduce(threads, "m", "max", subgroup(t)));
     let _ = write!(
         body,
         "    let mx = red[0];\n    workgroupBarrier();\n    var s = 0.0;\n    for (var c = lid; c < {d}u; c = c + {threads}u) {{ s = s + exp({x} - mx); }}\n"
     );
-    body.push_str(&tree_reduce(threads, "s", "add_f_"));
+    body.push_str(&tree_reduce(threads, "s", "add_f_", subgroup(t)));
     let _ = write!(
         body,
         "    let sum = red[0];\n    for (var c = lid; c < {d}u; c = c + {threads}u) {{ out0[base + c * {stride}u] = exp({x} - mx) / sum; }}\n"

@@ -312,7 +312,7 @@ pub(crate) fn prologue_for(
             return Ok(None);
         }
     }
-    let Some(pro) = program::row_prologue(g, p, b, s.rows, s.k)? else { return Ok(None) };
+    let Some(pro) = program::row_prologue(g, p, b, s.rows, s.k, crate::wgsl::subgroup(t))? else { return Ok(None) };
     let v = ProjValues::new(g, &ins, Value::of(n), &s);
     let bound = pro.ins.len()
         + pro.also.len()
@@ -494,7 +494,7 @@ mod tests {
         let (g40, _, m40) = norm_then_proj(40);
         let pos40 = g40.topo_order().unwrap().into_iter().enumerate().map(|(i, n)| (n, i)).collect();
         assert!(prologue_for(&g40, m40, &pos40, &b, &t).unwrap().is_none());
-        let forced = program::row_prologue(&g40, g40.find("norm").unwrap(), &b, 40, 64).unwrap().unwrap();
+        let forced = program::row_prologue(&g40, g40.find("norm").unwrap(), &b, 40, 64, None).unwrap().unwrap();
         let e = node_kernels_with(&g40, m40, &b, &t, Some(&forced)).unwrap_err().to_string();
         assert!(e.contains("cannot compute the row program 'norm'"), "{e}");
     }

@@ -164,7 +164,14 @@ pub(crate) fn module_typed(bindings: &[(String, bool, &str)], workgroup: u32, pr
         let access = if *write { "read_write" } else { "read" };
         let _ = writeln!(s, "@group(0) @binding({i}) var<storage, {access}> {name}: array<{elem}>;");
     }
-    s.push_str(&module_with(&[], workgroup, prelude, body, ""));
+    // The subgroup builtins, where the body uses them (a reduction by subgroups).
+    let uses = |id: &str| body.contains(id) || prelude.contains(id);
+    let extra = if uses("sg_id") || uses("sg_lane") {
+        ", @builtin(subgroup_id) sg_id: u32, @builtin(subgroup_invocation_id) sg_lane: u32"
+    } else {
+        ""
+    };
+    s.push_str(&module_with(&[], workgroup, prelude, body, extra));
     s
 }
 
@@ -307,9 +314,10 @@ pub(crate) fn kernel_outs(
 /// WGSL of a tree reduction over the workgroup's `threads` partial values: each thread puts
 /// its `x` into `red[lid]`, and after the call `red[0]` holds `combine` over all of them
 /// (`combine` a WGSL function name of two values). `threads` is a power of two; every thread
-/// of the workgroup must reach it (it has barriers).
-pub(crate) fn tree_reduce(threads: u32, x: &str, combine: &str) -> String {
-    tree_reduce_in(&RedArray::F32, threads, x, combine)
+/// of the workgroup must reach it (it has barriers). With `sg`, by subgroups
+/// ([`tree_reduce_in`]).
+pub(crate) fn tree_reduce(threads: u32, x: &str, combine: &str, sg: Option<usize>) -> String {
+    tree_reduce_in(&RedArray::F32, threads, x, combine, sg)
 }
 
 /// The workgroup array a tree reduction uses: `red` of f32, or the first lanes of `red` of
@@ -331,9 +339,45 @@ impl RedArray {
     }
 }
 
-/// [`tree_reduce`] over the array `arr`.
-pub(crate) fn tree_reduce_in(arr: &RedArray, threads: u32, x: &str, combine: &str) -> String {
+/// The subgroup size the reductions may use: one that divides the 32 lanes of an output, on a
+/// target that validates subgroup operations.
+pub(crate) fn subgroup(t: &Target) -> Option<usize> {
+    t.subgroup_size
+        .filter(|&z| (1..=32).contains(&z) && 32 % z == 0 && t.caps.contains(naga::valid::Capabilities::SUBGROUP))
+        .map(|z| z as usize)
+}
+
+/// [`tree_reduce`] over the array `arr`, by subgroups where `sg` (the device's one subgroup
+/// size, see [`subgroup`]) is given and divides `threads`: each subgroup combines
+/// its lanes by `subgroupShuffleXor` (in registers), its first lane puts the result into
+/// `arr[subgroup_id]`, and thread 0 combines those `threads / sg` values into `arr[0]`: two
+/// barriers where the tree in workgroup memory has one per halving (nine at 256 threads).
+/// The body then uses the `sg_id` and `sg_lane` builtins ([`module_typed`] declares them).
+pub(crate) fn tree_reduce_in(arr: &RedArray, threads: u32, x: &str, combine: &str, sg: Option<usize>) -> String {
     let at = |i: &str| arr.at(i);
+    if let Some(z) = sg.filter(|&z| z > 1 && threads as usize % z == 0) {
+        let mut s = format!(
+            "    {{
+        var sgv_ = {x};
+"
+        );
+        let mut m = z / 2;
+        while m > 0 {
+            let _ = writeln!(s, "        sgv_ = {combine}(sgv_, subgroupShuffleXor(sgv_, {m}u));");
+            m /= 2;
+        }
+        let _ =
+            writeln!(s, "        if (sg_lane == 0u) {{ {} = sgv_; }}\n    }}\n    workgroupBarrier();", at("sg_id"));
+        let parts = threads as usize / z;
+        if parts > 1 {
+            let _ = write!(s, "    if (lid == 0u) {{\n        var sgv_ = {};\n", at("0"));
+            for p in 1..parts {
+                let _ = writeln!(s, "        sgv_ = {combine}(sgv_, {});", at(&format!("{p}u")));
+            }
+            let _ = writeln!(s, "        {} = sgv_;\n    }}\n    workgroupBarrier();", at("0"));
+        }
+        return s;
+    }
     let mut s = format!("    {} = {x};\n    workgroupBarrier();\n", at("lid"));
     let mut half = threads / 2;
     while half > 0 {

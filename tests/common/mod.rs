@@ -119,3 +119,27 @@ pub fn sweep(gpu: &glufuse::runtime::Gpu, test: &str) -> Sweep {
     eprintln!("{test}: {} sweep on {} ({why})", if sweep == Sweep::Full { "full" } else { "subset" }, gpu.describe());
     sweep
 }
+
+/// Code generation options as for an H100: 48 KiB of workgroup memory, subgroups of 32 (the
+/// subgroup reductions that a software adapter without one fixed subgroup size never runs).
+pub fn h100() -> glufuse::codegen::Target {
+    use glufuse::codegen::Target;
+    Target {
+        caps: Target::default().caps | naga::valid::Capabilities::SUBGROUP,
+        max_workgroup_storage_bytes: 49152,
+        subgroup_size: Some(32),
+        ..Target::default()
+    }
+}
+
+/// [`h100`] with the cooperative matrices an H100 offers (16×16×16 f16×f16→f32) and f16.
+pub fn h100_coop() -> glufuse::codegen::Target {
+    use glufuse::codegen::{CoopMatrix, Target};
+    use naga::valid::Capabilities;
+    let t = h100();
+    Target {
+        caps: t.caps | Capabilities::COOPERATIVE_MATRIX | Capabilities::SHADER_FLOAT16,
+        coop_matrix: vec![CoopMatrix::F16_F32_16],
+        ..t
+    }
+}

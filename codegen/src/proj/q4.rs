@@ -361,7 +361,7 @@ pub const GEMV_THREADS: u32 = 128;
 /// up to 8 (the grid's y covers the rest).
 pub(crate) fn gemv_q4(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Result<KernelSource> {
     let (q, l) = layout(s)?;
-    let sg = super::gemv::subgroup(t);
+    let sg = crate::wgsl::subgroup(t);
     let na = s.na();
     let tm = s.rows.min(8);
     let r_cols = gemv_cols(s, t);
