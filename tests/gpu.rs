@@ -151,14 +151,15 @@ fn wgsl_snapshots_of_representative_kernels() {
         "wgsl_program_rows_subgroups",
         pick_for("elementwise_chains_f16", "soft", &common::bindings(), &h100)
     );
-    // Cooperative matrices as an H100 offers them, on the benchmark's gate/up graph (H=64,
-    // I=96): f16 weights at 160 rows (a 128-row tiling, [K,N], partial row tiles), f32
-    // weights under matmul precision f16 (converted while staging; [N,K]), and the emulated
-    // form of the unfused graph's plain projection at 20 rows (a 16-row tiling, partial row
-    // and k tiles).
+    // Cooperative matrices as an H100 offers them, on the benchmark's gate/up graph (H=64):
+    // at I=2112 (33 column tiles of 64: enough that 128-row tiles are picked) f16 weights at
+    // 160 rows (a 128-row tiling, [K,N], partial row tiles) and f32 weights under matmul
+    // precision f16 (converted while staging; [N,K]); at I=96, the 64-row tiling that few
+    // tiles take at 160 rows, and the emulated form of the unfused graph's plain projection
+    // at 20 rows (a 16-row tiling, partial row and k tiles).
     let coop = h100_coop();
-    let ffn = |dtype, layout, rows, fuse: bool, node: &str, t: &Target| -> String {
-        let mut g = glufuse::synth::ffn_graph(64, 96, rows, dtype, layout).unwrap();
+    let ffn = |i, dtype, layout, rows, fuse: bool, node: &str, t: &Target| -> String {
+        let mut g = glufuse::synth::ffn_graph(64, i, rows, dtype, layout).unwrap();
         if fuse {
             PassManager::standard().run(&mut g).unwrap();
         }
@@ -168,11 +169,15 @@ fn wgsl_snapshots_of_representative_kernels() {
     };
     let f16_products = Target { matmul_precision: MatmulPrecision::F16, ..coop.clone() };
     let emulated = Target { coop_emulate: true, ..coop.clone() };
-    insta::assert_snapshot!("wgsl_fused_coop_f16_kn", ffn(DType::F16, Layout::Kn, 160, true, "mul", &coop));
-    insta::assert_snapshot!("wgsl_fused_coop_f32_nk", ffn(DType::F32, Layout::Nk, 160, true, "mul", &f16_products));
+    insta::assert_snapshot!("wgsl_fused_coop_f16_kn", ffn(2112, DType::F16, Layout::Kn, 160, true, "mul", &coop));
+    insta::assert_snapshot!(
+        "wgsl_fused_coop_f32_nk",
+        ffn(2112, DType::F32, Layout::Nk, 160, true, "mul", &f16_products)
+    );
+    insta::assert_snapshot!("wgsl_fused_coop_f16_kn_64rows", ffn(96, DType::F16, Layout::Kn, 160, true, "mul", &coop));
     insta::assert_snapshot!(
         "wgsl_matmul_coop_f16_emulated",
-        ffn(DType::F16, Layout::Kn, 20, false, "gate_proj", &emulated)
+        ffn(96, DType::F16, Layout::Kn, 20, false, "gate_proj", &emulated)
     );
 }
 
@@ -220,9 +225,10 @@ fn manifest_workgroup_sizes_are_the_wgsl_ones() {
         }
     }
     // The default tiling of the prefill GEMM is 8x8x8: 128 threads, where the rest use 256
-    // (the cooperative-matrix tilings at 128 rows: 8 subgroups of 32).
+    // but the cooperative-matrix tilings that the test graphs' few tiles take (16 and 64
+    // rows: 4 subgroups of 32).
     assert_eq!(seen.get("fused-gate-up-gemm"), Some(&128), "{seen:?}");
-    assert_eq!(seen.get("fused-gate-up-coop"), Some(&256), "{seen:?}");
+    assert_eq!(seen.get("fused-gate-up-coop"), Some(&128), "{seen:?}");
     assert_eq!(seen.get("fused-gate-up-gemv-kn"), Some(&256), "{seen:?}");
 }
 
