@@ -440,18 +440,7 @@ pub fn packed_f16(g: &Graph, v: Value) -> bool {
 /// values on the GPU). This is the tied LM head (`MatMul(h, Transpose(embedding))`, the table also read by
 /// the `Gather`): without it the table was transposed into a scratch buffer on every call.
 pub fn nk_weight(g: &Graph, v: Value) -> Option<Value> {
-    let node = g.node(v.node);
-    let Op::Transpose { perm } = &node.op else { return None };
-    let w = g.inputs(v.node)[0];
-    let source = matches!(g.node(w.node).op, Op::Weight(_) | Op::QuantWeight(_) | Op::Constant(_));
-    if perm.as_slice() != [1, 0] || !source || g.ty(w).rank() != 2 || g.is_output(v) {
-        return None;
-    }
-    let users = g.users(v);
-    let projections = users
-        .iter()
-        .all(|&(u, slot)| slot == 1 && matches!(g.node(u).op, Op::MatMul) && g.ty(g.inputs(u)[0]).rank() >= 2);
-    (!users.is_empty() && projections).then_some(w)
+    g.nk_weight(v)
 }
 
 /// Concrete dims of a value.

@@ -324,12 +324,31 @@ impl Graph {
     }
 
     /// Whether running node `n` takes a kernel launch: [`Op::launches_kernel`], except for a
-    /// 2-D `Transpose` of a 4-bit weight, which the projections read packed (a view).
+    /// 2-D `Transpose` of a 4-bit weight, which the projections read packed (a view), and one
+    /// the projections read in place ([`Graph::nk_weight`]).
     pub fn launches_kernel(&self, n: NodeIndex) -> bool {
         let node = &self.g[n];
         let quant_view = matches!(&node.op, Op::Transpose { perm } if perm == &[1, 0])
             && self.inputs(n).first().is_some_and(|v| matches!(self.g[v.node].op, Op::QuantWeight(_)));
-        node.op.launches_kernel() && !quant_view
+        node.op.launches_kernel() && !quant_view && self.nk_weight(Value::of(n)).is_none()
+    }
+
+    /// The source a 2-D `Transpose` value `v` reads where the projections read that source in
+    /// place as an `[N, K]` weight instead of the transpose being computed: `v` transposes a
+    /// 2-D `Weight`, `QuantWeight` or `Constant`, is no graph output, and every reader is a
+    /// `MatMul` taking it as its second operand with an x of rank 2 or more.
+    pub fn nk_weight(&self, v: Value) -> Option<Value> {
+        let Op::Transpose { perm } = &self.g[v.node].op else { return None };
+        let w = *self.inputs(v.node).first()?;
+        let source = matches!(self.g[w.node].op, Op::Weight(_) | Op::QuantWeight(_) | Op::Constant(_));
+        if perm.as_slice() != [1, 0] || !source || self.ty(w).rank() != 2 || self.is_output(v) {
+            return None;
+        }
+        let users = self.users(v);
+        let projections = users.iter().all(|&(u, slot)| {
+            slot == 1 && matches!(self.g[u].op, Op::MatMul) && self.ty(self.inputs(u)[0]).rank() >= 2
+        });
+        (!users.is_empty() && projections).then_some(w)
     }
 
     /// Counts of nodes by kind and the number of kernel launches a run takes.

@@ -11,6 +11,7 @@ pub mod attention;
 pub mod dce;
 pub mod elementwise;
 pub mod fusion;
+pub mod layout;
 pub mod merge;
 pub mod siblings;
 
@@ -35,6 +36,8 @@ pub enum PassReport {
     Merge(merge::MergeReport),
     /// The merging of sibling programs.
     Siblings(siblings::SiblingsReport),
+    /// The down projections' weights held as `[N, K]`.
+    Layout(layout::LayoutReport),
 }
 
 /// A graph transformation.
@@ -99,6 +102,7 @@ impl PassManager {
         Self::new(vec![
             Box::new(fusion::FuseGateUp::default()),
             Box::new(merge::MergeProjections),
+            Box::new(layout::DownWeightsNk),
             Box::new(elementwise::FuseElementwise),
             Box::new(attention::FuseAttention),
             Box::new(siblings::MergeSiblingPrograms),
@@ -149,6 +153,11 @@ pub fn attention_report(runs: &[PassRun]) -> Option<&attention::AttentionReport>
 /// The merging of sibling projections' report among a pipeline's runs, if it ran.
 pub fn merge_report(runs: &[PassRun]) -> Option<&merge::MergeReport> {
     runs.iter().find_map(|r| if let PassReport::Merge(m) = &r.report { Some(m) } else { None })
+}
+
+/// The down-weight layout's report among a pipeline's runs, if it ran.
+pub fn layout_report(runs: &[PassRun]) -> Option<&layout::LayoutReport> {
+    runs.iter().find_map(|r| if let PassReport::Layout(l) = &r.report { Some(l) } else { None })
 }
 
 /// The merging of sibling programs' report among a pipeline's runs, if it ran.

@@ -11,9 +11,11 @@
 //!   (on an H100 the Qwen2-0.5B-sized decode step, with the row programs' reductions done the
 //!   same way, went from 1492 to 1414 µs). The fused kernel with f16 weights over more than
 //!   4 rows loads 8 bytes (4 columns) instead, which halves its accumulators.
-//! - `gemv-nk` (`W [N, K]`): 32 lanes own one output feature and read its row of W along k
-//!   in 16-byte loads; the lanes are summed with `subgroupAdd` where the device has subgroups
-//!   of one fixed size up to 32, else by a tree in workgroup memory.
+//! - `gemv-nk` (`W [N, K]`): 32 lanes own one output feature (up to 128 on small grids with
+//!   long rows: [`nk_lanes`]) and read its row of W along k in 16-byte loads; the lanes are
+//!   summed with `subgroupAdd` where the device has subgroups of one fixed size up to 32
+//!   (then across the subgroups of a feature in workgroup memory), else by a tree in
+//!   workgroup memory.
 //!
 //! Every weight element is read once per row tile of x: 8 rows (16 in the `[N, K]` kernel
 //! with subgroups, where the reduction needs no workgroup memory per row).
@@ -412,7 +414,27 @@ pub(crate) fn split_sum(name: String, s: &ProjShape, v: &ProjValues, t: &Target,
     Ok(k)
 }
 
-/// Decode GEMV, `[N, K]` weights: 32 lanes per output feature.
+/// Fewest 16-byte loads of its row each lane of a `[N, K]` GEMV keeps when [`nk_lanes`]
+/// gives an output feature more lanes.
+pub const NK_MIN_LOADS: usize = 4;
+
+/// Lanes per output feature of the `[N, K]` GEMV: 32 (a warp), doubled (up to 128) while its
+/// grid has fewer than 2 × [`GEMV_MIN_WORKGROUPS`] workgroups and each lane still loads at
+/// least [`NK_MIN_LOADS`] vectors. Measured on an H100 in 24 layers of Qwen2-0.5B-sized f16
+/// FFNs with `[N, K]` weights (`glufuse synth --layout nk`): the down projection (K = 4864,
+/// N = 896: 19 loads a lane at 32 lanes, 112 workgroups) took 18.1 µs per dispatch
+/// (timestamped) with 32 lanes, 14.3 with 64 and 12.8 with 128.
+fn nk_lanes(s: &ProjShape) -> usize {
+    let kv = s.k / s.vc();
+    let grid = |lp: usize| s.n.div_ceil(WORKGROUP as usize / lp);
+    let mut lp = 32;
+    while lp < 128 && grid(lp) < 2 * GEMV_MIN_WORKGROUPS && kv >= 2 * lp * NK_MIN_LOADS {
+        lp *= 2;
+    }
+    lp
+}
+
+/// Decode GEMV, `[N, K]` weights: 32 lanes or more per output feature ([`nk_lanes`]).
 ///
 /// With subgroups the threads are numbered by subgroup (`vid = subgroup_id · size +
 /// subgroup_invocation_id`), so the lanes of an output fill whole subgroups whatever order the
@@ -424,7 +446,8 @@ pub(crate) fn gemv_nk(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
     let (na, vc) = (s.na(), s.vc());
     let tm = s.gemv_rows(sg.is_some());
     let (go, uo) = s.offsets();
-    let per_wg = WORKGROUP as usize / 32;
+    let lp = nk_lanes(s);
+    let per_wg = WORKGROUP as usize / lp;
     let w_elem = if s.f16 { "vec4<u32>" } else { "vec4<f32>" };
     let mut b = binds(s, v, "vec4<f32>", w_elem);
     if sg.is_some() {
@@ -437,7 +460,7 @@ pub(crate) fn gemv_nk(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
     if let Some(z) = sg {
         let _ = writeln!(body, "    let vid = sg_id * {z}u + sg_lane;");
     }
-    let _ = writeln!(body, "    let lane = {me} % 32u;\n    let col = wg.x * {per_wg}u + {me} / 32u;\n    let live = col < {}u;\n    let row0 = wg.y * {tm}u;", s.n);
+    let _ = writeln!(body, "    let lane = {me} % {lp}u;\n    let col = wg.x * {per_wg}u + {me} / {lp}u;\n    let live = col < {}u;\n    let row0 = wg.y * {tm}u;", s.n);
     for r in 0..tm {
         let _ = writeln!(body, "    let xr{r} = min(row0 + {r}u, {}u) * {xv}u;", s.rows - 1);
     }
@@ -446,7 +469,7 @@ pub(crate) fn gemv_nk(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
             let _ = writeln!(body, "    var acc{r}_{a} = 0.0;");
         }
     }
-    let _ = writeln!(body, "    if (live) {{\n        for (var k = lane; k < {kv}u; k = k + 32u) {{");
+    let _ = writeln!(body, "    if (live) {{\n        for (var k = lane; k < {kv}u; k = k + {lp}u) {{");
     let (g0, g1) = load16(s, "w_gate", &format!("(col + {go}u) * {kv}u + k"));
     let _ = writeln!(body, "            let wg0 = {g0};");
     if let Some(g1) = &g1 {
@@ -484,7 +507,7 @@ pub(crate) fn gemv_nk(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
     let red_len;
     match sg {
         Some(z) => {
-            let parts = 32 / z;
+            let parts = lp / z;
             let subgroups = WORKGROUP as usize / z;
             for sl in 0..slots {
                 let (r, a) = (sl / na, sl % na);
@@ -516,7 +539,7 @@ pub(crate) fn gemv_nk(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
                 }
             }
             let _ = writeln!(body, "    workgroupBarrier();");
-            tree_sum(&mut body, 32, 1, slots);
+            tree_sum(&mut body, lp, 1, slots);
             let _ = writeln!(body, "    if (lane != 0u || !live) {{ return; }}");
             sums.extend((0..slots).map(|sl| format!("red[{}u + lid]", sl * WORKGROUP as usize)));
         }

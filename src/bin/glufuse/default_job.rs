@@ -13,7 +13,7 @@ use crate::out::{out, outln};
 use glufuse::interp::compare;
 use glufuse::ir::{DType, Dim, TensorType};
 use glufuse::passes::{
-    attention_report, elementwise_report, fusion_report, merge_report, siblings_report, PassManager,
+    attention_report, elementwise_report, fusion_report, layout_report, merge_report, siblings_report, PassManager,
 };
 #[cfg(feature = "gpu")]
 use glufuse::runtime::{Gpu, Session};
@@ -95,6 +95,9 @@ pub fn run() -> Result<()> {
         outln!("== fusion report ==\n{}", r.to_text(true));
     }
     if let Some(r) = merge_report(&runs) {
+        out!("{}", r.to_text(false));
+    }
+    if let Some(r) = layout_report(&runs) {
         out!("{}", r.to_text(false));
     }
     if let Some(r) = elementwise_report(&runs) {

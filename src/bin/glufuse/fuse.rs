@@ -7,7 +7,8 @@ use crate::out::{errln, out, outln};
 use glufuse::dump::{render, Format};
 use glufuse::files::write_output;
 use glufuse::passes::{
-    attention_report, elementwise_report, fusion_report, merge_report, siblings_report, PassManager, PassRun,
+    attention_report, elementwise_report, fusion_report, layout_report, merge_report, siblings_report, PassManager,
+    PassRun,
 };
 use glufuse::{Error, Result};
 use std::path::Path;
@@ -36,14 +37,15 @@ pub fn run(a: FuseArgs) -> Result<()> {
         write_output(p, &b)?;
     }
     let rep = fusion_report(&runs).cloned().unwrap_or_default();
-    // For people: the gated-FFN fusion, then the projections merged, then what the
-    // elementwise and attention fusions merged, then the sibling programs merged.
+    // For people: the gated-FFN fusion, then the projections merged, the weights transposed,
+    // what the elementwise and attention fusions merged, then the sibling programs merged.
     let explained = || {
         let mg = merge_report(&runs).map(|m| m.to_text(true)).unwrap_or_default();
+        let ly = layout_report(&runs).map(|l| l.to_text(true)).unwrap_or_default();
         let ew = elementwise_report(&runs).map(|e| e.to_text(true)).unwrap_or_default();
         let at = attention_report(&runs).map(|a| a.to_text(true)).unwrap_or_default();
         let sb = siblings_report(&runs).map(|p| p.to_text(true)).unwrap_or_default();
-        format!("{}{mg}{ew}{at}{sb}", rep.to_text(true))
+        format!("{}{mg}{ly}{ew}{at}{sb}", rep.to_text(true))
     };
     match a.report {
         Some(ReportFormat::Json) => {
