@@ -152,7 +152,7 @@ fn wgsl_snapshots_of_representative_kernels() {
         pick_for("elementwise_chains_f16", "soft", &common::bindings(), &h100)
     );
     // Cooperative matrices as an H100 offers them, on the benchmark's gate/up graph (H=64):
-    // at I=2112 (33 column tiles of 64: enough that 128-row tiles are picked) f16 weights at
+    // at I=4224 (66 column tiles of 64: enough that 128-row tiles are picked) f16 weights at
     // 160 rows (a 128-row tiling, [K,N], partial row tiles) and f32 weights under matmul
     // precision f16 (converted while staging; [N,K]); at I=96, the 64-row tiling that few
     // tiles take at 160 rows, and the emulated form of the unfused graph's plain projection
@@ -169,10 +169,10 @@ fn wgsl_snapshots_of_representative_kernels() {
     };
     let f16_products = Target { matmul_precision: MatmulPrecision::F16, ..coop.clone() };
     let emulated = Target { coop_emulate: true, ..coop.clone() };
-    insta::assert_snapshot!("wgsl_fused_coop_f16_kn", ffn(2112, DType::F16, Layout::Kn, 160, true, "mul", &coop));
+    insta::assert_snapshot!("wgsl_fused_coop_f16_kn", ffn(4224, DType::F16, Layout::Kn, 160, true, "mul", &coop));
     insta::assert_snapshot!(
         "wgsl_fused_coop_f32_nk",
-        ffn(2112, DType::F32, Layout::Nk, 160, true, "mul", &f16_products)
+        ffn(4224, DType::F32, Layout::Nk, 160, true, "mul", &f16_products)
     );
     insta::assert_snapshot!("wgsl_fused_coop_f16_kn_64rows", ffn(96, DType::F16, Layout::Kn, 160, true, "mul", &coop));
     insta::assert_snapshot!(

@@ -131,10 +131,10 @@ const fn s1(bm: usize, bn: usize, bk: usize, wr: usize, wc: usize) -> CoopTile {
 /// up to 32 rows (a bandwidth-bound pass over the weights), 128-row ones beyond, with 128
 /// output columns (256 plain) per workgroup where that still gives half of an H100's 132 SMs
 /// work, else 64 (128 plain); 256 rows for a plain projection past 256 rows. Where even the
-/// narrower 128-row tiles number fewer than half of [`COOP_MIN_WORKGROUPS`], 64×64 tiles of
-/// four subgroups come first: the Qwen2-0.5B-sized f16 prefill (128 tokens: its q/k/v, o and
-/// down projections) went from 4540 to 3934 µs on an H100 that way (with its fused gate/up,
-/// 76 tiles, also on 64×64 tiles: as fast as on 128×64 ones), where 16×128 tiles took 4619,
+/// narrower 128-row tiles number fewer than [`COOP_MIN_WORKGROUPS`] (fused) or half of it
+/// (plain), 64×64 tiles of four subgroups come first: the Qwen2-0.5B-sized f16 prefill (128
+/// tokens: its q/k/v, o and down projections, and its fused gate/up of 76 tiles, 39.6 → 39.0
+/// µs) went from 4540 to 3934 µs on an H100 that way, where 16×128 tiles took 4619,
 /// 32×64 tiles 4378 (faster for the K = 896 projections, slower for the fused gate/up) and
 /// 32×128 tiles 4595 (`benches/results/h100-2026-11-26e-coop-rows.md`). The later
 /// entries are smaller fallbacks for devices with less workgroup memory (lavapipe: 32 KiB).
@@ -149,8 +149,10 @@ pub fn candidates(s: &ProjShape) -> Vec<CoopTile> {
     let w = if fused { 1 } else { 2 }; // a plain tile stages as many weight columns
     let wide = s.rows.div_ceil(128) * s.n.div_ceil(128 * w) >= 66;
     let mut v = vec![];
-    // Where 128-row tiles would leave most SMs idle, 64-row ones (four subgroups) first.
-    if s.rows.div_ceil(128) * s.n.div_ceil(64 * w) < COOP_MIN_WORKGROUPS / 2 {
+    // Where 128-row tiles would leave SMs idle (a plain projection: most of them), 64-row
+    // ones (four subgroups) first.
+    let few = if fused { COOP_MIN_WORKGROUPS } else { COOP_MIN_WORKGROUPS / 2 };
+    if s.rows.div_ceil(128) * s.n.div_ceil(64 * w) < few {
         v.push(s1(64, 64, 32, 2, 2));
     }
     if s.rows > 256 && !fused {
@@ -1135,8 +1137,8 @@ mod tests {
         // Qwen2-0.5B at 128 rows (64×64 tiles): the down projection's 28 tiles (152 steps)
         // split in 8 parts of 19 steps, the first of at least COOP_SPLIT_MIN_STEPS that divide
         // them to reach COOP_MIN_WORKGROUPS (224 workgroups); q, o, k and v (K = 896, 28 steps)
-        // stay whole, as does the fused gate/up (76 tiles of 128×64). K = 1024 (32 steps)
-        // splits in 2. At 512 rows the down projection's 112 tiles stay whole.
+        // stay whole, as does the fused gate/up (152 tiles). K = 1024 (32 steps) splits in 2.
+        // At 512 rows the down projection's 112 tiles stay whole.
         assert_eq!(split_for(false, 128, 4864, 896, None), 8);
         assert_eq!(split_for(false, 128, 896, 896, None), 1);
         assert_eq!(split_for(false, 128, 896, 128, None), 1);
@@ -1166,7 +1168,7 @@ mod tests {
         let h100 = 49152;
         assert_eq!(pick_for(Layout::Kn, true, 512, 4096, 14336, h100).unwrap(), "128x128x32w2x4s1");
         assert_eq!(pick_for(Layout::Nk, true, 128, 4096, 14336, h100).unwrap(), "128x128x32w2x4s1");
-        assert_eq!(pick_for(Layout::Kn, true, 128, 896, 4864, h100).unwrap(), "128x64x32w2x4s1");
+        assert_eq!(pick_for(Layout::Kn, true, 128, 896, 4864, h100).unwrap(), "64x64x32w2x2s1");
         assert_eq!(pick_for(Layout::Kn, false, 128, 896, 1152, h100).unwrap(), "64x64x32w2x2s1");
         assert_eq!(pick_for(Layout::Nk, true, 16, 4096, 14336, h100).unwrap(), "16x32x128w1x2s1");
         assert_eq!(pick_for(Layout::Kn, true, 16, 4096, 14336, h100).unwrap(), "16x128x64w1x4s1");
@@ -1180,9 +1182,10 @@ mod tests {
                     for fused in [false, true] {
                         let t = pick_for(layout, fused, rows, k, n, h100).unwrap();
                         // 64-row tiles where 128-row ones of 64 outputs (128 plain) number
-                        // fewer than half of COOP_MIN_WORKGROUPS.
-                        let cols = if fused { 64 } else { 128 };
-                        let few = rows > 32 && rows.div_ceil(128) * n.div_ceil(cols) < COOP_MIN_WORKGROUPS / 2;
+                        // fewer than COOP_MIN_WORKGROUPS (half of it plain).
+                        let (cols, least) =
+                            if fused { (64, COOP_MIN_WORKGROUPS) } else { (128, COOP_MIN_WORKGROUPS / 2) };
+                        let few = rows > 32 && rows.div_ceil(128) * n.div_ceil(cols) < least;
                         let want = match (rows <= 32, few) {
                             (true, _) => "16x",
                             (false, true) => "64x64x",
