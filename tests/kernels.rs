@@ -245,6 +245,41 @@ fn small_grid_gemvs_match_the_interpreter() {
     }
 }
 
+/// The `[N, K]` decode GEMV with more than 32 lanes an output (small grids, long rows:
+/// `nk_lanes`): 128 lanes (f32, K = 2048; f16, K = 4096, 3 rows), 64 with a K that is no
+/// multiple of them (f32, K = 1200). Each matches the interpreter on this adapter, its grid is
+/// the one the rule gives, and as generated for an H100 (the lanes of an output in four
+/// subgroups, summed across them in workgroup memory) it validates.
+#[cfg(feature = "gpu")]
+#[test]
+fn nk_gemvs_with_more_lanes_match_the_interpreter() {
+    let Some(gpu) = common::gpu() else { return };
+    let one = Case { rows: 1, h: 2048, i: 64, layout: Layout::Nk, dtype: DType::F32, bias: true, merged: false };
+    // (case, lanes an output): 256 / lanes outputs a workgroup.
+    let cases = [
+        (Case { ..one }, 128),
+        (Case { rows: 3, h: 4096, dtype: DType::F16, bias: false, ..one }, 128),
+        (Case { h: 1200, i: 40, ..one }, 64),
+    ];
+    let mut kinds = std::collections::BTreeSet::new();
+    for (c, lanes) in &cases {
+        check(&gpu, c, &gpu.target(), &mut kinds);
+        let mut g = build(c);
+        PassManager::standard().run(&mut g).unwrap();
+        for t in [Target::default(), common::h100()] {
+            let ks = glufuse::codegen::generate(&g, &Default::default(), &t).unwrap();
+            let gemv = ks.iter().find(|k| k.source().kind.to_string().starts_with("fused-gate-up-gemv-nk")).unwrap();
+            let w = gemv.source().workgroups;
+            assert_eq!(u64::from(w[0]), c.i.div_ceil(256 / lanes), "{c:?}");
+            assert!(gemv
+                .source()
+                .wgsl
+                .contains(&format!("let lane = {}", if t.subgroup_size.is_some() { "vid" } else { "lid" })));
+            assert!(gemv.source().wgsl.contains(&format!("% {lanes}u;")), "{c:?}");
+        }
+    }
+}
+
 /// The aligned prefill GEMM under every tiling it has: partial k steps, partial row and
 /// column tiles, both layouts, f16 weights, biases and merged weights. The subset sweep
 /// takes every tiling with one case each, the cases taking turns, so that each tiling

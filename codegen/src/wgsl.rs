@@ -356,11 +356,7 @@ pub(crate) fn subgroup(t: &Target) -> Option<usize> {
 pub(crate) fn tree_reduce_in(arr: &RedArray, threads: u32, x: &str, combine: &str, sg: Option<usize>) -> String {
     let at = |i: &str| arr.at(i);
     if let Some(z) = sg.filter(|&z| z > 1 && threads as usize % z == 0) {
-        let mut s = format!(
-            "    {{
-        var sgv_ = {x};
-"
-        );
+        let mut s = format!("    {{\n        var sgv_ = {x};\n");
         let mut m = z / 2;
         while m > 0 {
             let _ = writeln!(s, "        sgv_ = {combine}(sgv_, subgroupShuffleXor(sgv_, {m}u));");
