@@ -530,3 +530,24 @@ fn degenerate_graphs_run_as_on_the_interpreter() {
     let g = GraphBuilder::new().finish(&[]).unwrap();
     assert!(Session::new(&gpu, g).unwrap().run(&HashMap::new()).unwrap().is_empty());
 }
+
+/// Devices opened by many threads at once each run a graph: `Gpu::new` opens one at a time.
+/// On the H100 machine (Vulkan and EGL drivers), 16 test threads opening devices together
+/// hung before any test finished; with the lock they do not.
+#[test]
+fn devices_open_from_many_threads_at_once() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let handles: Vec<_> = (0..8u64)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let gpu = Gpu::new().unwrap_or_else(|e| panic!("thread {i}: {e}"));
+                op_agrees(&gpu, Op::Unary(UnaryOp::Exp), &[rand(&[4, 8], 40 + i)])
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().expect("a thread panicked").shape(), &[4, 8]);
+    }
+}

@@ -107,6 +107,12 @@ pub struct Gpu {
     bind_groups_created: AtomicUsize,
 }
 
+/// Held while a [`Gpu`] is being opened: the instance, the adapters of every backend and the
+/// device are created by one thread at a time. On the H100 machine (Vulkan and EGL drivers
+/// present), 16 test threads opening devices at once hung before any test finished, with
+/// this code as with the code before it; two threads did not.
+static OPENING: Mutex<()> = Mutex::new(());
+
 impl Gpu {
     /// Opens the default adapter (see the module's documentation for which):
     /// `WGPU_BACKEND` (e.g. `vulkan`, `gl`) limits the backends, `WGPU_ADAPTER_NAME` picks an
@@ -115,8 +121,10 @@ impl Gpu {
         Self::with_options(&GpuOptions::default())
     }
 
-    /// [`Gpu::new`] with options of the caller's choosing.
+    /// [`Gpu::new`] with options of the caller's choosing. Devices are opened one at a time
+    /// in a process ([`OPENING`]).
     pub fn with_options(o: &GpuOptions) -> Result<Gpu> {
+        let _one_at_a_time = OPENING.lock().unwrap_or_else(|p| p.into_inner());
         pollster::block_on(Self::open(o))
     }
 
