@@ -122,7 +122,8 @@ impl Gpu {
     }
 
     /// [`Gpu::new`] with options of the caller's choosing. Devices are opened one at a time
-    /// in a process ([`OPENING`]).
+    /// in a process: opening every backend's adapters from many threads at once hung on a
+    /// machine with Vulkan and EGL drivers.
     pub fn with_options(o: &GpuOptions) -> Result<Gpu> {
         let _one_at_a_time = OPENING.lock().unwrap_or_else(|p| p.into_inner());
         pollster::block_on(Self::open(o))
