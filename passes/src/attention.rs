@@ -11,7 +11,8 @@
 //!   of such steps (a grouped-query expand of the KV cache and its transpose) become programs
 //!   of the node, so the cache is read where it lies instead of being copied per layer; Q
 //!   also takes in the float programs without row steps that only it reads (the query's bias
-//!   and rotary embedding), which the kernel computes once per row;
+//!   and rotary embedding), which the kernel computes once per row, and so does V (the
+//!   value's bias, in an export without a KV cache), which the kernel computes as it reads;
 //! - the node must type-check as the products did (Q, Kᵀ and V of one rank with the same batch
 //!   dims), and V's last dim (a head's width) must be known and at most 256, what one
 //!   workgroup accumulates.
@@ -102,7 +103,7 @@ fn computes_per_element(p: &ElementwiseProgram, ins: &[&TensorType]) -> bool {
 struct Operand<'a> {
     g: &'a Graph,
     /// Whether programs that compute (not only move) are absorbed too: Q's, which the
-    /// kernel computes once per row.
+    /// kernel computes once per row, and V's.
     computes: bool,
     /// The node's inputs, shared by its programs.
     inputs: &'a mut Vec<Value>,
@@ -217,7 +218,9 @@ fn try_fuse(g: &mut Graph, pv: NodeIndex) -> Result<Option<Fused>> {
     };
     let q_steps = operand(q, true, &mut inputs, &mut absorbed);
     let kt_steps = operand(kt, false, &mut inputs, &mut absorbed);
-    let v_steps = operand(v, false, &mut inputs, &mut absorbed);
+    // V's program too (a bias added as read: one more read per element, from a vector the
+    // caches keep, against a kernel of its own). Kᵀ's would be recomputed per query row.
+    let v_steps = operand(v, true, &mut inputs, &mut absorbed);
     // The scores program: P's program over the shared inputs, the scores one past them.
     let mut map = vec![0; p_ins.len()];
     for (k, &x) in p_ins.iter().enumerate() {
