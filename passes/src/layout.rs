@@ -15,7 +15,7 @@
 //! their decode GEMV computes the norm before them in its prologue, which the `[N, K]` kernel
 //! does not.
 
-use super::{Pass, PassReport};
+use super::{free_name, Pass, PassReport};
 use glufuse_ir::ops::source::WeightInit;
 use glufuse_ir::Result;
 use glufuse_ir::*;
@@ -106,14 +106,6 @@ fn transpose(g: &mut Graph, w: NodeIndex) -> Result<String> {
     g.remove_node(w);
     g.rename(tr, name.clone())?;
     Ok(name)
-}
-
-/// `base`, or `base.N` for the first N that no node has.
-fn free_name(g: &Graph, base: &str) -> String {
-    if g.find(base).is_none() {
-        return base.to_string();
-    }
-    (1..).map(|i| format!("{base}.{i}")).find(|n| g.find(n).is_none()).expect("some name is free")
 }
 
 #[cfg(test)]

@@ -135,6 +135,14 @@ impl PassManager {
     }
 }
 
+/// `base`, or `base.N` for the first N that no node has: the name of a node a pass adds.
+pub(crate) fn free_name(g: &Graph, base: &str) -> String {
+    if g.find(base).is_none() {
+        return base.to_string();
+    }
+    (1..).map(|i| format!("{base}.{i}")).find(|n| g.find(n).is_none()).expect("some name is free")
+}
+
 /// The fusion report among a pipeline's runs, if the fusion pass ran.
 pub fn fusion_report(runs: &[PassRun]) -> Option<&fusion::FusionReport> {
     runs.iter().find_map(|r| if let PassReport::Fusion(f) = &r.report { Some(f) } else { None })

@@ -15,7 +15,7 @@
 //! reads them. Each slice takes the name of the product it replaces, so the
 //! names a user knows still name the same values.
 
-use super::{Pass, PassReport};
+use super::{free_name, Pass, PassReport};
 use glufuse_ir::ops::source::WeightInit;
 use glufuse_ir::Result;
 use glufuse_ir::*;
@@ -170,14 +170,6 @@ fn merge(g: &mut Graph, ns: &[NodeIndex]) -> Result<Merged> {
         }
     }
     Ok(Merged { node: name, replaced: names })
-}
-
-/// `base`, or `base.N` for the first N that no node has.
-fn free_name(g: &Graph, base: &str) -> String {
-    if g.find(base).is_none() {
-        return base.to_string();
-    }
-    (1..).map(|i| format!("{base}.{i}")).find(|n| g.find(n).is_none()).expect("some name is free")
 }
 
 #[cfg(test)]
