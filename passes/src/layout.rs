@@ -5,7 +5,8 @@
 //! rows where the output has few columns (the down projection: K = 4864, N = 896 in
 //! Qwen2-0.5B), and took 19.5 µs per dispatch (timestamped) on an H100 where the `[N, K]`
 //! kernel, whose lanes read a row of k contiguously, took 12.8 (24 layers of
-//! Qwen2-0.5B-sized f16 FFNs, `glufuse synth --layout kn` against `--layout nk`).
+//! Qwen2-0.5B-sized f16 FFNs, `glufuse synth --layout kn` against `--layout nk`:
+//! `benches/results/h100-2026-11-26e-down-nk.md`).
 //!
 //! The rule: a `MatMul` whose x is a `FusedGateUp`'s output, through a `Weight` holding its
 //! `[K, N]` values (every dim known) that nothing else reads and that is no graph output. The

@@ -423,7 +423,8 @@ pub const NK_MIN_LOADS: usize = 4;
 /// least [`NK_MIN_LOADS`] vectors. Measured on an H100 in 24 layers of Qwen2-0.5B-sized f16
 /// FFNs with `[N, K]` weights (`glufuse synth --layout nk`): the down projection (K = 4864,
 /// N = 896: 19 loads a lane at 32 lanes, 112 workgroups) took 18.1 µs per dispatch
-/// (timestamped) with 32 lanes, 14.3 with 64 and 12.8 with 128.
+/// (timestamped) with 32 lanes, 14.3 with 64 and 12.8 with 128
+/// (`benches/results/h100-2026-11-26e-down-nk.md`).
 fn nk_lanes(s: &ProjShape) -> usize {
     let kv = s.k / s.vc();
     let grid = |lp: usize| s.n.div_ceil(WORKGROUP as usize / lp);
