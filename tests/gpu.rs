@@ -277,30 +277,32 @@ fn attention_graph(heads: usize, kv: usize, keys: usize, e: usize, seq: usize) -
 #[test]
 fn fused_attention_matches_the_interpreter_across_sizes() {
     let Some(gpu) = common::gpu() else { return };
-    // (heads, kv heads, keys, width, queries): one tile of keys and several (the workgroup
-    // holds 256), partial tiles, widths that split V's columns over 1 to 32 thread groups and
-    // dot products written out 16, 8 or 2 terms per iteration.
+    // (heads, kv heads, keys, width, queries, K and V loaded up front): one tile of keys and
+    // several (the workgroup holds 256), partial tiles, widths that split V's columns over 1
+    // to 32 thread groups and dot products written out 16, 8 or 2 terms per iteration; the
+    // up-front loads of few rows (decode) and the loops of many (160 rows) or of a wide head
+    // (256 + 33 values a thread).
     let cases = [
-        (4, 2, 5, 8, 1),
-        (14, 2, 129, 64, 1),
-        (4, 1, 300, 64, 3),
-        (2, 2, 513, 80, 2),
-        (2, 1, 257, 72, 1),
-        (3, 3, 33, 256, 2),
-        (2, 1, 40, 6, 4),
+        (4, 2, 5, 8, 1, true),
+        (14, 2, 129, 64, 1, true),
+        (4, 1, 300, 64, 3, false),
+        (2, 2, 513, 80, 2, false),
+        (2, 1, 257, 72, 1, false),
+        (3, 3, 33, 256, 2, false),
+        (2, 1, 40, 6, 4, true),
+        (8, 2, 100, 32, 20, false),
     ];
-    for (heads, kv, keys, e, seq) in cases {
+    for (heads, kv, keys, e, seq, up_front) in cases {
         let label = format!("heads {heads}/{kv}, keys {keys}, width {e}, queries {seq}");
         let original = attention_graph(heads, kv, keys, e, seq);
         let mut fused = original.clone();
         PassManager::standard().run(&mut fused).unwrap();
         let b = glufuse::shape::Bindings::default();
-        let kinds: Vec<String> = generate(&fused, &b, &Target::default())
-            .unwrap_or_else(|e| panic!("{label}: {e}"))
-            .iter()
-            .map(|k| k.source().kind.to_string())
-            .collect();
+        let kernels = generate(&fused, &b, &Target::default()).unwrap_or_else(|e| panic!("{label}: {e}"));
+        let kinds: Vec<String> = kernels.iter().map(|k| k.source().kind.to_string()).collect();
         assert_eq!(kinds, ["attention"], "{label}: one fused attention kernel");
+        // (The up-front loads name their clamped key `jk`.)
+        assert_eq!(kernels[0].source().wgsl.contains("let jk = min(lid"), up_front, "{label}: loads up front");
         let inputs = interp::seeded_inputs(&original, &b, 11).unwrap();
         let want = interp::run(&original, &inputs).unwrap();
         let exe = Executable::new(&gpu, &fused, &b).unwrap_or_else(|e| panic!("{label}: {e}"));

@@ -103,7 +103,8 @@ pub(crate) fn program(
 /// probabilities times V are summed by `groups` threads per column of V (as many as fit in
 /// the workgroup), each over every `groups`-th key; their partial sums are added at the end.
 /// Dot products and sums are written out several terms per iteration so that their loads are
-/// in flight together.
+/// in flight together. A decode-shaped attention (few rows, each key one thread's) loads all
+/// of its K and V at the start instead ([`PREFETCH_MAX_ROWS`]).
 pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t: &Target) -> Result<KernelSource> {
     let (ins, out) = (g.inputs(n), Value::of(n));
     let name = g.node(n).name.clone();
@@ -169,12 +170,49 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
     // iteration (their loads independent, so they are in flight together: one serial load per
     // term made the kernel wait on memory), added in order.
     let lanes = unroll(depth, 16);
+    // Each column of V is summed by `groups` threads (as many as fit in the workgroup).
+    let groups = (threads as usize / width.max(1)).max(1);
+    // Decode-shaped attention (few rows, one key per thread, one tile of P·V; see
+    // [`PREFETCH_MAX_ROWS`], [`PREFETCH_MAX_VALUES`]): every thread loads its key's row of K
+    // and its share of V before the query is computed, so that all of the kernel's loads are
+    // in flight at once; the scores and the sums then read registers. The key index is
+    // clamped so that every thread's loads are in bounds.
+    let per_thread_v = keys.div_ceil(groups);
+    let prefetch =
+        cached && rows <= PREFETCH_MAX_ROWS && keys <= threads as usize && depth + per_thread_v <= PREFETCH_MAX_VALUES;
+    let mut kvals = vec![];
+    let mut vvals = vec![];
+    if prefetch {
+        let _ = writeln!(
+            body,
+            "    let jk = min(lid, {}u);\n    let uv = lid / {width}u;\n    let colv = lid % {width}u;",
+            keys - 1
+        );
+        kw.fresh = qw.fresh;
+        kw.reset();
+        for d in 0..depth {
+            kvals.push(kw.value(kl, &at(&[&format!("{d}u"), "jk"]))?);
+        }
+        body.push_str(&kw.code);
+        vw.fresh = kw.fresh;
+        vw.reset();
+        for m in 0..per_thread_v {
+            vvals.push(vw.value(vl, &at(&[&format!("min(uv + {}u, {}u)", m * groups, keys - 1), "colv"]))?);
+        }
+        body.push_str(&vw.code);
+        qw.fresh = vw.fresh;
+    }
     let mut score = |qw: &mut Writer, kw: &mut Writer, fresh: &mut usize| -> Result<String> {
         if cached && computed {
             return Ok("    let s = sc[j];\n".into());
         }
         computed = true;
         let keep = if cached { "    sc[j] = s;\n" } else { "" };
+        if prefetch {
+            let terms: String =
+                kvals.iter().enumerate().map(|(d, k)| format!("    s = s + qs[{d}u] * {k};\n")).collect();
+            return Ok(format!("    var s = 0.0;\n{terms}{keep}"));
+        }
         qw.fresh = *fresh;
         qw.reset();
         kw.reset();
@@ -224,11 +262,17 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
         reduction_round(&mut sw, &mut body, reds, &pc, threads, keys, &RedArray::F32, subgroup(t))?;
         fresh = sw.fresh;
     }
-    // P·V, a tile of keys at a time.
-    let _ = writeln!(
-        body,
-        "    var acc = 0.0;\n    for (var t0 = 0u; t0 < {keys}u; t0 = t0 + {threads}u) {{\n        let j = t0 + lid;\n        var pj = 0.0;\n        if (j < {keys}u) {{\n            let i = row * {keys}u + j;"
-    );
+    // P·V: one tile where the loads were made up front (every key is thread `lid`'s), else
+    // a tile of keys at a time.
+    let _ = writeln!(body, "    var acc = 0.0;");
+    if prefetch {
+        body.push_str("    {\n        let j = lid;\n");
+    } else {
+        let _ =
+            writeln!(body, "    for (var t0 = 0u; t0 < {keys}u; t0 = t0 + {threads}u) {{\n        let j = t0 + lid;");
+    }
+    let _ =
+        writeln!(body, "        var pj = 0.0;\n        if (j < {keys}u) {{\n            let i = row * {keys}u + j;");
     body.push_str(&indent(&indent(&score(&mut qw, &mut kw, &mut fresh)?)));
     sw.fresh = fresh;
     sw.reset();
@@ -236,38 +280,51 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
     fresh = sw.fresh;
     body.push_str(&indent(&indent(&sw.code)));
     let _ = writeln!(body, "            pj = {pv};\n        }}\n        pw[lid] = pj;\n        workgroupBarrier();");
-    // Each column of V is summed by `groups` threads, each over every `groups`-th key of the
-    // tile, `lanes` keys per iteration; their partial sums are added at the end.
-    let groups = (threads as usize / width.max(1)).max(1);
-    let lanes = (threads as usize / groups).clamp(1, 8);
-    // The terms of keys `u`, `u + groups`, ... (`n` of them): the `let`s reading V, then
-    // their additions in key order.
-    let mut terms = |n: usize| -> Result<(String, String)> {
-        vw.fresh = fresh;
-        vw.reset();
-        let mut adds = String::new();
-        for l in 0..n {
-            let u = if l == 0 { "u".to_string() } else { format!("u + {}u", l * groups) };
-            let vv = vw.value(vl, &at(&[&format!("(t0 + {u})"), "col"]))?;
-            let _ = writeln!(adds, "    acc = acc + pw[{u}] * {vv};");
+    let used = groups * width;
+    if prefetch {
+        // Thread `uv·width + colv` adds the terms of keys uv, uv + groups, .. in key order.
+        let _ = writeln!(body, "        if (lid < {used}u) {{");
+        for (m, v) in vvals.iter().enumerate() {
+            let o = m * groups;
+            let _ = writeln!(body, "            if (uv + {o}u < {keys}u) {{ acc = acc + pw[uv + {o}u] * {v}; }}");
         }
-        fresh = vw.fresh;
-        Ok((std::mem::take(&mut vw.code), adds))
-    };
-    let (wide_lets, wide_adds) = terms(lanes)?;
-    let (one_lets, one_add) = terms(1)?;
+        body.push_str("        }\n");
+    } else {
+        // Each column of V is summed by `groups` threads, each over every `groups`-th key of
+        // the tile, `lanes` keys per iteration; their partial sums are added at the end.
+        let lanes = (threads as usize / groups).clamp(1, 8);
+        // The terms of keys `u`, `u + groups`, ... (`n` of them): the `let`s reading V, then
+        // their additions in key order.
+        let mut terms = |n: usize| -> Result<(String, String)> {
+            vw.fresh = fresh;
+            vw.reset();
+            let mut adds = String::new();
+            for l in 0..n {
+                let u = if l == 0 { "u".to_string() } else { format!("u + {}u", l * groups) };
+                let vv = vw.value(vl, &at(&[&format!("(t0 + {u})"), "col"]))?;
+                let _ = writeln!(adds, "    acc = acc + pw[{u}] * {vv};");
+            }
+            fresh = vw.fresh;
+            Ok((std::mem::take(&mut vw.code), adds))
+        };
+        let (wide_lets, wide_adds) = terms(lanes)?;
+        let (one_lets, one_add) = terms(1)?;
+        let _ = writeln!(
+            body,
+            "        if (lid < {used}u) {{\n            let n = min({threads}u, {keys}u - t0);\n            let col = lid % {width}u;\n            var u = lid / {width}u;\n            while (u + {last}u < n) {{\n{}{}                u = u + {stride}u;\n            }}\n            while (u < n) {{\n{}{}                u = u + {groups}u;\n            }}\n        }}",
+            indent(&indent(&indent(&wide_lets))),
+            indent(&indent(&indent(&wide_adds))),
+            indent(&indent(&indent(&one_lets))),
+            indent(&indent(&indent(&one_add))),
+            last = (lanes - 1) * groups,
+            stride = lanes * groups,
+        );
+    }
     let _ = writeln!(
         body,
-        "        if (lid < {used}u) {{\n            let n = min({threads}u, {keys}u - t0);\n            let col = lid % {width}u;\n            var u = lid / {width}u;\n            while (u + {last}u < n) {{\n{}{}                u = u + {stride}u;\n            }}\n            while (u < n) {{\n{}{}                u = u + {groups}u;\n            }}\n        }}\n        workgroupBarrier();\n    }}\n    red[lid] = acc;\n    workgroupBarrier();\n    if (lid < {width}u) {{\n        var o = red[lid];\n{}        out0[{}] = o;\n    }}",
-        indent(&indent(&indent(&wide_lets))),
-        indent(&indent(&indent(&wide_adds))),
-        indent(&indent(&indent(&one_lets))),
-        indent(&indent(&indent(&one_add))),
+        "        workgroupBarrier();\n    }}\n    red[lid] = acc;\n    workgroupBarrier();\n    if (lid < {width}u) {{\n        var o = red[lid];\n{}        out0[{}] = o;\n    }}",
         (1..groups).map(|g| format!("        o = o + red[lid + {}u];\n", g * width)).collect::<String>(),
         out_index(&rc, &od, &a.out_perm),
-        used = groups * width,
-        last = (lanes - 1) * groups,
-        stride = lanes * groups,
     );
     // Only the scores program computes (a mask's integer arithmetic may check for overflow);
     // Q, Kᵀ and V are reads.
@@ -286,6 +343,18 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
     let checks = sw.sites.checks;
     kernel(g, name, KernelKind::Attention, &ins, out, rows as u64, threads, &prelude, &body, checks, t)
 }
+
+/// Most rows (workgroups) an attention that loads its K and V up front has ([`attention`]).
+/// With few workgroups nothing hides a workgroup's wait on memory, and loading everything at
+/// once shortens it: in the Qwen2-0.5B-sized f16 decode step on an H100 (14 rows of 129
+/// keys), 1255 → 1218 µs; its 128-token prefill (1792 rows), where other workgroups hide the
+/// waits, went from 3820 to 3860 µs that way, so it keeps the loops
+/// (`benches/results/h100-2026-11-26f-attention.md`).
+const PREFETCH_MAX_ROWS: usize = 128;
+
+/// Most values (one key's row of K plus its share of V) a thread of an attention loads up
+/// front ([`attention`]); past it the kernel loads them in its loops (each value a register).
+const PREFETCH_MAX_VALUES: usize = 160;
 
 /// The largest power of two up to `max` that divides `n` (the terms of a loop written out
 /// per iteration).
