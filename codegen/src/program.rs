@@ -190,8 +190,12 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
         );
         kw.fresh = qw.fresh;
         kw.reset();
+        // (Each coordinate a `let`: a program branching on it, a rotary embedding's halves,
+        // would otherwise compute with constants, and WGSL refuses a constant expression
+        // that overflows even in a branch never taken.)
         for d in 0..depth {
-            kvals.push(kw.value(kl, &at(&[&format!("{d}u"), "jk"]))?);
+            let _ = writeln!(body, "    let kd{d} = {d}u;");
+            kvals.push(kw.value(kl, &at(&[&format!("kd{d}"), "jk"]))?);
         }
         body.push_str(&kw.code);
         vw.fresh = kw.fresh;
