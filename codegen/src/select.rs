@@ -298,6 +298,9 @@ pub(crate) fn prologue_for(
         || coop_tile(&s, t, same_dtype).is_ok()
         || !s.gemv_fits()
         || (s.layout == Layout::Kn && gemv::kn_split(&s).0 != 1)
+        // TEMP-KNOB: GLUFUSE_NK=down (the weights-nk pass's knob) also keeps the prologue
+        // from the `[N, K]` GEMV, as before (a tied LM head read as `[N, K]`); to be removed.
+        || (s.layout == Layout::Nk && std::env::var("GLUFUSE_NK").is_ok_and(|v| v == "down"))
     {
         return Ok(None);
     }

@@ -67,7 +67,7 @@ impl Pass for WeightsNk {
             Ok("down") => true,
             Ok("all") | Err(_) => false,
             Ok(other) => {
-                return Err(Error::Internal(format!("GLUFUSE_NK must be 'down' or 'all', not '{other}'")));
+                return Err(Error::Input(format!("GLUFUSE_NK must be 'down' or 'all', not '{other}'")));
             }
         };
         hold_nk(g, down_only).map(PassReport::Layout)
