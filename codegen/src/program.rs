@@ -823,13 +823,15 @@ fn literal(c: &Tensor) -> std::result::Result<String, String> {
     })
 }
 
-/// A row program computed inside the `[K, N]` decode GEMV that reads it: an RMS or layer
-/// norm (with the residual addition before it) folded into the projection after it, one
-/// dispatch instead of two. Every workgroup of the GEMV computes the reductions of its rows
-/// of x (a few thousand elements, from L2) before its main loop, and reads each element of x
-/// as the program's value there (`px_`) instead of loading it; the first workgroup along the
-/// columns also writes the program's other outputs (the residual sum the next norm reads).
-/// See [`row_prologue`] for when a program qualifies.
+/// A row program computed inside the decode GEMV (either layout) that reads it: an RMS or
+/// layer norm (with the residual addition before it) folded into the projection after it,
+/// one dispatch instead of two. Every workgroup of the GEMV computes the reductions of its
+/// rows of x (a few thousand elements, from L2) before its main loop, and reads each element
+/// of x as the program's value there (`px_`) instead of loading it; the first workgroup along
+/// the columns also writes the program's other outputs (the residual sum the next norm
+/// reads). The reductions go through the GEMV's own workgroup array `red`, in the form the
+/// GEMV declares it ([`RedArray`], at least [`WORKGROUP`] entries). See [`row_prologue`] for
+/// when a program qualifies.
 pub(crate) struct Prologue {
     /// The program node.
     pub node: NodeIndex,
@@ -890,10 +892,10 @@ impl Prologue {
     }
 }
 
-/// The prologue that computes node `p`'s output 0, the x of a `[K, N]` GEMV over `rows` rows
-/// of length `len`, under binding `b`: `None` unless `p` is an elementwise program with row
-/// reductions (no softmax) whose output is `rows × len` with rows of `len`, and its code needs
-/// no runtime checks.
+/// The prologue that computes node `p`'s output 0, the x of a decode GEMV over `rows` rows
+/// of length `len`, under binding `b`, its reductions through the GEMV's array `arr`: `None`
+/// unless `p` is an elementwise program with row reductions (no softmax) whose output is
+/// `rows × len` with rows of `len`, and its code needs no runtime checks.
 pub(crate) fn row_prologue(
     g: &Graph,
     p: NodeIndex,
@@ -901,6 +903,7 @@ pub(crate) fn row_prologue(
     rows: usize,
     len: usize,
     sg: Option<usize>,
+    arr: RedArray,
 ) -> Result<Option<Prologue>> {
     let Op::Elementwise(prog) = &g.node(p).op else { return Ok(None) };
     let rowsteps: Vec<&Step> = prog.steps.iter().filter(|s| s.is_row()).collect();
@@ -930,7 +933,7 @@ pub(crate) fn row_prologue(
         stats_code.push_str(&stride);
         w.reset();
         let c = w.coords(last);
-        reduction_round(&mut w, &mut stats_code, reds, &c, threads, len, &RedArray::Vec4X, sg)?;
+        reduction_round(&mut w, &mut stats_code, reds, &c, threads, len, &arr, sg)?;
     }
     // The other outputs, where the first workgroup along the columns writes them.
     let mut also_code = String::new();
