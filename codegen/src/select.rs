@@ -298,9 +298,7 @@ pub(crate) fn prologue_for(
         || coop_tile(&s, t, same_dtype).is_ok()
         || !s.gemv_fits()
         || (s.layout == Layout::Kn && gemv::kn_split(&s).0 != 1)
-        // TEMP-KNOB: GLUFUSE_NK=down (the weights-nk pass's knob) also keeps the prologue
-        // from the `[N, K]` GEMV, as before (a tied LM head read as `[N, K]`); to be removed.
-        || (s.layout == Layout::Nk && std::env::var("GLUFUSE_NK").is_ok_and(|v| v == "down"))
+        || (s.layout == Layout::Nk && !gemv::nk_prologue_fits(&s, t))
     {
         return Ok(None);
     }
@@ -471,6 +469,11 @@ mod tests {
 
     /// [`norm_then_proj`], `W` the transpose of a `[32, 64]` weight (read in place) when `nk`.
     fn norm_then_proj_in(rows: u64, nk: bool) -> (Graph, NodeIndex, NodeIndex) {
+        norm_then_proj_wide(rows, nk, 32)
+    }
+
+    /// [`norm_then_proj_in`] with `width` output features.
+    fn norm_then_proj_wide(rows: u64, nk: bool, width: u64) -> (Graph, NodeIndex, NodeIndex) {
         let mut b = GraphBuilder::new();
         let x = b.input("x", DType::F32, shape_of(&[rows, 64]));
         let steps = vec![
@@ -482,10 +485,10 @@ mod tests {
         let prog = ElementwiseProgram { steps, also: vec![], replaced: vec![] };
         let n = b.node("norm", Op::Elementwise(prog), &[x], vec![])[0];
         let w = if nk {
-            let wt = b.weight("w.nk", DType::F32, &[32, 64], 0.3);
+            let wt = b.weight("w.nk", DType::F32, &[width, 64], 0.3);
             b.transpose("w", wt, &[1, 0])
         } else {
-            b.weight("w", DType::F32, &[64, 32], 0.3)
+            b.weight("w", DType::F32, &[64, width], 0.3)
         };
         let y = b.matmul("proj", n, w);
         let g = b.finish(&[y]).unwrap();
@@ -550,12 +553,20 @@ mod tests {
                 // x staged in workgroup memory (it fits: 64 f32 a row).
                 assert!(wgsl.contains("var<workgroup> xs: array<vec4<f32>, ") && !wgsl.contains("px_(xe0"), "{wgsl}");
                 crate::validate(ks[0].clone(), t.caps).unwrap();
-                // Not where it does not fit: the main loop computes x.
+                // Not where x does not fit in workgroup memory: the norm keeps its kernel, and
+                // a prologue handed to the GEMV anyway is an error, not a kernel without it.
                 let small = Target { max_workgroup_storage_bytes: 1024, ..t.clone() };
-                let ks = node_kernels_with(&g, m, &b, &small, Some(&pro)).unwrap();
-                let wgsl = &ks[0].wgsl;
-                assert!(!wgsl.contains("var<workgroup> xs") && wgsl.contains("px_(xe0"), "{wgsl}");
-                crate::validate(ks[0].clone(), t.caps).unwrap();
+                assert!(prologue_for(&g, m, &pos, &b, &small).unwrap().is_none());
+                let e = node_kernels_with(&g, m, &b, &small, Some(&pro)).unwrap_err().to_string();
+                assert!(e.contains("does not fit") && e.contains("a glufuse bug"), "{e}");
+            }
+            // Nor on a grid of more than NK_PROLOGUE_MAX_WORKGROUPS (8 outputs a workgroup
+            // here): an LM head's.
+            let wide = 8 * gemv::NK_PROLOGUE_MAX_WORKGROUPS as u64;
+            for (n, folds) in [(wide, true), (wide + 8, false)] {
+                let (g, _, m) = norm_then_proj_wide(1, true, n);
+                let pos = g.topo_order().unwrap().into_iter().enumerate().map(|(i, n)| (n, i)).collect();
+                assert_eq!(prologue_for(&g, m, &pos, &b, &t).unwrap().is_some(), folds, "N = {n}");
             }
         }
     }

@@ -8,9 +8,10 @@
 //! `benches/results/h100-2026-11-26e-down-nk.md`).
 //!
 //! The rule, over the projections whose x is computed just before them:
-//! - a `MatMul` whose x is a `FusedGateUp`'s output (the down projection), or an output of a
+//! - a `MatMul` whose x is a `FusedGateUp`'s output (the down projection), an output of a
 //!   row program: an elementwise program whose row steps are all reductions (an RMS or layer
-//!   norm; the merged q/k/v projection after the attention's norm). Its weight, a `Weight`
+//!   norm; the merged q/k/v projection after the attention's norm), or a fused attention's
+//!   output, directly or through a `Reshape` (the output projection). Its weight, a `Weight`
 //!   holding its `[K, N]` values (every dim known, K a multiple of 8: whole 16-byte loads
 //!   along k) that nothing else reads and that is no graph output, is replaced by a new one holding the transposed values (`NAME.nk`), under
 //!   a `Transpose` that takes the old weight's name, so the product reads the same value
@@ -61,33 +62,22 @@ impl Pass for WeightsNk {
     }
 
     fn run(&mut self, g: &mut Graph) -> Result<PassReport> {
-        // TEMP-KNOB: GLUFUSE_NK=down keeps the earlier rule (the down projections only),
-        // GLUFUSE_NK=all (the default) the whole rule; for A/B timings, to be removed.
-        let down_only = match std::env::var("GLUFUSE_NK").as_deref() {
-            Ok("down") => true,
-            Ok("all") | Err(_) => false,
-            Ok(other) => {
-                return Err(Error::Input(format!("GLUFUSE_NK must be 'down' or 'all', not '{other}'")));
-            }
-        };
-        hold_nk(g, down_only).map(PassReport::Layout)
+        hold_nk(g).map(PassReport::Layout)
     }
 }
 
 /// The pass: every projection's weights that qualify, in topological order, held as
-/// `[N, K]`; only the down projections' with `down_only` (TEMP-KNOB: the flag goes with the
-/// knob).
-fn hold_nk(g: &mut Graph, down_only: bool) -> Result<LayoutReport> {
+/// `[N, K]`.
+fn hold_nk(g: &mut Graph) -> Result<LayoutReport> {
     let mut report = LayoutReport::default();
     for n in g.topo_order()? {
         match &g.node(n).op {
             Op::MatMul => {
-                if let Some(w) = matmul_weight(g, n, down_only) {
+                if let Some(w) = matmul_weight(g, n) {
                     report.transposed.push(transpose(g, w)?);
                 }
             }
-            // TEMP-KNOB: `if !down_only` goes with the knob.
-            Op::FusedGateUp(_) if !down_only => {
+            Op::FusedGateUp(_) => {
                 if let Some(ws) = fused_weights(g, n) {
                     report.transposed.extend(hold_fused_nk(g, n, &ws));
                 }
@@ -120,15 +110,18 @@ fn movable(g: &Graph, w: Value, n: NodeIndex, slots: &[usize]) -> bool {
     wt.rank() == 2 && known && whole_loads && only_reader
 }
 
-/// The weight of `MatMul` `n` that may change layout, where its x is a fused FFN's output or
-/// (unless `down_only`) a row program's.
-fn matmul_weight(g: &Graph, n: NodeIndex, down_only: bool) -> Option<NodeIndex> {
+/// The weight of `MatMul` `n` that may change layout, where its x is a fused FFN's output, a
+/// row program's or a fused attention's (directly or through a `Reshape`: the heads side by
+/// side before the output projection).
+fn matmul_weight(g: &Graph, n: NodeIndex) -> Option<NodeIndex> {
     let ins = g.inputs(n);
     let (x, w) = (ins[0], ins[1]);
     let after_ffn = matches!(g.node(x.node).op, Op::FusedGateUp(_));
-    // TEMP-KNOB: `!down_only &&` goes with the knob.
-    let after_norm = !down_only && row_program(g, x);
-    ((after_ffn || after_norm) && g.ty(x).rank() >= 2 && movable(g, w, n, &[1])).then_some(w.node)
+    let after_norm = row_program(g, x);
+    let attention = |v: Value| matches!(g.node(v.node).op, Op::Attention(_));
+    let reshaped = matches!(g.node(x.node).op, Op::Reshape { .. }) && attention(g.inputs(x.node)[0]);
+    let after_attention = attention(x) || reshaped;
+    ((after_ffn || after_norm || after_attention) && g.ty(x).rank() >= 2 && movable(g, w, n, &[1])).then_some(w.node)
 }
 
 /// The weights (one where gate and up are merged) of `FusedGateUp` `n` that may change
@@ -374,16 +367,6 @@ mod tests {
         nk_under(&g, "wd");
         let inputs = interp::seeded_inputs(&original, &Default::default(), 7).unwrap();
         assert_eq!(interp::run(&g, &inputs).unwrap(), interp::run(&original, &inputs).unwrap(), "exactly");
-    }
-
-    /// TEMP-KNOB: `down_only` (GLUFUSE_NK=down) holds the down projection's weight only.
-    #[test]
-    fn down_only_holds_the_down_weight_only() {
-        let mut g = layer();
-        let mut before = PassManager::standard();
-        before.passes.retain(|p| p.name() != "weights-nk");
-        before.run(&mut g).unwrap();
-        assert_eq!(hold_nk(&mut g, true).unwrap().transposed, ["wd"]);
     }
 
     /// A row program x (built as the elementwise fusion writes one) and a fused unit over

@@ -28,9 +28,9 @@
 //! each element of x is the program's value at that index (`px_`). The `[K, N]` kernel
 //! computes it as it reads the weights (one element a 16-byte load, shared by the load's
 //! columns); the `[N, K]` kernel, whose lanes each need every element of x once per output
-//! feature, computes its rows of x once per workgroup into workgroup memory where they fit
-//! beside `red` (`nk_stage`), else four consecutive elements per `vec4` as its main loop
-//! needs them (two `vec4` per 16-byte load of 8 f16).
+//! feature, computes its rows of x once per workgroup into workgroup memory, and takes a
+//! prologue only where they fit there beside `red` ([`nk_prologue_fits`]; elsewhere the
+//! norm keeps its own dispatch).
 
 use super::{binds, epilogue, finish, kind, up_name, ProjShape, ProjValues};
 use crate::elementwise::MATH;
@@ -457,20 +457,49 @@ fn nk_lanes(s: &ProjShape) -> usize {
     lp
 }
 
-/// Whether an `[N, K]` GEMV with a prologue computes x once per workgroup into workgroup
-/// memory (`xs`: its `tm` rows of `k` f32) before its main loop, which then reads it there: where
-/// that fits beside the kernel's `red_len` f32 of `red` in the device's workgroup memory.
-/// Else each thread computes each element of x as its main loop needs it, once per output
-/// feature: 8 evaluations of the program (each a few loads of its inputs, strided across
-/// the lanes) per 16-byte load of f16 weights, where the `[K, N]` GEMV computes one per load.
-fn nk_stage(s: &ProjShape, t: &Target, tm: usize, red_len: usize) -> bool {
-    // TEMP-KNOB: GLUFUSE_NK_STAGE=0 computes x in the main loop wherever it would be staged
-    // (A/B timings; to be removed).
-    if std::env::var("GLUFUSE_NK_STAGE").is_ok_and(|v| v == "0") {
-        return false;
+/// The f32 of workgroup memory (`red`) an `[N, K]` GEMV over `tm` rows with `lp` lanes an
+/// output takes: a value per subgroup and sum where an output's lanes span several
+/// subgroups, one per thread and sum for the tree (none where a subgroup is an output's
+/// lanes); at least one per thread with a prologue (its row reductions).
+fn nk_red_len(s: &ProjShape, t: &Target, tm: usize, lp: usize, pro: bool) -> usize {
+    let slots = tm * s.na();
+    let len = match subgroup(t) {
+        Some(z) if lp / z == 1 => 0,
+        Some(z) => slots * (WORKGROUP as usize / z),
+        None => slots * WORKGROUP as usize,
+    };
+    if pro {
+        len.max(WORKGROUP as usize)
+    } else {
+        len
     }
-    (tm * s.k + red_len) * 4 <= t.max_workgroup_storage_bytes as usize
 }
+
+/// Whether an `[N, K]` GEMV can compute the row program before it (a norm) in its prologue:
+/// its rows of x, computed once per workgroup into workgroup memory (`xs`: `tm` rows of `k`
+/// f32) before the main loop, fit there beside its `red`. Computing x in the main loop
+/// instead (8 evaluations of the program per 16-byte load of f16 weights, each output
+/// feature's lanes evaluating every element) made the Qwen2-0.5B-sized f16 decode step on an
+/// H100 1637 µs against 1127 staged (`benches/results/h100-2026-11-26f-nk.md`): slower than
+/// the norm's own dispatch, which a GEMV that does not fit keeps.
+///
+/// Nor where its grid has more than [`NK_PROLOGUE_MAX_WORKGROUPS`] workgroups, each of which
+/// would compute the rows of x.
+pub(crate) fn nk_prologue_fits(s: &ProjShape, t: &Target) -> bool {
+    let tm = s.gemv_rows(subgroup(t).is_some());
+    let lp = nk_lanes(s);
+    let workgroups = s.n.div_ceil(WORKGROUP as usize / lp) * s.rows.div_ceil(tm);
+    workgroups <= NK_PROLOGUE_MAX_WORKGROUPS
+        && (tm * s.k + nk_red_len(s, t, tm, lp, true)) * 4 <= t.max_workgroup_storage_bytes as usize
+}
+
+/// Most workgroups an `[N, K]` GEMV computing the norm before it has: every workgroup
+/// computes the norm of its rows of x, which a grid of thousands repeats more often than a
+/// dispatch of its own costs. The Qwen2-0.5B-sized LM head (N = 151936, K = 896, 18992
+/// workgroups) took 129 µs a call with the final norm folded in against 97 without (H100,
+/// timestamped, `benches/results/h100-2026-11-26f-nk.md`); its gate/up (608 workgroups)
+/// and q/k/v (144) fold.
+pub const NK_PROLOGUE_MAX_WORKGROUPS: usize = 4096;
 
 /// Decode GEMV, `[N, K]` weights: 32 lanes or more per output feature ([`nk_lanes`]).
 ///
@@ -480,11 +509,11 @@ fn nk_stage(s: &ProjShape, t: &Target, tm: usize, red_len: usize) -> bool {
 /// the whole reduction, at smaller sizes the 32/size partial sums meet in workgroup memory.
 /// Without, the lanes are summed by a tree in workgroup memory.
 ///
-/// With a prologue (`pro`), x is not read: every thread of the workgroup first takes part in
-/// the row program's reductions ([`Prologue`]; through this kernel's `red`, f32, at least
-/// [`WORKGROUP`] entries), then computes x's elements as the program's values there: into
-/// workgroup memory, once per workgroup, where they fit ([`nk_stage`]), else in the main
-/// loop, four at a time into the vectors a weight load is multiplied with.
+/// With a prologue (`pro`; only where [`nk_prologue_fits`]), x is not read: every thread of
+/// the workgroup first takes part in the row program's reductions ([`Prologue`]; through
+/// this kernel's `red`, f32, at least [`WORKGROUP`] entries), then computes x's elements as
+/// the program's values there into workgroup memory, once per workgroup, which the main loop
+/// reads.
 pub(crate) fn gemv_nk(
     name: String,
     s: &ProjShape,
@@ -507,19 +536,14 @@ pub(crate) fn gemv_nk(
         b.builtins = ", @builtin(subgroup_id) sg_id: u32, @builtin(subgroup_invocation_id) sg_lane: u32".into();
     }
     let slots = tm * na;
-    // The f32 of `red` the lanes' sums take: a value per subgroup where an output's lanes
-    // span several subgroups, one per thread for the tree; a prologue's reductions take one
-    // per thread.
     let parts = sg.map(|z| lp / z);
-    let mut red_len = match (sg, parts) {
-        (Some(_), Some(1)) => 0,
-        (Some(z), _) => slots * (WORKGROUP as usize / z),
-        (None, _) => slots * WORKGROUP as usize,
-    };
-    if pro.is_some() {
-        red_len = red_len.max(WORKGROUP as usize);
+    let red_len = nk_red_len(s, t, tm, lp, pro.is_some());
+    if pro.is_some() && !nk_prologue_fits(s, t) {
+        return Err(glufuse_ir::Error::Internal(format!(
+            "{name}: the [N, K] GEMV's x does not fit its workgroup memory for a prologue (a glufuse bug)"
+        )));
     }
-    let stage = pro.is_some() && nk_stage(s, t, tm, red_len);
+    let stage = pro.is_some();
     let kv = s.k / vc; // weight vectors per row
     let xv = s.k / 4; // x vectors per row
     let me = if sg.is_some() { "vid" } else { "lid" };
@@ -576,15 +600,11 @@ pub(crate) fn gemv_nk(
     }
     for r in 0..tm {
         // The x vectors against the first 4 and (f16) the next 4 k of the weight load.
-        let (xa, xb) = match (pro.is_some(), stage, s.f16) {
-            (_, true, true) => (format!("xs[{}u + k * 2u]", r * xv), format!("xs[{}u + k * 2u + 1u]", r * xv)),
-            (_, true, false) => (format!("xs[{}u + k]", r * xv), String::new()),
-            (true, false, _) => {
-                let _ = writeln!(body, "            let xe{r} = xr{r} + k * {vc}u;");
-                (four(r, &format!("xe{r}")), four(r, &format!("xe{r} + 4u")))
-            }
-            (false, _, true) => (format!("x[xr{r} + k * 2u]"), format!("x[xr{r} + k * 2u + 1u]")),
-            (false, _, false) => (format!("x[xr{r} + k]"), String::new()),
+        let (xa, xb) = match (stage, s.f16) {
+            (true, true) => (format!("xs[{}u + k * 2u]", r * xv), format!("xs[{}u + k * 2u + 1u]", r * xv)),
+            (true, false) => (format!("xs[{}u + k]", r * xv), String::new()),
+            (false, true) => (format!("x[xr{r} + k * 2u]"), format!("x[xr{r} + k * 2u + 1u]")),
+            (false, false) => (format!("x[xr{r} + k]"), String::new()),
         };
         if s.f16 {
             let _ = writeln!(body, "            let xa{r} = {xa};\n            let xb{r} = {xb};");
