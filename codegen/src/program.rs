@@ -178,8 +178,10 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
     // in flight at once; the scores and the sums then read registers. The key index is
     // clamped so that every thread's loads are in bounds.
     let per_thread_v = keys.div_ceil(groups);
-    let prefetch =
-        cached && rows <= PREFETCH_MAX_ROWS && keys <= threads as usize && depth + per_thread_v <= PREFETCH_MAX_VALUES;
+    let prefetch = cached
+        && rows <= PREFETCH_MAX_ROWS
+        && (1..=threads as usize).contains(&keys)
+        && depth + per_thread_v <= PREFETCH_MAX_VALUES;
     let mut kvals = vec![];
     let mut vvals = vec![];
     if prefetch {
