@@ -11,7 +11,7 @@
 //! written. Floats accumulate in f32, as the reduction and softmax kernels do.
 
 use crate::elementwise::{binary_expr, cast_expr, map_kernel_lets, unary_expr, Sites};
-use crate::wgsl::{kernel, kernel_outs, load, row_threads, subgroup, tree_reduce_in, RedArray, Store, WORKGROUP};
+use crate::wgsl::{kernel_outs, load, row_threads, subgroup, tree_reduce_in, RedArray, Store, WORKGROUP};
 use crate::{dims, KernelKind, KernelSource, Target};
 use glufuse_ir::ops::attention::types as attention_types;
 use glufuse_ir::ops::binary::BinaryKind;
@@ -180,9 +180,51 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
     let per_thread_v = keys.div_ceil(groups);
     let prefetch =
         cached && rows <= PREFETCH_MAX_ROWS && keys <= threads as usize && depth + per_thread_v <= PREFETCH_MAX_VALUES;
+    // The node's other outputs (`also`: a KV step's present keys and values), each element
+    // computed once by one thread of the grid: element `gid·threads + lid + m·rows·threads`
+    // for each m, written out per m (up to [`ALSO_MAX_UNROLL`]) so that their loads are in
+    // flight together.
+    let mut outs = vec![out];
+    let mut also_fresh = 0;
+    for (k, steps) in a.also.iter().enumerate() {
+        let o = Value { node: n, output: 1 + k };
+        outs.push(o);
+        let (p, st) = program(steps, &in_tys)?;
+        let total: usize = dims(g, o, b)?.iter().product();
+        let last = p.steps.len() - 1;
+        let mut w = Writer::new(g, n, b, p, st, Sites::new(&name), also_fresh)?;
+        w.select_concat = true;
+        let stride = rows * threads as usize;
+        let iters = total.div_ceil(stride.max(1));
+        let base = format!("gid * {threads}u + lid");
+        let one = |w: &mut Writer, body: &mut String, i: &str, guard: bool| -> Result<()> {
+            let (lets, v) = w.outputs(&[last])?;
+            let write = format!("{}        out{}[i] = {};\n", indent(&lets), 1 + k, v[0]);
+            let _ = if guard {
+                writeln!(body, "    {{\n        let i = {i};\n        if (i < {total}u) {{\n{}        }}\n    }}", indent(&write))
+            } else {
+                writeln!(body, "    for (var i = {i}; i < {total}u; i = i + {stride}u) {{\n{write}    }}")
+            };
+            Ok(())
+        };
+        if iters <= ALSO_MAX_UNROLL {
+            for m in 0..iters {
+                one(&mut w, &mut body, &format!("{base} + {}u", m * stride), true)?;
+            }
+        } else {
+            one(&mut w, &mut body, &base, false)?;
+        }
+        if !w.sites.checks.is_empty() {
+            return Err(Error::graph(&name, "an attention's other outputs check nothing at run time (a glufuse bug)"));
+        }
+        also_fresh = w.fresh;
+    }
+    qw.fresh = also_fresh;
     let mut kvals = vec![];
     let mut vvals = vec![];
     if prefetch {
+        kw.select_concat = true;
+        vw.select_concat = true;
         let _ = writeln!(
             body,
             "    let jk = min(lid, {}u);\n    let uv = lid / {width}u;\n    let colv = lid % {width}u;",
@@ -190,8 +232,12 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
         );
         kw.fresh = qw.fresh;
         kw.reset();
+        // (Each coordinate a `let`: a program branching on it, a rotary embedding's halves,
+        // would otherwise compute with constants, and WGSL refuses a constant expression
+        // that overflows even in a branch never taken.)
         for d in 0..depth {
-            kvals.push(kw.value(kl, &at(&[&format!("{d}u"), "jk"]))?);
+            let _ = writeln!(body, "    let kd{d} = {d}u;");
+            kvals.push(kw.value(kl, &at(&[&format!("kd{d}"), "jk"]))?);
         }
         body.push_str(&kw.code);
         vw.fresh = kw.fresh;
@@ -341,8 +387,12 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
     }
     prelude.push_str(&crate::elementwise::helpers_for(&format!("{body}\n{prelude}")));
     let checks = sw.sites.checks;
-    kernel(g, name, KernelKind::Attention, &ins, out, rows as u64, threads, &prelude, &body, checks, t)
+    kernel_outs(g, name, KernelKind::Attention, &ins, &outs, rows as u64, threads, &prelude, &body, checks, t)
 }
+
+/// Most elements of each of an attention's other outputs a thread computes written out one
+/// after the other ([`attention`]); past it, a loop.
+const ALSO_MAX_UNROLL: usize = 8;
 
 /// Most rows (workgroups) an attention that loads its K and V up front has ([`attention`]).
 /// With few workgroups nothing hides a workgroup's wait on memory, and loading everything at
@@ -524,6 +574,8 @@ struct Writer<'a> {
     /// An input that is a value of the kernel rather than a binding (an attention's scores),
     /// and the WGSL holding it at the coordinates asked for.
     virt: Option<(usize, String)>,
+    /// Concatenations computed without branches ([`Writer::concat`]).
+    select_concat: bool,
 }
 
 impl<'a> Writer<'a> {
@@ -559,6 +611,7 @@ impl<'a> Writer<'a> {
             code: String::new(),
             fresh,
             virt: None,
+            select_concat: false,
         })
     }
 
@@ -777,6 +830,9 @@ impl<'a> Writer<'a> {
     /// its own (what each part computes stays in its branch).
     fn concat(&mut self, k: usize, axis: i64, xs: &[usize], c: &[String]) -> Result<String> {
         let ax = norm_axis(axis, c.len()).ok_or_else(|| Error::graph(&self.name, "concat axis out of range"))?;
+        if self.select_concat {
+            return self.concat_select(k, ax, xs, c);
+        }
         let v = self.name("t");
         let _ = writeln!(self.code, "    var {v}: {};", Store::of_dtype(self.tys[k].dtype).scalar());
         let mut off = 0usize;
@@ -799,6 +855,33 @@ impl<'a> Writer<'a> {
             off += size;
         }
         self.code.push('\n');
+        self.memo.insert((k, c.to_vec()), v.clone());
+        Ok(v)
+    }
+
+    /// [`Writer::concat`] without branches: every part's value at the coordinate clamped into
+    /// that part (so that every read is in bounds), then the one the coordinate falls in
+    /// picked by `select`. Each part is computed wherever the concatenation is, but the
+    /// reads of a row written out element by element no longer wait on each other behind
+    /// branches: the attention's K and V, read through a KV step's concatenation of the past
+    /// cache and the new keys, load their whole row at once.
+    fn concat_select(&mut self, k: usize, ax: usize, xs: &[usize], c: &[String]) -> Result<String> {
+        let parts: Vec<usize> = xs.iter().copied().filter(|&x| self.dims[x][ax] > 0).collect();
+        let mut vals = vec![];
+        let mut off = 0usize;
+        for (n, &x) in parts.iter().enumerate() {
+            let size = self.dims[x][ax];
+            let lo = if off > 0 { format!("max({}, {off}u)", c[ax]) } else { c[ax].clone() };
+            let hi = if n + 1 < parts.len() { format!("min({lo}, {}u)", off + size - 1) } else { lo };
+            let mut cx = c.to_vec();
+            cx[ax] = self.bind("c", &if off > 0 { format!("{hi} - {off}u") } else { hi });
+            vals.push((self.value(x, &cx)?, off + size));
+            off += size;
+        }
+        let (last, _) = vals.pop().expect("a concatenation has a part");
+        let e = vals.iter().rev().fold(last, |acc, (v, end)| format!("select({acc}, {v}, {} < {end}u)", c[ax]));
+        let v = self.name("t");
+        let _ = writeln!(self.code, "    let {v} = {e};");
         self.memo.insert((k, c.to_vec()), v.clone());
         Ok(v)
     }
