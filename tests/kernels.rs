@@ -699,7 +699,9 @@ fn norm_proj(rows: u64, k: u64, n: u64, dtype: DType, fused: bool, layer: bool, 
 }
 
 /// A row program (RMS or layer norm after a residual addition) whose only reader is a `[K, N]`
-/// decode GEMV is computed in that GEMV's prologue: one kernel fewer, every output as the
+/// decode GEMV (weights given by seed, which the `weights-nk` pass leaves `[K, N]`; the
+/// `[N, K]` GEMV's prologue: [`norms_fold_into_the_nk_gemvs_after_them`]) is computed in that
+/// GEMV's prologue: one kernel fewer, every output as the
 /// interpreter computes it (the projection's and the residual sum the first workgroup
 /// writes), over 1 and 3 rows, K a multiple of 256 or not, N below K (the projection's output
 /// may not take the buffer of the program's input, which it still reads), f32 and f16,
@@ -743,6 +745,141 @@ fn norms_fold_into_the_decode_gemv_after_them() {
         for (o, (gv, wv)) in got.iter().zip(&want).enumerate() {
             let (abs, rel) = glufuse::interp::compare(gv, wv);
             assert!(rel <= tol, "{what}: output {o}: rel {rel:e} abs {abs:e}");
+        }
+    }
+}
+
+/// Values that differ in every position (a misplaced element changes the result).
+fn ramp(n: u64, scale: f32) -> Vec<f32> {
+    (0..n).map(|i| (i as f32 * 0.37).sin() * scale).collect()
+}
+
+/// A decoder layer's projections, weights given as values (which the `weights-nk` pass
+/// holds as `[N, K]`), over rows of `k`: `s = h + x`, q/k/v projections (`nq`, `nkv`, `nkv`
+/// wide, biased; the merge pass makes them one) of `rms(s)`, `s2 = s + v·Wo` (standing in
+/// for the attention and its output projection, which orders the next norm after q/k/v),
+/// a SwiGLU FFN (intermediate `i`; fused) of `rms(s2)` and its down projection. Outputs: q,
+/// k, v, the FFN's and `s2` (which the FFN's GEMV writes from its prologue).
+fn nk_layer(rows: u64, k: u64, nq: u64, nkv: u64, i: u64, dtype: DType) -> glufuse::Graph {
+    let mut b = GraphBuilder::new();
+    let rms = |b: &mut GraphBuilder, p: &str, s: Value| {
+        let mean = Op::Reduce { op: ReduceOp::Mean, axes: vec![-1], keepdims: true };
+        let sq = b.mul(&format!("{p}.sq"), s, s);
+        let ms = b.node(&format!("{p}.mean"), mean, &[sq], vec![])[0];
+        let eps = b.scalar(&format!("{p}.eps"), dtype, 1e-5);
+        let ve = b.add(&format!("{p}.var_eps"), ms, eps);
+        let r = b.unary(&format!("{p}.sqrt"), UnaryOp::Sqrt, ve);
+        let inv = b.unary(&format!("{p}.rsqrt"), UnaryOp::Reciprocal, r);
+        let n = b.mul(&format!("{p}.normalise"), s, inv);
+        let scale = b.weight_data(&format!("{p}.w"), dtype, &[k], ramp(k, 1.0));
+        b.mul(p, n, scale)
+    };
+    let x = b.input("x", dtype, shape_of(&[rows, k]));
+    let h = b.input("h", dtype, shape_of(&[rows, k]));
+    let s = b.add("s", h, x);
+    let n1 = rms(&mut b, "norm1", s);
+    let mut outs = vec![];
+    for (j, (p, w)) in [("q", nq), ("k", nkv), ("v", nkv)].into_iter().enumerate() {
+        let wt = b.weight_data(&format!("{p}.w"), dtype, &[k, w], ramp(k * w, 0.2 + 0.1 * j as f32));
+        let bias = b.weight_data(&format!("{p}.b"), dtype, &[w], ramp(w, 0.1));
+        let y = b.matmul(p, n1, wt);
+        outs.push(b.add(&format!("{p}.biased"), y, bias));
+    }
+    let wo = b.weight_data("o.w", dtype, &[nkv, k], ramp(nkv * k, 0.2));
+    let o = b.matmul("o", outs[2], wo);
+    let s2 = b.add("s2", s, o);
+    let n2 = rms(&mut b, "norm2", s2);
+    let wg = b.weight_data("gate.w", dtype, &[k, i], ramp(k * i, 0.3));
+    let wu = b.weight_data("up.w", dtype, &[k, i], ramp(k * i, -0.3));
+    let wd = b.weight_data("down.w", dtype, &[i, k], ramp(i * k, 0.2));
+    let g = b.matmul("gate", n2, wg);
+    let u = b.matmul("up", n2, wu);
+    let act = b.unary("act", UnaryOp::Silu, g);
+    let m = b.mul("mul", act, u);
+    outs.push(b.matmul("down", m, wd));
+    outs.push(s2);
+    b.finish(&outs).unwrap()
+}
+
+/// The decode shapes [`nk_layer`] is tried at: (rows, K, q width, k/v width, I, dtype). At
+/// K = 2048 the `[N, K]` GEMVs give an output 64 lanes (`nk_lanes`), two subgroups of 32.
+const NK_LAYERS: [(u64, u64, u64, u64, u64, DType); 4] = [
+    (1, 264, 64, 32, 200, DType::F32),
+    (1, 264, 64, 32, 200, DType::F16),
+    (3, 264, 64, 32, 200, DType::F32),
+    (1, 2048, 64, 16, 72, DType::F16),
+];
+
+/// The kernel choices of a fused [`nk_layer`]: (`gemv-nk` computing a norm in its prologue,
+/// other `gemv-nk`, `gemv-kn`). Expected: the q/k/v and gate/up GEMVs, the down projection,
+/// and the output projection (its x is no norm's: it keeps `[K, N]`).
+fn nk_choices(ks: &[glufuse::codegen::Kernel]) -> (usize, usize, usize) {
+    let chosen = |k: &&glufuse::codegen::Kernel, kernel: &str, pro: bool| {
+        k.source().choice.as_ref().is_some_and(|c| c.kernel == kernel && c.reason.contains("prologue") == pro)
+    };
+    let count = |kernel: &str, pro: bool| ks.iter().filter(|k| chosen(k, kernel, pro)).count();
+    (count("gemv-nk", true), count("gemv-nk", false), count("gemv-kn", true) + count("gemv-kn", false))
+}
+
+/// How many kernels compute x into workgroup memory (an `[N, K]` GEMV's prologue).
+fn staged(ks: &[glufuse::codegen::Kernel]) -> usize {
+    ks.iter().filter(|k| k.source().wgsl.contains("var<workgroup> xs:")).count()
+}
+
+/// `t` with too little workgroup memory for an `[N, K]` GEMV to stage x (1 KiB: its
+/// prologue's reductions alone take that), so that the norms keep their own kernels.
+fn unstaged(t: &Target) -> Target {
+    Target { max_workgroup_storage_bytes: 1024, ..t.clone() }
+}
+
+/// The norms before the merged q/k/v projection and the fused gate/up, whose weights the
+/// `weights-nk` pass holds as `[N, K]`, are computed in the `[N, K]` GEMVs' prologues, which
+/// validate for an H100 (its subgroups: the lanes summed by `subgroupAdd`, the norm's
+/// reductions by shuffles), x staged in workgroup memory; where x would not fit there, the
+/// norms are kernels of their own and the GEMVs read x.
+#[test]
+fn nk_prologues_generate_for_an_h100() {
+    for (rows, k, nq, nkv, i, dtype) in NK_LAYERS {
+        let what = format!("rows={rows} K={k} I={i} {dtype}");
+        let mut g = nk_layer(rows, k, nq, nkv, i, dtype);
+        PassManager::standard().run(&mut g).unwrap();
+        for (t, stages) in [(common::h100(), 2), (common::h100_coop(), 2), (unstaged(&common::h100()), 0)] {
+            let ks = glufuse::codegen::generate(&g, &Default::default(), &t).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(nk_choices(&ks), if stages == 2 { (2, 1, 1) } else { (0, 3, 1) }, "{what}");
+            assert_eq!(staged(&ks), stages, "{what}");
+            for k in ks.iter().filter(|k| k.source().choice.as_ref().is_some_and(|c| c.kernel == "gemv-nk")) {
+                let w = &k.source().wgsl;
+                assert!(w.contains("subgroupAdd") && w.contains("sg_id"), "{what}: {w}");
+            }
+        }
+    }
+}
+
+/// [`nk_layer`] at decode sizes on the GPU, fused (the norms in the `[N, K]` GEMVs'
+/// prologues, x staged in workgroup memory, the residual sum written from the FFN's; or,
+/// where x would not fit there, the norms in kernels of their own), against the interpreter.
+#[cfg(feature = "gpu")]
+#[test]
+fn norms_fold_into_the_nk_gemvs_after_them() {
+    let Some(gpu) = common::gpu() else { return };
+    for (rows, k, nq, nkv, i, dtype) in NK_LAYERS {
+        let original = nk_layer(rows, k, nq, nkv, i, dtype);
+        let mut g = original.clone();
+        PassManager::standard().run(&mut g).unwrap();
+        let inputs = interp::seeded_inputs(&original, &Default::default(), 5).unwrap();
+        let want = interp::run(&original, &inputs).unwrap();
+        let tol = glufuse::interp::check_tolerance(&original);
+        for (t, stages) in [(gpu.target(), 2), (unstaged(&gpu.target()), 0)] {
+            let what = format!("rows={rows} K={k} I={i} {dtype} staged={stages}");
+            let ks = glufuse::codegen::generate(&g, &Default::default(), &t).unwrap();
+            assert_eq!(nk_choices(&ks), if stages == 2 { (2, 1, 1) } else { (0, 3, 1) }, "{what}");
+            assert_eq!(staged(&ks), stages, "{what}");
+            let got = Executable::with_target(&gpu, &g, &Default::default(), &t).unwrap().run(&inputs).unwrap();
+            assert_eq!(got.len(), 5);
+            for (o, (gv, wv)) in got.iter().zip(&want).enumerate() {
+                let (abs, rel) = glufuse::interp::compare(gv, wv);
+                assert!(rel <= tol, "{what}: output {o}: rel {rel:e} abs {abs:e}");
+            }
         }
     }
 }

@@ -306,6 +306,38 @@ fn present_keys_and_values_are_written_by_the_attention() {
                 node.name,
                 node.op.name()
             );
+
+/// The output projection after each attention reads its weight as `[N, K]` (the weights-nk
+/// pass: a transpose at load, read in place), as the q/k/v, gate/up and down projections do,
+/// in a KV step and in a dynamic-shape export.
+#[test]
+fn output_projections_read_their_weights_as_nk() {
+    use glufuse::ir::Op;
+    for m in ["qwen2_kvstep", "llama_dynseq"] {
+        let mut g = load_graph(&dir().join(format!("{m}.onnx"))).unwrap();
+        PassManager::standard().run(&mut g).unwrap();
+        let attentions: Vec<_> = g.g.node_indices().filter(|&n| matches!(g.node(n).op, Op::Attention(_))).collect();
+        assert_eq!(attentions.len(), 2, "{m}: two layers");
+        for a in attentions {
+            // The attention's reader, through the reshape that puts the heads side by side.
+            let mut x = a;
+            loop {
+                let users = g.users(glufuse::ir::Value::of(x));
+                assert_eq!(users.len(), 1, "{m}: one reader after '{}'", g.node(x).name);
+                let r = users[0].0;
+                if matches!(g.node(r).op, Op::MatMul) {
+                    let w = g.inputs(r)[1];
+                    assert!(
+                        matches!(&g.node(w.node).op, Op::Transpose { perm } if perm == &[1, 0]),
+                        "{m}: '{}' reads its weight as {}",
+                        g.node(r).name,
+                        g.node(w.node).op.name()
+                    );
+                    break;
+                }
+                assert!(matches!(g.node(r).op, Op::Reshape { .. }), "{m}: {} after the attention", g.node(r).op.name());
+                x = r;
+            }
         }
     }
 }

@@ -178,22 +178,56 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
     // in flight at once; the scores and the sums then read registers. The key index is
     // clamped so that every thread's loads are in bounds.
     let per_thread_v = keys.div_ceil(groups);
-    let prefetch =
-        cached && rows <= PREFETCH_MAX_ROWS && keys <= threads as usize && depth + per_thread_v <= PREFETCH_MAX_VALUES;
+    let prefetch = cached
+        && rows <= PREFETCH_MAX_ROWS
+        && (1..=threads as usize).contains(&keys)
+        && depth + per_thread_v <= PREFETCH_MAX_VALUES;
     // The node's other outputs (`also`: a KV step's present keys and values), each element
     // computed once by one thread of the grid: element `gid·threads + lid + m·rows·threads`
     // for each m, written out per m (up to [`ALSO_MAX_UNROLL`]) so that their loads are in
     // flight together.
     let mut outs = vec![out];
     let mut also_fresh = 0;
+    // Concatenation parts few enough for a workgroup (a KV step's new keys and values),
+    // computed once per workgroup into workgroup memory for the other outputs' programs and,
+    // with the up-front loads, for K and V: every element of K then reads the past cache or
+    // that array, instead of computing the new key (its rotation) wherever it is read.
+    let mut staged_decls = String::new();
+    let mut staging = String::new();
+    let mut also_w = vec![];
     for (k, steps) in a.also.iter().enumerate() {
-        let o = Value { node: n, output: 1 + k };
-        outs.push(o);
         let (p, st) = program(steps, &in_tys)?;
-        let total: usize = dims(g, o, b)?.iter().product();
-        let last = p.steps.len() - 1;
         let mut w = Writer::new(g, n, b, p, st, Sites::new(&name), also_fresh)?;
         w.select_concat = true;
+        let (code, decls) = w.stage(threads as usize, &format!("sta{k}_"))?;
+        staging.push_str(&code);
+        staged_decls.push_str(&decls);
+        also_fresh = w.fresh;
+        also_w.push(w);
+    }
+    if prefetch {
+        kw.select_concat = true;
+        vw.select_concat = true;
+        kw.fresh = also_fresh;
+        let (code, decls) = kw.stage(threads as usize, "stk_")?;
+        staging.push_str(&code);
+        staged_decls.push_str(&decls);
+        vw.fresh = kw.fresh;
+        let (code, decls) = vw.stage(threads as usize, "stv_")?;
+        staging.push_str(&code);
+        staged_decls.push_str(&decls);
+        also_fresh = vw.fresh;
+    }
+    if !staging.is_empty() {
+        body.push_str(&staging);
+        body.push_str("    workgroupBarrier();\n");
+    }
+    for (k, mut w) in also_w.into_iter().enumerate() {
+        w.fresh = also_fresh;
+        let o = Value { node: n, output: 1 + k };
+        outs.push(o);
+        let total: usize = dims(g, o, b)?.iter().product();
+        let last = w.p.steps.len() - 1;
         let stride = rows * threads as usize;
         let iters = total.div_ceil(stride.max(1));
         let base = format!("gid * {threads}u + lid");
@@ -223,8 +257,6 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
     let mut kvals = vec![];
     let mut vvals = vec![];
     if prefetch {
-        kw.select_concat = true;
-        vw.select_concat = true;
         let _ = writeln!(
             body,
             "    let jk = min(lid, {}u);\n    let uv = lid / {width}u;\n    let colv = lid % {width}u;",
@@ -385,6 +417,7 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
     if cached {
         prelude.push_str(&format!("var<workgroup> sc: array<f32, {}>;\n", keys.max(1)));
     }
+    prelude.push_str(&staged_decls);
     prelude.push_str(&crate::elementwise::helpers_for(&format!("{body}\n{prelude}")));
     let checks = sw.sites.checks;
     kernel_outs(g, name, KernelKind::Attention, &ins, &outs, rows as u64, threads, &prelude, &body, checks, t)
@@ -576,6 +609,8 @@ struct Writer<'a> {
     virt: Option<(usize, String)>,
     /// Concatenations computed without branches ([`Writer::concat`]).
     select_concat: bool,
+    /// Steps whose every value a workgroup array holds ([`Writer::stage`]), by its name.
+    staged: HashMap<usize, String>,
 }
 
 impl<'a> Writer<'a> {
@@ -612,6 +647,7 @@ impl<'a> Writer<'a> {
             fresh,
             virt: None,
             select_concat: false,
+            staged: HashMap::new(),
         })
     }
 
@@ -859,6 +895,51 @@ impl<'a> Writer<'a> {
         Ok(v)
     }
 
+    /// Stages the later parts of the program's branch-free concatenations ([`Writer::concat_select`])
+    /// that hold at most `threads` float elements (a KV step's new keys after the past cache)
+    /// in workgroup arrays named `{prefix}N`: the statements computing them (thread `lid`
+    /// element `lid`; the caller puts a barrier after them) and the arrays' declarations.
+    /// The concatenation then reads a staged part there instead of computing it per element.
+    /// A part inside another staged part is not staged on its own.
+    fn stage(&mut self, threads: usize, prefix: &str) -> Result<(String, String)> {
+        let steps = self.p.steps.clone();
+        let mut inside = vec![false; steps.len()];
+        let mut chosen = vec![];
+        for k in (0..steps.len()).rev() {
+            let Step::Concat { xs, .. } = &steps[k] else { continue };
+            if inside[k] {
+                continue;
+            }
+            for &x in &xs[1..] {
+                let numel: usize = self.dims[x].iter().product();
+                if numel == 0 || numel > threads || !self.tys[x].dtype.is_float() || inside[x] {
+                    continue;
+                }
+                chosen.push((x, numel));
+                let mut todo = vec![x];
+                while let Some(y) = todo.pop() {
+                    if !inside[y] {
+                        inside[y] = true;
+                        todo.extend(steps[y].args());
+                    }
+                }
+            }
+        }
+        let (mut code, mut decls) = (String::new(), String::new());
+        for (n, &(x, numel)) in chosen.iter().enumerate() {
+            let arr = format!("{prefix}{n}");
+            self.reset();
+            let c = self.coords(x);
+            let v = self.value(x, &c)?;
+            let inner = std::mem::take(&mut self.code);
+            let _ = writeln!(code, "    if (lid < {numel}u) {{\n        let i = lid;\n{}        {arr}[lid] = {v};\n    }}", indent(&inner));
+            let _ = writeln!(decls, "var<workgroup> {arr}: array<f32, {numel}>;");
+            self.staged.insert(x, arr);
+        }
+        self.reset();
+        Ok((code, decls))
+    }
+
     /// [`Writer::concat`] without branches: every part's value at the coordinate clamped into
     /// that part (so that every read is in bounds), then the one the coordinate falls in
     /// picked by `select`. Each part is computed wherever the concatenation is, but the
@@ -875,7 +956,14 @@ impl<'a> Writer<'a> {
             let hi = if n + 1 < parts.len() { format!("min({lo}, {}u)", off + size - 1) } else { lo };
             let mut cx = c.to_vec();
             cx[ax] = self.bind("c", &if off > 0 { format!("{hi} - {off}u") } else { hi });
-            vals.push((self.value(x, &cx)?, off + size));
+            let v = match self.staged.get(&x).cloned() {
+                Some(arr) => {
+                    let at = Self::flat(&cx, &self.dims[x]);
+                    self.bind("t", &format!("{arr}[{at}]"))
+                }
+                None => self.value(x, &cx)?,
+            };
+            vals.push((v, off + size));
             off += size;
         }
         let (last, _) = vals.pop().expect("a concatenation has a part");
@@ -902,13 +990,15 @@ fn literal(c: &Tensor) -> std::result::Result<String, String> {
     })
 }
 
-/// A row program computed inside the `[K, N]` decode GEMV that reads it: an RMS or layer
-/// norm (with the residual addition before it) folded into the projection after it, one
-/// dispatch instead of two. Every workgroup of the GEMV computes the reductions of its rows
-/// of x (a few thousand elements, from L2) before its main loop, and reads each element of x
-/// as the program's value there (`px_`) instead of loading it; the first workgroup along the
-/// columns also writes the program's other outputs (the residual sum the next norm reads).
-/// See [`row_prologue`] for when a program qualifies.
+/// A row program computed inside the decode GEMV (either layout) that reads it: an RMS or
+/// layer norm (with the residual addition before it) folded into the projection after it,
+/// one dispatch instead of two. Every workgroup of the GEMV computes the reductions of its
+/// rows of x (a few thousand elements, from L2) before its main loop, and reads each element
+/// of x as the program's value there (`px_`) instead of loading it; the first workgroup along
+/// the columns also writes the program's other outputs (the residual sum the next norm
+/// reads). The reductions go through the GEMV's own workgroup array `red`, in the form the
+/// GEMV declares it ([`RedArray`], at least [`WORKGROUP`] entries). See [`row_prologue`] for
+/// when a program qualifies.
 pub(crate) struct Prologue {
     /// The program node.
     pub node: NodeIndex,
@@ -969,10 +1059,10 @@ impl Prologue {
     }
 }
 
-/// The prologue that computes node `p`'s output 0, the x of a `[K, N]` GEMV over `rows` rows
-/// of length `len`, under binding `b`: `None` unless `p` is an elementwise program with row
-/// reductions (no softmax) whose output is `rows × len` with rows of `len`, and its code needs
-/// no runtime checks.
+/// The prologue that computes node `p`'s output 0, the x of a decode GEMV over `rows` rows
+/// of length `len`, under binding `b`, its reductions through the GEMV's array `arr`: `None`
+/// unless `p` is an elementwise program with row reductions (no softmax) whose output is
+/// `rows × len` with rows of `len`, and its code needs no runtime checks.
 pub(crate) fn row_prologue(
     g: &Graph,
     p: NodeIndex,
@@ -980,6 +1070,7 @@ pub(crate) fn row_prologue(
     rows: usize,
     len: usize,
     sg: Option<usize>,
+    arr: RedArray,
 ) -> Result<Option<Prologue>> {
     let Op::Elementwise(prog) = &g.node(p).op else { return Ok(None) };
     let rowsteps: Vec<&Step> = prog.steps.iter().filter(|s| s.is_row()).collect();
@@ -1009,7 +1100,7 @@ pub(crate) fn row_prologue(
         stats_code.push_str(&stride);
         w.reset();
         let c = w.coords(last);
-        reduction_round(&mut w, &mut stats_code, reds, &c, threads, len, &RedArray::Vec4X, sg)?;
+        reduction_round(&mut w, &mut stats_code, reds, &c, threads, len, &arr, sg)?;
     }
     // The other outputs, where the first workgroup along the columns writes them.
     let mut also_code = String::new();

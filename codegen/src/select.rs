@@ -5,6 +5,7 @@
 use crate::program::Prologue;
 use crate::proj::coop::{self, CoopTile, Ops};
 use crate::proj::{batched, gemm_tiled, gemm_unaligned, gemv, q4, scalar, ProjShape, ProjValues};
+use crate::wgsl::RedArray;
 use crate::{
     dims, elementwise, gpu_bytes, index, layout, nk_weight, norm, packed_f16, program, reduce, Choice, CoopMatrix,
     KernelSource, MatmulPrecision, Target,
@@ -157,8 +158,9 @@ pub(crate) fn projection(
     let v = ProjValues::new(g, &ins, out, s);
     // A split's partial sums take no epilogue: their kernel binds no biases (the sum's does).
     let parts = || ProjValues { b_gate: None, b_up: None, ..ProjValues::new(g, &ins, out, s) };
-    // A prologue goes only to the unsplit `[K, N]` GEMV ([`prologue_for`] checks the shape
-    // against the choice below): any other kernel would leave the program uncomputed.
+    // A prologue goes only to an unsplit decode GEMV, of either layout ([`prologue_for`]
+    // checks the shape against the choice below): any other kernel would leave the program
+    // uncomputed.
     let dropped = |kernel: &str| -> Result<()> {
         match pro {
             Some(p) => Err(Error::graph(
@@ -218,10 +220,7 @@ pub(crate) fn projection(
                 return split_pair(k, &name, s, &v, t, split, format!("gemv-kn split-k {split}"), why);
             }
             (Layout::Kn, _) => (gemv::gemv_kn(name, s, &v, t, 1, pro)?, "kn"),
-            (Layout::Nk, _) => {
-                dropped("the [N, K] GEMV")?;
-                (gemv::gemv_nk(name, s, &v, t)?, "nk")
-            }
+            (Layout::Nk, _) => (gemv::gemv_nk(name, s, &v, t, pro)?, "nk"),
         };
         (k, format!("gemv-{l}"), why)
     } else if let Some(p) = pro {
@@ -261,12 +260,15 @@ pub(crate) const PROLOGUE_MAX_ROWS: usize = 4;
 const PROLOGUE_MAX_BINDINGS: usize = 8;
 
 /// The row program projection `n` computes in its prologue instead of reading its x, where
-/// it qualifies: `n` gets the `[K, N]` decode GEMV without a split (at most
-/// [`PROLOGUE_MAX_ROWS`] rows, which the cooperative-matrix GEMM never takes, 16-byte aligned
-/// weight rows of one storage type, no 4-bit weights); its x is output 0 of a row
-/// program ([`program::row_prologue`]) that nothing else reads and that is no graph output;
-/// every reader of the program's other outputs comes after `n` in `order` (the GEMV writes
-/// them); and the kernel binds at most [`PROLOGUE_MAX_BINDINGS`] buffers.
+/// it qualifies: `n` gets a decode GEMV without a split, as [`projection`] chooses (at most
+/// [`PROLOGUE_MAX_ROWS`] rows, which the cooperative-matrix GEMM never takes; weights of one
+/// storage type, not 4-bit, whose rows allow the GEMV's 16-byte loads; `[N, K]` weights,
+/// a transpose read in place included, or `[K, N]` weights whose GEMV is not split over k,
+/// [`gemv::kn_split`]); its x is output 0 of a row program ([`program::row_prologue`]) that
+/// nothing else reads and that is no graph output; every reader of the program's other
+/// outputs comes after `n` in `order` (the GEMV writes them); and the kernel binds at most
+/// [`PROLOGUE_MAX_BINDINGS`] buffers (the program's inputs and other outputs, the weights,
+/// the biases and the output).
 pub(crate) fn prologue_for(
     g: &Graph,
     n: NodeIndex,
@@ -294,9 +296,9 @@ pub(crate) fn prologue_for(
         || s.rows == 0
         || s.rows > PROLOGUE_MAX_ROWS
         || coop_tile(&s, t, same_dtype).is_ok()
-        || s.layout != Layout::Kn
         || !s.gemv_fits()
-        || gemv::kn_split(&s).0 != 1
+        || (s.layout == Layout::Kn && gemv::kn_split(&s).0 != 1)
+        || (s.layout == Layout::Nk && !gemv::nk_prologue_fits(&s, t))
     {
         return Ok(None);
     }
@@ -312,8 +314,16 @@ pub(crate) fn prologue_for(
             return Ok(None);
         }
     }
-    let Some(pro) = program::row_prologue(g, p, b, s.rows, s.k, crate::wgsl::subgroup(t))? else { return Ok(None) };
+    // Each GEMV declares the workgroup array its own sums use (the prologue's reductions go
+    // through it): vec4 in the `[K, N]` one, f32 in the `[N, K]` one.
+    let arr = match s.layout {
+        Layout::Kn => RedArray::Vec4X,
+        Layout::Nk => RedArray::F32,
+    };
+    let sg = crate::wgsl::subgroup(t);
+    let Some(pro) = program::row_prologue(g, p, b, s.rows, s.k, sg, arr)? else { return Ok(None) };
     let v = ProjValues::new(g, &ins, Value::of(n), &s);
+    // (The same count in either layout: an `[N, K]` weight read in place binds as one.)
     let bound = pro.ins.len()
         + pro.also.len()
         + 2
@@ -454,6 +464,16 @@ mod tests {
 
     /// `x + mean(x²)` over rows of 64 (a row program), then `· W [64, 32]`, over `rows` rows.
     fn norm_then_proj(rows: u64) -> (Graph, NodeIndex, NodeIndex) {
+        norm_then_proj_in(rows, false)
+    }
+
+    /// [`norm_then_proj`], `W` the transpose of a `[32, 64]` weight (read in place) when `nk`.
+    fn norm_then_proj_in(rows: u64, nk: bool) -> (Graph, NodeIndex, NodeIndex) {
+        norm_then_proj_wide(rows, nk, 32)
+    }
+
+    /// [`norm_then_proj_in`] with `width` output features.
+    fn norm_then_proj_wide(rows: u64, nk: bool, width: u64) -> (Graph, NodeIndex, NodeIndex) {
         let mut b = GraphBuilder::new();
         let x = b.input("x", DType::F32, shape_of(&[rows, 64]));
         let steps = vec![
@@ -464,7 +484,12 @@ mod tests {
         ];
         let prog = ElementwiseProgram { steps, also: vec![], replaced: vec![] };
         let n = b.node("norm", Op::Elementwise(prog), &[x], vec![])[0];
-        let w = b.weight("w", DType::F32, &[64, 32], 0.3);
+        let w = if nk {
+            let wt = b.weight("w.nk", DType::F32, &[width, 64], 0.3);
+            b.transpose("w", wt, &[1, 0])
+        } else {
+            b.weight("w", DType::F32, &[64, width], 0.3)
+        };
         let y = b.matmul("proj", n, w);
         let g = b.finish(&[y]).unwrap();
         let (p, m) = (g.find("norm").unwrap(), g.find("proj").unwrap());
@@ -494,8 +519,55 @@ mod tests {
         let (g40, _, m40) = norm_then_proj(40);
         let pos40 = g40.topo_order().unwrap().into_iter().enumerate().map(|(i, n)| (n, i)).collect();
         assert!(prologue_for(&g40, m40, &pos40, &b, &t).unwrap().is_none());
-        let forced = program::row_prologue(&g40, g40.find("norm").unwrap(), &b, 40, 64, None).unwrap().unwrap();
+        let norm40 = g40.find("norm").unwrap();
+        let forced = program::row_prologue(&g40, norm40, &b, 40, 64, None, RedArray::Vec4X).unwrap().unwrap();
         let e = node_kernels_with(&g40, m40, &b, &t, Some(&forced)).unwrap_err().to_string();
         assert!(e.contains("cannot compute the row program 'norm'"), "{e}");
+    }
+
+    /// The `[N, K]` GEMV (a transposed weight read in place) takes the program too, up to
+    /// [`PROLOGUE_MAX_ROWS`] rows, and computes it in its prologue: its inputs bound
+    /// instead of x, its reductions through the kernel's f32 `red`, x into workgroup memory
+    /// where it fits, else in the main loop.
+    #[test]
+    fn a_prologue_goes_to_the_nk_gemv_too() {
+        let b = Bindings::new();
+        let caps = Target::default().caps | Capabilities::SUBGROUP;
+        for t in [Target::default(), Target { caps, subgroup_size: Some(32), ..Target::default() }] {
+            for (rows, folds) in [(1u64, true), (PROLOGUE_MAX_ROWS as u64, true), (PROLOGUE_MAX_ROWS as u64 + 1, false)]
+            {
+                let (g, p, m) = norm_then_proj_in(rows, true);
+                let pos = g.topo_order().unwrap().into_iter().enumerate().map(|(i, n)| (n, i)).collect();
+                let pro = prologue_for(&g, m, &pos, &b, &t).unwrap();
+                assert_eq!(pro.is_some(), folds, "{rows} rows");
+                let Some(pro) = pro else { continue };
+                assert_eq!(pro.node, p);
+                let ks = node_kernels_with(&g, m, &b, &t, Some(&pro)).unwrap();
+                let c = ks[0].choice.as_ref().unwrap();
+                assert_eq!(c.kernel, "gemv-nk");
+                assert!(c.reason.contains("'norm'"), "{c:?}");
+                let wgsl = &ks[0].wgsl;
+                assert!(wgsl.contains("fn px_(") && wgsl.contains("var<workgroup> red: array<f32, "), "{wgsl}");
+                assert!(!wgsl.contains(" x: array<"), "x is not bound: {wgsl}");
+                assert_eq!(wgsl.contains("subgroupAdd"), t.subgroup_size.is_some());
+                // x staged in workgroup memory (it fits: 64 f32 a row).
+                assert!(wgsl.contains("var<workgroup> xs: array<vec4<f32>, ") && !wgsl.contains("px_(xe0"), "{wgsl}");
+                crate::validate(ks[0].clone(), t.caps).unwrap();
+                // Not where x does not fit in workgroup memory: the norm keeps its kernel, and
+                // a prologue handed to the GEMV anyway is an error, not a kernel without it.
+                let small = Target { max_workgroup_storage_bytes: 1024, ..t.clone() };
+                assert!(prologue_for(&g, m, &pos, &b, &small).unwrap().is_none());
+                let e = node_kernels_with(&g, m, &b, &small, Some(&pro)).unwrap_err().to_string();
+                assert!(e.contains("does not fit") && e.contains("a glufuse bug"), "{e}");
+            }
+            // Nor on a grid of more than NK_PROLOGUE_MAX_WORKGROUPS (8 outputs a workgroup
+            // here): an LM head's.
+            let wide = 8 * gemv::NK_PROLOGUE_MAX_WORKGROUPS as u64;
+            for (n, folds) in [(wide, true), (wide + 8, false)] {
+                let (g, _, m) = norm_then_proj_wide(1, true, n);
+                let pos = g.topo_order().unwrap().into_iter().enumerate().map(|(i, n)| (n, i)).collect();
+                assert_eq!(prologue_for(&g, m, &pos, &b, &t).unwrap().is_some(), folds, "N = {n}");
+            }
+        }
     }
 }

@@ -322,6 +322,7 @@ pub(crate) fn tree_reduce(threads: u32, x: &str, combine: &str, sg: Option<usize
 
 /// The workgroup array a tree reduction uses: `red` of f32, or the first lanes of `red` of
 /// `vec4<f32>` (a kernel that declares that one for its own sums).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum RedArray {
     /// `red: array<f32, ..>`.
     F32,

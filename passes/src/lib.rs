@@ -36,7 +36,7 @@ pub enum PassReport {
     Merge(merge::MergeReport),
     /// The merging of sibling programs.
     Siblings(siblings::SiblingsReport),
-    /// The down projections' weights held as `[N, K]`.
+    /// The projections' weights held as `[N, K]`.
     Layout(layout::LayoutReport),
 }
 
@@ -97,15 +97,17 @@ impl PassManager {
     }
 
     /// The standard pipeline: gated-FFN fusion, merging of sibling projections, elementwise
-    /// fusion, attention fusion, merging of sibling programs, then dead-node elimination.
+    /// fusion, attention fusion, merging of sibling programs, the projections' weights held
+    /// as `[N, K]` (after the merge, so that a merged weight is transposed whole, and after
+    /// the elementwise fusion, whose norm programs it looks for), then dead-node elimination.
     pub fn standard() -> Self {
         Self::new(vec![
             Box::new(fusion::FuseGateUp::default()),
             Box::new(merge::MergeProjections),
-            Box::new(layout::DownWeightsNk),
             Box::new(elementwise::FuseElementwise),
             Box::new(attention::FuseAttention),
             Box::new(siblings::MergeSiblingPrograms),
+            Box::new(layout::WeightsNk),
             Box::new(dce::DeadNodeElimination),
         ])
     }
@@ -163,7 +165,7 @@ pub fn merge_report(runs: &[PassRun]) -> Option<&merge::MergeReport> {
     runs.iter().find_map(|r| if let PassReport::Merge(m) = &r.report { Some(m) } else { None })
 }
 
-/// The down-weight layout's report among a pipeline's runs, if it ran.
+/// The weight layout's report among a pipeline's runs, if it ran.
 pub fn layout_report(runs: &[PassRun]) -> Option<&layout::LayoutReport> {
     runs.iter().find_map(|r| if let PassReport::Layout(l) = &r.report { Some(l) } else { None })
 }

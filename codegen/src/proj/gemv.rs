@@ -19,6 +19,18 @@
 //!
 //! Every weight element is read once per row tile of x: 8 rows (16 in the `[N, K]` kernel
 //! with subgroups, where the reduction needs no workgroup memory per row).
+//!
+//! Either kernel (the `[K, N]` one unsplit) may take a prologue ([`Prologue`]): the row
+//! program that writes its x (a norm, with the residual addition before it), which every
+//! workgroup then computes for its rows instead of the kernel reading x. Its inputs are bound
+//! in x's place and its other outputs after the kernel's; every thread takes part in its row
+//! reductions before the main loop (through the kernel's own workgroup array `red`), and
+//! each element of x is the program's value at that index (`px_`). The `[K, N]` kernel
+//! computes it as it reads the weights (one element a 16-byte load, shared by the load's
+//! columns); the `[N, K]` kernel, whose lanes each need every element of x once per output
+//! feature, computes its rows of x once per workgroup into workgroup memory, and takes a
+//! prologue only where they fit there beside `red` ([`nk_prologue_fits`]; elsewhere the
+//! norm keeps its own dispatch).
 
 use super::{binds, epilogue, finish, kind, up_name, ProjShape, ProjValues};
 use crate::elementwise::MATH;
@@ -184,17 +196,7 @@ pub(crate) fn gemv_kn(
         b.scratch("part", true);
     }
     if let Some(p) = pro {
-        // The program's inputs instead of x; its other outputs after the GEMV's.
-        b.decls.remove(0);
-        b.bindings.remove(0);
-        for (k, &iv) in p.ins.iter().enumerate().rev() {
-            b.decls.insert(0, (format!("in{k}"), false, p.in_elem[k].clone()));
-            b.bindings.insert(0, Binding { value: iv, write: false, packed_f16: p.in_packed[k] });
-        }
-        for (k, &ov) in p.also.iter().enumerate() {
-            b.decls.push((format!("pout{k}"), true, p.also_elem[k].clone()));
-            b.bindings.push(Binding { value: ov, write: true, packed_f16: false });
-        }
+        prologue_binds(&mut b, p);
     }
     let row_vec = s.n_total / vc; // vectors per weight row
     let mut body = String::new();
@@ -357,9 +359,7 @@ pub(crate) fn gemv_kn(
         prelude.push_str(UNPACK4_F16);
     }
     if let Some(p) = pro {
-        prelude.push_str(&p.funcs);
-        // The helpers the program calls that MATH does not define.
-        prelude.push_str(&crate::elementwise::helpers_beyond_math(&format!("{}{body}", p.funcs)));
+        prelude.push_str(&prologue_funcs(p, &body));
     }
     let kind = kind(s, ProjKernel::Gemv(Layout::Kn));
     let grid = [s.n.div_ceil(cw) as u64, (s.rows.div_ceil(tm) * split) as u64];
@@ -368,6 +368,28 @@ pub(crate) fn gemv_kn(
         k.scratch_bytes = split_scratch_bytes(s, split);
     }
     Ok(k)
+}
+
+/// A prologue's bindings in a GEMV's: the program's inputs (`in0`, ..) instead of x, its
+/// other outputs (`pout0`, ..) after the GEMV's own.
+fn prologue_binds(b: &mut super::Binds, p: &Prologue) {
+    b.decls.remove(0);
+    b.bindings.remove(0);
+    for (k, &iv) in p.ins.iter().enumerate().rev() {
+        b.decls.insert(0, (format!("in{k}"), false, p.in_elem[k].clone()));
+        b.bindings.insert(0, Binding { value: iv, write: false, packed_f16: p.in_packed[k] });
+    }
+    for (k, &ov) in p.also.iter().enumerate() {
+        b.decls.push((format!("pout{k}"), true, p.also_elem[k].clone()));
+        b.bindings.push(Binding { value: ov, write: true, packed_f16: false });
+    }
+}
+
+/// The functions a GEMV whose body is `body` needs for its prologue `p`: `px_`, and the
+/// helpers the program calls that [`MATH`] does not define.
+fn prologue_funcs(p: &Prologue, body: &str) -> String {
+    let helpers = crate::elementwise::helpers_beyond_math(&format!("{}{body}", p.funcs));
+    format!("{}{helpers}", p.funcs)
 }
 
 /// Workgroups along x of the split sum's grid (its y covers the rest).
@@ -435,6 +457,50 @@ fn nk_lanes(s: &ProjShape) -> usize {
     lp
 }
 
+/// The f32 of workgroup memory (`red`) an `[N, K]` GEMV over `tm` rows with `lp` lanes an
+/// output takes: a value per subgroup and sum where an output's lanes span several
+/// subgroups, one per thread and sum for the tree (none where a subgroup is an output's
+/// lanes); at least one per thread with a prologue (its row reductions).
+fn nk_red_len(s: &ProjShape, t: &Target, tm: usize, lp: usize, pro: bool) -> usize {
+    let slots = tm * s.na();
+    let len = match subgroup(t) {
+        Some(z) if lp / z == 1 => 0,
+        Some(z) => slots * (WORKGROUP as usize / z),
+        None => slots * WORKGROUP as usize,
+    };
+    if pro {
+        len.max(WORKGROUP as usize)
+    } else {
+        len
+    }
+}
+
+/// Whether an `[N, K]` GEMV can compute the row program before it (a norm) in its prologue:
+/// its rows of x, computed once per workgroup into workgroup memory (`xs`: `tm` rows of `k`
+/// f32) before the main loop, fit there beside its `red`. Computing x in the main loop
+/// instead (8 evaluations of the program per 16-byte load of f16 weights, each output
+/// feature's lanes evaluating every element) made the Qwen2-0.5B-sized f16 decode step on an
+/// H100 1637 µs against 1127 staged (`benches/results/h100-2026-11-26f-nk.md`): slower than
+/// the norm's own dispatch, which a GEMV that does not fit keeps.
+///
+/// Nor where its grid has more than [`NK_PROLOGUE_MAX_WORKGROUPS`] workgroups, each of which
+/// would compute the rows of x.
+pub(crate) fn nk_prologue_fits(s: &ProjShape, t: &Target) -> bool {
+    let tm = s.gemv_rows(subgroup(t).is_some());
+    let lp = nk_lanes(s);
+    let workgroups = s.n.div_ceil(WORKGROUP as usize / lp) * s.rows.div_ceil(tm);
+    workgroups <= NK_PROLOGUE_MAX_WORKGROUPS
+        && (tm * s.k + nk_red_len(s, t, tm, lp, true)) * 4 <= t.max_workgroup_storage_bytes as usize
+}
+
+/// Most workgroups an `[N, K]` GEMV computing the norm before it has: every workgroup
+/// computes the norm of its rows of x, which a grid of thousands repeats more often than a
+/// dispatch of its own costs. The Qwen2-0.5B-sized LM head (N = 151936, K = 896, 18992
+/// workgroups) took 129 µs a call with the final norm folded in against 97 without (H100,
+/// timestamped, `benches/results/h100-2026-11-26f-nk.md`); its gate/up (608 workgroups)
+/// and q/k/v (144) fold.
+pub const NK_PROLOGUE_MAX_WORKGROUPS: usize = 4096;
+
 /// Decode GEMV, `[N, K]` weights: 32 lanes or more per output feature ([`nk_lanes`]).
 ///
 /// With subgroups the threads are numbered by subgroup (`vid = subgroup_id · size +
@@ -442,7 +508,19 @@ fn nk_lanes(s: &ProjShape) -> usize {
 /// device forms them in, and each subgroup sums its lanes with `subgroupAdd`: at size 32 that is
 /// the whole reduction, at smaller sizes the 32/size partial sums meet in workgroup memory.
 /// Without, the lanes are summed by a tree in workgroup memory.
-pub(crate) fn gemv_nk(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -> Result<KernelSource> {
+///
+/// With a prologue (`pro`; only where [`nk_prologue_fits`]), x is not read: every thread of
+/// the workgroup first takes part in the row program's reductions ([`Prologue`]; through
+/// this kernel's `red`, f32, at least [`WORKGROUP`] entries), then computes x's elements as
+/// the program's values there into workgroup memory, once per workgroup, which the main loop
+/// reads.
+pub(crate) fn gemv_nk(
+    name: String,
+    s: &ProjShape,
+    v: &ProjValues,
+    t: &Target,
+    pro: Option<&Prologue>,
+) -> Result<KernelSource> {
     let sg = subgroup(t);
     let (na, vc) = (s.na(), s.vc());
     let tm = s.gemv_rows(sg.is_some());
@@ -451,9 +529,21 @@ pub(crate) fn gemv_nk(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
     let per_wg = WORKGROUP as usize / lp;
     let w_elem = if s.f16 { "vec4<u32>" } else { "vec4<f32>" };
     let mut b = binds(s, v, "vec4<f32>", w_elem);
+    if let Some(p) = pro {
+        prologue_binds(&mut b, p);
+    }
     if sg.is_some() {
         b.builtins = ", @builtin(subgroup_id) sg_id: u32, @builtin(subgroup_invocation_id) sg_lane: u32".into();
     }
+    let slots = tm * na;
+    let parts = sg.map(|z| lp / z);
+    let red_len = nk_red_len(s, t, tm, lp, pro.is_some());
+    if pro.is_some() && !nk_prologue_fits(s, t) {
+        return Err(glufuse_ir::Error::Internal(format!(
+            "{name}: the [N, K] GEMV's x does not fit its workgroup memory for a prologue (a glufuse bug)"
+        )));
+    }
+    let stage = pro.is_some();
     let kv = s.k / vc; // weight vectors per row
     let xv = s.k / 4; // x vectors per row
     let me = if sg.is_some() { "vid" } else { "lid" };
@@ -462,8 +552,33 @@ pub(crate) fn gemv_nk(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
         let _ = writeln!(body, "    let vid = sg_id * {z}u + sg_lane;");
     }
     let _ = writeln!(body, "    let lane = {me} % {lp}u;\n    let col = wg.x * {per_wg}u + {me} / {lp}u;\n    let live = col < {}u;\n    let row0 = wg.y * {tm}u;", s.n);
+    // Before anything that diverges: the prologue has barriers.
+    if let Some(p) = pro {
+        body.push_str(&p.code(tm));
+    }
+    // Where row r of x starts: in vec4 of x (or of the staged `xs`), or in elements of the
+    // prologue's program.
+    let row_len = if pro.is_some() { s.k } else { xv };
     for r in 0..tm {
-        let _ = writeln!(body, "    let xr{r} = min(row0 + {r}u, {}u) * {xv}u;", s.rows - 1);
+        let _ = writeln!(body, "    let xr{r} = min(row0 + {r}u, {}u) * {row_len}u;", s.rows - 1);
+    }
+    // Four elements of the program's x from element index `e`, for row r.
+    let four = |r: usize, e: &str| -> String {
+        let p = pro.expect("a prologue");
+        let at: Vec<String> =
+            (0..4).map(|j| p.x_at(r, &if j == 0 { e.to_string() } else { format!("{e} + {j}u") })).collect();
+        format!("vec4<f32>({})", at.join(", "))
+    };
+    if stage {
+        for r in 0..tm {
+            let _ = writeln!(
+                body,
+                "    for (var j = lid; j < {xv}u; j = j + {WORKGROUP}u) {{\n        let e = xr{r} + j * 4u;\n        xs[{}u + j] = {};\n    }}",
+                r * xv,
+                four(r, "e")
+            );
+        }
+        let _ = writeln!(body, "    workgroupBarrier();");
     }
     for r in 0..tm {
         for a in 0..na {
@@ -484,17 +599,21 @@ pub(crate) fn gemv_nk(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
         }
     }
     for r in 0..tm {
+        // The x vectors against the first 4 and (f16) the next 4 k of the weight load.
+        let (xa, xb) = match (stage, s.f16) {
+            (true, true) => (format!("xs[{}u + k * 2u]", r * xv), format!("xs[{}u + k * 2u + 1u]", r * xv)),
+            (true, false) => (format!("xs[{}u + k]", r * xv), String::new()),
+            (false, true) => (format!("x[xr{r} + k * 2u]"), format!("x[xr{r} + k * 2u + 1u]")),
+            (false, false) => (format!("x[xr{r} + k]"), String::new()),
+        };
         if s.f16 {
-            let _ = writeln!(
-                body,
-                "            let xa{r} = x[xr{r} + k * 2u];\n            let xb{r} = x[xr{r} + k * 2u + 1u];"
-            );
+            let _ = writeln!(body, "            let xa{r} = {xa};\n            let xb{r} = {xb};");
             let _ = writeln!(body, "            acc{r}_0 = acc{r}_0 + dot(xa{r}, wg0) + dot(xb{r}, wg1);");
             if na == 2 {
                 let _ = writeln!(body, "            acc{r}_1 = acc{r}_1 + dot(xa{r}, wu0) + dot(xb{r}, wu1);");
             }
         } else {
-            let _ = writeln!(body, "            let x{r} = x[xr{r} + k];");
+            let _ = writeln!(body, "            let x{r} = {xa};");
             let _ = writeln!(body, "            acc{r}_0 = acc{r}_0 + dot(x{r}, wg0);");
             if na == 2 {
                 let _ = writeln!(body, "            acc{r}_1 = acc{r}_1 + dot(x{r}, wu0);");
@@ -502,24 +621,19 @@ pub(crate) fn gemv_nk(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
         }
     }
     let _ = writeln!(body, "        }}\n    }}");
-    let slots = tm * na;
     // The sums of row r, accumulator a, as WGSL expressions valid where lane == 0.
     let mut sums: Vec<String> = vec![];
-    let red_len;
-    match sg {
-        Some(z) => {
-            let parts = lp / z;
+    match (sg, parts) {
+        (Some(z), Some(parts)) => {
             let subgroups = WORKGROUP as usize / z;
             for sl in 0..slots {
                 let (r, a) = (sl / na, sl % na);
                 let _ = writeln!(body, "    let sum{sl} = subgroupAdd(acc{r}_{a});");
             }
             if parts == 1 {
-                red_len = 0;
                 let _ = writeln!(body, "    if (sg_lane != 0u || !live) {{ return; }}");
                 sums.extend((0..slots).map(|sl| format!("sum{sl}")));
             } else {
-                red_len = slots * subgroups;
                 let _ = writeln!(body, "    if (sg_lane == 0u) {{");
                 for sl in 0..slots {
                     let _ = writeln!(body, "        red[{}u + sg_id] = sum{sl};", sl * subgroups);
@@ -532,8 +646,7 @@ pub(crate) fn gemv_nk(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
                 }
             }
         }
-        None => {
-            red_len = slots * WORKGROUP as usize;
+        _ => {
             for r in 0..tm {
                 for a in 0..na {
                     let _ = writeln!(body, "    red[{}u + lid] = acc{r}_{a};", (r * na + a) * WORKGROUP as usize);
@@ -559,6 +672,12 @@ pub(crate) fn gemv_nk(name: String, s: &ProjShape, v: &ProjValues, t: &Target) -
     let mut prelude = format!("{MATH}\n");
     if red_len > 0 {
         let _ = writeln!(prelude, "var<workgroup> red: array<f32, {red_len}>;");
+    }
+    if stage {
+        let _ = writeln!(prelude, "var<workgroup> xs: array<vec4<f32>, {}>;", tm * xv);
+    }
+    if let Some(p) = pro {
+        prelude.push_str(&prologue_funcs(p, &body));
     }
     let kind = kind(s, ProjKernel::Gemv(Layout::Nk));
     finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(per_wg) as u64, s.rows.div_ceil(tm) as u64], WORKGROUP, t)
