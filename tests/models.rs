@@ -306,6 +306,9 @@ fn present_keys_and_values_are_written_by_the_attention() {
                 node.name,
                 node.op.name()
             );
+        }
+    }
+}
 
 /// The output projection after each attention reads its weight as `[N, K]` (the weights-nk
 /// pass: a transpose at load, read in place), as the q/k/v, gate/up and down projections do,

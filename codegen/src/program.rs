@@ -182,26 +182,21 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
         && rows <= PREFETCH_MAX_ROWS
         && (1..=threads as usize).contains(&keys)
         && depth + per_thread_v <= PREFETCH_MAX_VALUES;
-    // The node's other outputs (`also`: a KV step's present keys and values), each element
-    // computed once by one thread of the grid: element `gid·threads + lid + m·rows·threads`
-    // for each m, written out per m (up to [`ALSO_MAX_UNROLL`]) so that their loads are in
-    // flight together.
+    // The node's other outputs (`also`: a KV step's present keys and values), read and
+    // computed with their concatenations branch-free.
     let mut outs = vec![out];
     let mut also_fresh = 0;
-    // Concatenation parts few enough for a workgroup (a KV step's new keys and values),
-    // computed once per workgroup into workgroup memory for the other outputs' programs and,
-    // with the up-front loads, for K and V: every element of K then reads the past cache or
-    // that array, instead of computing the new key (its rotation) wherever it is read.
+    // With the up-front loads, the concatenation parts of K and V few enough for a workgroup
+    // (a KV step's new keys and values) are computed once per workgroup into workgroup
+    // memory: every element of K then reads the past cache or that array, instead of
+    // computing the new key (its rotation) wherever it is read.
     let mut staged_decls = String::new();
     let mut staging = String::new();
     let mut also_w = vec![];
-    for (k, steps) in a.also.iter().enumerate() {
+    for steps in &a.also {
         let (p, st) = program(steps, &in_tys)?;
         let mut w = Writer::new(g, n, b, p, st, Sites::new(&name), also_fresh)?;
         w.select_concat = true;
-        let (code, decls) = w.stage(threads as usize, &format!("sta{k}_"))?;
-        staging.push_str(&code);
-        staged_decls.push_str(&decls);
         also_fresh = w.fresh;
         also_w.push(w);
     }
@@ -222,36 +217,36 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
         body.push_str(&staging);
         body.push_str("    workgroupBarrier();\n");
     }
+    // The other outputs are written by workgroups of their own after the attention's rows
+    // (`gid >= rows`), one element a thread, on other compute units than the attention's.
+    let mut side = String::new();
+    let mut extra = 0usize;
     for (k, mut w) in also_w.into_iter().enumerate() {
         w.fresh = also_fresh;
         let o = Value { node: n, output: 1 + k };
         outs.push(o);
         let total: usize = dims(g, o, b)?.iter().product();
+        extra = extra.max(total.div_ceil(threads as usize));
         let last = w.p.steps.len() - 1;
-        let stride = rows * threads as usize;
-        let iters = total.div_ceil(stride.max(1));
-        let base = format!("gid * {threads}u + lid");
-        let one = |w: &mut Writer, body: &mut String, i: &str, guard: bool| -> Result<()> {
-            let (lets, v) = w.outputs(&[last])?;
-            let write = format!("{}        out{}[i] = {};\n", indent(&lets), 1 + k, v[0]);
-            let _ = if guard {
-                writeln!(body, "    {{\n        let i = {i};\n        if (i < {total}u) {{\n{}        }}\n    }}", indent(&write))
-            } else {
-                writeln!(body, "    for (var i = {i}; i < {total}u; i = i + {stride}u) {{\n{write}    }}")
-            };
-            Ok(())
-        };
-        if iters <= ALSO_MAX_UNROLL {
-            for m in 0..iters {
-                one(&mut w, &mut body, &format!("{base} + {}u", m * stride), true)?;
-            }
-        } else {
-            one(&mut w, &mut body, &base, false)?;
-        }
+        let (lets, v) = w.outputs(&[last])?;
+        let _ = writeln!(
+            side,
+            "        if (i < {total}u) {{\n{}            out{}[i] = {};\n        }}",
+            indent(&indent(&lets)),
+            1 + k,
+            v[0]
+        );
         if !w.sites.checks.is_empty() {
             return Err(Error::graph(&name, "an attention's other outputs check nothing at run time (a glufuse bug)"));
         }
         also_fresh = w.fresh;
+    }
+    if !side.is_empty() {
+        body = body.replacen(
+            &format!("    if (gid >= {rows}u) {{ return; }}\n"),
+            &format!("    if (gid >= {rows}u) {{\n        let i = (gid - {rows}u) * {threads}u + lid;\n{side}        return;\n    }}\n"),
+            1,
+        );
     }
     qw.fresh = also_fresh;
     let mut kvals = vec![];
@@ -420,12 +415,8 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
     prelude.push_str(&staged_decls);
     prelude.push_str(&crate::elementwise::helpers_for(&format!("{body}\n{prelude}")));
     let checks = sw.sites.checks;
-    kernel_outs(g, name, KernelKind::Attention, &ins, &outs, rows as u64, threads, &prelude, &body, checks, t)
+    kernel_outs(g, name, KernelKind::Attention, &ins, &outs, (rows + extra) as u64, threads, &prelude, &body, checks, t)
 }
-
-/// Most elements of each of an attention's other outputs a thread computes written out one
-/// after the other ([`attention`]); past it, a loop.
-const ALSO_MAX_UNROLL: usize = 8;
 
 /// Most rows (workgroups) an attention that loads its K and V up front has ([`attention`]).
 /// With few workgroups nothing hides a workgroup's wait on memory, and loading everything at
@@ -866,7 +857,7 @@ impl<'a> Writer<'a> {
     /// its own (what each part computes stays in its branch).
     fn concat(&mut self, k: usize, axis: i64, xs: &[usize], c: &[String]) -> Result<String> {
         let ax = norm_axis(axis, c.len()).ok_or_else(|| Error::graph(&self.name, "concat axis out of range"))?;
-        if self.select_concat {
+        if self.select_concat && xs.iter().any(|&x| self.dims[x][ax] > 0) {
             return self.concat_select(k, ax, xs, c);
         }
         let v = self.name("t");
@@ -932,7 +923,11 @@ impl<'a> Writer<'a> {
             let c = self.coords(x);
             let v = self.value(x, &c)?;
             let inner = std::mem::take(&mut self.code);
-            let _ = writeln!(code, "    if (lid < {numel}u) {{\n        let i = lid;\n{}        {arr}[lid] = {v};\n    }}", indent(&inner));
+            let _ = writeln!(
+                code,
+                "    if (lid < {numel}u) {{\n        let i = lid;\n{}        {arr}[lid] = {v};\n    }}",
+                indent(&inner)
+            );
             let _ = writeln!(decls, "var<workgroup> {arr}: array<f32, {numel}>;");
             self.staged.insert(x, arr);
         }

@@ -9,6 +9,13 @@
 //! coordinates, not copies. The scores program reads the node's inputs and, as input `n` (one
 //! past them), the scores.
 //!
+//! The node may also compute further outputs (`also`): float programs without row steps over
+//! its inputs, output `1 + k` being `also[k]`'s value. A KV-cache step's present keys and
+//! values are such: the past cache with the new (rotated) keys appended, which the graph
+//! outputs and the attention reads. The attention then reads K and V through the same steps
+//! (the past cache and the new keys where they are), and extra workgroups of its kernel write
+//! the present outputs: one launch instead of two.
+//!
 //! Evaluation runs each program and product as the ops they replaced (two `MatMul`s and the
 //! programs' steps), so the node computes bit for bit what those nodes computed.
 
