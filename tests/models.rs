@@ -283,6 +283,33 @@ fn rotary_queries_and_norms_take_no_kernels_of_their_own() {
     assert_eq!(kernels.len(), launches - folded, "{launches} launches");
 }
 
+/// A KV-cache step's present keys and values (the past cache with the new keys appended) are
+/// written by the attention that reads them, not by programs of their own: in every KV-step
+/// export the passes leave each `present` output to an attention node, and the attention's
+/// K and V read the past cache and the new keys where they are.
+#[test]
+fn present_keys_and_values_are_written_by_the_attention() {
+    use glufuse::ir::Op;
+    for m in models().iter().filter(|m| m.contains("kvstep")) {
+        let mut g = load_graph(&dir().join(format!("{m}.onnx"))).unwrap();
+        PassManager::standard().run(&mut g).unwrap();
+        let present: Vec<(String, glufuse::ir::Value)> = (0..g.outputs.len())
+            .map(|i| (g.output_name(i), g.outputs[i]))
+            .filter(|(name, _)| name.contains("present"))
+            .collect();
+        assert!(!present.is_empty(), "{m}: no present outputs");
+        for (name, v) in present {
+            let node = g.node(v.node);
+            assert!(
+                matches!(node.op, Op::Attention(_)) && v.output >= 1,
+                "{m}: present output '{name}' comes from '{}' ({})",
+                node.name,
+                node.op.name()
+            );
+        }
+    }
+}
+
 /// The output projection after each attention reads its weight as `[N, K]` (the weights-nk
 /// pass: a transpose at load, read in place), as the q/k/v, gate/up and down projections do,
 /// in a KV step and in a dynamic-shape export.

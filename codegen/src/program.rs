@@ -11,7 +11,7 @@
 //! written. Floats accumulate in f32, as the reduction and softmax kernels do.
 
 use crate::elementwise::{binary_expr, cast_expr, map_kernel_lets, unary_expr, Sites};
-use crate::wgsl::{kernel, kernel_outs, load, row_threads, subgroup, tree_reduce_in, RedArray, Store, WORKGROUP};
+use crate::wgsl::{kernel_outs, load, row_threads, subgroup, tree_reduce_in, RedArray, Store, WORKGROUP};
 use crate::{dims, KernelKind, KernelSource, Target};
 use glufuse_ir::ops::attention::types as attention_types;
 use glufuse_ir::ops::binary::BinaryKind;
@@ -182,6 +182,73 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
         && rows <= PREFETCH_MAX_ROWS
         && (1..=threads as usize).contains(&keys)
         && depth + per_thread_v <= PREFETCH_MAX_VALUES;
+    // The node's other outputs (`also`: a KV step's present keys and values), read and
+    // computed with their concatenations branch-free.
+    let mut outs = vec![out];
+    let mut also_fresh = 0;
+    // With the up-front loads, the concatenation parts of K and V few enough for a workgroup
+    // (a KV step's new keys and values) are computed once per workgroup into workgroup
+    // memory: every element of K then reads the past cache or that array, instead of
+    // computing the new key (its rotation) wherever it is read.
+    let mut staged_decls = String::new();
+    let mut staging = String::new();
+    let mut also_w = vec![];
+    for steps in &a.also {
+        let (p, st) = program(steps, &in_tys)?;
+        let mut w = Writer::new(g, n, b, p, st, Sites::new(&name), also_fresh)?;
+        w.select_concat = true;
+        also_fresh = w.fresh;
+        also_w.push(w);
+    }
+    if prefetch {
+        kw.select_concat = true;
+        vw.select_concat = true;
+        kw.fresh = also_fresh;
+        let (code, decls) = kw.stage(threads as usize, "stk_")?;
+        staging.push_str(&code);
+        staged_decls.push_str(&decls);
+        vw.fresh = kw.fresh;
+        let (code, decls) = vw.stage(threads as usize, "stv_")?;
+        staging.push_str(&code);
+        staged_decls.push_str(&decls);
+        also_fresh = vw.fresh;
+    }
+    if !staging.is_empty() {
+        body.push_str(&staging);
+        body.push_str("    workgroupBarrier();\n");
+    }
+    // The other outputs are written by workgroups of their own after the attention's rows
+    // (`gid >= rows`), one element a thread, on other compute units than the attention's.
+    let mut side = String::new();
+    let mut extra = 0usize;
+    for (k, mut w) in also_w.into_iter().enumerate() {
+        w.fresh = also_fresh;
+        let o = Value { node: n, output: 1 + k };
+        outs.push(o);
+        let total: usize = dims(g, o, b)?.iter().product();
+        extra = extra.max(total.div_ceil(threads as usize));
+        let last = w.p.steps.len() - 1;
+        let (lets, v) = w.outputs(&[last])?;
+        let _ = writeln!(
+            side,
+            "        if (i < {total}u) {{\n{}            out{}[i] = {};\n        }}",
+            indent(&indent(&lets)),
+            1 + k,
+            v[0]
+        );
+        if !w.sites.checks.is_empty() {
+            return Err(Error::graph(&name, "an attention's other outputs check nothing at run time (a glufuse bug)"));
+        }
+        also_fresh = w.fresh;
+    }
+    if !side.is_empty() {
+        body = body.replacen(
+            &format!("    if (gid >= {rows}u) {{ return; }}\n"),
+            &format!("    if (gid >= {rows}u) {{\n        let i = (gid - {rows}u) * {threads}u + lid;\n{side}        return;\n    }}\n"),
+            1,
+        );
+    }
+    qw.fresh = also_fresh;
     let mut kvals = vec![];
     let mut vvals = vec![];
     if prefetch {
@@ -345,9 +412,10 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
     if cached {
         prelude.push_str(&format!("var<workgroup> sc: array<f32, {}>;\n", keys.max(1)));
     }
+    prelude.push_str(&staged_decls);
     prelude.push_str(&crate::elementwise::helpers_for(&format!("{body}\n{prelude}")));
     let checks = sw.sites.checks;
-    kernel(g, name, KernelKind::Attention, &ins, out, rows as u64, threads, &prelude, &body, checks, t)
+    kernel_outs(g, name, KernelKind::Attention, &ins, &outs, (rows + extra) as u64, threads, &prelude, &body, checks, t)
 }
 
 /// Most rows (workgroups) an attention that loads its K and V up front has ([`attention`]).
@@ -530,6 +598,10 @@ struct Writer<'a> {
     /// An input that is a value of the kernel rather than a binding (an attention's scores),
     /// and the WGSL holding it at the coordinates asked for.
     virt: Option<(usize, String)>,
+    /// Concatenations computed without branches ([`Writer::concat`]).
+    select_concat: bool,
+    /// Steps whose every value a workgroup array holds ([`Writer::stage`]), by its name.
+    staged: HashMap<usize, String>,
 }
 
 impl<'a> Writer<'a> {
@@ -565,6 +637,8 @@ impl<'a> Writer<'a> {
             code: String::new(),
             fresh,
             virt: None,
+            select_concat: false,
+            staged: HashMap::new(),
         })
     }
 
@@ -783,6 +857,9 @@ impl<'a> Writer<'a> {
     /// its own (what each part computes stays in its branch).
     fn concat(&mut self, k: usize, axis: i64, xs: &[usize], c: &[String]) -> Result<String> {
         let ax = norm_axis(axis, c.len()).ok_or_else(|| Error::graph(&self.name, "concat axis out of range"))?;
+        if self.select_concat && xs.iter().any(|&x| self.dims[x][ax] > 0) {
+            return self.concat_select(k, ax, xs, c);
+        }
         let v = self.name("t");
         let _ = writeln!(self.code, "    var {v}: {};", Store::of_dtype(self.tys[k].dtype).scalar());
         let mut off = 0usize;
@@ -805,6 +882,89 @@ impl<'a> Writer<'a> {
             off += size;
         }
         self.code.push('\n');
+        self.memo.insert((k, c.to_vec()), v.clone());
+        Ok(v)
+    }
+
+    /// Stages the later parts of the program's branch-free concatenations ([`Writer::concat_select`])
+    /// that hold at most `threads` float elements (a KV step's new keys after the past cache)
+    /// in workgroup arrays named `{prefix}N`: the statements computing them (thread `lid`
+    /// element `lid`; the caller puts a barrier after them) and the arrays' declarations.
+    /// The concatenation then reads a staged part there instead of computing it per element.
+    /// A part inside another staged part is not staged on its own.
+    fn stage(&mut self, threads: usize, prefix: &str) -> Result<(String, String)> {
+        let steps = self.p.steps.clone();
+        let mut inside = vec![false; steps.len()];
+        let mut chosen = vec![];
+        for k in (0..steps.len()).rev() {
+            let Step::Concat { xs, .. } = &steps[k] else { continue };
+            if inside[k] {
+                continue;
+            }
+            for &x in &xs[1..] {
+                let numel: usize = self.dims[x].iter().product();
+                if numel == 0 || numel > threads || !self.tys[x].dtype.is_float() || inside[x] {
+                    continue;
+                }
+                chosen.push((x, numel));
+                let mut todo = vec![x];
+                while let Some(y) = todo.pop() {
+                    if !inside[y] {
+                        inside[y] = true;
+                        todo.extend(steps[y].args());
+                    }
+                }
+            }
+        }
+        let (mut code, mut decls) = (String::new(), String::new());
+        for (n, &(x, numel)) in chosen.iter().enumerate() {
+            let arr = format!("{prefix}{n}");
+            self.reset();
+            let c = self.coords(x);
+            let v = self.value(x, &c)?;
+            let inner = std::mem::take(&mut self.code);
+            let _ = writeln!(
+                code,
+                "    if (lid < {numel}u) {{\n        let i = lid;\n{}        {arr}[lid] = {v};\n    }}",
+                indent(&inner)
+            );
+            let _ = writeln!(decls, "var<workgroup> {arr}: array<f32, {numel}>;");
+            self.staged.insert(x, arr);
+        }
+        self.reset();
+        Ok((code, decls))
+    }
+
+    /// [`Writer::concat`] without branches: every part's value at the coordinate clamped into
+    /// that part (so that every read is in bounds), then the one the coordinate falls in
+    /// picked by `select`. Each part is computed wherever the concatenation is, but the
+    /// reads of a row written out element by element no longer wait on each other behind
+    /// branches: the attention's K and V, read through a KV step's concatenation of the past
+    /// cache and the new keys, load their whole row at once.
+    fn concat_select(&mut self, k: usize, ax: usize, xs: &[usize], c: &[String]) -> Result<String> {
+        let parts: Vec<usize> = xs.iter().copied().filter(|&x| self.dims[x][ax] > 0).collect();
+        let mut vals = vec![];
+        let mut off = 0usize;
+        for (n, &x) in parts.iter().enumerate() {
+            let size = self.dims[x][ax];
+            let lo = if off > 0 { format!("max({}, {off}u)", c[ax]) } else { c[ax].clone() };
+            let hi = if n + 1 < parts.len() { format!("min({lo}, {}u)", off + size - 1) } else { lo };
+            let mut cx = c.to_vec();
+            cx[ax] = self.bind("c", &if off > 0 { format!("{hi} - {off}u") } else { hi });
+            let v = match self.staged.get(&x).cloned() {
+                Some(arr) => {
+                    let at = Self::flat(&cx, &self.dims[x]);
+                    self.bind("t", &format!("{arr}[{at}]"))
+                }
+                None => self.value(x, &cx)?,
+            };
+            vals.push((v, off + size));
+            off += size;
+        }
+        let (last, _) = vals.pop().expect("a concatenation has a part");
+        let e = vals.iter().rev().fold(last, |acc, (v, end)| format!("select({acc}, {v}, {} < {end}u)", c[ax]));
+        let v = self.name("t");
+        let _ = writeln!(self.code, "    let {v} = {e};");
         self.memo.insert((k, c.to_vec()), v.clone());
         Ok(v)
     }

@@ -112,6 +112,10 @@ struct Operand<'a> {
     steps: Vec<Step>,
     /// The step reading each node input, in this program.
     input_step: HashMap<usize, usize>,
+    /// Programs taken in whose output the graph outputs too (see [`Operand::side`]): the
+    /// output, and this operand's steps up to its value (the program of the node's output
+    /// that replaces it).
+    sides: &'a mut Vec<(Value, Vec<Step>)>,
 }
 
 impl Operand<'_> {
@@ -156,6 +160,9 @@ impl Operand<'_> {
                 }
             }
         }
+        if let Some(k) = self.side(v) {
+            return k;
+        }
         let i = match self.inputs.iter().position(|&x| x == v) {
             Some(i) => i,
             None => {
@@ -169,6 +176,44 @@ impl Operand<'_> {
         let k = self.push(Step::Input(i));
         self.input_step.insert(i, k);
         k
+    }
+
+    /// A float program without row steps (a KV step's present keys: the past cache and the
+    /// new rotated keys concatenated) whose output `v` the graph outputs and only this
+    /// operand reads besides: its steps are taken into the operand (the attention reads the
+    /// past cache and the new keys where they are) and into a program of the node's own
+    /// output that replaces `v` (the kernel writes it), so the program is no kernel of its own.
+    fn side(&mut self, v: Value) -> Option<usize> {
+        let node = self.g.node(v.node);
+        let Op::Elementwise(p) = &node.op else { return None };
+        let ins = self.g.inputs(v.node);
+        let tys: Vec<&TensorType> = ins.iter().map(|&x| self.g.ty(x)).collect();
+        let takes = self.g.is_output(v)
+            && self.g.users(v).len() == 1
+            && node.outputs.len() == 1
+            && p.also.is_empty()
+            && !matches!(p.steps.last(), Some(Step::Input(_)))
+            && computes_per_element(p, &tys);
+        if !takes {
+            return None;
+        }
+        let mut at = vec![];
+        for s in &p.steps {
+            let k = match s {
+                Step::Input(i) => self.step(ins[*i]),
+                _ => {
+                    let mut s = s.clone();
+                    let args: Vec<usize> = s.args().iter().map(|&a| at[a]).collect();
+                    s.set_args(&args);
+                    self.push(s)
+                }
+            };
+            at.push(k);
+        }
+        // Its steps were pushed last (an operand's views are pushed after what they read).
+        self.sides.push((v, self.steps.clone()));
+        self.absorbed.push(v.node);
+        at.last().copied()
     }
 
     fn push(&mut self, s: Step) -> usize {
@@ -210,9 +255,10 @@ fn try_fuse(g: &mut Graph, pv: NodeIndex) -> Result<Option<Fused>> {
     if !width.is_some_and(|w| (1..=256).contains(&w)) {
         return Ok(None);
     }
-    let (mut inputs, mut absorbed) = (vec![], vec![]);
-    let operand = |x: Value, computes: bool, inputs: &mut Vec<Value>, absorbed: &mut Vec<NodeIndex>| {
-        let mut o = Operand { g, computes, inputs, absorbed, steps: vec![], input_step: HashMap::new() };
+    let (mut inputs, mut absorbed, mut sides) = (vec![], vec![], vec![]);
+    let mut operand = |x: Value, computes: bool, inputs: &mut Vec<Value>, absorbed: &mut Vec<NodeIndex>| {
+        let mut o =
+            Operand { g, computes, inputs, absorbed, steps: vec![], input_step: HashMap::new(), sides: &mut sides };
         o.step(x);
         o.steps
     };
@@ -247,7 +293,8 @@ fn try_fuse(g: &mut Graph, pv: NodeIndex) -> Result<Option<Fused>> {
         _ => None,
     };
     let out_perm = transposed.as_ref().map(|(_, p)| p.clone()).unwrap_or_default();
-    let a = Attention { q: q_steps, kt: kt_steps, v: v_steps, scores, out_perm, replaced: vec![] };
+    let also = sides.iter().map(|(_, st)| st.clone()).collect();
+    let a = Attention { q: q_steps, kt: kt_steps, v: v_steps, scores, out_perm, also, replaced: vec![] };
     let tys: Vec<&TensorType> = inputs.iter().map(|&x| g.ty(x)).collect();
     if types(&a, &tys).is_err() {
         return Ok(None);
@@ -267,11 +314,14 @@ fn try_fuse(g: &mut Graph, pv: NodeIndex) -> Result<Option<Fused>> {
         replaced.push(g.node(last).name.clone());
     }
     let name = g.node(last).name.clone();
-    let ty = g.ty(Value::of(last)).clone();
+    let mut tys = vec![g.ty(Value::of(last)).clone()];
+    tys.extend(sides.iter().map(|(v, _)| g.ty(*v).clone()));
     g.rename(last, format!("{name}.unfused"))?;
-    let new =
-        g.add_node(name.clone(), Op::Attention(Attention { replaced: replaced.clone(), ..a }), &inputs, vec![ty])?;
+    let new = g.add_node(name.clone(), Op::Attention(Attention { replaced: replaced.clone(), ..a }), &inputs, tys)?;
     g.replace_uses(Value::of(last), Value::of(new));
+    for (k, (v, _)) in sides.iter().enumerate() {
+        g.replace_uses(*v, Value { node: new, output: 1 + k });
+    }
     let removed = [last, pv, p.node, s.node];
     for n in removed[usize::from(last == pv)..].iter().copied().chain(absorbed.into_iter().rev()) {
         g.remove_node(n);

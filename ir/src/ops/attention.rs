@@ -9,6 +9,13 @@
 //! coordinates, not copies. The scores program reads the node's inputs and, as input `n` (one
 //! past them), the scores.
 //!
+//! The node may also compute further outputs (`also`): float programs without row steps over
+//! its inputs, output `1 + k` being `also[k]`'s value. A KV-cache step's present keys and
+//! values are such: the past cache with the new (rotated) keys appended, which the graph
+//! outputs and the attention reads. The attention then reads K and V through the same steps
+//! (the past cache and the new keys where they are), and extra workgroups of its kernel write
+//! the present outputs: one launch instead of two.
+//!
 //! Evaluation runs each program and product as the ops they replaced (two `MatMul`s and the
 //! programs' steps), so the node computes bit for bit what those nodes computed.
 
@@ -40,6 +47,10 @@ pub struct Attention {
     /// the heads transposed back next to each other as the output projection reads them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub out_perm: Vec<usize>,
+    /// Programs of the node's further outputs (output `1 + k` is `also[k]`'s last step): float
+    /// programs without row steps over the node's inputs (see the module documentation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<Vec<Step>>,
     /// Names of the model nodes this node replaced.
     #[serde(default)]
     pub replaced: Vec<String>,
@@ -82,19 +93,32 @@ pub fn types(a: &Attention, ins: &[&TensorType]) -> Result<[TensorType; 6], Stri
         let t = Op::Transpose { perm: a.out_perm.clone() };
         o = t.infer(&[&o], &[]).map_err(|e| format!("out_perm: {e}"))?.remove(0);
     }
+    for (k, steps) in a.also.iter().enumerate() {
+        let p = ElementwiseProgram { steps: steps.clone(), also: vec![], replaced: vec![] };
+        let tys = p.step_types(ins).map_err(|e| format!("also {k}: {e}"))?;
+        if steps.iter().any(Step::is_row) || !tys.iter().all(|t| t.dtype.is_float()) {
+            return Err(format!("also {k}: a program of the attention's outputs is a float program without row steps"));
+        }
+    }
     for k in 0..ins.len() {
         let read = |steps: &[Step]| steps.contains(&Step::Input(k));
-        if !(read(&a.q) || read(&a.kt) || read(&a.v) || read(&a.scores)) {
+        if !(read(&a.q) || read(&a.kt) || read(&a.v) || read(&a.scores) || a.also.iter().any(|s| read(s))) {
             return Err(format!("input {k} is not read"));
         }
     }
     Ok([q, kt, v, s, p, o])
 }
 
-/// Type of the output: `P·V`.
+/// Types of the outputs: `P·V`, then each of `also`'s programs'.
 pub(crate) fn infer(a: &Attention, ins: &[&TensorType]) -> Result<Vec<TensorType>, String> {
     let [.., o] = types(a, ins)?;
-    Ok(vec![o])
+    let mut outs = vec![o];
+    for steps in &a.also {
+        let p = ElementwiseProgram { steps: steps.clone(), also: vec![], replaced: vec![] };
+        let mut t = p.step_types(ins)?;
+        outs.push(t.pop().expect("a program has a step"));
+    }
+    Ok(outs)
 }
 
 /// Evaluates the programs and the two products as the ops they stand for.
@@ -111,10 +135,12 @@ pub(crate) fn eval(a: &Attention, ins: &[&Tensor], b: &Bindings) -> Result<Vec<T
     with_s.push(&s);
     let p = run(&a.scores, &with_s, b)?;
     let o = mm(&p, &v)?;
-    if a.out_perm.is_empty() {
-        return Ok(vec![o]);
+    let o = if a.out_perm.is_empty() { o } else { super::layout::transpose(&o, &a.out_perm) };
+    let mut outs = vec![o];
+    for steps in &a.also {
+        outs.push(run(steps, ins, b)?);
     }
-    Ok(vec![super::layout::transpose(&o, &a.out_perm)])
+    Ok(outs)
 }
 
 /// Dump label: each program as an elementwise one shows it, the scores as `S`
@@ -139,10 +165,11 @@ pub(crate) fn label(a: &Attention) -> String {
     }
     scores.push_str(rest);
     let perm = if a.out_perm.is_empty() { String::new() } else { format!("; out: Transpose(perm={:?})", a.out_perm) };
-    format!("{NAME}(q: {}; kt: {}; v: {}; p: {scores}{perm})", text(&a.q), text(&a.kt), text(&a.v))
+    let also: String = a.also.iter().enumerate().map(|(k, st)| format!("; out{}: {}", k + 1, text(st))).collect();
+    format!("{NAME}(q: {}; kt: {}; v: {}; p: {scores}{perm}{also})", text(&a.q), text(&a.kt), text(&a.v))
 }
 
-/// JSON attributes: `q`, `kt`, `v`, `scores`, `replaced`.
+/// JSON attributes: `q`, `kt`, `v`, `scores`, `out_perm` and `also` where not empty, `replaced`.
 pub(crate) fn write_attrs(a: &Attention, m: &mut Attrs) {
     if let J::Object(o) = to_json(a) {
         m.extend(o);
