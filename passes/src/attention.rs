@@ -142,21 +142,9 @@ impl Operand<'_> {
             if let Op::Elementwise(p) = &node.op {
                 let tys: Vec<&TensorType> = ins.iter().map(|&x| self.g.ty(x)).collect();
                 if moves_only(p) || (self.computes && computes_per_element(p, &tys)) {
-                    let mut at = vec![];
-                    for s in &p.steps {
-                        let k = match s {
-                            Step::Input(i) => self.step(ins[*i]),
-                            _ => {
-                                let mut s = s.clone();
-                                let args: Vec<usize> = s.args().iter().map(|&a| at[a]).collect();
-                                s.set_args(&args);
-                                self.push(s)
-                            }
-                        };
-                        at.push(k);
-                    }
+                    let k = self.take_in(p, &ins);
                     self.absorbed.push(v.node);
-                    return *at.last().expect("a program has a step");
+                    return k;
                 }
             }
         }
@@ -197,6 +185,16 @@ impl Operand<'_> {
         if !takes {
             return None;
         }
+        let k = self.take_in(p, &ins);
+        // Its steps were pushed last (an operand's views are pushed after what they read).
+        self.sides.push((v, self.steps.clone()));
+        self.absorbed.push(v.node);
+        Some(k)
+    }
+
+    /// Pushes program `p`'s steps over its node's inputs `ins` (each read through
+    /// [`Operand::step`]) into the operand; returns the step holding its value.
+    fn take_in(&mut self, p: &ElementwiseProgram, ins: &[Value]) -> usize {
         let mut at = vec![];
         for s in &p.steps {
             let k = match s {
@@ -210,10 +208,7 @@ impl Operand<'_> {
             };
             at.push(k);
         }
-        // Its steps were pushed last (an operand's views are pushed after what they read).
-        self.sides.push((v, self.steps.clone()));
-        self.absorbed.push(v.node);
-        at.last().copied()
+        *at.last().expect("a program has a step")
     }
 
     fn push(&mut self, s: Step) -> usize {
