@@ -145,7 +145,41 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
     let mut vw = Writer::new(g, n, b, vp, vt, Sites::new(&name), 0)?;
     // The row's coordinates: its batch dims and its query.
     let rs = strides(&sd[..r - 1]);
-    let mut body = format!("    if (gid >= {rows}u) {{ return; }}\n    let row = gid;\n");
+    // The node's other outputs (`also`: a KV step's present keys and values), written by
+    // workgroups of their own after the attention's rows (`gid >= rows`), one element a
+    // thread, on other compute units than the attention's; their concatenations branch-free.
+    let mut outs = vec![out];
+    let mut also_fresh = 0;
+    let mut side = String::new();
+    let mut extra = 0usize;
+    for (k, steps) in a.also.iter().enumerate() {
+        let o = Value { node: n, output: 1 + k };
+        outs.push(o);
+        let total: usize = dims(g, o, b)?.iter().product();
+        extra = extra.max(total.div_ceil(threads as usize));
+        let (p, st) = program(steps, &in_tys)?;
+        let last = p.steps.len() - 1;
+        let mut w = Writer::new(g, n, b, p, st, Sites::new(&name), also_fresh)?;
+        w.select_concat = true;
+        let (lets, v) = w.outputs(&[last])?;
+        let _ = writeln!(
+            side,
+            "        if (i < {total}u) {{\n{}            out{}[i] = {};\n        }}",
+            indent(&indent(&lets)),
+            1 + k,
+            v[0]
+        );
+        if !w.sites.checks.is_empty() {
+            return Err(Error::graph(&name, "an attention's other outputs check nothing at run time (a glufuse bug)"));
+        }
+        also_fresh = w.fresh;
+    }
+    let exit = if side.is_empty() {
+        " return; ".to_string()
+    } else {
+        format!("\n        let i = (gid - {rows}u) * {threads}u + lid;\n{side}        return;\n    ")
+    };
+    let mut body = format!("    if (gid >= {rows}u) {{{exit}}}\n    let row = gid;\n");
     let mut rc = vec![];
     for (k, &d) in sd[..r - 1].iter().enumerate() {
         if d == 1 {
@@ -182,24 +216,12 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
         && rows <= PREFETCH_MAX_ROWS
         && (1..=threads as usize).contains(&keys)
         && depth + per_thread_v <= PREFETCH_MAX_VALUES;
-    // The node's other outputs (`also`: a KV step's present keys and values), read and
-    // computed with their concatenations branch-free.
-    let mut outs = vec![out];
-    let mut also_fresh = 0;
     // With the up-front loads, the concatenation parts of K and V few enough for a workgroup
     // (a KV step's new keys and values) are computed once per workgroup into workgroup
     // memory: every element of K then reads the past cache or that array, instead of
     // computing the new key (its rotation) wherever it is read.
     let mut staged_decls = String::new();
     let mut staging = String::new();
-    let mut also_w = vec![];
-    for steps in &a.also {
-        let (p, st) = program(steps, &in_tys)?;
-        let mut w = Writer::new(g, n, b, p, st, Sites::new(&name), also_fresh)?;
-        w.select_concat = true;
-        also_fresh = w.fresh;
-        also_w.push(w);
-    }
     if prefetch {
         kw.select_concat = true;
         vw.select_concat = true;
@@ -216,37 +238,6 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
     if !staging.is_empty() {
         body.push_str(&staging);
         body.push_str("    workgroupBarrier();\n");
-    }
-    // The other outputs are written by workgroups of their own after the attention's rows
-    // (`gid >= rows`), one element a thread, on other compute units than the attention's.
-    let mut side = String::new();
-    let mut extra = 0usize;
-    for (k, mut w) in also_w.into_iter().enumerate() {
-        w.fresh = also_fresh;
-        let o = Value { node: n, output: 1 + k };
-        outs.push(o);
-        let total: usize = dims(g, o, b)?.iter().product();
-        extra = extra.max(total.div_ceil(threads as usize));
-        let last = w.p.steps.len() - 1;
-        let (lets, v) = w.outputs(&[last])?;
-        let _ = writeln!(
-            side,
-            "        if (i < {total}u) {{\n{}            out{}[i] = {};\n        }}",
-            indent(&indent(&lets)),
-            1 + k,
-            v[0]
-        );
-        if !w.sites.checks.is_empty() {
-            return Err(Error::graph(&name, "an attention's other outputs check nothing at run time (a glufuse bug)"));
-        }
-        also_fresh = w.fresh;
-    }
-    if !side.is_empty() {
-        body = body.replacen(
-            &format!("    if (gid >= {rows}u) {{ return; }}\n"),
-            &format!("    if (gid >= {rows}u) {{\n        let i = (gid - {rows}u) * {threads}u + lid;\n{side}        return;\n    }}\n"),
-            1,
-        );
     }
     qw.fresh = also_fresh;
     let mut kvals = vec![];
