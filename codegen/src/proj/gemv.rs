@@ -488,9 +488,15 @@ fn nk_red_len(s: &ProjShape, t: &Target, tm: usize, lp: usize, pro: bool) -> usi
 pub(crate) fn nk_prologue_fits(s: &ProjShape, t: &Target) -> bool {
     let tm = s.gemv_rows(subgroup(t).is_some());
     let lp = nk_lanes(s);
-    let workgroups = s.n.div_ceil(WORKGROUP as usize / lp) * s.rows.div_ceil(tm);
-    workgroups <= NK_PROLOGUE_MAX_WORKGROUPS
+    let [x, y] = nk_grid(s, tm, lp);
+    x * y <= NK_PROLOGUE_MAX_WORKGROUPS as u64
         && (tm * s.k + nk_red_len(s, t, tm, lp, true)) * 4 <= t.max_workgroup_storage_bytes as usize
+}
+
+/// The grid of an `[N, K]` GEMV over tiles of `tm` rows with `lp` lanes an output: output
+/// features along x, row tiles along y.
+fn nk_grid(s: &ProjShape, tm: usize, lp: usize) -> [u64; 2] {
+    [s.n.div_ceil(WORKGROUP as usize / lp) as u64, s.rows.div_ceil(tm) as u64]
 }
 
 /// Most workgroups an `[N, K]` GEMV computing the norm before it has: every workgroup
@@ -543,7 +549,6 @@ pub(crate) fn gemv_nk(
             "{name}: the [N, K] GEMV's x does not fit its workgroup memory for a prologue (a glufuse bug)"
         )));
     }
-    let stage = pro.is_some();
     let kv = s.k / vc; // weight vectors per row
     let xv = s.k / 4; // x vectors per row
     let me = if sg.is_some() { "vid" } else { "lid" };
@@ -556,20 +561,19 @@ pub(crate) fn gemv_nk(
     if let Some(p) = pro {
         body.push_str(&p.code(tm));
     }
-    // Where row r of x starts: in vec4 of x (or of the staged `xs`), or in elements of the
-    // prologue's program.
+    // Where row r of x starts: in vec4 of x, or in elements of the prologue's program.
     let row_len = if pro.is_some() { s.k } else { xv };
     for r in 0..tm {
         let _ = writeln!(body, "    let xr{r} = min(row0 + {r}u, {}u) * {row_len}u;", s.rows - 1);
     }
-    // Four elements of the program's x from element index `e`, for row r.
-    let four = |r: usize, e: &str| -> String {
-        let p = pro.expect("a prologue");
-        let at: Vec<String> =
-            (0..4).map(|j| p.x_at(r, &if j == 0 { e.to_string() } else { format!("{e} + {j}u") })).collect();
-        format!("vec4<f32>({})", at.join(", "))
-    };
-    if stage {
+    // With a prologue, its rows of x into workgroup memory (`xs`, row r from vec4 r·K/4),
+    // four elements of the program a vec4, before the main loop reads them there.
+    if let Some(p) = pro {
+        let four = |r: usize, e: &str| -> String {
+            let at: Vec<String> =
+                (0..4).map(|j| p.x_at(r, &if j == 0 { e.to_string() } else { format!("{e} + {j}u") })).collect();
+            format!("vec4<f32>({})", at.join(", "))
+        };
         for r in 0..tm {
             let _ = writeln!(
                 body,
@@ -600,7 +604,7 @@ pub(crate) fn gemv_nk(
     }
     for r in 0..tm {
         // The x vectors against the first 4 and (f16) the next 4 k of the weight load.
-        let (xa, xb) = match (stage, s.f16) {
+        let (xa, xb) = match (pro.is_some(), s.f16) {
             (true, true) => (format!("xs[{}u + k * 2u]", r * xv), format!("xs[{}u + k * 2u + 1u]", r * xv)),
             (true, false) => (format!("xs[{}u + k]", r * xv), String::new()),
             (false, true) => (format!("x[xr{r} + k * 2u]"), format!("x[xr{r} + k * 2u + 1u]")),
@@ -673,12 +677,10 @@ pub(crate) fn gemv_nk(
     if red_len > 0 {
         let _ = writeln!(prelude, "var<workgroup> red: array<f32, {red_len}>;");
     }
-    if stage {
-        let _ = writeln!(prelude, "var<workgroup> xs: array<vec4<f32>, {}>;", tm * xv);
-    }
     if let Some(p) = pro {
+        let _ = writeln!(prelude, "var<workgroup> xs: array<vec4<f32>, {}>;", tm * xv);
         prelude.push_str(&prologue_funcs(p, &body));
     }
     let kind = kind(s, ProjKernel::Gemv(Layout::Nk));
-    finish(name, kind, &b, &prelude, &body, [s.n.div_ceil(per_wg) as u64, s.rows.div_ceil(tm) as u64], WORKGROUP, t)
+    finish(name, kind, &b, &prelude, &body, nk_grid(s, tm, lp), WORKGROUP, t)
 }
