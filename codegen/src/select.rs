@@ -527,8 +527,8 @@ mod tests {
 
     /// The `[N, K]` GEMV (a transposed weight read in place) takes the program too, up to
     /// [`PROLOGUE_MAX_ROWS`] rows, and computes it in its prologue: its inputs bound
-    /// instead of x, its reductions through the kernel's f32 `red`, x into workgroup memory
-    /// where it fits, else in the main loop.
+    /// instead of x, its reductions through the kernel's f32 `red`, x into workgroup memory;
+    /// where x does not fit there, or the grid is too wide, it takes none.
     #[test]
     fn a_prologue_goes_to_the_nk_gemv_too() {
         let b = Bindings::new();
