@@ -104,7 +104,11 @@ pub(crate) fn program(
 /// the workgroup), each over every `groups`-th key; their partial sums are added at the end.
 /// Dot products and sums are written out several terms per iteration so that their loads are
 /// in flight together. A decode-shaped attention (few rows, each key one thread's) loads all
-/// of its K and V at the start instead ([`PREFETCH_MAX_ROWS`]).
+/// of its K and V at the start instead ([`PREFETCH_MAX_ROWS`]), its K into workgroup memory
+/// by the whole workgroup, in order, where it fits there: a thread loading its own key's
+/// row made each of a warp's loads touch as many lines of memory as the warp has threads
+/// (the Qwen2-0.5B-sized f16 decode step on an H100, 1055 → 967 µs:
+/// `benches/results/h100-2026-11-26g-kstage.md`).
 pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t: &Target) -> Result<KernelSource> {
     let (ins, out) = (g.inputs(n), Value::of(n));
     let name = g.node(n).name.clone();
@@ -216,6 +220,13 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
         && rows <= PREFETCH_MAX_ROWS
         && (1..=threads as usize).contains(&keys)
         && depth + per_thread_v <= PREFETCH_MAX_VALUES;
+    // Where K fits in workgroup memory beside the rest (the staged new keys and values at
+    // most a workgroup's width each), it is loaded there cooperatively instead of each
+    // thread loading its own key's row: a warp's load then reads one run of memory, where
+    // a row a thread touched as many lines as the warp has threads.
+    let kstage = prefetch
+        && (keys as u64 * (depth as u64 + 1) + (keys + 4 * threads as usize + depth) as u64) * 4
+            <= t.max_workgroup_storage_bytes as u64;
     // With the up-front loads, the concatenation parts of K and V few enough for a workgroup
     // (a KV step's new keys and values) are computed once per workgroup into workgroup
     // memory: every element of K then reads the past cache or that array, instead of
@@ -250,14 +261,37 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
         );
         kw.fresh = qw.fresh;
         kw.reset();
-        // (Each coordinate a `let`: a program branching on it, a rotary embedding's halves,
-        // would otherwise compute with constants, and WGSL refuses a constant expression
-        // that overflows even in a branch never taken.)
-        for d in 0..depth {
-            let _ = writeln!(body, "    let kd{d} = {d}u;");
-            kvals.push(kw.value(kl, &at(&[&format!("kd{d}"), "jk"]))?);
+        if kstage {
+            // K through workgroup memory: the workgroup's threads load it element by element
+            // in order (consecutive threads, consecutive addresses), each row padded by one
+            // so that a thread reading its own key's row meets no other thread's bank.
+            let total = keys * depth;
+            let mut stores = String::new();
+            for m in 0..total.div_ceil(threads as usize) {
+                let e = m * threads as usize;
+                let _ = writeln!(
+                    body,
+                    "    let ke{m} = min(lid + {e}u, {}u);\n    let kj{m} = ke{m} / {depth}u;\n    let kc{m} = ke{m} % {depth}u;",
+                    total - 1
+                );
+                let v = kw.value(kl, &at(&[&format!("kc{m}"), &format!("kj{m}")]))?;
+                let guard =
+                    if e + threads as usize > total { format!("if (lid + {e}u < {total}u) ") } else { String::new() };
+                let _ = writeln!(stores, "    {guard}{{ kst[kj{m} * {}u + kc{m}] = {v}; }}", depth + 1);
+            }
+            body.push_str(&kw.code);
+            body.push_str(&stores);
+            kvals = (0..depth).map(|d| format!("kst[jk * {}u + {d}u]", depth + 1)).collect();
+        } else {
+            // (Each coordinate a `let`: a program branching on it, a rotary embedding's
+            // halves, would otherwise compute with constants, and WGSL refuses a constant
+            // expression that overflows even in a branch never taken.)
+            for d in 0..depth {
+                let _ = writeln!(body, "    let kd{d} = {d}u;");
+                kvals.push(kw.value(kl, &at(&[&format!("kd{d}"), "jk"]))?);
+            }
+            body.push_str(&kw.code);
         }
-        body.push_str(&kw.code);
         vw.fresh = kw.fresh;
         vw.reset();
         for m in 0..per_thread_v {
@@ -402,6 +436,9 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
     ));
     if cached {
         prelude.push_str(&format!("var<workgroup> sc: array<f32, {}>;\n", keys.max(1)));
+    }
+    if kstage {
+        prelude.push_str(&format!("var<workgroup> kst: array<f32, {}>;\n", keys * (depth + 1)));
     }
     prelude.push_str(&staged_decls);
     prelude.push_str(&crate::elementwise::helpers_for(&format!("{body}\n{prelude}")));
