@@ -127,6 +127,11 @@ const fn s1(bm: usize, bn: usize, bk: usize, wr: usize, wc: usize) -> CoopTile {
     CoopTile { bm, bn, bk, wr, wc, stages: 1 }
 }
 
+/// A tiling of two stages ([`s1`]'s arguments).
+const fn s2(bm: usize, bn: usize, bk: usize, wr: usize, wc: usize) -> CoopTile {
+    CoopTile { bm, bn, bk, wr, wc, stages: 2 }
+}
+
 /// The tilings to try for a shape, best first (measured on an H100, issue #15): 16-row tiles
 /// up to 32 rows (a bandwidth-bound pass over the weights), 128-row ones beyond, with 128
 /// output columns (256 plain) per workgroup where that still gives half of an H100's 132 SMs
@@ -136,8 +141,14 @@ const fn s1(bm: usize, bn: usize, bk: usize, wr: usize, wc: usize) -> CoopTile {
 /// tokens: its q/k/v, o and down projections, and its fused gate/up of 76 tiles, 39.6 → 39.0
 /// µs) went from 4540 to 3934 µs on an H100 that way, where 16×128 tiles took 4619,
 /// 32×64 tiles 4378 (faster for the K = 896 projections, slower for the fused gate/up) and
-/// 32×128 tiles 4595 (`benches/results/h100-2026-11-26e-coop-rows.md`). The later
-/// entries are smaller fallbacks for devices with less workgroup memory (lavapipe: 32 KiB).
+/// 32×128 tiles 4595 (`benches/results/h100-2026-11-26e-coop-rows.md`). A plain projection
+/// among those takes k 64 at a time in two stages of workgroup memory, on 32-row tiles where
+/// 64-row ones number fewer than half of [`COOP_MIN_WORKGROUPS`] and k stays whole (fewer
+/// than twice [`COOP_SPLIT_MIN_STEPS`] steps): the same prefill went from 3888 to 3208 µs
+/// (q/k/v 30.7 → 19.9 µs, o 30.3 → 19.3, the split down projection 39.5 → 35.7, timestamped);
+/// the fused gate/up kept its tiles, every variant of it tried being slower
+/// (`benches/results/h100-2026-11-26g-coop-k64.md`). The later entries are smaller fallbacks
+/// for devices with less workgroup memory (lavapipe: 32 KiB).
 pub fn candidates(s: &ProjShape) -> Vec<CoopTile> {
     let fused = s.fused.is_some();
     if s.rows <= 32 {
@@ -153,6 +164,15 @@ pub fn candidates(s: &ProjShape) -> Vec<CoopTile> {
     // ones (four subgroups) first.
     let few = if fused { COOP_MIN_WORKGROUPS } else { COOP_MIN_WORKGROUPS / 2 };
     if s.rows.div_ceil(128) * s.n.div_ceil(64 * w) < few {
+        if !fused {
+            // A plain projection: k steps of 64 in two stages of workgroup memory; 32-row
+            // tiles where even 64-row ones are few and k is short enough to stay whole.
+            let whole = s.k.div_ceil(64) < 2 * COOP_SPLIT_MIN_STEPS;
+            if whole && s.rows.div_ceil(64) * s.n.div_ceil(64) < COOP_MIN_WORKGROUPS / 2 {
+                v.push(s2(32, 64, 64, 2, 2));
+            }
+            v.push(s2(64, 64, 64, 2, 2));
+        }
         v.push(s1(64, 64, 32, 2, 2));
     }
     if s.rows > 256 && !fused {
@@ -1036,6 +1056,8 @@ mod tests {
             "16x32x128w1x2s1",
             "128x64x32w2x2",
             "64x64x16w2x2",
+            "64x64x64w2x2",
+            "32x64x64w2x2",
         ];
         let native =
             Capabilities::COOPERATIVE_MATRIX | Capabilities::SHADER_FLOAT16 | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
@@ -1082,7 +1104,7 @@ mod tests {
             }
         }
         // layouts × weight storages × kinds × sizes × tilings
-        assert_eq!(count, 2 * 2 * 5 * 3 * 7);
+        assert_eq!(count, 2 * 2 * 5 * 3 * 9);
     }
 
     /// The 4-bit staging: every kind of the grid with 4-bit weights (blocks of 16, 32 and
@@ -1134,15 +1156,17 @@ mod tests {
             let t = pick(&s, 49152).unwrap();
             split(&s, t, forced).0
         };
-        // Qwen2-0.5B at 128 rows (64×64 tiles): the down projection's 28 tiles (152 steps)
-        // split in 8 parts of 19 steps, the first of at least COOP_SPLIT_MIN_STEPS that divide
-        // them to reach COOP_MIN_WORKGROUPS (224 workgroups); q, o, k and v (K = 896, 28 steps)
-        // stay whole, as does the fused gate/up (152 tiles). K = 1024 (32 steps) splits in 2.
-        // At 512 rows the down projection's 112 tiles stay whole.
-        assert_eq!(split_for(false, 128, 4864, 896, None), 8);
+        // Qwen2-0.5B at 128 rows: the down projection's 28 tiles of 64×64 (76 steps of 64)
+        // split in 4 parts of 19 steps, the most there can be of at least
+        // COOP_SPLIT_MIN_STEPS that divide them (112 workgroups); q, o, k and v (K = 896, 32-row
+        // tiles, 14 steps) stay whole, as does the fused gate/up (152 tiles, 28 steps of 32).
+        // K = 1024 (16 steps) stays whole; K = 2048 (64-row tiles, 32 steps) splits in 2. At
+        // 512 rows the down projection's 112 tiles stay whole.
+        assert_eq!(split_for(false, 128, 4864, 896, None), 4);
         assert_eq!(split_for(false, 128, 896, 896, None), 1);
         assert_eq!(split_for(false, 128, 896, 128, None), 1);
-        assert_eq!(split_for(false, 128, 1024, 896, None), 2);
+        assert_eq!(split_for(false, 128, 1024, 896, None), 1);
+        assert_eq!(split_for(false, 128, 2048, 896, None), 2);
         assert_eq!(split_for(true, 128, 896, 4864, None), 1);
         assert_eq!(split_for(false, 512, 4864, 896, None), 1);
         assert_eq!(split_for(true, 512, 4096, 14336, None), 1);
@@ -1150,8 +1174,8 @@ mod tests {
         assert_eq!(split_for(false, 128, 96, 128, None), 1);
         assert_eq!(split_for(false, 128, 928, 128, None), 1);
         // Forced: used where it divides the steps.
-        assert_eq!(split_for(false, 512, 4864, 896, Some(8)), 8);
-        assert_eq!(split_for(false, 512, 4864, 896, Some(5)), 1);
+        assert_eq!(split_for(false, 512, 4864, 896, Some(4)), 4);
+        assert_eq!(split_for(false, 512, 4864, 896, Some(8)), 1);
     }
 
     /// The tilings picked for the shapes measured on the H100 are the ones measured fastest,
@@ -1169,7 +1193,10 @@ mod tests {
         assert_eq!(pick_for(Layout::Kn, true, 512, 4096, 14336, h100).unwrap(), "128x128x32w2x4s1");
         assert_eq!(pick_for(Layout::Nk, true, 128, 4096, 14336, h100).unwrap(), "128x128x32w2x4s1");
         assert_eq!(pick_for(Layout::Kn, true, 128, 896, 4864, h100).unwrap(), "64x64x32w2x2s1");
-        assert_eq!(pick_for(Layout::Kn, false, 128, 896, 1152, h100).unwrap(), "64x64x32w2x2s1");
+        assert_eq!(pick_for(Layout::Kn, false, 128, 896, 1152, h100).unwrap(), "32x64x64w2x2");
+        assert_eq!(pick_for(Layout::Nk, false, 128, 896, 1152, h100).unwrap(), "32x64x64w2x2");
+        assert_eq!(pick_for(Layout::Nk, false, 128, 4864, 896, h100).unwrap(), "64x64x64w2x2");
+        assert_eq!(pick_for(Layout::Nk, false, 128, 4864, 896, 32768).unwrap(), "64x64x32w2x2s1");
         assert_eq!(pick_for(Layout::Nk, true, 16, 4096, 14336, h100).unwrap(), "16x32x128w1x2s1");
         assert_eq!(pick_for(Layout::Kn, true, 16, 4096, 14336, h100).unwrap(), "16x128x64w1x4s1");
         assert_eq!(pick_for(Layout::Kn, false, 512, 4096, 14336, h100).unwrap(), "256x128x32w4x2s1");
@@ -1186,12 +1213,23 @@ mod tests {
                         let (cols, least) =
                             if fused { (64, COOP_MIN_WORKGROUPS) } else { (128, COOP_MIN_WORKGROUPS / 2) };
                         let few = rows > 32 && rows.div_ceil(128) * n.div_ceil(cols) < least;
-                        let want = match (rows <= 32, few) {
-                            (true, _) => "16x",
-                            (false, true) => "64x64x",
-                            (false, false) => "128x",
+                        // A plain one of those: 32-row tiles where 64-row ones number fewer
+                        // than half of COOP_MIN_WORKGROUPS and k has fewer than twice
+                        // COOP_SPLIT_MIN_STEPS steps of 64, else 64-row ones, two stages.
+                        let short = rows.div_ceil(64) * n.div_ceil(64) < COOP_MIN_WORKGROUPS / 2
+                            && k.div_ceil(64) < 2 * COOP_SPLIT_MIN_STEPS;
+                        let want = match (rows <= 32, few, fused, short) {
+                            (true, ..) => "16x",
+                            (false, true, true, _) => "64x64x32w2x2s1",
+                            (false, true, false, true) => "32x64x64w2x2",
+                            (false, true, false, false) => "64x64x64w2x2",
+                            (false, false, ..) => "128x",
                         };
-                        assert!(t.starts_with(want) || (!few && t.starts_with("256x")), "{rows} {k} {n}: {t}");
+                        let exact = few && !fused;
+                        assert!(
+                            if exact { t == want } else { t.starts_with(want) || (!few && t.starts_with("256x")) },
+                            "{rows} {k} {n}: {t}"
+                        );
                     }
                 }
             }
