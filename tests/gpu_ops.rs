@@ -551,3 +551,67 @@ fn devices_open_from_many_threads_at_once() {
         assert_eq!(h.join().expect("a thread panicked").shape(), &[4, 8]);
     }
 }
+
+/// A rotary embedding's angles as exporters spell them: positions from a `Range` over
+/// symbolic dims (`past .. past + new`), cast, and multiplied by the frequencies through a
+/// `MatMul` over k of one. The pass makes both steps of programs (the range computed from
+/// its coordinate, the product a broadcast `Mul`): no range or matmul kernel is left, and the
+/// GPU agrees with the interpreter on the original graph at two bindings.
+#[test]
+fn ranges_and_outer_products_run_inside_programs() {
+    let Some(gpu) = common::gpu() else { return };
+    let text = r#"{"format": "glufuse.graph/1", "nodes": [
+        {"name": "cache", "op": "Input", "type": {"dtype": "f32", "shape": [1, "past", 8]}},
+        {"name": "x", "op": "Input", "type": {"dtype": "f32", "shape": [1, "new", 8]}},
+        {"name": "pos", "op": "Range", "start": "past", "limit": "past + new", "delta": 1, "dtype": "i64"},
+        {"name": "posf", "op": "Cast", "to": "f32", "inputs": ["pos"]},
+        {"name": "pos3", "op": "Reshape", "shape": [1, 1, -1], "inputs": ["posf"]},
+        {"name": "inv", "op": "Constant", "value": [1.0, 0.1, 0.01, 0.001], "type": {"dtype": "f32", "shape": [1, 4, 1]}},
+        {"name": "freqs", "op": "MatMul", "inputs": ["inv", "pos3"]},
+        {"name": "ft", "op": "Transpose", "perm": [0, 2, 1], "inputs": ["freqs"]},
+        {"name": "emb", "op": "Concat", "axis": -1, "inputs": ["ft", "ft"]},
+        {"name": "cos", "op": "Cos", "inputs": ["emb"]},
+        {"name": "sin", "op": "Sin", "inputs": ["emb"]},
+        {"name": "xc", "op": "Mul", "inputs": ["x", "cos"]},
+        {"name": "xs", "op": "Mul", "inputs": ["x", "sin"]},
+        {"name": "y", "op": "Add", "inputs": ["xc", "xs"]},
+        {"name": "all", "op": "Concat", "axis": 1, "inputs": ["cache", "x"]}
+        ], "outputs": ["y", "all"]}"#;
+    let g = glufuse::json::from_str(text).unwrap();
+    let mut fused = g.clone();
+    glufuse::passes::PassManager::standard().run(&mut fused).unwrap();
+    let left: Vec<String> = fused
+        .topo_order()
+        .unwrap()
+        .into_iter()
+        .map(|n| fused.node(n).op.name().to_string())
+        .filter(|o| o == "Range" || o == "MatMul")
+        .collect();
+    assert!(left.is_empty(), "{left:?} left as nodes of their own");
+    // The fused graph, its range steps included, goes through the JSON format unchanged.
+    let text2 = glufuse::json::to_string(&fused).unwrap();
+    assert!(text2.contains("\"range\""), "a range step in the fused graph's JSON");
+    assert_eq!(glufuse::json::to_string(&glufuse::json::from_str(&text2).unwrap()).unwrap(), text2);
+    for (past, new) in [(5, 3), (300, 1)] {
+        let what = format!("past {past}, new {new}");
+        let ins: HashMap<String, Tensor> =
+            [("cache".to_string(), rand(&[1, past, 8], 3)), ("x".to_string(), rand(&[1, new, 8], 4))].into();
+        let want = interp::run(&g, &ins).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let mut s = Session::new(&gpu, fused.clone()).unwrap();
+        let got = s.run(&ins).unwrap_or_else(|e| panic!("{what}: {e}"));
+        for (k, (x, y)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(x.shape(), y.shape(), "{what}: output {k}");
+            let (abs, rel) = interp::compare(x, y);
+            assert!(rel <= 1e-5, "{what}: output {k}: rel {rel:e} (abs {abs:e})");
+        }
+    }
+    // A range inside a program whose values do not fit 32 bits is refused before any run.
+    let text = r#"{"format": "glufuse.graph/1", "nodes": [
+        {"name": "pos", "op": "Range", "start": 3000000000, "limit": 3000000004, "delta": 1, "dtype": "i64"},
+        {"name": "posf", "op": "Cast", "to": "f32", "inputs": ["pos"]}
+        ], "outputs": ["posf"]}"#;
+    let mut g = glufuse::json::from_str(text).unwrap();
+    glufuse::passes::PassManager::standard().run(&mut g).unwrap();
+    let e = Session::new(&gpu, g).unwrap().run(&HashMap::new()).unwrap_err().to_string();
+    assert!(e.contains("range values 3000000000 to 3000000003 do not fit the 32 bits"), "{e}");
+}

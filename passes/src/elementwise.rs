@@ -157,6 +157,13 @@ fn node_step(g: &Graph, n: NodeIndex, args: &[usize]) -> Option<Step> {
         }
         Op::Concat { axis } => Step::Concat { axis: *axis, xs: args.to_vec() },
         Op::Reshape { shape } => Step::Reshape { shape: shape.clone(), x: args[0] },
+        // A range is computed from its coordinate where its readers need it.
+        Op::Range { start, limit, delta, dtype } => {
+            Step::Range { start: start.clone(), limit: limit.clone(), delta: *delta, dtype: *dtype }
+        }
+        // A product over k of one, `[.., M, 1] · [.., 1, N]`, is the broadcast product of
+        // its operands (a rotary embedding's frequencies times its positions).
+        Op::MatMul if outer_product(g, n) => Step::Binary { op: BinaryOp::Mul, a: args[0], b: args[1] },
         Op::Input
         | Op::Weight(_)
         | Op::QuantWeight(_)
@@ -169,13 +176,27 @@ fn node_step(g: &Graph, n: NodeIndex, args: &[usize]) -> Option<Step> {
         | Op::LayerNorm { .. }
         | Op::Gather { .. }
         | Op::GatherND { .. }
-        | Op::Range { .. }
         | Op::Split { .. }
         | Op::FusedGateUp(_)
         | Op::Elementwise(_)
         | Op::Attention(_)
         | Op::Opaque { .. } => return None,
     })
+}
+
+/// Whether `MatMul` node `n` multiplies float operands of rank 2 or more over a k of one
+/// (`[.., M, 1] · [.., 1, N]`): each element of its result is one product, the broadcast
+/// `Mul`'s (batch dims broadcast alike).
+fn outer_product(g: &Graph, n: NodeIndex) -> bool {
+    let ins = g.inputs(n);
+    let [a, b] = ins[..] else { return false };
+    let (ta, tb) = (g.ty(a), g.ty(b));
+    ta.dtype.is_float()
+        && ta.dtype == tb.dtype
+        && ta.rank() >= 2
+        && tb.rank() >= 2
+        && ta.shape[ta.rank() - 1] == Dim::Fixed(1)
+        && tb.shape[tb.rank() - 2] == Dim::Fixed(1)
 }
 
 /// Merges every group of connected elementwise ops of `g` into one node and reports them.

@@ -153,13 +153,27 @@ pub enum Step {
         /// Operand.
         x: usize,
     },
+    /// `start, start + delta, ..` up to `limit` (excluded), as [`Op::Range`]: a 1-D integer
+    /// value computed from its coordinate, reading no other step.
+    Range {
+        /// First value.
+        #[serde(with = "expr_one")]
+        start: DimExpr,
+        /// Bound, excluded.
+        #[serde(with = "expr_one")]
+        limit: DimExpr,
+        /// Step (not zero).
+        delta: i64,
+        /// Element type (i64 or i32).
+        dtype: DType,
+    },
 }
 
 impl Step {
     /// The steps it reads.
     pub fn args(&self) -> Vec<usize> {
         match self {
-            Step::Input(_) | Step::Const { .. } => vec![],
+            Step::Input(_) | Step::Const { .. } | Step::Range { .. } => vec![],
             Step::Unary { x, .. }
             | Step::Cast { x, .. }
             | Step::Expand { x, .. }
@@ -177,7 +191,7 @@ impl Step {
     /// Sets the steps it reads to `args`, in the order [`Step::args`] gives them.
     pub fn set_args(&mut self, args: &[usize]) {
         match self {
-            Step::Input(_) | Step::Const { .. } => {}
+            Step::Input(_) | Step::Const { .. } | Step::Range { .. } => {}
             Step::Unary { x, .. }
             | Step::Cast { x, .. }
             | Step::Expand { x, .. }
@@ -214,6 +228,9 @@ impl Step {
             }
             Step::Concat { axis, .. } => Op::Concat { axis: *axis },
             Step::Reshape { shape, .. } => Op::Reshape { shape: shape.clone() },
+            Step::Range { start, limit, delta, dtype } => {
+                Op::Range { start: start.clone(), limit: limit.clone(), delta: *delta, dtype: *dtype }
+            }
         })
     }
 
@@ -230,7 +247,8 @@ impl Step {
             | Step::Cast { .. }
             | Step::Expand { .. }
             | Step::Reduce { .. }
-            | Step::Softmax { .. } => false,
+            | Step::Softmax { .. }
+            | Step::Range { .. } => false,
         }
     }
 
@@ -249,8 +267,25 @@ impl Step {
             | Step::Transpose { .. }
             | Step::Slice { .. }
             | Step::Concat { .. }
-            | Step::Reshape { .. } => false,
+            | Step::Reshape { .. }
+            | Step::Range { .. } => false,
         }
+    }
+}
+
+/// A dim expression in JSON as a range writes it: an integer, or an expression text.
+mod expr_one {
+    use crate::dim::DimExpr;
+    use crate::ops::source::{expr_from_json, expr_json};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::Value as J;
+
+    pub fn serialize<S: Serializer>(v: &DimExpr, s: S) -> Result<S::Ok, S::Error> {
+        expr_json(v).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DimExpr, D::Error> {
+        expr_from_json(&J::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
