@@ -12,6 +12,13 @@
 //! which may take a program of views into an attention node, and the merged node takes the
 //! first program's name, listing the second's among the names it replaced; a graph output
 //! either computed keeps its name.
+//!
+//! Then a small program (at most [`INLINE_MAX_STEPS`] steps, no row steps, one output, not
+//! a graph output), or a `Range`, that only programs read (directly or through `Reshape`
+//! views) is computed inside each of them instead of by a launch of its own: the start of an exported decoder computes positions, a range, the
+//! rotary embedding's angles and the mask's operands in such programs, each a dependent
+//! dispatch of a few hundred elements. Its readers compute it at the coordinates they read
+//! it at (a few more arithmetic steps each), and it is gone.
 
 use super::{Pass, PassReport};
 use glufuse_ir::petgraph::Direction;
@@ -33,15 +40,28 @@ pub struct Pair {
 pub struct SiblingsReport {
     /// The pairs merged, in topological order of the first.
     pub pairs: Vec<Pair>,
+    /// The small programs computed inside their readers instead (`node`: the program,
+    /// `merged`: a reader), in the order done.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inlined: Vec<Pair>,
 }
 
 impl SiblingsReport {
     /// The report for people: one line, then one per pair when `detail`.
     pub fn to_text(&self, detail: bool) -> String {
-        let mut s = format!("sibling programs: {} pair(s) merged\n", self.pairs.len());
+        let mut s = format!("sibling programs: {} pair(s) merged", self.pairs.len());
+        if !self.inlined.is_empty() {
+            let mut small: Vec<&str> = self.inlined.iter().map(|p| p.node.as_str()).collect();
+            small.dedup();
+            s.push_str(&format!(", {} small program(s) computed in their readers", small.len()));
+        }
+        s.push('\n');
         if detail {
             for p in &self.pairs {
                 s.push_str(&format!("  {}: also computes {}\n", p.node, p.merged));
+            }
+            for p in &self.inlined {
+                s.push_str(&format!("  {}: computed in {}\n", p.node, p.merged));
             }
         }
         s
@@ -80,6 +100,25 @@ impl Pass for MergeSiblingPrograms {
             merge(g, a, b)?;
             report.pairs.push(Pair { node, merged });
         }
+        // Small programs into their readers, until none is left (a reader may become one),
+        // the last first (so that a producer has not yet grown by its own producers).
+        loop {
+            let mut done = false;
+            for p in g.topo_order()?.into_iter().rev() {
+                let Some(readers) = inlinable(g, p) else { continue };
+                let name = g.node(p).name.clone();
+                for r in readers {
+                    report.inlined.push(Pair { node: name.clone(), merged: g.node(r).name.clone() });
+                    inline(g, p, r)?;
+                }
+                remove_unread(g, p);
+                done = true;
+                break;
+            }
+            if !done {
+                break;
+            }
+        }
         Ok(PassReport::Siblings(report))
     }
 }
@@ -89,6 +128,155 @@ fn program(g: &Graph, n: NodeIndex) -> Option<&ElementwiseProgram> {
     match &g.node(n).op {
         Op::Elementwise(p) if !p.steps.iter().any(Step::is_row) => Some(p),
         _ => None,
+    }
+}
+
+/// Most steps a program computed inside its readers may have ([`MergeSiblingPrograms`]):
+/// each reader repeats them for every element it reads.
+pub const INLINE_MAX_STEPS: usize = 8;
+
+/// The program of node `p` as a producer to compute inside its readers: a program without
+/// row steps or extra outputs, or a `Range` (one step).
+fn producer(g: &Graph, p: NodeIndex) -> Option<ElementwiseProgram> {
+    match &g.node(p).op {
+        Op::Range { start, limit, delta, dtype } => Some(ElementwiseProgram {
+            steps: vec![Step::Range { start: start.clone(), limit: limit.clone(), delta: *delta, dtype: *dtype }],
+            also: vec![],
+            replaced: vec![],
+        }),
+        _ => program(g, p).filter(|pp| pp.also.is_empty()).cloned(),
+    }
+}
+
+/// The programs reading `p` (each once), directly or through `Reshape` views, where `p` is
+/// a small program to compute inside them: at most [`INLINE_MAX_STEPS`] steps, none a row
+/// step, one output that is no graph output, read by nothing else (no view a graph output).
+fn inlinable(g: &Graph, p: NodeIndex) -> Option<Vec<NodeIndex>> {
+    let pp = producer(g, p)?;
+    if pp.steps.len() > INLINE_MAX_STEPS || g.node(p).outputs.len() != 1 {
+        return None;
+    }
+    let mut readers = vec![];
+    let mut stack = vec![p];
+    while let Some(n) = stack.pop() {
+        let v = Value::of(n);
+        if g.is_output(v) {
+            return None;
+        }
+        for (r, _) in g.users(v) {
+            match g.node(r).op {
+                Op::Elementwise(_) => readers.push(r),
+                Op::Reshape { .. } => stack.push(r),
+                _ => return None,
+            }
+        }
+    }
+    readers.sort();
+    readers.dedup();
+    (!readers.is_empty()).then_some(readers)
+}
+
+/// The shapes of the `Reshape` views that lead from `p`'s output to `v` (empty: `v` is that
+/// output), or `None` where `v` is not `p`'s output seen through views.
+fn through_views(g: &Graph, p: NodeIndex, v: Value) -> Option<Vec<Vec<DimExpr>>> {
+    let mut shapes = vec![];
+    let mut at = v;
+    while at != Value::of(p) {
+        let Op::Reshape { shape } = &g.node(at.node).op else { return None };
+        shapes.push(shape.clone());
+        at = g.inputs(at.node)[0];
+    }
+    shapes.reverse();
+    Some(shapes)
+}
+
+/// Makes program `r` compute producer `p` where it read `p`'s output (directly or through
+/// views): `p`'s steps (its inputs among `r`'s, a value both read kept once), then the
+/// views' reshapes, take the place of that input step.
+fn inline(g: &mut Graph, p: NodeIndex, r: NodeIndex) -> Result<()> {
+    let pp = producer(g, p).expect("a producer");
+    let Op::Elementwise(pr) = &g.node(r).op else {
+        return Err(Error::Internal(format!("'{}' is not a program", g.node(r).name)));
+    };
+    let pr = pr.clone();
+    let (p_ins, r_ins) = (g.inputs(p), g.inputs(r));
+    let mut ins: Vec<Value> = vec![];
+    let mut slot = |v: Value| {
+        ins.iter().position(|&u| u == v).unwrap_or_else(|| {
+            ins.push(v);
+            ins.len() - 1
+        })
+    };
+    let mut steps: Vec<Step> = vec![];
+    let mut at = vec![0usize; pr.steps.len()];
+    for (j, s) in pr.steps.iter().enumerate() {
+        at[j] = match s {
+            Step::Input(k) => match through_views(g, p, r_ins[*k]) {
+                Some(views) => {
+                    let base = steps.len();
+                    for ps in &pp.steps {
+                        let t = match ps {
+                            Step::Input(i) => Step::Input(slot(p_ins[*i])),
+                            ps => moved(ps, &|a| a + base),
+                        };
+                        steps.push(t);
+                    }
+                    for shape in views {
+                        steps.push(Step::Reshape { shape, x: steps.len() - 1 });
+                    }
+                    steps.len() - 1
+                }
+                None => {
+                    steps.push(Step::Input(slot(r_ins[*k])));
+                    steps.len() - 1
+                }
+            },
+            s => {
+                steps.push(moved(s, &|a| at[a]));
+                steps.len() - 1
+            }
+        };
+    }
+    let also = pr.also.iter().map(|&k| at[k]).collect();
+    let mut replaced = pr.replaced.clone();
+    replaced.push(g.node(p).name.clone());
+    replaced.extend(pp.replaced.iter().cloned());
+    let prog = ElementwiseProgram { steps, also, replaced };
+    let tys: Vec<&TensorType> = ins.iter().map(|&v| g.ty(v)).collect();
+    prog.step_types(&tys)
+        .map_err(|m| Error::Internal(format!("computing '{}' in '{}': {m}", g.node(p).name, g.node(r).name)))?;
+    let outputs = g.node(r).outputs.clone();
+    let names: Vec<(usize, String)> =
+        (0..g.outputs.len()).filter(|&i| g.outputs[i].node == r).map(|i| (i, g.output_name(i))).collect();
+    let tmp = format!("{}.inlined", g.node(r).name);
+    let m = g.add_node(tmp, Op::Elementwise(prog), &ins, outputs.clone())?;
+    for k in 0..outputs.len() {
+        g.replace_uses(Value { node: r, output: k }, Value { node: m, output: k });
+    }
+    let old = g.remove_node(r).expect("r is in the graph");
+    g.rename(m, old.name)?;
+    for (i, name) in names {
+        g.name_output(i, name);
+    }
+    Ok(())
+}
+
+/// Removes `p` and the views of it that nothing reads any more.
+fn remove_unread(g: &mut Graph, p: NodeIndex) {
+    let mut views = vec![p];
+    let mut k = 0;
+    while k < views.len() {
+        for (r, _) in g.users(Value::of(views[k])) {
+            if matches!(g.node(r).op, Op::Reshape { .. }) && !views.contains(&r) {
+                views.push(r);
+            }
+        }
+        k += 1;
+    }
+    for &n in views.iter().rev() {
+        if g.users(Value::of(n)).is_empty() && !g.is_output(Value::of(n)) {
+            g.remove_node(n);
+        }
     }
 }
 
@@ -254,5 +442,55 @@ mod tests {
         let rep = crate::siblings_report(&runs).unwrap();
         assert!(rep.pairs.iter().all(|p| p.node != "d" && p.merged != "d"), "d is [2, 8]: {rep:?}");
         assert!(!rep.pairs.iter().any(|p| [p.node.as_str(), p.merged.as_str()] == ["a", "b"]), "{rep:?}");
+    }
+
+    /// A mask's positions in miniature: a small program (`pos + 1`, `pos` a `Range` over a
+    /// symbolic dim) read by two programs through views (`[1, n]` and `[n, 1]`) is computed
+    /// inside both and gone, views and all; the values are the original's. A producer read
+    /// by a projection, and a graph output, keeps its kernel.
+    #[test]
+    fn small_programs_are_computed_inside_their_readers() {
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", DType::F32, vec![Dim::Fixed(1), Dim::sym("n")]);
+        let w = b.weight("w", DType::F32, &[4, 4], 1.0);
+        let y = b.input("y", DType::F32, shape_of(&[3, 4]));
+        let range = Op::Range {
+            start: DimExpr::constant(2),
+            limit: DimExpr::sym("n").add(&DimExpr::constant(2)).unwrap(),
+            delta: 1,
+            dtype: DType::I64,
+        };
+        let pos = b.node("pos", range, &[], vec![])[0];
+        let posf = b.node("posf", Op::Cast { to: DType::F32 }, &[pos], vec![])[0];
+        let one = b.scalar("one", DType::F32, 1.0);
+        let next = b.add("next", posf, one);
+        let view =
+            b.node("view", Op::Reshape { shape: vec![DimExpr::constant(1), DimExpr::constant(-1)] }, &[next], vec![])
+                [0];
+        let a1 = b.mul("a1", x, view);
+        let a = b.unary("a", UnaryOp::Sin, a1);
+        let column =
+            b.node("column", Op::Reshape { shape: vec![DimExpr::constant(-1), DimExpr::constant(1)] }, &[next], vec![])
+                [0];
+        let e1 = b.unary("e1", UnaryOp::Exp, column);
+        let e = b.unary("e", UnaryOp::Neg, e1);
+        let c = b.unary("c", UnaryOp::Cos, y);
+        let kept = b.matmul("kept", c, w);
+        let original = b.finish(&[a, e, kept, c]).unwrap();
+        let mut g = original.clone();
+        let runs = PassManager::standard().run(&mut g).unwrap();
+        let rep = crate::siblings_report(&runs).unwrap();
+        let inlined: Vec<&str> = rep.inlined.iter().map(|p| p.node.as_str()).collect();
+        assert_eq!(inlined, ["next", "next"], "{rep:?}");
+        for gone in ["pos", "posf", "next", "view", "column"] {
+            assert!(g.find(gone).is_none(), "{gone} is still a node");
+        }
+        assert!(g.find("c").is_some(), "a graph output read by a projection keeps its kernel");
+        assert!(rep.to_text(false).contains("1 small program(s) computed in their readers"), "{}", rep.to_text(false));
+        let bind: glufuse_ir::shape::Bindings = [("n".to_string(), 5usize)].into_iter().collect();
+        let inputs = interp::seeded_inputs(&original, &bind, 4).unwrap();
+        assert_eq!(interp::run(&g, &inputs).unwrap(), interp::run(&original, &inputs).unwrap());
+        let back = glufuse_ir::json::from_str(&glufuse_ir::json::to_string(&g).unwrap()).unwrap();
+        assert_eq!(interp::run(&back, &inputs).unwrap(), interp::run(&original, &inputs).unwrap(), "through JSON");
     }
 }
