@@ -147,8 +147,13 @@ const fn s2(bm: usize, bn: usize, bk: usize, wr: usize, wc: usize) -> CoopTile {
 /// than twice [`COOP_SPLIT_MIN_STEPS`] steps): the same prefill went from 3888 to 3208 µs
 /// (q/k/v 30.7 → 19.9 µs, o 30.3 → 19.3, the split down projection 39.5 → 35.7, timestamped);
 /// the fused gate/up kept its tiles, every variant of it tried being slower
-/// (`benches/results/h100-2026-11-26g-coop-k64.md`). The later entries are smaller fallbacks
-/// for devices with less workgroup memory (lavapipe: 32 KiB).
+/// (`benches/results/h100-2026-11-26g-coop-k64.md`). A plain projection wide enough for
+/// 128-row tiles of 256 columns, at up to 256 rows (an LM head), takes 128×128 tiles on k
+/// steps of 64 first: Qwen2-0.5B's tied LM head at 128 rows (K = 896, N = 151936) went from
+/// 304 to 233 µs, where 128×128 tiles on k steps of 32 in two stages took 289, 64×256 ones
+/// 387 and 64×128 ones on k steps of 64 316 (`benches/results/h100-2026-11-26g-head.md`).
+/// The later entries are smaller fallbacks for devices with less workgroup memory
+/// (lavapipe: 32 KiB).
 pub fn candidates(s: &ProjShape) -> Vec<CoopTile> {
     let fused = s.fused.is_some();
     if s.rows <= 32 {
@@ -179,6 +184,11 @@ pub fn candidates(s: &ProjShape) -> Vec<CoopTile> {
         v.push(s1(256, 128, 32, 4, 2));
     }
     if wide {
+        // A plain projection this wide at up to 256 rows (an LM head): k steps of 64 on
+        // 128×128 tiles first.
+        if !fused && s.rows <= 256 {
+            v.push(s1(128, 128, 64, 2, 4));
+        }
         v.push(s1(128, 128 * w, 32, 2, 4));
     }
     v.push(s1(128, 64 * w, 32, 2, 4));
@@ -1178,6 +1188,26 @@ mod tests {
         assert_eq!(split_for(false, 512, 4864, 896, Some(8)), 1);
     }
 
+    /// The LM head's tiling (a plain projection only: a fused one stages twice the columns)
+    /// validates and writes SPIR-V at 128 rows of a wide `[N, K]` weight, f16 and f32.
+    #[test]
+    fn the_lm_head_tiling_validates() {
+        let native =
+            Capabilities::COOPERATIVE_MATRIX | Capabilities::SHADER_FLOAT16 | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+        let target = Target { max_workgroup_storage_bytes: 49152, ..Target::default() };
+        let tl: CoopTile = "128x128x64w2x4s1".parse().unwrap();
+        for f16 in [true, false] {
+            let (mut s, v) = case(Layout::Nk, f16, None, 128, 896);
+            s.n = 151936;
+            s.n_total = 151936;
+            assert_eq!(pick(&s, 49152), Ok(tl));
+            let src = coop("t".into(), &s, &v, &target, tl, Ops::Native, 1).unwrap();
+            let (module, info) = validate(&src.wgsl, native);
+            spirv(&module, &info).unwrap();
+            assert_eq!(src.workgroups, [1, 151936u32.div_ceil(128), 1]);
+        }
+    }
+
     /// The tilings picked for the shapes measured on the H100 are the ones measured fastest,
     /// and fit its 48 KiB; with lavapipe's 32 KiB smaller ones are picked.
     #[test]
@@ -1197,6 +1227,10 @@ mod tests {
         assert_eq!(pick_for(Layout::Nk, false, 128, 896, 1152, h100).unwrap(), "32x64x64w2x2");
         assert_eq!(pick_for(Layout::Nk, false, 128, 4864, 896, h100).unwrap(), "64x64x64w2x2");
         assert_eq!(pick_for(Layout::Nk, false, 128, 4864, 896, 32768).unwrap(), "64x64x32w2x2s1");
+        // An LM head (Qwen2-0.5B's, tied: [N, K]) at 128 rows; past 256 rows, 256-row tiles.
+        assert_eq!(pick_for(Layout::Nk, false, 128, 896, 151936, h100).unwrap(), "128x128x64w2x4s1");
+        assert_eq!(pick_for(Layout::Nk, false, 128, 896, 151936, 32768).unwrap(), "128x128x32w2x4s1");
+        assert_eq!(pick_for(Layout::Nk, false, 512, 896, 151936, h100).unwrap(), "256x128x32w4x2s1");
         assert_eq!(pick_for(Layout::Nk, true, 16, 4096, 14336, h100).unwrap(), "16x32x128w1x2s1");
         assert_eq!(pick_for(Layout::Kn, true, 16, 4096, 14336, h100).unwrap(), "16x128x64w1x4s1");
         assert_eq!(pick_for(Layout::Kn, false, 512, 4096, 14336, h100).unwrap(), "256x128x32w4x2s1");
