@@ -246,19 +246,7 @@ fn inline(g: &mut Graph, p: NodeIndex, r: NodeIndex) -> Result<()> {
     prog.step_types(&tys)
         .map_err(|m| Error::Internal(format!("computing '{}' in '{}': {m}", g.node(p).name, g.node(r).name)))?;
     let outputs = g.node(r).outputs.clone();
-    let names: Vec<(usize, String)> =
-        (0..g.outputs.len()).filter(|&i| g.outputs[i].node == r).map(|i| (i, g.output_name(i))).collect();
-    let tmp = format!("{}.inlined", g.node(r).name);
-    let m = g.add_node(tmp, Op::Elementwise(prog), &ins, outputs.clone())?;
-    for k in 0..outputs.len() {
-        g.replace_uses(Value { node: r, output: k }, Value { node: m, output: k });
-    }
-    let old = g.remove_node(r).expect("r is in the graph");
-    g.rename(m, old.name)?;
-    for (i, name) in names {
-        g.name_output(i, name);
-    }
-    Ok(())
+    replace(g, &[(r, 0)], prog, &ins, outputs)
 }
 
 /// Removes `p` and the views of it that nothing reads any more.
@@ -348,22 +336,34 @@ fn merge(g: &mut Graph, a: NodeIndex, b: NodeIndex) -> Result<()> {
     let mut outputs = g.node(a).outputs.clone();
     outputs.extend(g.node(b).outputs.iter().cloned());
     let first_b = g.node(a).outputs.len();
-    let n_b = g.node(b).outputs.len();
-    // The graph outputs among a's and b's keep the names they had.
+    replace(g, &[(a, 0), (b, first_b)], p, &ins, outputs)
+}
+
+/// Puts one node computing `p` over `ins` in the place of the nodes `olds`, under the first's
+/// name: each old node's output `k` becomes the new node's output `offset + k`; a graph output
+/// among theirs keeps its name.
+fn replace(
+    g: &mut Graph,
+    olds: &[(NodeIndex, usize)],
+    p: ElementwiseProgram,
+    ins: &[Value],
+    outputs: Vec<TensorType>,
+) -> Result<()> {
+    let nodes: Vec<NodeIndex> = olds.iter().map(|&(n, _)| n).collect();
     let names: Vec<(usize, String)> =
-        (0..g.outputs.len()).filter(|&i| [a, b].contains(&g.outputs[i].node)).map(|i| (i, g.output_name(i))).collect();
-    // The merged node beside a (a's name once a is gone), then every reader moved over.
-    let tmp = format!("{}.siblings", g.node(a).name);
-    let m = g.add_node(tmp, Op::Elementwise(p), &ins, outputs)?;
-    for k in 0..first_b {
-        g.replace_uses(Value { node: a, output: k }, Value { node: m, output: k });
+        (0..g.outputs.len()).filter(|&i| nodes.contains(&g.outputs[i].node)).map(|i| (i, g.output_name(i))).collect();
+    let tmp = format!("{}.replaced", g.node(nodes[0]).name);
+    let m = g.add_node(tmp, Op::Elementwise(p), ins, outputs)?;
+    for &(n, offset) in olds {
+        for k in 0..g.node(n).outputs.len() {
+            g.replace_uses(Value { node: n, output: k }, Value { node: m, output: offset + k });
+        }
     }
-    for k in 0..n_b {
-        g.replace_uses(Value { node: b, output: k }, Value { node: m, output: first_b + k });
+    let first = g.remove_node(nodes[0]).expect("the node is in the graph");
+    for &n in &nodes[1..] {
+        g.remove_node(n);
     }
-    let old = g.remove_node(a).expect("a is in the graph");
-    g.remove_node(b);
-    g.rename(m, old.name)?;
+    g.rename(m, first.name)?;
     for (i, name) in names {
         g.name_output(i, name);
     }
