@@ -11,7 +11,7 @@ use crate::wgsl::{kernel, load, Store, WORKGROUP};
 use crate::{dims, Check, CheckKind, KernelKind, KernelSource, Target};
 use glufuse_ir::shape::{norm_axis, Bindings};
 use glufuse_ir::tensor::strides;
-use glufuse_ir::{Error, Graph, NodeIndex, Op, Result, Value};
+use glufuse_ir::{DimExpr, Error, Graph, NodeIndex, Op, Result, Value};
 use std::fmt::Write;
 
 /// The graph input that value `v` comes from through casts and views, if any: the words of
@@ -122,26 +122,40 @@ pub(crate) fn gather_nd(g: &Graph, n: NodeIndex, batch_dims: u64, b: &Bindings, 
     kernel(g, name, KernelKind::Gather, &ins, out, groups, WORKGROUP, "", &body, checks, t)
 }
 
-/// The kernel of a range: `out[i] = start + i * delta`, the start evaluated under the
-/// binding; every value must fit the GPU's 32-bit integers (checked here, before any run).
+/// The WGSL value of a range of `len` elements (`start, start + delta, ..`, the start
+/// evaluated under the binding) at index expression `i`, for node `name`: every value must
+/// fit the GPU's 32-bit integers (checked here, before any run). The range kernel and a
+/// program's range step both write it.
+pub(crate) fn range_value(
+    name: &str,
+    start: &DimExpr,
+    delta: i64,
+    len: usize,
+    b: &Bindings,
+    i: &str,
+) -> Result<String> {
+    let s = start.eval(&|v| b.get(v).and_then(|&x| i64::try_from(x).ok())).map_err(|m| Error::graph(name, m))?;
+    let last = (s as i128) + (len.max(1) as i128 - 1) * (delta as i128);
+    let fits = |x: i128| i32::try_from(x).is_ok();
+    if !fits(s as i128) || !fits(last) || i32::try_from(delta).is_err() {
+        return Err(Error::Gpu(format!(
+            "node '{name}': range values {s} to {last} do not fit the 32 bits the GPU holds integers in"
+        )));
+    }
+    Ok(format!("i32({s}) + i32({i}) * i32({delta})"))
+}
+
+/// The kernel of a range: `out[i] = start + i * delta` ([`range_value`]).
 pub(crate) fn range(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<KernelSource> {
     let Op::Range { start, delta, .. } = &g.node(n).op else {
         return Err(Error::Internal("range() on a node that is not a Range".into()));
     };
     let out = Value::of(n);
     let name = g.node(n).name.clone();
-    let s = start.eval(&|v| b.get(v).and_then(|&x| i64::try_from(x).ok())).map_err(|m| Error::graph(&name, m))?;
     let len = dims(g, out, b)?[0];
-    let last = (s as i128) + (len.max(1) as i128 - 1) * (*delta as i128);
-    let fits = |x: i128| i32::try_from(x).is_ok();
-    if !fits(s as i128) || !fits(last) || i32::try_from(*delta).is_err() {
-        return Err(Error::Gpu(format!(
-            "node '{name}': range values {s} to {last} do not fit the 32 bits the GPU holds integers in"
-        )));
-    }
-    let body = format!(
-        "    let i = gid * {WORKGROUP}u + lid;\n    if (i >= {len}u) {{ return; }}\n    out0[i] = i32({s}) + i32(i) * i32({delta});\n"
-    );
+    let v = range_value(&name, start, *delta, len, b, "i")?;
+    let body =
+        format!("    let i = gid * {WORKGROUP}u + lid;\n    if (i >= {len}u) {{ return; }}\n    out0[i] = {v};\n");
     let groups = (len as u64).div_ceil(WORKGROUP as u64);
     kernel(g, name, KernelKind::Range, &[], out, groups, WORKGROUP, "", &body, vec![], t)
 }

@@ -813,20 +813,7 @@ impl<'a> Writer<'a> {
             }
             Step::Concat { axis, xs } => return self.concat(k, *axis, xs, c),
             Step::Range { start, delta, .. } => {
-                // Every value must fit the GPU's 32-bit integers (checked here, before any run).
-                let s0 = start
-                    .eval(&|v| self.b.get(v).and_then(|&x| i64::try_from(x).ok()))
-                    .map_err(|m| Error::graph(&self.name, m))?;
-                let len = self.dims[k][0];
-                let last = s0 as i128 + (len.max(1) as i128 - 1) * *delta as i128;
-                let fits = |x: i128| i32::try_from(x).is_ok();
-                if !fits(s0 as i128) || !fits(last) || i32::try_from(*delta).is_err() {
-                    return Err(Error::Gpu(format!(
-                        "node '{}': range values {s0} to {last} do not fit the 32 bits the GPU holds integers in",
-                        self.name
-                    )));
-                }
-                format!("i32({s0}) + i32({}) * i32({delta})", c[0])
+                crate::index::range_value(&self.name, start, *delta, self.dims[k][0], self.b, &c[0])?
             }
             Step::Reshape { x, .. } => {
                 let cx = self.reshaped(c, &self.dims[k].clone(), &self.dims[*x].clone());
