@@ -158,9 +158,7 @@ fn node_step(g: &Graph, n: NodeIndex, args: &[usize]) -> Option<Step> {
         Op::Concat { axis } => Step::Concat { axis: *axis, xs: args.to_vec() },
         Op::Reshape { shape } => Step::Reshape { shape: shape.clone(), x: args[0] },
         // A range is computed from its coordinate where its readers need it.
-        Op::Range { start, limit, delta, dtype } => {
-            Step::Range { start: start.clone(), limit: limit.clone(), delta: *delta, dtype: *dtype }
-        }
+        Op::Range { .. } => Step::source(op)?,
         // A product over k of one, `[.., M, 1] · [.., 1, N]`, is the broadcast product of
         // its operands (a rotary embedding's frequencies times its positions).
         Op::MatMul if outer_product(g, n) => Step::Binary { op: BinaryOp::Mul, a: args[0], b: args[1] },

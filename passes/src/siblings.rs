@@ -138,13 +138,9 @@ pub const INLINE_MAX_STEPS: usize = 8;
 /// The program of node `p` as a producer to compute inside its readers: a program without
 /// row steps or extra outputs, or a `Range` (one step).
 fn producer(g: &Graph, p: NodeIndex) -> Option<ElementwiseProgram> {
-    match &g.node(p).op {
-        Op::Range { start, limit, delta, dtype } => Some(ElementwiseProgram {
-            steps: vec![Step::Range { start: start.clone(), limit: limit.clone(), delta: *delta, dtype: *dtype }],
-            also: vec![],
-            replaced: vec![],
-        }),
-        _ => program(g, p).filter(|pp| pp.also.is_empty()).cloned(),
+    match Step::source(&g.node(p).op) {
+        Some(step) => Some(ElementwiseProgram { steps: vec![step], also: vec![], replaced: vec![] }),
+        None => program(g, p).filter(|pp| pp.also.is_empty()).cloned(),
     }
 }
 

@@ -170,6 +170,17 @@ pub enum Step {
 }
 
 impl Step {
+    /// The step computing `op` where it reads no operand and is one a program holds (a
+    /// `Range`); `None` for any other op.
+    pub fn source(op: &Op) -> Option<Step> {
+        match op {
+            Op::Range { start, limit, delta, dtype } => {
+                Some(Step::Range { start: start.clone(), limit: limit.clone(), delta: *delta, dtype: *dtype })
+            }
+            _ => None,
+        }
+    }
+
     /// The steps it reads.
     pub fn args(&self) -> Vec<usize> {
         match self {
