@@ -197,12 +197,6 @@ fn inline(g: &mut Graph, p: NodeIndex, r: NodeIndex) -> Result<()> {
     let pr = pr.clone();
     let (p_ins, r_ins) = (g.inputs(p), g.inputs(r));
     let mut ins: Vec<Value> = vec![];
-    let mut slot = |v: Value| {
-        ins.iter().position(|&u| u == v).unwrap_or_else(|| {
-            ins.push(v);
-            ins.len() - 1
-        })
-    };
     let mut steps: Vec<Step> = vec![];
     let mut at = vec![0usize; pr.steps.len()];
     for (j, s) in pr.steps.iter().enumerate() {
@@ -212,7 +206,7 @@ fn inline(g: &mut Graph, p: NodeIndex, r: NodeIndex) -> Result<()> {
                     let base = steps.len();
                     for ps in &pp.steps {
                         let t = match ps {
-                            Step::Input(i) => Step::Input(slot(p_ins[*i])),
+                            Step::Input(i) => Step::Input(slot(&mut ins, p_ins[*i])),
                             ps => moved(ps, &|a| a + base),
                         };
                         steps.push(t);
@@ -223,7 +217,7 @@ fn inline(g: &mut Graph, p: NodeIndex, r: NodeIndex) -> Result<()> {
                     steps.len() - 1
                 }
                 None => {
-                    steps.push(Step::Input(slot(r_ins[*k])));
+                    steps.push(Step::Input(slot(&mut ins, r_ins[*k])));
                     steps.len() - 1
                 }
             },
@@ -234,15 +228,9 @@ fn inline(g: &mut Graph, p: NodeIndex, r: NodeIndex) -> Result<()> {
         };
     }
     let also = pr.also.iter().map(|&k| at[k]).collect();
-    let mut replaced = pr.replaced.clone();
-    replaced.push(g.node(p).name.clone());
-    replaced.extend(pp.replaced.iter().cloned());
-    let prog = ElementwiseProgram { steps, also, replaced };
-    let tys: Vec<&TensorType> = ins.iter().map(|&v| g.ty(v)).collect();
-    prog.step_types(&tys)
-        .map_err(|m| Error::Internal(format!("computing '{}' in '{}': {m}", g.node(p).name, g.node(r).name)))?;
     let outputs = g.node(r).outputs.clone();
-    replace(g, &[(r, 0)], prog, &ins, outputs)
+    let what = format!("computing '{}' in '{}'", g.node(p).name, g.node(r).name);
+    replace(g, &[(r, 0)], (steps, also), (p, &pp), &ins, outputs, &what)
 }
 
 /// Removes `p` and the views of it that nothing reads any more.
@@ -299,16 +287,7 @@ fn moved(s: &Step, f: &dyn Fn(usize) -> usize) -> Step {
 fn merge(g: &mut Graph, a: NodeIndex, b: NodeIndex) -> Result<()> {
     let (pa, pb) = (program(g, a).expect("a program").clone(), program(g, b).expect("a program").clone());
     let mut ins = g.inputs(a);
-    let b_in: Vec<usize> = g
-        .inputs(b)
-        .into_iter()
-        .map(|v| {
-            ins.iter().position(|&u| u == v).unwrap_or_else(|| {
-                ins.push(v);
-                ins.len() - 1
-            })
-        })
-        .collect();
+    let b_in: Vec<usize> = g.inputs(b).into_iter().map(|v| slot(&mut ins, v)).collect();
     let nb = pb.steps.len();
     let mut steps: Vec<Step> = pb
         .steps
@@ -322,30 +301,46 @@ fn merge(g: &mut Graph, a: NodeIndex, b: NodeIndex) -> Result<()> {
     let mut also: Vec<usize> = pa.also.iter().map(|k| k + nb).collect();
     also.push(nb - 1);
     also.extend(pb.also.iter().copied());
-    let mut replaced = pa.replaced.clone();
-    replaced.push(g.node(b).name.clone());
-    replaced.extend(pb.replaced.iter().cloned());
-    let p = ElementwiseProgram { steps, also, replaced };
-    let tys: Vec<&TensorType> = ins.iter().map(|&v| g.ty(v)).collect();
-    p.step_types(&tys)
-        .map_err(|m| Error::Internal(format!("merging '{}' into '{}': {m}", g.node(b).name, g.node(a).name)))?;
     let mut outputs = g.node(a).outputs.clone();
     outputs.extend(g.node(b).outputs.iter().cloned());
     let first_b = g.node(a).outputs.len();
-    replace(g, &[(a, 0), (b, first_b)], p, &ins, outputs)
+    let what = format!("merging '{}' into '{}'", g.node(b).name, g.node(a).name);
+    replace(g, &[(a, 0), (b, first_b)], (steps, also), (b, &pb), &ins, outputs, &what)
 }
 
-/// Puts one node computing `p` over `ins` in the place of the nodes `olds`, under the first's
-/// name: each old node's output `k` becomes the new node's output `offset + k`; a graph output
-/// among theirs keeps its name.
+/// The index of `v` among `ins`, added at the end if it is not there yet (a value two
+/// programs read becomes one input of the program computing both).
+fn slot(ins: &mut Vec<Value>, v: Value) -> usize {
+    ins.iter().position(|&u| u == v).unwrap_or_else(|| {
+        ins.push(v);
+        ins.len() - 1
+    })
+}
+
+/// Puts one node in the place of the nodes `olds`, under the first's name, computing the
+/// program of `steps` and `also` over `ins`, which takes in the program of node `taken` (its
+/// name and the names it replaced join the first's); checks the program's steps (`what` says
+/// what went wrong: a glufuse bug). Each old node's output `k` becomes the new node's output
+/// `offset + k`; a graph output among theirs keeps its name.
 fn replace(
     g: &mut Graph,
     olds: &[(NodeIndex, usize)],
-    p: ElementwiseProgram,
+    (steps, also): (Vec<Step>, Vec<usize>),
+    (taken, tp): (NodeIndex, &ElementwiseProgram),
     ins: &[Value],
     outputs: Vec<TensorType>,
+    what: &str,
 ) -> Result<()> {
     let nodes: Vec<NodeIndex> = olds.iter().map(|&(n, _)| n).collect();
+    let Op::Elementwise(first) = &g.node(nodes[0]).op else {
+        return Err(Error::Internal(format!("{what}: '{}' is not a program", g.node(nodes[0]).name)));
+    };
+    let mut replaced = first.replaced.clone();
+    replaced.push(g.node(taken).name.clone());
+    replaced.extend(tp.replaced.iter().cloned());
+    let p = ElementwiseProgram { steps, also, replaced };
+    let tys: Vec<&TensorType> = ins.iter().map(|&v| g.ty(v)).collect();
+    p.step_types(&tys).map_err(|m| Error::Internal(format!("{what}: {m}")))?;
     let names: Vec<(usize, String)> =
         (0..g.outputs.len()).filter(|&i| nodes.contains(&g.outputs[i].node)).map(|i| (i, g.output_name(i))).collect();
     let tmp = format!("{}.replaced", g.node(nodes[0]).name);
