@@ -13,8 +13,10 @@
 //! (16-byte loads: `vec4<f32>` of x; f16 weights as `vec4<u32>`, 8 halves, widened with
 //! `unpack2x16float`; f32 weights as `vec4<f32>`), the subgroups multiply out step t from
 //! workgroup memory (`coopLoadT`/`coopLoad`, `coopMultiplyAdd`), then the registers are
-//! narrowed to f16 and stored as `vec4<f16>`. Two stages of workgroup memory take one barrier
-//! per step; one stage (`s1`) half the memory and two barriers. NVIDIA's Vulkan driver gives a
+//! narrowed to f16 and stored as `vec4<f16>`; with two sets of registers ([`prefetch_depth`]),
+//! step t+2's loads are issued instead, and step t+1's, loaded a step earlier, stored. Two
+//! stages of workgroup memory take one barrier per step; one stage (`s1`) half the memory
+//! and two barriers. NVIDIA's Vulkan driver gives a
 //! workgroup 48 KiB, so the 128×128 tilings that won on an H100 are single-stage.
 //!
 //! Tiles are nested arrays, one inner array per subgroup row block (x) or per (weight,
@@ -222,6 +224,20 @@ pub const COOP_MIN_WORKGROUPS: usize = 132;
 /// 14: 4820-4830; 16 to 19 (the K = 896 ones unsplit, the down projection in 8): 4577; 28
 /// (the down projection in 4): 4876; no split at all: 6561.
 pub const COOP_SPLIT_MIN_STEPS: usize = 16;
+
+/// How many k steps ahead a cooperative GEMM issues its global loads (register sets):
+/// two where it has more than 32 rows and plain or f16/f32 weights, so that each step's
+/// loads have two steps' multiply-outs to land; else one. Measured on the Qwen2-0.5B-sized
+/// f16 prefill (128 tokens) on an H100: 2996 → 2865 µs, every one of its cooperative GEMMs
+/// at its own tiling (`benches/results/h100-2026-11-27h-prefill.md`). The 4-bit kernels and
+/// the 16-row tilings of up to 32 rows were not measured that way, and keep one.
+pub fn prefetch_depth(s: &ProjShape) -> usize {
+    if s.q4.is_none() && s.rows > 32 {
+        2
+    } else {
+        1
+    }
+}
 
 /// Into how many parts of k the cooperative GEMM at tiling `t` splits (1: none), and why:
 /// forced by the target where that divides its k steps; else, where fewer than half of
@@ -469,14 +485,18 @@ pub(crate) fn coop(
     let kw = bk / vw; // [N,K]: vectors per staged row and step
     let w_total = na * per_w;
     let w_slots = w_total.div_ceil(threads);
-    for e in 0..x_slots {
-        let _ = writeln!(body, "    var px{e} = vec4<f32>(0.0);");
-    }
-    for e in 0..w_slots {
-        let _ = writeln!(body, "    var pw{e} = {w_elem}();");
-        if s.q4.is_some() {
-            // Scale and zero point of each half of the staged chunk.
-            let _ = writeln!(body, "    var ps{e} = vec2<f32>(0.0);\n    var pz{e} = vec2<f32>(0.0);");
+    let depth = prefetch_depth(s);
+    let sets: &[&str] = if depth == 2 { &["", "b"] } else { &[""] };
+    for rs in sets {
+        for e in 0..x_slots {
+            let _ = writeln!(body, "    var px{e}{rs} = vec4<f32>(0.0);");
+        }
+        for e in 0..w_slots {
+            let _ = writeln!(body, "    var pw{e}{rs} = {w_elem}();");
+            if s.q4.is_some() {
+                // Scale and zero point of each half of the staged chunk.
+                let _ = writeln!(body, "    var ps{e}{rs} = vec2<f32>(0.0);\n    var pz{e}{rs} = vec2<f32>(0.0);");
+            }
         }
     }
     let guarded = |b: &mut String, dst: &str, zero: &str, value: &str, conds: &[String]| {
@@ -490,7 +510,7 @@ pub(crate) fn coop(
             );
         }
     };
-    let load = |b: &mut String, step: &str| {
+    let load = |b: &mut String, step: &str, rs: &str| {
         for e in 0..x_slots {
             let mut conds = vec![];
             if a_total % threads != 0 {
@@ -507,7 +527,7 @@ pub(crate) fn coop(
                 "        {{\n            let idx = {}u + lid;\n            let r = row0 + idx / {kq}u;\n            let c = ({step}) * {kq}u + idx % {kq}u;",
                 e * threads
             );
-            guarded(b, &format!("px{e}"), "vec4<f32>(0.0)", &format!("x[r * {kv}u + c]"), &conds);
+            guarded(b, &format!("px{e}{rs}"), "vec4<f32>(0.0)", &format!("x[r * {kv}u + c]"), &conds);
             let _ = writeln!(b, "        }}");
         }
         for e in 0..w_slots {
@@ -562,17 +582,17 @@ pub(crate) fn coop(
             if (uniform || na == 1) && s.q4.is_some() {
                 let a = if na == 1 { 0 } else { lo / per_w };
                 let (sc, zc) = scales(a);
-                guarded(b, &format!("pw{e}"), &format!("{w_elem}()"), &read(a), &conds);
-                guarded(b, &format!("ps{e}"), "vec2<f32>(0.0)", &sc, &conds);
-                guarded(b, &format!("pz{e}"), "vec2<f32>(0.0)", &zc, &conds);
+                guarded(b, &format!("pw{e}{rs}"), &format!("{w_elem}()"), &read(a), &conds);
+                guarded(b, &format!("ps{e}{rs}"), "vec2<f32>(0.0)", &sc, &conds);
+                guarded(b, &format!("pz{e}{rs}"), "vec2<f32>(0.0)", &zc, &conds);
             } else if uniform || na == 1 {
-                guarded(b, &format!("pw{e}"), &format!("{w_elem}()"), &read(lo / per_w), &conds);
+                guarded(b, &format!("pw{e}{rs}"), &format!("{w_elem}()"), &read(lo / per_w), &conds);
             } else if s.q4.is_some() {
                 let c = if conds.is_empty() { "true".to_string() } else { conds.join(" && ") };
                 let ((s0, z0), (s1, z1)) = (scales(0), scales(1));
                 let _ = writeln!(
                     b,
-                    "            pw{e} = {w_elem}();\n            ps{e} = vec2<f32>(0.0);\n            pz{e} = vec2<f32>(0.0);\n            if ({c}) {{ if (idx < {per_w}u) {{ pw{e} = {}; ps{e} = {s0}; pz{e} = {z0}; }} else {{ pw{e} = {}; ps{e} = {s1}; pz{e} = {z1}; }} }}",
+                    "            pw{e}{rs} = {w_elem}();\n            ps{e}{rs} = vec2<f32>(0.0);\n            pz{e}{rs} = vec2<f32>(0.0);\n            if ({c}) {{ if (idx < {per_w}u) {{ pw{e}{rs} = {}; ps{e}{rs} = {s0}; pz{e}{rs} = {z0}; }} else {{ pw{e}{rs} = {}; ps{e}{rs} = {s1}; pz{e}{rs} = {z1}; }} }}",
                     read(0),
                     read(1)
                 );
@@ -580,7 +600,7 @@ pub(crate) fn coop(
                 let c = if conds.is_empty() { "true".to_string() } else { conds.join(" && ") };
                 let _ = writeln!(
                     b,
-                    "            pw{e} = {w_elem}();\n            if ({c}) {{ if (idx < {per_w}u) {{ pw{e} = {}; }} else {{ pw{e} = {}; }} }}",
+                    "            pw{e}{rs} = {w_elem}();\n            if ({c}) {{ if (idx < {per_w}u) {{ pw{e}{rs} = {}; }} else {{ pw{e}{rs} = {}; }} }}",
                     read(0),
                     read(1)
                 );
@@ -589,7 +609,7 @@ pub(crate) fn coop(
         }
     };
     // Registers into stage `st`, as f16.
-    let store = |b: &mut String, st: usize| {
+    let store = |b: &mut String, st: usize, rs: &str| {
         for e in 0..x_slots {
             let guard = a_total % threads != 0;
             let _ = writeln!(b, "        {{\n            let idx = {}u + lid;", e * threads);
@@ -598,7 +618,7 @@ pub(crate) fn coop(
             }
             let _ = writeln!(
                 b,
-                "            let r = idx / {kq}u;\n            xs[{st}][r / {rb_a}u][(r % {rb_a}u) * {sa}u + idx % {kq}u] = vec4<f16>(px{e});"
+                "            let r = idx / {kq}u;\n            xs[{st}][r / {rb_a}u][(r % {rb_a}u) * {sa}u + idx % {kq}u] = vec4<f16>(px{e}{rs});"
             );
             if guard {
                 let _ = writeln!(b, "            }}");
@@ -627,14 +647,14 @@ pub(crate) fn coop(
                     let c = ["x", "y"][h];
                     let _ = writeln!(
                         b,
-                        "            let zc{h} = q4zc(pz{e}.{c});\n            let sq{h} = ps{e}.{c} * Q4X;"
+                        "            let zc{h} = q4zc(pz{e}{rs}.{c});\n            let sq{h} = ps{e}{rs}.{c} * Q4X;"
                     );
                 }
                 for wi in 0..4 {
                     let (word, h) = (["x", "y", "z", "w"][wi], wi * halves / 4);
                     let _ = writeln!(
                         b,
-                        "            {{\n                let l = q4lo(pw{e}.{word}, zc{h}) * sq{h};\n                let u = q4hi(pw{e}.{word}, zc{h}) * sq{h};\n                ws[{st}][blk][at + {}u] = vec4<f16>(vec4<f32>(l.x, u.x, l.y, u.y));\n                ws[{st}][blk][at + {}u] = vec4<f16>(vec4<f32>(l.z, u.z, l.w, u.w));\n            }}",
+                        "            {{\n                let l = q4lo(pw{e}{rs}.{word}, zc{h}) * sq{h};\n                let u = q4hi(pw{e}{rs}.{word}, zc{h}) * sq{h};\n                ws[{st}][blk][at + {}u] = vec4<f16>(vec4<f32>(l.x, u.x, l.y, u.y));\n                ws[{st}][blk][at + {}u] = vec4<f16>(vec4<f32>(l.z, u.z, l.w, u.w));\n            }}",
                         2 * wi,
                         2 * wi + 1
                     );
@@ -655,14 +675,14 @@ pub(crate) fn coop(
                 };
                 let _ = writeln!(
                     b,
-                    "            {pre}\n            let blk = a * {wc}u + {blk};\n            let at = {at};\n            ws[{st}][blk][at] = vec4<f16>(vec4<f32>(unpack2x16float(pw{e}.x), unpack2x16float(pw{e}.y)));\n            ws[{st}][blk][at + 1u] = vec4<f16>(vec4<f32>(unpack2x16float(pw{e}.z), unpack2x16float(pw{e}.w)));"
+                    "            {pre}\n            let blk = a * {wc}u + {blk};\n            let at = {at};\n            ws[{st}][blk][at] = vec4<f16>(vec4<f32>(unpack2x16float(pw{e}{rs}.x), unpack2x16float(pw{e}{rs}.y)));\n            ws[{st}][blk][at + 1u] = vec4<f16>(vec4<f32>(unpack2x16float(pw{e}{rs}.z), unpack2x16float(pw{e}{rs}.w)));"
                 );
             } else {
                 match s.layout {
                     Layout::Kn => {
                         let _ = writeln!(
                             b,
-                            "            let c4 = li % {q}u;\n            ws[{st}][a * {wc}u + c4 / {qb}u][(li / {q}u) * {sb}u + c4 % {qb}u] = vec4<f16>(pw{e});",
+                            "            let c4 = li % {q}u;\n            ws[{st}][a * {wc}u + c4 / {qb}u][(li / {q}u) * {sb}u + c4 % {qb}u] = vec4<f16>(pw{e}{rs});",
                             q = bn / 4,
                             qb = wno / 4
                         );
@@ -670,7 +690,7 @@ pub(crate) fn coop(
                     Layout::Nk => {
                         let _ = writeln!(
                             b,
-                            "            let nn = li / {kq}u;\n            ws[{st}][a * {wc}u + nn / {wno}u][(nn % {wno}u) * {sb}u + li % {kq}u] = vec4<f16>(pw{e});"
+                            "            let nn = li / {kq}u;\n            ws[{st}][a * {wc}u + nn / {wno}u][(nn % {wno}u) * {sb}u + li % {kq}u] = vec4<f16>(pw{e}{rs});"
                         );
                     }
                 }
@@ -752,25 +772,65 @@ pub(crate) fn coop(
     };
 
     // Prologue: step 0 into stage 0.
+    let first = if split > 1 { "k0" } else { "0u" };
     let _ = writeln!(body, "    {{");
-    load(&mut body, if split > 1 { "k0" } else { "0u" });
-    store(&mut body, 0);
+    load(&mut body, first, "");
+    store(&mut body, 0, "");
+    if depth == 2 && sp > 1 {
+        load(&mut body, &format!("{k0}1u"), "b");
+    }
     let _ = writeln!(body, "    }}\n    workgroupBarrier();");
-    if stages == 2 {
+    let guarded_block = |b: &mut String, cond: Option<String>, f: &dyn Fn(&mut String)| match cond {
+        Some(c) => {
+            let _ = writeln!(b, "        if ({c}) {{");
+            f(b);
+            b.push_str("        }\n");
+        }
+        None => f(b),
+    };
+    if depth == 2 {
+        // Two register sets: step t+2's loads are issued while step t multiplies out and
+        // step t+1 (loaded one step earlier) is stored, so each load has two steps to land.
+        // Steps alternate between the sets, two per iteration, so every name is a constant.
+        let pairs = sp / 2;
+        let lt = |c: usize| format!("t + {c}u < {sp}u");
+        if pairs > 0 {
+            let _ = writeln!(body, "    for (var t = 0u; t < {}u; t = t + 2u) {{", 2 * pairs);
+            // Step t (stage 0), set b holds step t+1, set a takes step t+2.
+            guarded_block(&mut body, Some(lt(2)), &|b| load(b, &format!("{k0}t + 2u"), ""));
+            compute(&mut body, 0);
+            if stages == 2 {
+                store(&mut body, 1, "b");
+                let _ = writeln!(body, "        workgroupBarrier();");
+            } else {
+                let _ = writeln!(body, "        workgroupBarrier();");
+                store(&mut body, 0, "b");
+                let _ = writeln!(body, "        workgroupBarrier();");
+            }
+            // Step t+1 (stage 1, or 0), set a holds step t+2, set b takes step t+3.
+            guarded_block(&mut body, Some(lt(3)), &|b| load(b, &format!("{k0}t + 3u"), "b"));
+            compute(&mut body, stages - 1);
+            if stages == 2 {
+                guarded_block(&mut body, Some(lt(2)), &|b| store(b, 0, ""));
+            } else {
+                let _ = writeln!(body, "        workgroupBarrier();");
+                guarded_block(&mut body, Some(lt(2)), &|b| store(b, 0, ""));
+            }
+            let _ = writeln!(body, "        workgroupBarrier();\n    }}");
+        }
+        if sp % 2 == 1 {
+            compute(&mut body, 0);
+        }
+    } else if stages == 2 {
         // Step t lives in stage t % 2; two steps per iteration keep every stage index a
         // constant. The multiply-outs are unconditional (naga takes an `if` on the loop
         // variable as non-uniform control flow): the loop runs over whole pairs of steps and
         // an odd last step follows it; only loads and stores past the last step are guarded.
         let half = |b: &mut String, st: usize, next: &str, guard: bool| {
-            let (open, close) =
-                if guard { (format!("        if ({next} < {sp}u) {{\n"), "        }\n") } else { (String::new(), "") };
-            b.push_str(&open);
-            load(b, &format!("{k0}{next}"));
-            b.push_str(close);
+            let cond = guard.then(|| format!("{next} < {sp}u"));
+            guarded_block(b, cond.clone(), &|b| load(b, &format!("{k0}{next}"), ""));
             compute(b, st);
-            b.push_str(&open);
-            store(b, 1 - st);
-            b.push_str(close);
+            guarded_block(b, cond, &|b| store(b, 1 - st, ""));
         };
         let pairs = sp / 2;
         if pairs > 0 {
@@ -787,11 +847,11 @@ pub(crate) fn coop(
         // One stage: step t+1's loads in flight while step t multiplies out, a barrier, the
         // stores, a barrier.
         let _ = writeln!(body, "    for (var t = 0u; t < {sp}u; t = t + 1u) {{\n        if (t + 1u < {sp}u) {{");
-        load(&mut body, &format!("{k0}t + 1u"));
+        load(&mut body, &format!("{k0}t + 1u"), "");
         let _ = writeln!(body, "        }}");
         compute(&mut body, 0);
         let _ = writeln!(body, "        workgroupBarrier();\n        if (t + 1u < {sp}u) {{");
-        store(&mut body, 0);
+        store(&mut body, 0, "");
         let _ = writeln!(body, "        }}\n        workgroupBarrier();\n    }}");
     }
 
