@@ -285,28 +285,40 @@ fn fused_attention_matches_the_interpreter_across_sizes() {
     assert!(ks[0].source().wgsl.contains("var<workgroup> kst"), "an H100's decode attention stages K");
     let Some(gpu) = common::gpu() else { return };
     // (heads, kv heads, keys, width, queries, K and V loaded up front, K through workgroup
-    // memory within 16 KiB of it): one tile of keys and several (the workgroup holds 256),
-    // partial tiles, widths that split V's columns over 1 to 32 thread groups and dot
-    // products written out 16, 8 or 2 terms per iteration; the up-front loads of few rows
-    // (decode), K staged where it fits and each thread's row of K where it does not, and the
-    // loops of many rows (160) or of a wide head (256 + 33 values a thread).
+    // memory within 16 KiB of it, query rows a workgroup computes): one tile of keys and
+    // several (the workgroup holds 256), partial tiles, widths that split V's columns over 1
+    // to 32 thread groups and dot products written out 16, 8 or 2 terms per iteration; the
+    // up-front loads of few rows (decode), K staged where it fits and each thread's row of K
+    // where it does not, and the loops of many rows (160) or of a wide head (256 + 33 values
+    // a thread); a prefill of Qwen2-0.5B's heads (1792 rows, 2 to a workgroup).
     let cases = [
-        (4, 2, 5, 8, 1, true, true),
-        (14, 2, 129, 64, 1, true, false),
-        (4, 1, 300, 64, 3, false, false),
-        (2, 2, 513, 80, 2, false, false),
-        (2, 1, 257, 72, 1, false, false),
-        (3, 3, 33, 256, 2, false, false),
-        (2, 1, 40, 6, 4, true, true),
-        (8, 2, 100, 32, 20, false, false),
-        (4, 1, 48, 64, 1, true, true),
+        (4, 2, 5, 8, 1, true, true, 1),
+        (14, 2, 129, 64, 1, true, false, 1),
+        (4, 1, 300, 64, 3, false, false, 1),
+        (2, 2, 513, 80, 2, false, false, 1),
+        (2, 1, 257, 72, 1, false, false, 1),
+        (3, 3, 33, 256, 2, false, false, 1),
+        (2, 1, 40, 6, 4, true, true, 1),
+        (8, 2, 100, 32, 20, false, false, 1),
+        (4, 1, 48, 64, 1, true, true, 1),
+        (14, 2, 128, 64, 128, false, false, 2),
     ];
     // The default target (16 KiB of workgroup memory), whose choices the table states, then
-    // the adapter's own.
-    for (pass, target) in [Target::default(), gpu.target()].into_iter().enumerate() {
-        for (heads, kv, keys, e, seq, up_front, staged) in cases {
+    // the adapter's own, then the adapter's with 2, 4 and 8 query rows to a workgroup forced
+    // (where there are as many queries and their scores fit its workgroup memory; a last
+    // group partial where they do not divide the queries).
+    let mut targets = vec![(Target::default(), None), (gpu.target(), None)];
+    for q in [2, 4, 8] {
+        targets.push((Target { attention_rows: Some(q), ..gpu.target() }, Some(q)));
+    }
+    let mut grouped = std::collections::BTreeSet::new();
+    for (pass, (target, forced)) in targets.into_iter().enumerate() {
+        for (heads, kv, keys, e, seq, up_front, staged, rows) in cases {
+            if forced.is_some_and(|q| q > seq) {
+                continue;
+            }
             let label = format!(
-                "heads {heads}/{kv}, keys {keys}, width {e}, queries {seq}, {} B of workgroup memory",
+                "heads {heads}/{kv}, keys {keys}, width {e}, queries {seq}, {} B of workgroup memory, rows {forced:?}",
                 target.max_workgroup_storage_bytes
             );
             let original = attention_graph(heads, kv, keys, e, seq);
@@ -316,11 +328,20 @@ fn fused_attention_matches_the_interpreter_across_sizes() {
             let kernels = generate(&fused, &b, &target).unwrap_or_else(|e| panic!("{label}: {e}"));
             let kinds: Vec<String> = kernels.iter().map(|k| k.source().kind.to_string()).collect();
             assert_eq!(kinds, ["attention"], "{label}: one fused attention kernel");
+            // (The up-front loads name their clamped key `jk`, staged K `kst`; the queries
+            // of a workgroup's rows past its first are `rq1`, `rq2`, ..)
+            let wgsl = &kernels[0].source().wgsl;
+            let group = (1..=8).take_while(|m| *m == 1 || wgsl.contains(&format!("let rq{} = ", m - 1))).count();
             if pass == 0 {
-                // (The up-front loads name their clamped key `jk`, staged K `kst`.)
-                let wgsl = &kernels[0].source().wgsl;
                 assert_eq!(wgsl.contains("let jk = min(lid"), up_front, "{label}: loads up front");
                 assert_eq!(wgsl.contains("var<workgroup> kst"), staged, "{label}: K through workgroup memory");
+                assert_eq!(group, rows, "{label}: query rows per workgroup");
+            }
+            if let Some(q) = forced {
+                assert!(group == q || group == 1, "{label}: {group} rows per workgroup");
+                if group == q {
+                    grouped.insert(q);
+                }
             }
             let inputs = interp::seeded_inputs(&original, &b, 11).unwrap();
             let want = interp::run(&original, &inputs).unwrap();
@@ -330,6 +351,7 @@ fn fused_attention_matches_the_interpreter_across_sizes() {
             assert!(rel <= 1e-5, "{label}: GPU vs interpreter rel {rel:e} (abs {abs:e})");
         }
     }
+    assert_eq!(grouped.into_iter().collect::<Vec<_>>(), [2, 4, 8], "every forced grouping ran");
 }
 
 /// Outputs of 4 MiB and more are read back into freshly advised memory (huge pages where

@@ -555,6 +555,10 @@ pub struct Target {
     /// it divides the GEMM's k steps, else no split); `None` picks per shape
     /// ([`proj::coop::split`]).
     pub coop_split: Option<usize>,
+    /// Forces the query rows an attention workgroup computes together (tests, tuning; used
+    /// where it divides the queries and the scores of that many rows fit workgroup memory,
+    /// else 1); `None` picks per shape.
+    pub attention_rows: Option<usize>,
 }
 
 impl Default for Target {
@@ -575,6 +579,7 @@ impl Default for Target {
             q4_unpack: proj::q4::Q4Unpack::Magic,
             q4_cols: None,
             coop_split: None,
+            attention_rows: None,
         }
     }
 }

@@ -11,7 +11,7 @@
 //! written. Floats accumulate in f32, as the reduction and softmax kernels do.
 
 use crate::elementwise::{binary_expr, cast_expr, map_kernel_lets, unary_expr, Sites};
-use crate::wgsl::{kernel_outs, load, row_threads, subgroup, tree_reduce_in, RedArray, Store, WORKGROUP};
+use crate::wgsl::{kernel_outs, load, row_threads, subgroup, tree_reduce_rows, RedArray, Store, WORKGROUP};
 use crate::{dims, KernelKind, KernelSource, Target};
 use glufuse_ir::ops::attention::types as attention_types;
 use glufuse_ir::ops::binary::BinaryKind;
@@ -75,7 +75,7 @@ pub(crate) fn program(
         body.push_str(&stride);
         w.reset();
         let c = w.coords(last);
-        reduction_round(&mut w, &mut body, reds, &c, threads, row, &RedArray::F32, subgroup(t))?;
+        reduction_round(&mut w, &mut body, reds, &RowAt::one(&c), threads, row, &RedArray::F32, subgroup(t))?;
     }
     body.push_str(&stride);
     let (lets, writes) = w.outputs(&results)?;
@@ -93,7 +93,8 @@ pub(crate) fn program(
     kernel_outs(g, name, KernelKind::Program, &ins, &outs, rows as u64, threads, &prelude, &body, sites.checks, t)
 }
 
-/// The kernel of a fused attention: one workgroup per row of scores (a query of a head). The
+/// The kernel of a fused attention: one workgroup per row of scores (a query of a head; or
+/// several, below). The
 /// row's query is computed once through Q's program (views, and a bias and rotary embedding
 /// where the pass folded them in) into workgroup memory. For each round the scores program
 /// needs (a softmax's maximum, then its sum), its threads stride over the row's keys, each
@@ -108,7 +109,11 @@ pub(crate) fn program(
 /// by the whole workgroup, in order, where it fits there: a thread loading its own key's
 /// row made each of a warp's loads touch as many lines of memory as the warp has threads
 /// (the Qwen2-0.5B-sized f16 decode step on an H100, 1055 → 967 µs:
-/// `benches/results/h100-2026-11-26g-kstage.md`).
+/// `benches/results/h100-2026-11-26g-kstage.md`). Where the scores are kept, a workgroup
+/// may compute several consecutive queries of a head at once ([`query_rows`]): each load of
+/// K and V then serves every one of them (their queries, scores, reductions, probabilities
+/// and sums side by side, suffixed `_0`, `_1`, ..), and a last group that the queries do not
+/// fill reads the last query in its rows past the end and writes nothing for them.
 pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t: &Target) -> Result<KernelSource> {
     let (ins, out) = (g.inputs(n), Value::of(n));
     let name = g.node(n).name.clone();
@@ -178,31 +183,10 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
         }
         also_fresh = w.fresh;
     }
-    let exit = if side.is_empty() {
-        " return; ".to_string()
-    } else {
-        format!("\n        let i = (gid - {rows}u) * {threads}u + lid;\n{side}        return;\n    ")
-    };
-    let mut body = format!("    if (gid >= {rows}u) {{{exit}}}\n    let row = gid;\n");
-    let mut rc = vec![];
-    for (k, &d) in sd[..r - 1].iter().enumerate() {
-        if d == 1 {
-            rc.push("0u".to_string());
-        } else {
-            let e = match (k, rs[k]) {
-                (0, st) => format!("row / {st}u"),
-                (_, 1) => format!("row % {d}u"),
-                (_, st) => format!("(row / {st}u) % {d}u"),
-            };
-            let _ = writeln!(body, "    let r{k} = {e};");
-            rc.push(format!("r{k}"));
-        }
-    }
-    let batch = &rc[..r - 2];
-    let at = |x: &[&str]| -> Vec<String> { batch.iter().cloned().chain(x.iter().map(|s| s.to_string())).collect() };
     // The scores of the row are kept in workgroup memory where they fit beside the trees:
     // the first round computes them, the later ones read them back.
-    let cached = (keys as u64 + 2 * threads as u64 + depth as u64) * 4 <= t.max_workgroup_storage_bytes as u64;
+    let per_row = keys as u64 + 2 * threads as u64 + depth as u64;
+    let cached = per_row * 4 <= t.max_workgroup_storage_bytes as u64;
     let mut computed = false;
     // The score of key `j`, as `s`: the query's dot product with the key, `lanes` terms per
     // iteration (their loads independent, so they are in flight together: one serial load per
@@ -227,6 +211,64 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
     let kstage = prefetch
         && (keys as u64 * (depth as u64 + 1) + (keys + 4 * threads as usize + depth) as u64) * 4
             <= t.max_workgroup_storage_bytes as u64;
+    // Query rows per workgroup (`qr`): consecutive queries of one head share every load of K
+    // and V ([`query_rows`]).
+    let qr = if prefetch || !cached || r < 2 {
+        1
+    } else {
+        query_rows(
+            rows / sd[r - 2].max(1),
+            sd[r - 2],
+            per_row * 4,
+            t.max_workgroup_storage_bytes as u64,
+            t.attention_rows,
+        )
+    };
+    // (Each head's queries in groups of `qr`, the last one partial where `qr` does not divide
+    // them: its rows past the end read the last query and write nothing.)
+    let queries = if r >= 2 { sd[r - 2] } else { 1 };
+    let per_head = queries.div_ceil(qr);
+    let partial = queries % qr != 0;
+    let groups_n = rows / queries.max(1) * per_head;
+    let exit = if side.is_empty() {
+        " return; ".to_string()
+    } else {
+        format!("\n        let i = (gid - {groups_n}u) * {threads}u + lid;\n{side}        return;\n    ")
+    };
+    let first = match (qr, partial) {
+        (1, _) => "gid".to_string(),
+        (_, false) => format!("gid * {qr}u"),
+        (_, true) => format!("(gid / {per_head}u) * {queries}u + (gid % {per_head}u) * {qr}u"),
+    };
+    let mut body = format!("    if (gid >= {groups_n}u) {{{exit}}}\n    let row = {first};\n");
+    let mut rc = vec![];
+    for (k, &d) in sd[..r - 1].iter().enumerate() {
+        if d == 1 {
+            rc.push("0u".to_string());
+        } else {
+            let e = match (k, rs[k]) {
+                (0, st) => format!("row / {st}u"),
+                (_, 1) => format!("row % {d}u"),
+                (_, st) => format!("(row / {st}u) % {d}u"),
+            };
+            let _ = writeln!(body, "    let r{k} = {e};");
+            rc.push(format!("r{k}"));
+        }
+    }
+    // Each query row's coordinates (the first row's plus m along the queries), the suffix of
+    // its names, and the offset of its part of each workgroup array.
+    let mut rcs = vec![rc.clone()];
+    let last_q = |e: String| if partial { format!("min({e}, {}u)", queries - 1) } else { e };
+    for m in 1..qr {
+        let _ = writeln!(body, "    let rq{m} = {};", last_q(format!("{} + {m}u", rc[r - 2])));
+        let mut c = rc.clone();
+        c[r - 2] = format!("rq{m}");
+        rcs.push(c);
+    }
+    let sfx = |m: usize| if qr == 1 { String::new() } else { format!("_{m}") };
+    let off = |m: usize, n: usize| if m == 0 { String::new() } else { format!("{}u + ", m * n) };
+    let batch = &rc[..r - 2];
+    let at = |x: &[&str]| -> Vec<String> { batch.iter().cloned().chain(x.iter().map(|s| s.to_string())).collect() };
     // With the up-front loads, the concatenation parts of K and V few enough for a workgroup
     // (a KV step's new keys and values) are computed once per workgroup into workgroup
     // memory: every element of K then reads the past cache or that array, instead of
@@ -302,10 +344,11 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
     }
     let mut score = |qw: &mut Writer, kw: &mut Writer, fresh: &mut usize| -> Result<String> {
         if cached && computed {
-            return Ok("    let s = sc[j];\n".into());
+            return Ok((0..qr).map(|m| format!("    let s{} = sc[{}j];\n", sfx(m), off(m, keys))).collect());
         }
         computed = true;
-        let keep = if cached { "    sc[j] = s;\n" } else { "" };
+        let keep: String =
+            (0..qr).filter(|_| cached).map(|m| format!("    sc[{}j] = s{};\n", off(m, keys), sfx(m))).collect();
         if prefetch {
             let terms: String =
                 kvals.iter().enumerate().map(|(d, k)| format!("    s = s + qs[{d}u] * {k};\n")).collect();
@@ -317,38 +360,59 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
         let mut terms = String::new();
         for l in 0..lanes {
             let d = if l == 0 { "d".to_string() } else { format!("(d + {l}u)") };
-            let qv = format!("qs[{d}]");
             kw.fresh = qw.fresh;
             let kv = kw.value(kl, &at(&[d.as_str(), "j"]))?;
             qw.fresh = kw.fresh;
-            let _ = writeln!(terms, "    s = s + {qv} * {kv};");
+            for m in 0..qr {
+                let _ = writeln!(terms, "    s{x} = s{x} + qs[{}{d}] * {kv};", off(m, depth), x = sfx(m));
+            }
         }
         *fresh = qw.fresh;
+        let zeros: String = (0..qr).map(|m| format!("    var s{} = 0.0;\n", sfx(m))).collect();
         Ok(format!(
-            "    var s = 0.0;\n    for (var d = 0u; d < {depth}u; d = d + {lanes}u) {{\n{}{}{}    }}\n{keep}",
+            "{zeros}    for (var d = 0u; d < {depth}u; d = d + {lanes}u) {{\n{}{}{}    }}\n{keep}",
             indent(&qw.code),
             indent(&kw.code),
             indent(&terms)
         ))
     };
-    // The row's query, computed once into workgroup memory through its program (which may
-    // compute, not only move: a rotary embedding), then read by every key's dot product.
+    // The rows' queries, computed once into workgroup memory through their program (which
+    // may compute, not only move: a rotary embedding), then read by every key's dot product.
+    // (Several rows: element e of `qs` is row e / depth's query at e % depth, one loop over
+    // all of them.)
     qw.reset();
     let mut qc = rc.clone();
+    let (open, slot) = if qr == 1 {
+        (format!("    for (var dq = lid; dq < {depth}u; dq = dq + {threads}u) {{\n"), "dq")
+    } else {
+        qc[r - 2] = "rqm".into();
+        let open = format!(
+            "    for (var e = lid; e < {}u; e = e + {threads}u) {{\n        let dq = e % {depth}u;\n        let rqm = {};\n",
+            qr * depth,
+            last_q(format!("{} + e / {depth}u", rc[r - 2]))
+        );
+        (open, "e")
+    };
     qc.push("dq".into());
     let qv = qw.value(ql, &qc)?;
-    let _ = writeln!(
-        body,
-        "    for (var dq = lid; dq < {depth}u; dq = dq + {threads}u) {{\n{}        qs[dq] = {qv};\n    }}\n    workgroupBarrier();",
-        indent(&qw.code)
-    );
+    let _ = writeln!(body, "{open}{}        qs[{slot}] = {qv};\n    }}\n    workgroupBarrier();", indent(&qw.code));
     let mut fresh = qw.fresh;
     // Rounds of the scores program's reductions, as in a row program.
     let reductions = reduction_rounds(&sw.p.steps);
-    let pc = at(&[rc[r - 2].as_str(), "j"]);
+    let pcs: Vec<Vec<String>> = rcs.iter().map(|c| at(&[c[r - 2].as_str(), "j"])).collect();
+    let rows_at: Vec<RowAt> = (0..qr)
+        .map(|m| RowAt {
+            c: pcs[m].clone(),
+            sfx: sfx(m),
+            virt: Some(format!("s{}", sfx(m))),
+            base: m * threads as usize,
+        })
+        .collect();
     for reds in &reductions {
-        for (k, rd, _) in reds {
-            let _ = writeln!(body, "    var a{k}_{}: f32 = {};", rd.tag(), rd.identity());
+        for m in 0..qr {
+            for (k, rd, _) in reds {
+                let _ = writeln!(body, "    var a{k}_{}{}: f32 = {};", rd.tag(), sfx(m), rd.identity());
+            }
         }
         let _ = writeln!(
             body,
@@ -357,27 +421,45 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
         body.push_str(&indent(&score(&mut qw, &mut kw, &mut fresh)?));
         sw.fresh = fresh;
         sw.reset();
-        reduction_round(&mut sw, &mut body, reds, &pc, threads, keys, &RedArray::F32, subgroup(t))?;
+        reduction_round(&mut sw, &mut body, reds, &rows_at, threads, keys, &RedArray::F32, subgroup(t))?;
         fresh = sw.fresh;
     }
     // P·V: one tile where the loads were made up front (every key is thread `lid`'s), else
     // a tile of keys at a time.
-    let _ = writeln!(body, "    var acc = 0.0;");
+    for m in 0..qr {
+        let _ = writeln!(body, "    var acc{} = 0.0;", sfx(m));
+    }
     if prefetch {
         body.push_str("    {\n        let j = lid;\n");
     } else {
         let _ =
             writeln!(body, "    for (var t0 = 0u; t0 < {keys}u; t0 = t0 + {threads}u) {{\n        let j = t0 + lid;");
     }
-    let _ =
-        writeln!(body, "        var pj = 0.0;\n        if (j < {keys}u) {{\n            let i = row * {keys}u + j;");
+    for m in 0..qr {
+        let _ = writeln!(body, "        var pj{} = 0.0;", sfx(m));
+    }
+    let _ = writeln!(body, "        if (j < {keys}u) {{\n            let i = row * {keys}u + j;");
     body.push_str(&indent(&indent(&score(&mut qw, &mut kw, &mut fresh)?)));
-    sw.fresh = fresh;
-    sw.reset();
-    let pv = sw.value(pl, &pc)?;
-    fresh = sw.fresh;
-    body.push_str(&indent(&indent(&sw.code)));
-    let _ = writeln!(body, "            pj = {pv};\n        }}\n        pw[lid] = pj;\n        workgroupBarrier();");
+    let mut sets = String::new();
+    for (m, row) in rows_at.iter().enumerate() {
+        sw.fresh = fresh;
+        sw.reset();
+        sw.sfx = row.sfx.clone();
+        if let (Some(v), Some((_, name))) = (&row.virt, sw.virt.as_mut()) {
+            *name = v.clone();
+        }
+        let pv = sw.value(pl, &row.c)?;
+        fresh = sw.fresh;
+        body.push_str(&indent(&indent(&sw.code)));
+        let _ = writeln!(sets, "            pj{} = {pv};", sfx(m));
+    }
+    sw.sfx.clear();
+    body.push_str(&sets);
+    body.push_str("        }\n");
+    for m in 0..qr {
+        let _ = writeln!(body, "        pw[{}lid] = pj{};", off(m, threads as usize), sfx(m));
+    }
+    body.push_str("        workgroupBarrier();\n");
     let used = groups * width;
     if prefetch {
         // Thread `uv·width + colv` adds the terms of keys uv, uv + groups, .. in key order.
@@ -400,7 +482,10 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
             for l in 0..n {
                 let u = if l == 0 { "u".to_string() } else { format!("u + {}u", l * groups) };
                 let vv = vw.value(vl, &at(&[&format!("(t0 + {u})"), "col"]))?;
-                let _ = writeln!(adds, "    acc = acc + pw[{u}] * {vv};");
+                for m in 0..qr {
+                    let _ =
+                        writeln!(adds, "    acc{x} = acc{x} + pw[{}{u}] * {vv};", off(m, threads as usize), x = sfx(m));
+                }
             }
             fresh = vw.fresh;
             Ok((std::mem::take(&mut vw.code), adds))
@@ -418,12 +503,23 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
             stride = lanes * groups,
         );
     }
-    let _ = writeln!(
-        body,
-        "        workgroupBarrier();\n    }}\n    red[lid] = acc;\n    workgroupBarrier();\n    if (lid < {width}u) {{\n        var o = red[lid];\n{}        out0[{}] = o;\n    }}",
-        (1..groups).map(|g| format!("        o = o + red[lid + {}u];\n", g * width)).collect::<String>(),
-        out_index(&rc, &od, &a.out_perm),
-    );
+    body.push_str("        workgroupBarrier();\n    }\n");
+    for m in 0..qr {
+        let _ = writeln!(body, "    red[{}lid] = acc{};", off(m, threads as usize), sfx(m));
+    }
+    let _ = writeln!(body, "    workgroupBarrier();\n    if (lid < {width}u) {{");
+    for (m, c) in rcs.iter().enumerate() {
+        let (o, base) = (format!("o{}", sfx(m)), off(m, threads as usize));
+        let write = format!("out0[{}] = {o};", out_index(c, &od, &a.out_perm));
+        let write =
+            if partial && m > 0 { format!("if ({} + {m}u < {queries}u) {{ {write} }}", rc[r - 2]) } else { write };
+        let _ = writeln!(
+            body,
+            "        var {o} = red[{base}lid];\n{}        {write}",
+            (1..groups).map(|g| format!("        {o} = {o} + red[{base}lid + {}u];\n", g * width)).collect::<String>(),
+        );
+    }
+    body.push_str("    }\n");
     // Only the scores program computes (a mask's integer arithmetic may check for overflow);
     // Q, Kᵀ and V are reads.
     if [&qw, &kw, &vw].iter().any(|w| !w.sites.checks.is_empty()) {
@@ -431,11 +527,12 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
     }
     let mut prelude = sw.sites.prelude();
     prelude.push_str(&format!(
-        "fn add_f_(a: f32, b: f32) -> f32 {{ return a + b; }}\nvar<workgroup> red: array<f32, {threads}>;\nvar<workgroup> pw: array<f32, {threads}>;\nvar<workgroup> qs: array<f32, {}>;\n",
-        depth.max(1)
+        "fn add_f_(a: f32, b: f32) -> f32 {{ return a + b; }}\nvar<workgroup> red: array<f32, {tr}>;\nvar<workgroup> pw: array<f32, {tr}>;\nvar<workgroup> qs: array<f32, {}>;\n",
+        qr * depth.max(1),
+        tr = qr * threads as usize
     ));
     if cached {
-        prelude.push_str(&format!("var<workgroup> sc: array<f32, {}>;\n", keys.max(1)));
+        prelude.push_str(&format!("var<workgroup> sc: array<f32, {}>;\n", qr * keys.max(1)));
     }
     if kstage {
         prelude.push_str(&format!("var<workgroup> kst: array<f32, {}>;\n", keys * (depth + 1)));
@@ -443,7 +540,37 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
     prelude.push_str(&staged_decls);
     prelude.push_str(&crate::elementwise::helpers_for(&format!("{body}\n{prelude}")));
     let checks = sw.sites.checks;
-    kernel_outs(g, name, KernelKind::Attention, &ins, &outs, (rows + extra) as u64, threads, &prelude, &body, checks, t)
+    kernel_outs(
+        g,
+        name,
+        KernelKind::Attention,
+        &ins,
+        &outs,
+        (groups_n + extra) as u64,
+        threads,
+        &prelude,
+        &body,
+        checks,
+        t,
+    )
+}
+
+/// Query rows an attention workgroup computes together (sharing each load of K and V), of
+/// a head's `queries` (`heads` × `queries` rows in all): `forced` where it is at most the
+/// queries and its workgroup memory (`bytes` a row) fits `max_bytes`; unforced, two where
+/// they fit and leave at least [`COOP_MIN_WORKGROUPS`](crate::proj::coop::COOP_MIN_WORKGROUPS)
+/// workgroups; else 1. Measured on the Qwen2-0.5B-sized f16 prefill (128 tokens, 14 heads) on
+/// an H100, whole graph: one row a workgroup 2865 µs, two 2786, four 2889, eight 3199,
+/// sixteen 3623 (`benches/results/h100-2026-11-27h-prefill.md`): past two, each workgroup's
+/// longer serial work outweighs the loads it shares.
+fn query_rows(heads: usize, queries: usize, bytes: u64, max_bytes: u64, forced: Option<usize>) -> usize {
+    let fits = |q: usize| (1..=queries).contains(&q) && q as u64 * bytes <= max_bytes;
+    match forced {
+        Some(q) if fits(q) => q,
+        Some(_) => 1,
+        None if fits(2) && heads * queries.div_ceil(2) >= crate::proj::coop::COOP_MIN_WORKGROUPS => 2,
+        None => 1,
+    }
 }
 
 /// Most rows (workgroups) an attention that loads its K and V up front has ([`attention`]).
@@ -505,15 +632,16 @@ impl Red {
         }
     }
 
-    /// WGSL folding element `x` into accumulator `acc` (of step `k`).
-    fn combine(self, acc: &str, x: &str, k: usize) -> String {
+    /// WGSL folding element `x` into accumulator `acc` (of step `k`, its row values named
+    /// with suffix `sfx`).
+    fn combine(self, acc: &str, x: &str, k: usize, sfx: &str) -> String {
         match self {
             // NaN-propagating, as the reduction kernel's maximum.
             Red::Of(ReduceOp::Max) => format!("maxf_({acc}, {x})"),
             Red::Of(ReduceOp::Sum | ReduceOp::Mean) => format!("{acc} + {x}"),
             // As the softmax kernel: the plain maximum, then `exp(x - max)`.
             Red::Max => format!("max({acc}, {x})"),
-            Red::SumExp => format!("{acc} + exp({x} - m{k})"),
+            Red::SumExp => format!("{acc} + exp({x} - m{k}{sfx})"),
         }
     }
 
@@ -532,40 +660,77 @@ fn indent(s: &str) -> String {
     s.lines().map(|l| format!("    {l}\n")).collect()
 }
 
+/// One row a round of reductions reduces ([`reduction_round`]): the coordinates the
+/// reductions' operands are computed at, the suffix of its accumulators and row values
+/// (`a5_m_1`, `m5_1`: an attention's query row 1 of several), the WGSL holding its scores
+/// (an attention's virtual input, where the writer has one), and where its part of the
+/// workgroup array begins.
+pub(crate) struct RowAt {
+    pub(crate) c: Vec<String>,
+    pub(crate) sfx: String,
+    pub(crate) virt: Option<String>,
+    pub(crate) base: usize,
+}
+
+impl RowAt {
+    /// The one row of a row program, at coordinates `c`.
+    fn one(c: &[String]) -> Vec<RowAt> {
+        vec![RowAt { c: c.to_vec(), sfx: String::new(), virt: None, base: 0 }]
+    }
+}
+
 /// One round of row reductions, after its accumulators are declared and its strided loop
-/// opened: each reduction's operand accumulated at coordinates `c` (inside the loop, which it
-/// closes), then reduced across the workgroup's `threads` and bound as `TAGk` (a mean divided
-/// by the `len` elements of the row); reductions whose value is final are marked done in `w`.
-/// With `sg` (the subgroup size), across subgroups first ([`tree_reduce_in`]).
+/// opened: each reduction's operand accumulated for each row of `rows` (inside the loop,
+/// which it closes), then reduced across the workgroup's `threads` (the rows' reductions
+/// sharing their barriers) and bound as `TAGk` with the row's suffix (a mean divided by the
+/// `len` elements of the row); reductions whose value is final are marked done in `w`. With
+/// `sg` (the subgroup size), across subgroups first ([`tree_reduce_rows`]).
 #[allow(clippy::too_many_arguments)]
 fn reduction_round(
     w: &mut Writer,
     body: &mut String,
     reds: &[(usize, Red, usize)],
-    c: &[String],
+    rows: &[RowAt],
     threads: u32,
     len: usize,
     arr: &RedArray,
     sg: Option<usize>,
 ) -> Result<()> {
-    for (k, r, x) in reds {
-        let v = w.value(*x, c)?;
-        let acc = format!("a{k}_{}", r.tag());
-        let _ = writeln!(w.code, "    {acc} = {};", r.combine(&acc, &v, *k));
+    for row in rows {
+        w.sfx = row.sfx.clone();
+        if let (Some(v), Some((_, name))) = (&row.virt, w.virt.as_mut()) {
+            *name = v.clone();
+        }
+        if rows.len() > 1 {
+            // (A step's value is kept per coordinates; another row's reductions differ.)
+            w.memo.clear();
+        }
+        for (k, r, x) in reds {
+            let v = w.value(*x, &row.c)?;
+            let acc = format!("a{k}_{}{}", r.tag(), row.sfx);
+            let _ = writeln!(w.code, "    {acc} = {};", r.combine(&acc, &v, *k, &row.sfx));
+        }
     }
     body.push_str(&indent(&w.code));
     body.push_str("    }\n");
     for (k, r, _) in reds {
-        body.push_str(&tree_reduce_in(arr, threads, &format!("a{k}_{}", r.tag()), r.tree_fn(), sg));
-        let v = match r {
-            Red::Of(ReduceOp::Mean) => format!("{} / f32({len})", arr.at("0")),
-            Red::Of(ReduceOp::Sum | ReduceOp::Max) | Red::Max | Red::SumExp => arr.at("0"),
-        };
-        let _ = writeln!(body, "    let {}{k} = {v};\n    workgroupBarrier();", r.tag());
+        let xs: Vec<(usize, String)> =
+            rows.iter().map(|row| (row.base, format!("a{k}_{}{}", r.tag(), row.sfx))).collect();
+        body.push_str(&tree_reduce_rows(arr, &xs, threads, r.tree_fn(), sg));
+        for row in rows {
+            let at0 = if row.base == 0 { arr.at("0") } else { arr.at(&format!("{}u", row.base)) };
+            let v = match r {
+                Red::Of(ReduceOp::Mean) => format!("{at0} / f32({len})"),
+                Red::Of(ReduceOp::Sum | ReduceOp::Max) | Red::Max | Red::SumExp => at0,
+            };
+            let _ = writeln!(body, "    let {}{k}{} = {v};", r.tag(), row.sfx);
+        }
+        body.push_str("    workgroupBarrier();\n");
         if matches!(r, Red::Of(_) | Red::SumExp) {
             w.done.push(*k);
         }
     }
+    w.sfx.clear();
     Ok(())
 }
 
@@ -630,6 +795,8 @@ struct Writer<'a> {
     select_concat: bool,
     /// Steps whose every value a workgroup array holds ([`Writer::stage`]), by its name.
     staged: HashMap<usize, String>,
+    /// The suffix of the row values read (`m5_1`: an attention's query row 1 of several).
+    sfx: String,
 }
 
 impl<'a> Writer<'a> {
@@ -667,6 +834,7 @@ impl<'a> Writer<'a> {
             virt: None,
             select_concat: false,
             staged: HashMap::new(),
+            sfx: String::new(),
         })
     }
 
@@ -785,11 +953,11 @@ impl<'a> Writer<'a> {
             Step::Expand { x, .. } => return self.operand(*x, c),
             Step::Reduce { .. } => {
                 debug_assert!(self.done.contains(&k), "step {k} read before its round");
-                format!("r{k}")
+                format!("r{k}{}", self.sfx)
             }
             Step::Softmax { x } => {
                 let a = self.value(*x, c)?;
-                format!("exp({a} - m{k}) / s{k}")
+                format!("exp({a} - m{k}{sfx}) / s{k}{sfx}", sfx = self.sfx)
             }
             Step::Transpose { perm, x } => {
                 let mut cx = vec![String::new(); c.len()];
@@ -1126,7 +1294,7 @@ pub(crate) fn row_prologue(
         stats_code.push_str(&stride);
         w.reset();
         let c = w.coords(last);
-        reduction_round(&mut w, &mut stats_code, reds, &c, threads, len, &arr, sg)?;
+        reduction_round(&mut w, &mut stats_code, reds, &RowAt::one(&c), threads, len, &arr, sg)?;
     }
     // The other outputs, where the first workgroup along the columns writes them.
     let mut also_code = String::new();

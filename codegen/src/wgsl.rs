@@ -355,36 +355,61 @@ pub(crate) fn subgroup(t: &Target) -> Option<usize> {
 /// barriers where the tree in workgroup memory has one per halving (nine at 256 threads).
 /// The body then uses the `sg_id` and `sg_lane` builtins ([`module_typed`] declares them).
 pub(crate) fn tree_reduce_in(arr: &RedArray, threads: u32, x: &str, combine: &str, sg: Option<usize>) -> String {
-    let at = |i: &str| arr.at(i);
+    tree_reduce_rows(arr, &[(0, x.to_string())], threads, combine, sg)
+}
+
+/// [`tree_reduce_in`] of several values at once (an attention's query rows), value `x` of
+/// each `(base, x)` reduced into `arr` from element `base` on, so that the reductions share
+/// their barriers: after the call element `base` holds each one's result. With `sg`, thread
+/// `i` combines value `i`'s subgroup results (there must be at most `threads` values).
+pub(crate) fn tree_reduce_rows(
+    arr: &RedArray,
+    xs: &[(usize, String)],
+    threads: u32,
+    combine: &str,
+    sg: Option<usize>,
+) -> String {
+    let at = |base: usize, i: &str| if base == 0 { arr.at(i) } else { arr.at(&format!("{base}u + {i}")) };
     if let Some(z) = sg.filter(|&z| z > 1 && threads as usize % z == 0) {
-        let mut s = format!("    {{\n        var sgv_ = {x};\n");
-        let mut m = z / 2;
-        while m > 0 {
-            let _ = writeln!(s, "        sgv_ = {combine}(sgv_, subgroupShuffleXor(sgv_, {m}u));");
-            m /= 2;
+        let mut s = String::new();
+        for (base, x) in xs {
+            let _ = writeln!(s, "    {{\n        var sgv_ = {x};");
+            let mut m = z / 2;
+            while m > 0 {
+                let _ = writeln!(s, "        sgv_ = {combine}(sgv_, subgroupShuffleXor(sgv_, {m}u));");
+                m /= 2;
+            }
+            let _ = writeln!(s, "        if (sg_lane == 0u) {{ {} = sgv_; }}\n    }}", at(*base, "sg_id"));
         }
-        let _ =
-            writeln!(s, "        if (sg_lane == 0u) {{ {} = sgv_; }}\n    }}\n    workgroupBarrier();", at("sg_id"));
+        s.push_str("    workgroupBarrier();\n");
         let parts = threads as usize / z;
         if parts > 1 {
-            let _ = write!(s, "    if (lid == 0u) {{\n        var sgv_ = {};\n", at("0"));
-            for p in 1..parts {
-                let _ = writeln!(s, "        sgv_ = {combine}(sgv_, {});", at(&format!("{p}u")));
+            for (i, (base, _)) in xs.iter().enumerate() {
+                let _ = write!(s, "    if (lid == {i}u) {{\n        var sgv_ = {};\n", at(*base, "0"));
+                for p in 1..parts {
+                    let _ = writeln!(s, "        sgv_ = {combine}(sgv_, {});", at(*base, &format!("{p}u")));
+                }
+                let _ = writeln!(s, "        {} = sgv_;\n    }}", at(*base, "0"));
             }
-            let _ = writeln!(s, "        {} = sgv_;\n    }}\n    workgroupBarrier();", at("0"));
+            s.push_str("    workgroupBarrier();\n");
         }
         return s;
     }
-    let mut s = format!("    {} = {x};\n    workgroupBarrier();\n", at("lid"));
+    let mut s = String::new();
+    for (base, x) in xs {
+        let _ = writeln!(s, "    {} = {x};", at(*base, "lid"));
+    }
+    s.push_str("    workgroupBarrier();\n");
     let mut half = threads / 2;
     while half > 0 {
-        let far = at(&format!("lid + {half}u"));
-        let _ = writeln!(
-            s,
-            "    if (lid < {half}u) {{ {} = {combine}({}, {far}); }}\n    workgroupBarrier();",
-            at("lid"),
-            at("lid")
-        );
+        let ops: Vec<String> = xs
+            .iter()
+            .map(|(base, _)| {
+                let far = at(*base, &format!("lid + {half}u"));
+                format!("{} = {combine}({}, {far});", at(*base, "lid"), at(*base, "lid"))
+            })
+            .collect();
+        let _ = writeln!(s, "    if (lid < {half}u) {{ {} }}\n    workgroupBarrier();", ops.join(" "));
         half /= 2;
     }
     s

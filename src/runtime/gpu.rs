@@ -300,6 +300,7 @@ impl Gpu {
             q4_unpack: Default::default(),
             q4_cols: None,
             coop_split: None,
+            attention_rows: None,
         }
     }
 
