@@ -86,18 +86,25 @@ pub struct CoopTile {
     /// Stages of workgroup memory: 2 (one barrier per step) or 1 (half the memory, two
     /// barriers per step). Both issue the next step's loads before the multiply-adds.
     pub stages: usize,
+    /// Slices of k: 1, or 2 (twice the subgroups, each half of them multiplying out its own
+    /// half of the k steps through its own stages; the halves' sums are added in the
+    /// epilogue).
+    pub ks: usize,
 }
 
 impl CoopTile {
     /// Threads per workgroup.
     pub fn threads(&self) -> usize {
-        SUBGROUP * self.wr * self.wc
+        SUBGROUP * self.wr * self.wc * self.ks
     }
 }
 
 impl std::fmt::Display for CoopTile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}x{}x{}w{}x{}", self.bm, self.bn, self.bk, self.wr, self.wc)?;
+        if self.ks != 1 {
+            write!(f, "k{}", self.ks)?;
+        }
         if self.stages != 2 {
             write!(f, "s{}", self.stages)?;
         }
@@ -108,17 +115,22 @@ impl std::fmt::Display for CoopTile {
 impl std::str::FromStr for CoopTile {
     type Err = Error;
     /// Parses the [`Display`](std::fmt::Display) form, e.g. `128x128x32w2x4s1` (no `sS`: two
-    /// stages). Whether a shape can use it is [`check`]'s to say.
+    /// stages; no `kK`: one slice of k) or `64x64x32w2x2k2s1`. Whether a shape can use it is
+    /// [`check`]'s to say.
     fn from_str(s: &str) -> Result<CoopTile> {
-        let bad = || Error::input(format!("cooperative-matrix tiling {s:?} is not BMxBNxBKwWRxWC[s1|s2]"));
+        let bad = || Error::input(format!("cooperative-matrix tiling {s:?} is not BMxBNxBKwWRxWC[k2][s1|s2]"));
         let (dims, stages) = match s.split_once('s') {
             Some((a, st)) => (a, st.parse::<usize>().map_err(|_| bad())?),
             None => (s, 2),
         };
+        let (dims, ks) = match dims.split_once('k') {
+            Some((a, k)) => (a, k.parse::<usize>().map_err(|_| bad())?),
+            None => (dims, 1),
+        };
         let (a, b) = dims.split_once('w').ok_or_else(bad)?;
         let nums = |p: &str| -> Result<Vec<usize>> { p.split('x').map(|v| v.parse().map_err(|_| bad())).collect() };
         match (&nums(a)?[..], &nums(b)?[..]) {
-            ([bm, bn, bk], [wr, wc]) => Ok(CoopTile { bm: *bm, bn: *bn, bk: *bk, wr: *wr, wc: *wc, stages }),
+            ([bm, bn, bk], [wr, wc]) => Ok(CoopTile { bm: *bm, bn: *bn, bk: *bk, wr: *wr, wc: *wc, stages, ks }),
             _ => Err(bad()),
         }
     }
@@ -126,12 +138,12 @@ impl std::str::FromStr for CoopTile {
 
 /// A tiling of one stage: `bm`×`bn` per workgroup, k steps of `bk`, `wr`×`wc` subgroups.
 const fn s1(bm: usize, bn: usize, bk: usize, wr: usize, wc: usize) -> CoopTile {
-    CoopTile { bm, bn, bk, wr, wc, stages: 1 }
+    CoopTile { bm, bn, bk, wr, wc, stages: 1, ks: 1 }
 }
 
 /// A tiling of two stages ([`s1`]'s arguments).
 const fn s2(bm: usize, bn: usize, bk: usize, wr: usize, wc: usize) -> CoopTile {
-    CoopTile { bm, bn, bk, wr, wc, stages: 2 }
+    CoopTile { bm, bn, bk, wr, wc, stages: 2, ks: 1 }
 }
 
 /// The tilings to try for a shape, best first (measured on an H100, issue #15): 16-row tiles
@@ -149,7 +161,10 @@ const fn s2(bm: usize, bn: usize, bk: usize, wr: usize, wc: usize) -> CoopTile {
 /// than twice [`COOP_SPLIT_MIN_STEPS`] steps): the same prefill went from 3888 to 3208 µs
 /// (q/k/v 30.7 → 19.9 µs, o 30.3 → 19.3, the split down projection 39.5 → 35.7, timestamped);
 /// the fused gate/up kept its tiles, every variant of it tried being slower
-/// (`benches/results/h100-2026-11-26g-coop-k64.md`). A plain projection wide enough for
+/// (`benches/results/h100-2026-11-26g-coop-k64.md`). Those 32-row tiles take k in two
+/// slices of one stage each where the workgroup memory allows (q/k/v and o: 2792 → 2751 µs,
+/// with the loads two steps ahead; two slices were slower for the fused gate/up, the split
+/// down projection and on k steps of 32: `benches/results/h100-2026-11-27h-prefill.md`). A plain projection wide enough for
 /// 128-row tiles of 256 columns, at up to 256 rows (an LM head), takes 128×128 tiles on k
 /// steps of 64 first: Qwen2-0.5B's tied LM head at 128 rows (K = 896, N = 151936) went from
 /// 304 to 233 µs, where 128×128 tiles on k steps of 32 in two stages took 289, 64×256 ones
@@ -176,6 +191,7 @@ pub fn candidates(s: &ProjShape) -> Vec<CoopTile> {
             // tiles where even 64-row ones are few and k is short enough to stay whole.
             let whole = s.k.div_ceil(64) < 2 * COOP_SPLIT_MIN_STEPS;
             if whole && s.rows.div_ceil(64) * s.n.div_ceil(64) < COOP_MIN_WORKGROUPS / 2 {
+                v.push(CoopTile { ks: 2, ..s1(32, 64, 64, 2, 2) });
                 v.push(s2(32, 64, 64, 2, 2));
             }
             v.push(s2(64, 64, 64, 2, 2));
@@ -249,7 +265,7 @@ pub fn split(s: &ProjShape, t: CoopTile, forced: Option<usize>) -> (usize, Optio
     let steps = s.k.div_ceil(t.bk);
     let grid = s.rows.div_ceil(t.bm) * s.n.div_ceil(t.bn);
     if let Some(f) = forced {
-        if f > 1 && steps % f == 0 {
+        if f > 1 && steps % f == 0 && (steps / f) % t.ks == 0 {
             return (f, Some(format!("split K={} in {f} (forced)", s.k)));
         }
         return (1, None);
@@ -257,7 +273,8 @@ pub fn split(s: &ProjShape, t: CoopTile, forced: Option<usize>) -> (usize, Optio
     if 2 * grid >= COOP_MIN_WORKGROUPS {
         return (1, None);
     }
-    let parts: Vec<usize> = (2..=steps / COOP_SPLIT_MIN_STEPS).filter(|d| steps % d == 0).collect();
+    let parts: Vec<usize> =
+        (2..=steps / COOP_SPLIT_MIN_STEPS).filter(|d| steps % d == 0 && (steps / d) % t.ks == 0).collect();
     let Some(&p) = parts.iter().find(|&&d| grid * d >= COOP_MIN_WORKGROUPS).or(parts.last()) else {
         return (1, None);
     };
@@ -317,7 +334,7 @@ impl Geo<'_> {
     /// Workgroup memory in bytes: the stages of both tiles and one 16×16 f32 scratch per
     /// subgroup.
     fn bytes(&self) -> usize {
-        self.t.stages * (self.a_len() + self.b_len()) * 8 + self.t.wr * self.t.wc * 256 * 4
+        self.t.ks * (self.t.stages * (self.a_len() + self.b_len()) * 8 + self.t.wr * self.t.wc * 256 * 4)
     }
 }
 
@@ -362,6 +379,9 @@ pub fn check(s: &ProjShape, t: CoopTile, max_workgroup_bytes: usize) -> std::res
     if !matches!(t.stages, 1 | 2) {
         return Err(format!("tiling {t}: 1 or 2 stages"));
     }
+    if !matches!(t.ks, 1 | 2) || (t.ks > 1 && s.q4.is_some()) {
+        return Err(format!("tiling {t}: 1 or 2 slices of k (4-bit weights: 1)"));
+    }
     if t.threads() > 256 {
         return Err(format!("tiling {t}: {} threads, more than WebGPU's 256 per workgroup", t.threads()));
     }
@@ -386,7 +406,7 @@ pub(crate) fn coop(
 ) -> Result<KernelSource> {
     check(s, tl, t.max_workgroup_storage_bytes as usize).map_err(|e| Error::Gpu(format!("'{name}': {e}")))?;
     let geo = Geo { s, t: tl };
-    let CoopTile { bm, bn, bk, wr, wc, stages } = tl;
+    let CoopTile { bm, bn, bk, wr, wc, stages, ks } = tl;
     let na = s.na();
     let (go, uo) = s.offsets();
     let threads = tl.threads();
@@ -395,16 +415,25 @@ pub(crate) fn coop(
     let kq = bk / 4; // x vec4 per tile row and step
     let kv = s.k / 4; // x vec4 per row of x
     let steps = s.k.div_ceil(bk);
-    if split == 0 || steps % split != 0 {
-        return Err(Error::Internal(format!("'{name}': {steps} steps of k do not split in {split} parts")));
+    if split == 0 || steps % split != 0 || (split > 1 && (steps / split) % ks != 0) {
+        return Err(Error::Internal(format!(
+            "'{name}': {steps} steps of k do not split in {split} parts of {ks} slices"
+        )));
     }
     // The steps this workgroup multiplies out: all of them, or part `kp` of a split, from
     // step `k0` (a prefix of the step expressions).
     let sp = steps / split;
     let k0 = if split > 1 { "k0 + " } else { "" };
+    // Slices of k: each slice's subgroups (`tk` threads, `lidk` the thread among them) take
+    // `spl` consecutive steps through their own stages, the last slice's past the end reading
+    // zeros (as a partial step's loads do).
+    let tk = threads / ks;
+    let spl = sp.div_ceil(ks);
+    let lidk = if ks == 1 { "lid" } else { "lidk" };
+    let stx = |st: usize| if ks == 1 { st.to_string() } else { format!("ksl * {stages}u + {st}u") };
     let rows_partial = s.rows % bm != 0;
     let cols_partial = s.n % bn != 0;
-    let k_partial = s.k % bk != 0;
+    let k_partial = s.k % bk != 0 || spl * ks != sp;
     let wname = |a: usize| match (&s.q4, a == 0 || s.merged) {
         (Some(_), true) => "wq_gate",
         (Some(_), false) => "wq_up",
@@ -464,8 +493,22 @@ pub(crate) fn coop(
     }
     let _ = writeln!(
         body,
-        "    let row0 = wg.x * {bm}u;\n    let col0 = {col_tile} * {bn}u;\n    let sg = lid / {SUBGROUP}u;\n    let lane = lid % {SUBGROUP}u;\n    let sr = sg / {wc}u;\n    let sc = sg % {wc}u;"
+        "    let row0 = wg.x * {bm}u;\n    let col0 = {col_tile} * {bn}u;\n    let sg = lid / {SUBGROUP}u;\n    let lane = lid % {SUBGROUP}u;"
     );
+    let sgi = if ks == 1 {
+        "sg"
+    } else {
+        let _ = writeln!(
+            body,
+            "    let ksl = sg / {nsg}u;\n    let sgi = sg % {nsg}u;\n    let lidk = lid % {tk}u;",
+            nsg = wr * wc
+        );
+        if ops == Ops::Emulated {
+            let _ = writeln!(body, "    emu_ks = ksl;");
+        }
+        "sgi"
+    };
+    let _ = writeln!(body, "    let sr = {sgi} / {wc}u;\n    let sc = {sgi} % {wc}u;");
     for a in 0..na {
         for i in 0..fm {
             for j in 0..fnn {
@@ -479,12 +522,12 @@ pub(crate) fn coop(
 
     // Global loads of one step into registers: x slots, then weight slots.
     let a_total = bm * kq;
-    let x_slots = a_total.div_ceil(threads);
+    let x_slots = a_total.div_ceil(tk);
     let vw = geo.vw();
     let per_w = bk * bn / vw; // weight vectors per weight and step
     let kw = bk / vw; // [N,K]: vectors per staged row and step
     let w_total = na * per_w;
-    let w_slots = w_total.div_ceil(threads);
+    let w_slots = w_total.div_ceil(tk);
     let depth = prefetch_depth(s);
     let sets: &[&str] = if depth == 2 { &["", "b"] } else { &[""] };
     for rs in sets {
@@ -513,7 +556,7 @@ pub(crate) fn coop(
     let load = |b: &mut String, step: &str, rs: &str| {
         for e in 0..x_slots {
             let mut conds = vec![];
-            if a_total % threads != 0 {
+            if a_total % tk != 0 {
                 conds.push(format!("idx < {a_total}u"));
             }
             if rows_partial {
@@ -524,8 +567,8 @@ pub(crate) fn coop(
             }
             let _ = writeln!(
                 b,
-                "        {{\n            let idx = {}u + lid;\n            let r = row0 + idx / {kq}u;\n            let c = ({step}) * {kq}u + idx % {kq}u;",
-                e * threads
+                "        {{\n            let idx = {}u + {lidk};\n            let r = row0 + idx / {kq}u;\n            let c = ({step}) * {kq}u + idx % {kq}u;",
+                e * tk
             );
             guarded(b, &format!("px{e}{rs}"), "vec4<f32>(0.0)", &format!("x[r * {kv}u + c]"), &conds);
             let _ = writeln!(b, "        }}");
@@ -533,9 +576,10 @@ pub(crate) fn coop(
         for e in 0..w_slots {
             // Slot e covers vectors e·T .. e·T + T-1: one weight's when they do not straddle
             // gate and up (always for the tilings above), else chosen per thread.
-            let lo = e * threads;
-            let uniform = lo / per_w == (lo + threads - 1) / per_w && lo + threads <= w_total;
-            let _ = writeln!(b, "        {{\n            let idx = {lo}u + lid;\n            let li = idx % {per_w}u;");
+            let lo = e * tk;
+            let uniform = lo / per_w == (lo + tk - 1) / per_w && lo + tk <= w_total;
+            let _ =
+                writeln!(b, "        {{\n            let idx = {lo}u + {lidk};\n            let li = idx % {per_w}u;");
             let (oc, kk, kbound) = match s.layout {
                 Layout::Kn => (
                     format!("col0 + (li % {}u) * {vw}u", bn / vw),
@@ -549,7 +593,7 @@ pub(crate) fn coop(
             };
             let _ = writeln!(b, "            let oc = {oc};\n            let kk = {kk};");
             let mut conds = vec![];
-            if w_total % threads != 0 {
+            if w_total % tk != 0 {
                 conds.push(format!("idx < {w_total}u"));
             }
             if cols_partial {
@@ -610,9 +654,10 @@ pub(crate) fn coop(
     };
     // Registers into stage `st`, as f16.
     let store = |b: &mut String, st: usize, rs: &str| {
+        let st = stx(st);
         for e in 0..x_slots {
-            let guard = a_total % threads != 0;
-            let _ = writeln!(b, "        {{\n            let idx = {}u + lid;", e * threads);
+            let guard = a_total % tk != 0;
+            let _ = writeln!(b, "        {{\n            let idx = {}u + {lidk};", e * tk);
             if guard {
                 let _ = writeln!(b, "            if (idx < {a_total}u) {{");
             }
@@ -626,8 +671,8 @@ pub(crate) fn coop(
             let _ = writeln!(b, "        }}");
         }
         for e in 0..w_slots {
-            let guard = w_total % threads != 0;
-            let _ = writeln!(b, "        {{\n            let idx = {}u + lid;", e * threads);
+            let guard = w_total % tk != 0;
+            let _ = writeln!(b, "        {{\n            let idx = {}u + {lidk};", e * tk);
             if guard {
                 let _ = writeln!(b, "            if (idx < {w_total}u) {{");
             }
@@ -714,6 +759,7 @@ pub(crate) fn coop(
         Layout::Nk => ("coopLoad", "N"),
     };
     let compute = |b: &mut String, st: usize| {
+        let sx = stx(st);
         for q in 0..bk / 16 {
             let a0 = q * 4;
             let b0 = match s.layout {
@@ -726,7 +772,7 @@ pub(crate) fn coop(
                     for i in 0..fm {
                         let _ = writeln!(
                             b,
-                            "            let fa{i} = coopLoadT<coop_mat16x16<f16, A>>(&xs[{st}][sr][{}u], {sa}u);",
+                            "            let fa{i} = coopLoadT<coop_mat16x16<f16, A>>(&xs[{sx}][sr][{}u], {sa}u);",
                             i * a_step + a0
                         );
                     }
@@ -734,7 +780,7 @@ pub(crate) fn coop(
                         for j in 0..fnn {
                             let _ = writeln!(
                                 b,
-                                "            let fb{a}_{j} = {b_func}<coop_mat16x16<f16, B>>(&ws[{st}][{}u + sc][{}u], {sb}u);",
+                                "            let fb{a}_{j} = {b_func}<coop_mat16x16<f16, B>>(&ws[{sx}][{}u + sc][{}u], {sb}u);",
                                 a * wc,
                                 j * b_step + b0
                             );
@@ -771,10 +817,17 @@ pub(crate) fn coop(
         }
     };
 
-    // Prologue: step 0 into stage 0.
-    let first = if split > 1 { "k0" } else { "0u" };
+    // Prologue: step 0 into stage 0. (From here on, `sp` counts a slice's steps and `k0`
+    // prefixes its first.)
+    let sp = spl;
+    let k0 = if ks == 1 { k0.to_string() } else { format!("{k0}ksl * {sp}u + ") };
+    let first = match (split, ks) {
+        (1, 1) => "0u".to_string(),
+        (_, 1) => "k0".to_string(),
+        _ => format!("{k0}0u"),
+    };
     let _ = writeln!(body, "    {{");
-    load(&mut body, first, "");
+    load(&mut body, &first, "");
     store(&mut body, 0, "");
     if depth == 2 && sp > 1 {
         load(&mut body, &format!("{k0}1u"), "b");
@@ -871,7 +924,14 @@ pub(crate) fn coop(
                 };
                 let _ = writeln!(body, "        workgroupBarrier();");
                 for h in 0..2 {
-                    let cell = |d: usize| format!("cs[sg][er * 16u + ec + {}u]", 4 * h + d);
+                    let cell = |d: usize| {
+                        let at = format!("er * 16u + ec + {}u", 4 * h + d);
+                        if ks == 1 {
+                            format!("cs[sg][{at}]")
+                        } else {
+                            format!("(cs[sgi][{at}] + cs[sgi + {}u][{at}])", wr * wc)
+                        }
+                    };
                     let _ = writeln!(
                         body,
                         "        let v{a}_{h} = vec4<f32>({}, {}, {}, {});",
@@ -884,7 +944,12 @@ pub(crate) fn coop(
                 let _ = writeln!(body, "        workgroupBarrier();");
             }
             let _ = writeln!(body, "        let r = srow + {}u;\n        let c = scol + {}u;", i * 16, j * 16);
-            let row_guard = if rows_partial { format!("r < {}u", s.rows) } else { "true".into() };
+            let row_guard = match (rows_partial, ks) {
+                (true, 1) => format!("r < {}u", s.rows),
+                (false, 1) => "true".into(),
+                (true, _) => format!("ksl == 0u && r < {}u", s.rows),
+                (false, _) => "ksl == 0u".into(),
+            };
             let _ = writeln!(body, "        if ({row_guard}) {{");
             for h in (0..2).filter(|_| split > 1) {
                 // Part kp's sums of accumulator a at ((a·split + kp)·M + r)·N + c, for the
@@ -933,13 +998,14 @@ pub(crate) fn coop(
     }
     let _ = writeln!(
         prelude,
-        "var<workgroup> xs: array<array<array<vec4<f16>, {}>, {wr}>, {stages}>;\nvar<workgroup> ws: array<array<array<vec4<f16>, {}>, {blocks_b}>, {stages}>;\nvar<workgroup> cs: array<array<f32, 256>, {}>;",
+        "var<workgroup> xs: array<array<array<vec4<f16>, {}>, {wr}>, {nst}>;\nvar<workgroup> ws: array<array<array<vec4<f16>, {}>, {blocks_b}>, {nst}>;\nvar<workgroup> cs: array<array<f32, 256>, {}>;",
         geo.a_len() / wr,
         geo.b_len() / blocks_b,
-        wr * wc
+        wr * wc * ks,
+        nst = stages * ks
     );
     if ops == Ops::Emulated {
-        prelude.push_str(&emu.functions(stages, s.layout));
+        prelude.push_str(&emu.functions(stages, ks, s.layout));
     }
     if let Some((q, l)) = &q4 {
         let views: &[&str] = if s.fused.is_some() && !s.merged { &["wp_gate", "wp_up"] } else { &["wp_gate"] };
@@ -988,7 +1054,7 @@ impl Emu {
     /// `coopLoadT` / `coopLoad`), from block `blk` of a staged tile; `emu_mma` is
     /// `coopMultiplyAdd` (f32 products of f16 values, exact, summed in f32), `emu_store_cs`
     /// is `coopStoreT` into a subgroup's scratch, `emu_zero` a fresh accumulator.
-    fn functions(&self, stages: usize, layout: Layout) -> String {
+    fn functions(&self, stages: usize, ks: usize, layout: Layout) -> String {
         let mut f = format!(
             "var<private> emu_16: u32;\nvar<private> emu_a: array<array<f32, 16>, {}>;\nvar<private> emu_b: array<array<f32, 128>, {}>;\nvar<private> emu_c: array<array<f32, 8>, {}>;\n",
             self.fm,
@@ -1005,15 +1071,19 @@ impl Emu {
             Layout::Kn => "T",
             Layout::Nk => "N",
         };
+        if ks > 1 {
+            f.push_str("var<private> emu_ks: u32;\n");
+        }
         for st in 0..stages {
+            let sx = if ks == 1 { st.to_string() } else { format!("emu_ks * {stages}u + {st}u") };
             let _ = writeln!(
                 f,
-                "fn emu_ld_xs_{st}_T(fr: u32, blk: u32, base: u32, stride: u32, lane: u32) {{\n    for (var c = 0u; c < emu_16; c++) {{ emu_a[fr][c] = f32(xs[{st}][blk][{}]); }}\n}}",
+                "fn emu_ld_xs_{st}_T(fr: u32, blk: u32, base: u32, stride: u32, lane: u32) {{\n    for (var c = 0u; c < emu_16; c++) {{ emu_a[fr][c] = f32(xs[{sx}][blk][{}]); }}\n}}",
                 at("T", "lane / 2u", "c")
             );
             let _ = writeln!(
                 f,
-                "fn emu_ld_ws_{st}_{ws_order}(fr: u32, blk: u32, base: u32, stride: u32, lane: u32) {{\n    for (var k = 0u; k < emu_16; k++) {{ for (var e = 0u; e < 8u; e++) {{ emu_b[fr][k * 8u + e] = f32(ws[{st}][blk][{}]); }} }}\n}}",
+                "fn emu_ld_ws_{st}_{ws_order}(fr: u32, blk: u32, base: u32, stride: u32, lane: u32) {{\n    for (var k = 0u; k < emu_16; k++) {{ for (var e = 0u; e < 8u; e++) {{ emu_b[fr][k * 8u + e] = f32(ws[{sx}][blk][{}]); }} }}\n}}",
                 at(ws_order, "k", "(lane % 2u) * 8u + e")
             );
         }
@@ -1128,6 +1198,8 @@ mod tests {
             "64x64x16w2x2",
             "64x64x64w2x2",
             "32x64x64w2x2",
+            "64x64x32w2x2k2s1",
+            "32x64x64w2x2k2s1",
         ];
         let native =
             Capabilities::COOPERATIVE_MATRIX | Capabilities::SHADER_FLOAT16 | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
@@ -1174,7 +1246,7 @@ mod tests {
             }
         }
         // layouts × weight storages × kinds × sizes × tilings
-        assert_eq!(count, 2 * 2 * 5 * 3 * 9);
+        assert_eq!(count, 2 * 2 * 5 * 3 * 11);
     }
 
     /// The 4-bit staging: every kind of the grid with 4-bit weights (blocks of 16, 32 and
@@ -1283,8 +1355,10 @@ mod tests {
         assert_eq!(pick_for(Layout::Kn, true, 512, 4096, 14336, h100).unwrap(), "128x128x32w2x4s1");
         assert_eq!(pick_for(Layout::Nk, true, 128, 4096, 14336, h100).unwrap(), "128x128x32w2x4s1");
         assert_eq!(pick_for(Layout::Kn, true, 128, 896, 4864, h100).unwrap(), "64x64x32w2x2s1");
-        assert_eq!(pick_for(Layout::Kn, false, 128, 896, 1152, h100).unwrap(), "32x64x64w2x2");
-        assert_eq!(pick_for(Layout::Nk, false, 128, 896, 1152, h100).unwrap(), "32x64x64w2x2");
+        assert_eq!(pick_for(Layout::Kn, false, 128, 896, 1152, h100).unwrap(), "32x64x64w2x2k2s1");
+        assert_eq!(pick_for(Layout::Nk, false, 128, 896, 1152, h100).unwrap(), "32x64x64w2x2k2s1");
+        // (Where two slices do not fit: lavapipe's 32 KiB.)
+        assert_eq!(pick_for(Layout::Nk, false, 128, 896, 1152, 32768).unwrap(), "32x64x64w2x2");
         assert_eq!(pick_for(Layout::Nk, false, 128, 4864, 896, h100).unwrap(), "64x64x64w2x2");
         assert_eq!(pick_for(Layout::Nk, false, 128, 4864, 896, 32768).unwrap(), "64x64x32w2x2s1");
         // An LM head (Qwen2-0.5B's, tied: [N, K]) at 128 rows; past 256 rows, 256-row tiles.
@@ -1307,15 +1381,16 @@ mod tests {
                         let (cols, least) =
                             if fused { (64, COOP_MIN_WORKGROUPS) } else { (128, COOP_MIN_WORKGROUPS / 2) };
                         let few = rows > 32 && rows.div_ceil(128) * n.div_ceil(cols) < least;
-                        // A plain one of those: 32-row tiles where 64-row ones number fewer
-                        // than half of COOP_MIN_WORKGROUPS and k has fewer than twice
-                        // COOP_SPLIT_MIN_STEPS steps of 64, else 64-row ones, two stages.
+                        // A plain one of those: 32-row tiles (k in two slices) where 64-row
+                        // ones number fewer than half of COOP_MIN_WORKGROUPS and k has fewer
+                        // than twice COOP_SPLIT_MIN_STEPS steps of 64, else 64-row ones, two
+                        // stages.
                         let short = rows.div_ceil(64) * n.div_ceil(64) < COOP_MIN_WORKGROUPS / 2
                             && k.div_ceil(64) < 2 * COOP_SPLIT_MIN_STEPS;
                         let want = match (rows <= 32, few, fused, short) {
                             (true, ..) => "16x",
                             (false, true, true, _) => "64x64x32w2x2s1",
-                            (false, true, false, true) => "32x64x64w2x2",
+                            (false, true, false, true) => "32x64x64w2x2k2s1",
                             (false, true, false, false) => "64x64x64w2x2",
                             (false, false, ..) => "128x",
                         };
