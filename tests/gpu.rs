@@ -283,6 +283,15 @@ fn fused_attention_matches_the_interpreter_across_sizes() {
     PassManager::standard().run(&mut qwen).unwrap();
     let ks = generate(&qwen, &glufuse::shape::Bindings::default(), &h100()).unwrap();
     assert!(ks[0].source().wgsl.contains("var<workgroup> kst"), "an H100's decode attention stages K");
+    // Its 128-token prefill computes two queries a workgroup, their reductions by subgroup
+    // shuffles side by side (validated by naga in `generate`).
+    let mut prefill = attention_graph(14, 2, 128, 64, 128);
+    PassManager::standard().run(&mut prefill).unwrap();
+    let ks = generate(&prefill, &glufuse::shape::Bindings::default(), &h100()).unwrap();
+    let wgsl = &ks[0].source().wgsl;
+    assert!(wgsl.contains("let rq1 = ") && !wgsl.contains("let rq2 = "), "two queries a workgroup");
+    assert!(wgsl.contains("red[128u + sg_id] = sgv_"), "the second query's subgroup sums");
+    assert_eq!(ks[0].source().workgroups, [896, 1, 1]);
     let Some(gpu) = common::gpu() else { return };
     // (heads, kv heads, keys, width, queries, K and V loaded up front, K through workgroup
     // memory within 16 KiB of it, query rows a workgroup computes): one tile of keys and
