@@ -444,10 +444,7 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
     for (m, row) in rows_at.iter().enumerate() {
         sw.fresh = fresh;
         sw.reset();
-        sw.sfx = row.sfx.clone();
-        if let (Some(v), Some((_, name))) = (&row.virt, sw.virt.as_mut()) {
-            *name = v.clone();
-        }
+        sw.at_row(row);
         let pv = sw.value(pl, &row.c)?;
         fresh = sw.fresh;
         body.push_str(&indent(&indent(&sw.code)));
@@ -665,11 +662,11 @@ fn indent(s: &str) -> String {
 /// (`a5_m_1`, `m5_1`: an attention's query row 1 of several), the WGSL holding its scores
 /// (an attention's virtual input, where the writer has one), and where its part of the
 /// workgroup array begins.
-pub(crate) struct RowAt {
-    pub(crate) c: Vec<String>,
-    pub(crate) sfx: String,
-    pub(crate) virt: Option<String>,
-    pub(crate) base: usize,
+struct RowAt {
+    c: Vec<String>,
+    sfx: String,
+    virt: Option<String>,
+    base: usize,
 }
 
 impl RowAt {
@@ -697,10 +694,7 @@ fn reduction_round(
     sg: Option<usize>,
 ) -> Result<()> {
     for row in rows {
-        w.sfx = row.sfx.clone();
-        if let (Some(v), Some((_, name))) = (&row.virt, w.virt.as_mut()) {
-            *name = v.clone();
-        }
+        w.at_row(row);
         if rows.len() > 1 {
             // (A step's value is kept per coordinates; another row's reductions differ.)
             w.memo.clear();
@@ -836,6 +830,14 @@ impl<'a> Writer<'a> {
             staged: HashMap::new(),
             sfx: String::new(),
         })
+    }
+
+    /// Reads the row values (and the virtual input, where it has one) of `row` from now on.
+    fn at_row(&mut self, row: &RowAt) {
+        self.sfx = row.sfx.clone();
+        if let (Some(v), Some((_, name))) = (&row.virt, self.virt.as_mut()) {
+            *name = v.clone();
+        }
     }
 
     /// Forgets what was computed (a new loop over the row).

@@ -369,6 +369,7 @@ pub(crate) fn tree_reduce_rows(
     combine: &str,
     sg: Option<usize>,
 ) -> String {
+    debug_assert!(xs.len() <= threads as usize, "a thread combines each value's subgroup results");
     let at = |base: usize, i: &str| if base == 0 { arr.at(i) } else { arr.at(&format!("{base}u + {i}")) };
     if let Some(z) = sg.filter(|&z| z > 1 && threads as usize % z == 0) {
         let mut s = String::new();

@@ -164,9 +164,9 @@ const fn s2(bm: usize, bn: usize, bk: usize, wr: usize, wc: usize) -> CoopTile {
 /// (`benches/results/h100-2026-11-26g-coop-k64.md`). Those 32-row tiles take k in two
 /// slices of one stage each where the workgroup memory allows (q/k/v and o: 2792 → 2751 µs,
 /// with the loads two steps ahead; two slices were slower for the fused gate/up, the split
-/// down projection and on k steps of 32: `benches/results/h100-2026-11-27h-prefill.md`). A plain projection wide enough for
-/// 128-row tiles of 256 columns, at up to 256 rows (an LM head), takes 128×128 tiles on k
-/// steps of 64 first: Qwen2-0.5B's tied LM head at 128 rows (K = 896, N = 151936) went from
+/// down projection and on k steps of 32: `benches/results/h100-2026-11-27h-prefill.md`).
+/// A plain projection wide enough for 128-row tiles of 256 columns, at up to 256 rows (an
+/// LM head), takes 128×128 tiles on k steps of 64 first: Qwen2-0.5B's tied LM head at 128 rows (K = 896, N = 151936) went from
 /// 304 to 233 µs, where 128×128 tiles on k steps of 32 in two stages took 289, 64×256 ones
 /// 387 and 64×128 ones on k steps of 64 316 (`benches/results/h100-2026-11-26g-head.md`).
 /// The later entries are smaller fallbacks for devices with less workgroup memory
