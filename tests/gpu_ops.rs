@@ -108,6 +108,15 @@ fn unary_ops_on_every_dtype_they_take() {
                 let y = op_agrees(&gpu, Op::Unary(u), &[f32s(&[3], &[1.0, f32::NAN, f32::INFINITY])]);
                 assert_eq!(y.as_bool().unwrap(), &[false, true, false]);
             }
+            UnaryOp::IsInf | UnaryOp::IsPosInf | UnaryOp::IsNegInf => {
+                let x = f32s(&[5], &[1.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -3.4e38]);
+                let y = op_agrees(&gpu, Op::Unary(u), &[x]);
+                let (pos, neg) = (u != UnaryOp::IsNegInf, u != UnaryOp::IsPosInf);
+                assert_eq!(y.as_bool().unwrap(), &[false, false, pos, neg, false], "{u:?}");
+                let h = Tensor::f16(vec![3], vec![f32::INFINITY, 65504.0, f32::NEG_INFINITY]).unwrap();
+                let y = op_agrees(&gpu, Op::Unary(u), &[h]);
+                assert_eq!(y.as_bool().unwrap(), &[pos, false, neg], "{u:?} of f16");
+            }
             UnaryOp::Neg | UnaryOp::Abs => {
                 op_agrees(&gpu, Op::Unary(u), std::slice::from_ref(&x));
                 op_agrees(&gpu, Op::Unary(u), &[i64s(&[4], &[-7, 0, 3, -2147483647])]);
@@ -143,7 +152,10 @@ fn binary_ops_broadcast_on_every_dtype_they_take() {
                 op_agrees(&gpu, Op::Binary(op), &[p, q]);
             }
             _ => {
-                op_agrees(&gpu, Op::Binary(op), &[a.clone(), b.clone()]);
+                // (Mod takes integers only: floats take FMod.)
+                if op != BinaryOp::Mod {
+                    op_agrees(&gpu, Op::Binary(op), &[a.clone(), b.clone()]);
+                }
                 if op != BinaryOp::Pow {
                     op_agrees(&gpu, Op::Binary(op), &[ia.clone(), ib.clone()]);
                     // i32 wraps at 32 bits, as the interpreter's i32 does.
@@ -152,9 +164,23 @@ fn binary_ops_broadcast_on_every_dtype_they_take() {
             }
         }
     }
-    // Integer division truncates toward zero.
-    let q = op_agrees(&gpu, Op::Binary(BinaryOp::Div), &[i64s(&[4], &[7, -7, 7, -7]), i64s(&[4], &[2, 2, -2, -2])]);
+    // Integer division truncates toward zero; Mod takes the divisor's sign, FMod the
+    // dividend's (as ONNX's Mod with fmod 0 and 1), of floats too; a zero divisor fails.
+    let (n, d) = (i64s(&[4], &[7, -7, 7, -7]), i64s(&[4], &[2, 2, -2, -2]));
+    let q = op_agrees(&gpu, Op::Binary(BinaryOp::Div), &[n.clone(), d]);
     assert_eq!(q.as_i64().unwrap(), &[3, -3, -3, 3]);
+    let d = i64s(&[4], &[3, 3, -3, -3]);
+    let r = op_agrees(&gpu, Op::Binary(BinaryOp::Mod), &[n.clone(), d.clone()]);
+    assert_eq!(r.as_i64().unwrap(), &[1, 2, -2, -1]);
+    let r = op_agrees(&gpu, Op::Binary(BinaryOp::FMod), &[n.clone(), d]);
+    assert_eq!(r.as_i64().unwrap(), &[1, -1, 1, -1]);
+    let r =
+        op_agrees(&gpu, Op::Binary(BinaryOp::FMod), &[f32s(&[3], &[7.5, -7.5, 2.0]), f32s(&[3], &[2.0, 2.0, -0.75])]);
+    assert_eq!(r.as_f32().unwrap(), &[1.5, -1.5, 0.5]);
+    for op in [BinaryOp::Mod, BinaryOp::FMod] {
+        let e = op_fails(&gpu, Op::Binary(op), &[n.clone(), i64s(&[4], &[1, 0, 1, 1])]).to_string();
+        assert!(e.contains("integer division by zero"), "{op:?}: {e}");
+    }
     // Max and Min give NaN where either side is NaN; Equal on booleans.
     let n = f32s(&[3], &[f32::NAN, 1.0, -1.0]);
     let m = f32s(&[3], &[0.0, f32::NAN, 2.0]);

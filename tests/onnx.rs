@@ -370,3 +370,42 @@ fn a_large_constant_is_held_as_a_weight() {
         op => panic!("the constant is held as {}", op.label()),
     }
 }
+
+/// ONNX's `Mod` (integers with the divisor's sign; `fmod = 1`: the dividend's, of integers
+/// and floats, exactly as C's fmod even far past 2^24 quotients) and `IsInf` (either sign, +
+/// only, − only) on a symbolic length: the interpreter and the GPU give onnxruntime's outputs
+/// (`tests/data/onnx_extra/make_mod_isinf.py`), NaNs where it gives them.
+#[test]
+fn mod_and_isinf_match_onnxruntime() {
+    use glufuse::tensor::Data;
+    let dir = common::root().join("tests/data/onnx_extra");
+    let g = load_graph(&dir.join("mod_isinf.onnx")).unwrap();
+    let mut inputs = HashMap::new();
+    for n in g.input_nodes() {
+        let name = g.node(n).name.clone();
+        let t = read_npy(&dir.join(format!("mod_isinf.{name}.npy")), &g.node(n).outputs[0]).unwrap();
+        inputs.insert(name, t);
+    }
+    let names = ["mod_int", "fmod_int", "fmod_float", "inf", "pos_inf", "neg_inf"];
+    let same =
+        |got: &glufuse::tensor::Tensor, want: &glufuse::tensor::Tensor, what: &str| match (got.data(), want.data()) {
+            (Data::F32(a), Data::F32(b)) => {
+                let ok = a.iter().zip(b).all(|(x, y)| (x.is_nan() && y.is_nan()) || x.to_bits() == y.to_bits());
+                assert!(ok, "{what}: {a:?} vs onnxruntime's {b:?}");
+            }
+            _ => assert_eq!(got, want, "{what}"),
+        };
+    let cpu = glufuse::interp::run(&g, &inputs).unwrap();
+    for (k, o) in names.iter().enumerate() {
+        let want = read_npy(&dir.join(format!("mod_isinf.out.{o}.npy")), g.ty(g.outputs[k])).unwrap();
+        same(&cpu[k], &want, &format!("{o}, interpreter"));
+    }
+    #[cfg(feature = "gpu")]
+    if let Some(gpu) = common::gpu() {
+        let mut s = glufuse::runtime::Session::new(&gpu, g.clone()).unwrap();
+        let out = s.run(&inputs).unwrap();
+        for (k, o) in names.iter().enumerate() {
+            same(&out[k], &cpu[k], &format!("{o}, GPU"));
+        }
+    }
+}

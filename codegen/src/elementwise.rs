@@ -51,6 +51,23 @@ fn softplus_(x: f32) -> f32 {
     return log(1.0 + exp(x));
 }
 fn isnan_(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
+fn isinf_(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) == 0x7f800000u; }
+fn fmod_(a: f32, b: f32) -> f32 {
+    // C's fmod, exactly (WGSL's `%` is a - b·trunc(a/b), off once a/b passes 2^24): |b|
+    // times powers of two subtracted from |a| by long division, each difference exact.
+    let d = abs(b);
+    var r = abs(a);
+    if (isnan_(a) || isnan_(b) || isinf_(a) || d == 0.0) { return bitcast<f32>(0x7fc00000u); }
+    if (r < d) { return a; }
+    var t = ldexp(d, frexp(r).exp - frexp(d).exp);
+    if (t > r) { t = t * 0.5; }
+    loop {
+        if (r >= t) { r = r - t; }
+        if (t <= d) { break; }
+        t = t * 0.5;
+    }
+    return select(r, -r, a < 0.0);
+}
 fn maxf_(a: f32, b: f32) -> f32 { if (isnan_(a) || isnan_(b)) { return bitcast<f32>(0x7fc00000u); } return max(a, b); }
 fn minf_(a: f32, b: f32) -> f32 { if (isnan_(a) || isnan_(b)) { return bitcast<f32>(0x7fc00000u); } return min(a, b); }
 fn pow_(a: f32, b: f32) -> f32 {
@@ -136,8 +153,8 @@ impl Sites {
             match c.kind {
                 CheckKind::Overflow => p.push_str(&checked_int_math(i + 1)),
                 CheckKind::DivisionByZero => p.push_str(&format!(
-                    "fn div_(a: i32, b: i32, at: u32) -> i32 {{\n    if (b == 0i) {{ fail_({}u, a, at); return 0i; }}\n    return a / b;\n}}\n",
-                    i + 1
+                    "fn div_(a: i32, b: i32, at: u32) -> i32 {{\n    if (b == 0i) {{ fail_({k}u, a, at); return 0i; }}\n    return a / b;\n}}\nfn rem_(a: i32, b: i32, at: u32) -> i32 {{\n    if (b == 0i) {{ fail_({k}u, a, at); return 0i; }}\n    return a % b;\n}}\nfn mod_(a: i32, b: i32, at: u32) -> i32 {{\n    let r = rem_(a, b, at);\n    return select(r, r + b, r != 0i && ((r < 0i) != (b < 0i)));\n}}\n",
+                    k = i + 1
                 )),
                 CheckKind::Index { .. } => {}
             }
@@ -179,6 +196,9 @@ pub(crate) fn unary_expr(u: UnaryOp, x: &str, store: Store, dtype: DType, sites:
         UnaryOp::Softplus => format!("softplus_({x})"),
         UnaryOp::Not => format!("1u - ({x})"),
         UnaryOp::IsNaN => format!("select(0u, 1u, isnan_({x}))"),
+        UnaryOp::IsInf => format!("select(0u, 1u, isinf_({x}))"),
+        UnaryOp::IsPosInf => format!("select(0u, 1u, bitcast<u32>({x}) == 0x7f800000u)"),
+        UnaryOp::IsNegInf => format!("select(0u, 1u, bitcast<u32>({x}) == 0xff800000u)"),
     }
 }
 
@@ -202,6 +222,14 @@ pub(crate) fn binary_expr(op: BinaryOp, a: &str, b: &str, store: Store, dtype: D
             sites.site(CheckKind::DivisionByZero);
             format!("div_({a}, {b}, i)")
         }
+        BinaryOp::Mod | BinaryOp::FMod if int => {
+            sites.site(CheckKind::DivisionByZero);
+            let f = if op == BinaryOp::Mod { "mod_" } else { "rem_" };
+            format!("{f}({a}, {b}, i)")
+        }
+        BinaryOp::FMod => format!("fmod_({a}, {b})"),
+        // (Floats do not take it: type inference refuses them.)
+        BinaryOp::Mod => format!("{a} - {b} * floor({a} / {b})"),
         // Operands are element reads: no parentheses needed.
         BinaryOp::Add => format!("{a} + {b}"),
         BinaryOp::Sub => format!("{a} - {b}"),

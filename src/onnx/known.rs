@@ -334,7 +334,9 @@ fn sym_arith(op: BinaryOp, a: &DimExpr, b: &DimExpr) -> Option<DimExpr> {
         | BinaryOp::Greater
         | BinaryOp::GreaterOrEqual
         | BinaryOp::And
-        | BinaryOp::Or => None,
+        | BinaryOp::Or
+        | BinaryOp::Mod
+        | BinaryOp::FMod => None,
     }
 }
 
@@ -369,7 +371,9 @@ fn sym_compare(op: BinaryOp, a: &DimExpr, b: &DimExpr) -> Option<bool> {
         | BinaryOp::Max
         | BinaryOp::Min
         | BinaryOp::And
-        | BinaryOp::Or => None,
+        | BinaryOp::Or
+        | BinaryOp::Mod
+        | BinaryOp::FMod => None,
     }
 }
 

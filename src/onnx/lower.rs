@@ -161,11 +161,20 @@ fn unary_of(op: &str, attrs: &Attrs) -> Option<UnaryOp> {
         "Softplus" => UnaryOp::Softplus,
         "Not" => UnaryOp::Not,
         "IsNaN" => UnaryOp::IsNaN,
+        "IsInf" => {
+            match (attrs.int("detect_negative").unwrap_or(1) != 0, attrs.int("detect_positive").unwrap_or(1) != 0) {
+                (true, true) => UnaryOp::IsInf,
+                (false, true) => UnaryOp::IsPosInf,
+                (true, false) => UnaryOp::IsNegInf,
+                // (Refused by `lower` with its reason.)
+                (false, false) => return None,
+            }
+        }
         _ => return None,
     })
 }
 
-fn binary_of(op: &str) -> Option<BinaryOp> {
+fn binary_of(op: &str, attrs: &Attrs) -> Option<BinaryOp> {
     Some(match op {
         "Add" | "Sum" => BinaryOp::Add,
         "Sub" => BinaryOp::Sub,
@@ -181,6 +190,8 @@ fn binary_of(op: &str) -> Option<BinaryOp> {
         "GreaterOrEqual" => BinaryOp::GreaterOrEqual,
         "And" => BinaryOp::And,
         "Or" => BinaryOp::Or,
+        "Mod" if attrs.int("fmod").unwrap_or(0) != 0 => BinaryOp::FMod,
+        "Mod" => BinaryOp::Mod,
         _ => return None,
     })
 }
@@ -263,7 +274,7 @@ pub fn arity(op: &str) -> Option<(usize, usize, usize)> {
     Some(match op {
         "Sum" | "Max" | "Min" => (1, ANY, 1),
         "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual"
-        | "And" | "Or" => (2, 2, 1),
+        | "And" | "Or" | "Mod" => (2, 2, 1),
         "Constant" => (0, 0, 1),
         "Identity" | "Shape" | "Size" | "Cast" | "Transpose" | "Flatten" | "ConstantOfShape" | "Softmax" => (1, 1, 1),
         "Dropout" => (1, 3, 2),
@@ -317,7 +328,16 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
         let s = c.step("", Op::Unary(u), vec![input(0)]);
         return Ok(c.done(vec![Some(s)]));
     }
-    if let Some(b) = binary_of(op) {
+    if op == "IsInf" {
+        return Err(
+            "IsInf detecting neither sign (detect_negative = detect_positive = 0: always false) is not supported"
+                .into(),
+        );
+    }
+    if op == "Mod" && attrs.int("fmod").unwrap_or(0) == 0 && c.ty(0)?.dtype.is_float() {
+        return Err("Mod of floats needs fmod = 1 (the ONNX specification)".into());
+    }
+    if let Some(b) = binary_of(op, attrs) {
         let count = n.input.len();
         // A variadic Sum, Max or Min of one input is that input (arity allows one only there).
         if count == 1 {

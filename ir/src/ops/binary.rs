@@ -43,6 +43,12 @@ pub enum BinaryOp {
     And,
     /// `a || b` (booleans)
     Or,
+    /// The remainder of `a / b` with the sign of the divisor, `a - b·⌊a/b⌋` (integers: ONNX's
+    /// `Mod`; a zero divisor is an error)
+    Mod,
+    /// The remainder of `a / b` with the sign of the dividend, `a - b·trunc(a/b)` (ONNX's
+    /// `Mod` with `fmod = 1`; integers: a zero divisor is an error; floats: NaN)
+    FMod,
 }
 
 /// What kind of binary op: which operands it takes and what it gives.
@@ -58,7 +64,7 @@ pub enum BinaryKind {
 
 impl BinaryOp {
     /// Every binary op.
-    pub const ALL: [BinaryOp; 14] = [
+    pub const ALL: [BinaryOp; 16] = [
         BinaryOp::Add,
         BinaryOp::Sub,
         BinaryOp::Mul,
@@ -73,6 +79,8 @@ impl BinaryOp {
         BinaryOp::GreaterOrEqual,
         BinaryOp::And,
         BinaryOp::Or,
+        BinaryOp::Mod,
+        BinaryOp::FMod,
     ];
 
     /// The op's name as the JSON format and the dumps spell it.
@@ -92,6 +100,8 @@ impl BinaryOp {
             BinaryOp::GreaterOrEqual => "GreaterOrEqual",
             BinaryOp::And => "And",
             BinaryOp::Or => "Or",
+            BinaryOp::Mod => "Mod",
+            BinaryOp::FMod => "FMod",
         }
     }
 
@@ -104,7 +114,9 @@ impl BinaryOp {
             | BinaryOp::Div
             | BinaryOp::Pow
             | BinaryOp::Max
-            | BinaryOp::Min => BinaryKind::Arith,
+            | BinaryOp::Min
+            | BinaryOp::Mod
+            | BinaryOp::FMod => BinaryKind::Arith,
             BinaryOp::Equal | BinaryOp::Less | BinaryOp::LessOrEqual | BinaryOp::Greater | BinaryOp::GreaterOrEqual => {
                 BinaryKind::Compare
             }
@@ -116,6 +128,12 @@ impl BinaryOp {
     pub fn out_dtype(self, dtype: DType) -> Result<DType, String> {
         let (ok, want) = match (self, self.kind()) {
             (BinaryOp::Pow, _) => (dtype.is_float(), "floating-point"),
+            (BinaryOp::Mod, _) if dtype.is_float() => {
+                return Err(format!(
+                    "Mod needs integer inputs, got {dtype} (floats take FMod: ONNX's Mod with fmod = 1)"
+                ))
+            }
+            (BinaryOp::Mod, _) => (dtype.is_int(), "integer"),
             (_, BinaryKind::Arith) => (dtype.is_float() || dtype.is_int(), "numeric"),
             (BinaryOp::Equal, _) => (true, ""),
             (_, BinaryKind::Compare) => (dtype != DType::Bool, "numeric"),
@@ -151,6 +169,8 @@ impl BinaryOp {
             BinaryOp::GreaterOrEqual => t(a >= b),
             BinaryOp::And => t(a != 0.0 && b != 0.0),
             BinaryOp::Or => t(a != 0.0 || b != 0.0),
+            BinaryOp::Mod => a - b * (a / b).floor(),
+            BinaryOp::FMod => a % b,
         }
     }
 
@@ -175,6 +195,16 @@ impl BinaryOp {
             BinaryOp::GreaterOrEqual => t(a >= b),
             BinaryOp::And => t(a != 0 && b != 0),
             BinaryOp::Or => t(a != 0 || b != 0),
+            BinaryOp::Mod | BinaryOp::FMod if b == 0 => return None,
+            BinaryOp::Mod => {
+                let r = a.wrapping_rem(b);
+                if r != 0 && (r < 0) != (b < 0) {
+                    r + b
+                } else {
+                    r
+                }
+            }
+            BinaryOp::FMod => a.wrapping_rem(b),
         })
     }
 }

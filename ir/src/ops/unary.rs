@@ -1,7 +1,7 @@
 //! Elementwise ops of one operand ([`UnaryOp`]), the activations among them, and their scalar
 //! definitions ([`scalar`]), which the interpreter evaluates and the GPU kernels are tested
 //! against. Most take and give floats; `Neg` and `Abs` also integers; `Not` takes and gives
-//! booleans; `IsNaN` gives booleans.
+//! booleans; `IsNaN` and the `IsInf`s give booleans.
 
 use super::{arity, float, out, read_attrs, wrap, Attrs};
 use crate::op::Op;
@@ -53,11 +53,17 @@ pub enum UnaryOp {
     Not,
     /// Whether `x` is NaN (floats to booleans).
     IsNaN,
+    /// Whether `x` is infinite, of either sign (ONNX's `IsInf`).
+    IsInf,
+    /// Whether `x` is +∞ (`IsInf` with `detect_negative = 0`).
+    IsPosInf,
+    /// Whether `x` is −∞ (`IsInf` with `detect_positive = 0`).
+    IsNegInf,
 }
 
 impl UnaryOp {
     /// Every unary op.
-    pub const ALL: [UnaryOp; 20] = [
+    pub const ALL: [UnaryOp; 23] = [
         UnaryOp::Neg,
         UnaryOp::Exp,
         UnaryOp::Sqrt,
@@ -78,10 +84,14 @@ impl UnaryOp {
         UnaryOp::Softplus,
         UnaryOp::Not,
         UnaryOp::IsNaN,
+        UnaryOp::IsInf,
+        UnaryOp::IsPosInf,
+        UnaryOp::IsNegInf,
     ];
 
     /// The op's name as the JSON format and the dumps spell it (both GELUs are `Gelu`, told
-    /// apart by their `approximate` attribute).
+    /// apart by their `approximate` attribute; the three `IsInf`s by `detect_negative` and
+    /// `detect_positive`).
     pub fn name(self) -> &'static str {
         match self {
             UnaryOp::Neg => "Neg",
@@ -103,6 +113,7 @@ impl UnaryOp {
             UnaryOp::Softplus => "Softplus",
             UnaryOp::Not => "Not",
             UnaryOp::IsNaN => "IsNaN",
+            UnaryOp::IsInf | UnaryOp::IsPosInf | UnaryOp::IsNegInf => "IsInf",
         }
     }
 
@@ -127,7 +138,10 @@ impl UnaryOp {
             | UnaryOp::Floor
             | UnaryOp::Ceil
             | UnaryOp::Softplus
-            | UnaryOp::IsNaN => dtype.is_float(),
+            | UnaryOp::IsNaN
+            | UnaryOp::IsInf
+            | UnaryOp::IsPosInf
+            | UnaryOp::IsNegInf => dtype.is_float(),
         };
         if !ok {
             let want = if matches!(self, UnaryOp::Neg | UnaryOp::Abs) {
@@ -139,7 +153,12 @@ impl UnaryOp {
             };
             return Err(format!("{} needs {want} inputs, got {dtype}", self.name()));
         }
-        Ok(if self == UnaryOp::IsNaN { DType::Bool } else { dtype })
+        Ok(if self.tests() { DType::Bool } else { dtype })
+    }
+
+    /// Whether it tests its operand (floats to booleans): `IsNaN` and the `IsInf`s.
+    pub fn tests(self) -> bool {
+        matches!(self, UnaryOp::IsNaN | UnaryOp::IsInf | UnaryOp::IsPosInf | UnaryOp::IsNegInf)
     }
 
     /// The op applied to one value held as f32 (booleans as 0 and 1, as the GPU holds them).
@@ -165,6 +184,9 @@ impl UnaryOp {
             UnaryOp::Softplus => scalar::softplus(x),
             UnaryOp::Not => (x == 0.0) as u8 as f32,
             UnaryOp::IsNaN => x.is_nan() as u8 as f32,
+            UnaryOp::IsInf => x.is_infinite() as u8 as f32,
+            UnaryOp::IsPosInf => (x == f32::INFINITY) as u8 as f32,
+            UnaryOp::IsNegInf => (x == f32::NEG_INFINITY) as u8 as f32,
         }
     }
 }
@@ -262,7 +284,7 @@ pub(crate) fn infer(u: UnaryOp, ins: &[&TensorType]) -> Result<Vec<TensorType>, 
 /// Applies `u` to every element.
 pub(crate) fn eval(u: UnaryOp, ins: &[&Tensor], ty: &TensorType, shapes: &[Vec<usize>]) -> Result<Vec<Tensor>, String> {
     let data = match (&ins[0].data, u) {
-        (Data::F32(v), UnaryOp::IsNaN) => Data::Bool(v.iter().map(|x| x.is_nan()).collect()),
+        (Data::F32(v), u) if u.tests() => Data::Bool(v.iter().map(|&x| u.apply(x) != 0.0).collect()),
         (Data::F32(v), _) => Data::F32(v.iter().map(|&x| u.apply(x)).collect()),
         (Data::I64(v), UnaryOp::Neg) => Data::I64(v.iter().map(|&x| wrap(ty.dtype, x.wrapping_neg())).collect()),
         (Data::I64(v), UnaryOp::Abs) => Data::I64(v.iter().map(|&x| wrap(ty.dtype, x.wrapping_abs())).collect()),
@@ -283,6 +305,8 @@ pub(crate) fn label(u: UnaryOp) -> String {
     match u {
         UnaryOp::GeluTanh => format!("{}(tanh)", u.name()),
         UnaryOp::GeluErf => format!("{}(erf)", u.name()),
+        UnaryOp::IsPosInf => format!("{}(+)", u.name()),
+        UnaryOp::IsNegInf => format!("{}(-)", u.name()),
         UnaryOp::Neg
         | UnaryOp::Exp
         | UnaryOp::Sqrt
@@ -300,7 +324,8 @@ pub(crate) fn label(u: UnaryOp) -> String {
         | UnaryOp::Ceil
         | UnaryOp::Softplus
         | UnaryOp::Not
-        | UnaryOp::IsNaN => u.name().into(),
+        | UnaryOp::IsNaN
+        | UnaryOp::IsInf => u.name().into(),
     }
 }
 
@@ -313,6 +338,12 @@ pub(crate) fn write_attrs(u: UnaryOp, m: &mut Attrs) {
         UnaryOp::GeluErf => {
             m.insert("approximate".into(), json!("none"));
         }
+        UnaryOp::IsPosInf => {
+            m.insert("detect_negative".into(), json!(0));
+        }
+        UnaryOp::IsNegInf => {
+            m.insert("detect_positive".into(), json!(0));
+        }
         UnaryOp::Neg
         | UnaryOp::Exp
         | UnaryOp::Sqrt
@@ -330,7 +361,8 @@ pub(crate) fn write_attrs(u: UnaryOp, m: &mut Attrs) {
         | UnaryOp::Ceil
         | UnaryOp::Softplus
         | UnaryOp::Not
-        | UnaryOp::IsNaN => {}
+        | UnaryOp::IsNaN
+        | UnaryOp::IsInf => {}
     }
 }
 
@@ -345,6 +377,17 @@ pub(crate) fn from_json(name: &str, a: &mut Attrs) -> Option<Result<Op, String>>
     fn approximate_none() -> String {
         "none".into()
     }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct IsInfAttrs {
+        #[serde(default = "one")]
+        detect_negative: i64,
+        #[serde(default = "one")]
+        detect_positive: i64,
+    }
+    fn one() -> i64 {
+        1
+    }
     let u = UnaryOp::ALL.into_iter().find(|u| u.name() == name)?;
     Some(match u {
         UnaryOp::GeluTanh | UnaryOp::GeluErf => {
@@ -352,6 +395,14 @@ pub(crate) fn from_json(name: &str, a: &mut Attrs) -> Option<Result<Op, String>>
                 "tanh" => Ok(Op::Unary(UnaryOp::GeluTanh)),
                 "none" | "erf" => Ok(Op::Unary(UnaryOp::GeluErf)),
                 x => Err(format!("Gelu approximate must be \"tanh\" or \"none\", not {x:?}")),
+            })
+        }
+        UnaryOp::IsInf | UnaryOp::IsPosInf | UnaryOp::IsNegInf => {
+            read_attrs::<IsInfAttrs>(name, a).and_then(|f| match (f.detect_negative != 0, f.detect_positive != 0) {
+                (true, true) => Ok(Op::Unary(UnaryOp::IsInf)),
+                (false, true) => Ok(Op::Unary(UnaryOp::IsPosInf)),
+                (true, false) => Ok(Op::Unary(UnaryOp::IsNegInf)),
+                (false, false) => Err("IsInf detecting neither sign (always false) is not supported".into()),
             })
         }
         // No attributes (other fields are not read).

@@ -132,7 +132,10 @@ pub fn unary(u: UnaryOp, a: Id) -> Option<Glu> {
         | UnaryOp::Ceil
         | UnaryOp::Softplus
         | UnaryOp::Not
-        | UnaryOp::IsNaN => return None,
+        | UnaryOp::IsNaN
+        | UnaryOp::IsInf
+        | UnaryOp::IsPosInf
+        | UnaryOp::IsNegInf => return None,
     })
 }
 
@@ -153,7 +156,9 @@ pub fn binary(b: BinaryOp, ab: [Id; 2]) -> Option<Glu> {
         | BinaryOp::Greater
         | BinaryOp::GreaterOrEqual
         | BinaryOp::And
-        | BinaryOp::Or => return None,
+        | BinaryOp::Or
+        | BinaryOp::Mod
+        | BinaryOp::FMod => return None,
     })
 }
 
