@@ -281,6 +281,7 @@ pub fn arity(op: &str) -> Option<(usize, usize, usize)> {
         "CastLike" | "MatMul" | "Reshape" | "Expand" | "Gather" | "GatherND" | "CumSum" => (2, 2, 1),
         "Where" | "Range" => (3, 3, 1),
         "Clip" => (1, 3, 1),
+        "Trilu" => (1, 2, 1),
         "Gemm" => (2, 3, 1),
         "Squeeze" | "Unsqueeze" => (1, 2, 1),
         "Concat" => (1, ANY, 1),
@@ -391,6 +392,39 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
             c.step("", Op::Cast { to }, vec![input(0)])
         }
         "Where" => c.step("", Op::Where, vec![input(0), input(1), input(2)]),
+        "Trilu" => {
+            // The elements on and above (upper) or on and below (lower) diagonal k of the
+            // last two dims kept, the rest zero: where(cols - rows >= k (or <= k), x, 0),
+            // the row and column indices ranges over the (possibly symbolic) dims.
+            let t = c.ty(0)?;
+            let r = t.rank();
+            if r < 2 {
+                return Err(format!("Trilu needs at least 2 dims, got {t}"));
+            }
+            let k = if c.has(1) {
+                match c.ints(1, "diagonal k")?[..] {
+                    [k] => k,
+                    _ => return Err("the Trilu diagonal k (input 1) must be a scalar".into()),
+                }
+            } else {
+                0
+            };
+            let upper = attrs.int("upper").unwrap_or(1) != 0;
+            let range = |limit: DimExpr| Op::Range { start: DimExpr::constant(0), limit, delta: 1, dtype: DType::I64 };
+            let rows = c.step("rows", range(t.shape[r - 2].expr()), vec![]);
+            let rows = c.step(
+                "rows.col",
+                Op::Reshape { shape: vec![DimExpr::constant(-1), DimExpr::constant(1)] },
+                vec![rows],
+            );
+            let cols = c.step("cols", range(t.shape[r - 1].expr()), vec![]);
+            let diag = c.step("diagonal", Op::Binary(BinaryOp::Sub), vec![cols, rows]);
+            let side = if upper { BinaryOp::GreaterOrEqual } else { BinaryOp::LessOrEqual };
+            let keep =
+                c.step("keep", Op::Binary(side), vec![diag, Src::Known("k".into(), scalar(DType::I64, k as f64))]);
+            let zero = Src::Known("zero".into(), scalar(t.dtype, 0.0));
+            c.step("", Op::Where, vec![keep, input(0), zero])
+        }
         "Clip" => {
             let mut acc = input(0);
             if c.has(1) {
