@@ -6,6 +6,7 @@ mod common;
 
 use glufuse::files::{load_graph, read_npy};
 use glufuse::passes::{fusion_report, PassManager};
+use glufuse::tensor::Tensor;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -371,81 +372,76 @@ fn a_large_constant_is_held_as_a_weight() {
     }
 }
 
-/// ONNX's `Mod` (integers with the divisor's sign; `fmod = 1`: the dividend's, of integers
-/// and floats, exactly as C's fmod even far past 2^24 quotients) and `IsInf` (either sign, +
-/// only, − only) on a symbolic length: the interpreter and the GPU give onnxruntime's outputs
-/// (`tests/data/onnx_extra/make_mod_isinf.py`), NaNs where it gives them.
-#[test]
-fn mod_and_isinf_match_onnxruntime() {
-    use glufuse::tensor::Data;
+/// Loads `tests/data/onnx_extra/{stem}.onnx` with the inputs and onnxruntime's outputs its
+/// script saved beside it (`{stem}.INPUT.npy`, `{stem}.out.OUTPUT.npy` for each of `outs`, the
+/// graph's outputs in order), runs it on the interpreter and, where there is an adapter, on
+/// the GPU, unfused and after the standard passes, and checks every output with
+/// `same(got, onnxruntime's, what)`.
+fn matches_onnxruntime(stem: &str, outs: &[&str], same: impl Fn(&Tensor, &Tensor, &str)) {
     let dir = common::root().join("tests/data/onnx_extra");
-    let g = load_graph(&dir.join("mod_isinf.onnx")).unwrap();
-    let mut inputs = HashMap::new();
-    for n in g.input_nodes() {
-        let name = g.node(n).name.clone();
-        let t = read_npy(&dir.join(format!("mod_isinf.{name}.npy")), &g.node(n).outputs[0]).unwrap();
-        inputs.insert(name, t);
-    }
-    let names = ["mod_int", "fmod_int", "fmod_float", "inf", "pos_inf", "neg_inf"];
-    let same =
-        |got: &glufuse::tensor::Tensor, want: &glufuse::tensor::Tensor, what: &str| match (got.data(), want.data()) {
-            (Data::F32(a), Data::F32(b)) => {
-                let ok = a.iter().zip(b).all(|(x, y)| (x.is_nan() && y.is_nan()) || x.to_bits() == y.to_bits());
-                assert!(ok, "{what}: {a:?} vs onnxruntime's {b:?}");
-            }
-            _ => assert_eq!(got, want, "{what}"),
-        };
-    let cpu = glufuse::interp::run(&g, &inputs).unwrap();
-    for (k, o) in names.iter().enumerate() {
-        let want = read_npy(&dir.join(format!("mod_isinf.out.{o}.npy")), g.ty(g.outputs[k])).unwrap();
-        same(&cpu[k], &want, &format!("{o}, interpreter"));
-    }
-    #[cfg(feature = "gpu")]
-    if let Some(gpu) = common::gpu() {
-        let mut s = glufuse::runtime::Session::new(&gpu, g.clone()).unwrap();
-        let out = s.run(&inputs).unwrap();
-        for (k, o) in names.iter().enumerate() {
-            same(&out[k], &cpu[k], &format!("{o}, GPU"));
-        }
-    }
-}
-
-/// ONNX's `Trilu` (upper and lower, diagonals 0, ±1 and 2, floats and int64, on symbolic
-/// dims), lowered to ranges, a comparison and a `Where`: the interpreter and the GPU, unfused
-/// and with the standard passes (which make it one program), give onnxruntime's outputs
-/// exactly (`tests/data/onnx_extra/make_trilu.py`).
-#[test]
-fn trilu_matches_onnxruntime() {
-    let dir = common::root().join("tests/data/onnx_extra");
-    let original = load_graph(&dir.join("trilu.onnx")).unwrap();
+    let original = load_graph(&dir.join(format!("{stem}.onnx"))).unwrap();
     let mut fused = original.clone();
     PassManager::standard().run(&mut fused).unwrap();
     let mut inputs = HashMap::new();
     for n in original.input_nodes() {
         let name = original.node(n).name.clone();
-        let t = read_npy(&dir.join(format!("trilu.{name}.npy")), &original.node(n).outputs[0]).unwrap();
+        let t = read_npy(&dir.join(format!("{stem}.{name}.npy")), &original.node(n).outputs[0]).unwrap();
         inputs.insert(name, t);
     }
-    let names = ["triu_k1", "tril_km1", "tril_k2", "triu_int"];
-    let want: Vec<_> = names
+    let want: Vec<Tensor> = outs
         .iter()
         .enumerate()
-        .map(|(k, o)| read_npy(&dir.join(format!("trilu.out.{o}.npy")), original.ty(original.outputs[k])).unwrap())
+        .map(|(k, o)| read_npy(&dir.join(format!("{stem}.out.{o}.npy")), original.ty(original.outputs[k])).unwrap())
         .collect();
     #[cfg(feature = "gpu")]
     let gpu = common::gpu();
     for (label, g) in [("unfused", &original), ("fused", &fused)] {
         let cpu = glufuse::interp::run(g, &inputs).unwrap();
-        for (k, o) in names.iter().enumerate() {
-            assert_eq!(cpu[k], want[k], "{o}, {label}, interpreter");
+        for (k, o) in outs.iter().enumerate() {
+            same(&cpu[k], &want[k], &format!("{stem} {o}, {label}, interpreter"));
         }
         #[cfg(feature = "gpu")]
         if let Some(gpu) = &gpu {
             let mut s = glufuse::runtime::Session::new(gpu, g.clone()).unwrap();
-            let out = s.run(&inputs).unwrap();
-            for (k, o) in names.iter().enumerate() {
-                assert_eq!(out[k], want[k], "{o}, {label}, GPU");
+            let got = s.run(&inputs).unwrap();
+            for (k, o) in outs.iter().enumerate() {
+                same(&got[k], &want[k], &format!("{stem} {o}, {label}, GPU"));
             }
         }
     }
+}
+
+/// ONNX's `Mod` (integers with the divisor's sign; `fmod = 1`: the dividend's, of integers
+/// and floats, exactly as C's fmod even far past 2^24 quotients) and `IsInf` (either sign, +
+/// only, − only) on a symbolic length give onnxruntime's outputs, bit for bit, NaNs where it
+/// gives them (`tests/data/onnx_extra/make_mod_isinf.py`).
+#[test]
+fn mod_and_isinf_match_onnxruntime() {
+    use glufuse::tensor::Data;
+    let outs = ["mod_int", "fmod_int", "fmod_float", "inf", "pos_inf", "neg_inf"];
+    matches_onnxruntime("mod_isinf", &outs, |got, want, what| match (got.data(), want.data()) {
+        (Data::F32(a), Data::F32(b)) => {
+            let ok = a.iter().zip(b).all(|(x, y)| (x.is_nan() && y.is_nan()) || x.to_bits() == y.to_bits());
+            assert!(ok, "{what}: {a:?} vs onnxruntime's {b:?}");
+        }
+        _ => assert_eq!(got, want, "{what}"),
+    });
+}
+
+/// ONNX's `Trilu` (upper and lower, diagonals 0, ±1 and 2, floats and int64, on symbolic
+/// dims), lowered to ranges, a comparison and a `Where` (one program after the passes), gives
+/// onnxruntime's outputs exactly (`tests/data/onnx_extra/make_trilu.py`).
+#[test]
+fn trilu_matches_onnxruntime() {
+    let outs = ["triu_k1", "tril_km1", "tril_k2", "triu_int"];
+    matches_onnxruntime("trilu", &outs, |got, want, what| assert_eq!(got, want, "{what}"));
+}
+
+/// ONNX's `ReduceMin` (lowered to the negated maximum of the negated values: one axis kept
+/// or dropped, all axes, −∞ included) and `Xor` (booleans that differ, broadcast) give
+/// onnxruntime's outputs exactly (`tests/data/onnx_extra/make_min_xor.py`).
+#[test]
+fn reduce_min_and_xor_match_onnxruntime() {
+    let outs = ["min_rows", "min_cols", "min_all", "xor"];
+    matches_onnxruntime("min_xor", &outs, |got, want, what| assert_eq!(got, want, "{what}"));
 }

@@ -274,7 +274,7 @@ pub fn arity(op: &str) -> Option<(usize, usize, usize)> {
     Some(match op {
         "Sum" | "Max" | "Min" => (1, ANY, 1),
         "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual"
-        | "And" | "Or" | "Mod" => (2, 2, 1),
+        | "And" | "Or" | "Mod" | "Xor" => (2, 2, 1),
         "Constant" => (0, 0, 1),
         "Identity" | "Shape" | "Size" | "Cast" | "Transpose" | "Flatten" | "ConstantOfShape" | "Softmax" => (1, 1, 1),
         "Dropout" => (1, 3, 2),
@@ -287,7 +287,7 @@ pub fn arity(op: &str) -> Option<(usize, usize, usize)> {
         "Concat" => (1, ANY, 1),
         "Split" => (1, 2, ANY),
         "Slice" => (3, 5, 1),
-        "ReduceMean" | "ReduceSum" | "ReduceMax" => (1, 2, 1),
+        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" => (1, 2, 1),
         "LayerNormalization" => (1, 3, 3),
         _ => return None,
     })
@@ -635,19 +635,39 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
             let delta = delta.as_const().ok_or_else(|| format!("the Range delta must be a number, not {delta}"))?;
             c.step("", Op::Range { start, limit, delta, dtype }, vec![])
         }
-        "ReduceMean" | "ReduceSum" | "ReduceMax" => {
+        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" => {
             let rop = match op {
                 "ReduceMean" => ReduceOp::Mean,
                 "ReduceSum" => ReduceOp::Sum,
                 _ => ReduceOp::Max,
             };
+            // The smallest is the negated largest of the negated values (floats: exact,
+            // NaN kept; an integer's negation would wrap at its most negative value).
+            let min = op == "ReduceMin";
+            if min && !c.ty(0)?.dtype.is_float() {
+                return Err(format!("ReduceMin of {} is not supported (floats only)", c.ty(0)?.dtype));
+            }
             let axes = if c.has(1) { c.ints(1, "axes")? } else { attrs.ints("axes").unwrap_or_default() };
             if axes.is_empty() && attrs.int("noop_with_empty_axes") == Some(1) {
                 input(0)
             } else {
                 let keepdims = attrs.int("keepdims").unwrap_or(1) != 0;
-                c.step("", Op::Reduce { op: rop, axes, keepdims }, vec![input(0)])
+                let x = if min { c.step("neg", Op::Unary(UnaryOp::Neg), vec![input(0)]) } else { input(0) };
+                let r = c.step(if min { "max" } else { "" }, Op::Reduce { op: rop, axes, keepdims }, vec![x]);
+                if min {
+                    c.step("", Op::Unary(UnaryOp::Neg), vec![r])
+                } else {
+                    r
+                }
             }
+        }
+        "Xor" => {
+            // Booleans: true where they differ.
+            if c.ty(0)?.dtype != DType::Bool || c.ty(1)?.dtype != DType::Bool {
+                return Err(format!("Xor needs booleans, got {} and {}", c.ty(0)?.dtype, c.ty(1)?.dtype));
+            }
+            let same = c.step("same", Op::Binary(BinaryOp::Equal), vec![input(0), input(1)]);
+            c.step("", Op::Unary(UnaryOp::Not), vec![same])
         }
         "Softmax" => c.step("", Op::Softmax { axis: attrs.int("axis").unwrap_or(-1) }, vec![input(0)]),
         "CumSum" => {
