@@ -411,21 +411,27 @@ fn matches_onnxruntime(stem: &str, outs: &[&str], same: impl Fn(&Tensor, &Tensor
     }
 }
 
+/// Two tensors are the same, floats bit for bit, NaNs where the other has NaNs.
+fn same_bits(got: &Tensor, want: &Tensor, what: &str) {
+    use glufuse::tensor::Data;
+    match (got.data(), want.data()) {
+        (Data::F32(a), Data::F32(b)) => {
+            let ok = got.shape() == want.shape()
+                && a.iter().zip(b).all(|(x, y)| (x.is_nan() && y.is_nan()) || x.to_bits() == y.to_bits());
+            assert!(ok, "{what}: {a:?} vs onnxruntime's {b:?}");
+        }
+        _ => assert_eq!(got, want, "{what}"),
+    }
+}
+
 /// ONNX's `Mod` (integers with the divisor's sign; `fmod = 1`: the dividend's, of integers
 /// and floats, exactly as C's fmod even far past 2^24 quotients) and `IsInf` (either sign, +
 /// only, − only) on a symbolic length give onnxruntime's outputs, bit for bit, NaNs where it
 /// gives them (`tests/data/onnx_extra/make_mod_isinf.py`).
 #[test]
 fn mod_and_isinf_match_onnxruntime() {
-    use glufuse::tensor::Data;
     let outs = ["mod_int", "fmod_int", "fmod_float", "inf", "pos_inf", "neg_inf"];
-    matches_onnxruntime("mod_isinf", &outs, |got, want, what| match (got.data(), want.data()) {
-        (Data::F32(a), Data::F32(b)) => {
-            let ok = a.iter().zip(b).all(|(x, y)| (x.is_nan() && y.is_nan()) || x.to_bits() == y.to_bits());
-            assert!(ok, "{what}: {a:?} vs onnxruntime's {b:?}");
-        }
-        _ => assert_eq!(got, want, "{what}"),
-    });
+    matches_onnxruntime("mod_isinf", &outs, same_bits);
 }
 
 /// ONNX's `Trilu` (upper and lower, diagonals 0, ±1 and 2, floats and int64, on symbolic
@@ -434,14 +440,16 @@ fn mod_and_isinf_match_onnxruntime() {
 #[test]
 fn trilu_matches_onnxruntime() {
     let outs = ["triu_k1", "tril_km1", "tril_k2", "triu_int"];
-    matches_onnxruntime("trilu", &outs, |got, want, what| assert_eq!(got, want, "{what}"));
+    matches_onnxruntime("trilu", &outs, same_bits);
 }
 
 /// ONNX's `ReduceMin` (lowered to the negated maximum of the negated values: one axis kept
-/// or dropped, all axes, −∞ included) and `Xor` (booleans that differ, broadcast) give
-/// onnxruntime's outputs exactly (`tests/data/onnx_extra/make_min_xor.py`).
+/// or dropped, all axes, −∞ included), `Xor` (booleans that differ, broadcast), `Sign`
+/// (lowered to two comparisons and two `Where`s: floats with zeros and NaN, int64) and
+/// `Round` (halves to even) give onnxruntime's outputs, bit for bit
+/// (`tests/data/onnx_extra/make_more_ops.py`).
 #[test]
-fn reduce_min_and_xor_match_onnxruntime() {
-    let outs = ["min_rows", "min_cols", "min_all", "xor"];
-    matches_onnxruntime("min_xor", &outs, |got, want, what| assert_eq!(got, want, "{what}"));
+fn more_ops_match_onnxruntime() {
+    let outs = ["min_rows", "min_cols", "min_all", "xor", "sign", "sign_int", "round"];
+    matches_onnxruntime("more_ops", &outs, same_bits);
 }

@@ -193,6 +193,8 @@ pub(crate) fn unary_expr(u: UnaryOp, x: &str, store: Store, dtype: DType, sites:
         UnaryOp::Log => format!("log({x})"),
         UnaryOp::Floor => format!("floor({x})"),
         UnaryOp::Ceil => format!("ceil({x})"),
+        // (WGSL's `round` takes halves to even, as ONNX's.)
+        UnaryOp::Round => format!("round({x})"),
         UnaryOp::Softplus => format!("softplus_({x})"),
         UnaryOp::Not => format!("1u - ({x})"),
         UnaryOp::IsNaN => format!("select(0u, 1u, isnan_({x}))"),

@@ -158,6 +158,7 @@ fn unary_of(op: &str, attrs: &Attrs) -> Option<UnaryOp> {
         "Abs" => UnaryOp::Abs,
         "Floor" => UnaryOp::Floor,
         "Ceil" => UnaryOp::Ceil,
+        "Round" => UnaryOp::Round,
         "Softplus" => UnaryOp::Softplus,
         "Not" => UnaryOp::Not,
         "IsNaN" => UnaryOp::IsNaN,
@@ -275,6 +276,7 @@ pub fn arity(op: &str) -> Option<(usize, usize, usize)> {
         "Sum" | "Max" | "Min" => (1, ANY, 1),
         "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual"
         | "And" | "Or" | "Mod" | "Xor" => (2, 2, 1),
+        "Sign" => (1, 1, 1),
         "Constant" => (0, 0, 1),
         "Identity" | "Shape" | "Size" | "Cast" | "Transpose" | "Flatten" | "ConstantOfShape" | "Softmax" => (1, 1, 1),
         "Dropout" => (1, 3, 2),
@@ -660,6 +662,19 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
                     r
                 }
             }
+        }
+        "Sign" => {
+            // 1 above zero, -1 below, the value itself otherwise (zero, and NaN).
+            let t = c.ty(0)?;
+            if t.dtype == DType::Bool {
+                return Err("Sign needs numbers, got bool".into());
+            }
+            let (one, minus, zero) = (scalar(t.dtype, 1.0), scalar(t.dtype, -1.0), scalar(t.dtype, 0.0));
+            let pos =
+                c.step("pos", Op::Binary(BinaryOp::Greater), vec![input(0), Src::Known("zero".into(), zero.clone())]);
+            let neg = c.step("neg", Op::Binary(BinaryOp::Less), vec![input(0), Src::Known("zero".into(), zero)]);
+            let low = c.step("low", Op::Where, vec![neg, Src::Known("minus_one".into(), minus), input(0)]);
+            c.step("", Op::Where, vec![pos, Src::Known("one".into(), one), low])
         }
         "Xor" => {
             // Booleans: true where they differ.

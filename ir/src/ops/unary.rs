@@ -47,6 +47,8 @@ pub enum UnaryOp {
     Floor,
     /// Smallest integer not below `x`.
     Ceil,
+    /// The nearest integer, halves to even (ONNX's `Round`).
+    Round,
     /// `ln(1 + e^x)`
     Softplus,
     /// Logical not (booleans).
@@ -63,7 +65,7 @@ pub enum UnaryOp {
 
 impl UnaryOp {
     /// Every unary op.
-    pub const ALL: [UnaryOp; 23] = [
+    pub const ALL: [UnaryOp; 24] = [
         UnaryOp::Neg,
         UnaryOp::Exp,
         UnaryOp::Sqrt,
@@ -81,6 +83,7 @@ impl UnaryOp {
         UnaryOp::Abs,
         UnaryOp::Floor,
         UnaryOp::Ceil,
+        UnaryOp::Round,
         UnaryOp::Softplus,
         UnaryOp::Not,
         UnaryOp::IsNaN,
@@ -110,6 +113,7 @@ impl UnaryOp {
             UnaryOp::Abs => "Abs",
             UnaryOp::Floor => "Floor",
             UnaryOp::Ceil => "Ceil",
+            UnaryOp::Round => "Round",
             UnaryOp::Softplus => "Softplus",
             UnaryOp::Not => "Not",
             UnaryOp::IsNaN => "IsNaN",
@@ -137,6 +141,7 @@ impl UnaryOp {
             | UnaryOp::Log
             | UnaryOp::Floor
             | UnaryOp::Ceil
+            | UnaryOp::Round
             | UnaryOp::Softplus
             | UnaryOp::IsNaN
             | UnaryOp::IsInf
@@ -181,6 +186,7 @@ impl UnaryOp {
             UnaryOp::Abs => x.abs(),
             UnaryOp::Floor => x.floor(),
             UnaryOp::Ceil => x.ceil(),
+            UnaryOp::Round => x.round_ties_even(),
             UnaryOp::Softplus => scalar::softplus(x),
             UnaryOp::Not => (x == 0.0) as u8 as f32,
             UnaryOp::IsNaN => x.is_nan() as u8 as f32,
@@ -322,6 +328,7 @@ pub(crate) fn label(u: UnaryOp) -> String {
         | UnaryOp::Abs
         | UnaryOp::Floor
         | UnaryOp::Ceil
+        | UnaryOp::Round
         | UnaryOp::Softplus
         | UnaryOp::Not
         | UnaryOp::IsNaN
@@ -359,6 +366,7 @@ pub(crate) fn write_attrs(u: UnaryOp, m: &mut Attrs) {
         | UnaryOp::Abs
         | UnaryOp::Floor
         | UnaryOp::Ceil
+        | UnaryOp::Round
         | UnaryOp::Softplus
         | UnaryOp::Not
         | UnaryOp::IsNaN
@@ -421,6 +429,7 @@ pub(crate) fn from_json(name: &str, a: &mut Attrs) -> Option<Result<Op, String>>
         | UnaryOp::Abs
         | UnaryOp::Floor
         | UnaryOp::Ceil
+        | UnaryOp::Round
         | UnaryOp::Softplus
         | UnaryOp::Not
         | UnaryOp::IsNaN => Ok(Op::Unary(u)),

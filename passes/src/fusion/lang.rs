@@ -130,6 +130,7 @@ pub fn unary(u: UnaryOp, a: Id) -> Option<Glu> {
         | UnaryOp::Abs
         | UnaryOp::Floor
         | UnaryOp::Ceil
+        | UnaryOp::Round
         | UnaryOp::Softplus
         | UnaryOp::Not
         | UnaryOp::IsNaN
