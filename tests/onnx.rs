@@ -445,11 +445,11 @@ fn trilu_matches_onnxruntime() {
 
 /// ONNX's `ReduceMin` (lowered to the negated maximum of the negated values: one axis kept
 /// or dropped, all axes, −∞ included), `Xor` (booleans that differ, broadcast), `Sign`
-/// (lowered to two comparisons and two `Where`s: floats with zeros and NaN, int64) and
-/// `Round` (halves to even) give onnxruntime's outputs, bit for bit
-/// (`tests/data/onnx_extra/make_more_ops.py`).
+/// (lowered to two comparisons and two `Where`s: floats with zeros and NaN, int64), `Round`
+/// (halves to even) and `Tile` (lowered to a view, a broadcast and a view: a symbolic dim,
+/// int64) give onnxruntime's outputs, bit for bit (`tests/data/onnx_extra/make_more_ops.py`).
 #[test]
 fn more_ops_match_onnxruntime() {
-    let outs = ["min_rows", "min_cols", "min_all", "xor", "sign", "sign_int", "round"];
+    let outs = ["min_rows", "min_cols", "min_all", "xor", "sign", "sign_int", "round", "tile", "tile_int"];
     matches_onnxruntime("more_ops", &outs, same_bits);
 }

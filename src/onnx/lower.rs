@@ -280,7 +280,7 @@ pub fn arity(op: &str) -> Option<(usize, usize, usize)> {
         "Constant" => (0, 0, 1),
         "Identity" | "Shape" | "Size" | "Cast" | "Transpose" | "Flatten" | "ConstantOfShape" | "Softmax" => (1, 1, 1),
         "Dropout" => (1, 3, 2),
-        "CastLike" | "MatMul" | "Reshape" | "Expand" | "Gather" | "GatherND" | "CumSum" => (2, 2, 1),
+        "CastLike" | "MatMul" | "Reshape" | "Expand" | "Gather" | "GatherND" | "CumSum" | "Tile" => (2, 2, 1),
         "Where" | "Range" => (3, 3, 1),
         "Clip" => (1, 3, 1),
         "Trilu" => (1, 2, 1),
@@ -540,6 +540,32 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
         "Expand" => {
             let shape = c.exprs(1, "shape")?.into_iter().map(Dim::from_expr).collect::<Result<_, _>>()?;
             c.step("", Op::Expand { shape }, vec![input(0)])
+        }
+        "Tile" => {
+            // Each dim d repeated r times: x viewed as [1, d0, 1, d1, ..], broadcast to
+            // [r0, d0, r1, d1, ..], viewed as [r0·d0, r1·d1, ..].
+            let t = c.ty(0)?;
+            let reps = c.ints(1, "repeats")?;
+            if reps.len() != t.rank() {
+                return Err(format!("Tile needs one repeat a dim: {} repeats for {t}", reps.len()));
+            }
+            if let Some(r) = reps.iter().find(|&&r| r < 0) {
+                return Err(format!("a Tile repeat must not be negative, got {r}"));
+            }
+            if t.shape.iter().any(|d| d.fixed() == Some(0)) || reps.contains(&0) {
+                return Err(format!("Tile of {t} by {reps:?} would be empty: not supported"));
+            }
+            let mut split = vec![];
+            let mut wide = vec![];
+            let mut out = vec![];
+            for (d, &r) in t.shape.iter().zip(&reps) {
+                split.extend([DimExpr::constant(1), d.expr()]);
+                wide.extend([Dim::Fixed(r as u64), d.clone()]);
+                out.push(DimExpr::constant(r).mul(&d.expr())?);
+            }
+            let v = c.step("split", Op::Reshape { shape: split }, vec![input(0)]);
+            let w = c.step("repeated", Op::Expand { shape: wide }, vec![v]);
+            c.step("", Op::Reshape { shape: out }, vec![w])
         }
         "ConstantOfShape" => {
             let shape: Vec<Dim> = c.exprs(0, "shape")?.into_iter().map(Dim::from_expr).collect::<Result<_, _>>()?;

@@ -1,6 +1,7 @@
 """Makes more_ops.onnx: ONNX's ReduceMin (over one axis, kept and dropped, and over all, -inf
 included; no NaN: onnxruntime skips one where glufuse's reductions give NaN), Xor, Sign (of
-floats, zeros and NaN included, and of int64) and Round (halves to even), with onnxruntime's
+floats, zeros and NaN included, and of int64), Round (halves to even) and Tile (of a symbolic
+dim and of int64), with onnxruntime's
 outputs as .npy files beside it (more_ops.INPUT.npy, more_ops.out.OUTPUT.npy).
 usage: python3 make_more_ops.py"""
 import numpy as np, onnx, onnxruntime as ort
@@ -14,6 +15,10 @@ nodes = [
     helper.make_node("Sign", ["s"], ["sign"]),
     helper.make_node("Sign", ["i"], ["sign_int"]),
     helper.make_node("Round", ["s"], ["round"]),
+    helper.make_node("Constant", [], ["reps"], value=helper.make_tensor("reps", TensorProto.INT64, [2], [2, 3])),
+    helper.make_node("Constant", [], ["reps1"], value=helper.make_tensor("reps1", TensorProto.INT64, [1], [3])),
+    helper.make_node("Tile", ["x", "reps"], ["tile"]),
+    helper.make_node("Tile", ["i", "reps1"], ["tile_int"]),
 ]
 graph = helper.make_graph(
     nodes,
@@ -33,6 +38,8 @@ graph = helper.make_graph(
         helper.make_tensor_value_info("sign", TensorProto.FLOAT, [8]),
         helper.make_tensor_value_info("sign_int", TensorProto.INT64, [4]),
         helper.make_tensor_value_info("round", TensorProto.FLOAT, [8]),
+        helper.make_tensor_value_info("tile", TensorProto.FLOAT, [None, 15]),
+        helper.make_tensor_value_info("tile_int", TensorProto.INT64, [12]),
     ],
 )
 model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
@@ -51,6 +58,6 @@ inputs = {
 outs = ort.InferenceSession("more_ops.onnx", providers=["CPUExecutionProvider"]).run(None, inputs)
 for name, v in inputs.items():
     np.save(f"more_ops.{name}.npy", v)
-for o, v in zip(["min_rows", "min_cols", "min_all", "xor", "sign", "sign_int", "round"], outs):
+for o, v in zip(["min_rows", "min_cols", "min_all", "xor", "sign", "sign_int", "round", "tile", "tile_int"], outs):
     np.save(f"more_ops.out.{o}.npy", v)
     print(o, v)
