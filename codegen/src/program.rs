@@ -213,20 +213,15 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
             <= t.max_workgroup_storage_bytes as u64;
     // Query rows per workgroup (`qr`): consecutive queries of one head share every load of K
     // and V ([`query_rows`]).
+    let queries = if r >= 2 { sd[r - 2] } else { 1 };
     let qr = if prefetch || !cached || r < 2 {
         1
     } else {
-        query_rows(
-            rows / sd[r - 2].max(1),
-            sd[r - 2],
-            per_row * 4,
-            t.max_workgroup_storage_bytes as u64,
-            t.attention_rows,
-        )
+        let max = t.max_workgroup_storage_bytes as u64;
+        query_rows(rows / queries.max(1), queries, per_row * 4, max, t.attention_rows)
     };
     // (Each head's queries in groups of `qr`, the last one partial where `qr` does not divide
     // them: its rows past the end read the last query and write nothing.)
-    let queries = if r >= 2 { sd[r - 2] } else { 1 };
     let per_head = queries.div_ceil(qr);
     let partial = queries % qr != 0;
     let groups_n = rows / queries.max(1) * per_head;

@@ -337,9 +337,6 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
                 .into(),
         );
     }
-    if op == "Mod" && attrs.int("fmod").unwrap_or(0) == 0 && c.ty(0)?.dtype.is_float() {
-        return Err("Mod of floats needs fmod = 1 (the ONNX specification)".into());
-    }
     if let Some(b) = binary_of(op, attrs) {
         let count = n.input.len();
         // A variadic Sum, Max or Min of one input is that input (arity allows one only there).
