@@ -255,18 +255,10 @@ impl Tensor {
     /// [`Tensor::from_gpu_words`], the values of a float tensor written into `buf` (emptied
     /// first): memory the caller allocated as it sees fit (the runtime asks for huge pages
     /// for large outputs).
-    pub fn from_gpu_words_in(dtype: DType, shape: Vec<usize>, words: &[u32], mut buf: Vec<f32>) -> Result<Self> {
-        buf.clear();
+    pub fn from_gpu_words_in(dtype: DType, shape: Vec<usize>, words: &[u32], buf: Vec<f32>) -> Result<Self> {
         let data = match dtype {
-            DType::F32 => {
-                buf.extend(words.iter().map(|&w| f32::from_bits(w)));
-                Data::F32(buf)
-            }
-            DType::F16 => {
-                buf.extend(words.iter().map(|&w| f32::from_bits(w)));
-                round_f16(&mut buf);
-                Data::F32(buf)
-            }
+            DType::F32 => Data::F32(floats_from_words(words, false, buf)),
+            DType::F16 => Data::F32(floats_from_words(words, true, buf)),
             DType::I64 | DType::I32 => Data::I64(words.iter().map(|&w| w as i32 as i64).collect()),
             DType::Bool => Data::Bool(
                 words
@@ -288,6 +280,67 @@ fn data_kind(d: &Data) -> &'static str {
         Data::F32(_) => "f32 values",
         Data::I64(_) => "i64 values",
         Data::Bool(_) => "booleans",
+    }
+}
+
+/// Fewest float words [`floats_from_words`] converts on several threads.
+const PARALLEL_WORDS: usize = 1 << 20;
+
+/// Most threads [`floats_from_words`] converts on.
+const MAX_THREADS: usize = 8;
+
+/// The floats the GPU's words hold, rounded to f16 where `round`, written into `buf` (emptied
+/// first). Large outputs (from [`PARALLEL_WORDS`]) are converted by up to [`MAX_THREADS`]
+/// threads, each writing its own run of `buf` straight from the words: a prefill's logits
+/// (78 MB) are mostly the cost of touching fresh memory and of the rounding, which the
+/// threads share.
+fn floats_from_words(words: &[u32], round: bool, mut buf: Vec<f32>) -> Vec<f32> {
+    let n = words.len();
+    buf.clear();
+    buf.reserve_exact(n);
+    let threads = if n >= PARALLEL_WORDS {
+        std::thread::available_parallelism().map_or(1, |p| p.get()).min(MAX_THREADS)
+    } else {
+        1
+    };
+    let spare = &mut buf.spare_capacity_mut()[..n];
+    if threads == 1 {
+        convert_words(words, spare, round);
+    } else {
+        let chunk = n.div_ceil(threads);
+        std::thread::scope(|s| {
+            for (dst, src) in spare.chunks_mut(chunk).zip(words.chunks(chunk)) {
+                s.spawn(move || convert_words(src, dst, round));
+            }
+        });
+    }
+    // SAFETY: `convert_words` wrote each of the first `n` elements (the chunks cover
+    // `spare`, which is `n` long), and the capacity is at least `n` (reserved above).
+    unsafe { buf.set_len(n) };
+    buf
+}
+
+/// Writes the float of each word of `src` into `dst` (as long), rounded to f16 where `round`:
+/// a block at a time through a buffer on the stack, where the f16 rounding takes vector
+/// instructions (F16C) where the processor has them.
+fn convert_words(src: &[u32], dst: &mut [std::mem::MaybeUninit<f32>], round: bool) {
+    use half::slice::HalfFloatSliceExt;
+    const BLOCK: usize = 1024;
+    let mut vals = [0f32; BLOCK];
+    let mut halves = [half::f16::ZERO; BLOCK];
+    for (d, s) in dst.chunks_mut(BLOCK).zip(src.chunks(BLOCK)) {
+        let v = &mut vals[..s.len()];
+        for (x, &w) in v.iter_mut().zip(s) {
+            *x = f32::from_bits(w);
+        }
+        if round {
+            let h = &mut halves[..s.len()];
+            h.convert_from_f32_slice(v);
+            h.convert_to_f32_slice(v);
+        }
+        for (o, &x) in d.iter_mut().zip(v.iter()) {
+            o.write(x);
+        }
     }
 }
 
@@ -357,6 +410,24 @@ pub fn round_f16(d: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Outputs large enough to be converted by several threads (a length that splits in
+    /// uneven runs and blocks) hold the same values as each word converted alone: f32 bit for
+    /// bit, f16 rounded to nearest even; into a caller's buffer holding other values, too.
+    #[test]
+    fn large_outputs_convert_as_each_word_alone() {
+        let n = PARALLEL_WORDS + 1234;
+        let words: Vec<u32> = (0..n as u32).map(|i| i.wrapping_mul(2654435761) & 0xbfff_ffff).collect();
+        let f32s = Tensor::from_gpu_words(DType::F32, vec![n], &words).unwrap();
+        let want: Vec<u32> = words.clone();
+        let got: Vec<u32> = f32s.as_f32().unwrap().iter().map(|x| x.to_bits()).collect();
+        assert!(got == want, "f32 words differ");
+        let f16s = Tensor::from_gpu_words_in(DType::F16, vec![n], &words, vec![7.0; 99]).unwrap();
+        let one = |w: u32| half::f16::from_f32(f32::from_bits(w)).to_f32().to_bits();
+        let bad = f16s.as_f32().unwrap().iter().zip(&words).position(|(x, &w)| x.to_bits() != one(w));
+        assert_eq!(bad, None, "f16 rounding differs at this element");
+        assert_eq!(f16s.as_f32().unwrap().len(), n);
+    }
 
     #[test]
     fn constructors_check_what_they_are_given() {
