@@ -276,3 +276,78 @@ fn the_pipeline_cache_keeps_the_most_recently_used() {
     let _again = Executable::new(&gpu, &g1, &b).unwrap();
     assert_eq!(gpu.pipeline_counts().compiled, counts.compiled + k1);
 }
+
+/// Inputs and outputs of every dtype, many and large enough in all that a call converts them
+/// on several threads (a decode step's KV cache and its present keys and values), and few
+/// enough that it converts them in order: each output is the interpreter's, bit for bit
+/// (f16: the product rounded to f16, as the readback rounds it), at both sizes and twice at
+/// the large one (a call reuses the bytes of the last).
+#[test]
+fn many_inputs_and_outputs_of_every_dtype_go_up_and_come_back_exactly() {
+    let Some(gpu) = common::gpu() else { return };
+    let node = |name: &str, op: &str, ins: &[&str], dtype: &str| {
+        let inputs: Vec<String> = ins.iter().map(|s| format!("\"{s}\"")).collect();
+        let ins = if ins.is_empty() { String::new() } else { format!(", \"inputs\": [{}]", inputs.join(", ")) };
+        format!(
+            "{{\"name\": \"{name}\", \"op\": \"{op}\"{ins}, \"type\": {{\"dtype\": \"{dtype}\", \"shape\": [\"n\"]}}}}"
+        )
+    };
+    let nodes = [
+        node("a", "Input", &[], "f32"),
+        node("b", "Input", &[], "f32"),
+        node("h", "Input", &[], "f16"),
+        node("k", "Input", &[], "f16"),
+        node("i", "Input", &[], "i64"),
+        node("j", "Input", &[], "i64"),
+        node("m", "Input", &[], "bool"),
+        node("sum", "Add", &["a", "b"], "f32"),
+        node("prod", "Mul", &["h", "k"], "f16"),
+        node("diff", "Sub", &["i", "j"], "i64"),
+        node("not", "Not", &["m"], "bool"),
+    ];
+    let json = format!(
+        "{{\"format\": \"glufuse.graph/1\", \"nodes\": [{}], \"outputs\": [\"sum\", \"prod\", \"diff\", \"not\"]}}",
+        nodes.join(", ")
+    );
+    let g = glufuse::json::from_str(&json).unwrap();
+    let mut s = Session::new(&gpu, g.clone()).unwrap();
+    // 7 inputs of 70000 values (490000 words) and 4 outputs (280000); then 7 × 100.
+    for (n, seed) in [(70_000usize, 1u64), (70_000, 2), (100, 3)] {
+        let f = |k: u64| Tensor::random(vec![n], seed * 10 + k, 4.0);
+        let half = |t: Tensor| Tensor::f16(vec![n], t.as_f32().unwrap().to_vec()).unwrap();
+        let ints = |k: i64| {
+            Tensor::i64(vec![n], (0..n as i64).map(|x| (x * 7919 + k * seed as i64) % 100_003 - 50_000).collect())
+                .unwrap()
+        };
+        let inputs: HashMap<String, Tensor> = [
+            ("a", f(1)),
+            ("b", f(2)),
+            ("h", half(f(3))),
+            ("k", half(f(4))),
+            ("i", ints(5)),
+            ("j", ints(6)),
+            ("m", Tensor::bool(vec![n], (0..n).map(|x| (x * 31 + seed as usize) % 3 == 0).collect()).unwrap()),
+        ]
+        .into_iter()
+        .map(|(k, t)| (k.to_string(), t))
+        .collect();
+        let got = s.run(&inputs).unwrap();
+        let want = interp::run(&g, &inputs).unwrap();
+        assert_eq!(got.len(), 4);
+        for (k, (x, y)) in got.iter().zip(&want).enumerate() {
+            let y = if k == 1 { Tensor::f16(vec![n], y.as_f32().unwrap().to_vec()).unwrap() } else { y.clone() };
+            assert_eq!(x.dtype(), y.dtype(), "output {k}, n = {n}");
+            let bits = |t: &Tensor| -> Vec<u64> {
+                match t.data() {
+                    glufuse::tensor::Data::F32(v) => v.iter().map(|x| x.to_bits() as u64).collect(),
+                    glufuse::tensor::Data::I64(v) => v.iter().map(|&x| x as u64).collect(),
+                    glufuse::tensor::Data::Bool(v) => v.iter().map(|&x| x as u64).collect(),
+                }
+            };
+            let (bx, by) = (bits(x), bits(&y));
+            let first = bx.iter().zip(&by).position(|(p, q)| p != q);
+            assert_eq!(first, None, "output {k}, n = {n}: first differing element");
+            assert_eq!(bx.len(), n);
+        }
+    }
+}

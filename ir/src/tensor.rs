@@ -286,23 +286,26 @@ fn data_kind(d: &Data) -> &'static str {
 /// Fewest float words [`floats_from_words`] converts on several threads.
 const PARALLEL_WORDS: usize = 1 << 20;
 
-/// Most threads [`floats_from_words`] converts on.
+/// Most threads [`host_threads`] gives.
 const MAX_THREADS: usize = 8;
 
+/// Threads a conversion of many values between the host's tensors and the GPU's words may
+/// take: the parallelism available to the process (asked once: on Linux the answer reads the
+/// cgroup's quota, tens of µs), at most 8.
+pub fn host_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |p| p.get()).min(MAX_THREADS))
+}
+
 /// The floats the GPU's words hold, rounded to f16 where `round`, written into `buf` (emptied
-/// first). Large outputs (from [`PARALLEL_WORDS`]) are converted by up to [`MAX_THREADS`]
-/// threads, each writing its own run of `buf` straight from the words: a prefill's logits
+/// first). Large outputs (from [`PARALLEL_WORDS`]) are converted by several threads, each writing its own run of `buf` straight from the words: a prefill's logits
 /// (78 MB) are mostly the cost of touching fresh memory and of the rounding, which the
-/// threads share.
+/// threads share ([`host_threads`]).
 fn floats_from_words(words: &[u32], round: bool, mut buf: Vec<f32>) -> Vec<f32> {
     let n = words.len();
     buf.clear();
     buf.reserve_exact(n);
-    let threads = if n >= PARALLEL_WORDS {
-        std::thread::available_parallelism().map_or(1, |p| p.get()).min(MAX_THREADS)
-    } else {
-        1
-    };
+    let threads = if n >= PARALLEL_WORDS { host_threads() } else { 1 };
     let spare = &mut buf.spare_capacity_mut()[..n];
     if threads == 1 {
         convert_words(words, spare, round);

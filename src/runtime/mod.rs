@@ -129,10 +129,10 @@ impl CallTimes {
 }
 
 /// What a run holds between calls: whether the staging buffer is mapped for writing, and
-/// the bytes of one input on their way there (kept, so that a call allocates nothing).
+/// the inputs' bytes on their way there (kept, so that a call allocates nothing).
 struct RunState {
     staging_mapped: bool,
-    scratch: Vec<u8>,
+    bytes: Vec<u8>,
 }
 
 /// A graph output as an executable reads it back: its value, dims, dtype, and where its
@@ -388,7 +388,7 @@ impl<'a> Executable<'a> {
             errors,
             readback,
             staging,
-            running: Mutex::new(RunState { staging_mapped: true, scratch: vec![] }),
+            running: Mutex::new(RunState { staging_mapped: true, bytes: vec![] }),
         })
     }
 
@@ -489,20 +489,37 @@ impl<'a> Executable<'a> {
             map_and_wait(self.gpu, staging, wgpu::MapMode::Write, "mapping the input staging buffer")?;
             state.staging_mapped = true;
         }
+        // The inputs' bytes, converted on several threads where they are many ([`spread`]),
+        // then copied into the mapped buffer at once: a mapped range is written through
+        // wgpu's write-only view, which no thread but this one can hold.
+        // (Sized once: every call writes every input's run; the gaps between runs stay 0.)
+        let size = staging.size() as usize;
+        if state.bytes.len() != size {
+            state.bytes.clear();
+            state.bytes.resize(size, 0);
+        }
+        let mut jobs = vec![];
+        let (mut rest, mut at): (&mut [u8], u64) = (&mut state.bytes[..], 0);
         for slot in &self.inputs {
             let t = &inputs[&slot.name];
-            if t.numel() == 0 {
-                continue;
+            let skip = slot.offset.checked_sub(at).ok_or_else(|| {
+                Error::Internal(format!("graph input '{}' overlaps the one staged before it", slot.name))
+            })? as usize;
+            let len = t.numel() * 4;
+            if rest.len() < skip + len {
+                return Err(Error::Internal(format!("graph input '{}' lies past the staging buffer", slot.name)));
             }
-            let end = slot.offset + t.numel() as u64 * 4;
-            let mut view = staging
-                .slice(slot.offset..end)
-                .get_mapped_range_mut()
-                .map_err(|e| Error::Gpu(format!("writing graph input '{}': {e}", slot.name)))?;
-            state.scratch.clear();
-            gpu_bytes_of(t, slot.dtype, &mut state.scratch);
-            view.copy_from_slice(&state.scratch);
+            let (run, tail) = std::mem::take(&mut rest)[skip..].split_at_mut(len);
+            rest = tail;
+            at = slot.offset + len as u64;
+            jobs.push((t, slot.dtype, run));
         }
+        spread(jobs, |(t, _, _)| t.numel(), |(t, dtype, run)| write_gpu_bytes(t, dtype, run));
+        staging
+            .slice(..)
+            .get_mapped_range_mut()
+            .map_err(|e| Error::Gpu(format!("writing the graph inputs: {e}")))?
+            .copy_from_slice(&state.bytes);
         staging.unmap();
         state.staging_mapped = false;
         Ok(())
@@ -637,14 +654,25 @@ impl<'a> Executable<'a> {
                 return Err(check.error(words[at + 1] as i32, words[at + 2]));
             }
         }
-        let mut out = vec![];
-        for o in &self.outputs {
-            let n: usize = o.dims.iter().product();
-            let at = (o.offset / 4) as usize;
-            let buf = if o.dtype.is_float() && n * 4 >= HUGE_OUTPUT_BYTES { host_vec(n) } else { Vec::new() };
-            out.push(Tensor::from_gpu_words_in(o.dtype, o.dims.clone(), &words[at..at + n], buf)?);
-        }
-        Ok(out)
+        let jobs: Vec<(&OutputSlot, &[u32])> = self
+            .outputs
+            .iter()
+            .map(|o| {
+                let (at, n) = ((o.offset / 4) as usize, o.dims.iter().product::<usize>());
+                (o, &words[at..at + n])
+            })
+            .collect();
+        spread(
+            jobs,
+            |(_, w)| w.len(),
+            |(o, w)| {
+                let buf =
+                    if o.dtype.is_float() && w.len() * 4 >= HUGE_OUTPUT_BYTES { host_vec(w.len()) } else { Vec::new() };
+                Tensor::from_gpu_words_in(o.dtype, o.dims.clone(), w, buf)
+            },
+        )
+        .into_iter()
+        .collect()
     }
 }
 
@@ -707,24 +735,68 @@ fn map_and_wait(gpu: &Gpu, buffer: &wgpu::Buffer, mode: wgpu::MapMode, what: &st
 /// adapter).
 const TUNE_REPS: usize = 3;
 
-/// Appends `t`'s values as the GPU holds values of `dtype` to `out`, as little-endian bytes:
-/// f32 bits (f16 rounded), integers as i32 (the caller has checked that they fit), booleans
-/// as 0 or 1.
-fn gpu_bytes_of(t: &Tensor, dtype: DType, out: &mut Vec<u8>) {
-    match t.data() {
-        Data::F32(v) if dtype == DType::F16 => {
-            let mut chunk = [0f32; 1024];
-            for c in v.chunks(1024) {
-                let r = &mut chunk[..c.len()];
-                r.copy_from_slice(c);
-                crate::tensor::round_f16(r);
-                out.extend_from_slice(bytemuck::cast_slice(r));
+/// Writes `t`'s values as the GPU holds values of `dtype` into `out` (4 bytes a value), as
+/// little-endian bytes: f32 bits (f16 rounded), integers as i32 (the caller has checked that
+/// they fit), booleans as 0 or 1; a block at a time through a buffer on the stack.
+fn write_gpu_bytes(t: &Tensor, dtype: DType, out: &mut [u8]) {
+    const BLOCK: usize = 1024;
+    let mut words = [0u32; BLOCK];
+    for b in 0..t.numel().div_ceil(BLOCK) {
+        let (lo, hi) = (b * BLOCK, ((b + 1) * BLOCK).min(t.numel()));
+        let w = &mut words[..hi - lo];
+        match t.data() {
+            Data::F32(v) if dtype == DType::F16 => {
+                let f: &mut [f32] = bytemuck::cast_slice_mut(w);
+                f.copy_from_slice(&v[lo..hi]);
+                crate::tensor::round_f16(f);
+            }
+            Data::F32(v) => w.iter_mut().zip(&v[lo..hi]).for_each(|(o, x)| *o = x.to_bits()),
+            Data::I64(v) => w.iter_mut().zip(&v[lo..hi]).for_each(|(o, &x)| *o = x as i32 as u32),
+            Data::Bool(v) => w.iter_mut().zip(&v[lo..hi]).for_each(|(o, &x)| *o = x as u32),
+        }
+        out[lo * 4..hi * 4].copy_from_slice(bytemuck::cast_slice(w));
+    }
+}
+
+/// Fewest words a call's inputs, or its outputs, take in all for [`spread`] to convert them
+/// on several threads: a decode step's KV cache (48 tensors of 16384 values at past 128) and
+/// the 49 outputs read back (logits and the present keys and values).
+const SPREAD_MIN_WORDS: usize = 1 << 18;
+
+/// `work` of each item, in the items' order. Where their `words` add up to
+/// [`SPREAD_MIN_WORDS`] or more, the items are dealt out, largest first, to the least loaded
+/// of [`host_threads`](crate::tensor::host_threads) threads; else they are done in order on
+/// this thread.
+fn spread<T: Send, R: Send>(items: Vec<T>, words: impl Fn(&T) -> usize, work: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let total: usize = items.iter().map(&words).sum();
+    if total < SPREAD_MIN_WORDS || items.len() < 2 || crate::tensor::host_threads() < 2 {
+        return items.into_iter().map(work).collect();
+    }
+    let threads = crate::tensor::host_threads().min(items.len());
+    let mut order: Vec<(usize, usize)> = items.iter().map(&words).enumerate().collect();
+    order.sort_by_key(|&(i, w)| (std::cmp::Reverse(w), i));
+    let mut slots: Vec<Option<T>> = items.into_iter().map(Some).collect();
+    let mut groups: Vec<(usize, Vec<(usize, T)>)> = (0..threads).map(|_| (0, vec![])).collect();
+    for (i, w) in order {
+        let g = groups.iter_mut().min_by_key(|(load, _)| *load).expect("at least two groups");
+        g.0 += w;
+        g.1.push((i, slots[i].take().expect("each item dealt once")));
+    }
+    let mut done: Vec<Option<R>> = (0..slots.len()).map(|_| None).collect();
+    let work = &work;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = groups
+            .into_iter()
+            .map(|(_, g)| s.spawn(move || g.into_iter().map(|(i, t)| (i, work(t))).collect::<Vec<_>>()))
+            .collect();
+        for h in handles {
+            // A panic in `work` is a bug of its own; it surfaces here as it would have in order.
+            for (i, r) in h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)) {
+                done[i] = Some(r);
             }
         }
-        Data::F32(v) => out.extend_from_slice(bytemuck::cast_slice(v)),
-        Data::I64(v) => out.extend(v.iter().flat_map(|&x| (x as i32).to_le_bytes())),
-        Data::Bool(v) => out.extend(v.iter().flat_map(|&x| (x as u32).to_le_bytes())),
-    }
+    });
+    done.into_iter().map(|r| r.expect("every item done")).collect()
 }
 
 /// The pipeline (from the device's cache) and bind group of one kernel over the executable's
