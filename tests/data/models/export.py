@@ -14,6 +14,7 @@ NAME.TAG.out.OUTPUT.npy. `q4` mode quantizes MLPs with onnxruntime's own MatMulN
 (both the com.microsoft::MatMulNBits and the opset-21 DequantizeLinear spelling).
 
 usage: export.py models OUTDIR     whole models (every architecture, three forms, f16)
+       export.py variants OUTDIR   other configs of the architectures (`v_*`: dynseq, kvstep)
        export.py q4 OUTDIR         4-bit MLPs
        export.py perf OUTDIR       Qwen2-0.5B-sized random models for the benchmark
                                    (f32/f16, external data) and PyTorch eager timings
@@ -76,8 +77,8 @@ def tiny(arch):
 ARCHS = ["llama", "qwen2", "qwen3", "mistral", "phi3", "gemma", "gemma2", "gemma3", "olmo", "granite", "gpt2", "t5"]
 
 
-def build(arch, dtype=torch.float32):
-    cfg = tiny(arch)
+def build(arch, dtype=torch.float32, cfg=None):
+    cfg = cfg if cfg is not None else tiny(arch)
     cfg._attn_implementation = "eager"
     torch.manual_seed(0)
     if arch == "t5":
@@ -142,11 +143,11 @@ def attempt(key, fn):
     print(key, report[key], flush=True)
 
 
-def export_models(arch, dtype, suffix, forms, d):
-    cfg, m = build(arch, dtype)
+def export_models(arch, dtype, suffix, forms, d, cfg=None, name=None):
+    cfg, m = build(arch, dtype, cfg)
     npf = np.float16 if dtype == torch.float16 else np.float32
     rng = np.random.default_rng(abs(hash(arch)) % 1000)
-    base = f"{arch}{suffix}"
+    base = name or f"{arch}{suffix}"
     if "static" in forms:
         p = os.path.join(d, f"{base}_static.onnx")
 
@@ -211,6 +212,47 @@ def models():
         export_models(arch, torch.float32, "", FORMS, out)
     for arch in ("llama", "qwen2", "gemma2"):
         export_models(arch, torch.float16, "_f16", FORMS, out)
+
+
+def variant_configs():
+    """Configs other than `tiny`'s, each exercising what the tiny ones do not: other head
+    widths (12, 16), one KV head or as many as queries, three layers, a tied LM head, rope
+    scaling (llama3, longrope), a window of 3, multipliers, the q/k/v clip, GPT-2's upcast
+    attention, Gemma 2 without soft-capping, an f16 model with an intermediate size of 100."""
+    c = dict(hidden_size=32, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, vocab_size=VOCAB, max_position_embeddings=64)
+    f32, f16 = torch.float32, torch.float16
+    return [
+        ("llama_rope3", "llama", f32, T.LlamaConfig(**{**c, "num_attention_heads": 2, "num_key_value_heads": 1},
+            head_dim=16, tie_word_embeddings=True, rope_theta=500000.0,
+            rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                          "original_max_position_embeddings": 16})),
+        ("qwen2_mha", "qwen2", f32, T.Qwen2Config(**{**c, "hidden_size": 48, "intermediate_size": 80,
+            "num_key_value_heads": 4, "num_hidden_layers": 3})),
+        ("mistral_win3", "mistral", f32, T.MistralConfig(**{**c, "num_attention_heads": 2, "num_key_value_heads": 1},
+            head_dim=16, sliding_window=3)),
+        ("phi3_longrope", "phi3", f32, T.Phi3Config(**c, pad_token_id=0, original_max_position_embeddings=16,
+            rope_scaling={"type": "longrope", "short_factor": [1.0, 1.1, 1.2, 1.3], "long_factor": [2.0, 2.5, 3.0, 4.0]})),
+        ("gemma_hd16", "gemma", f32, T.GemmaConfig(**{**c, "num_attention_heads": 2, "num_key_value_heads": 1},
+            head_dim=16)),
+        ("granite_mult", "granite", f32, T.GraniteConfig(**c, embedding_multiplier=12.0, residual_multiplier=0.22,
+            attention_multiplier=0.0625, logits_scaling=8.0)),
+        ("qwen3_hd16", "qwen3", f32, T.Qwen3Config(**c, head_dim=16, rope_theta=1e6)),
+        ("gpt2_upcast", "gpt2", f32, T.GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=64, vocab_size=VOCAB,
+            n_inner=96, scale_attn_by_inverse_layer_idx=True, reorder_and_upcast_attn=True)),
+        ("olmo_clip", "olmo", f32, T.OlmoConfig(**c, clip_qkv=0.5)),
+        ("gemma2_nocap", "gemma2", f32, T.Gemma2Config(**c, head_dim=8, sliding_window=4, attn_logit_softcapping=None,
+            final_logit_softcapping=None, query_pre_attn_scalar=16)),
+        ("llama_f16_i100", "llama", f16, T.LlamaConfig(**{**c, "intermediate_size": 100}, head_dim=8)),
+    ]
+
+
+def variants():
+    """`export.py variants OUTDIR`: the configs of `variant_configs`, dynamic-shape and
+    KV-cache step, with onnxruntime references."""
+    print("torch", torch.__version__, "transformers", T.__version__, "onnxruntime", ort.__version__, flush=True)
+    for name, arch, dtype, cfg in variant_configs():
+        export_models(arch, dtype, "", ("dynseq", "kvstep"), out, cfg=cfg, name=f"v_{name}")
 
 
 # --- 4-bit MLPs ---------------------------------------------------------------------------
@@ -394,6 +436,6 @@ def perf():
     report["perf_total_s"] = round(time.time() - t_start, 1)
 
 
-{"models": models, "q4": q4, "perf": perf}[mode]()
+{"models": models, "variants": variants, "q4": q4, "perf": perf}[mode]()
 print(json.dumps(report, indent=1))
 json.dump(report, open(os.path.join(out, f"report_{mode}.json"), "w"), indent=1)
