@@ -623,13 +623,24 @@ pub fn generate(g: &Graph, b: &Bindings, t: &Target) -> Result<Vec<Kernel>> {
         }
     }
     let folded: std::collections::HashSet<NodeIndex> = folds.values().map(|p| p.node).collect();
+    // Kernels of equal code (each layer's) are validated once: naga's verdict depends on the
+    // code and the capabilities alone. The Qwen2-0.5B-sized decode step has 128 kernels of 14
+    // codes; validating every one made its codegen on the H100 machine 420 ms instead of
+    // 80–100 (`benches/results/h100-2026-11-27i-setup.md`), for each new past length.
+    let mut valid: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut out = vec![];
     for &n in &order {
         if folded.contains(&n) {
             continue;
         }
         for k in select::node_kernels_with(g, n, b, t, folds.get(&n))? {
+            if valid.contains(k.code()) {
+                out.push(Kernel { src: k });
+                continue;
+            }
+            let code = k.code().to_string();
             out.push(validate(k, t.caps)?);
+            valid.insert(code);
         }
     }
     Ok(out)
