@@ -298,9 +298,10 @@ pub fn host_threads() -> usize {
 }
 
 /// The floats the GPU's words hold, rounded to f16 where `round`, written into `buf` (emptied
-/// first). Large outputs (from [`PARALLEL_WORDS`]) are converted by several threads, each writing its own run of `buf` straight from the words: a prefill's logits
-/// (78 MB) are mostly the cost of touching fresh memory and of the rounding, which the
-/// threads share ([`host_threads`]).
+/// first). Large outputs (from [`PARALLEL_WORDS`] words) are converted by several threads
+/// ([`host_threads`]), each writing its own run of `buf` straight from the words: reading
+/// back a prefill's logits (78 MB) is mostly the cost of touching fresh memory and of the
+/// rounding, which the threads share.
 fn floats_from_words(words: &[u32], round: bool, mut buf: Vec<f32>) -> Vec<f32> {
     let n = words.len();
     buf.clear();
