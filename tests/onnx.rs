@@ -448,6 +448,26 @@ fn trilu_matches_onnxruntime() {
 /// (lowered to two comparisons and two `Where`s: floats with zeros and NaN, int64), `Round`
 /// (halves to even) and `Tile` (lowered to a view, a broadcast and a view: a symbolic dim,
 /// int64) give onnxruntime's outputs, bit for bit (`tests/data/onnx_extra/make_more_ops.py`).
+/// ONNX's `ArgMax` and `ArgMin` (lowered to a reduction of the indices where a lane's value is
+/// its largest: first and last index, either axis and sign, kept and dropped dims, a symbolic
+/// dim, ties, -0.0 beside 0.0, ±inf, NaN passed over and a lane of NaN only, int64) give
+/// onnxruntime's outputs exactly (`tests/data/onnx_extra/make_argmax.py`).
+#[test]
+fn argmax_and_argmin_match_onnxruntime() {
+    let outs = [
+        "max_rows",
+        "max_rows_last",
+        "max_cols",
+        "max_cols_last",
+        "min_rows",
+        "min_rows_last",
+        "max_3d",
+        "max_int",
+        "max_int_last",
+    ];
+    matches_onnxruntime("argmax", &outs, same_bits);
+}
+
 #[test]
 fn more_ops_match_onnxruntime() {
     let outs = ["min_rows", "min_cols", "min_all", "xor", "sign", "sign_int", "round", "tile", "tile_int"];

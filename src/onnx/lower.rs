@@ -276,7 +276,7 @@ pub fn arity(op: &str) -> Option<(usize, usize, usize)> {
         "Sum" | "Max" | "Min" => (1, ANY, 1),
         "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual"
         | "And" | "Or" | "Mod" | "Xor" => (2, 2, 1),
-        "Sign" => (1, 1, 1),
+        "Sign" | "ArgMax" | "ArgMin" => (1, 1, 1),
         "Constant" => (0, 0, 1),
         "Identity" | "Shape" | "Size" | "Cast" | "Transpose" | "Flatten" | "ConstantOfShape" | "Softmax" => (1, 1, 1),
         "Dropout" => (1, 3, 2),
@@ -683,6 +683,84 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
                     c.step("", Op::Unary(UnaryOp::Neg), vec![r])
                 } else {
                     r
+                }
+            }
+        }
+        "ArgMax" | "ArgMin" => {
+            // The index (int64) of the first largest (smallest) value along the axis, or the
+            // last with `select_last_index`, as onnxruntime gives it: NaN is passed over, and
+            // a lane of NaN only gives 0. Lowered to a reduction of the indices where the
+            // value equals the lane's largest: the smallest is the negated largest of the
+            // negated values (floats only, as `ReduceMin`), the first index the negated
+            // largest of the negated indices.
+            let t = c.ty(0)?;
+            let min = op == "ArgMin";
+            if t.dtype == DType::Bool || (min && !t.dtype.is_float()) {
+                let what = if min { "floats" } else { "numbers" };
+                return Err(format!("not supported for {} values ({what} only)", t.dtype));
+            }
+            let r = t.rank() as i64;
+            let axis = attrs.int("axis").unwrap_or(0);
+            let a = if axis < 0 { axis + r } else { axis };
+            if !(0..r).contains(&a) {
+                return Err(format!("axis {axis} is out of range for {t}"));
+            }
+            let keepdims = attrs.int("keepdims").unwrap_or(1) != 0;
+            let last = attrs.int("select_last_index").unwrap_or(0) != 0;
+            let float = t.dtype.is_float();
+            let x = if min { c.step("neg", Op::Unary(UnaryOp::Neg), vec![input(0)]) } else { input(0) };
+            // The lane's largest, NaN passed over (as -inf).
+            let clean = if float {
+                let nan = c.step("nan", Op::Unary(UnaryOp::IsNaN), vec![x.clone()]);
+                let low = Src::Known("neg_inf".into(), scalar(t.dtype, f64::NEG_INFINITY));
+                c.step("clean", Op::Where, vec![nan, low, x.clone()])
+            } else {
+                x.clone()
+            };
+            let top = c.step("top", Op::Reduce { op: ReduceOp::Max, axes: vec![a], keepdims: true }, vec![clean]);
+            let hit = c.step("hit", Op::Binary(BinaryOp::Equal), vec![x, top]);
+            // The indices along the axis, shaped to broadcast over the dims after it.
+            let range = Op::Range {
+                start: DimExpr::constant(0),
+                limit: t.shape[a as usize].expr(),
+                delta: 1,
+                dtype: DType::I64,
+            };
+            let mut idx = c.step("indices", range, vec![]);
+            let after = (r - 1 - a) as usize;
+            if after > 0 {
+                let shape = std::iter::once(-1).chain(std::iter::repeat_n(1, after)).map(DimExpr::constant).collect();
+                idx = c.step("indices.lane", Op::Reshape { shape }, vec![idx]);
+            }
+            let reduce = |c: &mut Ctx, name: &str, v: Src| {
+                c.step(name, Op::Reduce { op: ReduceOp::Max, axes: vec![a], keepdims }, vec![v])
+            };
+            let i64s = |name: &str, v: f64| Src::Known(name.into(), scalar(DType::I64, v));
+            if last {
+                let cand = c.step("candidates", Op::Where, vec![hit, idx, i64s("none", -1.0)]);
+                let found = reduce(&mut c, if float { "found" } else { "" }, cand);
+                if float {
+                    // (-1: no value but NaN.)
+                    c.step("", Op::Binary(BinaryOp::Max), vec![found, i64s("zero", 0.0)])
+                } else {
+                    found
+                }
+            } else {
+                let neg = c.step("neg_indices", Op::Unary(UnaryOp::Neg), vec![idx]);
+                let none = i64s("none", -(i32::MAX as f64));
+                let cand = c.step("candidates", Op::Where, vec![hit, neg, none]);
+                let found = reduce(&mut c, "found", cand);
+                let first = c.step(if float { "first" } else { "" }, Op::Unary(UnaryOp::Neg), vec![found]);
+                if float {
+                    // (i32::MAX: no value but NaN.)
+                    let nothing = c.step(
+                        "nothing",
+                        Op::Binary(BinaryOp::Equal),
+                        vec![first.clone(), i64s("max", i32::MAX as f64)],
+                    );
+                    c.step("", Op::Where, vec![nothing, i64s("zero", 0.0), first])
+                } else {
+                    first
                 }
             }
         }

@@ -208,6 +208,12 @@ d = helper.make_tensor("scale", TensorProto.DOUBLE, [2], [1e39, 1.0])
 g = helper.make_graph([helper.make_node("Cast", ["scale"], ["y"], name="to_float", to=TensorProto.FLOAT)], "g", [], [y2], [d])
 write("double_out_of_range.onnx", helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
 
+# ArgMin of integers (floats only, as ReduceMin of integers)
+i = helper.make_tensor_value_info("i", TensorProto.INT64, [2, 3])
+o = helper.make_tensor_value_info("o", TensorProto.INT64, [2])
+g = helper.make_graph([helper.make_node("ArgMin", ["i"], ["o"], name="argmin", axis=1, keepdims=0)], "g", [i], [o])
+write("argmin_int.onnx", helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
+
 # Models whose external data file tests/onnx.rs makes in a temporary folder: a FIFO, a
 # directory, a symbolic link out of the folder (data.bin, 32 bytes wanted), and a sparse
 # 16 GiB file the per-tensor budget refuses before reading (big.bin).
