@@ -468,6 +468,15 @@ fn argmax_and_argmin_match_onnxruntime() {
     matches_onnxruntime("argmax", &outs, same_bits);
 }
 
+/// ONNX's `Pad` in constant mode (lowered to broadcasts of the value concatenated before and
+/// after each padded axis: every axis, one through `axes`, a symbolic dim, the default zero
+/// and a given value, f32 and int64) gives onnxruntime's outputs exactly
+/// (`tests/data/onnx_extra/make_pad.py`).
+#[test]
+fn pad_matches_onnxruntime() {
+    matches_onnxruntime("pad", &["all_zero", "all_value", "last_axis", "int"], same_bits);
+}
+
 #[test]
 fn more_ops_match_onnxruntime() {
     let outs = ["min_rows", "min_cols", "min_all", "xor", "sign", "sign_int", "round", "tile", "tile_int"];

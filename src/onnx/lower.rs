@@ -283,6 +283,7 @@ pub fn arity(op: &str) -> Option<(usize, usize, usize)> {
         "CastLike" | "MatMul" | "Reshape" | "Expand" | "Gather" | "GatherND" | "CumSum" | "Tile" => (2, 2, 1),
         "Where" | "Range" => (3, 3, 1),
         "Clip" => (1, 3, 1),
+        "Pad" => (2, 4, 1),
         "Trilu" => (1, 2, 1),
         "Gemm" => (2, 3, 1),
         "Squeeze" | "Unsqueeze" => (1, 2, 1),
@@ -537,6 +538,65 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
         "Expand" => {
             let shape = c.exprs(1, "shape")?.into_iter().map(Dim::from_expr).collect::<Result<_, _>>()?;
             c.step("", Op::Expand { shape }, vec![input(0)])
+        }
+        "Pad" => {
+            // Constant mode: along each padded axis, blocks of the value (a broadcast of it to
+            // the block's shape, symbolic dims included) concatenated before and after.
+            let t = c.ty(0)?;
+            let mode = attrs.string("mode").unwrap_or_else(|| "constant".into());
+            if mode != "constant" {
+                return Err(format!("mode '{mode}' is not supported (constant only)"));
+            }
+            let pads = c.ints(1, "pads")?;
+            let r = t.rank();
+            let axes: Vec<usize> = if c.has(3) {
+                c.ints(3, "axes")?.into_iter().map(|a| ax(a, r)).collect::<Result<_, _>>()?
+            } else {
+                (0..r).collect()
+            };
+            if pads.len() != 2 * axes.len() {
+                return Err(format!("{} pads for {} axes of {t}: 2 an axis", pads.len(), axes.len()));
+            }
+            if let Some(p) = pads.iter().find(|&&p| p < 0) {
+                return Err(format!("a negative pad ({p}, cropping) is not supported"));
+            }
+            let value = if c.has(2) {
+                if c.ty(2)?.numel() != Some(1) {
+                    return Err(format!("the constant_value (input 2) must be one value, not {}", c.ty(2)?));
+                }
+                input(2)
+            } else {
+                Src::Known("zero".into(), scalar(t.dtype, 0.0))
+            };
+            let mut shape = t.shape.clone();
+            let mut v = input(0);
+            for (j, &a) in axes.iter().enumerate() {
+                let (before, after) = (pads[j], pads[j + axes.len()]);
+                if before == 0 && after == 0 {
+                    continue;
+                }
+                let mut parts = vec![];
+                for (side, p) in [("before", before), ("after", after)] {
+                    if p > 0 {
+                        let mut block = shape.clone();
+                        block[a] = Dim::Fixed(p as u64);
+                        parts.push((
+                            side,
+                            c.step(&format!("{a}.{side}"), Op::Expand { shape: block }, vec![value.clone()]),
+                        ));
+                    }
+                }
+                let mut ins = vec![];
+                if before > 0 {
+                    ins.push(parts.remove(0).1);
+                }
+                ins.push(v);
+                ins.extend(parts.into_iter().map(|(_, s)| s));
+                v = c.step(&format!("{a}"), Op::Concat { axis: a as i64 }, ins);
+                shape[a] = Dim::from_expr(shape[a].expr().add(&DimExpr::constant(before + after))?)?;
+            }
+            // (All pads zero: the input itself, as Identity.)
+            v
         }
         "Tile" => {
             // Each dim d repeated r times: x viewed as [1, d0, 1, d1, ..], broadcast to

@@ -214,6 +214,13 @@ o = helper.make_tensor_value_info("o", TensorProto.INT64, [2])
 g = helper.make_graph([helper.make_node("ArgMin", ["i"], ["o"], name="argmin", axis=1, keepdims=0)], "g", [i], [o])
 write("argmin_int.onnx", helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
 
+# Pad in reflect mode (constant mode only)
+x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5])
+p = helper.make_tensor("pads", TensorProto.INT64, [4], [0, 1, 0, 1])
+g = helper.make_graph([helper.make_node("Pad", ["x", "pads"], ["y"], name="pad", mode="reflect")], "g", [x], [y], [p])
+write("pad_reflect.onnx", helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
+
 # Models whose external data file tests/onnx.rs makes in a temporary folder: a FIFO, a
 # directory, a symbolic link out of the folder (data.bin, 32 bytes wanted), and a sparse
 # 16 GiB file the per-tensor budget refuses before reading (big.bin).
