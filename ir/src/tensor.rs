@@ -423,9 +423,8 @@ mod tests {
         let n = PARALLEL_WORDS + 1234;
         let words: Vec<u32> = (0..n as u32).map(|i| i.wrapping_mul(2654435761) & 0xbfff_ffff).collect();
         let f32s = Tensor::from_gpu_words(DType::F32, vec![n], &words).unwrap();
-        let want: Vec<u32> = words.clone();
         let got: Vec<u32> = f32s.as_f32().unwrap().iter().map(|x| x.to_bits()).collect();
-        assert!(got == want, "f32 words differ");
+        assert!(got == words, "f32 words differ");
         let f16s = Tensor::from_gpu_words_in(DType::F16, vec![n], &words, vec![7.0; 99]).unwrap();
         let one = |w: u32| half::f16::from_f32(f32::from_bits(w)).to_f32().to_bits();
         let bad = f16s.as_f32().unwrap().iter().zip(&words).position(|(x, &w)| x.to_bits() != one(w));

@@ -128,6 +128,11 @@ fn data_dependent(what: &str, i: usize) -> String {
     )
 }
 
+/// The indices `0, 1, .. limit - 1` (int64) along a dim of `limit`, symbolic or not.
+fn indices(limit: DimExpr) -> Op {
+    Op::Range { start: DimExpr::constant(0), limit, delta: 1, dtype: DType::I64 }
+}
+
 /// A known scalar of a dtype.
 fn scalar(dtype: DType, v: f64) -> Known {
     let vals = match dtype {
@@ -410,14 +415,13 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
                 0
             };
             let upper = attrs.int("upper").unwrap_or(1) != 0;
-            let range = |limit: DimExpr| Op::Range { start: DimExpr::constant(0), limit, delta: 1, dtype: DType::I64 };
-            let rows = c.step("rows", range(t.shape[r - 2].expr()), vec![]);
+            let rows = c.step("rows", indices(t.shape[r - 2].expr()), vec![]);
             let rows = c.step(
                 "rows.col",
                 Op::Reshape { shape: vec![DimExpr::constant(-1), DimExpr::constant(1)] },
                 vec![rows],
             );
-            let cols = c.step("cols", range(t.shape[r - 1].expr()), vec![]);
+            let cols = c.step("cols", indices(t.shape[r - 1].expr()), vec![]);
             let diag = c.step("diagonal", Op::Binary(BinaryOp::Sub), vec![cols, rows]);
             let side = if upper { BinaryOp::GreaterOrEqual } else { BinaryOp::LessOrEqual };
             let keep =
@@ -575,23 +579,19 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
                 if before == 0 && after == 0 {
                     continue;
                 }
-                let mut parts = vec![];
-                for (side, p) in [("before", before), ("after", after)] {
-                    if p > 0 {
-                        let mut block = shape.clone();
-                        block[a] = Dim::Fixed(p as u64);
-                        parts.push((
-                            side,
-                            c.step(&format!("{a}.{side}"), Op::Expand { shape: block }, vec![value.clone()]),
-                        ));
-                    }
-                }
+                let block = |c: &mut Ctx, side: &str, p: i64| {
+                    let mut dims = shape.clone();
+                    dims[a] = Dim::Fixed(p as u64);
+                    c.step(&format!("{a}.{side}"), Op::Expand { shape: dims }, vec![value.clone()])
+                };
                 let mut ins = vec![];
                 if before > 0 {
-                    ins.push(parts.remove(0).1);
+                    ins.push(block(&mut c, "before", before));
                 }
                 ins.push(v);
-                ins.extend(parts.into_iter().map(|(_, s)| s));
+                if after > 0 {
+                    ins.push(block(&mut c, "after", after));
+                }
                 v = c.step(&format!("{a}"), Op::Concat { axis: a as i64 }, ins);
                 shape[a] = Dim::from_expr(shape[a].expr().add(&DimExpr::constant(before + after))?)?;
             }
@@ -759,12 +759,7 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
                 let what = if min { "floats" } else { "numbers" };
                 return Err(format!("not supported for {} values ({what} only)", t.dtype));
             }
-            let r = t.rank() as i64;
-            let axis = attrs.int("axis").unwrap_or(0);
-            let a = if axis < 0 { axis + r } else { axis };
-            if !(0..r).contains(&a) {
-                return Err(format!("axis {axis} is out of range for {t}"));
-            }
+            let a = ax(attrs.int("axis").unwrap_or(0), t.rank())?;
             let keepdims = attrs.int("keepdims").unwrap_or(1) != 0;
             let last = attrs.int("select_last_index").unwrap_or(0) != 0;
             let float = t.dtype.is_float();
@@ -777,23 +772,18 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
             } else {
                 x.clone()
             };
-            let top = c.step("top", Op::Reduce { op: ReduceOp::Max, axes: vec![a], keepdims: true }, vec![clean]);
+            let axes = vec![a as i64];
+            let top = c.step("top", Op::Reduce { op: ReduceOp::Max, axes: axes.clone(), keepdims: true }, vec![clean]);
             let hit = c.step("hit", Op::Binary(BinaryOp::Equal), vec![x, top]);
             // The indices along the axis, shaped to broadcast over the dims after it.
-            let range = Op::Range {
-                start: DimExpr::constant(0),
-                limit: t.shape[a as usize].expr(),
-                delta: 1,
-                dtype: DType::I64,
-            };
-            let mut idx = c.step("indices", range, vec![]);
-            let after = (r - 1 - a) as usize;
+            let mut idx = c.step("indices", indices(t.shape[a].expr()), vec![]);
+            let after = t.rank() - 1 - a;
             if after > 0 {
                 let shape = std::iter::once(-1).chain(std::iter::repeat_n(1, after)).map(DimExpr::constant).collect();
                 idx = c.step("indices.lane", Op::Reshape { shape }, vec![idx]);
             }
             let reduce = |c: &mut Ctx, name: &str, v: Src| {
-                c.step(name, Op::Reduce { op: ReduceOp::Max, axes: vec![a], keepdims }, vec![v])
+                c.step(name, Op::Reduce { op: ReduceOp::Max, axes: axes.clone(), keepdims }, vec![v])
             };
             let i64s = |name: &str, v: f64| Src::Known(name.into(), scalar(DType::I64, v));
             if last {
