@@ -81,6 +81,14 @@ fn op_agrees(gpu: &Gpu, op: Op, ts: &[Tensor]) -> Tensor {
     agree(gpu, &g, &m, &what).remove(0)
 }
 
+/// The interpreter's error for one op on tensors (inputs `x0`, `x1`, .., the node `y`).
+fn interp_error(op: Op, ts: &[Tensor]) -> String {
+    let (mut b, vs, m) = inputs(ts);
+    let y = b.node("y", op, &vs, vec![])[0];
+    let g = b.finish(&[y]).unwrap();
+    interp::run(&g, &m).expect_err("the interpreter must fail").to_string()
+}
+
 /// The GPU's error for one op on tensors (the interpreter must fail too).
 fn op_fails(gpu: &Gpu, op: Op, ts: &[Tensor]) -> glufuse::Error {
     let (mut b, vs, m) = inputs(ts);
@@ -281,6 +289,138 @@ fn gather_and_gather_nd_with_negative_indices_on_any_axis() {
     op_agrees(&gpu, Op::GatherND { batch_dims: 0 }, &[data.clone(), i64s(&[2, 2], &[0, 1, 1, -1])]);
     op_agrees(&gpu, Op::GatherND { batch_dims: 1 }, &[data.clone(), i64s(&[2, 1], &[2, -3])]);
     op_agrees(&gpu, Op::GatherND { batch_dims: 0 }, &[data, i64s(&[1, 3], &[1, 2, 3])]);
+}
+
+#[test]
+fn scatter_nd_and_scatter_elements_on_every_dtype() {
+    let Some(gpu) = common::gpu() else { return };
+    // Rows of a cache-like [1, 2, 5, 4] tensor, one position negative; then single elements.
+    let cache = rand(&[1, 2, 5, 4], 40);
+    let rows = i64s(&[1, 2, 2, 3], &[0, 0, 1, 0, 0, -1, 0, 1, 1, 0, 1, 4]);
+    let y = op_agrees(&gpu, Op::ScatterND, &[cache.clone(), rows.clone(), rand(&[1, 2, 2, 4], 41)]);
+    assert_ne!(y, cache, "the rows were written");
+    let elems = i64s(&[3, 4], &[0, 1, 4, 3, 0, 0, -5, -4, 0, -1, 2, 0]);
+    op_agrees(&gpu, Op::ScatterND, &[cache.clone(), elems, rand(&[3], 42)]);
+    // Integers (i64 at i32's ends, i32), booleans, f16.
+    let ints = i64s(&[3, 2], &[1, 2, 3, 4, 5, 6]);
+    let y = op_agrees(&gpu, Op::ScatterND, &[ints.clone(), i64s(&[1, 1], &[-2]), i64s(&[1, 2], &[i32::MIN as i64, 9])]);
+    assert_eq!(y.as_i64().unwrap(), &[1, 2, i32::MIN as i64, 9, 5, 6]);
+    let i32s = |v: &[i64]| Tensor::i32(vec![v.len()], v.to_vec()).unwrap();
+    op_agrees(&gpu, Op::ScatterND, &[i32s(&[1, 2, 3]), i64s(&[1, 1], &[0]), i32s(&[i32::MAX as i64])]);
+    op_agrees(&gpu, Op::ScatterND, &[bools(&[2, 2], &[true; 4]), i64s(&[1, 1], &[1]), bools(&[1, 2], &[false, true])]);
+    let h = |v: &[f32]| Tensor::f16(vec![v.len()], v.to_vec()).unwrap();
+    op_agrees(&gpu, Op::ScatterND, &[h(&[1.0, 2.0, 3.0]), i64s(&[2, 1], &[2, 0]), h(&[65504.0, -6e-8])]);
+    // ScatterElements on each axis, negative indices, int32 indices, indices shorter than the
+    // data on another axis.
+    let x = rand(&[3, 4], 43);
+    let idx = i64s(&[2, 4], &[2, 0, -1, 1, 0, -2, 0, 2]);
+    op_agrees(&gpu, Op::ScatterElements { axis: 0 }, &[x.clone(), idx, rand(&[2, 4], 44)]);
+    let idx = Tensor::i32(vec![3, 2], vec![3, 0, -1, -4, 1, 2]).unwrap();
+    op_agrees(&gpu, Op::ScatterElements { axis: 1 }, &[x.clone(), idx, rand(&[3, 2], 45)]);
+    let idx = i64s(&[2, 3], &[0, -1, 2, 3, 1, -4]);
+    let y =
+        op_agrees(&gpu, Op::ScatterElements { axis: -1 }, &[x.clone(), idx, f32s(&[2, 3], &[1., 2., 3., 4., 5., 6.])]);
+    let (xv, yv) = (x.as_f32().unwrap(), y.as_f32().unwrap());
+    assert_eq!(&yv[..8], &[1., xv[1], 3., 2., 6., 5., xv[6], 4.], "row 2 untouched: {yv:?}");
+    assert_eq!(&yv[8..], &xv[8..]);
+    op_agrees(&gpu, Op::ScatterElements { axis: 0 }, &[ints, i64s(&[1, 2], &[2, -3]), i64s(&[1, 2], &[-1, -2])]);
+    op_agrees(
+        &gpu,
+        Op::ScatterElements { axis: 0 },
+        &[bools(&[3], &[false; 3]), i64s(&[2], &[2, 0]), bools(&[2], &[true, true])],
+    );
+    // Data from a packed f16 weight, and a scatter over more than one workgroup of updates.
+    let mut b = GraphBuilder::new();
+    let w = b.weight("table", DType::F16, &[300, 2], 1.0);
+    let ids = b.input("ids", DType::I64, vec![Dim::Fixed(300), Dim::Fixed(1)]);
+    let upd = b.input("upd", DType::F16, vec![Dim::Fixed(300), Dim::Fixed(2)]);
+    let y = b.node("write", Op::ScatterND, &[w, ids, upd], vec![])[0];
+    let g = b.finish(&[y]).unwrap();
+    let perm: Vec<i64> = (0..300).map(|k| (k * 7) % 300 - 150).collect();
+    let vals: Vec<f32> = (0..600).map(|k| k as f32 - 300.0).collect();
+    let m = HashMap::from([
+        ("ids".to_string(), i64s(&[300, 1], &perm)),
+        ("upd".to_string(), Tensor::f16(vec![300, 2], vals).unwrap()),
+    ]);
+    agree(&gpu, &g, &m, "ScatterND over a packed f16 weight");
+}
+
+/// A scatter's index out of range or two writes to one place are errors naming the node, on
+/// the interpreter and the GPU (whichever of the two writes the GPU ran first), never data;
+/// the next good run is not poisoned; a scatter into empty data still checks its indices.
+#[test]
+fn scatter_errors_are_errors_not_data() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut b = GraphBuilder::new();
+    let cache = b.input("cache", DType::F32, vec![Dim::Fixed(1), Dim::Fixed(2), Dim::sym("max"), Dim::Fixed(4)]);
+    let pos = b.input("pos", DType::I64, vec![Dim::Fixed(1), Dim::Fixed(2), Dim::sym("new"), Dim::Fixed(3)]);
+    let new = b.input("new_kv", DType::F32, vec![Dim::Fixed(1), Dim::Fixed(2), Dim::sym("new"), Dim::Fixed(4)]);
+    let y = b.node("cache_write", Op::ScatterND, &[cache, pos, new], vec![])[0];
+    let g = b.finish(&[y]).unwrap();
+    let mut s = Session::new(&gpu, g.clone()).unwrap();
+    let run = |s: &mut Session, at: &[i64]| {
+        let idx: Vec<i64> = (0..2).flat_map(|h| at.iter().flat_map(move |&p| [0, h, p])).collect();
+        let ins = HashMap::from([
+            ("cache".to_string(), rand(&[1, 2, 6, 4], 50)),
+            ("pos".to_string(), i64s(&[1, 2, at.len(), 3], &idx)),
+            ("new_kv".to_string(), rand(&[1, 2, at.len(), 4], 51)),
+        ]);
+        (s.run(&ins), interp::run(&g, &ins))
+    };
+    let (gpu_e, cpu_e) = run(&mut s, &[2, 6]);
+    let gpu_e = gpu_e.unwrap_err();
+    assert_eq!(
+        gpu_e.to_string(),
+        "node 'cache_write': index 6 is out of range for 6 elements along axis 2 (position 2 of an index tuple) (the indices come from input 'pos', the data from input 'cache'); valid: -6 to 5"
+    );
+    assert_eq!(gpu_e.exit_code(), 2);
+    let cpu_e = cpu_e.unwrap_err().to_string();
+    assert!(cpu_e.starts_with("node 'cache_write': index 6 (index tuple 1, position 2) is out of range"), "{cpu_e}");
+    // 3 and -3 name one row of a cache of 6.
+    let (gpu_e, cpu_e) = run(&mut s, &[1, 3, -3]);
+    let gpu_e = gpu_e.unwrap_err().to_string();
+    // Two pairs (one per head) write one row each: the GPU names either.
+    assert!(gpu_e.starts_with("node 'cache_write': index tuple "), "{gpu_e}");
+    let tail = ", 3], as another index tuple does: ScatterND (reduction 'none') writes each place once, or the result would depend on the order";
+    assert!(gpu_e.contains(" of the indices writes data[0, ") && gpu_e.ends_with(tail), "{gpu_e}");
+    let cpu_e = cpu_e.unwrap_err().to_string();
+    assert!(
+        cpu_e.starts_with(
+            "node 'cache_write': index tuple 2 of the indices writes data[0, 0, 3], as index tuple 1 does"
+        ),
+        "{cpu_e}"
+    );
+    // The next good run, of another length, agrees with the interpreter, and so does the run
+    // after it on the same executable (whose flags the copy cleared again).
+    for _ in 0..2 {
+        let (got, want) = run(&mut s, &[-1, 0, 4]);
+        assert_eq!(got.unwrap(), want.unwrap());
+    }
+    // ScatterElements: a duplicate among many (across workgroups), an index out of range.
+    let mut idx: Vec<i64> = (0..600).collect();
+    idx[599] = 17;
+    let ins = [rand(&[600], 52), i64s(&[600], &idx), rand(&[600], 53)];
+    let e = op_fails(&gpu, Op::ScatterElements { axis: 0 }, &ins).to_string();
+    let tail = " of the indices writes data[17], as another element does: ScatterElements (reduction 'none') writes each place once, or the result would depend on the order";
+    assert!(e.starts_with("node 'y': element 17 ") || e.starts_with("node 'y': element 599 "), "{e}");
+    assert!(e.ends_with(tail), "{e}");
+    let cpu = interp_error(Op::ScatterElements { axis: 0 }, &ins);
+    assert!(cpu.starts_with("node 'y': element 599 of the indices writes data[17], as element 17 does"), "{cpu}");
+    let ins = [rand(&[2, 3], 54), i64s(&[1, 1], &[-4]), rand(&[1, 1], 55)];
+    assert!(interp_error(Op::ScatterElements { axis: 1 }, &ins).contains("index -4 (element 0 of the indices, axis 1)"));
+    let e = op_fails(&gpu, Op::ScatterElements { axis: 1 }, &ins);
+    assert_eq!(
+        e.to_string(),
+        "node 'y': index -4 is out of range for 3 elements along axis 1 (the indices come from input 'x1', the data from input 'x0'); valid: -3 to 2"
+    );
+    // Empty data, updates to write: every index is out of range; no updates: the data.
+    let ins = [f32s(&[0, 2], &[]), i64s(&[1, 1], &[0]), f32s(&[1, 2], &[1., 2.])];
+    assert!(interp_error(Op::ScatterND, &ins).contains("out of range for a dim of size 0"));
+    let e = op_fails(&gpu, Op::ScatterND, &ins);
+    assert!(e.to_string().contains("index 0 is out of range for 0 elements along axis 0 ("), "{e}");
+    assert!(e.to_string().ends_with("; the axis is empty"), "{e}");
+    let y = op_agrees(&gpu, Op::ScatterND, &[f32s(&[2, 2], &[1., 2., 3., 4.]), i64s(&[0, 1], &[]), f32s(&[0, 2], &[])]);
+    assert_eq!(y.as_f32().unwrap(), &[1., 2., 3., 4.]);
 }
 
 #[test]

@@ -156,7 +156,7 @@ impl Sites {
                     "fn div_(a: i32, b: i32, at: u32) -> i32 {{\n    if (b == 0i) {{ fail_({k}u, a, at); return 0i; }}\n    return a / b;\n}}\nfn rem_(a: i32, b: i32, at: u32) -> i32 {{\n    if (b == 0i) {{ fail_({k}u, a, at); return 0i; }}\n    return a % b;\n}}\nfn mod_(a: i32, b: i32, at: u32) -> i32 {{\n    let r = rem_(a, b, at);\n    return select(r, r + b, r != 0i && ((r < 0i) != (b < 0i)));\n}}\n",
                     k = i + 1
                 )),
-                CheckKind::Index { .. } => {}
+                CheckKind::Index { .. } | CheckKind::Duplicate { .. } => {}
             }
         }
         p

@@ -1,13 +1,20 @@
 //! Indexing kernels, one thread per output element: `Gather` (any axis: embedding rows by
-//! token ids), `GatherND` (index tuples, with batch dims) and `Range`.
+//! token ids), `GatherND` (index tuples, with batch dims) and `Range`; and the scatters,
+//! `ScatterND` and `ScatterElements`, in two kernels: a copy of the data to the output (one
+//! thread per element, which also clears one flag per place), then one thread per element of
+//! the updates, writing it where its index (tuple) points.
 //!
 //! Every index read from data is normalised (a negative index counts from the end of its
-//! axis) and checked against the axis: an index out of range is never read; the kernel writes
-//! 0 there and records the failure in its error words ([`crate::Check`]), which the runtime
-//! turns into an error naming the node, the index, the valid range and, where the indices
-//! come from a graph input, that input.
+//! axis) and checked against the axis: an index out of range is never read (a gather writes
+//! 0 there, a scatter writes nothing) and the failure is recorded in the kernel's error
+//! words ([`crate::Check`]), which the runtime turns into an error naming the node, the
+//! index, the valid range and, where the indices come from a graph input, that input. A
+//! scatter's place is written once: the thread of each update's first element adds one to
+//! the place's flag (an atomic, in the shared scratch buffer), and finding it already set is
+//! a failure too ([`crate::CheckKind::Duplicate`]), whichever of the two writes came first:
+//! so a run never returns a result that depends on the order of the writes.
 
-use crate::wgsl::{kernel, load, Store, WORKGROUP};
+use crate::wgsl::{kernel, kernel_flags, load, Store, WORKGROUP};
 use crate::{dims, Check, CheckKind, KernelKind, KernelSource, Target};
 use glufuse_ir::shape::{norm_axis, Bindings};
 use glufuse_ir::tensor::strides;
@@ -37,8 +44,14 @@ fn size_i32(g: &Graph, n: NodeIndex, d: usize) -> Result<i32> {
 /// WGSL normalising index `raw` against an axis of `d` elements into `k` (an i32 variable),
 /// and failing check `site` (writing 0 to output element `i`) when it lies outside.
 fn check_index(raw: &str, k: &str, d: i32, site: usize, zero: &str) -> String {
+    check_index_else(raw, k, d, site, "i", &format!("out0[i] = {zero}; "))
+}
+
+/// [`check_index`] recording element `at` and running `then` (WGSL statements) before the
+/// thread returns, when the index lies outside.
+fn check_index_else(raw: &str, k: &str, d: i32, site: usize, at: &str, then: &str) -> String {
     format!(
-        "    var {k} = {raw};\n    if ({k} < 0i) {{ {k} = {k} + {d}i; }}\n    if ({k} < 0i || {k} >= {d}i) {{ fail_({site}u, {raw}, i); out0[i] = {zero}; return; }}\n"
+        "    var {k} = {raw};\n    if ({k} < 0i) {{ {k} = {k} + {d}i; }}\n    if ({k} < 0i || {k} >= {d}i) {{ fail_({site}u, {raw}, {at}); {then}return; }}\n"
     )
 }
 
@@ -120,6 +133,140 @@ pub(crate) fn gather_nd(g: &Graph, n: NodeIndex, batch_dims: u64, b: &Bindings, 
     let _ = writeln!(body, "    out0[i] = {};", load("in0", "off", Store::of(g, ins[0])));
     let groups = (total as u64).div_ceil(WORKGROUP as u64);
     kernel(g, name, KernelKind::Gather, &ins, out, groups, WORKGROUP, "", &body, checks, t)
+}
+
+/// The two kernels of a scatter over a node's data (input 0) into its output: the first
+/// copies the data (one thread per element) and clears the `places` flags; the second runs
+/// `body` (one thread per element of the updates, `total` of them) with `checks`. A kernel
+/// with nothing to do is left out: an empty output takes no copy, empty updates no scatter.
+#[allow(clippy::too_many_arguments)]
+fn scatter_pair(
+    g: &Graph,
+    n: NodeIndex,
+    b: &Bindings,
+    t: &Target,
+    places: usize,
+    total: usize,
+    body: &str,
+    checks: Vec<Check>,
+) -> Result<Vec<KernelSource>> {
+    let (ins, out) = (g.inputs(n), Value::of(n));
+    let name = g.node(n).name.clone();
+    let numel: usize = dims(g, out, b)?.iter().product();
+    let mut ks = vec![];
+    if numel > 0 {
+        let copy = format!(
+            "    let i = gid * {WORKGROUP}u + lid;\n    if (i >= {numel}u) {{ return; }}\n    out0[i] = {};\n    if (i < {places}u) {{ atomicStore(&flag[i], 0u); }}\n",
+            load("in0", "i", Store::of(g, ins[0]))
+        );
+        ks.push(kernel_flags(g, name.clone(), KernelKind::Copy, &ins[..1], out, numel, places, &copy, vec![], t)?);
+    }
+    if total > 0 {
+        let scatter = format!("{name}.scatter");
+        ks.push(kernel_flags(g, scatter, KernelKind::Scatter, &ins[1..], out, total, places, body, checks, t)?);
+    }
+    Ok(ks)
+}
+
+/// The kernels of a `ScatterND` ([`scatter_pair`]): each tuple of the indices' last dim (of
+/// `k`) names a slice of the data's last dims, which the tuple's updates replace; the flags
+/// are one per slice, counted by the thread of the slice's first element.
+pub(crate) fn scatter_nd(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<Vec<KernelSource>> {
+    let ins = g.inputs(n);
+    let name = g.node(n).name.clone();
+    let (dd, id) = (dims(g, ins[0], b)?, dims(g, ins[1], b)?);
+    let k = *id.last().ok_or_else(|| Error::Internal(format!("ScatterND '{name}' has scalar indices")))?;
+    if k == 0 || dd.len() < k {
+        return Err(Error::Internal(format!("ScatterND '{name}': indices do not fit the data")));
+    }
+    let slice: usize = dd[k..].iter().product();
+    let places: usize = dd[..k].iter().product();
+    let total: usize = dims(g, ins[2], b)?.iter().product();
+    let st = strides(&dd[..k]);
+    let (indices_from, data_from) = (source_input(g, ins[1]), source_input(g, ins[0]));
+    let mut checks = vec![];
+    let mut body = format!(
+        "    let j = gid * {WORKGROUP}u + lid;\n    if (j >= {total}u) {{ return; }}\n    let tu = j / {slice}u;\n    var dst = 0u;\n"
+    );
+    for p in 0..k {
+        let d = size_i32(g, n, dd[p])?;
+        checks.push(Check {
+            node: name.clone(),
+            kind: CheckKind::Index {
+                size: dd[p],
+                what: format!("elements along axis {p} (position {p} of an index tuple)"),
+                indices_from: indices_from.clone(),
+                data_from: data_from.clone(),
+            },
+        });
+        let _ = writeln!(body, "    let raw{p} = in0[tu * {k}u + {p}u];");
+        body.push_str(&check_index_else(&format!("raw{p}"), &format!("k{p}"), d, p + 1, "tu", ""));
+        let _ = writeln!(body, "    dst = dst + u32(k{p}) * {}u;", st[p]);
+    }
+    checks.push(Check {
+        node: name,
+        kind: CheckKind::Duplicate { op: "ScatterND".into(), what: "index tuple".into(), dims: dd[..k].to_vec() },
+    });
+    let _ = write!(
+        body,
+        "    if (j % {slice}u == 0u && atomicAdd(&flag[dst], 1u) != 0u) {{ fail_({}u, bitcast<i32>(dst), tu); }}\n    out0[dst * {slice}u + j % {slice}u] = {};\n",
+        k + 1,
+        load("in1", "j", Store::of(g, ins[2]))
+    );
+    scatter_pair(g, n, b, t, places, total, &body, checks)
+}
+
+/// The kernels of a `ScatterElements` along `axis` ([`scatter_pair`]): element `c` of the
+/// updates goes to `c` with its coordinate along the axis replaced by the index at `c`; the
+/// flags are one per element of the data.
+pub(crate) fn scatter_elements(
+    g: &Graph,
+    n: NodeIndex,
+    axis: i64,
+    b: &Bindings,
+    t: &Target,
+) -> Result<Vec<KernelSource>> {
+    let ins = g.inputs(n);
+    let name = g.node(n).name.clone();
+    let (dd, id) = (dims(g, ins[0], b)?, dims(g, ins[1], b)?);
+    let ax = norm_axis(axis, dd.len())
+        .ok_or_else(|| Error::graph(&name, format!("axis {axis} out of range for rank {}", dd.len())))?;
+    if id.len() != dd.len() {
+        return Err(Error::Internal(format!("ScatterElements '{name}': indices do not fit the data")));
+    }
+    let d = size_i32(g, n, dd[ax])?;
+    let total: usize = id.iter().product();
+    let places: usize = dd.iter().product();
+    let (ist, dst_st) = (strides(&id), strides(&dd));
+    let checks = vec![
+        Check {
+            node: name.clone(),
+            kind: CheckKind::Index {
+                size: dd[ax],
+                what: format!("elements along axis {ax}"),
+                indices_from: source_input(g, ins[1]),
+                data_from: source_input(g, ins[0]),
+            },
+        },
+        Check {
+            node: name,
+            kind: CheckKind::Duplicate { op: "ScatterElements".into(), what: "element".into(), dims: dd.clone() },
+        },
+    ];
+    let mut body =
+        format!("    let j = gid * {WORKGROUP}u + lid;\n    if (j >= {total}u) {{ return; }}\n    let raw = in0[j];\n");
+    body.push_str(&check_index_else("raw", "k", d, 1, "j", ""));
+    body.push_str("    var dst = 0u;\n");
+    for a in 0..dd.len() {
+        let c = if a == ax { "u32(k)".to_string() } else { format!("((j / {}u) % {}u)", ist[a], id[a]) };
+        let _ = writeln!(body, "    dst = dst + {c} * {}u;", dst_st[a]);
+    }
+    let _ = write!(
+        body,
+        "    if (atomicAdd(&flag[dst], 1u) != 0u) {{ fail_(2u, bitcast<i32>(dst), j); }}\n    out0[dst] = {};\n",
+        load("in1", "j", Store::of(g, ins[2]))
+    );
+    scatter_pair(g, n, b, t, places, total, &body, checks)
 }
 
 /// The WGSL value of a range of `len` elements (`start, start + delta, ..`, the start

@@ -10,7 +10,8 @@
 //! Laid out by kernel family: `wgsl.rs` (the writer's shared pieces), `elementwise.rs`
 //! (unary, binary, `Where`, cast; the activations' WGSL), `program.rs` (elementwise programs:
 //! those ops strung together, per element or per row with reductions), `layout.rs` (index mapping:
-//! transpose, expand, slice, split, concat), `index.rs` (gather, GatherND, range), `reduce.rs`
+//! transpose, expand, slice, split, concat), `index.rs` (gather, GatherND, the scatters,
+//! range), `reduce.rs`
 //! (reductions, softmax, cumulative sums), `norm.rs` (layer normalisation), [`proj`] (the
 //! projections: scalar template, GEMVs, unaligned and tiled GEMMs, batched matmul), and
 //! `select.rs`, where the kernel of every node is chosen ([`node_kernels`]).
@@ -45,8 +46,9 @@
 //! # Run-time checks
 //!
 //! What a kernel can only know from the data it reads — an index outside its axis (`Gather`,
-//! `GatherND`), an integer division by zero, an i64 result past 32 bits — is checked in the
-//! kernel: the bad element is never read (the kernel writes 0 instead) and the first failure
+//! `GatherND`, the scatters), two updates of a scatter naming one place, an integer division
+//! by zero, an i64 result past 32 bits — is checked in the kernel: the bad element is never
+//! read (the kernel writes 0 instead; a scatter writes nothing there) and the first failure
 //! is recorded in the kernel's error words (binding `err`, after its other bindings). Each
 //! [`KernelSource`] lists its [`Check`]s; the runtime reads the words back with the outputs
 //! and turns a recorded failure into an error naming the node, the value and the valid range
@@ -125,7 +127,8 @@ pub enum KernelKind {
         /// Which projection kernel.
         kernel: ProjKernel,
     },
-    /// A plain copy of a buffer (the benchmark's bandwidth yardstick).
+    /// A plain copy of a buffer (the benchmark's bandwidth yardstick; a scatter's first
+    /// kernel, which also clears its flags).
     Copy,
     /// `Where`.
     Where,
@@ -133,6 +136,9 @@ pub enum KernelKind {
     Expand,
     /// A gather or GatherND.
     Gather,
+    /// A scatter's second kernel (ScatterND, ScatterElements): the updates written over the
+    /// copy of the data that a [`KernelKind::Copy`] made.
+    Scatter,
     /// A range.
     Range,
     /// A reduction (mean, sum, max) over axes, one workgroup per output.
@@ -178,8 +184,8 @@ impl KernelKind {
     /// projections' scalar template), `matmul` (batched: attention's
     /// products), `elementwise` (unary, binary, `Where`, casts), `norm` (reductions and layer
     /// normalisation), `softmax`, `program` (elementwise programs: merged chains, norms,
-    /// rotary embeddings, KV-cache writes), `attention` (fused attentions), `gather` (gathers
-    /// and ranges), `layout` (transpose, slice, concat, expand, copies).
+    /// rotary embeddings, KV-cache writes), `attention` (fused attentions), `gather` (gathers,
+    /// scatters and ranges), `layout` (transpose, slice, concat, expand, copies).
     pub fn family(self) -> &'static str {
         match self {
             KernelKind::Projection {
@@ -197,7 +203,7 @@ impl KernelKind {
             KernelKind::Softmax => "softmax",
             KernelKind::Program => "program",
             KernelKind::Attention => "attention",
-            KernelKind::Gather | KernelKind::Range => "gather",
+            KernelKind::Gather | KernelKind::Scatter | KernelKind::Range => "gather",
             KernelKind::Transpose | KernelKind::Slice | KernelKind::Concat | KernelKind::Expand | KernelKind::Copy => {
                 "layout"
             }
@@ -224,6 +230,7 @@ impl fmt::Display for KernelKind {
             KernelKind::Where => f.write_str("where"),
             KernelKind::Expand => f.write_str("expand"),
             KernelKind::Gather => f.write_str("gather"),
+            KernelKind::Scatter => f.write_str("scatter"),
             KernelKind::Range => f.write_str("range"),
             KernelKind::Reduce => f.write_str("reduce"),
             KernelKind::Softmax => f.write_str("softmax"),
@@ -343,6 +350,18 @@ pub enum CheckKind {
         /// index past a mask's end is the mask's fault.
         data_from: Option<String>,
     },
+    /// A scatter writes each place once (ONNX's reduction `none`: two writes to one place
+    /// would leave a result that depends on their order): the failing value is the flat index
+    /// of the place among `dims`, the element the index (tuple) of the updates.
+    Duplicate {
+        /// The op (`ScatterND`, `ScatterElements`).
+        op: String,
+        /// What one index of the updates is, in words (`index tuple`, `element`).
+        what: String,
+        /// The dims the places are counted in: the data's first `k` for a `ScatterND` of
+        /// tuples of `k`, all of them for a `ScatterElements`.
+        dims: Vec<usize>,
+    },
     /// An integer divisor is not zero.
     DivisionByZero,
     /// An i64 result fits the 32 bits the GPU computes integers in.
@@ -370,6 +389,24 @@ impl Check {
                 Error::graph(
                     &self.node,
                     format!("index {value} is out of range for {size} {what}{from}; {valid}"),
+                )
+            }
+            CheckKind::Duplicate { op, what, dims } => {
+                let mut i = value as u32 as usize;
+                let mut c = vec![0; dims.len()];
+                for (a, &d) in dims.iter().enumerate().rev() {
+                    if d > 0 {
+                        c[a] = i % d;
+                        i /= d;
+                    }
+                }
+                let c: Vec<String> = c.iter().map(|x| x.to_string()).collect();
+                Error::graph(
+                    &self.node,
+                    format!(
+                        "{what} {at} of the indices writes data[{}], as another {what} does: {op} (reduction 'none') writes each place once, or the result would depend on the order",
+                        c.join(", ")
+                    ),
                 )
             }
             CheckKind::DivisionByZero => {

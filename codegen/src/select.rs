@@ -52,7 +52,9 @@ pub(crate) fn node_kernels_with(
     }
     // An empty result takes no dispatch (a split's empty parts are left out in `split`).
     let empty = |v: Value| -> Result<bool> { Ok(dims(g, v, b)?.contains(&0)) };
-    if !matches!(node.op, Op::Split { .. }) && !node.outputs.is_empty() && empty(Value::of(n))? {
+    // A scatter into empty data still checks its updates' indices (every one is out of range).
+    let scatter = matches!(node.op, Op::ScatterND | Op::ScatterElements { .. });
+    if !matches!(node.op, Op::Split { .. }) && !scatter && !node.outputs.is_empty() && empty(Value::of(n))? {
         return Ok(vec![]);
     }
     let one = |k: Result<KernelSource>| k.map(|k| vec![k]);
@@ -91,6 +93,8 @@ pub(crate) fn node_kernels_with(
         Op::Concat { axis } => one(layout::concat(g, n, *axis, b, t)),
         Op::Gather { axis } => one(index::gather(g, n, *axis, b, t)),
         Op::GatherND { batch_dims } => one(index::gather_nd(g, n, *batch_dims, b, t)),
+        Op::ScatterND => index::scatter_nd(g, n, b, t),
+        Op::ScatterElements { axis } => index::scatter_elements(g, n, *axis, b, t),
         Op::Range { .. } => one(index::range(g, n, b, t)),
         Op::Reduce { op, axes, .. } => one(reduce::reduce(g, n, *op, axes, b, t)),
         Op::Softmax { axis } => one(reduce::softmax(g, n, *axis, b, t)),

@@ -284,6 +284,48 @@ pub(crate) fn kernel_outs(
     checks: Vec<Check>,
     t: &Target,
 ) -> Result<KernelSource> {
+    assemble(g, name, kind, ins, outs, 0, groups, threads, prelude, body, checks, t)
+}
+
+/// A kernel of one thread per element over `total` elements, as [`per_element`], that also
+/// binds the executable's shared scratch buffer ([`KernelSource::scratch_bytes`]) after its
+/// output as `flag: array<atomic<u32>>` of (at least) `flags` words, before its error words:
+/// a scatter's one flag per place, cleared by its first kernel and counted by its second.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn kernel_flags(
+    g: &Graph,
+    name: String,
+    kind: KernelKind,
+    ins: &[Value],
+    out: Value,
+    total: usize,
+    flags: usize,
+    body: &str,
+    checks: Vec<Check>,
+    t: &Target,
+) -> Result<KernelSource> {
+    let groups = (total as u64).div_ceil(WORKGROUP as u64);
+    assemble(g, name, kind, ins, &[out], flags.max(1), groups, WORKGROUP, "", body, checks, t)
+}
+
+/// The module and [`KernelSource`] of [`kernel_outs`] and [`kernel_flags`]: inputs, outputs,
+/// `flags` words of scratch as `flag` where not 0, then the error words where there are
+/// checks.
+#[allow(clippy::too_many_arguments)]
+fn assemble(
+    g: &Graph,
+    name: String,
+    kind: KernelKind,
+    ins: &[Value],
+    outs: &[Value],
+    flags: usize,
+    groups: u64,
+    threads: u32,
+    prelude: &str,
+    body: &str,
+    checks: Vec<Check>,
+    t: &Target,
+) -> Result<KernelSource> {
     let mut binds: Vec<(String, bool, &str)> =
         ins.iter().enumerate().map(|(k, &v)| (format!("in{k}"), false, Store::of(g, v).array_elem())).collect();
     let mut bindings: Vec<Binding> =
@@ -292,6 +334,9 @@ pub(crate) fn kernel_outs(
         binds.push((format!("out{k}"), true, Store::of(g, out).array_elem()));
         bindings.push(Binding { value: out, write: true, packed_f16: false });
     }
+    if flags > 0 {
+        binds.push(("flag".into(), true, "atomic<u32>"));
+    }
     let mut wgsl = module_typed(&binds, threads, prelude, body);
     if !checks.is_empty() {
         let decl =
@@ -299,7 +344,7 @@ pub(crate) fn kernel_outs(
         wgsl.insert_str(0, &decl);
     }
     Ok(KernelSource {
-        scratch_bytes: 0,
+        scratch_bytes: flags as u64 * 4,
         name,
         kind,
         wgsl,

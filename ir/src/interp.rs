@@ -128,12 +128,12 @@ pub fn run_with(g: &Graph, inputs: &HashMap<String, Tensor>, given: &Bindings) -
     Ok(g.outputs.iter().map(|v| vals[v].clone()).collect())
 }
 
-/// For a gather whose data or indices come from a graph input (token ids, a mask, through
-/// casts and reshapes): the words that say which, for its errors (an id out of the table, a
-/// mask shorter than the positions, is the input's fault).
+/// For a gather or scatter whose data or indices come from a graph input (token ids, a mask,
+/// cache positions, through casts and reshapes): the words that say which, for its errors
+/// (an id out of the table, a mask shorter than the positions, is the input's fault).
 fn fed_by(g: &Graph, n: crate::NodeIndex) -> String {
     let node = g.node(n);
-    if !matches!(node.op, Op::Gather { .. } | Op::GatherND { .. }) {
+    if !matches!(node.op, Op::Gather { .. } | Op::GatherND { .. } | Op::ScatterND | Op::ScatterElements { .. }) {
         return String::new();
     }
     let source = |v: Value| {

@@ -25,7 +25,8 @@ use std::collections::BTreeMap;
 ///
 /// Families (one file each under [`crate::ops`]): sources (`Input`, `Weight`, `Constant`,
 /// `SymConstant`; `QuantWeight` in a file of its own); elementwise `Unary`, `Binary` and `Where`; `MatMul`; reductions (`Reduce`,
-/// `Softmax`, `CumSum`); `LayerNorm`; indexing (`Gather`, `GatherND`, `Range`); layout
+/// `Softmax`, `CumSum`); `LayerNorm`; indexing (`Gather`, `GatherND`, `ScatterND`,
+/// `ScatterElements`, `Range`); layout
 /// (`Transpose`, `Reshape`, `Expand`, `Split`, `Slice`, `Concat`); `Cast`; `FusedGateUp`;
 /// `Elementwise` programs; `Attention`; `Opaque`.
 #[derive(Clone, Debug, PartialEq)]
@@ -100,6 +101,18 @@ pub enum Op {
     GatherND {
         /// Leading dims shared by `data` and `indices`.
         batch_dims: u64,
+    },
+    /// ONNX `ScatterND` (reduction `none`): a copy of `data` whose slices picked by the index
+    /// tuples in the last dim of `indices` are replaced by `updates` (an index out of range,
+    /// or two tuples naming one slice, is an error). Inputs `data`, `indices`, `updates`.
+    ScatterND,
+    /// ONNX `ScatterElements` (reduction `none`): a copy of `data` with each element of
+    /// `updates` written where its coordinates, that along `axis` replaced by the index at
+    /// the same coordinates, point (an index out of range, or two naming one element, is an
+    /// error). Inputs `data`, `indices`, `updates` (of the indices' shape).
+    ScatterElements {
+        /// Axis of `data` the indices index (negative counts from the end).
+        axis: i64,
     },
     /// `start, start + delta, ..` up to `limit` (excluded): an integer tensor whose length is
     /// a dim expression.
@@ -196,6 +209,8 @@ impl Op {
             Op::LayerNorm { .. } => norm::NAME,
             Op::Gather { .. } => index::GATHER,
             Op::GatherND { .. } => index::GATHER_ND,
+            Op::ScatterND => index::SCATTER_ND,
+            Op::ScatterElements { .. } => index::SCATTER_ELEMENTS,
             Op::Range { .. } => index::RANGE,
             Op::Transpose { .. } => layout::TRANSPOSE,
             Op::Reshape { .. } => layout::RESHAPE,
@@ -226,6 +241,8 @@ impl Op {
             | Op::LayerNorm { .. }
             | Op::Gather { .. }
             | Op::GatherND { .. }
+            | Op::ScatterND
+            | Op::ScatterElements { .. }
             | Op::Range { .. }
             | Op::Transpose { .. }
             | Op::Reshape { .. }
@@ -261,6 +278,8 @@ impl Op {
             | Op::LayerNorm { .. }
             | Op::Gather { .. }
             | Op::GatherND { .. }
+            | Op::ScatterND
+            | Op::ScatterElements { .. }
             | Op::Range { .. }
             | Op::Transpose { .. }
             | Op::Expand { .. }
@@ -295,6 +314,8 @@ impl Op {
             Op::LayerNorm { axis, epsilon, scale, bias } => norm::infer(*axis, *epsilon, *scale, *bias, ins)?,
             Op::Gather { axis } => index::infer_gather(*axis, ins)?,
             Op::GatherND { batch_dims } => index::infer_gather_nd(*batch_dims, ins)?,
+            Op::ScatterND => index::infer_scatter_nd(ins)?,
+            Op::ScatterElements { axis } => index::infer_scatter_elements(*axis, ins)?,
             Op::Range { start, limit, delta, dtype } => index::infer_range(start, limit, *delta, *dtype, ins)?,
             Op::Transpose { perm } => layout::infer_transpose(perm, ins)?,
             Op::Reshape { shape } => layout::infer_reshape(shape, ins)?,
@@ -340,6 +361,8 @@ impl Op {
             Op::LayerNorm { axis, epsilon, scale, bias } => norm::eval(*axis, *epsilon, *scale, *bias, ins, &outs[0]),
             Op::Gather { axis } => index::eval_gather(*axis, ins, &outs[0], shapes),
             Op::GatherND { batch_dims } => index::eval_gather_nd(*batch_dims, ins, &outs[0], shapes),
+            Op::ScatterND => index::eval_scatter_nd(ins, &outs[0], shapes),
+            Op::ScatterElements { axis } => index::eval_scatter_elements(*axis, ins, &outs[0], shapes),
             Op::Range { start, delta, .. } => index::eval_range(start, *delta, &outs[0], shapes, b),
             Op::Transpose { perm } => layout::eval_transpose(perm, ins),
             Op::Reshape { .. } => layout::eval_reshape(ins, shapes),
@@ -375,6 +398,8 @@ impl Op {
             | Op::LayerNorm { .. }
             | Op::Gather { .. }
             | Op::GatherND { .. }
+            | Op::ScatterND
+            | Op::ScatterElements { .. }
             | Op::Range { .. }
             | Op::Transpose { .. }
             | Op::Reshape { .. }
@@ -406,6 +431,8 @@ impl Op {
             Op::LayerNorm { axis, epsilon, scale, bias } => norm::label(*axis, *epsilon, *scale, *bias),
             Op::Gather { axis } => index::label_gather(*axis),
             Op::GatherND { batch_dims } => index::label_gather_nd(*batch_dims),
+            Op::ScatterND => self.name().into(),
+            Op::ScatterElements { axis } => index::label_scatter_elements(*axis),
             Op::Range { start, limit, delta, dtype } => index::label_range(start, limit, *delta, *dtype),
             Op::Transpose { perm } => layout::label_transpose(perm),
             Op::Reshape { shape } => layout::label_reshape(shape),
@@ -437,6 +464,8 @@ impl Op {
             Op::LayerNorm { axis, epsilon, scale, bias } => norm::write_attrs(*axis, *epsilon, *scale, *bias, m),
             Op::Gather { axis } => index::write_gather(*axis, m),
             Op::GatherND { batch_dims } => index::write_gather_nd(*batch_dims, m),
+            Op::ScatterND => {}
+            Op::ScatterElements { axis } => index::write_scatter_elements(*axis, m),
             Op::Range { start, limit, delta, dtype } => index::write_range(start, limit, *delta, *dtype, m),
             Op::Transpose { perm } => layout::write_transpose(perm, m),
             Op::Reshape { shape } => layout::write_reshape(shape, m),

@@ -181,6 +181,97 @@ fn gather_nd_with_and_without_batch_dims() {
 }
 
 #[test]
+fn scatter_nd_rows_elements_negative_indices_and_errors() {
+    // Rows of a [2, 3, 2] tensor at (batch, position) pairs, one negative.
+    let data = f(&[2, 3, 2], &[0., 1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11.]);
+    let rows = i(&[2, 2], &[0, 2, 1, -3]);
+    let upd = f(&[2, 2], &[-1., -2., -3., -4.]);
+    let y = eval(&Op::ScatterND, &[&data, &rows, &upd]).unwrap();
+    assert_eq!(y.shape(), &[2, 3, 2]);
+    close(y.as_f32().unwrap(), &[0., 1., 2., 3., -1., -2., -3., -4., 8., 9., 10., 11.]);
+    // Tuples as long as the rank pick single elements; integers and booleans too.
+    let n = i(&[2, 2], &[1, 2, 3, 4]);
+    let y = eval(&Op::ScatterND, &[&n, &i(&[2, 2], &[1, -1, 0, 0]), &i(&[2], &[-7, 9])]).unwrap();
+    assert_eq!(y.as_i64().unwrap(), &[9, 2, 3, -7]);
+    let b = Tensor::bool(vec![3], vec![false, false, false]).unwrap();
+    let t = Tensor::bool(vec![1], vec![true]).unwrap();
+    assert_eq!(eval(&Op::ScatterND, &[&b, &i(&[1, 1], &[-2]), &t]).unwrap().as_bool().unwrap(), &[false, true, false]);
+    // No tuples: the data.
+    let y = eval(&Op::ScatterND, &[&data, &i(&[0, 2], &[]), &f(&[0, 2], &[])]).unwrap();
+    assert_eq!(y, data);
+    // Out of range, duplicated (-3 is 0), and types that do not fit.
+    let e = eval(&Op::ScatterND, &[&data, &i(&[2, 2], &[0, 1, 1, 3]), &upd]).unwrap_err();
+    assert_eq!(e, "index 3 (index tuple 1, position 1) is out of range for a dim of size 3");
+    let e = eval(&Op::ScatterND, &[&data, &i(&[2, 2], &[1, 0, 1, -3]), &upd]).unwrap_err();
+    assert_eq!(
+        e,
+        "index tuple 1 of the indices writes data[1, 0], as index tuple 0 does: ScatterND (reduction 'none') writes each place once, or the result would depend on the order"
+    );
+    let e = eval(&Op::ScatterND, &[&data, &rows, &f(&[2, 3], &[0.; 6])]).unwrap_err();
+    assert_eq!(e, "updates [2,3] do not fit indices [2,2] into data [2,3,2]: they must be [2,2]");
+    let e = eval(&Op::ScatterND, &[&data, &i(&[1, 4], &[0, 0, 0, 0]), &f(&[1], &[0.])]).unwrap_err();
+    assert!(e.contains("index tuples of 4 do not fit data [2,3,2]"), "{e}");
+    let e = eval(&Op::ScatterND, &[&data, &rows, &i(&[2, 2], &[0; 4])]).unwrap_err();
+    assert_eq!(e, "ScatterND writes i64 updates into f32 data: they must be of one dtype");
+    let e = eval(&Op::ScatterND, &[&data, &upd, &upd]).unwrap_err();
+    assert_eq!(e, "ScatterND needs integer indices, got f32");
+}
+
+#[test]
+fn scatter_elements_on_any_axis_and_errors() {
+    let data = f(&[2, 3], &[0., 1., 2., 3., 4., 5.]);
+    // Axis 1: row r's updates go to the columns its indices name.
+    let idx = i(&[2, 2], &[2, -3, 0, 1]);
+    let upd = f(&[2, 2], &[10., 11., 12., 13.]);
+    let y = eval(&Op::ScatterElements { axis: 1 }, &[&data, &idx, &upd]).unwrap();
+    close(y.as_f32().unwrap(), &[11., 1., 10., 12., 13., 5.]);
+    let y = eval(&Op::ScatterElements { axis: -1 }, &[&data, &idx, &upd]).unwrap();
+    close(y.as_f32().unwrap(), &[11., 1., 10., 12., 13., 5.]);
+    // Axis 0, indices shorter than the data along axis 1: column c's updates go to rows.
+    let y = eval(&Op::ScatterElements { axis: 0 }, &[&data, &i(&[1, 2], &[1, -2]), &f(&[1, 2], &[7., 8.])]).unwrap();
+    close(y.as_f32().unwrap(), &[0., 8., 2., 7., 4., 5.]);
+    let ints = i(&[3], &[1, 2, 3]);
+    let y = eval(&Op::ScatterElements { axis: 0 }, &[&ints, &i(&[2], &[-1, 0]), &i(&[2], &[30, 10])]).unwrap();
+    assert_eq!(y.as_i64().unwrap(), &[10, 2, 30]);
+    let e = eval(&Op::ScatterElements { axis: 1 }, &[&data, &i(&[2, 2], &[0, 3, 0, 1]), &upd]).unwrap_err();
+    assert_eq!(e, "index 3 (element 1 of the indices, axis 1) is out of range for a dim of size 3");
+    let e = eval(&Op::ScatterElements { axis: 1 }, &[&data, &i(&[2, 2], &[0, 1, 2, -1]), &upd]).unwrap_err();
+    assert_eq!(
+        e,
+        "element 3 of the indices writes data[1, 2], as element 2 does: ScatterElements (reduction 'none') writes each place once, or the result would depend on the order"
+    );
+    let e = eval(&Op::ScatterElements { axis: 1 }, &[&data, &idx, &f(&[2, 1], &[0., 0.])]).unwrap_err();
+    assert_eq!(e, "updates [2,1] and indices [2,2] must have one shape");
+    let long = i(&[3, 1], &[0, 0, 0]);
+    let e = eval(&Op::ScatterElements { axis: 1 }, &[&data, &long, &f(&[3, 1], &[0.; 3])]).unwrap_err();
+    assert_eq!(e, "indices [3,1] do not fit data [2,3]: the same rank, and no longer on any axis but 1");
+    let e = eval(&Op::ScatterElements { axis: 2 }, &[&data, &idx, &upd]).unwrap_err();
+    assert_eq!(e, "axis 2 out of range for rank 2");
+}
+
+#[test]
+fn scatters_keep_symbolic_dims() {
+    let d = |dims: &[&str]| -> Vec<Dim> {
+        dims.iter().map(|s| s.parse::<u64>().map(Dim::Fixed).unwrap_or_else(|_| Dim::sym(*s))).collect()
+    };
+    let cache = TensorType::new(DType::F16, d(&["1", "2", "max", "8"]));
+    let idx = TensorType::new(DType::I64, d(&["1", "2", "new", "3"]));
+    let upd = TensorType::new(DType::F16, d(&["1", "2", "new", "8"]));
+    assert_eq!(Op::ScatterND.infer(&[&cache, &idx, &upd], &[]).unwrap(), vec![cache.clone()]);
+    let wrong = TensorType::new(DType::F16, d(&["1", "2", "past", "8"]));
+    let e = Op::ScatterND.infer(&[&cache, &idx, &wrong], &[]).unwrap_err();
+    assert_eq!(
+        e,
+        "updates [1,2,past,8] do not fit indices [1,2,new,3] into data [1,2,max,8]: they must be [1,2,new,8]"
+    );
+    // ScatterElements: a symbolic axis is indexed by any length; another must match.
+    let x = TensorType::new(DType::I64, d(&["rows", "max"]));
+    let i2 = TensorType::new(DType::I64, d(&["rows", "new"]));
+    assert_eq!(Op::ScatterElements { axis: 1 }.infer(&[&x, &i2, &i2], &[]).unwrap(), vec![x.clone()]);
+    assert!(Op::ScatterElements { axis: 0 }.infer(&[&x, &i2, &i2], &[]).is_err());
+}
+
+#[test]
 fn range_lengths_and_values() {
     let r = |s: i64, l: i64, d: i64| Op::Range {
         start: DimExpr::constant(s),

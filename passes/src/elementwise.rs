@@ -174,6 +174,8 @@ fn node_step(g: &Graph, n: NodeIndex, args: &[usize]) -> Option<Step> {
         | Op::LayerNorm { .. }
         | Op::Gather { .. }
         | Op::GatherND { .. }
+        | Op::ScatterND
+        | Op::ScatterElements { .. }
         | Op::Split { .. }
         | Op::FusedGateUp(_)
         | Op::Elementwise(_)

@@ -10,7 +10,7 @@
 //! - [`matmul`]: the matrix product;
 //! - [`reduce`]: reductions, softmax, cumulative sums;
 //! - [`norm`]: layer normalisation;
-//! - [`index`]: gathers and ranges;
+//! - [`index`]: gathers, scatters and ranges;
 //! - [`fused`]: the fused gated unit `act(x·W_gate) · (x·W_up)`;
 //! - [`elementwise`]: programs of several elementwise ops in one node (what the elementwise
 //!   fusion makes);

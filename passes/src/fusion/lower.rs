@@ -95,6 +95,8 @@ pub fn lower(g: &Graph) -> Result<Lowered> {
             | Op::LayerNorm { .. }
             | Op::Gather { .. }
             | Op::GatherND { .. }
+            | Op::ScatterND
+            | Op::ScatterElements { .. }
             | Op::Range { .. }
             | Op::Reshape { .. }
             | Op::Expand { .. }
