@@ -477,6 +477,42 @@ fn pad_matches_onnxruntime() {
     matches_onnxruntime("pad", &["all_zero", "all_value", "last_axis", "int"], same_bits);
 }
 
+/// ONNX's `ScatterND` (the rows of a KV-cache-like `[1, 2, S, 8]` tensor written at
+/// positions given as an input, S and the new length symbolic; single elements, tuples as long
+/// as the data's rank; negative indices; int64 values at i32's ends; f16 with subnormals and
+/// ±65504; a symbolic shape rewritten at load time for a `ConstantOfShape`) and
+/// `ScatterElements` (axes 0, 1 and -1, indices shorter than the data on another axis, int32
+/// indices, NaN and infinities, int64, f16) give onnxruntime's outputs, bit for bit, on the
+/// interpreter and the GPU, unfused and fused (`tests/data/onnx_extra/make_scatter.py`).
+#[test]
+fn scatter_nd_and_scatter_elements_match_onnxruntime() {
+    let outs = ["kv", "elems", "nd_int", "nd_f16", "el_axis0", "el_axis1", "el_last", "el_int", "el_f16", "shape_fold"];
+    matches_onnxruntime("scatter", &outs, same_bits);
+}
+
+/// The scatters round-trip through the JSON format (ScatterND with no attributes,
+/// ScatterElements with its axis), and an attribute neither has is refused.
+#[test]
+fn scatters_round_trip_through_json() {
+    let g = load_graph(&common::root().join("tests/data/onnx_extra/scatter.onnx")).unwrap();
+    let text = glufuse::json::to_string(&g).unwrap();
+    let el_last = "\"el_last\",\n      \"op\": \"ScatterElements\",\n      \"axis\": -1,\n      \"inputs\": [\"x\", \"idx_last\", \"upd_last\"]";
+    assert!(text.contains(el_last), "{text}");
+    let back = glufuse::json::from_str(&text).unwrap();
+    assert_eq!(glufuse::json::to_string(&back).unwrap(), text);
+    for (op, attr) in [("ScatterND", r#", "axis": 0"#), ("ScatterElements", r#", "reduction": "add""#)] {
+        let bad = format!(
+            r#"{{"format": "glufuse.graph/1", "nodes": [
+  {{"name": "d", "op": "Input", "type": {{"dtype": "f32", "shape": [2]}}}},
+  {{"name": "i", "op": "Input", "type": {{"dtype": "i64", "shape": [1, 1]}}}},
+  {{"name": "u", "op": "Input", "type": {{"dtype": "f32", "shape": [1]}}}},
+  {{"name": "y", "op": "{op}", "inputs": ["d", "i", "u"]{attr}}}], "outputs": ["y"]}}"#
+        );
+        let e = glufuse::json::from_str(&bad).unwrap_err().to_string();
+        assert!(e.contains(&format!("bad attributes for {op}: unknown field")), "{e}");
+    }
+}
+
 #[test]
 fn more_ops_match_onnxruntime() {
     let outs = ["min_rows", "min_cols", "min_all", "xor", "sign", "sign_int", "round", "tile", "tile_int"];

@@ -251,6 +251,8 @@ fn fold_symbolic(op: &Op, ins: &[&Known], outs: &[TensorType], shapes: &[Vec<usi
         | Op::Concat { .. } => moved(&every),
         // The indices must be numbers: only the data moves.
         Op::Gather { .. } | Op::GatherND { .. } => moved(&[true, false]),
+        // The data and the updates move; the indices must be numbers.
+        Op::ScatterND | Op::ScatterElements { .. } => moved(&[true, false, true]),
         // The condition must be known; both branches are integers.
         Op::Where => moved(&[false, true, true]),
         Op::Binary(b) => {

@@ -286,7 +286,7 @@ pub fn arity(op: &str) -> Option<(usize, usize, usize)> {
         "Identity" | "Shape" | "Size" | "Cast" | "Transpose" | "Flatten" | "ConstantOfShape" | "Softmax" => (1, 1, 1),
         "Dropout" => (1, 3, 2),
         "CastLike" | "MatMul" | "Reshape" | "Expand" | "Gather" | "GatherND" | "CumSum" | "Tile" => (2, 2, 1),
-        "Where" | "Range" => (3, 3, 1),
+        "Where" | "Range" | "ScatterND" | "ScatterElements" => (3, 3, 1),
         "Clip" => (1, 3, 1),
         "Pad" => (2, 4, 1),
         "Trilu" => (1, 2, 1),
@@ -703,6 +703,24 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
             let b = attrs.int("batch_dims").unwrap_or(0);
             let batch_dims = u64::try_from(b).map_err(|_| format!("batch_dims {b} is negative"))?;
             c.step("", Op::GatherND { batch_dims }, vec![input(0), input(1)])
+        }
+        "ScatterND" | "ScatterElements" => {
+            // Reduction `none` only: each place written once (two updates of one place are an
+            // error at run time), where `add` and `mul` would combine floats in an order.
+            let reduction = attrs.string("reduction").unwrap_or_else(|| "none".into());
+            if reduction != "none" {
+                return Err(format!("reduction '{reduction}' is not supported (none only)"));
+            }
+            let ins = vec![input(0), input(1), input(2)];
+            if op == "ScatterND" {
+                let it = c.ty(1)?.dtype;
+                if it != DType::I64 {
+                    return Err(format!("the indices (input 1) are {it}: ScatterND takes int64 indices"));
+                }
+                c.step("", Op::ScatterND, ins)
+            } else {
+                c.step("", Op::ScatterElements { axis: attrs.int("axis").unwrap_or(0) }, ins)
+            }
         }
         "Range" => {
             let dtype = c.ty(0)?.dtype;

@@ -2,7 +2,8 @@
 //!
 //! Every op whole-model exports use maps onto IR ops (`lower.rs`): matrix products,
 //! elementwise arithmetic, comparisons and logic, `Where`, reductions, `Softmax`,
-//! `LayerNormalization`, `Gather`/`GatherND`, `Range`, `CumSum`, the layout ops and `Cast`,
+//! `LayerNormalization`, `Gather`/`GatherND`, `ScatterND`/`ScatterElements` (reduction
+//! `none`), `Range`, `CumSum`, the layout ops and `Cast`,
 //! on floats, integers and booleans. Values known at load time (`known.rs`) are tracked
 //! through shape arithmetic, symbolic dims included: `Shape` of a `[1, new]` value is `[1,
 //! new]`, and `Concat`, `Gather`, `Add` and the rest carry `past + new` into the `Reshape`,

@@ -221,6 +221,20 @@ p = helper.make_tensor("pads", TensorProto.INT64, [4], [0, 1, 0, 1])
 g = helper.make_graph([helper.make_node("Pad", ["x", "pads"], ["y"], name="pad", mode="reflect")], "g", [x], [y], [p])
 write("pad_reflect.onnx", helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
 
+# Scatters: a reduction other than none, updates of the wrong shape, ScatterND indices that
+# are not int64.
+def scatter(name, op, idx_type, upd_dims, **attrs):
+    d = helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 2, 4, 8])
+    i = helper.make_tensor_value_info("idx", idx_type, [1, 2, 1, 3])
+    u = helper.make_tensor_value_info("upd", TensorProto.FLOAT, upd_dims)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 8])
+    g = helper.make_graph([helper.make_node(op, ["data", "idx", "upd"], ["y"], name="cache_write", **attrs)], "g", [d, i, u], [y])
+    write(name, helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
+scatter("scatter_nd_reduction_add.onnx", "ScatterND", TensorProto.INT64, [1, 2, 1, 8], reduction="add")
+scatter("scatter_nd_updates_shape.onnx", "ScatterND", TensorProto.INT64, [1, 2, 8])
+scatter("scatter_nd_int32_indices.onnx", "ScatterND", TensorProto.INT32, [1, 2, 1, 8])
+scatter("scatter_elements_reduction_max.onnx", "ScatterElements", TensorProto.INT64, [1, 2, 1, 3], axis=2, reduction="max")
+
 # Models whose external data file tests/onnx.rs makes in a temporary folder: a FIFO, a
 # directory, a symbolic link out of the folder (data.bin, 32 bytes wanted), and a sparse
 # 16 GiB file the per-tensor budget refuses before reading (big.bin).
