@@ -443,11 +443,6 @@ fn trilu_matches_onnxruntime() {
     matches_onnxruntime("trilu", &outs, same_bits);
 }
 
-/// ONNX's `ReduceMin` (lowered to the negated maximum of the negated values: one axis kept
-/// or dropped, all axes, −∞ included), `Xor` (booleans that differ, broadcast), `Sign`
-/// (lowered to two comparisons and two `Where`s: floats with zeros and NaN, int64), `Round`
-/// (halves to even) and `Tile` (lowered to a view, a broadcast and a view: a symbolic dim,
-/// int64) give onnxruntime's outputs, bit for bit (`tests/data/onnx_extra/make_more_ops.py`).
 /// ONNX's `ArgMax` and `ArgMin` (lowered to a reduction of the indices where a lane's value is
 /// its largest: first and last index, either axis and sign, kept and dropped dims, a symbolic
 /// dim, ties, -0.0 beside 0.0, ±inf, NaN passed over and a lane of NaN only, int64) give
@@ -513,6 +508,11 @@ fn scatters_round_trip_through_json() {
     }
 }
 
+/// ONNX's `ReduceMin` (lowered to the negated maximum of the negated values: one axis kept
+/// or dropped, all axes, −∞ included), `Xor` (booleans that differ, broadcast), `Sign`
+/// (lowered to two comparisons and two `Where`s: floats with zeros and NaN, int64), `Round`
+/// (halves to even) and `Tile` (lowered to a view, a broadcast and a view: a symbolic dim,
+/// int64) give onnxruntime's outputs, bit for bit (`tests/data/onnx_extra/make_more_ops.py`).
 #[test]
 fn more_ops_match_onnxruntime() {
     let outs = ["min_rows", "min_cols", "min_all", "xor", "sign", "sign_int", "round", "tile", "tile_int"];
