@@ -352,12 +352,15 @@ fn many_inputs_and_outputs_of_every_dtype_go_up_and_come_back_exactly() {
     }
 }
 
-/// The graph inputs share one buffer, each at an aligned offset, and go up in one copy: inputs
-/// of a few bytes (whose neighbours then start past padding), an empty one, one that is
-/// itself a graph output and one read by two kernels all come back as the interpreter has them,
-/// at several sizes of the same executable's symbol and after a call with other values.
+/// The graph inputs share one buffer, each at an aligned offset, and go up in one copy; the
+/// outputs no kernel reads share another and come back in one copy. Inputs of a few bytes
+/// (whose neighbours then start past padding), an empty one, one that is itself a graph
+/// output and one read by two kernels; outputs of odd sizes, an empty one, one that a kernel
+/// reads (which keeps its own buffer), one that is a view of another output, one listed twice:
+/// all come back as the interpreter has them, at several sizes of the same executable's
+/// symbol and after calls with other values.
 #[test]
-fn inputs_of_odd_sizes_share_one_buffer_and_come_back_exactly() {
+fn inputs_and_outputs_of_odd_sizes_share_buffers_and_come_back_exactly() {
     let Some(gpu) = common::gpu() else { return };
     let json = r#"{"format": "glufuse.graph/1", "nodes": [
   {"name": "a", "op": "Input", "type": {"dtype": "f32", "shape": ["n"]}},
@@ -369,8 +372,10 @@ fn inputs_of_odd_sizes_share_one_buffer_and_come_back_exactly() {
   {"name": "cc", "op": "Mul", "inputs": ["c", "c"], "type": {"dtype": "f32", "shape": [3]}},
   {"name": "ee", "op": "Add", "inputs": ["e", "e"], "type": {"dtype": "f32", "shape": [0]}},
   {"name": "ii", "op": "Sub", "inputs": ["i", "i"], "type": {"dtype": "i64", "shape": ["n"]}},
-  {"name": "ab", "op": "Mul", "inputs": ["b", "a"], "type": {"dtype": "f32", "shape": ["n"]}}],
-  "outputs": ["sum", "c", "cc", "ee", "ii", "ab"]}"#;
+  {"name": "ab", "op": "Mul", "inputs": ["b", "a"], "type": {"dtype": "f32", "shape": ["n"]}},
+  {"name": "s2", "op": "Mul", "inputs": ["sum", "a"], "type": {"dtype": "f32", "shape": ["n"]}},
+  {"name": "abr", "op": "Reshape", "shape": [1, -1], "inputs": ["ab"]}],
+  "outputs": ["sum", "c", "cc", "ee", "ii", "ab", "s2", "abr", "cc"]}"#;
     let g = glufuse::json::from_str(json).unwrap();
     let mut s = Session::new(&gpu, g.clone()).unwrap();
     for (n, seed) in [(1usize, 1u64), (5, 2), (5, 3), (67, 4), (0, 5)] {
@@ -386,7 +391,7 @@ fn inputs_of_odd_sizes_share_one_buffer_and_come_back_exactly() {
         .collect();
         let got = s.run(&inputs).unwrap();
         let want = interp::run(&g, &inputs).unwrap();
-        assert_eq!(got.len(), 6);
+        assert_eq!(got.len(), 9);
         for (k, (x, y)) in got.iter().zip(&want).enumerate() {
             assert_eq!(x.shape(), y.shape(), "output {k}, n = {n}");
             match (x.data(), y.data()) {
