@@ -1,6 +1,7 @@
 //! Whole decoder models as deployments export them (tests/data/models: 12 architectures,
-//! static, dynamic-shape and KV-cache step, f16 variants; two more from ../shared copied in as
-//! `shared_*`; ten other configs of the architectures as `v_*`): each loads, its gated FFNs
+//! static, dynamic-shape, KV-cache step and static-cache step, f16 variants; two more from
+//! ../shared copied in as `shared_*`; ten other configs of the architectures as `v_*`): each
+//! loads, its gated FFNs
 //! fuse (one per layer, GPT-2 none), and the CPU
 //! interpreter matches onnxruntime's outputs for every reference input set, before and after
 //! fusion (1e-4 relative to the largest value; f16 models 2e-2); and so does the GPU, fused and
@@ -21,10 +22,12 @@ fn dir() -> PathBuf {
     common::root().join("tests/data/models")
 }
 
-/// Reference sets of the 66 models: 15 static (one set each), 16 dynamic-shape and 15 KV-cache
+/// Reference sets of the 76 models: 15 static (one set each), 16 dynamic-shape and 15 KV-cache
 /// steps of the tiny configs, 10 of each of the other configs (`v_*`), two sets each (one for
-/// the shared KV step).
-const REFERENCE_SETS: usize = 15 + 2 * (16 + 10) + 2 * (15 + 10) - 1;
+/// the shared KV step); 10 static-cache steps (`*_staticstep`: every architecture with a
+/// cache but the four with sliding windows, which did not export; positions 0, 5 and 15),
+/// three each.
+const REFERENCE_SETS: usize = 15 + 2 * (16 + 10) + 2 * (15 + 10) - 1 + 3 * 10;
 
 /// Every model file, by name (without `.onnx`).
 fn models() -> Vec<String> {
@@ -171,11 +174,11 @@ fn every_model_generates_for_an_h100() {
 /// the tags of a model share its uploaded weights) on one device (so the models share the
 /// pipelines of equal WGSL).
 /// One export per architecture (gemma, gemma2, gemma2_f16, ..., t5), its kind (`dynseq`,
-/// `kvstep`, `static`) taken in turn over the architectures, where it has that kind: every
-/// architecture, every kind and both dtypes still meet. The GPU test's subset.
+/// `kvstep`, `static`, `staticstep`) taken in turn over the architectures, where it has that
+/// kind: every architecture, every kind and both dtypes still meet. The GPU test's subset.
 #[cfg(feature = "gpu")]
 fn representative(models: &[String]) -> Vec<String> {
-    const KINDS: [&str; 3] = ["dynseq", "kvstep", "static"];
+    const KINDS: [&str; 4] = ["dynseq", "kvstep", "static", "staticstep"];
     let arch = |m: &str| KINDS.iter().find_map(|k| m.split_once(&format!("_{k}"))).map_or(m, |(a, _)| a).to_string();
     let mut archs: Vec<String> = models.iter().map(|m| arch(m)).collect();
     archs.sort();

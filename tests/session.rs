@@ -407,3 +407,57 @@ fn inputs_and_outputs_of_odd_sizes_share_buffers_and_come_back_exactly() {
         assert_eq!(got[1].as_f32().unwrap(), inputs["c"].as_f32().unwrap());
     }
 }
+
+/// A decode loop over a static-cache export (`llama_staticstep`: Hugging Face's StaticCache
+/// of 16 positions, the new keys and values written by `ScatterND` at `cache_position`): every
+/// step has the same shapes, so one executable serves them all and nothing is compiled after
+/// the first step. Each step matches the interpreter, the first onnxruntime; each step's
+/// present caches equal its past but at the step's position.
+#[test]
+fn a_static_cache_loop_keeps_one_executable_and_compiles_nothing_after_the_first_step() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut g = load_graph(&models().join("llama_staticstep.onnx")).unwrap();
+    PassManager::standard().run(&mut g).unwrap();
+    let mut s = Session::new(&gpu, g.clone()).unwrap();
+    let mut ins: HashMap<String, Tensor> = g
+        .input_nodes()
+        .into_iter()
+        .map(|n| {
+            let node = g.node(n);
+            let p = models().join(format!("llama_staticstep.pos0.{}.npy", node.name));
+            (node.name.clone(), read_npy(&p, &node.outputs[0]).unwrap())
+        })
+        .collect();
+    let mut out = s.run(&ins).unwrap();
+    let ty = TensorType::new(DType::F32, vec![Dim::Fixed(1), Dim::Fixed(1), Dim::Fixed(128)]);
+    let want = read_npy(&models().join("llama_staticstep.pos0.out.logits.npy"), &ty).unwrap();
+    assert!(interp::compare(&out[0], &want).1 <= 1e-4, "step at position 0 against onnxruntime");
+    let compiled = gpu.pipeline_counts().compiled;
+    for (pos, token) in [(1usize, 17i64), (2, 5), (3, 99), (4, 3), (5, 64)] {
+        for (i, t) in out.iter().enumerate() {
+            if let Some(layer) = g.output_name(i).strip_prefix("present_") {
+                ins.insert(format!("past_{layer}"), t.clone());
+            }
+        }
+        ins.insert("input_ids".into(), ids(&[token]));
+        ins.insert("cache_position".into(), Tensor::i64(vec![1], vec![pos as i64]).unwrap());
+        ins.insert("attention_mask".into(), ids(&(0..16).map(|q| i64::from(q <= pos)).collect::<Vec<_>>()));
+        let next = s.run(&ins).unwrap();
+        agree(&g, &ins, &next);
+        // present_0_k [1, 2, 16, 8]: the past but at `pos`, where the new key went.
+        let (past, present) = (ins["past_0_k"].as_f32().unwrap(), next[1].as_f32().unwrap());
+        assert_eq!(next[1].shape(), &[1, 2, 16, 8]);
+        for (e, (a, b)) in past.iter().zip(present).enumerate() {
+            let q = (e / 8) % 16;
+            if q != pos {
+                assert_eq!(a.to_bits(), b.to_bits(), "position {pos}: element {e} (row {q}) changed");
+            }
+        }
+        // (The past holds zeros from the position on: nothing was written there yet.)
+        let row = |h: usize| &present[(h * 16 + pos) * 8..(h * 16 + pos + 1) * 8];
+        assert!((0..2).all(|h| row(h).iter().any(|&x| x != 0.0)), "position {pos}: the new keys written");
+        assert_eq!(s.executables(), 1, "position {pos}: one executable for every position");
+        assert_eq!(gpu.pipeline_counts().compiled, compiled, "position {pos}: nothing compiled");
+        out = next;
+    }
+}

@@ -8,12 +8,18 @@ deployments do with PyTorch's dynamo exporter (opset 18):
   NAME_dynseq   dynamic batch and sequence, input_ids + attention_mask (left padding in row 2)
   NAME_kvstep   one decode step: input_ids [1, new], attention_mask [1, past+new],
                 past_L_k/v [1, kv_heads, past, head_dim] in; logits and present_L_k/v out
+  NAME_staticstep  one decode step over a static cache (Hugging Face's StaticCache, 16
+                positions): input_ids [1, 1], attention_mask [1, 16] (ones up to the
+                position), cache_position [1], past_L_k/v [1, kv_heads, 16, head_dim] in;
+                logits and the updated caches out (written by ScatterND). Fixed shapes: one
+                executable serves every position. (Without the attention_mask input the
+                exporter bakes the example position's causal mask into a constant.)
 
 with onnxruntime (CPU) references beside each model: NAME.TAG.INPUT.npy and
 NAME.TAG.out.OUTPUT.npy. `q4` mode quantizes MLPs with onnxruntime's own MatMulNBits quantizer
 (both the com.microsoft::MatMulNBits and the opset-21 DequantizeLinear spelling).
 
-usage: export.py models OUTDIR     whole models (every architecture, three forms, f16)
+usage: export.py models OUTDIR     whole models (every architecture, four forms (FORMS), f16)
        export.py variants OUTDIR   other configs of the architectures (`v_*`: dynseq, kvstep)
        export.py q4 OUTDIR         4-bit MLPs
        export.py perf OUTDIR       Qwen2-0.5B-sized random models for the benchmark
@@ -133,6 +139,32 @@ class Step(torch.nn.Module):
         return (o.logits, *flat)
 
 
+STATIC_LEN = 16
+
+
+class StaticStep(torch.nn.Module):
+    def __init__(s, m, cfg, layers, length=STATIC_LEN):
+        super().__init__(); s.m, s.cfg, s.L, s.len = m, cfg, layers, length
+
+    def forward(s, input_ids, attention_mask, cache_position, *past):
+        cache = T.StaticCache(config=s.cfg, max_cache_len=s.len)
+        for i, layer in enumerate(cache.layers[: s.L]):
+            k, v = past[2 * i].clone(), past[2 * i + 1].clone()
+            if not getattr(layer, "is_initialized", True):
+                layer.lazy_initialization(k[:, :, :1], v[:, :, :1])  # (transformers 5.17's signature)
+            layer.keys, layer.values = k, v
+            # A static layer of transformers 5.17 writes the new keys where its own count of
+            # the tokens seen says (from 0 in a cache made per call), not at cache_position:
+            # the count starts at the position (the references below check where they went).
+            layer.cumulative_length = cache_position[0].clone()
+        o = s.m(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache,
+                cache_position=cache_position, use_cache=True)
+        flat = []
+        for i in range(s.L):
+            flat += [cache.layers[i].keys, cache.layers[i].values]
+        return (o.logits, *flat)
+
+
 def attempt(key, fn):
     t0 = time.time()
     try:
@@ -201,9 +233,46 @@ def export_models(arch, dtype, suffix, forms, d, cfg=None, name=None):
                     feeds[n_] = rng.standard_normal((1, kvh, pl, hd)).astype(npf)
                 ref(p, feeds, tag)
         attempt(os.path.basename(p), f)
+    if "staticstep" in forms and arch != "t5":
+        p = os.path.join(d, f"{base}_staticstep.onnx")
+        L, kvh, hd = kv_dims(cfg, arch)
+
+        def f():
+            past = [torch.randn(1, kvh, STATIC_LEN, hd, dtype=dtype) for _ in range(2 * L)]
+            pn = [f"past_{i // 2}_{'kv'[i % 2]}" for i in range(2 * L)]
+            am = (torch.arange(STATIC_LEN) <= 5).long()[None]
+            step = StaticStep(m, cfg, L).eval()
+            with torch.no_grad():
+                torch.onnx.export(step, (torch.randint(0, VOCAB, (1, 1)), am, torch.tensor([5]), *past), p,
+                                  dynamo=True, opset_version=18, input_names=["input_ids", "attention_mask", "cache_position", *pn],
+                                  output_names=["logits"] + [f"present_{i // 2}_{'kv'[i % 2]}" for i in range(2 * L)],
+                                  external_data=False)
+            for tag, pos in (("pos0", 0), ("pos5", 5), ("pos15", 15)):
+                feeds = {"input_ids": rng.integers(0, VOCAB, (1, 1)).astype(np.int64),
+                         "attention_mask": (np.arange(STATIC_LEN) <= pos).astype(np.int64)[None],
+                         "cache_position": np.array([pos], np.int64)}
+                for n_ in pn:
+                    x = rng.standard_normal((1, kvh, STATIC_LEN, hd)).astype(npf)
+                    x[:, :, pos:] = 0  # not written yet
+                    feeds[n_] = x
+                ref(p, feeds, tag)
+                # The export against PyTorch eager at a position other than the example's: a
+                # mask baked into a constant would show here.
+                with torch.no_grad():
+                    want = step(*[torch.from_numpy(feeds[k]) for k in ["input_ids", "attention_mask", "cache_position", *pn]])
+                got = ort.InferenceSession(p, providers=["CPUExecutionProvider"]).run(None, feeds)
+                # The new keys and values went to `pos` and nowhere else.
+                for i, n_ in enumerate(pn):
+                    moved = [q for q in range(STATIC_LEN) if not np.array_equal(feeds[n_][:, :, q], got[1 + i][:, :, q])]
+                    assert moved == [pos], f"{tag}: {n_} changed at rows {moved}"
+                for g_, w in zip(got, want):
+                    w = w.float().numpy()
+                    rel = float(np.abs(g_.astype(np.float32) - w).max() / max(1e-9, float(np.abs(w).max())))
+                    assert rel <= (2e-2 if dtype == torch.float16 else 1e-4), f"{tag}: onnxruntime against eager {rel:.2e}"
+        attempt(os.path.basename(p), f)
 
 
-FORMS = tuple(os.environ.get("FORMS", "static,dynseq,kvstep").split(","))
+FORMS = tuple(os.environ.get("FORMS", "static,dynseq,kvstep,staticstep").split(","))
 
 
 def models():
@@ -352,8 +421,9 @@ def perf():
     """Qwen2-0.5B-sized random models: dynseq (prefill) and kvstep (decode), f32 and f16, with
     weights as external data; PyTorch eager timings of the same two calls (on CUDA, when there).
 
-    Environment: PERF_DTYPES (default "f32,f16"), PERF_FORMS (default "dynseq,kvstep"; "none"
-    for the timings alone), PERF_LAYERS (default 24; fewer for a quick try), PERF_TORCH=0 skips
+    Environment: PERF_DTYPES (default "f32,f16"), PERF_FORMS (default "dynseq,kvstep"; also
+    "staticstep", a decode step over a static cache of PERF_STATIC_LEN positions, default 129;
+    "none" for the timings alone), PERF_LAYERS (default 24; fewer for a quick try), PERF_TORCH=0 skips
     the PyTorch timings. benches/h100-models.sh runs the timings once, then one process per
     dtype and form at the same time (each export takes about 45 s on the GPU machine)."""
     layers = int(os.environ.get("PERF_LAYERS", "24"))
@@ -431,6 +501,21 @@ def perf():
                                   dynamic_shapes=ds, external_data=True)
         if "kvstep" in forms:
             attempt(f"qwen05b_{sfx}_kvstep", f)
+        p = os.path.join(d, "model_staticstep.onnx")
+
+        def f():
+            n = int(os.environ.get("PERF_STATIC_LEN", "129"))
+            past = [torch.randn(1, kvh, n, hd, dtype=dtype) for _ in range(2 * L)]
+            pn = [f"past_{i // 2}_{'kv'[i % 2]}" for i in range(2 * L)]
+            am = (torch.arange(n) <= 5).long()[None]
+            with torch.no_grad():
+                torch.onnx.export(StaticStep(m, cfg, L, n).eval(), (torch.randint(0, 1000, (1, 1)), am, torch.tensor([5]), *past),
+                                  p, dynamo=True, opset_version=18,
+                                  input_names=["input_ids", "attention_mask", "cache_position", *pn],
+                                  output_names=["logits"] + [f"present_{i // 2}_{'kv'[i % 2]}" for i in range(2 * L)],
+                                  external_data=True)
+        if "staticstep" in forms:
+            attempt(f"qwen05b_{sfx}_staticstep", f)
         del m
     report["timings"] = timings
     report["perf_total_s"] = round(time.time() - t_start, 1)
