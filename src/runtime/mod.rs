@@ -107,7 +107,7 @@ struct InputSlot {
 }
 
 /// Where a value lives: one of the executable's buffers, all of it, or a range of it (a
-/// graph input, in the buffer the inputs share).
+/// graph input in the buffer the inputs share, an output in the one the outputs share).
 #[derive(Clone, Copy, Debug)]
 struct Place {
     buffer: usize,
@@ -257,79 +257,66 @@ impl<'a> Executable<'a> {
             .flat_map(|k| k.source().bindings.iter().filter(|bd| !bd.write).map(|bd| root(bd.value)))
             .collect();
         let align = (gpu.limits.min_storage_buffer_offset_alignment as u64).max(wgpu::MAP_ALIGNMENT);
-        let mut out_places: HashMap<Value, (u64, u64)> = HashMap::new();
-        let mut out_bytes = 0u64;
+        let mut shared_outs: Vec<Value> = vec![];
         for &o in &g.outputs {
             let r = root(o);
-            if out_places.contains_key(&r)
-                || read.contains(&r)
-                || g.node(r.node).op.is_source()
-                || weights.buffers.contains_key(&r)
-            {
-                continue;
+            let own = read.contains(&r) || g.node(r.node).op.is_source() || weights.buffers.contains_key(&r);
+            if !own && !shared_outs.contains(&r) {
+                shared_outs.push(r);
             }
-            let bytes = gpu_bytes(g, r, b)?.max(4);
-            let offset = out_bytes.next_multiple_of(align);
-            out_bytes = offset + bytes;
-            out_places.insert(r, (offset, bytes));
         }
+        let out_sizes = shared_outs.iter().map(|&r| gpu_bytes(g, r, b)).collect::<Result<Vec<_>>>()?;
+        let (out_offsets, out_bytes) = pack(&out_sizes, align);
+        let out_places: HashMap<Value, (u64, u64)> = shared_outs
+            .iter()
+            .zip(out_offsets.iter().zip(&out_sizes))
+            .map(|(&r, (&o, &n))| (r, (o, n.max(4))))
+            .collect();
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
         // The graph inputs share one buffer, each at a multiple of the device's storage
         // offset alignment (at least 4 bytes each, so that an empty one binds too), laid out
         // as in the staging buffer: a call copies them up in one copy, not one per input (a
         // decode step's 48 past keys and values took about 0.12 ms of GPU time and 0.18 ms of
         // recording more as 48 copies on an H100).
-        let mut staged = 0u64;
-        let inputs = g
-            .input_nodes()
-            .into_iter()
-            .map(|n| {
-                let node = g.node(n);
-                let dims = concrete(&node.outputs[0].shape, b).map_err(|m| Error::graph(&node.name, m))?;
-                let offset = staged.next_multiple_of(align);
-                staged = offset + (dims.iter().map(|&d| d as u64).product::<u64>() * 4).max(4);
-                Ok(InputSlot {
-                    name: node.name.clone(),
-                    value: Value::of(n),
-                    dtype: node.outputs[0].dtype,
-                    dims,
-                    offset,
-                })
-            })
+        let in_nodes = g.input_nodes();
+        let in_dims = in_nodes
+            .iter()
+            .map(|&n| concrete(&g.node(n).outputs[0].shape, b).map_err(|m| Error::graph(&g.node(n).name, m)))
             .collect::<Result<Vec<_>>>()?;
+        let in_sizes: Vec<u64> = in_dims.iter().map(|d| d.iter().map(|&x| x as u64).product::<u64>() * 4).collect();
+        let (in_offsets, staged) = pack(&in_sizes, align);
+        let inputs: Vec<InputSlot> = in_nodes
+            .iter()
+            .zip(in_dims)
+            .zip(&in_offsets)
+            .map(|((&n, dims), &offset)| {
+                let node = g.node(n);
+                InputSlot { name: node.name.clone(), value: Value::of(n), dtype: node.outputs[0].dtype, dims, offset }
+            })
+            .collect();
         let mut buffers: Vec<wgpu::Buffer> = vec![];
         let mut sizes: Vec<u64> = vec![];
         let mut buffer_of: HashMap<Value, Place> = HashMap::new();
-        let shared = if staged > 0 {
-            let desc =
-                wgpu::BufferDescriptor { label: Some("graph inputs"), size: staged, usage, mapped_at_creation: false };
-            buffers.push(gpu.scoped("allocating the graph inputs' buffer", || gpu.create_buffer(&desc))?);
-            sizes.push(staged);
-            Some(buffers.len() - 1)
-        } else {
-            None
-        };
-        for slot in &inputs {
-            let bytes = (slot.dims.iter().map(|&d| d as u64).product::<u64>() * 4).max(4);
-            let buffer = shared.ok_or_else(|| Error::Internal("graph inputs without their buffer".into()))?;
-            buffer_of.insert(slot.value, Place { buffer, offset: slot.offset, size: wgpu::BufferSize::new(bytes) });
-        }
-        let shared_out = if out_bytes > 0 {
-            let desc = wgpu::BufferDescriptor {
-                label: Some("graph outputs"),
-                size: out_bytes,
-                usage,
-                mapped_at_creation: false,
-            };
-            buffers.push(gpu.scoped("allocating the graph outputs' buffer", || gpu.create_buffer(&desc))?);
-            sizes.push(out_bytes);
-            Some(buffers.len() - 1)
-        } else {
-            None
-        };
-        for (&v, &(offset, bytes)) in &out_places {
-            let buffer = shared_out.ok_or_else(|| Error::Internal("graph outputs without their buffer".into()))?;
-            buffer_of.insert(v, Place { buffer, offset, size: wgpu::BufferSize::new(bytes) });
+        // The two shared buffers, and each input's and output's range in its own.
+        let ranges = [
+            (
+                "graph inputs",
+                staged,
+                inputs.iter().zip(&in_sizes).map(|(s, &n)| (s.value, s.offset, n)).collect::<Vec<_>>(),
+            ),
+            ("graph outputs", out_bytes, shared_outs.iter().map(|r| (*r, out_places[r].0, out_places[r].1)).collect()),
+        ];
+        for (label, total, values) in ranges {
+            if total == 0 {
+                continue;
+            }
+            let desc = wgpu::BufferDescriptor { label: Some(label), size: total, usage, mapped_at_creation: false };
+            buffers.push(gpu.scoped(&format!("allocating the {label}' buffer"), || gpu.create_buffer(&desc))?);
+            sizes.push(total);
+            for (v, offset, bytes) in values {
+                let place = Place { buffer: buffers.len() - 1, offset, size: wgpu::BufferSize::new(bytes.max(4)) };
+                buffer_of.insert(v, place);
+            }
         }
         let mut free: Vec<usize> = vec![];
         let mut release_at: HashMap<usize, Vec<usize>> = HashMap::new();
@@ -893,6 +880,21 @@ fn spread<T: Send, R: Send>(items: Vec<T>, words: impl Fn(&T) -> usize, work: im
         }
     });
     done.into_iter().map(|r| r.expect("every item done")).collect()
+}
+
+/// The offsets of runs of `sizes` bytes laid end to end, each at a multiple of `align` and
+/// taking at least 4 bytes (so that an empty one binds too), and the bytes they take in all.
+fn pack(sizes: &[u64], align: u64) -> (Vec<u64>, u64) {
+    let mut total = 0u64;
+    let offsets = sizes
+        .iter()
+        .map(|&n| {
+            let at = total.next_multiple_of(align);
+            total = at + n.max(4);
+            at
+        })
+        .collect();
+    (offsets, total)
 }
 
 /// The pipeline (from the device's cache) and bind group of one kernel over the executable's
