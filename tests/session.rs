@@ -28,16 +28,30 @@ fn kvstep() -> Graph {
     g
 }
 
-/// The inputs of reference set `tag`.
+/// The inputs of reference set `tag` of `llama_kvstep`.
 fn reference_inputs(g: &Graph, tag: &str) -> HashMap<String, Tensor> {
+    model_inputs(g, "llama_kvstep", tag)
+}
+
+/// The inputs of reference set `tag` of `model` (in tests/data/models).
+fn model_inputs(g: &Graph, model: &str, tag: &str) -> HashMap<String, Tensor> {
     g.input_nodes()
         .into_iter()
         .map(|n| {
             let node = g.node(n);
-            let p = models().join(format!("llama_kvstep.{tag}.{}.npy", node.name));
+            let p = models().join(format!("{model}.{tag}.{}.npy", node.name));
             (node.name.clone(), read_npy(&p, &node.outputs[0]).unwrap())
         })
         .collect()
+}
+
+/// A tensor's elements as bits (floats by their bit patterns), to compare exactly.
+fn bits(t: &Tensor) -> Vec<u64> {
+    match t.data() {
+        glufuse::tensor::Data::F32(v) => v.iter().map(|x| x.to_bits() as u64).collect(),
+        glufuse::tensor::Data::I64(v) => v.iter().map(|&x| x as u64).collect(),
+        glufuse::tensor::Data::Bool(v) => v.iter().map(|&x| x as u64).collect(),
+    }
 }
 
 fn ids(v: &[i64]) -> Tensor {
@@ -337,13 +351,6 @@ fn many_inputs_and_outputs_of_every_dtype_go_up_and_come_back_exactly() {
         for (k, (x, y)) in got.iter().zip(&want).enumerate() {
             let y = if k == 1 { Tensor::f16(vec![n], y.as_f32().unwrap().to_vec()).unwrap() } else { y.clone() };
             assert_eq!(x.dtype(), y.dtype(), "output {k}, n = {n}");
-            let bits = |t: &Tensor| -> Vec<u64> {
-                match t.data() {
-                    glufuse::tensor::Data::F32(v) => v.iter().map(|x| x.to_bits() as u64).collect(),
-                    glufuse::tensor::Data::I64(v) => v.iter().map(|&x| x as u64).collect(),
-                    glufuse::tensor::Data::Bool(v) => v.iter().map(|&x| x as u64).collect(),
-                }
-            };
             let (bx, by) = (bits(x), bits(&y));
             let first = bx.iter().zip(&by).position(|(p, q)| p != q);
             assert_eq!(first, None, "output {k}, n = {n}: first differing element");
@@ -393,15 +400,8 @@ fn inputs_and_outputs_of_odd_sizes_share_buffers_and_come_back_exactly() {
         let want = interp::run(&g, &inputs).unwrap();
         assert_eq!(got.len(), 9);
         for (k, (x, y)) in got.iter().zip(&want).enumerate() {
-            assert_eq!(x.shape(), y.shape(), "output {k}, n = {n}");
-            match (x.data(), y.data()) {
-                (glufuse::tensor::Data::F32(p), glufuse::tensor::Data::F32(q)) => {
-                    let (p, q): (Vec<u32>, Vec<u32>) =
-                        (p.iter().map(|v| v.to_bits()).collect(), q.iter().map(|v| v.to_bits()).collect());
-                    assert_eq!(p, q, "output {k}, n = {n}");
-                }
-                (p, q) => assert_eq!(p, q, "output {k}, n = {n}"),
-            }
+            assert_eq!((x.shape(), x.dtype()), (y.shape(), y.dtype()), "output {k}, n = {n}");
+            assert_eq!(bits(x), bits(y), "output {k}, n = {n}");
         }
         // The input that is an output comes back as given.
         assert_eq!(got[1].as_f32().unwrap(), inputs["c"].as_f32().unwrap());
@@ -419,15 +419,7 @@ fn a_static_cache_loop_keeps_one_executable_and_compiles_nothing_after_the_first
     let mut g = load_graph(&models().join("llama_staticstep.onnx")).unwrap();
     PassManager::standard().run(&mut g).unwrap();
     let mut s = Session::new(&gpu, g.clone()).unwrap();
-    let mut ins: HashMap<String, Tensor> = g
-        .input_nodes()
-        .into_iter()
-        .map(|n| {
-            let node = g.node(n);
-            let p = models().join(format!("llama_staticstep.pos0.{}.npy", node.name));
-            (node.name.clone(), read_npy(&p, &node.outputs[0]).unwrap())
-        })
-        .collect();
+    let mut ins = model_inputs(&g, "llama_staticstep", "pos0");
     let mut out = s.run(&ins).unwrap();
     let ty = TensorType::new(DType::F32, vec![Dim::Fixed(1), Dim::Fixed(1), Dim::Fixed(128)]);
     let want = read_npy(&models().join("llama_staticstep.pos0.out.logits.npy"), &ty).unwrap();
