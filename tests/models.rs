@@ -359,3 +359,27 @@ fn output_projections_read_their_weights_as_nk() {
         }
     }
 }
+
+/// Each static-cache step's cache updates, exported as `Transpose → ScatterND → Transpose`,
+/// run as one `ScatterElements` on the cache's own layout (the `scatter-axis` pass): none of
+/// the chains is left, one scatter per cache (two layers, keys and values), named as the
+/// present output it writes. (That they compute what onnxruntime does is the tests above.)
+#[test]
+fn static_cache_updates_scatter_along_the_caches_axis() {
+    let statics: Vec<String> = models().into_iter().filter(|m| m.ends_with("_staticstep")).collect();
+    assert_eq!(statics.len(), 10);
+    for m in statics {
+        let mut g = load_graph(&dir().join(format!("{m}.onnx"))).unwrap();
+        let runs = PassManager::standard().run(&mut g).unwrap();
+        let rep = glufuse::passes::scatter_report(&runs).unwrap();
+        assert_eq!(rep.rewritten.len(), 4, "{m}: {rep:?}");
+        let ops: Vec<&glufuse::ir::Op> = g.g.node_indices().map(|n| &g.node(n).op).collect();
+        assert!(!ops.iter().any(|op| matches!(op, glufuse::ir::Op::ScatterND)), "{m}: a ScatterND is left");
+        let scatters = ops.iter().filter(|op| matches!(op, glufuse::ir::Op::ScatterElements { .. })).count();
+        assert_eq!(scatters, 4, "{m}");
+        for (i, v) in g.outputs.iter().enumerate().filter(|(i, _)| g.output_name(*i).starts_with("present_")) {
+            let op = &g.node(v.node).op;
+            assert!(matches!(op, glufuse::ir::Op::ScatterElements { axis: 2 }), "{m}: output {i} is {op:?}");
+        }
+    }
+}

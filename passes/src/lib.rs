@@ -13,6 +13,7 @@ pub mod elementwise;
 pub mod fusion;
 pub mod layout;
 pub mod merge;
+pub mod scatter;
 pub mod siblings;
 
 use glufuse_ir::dump::{render, Format};
@@ -38,6 +39,8 @@ pub enum PassReport {
     Siblings(siblings::SiblingsReport),
     /// The projections' weights held as `[N, K]`.
     Layout(layout::LayoutReport),
+    /// Transposed `ScatterND` chains written as one `ScatterElements` along an axis.
+    Scatter(scatter::ScatterReport),
 }
 
 /// A graph transformation.
@@ -96,14 +99,17 @@ impl PassManager {
         PassManager { passes, verify_each: cfg!(debug_assertions), dump: None, dumps: vec![] }
     }
 
-    /// The standard pipeline: gated-FFN fusion, merging of sibling projections, elementwise
-    /// fusion, attention fusion, merging of sibling programs, the projections' weights held
-    /// as `[N, K]` (after the merge, so that a merged weight is transposed whole, and after
-    /// the elementwise fusion, whose norm programs it looks for), then dead-node elimination.
+    /// The standard pipeline: gated-FFN fusion, merging of sibling projections, static-cache
+    /// scatters on their cache's layout (before the elementwise fusion, which takes in the
+    /// transposes of the updates it adds), elementwise fusion, attention fusion, merging of
+    /// sibling programs, the projections' weights held as `[N, K]` (after the merge, so that
+    /// a merged weight is transposed whole, and after the elementwise fusion, whose norm
+    /// programs it looks for), then dead-node elimination.
     pub fn standard() -> Self {
         Self::new(vec![
             Box::new(fusion::FuseGateUp::default()),
             Box::new(merge::MergeProjections),
+            Box::new(scatter::ScatterAlongAxis),
             Box::new(elementwise::FuseElementwise),
             Box::new(attention::FuseAttention),
             Box::new(siblings::MergeSiblingPrograms),
@@ -168,6 +174,11 @@ pub fn merge_report(runs: &[PassRun]) -> Option<&merge::MergeReport> {
 /// The weight layout's report among a pipeline's runs, if it ran.
 pub fn layout_report(runs: &[PassRun]) -> Option<&layout::LayoutReport> {
     runs.iter().find_map(|r| if let PassReport::Layout(l) = &r.report { Some(l) } else { None })
+}
+
+/// The static-cache scatters' report among a pipeline's runs, if it ran.
+pub fn scatter_report(runs: &[PassRun]) -> Option<&scatter::ScatterReport> {
+    runs.iter().find_map(|r| if let PassReport::Scatter(s) = &r.report { Some(s) } else { None })
 }
 
 /// The merging of sibling programs' report among a pipeline's runs, if it ran.
