@@ -424,6 +424,55 @@ fn scatter_errors_are_errors_not_data() {
     assert_eq!(y.as_f32().unwrap(), &[1., 2., 3., 4.]);
 }
 
+/// A scatter whose data is a graph input that nothing else reads writes in place: one kernel,
+/// no copy of the data (its indices and updates computed, not inputs: they may not share the
+/// inputs' buffer with the data). Call after call on one executable, each with its own data
+/// and positions, the results are the interpreter's (a call never sees an earlier call's
+/// writes: the inputs go up again before each run); two updates of one place are still an
+/// error, and the next call is right again (the flags are zeroed before every run).
+#[test]
+fn a_scatter_into_an_input_nothing_else_reads_writes_in_place() {
+    let Some(gpu) = common::gpu() else { return };
+    let g = glufuse::json::from_str(
+        r#"{"format": "glufuse.graph/1", "nodes": [
+  {"name": "cache", "op": "Input", "type": {"dtype": "f32", "shape": [5, 3]}},
+  {"name": "pos", "op": "Input", "type": {"dtype": "i64", "shape": [2, 1]}},
+  {"name": "new", "op": "Input", "type": {"dtype": "f32", "shape": [2, 3]}},
+  {"name": "pos.n", "op": "Neg", "inputs": ["pos"]},
+  {"name": "pos.nn", "op": "Neg", "inputs": ["pos.n"]},
+  {"name": "new.n", "op": "Neg", "inputs": ["new"]},
+  {"name": "present", "op": "ScatterND", "inputs": ["cache", "pos.nn", "new.n"]}],
+  "outputs": ["present"]}"#,
+    )
+    .unwrap();
+    let n = g.find("present").unwrap();
+    assert!(glufuse::codegen::scatter_in_place(&g, n));
+    let b = glufuse::ir::shape::Bindings::default();
+    let exe = Executable::new(&gpu, &g, &b).unwrap();
+    let kinds: Vec<_> = exe.kernels().iter().map(|k| k.source().kind).collect();
+    assert!(!kinds.contains(&glufuse::codegen::KernelKind::Copy), "{kinds:?}");
+    for (call, (p, seed)) in
+        [(vec![0i64, 2], 1u64), (vec![1, -1], 2), (vec![3, 3], 3), (vec![4, 0], 4)].into_iter().enumerate()
+    {
+        let ins: HashMap<String, Tensor> =
+            [("cache", rand(&[5, 3], seed)), ("pos", i64s(&[2, 1], &p)), ("new", rand(&[2, 3], seed + 10))]
+                .into_iter()
+                .map(|(k, t)| (k.to_string(), t))
+                .collect();
+        match interp::run(&g, &ins) {
+            Ok(want) => {
+                let got = exe.run(&ins).unwrap_or_else(|e| panic!("call {call}: {e}"));
+                assert_eq!(got[0].as_f32().unwrap(), want[0].as_f32().unwrap(), "call {call}");
+            }
+            Err(e) => {
+                assert!(e.to_string().contains("writes each place once"), "call {call}: {e}");
+                let gpu_e = exe.run(&ins).expect_err("two updates of one place on the GPU too").to_string();
+                assert!(gpu_e.contains("writes each place once"), "call {call}: {gpu_e}");
+            }
+        }
+    }
+}
+
 #[test]
 fn an_index_out_of_range_is_an_error_naming_node_index_and_input() {
     let Some(gpu) = common::gpu() else { return };

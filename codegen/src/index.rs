@@ -1,8 +1,9 @@
 //! Indexing kernels, one thread per output element: `Gather` (any axis: embedding rows by
 //! token ids), `GatherND` (index tuples, with batch dims) and `Range`; and the scatters,
 //! `ScatterND` and `ScatterElements`, in two kernels: a copy of the data to the output (one
-//! thread per element, which also clears one flag per place), then one thread per element of
-//! the updates, writing it where its index (tuple) points.
+//! thread per element), then one thread per element of the updates, writing it where its
+//! index (tuple) points; or the second alone, in place, where the data is a graph input that
+//! nothing else reads (a static KV cache: [`scatter_in_place`]).
 //!
 //! Every index read from data is normalised (a negative index counts from the end of its
 //! axis) and checked against the axis: an index out of range is never read (a gather writes
@@ -10,11 +11,12 @@
 //! words ([`crate::Check`]), which the runtime turns into an error naming the node, the
 //! index, the valid range and, where the indices come from a graph input, that input. A
 //! scatter's place is written once: the thread of each update's first element adds one to
-//! the place's flag (an atomic, in the shared scratch buffer), and finding it already set is
+//! the place's flag (an atomic, in the kernel's region of the executable's flags buffer,
+//! which the runtime zeroes before every run), and finding it already set is
 //! a failure too ([`crate::CheckKind::Duplicate`]), whichever of the two writes came first:
 //! so a run never returns a result that depends on the order of the writes.
 
-use crate::wgsl::{kernel, kernel_flags, load, Store, WORKGROUP};
+use crate::wgsl::{kernel, kernel_flags, load, per_element, Store, WORKGROUP};
 use crate::{dims, Check, CheckKind, KernelKind, KernelSource, Target};
 use glufuse_ir::shape::{norm_axis, Bindings};
 use glufuse_ir::tensor::strides;
@@ -136,9 +138,10 @@ pub(crate) fn gather_nd(g: &Graph, n: NodeIndex, batch_dims: u64, b: &Bindings, 
 }
 
 /// The two kernels of a scatter over a node's data (input 0) into its output: the first
-/// copies the data (one thread per element) and clears the `places` flags; the second runs
-/// `body` (one thread per element of the updates, `total` of them) with `checks`. A kernel
-/// with nothing to do is left out: an empty output takes no copy, empty updates no scatter.
+/// copies the data (one thread per element; none in place, [`scatter_in_place`]); the second
+/// runs `body` (one thread per element of the updates, `total` of them) with `checks` and
+/// `places` flags. A kernel with nothing to do is left out: an empty output takes no copy,
+/// empty updates no scatter.
 #[allow(clippy::too_many_arguments)]
 fn scatter_pair(
     g: &Graph,
@@ -154,18 +157,50 @@ fn scatter_pair(
     let name = g.node(n).name.clone();
     let numel: usize = dims(g, out, b)?.iter().product();
     let mut ks = vec![];
-    if numel > 0 {
+    // In place ([`scatter_in_place`]), the data's buffer is the output's: no copy.
+    if numel > 0 && !scatter_in_place(g, n) {
         let copy = format!(
-            "    let i = gid * {WORKGROUP}u + lid;\n    if (i >= {numel}u) {{ return; }}\n    out0[i] = {};\n    if (i < {places}u) {{ atomicStore(&flag[i], 0u); }}\n",
+            "    let i = gid * {WORKGROUP}u + lid;\n    if (i >= {numel}u) {{ return; }}\n    out0[i] = {};\n",
             load("in0", "i", Store::of(g, ins[0]))
         );
-        ks.push(kernel_flags(g, name.clone(), KernelKind::Copy, &ins[..1], out, numel, places, &copy, vec![], t)?);
+        ks.push(per_element(g, name.clone(), KernelKind::Copy, &ins[..1], out, numel, "", &copy, t)?);
     }
     if total > 0 {
         let scatter = format!("{name}.scatter");
         ks.push(kernel_flags(g, scatter, KernelKind::Scatter, &ins[1..], out, total, places, body, checks, t)?);
     }
     Ok(ks)
+}
+
+/// Whether scatter node `n` writes its updates into its data's buffer instead of into a copy
+/// of it (one kernel instead of two): where its data is a graph input, uploaded again before
+/// every run, that nothing else reads and that is no graph output (a static KV cache), and
+/// none of its other inputs lives in the buffer the graph inputs share (a graph input, an
+/// in-place scatter's output or a view of either): wgpu refuses a dispatch that binds one
+/// buffer both read-only and read-write. The runtime gives such a scatter's output its data's
+/// buffer.
+pub fn scatter_in_place(g: &Graph, n: NodeIndex) -> bool {
+    if !matches!(g.node(n).op, Op::ScatterND | Op::ScatterElements { .. }) {
+        return false;
+    }
+    let ins = g.inputs(n);
+    let d = ins[0];
+    d.output == 0
+        && g.node(d.node).op == Op::Input
+        && !g.is_output(d)
+        && g.users(d) == [(n, 0)]
+        && !ins[1..].iter().any(|&v| in_inputs_buffer(g, v))
+}
+
+/// Whether value `v` lives in the buffer the graph inputs share: a graph input, an in-place
+/// scatter's output ([`scatter_in_place`]) or a `Reshape` view of either.
+fn in_inputs_buffer(g: &Graph, v: Value) -> bool {
+    match &g.node(v.node).op {
+        Op::Input => true,
+        Op::Reshape { .. } => in_inputs_buffer(g, g.inputs(v.node)[0]),
+        Op::ScatterND | Op::ScatterElements { .. } => scatter_in_place(g, v.node),
+        _ => false,
+    }
 }
 
 /// The kernels of a `ScatterND` ([`scatter_pair`]): each tuple of the indices' last dim (of

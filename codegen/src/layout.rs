@@ -175,6 +175,7 @@ pub fn copy_kernel(n4: u64, t: &Target) -> Result<KernelSource> {
     );
     Ok(KernelSource {
         scratch_bytes: 0,
+        flag_words: 0,
         name: "copy".into(),
         kind: KernelKind::Copy,
         wgsl,

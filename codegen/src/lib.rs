@@ -85,6 +85,7 @@ mod select;
 pub mod tune;
 mod wgsl;
 
+pub use index::scatter_in_place;
 pub use layout::copy_kernel;
 /// The naga this crate validates with ([`Target::caps`] is naga's), re-exported so that
 /// users name the same version.
@@ -307,6 +308,12 @@ pub struct KernelSource {
     /// and read by its second ([`ProjKernel::SplitSum`]). One buffer, of the largest size any
     /// kernel asks, serves every kernel of an executable (they run one after another).
     pub scratch_bytes: u64,
+    /// Words of flags the kernel counts with atomics, bound after `bindings` (and the
+    /// scratch buffer, if any) as `flag` and before its error words, 0 for none: a scatter's
+    /// one flag per place, which tells two updates of one place apart. Each such kernel has a
+    /// region of its own in the executable's flags buffer, which the runtime zeroes before
+    /// every run.
+    pub flag_words: u64,
 }
 
 impl KernelSource {
@@ -711,6 +718,9 @@ pub fn manifest(g: &Graph, kernels: &[Kernel]) -> serde_json::Value {
                 .collect::<Vec<_>>());
             if s.scratch_bytes > 0 {
                 e["scratch_bytes"] = s.scratch_bytes.into();
+            }
+            if s.flag_words > 0 {
+                e["flag_words"] = s.flag_words.into();
             }
             e["workgroups"] = serde_json::json!(s.workgroups);
             e["workgroup_size"] = serde_json::json!(s.workgroup_size);

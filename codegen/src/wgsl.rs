@@ -288,9 +288,9 @@ pub(crate) fn kernel_outs(
 }
 
 /// A kernel of one thread per element over `total` elements, as [`per_element`], that also
-/// binds the executable's shared scratch buffer ([`KernelSource::scratch_bytes`]) after its
-/// output as `flag: array<atomic<u32>>` of (at least) `flags` words, before its error words:
-/// a scatter's one flag per place, cleared by its first kernel and counted by its second.
+/// binds `flags` words (at least one) of flags after its output as `flag:
+/// array<atomic<u32>>`, before its error words ([`KernelSource::flag_words`]: zeroed by the
+/// runtime before every run): a scatter's one flag per place.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn kernel_flags(
     g: &Graph,
@@ -344,7 +344,8 @@ fn assemble(
         wgsl.insert_str(0, &decl);
     }
     Ok(KernelSource {
-        scratch_bytes: flags as u64 * 4,
+        scratch_bytes: 0,
+        flag_words: flags as u64,
         name,
         kind,
         wgsl,

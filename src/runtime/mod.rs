@@ -186,6 +186,8 @@ pub struct Executable<'a> {
     outputs: Vec<OutputSlot>,
     kernels: Vec<Kernel>,
     errors: Option<ErrorWords>,
+    /// The scatters' flags, a region per kernel that counts them, zeroed before every run.
+    flags: Option<wgpu::Buffer>,
     readback: wgpu::Buffer,
     /// The inputs' words on their way up (`MAP_WRITE`), laid out as the buffer the inputs
     /// share, if the graph has inputs.
@@ -211,11 +213,16 @@ impl<'a> Executable<'a> {
     pub(crate) fn build(gpu: &'a Gpu, g: &Graph, b: &Bindings, target: &Target, weights: &Weights) -> Result<Self> {
         let kernels = codegen::generate(g, b, target)?;
         let order = g.topo_order()?;
-        // Views share their input's buffer, and so does a transposed weight that the
-        // projections read in place (`codegen::nk_weight`: no kernel writes it).
+        // Views share their input's buffer, and so do a transposed weight that the
+        // projections read in place (`codegen::nk_weight`: no kernel writes it) and a scatter
+        // written in place (`codegen::scatter_in_place`: into a graph input nothing else reads,
+        // uploaded again before every run).
         let mut alias: HashMap<Value, Value> = HashMap::new();
         for &n in &order {
-            if matches!(g.node(n).op, Op::Reshape { .. }) || codegen::nk_weight(g, Value::of(n)).is_some() {
+            if matches!(g.node(n).op, Op::Reshape { .. })
+                || codegen::nk_weight(g, Value::of(n)).is_some()
+                || codegen::scatter_in_place(g, n)
+            {
                 let src = g.inputs(n)[0];
                 let root = *alias.get(&src).unwrap_or(&src);
                 alias.insert(Value::of(n), root);
@@ -411,6 +418,17 @@ impl<'a> Executable<'a> {
                 mapped_at_creation: false,
             })
         });
+        // Each kernel that counts flags (a scatter's, one per place) has a region of its own in
+        // one flags buffer, zeroed before every run.
+        let flag_bytes: Vec<u64> = kernels.iter().map(|k| k.source().flag_words * 4).collect();
+        let (flag_offsets, flags_total) = pack(&flag_bytes, align);
+        let flags = if flag_bytes.iter().any(|&b| b > 0) {
+            let desc =
+                wgpu::BufferDescriptor { label: Some("flags"), size: flags_total, usage, mapped_at_creation: false };
+            Some(gpu.scoped("allocating the flags buffer", || gpu.create_buffer(&desc))?)
+        } else {
+            None
+        };
         let mut dispatches = vec![];
         gpu.scoped("creating bind groups", || -> Result<()> {
             for (i, k) in kernels.iter().enumerate() {
@@ -419,7 +437,8 @@ impl<'a> Executable<'a> {
                     .position(|&c| c == i)
                     .zip(error_buffer.as_ref())
                     .map(|(j, e)| (e, j as u64 * stride));
-                dispatches.push(dispatch(gpu, g, &buffers, &buffer_of, k.source(), err, scratch.as_ref())?);
+                let fl = flags.as_ref().filter(|_| flag_bytes[i] > 0).map(|f| (f, flag_offsets[i], flag_bytes[i]));
+                dispatches.push(dispatch(gpu, g, &buffers, &buffer_of, k.source(), err, scratch.as_ref(), fl)?);
             }
             Ok(())
         })??;
@@ -467,6 +486,7 @@ impl<'a> Executable<'a> {
             outputs,
             kernels,
             errors,
+            flags,
             readback,
             staging,
             running: Mutex::new(RunState { staging_mapped: true, bytes: vec![] }),
@@ -499,7 +519,7 @@ impl<'a> Executable<'a> {
             }
             // Tiled GEMMs check nothing at run time and split nothing: no error words and no
             // scratch to bind.
-            let d = gpu.scoped(what, || dispatch(gpu, g, buffers, buffer_of, k.source(), None, None))??;
+            let d = gpu.scoped(what, || dispatch(gpu, g, buffers, buffer_of, k.source(), None, None, None))??;
             pipelines.insert(key(k), d.clone());
             Ok(d)
         };
@@ -664,6 +684,9 @@ impl<'a> Executable<'a> {
             }
             if let Some(e) = &self.errors {
                 enc.clear_buffer(&e.buffer, 0, None);
+            }
+            if let Some(f) = &self.flags {
+                enc.clear_buffer(f, 0, None);
             }
             self.record(&mut enc, 1, None);
             // The outputs no kernel reads in one copy, laid out in the readback buffer as in
@@ -898,7 +921,9 @@ fn pack(sizes: &[u64], align: u64) -> (Vec<u64>, u64) {
 }
 
 /// The pipeline (from the device's cache) and bind group of one kernel over the executable's
-/// buffers; `err` is the error words' buffer and offset for a kernel with run-time checks.
+/// buffers; `err` is the error words' buffer and offset for a kernel with run-time checks,
+/// `flags` the flags buffer, offset and bytes for a kernel that counts flags.
+#[allow(clippy::too_many_arguments)]
 fn dispatch(
     gpu: &Gpu,
     g: &Graph,
@@ -907,6 +932,7 @@ fn dispatch(
     s: &codegen::KernelSource,
     err: Option<(&wgpu::Buffer, u64)>,
     scratch: Option<&wgpu::Buffer>,
+    flags: Option<(&wgpu::Buffer, u64, u64)>,
 ) -> Result<Dispatch> {
     let pipeline = gpu.pipeline(s)?;
     let mut entries: Vec<wgpu::BindGroupEntry> = vec![];
@@ -923,6 +949,18 @@ fn dispatch(
     if s.scratch_bytes > 0 {
         let buffer = scratch.ok_or_else(|| Error::Internal(format!("kernel '{}' has no scratch buffer", s.name)))?;
         entries.push(wgpu::BindGroupEntry { binding: entries.len() as u32, resource: buffer.as_entire_binding() });
+    }
+    if s.flag_words > 0 {
+        let (buffer, offset, bytes) =
+            flags.ok_or_else(|| Error::Internal(format!("kernel '{}' counts flags but has none", s.name)))?;
+        entries.push(wgpu::BindGroupEntry {
+            binding: entries.len() as u32,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer,
+                offset,
+                size: wgpu::BufferSize::new(bytes),
+            }),
+        });
     }
     if !s.checks.is_empty() {
         let (buffer, offset) =

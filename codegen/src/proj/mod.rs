@@ -394,6 +394,7 @@ pub(crate) fn finish(
         workgroup_size: threads,
         choice: None,
         scratch_bytes: 0,
+        flag_words: 0,
         workgroups: [workgroups[0] as u32, workgroups[1] as u32, 1],
         checks: vec![],
     })

@@ -149,6 +149,7 @@ pub(crate) fn scalar(
     }
     Ok(KernelSource {
         scratch_bytes: 0,
+        flag_words: 0,
         name,
         kind: kind(s, ProjKernel::Scalar(s.layout)),
         wgsl: module(&binds, WORKGROUP, &prelude, &b),
