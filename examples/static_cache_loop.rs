@@ -99,6 +99,8 @@ fn main() -> Result<(), Error> {
             p.compiled
         );
     }
+    let b = s.bind(&ins, &Default::default())?;
+    println!("dispatches a step: {}", s.executable(&b)?.kernels().len());
     println!("tokens: {tokens:?}");
     Ok(())
 }

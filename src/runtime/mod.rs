@@ -420,9 +420,10 @@ impl<'a> Executable<'a> {
         });
         // Each kernel that counts flags (a scatter's, one per place) has a region of its own in
         // one flags buffer, zeroed before every run.
-        let flag_bytes: Vec<u64> = kernels.iter().map(|k| k.source().flag_words * 4).collect();
+        let flagged: Vec<usize> = (0..kernels.len()).filter(|&i| kernels[i].source().flag_words > 0).collect();
+        let flag_bytes: Vec<u64> = flagged.iter().map(|&i| kernels[i].source().flag_words * 4).collect();
         let (flag_offsets, flags_total) = pack(&flag_bytes, align);
-        let flags = if flag_bytes.iter().any(|&b| b > 0) {
+        let flags = if flags_total > 0 {
             let desc =
                 wgpu::BufferDescriptor { label: Some("flags"), size: flags_total, usage, mapped_at_creation: false };
             Some(gpu.scoped("allocating the flags buffer", || gpu.create_buffer(&desc))?)
@@ -437,7 +438,11 @@ impl<'a> Executable<'a> {
                     .position(|&c| c == i)
                     .zip(error_buffer.as_ref())
                     .map(|(j, e)| (e, j as u64 * stride));
-                let fl = flags.as_ref().filter(|_| flag_bytes[i] > 0).map(|f| (f, flag_offsets[i], flag_bytes[i]));
+                let fl = flagged
+                    .iter()
+                    .position(|&f| f == i)
+                    .zip(flags.as_ref())
+                    .map(|(j, f)| (f, flag_offsets[j], flag_bytes[j]));
                 dispatches.push(dispatch(gpu, g, &buffers, &buffer_of, k.source(), err, scratch.as_ref(), fl)?);
             }
             Ok(())
@@ -935,44 +940,31 @@ fn dispatch(
     flags: Option<(&wgpu::Buffer, u64, u64)>,
 ) -> Result<Dispatch> {
     let pipeline = gpu.pipeline(s)?;
+    // Each binding in turn: a buffer from `offset`, `size` bytes of it (all of the rest: None).
     let mut entries: Vec<wgpu::BindGroupEntry> = vec![];
-    for (i, bd) in s.bindings.iter().enumerate() {
+    let mut bind = |buffer, offset, size| {
+        let resource = wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer, offset, size });
+        entries.push(wgpu::BindGroupEntry { binding: entries.len() as u32, resource });
+    };
+    for bd in &s.bindings {
         let p = buffer_of.get(&bd.value).ok_or_else(|| {
             Error::Internal(format!("kernel '{}' binds a value without a buffer: '{}'", s.name, g.value_name(bd.value)))
         })?;
-        let buffer = &buffers[p.buffer];
-        entries.push(wgpu::BindGroupEntry {
-            binding: i as u32,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer, offset: p.offset, size: p.size }),
-        });
+        bind(&buffers[p.buffer], p.offset, p.size);
     }
     if s.scratch_bytes > 0 {
         let buffer = scratch.ok_or_else(|| Error::Internal(format!("kernel '{}' has no scratch buffer", s.name)))?;
-        entries.push(wgpu::BindGroupEntry { binding: entries.len() as u32, resource: buffer.as_entire_binding() });
+        bind(buffer, 0, None);
     }
     if s.flag_words > 0 {
         let (buffer, offset, bytes) =
             flags.ok_or_else(|| Error::Internal(format!("kernel '{}' counts flags but has none", s.name)))?;
-        entries.push(wgpu::BindGroupEntry {
-            binding: entries.len() as u32,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer,
-                offset,
-                size: wgpu::BufferSize::new(bytes),
-            }),
-        });
+        bind(buffer, offset, wgpu::BufferSize::new(bytes));
     }
     if !s.checks.is_empty() {
         let (buffer, offset) =
             err.ok_or_else(|| Error::Internal(format!("kernel '{}' checks but has no error words", s.name)))?;
-        entries.push(wgpu::BindGroupEntry {
-            binding: entries.len() as u32,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer,
-                offset,
-                size: wgpu::BufferSize::new(ERROR_WORDS * 4),
-            }),
-        });
+        bind(buffer, offset, wgpu::BufferSize::new(ERROR_WORDS * 4));
     }
     let group = gpu.create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some(&s.name),
