@@ -15,6 +15,13 @@
 //! cargo run --release --example pipeline_stats -- --shape 896x4864 --rows 512 --layout kn
 //! ```
 //!
+//! With `--dump DIR` each kernel's pipeline-cache data is written too. NVIDIA's holds the
+//! machine code: `python3 benches/sass.py DIR/fused_mul.pipeline_cache.bin SIZE` (SIZE: the
+//! kernel's "Binary Size" above) disassembles it with CUDA's `nvdisasm`, which is how the
+//! cooperative GEMM's loop was read (`benches/results/h100-2026-11-27k-coop-banks.md`).
+//! Its statistics' "Local Memory Size" reads 2^36 for every kernel on NVIDIA's 580 driver,
+//! whatever the spills: not a measurement.
+//!
 //! Needs a Vulkan driver with that extension (NVIDIA, RADV and ANV have it; lavapipe does
 //! not, and the example says so and exits non-zero).
 
@@ -44,6 +51,12 @@ struct Args {
     /// Force the prefill GEMM's tiling (as `glufuse bench --gemm-tiles`).
     #[arg(long)]
     gemm_tiles: Option<String>,
+    /// Also write, per kernel into this folder, the driver's internal representations where
+    /// it offers any (NVIDIA's offers none) and the data of a pipeline cache holding only that
+    /// kernel (`LABEL_KERNEL.pipeline_cache.bin`: NVIDIA's holds the machine code, which
+    /// `benches/sass.py` disassembles).
+    #[arg(long)]
+    dump: Option<std::path::PathBuf>,
 }
 
 fn main() {
@@ -76,6 +89,9 @@ fn run(a: Args) -> Res<()> {
     let mut fused = original.clone();
     glufuse::passes::PassManager::standard().run(&mut fused).map_err(|e| e.to_string())?;
 
+    if let Some(dir) = &a.dump {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
     let vk = Vulkan::open(&gpu.info.name)?;
     println!("device: {} (driver {})", gpu.describe(), gpu.info.driver_info);
     for (label, g) in [("fused", &fused), ("unfused", &original)] {
@@ -84,9 +100,10 @@ fn run(a: Args) -> Res<()> {
             let src = k.source();
             let threads = workgroup_threads(&src.wgsl);
             println!("\n{} ({}), {threads} threads × {:?} workgroups", src.name, src.kind, src.workgroups);
-            let spirv = spirv(&k, &target)?;
-            for exe in vk.statistics(&spirv, src.bindings.len())? {
-                println!("{exe}");
+            let dump = a.dump.as_ref().map(|d| d.join(format!("{label}_{}", src.name)));
+            match spirv(&k, &target).and_then(|spirv| vk.statistics(&spirv, src.bindings.len(), dump.as_deref())) {
+                Ok(exes) => exes.iter().for_each(|e| println!("{e}")),
+                Err(e) => println!("  not compiled: {e}"),
             }
         }
     }
@@ -109,7 +126,8 @@ fn spirv(k: &Kernel, t: &Target) -> Res<Vec<u32>> {
         .subgroup_operations(naga::valid::SubgroupOperationSet::BASIC | naga::valid::SubgroupOperationSet::ARITHMETIC);
     let info = v.validate(&module).map_err(|e| e.emit_to_string(wgsl))?;
     let options = spv::Options {
-        lang_version: (1, 3),
+        // The SPIR-V version wgpu writes for a Vulkan 1.3 device.
+        lang_version: (1, 6),
         bounds_check_policies: naga::proc::BoundsCheckPolicies {
             index: naga::proc::BoundsCheckPolicy::Restrict,
             buffer: naga::proc::BoundsCheckPolicy::Unchecked,
@@ -168,12 +186,34 @@ impl Vulkan {
                 .ok_or("no compute queue")? as u32;
             let prio = [1.0];
             let queues = [vk::DeviceQueueCreateInfo::default().queue_family_index(family).queue_priorities(&prio)];
-            let exts = [ext.as_ptr()];
+            // Every feature the device offers is enabled (float16, 16-bit storage, the memory
+            // model, cooperative matrices...), as the kernels may use any wgpu enabled.
+            let coop = ash::khr::cooperative_matrix::NAME;
+            let has_coop = instance
+                .enumerate_device_extension_properties(pd)
+                .map_err(|e| format!("{e}"))?
+                .iter()
+                .any(|p| CStr::from_ptr(p.extension_name.as_ptr()) == coop);
+            let mut exts = vec![ext.as_ptr()];
+            if has_coop {
+                exts.push(coop.as_ptr());
+            }
+            let mut v11 = vk::PhysicalDeviceVulkan11Features::default();
+            let mut v12 = vk::PhysicalDeviceVulkan12Features::default();
+            let mut v13 = vk::PhysicalDeviceVulkan13Features::default();
+            let mut cm = vk::PhysicalDeviceCooperativeMatrixFeaturesKHR::default();
+            let mut all =
+                vk::PhysicalDeviceFeatures2::default().push_next(&mut v11).push_next(&mut v12).push_next(&mut v13);
+            if has_coop {
+                all = all.push_next(&mut cm);
+            }
+            instance.get_physical_device_features2(pd, &mut all);
             let mut stats =
                 vk::PhysicalDevicePipelineExecutablePropertiesFeaturesKHR::default().pipeline_executable_info(true);
             let info = vk::DeviceCreateInfo::default()
                 .queue_create_infos(&queues)
                 .enabled_extension_names(&exts)
+                .push_next(&mut all)
                 .push_next(&mut stats);
             let device = instance.create_device(pd, &info, None).map_err(|e| format!("vkCreateDevice: {e}"))?;
             let props = ash::khr::pipeline_executable_properties::Device::new(&instance, &device);
@@ -182,8 +222,9 @@ impl Vulkan {
     }
 
     /// Compiles one compute shader with `bindings` storage buffers and returns, per
-    /// executable the driver made of it, its name and statistics as text.
-    fn statistics(&self, spirv: &[u32], bindings: usize) -> Res<Vec<String>> {
+    /// executable the driver made of it, its name and statistics as text; with `dump`, writes
+    /// its internal representations and pipeline-cache data to files named from that prefix.
+    fn statistics(&self, spirv: &[u32], bindings: usize, dump: Option<&std::path::Path>) -> Res<Vec<String>> {
         let d = &self.device;
         // SAFETY: the objects made here are destroyed before returning; the create infos
         // outlive the calls that read them.
@@ -211,14 +252,32 @@ impl Vulkan {
                 .stage(vk::ShaderStageFlags::COMPUTE)
                 .module(module)
                 .name(c"main");
-            let flags = vk::PipelineCreateFlags::CAPTURE_STATISTICS_KHR;
+            let mut flags = vk::PipelineCreateFlags::CAPTURE_STATISTICS_KHR;
+            if dump.is_some() {
+                flags |= vk::PipelineCreateFlags::CAPTURE_INTERNAL_REPRESENTATIONS_KHR;
+            }
             let info = [vk::ComputePipelineCreateInfo::default().stage(stage).layout(layout).flags(flags)];
-            let made = d.create_compute_pipelines(vk::PipelineCache::null(), &info, None);
-            let result = match made {
-                Err((_, e)) => Err(format!("vkCreateComputePipelines: {e}")),
-                Ok(p) => {
-                    let r = self.describe(p[0]);
-                    d.destroy_pipeline(p[0], None);
+            // With `dump`, the pipeline goes through a pipeline cache of its own, whose data
+            // (the driver's compiled code, in its own format) is written out.
+            let cache = match dump {
+                Some(_) => d.create_pipeline_cache(&vk::PipelineCacheCreateInfo::default(), None),
+                None => Ok(vk::PipelineCache::null()),
+            };
+            let result = match cache {
+                Err(e) => Err(format!("vkCreatePipelineCache: {e}")),
+                Ok(cache) => {
+                    let r = match d.create_compute_pipelines(cache, &info, None) {
+                        Err((_, e)) => Err(format!("vkCreateComputePipelines: {e}")),
+                        Ok(p) => {
+                            let r = self.describe(p[0], dump).and_then(|r| match dump {
+                                Some(prefix) => write_cache(d, cache, prefix).map(|()| r),
+                                None => Ok(r),
+                            });
+                            d.destroy_pipeline(p[0], None);
+                            r
+                        }
+                    };
+                    d.destroy_pipeline_cache(cache, None);
                     r
                 }
             };
@@ -229,8 +288,9 @@ impl Vulkan {
         }
     }
 
-    /// The executables of a pipeline with their statistics.
-    unsafe fn describe(&self, p: vk::Pipeline) -> Res<Vec<String>> {
+    /// The executables of a pipeline with their statistics (and internal representations
+    /// written to files named from `dump`).
+    unsafe fn describe(&self, p: vk::Pipeline, dump: Option<&std::path::Path>) -> Res<Vec<String>> {
         let exes = self
             .props
             .get_pipeline_executable_properties(&vk::PipelineInfoKHR::default().pipeline(p))
@@ -258,9 +318,60 @@ impl Vulkan {
                 let name = st.name_as_c_str().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default();
                 s.push_str(&format!("\n    {name}: {value}"));
             }
+            if let Some(prefix) = dump {
+                for (name, text, data) in self.internal(&ei)? {
+                    let clean: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+                    let path = format!("{}_{n}_{clean}.{}", prefix.display(), if text { "txt" } else { "bin" });
+                    std::fs::write(&path, &data).map_err(|e| format!("{path}: {e}"))?;
+                    s.push_str(&format!("\n    internal representation {name:?}: {} bytes in {path}", data.len()));
+                }
+            }
             out.push(s);
         }
         Ok(out)
+    }
+}
+
+/// Writes a pipeline cache's data to `PREFIX.pipeline_cache.bin`.
+///
+/// # Safety
+/// `cache` must be a live pipeline cache of `d`.
+unsafe fn write_cache(d: &ash::Device, cache: vk::PipelineCache, prefix: &std::path::Path) -> Res<()> {
+    let data = d.get_pipeline_cache_data(cache).map_err(|e| format!("vkGetPipelineCacheData: {e}"))?;
+    let path = format!("{}.pipeline_cache.bin", prefix.display());
+    std::fs::write(&path, &data).map_err(|e| format!("{path}: {e}"))
+}
+
+impl Vulkan {
+    /// An executable's internal representations: name, whether text, and the bytes (text
+    /// without its terminating zero).
+    unsafe fn internal(&self, ei: &vk::PipelineExecutableInfoKHR) -> Res<Vec<(String, bool, Vec<u8>)>> {
+        let get = self.props.fp().get_pipeline_executable_internal_representations_khr;
+        let dev = self.device.handle();
+        let err = |e: vk::Result| format!("vkGetPipelineExecutableInternalRepresentationsKHR: {e}");
+        let mut n = 0u32;
+        get(dev, ei, &mut n, std::ptr::null_mut()).result().map_err(err)?;
+        let mut reps = vec![vk::PipelineExecutableInternalRepresentationKHR::default(); n as usize];
+        // First their sizes, then their bytes.
+        get(dev, ei, &mut n, reps.as_mut_ptr()).result().map_err(err)?;
+        let mut bufs: Vec<Vec<u8>> = reps.iter().map(|r| vec![0u8; r.data_size]).collect();
+        for (r, b) in reps.iter_mut().zip(&mut bufs) {
+            r.p_data = b.as_mut_ptr().cast();
+        }
+        get(dev, ei, &mut n, reps.as_mut_ptr()).result().map_err(err)?;
+        Ok(reps
+            .iter()
+            .zip(bufs)
+            .map(|(r, mut b)| {
+                let text = r.is_text != 0;
+                if text {
+                    while b.last() == Some(&0) {
+                        b.pop();
+                    }
+                }
+                (r.name_as_c_str().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default(), text, b)
+            })
+            .collect())
     }
 }
 
