@@ -24,7 +24,8 @@
 //! The x tile is row-major (`A` fragments load with `coopLoadT`), `[K, N]` weights are staged
 //! k-major (`B` with `coopLoadT`), `[N, K]` weights n-major (`B` with `coopLoad`, column-major:
 //! no transpose while staging). Every staged row is padded by 16 bytes so that the 8 rows one
-//! fragment-load phase reads fall in distinct banks.
+//! fragment-load phase reads fall in distinct banks, and each weight block by 64 bytes more
+//! where that spreads a step's stores over more banks (`Geo::block_pad`: `[K, N]` blocks).
 //!
 //! Epilogue: each subgroup stores one accumulator at a time (`coopStoreT` with a literal
 //! stride: naga 30's SPIR-V writer panics on a runtime one) into its own 16×16 f32 scratch;
@@ -291,9 +292,96 @@ pub fn split(s: &ProjShape, t: CoopTile, forced: Option<usize>) -> (usize, Optio
 struct Geo<'a> {
     s: &'a ProjShape,
     t: CoopTile,
+    /// `vec4<f16>` of padding after each block of the weight tile ([`Geo::block_pad`]).
+    pad: usize,
 }
 
-impl Geo<'_> {
+impl<'a> Geo<'a> {
+    /// The geometry of tiling `t` for shape `s`, its weight blocks padded as
+    /// [`Geo::block_pad`] finds best.
+    fn new(s: &'a ProjShape, t: CoopTile) -> Geo<'a> {
+        let mut g = Geo { s, t, pad: 0 };
+        g.pad = g.block_pad();
+        g
+    }
+
+    /// The padding after each weight block, 0 or 64 bytes (rows stay 16-byte aligned, as
+    /// fragment loads need), whichever has one step's weight stores take fewer shared-memory
+    /// wavefronts ([`Geo::store_wavefronts`]; 0 where equal, and for 4-bit weights).
+    ///
+    /// Blocks of `[K, N]` weights whose size is a multiple of 128 bytes start in the same
+    /// bank, and a store phase writes the same rows of two blocks: the fused 64×64 tiling's
+    /// stores took 4 wavefronts where 2 do, and its kernel went from 29.3 to 26.0 µs at
+    /// 896×4864, M=128, and from 81.0 to 73.3 µs at M=512 (128×128 tiles) on an H100
+    /// (`benches/results/h100-2026-11-27k-coop-banks.md`). `[N, K]` blocks are written a
+    /// phase at a time within one block, so their padding changes nothing and stays 0.
+    fn block_pad(&self) -> usize {
+        if self.s.q4.is_some() {
+            return 0;
+        }
+        let padded = 8;
+        if self.store_wavefronts(padded) < self.store_wavefronts(0) {
+            padded
+        } else {
+            0
+        }
+    }
+
+    /// Shared-memory wavefronts of one step's weight stores with `pad` after each block: per
+    /// store instruction and 16-lane phase of a subgroup (8-byte stores: 128 bytes a phase),
+    /// the most distinct 4-byte words that fall in one of the 32 banks. The addresses follow
+    /// the kernel's stores (`store` in [`coop`]): thread `idx` of `threads` holds vector
+    /// `li = idx % per_w` of weight `idx / per_w`, stored as one `vec4<f16>` (f32 weights) or
+    /// two (f16).
+    fn store_wavefronts(&self, pad: usize) -> usize {
+        let (vw, sb) = (self.vw(), self.sb());
+        let CoopTile { bk, bn, wc, .. } = self.t;
+        let wno = bn / wc;
+        let halves = if vw == 8 { 2 } else { 1 };
+        let per_w = bk * bn / vw;
+        let (vectors, threads) = (self.na() * per_w, SUBGROUP * self.t.wr * wc);
+        let block = match self.s.layout {
+            Layout::Kn => bk * sb,
+            Layout::Nk => wno * sb,
+        } + pad;
+        // (block, vec4<f16> within it) of half h of vector li of weight a.
+        let at = |a: usize, li: usize, h: usize| match self.s.layout {
+            Layout::Kn => {
+                let (row, c) = (li / (bn / vw), li % (bn / vw));
+                (a * wc + c / (wno / vw), row * sb + (c % (wno / vw)) * halves + h)
+            }
+            Layout::Nk => {
+                let (row, c) = (li / (bk / vw), li % (bk / vw));
+                (a * wc + row / wno, (row % wno) * sb + c * halves + h)
+            }
+        };
+        let mut total = 0;
+        let mut banks: Vec<Vec<usize>> = vec![Vec::new(); 32];
+        for slot in 0..vectors.div_ceil(threads) {
+            for sg in 0..threads / SUBGROUP {
+                for h in 0..halves {
+                    for phase in [0, 16] {
+                        banks.iter_mut().for_each(Vec::clear);
+                        for lane in phase..phase + 16 {
+                            let idx = slot * threads + sg * SUBGROUP + lane;
+                            if idx >= vectors {
+                                continue;
+                            }
+                            let (blk, i) = at(idx / per_w, idx % per_w, h);
+                            let word = (blk * block + i) * 2;
+                            for w in [word, word + 1] {
+                                if !banks[w % 32].contains(&w) {
+                                    banks[w % 32].push(w);
+                                }
+                            }
+                        }
+                        total += banks.iter().map(Vec::len).max().unwrap_or(0);
+                    }
+                }
+            }
+        }
+        total
+    }
     /// Weights staged per workgroup (gate and up, or the one).
     fn na(&self) -> usize {
         self.s.na()
@@ -324,12 +412,13 @@ impl Geo<'_> {
     fn a_len(&self) -> usize {
         self.t.bm * self.sa()
     }
-    /// `vec4<f16>` of one stage of the weight tile (all blocks).
+    /// `vec4<f16>` of one stage of the weight tile (all blocks, each padded).
     fn b_len(&self) -> usize {
-        match self.s.layout {
-            Layout::Kn => self.na() * self.t.wc * self.t.bk * self.sb(),
-            Layout::Nk => self.na() * self.t.bn * self.sb(),
-        }
+        let block = match self.s.layout {
+            Layout::Kn => self.t.bk * self.sb(),
+            Layout::Nk => self.t.bn / self.t.wc * self.sb(),
+        };
+        self.na() * self.t.wc * (block + self.pad)
     }
     /// Workgroup memory in bytes: the stages of both tiles and one 16×16 f32 scratch per
     /// subgroup.
@@ -340,13 +429,13 @@ impl Geo<'_> {
 
 /// Workgroup memory a tiling needs for a shape, in bytes.
 pub fn workgroup_bytes(s: &ProjShape, t: CoopTile) -> usize {
-    Geo { s, t }.bytes()
+    Geo::new(s, t).bytes()
 }
 
 /// Whether the kernel supports this shape under this tiling within `max_workgroup_bytes`;
 /// the reason if not.
 pub fn check(s: &ProjShape, t: CoopTile, max_workgroup_bytes: usize) -> std::result::Result<(), String> {
-    let geo = Geo { s, t };
+    let geo = Geo::new(s, t);
     let (go, uo) = s.offsets();
     let vw = geo.vw();
     if s.rows == 0 || s.k == 0 || s.n == 0 {
@@ -405,7 +494,7 @@ pub(crate) fn coop(
     split: usize,
 ) -> Result<KernelSource> {
     check(s, tl, t.max_workgroup_storage_bytes as usize).map_err(|e| Error::Gpu(format!("'{name}': {e}")))?;
-    let geo = Geo { s, t: tl };
+    let geo = Geo::new(s, tl);
     let CoopTile { bm, bn, bk, wr, wc, stages, ks } = tl;
     let na = s.na();
     let (go, uo) = s.offsets();
@@ -1178,6 +1267,30 @@ mod tests {
             .validate(&module)
             .unwrap_or_else(|e| panic!("{}\n{wgsl}", e.emit_to_string(wgsl)));
         (module, info)
+    }
+
+    /// The fused 64×64 tiling of the Qwen2-0.5B-sized prefill: `[K, N]` f16 weight blocks of
+    /// 2560 bytes all start in bank 0, so a step's stores take twice the wavefronts they do
+    /// with 64 bytes after each block; `[N, K]` blocks are written one at a time a phase, and
+    /// stay unpadded. The padding is in the kernel's declaration of the tile.
+    #[test]
+    fn weight_blocks_are_padded_where_their_stores_would_share_banks() {
+        let t: CoopTile = "64x64x32w2x2s1".parse().unwrap();
+        for (layout, pad, unpadded, padded) in [(Layout::Kn, 8, 256, 128), (Layout::Nk, 0, 192, 192)] {
+            let (s, v) = case(layout, true, KINDS[1], 128, 896);
+            let g = Geo::new(&s, t);
+            assert_eq!((g.store_wavefronts(0), g.store_wavefronts(8)), (unpadded, padded), "{layout:?}");
+            assert_eq!(g.pad, pad, "{layout:?}");
+            let target = Target { max_workgroup_storage_bytes: 1 << 15, ..Target::default() };
+            let k = coop("k".into(), &s, &v, &target, t, Ops::Native, 1).unwrap();
+            let block = 32 * g.sb() + pad;
+            let decl = format!("var<workgroup> ws: array<array<array<vec4<f16>, {block}>, 4>, 1>;");
+            assert!(k.wgsl.contains(&decl), "{layout:?}: no `{decl}` in\n{}", k.wgsl);
+        }
+        // 4-bit weights are not modelled and keep their blocks as they are.
+        let mut s = case(Layout::Nk, true, None, 128, 896).0;
+        s.q4 = Some(super::super::q4::Q4 { block: 32, scale_f16: true, zp: [false, false] });
+        assert_eq!(Geo::new(&s, t).pad, 0);
     }
 
     /// Every variant of the grid (both layouts, f16 and f32 weights, plain and fused with
