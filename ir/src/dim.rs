@@ -46,6 +46,9 @@ pub struct DimExpr {
     terms: Vec<(Vec<Atom>, i64)>,
 }
 
+/// Most steps (quotient terms) [`DimExpr::div_exact`] takes before giving up.
+pub const MAX_DIV_STEPS: usize = 64;
+
 fn overflow() -> String {
     "dim arithmetic overflows a 64-bit integer".into()
 }
@@ -206,23 +209,35 @@ impl DimExpr {
         Ok(sum)
     }
 
-    /// `self / other` when it is exact as polynomials and `other` is one monomial (as when
-    /// `batch * seq * 32` is divided by `seq * 8`); `None` otherwise.
+    /// `self / other` when it is exact as polynomials: `batch * seq * 32` by `seq * 8`, or
+    /// `32 * new + 32 * past` by `8 * new + 8 * past` (a reshape of `[1, 4, new + past, 8]`
+    /// into `[-1, new + past, 8]`); `None` otherwise, or where the division would take more
+    /// than [`MAX_DIV_STEPS`] steps.
+    ///
+    /// Polynomial long division: the leading term of the remainder (the greatest by degree,
+    /// then by monomial) over the divisor's, until nothing remains. `self = quotient · other +
+    /// remainder` holds at every step, so a quotient returned is exact whatever the order;
+    /// the order only decides which exact divisions are found.
     pub fn div_exact(&self, other: &DimExpr) -> Option<DimExpr> {
-        let [(dm, dc)] = other.terms.as_slice() else { return None };
-        let mut map = BTreeMap::new();
-        for (m, c) in &self.terms {
-            if c % dc != 0 {
+        let lead = |e: &DimExpr| e.terms.iter().max_by(|a, b| (a.0.len(), &a.0).cmp(&(b.0.len(), &b.0))).cloned();
+        let (dm, dc) = lead(other)?;
+        let mut rem = self.clone();
+        let mut quotient = DimExpr::default();
+        for _ in 0..MAX_DIV_STEPS {
+            let Some((rm, rc)) = lead(&rem) else { return Some(quotient) };
+            if rc % dc != 0 {
                 return None;
             }
-            let mut rest = m.clone();
-            for a in dm {
+            let mut rest = rm;
+            for a in &dm {
                 let i = rest.iter().position(|x| x == a)?;
                 rest.remove(i);
             }
-            map.insert(rest, c / dc);
+            let t = Self::from_map(BTreeMap::from([(rest, rc / dc)])).ok()?;
+            rem = rem.sub(&t.mul(other).ok()?).ok()?;
+            quotient = quotient.add(&t).ok()?;
         }
-        Self::from_map(map).ok()
+        None
     }
 
     /// Parses the text form (see the module documentation). Errors quote the text and say
@@ -544,5 +559,23 @@ mod tests {
         assert_eq!(p("4 * past + 4 * new").div_exact(&p("4")), Some(p("past + new")));
         assert_eq!(p("3 * batch").div_exact(&p("2")), None);
         assert_eq!(p("batch").div_exact(&p("seq")), None);
+    }
+
+    /// Divisors of several terms, as a KV-cache step's `[1, heads, new + past, d]` reshaped
+    /// with -1 has them (Hugging Face's default attention, exported by PyTorch): exact
+    /// quotients found whatever the order of the terms, inexact ones refused.
+    #[test]
+    fn exact_division_by_a_sum() {
+        assert_eq!(p("32 * new + 32 * past").div_exact(&p("8 * new + 8 * past")), Some(p("4")));
+        assert_eq!(p("32 * past + 32 * new").div_exact(&p("8 * past + 8 * new")), Some(p("4")));
+        let product = p("(a + b) * (c + 2 * d) * batch");
+        assert_eq!(product.div_exact(&p("a + b")), Some(p("(c + 2 * d) * batch")));
+        assert_eq!(product.div_exact(&p("batch * c + 2 * batch * d")), Some(p("a + b")));
+        assert_eq!(p("(past + new) * (past + new)").div_exact(&p("past + new")), Some(p("past + new")));
+        assert_eq!(p("new + past + 1").div_exact(&p("new + past")), None);
+        assert_eq!(p("2 * new").div_exact(&p("new + past")), None);
+        assert_eq!(p("3 * new + 3 * past").div_exact(&p("2 * new + 2 * past")), None);
+        assert_eq!(p("a * a").div_exact(&p("a + 1")), None);
+        assert_eq!(p("(a + 1) // 2 * b").div_exact(&p("(a + 1) // 2")), Some(p("b")));
     }
 }

@@ -248,6 +248,12 @@ mod tests {
         let x = vec![d("batch"), d("seq"), Dim::Fixed(32)];
         let target = vec![DimExpr::sym("batch"), DimExpr::sym("seq"), DimExpr::constant(-1), DimExpr::constant(8)];
         assert_eq!(reshape_dims(&x, &target).unwrap(), vec![d("batch"), d("seq"), Dim::Fixed(4), Dim::Fixed(8)]);
+        // -1 inferred through a sum: a KV-cache step's keys with their heads folded away.
+        let keys = vec![Dim::Fixed(1), Dim::Fixed(4), d("new + past"), Dim::Fixed(8)];
+        let target = vec![DimExpr::constant(-1), DimExpr::parse("new + past").unwrap(), DimExpr::constant(8)];
+        assert_eq!(reshape_dims(&keys, &target).unwrap(), vec![Dim::Fixed(4), d("new + past"), Dim::Fixed(8)]);
+        let target = vec![DimExpr::constant(-1), DimExpr::parse("new + past + 1").unwrap(), DimExpr::constant(8)];
+        assert!(reshape_dims(&keys, &target).unwrap_err().starts_with("cannot reshape"));
         let kv = vec![Dim::Fixed(1), Dim::Fixed(2), Dim::Fixed(2), d("past + new"), Dim::Fixed(8)];
         assert_eq!(reshape_dims(&kv, &t(&[1, 4, -1, 8])).unwrap()[2], d("new + past"));
         let flat = vec![DimExpr::parse("batch * seq").unwrap(), DimExpr::constant(32)];
