@@ -21,6 +21,13 @@ NAME.TAG.out.OUTPUT.npy. `q4` mode quantizes MLPs with onnxruntime's own MatMulN
 
 usage: export.py models OUTDIR     whole models (every architecture, four forms (FORMS), f16)
        export.py variants OUTDIR   other configs of the architectures (`v_*`: dynseq, kvstep)
+       export.py attn OUTDIR       dynseq and kvstep with Hugging Face's default attention
+                                   (sdpa) and at opset 23 (`a_ARCH_ATTN_opN`; ATTN_COMBOS,
+                                   ATTN_ARCHS: see attention_forms()). The test set holds the
+                                   opset-18 sdpa ones: at opset 23 the exporter writes
+                                   RMSNormalization, RotaryEmbedding and Attention, which
+                                   glufuse does not model (and onnxruntime 1.30 fails on its
+                                   dynamic-shape RotaryEmbedding)
        export.py q4 OUTDIR         4-bit MLPs
        export.py perf OUTDIR       Qwen2-0.5B-sized random models for the benchmark
                                    (f32/f16, external data) and PyTorch eager timings
@@ -83,9 +90,9 @@ def tiny(arch):
 ARCHS = ["llama", "qwen2", "qwen3", "mistral", "phi3", "gemma", "gemma2", "gemma3", "olmo", "granite", "gpt2", "t5"]
 
 
-def build(arch, dtype=torch.float32, cfg=None):
+def build(arch, dtype=torch.float32, cfg=None, attn="eager"):
     cfg = cfg if cfg is not None else tiny(arch)
-    cfg._attn_implementation = "eager"
+    cfg._attn_implementation = attn
     torch.manual_seed(0)
     if arch == "t5":
         m = T.T5EncoderModel(cfg)
@@ -175,8 +182,8 @@ def attempt(key, fn):
     print(key, report[key], flush=True)
 
 
-def export_models(arch, dtype, suffix, forms, d, cfg=None, name=None):
-    cfg, m = build(arch, dtype, cfg)
+def export_models(arch, dtype, suffix, forms, d, cfg=None, name=None, attn="eager", opset=18):
+    cfg, m = build(arch, dtype, cfg, attn)
     npf = np.float16 if dtype == torch.float16 else np.float32
     rng = np.random.default_rng(abs(hash(arch)) % 1000)
     base = name or f"{arch}{suffix}"
@@ -185,7 +192,7 @@ def export_models(arch, dtype, suffix, forms, d, cfg=None, name=None):
 
         def f():
             with torch.no_grad():
-                torch.onnx.export(Static(m, arch).eval(), (torch.randint(0, VOCAB, (1, 8)),), p, dynamo=True, opset_version=18,
+                torch.onnx.export(Static(m, arch).eval(), (torch.randint(0, VOCAB, (1, 8)),), p, dynamo=True, opset_version=opset,
                                   input_names=["input_ids"], output_names=["logits" if arch != "t5" else "hidden"],
                                   external_data=False)
             ref(p, {"input_ids": rng.integers(0, VOCAB, (1, 8)).astype(np.int64)}, "s8")
@@ -197,7 +204,7 @@ def export_models(arch, dtype, suffix, forms, d, cfg=None, name=None):
             ids = torch.randint(0, VOCAB, (2, 8)); am = torch.ones(2, 8, dtype=torch.int64)
             b, s_ = torch.export.Dim("batch", min=1, max=8), torch.export.Dim("seq", min=2, max=48)
             with torch.no_grad():
-                torch.onnx.export(Dyn(m, arch).eval(), (ids, am), p, dynamo=True, opset_version=18,
+                torch.onnx.export(Dyn(m, arch).eval(), (ids, am), p, dynamo=True, opset_version=opset,
                                   input_names=["input_ids", "attention_mask"],
                                   output_names=["logits" if arch != "t5" else "hidden"],
                                   dynamic_shapes={"input_ids": {0: b, 1: s_}, "attention_mask": {0: b, 1: s_}},
@@ -222,7 +229,7 @@ def export_models(arch, dtype, suffix, forms, d, cfg=None, name=None):
             A = torch.export.Dim("all", min=2, max=48)
             ds = {"input_ids": {1: S}, "attention_mask": {1: A}, "past": tuple({2: P} for _ in range(2 * L))}
             with torch.no_grad():
-                torch.onnx.export(Step(m, L).eval(), (ids, am, *past), p, dynamo=True, opset_version=18,
+                torch.onnx.export(Step(m, L).eval(), (ids, am, *past), p, dynamo=True, opset_version=opset,
                                   input_names=["input_ids", "attention_mask", *pn],
                                   output_names=["logits"] + [f"present_{i // 2}_{'kv'[i % 2]}" for i in range(2 * L)],
                                   dynamic_shapes=ds, external_data=False)
@@ -244,7 +251,7 @@ def export_models(arch, dtype, suffix, forms, d, cfg=None, name=None):
             step = StaticStep(m, cfg, L).eval()
             with torch.no_grad():
                 torch.onnx.export(step, (torch.randint(0, VOCAB, (1, 1)), am, torch.tensor([5]), *past), p,
-                                  dynamo=True, opset_version=18, input_names=["input_ids", "attention_mask", "cache_position", *pn],
+                                  dynamo=True, opset_version=opset, input_names=["input_ids", "attention_mask", "cache_position", *pn],
                                   output_names=["logits"] + [f"present_{i // 2}_{'kv'[i % 2]}" for i in range(2 * L)],
                                   external_data=False)
             for tag, pos in (("pos0", 0), ("pos5", 5), ("pos15", 15)):
@@ -322,6 +329,19 @@ def variants():
     print("torch", torch.__version__, "transformers", T.__version__, "onnxruntime", ort.__version__, flush=True)
     for name, arch, dtype, cfg in variant_configs():
         export_models(arch, dtype, "", ("dynseq", "kvstep"), out, cfg=cfg, name=f"v_{name}")
+
+
+def attention_forms():
+    """`export.py attn OUTDIR`: models exported as a user who keeps Hugging Face's default
+    attention (`sdpa`, PyTorch's fused kernel) or asks for a newer opset would export them,
+    dynamic-shape and KV-cache step, with onnxruntime references: `a_ARCH_ATTN_opN`."""
+    print("torch", torch.__version__, "transformers", T.__version__, "onnxruntime", ort.__version__, flush=True)
+    combos = [c.split(":") for c in os.environ.get("ATTN_COMBOS", "sdpa:18,sdpa:23,eager:23").split(",")]
+    archs = os.environ.get("ATTN_ARCHS", "llama,qwen2,gemma2,phi3,gpt2").split(",")
+    for attn, opset in combos:
+        for arch in archs:
+            export_models(arch, torch.float32, "", ("dynseq", "kvstep"), out, name=f"a_{arch}_{attn}_op{opset}",
+                          attn=attn, opset=int(opset))
 
 
 # --- 4-bit MLPs ---------------------------------------------------------------------------
@@ -521,6 +541,6 @@ def perf():
     report["perf_total_s"] = round(time.time() - t_start, 1)
 
 
-{"models": models, "variants": variants, "q4": q4, "perf": perf}[mode]()
+{"models": models, "variants": variants, "attn": attention_forms, "q4": q4, "perf": perf}[mode]()
 print(json.dumps(report, indent=1))
 json.dump(report, open(os.path.join(out, f"report_{mode}.json"), "w"), indent=1)
