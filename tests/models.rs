@@ -302,16 +302,11 @@ fn rotary_queries_and_norms_take_no_kernels_of_their_own() {
 /// K and V read the past cache and the new keys where they are. Except GPT-2 with
 /// `reorder_and_upcast_attn`, whose attention is not fused: it multiplies queries and keys as
 /// 3-D products over batch and heads merged (`baddbmm`), which the attention pass does not
-/// match (the graph runs correctly, op by op: the other tests). And the exports made with
-/// Hugging Face's default attention (`a_*_sdpa_*`: PyTorch's `scaled_dot_product_attention`,
-/// spelled with the scale's square root on each of Q and K, K transposed as a 3-D tensor, and
-/// fully masked rows' NaNs replaced by zeros), which the attention pass does not match yet:
-/// they run op by op too.
+/// match (the graph runs correctly, op by op: the other tests).
 #[test]
 fn present_keys_and_values_are_written_by_the_attention() {
     use glufuse::ir::Op;
-    let fused = |m: &&String| !m.starts_with("v_gpt2_upcast") && !m.contains("_sdpa_");
-    for m in models().iter().filter(|m| m.contains("kvstep")).filter(fused) {
+    for m in models().iter().filter(|m| m.contains("kvstep") && !m.starts_with("v_gpt2_upcast")) {
         let mut g = load_graph(&dir().join(format!("{m}.onnx"))).unwrap();
         PassManager::standard().run(&mut g).unwrap();
         let present: Vec<(String, glufuse::ir::Value)> = (0..g.outputs.len())
@@ -328,6 +323,30 @@ fn present_keys_and_values_are_written_by_the_attention() {
                 node.op.name()
             );
         }
+    }
+}
+
+/// Hugging Face's default attention (`sdpa`: PyTorch's `scaled_dot_product_attention`) is
+/// exported otherwise than the eager one: the scale's square root multiplies Q and K each, K is
+/// transposed as a 3-D tensor, and fully masked rows' NaNs become zeros. After the passes such
+/// an export runs as many kernels as the eager export of the same model: the attention reads
+/// K through its scale, and writes the present keys itself.
+#[test]
+fn default_attention_exports_take_as_many_kernels_as_eager_ones() {
+    let launches = |m: &str| {
+        let mut g = load_graph(&dir().join(format!("{m}.onnx"))).unwrap();
+        PassManager::standard().run(&mut g).unwrap();
+        let attentions =
+            g.topo_order().unwrap().into_iter().filter(|&n| matches!(g.node(n).op, glufuse::ir::Op::Attention(_)));
+        (g.summary().launches, attentions.count())
+    };
+    let sdpa: Vec<String> = models().into_iter().filter(|m| m.contains("_sdpa_op18_")).collect();
+    assert_eq!(sdpa.len(), 10);
+    for m in sdpa {
+        let eager = m.trim_start_matches("a_").replace("_sdpa_op18", "");
+        let (got, want) = (launches(&m), launches(&eager));
+        assert_eq!(got, want, "{m} against {eager}: (kernel launches, attentions)");
+        assert!(got.1 > 0 || m.contains("gpt2"), "{m}: no attention fused");
     }
 }
 

@@ -13,6 +13,9 @@
 //!   also takes in the float programs without row steps that only it reads (the query's bias
 //!   and rotary embedding), which the kernel computes once per row, and so does V (the
 //!   value's bias, in an export without a KV cache), which the kernel computes as it reads;
+//!   Kᵀ takes in programs that only move and multiply by constants (PyTorch's
+//!   `scaled_dot_product_attention` scales K too, by the scale's square root), one
+//!   multiplication per element read;
 //! - the node must type-check as the products did (Q, Kᵀ and V of one rank with the same batch
 //!   dims), and V's last dim (a head's width) must be known and at most 256, what one
 //!   workgroup accumulates.
@@ -91,6 +94,19 @@ fn moves_only(p: &ElementwiseProgram) -> bool {
     })
 }
 
+/// Whether an elementwise program only moves its inputs' elements and multiplies them by
+/// constants: PyTorch's `scaled_dot_product_attention` scales K as well as Q, by the square
+/// root of the scale each. The kernel reads Kᵀ through such a program, one multiplication
+/// per element read, instead of a kernel writing the scaled keys.
+fn moves_and_scales(p: &ElementwiseProgram) -> bool {
+    let constant = |k: usize| matches!(p.steps.get(k), Some(Step::Const { .. }));
+    p.steps.iter().all(|s| match s {
+        Step::Const { value: Scalar::Float(x), .. } => x.is_finite(),
+        Step::Binary { op: BinaryOp::Mul, a, b } => constant(*a) || constant(*b),
+        s => matches!(s, Step::Input(_) | Step::Expand { .. }) || (s.is_layout() && !matches!(s, Step::Concat { .. })),
+    })
+}
+
 /// Whether an elementwise program computes Q's elements one by one in floats: no row steps,
 /// every step a float (so nothing checks at run time), over inputs of types `ins`. The
 /// kernel computes Q once per row into workgroup memory, so such a program (a rotary
@@ -141,7 +157,8 @@ impl Operand<'_> {
             }
             if let Op::Elementwise(p) = &node.op {
                 let tys: Vec<&TensorType> = ins.iter().map(|&x| self.g.ty(x)).collect();
-                if moves_only(p) || (self.computes && computes_per_element(p, &tys)) {
+                let scales = moves_and_scales(p) && computes_per_element(p, &tys);
+                if moves_only(p) || scales || (self.computes && computes_per_element(p, &tys)) {
                     let k = self.take_in(p, &ins);
                     self.absorbed.push(v.node);
                     return k;
