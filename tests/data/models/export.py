@@ -28,6 +28,8 @@ usage: export.py models OUTDIR     whole models (every architecture, four forms 
                                    RMSNormalization, RotaryEmbedding and Attention, which
                                    glufuse does not model (and onnxruntime 1.30 fails on its
                                    dynamic-shape RotaryEmbedding)
+       export.py legacy OUTDIR     dynseq and kvstep made by the TorchScript exporter
+                                   (dynamo=False, opset 17: `l_ARCH_ATTN_*`)
        export.py q4 OUTDIR         4-bit MLPs
        export.py perf OUTDIR       Qwen2-0.5B-sized random models for the benchmark
                                    (f32/f16, external data) and PyTorch eager timings
@@ -344,6 +346,54 @@ def attention_forms():
                           attn=attn, opset=int(opset))
 
 
+def legacy_forms():
+    """`export.py legacy OUTDIR`: dynseq and kvstep made by PyTorch's TorchScript exporter
+    (`dynamo=False`, opset 17, dynamic axes), as older deployment scripts still do:
+    `l_ARCH_{dynseq,kvstep}` (LEGACY_ARCHS, LEGACY_ATTN)."""
+    print("torch", torch.__version__, "transformers", T.__version__, "onnxruntime", ort.__version__, flush=True)
+    attn = os.environ.get("LEGACY_ATTN", "eager")
+    for arch in os.environ.get("LEGACY_ARCHS", "llama,qwen2,phi3,gemma2,gpt2").split(","):
+        cfg, m = build(arch, torch.float32, None, attn)
+        rng = np.random.default_rng(abs(hash(arch)) % 1000)
+        p = os.path.join(out, f"l_{arch}_{attn}_dynseq.onnx")
+
+        def f():
+            ids = torch.randint(0, VOCAB, (2, 8)); am = torch.ones(2, 8, dtype=torch.int64)
+            with torch.no_grad():
+                torch.onnx.export(Dyn(m, arch).eval(), (ids, am), p, dynamo=False, opset_version=17,
+                                  input_names=["input_ids", "attention_mask"], output_names=["logits"],
+                                  dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
+                                                "logits": {0: "batch", 1: "seq"}})
+            for tag, (bb, ss) in (("b1s5", (1, 5)), ("b2s11", (2, 11))):
+                am_ = np.ones((bb, ss), np.int64)
+                if bb == 2:
+                    am_[1, :3] = 0
+                ref(p, {"input_ids": rng.integers(0, VOCAB, (bb, ss)).astype(np.int64), "attention_mask": am_}, tag)
+        attempt(os.path.basename(p), f)
+        p2 = os.path.join(out, f"l_{arch}_{attn}_kvstep.onnx")
+        L, kvh, hd = kv_dims(cfg, arch)
+
+        def f2():
+            past = [torch.randn(1, kvh, 6, hd) for _ in range(2 * L)]
+            ids = torch.randint(0, VOCAB, (1, 2)); am = torch.ones(1, 8, dtype=torch.int64)
+            pn = [f"past_{i // 2}_{'kv'[i % 2]}" for i in range(2 * L)]
+            on = [f"present_{i // 2}_{'kv'[i % 2]}" for i in range(2 * L)]
+            axes = {"input_ids": {1: "new"}, "attention_mask": {1: "all"}}
+            axes.update({n_: {2: "past"} for n_ in pn})
+            axes.update({n_: {2: "all"} for n_ in on})
+            with torch.no_grad():
+                torch.onnx.export(Step(m, L).eval(), (ids, am, *past), p2, dynamo=False, opset_version=17,
+                                  input_names=["input_ids", "attention_mask", *pn], output_names=["logits", *on],
+                                  dynamic_axes=axes)
+            for tag, (pl, new) in (("past9", (9, 1)), ("past4n3", (4, 3))):
+                feeds = {"input_ids": rng.integers(0, VOCAB, (1, new)).astype(np.int64),
+                         "attention_mask": np.ones((1, pl + new), np.int64)}
+                for n_ in pn:
+                    feeds[n_] = rng.standard_normal((1, kvh, pl, hd)).astype(np.float32)
+                ref(p2, feeds, tag)
+        attempt(os.path.basename(p2), f2)
+
+
 # --- 4-bit MLPs ---------------------------------------------------------------------------
 
 class GLU(torch.nn.Module):
@@ -541,6 +591,6 @@ def perf():
     report["perf_total_s"] = round(time.time() - t_start, 1)
 
 
-{"models": models, "variants": variants, "attn": attention_forms, "q4": q4, "perf": perf}[mode]()
+{"models": models, "variants": variants, "attn": attention_forms, "legacy": legacy_forms, "q4": q4, "perf": perf}[mode]()
 print(json.dumps(report, indent=1))
 json.dump(report, open(os.path.join(out, f"report_{mode}.json"), "w"), indent=1)
