@@ -22,15 +22,18 @@ fn dir() -> PathBuf {
     common::root().join("tests/data/models")
 }
 
-/// Reference sets of the 106 models: 15 static (one set each), 16 dynamic-shape and 15 KV-cache
+/// Reference sets of the 116 models: 15 static (one set each), 16 dynamic-shape and 15 KV-cache
 /// steps of the tiny configs, 10 of each of the other configs (`v_*`), two sets each (one for
 /// the shared KV step); 10 static-cache steps (`*_staticstep`: every architecture with a
 /// cache but the four with sliding windows, which did not export; positions 0, 5 and 15),
 /// three each; 5 dynamic-shape and 5 KV-cache steps exported with Hugging Face's default
 /// attention (`a_*_sdpa_op18_*`, `export.py attn`), two each; 10 dynamic-shape and 10
 /// KV-cache steps made by PyTorch's TorchScript exporter, eager and default attention
-/// (`l_*`, `export.py legacy`), two each.
-const REFERENCE_SETS: usize = 15 + 2 * (16 + 10) + 2 * (15 + 10) - 1 + 3 * 10 + 2 * 10 + 2 * 20;
+/// (`l_*`, `export.py legacy`), two each; the same five at opset 23 with eager attention
+/// (`a_*_eager_op23_*`: its `RMSNormalization` and `RotaryEmbedding`), two sets for each KV
+/// step, and for the dynamic-shape exports the one batch onnxruntime 1.30 runs (GPT-2, which
+/// has no rotary embedding, two).
+const REFERENCE_SETS: usize = 15 + 2 * (16 + 10) + 2 * (15 + 10) - 1 + 3 * 10 + 2 * 10 + 2 * 20 + 2 * 5 + 6;
 
 /// Every model file, by name (without `.onnx`).
 fn models() -> Vec<String> {

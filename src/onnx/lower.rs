@@ -297,6 +297,8 @@ pub fn arity(op: &str) -> Option<(usize, usize, usize)> {
         "Slice" => (3, 5, 1),
         "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" => (1, 2, 1),
         "LayerNormalization" => (1, 3, 3),
+        "RMSNormalization" => (2, 2, 1),
+        "RotaryEmbedding" => (3, 4, 1),
         _ => return None,
     })
 }
@@ -861,6 +863,8 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
             let reverse = attrs.int("reverse").unwrap_or(0) != 0;
             c.step("", Op::CumSum { axis: *axis, exclusive, reverse }, vec![input(0)])
         }
+        "RMSNormalization" => rms_normalization(&mut c, attrs)?,
+        "RotaryEmbedding" => rotary_embedding(&mut c, attrs)?,
         "LayerNormalization" => {
             let axis = attrs.int("axis").unwrap_or(-1);
             let epsilon = attrs.float("epsilon").unwrap_or(1e-5);
@@ -876,6 +880,132 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
 }
 
 /// A `Range` of floats: its bounds must be known numbers.
+/// ONNX's `RMSNormalization` (opset 23): `X / sqrt(mean(X², axes axis..) + epsilon)` in the
+/// stash type (f32), back in X's dtype, times the scale, as the operator's function body
+/// spells it; the elementwise fusion makes one row program of it, as of the eager spelling.
+fn rms_normalization(c: &mut Ctx, attrs: &Attrs) -> Result<Src, String> {
+    let t = c.ty(0)?;
+    let rank = t.rank() as i64;
+    let a = attrs.int("axis").unwrap_or(-1);
+    let axis = if a < 0 { a + rank } else { a };
+    if !(0..rank).contains(&axis) {
+        return Err(format!("axis {a} is out of range for {t}"));
+    }
+    if !t.dtype.is_float() {
+        return Err(format!("RMSNormalization of {} (floats only)", t.dtype));
+    }
+    let stash = dtype_of(attrs.int("stash_type").unwrap_or(1) as i32)?;
+    if !stash.is_float() {
+        return Err(format!("stash_type {stash} is not a float type"));
+    }
+    let epsilon = attrs.float("epsilon").unwrap_or(1e-5);
+    let x = if t.dtype == stash { Src::In(0) } else { c.step("stash", Op::Cast { to: stash }, vec![Src::In(0)]) };
+    let sq = c.step("square", Op::Binary(BinaryOp::Mul), vec![x.clone(), x.clone()]);
+    let mean =
+        c.step("mean", Op::Reduce { op: ReduceOp::Mean, axes: (axis..rank).collect(), keepdims: true }, vec![sq]);
+    let eps = Src::Known("epsilon".into(), scalar(stash, epsilon as f64));
+    let shifted = c.step("shifted", Op::Binary(BinaryOp::Add), vec![mean, eps]);
+    let rms = c.step("rms", Op::Unary(UnaryOp::Sqrt), vec![shifted]);
+    let mut y = c.step("normalized", Op::Binary(BinaryOp::Div), vec![x, rms]);
+    if t.dtype != stash {
+        y = c.step("unstash", Op::Cast { to: t.dtype }, vec![y]);
+    }
+    Ok(c.step("", Op::Binary(BinaryOp::Mul), vec![y, Src::In(1)]))
+}
+
+/// ONNX's `RotaryEmbedding` (opset 23), as the operator's reference computes it: X is
+/// `[batch, heads, seq, head]` (or `[batch, seq, heads·head]` with `num_heads`), the caches
+/// `[batch, seq, rot/2]` (or `[positions, rot/2]` read at `position_ids`); the first `rot`
+/// of each head (all of it where `rotary_embedding_dim` is 0) is rotated in halves, or in
+/// its even and odd elements where `interleaved`: `real = cos·x1 − sin·x2`,
+/// `imag = sin·x1 + cos·x2`, the rest passed through.
+fn rotary_embedding(c: &mut Ctx, attrs: &Attrs) -> Result<Src, String> {
+    let t = c.ty(0)?;
+    let heads = attrs.int("num_heads").unwrap_or(0);
+    let interleaved = attrs.int("interleaved").unwrap_or(0) != 0;
+    let (x, heads_axis) = match t.rank() {
+        4 => (Src::In(0), 1),
+        3 if heads > 0 => {
+            let shape = [0, 0, heads, -1].map(DimExpr::constant).to_vec();
+            (c.step("heads", Op::Reshape { shape }, vec![Src::In(0)]), 2)
+        }
+        3 => return Err("a 3-D input needs num_heads".into()),
+        r => return Err(format!("the input has rank {r}, not 3 or 4")),
+    };
+    let head = match t.rank() {
+        4 => t.shape[3].fixed(),
+        _ => t.shape[2].fixed().map(|h| h / heads as u64),
+    }
+    .ok_or_else(|| format!("the head width of {t} must be known"))?;
+    let rot = match attrs.int("rotary_embedding_dim").unwrap_or(0) {
+        0 => head,
+        r if r > 0 && r % 2 == 0 && r as u64 <= head => r as u64,
+        r => return Err(format!("rotary_embedding_dim {r} must be even and at most the head width {head}")),
+    };
+    let (mut cos, mut sin) = (Src::In(1), Src::In(2));
+    let cache = c.ty(1)?;
+    // The caches as read: [batch, seq, rot/2].
+    let mut dims: Vec<DimExpr> = cache.shape.iter().map(Dim::expr).collect();
+    if c.has(3) {
+        if cache.rank() != 2 {
+            return Err(format!("with position_ids the caches are [positions, rot/2], not {cache}"));
+        }
+        dims = c.ty(3)?.shape.iter().map(Dim::expr).chain([cache.shape[1].expr()]).collect();
+        cos = c.step("cos_at", Op::Gather { axis: 0 }, vec![cos, Src::In(3)]);
+        sin = c.step("sin_at", Op::Gather { axis: 0 }, vec![sin, Src::In(3)]);
+    }
+    if dims.len() != 3 || dims[2].as_const() != Some(rot as i64 / 2) {
+        let shown: Vec<String> = dims.iter().map(DimExpr::to_string).collect();
+        return Err(format!("the caches read are [{}], not [batch, seq, {}]", shown.join(","), rot / 2));
+    }
+    let unsqueeze = |c: &mut Ctx, v: Src, what: &str| {
+        // [batch, seq, rot/2] with a 1 at the heads' axis.
+        let mut shape = dims.clone();
+        shape.insert(heads_axis, DimExpr::constant(1));
+        c.step(what, Op::Reshape { shape }, vec![v])
+    };
+    let cos = unsqueeze(c, cos, "cos");
+    let sin = unsqueeze(c, sin, "sin");
+    let part = |c: &mut Ctx, what: &str, start: u64, len: u64, step: i64| {
+        let (start, len) = (Dim::Fixed(start), Dim::Fixed(len));
+        c.step(what, Op::Slice { axis: -1, start, len, step }, vec![x.clone()])
+    };
+    let half = rot / 2;
+    let (x1, x2) = if interleaved {
+        (part(c, "x1", 0, half, 2), part(c, "x2", 1, half, 2))
+    } else {
+        (part(c, "x1", 0, half, 1), part(c, "x2", half, half, 1))
+    };
+    let mul =
+        |c: &mut Ctx, what: &str, a: &Src, b: &Src| c.step(what, Op::Binary(BinaryOp::Mul), vec![a.clone(), b.clone()]);
+    let (c1, s2) = (mul(c, "cos_x1", &cos, &x1), mul(c, "sin_x2", &sin, &x2));
+    let (s1, c2) = (mul(c, "sin_x1", &sin, &x1), mul(c, "cos_x2", &cos, &x2));
+    let real = c.step("real", Op::Binary(BinaryOp::Sub), vec![c1, s2]);
+    let imag = c.step("imag", Op::Binary(BinaryOp::Add), vec![s1, c2]);
+    let mut y = if interleaved {
+        // real and imag side by side in a last axis of 2, read as rot elements.
+        let pair = |c: &mut Ctx, v: Src, what: &str| {
+            let shape = [0, 0, 0, -1, 1].map(DimExpr::constant).to_vec();
+            c.step(what, Op::Reshape { shape }, vec![v])
+        };
+        let (r, i) = (pair(c, real, "real_pair"), pair(c, imag, "imag_pair"));
+        let both = c.step("pairs", Op::Concat { axis: -1 }, vec![r, i]);
+        let shape = [0, 0, 0, -1].map(DimExpr::constant).to_vec();
+        c.step("rotated", Op::Reshape { shape }, vec![both])
+    } else {
+        c.step("rotated", Op::Concat { axis: -1 }, vec![real, imag])
+    };
+    if rot < head {
+        let rest = part(c, "rest", rot, head - rot, 1);
+        y = c.step("joined", Op::Concat { axis: -1 }, vec![y, rest]);
+    }
+    if t.rank() == 3 {
+        let shape = [0, 0, -1].map(DimExpr::constant).to_vec();
+        y = c.step("", Op::Reshape { shape }, vec![y]);
+    }
+    Ok(y)
+}
+
 fn range_of_floats(c: &Ctx) -> Result<Src, String> {
     let num = |i: usize| -> Result<f64, String> {
         let k = c.known(i).ok_or_else(|| data_dependent("Range bounds", i))?;

@@ -235,6 +235,20 @@ scatter("scatter_nd_updates_shape.onnx", "ScatterND", TensorProto.INT64, [1, 2, 
 scatter("scatter_nd_int32_indices.onnx", "ScatterND", TensorProto.INT32, [1, 2, 1, 8])
 scatter("scatter_elements_reduction_max.onnx", "ScatterElements", TensorProto.INT64, [1, 2, 1, 3], axis=2, reduction="max")
 
+# Opset 23's RotaryEmbedding with an odd rotary_embedding_dim and with a 2-D input, and
+# RMSNormalization over an axis past the rank.
+def opset23(name, node, dims):
+    ins = [helper.make_tensor_value_info(n, TensorProto.FLOAT, d) for n, d in zip(node.input, dims)]
+    y = helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT, None)
+    g = helper.make_graph([node], "g", ins, [y])
+    write(name, helper.make_model(g, opset_imports=[helper.make_opsetid("", 23)]).SerializeToString())
+opset23("rope_odd_dim.onnx", helper.make_node("RotaryEmbedding", ["x", "cos", "sin"], ["y"], name="rope", rotary_embedding_dim=3),
+        [[1, 2, 4, 8], [1, 4, 1], [1, 4, 1]])
+opset23("rope_rank2.onnx", helper.make_node("RotaryEmbedding", ["x", "cos", "sin"], ["y"], name="rope"),
+        [[4, 8], [1, 4, 4], [1, 4, 4]])
+opset23("rms_axis.onnx", helper.make_node("RMSNormalization", ["x", "scale"], ["y"], name="norm", axis=3),
+        [[1, 4, 8], [8]])
+
 # Models whose external data file tests/onnx.rs makes in a temporary folder: a FIFO, a
 # directory, a symbolic link out of the folder (data.bin, 32 bytes wanted), and a sparse
 # 16 GiB file the per-tensor budget refuses before reading (big.bin).
