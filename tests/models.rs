@@ -22,18 +22,18 @@ fn dir() -> PathBuf {
     common::root().join("tests/data/models")
 }
 
-/// Reference sets of the 116 models: 15 static (one set each), 16 dynamic-shape and 15 KV-cache
+/// Reference sets of the 126 models: 15 static (one set each), 16 dynamic-shape and 15 KV-cache
 /// steps of the tiny configs, 10 of each of the other configs (`v_*`), two sets each (one for
 /// the shared KV step); 10 static-cache steps (`*_staticstep`: every architecture with a
 /// cache but the four with sliding windows, which did not export; positions 0, 5 and 15),
 /// three each; 5 dynamic-shape and 5 KV-cache steps exported with Hugging Face's default
 /// attention (`a_*_sdpa_op18_*`, `export.py attn`), two each; 10 dynamic-shape and 10
 /// KV-cache steps made by PyTorch's TorchScript exporter, eager and default attention
-/// (`l_*`, `export.py legacy`), two each; the same five at opset 23 with eager attention
-/// (`a_*_eager_op23_*`: its `RMSNormalization` and `RotaryEmbedding`), two sets for each KV
-/// step, and for the dynamic-shape exports the one batch onnxruntime 1.30 runs (GPT-2, which
-/// has no rotary embedding, two).
-const REFERENCE_SETS: usize = 15 + 2 * (16 + 10) + 2 * (15 + 10) - 1 + 3 * 10 + 2 * 10 + 2 * 20 + 2 * 5 + 6;
+/// (`l_*`, `export.py legacy`), two each; the same five at opset 23 with eager and with
+/// default attention (`a_*_{eager,sdpa}_op23_*`: its `RMSNormalization`, `RotaryEmbedding`
+/// and `Attention`), two sets for each KV step, and for the dynamic-shape exports the one
+/// batch onnxruntime 1.30 runs (GPT-2, which has no rotary embedding, two).
+const REFERENCE_SETS: usize = 15 + 2 * (16 + 10) + 2 * (15 + 10) - 1 + 3 * 10 + 2 * 10 + 2 * 20 + 2 * (2 * 5 + 6);
 
 /// Every model file, by name (without `.onnx`).
 fn models() -> Vec<String> {
@@ -115,8 +115,15 @@ fn every_model_matches_onnxruntime_fused_and_unfused() {
         assert_eq!(original.summary().opaque, 0, "{m}: every op is modelled");
         // The JSON format holds every op, dtype and dim expression: both graphs read back (for
         // a few models that between them use every op; weights make it slow for all).
-        let json_checked =
-            ["llama_kvstep", "gemma2_f16_kvstep", "phi3_dynseq", "t5_dynseq", "gpt2_kvstep", "gemma3_static"];
+        let json_checked = [
+            "llama_kvstep",
+            "gemma2_f16_kvstep",
+            "phi3_dynseq",
+            "t5_dynseq",
+            "gpt2_kvstep",
+            "gemma3_static",
+            "l_llama_sdpa_kvstep",
+        ];
         for g in [&original, &fused].into_iter().filter(|_| json_checked.contains(&m.as_str())) {
             let j = glufuse::json::to_string(g).unwrap();
             let back = glufuse::json::from_str(&j).unwrap_or_else(|e| panic!("{m}: {e}"));

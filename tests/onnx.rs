@@ -464,13 +464,25 @@ fn argmax_and_argmin_match_onnxruntime() {
 }
 
 /// Opset 23's `RotaryEmbedding` (halves and interleaved, the whole head and its first 4, 4-D
-/// and 3-D inputs, caches read at `position_ids`) and `RMSNormalization` (the last axis and
-/// from axis 1, f32 and f16 with an f32 stash), lowered to slices, products, a reduction and
-/// concatenations, give onnxruntime's outputs within 1e-6 of the largest (f16: 2e-3)
+/// and 3-D inputs, caches read at `position_ids`), `RMSNormalization` (the last axis and from
+/// axis 1, f32 and f16 with an f32 stash) and `Attention` (grouped-query heads, a boolean mask
+/// hiding a row everywhere, the default scale; a float mask, a scale and a soft cap; no mask),
+/// lowered to existing ops, give onnxruntime's outputs within 1e-6 of the largest (f16: 2e-3)
 /// (`tests/data/onnx_extra/make_rope_rms.py`).
 #[test]
-fn rotary_embedding_and_rms_normalization_match_onnxruntime() {
-    let outs = ["rope_half", "rope_inter", "rope_part_pos", "rope_3d", "rms_last", "rms_axis1", "rms_f16"];
+fn opset_23_rotary_embedding_rms_normalization_and_attention_match_onnxruntime() {
+    let outs = [
+        "rope_half",
+        "rope_inter",
+        "rope_part_pos",
+        "rope_3d",
+        "rms_last",
+        "rms_axis1",
+        "rms_f16",
+        "attn_gqa_bool",
+        "attn_cap_float",
+        "attn_nomask",
+    ];
     matches_onnxruntime("rope_rms", &outs, |got, want, what| {
         let (_, rel) = glufuse::interp::compare(got, want);
         let tol = if what.starts_with("rope_rms rms_f16") { 2e-3 } else { 1e-6 };

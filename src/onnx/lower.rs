@@ -299,6 +299,7 @@ pub fn arity(op: &str) -> Option<(usize, usize, usize)> {
         "LayerNormalization" => (1, 3, 3),
         "RMSNormalization" => (2, 2, 1),
         "RotaryEmbedding" => (3, 4, 1),
+        "Attention" => (3, 7, 4),
         _ => return None,
     })
 }
@@ -865,6 +866,7 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
         }
         "RMSNormalization" => rms_normalization(&mut c, attrs)?,
         "RotaryEmbedding" => rotary_embedding(&mut c, attrs)?,
+        "Attention" => attention(&mut c, attrs)?,
         "LayerNormalization" => {
             let axis = attrs.int("axis").unwrap_or(-1);
             let epsilon = attrs.float("epsilon").unwrap_or(1e-5);
@@ -1004,6 +1006,103 @@ fn rotary_embedding(c: &mut Ctx, attrs: &Attrs) -> Result<Src, String> {
         y = c.step("", Op::Reshape { shape }, vec![y]);
     }
     Ok(y)
+}
+
+/// ONNX's `Attention` (opset 23) in the form PyTorch writes for `scaled_dot_product_attention`:
+/// 4-D Q, K and V (K's and V's heads repeated to Q's where fewer, each KV head serving a run
+/// of query heads), an optional mask (boolean: where to attend; or added), `scale` (1/√head
+/// by default) and `softcap`; as the operator's reference computes it: Q and K each times
+/// √scale, `softcap·tanh(S/softcap)` where softcap is set, the mask, a softmax, times V. The
+/// attention fusion makes one node of it, as of the exporters' other spellings. A row the mask
+/// hides everywhere gives zeros, as onnxruntime's kernel does (the reference's softmax would
+/// give NaN). Refused,
+/// naming what: 3-D inputs, `is_causal`, past keys and values, `nonpad_kv_seqlen`, and the
+/// outputs past Y (the present keys and values, the scores).
+fn attention(c: &mut Ctx, attrs: &Attrs) -> Result<Src, String> {
+    let (q, k, v) = (c.ty(0)?, c.ty(1)?, c.ty(2)?);
+    if q.rank() != 4 || k.rank() != 4 || v.rank() != 4 {
+        return Err(format!("Q, K and V are {q}, {k} and {v}: only 4-D inputs are supported"));
+    }
+    if attrs.int("is_causal").unwrap_or(0) != 0 {
+        return Err("is_causal is not supported (a mask input is)".into());
+    }
+    for (i, what) in [(4, "past_key"), (5, "past_value"), (6, "nonpad_kv_seqlen")] {
+        if c.has(i) {
+            return Err(format!("the {what} input is not supported"));
+        }
+    }
+    if c.n.output.iter().skip(1).any(|o| !o.is_empty()) {
+        return Err("only the first output (Y) is supported".into());
+    }
+    let head = q.shape[3].fixed().ok_or_else(|| format!("Q's head width in {q} must be known"))?;
+    let (qh, kh) = (q.shape[1].fixed(), k.shape[1].fixed());
+    let (qh, kh) = qh.zip(kh).ok_or_else(|| format!("the head counts of {q} and {k} must be known"))?;
+    if kh == 0 || qh % kh != 0 || v.shape[1] != k.shape[1] {
+        return Err(format!("Q's {qh} heads are not a multiple of K's and V's ({k}, {v})"));
+    }
+    let scale = match attrs.float("scale") {
+        Some(s) => s as f64,
+        None => 1.0 / (head as f64).sqrt(),
+    };
+    let root = Src::Known("scale".into(), scalar(q.dtype, scale.sqrt()));
+    let mut key = Src::In(1);
+    let mut value = Src::In(2);
+    if qh != kh {
+        // Each KV head repeated for its run of query heads: [b, kh, 1, n, d] broadcast to
+        // [b, kh, qh/kh, n, d], read as [b, qh, n, d].
+        let rep = |c: &mut Ctx, x: Src, t: &TensorType, what: &str| {
+            let d: Vec<DimExpr> = t.shape.iter().map(Dim::expr).collect();
+            let one = vec![d[0].clone(), d[1].clone(), DimExpr::constant(1), d[2].clone(), d[3].clone()];
+            let x = c.step(&format!("{what}_heads"), Op::Reshape { shape: one }, vec![x]);
+            let wide: Vec<Dim> =
+                [d[0].clone(), d[1].clone(), DimExpr::constant((qh / kh) as i64), d[2].clone(), d[3].clone()]
+                    .into_iter()
+                    .map(Dim::from_expr)
+                    .collect::<Result<_, _>>()?;
+            let x = c.step(&format!("{what}_repeated"), Op::Expand { shape: wide }, vec![x]);
+            let back = vec![d[0].clone(), DimExpr::constant(qh as i64), d[2].clone(), d[3].clone()];
+            Ok::<Src, String>(c.step(&format!("{what}_grouped"), Op::Reshape { shape: back }, vec![x]))
+        };
+        key = rep(c, key, &k, "k")?;
+        value = rep(c, value, &v, "v")?;
+    }
+    let qs = c.step("q_scaled", Op::Binary(BinaryOp::Mul), vec![Src::In(0), root.clone()]);
+    let ks = c.step("k_scaled", Op::Binary(BinaryOp::Mul), vec![key, root]);
+    let kt = c.step("k_transposed", Op::Transpose { perm: vec![0, 1, 3, 2] }, vec![ks]);
+    let mut scores = c.step("scores", Op::MatMul, vec![qs, kt]);
+    let softcap = attrs.float("softcap").unwrap_or(0.0);
+    if softcap > 0.0 {
+        let cap = |what: &str| Src::Known(what.into(), scalar(q.dtype, softcap as f64));
+        let x = c.step("capped", Op::Binary(BinaryOp::Div), vec![scores, cap("softcap")]);
+        let x = c.step("capped_tanh", Op::Unary(UnaryOp::Tanh), vec![x]);
+        scores = c.step("capped_scores", Op::Binary(BinaryOp::Mul), vec![x, cap("softcap_again")]);
+    }
+    if c.has(3) {
+        let m = c.ty(3)?;
+        if m.shape.last() != k.shape.get(2) {
+            return Err(format!(
+                "the mask {m} does not cover K's {} keys (padded masks are not supported)",
+                k.shape[2]
+            ));
+        }
+        let bias = if m.dtype == DType::Bool {
+            let zero = Src::Known("attend".into(), scalar(q.dtype, 0.0));
+            let never = Src::Known("masked".into(), scalar(q.dtype, f64::NEG_INFINITY));
+            c.step("mask_bias", Op::Where, vec![Src::In(3), zero, never])
+        } else {
+            Src::In(3)
+        };
+        scores = c.step("masked", Op::Binary(BinaryOp::Add), vec![scores, bias]);
+    }
+    let mut p = c.step("probabilities", Op::Softmax { axis: -1 }, vec![scores]);
+    if c.has(3) {
+        // A row masked everywhere: its softmax is NaN; onnxruntime gives zeros, and so does
+        // PyTorch's own spelling of the guard (which the attention fusion takes in too).
+        let nan = c.step("masked_row", Op::Unary(UnaryOp::IsNaN), vec![p.clone()]);
+        let zero = Src::Known("zero".into(), scalar(q.dtype, 0.0));
+        p = c.step("guarded", Op::Where, vec![nan, zero, p]);
+    }
+    Ok(c.step("", Op::MatMul, vec![p, value]))
 }
 
 fn range_of_floats(c: &Ctx) -> Result<Src, String> {

@@ -248,6 +248,11 @@ opset23("rope_rank2.onnx", helper.make_node("RotaryEmbedding", ["x", "cos", "sin
         [[4, 8], [1, 4, 4], [1, 4, 4]])
 opset23("rms_axis.onnx", helper.make_node("RMSNormalization", ["x", "scale"], ["y"], name="norm", axis=3),
         [[1, 4, 8], [8]])
+# Attention forms not mapped: is_causal, 3-D inputs.
+opset23("attention_causal.onnx", helper.make_node("Attention", ["q", "k", "v"], ["y"], name="sdpa", is_causal=1),
+        [[1, 2, 4, 8], [1, 2, 4, 8], [1, 2, 4, 8]])
+opset23("attention_3d.onnx", helper.make_node("Attention", ["q", "k", "v"], ["y"], name="sdpa", q_num_heads=2, kv_num_heads=2),
+        [[1, 4, 16], [1, 4, 16], [1, 4, 16]])
 
 # Models whose external data file tests/onnx.rs makes in a temporary folder: a FIFO, a
 # directory, a symbolic link out of the folder (data.bin, 32 bytes wanted), and a sparse

@@ -41,12 +41,31 @@ pub const NAME: &str = "Elementwise";
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scalar {
-    /// An f32 or f16 value (as written: rounded to the dtype when read, as a `Constant`'s).
-    Float(f64),
+    /// An f32 or f16 value (as written: rounded to the dtype when read, as a `Constant`'s);
+    /// in JSON a number, or `"inf"`, `"-inf"` or `"nan"` (a mask's `-inf`).
+    Float(#[serde(with = "json_float")] f64),
     /// An i64 or i32 value.
     Int(i64),
     /// A boolean.
     Bool(bool),
+}
+
+/// Serde for [`Scalar::Float`]: a number, or for the values JSON has no number for, the
+/// strings of [`super::source::float_to_json`] (serde_json writes them as `null`, which
+/// reads back as nothing).
+mod json_float {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+        super::super::source::float_to_json(*x).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        super::super::source::float_from_json(&v)
+            .ok_or_else(|| D::Error::custom(format!("expected a number, \"inf\", \"-inf\" or \"nan\", got {v}")))
+    }
 }
 
 /// One step of a program. Operands are earlier steps, by index.

@@ -24,11 +24,11 @@ usage: export.py models OUTDIR     whole models (every architecture, four forms 
        export.py attn OUTDIR       dynseq and kvstep with Hugging Face's default attention
                                    (sdpa) and at opset 23 (`a_ARCH_ATTN_opN`; ATTN_COMBOS,
                                    ATTN_ARCHS: see attention_forms()). The test set holds the
-                                   opset-18 sdpa ones and the opset-23 eager ones (the
-                                   exporter writes RMSNormalization and RotaryEmbedding;
-                                   with sdpa also Attention, which glufuse does not map
-                                   yet; onnxruntime 1.30 fails on a RotaryEmbedding of
-                                   batch 2, so those dynseq exports have one set)
+                                   opset-18 sdpa ones and the opset-23 ones (the exporter
+                                   writes RMSNormalization and RotaryEmbedding, with sdpa
+                                   also Attention; onnxruntime 1.30 fails on a
+                                   RotaryEmbedding of batch 2, so those dynseq exports have
+                                   one set)
        export.py legacy OUTDIR     dynseq and kvstep made by the TorchScript exporter
                                    (dynamo=False, opset 17: `l_ARCH_ATTN_*`)
        export.py q4 OUTDIR         4-bit MLPs

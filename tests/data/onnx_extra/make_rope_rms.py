@@ -1,7 +1,8 @@
 """Makes rope_rms.onnx: opset 23's RotaryEmbedding (halves and interleaved, the whole head
-and a part of it, 4-D and 3-D inputs, caches read at position_ids) and RMSNormalization (the
-last axis and from axis 1, f32 and f16 with an f32 stash) on inputs of symbolic batch and
-sequence, with the expected outputs as .npy files beside it (rope_rms.INPUT.npy,
+and a part of it, 4-D and 3-D inputs, caches read at position_ids), RMSNormalization (the
+last axis and from axis 1, f32 and f16 with an f32 stash) and Attention (grouped-query heads
+with a boolean mask hiding one row everywhere and the default scale; a float mask, a scale and
+a soft cap; no mask) on inputs of symbolic batch and sequence, with the expected outputs as .npy files beside it (rope_rms.INPUT.npy,
 rope_rms.out.OUTPUT.npy): onnxruntime's where it runs an output, else onnx's reference
 implementation's. usage: python3 make_rope_rms.py"""
 import numpy as np, onnx
@@ -17,6 +18,9 @@ nodes = [
     helper.make_node("RMSNormalization", ["r", "scale"], ["rms_last"], epsilon=1e-5),
     helper.make_node("RMSNormalization", ["r2", "scale2"], ["rms_axis1"], axis=1, epsilon=1e-3),
     helper.make_node("RMSNormalization", ["rh", "scaleh"], ["rms_f16"]),
+    helper.make_node("Attention", ["aq", "ak", "av", "amask"], ["attn_gqa_bool"]),
+    helper.make_node("Attention", ["aq2", "ak2", "av2", "afmask"], ["attn_cap_float"], scale=0.5, softcap=2.0),
+    helper.make_node("Attention", ["aq2", "ak2", "av2"], ["attn_nomask"]),
 ]
 outs = [
     ("rope_half", F, ["b", 2, "s", 8]),
@@ -26,6 +30,9 @@ outs = [
     ("rms_last", F, ["b", "s", 8]),
     ("rms_axis1", F, [2, 3, 8]),
     ("rms_f16", H, ["b", "s", 8]),
+    ("attn_gqa_bool", F, ["b", 4, "s", 8]),
+    ("attn_cap_float", F, ["b", 2, "s", 8]),
+    ("attn_nomask", F, ["b", 2, "s", 8]),
 ]
 graph = helper.make_graph(
     nodes,
@@ -44,6 +51,14 @@ graph = helper.make_graph(
         helper.make_tensor_value_info("scale2", F, [3, 8]),
         helper.make_tensor_value_info("rh", H, ["b", "s", 8]),
         helper.make_tensor_value_info("scaleh", H, [8]),
+        helper.make_tensor_value_info("aq", F, ["b", 4, "s", 8]),
+        helper.make_tensor_value_info("ak", F, ["b", 2, "t", 8]),
+        helper.make_tensor_value_info("av", F, ["b", 2, "t", 8]),
+        helper.make_tensor_value_info("amask", TensorProto.BOOL, ["b", 1, "s", "t"]),
+        helper.make_tensor_value_info("aq2", F, ["b", 2, "s", 8]),
+        helper.make_tensor_value_info("ak2", F, ["b", 2, "t", 8]),
+        helper.make_tensor_value_info("av2", F, ["b", 2, "t", 8]),
+        helper.make_tensor_value_info("afmask", F, [1, 1, "s", "t"]),
     ],
     [helper.make_tensor_value_info(n, t, s) for n, t, s in outs],
 )
@@ -68,7 +83,16 @@ inputs = {
     "scale2": rng.standard_normal((3, 8)).astype(np.float32),
     "rh": rng.standard_normal((b, s, 8)).astype(np.float16),
     "scaleh": rng.standard_normal(8).astype(np.float16),
+    "aq": rng.standard_normal((b, 4, s, 8)).astype(np.float32),
+    "ak": rng.standard_normal((b, 2, 5, 8)).astype(np.float32),
+    "av": rng.standard_normal((b, 2, 5, 8)).astype(np.float32),
+    "amask": rng.random((b, 1, s, 5)) < 0.7,
+    "aq2": rng.standard_normal((b, 2, s, 8)).astype(np.float32),
+    "ak2": rng.standard_normal((b, 2, 5, 8)).astype(np.float32),
+    "av2": rng.standard_normal((b, 2, 5, 8)).astype(np.float32),
+    "afmask": np.where(rng.random((1, 1, s, 5)) < 0.7, 0.0, -1e4).astype(np.float32),
 }
+inputs["amask"][0, 0, 1, :] = False  # a row hidden everywhere: onnxruntime gives zeros
 want = ReferenceEvaluator(model).run(None, inputs)
 try:
     import onnxruntime as ort
