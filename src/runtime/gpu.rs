@@ -16,6 +16,7 @@
 use crate::codegen::{CoopMatrix, CoopScalar, KernelSource, Target};
 use crate::{Error, Result};
 use std::collections::HashMap;
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -86,10 +87,10 @@ pub struct PipelineCounts {
 
 /// An opened GPU.
 pub struct Gpu {
-    /// The device.
-    pub device: wgpu::Device,
-    /// Its queue.
-    pub queue: wgpu::Queue,
+    /// The device (released in [`Gpu`]'s `Drop`, under the lock that opening holds).
+    pub device: ManuallyDrop<wgpu::Device>,
+    /// Its queue (released with the device).
+    pub queue: ManuallyDrop<wgpu::Queue>,
     /// What the adapter says about itself.
     pub info: wgpu::AdapterInfo,
     /// The limits the device was opened with.
@@ -107,11 +108,31 @@ pub struct Gpu {
     bind_groups_created: AtomicUsize,
 }
 
-/// Held while a [`Gpu`] is being opened: the instance, the adapters of every backend and the
-/// device are created by one thread at a time. On the H100 machine (Vulkan and EGL drivers
-/// present), 16 test threads opening devices at once hung before any test finished, with
-/// this code as with the code before it; two threads did not.
+/// Held while a [`Gpu`] is being opened or closed: the instance, the adapters of every backend
+/// and the device are created, and released, by one thread at a time. On the H100 machine
+/// (Vulkan and EGL drivers present), 16 test threads opening devices at once hung before any
+/// test finished, with this code as with the code before it; two threads did not. With
+/// opening serialized, four test threads (`gpu_ops`, each test opening and closing its own
+/// device) hung once more in session 11: a device, and the instance it keeps alive, was then
+/// released without the lock while another thread opened one. Releasing under the lock too
+/// is the fix that follows; that hang was seen once and not reproduced since, so whether
+/// this was its cause is not known.
 static OPENING: Mutex<()> = Mutex::new(());
+
+impl Drop for Gpu {
+    fn drop(&mut self) {
+        let _one_at_a_time = OPENING.lock().unwrap_or_else(|p| p.into_inner());
+        // The cached pipelines hold the device too: released first, so that the device (and
+        // the instance behind it) goes here, under the lock.
+        drop(std::mem::take(&mut *self.pipelines.lock().unwrap_or_else(|p| p.into_inner())));
+        // SAFETY: neither field is used after this (`drop` runs once, and nothing else of
+        // `self` reads them on the way out).
+        unsafe {
+            ManuallyDrop::drop(&mut self.queue);
+            ManuallyDrop::drop(&mut self.device);
+        }
+    }
+}
 
 impl Gpu {
     /// Opens the default adapter (see the module's documentation for which):
@@ -189,8 +210,8 @@ impl Gpu {
             lost.lock().unwrap_or_else(|p| p.into_inner()).push(format!("device lost ({reason:?}): {msg}"));
         });
         Ok(Gpu {
-            device,
-            queue,
+            device: ManuallyDrop::new(device),
+            queue: ManuallyDrop::new(queue),
             info,
             limits,
             features,
