@@ -466,7 +466,8 @@ fn argmax_and_argmin_match_onnxruntime() {
 /// Opset 23's `RotaryEmbedding` (halves and interleaved, the whole head and its first 4, 4-D
 /// and 3-D inputs, caches read at `position_ids`), `RMSNormalization` (the last axis and from
 /// axis 1, f32 and f16 with an f32 stash) and `Attention` (grouped-query heads, a boolean mask
-/// hiding a row everywhere, the default scale; a float mask, a scale and a soft cap; no mask),
+/// hiding a row everywhere, the default scale; a float mask, a scale and a soft cap; no mask;
+/// causal, with a boolean mask besides),
 /// lowered to existing ops, give onnxruntime's outputs within 1e-6 of the largest (f16: 2e-3)
 /// (`tests/data/onnx_extra/make_rope_rms.py`).
 #[test]
@@ -482,6 +483,7 @@ fn opset_23_rotary_embedding_rms_normalization_and_attention_match_onnxruntime()
         "attn_gqa_bool",
         "attn_cap_float",
         "attn_nomask",
+        "attn_causal",
     ];
     matches_onnxruntime("rope_rms", &outs, |got, want, what| {
         let (_, rel) = glufuse::interp::compare(got, want);

@@ -1015,17 +1015,15 @@ fn rotary_embedding(c: &mut Ctx, attrs: &Attrs) -> Result<Src, String> {
 /// √scale, `softcap·tanh(S/softcap)` where softcap is set, the mask, a softmax, times V. The
 /// attention fusion makes one node of it, as of the exporters' other spellings. A row the mask
 /// hides everywhere gives zeros, as onnxruntime's kernel does (the reference's softmax would
-/// give NaN). Refused,
-/// naming what: 3-D inputs, `is_causal`, past keys and values, `nonpad_kv_seqlen`, and the
-/// outputs past Y (the present keys and values, the scores).
+/// give NaN). `is_causal` hides the keys past each query's own index (the reference's offset
+/// without past keys: 0). Refused, naming what: 3-D inputs, past keys and values,
+/// `nonpad_kv_seqlen`, and the outputs past Y (the present keys and values, the scores).
 fn attention(c: &mut Ctx, attrs: &Attrs) -> Result<Src, String> {
     let (q, k, v) = (c.ty(0)?, c.ty(1)?, c.ty(2)?);
     if q.rank() != 4 || k.rank() != 4 || v.rank() != 4 {
         return Err(format!("Q, K and V are {q}, {k} and {v}: only 4-D inputs are supported"));
     }
-    if attrs.int("is_causal").unwrap_or(0) != 0 {
-        return Err("is_causal is not supported (a mask input is)".into());
-    }
+    let causal = attrs.int("is_causal").unwrap_or(0) != 0;
     for (i, what) in [(4, "past_key"), (5, "past_value"), (6, "nonpad_kv_seqlen")] {
         if c.has(i) {
             return Err(format!("the {what} input is not supported"));
@@ -1077,6 +1075,21 @@ fn attention(c: &mut Ctx, attrs: &Attrs) -> Result<Src, String> {
         let x = c.step("capped_tanh", Op::Unary(UnaryOp::Tanh), vec![x]);
         scores = c.step("capped_scores", Op::Binary(BinaryOp::Mul), vec![x, cap("softcap_again")]);
     }
+    if causal {
+        // Query i attends keys 0..=i (no past: the reference's offset is 0): -inf above the
+        // diagonal, from the (possibly symbolic) query and key lengths.
+        let rows = c.step("causal_rows", indices(q.shape[2].expr()), vec![]);
+        let col = vec![DimExpr::constant(-1), DimExpr::constant(1)];
+        let rows = c.step("causal_rows_col", Op::Reshape { shape: col }, vec![rows]);
+        let cols = c.step("causal_cols", indices(k.shape[2].expr()), vec![]);
+        let ahead = c.step("causal_ahead", Op::Binary(BinaryOp::Sub), vec![cols, rows]);
+        let zero = Src::Known("causal_zero".into(), scalar(DType::I64, 0.0));
+        let future = c.step("causal_future", Op::Binary(BinaryOp::Greater), vec![ahead, zero]);
+        let never = Src::Known("causal_masked".into(), scalar(q.dtype, f64::NEG_INFINITY));
+        let attend = Src::Known("causal_attend".into(), scalar(q.dtype, 0.0));
+        let bias = c.step("causal_bias", Op::Where, vec![future, never, attend]);
+        scores = c.step("causal", Op::Binary(BinaryOp::Add), vec![scores, bias]);
+    }
     if c.has(3) {
         let m = c.ty(3)?;
         if m.shape.last() != k.shape.get(2) {
@@ -1095,7 +1108,7 @@ fn attention(c: &mut Ctx, attrs: &Attrs) -> Result<Src, String> {
         scores = c.step("masked", Op::Binary(BinaryOp::Add), vec![scores, bias]);
     }
     let mut p = c.step("probabilities", Op::Softmax { axis: -1 }, vec![scores]);
-    if c.has(3) {
+    if c.has(3) || causal {
         // A row masked everywhere: its softmax is NaN; onnxruntime gives zeros, and so does
         // PyTorch's own spelling of the guard (which the attention fusion takes in too).
         let nan = c.step("masked_row", Op::Unary(UnaryOp::IsNaN), vec![p.clone()]);

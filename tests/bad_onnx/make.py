@@ -238,7 +238,7 @@ scatter("scatter_elements_reduction_max.onnx", "ScatterElements", TensorProto.IN
 # Opset 23's RotaryEmbedding with an odd rotary_embedding_dim and with a 2-D input, and
 # RMSNormalization over an axis past the rank.
 def opset23(name, node, dims):
-    ins = [helper.make_tensor_value_info(n, TensorProto.FLOAT, d) for n, d in zip(node.input, dims)]
+    ins = [helper.make_tensor_value_info(n, TensorProto.FLOAT, d) for n, d in zip(node.input, dims) if n]
     y = helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT, None)
     g = helper.make_graph([node], "g", ins, [y])
     write(name, helper.make_model(g, opset_imports=[helper.make_opsetid("", 23)]).SerializeToString())
@@ -248,9 +248,9 @@ opset23("rope_rank2.onnx", helper.make_node("RotaryEmbedding", ["x", "cos", "sin
         [[4, 8], [1, 4, 4], [1, 4, 4]])
 opset23("rms_axis.onnx", helper.make_node("RMSNormalization", ["x", "scale"], ["y"], name="norm", axis=3),
         [[1, 4, 8], [8]])
-# Attention forms not mapped: is_causal, 3-D inputs.
-opset23("attention_causal.onnx", helper.make_node("Attention", ["q", "k", "v"], ["y"], name="sdpa", is_causal=1),
-        [[1, 2, 4, 8], [1, 2, 4, 8], [1, 2, 4, 8]])
+# Attention forms not mapped: past keys and values, 3-D inputs.
+opset23("attention_past.onnx", helper.make_node("Attention", ["q", "k", "v", "", "pk", "pv"], ["y"], name="sdpa"),
+        [[1, 2, 4, 8], [1, 2, 4, 8], [1, 2, 4, 8], None, [1, 2, 3, 8], [1, 2, 3, 8]])
 opset23("attention_3d.onnx", helper.make_node("Attention", ["q", "k", "v"], ["y"], name="sdpa", q_num_heads=2, kv_num_heads=2),
         [[1, 4, 16], [1, 4, 16], [1, 4, 16]])
 

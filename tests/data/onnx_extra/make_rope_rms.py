@@ -21,6 +21,7 @@ nodes = [
     helper.make_node("Attention", ["aq", "ak", "av", "amask"], ["attn_gqa_bool"]),
     helper.make_node("Attention", ["aq2", "ak2", "av2", "afmask"], ["attn_cap_float"], scale=0.5, softcap=2.0),
     helper.make_node("Attention", ["aq2", "ak2", "av2"], ["attn_nomask"]),
+    helper.make_node("Attention", ["aq2", "ak2", "av2", "amask2"], ["attn_causal"], is_causal=1),
 ]
 outs = [
     ("rope_half", F, ["b", 2, "s", 8]),
@@ -33,6 +34,7 @@ outs = [
     ("attn_gqa_bool", F, ["b", 4, "s", 8]),
     ("attn_cap_float", F, ["b", 2, "s", 8]),
     ("attn_nomask", F, ["b", 2, "s", 8]),
+    ("attn_causal", F, ["b", 2, "s", 8]),
 ]
 graph = helper.make_graph(
     nodes,
@@ -59,6 +61,7 @@ graph = helper.make_graph(
         helper.make_tensor_value_info("ak2", F, ["b", 2, "t", 8]),
         helper.make_tensor_value_info("av2", F, ["b", 2, "t", 8]),
         helper.make_tensor_value_info("afmask", F, [1, 1, "s", "t"]),
+        helper.make_tensor_value_info("amask2", TensorProto.BOOL, ["b", 1, "s", "t"]),
     ],
     [helper.make_tensor_value_info(n, t, s) for n, t, s in outs],
 )
@@ -93,6 +96,8 @@ inputs = {
     "afmask": np.where(rng.random((1, 1, s, 5)) < 0.7, 0.0, -1e4).astype(np.float32),
 }
 inputs["amask"][0, 0, 1, :] = False  # a row hidden everywhere: onnxruntime gives zeros
+inputs["amask2"] = rng.random((b, 1, s, 5)) < 0.8
+inputs["amask2"][:, :, :, 0] = True  # every query keeps its first key, as causal ones do
 want = ReferenceEvaluator(model).run(None, inputs)
 try:
     import onnxruntime as ort
