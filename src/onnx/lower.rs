@@ -866,7 +866,7 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
         }
         "RMSNormalization" => rms_normalization(&mut c, attrs)?,
         "RotaryEmbedding" => rotary_embedding(&mut c, attrs)?,
-        "Attention" => attention(&mut c, attrs)?,
+        "Attention" => return attention(&mut c, attrs).map(|outs| c.done(outs)),
         "LayerNormalization" => {
             let axis = attrs.int("axis").unwrap_or(-1);
             let epsilon = attrs.float("epsilon").unwrap_or(1e-5);
@@ -1008,48 +1008,85 @@ fn rotary_embedding(c: &mut Ctx, attrs: &Attrs) -> Result<Src, String> {
     Ok(y)
 }
 
-/// ONNX's `Attention` (opset 23) in the form PyTorch writes for `scaled_dot_product_attention`:
-/// 4-D Q, K and V (K's and V's heads repeated to Q's where fewer, each KV head serving a run
-/// of query heads), an optional mask (boolean: where to attend; or added), `scale` (1/√head
-/// by default) and `softcap`; as the operator's reference computes it: Q and K each times
-/// √scale, `softcap·tanh(S/softcap)` where softcap is set, the mask, a softmax, times V. The
-/// attention fusion makes one node of it, as of the exporters' other spellings. A row the mask
-/// hides everywhere gives zeros, as onnxruntime's kernel does (the reference's softmax would
-/// give NaN). `is_causal` hides the keys past each query's own index (the reference's offset
-/// without past keys: 0). Refused, naming what: 3-D inputs, past keys and values,
-/// `nonpad_kv_seqlen`, and the outputs past Y (the present keys and values, the scores).
-fn attention(c: &mut Ctx, attrs: &Attrs) -> Result<Src, String> {
+/// ONNX's `Attention` (opset 23), as the operator's reference computes it: Q, K and V
+/// `[batch, heads, length, width]` (3-D ones `[batch, length, heads·width]`, split into the
+/// heads `q_num_heads` and `kv_num_heads` give, and the output joined back); the past keys
+/// and values, where given, before the new ones (the present keys and values, outputs 1 and
+/// 2); K's and V's heads repeated to Q's where fewer, each KV head serving a run of query
+/// heads; Q and K each times √scale (`scale` 1/√width by default), `softcap·tanh(S/softcap)`
+/// where a soft cap is set, `is_causal` hiding the keys past each query's index plus the past
+/// length, an optional mask (boolean: where to attend; or added), a softmax, times V. A row
+/// hidden everywhere gives zeros, as onnxruntime's kernel does (the reference's softmax would
+/// give NaN). The attention fusion makes one node of it, as of the exporters' other
+/// spellings. Refused, naming what: `nonpad_kv_seqlen`, `qk_matmul_output`, a mask shorter
+/// than the keys.
+fn attention(c: &mut Ctx, attrs: &Attrs) -> Result<Vec<Option<Src>>, String> {
     let (q, k, v) = (c.ty(0)?, c.ty(1)?, c.ty(2)?);
-    if q.rank() != 4 || k.rank() != 4 || v.rank() != 4 {
-        return Err(format!("Q, K and V are {q}, {k} and {v}: only 4-D inputs are supported"));
+    let rank = q.rank();
+    if !matches!(rank, 3 | 4) || k.rank() != rank || v.rank() != rank {
+        return Err(format!("Q, K and V are {q}, {k} and {v}: 3-D or 4-D inputs of one rank"));
     }
     let causal = attrs.int("is_causal").unwrap_or(0) != 0;
-    for (i, what) in [(4, "past_key"), (5, "past_value"), (6, "nonpad_kv_seqlen")] {
-        if c.has(i) {
-            return Err(format!("the {what} input is not supported"));
+    if c.has(6) {
+        return Err("the nonpad_kv_seqlen input is not supported".into());
+    }
+    if c.has(4) != c.has(5) {
+        return Err("past_key and past_value must be given together".into());
+    }
+    if c.n.output.get(3).is_some_and(|o| !o.is_empty()) {
+        return Err("the qk_matmul_output output is not supported".into());
+    }
+    // Each input as [batch, heads, length, width]: its Src and dims.
+    let split = |c: &mut Ctx, i: usize, t: &TensorType, attr: &str| -> Result<(Src, Vec<DimExpr>), String> {
+        let d: Vec<DimExpr> = t.shape.iter().map(Dim::expr).collect();
+        if rank == 4 {
+            return Ok((Src::In(i), d));
         }
-    }
-    if c.n.output.iter().skip(1).any(|o| !o.is_empty()) {
-        return Err("only the first output (Y) is supported".into());
-    }
-    let head = q.shape[3].fixed().ok_or_else(|| format!("Q's head width in {q} must be known"))?;
-    let (qh, kh) = (q.shape[1].fixed(), k.shape[1].fixed());
-    let (qh, kh) = qh.zip(kh).ok_or_else(|| format!("the head counts of {q} and {k} must be known"))?;
-    if kh == 0 || qh % kh != 0 || v.shape[1] != k.shape[1] {
+        let heads = attrs.int(attr).filter(|&h| h > 0).ok_or_else(|| format!("3-D inputs need {attr}"))?;
+        let width = t.shape[2]
+            .fixed()
+            .filter(|w| w % heads as u64 == 0)
+            .ok_or_else(|| format!("{t}'s last dim must be known and a multiple of {attr} = {heads}"))?
+            / heads as u64;
+        let shape = [0, 0, heads, width as i64].map(DimExpr::constant).to_vec();
+        let x = c.step(&format!("in{i}_heads"), Op::Reshape { shape }, vec![Src::In(i)]);
+        let x = c.step(&format!("in{i}_by_head"), Op::Transpose { perm: vec![0, 2, 1, 3] }, vec![x]);
+        let dims = vec![d[0].clone(), DimExpr::constant(heads), d[1].clone(), DimExpr::constant(width as i64)];
+        Ok((x, dims))
+    };
+    let (qx, qd) = split(c, 0, &q, "q_num_heads")?;
+    let (mut key, mut kd) = split(c, 1, &k, "kv_num_heads")?;
+    let (mut value, mut vd) = split(c, 2, &v, "kv_num_heads")?;
+    let fixed = |e: &DimExpr, what: &str| {
+        e.as_const().filter(|&x| x > 0).map(|x| x as u64).ok_or_else(|| format!("{what} must be known"))
+    };
+    let (qh, kh, head) = (fixed(&qd[1], "Q's heads")?, fixed(&kd[1], "K's heads")?, fixed(&qd[3], "Q's width")?);
+    if qh % kh != 0 || vd[1] != kd[1] {
         return Err(format!("Q's {qh} heads are not a multiple of K's and V's ({k}, {v})"));
     }
+    // The past before the new keys and values: the present ones.
+    let mut past = DimExpr::constant(0);
+    if c.has(4) {
+        let (pk, pv) = (c.ty(4)?, c.ty(5)?);
+        if pk.rank() != 4 || pv.rank() != 4 || pk.shape[2] != pv.shape[2] {
+            return Err(format!("the past keys and values are {pk} and {pv}, not 4-D of one length"));
+        }
+        past = pk.shape[2].expr();
+        key = c.step("present_key", Op::Concat { axis: 2 }, vec![Src::In(4), key]);
+        value = c.step("present_value", Op::Concat { axis: 2 }, vec![Src::In(5), value]);
+        kd[2] = past.add(&kd[2])?;
+        vd[2] = kd[2].clone();
+    }
+    let presents = (key.clone(), value.clone());
     let scale = match attrs.float("scale") {
         Some(s) => s as f64,
         None => 1.0 / (head as f64).sqrt(),
     };
     let root = Src::Known("scale".into(), scalar(q.dtype, scale.sqrt()));
-    let mut key = Src::In(1);
-    let mut value = Src::In(2);
     if qh != kh {
         // Each KV head repeated for its run of query heads: [b, kh, 1, n, d] broadcast to
         // [b, kh, qh/kh, n, d], read as [b, qh, n, d].
-        let rep = |c: &mut Ctx, x: Src, t: &TensorType, what: &str| {
-            let d: Vec<DimExpr> = t.shape.iter().map(Dim::expr).collect();
+        let rep = |c: &mut Ctx, x: Src, d: &[DimExpr], what: &str| {
             let one = vec![d[0].clone(), d[1].clone(), DimExpr::constant(1), d[2].clone(), d[3].clone()];
             let x = c.step(&format!("{what}_heads"), Op::Reshape { shape: one }, vec![x]);
             let wide: Vec<Dim> =
@@ -1061,10 +1098,10 @@ fn attention(c: &mut Ctx, attrs: &Attrs) -> Result<Src, String> {
             let back = vec![d[0].clone(), DimExpr::constant(qh as i64), d[2].clone(), d[3].clone()];
             Ok::<Src, String>(c.step(&format!("{what}_grouped"), Op::Reshape { shape: back }, vec![x]))
         };
-        key = rep(c, key, &k, "k")?;
-        value = rep(c, value, &v, "v")?;
+        key = rep(c, key, &kd, "k")?;
+        value = rep(c, value, &vd, "v")?;
     }
-    let qs = c.step("q_scaled", Op::Binary(BinaryOp::Mul), vec![Src::In(0), root.clone()]);
+    let qs = c.step("q_scaled", Op::Binary(BinaryOp::Mul), vec![qx, root.clone()]);
     let ks = c.step("k_scaled", Op::Binary(BinaryOp::Mul), vec![key, root]);
     let kt = c.step("k_transposed", Op::Transpose { perm: vec![0, 1, 3, 2] }, vec![ks]);
     let mut scores = c.step("scores", Op::MatMul, vec![qs, kt]);
@@ -1076,15 +1113,15 @@ fn attention(c: &mut Ctx, attrs: &Attrs) -> Result<Src, String> {
         scores = c.step("capped_scores", Op::Binary(BinaryOp::Mul), vec![x, cap("softcap_again")]);
     }
     if causal {
-        // Query i attends keys 0..=i (no past: the reference's offset is 0): -inf above the
-        // diagonal, from the (possibly symbolic) query and key lengths.
-        let rows = c.step("causal_rows", indices(q.shape[2].expr()), vec![]);
+        // Query i attends keys 0..=i + past: -inf past that, from ranges over the (possibly
+        // symbolic) query and key lengths.
+        let rows = c.step("causal_rows", indices(qd[2].clone()), vec![]);
         let col = vec![DimExpr::constant(-1), DimExpr::constant(1)];
         let rows = c.step("causal_rows_col", Op::Reshape { shape: col }, vec![rows]);
-        let cols = c.step("causal_cols", indices(k.shape[2].expr()), vec![]);
+        let cols = c.step("causal_cols", indices(kd[2].clone()), vec![]);
         let ahead = c.step("causal_ahead", Op::Binary(BinaryOp::Sub), vec![cols, rows]);
-        let zero = Src::Known("causal_zero".into(), scalar(DType::I64, 0.0));
-        let future = c.step("causal_future", Op::Binary(BinaryOp::Greater), vec![ahead, zero]);
+        let past = Src::Known("causal_past".into(), Known::int_scalar(past.clone()));
+        let future = c.step("causal_future", Op::Binary(BinaryOp::Greater), vec![ahead, past]);
         let never = Src::Known("causal_masked".into(), scalar(q.dtype, f64::NEG_INFINITY));
         let attend = Src::Known("causal_attend".into(), scalar(q.dtype, 0.0));
         let bias = c.step("causal_bias", Op::Where, vec![future, never, attend]);
@@ -1092,11 +1129,8 @@ fn attention(c: &mut Ctx, attrs: &Attrs) -> Result<Src, String> {
     }
     if c.has(3) {
         let m = c.ty(3)?;
-        if m.shape.last() != k.shape.get(2) {
-            return Err(format!(
-                "the mask {m} does not cover K's {} keys (padded masks are not supported)",
-                k.shape[2]
-            ));
+        if m.shape.last().map(Dim::expr).as_ref() != Some(&kd[2]) {
+            return Err(format!("the mask {m} does not cover the {} keys (padded masks are not supported)", kd[2]));
         }
         let bias = if m.dtype == DType::Bool {
             let zero = Src::Known("attend".into(), scalar(q.dtype, 0.0));
@@ -1115,7 +1149,13 @@ fn attention(c: &mut Ctx, attrs: &Attrs) -> Result<Src, String> {
         let zero = Src::Known("zero".into(), scalar(q.dtype, 0.0));
         p = c.step("guarded", Op::Where, vec![nan, zero, p]);
     }
-    Ok(c.step("", Op::MatMul, vec![p, value]))
+    let mut y = c.step("", Op::MatMul, vec![p, value]);
+    if rank == 3 {
+        let x = c.step("by_position", Op::Transpose { perm: vec![0, 2, 1, 3] }, vec![y]);
+        y = c.step("joined", Op::Reshape { shape: [0, 0, -1].map(DimExpr::constant).to_vec() }, vec![x]);
+    }
+    let outs = [Some(y), Some(presents.0), Some(presents.1), None];
+    Ok(outs.into_iter().take(c.n.output.len().max(1)).collect())
 }
 
 fn range_of_floats(c: &Ctx) -> Result<Src, String> {

@@ -248,10 +248,14 @@ opset23("rope_rank2.onnx", helper.make_node("RotaryEmbedding", ["x", "cos", "sin
         [[4, 8], [1, 4, 4], [1, 4, 4]])
 opset23("rms_axis.onnx", helper.make_node("RMSNormalization", ["x", "scale"], ["y"], name="norm", axis=3),
         [[1, 4, 8], [8]])
-# Attention forms not mapped: past keys and values, 3-D inputs.
-opset23("attention_past.onnx", helper.make_node("Attention", ["q", "k", "v", "", "pk", "pv"], ["y"], name="sdpa"),
-        [[1, 2, 4, 8], [1, 2, 4, 8], [1, 2, 4, 8], None, [1, 2, 3, 8], [1, 2, 3, 8]])
-opset23("attention_3d.onnx", helper.make_node("Attention", ["q", "k", "v"], ["y"], name="sdpa", q_num_heads=2, kv_num_heads=2),
+# Attention forms not mapped: the scores as an output, past keys without past values, and a
+# 3-D input without its head count.
+opset23("attention_scores_output.onnx",
+        helper.make_node("Attention", ["q", "k", "v"], ["y", "", "", "qk"], name="sdpa"),
+        [[1, 2, 4, 8], [1, 2, 4, 8], [1, 2, 4, 8]])
+opset23("attention_past_key_only.onnx", helper.make_node("Attention", ["q", "k", "v", "", "pk"], ["y"], name="sdpa"),
+        [[1, 2, 4, 8], [1, 2, 4, 8], [1, 2, 4, 8], None, [1, 2, 3, 8]])
+opset23("attention_3d_no_heads.onnx", helper.make_node("Attention", ["q", "k", "v"], ["y"], name="sdpa"),
         [[1, 4, 16], [1, 4, 16], [1, 4, 16]])
 
 # Models whose external data file tests/onnx.rs makes in a temporary folder: a FIFO, a

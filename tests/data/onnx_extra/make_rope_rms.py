@@ -22,6 +22,8 @@ nodes = [
     helper.make_node("Attention", ["aq2", "ak2", "av2", "afmask"], ["attn_cap_float"], scale=0.5, softcap=2.0),
     helper.make_node("Attention", ["aq2", "ak2", "av2"], ["attn_nomask"]),
     helper.make_node("Attention", ["aq2", "ak2", "av2", "amask2"], ["attn_causal"], is_causal=1),
+    helper.make_node("Attention", ["aq3", "ak3", "av3", "", "apk", "apv"], ["attn3_y", "attn3_pk", "attn3_pv"],
+                     is_causal=1, q_num_heads=4, kv_num_heads=2),
 ]
 outs = [
     ("rope_half", F, ["b", 2, "s", 8]),
@@ -35,6 +37,9 @@ outs = [
     ("attn_cap_float", F, ["b", 2, "s", 8]),
     ("attn_nomask", F, ["b", 2, "s", 8]),
     ("attn_causal", F, ["b", 2, "s", 8]),
+    ("attn3_y", F, ["b", "s", 32]),
+    ("attn3_pk", F, ["b", 2, "p + s", 8]),
+    ("attn3_pv", F, ["b", 2, "p + s", 8]),
 ]
 graph = helper.make_graph(
     nodes,
@@ -62,6 +67,11 @@ graph = helper.make_graph(
         helper.make_tensor_value_info("av2", F, ["b", 2, "t", 8]),
         helper.make_tensor_value_info("afmask", F, [1, 1, "s", "t"]),
         helper.make_tensor_value_info("amask2", TensorProto.BOOL, ["b", 1, "s", "t"]),
+        helper.make_tensor_value_info("aq3", F, ["b", "s", 32]),
+        helper.make_tensor_value_info("ak3", F, ["b", "s", 16]),
+        helper.make_tensor_value_info("av3", F, ["b", "s", 16]),
+        helper.make_tensor_value_info("apk", F, ["b", 2, "p", 8]),
+        helper.make_tensor_value_info("apv", F, ["b", 2, "p", 8]),
     ],
     [helper.make_tensor_value_info(n, t, s) for n, t, s in outs],
 )
@@ -98,6 +108,8 @@ inputs = {
 inputs["amask"][0, 0, 1, :] = False  # a row hidden everywhere: onnxruntime gives zeros
 inputs["amask2"] = rng.random((b, 1, s, 5)) < 0.8
 inputs["amask2"][:, :, :, 0] = True  # every query keeps its first key, as causal ones do
+for name, shape in (("aq3", (b, s, 32)), ("ak3", (b, s, 16)), ("av3", (b, s, 16)), ("apk", (b, 2, 4, 8)), ("apv", (b, 2, 4, 8))):
+    inputs[name] = rng.standard_normal(shape).astype(np.float32)
 want = ReferenceEvaluator(model).run(None, inputs)
 try:
     import onnxruntime as ort
