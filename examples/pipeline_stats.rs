@@ -169,13 +169,17 @@ impl Vulkan {
                     CStr::from_ptr(n.device_name.as_ptr()).to_string_lossy() == name
                 })
                 .ok_or_else(|| format!("Vulkan lists no device named {name:?}"))?;
+            // The device's extensions, read once.
+            let offered = match instance.enumerate_device_extension_properties(pd) {
+                Ok(v) => v,
+                Err(e) => {
+                    instance.destroy_instance(None);
+                    return Err(format!("vkEnumerateDeviceExtensionProperties: {e}"));
+                }
+            };
+            let has = |want: &CStr| offered.iter().any(|p| CStr::from_ptr(p.extension_name.as_ptr()) == want);
             let ext = ash::khr::pipeline_executable_properties::NAME;
-            let has = instance
-                .enumerate_device_extension_properties(pd)
-                .map_err(|e| format!("{e}"))?
-                .iter()
-                .any(|p| CStr::from_ptr(p.extension_name.as_ptr()) == ext);
-            if !has {
+            if !has(ext) {
                 instance.destroy_instance(None);
                 return Err(format!("{name}'s Vulkan driver lacks {}", ext.to_string_lossy()));
             }
@@ -189,11 +193,7 @@ impl Vulkan {
             // Every feature the device offers is enabled (float16, 16-bit storage, the memory
             // model, cooperative matrices...), as the kernels may use any wgpu enabled.
             let coop = ash::khr::cooperative_matrix::NAME;
-            let has_coop = instance
-                .enumerate_device_extension_properties(pd)
-                .map_err(|e| format!("{e}"))?
-                .iter()
-                .any(|p| CStr::from_ptr(p.extension_name.as_ptr()) == coop);
+            let has_coop = has(coop);
             let mut exts = vec![ext.as_ptr()];
             if has_coop {
                 exts.push(coop.as_ptr());
