@@ -1055,3 +1055,33 @@ fn degenerate_runs_and_budgets_are_clear_errors() {
     }
     insta::assert_snapshot!("degenerate_runs_and_budgets", msgs);
 }
+
+/// `GLUFUSE_GPU_TIMEOUT` (the longest a wait for the GPU may take) that is not a number of
+/// seconds greater than 0 is refused before anything runs, naming the variable, with exit 2:
+/// the default job included, which would otherwise report the device as missing and go on.
+/// A good value, or an empty one (unset), changes nothing.
+#[cfg(feature = "gpu")]
+#[test]
+fn a_gpu_timeout_that_is_not_seconds_is_refused() {
+    let g = graph("decoder_2_layers");
+    for v in ["soon", "0", "-3", "inf"] {
+        for args in [vec![], vec!["show", g.as_str()]] {
+            let o =
+                Command::new(env!("CARGO_BIN_EXE_glufuse")).args(&args).env("GLUFUSE_GPU_TIMEOUT", v).output().unwrap();
+            let (out, err) = text(&o);
+            assert_eq!(o.status.code(), Some(2), "{v:?} {args:?}: {out}{err}");
+            assert!(out.is_empty(), "{v:?} {args:?}: {out}");
+            assert!(
+                err.contains(&format!("GLUFUSE_GPU_TIMEOUT='{v}'")) && err.contains("seconds greater than 0"),
+                "{v:?} {args:?}: {err}"
+            );
+        }
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_glufuse"))
+        .args(["show", &g])
+        .env("GLUFUSE_GPU_TIMEOUT", "2.5")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert_eq!(o.stdout, glufuse(&["show", &g]).stdout);
+}

@@ -453,3 +453,33 @@ fn a_static_cache_loop_keeps_one_executable_and_compiles_nothing_after_the_first
         out = next;
     }
 }
+
+/// A wait for the GPU past the device's limit ([`Gpu::set_wait_timeout`],
+/// `GLUFUSE_GPU_TIMEOUT`) is an error saying what was waited for and where the limit is set,
+/// never a process that waits for ever; once the work is done, a new session on the same
+/// device runs and gives the first run's bits.
+#[test]
+fn a_wait_past_the_devices_limit_is_an_error() {
+    let Some(gpu) = common::gpu() else { return };
+    // x·w at 1024³: longer than a zero wait on any device (a millisecond or more on the H100,
+    // most of a second on lavapipe), its submission polled straight after it is made.
+    let text = r#"{"format": "glufuse.graph/1", "nodes": [
+        {"name": "x", "op": "Input", "type": {"dtype": "f32", "shape": [1024, 1024]}},
+        {"name": "w", "op": "Input", "type": {"dtype": "f32", "shape": [1024, 1024]}},
+        {"name": "y", "op": "MatMul", "inputs": ["x", "w"]}], "outputs": ["y"]}"#;
+    let g: Graph = glufuse::json::from_str(text).unwrap();
+    let ins: HashMap<String, Tensor> =
+        [("x", 1), ("w", 2)].map(|(n, seed)| (n.to_string(), Tensor::random(vec![1024, 1024], seed, 1.0))).into();
+    let mut s = Session::new(&gpu, g.clone()).unwrap();
+    let first = s.run(&ins).unwrap();
+    gpu.set_wait_timeout(std::time::Duration::ZERO);
+    let e = s.run(&ins).expect_err("a zero wait returned the results").to_string();
+    assert!(
+        e.contains("running the graph") && e.contains("did not finish within 0 s") && e.contains("GLUFUSE_GPU_TIMEOUT"),
+        "{e}"
+    );
+    gpu.set_wait_timeout(glufuse::runtime::WAIT_TIMEOUT);
+    gpu.wait("the run that timed out").unwrap();
+    let again = Session::new(&gpu, g).unwrap().run(&ins).unwrap();
+    assert_eq!(bits(&again[0]), bits(&first[0]));
+}

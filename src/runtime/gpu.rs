@@ -17,7 +17,7 @@ use crate::codegen::{CoopMatrix, CoopScalar, KernelSource, Target};
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::mem::ManuallyDrop;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// How a [`Gpu`] is opened.
@@ -27,6 +27,38 @@ pub struct GpuOptions {
     /// (`Performance`, wgpu's default: blocks of 128 to 256 MiB; a buffer larger than a
     /// block gets a block of its own).
     pub memory_hints: wgpu::MemoryHints,
+    /// The longest a wait for the GPU may take before it is an error ([`Gpu::wait`]).
+    /// `None`: `GLUFUSE_GPU_TIMEOUT` (seconds) where it is set, else [`WAIT_TIMEOUT`].
+    pub wait_timeout: Option<std::time::Duration>,
+}
+
+/// The longest glufuse waits for the GPU to finish one submission unless told otherwise
+/// ([`GpuOptions::wait_timeout`], `GLUFUSE_GPU_TIMEOUT`): ten minutes, far past any run the
+/// tests or benchmarks make (a software adapter included), so that a device that stopped
+/// answering is an error instead of a process that waits for ever.
+pub const WAIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The wait limit `GLUFUSE_GPU_TIMEOUT` sets, if it is set and not empty
+/// ([`parse_wait_timeout`]).
+pub fn wait_timeout_from_env() -> std::result::Result<Option<std::time::Duration>, String> {
+    match std::env::var("GLUFUSE_GPU_TIMEOUT") {
+        Ok(v) if !v.trim().is_empty() => parse_wait_timeout(&v).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// A duration in whole nanoseconds, saturating (past 584 years).
+fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The wait limit `GLUFUSE_GPU_TIMEOUT` sets: a number of seconds greater than 0 (`0.5`, `30`);
+/// anything else is an error naming the variable.
+pub fn parse_wait_timeout(v: &str) -> std::result::Result<std::time::Duration, String> {
+    match v.trim().parse::<f64>() {
+        Ok(s) if s > 0.0 && s.is_finite() && s <= 1e9 => Ok(std::time::Duration::from_secs_f64(s)),
+        _ => Err(format!("GLUFUSE_GPU_TIMEOUT='{v}': expected a number of seconds greater than 0")),
+    }
 }
 
 /// How many buffers and bind groups glufuse created on a [`Gpu`] (wgpu's own staging
@@ -103,6 +135,8 @@ pub struct Gpu {
     /// `EXPERIMENTAL_COOPERATIVE_MATRIX`).
     pub coop_matrix: Vec<wgpu::CooperativeMatrixProperties>,
     errors: Arc<Mutex<Vec<String>>>,
+    /// [`Gpu::wait`]'s limit, in nanoseconds.
+    wait_timeout: AtomicU64,
     pipelines: Mutex<PipelineCache>,
     buffers_created: AtomicUsize,
     bind_groups_created: AtomicUsize,
@@ -115,8 +149,9 @@ pub struct Gpu {
 /// opening serialized, four test threads (`gpu_ops`, each test opening and closing its own
 /// device) hung once more in session 11: a device, and the instance it keeps alive, was then
 /// released without the lock while another thread opened one. Releasing under the lock too
-/// is the fix that follows; that hang was seen once and not reproduced since, so whether
-/// this was its cause is not known.
+/// is the fix that follows. With it (at 227b527), `gpu_ops` ran to its end on the H100 seven
+/// times in a row at 1, 4 and 16 test threads, 6 to 8 s each; the hang was seen once and
+/// never reproduced, so whether this was its cause is not known.
 static OPENING: Mutex<()> = Mutex::new(());
 
 impl Drop for Gpu {
@@ -151,6 +186,10 @@ impl Gpu {
     }
 
     async fn open(o: &GpuOptions) -> Result<Gpu> {
+        let wait_timeout = match o.wait_timeout {
+            Some(t) => t,
+            None => wait_timeout_from_env().map_err(Error::Gpu)?.unwrap_or(WAIT_TIMEOUT),
+        };
         let backends = match std::env::var("WGPU_BACKEND") {
             Ok(v) if !v.trim().is_empty() => parse_backends(&v).map_err(Error::Gpu)?,
             _ => wgpu::Backends::all(),
@@ -218,6 +257,7 @@ impl Gpu {
             downlevel,
             coop_matrix,
             errors,
+            wait_timeout: AtomicU64::new(nanos(wait_timeout)),
             pipelines: Mutex::default(),
             buffers_created: AtomicUsize::new(0),
             bind_groups_created: AtomicUsize::new(0),
@@ -408,6 +448,33 @@ impl Gpu {
         } else {
             Err(Error::Gpu(std::mem::take(&mut *e).join("; ")))
         }
+    }
+
+    /// Waits until the GPU has finished everything submitted to it (and the mappings asked
+    /// for are done), for at most the device's wait limit ([`GpuOptions::wait_timeout`]): a
+    /// longer wait is an error saying `what` was waited for. After such an error the work may
+    /// still be running: the device is best treated as lost (its buffers may still be in use).
+    pub fn wait(&self, what: &str) -> Result<()> {
+        let limit = self.wait_timeout();
+        match self.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(limit) }) {
+            Ok(_) => Ok(()),
+            Err(wgpu::PollError::Timeout) => Err(Error::Gpu(format!(
+                "{what}: the GPU did not finish within {} s (the limit is GLUFUSE_GPU_TIMEOUT, in \
+                 seconds); the device may have stopped answering, and is best not used again",
+                limit.as_secs_f64()
+            ))),
+            Err(e) => Err(Error::Gpu(format!("{what}: {e}"))),
+        }
+    }
+
+    /// The longest [`Gpu::wait`] waits now.
+    pub fn wait_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.wait_timeout.load(Ordering::Relaxed))
+    }
+
+    /// Sets the longest [`Gpu::wait`] waits, from the next wait on.
+    pub fn set_wait_timeout(&self, d: std::time::Duration) {
+        self.wait_timeout.store(nanos(d), Ordering::Relaxed);
     }
 
     /// Runs `f` inside validation and out-of-memory error scopes.

@@ -36,7 +36,8 @@ mod session;
 mod timing;
 
 pub use gpu::{
-    adapter_rank, is_software_adapter, parse_backends, Created, Gpu, GpuOptions, PipelineCounts, PIPELINE_CAPACITY,
+    adapter_rank, is_software_adapter, parse_backends, parse_wait_timeout, wait_timeout_from_env, Created, Gpu,
+    GpuOptions, PipelineCounts, PIPELINE_CAPACITY, WAIT_TIMEOUT,
 };
 pub use session::Session;
 pub use timing::{median, profile_dispatches, time, time_series, timed_pass, WARM_UP};
@@ -656,8 +657,7 @@ impl<'a> Executable<'a> {
             let mut enc = dev.create_command_encoder(&Default::default());
             self.record(&mut enc, 1, None);
             self.gpu.scoped("warming up", || self.gpu.queue.submit([enc.finish()]))?;
-            dev.poll(wgpu::PollType::wait_indefinitely())
-                .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+            self.gpu.wait("warming up")?;
             runs += 1;
         }
         Ok(runs)
@@ -717,7 +717,7 @@ impl<'a> Executable<'a> {
         // The staging buffer is mapped again for the next run once this one is done with it.
         let staged = self.staging.as_ref().map(|b| map_async(b, wgpu::MapMode::Write));
         let read = map_async(&self.readback, wgpu::MapMode::Read);
-        dev.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        self.gpu.wait("running the graph")?;
         self.gpu.take_errors()?;
         if let Some(done) = staged {
             mapped(&done, "mapping the input staging buffer")?;
@@ -837,7 +837,7 @@ fn mapped(done: &MapDone, what: &str) -> Result<()> {
 /// Maps the whole of `buffer` and waits for it.
 fn map_and_wait(gpu: &Gpu, buffer: &wgpu::Buffer, mode: wgpu::MapMode, what: &str) -> Result<()> {
     let done = map_async(buffer, mode);
-    gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("{what}: {e}")))?;
+    gpu.wait(what)?;
     gpu.take_errors()?;
     mapped(&done, what)
 }

@@ -80,8 +80,7 @@ pub fn time_series<F: Fn(&mut wgpu::CommandEncoder, usize, Option<(&wgpu::QueryS
         mapped_at_creation: false,
     });
     let period = gpu.queue.get_timestamp_period() as f64;
-    let wait =
-        || dev.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")));
+    let wait = || gpu.wait("timing the graph");
     // Warm-up.
     let start = Instant::now();
     let mut enc = dev.create_command_encoder(&Default::default());
@@ -161,8 +160,7 @@ pub fn profile_dispatches(gpu: &Gpu, exe: &Executable, samples: usize) -> Result
         mapped_at_creation: false,
     });
     let period = gpu.queue.get_timestamp_period() as f64;
-    let wait =
-        || dev.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")));
+    let wait = || gpu.wait("timing the graph");
     let stamp = |pass: &mut wgpu::ComputePass, j: usize| {
         pass.write_timestamp(&sets[j / QUERIES_PER_SET].0, (j % QUERIES_PER_SET) as u32)
     };

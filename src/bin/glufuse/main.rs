@@ -61,6 +61,13 @@ fn exit_code() -> i32 {
             return code;
         }
     };
+    // The GPU's wait limit, checked here for the same reason (the default job would
+    // otherwise report it as no GPU at all).
+    #[cfg(feature = "gpu")]
+    if let Err(m) = glufuse::runtime::wait_timeout_from_env() {
+        out::errln!("error: {m}");
+        return 2;
+    }
     // The budget from GLUFUSE_MAX_*, checked once here so that a value that is not a size is
     // an error rather than a default.
     match glufuse::ir::limits::Budget::from_env() {

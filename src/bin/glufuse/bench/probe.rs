@@ -148,7 +148,7 @@ fn run_case(case: &str, reps: usize, samples: usize) -> Result<()> {
         "after-free-dedicated" => wgpu::MemoryHints::Manual { suballocated_device_memory_block_size: 4 * mib..4 * mib },
         _ => wgpu::MemoryHints::Performance,
     };
-    let gpu = Gpu::with_options(&GpuOptions { memory_hints })?;
+    let gpu = Gpu::with_options(&GpuOptions { memory_hints, ..Default::default() })?;
     let p = Probe { gpu: &gpu, case: case.to_string(), reps, samples, t0: Instant::now() };
     p.note(&format!("device {}", gpu.describe()));
     if case == "dispatch-floor" {
