@@ -154,9 +154,10 @@ fn wgsl_snapshots_of_representative_kernels() {
     // Cooperative matrices as an H100 offers them, on the benchmark's gate/up graph (H=64):
     // at I=4224 (66 column tiles of 64: enough that 128-row tiles are picked) f16 weights at
     // 160 rows (a 128-row tiling, [K,N], partial row tiles) and f32 weights under matmul
-    // precision f16 (converted while staging; [N,K]); at I=96, the 64-row tiling that few
-    // tiles take at 160 rows, and the emulated form of the unfused graph's plain projection
-    // at 20 rows (a 16-row tiling, partial row and k tiles).
+    // precision f16 (converted while staging; [N,K]); at I=96, the tilings that few tiles
+    // take: eight subgroups on 128×64 tiles at 160 rows (partial row tiles), 64×64 ones at
+    // 64 rows; and the emulated form of the unfused graph's plain projection at 20 rows (a
+    // 16-row tiling, partial row and k tiles).
     let coop = h100_coop();
     let ffn = |i, dtype, layout, rows, fuse: bool, node: &str, t: &Target| -> String {
         let mut g = glufuse::synth::ffn_graph(64, i, rows, dtype, layout).unwrap();
@@ -174,7 +175,11 @@ fn wgsl_snapshots_of_representative_kernels() {
         "wgsl_fused_coop_f32_nk",
         ffn(4224, DType::F32, Layout::Nk, 160, true, "mul", &f16_products)
     );
-    insta::assert_snapshot!("wgsl_fused_coop_f16_kn_64rows", ffn(96, DType::F16, Layout::Kn, 160, true, "mul", &coop));
+    insta::assert_snapshot!(
+        "wgsl_fused_coop_f16_kn_eight_subgroups",
+        ffn(96, DType::F16, Layout::Kn, 160, true, "mul", &coop)
+    );
+    insta::assert_snapshot!("wgsl_fused_coop_f16_kn_64rows", ffn(96, DType::F16, Layout::Kn, 64, true, "mul", &coop));
     insta::assert_snapshot!(
         "wgsl_matmul_coop_f16_emulated",
         ffn(96, DType::F16, Layout::Kn, 20, false, "gate_proj", &emulated)
@@ -194,7 +199,7 @@ fn prefill() -> glufuse::shape::Bindings {
 /// and for an H100.
 #[test]
 fn manifest_workgroup_sizes_are_the_wgsl_ones() {
-    let mut seen = std::collections::BTreeMap::new();
+    let mut seen: std::collections::BTreeMap<String, std::collections::BTreeSet<u64>> = Default::default();
     for (name, path) in common::graph_files() {
         let g = glufuse::files::load_graph(&path).unwrap();
         let mut f = g.clone();
@@ -218,18 +223,20 @@ fn manifest_workgroup_sizes_are_the_wgsl_ones() {
                             let v = bd["value"].as_str().unwrap();
                             assert!(graph.resolve(v).is_some(), "{name} {}: binds {v:?}", s.name);
                         }
-                        seen.insert(s.kind.to_string(), threads);
+                        seen.entry(s.kind.to_string()).or_default().insert(threads);
                     }
                 }
             }
         }
     }
-    // The default tiling of the prefill GEMM is 8x8x8: 128 threads, where the rest use 256
-    // but the cooperative-matrix tilings that the test graphs' few tiles take (16 and 64
-    // rows: 4 subgroups of 32).
-    assert_eq!(seen.get("fused-gate-up-gemm"), Some(&128), "{seen:?}");
-    assert_eq!(seen.get("fused-gate-up-coop"), Some(&128), "{seen:?}");
-    assert_eq!(seen.get("fused-gate-up-gemv-kn"), Some(&256), "{seen:?}");
+    // The default tiling of the prefill GEMM is 8x8x8: 128 threads, where the rest use 256;
+    // the fused cooperative-matrix GEMM takes eight subgroups of 32 on the 128×64 tiles of
+    // the prefill binding (160 rows), the plain one four.
+    let threads = |kind: &str| seen.get(kind).map(|t| t.iter().copied().collect::<Vec<_>>());
+    assert_eq!(threads("fused-gate-up-gemm"), Some(vec![128]), "{seen:?}");
+    assert_eq!(threads("fused-gate-up-coop"), Some(vec![256]), "{seen:?}");
+    assert_eq!(threads("matmul-coop"), Some(vec![128]), "{seen:?}");
+    assert_eq!(threads("fused-gate-up-gemv-kn"), Some(vec![256]), "{seen:?}");
 }
 
 #[test]

@@ -533,7 +533,7 @@ fn check_f16_bound(g: &glufuse::Graph, c: &Case, act: Activation, x: &[f32], got
 /// products with f32 sums, element by element: plain (the unfused graph's projections) and
 /// fused, both layouts, f16 weights and f32 weights (matmul precision f16), every
 /// activation, biases, merged weights, partial row, column and k tiles at 128-row and 16-row
-/// tilings, one- and two-stage pipelines, k in one slice or two.
+/// tilings, one- and two-stage pipelines, k in one slice or two, four or eight subgroups.
 ///
 /// With its matrix operations emulated (what CI's lavapipe runs: the kernels' staging,
 /// indexing, pipeline and epilogue), over a reduced set, since lavapipe takes seconds to
@@ -557,19 +557,28 @@ fn coop_gemm_matches_the_interpreter_within_the_f16_bound() {
     let f16 = Target { matmul_precision: MatmulPrecision::F16, ..base.clone() };
     let two_stage = Some("64x64x16w2x2".parse::<CoopTile>().unwrap());
     let sliced = Some("64x64x16w2x2k2s1".parse::<CoopTile>().unwrap());
+    // Eight subgroups, four along the rows (the prefill's fused 128x64x64w4x2s1, on k steps
+    // of 32 so that it fits lavapipe's 32 KiB).
+    let eight = Some("128x64x32w4x2s1".parse::<CoopTile>().unwrap());
     let emulated = Target { coop_emulate: true, ..f16.clone() };
     // (label, target, every case at both shapes and both graphs)
     let mut targets = vec![
         ("emulated", emulated.clone(), false),
         ("emulated, split-k", Target { coop_split: Some(2), ..emulated.clone() }, false),
         ("emulated, two stages", Target { coop_tiles: two_stage, ..emulated.clone() }, false),
-        ("emulated, two slices of k", Target { coop_tiles: sliced, ..emulated }, false),
+        ("emulated, two slices of k", Target { coop_tiles: sliced, ..emulated.clone() }, false),
+        ("emulated, eight subgroups", Target { coop_tiles: eight, ..emulated }, false),
     ];
     if base.coop_matrix.contains(&CoopMatrix::F16_F32_16) {
         targets.push(("native", f16.clone(), true));
         targets.push(("native, split-k", Target { coop_split: Some(2), ..f16.clone() }, true));
         targets.push(("native, two stages", Target { coop_tiles: two_stage, ..f16.clone() }, true));
-        targets.push(("native, two slices of k", Target { coop_tiles: sliced, ..f16 }, true));
+        targets.push(("native, two slices of k", Target { coop_tiles: sliced, ..f16.clone() }, true));
+        targets.push(("native, eight subgroups", Target { coop_tiles: eight, ..f16.clone() }, true));
+        // (Eight subgroups in two stages, as the prefill's split down projection takes them,
+        // 64x64x64w4x2, on k steps of 32 so that the fused kernels fit too.)
+        let eight_two = Some("64x64x32w4x2".parse::<CoopTile>().unwrap());
+        targets.push(("native, eight subgroups, two stages", Target { coop_tiles: eight_two, ..f16 }, true));
     }
     // Partial row, column and k tiles at 128-row tilings (k steps of 32 or 16) and at 16-row
     // ones (k steps of 64 or 128).
@@ -643,6 +652,7 @@ fn coop_gemm_matches_the_interpreter_within_the_f16_bound() {
         assert!(kinds.contains(want), "{want} never ran: {kinds:?}");
     }
     assert!(tilings.iter().any(|t| t.starts_with("coop 16x")) && tilings.iter().any(|t| t.contains("x16w2x2")));
+    assert!(tilings.iter().any(|t| t.starts_with("coop 128x64x32w4x2s1")), "{tilings:?}");
     // The forced split ran, and its
     // partial sums were added up by the split-sum kernel.
     assert!(tilings.iter().any(|t| t.ends_with("split-k 2")), "{tilings:?}");

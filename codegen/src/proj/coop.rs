@@ -170,6 +170,16 @@ const fn s2(bm: usize, bn: usize, bk: usize, wr: usize, wc: usize) -> CoopTile {
 /// LM head), takes 128×128 tiles on k steps of 64 first: Qwen2-0.5B's tied LM head at 128 rows (K = 896, N = 151936) went from
 /// 304 to 233 µs, where 128×128 tiles on k steps of 32 in two stages took 289, 64×256 ones
 /// 387 and 64×128 ones on k steps of 64 316 (`benches/results/h100-2026-11-26g-head.md`).
+/// Eight subgroups a workgroup, four along the rows, came later
+/// (`benches/results/h100-2026-11-27l-coop-tiles.md`): a fused projection of more than 64
+/// rows takes 128×64 tiles on k steps of 64 first (the prefill's gate/up, 76 tiles: 2742 →
+/// 2611 µs), and where its 128-row tiles are not few, with `[N, K]` weights, where k is long
+/// or those tiles fill two waves (896×4864 at 512 rows 79.5 → 69.3 µs, 4096×14336 at 128
+/// rows 189.0 → 166.0; at 256 rows of 896×4864, 152 tiles, 40.2 → 47.1, and with `[K, N]`
+/// weights at 4096×14336, 128 and 256 rows, slower); a plain projection whose k stays whole
+/// takes k 128 at a time on its 32-row tiles (the q/k/v and o projections: −30 µs), and a
+/// split one 64-row tiles of eight subgroups (the down projection: −40 µs). Together the
+/// prefill went from 2742 to 2550 µs.
 /// The later entries are smaller fallbacks for devices with less workgroup memory
 /// (lavapipe: 32 KiB).
 pub fn candidates(s: &ProjShape) -> Vec<CoopTile> {
@@ -192,12 +202,26 @@ pub fn candidates(s: &ProjShape) -> Vec<CoopTile> {
             // tiles where even 64-row ones are few and k is short enough to stay whole.
             let whole = s.k.div_ceil(64) < 2 * COOP_SPLIT_MIN_STEPS;
             if whole && s.rows.div_ceil(64) * s.n.div_ceil(64) < COOP_MIN_WORKGROUPS / 2 {
+                v.push(s1(32, 64, 128, 2, 2));
                 v.push(CoopTile { ks: 2, ..s1(32, 64, 64, 2, 2) });
                 v.push(s2(32, 64, 64, 2, 2));
             }
+            v.push(s2(64, 64, 64, 4, 2));
             v.push(s2(64, 64, 64, 2, 2));
+        } else if s.rows > 64 {
+            // A fused one of more than 64 rows: 128-row tiles on k steps of 64 (fewer than
+            // one a SM).
+            v.push(s1(128, 64, 64, 4, 2));
         }
         v.push(s1(64, 64, 32, 2, 2));
+    } else if fused && s.rows > 64 && s.layout == Layout::Nk {
+        // Fused `[N, K]`, at least one 128×64 tile a SM: those tiles on k steps of 64 first,
+        // except where they fill a second wave only in part and k is short. (`[K, N]`
+        // weights were slower that way at 4096×14336, M = 128 and 256.)
+        let tiles = s.rows.div_ceil(128) * s.n.div_ceil(64);
+        if s.k >= 2048 || tiles >= 2 * COOP_MIN_WORKGROUPS {
+            v.push(s1(128, 64, 64, 4, 2));
+        }
     }
     if s.rows > 256 && !fused {
         v.push(s1(256, 128, 32, 4, 2));
@@ -1302,6 +1326,9 @@ mod tests {
     #[test]
     fn every_variant_validates_and_writes_spirv() {
         let tilings = [
+            "128x64x64w4x2s1",
+            "64x64x64w4x2",
+            "32x64x128w2x2s1",
             "128x128x32w2x4s1",
             "256x128x32w4x2s1",
             "128x64x32w2x4s1",
@@ -1317,7 +1344,7 @@ mod tests {
         let native =
             Capabilities::COOPERATIVE_MATRIX | Capabilities::SHADER_FLOAT16 | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
         let emulated = Capabilities::SHADER_FLOAT16 | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
-        let target = Target { max_workgroup_storage_bytes: 1 << 16, ..Target::default() };
+        let target = Target { max_workgroup_storage_bytes: 1 << 17, ..Target::default() };
         let mut count = 0;
         for layout in [Layout::Kn, Layout::Nk] {
             for f16 in [true, false] {
@@ -1359,7 +1386,7 @@ mod tests {
             }
         }
         // layouts × weight storages × kinds × sizes × tilings
-        assert_eq!(count, 2 * 2 * 5 * 3 * 11);
+        assert_eq!(count, 2 * 2 * 5 * 3 * 14);
     }
 
     /// The 4-bit staging: every kind of the grid with 4-bit weights (blocks of 16, 32 and
@@ -1371,7 +1398,7 @@ mod tests {
         let native =
             Capabilities::COOPERATIVE_MATRIX | Capabilities::SHADER_FLOAT16 | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
         let emulated = Capabilities::SHADER_FLOAT16 | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
-        let target = Target { max_workgroup_storage_bytes: 1 << 16, ..Target::default() };
+        let target = Target { max_workgroup_storage_bytes: 1 << 17, ..Target::default() };
         let mut count = 0;
         for (i, kind) in KINDS.into_iter().enumerate() {
             for (rows, k, block) in [(512, 256, 32), (37, 136, 16), (9, 200, 128)] {
@@ -1465,14 +1492,26 @@ mod tests {
             pick(&s, max).map(|t| t.to_string())
         };
         let h100 = 49152;
+        // Fused, more than 64 rows: 128×64 tiles on k steps of 64, but where 132 to 263 of
+        // them cover the output with k short (896×4864 at 256 rows), and at up to 64 rows.
+        assert_eq!(pick_for(Layout::Nk, true, 512, 4096, 14336, h100).unwrap(), "128x64x64w4x2s1");
         assert_eq!(pick_for(Layout::Kn, true, 512, 4096, 14336, h100).unwrap(), "128x128x32w2x4s1");
-        assert_eq!(pick_for(Layout::Nk, true, 128, 4096, 14336, h100).unwrap(), "128x128x32w2x4s1");
-        assert_eq!(pick_for(Layout::Kn, true, 128, 896, 4864, h100).unwrap(), "64x64x32w2x2s1");
-        assert_eq!(pick_for(Layout::Kn, false, 128, 896, 1152, h100).unwrap(), "32x64x64w2x2k2s1");
-        assert_eq!(pick_for(Layout::Nk, false, 128, 896, 1152, h100).unwrap(), "32x64x64w2x2k2s1");
-        // (Where two slices do not fit: lavapipe's 32 KiB.)
-        assert_eq!(pick_for(Layout::Nk, false, 128, 896, 1152, 32768).unwrap(), "32x64x64w2x2");
-        assert_eq!(pick_for(Layout::Nk, false, 128, 4864, 896, h100).unwrap(), "64x64x64w2x2");
+        assert_eq!(pick_for(Layout::Kn, true, 128, 4096, 14336, h100).unwrap(), "128x128x32w2x4s1");
+        assert_eq!(pick_for(Layout::Nk, true, 128, 4096, 14336, h100).unwrap(), "128x64x64w4x2s1");
+        assert_eq!(pick_for(Layout::Nk, true, 128, 896, 4864, h100).unwrap(), "128x64x64w4x2s1");
+        assert_eq!(pick_for(Layout::Kn, true, 128, 896, 4864, h100).unwrap(), "128x64x64w4x2s1");
+        assert_eq!(pick_for(Layout::Nk, true, 512, 896, 4864, h100).unwrap(), "128x64x64w4x2s1");
+        assert_eq!(pick_for(Layout::Nk, true, 256, 896, 4864, h100).unwrap(), "128x128x32w2x4s1");
+        assert_eq!(pick_for(Layout::Nk, true, 64, 896, 4864, h100).unwrap(), "64x64x32w2x2s1");
+        assert_eq!(pick_for(Layout::Nk, true, 64, 4096, 14336, h100).unwrap(), "128x128x32w2x4s1");
+        // (Where that tile does not fit: lavapipe's 32 KiB.)
+        assert_eq!(pick_for(Layout::Nk, true, 128, 896, 4864, 32768).unwrap(), "64x64x32w2x2s1");
+        // Plain, few tiles, k short: 32-row tiles on k steps of 128.
+        assert_eq!(pick_for(Layout::Kn, false, 128, 896, 1152, h100).unwrap(), "32x64x128w2x2s1");
+        assert_eq!(pick_for(Layout::Nk, false, 128, 896, 1152, h100).unwrap(), "32x64x128w2x2s1");
+        assert_eq!(pick_for(Layout::Nk, false, 128, 896, 1152, 32768).unwrap(), "32x64x128w2x2s1");
+        // Plain, few tiles, k long (split): 64-row tiles of eight subgroups, two stages.
+        assert_eq!(pick_for(Layout::Nk, false, 128, 4864, 896, h100).unwrap(), "64x64x64w4x2");
         assert_eq!(pick_for(Layout::Nk, false, 128, 4864, 896, 32768).unwrap(), "64x64x32w2x2s1");
         // An LM head (Qwen2-0.5B's, tied: [N, K]) at 128 rows; past 256 rows, 256-row tiles.
         assert_eq!(pick_for(Layout::Nk, false, 128, 896, 151936, h100).unwrap(), "128x128x64w2x4s1");
@@ -1494,20 +1533,27 @@ mod tests {
                         let (cols, least) =
                             if fused { (64, COOP_MIN_WORKGROUPS) } else { (128, COOP_MIN_WORKGROUPS / 2) };
                         let few = rows > 32 && rows.div_ceil(128) * n.div_ceil(cols) < least;
-                        // A plain one of those: 32-row tiles (k in two slices) where 64-row
+                        // A plain one of those: 32-row tiles (k steps of 128) where 64-row
                         // ones number fewer than half of COOP_MIN_WORKGROUPS and k has fewer
-                        // than twice COOP_SPLIT_MIN_STEPS steps of 64, else 64-row ones, two
-                        // stages.
+                        // than twice COOP_SPLIT_MIN_STEPS steps of 64, else 64-row ones of
+                        // eight subgroups, two stages.
                         let short = rows.div_ceil(64) * n.div_ceil(64) < COOP_MIN_WORKGROUPS / 2
                             && k.div_ceil(64) < 2 * COOP_SPLIT_MIN_STEPS;
-                        let want = match (rows <= 32, few, fused, short) {
+                        // Fused past 64 rows: 128×64 tiles on k steps of 64 where few, or
+                        // (`[N, K]`) where k is long or they fill two waves.
+                        let tiles = rows.div_ceil(128) * n.div_ceil(64);
+                        let tall = fused
+                            && rows > 64
+                            && (few || (layout == Layout::Nk && (k >= 2048 || tiles >= 2 * COOP_MIN_WORKGROUPS)));
+                        let want = match (rows <= 32, tall, few, fused, short) {
                             (true, ..) => "16x",
-                            (false, true, true, _) => "64x64x32w2x2s1",
-                            (false, true, false, true) => "32x64x64w2x2k2s1",
-                            (false, true, false, false) => "64x64x64w2x2",
-                            (false, false, ..) => "128x",
+                            (false, true, ..) => "128x64x64w4x2s1",
+                            (false, false, true, true, _) => "64x64x32w2x2s1",
+                            (false, false, true, false, true) => "32x64x128w2x2s1",
+                            (false, false, true, false, false) => "64x64x64w4x2",
+                            (false, false, false, ..) => "128x",
                         };
-                        let exact = few && !fused;
+                        let exact = tall || (few && !fused);
                         assert!(
                             if exact { t == want } else { t.starts_with(want) || (!few && t.starts_with("256x")) },
                             "{rows} {k} {n}: {t}"
