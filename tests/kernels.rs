@@ -653,6 +653,8 @@ fn coop_gemm_matches_the_interpreter_within_the_f16_bound() {
     }
     assert!(tilings.iter().any(|t| t.starts_with("coop 16x")) && tilings.iter().any(|t| t.contains("x16w2x2")));
     assert!(tilings.iter().any(|t| t.starts_with("coop 128x64x32w4x2s1")), "{tilings:?}");
+    // (The unfused graph's plain projections at 150 rows: 32×32 tiles, k steps of 128.)
+    assert!(tilings.contains("coop 32x32x128w2x2s1"), "{tilings:?}");
     // The forced split ran, and its
     // partial sums were added up by the split-sum kernel.
     assert!(tilings.iter().any(|t| t.ends_with("split-k 2")), "{tilings:?}");

@@ -177,9 +177,9 @@ const fn s2(bm: usize, bn: usize, bk: usize, wr: usize, wc: usize) -> CoopTile {
 /// or those tiles fill two waves (896×4864 at 512 rows 79.5 → 69.3 µs, 4096×14336 at 128
 /// rows 189.0 → 166.0; at 256 rows of 896×4864, 152 tiles, 40.2 → 47.1, and with `[K, N]`
 /// weights at 4096×14336, 128 and 256 rows, slower); a plain projection whose k stays whole
-/// takes k 128 at a time on its 32-row tiles (the q/k/v and o projections: −30 µs), and a
-/// split one 64-row tiles of eight subgroups (the down projection: −40 µs). Together the
-/// prefill went from 2742 to 2550 µs.
+/// takes k 128 at a time on 32×32 tiles (the q/k/v and o projections: −30 µs on 32×64
+/// tiles, −35 more on 32×32), and a split one 64-row tiles of eight subgroups (the down
+/// projection: −40 µs). Together the prefill went from 2742 to 2550 µs, then 2524.
 /// The later entries are smaller fallbacks for devices with less workgroup memory
 /// (lavapipe: 32 KiB).
 pub fn candidates(s: &ProjShape) -> Vec<CoopTile> {
@@ -202,6 +202,7 @@ pub fn candidates(s: &ProjShape) -> Vec<CoopTile> {
             // tiles where even 64-row ones are few and k is short enough to stay whole.
             let whole = s.k.div_ceil(64) < 2 * COOP_SPLIT_MIN_STEPS;
             if whole && s.rows.div_ceil(64) * s.n.div_ceil(64) < COOP_MIN_WORKGROUPS / 2 {
+                v.push(s1(32, 32, 128, 2, 2));
                 v.push(s1(32, 64, 128, 2, 2));
                 v.push(CoopTile { ks: 2, ..s1(32, 64, 64, 2, 2) });
                 v.push(s2(32, 64, 64, 2, 2));
@@ -1329,6 +1330,7 @@ mod tests {
             "128x64x64w4x2s1",
             "64x64x64w4x2",
             "32x64x128w2x2s1",
+            "32x32x128w2x2s1",
             "128x128x32w2x4s1",
             "256x128x32w4x2s1",
             "128x64x32w2x4s1",
@@ -1386,7 +1388,7 @@ mod tests {
             }
         }
         // layouts × weight storages × kinds × sizes × tilings
-        assert_eq!(count, 2 * 2 * 5 * 3 * 14);
+        assert_eq!(count, 2 * 2 * 5 * 3 * 15);
     }
 
     /// The 4-bit staging: every kind of the grid with 4-bit weights (blocks of 16, 32 and
@@ -1506,10 +1508,10 @@ mod tests {
         assert_eq!(pick_for(Layout::Nk, true, 64, 4096, 14336, h100).unwrap(), "128x128x32w2x4s1");
         // (Where that tile does not fit: lavapipe's 32 KiB.)
         assert_eq!(pick_for(Layout::Nk, true, 128, 896, 4864, 32768).unwrap(), "64x64x32w2x2s1");
-        // Plain, few tiles, k short: 32-row tiles on k steps of 128.
-        assert_eq!(pick_for(Layout::Kn, false, 128, 896, 1152, h100).unwrap(), "32x64x128w2x2s1");
-        assert_eq!(pick_for(Layout::Nk, false, 128, 896, 1152, h100).unwrap(), "32x64x128w2x2s1");
-        assert_eq!(pick_for(Layout::Nk, false, 128, 896, 1152, 32768).unwrap(), "32x64x128w2x2s1");
+        // Plain, few tiles, k short: 32×32 tiles on k steps of 128.
+        assert_eq!(pick_for(Layout::Kn, false, 128, 896, 1152, h100).unwrap(), "32x32x128w2x2s1");
+        assert_eq!(pick_for(Layout::Nk, false, 128, 896, 1152, h100).unwrap(), "32x32x128w2x2s1");
+        assert_eq!(pick_for(Layout::Nk, false, 128, 896, 1152, 32768).unwrap(), "32x32x128w2x2s1");
         // Plain, few tiles, k long (split): 64-row tiles of eight subgroups, two stages.
         assert_eq!(pick_for(Layout::Nk, false, 128, 4864, 896, h100).unwrap(), "64x64x64w4x2");
         assert_eq!(pick_for(Layout::Nk, false, 128, 4864, 896, 32768).unwrap(), "64x64x32w2x2s1");
@@ -1533,7 +1535,7 @@ mod tests {
                         let (cols, least) =
                             if fused { (64, COOP_MIN_WORKGROUPS) } else { (128, COOP_MIN_WORKGROUPS / 2) };
                         let few = rows > 32 && rows.div_ceil(128) * n.div_ceil(cols) < least;
-                        // A plain one of those: 32-row tiles (k steps of 128) where 64-row
+                        // A plain one of those: 32×32 tiles (k steps of 128) where 64-row
                         // ones number fewer than half of COOP_MIN_WORKGROUPS and k has fewer
                         // than twice COOP_SPLIT_MIN_STEPS steps of 64, else 64-row ones of
                         // eight subgroups, two stages.
@@ -1549,7 +1551,7 @@ mod tests {
                             (true, ..) => "16x",
                             (false, true, ..) => "128x64x64w4x2s1",
                             (false, false, true, true, _) => "64x64x32w2x2s1",
-                            (false, false, true, false, true) => "32x64x128w2x2s1",
+                            (false, false, true, false, true) => "32x32x128w2x2s1",
                             (false, false, true, false, false) => "64x64x64w4x2",
                             (false, false, false, ..) => "128x",
                         };
