@@ -507,6 +507,37 @@ fn opset_23_rotary_embedding_rms_normalization_and_attention_match_onnxruntime()
     });
 }
 
+/// ONNX's `Einsum` (lowered to sums, transposes, broadcast products and batched `MatMul`s: a
+/// matrix product over a symbolic row count, batched ones, an attention's scores and values,
+/// an outer product, an ellipsis broadcast between operands, a transpose, a row sum, a full
+/// contraction to a scalar, the implicit output, three operands, two labels summed at once, an
+/// elementwise product, f16) gives onnxruntime's outputs within 1e-5 of the largest (f16:
+/// 2e-3) (`tests/data/onnx_extra/make_einsum.py`).
+#[test]
+fn einsum_matches_onnxruntime() {
+    let outs = [
+        "matmul",
+        "batched",
+        "scores",
+        "values",
+        "outer",
+        "ellipsis",
+        "transpose",
+        "rowsum",
+        "dot",
+        "implicit",
+        "bilinear",
+        "two_summed",
+        "elementwise",
+        "half",
+    ];
+    matches_onnxruntime("einsum", &outs, |got, want, what| {
+        let (_, rel) = glufuse::interp::compare(got, want);
+        let tol = if what.starts_with("einsum half") { 2e-3 } else { 1e-5 };
+        assert!(got.shape() == want.shape() && rel <= tol, "{what}: {rel:e} relative to onnxruntime");
+    });
+}
+
 /// ONNX's `Pad` in constant mode (lowered to broadcasts of the value concatenated before and
 /// after each padded axis: every axis, one through `axes`, a symbolic dim, the default zero
 /// and a given value, f32 and int64) gives onnxruntime's outputs exactly

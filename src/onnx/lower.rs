@@ -13,6 +13,7 @@ use super::proto;
 use crate::ir::*;
 use std::collections::HashMap;
 
+mod einsum;
 mod llm;
 
 /// Where a step's input comes from.
@@ -302,6 +303,7 @@ pub fn arity(op: &str) -> Option<(usize, usize, usize)> {
         "RMSNormalization" => (2, 2, 1),
         "RotaryEmbedding" => (3, 4, 1),
         "Attention" => (3, 7, 4),
+        "Einsum" => (1, usize::MAX, 1),
         _ => return None,
     })
 }
@@ -867,6 +869,7 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
             c.step("", Op::CumSum { axis: *axis, exclusive, reverse }, vec![input(0)])
         }
         "RMSNormalization" => llm::rms_normalization(&mut c, attrs)?,
+        "Einsum" => einsum::einsum(&mut c, attrs)?,
         "RotaryEmbedding" => llm::rotary_embedding(&mut c, attrs)?,
         "Attention" => return llm::attention(&mut c, attrs).map(|outs| c.done(outs)),
         "LayerNormalization" => {

@@ -258,6 +258,19 @@ opset23("attention_past_key_only.onnx", helper.make_node("Attention", ["q", "k",
 opset23("attention_3d_no_heads.onnx", helper.make_node("Attention", ["q", "k", "v"], ["y"], name="sdpa"),
         [[1, 4, 16], [1, 4, 16], [1, 4, 16]])
 
+# Einsum forms refused: a diagonal (a label repeated in one operand), a summed label of two
+# sizes, fewer operands than the equation names, and an output label no operand has.
+def einsum(name, eq, dims):
+    ins = [helper.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, d) for i, d in enumerate(dims)]
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    node = helper.make_node("Einsum", [f"x{i}" for i in range(len(dims))], ["y"], name="contract", equation=eq)
+    g = helper.make_graph([node], "g", ins, [y])
+    write(name, helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+einsum("einsum_diagonal.onnx", "ii->i", [[3, 3]])
+einsum("einsum_sizes.onnx", "ij,jk->ik", [[2, 3], [4, 5]])
+einsum("einsum_operands.onnx", "ij,jk->ik", [[2, 3]])
+einsum("einsum_output_label.onnx", "ij->k", [[2, 3]])
+
 # Models whose external data file tests/onnx.rs makes in a temporary folder: a FIFO, a
 # directory, a symbolic link out of the folder (data.bin, 32 bytes wanted), and a sparse
 # 16 GiB file the per-tensor budget refuses before reading (big.bin).
