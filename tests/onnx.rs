@@ -456,8 +456,9 @@ fn trilu_matches_onnxruntime() {
 
 /// ONNX's `ArgMax` and `ArgMin` (lowered to a reduction of the indices where a lane's value is
 /// its largest: first and last index, either axis and sign, kept and dropped dims, a symbolic
-/// dim, ties, -0.0 beside 0.0, ±inf, NaN passed over and a lane of NaN only, int64) give
-/// onnxruntime's outputs exactly (`tests/data/onnx_extra/make_argmax.py`).
+/// dim, ties, -0.0 beside 0.0, ±inf, NaN passed over and a lane of NaN only, int64 with the
+/// most negative int32) and `ReduceMin` of int64 (the one's complement of the largest one's
+/// complement) give onnxruntime's outputs exactly (`tests/data/onnx_extra/make_argmax.py`).
 #[test]
 fn argmax_and_argmin_match_onnxruntime() {
     let outs = [
@@ -470,6 +471,10 @@ fn argmax_and_argmin_match_onnxruntime() {
         "max_3d",
         "max_int",
         "max_int_last",
+        "min_int",
+        "min_int_last",
+        "rmin_int",
+        "rmin_int_cols",
     ];
     matches_onnxruntime("argmax", &outs, same_bits);
 }

@@ -751,21 +751,21 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
                 "ReduceSum" => ReduceOp::Sum,
                 _ => ReduceOp::Max,
             };
-            // The smallest is the negated largest of the negated values (floats: exact,
-            // NaN kept; an integer's negation would wrap at its most negative value).
+            // The smallest is the mirrored largest of the mirrored values ([`mirror`]).
             let min = op == "ReduceMin";
-            if min && !c.ty(0)?.dtype.is_float() {
-                return Err(format!("ReduceMin of {} is not supported (floats only)", c.ty(0)?.dtype));
+            let dtype = c.ty(0)?.dtype;
+            if min && dtype == DType::Bool {
+                return Err("ReduceMin of bool is not supported (numbers only)".into());
             }
             let axes = if c.has(1) { c.ints(1, "axes")? } else { attrs.ints("axes").unwrap_or_default() };
             if axes.is_empty() && attrs.int("noop_with_empty_axes") == Some(1) {
                 input(0)
             } else {
                 let keepdims = attrs.int("keepdims").unwrap_or(1) != 0;
-                let x = if min { c.step("neg", Op::Unary(UnaryOp::Neg), vec![input(0)]) } else { input(0) };
+                let x = if min { mirror(&mut c, "mirrored", input(0), dtype) } else { input(0) };
                 let r = c.step(if min { "max" } else { "" }, Op::Reduce { op: rop, axes, keepdims }, vec![x]);
                 if min {
-                    c.step("", Op::Unary(UnaryOp::Neg), vec![r])
+                    mirror(&mut c, "", r, dtype)
                 } else {
                     r
                 }
@@ -775,20 +775,19 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
             // The index (int64) of the first largest (smallest) value along the axis, or the
             // last with `select_last_index`, as onnxruntime gives it: NaN is passed over, and
             // a lane of NaN only gives 0. Lowered to a reduction of the indices where the
-            // value equals the lane's largest: the smallest is the negated largest of the
-            // negated values (floats only, as `ReduceMin`), the first index the negated
-            // largest of the negated indices.
+            // value equals the lane's largest: the smallest is the largest of the mirrored
+            // values (as `ReduceMin`), the first index the negated largest of the negated
+            // indices.
             let t = c.ty(0)?;
             let min = op == "ArgMin";
-            if t.dtype == DType::Bool || (min && !t.dtype.is_float()) {
-                let what = if min { "floats" } else { "numbers" };
-                return Err(format!("not supported for {} values ({what} only)", t.dtype));
+            if t.dtype == DType::Bool {
+                return Err(format!("not supported for {} values (numbers only)", t.dtype));
             }
             let a = ax(attrs.int("axis").unwrap_or(0), t.rank())?;
             let keepdims = attrs.int("keepdims").unwrap_or(1) != 0;
             let last = attrs.int("select_last_index").unwrap_or(0) != 0;
             let float = t.dtype.is_float();
-            let x = if min { c.step("neg", Op::Unary(UnaryOp::Neg), vec![input(0)]) } else { input(0) };
+            let x = if min { mirror(&mut c, "mirrored", input(0), t.dtype) } else { input(0) };
             // The lane's largest, NaN passed over (as -inf).
             let clean = if float {
                 let nan = c.step("nan", Op::Unary(UnaryOp::IsNaN), vec![x.clone()]);
@@ -884,6 +883,18 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
         _ => return Ok(None),
     };
     Ok(c.done(vec![Some(out)]))
+}
+
+/// `x` under an order-reversing map of its dtype onto itself: `-x` for floats (exact, NaN
+/// kept), `-1 - x` for integers (one's complement: `-x` would wrap at the most negative
+/// value, `-1 - x` takes it to the most positive). Applied twice it is the identity, so the
+/// smallest of some values is the mirrored largest of the mirrored values.
+fn mirror(c: &mut Ctx, name: &str, x: Src, dtype: DType) -> Src {
+    if dtype.is_float() {
+        c.step(name, Op::Unary(UnaryOp::Neg), vec![x])
+    } else {
+        c.step(name, Op::Binary(BinaryOp::Sub), vec![Src::Known("minus_one".into(), scalar(dtype, -1.0)), x])
+    }
 }
 
 /// A `Range` of floats: its bounds must be known numbers.
