@@ -545,11 +545,13 @@ fn einsum_matches_onnxruntime() {
 
 /// ONNX's `Pad` in constant mode (lowered to broadcasts of the value concatenated before and
 /// after each padded axis: every axis, one through `axes`, a symbolic dim, the default zero
-/// and a given value, f32 and int64) gives onnxruntime's outputs exactly
-/// (`tests/data/onnx_extra/make_pad.py`).
+/// and a given value, f32 and int64) and in edge, reflect and wrap modes (gathers at clamped,
+/// reflected and wrapped positions: a symbolic dim, pads up to the size, int64) gives
+/// onnxruntime's outputs exactly (`tests/data/onnx_extra/make_pad.py`).
 #[test]
 fn pad_matches_onnxruntime() {
-    matches_onnxruntime("pad", &["all_zero", "all_value", "last_axis", "int"], same_bits);
+    let outs = ["all_zero", "all_value", "last_axis", "int", "edge", "reflect", "wrap", "edge_int"];
+    matches_onnxruntime("pad", &outs, same_bits);
 }
 
 /// ONNX's `ScatterND` (the rows of a KV-cache-like `[1, 2, S, 8]` tensor written at

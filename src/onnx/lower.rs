@@ -552,11 +552,12 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
         }
         "Pad" => {
             // Constant mode: along each padded axis, blocks of the value (a broadcast of it to
-            // the block's shape, symbolic dims included) concatenated before and after.
+            // the block's shape, symbolic dims included) concatenated before and after. The
+            // other modes gather ([`pad_by_index`]).
             let t = c.ty(0)?;
             let mode = attrs.string("mode").unwrap_or_else(|| "constant".into());
-            if mode != "constant" {
-                return Err(format!("mode '{mode}' is not supported (constant only)"));
+            if !matches!(mode.as_str(), "constant" | "edge" | "reflect" | "wrap") {
+                return Err(format!("mode '{mode}' is not supported (constant, edge, reflect or wrap)"));
             }
             let pads = c.ints(1, "pads")?;
             let r = t.rank();
@@ -570,6 +571,9 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
             }
             if let Some(p) = pads.iter().find(|&&p| p < 0) {
                 return Err(format!("a negative pad ({p}, cropping) is not supported"));
+            }
+            if mode != "constant" {
+                return pad_by_index(&mut c, &t, &axes, &pads, &mode).map(|v| c.done(vec![Some(v)]));
             }
             let value = if c.has(2) {
                 if c.ty(2)?.numel() != Some(1) {
@@ -883,6 +887,67 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
         _ => return Ok(None),
     };
     Ok(c.done(vec![Some(out)]))
+}
+
+/// `Pad` in edge, reflect or wrap mode: along each padded axis of size n, the input gathered
+/// at the positions `-before .. n + after` mapped into `0 .. n`: clamped (edge), reflected
+/// about 0 and n - 1 without repeating them, `(n - 1) - |(n - 1) - |p||` (reflect: each pad
+/// less than n, so n must be known), or modulo n (wrap). The index arithmetic is a program
+/// of the elementwise fusion, symbolic sizes included.
+fn pad_by_index(c: &mut Ctx, t: &TensorType, axes: &[usize], pads: &[i64], mode: &str) -> Result<Src, String> {
+    let mut v = Src::In(0);
+    for (j, &a) in axes.iter().enumerate() {
+        let (before, after) = (pads[j], pads[j + axes.len()]);
+        if before == 0 && after == 0 {
+            continue;
+        }
+        match (mode, t.shape[a].fixed()) {
+            (_, Some(0)) => return Err(format!("axis {a} of {t} is empty: nothing to pad it with in {mode} mode")),
+            ("reflect", None) => {
+                return Err(format!(
+                    "reflect mode needs the size of axis {a} of {t} known at load time (each pad must be less than it)"
+                ))
+            }
+            ("reflect", Some(size)) if before.max(after) as u64 >= size => {
+                return Err(format!(
+                    "reflect pads ({before}, {after}) of axis {a} of {t}: each must be less than its size, {size}"
+                ))
+            }
+            _ => {}
+        }
+        let n = t.shape[a].expr();
+        let last = n.sub(&DimExpr::constant(1))?;
+        let known = |what: &str, e: DimExpr| Src::Known(format!("{a}.{what}"), Known::int_scalar(e));
+        let range = Op::Range {
+            start: DimExpr::constant(-before),
+            limit: n.add(&DimExpr::constant(after))?,
+            delta: 1,
+            dtype: DType::I64,
+        };
+        let p = c.step(&format!("{a}.positions"), range, vec![]);
+        let index = format!("{a}.index");
+        let idx = match mode {
+            "edge" => {
+                let low = c.step(
+                    &format!("{a}.low"),
+                    Op::Binary(BinaryOp::Max),
+                    vec![p, known("zero", DimExpr::constant(0))],
+                );
+                c.step(&index, Op::Binary(BinaryOp::Min), vec![low, known("last", last)])
+            }
+            "reflect" => {
+                let q = c.step(&format!("{a}.reflected"), Op::Unary(UnaryOp::Abs), vec![p]);
+                let d =
+                    c.step(&format!("{a}.to_last"), Op::Binary(BinaryOp::Sub), vec![known("last", last.clone()), q]);
+                let d = c.step(&format!("{a}.distance"), Op::Unary(UnaryOp::Abs), vec![d]);
+                c.step(&index, Op::Binary(BinaryOp::Sub), vec![known("last_again", last), d])
+            }
+            _ => c.step(&index, Op::Binary(BinaryOp::Mod), vec![p, known("size", n)]),
+        };
+        v = c.step(&format!("{a}"), Op::Gather { axis: a as i64 }, vec![v, idx]);
+    }
+    // (All pads zero: the input itself, as Identity.)
+    Ok(v)
 }
 
 /// `x` under an order-reversing map of its dtype onto itself: `-x` for floats (exact, NaN

@@ -214,12 +214,17 @@ o = helper.make_tensor_value_info("o", TensorProto.INT64, [2])
 g = helper.make_graph([helper.make_node("ArgMin", ["i"], ["o"], name="argmin", axis=1, keepdims=0)], "g", [i], [o])
 write("argmin_bool.onnx", helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
 
-# Pad in reflect mode (constant mode only)
-x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
-y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5])
-p = helper.make_tensor("pads", TensorProto.INT64, [4], [0, 1, 0, 1])
-g = helper.make_graph([helper.make_node("Pad", ["x", "pads"], ["y"], name="pad", mode="reflect")], "g", [x], [y], [p])
-write("pad_reflect.onnx", helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
+# Pad in reflect mode with a pad as large as the axis (each must be less), and of a
+# symbolic axis (its size unknown at load time); a mode ONNX does not have.
+def pad(name, dims, pads, mode):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    p = helper.make_tensor("pads", TensorProto.INT64, [len(pads)], pads)
+    g = helper.make_graph([helper.make_node("Pad", ["x", "pads"], ["y"], name="pad", mode=mode)], "g", [x], [y], [p])
+    write(name, helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
+pad("pad_reflect.onnx", [2, 3], [0, 3, 0, 1], "reflect")
+pad("pad_reflect_symbolic.onnx", ["n", 3], [1, 0, 0, 0], "reflect")
+pad("pad_mode.onnx", [2, 3], [0, 1, 0, 1], "mirror")
 
 # Scatters: a reduction other than none, updates of the wrong shape, ScatterND indices that
 # are not int64.
