@@ -516,8 +516,9 @@ fn opset_23_rotary_embedding_rms_normalization_and_attention_match_onnxruntime()
 /// matrix product over a symbolic row count, batched ones, an attention's scores and values,
 /// an outer product, an ellipsis broadcast between operands, a transpose, a row sum, a full
 /// contraction to a scalar, the implicit output, three operands, two labels summed at once, an
-/// elementwise product, f16) gives onnxruntime's outputs within 1e-5 of the largest (f16:
-/// 2e-3) (`tests/data/onnx_extra/make_einsum.py`).
+/// elementwise product, f16; and 24 random equations of two or three operands) gives
+/// onnxruntime's outputs within 1e-5 of the largest (f16: 2e-3)
+/// (`tests/data/onnx_extra/make_einsum.py`).
 #[test]
 fn einsum_matches_onnxruntime() {
     let outs = [
@@ -535,7 +536,12 @@ fn einsum_matches_onnxruntime() {
         "two_summed",
         "elementwise",
         "half",
-    ];
+    ]
+    .map(String::from)
+    .into_iter()
+    .chain((0..24).map(|r| format!("random{r}")))
+    .collect::<Vec<_>>();
+    let outs: Vec<&str> = outs.iter().map(String::as_str).collect();
     matches_onnxruntime("einsum", &outs, |got, want, what| {
         let (_, rel) = glufuse::interp::compare(got, want);
         let tol = if what.starts_with("einsum half") { 2e-3 } else { 1e-5 };

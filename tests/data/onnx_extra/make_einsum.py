@@ -2,7 +2,7 @@
 symbolic row count, batched products, an attention's scores and its product with the values,
 an outer product, an ellipsis broadcast between operands of different ranks, a transpose, a
 row sum, a full contraction to a scalar, the implicit output, three operands, two summed
-labels at once, an elementwise product and f16), with onnxruntime's outputs as .npy files
+labels at once, an elementwise product and f16, and 24 random equations), with onnxruntime's outputs as .npy files
 beside it (einsum.INPUT.npy, einsum.out.OUTPUT.npy). usage: python3 make_einsum.py"""
 import numpy as np, onnx
 from onnx import TensorProto, helper
@@ -25,6 +25,28 @@ cases = [
     ("elementwise", "i,i->i", [("e1", F, ["m"]), ("e2", F, ["m"])], F, ["m"]),
     ("half", "ij,kj->ik", [("ha", H, ["m", 8]), ("hb", H, [3, 8])], H, ["m", 3]),
 ]
+# Twenty-four random equations besides (seeded): two or three operands of up to four labels
+# of sizes 1 to 4, some shared, an explicit output in a random order or the implicit one.
+gen = np.random.default_rng(21)
+for r in range(24):
+    letters = list("abcdefgh")
+    gen.shuffle(letters)
+    size = {l: int(gen.integers(1, 5)) for l in letters}
+    operands, seen = [], []
+    for k in range(int(gen.integers(2, 4))):
+        pool = letters[: 2 + 2 * k]
+        labels = [str(l) for l in gen.choice(pool, size=int(gen.integers(1, min(4, len(pool)) + 1)), replace=False)]
+        operands.append(labels)
+        seen += labels
+    present = sorted(set(seen))
+    if gen.random() < 0.25:
+        out, arrow = sorted(l for l in present if seen.count(l) == 1), ""
+    else:
+        out = [str(l) for l in gen.choice(present, size=int(gen.integers(0, len(present) + 1)), replace=False)]
+        arrow = "->" + "".join(out)
+    eq = ",".join("".join(o) for o in operands) + arrow
+    ops = [(f"r{r}_{k}", F, [size[l] for l in o]) for k, o in enumerate(operands)]
+    cases.append((f"random{r}", eq, ops, F, [size[l] for l in out]))
 nodes, ins, outs = [], [], []
 for name, eq, operands, odt, oshape in cases:
     nodes.append(helper.make_node("Einsum", [o[0] for o in operands], [name], equation=eq))
