@@ -549,6 +549,16 @@ fn einsum_matches_onnxruntime() {
     });
 }
 
+/// ONNX's `GatherElements` (lowered to a `GatherND` of each output position's coordinates, the
+/// axis's from the indices: axis 0 with negative indices, the last axis over a symbolic dim,
+/// a middle axis given as -2, indices narrower than the data, int64 and f16 data, int32
+/// indices) gives onnxruntime's outputs exactly (`tests/data/onnx_extra/make_gather_elements.py`).
+#[test]
+fn gather_elements_matches_onnxruntime() {
+    let outs = ["rows", "last", "middle", "int", "half", "int32_indices"];
+    matches_onnxruntime("gather_elements", &outs, same_bits);
+}
+
 /// ONNX's `Pad` in constant mode (lowered to broadcasts of the value concatenated before and
 /// after each padded axis: every axis, one through `axes`, a symbolic dim, the default zero
 /// and a given value, f32 and int64) and in edge, reflect and wrap modes (gathers at clamped,

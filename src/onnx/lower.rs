@@ -288,7 +288,9 @@ pub fn arity(op: &str) -> Option<(usize, usize, usize)> {
         "Constant" => (0, 0, 1),
         "Identity" | "Shape" | "Size" | "Cast" | "Transpose" | "Flatten" | "ConstantOfShape" | "Softmax" => (1, 1, 1),
         "Dropout" => (1, 3, 2),
-        "CastLike" | "MatMul" | "Reshape" | "Expand" | "Gather" | "GatherND" | "CumSum" | "Tile" => (2, 2, 1),
+        "CastLike" | "MatMul" | "Reshape" | "Expand" | "Gather" | "GatherND" | "GatherElements" | "CumSum" | "Tile" => {
+            (2, 2, 1)
+        }
         "Where" | "Range" | "ScatterND" | "ScatterElements" => (3, 3, 1),
         "Clip" => (1, 3, 1),
         "Pad" => (2, 4, 1),
@@ -714,6 +716,43 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
             let b = attrs.int("batch_dims").unwrap_or(0);
             let batch_dims = u64::try_from(b).map_err(|_| format!("batch_dims {b} is negative"))?;
             c.step("", Op::GatherND { batch_dims }, vec![input(0), input(1)])
+        }
+        "GatherElements" => {
+            // `out[j] = data[j with j[axis] replaced by indices[j]]`: the index tuples of a
+            // `GatherND` (each output position's coordinates, the axis's taken from the
+            // indices: a program of ranges and broadcasts after the passes), so that negative
+            // indices and ones out of range are what `GatherND` makes of them (counted from
+            // the end; an error naming the node).
+            let (t, it) = (c.ty(0)?, c.ty(1)?);
+            let r = t.rank();
+            if it.rank() != r || r == 0 {
+                return Err(format!("the indices ({it}) must have the rank of the data ({t}), at least 1"));
+            }
+            if !matches!(it.dtype, DType::I64 | DType::I32) {
+                return Err(format!("the indices (input 1) are {}: int64 or int32 only", it.dtype));
+            }
+            let a = ax(attrs.int("axis").unwrap_or(0), r)?;
+            let mut one: Vec<DimExpr> = it.shape.iter().map(Dim::expr).collect();
+            one.push(DimExpr::constant(1));
+            let mut coords = vec![];
+            for k in 0..r {
+                let v = if k == a {
+                    if it.dtype == DType::I64 {
+                        input(1)
+                    } else {
+                        c.step("indices.i64", Op::Cast { to: DType::I64 }, vec![input(1)])
+                    }
+                } else {
+                    let j = c.step(&format!("{k}.coordinate"), indices(it.shape[k].expr()), vec![]);
+                    let mut lane = vec![DimExpr::constant(1); r];
+                    lane[k] = DimExpr::constant(-1);
+                    let j = c.step(&format!("{k}.lane"), Op::Reshape { shape: lane }, vec![j]);
+                    c.step(&format!("{k}.all"), Op::Expand { shape: it.shape.clone() }, vec![j])
+                };
+                coords.push(c.step(&format!("{k}.tuple"), Op::Reshape { shape: one.clone() }, vec![v]));
+            }
+            let tuples = c.step("tuples", Op::Concat { axis: r as i64 }, coords);
+            c.step("", Op::GatherND { batch_dims: 0 }, vec![input(0), tuples])
         }
         "ScatterND" | "ScatterElements" => {
             // Reduction `none` only: each place written once (two updates of one place are an

@@ -276,6 +276,13 @@ einsum("einsum_sizes.onnx", "ij,jk->ik", [[2, 3], [4, 5]])
 einsum("einsum_operands.onnx", "ij,jk->ik", [[2, 3]])
 einsum("einsum_output_label.onnx", "ij->k", [[2, 3]])
 
+# GatherElements with indices of another rank than the data.
+x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4])
+i = helper.make_tensor_value_info("i", TensorProto.INT64, [3])
+y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+g = helper.make_graph([helper.make_node("GatherElements", ["x", "i"], ["y"], name="pick", axis=1)], "g", [x, i], [y])
+write("gather_elements_rank.onnx", helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
+
 # Models whose external data file tests/onnx.rs makes in a temporary folder: a FIFO, a
 # directory, a symbolic link out of the folder (data.bin, 32 bytes wanted), and a sparse
 # 16 GiB file the per-tensor budget refuses before reading (big.bin).
