@@ -559,6 +559,47 @@ fn gather_elements_matches_onnxruntime() {
     matches_onnxruntime("gather_elements", &outs, same_bits);
 }
 
+/// ONNX's parametric activations (`LeakyRelu`, `PRelu`, `Elu`, `Selu`, `Celu`,
+/// `ThresholdedRelu`, `HardSigmoid`, `HardSwish`, `Softsign`, `Mish`) and the reductions of a
+/// sum or a maximum (`ReduceSumSquare`, `ReduceL1`, `ReduceL2`, `ReduceLogSum`,
+/// `ReduceLogSumExp`: axes kept and dropped, all of them, `noop_with_empty_axes`, int64 sums,
+/// large values under the log of a sum of exponentials), lowered to comparisons, `Where`s,
+/// exponentials and sums, give onnxruntime's outputs within 1e-5 of the largest (integers
+/// exactly) (`tests/data/onnx_extra/make_activations.py`).
+#[test]
+fn activations_and_reductions_match_onnxruntime() {
+    let outs = [
+        "leaky",
+        "leaky_alpha",
+        "prelu",
+        "elu",
+        "selu",
+        "celu",
+        "thresholded",
+        "hard_sigmoid",
+        "hard_swish",
+        "softsign",
+        "mish",
+        "sum_square",
+        "l1",
+        "l2",
+        "l2_all",
+        "log_sum",
+        "log_sum_exp",
+        "log_sum_exp_keep",
+        "l2_noop",
+        "sum_square_int",
+        "l1_int",
+    ];
+    matches_onnxruntime("activations", &outs, |got, want, what| {
+        if got.dtype() == glufuse::ir::DType::I64 {
+            return same_bits(got, want, what);
+        }
+        let (_, rel) = glufuse::interp::compare(got, want);
+        assert!(got.shape() == want.shape() && rel <= 1e-5, "{what}: {rel:e} relative to onnxruntime");
+    });
+}
+
 /// ONNX's `Pad` in constant mode (lowered to broadcasts of the value concatenated before and
 /// after each padded axis: every axis, one through `axes`, a symbolic dim, the default zero
 /// and a given value, f32 and int64) and in edge, reflect and wrap modes (gathers at clamped,
