@@ -435,6 +435,12 @@ fn same_bits(got: &Tensor, want: &Tensor, what: &str) {
     }
 }
 
+/// Two tensors of one shape within `tol` of the largest value, relative.
+fn close(got: &Tensor, want: &Tensor, what: &str, tol: f64) {
+    let (_, rel) = glufuse::interp::compare(got, want);
+    assert!(got.shape() == want.shape() && rel <= tol, "{what}: {rel:e} relative to onnxruntime");
+}
+
 /// ONNX's `Mod` (integers with the divisor's sign; `fmod = 1`: the dividend's, of integers
 /// and floats, exactly as C's fmod even far past 2^24 quotients) and `IsInf` (either sign, +
 /// only, − only) on a symbolic length give onnxruntime's outputs, bit for bit, NaNs where it
@@ -506,9 +512,7 @@ fn opset_23_rotary_embedding_rms_normalization_and_attention_match_onnxruntime()
         "attn3_pv",
     ];
     matches_onnxruntime("rope_rms", &outs, |got, want, what| {
-        let (_, rel) = glufuse::interp::compare(got, want);
-        let tol = if what.starts_with("rope_rms rms_f16") { 2e-3 } else { 1e-6 };
-        assert!(got.shape() == want.shape() && rel <= tol, "{what}: {rel:e} relative to onnxruntime");
+        close(got, want, what, if what.starts_with("rope_rms rms_f16") { 2e-3 } else { 1e-6 })
     });
 }
 
@@ -543,9 +547,7 @@ fn einsum_matches_onnxruntime() {
     .collect::<Vec<_>>();
     let outs: Vec<&str> = outs.iter().map(String::as_str).collect();
     matches_onnxruntime("einsum", &outs, |got, want, what| {
-        let (_, rel) = glufuse::interp::compare(got, want);
-        let tol = if what.starts_with("einsum half") { 2e-3 } else { 1e-5 };
-        assert!(got.shape() == want.shape() && rel <= tol, "{what}: {rel:e} relative to onnxruntime");
+        close(got, want, what, if what.starts_with("einsum half") { 2e-3 } else { 1e-5 })
     });
 }
 
@@ -593,10 +595,10 @@ fn activations_and_reductions_match_onnxruntime() {
     ];
     matches_onnxruntime("activations", &outs, |got, want, what| {
         if got.dtype() == glufuse::ir::DType::I64 {
-            return same_bits(got, want, what);
+            same_bits(got, want, what)
+        } else {
+            close(got, want, what, 1e-5)
         }
-        let (_, rel) = glufuse::interp::compare(got, want);
-        assert!(got.shape() == want.shape() && rel <= 1e-5, "{what}: {rel:e} relative to onnxruntime");
     });
 }
 
