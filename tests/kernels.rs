@@ -567,7 +567,13 @@ fn coop_gemm_matches_the_interpreter_within_the_f16_bound() {
         ("emulated, split-k", Target { coop_split: Some(2), ..emulated.clone() }, false),
         ("emulated, two stages", Target { coop_tiles: two_stage, ..emulated.clone() }, false),
         ("emulated, two slices of k", Target { coop_tiles: sliced, ..emulated.clone() }, false),
-        ("emulated, eight subgroups", Target { coop_tiles: eight, ..emulated }, false),
+        ("emulated, eight subgroups", Target { coop_tiles: eight, ..emulated.clone() }, false),
+        // (Eight subgroups in two stages, on k steps of 16 so that lavapipe fits them.)
+        (
+            "emulated, eight subgroups, two stages",
+            Target { coop_tiles: Some("64x64x16w4x2".parse::<CoopTile>().unwrap()), ..emulated },
+            false,
+        ),
     ];
     if base.coop_matrix.contains(&CoopMatrix::F16_F32_16) {
         targets.push(("native", f16.clone(), true));
@@ -653,6 +659,7 @@ fn coop_gemm_matches_the_interpreter_within_the_f16_bound() {
     }
     assert!(tilings.iter().any(|t| t.starts_with("coop 16x")) && tilings.iter().any(|t| t.contains("x16w2x2")));
     assert!(tilings.iter().any(|t| t.starts_with("coop 128x64x32w4x2s1")), "{tilings:?}");
+    assert!(tilings.iter().any(|t| t.starts_with("coop 64x64x16w4x2")), "{tilings:?}");
     // (The unfused graph's plain projections at 150 rows: 32×32 tiles, k steps of 128.)
     assert!(tilings.contains("coop 32x32x128w2x2s1"), "{tilings:?}");
     // The forced split ran, and its
