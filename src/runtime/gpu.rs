@@ -57,7 +57,7 @@ fn nanos(d: std::time::Duration) -> u64 {
 pub fn parse_wait_timeout(v: &str) -> std::result::Result<std::time::Duration, String> {
     match v.trim().parse::<f64>() {
         Ok(s) if s > 0.0 && s.is_finite() && s <= 1e9 => Ok(std::time::Duration::from_secs_f64(s)),
-        _ => Err(format!("GLUFUSE_GPU_TIMEOUT='{v}': expected a number of seconds greater than 0")),
+        _ => Err(format!("GLUFUSE_GPU_TIMEOUT='{v}': expected a number of seconds greater than 0 (at most 1e9)")),
     }
 }
 
