@@ -193,13 +193,15 @@ pub fn candidates(s: &ProjShape) -> Vec<CoopTile> {
     let w = if fused { 1 } else { 2 }; // a plain tile stages as many weight columns
     let wide = s.rows.div_ceil(128) * s.n.div_ceil(128 * w) >= 66;
     let mut v = vec![];
-    // Where 128-row tiles would leave SMs idle (a plain projection: most of them), 64-row
-    // ones (four subgroups) first.
+    // Where 128-row tiles would leave SMs idle (a plain projection: most of them), smaller
+    // or taller-and-narrower ones first.
     let few = if fused { COOP_MIN_WORKGROUPS } else { COOP_MIN_WORKGROUPS / 2 };
     if s.rows.div_ceil(128) * s.n.div_ceil(64 * w) < few {
         if !fused {
-            // A plain projection: k steps of 64 in two stages of workgroup memory; 32-row
-            // tiles where even 64-row ones are few and k is short enough to stay whole.
+            // A plain projection: 32×32 tiles on k steps of 128 where even 64-row tiles are
+            // few and k is short enough to stay whole; else 64×64 tiles of eight subgroups,
+            // k steps of 64 in two stages of workgroup memory (the rest: fallbacks for less
+            // workgroup memory).
             let whole = s.k.div_ceil(64) < 2 * COOP_SPLIT_MIN_STEPS;
             if whole && s.rows.div_ceil(64) * s.n.div_ceil(64) < COOP_MIN_WORKGROUPS / 2 {
                 v.push(s1(32, 32, 128, 2, 2));
