@@ -1085,3 +1085,29 @@ fn a_gpu_timeout_that_is_not_seconds_is_refused() {
     assert!(o.status.success(), "{:?}", text(&o));
     assert_eq!(o.stdout, glufuse(&["show", &g]).stdout);
 }
+
+/// `GLUFUSE_COOP_TILES` (tilings of the cooperative-matrix GEMM by kind of projection) that
+/// does not parse is refused before anything runs, naming the variable and what is wrong,
+/// with exit 2; an empty one, or a good one, changes nothing on a graph without them.
+#[cfg(feature = "gpu")]
+#[test]
+fn cooperative_tilings_that_do_not_parse_are_refused() {
+    let g = graph("decoder_2_layers");
+    let with = |v: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_glufuse")).args(args).env("GLUFUSE_COOP_TILES", v).output().unwrap()
+    };
+    for (v, why) in [("fused", "not CLASS=TILE"), ("wide=64x64x32w2x2s1", "not a class"), ("long=64x64", "long:")] {
+        for args in [vec![], vec!["show", g.as_str()]] {
+            let o = with(v, &args);
+            let (out, err) = text(&o);
+            assert_eq!(o.status.code(), Some(2), "{v:?} {args:?}: {out}{err}");
+            assert!(out.is_empty(), "{v:?} {args:?}: {out}");
+            assert!(err.contains(&format!("GLUFUSE_COOP_TILES='{v}'")) && err.contains(why), "{v:?}: {err}");
+        }
+    }
+    for v in ["", "fused=128x64x64w4x2s1"] {
+        let o = with(v, &["show", &g]);
+        assert!(o.status.success(), "{v:?}: {:?}", text(&o));
+        assert_eq!(o.stdout, glufuse(&["show", &g]).stdout);
+    }
+}

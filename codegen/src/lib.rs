@@ -90,7 +90,7 @@ pub use layout::copy_kernel;
 /// The naga this crate validates with ([`Target::caps`] is naga's), re-exported so that
 /// users name the same version.
 pub use naga;
-pub use proj::coop::CoopTile;
+pub use proj::coop::{CoopClass, CoopTile};
 pub use proj::gemm_tiled::Tiles;
 pub use proj::q4::Q4Unpack;
 pub use select::node_kernels;
@@ -588,6 +588,10 @@ pub struct Target {
     pub coop_emulate: bool,
     /// Forces the tiling of the cooperative-matrix GEMM (tests); `None` picks per shape.
     pub coop_tiles: Option<CoopTile>,
+    /// Tilings of the cooperative-matrix GEMM by kind of projection (tuning; the runtime
+    /// reads them from `GLUFUSE_COOP_TILES`): each used for its class where it fits, as a
+    /// forced [`Target::coop_tiles`] is; the other classes pick per shape.
+    pub coop_class_tiles: Vec<(proj::coop::CoopClass, CoopTile)>,
     /// Which products may be f16 (the cooperative-matrix GEMM's).
     pub matmul_precision: MatmulPrecision,
     /// How the 4-bit kernels unpack their elements ([`proj::q4::Q4Unpack`]).
@@ -619,6 +623,7 @@ impl Default for Target {
             coop_matrix: vec![],
             coop_emulate: false,
             coop_tiles: None,
+            coop_class_tiles: vec![],
             matmul_precision: MatmulPrecision::AsWeights,
             q4_unpack: proj::q4::Q4Unpack::Magic,
             q4_cols: None,

@@ -412,7 +412,7 @@ fn chosen(k: KernelSource, kernel: String, reason: String) -> KernelSource {
 /// must offer [`CoopMatrix::F16_F32_16`] with subgroups of 32 (or the target emulates them),
 /// x must have more than 8 rows ([`COOP_MIN_ROWS`]), gate and up must be stored alike, and
 /// the shape must suit a tiling that fits the device's workgroup memory ([`coop::pick`], or
-/// the forced [`Target::coop_tiles`]).
+/// the forced [`Target::coop_tiles`], or its class's in [`Target::coop_class_tiles`]).
 pub(crate) fn coop_tile(
     s: &ProjShape,
     t: &Target,
@@ -452,9 +452,11 @@ pub(crate) fn coop_tile(
         return Err("gate and up weights stored in different types".into());
     }
     let max = t.max_workgroup_storage_bytes as usize;
-    let tile = match t.coop_tiles {
-        Some(tl) => coop::check(s, tl, max).map(|()| tl)?,
-        None => coop::pick(s, max)?,
+    let class = coop::CoopClass::of(s);
+    let tile = match (t.coop_tiles, t.coop_class_tiles.iter().find(|(c, _)| *c == class)) {
+        (Some(tl), _) => coop::check(s, tl, max).map(|()| tl)?,
+        (None, Some(&(_, tl))) => coop::check(s, tl, max).map(|()| tl).map_err(|e| format!("{class} tiling: {e}"))?,
+        (None, None) => coop::pick(s, max)?,
     };
     Ok((tile, format!("{device}, {weights}, M={}", s.rows)))
 }

@@ -13,7 +13,7 @@
 //! `metal`, `dx12`, `gl`, comma-separated) limits the backends, an unknown name being an
 //! error; `WGPU_ADAPTER_NAME` picks the adapter whose name contains it.
 
-use crate::codegen::{CoopMatrix, CoopScalar, KernelSource, Target};
+use crate::codegen::{CoopClass, CoopMatrix, CoopScalar, CoopTile, KernelSource, Target};
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::mem::ManuallyDrop;
@@ -44,6 +44,19 @@ pub fn wait_timeout_from_env() -> std::result::Result<Option<std::time::Duration
     match std::env::var("GLUFUSE_GPU_TIMEOUT") {
         Ok(v) if !v.trim().is_empty() => parse_wait_timeout(&v).map(Some),
         _ => Ok(None),
+    }
+}
+
+/// The cooperative-matrix tilings `GLUFUSE_COOP_TILES` names by kind of projection
+/// (`fused=128x64x64w4x2s1,long=64x64x64w4x2`: [`crate::codegen::proj::coop::parse_class_tiles`]),
+/// for tuning on a device glufuse was not measured on; none where it is unset or empty.
+/// Anything else is an error naming the variable.
+pub fn coop_tiles_from_env() -> std::result::Result<Vec<(CoopClass, CoopTile)>, String> {
+    match std::env::var("GLUFUSE_COOP_TILES") {
+        Ok(v) => {
+            crate::codegen::proj::coop::parse_class_tiles(&v).map_err(|e| format!("GLUFUSE_COOP_TILES='{v}': {e}"))
+        }
+        Err(_) => Ok(vec![]),
     }
 }
 
@@ -137,6 +150,8 @@ pub struct Gpu {
     errors: Arc<Mutex<Vec<String>>>,
     /// [`Gpu::wait`]'s limit, in nanoseconds.
     wait_timeout: AtomicU64,
+    /// The cooperative-matrix tilings `GLUFUSE_COOP_TILES` names, in [`Gpu::target`].
+    coop_class_tiles: Vec<(CoopClass, CoopTile)>,
     pipelines: Mutex<PipelineCache>,
     buffers_created: AtomicUsize,
     bind_groups_created: AtomicUsize,
@@ -190,6 +205,7 @@ impl Gpu {
             Some(t) => t,
             None => wait_timeout_from_env().map_err(Error::Gpu)?.unwrap_or(WAIT_TIMEOUT),
         };
+        let coop_class_tiles = coop_tiles_from_env().map_err(Error::Gpu)?;
         let backends = match std::env::var("WGPU_BACKEND") {
             Ok(v) if !v.trim().is_empty() => parse_backends(&v).map_err(Error::Gpu)?,
             _ => wgpu::Backends::all(),
@@ -258,6 +274,7 @@ impl Gpu {
             coop_matrix,
             errors,
             wait_timeout: AtomicU64::new(nanos(wait_timeout)),
+            coop_class_tiles,
             pipelines: Mutex::default(),
             buffers_created: AtomicUsize::new(0),
             bind_groups_created: AtomicUsize::new(0),
@@ -357,6 +374,7 @@ impl Gpu {
             coop_matrix,
             coop_emulate: false,
             coop_tiles: None,
+            coop_class_tiles: self.coop_class_tiles.clone(),
             matmul_precision: Default::default(),
             q4_unpack: Default::default(),
             q4_cols: None,

@@ -142,6 +142,70 @@ const fn s1(bm: usize, bn: usize, bk: usize, wr: usize, wc: usize) -> CoopTile {
     CoopTile { bm, bn, bk, wr, wc, stages: 1, ks: 1 }
 }
 
+/// The kinds of cooperative GEMM [`candidates`] tells apart, which a tiling override names
+/// ([`Target::coop_class_tiles`](crate::Target::coop_class_tiles), `GLUFUSE_COOP_TILES`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CoopClass {
+    /// A fused gate/up projection.
+    Fused,
+    /// A plain projection wide enough for 128×256 tiles on half an H100's SMs (an LM head).
+    Head,
+    /// Another plain projection whose k is too long to stay whole (it may split: a down
+    /// projection).
+    Long,
+    /// Any other plain projection (q/k/v, an output projection).
+    Short,
+}
+
+impl CoopClass {
+    /// Every class, in the order the overrides list them.
+    pub const ALL: [CoopClass; 4] = [CoopClass::Fused, CoopClass::Head, CoopClass::Long, CoopClass::Short];
+
+    /// The class of a projection's shape.
+    pub fn of(s: &ProjShape) -> CoopClass {
+        if s.fused.is_some() {
+            CoopClass::Fused
+        } else if s.rows.div_ceil(128) * s.n.div_ceil(256) >= 66 {
+            CoopClass::Head
+        } else if s.k.div_ceil(64) >= 2 * COOP_SPLIT_MIN_STEPS {
+            CoopClass::Long
+        } else {
+            CoopClass::Short
+        }
+    }
+}
+
+impl std::fmt::Display for CoopClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CoopClass::Fused => "fused",
+            CoopClass::Head => "head",
+            CoopClass::Long => "long",
+            CoopClass::Short => "short",
+        })
+    }
+}
+
+/// Tiling overrides as `GLUFUSE_COOP_TILES` writes them: `CLASS=TILE` pairs, comma-separated
+/// (`fused=128x64x64w4x2s1,long=64x64x64w4x2`), each class at most once; an empty text is
+/// none. Whether a tiling fits a shape is [`check`]'s to say, when it is used.
+pub fn parse_class_tiles(text: &str) -> std::result::Result<Vec<(CoopClass, CoopTile)>, String> {
+    let mut out: Vec<(CoopClass, CoopTile)> = vec![];
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (class, tile) = part.split_once('=').ok_or_else(|| format!("'{part}' is not CLASS=TILE"))?;
+        let class = CoopClass::ALL
+            .into_iter()
+            .find(|c| c.to_string() == class.trim())
+            .ok_or_else(|| format!("'{}' is not a class (fused, head, long or short)", class.trim()))?;
+        let tile: CoopTile = tile.trim().parse().map_err(|e: Error| format!("{class}: {e}"))?;
+        if out.iter().any(|(c, _)| *c == class) {
+            return Err(format!("class '{class}' is given twice"));
+        }
+        out.push((class, tile));
+    }
+    Ok(out)
+}
+
 /// A tiling of two stages ([`s1`]'s arguments).
 const fn s2(bm: usize, bn: usize, bk: usize, wr: usize, wc: usize) -> CoopTile {
     CoopTile { bm, bn, bk, wr, wc, stages: 2, ks: 1 }
@@ -1569,6 +1633,55 @@ mod tests {
     }
 
     /// What the kernel cannot take is refused with the reason.
+    /// `GLUFUSE_COOP_TILES`'s text: `CLASS=TILE` pairs, each class once; the classes follow
+    /// [`candidates`]' cases (Qwen2-0.5B's projections at 128 rows); a class's tiling is used
+    /// where it fits, and where it does not the projection says why it is not cooperative.
+    #[test]
+    fn class_tilings_parse_and_override_the_pick() {
+        let t = |s: &str| s.parse::<CoopTile>().unwrap();
+        assert_eq!(
+            parse_class_tiles(" fused=128x64x64w4x2s1, long=64x64x64w4x2 ,").unwrap(),
+            vec![(CoopClass::Fused, t("128x64x64w4x2s1")), (CoopClass::Long, t("64x64x64w4x2"))]
+        );
+        assert_eq!(parse_class_tiles("").unwrap(), vec![]);
+        for (bad, why) in [
+            ("fused", "not CLASS=TILE"),
+            ("wide=64x64x32w2x2s1", "not a class"),
+            ("short=64x64", "short:"),
+            ("head=128x128x64w2x4s1,head=64x64x32w2x2s1", "given twice"),
+        ] {
+            let e = parse_class_tiles(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        let shape = |fused: bool, k: usize, n: usize| {
+            let kind = fused.then_some((Activation::Silu, (0, 0), false, None, None));
+            let (mut s, _) = case(Layout::Nk, true, kind, 128, k);
+            s.n = n;
+            s.n_total = n;
+            s
+        };
+        let (gate_up, head, down, qkv) =
+            (shape(true, 896, 4864), shape(false, 896, 151936), shape(false, 4864, 896), shape(false, 896, 1152));
+        let classes = [&gate_up, &head, &down, &qkv].map(CoopClass::of);
+        assert_eq!(classes, [CoopClass::Fused, CoopClass::Head, CoopClass::Long, CoopClass::Short]);
+        let h100 = Target {
+            caps: Capabilities::COOPERATIVE_MATRIX | Capabilities::SHADER_FLOAT16,
+            coop_matrix: vec![crate::CoopMatrix::F16_F32_16],
+            subgroup_size: Some(32),
+            max_workgroup_storage_bytes: 49152,
+            ..Target::default()
+        };
+        let pick = |s: &ProjShape, t: &Target| crate::select::coop_tile(s, t, true).map(|(tile, _)| tile.to_string());
+        assert_eq!(pick(&gate_up, &h100).unwrap(), "128x64x64w4x2s1");
+        let tuned = Target { coop_class_tiles: parse_class_tiles("fused=64x64x32w2x2s1").unwrap(), ..h100.clone() };
+        assert_eq!(pick(&gate_up, &tuned).unwrap(), "64x64x32w2x2s1");
+        // Only its class.
+        assert_eq!(pick(&down, &tuned).unwrap(), pick(&down, &h100).unwrap());
+        let too_big = Target { coop_class_tiles: parse_class_tiles("long=256x128x64w4x2").unwrap(), ..h100 };
+        let e = pick(&down, &too_big).unwrap_err();
+        assert!(e.starts_with("long tiling: tiling 256x128x64w4x2 needs"), "{e}");
+    }
+
     #[test]
     fn refusals_say_why() {
         let t128: CoopTile = "128x64x32w2x4s1".parse().unwrap();

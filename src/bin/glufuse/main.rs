@@ -61,10 +61,10 @@ fn exit_code() -> i32 {
             return code;
         }
     };
-    // The GPU's wait limit, checked here for the same reason (the default job would
+    // The GPU's wait limit and tiling overrides, checked here for the same reason (the default job would
     // otherwise report it as no GPU at all).
     #[cfg(feature = "gpu")]
-    if let Err(m) = glufuse::runtime::wait_timeout_from_env() {
+    if let Err(m) = glufuse::runtime::wait_timeout_from_env().and(glufuse::runtime::coop_tiles_from_env().map(|_| ())) {
         out::errln!("error: {m}");
         return 2;
     }
