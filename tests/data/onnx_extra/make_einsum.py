@@ -1,6 +1,6 @@
 """Makes einsum.onnx: ONNX's Einsum as exporters and users write it (a matrix product over a
 symbolic row count, batched products, an attention's scores and its product with the values,
-an outer product, an ellipsis broadcast between operands of different ranks, a transpose, a
+an outer product, an ellipsis broadcast between operands (a 1 against a 2), a transpose, a
 row sum, a full contraction to a scalar, the implicit output, three operands, two summed
 labels at once, an elementwise product and f16, and 24 random equations), with onnxruntime's outputs as .npy files
 beside it (einsum.INPUT.npy, einsum.out.OUTPUT.npy). usage: python3 make_einsum.py"""
