@@ -73,3 +73,27 @@ for name, v in inputs.items():
     np.save(f"einsum.{name}.npy", v)
 for (name, *_), v in zip(cases, got):
     np.save(f"einsum.out.{name}.npy", v)
+
+# An ellipsis of different ranks in two operands (broadcast right-aligned, as the ONNX
+# specification and NumPy have it): onnxruntime refuses the graph, so its own file, with
+# NumPy's outputs (einsum_ranks.*).
+ranks = [
+    ("ranks", "...ij,...jk->...ik", [("ra", F, [2, 3, 4, 5]), ("rb", F, [3, 5, 6])], F, [2, 3, 4, 6]),
+    ("ranks_implicit", "...i,i", [("rc", F, ["m", 2, 4]), ("rd", F, [4])], F, ["m", 2]),
+]
+g = helper.make_graph(
+    [helper.make_node("Einsum", [o[0] for o in ops], [name], equation=eq) for name, eq, ops, _, _ in ranks],
+    "einsum_ranks",
+    [helper.make_tensor_value_info(n, t, s) for _, _, ops, _, _ in ranks for n, t, s in ops],
+    [helper.make_tensor_value_info(name, t, s) for name, _, _, t, s in ranks],
+)
+onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), "einsum_ranks.onnx")
+for name, eq, operands, _, _ in ranks:
+    vals = []
+    for n, t, shape in operands:
+        v = rng.standard_normal([m if d == "m" else d for d in shape]).astype(np.float32)
+        np.save(f"einsum_ranks.{n}.npy", v)
+        vals.append(v)
+    out = np.einsum(eq, *[v.astype(np.float64) for v in vals]).astype(np.float32)
+    np.save(f"einsum_ranks.out.{name}.npy", out)
+    print(f"{name} ({eq}): numpy, shape {out.shape}")
