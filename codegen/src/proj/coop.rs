@@ -98,7 +98,29 @@ impl CoopTile {
     pub fn threads(&self) -> usize {
         SUBGROUP * self.wr * self.wc * self.ks
     }
+
+    /// Whether the tiling's numbers are in the ranges any tiling can use (tile sides of 1 to
+    /// [`MAX_TILE`], 1 to 8 subgroups, 1 or 2 stages and slices of k), before [`check`]
+    /// weighs it against a shape: a tiling from outside (`GLUFUSE_COOP_TILES`) is held to
+    /// this first, so that no size computed from it overflows.
+    pub fn sane(&self) -> std::result::Result<(), String> {
+        let sides = [self.bm, self.bn, self.bk];
+        if sides.iter().any(|&d| d == 0 || d > MAX_TILE) {
+            return Err(format!("tile sides must be 1 to {MAX_TILE}"));
+        }
+        if self.wr == 0 || self.wc == 0 || self.wr * self.wc > 8 {
+            return Err("1 to 8 subgroups (WR·WC)".into());
+        }
+        if !matches!(self.stages, 1 | 2) || !matches!(self.ks, 1 | 2) {
+            return Err("1 or 2 stages, 1 or 2 slices of k".into());
+        }
+        Ok(())
+    }
 }
+
+/// The longest tile side a tiling may have (a 512-wide tile of f16 already takes more
+/// workgroup memory than any device glufuse has met).
+pub const MAX_TILE: usize = 512;
 
 impl std::fmt::Display for CoopTile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -130,10 +152,12 @@ impl std::str::FromStr for CoopTile {
         };
         let (a, b) = dims.split_once('w').ok_or_else(bad)?;
         let nums = |p: &str| -> Result<Vec<usize>> { p.split('x').map(|v| v.parse().map_err(|_| bad())).collect() };
-        match (&nums(a)?[..], &nums(b)?[..]) {
-            ([bm, bn, bk], [wr, wc]) => Ok(CoopTile { bm: *bm, bn: *bn, bk: *bk, wr: *wr, wc: *wc, stages, ks }),
-            _ => Err(bad()),
-        }
+        let t = match (&nums(a)?[..], &nums(b)?[..]) {
+            ([bm, bn, bk], [wr, wc]) => CoopTile { bm: *bm, bn: *bn, bk: *bk, wr: *wr, wc: *wc, stages, ks },
+            _ => return Err(bad()),
+        };
+        t.sane().map_err(|m| Error::input(format!("cooperative-matrix tiling {s:?}: {m}")))?;
+        Ok(t)
     }
 }
 
@@ -526,6 +550,7 @@ pub fn workgroup_bytes(s: &ProjShape, t: CoopTile) -> usize {
 /// Whether the kernel supports this shape under this tiling within `max_workgroup_bytes`;
 /// the reason if not.
 pub fn check(s: &ProjShape, t: CoopTile, max_workgroup_bytes: usize) -> std::result::Result<(), String> {
+    t.sane().map_err(|m| format!("tiling {t}: {m}"))?;
     let geo = Geo::new(s, t);
     let (go, uo) = s.offsets();
     let vw = geo.vw();
@@ -1649,6 +1674,9 @@ mod tests {
             ("wide=64x64x32w2x2s1", "not a class"),
             ("short=64x64", "short:"),
             ("head=128x128x64w2x4s1,head=64x64x32w2x2s1", "given twice"),
+            ("fused=16x99999999999999999x16w1x1", "tile sides must be 1 to 512"),
+            ("fused=64x64x32w4x4s1", "1 to 8 subgroups"),
+            ("fused=64x64x32w2x2s3", "1 or 2 stages"),
         ] {
             let e = parse_class_tiles(bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
@@ -1696,7 +1724,10 @@ mod tests {
         assert!(check(&s, t128, 1 << 16).is_ok(), "f32 weights load 4 columns at a time");
         let (s, _) = case(Layout::Nk, true, None, 16, 64);
         assert!(check(&s, "128x64x24w2x4s1".parse().unwrap(), 1 << 16).unwrap_err().contains("BK of 16"));
-        assert!(check(&s, "128x128x32w4x4s1".parse().unwrap(), 1 << 16).unwrap_err().contains("512 threads"));
+        assert!(check(&s, "128x128x32w4x2k2s1".parse().unwrap(), 1 << 16).unwrap_err().contains("512 threads"));
+        assert!("128x128x32w4x4s1".parse::<CoopTile>().unwrap_err().to_string().contains("1 to 8 subgroups"));
+        let huge = CoopTile { bn: usize::MAX / 2, ..t128 };
+        assert!(check(&s, huge, 1 << 16).unwrap_err().contains("tile sides must be 1 to 512"));
         let e = check(&s, t128, 16384).unwrap_err();
         assert!(e.contains("bytes of workgroup memory, past this device's 16384"), "{e}");
         // x: 128 rows of 32 + 8 halves; w: 64 columns of 32 + 8 halves; 8 scratch blocks of 1 KiB.
