@@ -1110,4 +1110,18 @@ fn cooperative_tilings_that_do_not_parse_are_refused() {
         assert!(o.status.success(), "{v:?}: {:?}", text(&o));
         assert_eq!(o.stdout, glufuse(&["show", &g]).stdout);
     }
+    // A benchmark says which tilings it ran under, so that its numbers can be reproduced.
+    if common::gpu().is_some() {
+        let model = common::root().join("tests/data/models/llama_dynseq.onnx");
+        let model = model.to_str().unwrap();
+        let bench = ["bench", model, "--dim", "batch=1", "--dim", "seq=5", "--reps", "1", "--samples", "1"];
+        let args = [&bench[..], &["--part", "fused", "--in-process"]].concat();
+        for v in ["", " short=32x32x128w2x2s1 "] {
+            let o = with(v, &args);
+            let (out, err) = text(&o);
+            assert!(o.status.success(), "{v:?}: {out}{err}");
+            let line = "cooperative tilings (GLUFUSE_COOP_TILES): short=32x32x128w2x2s1\n";
+            assert_eq!(out.contains(line), !v.is_empty(), "{v:?}: {out}");
+        }
+    }
 }

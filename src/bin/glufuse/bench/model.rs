@@ -168,8 +168,17 @@ pub struct ModelReport {
     /// Which matrix products may be f16.
     #[serde(default)]
     pub matmul_precision: String,
+    /// The cooperative-matrix tilings `GLUFUSE_COOP_TILES` set (empty: the picks).
+    #[serde(default)]
+    pub coop_tiles: String,
     /// The fused part, then the unfused one.
     pub parts: Vec<PartReport>,
+}
+
+/// `GLUFUSE_COOP_TILES` as the parts ran under it (children inherit it), trimmed; empty where
+/// unset.
+fn coop_tiles_set() -> String {
+    std::env::var("GLUFUSE_COOP_TILES").map(|v| v.trim().to_string()).unwrap_or_default()
 }
 
 /// How many of the slowest dispatches the report lists.
@@ -424,6 +433,9 @@ fn header(r: &ModelReport, device: Option<&str>) -> String {
         r.inputs.join("; ")
     );
     s += &format!("matmul precision: {}\n", r.matmul_precision);
+    if !r.coop_tiles.is_empty() {
+        s += &format!("cooperative tilings (GLUFUSE_COOP_TILES): {}\n", r.coop_tiles);
+    }
     if let Some(d) = device {
         s += &format!("device: {d}\n");
     }
@@ -533,6 +545,7 @@ pub fn run(
             samples: o.samples,
             process: "one part in this process".into(),
             matmul_precision: o.matmul_precision.to_string(),
+            coop_tiles: coop_tiles_set(),
             parts: vec![p],
         };
         if child_report.is_none() {
@@ -553,6 +566,7 @@ pub fn run(
         },
         parts: vec![],
         matmul_precision: o.matmul_precision.to_string(),
+        coop_tiles: coop_tiles_set(),
     };
     {
         let g = load_graph(&o.graph)?;
