@@ -1125,3 +1125,37 @@ fn cooperative_tilings_that_do_not_parse_are_refused() {
         }
     }
 }
+
+/// `glufuse --help` lists every environment variable glufuse reads: each `GLUFUSE_*` and
+/// `WGPU_*` name the sources spell as a string of its own (what `std::env::var` and the
+/// limits' table are given).
+#[test]
+fn help_lists_every_environment_variable() {
+    fn walk(d: &std::path::Path, names: &mut std::collections::BTreeSet<String>) {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, names);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                for (i, _) in text.match_indices("\"GLUFUSE_").chain(text.match_indices("\"WGPU_")) {
+                    let rest = &text[i + 1..];
+                    let len = rest.find(|c: char| !(c.is_ascii_uppercase() || c == '_')).unwrap_or(rest.len());
+                    if rest[len..].starts_with('"') {
+                        names.insert(rest[..len].to_string());
+                    }
+                }
+            }
+        }
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for d in ["src", "ir/src", "codegen/src", "passes/src"] {
+        walk(&common::root().join(d), &mut names);
+    }
+    for must in ["GLUFUSE_GPU_TIMEOUT", "GLUFUSE_COOP_TILES", "GLUFUSE_MAX_RANK", "WGPU_BACKEND"] {
+        assert!(names.contains(must), "the scan missed {must}: {names:?}");
+    }
+    let help = text(&glufuse(&["--help"])).0;
+    let missing: Vec<&String> = names.iter().filter(|n| !help.contains(n.as_str())).collect();
+    assert!(missing.is_empty(), "not in --help: {missing:?}\n{help}");
+}

@@ -10,12 +10,21 @@ use std::path::PathBuf;
 
 /// Finds gated FFNs in model graphs by equality saturation, fuses them, and runs them as WGSL.
 #[derive(Parser)]
-#[command(name = "glufuse", version, about)]
+#[command(name = "glufuse", version, about, after_help = ENVIRONMENT)]
 pub struct Cli {
     /// The command; none runs the bundled default job.
     #[command(subcommand)]
     pub cmd: Option<Cmd>,
 }
+
+/// The environment variables glufuse reads, for `--help` (the README says more).
+const ENVIRONMENT: &str = "Environment:
+  WGPU_BACKEND          backends to try: vulkan, metal, dx12, gl (comma-separated)
+  WGPU_ADAPTER_NAME     use the adapter whose name contains this
+  GLUFUSE_GPU_TIMEOUT   longest wait for the GPU, in seconds (default 600)
+  GLUFUSE_COOP_TILES    cooperative-matrix tilings by kind of projection (fused=TILE,head=..,long=..,short=..)
+  GLUFUSE_MAX_TENSOR_BYTES, GLUFUSE_MAX_GRAPH_BYTES, GLUFUSE_MAX_FILE_BYTES, GLUFUSE_MAX_RANK,
+  GLUFUSE_MAX_LIST_LEN  limits on what a file may ask for";
 
 /// Output formats of `show` and the before/after dumps ([`Format`] as an argument).
 #[derive(Clone, Copy, ValueEnum)]
