@@ -189,9 +189,9 @@ impl CoopClass {
     pub fn of(s: &ProjShape) -> CoopClass {
         if s.fused.is_some() {
             CoopClass::Fused
-        } else if s.rows.div_ceil(128) * s.n.div_ceil(256) >= 66 {
+        } else if wide(s) {
             CoopClass::Head
-        } else if s.k.div_ceil(64) >= 2 * COOP_SPLIT_MIN_STEPS {
+        } else if !k_stays_whole(s) {
             CoopClass::Long
         } else {
             CoopClass::Short
@@ -208,6 +208,21 @@ impl std::fmt::Display for CoopClass {
             CoopClass::Short => "short",
         })
     }
+}
+
+/// Whether 128-row tiles of 128 output columns (256 plain, which stage as many weight
+/// columns) give half of an H100's SMs work: [`candidates`]' wide case, and
+/// [`CoopClass::Head`] among plain projections.
+fn wide(s: &ProjShape) -> bool {
+    let w = if s.fused.is_some() { 1 } else { 2 };
+    s.rows.div_ceil(128) * s.n.div_ceil(128 * w) >= 66
+}
+
+/// Whether k is short enough for a plain projection to keep it whole on k steps of 64
+/// (fewer than twice [`COOP_SPLIT_MIN_STEPS`] steps): [`candidates`]' 32-row tilings, and
+/// [`CoopClass::Short`] against [`CoopClass::Long`].
+fn k_stays_whole(s: &ProjShape) -> bool {
+    s.k.div_ceil(64) < 2 * COOP_SPLIT_MIN_STEPS
 }
 
 /// Tiling overrides as `GLUFUSE_COOP_TILES` writes them: `CLASS=TILE` pairs, comma-separated
@@ -279,7 +294,7 @@ pub fn candidates(s: &ProjShape) -> Vec<CoopTile> {
         };
     }
     let w = if fused { 1 } else { 2 }; // a plain tile stages as many weight columns
-    let wide = s.rows.div_ceil(128) * s.n.div_ceil(128 * w) >= 66;
+    let wide = wide(s);
     let mut v = vec![];
     // Where 128-row tiles would leave SMs idle (a plain projection: most of them), smaller
     // or taller-and-narrower ones first.
@@ -290,7 +305,7 @@ pub fn candidates(s: &ProjShape) -> Vec<CoopTile> {
             // few and k is short enough to stay whole; else 64×64 tiles of eight subgroups,
             // k steps of 64 in two stages of workgroup memory (the rest: fallbacks for less
             // workgroup memory).
-            let whole = s.k.div_ceil(64) < 2 * COOP_SPLIT_MIN_STEPS;
+            let whole = k_stays_whole(s);
             if whole && s.rows.div_ceil(64) * s.n.div_ceil(64) < COOP_MIN_WORKGROUPS / 2 {
                 v.push(s1(32, 32, 128, 2, 2));
                 v.push(s1(32, 64, 128, 2, 2));
