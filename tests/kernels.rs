@@ -560,6 +560,7 @@ fn coop_gemm_matches_the_interpreter_within_the_f16_bound() {
     // Eight subgroups, four along the rows (the prefill's fused 128x64x64w4x2s1, on k steps
     // of 32 so that it fits lavapipe's 32 KiB).
     let eight = Some("128x64x32w4x2s1".parse::<CoopTile>().unwrap());
+    let long = Some("32x64x128w2x2s1".parse::<CoopTile>().unwrap());
     let emulated = Target { coop_emulate: true, ..f16.clone() };
     // (label, target, every case at both shapes and both graphs)
     let mut targets = vec![
@@ -571,7 +572,14 @@ fn coop_gemm_matches_the_interpreter_within_the_f16_bound() {
         // (Eight subgroups in two stages, on k steps of 16 so that lavapipe fits them.)
         (
             "emulated, eight subgroups, two stages",
-            Target { coop_tiles: Some("64x64x16w4x2".parse::<CoopTile>().unwrap()), ..emulated },
+            Target { coop_tiles: Some("64x64x16w4x2".parse::<CoopTile>().unwrap()), ..emulated.clone() },
+            false,
+        ),
+        // (The prefill's split down projection: 32×64 tiles on k steps of 128, in two parts
+        // where k has two steps; `[K, N]` weights do not fit lavapipe's 32 KiB that way.)
+        (
+            "emulated, plain only, [N, K] only, 32x64 on k steps of 128, split-k",
+            Target { coop_tiles: long, coop_split: Some(2), ..emulated },
             false,
         ),
     ];
@@ -581,8 +589,11 @@ fn coop_gemm_matches_the_interpreter_within_the_f16_bound() {
         targets.push(("native, two stages", Target { coop_tiles: two_stage, ..f16.clone() }, true));
         targets.push(("native, two slices of k", Target { coop_tiles: sliced, ..f16.clone() }, true));
         targets.push(("native, eight subgroups", Target { coop_tiles: eight, ..f16.clone() }, true));
-        // (Eight subgroups in two stages, as the prefill's split down projection takes them,
-        // 64x64x64w4x2, on k steps of 32 so that the fused kernels fit too.)
+        let long_split = Target { coop_tiles: long, coop_split: Some(2), ..f16.clone() };
+        targets.push(("native, plain only, 32x64 on k steps of 128, split-k", long_split, true));
+        // (Eight subgroups in two stages, as a plain projection with few 128-row tiles but
+        // many 64-row ones takes them, 64x64x64w4x2, on k steps of 32 so that the fused
+        // kernels fit too.)
         let eight_two = Some("64x64x32w4x2".parse::<CoopTile>().unwrap());
         targets.push(("native, eight subgroups, two stages", Target { coop_tiles: eight_two, ..f16 }, true));
     }
@@ -600,10 +611,13 @@ fn coop_gemm_matches_the_interpreter_within_the_f16_bound() {
             for dtype in [DType::F16, DType::F32] {
                 for (bias, merged) in [(false, false), (true, false), (false, true)] {
                     combo += 1;
+                    if layout == Layout::Kn && label.contains("[N, K] only") {
+                        continue;
+                    }
                     if !full && target.coop_tiles.is_some() && combo % 6 != 1 {
                         continue;
                     }
-                    if !full && target.coop_split.is_some() && combo % 3 != 0 {
+                    if !full && target.coop_split.is_some() && target.coop_tiles.is_none() && combo % 3 != 0 {
                         continue;
                     }
                     let shapes = if target.coop_split.is_some() { split_shapes } else { shapes };
@@ -624,9 +638,12 @@ fn coop_gemm_matches_the_interpreter_within_the_f16_bound() {
                         // The unfused graph's projections are plain [K,N] GEMMs: packed f16
                         // weights (Kn f16), f32 (Kn f32) or f16 values stored as f32 (Nk f16,
                         // behind the Transpose).
-                        let mut graphs = vec![("fused", &fused)];
+                        // (A tiling for plain projections only: the fused ones stage twice
+                        // the weights, past the workgroup memory.)
+                        let plain_only = label.contains("plain only");
+                        let mut graphs = if plain_only { vec![] } else { vec![("fused", &fused)] };
                         let plain = !bias && !merged && (layout == Layout::Kn || dtype == DType::F16);
-                        if *full || (plain && target.coop_tiles.is_none()) {
+                        if *full || (plain && (target.coop_tiles.is_none() || plain_only)) {
                             graphs.push(("unfused", &original));
                         }
                         for (part, g) in graphs {
@@ -660,6 +677,7 @@ fn coop_gemm_matches_the_interpreter_within_the_f16_bound() {
     assert!(tilings.iter().any(|t| t.starts_with("coop 16x")) && tilings.iter().any(|t| t.contains("x16w2x2")));
     assert!(tilings.iter().any(|t| t.starts_with("coop 128x64x32w4x2s1")), "{tilings:?}");
     assert!(tilings.iter().any(|t| t.starts_with("coop 64x64x16w4x2")), "{tilings:?}");
+    assert!(tilings.iter().any(|t| t == "coop 32x64x128w2x2s1 split-k 2"), "{tilings:?}");
     // (The unfused graph's plain projections at 150 rows: 32×32 tiles, k steps of 128.)
     assert!(tilings.contains("coop 32x32x128w2x2s1"), "{tilings:?}");
     // The forced split ran, and its

@@ -283,6 +283,9 @@ const fn s2(bm: usize, bn: usize, bk: usize, wr: usize, wc: usize) -> CoopTile {
 /// takes k 128 at a time on 32×32 tiles (the q/k/v and o projections: −30 µs on 32×64
 /// tiles, −35 more on 32×32), and a split one 64-row tiles of eight subgroups (the down
 /// projection: −40 µs). Together the prefill went from 2742 to 2550 µs, then 2524.
+/// Then the split one on 32×64 tiles on k steps of 128 (the down projection in 2 parts where
+/// the eight-subgroup tiles took 4: 2523 → 2492 µs, A/B alternating,
+/// `benches/results/h100-2026-11-27m-prefill.md`; 32×32 tiles, unsplit, were slower).
 /// The later entries are smaller fallbacks for devices with less workgroup memory
 /// (lavapipe: 32 KiB).
 pub fn candidates(s: &ProjShape) -> Vec<CoopTile> {
@@ -302,15 +305,17 @@ pub fn candidates(s: &ProjShape) -> Vec<CoopTile> {
     if s.rows.div_ceil(128) * s.n.div_ceil(64 * w) < few {
         if !fused {
             // A plain projection: 32×32 tiles on k steps of 128 where even 64-row tiles are
-            // few and k is short enough to stay whole; else 64×64 tiles of eight subgroups,
-            // k steps of 64 in two stages of workgroup memory (the rest: fallbacks for less
-            // workgroup memory).
+            // few and k is short enough to stay whole; 32×64 ones on k steps of 128 where k
+            // is long (and split); else 64×64 tiles of eight subgroups, k steps of 64 in two
+            // stages of workgroup memory (the rest: fallbacks for less workgroup memory).
             let whole = k_stays_whole(s);
             if whole && s.rows.div_ceil(64) * s.n.div_ceil(64) < COOP_MIN_WORKGROUPS / 2 {
                 v.push(s1(32, 32, 128, 2, 2));
                 v.push(s1(32, 64, 128, 2, 2));
                 v.push(CoopTile { ks: 2, ..s1(32, 64, 64, 2, 2) });
                 v.push(s2(32, 64, 64, 2, 2));
+            } else if !whole {
+                v.push(s1(32, 64, 128, 2, 2));
             }
             v.push(s2(64, 64, 64, 4, 2));
             v.push(s2(64, 64, 64, 2, 2));
@@ -1546,26 +1551,27 @@ mod tests {
             let t = pick(&s, 49152).unwrap();
             split(&s, t, forced).0
         };
-        // Qwen2-0.5B at 128 rows: the down projection's 28 tiles of 64×64 (76 steps of 64)
-        // split in 4 parts of 19 steps, the most there can be of at least
+        // Qwen2-0.5B at 128 rows: the down projection's 56 tiles of 32×64 (38 steps of 128)
+        // split in 2 parts of 19 steps, the most there can be of at least
         // COOP_SPLIT_MIN_STEPS that divide them (112 workgroups); q, o, k and v (K = 896, 32-row
-        // tiles, 14 steps) stay whole, as does the fused gate/up (152 tiles, 28 steps of 32).
-        // K = 1024 (16 steps) stays whole; K = 2048 (64-row tiles, 32 steps) splits in 2. At
-        // 512 rows the down projection's 112 tiles stay whole.
-        assert_eq!(split_for(false, 128, 4864, 896, None), 4);
+        // tiles, 7 steps) stay whole, as does the fused gate/up. K = 1024 stays whole; so does
+        // K = 2048 (32×64 tiles, 16 steps of 128: no two parts of 16), and K = 4096 (32
+        // steps) splits in 2. At 512 rows the down projection's 112 tiles stay whole.
+        assert_eq!(split_for(false, 128, 4864, 896, None), 2);
         assert_eq!(split_for(false, 128, 896, 896, None), 1);
         assert_eq!(split_for(false, 128, 896, 128, None), 1);
         assert_eq!(split_for(false, 128, 1024, 896, None), 1);
-        assert_eq!(split_for(false, 128, 2048, 896, None), 2);
+        assert_eq!(split_for(false, 128, 2048, 896, None), 1);
+        assert_eq!(split_for(false, 128, 4096, 896, None), 2);
         assert_eq!(split_for(true, 128, 896, 4864, None), 1);
         assert_eq!(split_for(false, 512, 4864, 896, None), 1);
         assert_eq!(split_for(true, 512, 4096, 14336, None), 1);
         // Too few steps to split (3 of 32), or none dividing them evenly (29, prime).
         assert_eq!(split_for(false, 128, 96, 128, None), 1);
         assert_eq!(split_for(false, 128, 928, 128, None), 1);
-        // Forced: used where it divides the steps.
-        assert_eq!(split_for(false, 512, 4864, 896, Some(4)), 4);
-        assert_eq!(split_for(false, 512, 4864, 896, Some(8)), 1);
+        // Forced: used where it divides the steps (38 of 128).
+        assert_eq!(split_for(false, 512, 4864, 896, Some(2)), 2);
+        assert_eq!(split_for(false, 512, 4864, 896, Some(4)), 1);
     }
 
     /// The LM head's tiling (a plain projection only: a fused one stages twice the columns)
@@ -1618,9 +1624,12 @@ mod tests {
         assert_eq!(pick_for(Layout::Kn, false, 128, 896, 1152, h100).unwrap(), "32x32x128w2x2s1");
         assert_eq!(pick_for(Layout::Nk, false, 128, 896, 1152, h100).unwrap(), "32x32x128w2x2s1");
         assert_eq!(pick_for(Layout::Nk, false, 128, 896, 1152, 32768).unwrap(), "32x32x128w2x2s1");
-        // Plain, few tiles, k long (split): 64-row tiles of eight subgroups, two stages.
-        assert_eq!(pick_for(Layout::Nk, false, 128, 4864, 896, h100).unwrap(), "64x64x64w4x2");
-        assert_eq!(pick_for(Layout::Nk, false, 128, 4864, 896, 32768).unwrap(), "64x64x32w2x2s1");
+        // Plain, few tiles, k long (split): 32×64 tiles on k steps of 128.
+        assert_eq!(pick_for(Layout::Nk, false, 128, 4864, 896, h100).unwrap(), "32x64x128w2x2s1");
+        assert_eq!(pick_for(Layout::Nk, false, 128, 4864, 896, 32768).unwrap(), "32x64x128w2x2s1");
+        // Plain, few tiles, k short but 64-row tiles not few: 64-row tiles of eight
+        // subgroups, two stages.
+        assert_eq!(pick_for(Layout::Nk, false, 128, 896, 4864, h100).unwrap(), "64x64x64w4x2");
         // An LM head (Qwen2-0.5B's, tied: [N, K]) at 128 rows; past 256 rows, 256-row tiles.
         assert_eq!(pick_for(Layout::Nk, false, 128, 896, 151936, h100).unwrap(), "128x128x64w2x4s1");
         assert_eq!(pick_for(Layout::Nk, false, 128, 896, 151936, 32768).unwrap(), "128x128x32w2x4s1");
@@ -1643,22 +1652,23 @@ mod tests {
                         let few = rows > 32 && rows.div_ceil(128) * n.div_ceil(cols) < least;
                         // A plain one of those: 32×32 tiles (k steps of 128) where 64-row
                         // ones number fewer than half of COOP_MIN_WORKGROUPS and k has fewer
-                        // than twice COOP_SPLIT_MIN_STEPS steps of 64, else 64-row ones of
-                        // eight subgroups, two stages.
-                        let short = rows.div_ceil(64) * n.div_ceil(64) < COOP_MIN_WORKGROUPS / 2
-                            && k.div_ceil(64) < 2 * COOP_SPLIT_MIN_STEPS;
+                        // than twice COOP_SPLIT_MIN_STEPS steps of 64; 32×64 ones where k has
+                        // more; else 64-row ones of eight subgroups, two stages.
+                        let long_k = k.div_ceil(64) >= 2 * COOP_SPLIT_MIN_STEPS;
+                        let short = rows.div_ceil(64) * n.div_ceil(64) < COOP_MIN_WORKGROUPS / 2 && !long_k;
                         // Fused past 64 rows: 128×64 tiles on k steps of 64 where few, or
                         // (`[N, K]`) where k is long or they fill two waves.
                         let tiles = rows.div_ceil(128) * n.div_ceil(64);
                         let tall = fused
                             && rows > 64
                             && (few || (layout == Layout::Nk && (k >= 2048 || tiles >= 2 * COOP_MIN_WORKGROUPS)));
-                        let want = match (rows <= 32, tall, few, fused, short) {
+                        let want = match (rows <= 32, tall, few, fused, short, long_k) {
                             (true, ..) => "16x",
                             (false, true, ..) => "128x64x64w4x2s1",
-                            (false, false, true, true, _) => "64x64x32w2x2s1",
-                            (false, false, true, false, true) => "32x32x128w2x2s1",
-                            (false, false, true, false, false) => "64x64x64w4x2",
+                            (false, false, true, true, ..) => "64x64x32w2x2s1",
+                            (false, false, true, false, true, _) => "32x32x128w2x2s1",
+                            (false, false, true, false, false, true) => "32x64x128w2x2s1",
+                            (false, false, true, false, false, false) => "64x64x64w4x2",
                             (false, false, false, ..) => "128x",
                         };
                         let exact = tall || (few && !fused);
