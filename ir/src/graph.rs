@@ -130,6 +130,13 @@ impl Graph {
         if let Some(m) = self.collision(&new, self.g[n].outputs.len(), Some(n)) {
             return Err(Error::graph(&new, m));
         }
+        // A graph output of the node keeps its name: the value's old one becomes its own.
+        self.output_names.resize(self.outputs.len(), None);
+        for i in 0..self.outputs.len() {
+            if self.outputs[i].node == n && self.output_names[i].is_none() {
+                self.output_names[i] = Some(self.value_name(self.outputs[i]));
+            }
+        }
         let old = std::mem::replace(&mut self.g[n].name, new.clone());
         self.names.remove(&old);
         self.names.insert(new, n);
@@ -249,9 +256,16 @@ impl Graph {
             self.g.remove_edge(id);
             self.g.add_edge(new.node, target, Edge { output: new.output, slot });
         }
-        for o in &mut self.outputs {
+        // A graph output keeps its name: the one it had (its old value's, where it had none
+        // of its own) becomes its own where the new value is named otherwise.
+        let old_name = self.value_name(old);
+        let new_name = self.value_name(new);
+        self.output_names.resize(self.outputs.len(), None);
+        for (o, name) in self.outputs.iter_mut().zip(&mut self.output_names) {
             if *o == old {
                 *o = new;
+                let kept = name.take().unwrap_or_else(|| old_name.clone());
+                *name = Some(kept).filter(|n| *n != new_name);
             }
         }
     }
@@ -391,5 +405,40 @@ impl fmt::Display for GraphSummary {
             "{} nodes, {} kernel launches, {} FusedGateUp, {} opaque",
             self.nodes, self.launches, self.fused, self.opaque
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{shape_of, DType, UnaryOp};
+
+    /// A graph output keeps the model's name when its node is renamed (a pass marking a node
+    /// `.unfused`) or when another value replaces it (a fusion), and a name of its own stays.
+    #[test]
+    fn outputs_keep_their_names_through_renames_and_replacements() {
+        let mut g = Graph::new();
+        let ty = TensorType::new(DType::F32, shape_of(&[2]));
+        let x = Value::of(g.add_node("x", Op::Input, &[], vec![ty.clone()]).unwrap());
+        let a = g.add_node("a", Op::Unary(UnaryOp::Neg), &[x], vec![ty.clone()]).unwrap();
+        let b = g.add_node("b", Op::Unary(UnaryOp::Abs), &[x], vec![ty.clone()]).unwrap();
+        g.add_output(Value::of(a), None);
+        g.add_output(Value::of(b), Some("logits".into()));
+        g.rename(a, "a.unfused").unwrap();
+        assert_eq!(g.output_name(0), "a");
+        assert_eq!(g.find_output("a"), Some(0));
+        let c = g.add_node("c", Op::Unary(UnaryOp::Relu), &[x], vec![ty.clone()]).unwrap();
+        g.replace_uses(Value::of(a), Value::of(c));
+        assert_eq!(g.outputs[0], Value::of(c));
+        assert_eq!(g.output_name(0), "a");
+        let d = g.add_node("d", Op::Unary(UnaryOp::Relu), &[x], vec![ty]).unwrap();
+        g.replace_uses(Value::of(b), Value::of(d));
+        assert_eq!(g.output_name(1), "logits");
+        // A value that already bears the output's name leaves it with none of its own.
+        let e = g.add_node("e", Op::Unary(UnaryOp::Neg), &[x], vec![g.ty(x).clone()]).unwrap();
+        g.rename(e, "a").unwrap();
+        g.replace_uses(Value::of(c), Value::of(e));
+        assert_eq!(g.output_name(0), "a");
+        assert!(!g.output_renamed(0));
     }
 }

@@ -287,7 +287,8 @@ pub fn arity(op: &str) -> Option<(usize, usize, usize)> {
         | "And" | "Or" | "Mod" | "Xor" => (2, 2, 1),
         "Sign" | "ArgMax" | "ArgMin" => (1, 1, 1),
         "Constant" => (0, 0, 1),
-        "Identity" | "Shape" | "Size" | "Cast" | "Transpose" | "Flatten" | "ConstantOfShape" | "Softmax" => (1, 1, 1),
+        "Identity" | "Shape" | "Size" | "Cast" | "Transpose" | "Flatten" | "ConstantOfShape" | "Softmax"
+        | "LogSoftmax" => (1, 1, 1),
         "Dropout" => (1, 3, 2),
         "CastLike" | "MatMul" | "Reshape" | "Expand" | "Gather" | "GatherND" | "GatherElements" | "CumSum" | "Tile" => {
             (2, 2, 1)
@@ -458,10 +459,35 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
             acc
         }
         "MatMul" => {
-            if c.ty(0)?.rank() < 2 || c.ty(1)?.rank() < 2 {
-                return Ok(None);
+            let (ta, tb) = (c.ty(0)?, c.ty(1)?);
+            if ta.rank() >= 2 && tb.rank() >= 2 {
+                c.step("", Op::MatMul, vec![input(0), input(1)])
+            } else if ta.rank() == 0 || tb.rank() == 0 {
+                return Err(format!("MatMul of {ta} and {tb}: an operand is a scalar"));
+            } else {
+                // NumPy's rule: a 1-D A is a row `[1, K]`, a 1-D B a column `[K, 1]`, and the
+                // dim each added is dropped from the product (no batch dims to broadcast: the
+                // product's other dims are the other operand's).
+                let dims = |t: &TensorType| -> Vec<DimExpr> { t.shape.iter().map(Dim::expr).collect() };
+                let (mut a, mut b) = (input(0), input(1));
+                let mut out = vec![];
+                if ta.rank() == 1 {
+                    let row = [vec![DimExpr::constant(1)], dims(&ta)].concat();
+                    a = c.step("row", Op::Reshape { shape: row }, vec![a]);
+                } else {
+                    out = dims(&ta)[..ta.rank() - 1].to_vec();
+                }
+                if tb.rank() == 1 {
+                    let column = [dims(&tb), vec![DimExpr::constant(1)]].concat();
+                    b = c.step("column", Op::Reshape { shape: column }, vec![b]);
+                } else {
+                    let mut d = dims(&tb);
+                    d.remove(tb.rank() - 2);
+                    out = d;
+                }
+                let y = c.step("product", Op::MatMul, vec![a, b]);
+                c.step("", Op::Reshape { shape: out }, vec![y])
             }
-            c.step("", Op::MatMul, vec![input(0), input(1)])
         }
         "Gemm" => {
             let (ta, tb) = (c.ty(0)?, c.ty(1)?);
@@ -919,6 +945,7 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
             c.step("", Op::Unary(UnaryOp::Not), vec![same])
         }
         "Softmax" => c.step("", Op::Softmax { axis: attrs.int("axis").unwrap_or(-1) }, vec![input(0)]),
+        "LogSoftmax" => activations::log_softmax(&mut c, attrs.int("axis").unwrap_or(-1))?,
         "CumSum" => {
             let a = c.ints(1, "axis")?;
             let [axis] = a.as_slice() else { return Err("the CumSum axis must be a scalar".into()) };

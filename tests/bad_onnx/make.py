@@ -283,6 +283,17 @@ y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
 g = helper.make_graph([helper.make_node("GatherElements", ["x", "i"], ["y"], name="pick", axis=1)], "g", [x, i], [y])
 write("gather_elements_rank.onnx", helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
 
+# MatMul of a scalar (NumPy's rule promotes 1-D operands only), and LogSoftmax of integers.
+x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])
+s = helper.make_tensor_value_info("s", TensorProto.FLOAT, [])
+y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+g = helper.make_graph([helper.make_node("MatMul", ["x", "s"], ["y"], name="dot")], "g", [x, s], [y])
+write("matmul_scalar.onnx", helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
+x = helper.make_tensor_value_info("x", TensorProto.INT64, [2, 3])
+y = helper.make_tensor_value_info("y", TensorProto.INT64, None)
+g = helper.make_graph([helper.make_node("LogSoftmax", ["x"], ["y"], name="logp")], "g", [x], [y])
+write("log_softmax_int.onnx", helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
+
 # Models whose external data file tests/onnx.rs makes in a temporary folder: a FIFO, a
 # directory, a symbolic link out of the folder (data.bin, 32 bytes wanted), and a sparse
 # 16 GiB file the per-tensor budget refuses before reading (big.bin).

@@ -112,6 +112,26 @@ fn activation_of(c: &mut Ctx, op: &str, attrs: &Attrs) -> Result<Src, String> {
     })
 }
 
+/// `LogSoftmax` along `axis`: `(x - m) - log Σ exp(x - m)`, m the largest along it (so that
+/// large values do not overflow), of floats.
+pub(super) fn log_softmax(c: &mut Ctx, axis: i64) -> Result<Src, String> {
+    let t = c.ty(0)?;
+    if !t.dtype.is_float() {
+        return Err(format!("LogSoftmax of {t} (floats only)"));
+    }
+    let a = if axis < 0 { axis + t.rank() as i64 } else { axis };
+    if !(0..t.rank() as i64).contains(&a) {
+        return Err(format!("LogSoftmax axis {axis} out of range for rank {}", t.rank()));
+    }
+    let reduce = |op| Op::Reduce { op, axes: vec![a], keepdims: true };
+    let m = c.step("max", reduce(ReduceOp::Max), vec![Src::In(0)]);
+    let shifted = c.step("shifted", Op::Binary(BinaryOp::Sub), vec![Src::In(0), m]);
+    let e = c.step("exp", Op::Unary(UnaryOp::Exp), vec![shifted.clone()]);
+    let s = c.step("sum", reduce(ReduceOp::Sum), vec![e]);
+    let l = c.step("log", Op::Unary(UnaryOp::Log), vec![s]);
+    Ok(c.step("", Op::Binary(BinaryOp::Sub), vec![shifted, l]))
+}
+
 /// The reductions of a sum or a maximum: `ReduceSumSquare` (Σx²), `ReduceL1` (Σ|x|),
 /// `ReduceL2` (√Σx²), `ReduceLogSum` (log Σx) and `ReduceLogSumExp` (log Σexp(x - m) + m, m
 /// the largest, so that large values do not overflow); `None` for any other op. `axes` and

@@ -1,0 +1,257 @@
+"""Makes random_NN.onnx: seeded random graphs of the ops exporters emit around and inside
+transformer blocks (projections by weights, gated FFNs with SiLU or GELU, elementwise ops with
+broadcasting, softmax, reductions, layer norms, transposes, reshapes, concatenations, slices,
+gathers, where, cumulative sums, expands), float32, with onnxruntime's outputs beside each as
+.npy files (random_NN.INPUT.npy, random_NN.out.OUTPUT.npy). Shapes are tracked here, so every
+graph is valid ONNX; values are kept in range (exp of a tanh, square roots of |x|, division
+by 1 + |y|), so that the comparison measures the compiler, not overflow.
+usage: python3 make_random_graphs.py [COUNT] [FIRST_SEED] [DIR]"""
+import sys
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+
+class G:
+    def __init__(self, rng):
+        self.rng = rng
+        self.nodes, self.inits, self.pool, self.n = [], [], [], 0
+
+    def name(self, p):
+        self.n += 1
+        return f"{p}{self.n}"
+
+    def const(self, arr, p="c"):
+        nm = self.name(p)
+        self.inits.append(numpy_helper.from_array(arr, nm))
+        return nm
+
+    def node(self, op, ins, shape, p="t", **attrs):
+        out = self.name(p)
+        self.nodes.append(helper.make_node(op, ins, [out], **attrs))
+        if shape is not None:
+            self.pool.append((out, tuple(shape)))
+        return out
+
+    def pick(self, pred=lambda s: True):
+        cands = [t for t in self.pool if pred(t[1])]
+        return cands[self.rng.integers(len(cands))] if cands else None
+
+
+def into(s, xs):
+    """Whether shape `s` broadcasts into `xs` (the result is `xs`)."""
+    try:
+        return np.broadcast_shapes(s, xs) == xs
+    except ValueError:
+        return False
+
+
+def bshape(rng, shape):
+    """A shape that broadcasts against `shape` (right-aligned, some dims 1, maybe fewer)."""
+    k = rng.integers(0, len(shape) + 1)
+    tail = list(shape[len(shape) - k:])
+    return tuple(d if rng.random() < 0.6 else 1 for d in tail)
+
+
+def step(g):
+    rng = g.rng
+    x, xs = g.pick()
+    r = len(xs)
+    op = rng.choice(["unary", "binary", "binary", "matmul", "matmul", "ffn", "softmax", "reduce",
+                     "transpose", "reshape", "concat", "slice", "unsqueeze", "squeeze", "gather",
+                     "where", "layernorm", "cumsum", "expand"])
+    if r == 0:
+        op = rng.choice(["unary", "binary", "unsqueeze", "expand"])
+    if op == "unary":
+        u = rng.choice(["Relu", "Sigmoid", "Tanh", "Neg", "Abs", "ExpTanh", "SqrtAbs", "Erf"])
+        if u == "ExpTanh":
+            t = g.node("Tanh", [x], None)
+            return g.node("Exp", [t], xs)
+        if u == "SqrtAbs":
+            t = g.node("Abs", [x], None)
+            return g.node("Sqrt", [t], xs)
+        return g.node(u, [x], xs)
+    if op == "binary":
+        b = rng.choice(["Add", "Sub", "Mul", "Div", "Max", "Min"])
+        other = g.pick(lambda s: into(s, xs)) if rng.random() < 0.5 else None
+        if other is None:
+            y = g.const(rng.standard_normal(bshape(rng, xs)).astype(np.float32))
+        else:
+            y = other[0]
+        if b == "Div":
+            a = g.node("Abs", [y], None)
+            one = g.const(np.array(1.0, dtype=np.float32))
+            y = g.node("Add", [a, one], None)
+        ins = [x, y] if rng.random() < 0.7 else [y, x]
+        return g.node(b, ins, xs)
+    if op in ("matmul", "ffn"):
+        k = xs[-1]
+        n = int(rng.integers(1, 20))
+        w = lambda: g.const((rng.standard_normal((k, n)) / np.sqrt(k)).astype(np.float32), "w")
+        shape = xs[:-1] + (n,)
+        if op == "matmul":
+            y = g.node("MatMul", [x, w()], shape)
+            if rng.random() < 0.4:
+                y = g.node("Add", [y, g.const(rng.standard_normal(n).astype(np.float32), "b")], shape)
+            return y
+        gate = g.node("MatMul", [x, w()], None)
+        up = g.node("MatMul", [x, w()], None)
+        act = rng.choice(["silu", "gelu", "relu"])
+        if act == "silu":
+            s = g.node("Sigmoid", [gate], None)
+            a = g.node("Mul", [gate, s], None)
+        elif act == "relu":
+            a = g.node("Relu", [gate], None)
+        else:
+            d = g.node("Div", [gate, g.const(np.array(np.sqrt(2.0), dtype=np.float32))], None)
+            e = g.node("Erf", [d], None)
+            p1 = g.node("Add", [e, g.const(np.array(1.0, dtype=np.float32))], None)
+            m = g.node("Mul", [gate, p1], None)
+            a = g.node("Mul", [m, g.const(np.array(0.5, dtype=np.float32))], None)
+        return g.node("Mul", [a, up], shape)
+    if op == "softmax":
+        return g.node(rng.choice(["Softmax", "LogSoftmax"]), [x], xs, axis=int(rng.integers(-r, r)))
+    if op == "reduce":
+        red = rng.choice(["ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin"])
+        axes = sorted(set(int(a) for a in rng.integers(0, r, size=rng.integers(1, r + 1))))
+        keep = int(rng.integers(0, 2))
+        shape = tuple(1 if i in axes else d for i, d in enumerate(xs)) if keep else tuple(
+            d for i, d in enumerate(xs) if i not in axes)
+        if not shape and not keep and rng.random() < 0.5:
+            keep = 1
+            shape = tuple(1 for _ in xs)
+        ax = g.const(np.array(axes, dtype=np.int64), "axes")
+        return g.node(red, [x, ax], shape, keepdims=keep)
+    if op == "transpose":
+        perm = [int(p) for p in rng.permutation(r)]
+        return g.node("Transpose", [x], tuple(xs[p] for p in perm), perm=perm)
+    if op == "reshape":
+        total = int(np.prod(xs))
+        if r >= 2 and rng.random() < 0.5:
+            i = int(rng.integers(0, r - 1))
+            shape = xs[:i] + (xs[i] * xs[i + 1],) + xs[i + 2:]
+        else:
+            divs = [d for d in range(1, total + 1) if total % d == 0]
+            a = divs[rng.integers(len(divs))]
+            shape = (a, total // a)
+        spec = list(shape)
+        if rng.random() < 0.4:
+            spec[rng.integers(len(spec))] = -1
+        return g.node("Reshape", [x, g.const(np.array(spec, dtype=np.int64), "shape")], shape)
+    if op == "concat":
+        ax = int(rng.integers(0, r))
+        other = g.pick(lambda s: len(s) == r and all(s[i] == xs[i] for i in range(r) if i != ax))
+        y = other[0] if other else x
+        shape = list(xs)
+        shape[ax] += (other[1] if other else xs)[ax]
+        ins = [x, y] if rng.random() < 0.5 else [y, x]
+        return g.node("Concat", ins, tuple(shape), axis=ax - r if rng.random() < 0.3 else ax)
+    if op == "slice":
+        ax = int(rng.integers(0, r))
+        d = xs[ax]
+        st = int(rng.choice([1, 1, 2, -1]))
+        if st > 0:
+            s0 = int(rng.integers(0, d))
+            e0 = int(rng.integers(s0 + 1, d + 2))
+            n = len(range(s0, min(e0, d), st))
+        else:
+            s0 = int(rng.integers(0, d))
+            e0 = int(rng.integers(-d - 2, s0))
+            # (A negative end counts from the end, then clamps to -1: "before the first".)
+            n = len(range(s0, max(e0 + d if e0 < 0 else e0, -1), st))
+        if n == 0:
+            return None
+        shape = list(xs)
+        shape[ax] = n
+        cs = [g.const(np.array([v], dtype=np.int64), p) for v, p in ((s0, "st"), (e0, "en"), (ax, "ax"), (st, "sp"))]
+        return g.node("Slice", [x] + cs, tuple(shape))
+    if op == "unsqueeze":
+        if r >= 4:
+            return None
+        ax = int(rng.integers(0, r + 1))
+        shape = xs[:ax] + (1,) + xs[ax:]
+        return g.node("Unsqueeze", [x, g.const(np.array([ax], dtype=np.int64), "ax")], shape)
+    if op == "squeeze":
+        ones = [i for i, d in enumerate(xs) if d == 1]
+        if not ones or r == 1:
+            return None
+        ax = ones[rng.integers(len(ones))]
+        return g.node("Squeeze", [x, g.const(np.array([ax], dtype=np.int64), "ax")], xs[:ax] + xs[ax + 1:])
+    if op == "gather":
+        ax = int(rng.integers(0, r))
+        n = int(rng.integers(1, 5))
+        idx = rng.integers(-xs[ax], xs[ax], size=(n,) if rng.random() < 0.7 else (n, 2)).astype(np.int64)
+        shape = xs[:ax] + idx.shape + xs[ax + 1:]
+        if len(shape) > 5:
+            return None
+        return g.node("Gather", [x, g.const(idx, "ids")], shape, axis=ax)
+    if op == "where":
+        other = g.pick(lambda s: into(s, xs))
+        y = other[0]
+        c = g.node("Greater", [x, y], None)
+        return g.node("Where", [c, x, y] if rng.random() < 0.5 else [c, y, x], xs)
+    if op == "layernorm":
+        d = xs[-1]
+        sc = g.const((1 + 0.1 * rng.standard_normal(d)).astype(np.float32), "ln_w")
+        bi = g.const((0.1 * rng.standard_normal(d)).astype(np.float32), "ln_b")
+        return g.node("LayerNormalization", [x, sc, bi], xs, axis=-1, epsilon=1e-5)
+    if op == "cumsum":
+        ax = g.const(np.array(int(rng.integers(0, r)), dtype=np.int64), "ax")
+        return g.node("CumSum", [x, ax], xs, exclusive=int(rng.integers(0, 2)), reverse=int(rng.integers(0, 2)))
+    if op == "expand":
+        if r >= 4:
+            return None
+        shape = (int(rng.integers(1, 4)),) + xs
+        return g.node("Expand", [x, g.const(np.array(shape, dtype=np.int64), "shape")], shape)
+    return None
+
+
+def make(seed, out_dir):
+    rng = np.random.default_rng(seed)
+    g = G(rng)
+    ins = {}
+    for i in range(int(rng.integers(1, 3))):
+        r = int(rng.integers(1, 4))
+        shape = tuple(int(d) for d in rng.integers(1, 7, size=r))
+        nm = f"in{i}"
+        ins[nm] = rng.standard_normal(shape).astype(np.float32)
+        g.pool.append((nm, shape))
+    steps = int(rng.integers(4, 14))
+    made = 0
+    while made < steps:
+        if step(g) is not None:
+            made += 1
+    produced = [t for t in g.pool if t[0] not in ins]
+    outs = [produced[-1]] + [produced[i] for i in rng.choice(len(produced), size=min(2, len(produced)), replace=False)]
+    seen, outs_u = set(), []
+    for o in outs:
+        if o[0] not in seen:
+            seen.add(o[0])
+            outs_u.append(o)
+    stem = f"random_{seed:02d}"
+    graph = helper.make_graph(
+        g.nodes, stem,
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(v.shape)) for n, v in ins.items()],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(sh)) for n, sh in outs_u],
+        g.inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
+    onnx.checker.check_model(model)
+    path = f"{out_dir}/{stem}.onnx"
+    onnx.save(model, path)
+    res = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, ins)
+    for n, v in ins.items():
+        np.save(f"{out_dir}/{stem}.{n}.npy", v)
+    for (n, _), v in zip(outs_u, res):
+        np.save(f"{out_dir}/{stem}.out.{n}.npy", v)
+    return stem, [n for n, _ in outs_u]
+
+
+if __name__ == "__main__":
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 40
+    first = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    out_dir = sys.argv[3] if len(sys.argv) > 3 else "."
+    for s in range(first, first + count):
+        stem, outs = make(s, out_dir)
+        print(stem, " ".join(outs))
