@@ -5,7 +5,13 @@ gathers, where, cumulative sums, expands), float32, with onnxruntime's outputs b
 .npy files (random_NN.INPUT.npy, random_NN.out.OUTPUT.npy). Shapes are tracked here, so every
 graph is valid ONNX; values are kept in range (exp of a tanh, square roots of |x|, division
 by 1 + |y|), so that the comparison measures the compiler, not overflow.
-usage: python3 make_random_graphs.py [COUNT] [FIRST_SEED] [DIR]"""
+With --wide, a wider sweep (not the tested graphs): Clip, Pow, Gemm, Split, Tile, Pad, the
+L1/L2/log-sum-exp reductions, Flatten, Sin/Cos/Softplus/HardSigmoid/Softsign, LeakyRelu,
+Einsum, ArgMax, batched MatMul of two values, a round trip through float16, GatherElements,
+and in 3 graphs of 10 a symbolic first dim of each input (which glufuse type-checks for every
+size: a graph that holds for one size only, a reshape to constants say, is refused naming the
+node, where onnxruntime runs it at the size it is given).
+usage: python3 make_random_graphs.py [--wide] [COUNT] [FIRST_SEED] [DIR]"""
 import sys
 import numpy as np
 import onnx
@@ -61,8 +67,13 @@ def step(g):
     op = rng.choice(["unary", "binary", "binary", "matmul", "matmul", "ffn", "softmax", "reduce",
                      "transpose", "reshape", "concat", "slice", "unsqueeze", "squeeze", "gather",
                      "where", "layernorm", "cumsum", "expand"])
+    if WIDE and rng.random() < 0.4:
+        op = rng.choice(["clip", "pow", "gemm", "split", "tile", "pad", "reduce2", "flatten", "trig",
+                         "einsum", "argmax", "bmm", "castf16", "leaky", "gather_elements"])
     if r == 0:
         op = rng.choice(["unary", "binary", "unsqueeze", "expand"])
+    if op in WIDE_OPS:
+        return wide(g, op, x, xs)
     if op == "unary":
         u = rng.choice(["Relu", "Sigmoid", "Tanh", "Neg", "Abs", "ExpTanh", "SqrtAbs", "Erf"])
         if u == "ExpTanh":
@@ -207,6 +218,89 @@ def step(g):
     return None
 
 
+WIDE = False
+WIDE_OPS = {"clip", "pow", "gemm", "split", "tile", "pad", "reduce2", "flatten", "trig", "einsum", "argmax",
+            "bmm", "castf16", "leaky", "gather_elements"}
+
+
+def wide(g, op, x, xs):
+    """The wider sweep's ops (`--wide`): not in the 40 tested graphs."""
+    rng, r = g.rng, len(xs)
+    if op == "clip":
+        lo = g.const(np.array(-0.5, dtype=np.float32))
+        hi = g.const(np.array(0.7, dtype=np.float32))
+        return g.node("Clip", [x, lo, hi] if rng.random() < 0.7 else [x, "", hi], xs)
+    if op == "pow":
+        a = g.node("Abs", [x], None)
+        e = g.const(np.array(rng.choice([2.0, 0.5, 3.0]), dtype=np.float32))
+        return g.node("Pow", [a, e], xs)
+    if op == "gemm" and r == 2:
+        ta, tb = int(rng.integers(0, 2)), int(rng.integers(0, 2))
+        m, k = (xs[1], xs[0]) if ta else xs
+        n = int(rng.integers(1, 9))
+        w = g.const(rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32), "w")
+        c = g.const(rng.standard_normal(bshape(rng, (m, n))).astype(np.float32), "c")
+        return g.node("Gemm", [x, w, c], (m, n), transA=ta, transB=tb, alpha=float(rng.choice([1.0, 0.5])),
+                      beta=float(rng.choice([1.0, 2.0])))
+    if op == "split" and r >= 1:
+        ax = int(rng.integers(0, r))
+        if xs[ax] < 2:
+            return None
+        a = int(rng.integers(1, xs[ax]))
+        outs = [g.name("s"), g.name("s")]
+        sizes = g.const(np.array([a, xs[ax] - a], dtype=np.int64), "split")
+        g.nodes.append(helper.make_node("Split", [x, sizes], outs, axis=ax))
+        for o, d in zip(outs, (a, xs[ax] - a)):
+            sh = list(xs)
+            sh[ax] = d
+            g.pool.append((o, tuple(sh)))
+        return outs[0]
+    if op == "tile" and 1 <= r <= 3:
+        reps = [int(v) for v in rng.integers(1, 3, size=r)]
+        return g.node("Tile", [x, g.const(np.array(reps, dtype=np.int64), "reps")],
+                      tuple(d * k for d, k in zip(xs, reps)))
+    if op == "pad" and r >= 1:
+        mode = rng.choice(["constant", "edge", "reflect"])
+        pads = [int(v) for v in rng.integers(0, 3, size=2 * r)]
+        if mode == "reflect":
+            pads = [min(p, xs[i % r] - 1) for i, p in enumerate(pads)]
+        sh = tuple(d + pads[i] + pads[i + r] for i, d in enumerate(xs))
+        return g.node("Pad", [x, g.const(np.array(pads, dtype=np.int64), "pads")], sh, mode=mode)
+    if op == "reduce2" and r >= 1:
+        red = rng.choice(["ReduceL2", "ReduceLogSumExp", "ReduceSumSquare", "ReduceL1"])
+        ax = int(rng.integers(0, r))
+        return g.node(red, [x, g.const(np.array([ax], dtype=np.int64), "axes")],
+                      tuple(1 if i == ax else d for i, d in enumerate(xs)), keepdims=1)
+    if op == "flatten" and r >= 1:
+        ax = int(rng.integers(0, r + 1))
+        return g.node("Flatten", [x], (int(np.prod(xs[:ax])), int(np.prod(xs[ax:]))), axis=ax)
+    if op == "trig":
+        return g.node(rng.choice(["Sin", "Cos", "Softplus", "HardSigmoid", "Softsign"]), [x], xs)
+    if op == "leaky":
+        return g.node("LeakyRelu", [x], xs, alpha=0.1)
+    if op == "einsum" and r >= 2:
+        n = int(rng.integers(1, 6))
+        w = g.const(rng.standard_normal((xs[-1], n)).astype(np.float32), "w")
+        return g.node("Einsum", [x, w], xs[:-1] + (n,), equation="...ij,jk->...ik")
+    if op == "argmax" and r >= 1:
+        ax = int(rng.integers(0, r))
+        a = g.node("ArgMax", [x], None, axis=ax, keepdims=1)
+        return g.node("Cast", [a], tuple(1 if i == ax else d for i, d in enumerate(xs)), to=TensorProto.FLOAT)
+    if op == "bmm" and r >= 2:
+        other = g.pick(lambda s: len(s) == r and s[:-2] == xs[:-2] and s[-2] == xs[-1])
+        if other is None:
+            return None
+        return g.node("MatMul", [x, other[0]], xs[:-1] + (other[1][-1],))
+    if op == "castf16":
+        h = g.node("Cast", [x], None, to=TensorProto.FLOAT16)
+        return g.node("Cast", [h], xs, to=TensorProto.FLOAT)
+    if op == "gather_elements" and r >= 1:
+        ax = int(rng.integers(0, r))
+        idx = rng.integers(-xs[ax], xs[ax], size=xs).astype(np.int64)
+        return g.node("GatherElements", [x, g.const(idx, "ids")], xs, axis=ax)
+    return None
+
+
 def make(seed, out_dir):
     rng = np.random.default_rng(seed)
     g = G(rng)
@@ -217,6 +311,7 @@ def make(seed, out_dir):
         nm = f"in{i}"
         ins[nm] = rng.standard_normal(shape).astype(np.float32)
         g.pool.append((nm, shape))
+    sym = WIDE and rng.random() < 0.3
     steps = int(rng.integers(4, 14))
     made = 0
     while made < steps:
@@ -232,8 +327,9 @@ def make(seed, out_dir):
     stem = f"random_{seed:02d}"
     graph = helper.make_graph(
         g.nodes, stem,
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(v.shape)) for n, v in ins.items()],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(sh)) for n, sh in outs_u],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [f"n{i}"] + list(v.shape[1:]) if sym and v.ndim else list(v.shape))
+         for i, (n, v) in enumerate(ins.items())],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [None] * len(sh) if sym else list(sh)) for n, sh in outs_u],
         g.inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
@@ -249,6 +345,9 @@ def make(seed, out_dir):
 
 
 if __name__ == "__main__":
+    if "--wide" in sys.argv:
+        sys.argv.remove("--wide")
+        WIDE = True
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 40
     first = int(sys.argv[2]) if len(sys.argv) > 2 else 0
     out_dir = sys.argv[3] if len(sys.argv) > 3 else "."
