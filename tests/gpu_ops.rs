@@ -227,6 +227,63 @@ fn casts_between_every_pair_of_dtypes() {
     }
 }
 
+/// A cast to f16 rounds to the nearest f16, ties to even, overflowing to infinity, bit for bit
+/// as the interpreter (and PyTorch and onnxruntime) round: read back through a cast to f32, so
+/// that the rounding is the kernel's, not the readback's. On the H100 the pack/unpack pair that
+/// did the rounding was folded away by the driver, and casts to f16 rounded nothing (a value
+/// within the f16 tolerances of `--check`, so no test saw it).
+#[test]
+fn casts_to_f16_round_to_nearest_even_bit_for_bit() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut v: Vec<f32> = vec![
+        0.0,
+        -0.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        65504.0,
+        65519.99,
+        65520.0,
+        -65520.0,
+        1e9,
+        f32::MAX,
+        1e-10,
+        f32::MIN_POSITIVE,
+    ];
+    // Ties and near-ties at every f16 exponent, normal and subnormal, either sign.
+    for e in -26..16 {
+        let scale = 2f32.powi(e);
+        for k in 0..8 {
+            for frac in [0.5f32, 0.4999, 0.5001, 0.25, 0.75] {
+                let x = (1.0 + (k as f32 * 128.0 + frac) / 1024.0) * scale;
+                v.push(x);
+                v.push(-x);
+            }
+        }
+    }
+    // Random bit patterns around the f16 range.
+    let mut z = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..2000 {
+        z ^= z << 13;
+        z ^= z >> 7;
+        z ^= z << 17;
+        let bits = (z as u32 & 0x807f_ffff) | ((95 + (z >> 40) as u32 % 55) << 23);
+        v.push(f32::from_bits(bits));
+    }
+    let x = f32s(&[v.len()], &v);
+    let (mut b, vs, m) = inputs(std::slice::from_ref(&x));
+    let h = b.node("h", Op::Cast { to: DType::F16 }, &vs, vec![])[0];
+    let y = b.node("y", Op::Cast { to: DType::F32 }, &[h], vec![])[0];
+    let g = b.finish(&[y]).unwrap();
+    let want = interp::run(&g, &m).unwrap().remove(0);
+    let got = Session::new(&gpu, g).unwrap().run(&m).unwrap().remove(0);
+    let (want, got) = (want.as_f32().unwrap(), got.as_f32().unwrap());
+    for ((x, w), g) in v.iter().zip(want).zip(got) {
+        let same = (w.is_nan() && g.is_nan()) || w.to_bits() == g.to_bits();
+        assert!(same, "f16 of {x:e} ({:#010x}): GPU {g:e}, interpreter {w:e}", x.to_bits());
+    }
+}
+
 #[test]
 fn layout_ops_move_values_of_every_dtype() {
     let Some(gpu) = common::gpu() else { return };

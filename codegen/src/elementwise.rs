@@ -29,7 +29,20 @@ fn erf_(x: f32) -> f32 {
 fn gelu_tanh_(x: f32) -> f32 { return 0.5 * x * (1.0 + tanh_(0.7978845608028654 * (x + 0.044715 * x * x * x))); }
 fn gelu_erf_(x: f32) -> f32 { return 0.5 * x * (1.0 + erf_(x * 0.7071067811865476)); }
 fn relu_(x: f32) -> f32 { return max(x, 0.0); }
-fn round_f16_(x: f32) -> f32 { return unpack2x16float(pack2x16float(vec2<f32>(x, 0.0))).x; }
+fn round_f16_(x: f32) -> f32 {
+    // The nearest f16 (ties to even, past 65504 infinity), on the bits: a driver may fold a
+    // pack2x16float/unpack2x16float pair away (the H100's did: casts to f16 rounded nothing).
+    let b = bitcast<u32>(x);
+    let e = (b >> 23u) & 0xffu;
+    if (e == 0xffu) { return x; }
+    if (e < 113u) {
+        // Below 2^-14: f16 subnormals, multiples of 2^-24 (`round` takes ties to even).
+        return round(x * 16777216.0) * 5.9604644775390625e-8;
+    }
+    let r = (b + 0xfffu + ((b >> 13u) & 1u)) & 0xffffe000u;
+    if (((r >> 23u) & 0xffu) > 142u) { return bitcast<f32>((b & 0x80000000u) | 0x7f800000u); }
+    return bitcast<f32>(r);
+}
 "#;
 
 /// WGSL of the float helpers past the activations: sine and cosine with the argument reduced
