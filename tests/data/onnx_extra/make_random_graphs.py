@@ -11,7 +11,13 @@ Einsum, ArgMax, batched MatMul of two values, a round trip through float16, Gath
 and in 3 graphs of 10 a symbolic first dim of each input (which glufuse type-checks for every
 size: a graph that holds for one size only, a reshape to constants say, is refused naming the
 node, where onnxruntime runs it at the size it is given).
-usage: python3 make_random_graphs.py [--wide] [COUNT] [FIRST_SEED] [DIR]"""
+With --ints, integer graphs (random_int_NNN: int64 inputs, one in five near the 32-bit
+limits; Add, Sub, Mul, Max, Min, Div and Mod by nonzero constants of either sign, Neg, Abs,
+Sign, comparisons and And/Or/Xor/Not cast back to int64, Where, CumSum, the integer
+reductions, ArgMax/ArgMin, Gather, Concat, Slice, Transpose, a round trip through floats
+with Floor/Ceil/Round, Clip). The tested ones are seeds 0 to 39 less the five whose values
+leave 32 bits on the way (the GPU's integers: an error there, not data).
+usage: python3 make_random_graphs.py [--wide | --ints] [COUNT] [FIRST_SEED] [DIR]"""
 import sys
 import numpy as np
 import onnx
@@ -344,13 +350,118 @@ def make(seed, out_dir):
     return stem, [n for n, _ in outs_u]
 
 
+def make_ints(seed, d):
+    """An integer graph (`--ints`): int64 inputs (one in five near the 32-bit limits), the
+    integer ops of masks and shape arithmetic, onnxruntime's outputs beside it."""
+    rng = np.random.default_rng(seed)
+    nodes, inits, pool, cnt = [], [], [], [0]
+    def nm(p): cnt[0] += 1; return f"{p}{cnt[0]}"
+    def const(a, p="c"):
+        n = nm(p); inits.append(numpy_helper.from_array(a, n)); return n
+    def node(op, ins, shape, dt="i", **at):
+        o = nm("t"); nodes.append(helper.make_node(op, ins, [o], **at))
+        if shape is not None: pool.append((o, tuple(shape), dt))
+        return o
+    def pick(pred=lambda s, t: True):
+        c = [p for p in pool if pred(p[1], p[2])]
+        return c[rng.integers(len(c))] if c else None
+    ins = {}
+    for i in range(int(rng.integers(1, 3))):
+        r = int(rng.integers(1, 4)); sh = tuple(int(v) for v in rng.integers(1, 6, size=r))
+        big = rng.random() < 0.2
+        ins[f"in{i}"] = rng.integers(-2**31 + 5 if big else -50, 2**31 - 5 if big else 50, size=sh).astype(np.int64)
+        pool.append((f"in{i}", sh, "i"))
+    steps, made = int(rng.integers(4, 12)), 0
+    while made < steps:
+        x, xs, dt = pick(lambda s, t: t == "i")
+        r = len(xs)
+        op = rng.choice(["bin", "bin", "div", "mod", "un", "cmp", "where", "cumsum", "reduce", "argmax", "gather", "concat", "slice", "transpose", "castf", "clip"])
+        y = None
+        if op == "bin":
+            b = rng.choice(["Add", "Sub", "Mul", "Max", "Min"])
+            o = pick(lambda s, t: t == "i" and into(s, xs))
+            other = o[0] if o and rng.random() < 0.5 else const(rng.integers(-9, 9, size=bshape(rng, xs)).astype(np.int64))
+            y = node(b, [x, other], xs)
+        elif op == "div":
+            o = const(np.where(rng.random(xs[-1:]) < 0.5, -1, 1).astype(np.int64) * rng.integers(1, 7, size=xs[-1:]).astype(np.int64))
+            y = node("Div", [x, o], xs)
+        elif op == "mod":
+            o = const((rng.integers(1, 7, size=xs[-1:]) * np.where(rng.random(xs[-1:]) < 0.5, -1, 1)).astype(np.int64))
+            y = node("Mod", [x, o], xs, fmod=int(rng.integers(0, 2)))
+        elif op == "un":
+            y = node(rng.choice(["Neg", "Abs", "Sign"]), [x], xs)
+        elif op == "cmp":
+            o = pick(lambda s, t: t == "i" and into(s, xs))
+            c = node(rng.choice(["Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual"]), [x, o[0]], None)
+            if rng.random() < 0.5:
+                c2 = node(rng.choice(["Equal", "Less"]), [x, const(np.array(0, dtype=np.int64))], None)
+                c = node(rng.choice(["And", "Or", "Xor"]), [c, c2], None)
+            if rng.random() < 0.3: c = node("Not", [c], None)
+            y = node("Cast", [c], xs, to=TensorProto.INT64)
+        elif op == "where":
+            o = pick(lambda s, t: t == "i" and into(s, xs))
+            c = node("Less", [x, o[0]], None)
+            y = node("Where", [c, x, o[0]] if rng.random() < 0.5 else [c, o[0], x], xs)
+        elif op == "cumsum" and r:
+            y = node("CumSum", [x, const(np.array(int(rng.integers(0, r)), dtype=np.int64))], xs, exclusive=int(rng.integers(0, 2)), reverse=int(rng.integers(0, 2)))
+        elif op == "reduce" and r:
+            red = rng.choice(["ReduceSum", "ReduceMax", "ReduceMin"])
+            ax = int(rng.integers(0, r)); keep = int(rng.integers(0, 2))
+            sh = tuple(1 if i == ax else v for i, v in enumerate(xs)) if keep else tuple(v for i, v in enumerate(xs) if i != ax)
+            y = node(red, [x, const(np.array([ax], dtype=np.int64))], sh, keepdims=keep)
+        elif op == "argmax" and r:
+            ax = int(rng.integers(0, r))
+            y = node(rng.choice(["ArgMax", "ArgMin"]), [x], tuple(1 if i == ax else v for i, v in enumerate(xs)), axis=ax, keepdims=1, select_last_index=int(rng.integers(0, 2)))
+        elif op == "gather" and r:
+            ax = int(rng.integers(0, r)); idx = rng.integers(-xs[ax], xs[ax], size=(int(rng.integers(1, 4)),)).astype(np.int64)
+            y = node("Gather", [x, const(idx)], xs[:ax] + idx.shape + xs[ax + 1:], axis=ax)
+        elif op == "concat" and r:
+            ax = int(rng.integers(0, r)); sh = list(xs); sh[ax] *= 2
+            y = node("Concat", [x, x], tuple(sh), axis=ax)
+        elif op == "slice" and r:
+            ax = int(rng.integers(0, r)); s0 = int(rng.integers(0, xs[ax])); sh = list(xs); sh[ax] = xs[ax] - s0
+            y = node("Slice", [x, const(np.array([s0], dtype=np.int64)), const(np.array([xs[ax] + 5], dtype=np.int64)), const(np.array([ax], dtype=np.int64))], tuple(sh))
+        elif op == "transpose" and r:
+            p = [int(v) for v in rng.permutation(r)]
+            y = node("Transpose", [x], tuple(xs[i] for i in p), perm=p)
+        elif op == "castf":
+            f = node("Cast", [x], None, to=TensorProto.FLOAT)
+            h = node("Mul", [f, const(np.array(0.37, dtype=np.float32))], None)
+            h = node(rng.choice(["Floor", "Ceil", "Round"]), [h], None)
+            y = node("Cast", [h], xs, to=TensorProto.INT64)
+        elif op == "clip":
+            y = node("Clip", [x, const(np.array(-20, dtype=np.int64)), const(np.array(30, dtype=np.int64))], xs)
+        if y is not None: made += 1
+    prod = [p for p in pool if p[0] not in ins]
+    outs = list(dict.fromkeys([prod[-1][0]] + [prod[i][0] for i in rng.choice(len(prod), size=min(2, len(prod)), replace=False)]))
+    shp = {p[0]: p[1] for p in pool}
+    g = helper.make_graph(nodes, f"random_int_{seed}", [helper.make_tensor_value_info(n, TensorProto.INT64, list(v.shape)) for n, v in ins.items()],
+                          [helper.make_tensor_value_info(n, TensorProto.INT64, list(shp[n])) for n in outs], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
+    onnx.checker.check_model(m)
+    stem = f"random_int_{seed:03d}"; onnx.save(m, f"{d}/{stem}.onnx")
+    try:
+        res = ort.InferenceSession(f"{d}/{stem}.onnx", providers=["CPUExecutionProvider"]).run(None, ins)
+    except Exception as e:
+        print("ORTFAIL", stem, str(e)[:200], file=sys.stderr); return None
+    for n, v in ins.items():
+        np.save(f"{d}/{stem}.{n}.npy", v)
+    for n, v in zip(outs, res):
+        np.save(f"{d}/{stem}.out.{n}.npy", v)
+    return stem, outs
+
+
 if __name__ == "__main__":
     if "--wide" in sys.argv:
         sys.argv.remove("--wide")
         WIDE = True
+    INTS = "--ints" in sys.argv
+    if INTS:
+        sys.argv.remove("--ints")
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 40
     first = int(sys.argv[2]) if len(sys.argv) > 2 else 0
     out_dir = sys.argv[3] if len(sys.argv) > 3 else "."
     for s in range(first, first + count):
-        stem, outs = make(s, out_dir)
-        print(stem, " ".join(outs))
+        made = make_ints(s, out_dir) if INTS else make(s, out_dir)
+        if made:
+            print(made[0], " ".join(made[1]))
