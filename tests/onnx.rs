@@ -439,7 +439,7 @@ fn random_graphs_match_onnxruntime() {
     let mut stems: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().into_string().ok()?.strip_suffix(".onnx").map(str::to_string))
-        .filter(|s| s.starts_with("random_") && !s.starts_with("random_int_"))
+        .filter(|s| s.starts_with("random_") && !s.starts_with("random_int_") && !s.starts_with("random_attn_"))
         .collect();
     stems.sort();
     assert_eq!(stems.len(), 40);
@@ -486,6 +486,38 @@ fn random_integer_graphs_match_onnxruntime() {
         let outs: Vec<&str> = names.iter().map(String::as_str).collect();
         matches_onnxruntime(stem, &outs, same_bits);
     }
+}
+
+/// Seeded random attention blocks (`make_random_graphs.py --attention`: grouped-query heads,
+/// the scale as a product or a quotient, causal masks added or selected, padding masks from an
+/// input, soft caps) give onnxruntime's outputs within 1e-4 of the largest value, on the
+/// interpreter and the GPU, unfused and fused; the attention fusion takes every one of more
+/// than one token.
+#[test]
+fn random_attention_blocks_match_onnxruntime() {
+    let dir = common::root().join("tests/data/onnx_extra");
+    let mut stems: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok()?.strip_suffix(".onnx").map(str::to_string))
+        .filter(|s| s.starts_with("random_attn_"))
+        .collect();
+    stems.sort();
+    assert_eq!(stems.len(), 16);
+    let mut fused = 0;
+    for stem in &stems {
+        let g = load_graph(&dir.join(format!("{stem}.onnx"))).unwrap();
+        let names: Vec<String> = (0..g.outputs.len()).map(|k| g.output_name(k)).collect();
+        let outs: Vec<&str> = names.iter().map(String::as_str).collect();
+        matches_onnxruntime(stem, &outs, |got, want, what| close(got, want, what, 1e-4));
+        let tokens = g.ty(g.outputs[0]).shape[1].fixed().unwrap();
+        let mut f = g.clone();
+        PassManager::standard().run(&mut f).unwrap();
+        let attentions =
+            f.topo_order().unwrap().iter().filter(|&&n| matches!(f.node(n).op, glufuse::ir::Op::Attention(_))).count();
+        assert!(tokens == 1 || attentions == 1, "{stem}: {attentions} attentions fused");
+        fused += attentions;
+    }
+    assert!(fused >= 12, "{fused} of 16 attentions fused");
 }
 
 /// Two tensors are the same, floats bit for bit, NaNs where the other has NaNs.

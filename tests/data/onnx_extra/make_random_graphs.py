@@ -17,7 +17,11 @@ Sign, comparisons and And/Or/Xor/Not cast back to int64, Where, CumSum, the inte
 reductions, ArgMax/ArgMin, Gather, Concat, Slice, Transpose, a round trip through floats
 with Floor/Ceil/Round, Clip). The tested ones are seeds 0 to 39 less the five whose values
 leave 32 bits on the way (the GPU's integers: an error there, not data).
-usage: python3 make_random_graphs.py [--wide | --ints] [COUNT] [FIRST_SEED] [DIR]"""
+With --attention, attention blocks (random_attn_NNN: 1 or 2 sequences of 1 to 8 tokens, 1 to 4
+heads of 4 to 16, grouped-query KV heads, the score's scale as a product or a quotient, a
+causal mask added (-1e9 or -inf) or selected by `Where`, an input padding mask, a soft cap);
+the tested ones are seeds 0 to 15, 100 were an ad hoc sweep.
+usage: python3 make_random_graphs.py [--wide | --ints | --attention] [COUNT] [FIRST_SEED] [DIR]"""
 import sys
 import numpy as np
 import onnx
@@ -451,6 +455,76 @@ def make_ints(seed, d):
     return stem, outs
 
 
+def make_attention(seed, d):
+    """An attention block (`--attention`): projections, heads split and transposed, grouped-query
+    expansion, scores scaled by a product or a quotient, a causal mask added or selected, an
+    input padding mask, a soft cap, softmax, P·V, heads merged, the output projection."""
+    rng = np.random.default_rng(seed)
+    nodes, inits, cnt = [], [], [0]
+    def nm(p="t"): cnt[0] += 1; return f"{p}{cnt[0]}"
+    def const(a): n = nm("c"); inits.append(numpy_helper.from_array(a, n)); return n
+    def node(op, ins, **at):
+        o = nm(); nodes.append(helper.make_node(op, ins, [o], **at)); return o
+    b, h, kvh = int(rng.integers(1, 3)), int(rng.choice([1, 2, 4])), None
+    kvh = int(rng.choice([x for x in (1, 2, 4) if h % x == 0 and x <= h]))
+    s, dh = int(rng.integers(1, 9)), int(rng.choice([4, 8, 16]))
+    hid = h * dh
+    x = "in0"; ins = {"in0": rng.standard_normal((b, s, hid)).astype(np.float32)}
+    def proj(n_out):
+        return node("MatMul", [x, const((rng.standard_normal((hid, n_out)) / np.sqrt(hid)).astype(np.float32))])
+    q, k, v = proj(h * dh), proj(kvh * dh), proj(kvh * dh)
+    def heads(t, nh):
+        r = node("Reshape", [t, const(np.array([b, s, nh, dh], dtype=np.int64))])
+        return node("Transpose", [r], perm=[0, 2, 1, 3])
+    qh, kh, vh = heads(q, h), heads(k, kvh), heads(v, kvh)
+    if kvh != h:
+        rep = h // kvh
+        def expand(t):
+            u = node("Unsqueeze", [t, const(np.array([2], dtype=np.int64))])
+            e = node("Expand", [u, const(np.array([b, kvh, rep, s, dh], dtype=np.int64))])
+            return node("Reshape", [e, const(np.array([b, h, s, dh], dtype=np.int64))])
+        kh, vh = expand(kh), expand(vh)
+    kt = node("Transpose", [kh], perm=[0, 1, 3, 2])
+    sc = node("MatMul", [qh, kt])
+    scale = np.float32(1 / np.sqrt(dh))
+    sc = node("Mul", [sc, const(np.array(scale))]) if rng.random() < 0.5 else node("Div", [sc, const(np.array(np.sqrt(dh), dtype=np.float32))])
+    mk = rng.choice(["none", "causal_add", "causal_where", "input"])
+    if mk == "causal_add":
+        m = np.triu(np.full((s, s), -1e9 if rng.random() < 0.5 else -np.inf, dtype=np.float32), 1)
+        sc = node("Add", [sc, const(m)])
+    elif mk == "causal_where":
+        m = np.tril(np.ones((s, s), dtype=bool))
+        sc = node("Where", [const(m), sc, const(np.array(-np.inf, dtype=np.float32))])
+    elif mk == "input":
+        am = np.ones((b, s), dtype=np.int64); am[:, : int(rng.integers(0, s))] = 0
+        am[:, -1] = 1
+        ins["in1"] = am
+        u = node("Unsqueeze", ["in1", const(np.array([1, 2], dtype=np.int64))])
+        f = node("Cast", [u], to=TensorProto.FLOAT)
+        one = node("Sub", [const(np.array(1.0, dtype=np.float32)), f])
+        add = node("Mul", [one, const(np.array(-1e9, dtype=np.float32))])
+        sc = node("Add", [sc, add])
+    if rng.random() < 0.3:
+        cap = np.float32(rng.choice([5.0, 30.0]))
+        t = node("Div", [sc, const(np.array(cap))]); t = node("Tanh", [t]); sc = node("Mul", [t, const(np.array(cap))])
+    p = node("Softmax", [sc], axis=-1)
+    o = node("MatMul", [p, vh])
+    o = node("Transpose", [o], perm=[0, 2, 1, 3])
+    o = node("Reshape", [o, const(np.array([b, s, hid], dtype=np.int64))])
+    y = node("MatMul", [o, const((rng.standard_normal((hid, hid)) / np.sqrt(hid)).astype(np.float32))])
+    inputs = [helper.make_tensor_value_info("in0", TensorProto.FLOAT, [b, s, hid])]
+    if "in1" in ins: inputs.append(helper.make_tensor_value_info("in1", TensorProto.INT64, [b, s]))
+    g = helper.make_graph(nodes, f"random_attn_{seed}", inputs, [helper.make_tensor_value_info(y, TensorProto.FLOAT, [b, s, hid])], inits)
+    mdl = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
+    onnx.checker.check_model(mdl)
+    stem = f"random_attn_{seed:03d}"; onnx.save(mdl, f"{d}/{stem}.onnx")
+    res = ort.InferenceSession(f"{d}/{stem}.onnx", providers=["CPUExecutionProvider"]).run(None, ins)
+    for n, v in ins.items():
+        np.save(f"{d}/{stem}.{n}.npy", v)
+    np.save(f"{d}/{stem}.out.{y}.npy", res[0])
+    return stem, [y]
+
+
 if __name__ == "__main__":
     if "--wide" in sys.argv:
         sys.argv.remove("--wide")
@@ -458,10 +532,13 @@ if __name__ == "__main__":
     INTS = "--ints" in sys.argv
     if INTS:
         sys.argv.remove("--ints")
+    ATTENTION = "--attention" in sys.argv
+    if ATTENTION:
+        sys.argv.remove("--attention")
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 40
     first = int(sys.argv[2]) if len(sys.argv) > 2 else 0
     out_dir = sys.argv[3] if len(sys.argv) > 3 else "."
     for s in range(first, first + count):
-        made = make_ints(s, out_dir) if INTS else make(s, out_dir)
+        made = make_ints(s, out_dir) if INTS else make_attention(s, out_dir) if ATTENTION else make(s, out_dir)
         if made:
             print(made[0], " ".join(made[1]))
