@@ -140,6 +140,12 @@ impl Graph {
         let old = std::mem::replace(&mut self.g[n].name, new.clone());
         self.names.remove(&old);
         self.names.insert(new, n);
+        // (And a name that is the value's again is no longer one of its own.)
+        for i in 0..self.outputs.len() {
+            if self.outputs[i].node == n && self.output_names[i].as_deref() == Some(&self.value_name(self.outputs[i])) {
+                self.output_names[i] = None;
+            }
+        }
         Ok(())
     }
 
@@ -438,6 +444,12 @@ mod tests {
         let e = g.add_node("e", Op::Unary(UnaryOp::Neg), &[x], vec![g.ty(x).clone()]).unwrap();
         g.rename(e, "a").unwrap();
         g.replace_uses(Value::of(c), Value::of(e));
+        assert_eq!(g.output_name(0), "a");
+        assert!(!g.output_renamed(0));
+        // Renamed away and back: the name is the value's again, not one of its own.
+        g.rename(e, "e").unwrap();
+        assert!(g.output_renamed(0));
+        g.rename(e, "a").unwrap();
         assert_eq!(g.output_name(0), "a");
         assert!(!g.output_renamed(0));
     }
