@@ -7,6 +7,7 @@ mod common;
 use glufuse::files::{load_graph, read_npy};
 use glufuse::passes::{fusion_report, PassManager};
 use glufuse::tensor::Tensor;
+use glufuse::Graph;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -376,10 +377,28 @@ fn a_large_constant_is_held_as_a_weight() {
 /// script saved beside it (`{stem}.INPUT.npy`, `{stem}.out.OUTPUT.npy` for each of `outs`, the
 /// graph's outputs in order), runs it on the interpreter and, where there is an adapter, on
 /// the GPU, unfused and after the standard passes, and checks every output with
-/// `same(got, onnxruntime's, what)`.
-fn matches_onnxruntime(stem: &str, outs: &[&str], same: impl Fn(&Tensor, &Tensor, &str)) {
+/// `same(got, onnxruntime's, what)`. Returns the graph as loaded and after the passes.
+fn matches_onnxruntime(stem: &str, outs: &[&str], same: impl Fn(&Tensor, &Tensor, &str)) -> (Graph, Graph) {
+    let original = load_graph(&common::root().join(format!("tests/data/onnx_extra/{stem}.onnx"))).unwrap();
+    graph_matches_onnxruntime(stem, original, outs, same)
+}
+
+/// [`matches_onnxruntime`] of every output, under the graph's own names for them.
+fn outputs_match_onnxruntime(stem: &str, same: impl Fn(&Tensor, &Tensor, &str)) -> (Graph, Graph) {
+    let original = load_graph(&common::root().join(format!("tests/data/onnx_extra/{stem}.onnx"))).unwrap();
+    let names: Vec<String> = (0..original.outputs.len()).map(|k| original.output_name(k)).collect();
+    let outs: Vec<&str> = names.iter().map(String::as_str).collect();
+    graph_matches_onnxruntime(stem, original, &outs, same)
+}
+
+/// [`matches_onnxruntime`] of the graph `original`, loaded from `{stem}.onnx`.
+fn graph_matches_onnxruntime(
+    stem: &str,
+    original: Graph,
+    outs: &[&str],
+    same: impl Fn(&Tensor, &Tensor, &str),
+) -> (Graph, Graph) {
     let dir = common::root().join("tests/data/onnx_extra");
-    let original = load_graph(&dir.join(format!("{stem}.onnx"))).unwrap();
     let mut fused = original.clone();
     PassManager::standard().run(&mut fused).unwrap();
     let mut inputs = HashMap::new();
@@ -424,6 +443,20 @@ fn matches_onnxruntime(stem: &str, outs: &[&str], same: impl Fn(&Tensor, &Tensor
             }
         }
     }
+    (original, fused)
+}
+
+/// The stems of the seeded random graphs `{prefix}NN` of `tests/data/onnx_extra`
+/// (`make_random_graphs.py`: `random_`, `random_int_`, `random_attn_`), in order.
+fn random_stems(prefix: &str) -> Vec<String> {
+    let dir = common::root().join("tests/data/onnx_extra");
+    let mut stems: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok()?.strip_suffix(".onnx").map(str::to_string))
+        .filter(|s| s.strip_prefix(prefix).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+        .collect();
+    stems.sort();
+    stems
 }
 
 /// Seeded random graphs of the ops exporters emit around transformer blocks
@@ -435,24 +468,13 @@ fn matches_onnxruntime(stem: &str, outs: &[&str], same: impl Fn(&Tensor, &Tensor
 /// by the passes (a fused graph's `--output NAME=` then failed).
 #[test]
 fn random_graphs_match_onnxruntime() {
-    let dir = common::root().join("tests/data/onnx_extra");
-    let mut stems: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok()?.strip_suffix(".onnx").map(str::to_string))
-        .filter(|s| s.starts_with("random_") && !s.starts_with("random_int_") && !s.starts_with("random_attn_"))
-        .collect();
-    stems.sort();
+    let stems = random_stems("random_");
     assert_eq!(stems.len(), 40);
     // (What the set exercises, counted where it reaches an output: gated FFNs fused, and the
     // lowerings of `LogSoftmax` and of 1-D `MatMul` operands.)
     let (mut fused_ffns, mut log_softmax, mut one_d) = (0, 0, 0);
     for stem in &stems {
-        let g = load_graph(&dir.join(format!("{stem}.onnx"))).unwrap();
-        let names: Vec<String> = (0..g.outputs.len()).map(|k| g.output_name(k)).collect();
-        let outs: Vec<&str> = names.iter().map(String::as_str).collect();
-        matches_onnxruntime(stem, &outs, |got, want, what| close(got, want, what, 1e-4));
-        let mut f = g.clone();
-        PassManager::standard().run(&mut f).unwrap();
+        let (g, f) = outputs_match_onnxruntime(stem, |got, want, what| close(got, want, what, 1e-4));
         fused_ffns += f.summary().fused;
         let named =
             |end: &[&str]| g.topo_order().unwrap().iter().any(|&n| end.iter().any(|e| g.node(n).name.ends_with(e)));
@@ -472,19 +494,10 @@ fn random_graphs_match_onnxruntime() {
 /// on the interpreter and the GPU, unfused and fused.
 #[test]
 fn random_integer_graphs_match_onnxruntime() {
-    let dir = common::root().join("tests/data/onnx_extra");
-    let mut stems: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok()?.strip_suffix(".onnx").map(str::to_string))
-        .filter(|s| s.starts_with("random_int_"))
-        .collect();
-    stems.sort();
+    let stems = random_stems("random_int_");
     assert_eq!(stems.len(), 35);
     for stem in &stems {
-        let g = load_graph(&dir.join(format!("{stem}.onnx"))).unwrap();
-        let names: Vec<String> = (0..g.outputs.len()).map(|k| g.output_name(k)).collect();
-        let outs: Vec<&str> = names.iter().map(String::as_str).collect();
-        matches_onnxruntime(stem, &outs, same_bits);
+        outputs_match_onnxruntime(stem, same_bits);
     }
 }
 
@@ -495,23 +508,12 @@ fn random_integer_graphs_match_onnxruntime() {
 /// than one token.
 #[test]
 fn random_attention_blocks_match_onnxruntime() {
-    let dir = common::root().join("tests/data/onnx_extra");
-    let mut stems: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok()?.strip_suffix(".onnx").map(str::to_string))
-        .filter(|s| s.starts_with("random_attn_"))
-        .collect();
-    stems.sort();
+    let stems = random_stems("random_attn_");
     assert_eq!(stems.len(), 16);
     let mut fused = 0;
     for stem in &stems {
-        let g = load_graph(&dir.join(format!("{stem}.onnx"))).unwrap();
-        let names: Vec<String> = (0..g.outputs.len()).map(|k| g.output_name(k)).collect();
-        let outs: Vec<&str> = names.iter().map(String::as_str).collect();
-        matches_onnxruntime(stem, &outs, |got, want, what| close(got, want, what, 1e-4));
+        let (g, f) = outputs_match_onnxruntime(stem, |got, want, what| close(got, want, what, 1e-4));
         let tokens = g.ty(g.outputs[0]).shape[1].fixed().unwrap();
-        let mut f = g.clone();
-        PassManager::standard().run(&mut f).unwrap();
         let attentions =
             f.topo_order().unwrap().iter().filter(|&&n| matches!(f.node(n).op, glufuse::ir::Op::Attention(_))).count();
         assert!(tokens == 1 || attentions == 1, "{stem}: {attentions} attentions fused");

@@ -311,6 +311,21 @@ def wide(g, op, x, xs):
     return None
 
 
+def save(graph, stem, ins, outs, out_dir):
+    """Checks and saves `graph` as `{stem}.onnx` in `out_dir`, with its inputs `ins` and
+    onnxruntime's outputs `outs` beside it as .npy files; returns the stem and the outputs."""
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
+    onnx.checker.check_model(model)
+    path = f"{out_dir}/{stem}.onnx"
+    onnx.save(model, path)
+    res = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, ins)
+    for n, v in ins.items():
+        np.save(f"{out_dir}/{stem}.{n}.npy", v)
+    for n, v in zip(outs, res):
+        np.save(f"{out_dir}/{stem}.out.{n}.npy", v)
+    return stem, outs
+
+
 def make(seed, out_dir):
     rng = np.random.default_rng(seed)
     g = G(rng)
@@ -342,48 +357,31 @@ def make(seed, out_dir):
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, [None] * len(sh) if sym else list(sh)) for n, sh in outs_u],
         g.inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
-    onnx.checker.check_model(model)
-    path = f"{out_dir}/{stem}.onnx"
-    onnx.save(model, path)
-    res = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, ins)
-    for n, v in ins.items():
-        np.save(f"{out_dir}/{stem}.{n}.npy", v)
-    for (n, _), v in zip(outs_u, res):
-        np.save(f"{out_dir}/{stem}.out.{n}.npy", v)
-    return stem, [n for n, _ in outs_u]
+    return save(graph, stem, ins, [n for n, _ in outs_u], out_dir)
 
 
 def make_ints(seed, d):
     """An integer graph (`--ints`): int64 inputs (one in five near the 32-bit limits), the
     integer ops of masks and shape arithmetic, onnxruntime's outputs beside it."""
     rng = np.random.default_rng(seed)
-    nodes, inits, pool, cnt = [], [], [], [0]
-    def nm(p): cnt[0] += 1; return f"{p}{cnt[0]}"
-    def const(a, p="c"):
-        n = nm(p); inits.append(numpy_helper.from_array(a, n)); return n
-    def node(op, ins, shape, dt="i", **at):
-        o = nm("t"); nodes.append(helper.make_node(op, ins, [o], **at))
-        if shape is not None: pool.append((o, tuple(shape), dt))
-        return o
-    def pick(pred=lambda s, t: True):
-        c = [p for p in pool if pred(p[1], p[2])]
-        return c[rng.integers(len(c))] if c else None
+    g = G(rng)
+    const, node, pick = g.const, g.node, g.pick
     ins = {}
     for i in range(int(rng.integers(1, 3))):
-        r = int(rng.integers(1, 4)); sh = tuple(int(v) for v in rng.integers(1, 6, size=r))
+        r = int(rng.integers(1, 4))
+        sh = tuple(int(v) for v in rng.integers(1, 6, size=r))
         big = rng.random() < 0.2
         ins[f"in{i}"] = rng.integers(-2**31 + 5 if big else -50, 2**31 - 5 if big else 50, size=sh).astype(np.int64)
-        pool.append((f"in{i}", sh, "i"))
+        g.pool.append((f"in{i}", sh))
     steps, made = int(rng.integers(4, 12)), 0
     while made < steps:
-        x, xs, dt = pick(lambda s, t: t == "i")
+        x, xs = pick()
         r = len(xs)
         op = rng.choice(["bin", "bin", "div", "mod", "un", "cmp", "where", "cumsum", "reduce", "argmax", "gather", "concat", "slice", "transpose", "castf", "clip"])
         y = None
         if op == "bin":
             b = rng.choice(["Add", "Sub", "Mul", "Max", "Min"])
-            o = pick(lambda s, t: t == "i" and into(s, xs))
+            o = pick(lambda s: into(s, xs))
             other = o[0] if o and rng.random() < 0.5 else const(rng.integers(-9, 9, size=bshape(rng, xs)).astype(np.int64))
             y = node(b, [x, other], xs)
         elif op == "div":
@@ -395,35 +393,42 @@ def make_ints(seed, d):
         elif op == "un":
             y = node(rng.choice(["Neg", "Abs", "Sign"]), [x], xs)
         elif op == "cmp":
-            o = pick(lambda s, t: t == "i" and into(s, xs))
+            o = pick(lambda s: into(s, xs))
             c = node(rng.choice(["Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual"]), [x, o[0]], None)
             if rng.random() < 0.5:
                 c2 = node(rng.choice(["Equal", "Less"]), [x, const(np.array(0, dtype=np.int64))], None)
                 c = node(rng.choice(["And", "Or", "Xor"]), [c, c2], None)
-            if rng.random() < 0.3: c = node("Not", [c], None)
+            if rng.random() < 0.3:
+                c = node("Not", [c], None)
             y = node("Cast", [c], xs, to=TensorProto.INT64)
         elif op == "where":
-            o = pick(lambda s, t: t == "i" and into(s, xs))
+            o = pick(lambda s: into(s, xs))
             c = node("Less", [x, o[0]], None)
             y = node("Where", [c, x, o[0]] if rng.random() < 0.5 else [c, o[0], x], xs)
         elif op == "cumsum" and r:
             y = node("CumSum", [x, const(np.array(int(rng.integers(0, r)), dtype=np.int64))], xs, exclusive=int(rng.integers(0, 2)), reverse=int(rng.integers(0, 2)))
         elif op == "reduce" and r:
             red = rng.choice(["ReduceSum", "ReduceMax", "ReduceMin"])
-            ax = int(rng.integers(0, r)); keep = int(rng.integers(0, 2))
+            ax, keep = int(rng.integers(0, r)), int(rng.integers(0, 2))
             sh = tuple(1 if i == ax else v for i, v in enumerate(xs)) if keep else tuple(v for i, v in enumerate(xs) if i != ax)
             y = node(red, [x, const(np.array([ax], dtype=np.int64))], sh, keepdims=keep)
         elif op == "argmax" and r:
             ax = int(rng.integers(0, r))
             y = node(rng.choice(["ArgMax", "ArgMin"]), [x], tuple(1 if i == ax else v for i, v in enumerate(xs)), axis=ax, keepdims=1, select_last_index=int(rng.integers(0, 2)))
         elif op == "gather" and r:
-            ax = int(rng.integers(0, r)); idx = rng.integers(-xs[ax], xs[ax], size=(int(rng.integers(1, 4)),)).astype(np.int64)
+            ax = int(rng.integers(0, r))
+            idx = rng.integers(-xs[ax], xs[ax], size=(int(rng.integers(1, 4)),)).astype(np.int64)
             y = node("Gather", [x, const(idx)], xs[:ax] + idx.shape + xs[ax + 1:], axis=ax)
         elif op == "concat" and r:
-            ax = int(rng.integers(0, r)); sh = list(xs); sh[ax] *= 2
+            ax = int(rng.integers(0, r))
+            sh = list(xs)
+            sh[ax] *= 2
             y = node("Concat", [x, x], tuple(sh), axis=ax)
         elif op == "slice" and r:
-            ax = int(rng.integers(0, r)); s0 = int(rng.integers(0, xs[ax])); sh = list(xs); sh[ax] = xs[ax] - s0
+            ax = int(rng.integers(0, r))
+            s0 = int(rng.integers(0, xs[ax]))
+            sh = list(xs)
+            sh[ax] = xs[ax] - s0
             y = node("Slice", [x, const(np.array([s0], dtype=np.int64)), const(np.array([xs[ax] + 5], dtype=np.int64)), const(np.array([ax], dtype=np.int64))], tuple(sh))
         elif op == "transpose" and r:
             p = [int(v) for v in rng.permutation(r)]
@@ -435,24 +440,19 @@ def make_ints(seed, d):
             y = node("Cast", [h], xs, to=TensorProto.INT64)
         elif op == "clip":
             y = node("Clip", [x, const(np.array(-20, dtype=np.int64)), const(np.array(30, dtype=np.int64))], xs)
-        if y is not None: made += 1
-    prod = [p for p in pool if p[0] not in ins]
+        if y is not None:
+            made += 1
+    prod = [p for p in g.pool if p[0] not in ins]
     outs = list(dict.fromkeys([prod[-1][0]] + [prod[i][0] for i in rng.choice(len(prod), size=min(2, len(prod)), replace=False)]))
-    shp = {p[0]: p[1] for p in pool}
-    g = helper.make_graph(nodes, f"random_int_{seed}", [helper.make_tensor_value_info(n, TensorProto.INT64, list(v.shape)) for n, v in ins.items()],
-                          [helper.make_tensor_value_info(n, TensorProto.INT64, list(shp[n])) for n in outs], inits)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
-    onnx.checker.check_model(m)
-    stem = f"random_int_{seed:03d}"; onnx.save(m, f"{d}/{stem}.onnx")
-    try:
-        res = ort.InferenceSession(f"{d}/{stem}.onnx", providers=["CPUExecutionProvider"]).run(None, ins)
-    except Exception as e:
-        print("ORTFAIL", stem, str(e)[:200], file=sys.stderr); return None
-    for n, v in ins.items():
-        np.save(f"{d}/{stem}.{n}.npy", v)
-    for n, v in zip(outs, res):
-        np.save(f"{d}/{stem}.out.{n}.npy", v)
-    return stem, outs
+    shp = dict(g.pool)
+    stem = f"random_int_{seed:03d}"
+    graph = helper.make_graph(
+        g.nodes, f"random_int_{seed}",
+        [helper.make_tensor_value_info(n, TensorProto.INT64, list(v.shape)) for n, v in ins.items()],
+        [helper.make_tensor_value_info(n, TensorProto.INT64, list(shp[n])) for n in outs],
+        g.inits,
+    )
+    return save(graph, stem, ins, outs, d)
 
 
 def make_attention(seed, d):
@@ -460,16 +460,18 @@ def make_attention(seed, d):
     expansion, scores scaled by a product or a quotient, a causal mask added or selected, an
     input padding mask, a soft cap, softmax, P·V, heads merged, the output projection."""
     rng = np.random.default_rng(seed)
-    nodes, inits, cnt = [], [], [0]
-    def nm(p="t"): cnt[0] += 1; return f"{p}{cnt[0]}"
-    def const(a): n = nm("c"); inits.append(numpy_helper.from_array(a, n)); return n
-    def node(op, ins, **at):
-        o = nm(); nodes.append(helper.make_node(op, ins, [o], **at)); return o
-    b, h, kvh = int(rng.integers(1, 3)), int(rng.choice([1, 2, 4])), None
+    g = G(rng)
+    const = g.const
+
+    def node(op, ins, **attrs):
+        return g.node(op, ins, None, **attrs)
+
+    b, h = int(rng.integers(1, 3)), int(rng.choice([1, 2, 4]))
     kvh = int(rng.choice([x for x in (1, 2, 4) if h % x == 0 and x <= h]))
     s, dh = int(rng.integers(1, 9)), int(rng.choice([4, 8, 16]))
     hid = h * dh
-    x = "in0"; ins = {"in0": rng.standard_normal((b, s, hid)).astype(np.float32)}
+    x = "in0"
+    ins = {"in0": rng.standard_normal((b, s, hid)).astype(np.float32)}
     def proj(n_out):
         return node("MatMul", [x, const((rng.standard_normal((hid, n_out)) / np.sqrt(hid)).astype(np.float32))])
     q, k, v = proj(h * dh), proj(kvh * dh), proj(kvh * dh)
@@ -496,7 +498,8 @@ def make_attention(seed, d):
         m = np.tril(np.ones((s, s), dtype=bool))
         sc = node("Where", [const(m), sc, const(np.array(-np.inf, dtype=np.float32))])
     elif mk == "input":
-        am = np.ones((b, s), dtype=np.int64); am[:, : int(rng.integers(0, s))] = 0
+        am = np.ones((b, s), dtype=np.int64)
+        am[:, : int(rng.integers(0, s))] = 0
         am[:, -1] = 1
         ins["in1"] = am
         u = node("Unsqueeze", ["in1", const(np.array([1, 2], dtype=np.int64))])
@@ -506,7 +509,9 @@ def make_attention(seed, d):
         sc = node("Add", [sc, add])
     if rng.random() < 0.3:
         cap = np.float32(rng.choice([5.0, 30.0]))
-        t = node("Div", [sc, const(np.array(cap))]); t = node("Tanh", [t]); sc = node("Mul", [t, const(np.array(cap))])
+        t = node("Div", [sc, const(np.array(cap))])
+        t = node("Tanh", [t])
+        sc = node("Mul", [t, const(np.array(cap))])
     p = node("Softmax", [sc], axis=-1)
     o = node("MatMul", [p, vh])
     o = node("Transpose", [o], perm=[0, 2, 1, 3])
@@ -514,15 +519,9 @@ def make_attention(seed, d):
     y = node("MatMul", [o, const((rng.standard_normal((hid, hid)) / np.sqrt(hid)).astype(np.float32))])
     inputs = [helper.make_tensor_value_info("in0", TensorProto.FLOAT, [b, s, hid])]
     if "in1" in ins: inputs.append(helper.make_tensor_value_info("in1", TensorProto.INT64, [b, s]))
-    g = helper.make_graph(nodes, f"random_attn_{seed}", inputs, [helper.make_tensor_value_info(y, TensorProto.FLOAT, [b, s, hid])], inits)
-    mdl = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
-    onnx.checker.check_model(mdl)
-    stem = f"random_attn_{seed:03d}"; onnx.save(mdl, f"{d}/{stem}.onnx")
-    res = ort.InferenceSession(f"{d}/{stem}.onnx", providers=["CPUExecutionProvider"]).run(None, ins)
-    for n, v in ins.items():
-        np.save(f"{d}/{stem}.{n}.npy", v)
-    np.save(f"{d}/{stem}.out.{y}.npy", res[0])
-    return stem, [y]
+    stem = f"random_attn_{seed:03d}"
+    output = helper.make_tensor_value_info(y, TensorProto.FLOAT, [b, s, hid])
+    return save(helper.make_graph(g.nodes, f"random_attn_{seed}", inputs, [output], g.inits), stem, ins, [y], d)
 
 
 if __name__ == "__main__":
