@@ -123,13 +123,19 @@ pub(super) fn log_softmax(c: &mut Ctx, axis: i64) -> Result<Src, String> {
     if !(0..t.rank() as i64).contains(&a) {
         return Err(format!("LogSoftmax axis {axis} out of range for rank {}", t.rank()));
     }
-    let reduce = |op| Op::Reduce { op, axes: vec![a], keepdims: true };
-    let m = c.step("max", reduce(ReduceOp::Max), vec![Src::In(0)]);
-    let shifted = c.step("shifted", Op::Binary(BinaryOp::Sub), vec![Src::In(0), m]);
-    let e = c.step("exp", Op::Unary(UnaryOp::Exp), vec![shifted.clone()]);
-    let s = c.step("sum", reduce(ReduceOp::Sum), vec![e]);
-    let l = c.step("log", Op::Unary(UnaryOp::Log), vec![s]);
+    let (_, shifted, l) = log_sum_exp(c, vec![a], true);
     Ok(c.step("", Op::Binary(BinaryOp::Sub), vec![shifted, l]))
+}
+
+/// The steps of input 0's `log Σ exp(x - m)` over `axes` (the sum's dims kept or dropped as
+/// `keepdims`), m its largest (dims kept): m, `x - m` and the log of the sum.
+fn log_sum_exp(c: &mut Ctx, axes: Vec<i64>, keepdims: bool) -> (Src, Src, Src) {
+    let m = c.step("max", Op::Reduce { op: ReduceOp::Max, axes: axes.clone(), keepdims: true }, vec![Src::In(0)]);
+    let shifted = c.step("shifted", Op::Binary(BinaryOp::Sub), vec![Src::In(0), m.clone()]);
+    let e = c.step("exp", Op::Unary(UnaryOp::Exp), vec![shifted.clone()]);
+    let s = c.step("sum", Op::Reduce { op: ReduceOp::Sum, axes, keepdims }, vec![e]);
+    let l = c.step("log", Op::Unary(UnaryOp::Log), vec![s]);
+    (m, shifted, l)
 }
 
 /// The reductions of a sum or a maximum: `ReduceSumSquare` (Σx²), `ReduceL1` (Σ|x|),
@@ -187,15 +193,13 @@ fn reduction_of(c: &mut Ctx, op: &str, axes: Vec<i64>, keepdims: bool, noop: boo
             c.step("", Op::Unary(UnaryOp::Log), vec![s])
         }
         _ => {
-            let max = |c: &mut Ctx, name: &str, keep: bool| {
-                c.step(name, Op::Reduce { op: ReduceOp::Max, axes: axes.clone(), keepdims: keep }, vec![Src::In(0)])
+            let (m, _, l) = log_sum_exp(c, axes.clone(), keepdims);
+            let m = if keepdims {
+                m
+            } else {
+                let dropped = Op::Reduce { op: ReduceOp::Max, axes, keepdims: false };
+                c.step("max_dropped", dropped, vec![Src::In(0)])
             };
-            let m = max(c, "max", true);
-            let shifted = c.step("shifted", Op::Binary(BinaryOp::Sub), vec![Src::In(0), m.clone()]);
-            let e = c.step("exp", Op::Unary(UnaryOp::Exp), vec![shifted]);
-            let s = sum(c, "sum", e, keepdims);
-            let l = c.step("log", Op::Unary(UnaryOp::Log), vec![s]);
-            let m = if keepdims { m } else { max(c, "max_dropped", false) };
             c.step("", Op::Binary(BinaryOp::Add), vec![l, m])
         }
     })
