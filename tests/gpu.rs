@@ -408,3 +408,78 @@ fn large_outputs_read_back_into_fresh_memory() {
         }
     }
 }
+
+/// A projection of `rows` rows, `k` long, into `n` columns, then what follows a down
+/// projection in a decoder: the residual added and an RMS norm, every tensor of `dtype`. With
+/// `also_output` the projection's output is a graph output too.
+fn split_then_norm(rows: usize, k: usize, n: usize, dtype: &str, also_output: bool) -> glufuse::Graph {
+    let outputs = if also_output { r#"["out", "y"]"# } else { r#"["out"]"# };
+    let text = format!(
+        r#"{{"format": "glufuse.graph/1", "nodes": [
+        {{"name": "x", "op": "Input", "type": {{"dtype": "{dtype}", "shape": [{rows}, {k}]}}}},
+        {{"name": "res", "op": "Input", "type": {{"dtype": "{dtype}", "shape": [{rows}, {n}]}}}},
+        {{"name": "w", "op": "Weight", "init": {{"random": {{"seed": 1, "scale": 0.02}}}},
+          "type": {{"dtype": "{dtype}", "shape": [{k}, {n}]}}}},
+        {{"name": "y", "op": "MatMul", "inputs": ["x", "w"]}},
+        {{"name": "h", "op": "Add", "inputs": ["res", "y"]}},
+        {{"name": "sq", "op": "Mul", "inputs": ["h", "h"]}},
+        {{"name": "ms", "op": "ReduceMean", "axes": [-1], "keepdims": true, "inputs": ["sq"]}},
+        {{"name": "eps", "op": "Constant", "value": [1e-6], "type": {{"dtype": "{dtype}", "shape": []}}}},
+        {{"name": "mse", "op": "Add", "inputs": ["ms", "eps"]}},
+        {{"name": "rms", "op": "Sqrt", "inputs": ["mse"]}},
+        {{"name": "hn", "op": "Div", "inputs": ["h", "rms"]}},
+        {{"name": "gain", "op": "Weight", "init": {{"random": {{"seed": 2, "scale": 1.0}}}},
+          "type": {{"dtype": "{dtype}", "shape": [{n}]}}}},
+        {{"name": "out", "op": "Mul", "inputs": ["hn", "gain"]}}
+        ], "outputs": {outputs}}}"#
+    );
+    glufuse::json::from_str(&text).unwrap()
+}
+
+/// The kinds of a graph's kernels as generated for `t`, and how many bind the scratch buffer.
+fn kinds_and_scratch(g: &glufuse::Graph, b: &glufuse::shape::Bindings, t: &Target) -> (Vec<String>, usize) {
+    let ks = generate(g, b, t).unwrap();
+    let kinds = ks.iter().map(|k| k.source().kind.to_string()).collect();
+    (kinds, ks.iter().filter(|k| k.source().scratch_bytes > 0).count())
+}
+
+/// A projection split over k whose one reader is a program: the program adds the parts up
+/// where it reads them and the split-sum kernel is not generated (a dispatch fewer), with the
+/// same numbers out, bit for bit, as with the split-sum kernel (kept where the projection's
+/// output has another reader: here, being a graph output).
+#[test]
+fn a_program_reading_a_split_projection_adds_its_parts_up() {
+    let b = glufuse::shape::Bindings::default();
+    let fused = |mut g: glufuse::Graph| {
+        PassManager::standard().run(&mut g).unwrap();
+        g
+    };
+    // The decode GEMV, `[K, N]`, split for its few columns; and the cooperative-matrix GEMM
+    // of a Qwen2-0.5B-sized down projection at 128 rows, split for its few tiles.
+    for (rows, k, n, dtype, t, gemm) in [
+        (4, 4096, 32, "f32", common::h100(), "matmul-gemv-kn"),
+        (128, 4864, 896, "f16", common::h100_coop(), "matmul-coop"),
+    ] {
+        let (kinds, scratch) = kinds_and_scratch(&fused(split_then_norm(rows, k, n, dtype, true)), &b, &t);
+        assert_eq!(kinds, [gemm, "matmul-split-sum", "elementwise-program"], "{rows}x{k}x{n}, two readers");
+        assert_eq!(scratch, 2, "the split GEMM and its sum");
+        let (kinds, scratch) = kinds_and_scratch(&fused(split_then_norm(rows, k, n, dtype, false)), &b, &t);
+        assert_eq!(kinds, [gemm, "elementwise-program"], "{rows}x{k}x{n}, one reader");
+        assert_eq!(scratch, 2, "the split GEMM and the program reading its parts");
+    }
+    #[cfg(feature = "gpu")]
+    {
+        let Some(gpu) = common::gpu() else { return };
+        let (one, two) =
+            (fused(split_then_norm(4, 4096, 32, "f32", false)), fused(split_then_norm(4, 4096, 32, "f32", true)));
+        let inputs = interp::seeded_inputs(&one, &b, 3).unwrap();
+        let want = interp::run(&one, &inputs).unwrap();
+        let (e1, e2) = (Executable::new(&gpu, &one, &b).unwrap(), Executable::new(&gpu, &two, &b).unwrap());
+        assert_eq!(e1.dispatch_count() + 1, e2.dispatch_count(), "the split-sum kernel left out");
+        let (got1, got2) = (e1.run(&inputs).unwrap(), e2.run(&inputs).unwrap());
+        let (_, rel) = glufuse::interp::compare(&got1[0], &want[0]);
+        assert!(rel <= 1e-4, "GPU vs interpreter: rel {rel:e}");
+        let bits = |t: &glufuse::ir::Tensor| t.as_f32().unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got1[0]), bits(&got2[0]), "the parts added up as the split-sum kernel adds them");
+    }
+}

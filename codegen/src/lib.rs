@@ -305,8 +305,10 @@ pub struct KernelSource {
     pub choice: Option<Choice>,
     /// Bytes of the scratch buffer the kernel binds after `bindings` (and before its error
     /// words), 0 for none: the partial sums of a split-K GEMV, written by its first kernel
-    /// and read by its second ([`ProjKernel::SplitSum`]). One buffer, of the largest size any
-    /// kernel asks, serves every kernel of an executable (they run one after another).
+    /// and read by its second ([`ProjKernel::SplitSum`]) or, in its place, by the one program
+    /// reading the projection's output (a plain `MatMul`'s, where that program is the next
+    /// kernel: see [`generate`]). One buffer, of the largest size any kernel asks, serves
+    /// every kernel of an executable (they run one after another).
     pub scratch_bytes: u64,
     /// Words of flags the kernel counts with atomics, bound after `bindings` (and the
     /// scratch buffer, if any) as `flag` and before its error words, 0 for none: a scatter's
@@ -659,7 +661,12 @@ pub fn gpu_bytes(g: &Graph, v: Value, b: &Bindings) -> Result<u64> {
     Ok(if packed_f16(g, v) { n.div_ceil(2) * 4 } else { n * 4 })
 }
 
-/// Generates and validates every kernel of a graph, in execution order.
+/// Generates and validates every kernel of a graph, in execution order. Two kernels a node
+/// would have are computed by another's instead: a row program that a decode GEMV computes in
+/// its prologue, and the split-sum kernel of a `MatMul` split over k whose one reader is a
+/// program run right after it, which adds the parts up where it reads them (the same sums
+/// in the same order, a dispatch fewer: on an H100 the Qwen2-0.5B-sized f16 prefill's down
+/// projections, 2502–2516 → 2436–2448 µs, `benches/results/h100-2026-11-27n-parts.md`).
 pub fn generate(g: &Graph, b: &Bindings, t: &Target) -> Result<Vec<Kernel>> {
     let order = g.topo_order()?;
     let pos: std::collections::HashMap<NodeIndex, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
@@ -678,21 +685,77 @@ pub fn generate(g: &Graph, b: &Bindings, t: &Target) -> Result<Vec<Kernel>> {
     // 80–100 (`benches/results/h100-2026-11-27i-setup.md`), for each new past length.
     let mut valid: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut out = vec![];
+    let mut push = |k: KernelSource| -> Result<()> {
+        if valid.contains(k.code()) {
+            out.push(Kernel { src: k });
+            return Ok(());
+        }
+        let code = k.code().to_string();
+        out.push(validate(k, t.caps)?);
+        valid.insert(code);
+        Ok(())
+    };
+    // A split projection's split-sum kernel, held back while the next kernel may be the one
+    // program reading its output, which then adds the parts up itself ([`parts_reader`]).
+    let mut held: Option<(NodeIndex, KernelSource, program::PartsRead)> = None;
     for &n in &order {
         if folded.contains(&n) {
             continue;
         }
-        for k in select::node_kernels_with(g, n, b, t, folds.get(&n))? {
-            if valid.contains(k.code()) {
-                out.push(Kernel { src: k });
-                continue;
+        let mut ks = select::node_kernels_with(g, n, b, t, folds.get(&n))?;
+        if ks.is_empty() {
+            continue;
+        }
+        if let Some((reader, sum, parts)) = held.take() {
+            if let (true, Op::Elementwise(p)) = (n == reader, &g.node(n).op) {
+                ks = vec![program::program(g, n, p, b, t, Some(&parts))?];
+            } else {
+                push(sum)?;
             }
-            let code = k.code().to_string();
-            out.push(validate(k, t.caps)?);
-            valid.insert(code);
+        }
+        if let Some((reader, parts)) = parts_reader(g, n, &ks, &folded, b)? {
+            held = Some((reader, ks.pop().expect("a split-sum kernel"), parts));
+        }
+        for k in ks {
+            push(k)?;
         }
     }
+    if let Some((_, sum, _)) = held {
+        push(sum)?;
+    }
     Ok(out)
+}
+
+/// Where projection `n`'s kernels `ks` end with a split-sum kernel that only adds the parts
+/// up (a `MatMul`: no bias, activation or product) and the one reader of its output is a
+/// program, not folded into a GEMV's prologue, reading it once: that program and how it
+/// reads the parts ([`program::PartsRead`]). The caller generates the program reading them
+/// in place of the split-sum kernel where it is the very next kernel (no kernel between
+/// them may overwrite the scratch buffer).
+fn parts_reader(
+    g: &Graph,
+    n: NodeIndex,
+    ks: &[KernelSource],
+    folded: &std::collections::HashSet<NodeIndex>,
+    b: &Bindings,
+) -> Result<Option<(NodeIndex, program::PartsRead)>> {
+    let Some(sum) = ks.last() else { return Ok(None) };
+    let split_sum = KernelKind::Projection { fused: false, kernel: ProjKernel::SplitSum };
+    if ks.len() != 2 || sum.kind != split_sum || !matches!(g.node(n).op, Op::MatMul) {
+        return Ok(None);
+    }
+    let v = Value::of(n);
+    let users = g.users(v);
+    let [(reader, input)] = users[..] else { return Ok(None) };
+    if g.is_output(v) || folded.contains(&reader) || !matches!(g.node(reader).op, Op::Elementwise(_)) {
+        return Ok(None);
+    }
+    let total: usize = dims(g, v, b)?.iter().product();
+    let per = total as u64 * 4;
+    if total == 0 || sum.scratch_bytes % per != 0 {
+        return Ok(None);
+    }
+    Ok(Some((reader, program::PartsRead { input, parts: (sum.scratch_bytes / per) as usize, total })))
 }
 
 /// The manifest of `glufuse wgsl`: each kernel's file, kind, the choice of a projection's

@@ -27,13 +27,44 @@ use std::fmt::Write;
 /// WGSL of `-inf`.
 const NEG_INF: &str = "bitcast<f32>(0xff800000u)";
 
-/// The kernel of an elementwise program.
+/// An input of a program read as the partial sums a split projection left in the scratch
+/// buffer, added up where the program reads them, instead of from its own buffer: the
+/// projection's split-sum kernel is then not generated (a dispatch fewer; see
+/// [`crate::generate`]). Part `q` of element `i` is at `q·total + i` (the layout of
+/// [`crate::proj::gemv::split_sum`]'s input for one accumulator).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PartsRead {
+    /// Which input of the program.
+    pub input: usize,
+    /// How many parts.
+    pub parts: usize,
+    /// Elements of the input.
+    pub total: usize,
+}
+
+impl PartsRead {
+    /// Bytes of scratch the parts take.
+    pub(crate) fn scratch_bytes(&self) -> u64 {
+        (self.parts * self.total * 4) as u64
+    }
+
+    /// The WGSL adding up the parts of the element at flat index `i` (an expression).
+    fn sum(&self, i: &str) -> String {
+        let terms: Vec<String> = (0..self.parts)
+            .map(|q| if q == 0 { format!("part[{i}]") } else { format!("part[{}u + {i}]", q * self.total) })
+            .collect();
+        format!("({})", terms.join(" + "))
+    }
+}
+
+/// The kernel of an elementwise program; with `parts`, one input read as partial sums.
 pub(crate) fn program(
     g: &Graph,
     n: NodeIndex,
     p: &ElementwiseProgram,
     b: &Bindings,
     t: &Target,
+    parts: Option<&PartsRead>,
 ) -> Result<KernelSource> {
     let (ins, out) = (g.inputs(n), Value::of(n));
     let name = g.node(n).name.clone();
@@ -42,12 +73,32 @@ pub(crate) fn program(
     let od = dims(g, out, b)?;
     let total: usize = od.iter().product();
     let mut w = Writer::new(g, n, b, p.clone(), tys, Sites::new(&name), 0)?;
+    w.parts = parts.copied();
     let last = p.steps.len() - 1;
     let outs: Vec<Value> = (0..=p.also.len()).map(|k| Value { node: n, output: k }).collect();
     let results: Vec<usize> = std::iter::once(last).chain(p.also.iter().copied()).collect();
+    let assemble = |prelude: &str, body: &str, groups: u64, threads: u32, checks| match parts {
+        Some(pr) => crate::wgsl::kernel_outs_parts(
+            g,
+            name.clone(),
+            KernelKind::Program,
+            &ins,
+            &outs,
+            pr,
+            groups,
+            threads,
+            prelude,
+            body,
+            checks,
+            t,
+        ),
+        None => {
+            kernel_outs(g, name.clone(), KernelKind::Program, &ins, &outs, groups, threads, prelude, body, checks, t)
+        }
+    };
     if !p.steps.iter().any(Step::is_row) {
         let (lets, writes) = w.outputs(&results)?;
-        if outs.len() == 1 {
+        if outs.len() == 1 && parts.is_none() {
             let sites = w.sites;
             return map_kernel_lets(g, name, KernelKind::Program, &ins, out, total, &lets, &writes[0], sites, t);
         }
@@ -58,8 +109,7 @@ pub(crate) fn program(
         let mut prelude = w.sites.prelude();
         prelude.push_str(&crate::elementwise::helpers_for(&format!("{body}\n{prelude}")));
         let groups = (total as u64).div_ceil(WORKGROUP as u64);
-        let checks = w.sites.checks;
-        return kernel_outs(g, name, KernelKind::Program, &ins, &outs, groups, WORKGROUP, &prelude, &body, checks, t);
+        return assemble(&prelude, &body, groups, WORKGROUP, w.sites.checks);
     }
     // Rounds: a step is known in the round after the reductions it needs are done.
     let row = *od.last().expect("a row program's output has a last axis");
@@ -90,7 +140,7 @@ pub(crate) fn program(
         "fn add_f_(a: f32, b: f32) -> f32 {{ return a + b; }}\nvar<workgroup> red: array<f32, {threads}>;\n"
     ));
     prelude.push_str(&crate::elementwise::helpers_for(&format!("{body}\n{prelude}")));
-    kernel_outs(g, name, KernelKind::Program, &ins, &outs, rows as u64, threads, &prelude, &body, sites.checks, t)
+    assemble(&prelude, &body, rows as u64, threads, sites.checks)
 }
 
 /// The kernel of a fused attention: one workgroup per row of scores (a query of a head; or
@@ -786,6 +836,8 @@ struct Writer<'a> {
     staged: HashMap<usize, String>,
     /// The suffix of the row values read (`m5_1`: an attention's query row 1 of several).
     sfx: String,
+    /// An input read as partial sums ([`PartsRead`]).
+    parts: Option<PartsRead>,
 }
 
 impl<'a> Writer<'a> {
@@ -824,6 +876,7 @@ impl<'a> Writer<'a> {
             select_concat: false,
             staged: HashMap::new(),
             sfx: String::new(),
+            parts: None,
         })
     }
 
@@ -921,6 +974,9 @@ impl<'a> Writer<'a> {
         let e = match s {
             Step::Input(i) if self.virt.as_ref().is_some_and(|(k, _)| k == i) => {
                 return Ok(self.virt.as_ref().expect("checked").1.clone());
+            }
+            Step::Input(i) if self.parts.is_some_and(|p| p.input == *i) => {
+                self.parts.expect("checked").sum(&Self::flat(c, &self.in_dims[*i]))
             }
             Step::Input(i) => {
                 let v = self.ins[*i];

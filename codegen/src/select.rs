@@ -84,7 +84,7 @@ pub(crate) fn node_kernels_with(
         Op::Binary(op) => one(elementwise::binary(g, n, *op, b, t)),
         Op::Where => one(elementwise::where_(g, n, b, t)),
         Op::Cast { to } => one(elementwise::cast(g, n, *to, b, t)),
-        Op::Elementwise(p) => one(program::program(g, n, p, b, t)),
+        Op::Elementwise(p) => one(program::program(g, n, p, b, t, None)),
         Op::Attention(a) => one(program::attention(g, n, a, b, t)),
         Op::Transpose { perm } => one(layout::transpose(g, n, perm, b, t)),
         Op::Expand { .. } => one(layout::expand(g, n, b, t)),

@@ -284,7 +284,28 @@ pub(crate) fn kernel_outs(
     checks: Vec<Check>,
     t: &Target,
 ) -> Result<KernelSource> {
-    assemble(g, name, kind, ins, outs, 0, groups, threads, prelude, body, checks, t)
+    assemble(g, name, kind, ins, outs, None, 0, groups, threads, prelude, body, checks, t)
+}
+
+/// [`kernel_outs`] with input `parts.input` not bound: the kernel reads that input's partial
+/// sums from the scratch buffer instead, bound after the outputs as `part` (see
+/// [`crate::program::PartsRead`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn kernel_outs_parts(
+    g: &Graph,
+    name: String,
+    kind: KernelKind,
+    ins: &[Value],
+    outs: &[Value],
+    parts: &crate::program::PartsRead,
+    groups: u64,
+    threads: u32,
+    prelude: &str,
+    body: &str,
+    checks: Vec<Check>,
+    t: &Target,
+) -> Result<KernelSource> {
+    assemble(g, name, kind, ins, outs, Some(parts), 0, groups, threads, prelude, body, checks, t)
 }
 
 /// A kernel of one thread per element over `total` elements, as [`per_element`], that also
@@ -305,12 +326,13 @@ pub(crate) fn kernel_flags(
     t: &Target,
 ) -> Result<KernelSource> {
     let groups = (total as u64).div_ceil(WORKGROUP as u64);
-    assemble(g, name, kind, ins, &[out], flags.max(1), groups, WORKGROUP, "", body, checks, t)
+    assemble(g, name, kind, ins, &[out], None, flags.max(1), groups, WORKGROUP, "", body, checks, t)
 }
 
-/// The module and [`KernelSource`] of [`kernel_outs`] and [`kernel_flags`]: inputs, outputs,
-/// `flags` words of scratch as `flag` where not 0, then the error words where there are
-/// checks.
+/// The module and [`KernelSource`] of [`kernel_outs`], [`kernel_outs_parts`] and
+/// [`kernel_flags`]: inputs (but the one whose partial sums `parts` reads), outputs, the
+/// scratch buffer as `part` where `parts` is given, `flags` words of flags as `flag` where not
+/// 0, then the error words where there are checks (the order the runtime binds them in).
 #[allow(clippy::too_many_arguments)]
 fn assemble(
     g: &Graph,
@@ -318,6 +340,7 @@ fn assemble(
     kind: KernelKind,
     ins: &[Value],
     outs: &[Value],
+    parts: Option<&crate::program::PartsRead>,
     flags: usize,
     groups: u64,
     threads: u32,
@@ -326,13 +349,26 @@ fn assemble(
     checks: Vec<Check>,
     t: &Target,
 ) -> Result<KernelSource> {
-    let mut binds: Vec<(String, bool, &str)> =
-        ins.iter().enumerate().map(|(k, &v)| (format!("in{k}"), false, Store::of(g, v).array_elem())).collect();
-    let mut bindings: Vec<Binding> =
-        ins.iter().map(|&v| Binding { value: v, write: false, packed_f16: packed_f16(g, v) }).collect();
+    // (The input read as parts keeps its name's number free: the others are `in{k}` still.)
+    let bound = |k: &usize| parts.is_none_or(|p| p.input != *k);
+    let mut binds: Vec<(String, bool, &str)> = ins
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| bound(k))
+        .map(|(k, &v)| (format!("in{k}"), false, Store::of(g, v).array_elem()))
+        .collect();
+    let mut bindings: Vec<Binding> = ins
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| bound(k))
+        .map(|(_, &v)| Binding { value: v, write: false, packed_f16: packed_f16(g, v) })
+        .collect();
     for (k, &out) in outs.iter().enumerate() {
         binds.push((format!("out{k}"), true, Store::of(g, out).array_elem()));
         bindings.push(Binding { value: out, write: true, packed_f16: false });
+    }
+    if parts.is_some() {
+        binds.push(("part".into(), false, "f32"));
     }
     if flags > 0 {
         binds.push(("flag".into(), true, "atomic<u32>"));
@@ -344,7 +380,7 @@ fn assemble(
         wgsl.insert_str(0, &decl);
     }
     Ok(KernelSource {
-        scratch_bytes: 0,
+        scratch_bytes: parts.map_or(0, |p| p.scratch_bytes()),
         flag_words: flags as u64,
         name,
         kind,

@@ -35,7 +35,8 @@
 //! Split-K ([`split`]): where the output has too few tiles to keep the device busy (Qwen2-0.5B's
 //! down projection at 128 rows: 7), the grid's y also runs over parts of k; part `kp` multiplies
 //! out its own run of steps and writes its accumulators, without the epilogue, to the scratch
-//! buffer, laid out as the split GEMV's, for the split-sum kernel (`gemv::split_sum`) to add up and finish.
+//! buffer, laid out as the split GEMV's, for the split-sum kernel (`gemv::split_sum`) to add up and finish
+//! (or the program reading the output, where that is the next kernel: `crate::generate`).
 //!
 //! Partial tiles: loads past M, N or K read zeros, stores past M or N are skipped; the checks
 //! are emitted only where a size is not a multiple of its tile. The cooperative operations sit
