@@ -409,20 +409,17 @@ fn large_outputs_read_back_into_fresh_memory() {
     }
 }
 
-/// A projection of `rows` rows, `k` long, into `n` columns, then what follows a down
-/// projection in a decoder: the residual added and an RMS norm, every tensor of `dtype`. With
-/// `also_output` the projection's output is a graph output too.
-fn split_then_norm(rows: usize, k: usize, n: usize, dtype: &str, also_output: bool) -> glufuse::Graph {
-    let outputs = if also_output { r#"["out", "y"]"# } else { r#"["out"]"# };
-    let text = format!(
-        r#"{{"format": "glufuse.graph/1", "nodes": [
-        {{"name": "x", "op": "Input", "type": {{"dtype": "{dtype}", "shape": [{rows}, {k}]}}}},
-        {{"name": "res", "op": "Input", "type": {{"dtype": "{dtype}", "shape": [{rows}, {n}]}}}},
-        {{"name": "w", "op": "Weight", "init": {{"random": {{"seed": 1, "scale": 0.02}}}},
-          "type": {{"dtype": "{dtype}", "shape": [{k}, {n}]}}}},
-        {{"name": "y", "op": "MatMul", "inputs": ["x", "w"]}},
-        {{"name": "h", "op": "Add", "inputs": ["res", "y"]}},
-        {{"name": "sq", "op": "Mul", "inputs": ["h", "h"]}},
+/// A projection of `rows` rows, `k` long, into `n` columns, every tensor of `dtype`, then with
+/// `norm` what follows a down projection in a decoder (the residual added and an RMS norm: a
+/// row program), else a residual of two batches broadcast against it and the sum squared, the
+/// sum an output too (a program without row steps and with two outputs). With `also_output`
+/// the projection's output is a graph output as well.
+fn split_then(rows: usize, k: usize, n: usize, dtype: &str, norm: bool, also_output: bool) -> glufuse::Graph {
+    let (res, tail, outs) = if norm {
+        (
+            format!("[{rows}, {n}]"),
+            format!(
+                r#"{{"name": "sq", "op": "Mul", "inputs": ["h", "h"]}},
         {{"name": "ms", "op": "ReduceMean", "axes": [-1], "keepdims": true, "inputs": ["sq"]}},
         {{"name": "eps", "op": "Constant", "value": [1e-6], "type": {{"dtype": "{dtype}", "shape": []}}}},
         {{"name": "mse", "op": "Add", "inputs": ["ms", "eps"]}},
@@ -430,7 +427,23 @@ fn split_then_norm(rows: usize, k: usize, n: usize, dtype: &str, also_output: bo
         {{"name": "hn", "op": "Div", "inputs": ["h", "rms"]}},
         {{"name": "gain", "op": "Weight", "init": {{"random": {{"seed": 2, "scale": 1.0}}}},
           "type": {{"dtype": "{dtype}", "shape": [{n}]}}}},
-        {{"name": "out", "op": "Mul", "inputs": ["hn", "gain"]}}
+        {{"name": "out", "op": "Mul", "inputs": ["hn", "gain"]}}"#
+            ),
+            r#""out""#,
+        )
+    } else {
+        (format!("[2, {rows}, {n}]"), r#"{"name": "out", "op": "Mul", "inputs": ["h", "h"]}"#.into(), r#""out", "h""#)
+    };
+    let outputs = if also_output { format!("[{outs}, \"y\"]") } else { format!("[{outs}]") };
+    let text = format!(
+        r#"{{"format": "glufuse.graph/1", "nodes": [
+        {{"name": "x", "op": "Input", "type": {{"dtype": "{dtype}", "shape": [{rows}, {k}]}}}},
+        {{"name": "res", "op": "Input", "type": {{"dtype": "{dtype}", "shape": {res}}}}},
+        {{"name": "w", "op": "Weight", "init": {{"random": {{"seed": 1, "scale": 0.02}}}},
+          "type": {{"dtype": "{dtype}", "shape": [{k}, {n}]}}}},
+        {{"name": "y", "op": "MatMul", "inputs": ["x", "w"]}},
+        {{"name": "h", "op": "Add", "inputs": ["res", "y"]}},
+        {tail}
         ], "outputs": {outputs}}}"#
     );
     glufuse::json::from_str(&text).unwrap()
@@ -460,26 +473,38 @@ fn a_program_reading_a_split_projection_adds_its_parts_up() {
         (4, 4096, 32, "f32", common::h100(), "matmul-gemv-kn"),
         (128, 4864, 896, "f16", common::h100_coop(), "matmul-coop"),
     ] {
-        let (kinds, scratch) = kinds_and_scratch(&fused(split_then_norm(rows, k, n, dtype, true)), &b, &t);
-        assert_eq!(kinds, [gemm, "matmul-split-sum", "elementwise-program"], "{rows}x{k}x{n}, two readers");
-        assert_eq!(scratch, 2, "the split GEMM and its sum");
-        let (kinds, scratch) = kinds_and_scratch(&fused(split_then_norm(rows, k, n, dtype, false)), &b, &t);
-        assert_eq!(kinds, [gemm, "elementwise-program"], "{rows}x{k}x{n}, one reader");
-        assert_eq!(scratch, 2, "the split GEMM and the program reading its parts");
+        for norm in [true, false] {
+            let at = format!("{rows}x{k}x{n}, norm {norm}");
+            let (kinds, scratch) = kinds_and_scratch(&fused(split_then(rows, k, n, dtype, norm, true)), &b, &t);
+            assert_eq!(kinds, [gemm, "matmul-split-sum", "elementwise-program"], "{at}, two readers");
+            assert_eq!(scratch, 2, "{at}: the split GEMM and its sum");
+            let (kinds, scratch) = kinds_and_scratch(&fused(split_then(rows, k, n, dtype, norm, false)), &b, &t);
+            assert_eq!(kinds, [gemm, "elementwise-program"], "{at}, one reader");
+            assert_eq!(scratch, 2, "{at}: the split GEMM and the program reading its parts");
+        }
     }
     #[cfg(feature = "gpu")]
     {
         let Some(gpu) = common::gpu() else { return };
-        let (one, two) =
-            (fused(split_then_norm(4, 4096, 32, "f32", false)), fused(split_then_norm(4, 4096, 32, "f32", true)));
-        let inputs = interp::seeded_inputs(&one, &b, 3).unwrap();
-        let want = interp::run(&one, &inputs).unwrap();
-        let (e1, e2) = (Executable::new(&gpu, &one, &b).unwrap(), Executable::new(&gpu, &two, &b).unwrap());
-        assert_eq!(e1.dispatch_count() + 1, e2.dispatch_count(), "the split-sum kernel left out");
-        let (got1, got2) = (e1.run(&inputs).unwrap(), e2.run(&inputs).unwrap());
-        let (_, rel) = glufuse::interp::compare(&got1[0], &want[0]);
-        assert!(rel <= 1e-4, "GPU vs interpreter: rel {rel:e}");
         let bits = |t: &glufuse::ir::Tensor| t.as_f32().unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&got1[0]), bits(&got2[0]), "the parts added up as the split-sum kernel adds them");
+        for norm in [true, false] {
+            let one = fused(split_then(4, 4096, 32, "f32", norm, false));
+            let two = fused(split_then(4, 4096, 32, "f32", norm, true));
+            let inputs = interp::seeded_inputs(&one, &b, 3).unwrap();
+            let want = interp::run(&one, &inputs).unwrap();
+            let (e1, e2) = (Executable::new(&gpu, &one, &b).unwrap(), Executable::new(&gpu, &two, &b).unwrap());
+            assert_eq!(e1.dispatch_count() + 1, e2.dispatch_count(), "norm {norm}: the split-sum kernel left out");
+            let (got1, got2) = (e1.run(&inputs).unwrap(), e2.run(&inputs).unwrap());
+            assert_eq!(got1.len(), want.len());
+            for (o, (g1, w)) in got1.iter().zip(&want).enumerate() {
+                let (_, rel) = glufuse::interp::compare(g1, w);
+                assert!(rel <= 1e-4, "norm {norm}, output {o}: GPU vs interpreter: rel {rel:e}");
+                assert_eq!(
+                    bits(g1),
+                    bits(&got2[o]),
+                    "norm {norm}, output {o}: the parts added up as the split sum adds them"
+                );
+            }
+        }
     }
 }
