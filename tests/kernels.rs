@@ -529,6 +529,36 @@ fn check_f16_bound(g: &glufuse::Graph, c: &Case, act: Activation, x: &[f32], got
     worst
 }
 
+/// One target [`coop_gemm_matches_the_interpreter_within_the_f16_bound`] runs the cases under.
+#[cfg(feature = "gpu")]
+struct Run {
+    /// What the failures name.
+    label: &'static str,
+    target: Target,
+    /// Every case at both shapes and both graphs (else a share of them, in turn).
+    full: bool,
+    /// The unfused graph's plain projections only (a tiling whose fused kernels, staging twice
+    /// the weights, pass the workgroup memory).
+    plain_only: bool,
+    /// `[N, K]` weights only (a tiling whose `[K, N]` staging passes the workgroup memory).
+    nk_only: bool,
+    /// The other shape of the two at each combination than the other tilings take.
+    other_shape: bool,
+}
+
+#[cfg(feature = "gpu")]
+impl Run {
+    /// A run of a share of the cases.
+    fn some(label: &'static str, target: Target) -> Run {
+        Run { label, target, full: false, plain_only: false, nk_only: false, other_shape: false }
+    }
+
+    /// A run of every case.
+    fn every(label: &'static str, target: Target) -> Run {
+        Run { full: true, ..Run::some(label, target) }
+    }
+}
+
 /// The cooperative-matrix GEMM against the interpreter, within the README's bound for f16
 /// products with f32 sums, element by element: plain (the unfused graph's projections) and
 /// fused, both layouts, f16 weights and f32 weights (matmul precision f16), every
@@ -562,40 +592,50 @@ fn coop_gemm_matches_the_interpreter_within_the_f16_bound() {
     let eight = Some("128x64x32w4x2s1".parse::<CoopTile>().unwrap());
     let long = Some("32x64x128w2x2s1".parse::<CoopTile>().unwrap());
     let emulated = Target { coop_emulate: true, ..f16.clone() };
-    // (label, target, every case at both shapes and both graphs)
     let mut targets = vec![
-        ("emulated", emulated.clone(), false),
-        ("emulated, split-k", Target { coop_split: Some(2), ..emulated.clone() }, false),
-        ("emulated, two stages", Target { coop_tiles: two_stage, ..emulated.clone() }, false),
-        ("emulated, two slices of k", Target { coop_tiles: sliced, ..emulated.clone() }, false),
-        ("emulated, eight subgroups", Target { coop_tiles: eight, ..emulated.clone() }, false),
+        Run::some("emulated", emulated.clone()),
+        Run::some("emulated, split-k", Target { coop_split: Some(2), ..emulated.clone() }),
+        Run::some("emulated, two stages", Target { coop_tiles: two_stage, ..emulated.clone() }),
+        Run {
+            other_shape: true,
+            ..Run::some("emulated, two slices of k", Target { coop_tiles: sliced, ..emulated.clone() })
+        },
+        Run::some("emulated, eight subgroups", Target { coop_tiles: eight, ..emulated.clone() }),
         // (Eight subgroups in two stages, on k steps of 16 so that lavapipe fits them.)
-        (
+        Run::some(
             "emulated, eight subgroups, two stages",
             Target { coop_tiles: Some("64x64x16w4x2".parse::<CoopTile>().unwrap()), ..emulated.clone() },
-            false,
         ),
         // (The prefill's split down projection: 32×64 tiles on k steps of 128, in two parts
         // where k has two steps; `[K, N]` weights do not fit lavapipe's 32 KiB that way.)
-        (
-            "emulated, plain only, [N, K] only, 32x64 on k steps of 128, split-k",
-            Target { coop_tiles: long, coop_split: Some(2), ..emulated },
-            false,
-        ),
+        Run {
+            plain_only: true,
+            nk_only: true,
+            ..Run::some(
+                "emulated, plain only, [N, K] only, 32x64 on k steps of 128, split-k",
+                Target { coop_tiles: long, coop_split: Some(2), ..emulated },
+            )
+        },
     ];
     if base.coop_matrix.contains(&CoopMatrix::F16_F32_16) {
-        targets.push(("native", f16.clone(), true));
-        targets.push(("native, split-k", Target { coop_split: Some(2), ..f16.clone() }, true));
-        targets.push(("native, two stages", Target { coop_tiles: two_stage, ..f16.clone() }, true));
-        targets.push(("native, two slices of k", Target { coop_tiles: sliced, ..f16.clone() }, true));
-        targets.push(("native, eight subgroups", Target { coop_tiles: eight, ..f16.clone() }, true));
+        targets.push(Run::every("native", f16.clone()));
+        targets.push(Run::every("native, split-k", Target { coop_split: Some(2), ..f16.clone() }));
+        targets.push(Run::every("native, two stages", Target { coop_tiles: two_stage, ..f16.clone() }));
+        targets.push(Run {
+            other_shape: true,
+            ..Run::every("native, two slices of k", Target { coop_tiles: sliced, ..f16.clone() })
+        });
+        targets.push(Run::every("native, eight subgroups", Target { coop_tiles: eight, ..f16.clone() }));
         let long_split = Target { coop_tiles: long, coop_split: Some(2), ..f16.clone() };
-        targets.push(("native, plain only, 32x64 on k steps of 128, split-k", long_split, true));
+        targets.push(Run {
+            plain_only: true,
+            ..Run::every("native, plain only, 32x64 on k steps of 128, split-k", long_split)
+        });
         // (Eight subgroups in two stages, as a plain projection with few 128-row tiles but
         // many 64-row ones takes them, 64x64x64w4x2, on k steps of 32 so that the fused
         // kernels fit too.)
         let eight_two = Some("64x64x32w4x2".parse::<CoopTile>().unwrap());
-        targets.push(("native, eight subgroups, two stages", Target { coop_tiles: eight_two, ..f16 }, true));
+        targets.push(Run::every("native, eight subgroups, two stages", Target { coop_tiles: eight_two, ..f16 }));
     }
     // Partial row, column and k tiles at 128-row tilings (k steps of 32 or 16) and at 16-row
     // ones (k steps of 64 or 128).
@@ -605,13 +645,13 @@ fn coop_gemm_matches_the_interpreter_within_the_f16_bound() {
     let mut kinds = std::collections::BTreeSet::new();
     let mut tilings = std::collections::BTreeSet::new();
     let (mut runs, mut worst, mut n) = (0, 0.0f64, 0usize);
-    for (label, target, full) in &targets {
+    for Run { label, target, full, plain_only, nk_only, other_shape } in &targets {
         let mut combo = 0;
         for layout in [Layout::Kn, Layout::Nk] {
             for dtype in [DType::F16, DType::F32] {
                 for (bias, merged) in [(false, false), (true, false), (false, true)] {
                     combo += 1;
-                    if layout == Layout::Kn && label.contains("[N, K] only") {
+                    if layout == Layout::Kn && *nk_only {
                         continue;
                     }
                     if !full && target.coop_tiles.is_some() && combo % 6 != 1 {
@@ -623,7 +663,7 @@ fn coop_gemm_matches_the_interpreter_within_the_f16_bound() {
                     let shapes = if target.coop_split.is_some() { split_shapes } else { shapes };
                     // (The sliced tiling on the other shape than the two-stage one: 150 rows,
                     // whose loads go two steps ahead.)
-                    let shift = usize::from(label.contains("slices"));
+                    let shift = usize::from(*other_shape);
                     let picked: Vec<_> = if *full { shapes.to_vec() } else { vec![shapes[(combo + shift) % 2]] };
                     for (rows, h, i) in picked {
                         let c = Case { rows, h, i, layout, dtype, bias, merged };
@@ -640,10 +680,9 @@ fn coop_gemm_matches_the_interpreter_within_the_f16_bound() {
                         // behind the Transpose).
                         // (A tiling for plain projections only: the fused ones stage twice
                         // the weights, past the workgroup memory.)
-                        let plain_only = label.contains("plain only");
-                        let mut graphs = if plain_only { vec![] } else { vec![("fused", &fused)] };
+                        let mut graphs = if *plain_only { vec![] } else { vec![("fused", &fused)] };
                         let plain = !bias && !merged && (layout == Layout::Kn || dtype == DType::F16);
-                        if *full || (plain && (target.coop_tiles.is_none() || plain_only)) {
+                        if *full || (plain && (target.coop_tiles.is_none() || *plain_only)) {
                             graphs.push(("unfused", &original));
                         }
                         for (part, g) in graphs {
