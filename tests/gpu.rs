@@ -508,3 +508,72 @@ fn a_program_reading_a_split_projection_adds_its_parts_up() {
         }
     }
 }
+
+/// [`attention_graph`] with K computed first (a bias added: a program of its own, which the
+/// attention does not recompute per row), and that program's output a graph output too where
+/// `k_output`.
+#[cfg(feature = "gpu")]
+fn biased_keys_graph(heads: usize, kv: usize, keys: usize, e: usize, seq: usize, k_output: bool) -> glufuse::Graph {
+    let text = glufuse::json::to_string(&attention_graph(heads, kv, keys, e, seq)).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let nodes = v["nodes"].as_array_mut().unwrap();
+    let at = nodes.iter().position(|n| n["name"] == "k.u").unwrap();
+    let bias = serde_json::json!({"name": "k.bias", "op": "Input", "type": {"dtype": "f32", "shape": [e]}});
+    let add = serde_json::json!({"name": "k.b", "op": "Add", "inputs": ["k", "k.bias"]});
+    nodes.insert(at, add);
+    nodes.insert(at, bias);
+    nodes[at + 2]["inputs"] = serde_json::json!(["k.b"]);
+    if k_output {
+        v["outputs"].as_array_mut().unwrap().push(serde_json::json!("k.t"));
+    }
+    glufuse::json::from_str(&v.to_string()).unwrap()
+}
+
+/// Where K is a program of its own that expands grouped-query heads and moves the positions
+/// last (as eager exports spell it after the rotary embedding), that program writes each KV
+/// head's keys once and the attention reads them through the expand: the same numbers out,
+/// a program `heads / kv` times smaller. (With K an output too, the attention computes it and
+/// writes it beside its own output; without grouped heads there is nothing to narrow.)
+#[cfg(feature = "gpu")]
+#[test]
+fn grouped_keys_are_written_once_per_kv_head() {
+    use glufuse::ir::{Op, Step};
+    let Some(gpu) = common::gpu() else { return };
+    let b = glufuse::shape::Bindings::default();
+    for (heads, kv, keys, e, seq) in [(4, 2, 5, 8, 5), (14, 2, 40, 64, 40), (6, 3, 17, 16, 17), (2, 2, 9, 8, 9)] {
+        for k_output in [false, true] {
+            let label = format!("heads {heads}/{kv}, keys {keys}, width {e}, K an output {k_output}");
+            let original = biased_keys_graph(heads, kv, keys, e, seq, k_output);
+            let mut fused = original.clone();
+            PassManager::standard().run(&mut fused).unwrap();
+            let nodes: Vec<_> = fused.g.node_indices().collect();
+            let att = nodes.iter().find(|&&n| matches!(fused.node(n).op, Op::Attention(_)));
+            let Op::Attention(a) = &fused.node(*att.unwrap_or_else(|| panic!("{label}: no attention"))).op else {
+                unreachable!()
+            };
+            let program = nodes.iter().find(|&&n| matches!(fused.node(n).op, Op::Elementwise(_)));
+            if !k_output {
+                let program = program.unwrap_or_else(|| panic!("{label}: K's program"));
+                let written: u64 = fused.node(*program).outputs[0].shape.iter().map(|d| d.fixed().unwrap()).product();
+                let narrowed = heads > kv;
+                let expands = a.kt.iter().any(|s| matches!(s, Step::Expand { .. }));
+                assert_eq!(expands, narrowed, "{label}: Kᵀ read through the expand");
+                let per_head = (keys * e) as u64;
+                assert_eq!(written, per_head * if narrowed { kv } else { heads } as u64, "{label}: K's program writes");
+            }
+            let inputs = interp::seeded_inputs(&original, &b, 5).unwrap();
+            let want = interp::run(&original, &inputs).unwrap();
+            let got = Executable::new(&gpu, &fused, &b).unwrap().run(&inputs).unwrap();
+            assert_eq!(got.len(), want.len());
+            for (o, (x, y)) in got.iter().zip(&want).enumerate() {
+                let (_, rel) = glufuse::interp::compare(x, y);
+                assert!(rel <= 1e-4, "{label}, output {o}: GPU vs interpreter rel {rel:e}");
+            }
+            let again = interp::run(&fused, &inputs).unwrap();
+            for (o, (x, y)) in again.iter().zip(&want).enumerate() {
+                let (_, rel) = glufuse::interp::compare(x, y);
+                assert!(rel <= 1e-5, "{label}, output {o}: the interpreter on the fused graph, rel {rel:e}");
+            }
+        }
+    }
+}
