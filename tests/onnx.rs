@@ -522,6 +522,32 @@ fn random_attention_blocks_match_onnxruntime() {
     assert!(fused >= 12, "{fused} of 16 attentions fused");
 }
 
+/// Random attention blocks whose queries and keys take a rotary embedding (and the keys' projection
+/// a bias, in most), as eager exports spell them (`make_random_graphs.py --attention --rope`):
+/// onnxruntime's outputs within 1e-4, and where the query heads share KV heads, the keys'
+/// program written once per KV head, the attention reading it through the expand.
+#[test]
+fn random_rope_attention_blocks_match_onnxruntime() {
+    use glufuse::ir::{Op, Step};
+    let stems = random_stems("random_rope_");
+    assert_eq!(stems.len(), 24);
+    let mut narrowed = 0;
+    for stem in &stems {
+        let (_, f) = outputs_match_onnxruntime(stem, |got, want, what| close(got, want, what, 1e-4));
+        for n in f.topo_order().unwrap() {
+            let Op::Attention(a) = &f.node(n).op else { continue };
+            let from_program = a.kt.first().is_some_and(|s| match s {
+                Step::Input(i) => matches!(f.node(f.inputs(n)[*i].node).op, Op::Elementwise(_)),
+                _ => false,
+            });
+            if from_program && a.kt.iter().any(|s| matches!(s, Step::Expand { .. })) {
+                narrowed += 1;
+            }
+        }
+    }
+    assert!(narrowed >= 8, "{narrowed} attentions read grouped keys through the expand");
+}
+
 /// Two tensors are the same, floats bit for bit, NaNs where the other has NaNs.
 fn same_bits(got: &Tensor, want: &Tensor, what: &str) {
     use glufuse::tensor::Data;

@@ -24,7 +24,7 @@
 //! keys' positions last (HF's `repeat_kv` then `transpose(2, 3)` after the rotary embedding,
 //! which no attention kernel recomputes per row), that program stops before the expand,
 //! writing each KV head's keys once, positions last, and the node reads them through the
-//! expand ([`narrow_grouped_keys`]): for Qwen2-0.5B's 14 heads over 2, a seventh of the writes.
+//! expand (`narrow_grouped_keys`): for Qwen2-0.5B's 14 heads over 2, a seventh of the writes.
 //!
 //! A `Transpose` that alone reads the output (the heads put back side by side for the output
 //! projection) is absorbed too: the kernel writes its output so. The node takes the name of

@@ -21,7 +21,10 @@ With --attention, attention blocks (random_attn_NNN: 1 or 2 sequences of 1 to 8 
 heads of 4 to 16, grouped-query KV heads, the score's scale as a product or a quotient, a
 causal mask added (-1e9 or -inf) or selected by `Where`, an input padding mask, a soft cap);
 the tested ones are seeds 0 to 15, 100 were an ad hoc sweep.
-usage: python3 make_random_graphs.py [--wide | --ints | --attention] [COUNT] [FIRST_SEED] [DIR]"""
+With --attention --rope, the same blocks with a rotary embedding of the queries and keys and
+(in most) a bias of the keys' projection (random_rope_NNN); the tested ones are seeds 0 to 23,
+100 were an ad hoc sweep.
+usage: python3 make_random_graphs.py [--wide | --ints | --attention [--rope]] [COUNT] [FIRST_SEED] [DIR]"""
 import sys
 import numpy as np
 import onnx
@@ -455,10 +458,14 @@ def make_ints(seed, d):
     return save(graph, stem, ins, outs, d)
 
 
-def make_attention(seed, d):
+def make_attention(seed, d, rope=False):
     """An attention block (`--attention`): projections, heads split and transposed, grouped-query
     expansion, scores scaled by a product or a quotient, a causal mask added or selected, an
-    input padding mask, a soft cap, softmax, P·V, heads merged, the output projection."""
+    input padding mask, a soft cap, softmax, P·V, heads merged, the output projection. With
+    `rope` (`--rope`), the keys' projection may take a bias and the queries and keys a rotary
+    embedding (`rotate_half`, before the grouped-query expansion, as Hugging Face's eager
+    attention spells them), drawn from a second generator so that the blocks without them stay
+    as they were."""
     rng = np.random.default_rng(seed)
     g = G(rng)
     const = g.const
@@ -475,10 +482,23 @@ def make_attention(seed, d):
     def proj(n_out):
         return node("MatMul", [x, const((rng.standard_normal((hid, n_out)) / np.sqrt(hid)).astype(np.float32))])
     q, k, v = proj(h * dh), proj(kvh * dh), proj(kvh * dh)
+    rr = np.random.default_rng(seed + 7919)
+    if rope and rr.random() < 0.7:
+        k = node("Add", [k, const(rr.standard_normal(kvh * dh).astype(np.float32))])
     def heads(t, nh):
         r = node("Reshape", [t, const(np.array([b, s, nh, dh], dtype=np.int64))])
         return node("Transpose", [r], perm=[0, 2, 1, 3])
     qh, kh, vh = heads(q, h), heads(k, kvh), heads(v, kvh)
+    if rope:
+        pos = np.arange(s, dtype=np.float64)[:, None]
+        freq = 1.0 / (10000.0 ** (np.arange(0, dh, 2, dtype=np.float64) / dh))
+        ang = np.concatenate([pos * freq, pos * freq], axis=-1).reshape(1, 1, s, dh)
+        cos, sin = const(np.cos(ang).astype(np.float32)), const(np.sin(ang).astype(np.float32))
+        def rotate(t):
+            half = lambda a, z: node("Slice", [t, const(np.array([a], dtype=np.int64)), const(np.array([z], dtype=np.int64)), const(np.array([3], dtype=np.int64))])
+            r = node("Concat", [node("Neg", [half(dh // 2, dh)]), half(0, dh // 2)], axis=-1)
+            return node("Add", [node("Mul", [t, cos]), node("Mul", [r, sin])])
+        qh, kh = rotate(qh), rotate(kh)
     if kvh != h:
         rep = h // kvh
         def expand(t):
@@ -519,7 +539,7 @@ def make_attention(seed, d):
     y = node("MatMul", [o, const((rng.standard_normal((hid, hid)) / np.sqrt(hid)).astype(np.float32))])
     inputs = [helper.make_tensor_value_info("in0", TensorProto.FLOAT, [b, s, hid])]
     if "in1" in ins: inputs.append(helper.make_tensor_value_info("in1", TensorProto.INT64, [b, s]))
-    stem = f"random_attn_{seed:03d}"
+    stem = f"random_{'rope' if rope else 'attn'}_{seed:03d}"
     output = helper.make_tensor_value_info(y, TensorProto.FLOAT, [b, s, hid])
     return save(helper.make_graph(g.nodes, f"random_attn_{seed}", inputs, [output], g.inits), stem, ins, [y], d)
 
@@ -534,10 +554,13 @@ if __name__ == "__main__":
     ATTENTION = "--attention" in sys.argv
     if ATTENTION:
         sys.argv.remove("--attention")
+    ROPE = "--rope" in sys.argv
+    if ROPE:
+        sys.argv.remove("--rope")
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 40
     first = int(sys.argv[2]) if len(sys.argv) > 2 else 0
     out_dir = sys.argv[3] if len(sys.argv) > 3 else "."
     for s in range(first, first + count):
-        made = make_ints(s, out_dir) if INTS else make_attention(s, out_dir) if ATTENTION else make(s, out_dir)
+        made = make_ints(s, out_dir) if INTS else make_attention(s, out_dir, ROPE) if ATTENTION else make(s, out_dir)
         if made:
             print(made[0], " ".join(made[1]))
