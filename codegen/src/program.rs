@@ -77,24 +77,9 @@ pub(crate) fn program(
     let last = p.steps.len() - 1;
     let outs: Vec<Value> = (0..=p.also.len()).map(|k| Value { node: n, output: k }).collect();
     let results: Vec<usize> = std::iter::once(last).chain(p.also.iter().copied()).collect();
-    let assemble = |prelude: &str, body: &str, groups: u64, threads: u32, checks| match parts {
-        Some(pr) => crate::wgsl::kernel_outs_parts(
-            g,
-            name.clone(),
-            KernelKind::Program,
-            &ins,
-            &outs,
-            pr,
-            groups,
-            threads,
-            prelude,
-            body,
-            checks,
-            t,
-        ),
-        None => {
-            kernel_outs(g, name.clone(), KernelKind::Program, &ins, &outs, groups, threads, prelude, body, checks, t)
-        }
+    let assemble = |prelude: &str, body: &str, groups: u64, threads: u32, checks| {
+        let kind = KernelKind::Program;
+        crate::wgsl::assemble(g, name.clone(), kind, &ins, &outs, parts, 0, groups, threads, prelude, body, checks, t)
     };
     if !p.steps.iter().any(Step::is_row) {
         let (lets, writes) = w.outputs(&results)?;

@@ -287,27 +287,6 @@ pub(crate) fn kernel_outs(
     assemble(g, name, kind, ins, outs, None, 0, groups, threads, prelude, body, checks, t)
 }
 
-/// [`kernel_outs`] with input `parts.input` not bound: the kernel reads that input's partial
-/// sums from the scratch buffer instead, bound after the outputs as `part` (see
-/// [`crate::program::PartsRead`]).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn kernel_outs_parts(
-    g: &Graph,
-    name: String,
-    kind: KernelKind,
-    ins: &[Value],
-    outs: &[Value],
-    parts: &crate::program::PartsRead,
-    groups: u64,
-    threads: u32,
-    prelude: &str,
-    body: &str,
-    checks: Vec<Check>,
-    t: &Target,
-) -> Result<KernelSource> {
-    assemble(g, name, kind, ins, outs, Some(parts), 0, groups, threads, prelude, body, checks, t)
-}
-
 /// A kernel of one thread per element over `total` elements, as [`per_element`], that also
 /// binds `flags` words (at least one) of flags after its output as `flag:
 /// array<atomic<u32>>`, before its error words ([`KernelSource::flag_words`]: zeroed by the
@@ -329,12 +308,13 @@ pub(crate) fn kernel_flags(
     assemble(g, name, kind, ins, &[out], None, flags.max(1), groups, WORKGROUP, "", body, checks, t)
 }
 
-/// The module and [`KernelSource`] of [`kernel_outs`], [`kernel_outs_parts`] and
-/// [`kernel_flags`]: inputs (but the one whose partial sums `parts` reads), outputs, the
-/// scratch buffer as `part` where `parts` is given, `flags` words of flags as `flag` where not
-/// 0, then the error words where there are checks (the order the runtime binds them in).
+/// The module and [`KernelSource`] of [`kernel_outs`] and [`kernel_flags`]: inputs (but the
+/// one whose partial sums `parts` reads: bound as the scratch buffer, `part`, after the
+/// outputs, see [`crate::program::PartsRead`]), outputs, `flags` words of flags as `flag`
+/// where not 0, then the error words where there are checks (the order the runtime binds
+/// them in).
 #[allow(clippy::too_many_arguments)]
-fn assemble(
+pub(crate) fn assemble(
     g: &Graph,
     name: String,
     kind: KernelKind,
