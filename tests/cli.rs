@@ -384,6 +384,62 @@ fn bench_model_times_a_whole_graph_fused_and_unfused() {
     }
 }
 
+/// `bench MODEL --leave-out PATTERN` leaves the dispatches a pattern matches (by `NAME|KIND`,
+/// `&` for all of, `!` for not) out of the GPU time, says so above the table and in a row, and
+/// counts them in the JSON: here as many as the kernels `glufuse wgsl --device` lists that
+/// the patterns match.
+#[test]
+fn bench_model_leaves_dispatches_out_of_the_gpu_time() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let d = tmp();
+    let m = model("llama_kvstep.onnx");
+    let dims = ["--dim", "past=4", "--dim", "new=1", "--dim", "all=5"];
+    let w = d.path().join("wgsl");
+    let mut args = vec!["wgsl", m.as_str(), "--device", "-o", w.to_str().unwrap()];
+    args.extend(dims);
+    assert_eq!(glufuse(&args).status.code(), Some(0));
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(w.join("manifest.json")).unwrap()).unwrap();
+    let tags: Vec<String> = manifest["kernels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            let file = k["file"].as_str().unwrap();
+            let name = file.split_once('_').unwrap().1.strip_suffix(".wgsl").unwrap();
+            format!("{name}|{}", k["kind"].as_str().unwrap())
+        })
+        .collect();
+    let patterns = ["|attention", "|elementwise-program&!present", "no kernel is named so|"];
+    let matches = |p: &str, tag: &str| {
+        p.split('&').all(|q| q.strip_prefix('!').map_or_else(|| tag.contains(q), |q| !tag.contains(q)))
+    };
+    let want = tags.iter().filter(|t| patterns.iter().any(|p| matches(p, t))).count();
+    assert!(want > 0 && want < tags.len(), "{tags:?}");
+    let j = d.path().join("left.json");
+    let mut args = vec!["bench", m.as_str(), "--in-process", "--part", "fused", "--reps", "1", "--samples", "1"];
+    args.extend(dims);
+    for p in patterns {
+        args.extend(["--leave-out", p]);
+    }
+    args.extend(["--json", j.to_str().unwrap()]);
+    let o = glufuse(&args);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    let said =
+        format!("left out of the GPU time per call (--leave-out): the dispatches matching {}", patterns.join(", "));
+    assert!(out.contains(&said), "{out}");
+    assert!(out.contains(&format!("| dispatches left out of the GPU time | {want} |")), "{out}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&j).unwrap()).unwrap();
+    assert_eq!(v["leave_out"], serde_json::json!(patterns), "{v}");
+    assert_eq!(v["parts"][0]["left_out"].as_u64(), Some(want as u64), "{v}");
+    assert_eq!(v["parts"][0]["dispatches"].as_u64(), Some(tags.len() as u64), "{v}");
+    // Without MODEL there is nothing to leave out.
+    let o = glufuse(&["bench", "--leave-out", "|attention"]);
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+}
+
 fn model(name: &str) -> String {
     common::root().join("tests/data/models").join(name).to_string_lossy().into_owned()
 }

@@ -634,9 +634,22 @@ impl<'a> Executable<'a> {
 
     /// Records every dispatch, `reps` times over, in one compute pass of `encoder`.
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder, reps: usize, timestamps: Option<(&wgpu::QuerySet, u32)>) {
+        self.record_keeping(encoder, reps, timestamps, &|_| true);
+    }
+
+    /// [`Executable::record`] of only the dispatches `keep` takes, by index in
+    /// [`Executable::kernels`]' order: what leaving the others out saves, measured (the
+    /// outputs are then wrong; `glufuse bench MODEL --leave-out`).
+    pub fn record_keeping(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        reps: usize,
+        timestamps: Option<(&wgpu::QuerySet, u32)>,
+        keep: &dyn Fn(usize) -> bool,
+    ) {
         let mut pass = timed_pass(encoder, "glufuse", timestamps);
         for _ in 0..reps {
-            for d in &self.dispatches {
+            for (_, d) in self.dispatches.iter().enumerate().filter(|(i, _)| keep(*i)) {
                 pass.set_pipeline(&d.pipeline);
                 pass.set_bind_group(0, &d.group, &[]);
                 pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);

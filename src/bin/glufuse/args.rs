@@ -213,6 +213,14 @@ pub struct BenchArgs {
     /// are made up (token ids within the embedding's rows, masks all ones, floats seeded).
     #[arg(long = "input", value_name = "NAME=FILE.npy", requires = "model")]
     pub inputs: Vec<String>,
+    /// With MODEL: leaves the dispatches that PATTERN matches out of the GPU time per call
+    /// (repeatable), to measure what a group of kernels costs the whole; the other figures
+    /// still run every dispatch. A pattern is matched against `NAME|KIND` of each kernel
+    /// (as the table's slowest dispatches show them: `|elementwise-program` is every row
+    /// program, `node_linear_168|` one kernel); `A&B` matches where both do, `!A` where A
+    /// does not.
+    #[arg(long = "leave-out", value_name = "PATTERN", requires = "model")]
+    pub leave_out: Vec<String>,
     /// With MODEL: size of a symbolic dim, as NAME=N (repeatable; unbound dims are 1).
     #[arg(long = "dim", value_name = "NAME=N", requires = "model")]
     pub dims: Vec<String>,

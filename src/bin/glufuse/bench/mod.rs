@@ -31,6 +31,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             reps: a.reps,
             samples: a.samples,
             matmul_precision: PrecisionArg::resolve(a.matmul_precision),
+            leave_out: a.leave_out.clone(),
         };
         let part = match a.part {
             PartArg::Both => None,

@@ -53,6 +53,19 @@ pub struct ModelOptions {
     pub samples: usize,
     /// Which products may be f16 ([`Target::matmul_precision`]).
     pub matmul_precision: MatmulPrecision,
+    /// Patterns of the dispatches left out of the GPU time per call ([`leaves_out`]).
+    pub leave_out: Vec<String>,
+}
+
+/// Whether `--leave-out` pattern `p` matches a kernel named `name` of kind `kind`: `p`
+/// against `NAME|KIND`, each `&`-joined part contained in it (or, after a `!`, not).
+pub fn leaves_out(p: &str, name: &str, kind: &str) -> bool {
+    let tag = format!("{name}|{kind}");
+    !p.is_empty()
+        && p.split('&').all(|q| match q.strip_prefix('!') {
+            Some(q) => !tag.contains(q),
+            None => tag.contains(q),
+        })
 }
 
 /// Time and dispatches of one kernel family.
@@ -130,6 +143,9 @@ pub struct PartReport {
     pub fused_units: usize,
     /// Dispatches per call.
     pub dispatches: usize,
+    /// Dispatches left out of the GPU time per call (`--leave-out`; 0: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub left_out: usize,
     /// GPU time per call, µs: the median.
     pub gpu_us: f64,
     /// Every sample, µs per call, in the order taken.
@@ -171,6 +187,9 @@ pub struct ModelReport {
     /// The cooperative-matrix tilings `GLUFUSE_COOP_TILES` set (empty: the picks).
     #[serde(default)]
     pub coop_tiles: String,
+    /// The `--leave-out` patterns (empty: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leave_out: Vec<String>,
     /// The fused part, then the unfused one.
     pub parts: Vec<PartReport>,
 }
@@ -179,6 +198,11 @@ pub struct ModelReport {
 /// unset.
 fn coop_tiles_set() -> String {
     std::env::var("GLUFUSE_COOP_TILES").map(|v| v.trim().to_string()).unwrap_or_default()
+}
+
+/// Whether a count is 0 (left out of the JSON).
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// How many of the slowest dispatches the report lists.
@@ -329,8 +353,10 @@ pub fn measure(gpu: &Gpu, o: &ModelOptions, fused: bool) -> Result<Measured> {
     let kinds: Vec<&'static str> = exe.kernels().iter().map(|k| k.source().kind.family()).collect();
     let names: Vec<(String, String)> =
         exe.kernels().iter().map(|k| (k.source().name.clone(), k.source().kind.to_string())).collect();
+    let left: Vec<bool> = names.iter().map(|(n, k)| o.leave_out.iter().any(|p| leaves_out(p, n, k))).collect();
+    let keep = |i: usize| !left[i];
     let (gpu_samples_us, timestamps) =
-        time_series(gpu, o.reps.max(1), o.samples, WARM_UP, |enc, reps, ts| exe.record(enc, reps, ts))?;
+        time_series(gpu, o.reps.max(1), o.samples, WARM_UP, |enc, reps, ts| exe.record_keeping(enc, reps, ts, &keep))?;
     let per = profile_dispatches(gpu, exe, o.samples)?;
     let mut families: Vec<FamilyTime> = vec![];
     for (i, f) in kinds.iter().enumerate() {
@@ -399,6 +425,7 @@ pub fn measure(gpu: &Gpu, o: &ModelOptions, fused: bool) -> Result<Measured> {
         nodes,
         fused_units,
         dispatches,
+        left_out: left.iter().filter(|&&l| l).count(),
         gpu_us: median(&gpu_samples_us),
         gpu_samples_us,
         families,
@@ -436,6 +463,13 @@ fn header(r: &ModelReport, device: Option<&str>) -> String {
     if !r.coop_tiles.is_empty() {
         s += &format!("cooperative tilings (GLUFUSE_COOP_TILES): {}\n", r.coop_tiles);
     }
+    if !r.leave_out.is_empty() {
+        s += &format!(
+            "left out of the GPU time per call (--leave-out): the dispatches matching {} (their outputs are then wrong: \
+             a measure of what they cost; the other figures run every dispatch)\n",
+            r.leave_out.join(", ")
+        );
+    }
     if let Some(d) = device {
         s += &format!("device: {d}\n");
     }
@@ -466,6 +500,9 @@ fn table(r: &ModelReport) -> String {
     };
     row(&mut s, "**GPU time per call, µs**", &|p| Some(p.gpu_us), 1, true);
     row(&mut s, "dispatches", &|p| Some(p.dispatches as f64), 0, true);
+    if !r.leave_out.is_empty() {
+        row(&mut s, "dispatches left out of the GPU time", &|p| Some(p.left_out as f64), 0, false);
+    }
     row(&mut s, "fused gated units", &|p| Some(p.fused_units as f64), 0, false);
     let mut fams: Vec<String> = vec![];
     for p in [f, u].into_iter().flatten() {
@@ -546,6 +583,7 @@ pub fn run(
             process: "one part in this process".into(),
             matmul_precision: o.matmul_precision.to_string(),
             coop_tiles: coop_tiles_set(),
+            leave_out: o.leave_out.clone(),
             parts: vec![p],
         };
         if child_report.is_none() {
@@ -567,6 +605,7 @@ pub fn run(
         parts: vec![],
         matmul_precision: o.matmul_precision.to_string(),
         coop_tiles: coop_tiles_set(),
+        leave_out: o.leave_out.clone(),
     };
     {
         let g = load_graph(&o.graph)?;
@@ -612,6 +651,9 @@ pub fn run(
             }
             for d in &o.dims {
                 args.extend(["--dim".to_string(), d.clone()]);
+            }
+            for p in &o.leave_out {
+                args.extend(["--leave-out".to_string(), p.clone()]);
             }
             child_command(&args)?;
             let bytes = std::fs::read(&report).map_err(|e| Error::Job(format!("benchmark child's report: {e}")))?;
