@@ -388,6 +388,7 @@ fn bench_model_times_a_whole_graph_fused_and_unfused() {
 /// `&` for all of, `!` for not) out of the GPU time, says so above the table and in a row, and
 /// counts them in the JSON: here as many as the kernels `glufuse wgsl --device` lists that
 /// the patterns match.
+#[cfg(feature = "gpu")]
 #[test]
 fn bench_model_leaves_dispatches_out_of_the_gpu_time() {
     if common::gpu().is_none() {
