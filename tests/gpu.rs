@@ -560,7 +560,8 @@ fn grouped_keys_are_written_once_per_kv_head() {
             let label = format!("heads {heads}/{kv}, keys {keys}, width {e}, K an output {k_output}");
             let original = biased_keys_graph(heads, kv, keys, e, seq, k_output);
             let mut fused = original.clone();
-            PassManager::standard().run(&mut fused).unwrap();
+            let runs = PassManager::standard().run(&mut fused).unwrap();
+            let report = glufuse::passes::attention_report(&runs).unwrap();
             let nodes: Vec<_> = fused.g.node_indices().collect();
             let att = nodes.iter().find(|&&n| matches!(fused.node(n).op, Op::Attention(_)));
             let Op::Attention(a) = &fused.node(*att.unwrap_or_else(|| panic!("{label}: no attention"))).op else {
@@ -573,6 +574,7 @@ fn grouped_keys_are_written_once_per_kv_head() {
                 let narrowed = heads > kv;
                 let expands = a.kt.iter().any(|s| matches!(s, Step::Expand { .. }));
                 assert_eq!(expands, narrowed, "{label}: Kᵀ read through the expand");
+                assert_eq!(report.fused[0].keys_per_kv_head, narrowed, "{label}: the pass's report says so");
                 let per_head = (keys * e) as u64;
                 assert_eq!(written, per_head * if narrowed { kv } else { heads } as u64, "{label}: K's program writes");
             }

@@ -43,6 +43,9 @@ pub struct Fused {
     pub node: String,
     /// The names of the nodes it replaced.
     pub replaced: Vec<String>,
+    /// Whether its keys' program was narrowed to the KV heads (written once per KV head).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keys_per_kv_head: bool,
 }
 
 /// What the pass fused.
@@ -67,7 +70,8 @@ impl AttentionReport {
         );
         if detail {
             for f in &self.fused {
-                s.push_str(&format!("  {}: replaced {}\n", f.node, f.replaced.join(", ")));
+                let keys = if f.keys_per_kv_head { " (keys written once per KV head)" } else { "" };
+                s.push_str(&format!("  {}: replaced {}{keys}\n", f.node, f.replaced.join(", ")));
             }
         }
         s
@@ -247,9 +251,9 @@ pub fn fuse(g: &mut Graph) -> Result<AttentionReport> {
         if g.g.node_weight(n).is_none() || g.node(n).op != Op::MatMul {
             continue;
         }
-        if let Some(f) = try_fuse(g, n)? {
+        if let Some(mut f) = try_fuse(g, n)? {
             if let Some(a) = g.find(&f.node) {
-                narrow_grouped_keys(g, a)?;
+                f.keys_per_kv_head = narrow_grouped_keys(g, a)?;
             }
             report.fused.push(f);
         }
@@ -347,7 +351,7 @@ fn try_fuse(g: &mut Graph, pv: NodeIndex) -> Result<Option<Fused>> {
     for n in removed[usize::from(last == pv)..].iter().copied().chain(absorbed.into_iter().rev()) {
         g.remove_node(n);
     }
-    Ok(Some(Fused { node: name, replaced }))
+    Ok(Some(Fused { node: name, replaced, keys_per_kv_head: false }))
 }
 
 /// Where attention `at` reads Kᵀ as input `i` alone (its Kᵀ program is that input), and input
