@@ -702,16 +702,18 @@ pub fn generate(g: &Graph, b: &Bindings, t: &Target) -> Result<Vec<Kernel>> {
         if folded.contains(&n) {
             continue;
         }
-        let mut ks = select::node_kernels_with(g, n, b, t, folds.get(&n))?;
+        let reads_parts = held.as_ref().is_some_and(|(reader, _, _)| *reader == n);
+        let mut ks = if let (true, Op::Elementwise(p)) = (reads_parts, &g.node(n).op) {
+            let (_, _, parts) = held.take().expect("held for this reader");
+            vec![program::program(g, n, p, b, t, Some(&parts))?]
+        } else {
+            select::node_kernels_with(g, n, b, t, folds.get(&n))?
+        };
         if ks.is_empty() {
             continue;
         }
-        if let Some((reader, sum, parts)) = held.take() {
-            if let (true, Op::Elementwise(p)) = (n == reader, &g.node(n).op) {
-                ks = vec![program::program(g, n, p, b, t, Some(&parts))?];
-            } else {
-                push(sum)?;
-            }
+        if let Some((_, sum, _)) = held.take() {
+            push(sum)?;
         }
         if let Some((reader, parts)) = parts_reader(g, n, &ks, &folded, b)? {
             held = Some((reader, ks.pop().expect("a split-sum kernel"), parts));
