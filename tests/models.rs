@@ -420,3 +420,92 @@ fn static_cache_updates_scatter_along_the_caches_axis() {
         }
     }
 }
+
+/// In an f16 prefill on cooperative matrices, the activations only those GEMMs read as x
+/// (the norms' outputs, the gated units') are stored as packed f16, halving the GEMMs' loads
+/// of them ([`glufuse::codegen::packed_activation`]): their writers and readers bind them as
+/// such, the outputs still match onnxruntime's, and they are bit for bit those of the same
+/// graph with every such value also a graph output (which keeps it f32). The GEMMs are
+/// emulated (a software adapter has no cooperative matrices): every adapter with f16 runs them.
+#[cfg(feature = "gpu")]
+#[test]
+fn activations_only_cooperative_gemms_read_are_stored_as_packed_f16() {
+    use glufuse::codegen::{packed_activation, KernelKind, MatmulPrecision, ProjKernel, Target};
+    use glufuse::runtime::Executable;
+    let Some(gpu) = common::gpu() else { return };
+    if !gpu.target().caps.contains(naga::valid::Capabilities::SHADER_FLOAT16) {
+        return;
+    }
+    let t = Target { coop_emulate: true, matmul_precision: MatmulPrecision::F16, ..gpu.target() };
+    let bits = |x: &Tensor| x.as_f32().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    let mut checked = 0;
+    for m in models().into_iter().filter(|m| m.contains("f16") && m.contains("dynseq")) {
+        let original = load_graph(&dir().join(format!("{m}.onnx"))).unwrap_or_else(|e| panic!("{e}"));
+        let mut fused = original.clone();
+        PassManager::standard().run(&mut fused).unwrap_or_else(|e| panic!("{m}: {e}"));
+        for tag in tags(&m) {
+            let ins = inputs(&original, &m, &tag);
+            let list: Vec<(&str, &glufuse::ir::TensorType, &[usize])> = original
+                .input_nodes()
+                .into_iter()
+                .map(|n| {
+                    let node = original.node(n);
+                    (node.name.as_str(), &node.outputs[0], ins[&node.name].shape())
+                })
+                .collect();
+            let mut b = glufuse::shape::Bindings::new();
+            glufuse::shape::bind_inputs(&list, &mut b).unwrap();
+            let rows: usize = ins["input_ids"].shape().iter().product();
+            let packed: Vec<glufuse::ir::Value> = fused
+                .g
+                .node_indices()
+                .map(glufuse::ir::Value::of)
+                .filter(|&v| packed_activation(&fused, v, &b, &t).unwrap())
+                .collect();
+            let exe = Executable::with_target(&gpu, &fused, &b, &t).unwrap_or_else(|e| panic!("{m} {tag}: {e}"));
+            // Each packed value bound packed by its writer and by every reader, nothing else.
+            let mut seen = std::collections::HashMap::new();
+            for k in exe.kernels() {
+                let src = k.source();
+                for bd in src.bindings.iter().filter(|bd| bd.packed_f16) {
+                    let weight = matches!(fused.node(bd.value.node).op, glufuse::ir::Op::Weight(_));
+                    assert!(weight || packed.contains(&bd.value), "{m} {tag}: '{}' binds a packed value", src.name);
+                    if !weight {
+                        let coop = KernelKind::Projection { fused: false, kernel: ProjKernel::Coop };
+                        let coop_fused = KernelKind::Projection { fused: true, kernel: ProjKernel::Coop };
+                        if !bd.write {
+                            assert!(src.kind == coop || src.kind == coop_fused, "{m} {tag}: '{}' reads it", src.name);
+                        }
+                        *seen.entry((bd.value, bd.write)).or_insert(0) += 1;
+                    }
+                }
+            }
+            for &v in &packed {
+                assert_eq!(seen.get(&(v, true)), Some(&1), "{m} {tag}: '{}' written packed", fused.value_name(v));
+                assert!(seen.contains_key(&(v, false)), "{m} {tag}: '{}' read packed", fused.value_name(v));
+            }
+            // Past 8 rows the GEMMs are cooperative: every norm's output and gated unit packed.
+            assert_eq!(!packed.is_empty(), rows > 8, "{m} {tag}: {} rows, {} packed", rows, packed.len());
+            let got = exe.run(&ins).unwrap_or_else(|e| panic!("{m} {tag}: {e}"));
+            check(&fused, &got, &m, &tag, "GPU, cooperative GEMMs emulated");
+            // The same values kept f32 (each also a graph output): the same bits out.
+            let mut kept = fused.clone();
+            for &v in &packed {
+                kept.add_output(v, None);
+            }
+            let plain = Executable::with_target(&gpu, &kept, &b, &t).unwrap();
+            assert!(plain.kernels().iter().all(|k| k
+                .source()
+                .bindings
+                .iter()
+                .all(|bd| !bd.packed_f16 || matches!(kept.node(bd.value.node).op, glufuse::ir::Op::Weight(_)))));
+            let want = plain.run(&ins).unwrap();
+            for (o, x) in got.iter().enumerate() {
+                assert_eq!(bits(x), bits(&want[o]), "{m} {tag}: output {o}, packed against f32");
+            }
+            eprintln!("{m:20} {tag:6}: {} values packed", packed.len());
+            checked += usize::from(rows > 8);
+        }
+    }
+    assert!(checked >= 3, "{checked} prefills with packed activations");
+}

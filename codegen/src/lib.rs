@@ -29,7 +29,7 @@
 //! | dtype | WGSL storage | notes |
 //! | --- | --- | --- |
 //! | `f32` | `array<f32>` | |
-//! | `f16` | `array<f32>`; weights `array<u32>` | weights packed two to a word, widened with `unpack2x16float` (core WGSL, no device feature); activations are f32 rounded to f16 where the graph casts to f16 (on the bits, ties to even: `round_f16_`), as the interpreter holds them |
+//! | `f16` | `array<f32>`; weights `array<u32>` | weights packed two to a word, widened with `unpack2x16float` (core WGSL, no device feature); activations are f32 rounded to f16 where the graph casts to f16 (on the bits, ties to even: `round_f16_`), as the interpreter holds them, but for those only cooperative-matrix GEMMs read, as x, packed as weights are ([`packed_activation`]) |
 //! | `i64`, `i32` | `array<i32>` | converted on upload and readback by the runtime, with a checked error for a value outside i32's range; constants checked when they are uploaded with the weights |
 //! | `bool` | `array<u32>` | 0 or 1 |
 //!
@@ -93,7 +93,7 @@ pub use naga;
 pub use proj::coop::{CoopClass, CoopTile};
 pub use proj::gemm_tiled::Tiles;
 pub use proj::q4::Q4Unpack;
-pub use select::node_kernels;
+pub use select::{node_kernels, packed_activation};
 pub use wgsl::ERROR_WORDS;
 
 use glufuse_ir::shape::{concrete, Bindings};

@@ -77,11 +77,31 @@ pub(crate) fn program(
     let last = p.steps.len() - 1;
     let outs: Vec<Value> = (0..=p.also.len()).map(|k| Value { node: n, output: k }).collect();
     let results: Vec<usize> = std::iter::once(last).chain(p.also.iter().copied()).collect();
+    // Output 0 stored as packed f16 where the cooperative GEMMs reading it take it so.
+    let packed = crate::packed_activation(g, out, b, t)?;
     let assemble = |prelude: &str, body: &str, groups: u64, threads: u32, checks| {
         let kind = KernelKind::Program;
-        crate::wgsl::assemble(g, name.clone(), kind, &ins, &outs, parts, 0, groups, threads, prelude, body, checks, t)
+        crate::wgsl::assemble(
+            g,
+            name.clone(),
+            kind,
+            &ins,
+            &outs,
+            packed,
+            parts,
+            0,
+            groups,
+            threads,
+            prelude,
+            body,
+            checks,
+            t,
+        )
     };
     if !p.steps.iter().any(Step::is_row) {
+        if packed {
+            return Err(Error::Internal(format!("'{name}': a program without row steps does not write packed f16")));
+        }
         let (lets, writes) = w.outputs(&results)?;
         if outs.len() == 1 && parts.is_none() {
             let sites = w.sites;
@@ -112,13 +132,31 @@ pub(crate) fn program(
         let c = w.coords(last);
         reduction_round(&mut w, &mut body, reds, &RowAt::one(&c), threads, row, &RedArray::F32, subgroup(t))?;
     }
-    body.push_str(&stride);
-    let (lets, writes) = w.outputs(&results)?;
-    body.push_str(&indent(&lets));
-    for (k, v) in writes.iter().enumerate() {
-        let _ = writeln!(body, "        out{k}[i] = {v};");
+    if packed {
+        // Two neighbouring elements a thread (the row's length is even: a multiple of 4, as
+        // the cooperative GEMM's K), output 0 packed into one word.
+        let _ = writeln!(body, "    for (var j = lid * 2u; j < {row}u; j = j + {}u) {{", 2 * threads);
+        body.push_str("        var pk0: f32;\n        var pk1: f32;\n");
+        for h in 0..2 {
+            let (lets, writes) = w.outputs(&results)?;
+            let _ = writeln!(body, "        {{\n            let i = row + j + {h}u;");
+            body.push_str(&indent(&indent(&lets)));
+            let _ = writeln!(body, "            pk{h} = {};", writes[0]);
+            for (k, v) in writes.iter().enumerate().skip(1) {
+                let _ = writeln!(body, "            out{k}[i] = {v};");
+            }
+            body.push_str("        }\n");
+        }
+        body.push_str("        out0[(row + j) / 2u] = pack2x16float(vec2<f32>(pk0, pk1));\n    }\n");
+    } else {
+        body.push_str(&stride);
+        let (lets, writes) = w.outputs(&results)?;
+        body.push_str(&indent(&lets));
+        for (k, v) in writes.iter().enumerate() {
+            let _ = writeln!(body, "        out{k}[i] = {v};");
+        }
+        body.push_str("    }\n");
     }
-    body.push_str("    }\n");
     let sites = w.sites;
     let mut prelude = sites.prelude();
     prelude.push_str(&format!(

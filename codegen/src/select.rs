@@ -11,7 +11,7 @@ use crate::{
     KernelSource, MatmulPrecision, Target,
 };
 use glufuse_ir::shape::Bindings;
-use glufuse_ir::{Error, Graph, Layout, NodeIndex, Op, Result, Value};
+use glufuse_ir::{DType, Error, Graph, Layout, NodeIndex, Op, Result, Step, Value};
 use naga::valid::Capabilities;
 
 /// The (unvalidated) kernels of one node: which kernel each op gets, for every dtype it
@@ -74,12 +74,12 @@ pub(crate) fn node_kernels_with(
         Op::MatMul => {
             let (a, w) = (g.inputs(n)[0], g.inputs(n)[1]);
             if g.ty(w).rank() == 2 && g.ty(a).rank() >= 2 {
-                projection(g, n, &ProjShape::matmul(g, n, b)?, t, pro)
+                projection(g, n, &ProjShape::matmul(g, n, b)?, b, t, pro)
             } else {
                 one(batched::batched_matmul(g, n, b, t))
             }
         }
-        Op::FusedGateUp(_) => projection(g, n, &ProjShape::fused(g, n, b)?, t, pro),
+        Op::FusedGateUp(_) => projection(g, n, &ProjShape::fused(g, n, b)?, b, t, pro),
         Op::Unary(u) => one(elementwise::unary(g, n, *u, b, t)),
         Op::Binary(op) => one(elementwise::binary(g, n, *op, b, t)),
         Op::Where => one(elementwise::where_(g, n, b, t)),
@@ -154,14 +154,24 @@ pub(crate) fn projection(
     g: &Graph,
     n: NodeIndex,
     s: &ProjShape,
+    b: &Bindings,
     t: &Target,
     pro: Option<&Prologue>,
 ) -> Result<Vec<KernelSource>> {
     let (ins, out) = (proj_inputs(g, n), Value::of(n));
     let name = g.node(n).name.clone();
-    let v = ProjValues::new(g, &ins, out, s);
+    // x, or the output, stored as packed f16 ([`packed_activation`]): only where this node
+    // gets the cooperative GEMM (unsplit, for the output), which the choice below confirms.
+    let (x_packed, out_packed) = (packed_activation(g, ins[0], b, t)?, packed_activation(g, out, b, t)?);
+    let v = ProjValues { x_packed, out_packed, ..ProjValues::new(g, &ins, out, s) };
     // A split's partial sums take no epilogue: their kernel binds no biases (the sum's does).
-    let parts = || ProjValues { b_gate: None, b_up: None, ..ProjValues::new(g, &ins, out, s) };
+    let parts = || ProjValues { b_gate: None, b_up: None, x_packed, ..ProjValues::new(g, &ins, out, s) };
+    let unpacked = |kernel: &str| -> Result<()> {
+        if x_packed || out_packed {
+            return Err(Error::Internal(format!("'{name}': {kernel} reads and writes no packed f16 activations")));
+        }
+        Ok(())
+    };
     // A prologue goes only to an unsplit decode GEMV, of either layout ([`prologue_for`]
     // checks the shape against the choice below): any other kernel would leave the program
     // uncomputed.
@@ -176,6 +186,7 @@ pub(crate) fn projection(
     };
     if s.q4.is_some() {
         dropped("the 4-bit projection")?;
+        unpacked("the 4-bit projection")?;
         let note = in_place(g, n, &ins);
         return projection_q4(name, s, &v, t).map(|k| {
             let c = k.choice.clone().expect("chosen");
@@ -187,6 +198,7 @@ pub(crate) fn projection(
     // template computes with a loop that never runs; the others tile (or split) K.
     if s.k == 0 {
         dropped("the scalar template")?;
+        unpacked("the scalar template")?;
         let k = scalar::scalar(g, name, &ins, out, s, t)?;
         return Ok(vec![chosen(k, "scalar".into(), "K = 0: every sum is empty".into())]);
     }
@@ -196,6 +208,9 @@ pub(crate) fn projection(
             let ops = if t.coop_emulate { Ops::Emulated } else { Ops::Native };
             let note = in_place(g, n, &ins);
             if let (split, Some(why_split)) = coop::split(s, tile, t.coop_split) {
+                if out_packed {
+                    unpacked("the split cooperative-matrix GEMM")?;
+                }
                 let k = coop::coop(name.clone(), s, &parts(), t, tile, ops, split)?;
                 return split_pair(
                     k,
@@ -213,6 +228,7 @@ pub(crate) fn projection(
         }
         Err(why_not) => why_not,
     };
+    unpacked("a projection kernel other than the cooperative GEMM")?;
     let m = s.rows;
     let (k, kernel, why) = if same_dtype && s.gemv_fits() {
         let why = format!("M={m} ≤ 32, 16-byte aligned weight rows");
@@ -338,6 +354,61 @@ pub(crate) fn prologue_for(
         return Ok(None);
     }
     Ok(Some(pro))
+}
+
+/// Whether value `v`, computed on the GPU, is stored as packed f16 (two halves a `u32`, as
+/// f16 weights are) instead of one f32 per element: an f16 value, output 0 of its node and no
+/// graph output, read only as x by projections that get the cooperative-matrix GEMM (not
+/// 4-bit), and written by a row program (a norm) or by a projection that gets the unsplit
+/// cooperative GEMM (a gated unit). Those GEMMs round x to f16 where they stage it anyway, so
+/// storing it rounded changes no value they multiply (the outputs are bit for bit the same),
+/// and its writes and their loads of it take half the bytes: the Qwen2-0.5B-sized f16
+/// prefill on an H100, 2403–2411 → 2292–2295 µs (`benches/results/h100-2026-11-27o-packed.md`).
+/// The runtime's buffer for it keeps the f32 size ([`crate::gpu_bytes`]): half of it unused.
+pub fn packed_activation(g: &Graph, v: Value, b: &Bindings, t: &Target) -> Result<bool> {
+    if v.output != 0 || g.ty(v).dtype != DType::F16 || g.is_output(v) || matches!(g.node(v.node).op, Op::Weight(_)) {
+        return Ok(false);
+    }
+    let users = g.users(v);
+    if users.is_empty() {
+        return Ok(false);
+    }
+    for (r, input) in users {
+        if input != 0 || proj_inputs(g, r)[0] != v || coop_shape(g, r, b, t)?.is_none() {
+            return Ok(false);
+        }
+    }
+    let op = &g.node(v.node).op;
+    if let Op::Elementwise(p) = op {
+        return Ok(p.steps.iter().any(Step::is_row));
+    }
+    Ok(match coop_shape(g, v.node, b, t)? {
+        Some((s, tile)) => coop::split(&s, tile, t.coop_split).0 == 1,
+        None => false,
+    })
+}
+
+/// The shape and tiling of projection `n` where it gets the cooperative-matrix GEMM, as
+/// [`projection`] chooses (not 4-bit, K not 0); `None` for any other node or kernel.
+fn coop_shape(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<Option<(ProjShape, CoopTile)>> {
+    // (Projections only; no catch-all arm in this file: tests/architecture.rs.)
+    let s = if matches!(g.node(n).op, Op::FusedGateUp(_)) {
+        ProjShape::fused(g, n, b)?
+    } else if matches!(g.node(n).op, Op::MatMul) {
+        let (a, w) = (g.inputs(n)[0], g.inputs(n)[1]);
+        if g.ty(w).rank() != 2 || g.ty(a).rank() < 2 {
+            return Ok(None);
+        }
+        ProjShape::matmul(g, n, b)?
+    } else {
+        return Ok(None);
+    };
+    let ins = proj_inputs(g, n);
+    let same_dtype = s.fused.is_none() || packed_f16(g, ins[2]) == s.f16;
+    if s.q4.is_some() || s.k == 0 {
+        return Ok(None);
+    }
+    Ok(coop_tile(&s, t, same_dtype).ok().map(|(tile, _)| (s, tile)))
 }
 
 /// A projection split over k: its partial-sums kernel `k`, then the kernel adding the
@@ -575,5 +646,83 @@ mod tests {
                 assert_eq!(prologue_for(&g, m, &pos, &b, &t).unwrap().is_some(), folds, "N = {n}");
             }
         }
+    }
+
+    /// An f16 norm feeding one projection, `rows` rows: x `[rows, k]`, the norm a row
+    /// program, the projection through a `[k, k]` weight, its output read by a second
+    /// projection of the same weight; `extra` adds a second reader of the norm's output (an
+    /// elementwise add with x), `out` makes the norm's output a graph output too.
+    fn packed_graph(rows: u64, k: u64, dtype: DType, extra: bool, out: bool) -> Graph {
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", dtype, shape_of(&[rows, k]));
+        let steps = vec![
+            Step::Input(0),
+            Step::Binary { op: BinaryOp::Mul, a: 0, b: 0 },
+            Step::Reduce { op: ReduceOp::Mean, x: 1 },
+            Step::Binary { op: BinaryOp::Add, a: 0, b: 2 },
+        ];
+        let prog = ElementwiseProgram { steps, also: vec![], replaced: vec![] };
+        let n = b.node("norm", Op::Elementwise(prog), &[x], vec![])[0];
+        let w = b.weight("w", dtype, &[k, k], 0.3);
+        let y = b.matmul("proj", n, w);
+        let z = b.matmul("proj2", y, w);
+        let mut outs = vec![z];
+        if extra {
+            outs.push(b.node("other", Op::Binary(BinaryOp::Add), &[n, x], vec![])[0]);
+        }
+        if out {
+            outs.push(n);
+        }
+        b.finish(&outs).unwrap()
+    }
+
+    /// Which activations are stored as packed f16 ([`packed_activation`]): an f16 value
+    /// written by a row program or an unsplit cooperative GEMM and read only as x by
+    /// cooperative GEMMs; not with another reader, as a graph output, in f32, below the
+    /// cooperative GEMM's rows, on a target without it, or from a split GEMM; and the kernels
+    /// bind it as the decision says.
+    #[test]
+    fn activations_are_packed_only_between_their_writer_and_cooperative_gemms() {
+        let b = Bindings::new();
+        let caps = Target::default().caps | Capabilities::SHADER_FLOAT16;
+        let coop = Target {
+            caps,
+            coop_emulate: true,
+            matmul_precision: MatmulPrecision::F16,
+            max_workgroup_storage_bytes: 32768,
+            ..Target::default()
+        };
+        let packed =
+            |g: &Graph, name: &str, t: &Target| packed_activation(g, Value::of(g.find(name).unwrap()), &b, t).unwrap();
+        let g = packed_graph(40, 64, DType::F16, false, false);
+        assert!(packed(&g, "norm", &coop) && packed(&g, "proj", &coop));
+        assert!(!packed(&g, "proj2", &coop), "a graph output");
+        // The writer and the reader bind it packed.
+        let norm = node_kernels(&g, g.find("norm").unwrap(), &b, &coop).unwrap();
+        assert!(norm[0].bindings.iter().any(|x| x.write && x.packed_f16) && norm[0].wgsl.contains("pack2x16float"));
+        let proj = node_kernels(&g, g.find("proj").unwrap(), &b, &coop).unwrap();
+        assert!(proj[0].choice.as_ref().unwrap().kernel.starts_with("coop"));
+        assert!(proj[0].bindings[0].packed_f16 && proj[0].bindings.last().unwrap().packed_f16);
+        for (label, g, t) in [
+            ("another reader", packed_graph(40, 64, DType::F16, true, false), &coop),
+            ("a graph output", packed_graph(40, 64, DType::F16, false, true), &coop),
+            ("f32", packed_graph(40, 64, DType::F32, false, false), &coop),
+            ("8 rows: GEMVs", packed_graph(8, 64, DType::F16, false, false), &coop),
+            (
+                "no cooperative matrices",
+                packed_graph(40, 64, DType::F16, false, false),
+                &Target { caps, ..Target::default() },
+            ),
+        ] {
+            assert!(!packed(&g, "norm", t), "{label}");
+            let ks = node_kernels(&g, g.find("norm").unwrap(), &b, t).unwrap();
+            assert!(ks[0].bindings.iter().all(|x| !x.packed_f16), "{label}");
+        }
+        // A split GEMM's output is written by its split-sum kernel: not packed.
+        let split = Target { coop_split: Some(2), ..coop.clone() };
+        let g = packed_graph(40, 1024, DType::F16, false, false);
+        let proj = node_kernels(&g, g.find("proj").unwrap(), &b, &split).unwrap();
+        assert!(proj[0].choice.as_ref().unwrap().kernel.contains("split"), "{:?}", proj[0].choice);
+        assert!(packed(&g, "norm", &split) && !packed(&g, "proj", &split));
     }
 }

@@ -284,7 +284,7 @@ pub(crate) fn kernel_outs(
     checks: Vec<Check>,
     t: &Target,
 ) -> Result<KernelSource> {
-    assemble(g, name, kind, ins, outs, None, 0, groups, threads, prelude, body, checks, t)
+    assemble(g, name, kind, ins, outs, false, None, 0, groups, threads, prelude, body, checks, t)
 }
 
 /// A kernel of one thread per element over `total` elements, as [`per_element`], that also
@@ -305,14 +305,15 @@ pub(crate) fn kernel_flags(
     t: &Target,
 ) -> Result<KernelSource> {
     let groups = (total as u64).div_ceil(WORKGROUP as u64);
-    assemble(g, name, kind, ins, &[out], None, flags.max(1), groups, WORKGROUP, "", body, checks, t)
+    assemble(g, name, kind, ins, &[out], false, None, flags.max(1), groups, WORKGROUP, "", body, checks, t)
 }
 
 /// The module and [`KernelSource`] of [`kernel_outs`] and [`kernel_flags`]: inputs (but the
 /// one whose partial sums `parts` reads: bound as the scratch buffer, `part`, after the
 /// outputs, see [`crate::program::PartsRead`]), outputs, `flags` words of flags as `flag`
 /// where not 0, then the error words where there are checks (the order the runtime binds
-/// them in).
+/// them in). With `out0_packed`, output 0 is stored as packed f16 (`u32` words of two
+/// halves: [`crate::packed_activation`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn assemble(
     g: &Graph,
@@ -320,6 +321,7 @@ pub(crate) fn assemble(
     kind: KernelKind,
     ins: &[Value],
     outs: &[Value],
+    out0_packed: bool,
     parts: Option<&crate::program::PartsRead>,
     flags: usize,
     groups: u64,
@@ -344,8 +346,9 @@ pub(crate) fn assemble(
         .map(|(_, &v)| Binding { value: v, write: false, packed_f16: packed_f16(g, v) })
         .collect();
     for (k, &out) in outs.iter().enumerate() {
-        binds.push((format!("out{k}"), true, Store::of(g, out).array_elem()));
-        bindings.push(Binding { value: out, write: true, packed_f16: false });
+        let packed = k == 0 && out0_packed;
+        binds.push((format!("out{k}"), true, if packed { "u32" } else { Store::of(g, out).array_elem() }));
+        bindings.push(Binding { value: out, write: true, packed_f16: packed });
     }
     if parts.is_some() {
         binds.push(("part".into(), false, "f32"));

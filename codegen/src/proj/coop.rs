@@ -673,7 +673,18 @@ pub(crate) fn coop(
     let w_elem = if s.f16 || s.q4.is_some() { "vec4<u32>" } else { "vec4<f32>" };
     let mut b = match &s.q4 {
         Some(_) => super::q4::binds(s, v, "vec4<f32>", "vec4<f32>"),
-        None => binds_with(s, v, "vec4<f32>", w_elem, "vec4<f32>"),
+        None => {
+            // x and the output as packed f16 where so stored ([`crate::packed_activation`]):
+            // 4 halves of x a `vec2<u32>`; the output written as such (unsplit).
+            let x_elem = if v.x_packed { "vec2<u32>" } else { "vec4<f32>" };
+            let out_elem = if v.out_packed && split == 1 { "vec2<u32>" } else { "vec4<f32>" };
+            let mut b = binds_with(s, v, x_elem, w_elem, out_elem);
+            b.bindings[0].packed_f16 = v.x_packed;
+            if let Some(o) = b.bindings.last_mut().filter(|_| v.out_packed && split == 1) {
+                o.packed_f16 = true;
+            }
+            b
+        }
     };
     // 4-bit weights: the elements' and the scales' views, the row stride in chunks, and the
     // scale index expressions of a staged vector (per half: blocks of 16 take two).
@@ -755,10 +766,21 @@ pub(crate) fn coop(
     let w_total = na * per_w;
     let w_slots = w_total.div_ceil(tk);
     let depth = prefetch_depth(s);
+    // A vector of x in registers: four f32, or four halves packed in two words, unpacked
+    // where staged.
+    let x_packed = v.x_packed && s.q4.is_none();
+    let px_zero = if x_packed { "vec2<u32>()" } else { "vec4<f32>(0.0)" };
+    let x_value = |reg: &str| {
+        if x_packed {
+            format!("vec4<f32>(unpack2x16float({reg}.x), unpack2x16float({reg}.y))")
+        } else {
+            reg.to_string()
+        }
+    };
     let sets: &[&str] = if depth == 2 { &["", "b"] } else { &[""] };
     for rs in sets {
         for e in 0..x_slots {
-            let _ = writeln!(body, "    var px{e}{rs} = vec4<f32>(0.0);");
+            let _ = writeln!(body, "    var px{e}{rs} = {px_zero};");
         }
         for e in 0..w_slots {
             let _ = writeln!(body, "    var pw{e}{rs} = {w_elem}();");
@@ -796,7 +818,7 @@ pub(crate) fn coop(
                 "        {{\n            let idx = {}u + {lidk};\n            let r = row0 + idx / {kq}u;\n            let c = ({step}) * {kq}u + idx % {kq}u;",
                 e * tk
             );
-            guarded(b, &format!("px{e}{rs}"), "vec4<f32>(0.0)", &format!("x[r * {kv}u + c]"), &conds);
+            guarded(b, &format!("px{e}{rs}"), px_zero, &format!("x[r * {kv}u + c]"), &conds);
             let _ = writeln!(b, "        }}");
         }
         for e in 0..w_slots {
@@ -889,7 +911,8 @@ pub(crate) fn coop(
             }
             let _ = writeln!(
                 b,
-                "            let r = idx / {kq}u;\n            xs[{st}][r / {rb_a}u][(r % {rb_a}u) * {sa}u + idx % {kq}u] = vec4<f16>(px{e}{rs});"
+                "            let r = idx / {kq}u;\n            xs[{st}][r / {rb_a}u][(r % {rb_a}u) * {sa}u + idx % {kq}u] = vec4<f16>({});",
+                x_value(&format!("px{e}{rs}"))
             );
             if guard {
                 let _ = writeln!(b, "            }}");
@@ -1206,12 +1229,17 @@ pub(crate) fn coop(
                     })
                     .collect();
                 let col_guard = if cols_partial { format!("c + {}u < {}u", 4 * h, s.n) } else { "true".into() };
+                let value = if v.out_packed {
+                    let _ = writeln!(body, "            let o{h} = vec4<f32>({});", comps.join(", "));
+                    format!("vec2<u32>(pack2x16float(o{h}.xy), pack2x16float(o{h}.zw))")
+                } else {
+                    format!("vec4<f32>({})", comps.join(", "))
+                };
                 let _ = writeln!(
                     body,
-                    "            if ({col_guard}) {{ out0[(r * {}u + c + {}u) / 4u] = vec4<f32>({}); }}",
+                    "            if ({col_guard}) {{ out0[(r * {}u + c + {}u) / 4u] = {value}; }}",
                     s.n,
                     4 * h,
-                    comps.join(", ")
                 );
             }
             let _ = writeln!(body, "        }}\n    }}");
@@ -1372,6 +1400,8 @@ mod tests {
             b_gate: biases.0.map(|p| (val(3), p)),
             b_up: biases.1.map(|p| (val(4), p)),
             out: val(5),
+            x_packed: false,
+            out_packed: false,
         };
         (s, v)
     }

@@ -293,6 +293,12 @@ pub struct ProjValues {
     pub b_up: Option<(Value, bool)>,
     /// Output.
     pub out: Value,
+    /// x is stored as packed f16 (the cooperative GEMM reads it so: [`packed_activation`]).
+    ///
+    /// [`packed_activation`]: crate::packed_activation
+    pub x_packed: bool,
+    /// The output is stored as packed f16 (the unsplit cooperative GEMM writes it so).
+    pub out_packed: bool,
 }
 
 impl ProjValues {
@@ -303,7 +309,16 @@ impl ProjValues {
             Some(f) => (fused_bias(f.gate_bias, 3), fused_bias(f.up_bias, 3 + f.gate_bias as usize)),
             None => (None, None),
         };
-        ProjValues { x: ins[0], w_gate: ins[1], w_up: s.fused.as_ref().map(|_| ins[2]), b_gate, b_up, out }
+        ProjValues {
+            x: ins[0],
+            w_gate: ins[1],
+            w_up: s.fused.as_ref().map(|_| ins[2]),
+            b_gate,
+            b_up,
+            out,
+            x_packed: false,
+            out_packed: false,
+        }
     }
 }
 
