@@ -74,6 +74,21 @@ fn inputs(g: &Graph, model: &str, tag: &str) -> HashMap<String, Tensor> {
         .collect()
 }
 
+/// The binding of graph `g`'s symbolic dims by the shapes of its inputs `ins`.
+fn bindings(g: &Graph, ins: &HashMap<String, Tensor>) -> glufuse::Result<glufuse::shape::Bindings> {
+    let list: Vec<(&str, &glufuse::ir::TensorType, &[usize])> = g
+        .input_nodes()
+        .into_iter()
+        .map(|n| {
+            let node = g.node(n);
+            (node.name.as_str(), &node.outputs[0], ins[&node.name].shape())
+        })
+        .collect();
+    let mut b = glufuse::shape::Bindings::new();
+    glufuse::shape::bind_inputs(&list, &mut b)?;
+    Ok(b)
+}
+
 /// Compares every output with onnxruntime's; returns the worst relative error.
 fn check(g: &Graph, outs: &[Tensor], model: &str, tag: &str, label: &str) -> f64 {
     let tol = if model.contains("f16") { 2e-2 } else { 1e-4 };
@@ -163,16 +178,7 @@ fn every_model_generates_for_an_h100() {
         PassManager::standard().run(&mut fused).unwrap_or_else(|e| panic!("{m}: {e}"));
         for tag in tags(&m) {
             let ins = inputs(&g, &m, &tag);
-            let list: Vec<(&str, &glufuse::ir::TensorType, &[usize])> = g
-                .input_nodes()
-                .into_iter()
-                .map(|n| {
-                    let node = g.node(n);
-                    (node.name.as_str(), &node.outputs[0], ins[&node.name].shape())
-                })
-                .collect();
-            let mut b = glufuse::shape::Bindings::new();
-            glufuse::shape::bind_inputs(&list, &mut b).unwrap_or_else(|e| panic!("{m} {tag}: {e}"));
+            let b = bindings(&g, &ins).unwrap_or_else(|e| panic!("{m} {tag}: {e}"));
             for t in [common::h100(), common::h100_coop()] {
                 let ks = glufuse::codegen::generate(&fused, &b, &t).unwrap_or_else(|e| panic!("{m} {tag}: {e}"));
                 let shuffles = ks.iter().filter(|k| k.source().wgsl.contains("subgroupShuffleXor")).count();
@@ -445,16 +451,7 @@ fn activations_only_cooperative_gemms_read_are_stored_as_packed_f16() {
         PassManager::standard().run(&mut fused).unwrap_or_else(|e| panic!("{m}: {e}"));
         for tag in tags(&m) {
             let ins = inputs(&original, &m, &tag);
-            let list: Vec<(&str, &glufuse::ir::TensorType, &[usize])> = original
-                .input_nodes()
-                .into_iter()
-                .map(|n| {
-                    let node = original.node(n);
-                    (node.name.as_str(), &node.outputs[0], ins[&node.name].shape())
-                })
-                .collect();
-            let mut b = glufuse::shape::Bindings::new();
-            glufuse::shape::bind_inputs(&list, &mut b).unwrap();
+            let b = bindings(&original, &ins).unwrap();
             let rows: usize = ins["input_ids"].shape().iter().product();
             let packed: Vec<glufuse::ir::Value> = fused
                 .g

@@ -296,20 +296,8 @@ pub(crate) fn prologue_for(
     b: &Bindings,
     t: &Target,
 ) -> Result<Option<Prologue>> {
-    // (Projections only; no catch-all arm in this file: tests/architecture.rs.)
-    let s = if matches!(g.node(n).op, Op::FusedGateUp(_)) {
-        ProjShape::fused(g, n, b)?
-    } else if matches!(g.node(n).op, Op::MatMul) {
-        let (a, w) = (g.inputs(n)[0], g.inputs(n)[1]);
-        if g.ty(w).rank() != 2 || g.ty(a).rank() < 2 {
-            return Ok(None);
-        }
-        ProjShape::matmul(g, n, b)?
-    } else {
-        return Ok(None);
-    };
+    let Some((s, same_dtype)) = proj_shape(g, n, b)? else { return Ok(None) };
     let ins = proj_inputs(g, n);
-    let same_dtype = s.fused.is_none() || packed_f16(g, ins[2]) == s.f16;
     if s.q4.is_some()
         || !same_dtype
         || s.k == 0
@@ -388,9 +376,10 @@ pub fn packed_activation(g: &Graph, v: Value, b: &Bindings, t: &Target) -> Resul
     })
 }
 
-/// The shape and tiling of projection `n` where it gets the cooperative-matrix GEMM, as
-/// [`projection`] chooses (not 4-bit, K not 0); `None` for any other node or kernel.
-fn coop_shape(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<Option<(ProjShape, CoopTile)>> {
+/// The product of node `n` where the projection kernels take it (a `FusedGateUp`, or a
+/// `MatMul` with a 2-D weight and an x of rank 2 or more), and whether its gate and up
+/// weights are stored alike; `None` for any other node.
+fn proj_shape(g: &Graph, n: NodeIndex, b: &Bindings) -> Result<Option<(ProjShape, bool)>> {
     // (Projections only; no catch-all arm in this file: tests/architecture.rs.)
     let s = if matches!(g.node(n).op, Op::FusedGateUp(_)) {
         ProjShape::fused(g, n, b)?
@@ -405,6 +394,13 @@ fn coop_shape(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<Optio
     };
     let ins = proj_inputs(g, n);
     let same_dtype = s.fused.is_none() || packed_f16(g, ins[2]) == s.f16;
+    Ok(Some((s, same_dtype)))
+}
+
+/// The shape and tiling of projection `n` where it gets the cooperative-matrix GEMM, as
+/// [`projection`] chooses (not 4-bit, K not 0); `None` for any other node or kernel.
+fn coop_shape(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<Option<(ProjShape, CoopTile)>> {
+    let Some((s, same_dtype)) = proj_shape(g, n, b)? else { return Ok(None) };
     if s.q4.is_some() || s.k == 0 {
         return Ok(None);
     }
@@ -549,10 +545,8 @@ mod tests {
         norm_then_proj_wide(rows, nk, 32)
     }
 
-    /// [`norm_then_proj_in`] with `width` output features.
-    fn norm_then_proj_wide(rows: u64, nk: bool, width: u64) -> (Graph, NodeIndex, NodeIndex) {
-        let mut b = GraphBuilder::new();
-        let x = b.input("x", DType::F32, shape_of(&[rows, 64]));
+    /// `x + mean(x²)` over the rows of `x` (a row program), named `norm`.
+    fn norm(b: &mut GraphBuilder, x: Value) -> Value {
         let steps = vec![
             Step::Input(0),
             Step::Binary { op: BinaryOp::Mul, a: 0, b: 0 },
@@ -560,7 +554,14 @@ mod tests {
             Step::Binary { op: BinaryOp::Add, a: 0, b: 2 },
         ];
         let prog = ElementwiseProgram { steps, also: vec![], replaced: vec![] };
-        let n = b.node("norm", Op::Elementwise(prog), &[x], vec![])[0];
+        b.node("norm", Op::Elementwise(prog), &[x], vec![])[0]
+    }
+
+    /// [`norm_then_proj_in`] with `width` output features.
+    fn norm_then_proj_wide(rows: u64, nk: bool, width: u64) -> (Graph, NodeIndex, NodeIndex) {
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", DType::F32, shape_of(&[rows, 64]));
+        let n = norm(&mut b, x);
         let w = if nk {
             let wt = b.weight("w.nk", DType::F32, &[width, 64], 0.3);
             b.transpose("w", wt, &[1, 0])
@@ -651,23 +652,24 @@ mod tests {
     /// An f16 norm feeding one projection, `rows` rows: x `[rows, k]`, the norm a row
     /// program, the projection through a `[k, k]` weight, its output read by a second
     /// projection of the same weight; `extra` adds a second reader of the norm's output (an
-    /// elementwise add with x), `out` makes the norm's output a graph output too.
+    /// elementwise add with x, or where `extra_proj` a third projection), `out` makes the
+    /// norm's output a graph output too.
     fn packed_graph(rows: u64, k: u64, dtype: DType, extra: bool, out: bool) -> Graph {
+        packed_graph_with(rows, k, dtype, extra, false, out)
+    }
+
+    /// [`packed_graph`], the norm's second reader a projection where `extra_proj`.
+    fn packed_graph_with(rows: u64, k: u64, dtype: DType, extra: bool, extra_proj: bool, out: bool) -> Graph {
         let mut b = GraphBuilder::new();
         let x = b.input("x", dtype, shape_of(&[rows, k]));
-        let steps = vec![
-            Step::Input(0),
-            Step::Binary { op: BinaryOp::Mul, a: 0, b: 0 },
-            Step::Reduce { op: ReduceOp::Mean, x: 1 },
-            Step::Binary { op: BinaryOp::Add, a: 0, b: 2 },
-        ];
-        let prog = ElementwiseProgram { steps, also: vec![], replaced: vec![] };
-        let n = b.node("norm", Op::Elementwise(prog), &[x], vec![])[0];
+        let n = norm(&mut b, x);
         let w = b.weight("w", dtype, &[k, k], 0.3);
         let y = b.matmul("proj", n, w);
         let z = b.matmul("proj2", y, w);
         let mut outs = vec![z];
-        if extra {
+        if extra && extra_proj {
+            outs.push(b.matmul("proj3", n, w));
+        } else if extra {
             outs.push(b.node("other", Op::Binary(BinaryOp::Add), &[n, x], vec![])[0]);
         }
         if out {
@@ -703,6 +705,13 @@ mod tests {
         let proj = node_kernels(&g, g.find("proj").unwrap(), &b, &coop).unwrap();
         assert!(proj[0].choice.as_ref().unwrap().kernel.starts_with("coop"));
         assert!(proj[0].bindings[0].packed_f16 && proj[0].bindings.last().unwrap().packed_f16);
+        // Read by two cooperative GEMMs: packed for both.
+        let two = packed_graph_with(40, 64, DType::F16, true, true, false);
+        assert!(packed(&two, "norm", &coop));
+        for name in ["proj", "proj3"] {
+            let ks = node_kernels(&two, two.find(name).unwrap(), &b, &coop).unwrap();
+            assert!(ks[0].bindings[0].packed_f16, "{name}");
+        }
         for (label, g, t) in [
             ("another reader", packed_graph(40, 64, DType::F16, true, false), &coop),
             ("a graph output", packed_graph(40, 64, DType::F16, false, true), &coop),
