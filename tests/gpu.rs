@@ -594,3 +594,78 @@ fn grouped_keys_are_written_once_per_kv_head() {
         }
     }
 }
+
+/// An f16 feed-forward block of odd sizes: an RMS norm of x `[rows, h]` (a gain), a SwiGLU of
+/// width `i`, the down projection back to `h`.
+#[cfg(feature = "gpu")]
+fn norm_ffn_f16(rows: usize, h: usize, i: usize) -> glufuse::Graph {
+    let w = |name: &str, seed: u32, shape: String| {
+        format!(
+            r#"{{"name": "{name}", "op": "Weight", "init": {{"random": {{"seed": {seed}, "scale": 0.1}}}}, "type": {{"dtype": "f16", "shape": {shape}}}}}"#
+        )
+    };
+    let text = format!(
+        r#"{{"format": "glufuse.graph/1", "nodes": [
+        {{"name": "x", "op": "Input", "type": {{"dtype": "f16", "shape": [{rows}, {h}]}}}},
+        {{"name": "sq", "op": "Mul", "inputs": ["x", "x"]}},
+        {{"name": "ms", "op": "ReduceMean", "axes": [-1], "keepdims": true, "inputs": ["sq"]}},
+        {{"name": "eps", "op": "Constant", "value": [1e-6], "type": {{"dtype": "f16", "shape": []}}}},
+        {{"name": "mse", "op": "Add", "inputs": ["ms", "eps"]}},
+        {{"name": "rms", "op": "Sqrt", "inputs": ["mse"]}},
+        {{"name": "hn", "op": "Div", "inputs": ["x", "rms"]}},
+        {gain},
+        {{"name": "xn", "op": "Mul", "inputs": ["hn", "gain"]}},
+        {wg}, {wu}, {wd},
+        {{"name": "g", "op": "MatMul", "inputs": ["xn", "wg"]}},
+        {{"name": "u", "op": "MatMul", "inputs": ["xn", "wu"]}},
+        {{"name": "sg", "op": "Sigmoid", "inputs": ["g"]}},
+        {{"name": "a", "op": "Mul", "inputs": ["g", "sg"]}},
+        {{"name": "m", "op": "Mul", "inputs": ["a", "u"]}},
+        {{"name": "d", "op": "MatMul", "inputs": ["m", "wd"]}}
+        ], "outputs": ["d"]}}"#,
+        gain = w("gain", 1, format!("[{h}]")),
+        wg = w("wg", 2, format!("[{h}, {i}]")),
+        wu = w("wu", 3, format!("[{h}, {i}]")),
+        wd = w("wd", 4, format!("[{i}, {h}]")),
+    );
+    glufuse::json::from_str(&text).unwrap()
+}
+
+/// Packed f16 activations at sizes that fill no tile (rows, k and columns all partial): the
+/// norm's output and the gated unit's are packed, the outputs match the interpreter and are
+/// bit for bit those of the same graph with both values kept f32 (graph outputs too). The
+/// cooperative GEMMs are emulated.
+#[cfg(feature = "gpu")]
+#[test]
+fn packed_activations_fill_partial_tiles() {
+    use glufuse::codegen::packed_activation;
+    use glufuse::ir::Value;
+    let Some(gpu) = common::gpu() else { return };
+    if !gpu.target().caps.contains(naga::valid::Capabilities::SHADER_FLOAT16) {
+        return;
+    }
+    let t = Target { coop_emulate: true, matmul_precision: MatmulPrecision::F16, ..gpu.target() };
+    let b = glufuse::shape::Bindings::default();
+    let bits = |x: &glufuse::ir::Tensor| x.as_f32().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    for (rows, h, i) in [(20, 104, 40), (33, 56, 24), (40, 64, 96)] {
+        let at = format!("{rows} rows, h {h}, i {i}");
+        let original = norm_ffn_f16(rows, h, i);
+        let mut fused = original.clone();
+        PassManager::standard().run(&mut fused).unwrap();
+        assert_eq!(fused.summary().fused, 1, "{at}: the SwiGLU fused");
+        let packed: Vec<Value> =
+            fused.g.node_indices().map(Value::of).filter(|&v| packed_activation(&fused, v, &b, &t).unwrap()).collect();
+        assert_eq!(packed.len(), 2, "{at}: the norm's output and the gated unit's");
+        let inputs = interp::seeded_inputs(&original, &b, 11).unwrap();
+        let want = interp::run(&original, &inputs).unwrap();
+        let got = Executable::with_target(&gpu, &fused, &b, &t).unwrap().run(&inputs).unwrap();
+        let (_, rel) = glufuse::interp::compare(&got[0], &want[0]);
+        assert!(rel <= glufuse::interp::check_tolerance(&original), "{at}: rel {rel:e}");
+        let mut kept = fused.clone();
+        for &v in &packed {
+            kept.add_output(v, None);
+        }
+        let plain = Executable::with_target(&gpu, &kept, &b, &t).unwrap().run(&inputs).unwrap();
+        assert_eq!(bits(&got[0]), bits(&plain[0]), "{at}: packed against f32");
+    }
+}
