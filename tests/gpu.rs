@@ -641,10 +641,7 @@ fn packed_activations_fill_partial_tiles() {
     use glufuse::codegen::packed_activation;
     use glufuse::ir::Value;
     let Some(gpu) = common::gpu() else { return };
-    if !gpu.target().caps.contains(naga::valid::Capabilities::SHADER_FLOAT16) {
-        return;
-    }
-    let t = Target { coop_emulate: true, matmul_precision: MatmulPrecision::F16, ..gpu.target() };
+    let Some(t) = common::emulated_coop(&gpu) else { return };
     let b = glufuse::shape::Bindings::default();
     let bits = |x: &glufuse::ir::Tensor| x.as_f32().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
     for (rows, h, i) in [(20, 104, 40), (33, 56, 24), (40, 64, 96)] {

@@ -436,13 +436,10 @@ fn static_cache_updates_scatter_along_the_caches_axis() {
 #[cfg(feature = "gpu")]
 #[test]
 fn activations_only_cooperative_gemms_read_are_stored_as_packed_f16() {
-    use glufuse::codegen::{packed_activation, KernelKind, MatmulPrecision, ProjKernel, Target};
+    use glufuse::codegen::{packed_activation, KernelKind, ProjKernel};
     use glufuse::runtime::Executable;
     let Some(gpu) = common::gpu() else { return };
-    if !gpu.target().caps.contains(naga::valid::Capabilities::SHADER_FLOAT16) {
-        return;
-    }
-    let t = Target { coop_emulate: true, matmul_precision: MatmulPrecision::F16, ..gpu.target() };
+    let Some(t) = common::emulated_coop(&gpu) else { return };
     let bits = |x: &Tensor| x.as_f32().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
     let mut checked = 0;
     for m in models().into_iter().filter(|m| m.contains("f16") && m.contains("dynseq")) {

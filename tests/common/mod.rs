@@ -143,3 +143,16 @@ pub fn h100_coop() -> glufuse::codegen::Target {
         ..t
     }
 }
+
+/// The adapter's target with its cooperative-matrix GEMMs emulated and f16 products allowed
+/// (what a software adapter runs them as), or `None` with a message saying the test skips
+/// where the adapter has no f16 in shaders.
+#[cfg(feature = "gpu")]
+pub fn emulated_coop(gpu: &glufuse::runtime::Gpu) -> Option<glufuse::codegen::Target> {
+    use glufuse::codegen::{MatmulPrecision, Target};
+    if !gpu.target().caps.contains(naga::valid::Capabilities::SHADER_FLOAT16) {
+        eprintln!("SKIPPED: the adapter has no f16 in shaders ({})", gpu.describe());
+        return None;
+    }
+    Some(Target { coop_emulate: true, matmul_precision: MatmulPrecision::F16, ..gpu.target() })
+}
