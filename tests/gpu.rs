@@ -632,9 +632,9 @@ fn norm_ffn_f16(rows: usize, h: usize, i: usize) -> glufuse::Graph {
 }
 
 /// Packed f16 activations at sizes that fill no tile (rows, k and columns all partial): the
-/// norm's output and the gated unit's are packed, the outputs match the interpreter and are
-/// bit for bit those of the same graph with both values kept f32 (graph outputs too). The
-/// cooperative GEMMs are emulated.
+/// norm's output and the gated unit's are packed (and the down projection's, the graph's
+/// output), the outputs match the interpreter and are bit for bit those of the same graph
+/// with both activations kept f32 (graph outputs too). The cooperative GEMMs are emulated.
 #[cfg(feature = "gpu")]
 #[test]
 fn packed_activations_fill_partial_tiles() {
@@ -652,17 +652,120 @@ fn packed_activations_fill_partial_tiles() {
         assert_eq!(fused.summary().fused, 1, "{at}: the SwiGLU fused");
         let packed: Vec<Value> =
             fused.g.node_indices().map(Value::of).filter(|&v| packed_activation(&fused, v, &b, &t).unwrap()).collect();
-        assert_eq!(packed.len(), 2, "{at}: the norm's output and the gated unit's");
+        assert_eq!(packed.len(), 3, "{at}: the norm's output, the gated unit's and the graph's");
+        assert_eq!(packed.iter().filter(|v| fused.is_output(**v)).count(), 1, "{at}: the graph's output");
         let inputs = interp::seeded_inputs(&original, &b, 11).unwrap();
         let want = interp::run(&original, &inputs).unwrap();
         let got = Executable::with_target(&gpu, &fused, &b, &t).unwrap().run(&inputs).unwrap();
         let (_, rel) = glufuse::interp::compare(&got[0], &want[0]);
         assert!(rel <= glufuse::interp::check_tolerance(&original), "{at}: rel {rel:e}");
         let mut kept = fused.clone();
-        for &v in &packed {
+        for &v in packed.iter().filter(|v| !fused.is_output(**v)) {
             kept.add_output(v, None);
         }
         let plain = Executable::with_target(&gpu, &kept, &b, &t).unwrap().run(&inputs).unwrap();
         assert_eq!(bits(&got[0]), bits(&plain[0]), "{at}: packed against f32");
+    }
+}
+
+/// An f16 graph output that no kernel reads, written by an unsplit cooperative GEMM or a row
+/// program, is stored as packed f16 ([`glufuse::codegen::packed_activation`]) and read back
+/// bit for bit as the same value kept f32 (read by another node too) reads back after the
+/// host's rounding: ties to even, overflow to infinity, subnormals, signed zeros. A row
+/// program's output packs only where its rows are of even length. Both ways of packing:
+/// rounded on the bits, and the device's own conversion where the runtime found that it
+/// rounds so (`Gpu::pack_f16_rounds`). The GEMMs are emulated.
+#[cfg(feature = "gpu")]
+#[test]
+fn graph_outputs_stored_as_packed_f16_read_back_as_the_host_rounds() {
+    let Some(gpu) = common::gpu() else { return };
+    let Some(t) = common::emulated_coop(&gpu) else { return };
+    eprintln!("{}: the device's f16 packing rounds as the host's: {}", gpu.describe(), gpu.pack_f16_rounds());
+    for rounds in [false, true].into_iter().filter(|&r| !r || gpu.pack_f16_rounds()) {
+        packed_graph_outputs(&gpu, &glufuse::codegen::Target { pack_f16_rounds: rounds, ..t.clone() });
+    }
+}
+
+/// [`graph_outputs_stored_as_packed_f16_read_back_as_the_host_rounds`] under target `t`.
+#[cfg(feature = "gpu")]
+fn packed_graph_outputs(gpu: &glufuse::runtime::Gpu, t: &glufuse::codegen::Target) {
+    use glufuse::ir::{Tensor, Value};
+    let t = t.clone();
+    let exact = if t.pack_f16_rounds { "the device's conversion" } else { "rounded on the bits" };
+    let b = glufuse::shape::Bindings::default();
+    let bits = |x: &Tensor| x.as_f32().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    // y = x·w over 24 rows, k 16, 32 columns whose scales run from 1e-8 to 1e4: sums that
+    // are f16 subnormals or round to 0, normal ones, and ones past 65504.
+    let (rows, k, n) = (24usize, 16usize, 32usize);
+    let scales = [1e-8f32, 3e-7, 2e-5, 1e-3, 0.3, 7.0, 900.0, 1e4];
+    let w: Vec<String> = (0..k * n)
+        .map(|e| {
+            let (kk, j) = (e / n, e % n);
+            let v = scales[j % scales.len()] * (((kk * 7 + j * 3) % 11) as f32 - 5.0) / 4.0;
+            format!("{}", half::f16::from_f32(v).to_f32())
+        })
+        .collect();
+    // `reader`: y also read by another node (then kept f32 and rounded by the host).
+    let matmul = |reader: bool| -> glufuse::Graph {
+        let (neg, outs) = if reader {
+            (r#", {"name": "z", "op": "Neg", "inputs": ["y"]}"#, r#"["y", "z"]"#)
+        } else {
+            ("", r#"["y"]"#)
+        };
+        let text = format!(
+            r#"{{"format": "glufuse.graph/1", "nodes": [
+            {{"name": "x", "op": "Input", "type": {{"dtype": "f16", "shape": [{rows}, {k}]}}}},
+            {{"name": "w", "op": "Weight", "type": {{"dtype": "f16", "shape": [{k}, {n}]}}, "init": {{"data": [{}]}}}},
+            {{"name": "y", "op": "MatMul", "inputs": ["x", "w"]}}{neg}], "outputs": {outs}}}"#,
+            w.join(", ")
+        );
+        glufuse::json::from_str(&text).unwrap()
+    };
+    let xs: Vec<f32> = (0..rows * k).map(|e| (((e * 5) % 13) as f32 - 6.0) * ((e % 3) as f32 + 1.0) / 2.0).collect();
+    let inputs: std::collections::HashMap<String, Tensor> =
+        [("x".to_string(), Tensor::f16(vec![rows, k], xs).unwrap())].into();
+    let packed_y = |g: &glufuse::Graph, exe: &Executable| {
+        let y: Value = g.outputs[0];
+        exe.kernels().iter().any(|kr| kr.source().bindings.iter().any(|bd| bd.value == y && bd.write && bd.packed_f16))
+    };
+    let (g, kept) = (matmul(false), matmul(true));
+    let (exe, plain) =
+        (Executable::with_target(gpu, &g, &b, &t).unwrap(), Executable::with_target(gpu, &kept, &b, &t).unwrap());
+    assert!(packed_y(&g, &exe) && !packed_y(&kept, &plain), "{exact}: y packed only where no node reads it");
+    let code = exe.kernels().iter().map(|k| k.source().wgsl.clone()).collect::<String>();
+    assert_eq!(code.contains("pack_f16_("), !t.pack_f16_rounds, "{exact}");
+    let (got, want) = (exe.run(&inputs).unwrap(), plain.run(&inputs).unwrap());
+    assert_eq!(bits(&got[0]), bits(&want[0]), "{exact}: packed against the host's rounding");
+    let y = got[0].as_f32().unwrap();
+    assert!(y.iter().any(|v| v.is_infinite()), "some sums past 65504");
+    assert!(y.iter().any(|&v| v != 0.0 && v.abs() < 6.1e-5), "some f16 subnormals");
+    assert!(y.iter().any(|&v| v.abs() > 1.0 && v.is_finite()), "some normal values");
+    // A row program's output: packed where its rows are of even length.
+    for (h, even) in [(64usize, true), (63, false)] {
+        let norm = |reader: bool| -> glufuse::Graph {
+            let (neg, outs) = if reader {
+                (r#", {"name": "z", "op": "Neg", "inputs": ["y"]}"#, r#"["y", "z"]"#)
+            } else {
+                ("", r#"["y"]"#)
+            };
+            let text = format!(
+                r#"{{"format": "glufuse.graph/1", "nodes": [
+                {{"name": "x", "op": "Input", "type": {{"dtype": "f16", "shape": [{rows}, {h}]}}}},
+                {{"name": "sq", "op": "Mul", "inputs": ["x", "x"]}},
+                {{"name": "ms", "op": "ReduceMean", "axes": [-1], "keepdims": true, "inputs": ["sq"]}},
+                {{"name": "y", "op": "Div", "inputs": ["x", "ms"]}}{neg}], "outputs": {outs}}}"#
+            );
+            let mut g: glufuse::Graph = glufuse::json::from_str(&text).unwrap();
+            PassManager::standard().run(&mut g).unwrap();
+            g
+        };
+        let (g, kept) = (norm(false), norm(true));
+        let inputs = interp::seeded_inputs(&g, &b, 5).unwrap();
+        let (exe, plain) =
+            (Executable::with_target(gpu, &g, &b, &t).unwrap(), Executable::with_target(gpu, &kept, &b, &t).unwrap());
+        assert_eq!(packed_y(&g, &exe), even, "rows of {h}");
+        assert!(!packed_y(&kept, &plain), "rows of {h}, read by another node");
+        let (got, want) = (exe.run(&inputs).unwrap(), plain.run(&inputs).unwrap());
+        assert_eq!(bits(&got[0]), bits(&want[0]), "{exact}, rows of {h}: packed against the host's rounding");
     }
 }

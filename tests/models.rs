@@ -429,10 +429,12 @@ fn static_cache_updates_scatter_along_the_caches_axis() {
 
 /// In an f16 prefill on cooperative matrices, the activations only those GEMMs read as x
 /// (the norms' outputs, the gated units') are stored as packed f16, halving the GEMMs' loads
-/// of them ([`glufuse::codegen::packed_activation`]): their writers and readers bind them as
-/// such, the outputs still match onnxruntime's, and they are bit for bit those of the same
-/// graph with every such value also a graph output (which keeps it f32). The GEMMs are
-/// emulated (a software adapter has no cooperative matrices): every adapter with f16 runs them.
+/// of them ([`glufuse::codegen::packed_activation`]), and so are the logits an LM head
+/// writes as a graph output (halving the bytes read back): their writers and readers bind
+/// them as such, the outputs still match onnxruntime's, and they are bit for bit those of the
+/// same graph with every such activation also a graph output (which keeps it f32). The GEMMs
+/// are emulated (a software adapter has no cooperative matrices): every adapter with f16 runs
+/// them.
 #[cfg(feature = "gpu")]
 #[test]
 fn activations_only_cooperative_gemms_read_are_stored_as_packed_f16() {
@@ -476,23 +478,31 @@ fn activations_only_cooperative_gemms_read_are_stored_as_packed_f16() {
             }
             for &v in &packed {
                 assert_eq!(seen.get(&(v, true)), Some(&1), "{m} {tag}: '{}' written packed", fused.value_name(v));
-                assert!(seen.contains_key(&(v, false)), "{m} {tag}: '{}' read packed", fused.value_name(v));
+                // (A graph output packed is one no kernel reads.)
+                let read = seen.contains_key(&(v, false));
+                assert_eq!(read, !fused.is_output(v), "{m} {tag}: '{}' read packed", fused.value_name(v));
             }
-            // Past 8 rows the GEMMs are cooperative: every norm's output and gated unit packed.
+            // Past 8 rows the GEMMs are cooperative: every norm's output and gated unit packed,
+            // and every graph output an LM head writes (not Gemma 2's: a tanh caps its logits).
             assert_eq!(!packed.is_empty(), rows > 8, "{m} {tag}: {} rows, {} packed", rows, packed.len());
+            let projected = |v: &glufuse::ir::Value| {
+                matches!(fused.node(v.node).op, glufuse::ir::Op::MatMul | glufuse::ir::Op::FusedGateUp(_))
+            };
+            let heads = fused.outputs.iter().filter(|v| projected(v)).count();
+            let packed_outputs = packed.iter().filter(|v| fused.is_output(**v)).count();
+            assert_eq!(packed_outputs, if rows > 8 { heads } else { 0 }, "{m} {tag}: graph outputs packed");
+            assert_eq!(heads, usize::from(!m.contains("gemma2")), "{m}: LM heads writing a graph output");
             let got = exe.run(&ins).unwrap_or_else(|e| panic!("{m} {tag}: {e}"));
             check(&fused, &got, &m, &tag, "GPU, cooperative GEMMs emulated");
-            // The same values kept f32 (each also a graph output): the same bits out.
+            // The same activations kept f32 (each also a graph output): the same bits out.
             let mut kept = fused.clone();
-            for &v in &packed {
+            for &v in packed.iter().filter(|v| !fused.is_output(**v)) {
                 kept.add_output(v, None);
             }
             let plain = Executable::with_target(&gpu, &kept, &b, &t).unwrap();
-            assert!(plain.kernels().iter().all(|k| k
-                .source()
-                .bindings
-                .iter()
-                .all(|bd| !bd.packed_f16 || matches!(kept.node(bd.value.node).op, glufuse::ir::Op::Weight(_)))));
+            assert!(plain.kernels().iter().all(|k| k.source().bindings.iter().all(|bd| !bd.packed_f16
+                || matches!(kept.node(bd.value.node).op, glufuse::ir::Op::Weight(_))
+                || fused.is_output(bd.value))));
             let want = plain.run(&ins).unwrap();
             for (o, x) in got.iter().enumerate() {
                 assert_eq!(bits(x), bits(&want[o]), "{m} {tag}: output {o}, packed against f32");

@@ -52,6 +52,18 @@ fn round_f16_(x: f32) -> f32 {
 /// (`pow()` is undefined for negative bases in WGSL). NaN is tested on the bits (`isnan_`):
 /// WGSL lets a compiler assume floats are finite, and lavapipe folds `x != x` to false.
 const FLOAT_MATH: &str = r#"
+fn f16_bits_(x: f32) -> u32 {
+    // The bits of the f16 nearest x, as round_f16_ rounds (NaN stays NaN): pack2x16float
+    // leaves the rounding to the implementation, and its result past f16's range undefined.
+    let r = round_f16_(x);
+    let b = bitcast<u32>(r);
+    let s = (b >> 16u) & 0x8000u;
+    let e = (b >> 23u) & 0xffu;
+    if (e == 0xffu) { return s | 0x7c00u | select(0u, 0x200u, (b & 0x7fffffu) != 0u); }
+    if (e < 113u) { return s | u32(abs(r) * 16777216.0); }
+    return s | ((e - 112u) << 10u) | ((b >> 13u) & 0x3ffu);
+}
+fn pack_f16_(a: f32, b: f32) -> u32 { return f16_bits_(a) | (f16_bits_(b) << 16u); }
 fn reduce_2pi_(x: f32) -> f32 {
     let k = round(x * 0.15915494309189535);
     return (x - k * 6.28125) - k * 0.0019353071795864769;

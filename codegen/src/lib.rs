@@ -29,7 +29,7 @@
 //! | dtype | WGSL storage | notes |
 //! | --- | --- | --- |
 //! | `f32` | `array<f32>` | |
-//! | `f16` | `array<f32>`; weights `array<u32>` | weights packed two to a word, widened with `unpack2x16float` (core WGSL, no device feature); activations are f32 rounded to f16 where the graph casts to f16 (on the bits, ties to even: `round_f16_`), as the interpreter holds them, but for those only cooperative-matrix GEMMs read, as x, packed as weights are ([`packed_activation`]) |
+//! | `f16` | `array<f32>`; weights `array<u32>` | weights packed two to a word, widened with `unpack2x16float` (core WGSL, no device feature); activations are f32 rounded to f16 where the graph casts to f16 (on the bits, ties to even: `round_f16_`), as the interpreter holds them, but for those only cooperative-matrix GEMMs read, as x, and for graph outputs no node reads (written by a row program or an unsplit cooperative GEMM), packed as weights are ([`packed_activation`]) |
 //! | `i64`, `i32` | `array<i32>` | converted on upload and readback by the runtime, with a checked error for a value outside i32's range; constants checked when they are uploaded with the weights |
 //! | `bool` | `array<u32>` | 0 or 1 |
 //!
@@ -95,6 +95,7 @@ pub use proj::gemm_tiled::Tiles;
 pub use proj::q4::Q4Unpack;
 pub use select::{node_kernels, packed_activation};
 pub use wgsl::ERROR_WORDS;
+pub use wgsl::PACK_PROBE;
 
 use glufuse_ir::shape::{concrete, Bindings};
 use glufuse_ir::*;
@@ -609,6 +610,11 @@ pub struct Target {
     /// where it divides the queries and the scores of that many rows fit workgroup memory,
     /// else 1); `None` picks per shape.
     pub attention_rows: Option<usize>,
+    /// The device's `pack2x16float` rounds to the nearest f16, ties to even, past 65504 to
+    /// infinity, and keeps NaN a NaN, as the host rounds f16 (the runtime tries it on the
+    /// device: [`PACK_PROBE`]): a graph output stored as packed f16 then takes it,
+    /// else the rounding on the bits ([`crate::packed_activation`]).
+    pub pack_f16_rounds: bool,
 }
 
 impl Default for Target {
@@ -631,6 +637,7 @@ impl Default for Target {
             q4_cols: None,
             coop_split: None,
             attention_rows: None,
+            pack_f16_rounds: false,
         }
     }
 }
@@ -648,7 +655,9 @@ pub fn source_words(node: &Node) -> Result<Option<Vec<u32>>> {
     proj::q4::upload_words(q, rows, cols, t.dtype).map(Some)
 }
 
-/// Bytes a value occupies on the GPU.
+/// Bytes a value occupies on the GPU, but for one stored as packed f16 after all
+/// ([`packed_activation`], which depends on the target): that one takes half, as the runtime
+/// sizes it.
 pub fn gpu_bytes(g: &Graph, v: Value, b: &Bindings) -> Result<u64> {
     if let Op::QuantWeight(q) = &g.node(v.node).op {
         let d = dims(g, v, b)?;

@@ -147,7 +147,8 @@ pub(crate) fn program(
             }
             body.push_str("        }\n");
         }
-        body.push_str("        out0[(row + j) / 2u] = pack2x16float(vec2<f32>(pk0, pk1));\n    }\n");
+        let pair = crate::wgsl::pack_halves("pk0", "pk1", g.is_output(out) && !t.pack_f16_rounds);
+        let _ = writeln!(body, "        out0[(row + j) / 2u] = {pair};\n    }}");
     } else {
         body.push_str(&stride);
         let (lets, writes) = w.outputs(&results)?;

@@ -163,7 +163,8 @@ pub(crate) fn projection(
     // x, or the output, stored as packed f16 ([`packed_activation`]): only where this node
     // gets the cooperative GEMM (unsplit, for the output), which the choice below confirms.
     let (x_packed, out_packed) = (packed_activation(g, ins[0], b, t)?, packed_activation(g, out, b, t)?);
-    let v = ProjValues { x_packed, out_packed, ..ProjValues::new(g, &ins, out, s) };
+    let out_exact = out_packed && g.is_output(out) && !t.pack_f16_rounds;
+    let v = ProjValues { x_packed, out_packed, out_exact, ..ProjValues::new(g, &ins, out, s) };
     // A split's partial sums take no epilogue: their kernel binds no biases (the sum's does).
     let parts = || ProjValues { b_gate: None, b_up: None, x_packed, ..ProjValues::new(g, &ins, out, s) };
     let unpacked = |kernel: &str| -> Result<()> {
@@ -345,20 +346,30 @@ pub(crate) fn prologue_for(
 }
 
 /// Whether value `v`, computed on the GPU, is stored as packed f16 (two halves a `u32`, as
-/// f16 weights are) instead of one f32 per element: an f16 value, output 0 of its node and no
-/// graph output, read only as x by projections that get the cooperative-matrix GEMM (not
-/// 4-bit), and written by a row program (a norm) or by a projection that gets the unsplit
-/// cooperative GEMM (a gated unit). Those GEMMs round x to f16 where they stage it anyway, so
-/// storing it rounded changes no value they multiply (the outputs are bit for bit the same),
-/// and its writes and their loads of it take half the bytes: the Qwen2-0.5B-sized f16
-/// prefill on an H100, 2403–2411 → 2292–2295 µs (`benches/results/h100-2026-11-27o-packed.md`).
-/// The runtime's buffer for it keeps the f32 size ([`crate::gpu_bytes`]): half of it unused.
+/// f16 weights are) instead of one f32 per element: an f16 value, output 0 of its node,
+/// written by a row program (a norm) or by a projection that gets the unsplit
+/// cooperative-matrix GEMM (a gated unit, an LM head), and either
+/// - no graph output, read only as x by projections that get the cooperative-matrix GEMM
+///   (not 4-bit). Those GEMMs round x to f16 where they stage it anyway, so storing it
+///   rounded changes no value they multiply (the outputs are bit for bit the same), and its
+///   writes and their loads of it take half the bytes: the Qwen2-0.5B-sized f16 prefill on an
+///   H100, 2403–2411 → 2292–2295 µs (`benches/results/h100-2026-11-27o-packed.md`); or
+/// - a graph output that no node reads (of rows of even length, for a row program, which
+///   writes two neighbours a thread). Its writer rounds it as the host rounds an f16 output
+///   it reads back as f32 (the nearest f16, ties to even, past 65504 infinity: the same
+///   values), by the device's own conversion where it is known to round so
+///   ([`Target::pack_f16_rounds`]), else on the bits; the call copies and converts half the
+///   bytes: the Qwen2-0.5B-sized prefill's 128 × 151936 logits, 78 → 39 MB, its call on an
+///   H100 11.9–13.1 → 9.2–9.6 ms (`benches/results/h100-2026-11-27q-packed-outputs.md`).
+///
+/// The runtime sizes its buffer for the halves.
 pub fn packed_activation(g: &Graph, v: Value, b: &Bindings, t: &Target) -> Result<bool> {
-    if v.output != 0 || g.ty(v).dtype != DType::F16 || g.is_output(v) || matches!(g.node(v.node).op, Op::Weight(_)) {
+    if v.output != 0 || g.ty(v).dtype != DType::F16 || matches!(g.node(v.node).op, Op::Weight(_)) {
         return Ok(false);
     }
     let users = g.users(v);
-    if users.is_empty() {
+    let output = g.is_output(v);
+    if output != users.is_empty() {
         return Ok(false);
     }
     for (r, input) in users {
@@ -368,7 +379,8 @@ pub fn packed_activation(g: &Graph, v: Value, b: &Bindings, t: &Target) -> Resul
     }
     let op = &g.node(v.node).op;
     if let Op::Elementwise(p) = op {
-        return Ok(p.steps.iter().any(Step::is_row));
+        let even = !output || dims(g, v, b)?.last().is_some_and(|&d| d % 2 == 0);
+        return Ok(even && p.steps.iter().any(Step::is_row));
     }
     Ok(match coop_shape(g, v.node, b, t)? {
         Some((s, tile)) => coop::split(&s, tile, t.coop_split).0 == 1,
@@ -678,11 +690,11 @@ mod tests {
         b.finish(&outs).unwrap()
     }
 
-    /// Which activations are stored as packed f16 ([`packed_activation`]): an f16 value
-    /// written by a row program or an unsplit cooperative GEMM and read only as x by
-    /// cooperative GEMMs; not with another reader, as a graph output, in f32, below the
-    /// cooperative GEMM's rows, on a target without it, or from a split GEMM; and the kernels
-    /// bind it as the decision says.
+    /// Which values are stored as packed f16 ([`packed_activation`]): an f16 value written
+    /// by a row program or an unsplit cooperative GEMM and read only as x by cooperative
+    /// GEMMs, or a graph output no node reads (rounded on the bits); not with another reader,
+    /// as a graph output that is read, in f32, below the cooperative GEMM's rows, on a target
+    /// without it, or from a split GEMM; and the kernels bind it as the decision says.
     #[test]
     fn activations_are_packed_only_between_their_writer_and_cooperative_gemms() {
         let b = Bindings::new();
@@ -698,10 +710,14 @@ mod tests {
             |g: &Graph, name: &str, t: &Target| packed_activation(g, Value::of(g.find(name).unwrap()), &b, t).unwrap();
         let g = packed_graph(40, 64, DType::F16, false, false);
         assert!(packed(&g, "norm", &coop) && packed(&g, "proj", &coop));
-        assert!(!packed(&g, "proj2", &coop), "a graph output");
-        // The writer and the reader bind it packed.
+        // The writer and the reader bind it packed; the graph output no node reads is packed
+        // too, rounded on the bits where the activation takes the device's conversion.
         let norm = node_kernels(&g, g.find("norm").unwrap(), &b, &coop).unwrap();
         assert!(norm[0].bindings.iter().any(|x| x.write && x.packed_f16) && norm[0].wgsl.contains("pack2x16float"));
+        assert!(!norm[0].wgsl.contains("pack_f16_("));
+        assert!(packed(&g, "proj2", &coop), "a graph output no node reads");
+        let out = node_kernels(&g, g.find("proj2").unwrap(), &b, &coop).unwrap();
+        assert!(out[0].bindings.last().unwrap().packed_f16 && out[0].wgsl.contains("pack_f16_("));
         let proj = node_kernels(&g, g.find("proj").unwrap(), &b, &coop).unwrap();
         assert!(proj[0].choice.as_ref().unwrap().kernel.starts_with("coop"));
         assert!(proj[0].bindings[0].packed_f16 && proj[0].bindings.last().unwrap().packed_f16);

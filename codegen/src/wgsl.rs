@@ -287,6 +287,37 @@ pub(crate) fn kernel_outs(
     assemble(g, name, kind, ins, outs, false, None, 0, groups, threads, prelude, body, checks, t)
 }
 
+/// WGSL of the `u32` holding f32 values `a` (low half) and `b` (high half) as f16, for a
+/// value stored as packed f16 ([`crate::packed_activation`]). An activation only the
+/// cooperative GEMMs read takes the device's own conversion (`pack2x16float`), as the GEMMs
+/// do where they stage x; a graph output must round as the host rounds an f16 output it
+/// reads back as f32 (ties to even, past 65504 infinity), which WGSL leaves to the
+/// implementation (and values past f16's range undefined): `exact` (a device whose
+/// conversion [`PACK_PROBE`] did not confirm) rounds on the bits (`pack_f16_`). On the
+/// H100, the Qwen2-0.5B-sized prefill's logits rounded so took 35–45 µs more than with its
+/// own conversion (`benches/results/h100-2026-11-27q-packed-outputs.md`).
+pub(crate) fn pack_halves(a: &str, b: &str, exact: bool) -> String {
+    // (The probe below tries the same call.)
+    if exact {
+        format!("pack_f16_({a}, {b})")
+    } else {
+        format!("pack2x16float(vec2<f32>({a}, {b}))")
+    }
+}
+
+/// A kernel trying the device's `pack2x16float` on `a` (f32 values, an even count): thread 0
+/// packs each pair into `o` (one `u32` a pair), for the runtime to compare with the host's
+/// rounding ([`Target::pack_f16_rounds`]).
+pub const PACK_PROBE: &str = "@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read_write> o: array<u32>;
+@compute @workgroup_size(1)
+fn main() {
+    for (var i = 0u; i < arrayLength(&o); i = i + 1u) {
+        o[i] = pack2x16float(vec2<f32>(a[2u * i], a[2u * i + 1u]));
+    }
+}
+";
+
 /// A kernel of one thread per element over `total` elements, as [`per_element`], that also
 /// binds `flags` words (at least one) of flags after its output as `flag:
 /// array<atomic<u32>>`, before its error words ([`KernelSource::flag_words`]: zeroed by the

@@ -257,8 +257,8 @@ impl Tensor {
     /// for large outputs).
     pub fn from_gpu_words_in(dtype: DType, shape: Vec<usize>, words: &[u32], buf: Vec<f32>) -> Result<Self> {
         let data = match dtype {
-            DType::F32 => Data::F32(floats_from_words(words, false, buf)),
-            DType::F16 => Data::F32(floats_from_words(words, true, buf)),
+            DType::F32 => Data::F32(floats_from_words(words, WordFloats::F32, words.len(), buf)),
+            DType::F16 => Data::F32(floats_from_words(words, WordFloats::F16InF32, words.len(), buf)),
             DType::I64 | DType::I32 => Data::I64(words.iter().map(|&w| w as i32 as i64).collect()),
             DType::Bool => Data::Bool(
                 words
@@ -273,6 +273,33 @@ impl Tensor {
         };
         Tensor::from_data(dtype, shape, data)
     }
+
+    /// An f16 tensor from the GPU's words of packed halves (two values a word, the first in
+    /// the low half; where the count is odd, the last word's high half is not read), its
+    /// values written into `buf` (emptied first), as [`Tensor::from_gpu_words_in`]. Fails
+    /// where the words are not as many as the shape needs.
+    pub fn from_packed_f16_words_in(shape: Vec<usize>, words: &[u32], buf: Vec<f32>) -> Result<Self> {
+        let n: usize = shape.iter().product();
+        if words.len() != n.div_ceil(2) {
+            return Err(Error::Internal(format!(
+                "{} words of packed f16 read back for {n} values of shape {shape:?}",
+                words.len()
+            )));
+        }
+        let data = Data::F32(floats_from_words(words, WordFloats::PackedF16, n, buf));
+        Tensor::from_data(DType::F16, shape, data)
+    }
+}
+
+/// How the GPU's words hold a float tensor's values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WordFloats {
+    /// One f32 a word.
+    F32,
+    /// One f32 a word, read back as f16 (rounded to the nearest, ties to even).
+    F16InF32,
+    /// Two f16 a word, the first in the low half.
+    PackedF16,
 }
 
 fn data_kind(d: &Data) -> &'static str {
@@ -283,7 +310,7 @@ fn data_kind(d: &Data) -> &'static str {
     }
 }
 
-/// Fewest float words [`floats_from_words`] converts on several threads.
+/// Fewest float values [`floats_from_words`] converts on several threads.
 const PARALLEL_WORDS: usize = 1 << 20;
 
 /// Most threads [`host_threads`] gives.
@@ -297,24 +324,26 @@ pub fn host_threads() -> usize {
     *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |p| p.get()).min(MAX_THREADS))
 }
 
-/// The floats the GPU's words hold, rounded to f16 where `round`, written into `buf` (emptied
-/// first). Large outputs (from [`PARALLEL_WORDS`] words) are converted by several threads
+/// The `n` floats the GPU's words hold as `kind` says, written into `buf` (emptied first).
+/// Large outputs (from [`PARALLEL_WORDS`] values) are converted by several threads
 /// ([`host_threads`]), each writing its own run of `buf` straight from the words: reading
-/// back a prefill's logits (78 MB) is mostly the cost of touching fresh memory and of the
-/// rounding, which the threads share.
-fn floats_from_words(words: &[u32], round: bool, mut buf: Vec<f32>) -> Vec<f32> {
-    let n = words.len();
+/// back a prefill's logits (78 MB as f32) is mostly the cost of touching fresh memory and of
+/// the rounding, which the threads share.
+fn floats_from_words(words: &[u32], kind: WordFloats, n: usize, mut buf: Vec<f32>) -> Vec<f32> {
     buf.clear();
     buf.reserve_exact(n);
     let threads = if n >= PARALLEL_WORDS { host_threads() } else { 1 };
     let spare = &mut buf.spare_capacity_mut()[..n];
     if threads == 1 {
-        convert_words(words, spare, round);
+        convert_words(words, spare, kind);
     } else {
-        let chunk = n.div_ceil(threads);
+        // Runs of an even length: no word of packed halves is split between two threads.
+        let chunk = n.div_ceil(threads).next_multiple_of(2);
+        let per_word = if kind == WordFloats::PackedF16 { 2 } else { 1 };
         std::thread::scope(|s| {
-            for (dst, src) in spare.chunks_mut(chunk).zip(words.chunks(chunk)) {
-                s.spawn(move || convert_words(src, dst, round));
+            for (i, dst) in spare.chunks_mut(chunk).enumerate() {
+                let src = &words[i * chunk / per_word..];
+                s.spawn(move || convert_words(src, dst, kind));
             }
         });
     }
@@ -324,23 +353,40 @@ fn floats_from_words(words: &[u32], round: bool, mut buf: Vec<f32>) -> Vec<f32> 
     buf
 }
 
-/// Writes the float of each word of `src` into `dst` (as long), rounded to f16 where `round`:
-/// a block at a time through a buffer on the stack, where the f16 rounding takes vector
-/// instructions (F16C) where the processor has them.
-fn convert_words(src: &[u32], dst: &mut [std::mem::MaybeUninit<f32>], round: bool) {
+/// Writes the floats that the words of `src` hold as `kind` says into `dst` (as many as it
+/// takes; `src` holds at least those): a block at a time through buffers on the stack, where
+/// the f16 conversions take vector instructions (F16C) where the processor has them.
+fn convert_words(src: &[u32], dst: &mut [std::mem::MaybeUninit<f32>], kind: WordFloats) {
     use half::slice::HalfFloatSliceExt;
-    const BLOCK: usize = 1024;
+    const BLOCK: usize = 1024; // even: a block starts at the low half of a word
     let mut vals = [0f32; BLOCK];
     let mut halves = [half::f16::ZERO; BLOCK];
-    for (d, s) in dst.chunks_mut(BLOCK).zip(src.chunks(BLOCK)) {
-        let v = &mut vals[..s.len()];
-        for (x, &w) in v.iter_mut().zip(s) {
-            *x = f32::from_bits(w);
-        }
-        if round {
-            let h = &mut halves[..s.len()];
-            h.convert_from_f32_slice(v);
-            h.convert_to_f32_slice(v);
+    for (bi, d) in dst.chunks_mut(BLOCK).enumerate() {
+        let v = &mut vals[..d.len()];
+        match kind {
+            WordFloats::F32 | WordFloats::F16InF32 => {
+                for (x, &w) in v.iter_mut().zip(&src[bi * BLOCK..]) {
+                    *x = f32::from_bits(w);
+                }
+                if kind == WordFloats::F16InF32 {
+                    let h = &mut halves[..d.len()];
+                    h.convert_from_f32_slice(v);
+                    h.convert_to_f32_slice(v);
+                }
+            }
+            WordFloats::PackedF16 if cfg!(target_endian = "little") => {
+                // A word's low half comes first in memory: the words' bytes are the halves
+                // in order.
+                let all: &[half::f16] = bytemuck::cast_slice(src);
+                all[bi * BLOCK..bi * BLOCK + d.len()].convert_to_f32_slice(v);
+            }
+            WordFloats::PackedF16 => {
+                let (h, words) = (&mut halves[..d.len()], &src[bi * BLOCK / 2..]);
+                for (j, x) in h.iter_mut().enumerate() {
+                    *x = half::f16::from_bits((words[j / 2] >> (16 * (j % 2))) as u16);
+                }
+                h.convert_to_f32_slice(v);
+            }
         }
         for (o, &x) in d.iter_mut().zip(v.iter()) {
             o.write(x);

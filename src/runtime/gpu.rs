@@ -18,7 +18,7 @@ use crate::{Error, Result};
 use std::collections::HashMap;
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// How a [`Gpu`] is opened.
 #[derive(Clone, Debug, Default)]
@@ -155,6 +155,60 @@ pub struct Gpu {
     pipelines: Mutex<PipelineCache>,
     buffers_created: AtomicUsize,
     bind_groups_created: AtomicUsize,
+    /// [`Gpu::pack_f16_rounds`], once tried.
+    pack_rounds: OnceLock<bool>,
+}
+
+/// The values [`Gpu::pack_f16_rounds`] packs on the device (an even count): ties between
+/// f16 neighbours (which round to the even one) and values just off them, the top of f16's
+/// range (65520 rounds to infinity, 65519 to 65504), subnormals, their ties and the bottom,
+/// zeros, infinities and NaN, each also negated.
+fn pack_probe_values() -> Vec<f32> {
+    let p = |e: i32| 2f32.powi(e);
+    let mut v = vec![
+        1.0 + p(-11),
+        1.0 + 3.0 * p(-11),
+        1.0 + p(-11) + p(-20),
+        1.0 + p(-11) - p(-20),
+        0.1,
+        std::f32::consts::PI,
+        65504.0,
+        65519.0,
+        65520.0,
+        65535.0,
+        1e6,
+        f32::MAX,
+        f32::INFINITY,
+        p(-14),
+        p(-14) - p(-25),
+        p(-14) - p(-26),
+        p(-24),
+        p(-25),
+        3.0 * p(-25),
+        p(-25) + p(-40),
+        p(-26),
+        1e-30,
+        0.0,
+        f32::NAN,
+    ];
+    let negated: Vec<f32> = v.iter().map(|x| -x).collect();
+    v.extend(negated);
+    v
+}
+
+/// Whether `words` hold `values` packed two a word (the first in the low half) as the host
+/// rounds f32 to f16 (NaN: any NaN).
+fn rounds_as_host(values: &[f32], words: &[u32]) -> bool {
+    words.len() * 2 >= values.len()
+        && values.iter().enumerate().all(|(i, &x)| {
+            let h = half::f16::from_bits((words[i / 2] >> (16 * (i % 2))) as u16);
+            let want = half::f16::from_f32(x);
+            if want.is_nan() {
+                h.is_nan()
+            } else {
+                h.to_bits() == want.to_bits()
+            }
+        })
 }
 
 /// Held while a [`Gpu`] is being opened or closed: the instance, the adapters of every backend
@@ -278,6 +332,7 @@ impl Gpu {
             pipelines: Mutex::default(),
             buffers_created: AtomicUsize::new(0),
             bind_groups_created: AtomicUsize::new(0),
+            pack_rounds: OnceLock::new(),
         })
     }
 
@@ -380,7 +435,82 @@ impl Gpu {
             q4_cols: None,
             coop_split: None,
             attention_rows: None,
+            pack_f16_rounds: self.pack_f16_rounds(),
         }
+    }
+
+    /// Whether this device's `pack2x16float` rounds f32 as the host rounds f16 (to the
+    /// nearest, ties to even, past 65504 to infinity, NaN kept a NaN;
+    /// [`Target::pack_f16_rounds`]): tried once, the first time asked, on values that tell
+    /// rounding modes apart (ties and near ties, the top of the range, subnormals and the
+    /// bottom, signed zeros, infinities, NaN). A device where the try fails counts as one that
+    /// does not round so (its graph outputs are then rounded on the bits).
+    pub fn pack_f16_rounds(&self) -> bool {
+        *self.pack_rounds.get_or_init(|| self.try_pack_f16().unwrap_or(false))
+    }
+
+    /// Runs [`crate::codegen::PACK_PROBE`] over [`pack_probe_values`] and compares its
+    /// halves with the host's rounding.
+    fn try_pack_f16(&self) -> Result<bool> {
+        use wgpu::util::DeviceExt;
+        let values = pack_probe_values();
+        let words = (values.len() / 2) as u64;
+        let dev = &*self.device;
+        let (pipeline, group, out, read) = self.scoped("trying the device's f16 packing", || {
+            let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some("pack probe"),
+                source: wgpu::ShaderSource::Wgsl(crate::codegen::PACK_PROBE.into()),
+            });
+            let pipeline = dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some("pack probe"),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+            let a = dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("pack probe in"),
+                contents: bytemuck::cast_slice(&values),
+                usage: wgpu::BufferUsages::STORAGE,
+            });
+            let buffer = |label, usage| {
+                dev.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(label),
+                    size: words * 4,
+                    usage,
+                    mapped_at_creation: false,
+                })
+            };
+            let out = buffer("pack probe out", wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC);
+            let read = buffer("pack probe read", wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+            let group = dev.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("pack probe"),
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &[
+                    wgpu::BindGroupEntry { binding: 0, resource: a.as_entire_binding() },
+                    wgpu::BindGroupEntry { binding: 1, resource: out.as_entire_binding() },
+                ],
+            });
+            (pipeline, group, out, read)
+        })?;
+        let mut enc = dev.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &group, &[]);
+            pass.dispatch_workgroups(1, 1, 1);
+        }
+        enc.copy_buffer_to_buffer(&out, 0, &read, 0, words * 4);
+        self.scoped("trying the device's f16 packing", || self.queue.submit([enc.finish()]))?;
+        let done = super::map_async(&read, wgpu::MapMode::Read);
+        self.wait("trying the device's f16 packing")?;
+        super::mapped(&done, "reading the f16 packing back")?;
+        let got: Vec<u32> = match read.slice(..).get_mapped_range() {
+            Ok(view) => bytemuck::cast_slice(&view).to_vec(),
+            Err(e) => return Err(Error::Gpu(format!("reading the f16 packing back: {e}"))),
+        };
+        Ok(rounds_as_host(&values, &got))
     }
 
     /// The compute pipeline (entry point `main`, layout from the shader) of a kernel,
@@ -603,5 +733,60 @@ fn gemm_wave(adapter: &str) -> Option<u32> {
         Some(3 * 132)
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The probe's values tell the host's rounding from the others a device might use:
+    /// toward zero, half away from zero, and saturating at 65504.
+    #[test]
+    fn the_pack_probe_tells_rounding_modes_apart() {
+        let values = pack_probe_values();
+        let pack = |f: &dyn Fn(f32) -> u16| -> Vec<u32> {
+            values.chunks(2).map(|p| u32::from(f(p[0])) | (u32::from(f(p[1])) << 16)).collect()
+        };
+        let host = |x: f32| half::f16::from_f32(x).to_bits();
+        assert!(rounds_as_host(&values, &pack(&host)));
+        // Toward zero: one f16 back toward zero wherever the nearest lies past x.
+        let toward_zero = |x: f32| {
+            let h = half::f16::from_f32(x);
+            if x.is_finite() && (h.to_f32().abs() > x.abs() || h.is_infinite()) {
+                half::f16::from_bits(h.to_bits() - 1).to_bits()
+            } else {
+                h.to_bits()
+            }
+        };
+        assert!(!rounds_as_host(&values, &pack(&toward_zero)), "toward zero");
+        // Ties away from zero: 1 + 2^-11 goes up.
+        let away = |x: f32| {
+            let h = half::f16::from_f32(x);
+            let up = half::f16::from_bits(h.to_bits() + 1);
+            let down = half::f16::from_bits(h.to_bits().wrapping_sub(1));
+            let tie =
+                |o: half::f16| (o.to_f32() - x).abs() == (h.to_f32() - x).abs() && o.to_f32().abs() > h.to_f32().abs();
+            if x.is_finite() && h.is_finite() && (tie(up) || tie(down)) {
+                if tie(up) {
+                    up.to_bits()
+                } else {
+                    down.to_bits()
+                }
+            } else {
+                h.to_bits()
+            }
+        };
+        assert!(!rounds_as_host(&values, &pack(&away)), "ties away from zero");
+        // Saturating: past 65504 the largest finite f16.
+        let saturating = |x: f32| {
+            if x.is_finite() && x.abs() > 65504.0 {
+                half::f16::from_f32(65504.0f32.copysign(x)).to_bits()
+            } else {
+                host(x)
+            }
+        };
+        assert!(!rounds_as_host(&values, &pack(&saturating)), "saturating");
+        assert!(!rounds_as_host(&values, &pack(&host)[1..]), "too few words");
     }
 }

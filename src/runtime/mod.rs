@@ -163,6 +163,20 @@ struct OutputSlot {
     /// Whether its words come back with the buffer the outputs share (one copy for all of
     /// them), at the same offset there; else by a copy of its own.
     shared: bool,
+    /// Whether it is stored as packed f16, two values a word ([`codegen::packed_activation`]).
+    packed: bool,
+}
+
+impl OutputSlot {
+    /// The words it takes in the readback buffer.
+    fn words(&self) -> usize {
+        let n = self.dims.iter().product::<usize>();
+        if self.packed {
+            n.div_ceil(2)
+        } else {
+            n
+        }
+    }
 }
 
 /// The error words of the kernels that check something at run time: one region per checking
@@ -230,6 +244,20 @@ impl<'a> Executable<'a> {
             }
         }
         let root = |v: Value| *alias.get(&v).unwrap_or(&v);
+        // The values stored as packed f16 (`codegen::packed_activation`), as their writers
+        // bind them: two values a word, their buffers sized so.
+        let packed: std::collections::HashSet<Value> = kernels
+            .iter()
+            .flat_map(|k| k.source().bindings.iter().filter(|bd| bd.write && bd.packed_f16).map(|bd| bd.value))
+            .collect();
+        let value_bytes = |v: Value| -> Result<u64> {
+            if packed.contains(&v) {
+                let n: u64 = codegen::dims(g, v, b)?.iter().map(|&d| d as u64).product();
+                Ok(n.div_ceil(2) * 4)
+            } else {
+                gpu_bytes(g, v, b)
+            }
+        };
         // Last reader of each buffer root (graph outputs live to the end).
         let pos: HashMap<_, _> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
         let mut last: HashMap<Value, usize> = HashMap::new();
@@ -273,7 +301,7 @@ impl<'a> Executable<'a> {
                 shared_outs.push(r);
             }
         }
-        let out_sizes = shared_outs.iter().map(|&r| gpu_bytes(g, r, b)).collect::<Result<Vec<_>>>()?;
+        let out_sizes = shared_outs.iter().map(|&r| value_bytes(r)).collect::<Result<Vec<_>>>()?;
         let (out_offsets, out_bytes) = pack(&out_sizes, align);
         let out_places: HashMap<Value, (u64, u64)> = shared_outs
             .iter()
@@ -343,7 +371,7 @@ impl<'a> Executable<'a> {
                         buffer_of.insert(v, Place::whole(buffers.len() - 1));
                         continue;
                     }
-                    let bytes = gpu_bytes(g, v, b)?.max(4);
+                    let bytes = value_bytes(v)?.max(4);
                     if bytes > target.max_binding_bytes {
                         return Err(Error::Gpu(format!(
                             "value '{}' needs {bytes} bytes, more than this device binds in one buffer ({})",
@@ -462,13 +490,14 @@ impl<'a> Executable<'a> {
         let mut outputs = vec![];
         for &v in &g.outputs {
             let dims = concrete(&g.ty(v).shape, b).map_err(|m| Error::graph(&g.node(v.node).name, m))?;
-            let n: u64 = dims.iter().map(|&d| d as u64).product();
             let dtype = g.ty(v).dtype;
+            let packed = packed.contains(&root(v));
             match out_places.get(&root(v)) {
-                Some(&(at, _)) => outputs.push(OutputSlot { value: v, dims, dtype, offset: at, shared: true }),
+                Some(&(at, _)) => outputs.push(OutputSlot { value: v, dims, dtype, offset: at, shared: true, packed }),
                 None => {
-                    outputs.push(OutputSlot { value: v, dims, dtype, offset, shared: false });
-                    offset += n * 4;
+                    let slot = OutputSlot { value: v, dims, dtype, offset, shared: false, packed };
+                    offset += slot.words() as u64 * 4;
+                    outputs.push(slot);
                 }
             }
         }
@@ -714,7 +743,7 @@ impl<'a> Executable<'a> {
                 enc.copy_buffer_to_buffer(src, 0, &self.readback, 0, src.size());
             }
             for o in self.outputs.iter().filter(|o| !o.shared) {
-                let bytes = o.dims.iter().product::<usize>() as u64 * 4;
+                let bytes = o.words() as u64 * 4;
                 if bytes > 0 {
                     let p = self.buffer_of[&o.value];
                     enc.copy_buffer_to_buffer(&self.buffers[p.buffer], p.offset, &self.readback, o.offset, bytes);
@@ -782,17 +811,21 @@ impl<'a> Executable<'a> {
             .outputs
             .iter()
             .map(|o| {
-                let (at, n) = ((o.offset / 4) as usize, o.dims.iter().product::<usize>());
-                (o, &words[at..at + n])
+                let at = (o.offset / 4) as usize;
+                (o, &words[at..at + o.words()])
             })
             .collect();
         spread(
             jobs,
             |(_, w)| w.len(),
             |(o, w)| {
-                let buf =
-                    if o.dtype.is_float() && w.len() * 4 >= HUGE_OUTPUT_BYTES { host_vec(w.len()) } else { Vec::new() };
-                Tensor::from_gpu_words_in(o.dtype, o.dims.clone(), w, buf)
+                let n = o.dims.iter().product::<usize>();
+                let buf = if o.dtype.is_float() && n * 4 >= HUGE_OUTPUT_BYTES { host_vec(n) } else { Vec::new() };
+                if o.packed {
+                    Tensor::from_packed_f16_words_in(o.dims.clone(), w, buf)
+                } else {
+                    Tensor::from_gpu_words_in(o.dtype, o.dims.clone(), w, buf)
+                }
             },
         )
         .into_iter()

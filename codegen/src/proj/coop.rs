@@ -1231,7 +1231,15 @@ pub(crate) fn coop(
                 let col_guard = if cols_partial { format!("c + {}u < {}u", 4 * h, s.n) } else { "true".into() };
                 let value = if v.out_packed {
                     let _ = writeln!(body, "            let o{h} = vec4<f32>({});", comps.join(", "));
-                    format!("vec2<u32>(pack2x16float(o{h}.xy), pack2x16float(o{h}.zw))")
+                    let pair = |a: &str, b: &str| {
+                        crate::wgsl::pack_halves(&format!("o{h}.{a}"), &format!("o{h}.{b}"), v.out_exact)
+                    };
+                    if v.out_exact {
+                        format!("vec2<u32>({}, {})", pair("x", "y"), pair("z", "w"))
+                    } else {
+                        // (The same as `pack_halves`, on the vector's halves.)
+                        format!("vec2<u32>(pack2x16float(o{h}.xy), pack2x16float(o{h}.zw))")
+                    }
                 } else {
                     format!("vec4<f32>({})", comps.join(", "))
                 };
@@ -1249,6 +1257,12 @@ pub(crate) fn coop(
     let mut prelude = String::new();
     if s.fused.is_some() {
         prelude.push_str(MATH);
+    }
+    if v.out_exact {
+        // The exact packing's functions (the ones MATH, where declared, lacks).
+        let helpers =
+            if s.fused.is_some() { crate::elementwise::helpers_beyond_math } else { crate::elementwise::helpers_for };
+        prelude.push_str(&helpers(&body));
     }
     let _ = writeln!(
         prelude,
@@ -1402,6 +1416,7 @@ mod tests {
             out: val(5),
             x_packed: false,
             out_packed: false,
+            out_exact: false,
         };
         (s, v)
     }
@@ -1462,7 +1477,7 @@ mod tests {
 
     /// Every variant of the grid (both layouts, f16 and f32 weights, plain and fused with
     /// every activation, biases of both storages, merged weights with offsets, partial row,
-    /// column and k tiles, one- and two-stage tilings) validates in naga with the
+    /// column and k tiles, one- and two-stage tilings, x and the output packed f16) validates in naga with the
     /// cooperative-matrix capability on and goes through naga's SPIR-V writer as wgpu would
     /// send it to a Vulkan driver; its emulated form validates without the capability and
     /// uses no cooperative-matrix operation.
@@ -1508,6 +1523,16 @@ mod tests {
                             assert!(!emu.wgsl.contains("coop"), "{what}: the emulation uses a cooperative op");
                             validate(&emu.wgsl, emulated);
                             count += 1;
+                            // x and the output stored as packed f16, the output a graph
+                            // output's (rounded on the bits) or an activation's.
+                            for exact in [false, true].into_iter().filter(|_| f16 && rows == 37) {
+                                let pv = ProjValues { x_packed: true, out_packed: true, out_exact: exact, ..v };
+                                let src = coop("t".into(), &s, &pv, &target, tl, Ops::Native, 1)
+                                    .unwrap_or_else(|e| panic!("{what} packed: {e}"));
+                                assert_eq!(src.wgsl.contains("pack_f16_("), exact, "{what}");
+                                let (module, info) = validate(&src.wgsl, native);
+                                spirv(&module, &info).unwrap_or_else(|e| panic!("{what} packed: SPIR-V: {e}"));
+                            }
                             // Split in two parts of k (K = 256: an even number of steps at
                             // every tiling): partial sums, no output binding.
                             if k == 256 {

@@ -299,6 +299,10 @@ pub struct ProjValues {
     pub x_packed: bool,
     /// The output is stored as packed f16 (the unsplit cooperative GEMM writes it so).
     pub out_packed: bool,
+    /// The packed output is a graph output on a device whose own conversion is not known to
+    /// round as the host rounds f16 outputs ([`crate::Target::pack_f16_rounds`]): its halves
+    /// are rounded on the bits (`pack_f16_`: ties to even, overflow to infinity).
+    pub out_exact: bool,
 }
 
 impl ProjValues {
@@ -318,6 +322,7 @@ impl ProjValues {
             out,
             x_packed: false,
             out_packed: false,
+            out_exact: false,
         }
     }
 }
