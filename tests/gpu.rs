@@ -705,8 +705,10 @@ fn packed_graph_outputs(gpu: &glufuse::runtime::Gpu, t: &glufuse::codegen::Targe
             format!("{}", half::f16::from_f32(v).to_f32())
         })
         .collect();
-    // `reader`: y also read by another node (then kept f32 and rounded by the host).
-    let matmul = |reader: bool| -> glufuse::Graph {
+    // A graph of input x `[rows, cols]` and `nodes` (JSON, one of them "y"), after the
+    // passes, y its output; with `reader`, y also read by another node (then kept f32 and
+    // rounded by the host).
+    let graph = |cols: usize, nodes: &str, reader: bool| -> glufuse::Graph {
         let (neg, outs) = if reader {
             (r#", {"name": "z", "op": "Neg", "inputs": ["y"]}"#, r#"["y", "z"]"#)
         } else {
@@ -714,12 +716,20 @@ fn packed_graph_outputs(gpu: &glufuse::runtime::Gpu, t: &glufuse::codegen::Targe
         };
         let text = format!(
             r#"{{"format": "glufuse.graph/1", "nodes": [
-            {{"name": "x", "op": "Input", "type": {{"dtype": "f16", "shape": [{rows}, {k}]}}}},
-            {{"name": "w", "op": "Weight", "type": {{"dtype": "f16", "shape": [{k}, {n}]}}, "init": {{"data": [{}]}}}},
-            {{"name": "y", "op": "MatMul", "inputs": ["x", "w"]}}{neg}], "outputs": {outs}}}"#,
+            {{"name": "x", "op": "Input", "type": {{"dtype": "f16", "shape": [{rows}, {cols}]}}}},
+            {nodes}{neg}], "outputs": {outs}}}"#
+        );
+        let mut g: glufuse::Graph = glufuse::json::from_str(&text).unwrap();
+        PassManager::standard().run(&mut g).unwrap();
+        g
+    };
+    let matmul = |reader: bool| {
+        let nodes = format!(
+            r#"{{"name": "w", "op": "Weight", "type": {{"dtype": "f16", "shape": [{k}, {n}]}}, "init": {{"data": [{}]}}}},
+            {{"name": "y", "op": "MatMul", "inputs": ["x", "w"]}}"#,
             w.join(", ")
         );
-        glufuse::json::from_str(&text).unwrap()
+        graph(k, &nodes, reader)
     };
     let xs: Vec<f32> = (0..rows * k).map(|e| (((e * 5) % 13) as f32 - 6.0) * ((e % 3) as f32 + 1.0) / 2.0).collect();
     let inputs: std::collections::HashMap<String, Tensor> =
@@ -742,22 +752,11 @@ fn packed_graph_outputs(gpu: &glufuse::runtime::Gpu, t: &glufuse::codegen::Targe
     assert!(y.iter().any(|&v| v.abs() > 1.0 && v.is_finite()), "some normal values");
     // A row program's output: packed where its rows are of even length.
     for (h, even) in [(64usize, true), (63, false)] {
-        let norm = |reader: bool| -> glufuse::Graph {
-            let (neg, outs) = if reader {
-                (r#", {"name": "z", "op": "Neg", "inputs": ["y"]}"#, r#"["y", "z"]"#)
-            } else {
-                ("", r#"["y"]"#)
-            };
-            let text = format!(
-                r#"{{"format": "glufuse.graph/1", "nodes": [
-                {{"name": "x", "op": "Input", "type": {{"dtype": "f16", "shape": [{rows}, {h}]}}}},
-                {{"name": "sq", "op": "Mul", "inputs": ["x", "x"]}},
-                {{"name": "ms", "op": "ReduceMean", "axes": [-1], "keepdims": true, "inputs": ["sq"]}},
-                {{"name": "y", "op": "Div", "inputs": ["x", "ms"]}}{neg}], "outputs": {outs}}}"#
-            );
-            let mut g: glufuse::Graph = glufuse::json::from_str(&text).unwrap();
-            PassManager::standard().run(&mut g).unwrap();
-            g
+        let norm = |reader: bool| {
+            let nodes = r#"{"name": "sq", "op": "Mul", "inputs": ["x", "x"]},
+                {"name": "ms", "op": "ReduceMean", "axes": [-1], "keepdims": true, "inputs": ["sq"]},
+                {"name": "y", "op": "Div", "inputs": ["x", "ms"]}"#;
+            graph(h, nodes, reader)
         };
         let (g, kept) = (norm(false), norm(true));
         let inputs = interp::seeded_inputs(&g, &b, 5).unwrap();
