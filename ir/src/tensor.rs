@@ -463,7 +463,8 @@ mod tests {
 
     /// Outputs large enough to be converted by several threads (a length that splits in
     /// uneven runs and blocks) hold the same values as each word converted alone: f32 bit for
-    /// bit, f16 rounded to nearest even; into a caller's buffer holding other values, too.
+    /// bit, f16 rounded to nearest even, packed f16 each half as it is; into a caller's
+    /// buffer holding other values, too.
     #[test]
     fn large_outputs_convert_as_each_word_alone() {
         let n = PARALLEL_WORDS + 1234;
@@ -476,6 +477,17 @@ mod tests {
         let bad = f16s.as_f32().unwrap().iter().zip(&words).position(|(x, &w)| x.to_bits() != one(w));
         assert_eq!(bad, None, "f16 rounding differs at this element");
         assert_eq!(f16s.as_f32().unwrap().len(), n);
+        // Packed halves, an odd count (the last word's high half unused), small and large.
+        for m in [5, 2 * n - 1] {
+            let halves = &words[..m.div_ceil(2)];
+            let packed = Tensor::from_packed_f16_words_in(vec![m], halves, vec![7.0; 99]).unwrap();
+            let one = |j: usize| half::f16::from_bits((halves[j / 2] >> (16 * (j % 2))) as u16).to_f32().to_bits();
+            let got = packed.as_f32().unwrap();
+            assert_eq!(got.len(), m);
+            let bad = got.iter().enumerate().position(|(j, x)| x.to_bits() != one(j));
+            assert_eq!(bad, None, "{m} packed halves: this one differs");
+            assert!(Tensor::from_packed_f16_words_in(vec![m + 2], halves, vec![]).is_err(), "too few words");
+        }
     }
 
     #[test]
