@@ -592,8 +592,9 @@ pub struct Target {
     /// Forces the tiling of the cooperative-matrix GEMM (tests); `None` picks per shape.
     pub coop_tiles: Option<CoopTile>,
     /// Tilings of the cooperative-matrix GEMM by kind of projection (tuning; the runtime
-    /// reads them from `GLUFUSE_COOP_TILES`): each used for its class where it fits, as a
-    /// forced [`Target::coop_tiles`] is; the other classes pick per shape.
+    /// reads them from `GLUFUSE_COOP_TILES`): each used for its class where it fits the
+    /// shape, else the default pick (the choice says so; a forced [`Target::coop_tiles`]
+    /// that does not fit is refused instead); the other classes pick per shape.
     pub coop_class_tiles: Vec<(proj::coop::CoopClass, CoopTile)>,
     /// Which products may be f16 (the cooperative-matrix GEMM's).
     pub matmul_precision: MatmulPrecision,

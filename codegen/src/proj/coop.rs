@@ -1786,9 +1786,11 @@ mod tests {
         assert_eq!(pick(&gate_up, &tuned).unwrap(), "64x64x32w2x2s1");
         // Only its class.
         assert_eq!(pick(&down, &tuned).unwrap(), pick(&down, &h100).unwrap());
-        let too_big = Target { coop_class_tiles: parse_class_tiles("long=256x128x64w4x2").unwrap(), ..h100 };
-        let e = pick(&down, &too_big).unwrap_err();
-        assert!(e.starts_with("long tiling: tiling 256x128x64w4x2 needs"), "{e}");
+        // One that does not fit the shape: the default pick, the reason saying why.
+        let too_big = Target { coop_class_tiles: parse_class_tiles("long=256x128x64w4x2").unwrap(), ..h100.clone() };
+        assert_eq!(pick(&down, &too_big).unwrap(), pick(&down, &h100).unwrap());
+        let (_, why) = crate::select::coop_tile(&down, &too_big, true).unwrap();
+        assert!(why.contains("the long tiling does not fit (tiling 256x128x64w4x2 needs"), "{why}");
     }
 
     #[test]
