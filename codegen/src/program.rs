@@ -77,7 +77,8 @@ pub(crate) fn program(
     let last = p.steps.len() - 1;
     let outs: Vec<Value> = (0..=p.also.len()).map(|k| Value { node: n, output: k }).collect();
     let results: Vec<usize> = std::iter::once(last).chain(p.also.iter().copied()).collect();
-    // Output 0 stored as packed f16 where the cooperative GEMMs reading it take it so.
+    // Output 0 stored as packed f16 where only cooperative GEMMs read it, or no node does
+    // (a graph output): [`crate::packed_activation`].
     let packed = crate::packed_activation(g, out, b, t)?;
     let assemble = |prelude: &str, body: &str, groups: u64, threads: u32, checks| {
         let kind = KernelKind::Program;
@@ -147,7 +148,7 @@ pub(crate) fn program(
             }
             body.push_str("        }\n");
         }
-        let pair = crate::wgsl::pack_halves("pk0", "pk1", g.is_output(out) && !t.pack_f16_rounds);
+        let pair = crate::wgsl::pack_halves("pk0", "pk1", crate::wgsl::packs_exactly(g, out, t));
         let _ = writeln!(body, "        out0[(row + j) / 2u] = {pair};\n    }}");
     } else {
         body.push_str(&stride);

@@ -163,7 +163,7 @@ pub(crate) fn projection(
     // x, or the output, stored as packed f16 ([`packed_activation`]): only where this node
     // gets the cooperative GEMM (unsplit, for the output), which the choice below confirms.
     let (x_packed, out_packed) = (packed_activation(g, ins[0], b, t)?, packed_activation(g, out, b, t)?);
-    let out_exact = out_packed && g.is_output(out) && !t.pack_f16_rounds;
+    let out_exact = out_packed && crate::wgsl::packs_exactly(g, out, t);
     let v = ProjValues { x_packed, out_packed, out_exact, ..ProjValues::new(g, &ins, out, s) };
     // A split's partial sums take no epilogue: their kernel binds no biases (the sum's does).
     let parts = || ProjValues { b_gate: None, b_up: None, x_packed, ..ProjValues::new(g, &ins, out, s) };

@@ -296,6 +296,7 @@ pub(crate) fn kernel_outs(
 /// conversion [`PACK_PROBE`] did not confirm) rounds on the bits (`pack_f16_`). On the
 /// H100, the Qwen2-0.5B-sized prefill's logits rounded so took 35–45 µs more than with its
 /// own conversion (`benches/results/h100-2026-11-27q-packed-outputs.md`).
+/// With [`packs_exactly`] telling `exact`.
 pub(crate) fn pack_halves(a: &str, b: &str, exact: bool) -> String {
     // (The probe below tries the same call.)
     if exact {
@@ -303,6 +304,13 @@ pub(crate) fn pack_halves(a: &str, b: &str, exact: bool) -> String {
     } else {
         format!("pack2x16float(vec2<f32>({a}, {b}))")
     }
+}
+
+/// Whether packed f16 value `v` is written rounded on the bits ([`pack_halves`]): a graph
+/// output, on a target whose own conversion is not known to round as the host's
+/// ([`Target::pack_f16_rounds`]). Its writers, a row program or a cooperative GEMM, ask here.
+pub(crate) fn packs_exactly(g: &Graph, v: Value, t: &Target) -> bool {
+    g.is_output(v) && !t.pack_f16_rounds
 }
 
 /// A kernel trying the device's `pack2x16float` on `a` (f32 values, an even count): thread 0
