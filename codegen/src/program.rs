@@ -538,8 +538,9 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
         body.push_str("        }\n");
     } else {
         // Each column of V is summed by `groups` threads, each over every `groups`-th key of
-        // the tile, `lanes` keys per iteration; their partial sums are added at the end.
-        let lanes = (threads as usize / groups).clamp(1, 8);
+        // the tile, up to [`PV_KEYS`] keys per iteration; their partial sums are added at
+        // the end.
+        let lanes = (threads as usize / groups).clamp(1, PV_KEYS);
         // The terms of keys `u`, `u + groups`, ... (`n` of them): the `let`s reading V, then
         // their additions in key order.
         let mut terms = |n: usize| -> Result<(String, String)> {
@@ -647,6 +648,15 @@ fn query_rows(heads: usize, queries: usize, bytes: u64, max_bytes: u64, forced: 
 /// waits, went from 3820 to 3860 µs that way, so it keeps the loops
 /// (`benches/results/h100-2026-11-26f-attention.md`).
 const PREFETCH_MAX_ROWS: usize = 128;
+
+/// Most keys of a tile a thread of an attention's P·V loop takes per iteration (its loads of
+/// V in flight together; the rest of the tile, fewer, one at a time). Measured on the
+/// Qwen2-0.5B-sized f16 prefill (128 tokens, two query rows and 64 keys a thread) on an
+/// H100, GPU time per call, alternating: 8 keys 2246.1 and 2240.9 µs, 16 keys 2238.0 and
+/// 2230.6, 32 keys 2223.0 and 2227.0; on another lease 8 keys 2265.6, 2243.6, 2249.6 and 32
+/// keys 2231.2, 2236.4, 2238.3 (`benches/results/h100-2026-11-28r-coop-attention.md`). The
+/// scores' dot products, 64 terms an iteration instead of 16, were slower (2252.5, 2250.6).
+const PV_KEYS: usize = 32;
 
 /// Most values (one key's row of K plus its share of V) a thread of an attention loads up
 /// front ([`attention`]); past it the kernel loads them in its loops (each value a register).
