@@ -298,6 +298,9 @@ fn fused_attention_matches_the_interpreter_across_sizes() {
     let wgsl = &ks[0].source().wgsl;
     assert!(wgsl.contains("let rq1 = ") && !wgsl.contains("let rq2 = "), "two queries a workgroup");
     assert!(wgsl.contains("red[128u + sg_id] = sgv_"), "the second query's subgroup sums");
+    // Its P·V: two threads a column of V, each taking 32 of the tile's keys an iteration
+    // (keys u, u + 2, .., u + 62), their loads in flight together.
+    assert!(wgsl.contains("while (u + 62u < n)") && wgsl.contains("u = u + 64u;"), "32 keys an iteration");
     assert_eq!(ks[0].source().workgroups, [896, 1, 1]);
     let Some(gpu) = common::gpu() else { return };
     // (heads, kv heads, keys, width, queries, K and V loaded up front, K through workgroup
