@@ -441,6 +441,57 @@ fn bench_model_leaves_dispatches_out_of_the_gpu_time() {
     assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
 }
 
+/// `bench MODEL --alone PATTERN` times each dispatch a pattern matches alone, in a chain on
+/// the model's buffers, beside what it costs the model: a table row and a JSON entry for each,
+/// in the kernels' order, as many as the patterns match (here the attention and the row
+/// programs but the present keys' and values'), every time positive; none without the flag.
+#[cfg(feature = "gpu")]
+#[test]
+fn bench_model_times_dispatches_alone() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let d = tmp();
+    let m = model("llama_kvstep.onnx");
+    let dims = ["--dim", "past=4", "--dim", "new=1", "--dim", "all=5"];
+    let run = |extra: &[&str], json: &std::path::Path| {
+        let mut args = vec!["bench", m.as_str(), "--in-process", "--part", "fused", "--reps", "1", "--samples", "1"];
+        args.extend(dims);
+        args.extend(extra);
+        args.extend(["--json", json.to_str().unwrap()]);
+        let o = glufuse(&args);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{out}{err}");
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+        (out, v)
+    };
+    let (out, v) =
+        run(&["--alone", "|attention", "--alone", "|elementwise-program&!present"], &d.path().join("a.json"));
+    let part = &v["parts"][0];
+    let kinds: Vec<(String, String)> = part["dispatch_us"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["kernel"].as_str().unwrap().to_string(), k["kind"].as_str().unwrap().to_string()))
+        .collect();
+    let want: Vec<&(String, String)> = kinds
+        .iter()
+        .filter(|(n, k)| k == "attention" || (k == "elementwise-program" && !n.contains("present")))
+        .collect();
+    let alone = part["alone"].as_array().unwrap();
+    assert!(!want.is_empty() && want.len() < kinds.len(), "{kinds:?}");
+    assert_eq!(alone.len(), want.len(), "{alone:?}");
+    for (a, (name, kind)) in alone.iter().zip(&want) {
+        assert_eq!((a["kernel"].as_str().unwrap(), a["kind"].as_str().unwrap()), (name.as_str(), kind.as_str()));
+        assert!(a["alone_us"].as_f64().unwrap() > 0.0, "{a}");
+        assert!(a["in_model_us"].as_f64().is_some(), "{a}");
+        assert!(out.contains(&format!("| {name} | {kind} | ")), "{out}");
+    }
+    assert!(out.contains("dispatches alone (--alone), fused"), "{out}");
+    let (out, v) = run(&[], &d.path().join("b.json"));
+    assert!(v["parts"][0].get("alone").is_none() && !out.contains("--alone"), "{out}");
+}
+
 fn model(name: &str) -> String {
     common::root().join("tests/data/models").join(name).to_string_lossy().into_owned()
 }

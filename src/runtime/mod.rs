@@ -686,6 +686,27 @@ impl<'a> Executable<'a> {
         }
     }
 
+    /// Records dispatch `index` (in [`Executable::kernels`]' order) `times` over in one compute
+    /// pass of `encoder`, on this executable's buffers: what it costs alone, each dispatch
+    /// waiting for the one before as in a run (`glufuse bench MODEL --alone`). It computes on
+    /// whatever its buffers hold; nothing else runs.
+    pub fn record_repeated(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        index: usize,
+        times: usize,
+        timestamps: Option<(&wgpu::QuerySet, u32)>,
+    ) {
+        let mut pass = timed_pass(encoder, "glufuse alone", timestamps);
+        if let Some(d) = self.dispatches.get(index) {
+            pass.set_pipeline(&d.pipeline);
+            pass.set_bind_group(0, &d.group, &[]);
+            for _ in 0..times {
+                pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+            }
+        }
+    }
+
     /// Keeps the GPU busy with this executable's dispatches (over whatever its buffers hold)
     /// for `d` of wall clock, at least one run; returns the runs. A GPU left without work
     /// for about a second lowers its clocks and runs the next calls up to 3× slower until

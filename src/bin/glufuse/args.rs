@@ -74,7 +74,7 @@ pub enum Cmd {
     Run(RunArgs),
     /// Time a model (MODEL given) or synthetic gate/up kernels on the GPU, fused against
     /// unfused (timestamp queries; each part in a fresh process).
-    Bench(BenchArgs),
+    Bench(Box<BenchArgs>),
     /// The long-lived-process slowdown experiment: one graph timed under several
     /// histories (each in a fresh process).
     #[command(hide = true)]
@@ -221,6 +221,12 @@ pub struct BenchArgs {
     /// does not.
     #[arg(long = "leave-out", value_name = "PATTERN", requires = "model")]
     pub leave_out: Vec<String>,
+    /// With MODEL: each dispatch that PATTERN matches (as for --leave-out; repeatable) is
+    /// also timed alone, repeated in a chain on the model's own buffers, beside what it costs
+    /// in the model (the GPU time per call less that call without it): how much of a
+    /// kernel's time is its context (the kernels around it, the caches they leave).
+    #[arg(long = "alone", value_name = "PATTERN", requires = "model")]
+    pub alone: Vec<String>,
     /// With MODEL: size of a symbolic dim, as NAME=N (repeatable; unbound dims are 1).
     #[arg(long = "dim", value_name = "NAME=N", requires = "model")]
     pub dims: Vec<String>,

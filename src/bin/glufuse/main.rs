@@ -111,7 +111,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         #[cfg(feature = "gpu")]
         Some(Cmd::Run(a)) => run::run(a),
         #[cfg(feature = "gpu")]
-        Some(Cmd::Bench(a)) => bench::run(a),
+        Some(Cmd::Bench(a)) => bench::run(*a),
         #[cfg(not(feature = "gpu"))]
         Some(Cmd::Run(_)) => Err(without_gpu("run")),
         #[cfg(not(feature = "gpu"))]

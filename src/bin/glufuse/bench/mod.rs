@@ -32,6 +32,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             samples: a.samples,
             matmul_precision: PrecisionArg::resolve(a.matmul_precision),
             leave_out: a.leave_out.clone(),
+            alone: a.alone.clone(),
         };
         let part = match a.part {
             PartArg::Both => None,

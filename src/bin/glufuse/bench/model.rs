@@ -55,6 +55,26 @@ pub struct ModelOptions {
     pub matmul_precision: MatmulPrecision,
     /// Patterns of the dispatches left out of the GPU time per call ([`leaves_out`]).
     pub leave_out: Vec<String>,
+    /// Patterns of the dispatches also timed alone ([`AloneTime`]).
+    pub alone: Vec<String>,
+}
+
+/// Dispatches in a chain a dispatch is timed alone in (`--alone`).
+const ALONE_CHAIN: usize = 32;
+
+/// One dispatch timed alone and in the model (`bench MODEL --alone PATTERN`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AloneTime {
+    /// Its kernel.
+    pub kernel: String,
+    /// Its kind.
+    pub kind: String,
+    /// What it costs the model, µs: the GPU time per call less that of the call without it
+    /// (median against median: within their noise, it may even come out negative).
+    pub in_model_us: f64,
+    /// µs a dispatch of it alone: [`ALONE_CHAIN`] of it back to back on the model's buffers
+    /// (each waiting for the one before, as in the model), median of the samples.
+    pub alone_us: f64,
 }
 
 /// Whether `--leave-out` pattern `p` matches a kernel named `name` of kind `kind`: `p`
@@ -160,6 +180,9 @@ pub struct PartReport {
     /// Every dispatch in the order recorded (empty without timestamps inside passes).
     #[serde(default)]
     pub dispatch_us: Vec<SlowDispatch>,
+    /// The dispatches `--alone` matched, alone and in the model (empty: none asked).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alone: Vec<AloneTime>,
     /// Calls through the session.
     pub call: CallLatency,
     /// What it cost to get there.
@@ -383,6 +406,25 @@ pub fn measure(gpu: &Gpu, o: &ModelOptions, fused: bool) -> Result<Measured> {
     let mut slowest = dispatch_us.clone();
     slowest.sort_by(|a, b| b.us.total_cmp(&a.us));
     slowest.truncate(SLOWEST);
+    let mut alone = vec![];
+    for (i, (kernel, kind)) in names.iter().enumerate() {
+        if !o.alone.iter().any(|p| leaves_out(p, kernel, kind)) {
+            continue;
+        }
+        let without = |j: usize| j != i && keep(j);
+        let (t, _) = time_series(gpu, o.reps.max(1), o.samples, WARM_UP, |enc, reps, ts| {
+            exe.record_keeping(enc, reps, ts, &without)
+        })?;
+        let (chain, _) = time_series(gpu, o.reps.max(1), o.samples, WARM_UP, |enc, reps, ts| {
+            exe.record_repeated(enc, i, reps * ALONE_CHAIN, ts)
+        })?;
+        alone.push(AloneTime {
+            kernel: kernel.clone(),
+            kind: kind.clone(),
+            in_model_us: median(&gpu_samples_us) - median(&t),
+            alone_us: median(&chain) / ALONE_CHAIN as f64,
+        });
+    }
 
     // Calls as a library user makes them.
     for _ in 0..WARM_CALLS {
@@ -432,6 +474,7 @@ pub fn measure(gpu: &Gpu, o: &ModelOptions, fused: bool) -> Result<Measured> {
         profiled_us,
         slowest,
         dispatch_us,
+        alone,
         call,
         setup: Setup {
             load_s,
@@ -550,6 +593,15 @@ fn table(r: &ModelReport) -> String {
         0,
         false,
     );
+    for p in [f, u].into_iter().flatten().filter(|p| !p.alone.is_empty()) {
+        s.push_str(&format!(
+            "\ndispatches alone (--alone), {}: what each costs the model (the GPU time per call less the call without it), and alone ({ALONE_CHAIN} of it back to back on the model's buffers), µs\n\n| kernel | kind | in the model | alone |\n| --- | --- | --- | --- |\n",
+            p.part
+        ));
+        for a in &p.alone {
+            s.push_str(&format!("| {} | {} | {:.1} | {:.1} |\n", a.kernel, a.kind, a.in_model_us, a.alone_us));
+        }
+    }
     for p in [f, u].into_iter().flatten() {
         if p.slowest.is_empty() {
             continue;
@@ -654,6 +706,9 @@ pub fn run(
             }
             for p in &o.leave_out {
                 args.extend(["--leave-out".to_string(), p.clone()]);
+            }
+            for p in &o.alone {
+                args.extend(["--alone".to_string(), p.clone()]);
             }
             child_command(&args)?;
             let bytes = std::fs::read(&report).map_err(|e| Error::Job(format!("benchmark child's report: {e}")))?;
