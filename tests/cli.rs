@@ -331,16 +331,11 @@ fn bench_assembles_the_table_from_its_children() {
 #[cfg(feature = "gpu")]
 #[test]
 fn bench_model_times_a_whole_graph_fused_and_unfused() {
-    if common::gpu().is_none() {
-        return;
-    }
-    let d = tmp();
-    let m = model("llama_kvstep.onnx");
-    let dims = ["--dim", "past=4", "--dim", "new=1", "--dim", "all=5", "--reps", "1", "--samples", "1"];
+    let Some((d, m)) = kvstep_bench() else { return };
     for same in [false, true] {
         let j = d.path().join("model.json");
-        let mut args = vec!["bench", m.as_str()];
-        args.extend(dims);
+        let mut args = vec!["bench", m.as_str(), "--reps", "1", "--samples", "1"];
+        args.extend(KVSTEP_DIMS);
         args.extend(["--json", j.to_str().unwrap()]);
         if same {
             args.push("--same-process");
@@ -391,12 +386,8 @@ fn bench_model_times_a_whole_graph_fused_and_unfused() {
 #[cfg(feature = "gpu")]
 #[test]
 fn bench_model_leaves_dispatches_out_of_the_gpu_time() {
-    if common::gpu().is_none() {
-        return;
-    }
-    let d = tmp();
-    let m = model("llama_kvstep.onnx");
-    let dims = ["--dim", "past=4", "--dim", "new=1", "--dim", "all=5"];
+    let Some((d, m)) = kvstep_bench() else { return };
+    let dims = KVSTEP_DIMS;
     let w = d.path().join("wgsl");
     let mut args = vec!["wgsl", m.as_str(), "--device", "-o", w.to_str().unwrap()];
     args.extend(dims);
@@ -448,12 +439,8 @@ fn bench_model_leaves_dispatches_out_of_the_gpu_time() {
 #[cfg(feature = "gpu")]
 #[test]
 fn bench_model_times_dispatches_alone() {
-    if common::gpu().is_none() {
-        return;
-    }
-    let d = tmp();
-    let m = model("llama_kvstep.onnx");
-    let dims = ["--dim", "past=4", "--dim", "new=1", "--dim", "all=5"];
+    let Some((d, m)) = kvstep_bench() else { return };
+    let dims = KVSTEP_DIMS;
     let run = |extra: &[&str], json: &std::path::Path| {
         let mut args = vec!["bench", m.as_str(), "--in-process", "--part", "fused", "--reps", "1", "--samples", "1"];
         args.extend(dims);
@@ -491,6 +478,17 @@ fn bench_model_times_dispatches_alone() {
     let (out, v) = run(&[], &d.path().join("b.json"));
     assert!(v["parts"][0].get("alone").is_none() && !out.contains("--alone"), "{out}");
 }
+
+/// The bench tests' model, `llama_kvstep.onnx`, and a scratch folder; `None` without an adapter.
+#[cfg(feature = "gpu")]
+fn kvstep_bench() -> Option<(tempfile::TempDir, String)> {
+    common::gpu()?;
+    Some((tmp(), model("llama_kvstep.onnx")))
+}
+
+/// The sizes the bench tests bind `llama_kvstep.onnx`'s symbols to.
+#[cfg(feature = "gpu")]
+const KVSTEP_DIMS: [&str; 6] = ["--dim", "past=4", "--dim", "new=1", "--dim", "all=5"];
 
 fn model(name: &str) -> String {
     common::root().join("tests/data/models").join(name).to_string_lossy().into_owned()
