@@ -689,7 +689,8 @@ impl<'a> Executable<'a> {
     /// Records dispatch `index` (in [`Executable::kernels`]' order) `times` over in one compute
     /// pass of `encoder`, on this executable's buffers: what it costs alone, each dispatch
     /// waiting for the one before as in a run (`glufuse bench MODEL --alone`). It computes on
-    /// whatever its buffers hold; nothing else runs.
+    /// whatever its buffers hold; nothing else runs (an index past the dispatches records an
+    /// empty pass).
     pub fn record_repeated(
         &self,
         encoder: &mut wgpu::CommandEncoder,
