@@ -13,7 +13,13 @@
 //!
 //! ```text
 //! cargo run --release --example pipeline_stats -- --shape 896x4864 --rows 512 --layout kn
+//! cargo run --release --example pipeline_stats -- --model model.onnx --dim batch=1 --dim seq=128
 //! ```
+//!
+//! With `--model`, every distinct kernel of a model graph (fused, for this device) once, as the
+//! runtime compiles one pipeline per distinct code: how large each kernel's machine code is
+//! tells what the kernels of a layer ask of the instruction caches together
+//! (`benches/results/h100-2026-11-28s-code-size.md`).
 //!
 //! With `--dump DIR` each kernel's pipeline-cache data is written too. NVIDIA's holds the
 //! machine code: `python3 benches/sass.py DIR/fused_mul.pipeline_cache.bin SIZE` (SIZE: the
@@ -57,6 +63,13 @@ struct Args {
     /// `benches/sass.py` disassembles).
     #[arg(long)]
     dump: Option<std::path::PathBuf>,
+    /// Instead of an FFN: the kernels of this model graph (JSON or ONNX), fused as `glufuse
+    /// run` fuses it, each distinct kernel once.
+    #[arg(long)]
+    model: Option<std::path::PathBuf>,
+    /// With `--model`: a size for a symbolic dim, `NAME=N` (repeatable; unbound dims are 1).
+    #[arg(long = "dim", value_name = "NAME=N", requires = "model")]
+    dims: Vec<String>,
 }
 
 fn main() {
@@ -85,6 +98,9 @@ fn run(a: Args) -> Res<()> {
 
     let gpu = Gpu::new().map_err(|e| e.to_string())?;
     let target = Target { gemm_tiles, ..gpu.target() };
+    if let Some(path) = &a.model {
+        return model(&a, path, &gpu, &target);
+    }
     let original = glufuse::synth::ffn_graph_of(h, i, a.rows, weights, layout).map_err(|e| e.to_string())?;
     let mut fused = original.clone();
     glufuse::passes::PassManager::standard().run(&mut fused).map_err(|e| e.to_string())?;
@@ -110,6 +126,44 @@ fn run(a: Args) -> Res<()> {
     Ok(())
 }
 
+/// `--model`: the statistics of each distinct kernel of one model graph, fused.
+fn model(a: &Args, path: &std::path::Path, gpu: &Gpu, target: &Target) -> Res<()> {
+    let mut g = glufuse::files::load_graph(path).map_err(|e| e.to_string())?;
+    glufuse::passes::PassManager::standard().run(&mut g).map_err(|e| e.to_string())?;
+    let mut bindings = glufuse::shape::Bindings::new();
+    for d in &a.dims {
+        let (k, v) = d.split_once('=').ok_or_else(|| format!("--dim {d:?}: expected NAME=N"))?;
+        bindings.insert(k.to_string(), v.parse().map_err(|_| format!("--dim {d:?}: {v:?} is not a size"))?);
+    }
+    if let Some(dir) = &a.dump {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let vk = Vulkan::open(&gpu.info.name)?;
+    println!("device: {} (driver {})", gpu.describe(), gpu.info.driver_info);
+    println!("\n== {} (fused) ==", path.display());
+    let kernels = generate(&g, &bindings, target).map_err(|e| e.to_string())?;
+    // The runtime compiles one pipeline per distinct code (the choice comment aside).
+    let mut seen = std::collections::HashSet::new();
+    for k in &kernels {
+        let src = k.source();
+        if !seen.insert(src.code()) {
+            continue;
+        }
+        let threads = workgroup_threads(&src.wgsl);
+        let uses = kernels.iter().filter(|o| o.source().code() == src.code()).count();
+        println!(
+            "\n{} ({}), {threads} threads × {:?} workgroups, {uses} dispatches of this code",
+            src.name, src.kind, src.workgroups
+        );
+        let dump = a.dump.as_ref().map(|d| d.join(format!("model_{}", src.name)));
+        match spirv(k, target).and_then(|spirv| vk.statistics(&spirv, src.bindings.len(), dump.as_deref())) {
+            Ok(exes) => exes.iter().for_each(|e| println!("{e}")),
+            Err(e) => println!("  not compiled: {e}"),
+        }
+    }
+    Ok(())
+}
+
 /// The `@workgroup_size` of a kernel's WGSL (glufuse's kernels are one-dimensional).
 fn workgroup_threads(wgsl: &str) -> String {
     wgsl.split("@workgroup_size(").nth(1).and_then(|r| r.split(')').next()).unwrap_or("?").to_string()
@@ -122,8 +176,11 @@ fn spirv(k: &Kernel, t: &Target) -> Res<Vec<u32>> {
     let wgsl = &k.source().wgsl;
     let module = naga::front::wgsl::parse_str(wgsl).map_err(|e| e.emit_to_string(wgsl))?;
     let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), t.caps);
-    v.subgroup_stages(naga::valid::ShaderStages::COMPUTE)
-        .subgroup_operations(naga::valid::SubgroupOperationSet::BASIC | naga::valid::SubgroupOperationSet::ARITHMETIC);
+    v.subgroup_stages(naga::valid::ShaderStages::COMPUTE).subgroup_operations(
+        naga::valid::SubgroupOperationSet::BASIC
+            | naga::valid::SubgroupOperationSet::ARITHMETIC
+            | naga::valid::SubgroupOperationSet::SHUFFLE,
+    );
     let info = v.validate(&module).map_err(|e| e.emit_to_string(wgsl))?;
     let options = spv::Options {
         // The SPIR-V version wgpu writes for a Vulkan 1.3 device.

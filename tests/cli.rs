@@ -452,8 +452,10 @@ fn bench_model_times_dispatches_alone() {
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
         (out, v)
     };
-    let (out, v) =
-        run(&["--alone", "|attention", "--alone", "|elementwise-program&!present"], &d.path().join("a.json"));
+    let (out, v) = run(
+        &["--alone", "|attention", "--alone", "|elementwise-program&!present", "--alone-after", "2"],
+        &d.path().join("a.json"),
+    );
     let part = &v["parts"][0];
     let kinds: Vec<(String, String)> = part["dispatch_us"]
         .as_array()
@@ -472,11 +474,21 @@ fn bench_model_times_dispatches_alone() {
         assert_eq!((a["kernel"].as_str().unwrap(), a["kind"].as_str().unwrap()), (name.as_str(), kind.as_str()));
         assert!(a["alone_us"].as_f64().unwrap() > 0.0, "{a}");
         assert!(a["in_model_us"].as_f64().is_some(), "{a}");
+        // Timed after the two dispatches before it, or as many as the call has.
+        let index = kinds.iter().position(|k| k.0 == *name).unwrap();
+        assert_eq!(a["after"].as_u64(), Some(index.min(2) as u64), "{a}");
+        assert_eq!(a["after_us"].as_f64().is_some_and(f64::is_finite), index > 0, "{a}");
         assert!(out.contains(&format!("| {name} | {kind} | ")), "{out}");
     }
-    assert!(out.contains("dispatches alone (--alone), fused"), "{out}");
+    assert!(
+        out.contains("dispatches alone (--alone), fused") && out.contains("| in the model | alone | after |"),
+        "{out}"
+    );
     let (out, v) = run(&[], &d.path().join("b.json"));
     assert!(v["parts"][0].get("alone").is_none() && !out.contains("--alone"), "{out}");
+    // Without --alone, --alone-after has nothing to time: refused.
+    let o = glufuse(&["bench", m.as_str(), "--in-process", "--part", "fused", "--alone-after", "2"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o).1);
 }
 
 /// The bench tests' model, `llama_kvstep.onnx`, and a scratch folder; `None` without an adapter.

@@ -686,23 +686,25 @@ impl<'a> Executable<'a> {
         }
     }
 
-    /// Records dispatch `index` (in [`Executable::kernels`]' order) `times` over in one compute
-    /// pass of `encoder`, on this executable's buffers: what it costs alone, each dispatch
-    /// waiting for the one before as in a run (`glufuse bench MODEL --alone`). It computes on
-    /// whatever its buffers hold; nothing else runs (an index past the dispatches records an
-    /// empty pass).
+    /// Records the dispatches `cycle` (indices in [`Executable::kernels`]' order, in that
+    /// order) `times` over in one compute pass of `encoder`, on this executable's buffers:
+    /// `&[i]` is what dispatch `i` costs alone, a run of the dispatches before it and then `i`
+    /// what it costs after them, each dispatch waiting for the one before as in a run (`glufuse
+    /// bench MODEL --alone`, `--alone-after`). They compute on whatever the buffers hold;
+    /// nothing else runs (an index past the dispatches records nothing).
     pub fn record_repeated(
         &self,
         encoder: &mut wgpu::CommandEncoder,
-        index: usize,
+        cycle: &[usize],
         times: usize,
         timestamps: Option<(&wgpu::QuerySet, u32)>,
     ) {
         let mut pass = timed_pass(encoder, "glufuse alone", timestamps);
-        if let Some(d) = self.dispatches.get(index) {
-            pass.set_pipeline(&d.pipeline);
-            pass.set_bind_group(0, &d.group, &[]);
-            for _ in 0..times {
+        let ds: Vec<&Dispatch> = cycle.iter().filter_map(|&i| self.dispatches.get(i)).collect();
+        for _ in 0..times {
+            for d in &ds {
+                pass.set_pipeline(&d.pipeline);
+                pass.set_bind_group(0, &d.group, &[]);
                 pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
             }
         }

@@ -227,6 +227,11 @@ pub struct BenchArgs {
     /// kernel's time is its context (the kernels around it, the caches they leave).
     #[arg(long = "alone", value_name = "PATTERN", requires = "model")]
     pub alone: Vec<String>,
+    /// With --alone: each of those dispatches also timed after the N dispatches before it in
+    /// the model (cycles of them and it, less them alone): what a kernel costs once the ones
+    /// before it have filled the caches with their data and code, beside what it costs alone.
+    #[arg(long = "alone-after", value_name = "N", default_value_t = 0, requires = "alone")]
+    pub alone_after: usize,
     /// With MODEL: size of a symbolic dim, as NAME=N (repeatable; unbound dims are 1).
     #[arg(long = "dim", value_name = "NAME=N", requires = "model")]
     pub dims: Vec<String>,

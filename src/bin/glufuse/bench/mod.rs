@@ -33,6 +33,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             matmul_precision: PrecisionArg::resolve(a.matmul_precision),
             leave_out: a.leave_out.clone(),
             alone: a.alone.clone(),
+            alone_after: a.alone_after,
         };
         let part = match a.part {
             PartArg::Both => None,

@@ -57,6 +57,9 @@ pub struct ModelOptions {
     pub leave_out: Vec<String>,
     /// Patterns of the dispatches also timed alone ([`AloneTime`]).
     pub alone: Vec<String>,
+    /// How many of the dispatches before each of those to time it after
+    /// ([`AloneTime::after_us`]; 0: none).
+    pub alone_after: usize,
 }
 
 /// Dispatches in a chain a dispatch is timed alone in (`--alone`).
@@ -75,6 +78,15 @@ pub struct AloneTime {
     /// µs a dispatch of it alone: [`ALONE_CHAIN`] of it back to back on the model's buffers
     /// (each waiting for the one before, as in the model), median of the samples.
     pub alone_us: f64,
+    /// How many of the dispatches before it in the model [`Self::after_us`] ran it after
+    /// (`--alone-after N`, fewer where the call has fewer before it; 0: not asked).
+    #[serde(default)]
+    pub after: usize,
+    /// µs it costs after those: [`ALONE_CHAIN`] cycles of them and it, less as many of them
+    /// alone, per cycle. Against [`Self::alone_us`], what the kernels before it leave it (the
+    /// caches they fill, data and code).
+    #[serde(default)]
+    pub after_us: Option<f64>,
 }
 
 /// Whether `--leave-out` pattern `p` matches a kernel named `name` of kind `kind`: `p`
@@ -415,14 +427,24 @@ pub fn measure(gpu: &Gpu, o: &ModelOptions, fused: bool) -> Result<Measured> {
         let (t, _) = time_series(gpu, o.reps.max(1), o.samples, WARM_UP, |enc, reps, ts| {
             exe.record_keeping(enc, reps, ts, &without)
         })?;
-        let (chain, _) = time_series(gpu, o.reps.max(1), o.samples, WARM_UP, |enc, reps, ts| {
-            exe.record_repeated(enc, i, reps * ALONE_CHAIN, ts)
-        })?;
+        let cycle = |ids: &[usize]| -> Result<f64> {
+            let (chain, _) = time_series(gpu, o.reps.max(1), o.samples, WARM_UP, |enc, reps, ts| {
+                exe.record_repeated(enc, ids, reps * ALONE_CHAIN, ts)
+            })?;
+            Ok(median(&chain) / ALONE_CHAIN as f64)
+        };
+        let before: Vec<usize> = (i.saturating_sub(o.alone_after)..i).collect();
+        let after_us = match before.is_empty() {
+            true => None,
+            false => Some(cycle(&[&before[..], &[i]].concat())? - cycle(&before)?),
+        };
         alone.push(AloneTime {
             kernel: kernel.clone(),
             kind: kind.clone(),
             in_model_us: median(&gpu_samples_us) - median(&t),
-            alone_us: median(&chain) / ALONE_CHAIN as f64,
+            alone_us: cycle(&[i])?,
+            after: before.len(),
+            after_us,
         });
     }
 
@@ -594,12 +616,23 @@ fn table(r: &ModelReport) -> String {
         false,
     );
     for p in [f, u].into_iter().flatten().filter(|p| !p.alone.is_empty()) {
+        let after = p.alone.iter().map(|a| a.after).max().unwrap_or(0);
+        let (head, rule) = match after {
+            0 => (String::new(), ""),
+            n => (format!(", and after the (up to) {n} dispatches before it ({ALONE_CHAIN} cycles of them and it, less them alone)"), " after |"),
+        };
         s.push_str(&format!(
-            "\ndispatches alone (--alone), {}: what each costs the model (the GPU time per call less the call without it), and alone ({ALONE_CHAIN} of it back to back on the model's buffers), µs\n\n| kernel | kind | in the model | alone |\n| --- | --- | --- | --- |\n",
-            p.part
+            "\ndispatches alone (--alone), {}: what each costs the model (the GPU time per call less the call without it), alone ({ALONE_CHAIN} of it back to back on the model's buffers){head}, µs\n\n| kernel | kind | in the model | alone |{rule}\n| --- | --- | --- | --- |{}\n",
+            p.part,
+            if after > 0 { " --- |" } else { "" }
         ));
         for a in &p.alone {
-            s.push_str(&format!("| {} | {} | {:.1} | {:.1} |\n", a.kernel, a.kind, a.in_model_us, a.alone_us));
+            let cell = match (after, a.after_us) {
+                (0, _) => String::new(),
+                (_, Some(us)) => format!(" {us:.1} |"),
+                (_, None) => " – |".to_string(),
+            };
+            s.push_str(&format!("| {} | {} | {:.1} | {:.1} |{cell}\n", a.kernel, a.kind, a.in_model_us, a.alone_us));
         }
     }
     for p in [f, u].into_iter().flatten() {
@@ -709,6 +742,9 @@ pub fn run(
             }
             for p in &o.alone {
                 args.extend(["--alone".to_string(), p.clone()]);
+            }
+            if o.alone_after > 0 {
+                args.extend(["--alone-after".to_string(), o.alone_after.to_string()]);
             }
             child_command(&args)?;
             let bytes = std::fs::read(&report).map_err(|e| Error::Job(format!("benchmark child's report: {e}")))?;
