@@ -611,6 +611,36 @@ fn argmax_and_argmin_match_onnxruntime() {
     matches_onnxruntime("argmax", &outs, same_bits);
 }
 
+/// ONNX's `TopK` (lowered to K rounds of reductions: largest and smallest first, K from 1 to
+/// the whole axis, the last axis and earlier ones beside a symbolic dim, ties by index, -0.0
+/// beside 0.0, ±inf, NaN first among the largest and last among the smallest, int64 with the
+/// most negative int32, f16) gives onnxruntime's values and indices exactly
+/// (`tests/data/onnx_extra/make_topk.py`).
+#[test]
+fn topk_matches_onnxruntime() {
+    let outs = [
+        "top3",
+        "top3_i",
+        "all6",
+        "all6_i",
+        "low2",
+        "low2_i",
+        "low6",
+        "low6_i",
+        "mid",
+        "mid_i",
+        "first",
+        "first_i",
+        "int_top",
+        "int_top_i",
+        "int_low",
+        "int_low_i",
+        "half",
+        "half_i",
+    ];
+    matches_onnxruntime("topk", &outs, same_bits);
+}
+
 /// Opset 23's `RotaryEmbedding` (halves and interleaved, the whole head and its first 4, 4-D
 /// and 3-D inputs, caches read at `position_ids`), `RMSNormalization` (the last axis and from
 /// axis 1, f32 and f16 with an f32 stash) and `Attention` (grouped-query heads, a boolean mask

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 mod activations;
 mod einsum;
 mod llm;
+mod topk;
 
 /// Where a step's input comes from.
 #[derive(Clone, Debug)]
@@ -312,6 +313,7 @@ pub fn arity(op: &str) -> Option<(usize, usize, usize)> {
         "RotaryEmbedding" => (3, 4, 1),
         "Attention" => (3, 7, 4),
         "Einsum" => (1, usize::MAX, 1),
+        "TopK" => (2, 2, 2),
         _ => return None,
     })
 }
@@ -957,6 +959,7 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
         "Einsum" => einsum::einsum(&mut c, attrs)?,
         "RotaryEmbedding" => llm::rotary_embedding(&mut c, attrs)?,
         "Attention" => return llm::attention(&mut c, attrs).map(|outs| c.done(outs)),
+        "TopK" => return topk::top_k(&mut c, attrs).map(|outs| c.done(outs)),
         "LayerNormalization" => {
             let axis = attrs.int("axis").unwrap_or(-1);
             let epsilon = attrs.float("epsilon").unwrap_or(1e-5);

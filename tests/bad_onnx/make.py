@@ -294,6 +294,23 @@ y = helper.make_tensor_value_info("y", TensorProto.INT64, None)
 g = helper.make_graph([helper.make_node("LogSoftmax", ["x"], ["y"], name="logp")], "g", [x], [y])
 write("log_softmax_int.onnx", helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
 
+# TopK: K past the axis, K computed from data, the axis symbolic, K past what is lowered.
+def topk(name, dims, k, k_input=False, **attrs):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)
+    v = helper.make_tensor_value_info("v", TensorProto.FLOAT, None)
+    i = helper.make_tensor_value_info("i", TensorProto.INT64, None)
+    ins, inits = [x], []
+    if k_input:
+        ins.append(helper.make_tensor_value_info("k", TensorProto.INT64, [1]))
+    else:
+        inits.append(helper.make_tensor("k", TensorProto.INT64, [1], [k]))
+    g = helper.make_graph([helper.make_node("TopK", ["x", "k"], ["v", "i"], name="pick", **attrs)], "g", ins, [v, i], inits)
+    write(name, helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
+topk("topk_k_past_axis.onnx", [2, 6], 7)
+topk("topk_k_from_data.onnx", [2, 6], 0, k_input=True)
+topk("topk_symbolic_axis.onnx", [2, "n"], 2)
+topk("topk_k_too_many.onnx", [2, 200], 100, axis=1)
+
 # Models whose external data file tests/onnx.rs makes in a temporary folder: a FIFO, a
 # directory, a symbolic link out of the folder (data.bin, 32 bytes wanted), and a sparse
 # 16 GiB file the per-tensor budget refuses before reading (big.bin).
