@@ -641,6 +641,16 @@ fn topk_matches_onnxruntime() {
     matches_onnxruntime("topk", &outs, same_bits);
 }
 
+/// ONNX's `OneHot` (lowered to a comparison of the indices with the positions along the new
+/// dim and a `Where`: the last, first and a middle axis, negative indices counted from the
+/// end, indices out of range giving the off value, a symbolic dim, int32 indices and depth,
+/// f32 and int64 values, values computed from an input) gives onnxruntime's outputs exactly
+/// (`tests/data/onnx_extra/make_one_hot.py`).
+#[test]
+fn one_hot_matches_onnxruntime() {
+    matches_onnxruntime("one_hot", &["last", "first", "middle", "int32", "computed"], same_bits);
+}
+
 /// Opset 23's `RotaryEmbedding` (halves and interleaved, the whole head and its first 4, 4-D
 /// and 3-D inputs, caches read at `position_ids`), `RMSNormalization` (the last axis and from
 /// axis 1, f32 and f16 with an f32 stash) and `Attention` (grouped-query heads, a boolean mask

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 mod activations;
 mod einsum;
 mod llm;
+mod one_hot;
 mod topk;
 
 /// Where a step's input comes from.
@@ -314,6 +315,7 @@ pub fn arity(op: &str) -> Option<(usize, usize, usize)> {
         "Attention" => (3, 7, 4),
         "Einsum" => (1, usize::MAX, 1),
         "TopK" => (2, 2, 2),
+        "OneHot" => (3, 3, 1),
         _ => return None,
     })
 }
@@ -957,6 +959,7 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
         }
         "RMSNormalization" => llm::rms_normalization(&mut c, attrs)?,
         "Einsum" => einsum::einsum(&mut c, attrs)?,
+        "OneHot" => one_hot::one_hot(&mut c, attrs)?,
         "RotaryEmbedding" => llm::rotary_embedding(&mut c, attrs)?,
         "Attention" => return llm::attention(&mut c, attrs).map(|outs| c.done(outs)),
         "TopK" => return topk::top_k(&mut c, attrs).map(|outs| c.done(outs)),

@@ -311,6 +311,20 @@ topk("topk_k_from_data.onnx", [2, 6], 0, k_input=True)
 topk("topk_symbolic_axis.onnx", [2, "n"], 2)
 topk("topk_k_too_many.onnx", [2, 200], 100, axis=1)
 
+# OneHot: the depth computed from data, values that are not [off, on].
+def one_hot(name, depth_input, values):
+    i = helper.make_tensor_value_info("i", TensorProto.INT64, [3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    ins, inits = [i], [helper.make_tensor("values", TensorProto.FLOAT, [len(values)], values)]
+    if depth_input:
+        ins.append(helper.make_tensor_value_info("depth", TensorProto.INT64, []))
+    else:
+        inits.append(helper.make_tensor("depth", TensorProto.INT64, [], [4]))
+    g = helper.make_graph([helper.make_node("OneHot", ["i", "depth", "values"], ["y"], name="hot")], "g", ins, [y], inits)
+    write(name, helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
+one_hot("one_hot_depth_from_data.onnx", True, [0.0, 1.0])
+one_hot("one_hot_values.onnx", False, [0.0, 1.0, 2.0])
+
 # Models whose external data file tests/onnx.rs makes in a temporary folder: a FIFO, a
 # directory, a symbolic link out of the folder (data.bin, 32 bytes wanted), and a sparse
 # 16 GiB file the per-tensor budget refuses before reading (big.bin).
