@@ -434,10 +434,8 @@ pub fn measure(gpu: &Gpu, o: &ModelOptions, fused: bool) -> Result<Measured> {
             Ok(median(&chain) / ALONE_CHAIN as f64)
         };
         let before: Vec<usize> = (i.saturating_sub(o.alone_after)..i).collect();
-        let after_us = match before.is_empty() {
-            true => None,
-            false => Some(cycle(&[&before[..], &[i]].concat())? - cycle(&before)?),
-        };
+        let after_us =
+            if before.is_empty() { None } else { Some(cycle(&[&before[..], &[i]].concat())? - cycle(&before)?) };
         alone.push(AloneTime {
             kernel: kernel.clone(),
             kind: kind.clone(),
@@ -617,14 +615,14 @@ fn table(r: &ModelReport) -> String {
     );
     for p in [f, u].into_iter().flatten().filter(|p| !p.alone.is_empty()) {
         let after = p.alone.iter().map(|a| a.after).max().unwrap_or(0);
-        let (head, rule) = match after {
-            0 => (String::new(), ""),
-            n => (format!(", and after the (up to) {n} dispatches before it ({ALONE_CHAIN} cycles of them and it, less them alone)"), " after |"),
+        // A column for the time after the dispatches before it, where asked.
+        let (head, column, rule) = match after {
+            0 => (String::new(), "", ""),
+            n => (format!(", and after the (up to) {n} dispatches before it ({ALONE_CHAIN} cycles of them and it, less them alone)"), " after |", " --- |"),
         };
         s.push_str(&format!(
-            "\ndispatches alone (--alone), {}: what each costs the model (the GPU time per call less the call without it), alone ({ALONE_CHAIN} of it back to back on the model's buffers){head}, µs\n\n| kernel | kind | in the model | alone |{rule}\n| --- | --- | --- | --- |{}\n",
-            p.part,
-            if after > 0 { " --- |" } else { "" }
+            "\ndispatches alone (--alone), {}: what each costs the model (the GPU time per call less the call without it), alone ({ALONE_CHAIN} of it back to back on the model's buffers){head}, µs\n\n| kernel | kind | in the model | alone |{column}\n| --- | --- | --- | --- |{rule}\n",
+            p.part
         ));
         for a in &p.alone {
             let cell = match (after, a.after_us) {
