@@ -24,7 +24,10 @@ the tested ones are seeds 0 to 15, 100 were an ad hoc sweep.
 With --attention --rope, the same blocks with a rotary embedding of the queries and keys and
 (in most) a bias of the keys' projection (random_rope_NNN); the tested ones are seeds 0 to 23,
 100 were an ad hoc sweep.
-usage: python3 make_random_graphs.py [--wide | --ints | --attention [--rope]] [COUNT] [FIRST_SEED] [DIR]"""
+With --select (alone or with --wide), also TopK (either order, any axis and K; its values and
+its indices as floats go on) and OneHot (of a lane's ArgMax along the same axis, times the
+lane), a quarter of the steps: an ad hoc sweep, not the tested graphs.
+usage: python3 make_random_graphs.py [[--wide] [--select] | --ints | --attention [--rope]] [COUNT] [FIRST_SEED] [DIR]"""
 import sys
 import numpy as np
 import onnx
@@ -83,10 +86,14 @@ def step(g):
     if WIDE and rng.random() < 0.4:
         op = rng.choice(["clip", "pow", "gemm", "split", "tile", "pad", "reduce2", "flatten", "trig",
                          "einsum", "argmax", "bmm", "castf16", "leaky", "gather_elements"])
+    if SELECT and rng.random() < 0.25:
+        op = rng.choice(["topk", "one_hot"])
     if r == 0:
         op = rng.choice(["unary", "binary", "unsqueeze", "expand"])
     if op in WIDE_OPS:
         return wide(g, op, x, xs)
+    if op in SELECT_OPS:
+        return select(g, op, x, xs)
     if op == "unary":
         u = rng.choice(["Relu", "Sigmoid", "Tanh", "Neg", "Abs", "ExpTanh", "SqrtAbs", "Erf"])
         if u == "ExpTanh":
@@ -232,6 +239,8 @@ def step(g):
 
 
 WIDE = False
+SELECT = False
+SELECT_OPS = {"topk", "one_hot"}
 WIDE_OPS = {"clip", "pow", "gemm", "split", "tile", "pad", "reduce2", "flatten", "trig", "einsum", "argmax",
             "bmm", "castf16", "leaky", "gather_elements"}
 
@@ -311,6 +320,29 @@ def wide(g, op, x, xs):
         ax = int(rng.integers(0, r))
         idx = rng.integers(-xs[ax], xs[ax], size=xs).astype(np.int64)
         return g.node("GatherElements", [x, g.const(idx, "ids")], xs, axis=ax)
+    return None
+
+
+def select(g, op, x, xs):
+    """The selections' ops (`--select`): TopK (either order, any axis and K) and OneHot (of a
+    lane's ArgMax, along the same axis, times the lane: a hard max)."""
+    rng, r = g.rng, len(xs)
+    ax = int(rng.integers(0, r))
+    if op == "topk" or r < 2:
+        k = int(rng.integers(1, xs[ax] + 1))
+        sh = tuple(k if i == ax else d for i, d in enumerate(xs))
+        v, i = g.name("v"), g.name("i")
+        kk = g.const(np.array([k], dtype=np.int64), "k")
+        g.nodes.append(helper.make_node("TopK", [x, kk], [v, i], axis=ax, largest=int(rng.integers(0, 2))))
+        g.pool.append((v, sh))
+        return g.node("Cast", [i], sh, to=TensorProto.FLOAT)
+    if op == "one_hot" and r >= 2:
+        # (Of rank 2 or more: onnxruntime refuses scalar indices.)
+        a = g.node("ArgMax", [x], None, axis=ax, keepdims=0)
+        vals = g.const(rng.standard_normal(2).astype(np.float32), "vals")
+        depth = g.const(np.array(xs[ax], dtype=np.int64), "depth")
+        hot = g.node("OneHot", [a, depth, vals], None, axis=ax)
+        return g.node("Mul", [x, hot], xs)
     return None
 
 
@@ -545,6 +577,9 @@ def make_attention(seed, d, rope=False):
 
 
 if __name__ == "__main__":
+    if "--select" in sys.argv:
+        sys.argv.remove("--select")
+        SELECT = True
     if "--wide" in sys.argv:
         sys.argv.remove("--wide")
         WIDE = True
