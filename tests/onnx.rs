@@ -644,11 +644,14 @@ fn topk_matches_onnxruntime() {
 /// ONNX's `OneHot` (lowered to a comparison of the indices with the positions along the new
 /// dim and a `Where`: the last, first and a middle axis, negative indices counted from the
 /// end, indices out of range giving the off value, a symbolic dim, int32 indices and depth,
-/// f32 and int64 values, values computed from an input) gives onnxruntime's outputs exactly
-/// (`tests/data/onnx_extra/make_one_hot.py`).
+/// f32 and int64 values, values computed from an input) and `Hardmax` (the first largest of a
+/// lane one-hot: either axis, ties, -0.0 beside 0.0, -inf, a lane with NaN all zeros, f16) give
+/// onnxruntime's outputs exactly (its `Hardmax` of a lane with NaN is all zeros along the last
+/// axis, and along another 1 or 0 by where the NaN falls, so that case is tested on the last) (`tests/data/onnx_extra/make_one_hot.py`).
 #[test]
-fn one_hot_matches_onnxruntime() {
-    matches_onnxruntime("one_hot", &["last", "first", "middle", "int32", "computed"], same_bits);
+fn one_hot_and_hardmax_match_onnxruntime() {
+    let outs = ["last", "first", "middle", "int32", "computed", "hard_last", "hard_first", "hard_half"];
+    matches_onnxruntime("one_hot", &outs, same_bits);
 }
 
 /// Opset 23's `RotaryEmbedding` (halves and interleaved, the whole head and its first 4, 4-D

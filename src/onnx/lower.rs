@@ -316,6 +316,7 @@ pub fn arity(op: &str) -> Option<(usize, usize, usize)> {
         "Einsum" => (1, usize::MAX, 1),
         "TopK" => (2, 2, 2),
         "OneHot" => (3, 3, 1),
+        "Hardmax" => (1, 1, 1),
         _ => return None,
     })
 }
@@ -960,6 +961,7 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
         "RMSNormalization" => llm::rms_normalization(&mut c, attrs)?,
         "Einsum" => einsum::einsum(&mut c, attrs)?,
         "OneHot" => one_hot::one_hot(&mut c, attrs)?,
+        "Hardmax" => one_hot::hardmax(&mut c, attrs)?,
         "RotaryEmbedding" => llm::rotary_embedding(&mut c, attrs)?,
         "Attention" => return llm::attention(&mut c, attrs).map(|outs| c.done(outs)),
         "TopK" => return topk::top_k(&mut c, attrs).map(|outs| c.done(outs)),

@@ -51,7 +51,7 @@ write("shape_mismatch.onnx", m.SerializeToString())
 # an op glufuse does not model whose output has no declared type
 x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
 y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
-g = helper.make_graph([helper.make_node("Hardmax", ["x"], ["s"], name="hm"), helper.make_node("Relu", ["s"], ["y"], name="r")], "g", [x], [y])
+g = helper.make_graph([helper.make_node("Det", ["x"], ["s"], name="det"), helper.make_node("Relu", ["s"], ["y"], name="r")], "g", [x], [y])
 write("untyped_opaque.onnx", helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
 
 # a declared type that contradicts what the inputs give

@@ -1,9 +1,14 @@
-//! ONNX's `OneHot(indices, depth, values)` as ops glufuse already has: the indices gain a dim
-//! of `depth` at `axis`; where a position along it equals the index (a negative index counted
-//! from the end), `values[1]`, elsewhere `values[0]`: a comparison of the indices, reshaped to broadcast, with the
-//! positions, and a `Where`. An index outside `[-depth, depth)` gives `values[0]` throughout,
-//! as the specification says. The depth must be known at load time (it is the new dim); the
-//! two values may be computed.
+//! ONNX's `OneHot(indices, depth, values)` and `Hardmax` as ops glufuse already has.
+//!
+//! `OneHot`: the indices gain a dim of `depth` at `axis`; where a position along it equals the
+//! index (a negative index counted from the end), `values[1]`, elsewhere `values[0]`: a
+//! comparison of the indices, reshaped to broadcast, with the positions, and a `Where`. An
+//! index outside `[-depth, depth)` gives `values[0]` throughout, as the specification says.
+//! The depth must be known at load time (it is the new dim); the two values may be computed.
+//!
+//! `Hardmax(x)`: 1 at the first largest element of each lane along `axis`, 0 elsewhere; a lane
+//! holding NaN is all 0 (the lane's largest, NaN, equals nothing), as onnxruntime gives it
+//! along the last axis (along another, its answer depends on where the NaN falls).
 
 use super::*;
 
@@ -47,4 +52,37 @@ pub(super) fn one_hot(c: &mut Ctx, attrs: &Attrs) -> Result<Src, String> {
     let off = c.step("off", Op::Gather { axis: 0 }, vec![Src::In(2), int("off_at", 0)]);
     let on = c.step("on", Op::Gather { axis: 0 }, vec![Src::In(2), int("on_at", 1)]);
     Ok(c.step("", Op::Where, vec![hot, on, off]))
+}
+
+/// Lowers a `Hardmax` node.
+pub(super) fn hardmax(c: &mut Ctx, attrs: &Attrs) -> Result<Src, String> {
+    let t = c.ty(0)?;
+    if !t.dtype.is_float() || t.rank() == 0 {
+        return Err(format!("Hardmax needs floats of rank 1 or more, got {t}"));
+    }
+    let a = crate::shape::norm_axis(attrs.int("axis").unwrap_or(-1), t.rank())
+        .ok_or_else(|| format!("axis {} out of range for rank {}", attrs.int("axis").unwrap_or(-1), t.rank()))?;
+    let axes = vec![a as i64];
+    let reduce = |c: &mut Ctx, name: &str, v: Src| {
+        c.step(name, Op::Reduce { op: ReduceOp::Max, axes: axes.clone(), keepdims: true }, vec![v])
+    };
+    // (NaN propagates through the reduction: then no element equals the lane's largest.)
+    let top = reduce(c, "top", Src::In(0));
+    let hit = c.step("hit", Op::Binary(BinaryOp::Equal), vec![Src::In(0), top]);
+    let mut at = c.step("positions", indices(t.shape[a].expr()), vec![]);
+    let after = t.rank() - 1 - a;
+    if after > 0 {
+        let shape = std::iter::once(-1).chain(std::iter::repeat_n(1, after)).map(DimExpr::constant).collect();
+        at = c.step("positions.lane", Op::Reshape { shape }, vec![at]);
+    }
+    // The first hit: the largest of the negated positions hit.
+    let neg = c.step("neg_positions", Op::Unary(UnaryOp::Neg), vec![at.clone()]);
+    let none = Src::Known("none".into(), scalar(DType::I64, -(i32::MAX as f64)));
+    let cand = c.step("candidates", Op::Where, vec![hit, neg, none]);
+    let found = reduce(c, "found", cand);
+    let first = c.step("first", Op::Unary(UnaryOp::Neg), vec![found]);
+    let hot = c.step("hot", Op::Binary(BinaryOp::Equal), vec![at, first]);
+    let one = Src::Known("one".into(), scalar(t.dtype, 1.0));
+    let zero = Src::Known("zero".into(), scalar(t.dtype, 0.0));
+    Ok(c.step("", Op::Where, vec![hot, one, zero]))
 }
