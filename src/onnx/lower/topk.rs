@@ -57,7 +57,7 @@ pub(super) fn top_k(c: &mut Ctx, attrs: &Attrs) -> Result<Vec<Option<Src>>, Stri
         let shape = std::iter::once(-1).chain(std::iter::repeat_n(1, after)).map(DimExpr::constant).collect();
         idx = c.step("indices.lane", Op::Reshape { shape }, vec![idx]);
     }
-    let neg = c.step("neg_indices", Op::Unary(UnaryOp::Neg), vec![idx.clone()]);
+    let neg = c.step("neg_indices", Op::Unary(UnaryOp::Neg), vec![idx]);
     let axes = vec![a as i64];
     let reduce = |c: &mut Ctx, name: &str, v: Src| {
         c.step(name, Op::Reduce { op: ReduceOp::Max, axes: axes.clone(), keepdims: true }, vec![v])
@@ -66,7 +66,7 @@ pub(super) fn top_k(c: &mut Ctx, attrs: &Attrs) -> Result<Vec<Option<Src>>, Stri
         (Some(x), Some(y)) => Some(c.step(name, Op::Binary(BinaryOp::And), vec![x, y])),
         (x, y) => x.or(y),
     };
-    let (mut values, mut picks) = (vec![], vec![]);
+    let (mut values, mut negated) = (vec![], vec![]);
     let mut taken: Option<Src> = None;
     for round in 0..k {
         let name = |s: &str| format!("{round}.{s}");
@@ -101,12 +101,13 @@ pub(super) fn top_k(c: &mut Ctx, attrs: &Attrs) -> Result<Vec<Option<Src>>, Stri
             Op::Where,
             vec![hit, neg.clone(), known("none", DType::I64, -(i32::MAX as f64))],
         );
+        // (The negated index: compared with the negated positions here, negated back once for
+        // all rounds at the end.)
         let found = reduce(c, &name("found"), cand);
-        let index = c.step(&name("index"), Op::Unary(UnaryOp::Neg), vec![found]);
-        let pick = c.step(&name("pick"), Op::Binary(BinaryOp::Equal), vec![idx.clone(), index.clone()]);
+        let pick = c.step(&name("pick"), Op::Binary(BinaryOp::Equal), vec![neg.clone(), found.clone()]);
         let one = c.step(&name("picked"), Op::Where, vec![pick.clone(), Src::In(0), low()]);
         values.push(reduce(c, &name("value"), one));
-        picks.push(index);
+        negated.push(found);
         taken = Some(match taken {
             Some(t) => c.step(&name("taken"), Op::Binary(BinaryOp::Or), vec![t, pick]),
             None => pick,
@@ -117,6 +118,7 @@ pub(super) fn top_k(c: &mut Ctx, attrs: &Attrs) -> Result<Vec<Option<Src>>, Stri
         _ => c.step(what, Op::Concat { axis: a as i64 }, v),
     };
     let values = join("values", values);
-    let picks = join("indices.all", picks);
-    Ok(vec![Some(values), Some(picks)])
+    let negated = join("indices.negated", negated);
+    let index_values = c.step("indices.all", Op::Unary(UnaryOp::Neg), vec![negated]);
+    Ok(vec![Some(values), Some(index_values)])
 }
