@@ -143,14 +143,14 @@ fn model(a: &Args, path: &std::path::Path, gpu: &Gpu, target: &Target) -> Res<()
     println!("\n== {} (fused) ==", path.display());
     let kernels = generate(&g, &bindings, target).map_err(|e| e.to_string())?;
     // The runtime compiles one pipeline per distinct code (the choice comment aside).
-    let mut seen = std::collections::HashSet::new();
+    let mut uses: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for k in &kernels {
+        *uses.entry(k.source().code()).or_default() += 1;
+    }
     for k in &kernels {
         let src = k.source();
-        if !seen.insert(src.code()) {
-            continue;
-        }
+        let Some(uses) = uses.remove(src.code()) else { continue };
         let threads = workgroup_threads(&src.wgsl);
-        let uses = kernels.iter().filter(|o| o.source().code() == src.code()).count();
         println!(
             "\n{} ({}), {threads} threads × {:?} workgroups, {uses} dispatches of this code",
             src.name, src.kind, src.workgroups

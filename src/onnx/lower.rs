@@ -134,6 +134,32 @@ fn data_dependent(what: &str, i: usize) -> String {
     )
 }
 
+/// Axis `a` (negative: from the end) of a rank-`r` value, or why not.
+fn ax(a: i64, r: usize) -> Result<usize, String> {
+    crate::shape::norm_axis(a, r).ok_or_else(|| format!("axis {a} out of range for rank {r}"))
+}
+
+/// The positions `0, 1, .. len - 1` (int64) along an axis with `after` dims after it, shaped
+/// to broadcast over those (`name`, and `name.lane` for the reshape).
+fn lane_positions(c: &mut Ctx, name: &str, len: DimExpr, after: usize) -> Src {
+    let at = c.step(name, indices(len), vec![]);
+    if after == 0 {
+        return at;
+    }
+    let shape = std::iter::once(-1).chain(std::iter::repeat_n(1, after)).map(DimExpr::constant).collect();
+    c.step(&format!("{name}.lane"), Op::Reshape { shape }, vec![at])
+}
+
+/// The first position along `axes` where `hit` holds, negated: the largest of the negated
+/// positions `neg` hit (`prefix` names the steps), or `-i32::MAX` where none is (the largest
+/// int32 negated, which no position is). `ArgMax`'s first index, and `TopK`'s and
+/// `Hardmax`'s, are this negated back.
+fn first_hit_negated(c: &mut Ctx, prefix: &str, hit: Src, neg: Src, axes: Vec<i64>, keepdims: bool) -> Src {
+    let none = Src::Known("none".into(), scalar(DType::I64, -(i32::MAX as f64)));
+    let cand = c.step(&format!("{prefix}candidates"), Op::Where, vec![hit, neg, none]);
+    c.step(&format!("{prefix}found"), Op::Reduce { op: ReduceOp::Max, axes, keepdims }, vec![cand])
+}
+
 /// The indices `0, 1, .. limit - 1` (int64) along a dim of `limit`, symbolic or not.
 fn indices(limit: DimExpr) -> Op {
     Op::Range { start: DimExpr::constant(0), limit, delta: 1, dtype: DType::I64 }
@@ -387,8 +413,6 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
         let y = r?;
         return Ok(c.done(vec![Some(y)]));
     }
-    let ax =
-        |a: i64, r: usize| crate::shape::norm_axis(a, r).ok_or_else(|| format!("axis {a} out of range for rank {r}"));
     let out = match op {
         "Constant" => {
             let k = constant_attr(attrs)?;
@@ -889,13 +913,7 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
             let axes = vec![a as i64];
             let top = c.step("top", Op::Reduce { op: ReduceOp::Max, axes: axes.clone(), keepdims: true }, vec![clean]);
             let hit = c.step("hit", Op::Binary(BinaryOp::Equal), vec![x, top]);
-            // The indices along the axis, shaped to broadcast over the dims after it.
-            let mut idx = c.step("indices", indices(t.shape[a].expr()), vec![]);
-            let after = t.rank() - 1 - a;
-            if after > 0 {
-                let shape = std::iter::once(-1).chain(std::iter::repeat_n(1, after)).map(DimExpr::constant).collect();
-                idx = c.step("indices.lane", Op::Reshape { shape }, vec![idx]);
-            }
+            let idx = lane_positions(&mut c, "indices", t.shape[a].expr(), t.rank() - 1 - a);
             let reduce = |c: &mut Ctx, name: &str, v: Src| {
                 c.step(name, Op::Reduce { op: ReduceOp::Max, axes: axes.clone(), keepdims }, vec![v])
             };
@@ -911,9 +929,7 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
                 }
             } else {
                 let neg = c.step("neg_indices", Op::Unary(UnaryOp::Neg), vec![idx]);
-                let none = i64s("none", -(i32::MAX as f64));
-                let cand = c.step("candidates", Op::Where, vec![hit, neg, none]);
-                let found = reduce(&mut c, "found", cand);
+                let found = first_hit_negated(&mut c, "", hit, neg, axes.clone(), keepdims);
                 let first = c.step(if float { "first" } else { "" }, Op::Unary(UnaryOp::Neg), vec![found]);
                 if float {
                     // (i32::MAX: no value but NaN.)

@@ -26,8 +26,7 @@ pub(super) fn one_hot(c: &mut Ctx, attrs: &Attrs) -> Result<Src, String> {
         v => return Err(format!("the depth must be one number of at least 1, got {v:?}")),
     };
     let r = t.rank() + 1;
-    let a = crate::shape::norm_axis(attrs.int("axis").unwrap_or(-1), r)
-        .ok_or_else(|| format!("axis {} out of range for the output's rank {r}", attrs.int("axis").unwrap_or(-1)))?;
+    let a = ax(attrs.int("axis").unwrap_or(-1), r).map_err(|e| format!("{e} (the output's)"))?;
     let idx = if t.dtype == DType::I64 {
         Src::In(0)
     } else {
@@ -42,12 +41,7 @@ pub(super) fn one_hot(c: &mut Ctx, attrs: &Attrs) -> Result<Src, String> {
     let mut shape: Vec<DimExpr> = t.shape.iter().map(Dim::expr).collect();
     shape.insert(a, DimExpr::constant(1));
     let idx = c.step("indices.lane", Op::Reshape { shape }, vec![idx]);
-    let mut at = c.step("positions", indices(DimExpr::constant(depth)), vec![]);
-    let after = r - 1 - a;
-    if after > 0 {
-        let shape = std::iter::once(-1).chain(std::iter::repeat_n(1, after)).map(DimExpr::constant).collect();
-        at = c.step("positions.lane", Op::Reshape { shape }, vec![at]);
-    }
+    let at = lane_positions(c, "positions", DimExpr::constant(depth), r - 1 - a);
     let hot = c.step("hot", Op::Binary(BinaryOp::Equal), vec![idx, at]);
     let off = c.step("off", Op::Gather { axis: 0 }, vec![Src::In(2), int("off_at", 0)]);
     let on = c.step("on", Op::Gather { axis: 0 }, vec![Src::In(2), int("on_at", 1)]);
@@ -60,8 +54,7 @@ pub(super) fn hardmax(c: &mut Ctx, attrs: &Attrs) -> Result<Src, String> {
     if !t.dtype.is_float() || t.rank() == 0 {
         return Err(format!("Hardmax needs floats of rank 1 or more, got {t}"));
     }
-    let a = crate::shape::norm_axis(attrs.int("axis").unwrap_or(-1), t.rank())
-        .ok_or_else(|| format!("axis {} out of range for rank {}", attrs.int("axis").unwrap_or(-1), t.rank()))?;
+    let a = ax(attrs.int("axis").unwrap_or(-1), t.rank())?;
     let axes = vec![a as i64];
     let reduce = |c: &mut Ctx, name: &str, v: Src| {
         c.step(name, Op::Reduce { op: ReduceOp::Max, axes: axes.clone(), keepdims: true }, vec![v])
@@ -69,17 +62,9 @@ pub(super) fn hardmax(c: &mut Ctx, attrs: &Attrs) -> Result<Src, String> {
     // (NaN propagates through the reduction: then no element equals the lane's largest.)
     let top = reduce(c, "top", Src::In(0));
     let hit = c.step("hit", Op::Binary(BinaryOp::Equal), vec![Src::In(0), top]);
-    let mut at = c.step("positions", indices(t.shape[a].expr()), vec![]);
-    let after = t.rank() - 1 - a;
-    if after > 0 {
-        let shape = std::iter::once(-1).chain(std::iter::repeat_n(1, after)).map(DimExpr::constant).collect();
-        at = c.step("positions.lane", Op::Reshape { shape }, vec![at]);
-    }
-    // The first hit: the largest of the negated positions hit.
+    let at = lane_positions(c, "positions", t.shape[a].expr(), t.rank() - 1 - a);
     let neg = c.step("neg_positions", Op::Unary(UnaryOp::Neg), vec![at.clone()]);
-    let none = Src::Known("none".into(), scalar(DType::I64, -(i32::MAX as f64)));
-    let cand = c.step("candidates", Op::Where, vec![hit, neg, none]);
-    let found = reduce(c, "found", cand);
+    let found = first_hit_negated(c, "", hit, neg, axes.clone(), true);
     let first = c.step("first", Op::Unary(UnaryOp::Neg), vec![found]);
     let hot = c.step("hot", Op::Binary(BinaryOp::Equal), vec![at, first]);
     let one = Src::Known("one".into(), scalar(t.dtype, 1.0));

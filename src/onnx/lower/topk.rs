@@ -24,8 +24,7 @@ pub(super) fn top_k(c: &mut Ctx, attrs: &Attrs) -> Result<Vec<Option<Src>>, Stri
     if t.dtype == DType::Bool || t.rank() == 0 {
         return Err(format!("TopK needs numbers of rank 1 or more, got {t}"));
     }
-    let a = crate::shape::norm_axis(attrs.int("axis").unwrap_or(-1), t.rank())
-        .ok_or_else(|| format!("axis {} out of range for rank {}", attrs.int("axis").unwrap_or(-1), t.rank()))?;
+    let a = ax(attrs.int("axis").unwrap_or(-1), t.rank())?;
     let k = match c.ints(1, "K")?.as_slice() {
         [k] => *k,
         v => return Err(format!("K must hold one number, got {v:?}")),
@@ -51,12 +50,7 @@ pub(super) fn top_k(c: &mut Ctx, attrs: &Attrs) -> Result<Vec<Option<Src>>, Stri
     let number = nan.clone().map(|m| c.step("number", Op::Unary(UnaryOp::Not), vec![m]));
     // The indices along the axis, shaped to broadcast over the dims after it, and negated
     // (the first of several is the largest negated index).
-    let mut idx = c.step("indices", indices(DimExpr::constant(n as i64)), vec![]);
-    let after = t.rank() - 1 - a;
-    if after > 0 {
-        let shape = std::iter::once(-1).chain(std::iter::repeat_n(1, after)).map(DimExpr::constant).collect();
-        idx = c.step("indices.lane", Op::Reshape { shape }, vec![idx]);
-    }
+    let idx = lane_positions(c, "indices", DimExpr::constant(n as i64), t.rank() - 1 - a);
     let neg = c.step("neg_indices", Op::Unary(UnaryOp::Neg), vec![idx]);
     let axes = vec![a as i64];
     let reduce = |c: &mut Ctx, name: &str, v: Src| {
@@ -96,14 +90,9 @@ pub(super) fn top_k(c: &mut Ctx, attrs: &Attrs) -> Result<Vec<Option<Src>>, Stri
             let (yes, no) = if largest { (nans, hit) } else { (hit, nans) };
             hit = c.step(&name("hit.nan"), Op::Where, vec![any, yes, no]);
         }
-        let cand = c.step(
-            &name("candidates"),
-            Op::Where,
-            vec![hit, neg.clone(), known("none", DType::I64, -(i32::MAX as f64))],
-        );
         // (The negated index: compared with the negated positions here, negated back once for
         // all rounds at the end.)
-        let found = reduce(c, &name("found"), cand);
+        let found = first_hit_negated(c, &name(""), hit, neg.clone(), axes.clone(), true);
         let pick = c.step(&name("pick"), Op::Binary(BinaryOp::Equal), vec![neg.clone(), found.clone()]);
         let one = c.step(&name("picked"), Op::Where, vec![pick.clone(), Src::In(0), low()]);
         values.push(reduce(c, &name("value"), one));
