@@ -471,10 +471,12 @@ fn a_program_reading_a_split_projection_adds_its_parts_up() {
         g
     };
     // The decode GEMV, `[K, N]`, split for its few columns; and the cooperative-matrix GEMM
-    // of a Qwen2-0.5B-sized down projection at 128 rows, split for its few tiles.
+    // and the tiled f32 GEMM of a Qwen2-0.5B-sized down projection at 128 rows, split for
+    // their few tiles.
     for (rows, k, n, dtype, t, gemm) in [
         (4, 4096, 32, "f32", common::h100(), "matmul-gemv-kn"),
         (128, 4864, 896, "f16", common::h100_coop(), "matmul-coop"),
+        (128, 4864, 896, "f32", common::h100(), "matmul-gemm"),
     ] {
         for norm in [true, false] {
             let at = format!("{rows}x{k}x{n}, norm {norm}");
@@ -490,9 +492,14 @@ fn a_program_reading_a_split_projection_adds_its_parts_up() {
     {
         let Some(gpu) = common::gpu() else { return };
         let bits = |t: &glufuse::ir::Tensor| t.as_f32().unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        // The split GEMV on the adapter as it is; the cooperative-matrix GEMM emulated (where
+        // The split GEMV and the split tiled GEMM (f32 and f16 weights; no cooperative
+        // matrices) on the adapter as it is; the cooperative-matrix GEMM emulated (where
         // the adapter has f16 in shaders), forced to split in two.
-        let mut runs = vec![(4, 4096, 32, "f32", gpu.target())];
+        let tiled = Target { coop_matrix: vec![], ..gpu.target() };
+        let mut runs = vec![(4, 4096, 32, "f32", gpu.target()), (40, 2048, 96, "f32", tiled.clone())];
+        if gpu.target().caps.contains(naga::valid::Capabilities::SHADER_FLOAT16) {
+            runs.push((40, 2048, 96, "f16", tiled));
+        }
         if gpu.target().caps.contains(naga::valid::Capabilities::SHADER_FLOAT16) {
             let coop = Target {
                 coop_emulate: true,

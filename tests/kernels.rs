@@ -211,6 +211,64 @@ fn split_k_gemvs_match_the_interpreter() {
     }
 }
 
+/// The aligned prefill GEMM split over k where its grid is small: each part's partial sums,
+/// then the split-sum kernel adding them up with the epilogue. Parts chosen by the rule (no
+/// wave known: 128 workgroups, a grid of fewer than a third of them splits; K = 2048 in 16
+/// parts of 16 steps of 8, K = 360 in 2) and forced
+/// (2, 3 and 5 parts, some of steps that do not divide evenly: the last part shorter), fused and plain, both
+/// layouts, f32 and f16 weights, biases and a merged gate_up weight, partial row and column
+/// tiles. The choice says why; a grid that fills half the wave, or a k too short for two
+/// parts, stays whole.
+#[cfg(feature = "gpu")]
+#[test]
+fn split_k_gemms_match_the_interpreter() {
+    let Some(gpu) = common::gpu() else { return };
+    let sweep = common::sweep(&gpu, "split_k_gemms_match_the_interpreter");
+    let mut cases = vec![];
+    for layout in [Layout::Kn, Layout::Nk] {
+        for dtype in [DType::F32, DType::F16] {
+            cases.push(Case { rows: 40, h: 2048, i: 72, layout, dtype, bias: true, merged: false });
+            cases.push(Case { rows: 70, h: 360, i: 132, layout, dtype, bias: false, merged: true });
+        }
+    }
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut n = 0;
+    for (j, split) in [None, Some(2), Some(3), Some(5)].into_iter().enumerate() {
+        let target = Target { gemm_split: split, coop_matrix: vec![], ..gpu.target() };
+        for (k, c) in cases.iter().enumerate() {
+            // Subset: each forced split takes a layout and dtype of its own.
+            if split.is_none() || sweep == Sweep::Full || k / 2 == j % 4 {
+                n += check(&gpu, c, &target, &mut kinds);
+            }
+        }
+    }
+    eprintln!("{n} runs; kernels: {kinds:?}");
+    for want in ["matmul-gemm", "matmul-split-sum", "fused-gate-up-gemm", "fused-gate-up-split-sum"] {
+        assert!(kinds.contains(want), "kernel {want} never ran: {kinds:?}");
+    }
+    let choice = |c: &Case, target: &Target| -> Vec<String> {
+        let mut g = build(c);
+        PassManager::standard().run(&mut g).unwrap();
+        let ks = glufuse::codegen::generate(&g, &Default::default(), target).unwrap();
+        ks.iter().filter_map(|k| k.source().choice.as_ref().map(|c| c.to_string())).collect()
+    };
+    let c = Case { rows: 40, h: 2048, i: 72, layout: Layout::Nk, dtype: DType::F32, bias: true, merged: false };
+    let got = choice(&c, &Target::default());
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got[0].starts_with("gemm 8x8x8 split-k 16: ") && got[0].contains("split K=2048 in 16"), "{got:?}");
+    assert!(got[1].starts_with("gemm 8x8x8 split-k 16 sum: "), "{got:?}");
+    // 360 of k: 45 steps, 12 a part where 4 are forced (the last 9).
+    let forced = Target { gemm_split: Some(4), ..Target::default() };
+    let got = choice(&Case { h: 360, ..c }, &forced);
+    assert!(got[0].contains("split K=360 in 4 (forced)"), "{got:?}");
+    // K = 240 (30 steps) is too short for two parts of 16 steps; 112 workgroups (7 × 16)
+    // are more than a third of 128.
+    for c in [Case { h: 240, ..c }, Case { rows: 400, i: 2048, ..c }] {
+        let got = choice(&c, &Target::default());
+        assert!(got.len() == 1 && got[0].starts_with("gemm 8x8x8: "), "{c:?}: {got:?}");
+    }
+}
+
 /// The `[K, N]` decode GEMV on grids too small for 8 column groups per workgroup: 4, 2 and 1
 /// groups (64 to 256 lanes along k, never more than K), a K not a multiple of the lanes, 5
 /// rows, f16 and a merged weight; and a K too long for that (more than 32 rows a lane), which keeps 8 groups and is

@@ -607,6 +607,9 @@ pub struct Target {
     /// it divides the GEMM's k steps, else no split); `None` picks per shape
     /// ([`proj::coop::split`]).
     pub coop_split: Option<usize>,
+    /// Forces the parts of k the aligned prefill GEMM splits into (tests, tuning; at most one
+    /// a step of k); `None` picks per shape ([`proj::gemm_tiled::split`]).
+    pub gemm_split: Option<usize>,
     /// Forces the query rows an attention workgroup computes together (tests, tuning; used
     /// where it divides the queries and the scores of that many rows fit workgroup memory,
     /// else 1); `None` picks per shape.
@@ -637,6 +640,7 @@ impl Default for Target {
             q4_unpack: proj::q4::Q4Unpack::Magic,
             q4_cols: None,
             coop_split: None,
+            gemm_split: None,
             attention_rows: None,
             pack_f16_rounds: false,
         }

@@ -147,7 +147,8 @@ pub const COOP_MIN_ROWS: usize = 9;
 /// it ([`coop_tile`]; split over k with a second kernel adding the parts up where its tiles
 /// are too few for the device: [`coop::split`]); else the vector GEMV up to 32 rows when the weight rows allow 16-byte
 /// loads (the `[K, N]` one split over k, with a second kernel adding the parts up, where its
-/// grid is too small for the device: [`gemv::kn_split`]); past 8 rows the aligned GEMM where x and the weights load as 16-byte vectors, else
+/// grid is too small for the device: [`gemv::kn_split`]); past 8 rows the aligned GEMM where x and the weights load as 16-byte vectors (split over k
+/// the same way where its grid is small: [`gemm_tiled::split`]), else
 /// the scalar-load GEMM; the scalar template otherwise (and wherever gate and up weights
 /// differ in storage).
 pub(crate) fn projection(
@@ -248,10 +249,15 @@ pub(crate) fn projection(
         let what = format!("a GEMM or the scalar template cannot compute the row program '{}'", g.node(p.node).name);
         return Err(Error::graph(&name, format!("{what} (a glufuse bug)")));
     } else if same_dtype && m > 8 && gemm_tiled::fits(s) {
-        let (tiles, why) = gemm_tiled::pick(s, t);
-        let k = gemm_tiled::gemm_tiled(name, s, &v, t, tiles)?;
-        let why = why.map_or(String::new(), |w| format!(" ({w})"));
-        (k, format!("gemm {tiles}{why}"), format!("M={m} > 8, 16-byte aligned operands"))
+        let (tiles, why_tiles) = gemm_tiled::pick(s, t);
+        let label = format!("gemm {tiles}{}", why_tiles.map_or(String::new(), |w| format!(" ({w})")));
+        let why = format!("M={m} > 8, 16-byte aligned operands");
+        if let (split, Some(why_split)) = gemm_tiled::split(s, tiles, t) {
+            let k = gemm_tiled::gemm_tiled(name.clone(), s, &parts(), t, tiles, split)?;
+            let why = format!("{why}; {why_split}; not coop: {not_coop}{}", in_place(g, n, &ins));
+            return split_pair(k, &name, s, &v, t, split, format!("{label} split-k {split}"), why);
+        }
+        (gemm_tiled::gemm_tiled(name, s, &v, t, tiles, 1)?, label, why)
     } else if same_dtype && m > 8 {
         let k = gemm_unaligned::gemm_unaligned(name, s, &v, t)?;
         (k, "gemm-unaligned".into(), format!("M={m} > 8, operands not 16-byte aligned"))

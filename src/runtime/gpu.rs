@@ -434,6 +434,7 @@ impl Gpu {
             q4_unpack: Default::default(),
             q4_cols: None,
             coop_split: None,
+            gemm_split: None,
             attention_rows: None,
             pack_f16_rounds: self.pack_f16_rounds(),
         }

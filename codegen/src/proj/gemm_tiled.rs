@@ -33,6 +33,11 @@
 //! loop-invariant `tx` / `ty`. With one flat array and computed indices, each of those loads
 //! carried its own clamp and the kernel ran 30% slower on an H100.
 //!
+//! Where the grid is small against the device ([`split`]: Qwen2-0.5B's q/k/v, output and down
+//! projections at 128 rows have 14–18 tiles), k is split: each workgroup multiplies out one
+//! part of the k steps and writes its partial sums to a scratch buffer, laid out as the split
+//! GEMV's, for the split-sum kernel (`gemv::split_sum`) to add up and finish.
+//!
 //! Requires `K % 4 == 0` and, for `[K, N]` weights, 4-aligned columns and offsets
 //! ([`fits`]); the unaligned GEMM (`gemm_unaligned.rs`) covers the rest.
 
@@ -182,8 +187,59 @@ pub fn pick(s: &ProjShape, t: &Target) -> (Tiles, Option<String>) {
     (DEFAULT, None)
 }
 
-/// The aligned prefill GEMM (see the module header).
-pub(crate) fn gemm_tiled(name: String, s: &ProjShape, v: &ProjValues, t: &Target, tl: Tiles) -> Result<KernelSource> {
+/// Fewest k steps one part of a split tiled GEMM multiplies out: each part writes its tile's
+/// partial sums (parts × rows × columns floats, read back by the split-sum kernel), and the
+/// split costs that second dispatch.
+pub const SPLIT_MIN_STEPS: usize = 16;
+
+/// Most parts a tiled GEMM splits k into.
+pub const SPLIT_MAX_PARTS: usize = 32;
+
+/// Into how many parts of k the tiled GEMM at tiling `tl` splits (1: none), and why: the
+/// parts the target forces (where each gets a step); else, where the grid is less than a
+/// third of the device's wave ([`Target::gemm_wave`], or 128, `gemv::GEMV_MIN_WORKGROUPS`,
+/// where that is not known; on an H100, one workgroup an SM), the parts that make it two
+/// thirds (two an SM), each at least [`SPLIT_MIN_STEPS`] steps, at most [`SPLIT_MAX_PARTS`].
+/// The last part takes what the others leave.
+///
+/// Measured on an H100 on the Qwen2-0.5B-sized f32 prefill (128 tokens), whose q/k/v, output
+/// and down projections have 14–18 default tiles (`benches/results/h100-2026-11-28t-split-gemm.md`):
+/// unsplit 24.9–25.0 ms (the down projection, K = 4864, 595–602 µs a layer); split as here
+/// 8.1 ms (q/k/v and output 7 parts, 37–38 µs and a 10 µs sum each; down 19 parts, 70 µs);
+/// parts for a whole wave, which splits the fused gate/up's 152 tiles too, 8.6 ms; for a third
+/// of it 8.5 ms; parts of at least 8 steps 8.1 ms, of 32 9.0 ms.
+pub fn split(s: &ProjShape, tl: Tiles, t: &Target) -> (usize, Option<String>) {
+    let steps = s.k.div_ceil(tl.bk);
+    let grid = s.rows.div_ceil(tl.bm()) * s.n.div_ceil(out_cols(s));
+    // Parts of at most `ceil(steps / p)` steps, none empty.
+    let whole = |p: usize| steps.div_ceil(steps.div_ceil(p.clamp(1, steps.max(1))));
+    if let Some(f) = t.gemm_split {
+        let p = whole(f);
+        return if p > 1 { (p, Some(format!("split K={} in {p} (forced)", s.k))) } else { (1, None) };
+    }
+    let wave = t.gemm_wave.map_or(super::gemv::GEMV_MIN_WORKGROUPS, |w| w as usize);
+    if 3 * grid >= wave {
+        return (1, None);
+    }
+    let p = whole((2 * wave).div_ceil(3 * grid).min(steps / SPLIT_MIN_STEPS).min(SPLIT_MAX_PARTS));
+    if p < 2 {
+        return (1, None);
+    }
+    let why = format!("split K={} in {p}: {grid} workgroups < a third of {wave}, {} with the split", s.k, grid * p);
+    (p, Some(why))
+}
+
+/// The aligned prefill GEMM (see the module header), over all of k (`split` 1) or over part
+/// `wg.y / column tiles` of `split` parts of its k steps, whose partial sums go to the
+/// scratch buffer for the split-sum kernel (`gemv::split_sum`) to add up and finish.
+pub(crate) fn gemm_tiled(
+    name: String,
+    s: &ProjShape,
+    v: &ProjValues,
+    t: &Target,
+    tl: Tiles,
+    split: usize,
+) -> Result<KernelSource> {
     let Tiles { rt, bk, ny } = tl;
     if !tl.supported() {
         return Err(Error::Gpu(unsupported(&tl.to_string())));
@@ -200,10 +256,22 @@ pub(crate) fn gemm_tiled(name: String, s: &ProjShape, v: &ProjValues, t: &Target
     let kv = s.k / 4; // x (and [N, K] weight) vectors per row
     let per_sub = bk * SUB / 4; // weight vectors per sub-tile per step
     let steps = s.k.div_ceil(bk);
+    // Steps per part: every part but the last takes `sp`, the last what is left (at least one).
+    let sp = steps.div_ceil(split.max(1));
+    if split == 0 || (split > 1 && (split - 1) * sp >= steps) {
+        return Err(Error::Internal(format!("'{name}': {steps} steps of k do not make {split} parts")));
+    }
     let fused = s.fused.is_some();
     let (go, uo) = s.offsets();
     let w_elem = if s.f16 { "vec2<u32>" } else { "vec4<f32>" };
-    let b = binds(s, v, "vec4<f32>", w_elem);
+    let mut b = binds(s, v, "vec4<f32>", w_elem);
+    if split > 1 {
+        // The partial sums go to the scratch buffer, not to the output (as the split GEMV's).
+        b.decls.pop();
+        b.bindings.pop();
+        b.scratch("part", true);
+    }
+    let col_tiles = s.n.div_ceil(out_cols(s));
     let wv = |buf: &str, idx: &str| {
         if s.f16 {
             format!("unpack4_f16_({buf}[{idx}])")
@@ -219,11 +287,19 @@ pub(crate) fn gemm_tiled(name: String, s: &ProjShape, v: &ProjValues, t: &Target
 
     let mut body = String::new();
     // Row blocks vary fastest across workgroups (see the module header).
-    let _ = writeln!(
-        body,
-        "    let tx = lid % 16u;\n    let ty = lid / 16u;\n    let row0 = wg.x * {bm}u;\n    let col0 = wg.y * {}u;",
-        out_cols(s)
-    );
+    let _ = writeln!(body, "    let tx = lid % 16u;\n    let ty = lid / 16u;\n    let row0 = wg.x * {bm}u;");
+    if split > 1 {
+        // Part kp: steps s0 .. s0 + ns of k.
+        let _ = writeln!(
+            body,
+            "    let kp = wg.y / {col_tiles}u;\n    let s0 = kp * {sp}u;\n    let ns = min({sp}u, {steps}u - s0);\n    let col0 = (wg.y % {col_tiles}u) * {}u;",
+            out_cols(s)
+        );
+    } else {
+        let _ = writeln!(body, "    let col0 = wg.y * {}u;", out_cols(s));
+    }
+    // The part's step count, and where its steps start (all of k unsplit: constants).
+    let (ns, s0) = if split > 1 { ("ns".to_string(), "s0 + ") } else { (format!("{steps}u"), "") };
     for i in 0..rt {
         for sub in 0..2 {
             let _ = writeln!(body, "    var acc{i}_{sub} = vec4<f32>(0.0);");
@@ -345,24 +421,25 @@ pub(crate) fn gemm_tiled(name: String, s: &ProjShape, v: &ProjValues, t: &Target
     // Step t is in stage t % 2; the loop takes two steps per iteration so that every stage
     // index is a constant.
     let _ = writeln!(body, "    {{");
-    load(&mut body, "0u");
+    load(&mut body, if split > 1 { "s0" } else { "0u" });
     store(&mut body, 0);
     let _ = writeln!(body, "    }}\n    workgroupBarrier();");
     // Each step's global loads are issued before the multiply-adds of the step before, so
     // their latency hides behind arithmetic; the registers they land in are stored into the
     // other stage after. `half` multiplies out stage `st` while step `next` comes in.
+    // (`next` counts the part's steps; the loads take step `s0 + next` of k.)
     let half = |body: &mut String, st: usize, next: &str| {
-        let _ = writeln!(body, "        if ({next} < {steps}u) {{");
-        load(body, next);
+        let _ = writeln!(body, "        if ({next} < {ns}) {{");
+        load(body, &format!("{s0}{next}"));
         let _ = writeln!(body, "        }}");
         compute(body, st);
-        let _ = writeln!(body, "        if ({next} < {steps}u) {{");
+        let _ = writeln!(body, "        if ({next} < {ns}) {{");
         store(body, 1 - st);
         let _ = writeln!(body, "        }}");
     };
-    let _ = writeln!(body, "    for (var t = 0u; t < {steps}u; t = t + 2u) {{");
+    let _ = writeln!(body, "    for (var t = 0u; t < {ns}; t = t + 2u) {{");
     half(&mut body, 0, "t + 1u");
-    let _ = writeln!(body, "        workgroupBarrier();\n        if (t + 1u < {steps}u) {{");
+    let _ = writeln!(body, "        workgroupBarrier();\n        if (t + 1u < {ns}) {{");
     half(&mut body, 1, "t + 2u");
     let _ = writeln!(body, "        }}\n        workgroupBarrier();\n    }}");
 
@@ -375,7 +452,23 @@ pub(crate) fn gemm_tiled(name: String, s: &ProjShape, v: &ProjValues, t: &Target
             s.rows
         );
         for (j, comp) in ["x", "y", "z", "w"].iter().enumerate() {
-            if fused {
+            if split > 1 {
+                // Part kp's sums of accumulator a (the gate 0, the up 1; a plain projection's
+                // two sub-tiles are columns of one) at ((a·split + kp)·M + r)·N + column.
+                for sub in 0..2 {
+                    let (a, col) = if fused {
+                        (sub, format!("col0 + tx * 4u + {j}u"))
+                    } else {
+                        (0, format!("col0 + {}u + tx * 4u + {j}u", sub * SUB))
+                    };
+                    let _ = writeln!(
+                        body,
+                        "            if ({col} < {n}u) {{ part[(({a}u * {split}u + kp) * {m}u + r) * {n}u + {col}] = acc{i}_{sub}.{comp}; }}",
+                        n = s.n,
+                        m = s.rows
+                    );
+                }
+            } else if fused {
                 let col = format!("col0 + tx * 4u + {j}u");
                 let e = epilogue(s, v, &format!("acc{i}_0.{comp}"), &format!("acc{i}_1.{comp}"), &format!("({col})"));
                 let _ = writeln!(body, "            if ({col} < {}u) {{ out0[r * {}u + {col}] = {e}; }}", s.n, s.n);
@@ -402,8 +495,12 @@ pub(crate) fn gemm_tiled(name: String, s: &ProjShape, v: &ProjValues, t: &Target
         prelude.push_str(UNPACK4_F16);
     }
     let kind = kind(s, ProjKernel::GemmTiled);
-    let groups = [s.rows.div_ceil(bm) as u64, s.n.div_ceil(out_cols(s)) as u64];
-    finish(name, kind, &b, &prelude, &body, groups, threads as u32, t)
+    let groups = [s.rows.div_ceil(bm) as u64, (col_tiles * split) as u64];
+    let mut k = finish(name, kind, &b, &prelude, &body, groups, threads as u32, t)?;
+    if split > 1 {
+        k.scratch_bytes = super::gemv::split_scratch_bytes(s, split);
+    }
+    Ok(k)
 }
 
 #[cfg(test)]
