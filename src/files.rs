@@ -371,8 +371,29 @@ pub fn parse_npy(bytes: &[u8], want: &crate::ir::TensorType) -> Result<crate::te
         return Err(bad(format!("its header claims shape {shape:?}, more data than the file holds")));
     }
     crate::ir::limits::current().check_tensor(want.dtype, &shape).map_err(bad)?;
+    // The shape against the type on its own: a dim over symbols that other inputs bind
+    // (`past + new` of a mask) is checked with all the inputs (`shape::bind_inputs`).
+    let own: std::collections::HashSet<&str> = want
+        .shape
+        .iter()
+        .filter_map(|d| match d {
+            crate::ir::Dim::Sym(s) => Some(s.as_str()),
+            _ => None,
+        })
+        .collect();
+    let alone = |d: &crate::ir::Dim, a: usize| match d {
+        crate::ir::Dim::Expr(e) if e.symbols().iter().any(|s| !own.contains(s.as_str())) => {
+            crate::ir::Dim::Fixed(a as u64)
+        }
+        d => d.clone(),
+    };
+    let ty = if want.rank() == shape.len() {
+        crate::ir::TensorType::new(want.dtype, want.shape.iter().zip(&shape).map(|(d, &a)| alone(d, a)).collect())
+    } else {
+        want.clone()
+    };
     let mut b = crate::shape::Bindings::new();
-    crate::shape::bind(want, &shape, &mut b)
+    crate::shape::bind(&ty, &shape, &mut b)
         .map_err(|m| bad(format!("shape {shape:?} does not fit the graph input: {m}")))?;
     let read = |e: std::io::Error| bad(format!("cannot read the data: {e}"));
     let data = match (want.dtype, plain) {

@@ -22,6 +22,20 @@ fn dir() -> PathBuf {
     common::root().join("tests/data/models")
 }
 
+/// The folder of the architectures beyond the twelve (`export.py more`: `m_*`).
+fn more_dir() -> PathBuf {
+    common::root().join("tests/data/more_models")
+}
+
+/// The folder a model's files are in, by its name.
+fn dir_of(model: &str) -> PathBuf {
+    if model.starts_with("m_") {
+        more_dir()
+    } else {
+        dir()
+    }
+}
+
 /// Reference sets of the 126 models: 15 static (one set each), 16 dynamic-shape and 15 KV-cache
 /// steps of the tiny configs, 10 of each of the other configs (`v_*`), two sets each (one for
 /// the shared KV step); 10 static-cache steps (`*_staticstep`: every architecture with a
@@ -35,9 +49,14 @@ fn dir() -> PathBuf {
 /// batch onnxruntime 1.30 runs (GPT-2, which has no rotary embedding, two).
 const REFERENCE_SETS: usize = 15 + 2 * (16 + 10) + 2 * (15 + 10) - 1 + 3 * 10 + 2 * 10 + 2 * 20 + 2 * (2 * 5 + 6);
 
-/// Every model file, by name (without `.onnx`).
+/// Every model file of tests/data/models, by name (without `.onnx`).
 fn models() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir())
+    models_in(&dir())
+}
+
+/// Every model file of a folder, by name (without `.onnx`).
+fn models_in(d: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(d)
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().into_string().ok()?.strip_suffix(".onnx").map(str::to_string))
         .collect();
@@ -48,7 +67,7 @@ fn models() -> Vec<String> {
 /// The reference tags of a model (`NAME.TAG.INPUT.npy`).
 fn tags(model: &str) -> Vec<String> {
     let prefix = format!("{model}.");
-    let mut t: Vec<String> = std::fs::read_dir(dir())
+    let mut t: Vec<String> = std::fs::read_dir(dir_of(model))
         .unwrap()
         .filter_map(|e| {
             let f = e.ok()?.file_name().into_string().ok()?;
@@ -68,7 +87,7 @@ fn inputs(g: &Graph, model: &str, tag: &str) -> HashMap<String, Tensor> {
         .into_iter()
         .map(|n| {
             let node = g.node(n);
-            let p = dir().join(format!("{model}.{tag}.{}.npy", node.name));
+            let p = dir_of(model).join(format!("{model}.{tag}.{}.npy", node.name));
             (node.name.clone(), read_npy(&p, &node.outputs[0]).unwrap_or_else(|e| panic!("{e}")))
         })
         .collect()
@@ -95,7 +114,7 @@ fn check(g: &Graph, outs: &[Tensor], model: &str, tag: &str, label: &str) -> f64
     let mut worst = 0.0f64;
     for (i, (v, got)) in g.outputs.iter().zip(outs).enumerate() {
         let name = g.output_name(i);
-        let p = dir().join(format!("{model}.{tag}.out.{name}.npy"));
+        let p = dir_of(model).join(format!("{model}.{tag}.out.{name}.npy"));
         // Read as the shape the run gave: a different shape in the file is an error.
         let shape = got.shape().iter().map(|&d| glufuse::ir::Dim::Fixed(d as u64)).collect();
         let ty = glufuse::ir::TensorType::new(g.ty(*v).dtype, shape);
@@ -164,6 +183,92 @@ fn every_model_matches_onnxruntime_fused_and_unfused() {
     }
     assert_eq!(seen, REFERENCE_SETS, "reference sets");
     eprintln!("{seen} reference sets in {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+/// Reference sets of `more_dir`: 16 architectures, a dynamic-shape export (batch 1 of 5
+/// tokens, and batch 2 of 11 with left padding) and a KV-cache step (past 9 and 1 new token,
+/// past 4 and 3) of each.
+const MORE_REFERENCE_SETS: usize = 16 * 4;
+
+/// The architectures beyond the twelve (tests/data/more_models, `export.py more`): OPT
+/// (positions counted from the mask), BLOOM (ALiBi), Falcon, GPT-NeoX (parallel blocks,
+/// partial rotary embedding), GPT-J (interleaved rotary), GPTBigCode (one KV head), CodeGen,
+/// Phi, Cohere, OLMo 2, Nemotron and Persimmon (squared ReLU), GPT-Neo (local attention
+/// layers), XGLM (sinusoidal positions), SmolLM3 (a layer without rotary embedding) and GLM
+/// (merged gate/up weights): each loads with every op modelled, its gated FFNs fuse (Cohere,
+/// OLMo 2, SmolLM3 and GLM have one a layer; the others none), and the interpreter and the
+/// GPU, fused and unfused, match onnxruntime for every reference set (on a software adapter
+/// without `REQUIRE_GPU`, one set a model on the GPU). OPT's and BLOOM's KV-cache steps load
+/// only because the loader solves their mask's length for the cache's (`onnx::load`).
+#[test]
+#[cfg_attr(not(feature = "gpu"), allow(unused_variables))]
+fn more_architectures_match_onnxruntime_fused_and_unfused() {
+    let gated = ["m_cohere_", "m_olmo2_", "m_smollm3_", "m_glm_"];
+    #[cfg(feature = "gpu")]
+    let gpu = common::gpu();
+    #[cfg(feature = "gpu")]
+    let sweep = gpu.as_ref().map(|g| common::sweep(g, "more_architectures_match_onnxruntime_fused_and_unfused"));
+    let mut seen = 0;
+    for (mi, m) in models_in(&more_dir()).iter().enumerate() {
+        let original = load_graph(&more_dir().join(format!("{m}.onnx"))).unwrap_or_else(|e| panic!("{e}"));
+        let mut fused = original.clone();
+        let mut pm = PassManager::standard();
+        pm.verify_each = true;
+        let runs = pm.run(&mut fused).unwrap_or_else(|e| panic!("{m}: {e}"));
+        let rep = fusion_report(&runs).unwrap();
+        let want = if gated.iter().any(|g| m.starts_with(g)) { 2 } else { 0 };
+        assert_eq!(rep.fused, want, "{m}: {}", rep.to_text(false));
+        assert_eq!(original.summary().opaque, 0, "{m}: every op is modelled");
+        #[cfg(feature = "gpu")]
+        let mut sessions = gpu.as_ref().map(|gpu| {
+            [("unfused", &original), ("fused", &fused)]
+                .map(|(label, g)| (label, Session::new(gpu, g.clone()).unwrap_or_else(|e| panic!("{m} {label}: {e}"))))
+        });
+        let tags = tags(m);
+        assert!(!tags.is_empty(), "{m} has reference inputs");
+        for (ti, tag) in tags.iter().enumerate() {
+            let ins = inputs(&original, m, tag);
+            let a = glufuse::interp::run(&original, &ins).unwrap_or_else(|e| panic!("{m} {tag}: {e}"));
+            let b = glufuse::interp::run(&fused, &ins).unwrap_or_else(|e| panic!("{m} {tag} fused: {e}"));
+            check(&original, &a, m, tag, "unfused");
+            check(&fused, &b, m, tag, "fused");
+            #[cfg(feature = "gpu")]
+            if let Some(sessions) =
+                sessions.as_mut().filter(|_| sweep == Some(common::Sweep::Full) || ti == mi % tags.len())
+            {
+                for (label, s) in sessions.iter_mut() {
+                    let got = s.run(&ins).unwrap_or_else(|e| panic!("{m} {tag} GPU {label}: {e}"));
+                    let rel = check(s.graph(), &got, m, tag, &format!("GPU {label}"));
+                    eprintln!("{m:24} {tag:8} GPU {label:7} rel err {rel:.1e}");
+                }
+            }
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, MORE_REFERENCE_SETS, "reference sets");
+}
+
+/// A KV-cache step whose mask the exporter declared with a length of its own (`all`), where
+/// the model needs it to be the cache's and the new tokens' (`past + new`: OPT counts the
+/// positions from it): the loader declares the mask so, and a run refuses a mask of another
+/// length, naming it, before anything runs.
+#[test]
+fn a_mask_longer_or_shorter_than_the_cache_is_refused() {
+    let m = "m_opt_kvstep";
+    let g = load_graph(&more_dir().join(format!("{m}.onnx"))).unwrap_or_else(|e| panic!("{e}"));
+    let mask = g.input_nodes().into_iter().find(|&n| g.node(n).name == "attention_mask").unwrap();
+    assert_eq!(g.node(mask).outputs[0].to_string(), "i64[1,new + past]");
+    let mut ins = inputs(&g, m, "past9");
+    assert!(bindings(&g, &ins).is_ok());
+    for len in [9, 11] {
+        let t =
+            Tensor::from_data(glufuse::ir::DType::I64, vec![1, len], glufuse::tensor::Data::I64(vec![1; len])).unwrap();
+        ins.insert("attention_mask".into(), t);
+        let e = bindings(&g, &ins).unwrap_err().to_string();
+        assert!(e.contains("attention_mask") && e.contains("new + past is 10"), "{len}: {e}");
+        let e = glufuse::interp::run(&g, &ins).unwrap_err().to_string();
+        assert!(e.contains("attention_mask"), "{len}: {e}");
+    }
 }
 
 /// Every kernel of every model, fused, at the sizes of each of its reference sets, as

@@ -240,6 +240,42 @@ impl DimExpr {
         None
     }
 
+    /// `self` with every occurrence of the symbol `s` replaced by `by`.
+    pub fn substitute(&self, s: &str, by: &DimExpr) -> Result<DimExpr, String> {
+        let mut out = DimExpr::default();
+        for (m, c) in &self.terms {
+            let mut p = DimExpr::constant(*c);
+            for a in m {
+                let f = match a {
+                    Atom::Sym(x) if x == s => by.clone(),
+                    Atom::Sym(x) => DimExpr::sym(x.clone()),
+                    Atom::FloorDiv(e, d) => e.substitute(s, by)?.floor_div(*d)?,
+                };
+                p = p.mul(&f)?;
+            }
+            out = out.add(&p)?;
+        }
+        Ok(out)
+    }
+
+    /// For `self == 0`, the symbol `s` as an expression of the others: where `s` appears as a
+    /// term of its own with coefficient 1 or -1 and nowhere else (`new - all + past` gives
+    /// `all - past` for `new`); `None` otherwise.
+    pub fn solve_for(&self, s: &str) -> Option<DimExpr> {
+        let alone = |m: &[Atom]| matches!(m, [Atom::Sym(x)] if x == s);
+        let [(_, c)] = self.terms.iter().filter(|(m, _)| alone(m)).collect::<Vec<_>>()[..] else { return None };
+        let rest = DimExpr { terms: self.terms.iter().filter(|(m, _)| !alone(m)).cloned().collect() };
+        if !matches!(c, 1 | -1) || rest.symbols().iter().any(|x| x == s) {
+            return None;
+        }
+        // c·s + rest = 0: s = -rest / c.
+        if *c == 1 {
+            rest.neg().ok()
+        } else {
+            Some(rest)
+        }
+    }
+
     /// Parses the text form (see the module documentation). Errors quote the text and say
     /// what is wrong.
     pub fn parse(text: &str) -> Result<DimExpr, String> {
@@ -488,6 +524,27 @@ mod tests {
         assert_eq!(p("(4 * a + 2 * b + 1) // 2"), p("2 * a + b"));
         assert_eq!(p("7 // 2"), DimExpr::constant(3));
         assert_eq!(p("-7 // 2"), DimExpr::constant(-4));
+    }
+
+    #[test]
+    fn substitution_and_solving_for_a_symbol() {
+        assert_eq!(p("all - past").substitute("all", &p("past + new")).unwrap(), p("new"));
+        assert_eq!(
+            p("2 * a * b + (a + 1) // 2").substitute("a", &p("c + 1")).unwrap(),
+            p("2*b*c + 2*b + (c + 2) // 2")
+        );
+        assert_eq!(p("x + 3").substitute("y", &p("z")).unwrap(), p("x + 3"));
+        // new == all - past, for each of its symbols.
+        let e = p("new - (all - past)");
+        assert_eq!(e.solve_for("all"), Some(p("new + past")));
+        assert_eq!(e.solve_for("new"), Some(p("all - past")));
+        assert_eq!(e.solve_for("past"), Some(p("all - new")));
+        // Not alone, not ±1, or also elsewhere: no solution.
+        assert_eq!(p("2 * a - b").solve_for("a"), None);
+        assert_eq!(p("a - b").solve_for("c"), None);
+        assert_eq!(p("a + a * b - c").solve_for("a"), None);
+        assert_eq!(p("a - (a + 1) // 2 - c").solve_for("a"), None);
+        assert_eq!(p("a * a - c").solve_for("a"), None);
     }
 
     #[test]

@@ -13,6 +13,19 @@ pub fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
     (0..r).contains(&a).then_some(a as usize)
 }
 
+thread_local! {
+    /// The dims the last failed [`broadcast`] of this thread could not prove to broadcast
+    /// ([`take_unproven`]).
+    static UNPROVEN: std::cell::RefCell<Option<(Dim, Dim)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The two symbolic dims the last failed [`broadcast`] on this thread could neither prove
+/// equal nor find 1, and forgets them. The ONNX loader asks, after a model failed to load,
+/// whether solving one of the inputs' symbols for the other dim would let it load.
+pub fn take_unproven() -> Option<(Dim, Dim)> {
+    UNPROVEN.with(|u| u.borrow_mut().take())
+}
+
 /// Broadcasts two shapes with numpy rules.
 pub fn broadcast(a: &[Dim], b: &[Dim]) -> Result<Shape, String> {
     let n = a.len().max(b.len());
@@ -29,11 +42,12 @@ pub fn broadcast(a: &[Dim], b: &[Dim]) -> Result<Shape, String> {
                 return Err(format!("shapes {} and {} do not broadcast (dim {x} vs {y})", fmt_shape(a), fmt_shape(b)))
             }
             (Some(x), Some(y)) => {
+                UNPROVEN.with(|u| *u.borrow_mut() = Some((x.clone(), y.clone())));
                 return Err(format!(
                     "shapes {} and {} do not broadcast: cannot prove dims {x} and {y} broadcast",
                     fmt_shape(a),
                     fmt_shape(b)
-                ))
+                ));
             }
             (None, None) => unreachable!("i < max rank"),
         };

@@ -114,6 +114,15 @@ impl Dim {
         Ok(Dim::Expr(e))
     }
 
+    /// The dim with the symbol `s` replaced by `by`.
+    pub fn substitute(&self, s: &str, by: &DimExpr) -> Result<Dim, String> {
+        match self {
+            Dim::Fixed(_) => Ok(self.clone()),
+            Dim::Sym(x) if x != s => Ok(self.clone()),
+            Dim::Sym(_) | Dim::Expr(_) => Dim::from_expr(self.expr().substitute(s, by)?),
+        }
+    }
+
     /// Parses a dim written as an integer, a symbol or an expression (`past + new`).
     pub fn parse(text: &str) -> Result<Dim, String> {
         Dim::from_expr(DimExpr::parse(text)?)

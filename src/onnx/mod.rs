@@ -55,10 +55,68 @@ fn elem_size(code: i32) -> u64 {
 }
 
 /// Loads an ONNX model. `path` names the file in errors and anchors external data.
+///
+/// Exporters declare each dynamic dim of the inputs as a symbol of its own, even where the
+/// model only makes sense when one equals an expression of the others: a KV-cache step's
+/// `attention_mask` is `[1, all]` where `all` is `past + new` (OPT adds position embeddings
+/// taken from the mask to the tokens' embeddings, BLOOM the mask's ALiBi biases to the
+/// scores). Where a model fails to load on a broadcast of two dims it cannot prove equal (or
+/// 1), the loader solves the equality for one of the inputs' symbols (`all = new + past`),
+/// declares the inputs with it and loads again (`unify`); a run then checks the input
+/// against it, naming the input where it disagrees.
 pub fn load(path: &Path, bytes: &[u8]) -> Result<Graph> {
     let model = proto::ModelProto::decode(bytes)
         .map_err(|e| Error::input(format!("not a valid ONNX model (protobuf decoding failed: {e})")).in_file(path))?;
-    Loader::new(path).model(model).map_err(|e| e.in_file(path))
+    let mut subst: Vec<(String, DimExpr)> = vec![];
+    let mut last = String::new();
+    loop {
+        crate::ir::shape::take_unproven();
+        let e = match Loader::new(path, &subst).model(&model) {
+            Ok(g) => return Ok(g),
+            Err(e) => e,
+        };
+        // Each solution takes a symbol out of the inputs; where one did not get past the
+        // error (the same error again), the error stands.
+        let next = crate::ir::shape::take_unproven().and_then(|(a, b)| unify(&model, &subst, &a, &b));
+        match next {
+            Some(s) if subst.len() < MAX_UNIFY && e.to_string() != last => {
+                last = e.to_string();
+                subst.push(s);
+            }
+            _ => return Err(e.in_file(path)),
+        }
+    }
+}
+
+/// Most symbols [`load`] solves for.
+const MAX_UNIFY: usize = 8;
+
+/// For a broadcast of dims `a` and `b` that failed, a symbol of the model's inputs to solve
+/// `a == b` for and its solution ([`DimExpr::solve_for`]): of the symbols that can be solved
+/// for, the one fewest inputs mention (a mask's `all` before the tokens' `new`), then one
+/// whose solution has no negative term (`all = new + past` before `new = all - past`), then
+/// by name.
+fn unify(m: &proto::ModelProto, subst: &[(String, DimExpr)], a: &Dim, b: &Dim) -> Option<(String, DimExpr)> {
+    let e = a.expr().sub(&b.expr()).ok()?;
+    let mut uses: BTreeMap<String, usize> = BTreeMap::new();
+    for vi in m.graph.as_ref()?.input.iter() {
+        let Some(Ok(d)) = value_type(vi) else { continue };
+        let d = d.substituted(subst).ok()?;
+        let syms: BTreeSet<String> = d.dims.iter().flatten().flatten().flat_map(|d| d.symbols()).collect();
+        for s in syms {
+            *uses.entry(s).or_insert(0) += 1;
+        }
+    }
+    let mut best: Option<((usize, bool, String), DimExpr)> = None;
+    for (s, n) in &uses {
+        if let Some(v) = e.solve_for(s) {
+            let key = (*n, !v.is_nonnegative(), s.clone());
+            if best.as_ref().is_none_or(|(k, _)| key < *k) {
+                best = Some((key, v));
+            }
+        }
+    }
+    best.map(|((_, _, s), v)| (s, v))
 }
 
 /// A type the model declares: the dtype, and each dim when it says something about it.
@@ -75,6 +133,16 @@ impl Decl {
         let dims = self.dims.as_deref().unwrap_or(&[]);
         let shape = dims.iter().enumerate().map(|(i, d)| d.clone().unwrap_or_else(|| Dim::sym(format!("{base}_d{i}"))));
         TensorType::new(self.dtype, shape.collect())
+    }
+
+    /// The declaration with the symbols of `subst` replaced, in order.
+    fn substituted(mut self, subst: &[(String, DimExpr)]) -> std::result::Result<Decl, String> {
+        for d in self.dims.iter_mut().flatten().flatten() {
+            for (s, by) in subst {
+                *d = d.substitute(s, by)?;
+            }
+        }
+        Ok(self)
     }
 
     fn show(&self) -> String {
@@ -106,6 +174,9 @@ enum Got {
 
 struct Loader<'p> {
     dir: &'p Path,
+    /// Symbols of the inputs' dims solved for ([`load`]): replaced, in order, in every
+    /// declared type.
+    subst: &'p [(String, DimExpr)],
     g: Graph,
     /// ONNX value name -> IR value.
     vals: HashMap<String, Value>,
@@ -142,8 +213,9 @@ impl Env for Loader<'_> {
 }
 
 impl<'p> Loader<'p> {
-    fn new(path: &'p Path) -> Self {
+    fn new(path: &'p Path, subst: &'p [(String, DimExpr)]) -> Self {
         Loader {
+            subst,
             dir: path.parent().unwrap_or(Path::new(".")),
             g: Graph::new(),
             vals: HashMap::new(),
@@ -159,7 +231,7 @@ impl<'p> Loader<'p> {
         }
     }
 
-    fn model(mut self, m: proto::ModelProto) -> Result<Graph> {
+    fn model(mut self, m: &proto::ModelProto) -> Result<Graph> {
         let opset = m
             .opset_import
             .iter()
@@ -170,10 +242,11 @@ impl<'p> Loader<'p> {
             Some(v) => return Err(Error::input(format!("opset {v} is older than 13, the oldest glufuse reads"))),
             None => return Err(Error::input("the model imports no default-domain opset")),
         }
-        let graph = m.graph.ok_or_else(|| Error::input("the model has no graph"))?;
+        let graph = m.graph.as_ref().ok_or_else(|| Error::input("the model has no graph"))?;
         for vi in graph.value_info.iter().chain(&graph.input).chain(&graph.output) {
             if let (Some(name), Some(t)) = (&vi.name, value_type(vi)) {
-                self.declared.insert(name.clone(), t.map_err(|m| Error::graph(name, m))?);
+                let t = t.and_then(|t| t.substituted(self.subst)).map_err(|m| Error::graph(name, m))?;
+                self.declared.insert(name.clone(), t);
             }
         }
         for t in &graph.initializer {

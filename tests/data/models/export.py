@@ -29,6 +29,9 @@ usage: export.py models OUTDIR     whole models (every architecture, four forms 
                                    also Attention; onnxruntime 1.30 fails on a
                                    RotaryEmbedding of batch 2, so those dynseq exports have
                                    one set)
+       export.py more OUTDIR       dynseq and kvstep of architectures beyond the twelve
+                                   (`m_ARCH_*`: OPT, GPT-NeoX, Falcon, BLOOM, GPT-J, MoE
+                                   models and more; MORE, MORE_ARCHS: see more())
        export.py legacy OUTDIR     dynseq and kvstep made by the TorchScript exporter
                                    (dynamo=False, opset 17: `l_ARCH_ATTN_*`)
        export.py q4 OUTDIR         4-bit MLPs
@@ -124,7 +127,14 @@ class Dyn(torch.nn.Module):
         return s.m(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
 
-def kv_dims(cfg, arch):
+def kv_dims(cfg, arch, m=None):
+    if arch in MORE_ARCHS and m is not None:
+        # Whatever the config calls them: the cache a forward pass leaves (layers, KV heads,
+        # head width).
+        with torch.no_grad():
+            pk = m(input_ids=torch.zeros(1, 3, dtype=torch.long), use_cache=True).past_key_values
+        k = pk.layers[0].keys
+        return len(pk.layers), k.shape[1], k.shape[3]
     if arch == "gpt2":
         return cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head
     hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
@@ -220,7 +230,7 @@ def export_models(arch, dtype, suffix, forms, d, cfg=None, name=None, attn="eage
         attempt(os.path.basename(p), f)
     if "kvstep" in forms and arch != "t5":
         p = os.path.join(d, f"{base}_kvstep.onnx")
-        L, kvh, hd = kv_dims(cfg, arch)
+        L, kvh, hd = kv_dims(cfg, arch, m)
 
         def f():
             # Example sizes other than 0 and 1, which torch.export would specialise.
@@ -332,6 +342,112 @@ def variants():
     print("torch", torch.__version__, "transformers", T.__version__, "onnxruntime", ort.__version__, flush=True)
     for name, arch, dtype, cfg in variant_configs():
         export_models(arch, dtype, "", ("dynseq", "kvstep"), out, cfg=cfg, name=f"v_{name}")
+
+
+# Architectures beyond the test set's twelve, tiny (`more` mode): the names are Hugging Face's
+# model types, the keyword arguments what each config calls its sizes (the common ones are
+# given to every config; one that does not know a name keeps it as an unused attribute).
+MORE = {
+    "opt": dict(ffn_dim=96, word_embed_proj_dim=32),
+    "gpt_neox": dict(rotary_pct=0.5),
+    "falcon": dict(new_decoder_architecture=True, num_kv_heads=2),
+    "falcon_alibi": dict(alibi=True, multi_query=True, model_type="falcon"),
+    "bloom": dict(n_head=4, n_layer=2),
+    "gptj": dict(n_embd=32, n_head=4, n_layer=2, n_inner=96, rotary_dim=4, n_positions=64),
+    "stablelm": dict(partial_rotary_factor=0.5),
+    "phi": dict(partial_rotary_factor=0.5),
+    "starcoder2": dict(sliding_window=None),
+    "cohere": dict(),
+    "cohere2": dict(sliding_window=6),
+    "olmo2": dict(),
+    "olmo3": dict(sliding_window=6),
+    "nemotron": dict(partial_rotary_factor=0.5, head_dim=8),
+    "glm": dict(head_dim=8, partial_rotary_factor=0.5),
+    "glm4": dict(head_dim=8, partial_rotary_factor=0.5),
+    "smollm3": dict(no_rope_layers=[1, 0]),
+    "helium": dict(head_dim=8),
+    "arcee": dict(head_dim=8),
+    "exaone4": dict(sliding_window=6, head_dim=8),
+    "ernie4_5": dict(head_dim=8),
+    "seed_oss": dict(head_dim=8),
+    "apertus": dict(head_dim=8),
+    "hunyuan_v1_dense": dict(head_dim=8),
+    "gpt_bigcode": dict(n_embd=32, n_head=4, n_layer=2, n_inner=96, n_positions=64),
+    "codegen": dict(n_embd=32, n_head=4, n_layer=2, n_inner=96, rotary_dim=4, n_positions=64, n_ctx=64),
+    "mpt": dict(d_model=32, n_heads=4, n_layers=2, expansion_ratio=3, max_seq_len=64),
+    "persimmon": dict(partial_rotary_factor=0.5),
+    "gpt_neo": dict(num_layers=2, num_heads=4, attention_types=[[["global", "local"], 1]], window_size=6),
+    "xglm": dict(d_model=32, ffn_dim=96, num_layers=2, attention_heads=4),
+    "biogpt": dict(),
+    "bitnet": dict(head_dim=8),
+    "mixtral": dict(num_local_experts=4, num_experts_per_tok=2),
+    "qwen2_moe": dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=48, shared_expert_intermediate_size=64),
+    "qwen3_moe": dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=48, head_dim=8),
+    "olmoe": dict(num_experts=4, num_experts_per_tok=2),
+    "granitemoe": dict(num_local_experts=4, num_experts_per_tok=2),
+}
+MORE_ARCHS = set(MORE)
+# The architectures of tests/data/more_models: one of each way of spelling a decoder the
+# others do not already cover (positions from the mask, ALiBi, parallel blocks, partial and
+# interleaved rotary embeddings, multi-query attention, local attention, sinusoidal
+# positions, squared-ReLU FFNs, layers without rotary embeddings, merged gate/up weights).
+TEST_MORE = ("opt,bloom,falcon,gpt_neox,gptj,gpt_bigcode,codegen,phi,cohere,olmo2,nemotron,gpt_neo,xglm,"
+             "persimmon,smollm3,glm")
+
+
+def tiny_more(arch):
+    """A tiny config of an architecture of `MORE`: hidden 32, 4 heads, 2 KV heads where it has
+    them, 2 layers, vocabulary 128."""
+    kw = dict(MORE[arch])
+    model_type = kw.pop("model_type", arch)
+    c = dict(hidden_size=32, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, vocab_size=VOCAB, max_position_embeddings=64, pad_token_id=0,
+             bos_token_id=1, eos_token_id=2)
+    return T.AutoConfig.for_model(model_type, **{**c, **kw})
+
+
+def more():
+    """`export.py more OUTDIR`: architectures beyond the twelve (`MORE`; MORE_ARCHS picks some,
+    comma-separated), dynamic-shape and KV-cache step, with onnxruntime references:
+    `m_ARCH_{dynseq,kvstep}`. An architecture the exporter or onnxruntime fails on is reported
+    and skipped."""
+    print("torch", torch.__version__, "transformers", T.__version__, "onnxruntime", ort.__version__, flush=True)
+    picked = [a for a in os.environ.get("MORE_ARCHS", ",".join(MORE)).split(",") if a]
+    # (The test set, tests/data/more_models, holds MORE_ARCHS=TEST_MORE.)
+    for arch in picked:
+        try:
+            cfg = tiny_more(arch)
+        except Exception as e:
+            report[f"m_{arch}"] = "config failed: " + "".join(traceback.format_exception_only(e))[-300:]
+            print(arch, report[f"m_{arch}"], flush=True)
+            continue
+        export_models(arch, torch.float32, "", ("dynseq", "kvstep"), out, cfg=cfg, name=f"m_{arch}")
+        for form in ("dynseq", "kvstep"):
+            p = os.path.join(out, f"m_{arch}_{form}.onnx")
+            if os.path.exists(p):
+                strip_metadata(p)
+
+
+def strip_metadata(path):
+    """Drops what the exporter records per node for people (stack traces, names of the
+    PyTorch modules) and nothing a run reads: the `more` exports come out 3-4 times smaller."""
+    import onnx
+    m = onnx.load(path)
+
+    def strip(g):
+        for n in g.node:
+            del n.metadata_props[:]
+            n.doc_string = ""
+            for a in n.attribute:
+                if a.HasField("g"):
+                    strip(a.g)
+        for v in list(g.value_info) + list(g.input) + list(g.output):
+            del v.metadata_props[:]
+        for t in g.initializer:
+            del t.metadata_props[:]
+    strip(m.graph)
+    del m.metadata_props[:]
+    onnx.save(m, path)
 
 
 def attention_forms():
@@ -592,6 +708,7 @@ def perf():
     report["perf_total_s"] = round(time.time() - t_start, 1)
 
 
-{"models": models, "variants": variants, "attn": attention_forms, "legacy": legacy_forms, "q4": q4, "perf": perf}[mode]()
+{"models": models, "variants": variants, "attn": attention_forms, "legacy": legacy_forms, "q4": q4, "perf": perf,
+ "more": more}[mode]()
 print(json.dumps(report, indent=1))
 json.dump(report, open(os.path.join(out, f"report_{mode}.json"), "w"), indent=1)
