@@ -137,6 +137,18 @@ fn unary_ops_on_every_dtype_they_take() {
             }
         }
     }
+    // The trigonometric and hyperbolic ops and their inverses at their domains' edges and
+    // far out: NaN outside the domain, ±∞ where the function is, no overflow on the way.
+    let edges = f32s(
+        &[12],
+        &[-1.0, 1.0, 0.999, -0.999, 1e-6, 89.0, -89.2, 1e20, -1e20, f32::NAN, f32::INFINITY, f32::NEG_INFINITY],
+    );
+    use UnaryOp::{Acos, Acosh, Asin, Asinh, Atan, Atanh, Cosh, Sinh, Tan};
+    for u in [Asin, Acos, Atan, Sinh, Cosh, Asinh, Acosh, Atanh] {
+        op_agrees(&gpu, Op::Unary(u), std::slice::from_ref(&edges));
+    }
+    // (The tangent reduces its argument as the sine does: within 1e4 or so.)
+    op_agrees(&gpu, Op::Unary(Tan), &[f32s(&[6], &[1.5, -1.57, 100.0, -1000.5, f32::NAN, f32::INFINITY])]);
     // Rotary embeddings take sines of positions times frequencies: far from 0 too.
     let far = f32s(&[4], &[100.0, 1000.5, -4096.25, 30000.0]);
     for u in [UnaryOp::Sin, UnaryOp::Cos] {

@@ -577,6 +577,19 @@ fn mod_and_isinf_match_onnxruntime() {
     matches_onnxruntime("mod_isinf", &outs, same_bits);
 }
 
+/// ONNX's `Tan`, `Asin`, `Acos`, `Atan`, `Sinh`, `Cosh`, `Asinh`, `Acosh` and `Atanh` (the
+/// domains' edges, NaN outside them, ±∞ where the functions are, values far out without
+/// overflow on the way; f16 too) give onnxruntime's outputs within 1e-5 of the largest value
+/// (f16 outputs 1e-3), NaNs and infinities where it gives them (`tests/data/onnx_extra/make_trig.py`).
+#[test]
+fn trigonometric_and_hyperbolic_ops_match_onnxruntime() {
+    let outs = ["tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "sinh_half", "atan_half"];
+    // (An f16 output within an f16 step: onnxruntime rounds its own way.)
+    matches_onnxruntime("trig", &outs, |got, want, what| {
+        close(got, want, what, if what.contains("half") { 1e-3 } else { 1e-5 })
+    });
+}
+
 /// ONNX's `Trilu` (upper and lower, diagonals 0, ±1 and 2, floats and int64, on symbolic
 /// dims), lowered to ranges, a comparison and a `Where` (one program after the passes), gives
 /// onnxruntime's outputs exactly (`tests/data/onnx_extra/make_trilu.py`).

@@ -39,6 +39,24 @@ pub enum UnaryOp {
     Sin,
     /// Cosine.
     Cos,
+    /// Tangent.
+    Tan,
+    /// Arcsine (NaN outside [-1, 1]).
+    Asin,
+    /// Arccosine (NaN outside [-1, 1]).
+    Acos,
+    /// Arctangent.
+    Atan,
+    /// Hyperbolic sine.
+    Sinh,
+    /// Hyperbolic cosine.
+    Cosh,
+    /// Inverse hyperbolic sine.
+    Asinh,
+    /// Inverse hyperbolic cosine (NaN below 1).
+    Acosh,
+    /// Inverse hyperbolic tangent (NaN outside [-1, 1], ±∞ at ±1).
+    Atanh,
     /// Natural logarithm.
     Log,
     /// `|x|` (floats and integers).
@@ -65,7 +83,7 @@ pub enum UnaryOp {
 
 impl UnaryOp {
     /// Every unary op.
-    pub const ALL: [UnaryOp; 24] = [
+    pub const ALL: [UnaryOp; 33] = [
         UnaryOp::Neg,
         UnaryOp::Exp,
         UnaryOp::Sqrt,
@@ -79,6 +97,15 @@ impl UnaryOp {
         UnaryOp::Reciprocal,
         UnaryOp::Sin,
         UnaryOp::Cos,
+        UnaryOp::Tan,
+        UnaryOp::Asin,
+        UnaryOp::Acos,
+        UnaryOp::Atan,
+        UnaryOp::Sinh,
+        UnaryOp::Cosh,
+        UnaryOp::Asinh,
+        UnaryOp::Acosh,
+        UnaryOp::Atanh,
         UnaryOp::Log,
         UnaryOp::Abs,
         UnaryOp::Floor,
@@ -109,6 +136,15 @@ impl UnaryOp {
             UnaryOp::Reciprocal => "Reciprocal",
             UnaryOp::Sin => "Sin",
             UnaryOp::Cos => "Cos",
+            UnaryOp::Tan => "Tan",
+            UnaryOp::Asin => "Asin",
+            UnaryOp::Acos => "Acos",
+            UnaryOp::Atan => "Atan",
+            UnaryOp::Sinh => "Sinh",
+            UnaryOp::Cosh => "Cosh",
+            UnaryOp::Asinh => "Asinh",
+            UnaryOp::Acosh => "Acosh",
+            UnaryOp::Atanh => "Atanh",
             UnaryOp::Log => "Log",
             UnaryOp::Abs => "Abs",
             UnaryOp::Floor => "Floor",
@@ -138,6 +174,15 @@ impl UnaryOp {
             | UnaryOp::Reciprocal
             | UnaryOp::Sin
             | UnaryOp::Cos
+            | UnaryOp::Tan
+            | UnaryOp::Asin
+            | UnaryOp::Acos
+            | UnaryOp::Atan
+            | UnaryOp::Sinh
+            | UnaryOp::Cosh
+            | UnaryOp::Asinh
+            | UnaryOp::Acosh
+            | UnaryOp::Atanh
             | UnaryOp::Log
             | UnaryOp::Floor
             | UnaryOp::Ceil
@@ -182,6 +227,15 @@ impl UnaryOp {
             UnaryOp::Reciprocal => 1.0 / x,
             UnaryOp::Sin => x.sin(),
             UnaryOp::Cos => x.cos(),
+            UnaryOp::Tan => x.tan(),
+            UnaryOp::Asin => x.asin(),
+            UnaryOp::Acos => x.acos(),
+            UnaryOp::Atan => x.atan(),
+            UnaryOp::Sinh => x.sinh(),
+            UnaryOp::Cosh => x.cosh(),
+            UnaryOp::Asinh => x.asinh(),
+            UnaryOp::Acosh => x.acosh(),
+            UnaryOp::Atanh => x.atanh(),
             UnaryOp::Log => x.ln(),
             UnaryOp::Abs => x.abs(),
             UnaryOp::Floor => x.floor(),
@@ -324,6 +378,15 @@ pub(crate) fn label(u: UnaryOp) -> String {
         | UnaryOp::Reciprocal
         | UnaryOp::Sin
         | UnaryOp::Cos
+        | UnaryOp::Tan
+        | UnaryOp::Asin
+        | UnaryOp::Acos
+        | UnaryOp::Atan
+        | UnaryOp::Sinh
+        | UnaryOp::Cosh
+        | UnaryOp::Asinh
+        | UnaryOp::Acosh
+        | UnaryOp::Atanh
         | UnaryOp::Log
         | UnaryOp::Abs
         | UnaryOp::Floor
@@ -362,6 +425,15 @@ pub(crate) fn write_attrs(u: UnaryOp, m: &mut Attrs) {
         | UnaryOp::Reciprocal
         | UnaryOp::Sin
         | UnaryOp::Cos
+        | UnaryOp::Tan
+        | UnaryOp::Asin
+        | UnaryOp::Acos
+        | UnaryOp::Atan
+        | UnaryOp::Sinh
+        | UnaryOp::Cosh
+        | UnaryOp::Asinh
+        | UnaryOp::Acosh
+        | UnaryOp::Atanh
         | UnaryOp::Log
         | UnaryOp::Abs
         | UnaryOp::Floor
@@ -425,6 +497,15 @@ pub(crate) fn from_json(name: &str, a: &mut Attrs) -> Option<Result<Op, String>>
         | UnaryOp::Reciprocal
         | UnaryOp::Sin
         | UnaryOp::Cos
+        | UnaryOp::Tan
+        | UnaryOp::Asin
+        | UnaryOp::Acos
+        | UnaryOp::Atan
+        | UnaryOp::Sinh
+        | UnaryOp::Cosh
+        | UnaryOp::Asinh
+        | UnaryOp::Acosh
+        | UnaryOp::Atanh
         | UnaryOp::Log
         | UnaryOp::Abs
         | UnaryOp::Floor

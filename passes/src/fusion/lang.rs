@@ -126,6 +126,15 @@ pub fn unary(u: UnaryOp, a: Id) -> Option<Glu> {
         UnaryOp::Reciprocal => Glu::Recip(a),
         UnaryOp::Sin
         | UnaryOp::Cos
+        | UnaryOp::Tan
+        | UnaryOp::Asin
+        | UnaryOp::Acos
+        | UnaryOp::Atan
+        | UnaryOp::Sinh
+        | UnaryOp::Cosh
+        | UnaryOp::Asinh
+        | UnaryOp::Acosh
+        | UnaryOp::Atanh
         | UnaryOp::Log
         | UnaryOp::Abs
         | UnaryOp::Floor
