@@ -1,6 +1,7 @@
 //! Whole decoder models as deployments export them (tests/data/models: 12 architectures,
 //! static, dynamic-shape, KV-cache step and static-cache step, f16 variants; two more from
-//! ../shared copied in as `shared_*`; ten other configs of the architectures as `v_*`): each
+//! ../shared copied in as `shared_*`; ten other configs of the architectures as `v_*`; and
+//! tests/data/more_models: 16 more architectures, `m_*`): each
 //! loads, its gated FFNs
 //! fuse (one per layer, GPT-2 none), and the CPU
 //! interpreter matches onnxruntime's outputs for every reference input set, before and after
@@ -185,17 +186,17 @@ fn every_model_matches_onnxruntime_fused_and_unfused() {
     eprintln!("{seen} reference sets in {:.1} s", t0.elapsed().as_secs_f64());
 }
 
-/// Reference sets of `more_dir`: 16 architectures, a dynamic-shape export (batch 1 of 5
-/// tokens, and batch 2 of 11 with left padding) and a KV-cache step (past 9 and 1 new token,
-/// past 4 and 3) of each.
-const MORE_REFERENCE_SETS: usize = 16 * 4;
+/// Reference sets of `more_dir`: 16 architectures and f16 twins of two (OPT, BLOOM), a
+/// dynamic-shape export (batch 1 of 5 tokens, and batch 2 of 11 with left padding) and a
+/// KV-cache step (past 9 and 1 new token, past 4 and 3) of each.
+const MORE_REFERENCE_SETS: usize = (16 + 2) * 4;
 
 /// The architectures beyond the twelve (tests/data/more_models, `export.py more`): OPT
 /// (positions counted from the mask), BLOOM (ALiBi), Falcon, GPT-NeoX (parallel blocks,
 /// partial rotary embedding), GPT-J (interleaved rotary), GPTBigCode (one KV head), CodeGen,
 /// Phi, Cohere, OLMo 2, Nemotron and Persimmon (squared ReLU), GPT-Neo (local attention
 /// layers), XGLM (sinusoidal positions), SmolLM3 (a layer without rotary embedding) and GLM
-/// (merged gate/up weights): each loads with every op modelled, its gated FFNs fuse (Cohere,
+/// (merged gate/up weights), and OPT and BLOOM in f16: each loads with every op modelled, its gated FFNs fuse (Cohere,
 /// OLMo 2, SmolLM3 and GLM have one a layer; the others none), and the interpreter and the
 /// GPU, fused and unfused, match onnxruntime for every reference set (on a software adapter
 /// without `REQUIRE_GPU`, one set a model on the GPU). OPT's and BLOOM's KV-cache steps load

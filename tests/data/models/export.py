@@ -409,7 +409,7 @@ def tiny_more(arch):
 def more():
     """`export.py more OUTDIR`: architectures beyond the twelve (`MORE`; MORE_ARCHS picks some,
     comma-separated), dynamic-shape and KV-cache step, with onnxruntime references:
-    `m_ARCH_{dynseq,kvstep}`. An architecture the exporter or onnxruntime fails on is reported
+    `m_ARCH_{dynseq,kvstep}` (MORE_DTYPE=f16: f16 models, `m_ARCH_f16_*`). An architecture the exporter or onnxruntime fails on is reported
     and skipped."""
     print("torch", torch.__version__, "transformers", T.__version__, "onnxruntime", ort.__version__, flush=True)
     picked = [a for a in os.environ.get("MORE_ARCHS", ",".join(MORE)).split(",") if a]
@@ -421,9 +421,11 @@ def more():
             report[f"m_{arch}"] = "config failed: " + "".join(traceback.format_exception_only(e))[-300:]
             print(arch, report[f"m_{arch}"], flush=True)
             continue
-        export_models(arch, torch.float32, "", ("dynseq", "kvstep"), out, cfg=cfg, name=f"m_{arch}")
+        f16 = os.environ.get("MORE_DTYPE", "f32") == "f16"
+        name = f"m_{arch}_f16" if f16 else f"m_{arch}"
+        export_models(arch, torch.float16 if f16 else torch.float32, "", ("dynseq", "kvstep"), out, cfg=cfg, name=name)
         for form in ("dynseq", "kvstep"):
-            p = os.path.join(out, f"m_{arch}_{form}.onnx")
+            p = os.path.join(out, f"{name}_{form}.onnx")
             if os.path.exists(p):
                 strip_metadata(p)
 
