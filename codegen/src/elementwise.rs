@@ -70,7 +70,18 @@ fn reduce_2pi_(x: f32) -> f32 {
 }
 fn sin_(x: f32) -> f32 { return sin(reduce_2pi_(x)); }
 fn cos_(x: f32) -> f32 { return cos(reduce_2pi_(x)); }
-fn tan_(x: f32) -> f32 { let r = reduce_2pi_(x); return sin(r) / cos(r); }
+// Reduced modulo π/2 (π/2 in three parts) to |r| ≤ π/4, where a polynomial holds to f32
+// precision (Cephes' tanf); an odd quarter turn away, -1/tan(r). (sin/cos of NVIDIA's driver
+// are accurate to about 4e-7 absolutely, which near a pole is far from the tangent.)
+fn tan_(x: f32) -> f32 {
+    let j = round(x * 0.63661977);
+    let r = ((x - j * 1.5703125) - j * 4.8375130e-4) - j * 7.5497900e-8;
+    let z = r * r;
+    let p = ((((((9.38540185543e-3 * z + 3.11992232697e-3) * z + 2.44301354525e-2) * z
+        + 5.34112807005e-2) * z + 1.33387994085e-1) * z + 3.33331568548e-1) * z) * r + r;
+    if (abs(j % 2.0) == 1.0) { return -1.0 / p; }
+    return p;
+}
 // (Through atan: llvmpipe's asin is 7.8e-5 off at 0.999, its acos 1.6e-4 at -0.3.)
 fn asin_(x: f32) -> f32 {
     if (!(abs(x) <= 1.0)) { return bitcast<f32>(0x7fc00000u); }

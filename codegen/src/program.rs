@@ -478,7 +478,31 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
             base: m * threads as usize,
         })
         .collect();
-    for reds in &reductions {
+    // The softmax's operand (the masked, scaled score) kept where the raw score was, from
+    // the first round on, where nothing else reads the raw score: every round then reads the
+    // value the maximum was taken of. Computed again in each round, a driver may round it
+    // differently (NVIDIA's contracts `x / c - m` into one fused multiply-add): at scores
+    // of -1e38 (a row every key of which a mask of `finfo.min` hides) one ulp is 1e31, and
+    // the exponentials came out infinite and the row NaN.
+    let keep = match reductions.first().map(|r| r.iter().map(|&(_, _, x)| x).collect::<Vec<_>>()) {
+        Some(xs) if cached && !xs.is_empty() && xs.iter().all(|&x| x == xs[0]) => {
+            let x = xs[0];
+            let mut cone = vec![false; sw.p.steps.len()];
+            let mut todo = vec![x];
+            while let Some(y) = todo.pop() {
+                if !cone[y] {
+                    cone[y] = true;
+                    todo.extend(sw.p.steps[y].args());
+                }
+            }
+            let reads_score = |k: usize| matches!(sw.p.steps[k], Step::Input(i) if i == ins.len());
+            let elsewhere =
+                (0..sw.p.steps.len()).any(|k| !cone[k] && sw.p.steps[k].args().into_iter().any(&reads_score));
+            (!elsewhere && sw.tys[x].dtype.is_float()).then_some(x)
+        }
+        _ => None,
+    };
+    for (round, reds) in reductions.iter().enumerate() {
         for m in 0..qr {
             for (k, rd, _) in reds {
                 let _ = writeln!(body, "    var a{k}_{}{}: f32 = {};", rd.tag(), sfx(m), rd.identity());
@@ -491,6 +515,16 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
         body.push_str(&indent(&score(&mut qw, &mut kw, &mut fresh)?));
         sw.fresh = fresh;
         sw.reset();
+        if let (0, Some(x)) = (round, keep) {
+            for (m, row) in rows_at.iter().enumerate() {
+                sw.at_row(row);
+                let v = sw.value(x, &row.c)?;
+                let at = format!("sc[{}j]", off(m, keys));
+                let _ = writeln!(sw.code, "    {at} = {v};");
+                sw.kept.insert((x, row.sfx.clone()), at);
+                sw.memo.clear();
+            }
+        }
         reduction_round(&mut sw, &mut body, reds, &rows_at, threads, keys, &RedArray::F32, subgroup(t))?;
         fresh = sw.fresh;
     }
@@ -873,6 +907,10 @@ struct Writer<'a> {
     sfx: String,
     /// An input read as partial sums ([`PartsRead`]).
     parts: Option<PartsRead>,
+    /// Steps whose value at the row's coordinates a workgroup array holds, by step and row
+    /// suffix: the WGSL reading it (an attention's softmax operand, kept from its first
+    /// round).
+    kept: HashMap<(usize, String), String>,
 }
 
 impl<'a> Writer<'a> {
@@ -910,6 +948,7 @@ impl<'a> Writer<'a> {
             virt: None,
             select_concat: false,
             staged: HashMap::new(),
+            kept: HashMap::new(),
             sfx: String::new(),
             parts: None,
         })
@@ -999,6 +1038,9 @@ impl<'a> Writer<'a> {
     /// The value of step `k` at coordinates `c` (of its dims): the `let` holding it, written
     /// (with the operands it needs) if not yet in scope.
     fn value(&mut self, k: usize, c: &[String]) -> Result<String> {
+        if let Some(v) = self.kept.get(&(k, self.sfx.clone())) {
+            return Ok(v.clone());
+        }
         let key = (k, c.to_vec());
         if let Some(v) = self.memo.get(&key) {
             return Ok(v.clone());
