@@ -199,8 +199,9 @@ pub const SPLIT_MAX_PARTS: usize = 32;
 /// parts the target forces (where each gets a step); else, where the grid is less than a
 /// third of the device's wave ([`Target::gemm_wave`], or 128, `gemv::GEMV_MIN_WORKGROUPS`,
 /// where that is not known; on an H100, one workgroup an SM), the parts that make it two
-/// thirds (two an SM), each at least [`SPLIT_MIN_STEPS`] steps, at most [`SPLIT_MAX_PARTS`].
-/// The last part takes what the others leave.
+/// thirds (two an SM), each at least [`SPLIT_MIN_STEPS`] steps, at most [`SPLIT_MAX_PARTS`]
+/// and no more than the scratch buffer of partial sums holds in one binding
+/// ([`Target::max_binding_bytes`]). The last part takes what the others leave.
 ///
 /// Measured on an H100 on the Qwen2-0.5B-sized f32 prefill (128 tokens), whose q/k/v, output
 /// and down projections have 14–18 default tiles (`benches/results/h100-2026-11-28t-split-gemm.md`):
@@ -221,7 +222,10 @@ pub fn split(s: &ProjShape, tl: Tiles, t: &Target) -> (usize, Option<String>) {
     if 3 * grid >= wave {
         return (1, None);
     }
-    let p = whole((2 * wave).div_ceil(3 * grid).min(steps / SPLIT_MIN_STEPS).min(SPLIT_MAX_PARTS));
+    // (No more parts than the partial sums' scratch buffer, one binding, holds.)
+    let per_part = (s.na() * s.rows * s.n * 4) as u64;
+    let fit = usize::try_from(t.max_binding_bytes / per_part.max(1)).unwrap_or(usize::MAX);
+    let p = whole((2 * wave).div_ceil(3 * grid).min(steps / SPLIT_MIN_STEPS).min(SPLIT_MAX_PARTS).min(fit));
     if p < 2 {
         return (1, None);
     }
@@ -531,6 +535,29 @@ mod tests {
             merged: false,
             q4: None,
         }
+    }
+
+    /// The split rule at the Qwen2-0.5B-sized f32 prefill's shapes on an H100 (a wave of 396):
+    /// the down projection (14 workgroups, 608 steps) in 19 parts, the q/k/v projection (18
+    /// workgroups, 112 steps) in 7 of 16 steps, the fused gate/up (152 workgroups, more than a
+    /// third of the wave) whole; fewer parts where the scratch buffer would not fit one binding.
+    #[test]
+    fn the_split_fills_two_thirds_of_the_wave_within_a_binding() {
+        let h100 = Target { gemm_wave: Some(396), max_workgroup_storage_bytes: 49152, ..Target::default() };
+        let (p, why) = split(&shape(128, 4864, 896, false), DEFAULT, &h100);
+        assert_eq!(p, 19);
+        assert!(why.unwrap().contains("14 workgroups < a third of 396, 266 with the split"));
+        assert_eq!(split(&shape(128, 896, 1152, false), DEFAULT, &h100).0, 7);
+        assert_eq!(split(&shape(128, 896, 4864, true), DEFAULT, &h100), (1, None));
+        // 128 × 896 floats a part: a binding of 2 MiB holds 4 of them.
+        let small = Target { max_binding_bytes: 2 << 20, ..h100.clone() };
+        assert_eq!(split(&shape(128, 4864, 896, false), DEFAULT, &small).0, 4);
+        let tiny = Target { max_binding_bytes: 128 * 896 * 4, ..h100.clone() };
+        assert_eq!(split(&shape(128, 4864, 896, false), DEFAULT, &tiny), (1, None));
+        // Forced: as many parts as asked, where each gets a step.
+        let forced = Target { gemm_split: Some(5), ..h100 };
+        assert_eq!(split(&shape(128, 40, 896, false), DEFAULT, &forced).0, 5);
+        assert_eq!(split(&shape(128, 16, 896, false), DEFAULT, &forced).0, 2);
     }
 
     /// The wave model picks the 256-thread tiling only for a fused grid that would end in a
