@@ -272,14 +272,14 @@ fn a_mask_longer_or_shorter_than_the_cache_is_refused() {
     }
 }
 
-/// Every kernel of every model, fused, at the sizes of each of its reference sets, as
+/// Every kernel of every model (and of `more_dir`'s), fused, at the sizes of each of its reference sets, as
 /// generated for an H100 (subgroup reductions and cooperative matrices, which a software
 /// adapter never takes) validates in naga; every model has a reduction done by subgroup
 /// shuffles (its norms, in row programs or in a GEMV's prologue).
 #[test]
 fn every_model_generates_for_an_h100() {
-    for m in models() {
-        let g = load_graph(&dir().join(format!("{m}.onnx"))).unwrap_or_else(|e| panic!("{e}"));
+    for m in models().into_iter().chain(models_in(&more_dir())) {
+        let g = load_graph(&dir_of(&m).join(format!("{m}.onnx"))).unwrap_or_else(|e| panic!("{e}"));
         let mut fused = g.clone();
         PassManager::standard().run(&mut fused).unwrap_or_else(|e| panic!("{m}: {e}"));
         for tag in tags(&m) {
