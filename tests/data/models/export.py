@@ -409,7 +409,8 @@ def tiny_more(arch):
 def more():
     """`export.py more OUTDIR`: architectures beyond the twelve (`MORE`; MORE_ARCHS picks some,
     comma-separated), dynamic-shape and KV-cache step, with onnxruntime references:
-    `m_ARCH_{dynseq,kvstep}` (MORE_DTYPE=f16: f16 models, `m_ARCH_f16_*`). An architecture the exporter or onnxruntime fails on is reported
+    `m_ARCH_{dynseq,kvstep}` (MORE_DTYPE=f16: f16 models, `m_ARCH_f16_*`; MORE_ATTN=sdpa:
+    Hugging Face's default attention, `m_ARCH_sdpa_*`). An architecture the exporter or onnxruntime fails on is reported
     and skipped."""
     print("torch", torch.__version__, "transformers", T.__version__, "onnxruntime", ort.__version__, flush=True)
     picked = [a for a in os.environ.get("MORE_ARCHS", ",".join(MORE)).split(",") if a]
@@ -422,8 +423,16 @@ def more():
             print(arch, report[f"m_{arch}"], flush=True)
             continue
         f16 = os.environ.get("MORE_DTYPE", "f32") == "f16"
+        attn = os.environ.get("MORE_ATTN", "eager")
         name = f"m_{arch}_f16" if f16 else f"m_{arch}"
-        export_models(arch, torch.float16 if f16 else torch.float32, "", ("dynseq", "kvstep"), out, cfg=cfg, name=name)
+        name += "" if attn == "eager" else f"_{attn}"
+        try:
+            export_models(arch, torch.float16 if f16 else torch.float32, "", ("dynseq", "kvstep"), out, cfg=cfg,
+                          name=name, attn=attn)
+        except Exception as e:  # the model itself did not build (an attention it does not offer)
+            report[name] = "failed: " + "".join(traceback.format_exception_only(e))[-300:]
+            print(name, report[name], flush=True)
+            continue
         for form in ("dynseq", "kvstep"):
             p = os.path.join(out, f"{name}_{form}.onnx")
             if os.path.exists(p):
@@ -472,7 +481,8 @@ def legacy_forms():
     print("torch", torch.__version__, "transformers", T.__version__, "onnxruntime", ort.__version__, flush=True)
     attn = os.environ.get("LEGACY_ATTN", "eager")
     for arch in os.environ.get("LEGACY_ARCHS", "llama,qwen2,phi3,gemma2,gpt2").split(","):
-        cfg, m = build(arch, torch.float32, None, attn)
+        # (An architecture of `MORE` in its `tiny_more` config.)
+        cfg, m = build(arch, torch.float32, tiny_more(arch) if arch in MORE else None, attn)
         rng = np.random.default_rng(zlib.crc32(arch.encode()) % 1000)
         p = os.path.join(out, f"l_{arch}_{attn}_dynseq.onnx")
 
@@ -490,7 +500,7 @@ def legacy_forms():
                 ref(p, {"input_ids": rng.integers(0, VOCAB, (bb, ss)).astype(np.int64), "attention_mask": am_}, tag)
         attempt(os.path.basename(p), f)
         p2 = os.path.join(out, f"l_{arch}_{attn}_kvstep.onnx")
-        L, kvh, hd = kv_dims(cfg, arch)
+        L, kvh, hd = kv_dims(cfg, arch, m)
 
         def f2():
             past = [torch.randn(1, kvh, 6, hd) for _ in range(2 * L)]
