@@ -621,12 +621,18 @@ fn reductions_over_any_axes_with_keepdims_and_empty_axes() {
             }
         }
     }
-    for op in [ReduceOp::Sum, ReduceOp::Max] {
+    for op in [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Prod] {
         op_agrees(&gpu, Op::Reduce { op, axes: vec![1], keepdims: false }, &[i64s(&[2, 3], &[1, -5, 3, 7, 0, -2])]);
     }
+    // An int64 product past 32 bits is an error on the GPU (which holds them in 32), naming
+    // the node; the interpreter's product is exact.
+    let big = i64s(&[1, 3], &[70000, 70000, 1]);
+    let e = op_fails(&gpu, Op::Reduce { op: ReduceOp::Prod, axes: vec![1], keepdims: false }, &[big]).to_string();
+    assert!(e.contains("'y'") && e.contains("32"), "{e}");
     // A long row: 256 threads stride over it.
     op_agrees(&gpu, Op::Reduce { op: ReduceOp::Mean, axes: vec![-1], keepdims: true }, &[rand(&[2, 3001], 10)]);
-    // Over an empty axis: sum 0, max -inf, mean NaN (ONNX), on a result that is not empty.
+    // Over an empty axis: sum 0, max -inf, mean NaN, product 1 (ONNX), on a result that is not
+    // empty.
     for op in ReduceOp::ALL {
         op_agrees(&gpu, Op::Reduce { op, axes: vec![1], keepdims: false }, &[f32s(&[2, 0], &[])]);
     }

@@ -590,6 +590,24 @@ fn trigonometric_and_hyperbolic_ops_match_onnxruntime() {
     });
 }
 
+/// ONNX's `ReduceProd` (the last axis kept, multiplied with x after it: one program after the
+/// passes; the first axis dropped; every axis; a symbolic length; int64, exact) gives
+/// onnxruntime's outputs within 1e-5 of the largest value (`tests/data/onnx_extra/make_reduce_prod.py`).
+#[test]
+fn reduce_prod_matches_onnxruntime() {
+    let (_, fused) = matches_onnxruntime("reduce_prod", &["scaled", "p_first", "p_all", "p_int"], |got, want, what| {
+        close(got, want, what, 1e-5)
+    });
+    // The kept product and the multiplication are one program.
+    let in_program = fused.topo_order().unwrap().into_iter().any(|n| match &fused.node(n).op {
+        glufuse::ir::Op::Elementwise(p) => {
+            p.steps.iter().any(|s| matches!(s, glufuse::ir::Step::Reduce { op: glufuse::ir::ReduceOp::Prod, .. }))
+        }
+        _ => false,
+    });
+    assert!(in_program, "no program computes a product");
+}
+
 /// ONNX's `Trilu` (upper and lower, diagonals 0, ±1 and 2, floats and int64, on symbolic
 /// dims), lowered to ranges, a comparison and a `Where` (one program after the passes), gives
 /// onnxruntime's outputs exactly (`tests/data/onnx_extra/make_trilu.py`).

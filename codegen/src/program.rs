@@ -162,7 +162,7 @@ pub(crate) fn program(
     let sites = w.sites;
     let mut prelude = sites.prelude();
     prelude.push_str(&format!(
-        "fn add_f_(a: f32, b: f32) -> f32 {{ return a + b; }}\nvar<workgroup> red: array<f32, {threads}>;\n"
+        "fn add_f_(a: f32, b: f32) -> f32 {{ return a + b; }}\nfn mul_f_(a: f32, b: f32) -> f32 {{ return a * b; }}\nvar<workgroup> red: array<f32, {threads}>;\n"
     ));
     prelude.push_str(&crate::elementwise::helpers_for(&format!("{body}\n{prelude}")));
     assemble(&prelude, &body, rows as u64, threads, sites.checks)
@@ -740,6 +740,7 @@ impl Red {
         match self {
             Red::Of(ReduceOp::Max) | Red::Max => NEG_INF,
             Red::Of(ReduceOp::Sum | ReduceOp::Mean) | Red::SumExp => "0.0",
+            Red::Of(ReduceOp::Prod) => "1.0",
         }
     }
 
@@ -750,6 +751,7 @@ impl Red {
             // NaN-propagating, as the reduction kernel's maximum.
             Red::Of(ReduceOp::Max) => format!("maxf_({acc}, {x})"),
             Red::Of(ReduceOp::Sum | ReduceOp::Mean) => format!("{acc} + {x}"),
+            Red::Of(ReduceOp::Prod) => format!("{acc} * {x}"),
             // As the softmax kernel: the plain maximum, then `exp(x - max)`.
             Red::Max => format!("max({acc}, {x})"),
             Red::SumExp => format!("{acc} + exp({x} - m{k}{sfx})"),
@@ -762,6 +764,7 @@ impl Red {
             Red::Of(ReduceOp::Max) => "maxf_",
             Red::Max => "max",
             Red::Of(ReduceOp::Sum | ReduceOp::Mean) | Red::SumExp => "add_f_",
+            Red::Of(ReduceOp::Prod) => "mul_f_",
         }
     }
 }
@@ -829,7 +832,7 @@ fn reduction_round(
             let at0 = if row.base == 0 { arr.at("0") } else { arr.at(&format!("{}u", row.base)) };
             let v = match r {
                 Red::Of(ReduceOp::Mean) => format!("{at0} / f32({len})"),
-                Red::Of(ReduceOp::Sum | ReduceOp::Max) | Red::Max | Red::SumExp => at0,
+                Red::Of(ReduceOp::Sum | ReduceOp::Max | ReduceOp::Prod) | Red::Max | Red::SumExp => at0,
             };
             let _ = writeln!(body, "    let {}{k}{} = {v};", r.tag(), row.sfx);
         }
@@ -1443,7 +1446,9 @@ pub(crate) fn row_prologue(
     if !w.sites.checks.is_empty() || !w.sites.prelude().is_empty() {
         return Ok(None);
     }
-    funcs.push_str("fn add_f_(a: f32, b: f32) -> f32 { return a + b; }\n");
+    funcs.push_str(
+        "fn add_f_(a: f32, b: f32) -> f32 { return a + b; }\nfn mul_f_(a: f32, b: f32) -> f32 { return a * b; }\n",
+    );
     let also: Vec<Value> = (1..=prog.also.len()).map(|k| Value { node: p, output: k }).collect();
     let in_elem = ins.iter().map(|&v| Store::of(g, v).array_elem().to_string()).collect();
     let in_packed = ins.iter().map(|&v| crate::packed_f16(g, v)).collect();

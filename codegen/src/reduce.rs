@@ -1,4 +1,4 @@
-//! Reductions, one workgroup per output row: `ReduceMean`/`ReduceSum`/`ReduceMax` over any
+//! Reductions, one workgroup per output row: `ReduceMean`/`ReduceSum`/`ReduceMax`/`ReduceProd` over any
 //! axes, `Softmax` along any axis, `CumSum` along any axis. The workgroup's threads stride
 //! over the row together and combine their partial results with a tree in workgroup memory
 //! ([`tree_reduce`]), so a long axis (a vocabulary-sized softmax row) is read by 256 threads
@@ -6,9 +6,9 @@
 //!
 //! Floats accumulate in f32 (the interpreter in f64). Softmax subtracts the row's maximum
 //! before exponentiating: a row masked with -3.4e38 everywhere comes out uniform, one of
-//! `-inf` NaN, as in onnxruntime. Integer sums of i64 values are checked for results past 32
-//! bits; the maximum of nothing is the lowest value (-inf for floats), the sum 0, the mean
-//! NaN, as ONNX says.
+//! `-inf` NaN, as in onnxruntime. Integer sums and products of i64 values are checked for
+//! results past 32 bits; the maximum of nothing is the lowest value (-inf for floats), the sum
+//! 0, the product 1, the mean NaN, as ONNX says.
 
 use crate::wgsl::{checked_int_math, kernel, load, row_threads, subgroup, tree_reduce, Store};
 use crate::{dims, Check, CheckKind, KernelKind, KernelSource, Target};
@@ -44,6 +44,15 @@ fn combiner(op: ReduceOp, store: Store, dtype: DType, node: &str) -> (String, &'
         (ReduceOp::Sum | ReduceOp::Mean, _) => {
             ("fn comb_(a: f32, b: f32, at: u32) -> f32 { return a + b; }\n".into(), "0.0", vec![])
         }
+        (ReduceOp::Prod, Store::I32) if dtype == DType::I64 => {
+            let check = Check { node: node.to_string(), kind: CheckKind::Overflow };
+            let f = format!("{}fn comb_(a: i32, b: i32, at: u32) -> i32 {{ return mul_(a, b, at); }}\n", checked_int_math(1));
+            (f, "1i", vec![check])
+        }
+        (ReduceOp::Prod, Store::I32) => {
+            ("fn comb_(a: i32, b: i32, at: u32) -> i32 { return a * b; }\n".into(), "1i", vec![])
+        }
+        (ReduceOp::Prod, _) => ("fn comb_(a: f32, b: f32, at: u32) -> f32 { return a * b; }\n".into(), "1.0", vec![]),
     }
 }
 

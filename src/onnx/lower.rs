@@ -339,7 +339,7 @@ pub fn arity(op: &str) -> Option<(usize, usize, usize)> {
         "Concat" => (1, ANY, 1),
         "Split" => (1, 2, ANY),
         "Slice" => (3, 5, 1),
-        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" => (1, 2, 1),
+        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" => (1, 2, 1),
         "ReduceSumSquare" | "ReduceL1" | "ReduceL2" | "ReduceLogSum" | "ReduceLogSumExp" => (1, 2, 1),
         "LeakyRelu" | "Elu" | "Selu" | "Celu" | "ThresholdedRelu" | "HardSigmoid" | "HardSwish" | "Softsign"
         | "Mish" => (1, 1, 1),
@@ -861,10 +861,11 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
             let delta = delta.as_const().ok_or_else(|| format!("the Range delta must be a number, not {delta}"))?;
             c.step("", Op::Range { start, limit, delta, dtype }, vec![])
         }
-        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" => {
+        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" => {
             let rop = match op {
                 "ReduceMean" => ReduceOp::Mean,
                 "ReduceSum" => ReduceOp::Sum,
+                "ReduceProd" => ReduceOp::Prod,
                 _ => ReduceOp::Max,
             };
             // The smallest is the mirrored largest of the mirrored values ([`mirror`]).

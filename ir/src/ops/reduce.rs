@@ -1,9 +1,9 @@
-//! Reductions along axes ([`ReduceOp`]: mean, sum, max), `Softmax` along one axis
+//! Reductions along axes ([`ReduceOp`]: mean, sum, max, product), `Softmax` along one axis
 //! (numerically stable: the maximum is subtracted before exponentiating) and `CumSum`
 //! (exclusive, reverse). Floats accumulate in f64; integers wrap at their width.
 //!
-//! Empty reductions follow ONNX: a sum of nothing is 0, a maximum of nothing the lowest value
-//! of the dtype (-inf for floats), a mean of nothing NaN.
+//! Empty reductions follow ONNX: a sum of nothing is 0, a product 1, a maximum of nothing the
+//! lowest value of the dtype (-inf for floats), a mean of nothing NaN.
 
 use super::{arity, axis_of, float, out, read_attrs, wrap, Attrs};
 use crate::op::Op;
@@ -26,11 +26,13 @@ pub enum ReduceOp {
     Sum,
     /// The maximum.
     Max,
+    /// The product.
+    Prod,
 }
 
 impl ReduceOp {
     /// Every reduction.
-    pub const ALL: [ReduceOp; 3] = [ReduceOp::Mean, ReduceOp::Sum, ReduceOp::Max];
+    pub const ALL: [ReduceOp; 4] = [ReduceOp::Mean, ReduceOp::Sum, ReduceOp::Max, ReduceOp::Prod];
 
     /// The op's name as the JSON format and the dumps spell it.
     pub fn name(self) -> &'static str {
@@ -38,6 +40,7 @@ impl ReduceOp {
             ReduceOp::Mean => "ReduceMean",
             ReduceOp::Sum => "ReduceSum",
             ReduceOp::Max => "ReduceMax",
+            ReduceOp::Prod => "ReduceProd",
         }
     }
 }
@@ -67,10 +70,10 @@ pub(crate) fn infer_reduce(
     let t = ins[0];
     match op {
         ReduceOp::Mean => float(op.name(), t)?,
-        ReduceOp::Sum | ReduceOp::Max if t.dtype == DType::Bool => {
+        ReduceOp::Sum | ReduceOp::Max | ReduceOp::Prod if t.dtype == DType::Bool => {
             return Err(format!("{} needs numeric inputs, got bool", op.name()))
         }
-        ReduceOp::Sum | ReduceOp::Max => {}
+        ReduceOp::Sum | ReduceOp::Max | ReduceOp::Prod => {}
     }
     let red = reduced_axes(axes, t.rank())?;
     let shape = t
@@ -120,12 +123,17 @@ pub(crate) fn eval_reduce(
     let count: usize = red.iter().map(|&a| t.shape[a]).product();
     let data = match &t.data {
         Data::F32(v) => {
-            let init = if op == ReduceOp::Max { f64::NEG_INFINITY } else { 0.0 };
+            let init = match op {
+                ReduceOp::Max => f64::NEG_INFINITY,
+                ReduceOp::Prod => 1.0,
+                ReduceOp::Mean | ReduceOp::Sum => 0.0,
+            };
             let mut acc = vec![init; m];
             for (x, &j) in v.iter().zip(&to) {
                 let x = *x as f64;
                 acc[j] = match op {
                     ReduceOp::Mean | ReduceOp::Sum => acc[j] + x,
+                    ReduceOp::Prod => acc[j] * x,
                     ReduceOp::Max if x.is_nan() || acc[j].is_nan() => f64::NAN,
                     ReduceOp::Max => acc[j].max(x),
                 };
@@ -139,6 +147,7 @@ pub(crate) fn eval_reduce(
             let init = match op {
                 ReduceOp::Max if t.dtype == DType::I32 => i32::MIN as i64,
                 ReduceOp::Max => i64::MIN,
+                ReduceOp::Prod => 1,
                 ReduceOp::Sum | ReduceOp::Mean => 0,
             };
             let mut acc = vec![init; m];
@@ -146,6 +155,7 @@ pub(crate) fn eval_reduce(
                 acc[j] = match op {
                     ReduceOp::Max => acc[j].max(x),
                     ReduceOp::Sum | ReduceOp::Mean => wrap(t.dtype, acc[j].wrapping_add(x)),
+                    ReduceOp::Prod => wrap(t.dtype, acc[j].wrapping_mul(x)),
                 };
             }
             if op == ReduceOp::Mean {
