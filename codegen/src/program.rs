@@ -159,10 +159,11 @@ pub(crate) fn program(
         }
         body.push_str("    }\n");
     }
+    let mul = if takes_products(&w.p.steps) { MUL_F } else { "" };
     let sites = w.sites;
     let mut prelude = sites.prelude();
     prelude.push_str(&format!(
-        "fn add_f_(a: f32, b: f32) -> f32 {{ return a + b; }}\nfn mul_f_(a: f32, b: f32) -> f32 {{ return a * b; }}\nvar<workgroup> red: array<f32, {threads}>;\n"
+        "fn add_f_(a: f32, b: f32) -> f32 {{ return a + b; }}\n{mul}var<workgroup> red: array<f32, {threads}>;\n"
     ));
     prelude.push_str(&crate::elementwise::helpers_for(&format!("{body}\n{prelude}")));
     assemble(&prelude, &body, rows as u64, threads, sites.checks)
@@ -712,6 +713,14 @@ fn out_index(rc: &[String], od: &[usize], perm: &[usize]) -> String {
     let c: Vec<String> = rc.iter().cloned().chain(["lid".to_string()]).collect();
     let c: Vec<String> = if perm.is_empty() { c } else { perm.iter().map(|&p| c[p].clone()).collect() };
     Writer::flat(&c, od)
+}
+
+/// The function a tree of products combines partial results with ([`Red::tree_fn`]).
+const MUL_F: &str = "fn mul_f_(a: f32, b: f32) -> f32 { return a * b; }\n";
+
+/// Whether a program reduces by products (its kernel then needs [`MUL_F`]).
+fn takes_products(steps: &[Step]) -> bool {
+    steps.iter().any(|s| matches!(s, Step::Reduce { op: ReduceOp::Prod, .. }))
 }
 
 /// A reduction a row program's round computes.
@@ -1446,9 +1455,10 @@ pub(crate) fn row_prologue(
     if !w.sites.checks.is_empty() || !w.sites.prelude().is_empty() {
         return Ok(None);
     }
-    funcs.push_str(
-        "fn add_f_(a: f32, b: f32) -> f32 { return a + b; }\nfn mul_f_(a: f32, b: f32) -> f32 { return a * b; }\n",
-    );
+    funcs.push_str("fn add_f_(a: f32, b: f32) -> f32 { return a + b; }\n");
+    if takes_products(&w.p.steps) {
+        funcs.push_str(MUL_F);
+    }
     let also: Vec<Value> = (1..=prog.also.len()).map(|k| Value { node: p, output: k }).collect();
     let in_elem = ins.iter().map(|&v| Store::of(g, v).array_elem().to_string()).collect();
     let in_packed = ins.iter().map(|&v| crate::packed_f16(g, v)).collect();
