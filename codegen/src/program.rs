@@ -489,13 +489,7 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
         Some(xs) if cached && !xs.is_empty() && xs.iter().all(|&x| x == xs[0]) => {
             let x = xs[0];
             let mut cone = vec![false; sw.p.steps.len()];
-            let mut todo = vec![x];
-            while let Some(y) = todo.pop() {
-                if !cone[y] {
-                    cone[y] = true;
-                    todo.extend(sw.p.steps[y].args());
-                }
-            }
+            mark_cone(&sw.p.steps, x, &mut cone);
             let reads_score = |k: usize| matches!(sw.p.steps[k], Step::Input(i) if i == ins.len());
             let elsewhere =
                 (0..sw.p.steps.len()).any(|k| !cone[k] && sw.p.steps[k].args().into_iter().any(&reads_score));
@@ -713,6 +707,18 @@ fn out_index(rc: &[String], od: &[usize], perm: &[usize]) -> String {
     let c: Vec<String> = rc.iter().cloned().chain(["lid".to_string()]).collect();
     let c: Vec<String> = if perm.is_empty() { c } else { perm.iter().map(|&p| c[p].clone()).collect() };
     Writer::flat(&c, od)
+}
+
+/// Marks step `x` and every step it is computed from in `marked` (those already marked, and
+/// what they are computed from, are not walked again).
+fn mark_cone(steps: &[Step], x: usize, marked: &mut [bool]) {
+    let mut todo = vec![x];
+    while let Some(y) = todo.pop() {
+        if !marked[y] {
+            marked[y] = true;
+            todo.extend(steps[y].args());
+        }
+    }
 }
 
 /// The function a tree of products combines partial results with ([`Red::tree_fn`]).
@@ -1248,13 +1254,7 @@ impl<'a> Writer<'a> {
                     continue;
                 }
                 chosen.push((x, numel));
-                let mut todo = vec![x];
-                while let Some(y) = todo.pop() {
-                    if !inside[y] {
-                        inside[y] = true;
-                        todo.extend(steps[y].args());
-                    }
-                }
+                mark_cone(&steps, x, &mut inside);
             }
         }
         let (mut code, mut decls) = (String::new(), String::new());
