@@ -1,7 +1,8 @@
 //! Whole decoder models as deployments export them (tests/data/models: 12 architectures,
 //! static, dynamic-shape, KV-cache step and static-cache step, f16 variants; two more from
 //! ../shared copied in as `shared_*`; ten other configs of the architectures as `v_*`; and
-//! tests/data/more_models: 16 more architectures, `m_*`): each
+//! tests/data/more_models: 16 more architectures, `m_*`; tests/data/optimum: 8 exported by
+//! optimum-onnx, `o_*`): each
 //! loads, its gated FFNs
 //! fuse (one per layer, GPT-2 none), and the CPU
 //! interpreter matches onnxruntime's outputs for every reference input set, before and after
@@ -28,10 +29,17 @@ fn more_dir() -> PathBuf {
     common::root().join("tests/data/more_models")
 }
 
+/// The folder of the optimum-onnx exports (`export_optimum.py`: `o_*`).
+fn optimum_dir() -> PathBuf {
+    common::root().join("tests/data/optimum")
+}
+
 /// The folder a model's files are in, by its name.
 fn dir_of(model: &str) -> PathBuf {
     if model.starts_with("m_") {
         more_dir()
+    } else if model.starts_with("o_") {
+        optimum_dir()
     } else {
         dir()
     }
@@ -202,16 +210,45 @@ const MORE_REFERENCE_SETS: usize = (16 + 2) * 4;
 /// without `REQUIRE_GPU`, one set a model on the GPU). OPT's and BLOOM's KV-cache steps load
 /// only because the loader solves their mask's length for the cache's (`onnx::load`).
 #[test]
-#[cfg_attr(not(feature = "gpu"), allow(unused_variables))]
 fn more_architectures_match_onnxruntime_fused_and_unfused() {
     let gated = ["m_cohere_", "m_olmo2_", "m_smollm3_", "m_glm_"];
+    let seen = match_folder("more_architectures_match_onnxruntime_fused_and_unfused", &more_dir(), &gated);
+    assert_eq!(seen, MORE_REFERENCE_SETS, "reference sets");
+}
+
+/// Reference sets of `optimum_dir`: 8 architectures, two prompts (past length 0) and two
+/// steps after a past each.
+const OPTIMUM_REFERENCE_SETS: usize = 8 * 4;
+
+/// Decoders exported by optimum-onnx (tests/data/optimum, `export_optimum.py`), as most ONNX
+/// language models on the Hugging Face Hub were made: one graph for the prompt and every step
+/// after it, whose past keys and values have length 0 for the prompt; `position_ids` an
+/// input; dims declared as expressions (`past_sequence_length + sequence_length`); GPT-J's
+/// rotary tables tiled `batch_size` times (a `Tile` by a dim). Llama, Qwen2, Gemma 2, Phi-3
+/// and Granite have a gated FFN a layer, GPT-2, GPT-J and OPT none. On the GPU the prompts'
+/// kernels are specialised to the empty cache and declare buffers they never read, which
+/// their bind groups still bind (the failure this test was written for: wgpu refused the
+/// fused prompts' bind groups).
+#[test]
+fn optimum_exports_match_onnxruntime_fused_and_unfused() {
+    let gated = ["o_llama", "o_qwen2", "o_gemma2", "o_phi3", "o_granite"];
+    let seen = match_folder("optimum_exports_match_onnxruntime_fused_and_unfused", &optimum_dir(), &gated);
+    assert_eq!(seen, OPTIMUM_REFERENCE_SETS, "reference sets");
+}
+
+/// Every model of `folder`: it loads with every op modelled, its gated FFNs fuse (two for the
+/// models whose name starts with one of `gated`, none for the others), and the interpreter
+/// and the GPU, fused and unfused, match onnxruntime for every reference set (on a software
+/// adapter without `REQUIRE_GPU`, one set a model on the GPU). Returns the sets seen.
+#[cfg_attr(not(feature = "gpu"), allow(unused_variables))]
+fn match_folder(test: &str, folder: &std::path::Path, gated: &[&str]) -> usize {
     #[cfg(feature = "gpu")]
     let gpu = common::gpu();
     #[cfg(feature = "gpu")]
-    let sweep = gpu.as_ref().map(|g| common::sweep(g, "more_architectures_match_onnxruntime_fused_and_unfused"));
+    let sweep = gpu.as_ref().map(|g| common::sweep(g, test));
     let mut seen = 0;
-    for (mi, m) in models_in(&more_dir()).iter().enumerate() {
-        let original = load_graph(&more_dir().join(format!("{m}.onnx"))).unwrap_or_else(|e| panic!("{e}"));
+    for (mi, m) in models_in(folder).iter().enumerate() {
+        let original = load_graph(&folder.join(format!("{m}.onnx"))).unwrap_or_else(|e| panic!("{e}"));
         let mut fused = original.clone();
         let mut pm = PassManager::standard();
         pm.verify_each = true;
@@ -246,7 +283,7 @@ fn more_architectures_match_onnxruntime_fused_and_unfused() {
             seen += 1;
         }
     }
-    assert_eq!(seen, MORE_REFERENCE_SETS, "reference sets");
+    seen
 }
 
 /// A KV-cache step whose mask the exporter declared with a length of its own (`all`), where
@@ -272,13 +309,13 @@ fn a_mask_longer_or_shorter_than_the_cache_is_refused() {
     }
 }
 
-/// Every kernel of every model (and of `more_dir`'s), fused, at the sizes of each of its reference sets, as
+/// Every kernel of every model (and of `more_dir`'s and `optimum_dir`'s), fused, at the sizes of each of its reference sets, as
 /// generated for an H100 (subgroup reductions and cooperative matrices, which a software
 /// adapter never takes) validates in naga; every model has a reduction done by subgroup
 /// shuffles (its norms, in row programs or in a GEMV's prologue).
 #[test]
 fn every_model_generates_for_an_h100() {
-    for m in models().into_iter().chain(models_in(&more_dir())) {
+    for m in models().into_iter().chain(models_in(&more_dir())).chain(models_in(&optimum_dir())) {
         let g = load_graph(&dir_of(&m).join(format!("{m}.onnx"))).unwrap_or_else(|e| panic!("{e}"));
         let mut fused = g.clone();
         PassManager::standard().run(&mut fused).unwrap_or_else(|e| panic!("{m}: {e}"));

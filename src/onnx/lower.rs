@@ -686,25 +686,27 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
         }
         "Tile" => {
             // Each dim d repeated r times: x viewed as [1, d0, 1, d1, ..], broadcast to
-            // [r0, d0, r1, d1, ..], viewed as [r0·d0, r1·d1, ..].
+            // [r0, d0, r1, d1, ..], viewed as [r0·d0, r1·d1, ..]. A repeat may be a dim
+            // (optimum's GPT-J and Cohere exports repeat their rotary tables `batch` times).
             let t = c.ty(0)?;
-            let reps = c.ints(1, "repeats")?;
+            let reps = c.exprs(1, "repeats")?;
             if reps.len() != t.rank() {
                 return Err(format!("Tile needs one repeat a dim: {} repeats for {t}", reps.len()));
             }
-            if let Some(r) = reps.iter().find(|&&r| r < 0) {
+            if let Some(r) = reps.iter().filter_map(DimExpr::as_const).find(|&r| r < 0) {
                 return Err(format!("a Tile repeat must not be negative, got {r}"));
             }
-            if t.shape.iter().any(|d| d.fixed() == Some(0)) || reps.contains(&0) {
-                return Err(format!("Tile of {t} by {reps:?} would be empty: not supported"));
+            if t.shape.iter().any(|d| d.fixed() == Some(0)) || reps.iter().any(|r| r.as_const() == Some(0)) {
+                let shown: Vec<String> = reps.iter().map(|r| r.to_string()).collect();
+                return Err(format!("Tile of {t} by [{}] would be empty: not supported", shown.join(", ")));
             }
             let mut split = vec![];
             let mut wide = vec![];
             let mut out = vec![];
-            for (d, &r) in t.shape.iter().zip(&reps) {
+            for (d, r) in t.shape.iter().zip(&reps) {
                 split.extend([DimExpr::constant(1), d.expr()]);
-                wide.extend([Dim::Fixed(r as u64), d.clone()]);
-                out.push(DimExpr::constant(r).mul(&d.expr())?);
+                wide.extend([Dim::from_expr(r.clone())?, d.clone()]);
+                out.push(r.mul(&d.expr())?);
             }
             let v = c.step("split", Op::Reshape { shape: split }, vec![input(0)]);
             let w = c.step("repeated", Op::Expand { shape: wide }, vec![v]);

@@ -536,14 +536,27 @@ impl Gpu {
             }
         }
         let label = k.name.as_str();
+        let entries = layout_entries(code).map_err(|e| Error::Internal(format!("kernel '{label}': {e}")))?;
         let p = self.scoped(&format!("compiling kernel '{label}'"), || {
             let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(label),
                 source: wgpu::ShaderSource::Wgsl(code.into()),
             });
+            // The layout from the bindings the WGSL declares, not from those its code uses:
+            // a kernel specialised to a size of 0 (a KV step's empty past cache) may declare
+            // a buffer it never reads, which a derived layout leaves out, and the runtime
+            // binds every declared buffer.
+            let group = self
+                .device
+                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(label), entries: &entries });
+            let layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(label),
+                bind_group_layouts: &[Some(&group)],
+                immediate_size: 0,
+            });
             self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(label),
-                layout: None,
+                layout: Some(&layout),
                 module: &module,
                 entry_point: Some("main"),
                 compilation_options: wgpu::PipelineCompilationOptions {
@@ -737,6 +750,36 @@ fn gemm_wave(adapter: &str) -> Option<u32> {
     }
 }
 
+/// The bind group layout entries of a kernel: one per buffer its WGSL declares in group 0, in
+/// binding order, read-only where the WGSL declares it so (glufuse's kernels bind storage
+/// buffers only).
+fn layout_entries(wgsl: &str) -> std::result::Result<Vec<wgpu::BindGroupLayoutEntry>, String> {
+    let module = naga::front::wgsl::parse_str(wgsl).map_err(|e| format!("its WGSL does not parse: {e}"))?;
+    let mut entries = vec![];
+    for (_, var) in module.global_variables.iter() {
+        let Some(b) = &var.binding else { continue };
+        let read_only = match var.space {
+            naga::AddressSpace::Storage { access } => !access.contains(naga::StorageAccess::STORE),
+            other => return Err(format!("binding {} is in address space {other:?}, not storage", b.binding)),
+        };
+        if b.group != 0 {
+            return Err(format!("binding {} is in group {}, not 0", b.binding, b.group));
+        }
+        entries.push(wgpu::BindGroupLayoutEntry {
+            binding: b.binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        });
+    }
+    entries.sort_by_key(|e| e.binding);
+    Ok(entries)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -789,5 +832,32 @@ mod tests {
         };
         assert!(!rounds_as_host(&values, &pack(&saturating)), "saturating");
         assert!(!rounds_as_host(&values, &pack(&host)[1..]), "too few words");
+    }
+
+    /// A kernel's layout has every buffer its WGSL declares, the ones its code never reads
+    /// included, read-only as declared; a binding outside storage or group 0 is an error.
+    #[test]
+    fn layouts_come_from_the_declared_bindings() {
+        let wgsl = "@group(0) @binding(0) var<storage, read> a: array<f32>;\n\
+                    @group(0) @binding(2) var<storage, read_write> out: array<f32>;\n\
+                    @group(0) @binding(1) var<storage, read> unused: array<f32>;\n\
+                    @compute @workgroup_size(1) fn main() { out[0] = a[0]; }";
+        let e = layout_entries(wgsl).unwrap();
+        let got: Vec<(u32, bool)> = e
+            .iter()
+            .map(|e| match e.ty {
+                wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Storage { read_only }, .. } => {
+                    (e.binding, read_only)
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(got, vec![(0, true), (1, true), (2, false)]);
+        let uniform = "@group(0) @binding(0) var<uniform> u: vec4<f32>;\n@compute @workgroup_size(1) fn main() {}";
+        assert!(layout_entries(uniform).unwrap_err().contains("binding 0 is in address space"));
+        let group1 =
+            "@group(1) @binding(0) var<storage, read> a: array<f32>;\n@compute @workgroup_size(1) fn main() {}";
+        assert!(layout_entries(group1).unwrap_err().contains("group 1"));
+        assert!(layout_entries("fn main( {").unwrap_err().contains("does not parse"));
     }
 }
