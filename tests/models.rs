@@ -1,7 +1,7 @@
 //! Whole decoder models as deployments export them (tests/data/models: 12 architectures,
 //! static, dynamic-shape, KV-cache step and static-cache step, f16 variants; two more from
 //! ../shared copied in as `shared_*`; ten other configs of the architectures as `v_*`; and
-//! tests/data/more_models: 16 more architectures, `m_*`; tests/data/optimum: 8 exported by
+//! tests/data/more_models: 16 more architectures, `m_*`; tests/data/optimum: 9 exported by
 //! optimum-onnx, `o_*`): each
 //! loads, its gated FFNs
 //! fuse (one per layer, GPT-2 none), and the CPU
@@ -216,22 +216,23 @@ fn more_architectures_match_onnxruntime_fused_and_unfused() {
     assert_eq!(seen, MORE_REFERENCE_SETS, "reference sets");
 }
 
-/// Reference sets of `optimum_dir`: 8 architectures, two prompts (past length 0) and two
+/// Reference sets of `optimum_dir`: 9 architectures, two prompts (past length 0) and two
 /// steps after a past each.
-const OPTIMUM_REFERENCE_SETS: usize = 8 * 4;
+const OPTIMUM_REFERENCE_SETS: usize = 9 * 4;
 
 /// Decoders exported by optimum-onnx (tests/data/optimum, `export_optimum.py`), as most ONNX
 /// language models on the Hugging Face Hub were made: one graph for the prompt and every step
 /// after it, whose past keys and values have length 0 for the prompt; `position_ids` an
 /// input; dims declared as expressions (`past_sequence_length + sequence_length`); GPT-J's
-/// rotary tables tiled `batch_size` times (a `Tile` by a dim). Llama, Qwen2, Gemma 2, Phi-3
-/// and Granite have a gated FFN a layer, GPT-2, GPT-J and OPT none. On the GPU the prompts'
+/// rotary tables tiled `batch_size` times (a `Tile` by a dim); Cohere's `repeat_interleave` a
+/// `NonZero` of a mask built from constants (folded at load). Llama, Qwen2, Gemma 2, Phi-3,
+/// Granite and Cohere have a gated FFN a layer, GPT-2, GPT-J and OPT none. On the GPU the prompts'
 /// kernels are specialised to the empty cache and declare buffers they never read, which
 /// their bind groups still bind (the failure this test was written for: wgpu refused the
 /// fused prompts' bind groups).
 #[test]
 fn optimum_exports_match_onnxruntime_fused_and_unfused() {
-    let gated = ["o_llama", "o_qwen2", "o_gemma2", "o_phi3", "o_granite"];
+    let gated = ["o_llama", "o_qwen2", "o_gemma2", "o_phi3", "o_granite", "o_cohere"];
     let seen = match_folder("optimum_exports_match_onnxruntime_fused_and_unfused", &optimum_dir(), &gated);
     assert_eq!(seen, OPTIMUM_REFERENCE_SETS, "reference sets");
 }

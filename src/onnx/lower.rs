@@ -322,7 +322,7 @@ pub fn arity(op: &str) -> Option<(usize, usize, usize)> {
         "Sum" | "Max" | "Min" => (1, ANY, 1),
         "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual"
         | "And" | "Or" | "Mod" | "Xor" => (2, 2, 1),
-        "Sign" | "ArgMax" | "ArgMin" => (1, 1, 1),
+        "Sign" | "ArgMax" | "ArgMin" | "NonZero" => (1, 1, 1),
         "Constant" => (0, 0, 1),
         "Identity" | "Shape" | "Size" | "Cast" | "Transpose" | "Flatten" | "ConstantOfShape" | "Softmax"
         | "LogSoftmax" => (1, 1, 1),
@@ -440,6 +440,43 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
             let v: Vec<DimExpr> = t.shape[s..e.max(s)].iter().map(Dim::expr).collect();
             let len = v.len();
             Src::Known("shape".into(), Known::new(DType::I64, vec![len], KVals::Sym(v)))
+        }
+        "NonZero" => {
+            // The indices of the nonzero elements, `[rank, count]`: the count depends on the
+            // values, so only an input known at load time is taken (TorchScript's
+            // `repeat_interleave` of a tensor of repeats builds its mask from constants and
+            // dims: optimum's Cohere export), folded here.
+            let k = match c.known(0) {
+                Some(k) => k.clone(),
+                None if c.has(0) => return Err(data_dependent("input", 0)),
+                None => return Err("the input (input 0) is missing".into()),
+            };
+            if k.dims.is_empty() {
+                return Err("NonZero of a scalar is not supported".into());
+            }
+            let nonzero: Vec<bool> = match &k.vals {
+                KVals::Float(v) => v.iter().map(|&x| x != 0.0).collect(),
+                KVals::Int(v) => v.iter().map(|&x| x != 0).collect(),
+                KVals::Bool(v) => v.clone(),
+                KVals::Sym(v) => v
+                    .iter()
+                    .map(|e| {
+                        e.as_const().map(|x| x != 0).ok_or_else(|| {
+                            format!("whether {e} is 0 is not known at load time, so the output's shape would depend on the sizes")
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            };
+            let hits: Vec<usize> = (0..nonzero.len()).filter(|&i| nonzero[i]).collect();
+            let mut vals = vec![0i64; k.dims.len() * hits.len()];
+            for (j, &flat) in hits.iter().enumerate() {
+                let mut rest = flat;
+                for (d, &n) in k.dims.iter().enumerate().rev() {
+                    vals[d * hits.len() + j] = (rest % n) as i64;
+                    rest /= n;
+                }
+            }
+            Src::Known("indices".into(), Known::new(DType::I64, vec![k.dims.len(), hits.len()], KVals::Int(vals)))
         }
         "Size" => {
             let t = c.ty(0)?;

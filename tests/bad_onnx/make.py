@@ -65,6 +65,12 @@ s = helper.make_tensor_value_info("s", TensorProto.INT64, [2])
 y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
 g = helper.make_graph([helper.make_node("Reshape", ["x", "s"], ["y"], name="reshape_by_data")], "g", [x, s], [y])
 write("data_dependent_shape.onnx", helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
+# a NonZero of data given at run time (the count of its indices, a dim of its output, would
+# depend on the values; a NonZero of values known at load time folds)
+x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])
+y = helper.make_tensor_value_info("y", TensorProto.INT64, None)
+g = helper.make_graph([helper.make_node("NonZero", ["x"], ["y"], name="nonzero_of_data")], "g", [x], [y])
+write("nonzero_of_data.onnx", helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
 # a Gather index constant outside its table
 t = numpy_helper.from_array(np.ones((3, 2), np.float32), "table")
 i = numpy_helper.from_array(np.array([0, 3], np.int64), "ids")

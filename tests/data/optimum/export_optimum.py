@@ -19,7 +19,7 @@ from optimum.exporters.onnx import main_export
 
 out = sys.argv[1]
 os.makedirs(out, exist_ok=True)
-KEPT = ["llama", "qwen2", "gemma2", "phi3", "granite", "gpt2", "gptj", "opt"]
+KEPT = ["llama", "qwen2", "gemma2", "phi3", "granite", "cohere", "gpt2", "gptj", "opt"]
 archs = sys.argv[2:] or KEPT
 small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, vocab_size=128, max_position_embeddings=64)
