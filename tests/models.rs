@@ -1,7 +1,7 @@
 //! Whole decoder models as deployments export them (tests/data/models: 12 architectures,
 //! static, dynamic-shape, KV-cache step and static-cache step, f16 variants; two more from
 //! ../shared copied in as `shared_*`; ten other configs of the architectures as `v_*`; and
-//! tests/data/more_models: 16 more architectures, `m_*`; tests/data/optimum: 9 exported by
+//! tests/data/more_models: 16 more architectures, `m_*`; tests/data/optimum: 11 exported by
 //! optimum-onnx, `o_*`): each
 //! loads, its gated FFNs
 //! fuse (one per layer, GPT-2 none), and the CPU
@@ -216,9 +216,9 @@ fn more_architectures_match_onnxruntime_fused_and_unfused() {
     assert_eq!(seen, MORE_REFERENCE_SETS, "reference sets");
 }
 
-/// Reference sets of `optimum_dir`: 9 architectures, two prompts (past length 0) and two
-/// steps after a past each.
-const OPTIMUM_REFERENCE_SETS: usize = 9 * 4;
+/// Reference sets of `optimum_dir`: 9 decoders, two prompts (past length 0) and two steps
+/// after a past each; T5's encoder and decoder step, two each.
+const OPTIMUM_REFERENCE_SETS: usize = 9 * 4 + 2 * 2;
 
 /// Decoders exported by optimum-onnx (tests/data/optimum, `export_optimum.py`), as most ONNX
 /// language models on the Hugging Face Hub were made: one graph for the prompt and every step
@@ -226,13 +226,14 @@ const OPTIMUM_REFERENCE_SETS: usize = 9 * 4;
 /// input; dims declared as expressions (`past_sequence_length + sequence_length`); GPT-J's
 /// rotary tables tiled `batch_size` times (a `Tile` by a dim); Cohere's `repeat_interleave` a
 /// `NonZero` of a mask built from constants (folded at load). Llama, Qwen2, Gemma 2, Phi-3,
-/// Granite and Cohere have a gated FFN a layer, GPT-2, GPT-J and OPT none. On the GPU the prompts'
+/// Granite and Cohere have a gated FFN a layer, GPT-2, GPT-J and OPT none; T5's encoder and
+/// decoder step (its relative position bias sliced by `-seq`) a gated GELU a layer. On the GPU the prompts'
 /// kernels are specialised to the empty cache and declare buffers they never read, which
 /// their bind groups still bind (the failure this test was written for: wgpu refused the
 /// fused prompts' bind groups).
 #[test]
 fn optimum_exports_match_onnxruntime_fused_and_unfused() {
-    let gated = ["o_llama", "o_qwen2", "o_gemma2", "o_phi3", "o_granite", "o_cohere"];
+    let gated = ["o_llama", "o_qwen2", "o_gemma2", "o_phi3", "o_granite", "o_cohere", "o_t5_"];
     let seen = match_folder("optimum_exports_match_onnxruntime_fused_and_unfused", &optimum_dir(), &gated);
     assert_eq!(seen, OPTIMUM_REFERENCE_SETS, "reference sets");
 }

@@ -272,7 +272,14 @@ pub fn slice_bounds(dim: &Dim, start: &DimExpr, end: &DimExpr, step: i64) -> Res
             Some(c) if c >= HUGE => d.clone(),
             Some(c) if c <= -HUGE => DimExpr::constant(if step > 0 { 0 } else { -1 }),
             Some(c) if c < 0 => d.add(&DimExpr::constant(c))?,
-            _ => x.clone(),
+            Some(_) => x.clone(),
+            // A symbolic bound that is never positive (`-seq`: Python's `x[..., -n:]` with a
+            // length n) counts from the end like a negative number: `dim - seq`, which is
+            // exact wherever it is negative. (Where all of its symbols are 0 ONNX reads it as
+            // 0; the two agree where `dim - seq` is itself 0, as in T5's `bias[:, :, -q:]`
+            // of a bias of q rows.) Any other symbolic bound is taken as it is.
+            None if !x.is_nonnegative() && x.neg()?.is_nonnegative() => d.add(x)?,
+            None => x.clone(),
         })
     };
     let (s, e) = (resolve(start)?, resolve(end)?);
@@ -1205,6 +1212,14 @@ mod tests {
         assert_eq!((s, l), (Dim::parse("seq - 1").unwrap(), Dim::Fixed(1)));
         let (s, l) = slice_bounds(&Dim::sym("seq"), &DimExpr::constant(-1), &DimExpr::constant(i64::MIN), -1).unwrap();
         assert_eq!((s, l), (Dim::parse("seq - 1").unwrap(), Dim::sym("seq")));
+        // A bound of `-n` counts from the end: the last `q` rows of a `[q]` axis (T5's position
+        // bias), the last `n` of a `[past + n]` one, all but the last `n`.
+        let (s, l) = slice_bounds(&Dim::sym("q"), &e("-q"), &DimExpr::constant(i64::MAX), 1).unwrap();
+        assert_eq!((s, l), (Dim::Fixed(0), Dim::sym("q")));
+        let (s, l) = slice_bounds(&Dim::parse("past + n").unwrap(), &e("-n"), &DimExpr::constant(i64::MAX), 1).unwrap();
+        assert_eq!((s, l), (Dim::sym("past"), Dim::sym("n")));
+        let (s, l) = slice_bounds(&Dim::parse("past + n").unwrap(), &DimExpr::constant(0), &e("-n"), 1).unwrap();
+        assert_eq!((s, l), (Dim::Fixed(0), Dim::sym("past")));
         assert!(slice_bounds(&Dim::Fixed(4), &DimExpr::constant(0), &DimExpr::constant(1), 0).is_err());
     }
 }

@@ -109,7 +109,10 @@ fn unify(m: &proto::ModelProto, subst: &[(String, DimExpr)], a: &Dim, b: &Dim) -
     }
     let mut best: Option<((usize, bool, String), DimExpr)> = None;
     for (s, n) in &uses {
-        if let Some(v) = e.solve_for(s) {
+        // (A solution that is a number would fix a dim the model declares dynamic: that is no
+        // relation between inputs, and a broadcast against a 0 or a constant is more likely a
+        // dim glufuse got wrong.)
+        if let Some(v) = e.solve_for(s).filter(|v| v.as_const().is_none()) {
             let key = (*n, !v.is_nonnegative(), s.clone());
             if best.as_ref().is_none_or(|(k, _)| key < *k) {
                 best = Some((key, v));

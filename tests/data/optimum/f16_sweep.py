@@ -1,4 +1,4 @@
-"""The exports of this folder converted to f16 the way fp16 ONNX files on the Hugging Face Hub
+"""The decoders of this folder converted to f16 the way fp16 ONNX files on the Hugging Face Hub
 are made (onnxconverter-common's `convert_float_to_float16`, inputs and outputs f16 too; the
 casts to f32 that the exporter put around the norms become casts to f16, as transformers.js's
 conversion script does), each run through `glufuse run`, fused and unfused, on every reference
@@ -16,6 +16,8 @@ failed = 0
 with tempfile.TemporaryDirectory() as tmp:
     for path in sorted(glob.glob(os.path.join(here, "o_*.onnx"))):
         name = os.path.basename(path)[:-5]
+        if not os.path.exists(os.path.join(here, f"{name}.p1.input_ids.npy")):
+            continue  # the decoders (prompts and steps) only: T5's parts have no logits
         m = float16.convert_float_to_float16(onnx.load(path), keep_io_types=False)
         for n in m.graph.node:
             if n.op_type == "Cast":
