@@ -590,6 +590,34 @@ fn trigonometric_and_hyperbolic_ops_match_onnxruntime() {
     });
 }
 
+/// onnxruntime's contrib ops that its transformer optimizer writes into fused models
+/// (`SkipLayerNormalization` with and without beta and bias, and its sum output;
+/// `SkipSimplifiedLayerNormalization` and its sum; `FastGelu`, `BiasGelu`, `Gelu`,
+/// `QuickGelu` with two alphas; `SimplifiedLayerNormalization`; a skip norm of f16) give
+/// onnxruntime's outputs within 1e-5 of the largest value (f16 2e-3), on the interpreter and
+/// the GPU, fused and unfused (`tests/data/onnx_extra/make_contrib.py`).
+#[test]
+fn onnxruntime_contrib_ops_match_onnxruntime() {
+    let outs = [
+        "sln",
+        "sln_sum",
+        "sln_plain",
+        "ssln",
+        "ssln_sum",
+        "rms",
+        "fast_gelu_bias",
+        "fast_gelu",
+        "bias_gelu",
+        "gelu",
+        "quick_gelu",
+        "quick_gelu_1",
+        "sln_half",
+    ];
+    matches_onnxruntime("contrib", &outs, |got, want, what| {
+        close(got, want, what, if what.contains("half") { 2e-3 } else { 1e-5 })
+    });
+}
+
 /// ONNX's `ReduceProd` (the last axis kept, multiplied with x after it: one program after the
 /// passes; the first axis dropped; every axis; a symbolic length; int64, exact) gives
 /// onnxruntime's outputs within 1e-5 of the largest value (`tests/data/onnx_extra/make_reduce_prod.py`).

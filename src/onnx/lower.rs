@@ -14,6 +14,7 @@ use crate::ir::*;
 use std::collections::HashMap;
 
 mod activations;
+mod contrib;
 mod einsum;
 mod llm;
 mod one_hot;
@@ -124,6 +125,21 @@ impl Ctx<'_> {
     }
     fn done(self, outs: Vec<Option<Src>>) -> Option<Lowering> {
         Some(Lowering { steps: self.steps, outs })
+    }
+}
+
+/// Lowers one node of onnxruntime's contrib domain (`com.microsoft`, [`contrib`]); `None`
+/// for an op not modelled there.
+pub fn lower_contrib(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Option<Lowering>, String> {
+    let op = n.op_type.as_deref().unwrap_or("");
+    let mut c = Ctx { env, n, steps: vec![] };
+    match contrib::lower(&mut c, op, attrs) {
+        None => Ok(None),
+        Some(outs) => {
+            let mut outs = outs?;
+            outs.truncate(n.output.len().max(1));
+            Ok(c.done(outs))
+        }
     }
 }
 
@@ -353,6 +369,7 @@ pub fn arity(op: &str) -> Option<(usize, usize, usize)> {
         "PRelu" => (2, 2, 1),
         "LayerNormalization" => (1, 3, 3),
         "RMSNormalization" => (2, 2, 1),
+        "SimplifiedLayerNormalization" => (2, 2, 2),
         "RotaryEmbedding" => (3, 4, 1),
         "Attention" => (3, 7, 4),
         "Einsum" => (1, usize::MAX, 1),
@@ -1031,6 +1048,12 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
             c.step("", Op::CumSum { axis: *axis, exclusive, reverse }, vec![input(0)])
         }
         "RMSNormalization" => llm::rms_normalization(&mut c, attrs)?,
+        // onnxruntime's RMS norm (registered in the default domain; its transformer optimizer
+        // writes it): RMSNormalization's semantics, its inverse deviation output not modelled.
+        "SimplifiedLayerNormalization" => {
+            let y = llm::rms_normalization(&mut c, attrs)?;
+            return Ok(c.done([Some(y)].into_iter().chain((1..nout).map(|_| None)).collect()));
+        }
         "Einsum" => einsum::einsum(&mut c, attrs)?,
         "OneHot" => one_hot::one_hot(&mut c, attrs)?,
         "Hardmax" => one_hot::hardmax(&mut c, attrs)?,

@@ -377,7 +377,13 @@ impl<'p> Loader<'p> {
             self.vals.insert(o, v);
             return Ok(());
         }
-        let lowered = if default_domain { lower::lower(self, n, &attrs).map_err(err)? } else { None };
+        let lowered = if default_domain {
+            lower::lower(self, n, &attrs).map_err(err)?
+        } else if n.domain.as_deref() == Some("com.microsoft") {
+            lower::lower_contrib(self, n, &attrs).map_err(err)?
+        } else {
+            None
+        };
         let Some(low) = lowered else {
             let name = self.unique(&label, n.output.len());
             let produced = self.opaque(&name, &op_type, n).map_err(err)?;
