@@ -164,6 +164,40 @@ fn interp_reads_and_writes_npy() {
     assert!(text(&o).1.contains("w.npy"), "{:?}", text(&o));
 }
 
+/// Inputs left out beside given ones hold seeded values, and the command says which: a KV
+/// step run without its past keys and values names them on standard error (its outputs look
+/// like any others); a prompt's empty past holds nothing to make up, and nothing is said.
+#[test]
+fn made_up_inputs_beside_given_ones_are_named() {
+    let dir = common::root().join("tests/data/optimum");
+    let given = |tag: &str| -> Vec<String> {
+        ["input_ids", "attention_mask", "position_ids"]
+            .iter()
+            .flat_map(|n| {
+                ["--input".to_string(), format!("{n}={}", dir.join(format!("o_llama.{tag}.{n}.npy")).display())]
+            })
+            .collect()
+    };
+    let model = dir.join("o_llama.onnx").to_string_lossy().into_owned();
+    let run = |tag: &str| {
+        let mut args = vec!["interp".to_string(), model.clone()];
+        args.extend(given(tag));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = glufuse(&args);
+        assert!(o.status.success(), "{:?}", text(&o));
+        text(&o).1
+    };
+    let step = run("s1");
+    assert!(
+        step.contains(
+            "note: 4 graph input(s) not given hold seeded random values (seed 7): 'past_key_values.0.key' [1, 2, 6, 8]"
+        ),
+        "{step}"
+    );
+    let prompt = run("p1");
+    assert!(!prompt.contains("note:"), "{prompt}");
+}
+
 #[test]
 fn default_job_runs() {
     let o = glufuse(&[]);

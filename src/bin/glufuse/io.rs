@@ -67,6 +67,7 @@ pub fn gather_inputs(g: &Graph, io: &RunInputs) -> Result<(HashMap<String, Tenso
     let (given_inputs, mut b) = glufuse::files::read_inputs(g, &files, &given)?;
     default_unbound(g, &mut b);
     let mut inputs = HashMap::new();
+    let mut made_up = vec![];
     for (i, n) in g.input_nodes().into_iter().enumerate() {
         let node = g.node(n);
         if given_inputs.contains_key(&node.name) {
@@ -78,7 +79,22 @@ pub fn gather_inputs(g: &Graph, io: &RunInputs) -> Result<(HashMap<String, Tenso
                 node.name, node.outputs[0].dtype, node.name
             )));
         }
-        inputs.insert(node.name.clone(), glufuse::interp::seeded_input(g, i, &b, io.seed).map_err(dim_hint)?);
+        let t = glufuse::interp::seeded_input(g, i, &b, io.seed).map_err(dim_hint)?;
+        if t.numel() > 0 {
+            made_up.push(format!("'{}' {:?}", node.name, t.shape()));
+        }
+        inputs.insert(node.name.clone(), t);
+    }
+    // Real inputs beside made-up ones (a KV step's past keys and values left out, say) give
+    // outputs that look like any others: say which are made up. (An empty input, a prompt's
+    // past of length 0, holds nothing to make up.)
+    if !given_inputs.is_empty() && !made_up.is_empty() {
+        crate::out::errln!(
+            "note: {} graph input(s) not given hold seeded random values (seed {}): {}; give them with --input NAME=FILE.npy",
+            made_up.len(),
+            io.seed,
+            made_up.join(", ")
+        );
     }
     inputs.extend(given_inputs);
     Ok((inputs, b))
