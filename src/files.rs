@@ -30,6 +30,13 @@ pub enum GraphFormat {
 /// content ([`sniff`]), so an ONNX model named `.json` loads, and so does a JSON graph named
 /// `.onnx`. A file that is neither says what it looks like. Errors name the file.
 pub fn load_graph(path: &Path) -> Result<Graph> {
+    load_graph_with(path, &std::collections::HashMap::new())
+}
+
+/// [`load_graph`] with graph inputs fixed to values: an ONNX model's `If` on one of them
+/// loads as the branch the value picks ([`crate::onnx::load_with`]); a JSON graph has no
+/// `If`, and `fixed` changes nothing there.
+pub fn load_graph_with(path: &Path, fixed: &std::collections::HashMap<String, crate::tensor::Tensor>) -> Result<Graph> {
     let bytes = read_regular(path).map_err(|e| e.in_file(path))?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     let hint = match ext.as_str() {
@@ -38,16 +45,12 @@ pub fn load_graph(path: &Path) -> Result<Graph> {
         _ => None,
     };
     match sniff(&bytes, hint).map_err(|m| Error::input(m).in_file(path))? {
-        GraphFormat::Onnx => load_onnx(path, &bytes),
+        GraphFormat::Onnx => crate::onnx::load_with(path, &bytes, fixed),
         GraphFormat::Json => {
             let text = std::str::from_utf8(&bytes).map_err(|_| Error::input("not UTF-8 text").in_file(path))?;
             crate::json::from_str(text).map_err(|e| e.in_file(path))
         }
     }
-}
-
-fn load_onnx(path: &Path, bytes: &[u8]) -> Result<Graph> {
-    crate::onnx::load(path, bytes)
 }
 
 /// Which format `bytes` hold: JSON text (an object, after any byte-order mark and white

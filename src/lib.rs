@@ -59,6 +59,16 @@ pub fn load(path: impl AsRef<std::path::Path>) -> Result<Graph> {
     files::load_graph(path.as_ref())
 }
 
+/// [`load`] with graph inputs fixed to values (by name): an ONNX `If` whose condition is one
+/// of them loads as the branch its value picks, and that input is no longer the graph's
+/// (optimum's merged decoders: `use_cache_branch`; [`onnx::load_with`]).
+pub fn load_with(
+    path: impl AsRef<std::path::Path>,
+    fixed: &std::collections::HashMap<String, tensor::Tensor>,
+) -> Result<Graph> {
+    files::load_graph_with(path.as_ref(), fixed)
+}
+
 /// The README's examples, compiled and run as doctests so that they cannot go stale.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -198,6 +198,52 @@ fn made_up_inputs_beside_given_ones_are_named() {
     assert!(!prompt.contains("note:"), "{prompt}");
 }
 
+/// A merged decoder (an `If` on the graph input `use_cache_branch`) runs from the command line
+/// with that input given as one boolean: the graph loads as the branch it picks, and the
+/// outputs are onnxruntime's; left out, the run is refused naming it.
+#[test]
+fn a_merged_decoder_runs_the_branch_its_condition_picks() {
+    let dir = common::root().join("tests/data/optimum");
+    let d = tmp();
+    let logits = d.path().join("logits.npy");
+    for (tag, shape) in [("m1", [1u64, 3, 128]), ("m2", [2, 1, 128])] {
+        // Every input of the set, `use_cache_branch` last.
+        let mut inputs = vec![];
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let f = e.unwrap().file_name().into_string().unwrap();
+            let Some(input) = f.strip_prefix(&format!("o_t5_merged.{tag}.")).and_then(|r| r.strip_suffix(".npy"))
+            else {
+                continue;
+            };
+            if !input.starts_with("out.") {
+                inputs.push((input != "use_cache_branch", format!("{input}={}", dir.join(&f).display())));
+            }
+        }
+        inputs.sort();
+        inputs.reverse();
+        let model = dir.join("o_t5_merged.onnx").to_string_lossy().into_owned();
+        let out = format!("logits={}", logits.display());
+        let args = |n: usize| -> Vec<String> {
+            let mut a = vec!["interp".to_string(), model.clone(), "--output".to_string(), out.clone()];
+            a.extend(inputs[..n].iter().flat_map(|(_, i)| ["--input".to_string(), i.clone()]));
+            a
+        };
+        let all = args(inputs.len());
+        let o = glufuse(&all.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(o.status.success(), "{tag}: {:?}", text(&o));
+        let ty = glufuse::ir::TensorType::new(glufuse::ir::DType::F32, glufuse::ir::shape_of(&shape));
+        let want = glufuse::files::read_npy(&dir.join(format!("o_t5_merged.{tag}.out.logits.npy")), &ty).unwrap();
+        let got = glufuse::files::read_npy(&logits, &ty).unwrap();
+        let (_, rel) = glufuse::interp::compare(&got, &want);
+        assert!(rel < 1e-4, "{tag}: {rel}");
+        // Without the condition: refused, naming it.
+        let without = args(inputs.len() - 1);
+        let o = glufuse(&without.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(o.status.code(), Some(2), "{tag}: {:?}", text(&o));
+        assert!(text(&o).1.contains("'use_cache_branch' is missing"), "{:?}", text(&o));
+    }
+}
+
 #[test]
 fn default_job_runs() {
     let o = glufuse(&[]);

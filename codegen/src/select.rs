@@ -67,6 +67,10 @@ pub(crate) fn node_kernels_with(
         Op::Input | Op::Weight(_) | Op::QuantWeight(_) | Op::Constant(_) | Op::SymConstant(_) | Op::Reshape { .. } => {
             Ok(vec![])
         }
+        Op::Opaque { op_type, .. } if op_type == "If" => Err(Error::graph(
+            &node.name,
+            "opaque op 'If' cannot run on the GPU: glufuse runs one branch of a graph; give the graph input the If takes as its condition as one boolean (glufuse run --input NAME=F.npy, the library's glufuse::load_with) and the graph loads as the branch it picks",
+        )),
         Op::Opaque { op_type, .. } => Err(Error::graph(
             &node.name,
             format!("opaque op '{op_type}' cannot run on the GPU: glufuse has no kernel for it"),

@@ -65,13 +65,24 @@ fn elem_size(code: i32) -> u64 {
 /// declares the inputs with it and loads again (`unify`); a run then checks the input
 /// against it, naming the input where it disagrees.
 pub fn load(path: &Path, bytes: &[u8]) -> Result<Graph> {
+    load_with(path, bytes, &HashMap::new())
+}
+
+/// [`load`] with some graph inputs fixed to a value (`fixed`, by name): each one that an
+/// `If` takes as its condition becomes a constant, the `If` the branch its value picks (its
+/// nodes loaded in the graph's place, the other branch dropped), and it is no longer an
+/// input of the graph. This is how glufuse runs optimum's merged decoders
+/// (`decoder_model_merged.onnx`: the prompt and the step with past keys and values in one
+/// graph, behind an `If` on the input `use_cache_branch`): one graph per value. A fixed
+/// value must match the input's declared type; an input no `If` reads is not fixed.
+pub fn load_with(path: &Path, bytes: &[u8], fixed: &HashMap<String, Tensor>) -> Result<Graph> {
     let model = proto::ModelProto::decode(bytes)
         .map_err(|e| Error::input(format!("not a valid ONNX model (protobuf decoding failed: {e})")).in_file(path))?;
     let mut subst: Vec<(String, DimExpr)> = vec![];
     let mut last = String::new();
     loop {
         crate::ir::shape::take_unproven();
-        let e = match Loader::new(path, &subst).model(&model) {
+        let e = match Loader::new(path, &subst, fixed).model(&model) {
             Ok(g) => return Ok(g),
             Err(e) => e,
         };
@@ -201,6 +212,8 @@ struct Loader<'p> {
     /// The budget in force, and the bytes of the initializers decoded so far.
     budget: crate::ir::limits::Budget,
     init_bytes: u64,
+    /// Graph inputs given a value at load ([`load_with`]).
+    fixed: &'p HashMap<String, Tensor>,
 }
 
 impl Env for Loader<'_> {
@@ -216,7 +229,7 @@ impl Env for Loader<'_> {
 }
 
 impl<'p> Loader<'p> {
-    fn new(path: &'p Path, subst: &'p [(String, DimExpr)]) -> Self {
+    fn new(path: &'p Path, subst: &'p [(String, DimExpr)], fixed: &'p HashMap<String, Tensor>) -> Self {
         Loader {
             subst,
             dir: path.parent().unwrap_or(Path::new(".")),
@@ -231,6 +244,7 @@ impl<'p> Loader<'p> {
             suffixes: HashMap::new(),
             budget: crate::ir::limits::current(),
             init_bytes: 0,
+            fixed,
         }
     }
 
@@ -252,36 +266,40 @@ impl<'p> Loader<'p> {
                 self.declared.insert(name.clone(), t);
             }
         }
-        for t in &graph.initializer {
-            let name = t.name.clone().unwrap_or_default();
-            if matches!(t.data_type, Some(quant::INT4 | quant::UINT4)) {
-                let err = |m: String| Error::graph(&name, format!("initializer: {m}"));
-                // Its packed bytes count against the budgets as any initializer's, before
-                // any data is read.
-                let (dims, bytes) = quant::packed4_size(t).map_err(err)?;
-                self.budget.check_tensor_bytes(bytes, &|| format!("a 4-bit tensor of dims {dims:?}")).map_err(err)?;
-                self.init_bytes = self.init_bytes.saturating_add(bytes);
-                self.budget.check_graph_bytes(self.init_bytes).map_err(Error::input)?;
-                let p = quant::decode_packed4(t, self.dir).map_err(err)?;
-                self.missing.insert(
-                    name.clone(),
-                    "it is a 4-bit (INT4/UINT4) initializer, which glufuse reads only through DequantizeLinear".into(),
-                );
-                self.packed.insert(name, p);
-                continue;
-            }
-            let err = |m: String| Error::graph(&name, format!("initializer: {m}"));
-            // The graph's budget is checked on the dims, before any data is read.
-            let bytes = tensor_bytes(t, &self.budget).map_err(err)?;
-            self.init_bytes = self.init_bytes.saturating_add(bytes);
-            self.budget.check_graph_bytes(self.init_bytes).map_err(Error::input)?;
-            let mut k = decode_tensor(t, Some(self.dir)).map_err(err)?;
-            k.init = true;
-            self.known.insert(name, k);
-        }
+        self.initializers(&graph.initializer)?;
+        // The inputs an `If` takes as its condition, of those given a value.
+        let conditions: BTreeSet<&str> = graph
+            .node
+            .iter()
+            .filter(|n| n.op_type.as_deref() == Some("If"))
+            .filter_map(|n| n.input.first().map(String::as_str))
+            .filter(|c| self.fixed.contains_key(*c))
+            .collect();
         for vi in &graph.input {
             let name = vi.name.clone().unwrap_or_default();
             if self.known.contains_key(&name) {
+                continue;
+            }
+            if conditions.contains(name.as_str()) {
+                let t = &self.fixed[&name];
+                let d = self.declared.get(&name).map(|d| d.full(&name));
+                let fits = d.as_ref().is_some_and(|d| {
+                    d.dtype == t.dtype()
+                        && d.rank() == t.shape().len()
+                        && d.shape.iter().zip(t.shape()).all(|(a, &b)| a.fixed().is_none_or(|a| a == b as u64))
+                });
+                if !fits {
+                    let shown = d.map_or("no tensor type".to_string(), |d| d.to_string());
+                    return Err(Error::graph(
+                        &name,
+                        format!(
+                            "the value fixed for this graph input is {}{:?}, but the graph declares {shown}",
+                            t.dtype(),
+                            t.shape()
+                        ),
+                    ));
+                }
+                self.known.insert(name, Known::from_tensor(t.clone()));
                 continue;
             }
             let ty = self
@@ -308,6 +326,85 @@ impl<'p> Loader<'p> {
         crate::passes::dce::eliminate(&mut self.g);
         crate::verify::verify(&self.g)?;
         Ok(self.g)
+    }
+
+    /// Decodes initializers into known values (4-bit ones packed), checking each against the
+    /// budget before its data is read.
+    fn initializers(&mut self, inits: &[proto::TensorProto]) -> Result<()> {
+        for t in inits {
+            let name = t.name.clone().unwrap_or_default();
+            if matches!(t.data_type, Some(quant::INT4 | quant::UINT4)) {
+                let err = |m: String| Error::graph(&name, format!("initializer: {m}"));
+                // Its packed bytes count against the budgets as any initializer's, before
+                // any data is read.
+                let (dims, bytes) = quant::packed4_size(t).map_err(err)?;
+                self.budget.check_tensor_bytes(bytes, &|| format!("a 4-bit tensor of dims {dims:?}")).map_err(err)?;
+                self.init_bytes = self.init_bytes.saturating_add(bytes);
+                self.budget.check_graph_bytes(self.init_bytes).map_err(Error::input)?;
+                let p = quant::decode_packed4(t, self.dir).map_err(err)?;
+                self.missing.insert(
+                    name.clone(),
+                    "it is a 4-bit (INT4/UINT4) initializer, which glufuse reads only through DequantizeLinear".into(),
+                );
+                self.packed.insert(name, p);
+                continue;
+            }
+            let err = |m: String| Error::graph(&name, format!("initializer: {m}"));
+            // The graph's budget is checked on the dims, before any data is read.
+            let bytes = tensor_bytes(t, &self.budget).map_err(err)?;
+            self.init_bytes = self.init_bytes.saturating_add(bytes);
+            self.budget.check_graph_bytes(self.init_bytes).map_err(Error::input)?;
+            let mut k = decode_tensor(t, Some(self.dir)).map_err(err)?;
+            k.init = true;
+            self.known.insert(name, k);
+        }
+        Ok(())
+    }
+
+    /// Loads the branch of an `If` whose condition is known, in the `If`'s place: its
+    /// declarations, initializers and nodes, then each of the `If`'s outputs as the branch's.
+    fn branch(&mut self, label: &str, n: &proto::NodeProto, attrs: &Attrs, cond: &Known) -> Result<()> {
+        let err = |m: String| Error::graph(label, format!("If: {m}"));
+        let t =
+            cond.to_tensor().filter(|t| t.numel() == 1).ok_or_else(|| err("the condition must be one value".into()))?;
+        let taken = match t.as_f32() {
+            Some(v) => v[0] != 0.0,
+            None => match t.as_i64() {
+                Some(v) => v[0] != 0,
+                None => t.as_bool().is_some_and(|v| v[0]),
+            },
+        };
+        let which = if taken { "then_branch" } else { "else_branch" };
+        let g = attrs.0.get(which).and_then(|a| a.g.as_ref()).ok_or_else(|| err(format!("no {which} graph")))?;
+        if g.output.len() != n.output.len() {
+            return Err(err(format!("its {which} gives {} outputs, the node {}", g.output.len(), n.output.len())));
+        }
+        for vi in g.value_info.iter().chain(&g.output) {
+            if let (Some(name), Some(t)) = (&vi.name, value_type(vi)) {
+                let t = t.and_then(|t| t.substituted(self.subst)).map_err(|m| Error::graph(name, m))?;
+                self.declared.entry(name.clone()).or_insert(t);
+            }
+        }
+        self.initializers(&g.initializer)?;
+        for (i, node) in g.node.iter().enumerate() {
+            self.node(i, node)?;
+        }
+        for (o, b) in n.output.iter().zip(&g.output) {
+            let b = b.name.clone().unwrap_or_default();
+            if o.is_empty() || *o == b {
+                continue;
+            }
+            match self.known.get(&b).cloned() {
+                Some(k) if !self.vals.contains_key(&b) => {
+                    self.known.insert(o.clone(), k);
+                }
+                _ => {
+                    let v = self.value(&b, &b).map_err(err)?;
+                    self.vals.insert(o.clone(), v);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The IR value of an ONNX value, materialising a known tensor as a node (named `node`)
@@ -371,6 +468,11 @@ impl<'p> Loader<'p> {
         self.check_lists(n).map_err(err)?;
         let attrs = Attrs(n.attribute.iter().map(|a| (a.name.as_deref().unwrap_or(""), a)).collect());
         let default_domain = matches!(n.domain.as_deref(), None | Some("") | Some("ai.onnx"));
+        if default_domain && op_type == "If" {
+            if let Some(cond) = n.input.first().and_then(|c| self.known.get(c)).cloned() {
+                return self.branch(&label, n, &attrs, &cond);
+            }
+        }
         if let Some(v) = self.quant_node(&label, n, &attrs, default_domain).map_err(err)? {
             let o = out0.clone();
             self.check_declared(&o, &self.g.ty(v).clone()).map_err(err)?;

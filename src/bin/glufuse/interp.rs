@@ -3,14 +3,15 @@
 //! the outputs asked for.
 
 use crate::args::InterpArgs;
-use crate::io::{dim_hint, gather_inputs, output_plan, print_outputs, write_outputs};
+use crate::io::{conditions, dim_hint, gather_inputs, output_plan, print_outputs, write_outputs};
 use glufuse::Result;
 
 /// Runs the command.
 pub fn run(a: InterpArgs) -> Result<()> {
-    let g = crate::progress::load(&a.graph)?;
+    let fixed = conditions(&a.io);
+    let g = crate::progress::load_with(&a.graph, &fixed)?;
     let plan = output_plan(&g, &a.io.outputs)?;
-    let (inputs, b) = gather_inputs(&g, &a.io)?;
+    let (inputs, b) = gather_inputs(&g, &a.io, &fixed)?;
     let outs = crate::progress::step("running on the CPU interpreter", || glufuse::interp::run_with(&g, &inputs, &b))
         .map_err(dim_hint)?;
     print_outputs(&g, &outs);

@@ -53,15 +53,41 @@ pub fn dim_hint(e: Error) -> Error {
     }
 }
 
+/// The `--input` files that hold one boolean, by input name: the values an ONNX `If` on that
+/// input is loaded with ([`glufuse::load_with`]: the branch it picks, and the input is then no
+/// longer the graph's). Files that do not parse as one boolean are left to [`gather_inputs`].
+pub fn conditions(io: &RunInputs) -> HashMap<String, Tensor> {
+    let mut out = HashMap::new();
+    for spec in &io.inputs {
+        let Some((name, file)) = spec.split_once('=') else { continue };
+        for shape in [vec![1], vec![]] {
+            let ty = glufuse::ir::TensorType::new(glufuse::ir::DType::Bool, glufuse::ir::shape_of(&shape));
+            if let Ok(t) = glufuse::files::read_npy(std::path::Path::new(file), &ty) {
+                out.insert(name.to_string(), t);
+                break;
+            }
+        }
+    }
+    out
+}
+
 /// Inputs for a run: those given as .npy files (checked by [`glufuse::files::read_inputs`]),
 /// the float ones not given seeded; and the dim bindings (from `--dim`, then from the shapes
 /// of the files given; unbound dims are 1).
-pub fn gather_inputs(g: &Graph, io: &RunInputs) -> Result<(HashMap<String, Tensor>, Bindings)> {
+pub fn gather_inputs(
+    g: &Graph,
+    io: &RunInputs,
+    fixed: &HashMap<String, Tensor>,
+) -> Result<(HashMap<String, Tensor>, Bindings)> {
     let given = parse_dims(&io.dims)?;
     let mut files = vec![];
     for spec in &io.inputs {
         let (name, file) =
             spec.split_once('=').ok_or_else(|| Error::input(format!("--input {spec:?} must be NAME=FILE.npy")))?;
+        // (A condition the graph was loaded with is no longer one of its inputs.)
+        if fixed.contains_key(name) && !g.find(name).is_some_and(|n| matches!(g.node(n).op, glufuse::ir::Op::Input)) {
+            continue;
+        }
         files.push((name.to_string(), PathBuf::from(file)));
     }
     let (given_inputs, mut b) = glufuse::files::read_inputs(g, &files, &given)?;

@@ -52,5 +52,13 @@ pub fn step<T>(what: impl Into<String>, f: impl FnOnce() -> T) -> T {
 
 /// Loads a graph under a spinner naming the file.
 pub fn load(path: &std::path::Path) -> glufuse::Result<glufuse::Graph> {
-    step(format!("loading {}", path.display()), || glufuse::load(path))
+    load_with(path, &std::collections::HashMap::new())
+}
+
+/// [`load`] with graph inputs fixed to values ([`glufuse::load_with`]).
+pub fn load_with(
+    path: &std::path::Path,
+    fixed: &std::collections::HashMap<String, glufuse::tensor::Tensor>,
+) -> glufuse::Result<glufuse::Graph> {
+    step(format!("loading {}", path.display()), || glufuse::load_with(path, fixed))
 }

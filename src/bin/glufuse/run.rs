@@ -6,7 +6,7 @@
 //! exactly) and fails past it.
 
 use crate::args::{PrecisionArg, RunArgs};
-use crate::io::{gather_inputs, output_plan, print_outputs, write_outputs};
+use crate::io::{conditions, gather_inputs, output_plan, print_outputs, write_outputs};
 use crate::out::outln;
 use crate::progress::step;
 use glufuse::codegen::proj::gemm_tiled::CANDIDATES;
@@ -25,13 +25,15 @@ use std::path::PathBuf;
 /// `WGPU_BACKEND`) do not.
 pub fn run(a: RunArgs) -> Result<()> {
     let about = |e| crate::about_graph(e, &a.graph);
-    let original = crate::progress::load(&a.graph).map_err(about)?;
+    // (An `If` on an input given as one boolean loads as the branch it picks.)
+    let fixed = conditions(&a.io);
+    let original = crate::progress::load_with(&a.graph, &fixed).map_err(about)?;
     let mut g = original.clone();
     if !a.unfused {
         PassManager::standard().run(&mut g).map_err(about)?;
     }
     let plan = output_plan(&g, &a.io.outputs).map_err(about)?;
-    let (inputs, b) = gather_inputs(&g, &a.io).map_err(about)?;
+    let (inputs, b) = gather_inputs(&g, &a.io, &fixed).map_err(about)?;
     let gpu = Gpu::new()?;
     on_gpu(&a, &gpu, &original, g, &plan, &inputs, b).map_err(about)
 }

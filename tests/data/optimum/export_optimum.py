@@ -66,7 +66,8 @@ def t5(out):
     (sets e1: batch 1 of 7 tokens; e2: batch 2 of 5, the second row's last 2 padded) and the
     decoder step with past self-attention keys and values and the encoder's cross-attention
     ones (d1: 1 token after 3, over 7 encoder positions; d2: batch 2, 1 token after 4, over 5
-    with the same padding)."""
+    with the same padding), and the merged decoder (both behind an `If` on `use_cache_branch`:
+    m1, the prompt branch, 3 tokens over 7 encoder positions; m2, the step branch as d2)."""
     cfg = AutoConfig.for_model("t5", d_model=32, d_ff=64, num_layers=2, num_heads=4, d_kv=8, vocab_size=128,
                                feed_forward_proj="gated-gelu", decoder_start_token_id=0)
     torch.manual_seed(0)
@@ -77,7 +78,8 @@ def t5(out):
         main_export(os.path.join(tmp, "hf"), output=os.path.join(tmp, "onnx"),
                     task="text2text-generation-with-past", do_validation=False)
         for part, name, sets in (("encoder_model", "o_t5_encoder", {"e1": (1, 7, 0, 0), "e2": (2, 5, 0, 0)}),
-                                 ("decoder_with_past_model", "o_t5_decoder", {"d1": (1, 7, 1, 3), "d2": (2, 5, 1, 4)})):
+                                 ("decoder_with_past_model", "o_t5_decoder", {"d1": (1, 7, 1, 3), "d2": (2, 5, 1, 4)}),
+                                 ("decoder_model_merged", "o_t5_merged", {"m1": (1, 7, 3, 1), "m2": (2, 5, 1, 4)})):
             m = onnx.load(os.path.join(tmp, "onnx", part + ".onnx"), load_external_data=True)
             for n in m.graph.node:
                 n.doc_string = ""
@@ -98,6 +100,12 @@ def t5(out):
                         f[i.name] = rng.standard_normal((b, 4, enc, 8)).astype(np.float32)
                     elif ".decoder." in i.name:
                         f[i.name] = rng.standard_normal((b, 4, past, 8)).astype(np.float32)
+                    elif i.name == "encoder_hidden_states":
+                        f[i.name] = rng.standard_normal((b, enc, 32)).astype(np.float32)
+                    elif i.name == "use_cache_branch":
+                        # m1 is a prompt (the branch without past: the past inputs, one
+                        # position of noise, go unread), m2 a step.
+                        f[i.name] = np.array([tag != "m1"])
                     else:
                         raise RuntimeError(f"unexpected input {i.name} {i.shape}")
                 for k, v in f.items():
