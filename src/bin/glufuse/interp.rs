@@ -8,7 +8,7 @@ use glufuse::Result;
 
 /// Runs the command.
 pub fn run(a: InterpArgs) -> Result<()> {
-    let fixed = conditions(&a.io);
+    let fixed = conditions(&a.io.inputs);
     let g = crate::progress::load_with(&a.graph, &fixed)?;
     let plan = output_plan(&g, &a.io.outputs)?;
     let (inputs, b) = gather_inputs(&g, &a.io, &fixed)?;

@@ -56,9 +56,9 @@ pub fn dim_hint(e: Error) -> Error {
 /// The `--input` files that hold one boolean, by input name: the values an ONNX `If` on that
 /// input is loaded with ([`glufuse::load_with`]: the branch it picks, and the input is then no
 /// longer the graph's). Files that do not parse as one boolean are left to [`gather_inputs`].
-pub fn conditions(io: &RunInputs) -> HashMap<String, Tensor> {
+pub fn conditions(specs: &[String]) -> HashMap<String, Tensor> {
     let mut out = HashMap::new();
-    for spec in &io.inputs {
+    for spec in specs {
         let Some((name, file)) = spec.split_once('=') else { continue };
         for shape in [vec![1], vec![]] {
             let ty = glufuse::ir::TensorType::new(glufuse::ir::DType::Bool, glufuse::ir::shape_of(&shape));

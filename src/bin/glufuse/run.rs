@@ -26,7 +26,7 @@ use std::path::PathBuf;
 pub fn run(a: RunArgs) -> Result<()> {
     let about = |e| crate::about_graph(e, &a.graph);
     // (An `If` on an input given as one boolean loads as the branch it picks.)
-    let fixed = conditions(&a.io);
+    let fixed = conditions(&a.io.inputs);
     let original = crate::progress::load_with(&a.graph, &fixed).map_err(about)?;
     let mut g = original.clone();
     if !a.unfused {

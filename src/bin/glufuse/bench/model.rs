@@ -24,7 +24,7 @@
 use super::harness::child_command;
 use crate::out::{out, outln};
 use glufuse::codegen::{MatmulPrecision, Target};
-use glufuse::files::{load_graph, write_atomic};
+use glufuse::files::{load_graph_with, write_atomic};
 use glufuse::ir::{DType, Op, Value};
 use glufuse::passes::PassManager;
 use glufuse::runtime::{median, profile_dispatches, time_series, CallTimes, Created, Gpu, Session, WARM_UP};
@@ -287,6 +287,10 @@ pub fn inputs(g: &Graph, o: &ModelOptions) -> Result<(HashMap<String, Tensor>, B
     for spec in &o.inputs {
         let (name, file) =
             spec.split_once('=').ok_or_else(|| Error::input(format!("--input {spec:?} must be NAME=FILE.npy")))?;
+        // (An `If`'s condition the graph was loaded with is no longer one of its inputs.)
+        if g.find(name).is_none() && crate::io::conditions(std::slice::from_ref(spec)).contains_key(name) {
+            continue;
+        }
         files.push((name.to_string(), PathBuf::from(file)));
     }
     let (mut ins, mut b) = glufuse::files::read_inputs(g, &files, &given)?;
@@ -357,7 +361,7 @@ pub struct Measured {
 pub fn measure(gpu: &Gpu, o: &ModelOptions, fused: bool) -> Result<Measured> {
     let secs = |t: Instant| t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let mut g = load_graph(&o.graph)?;
+    let mut g = load_graph_with(&o.graph, &crate::io::conditions(&o.inputs))?;
     let load_s = secs(t);
     let t = Instant::now();
     if fused {
@@ -691,7 +695,7 @@ pub fn run(
         leave_out: o.leave_out.clone(),
     };
     {
-        let g = load_graph(&o.graph)?;
+        let g = load_graph_with(&o.graph, &crate::io::conditions(&o.inputs))?;
         let (_, b, how) = inputs(&g, o)?;
         let mut v: Vec<(String, usize)> = b.iter().map(|(k, &v)| (k.clone(), v)).collect();
         v.sort();
