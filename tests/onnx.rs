@@ -618,6 +618,20 @@ fn onnxruntime_contrib_ops_match_onnxruntime() {
     });
 }
 
+/// Opset 11 (older exports on the Hub): the softmax family as opsets 11 and 12 define it (the
+/// input viewed as 2-D at `axis`, default 1: Softmax along axis 1 of a rank-3 tensor and with
+/// no axis, along the last axis; LogSoftmax and Hardmax along the last) and a tiny Llama the
+/// TorchScript exporter wrote at opset 11 (attribute axes on Squeeze, Unsqueeze, Split and the
+/// reductions) give onnxruntime's outputs, on the interpreter and the GPU, fused and unfused
+/// (`tests/data/onnx_extra/make_legacy.py`); the Llama's gated FFNs fuse.
+#[test]
+fn opset_11_softmax_and_models_match_onnxruntime() {
+    let outs = ["sm_axis1", "sm_default", "sm_last", "lsm_last", "hm_last"];
+    matches_onnxruntime("legacy_softmax", &outs, |got, want, what| close(got, want, what, 1e-6));
+    let (_, fused) = matches_onnxruntime("legacy_llama", &["logits"], |got, want, what| close(got, want, what, 1e-5));
+    assert_eq!(fused.summary().fused, 2);
+}
+
 /// ONNX's `ReduceProd` (the last axis kept, multiplied with x after it: one program after the
 /// passes; the first axis dropped; every axis; a symbolic length; int64, exact) gives
 /// onnxruntime's outputs within 1e-5 of the largest value (`tests/data/onnx_extra/make_reduce_prod.py`).

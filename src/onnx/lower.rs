@@ -60,6 +60,8 @@ pub trait Env {
     fn type_of(&self, name: &str) -> Option<TensorType>;
     /// The known value of a value, by ONNX name.
     fn known(&self, name: &str) -> Option<&Known>;
+    /// The model's default-domain opset (11 and up).
+    fn opset(&self) -> i64;
 }
 
 /// An attribute reader.
@@ -332,7 +334,7 @@ pub fn slice_bounds(dim: &Dim, start: &DimExpr, end: &DimExpr, step: i64) -> Res
 }
 
 /// How many inputs and outputs each op glufuse maps takes, by the ONNX operator
-/// specification (opset 13 and up): `(fewest inputs, most inputs, most outputs)`, the first
+/// specification (opset 13 and up; 11 and 12 take no more): `(fewest inputs, most inputs, most outputs)`, the first
 /// `fewest` inputs required (named), the rest optional; `None` for an op not mapped. The one
 /// place the importer's arities are stated: every node is checked against it before anything
 /// reads its inputs.
@@ -1038,6 +1040,7 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
             let same = c.step("same", Op::Binary(BinaryOp::Equal), vec![input(0), input(1)]);
             c.step("", Op::Unary(UnaryOp::Not), vec![same])
         }
+        "Softmax" | "LogSoftmax" | "Hardmax" if c.env.opset() < 13 => legacy_softmax(&mut c, op, attrs)?,
         "Softmax" => c.step("", Op::Softmax { axis: attrs.int("axis").unwrap_or(-1) }, vec![input(0)]),
         "LogSoftmax" => activations::log_softmax(&mut c, attrs.int("axis").unwrap_or(-1))?,
         "CumSum" => {
@@ -1072,6 +1075,44 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
         _ => return Ok(None),
     };
     Ok(c.done(vec![Some(out)]))
+}
+
+/// The softmax family before opset 13: the input viewed as 2-D at `axis` (default 1: the dims
+/// before it, and the dims from it on, each multiplied together), the op along the second,
+/// viewed back. Along the last axis (the exporters' `dim=-1`) that is the op along it, as
+/// from opset 13; otherwise Softmax is computed so, and the other two are refused naming
+/// the node.
+fn legacy_softmax(c: &mut Ctx, op: &str, attrs: &Attrs) -> Result<Src, String> {
+    let t = c.ty(0)?;
+    let r = t.rank();
+    if r == 0 {
+        return Err(format!("{op} of a scalar"));
+    }
+    let a = ax(attrs.int("axis").unwrap_or(1), r)?;
+    if a == r - 1 {
+        return match op {
+            "Softmax" => Ok(c.step("", Op::Softmax { axis: -1 }, vec![Src::In(0)])),
+            "LogSoftmax" => activations::log_softmax(c, -1),
+            _ => {
+                let mut m = attrs.0.clone();
+                m.remove("axis");
+                one_hot::hardmax(c, &Attrs(m))
+            }
+        };
+    }
+    if op != "Softmax" {
+        return Err(format!(
+            "opset {}'s {op} over axis {a} of {t} (the dims from it on flattened into one) is not supported",
+            c.env.opset()
+        ));
+    }
+    let product = |dims: &[Dim]| -> Result<DimExpr, String> {
+        dims.iter().try_fold(DimExpr::constant(1), |acc, d| acc.mul(&d.expr()))
+    };
+    let flat = vec![product(&t.shape[..a])?, product(&t.shape[a..])?];
+    let v = c.step("flat", Op::Reshape { shape: flat }, vec![Src::In(0)]);
+    let s = c.step("softmax", Op::Softmax { axis: -1 }, vec![v]);
+    Ok(c.step("", Op::Reshape { shape: t.shape.iter().map(Dim::expr).collect() }, vec![s]))
 }
 
 /// `Pad` in edge, reflect or wrap mode: along each padded axis of size n, the input gathered

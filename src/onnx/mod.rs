@@ -1,4 +1,4 @@
-//! The ONNX loader: `.onnx` files (opset 13 and up) decoded with `prost` into the IR.
+//! The ONNX loader: `.onnx` files (opset 11 and up) decoded with `prost` into the IR.
 //!
 //! Every op whole-model exports use maps onto IR ops (`lower.rs`): matrix products,
 //! elementwise arithmetic, comparisons and logic, `Where`, reductions, `Softmax`,
@@ -214,6 +214,8 @@ struct Loader<'p> {
     init_bytes: u64,
     /// Graph inputs given a value at load ([`load_with`]).
     fixed: &'p HashMap<String, Tensor>,
+    /// The model's default-domain opset.
+    opset: i64,
 }
 
 impl Env for Loader<'_> {
@@ -225,6 +227,9 @@ impl Env for Loader<'_> {
     }
     fn known(&self, name: &str) -> Option<&Known> {
         self.known.get(name)
+    }
+    fn opset(&self) -> i64 {
+        self.opset
     }
 }
 
@@ -245,6 +250,7 @@ impl<'p> Loader<'p> {
             budget: crate::ir::limits::current(),
             init_bytes: 0,
             fixed,
+            opset: 0,
         }
     }
 
@@ -255,8 +261,8 @@ impl<'p> Loader<'p> {
             .find(|o| matches!(o.domain.as_deref(), None | Some("") | Some("ai.onnx")))
             .and_then(|o| o.version);
         match opset {
-            Some(v) if v >= 13 => {}
-            Some(v) => return Err(Error::input(format!("opset {v} is older than 13, the oldest glufuse reads"))),
+            Some(v) if v >= 11 => self.opset = v,
+            Some(v) => return Err(Error::input(format!("opset {v} is older than 11, the oldest glufuse reads"))),
             None => return Err(Error::input("the model imports no default-domain opset")),
         }
         let graph = m.graph.as_ref().ok_or_else(|| Error::input("the model has no graph"))?;

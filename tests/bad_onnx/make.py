@@ -43,7 +43,7 @@ for name, loc in [("external_escape.onnx", "../../secret.bin"), ("external_absol
     write(name, mlp(t).SerializeToString())
 # an old opset
 m = mlp(numpy_helper.from_array(np.ones((4, 2), np.float32), "w"))
-m.opset_import[0].version = 11
+m.opset_import[0].version = 10
 write("old_opset.onnx", m.SerializeToString())
 # a MatMul whose shapes disagree
 m = mlp(numpy_helper.from_array(np.ones((3, 2), np.float32), "w"))
@@ -71,6 +71,11 @@ x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])
 y = helper.make_tensor_value_info("y", TensorProto.INT64, None)
 g = helper.make_graph([helper.make_node("NonZero", ["x"], ["y"], name="nonzero_of_data")], "g", [x], [y])
 write("nonzero_of_data.onnx", helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
+# opset 12's LogSoftmax along a middle axis (the dims from it on flattened into one): refused
+x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])
+y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 4])
+g = helper.make_graph([helper.make_node("LogSoftmax", ["x"], ["y"], axis=1, name="log_softmax_2d")], "g", [x], [y])
+write("legacy_log_softmax_axis.onnx", helper.make_model(g, opset_imports=[helper.make_opsetid("", 12)]).SerializeToString())
 # a Gather index constant outside its table
 t = numpy_helper.from_array(np.ones((3, 2), np.float32), "table")
 i = numpy_helper.from_array(np.array([0, 3], np.int64), "ids")
