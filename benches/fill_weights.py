@@ -1,6 +1,6 @@
 """Makes a model runnable from its graph alone: for every .onnx under SRC (ONNX graphs whose
-weights are external data, as `export.py perf` writes them), writes the graph to DST and its
-external data file with random values (normal, std 0.02) at the offsets the graph names. The
+weights are external data, as `export.py perf` and optimum write them), writes the graph to DST
+and its external data file with random values (normal, std 0.02) at the offsets the graph names. The
 timing of a random-init model does not depend on which random values it holds, and this
 takes seconds where the export takes minutes. usage: fill_weights.py SRC DST"""
 import os, shutil, sys, time
@@ -21,7 +21,10 @@ for root, _, files in os.walk(src):
         os.makedirs(os.path.dirname(out), exist_ok=True)
         m = onnx.load(os.path.join(root, f), load_external_data=False)
         files_out = {}
-        for t in m.graph.initializer:
+        # Initializers, and Constant values that an exporter also put in external data
+        # (optimum does for a large model: its rotary frequencies).
+        consts = [a.t for n in m.graph.node if n.op_type == "Constant" for a in n.attribute if a.HasField("t")]
+        for t in list(m.graph.initializer) + consts:
             if t.data_location != TensorProto.EXTERNAL:
                 continue
             kv = {e.key: e.value for e in t.external_data}
