@@ -97,6 +97,22 @@ fn mlp_models_match_onnxruntime_on_cpu_and_gpu() {
     }
 }
 
+/// A `Constant` whose value is external data (as optimum writes a large model's rotary
+/// frequencies) loads from the model's folder and computes what the same weights as an
+/// initializer do.
+#[test]
+fn a_constant_in_external_data_loads() {
+    let dir = common::root().join("tests/data/onnx_extra");
+    let x = Tensor::new(vec![1, 4], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+    let run = |f: &str| {
+        let g = load_graph(&dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        glufuse::interp::run(&g, &HashMap::from([("x".to_string(), x.clone())])).unwrap().remove(0)
+    };
+    let want = run("external_ok.onnx");
+    assert_eq!(want.as_f32().unwrap(), &[5.0, 6.25]);
+    assert_eq!(run("external_constant.onnx").as_f32(), want.as_f32());
+}
+
 #[test]
 fn external_data_and_typed_fields_load() {
     let dir = common::root().join("tests/data/onnx_extra");

@@ -62,6 +62,9 @@ pub trait Env {
     fn known(&self, name: &str) -> Option<&Known>;
     /// The model's default-domain opset (11 and up).
     fn opset(&self) -> i64;
+    /// The model's folder, which anchors external data (a large `Constant`'s too: optimum
+    /// writes them so).
+    fn dir(&self) -> &std::path::Path;
 }
 
 /// An attribute reader.
@@ -450,7 +453,7 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
     }
     let out = match op {
         "Constant" => {
-            let k = constant_attr(attrs)?;
+            let k = constant_attr(attrs, env.dir())?;
             return Ok(c.done(vec![Some(Src::Known("value".into(), k))]));
         }
         "Identity" => input(0),
@@ -1224,10 +1227,11 @@ fn range_of_floats(c: &Ctx) -> Result<Src, String> {
     Ok(Src::Known("range".into(), Known::new(c.ty(0)?.dtype, vec![len], KVals::Float(v))))
 }
 
-/// The value of a `Constant` node (any of its value attributes).
-fn constant_attr(attrs: &Attrs) -> Result<Known, String> {
+/// The value of a `Constant` node (any of its value attributes; a tensor in external data
+/// anchored at `dir`, as an initializer's).
+fn constant_attr(attrs: &Attrs, dir: &std::path::Path) -> Result<Known, String> {
     if let Some(t) = attrs.tensor("value") {
-        return super::decode_tensor(t, None);
+        return super::decode_tensor(t, Some(dir));
     }
     if let Some(f) = attrs.float("value_float") {
         return Ok(scalar(DType::F32, f as f64));

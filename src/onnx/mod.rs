@@ -231,6 +231,9 @@ impl Env for Loader<'_> {
     fn opset(&self) -> i64 {
         self.opset
     }
+    fn dir(&self) -> &Path {
+        self.dir
+    }
 }
 
 impl<'p> Loader<'p> {
@@ -778,7 +781,7 @@ fn tensor_bytes(t: &proto::TensorProto, budget: &Budget) -> std::result::Result<
 
 /// Decodes a tensor (an initializer, a `Constant`'s value), checking its size against the
 /// budget and against the bytes that back it before allocating; `dir` anchors external data
-/// (none for attributes).
+/// (none where the tensor may not have any: a `ConstantOfShape`'s one value).
 fn decode_tensor(t: &proto::TensorProto, dir: Option<&Path>) -> std::result::Result<Known, String> {
     let code = t.data_type.unwrap_or(0);
     let dtype = dtype_of(code)?;
@@ -786,7 +789,7 @@ fn decode_tensor(t: &proto::TensorProto, dir: Option<&Path>) -> std::result::Res
     let n = limits::numel(&dims)?;
     let want_bytes = (n as u64).checked_mul(elem_size(code)).ok_or("its size overflows")?;
     let vals = if t.data_location == Some(1) {
-        let dir = dir.ok_or("external data is allowed for initializers only")?;
+        let dir = dir.ok_or("external data is allowed for initializers and Constant values only")?;
         external_data(dir, t, want_bytes, n)?
     } else if let Some(raw) = t.raw_data.as_deref() {
         if raw.len() as u64 != want_bytes {

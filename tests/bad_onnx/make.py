@@ -99,6 +99,18 @@ with open(os.path.join(extra, "external_ok.onnx"), "wb") as f:
 t = helper.make_tensor("w", TensorProto.FLOAT, [4, 2], w.flatten().tolist())
 with open(os.path.join(extra, "typed_fields.onnx"), "wb") as f:
     f.write(mlp(t).SerializeToString())
+# A third: the weights as a Constant node's value in the external file (optimum writes small
+# Constants of a large model so, the rotary frequencies).
+t = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[4, 2])
+t.data_location = TensorProto.EXTERNAL
+t.external_data.add(key="location", value="external_ok.bin")
+t.external_data.add(key="offset", value="16")
+t.external_data.add(key="length", value="32")
+m = mlp(TensorProto(name="unused", data_type=TensorProto.FLOAT, dims=[1], float_data=[0.0]))
+del m.graph.initializer[:]
+m.graph.node.insert(0, helper.make_node("Constant", [], ["w"], value=t, name="w_const"))
+with open(os.path.join(extra, "external_constant.onnx"), "wb") as f:
+    f.write(m.SerializeToString())
 
 # Phi-3's merged gate_up split as the TorchScript exporter writes torch.chunk: the half width
 # is computed at run time from Shape -> Gather -> Div, then two Slices.
