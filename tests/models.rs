@@ -216,9 +216,10 @@ fn more_architectures_match_onnxruntime_fused_and_unfused() {
     assert_eq!(seen, MORE_REFERENCE_SETS, "reference sets");
 }
 
-/// Reference sets of `optimum_dir`: 9 decoders, two prompts (past length 0) and two steps
-/// after a past each; T5's encoder and decoder step, two each.
-const OPTIMUM_REFERENCE_SETS: usize = 9 * 4 + 2 * 2;
+/// Reference sets of `optimum_dir`: 9 decoders, three prompts (past length 0) and three steps
+/// after a past each (`p3` and `s3` with 20 and 17 new tokens: the attention writes its present
+/// keys and values first); T5's encoder and decoder step, two each.
+const OPTIMUM_REFERENCE_SETS: usize = 9 * 6 + 2 * 2;
 
 /// Decoders exported by optimum-onnx (tests/data/optimum, `export_optimum.py`), as most ONNX
 /// language models on the Hugging Face Hub were made: one graph for the prompt and every step
@@ -236,6 +237,27 @@ fn optimum_exports_match_onnxruntime_fused_and_unfused() {
     let gated = ["o_llama", "o_qwen2", "o_gemma2", "o_phi3", "o_granite", "o_cohere", "o_t5_"];
     let seen = match_folder("optimum_exports_match_onnxruntime_fused_and_unfused", &optimum_dir(), &gated);
     assert_eq!(seen, OPTIMUM_REFERENCE_SETS, "reference sets");
+}
+
+/// A KV-step graph's attention over many query rows (a 20-token prompt through optimum's
+/// graph) takes two kernels, the present keys and values first, so that no query row
+/// computes the new keys' rotary embedding again; a decode step (one new token) takes one.
+/// (That the outputs are right: `optimum_exports_match_onnxruntime_fused_and_unfused`, sets
+/// `p3` and `s3`.)
+#[test]
+fn a_prompt_through_a_kv_step_graph_writes_its_present_keys_first() {
+    let m = "o_llama";
+    let g = load_graph(&optimum_dir().join(format!("{m}.onnx"))).unwrap();
+    let mut fused = g.clone();
+    PassManager::standard().run(&mut fused).unwrap();
+    for (tag, split) in [("p3", true), ("s3", true), ("s1", false), ("p1", false)] {
+        let b = bindings(&g, &inputs(&g, m, tag)).unwrap();
+        let ks = glufuse::codegen::generate(&fused, &b, &common::h100()).unwrap();
+        let present = ks.iter().filter(|k| k.source().name.ends_with(".present")).count();
+        let attention = ks.iter().filter(|k| k.source().kind == glufuse::codegen::KernelKind::Attention).count();
+        assert_eq!(attention, 2, "{tag}: one attention a layer");
+        assert_eq!(present, if split { 2 } else { 0 }, "{tag}");
+    }
 }
 
 /// optimum's merged decoder (`decoder_model_merged.onnx`: T5's prompt and step in one graph,

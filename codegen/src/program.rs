@@ -191,8 +191,112 @@ pub(crate) fn program(
 /// and sums side by side, suffixed `_0`, `_1`, ..), and a last group that the queries do not
 /// fill reads the last query in its rows past the end and writes nothing for them.
 pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t: &Target) -> Result<KernelSource> {
-    let (ins, out) = (g.inputs(n), Value::of(n));
+    attention_over(g, n, a, g.inputs(n), false, b, t)
+}
+
+/// Query rows a head needs for a KV step's attention to write its present keys and values
+/// with a dispatch of their own ([`attention_kernels`]).
+pub const PRESENT_FIRST_MIN_QUERIES: usize = 16;
+
+/// The kernels of a fused attention: one ([`attention`]), or, for a KV step's attention over
+/// many query rows (a prompt through a graph that takes a past cache: optimum's exports, past
+/// length 0), two: first the present keys and values (the node's other outputs) alone, then
+/// the attention reading K and V from them. In one kernel, K's program computes the new keys'
+/// bias and rotary embedding wherever it reads a key, once per query row: the
+/// Qwen2-0.5B-sized f32 prompt of 128 tokens on an H200 spent 138 µs a layer in its
+/// attention against the dynamo prefill export's 17.7 (`benches/results/h200-2026-11-28v-optimum.md`).
+/// A decode step (one query row) keeps one kernel. The split is taken where each of the node's
+/// other outputs is a prefix of K's or V's program (the steps that compute the cache with the
+/// new entries appended) that nothing after it reads but its last step.
+pub(crate) fn attention_kernels(
+    g: &Graph,
+    n: NodeIndex,
+    a: &Attention,
+    b: &Bindings,
+    t: &Target,
+) -> Result<Vec<KernelSource>> {
     let name = g.node(n).name.clone();
+    let ins = g.inputs(n);
+    let in_tys: Vec<&TensorType> = ins.iter().map(|&v| g.ty(v)).collect();
+    let [.., s_ty, _, _] = attention_types(a, &in_tys).map_err(|m| Error::graph(&name, m))?;
+    let sd = concrete(&s_ty.shape, b).map_err(|m| Error::graph(&name, m))?;
+    let queries = if sd.len() >= 2 { sd[sd.len() - 2] } else { 1 };
+    if a.also.is_empty() || queries < PRESENT_FIRST_MIN_QUERIES {
+        return Ok(vec![attention(g, n, a, b, t)?]);
+    }
+    // K's and V's programs, each reading the present output it starts with.
+    let mut rows = a.clone();
+    rows.also = vec![];
+    let mut extra = vec![];
+    for prog in [&mut rows.kt, &mut rows.v] {
+        let Some(k) = a.also.iter().position(|s| !s.is_empty() && prog.len() >= s.len() && prog[..s.len()] == s[..])
+        else {
+            continue;
+        };
+        let len = a.also[k].len();
+        let mut steps = vec![Step::Input(ins.len() + extra.len())];
+        for st in &prog[len..] {
+            let mut st = st.clone();
+            let args = st.args();
+            if args.iter().any(|&x| x + 1 < len) {
+                // A later step reads inside the prefix: one kernel, as before.
+                return Ok(vec![attention(g, n, a, b, t)?]);
+            }
+            st.set_args(&args.iter().map(|&x| x + 1 - len).collect::<Vec<_>>());
+            steps.push(st);
+        }
+        *prog = steps;
+        extra.push(Value { node: n, output: 1 + k });
+    }
+    if extra.len() != a.also.len() {
+        return Ok(vec![attention(g, n, a, b, t)?]);
+    }
+    // The rows' inputs: those its programs still read (the new keys' bias and the caches are
+    // read through the present outputs now), renumbered in order; the scores program reads
+    // the scores as the input past them.
+    let mut all = ins.clone();
+    all.extend(extra);
+    let scores_at = ins.len();
+    let read = |k: usize| {
+        [&rows.q, &rows.kt, &rows.v].iter().any(|p| p.contains(&Step::Input(k)))
+            || (k != scores_at && rows.scores.contains(&Step::Input(k)))
+    };
+    let kept: Vec<usize> =
+        (0..all.len()).filter(|&k| k != scores_at || all.len() > scores_at).filter(|&k| read(k)).collect();
+    let renumber = |k: usize| kept.iter().position(|&x| x == k);
+    for (prog, is_scores) in
+        [(&mut rows.q, false), (&mut rows.kt, false), (&mut rows.v, false), (&mut rows.scores, true)]
+    {
+        for st in prog.iter_mut() {
+            if let Step::Input(k) = st {
+                *k = match (is_scores && *k == scores_at, renumber(*k)) {
+                    (true, _) => kept.len(),
+                    (false, Some(x)) => x,
+                    (false, None) => {
+                        return Err(Error::graph(&name, "an attention's split lost an input (a glufuse bug)"))
+                    }
+                };
+            }
+        }
+    }
+    let present = attention_over(g, n, a, ins, true, b, t)?;
+    let rows = attention_over(g, n, &rows, kept.iter().map(|&k| all[k]).collect(), false, b, t)?;
+    Ok(vec![present, rows])
+}
+
+/// [`attention`] over inputs `ins`; `present_only`: the kernel of its other outputs alone
+/// (its workgroups all of the side outputs', none of the rows').
+fn attention_over(
+    g: &Graph,
+    n: NodeIndex,
+    a: &Attention,
+    ins: Vec<Value>,
+    present_only: bool,
+    b: &Bindings,
+    t: &Target,
+) -> Result<KernelSource> {
+    let out = Value::of(n);
+    let name = if present_only { format!("{}.present", g.node(n).name) } else { g.node(n).name.clone() };
     let in_tys: Vec<&TensorType> = ins.iter().map(|&v| g.ty(v)).collect();
     let [.., s_ty, _, _] = attention_types(a, &in_tys).map_err(|m| Error::graph(&name, m))?;
     let mut with_s = in_tys.clone();
@@ -223,11 +327,11 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
     }
     let threads = row_threads(keys).max(row_threads(width));
     let (ql, kl, vl, pl) = (qp.steps.len() - 1, kp.steps.len() - 1, vp.steps.len() - 1, sp.steps.len() - 1);
-    let mut sw = Writer::new(g, n, b, sp, st, Sites::new(&name), 0)?;
+    let mut sw = Writer::over(g, n, ins.clone(), b, sp, st, Sites::new(&name), 0)?;
     sw.virt = Some((ins.len(), "s".into()));
-    let mut qw = Writer::new(g, n, b, qp, qt, Sites::new(&name), 0)?;
-    let mut kw = Writer::new(g, n, b, kp, kt, Sites::new(&name), 0)?;
-    let mut vw = Writer::new(g, n, b, vp, vt, Sites::new(&name), 0)?;
+    let mut qw = Writer::over(g, n, ins.clone(), b, qp, qt, Sites::new(&name), 0)?;
+    let mut kw = Writer::over(g, n, ins.clone(), b, kp, kt, Sites::new(&name), 0)?;
+    let mut vw = Writer::over(g, n, ins.clone(), b, vp, vt, Sites::new(&name), 0)?;
     // The row's coordinates: its batch dims and its query.
     let rs = strides(&sd[..r - 1]);
     // The node's other outputs (`also`: a KV step's present keys and values), written by
@@ -244,7 +348,7 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
         extra = extra.max(total.div_ceil(threads as usize));
         let (p, st) = program(steps, &in_tys)?;
         let last = p.steps.len() - 1;
-        let mut w = Writer::new(g, n, b, p, st, Sites::new(&name), also_fresh)?;
+        let mut w = Writer::over(g, n, ins.clone(), b, p, st, Sites::new(&name), also_fresh)?;
         w.select_concat = true;
         let (lets, v) = w.outputs(&[last])?;
         let _ = writeln!(
@@ -258,6 +362,24 @@ pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t:
             return Err(Error::graph(&name, "an attention's other outputs check nothing at run time (a glufuse bug)"));
         }
         also_fresh = w.fresh;
+    }
+    if present_only {
+        // The other outputs alone, a thread an element ([`attention_kernels`]).
+        let body = format!("    let i = gid * {threads}u + lid;\n{side}");
+        let prelude = crate::elementwise::helpers_for(&body);
+        return kernel_outs(
+            g,
+            name,
+            KernelKind::Program,
+            &ins,
+            &outs,
+            extra as u64,
+            threads,
+            &prelude,
+            &body,
+            vec![],
+            t,
+        );
     }
     // The scores of the row are kept in workgroup memory where they fit beside the trees:
     // the first round computes them, the later ones read them back.
@@ -944,8 +1066,23 @@ impl<'a> Writer<'a> {
         sites: Sites,
         fresh: usize,
     ) -> Result<Self> {
+        Self::over(g, n, g.inputs(n), b, p, tys, sites, fresh)
+    }
+
+    /// [`Writer::new`] over the inputs `ins` (node `n`'s, or those and values of its own that
+    /// an earlier kernel of it wrote: [`attention_kernels`]).
+    #[allow(clippy::too_many_arguments)]
+    fn over(
+        g: &'a Graph,
+        n: NodeIndex,
+        ins: Vec<Value>,
+        b: &'a Bindings,
+        p: ElementwiseProgram,
+        tys: Vec<TensorType>,
+        sites: Sites,
+        fresh: usize,
+    ) -> Result<Self> {
         let name = g.node(n).name.clone();
-        let ins = g.inputs(n);
         let in_dims = ins.iter().map(|&v| dims(g, v, b)).collect::<Result<_>>()?;
         let dims =
             tys.iter().map(|t| concrete(&t.shape, b).map_err(|m| Error::graph(&name, m))).collect::<Result<_>>()?;

@@ -89,7 +89,7 @@ pub(crate) fn node_kernels_with(
         Op::Where => one(elementwise::where_(g, n, b, t)),
         Op::Cast { to } => one(elementwise::cast(g, n, *to, b, t)),
         Op::Elementwise(p) => one(program::program(g, n, p, b, t, None)),
-        Op::Attention(a) => one(program::attention(g, n, a, b, t)),
+        Op::Attention(a) => program::attention_kernels(g, n, a, b, t),
         Op::Transpose { perm } => one(layout::transpose(g, n, perm, b, t)),
         Op::Expand { .. } => one(layout::expand(g, n, b, t)),
         Op::Slice { axis, start, step, .. } => one(layout::slice(g, n, *axis, start, *step, b, t)),

@@ -5,6 +5,8 @@ prompt), with onnxruntime reference sets beside each:
   p2  batch 2, 5 tokens, no past, the second row left-padded by 2
   s1  batch 1, 1 new token after a past of 6
   s2  batch 2, 3 new tokens after a past of 4, the second row's first 2 positions padded
+  p3  batch 1, 20 tokens, no past; s3  batch 2, 17 new tokens after a past of 5, padded as s2
+      (enough query rows for the attention to write its present keys and values first)
 and T5's encoder and decoder step (text2text-generation-with-past; sets e1, e2, d1, d2: see
 `t5`), as NAME.TAG.INPUT.npy and NAME.TAG.out.OUTPUT.npy (input and output names keep their dots:
 `past_key_values.0.key`, `present.0.key`). optimum-onnx pins transformers 4.x: install it in
@@ -32,7 +34,7 @@ configs = {
     "gemma2": dict(small, head_dim=8),
     "phi3": dict(small, pad_token_id=0),
 }
-SETS = {"p1": (1, 7, 0), "p2": (2, 5, 0), "s1": (1, 1, 6), "s2": (2, 3, 4)}
+SETS = {"p1": (1, 7, 0), "p2": (2, 5, 0), "s1": (1, 1, 6), "s2": (2, 3, 4), "p3": (1, 20, 0), "s3": (2, 17, 5)}
 
 
 def feed(sess, rng, batch, seq, past):
