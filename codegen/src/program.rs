@@ -261,8 +261,7 @@ pub(crate) fn attention_kernels(
         [&rows.q, &rows.kt, &rows.v].iter().any(|p| p.contains(&Step::Input(k)))
             || (k != scores_at && rows.scores.contains(&Step::Input(k)))
     };
-    let kept: Vec<usize> =
-        (0..all.len()).filter(|&k| k != scores_at || all.len() > scores_at).filter(|&k| read(k)).collect();
+    let kept: Vec<usize> = (0..all.len()).filter(|&k| read(k)).collect();
     let renumber = |k: usize| kept.iter().position(|&x| x == k);
     for (prog, is_scores) in
         [(&mut rows.q, false), (&mut rows.kt, false), (&mut rows.v, false), (&mut rows.scores, true)]
