@@ -236,11 +236,18 @@ fn a_merged_decoder_runs_the_branch_its_condition_picks() {
         let got = glufuse::files::read_npy(&logits, &ty).unwrap();
         let (_, rel) = glufuse::interp::compare(&got, &want);
         assert!(rel < 1e-4, "{tag}: {rel}");
-        // Without the condition: refused, naming it.
+        // Without the condition: refused, naming it; under a name the graph does not have
+        // (a typo): refused, naming that.
         let without = args(inputs.len() - 1);
         let o = glufuse(&without.iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(o.status.code(), Some(2), "{tag}: {:?}", text(&o));
         assert!(text(&o).1.contains("'use_cache_branch' is missing"), "{:?}", text(&o));
+        let mut typo = without.clone();
+        let cond = &inputs.last().unwrap().1;
+        typo.extend(["--input".to_string(), cond.replacen("use_cache_branch=", "use_cache_brunch=", 1)]);
+        let o = glufuse(&typo.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(o.status.code(), Some(2), "{tag}: {:?}", text(&o));
+        assert!(text(&o).1.contains("the graph has no input 'use_cache_brunch'"), "{:?}", text(&o));
     }
 }
 

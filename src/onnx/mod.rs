@@ -276,6 +276,12 @@ impl<'p> Loader<'p> {
             }
         }
         self.initializers(&graph.initializer)?;
+        // A value fixed for a name that is no input of the graph is refused, as a file given
+        // for one is.
+        let names: Vec<&str> = graph.input.iter().filter_map(|vi| vi.name.as_deref()).collect();
+        if let Some(name) = self.fixed.keys().find(|k| !names.contains(&k.as_str())) {
+            return Err(Error::input(format!("the graph has no input '{name}'; its inputs are: {}", names.join(", "))));
+        }
         // The inputs an `If` takes as its condition, of those given a value.
         let conditions: BTreeSet<&str> = graph
             .node
