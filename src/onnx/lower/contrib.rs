@@ -57,12 +57,7 @@ fn skip_norm(c: &mut Ctx, attrs: &Attrs, simplified: bool) -> Result<Vec<Option<
     };
     let axis = t.rank() as i64 - 1;
     let mut y = if simplified {
-        let sq = c.step("square", Op::Binary(BinaryOp::Mul), vec![x.clone(), x.clone()]);
-        let mean = c.step("mean", Op::Reduce { op: ReduceOp::Mean, axes: vec![axis], keepdims: true }, vec![sq]);
-        let eps = Src::Known("epsilon".into(), scalar(DType::F32, epsilon as f64));
-        let shifted = c.step("shifted", Op::Binary(BinaryOp::Add), vec![mean, eps]);
-        let rms = c.step("rms", Op::Unary(UnaryOp::Sqrt), vec![shifted]);
-        c.step("normalized", Op::Binary(BinaryOp::Div), vec![x, rms])
+        llm::rms_normalized(c, x, vec![axis], epsilon, DType::F32)
     } else {
         c.step("normalized", Op::LayerNorm { axis, epsilon, scale: false, bias: false }, vec![x])
     };

@@ -26,17 +26,22 @@ pub(super) fn rms_normalization(c: &mut Ctx, attrs: &Attrs) -> Result<Src, Strin
     }
     let epsilon = attrs.float("epsilon").unwrap_or(1e-5);
     let x = if t.dtype == stash { Src::In(0) } else { c.step("stash", Op::Cast { to: stash }, vec![Src::In(0)]) };
-    let sq = c.step("square", Op::Binary(BinaryOp::Mul), vec![x.clone(), x.clone()]);
-    let mean =
-        c.step("mean", Op::Reduce { op: ReduceOp::Mean, axes: (axis..rank).collect(), keepdims: true }, vec![sq]);
-    let eps = Src::Known("epsilon".into(), scalar(stash, epsilon as f64));
-    let shifted = c.step("shifted", Op::Binary(BinaryOp::Add), vec![mean, eps]);
-    let rms = c.step("rms", Op::Unary(UnaryOp::Sqrt), vec![shifted]);
-    let mut y = c.step("normalized", Op::Binary(BinaryOp::Div), vec![x, rms]);
+    let mut y = rms_normalized(c, x, (axis..rank).collect(), epsilon, stash);
     if t.dtype != stash {
         y = c.step("unstash", Op::Cast { to: t.dtype }, vec![y]);
     }
     Ok(c.step("", Op::Binary(BinaryOp::Mul), vec![y, Src::In(1)]))
+}
+
+/// `x / sqrt(mean(x², axes) + epsilon)`, `x` of float type `dtype`: the RMS norm before its
+/// scale, as RMSNormalization's function body and onnxruntime's skip norms compute it.
+pub(super) fn rms_normalized(c: &mut Ctx, x: Src, axes: Vec<i64>, epsilon: f32, dtype: DType) -> Src {
+    let sq = c.step("square", Op::Binary(BinaryOp::Mul), vec![x.clone(), x.clone()]);
+    let mean = c.step("mean", Op::Reduce { op: ReduceOp::Mean, axes, keepdims: true }, vec![sq]);
+    let eps = Src::Known("epsilon".into(), scalar(dtype, epsilon as f64));
+    let shifted = c.step("shifted", Op::Binary(BinaryOp::Add), vec![mean, eps]);
+    let rms = c.step("rms", Op::Unary(UnaryOp::Sqrt), vec![shifted]);
+    c.step("normalized", Op::Binary(BinaryOp::Div), vec![x, rms])
 }
 
 /// ONNX's `RotaryEmbedding` (opset 23), as the operator's reference computes it: X is
