@@ -40,6 +40,8 @@ fn dir_of(model: &str) -> PathBuf {
         more_dir()
     } else if model.starts_with("o_") {
         optimum_dir()
+    } else if model.starts_with("g_") {
+        genai_dir()
     } else {
         dir()
     }
@@ -239,6 +241,106 @@ fn optimum_exports_match_onnxruntime_fused_and_unfused() {
     assert_eq!(seen, OPTIMUM_REFERENCE_SETS, "reference sets");
 }
 
+/// The folder of the onnxruntime-genai builds (`export_genai.py`: `g_*`).
+fn genai_dir() -> PathBuf {
+    common::root().join("tests/data/genai")
+}
+
+/// Decoders built by onnxruntime-genai's model builder (tests/data/genai, `export_genai.py`),
+/// as the ONNX models published for onnxruntime-genai are made: `GroupQueryAttention` with
+/// q, k and v packed in one input and the rotary embedding inside it, the caches' width a
+/// symbol (`kv_cache_dim`, declared the heads' width at load), skip RMS norms, constants
+/// declared scalars where they are `[1]`; the int4 build's projections `MatMulNBits`. Each
+/// has a gated FFN a layer, fused; every set (a prompt, a step after a past of 5, three tokens
+/// after a past of 4, a batch of two prompts) matches onnxruntime on the interpreter and the
+/// GPU, fused and unfused.
+#[test]
+fn genai_builds_match_onnxruntime_fused_and_unfused() {
+    let seen = match_folder("genai_builds_match_onnxruntime_fused_and_unfused", &genai_dir(), &["g_"]);
+    assert_eq!(seen, GENAI_REFERENCE_SETS, "reference sets");
+}
+
+/// `GroupQueryAttention` models only the batch rows whose keys are the whole past and the new
+/// tokens: a run whose attention mask has a 0 (a padded row: `seqlens_k` one short) fails,
+/// on the interpreter and the GPU, fused and unfused, naming the check, instead of giving
+/// what onnxruntime would not; a cache whose width is not the heads' (the model declares it
+/// `kv_cache_dim`) is refused naming the input; what is not modelled is refused at load,
+/// naming the attribute.
+#[test]
+fn genai_runs_with_padding_or_a_wrong_cache_are_refused() {
+    let m = "g_llama_fp32";
+    let path = genai_dir().join(format!("{m}.onnx"));
+    let g = load_graph(&path).unwrap_or_else(|e| panic!("{e}"));
+    let mut fused = g.clone();
+    PassManager::standard().run(&mut fused).unwrap();
+    let mut ins = inputs(&g, m, "s1");
+    let mask = ins["attention_mask"].clone();
+    let mut padded = mask.as_i64().unwrap().to_vec();
+    padded[0] = 0;
+    ins.insert("attention_mask".into(), Tensor::i64(mask.shape().to_vec(), padded).unwrap());
+    let check = "GroupQueryAttention.check_seqlens_k_is_past_plus_new_minus_1";
+    for (label, graph) in [("unfused", &g), ("fused", &fused)] {
+        let e = glufuse::interp::run(graph, &ins).unwrap_err().to_string();
+        assert!(e.contains(check), "{label}: {e}");
+        #[cfg(feature = "gpu")]
+        if let Some(gpu) = common::gpu() {
+            let mut s = Session::new(&gpu, graph.clone()).unwrap();
+            let e = s.run(&ins).unwrap_err().to_string();
+            assert!(e.contains(check), "GPU {label}: {e}");
+        }
+    }
+    // A cache of width 8 where the heads are 16 wide.
+    let mut ins = inputs(&g, m, "s1");
+    let key = "past_key_values.0.key";
+    let shape = [1, 1, 5, 8];
+    ins.insert(key.into(), Tensor::f32(shape.to_vec(), vec![0.5; 40]).unwrap());
+    let e = bindings(&g, &ins).unwrap_err().to_string();
+    assert!(e.contains(key), "{e}");
+    // Attributes not modelled.
+    use glufuse::onnx::proto::ModelProto;
+    use prost::Message;
+    let bytes = std::fs::read(&path).unwrap();
+    for (attr, value, says) in [("local_window_size", 2, "sliding window"), ("smooth_softmax", 1, "smooth softmax")] {
+        let mut model = ModelProto::decode(bytes.as_slice()).unwrap();
+        let node = model
+            .graph
+            .as_mut()
+            .unwrap()
+            .node
+            .iter_mut()
+            .find(|n| n.op_type.as_deref() == Some("GroupQueryAttention"))
+            .unwrap();
+        match node.attribute.iter_mut().find(|a| a.name.as_deref() == Some(attr)) {
+            Some(a) => a.i = Some(value),
+            None => node.attribute.push(glufuse::onnx::proto::AttributeProto {
+                name: Some(attr.into()),
+                r#type: Some(2),
+                i: Some(value),
+                ..Default::default()
+            }),
+        }
+        let e = glufuse::onnx::load(&path, &model.encode_to_vec()).unwrap_err().to_string();
+        assert!(e.contains("GroupQueryAttention") && e.contains(attr) && e.contains(says), "{attr}: {e}");
+    }
+    // An input not modelled: position_ids (input 9).
+    let mut model = ModelProto::decode(bytes.as_slice()).unwrap();
+    let node = model
+        .graph
+        .as_mut()
+        .unwrap()
+        .node
+        .iter_mut()
+        .find(|n| n.op_type.as_deref() == Some("GroupQueryAttention"))
+        .unwrap();
+    node.input.resize(12, String::new());
+    node.input[9] = "input_ids".into();
+    let e = glufuse::onnx::load(&path, &model.encode_to_vec()).unwrap_err().to_string();
+    assert!(e.contains("GroupQueryAttention") && e.contains("position_ids input is not supported"), "{e}");
+}
+
+/// Reference sets of `genai_dir`: seven builds, four sets each.
+const GENAI_REFERENCE_SETS: usize = 7 * 4;
+
 /// A KV-step graph's attention over many query rows (a 20-token prompt through optimum's
 /// graph) takes two kernels, the present keys and values first, so that no query row
 /// computes the new keys' rotary embedding again; a decode step (one new token) takes one.
@@ -383,14 +485,15 @@ fn a_mask_longer_or_shorter_than_the_cache_is_refused() {
     }
 }
 
-/// Every kernel of every model (and of `more_dir`'s and `optimum_dir`'s), fused, at the sizes of each of its reference sets, as
+/// Every kernel of every model (and of `more_dir`'s, `optimum_dir`'s and `genai_dir`'s), fused, at the sizes of each of its reference sets, as
 /// generated for an H100 (subgroup reductions and cooperative matrices, which a software
 /// adapter never takes) validates in naga; every model has a reduction done by subgroup
 /// shuffles (its norms, in row programs or in a GEMV's prologue).
 #[test]
 fn every_model_generates_for_an_h100() {
     let optimum = models_in(&optimum_dir()).into_iter().filter(|m| !m.ends_with("_merged"));
-    for m in models().into_iter().chain(models_in(&more_dir())).chain(optimum) {
+    let genai = models_in(&genai_dir());
+    for m in models().into_iter().chain(models_in(&more_dir())).chain(optimum).chain(genai) {
         let g = load_graph(&dir_of(&m).join(format!("{m}.onnx"))).unwrap_or_else(|e| panic!("{e}"));
         let mut fused = g.clone();
         PassManager::standard().run(&mut fused).unwrap_or_else(|e| panic!("{m}: {e}"));

@@ -634,6 +634,20 @@ fn onnxruntime_contrib_ops_match_onnxruntime() {
     });
 }
 
+/// onnxruntime's `GroupQueryAttention` (onnxruntime-genai's attention): q, k and v packed
+/// and apart; the rotary embedding in halves, interleaved and over part of each head; none,
+/// with a soft cap, a scale and an added `attention_bias`; a prompt
+/// without a past, three tokens after a past of 4 and a batch of two steps: the outputs and
+/// the present keys and values give onnxruntime's within 1e-5 of the largest value, on the
+/// interpreter and the GPU, fused and unfused (`tests/data/onnx_extra/make_gqa.py`); each
+/// attention is one node after the passes.
+#[test]
+fn group_query_attention_matches_onnxruntime() {
+    let (_, fused) = outputs_match_onnxruntime("gqa", |got, want, what| close(got, want, what, 1e-5));
+    let attention = fused.g.node_indices().filter(|&n| matches!(fused.node(n).op, glufuse::ir::Op::Attention(_)));
+    assert_eq!(attention.count(), 6);
+}
+
 /// Opset 11 (older exports on the Hub): the softmax family as opsets 11 and 12 define it (the
 /// input viewed as 2-D at `axis`, default 1: Softmax along axis 1 of a rank-3 tensor and with
 /// no axis, along the last axis; LogSoftmax and Hardmax along the last) and a tiny Llama the

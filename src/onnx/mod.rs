@@ -87,8 +87,11 @@ pub fn load_with(path: &Path, bytes: &[u8], fixed: &HashMap<String, Tensor>) -> 
             Err(e) => e,
         };
         // Each solution takes a symbol out of the inputs; where one did not get past the
-        // error (the same error again), the error stands.
-        let next = crate::ir::shape::take_unproven().and_then(|(a, b)| unify(&model, &subst, &a, &b));
+        // error (the same error again), the error stands. A size an op requires of an
+        // input's symbol comes first ([`require_size`]).
+        let required = take_required().filter(|(s, _)| subst.iter().all(|(t, _)| t != s));
+        let next =
+            required.or_else(|| crate::ir::shape::take_unproven().and_then(|(a, b)| unify(&model, &subst, &a, &b)));
         match next {
             Some(s) if subst.len() < MAX_UNIFY && e.to_string() != last => {
                 last = e.to_string();
@@ -97,6 +100,26 @@ pub fn load_with(path: &Path, bytes: &[u8], fixed: &HashMap<String, Tensor>) -> 
             _ => return Err(e.in_file(path)),
         }
     }
+}
+
+thread_local! {
+    /// The size the last lowering that failed on it requires of a symbol ([`require_size`]).
+    static REQUIRED: std::cell::RefCell<Option<(String, DimExpr)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Says that the node being lowered needs the graph inputs' symbol `sym` to be `size` (an
+/// input dim a model declares dynamic that its op reads as one size: onnxruntime-genai's
+/// `kv_cache_dim`, the caches' head width); the lowering then fails, and [`load`] declares
+/// the inputs with that size and loads again (a run then refuses an input of another size,
+/// naming it).
+pub(crate) fn require_size(sym: &str, size: u64) {
+    let v = DimExpr::constant(i64::try_from(size).unwrap_or(i64::MAX));
+    REQUIRED.with(|r| *r.borrow_mut() = Some((sym.to_string(), v)));
+}
+
+/// The requirement [`require_size`] left, forgotten.
+fn take_required() -> Option<(String, DimExpr)> {
+    REQUIRED.with(|r| r.borrow_mut().take())
 }
 
 /// Most symbols [`load`] solves for.
@@ -541,7 +564,11 @@ impl<'p> Loader<'p> {
                 Got::K(kn) => kn.ty(),
                 Got::KIn(nm) => self.known[nm].ty(),
             };
-            self.check_declared(o, &ty).map_err(err)?;
+            // A constant's value says its type: onnxruntime-genai's model builder declares
+            // every one a scalar (`[1, 16, 16]` among them), which onnxruntime overrides.
+            if !(default_domain && op_type == "Constant") {
+                self.check_declared(o, &ty).map_err(err)?;
+            }
             match got {
                 Got::V(v) => {
                     self.vals.insert(o.clone(), v);
