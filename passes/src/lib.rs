@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod attention;
+pub mod cse;
 pub mod dce;
 pub mod elementwise;
 pub mod fusion;
@@ -27,6 +28,8 @@ use std::time::{Duration, Instant};
 pub enum PassReport {
     /// Dead-node elimination.
     Dce(dce::DceReport),
+    /// Common-subexpression elimination.
+    Cse(cse::CseReport),
     /// The gated-FFN fusion.
     Fusion(fusion::FusionReport),
     /// The elementwise fusion.
@@ -107,6 +110,7 @@ impl PassManager {
     /// programs it looks for), then dead-node elimination.
     pub fn standard() -> Self {
         Self::new(vec![
+            Box::new(cse::EliminateCommonSubexpressions),
             Box::new(fusion::FuseGateUp::default()),
             Box::new(merge::MergeProjections),
             Box::new(scatter::ScatterAlongAxis),
@@ -179,6 +183,11 @@ pub fn layout_report(runs: &[PassRun]) -> Option<&layout::LayoutReport> {
 /// The static-cache scatters' report among a pipeline's runs, if it ran.
 pub fn scatter_report(runs: &[PassRun]) -> Option<&scatter::ScatterReport> {
     runs.iter().find_map(|r| if let PassReport::Scatter(s) = &r.report { Some(s) } else { None })
+}
+
+/// The common-subexpression elimination's report among a pipeline's runs, if it ran.
+pub fn cse_report(runs: &[PassRun]) -> Option<&cse::CseReport> {
+    runs.iter().find_map(|r| if let PassReport::Cse(c) = &r.report { Some(c) } else { None })
 }
 
 /// The merging of sibling programs' report among a pipeline's runs, if it ran.

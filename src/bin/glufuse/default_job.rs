@@ -13,7 +13,8 @@ use crate::out::{out, outln};
 use glufuse::interp::compare;
 use glufuse::ir::{DType, Dim, TensorType};
 use glufuse::passes::{
-    attention_report, elementwise_report, fusion_report, layout_report, merge_report, siblings_report, PassManager,
+    attention_report, cse_report, elementwise_report, fusion_report, layout_report, merge_report, siblings_report,
+    PassManager,
 };
 #[cfg(feature = "gpu")]
 use glufuse::runtime::{Gpu, Session};
@@ -93,6 +94,9 @@ pub fn run() -> Result<()> {
     outln!("== layer 0 after ==\n{}", layer0(&glufuse::dump::text(&g)?));
     if let Some(r) = fusion_report(&runs) {
         outln!("== fusion report ==\n{}", r.to_text(true));
+    }
+    if let Some(r) = cse_report(&runs).filter(|c| !c.merged.is_empty()) {
+        out!("{}", r.to_text(false));
     }
     if let Some(r) = merge_report(&runs) {
         out!("{}", r.to_text(false));

@@ -7,8 +7,8 @@ use crate::out::{errln, out, outln};
 use glufuse::dump::{render, Format};
 use glufuse::files::write_output;
 use glufuse::passes::{
-    attention_report, elementwise_report, fusion_report, layout_report, merge_report, siblings_report, PassManager,
-    PassRun,
+    attention_report, cse_report, elementwise_report, fusion_report, layout_report, merge_report, siblings_report,
+    PassManager, PassRun,
 };
 use glufuse::{Error, Result};
 use std::path::Path;
@@ -38,14 +38,16 @@ pub fn run(a: FuseArgs) -> Result<()> {
     }
     let rep = fusion_report(&runs).cloned().unwrap_or_default();
     // For people: the gated-FFN fusion, then the projections merged, the weights transposed,
-    // what the elementwise and attention fusions merged, then the sibling programs merged.
+    // what the elementwise and attention fusions merged, then the sibling programs merged;
+    // the repeated computations dropped first, where there were any.
     let explained = || {
+        let cs = cse_report(&runs).filter(|c| !c.merged.is_empty()).map(|c| c.to_text(true)).unwrap_or_default();
         let mg = merge_report(&runs).map(|m| m.to_text(true)).unwrap_or_default();
         let ly = layout_report(&runs).map(|l| l.to_text(true)).unwrap_or_default();
         let ew = elementwise_report(&runs).map(|e| e.to_text(true)).unwrap_or_default();
         let at = attention_report(&runs).map(|a| a.to_text(true)).unwrap_or_default();
         let sb = siblings_report(&runs).map(|p| p.to_text(true)).unwrap_or_default();
-        format!("{}{mg}{ly}{ew}{at}{sb}", rep.to_text(true))
+        format!("{cs}{}{mg}{ly}{ew}{at}{sb}", rep.to_text(true))
     };
     match a.report {
         Some(ReportFormat::Json) => {
