@@ -38,7 +38,8 @@ ARCHS = {
 }
 # (arch, precision) pairs built; int4 only where the builder quantizes a model this small.
 BUILDS = [("llama", "fp32"), ("qwen2", "fp32"), ("mistral", "fp32"), ("phi3", "fp32"),
-          ("gemma", "fp32"), ("qwen3", "fp32"), ("llama", "int4")]
+          ("gemma", "fp32"), ("qwen3", "fp32"), ("llama", "int4"),
+          ("llama", "fp16")]
 # (Gemma 2's sliding layers: onnxruntime 1.30's kernel then wants a past of at least the
 # window, a cache kept otherwise; not modelled, refused at load.)
 
@@ -60,11 +61,16 @@ def build(arch, prec, work):
         transformers.AutoModelForCausalLM.from_config(cfg).save_pretrained(hf)
         tokenizer(hf)
     out = os.path.join(work, f"{arch}_{prec}")
+    # fp16 for CUDA (the builder's fp16 CPU graph is another: RotaryEmbedding and
+    # MultiHeadAttention, and onnxruntime 1.30 fails on its steps); the graph is the CPU
+    # one's in f16 (genai shares the past and present buffers there, a choice of its own
+    # runtime, not of the graph).
+    ep = "cuda" if prec == "fp16" else "cpu"
     cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-m", hf, "-i", hf, "-o", out,
-           "-p", prec, "-e", "cpu"]
+           "-p", prec, "-e", ep]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     m = onnx.load(os.path.join(out, "model.onnx"))  # external data read in
-    name = f"g_{arch}_{prec}"
+    name = f"g_{arch}_{prec}".replace("fp16", "f16")
     onnx.save(m, os.path.join(OUT, f"{name}.onnx"))
     width = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     return name, m, width
@@ -74,6 +80,7 @@ def sets(m, width):
     layers = [i.name for i in m.graph.input if i.name.startswith("past_key_values.")]
     kv = next(i for i in m.graph.input if i.name.startswith("past_key_values."))
     heads = kv.type.tensor_type.shape.dim[1].dim_value
+    dtype = np.float16 if kv.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16 else np.float32
     rng = np.random.default_rng(5)
     for tag, batch, past, new in [("p1", 1, 0, 5), ("s1", 1, 5, 1), ("s2", 1, 4, 3), ("b2", 2, 0, 3)]:
         feeds = {
@@ -81,7 +88,7 @@ def sets(m, width):
             "attention_mask": np.ones((batch, past + new), dtype=np.int64),
         }
         for n in layers:
-            feeds[n] = rng.standard_normal((batch, heads, past, width)).astype(np.float32)
+            feeds[n] = rng.standard_normal((batch, heads, past, width)).astype(dtype)
         yield tag, feeds
 
 
