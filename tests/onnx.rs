@@ -648,6 +648,19 @@ fn group_query_attention_matches_onnxruntime() {
     assert_eq!(attention.count(), 6);
 }
 
+/// An `If` on a condition computed at run time whose branches are constants (as
+/// onnxruntime-genai's LongRoPE builds pick their rotary tables) is a `Where` of them: the
+/// then branch taken by one, the else branch by the other, both outputs of one, each as
+/// onnxruntime gives it (`tests/data/onnx_extra/make_if_constants.py`); branches of two shapes
+/// are refused (`tests/bad_onnx/if_constants_of_two_shapes.onnx`).
+#[test]
+fn if_of_constants_on_a_run_time_condition_matches_onnxruntime() {
+    let (g, _) =
+        matches_onnxruntime("if_constants", &["y0", "y1", "y2"], |got, want, what| close(got, want, what, 0.0));
+    let wheres = g.g.node_indices().filter(|&n| matches!(g.node(n).op, glufuse::ir::Op::Where)).count();
+    assert_eq!(wheres, 3);
+}
+
 /// Opset 11 (older exports on the Hub): the softmax family as opsets 11 and 12 define it (the
 /// input viewed as 2-D at `axis`, default 1: Softmax along axis 1 of a rank-3 tensor and with
 /// no axis, along the last axis; LogSoftmax and Hardmax along the last) and a tiny Llama the

@@ -65,6 +65,9 @@ pub trait Env {
     /// The model's folder, which anchors external data (a large `Constant`'s too: optimum
     /// writes them so).
     fn dir(&self) -> &std::path::Path;
+    /// The nodes of the top-level graph that read a value, by ONNX name: (`domain::op_type`,
+    /// input index) each.
+    fn readers(&self, name: &str) -> &[(String, usize)];
 }
 
 /// An attribute reader.
@@ -131,6 +134,80 @@ impl Ctx<'_> {
     fn done(self, outs: Vec<Option<Src>>) -> Option<Lowering> {
         Some(Lowering { steps: self.steps, outs })
     }
+}
+
+/// An `If` whose condition is known only at run time and whose branches each only hold
+/// constants: each output a `Where` of the condition over the two branches' values, which
+/// must be of one type. `None` for any other `If` (a branch computing anything, or reading a
+/// value from outside).
+///
+/// onnxruntime-genai's LongRoPE builds (Phi-3.5-mini and Phi-4-mini as published among them)
+/// pick their rotary tables so, by `total_sequence_length > original_max_position_embeddings`:
+/// the long ones (a row for each of the `max_position_embeddings` positions) or the short ones
+/// (a row for each of the original ones), read only as `GroupQueryAttention`'s cosine and
+/// sine tables. Where every reader of the outputs is one of those, tables of different
+/// lengths are taken, the shorter one padded with rows of zeros: it is taken only for a total
+/// length of at most its own, so no position read lies in the padding.
+pub fn lower_if_of_constants(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Option<Lowering>, String> {
+    let branch = |which: &str| -> Result<Option<HashMap<String, Known>>, String> {
+        let Some(g) = attrs.0.get(which).and_then(|a| a.g.as_ref()) else { return Ok(None) };
+        let mut vals = HashMap::new();
+        for t in &g.initializer {
+            vals.insert(t.name.clone().unwrap_or_default(), super::decode_tensor(t, Some(env.dir()))?);
+        }
+        for node in &g.node {
+            let default_domain = matches!(node.domain.as_deref(), None | Some("") | Some("ai.onnx"));
+            if !default_domain || node.op_type.as_deref() != Some("Constant") || node.output.len() != 1 {
+                return Ok(None);
+            }
+            let a = Attrs(node.attribute.iter().map(|a| (a.name.as_deref().unwrap_or(""), a)).collect());
+            vals.insert(node.output[0].clone(), constant_attr(&a, env.dir())?);
+        }
+        let outs: Option<HashMap<String, Known>> = g
+            .output
+            .iter()
+            .enumerate()
+            .map(|(k, o)| vals.get(o.name.as_deref().unwrap_or("")).map(|v| (k.to_string(), v.clone())))
+            .collect();
+        Ok(outs.filter(|o| o.len() == n.output.len()))
+    };
+    let (Some(then), Some(other)) = (branch("then_branch")?, branch("else_branch")?) else { return Ok(None) };
+    let rotary_tables = n.output.iter().all(|o| {
+        let r = env.readers(o);
+        !r.is_empty() && r.iter().all(|(op, i)| op == "com.microsoft::GroupQueryAttention" && matches!(i, 7 | 8))
+    });
+    let mut c = Ctx { env, n, steps: vec![] };
+    let mut outs = vec![];
+    for k in 0..n.output.len() {
+        let (mut a, mut b) = (then[&k.to_string()].clone(), other[&k.to_string()].clone());
+        if rotary_tables && a.ty() != b.ty() {
+            (a, b) = (pad_rows(&a, b.dims.first().copied()), pad_rows(&b, a.dims.first().copied()));
+        }
+        let (a, b) = (&a, &b);
+        if a.ty() != b.ty() {
+            return Err(format!(
+                "output {k} is {} in then_branch and {} in else_branch: a condition known only at run time needs one type",
+                a.ty(),
+                b.ty()
+            ));
+        }
+        let ins =
+            vec![Src::In(0), Src::Known(format!("then{k}"), a.clone()), Src::Known(format!("else{k}"), b.clone())];
+        outs.push(Some(c.step(&format!("out{k}"), Op::Where, ins)));
+    }
+    Ok(c.done(outs))
+}
+
+/// A 2-D float table `k` with rows of zeros after its own up to `rows` (unchanged where it has
+/// as many or more, or is not a 2-D float table).
+fn pad_rows(k: &Known, rows: Option<usize>) -> Known {
+    let (Some(rows), [r, w], KVals::Float(v)) = (rows, k.dims.as_slice(), &k.vals) else { return k.clone() };
+    if rows <= *r {
+        return k.clone();
+    }
+    let mut v = v.clone();
+    v.resize(rows * w, 0.0);
+    Known::new(k.dtype, vec![rows, *w], KVals::Float(v))
 }
 
 /// Lowers one node of onnxruntime's contrib domain (`com.microsoft`, [`contrib`]); `None`

@@ -239,6 +239,8 @@ struct Loader<'p> {
     fixed: &'p HashMap<String, Tensor>,
     /// The model's default-domain opset.
     opset: i64,
+    /// The readers of each value of the top-level graph: (`domain::op_type`, input index).
+    readers: HashMap<String, Vec<(String, usize)>>,
 }
 
 impl Env for Loader<'_> {
@@ -256,6 +258,9 @@ impl Env for Loader<'_> {
     }
     fn dir(&self) -> &Path {
         self.dir
+    }
+    fn readers(&self, name: &str) -> &[(String, usize)] {
+        self.readers.get(name).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -277,6 +282,7 @@ impl<'p> Loader<'p> {
             init_bytes: 0,
             fixed,
             opset: 0,
+            readers: HashMap::new(),
         }
     }
 
@@ -299,6 +305,12 @@ impl<'p> Loader<'p> {
             }
         }
         self.initializers(&graph.initializer)?;
+        for n in &graph.node {
+            let op = format!("{}::{}", n.domain.as_deref().unwrap_or(""), n.op_type.as_deref().unwrap_or(""));
+            for (i, name) in n.input.iter().enumerate().filter(|(_, s)| !s.is_empty()) {
+                self.readers.entry(name.clone()).or_default().push((op.clone(), i));
+            }
+        }
         // A value fixed for a name that is no input of the graph is refused, as a file given
         // for one is.
         let names: Vec<&str> = graph.input.iter().filter_map(|vi| vi.name.as_deref()).collect();
@@ -517,7 +529,9 @@ impl<'p> Loader<'p> {
             self.vals.insert(o, v);
             return Ok(());
         }
-        let lowered = if default_domain {
+        let lowered = if default_domain && op_type == "If" {
+            lower::lower_if_of_constants(self, n, &attrs).map_err(err)?
+        } else if default_domain {
             lower::lower(self, n, &attrs).map_err(err)?
         } else if n.domain.as_deref() == Some("com.microsoft") {
             lower::lower_contrib(self, n, &attrs).map_err(err)?

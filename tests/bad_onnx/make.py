@@ -364,3 +364,16 @@ y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 65536])
 g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g", [x], [y], [t])
 with open(os.path.join(extra, "external_16g.onnx"), "wb") as f:
     f.write(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
+
+# An If on a condition known only at run time, its branches constants of two shapes (read by
+# an Add, not as GroupQueryAttention's rotary tables): no one type for its output.
+c = helper.make_tensor_value_info("c", TensorProto.BOOL, [])
+y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+def const_branch(name, vals):
+    node = helper.make_node("Constant", [], [name], value=helper.make_tensor(name + "_v", TensorProto.FLOAT, [len(vals)], vals))
+    return helper.make_graph([node], name, [], [helper.make_tensor_value_info(name, TensorProto.FLOAT, [len(vals)])])
+g = helper.make_graph(
+    [helper.make_node("If", ["c"], ["t"], then_branch=const_branch("a", [1.0, 2.0]),
+                      else_branch=const_branch("b", [1.0, 2.0, 3.0]), name="pick"),
+     helper.make_node("Add", ["t", "t"], ["y"], name="twice")], "g", [c], [y])
+write("if_constants_of_two_shapes.onnx", helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())

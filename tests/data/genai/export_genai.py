@@ -33,13 +33,20 @@ ARCHS = {
     "mistral": (transformers.MistralConfig, {"sliding_window": 3}),
     "phi3": (transformers.Phi3Config, {"pad_token_id": 0, "original_max_position_embeddings": 64}),
     "gemma": (transformers.GemmaConfig, {"head_dim": 16}),
+    # LongRoPE (Phi-3.5-mini, Phi-4-mini): rotary tables for long sequences and for short ones,
+    # an `If` on the length picking them; past 4 positions the long ones (sets p1, s1, s2),
+    # else the short ones (b2).
+    "phi3_longrope": (transformers.Phi3Config, {
+        "pad_token_id": 0, "original_max_position_embeddings": 4,
+        "rope_scaling": {"type": "longrope", "short_factor": [1.0 + 0.1 * i for i in range(8)],
+                         "long_factor": [2.0 + 0.3 * i for i in range(8)]}}),
     # RMS norms of q and k per head: q, k and v are given to the attention apart.
     "qwen3": (transformers.Qwen3Config, {"head_dim": 16}),
 }
 # (arch, precision) pairs built; int4 only where the builder quantizes a model this small.
 BUILDS = [("llama", "fp32"), ("qwen2", "fp32"), ("mistral", "fp32"), ("phi3", "fp32"),
-          ("gemma", "fp32"), ("qwen3", "fp32"), ("llama", "int4"),
-          ("llama", "fp16")]
+          ("gemma", "fp32"), ("qwen3", "fp32"), ("phi3_longrope", "fp32"),
+          ("llama", "int4"), ("llama", "fp16")]
 # (Gemma 2's sliding layers: onnxruntime 1.30's kernel then wants a past of at least the
 # window, a cache kept otherwise; not modelled, refused at load.)
 
