@@ -216,13 +216,28 @@ pub fn read_regular(path: &Path) -> Result<Vec<u8>> {
 
 /// Writes `bytes` to `path`, or to standard output for `-` (see [`write_atomic`]).
 pub fn write_output(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_output_with(path, &mut |w| {
+        w.write_all(bytes).map_err(|e| Error::Write { path: path.into(), msg: e.to_string() })
+    })
+}
+
+/// [`write_output`] of what `write` writes to the writer it is given (a graph's JSON,
+/// [`crate::json::write`], which a large model's weights make too large to hold whole): to a
+/// temporary file first where `path` is a regular file, so that an error leaves nothing
+/// half-written. An [`Error::Write`] from `write` is given `path`.
+pub fn write_output_with(path: &Path, write: &mut dyn FnMut(&mut dyn Write) -> Result<()>) -> Result<()> {
+    let named = |e: Error, p: &Path| match e {
+        Error::Write { msg, .. } => Error::Write { path: p.to_path_buf(), msg },
+        e => e,
+    };
     if path == Path::new("-") {
-        let werr = |e: std::io::Error| Error::Write { path: "standard output".into(), msg: e.to_string() };
-        let mut out = std::io::stdout().lock();
-        out.write_all(bytes).map_err(werr)?;
+        let stdout = Path::new("standard output");
+        let werr = |e: std::io::Error| Error::Write { path: stdout.into(), msg: e.to_string() };
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        write(&mut out).map_err(|e| named(e, stdout))?;
         return out.flush().map_err(werr);
     }
-    write_atomic(path, bytes)
+    write_atomic_with(path, &mut |w| write(w).map_err(|e| named(e, path)))
 }
 
 /// Writes `bytes` to `path`: a regular file atomically (a temporary file in the same folder,
@@ -231,6 +246,13 @@ pub fn write_output(path: &Path, bytes: &[u8]) -> Result<()> {
 /// device or a FIFO straight through (it is never replaced); a directory, block device or
 /// socket is an error.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, &mut |w| {
+        w.write_all(bytes).map_err(|e| Error::Write { path: path.into(), msg: io_reason(&e) })
+    })
+}
+
+/// [`write_atomic`] of what `write` writes to the writer it is given (buffered).
+pub fn write_atomic_with(path: &Path, write: &mut dyn FnMut(&mut dyn Write) -> Result<()>) -> Result<()> {
     // Errors name `path`, never the temporary file ([`io_reason`]).
     let werr = |e: std::io::Error| Error::Write { path: path.to_path_buf(), msg: io_reason(&e) };
     let wmsg = |m: String| Error::Write { path: path.to_path_buf(), msg: m };
@@ -246,8 +268,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         {
             use std::os::unix::fs::FileTypeExt;
             if t.is_char_device() || t.is_fifo() {
-                let mut f = std::fs::OpenOptions::new().write(true).open(path).map_err(werr)?;
-                f.write_all(bytes).map_err(werr)?;
+                let f = std::fs::OpenOptions::new().write(true).open(path).map_err(werr)?;
+                let mut f = std::io::BufWriter::new(f);
+                write(&mut f)?;
                 return f.flush().map_err(werr);
             }
         }
@@ -277,7 +300,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(m) = &existing {
         tmp.as_file().set_permissions(m.permissions()).map_err(werr)?;
     }
-    tmp.write_all(bytes).map_err(werr)?;
+    {
+        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+        write(&mut w)?;
+        w.flush().map_err(werr)?;
+    }
     tmp.as_file().sync_all().map_err(werr)?;
     tmp.persist(&target).map_err(|e| werr(e.error))?;
     Ok(())

@@ -298,45 +298,37 @@ fn genai_runs_with_padding_or_a_wrong_cache_are_refused() {
     ins.insert(key.into(), Tensor::f32(shape.to_vec(), vec![0.5; 40]).unwrap());
     let e = bindings(&g, &ins).unwrap_err().to_string();
     assert!(e.contains(key), "{e}");
-    // Attributes not modelled.
-    use glufuse::onnx::proto::ModelProto;
+    // Attributes and inputs not modelled: the load error of the model with its first
+    // GroupQueryAttention node edited.
+    use glufuse::onnx::proto::{AttributeProto, ModelProto, NodeProto};
     use prost::Message;
     let bytes = std::fs::read(&path).unwrap();
-    for (attr, value, says) in [("local_window_size", 2, "sliding window"), ("smooth_softmax", 1, "smooth softmax")] {
+    let refused = |edit: &dyn Fn(&mut NodeProto)| -> String {
         let mut model = ModelProto::decode(bytes.as_slice()).unwrap();
-        let node = model
-            .graph
-            .as_mut()
-            .unwrap()
-            .node
-            .iter_mut()
-            .find(|n| n.op_type.as_deref() == Some("GroupQueryAttention"))
-            .unwrap();
-        match node.attribute.iter_mut().find(|a| a.name.as_deref() == Some(attr)) {
-            Some(a) => a.i = Some(value),
-            None => node.attribute.push(glufuse::onnx::proto::AttributeProto {
-                name: Some(attr.into()),
-                r#type: Some(2),
-                i: Some(value),
-                ..Default::default()
-            }),
-        }
-        let e = glufuse::onnx::load(&path, &model.encode_to_vec()).unwrap_err().to_string();
+        let nodes = &mut model.graph.as_mut().unwrap().node;
+        edit(nodes.iter_mut().find(|n| n.op_type.as_deref() == Some("GroupQueryAttention")).unwrap());
+        glufuse::onnx::load(&path, &model.encode_to_vec()).unwrap_err().to_string()
+    };
+    for (attr, value, says) in [("local_window_size", 2, "sliding window"), ("smooth_softmax", 1, "smooth softmax")] {
+        let e =
+            refused(
+                &|node: &mut NodeProto| match node.attribute.iter_mut().find(|a| a.name.as_deref() == Some(attr)) {
+                    Some(a) => a.i = Some(value),
+                    None => node.attribute.push(AttributeProto {
+                        name: Some(attr.into()),
+                        r#type: Some(2),
+                        i: Some(value),
+                        ..Default::default()
+                    }),
+                },
+            );
         assert!(e.contains("GroupQueryAttention") && e.contains(attr) && e.contains(says), "{attr}: {e}");
     }
-    // An input not modelled: position_ids (input 9).
-    let mut model = ModelProto::decode(bytes.as_slice()).unwrap();
-    let node = model
-        .graph
-        .as_mut()
-        .unwrap()
-        .node
-        .iter_mut()
-        .find(|n| n.op_type.as_deref() == Some("GroupQueryAttention"))
-        .unwrap();
-    node.input.resize(12, String::new());
-    node.input[9] = "input_ids".into();
-    let e = glufuse::onnx::load(&path, &model.encode_to_vec()).unwrap_err().to_string();
+    // position_ids (input 9).
+    let e = refused(&|node: &mut NodeProto| {
+        node.input.resize(12, String::new());
+        node.input[9] = "input_ids".into();
+    });
     assert!(e.contains("GroupQueryAttention") && e.contains("position_ids input is not supported"), "{e}");
 }
 

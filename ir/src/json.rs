@@ -16,7 +16,7 @@
 //! gives the graph's outputs names of their own (an ONNX model's `logits`), in order.
 
 use crate::{Error, Result};
-use crate::{Graph, Op, TensorType};
+use crate::{Graph, Op, TensorType, WeightInit};
 use serde_json::{json, Map, Value as J};
 use std::collections::HashMap;
 
@@ -27,29 +27,49 @@ pub const FORMAT: &str = "glufuse.graph/1";
 pub fn to_json(g: &Graph) -> Result<J> {
     let mut nodes = vec![];
     for n in g.topo_order()? {
-        let node = g.node(n);
-        let mut m = Map::new();
-        m.insert("name".into(), J::from(node.name.clone()));
-        m.insert("op".into(), J::from(node.op.name()));
-        node.op.write_attrs(&mut m);
-        let ins = g.inputs(n);
-        if !ins.is_empty() {
-            m.insert("inputs".into(), J::from(ins.iter().map(|&v| g.value_name(v)).collect::<Vec<_>>()));
-        }
-        if node.outputs.len() == 1 {
-            m.insert("type".into(), serde_json::to_value(&node.outputs[0]).expect("serializable"));
-        } else {
-            m.insert("outputs".into(), serde_json::to_value(&node.outputs).expect("serializable"));
-        }
-        nodes.push(J::Object(m));
+        nodes.push(node_json(g, n, false));
     }
+    Ok(top_json(g, nodes))
+}
+
+/// The string a node's JSON holds in place of its weight's values where [`write`] streams
+/// them ([`node_json`] with `stream`): no value a graph can hold (a weight's `data` is a list
+/// of numbers).
+const STREAMED: &str = "\u{0}glufuse: the weight's values, streamed\u{0}";
+
+/// Node `n` as JSON; with `stream`, a weight's inline values as [`STREAMED`].
+fn node_json(g: &Graph, n: crate::NodeIndex, stream: bool) -> J {
+    let node = g.node(n);
+    let mut m = Map::new();
+    m.insert("name".into(), J::from(node.name.clone()));
+    m.insert("op".into(), J::from(node.op.name()));
+    match &node.op {
+        Op::Weight(WeightInit::Data(_)) if stream => {
+            m.insert("init".into(), json!({"data": STREAMED}));
+        }
+        op => op.write_attrs(&mut m),
+    }
+    let ins = g.inputs(n);
+    if !ins.is_empty() {
+        m.insert("inputs".into(), J::from(ins.iter().map(|&v| g.value_name(v)).collect::<Vec<_>>()));
+    }
+    if node.outputs.len() == 1 {
+        m.insert("type".into(), serde_json::to_value(&node.outputs[0]).expect("serializable"));
+    } else {
+        m.insert("outputs".into(), serde_json::to_value(&node.outputs).expect("serializable"));
+    }
+    J::Object(m)
+}
+
+/// The top-level object around `nodes`.
+fn top_json(g: &Graph, nodes: Vec<J>) -> J {
     let outputs: Vec<String> = g.outputs.iter().map(|&v| g.value_name(v)).collect();
     let mut top = json!({"format": FORMAT, "nodes": nodes, "outputs": outputs});
     if (0..g.outputs.len()).any(|i| g.output_renamed(i)) {
         let names: Vec<String> = (0..g.outputs.len()).map(|i| g.output_name(i)).collect();
         top["output_names"] = json!(names);
     }
-    Ok(top)
+    top
 }
 
 /// Writes a graph as JSON text (ending in a newline): indented like `serde_json`'s pretty
@@ -57,53 +77,138 @@ pub fn to_json(g: &Graph) -> Result<J> {
 /// inputs, a weight's or constant's data) is written on one line, so that a model's weights
 /// take one line each instead of one line per value. Reads back exactly ([`from_str`]).
 pub fn to_string(g: &Graph) -> Result<String> {
-    let mut s = String::new();
-    write_compact(&to_json(g)?, 0, &mut s)?;
-    s.push('\n');
-    Ok(s)
+    let mut out = vec![];
+    write(g, &mut out)?;
+    String::from_utf8(out).map_err(|e| Error::Internal(e.to_string()))
 }
 
-/// Writes `v` at indentation `depth` (two spaces a level) as [`to_string`] lays it out.
-fn write_compact(v: &J, depth: usize, out: &mut String) -> Result<()> {
+/// Writes [`to_string`]'s text to `w`, one node at a time and each weight's values straight
+/// from the graph: writing a model takes about the memory of one node's JSON beside the graph
+/// (a 0.5B-parameter model's took 9.8 GB more as one JSON value). An error of `w` is an
+/// [`Error::Write`] with an empty path, for the caller to name its destination.
+pub fn write(g: &Graph, w: &mut dyn std::io::Write) -> Result<()> {
+    let order = g.topo_order()?;
+    // The top level as `to_json` makes it, its nodes written in the place of an empty list.
+    let J::Object(top) = top_json(g, vec![]) else { unreachable!("top_json makes an object") };
+    let mut out = Sink { w, err: None };
+    out.push("{\n");
+    for (i, (k, x)) in top.iter().enumerate() {
+        out.push("  ");
+        out.push(&text(&J::String(k.clone()))?);
+        out.push(": ");
+        if k == "nodes" && !order.is_empty() {
+            out.push("[\n");
+            for (j, &n) in order.iter().enumerate() {
+                out.push("    ");
+                let data = match &g.node(n).op {
+                    Op::Weight(WeightInit::Data(d)) => Some(d.as_slice()),
+                    _ => None,
+                };
+                write_compact(&node_json(g, n, true), 2, &mut out, data)?;
+                out.push(if j + 1 < order.len() { ",\n" } else { "\n" });
+            }
+            out.push("  ]");
+        } else {
+            write_compact(x, 1, &mut out, None)?;
+        }
+        out.push(if i + 1 < top.len() { ",\n" } else { "\n" });
+    }
+    out.push("}\n");
+    out.finish()
+}
+
+/// Where [`write_compact`] writes: the first error of the writer is kept and reported at the
+/// end ([`Sink::finish`]), the writes after it skipped.
+struct Sink<'a> {
+    w: &'a mut dyn std::io::Write,
+    err: Option<std::io::Error>,
+}
+
+impl Sink<'_> {
+    fn push(&mut self, s: &str) {
+        self.push_bytes(s.as_bytes());
+    }
+
+    fn push_bytes(&mut self, b: &[u8]) {
+        if self.err.is_none() {
+            if let Err(e) = self.w.write_all(b) {
+                self.err = Some(e);
+            }
+        }
+    }
+
+    /// The writer's first error, as an [`Error::Write`] without a path (the caller's to give).
+    fn finish(self) -> Result<()> {
+        match self.err {
+            Some(e) => Err(Error::Write { path: Default::default(), msg: e.to_string() }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One JSON value as text.
+fn text(v: &J) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// Writes `v` at indentation `depth` (two spaces a level) as [`to_string`] lays it out; the
+/// string [`STREAMED`] stands for the values `data` (as a weight's are written: each widened
+/// to f64).
+fn write_compact(v: &J, depth: usize, out: &mut Sink, data: Option<&[f32]>) -> Result<()> {
     let scalar = |v: &J| !matches!(v, J::Array(_) | J::Object(_));
-    let text = |v: &J| serde_json::to_string(v).map_err(|e| Error::Internal(e.to_string()));
     let pad = |d: usize| "  ".repeat(d);
     match v {
-        J::Array(a) if a.is_empty() => out.push_str("[]"),
-        J::Object(m) if m.is_empty() => out.push_str("{}"),
+        J::String(s) if s == STREAMED => {
+            let d = data.ok_or_else(|| Error::Internal("a weight's values to stream are missing".into()))?;
+            out.push("[");
+            // Each value as `to_json` writes it, into one buffer used again.
+            let mut buf = vec![];
+            for (i, &x) in d.iter().enumerate() {
+                if i > 0 {
+                    out.push(", ");
+                }
+                buf.clear();
+                serde_json::to_writer(&mut buf, &crate::ops::source::float_to_json(x as f64))
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                out.push_bytes(&buf);
+            }
+            out.push("]");
+        }
+        J::Array(a) if a.is_empty() => out.push("[]"),
+        J::Object(m) if m.is_empty() => out.push("{}"),
         J::Array(a) if a.iter().all(scalar) => {
-            out.push('[');
+            out.push("[");
             for (i, x) in a.iter().enumerate() {
                 if i > 0 {
-                    out.push_str(", ");
+                    out.push(", ");
                 }
-                out.push_str(&text(x)?);
+                out.push(&text(x)?);
             }
-            out.push(']');
+            out.push("]");
         }
         J::Array(a) => {
-            out.push_str("[\n");
+            out.push("[\n");
             for (i, x) in a.iter().enumerate() {
-                out.push_str(&pad(depth + 1));
-                write_compact(x, depth + 1, out)?;
-                out.push_str(if i + 1 < a.len() { ",\n" } else { "\n" });
+                out.push(&pad(depth + 1));
+                write_compact(x, depth + 1, out, data)?;
+                out.push(if i + 1 < a.len() { ",\n" } else { "\n" });
             }
-            out.push_str(&pad(depth));
-            out.push(']');
+            out.push(&pad(depth));
+            out.push("]");
         }
         J::Object(m) => {
-            out.push_str("{\n");
+            out.push("{\n");
             for (i, (k, x)) in m.iter().enumerate() {
-                out.push_str(&pad(depth + 1));
-                out.push_str(&text(&J::String(k.clone()))?);
-                out.push_str(": ");
-                write_compact(x, depth + 1, out)?;
-                out.push_str(if i + 1 < m.len() { ",\n" } else { "\n" });
+                out.push(&pad(depth + 1));
+                out.push(&text(&J::String(k.clone()))?);
+                out.push(": ");
+                write_compact(x, depth + 1, out, data)?;
+                out.push(if i + 1 < m.len() { ",\n" } else { "\n" });
             }
-            out.push_str(&pad(depth));
-            out.push('}');
+            out.push(&pad(depth));
+            out.push("}");
         }
-        _ => out.push_str(&text(v)?),
+        _ => out.push(&text(v)?),
     }
     Ok(())
 }
@@ -284,6 +389,68 @@ fn topo_records(deps: &[Vec<usize>]) -> std::result::Result<Vec<usize>, Vec<usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A graph with inline weights (values JSON writes widened to f64, the largest f32, a
+    /// NaN) and a random one, a constant and a renamed output.
+    fn weights_graph() -> Graph {
+        let mut b = crate::builder::GraphBuilder::new();
+        let x = b.input("x", crate::DType::F32, crate::shape_of(&[1, 2]));
+        let w = b.weight_data("w", crate::DType::F32, &[2, 2], vec![0.1, 1e-7, 3.402_823_5e38, f32::NAN]);
+        let r = b.weight("r", crate::DType::F32, &[2, 3], 0.5);
+        let h = b.matmul("h", x, w);
+        let y = b.matmul("y", h, r);
+        let mut g = b.finish(&[y]).unwrap();
+        g.name_output(0, "logits".into());
+        g
+    }
+
+    /// The text of `to_json`'s value laid out as before streaming: the reference.
+    fn unstreamed(g: &Graph) -> String {
+        let mut v = vec![];
+        let mut sink = Sink { w: &mut v, err: None };
+        write_compact(&to_json(g).unwrap(), 0, &mut sink, None).unwrap();
+        sink.push("\n");
+        sink.finish().unwrap();
+        String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn streamed_weights_are_written_as_the_json_value_holds_them() {
+        let g = weights_graph();
+        let text = to_string(&g).unwrap();
+        assert_eq!(text, unstreamed(&g));
+        assert!(
+            text.contains(r#""data": [0.10000000149011612, 1.0000000116860974e-7, 3.4028234663852886e+38, "nan"]"#),
+            "{text}"
+        );
+        assert_eq!(to_string(&from_str(&text).unwrap()).unwrap(), text);
+    }
+
+    /// A writer that fails after `left` bytes.
+    struct Full {
+        left: usize,
+    }
+
+    impl std::io::Write for Full {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if self.left < b.len() {
+                return Err(std::io::Error::other("no space left"));
+            }
+            self.left -= b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_writer_that_fails_is_a_write_error() {
+        for left in [0, 10, 200] {
+            let e = write(&weights_graph(), &mut Full { left }).unwrap_err();
+            assert!(matches!(&e, Error::Write { msg, .. } if msg == "no space left"), "{left}: {e:?}");
+        }
+    }
 
     fn error_of(node: &str) -> String {
         let text = format!(

@@ -5,36 +5,47 @@
 use crate::args::{FuseArgs, ReportFormat};
 use crate::out::{errln, out, outln};
 use glufuse::dump::{render, Format};
-use glufuse::files::write_output;
+use glufuse::files::{write_output, write_output_with};
 use glufuse::passes::{
     attention_report, cse_report, elementwise_report, fusion_report, layout_report, merge_report, siblings_report,
     PassManager, PassRun,
 };
-use glufuse::{Error, Result};
+use glufuse::{Error, Graph, Result};
 use std::path::Path;
 
 /// Runs the command.
 pub fn run(a: FuseArgs) -> Result<()> {
     let format = Format::from(a.format);
     let mut g = crate::progress::load(&a.graph)?;
-    let before_text = render(&g, format)?;
+    // The dump before the passes, kept until everything is computed: a text now, or in JSON
+    // (every weight's values among it) the graph itself, streamed to its file.
+    let before = match (&a.before, format) {
+        (None, _) => None,
+        (Some(_), Format::Json) => Some(Err(g.clone())),
+        (Some(_), f) => Some(Ok(render(&g, f)?)),
+    };
     let mut pm = PassManager::standard();
     pm.verify_each = true;
     let runs = crate::progress::step("running the passes", || pm.run(&mut g))?;
-    let after_text = render(&g, format)?;
-    // Everything is computed; now write, each file atomically.
-    let mut writes: Vec<(&Path, Vec<u8>)> = vec![];
+    let after_text = match format {
+        Format::Json => None,
+        f => Some(render(&g, f)?),
+    };
+    // Everything is computed; now write, each file atomically, a JSON graph as it is made.
+    let json = |p: &Path, g: &Graph| write_output_with(p, &mut |w| glufuse::json::write(g, w));
     if let Some(p) = &a.output {
-        writes.push((p, glufuse::json::to_string(&g)?.into_bytes()));
+        json(p, &g)?;
     }
-    if let Some(p) = &a.before {
-        writes.push((p, before_text.into_bytes()));
+    match (&a.before, &before) {
+        (Some(p), Some(Ok(text))) => write_output(p, text.as_bytes())?,
+        (Some(p), Some(Err(original))) => json(p, original)?,
+        _ => {}
     }
     if let Some(p) = &a.after {
-        writes.push((p, after_text.clone().into_bytes()));
-    }
-    for (p, b) in writes {
-        write_output(p, &b)?;
+        match &after_text {
+            Some(text) => write_output(p, text.as_bytes())?,
+            None => json(p, &g)?,
+        }
     }
     let rep = fusion_report(&runs).cloned().unwrap_or_default();
     // For people: the gated-FFN fusion, then the projections merged, the weights transposed,
@@ -55,7 +66,10 @@ pub fn run(a: FuseArgs) -> Result<()> {
         }
         Some(ReportFormat::Text) => out!("{}", explained()),
         None if a.explain => out!("{}", explained()),
-        None if a.output.is_none() && a.after.is_none() => out!("{after_text}"),
+        None if a.output.is_none() && a.after.is_none() => match after_text {
+            Some(text) => out!("{text}"),
+            None => out!("{}", render(&g, format)?),
+        },
         None => {
             errln!("{}", summary_line(&runs));
         }
