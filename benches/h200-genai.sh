@@ -1,7 +1,7 @@
-# onnxruntime-genai's build of the Qwen2-0.5B-sized model beside PyTorch's dynamo export, f32,
-# fused, on the GPU machine; then the genai tests natively (their binaries carried). (The
-# builder's fp16 CPU build is another graph: com.microsoft RotaryEmbedding and
-# MultiHeadAttention, no GroupQueryAttention.)
+# onnxruntime-genai's builds of the Qwen2-0.5B-sized model beside PyTorch's dynamo exports, f32
+# and f16, fused, on the GPU machine; then the genai tests natively (their binaries carried,
+# where they are). (f16: the builder's CUDA build; its fp16 CPU build is another graph,
+# com.microsoft RotaryEmbedding and MultiHeadAttention, no GroupQueryAttention.)
 set -u
 for f in .gl/*.deb; do dpkg -x "$f" / >/dev/null 2>&1; done; ldconfig
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
@@ -12,7 +12,7 @@ B=/tmp/glufuse
 run() { n=$1; shift; echo "## $n"; timeout 150 $B bench "$@" --part fused --in-process --json $OUT/$n.json > $OUT/$n.md 2>&1; echo "exit $?"; grep -E "GPU time per call|dispatches \||fused gated|call latency" $OUT/$n.md; }
 kv="--dim batch_size=1 --dim sequence_length=1 --dim past_sequence_length=128 --dim total_sequence_length=129 --reps 20 --samples 7"
 pre="--dim batch_size=1 --dim sequence_length=128 --dim past_sequence_length=0 --dim total_sequence_length=128 --reps 10 --samples 7"
-for d in f32; do
+for d in f32 f16; do
   g=/tmp/m/genai_$d/model.onnx; y=/tmp/m/qwen05b_$d
   [ -f $g ] || { echo "no $g"; continue; }
   run dyn_kv_$d $y/model_kvstep.onnx --dim past=128 --dim new=1 --dim all=129 --reps 20 --samples 7
@@ -32,9 +32,10 @@ fi
 # Made here first: Qwen2Config(hidden 896, intermediate 4864, 24 layers, 14 heads, 2 KV heads,
 # vocab 151936, max positions 4096, untied), random init, save_pretrained with a word-level
 # tokenizer (tests/data/genai/export_genai.py's), then
-#   python3 -m onnxruntime_genai.models.builder -m HF -i HF -o OUT -p fp32 -e cpu
-# and the graph without its weights (model.onnx, its data file left behind) as
-# .carry/genai05.tar.xz (genai_f32/model.onnx); the dynamo graphs as for
+#   python3 -m onnxruntime_genai.models.builder -m HF -i HF -o OUT32 -p fp32 -e cpu
+#   python3 -m onnxruntime_genai.models.builder -m HF -i HF -o OUT16 -p fp16 -e cuda
+# and the graphs without their weights (model.onnx, the data files left behind) as
+# .carry/genai05.tar.xz (genai_f32/model.onnx, genai_f16/model.onnx); the dynamo graphs as for
 # benches/h200-optimum.sh (.carry/g.tar.xz, .carry/g32.tar.xz); tests.tar.xz: the stripped
 # `models` and `onnx` test binaries.
 # Device: run with carry [.gl, .carry/glufuse.xz, .carry/g.tar.xz, .carry/g32.tar.xz,

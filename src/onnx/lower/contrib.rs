@@ -116,9 +116,9 @@ fn quick_gelu(c: &mut Ctx, attrs: &Attrs) -> Result<Vec<Option<Src>>, String> {
 /// 1` and `total_sequence_length` is `past + length` (what a model run with an attention mask
 /// of all ones gives). Where a run's are not, it fails with an index error naming the node's
 /// `.check_seqlens_k_is_past_plus_new_minus_1` (a gather of one element at twice the
-/// differences), rather than give
-/// what onnxruntime would not. Refused at load, naming what: `smooth_softmax`, `qk_output`,
-/// `position_ids`, `head_sink`, a quantized cache, a sliding window (`local_window_size`).
+/// differences), rather than give what onnxruntime would not. Refused at load, naming what:
+/// `smooth_softmax`, `qk_output`, `position_ids`, `head_sink`, a quantized cache, a sliding
+/// window (`local_window_size`).
 fn group_query_attention(c: &mut Ctx, attrs: &Attrs) -> Result<Vec<Option<Src>>, String> {
     for (a, what) in [("smooth_softmax", "smooth softmax"), ("qk_output", "the QK output")] {
         if attrs.int(a).unwrap_or(0) != 0 {
