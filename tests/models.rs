@@ -337,9 +337,10 @@ const GENAI_REFERENCE_SETS: usize = 9 * 4;
 
 /// A KV-step graph's attention over many query rows (a 20-token prompt through optimum's
 /// graph) takes two kernels, the present keys and values first, so that no query row
-/// computes the new keys' rotary embedding again; a decode step (one new token) takes one.
-/// (That the outputs are right: `optimum_exports_match_onnxruntime_fused_and_unfused`, sets
-/// `p3` and `s3`.)
+/// computes the new keys' rotary embedding again, the first also copying the present keys
+/// with their positions last into the scratch buffer (`kts`), which the rows read K from; a
+/// decode step (one new token) takes one, with no copy. (That the outputs are right:
+/// `optimum_exports_match_onnxruntime_fused_and_unfused`, sets `p3` and `s3`.)
 #[test]
 fn a_prompt_through_a_kv_step_graph_writes_its_present_keys_first() {
     let m = "o_llama";
@@ -353,6 +354,16 @@ fn a_prompt_through_a_kv_step_graph_writes_its_present_keys_first() {
         let attention = ks.iter().filter(|k| k.source().kind == glufuse::codegen::KernelKind::Attention).count();
         assert_eq!(attention, 2, "{tag}: one attention a layer");
         assert_eq!(present, if split { 2 } else { 0 }, "{tag}");
+        for k in &ks {
+            let src = k.source();
+            let copies = src.wgsl.contains("var<storage, read_write> kts");
+            let reads = src.wgsl.contains("var<storage, read> kts");
+            let is_present = src.name.ends_with(".present");
+            let is_rows = src.kind == glufuse::codegen::KernelKind::Attention;
+            assert_eq!(copies, split && is_present, "{tag} {}", src.name);
+            assert_eq!(reads, split && is_rows, "{tag} {}", src.name);
+            assert_eq!(src.scratch_bytes > 0, split && (is_present || is_rows), "{tag} {}", src.name);
+        }
     }
 }
 

@@ -284,7 +284,37 @@ pub(crate) fn kernel_outs(
     checks: Vec<Check>,
     t: &Target,
 ) -> Result<KernelSource> {
-    assemble(g, name, kind, ins, outs, false, None, 0, groups, threads, prelude, body, checks, t)
+    assemble(g, name, kind, ins, outs, false, None, None, 0, groups, threads, prelude, body, checks, t)
+}
+
+/// The shared scratch buffer as a kernel other than a split projection's uses it
+/// ([`KernelSource::scratch_bytes`]): bound after the outputs as `name`, f32, written or read.
+pub(crate) struct Scratch {
+    /// Its name in the WGSL.
+    pub name: &'static str,
+    /// Whether the kernel writes it (else it reads what the kernel before it wrote).
+    pub write: bool,
+    /// Bytes the kernel uses.
+    pub bytes: u64,
+}
+
+/// [`kernel_outs`] binding the scratch buffer as `scratch` says after the outputs.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn kernel_outs_scratch(
+    g: &Graph,
+    name: String,
+    kind: KernelKind,
+    ins: &[Value],
+    outs: &[Value],
+    scratch: Option<&Scratch>,
+    groups: u64,
+    threads: u32,
+    prelude: &str,
+    body: &str,
+    checks: Vec<Check>,
+    t: &Target,
+) -> Result<KernelSource> {
+    assemble(g, name, kind, ins, outs, false, None, scratch, 0, groups, threads, prelude, body, checks, t)
 }
 
 /// WGSL of the `u32` holding f32 values `a` (low half) and `b` (high half) as f16, for a
@@ -344,7 +374,7 @@ pub(crate) fn kernel_flags(
     t: &Target,
 ) -> Result<KernelSource> {
     let groups = (total as u64).div_ceil(WORKGROUP as u64);
-    assemble(g, name, kind, ins, &[out], false, None, flags.max(1), groups, WORKGROUP, "", body, checks, t)
+    assemble(g, name, kind, ins, &[out], false, None, None, flags.max(1), groups, WORKGROUP, "", body, checks, t)
 }
 
 /// The module and [`KernelSource`] of [`kernel_outs`] and [`kernel_flags`]: inputs (but the
@@ -362,6 +392,7 @@ pub(crate) fn assemble(
     outs: &[Value],
     out0_packed: bool,
     parts: Option<&crate::program::PartsRead>,
+    scratch: Option<&Scratch>,
     flags: usize,
     groups: u64,
     threads: u32,
@@ -391,6 +422,8 @@ pub(crate) fn assemble(
     }
     if parts.is_some() {
         binds.push(("part".into(), false, "f32"));
+    } else if let Some(sc) = scratch {
+        binds.push((sc.name.into(), sc.write, "f32"));
     }
     if flags > 0 {
         binds.push(("flag".into(), true, "atomic<u32>"));
@@ -402,7 +435,7 @@ pub(crate) fn assemble(
         wgsl.insert_str(0, &decl);
     }
     Ok(KernelSource {
-        scratch_bytes: parts.map_or(0, |p| p.scratch_bytes()),
+        scratch_bytes: parts.map_or(scratch.map_or(0, |sc| sc.bytes), |p| p.scratch_bytes()),
         flag_words: flags as u64,
         name,
         kind,
