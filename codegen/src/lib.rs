@@ -308,7 +308,9 @@ pub struct KernelSource {
     /// words), 0 for none: the partial sums of a split-K GEMV, written by its first kernel
     /// and read by its second ([`ProjKernel::SplitSum`]) or, in its place, by the one program
     /// reading the projection's output (a plain `MatMul`'s, where that program is the next
-    /// kernel: see [`generate`]). One buffer, of the largest size any kernel asks, serves
+    /// kernel: see [`generate`]); or an attention's present keys with their positions last,
+    /// written by its present-keys kernel and read by its rows kernel, the next one
+    /// (`program::attention_kernels`). One buffer, of the largest size any kernel asks, serves
     /// every kernel of an executable (they run one after another).
     pub scratch_bytes: u64,
     /// Words of flags the kernel counts with atomics, bound after `bindings` (and the

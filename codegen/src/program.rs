@@ -419,7 +419,7 @@ fn attention_over(
         // The other outputs alone, a thread an element ([`attention_kernels`]).
         let body = format!("    let i = gid * {threads}u + lid;\n{side}");
         let prelude = crate::elementwise::helpers_for(&body);
-        return crate::wgsl::kernel_outs_scratch(
+        return crate::wgsl::kernel_outs(
             g,
             name,
             KernelKind::Program,
@@ -812,7 +812,7 @@ fn attention_over(
     prelude.push_str(&staged_decls);
     prelude.push_str(&crate::elementwise::helpers_for(&format!("{body}\n{prelude}")));
     let checks = sw.sites.checks;
-    crate::wgsl::kernel_outs_scratch(
+    crate::wgsl::kernel_outs(
         g,
         name,
         KernelKind::Attention,

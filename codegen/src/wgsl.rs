@@ -266,25 +266,7 @@ pub(crate) fn kernel(
     checks: Vec<Check>,
     t: &Target,
 ) -> Result<KernelSource> {
-    kernel_outs(g, name, kind, ins, &[out], groups, threads, prelude, body, checks, t)
-}
-
-/// [`kernel`] writing several outputs, bound as `out0, out1, ..` after the inputs.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn kernel_outs(
-    g: &Graph,
-    name: String,
-    kind: KernelKind,
-    ins: &[Value],
-    outs: &[Value],
-    groups: u64,
-    threads: u32,
-    prelude: &str,
-    body: &str,
-    checks: Vec<Check>,
-    t: &Target,
-) -> Result<KernelSource> {
-    assemble(g, name, kind, ins, outs, false, None, None, 0, groups, threads, prelude, body, checks, t)
+    kernel_outs(g, name, kind, ins, &[out], None, groups, threads, prelude, body, checks, t)
 }
 
 /// The shared scratch buffer as a kernel other than a split projection's uses it
@@ -298,9 +280,10 @@ pub(crate) struct Scratch {
     pub bytes: u64,
 }
 
-/// [`kernel_outs`] binding the scratch buffer as `scratch` says after the outputs.
+/// [`kernel`] writing several outputs, bound as `out0, out1, ..` after the inputs (and the
+/// scratch buffer after them, as `scratch` says, where given).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn kernel_outs_scratch(
+pub(crate) fn kernel_outs(
     g: &Graph,
     name: String,
     kind: KernelKind,
