@@ -251,7 +251,8 @@ fn genai_dir() -> PathBuf {
 /// q, k and v packed in one input and the rotary embedding inside it, the caches' width a
 /// symbol (`kv_cache_dim`, declared the heads' width at load), skip RMS norms, constants
 /// declared scalars where they are `[1]`; the int4 build's projections `MatMulNBits`; the f16
-/// build (the builder's CUDA one) f16 throughout; the LongRoPE build's rotary tables picked by
+/// build (the builder's CUDA one) f16 throughout; the DirectML build's rotary embedding a
+/// `com.microsoft::RotaryEmbedding` before the attention; the LongRoPE build's rotary tables picked by
 /// an `If` on the length (a `Where` of its constant branches). Each
 /// has a gated FFN a layer, fused; every set (a prompt, a step after a past of 5, three tokens
 /// after a past of 4, a batch of two prompts) matches onnxruntime on the interpreter and the
@@ -332,8 +333,8 @@ fn genai_runs_with_padding_or_a_wrong_cache_are_refused() {
     assert!(e.contains("GroupQueryAttention") && e.contains("position_ids input is not supported"), "{e}");
 }
 
-/// Reference sets of `genai_dir`: nine builds, four sets each.
-const GENAI_REFERENCE_SETS: usize = 9 * 4;
+/// Reference sets of `genai_dir`: ten builds, four sets each.
+const GENAI_REFERENCE_SETS: usize = 10 * 4;
 
 /// A KV-step graph's attention over many query rows (a 20-token prompt through optimum's
 /// graph) takes two kernels, the present keys and values first, so that no query row

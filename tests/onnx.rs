@@ -648,6 +648,32 @@ fn group_query_attention_matches_onnxruntime() {
     assert_eq!(attention.count(), 6);
 }
 
+/// onnxruntime's `RotaryEmbedding` (domain `com.microsoft`: onnxruntime-genai's DirectML
+/// builds rotate q and k with it): 3-D inputs at positions per row, from one start,
+/// interleaved, over part of each head, and a 4-D `[batch, heads, length, head]` input give
+/// onnxruntime's outputs within 1e-5 of the largest value, on the interpreter and the GPU,
+/// fused and unfused (`tests/data/onnx_extra/make_rotary_ms.py`).
+#[test]
+fn onnxruntime_rotary_embedding_matches_onnxruntime() {
+    outputs_match_onnxruntime("rotary_ms", |got, want, what| close(got, want, what, 1e-5));
+    // A scale of the positions and packed batching are refused, naming the node and what.
+    use glufuse::onnx::proto::{AttributeProto, ModelProto};
+    use prost::Message;
+    let path = common::root().join("tests/data/onnx_extra/rotary_ms.onnx");
+    let bytes = std::fs::read(&path).unwrap();
+    for attr in [
+        AttributeProto { name: Some("scale".into()), r#type: Some(1), f: Some(2.0), ..Default::default() },
+        AttributeProto { name: Some("is_packed_batching".into()), r#type: Some(2), i: Some(1), ..Default::default() },
+    ] {
+        let mut m = ModelProto::decode(bytes.as_slice()).unwrap();
+        let name = attr.name.clone().unwrap();
+        m.graph.as_mut().unwrap().node[0].attribute.push(attr);
+        let e = glufuse::onnx::load(&path, &m.encode_to_vec()).unwrap_err().to_string();
+        let what = if name == "scale" { "scale of the positions" } else { "is_packed_batching" };
+        assert!(e.contains("node 'rows'") && e.contains(what), "{name}: {e}");
+    }
+}
+
 /// An `If` on a condition computed at run time whose branches are constants (as
 /// onnxruntime-genai's LongRoPE builds pick their rotary tables) is a `Where` of them: the
 /// then branch taken by one, the else branch by the other, both outputs of one, each as

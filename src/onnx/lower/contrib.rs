@@ -6,9 +6,9 @@
 //! which onnxruntime registers in the default domain, is [`super::lower`]'s, as RMS norm.)
 //! And `GroupQueryAttention`, the attention of the models onnxruntime-genai's model builder
 //! writes (Phi-3/4, Llama, Qwen, Mistral, Gemma as published for onnxruntime-genai), where
-//! each batch row's keys are the past's and the new ones (no padding: checked at run time).
-//! The other attention ops (`Attention`, `MultiHeadAttention`) and `RotaryEmbedding` of this
-//! domain are not modelled: they stay opaque.
+//! each batch row's keys are the past's and the new ones (no padding: checked at run time),
+//! and the `RotaryEmbedding` its DirectML builds apply before it. The other attention ops
+//! (`Attention`, `MultiHeadAttention`) of this domain are not modelled: they stay opaque.
 
 use super::*;
 
@@ -34,6 +34,7 @@ pub(super) fn lower(c: &mut Ctx, op: &str, attrs: &Attrs) -> Option<Result<Vec<O
         "BiasGelu" => arity(c, 2, 2, 1).and_then(|()| gelu(c, UnaryOp::GeluErf, true)),
         "Gelu" => arity(c, 1, 1, 1).and_then(|()| gelu(c, UnaryOp::GeluErf, false)),
         "QuickGelu" => arity(c, 1, 1, 1).and_then(|()| quick_gelu(c, attrs)),
+        "RotaryEmbedding" => arity(c, 4, 4, 1).and_then(|()| rotary_embedding(c, attrs)),
         // (Key and value may be left out, packed in the query.)
         "GroupQueryAttention" => arity(c, 1, 12, 4).and_then(|()| group_query_attention(c, attrs)),
         _ => return None,
@@ -272,4 +273,84 @@ fn group_query_attention(c: &mut Ctx, attrs: &Attrs) -> Result<Vec<Option<Src>>,
     let (y, present_k, present_v) = llm::attend(c, (qx, qd), (kx, kd), vx, past, mask, &a)?;
     let y = llm::joined(c, y);
     Ok(vec![Some(y), Some(present_k), Some(present_v), None])
+}
+
+/// onnxruntime's `RotaryEmbedding` (domain `com.microsoft`; onnxruntime-genai's DirectML builds
+/// rotate q and k with it before `GroupQueryAttention`): the input `[batch, length, hidden]`
+/// (heads of `2·cos_cache`'s width, or `num_heads` of them) or `[batch, heads, length, head]`,
+/// rotated at `position_ids` (`[batch, length]`, or one start for every row) by
+/// `cos_cache`/`sin_cache` (`[positions, rot/2]`): the first `rotary_embedding_dim` of each
+/// head (all of it where 0), in halves or `interleaved`. Refused, naming what: `scale` other
+/// than 1, `is_packed_batching`.
+fn rotary_embedding(c: &mut Ctx, attrs: &Attrs) -> Result<Vec<Option<Src>>, String> {
+    if attrs.int("is_packed_batching").unwrap_or(0) != 0 {
+        return Err("packed batching (is_packed_batching) is not supported".into());
+    }
+    if let Some(s) = attrs.float("scale").filter(|&s| s != 1.0) {
+        return Err(format!("a scale of the positions ({s}) is not supported"));
+    }
+    let t = c.ty(0)?;
+    let cache = c.ty(2)?;
+    let half = match (cache.rank(), cache.shape.get(1).and_then(Dim::fixed)) {
+        (2, Some(h)) if h > 0 && c.ty(3)? == cache => h,
+        _ => {
+            return Err(format!(
+                "cos_cache and sin_cache must be [positions, rot/2] alike, not {cache} and {}",
+                c.ty(3)?
+            ))
+        }
+    };
+    let rot_attr = attrs.int("rotary_embedding_dim").unwrap_or(0);
+    let rot = if rot_attr > 0 { rot_attr as u64 } else { 2 * half };
+    if rot != 2 * half {
+        return Err(format!("rotary_embedding_dim {rot} is not twice the caches' width {half}"));
+    }
+    let heads_attr = attrs.int("num_heads").unwrap_or(0);
+    let (x, heads_axis, head) = match t.rank() {
+        4 => {
+            let head = t.shape[3].fixed().ok_or_else(|| format!("the head width of {t} must be known"))?;
+            (Src::In(0), 1, head)
+        }
+        3 => {
+            let hidden = t.shape[2].fixed().ok_or_else(|| format!("the hidden size of {t} must be known"))?;
+            let heads = match heads_attr {
+                h if h > 0 => h as u64,
+                _ if rot_attr == 0 => hidden / rot,
+                _ => return Err("a partial rotation (rotary_embedding_dim) of a 3-D input needs num_heads".into()),
+            };
+            if heads == 0 || hidden % heads != 0 {
+                return Err(format!("{t}'s hidden size is not a multiple of {heads} heads"));
+            }
+            let shape = [0, 0, heads as i64, (hidden / heads) as i64].map(DimExpr::constant).to_vec();
+            (c.step("heads", Op::Reshape { shape }, vec![Src::In(0)]), 2, hidden / heads)
+        }
+        r => return Err(format!("the input has rank {r}, not 3 or 4")),
+    };
+    if rot > head {
+        return Err(format!("the rotation's {rot} elements are more than the head width {head}"));
+    }
+    let seq = if heads_axis == 1 { t.shape[2].expr() } else { t.shape[1].expr() };
+    let p = c.ty(1)?;
+    // The positions read: [batch, length], or from one start [1, length].
+    let (positions, batch) = match p.rank() {
+        2 => (c.step("positions", Op::Cast { to: DType::I64 }, vec![Src::In(1)]), p.shape[0].expr()),
+        1 if p.shape[0].fixed() == Some(1) => {
+            let from = c.step("offsets", indices(seq.clone()), vec![]);
+            let start = c.step("start", Op::Cast { to: DType::I64 }, vec![Src::In(1)]);
+            let at = c.step("positions_from_start", Op::Binary(BinaryOp::Add), vec![from, start]);
+            let shape = vec![DimExpr::constant(1), DimExpr::constant(-1)];
+            (c.step("positions", Op::Reshape { shape }, vec![at]), DimExpr::constant(1))
+        }
+        _ => return Err(format!("position_ids are {p}: [batch, length] or one start, [1]")),
+    };
+    let cos = c.step("cos_at", Op::Gather { axis: 0 }, vec![Src::In(2), positions.clone()]);
+    let sin = c.step("sin_at", Op::Gather { axis: 0 }, vec![Src::In(3), positions]);
+    let dims = vec![batch, seq, DimExpr::constant(half as i64)];
+    let r = llm::Rotation { heads_axis, head, rot, interleaved: attrs.int("interleaved").unwrap_or(0) != 0 };
+    let mut y = llm::rotate(c, x, (cos, sin), &dims, &r)?;
+    if t.rank() == 3 {
+        let shape = [0, 0, -1].map(DimExpr::constant).to_vec();
+        y = c.step("", Op::Reshape { shape }, vec![y]);
+    }
+    Ok(vec![Some(y)])
 }

@@ -46,7 +46,7 @@ ARCHS = {
 # (arch, precision) pairs built; int4 only where the builder quantizes a model this small.
 BUILDS = [("llama", "fp32"), ("qwen2", "fp32"), ("mistral", "fp32"), ("phi3", "fp32"),
           ("gemma", "fp32"), ("qwen3", "fp32"), ("phi3_longrope", "fp32"),
-          ("llama", "int4"), ("llama", "fp16")]
+          ("llama", "int4"), ("llama", "fp16"), ("llama", "fp16_dml")]
 # (Gemma 2's sliding layers: onnxruntime 1.30's kernel then wants a past of at least the
 # window, a cache kept otherwise; not modelled, refused at load.)
 
@@ -72,9 +72,11 @@ def build(arch, prec, work):
     # MultiHeadAttention, and onnxruntime 1.30 fails on its steps); the graph is the CPU
     # one's in f16 (genai shares the past and present buffers there, a choice of its own
     # runtime, not of the graph).
-    ep = "cuda" if prec == "fp16" else "cpu"
+    # fp16_dml: the DirectML build, its rotary embedding a RotaryEmbedding before the attention
+    # and position_ids an input.
+    ep = {"fp16": "cuda", "fp16_dml": "dml"}.get(prec, "cpu")
     cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-m", hf, "-i", hf, "-o", out,
-           "-p", prec, "-e", ep]
+           "-p", prec.removesuffix("_dml"), "-e", ep]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     m = onnx.load(os.path.join(out, "model.onnx"))  # external data read in
     name = f"g_{arch}_{prec}".replace("fp16", "f16")
@@ -94,6 +96,8 @@ def sets(m, width):
             "input_ids": rng.integers(0, VOCAB, (batch, new), dtype=np.int64),
             "attention_mask": np.ones((batch, past + new), dtype=np.int64),
         }
+        if any(i.name == "position_ids" for i in m.graph.input):
+            feeds["position_ids"] = np.tile(np.arange(past, past + new, dtype=np.int64), (batch, 1))
         for n in layers:
             feeds[n] = rng.standard_normal((batch, heads, past, width)).astype(dtype)
         yield tag, feeds
