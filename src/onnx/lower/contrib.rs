@@ -326,8 +326,10 @@ fn rotary_embedding(c: &mut Ctx, attrs: &Attrs) -> Result<Vec<Option<Src>>, Stri
         }
         r => return Err(format!("the input has rank {r}, not 3 or 4")),
     };
-    if rot > head {
-        return Err(format!("the rotation's {rot} elements are more than the head width {head}"));
+    if rot > head || (rot_attr == 0 && rot != head) {
+        return Err(format!(
+            "the caches rotate {rot} elements of a head of {head} (rotary_embedding_dim {rot_attr}: 0 rotates whole heads)"
+        ));
     }
     let seq = if heads_axis == 1 { t.shape[2].expr() } else { t.shape[1].expr() };
     let p = c.ty(1)?;
