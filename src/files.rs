@@ -50,11 +50,8 @@ pub fn load_graph_with(path: &Path, fixed: &std::collections::HashMap<String, cr
             let text = std::str::from_utf8(&bytes).map_err(|_| Error::input("not UTF-8 text").in_file(path))?;
             let g = crate::json::from_str(text).map_err(|e| e.in_file(path))?;
             // (No `If` here; a value fixed for a name that is no input is refused all the same.)
-            let names: Vec<String> = g.input_nodes().into_iter().map(|n| g.node(n).name.clone()).collect();
-            if let Some(name) = fixed.keys().find(|k| !names.contains(k)) {
-                let msg = format!("the graph has no input '{name}'; its inputs are: {}", names.join(", "));
-                return Err(Error::input(msg).in_file(path));
-            }
+            let names: Vec<&str> = g.input_nodes().into_iter().map(|n| g.node(n).name.as_str()).collect();
+            crate::onnx::refuse_unknown_inputs(fixed, &names).map_err(|e| e.in_file(path))?;
             Ok(g)
         }
     }

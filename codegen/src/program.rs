@@ -312,8 +312,8 @@ pub(crate) fn attention_kernels(
     // an H200: the attention 1070 µs against the prefill export's 415 before.
     let copy = keys_out.filter(|&(k, _)| dims(g, Value { node: n, output: 1 + k }, b).is_ok_and(|d| d.len() >= 2));
     let present = attention_over(g, n, a, ins, Part::Present(copy.map(|(k, _)| k)), b, t)?;
-    let read = copy.and_then(|(_, input)| renumber(input));
-    let rows = attention_over(g, n, &rows, kept.iter().map(|&k| all[k]).collect(), Part::Rows(read), b, t)?;
+    let keys_at = copy.and_then(|(_, input)| renumber(input));
+    let rows = attention_over(g, n, &rows, kept.iter().map(|&k| all[k]).collect(), Part::Rows(keys_at), b, t)?;
     Ok(vec![present, rows])
 }
 
@@ -367,7 +367,7 @@ fn attention_over(
     let mut kw = Writer::over(g, n, ins.clone(), b, kp, kt, Sites::new(&name), 0)?;
     let mut scratch = None;
     if let Part::Rows(Some(k)) = part {
-        kw.swapped = Some((k, KEYS_T));
+        kw.swapped = Some(k);
         let bytes = dims(g, ins[k], b)?.iter().product::<usize>() as u64 * 4;
         scratch = Some(crate::wgsl::Scratch { name: KEYS_T, write: false, bytes });
     }
@@ -1101,9 +1101,9 @@ struct Writer<'a> {
     sfx: String,
     /// An input read as partial sums ([`PartsRead`]).
     parts: Option<PartsRead>,
-    /// An input read from the scratch array named here, which holds it with its last two
+    /// An input read from the scratch buffer as [`KEYS_T`], which holds it with its last two
     /// axes swapped (an attention's present keys, positions last: [`attention_kernels`]).
-    swapped: Option<(usize, &'static str)>,
+    swapped: Option<usize>,
     /// Steps whose value at the row's coordinates a workgroup array holds, by step and row
     /// suffix: the WGSL reading it (an attention's softmax operand, kept from its first
     /// round).
@@ -1268,12 +1268,12 @@ impl<'a> Writer<'a> {
             Step::Input(i) if self.parts.is_some_and(|p| p.input == *i) => {
                 self.parts.expect("checked").sum(&Self::flat(c, &self.in_dims[*i]))
             }
-            Step::Input(i) if self.swapped.is_some_and(|(k, _)| k == *i) => {
+            Step::Input(i) if self.swapped == Some(*i) => {
                 let (mut cs, mut ds) = (c.to_vec(), self.in_dims[*i].clone());
                 let r = ds.len();
                 cs.swap(r - 2, r - 1);
                 ds.swap(r - 2, r - 1);
-                format!("{}[{}]", self.swapped.expect("checked").1, Self::flat(&cs, &ds))
+                format!("{KEYS_T}[{}]", Self::flat(&cs, &ds))
             }
             Step::Input(i) => {
                 let v = self.ins[*i];

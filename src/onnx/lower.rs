@@ -149,7 +149,8 @@ impl Ctx<'_> {
 /// lengths are taken, the shorter one padded with rows of zeros: it is taken only for a total
 /// length of at most its own, so no position read lies in the padding.
 pub fn lower_if_of_constants(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Option<Lowering>, String> {
-    let branch = |which: &str| -> Result<Option<HashMap<String, Known>>, String> {
+    // Each branch's outputs, in order, where it holds constants only.
+    let branch = |which: &str| -> Result<Option<Vec<Known>>, String> {
         let Some(g) = attrs.0.get(which).and_then(|a| a.g.as_ref()) else { return Ok(None) };
         let mut vals = HashMap::new();
         for t in &g.initializer {
@@ -163,12 +164,8 @@ pub fn lower_if_of_constants(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs)
             let a = Attrs(node.attribute.iter().map(|a| (a.name.as_deref().unwrap_or(""), a)).collect());
             vals.insert(node.output[0].clone(), constant_attr(&a, env.dir())?);
         }
-        let outs: Option<HashMap<String, Known>> = g
-            .output
-            .iter()
-            .enumerate()
-            .map(|(k, o)| vals.get(o.name.as_deref().unwrap_or("")).map(|v| (k.to_string(), v.clone())))
-            .collect();
+        let outs: Option<Vec<Known>> =
+            g.output.iter().map(|o| vals.get(o.name.as_deref().unwrap_or("")).cloned()).collect();
         Ok(outs.filter(|o| o.len() == n.output.len()))
     };
     let (Some(then), Some(other)) = (branch("then_branch")?, branch("else_branch")?) else { return Ok(None) };
@@ -178,12 +175,10 @@ pub fn lower_if_of_constants(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs)
     });
     let mut c = Ctx { env, n, steps: vec![] };
     let mut outs = vec![];
-    for k in 0..n.output.len() {
-        let (mut a, mut b) = (then[&k.to_string()].clone(), other[&k.to_string()].clone());
+    for (k, (mut a, mut b)) in then.into_iter().zip(other).enumerate() {
         if rotary_tables && a.ty() != b.ty() {
             (a, b) = (pad_rows(&a, b.dims.first().copied()), pad_rows(&b, a.dims.first().copied()));
         }
-        let (a, b) = (&a, &b);
         if a.ty() != b.ty() {
             return Err(format!(
                 "output {k} is {} in then_branch and {} in else_branch: a condition known only at run time needs one type",
@@ -191,8 +186,7 @@ pub fn lower_if_of_constants(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs)
                 b.ty()
             ));
         }
-        let ins =
-            vec![Src::In(0), Src::Known(format!("then{k}"), a.clone()), Src::Known(format!("else{k}"), b.clone())];
+        let ins = vec![Src::In(0), Src::Known(format!("then{k}"), a), Src::Known(format!("else{k}"), b)];
         outs.push(Some(c.step(&format!("out{k}"), Op::Where, ins)));
     }
     Ok(c.done(outs))

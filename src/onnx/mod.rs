@@ -122,6 +122,17 @@ fn take_required() -> Option<(String, DimExpr)> {
     REQUIRED.with(|r| r.borrow_mut().take())
 }
 
+/// An error naming a value fixed at load (`fixed`, by name: [`load_with`]) under a name that
+/// is none of the graph's inputs (`names`): a typo.
+pub(crate) fn refuse_unknown_inputs(fixed: &HashMap<String, Tensor>, names: &[&str]) -> Result<()> {
+    match fixed.keys().find(|k| !names.contains(&k.as_str())) {
+        Some(name) => {
+            Err(Error::input(format!("the graph has no input '{name}'; its inputs are: {}", names.join(", "))))
+        }
+        None => Ok(()),
+    }
+}
+
 /// Most symbols [`load`] solves for.
 const MAX_UNIFY: usize = 8;
 
@@ -314,9 +325,7 @@ impl<'p> Loader<'p> {
         // A value fixed for a name that is no input of the graph is refused, as a file given
         // for one is.
         let names: Vec<&str> = graph.input.iter().filter_map(|vi| vi.name.as_deref()).collect();
-        if let Some(name) = self.fixed.keys().find(|k| !names.contains(&k.as_str())) {
-            return Err(Error::input(format!("the graph has no input '{name}'; its inputs are: {}", names.join(", "))));
-        }
+        refuse_unknown_inputs(self.fixed, &names)?;
         // The inputs an `If` takes as its condition, of those given a value.
         let conditions: BTreeSet<&str> = graph
             .node
