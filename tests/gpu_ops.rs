@@ -761,6 +761,86 @@ fn a_tied_embedding_is_read_in_place_by_the_lm_head() {
     }
 }
 
+/// A mixture of experts' weights picked per token (Hugging Face's `batched_mm`:
+/// `gate_up_proj[expert_ids]`, then a batched product): the batched product reads the
+/// table in place at the slab each index names, so the gather takes no kernel and no buffer
+/// (the copy it made was every token's expert matrices). `Gather` and `GatherND` forms, the
+/// gathered operand first or second, a table of rank 4 (a batch dim inside each slab), f32
+/// and f16 tables, negative indices: all match the interpreter. A gather that is also a graph
+/// output still runs. An index out of range is an error naming the gather and the input,
+/// and the next run is not poisoned by it.
+#[test]
+fn expert_weights_picked_per_token_are_read_in_place() {
+    use glufuse::codegen::{generate, manifest, KernelKind, Target};
+    let Some(gpu) = common::gpu() else { return };
+    let (e, s) = (3, 4);
+    let ids_t = i64s(&[s], &[2, 0, -1, 1]);
+    for dtype in [DType::F32, DType::F16] {
+        // (form, table dims, x dims, gathered operand first, the gather also an output)
+        let forms = [
+            ("Gather", vec![e, 6, 5], vec![s as u64, 5, 1], true, false),
+            ("GatherND", vec![e, 6, 5], vec![s as u64, 5, 1], true, false),
+            ("Gather", vec![e, 5, 6], vec![s as u64, 1, 5], false, false),
+            ("Gather", vec![e, 2, 5, 6], vec![s as u64, 2, 3, 5], false, false),
+            ("Gather", vec![e, 6, 5], vec![s as u64, 5, 1], true, true),
+        ];
+        for (form, td, xd, first, output) in forms {
+            let what = format!("{dtype:?} {form} of {td:?}, x {xd:?}, gathered first: {first}, an output: {output}");
+            let mut b = GraphBuilder::new();
+            let ids = b.input("ids", DType::I64, shape_of(&[s as u64]));
+            let x = b.input("x", DType::F32, shape_of(&xd));
+            let x = b.node("x16", Op::Cast { to: dtype }, &[x], vec![])[0];
+            let table = b.weight("experts", dtype, &td, 1.0);
+            let picked = if form == "Gather" {
+                b.node("pick", Op::Gather { axis: 0 }, &[table, ids], vec![])[0]
+            } else {
+                let tuples = b.node(
+                    "tuples",
+                    Op::Reshape { shape: vec![DimExpr::constant(s as i64), DimExpr::constant(1)] },
+                    &[ids],
+                    vec![],
+                )[0];
+                b.node("pick", Op::GatherND { batch_dims: 0 }, &[table, tuples], vec![])[0]
+            };
+            let y = if first { b.matmul("bmm", picked, x) } else { b.matmul("bmm", x, picked) };
+            let g = b.finish(&if output { vec![y, picked] } else { vec![y] }).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let m = HashMap::from([
+                ("ids".to_string(), ids_t.clone()),
+                ("x".to_string(), rand(&xd.iter().map(|&d| d as usize).collect::<Vec<_>>(), 5)),
+            ]);
+            let want = interp::run(&g, &m).unwrap();
+            let mut sess = Session::new(&gpu, g.clone()).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let got = sess.run(&m).unwrap_or_else(|e| panic!("{what}: GPU: {e}"));
+            let tol = if dtype == DType::F16 { 2e-3 } else { 1e-5 };
+            for (x, y) in got.iter().zip(&want) {
+                assert_eq!(x.shape(), y.shape(), "{what}");
+                let (abs, rel) = interp::compare(x, y);
+                assert!(rel <= tol, "{what}: GPU vs interpreter rel {rel:e} (abs {abs:e})");
+            }
+            let ks = generate(&g, &Default::default(), &Target::default()).unwrap();
+            let gathers = ks.iter().filter(|k| k.source().kind == KernelKind::Gather).count();
+            assert_eq!(gathers, output as usize, "{what}: {}", manifest(&g, &ks));
+            let bmm = ks.iter().find(|k| k.source().name == "bmm").unwrap().source();
+            let bound: Vec<String> = bmm.bindings.iter().map(|b| g.value_name(b.value)).collect();
+            let table_bound = bound.iter().any(|v| v == "experts");
+            assert_eq!(table_bound, !output, "{what}: {bound:?}");
+            // An index out of range: an error naming the gather and the input, exit 2.
+            let mut bad = m.clone();
+            bad.insert("ids".into(), i64s(&[s], &[0, 1, 3, 2]));
+            let err = sess.run(&bad).expect_err(&what);
+            let text = err.to_string();
+            assert!(
+                text.starts_with("node 'pick': index 3 is out of range for 3 elements along axis 0"),
+                "{what}: {text}"
+            );
+            assert!(text.contains("input 'ids'"), "{what}: {text}");
+            assert_eq!(err.exit_code(), 2, "{what}");
+            let again = sess.run(&m).unwrap_or_else(|e| panic!("{what}: after the error: {e}"));
+            assert_eq!(interp::compare(&again[0], &got[0]).0, 0.0, "{what}: the run after the error");
+        }
+    }
+}
+
 fn shape_of(dims: &[u64]) -> Vec<Dim> {
     dims.iter().map(|&d| Dim::Fixed(d)).collect()
 }

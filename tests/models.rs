@@ -196,26 +196,62 @@ fn every_model_matches_onnxruntime_fused_and_unfused() {
     eprintln!("{seen} reference sets in {:.1} s", t0.elapsed().as_secs_f64());
 }
 
-/// Reference sets of `more_dir`: 16 architectures and f16 twins of two (OPT, BLOOM), a
-/// dynamic-shape export (batch 1 of 5 tokens, and batch 2 of 11 with left padding) and a
-/// KV-cache step (past 9 and 1 new token, past 4 and 3) of each.
-const MORE_REFERENCE_SETS: usize = (16 + 2) * 4;
+/// Reference sets of `more_dir`: 16 architectures, 5 mixtures of experts and f16 twins of two
+/// (OPT, BLOOM), a dynamic-shape export (batch 1 of 5 tokens, and batch 2 of 11 with left
+/// padding) and a KV-cache step (past 9 and 1 new token, past 4 and 3) of each.
+const MORE_REFERENCE_SETS: usize = (16 + 5 + 2) * 4;
 
 /// The architectures beyond the twelve (tests/data/more_models, `export.py more`): OPT
 /// (positions counted from the mask), BLOOM (ALiBi), Falcon, GPT-NeoX (parallel blocks,
 /// partial rotary embedding), GPT-J (interleaved rotary), GPTBigCode (one KV head), CodeGen,
 /// Phi, Cohere, OLMo 2, Nemotron and Persimmon (squared ReLU), GPT-Neo (local attention
 /// layers), XGLM (sinusoidal positions), SmolLM3 (a layer without rotary embedding) and GLM
-/// (merged gate/up weights), and OPT and BLOOM in f16: each loads with every op modelled, its gated FFNs fuse (Cohere,
-/// OLMo 2, SmolLM3 and GLM have one a layer; the others none), and the interpreter and the
+/// (merged gate/up weights), the mixtures of experts Mixtral, Qwen2-MoE (a shared expert
+/// beside the routed ones), Qwen3-MoE, OLMoE and GraniteMoE (their expert weights picked per
+/// token and read in place: `expert_weights_are_read_in_place_not_gathered`), and OPT and BLOOM
+/// in f16: each loads with every op modelled, its gated FFNs fuse (Cohere, OLMo 2, SmolLM3,
+/// GLM and Qwen2-MoE's shared expert have one a layer; the others none), and the interpreter and the
 /// GPU, fused and unfused, match onnxruntime for every reference set (on a software adapter
 /// without `REQUIRE_GPU`, one set a model on the GPU). OPT's and BLOOM's KV-cache steps load
 /// only because the loader solves their mask's length for the cache's (`onnx::load`).
 #[test]
 fn more_architectures_match_onnxruntime_fused_and_unfused() {
-    let gated = ["m_cohere_", "m_olmo2_", "m_smollm3_", "m_glm_"];
+    let gated = ["m_cohere_", "m_olmo2_", "m_smollm3_", "m_glm_", "m_qwen2_moe_"];
     let seen = match_folder("more_architectures_match_onnxruntime_fused_and_unfused", &more_dir(), &gated);
     assert_eq!(seen, MORE_REFERENCE_SETS, "reference sets");
+}
+
+/// The mixtures of experts pick each token's expert weights (`gate_up_proj[expert_ids]` and
+/// `down_proj[expert_ids]`, a `GatherND` each, then batched products): those gathers take no
+/// kernel and no buffer, the products reading the tables in place (the values are
+/// `more_architectures_match_onnxruntime_fused_and_unfused`'s to check). Four a model (two
+/// layers).
+#[test]
+fn expert_weights_are_read_in_place_not_gathered() {
+    use glufuse::codegen::{generate, Target};
+    for arch in ["mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "granitemoe"] {
+        for (form, tag) in [("dynseq", "b2s11"), ("kvstep", "past4n3")] {
+            let m = format!("m_{arch}_{form}");
+            let mut g = load_graph(&more_dir().join(format!("{m}.onnx"))).unwrap_or_else(|e| panic!("{e}"));
+            PassManager::standard().run(&mut g).unwrap_or_else(|e| panic!("{m}: {e}"));
+            let picked: Vec<_> = g
+                .topo_order()
+                .unwrap()
+                .into_iter()
+                .filter(|&n| g.gathered_rows(glufuse::ir::Value::of(n)).is_some())
+                .collect();
+            assert_eq!(picked.len(), 4, "{m}: the experts' gathers read in place");
+            let b = bindings(&g, &inputs(&g, &m, tag)).unwrap();
+            let ks = generate(&g, &b, &Target::default()).unwrap_or_else(|e| panic!("{m}: {e}"));
+            for &n in &picked {
+                let (table, _) = g.gathered_rows(glufuse::ir::Value::of(n)).unwrap();
+                let name = &g.node(n).name;
+                assert!(ks.iter().all(|k| k.source().name != *name), "{m}: '{name}' has a kernel");
+                let readers = ks.iter().filter(|k| k.source().bindings.iter().any(|bd| bd.value == table)).count();
+                assert!(readers >= 1, "{m}: no kernel binds the table of '{name}'");
+            }
+        }
+    }
 }
 
 /// Reference sets of `optimum_dir`: 9 decoders, three prompts (past length 0) and three steps

@@ -25,7 +25,7 @@ use std::fmt::Write;
 
 /// The graph input that value `v` comes from through casts and views, if any: the words of
 /// an index error say which input held the bad index (token ids, a mask).
-fn source_input(g: &Graph, v: Value) -> Option<String> {
+pub(crate) fn source_input(g: &Graph, v: Value) -> Option<String> {
     let mut v = v;
     loop {
         let n = g.node(v.node);
@@ -38,14 +38,14 @@ fn source_input(g: &Graph, v: Value) -> Option<String> {
 }
 
 /// An axis size as an i32 constant for the kernel's index arithmetic.
-fn size_i32(g: &Graph, n: NodeIndex, d: usize) -> Result<i32> {
+pub(crate) fn size_i32(g: &Graph, n: NodeIndex, d: usize) -> Result<i32> {
     i32::try_from(d)
         .map_err(|_| Error::Gpu(format!("node '{}': an axis of {d} elements is too long to index", g.node(n).name)))
 }
 
 /// WGSL normalising index `raw` against an axis of `d` elements into `k` (an i32 variable),
 /// and failing check `site` (writing 0 to output element `i`) when it lies outside.
-fn check_index(raw: &str, k: &str, d: i32, site: usize, zero: &str) -> String {
+pub(crate) fn check_index(raw: &str, k: &str, d: i32, site: usize, zero: &str) -> String {
     check_index_else(raw, k, d, site, "i", &format!("out0[i] = {zero}; "))
 }
 

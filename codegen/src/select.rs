@@ -43,9 +43,14 @@ pub(crate) fn node_kernels_with(
         }
         Ok(())
     };
+    // A gather of slabs that the batched products read in place takes no kernel and no
+    // buffer ([`Graph::gathered_rows`]): its readers bind the table and the indices.
+    if g.gathered_rows(Value::of(n)).is_some() {
+        return Ok(vec![]);
+    }
     // A transposed weight read in place takes no buffer of its own ([`nk_weight`]).
     for v in g.inputs(n) {
-        too_big(nk_weight(g, v).unwrap_or(v))?;
+        too_big(nk_weight(g, v).or_else(|| g.gathered_rows(v).map(|(table, _)| table)).unwrap_or(v))?;
     }
     for k in 0..node.outputs.len() {
         too_big(Value { node: n, output: k })?;

@@ -350,7 +350,42 @@ impl Graph {
         let node = &self.g[n];
         let quant_view = matches!(&node.op, Op::Transpose { perm } if perm == &[1, 0])
             && self.inputs(n).first().is_some_and(|v| matches!(self.g[v.node].op, Op::QuantWeight(_)));
-        node.op.launches_kernel() && !quant_view && self.nk_weight(Value::of(n)).is_none()
+        node.op.launches_kernel()
+            && !quant_view
+            && self.nk_weight(Value::of(n)).is_none()
+            && self.gathered_rows(Value::of(n)).is_none()
+    }
+
+    /// The table and the indices of a gather that the batched products read in place instead
+    /// of the gather being computed: `v` picks whole slabs of a table of rank 3 or more along
+    /// its first axis (`Gather` on axis 0, or `GatherND` with no batch dims and index tuples
+    /// of one element), is no graph output, and every reader is a `MatMul` that the batched
+    /// kernel runs (`v` as its second operand, or as its first beside a second of rank other
+    /// than 2). This is a mixture of experts' expert weights picked per token
+    /// (`gate_up_proj[expert_ids]`, Hugging Face's `batched_mm`): computed, the gather copies
+    /// every token's expert matrices, more bytes than the product reads.
+    pub fn gathered_rows(&self, v: Value) -> Option<(Value, Value)> {
+        let ins = self.inputs(v.node);
+        let (table, idx) = (*ins.first()?, *ins.get(1)?);
+        let rank = self.ty(table).rank();
+        let op = &self.g[v.node].op;
+        let slabs = if let Op::Gather { axis } = op {
+            crate::shape::norm_axis(*axis, rank) == Some(0)
+        } else {
+            matches!(op, Op::GatherND { batch_dims: 0 })
+                && self.ty(idx).rank() >= 2
+                && self.ty(idx).shape.last().and_then(|d| d.fixed()) == Some(1)
+        };
+        if !slabs || rank < 3 || v.output != 0 || self.is_output(v) {
+            return None;
+        }
+        let users = self.users(v);
+        let batched = users.iter().all(|&(u, slot)| {
+            let operands = self.inputs(u);
+            matches!(self.g[u].op, Op::MatMul)
+                && (slot == 1 || operands.get(1).is_some_and(|w| self.ty(*w).rank() != 2))
+        });
+        (!users.is_empty() && batched).then_some((table, idx))
     }
 
     /// The source a 2-D `Transpose` value `v` reads where the projections read that source in

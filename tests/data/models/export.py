@@ -99,6 +99,10 @@ ARCHS = ["llama", "qwen2", "qwen3", "mistral", "phi3", "gemma", "gemma2", "gemma
 def build(arch, dtype=torch.float32, cfg=None, attn="eager"):
     cfg = cfg if cfg is not None else tiny(arch)
     cfg._attn_implementation = attn
+    if getattr(cfg, "num_experts_per_tok", None):
+        # A mixture of experts: transformers' default (`grouped_mm`) has no ONNX export;
+        # `batched_mm` gathers each token's expert weights and multiplies them batched.
+        cfg._experts_implementation = os.environ.get("MORE_EXPERTS", "batched_mm")
     torch.manual_seed(0)
     if arch == "t5":
         m = T.T5EncoderModel(cfg)
@@ -380,11 +384,11 @@ MORE = {
     "xglm": dict(d_model=32, ffn_dim=96, num_layers=2, attention_heads=4),
     "biogpt": dict(),
     "bitnet": dict(head_dim=8),
-    "mixtral": dict(num_local_experts=4, num_experts_per_tok=2),
+    "mixtral": dict(num_local_experts=4, num_experts_per_tok=2, intermediate_size=48),
     "qwen2_moe": dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=48, shared_expert_intermediate_size=64),
     "qwen3_moe": dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=48, head_dim=8),
-    "olmoe": dict(num_experts=4, num_experts_per_tok=2),
-    "granitemoe": dict(num_local_experts=4, num_experts_per_tok=2),
+    "olmoe": dict(num_experts=4, num_experts_per_tok=2, intermediate_size=48),
+    "granitemoe": dict(num_local_experts=4, num_experts_per_tok=2, intermediate_size=48),
 }
 MORE_ARCHS = set(MORE)
 # The architectures of tests/data/more_models: one of each way of spelling a decoder the
@@ -392,7 +396,7 @@ MORE_ARCHS = set(MORE)
 # interleaved rotary embeddings, multi-query attention, local attention, sinusoidal
 # positions, squared-ReLU FFNs, layers without rotary embeddings, merged gate/up weights).
 TEST_MORE = ("opt,bloom,falcon,gpt_neox,gptj,gpt_bigcode,codegen,phi,cohere,olmo2,nemotron,gpt_neo,xglm,"
-             "persimmon,smollm3,glm")
+             "persimmon,smollm3,glm,mixtral,qwen2_moe,qwen3_moe,olmoe,granitemoe")
 
 
 def tiny_more(arch):
