@@ -766,7 +766,8 @@ fn a_tied_embedding_is_read_in_place_by_the_lm_head() {
 /// table in place at the slab each index names, so the gather takes no kernel and no buffer
 /// (the copy it made was every token's expert matrices). `Gather` and `GatherND` forms, the
 /// gathered operand first or second, a table of rank 4 (a batch dim inside each slab), f32
-/// and f16 tables, negative indices: all match the interpreter. A gather that is also a graph
+/// and f16 tables, negative indices, rows of k short and long (a thread or a workgroup per
+/// output element): all match the interpreter. A gather that is also a graph
 /// output still runs. An index out of range is an error naming the gather and the input,
 /// and the next run is not poisoned by it.
 #[test]
@@ -783,6 +784,9 @@ fn expert_weights_picked_per_token_are_read_in_place() {
             ("Gather", vec![e, 5, 6], vec![s as u64, 1, 5], false, false),
             ("Gather", vec![e, 2, 5, 6], vec![s as u64, 2, 3, 5], false, false),
             ("Gather", vec![e, 6, 5], vec![s as u64, 5, 1], true, true),
+            // k of 64 or more: a workgroup per output element.
+            ("Gather", vec![e, 6, 100], vec![s as u64, 100, 1], true, false),
+            ("GatherND", vec![e, 2, 7, 300], vec![s as u64, 2, 300, 1], true, false),
         ];
         for (form, td, xd, first, output) in forms {
             let what = format!("{dtype:?} {form} of {td:?}, x {xd:?}, gathered first: {first}, an output: {output}");
