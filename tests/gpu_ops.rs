@@ -72,6 +72,26 @@ fn agree(gpu: &Gpu, g: &Graph, ins: &HashMap<String, Tensor>, what: &str) -> Vec
     got
 }
 
+/// Runs `g` on the GPU and on the interpreter; every output within `tol` of the largest
+/// value (relative). Returns the session (to run again) and the GPU's outputs.
+fn agree_within<'a>(
+    gpu: &'a Gpu,
+    g: &Graph,
+    ins: &HashMap<String, Tensor>,
+    tol: f64,
+    what: &str,
+) -> (Session<'a>, Vec<Tensor>) {
+    let want = interp::run(g, ins).unwrap_or_else(|e| panic!("{what}: interpreter: {e}"));
+    let mut s = Session::new(gpu, g.clone()).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let got = s.run(ins).unwrap_or_else(|e| panic!("{what}: GPU: {e}"));
+    for (x, y) in got.iter().zip(&want) {
+        assert_eq!(x.shape(), y.shape(), "{what}");
+        let (abs, rel) = interp::compare(x, y);
+        assert!(rel <= tol, "{what}: GPU vs interpreter rel {rel:e} (abs {abs:e})");
+    }
+    (s, got)
+}
+
 /// One op applied to tensors: GPU against interpreter.
 fn op_agrees(gpu: &Gpu, op: Op, ts: &[Tensor]) -> Tensor {
     let (mut b, vs, m) = inputs(ts);
@@ -738,15 +758,7 @@ fn a_tied_embedding_is_read_in_place_by_the_lm_head() {
                 let ids_t =
                     i64s(&[lead as usize, rows as usize], &(0..n as i64).map(|i| (i * 7) % 40).collect::<Vec<_>>());
                 let m = HashMap::from([("ids".to_string(), ids_t)]);
-                let want = interp::run(&g, &m).unwrap();
-                let mut s = Session::new(&gpu, g.clone()).unwrap_or_else(|e| panic!("{what}: {e}"));
-                let got = s.run(&m).unwrap_or_else(|e| panic!("{what}: GPU: {e}"));
-                let tol = if dtype == DType::F16 { 2e-3 } else { 1e-5 };
-                for (x, y) in got.iter().zip(&want) {
-                    assert_eq!(x.shape(), y.shape(), "{what}");
-                    let (abs, rel) = interp::compare(x, y);
-                    assert!(rel <= tol, "{what}: GPU vs interpreter rel {rel:e} (abs {abs:e})");
-                }
+                agree_within(&gpu, &g, &m, if dtype == DType::F16 { 2e-3 } else { 1e-5 }, &what);
                 let ks = generate(&g, &Default::default(), &Target::default()).unwrap();
                 let transposes = ks.iter().filter(|k| k.source().kind == KernelKind::Transpose).count();
                 assert_eq!(transposes, also_output as usize, "{what}: {}", manifest(&g, &ks));
@@ -812,15 +824,7 @@ fn expert_weights_picked_per_token_are_read_in_place() {
                 ("ids".to_string(), ids_t.clone()),
                 ("x".to_string(), rand(&xd.iter().map(|&d| d as usize).collect::<Vec<_>>(), 5)),
             ]);
-            let want = interp::run(&g, &m).unwrap();
-            let mut sess = Session::new(&gpu, g.clone()).unwrap_or_else(|e| panic!("{what}: {e}"));
-            let got = sess.run(&m).unwrap_or_else(|e| panic!("{what}: GPU: {e}"));
-            let tol = if dtype == DType::F16 { 2e-3 } else { 1e-5 };
-            for (x, y) in got.iter().zip(&want) {
-                assert_eq!(x.shape(), y.shape(), "{what}");
-                let (abs, rel) = interp::compare(x, y);
-                assert!(rel <= tol, "{what}: GPU vs interpreter rel {rel:e} (abs {abs:e})");
-            }
+            let (mut sess, got) = agree_within(&gpu, &g, &m, if dtype == DType::F16 { 2e-3 } else { 1e-5 }, &what);
             let ks = generate(&g, &Default::default(), &Target::default()).unwrap();
             let gathers = ks.iter().filter(|k| k.source().kind == KernelKind::Gather).count();
             assert_eq!(gathers, output as usize, "{what}: {}", manifest(&g, &ks));
