@@ -3,7 +3,8 @@
 //! per batch: a mixture of experts' products, each token's expert matrix times its row), one
 //! workgroup per output element instead, its threads reading the row of k side by side and
 //! adding up their sums in a tree (a thread walking a row of 3584 alone took 540 µs on an H200
-//! for what the row's bytes take 3 µs to read).
+//! for what the row's bytes take 3 µs to read); the workgroups run row by row over the
+//! batches (`benches/results/h200-2026-11-28-moe.md`).
 //!
 //! An operand that gathers whole slabs of a table ([`Graph::gathered_rows`]: a mixture of
 //! experts' weights picked per token) is read in place: the kernel binds the table and the
@@ -31,13 +32,18 @@ pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) 
     let rows = nn == 1 && k >= ROW_MIN_K;
     let threads = if rows { row_threads(k) } else { WORKGROUP };
     let (first, step) = if rows { ("lid", format!("{threads}u")) } else { ("0u", "1u".to_string()) };
-    let mut body = format!(
-        "    let i = {};\n    if (i >= {total}u) {{ return; }}\n    let KK = {k}u;\n    let NN = {nn}u;\n    let col = i % NN;\n    let row = (i / NN) % {m}u;\n    let bi = i / ({m}u * NN);\n",
-        if rows { "gid".to_string() } else { format!("gid * {WORKGROUP}u + lid") }
-    );
-    if rows {
-        body.push_str("    var bad = false;\n");
-    }
+    let mut body = if rows {
+        // Workgroups in the order (row, batch): the batches that read one slab's row (a
+        // prefill's tokens of one expert) read it one after another, while it is cached.
+        let batches = total / m;
+        format!(
+            "    if (gid >= {total}u) {{ return; }}\n    let KK = {k}u;\n    let NN = 1u;\n    let col = 0u;\n    let row = gid / {batches}u;\n    let bi = gid % {batches}u;\n    let i = bi * {m}u + row;\n    var bad = false;\n"
+        )
+    } else {
+        format!(
+            "    let i = gid * {WORKGROUP}u + lid;\n    if (i >= {total}u) {{ return; }}\n    let KK = {k}u;\n    let NN = {nn}u;\n    let col = i % NN;\n    let row = (i / NN) % {m}u;\n    let bi = i / ({m}u * NN);\n"
+        )
+    };
     // The values bound (`in0..`), the checks, and each operand's read of element `at`.
     let (mut bound, mut checks, mut reads) = (vec![], vec![], vec![]);
     for (slot, (v, vd, size, at)) in
