@@ -778,8 +778,8 @@ fn a_tied_embedding_is_read_in_place_by_the_lm_head() {
 /// table in place at the slab each index names, so the gather takes no kernel and no buffer
 /// (the copy it made was every token's expert matrices). `Gather` and `GatherND` forms, the
 /// gathered operand first or second, a table of rank 4 (a batch dim inside each slab), f32
-/// and f16 tables, negative indices, rows of k short and long (a thread or a workgroup per
-/// output element): all match the interpreter. A gather that is also a graph
+/// and f16 tables, negative indices, rows of k short and long (a thread, a workgroup or 32
+/// lanes per output element): all match the interpreter. A gather that is also a graph
 /// output still runs. An index out of range is an error naming the gather and the input,
 /// and the next run is not poisoned by it.
 #[test]
@@ -796,9 +796,11 @@ fn expert_weights_picked_per_token_are_read_in_place() {
             ("Gather", vec![e, 5, 6], vec![s as u64, 1, 5], false, false),
             ("Gather", vec![e, 2, 5, 6], vec![s as u64, 2, 3, 5], false, false),
             ("Gather", vec![e, 6, 5], vec![s as u64, 5, 1], true, true),
-            // k of 64 or more: a workgroup per output element.
+            // k of 64 or more: a workgroup per output element, or 32 lanes each where there
+            // are 8192 or more of them.
             ("Gather", vec![e, 6, 100], vec![s as u64, 100, 1], true, false),
             ("GatherND", vec![e, 2, 7, 300], vec![s as u64, 2, 300, 1], true, false),
+            ("Gather", vec![e, 2100, 64], vec![s as u64, 64, 1], true, false),
         ];
         for (form, td, xd, first, output) in forms {
             let what = format!("{dtype:?} {form} of {td:?}, x {xd:?}, gathered first: {first}, an output: {output}");
@@ -832,6 +834,18 @@ fn expert_weights_picked_per_token_are_read_in_place() {
             let bound: Vec<String> = bmm.bindings.iter().map(|b| g.value_name(b.value)).collect();
             let table_bound = bound.iter().any(|v| v == "experts");
             assert_eq!(table_bound, !output, "{what}: {bound:?}");
+            // k of 64 or more: lanes along k, summed by subgroups where the device has them
+            // (generated and validated for an H100's options; by a tree here).
+            if first && xd[xd.len() - 2] >= 64 {
+                let elements = td[td.len() - 2] * xd[..xd.len() - 2].iter().product::<u64>();
+                let lanes = if elements < 8192 { 256 } else { 32 };
+                for (t, sg) in [(Target::default(), false), (common::h100(), true)] {
+                    let ks = generate(&g, &Default::default(), &t).unwrap();
+                    let wgsl = &ks.iter().find(|k| k.source().name == "bmm").unwrap().source().wgsl;
+                    assert!(wgsl.contains(&format!("p += {lanes}u")), "{what}: {wgsl}");
+                    assert_eq!(wgsl.contains("subgroup"), sg, "{what}: {wgsl}");
+                }
+            }
             // An index out of range: an error naming the gather and the input, exit 2.
             let mut bad = m.clone();
             bad.insert("ids".into(), i64s(&[s], &[0, 1, 3, 2]));

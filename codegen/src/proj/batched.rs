@@ -1,9 +1,10 @@
 //! `MatMul` with a right operand of rank above 2: `[.., M, K] · [.., K, N]`, batch dims
 //! broadcast, one thread per output element; where N is 1 and k long (a matrix times a vector
-//! per batch: a mixture of experts' products, each token's expert matrix times its row), one
-//! workgroup per output element instead, its threads reading the row of k side by side and
-//! adding up their sums in a tree (a thread walking a row of 3584 alone took 540 µs on an H200
-//! for what the row's bytes take 3 µs to read); the workgroups run row by row over the
+//! per batch: a mixture of experts' products, each token's expert matrix times its row), lanes
+//! side by side along the row of k instead, adding up their sums by subgroups or a tree in
+//! workgroup memory: a workgroup per output element where they are few, 32 lanes (8 elements
+//! a workgroup) where they are many (a thread walking a row of 3584 alone took 540 µs on an
+//! H200 for what the row's bytes take 3 µs to read); the elements run row by row over the
 //! batches (`benches/results/h200-2026-11-28-moe.md`).
 //!
 //! An operand that gathers whole slabs of a table ([`Graph::gathered_rows`]: a mixture of
@@ -12,8 +13,9 @@
 //! end, one out of range an error naming the gather), and reads the slab it names. The gather
 //! itself takes no kernel and no buffer.
 
+use super::gemv::tree_sum;
 use crate::index::{check_index, size_i32, source_input};
-use crate::wgsl::{bcast_index, kernel, read, row_threads, subgroup, tree_reduce, Store, WORKGROUP};
+use crate::wgsl::{bcast_index, kernel, read, subgroup, tree_reduce, Store, WORKGROUP};
 use crate::{dims, packed_f16, Check, CheckKind, KernelKind, KernelSource, Target};
 use glufuse_ir::shape::Bindings;
 use glufuse_ir::{Graph, NodeIndex, Op, Result, Value};
@@ -28,16 +30,30 @@ pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) 
     let batch = &od[..od.len() - 2];
     let total: usize = od.iter().product();
     let zero = Store::of(g, out).zero();
-    // A matrix times a vector per batch, k long: a workgroup per output element.
+    // A matrix times a vector per batch, k long: lanes side by side along k per output
+    // element, a workgroup's worth where the elements are few (a decode step's down
+    // projection: 2048 of k = 3584 took 22 µs so on an H200, 56 with 32 lanes each), else 32.
     let rows = nn == 1 && k >= ROW_MIN_K;
-    let threads = if rows { row_threads(k) } else { WORKGROUP };
-    let (first, step) = if rows { ("lid", format!("{threads}u")) } else { ("0u", "1u".to_string()) };
+    let lanes = if total < ROW_WIDE_BELOW { WORKGROUP as usize } else { ROW_LANES };
+    let wide = lanes == WORKGROUP as usize;
+    // With subgroups of 32, the 32 lanes of an element are one subgroup (numbered by it).
+    let sg32 = rows && !wide && subgroup(t) == Some(ROW_LANES);
+    let (first, step) = if rows { ("lane", format!("{lanes}u")) } else { ("0u", "1u".to_string()) };
     let mut body = if rows {
-        // Workgroups in the order (row, batch): the batches that read one slab's row (a
-        // prefill's tokens of one expert) read it one after another, while it is cached.
+        // Elements in the order (row, batch): the batches that read one slab's row (a
+        // prefill's tokens of one expert) read it one after another, while it is cached. No
+        // thread returns before the tree's barriers: one past the end reads element 0.
         let batches = total / m;
+        let (group, lane) = if wide {
+            ("0u", "lid")
+        } else if sg32 {
+            ("sg_id", "sg_lane")
+        } else {
+            ("lid / 32u", "lid % 32u")
+        };
         format!(
-            "    if (gid >= {total}u) {{ return; }}\n    let KK = {k}u;\n    let NN = 1u;\n    let col = 0u;\n    let row = gid / {batches}u;\n    let bi = gid % {batches}u;\n    let i = bi * {m}u + row;\n    var bad = false;\n"
+            "    let lane = {lane};\n    let o = gid * {per}u + {group};\n    let live = o < {total}u;\n    let oo = select(0u, o, live);\n    let KK = {k}u;\n    let NN = 1u;\n    let col = 0u;\n    let row = oo / {batches}u;\n    let bi = oo % {batches}u;\n    let i = bi * {m}u + row;\n    var bad = false;\n",
+            per = WORKGROUP as usize / lanes
         )
     } else {
         format!(
@@ -85,7 +101,7 @@ pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) 
             // No return before the tree's barriers: a bad index reads slab 0 and writes 0.
             let _ = writeln!(
                 body,
-                "    var {e} = {raw};\n    if ({e} < 0i) {{ {e} = {e} + {d}i; }}\n    if ({e} < 0i || {e} >= {d}i) {{ if (lid == 0u) {{ fail_({site}u, {raw}, i); }} {e} = 0i; bad = true; }}"
+                "    var {e} = {raw};\n    if ({e} < 0i) {{ {e} = {e} + {d}i; }}\n    if ({e} < 0i || {e} >= {d}i) {{ if (live && lane == 0u) {{ fail_({site}u, {raw}, i); }} {e} = 0i; bad = true; }}"
             );
         } else {
             body.push_str(&check_index(&raw, &e, d, site, zero));
@@ -100,12 +116,24 @@ pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) 
         reads[0], reads[1]
     );
     let (groups, prelude) = if rows {
-        body.push_str(&tree_reduce(threads, "acc", "add_f_", subgroup(t)));
-        body.push_str(&format!("    if (lid == 0u) {{ out0[i] = select(red[0], {zero}, bad); }}\n"));
-        let prelude = format!(
-            "fn add_f_(a: f32, b: f32) -> f32 {{ return a + b; }}\nvar<workgroup> red: array<f32, {threads}>;\n"
-        );
-        (total as u64, prelude)
+        let mut prelude = String::new();
+        let sum = if wide {
+            body.push_str(&tree_reduce(WORKGROUP, "acc", "add_f_", subgroup(t)));
+            prelude.push_str("fn add_f_(a: f32, b: f32) -> f32 { return a + b; }\n");
+            "red[0]"
+        } else if sg32 {
+            body.push_str("    let sum = subgroupAdd(acc);\n");
+            "sum"
+        } else {
+            body.push_str("    red[lid] = acc;\n    workgroupBarrier();\n");
+            tree_sum(&mut body, ROW_LANES, 1, 1);
+            "red[lid]"
+        };
+        if !sg32 {
+            let _ = writeln!(prelude, "var<workgroup> red: array<f32, {WORKGROUP}>;");
+        }
+        let _ = writeln!(body, "    if (live && lane == 0u) {{ out0[i] = select({sum}, {zero}, bad); }}");
+        ((total as u64).div_ceil((WORKGROUP as usize / lanes) as u64), prelude)
     } else {
         body.push_str("    out0[i] = acc;\n");
         ((total as u64).div_ceil(WORKGROUP as u64), String::new())
@@ -117,7 +145,7 @@ pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) 
         &bound,
         out,
         groups,
-        threads,
+        WORKGROUP,
         &prelude,
         &body,
         checks,
@@ -125,6 +153,13 @@ pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) 
     )
 }
 
-/// Shortest k a matrix-times-vector product takes a workgroup per output element for (one
+/// Shortest k a matrix-times-vector product takes 32 lanes per output element for (one
 /// thread walking a shorter row is as fast).
 const ROW_MIN_K: usize = 64;
+
+/// Lanes per output element of a matrix-times-vector product with many elements.
+const ROW_LANES: usize = 32;
+
+/// Fewest output elements a matrix-times-vector product gives [`ROW_LANES`] lanes each
+/// (fewer take a workgroup each: more loads in flight).
+const ROW_WIDE_BELOW: usize = 8192;
