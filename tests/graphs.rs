@@ -17,6 +17,7 @@ const EXPECTED: &[(&str, usize)] = &[
     ("elementwise_chains", 0),
     ("elementwise_chains_f16", 0),
     ("elementwise_rotary", 0),
+    ("elementwise_split", 0),
     ("f16_symbolic_batch", 1),
     ("geglu_erf_expanded", 1),
     ("geglu_erf_op", 1),

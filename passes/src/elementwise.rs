@@ -28,7 +28,8 @@
 //!   embedding's `rotate_half` (two slices, a negation, a concat) and the transposes around it
 //!   are reads of the projection's output, and a KV cache's concat writes the new keys as it
 //!   computes them. A reshape of a value computed outside the group stays a view the program
-//!   reads.
+//!   reads. A `Split` whose parts a program reads becomes a `Slice` a part first, so that its
+//!   parts join their readers' groups too (a split with a part that is a graph output stays).
 //! - A compute op read outside its group too (a residual sum that the next norm reads, and the
 //!   next residual) joins the group of its first reader whose output has its shape as an
 //!   extra output: the kernel writes it beside the group's output, once. Where such outputs
@@ -202,6 +203,7 @@ fn outer_product(g: &Graph, n: NodeIndex) -> bool {
 /// Merges every group of connected elementwise ops of `g` into one node and reports them.
 pub fn fuse(g: &mut Graph) -> Result<ElementwiseReport> {
     let launches_before = g.summary().launches;
+    split_to_slices(g)?;
     let order = g.topo_order()?;
     // Extra outputs can, through readers outside their group, make two groups need each
     // other: then group without them.
@@ -237,6 +239,39 @@ pub fn fuse(g: &mut Graph) -> Result<ElementwiseReport> {
     }
     report.launches_after = g.summary().launches;
     Ok(report)
+}
+
+/// Each `Split` whose parts a program reads becomes one `Slice` a part (the first named as the
+/// split, the others `NAME.J`), so that
+/// the parts join their readers' programs as slices of the operand (a split kernel wrote
+/// each part for the program to read back: a mixture of experts' gate and up halves). A part
+/// that is a graph output keeps the split as it is.
+fn split_to_slices(g: &mut Graph) -> Result<()> {
+    for n in g.topo_order()? {
+        let Op::Split { axis, sizes } = g.node(n).op.clone() else { continue };
+        let parts: Vec<Value> = (0..sizes.len()).map(|output| Value { node: n, output }).collect();
+        let read_by_program = parts.iter().any(|&v| g.users(v).iter().any(|&(u, _)| member(g, u)));
+        if !read_by_program || parts.iter().any(|&v| g.is_output(v)) {
+            continue;
+        }
+        let (name, x) = (g.node(n).name.clone(), g.inputs(n)[0]);
+        let mut start = Dim::Fixed(0);
+        let mut slices = vec![];
+        for (j, len) in sizes.iter().enumerate() {
+            let op = Op::Slice { axis, start: start.clone(), len: len.clone(), step: 1 };
+            let ty = g.ty(parts[j]).clone();
+            let slice = g.add_node(format!("{name}.{j}"), op, &[x], vec![ty])?;
+            g.replace_uses(parts[j], Value::of(slice));
+            start = start.add(len).map_err(|m| Error::graph(&name, m))?;
+            slices.push(slice);
+        }
+        g.remove_node(n);
+        // The first part keeps the split's name (the program that takes it lists it).
+        if let Some(&first) = slices.first() {
+            g.rename(first, name)?;
+        }
+    }
+    Ok(())
 }
 
 /// Each member's group (by its output node), consumers first: a node joins the one group of
