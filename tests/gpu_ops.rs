@@ -731,6 +731,23 @@ fn batched_matmul_over_symbolic_dims() {
     }
 }
 
+/// A batched matrix times a vector per batch with k of 64 or more (lanes along k per output
+/// element: a workgroup each where they are few, 32 lanes where there are 8192 or more),
+/// batch dims broadcast either way: matches the interpreter.
+#[test]
+fn long_batched_matrix_vector_products_match_the_interpreter() {
+    let Some(gpu) = common::gpu() else { return };
+    for (a, x) in
+        [(vec![2, 3, 100], vec![2, 100, 1]), (vec![1, 9000, 64], vec![1, 64, 1]), (vec![1, 5, 70], vec![4, 70, 1])]
+    {
+        let what = format!("{a:?} · {x:?}");
+        let (mut b, vs, m) = inputs(&[rand(&a, 31), rand(&x, 32)]);
+        let y = b.matmul("bmm", vs[0], vs[1]);
+        let g = b.finish(&[y]).unwrap();
+        agree(&gpu, &g, &m, &what);
+    }
+}
+
 /// A tied embedding (Qwen2, Gemma): the table `[V, K]` is read by the `Gather` and, through
 /// a `Transpose`, by the LM head's `MatMul`. The projection reads the table in place in the
 /// `[N, K]` layout: no transpose kernel (it ran on every call), no buffer for the transposed

@@ -21,7 +21,9 @@ use glufuse_ir::shape::Bindings;
 use glufuse_ir::{Graph, NodeIndex, Op, Result, Value};
 use std::fmt::Write;
 
-/// `[.., M, K] · [.., K, N]` with broadcast batch dims, one thread per output element.
+/// `[.., M, K] · [.., K, N]` with broadcast batch dims: one thread per output element, or,
+/// where N is 1 and k at least [`ROW_MIN_K`], lanes along k per output element (see the
+/// module's header); a gathered operand read in place either way.
 pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<KernelSource> {
     let ins = g.inputs(n);
     let out = Value::of(n);
@@ -153,8 +155,8 @@ pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) 
     )
 }
 
-/// Shortest k a matrix-times-vector product takes 32 lanes per output element for (one
-/// thread walking a shorter row is as fast).
+/// Shortest k for which a matrix-times-vector product takes lanes along k per output element
+/// (one thread walking a shorter row is as fast).
 const ROW_MIN_K: usize = 64;
 
 /// Lanes per output element of a matrix-times-vector product with many elements.
