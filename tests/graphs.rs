@@ -16,6 +16,7 @@ const EXPECTED: &[(&str, usize)] = &[
     ("decoder_3_layers_nk", 3),
     ("elementwise_chains", 0),
     ("elementwise_chains_f16", 0),
+    ("elementwise_norm_view", 0),
     ("elementwise_rotary", 0),
     ("elementwise_split", 0),
     ("f16_symbolic_batch", 1),

@@ -28,8 +28,10 @@
 //!   embedding's `rotate_half` (two slices, a negation, a concat) and the transposes around it
 //!   are reads of the projection's output, and a KV cache's concat writes the new keys as it
 //!   computes them. A reshape of a value computed outside the group stays a view the program
-//!   reads. A `Split` whose parts a program reads becomes a `Slice` a part first, so that its
-//!   parts join their readers' groups too (a split with a part that is a graph output stays).
+//!   reads, and so does a reshape that no member reads (it ends no group: the row steps of
+//!   a norm ending in `view(-1, d)` join the norm's). A `Split` whose parts a program reads
+//!   becomes a `Slice` a part first, so that its parts join their readers' groups too (a split
+//!   with a part that is a graph output stays).
 //! - A compute op read outside its group too (a residual sum that the next norm reads, and the
 //!   next residual) joins the group of its first reader whose output has its shape as an
 //!   extra output: the kernel writes it beside the group's output, once. Where such outputs
@@ -305,6 +307,9 @@ fn grouping(g: &Graph, order: &[NodeIndex], extras: bool) -> (HashMap<NodeIndex,
                 }
             }
             (_, Some(r)) => r,
+            // A reshape no program reads stays a view of its operand, which then ends its
+            // group: so a row step before it joins (a norm whose output is `view(-1, d)`).
+            (Op::Reshape { .. }, None) => continue,
             (Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast { .. }, None) if extras => {
                 let shaped = g.users(v).iter().filter_map(|(u, _)| root_of.get(u).copied()).find(|&r| {
                     g.ty(Value::of(r)).shape == g.ty(v).shape && !matches!(g.node(r).op, Op::Reshape { .. })
