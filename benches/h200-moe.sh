@@ -3,7 +3,9 @@
 # 32000, f16; exported with transformers' `batched_mm` experts, weights filled at random by
 # fill_weights.py) timed by two glufuse builds: OLD (computes the experts' gathers) and NEW
 # (reads the tables in place; BUILDS picks which, default "old new"). Device tool, carry [".gl", ".carry/glufuse.xz",
-# ".carry/glufuse_new.xz", ".carry/mid.tar.xz"]; results under $OUT.
+# ".carry/glufuse_new.xz", ".carry/mid.tar.xz"]; results under $OUT. The graphs, here:
+#   python3 tests/data/models/export.py moe /tmp/moe && mkdir -p /tmp/mg/mid \
+#     && cp /tmp/moe/mid/*.onnx /tmp/mg/mid/ && tar cJf .carry/mid.tar.xz -C /tmp/mg mid
 set -u
 for f in .gl/*.deb; do dpkg -x "$f" / >/dev/null 2>&1; done; ldconfig
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json

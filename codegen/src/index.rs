@@ -25,7 +25,7 @@ use std::fmt::Write;
 
 /// The graph input that value `v` comes from through casts and views, if any: the words of
 /// an index error say which input held the bad index (token ids, a mask).
-pub(crate) fn source_input(g: &Graph, v: Value) -> Option<String> {
+fn source_input(g: &Graph, v: Value) -> Option<String> {
     let mut v = v;
     loop {
         let n = g.node(v.node);
@@ -35,6 +35,42 @@ pub(crate) fn source_input(g: &Graph, v: Value) -> Option<String> {
             _ => return None,
         }
     }
+}
+
+/// The run-time check that node `name`'s `indices` lie within an axis of `size` of its
+/// `data`, `what` the axis holds in words (each named by the graph input it comes from).
+fn index_check(g: &Graph, name: &str, data: Value, indices: Value, size: usize, what: String) -> Check {
+    Check {
+        node: name.to_string(),
+        kind: CheckKind::Index { size, what, indices_from: source_input(g, indices), data_from: source_input(g, data) },
+    }
+}
+
+/// What the indices of a `Gather` along axis `ax` of data of rank `rank` count.
+fn gather_what(ax: usize, rank: usize) -> String {
+    if ax == 0 && rank == 2 {
+        "rows".to_string()
+    } else {
+        format!("elements along axis {ax}")
+    }
+}
+
+/// What position `j` of an index tuple counts, along axis `axis` of the data.
+fn tuple_what(axis: usize, j: usize) -> String {
+    format!("elements along axis {axis} (position {j} of an index tuple)")
+}
+
+/// The check the gather `gather` makes of the slab each index picks (along the first axis
+/// of its table, of `slabs`), for a kernel that reads that gather in place
+/// ([`glufuse_ir::Graph::gathered_rows`]): the same words as the gather's own kernel.
+pub(crate) fn slab_check(g: &Graph, gather: NodeIndex, slabs: usize) -> Check {
+    let ins = g.inputs(gather);
+    let what = if matches!(g.node(gather).op, Op::Gather { .. }) {
+        gather_what(0, g.ty(ins[0]).rank())
+    } else {
+        tuple_what(0, 0)
+    };
+    index_check(g, &g.node(gather).name, ins[0], ins[1], slabs, what)
 }
 
 /// An axis size as an i32 constant for the kernel's index arithmetic.
@@ -68,16 +104,7 @@ pub(crate) fn gather(g: &Graph, n: NodeIndex, axis: i64, b: &Bindings, t: &Targe
     let inner: usize = dd[ax + 1..].iter().product();
     let nidx: usize = id.iter().product();
     let total: usize = dims(g, out, b)?.iter().product();
-    let what = if ax == 0 && dd.len() == 2 { "rows".to_string() } else { format!("elements along axis {ax}") };
-    let check = Check {
-        node: name.clone(),
-        kind: CheckKind::Index {
-            size: dd[ax],
-            what,
-            indices_from: source_input(g, ins[1]),
-            data_from: source_input(g, ins[0]),
-        },
-    };
+    let check = index_check(g, &name, ins[0], ins[1], dd[ax], gather_what(ax, dd.len()));
     let zero = Store::of(g, out).zero();
     let mut body = format!(
         "    let i = gid * {WORKGROUP}u + lid;\n    if (i >= {total}u) {{ return; }}\n    let o = i / {}u;\n    let j = (i / {inner}u) % {nidx}u;\n    let r = i % {inner}u;\n    let raw = in1[j];\n",
@@ -112,22 +139,13 @@ pub(crate) fn gather_nd(g: &Graph, n: NodeIndex, batch_dims: u64, b: &Bindings, 
     let st = strides(&dd[bd..bd + k]);
     let total: usize = dims(g, out, b)?.iter().product();
     let zero = Store::of(g, out).zero();
-    let (indices_from, data_from) = (source_input(g, ins[1]), source_input(g, ins[0]));
     let mut checks = vec![];
     let mut body = format!(
         "    let i = gid * {WORKGROUP}u + lid;\n    if (i >= {total}u) {{ return; }}\n    let tu = i / {slice}u;\n    var off = (tu / {tpb}u) * {per_batch}u + i % {slice}u;\n"
     );
     for j in 0..k {
         let d = size_i32(g, n, dd[bd + j])?;
-        checks.push(Check {
-            node: name.clone(),
-            kind: CheckKind::Index {
-                size: dd[bd + j],
-                what: format!("elements along axis {} (position {j} of an index tuple)", bd + j),
-                indices_from: indices_from.clone(),
-                data_from: data_from.clone(),
-            },
-        });
+        checks.push(index_check(g, &name, ins[0], ins[1], dd[bd + j], tuple_what(bd + j, j)));
         let _ = writeln!(body, "    let raw{j} = in1[tu * {k}u + {j}u];");
         body.push_str(&check_index(&format!("raw{j}"), &format!("k{j}"), d, j + 1, zero));
         let _ = writeln!(body, "    off = off + u32(k{j}) * {}u;", st[j] * slice);
@@ -218,22 +236,13 @@ pub(crate) fn scatter_nd(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> R
     let places: usize = dd[..k].iter().product();
     let total: usize = dims(g, ins[2], b)?.iter().product();
     let st = strides(&dd[..k]);
-    let (indices_from, data_from) = (source_input(g, ins[1]), source_input(g, ins[0]));
     let mut checks = vec![];
     let mut body = format!(
         "    let j = gid * {WORKGROUP}u + lid;\n    if (j >= {total}u) {{ return; }}\n    let tu = j / {slice}u;\n    var dst = 0u;\n"
     );
     for p in 0..k {
         let d = size_i32(g, n, dd[p])?;
-        checks.push(Check {
-            node: name.clone(),
-            kind: CheckKind::Index {
-                size: dd[p],
-                what: format!("elements along axis {p} (position {p} of an index tuple)"),
-                indices_from: indices_from.clone(),
-                data_from: data_from.clone(),
-            },
-        });
+        checks.push(index_check(g, &name, ins[0], ins[1], dd[p], tuple_what(p, p)));
         let _ = writeln!(body, "    let raw{p} = in0[tu * {k}u + {p}u];");
         body.push_str(&check_index_else(&format!("raw{p}"), &format!("k{p}"), d, p + 1, "tu", ""));
         let _ = writeln!(body, "    dst = dst + u32(k{p}) * {}u;", st[p]);
@@ -274,15 +283,7 @@ pub(crate) fn scatter_elements(
     let places: usize = dd.iter().product();
     let (ist, dst_st) = (strides(&id), strides(&dd));
     let checks = vec![
-        Check {
-            node: name.clone(),
-            kind: CheckKind::Index {
-                size: dd[ax],
-                what: format!("elements along axis {ax}"),
-                indices_from: source_input(g, ins[1]),
-                data_from: source_input(g, ins[0]),
-            },
-        },
+        index_check(g, &name, ins[0], ins[1], dd[ax], format!("elements along axis {ax}")),
         Check {
             node: name,
             kind: CheckKind::Duplicate { op: "ScatterElements".into(), what: "element".into(), dims: dd.clone() },

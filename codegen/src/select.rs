@@ -48,9 +48,9 @@ pub(crate) fn node_kernels_with(
     if g.gathered_rows(Value::of(n)).is_some() {
         return Ok(vec![]);
     }
-    // A transposed weight read in place takes no buffer of its own ([`nk_weight`]).
+    // A value read in place (a transposed weight, a gather's table) takes no buffer of its own.
     for v in g.inputs(n) {
-        too_big(nk_weight(g, v).or_else(|| g.gathered_rows(v).map(|(table, _)| table)).unwrap_or(v))?;
+        too_big(g.read_in_place(v).unwrap_or(v))?;
     }
     for k in 0..node.outputs.len() {
         too_big(Value { node: n, output: k })?;

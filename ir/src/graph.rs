@@ -344,16 +344,21 @@ impl Graph {
     }
 
     /// Whether running node `n` takes a kernel launch: [`Op::launches_kernel`], except for a
-    /// 2-D `Transpose` of a 4-bit weight, which the projections read packed (a view), and one
-    /// the projections read in place ([`Graph::nk_weight`]).
+    /// 2-D `Transpose` of a 4-bit weight, which the projections read packed (a view), and a
+    /// value its readers read in place ([`Graph::read_in_place`]).
     pub fn launches_kernel(&self, n: NodeIndex) -> bool {
         let node = &self.g[n];
         let quant_view = matches!(&node.op, Op::Transpose { perm } if perm == &[1, 0])
             && self.inputs(n).first().is_some_and(|v| matches!(self.g[v.node].op, Op::QuantWeight(_)));
-        node.op.launches_kernel()
-            && !quant_view
-            && self.nk_weight(Value::of(n)).is_none()
-            && self.gathered_rows(Value::of(n)).is_none()
+        node.op.launches_kernel() && !quant_view && self.read_in_place(Value::of(n)).is_none()
+    }
+
+    /// The value whose buffer stands for `v` where no kernel computes `v` and its readers read
+    /// that value in place: the weight of a transpose the projections read as `[N, K]`
+    /// ([`Graph::nk_weight`]), or the table of a gather the batched products index
+    /// ([`Graph::gathered_rows`]).
+    pub fn read_in_place(&self, v: Value) -> Option<Value> {
+        self.nk_weight(v).or_else(|| self.gathered_rows(v).map(|(table, _)| table))
     }
 
     /// The table and the indices of a gather that the batched products read in place instead

@@ -244,10 +244,9 @@ pub fn fuse(g: &mut Graph) -> Result<ElementwiseReport> {
 }
 
 /// Each `Split` whose parts a program reads becomes one `Slice` a part (the first named as the
-/// split, the others `NAME.J`), so that
-/// the parts join their readers' programs as slices of the operand (a split kernel wrote
-/// each part for the program to read back: a mixture of experts' gate and up halves). A part
-/// that is a graph output keeps the split as it is.
+/// split, the others `NAME.J`), so that the parts join their readers' programs as slices of
+/// the operand (a split kernel wrote each part for the program to read back: a mixture of
+/// experts' gate and up halves). A part that is a graph output keeps the split as it is.
 fn split_to_slices(g: &mut Graph) -> Result<()> {
     for n in g.topo_order()? {
         let Op::Split { axis, sizes } = g.node(n).op.clone() else { continue };

@@ -228,17 +228,14 @@ impl<'a> Executable<'a> {
     pub(crate) fn build(gpu: &'a Gpu, g: &Graph, b: &Bindings, target: &Target, weights: &Weights) -> Result<Self> {
         let kernels = codegen::generate(g, b, target)?;
         let order = g.topo_order()?;
-        // Views share their input's buffer, and so do a transposed weight that the
-        // projections read in place (`codegen::nk_weight`: no kernel writes it), a gather of
-        // slabs the batched products read in place (`Graph::gathered_rows`: its readers bind
-        // the table) and a scatter
-        // written in place (`codegen::scatter_in_place`: into a graph input nothing else reads,
-        // uploaded again before every run).
+        // Views share their input's buffer, and so do a value its readers read in place
+        // (`Graph::read_in_place`: a transposed weight, a gather's table; no kernel writes it)
+        // and a scatter written in place (`codegen::scatter_in_place`: into a graph input
+        // nothing else reads, uploaded again before every run).
         let mut alias: HashMap<Value, Value> = HashMap::new();
         for &n in &order {
             if matches!(g.node(n).op, Op::Reshape { .. })
-                || codegen::nk_weight(g, Value::of(n)).is_some()
-                || g.gathered_rows(Value::of(n)).is_some()
+                || g.read_in_place(Value::of(n)).is_some()
                 || codegen::scatter_in_place(g, n)
             {
                 let src = g.inputs(n)[0];

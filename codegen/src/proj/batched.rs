@@ -14,11 +14,11 @@
 //! itself takes no kernel and no buffer.
 
 use super::gemv::tree_sum;
-use crate::index::{check_index, size_i32, source_input};
+use crate::index::{check_index, size_i32, slab_check};
 use crate::wgsl::{bcast_index, kernel, read, subgroup, tree_reduce, Store, WORKGROUP};
-use crate::{dims, packed_f16, Check, CheckKind, KernelKind, KernelSource, Target};
+use crate::{dims, packed_f16, KernelKind, KernelSource, Target};
 use glufuse_ir::shape::Bindings;
-use glufuse_ir::{Graph, NodeIndex, Op, Result, Value};
+use glufuse_ir::{Graph, NodeIndex, Result, Value};
 use std::fmt::Write;
 
 /// `[.., M, K] · [.., K, N]` with broadcast batch dims: one thread per output element, or,
@@ -78,21 +78,7 @@ pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) 
         // first): its slab is the table's `idx[ab / inner]`, then `ab % inner` within it.
         let td = dims(g, table, b)?;
         let inner: usize = td[1..td.len() - 2].iter().product();
-        let gather = g.node(v.node);
-        let what = if matches!(gather.op, Op::Gather { .. }) {
-            "elements along axis 0".to_string()
-        } else {
-            "elements along axis 0 (position 0 of an index tuple)".to_string()
-        };
-        checks.push(Check {
-            node: gather.name.clone(),
-            kind: CheckKind::Index {
-                size: td[0],
-                what,
-                indices_from: source_input(g, idx),
-                data_from: source_input(g, table),
-            },
-        });
+        checks.push(slab_check(g, v.node, td[0]));
         let _ = writeln!(
             body,
             "    let ab{slot} = {flat};\n    let raw{slot} = in{}[ab{slot} / {inner}u];",
