@@ -691,6 +691,88 @@ fn cumsum_forward_reverse_exclusive_on_floats_and_ints() {
     }
 }
 
+/// Every output of `g` on the GPU bit for bit as on the interpreter (`-0.0` and NaN too).
+fn same_bits(gpu: &Gpu, g: &Graph, ins: &HashMap<String, Tensor>, what: &str) -> Vec<Tensor> {
+    let want = interp::run(g, ins).unwrap_or_else(|e| panic!("{what}: interpreter: {e}"));
+    let got = Session::new(gpu, g.clone()).and_then(|mut s| s.run(ins)).unwrap_or_else(|e| panic!("{what}: GPU: {e}"));
+    for (k, (x, y)) in got.iter().zip(&want).enumerate() {
+        assert_eq!((x.dtype(), x.shape()), (y.dtype(), y.shape()), "{what}: output {k}");
+        let bits = |t: &Tensor| match t.data() {
+            Data::F32(v) => v.iter().map(|f| f.to_bits() as i64).collect::<Vec<_>>(),
+            Data::I64(v) => v.clone(),
+            Data::Bool(v) => v.iter().map(|&b| b as i64).collect(),
+        };
+        assert_eq!(bits(x), bits(y), "{what}: output {k}");
+    }
+    got
+}
+
+/// Top-K selections on the GPU: the interpreter's values and indices bit for bit, along the
+/// last axis and an inner one, on lanes longer than a workgroup (each thread several
+/// elements), with few distinct values (ties by index), NaN, `-0.0` beside `0.0`, infinities,
+/// f16 and int64 (the lowest int32 among them), K from 1 to the whole lane; every value the
+/// input's element at its index; an axis of a size bound at run time, and K past it an error
+/// naming the node.
+#[test]
+fn top_k_matches_the_interpreter_bit_for_bit_on_ties_nan_and_long_lanes() {
+    let Some(gpu) = common::gpu() else { return };
+    let levels = [0.0, -0.0, 1.5, -1.5, 3.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.25];
+    let mut rng = 0x2545F4914F6CDD1Du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let floats = |n: usize, next: &mut dyn FnMut() -> u64| -> Vec<f32> {
+        (0..n).map(|_| levels[(next() % levels.len() as u64) as usize]).collect()
+    };
+    let f = floats(3 * 1000, &mut next);
+    let x = f32s(&[3, 1000], &f);
+    let h = Tensor::f16(vec![700, 3], floats(2100, &mut next)).unwrap();
+    let ints: Vec<i64> = (0..2 * 300).map(|_| [i32::MIN as i64, -3, 0, 5, 7][(next() % 5) as usize]).collect();
+    let i = i64s(&[2, 300], &ints);
+    let cases: [(&Tensor, i64, &[usize]); 3] =
+        [(&x, -1, &[1, 7, 64, 1000]), (&h, 0, &[1, 33, 700]), (&i, 1, &[2, 300])];
+    for (t, axis, ks) in cases {
+        for &k in ks {
+            for largest in [true, false] {
+                let op = Op::TopK { axis, k, largest };
+                let what = format!("{} on {}", op.label(), ty(t));
+                let (mut b, vs, m) = inputs(std::slice::from_ref(t));
+                let outs = b.node("y", op, &vs, vec![]);
+                let g = b.finish(&outs).unwrap();
+                let got = same_bits(&gpu, &g, &m, &what);
+                // Each value is the input's element at its index, along the axis.
+                let (shape, ax) = (t.shape(), if axis < 0 { t.shape().len() - 1 } else { axis as usize });
+                let inner: usize = shape[ax + 1..].iter().product();
+                let idx = got[1].as_i64().unwrap();
+                for (j, &at) in idx.iter().enumerate() {
+                    let (outer, r) = (j / (k * inner), j % inner);
+                    let src = outer * shape[ax] * inner + at as usize * inner + r;
+                    match (t.data(), got[0].data()) {
+                        (Data::F32(a), Data::F32(v)) => assert_eq!(a[src].to_bits(), v[j].to_bits(), "{what}: {j}"),
+                        (Data::I64(a), Data::I64(v)) => assert_eq!(a[src], v[j], "{what}: {j}"),
+                        _ => panic!("{what}: dtypes"),
+                    }
+                }
+            }
+        }
+    }
+    // An axis bound at run time: K up to its size runs, K past it is an error naming the node.
+    let mut b = GraphBuilder::new();
+    let input = b.node("x0", Op::Input, &[], vec![TensorType::new(DType::F32, vec![Dim::Fixed(2), Dim::sym("m")])])[0];
+    let outs = b.node("pick", Op::TopK { axis: 1, k: 5, largest: true }, &[input], vec![]);
+    let g = b.finish(&outs).unwrap();
+    let five = HashMap::from([("x0".to_string(), rand(&[2, 5], 21))]);
+    same_bits(&gpu, &g, &five, "TopK over a symbolic axis");
+    let four = HashMap::from([("x0".to_string(), rand(&[2, 4], 22))]);
+    let e = Session::new(&gpu, g.clone()).and_then(|mut s| s.run(&four)).expect_err("K = 5 of 4").to_string();
+    assert!(e.contains("pick") && e.contains("k = 5") && e.contains("4"), "{e}");
+    let e = interp::run(&g, &four).expect_err("K = 5 of 4").to_string();
+    assert!(e.contains("pick") && e.contains("k = 5"), "{e}");
+}
+
 #[test]
 fn layer_norm_with_and_without_scale_and_bias() {
     let Some(gpu) = common::gpu() else { return };

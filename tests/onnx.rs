@@ -753,11 +753,11 @@ fn argmax_and_argmin_match_onnxruntime() {
     matches_onnxruntime("argmax", &outs, same_bits);
 }
 
-/// ONNX's `TopK` (lowered to K rounds of reductions: largest and smallest first, K from 1 to
-/// the whole axis, the last axis and earlier ones beside a symbolic dim, ties by index, -0.0
-/// beside 0.0, ±inf, NaN first among the largest and last among the smallest, int64 with the
-/// most negative int32, f16) gives onnxruntime's values and indices exactly
-/// (`tests/data/onnx_extra/make_topk.py`).
+/// ONNX's `TopK` (glufuse's `TopK`, one kernel a node: largest and smallest first, K from 1
+/// to the whole axis, the last axis and earlier ones beside a symbolic dim, ties by index,
+/// -0.0 beside 0.0, ±inf, NaN first among the largest and last among the smallest, int64 with
+/// the most negative int32, f16, lanes of a symbolic size longer than a workgroup with K = 100)
+/// gives onnxruntime's values and indices exactly (`tests/data/onnx_extra/make_topk.py`).
 #[test]
 fn topk_matches_onnxruntime() {
     let outs = [
@@ -779,6 +779,10 @@ fn topk_matches_onnxruntime() {
         "int_low_i",
         "half",
         "half_i",
+        "long",
+        "long_i",
+        "long_low",
+        "long_low_i",
     ];
     matches_onnxruntime("topk", &outs, same_bits);
 }

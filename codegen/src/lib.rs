@@ -149,6 +149,8 @@ pub enum KernelKind {
     Softmax,
     /// A cumulative sum, one workgroup per lane.
     CumSum,
+    /// A top-K selection (values and indices), one workgroup per lane.
+    TopK,
     /// A layer normalisation, one workgroup per row.
     LayerNorm,
 }
@@ -185,7 +187,7 @@ impl KernelKind {
     /// projections on cooperative matrices), `proj-scalar` (the
     /// projections' scalar template), `matmul` (batched: attention's
     /// products), `elementwise` (unary, binary, `Where`, casts), `norm` (reductions and layer
-    /// normalisation), `softmax`, `program` (elementwise programs: merged chains, norms,
+    /// normalisation), `topk` (top-K selections), `softmax`, `program` (elementwise programs: merged chains, norms,
     /// rotary embeddings, KV-cache writes), `attention` (fused attentions), `gather` (gathers,
     /// scatters and ranges), `layout` (transpose, slice, concat, expand, copies).
     pub fn family(self) -> &'static str {
@@ -203,6 +205,7 @@ impl KernelKind {
             KernelKind::Elementwise | KernelKind::Cast | KernelKind::Where => "elementwise",
             KernelKind::Reduce | KernelKind::CumSum | KernelKind::LayerNorm => "norm",
             KernelKind::Softmax => "softmax",
+            KernelKind::TopK => "topk",
             KernelKind::Program => "program",
             KernelKind::Attention => "attention",
             KernelKind::Gather | KernelKind::Scatter | KernelKind::Range => "gather",
@@ -237,6 +240,7 @@ impl fmt::Display for KernelKind {
             KernelKind::Reduce => f.write_str("reduce"),
             KernelKind::Softmax => f.write_str("softmax"),
             KernelKind::CumSum => f.write_str("cumsum"),
+            KernelKind::TopK => f.write_str("topk"),
             KernelKind::LayerNorm => f.write_str("layer-norm"),
             KernelKind::Projection { fused, kernel } => {
                 f.write_str(if *fused { "fused-gate-up" } else { "matmul" })?;

@@ -1,5 +1,5 @@
 //! Reductions, one workgroup per output row: `ReduceMean`/`ReduceSum`/`ReduceMax`/`ReduceProd` over any
-//! axes, `Softmax` along any axis, `CumSum` along any axis. The workgroup's threads stride
+//! axes, `Softmax` along any axis, `CumSum` along any axis, `TopK` along any axis. The workgroup's threads stride
 //! over the row together and combine their partial results with a tree in workgroup memory
 //! ([`tree_reduce`]), so a long axis (a vocabulary-sized softmax row) is read by 256 threads
 //! at once, never walked by one.
@@ -10,7 +10,7 @@
 //! results past 32 bits; the maximum of nothing is the lowest value (-inf for floats), the sum
 //! 0, the product 1, the mean NaN, as ONNX says.
 
-use crate::wgsl::{checked_int_math, kernel, load, row_threads, subgroup, tree_reduce, Store};
+use crate::wgsl::{checked_int_math, kernel, kernel_outs, load, row_threads, subgroup, tree_reduce, Store};
 use crate::{dims, Check, CheckKind, KernelKind, KernelSource, Target};
 use glufuse_ir::shape::{norm_axis, Bindings};
 use glufuse_ir::tensor::strides;
@@ -219,4 +219,72 @@ pub(crate) fn cumsum(
     );
     let prelude = format!("{comb}var<workgroup> red: array<{scalar}, {threads}>;\n");
     kernel(g, name, KernelKind::CumSum, &ins, out, nl as u64, threads, &prelude, &body, checks, t)
+}
+
+/// The kernel of a top-K selection along `axis`: one workgroup per lane, `k` rounds. Round
+/// `r` finds the first element in the selection's order (larger first with `largest`, NaN
+/// first among the largest and last among the smallest, equal values by index) of those
+/// after round `r - 1`'s pick: the order is total, so no element needs marking as taken and
+/// a lane of any length is walked by the workgroup's threads together, each round's pick
+/// combined in a tree of (value, index) pairs in workgroup memory. Values are moved, never
+/// computed with, so they keep their bits (`-0.0`, NaN payloads).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn top_k(
+    g: &Graph,
+    n: NodeIndex,
+    axis: i64,
+    k: usize,
+    largest: bool,
+    b: &Bindings,
+    t: &Target,
+) -> Result<KernelSource> {
+    let ins = g.inputs(n);
+    let outs = [Value { node: n, output: 0 }, Value { node: n, output: 1 }];
+    let name = g.node(n).name.clone();
+    let id = dims(g, ins[0], b)?;
+    let ax = norm_axis(axis, id.len())
+        .ok_or_else(|| Error::graph(&name, format!("axis {axis} out of range for rank {}", id.len())))?;
+    let (nl, d, stride, base) = lanes(&id, ax);
+    if k == 0 || k > d {
+        return Err(Error::graph(&name, format!("k = {k}, but k must be from 1 to the axis's size, {d}")));
+    }
+    let threads = row_threads(d);
+    let store = Store::of(g, ins[0]);
+    let scalar = Store::of_dtype(g.ty(ins[0]).dtype).scalar();
+    // Whether (a, ia) comes before (b, ib).
+    let first = match (scalar, largest) {
+        ("f32", true) => "    let na = isnan_(a);\n    if (na != isnan_(b)) { return na; }\n    if (!na && a != b) { return a > b; }\n",
+        ("f32", false) => "    let na = isnan_(a);\n    if (na != isnan_(b)) { return !na; }\n    if (!na && a != b) { return a < b; }\n",
+        (_, true) => "    if (a != b) { return a > b; }\n",
+        (_, false) => "    if (a != b) { return a < b; }\n",
+    };
+    let prelude = format!(
+        "fn isnan_(x: f32) -> bool {{ return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }}\n\
+         fn first_(a: {scalar}, ia: u32, b: {scalar}, ib: u32) -> bool {{\n{first}    return ia < ib;\n}}\n\
+         const NONE: u32 = 0xffffffffu;\n\
+         var<workgroup> rv: array<{scalar}, {threads}>;\nvar<workgroup> ri: array<u32, {threads}>;\n"
+    );
+    let out_base = if stride == 1 {
+        format!("gid * {k}u")
+    } else {
+        format!("(gid / {stride}u) * {}u + gid % {stride}u", k * stride)
+    };
+    let x = load("in0", &format!("base + c * {stride}u"), store);
+    let zero = Store::of_dtype(g.ty(ins[0]).dtype).zero();
+    let mut body = format!(
+        "    if (gid >= {nl}u) {{ return; }}\n    let base = {base};\n    let obase = {out_base};\n    var pv: {scalar} = {zero};\n    var pi: u32 = NONE;\n    for (var r = 0u; r < {k}u; r = r + 1u) {{\n        var bv: {scalar} = {zero};\n        var bi: u32 = NONE;\n        for (var c = lid; c < {d}u; c = c + {threads}u) {{\n            let v = {x};\n            if (pi != NONE && !first_(pv, pi, v, c)) {{ continue; }}\n            if (bi == NONE || first_(v, c, bv, bi)) {{ bv = v; bi = c; }}\n        }}\n        rv[lid] = bv;\n        ri[lid] = bi;\n        workgroupBarrier();\n"
+    );
+    let mut half = threads / 2;
+    while half > 0 {
+        let _ = writeln!(
+            body,
+            "        if (lid < {half}u) {{\n            let oi = ri[lid + {half}u];\n            if (oi != NONE && (ri[lid] == NONE || first_(rv[lid + {half}u], oi, rv[lid], ri[lid]))) {{ rv[lid] = rv[lid + {half}u]; ri[lid] = oi; }}\n        }}\n        workgroupBarrier();"
+        );
+        half /= 2;
+    }
+    let _ = write!(
+        body,
+        "        pv = rv[0];\n        pi = ri[0];\n        if (lid == 0u) {{ out0[obase + r * {stride}u] = pv; out1[obase + r * {stride}u] = i32(pi); }}\n        workgroupBarrier();\n    }}\n"
+    );
+    kernel_outs(g, name, KernelKind::TopK, &ins, &outs, None, nl as u64, threads, &prelude, &body, vec![], t)
 }

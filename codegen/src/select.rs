@@ -108,6 +108,7 @@ pub(crate) fn node_kernels_with(
         Op::Reduce { op, axes, .. } => one(reduce::reduce(g, n, *op, axes, b, t)),
         Op::Softmax { axis } => one(reduce::softmax(g, n, *axis, b, t)),
         Op::CumSum { axis, exclusive, reverse } => one(reduce::cumsum(g, n, *axis, *exclusive, *reverse, b, t)),
+        Op::TopK { axis, k, largest } => one(reduce::top_k(g, n, *axis, *k, *largest, b, t)),
         Op::LayerNorm { axis, epsilon, scale, bias } => {
             one(norm::layer_norm(g, n, *axis, *epsilon, *scale, *bias, b, t))
         }

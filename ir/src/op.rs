@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 ///
 /// Families (one file each under [`crate::ops`]): sources (`Input`, `Weight`, `Constant`,
 /// `SymConstant`; `QuantWeight` in a file of its own); elementwise `Unary`, `Binary` and `Where`; `MatMul`; reductions (`Reduce`,
-/// `Softmax`, `CumSum`); `LayerNorm`; indexing (`Gather`, `GatherND`, `ScatterND`,
+/// `Softmax`, `CumSum`, `TopK`); `LayerNorm`; indexing (`Gather`, `GatherND`, `ScatterND`,
 /// `ScatterElements`, `Range`); layout
 /// (`Transpose`, `Reshape`, `Expand`, `Split`, `Slice`, `Concat`); `Cast`; `FusedGateUp`;
 /// `Elementwise` programs; `Attention`; `Opaque`.
@@ -76,6 +76,18 @@ pub enum Op {
         exclusive: bool,
         /// Sums from the end of the axis.
         reverse: bool,
+    },
+    /// The `k` largest (or smallest) elements of every lane along one axis, in order, and
+    /// their indices along it (int64): ties by index, NaN above every number (first among
+    /// the largest, last among the smallest), as onnxruntime orders them. Outputs `values`,
+    /// `indices`, the input's shape with `k` along the axis.
+    TopK {
+        /// Axis (negative counts from the end).
+        axis: i64,
+        /// How many elements each lane gives (1 to the axis's size).
+        k: usize,
+        /// The largest first (else the smallest first).
+        largest: bool,
     },
     /// Layer normalisation over the axes from `axis` on: `(x - mean) / sqrt(var + eps)`,
     /// times `scale` and plus `bias` when present. Inputs: `x`, then `scale` if `scale`, then
@@ -206,6 +218,7 @@ impl Op {
             Op::Reduce { op, .. } => op.name(),
             Op::Softmax { .. } => reduce::SOFTMAX,
             Op::CumSum { .. } => reduce::CUMSUM,
+            Op::TopK { .. } => reduce::TOPK,
             Op::LayerNorm { .. } => norm::NAME,
             Op::Gather { .. } => index::GATHER,
             Op::GatherND { .. } => index::GATHER_ND,
@@ -238,6 +251,7 @@ impl Op {
             | Op::Reduce { .. }
             | Op::Softmax { .. }
             | Op::CumSum { .. }
+            | Op::TopK { .. }
             | Op::LayerNorm { .. }
             | Op::Gather { .. }
             | Op::GatherND { .. }
@@ -275,6 +289,7 @@ impl Op {
             | Op::Reduce { .. }
             | Op::Softmax { .. }
             | Op::CumSum { .. }
+            | Op::TopK { .. }
             | Op::LayerNorm { .. }
             | Op::Gather { .. }
             | Op::GatherND { .. }
@@ -311,6 +326,7 @@ impl Op {
             Op::Reduce { op, axes, keepdims } => reduce::infer_reduce(*op, axes, *keepdims, ins)?,
             Op::Softmax { axis } => reduce::infer_softmax(*axis, ins)?,
             Op::CumSum { axis, .. } => reduce::infer_cumsum(*axis, ins)?,
+            Op::TopK { axis, k, .. } => reduce::infer_top_k(*axis, *k, ins)?,
             Op::LayerNorm { axis, epsilon, scale, bias } => norm::infer(*axis, *epsilon, *scale, *bias, ins)?,
             Op::Gather { axis } => index::infer_gather(*axis, ins)?,
             Op::GatherND { batch_dims } => index::infer_gather_nd(*batch_dims, ins)?,
@@ -358,6 +374,7 @@ impl Op {
             Op::Reduce { op, axes, keepdims } => reduce::eval_reduce(*op, axes, *keepdims, ins, &outs[0], shapes),
             Op::Softmax { axis } => reduce::eval_softmax(*axis, ins, &outs[0]),
             Op::CumSum { axis, exclusive, reverse } => reduce::eval_cumsum(*axis, *exclusive, *reverse, ins, &outs[0]),
+            Op::TopK { axis, k, largest } => reduce::eval_top_k(*axis, *k, *largest, ins, outs),
             Op::LayerNorm { axis, epsilon, scale, bias } => norm::eval(*axis, *epsilon, *scale, *bias, ins, &outs[0]),
             Op::Gather { axis } => index::eval_gather(*axis, ins, &outs[0], shapes),
             Op::GatherND { batch_dims } => index::eval_gather_nd(*batch_dims, ins, &outs[0], shapes),
@@ -395,6 +412,7 @@ impl Op {
             | Op::Reduce { .. }
             | Op::Softmax { .. }
             | Op::CumSum { .. }
+            | Op::TopK { .. }
             | Op::LayerNorm { .. }
             | Op::Gather { .. }
             | Op::GatherND { .. }
@@ -428,6 +446,7 @@ impl Op {
             Op::Reduce { op, axes, keepdims } => reduce::label_reduce(*op, axes, *keepdims),
             Op::Softmax { axis } => reduce::label_softmax(*axis),
             Op::CumSum { axis, exclusive, reverse } => reduce::label_cumsum(*axis, *exclusive, *reverse),
+            Op::TopK { axis, k, largest } => reduce::label_top_k(*axis, *k, *largest),
             Op::LayerNorm { axis, epsilon, scale, bias } => norm::label(*axis, *epsilon, *scale, *bias),
             Op::Gather { axis } => index::label_gather(*axis),
             Op::GatherND { batch_dims } => index::label_gather_nd(*batch_dims),
@@ -461,6 +480,7 @@ impl Op {
             Op::Reduce { axes, keepdims, .. } => reduce::write_reduce(axes, *keepdims, m),
             Op::Softmax { axis } => reduce::write_softmax(*axis, m),
             Op::CumSum { axis, exclusive, reverse } => reduce::write_cumsum(*axis, *exclusive, *reverse, m),
+            Op::TopK { axis, k, largest } => reduce::write_top_k(*axis, *k, *largest, m),
             Op::LayerNorm { axis, epsilon, scale, bias } => norm::write_attrs(*axis, *epsilon, *scale, *bias, m),
             Op::Gather { axis } => index::write_gather(*axis, m),
             Op::GatherND { batch_dims } => index::write_gather_nd(*batch_dims, m),

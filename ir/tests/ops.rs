@@ -114,6 +114,45 @@ fn cumsum_inclusive_exclusive_and_reverse() {
 }
 
 #[test]
+fn top_k_orders_ties_by_index_and_nan_above_every_number() {
+    let nan = f32::NAN;
+    let x = f(&[2, 4], &[1.0, 3.0, nan, 3.0, -0.0, 0.0, -1.0, 0.0]);
+    let top = |k, largest| eval_all(&Op::TopK { axis: -1, k, largest }, &[&x]).unwrap();
+    let v = top(3, true);
+    assert_eq!(v[0].shape(), [2, 3]);
+    assert_eq!(v[1].as_i64().unwrap(), &[2, 1, 3, 0, 1, 3]);
+    let bits: Vec<u32> = v[0].as_f32().unwrap().iter().map(|f| f.to_bits()).collect();
+    assert!(f32::from_bits(bits[0]).is_nan());
+    assert_eq!(
+        &bits[1..],
+        &[3.0f32.to_bits(), 3.0f32.to_bits(), (-0.0f32).to_bits(), 0.0f32.to_bits(), 0.0f32.to_bits()]
+    );
+    // The smallest first: NaN last.
+    assert_eq!(top(4, false)[1].as_i64().unwrap(), &[0, 1, 3, 2, 2, 0, 1, 3]);
+    // Along the first axis, and integers.
+    let n = i(&[3, 2], &[5, -1, 5, 7, 9, -1]);
+    let y = eval_all(&Op::TopK { axis: 0, k: 2, largest: true }, &[&n]).unwrap();
+    assert_eq!(y[0].as_i64().unwrap(), &[9, 7, 5, -1]);
+    assert_eq!(y[1].as_i64().unwrap(), &[2, 1, 0, 0]);
+    // K outside 1..=the axis's size, and booleans, are refused.
+    let ty = TensorType::new(DType::F32, vec![Dim::Fixed(2), Dim::Fixed(4)]);
+    for k in [0, 5] {
+        let e = Op::TopK { axis: 1, k, largest: true }.infer(&[&ty], &[]).unwrap_err();
+        assert!(e.contains(&format!("k = {k}")), "{e}");
+    }
+    let flags = TensorType::new(DType::Bool, vec![Dim::Fixed(4)]);
+    assert!(Op::TopK { axis: 0, k: 1, largest: true }.infer(&[&flags], &[]).unwrap_err().contains("bool"));
+    // Over a symbolic axis K is checked when the size is bound.
+    let sym = TensorType::new(DType::F32, vec![Dim::sym("m")]);
+    let outs = Op::TopK { axis: 0, k: 3, largest: true }.infer(&[&sym], &[]).unwrap();
+    assert_eq!(outs[1], TensorType::new(DType::I64, vec![Dim::Fixed(3)]));
+    let e = Op::TopK { axis: 0, k: 3, largest: true }
+        .eval(&[&f(&[2], &[1.0, 2.0])], &outs, &[vec![3], vec![3]], &Bindings::new())
+        .unwrap_err();
+    assert!(e.contains("k = 3") && e.contains("2"), "{e}");
+}
+
+#[test]
 fn layer_norm_with_and_without_scale_and_bias() {
     let x = f(&[2, 2], &[1., 3., 10., 10.]);
     let ln = |scale, bias| Op::LayerNorm { axis: -1, epsilon: 0.0, scale, bias };

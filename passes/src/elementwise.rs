@@ -174,6 +174,7 @@ fn node_step(g: &Graph, n: NodeIndex, args: &[usize]) -> Option<Step> {
         | Op::Reduce { .. }
         | Op::Softmax { .. }
         | Op::CumSum { .. }
+        | Op::TopK { .. }
         | Op::LayerNorm { .. }
         | Op::Gather { .. }
         | Op::GatherND { .. }

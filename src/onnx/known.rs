@@ -295,6 +295,7 @@ fn fold_symbolic(op: &Op, ins: &[&Known], outs: &[TensorType], shapes: &[Vec<usi
         | Op::Reduce { .. }
         | Op::Softmax { .. }
         | Op::CumSum { .. }
+        | Op::TopK { .. }
         | Op::LayerNorm { .. }
         | Op::Range { .. }
         | Op::FusedGateUp(_)

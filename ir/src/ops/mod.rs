@@ -8,7 +8,7 @@
 //! - [`binary`]: elementwise ops of two operands, with numpy broadcasting (arithmetic,
 //!   comparisons, logic, max/min), and the ternary `Where`;
 //! - [`matmul`]: the matrix product;
-//! - [`reduce`]: reductions, softmax, cumulative sums;
+//! - [`reduce`]: reductions, softmax, cumulative sums, top-K selection;
 //! - [`norm`]: layer normalisation;
 //! - [`index`]: gathers, scatters and ranges;
 //! - [`fused`]: the fused gated unit `act(x·W_gate) · (x·W_up)`;

@@ -1,6 +1,7 @@
 //! Reductions along axes ([`ReduceOp`]: mean, sum, max, product), `Softmax` along one axis
-//! (numerically stable: the maximum is subtracted before exponentiating) and `CumSum`
-//! (exclusive, reverse). Floats accumulate in f64; integers wrap at their width.
+//! (numerically stable: the maximum is subtracted before exponentiating), `CumSum`
+//! (exclusive, reverse) and `TopK` (the K first elements of each lane in onnxruntime's order,
+//! with their indices). Floats accumulate in f64; integers wrap at their width.
 //!
 //! Empty reductions follow ONNX: a sum of nothing is 0, a product 1, a maximum of nothing the
 //! lowest value of the dtype (-inf for floats), a mean of nothing NaN.
@@ -16,6 +17,8 @@ use serde_json::json;
 pub const SOFTMAX: &str = "Softmax";
 /// The name of [`Op::CumSum`].
 pub const CUMSUM: &str = "CumSum";
+/// The name of [`Op::TopK`].
+pub const TOPK: &str = "TopK";
 
 /// A reduction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -270,6 +273,108 @@ pub(crate) fn eval_cumsum(
     Ok(vec![out(ty, &t.shape, data)])
 }
 
+/// Types of a top-K selection: the values (the input's dtype) and their indices (int64), the
+/// input's shape with `k` along the axis. `k` must be at least 1 and, where the axis's size
+/// is known, at most that (else it is checked when the size is bound).
+pub(crate) fn infer_top_k(axis: i64, k: usize, ins: &[&TensorType]) -> Result<Vec<TensorType>, String> {
+    arity(TOPK, ins, 1)?;
+    let t = ins[0];
+    if t.dtype == DType::Bool {
+        return Err(format!("{TOPK} needs numeric inputs, got bool"));
+    }
+    let ax = axis_of(axis, t.rank())?;
+    if let Some(n) = t.shape[ax].fixed() {
+        if k == 0 || k as u64 > n {
+            return Err(format!("k = {k}, but k must be from 1 to the axis's size, {n}"));
+        }
+    } else if k == 0 {
+        return Err("k = 0, but k must be at least 1".into());
+    }
+    let mut shape = t.shape.clone();
+    shape[ax] = Dim::Fixed(k as u64);
+    Ok(vec![TensorType::new(t.dtype, shape.clone()), TensorType::new(DType::I64, shape)])
+}
+
+/// The order a top-K selection takes floats in: `Less` where `a` comes before `b` (the
+/// larger first with `largest`, else the smaller), NaN first among the largest and last
+/// among the smallest, `-0.0` equal to `0.0` (equal values keep their order along the axis).
+pub fn top_k_order(a: f32, b: f32, largest: bool) -> std::cmp::Ordering {
+    use std::cmp::Ordering::{Equal, Greater, Less};
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Equal,
+        (true, false) => {
+            if largest {
+                Less
+            } else {
+                Greater
+            }
+        }
+        (false, true) => {
+            if largest {
+                Greater
+            } else {
+                Less
+            }
+        }
+        (false, false) if largest => b.partial_cmp(&a).unwrap_or(Equal),
+        (false, false) => a.partial_cmp(&b).unwrap_or(Equal),
+    }
+}
+
+/// Evaluates a top-K selection: each lane's elements sorted stably by [`top_k_order`] (or
+/// by integer value), the first `k` of them and their indices.
+pub(crate) fn eval_top_k(
+    axis: i64,
+    k: usize,
+    largest: bool,
+    ins: &[&Tensor],
+    outs: &[TensorType],
+) -> Result<Vec<Tensor>, String> {
+    let t = ins[0];
+    let ax = axis_of(axis, t.shape.len())?;
+    let d = t.shape[ax];
+    if k == 0 || k > d {
+        return Err(format!("k = {k}, but k must be from 1 to the axis's size, {d}"));
+    }
+    let (starts, stride) = lanes(&t.shape, ax);
+    let mut shape = t.shape.clone();
+    shape[ax] = k;
+    // Output element r of the lane starting at input element s.
+    let at_out = |s: usize, r: usize| (s / (d * stride)) * k * stride + r * stride + s % stride;
+    let mut picked = vec![0usize; starts.len() * k];
+    let mut indices = vec![0i64; starts.len() * k];
+    let mut order: Vec<usize> = Vec::with_capacity(d);
+    for &s in &starts {
+        order.clear();
+        order.extend(0..d);
+        match &t.data {
+            Data::F32(x) => order.sort_by(|&i, &j| top_k_order(x[s + i * stride], x[s + j * stride], largest)),
+            Data::I64(x) if largest => order.sort_by(|&i, &j| x[s + j * stride].cmp(&x[s + i * stride])),
+            Data::I64(x) => order.sort_by(|&i, &j| x[s + i * stride].cmp(&x[s + j * stride])),
+            Data::Bool(_) => return Err(format!("{TOPK} of booleans (a glufuse bug: inference refuses it)")),
+        }
+        for (r, &i) in order[..k].iter().enumerate() {
+            picked[at_out(s, r)] = s + i * stride;
+            indices[at_out(s, r)] = i as i64;
+        }
+    }
+    let values = t.data.gather(picked.into_iter());
+    Ok(vec![out(&outs[0], &shape, values), out(&outs[1], &shape, Data::I64(indices))])
+}
+
+/// Dump label of a top-K selection: `TopK(axis=-1, k=2)` (`smallest` where it is that).
+pub(crate) fn label_top_k(axis: i64, k: usize, largest: bool) -> String {
+    let low = if largest { "" } else { ", smallest" };
+    format!("{TOPK}(axis={axis}, k={k}{low})")
+}
+
+/// JSON attributes of a top-K selection: `axis`, `k`, `largest`.
+pub(crate) fn write_top_k(axis: i64, k: usize, largest: bool, m: &mut Attrs) {
+    m.insert("axis".into(), json!(axis));
+    m.insert("k".into(), json!(k));
+    m.insert("largest".into(), json!(largest));
+}
+
 /// Dump label of a reduction: `ReduceMean(axes=[-1], keepdims)`.
 pub(crate) fn label_reduce(op: ReduceOp, axes: &[i64], keepdims: bool) -> String {
     let keep = if keepdims { ", keepdims" } else { "" };
@@ -347,6 +452,15 @@ pub(crate) fn from_json(name: &str, a: &mut Attrs) -> Option<Result<Op, String>>
         #[serde(default)]
         reverse: bool,
     }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct TopKAttrs {
+        #[serde(default = "last")]
+        axis: i64,
+        k: usize,
+        #[serde(default = "yes")]
+        largest: bool,
+    }
     if let Some(op) = ReduceOp::ALL.into_iter().find(|r| r.name() == name) {
         return Some(read_attrs::<ReduceAttrs>(name, a).map(|r| Op::Reduce { op, axes: r.axes, keepdims: r.keepdims }));
     }
@@ -357,6 +471,7 @@ pub(crate) fn from_json(name: &str, a: &mut Attrs) -> Option<Result<Op, String>>
             exclusive: c.exclusive,
             reverse: c.reverse,
         }),
+        TOPK => read_attrs::<TopKAttrs>(name, a).map(|t| Op::TopK { axis: t.axis, k: t.k, largest: t.largest }),
         _ => return None,
     })
 }

@@ -92,6 +92,7 @@ pub fn lower(g: &Graph) -> Result<Lowered> {
             | Op::Reduce { .. }
             | Op::Softmax { .. }
             | Op::CumSum { .. }
+            | Op::TopK { .. }
             | Op::LayerNorm { .. }
             | Op::Gather { .. }
             | Op::GatherND { .. }

@@ -39,6 +39,7 @@ usage: export.py models OUTDIR     whole models (every architecture, four forms 
                                    (f32/f16, external data) and PyTorch eager timings
                                    (PERF_DTYPES, PERF_FORMS, PERF_LAYERS, PERF_TORCH: see perf())
        export.py moe OUTDIR        a Mixtral-like random model for benches/h200-moe.sh (moe())
+       export.py moe8 OUTDIR       a Qwen3-MoE-like one, 64 experts and top 8 (moe8())
 """
 import json, os, sys, time, traceback, zlib
 import numpy as np, torch, transformers as T, onnxruntime as ort
@@ -725,24 +726,24 @@ def perf():
     report["perf_total_s"] = round(time.time() - t_start, 1)
 
 
-def moe():
+def moe(cfg=None, name="mid"):
     """A Mixtral-like random model for benches/h200-moe.sh: hidden 1024, 8 experts of 3584, top
     2, 4 layers, 16 heads (4 KV), vocab 32000, f16, eager attention, `batched_mm` experts;
     `mid/model_dynseq.onnx` and `mid/model_kvstep.onnx` with their weights as external data
     (the bench carries the graphs alone and fills the weights: benches/fill_weights.py)."""
-    cfg = T.MixtralConfig(hidden_size=1024, intermediate_size=3584, num_hidden_layers=4, num_attention_heads=16,
-                          num_key_value_heads=4, num_local_experts=8, num_experts_per_tok=2, vocab_size=32000,
-                          max_position_embeddings=4096)
+    cfg = cfg or T.MixtralConfig(hidden_size=1024, intermediate_size=3584, num_hidden_layers=4,
+                                 num_attention_heads=16, num_key_value_heads=4, num_local_experts=8,
+                                 num_experts_per_tok=2, vocab_size=32000, max_position_embeddings=4096)
     cfg._attn_implementation = "eager"
     cfg._experts_implementation = "batched_mm"
     torch.manual_seed(0)
     m = T.AutoModelForCausalLM.from_config(cfg).eval().to(torch.float16)
     L, kvh, hd = 4, 4, 64
-    d = os.path.join(out, "mid"); os.makedirs(d, exist_ok=True)
+    d = os.path.join(out, name); os.makedirs(d, exist_ok=True)
     ids = torch.randint(0, 1000, (1, 8)); am = torch.ones(1, 8, dtype=torch.int64)
     b, s_ = torch.export.Dim("batch", min=1, max=8), torch.export.Dim("seq", min=2, max=1024)
     with torch.no_grad():
-        torch.onnx.export(Dyn(m, "mixtral").eval(), (ids, am), os.path.join(d, "model_dynseq.onnx"), dynamo=True,
+        torch.onnx.export(Dyn(m, cfg.model_type).eval(), (ids, am), os.path.join(d, "model_dynseq.onnx"), dynamo=True,
                           opset_version=18, input_names=["input_ids", "attention_mask"], output_names=["logits"],
                           dynamic_shapes={"input_ids": {0: b, 1: s_}, "attention_mask": {0: b, 1: s_}},
                           external_data=True)
@@ -760,7 +761,16 @@ def moe():
                           dynamic_shapes=ds, external_data=True)
 
 
+def moe8():
+    """A Qwen3-MoE-like random model for benches/h200-moe.sh, as moe() but 64 experts of 512 and
+    top 8 (its router's TopK takes 8 of 64): `moe8/`."""
+    moe(T.Qwen3MoeConfig(hidden_size=1024, moe_intermediate_size=512, intermediate_size=3072, num_hidden_layers=4,
+                         num_attention_heads=16, num_key_value_heads=4, head_dim=64, num_experts=64,
+                         num_experts_per_tok=8, norm_topk_prob=True, vocab_size=32000,
+                         max_position_embeddings=4096), "moe8")
+
+
 {"models": models, "variants": variants, "attn": attention_forms, "legacy": legacy_forms, "q4": q4, "perf": perf, "moe": moe,
- "more": more}[mode]()
+ "moe8": moe8, "more": more}[mode]()
 print(json.dumps(report, indent=1))
 json.dump(report, open(os.path.join(out, f"report_{mode}.json"), "w"), indent=1)
