@@ -828,6 +828,22 @@ fn long_batched_matrix_vector_products_match_the_interpreter() {
         let g = b.finish(&[y]).unwrap();
         agree(&gpu, &g, &m, &what);
     }
+    // f16 weight matrices (packed two halves to a word): k even (read a word at a time) over
+    // one step of the lanes' loads, two and a part, and odd (a half at a time).
+    for (a, x) in [
+        (vec![3, 9000, 130], vec![3, 130, 1]),
+        (vec![2, 4, 2600], vec![2, 2600, 1]),
+        (vec![1, 5, 3001], vec![1, 3001, 1]),
+    ] {
+        let what = format!("f16 {a:?} · {x:?}");
+        let (mut b, vs, m) = inputs(&[rand(&x, 33)]);
+        let w = b.weight("w", DType::F16, &a.iter().map(|&d| d as u64).collect::<Vec<_>>(), 1.0);
+        let x16 = b.node("x16", Op::Cast { to: DType::F16 }, &[vs[0]], vec![])[0];
+        let y = b.matmul("bmm", w, x16);
+        let g = b.finish(&[y]).unwrap();
+        // (f16 products: within f16's rounding of the interpreter's.)
+        agree_within(&gpu, &g, &m, 2e-3, &what);
+    }
 }
 
 /// A tied embedding (Qwen2, Gemma): the table `[V, K]` is read by the `Gather` and, through
@@ -941,7 +957,9 @@ fn expert_weights_picked_per_token_are_read_in_place() {
                 for (t, sg) in [(Target::default(), false), (common::h100(), true)] {
                     let ks = generate(&g, &Default::default(), &t).unwrap();
                     let wgsl = &ks.iter().find(|k| k.source().name == "bmm").unwrap().source().wgsl;
-                    assert!(wgsl.contains(&format!("p += {lanes}u")), "{what}: {wgsl}");
+                    // Four units a lane a step, a word of two halves where the table is f16.
+                    assert!(wgsl.contains(&format!("u0 += {}u", 4 * lanes)), "{what}: {wgsl}");
+                    assert_eq!(wgsl.contains("(ra >> 1u)"), dtype == DType::F16, "{what}: {wgsl}");
                     assert_eq!(wgsl.contains("subgroup"), sg, "{what}: {wgsl}");
                 }
             }

@@ -5,7 +5,9 @@
 //! workgroup memory: a workgroup per output element where they are few, 32 lanes (8 elements
 //! a workgroup) where they are many (a thread walking a row of 3584 alone took 540 µs on an
 //! H200 for what the row's bytes take 3 µs to read); the elements run row by row over the
-//! batches (`benches/results/h200-2026-11-28-moe.md`).
+//! batches (`benches/results/h200-2026-11-28-moe.md`). Each lane reads four words of the row a
+//! step (two halves each where the matrix is f16), a subgroup's loads side by side
+//! ([`row_loop`]).
 //!
 //! An operand that gathers whole slabs of a table ([`Graph::gathered_rows`]: a mixture of
 //! experts' weights picked per token) is read in place: the kernel binds the table and the
@@ -40,7 +42,6 @@ pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) 
     let wide = lanes == WORKGROUP as usize;
     // With subgroups of 32, the 32 lanes of an element are one subgroup (numbered by it).
     let sg32 = rows && !wide && subgroup(t) == Some(ROW_LANES);
-    let (first, step) = if rows { ("lane", format!("{lanes}u")) } else { ("0u", "1u".to_string()) };
     let mut body = if rows {
         // Elements in the order (row, batch): the batches that read one slab's row (a
         // prefill's tokens of one expert) read it one after another, while it is cached. No
@@ -62,8 +63,9 @@ pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) 
             "    let i = gid * {WORKGROUP}u + lid;\n    if (i >= {total}u) {{ return; }}\n    let KK = {k}u;\n    let NN = {nn}u;\n    let col = i % NN;\n    let row = (i / NN) % {m}u;\n    let bi = i / ({m}u * NN);\n"
         )
     };
-    // The values bound (`in0..`), the checks, and each operand's read of element `at`.
-    let (mut bound, mut checks, mut reads) = (vec![], vec![], vec![]);
+    // The values bound (`in0..`), the checks, each operand's read of element `at`, and its
+    // binding's name and whether it is packed f16.
+    let (mut bound, mut checks, mut reads, mut names) = (vec![], vec![], vec![], vec![]);
     for (slot, (v, vd, size, at)) in
         [(ins[0], &ad, m * k, "row * KK + p"), (ins[1], &bd, k * nn, "p * NN + col")].into_iter().enumerate()
     {
@@ -71,6 +73,7 @@ pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) 
         let Some((table, idx)) = g.gathered_rows(v) else {
             let _ = writeln!(body, "    let base{slot} = ({flat}) * {size}u;");
             reads.push(read(&format!("in{}", bound.len()), &format!("base{slot} + {at}"), packed_f16(g, v)));
+            names.push((format!("in{}", bound.len()), packed_f16(g, v)));
             bound.push(v);
             continue;
         };
@@ -96,13 +99,18 @@ pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) 
         }
         let _ = writeln!(body, "    let base{slot} = (u32(e{slot}) * {inner}u + ab{slot} % {inner}u) * {size}u;");
         reads.push(read(&format!("in{}", bound.len()), &format!("base{slot} + {at}"), packed_f16(g, table)));
+        names.push((format!("in{}", bound.len()), packed_f16(g, table)));
         bound.extend([table, idx]);
     }
-    let _ = writeln!(
-        body,
-        "    var acc = 0.0;\n    for (var p = {first}; p < KK; p += {step}) {{ acc = acc + {} * {}; }}",
-        reads[0], reads[1]
-    );
+    if rows {
+        body.push_str(&row_loop(&names[0], &names[1], k, lanes));
+    } else {
+        let _ = writeln!(
+            body,
+            "    var acc = 0.0;\n    for (var p = 0u; p < KK; p += 1u) {{ acc = acc + {} * {}; }}",
+            reads[0], reads[1]
+        );
+    }
     let (groups, prelude) = if rows {
         let mut prelude = String::new();
         let sum = if wide {
@@ -140,6 +148,43 @@ pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) 
         t,
     )
 }
+
+/// WGSL summing, into `acc`, lane `lane`'s part of row `row` of the matrix (binding `a`, from
+/// element `base0`) times the vector (binding `x`, from `base1`), `lanes` lanes side by side
+/// along k: each lane reads [`ROW_UNROLL`] units a step, `lanes` units apart, so that a
+/// subgroup's loads cover consecutive bytes and several are in flight at once. A unit is a
+/// word of two halves where the matrix is packed f16 and k is even (every row then starts on
+/// a word), else one element. One element a lane at a time, one load in flight, read the
+/// expert tables of a decode step at 0.7–0.8 TB/s on an H200.
+fn row_loop(a: &(String, bool), x: &(String, bool), k: usize, lanes: usize) -> String {
+    let words = a.1 && k % 2 == 0;
+    let units = if words { k / 2 } else { k };
+    let xr = |e: &str| read(&x.0, &format!("base1 + {e}"), x.1);
+    let mut s = format!(
+        "    var acc = 0.0;\n    let ra = base0 + row * KK;\n    for (var u0 = lane; u0 < {units}u; u0 += {}u) {{\n",
+        lanes * ROW_UNROLL
+    );
+    for j in 0..ROW_UNROLL {
+        let _ = write!(s, "        let u{j} = u0 + {}u;\n        if (u{j} < {units}u) {{ ", j * lanes);
+        if words {
+            let _ = writeln!(
+                s,
+                "let w{j} = unpack2x16float({}[(ra >> 1u) + u{j}]); acc = acc + w{j}.x * {} + w{j}.y * {}; }}",
+                a.0,
+                xr(&format!("2u * u{j}")),
+                xr(&format!("2u * u{j} + 1u"))
+            );
+        } else {
+            let _ =
+                writeln!(s, "acc = acc + {} * {}; }}", read(&a.0, &format!("ra + u{j}"), a.1), xr(&format!("u{j}")));
+        }
+    }
+    s.push_str("    }\n");
+    s
+}
+
+/// Units ([`row_loop`]) each lane of a matrix-times-vector product reads a step.
+const ROW_UNROLL: usize = 4;
 
 /// Shortest k for which a matrix-times-vector product takes lanes along k per output element
 /// (one thread walking a shorter row is as fast).
