@@ -1,5 +1,5 @@
-//! Reductions, one workgroup per output row: `ReduceMean`/`ReduceSum`/`ReduceMax`/`ReduceProd` over any
-//! axes, `Softmax` along any axis, `CumSum` along any axis, `TopK` along any axis. The workgroup's threads stride
+//! Reductions, one workgroup per output row: `ReduceMean`/`ReduceSum`/`ReduceMax`/`ReduceProd`
+//! over any axes, `Softmax`, `CumSum` and `TopK` along any axis. The workgroup's threads stride
 //! over the row together and combine their partial results with a tree in workgroup memory
 //! ([`tree_reduce`]), so a long axis (a vocabulary-sized softmax row) is read by 256 threads
 //! at once, never walked by one.
@@ -250,17 +250,19 @@ pub(crate) fn top_k(
     }
     let threads = row_threads(d);
     let store = Store::of(g, ins[0]);
-    let scalar = Store::of_dtype(g.ty(ins[0]).dtype).scalar();
-    // Whether (a, ia) comes before (b, ib).
-    let first = match (scalar, largest) {
-        ("f32", true) => "    let na = isnan_(a);\n    if (na != isnan_(b)) { return na; }\n    if (!na && a != b) { return a > b; }\n",
-        ("f32", false) => "    let na = isnan_(a);\n    if (na != isnan_(b)) { return !na; }\n    if (!na && a != b) { return a < b; }\n",
-        (_, true) => "    if (a != b) { return a > b; }\n",
-        (_, false) => "    if (a != b) { return a < b; }\n",
+    let dtype = g.ty(ins[0]).dtype;
+    let scalar = Store::of_dtype(dtype).scalar();
+    // Whether (a, ia) comes before (b, ib): NaN apart (tested on the bits), then by value.
+    let (nan, first) = match (dtype.is_float(), largest) {
+        (true, true) => (true, "    let na = isnan_(a);\n    if (na != isnan_(b)) { return na; }\n    if (!na && a != b) { return a > b; }\n"),
+        (true, false) => (true, "    let na = isnan_(a);\n    if (na != isnan_(b)) { return !na; }\n    if (!na && a != b) { return a < b; }\n"),
+        (false, true) => (false, "    if (a != b) { return a > b; }\n"),
+        (false, false) => (false, "    if (a != b) { return a < b; }\n"),
     };
+    let isnan =
+        if nan { "fn isnan_(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }\n" } else { "" };
     let prelude = format!(
-        "fn isnan_(x: f32) -> bool {{ return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }}\n\
-         fn first_(a: {scalar}, ia: u32, b: {scalar}, ib: u32) -> bool {{\n{first}    return ia < ib;\n}}\n\
+        "{isnan}fn first_(a: {scalar}, ia: u32, b: {scalar}, ib: u32) -> bool {{\n{first}    return ia < ib;\n}}\n\
          const NONE: u32 = 0xffffffffu;\n\
          var<workgroup> rv: array<{scalar}, {threads}>;\nvar<workgroup> ri: array<u32, {threads}>;\n"
     );
@@ -270,7 +272,7 @@ pub(crate) fn top_k(
         format!("(gid / {stride}u) * {}u + gid % {stride}u", k * stride)
     };
     let x = load("in0", &format!("base + c * {stride}u"), store);
-    let zero = Store::of_dtype(g.ty(ins[0]).dtype).zero();
+    let zero = Store::of_dtype(dtype).zero();
     let mut body = format!(
         "    if (gid >= {nl}u) {{ return; }}\n    let base = {base};\n    let obase = {out_base};\n    var pv: {scalar} = {zero};\n    var pi: u32 = NONE;\n    for (var r = 0u; r < {k}u; r = r + 1u) {{\n        var bv: {scalar} = {zero};\n        var bi: u32 = NONE;\n        for (var c = lid; c < {d}u; c = c + {threads}u) {{\n            let v = {x};\n            if (pi != NONE && !first_(pv, pi, v, c)) {{ continue; }}\n            if (bi == NONE || first_(v, c, bv, bi)) {{ bv = v; bi = c; }}\n        }}\n        rv[lid] = bv;\n        ri[lid] = bi;\n        workgroupBarrier();\n"
     );

@@ -5,8 +5,8 @@
 //! workgroup memory: a workgroup per output element where they are few, 32 lanes (8 elements
 //! a workgroup) where they are many (a thread walking a row of 3584 alone took 540 µs on an
 //! H200 for what the row's bytes take 3 µs to read); the elements run row by row over the
-//! batches (`benches/results/h200-2026-11-28-moe.md`). Each lane reads four words of the row a
-//! step (two halves each where the matrix is f16), a subgroup's loads side by side
+//! batches (`benches/results/h200-2026-11-28-moe.md`). Each lane reads four elements of the row
+//! a step (four words of two halves where the matrix is f16), a subgroup's loads side by side
 //! ([`row_loop`]).
 //!
 //! An operand that gathers whole slabs of a table ([`Graph::gathered_rows`]: a mixture of
@@ -183,7 +183,9 @@ fn row_loop(a: &(String, bool), x: &(String, bool), k: usize, lanes: usize) -> S
     s
 }
 
-/// Units ([`row_loop`]) each lane of a matrix-times-vector product reads a step.
+/// Units ([`row_loop`]) each lane of a matrix-times-vector product reads a step: with four
+/// the experts of a Mixtral-like decode step took 364 µs against 447 with one, and eight were
+/// within a percent of four (`benches/results/h200-2026-11-28-topk.md`).
 const ROW_UNROLL: usize = 4;
 
 /// Shortest k for which a matrix-times-vector product takes lanes along k per output element

@@ -298,7 +298,7 @@ pub(crate) fn infer_top_k(axis: i64, k: usize, ins: &[&TensorType]) -> Result<Ve
 /// The order a top-K selection takes floats in: `Less` where `a` comes before `b` (the
 /// larger first with `largest`, else the smaller), NaN first among the largest and last
 /// among the smallest, `-0.0` equal to `0.0` (equal values keep their order along the axis).
-pub fn top_k_order(a: f32, b: f32, largest: bool) -> std::cmp::Ordering {
+fn top_k_order(a: f32, b: f32, largest: bool) -> std::cmp::Ordering {
     use std::cmp::Ordering::{Equal, Greater, Less};
     match (a.is_nan(), b.is_nan()) {
         (true, true) => Equal,
