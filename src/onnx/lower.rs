@@ -131,6 +131,13 @@ impl Ctx<'_> {
         self.steps.push(Step { op, ins, suffix: suffix.to_string() });
         Src::Step(self.steps.len() - 1, 0)
     }
+    /// A step of an op with `outputs` outputs (a split's parts, a top-K's values and
+    /// indices): each of them.
+    fn step_outputs(&mut self, suffix: &str, op: Op, ins: Vec<Src>, outputs: usize) -> Vec<Option<Src>> {
+        self.step(suffix, op, ins);
+        let last = self.steps.len() - 1;
+        (0..outputs).map(|o| Some(Src::Step(last, o))).collect()
+    }
     fn done(self, outs: Vec<Option<Src>>) -> Option<Lowering> {
         Some(Lowering { steps: self.steps, outs })
     }
@@ -899,9 +906,8 @@ pub fn lower(env: &dyn Env, n: &proto::NodeProto, attrs: &Attrs) -> Result<Optio
             if k != nout {
                 return Err(format!("the split gives {k} sizes but the node has {nout} outputs"));
             }
-            c.step("", Op::Split { axis, sizes }, vec![input(0)]);
-            let last = c.steps.len() - 1;
-            return Ok(c.done((0..k).map(|o| Some(Src::Step(last, o))).collect()));
+            let parts = c.step_outputs("", Op::Split { axis, sizes }, vec![input(0)], k);
+            return Ok(c.done(parts));
         }
         "Slice" => {
             let t = c.ty(0)?;

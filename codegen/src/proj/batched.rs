@@ -63,17 +63,14 @@ pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) 
             "    let i = gid * {WORKGROUP}u + lid;\n    if (i >= {total}u) {{ return; }}\n    let KK = {k}u;\n    let NN = {nn}u;\n    let col = i % NN;\n    let row = (i / NN) % {m}u;\n    let bi = i / ({m}u * NN);\n"
         )
     };
-    // The values bound (`in0..`), the checks, each operand's read of element `at`, and its
-    // binding's name and whether it is packed f16.
-    let (mut bound, mut checks, mut reads, mut names) = (vec![], vec![], vec![], vec![]);
-    for (slot, (v, vd, size, at)) in
-        [(ins[0], &ad, m * k, "row * KK + p"), (ins[1], &bd, k * nn, "p * NN + col")].into_iter().enumerate()
-    {
+    // The values bound (`in0..`), the checks, and each operand's binding (its name, whether
+    // it is packed f16), its elements from `base{slot}` on.
+    let (mut bound, mut checks, mut operands) = (vec![], vec![], vec![]);
+    for (slot, (v, vd, size)) in [(ins[0], &ad, m * k), (ins[1], &bd, k * nn)].into_iter().enumerate() {
         let flat = bcast_index(batch, &vd[..vd.len() - 2], "bi");
         let Some((table, idx)) = g.gathered_rows(v) else {
             let _ = writeln!(body, "    let base{slot} = ({flat}) * {size}u;");
-            reads.push(read(&format!("in{}", bound.len()), &format!("base{slot} + {at}"), packed_f16(g, v)));
-            names.push((format!("in{}", bound.len()), packed_f16(g, v)));
+            operands.push((format!("in{}", bound.len()), packed_f16(g, v)));
             bound.push(v);
             continue;
         };
@@ -98,17 +95,18 @@ pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) 
             body.push_str(&check_index(&raw, &e, d, site, zero));
         }
         let _ = writeln!(body, "    let base{slot} = (u32(e{slot}) * {inner}u + ab{slot} % {inner}u) * {size}u;");
-        reads.push(read(&format!("in{}", bound.len()), &format!("base{slot} + {at}"), packed_f16(g, table)));
-        names.push((format!("in{}", bound.len()), packed_f16(g, table)));
+        operands.push((format!("in{}", bound.len()), packed_f16(g, table)));
         bound.extend([table, idx]);
     }
     if rows {
-        body.push_str(&row_loop(&names[0], &names[1], k, lanes));
+        body.push_str(&row_loop(&operands[0], &operands[1], k, lanes));
     } else {
+        let ((a, pa), (w, pw)) = (&operands[0], &operands[1]);
         let _ = writeln!(
             body,
             "    var acc = 0.0;\n    for (var p = 0u; p < KK; p += 1u) {{ acc = acc + {} * {}; }}",
-            reads[0], reads[1]
+            read(a, "base0 + row * KK + p", *pa),
+            read(w, "base1 + p * NN + col", *pw)
         );
     }
     let (groups, prelude) = if rows {

@@ -26,8 +26,5 @@ pub(super) fn top_k(c: &mut Ctx, attrs: &Attrs) -> Result<Vec<Option<Src>>, Stri
         return Err(format!("K = {k}, but K must be from 1 to the axis's size, {n}"));
     }
     let largest = attrs.int("largest").unwrap_or(1) != 0;
-    // One step of two outputs.
-    let i = c.steps.len();
-    c.step("", Op::TopK { axis: a as i64, k: k as usize, largest }, vec![Src::In(0)]);
-    Ok(vec![Some(Src::Step(i, 0)), Some(Src::Step(i, 1))])
+    Ok(c.step_outputs("", Op::TopK { axis: a as i64, k: k as usize, largest }, vec![Src::In(0)], 2))
 }

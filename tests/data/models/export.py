@@ -622,6 +622,37 @@ def q4():
 
 # --- Benchmark models --------------------------------------------------------------------
 
+def export_dynseq(m, arch, path):
+    """Exports model `m` (of architecture `arch`) as a dynamic-shape forward pass to `path`,
+    weights as external data: `input_ids` and `attention_mask` of dims `batch` and `seq`,
+    `logits` out (the graphs `perf()` and `moe()` time)."""
+    ids = torch.randint(0, 1000, (1, 8)); am = torch.ones(1, 8, dtype=torch.int64)
+    b, s_ = torch.export.Dim("batch", min=1, max=8), torch.export.Dim("seq", min=2, max=1024)
+    with torch.no_grad():
+        torch.onnx.export(Dyn(m, arch).eval(), (ids, am), path, dynamo=True, opset_version=18,
+                          input_names=["input_ids", "attention_mask"], output_names=["logits"],
+                          dynamic_shapes={"input_ids": {0: b, 1: s_}, "attention_mask": {0: b, 1: s_}},
+                          external_data=True)
+
+
+def export_kvstep(m, L, kvh, hd, dtype, path):
+    """Exports one KV-cache step of model `m` (`L` layers, `kvh` KV heads of width `hd`, caches
+    of `dtype`) to `path`, weights as external data: `input_ids [1, new]`, `attention_mask [1,
+    all]`, `past_L_k/v [1, kvh, past, hd]` in, `logits` and `present_L_k/v` out."""
+    past = [torch.randn(1, kvh, 6, hd, dtype=dtype) for _ in range(2 * L)]
+    ids = torch.randint(0, 1000, (1, 2)); am = torch.ones(1, 8, dtype=torch.int64)
+    pn = [f"past_{i // 2}_{'kv'[i % 2]}" for i in range(2 * L)]
+    P = torch.export.Dim("past", min=1, max=2048)
+    S = torch.export.Dim("new", min=1, max=4)
+    A = torch.export.Dim("all", min=2, max=2052)
+    ds = {"input_ids": {1: S}, "attention_mask": {1: A}, "past": tuple({2: P} for _ in range(2 * L))}
+    with torch.no_grad():
+        torch.onnx.export(Step(m, L).eval(), (ids, am, *past), path, dynamo=True, opset_version=18,
+                          input_names=["input_ids", "attention_mask", *pn],
+                          output_names=["logits"] + [f"present_{i // 2}_{'kv'[i % 2]}" for i in range(2 * L)],
+                          dynamic_shapes=ds, external_data=True)
+
+
 def perf():
     """Qwen2-0.5B-sized random models: dynseq (prefill) and kvstep (decode), f32 and f16, with
     weights as external data; PyTorch eager timings of the same two calls (on CUDA, when there).
@@ -680,30 +711,13 @@ def perf():
         p = os.path.join(d, "model_dynseq.onnx")
 
         def f():
-            ids = torch.randint(0, 1000, (1, 8)); am = torch.ones(1, 8, dtype=torch.int64)
-            b, s_ = torch.export.Dim("batch", min=1, max=8), torch.export.Dim("seq", min=2, max=1024)
-            with torch.no_grad():
-                torch.onnx.export(Dyn(m, "qwen2").eval(), (ids, am), p, dynamo=True, opset_version=18,
-                                  input_names=["input_ids", "attention_mask"], output_names=["logits"],
-                                  dynamic_shapes={"input_ids": {0: b, 1: s_}, "attention_mask": {0: b, 1: s_}},
-                                  external_data=True)
+            export_dynseq(m, "qwen2", p)
         if "dynseq" in forms:
             attempt(f"qwen05b_{sfx}_dynseq", f)
         p = os.path.join(d, "model_kvstep.onnx")
 
         def f():
-            past = [torch.randn(1, kvh, 6, hd, dtype=dtype) for _ in range(2 * L)]
-            ids = torch.randint(0, 1000, (1, 2)); am = torch.ones(1, 8, dtype=torch.int64)
-            pn = [f"past_{i // 2}_{'kv'[i % 2]}" for i in range(2 * L)]
-            P = torch.export.Dim("past", min=1, max=2048)
-            S = torch.export.Dim("new", min=1, max=4)
-            A = torch.export.Dim("all", min=2, max=2052)
-            ds = {"input_ids": {1: S}, "attention_mask": {1: A}, "past": tuple({2: P} for _ in range(2 * L))}
-            with torch.no_grad():
-                torch.onnx.export(Step(m, L).eval(), (ids, am, *past), p, dynamo=True, opset_version=18,
-                                  input_names=["input_ids", "attention_mask", *pn],
-                                  output_names=["logits"] + [f"present_{i // 2}_{'kv'[i % 2]}" for i in range(2 * L)],
-                                  dynamic_shapes=ds, external_data=True)
+            export_kvstep(m, L, kvh, hd, dtype, p)
         if "kvstep" in forms:
             attempt(f"qwen05b_{sfx}_kvstep", f)
         p = os.path.join(d, "model_staticstep.onnx")
@@ -738,27 +752,11 @@ def moe(cfg=None, name="mid"):
     cfg._experts_implementation = "batched_mm"
     torch.manual_seed(0)
     m = T.AutoModelForCausalLM.from_config(cfg).eval().to(torch.float16)
-    L, kvh, hd = 4, 4, 64
+    hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     d = os.path.join(out, name); os.makedirs(d, exist_ok=True)
-    ids = torch.randint(0, 1000, (1, 8)); am = torch.ones(1, 8, dtype=torch.int64)
-    b, s_ = torch.export.Dim("batch", min=1, max=8), torch.export.Dim("seq", min=2, max=1024)
-    with torch.no_grad():
-        torch.onnx.export(Dyn(m, cfg.model_type).eval(), (ids, am), os.path.join(d, "model_dynseq.onnx"), dynamo=True,
-                          opset_version=18, input_names=["input_ids", "attention_mask"], output_names=["logits"],
-                          dynamic_shapes={"input_ids": {0: b, 1: s_}, "attention_mask": {0: b, 1: s_}},
-                          external_data=True)
-    past = [torch.randn(1, kvh, 6, hd, dtype=torch.float16) for _ in range(2 * L)]
-    ids = torch.randint(0, 1000, (1, 2)); am = torch.ones(1, 8, dtype=torch.int64)
-    pn = [f"past_{i // 2}_{'kv'[i % 2]}" for i in range(2 * L)]
-    P = torch.export.Dim("past", min=1, max=2048)
-    S = torch.export.Dim("new", min=1, max=4)
-    A = torch.export.Dim("all", min=2, max=2052)
-    ds = {"input_ids": {1: S}, "attention_mask": {1: A}, "past": tuple({2: P} for _ in range(2 * L))}
-    with torch.no_grad():
-        torch.onnx.export(Step(m, L).eval(), (ids, am, *past), os.path.join(d, "model_kvstep.onnx"), dynamo=True,
-                          opset_version=18, input_names=["input_ids", "attention_mask", *pn],
-                          output_names=["logits"] + [f"present_{i // 2}_{'kv'[i % 2]}" for i in range(2 * L)],
-                          dynamic_shapes=ds, external_data=True)
+    export_dynseq(m, cfg.model_type, os.path.join(d, "model_dynseq.onnx"))
+    export_kvstep(m, cfg.num_hidden_layers, cfg.num_key_value_heads, hd, torch.float16,
+                  os.path.join(d, "model_kvstep.onnx"))
 
 
 def moe8():
