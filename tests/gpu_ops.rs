@@ -651,6 +651,15 @@ fn reductions_over_any_axes_with_keepdims_and_empty_axes() {
     assert!(e.contains("'y'") && e.contains("32"), "{e}");
     // A long row: 256 threads stride over it.
     op_agrees(&gpu, Op::Reduce { op: ReduceOp::Mean, axes: vec![-1], keepdims: true }, &[rand(&[2, 3001], 10)]);
+    // Short runs over many outputs (a thread each, several workgroups): a middle axis (a
+    // mixture of experts' sum over each token's experts), leading axes, the longest run a
+    // thread walks and the shortest a workgroup takes.
+    for (shape, axes) in [(vec![300, 2, 40], vec![1]), (vec![2, 3, 700], vec![0, 1]), (vec![600, 16], vec![-1])] {
+        for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max] {
+            op_agrees(&gpu, Op::Reduce { op, axes: axes.clone(), keepdims: false }, &[rand(&shape, 15)]);
+        }
+    }
+    op_agrees(&gpu, Op::Reduce { op: ReduceOp::Sum, axes: vec![1], keepdims: true }, &[rand(&[40, 17, 3], 16)]);
     // Over an empty axis: sum 0, max -inf, mean NaN, product 1 (ONNX), on a result that is not
     // empty.
     for op in ReduceOp::ALL {
