@@ -989,6 +989,92 @@ fn expert_weights_picked_per_token_are_read_in_place() {
     }
 }
 
+/// A prompt's expert products (at least two pairs per expert) are grouped by expert: each
+/// workgroup lists the pairs that picked its expert and multiplies them out as GEMM tiles, so
+/// the table is read once per expert. Pairs spread and skewed (every pair on one expert, more
+/// pairs than a tile or a window of indices holds, so that tiles and leftovers cross
+/// windows), column tiles of 32, 64 and 128 (whole and partial), partial k steps, negative
+/// indices, x broadcast over the pairs of a token, f32 and f16 tables, and k that is not
+/// whole 16-byte units (the matrix-times-vector kernel instead): all match the interpreter. An
+/// index out of range is an error naming the gather and the input, and the next run is not
+/// poisoned by it.
+#[test]
+fn a_prompts_expert_products_are_grouped_by_expert() {
+    use glufuse::codegen::{generate, manifest, KernelKind, Target};
+    let Some(gpu) = common::gpu() else { return };
+    // (experts, N, K, tokens, experts per token, whether x is one row per token, ids)
+    type Ids = fn(usize) -> i64;
+    let spread: Ids = |i| i as i64 % 4 - 4;
+    let skewed: Ids = |i| if i % 9 == 0 { 0 } else { 1 };
+    let seven: Ids = |i| if i % 5 == 0 { 6 } else { -1 };
+    let eight: Ids = |i| (i * 5 % 8) as i64;
+    let cases: [(usize, usize, usize, usize, usize, bool, Ids); 8] = [
+        (4, 64, 64, 8, 1, false, spread),
+        (3, 70, 200, 40, 1, false, skewed),
+        (2, 130, 104, 300, 2, true, skewed),
+        (8, 64, 45, 20, 1, false, seven),
+        (2, 64, 64, 25, 2, true, |i| i as i64 % 2 - 2),
+        (2, 96, 36, 260, 1, false, |_| 1),
+        (8, 4096, 64, 40, 2, true, eight),
+        (8, 2088, 72, 24, 1, false, eight),
+    ];
+    for dtype in [DType::F32, DType::F16] {
+        for (e, n, k, tokens, per, shared_x, ids) in cases {
+            let what = format!("{dtype:?} {e} experts of [{n}, {k}], {tokens} tokens x {per}, x shared: {shared_x}");
+            let pairs = tokens * per;
+            let ids_t = Tensor::i64(vec![tokens, per], (0..pairs).map(ids).collect()).unwrap();
+            let xd = if shared_x { vec![tokens, 1, k, 1] } else { vec![tokens, per, k, 1] };
+            let mut b = GraphBuilder::new();
+            let ids_v = b.input("ids", DType::I64, shape_of(&[tokens as u64, per as u64]));
+            let x = b.input("x", DType::F32, shape_of(&xd.iter().map(|&d| d as u64).collect::<Vec<_>>()));
+            let x = b.node("x16", Op::Cast { to: dtype }, &[x], vec![])[0];
+            let table = b.weight("experts", dtype, &[e as u64, n as u64, k as u64], 1.0);
+            let picked = b.node("pick", Op::Gather { axis: 0 }, &[table, ids_v], vec![])[0];
+            let y = b.matmul("bmm", picked, x);
+            let g = b.finish(&[y]).unwrap_or_else(|err| panic!("{what}: {err}"));
+            let m = HashMap::from([("ids".to_string(), ids_t), ("x".to_string(), rand(&xd, 7))]);
+            let (mut sess, got) = agree_within(&gpu, &g, &m, if dtype == DType::F16 { 2e-3 } else { 1e-5 }, &what);
+            let ks = generate(&g, &Default::default(), &Target::default()).unwrap();
+            // Grouped where k is whole 16-byte units of the table.
+            let grouped = k % if dtype == DType::F16 { 8 } else { 4 } == 0;
+            let kind = if grouped { KernelKind::GroupedMatmul } else { KernelKind::BatchedMatmul };
+            let bmm = ks.iter().find(|k| k.source().name == "bmm").unwrap().source();
+            assert_eq!(bmm.kind, kind, "{what}: {}", manifest(&g, &ks));
+            // Column tiles as wide as still give 256 workgroups.
+            if grouped {
+                let bn = [128, 64, 32].into_iter().find(|&bn| n.div_ceil(bn) * e >= 256).unwrap_or(32);
+                let choice = bmm.choice.as_ref().unwrap().kernel.clone();
+                assert!(choice.starts_with("grouped ") && choice.contains(&format!("x{bn}x")), "{what}: {choice}");
+            }
+            assert!(!ks.iter().any(|k| k.source().kind == KernelKind::Gather), "{what}");
+            // An index out of range: an error naming the gather and the input.
+            let mut bad = m.clone();
+            let mut v: Vec<i64> = (0..pairs).map(ids).collect();
+            v[pairs - 1] = e as i64;
+            bad.insert("ids".into(), Tensor::i64(vec![tokens, per], v).unwrap());
+            let err = sess.run(&bad).expect_err(&what);
+            let text = err.to_string();
+            assert!(
+                text.starts_with(&format!("node 'pick': index {e} is out of range for {e} elements along axis 0")),
+                "{what}: {text}"
+            );
+            assert!(text.contains("input 'ids'"), "{what}: {text}");
+            let again = sess.run(&m).unwrap_or_else(|err| panic!("{what}: after the error: {err}"));
+            assert_eq!(interp::compare(&again[0], &got[0]).0, 0.0, "{what}: the run after the error");
+        }
+    }
+    // A decode step's pairs (fewer than two per expert) keep the matrix-times-vector kernel.
+    let mut b = GraphBuilder::new();
+    let ids_v = b.input("ids", DType::I64, shape_of(&[1, 2]));
+    let x = b.input("x", DType::F32, shape_of(&[1, 1, 64, 1]));
+    let table = b.weight("experts", DType::F32, &[8, 64, 64], 1.0);
+    let picked = b.node("pick", Op::Gather { axis: 0 }, &[table, ids_v], vec![])[0];
+    let y = b.matmul("bmm", picked, x);
+    let g = b.finish(&[y]).unwrap();
+    let ks = generate(&g, &Default::default(), &Target::default()).unwrap();
+    assert_eq!(ks.iter().find(|k| k.source().name == "bmm").unwrap().source().kind, KernelKind::BatchedMatmul);
+}
+
 fn shape_of(dims: &[u64]) -> Vec<Dim> {
     dims.iter().map(|&d| Dim::Fixed(d)).collect()
 }

@@ -122,6 +122,8 @@ pub enum KernelKind {
     Concat,
     /// A `MatMul` with a right operand of rank above 2.
     BatchedMatmul,
+    /// A mixture of experts' batched `MatMul` for many pairs, grouped by expert.
+    GroupedMatmul,
     /// A projection: `x·W` (a `MatMul` with a 2-D weight) or, `fused`, the gated unit.
     Projection {
         /// The fused gated unit rather than a plain `x·W`.
@@ -186,7 +188,7 @@ impl KernelKind {
     /// projections, fused or not, split-K sums included), `gemm` (prefill projections), `coop-gemm` (prefill
     /// projections on cooperative matrices), `proj-scalar` (the
     /// projections' scalar template), `matmul` (batched: attention's
-    /// products), `elementwise` (unary, binary, `Where`, casts), `norm` (reductions and layer
+    /// products, a mixture of experts'), `elementwise` (unary, binary, `Where`, casts), `norm` (reductions and layer
     /// normalisation), `topk` (top-K selections), `softmax`, `program` (elementwise programs: merged chains, norms,
     /// rotary embeddings, KV-cache writes), `attention` (fused attentions), `gather` (gathers,
     /// scatters and ranges), `layout` (transpose, slice, concat, expand, copies).
@@ -201,7 +203,7 @@ impl KernelKind {
                 ..
             } => "gemm",
             KernelKind::Projection { kernel: ProjKernel::Coop, .. } => "coop-gemm",
-            KernelKind::BatchedMatmul => "matmul",
+            KernelKind::BatchedMatmul | KernelKind::GroupedMatmul => "matmul",
             KernelKind::Elementwise | KernelKind::Cast | KernelKind::Where => "elementwise",
             KernelKind::Reduce | KernelKind::CumSum | KernelKind::LayerNorm => "norm",
             KernelKind::Softmax => "softmax",
@@ -231,6 +233,7 @@ impl fmt::Display for KernelKind {
             KernelKind::Slice => f.write_str("slice"),
             KernelKind::Concat => f.write_str("concat"),
             KernelKind::BatchedMatmul => f.write_str("batched-matmul"),
+            KernelKind::GroupedMatmul => f.write_str("grouped-matmul"),
             KernelKind::Copy => f.write_str("copy"),
             KernelKind::Where => f.write_str("where"),
             KernelKind::Expand => f.write_str("expand"),

@@ -13,7 +13,8 @@
 //! experts' weights picked per token) is read in place: the kernel binds the table and the
 //! indices instead, checks each index as the gather would (negative ones counting from the
 //! end, one out of range an error naming the gather), and reads the slab it names. The gather
-//! itself takes no kernel and no buffer.
+//! itself takes no kernel and no buffer. Where the pairs outnumber the experts (a prompt),
+//! the products are grouped by expert instead (`grouped.rs`).
 
 use super::gemv::tree_sum;
 use crate::index::{check_index, size_i32, slab_check};
@@ -27,6 +28,9 @@ use std::fmt::Write;
 /// where N is 1 and k at least [`ROW_MIN_K`], lanes along k per output element (see the
 /// module's header); a gathered operand read in place either way.
 pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<KernelSource> {
+    if let Some(k) = super::grouped::grouped(g, n, b, t)? {
+        return Ok(k);
+    }
     let ins = g.inputs(n);
     let out = Value::of(n);
     let (ad, bd, od) = (dims(g, ins[0], b)?, dims(g, ins[1], b)?, dims(g, out, b)?);

@@ -12,7 +12,8 @@
 //! - `gemm_unaligned`: the prefill GEMM for any other shape;
 //! - `scalar`: the template for whatever the others do not take (any alignment, any mix of
 //!   weight storage);
-//! - `batched`: `MatMul` with a right operand of rank above 2.
+//! - `batched`: `MatMul` with a right operand of rank above 2;
+//! - `grouped`: a mixture of experts' batched products for a prompt, grouped by expert.
 //!
 //! Which one a node gets is decided in `select.rs`. This file holds what they share: the
 //! shape of the product ([`ProjShape`]), the values bound, the bindings and the epilogue.
@@ -22,6 +23,7 @@ pub mod coop;
 pub mod gemm_tiled;
 pub(crate) mod gemm_unaligned;
 pub(crate) mod gemv;
+pub(crate) mod grouped;
 pub mod q4;
 pub(crate) mod scalar;
 

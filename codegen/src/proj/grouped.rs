@@ -1,0 +1,285 @@
+//! A mixture of experts' products for many tokens at once, grouped by expert: `out[p] =
+//! table[idx[p]] · x[p]` for every token-expert pair `p` (Hugging Face's `batched_mm`: each
+//! pair's expert matrix `[N, K]` gathered from a table `[E, N, K]`, times the pair's row of x
+//! as a column), where the pairs outnumber the experts (a prompt), so that each expert's
+//! matrix is read once for all the pairs that picked it instead of once per pair (the
+//! matrix-times-vector kernel, `batched.rs`, which a decode step keeps).
+//!
+//! A workgroup owns one expert `e` and `bn` of its output columns (the grid runs over column
+//! tiles, then experts; `bn` of 128, 64 or 32, the most that still give the device
+//! [`MIN_WORKGROUPS`]). It walks the indices [`WORKGROUP`] at a time, each thread testing one
+//! pair and appending the pairs that picked `e` to a list in workgroup memory (an atomic
+//! counter: their order in the list is arbitrary, and nothing depends on it, since every
+//! output element is one thread's sum over k in order). Whenever the list holds a tile's worth
+//! of rows (`bm`: 32, or 64 where the experts have more pairs on average), and at the end
+//! whatever is left, it multiplies them out: k advances `bk` a step (64 down to 8: what fits
+//! the device's workgroup memory) through workgroup memory, x's rows (gathered through the
+//! list) and the expert's columns staged as loaded, 16 bytes a thread at a time (four f32 of
+//! x, eight halves or four f32 of the table), the loads of the next step issued into registers
+//! before the products of this one. Each thread owns one column and `bm / (256 / bn)` rows: it
+//! reads its column's 16 bytes once for all its rows, and the rows' x, which every thread of
+//! a subgroup reads alike (a broadcast). Four columns and four rows a thread instead (4 × 4
+//! sums, each of the eight operands read from workgroup memory apart) took a Mixtral-like
+//! prompt's expert products 555 and 567 µs on an H200 against 384 and 247
+//! (`benches/results/h200-2026-11-28-grouped.md`).
+//!
+//! It needs k a multiple of 16 bytes (8 for an f16 table, else 4) and x stored as f32; other
+//! products keep the matrix-times-vector kernel. Indices are checked as the gather would
+//! (negative ones counting from the end); one out of range is an error naming the gather,
+//! reported by the first workgroup, and its pair is in no list.
+
+use crate::index::{size_i32, slab_check};
+use crate::wgsl::{bcast_index, kernel, Store, WORKGROUP};
+use crate::{dims, packed_f16, Choice, KernelKind, KernelSource, Target};
+use glufuse_ir::shape::Bindings;
+use glufuse_ir::{Error, Graph, NodeIndex, Result, Value};
+use std::fmt::Write;
+
+/// Fewest pairs per expert (on average) for which a product is grouped: below it (a decode
+/// step: 2 pairs of 8 experts, 8 of 64) the matrix-times-vector kernel reads fewer bytes.
+pub(crate) const GROUP_MIN_PAIRS: usize = 2;
+
+/// Workgroups a grouped product should have at least, where narrower column tiles give them
+/// (a Mixtral-like down projection, 8 experts of 1024 outputs, has 64 tiles of 128).
+const MIN_WORKGROUPS: usize = 256;
+
+/// A grouped product's tiling: each of the 256 threads owns one of `bn` columns and `r` rows
+/// of one of `g = 256 / bn` row groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Tile {
+    /// Output columns a workgroup owns (one per thread of a row group).
+    bn: usize,
+    /// Rows (pairs) per thread.
+    r: usize,
+    /// k a step.
+    bk: usize,
+}
+
+impl Tile {
+    /// Row groups.
+    fn g(&self) -> usize {
+        WORKGROUP as usize / self.bn
+    }
+    /// Rows (pairs) a tile multiplies out at once.
+    fn bm(&self) -> usize {
+        self.g() * self.r
+    }
+    /// Workgroup memory: the pair list and its counters, the x tile (`bm` rows of `bk / 4 + 1`
+    /// 16-byte units: one of padding) and the table's (`bn` columns of `bk / v + 1`, `v` its
+    /// elements in 16 bytes).
+    fn bytes(&self, v: usize) -> usize {
+        4 * (self.bm() + WORKGROUP as usize + 2) + 16 * (self.bm() * (self.bk / 4 + 1) + self.bn * (self.bk / v + 1))
+    }
+}
+
+/// The tiling of `pairs` pairs over `experts` experts of `nn` outputs: columns as many as
+/// still give [`MIN_WORKGROUPS`], rows 32 a tile, or 64 where an expert has more pairs on
+/// average, k steps as long as workgroup memory holds.
+fn tile(pairs: usize, experts: usize, nn: usize, v: usize, max_bytes: usize) -> Option<Tile> {
+    let bn = [128, 64, 32].into_iter().find(|&bn| nn.div_ceil(bn) * experts >= MIN_WORKGROUPS).unwrap_or(32);
+    let bm = if pairs.div_ceil(experts) > 32 { 64 } else { 32 };
+    let r = bm / (WORKGROUP as usize / bn);
+    [64, 32, 16, 8].into_iter().map(|bk| Tile { bn, r, bk }).find(|t| t.bk >= v && t.bytes(v) <= max_bytes)
+}
+
+/// The grouped kernel of batched `MatMul` `n`, where it applies: its first operand gathers
+/// whole matrices of a table `[E, N, K]` per pair (read in place, [`Graph::gathered_rows`]),
+/// with no broadcast, its second is a column per pair (`[.., K, 1]`, broadcast allowed) stored
+/// as f32, k is whole 16-byte units of the table, and there are at least [`GROUP_MIN_PAIRS`]
+/// pairs per expert.
+pub(crate) fn grouped(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<Option<KernelSource>> {
+    let ins = g.inputs(n);
+    let out = Value::of(n);
+    let Some((table, idx)) = g.gathered_rows(ins[0]) else { return Ok(None) };
+    if g.gathered_rows(ins[1]).is_some() || Store::of(g, ins[1]) != Store::F32 || Store::of(g, out) != Store::F32 {
+        return Ok(None);
+    }
+    let (ad, xd, od, td) = (dims(g, ins[0], b)?, dims(g, ins[1], b)?, dims(g, out, b)?, dims(g, table, b)?);
+    let r = od.len();
+    if td.len() != 3 || ad.len() != r || ad[..r - 2] != od[..r - 2] || od[r - 1] != 1 || xd.len() < 2 {
+        return Ok(None);
+    }
+    let (experts, nn, k) = (td[0], td[1], td[2]);
+    let w16 = packed_f16(g, table);
+    // Elements of the table in 16 bytes.
+    let v = if w16 { 8 } else { 4 };
+    let batch = &od[..r - 2];
+    let pairs: usize = batch.iter().product();
+    if experts == 0 || k == 0 || k % v != 0 || pairs < GROUP_MIN_PAIRS * experts {
+        return Ok(None);
+    }
+    let Some(tl) = tile(pairs, experts, nn, v, t.max_workgroup_storage_bytes as usize) else { return Ok(None) };
+    let d = size_i32(g, ins[0].node, experts)?;
+    let checks = vec![slab_check(g, ins[0].node, experts)];
+    let (bn, rr, bk, bm) = (tl.bn, tl.r, tl.bk, tl.bm());
+    let wg = WORKGROUP as usize;
+    let tiles = nn.div_ceil(bn);
+    let total = tiles * experts;
+    let xflat = bcast_index(batch, &xd[..xd.len() - 2], "p");
+    // 16-byte units: of x, `bk / 4` a row, `bm` rows; of the table, `bk / v` a column, `bn`
+    // columns; `lid + 256·j` for j in 0.. each thread's.
+    let (xu, wu) = (bm * bk / 4, bn * bk / v);
+    let unit_guard = |u: usize, j: usize| {
+        if (j + 1) * wg <= u {
+            String::new()
+        } else {
+            format!("lid + {}u < {u}u", j * wg)
+        }
+    };
+    let both = |a: String, b: String| match (a.is_empty(), b.is_empty()) {
+        (true, true) => "true".to_string(),
+        (false, true) => a,
+        (true, false) => b,
+        (false, false) => format!("{a} && {b}"),
+    };
+    let kk_guard =
+        |q: &str, units: usize| if k % bk == 0 { String::new() } else { format!("k0 + {q} * {units}u < {k}u") };
+    let mut s = format!(
+        "    if (gid >= {total}u) {{ return; }}\n    let e = i32(gid / {tiles}u);\n    let n0 = (gid % {tiles}u) * {bn}u;\n    let col = lid % {bn}u;\n    let row0 = (lid / {bn}u) * {rr}u;\n"
+    );
+    // The table's units this thread stages, fixed for the whole kernel.
+    let wj = wu.div_ceil(wg);
+    for j in 0..wj {
+        let col_ok = if nn % bn == 0 { String::new() } else { format!("n0 + wc{j} < {nn}u") };
+        let _ = writeln!(
+            s,
+            "    let wc{j} = (lid + {o}u) / {per}u;\n    let wq{j} = (lid + {o}u) % {per}u;\n    let wl{j} = {};\n    let wb{j} = (u32(e) * {nn}u + n0 + wc{j}) * {kv}u + wq{j};",
+            both(unit_guard(wu, j), col_ok),
+            o = j * wg,
+            per = bk / v,
+            kv = k / v,
+        );
+    }
+    // Walk the indices, listing the pairs that picked `e`.
+    let _ = write!(
+        s,
+        "    for (var s0 = 0u; s0 < {pairs}u; s0 = s0 + {wg}u) {{\n        let p = s0 + lid;\n        if (p < {pairs}u) {{\n            let raw = in1[p];\n            var ex = raw;\n            if (ex < 0i) {{ ex = ex + {d}i; }}\n            if (ex < 0i || ex >= {d}i) {{\n                if (gid == 0u) {{ fail_(1u, raw, p); }}\n            }} else if (ex == e) {{\n                list[atomicAdd(&count, 1u)] = p;\n            }}\n        }}\n        workgroupBarrier();\n        if (lid == 0u) {{ held = atomicLoad(&count); }}\n        let have = workgroupUniformLoad(&held);\n        let last = s0 + {wg}u >= {pairs}u;\n        var done = 0u;\n        loop {{\n            let left = have - done;\n            if (left < {bm}u && !(last && left > 0u)) {{ break; }}\n            let m = min(left, {bm}u);\n"
+    );
+    // One tile of rows `list[done ..][.. m]`: the x units this thread stages and their rows.
+    let xj = xu.div_ceil(wg);
+    for j in 0..xj {
+        let _ = writeln!(
+            s,
+            "            let xr{j} = (lid + {o}u) / {per}u;\n            let xq{j} = (lid + {o}u) % {per}u;\n            let xl{j} = {};\n            var xb{j} = 0u;\n            if (xl{j}) {{ let p = list[done + xr{j}]; xb{j} = ({xflat}) * {k4}u + xq{j}; }}",
+            both(unit_guard(xu, j), format!("xr{j} < m")),
+            o = j * wg,
+            per = bk / 4,
+            k4 = k / 4,
+        );
+    }
+    let (wvec, wzero) = if w16 { ("vec4<u32>", "vec4<u32>(0u)") } else { ("vec4<f32>", "vec4<f32>(0.0)") };
+    for j in 0..xj {
+        let _ = writeln!(s, "            var xv{j} = vec4<f32>(0.0);");
+    }
+    for j in 0..wj {
+        let _ = writeln!(s, "            var wv{j} = {wzero};");
+    }
+    for r in 0..rr {
+        let _ = writeln!(s, "            var acc{r} = 0.0;");
+    }
+    // The loads of step `k0` into registers.
+    let mut load = String::new();
+    for j in 0..xj {
+        let _ = writeln!(
+            load,
+            "                xv{j} = vec4<f32>(0.0);\n                if ({}) {{ xv{j} = in2[xb{j} + k0 / 4u]; }}",
+            both(format!("xl{j}"), kk_guard(&format!("xq{j}"), 4))
+        );
+    }
+    for j in 0..wj {
+        let _ = writeln!(
+            load,
+            "                wv{j} = {wzero};\n                if ({}) {{ wv{j} = in0[wb{j} + k0 / {v}u]; }}",
+            both(format!("wl{j}"), kk_guard(&format!("wq{j}"), v))
+        );
+    }
+    let _ = write!(s, "            {{\n                let k0 = 0u;\n{load}            }}\n");
+    let _ = writeln!(s, "            for (var k0 = 0u; k0 < {k}u; k0 = k0 + {bk}u) {{");
+    // Into workgroup memory as loaded: x row-major, the table column-major.
+    for (j, (u, reg, dst)) in (0..xj).map(|j| (xu, "xv", format!("xs[xr{j}][xq{j}]"))).enumerate() {
+        let g = unit_guard(u, j);
+        let store = format!("{dst} = {reg}{j};");
+        let _ = writeln!(s, "                {}", if g.is_empty() { store } else { format!("if ({g}) {{ {store} }}") });
+    }
+    for j in 0..wj {
+        let g = unit_guard(wu, j);
+        let store = format!("ws[wc{j}][wq{j}] = wv{j};");
+        let _ = writeln!(s, "                {}", if g.is_empty() { store } else { format!("if ({g}) {{ {store} }}") });
+    }
+    s.push_str("                workgroupBarrier();\n");
+    // The next step's loads, in flight while this step is multiplied out.
+    if k > bk {
+        let _ = write!(s, "                if (k0 + {bk}u < {k}u) {{\n                    let k0 = k0 + {bk}u;\n{load}                }}\n");
+    }
+    // Each unit of the thread's column against its rows: the rows' x read by every thread of
+    // a subgroup alike (one row group a subgroup), the column's by each its own.
+    let _ = writeln!(
+        s,
+        "                for (var q = 0u; q < {}u; q = q + 1u) {{\n                    let wq = ws[col][q];",
+        bk / v
+    );
+    if w16 {
+        s.push_str("                    let wa = vec4<f32>(unpack2x16float(wq.x), unpack2x16float(wq.y));\n                    let wb = vec4<f32>(unpack2x16float(wq.z), unpack2x16float(wq.w));\n");
+        for r in 0..rr {
+            let _ = writeln!(
+                s,
+                "                    acc{r} = acc{r} + dot(xs[row0 + {r}u][2u * q], wa) + dot(xs[row0 + {r}u][2u * q + 1u], wb);"
+            );
+        }
+    } else {
+        for r in 0..rr {
+            let _ = writeln!(s, "                    acc{r} = acc{r} + dot(xs[row0 + {r}u][q], wq);");
+        }
+    }
+    s.push_str("                }\n                workgroupBarrier();\n            }\n");
+    // Each thread's sums to its pairs' rows.
+    let col_ok = if nn % bn == 0 { String::new() } else { format!(" && n0 + col < {nn}u") };
+    for r in 0..rr {
+        let _ = writeln!(
+            s,
+            "            if (row0 + {r}u < m{col_ok}) {{ out0[list[done + row0 + {r}u] * {nn}u + n0 + col] = acc{r}; }}"
+        );
+    }
+    // Whatever did not fill a tile moves to the front of the list.
+    s.push_str(
+        "            done = done + m;\n        }\n        let rest = have - done;\n        var keep = 0u;\n        if (lid < rest) { keep = list[done + lid]; }\n        workgroupBarrier();\n        if (lid < rest) { list[lid] = keep; }\n        if (lid == 0u) { atomicStore(&count, rest); }\n        workgroupBarrier();\n    }\n",
+    );
+    let prelude = format!(
+        "var<workgroup> list: array<u32, {}>;\nvar<workgroup> count: atomic<u32>;\nvar<workgroup> held: u32;\nvar<workgroup> xs: array<array<vec4<f32>, {}>, {bm}>;\nvar<workgroup> ws: array<array<{wvec}, {}>, {bn}>;\n",
+        bm + wg,
+        bk / 4 + 1,
+        bk / v + 1
+    );
+    let mut ks = kernel(
+        g,
+        g.node(n).name.clone(),
+        KernelKind::GroupedMatmul,
+        &[table, idx, ins[1]],
+        out,
+        total as u64,
+        WORKGROUP,
+        &prelude,
+        &s,
+        checks,
+        t,
+    )?;
+    // The table and x are read 16 bytes at a time.
+    widen(&mut ks, "in0", if w16 { "u32" } else { "f32" }, wvec)?;
+    widen(&mut ks, "in2", "f32", "vec4<f32>")?;
+    ks.choice = Some(Choice {
+        kernel: format!("grouped {bm}x{bn}x{bk}"),
+        reason: format!("{pairs} pairs over {experts} experts: each expert's matrix read once for its pairs"),
+    });
+    Ok(Some(ks))
+}
+
+/// Declares binding `name` of kernel `ks` with elements of `to` instead of `from` (its
+/// buffer's bytes read in wider units).
+fn widen(ks: &mut KernelSource, name: &str, from: &str, to: &str) -> Result<()> {
+    let decl = format!(" {name}: array<{from}>;");
+    if !ks.wgsl.contains(&decl) {
+        return Err(Error::Gpu(format!("kernel '{}': no binding{decl}", ks.name)));
+    }
+    ks.wgsl = ks.wgsl.replacen(&decl, &format!(" {name}: array<{to}>;"), 1);
+    Ok(())
+}
