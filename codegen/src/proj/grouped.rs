@@ -16,12 +16,12 @@
 //! the device's workgroup memory) through workgroup memory, x's rows (gathered through the
 //! list) and the expert's columns staged as loaded, 16 bytes a thread at a time (four f32 of
 //! x, eight halves or four f32 of the table), the loads of the next step issued into registers
-//! before the products of this one. Each thread owns one column and `bm / (256 / bn)` rows: it
-//! reads its column's 16 bytes once for all its rows, and the rows' x, which every thread of
-//! a subgroup reads alike (a broadcast). Four columns and four rows a thread instead (4 × 4
-//! sums, each of the eight operands read from workgroup memory apart) took a Mixtral-like
-//! prompt's expert products 555 and 567 µs on an H200 against 384 and 247
-//! (`benches/results/h200-2026-11-28-grouped.md`).
+//! before the products of this one. Each thread owns two columns (`bn / 2` apart) and the rows
+//! of its row group: it reads its columns' 16 bytes once for all its rows, and each row's x
+//! once for both columns, x that every thread of the row group reads alike (a broadcast).
+//! Four columns and four rows a thread (4 × 4 sums, each of the eight operands read from
+//! workgroup memory apart) took a Mixtral-like prompt's expert products 555 and 567 µs on an
+//! H200, one column 384 and 247, two 327 and 218 (`benches/results/h200-2026-11-28-grouped.md`).
 //!
 //! It needs k a multiple of 16 bytes (8 for an f16 table, else 4) and x stored as f32; other
 //! products keep the matrix-times-vector kernel. Indices are checked as the gather would
@@ -39,16 +39,22 @@ use std::fmt::Write;
 /// step: 2 pairs of 8 experts, 8 of 64) the matrix-times-vector kernel reads fewer bytes.
 pub(crate) const GROUP_MIN_PAIRS: usize = 2;
 
+/// Columns a thread owns: with one, a Mixtral-like prompt's expert products took 383.8 and
+/// 246.7 µs on an H200.
+const COLS: usize = 2;
+
 /// Workgroups a grouped product should have at least, where narrower column tiles give them
 /// (a Mixtral-like down projection, 8 experts of 1024 outputs, has 64 tiles of 128).
 const MIN_WORKGROUPS: usize = 256;
 
-/// A grouped product's tiling: each of the 256 threads owns one of `bn` columns and `r` rows
-/// of one of `g = 256 / bn` row groups.
+/// A grouped product's tiling: each of the 256 threads owns `ct` of `bn` columns (`bn / ct`
+/// apart) and `r` rows of one of `g = 256 · ct / bn` row groups.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Tile {
-    /// Output columns a workgroup owns (one per thread of a row group).
+    /// Output columns a workgroup owns.
     bn: usize,
+    /// Columns per thread.
+    ct: usize,
     /// Rows (pairs) per thread.
     r: usize,
     /// k a step.
@@ -56,9 +62,13 @@ struct Tile {
 }
 
 impl Tile {
+    /// Threads of a row group.
+    fn tpg(&self) -> usize {
+        self.bn / self.ct
+    }
     /// Row groups.
     fn g(&self) -> usize {
-        WORKGROUP as usize / self.bn
+        WORKGROUP as usize / self.tpg()
     }
     /// Rows (pairs) a tile multiplies out at once.
     fn bm(&self) -> usize {
@@ -78,8 +88,9 @@ impl Tile {
 fn tile(pairs: usize, experts: usize, nn: usize, v: usize, max_bytes: usize) -> Option<Tile> {
     let bn = [128, 64, 32].into_iter().find(|&bn| nn.div_ceil(bn) * experts >= MIN_WORKGROUPS).unwrap_or(32);
     let bm = if pairs.div_ceil(experts) > 32 { 64 } else { 32 };
-    let r = bm / (WORKGROUP as usize / bn);
-    [64, 32, 16, 8].into_iter().map(|bk| Tile { bn, r, bk }).find(|t| t.bk >= v && t.bytes(v) <= max_bytes)
+    let ct = COLS;
+    let r = bm / (WORKGROUP as usize * ct / bn);
+    [64, 32, 16, 8].into_iter().map(|bk| Tile { bn, ct, r, bk }).find(|t| t.bk >= v && t.bytes(v) <= max_bytes)
 }
 
 /// The grouped kernel of batched `MatMul` `n`, where it applies: its first operand gathers
@@ -111,7 +122,7 @@ pub(crate) fn grouped(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Resu
     let Some(tl) = tile(pairs, experts, nn, v, t.max_workgroup_storage_bytes as usize) else { return Ok(None) };
     let d = size_i32(g, ins[0].node, experts)?;
     let checks = vec![slab_check(g, ins[0].node, experts)];
-    let (bn, rr, bk, bm) = (tl.bn, tl.r, tl.bk, tl.bm());
+    let (bn, rr, bk, bm, ct, tpg) = (tl.bn, tl.r, tl.bk, tl.bm(), tl.ct, tl.tpg());
     let wg = WORKGROUP as usize;
     let tiles = nn.div_ceil(bn);
     let total = tiles * experts;
@@ -135,7 +146,7 @@ pub(crate) fn grouped(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Resu
     let kk_guard =
         |q: &str, units: usize| if k % bk == 0 { String::new() } else { format!("k0 + {q} * {units}u < {k}u") };
     let mut s = format!(
-        "    if (gid >= {total}u) {{ return; }}\n    let e = i32(gid / {tiles}u);\n    let n0 = (gid % {tiles}u) * {bn}u;\n    let col = lid % {bn}u;\n    let row0 = (lid / {bn}u) * {rr}u;\n"
+        "    if (gid >= {total}u) {{ return; }}\n    let e = i32(gid / {tiles}u);\n    let n0 = (gid % {tiles}u) * {bn}u;\n    let col = lid % {tpg}u;\n    let row0 = (lid / {tpg}u) * {rr}u;\n"
     );
     // The table's units this thread stages, fixed for the whole kernel.
     let wj = wu.div_ceil(wg);
@@ -175,7 +186,9 @@ pub(crate) fn grouped(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Resu
         let _ = writeln!(s, "            var wv{j} = {wzero};");
     }
     for r in 0..rr {
-        let _ = writeln!(s, "            var acc{r} = 0.0;");
+        for c in 0..ct {
+            let _ = writeln!(s, "            var acc{r}_{c} = 0.0;");
+        }
     }
     // The loads of step `k0` into registers.
     let mut load = String::new();
@@ -211,34 +224,44 @@ pub(crate) fn grouped(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Resu
     if k > bk {
         let _ = write!(s, "                if (k0 + {bk}u < {k}u) {{\n                    let k0 = k0 + {bk}u;\n{load}                }}\n");
     }
-    // Each unit of the thread's column against its rows: the rows' x read by every thread of
-    // a subgroup alike (one row group a subgroup), the column's by each its own.
-    let _ = writeln!(
-        s,
-        "                for (var q = 0u; q < {}u; q = q + 1u) {{\n                    let wq = ws[col][q];",
-        bk / v
-    );
-    if w16 {
-        s.push_str("                    let wa = vec4<f32>(unpack2x16float(wq.x), unpack2x16float(wq.y));\n                    let wb = vec4<f32>(unpack2x16float(wq.z), unpack2x16float(wq.w));\n");
-        for r in 0..rr {
+    // Each unit of the thread's columns against its rows: the rows' x read by every thread of
+    // a row group alike (a broadcast), the columns' by each its own.
+    let _ = writeln!(s, "                for (var q = 0u; q < {}u; q = q + 1u) {{", bk / v);
+    for c in 0..ct {
+        let _ = writeln!(s, "                    let wq{c} = ws[col + {}u][q];", c * tpg);
+        if w16 {
             let _ = writeln!(
                 s,
-                "                    acc{r} = acc{r} + dot(xs[row0 + {r}u][2u * q], wa) + dot(xs[row0 + {r}u][2u * q + 1u], wb);"
+                "                    let wa{c} = vec4<f32>(unpack2x16float(wq{c}.x), unpack2x16float(wq{c}.y));\n                    let wb{c} = vec4<f32>(unpack2x16float(wq{c}.z), unpack2x16float(wq{c}.w));"
             );
         }
-    } else {
-        for r in 0..rr {
-            let _ = writeln!(s, "                    acc{r} = acc{r} + dot(xs[row0 + {r}u][q], wq);");
+    }
+    for r in 0..rr {
+        if w16 {
+            let _ = writeln!(s, "                    let xa{r} = xs[row0 + {r}u][2u * q];\n                    let xb{r} = xs[row0 + {r}u][2u * q + 1u];");
+        } else {
+            let _ = writeln!(s, "                    let xa{r} = xs[row0 + {r}u][q];");
+        }
+        for c in 0..ct {
+            if w16 {
+                let _ =
+                    writeln!(s, "                    acc{r}_{c} = acc{r}_{c} + dot(xa{r}, wa{c}) + dot(xb{r}, wb{c});");
+            } else {
+                let _ = writeln!(s, "                    acc{r}_{c} = acc{r}_{c} + dot(xa{r}, wq{c});");
+            }
         }
     }
     s.push_str("                }\n                workgroupBarrier();\n            }\n");
     // Each thread's sums to its pairs' rows.
-    let col_ok = if nn % bn == 0 { String::new() } else { format!(" && n0 + col < {nn}u") };
     for r in 0..rr {
-        let _ = writeln!(
-            s,
-            "            if (row0 + {r}u < m{col_ok}) {{ out0[list[done + row0 + {r}u] * {nn}u + n0 + col] = acc{r}; }}"
-        );
+        for c in 0..ct {
+            let cc = format!("col + {}u", c * tpg);
+            let col_ok = if nn % bn == 0 { String::new() } else { format!(" && n0 + {cc} < {nn}u") };
+            let _ = writeln!(
+                s,
+                "            if (row0 + {r}u < m{col_ok}) {{ out0[list[done + row0 + {r}u] * {nn}u + n0 + {cc}] = acc{r}_{c}; }}"
+            );
+        }
     }
     // Whatever did not fill a tile moves to the front of the list.
     s.push_str(
