@@ -21,7 +21,8 @@
 //! once for both columns, x that every thread of the row group reads alike (a broadcast).
 //! Four columns and four rows a thread (4 × 4 sums, each of the eight operands read from
 //! workgroup memory apart) took a Mixtral-like prompt's expert products 555 and 567 µs on an
-//! H200, one column 384 and 247, two 327 and 218 (`benches/results/h200-2026-11-28-grouped.md`).
+//! H200, one column 384 and 247, two 327 and 218, two with a row group past the tile's rows
+//! skipping its products 276 and 180 (`benches/results/h200-2026-11-28-grouped.md`).
 //!
 //! It needs k a multiple of 16 bytes (8 for an f16 table, else 4) and x stored as f32; other
 //! products keep the matrix-times-vector kernel. Indices are checked as the gather would
@@ -226,7 +227,13 @@ pub(crate) fn grouped(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Resu
     }
     // Each unit of the thread's columns against its rows: the rows' x read by every thread of
     // a row group alike (a broadcast), the columns' by each its own.
-    let _ = writeln!(s, "                for (var q = 0u; q < {}u; q = q + 1u) {{", bk / v);
+    // (A row group past the tile's rows has nothing to add up: a tile's last rows are often
+    // few.)
+    let _ = writeln!(
+        s,
+        "                if (row0 < m) {{\n                for (var q = 0u; q < {}u; q = q + 1u) {{",
+        bk / v
+    );
     for c in 0..ct {
         let _ = writeln!(s, "                    let wq{c} = ws[col + {}u][q];", c * tpg);
         if w16 {
@@ -251,7 +258,7 @@ pub(crate) fn grouped(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Resu
             }
         }
     }
-    s.push_str("                }\n                workgroupBarrier();\n            }\n");
+    s.push_str("                }\n                }\n                workgroupBarrier();\n            }\n");
     // Each thread's sums to its pairs' rows.
     for r in 0..rr {
         for c in 0..ct {
