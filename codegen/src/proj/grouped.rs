@@ -37,7 +37,10 @@ use glufuse_ir::{Error, Graph, NodeIndex, Result, Value};
 use std::fmt::Write;
 
 /// Fewest pairs per expert (on average) for which a product is grouped: below it (a decode
-/// step: 2 pairs of 8 experts, 8 of 64) the matrix-times-vector kernel reads fewer bytes.
+/// step: 2 pairs of 8 experts, 8 of 64) the matrix-times-vector kernel reads no more bytes.
+/// On an H200, grouping was even at two pairs an expert (a Mixtral-like prompt of 8 tokens
+/// 0.7% faster, a Qwen3-MoE-like one of 16 1.5% slower) and far ahead from four
+/// (`benches/results/h200-2026-11-28-grouped.md`).
 pub(crate) const GROUP_MIN_PAIRS: usize = 2;
 
 /// Columns a thread owns: with one, a Mixtral-like prompt's expert products took 383.8 and
