@@ -667,6 +667,55 @@ fn reductions_over_any_axes_with_keepdims_and_empty_axes() {
     }
 }
 
+/// The squares a sum or a mean reads (`Pow(x, 2)`, `x·x`: a norm's mean of squares whose
+/// tail the attention took) take no kernel: the reduction squares `x` as it reads it, over
+/// rows long and short; the same squares with another reader, a cube, a maximum of squares
+/// and squares that are a graph output are computed. All match the interpreter.
+#[test]
+fn squares_a_sum_or_mean_reads_take_no_kernel() {
+    use glufuse::codegen::{generate, KernelKind, Target};
+    let Some(gpu) = common::gpu() else { return };
+    // (shape, exponent or None for x·x, reduction, the squares read elsewhere too, an output)
+    let cases = [
+        (vec![3, 5, 64], Some(2.0), ReduceOp::Mean, false, false, true),
+        (vec![300, 8], None, ReduceOp::Sum, false, false, true),
+        (vec![2, 3001], Some(2.0), ReduceOp::Sum, false, false, true),
+        (vec![3, 64], Some(2.0), ReduceOp::Mean, true, false, false),
+        (vec![3, 64], Some(3.0), ReduceOp::Mean, false, false, false),
+        (vec![3, 64], Some(2.0), ReduceOp::Max, false, false, false),
+        (vec![3, 64], None, ReduceOp::Mean, false, true, false),
+    ];
+    for (shape, exponent, op, other, output, in_place) in cases {
+        let what = format!("{shape:?} {exponent:?} {op:?}, read elsewhere: {other}, an output: {output}");
+        let x = rand(&shape, 17);
+        let (mut b, vs, m) = inputs(std::slice::from_ref(&x));
+        let sq = match exponent {
+            Some(e) => {
+                let c = b.scalar("two", DType::F32, e);
+                b.binary("sq", BinaryOp::Pow, vs[0], c)
+            }
+            None => b.binary("sq", BinaryOp::Mul, vs[0], vs[0]),
+        };
+        let y = b.node("y", Op::Reduce { op, axes: vec![-1], keepdims: true }, &[sq], vec![])[0];
+        let mut outs = vec![y];
+        if other {
+            outs.push(b.binary("z", BinaryOp::Add, sq, vs[0]));
+        }
+        if output {
+            outs.push(sq);
+        }
+        let g = b.finish(&outs).unwrap_or_else(|e| panic!("{what}: {e}"));
+        agree(&gpu, &g, &m, &what);
+        let ks = generate(&g, &Default::default(), &Target::default()).unwrap();
+        let squares = ks.iter().filter(|k| k.source().name == "sq").count();
+        assert_eq!(squares, usize::from(!in_place), "{what}");
+        let red = ks.iter().find(|k| k.source().name == "y").unwrap().source();
+        assert_eq!(red.kind, KernelKind::Reduce, "{what}");
+        assert_eq!(red.wgsl.contains("sq_("), in_place, "{what}");
+        assert_eq!(g.launches_kernel(sq.node), !in_place, "{what}");
+    }
+}
+
 #[test]
 fn softmax_is_stable_on_masks_and_long_rows_along_any_axis() {
     let Some(gpu) = common::gpu() else { return };

@@ -111,7 +111,21 @@ pub(crate) fn reduce(
     let rows: usize = kept.iter().map(|&a| id[a]).product();
     let st = strides(&id);
     let store = Store::of(g, ins[0]);
-    let (comb, identity, checks) = combiner(op, Store::of_dtype(g.ty(ins[0]).dtype), g.ty(ins[0]).dtype, &name);
+    let (mut comb, identity, checks) = combiner(op, Store::of_dtype(g.ty(ins[0]).dtype), g.ty(ins[0]).dtype, &name);
+    // Squares read in place ([`Graph::squared_in_place`]): the buffer bound holds their
+    // operand, squared here.
+    let squared = g.squared_in_place(ins[0]).is_some();
+    let read = |at: &str| {
+        let x = load("in0", at, store);
+        if squared {
+            format!("sq_({x})")
+        } else {
+            x
+        }
+    };
+    if squared {
+        comb.push_str("fn sq_(x: f32) -> f32 { return x * x; }\n");
+    }
     // Reducing trailing axes (a norm's mean, a row's sum): rows are contiguous.
     let suffix = red.iter().enumerate().all(|(i, &a)| a == id.len() - red.len() + i);
     let scalar = store.scalar();
@@ -131,7 +145,7 @@ pub(crate) fn reduce(
         };
         let body = format!(
             "    let i = gid * {WORKGROUP}u + lid;\n    if (i >= {rows}u) {{ return; }}\n    let base = {base};\n    var acc: {scalar} = {identity};\n    for (var r = 0u; r < {count}u; r = r + 1u) {{\n        acc = comb_(acc, {}, i);\n    }}\n    out0[i] = {};\n",
-            load("in0", &format!("base + {off}"), store),
+            read(&format!("base + {off}")),
             mean("acc")
         );
         let groups = (rows as u64).div_ceil(WORKGROUP as u64);
@@ -145,7 +159,7 @@ pub(crate) fn reduce(
     };
     let mut body = format!(
         "    if (gid >= {rows}u) {{ return; }}\n    let base = {base};\n    var acc: {scalar} = {identity};\n    for (var r = lid; r < {count}u; r = r + {threads}u) {{\n        acc = comb_(acc, {}, gid);\n    }}\n",
-        load("in0", &format!("base + {off}"), store)
+        read(&format!("base + {off}"))
     );
     body.push_str(&tree_reduce(threads, "acc", "comb2_", subgroup(t)));
     let _ = writeln!(body, "    if (lid == 0u) {{ out0[gid] = {}; }}", mean("red[0]"));

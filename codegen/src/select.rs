@@ -48,6 +48,11 @@ pub(crate) fn node_kernels_with(
     if g.gathered_rows(Value::of(n)).is_some() {
         return Ok(vec![]);
     }
+    // Squares a sum or mean squares as it reads them ([`Graph::squared_in_place`]): no kernel,
+    // no buffer.
+    if g.squared_in_place(Value::of(n)).is_some() {
+        return Ok(vec![]);
+    }
     // A value read in place (a transposed weight, a gather's table) takes no buffer of its own.
     for v in g.inputs(n) {
         too_big(g.read_in_place(v).unwrap_or(v))?;

@@ -355,10 +355,44 @@ impl Graph {
 
     /// The value whose buffer stands for `v` where no kernel computes `v` and its readers read
     /// that value in place: the weight of a transpose the projections read as `[N, K]`
-    /// ([`Graph::nk_weight`]), or the table of a gather the batched products index
-    /// ([`Graph::gathered_rows`]).
+    /// ([`Graph::nk_weight`]), the table of a gather the batched products index
+    /// ([`Graph::gathered_rows`]), or the value a sum of squares squares as it reads
+    /// ([`Graph::squared_in_place`]).
     pub fn read_in_place(&self, v: Value) -> Option<Value> {
-        self.nk_weight(v).or_else(|| self.gathered_rows(v).map(|(table, _)| table))
+        self.nk_weight(v).or_else(|| self.gathered_rows(v).map(|(table, _)| table)).or_else(|| self.squared_in_place(v))
+    }
+
+    /// The value whose squares a sum or mean reads in place instead of `v` being computed: `v`
+    /// is `Pow(x, 2)` (the exponent a constant of one element) or `Mul(x, x)`, of floats, of
+    /// x's type, no graph output, `x` no weight (stored in other words), and every reader is a
+    /// `ReduceSum` or `ReduceMean`, which squares `x`'s elements as it reads them. A norm's
+    /// mean of squares whose tail the attention took (Qwen3's per-head query and key norms)
+    /// took a kernel and a buffer for the squares.
+    pub fn squared_in_place(&self, v: Value) -> Option<Value> {
+        use crate::{BinaryOp, ConstValues, ReduceOp};
+        let ins = self.inputs(v.node);
+        let x = *ins.first()?;
+        let square = match &self.g[v.node].op {
+            Op::Binary(BinaryOp::Pow) => matches!(
+                &self.g[ins.get(1)?.node].op,
+                Op::Constant(ConstValues::Float(c)) if c.len() == 1 && c[0] == 2.0
+            ),
+            Op::Binary(BinaryOp::Mul) => ins.get(1) == Some(&x),
+            _ => false,
+        };
+        let users = self.users(v);
+        let reduced =
+            users.iter().all(|&(u, _)| matches!(self.g[u].op, Op::Reduce { op: ReduceOp::Sum | ReduceOp::Mean, .. }));
+        let stored_alike = !matches!(self.g[x.node].op, Op::Weight(_) | Op::QuantWeight(_));
+        (square
+            && reduced
+            && stored_alike
+            && !users.is_empty()
+            && v.output == 0
+            && !self.is_output(v)
+            && self.ty(v).dtype.is_float()
+            && self.ty(v) == self.ty(x))
+        .then_some(x)
     }
 
     /// The table and the indices of a gather that the batched products read in place instead
