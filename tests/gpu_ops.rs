@@ -1124,6 +1124,109 @@ fn a_prompts_expert_products_are_grouped_by_expert() {
     assert_eq!(ks.iter().find(|k| k.source().name == "bmm").unwrap().source().kind, KernelKind::BatchedMatmul);
 }
 
+/// A mixture of experts' gated unit as Hugging Face's `batched_mm` experts write it (each
+/// pair's `[2I, K]` expert matrix gathered from a table, times the pair's row of x as a
+/// column, split into gate and up, the activation of the gate times the up) fuses into one
+/// `FusedGateUp` with a matrix per pair, which reads the table in place: grouped by expert
+/// where the pairs are at least two an expert, gate and up merged and k whole 16-byte units
+/// (each thread an output's gate and up column), else lanes along k per output (a workgroup
+/// each where the outputs are few, 32 where many). f32 and f16 tables, outputs past the last
+/// whole tile, spread and skewed routing over more pairs than a window of indices, SiLU as
+/// `x·σ(x)`, exact GELU and ReLU, gate and up in two tables (`Gather` and `GatherND`): the
+/// fused graph matches the unfused one on the interpreter and the GPU. An index out of range
+/// is an error naming the gather and the input, and the run after it is right.
+#[test]
+fn a_mixture_of_experts_gated_unit_fuses_and_reads_the_table_in_place() {
+    use glufuse::codegen::{generate, manifest, KernelKind, Target};
+    let Some(gpu) = common::gpu() else { return };
+    type Ids = fn(usize) -> i64;
+    let spread: Ids = |i| (i * 5 % 8) as i64 % 4;
+    let skewed: Ids = |i| if i % 9 == 0 { 0 } else { -1 };
+    // (experts, I, K, pairs, routing, activation, gate and up in two tables)
+    let cases: [(usize, usize, usize, usize, Ids, UnaryOp, bool); 8] = [
+        (8, 48, 64, 2, spread, UnaryOp::Silu, false),
+        (4, 3000, 64, 6, spread, UnaryOp::Silu, false),
+        (4, 48, 64, 44, skewed, UnaryOp::Silu, false),
+        (2, 70, 104, 300, spread, UnaryOp::Silu, false),
+        (3, 40, 36, 30, spread, UnaryOp::GeluErf, false),
+        (4, 200, 64, 24, skewed, UnaryOp::Relu, false),
+        (4, 24, 64, 40, spread, UnaryOp::Silu, true),
+        (4, 24, 40, 3, skewed, UnaryOp::GeluErf, true),
+    ];
+    for dtype in [DType::F32, DType::F16] {
+        for (e, i, k, pairs, ids, act, two) in cases {
+            let what = format!("{dtype:?} {e} experts, I {i}, K {k}, {pairs} pairs, {act:?}, two tables: {two}");
+            let c = |d: usize| DimExpr::constant(d as i64);
+            let mut b = GraphBuilder::new();
+            let ids_v = b.input("ids", DType::I64, shape_of(&[pairs as u64, 1]));
+            let x = b.input("x", DType::F32, shape_of(&[pairs as u64, k as u64]));
+            let x = b.node("x16", Op::Cast { to: dtype }, &[x], vec![])[0];
+            let col = b.node("col", Op::Reshape { shape: vec![c(pairs), c(k), c(1)] }, &[x], vec![])[0];
+            // One product of 2I rows split in two, or two products of I rows.
+            let (gate, up) = if two {
+                let flat = b.node("flat", Op::Reshape { shape: vec![c(pairs)] }, &[ids_v], vec![])[0];
+                let mut half = |name: &str, scale: f32| {
+                    let table = b.weight(&format!("{name}_table"), dtype, &[e as u64, i as u64, k as u64], scale);
+                    let picked = b.node(&format!("pick_{name}"), Op::Gather { axis: 0 }, &[table, flat], vec![])[0];
+                    let prod = b.matmul(&format!("bmm_{name}"), picked, col);
+                    b.node(name, Op::Reshape { shape: vec![c(pairs), c(i)] }, &[prod], vec![])[0]
+                };
+                (half("gate", 1.0), half("up", 0.5))
+            } else {
+                let table = b.weight("table", dtype, &[e as u64, 2 * i as u64, k as u64], 1.0);
+                let picked = b.node("pick", Op::GatherND { batch_dims: 0 }, &[table, ids_v], vec![])[0];
+                let prod = b.matmul("bmm", picked, col);
+                let sq = b.node("sq", Op::Reshape { shape: vec![c(pairs), c(2 * i)] }, &[prod], vec![])[0];
+                let parts = b.split("halves", sq, 1, &[i as u64, i as u64]);
+                (parts[0], parts[1])
+            };
+            let a = if act == UnaryOp::Silu {
+                let sg = b.unary("sig", UnaryOp::Sigmoid, gate);
+                b.mul("silu", gate, sg)
+            } else {
+                b.unary("act", act, gate)
+            };
+            let y = b.mul("y", a, up);
+            let original = b.finish(&[y]).unwrap_or_else(|err| panic!("{what}: {err}"));
+            let mut fused = original.clone();
+            glufuse::passes::PassManager::standard().run(&mut fused).unwrap();
+            assert_eq!(fused.summary().fused, 1, "{what}: {}", glufuse::ir::dump::text(&fused).unwrap());
+            let mut v: Vec<i64> = (0..pairs).map(ids).map(|d| d.rem_euclid(e as i64)).collect();
+            let m = HashMap::from([
+                ("ids".to_string(), Tensor::i64(vec![pairs, 1], v.clone()).unwrap()),
+                ("x".to_string(), rand(&[pairs, k], 9)),
+            ]);
+            let tol = if dtype == DType::F16 { 2e-3 } else { 1e-5 };
+            let want = interp::run(&original, &m).unwrap();
+            let mine = interp::run(&fused, &m).unwrap();
+            let (_, rel) = interp::compare(&mine[0], &want[0]);
+            assert!(rel <= tol, "{what}: fused interpreter vs unfused: rel {rel:e}");
+            let (mut sess, got) = agree_within(&gpu, &fused, &m, tol, &what);
+            let (_, rel) = interp::compare(&got[0], &want[0]);
+            assert!(rel <= tol, "{what}: fused GPU vs unfused interpreter: rel {rel:e}");
+            // Grouped where the pairs are two an expert, one table and k whole 16-byte units.
+            let ks = generate(&fused, &Default::default(), &Target::default()).unwrap();
+            let v16 = if dtype == DType::F16 { 8 } else { 4 };
+            let grouped = !two && pairs >= 2 * e && k % v16 == 0;
+            let kind = if grouped { KernelKind::FusedExpertsGrouped } else { KernelKind::FusedExperts };
+            let unit = ks.iter().find(|k| k.source().name == "y").unwrap().source();
+            assert_eq!(unit.kind, kind, "{what}: {}", manifest(&fused, &ks));
+            assert!(!ks.iter().any(|k| k.source().kind == KernelKind::Gather), "{what}");
+            // An index out of range: an error naming the gather and the input.
+            v[pairs - 1] = e as i64;
+            let mut bad = m.clone();
+            bad.insert("ids".into(), Tensor::i64(vec![pairs, 1], v).unwrap());
+            let err = sess.run(&bad).expect_err(&what);
+            let text = err.to_string();
+            let named = |gather: &str| text.starts_with(&format!("node '{gather}': index {e} is out of range"));
+            assert!(if two { named("pick_gate") || named("pick_up") } else { named("pick") }, "{what}: {text}");
+            assert!(text.contains("input 'ids'"), "{what}: {text}");
+            let again = sess.run(&m).unwrap_or_else(|err| panic!("{what}: after the error: {err}"));
+            assert_eq!(interp::compare(&again[0], &got[0]).0, 0.0, "{what}: the run after the error");
+        }
+    }
+}
+
 fn shape_of(dims: &[u64]) -> Vec<Dim> {
     dims.iter().map(|&d| Dim::Fixed(d)).collect()
 }

@@ -29,6 +29,7 @@ const EXPECTED: &[(&str, usize)] = &[
     ("merged_slices_nk", 1),
     ("merged_split", 1),
     ("merged_split_gate_second", 1),
+    ("moe_experts_batched_mm", 1),
     ("nofuse_broadcast_up", 0),
     ("nofuse_different_inputs", 0),
     ("nofuse_gate_is_output", 0),

@@ -210,13 +210,17 @@ const MORE_REFERENCE_SETS: usize = (16 + 5 + 2) * 4;
 /// beside the routed ones), Qwen3-MoE, OLMoE and GraniteMoE (their expert weights picked per
 /// token and read in place: `expert_weights_are_read_in_place_not_gathered`), and OPT and BLOOM
 /// in f16: each loads with every op modelled, its gated FFNs fuse (Cohere, OLMo 2, SmolLM3,
-/// GLM and Qwen2-MoE's shared expert have one a layer; the others none), and the interpreter and the
+/// GLM have one a layer; the mixtures of experts their routed experts' gated unit a layer, a
+/// matrix per token-expert pair, and Qwen2-MoE its shared expert's as well; the others none),
+/// and the interpreter and the
 /// GPU, fused and unfused, match onnxruntime for every reference set (on a software adapter
 /// without `REQUIRE_GPU`, one set a model on the GPU). OPT's and BLOOM's KV-cache steps load
 /// only because the loader solves their mask's length for the cache's (`onnx::load`).
 #[test]
 fn more_architectures_match_onnxruntime_fused_and_unfused() {
-    let gated = ["m_cohere_", "m_olmo2_", "m_smollm3_", "m_glm_", "m_qwen2_moe_"];
+    // Two layers: a gated FFN a layer; Qwen2-MoE's shared expert and its routed experts'.
+    let mut gated = vec![("m_cohere_", 2), ("m_olmo2_", 2), ("m_smollm3_", 2), ("m_glm_", 2), ("m_qwen2_moe_", 4)];
+    gated.extend(["m_mixtral_", "m_qwen3_moe_", "m_olmoe_", "m_granitemoe_"].map(|m| (m, 2)));
     let seen = match_folder("more_architectures_match_onnxruntime_fused_and_unfused", &more_dir(), &gated);
     assert_eq!(seen, MORE_REFERENCE_SETS, "reference sets");
 }
@@ -272,7 +276,7 @@ const OPTIMUM_REFERENCE_SETS: usize = 9 * 6 + 2 * 2;
 /// fused prompts' bind groups).
 #[test]
 fn optimum_exports_match_onnxruntime_fused_and_unfused() {
-    let gated = ["o_llama", "o_qwen2", "o_gemma2", "o_phi3", "o_granite", "o_cohere", "o_t5_"];
+    let gated = ["o_llama", "o_qwen2", "o_gemma2", "o_phi3", "o_granite", "o_cohere", "o_t5_"].map(|m| (m, 2));
     let seen = match_folder("optimum_exports_match_onnxruntime_fused_and_unfused", &optimum_dir(), &gated);
     assert_eq!(seen, OPTIMUM_REFERENCE_SETS, "reference sets");
 }
@@ -295,7 +299,7 @@ fn genai_dir() -> PathBuf {
 /// GPU, fused and unfused.
 #[test]
 fn genai_builds_match_onnxruntime_fused_and_unfused() {
-    let seen = match_folder("genai_builds_match_onnxruntime_fused_and_unfused", &genai_dir(), &["g_"]);
+    let seen = match_folder("genai_builds_match_onnxruntime_fused_and_unfused", &genai_dir(), &[("g_", 2)]);
     assert_eq!(seen, GENAI_REFERENCE_SETS, "reference sets");
 }
 
@@ -452,12 +456,12 @@ fn merged_decoders_load_the_branch_their_condition_picks() {
     assert_eq!(seen, 2, "reference sets");
 }
 
-/// Every model of `folder`: it loads with every op modelled, its gated FFNs fuse (two for the
-/// models whose name starts with one of `gated`, none for the others), and the interpreter
+/// Every model of `folder`: it loads with every op modelled, its gated FFNs fuse (as many as
+/// `gated` gives for the first prefix of its name there, none for the others), and the interpreter
 /// and the GPU, fused and unfused, match onnxruntime for every reference set (on a software
 /// adapter without `REQUIRE_GPU`, one set a model on the GPU). Returns the sets seen.
 #[cfg_attr(not(feature = "gpu"), allow(unused_variables))]
-fn match_folder(test: &str, folder: &std::path::Path, gated: &[&str]) -> usize {
+fn match_folder(test: &str, folder: &std::path::Path, gated: &[(&str, usize)]) -> usize {
     #[cfg(feature = "gpu")]
     let gpu = common::gpu();
     #[cfg(feature = "gpu")]
@@ -472,7 +476,7 @@ fn match_folder(test: &str, folder: &std::path::Path, gated: &[&str]) -> usize {
         pm.verify_each = true;
         let runs = pm.run(&mut fused).unwrap_or_else(|e| panic!("{m}: {e}"));
         let rep = fusion_report(&runs).unwrap();
-        let want = if gated.iter().any(|g| m.starts_with(g)) { 2 } else { 0 };
+        let want = gated.iter().find(|(g, _)| m.starts_with(g)).map_or(0, |(_, n)| *n);
         assert_eq!(rep.fused, want, "{m}: {}", rep.to_text(false));
         assert_eq!(original.summary().opaque, 0, "{m}: every op is modelled");
         #[cfg(feature = "gpu")]

@@ -124,6 +124,11 @@ pub enum KernelKind {
     BatchedMatmul,
     /// A mixture of experts' batched `MatMul` for many pairs, grouped by expert.
     GroupedMatmul,
+    /// A `FusedGateUp` with a matrix per row of x (a mixture of experts' gated unit), lanes
+    /// along k per output.
+    FusedExperts,
+    /// A `FusedGateUp` with a matrix per row of x for many pairs, grouped by expert.
+    FusedExpertsGrouped,
     /// A projection: `x·W` (a `MatMul` with a 2-D weight) or, `fused`, the gated unit.
     Projection {
         /// The fused gated unit rather than a plain `x·W`.
@@ -188,7 +193,7 @@ impl KernelKind {
     /// projections, fused or not, split-K sums included), `gemm` (prefill projections), `coop-gemm` (prefill
     /// projections on cooperative matrices), `proj-scalar` (the
     /// projections' scalar template), `matmul` (batched: attention's
-    /// products, a mixture of experts'), `elementwise` (unary, binary, `Where`, casts), `norm` (reductions and layer
+    /// products, a mixture of experts', its fused gated units included), `elementwise` (unary, binary, `Where`, casts), `norm` (reductions and layer
     /// normalisation), `topk` (top-K selections), `softmax`, `program` (elementwise programs: merged chains, norms,
     /// rotary embeddings, KV-cache writes), `attention` (fused attentions), `gather` (gathers,
     /// scatters and ranges), `layout` (transpose, slice, concat, expand, copies).
@@ -203,7 +208,10 @@ impl KernelKind {
                 ..
             } => "gemm",
             KernelKind::Projection { kernel: ProjKernel::Coop, .. } => "coop-gemm",
-            KernelKind::BatchedMatmul | KernelKind::GroupedMatmul => "matmul",
+            KernelKind::BatchedMatmul
+            | KernelKind::GroupedMatmul
+            | KernelKind::FusedExperts
+            | KernelKind::FusedExpertsGrouped => "matmul",
             KernelKind::Elementwise | KernelKind::Cast | KernelKind::Where => "elementwise",
             KernelKind::Reduce | KernelKind::CumSum | KernelKind::LayerNorm => "norm",
             KernelKind::Softmax => "softmax",
@@ -234,6 +242,8 @@ impl fmt::Display for KernelKind {
             KernelKind::Concat => f.write_str("concat"),
             KernelKind::BatchedMatmul => f.write_str("batched-matmul"),
             KernelKind::GroupedMatmul => f.write_str("grouped-matmul"),
+            KernelKind::FusedExperts => f.write_str("fused-gate-up-experts"),
+            KernelKind::FusedExpertsGrouped => f.write_str("fused-gate-up-grouped"),
             KernelKind::Copy => f.write_str("copy"),
             KernelKind::Where => f.write_str("where"),
             KernelKind::Expand => f.write_str("expand"),

@@ -93,6 +93,8 @@ pub(crate) fn node_kernels_with(
                 one(batched::batched_matmul(g, n, b, t))
             }
         }
+        // Weights of rank 3: a matrix per row of x (a mixture of experts' gated unit).
+        Op::FusedGateUp(_) if g.ty(g.inputs(n)[1]).rank() == 3 => one(batched::fused_experts(g, n, b, t)),
         Op::FusedGateUp(_) => projection(g, n, &ProjShape::fused(g, n, b)?, b, t, pro),
         Op::Unary(u) => one(elementwise::unary(g, n, *u, b, t)),
         Op::Binary(op) => one(elementwise::binary(g, n, *op, b, t)),
@@ -415,6 +417,9 @@ pub fn packed_activation(g: &Graph, v: Value, b: &Bindings, t: &Target) -> Resul
 fn proj_shape(g: &Graph, n: NodeIndex, b: &Bindings) -> Result<Option<(ProjShape, bool)>> {
     // (Projections only; no catch-all arm in this file: tests/architecture.rs.)
     let s = if matches!(g.node(n).op, Op::FusedGateUp(_)) {
+        if g.ty(g.inputs(n)[1]).rank() != 2 {
+            return Ok(None);
+        }
         ProjShape::fused(g, n, b)?
     } else if matches!(g.node(n).op, Op::MatMul) {
         let (a, w) = (g.inputs(n)[0], g.inputs(n)[1]);

@@ -400,7 +400,7 @@ impl Graph {
     /// its first axis (`Gather` on axis 0, or `GatherND` with no batch dims and index tuples
     /// of one element), is no graph output, and every reader is a `MatMul` that the batched
     /// kernel runs (`v` as its second operand, or as its first beside a second of rank other
-    /// than 2). This is a mixture of experts' expert weights picked per token
+    /// than 2) or a `FusedGateUp` taking it as its weights (a matrix per row of x). This is a mixture of experts' expert weights picked per token
     /// (`gate_up_proj[expert_ids]`, Hugging Face's `batched_mm`): computed, the gather copies
     /// every token's expert matrices, more bytes than the product reads.
     pub fn gathered_rows(&self, v: Value) -> Option<(Value, Value)> {
@@ -421,8 +421,12 @@ impl Graph {
         let users = self.users(v);
         let batched = users.iter().all(|&(u, slot)| {
             let operands = self.inputs(u);
-            matches!(self.g[u].op, Op::MatMul)
-                && (slot == 1 || operands.get(1).is_some_and(|w| self.ty(*w).rank() != 2))
+            match self.g[u].op {
+                Op::MatMul => slot == 1 || operands.get(1).is_some_and(|w| self.ty(*w).rank() != 2),
+                // A gated unit's weights, a matrix per row of x.
+                Op::FusedGateUp(_) => (slot == 1 || slot == 2) && rank == 3,
+                _ => false,
+            }
         });
         (!users.is_empty() && batched).then_some((table, idx))
     }

@@ -468,3 +468,46 @@ fn zero_size_tensors_through_every_family() {
     let range = Op::Range { start: DimExpr::constant(3), limit: DimExpr::constant(3), delta: 1, dtype: DType::I64 };
     assert_eq!(shape(&range, &[]), [0]);
 }
+
+/// A gated unit whose weights hold a matrix per row of x (a mixture of experts' pairs): row
+/// `p` of x against matrix `p`, worked out by hand; and what such weights refuse: another
+/// count of matrices than rows, x of rank 3, a 2-D weight beside a 3-D one, biases.
+#[test]
+fn a_gated_unit_with_a_matrix_per_row() {
+    let unit = |layout, bias| {
+        Op::FusedGateUp(FusedGateUp {
+            activation: Activation::Relu,
+            layout,
+            gate_bias: bias,
+            up_bias: bias,
+            gate_offset: 0,
+            up_offset: 0,
+            replaced: vec![],
+        })
+    };
+    // Two rows of x (K = 2), each its own [N = 2, K = 2] gate and up matrices.
+    let x = f(&[2, 2], &[1., 2., 3., -1.]);
+    let wg = f(&[2, 2, 2], &[1., 0., 0., 1., /* row 1 */ -1., 0., 1., 1.]);
+    let wu = f(&[2, 2, 2], &[1., 1., 2., 0., /* row 1 */ 0., 1., 1., 0.]);
+    let y = eval(&unit(Layout::Nk, false), &[&x, &wg, &wu]).unwrap();
+    assert_eq!(y.shape(), &[2, 2]);
+    // Row 0: gate (1, 2), up (3, 2) → (3, 4); row 1: gate (-3 → 0, 2), up (-1, 3) → (0, 6).
+    close(y.as_f32().unwrap(), &[3., 4., 0., 6.]);
+    // [K, N] matrices: the same values transposed per row.
+    let kn = |w: &Tensor| {
+        let v = w.as_f32().unwrap();
+        let t: Vec<f32> = (0..8).map(|i| v[(i / 4) * 4 + (i % 2) * 2 + (i / 2) % 2]).collect();
+        f(&[2, 2, 2], &t)
+    };
+    let y = eval(&unit(Layout::Kn, false), &[&x, &kn(&wg), &kn(&wu)]).unwrap();
+    close(y.as_f32().unwrap(), &[3., 4., 0., 6.]);
+    let err = |ins: &[&Tensor], op: Op| eval(&op, ins).unwrap_err();
+    let three = f(&[3, 2, 2], &[0.; 12]);
+    assert!(err(&[&x, &three, &three], unit(Layout::Nk, false)).contains("x must be [3, H]"));
+    let x3 = f(&[1, 2, 2], &[0.; 4]);
+    assert!(err(&[&x3, &wg, &wu], unit(Layout::Nk, false)).contains("a matrix per row of x"));
+    let w2 = f(&[2, 2], &[0.; 4]);
+    assert!(err(&[&x, &wg, &w2], unit(Layout::Nk, false)).contains("up weight must be 2-D (or 3-D"));
+    let b = f(&[2], &[0.; 2]);
+    assert!(err(&[&x, &wg, &wu, &b, &b], unit(Layout::Nk, true)).contains("take no biases"));
+}

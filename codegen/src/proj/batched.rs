@@ -17,11 +17,12 @@
 //! the products are grouped by expert instead (`grouped.rs`).
 
 use super::gemv::tree_sum;
+use crate::elementwise::{act_call, MATH};
 use crate::index::{check_index, size_i32, slab_check};
-use crate::wgsl::{bcast_index, kernel, read, subgroup, tree_reduce, Store, WORKGROUP};
+use crate::wgsl::{bcast_index, kernel, read, subgroup, tree_reduce, tree_reduce_rows, RedArray, Store, WORKGROUP};
 use crate::{dims, packed_f16, KernelKind, KernelSource, Target};
 use glufuse_ir::shape::Bindings;
-use glufuse_ir::{Graph, NodeIndex, Result, Value};
+use glufuse_ir::{Error, Graph, Layout, NodeIndex, Op, Result, Value};
 use std::fmt::Write;
 
 /// `[.., M, K] · [.., K, N]` with broadcast batch dims: one thread per output element, or,
@@ -103,7 +104,7 @@ pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) 
         bound.extend([table, idx]);
     }
     if rows {
-        body.push_str(&row_loop(&operands[0], &operands[1], k, lanes));
+        body.push_str(&row_loop(&operands[0], &operands[1], k, lanes, "acc", "row", "base0"));
     } else {
         let ((a, pa), (w, pw)) = (&operands[0], &operands[1]);
         let _ = writeln!(
@@ -151,6 +152,113 @@ pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) 
     )
 }
 
+/// A `FusedGateUp` whose weights hold a matrix per row of x (`[P, N, K]`, a mixture of
+/// experts' gated unit: each token-expert pair's expert matrix, gathered per pair, read in
+/// place where it is [`Graph::gathered_rows`]): `out[p, j] = act(W[p][go + j] · x[p]) ·
+/// (W'[p][uo + j] · x[p])`. Grouped by expert where the pairs outnumber the experts
+/// (`grouped.rs`); else lanes along k per output element as the matrix-times-vector kernel
+/// above, each element's two rows (gate and up) summed side by side and the activation and
+/// product applied by the lane that writes it.
+pub(crate) fn fused_experts(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<KernelSource> {
+    if let Some(k) = super::grouped::grouped_fused(g, n, b, t)? {
+        return Ok(k);
+    }
+    let Op::FusedGateUp(f) = &g.node(n).op else {
+        return Err(Error::Internal(format!("node '{}': fused_experts() on another op", g.node(n).name)));
+    };
+    let ins = g.inputs(n);
+    let out = Value::of(n);
+    if f.layout != Layout::Nk || f.gate_bias || f.up_bias {
+        return Err(Error::graph(
+            &g.node(n).name,
+            "no GPU kernel for a gated unit with a matrix per row of x in [K, N] layout or with biases",
+        ));
+    }
+    let (xd, wd, od) = (dims(g, ins[0], b)?, dims(g, ins[1], b)?, dims(g, out, b)?);
+    let (pairs, k, width, slab) = (xd[0], xd[1], od[1], wd[1] * wd[2]);
+    let total = pairs * width;
+    let zero = Store::of(g, out).zero();
+    let lanes = if total < ROW_WIDE_BELOW { WORKGROUP as usize } else { ROW_LANES };
+    let wide = lanes == WORKGROUP as usize;
+    let sg32 = !wide && subgroup(t) == Some(ROW_LANES);
+    let (group, lane) = if wide {
+        ("0u", "lid")
+    } else if sg32 {
+        ("sg_id", "sg_lane")
+    } else {
+        ("lid / 32u", "lid % 32u")
+    };
+    // Elements in the order (column, pair), as the matrix-times-vector kernel's (row, batch).
+    let mut body = format!(
+        "    let lane = {lane};\n    let o = gid * {per}u + {group};\n    let live = o < {total}u;\n    let oo = select(0u, o, live);\n    let KK = {k}u;\n    let j = oo / {pairs}u;\n    let p = oo % {pairs}u;\n    let i = p * {width}u + j;\n    var bad = false;\n    let base1 = p * KK;\n",
+        per = WORKGROUP as usize / lanes
+    );
+    // x first; then each weight (one where gate and up are merged), itself or the table and
+    // indices it gathers from, its matrix for pair `p` from `wb{slot}` on.
+    let (mut bound, mut checks, mut operands) = (vec![ins[0]], vec![], vec![]);
+    let weights = if ins[1] == ins[2] { vec![ins[1]] } else { vec![ins[1], ins[2]] };
+    for (slot, &w) in weights.iter().enumerate() {
+        let Some((table, idx)) = g.gathered_rows(w) else {
+            let _ = writeln!(body, "    let wb{slot} = p * {slab}u;");
+            operands.push((format!("in{}", bound.len()), packed_f16(g, w)));
+            bound.push(w);
+            continue;
+        };
+        let experts = dims(g, table, b)?[0];
+        checks.push(slab_check(g, w.node, experts));
+        let (d, site) = (size_i32(g, w.node, experts)?, checks.len());
+        // No return before the reductions' barriers: a bad index reads matrix 0 and writes 0.
+        let _ = writeln!(
+            body,
+            "    let raw{slot} = in{}[p];\n    var e{slot} = raw{slot};\n    if (e{slot} < 0i) {{ e{slot} = e{slot} + {d}i; }}\n    if (e{slot} < 0i || e{slot} >= {d}i) {{ if (live && lane == 0u) {{ fail_({site}u, raw{slot}, i); }} e{slot} = 0i; bad = true; }}\n    let wb{slot} = u32(e{slot}) * {slab}u;",
+            bound.len() + 1
+        );
+        operands.push((format!("in{}", bound.len()), packed_f16(g, table)));
+        bound.extend([table, idx]);
+    }
+    let x = ("in0".to_string(), packed_f16(g, ins[0]));
+    let up = operands.len() - 1;
+    let rows = [("accg", format!("{}u + j", f.gate_offset), 0), ("accu", format!("{}u + j", f.up_offset), up)];
+    for (acc, row, w) in &rows {
+        body.push_str(&row_loop(&operands[*w], &x, k, lanes, acc, row, &format!("wb{w}")));
+    }
+    let mut prelude = String::from(MATH);
+    let (gs, us) = if wide {
+        let red = [(0, "accg".to_string()), (WORKGROUP as usize, "accu".to_string())];
+        body.push_str(&tree_reduce_rows(&RedArray::F32, &red, WORKGROUP, "add_f_", subgroup(t)));
+        prelude.push_str("fn add_f_(a: f32, b: f32) -> f32 { return a + b; }\n");
+        ("red[0]", format!("red[{WORKGROUP}]"))
+    } else if sg32 {
+        body.push_str("    let sg = subgroupAdd(accg);\n    let su = subgroupAdd(accu);\n");
+        ("sg", "su".to_string())
+    } else {
+        let _ = writeln!(body, "    red[lid] = accg;\n    red[{WORKGROUP}u + lid] = accu;\n    workgroupBarrier();");
+        tree_sum(&mut body, ROW_LANES, 1, 2);
+        ("red[lid]", format!("red[{WORKGROUP}u + lid]"))
+    };
+    if !sg32 {
+        let _ = writeln!(prelude, "var<workgroup> red: array<f32, {}>;", 2 * WORKGROUP);
+    }
+    let _ = writeln!(
+        body,
+        "    if (live && lane == 0u) {{ out0[i] = select({} * {us}, {zero}, bad); }}",
+        act_call(f.activation, gs)
+    );
+    kernel(
+        g,
+        g.node(n).name.clone(),
+        KernelKind::FusedExperts,
+        &bound,
+        out,
+        (total as u64).div_ceil((WORKGROUP as usize / lanes) as u64),
+        WORKGROUP,
+        &prelude,
+        &body,
+        checks,
+        t,
+    )
+}
+
 /// WGSL summing, into `acc`, lane `lane`'s part of row `row` of the matrix (binding `a`, from
 /// element `base0`) times the vector (binding `x`, from `base1`), `lanes` lanes side by side
 /// along k: each lane reads [`ROW_UNROLL`] units a step, `lanes` units apart, so that a
@@ -158,12 +266,23 @@ pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) 
 /// word of two halves where the matrix is packed f16 and k is even (every row then starts on
 /// a word), else one element. One element a lane at a time, one load in flight, read the
 /// expert tables of a decode step at 0.7–0.8 TB/s on an H200.
-fn row_loop(a: &(String, bool), x: &(String, bool), k: usize, lanes: usize) -> String {
+///
+/// The sum goes into `acc` (declared here), the row is `row` of the matrix that starts at
+/// element `base`.
+fn row_loop(
+    a: &(String, bool),
+    x: &(String, bool),
+    k: usize,
+    lanes: usize,
+    acc: &str,
+    row: &str,
+    base: &str,
+) -> String {
     let words = a.1 && k % 2 == 0;
     let units = if words { k / 2 } else { k };
     let xr = |e: &str| read(&x.0, &format!("base1 + {e}"), x.1);
     let mut s = format!(
-        "    var acc = 0.0;\n    let ra = base0 + row * KK;\n    for (var u0 = lane; u0 < {units}u; u0 += {}u) {{\n",
+        "    var {acc} = 0.0;\n    {{\n    let ra = {base} + ({row}) * KK;\n    for (var u0 = lane; u0 < {units}u; u0 += {}u) {{\n",
         lanes * ROW_UNROLL
     );
     for j in 0..ROW_UNROLL {
@@ -171,17 +290,21 @@ fn row_loop(a: &(String, bool), x: &(String, bool), k: usize, lanes: usize) -> S
         if words {
             let _ = writeln!(
                 s,
-                "let w{j} = unpack2x16float({}[(ra >> 1u) + u{j}]); acc = acc + w{j}.x * {} + w{j}.y * {}; }}",
+                "let w{j} = unpack2x16float({}[(ra >> 1u) + u{j}]); {acc} = {acc} + w{j}.x * {} + w{j}.y * {}; }}",
                 a.0,
                 xr(&format!("2u * u{j}")),
                 xr(&format!("2u * u{j} + 1u"))
             );
         } else {
-            let _ =
-                writeln!(s, "acc = acc + {} * {}; }}", read(&a.0, &format!("ra + u{j}"), a.1), xr(&format!("u{j}")));
+            let _ = writeln!(
+                s,
+                "{acc} = {acc} + {} * {}; }}",
+                read(&a.0, &format!("ra + u{j}"), a.1),
+                xr(&format!("u{j}"))
+            );
         }
     }
-    s.push_str("    }\n");
+    s.push_str("    }\n    }\n");
     s
 }
 

@@ -29,11 +29,12 @@
 //! (negative ones counting from the end); one out of range is an error naming the gather,
 //! reported by the first workgroup, and its pair is in no list.
 
+use crate::elementwise::{act_call, MATH};
 use crate::index::{size_i32, slab_check};
 use crate::wgsl::{bcast_index, kernel, Store, WORKGROUP};
 use crate::{dims, packed_f16, Choice, KernelKind, KernelSource, Target};
 use glufuse_ir::shape::Bindings;
-use glufuse_ir::{Error, Graph, NodeIndex, Result, Value};
+use glufuse_ir::{Activation, Error, Graph, Layout, NodeIndex, Op, Result, Value};
 use std::fmt::Write;
 
 /// Fewest pairs per expert (on average) for which a product is grouped: below it (a decode
@@ -105,32 +106,89 @@ fn tile(pairs: usize, experts: usize, nn: usize, v: usize, max_bytes: usize) -> 
 pub(crate) fn grouped(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<Option<KernelSource>> {
     let ins = g.inputs(n);
     let out = Value::of(n);
-    let Some((table, idx)) = g.gathered_rows(ins[0]) else { return Ok(None) };
-    if g.gathered_rows(ins[1]).is_some() || Store::of(g, ins[1]) != Store::F32 || Store::of(g, out) != Store::F32 {
+    if g.gathered_rows(ins[0]).is_none() || g.gathered_rows(ins[1]).is_some() {
         return Ok(None);
     }
-    let (ad, xd, od, td) = (dims(g, ins[0], b)?, dims(g, ins[1], b)?, dims(g, out, b)?, dims(g, table, b)?);
+    let (ad, xd, od) = (dims(g, ins[0], b)?, dims(g, ins[1], b)?, dims(g, out, b)?);
     let r = od.len();
-    if td.len() != 3 || ad.len() != r || ad[..r - 2] != od[..r - 2] || od[r - 1] != 1 || xd.len() < 2 {
+    if ad.len() != r || ad[..r - 2] != od[..r - 2] || od[r - 1] != 1 || xd.len() < 2 {
+        return Ok(None);
+    }
+    let batch = &od[..r - 2];
+    let xflat = bcast_index(batch, &xd[..xd.len() - 2], "p");
+    build(g, n, ins[0], ins[1], batch.iter().product(), &xflat, None, b, t)
+}
+
+/// What a grouped kernel of a fused gated unit applies to each output: `act(gate) · up`, the
+/// gate of output `j` the table's row `go + j`, its up row `uo + j`, `width` outputs.
+struct Fuse {
+    act: Activation,
+    go: usize,
+    uo: usize,
+    width: usize,
+}
+
+/// The grouped kernel of `FusedGateUp` `n` whose weights hold a matrix per row of x, where it
+/// applies: one weight (gate and up merged) gathering whole `[N, K]` matrices of a table per
+/// pair (read in place), no biases, x `[P, K]` stored as f32, k whole 16-byte units of the
+/// table, and at least [`GROUP_MIN_PAIRS`] pairs per expert. Each thread's two columns are
+/// then one output's gate and up rows; it writes `act(gate) · up`.
+pub(crate) fn grouped_fused(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<Option<KernelSource>> {
+    let Op::FusedGateUp(f) = &g.node(n).op else { return Ok(None) };
+    let ins = g.inputs(n);
+    if ins[1] != ins[2] || f.layout != Layout::Nk || f.gate_bias || f.up_bias || g.gathered_rows(ins[1]).is_none() {
+        return Ok(None);
+    }
+    let (xd, od) = (dims(g, ins[0], b)?, dims(g, Value::of(n), b)?);
+    let fuse = Fuse { act: f.activation, go: f.gate_offset as usize, uo: f.up_offset as usize, width: od[1] };
+    build(g, n, ins[1], ins[0], xd[0], "p", Some(fuse), b, t)
+}
+
+/// The grouped kernel of node `n`: `pairs` products of the matrix that `gathered` gathers per
+/// pair with x's row of pair `p` (16-byte unit `xflat · k/4` on), plain or fused.
+#[allow(clippy::too_many_arguments)]
+fn build(
+    g: &Graph,
+    n: NodeIndex,
+    gathered: Value,
+    x: Value,
+    pairs: usize,
+    xflat: &str,
+    fuse: Option<Fuse>,
+    b: &Bindings,
+    t: &Target,
+) -> Result<Option<KernelSource>> {
+    let out = Value::of(n);
+    let Some((table, idx)) = g.gathered_rows(gathered) else { return Ok(None) };
+    if Store::of(g, x) != Store::F32 || Store::of(g, out) != Store::F32 {
+        return Ok(None);
+    }
+    let td = dims(g, table, b)?;
+    if td.len() != 3 {
         return Ok(None);
     }
     let (experts, nn, k) = (td[0], td[1], td[2]);
+    // Output columns: the table's rows, or the fused unit's outputs (two table rows each).
+    let (width, cols) = match &fuse {
+        Some(f) => (f.width, 2 * f.width),
+        None => (nn, nn),
+    };
     let w16 = packed_f16(g, table);
     // Elements of the table in 16 bytes.
     let v = if w16 { 8 } else { 4 };
-    let batch = &od[..r - 2];
-    let pairs: usize = batch.iter().product();
-    if experts == 0 || k == 0 || k % v != 0 || pairs < GROUP_MIN_PAIRS * experts {
+    if experts == 0 || k == 0 || width == 0 || k % v != 0 || pairs < GROUP_MIN_PAIRS * experts {
         return Ok(None);
     }
-    let Some(tl) = tile(pairs, experts, nn, v, t.max_workgroup_storage_bytes as usize) else { return Ok(None) };
-    let d = size_i32(g, ins[0].node, experts)?;
-    let checks = vec![slab_check(g, ins[0].node, experts)];
+    let Some(tl) = tile(pairs, experts, cols, v, t.max_workgroup_storage_bytes as usize) else { return Ok(None) };
+    let d = size_i32(g, gathered.node, experts)?;
+    let checks = vec![slab_check(g, gathered.node, experts)];
     let (bn, rr, bk, bm, ct, tpg) = (tl.bn, tl.r, tl.bk, tl.bm(), tl.ct, tl.tpg());
     let wg = WORKGROUP as usize;
-    let tiles = nn.div_ceil(bn);
+    // Outputs a workgroup owns: its columns, or (fused) half as many, a gate and an up
+    // column each (the thread's two columns, `tpg` apart).
+    let per_tile = if fuse.is_some() { tpg } else { bn };
+    let tiles = width.div_ceil(per_tile);
     let total = tiles * experts;
-    let xflat = bcast_index(batch, &xd[..xd.len() - 2], "p");
     // 16-byte units: of x, `bk / 4` a row, `bm` rows; of the table, `bk / v` a column, `bn`
     // columns; `lid + 256·j` for j in 0.. each thread's.
     let (xu, wu) = (bm * bk / 4, bn * bk / v);
@@ -150,15 +208,24 @@ pub(crate) fn grouped(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Resu
     let kk_guard =
         |q: &str, units: usize| if k % bk == 0 { String::new() } else { format!("k0 + {q} * {units}u < {k}u") };
     let mut s = format!(
-        "    if (gid >= {total}u) {{ return; }}\n    let e = i32(gid / {tiles}u);\n    let n0 = (gid % {tiles}u) * {bn}u;\n    let col = lid % {tpg}u;\n    let row0 = (lid / {tpg}u) * {rr}u;\n"
+        "    if (gid >= {total}u) {{ return; }}\n    let e = i32(gid / {tiles}u);\n    let n0 = (gid % {tiles}u) * {per_tile}u;\n    let col = lid % {tpg}u;\n    let row0 = (lid / {tpg}u) * {rr}u;\n"
     );
     // The table's units this thread stages, fixed for the whole kernel.
     let wj = wu.div_ceil(wg);
     for j in 0..wj {
-        let col_ok = if nn % bn == 0 { String::new() } else { format!("n0 + wc{j} < {nn}u") };
+        // The table row staged as column `wc`: the output's own, or (fused) the gate row of
+        // output `wc` (the first `tpg` columns) or the up row of output `wc - tpg`.
+        let (out_col, row) = match &fuse {
+            None => (format!("wc{j}"), format!("n0 + wc{j}")),
+            Some(f) => (
+                format!("(wc{j} % {tpg}u)"),
+                format!("select({}u + n0 + wc{j} - {tpg}u, {}u + n0 + wc{j}, wc{j} < {tpg}u)", f.uo, f.go),
+            ),
+        };
+        let col_ok = if width % per_tile == 0 { String::new() } else { format!("n0 + {out_col} < {width}u") };
         let _ = writeln!(
             s,
-            "    let wc{j} = (lid + {o}u) / {per}u;\n    let wq{j} = (lid + {o}u) % {per}u;\n    let wl{j} = {};\n    let wb{j} = (u32(e) * {nn}u + n0 + wc{j}) * {kv}u + wq{j};",
+            "    let wc{j} = (lid + {o}u) / {per}u;\n    let wq{j} = (lid + {o}u) % {per}u;\n    let wl{j} = {};\n    let wb{j} = (u32(e) * {nn}u + {row}) * {kv}u + wq{j};",
             both(unit_guard(wu, j), col_ok),
             o = j * wg,
             per = bk / v,
@@ -262,14 +329,17 @@ pub(crate) fn grouped(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Resu
         }
     }
     s.push_str("                }\n                }\n                workgroupBarrier();\n            }\n");
-    // Each thread's sums to its pairs' rows.
+    // Each thread's sums to its pairs' rows (fused: `act(gate) · up` of its one output).
     for r in 0..rr {
-        for c in 0..ct {
-            let cc = format!("col + {}u", c * tpg);
-            let col_ok = if nn % bn == 0 { String::new() } else { format!(" && n0 + {cc} < {nn}u") };
+        let outs: Vec<(String, String)> = match &fuse {
+            None => (0..ct).map(|c| (format!("col + {}u", c * tpg), format!("acc{r}_{c}"))).collect(),
+            Some(f) => vec![("col".to_string(), format!("{} * acc{r}_1", act_call(f.act, &format!("acc{r}_0"))))],
+        };
+        for (cc, value) in outs {
+            let col_ok = if width % per_tile == 0 { String::new() } else { format!(" && n0 + {cc} < {width}u") };
             let _ = writeln!(
                 s,
-                "            if (row0 + {r}u < m{col_ok}) {{ out0[list[done + row0 + {r}u] * {nn}u + n0 + {cc}] = acc{r}_{c}; }}"
+                "            if (row0 + {r}u < m{col_ok}) {{ out0[list[done + row0 + {r}u] * {width}u + n0 + {cc}] = {value}; }}"
             );
         }
     }
@@ -277,17 +347,20 @@ pub(crate) fn grouped(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Resu
     s.push_str(
         "            done = done + m;\n        }\n        let rest = have - done;\n        var keep = 0u;\n        if (lid < rest) { keep = list[done + lid]; }\n        workgroupBarrier();\n        if (lid < rest) { list[lid] = keep; }\n        if (lid == 0u) { atomicStore(&count, rest); }\n        workgroupBarrier();\n    }\n",
     );
-    let prelude = format!(
+    let mut prelude = if fuse.is_some() { MATH.to_string() } else { String::new() };
+    let _ = write!(
+        prelude,
         "var<workgroup> list: array<u32, {}>;\nvar<workgroup> count: atomic<u32>;\nvar<workgroup> held: u32;\nvar<workgroup> xs: array<array<vec4<f32>, {}>, {bm}>;\nvar<workgroup> ws: array<array<{wvec}, {}>, {bn}>;\n",
         bm + wg,
         bk / 4 + 1,
         bk / v + 1
     );
+    let kind = if fuse.is_some() { KernelKind::FusedExpertsGrouped } else { KernelKind::GroupedMatmul };
     let mut ks = kernel(
         g,
         g.node(n).name.clone(),
-        KernelKind::GroupedMatmul,
-        &[table, idx, ins[1]],
+        kind,
+        &[table, idx, x],
         out,
         total as u64,
         WORKGROUP,
@@ -300,7 +373,7 @@ pub(crate) fn grouped(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Resu
     widen(&mut ks, "in0", if w16 { "u32" } else { "f32" }, wvec)?;
     widen(&mut ks, "in2", "f32", "vec4<f32>")?;
     ks.choice = Some(Choice {
-        kernel: format!("grouped {bm}x{bn}x{bk}"),
+        kernel: format!("grouped {bm}x{bn}x{bk}{}", if fuse.is_some() { ", gate and up" } else { "" }),
         reason: format!("{pairs} pairs over {experts} experts: each expert's matrix read once for its pairs"),
     });
     Ok(Some(ks))

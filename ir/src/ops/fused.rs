@@ -75,6 +75,11 @@ pub enum Layout {
 /// bu[uo..])` with `I` the last dim of the output, `go`/`uo` the column offsets (non-zero
 /// only when one merged gate_up weight is read in two halves; `w_gate` and `w_up` are then the
 /// same node).
+///
+/// The weights are 2-D, one matrix for every row of x; or 3-D, `[P, ·, ·]` beside an x of
+/// `[P, H]`: a matrix per row (row `p` of x times matrix `p`, laid out as `layout` says). The
+/// latter is a mixture of experts' gated unit, each token-expert pair's expert matrix gathered
+/// per pair (Hugging Face's `batched_mm` experts).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FusedGateUp {
@@ -118,15 +123,24 @@ pub(crate) fn infer(f: &FusedGateUp, ins: &[&TensorType], declared: &[TensorType
         }
     }
     let h = x.shape[x.rank() - 1].clone();
+    // Weights of rank 3 hold a matrix per row of x (of rank 2 then, its rows as many).
+    let per_row = wg.rank() == 3;
     // The output width is the declared one when given (the merged-weight case), else the
     // whole width of the gate weight.
     let width = |w: &TensorType, off: u64, what: &str| -> Result<u64, String> {
-        if w.rank() != 2 {
-            return Err(format!("{what} weight must be 2-D, got {w}"));
+        if w.rank() != wg.rank() || !matches!(w.rank(), 2 | 3) {
+            return Err(format!("{what} weight must be 2-D (or 3-D, a matrix per row of x, for both), got {w}"));
         }
+        if per_row && (x.rank() != 2 || w.shape[0] != x.shape[0]) {
+            return Err(format!(
+                "the {what} weight {w} holds a matrix per row of x, so x must be [{}, H], got {x}",
+                w.shape[0]
+            ));
+        }
+        let m = &w.shape[w.rank() - 2..];
         let (k, n) = match f.layout {
-            Layout::Kn => (&w.shape[0], &w.shape[1]),
-            Layout::Nk => (&w.shape[1], &w.shape[0]),
+            Layout::Kn => (&m[0], &m[1]),
+            Layout::Nk => (&m[1], &m[0]),
         };
         if *k != h {
             return Err(format!(
@@ -137,6 +151,9 @@ pub(crate) fn infer(f: &FusedGateUp, ins: &[&TensorType], declared: &[TensorType
         let n = n.fixed().ok_or_else(|| format!("{what} weight must have known dims"))?;
         n.checked_sub(off).ok_or_else(|| format!("{what} offset {off} is past the weight's {n} outputs"))
     };
+    if per_row && (f.gate_bias || f.up_bias) {
+        return Err("weights with a matrix per row of x take no biases".into());
+    }
     let gate_room = width(wg, f.gate_offset, "gate")?;
     let up_room = width(wu, f.up_offset, "up")?;
     let i = match declared {
@@ -201,16 +218,27 @@ pub fn fused_gate_up(f: &FusedGateUp, ins: &[&Tensor], out_shape: &[usize]) -> R
             Layout::Nk => w[n * cols + kk] as f64,
         }
     };
-    let (gcols, ucols) = (wg.shape[1], wu.shape[1]);
+    // A weight's matrix for row `r`: the whole weight, or its slab `r` where it holds one
+    // per row; and the matrix's row length.
+    fn slab<'a>(w: &Tensor, d: &'a [f32], r: usize) -> (&'a [f32], usize) {
+        let m = &w.shape[w.shape.len() - 2..];
+        let size = m[0] * m[1];
+        let at = if w.shape.len() == 3 { r * size } else { 0 };
+        (&d[at..at + size], m[1])
+    }
+    if wg.shape.len() == 3 && (wg.shape[0] != rows || wu.shape[0] != rows) {
+        return Err(format!("{rows} rows of x against weights {:?} and {:?}: a matrix per row", wg.shape, wu.shape));
+    }
     let mut data = vec![0.0f32; rows * i_size];
     for r in 0..rows {
         let xr = &xd[r * h..(r + 1) * h];
+        let ((gm, gcols), (um, ucols)) = (slab(wg, wgd, r), slab(wu, wud, r));
         for j in 0..i_size {
             let (gn, un) = (f.gate_offset as usize + j, f.up_offset as usize + j);
             let (mut g, mut u) = (0.0f64, 0.0f64);
             for (kk, &xv) in xr.iter().enumerate() {
-                g += xv as f64 * w_at(wgd, gcols, kk, gn);
-                u += xv as f64 * w_at(wud, ucols, kk, un);
+                g += xv as f64 * w_at(gm, gcols, kk, gn);
+                u += xv as f64 * w_at(um, ucols, kk, un);
             }
             let g = g as f32 + bg.map_or(0.0, |b| b[gn]);
             let u = u as f32 + bu.map_or(0.0, |b| b[un]);

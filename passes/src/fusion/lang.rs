@@ -85,7 +85,7 @@ define_language! {
         "silu" = Silu(Id),
         "gelu_tanh" = GeluTanh(Id),
         "gelu_erf" = GeluErf(Id),
-        // A 2-D transpose.
+        // A 2-D transpose (of a weight of rank 3, a matrix per row of x, its last two dims).
         "t" = T(Id),
         // `value[.., start..end]` on the last axis; start and end are constants.
         "slice" = Slice([Id; 3]),
@@ -210,6 +210,15 @@ impl Analysis<Glu> for TypeAnalysis {
         match enode {
             Glu::Num(c) => Info { ty: None, konst: Some(c.value()) },
             Glu::Leaf(s) => Info { ty: egraph.analysis.leaf_types.get(s).cloned(), konst: None },
+            // A weight descriptor of rank 3 holds a matrix per row of x: x's type, its last
+            // dim the matrices' width.
+            Glu::Lin([a, b, _]) if ty(b).is_some_and(|t| t.rank() == 3) => {
+                let ty = match (ty(a), ty(b)) {
+                    (Some(x), Some(w)) => w.shape[2].fixed().map(|n| last_dim_set(&x, n)),
+                    _ => None,
+                };
+                Info { ty, konst: None }
+            }
             Glu::MatMul([a, b]) | Glu::Lin([a, b, _]) => {
                 let ty = match (ty(a), ty(b)) {
                     (Some(a), Some(b)) => glufuse_ir::Op::MatMul.infer(&[&a, &b], &[]).ok().map(|mut v| v.remove(0)),
@@ -240,10 +249,14 @@ impl Analysis<Glu> for TypeAnalysis {
             }
             Glu::GeluTanh(a) | Glu::GeluErf(a) | Glu::Recip(a) | Glu::Cube(a) | Glu::GeluArg(a) => same(a),
             Glu::Scale([a, _]) | Glu::Offset([a, _]) => same(a),
+            // The last two dims swapped (a 2-D transpose; of rank 3, a matrix per row of x).
             Glu::T(a) => Info {
-                ty: ty(a)
-                    .filter(|t| t.rank() == 2)
-                    .map(|t| TensorType::new(t.dtype, vec![t.shape[1].clone(), t.shape[0].clone()])),
+                ty: ty(a).filter(|t| matches!(t.rank(), 2 | 3)).map(|t| {
+                    let mut s = t.shape.clone();
+                    let r = s.len();
+                    s.swap(r - 2, r - 1);
+                    TensorType::new(t.dtype, s)
+                }),
                 konst: None,
             },
             Glu::Slice([a, s, e]) | Glu::Cols([a, s, e]) => {
@@ -256,7 +269,9 @@ impl Analysis<Glu> for TypeAnalysis {
             Glu::Glu([_, g, _]) => same(g),
             Glu::Fgu([_, x, wg, _, _, _]) => {
                 let ty = match (ty(x), ty(wg)) {
-                    (Some(x), Some(w)) if w.rank() == 2 => Some(last_dim_set(&x, w.shape[1].fixed().unwrap_or(0))),
+                    (Some(x), Some(w)) if matches!(w.rank(), 2 | 3) => {
+                        Some(last_dim_set(&x, w.shape[w.rank() - 1].fixed().unwrap_or(0)))
+                    }
                     _ => None,
                 };
                 Info { ty, konst: None }

@@ -41,6 +41,33 @@ pub fn scalar_value(node: &Node) -> Option<f64> {
     None
 }
 
+/// Where `Reshape` node `n` is a product of a matrix per row of x, spelled as a batched
+/// `MatMul` of the matrices with x's rows as columns, `reshape(W · reshape(x, [P, K, 1]),
+/// [P, N])` with `W` of `[P, N, K]` and `x` of `[P, K]` (a mixture of experts' products in
+/// Hugging Face's `batched_mm`: each token-expert pair's expert matrix times the pair's row):
+/// `x` and `W`. That is `x·Wᵀ` row by row, which the language writes `lin(x, t(W), nobias)`.
+fn per_row_product(g: &Graph, n: NodeIndex) -> Option<(Value, Value)> {
+    let m = g.inputs(n)[0];
+    if !matches!(g.node(m.node).op, Op::MatMul) {
+        return None;
+    }
+    let [w, col] = g.inputs(m.node)[..] else { return None };
+    if !matches!(g.node(col.node).op, Op::Reshape { .. }) {
+        return None;
+    }
+    let x = g.inputs(col.node)[0];
+    let (wt, ct, xt, mt, rt) = (g.ty(w), g.ty(col), g.ty(x), g.ty(m), g.ty(Value::of(n)));
+    let one = Dim::Fixed(1);
+    let fits = wt.rank() == 3
+        && xt.rank() == 2
+        && ct.shape == [xt.shape[0].clone(), xt.shape[1].clone(), one.clone()]
+        && wt.shape[0] == xt.shape[0]
+        && wt.shape[2] == xt.shape[1]
+        && mt.shape == [wt.shape[0].clone(), wt.shape[1].clone(), one]
+        && rt.shape == [wt.shape[0].clone(), wt.shape[1].clone()];
+    fits.then_some((x, w))
+}
+
 /// Lowers `g` into a fresh e-graph.
 pub fn lower(g: &Graph) -> Result<Lowered> {
     let order = g.topo_order()?;
@@ -63,6 +90,11 @@ pub fn lower(g: &Graph) -> Result<Lowered> {
             _ if konst.is_some() => konst.map(|c| eg.add(Glu::Num(Const::new(c)))),
             _ if !float => None,
             Op::MatMul => Some(eg.add(Glu::MatMul([ins[0], ins[1]]))),
+            Op::Reshape { .. } => per_row_product(g, n).map(|(x, w)| {
+                let w = eg.add(Glu::T(class_of[&w]));
+                let nobias = eg.add(Glu::NoBias);
+                eg.add(Glu::Lin([class_of[&x], w, nobias]))
+            }),
             Op::Unary(u) => lang::unary(*u, ins[0]).map(|e| eg.add(e)),
             Op::Binary(b) => lang::binary(*b, [ins[0], ins[1]]).map(|e| eg.add(e)),
             Op::Transpose { perm } => (perm == &[1, 0]).then(|| eg.add(Glu::T(ins[0]))),
@@ -99,7 +131,6 @@ pub fn lower(g: &Graph) -> Result<Lowered> {
             | Op::ScatterND
             | Op::ScatterElements { .. }
             | Op::Range { .. }
-            | Op::Reshape { .. }
             | Op::Expand { .. }
             | Op::Concat { .. }
             | Op::Cast { .. }
