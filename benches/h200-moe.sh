@@ -3,7 +3,8 @@
 # 32000, f16; exported with transformers' `batched_mm` experts, weights filled at random by
 # fill_weights.py) timed by two glufuse builds: OLD (computes the experts' gathers) and NEW
 # (reads the tables in place; BUILDS picks which, default "old new"). MODELS picks the models
-# (default "mid"; "moe8" is the Qwen3-MoE-like one of `export.py moe8`: 64 experts, top 8).
+# (default "mid"; "moe8" is the Qwen3-MoE-like one of `export.py moe8`: 64 experts, top 8);
+# PROMPTS adds prompts of those lengths (e.g. "4": fewer pairs than two an expert).
 # Device tool, carry [".gl", ".carry/glufuse.xz", ".carry/glufuse_new.xz", ".carry/mid.tar.xz"]
 # (and ".carry/moe8.tar.xz"); results under $OUT. The graphs, here (moe8 alike):
 #   python3 tests/data/models/export.py moe /tmp/moe && mkdir -p /tmp/mg/mid \
@@ -24,5 +25,10 @@ for B in ${BUILDS:-old new}; do
   echo "## $MD $B prefill"; timeout 150 /tmp/$B bench $M/model_dynseq.onnx --dim batch=1 --dim seq=128 \
     --part fused --in-process --reps 10 --samples 7 --json $OUT/${MD}_${B}_pre.json > $OUT/${MD}_${B}_pre.md 2>&1; echo "exit $?"
   grep -E "GPU time per call|dispatches \||call latency|error" $OUT/${MD}_${B}_pre.md
+  for S in ${PROMPTS:-}; do
+    echo "## $MD $B prompt of $S"; timeout 150 /tmp/$B bench $M/model_dynseq.onnx --dim batch=1 --dim seq=$S \
+      --part fused --in-process --reps 20 --samples 7 --json $OUT/${MD}_${B}_p$S.json > $OUT/${MD}_${B}_p$S.md 2>&1; echo "exit $?"
+    grep -E "GPU time per call|dispatches \||error" $OUT/${MD}_${B}_p$S.md
+  done
 done
 done

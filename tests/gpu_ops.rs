@@ -1017,7 +1017,7 @@ fn expert_weights_picked_per_token_are_read_in_place() {
                     let wgsl = &ks.iter().find(|k| k.source().name == "bmm").unwrap().source().wgsl;
                     // Four units a lane a step, a word of two halves where the table is f16.
                     assert!(wgsl.contains(&format!("u0 += {}u", 4 * lanes)), "{what}: {wgsl}");
-                    assert_eq!(wgsl.contains("(ra >> 1u)"), dtype == DType::F16, "{what}: {wgsl}");
+                    assert_eq!(wgsl.contains("(ra0 >> 1u)"), dtype == DType::F16, "{what}: {wgsl}");
                     assert_eq!(wgsl.contains("subgroup"), sg, "{what}: {wgsl}");
                 }
             }

@@ -104,7 +104,8 @@ pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) 
         bound.extend([table, idx]);
     }
     if rows {
-        body.push_str(&row_loop(&operands[0], &operands[1], k, lanes, "acc", "row", "base0"));
+        let one = RowSum { a: &operands[0], acc: "acc", row: "row", base: "base0" };
+        body.push_str(&row_loop(&[one], &operands[1], k, lanes));
     } else {
         let ((a, pa), (w, pw)) = (&operands[0], &operands[1]);
         let _ = writeln!(
@@ -178,7 +179,11 @@ pub(crate) fn fused_experts(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -
     let (pairs, k, width, slab) = (xd[0], xd[1], od[1], wd[1] * wd[2]);
     let total = pairs * width;
     let zero = Store::of(g, out).zero();
-    let lanes = if total < ROW_WIDE_BELOW { WORKGROUP as usize } else { ROW_LANES };
+    // Lanes as for the unfused products' rows, two an output: with a workgroup an output
+    // below `ROW_WIDE_BELOW` outputs (rather than rows), a Mixtral-like decode step's gated
+    // units (7168 outputs) took 26.8 µs a layer on an H200 where the unfused product, 32
+    // lanes a row, took 23.4 and its program 7.1 (timestamped; `h200-2026-11-29-experts.md`).
+    let lanes = if 2 * total < ROW_WIDE_BELOW { WORKGROUP as usize } else { ROW_LANES };
     let wide = lanes == WORKGROUP as usize;
     let sg32 = !wide && subgroup(t) == Some(ROW_LANES);
     let (group, lane) = if wide {
@@ -217,11 +222,15 @@ pub(crate) fn fused_experts(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -
         bound.extend([table, idx]);
     }
     let x = ("in0".to_string(), packed_f16(g, ins[0]));
+    // The gate's and the up's rows side by side in one loop (each x unit read once for both).
     let up = operands.len() - 1;
-    let rows = [("accg", format!("{}u + j", f.gate_offset), 0), ("accu", format!("{}u + j", f.up_offset), up)];
-    for (acc, row, w) in &rows {
-        body.push_str(&row_loop(&operands[*w], &x, k, lanes, acc, row, &format!("wb{w}")));
-    }
+    let (gr, ur) = (format!("{}u + j", f.gate_offset), format!("{}u + j", f.up_offset));
+    let ub = format!("wb{up}");
+    let rows = [
+        RowSum { a: &operands[0], acc: "accg", row: &gr, base: "wb0" },
+        RowSum { a: &operands[up], acc: "accu", row: &ur, base: &ub },
+    ];
+    body.push_str(&row_loop(&rows, &x, k, lanes));
     let mut prelude = String::from(MATH);
     let (gs, us) = if wide {
         let red = [(0, "accg".to_string()), (WORKGROUP as usize, "accu".to_string())];
@@ -259,52 +268,60 @@ pub(crate) fn fused_experts(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -
     )
 }
 
-/// WGSL summing, into `acc`, lane `lane`'s part of row `row` of the matrix (binding `a`, from
-/// element `base0`) times the vector (binding `x`, from `base1`), `lanes` lanes side by side
-/// along k: each lane reads [`ROW_UNROLL`] units a step, `lanes` units apart, so that a
-/// subgroup's loads cover consecutive bytes and several are in flight at once. A unit is a
-/// word of two halves where the matrix is packed f16 and k is even (every row then starts on
-/// a word), else one element. One element a lane at a time, one load in flight, read the
+/// One row a [`row_loop`] sums: the matrix's binding (and whether it is packed f16), the
+/// variable the sum goes into (declared by the loop), the row's index and the element the
+/// matrix starts at (WGSL expressions).
+struct RowSum<'a> {
+    a: &'a (String, bool),
+    acc: &'a str,
+    row: &'a str,
+    base: &'a str,
+}
+
+/// WGSL summing, into each `acc`, lane `lane`'s part of its row of its matrix times the
+/// vector (binding `x`, from `base1`), `lanes` lanes side by side along k: each lane reads
+/// [`ROW_UNROLL`] units of every row a step, `lanes` units apart, so that a subgroup's loads
+/// cover consecutive bytes and several are in flight at once (the rows of a step side by
+/// side: a fused gated unit's gate and up, each unit of x read once for both). A unit is a
+/// word of two halves where the matrices are packed f16 and k is even (every row then starts
+/// on a word), else one element. One element a lane at a time, one load in flight, read the
 /// expert tables of a decode step at 0.7–0.8 TB/s on an H200.
-///
-/// The sum goes into `acc` (declared here), the row is `row` of the matrix that starts at
-/// element `base`.
-fn row_loop(
-    a: &(String, bool),
-    x: &(String, bool),
-    k: usize,
-    lanes: usize,
-    acc: &str,
-    row: &str,
-    base: &str,
-) -> String {
-    let words = a.1 && k % 2 == 0;
+fn row_loop(rows: &[RowSum], x: &(String, bool), k: usize, lanes: usize) -> String {
+    let words = rows.iter().all(|r| r.a.1) && k % 2 == 0;
     let units = if words { k / 2 } else { k };
     let xr = |e: &str| read(&x.0, &format!("base1 + {e}"), x.1);
-    let mut s = format!(
-        "    var {acc} = 0.0;\n    {{\n    let ra = {base} + ({row}) * KK;\n    for (var u0 = lane; u0 < {units}u; u0 += {}u) {{\n",
-        lanes * ROW_UNROLL
-    );
-    for j in 0..ROW_UNROLL {
-        let _ = write!(s, "        let u{j} = u0 + {}u;\n        if (u{j} < {units}u) {{ ", j * lanes);
-        if words {
-            let _ = writeln!(
-                s,
-                "let w{j} = unpack2x16float({}[(ra >> 1u) + u{j}]); {acc} = {acc} + w{j}.x * {} + w{j}.y * {}; }}",
-                a.0,
-                xr(&format!("2u * u{j}")),
-                xr(&format!("2u * u{j} + 1u"))
-            );
-        } else {
-            let _ = writeln!(
-                s,
-                "{acc} = {acc} + {} * {}; }}",
-                read(&a.0, &format!("ra + u{j}"), a.1),
-                xr(&format!("u{j}"))
-            );
-        }
+    let mut s = String::new();
+    for (i, r) in rows.iter().enumerate() {
+        let _ = writeln!(s, "    var {} = 0.0;\n    let ra{i} = {} + ({}) * KK;", r.acc, r.base, r.row);
     }
-    s.push_str("    }\n    }\n");
+    let _ = writeln!(s, "    for (var u0 = lane; u0 < {units}u; u0 += {}u) {{", lanes * ROW_UNROLL);
+    for j in 0..ROW_UNROLL {
+        let _ = write!(s, "        let u{j} = u0 + {}u;\n        if (u{j} < {units}u) {{", j * lanes);
+        if words {
+            let (x0, x1) = (xr(&format!("2u * u{j}")), xr(&format!("2u * u{j} + 1u")));
+            let _ = write!(s, " let x{j}a = {x0}; let x{j}b = {x1};");
+            for (i, r) in rows.iter().enumerate() {
+                let _ = write!(
+                    s,
+                    " let w{j}_{i} = unpack2x16float({}[(ra{i} >> 1u) + u{j}]); {acc} = {acc} + w{j}_{i}.x * x{j}a + w{j}_{i}.y * x{j}b;",
+                    r.a.0,
+                    acc = r.acc
+                );
+            }
+        } else {
+            let _ = write!(s, " let x{j} = {};", xr(&format!("u{j}")));
+            for (i, r) in rows.iter().enumerate() {
+                let _ = write!(
+                    s,
+                    " {acc} = {acc} + {} * x{j};",
+                    read(&r.a.0, &format!("ra{i} + u{j}"), r.a.1),
+                    acc = r.acc
+                );
+            }
+        }
+        s.push_str(" }\n");
+    }
+    s.push_str("    }\n");
     s
 }
 

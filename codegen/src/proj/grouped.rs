@@ -24,6 +24,11 @@
 //! H200, one column 384 and 247, two 327 and 218, two with a row group past the tile's rows
 //! skipping its products 276 and 180 (`benches/results/h200-2026-11-28-grouped.md`).
 //!
+//! A mixture of experts' fused gated unit (`FusedGateUp` with a matrix per pair, gate and up
+//! merged in one table) runs the same way with each thread's two columns one output's gate row
+//! (`go + j`) and up row (`uo + j`): a workgroup then owns `bn / 2` outputs, and each thread
+//! writes `act(gate) · up` of its one.
+//!
 //! It needs k a multiple of 16 bytes (8 for an f16 table, else 4) and x stored as f32; other
 //! products keep the matrix-times-vector kernel. Indices are checked as the gather would
 //! (negative ones counting from the end); one out of range is an error naming the gather,

@@ -13,7 +13,10 @@
 //! - `scalar`: the template for whatever the others do not take (any alignment, any mix of
 //!   weight storage);
 //! - `batched`: `MatMul` with a right operand of rank above 2;
-//! - `grouped`: a mixture of experts' batched products for a prompt, grouped by expert.
+//! - `grouped`: a mixture of experts' batched products for a prompt, grouped by expert;
+//!
+//! and a mixture of experts' fused gated unit (a `FusedGateUp` with a matrix per row of x) by
+//! `batched` and `grouped`.
 //!
 //! Which one a node gets is decided in `select.rs`. This file holds what they share: the
 //! shape of the product ([`ProjShape`]), the values bound, the bindings and the epilogue.
