@@ -1132,8 +1132,9 @@ fn a_prompts_expert_products_are_grouped_by_expert() {
 /// (each thread an output's gate and up column), else lanes along k per output (a workgroup
 /// each where the outputs are few, 32 where many). f32 and f16 tables, outputs past the last
 /// whole tile, spread and skewed routing over more pairs than a window of indices, SiLU as
-/// `x·σ(x)`, exact GELU and ReLU, gate and up in two tables (`Gather` and `GatherND`): the
-/// fused graph matches the unfused one on the interpreter and the GPU. An index out of range
+/// `x·σ(x)`, exact GELU and ReLU, gate and up in two tables (`Gather` and `GatherND`), x a row
+/// a pair or a row a token expanded to its pairs (read in place, no expand kernel): the fused
+/// graph matches the unfused one on the interpreter and the GPU. An index out of range
 /// is an error naming the gather and the input, and the run after it is right.
 #[test]
 fn a_mixture_of_experts_gated_unit_fuses_and_reads_the_table_in_place() {
@@ -1142,25 +1143,37 @@ fn a_mixture_of_experts_gated_unit_fuses_and_reads_the_table_in_place() {
     type Ids = fn(usize) -> i64;
     let spread: Ids = |i| (i * 5 % 8) as i64 % 4;
     let skewed: Ids = |i| if i % 9 == 0 { 0 } else { -1 };
-    // (experts, I, K, pairs, routing, activation, gate and up in two tables)
-    let cases: [(usize, usize, usize, usize, Ids, UnaryOp, bool); 8] = [
-        (8, 48, 64, 2, spread, UnaryOp::Silu, false),
-        (4, 3000, 64, 6, spread, UnaryOp::Silu, false),
-        (4, 48, 64, 44, skewed, UnaryOp::Silu, false),
-        (2, 70, 104, 300, spread, UnaryOp::Silu, false),
-        (3, 40, 36, 30, spread, UnaryOp::GeluErf, false),
-        (4, 200, 64, 24, skewed, UnaryOp::Relu, false),
-        (4, 24, 64, 40, spread, UnaryOp::Silu, true),
-        (4, 24, 40, 3, skewed, UnaryOp::GeluErf, true),
+    // (experts, I, K, pairs, experts a token (x a row a token, repeated for its pairs: an
+    // expand the kernels read in place), routing, activation, gate and up in two tables)
+    type Case = (usize, usize, usize, usize, usize, Ids, UnaryOp, bool);
+    let cases: [Case; 9] = [
+        (8, 48, 64, 2, 1, spread, UnaryOp::Silu, false),
+        (4, 3000, 64, 6, 2, spread, UnaryOp::Silu, false),
+        (4, 48, 64, 44, 1, skewed, UnaryOp::Silu, false),
+        (2, 70, 104, 300, 2, spread, UnaryOp::Silu, false),
+        (3, 40, 36, 30, 3, spread, UnaryOp::GeluErf, false),
+        (4, 200, 64, 24, 1, skewed, UnaryOp::Relu, false),
+        (4, 24, 64, 40, 4, spread, UnaryOp::Silu, true),
+        (4, 24, 40, 3, 1, skewed, UnaryOp::GeluErf, true),
+        (8, 64, 64, 64, 8, spread, UnaryOp::Silu, false),
     ];
     for dtype in [DType::F32, DType::F16] {
-        for (e, i, k, pairs, ids, act, two) in cases {
-            let what = format!("{dtype:?} {e} experts, I {i}, K {k}, {pairs} pairs, {act:?}, two tables: {two}");
+        for (e, i, k, pairs, per, ids, act, two) in cases {
+            let what = format!(
+                "{dtype:?} {e} experts, I {i}, K {k}, {pairs} pairs, {per} a token, {act:?}, two tables: {two}"
+            );
             let c = |d: usize| DimExpr::constant(d as i64);
             let mut b = GraphBuilder::new();
             let ids_v = b.input("ids", DType::I64, shape_of(&[pairs as u64, 1]));
-            let x = b.input("x", DType::F32, shape_of(&[pairs as u64, k as u64]));
-            let x = b.node("x16", Op::Cast { to: dtype }, &[x], vec![])[0];
+            let tokens = pairs / per;
+            // x of the table's dtype as given (a cast before the expand would make them one
+            // program, which the unit does not read in place).
+            let mut x = b.input("x", dtype, shape_of(&[tokens as u64, k as u64]));
+            if per > 1 {
+                let rows = b.node("x.rows", Op::Reshape { shape: vec![c(tokens), c(1), c(k)] }, &[x], vec![])[0];
+                let rep = b.node("x.rep", Op::Expand { shape: shape_of(&[1, per as u64, 1]) }, &[rows], vec![])[0];
+                x = b.node("x.pairs", Op::Reshape { shape: vec![c(pairs), c(k)] }, &[rep], vec![])[0];
+            }
             let col = b.node("col", Op::Reshape { shape: vec![c(pairs), c(k), c(1)] }, &[x], vec![])[0];
             // One product of 2I rows split in two, or two products of I rows.
             let (gate, up) = if two {
@@ -1194,8 +1207,16 @@ fn a_mixture_of_experts_gated_unit_fuses_and_reads_the_table_in_place() {
             let mut v: Vec<i64> = (0..pairs).map(ids).map(|d| d.rem_euclid(e as i64)).collect();
             let m = HashMap::from([
                 ("ids".to_string(), Tensor::i64(vec![pairs, 1], v.clone()).unwrap()),
-                ("x".to_string(), rand(&[pairs, k], 9)),
+                ("x".to_string(), Tensor::random(vec![tokens, k], 9, 2.0)),
             ]);
+            let m = if dtype == DType::F16 {
+                let mut m = m;
+                let x = m["x"].as_f32().unwrap().to_vec();
+                m.insert("x".into(), Tensor::f16(vec![tokens, k], x).unwrap());
+                m
+            } else {
+                m
+            };
             let tol = if dtype == DType::F16 { 2e-3 } else { 1e-5 };
             let want = interp::run(&original, &m).unwrap();
             let mine = interp::run(&fused, &m).unwrap();
@@ -1211,7 +1232,10 @@ fn a_mixture_of_experts_gated_unit_fuses_and_reads_the_table_in_place() {
             let kind = if grouped { KernelKind::FusedExpertsGrouped } else { KernelKind::FusedExperts };
             let unit = ks.iter().find(|k| k.source().name == "y").unwrap().source();
             assert_eq!(unit.kind, kind, "{what}: {}", manifest(&fused, &ks));
-            assert!(!ks.iter().any(|k| k.source().kind == KernelKind::Gather), "{what}");
+            // The gathers and the expand take no kernel: the unit reads the table and x in place.
+            let copies = [KernelKind::Gather, KernelKind::Expand];
+            let copy = ks.iter().map(|k| k.source()).any(|k| copies.contains(&k.kind) || k.name == "x.rep");
+            assert!(!copy, "{what}: {}", manifest(&fused, &ks));
             // An index out of range: an error naming the gather and the input.
             v[pairs - 1] = e as i64;
             let mut bad = m.clone();

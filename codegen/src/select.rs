@@ -48,9 +48,9 @@ pub(crate) fn node_kernels_with(
     if g.gathered_rows(Value::of(n)).is_some() {
         return Ok(vec![]);
     }
-    // Squares a sum or mean squares as it reads them ([`Graph::squared_in_place`]): no kernel,
-    // no buffer.
-    if g.squared_in_place(Value::of(n)).is_some() {
+    // Squares a sum or mean squares as it reads them ([`Graph::squared_in_place`]), rows the
+    // gated units read where they lie ([`Graph::repeated_rows`]): no kernel, no buffer.
+    if g.squared_in_place(Value::of(n)).is_some() || g.repeated_rows(Value::of(n)).is_some() {
         return Ok(vec![]);
     }
     // A value read in place (a transposed weight, a gather's table) takes no buffer of its own.

@@ -356,10 +356,59 @@ impl Graph {
     /// The value whose buffer stands for `v` where no kernel computes `v` and its readers read
     /// that value in place: the weight of a transpose the projections read as `[N, K]`
     /// ([`Graph::nk_weight`]), the table of a gather the batched products index
-    /// ([`Graph::gathered_rows`]), or the value a sum of squares squares as it reads
-    /// ([`Graph::squared_in_place`]).
+    /// ([`Graph::gathered_rows`]), the value a sum of squares squares as it reads
+    /// ([`Graph::squared_in_place`]), or the rows an expand repeats for the gated units that
+    /// read each row where it lies ([`Graph::repeated_rows`]).
     pub fn read_in_place(&self, v: Value) -> Option<Value> {
-        self.nk_weight(v).or_else(|| self.gathered_rows(v).map(|(table, _)| table)).or_else(|| self.squared_in_place(v))
+        self.nk_weight(v)
+            .or_else(|| self.gathered_rows(v).map(|(table, _)| table))
+            .or_else(|| self.squared_in_place(v))
+            .or_else(|| self.repeated_rows(v).map(|_| self.inputs(v.node)[0]))
+    }
+
+    /// How many times `Expand` value `v` repeats each row of its input where the gated units
+    /// reading it read each row where it lies instead of `v` being computed: the input is
+    /// `[T, 1, K]`, `v` is `[T, k, K]` (k known), no graph output, and every reader is a
+    /// `Reshape` to `[T·k, K]`, no graph output, every reader of which is a `FusedGateUp`
+    /// with a matrix per row of x taking it as x (so that its row `p` is the input's row
+    /// `p / k`: [`Graph::rows_repeated`]). This is a mixture of experts' x, each token's row
+    /// once for each of its experts (`repeat_interleave`): computed, an expand kernel a layer.
+    pub fn repeated_rows(&self, v: Value) -> Option<usize> {
+        if !matches!(self.g[v.node].op, Op::Expand { .. }) || v.output != 0 || self.is_output(v) {
+            return None;
+        }
+        let (src, out) = (self.ty(*self.inputs(v.node).first()?), self.ty(v));
+        let k = out.shape.get(1)?.fixed()? as usize;
+        let fits = src.rank() == 3
+            && out.rank() == 3
+            && src.shape[1] == crate::Dim::Fixed(1)
+            && src.shape[0] == out.shape[0]
+            && src.shape[2] == out.shape[2];
+        let users = self.users(v);
+        let rows = users.iter().all(|&(r, _)| {
+            let view = Value::of(r);
+            let readers = self.users(view);
+            matches!(self.g[r].op, Op::Reshape { .. })
+                && self.ty(view).rank() == 2
+                && self.ty(view).shape[1] == out.shape[2]
+                && !self.is_output(view)
+                && !readers.is_empty()
+                && readers.iter().all(|&(u, slot)| {
+                    matches!(self.g[u].op, Op::FusedGateUp(_))
+                        && slot == 0
+                        && self.inputs(u).get(1).is_some_and(|w| self.ty(*w).rank() == 3)
+                })
+        });
+        (fits && rows && !users.is_empty()).then_some(k)
+    }
+
+    /// How many consecutive rows of `x` (a gated unit's x) are one row of the value its buffer
+    /// holds: `k` where `x` reshapes an expand read in place ([`Graph::repeated_rows`]), else 1.
+    pub fn rows_repeated(&self, x: Value) -> usize {
+        match self.g[x.node].op {
+            Op::Reshape { .. } => self.inputs(x.node).first().and_then(|&e| self.repeated_rows(e)).unwrap_or(1),
+            _ => 1,
+        }
     }
 
     /// The value whose squares a sum or mean reads in place instead of `v` being computed: `v`

@@ -194,8 +194,12 @@ pub(crate) fn fused_experts(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -
         ("lid / 32u", "lid % 32u")
     };
     // Elements in the order (column, pair), as the matrix-times-vector kernel's (row, batch).
+    // x's row of pair `p`: row `p / rep` of its buffer where an expand's rows are read in
+    // place ([`Graph::rows_repeated`]).
+    let rep = g.rows_repeated(ins[0]);
     let mut body = format!(
-        "    let lane = {lane};\n    let o = gid * {per}u + {group};\n    let live = o < {total}u;\n    let oo = select(0u, o, live);\n    let KK = {k}u;\n    let j = oo / {pairs}u;\n    let p = oo % {pairs}u;\n    let i = p * {width}u + j;\n    var bad = false;\n    let base1 = p * KK;\n",
+        "    let lane = {lane};\n    let o = gid * {per}u + {group};\n    let live = o < {total}u;\n    let oo = select(0u, o, live);\n    let KK = {k}u;\n    let j = oo / {pairs}u;\n    let p = oo % {pairs}u;\n    let i = p * {width}u + j;\n    var bad = false;\n    let base1 = {} * KK;\n",
+        if rep > 1 { format!("(p / {rep}u)") } else { "p".to_string() },
         per = WORKGROUP as usize / lanes
     );
     // x first; then each weight (one where gate and up are merged), itself or the table and

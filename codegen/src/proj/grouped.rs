@@ -146,7 +146,10 @@ pub(crate) fn grouped_fused(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -
     }
     let (xd, od) = (dims(g, ins[0], b)?, dims(g, Value::of(n), b)?);
     let fuse = Fuse { act: f.activation, go: f.gate_offset as usize, uo: f.up_offset as usize, width: od[1] };
-    build(g, n, ins[1], ins[0], xd[0], "p", Some(fuse), b, t)
+    // x's row of pair `p`: row `p / rep` where an expand's rows are read in place.
+    let rep = g.rows_repeated(ins[0]);
+    let xrow = if rep > 1 { format!("(p / {rep}u)") } else { "p".to_string() };
+    build(g, n, ins[1], ins[0], xd[0], &xrow, Some(fuse), b, t)
 }
 
 /// The grouped kernel of node `n`: `pairs` products of the matrix that `gathered` gathers per
