@@ -19,7 +19,7 @@
 use super::gemv::tree_sum;
 use crate::elementwise::{act_call, MATH};
 use crate::index::{check_index, size_i32, slab_check};
-use crate::wgsl::{bcast_index, kernel, read, subgroup, tree_reduce, tree_reduce_rows, RedArray, Store, WORKGROUP};
+use crate::wgsl::{bcast_index, kernel, read, subgroup, tree_reduce_rows, RedArray, Store, WORKGROUP};
 use crate::{dims, packed_f16, KernelKind, KernelSource, Target};
 use glufuse_ir::shape::Bindings;
 use glufuse_ir::{Error, Graph, Layout, NodeIndex, Op, Result, Value};
@@ -47,6 +47,13 @@ pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) 
     let wide = lanes == WORKGROUP as usize;
     // With subgroups of 32, the 32 lanes of an element are one subgroup (numbered by it).
     let sg32 = rows && !wide && subgroup(t) == Some(ROW_LANES);
+    // Two rows of a matrix a workgroup where a workgroup takes an element and the rows are
+    // even (x read once for both, twice the loads in flight, half the workgroups): a
+    // Mixtral-like decode step's down products 15.7 → 13.0 µs a layer on an H200 (the step 308.0
+    // → 298.3 µs). With 32 lanes an element, pairs were slower (a 4-token prompt's down
+    // products 34.7 → 35.4 µs; `benches/results/h200-2026-11-29-experts.md`).
+    let pair = rows && wide && m % 2 == 0;
+    let per_group = if pair { 2 } else { 1 };
     let mut body = if rows {
         // Elements in the order (row, batch): the batches that read one slab's row (a
         // prefill's tokens of one expert) read it one after another, while it is cached. No
@@ -60,7 +67,8 @@ pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) 
             ("lid / 32u", "lid % 32u")
         };
         format!(
-            "    let lane = {lane};\n    let o = gid * {per}u + {group};\n    let live = o < {total}u;\n    let oo = select(0u, o, live);\n    let KK = {k}u;\n    let NN = 1u;\n    let col = 0u;\n    let row = oo / {batches}u;\n    let bi = oo % {batches}u;\n    let i = bi * {m}u + row;\n    var bad = false;\n",
+            "    let lane = {lane};\n    let o = gid * {per}u + {group};\n    let live = o < {}u;\n    let oo = select(0u, o, live);\n    let KK = {k}u;\n    let NN = 1u;\n    let col = 0u;\n    let row = (oo / {batches}u) * {per_group}u;\n    let bi = oo % {batches}u;\n    let i = bi * {m}u + row;\n    var bad = false;\n",
+            total / per_group,
             per = WORKGROUP as usize / lanes
         )
     } else {
@@ -105,7 +113,9 @@ pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) 
     }
     if rows {
         let one = RowSum { a: &operands[0], acc: "acc", row: "row", base: "base0" };
-        body.push_str(&row_loop(&[one], &operands[1], k, lanes));
+        let two = RowSum { a: &operands[0], acc: "acc1", row: "row + 1u", base: "base0" };
+        let both = [one, two];
+        body.push_str(&row_loop(&both[..per_group], &operands[1], k, lanes));
     } else {
         let ((a, pa), (w, pw)) = (&operands[0], &operands[1]);
         let _ = writeln!(
@@ -117,23 +127,33 @@ pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) 
     }
     let (groups, prelude) = if rows {
         let mut prelude = String::new();
-        let sum = if wide {
-            body.push_str(&tree_reduce(WORKGROUP, "acc", "add_f_", subgroup(t)));
+        let w = WORKGROUP as usize;
+        let accs: Vec<(usize, String)> =
+            ["acc", "acc1"][..per_group].iter().enumerate().map(|(r, a)| (r * w, a.to_string())).collect();
+        let sums: Vec<String> = if wide {
+            body.push_str(&tree_reduce_rows(&RedArray::F32, &accs, WORKGROUP, "add_f_", subgroup(t)));
             prelude.push_str("fn add_f_(a: f32, b: f32) -> f32 { return a + b; }\n");
-            "red[0]"
+            accs.iter().map(|(at, _)| format!("red[{at}]")).collect()
         } else if sg32 {
-            body.push_str("    let sum = subgroupAdd(acc);\n");
-            "sum"
+            for (r, (_, a)) in accs.iter().enumerate() {
+                let _ = writeln!(body, "    let sum{r} = subgroupAdd({a});");
+            }
+            (0..per_group).map(|r| format!("sum{r}")).collect()
         } else {
-            body.push_str("    red[lid] = acc;\n    workgroupBarrier();\n");
-            tree_sum(&mut body, ROW_LANES, 1, 1);
-            "red[lid]"
+            for (at, a) in &accs {
+                let _ = writeln!(body, "    red[{at}u + lid] = {a};");
+            }
+            body.push_str("    workgroupBarrier();\n");
+            tree_sum(&mut body, ROW_LANES, 1, per_group);
+            accs.iter().map(|(at, _)| format!("red[{at}u + lid]")).collect()
         };
         if !sg32 {
-            let _ = writeln!(prelude, "var<workgroup> red: array<f32, {WORKGROUP}>;");
+            let _ = writeln!(prelude, "var<workgroup> red: array<f32, {}>;", per_group * w);
         }
-        let _ = writeln!(body, "    if (live && lane == 0u) {{ out0[i] = select({sum}, {zero}, bad); }}");
-        ((total as u64).div_ceil((WORKGROUP as usize / lanes) as u64), prelude)
+        for (r, sum) in sums.iter().enumerate() {
+            let _ = writeln!(body, "    if (live && lane == 0u) {{ out0[i + {r}u] = select({sum}, {zero}, bad); }}");
+        }
+        (((total / per_group) as u64).div_ceil((w / lanes) as u64), prelude)
     } else {
         body.push_str("    out0[i] = acc;\n");
         ((total as u64).div_ceil(WORKGROUP as u64), String::new())

@@ -2,6 +2,10 @@
 //! however the exporter spelled it, by equality saturation, and rewrites each into one
 //! `FusedGateUp` node.
 //!
+//! A mixture of experts' gated unit, whose gate and up are products of a matrix per
+//! token-expert pair, is found the same way: the lowering writes such a per-pair product as
+//! `lin` of a weight of rank 3 ([`lower`]), and the fused node reads the pairs' matrices.
+//!
 //! Phases: [`lower`] the graph into an e-graph; saturate with [`rules`] under explicit
 //! limits; [`select`] candidates by a DAG-aware cost (launches and bytes, shared nodes paid
 //! once) with a hard rule against duplicated work; lift the chosen ones back as one patch.
