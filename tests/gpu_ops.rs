@@ -1232,6 +1232,12 @@ fn a_mixture_of_experts_gated_unit_fuses_and_reads_the_table_in_place() {
             let kind = if grouped { KernelKind::FusedExpertsGrouped } else { KernelKind::FusedExperts };
             let unit = ks.iter().find(|k| k.source().name == "y").unwrap().source();
             assert_eq!(unit.kind, kind, "{what}: {}", manifest(&fused, &ks));
+            // Generated and validated for an H100's options too: the lane kernel's sums by
+            // subgroups where an output takes 32 lanes (8192 rows or more, two an output).
+            let h = generate(&fused, &Default::default(), &common::h100()).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let wgsl = &h.iter().find(|k| k.source().name == "y").unwrap().source().wgsl;
+            let by_subgroups = !grouped && 2 * pairs * i >= 8192;
+            assert_eq!(wgsl.contains("subgroupAdd(accg)"), by_subgroups, "{what}: {wgsl}");
             // The gathers and the expand take no kernel: the unit reads the table and x in place.
             let copies = [KernelKind::Gather, KernelKind::Expand];
             let copy = ks.iter().map(|k| k.source()).any(|k| copies.contains(&k.kind) || k.name == "x.rep");

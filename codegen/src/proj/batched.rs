@@ -43,33 +43,24 @@ pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) 
     // element, a workgroup's worth where the elements are few (a decode step's down
     // projection: 2048 of k = 3584 took 22 µs so on an H200, 56 with 32 lanes each), else 32.
     let rows = nn == 1 && k >= ROW_MIN_K;
-    let lanes = if total < ROW_WIDE_BELOW { WORKGROUP as usize } else { ROW_LANES };
-    let wide = lanes == WORKGROUP as usize;
-    // With subgroups of 32, the 32 lanes of an element are one subgroup (numbered by it).
-    let sg32 = rows && !wide && subgroup(t) == Some(ROW_LANES);
+    let ln = Lanes::of(total, t);
     // Two rows of a matrix a workgroup where a workgroup takes an element and the rows are
     // even (x read once for both, twice the loads in flight, half the workgroups): a
     // Mixtral-like decode step's down products 15.7 → 13.0 µs a layer on an H200 (the step 308.0
     // → 298.3 µs). With 32 lanes an element, pairs were slower (a 4-token prompt's down
     // products 34.7 → 35.4 µs; `benches/results/h200-2026-11-29-experts.md`).
-    let pair = rows && wide && m % 2 == 0;
+    let pair = rows && ln.wide && m % 2 == 0;
     let per_group = if pair { 2 } else { 1 };
     let mut body = if rows {
         // Elements in the order (row, batch): the batches that read one slab's row (a
         // prefill's tokens of one expert) read it one after another, while it is cached. No
         // thread returns before the tree's barriers: one past the end reads element 0.
         let batches = total / m;
-        let (group, lane) = if wide {
-            ("0u", "lid")
-        } else if sg32 {
-            ("sg_id", "sg_lane")
-        } else {
-            ("lid / 32u", "lid % 32u")
-        };
+        let (group, lane) = ln.group_and_lane();
         format!(
             "    let lane = {lane};\n    let o = gid * {per}u + {group};\n    let live = o < {}u;\n    let oo = select(0u, o, live);\n    let KK = {k}u;\n    let NN = 1u;\n    let col = 0u;\n    let row = (oo / {batches}u) * {per_group}u;\n    let bi = oo % {batches}u;\n    let i = bi * {m}u + row;\n    var bad = false;\n",
             total / per_group,
-            per = WORKGROUP as usize / lanes
+            per = ln.per_workgroup()
         )
     } else {
         format!(
@@ -115,7 +106,7 @@ pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) 
         let one = RowSum { a: &operands[0], acc: "acc", row: "row", base: "base0" };
         let two = RowSum { a: &operands[0], acc: "acc1", row: "row + 1u", base: "base0" };
         let both = [one, two];
-        body.push_str(&row_loop(&both[..per_group], &operands[1], k, lanes));
+        body.push_str(&row_loop(&both[..per_group], &operands[1], k, ln.lanes));
     } else {
         let ((a, pa), (w, pw)) = (&operands[0], &operands[1]);
         let _ = writeln!(
@@ -127,33 +118,11 @@ pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) 
     }
     let (groups, prelude) = if rows {
         let mut prelude = String::new();
-        let w = WORKGROUP as usize;
-        let accs: Vec<(usize, String)> =
-            ["acc", "acc1"][..per_group].iter().enumerate().map(|(r, a)| (r * w, a.to_string())).collect();
-        let sums: Vec<String> = if wide {
-            body.push_str(&tree_reduce_rows(&RedArray::F32, &accs, WORKGROUP, "add_f_", subgroup(t)));
-            prelude.push_str("fn add_f_(a: f32, b: f32) -> f32 { return a + b; }\n");
-            accs.iter().map(|(at, _)| format!("red[{at}]")).collect()
-        } else if sg32 {
-            for (r, (_, a)) in accs.iter().enumerate() {
-                let _ = writeln!(body, "    let sum{r} = subgroupAdd({a});");
-            }
-            (0..per_group).map(|r| format!("sum{r}")).collect()
-        } else {
-            for (at, a) in &accs {
-                let _ = writeln!(body, "    red[{at}u + lid] = {a};");
-            }
-            body.push_str("    workgroupBarrier();\n");
-            tree_sum(&mut body, ROW_LANES, 1, per_group);
-            accs.iter().map(|(at, _)| format!("red[{at}u + lid]")).collect()
-        };
-        if !sg32 {
-            let _ = writeln!(prelude, "var<workgroup> red: array<f32, {}>;", per_group * w);
-        }
+        let sums = ln.sums(&["acc", "acc1"][..per_group], &mut body, &mut prelude, t);
         for (r, sum) in sums.iter().enumerate() {
             let _ = writeln!(body, "    if (live && lane == 0u) {{ out0[i + {r}u] = select({sum}, {zero}, bad); }}");
         }
-        (((total / per_group) as u64).div_ceil((w / lanes) as u64), prelude)
+        (((total / per_group) as u64).div_ceil(ln.per_workgroup() as u64), prelude)
     } else {
         body.push_str("    out0[i] = acc;\n");
         ((total as u64).div_ceil(WORKGROUP as u64), String::new())
@@ -203,16 +172,8 @@ pub(crate) fn fused_experts(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -
     // below `ROW_WIDE_BELOW` outputs (rather than rows), a Mixtral-like decode step's gated
     // units (7168 outputs) took 26.8 µs a layer on an H200 where the unfused product, 32
     // lanes a row, took 23.4 and its program 7.1 (timestamped; `h200-2026-11-29-experts.md`).
-    let lanes = if 2 * total < ROW_WIDE_BELOW { WORKGROUP as usize } else { ROW_LANES };
-    let wide = lanes == WORKGROUP as usize;
-    let sg32 = !wide && subgroup(t) == Some(ROW_LANES);
-    let (group, lane) = if wide {
-        ("0u", "lid")
-    } else if sg32 {
-        ("sg_id", "sg_lane")
-    } else {
-        ("lid / 32u", "lid % 32u")
-    };
+    let ln = Lanes::of(2 * total, t);
+    let (group, lane) = ln.group_and_lane();
     // Elements in the order (column, pair), as the matrix-times-vector kernel's (row, batch).
     // x's row of pair `p`: row `p / rep` of its buffer where an expand's rows are read in
     // place ([`Graph::rows_repeated`]).
@@ -220,7 +181,7 @@ pub(crate) fn fused_experts(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -
     let mut body = format!(
         "    let lane = {lane};\n    let o = gid * {per}u + {group};\n    let live = o < {total}u;\n    let oo = select(0u, o, live);\n    let KK = {k}u;\n    let j = oo / {pairs}u;\n    let p = oo % {pairs}u;\n    let i = p * {width}u + j;\n    var bad = false;\n    let base1 = {} * KK;\n",
         if rep > 1 { format!("(p / {rep}u)") } else { "p".to_string() },
-        per = WORKGROUP as usize / lanes
+        per = ln.per_workgroup()
     );
     // x first; then each weight (one where gate and up are merged), itself or the table and
     // indices it gathers from, its matrix for pair `p` from `wb{slot}` on.
@@ -254,28 +215,14 @@ pub(crate) fn fused_experts(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -
         RowSum { a: &operands[0], acc: "accg", row: &gr, base: "wb0" },
         RowSum { a: &operands[up], acc: "accu", row: &ur, base: &ub },
     ];
-    body.push_str(&row_loop(&rows, &x, k, lanes));
+    body.push_str(&row_loop(&rows, &x, k, ln.lanes));
     let mut prelude = String::from(MATH);
-    let (gs, us) = if wide {
-        let red = [(0, "accg".to_string()), (WORKGROUP as usize, "accu".to_string())];
-        body.push_str(&tree_reduce_rows(&RedArray::F32, &red, WORKGROUP, "add_f_", subgroup(t)));
-        prelude.push_str("fn add_f_(a: f32, b: f32) -> f32 { return a + b; }\n");
-        ("red[0]", format!("red[{WORKGROUP}]"))
-    } else if sg32 {
-        body.push_str("    let sg = subgroupAdd(accg);\n    let su = subgroupAdd(accu);\n");
-        ("sg", "su".to_string())
-    } else {
-        let _ = writeln!(body, "    red[lid] = accg;\n    red[{WORKGROUP}u + lid] = accu;\n    workgroupBarrier();");
-        tree_sum(&mut body, ROW_LANES, 1, 2);
-        ("red[lid]", format!("red[{WORKGROUP}u + lid]"))
-    };
-    if !sg32 {
-        let _ = writeln!(prelude, "var<workgroup> red: array<f32, {}>;", 2 * WORKGROUP);
-    }
+    let sums = ln.sums(&["accg", "accu"], &mut body, &mut prelude, t);
     let _ = writeln!(
         body,
-        "    if (live && lane == 0u) {{ out0[i] = select({} * {us}, {zero}, bad); }}",
-        act_call(f.activation, gs)
+        "    if (live && lane == 0u) {{ out0[i] = select({} * {}, {zero}, bad); }}",
+        act_call(f.activation, &sums[0]),
+        sums[1]
     );
     kernel(
         g,
@@ -283,13 +230,78 @@ pub(crate) fn fused_experts(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -
         KernelKind::FusedExperts,
         &bound,
         out,
-        (total as u64).div_ceil((WORKGROUP as usize / lanes) as u64),
+        (total as u64).div_ceil(ln.per_workgroup() as u64),
         WORKGROUP,
         &prelude,
         &body,
         checks,
         t,
     )
+}
+
+/// How the lanes of a matrix-times-vector kernel sit: a workgroup an element where the
+/// elements (rows summed) are fewer than [`ROW_WIDE_BELOW`], else [`ROW_LANES`] an element, one
+/// subgroup each where the device's subgroups are that wide.
+struct Lanes {
+    /// Lanes an element.
+    lanes: usize,
+    /// A workgroup an element.
+    wide: bool,
+    /// The 32 lanes of an element are one subgroup (numbered by it).
+    sg32: bool,
+}
+
+impl Lanes {
+    fn of(rows: usize, t: &Target) -> Lanes {
+        let lanes = if rows < ROW_WIDE_BELOW { WORKGROUP as usize } else { ROW_LANES };
+        let wide = lanes == WORKGROUP as usize;
+        Lanes { lanes, wide, sg32: !wide && subgroup(t) == Some(ROW_LANES) }
+    }
+
+    /// WGSL of an element's lane group within the workgroup and of a lane within it.
+    fn group_and_lane(&self) -> (&'static str, &'static str) {
+        if self.wide {
+            ("0u", "lid")
+        } else if self.sg32 {
+            ("sg_id", "sg_lane")
+        } else {
+            ("lid / 32u", "lid % 32u")
+        }
+    }
+
+    /// Elements a workgroup.
+    fn per_workgroup(&self) -> usize {
+        WORKGROUP as usize / self.lanes
+    }
+
+    /// Adds up each of `accs` (variables) over an element's lanes: WGSL appended to `body`
+    /// (and `prelude`: the workgroup array and functions it needs); returns the expressions of
+    /// the sums, read by the element's lane 0.
+    fn sums(&self, accs: &[&str], body: &mut String, prelude: &mut String, t: &Target) -> Vec<String> {
+        let w = WORKGROUP as usize;
+        let at: Vec<(usize, String)> = accs.iter().enumerate().map(|(r, a)| (r * w, a.to_string())).collect();
+        let sums = if self.wide {
+            body.push_str(&tree_reduce_rows(&RedArray::F32, &at, WORKGROUP, "add_f_", subgroup(t)));
+            prelude.push_str("fn add_f_(a: f32, b: f32) -> f32 { return a + b; }\n");
+            at.iter().map(|(base, _)| format!("red[{base}]")).collect()
+        } else if self.sg32 {
+            for (r, a) in accs.iter().enumerate() {
+                let _ = writeln!(body, "    let sum{r} = subgroupAdd({a});");
+            }
+            (0..accs.len()).map(|r| format!("sum{r}")).collect()
+        } else {
+            for (base, a) in &at {
+                let _ = writeln!(body, "    red[{base}u + lid] = {a};");
+            }
+            body.push_str("    workgroupBarrier();\n");
+            tree_sum(body, ROW_LANES, 1, accs.len());
+            at.iter().map(|(base, _)| format!("red[{base}u + lid]")).collect()
+        };
+        if !self.sg32 {
+            let _ = writeln!(prelude, "var<workgroup> red: array<f32, {}>;", accs.len() * w);
+        }
+        sums
+    }
 }
 
 /// One row a [`row_loop`] sums: the matrix's binding (and whether it is packed f16), the
