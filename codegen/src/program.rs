@@ -88,7 +88,7 @@ pub(crate) fn program(
             kind,
             &ins,
             &outs,
-            packed,
+            crate::wgsl::Elems { out0_packed: packed, ..Default::default() },
             parts,
             None,
             0,

@@ -269,6 +269,17 @@ pub(crate) fn kernel(
     kernel_outs(g, name, kind, ins, &[out], None, groups, threads, prelude, body, checks, t)
 }
 
+/// How [`assemble`] declares a kernel's arrays beyond their [`Store`]'s element: output 0 as
+/// packed f16 words, some inputs as wider elements (a kernel reading 16 bytes at a time binds
+/// an f32 value as `vec4<f32>`, packed f16 as `vec4<u32>`; the buffers are the same).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Elems<'a> {
+    /// Output 0 stored as packed f16 (two values a `u32`).
+    pub out0_packed: bool,
+    /// `(input, element)`: inputs declared as arrays of `element`.
+    pub wide: &'a [(usize, &'static str)],
+}
+
 /// The shared scratch buffer as a kernel other than a split projection's uses it
 /// ([`KernelSource::scratch_bytes`]): bound after the outputs as `name`, f32, written or read.
 pub(crate) struct Scratch {
@@ -297,7 +308,7 @@ pub(crate) fn kernel_outs(
     checks: Vec<Check>,
     t: &Target,
 ) -> Result<KernelSource> {
-    assemble(g, name, kind, ins, outs, false, None, scratch, 0, groups, threads, prelude, body, checks, t)
+    assemble(g, name, kind, ins, outs, Elems::default(), None, scratch, 0, groups, threads, prelude, body, checks, t)
 }
 
 /// WGSL of the `u32` holding f32 values `a` (low half) and `b` (high half) as f16, for a
@@ -357,7 +368,8 @@ pub(crate) fn kernel_flags(
     t: &Target,
 ) -> Result<KernelSource> {
     let groups = (total as u64).div_ceil(WORKGROUP as u64);
-    assemble(g, name, kind, ins, &[out], false, None, None, flags.max(1), groups, WORKGROUP, "", body, checks, t)
+    let elems = Elems::default();
+    assemble(g, name, kind, ins, &[out], elems, None, None, flags.max(1), groups, WORKGROUP, "", body, checks, t)
 }
 
 /// The module and [`KernelSource`] of [`kernel_outs`] and [`kernel_flags`]: inputs (but the
@@ -373,7 +385,7 @@ pub(crate) fn assemble(
     kind: KernelKind,
     ins: &[Value],
     outs: &[Value],
-    out0_packed: bool,
+    elems: Elems,
     parts: Option<&crate::program::PartsRead>,
     scratch: Option<&Scratch>,
     flags: usize,
@@ -390,7 +402,10 @@ pub(crate) fn assemble(
         .iter()
         .enumerate()
         .filter(|(k, _)| bound(k))
-        .map(|(k, &v)| (format!("in{k}"), false, Store::of(g, v).array_elem()))
+        .map(|(k, &v)| {
+            let wide = elems.wide.iter().find(|(i, _)| *i == k).map(|(_, e)| *e);
+            (format!("in{k}"), false, wide.unwrap_or(Store::of(g, v).array_elem()))
+        })
         .collect();
     let mut bindings: Vec<Binding> = ins
         .iter()
@@ -399,7 +414,7 @@ pub(crate) fn assemble(
         .map(|(_, &v)| Binding { value: v, write: false, packed_f16: packed_f16(g, v) })
         .collect();
     for (k, &out) in outs.iter().enumerate() {
-        let packed = k == 0 && out0_packed;
+        let packed = k == 0 && elems.out0_packed;
         binds.push((format!("out{k}"), true, if packed { "u32" } else { Store::of(g, out).array_elem() }));
         bindings.push(Binding { value: out, write: true, packed_f16: packed });
     }

@@ -36,10 +36,10 @@
 
 use crate::elementwise::{act_call, MATH};
 use crate::index::{size_i32, slab_check};
-use crate::wgsl::{bcast_index, kernel, Store, WORKGROUP};
+use crate::wgsl::{assemble, bcast_index, Elems, Store, WORKGROUP};
 use crate::{dims, packed_f16, Choice, KernelKind, KernelSource, Target};
 use glufuse_ir::shape::Bindings;
-use glufuse_ir::{Activation, Error, Graph, Layout, NodeIndex, Op, Result, Value};
+use glufuse_ir::{Activation, Graph, Layout, NodeIndex, Op, Result, Value};
 use std::fmt::Write;
 
 /// Fewest pairs per expert (on average) for which a product is grouped: below it (a decode
@@ -364,36 +364,14 @@ fn build(
         bk / v + 1
     );
     let kind = if fuse.is_some() { KernelKind::FusedExpertsGrouped } else { KernelKind::GroupedMatmul };
-    let mut ks = kernel(
-        g,
-        g.node(n).name.clone(),
-        kind,
-        &[table, idx, x],
-        out,
-        total as u64,
-        WORKGROUP,
-        &prelude,
-        &s,
-        checks,
-        t,
-    )?;
     // The table and x are read 16 bytes at a time.
-    widen(&mut ks, "in0", if w16 { "u32" } else { "f32" }, wvec)?;
-    widen(&mut ks, "in2", "f32", "vec4<f32>")?;
+    let elems = Elems { wide: &[(0, wvec), (2, "vec4<f32>")], ..Elems::default() };
+    let (name, ins) = (g.node(n).name.clone(), [table, idx, x]);
+    let mut ks =
+        assemble(g, name, kind, &ins, &[out], elems, None, None, 0, total as u64, WORKGROUP, &prelude, &s, checks, t)?;
     ks.choice = Some(Choice {
         kernel: format!("grouped {bm}x{bn}x{bk}{}", if fuse.is_some() { ", gate and up" } else { "" }),
         reason: format!("{pairs} pairs over {experts} experts: each expert's matrix read once for its pairs"),
     });
     Ok(Some(ks))
-}
-
-/// Declares binding `name` of kernel `ks` with elements of `to` instead of `from` (its
-/// buffer's bytes read in wider units).
-fn widen(ks: &mut KernelSource, name: &str, from: &str, to: &str) -> Result<()> {
-    let decl = format!(" {name}: array<{from}>;");
-    if !ks.wgsl.contains(&decl) {
-        return Err(Error::Gpu(format!("kernel '{}': no binding{decl}", ks.name)));
-    }
-    ks.wgsl = ks.wgsl.replacen(&decl, &format!(" {name}: array<{to}>;"), 1);
-    Ok(())
 }
