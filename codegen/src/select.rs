@@ -43,14 +43,10 @@ pub(crate) fn node_kernels_with(
         }
         Ok(())
     };
-    // A gather of slabs that the batched products read in place takes no kernel and no
-    // buffer ([`Graph::gathered_rows`]): its readers bind the table and the indices.
-    if g.gathered_rows(Value::of(n)).is_some() {
-        return Ok(vec![]);
-    }
-    // Squares a sum or mean squares as it reads them ([`Graph::squared_in_place`]), rows the
-    // gated units read where they lie ([`Graph::repeated_rows`]): no kernel, no buffer.
-    if g.squared_in_place(Value::of(n)).is_some() || g.repeated_rows(Value::of(n)).is_some() {
+    // A value its readers read in place ([`Graph::read_in_place`]: a transposed weight, a
+    // gather of slabs, squares a sum squares, rows an expand repeats) takes no kernel and no
+    // buffer: its readers bind what it is read from.
+    if g.read_in_place(Value::of(n)).is_some() {
         return Ok(vec![]);
     }
     // A value read in place (a transposed weight, a gather's table) takes no buffer of its own.
@@ -69,9 +65,6 @@ pub(crate) fn node_kernels_with(
     }
     let one = |k: Result<KernelSource>| k.map(|k| vec![k]);
     check_quant_readers(g, n)?;
-    if nk_weight(g, Value::of(n)).is_some() {
-        return Ok(vec![]);
-    }
     match &node.op {
         // Sources are uploaded (a `SymConstant` under the binding); `Reshape` is a view.
         Op::Input | Op::Weight(_) | Op::QuantWeight(_) | Op::Constant(_) | Op::SymConstant(_) | Op::Reshape { .. } => {
