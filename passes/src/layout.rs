@@ -148,16 +148,49 @@ fn dims2(ty: &TensorType) -> (usize, usize) {
     (dim(&ty.shape[0]), dim(&ty.shape[1]))
 }
 
-/// `data` (`rows × cols`, row-major) transposed.
+/// `data` (`rows × cols`, row-major) transposed, in square blocks of [`BLOCK`] so that the
+/// writes of a block land in a few lines of cache rather than one line per value, the
+/// output's rows shared out among [`host_threads`](glufuse_ir::tensor::host_threads) threads
+/// where there are many values (element by element on one thread, transposing the weights of
+/// a Qwen2-0.5B-sized f16 export took 1.0 s of the 5.8 that `glufuse wgsl` spent on it).
 fn transposed(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut t = vec![0.0f32; rows * cols];
-    for (r, row) in data.chunks_exact(cols.max(1)).enumerate() {
-        for (c, &v) in row.iter().enumerate() {
-            t[c * rows + r] = v;
-        }
+    if rows == 0 || cols == 0 {
+        return t;
     }
+    // Output rows `c0..` (input columns) of `out`, block by block.
+    let part = |c0: usize, out: &mut [f32]| {
+        let n = out.len() / rows;
+        for r0 in (0..rows).step_by(BLOCK) {
+            for j0 in (0..n).step_by(BLOCK) {
+                for r in r0..(r0 + BLOCK).min(rows) {
+                    for j in j0..(j0 + BLOCK).min(n) {
+                        out[j * rows + r] = data[r * cols + c0 + j];
+                    }
+                }
+            }
+        }
+    };
+    let threads = if rows * cols >= PARALLEL_VALUES { glufuse_ir::tensor::host_threads() } else { 1 };
+    if threads == 1 {
+        part(0, &mut t);
+        return t;
+    }
+    let per = cols.div_ceil(threads).next_multiple_of(BLOCK);
+    std::thread::scope(|s| {
+        for (i, out) in t.chunks_mut(per * rows).enumerate() {
+            let part = &part;
+            s.spawn(move || part(i * per, out));
+        }
+    });
     t
 }
+
+/// Side of the blocks [`transposed`] moves at a time.
+const BLOCK: usize = 32;
+
+/// Fewest values [`transposed`] shares out among threads.
+const PARALLEL_VALUES: usize = 1 << 20;
 
 /// Replaces weight `w` (`[K, N]`) by `Transpose(w.nk)`, `w.nk` holding the `[N, K]` values;
 /// returns the weight's name.
@@ -206,6 +239,24 @@ mod tests {
     use crate::PassManager;
     use glufuse_ir::builder::{GraphBuilder, SiluSpelling};
     use glufuse_ir::{interp, shape_of};
+
+    /// The blocked transpose puts every value where the plain one does, across whole and
+    /// partial blocks and degenerate shapes.
+    #[test]
+    fn blocked_transpose_moves_every_value_to_its_place() {
+        for (rows, cols) in
+            [(70, 45), (32, 64), (1, 100), (100, 1), (33, 31), (0, 5), (5, 0), (1100, 1001), (3, 400_000)]
+        {
+            let data = ramp(rows * cols, 1.0);
+            let t = transposed(&data, rows, cols);
+            assert_eq!(t.len(), data.len());
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(t[c * rows + r], data[r * cols + c], "[{r}, {c}] of {rows}×{cols}");
+                }
+            }
+        }
+    }
 
     /// Values that differ in every position, so that a misplaced element changes the result.
     fn ramp(n: usize, s: f32) -> Vec<f32> {
