@@ -906,6 +906,29 @@ fn empty_vals(code: i32, n: usize) -> KVals {
     }
 }
 
+/// Appends the f32 values of little-endian halves (f16, or bf16 where `brain`) to `v`, a block
+/// at a time through `half`'s slice conversions (SIMD where the CPU has it: value by value,
+/// converting a Qwen2-0.5B-sized f16 export's weights took about 0.6 s of the 3.2 that
+/// `glufuse wgsl` spent on it).
+fn halves_into(raw: &[u8], brain: bool, v: &mut Vec<f32>) {
+    use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+    const BLOCK: usize = 4096;
+    let mut bits = [0u16; BLOCK];
+    let mut out = [0f32; BLOCK];
+    for chunk in raw.chunks(2 * BLOCK) {
+        let n = chunk.len() / 2;
+        for (b, c) in bits.iter_mut().zip(chunk.chunks_exact(2)) {
+            *b = u16::from_le_bytes([c[0], c[1]]);
+        }
+        if brain {
+            bits[..n].reinterpret_cast::<half::bf16>().convert_to_f32_slice(&mut out[..n]);
+        } else {
+            bits[..n].reinterpret_cast::<half::f16>().convert_to_f32_slice(&mut out[..n]);
+        }
+        v.extend_from_slice(&out[..n]);
+    }
+}
+
 /// Appends the values little-endian `raw` bytes of ONNX element type `code` hold (a whole
 /// number of elements) to `out`, straight into the representation they are held in.
 fn convert_into(code: i32, raw: &[u8], out: &mut KVals) -> std::result::Result<(), String> {
@@ -915,8 +938,7 @@ fn convert_into(code: i32, raw: &[u8], out: &mut KVals) -> std::result::Result<(
     match out {
         KVals::Float(v) => match code {
             1 => v.extend(le::<4>(raw).map(f32::from_le_bytes)),
-            10 => v.extend(le::<2>(raw).map(|b| half::f16::from_le_bytes(b).to_f32())),
-            16 => v.extend(le::<2>(raw).map(|b| half::bf16::from_le_bytes(b).to_f32())),
+            10 | 16 => halves_into(raw, code == 16, v),
             _ => {
                 for b in le::<8>(raw) {
                     v.push(double_to_f32(f64::from_le_bytes(b))?);
@@ -1010,4 +1032,32 @@ fn external_data(dir: &Path, t: &proto::TensorProto, want: u64, n: usize) -> std
         left -= k as u64;
     }
     Ok(vals)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Halves converted a block at a time hold the values converted one by one, bit for bit
+    /// (NaN payloads, infinities, subnormals, signed zeros), over lengths across the blocks.
+    #[test]
+    fn halves_convert_as_one_by_one() {
+        // Every bit pattern, then a tail that ends a block in part.
+        let bits: Vec<u16> = (0..=u16::MAX).chain(0..4099).collect();
+        let raw: Vec<u8> = bits.iter().flat_map(|b| b.to_le_bytes()).collect();
+        for (code, one) in [
+            (10, (|b| half::f16::from_bits(b).to_f32()) as fn(u16) -> f32),
+            (16, |b| half::bf16::from_bits(b).to_f32()),
+        ] {
+            for n in [0, 1, 4095, 4096, 4097, bits.len()] {
+                let mut out = KVals::Float(vec![]);
+                convert_into(code, &raw[..2 * n], &mut out).unwrap();
+                let KVals::Float(v) = out else { panic!("floats") };
+                assert_eq!(v.len(), n);
+                for (i, (x, &b)) in v.iter().zip(&bits).enumerate() {
+                    assert_eq!(x.to_bits(), one(b).to_bits(), "type {code}, value {i} ({b:#06x})");
+                }
+            }
+        }
+    }
 }
