@@ -48,13 +48,84 @@ pub fn load_graph_with(path: &Path, fixed: &std::collections::HashMap<String, cr
         GraphFormat::Onnx => crate::onnx::load_with(path, &bytes, fixed),
         GraphFormat::Json => {
             let text = std::str::from_utf8(&bytes).map_err(|_| Error::input("not UTF-8 text").in_file(path))?;
-            let g = crate::json::from_str(text).map_err(|e| e.in_file(path))?;
+            // A data file the graph names is read from this file's folder, by its own name.
+            let dir = path.parent().unwrap_or(Path::new(""));
+            let mut read = |name: &str| -> Result<Vec<u8>> {
+                if !is_plain_file_name(name) {
+                    return Err(Error::input(format!(
+                        "the data file {name:?} must be named by a file name alone (it sits beside the JSON file)"
+                    )));
+                }
+                let p = dir.join(name);
+                read_regular(&p).map_err(|e| e.in_file(&p))
+            };
+            let g = crate::json::from_str_with(text, &mut read).map_err(|e| e.in_file(path))?;
             // (No `If` here; a value fixed for a name that is no input is refused all the same.)
             let names: Vec<&str> = g.input_nodes().into_iter().map(|n| g.node(n).name.as_str()).collect();
             crate::onnx::refuse_unknown_inputs(fixed, &names).map_err(|e| e.in_file(path))?;
             Ok(g)
         }
     }
+}
+
+/// Whether `name` names a file by itself: not empty, no folder in it, not `.` or `..`.
+fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
+}
+
+/// Where [`write_graph`] keeps a graph's weights' values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DataFile {
+    /// In a data file where they take [`DATA_FILE_MIN_BYTES`] or more in all, else inline.
+    #[default]
+    Auto,
+    /// In a data file (where the graph has inline weights at all).
+    Always,
+    /// Inline, as numbers in the JSON text.
+    Never,
+}
+
+/// Bytes of weights' values from which [`DataFile::Auto`] writes them to a data file: as JSON
+/// numbers a model's weights take about 20 characters a value (a 2.5 GB f32 build of a
+/// 0.5B-parameter model made 14 GB of JSON), read back as one whole document.
+pub const DATA_FILE_MIN_BYTES: u64 = 16 << 20;
+
+/// The data file [`write_graph`] writes beside the JSON file `path`: `PATH.data`.
+pub fn data_file_path(path: &Path) -> Option<std::path::PathBuf> {
+    let name = path.file_name()?.to_str()?;
+    Some(path.with_file_name(format!("{name}.data")))
+}
+
+/// Writes graph `g` as JSON ([`crate::json`]) to `path` (`-` for standard output), its
+/// weights' values in the data file [`data_file_path`] beside it where `data` asks for one
+/// and `path` is a regular file (or none yet; standard output, a character device or a FIFO
+/// take the values inline). The two are written to temporary files first and renamed into
+/// place only once both are whole, the data file first, so that an error leaves neither
+/// half-written. Returns the data file's path where one was written.
+pub fn write_graph(path: &Path, g: &Graph, data: DataFile) -> Result<Option<std::path::PathBuf>> {
+    let bytes = crate::json::data_bytes(g)?;
+    let wanted = match data {
+        DataFile::Never => false,
+        DataFile::Always => bytes > 0,
+        DataFile::Auto => bytes >= DATA_FILE_MIN_BYTES,
+    };
+    let regular = path != Path::new("-") && std::fs::metadata(path).map_or(true, |m| m.is_file());
+    let data_path = data_file_path(path).filter(|_| wanted && regular);
+    let Some(dp) = data_path else {
+        write_output_with(path, &mut |w| crate::json::write(g, w))?;
+        return Ok(None);
+    };
+    let name = dp.file_name().and_then(|n| n.to_str()).expect("made from a UTF-8 name").to_string();
+    let named = |e: Error, p: &Path| match e {
+        Error::Write { msg, .. } => Error::Write { path: p.to_path_buf(), msg },
+        e => e,
+    };
+    let staged_data = stage_atomic(&dp, &mut |w| crate::json::write_data(g, w).map(|_| ()).map_err(|e| named(e, &dp)))?;
+    let staged_json =
+        stage_atomic(path, &mut |w| crate::json::write_with_data_file(g, w, &name).map_err(|e| named(e, path)))?;
+    staged_data.persist()?;
+    staged_json.persist()?;
+    Ok(Some(dp))
 }
 
 /// Which format `bytes` hold: JSON text (an object, after any byte-order mark and white
@@ -250,6 +321,31 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// [`write_atomic`] of what `write` writes to the writer it is given (buffered).
 pub fn write_atomic_with(path: &Path, write: &mut dyn FnMut(&mut dyn Write) -> Result<()>) -> Result<()> {
+    stage_atomic(path, write)?.persist()
+}
+
+/// A file [`stage_atomic`] wrote, waiting to be renamed into place.
+struct Staged {
+    /// The temporary file and where it goes; none where the file was written straight
+    /// through (a character device or a FIFO).
+    tmp: Option<(tempfile::NamedTempFile, std::path::PathBuf)>,
+    /// The path errors name.
+    path: std::path::PathBuf,
+}
+
+impl Staged {
+    /// Renames the temporary file into place.
+    fn persist(self) -> Result<()> {
+        if let Some((tmp, target)) = self.tmp {
+            tmp.persist(&target).map_err(|e| Error::Write { path: self.path, msg: io_reason(&e.error) })?;
+        }
+        Ok(())
+    }
+}
+
+/// [`write_atomic_with`] up to the rename: the file whole in a temporary file beside its
+/// target (or written straight through to a character device or a FIFO).
+fn stage_atomic(path: &Path, write: &mut dyn FnMut(&mut dyn Write) -> Result<()>) -> Result<Staged> {
     // Errors name `path`, never the temporary file ([`io_reason`]).
     let werr = |e: std::io::Error| Error::Write { path: path.to_path_buf(), msg: io_reason(&e) };
     let wmsg = |m: String| Error::Write { path: path.to_path_buf(), msg: m };
@@ -268,7 +364,8 @@ pub fn write_atomic_with(path: &Path, write: &mut dyn FnMut(&mut dyn Write) -> R
                 let f = std::fs::OpenOptions::new().write(true).open(path).map_err(werr)?;
                 let mut f = std::io::BufWriter::new(f);
                 write(&mut f)?;
-                return f.flush().map_err(werr);
+                f.flush().map_err(werr)?;
+                return Ok(Staged { tmp: None, path: path.to_path_buf() });
             }
         }
         if !t.is_file() {
@@ -303,8 +400,7 @@ pub fn write_atomic_with(path: &Path, write: &mut dyn FnMut(&mut dyn Write) -> R
         w.flush().map_err(werr)?;
     }
     tmp.as_file().sync_all().map_err(werr)?;
-    tmp.persist(&target).map_err(|e| werr(e.error))?;
-    Ok(())
+    Ok(Staged { tmp: Some((tmp, target)), path: path.to_path_buf() })
 }
 
 /// What an I/O error says, without the path the `tempfile` crate adds (the temporary file's,
@@ -528,6 +624,38 @@ mod tests {
     use super::*;
     use crate::ir::{shape_of, DType, Dim, TensorType};
     use crate::tensor::Tensor;
+
+    /// `auto` puts a graph's weights in a data file from [`DATA_FILE_MIN_BYTES`] on, and the
+    /// graph loads back from the pair; standard output and `never` keep them inline.
+    #[test]
+    fn large_weights_go_to_a_data_file_that_loads_back() {
+        let graph = |values: usize| {
+            let mut b = crate::ir::builder::GraphBuilder::new();
+            let x = b.input("x", DType::F32, shape_of(&[1, values as u64]));
+            let w = b.weight_data("w", DType::F32, &[values as u64, 1], (0..values).map(|i| i as f32 * 0.5).collect());
+            let y = b.matmul("y", x, w);
+            b.finish(&[y]).unwrap()
+        };
+        let d = tempfile::tempdir().unwrap();
+        let (big, small) = (graph(DATA_FILE_MIN_BYTES as usize / 4), graph(DATA_FILE_MIN_BYTES as usize / 4 - 1));
+        let (pb, ps) = (d.path().join("big.json"), d.path().join("small.json"));
+        let data = write_graph(&pb, &big, DataFile::Auto).unwrap();
+        assert_eq!(data.as_deref(), Some(d.path().join("big.json.data").as_path()));
+        assert_eq!(std::fs::metadata(d.path().join("big.json.data")).unwrap().len(), DATA_FILE_MIN_BYTES);
+        assert!(std::fs::metadata(&pb).unwrap().len() < 4096);
+        assert_eq!(write_graph(&ps, &small, DataFile::Auto).unwrap(), None);
+        assert!(!d.path().join("small.json.data").exists());
+        let back = load_graph(&pb).unwrap();
+        assert_eq!(crate::json::to_string(&back).unwrap(), crate::json::to_string(&big).unwrap());
+        let pn = d.path().join("never.json");
+        assert_eq!(write_graph(&pn, &big, DataFile::Never).unwrap(), None);
+        assert!(!d.path().join("never.json.data").exists());
+        // A graph whose data file is gone says which file it looked for.
+        std::fs::remove_file(d.path().join("big.json.data")).unwrap();
+        let e = load_graph(&pb).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains(&d.path().join("big.json.data").display().to_string()), "{e}");
+    }
 
     #[test]
     fn the_format_is_told_by_the_content_the_extension_a_hint() {

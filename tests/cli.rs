@@ -88,6 +88,51 @@ fn fuse_writes_graph_and_dumps() {
     assert!(a.contains("FusedGateUp(silu, kn)"), "{a}");
 }
 
+/// `fuse --data-file always` writes a model's weights beside the JSON graph, which loads back
+/// (from any working folder) as the graph written inline does and runs alike; a data file
+/// that is gone, cut short or named with a folder is refused, exit 2, naming it.
+#[test]
+fn fuse_keeps_weights_in_a_data_file_that_reads_back() {
+    let d = tmp();
+    let m = model("qwen2_f16_dynseq.onnx");
+    let (a, b) = (d.path().join("a.json"), d.path().join("b.json"));
+    for (out, mode) in [(&a, "always"), (&b, "never")] {
+        let o = glufuse(&["fuse", &m, "-o", out.to_str().unwrap(), "--data-file", mode]);
+        assert!(o.status.success(), "{mode}: {:?}", text(&o));
+    }
+    let data = d.path().join("a.json.data");
+    let (ta, tb) = (std::fs::read_to_string(&a).unwrap(), std::fs::read_to_string(&b).unwrap());
+    assert!(ta.contains(r#""data_at": "#) && !ta.contains(r#""data": ["#), "{ta}");
+    assert!(ta.contains(&format!(r#""bytes": {}"#, std::fs::metadata(&data).unwrap().len())));
+    assert!(tb.contains(r#""data": ["#) && !d.path().join("b.json.data").exists());
+    let (ga, gb) = (glufuse::files::load_graph(&a).unwrap(), glufuse::files::load_graph(&b).unwrap());
+    assert_eq!(glufuse::json::to_string(&ga).unwrap(), glufuse::json::to_string(&gb).unwrap());
+    // The data file is found beside the JSON file, not in the working folder.
+    let elsewhere = tmp();
+    let mut args = vec!["interp".to_string(), a.to_str().unwrap().to_string()];
+    args.extend(model_inputs("qwen2_f16_dynseq", "b1s5", &["input_ids", "attention_mask"]));
+    let o = Command::new(env!("CARGO_BIN_EXE_glufuse")).args(&args).current_dir(elsewhere.path()).output().unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    args[1] = b.to_str().unwrap().to_string();
+    assert_eq!(text(&glufuse(&args.iter().map(String::as_str).collect::<Vec<_>>())).0, out);
+    // Refusals: the file cut short, gone, or named with a folder.
+    let bytes = std::fs::read(&data).unwrap();
+    let interp = |g: &std::path::Path| glufuse(&["interp", g.to_str().unwrap(), "--dim", "batch=1", "--dim", "seq=2"]);
+    std::fs::write(&data, &bytes[..bytes.len() - 2]).unwrap();
+    let o = interp(&a);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("the data file \"a.json.data\" holds"), "{}", text(&o).1);
+    std::fs::remove_file(&data).unwrap();
+    let o = interp(&a);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains(data.to_str().unwrap()), "{}", text(&o).1);
+    std::fs::write(&a, ta.replace(r#""name": "a.json.data""#, r#""name": "../a.json.data""#)).unwrap();
+    let o = interp(&a);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("must be named by a file name alone"), "{}", text(&o).1);
+}
+
 #[test]
 fn fuse_explain_and_json_report() {
     let o = glufuse(&["fuse", &graph("nofuse_shared_gate"), "--explain"]);

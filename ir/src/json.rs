@@ -14,6 +14,14 @@
 //! opaque ops, optional elsewhere (inferred, and checked when given). Inputs refer to nodes by
 //! name, `name:k` for output k of a multi-output node. An optional top-level `output_names`
 //! gives the graph's outputs names of their own (an ONNX model's `logits`), in order.
+//!
+//! A model's weights need not be written out as numbers (a 0.5B-parameter model's would take
+//! gigabytes of text): a top-level `"data_file": {"name": "fused.json.data", "bytes": N}`
+//! names a file beside the JSON file holding them, and a weight's `"init": {"data_at": O}`
+//! says that its values start at byte `O` of it, as many as its shape holds, little-endian in
+//! its dtype (f32: 4 bytes, f16: 2). [`write_data`] and [`write_with_data_file`] write the two;
+//! [`from_str_with`] reads them back, the data file through a callback (the caller finds and
+//! reads the file: `glufuse::files` takes it from the JSON file's folder).
 
 use crate::{Error, Result};
 use crate::{Graph, Op, TensorType, WeightInit};
@@ -27,7 +35,7 @@ pub const FORMAT: &str = "glufuse.graph/1";
 pub fn to_json(g: &Graph) -> Result<J> {
     let mut nodes = vec![];
     for n in g.topo_order()? {
-        nodes.push(node_json(g, n, false));
+        nodes.push(node_json(g, n, Values::Json));
     }
     Ok(top_json(g, nodes))
 }
@@ -37,17 +45,31 @@ pub fn to_json(g: &Graph) -> Result<J> {
 /// of numbers).
 const STREAMED: &str = "\u{0}glufuse: the weight's values, streamed\u{0}";
 
-/// Node `n` as JSON; with `stream`, a weight's inline values as [`STREAMED`].
-fn node_json(g: &Graph, n: crate::NodeIndex, stream: bool) -> J {
+/// How [`node_json`] writes a weight's values.
+#[derive(Clone, Copy)]
+enum Values {
+    /// As the op holds them ([`to_json`]).
+    Json,
+    /// As [`STREAMED`], for [`write`] to stream.
+    Streamed,
+    /// As their place in the data file, `{"data_at": offset}`.
+    At(u64),
+}
+
+/// Node `n` as JSON, a weight's inline values as `values` says.
+fn node_json(g: &Graph, n: crate::NodeIndex, values: Values) -> J {
     let node = g.node(n);
     let mut m = Map::new();
     m.insert("name".into(), J::from(node.name.clone()));
     m.insert("op".into(), J::from(node.op.name()));
-    match &node.op {
-        Op::Weight(WeightInit::Data(_)) if stream => {
+    match (&node.op, values) {
+        (Op::Weight(WeightInit::Data(_)), Values::Streamed) => {
             m.insert("init".into(), json!({"data": STREAMED}));
         }
-        op => op.write_attrs(&mut m),
+        (Op::Weight(WeightInit::Data(_)), Values::At(at)) => {
+            m.insert("init".into(), json!({ "data_at": at }));
+        }
+        (op, _) => op.write_attrs(&mut m),
     }
     let ins = g.inputs(n);
     if !ins.is_empty() {
@@ -87,9 +109,84 @@ pub fn to_string(g: &Graph) -> Result<String> {
 /// (a 0.5B-parameter model's took 9.8 GB more as one JSON value). An error of `w` is an
 /// [`Error::Write`] with an empty path, for the caller to name its destination.
 pub fn write(g: &Graph, w: &mut dyn std::io::Write) -> Result<()> {
+    write_nodes(g, w, None)
+}
+
+/// [`write()`], every inline weight's values left to the data file `name` that [`write_data`]
+/// writes for `g` (a weight's `init` is `{"data_at": offset}`; the top level names the file
+/// and its length). The caller writes the two files side by side.
+pub fn write_with_data_file(g: &Graph, w: &mut dyn std::io::Write, name: &str) -> Result<()> {
+    write_nodes(g, w, Some(name))
+}
+
+/// The inline weights of `g` in the order [`write_data`] writes them, each with its offset in
+/// the data file, and the file's length.
+fn data_layout(g: &Graph) -> Result<(Vec<(crate::NodeIndex, u64)>, u64)> {
+    let mut at = 0u64;
+    let mut out = vec![];
+    for n in g.topo_order()? {
+        if let Op::Weight(WeightInit::Data(d)) = &g.node(n).op {
+            out.push((n, at));
+            at += d.len() as u64 * data_elem_bytes(g.node(n).outputs[0].dtype) as u64;
+        }
+    }
+    Ok((out, at))
+}
+
+/// Bytes a value of a weight of `dtype` takes in a data file: 2 for f16, else 4 (f32; a
+/// weight of another dtype fails verification).
+fn data_elem_bytes(dtype: crate::DType) -> usize {
+    if dtype == crate::DType::F16 {
+        2
+    } else {
+        4
+    }
+}
+
+/// The bytes [`write_data`] writes for `g`: every inline weight's values in its dtype.
+pub fn data_bytes(g: &Graph) -> Result<u64> {
+    Ok(data_layout(g)?.1)
+}
+
+/// Writes the data file of [`write_with_data_file`]: every inline weight's values, in the
+/// order of the graph's nodes, little-endian, f16 weights as halves (their values rounded to
+/// f16, as every use of an f16 weight rounds them), f32 ones as they are; returns the bytes written. An error
+/// of `w` is an [`Error::Write`] with an empty path, for the caller to name its destination.
+pub fn write_data(g: &Graph, w: &mut dyn std::io::Write) -> Result<u64> {
+    use half::slice::HalfFloatSliceExt;
+    let (layout, total) = data_layout(g)?;
+    let mut out = Sink { w, err: None };
+    let mut bytes = vec![];
+    for (n, _) in layout {
+        let Op::Weight(WeightInit::Data(d)) = &g.node(n).op else { unreachable!("data_layout lists inline weights") };
+        for chunk in d.chunks(1 << 16) {
+            bytes.clear();
+            if g.node(n).outputs[0].dtype == crate::DType::F16 {
+                let mut h = vec![half::f16::ZERO; chunk.len()];
+                h.convert_from_f32_slice(chunk);
+                bytes.extend(h.iter().flat_map(|x| x.to_le_bytes()));
+            } else {
+                bytes.extend(chunk.iter().flat_map(|x| x.to_le_bytes()));
+            }
+            out.push_bytes(&bytes);
+        }
+    }
+    out.finish()?;
+    Ok(total)
+}
+
+/// [`write()`] or [`write_with_data_file`].
+fn write_nodes(g: &Graph, w: &mut dyn std::io::Write, data_file: Option<&str>) -> Result<()> {
     let order = g.topo_order()?;
+    let at: HashMap<crate::NodeIndex, u64> = match data_file {
+        Some(_) => data_layout(g)?.0.into_iter().collect(),
+        None => HashMap::new(),
+    };
     // The top level as `to_json` makes it, its nodes written in the place of an empty list.
-    let J::Object(top) = top_json(g, vec![]) else { unreachable!("top_json makes an object") };
+    let J::Object(mut top) = top_json(g, vec![]) else { unreachable!("top_json makes an object") };
+    if let Some(name) = data_file {
+        top.insert("data_file".into(), json!({"name": name, "bytes": data_bytes(g)?}));
+    }
     let mut out = Sink { w, err: None };
     out.push("{\n");
     for (i, (k, x)) in top.iter().enumerate() {
@@ -104,7 +201,8 @@ pub fn write(g: &Graph, w: &mut dyn std::io::Write) -> Result<()> {
                     Op::Weight(WeightInit::Data(d)) => Some(d.as_slice()),
                     _ => None,
                 };
-                write_compact(&node_json(g, n, true), 2, &mut out, data)?;
+                let values = at.get(&n).map_or(Values::Streamed, |&o| Values::At(o));
+                write_compact(&node_json(g, n, values), 2, &mut out, data)?;
                 out.push(if j + 1 < order.len() { ",\n" } else { "\n" });
             }
             out.push("  ]");
@@ -213,8 +311,22 @@ fn write_compact(v: &J, depth: usize, out: &mut Sink, data: Option<&[f32]>) -> R
     Ok(())
 }
 
-/// Reads a graph from JSON text and verifies it.
+/// Reads a graph from JSON text and verifies it. A graph whose weights are in a data file
+/// ([`from_str_with`]) is refused: the text alone does not say where to find it.
 pub fn from_str(text: &str) -> Result<Graph> {
+    from_str_with(text, &mut |name| {
+        Err(Error::input(format!(
+            "the graph keeps its weights' values in the data file {name:?}, which is read from the folder of the \
+             JSON file: load the graph from its file"
+        )))
+    })
+}
+
+/// [`from_str`] of a graph that may keep its weights' values in a data file (the module's
+/// documentation): `read_data(name)` returns the file's bytes, called once where the text
+/// names one. The file must be as long as the text says; each weight's values must lie
+/// within it. Errors name the weight or the file.
+pub fn from_str_with(text: &str, read_data: &mut dyn FnMut(&str) -> Result<Vec<u8>>) -> Result<Graph> {
     let root: J = serde_json::from_str(text).map_err(|e| Error::input(format!("malformed JSON: {e}")))?;
     let J::Object(mut top) = root else {
         return Err(Error::input("the top level must be a JSON object"));
@@ -243,6 +355,30 @@ pub fn from_str(text: &str) -> Result<Graph> {
     if output_names.as_ref().is_some_and(|n| n.len() != outputs.len()) {
         return Err(Error::input("\"output_names\" must name every output, in order"));
     }
+    let data: Option<(String, Vec<u8>)> = match top.remove("data_file") {
+        None => None,
+        Some(v) => {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct DataFile {
+                name: String,
+                bytes: u64,
+            }
+            let f: DataFile = serde_json::from_value(v).map_err(|e| {
+                Error::input(format!("\"data_file\" must be {{\"name\": FILE, \"bytes\": LENGTH}}: {e}"))
+            })?;
+            let bytes = read_data(&f.name)?;
+            if bytes.len() as u64 != f.bytes {
+                return Err(Error::input(format!(
+                    "the data file {:?} holds {} bytes where the graph says {}: it is not this graph's, or it was cut short",
+                    f.name,
+                    bytes.len(),
+                    f.bytes
+                )));
+            }
+            Some((f.name, bytes))
+        }
+    };
     if let Some(k) = top.keys().next() {
         return Err(Error::input(format!("unknown top-level field {k:?}")));
     }
@@ -291,9 +427,30 @@ pub fn from_str(text: &str) -> Result<Graph> {
             None => return Err(err("missing \"op\"".into())),
             Some(v) => return Err(err(format!("\"op\" must be a string naming an op, not {v}"))),
         };
-        let op = Op::from_json(&op_name, &mut m, &declared)
+        // A weight's values in the data file: read as its declared type says.
+        let data_at = match m.get("init") {
+            Some(J::Object(init)) if op_name == crate::ops::source::WEIGHT && init.contains_key("data_at") => {
+                let Some(J::Object(mut init)) = m.remove("init") else { unreachable!("just seen") };
+                let at = init.remove("data_at").and_then(|v| v.as_u64());
+                match (at, init.keys().next()) {
+                    (Some(at), None) => Some(at),
+                    (None, _) => return Err(err("\"data_at\" must be a byte offset into the data file".into())),
+                    (_, Some(k)) => return Err(err(format!("unknown field {k:?} beside \"data_at\""))),
+                }
+            }
+            _ => None,
+        };
+        let mut op = Op::from_json(&op_name, &mut m, &declared)
             .ok_or_else(|| err(format!("unknown op {op_name:?}")))?
             .map_err(err)?;
+        if let Some(at) = data_at {
+            let (file, bytes) = data.as_ref().ok_or_else(|| {
+                err("its values are \"data_at\" a data file, but the graph names no \"data_file\"".into())
+            })?;
+            op = Op::Weight(WeightInit::Data(
+                values_at(bytes, at, &declared).map_err(|m| err(format!("data file {file:?}: {m}")))?,
+            ));
+        }
         if index.insert(name.clone(), i).is_some() {
             return Err(err("a node with this name already exists".into()));
         }
@@ -343,6 +500,29 @@ pub fn from_str(text: &str) -> Result<Graph> {
     }
     crate::verify::verify(&g)?;
     Ok(g)
+}
+
+/// The values of a weight of type `declared` (one, of known dims) at byte `at` of a data file
+/// holding `bytes`.
+fn values_at(bytes: &[u8], at: u64, declared: &[TensorType]) -> std::result::Result<Vec<f32>, String> {
+    let [t] = declared else { return Err("a weight read from the data file needs its \"type\"".into()) };
+    let n = t.numel().ok_or_else(|| format!("a weight read from it needs known dims, not {t}"))?;
+    if !t.dtype.is_float() {
+        return Err(format!("weights must be f32 or f16, not {}", t.dtype));
+    }
+    let size = data_elem_bytes(t.dtype) as u64;
+    let end =
+        n.checked_mul(size).and_then(|b| b.checked_add(at)).filter(|&e| e <= bytes.len() as u64).ok_or_else(|| {
+            format!("the weight's {n} values from byte {at} lie past its end ({} bytes)", bytes.len())
+        })?;
+    let raw = &bytes[at as usize..end as usize];
+    let mut v = Vec::with_capacity(n as usize);
+    if size == 2 {
+        crate::tensor::halves_into(raw, false, &mut v);
+    } else {
+        v.extend(raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+    }
+    Ok(v)
 }
 
 /// Orders records so that producers come first (ties by file order). On a cycle, returns the
@@ -412,6 +592,97 @@ mod tests {
         sink.push("\n");
         sink.finish().unwrap();
         String::from_utf8(v).unwrap()
+    }
+
+    /// [`weights_graph`] with an f16 weight (a subnormal, an infinity, a value that is no
+    /// f16 until rounded) and an empty one beside its f32 ones.
+    fn mixed_weights_graph() -> Graph {
+        let mut b = crate::builder::GraphBuilder::new();
+        let x = b.input("x", crate::DType::F32, crate::shape_of(&[1, 2]));
+        let w = b.weight_data("w", crate::DType::F32, &[2, 2], vec![0.1, 1e-7, 3.402_823_5e38, f32::NAN]);
+        let h = b.weight_data("h", crate::DType::F16, &[2, 3], vec![0.1, -6e-8, f32::INFINITY, 65504.0, -0.0, 2.5]);
+        let e = b.weight_data("e", crate::DType::F32, &[0, 2], vec![]);
+        let r = b.weight("r", crate::DType::F32, &[2, 2], 0.5);
+        let y = b.matmul("y", x, w);
+        let z = b.matmul("z", y, r);
+        b.finish(&[z, h, e]).unwrap()
+    }
+
+    /// Writes `g` with a data file named `name`: the JSON text and the file's bytes.
+    fn with_data_file(g: &Graph, name: &str) -> (String, Vec<u8>) {
+        let (mut text, mut data) = (vec![], vec![]);
+        write_with_data_file(g, &mut text, name).unwrap();
+        let n = write_data(g, &mut data).unwrap();
+        assert_eq!(n as usize, data.len());
+        assert_eq!(n, data_bytes(g).unwrap());
+        (String::from_utf8(text).unwrap(), data)
+    }
+
+    #[test]
+    fn weights_in_a_data_file_read_back_as_written_inline() {
+        let g = mixed_weights_graph();
+        let (text, data) = with_data_file(&g, "g.json.data");
+        // Each value once, in its dtype: 4 + 0 f32 values, 6 halves (the random weight stays a seed).
+        assert_eq!(data.len(), 4 * 4 + 6 * 2);
+        assert!(text.contains(r#""data_at": 16"#) && !text.contains("0.1"), "{text}");
+        let mut asked = vec![];
+        let back = from_str_with(&text, &mut |name| {
+            asked.push(name.to_string());
+            Ok(data.clone())
+        })
+        .unwrap();
+        assert_eq!(asked, ["g.json.data"]);
+        // The same graph, but for the f16 weight's values, which the file holds as halves: as
+        // every use of them rounds them (the interpreter, the GPU's upload).
+        let mut rounded = g.clone();
+        let hn = rounded.find("h").unwrap();
+        let Op::Weight(WeightInit::Data(hv)) = &mut rounded.g[hn].op else { panic!("h holds values") };
+        crate::tensor::round_f16(hv);
+        assert_ne!(to_string(&rounded).unwrap(), to_string(&g).unwrap());
+        assert_eq!(to_string(&back).unwrap(), to_string(&rounded).unwrap());
+        // A graph without inline weights names no data file and writes none.
+        let mut plain = crate::builder::GraphBuilder::new();
+        let x = plain.input("x", crate::DType::F32, crate::shape_of(&[1, 2]));
+        let r = plain.weight("r", crate::DType::F32, &[2, 2], 0.5);
+        let y = plain.matmul("y", x, r);
+        let plain = plain.finish(&[y]).unwrap();
+        assert_eq!(data_bytes(&plain).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_data_file_that_does_not_fit_the_graph_is_refused_naming_it() {
+        let g = mixed_weights_graph();
+        let (text, data) = with_data_file(&g, "g.json.data");
+        let read = |text: &str, bytes: Vec<u8>| {
+            from_str_with(text, &mut |_| Ok(bytes.clone())).map(|_| ()).unwrap_err().to_string()
+        };
+        assert_eq!(
+            read(&text, data[..20].to_vec()),
+            "the data file \"g.json.data\" holds 20 bytes where the graph says 28: it is not this graph's, or it was cut short"
+        );
+        // A weight whose values would run past the end (the length in the text made to match).
+        let late = text.replace(r#""data_at": 16"#, r#""data_at": 20"#);
+        assert_eq!(
+            read(&late, data.clone()),
+            "node 'h': data file \"g.json.data\": the weight's 6 values from byte 20 lie past its end (28 bytes)"
+        );
+        let bad = text.replace(r#""data_at": 16"#, r#""data_at": -1"#);
+        assert_eq!(read(&bad, data.clone()), "node 'h': \"data_at\" must be a byte offset into the data file");
+        let extra = text.replace(r#""data_at": 16"#, r#""data_at": 16, "data": [1]"#);
+        assert_eq!(read(&extra, data.clone()), "node 'h': unknown field \"data\" beside \"data_at\"");
+        // Values at a data file the graph does not name.
+        let i = text.find(",\n  \"data_file\"").unwrap();
+        let unnamed = format!("{}\n}}\n", &text[..i]);
+        assert_eq!(
+            read(&unnamed, data.clone()),
+            "node 'w': its values are \"data_at\" a data file, but the graph names no \"data_file\""
+        );
+        // The reader's own error (the file is missing) comes through; text alone cannot be read.
+        let e = from_str_with(&text, &mut |_| Err(Error::input("no such file"))).unwrap_err();
+        assert_eq!(e.to_string(), "no such file");
+        assert!(from_str(&text).unwrap_err().to_string().contains("the data file \"g.json.data\""));
+        let malformed = text.replace(r#""bytes": 28"#, r#""bytes": "28""#);
+        assert!(read(&malformed, data).starts_with("\"data_file\" must be"));
     }
 
     #[test]

@@ -444,6 +444,29 @@ pub fn held_values(op: &Op, ty: &TensorType) -> Tensor {
     Tensor { shape, dtype: ty.dtype, data }
 }
 
+/// Appends the f32 values of little-endian halves (f16, or bf16 where `brain`) to `v`, a block
+/// at a time through `half`'s slice conversions (SIMD where the CPU has it: value by value,
+/// converting a Qwen2-0.5B-sized f16 export's weights took about 0.6 s of the 3.2 that
+/// `glufuse wgsl` spent on it). The ONNX loader and the JSON reader's data files use it.
+pub fn halves_into(raw: &[u8], brain: bool, v: &mut Vec<f32>) {
+    use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+    const BLOCK: usize = 4096;
+    let mut bits = [0u16; BLOCK];
+    let mut out = [0f32; BLOCK];
+    for chunk in raw.chunks(2 * BLOCK) {
+        let n = chunk.len() / 2;
+        for (b, c) in bits.iter_mut().zip(chunk.chunks_exact(2)) {
+            *b = u16::from_le_bytes([c[0], c[1]]);
+        }
+        if brain {
+            bits[..n].reinterpret_cast::<half::bf16>().convert_to_f32_slice(&mut out[..n]);
+        } else {
+            bits[..n].reinterpret_cast::<half::f16>().convert_to_f32_slice(&mut out[..n]);
+        }
+        v.extend_from_slice(&out[..n]);
+    }
+}
+
 /// Rounds every value to the nearest f16.
 pub fn round_f16(d: &mut [f32]) {
     use half::slice::HalfFloatSliceExt;

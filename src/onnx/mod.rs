@@ -906,29 +906,6 @@ fn empty_vals(code: i32, n: usize) -> KVals {
     }
 }
 
-/// Appends the f32 values of little-endian halves (f16, or bf16 where `brain`) to `v`, a block
-/// at a time through `half`'s slice conversions (SIMD where the CPU has it: value by value,
-/// converting a Qwen2-0.5B-sized f16 export's weights took about 0.6 s of the 3.2 that
-/// `glufuse wgsl` spent on it).
-fn halves_into(raw: &[u8], brain: bool, v: &mut Vec<f32>) {
-    use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
-    const BLOCK: usize = 4096;
-    let mut bits = [0u16; BLOCK];
-    let mut out = [0f32; BLOCK];
-    for chunk in raw.chunks(2 * BLOCK) {
-        let n = chunk.len() / 2;
-        for (b, c) in bits.iter_mut().zip(chunk.chunks_exact(2)) {
-            *b = u16::from_le_bytes([c[0], c[1]]);
-        }
-        if brain {
-            bits[..n].reinterpret_cast::<half::bf16>().convert_to_f32_slice(&mut out[..n]);
-        } else {
-            bits[..n].reinterpret_cast::<half::f16>().convert_to_f32_slice(&mut out[..n]);
-        }
-        v.extend_from_slice(&out[..n]);
-    }
-}
-
 /// Appends the values little-endian `raw` bytes of ONNX element type `code` hold (a whole
 /// number of elements) to `out`, straight into the representation they are held in.
 fn convert_into(code: i32, raw: &[u8], out: &mut KVals) -> std::result::Result<(), String> {
@@ -938,7 +915,7 @@ fn convert_into(code: i32, raw: &[u8], out: &mut KVals) -> std::result::Result<(
     match out {
         KVals::Float(v) => match code {
             1 => v.extend(le::<4>(raw).map(f32::from_le_bytes)),
-            10 | 16 => halves_into(raw, code == 16, v),
+            10 | 16 => crate::tensor::halves_into(raw, code == 16, v),
             _ => {
                 for b in le::<8>(raw) {
                     v.push(double_to_f32(f64::from_le_bytes(b))?);

@@ -116,6 +116,32 @@ pub struct FuseArgs {
     /// Print the fusion report for tools.
     #[arg(long, value_enum)]
     pub report: Option<ReportFormat>,
+    /// Where a JSON graph written to a file keeps its weights' values: in a data file beside it
+    /// (`OUT.data`, read back from there) where they take 16 MiB or more (auto), always, or
+    /// never (inline, as numbers)
+    #[arg(long, value_enum, default_value = "auto")]
+    pub data_file: DataFileArg,
+}
+
+/// `fuse --data-file`.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum DataFileArg {
+    /// A data file where the weights' values take 16 MiB or more.
+    Auto,
+    /// A data file whenever the graph holds weights' values.
+    Always,
+    /// The values inline, as JSON numbers.
+    Never,
+}
+
+impl From<DataFileArg> for glufuse::files::DataFile {
+    fn from(a: DataFileArg) -> Self {
+        match a {
+            DataFileArg::Auto => glufuse::files::DataFile::Auto,
+            DataFileArg::Always => glufuse::files::DataFile::Always,
+            DataFileArg::Never => glufuse::files::DataFile::Never,
+        }
+    }
 }
 
 /// Arguments of `glufuse synth`.

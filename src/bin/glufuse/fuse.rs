@@ -1,11 +1,13 @@
 //! `glufuse fuse GRAPH [-o OUT] [--before F] [--after F] [--format ..] [--explain | --report
-//! json|text]`: runs the pass pipeline, writes the fused graph and the dumps, prints the
-//! fusion report (for people, with what the elementwise fusion merged).
+//! json|text] [--data-file auto|always|never]`: runs the pass pipeline, writes the fused graph
+//! and the dumps (a JSON graph's weights' values in a data file beside it where they are many:
+//! `glufuse::files::write_graph`), prints the fusion report (for people, with what the
+//! elementwise fusion merged).
 
 use crate::args::{FuseArgs, ReportFormat};
 use crate::out::{errln, out, outln};
 use glufuse::dump::{render, Format};
-use glufuse::files::{write_output, write_output_with};
+use glufuse::files::{write_graph, write_output};
 use glufuse::passes::{
     attention_report, cse_report, elementwise_report, fusion_report, layout_report, merge_report, siblings_report,
     PassManager, PassRun,
@@ -31,8 +33,10 @@ pub fn run(a: FuseArgs) -> Result<()> {
         Format::Json => None,
         f => Some(render(&g, f)?),
     };
-    // Everything is computed; now write, each file atomically, a JSON graph as it is made.
-    let json = |p: &Path, g: &Graph| write_output_with(p, &mut |w| glufuse::json::write(g, w));
+    // Everything is computed; now write, each file atomically, a JSON graph as it is made
+    // (its weights' values in a data file beside it, as `--data-file` says).
+    let data = glufuse::files::DataFile::from(a.data_file);
+    let json = |p: &Path, g: &Graph| write_graph(p, g, data).map(|_| ());
     if let Some(p) = &a.output {
         json(p, &g)?;
     }
