@@ -316,19 +316,20 @@ const PARALLEL_WORDS: usize = 1 << 20;
 /// Most threads [`host_threads`] gives.
 const MAX_THREADS: usize = 8;
 
-/// Threads a conversion of many values between the host's tensors and the GPU's words may
-/// take: the parallelism available to the process (asked once: on Linux the answer reads the
-/// cgroup's quota, tens of µs), at most 8.
+/// Runs a conversion of many values between the host's tensors and the GPU's words is cut
+/// into for rayon's pool (and whether it is worth cutting: 1 on one core): the parallelism
+/// available to the process (asked once: on Linux the answer reads the cgroup's quota, tens
+/// of µs), at most 8.
 pub fn host_threads() -> usize {
     static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |p| p.get()).min(MAX_THREADS))
 }
 
 /// The `n` floats the GPU's words hold as `kind` says, written into `buf` (emptied first).
-/// Large outputs (from [`PARALLEL_WORDS`] values) are converted by several threads
-/// ([`host_threads`]), each writing its own run of `buf` straight from the words: reading
-/// back a prefill's logits (78 MB as f32) is mostly the cost of touching fresh memory and of
-/// the rounding, which the threads share.
+/// Large outputs (from [`PARALLEL_WORDS`] values) are converted in [`host_threads`] runs on
+/// rayon's pool, each writing its own run of `buf` straight from the words: reading back a
+/// prefill's logits (78 MB as f32) is mostly the cost of touching fresh memory and of the
+/// rounding, which the threads share.
 fn floats_from_words(words: &[u32], kind: WordFloats, n: usize, mut buf: Vec<f32>) -> Vec<f32> {
     buf.clear();
     buf.reserve_exact(n);
@@ -340,12 +341,11 @@ fn floats_from_words(words: &[u32], kind: WordFloats, n: usize, mut buf: Vec<f32
         // Runs of an even length: no word of packed halves is split between two threads.
         let chunk = n.div_ceil(threads).next_multiple_of(2);
         let per_word = if kind == WordFloats::PackedF16 { 2 } else { 1 };
-        std::thread::scope(|s| {
-            for (i, dst) in spare.chunks_mut(chunk).enumerate() {
-                let src = &words[i * chunk / per_word..];
-                s.spawn(move || convert_words(src, dst, kind));
-            }
-        });
+        use rayon::prelude::*;
+        spare
+            .par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, dst)| convert_words(&words[i * chunk / per_word..], dst, kind));
     }
     // SAFETY: `convert_words` wrote each of the first `n` elements (the chunks cover
     // `spare`, which is `n` long), and the capacity is at least `n` (reserved above).

@@ -150,8 +150,8 @@ fn dims2(ty: &TensorType) -> (usize, usize) {
 
 /// `data` (`rows × cols`, row-major) transposed, in square blocks of [`BLOCK`] so that the
 /// writes of a block land in a few lines of cache rather than one line per value, the
-/// output's rows shared out among [`host_threads`](glufuse_ir::tensor::host_threads) threads
-/// where there are many values (element by element on one thread, transposing the weights of
+/// output's rows cut into [`host_threads`](glufuse_ir::tensor::host_threads) runs for rayon's
+/// pool where there are many values (element by element on one thread, transposing the weights of
 /// a Qwen2-0.5B-sized f16 export took 1.0 s of the 5.8 that `glufuse wgsl` spent on it).
 fn transposed(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut t = vec![0.0f32; rows * cols];
@@ -176,13 +176,9 @@ fn transposed(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         part(0, &mut t);
         return t;
     }
+    use rayon::prelude::*;
     let per = cols.div_ceil(threads).next_multiple_of(BLOCK);
-    std::thread::scope(|s| {
-        for (i, out) in t.chunks_mut(per * rows).enumerate() {
-            let part = &part;
-            s.spawn(move || part(i * per, out));
-        }
-    });
+    t.par_chunks_mut(per * rows).enumerate().for_each(|(i, out)| part(i * per, out));
     t
 }
 

@@ -945,40 +945,18 @@ fn write_gpu_bytes(t: &Tensor, dtype: DType, out: &mut [u8]) {
 /// the 49 outputs read back (logits and the present keys and values).
 const SPREAD_MIN_WORDS: usize = 1 << 18;
 
-/// `work` of each item, in the items' order. Where their `words` add up to
-/// [`SPREAD_MIN_WORDS`] or more, the items are dealt out, largest first, to the least loaded
-/// of [`host_threads`](crate::tensor::host_threads) threads; else they are done in order on
-/// this thread.
-fn spread<T: Send, R: Send>(items: Vec<T>, words: impl Fn(&T) -> usize, work: impl Fn(T) -> R + Sync) -> Vec<R> {
+/// `work` of each item, in the items' order: where their `words` add up to
+/// [`SPREAD_MIN_WORDS`] or more, on the threads of rayon's pool (kept between calls), else in
+/// order on this thread. Threads spawned for each call, as this did before, cost more than
+/// the work on the H200 machine: a decode step's inputs took 450–570 µs to convert on 8 fresh
+/// threads and its outputs 560–600 µs (`benches/results/h200-2026-11-29-calls.md`).
+fn spread<T: Send, R: Send>(items: Vec<T>, words: impl Fn(&T) -> usize, work: impl Fn(T) -> R + Sync + Send) -> Vec<R> {
+    use rayon::prelude::*;
     let total: usize = items.iter().map(&words).sum();
     if total < SPREAD_MIN_WORDS || items.len() < 2 || crate::tensor::host_threads() < 2 {
         return items.into_iter().map(work).collect();
     }
-    let threads = crate::tensor::host_threads().min(items.len());
-    let mut order: Vec<(usize, usize)> = items.iter().map(&words).enumerate().collect();
-    order.sort_by_key(|&(i, w)| (std::cmp::Reverse(w), i));
-    let mut slots: Vec<Option<T>> = items.into_iter().map(Some).collect();
-    let mut groups: Vec<(usize, Vec<(usize, T)>)> = (0..threads).map(|_| (0, vec![])).collect();
-    for (i, w) in order {
-        let g = groups.iter_mut().min_by_key(|(load, _)| *load).expect("at least two groups");
-        g.0 += w;
-        g.1.push((i, slots[i].take().expect("each item dealt once")));
-    }
-    let mut done: Vec<Option<R>> = (0..slots.len()).map(|_| None).collect();
-    let work = &work;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = groups
-            .into_iter()
-            .map(|(_, g)| s.spawn(move || g.into_iter().map(|(i, t)| (i, work(t))).collect::<Vec<_>>()))
-            .collect();
-        for h in handles {
-            // A panic in `work` is a bug of its own; it surfaces here as it would have in order.
-            for (i, r) in h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)) {
-                done[i] = Some(r);
-            }
-        }
-    });
-    done.into_iter().map(|r| r.expect("every item done")).collect()
+    items.into_par_iter().map(work).collect()
 }
 
 /// The offsets of runs of `sizes` bytes laid end to end, each at a multiple of `align` and
