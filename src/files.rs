@@ -48,8 +48,10 @@ pub fn load_graph_with(path: &Path, fixed: &std::collections::HashMap<String, cr
         GraphFormat::Onnx => crate::onnx::load_with(path, &bytes, fixed),
         GraphFormat::Json => {
             let text = std::str::from_utf8(&bytes).map_err(|_| Error::input("not UTF-8 text").in_file(path))?;
-            // A data file the graph names is read from this file's folder, by its own name.
-            let dir = path.parent().unwrap_or(Path::new(""));
+            // A data file the graph names is read from this file's folder (where a link
+            // points: `write_graph` writes it beside the file it writes), by its own name.
+            let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            let dir = real.parent().unwrap_or(Path::new(""));
             let mut read = |name: &str| -> Result<Vec<u8>> {
                 if !is_plain_file_name(name) {
                     return Err(Error::input(format!(
@@ -90,10 +92,13 @@ pub enum DataFile {
 /// 0.5B-parameter model made 14 GB of JSON), read back as one whole document.
 pub const DATA_FILE_MIN_BYTES: u64 = 16 << 20;
 
-/// The data file [`write_graph`] writes beside the JSON file `path`: `PATH.data`.
+/// The data file [`write_graph`] writes beside the JSON file `path`: `PATH.data`, beside the
+/// file a symbolic link points to where `path` is one (the JSON is written there too).
 pub fn data_file_path(path: &Path) -> Option<std::path::PathBuf> {
-    let name = path.file_name()?.to_str()?;
-    Some(path.with_file_name(format!("{name}.data")))
+    let link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    let real = if link { std::fs::canonicalize(path).ok()? } else { path.to_path_buf() };
+    let name = real.file_name()?.to_str()?;
+    Some(real.with_file_name(format!("{name}.data")))
 }
 
 /// Writes graph `g` as JSON ([`crate::json`]) to `path` (`-` for standard output), its
@@ -650,6 +655,21 @@ mod tests {
         let pn = d.path().join("never.json");
         assert_eq!(write_graph(&pn, &big, DataFile::Never).unwrap(), None);
         assert!(!d.path().join("never.json.data").exists());
+        // Through a symbolic link: both files beside the file it points to, read back through
+        // the link.
+        #[cfg(unix)]
+        {
+            let (real, link) = (d.path().join("real.json"), d.path().join("sub/link.json"));
+            std::fs::write(&real, "old").unwrap();
+            std::fs::create_dir(d.path().join("sub")).unwrap();
+            std::os::unix::fs::symlink(&real, &link).unwrap();
+            assert_eq!(write_graph(&link, &big, DataFile::Auto).unwrap(), Some(d.path().join("real.json.data")));
+            assert!(!d.path().join("sub/link.json.data").exists());
+            assert_eq!(
+                crate::json::to_string(&load_graph(&link).unwrap()).unwrap(),
+                crate::json::to_string(&big).unwrap()
+            );
+        }
         // A graph whose data file is gone says which file it looked for.
         std::fs::remove_file(d.path().join("big.json.data")).unwrap();
         let e = load_graph(&pb).unwrap_err();
