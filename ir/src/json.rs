@@ -150,8 +150,9 @@ pub fn data_bytes(g: &Graph) -> Result<u64> {
 
 /// Writes the data file of [`write_with_data_file`]: every inline weight's values, in the
 /// order of the graph's nodes, little-endian, f16 weights as halves (their values rounded to
-/// f16, as every use of an f16 weight rounds them), f32 ones as they are; returns the bytes written. An error
-/// of `w` is an [`Error::Write`] with an empty path, for the caller to name its destination.
+/// f16, as every use of an f16 weight rounds them), f32 ones as they are; returns the bytes
+/// written. An error of `w` is an [`Error::Write`] with an empty path, for the caller to name
+/// its destination.
 pub fn write_data(g: &Graph, w: &mut dyn std::io::Write) -> Result<u64> {
     use half::slice::HalfFloatSliceExt;
     let (layout, total) = data_layout(g)?;
@@ -178,14 +179,13 @@ pub fn write_data(g: &Graph, w: &mut dyn std::io::Write) -> Result<u64> {
 /// [`write()`] or [`write_with_data_file`].
 fn write_nodes(g: &Graph, w: &mut dyn std::io::Write, data_file: Option<&str>) -> Result<()> {
     let order = g.topo_order()?;
-    let at: HashMap<crate::NodeIndex, u64> = match data_file {
-        Some(_) => data_layout(g)?.0.into_iter().collect(),
-        None => HashMap::new(),
-    };
     // The top level as `to_json` makes it, its nodes written in the place of an empty list.
     let J::Object(mut top) = top_json(g, vec![]) else { unreachable!("top_json makes an object") };
+    let mut at: HashMap<crate::NodeIndex, u64> = HashMap::new();
     if let Some(name) = data_file {
-        top.insert("data_file".into(), json!({"name": name, "bytes": data_bytes(g)?}));
+        let (layout, bytes) = data_layout(g)?;
+        at.extend(layout);
+        top.insert("data_file".into(), json!({ "name": name, "bytes": bytes }));
     }
     let mut out = Sink { w, err: None };
     out.push("{\n");
