@@ -49,7 +49,7 @@ pub(crate) fn batched_matmul(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) 
     // Mixtral-like decode step's down products 15.7 → 13.0 µs a layer on an H200 (the step 308.0
     // → 298.3 µs). With 32 lanes an element, pairs were slower (a 4-token prompt's down
     // products 34.7 → 35.4 µs; `benches/results/h200-2026-11-29-experts.md`).
-    let pair = rows && ln.wide && m % 2 == 0;
+    let pair = rows && ln.wide() && m % 2 == 0;
     let per_group = if pair { 2 } else { 1 };
     let mut body = if rows {
         // Elements in the order (row, batch): the batches that read one slab's row (a
@@ -175,12 +175,9 @@ pub(crate) fn fused_experts(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -
     let ln = Lanes::of(2 * total, t);
     let (group, lane) = ln.group_and_lane();
     // Elements in the order (column, pair), as the matrix-times-vector kernel's (row, batch).
-    // x's row of pair `p`: row `p / rep` of its buffer where an expand's rows are read in
-    // place ([`Graph::rows_repeated`]).
-    let rep = g.rows_repeated(ins[0]);
     let mut body = format!(
         "    let lane = {lane};\n    let o = gid * {per}u + {group};\n    let live = o < {total}u;\n    let oo = select(0u, o, live);\n    let KK = {k}u;\n    let j = oo / {pairs}u;\n    let p = oo % {pairs}u;\n    let i = p * {width}u + j;\n    var bad = false;\n    let base1 = {} * KK;\n",
-        if rep > 1 { format!("(p / {rep}u)") } else { "p".to_string() },
+        super::pair_row(g, ins[0]),
         per = ln.per_workgroup()
     );
     // x first; then each weight (one where gate and up are merged), itself or the table and
@@ -245,8 +242,6 @@ pub(crate) fn fused_experts(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -
 struct Lanes {
     /// Lanes an element.
     lanes: usize,
-    /// A workgroup an element.
-    wide: bool,
     /// The 32 lanes of an element are one subgroup (numbered by it).
     sg32: bool,
 }
@@ -254,13 +249,17 @@ struct Lanes {
 impl Lanes {
     fn of(rows: usize, t: &Target) -> Lanes {
         let lanes = if rows < ROW_WIDE_BELOW { WORKGROUP as usize } else { ROW_LANES };
-        let wide = lanes == WORKGROUP as usize;
-        Lanes { lanes, wide, sg32: !wide && subgroup(t) == Some(ROW_LANES) }
+        Lanes { lanes, sg32: lanes == ROW_LANES && subgroup(t) == Some(ROW_LANES) }
+    }
+
+    /// A workgroup an element.
+    fn wide(&self) -> bool {
+        self.lanes == WORKGROUP as usize
     }
 
     /// WGSL of an element's lane group within the workgroup and of a lane within it.
     fn group_and_lane(&self) -> (&'static str, &'static str) {
-        if self.wide {
+        if self.wide() {
             ("0u", "lid")
         } else if self.sg32 {
             ("sg_id", "sg_lane")
@@ -280,7 +279,7 @@ impl Lanes {
     fn sums(&self, accs: &[&str], body: &mut String, prelude: &mut String, t: &Target) -> Vec<String> {
         let w = WORKGROUP as usize;
         let at: Vec<(usize, String)> = accs.iter().enumerate().map(|(r, a)| (r * w, a.to_string())).collect();
-        let sums = if self.wide {
+        let sums = if self.wide() {
             body.push_str(&tree_reduce_rows(&RedArray::F32, &at, WORKGROUP, "add_f_", subgroup(t)));
             prelude.push_str("fn add_f_(a: f32, b: f32) -> f32 { return a + b; }\n");
             at.iter().map(|(base, _)| format!("red[{base}]")).collect()

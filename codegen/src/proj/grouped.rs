@@ -111,7 +111,8 @@ fn tile(pairs: usize, experts: usize, nn: usize, v: usize, max_bytes: usize) -> 
 pub(crate) fn grouped(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<Option<KernelSource>> {
     let ins = g.inputs(n);
     let out = Value::of(n);
-    if g.gathered_rows(ins[0]).is_none() || g.gathered_rows(ins[1]).is_some() {
+    let Some(gathered) = Gathered::of(g, ins[0]) else { return Ok(None) };
+    if g.gathered_rows(ins[1]).is_some() {
         return Ok(None);
     }
     let (ad, xd, od) = (dims(g, ins[0], b)?, dims(g, ins[1], b)?, dims(g, out, b)?);
@@ -121,7 +122,7 @@ pub(crate) fn grouped(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Resu
     }
     let batch = &od[..r - 2];
     let xflat = bcast_index(batch, &xd[..xd.len() - 2], "p");
-    build(g, n, ins[0], ins[1], batch.iter().product(), &xflat, None, b, t)
+    build(g, n, gathered, ins[1], batch.iter().product(), &xflat, None, b, t)
 }
 
 /// What a grouped kernel of a fused gated unit applies to each output: `act(gate) · up`, the
@@ -141,15 +142,29 @@ struct Fuse {
 pub(crate) fn grouped_fused(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -> Result<Option<KernelSource>> {
     let Op::FusedGateUp(f) = &g.node(n).op else { return Ok(None) };
     let ins = g.inputs(n);
-    if ins[1] != ins[2] || f.layout != Layout::Nk || f.gate_bias || f.up_bias || g.gathered_rows(ins[1]).is_none() {
+    if ins[1] != ins[2] || f.layout != Layout::Nk || f.gate_bias || f.up_bias {
         return Ok(None);
     }
+    let Some(gathered) = Gathered::of(g, ins[1]) else { return Ok(None) };
     let (xd, od) = (dims(g, ins[0], b)?, dims(g, Value::of(n), b)?);
     let fuse = Fuse { act: f.activation, go: f.gate_offset as usize, uo: f.up_offset as usize, width: od[1] };
     // x's row of pair `p`: row `p / rep` where an expand's rows are read in place.
-    let rep = g.rows_repeated(ins[0]);
-    let xrow = if rep > 1 { format!("(p / {rep}u)") } else { "p".to_string() };
-    build(g, n, ins[1], ins[0], xd[0], &xrow, Some(fuse), b, t)
+    build(g, n, gathered, ins[0], xd[0], &super::pair_row(g, ins[0]), Some(fuse), b, t)
+}
+
+/// A gather of slabs the grouped kernel reads in place ([`Graph::gathered_rows`]): the gather,
+/// the table and the indices.
+#[derive(Clone, Copy)]
+struct Gathered {
+    gather: NodeIndex,
+    table: Value,
+    idx: Value,
+}
+
+impl Gathered {
+    fn of(g: &Graph, v: Value) -> Option<Gathered> {
+        g.gathered_rows(v).map(|(table, idx)| Gathered { gather: v.node, table, idx })
+    }
 }
 
 /// The grouped kernel of node `n`: `pairs` products of the matrix that `gathered` gathers per
@@ -158,7 +173,7 @@ pub(crate) fn grouped_fused(g: &Graph, n: NodeIndex, b: &Bindings, t: &Target) -
 fn build(
     g: &Graph,
     n: NodeIndex,
-    gathered: Value,
+    gathered: Gathered,
     x: Value,
     pairs: usize,
     xflat: &str,
@@ -167,7 +182,7 @@ fn build(
     t: &Target,
 ) -> Result<Option<KernelSource>> {
     let out = Value::of(n);
-    let Some((table, idx)) = g.gathered_rows(gathered) else { return Ok(None) };
+    let Gathered { gather, table, idx } = gathered;
     if Store::of(g, x) != Store::F32 || Store::of(g, out) != Store::F32 {
         return Ok(None);
     }
@@ -188,8 +203,8 @@ fn build(
         return Ok(None);
     }
     let Some(tl) = tile(pairs, experts, cols, v, t.max_workgroup_storage_bytes as usize) else { return Ok(None) };
-    let d = size_i32(g, gathered.node, experts)?;
-    let checks = vec![slab_check(g, gathered.node, experts)];
+    let d = size_i32(g, gather, experts)?;
+    let checks = vec![slab_check(g, gather, experts)];
     let (bn, rr, bk, bm, ct, tpg) = (tl.bn, tl.r, tl.bk, tl.bm(), tl.ct, tl.tpg());
     let wg = WORKGROUP as usize;
     // Outputs a workgroup owns: its columns, or (fused) half as many, a gate and an up

@@ -211,6 +211,18 @@ pub fn quant_operand(g: &Graph, v: Value) -> Option<(Value, bool)> {
     }
 }
 
+/// WGSL of the row of its buffer that a mixture of experts' gated unit reads as x for pair
+/// `p`: `p`, or `p / k` where x reshapes an expand of each token's row that the unit reads in
+/// place ([`Graph::rows_repeated`]).
+pub(crate) fn pair_row(g: &Graph, x: Value) -> String {
+    let k = g.rows_repeated(x);
+    if k > 1 {
+        format!("(p / {k}u)")
+    } else {
+        "p".to_string()
+    }
+}
+
 /// What the kernels of node `n` need to know of its 4-bit weights, each `(value, used [N,
 /// K])`: the blocks must run along k, and gate and up agree in block size and scale type.
 fn q4_of(g: &Graph, n: NodeIndex, ws: &[(Value, bool)]) -> Result<q4::Q4> {
