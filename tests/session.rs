@@ -291,6 +291,46 @@ fn the_pipeline_cache_keeps_the_most_recently_used() {
     assert_eq!(gpu.pipeline_counts().compiled, counts.compiled + k1);
 }
 
+/// Pipelines asked for together ([`glufuse::runtime::Gpu::pipelines`], as an executable's
+/// build asks) are compiled several at a time: each distinct code once, the counts as if
+/// asked for one by one, and each kernel's pipeline in order. A kernel that does not compile
+/// is the error, and the pipelines compiled beside it are kept.
+#[test]
+fn pipelines_asked_for_together_compile_each_code_once() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut g = glufuse::synth::ffn_graph(16, 40, 1, DType::F32, glufuse::ir::Layout::Kn).unwrap();
+    PassManager::standard().run(&mut g).unwrap();
+    let e = Executable::new(&gpu, &g, &Default::default()).unwrap();
+    let base = e.kernels()[0].source().clone();
+    // Variants of one kernel: another code each (a comment at the end), all valid.
+    let variant = |n: usize| {
+        let mut k = base.clone();
+        k.name = format!("variant {n}");
+        k.wgsl.push_str(&format!("\n// variant {n}\n"));
+        k
+    };
+    let (a, b) = (variant(1), variant(2));
+    let before = gpu.pipeline_counts();
+    let got = gpu.pipelines(&[&a, &b, &a, &b, &a]).unwrap();
+    assert_eq!(got.len(), 5);
+    let after = gpu.pipeline_counts();
+    assert_eq!((after.compiled, after.reused), (before.compiled + 2, before.reused + 3), "{after:?}");
+    // Each its code's pipeline: the same one for the same code (what the cache holds).
+    assert!(got[0] == got[2] && got[2] == got[4] && got[1] == got[3] && got[0] != got[1]);
+    assert!(gpu.pipeline(&a).unwrap() == got[0]);
+    // One that does not compile, between two new ones: its error; the other two kept.
+    let mut broken = variant(3);
+    broken.name = "the broken one".into();
+    broken.wgsl = broken.wgsl.replace("fn main(", "fn main(((");
+    let (c, d) = (variant(4), variant(5));
+    let err = gpu.pipelines(&[&c, &broken, &d]).unwrap_err().to_string();
+    assert!(err.contains("the broken one"), "{err}");
+    let compiled = gpu.pipeline_counts().compiled;
+    assert_eq!(compiled, after.compiled + 2, "the two that compiled");
+    gpu.pipelines(&[&d, &c]).unwrap();
+    assert_eq!(gpu.pipeline_counts().compiled, compiled, "kept from the batch that failed");
+}
+
 /// Inputs and outputs of every dtype, many and large enough in all that a call converts them
 /// on several threads (a decode step's KV cache and its present keys and values), and few
 /// enough that it converts them in order: each output is the interpreter's, bit for bit

@@ -476,6 +476,12 @@ pub struct ValidationError {
 
 /// Parses and validates a kernel with naga under the given capabilities.
 pub fn validate(src: KernelSource, caps: naga::valid::Capabilities) -> Result<Kernel> {
+    check(&src, caps)?;
+    Ok(Kernel { src })
+}
+
+/// [`validate`] on a borrowed kernel: the module parsed and validated, nothing kept.
+fn check(src: &KernelSource, caps: naga::valid::Capabilities) -> Result<()> {
     let fail = |diagnostic: String| {
         Error::Internal(ValidationError { name: src.name.clone(), diagnostic, wgsl: src.wgsl.clone() }.to_string())
     };
@@ -489,7 +495,7 @@ pub fn validate(src: KernelSource, caps: naga::valid::Capabilities) -> Result<Ke
         );
     }
     validator.validate(&module).map_err(|e| fail(e.emit_to_string(&src.wgsl)))?;
-    Ok(Kernel { src })
+    Ok(())
 }
 
 /// Whether a value is stored on the GPU as packed f16 (f16 weights only).
@@ -712,53 +718,60 @@ pub fn generate(g: &Graph, b: &Bindings, t: &Target) -> Result<Vec<Kernel>> {
         }
     }
     let folded: std::collections::HashSet<NodeIndex> = folds.values().map(|p| p.node).collect();
-    // Kernels of equal code (each layer's) are validated once: naga's verdict depends on the
-    // code and the capabilities alone. The Qwen2-0.5B-sized decode step has 128 kernels of 14
-    // codes; validating every one made its codegen on the H100 machine 420 ms instead of
-    // 80–100 (`benches/results/h100-2026-11-27i-setup.md`), for each new past length.
-    let mut valid: std::collections::HashSet<String> = std::collections::HashSet::new();
-    let mut out = vec![];
-    let mut push = |k: KernelSource| -> Result<()> {
-        if valid.contains(k.code()) {
-            out.push(Kernel { src: k });
-            return Ok(());
-        }
-        let code = k.code().to_string();
-        out.push(validate(k, t.caps)?);
-        valid.insert(code);
-        Ok(())
+    // Each node's kernels on its own, several nodes at a time on rayon's pool (the layers'
+    // attentions are most of a KV step's codegen); then, in order, what depends on the
+    // kernels before: the first error in order is the error.
+    let nodes: Vec<NodeIndex> = order.iter().copied().filter(|n| !folded.contains(n)).collect();
+    let made: Vec<Result<Vec<KernelSource>>> = {
+        use rayon::prelude::*;
+        nodes.par_iter().map(|&n| select::node_kernels_with(g, n, b, t, folds.get(&n))).collect()
     };
+    let mut out: Vec<KernelSource> = vec![];
     // A split projection's split-sum kernel, held back while the next kernel may be the one
     // program reading its output, which then adds the parts up itself ([`parts_reader`]).
     let mut held: Option<(NodeIndex, KernelSource, program::PartsRead)> = None;
-    for &n in &order {
-        if folded.contains(&n) {
-            continue;
-        }
+    for (n, made) in nodes.into_iter().zip(made) {
         let reads_parts = held.as_ref().is_some_and(|(reader, _, _)| *reader == n);
         let mut ks = if let (true, Op::Elementwise(p)) = (reads_parts, &g.node(n).op) {
+            // Written again to read the parts (what was made without them is not used).
             let (_, _, parts) = held.take().expect("held for this reader");
             vec![program::program(g, n, p, b, t, Some(&parts))?]
         } else {
-            select::node_kernels_with(g, n, b, t, folds.get(&n))?
+            made?
         };
         if ks.is_empty() {
             continue;
         }
         if let Some((_, sum, _)) = held.take() {
-            push(sum)?;
+            out.push(sum);
         }
         if let Some((reader, parts)) = parts_reader(g, n, &ks, &folded, b)? {
             held = Some((reader, ks.pop().expect("a split-sum kernel"), parts));
         }
-        for k in ks {
-            push(k)?;
-        }
+        out.extend(ks);
     }
     if let Some((_, sum, _)) = held {
-        push(sum)?;
+        out.push(sum);
     }
-    Ok(out)
+    validate_all(out, t.caps)
+}
+
+/// Validates kernels (in order) with naga: each distinct code once, since naga's verdict
+/// depends on the code and the capabilities alone (the Qwen2-0.5B-sized decode step has 128
+/// kernels of 14 codes; validating every one made its codegen on the H100 machine 420 ms
+/// instead of 80–100, `benches/results/h100-2026-11-27i-setup.md`), and the distinct codes
+/// several at a time on rayon's pool. The error is the first failing kernel's in order.
+fn validate_all(kernels: Vec<KernelSource>, caps: naga::valid::Capabilities) -> Result<Vec<Kernel>> {
+    use rayon::prelude::*;
+    let mut first: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, k) in kernels.iter().enumerate() {
+        first.entry(k.code()).or_insert(i);
+    }
+    let mut distinct: Vec<usize> = first.into_values().collect();
+    distinct.sort_unstable();
+    let verdicts: Vec<Result<()>> = distinct.par_iter().map(|&i| check(&kernels[i], caps)).collect();
+    verdicts.into_iter().collect::<Result<Vec<()>>>()?;
+    Ok(kernels.into_iter().map(|src| Kernel { src }).collect())
 }
 
 /// Where projection `n`'s kernels `ks` end with a split-sum kernel that only adds the parts
@@ -839,4 +852,43 @@ pub fn file_name(i: usize, name: &str) -> String {
     let clean: String =
         name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '_' { c } else { '_' }).collect();
     format!("{i:03}_{clean}.wgsl")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glufuse_ir::builder::GraphBuilder;
+    use glufuse_ir::{shape_of, DType};
+
+    /// Four projections of two shapes: kernels of two codes, two kernels each.
+    fn kernels() -> Vec<KernelSource> {
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", DType::F32, shape_of(&[3, 16]));
+        let ws: Vec<_> = (0..4).map(|i| b.weight(&format!("w{i}"), DType::F32, &[16, 8 + 8 * (i % 2)], 0.1)).collect();
+        let ys: Vec<_> = ws.iter().enumerate().map(|(i, &w)| b.matmul(&format!("p{i}"), x, w)).collect();
+        let g = b.finish(&ys).unwrap();
+        let ks = generate(&g, &Bindings::new(), &Target::default()).unwrap();
+        ks.into_iter().map(|k| k.src).collect()
+    }
+
+    #[test]
+    fn kernels_come_back_in_order_and_the_first_invalid_one_is_the_error() {
+        let ks = kernels();
+        assert_eq!(ks.len(), 4);
+        let codes: std::collections::HashSet<&str> = ks.iter().map(|k| k.code()).collect();
+        assert_eq!(codes.len(), 2, "two shapes, two codes");
+        // All valid: every kernel comes back, in order.
+        let names: Vec<String> = ks.iter().map(|k| k.name.clone()).collect();
+        let back = validate_all(ks.clone(), Target::default().caps).unwrap();
+        assert_eq!(back.iter().map(|k| k.source().name.clone()).collect::<Vec<_>>(), names);
+        // Kernels 1 and 3 broken differently: the error names kernel 1, whichever thread
+        // validated it.
+        for _ in 0..8 {
+            let mut bad = ks.clone();
+            bad[1].wgsl = bad[1].wgsl.replace("fn main(", "fn main(((");
+            bad[3].wgsl.push_str("\nfn broken() -> u32 { return 1.5; }\n");
+            let e = validate_all(bad, Target::default().caps).unwrap_err().to_string();
+            assert!(e.contains(&names[1]) && !e.contains(&names[3]), "{e}");
+        }
+    }
 }

@@ -23,6 +23,7 @@ use glufuse_ir::{
 };
 use std::collections::HashMap;
 use std::fmt::Write;
+use std::rc::Rc;
 
 /// WGSL of `-inf`.
 const NEG_INF: &str = "bitcast<f32>(0xff800000u)";
@@ -1075,8 +1076,11 @@ fn reduction_rounds(steps: &[Step]) -> Vec<Vec<(usize, Red, usize)>> {
 struct Writer<'a> {
     g: &'a Graph,
     b: &'a Bindings,
-    p: ElementwiseProgram,
-    tys: Vec<TensorType>,
+    /// The program and its steps' types, shared: [`Writer::value`] holds them while it
+    /// recurses (a clone of the types for each value made an attention's codegen quadratic
+    /// in its steps: 90% of a Qwen2-0.5B-sized KV step's codegen).
+    p: Rc<ElementwiseProgram>,
+    tys: Rc<[TensorType]>,
     /// Each step's dims under the binding.
     dims: Vec<Vec<usize>>,
     ins: Vec<Value>,
@@ -1146,8 +1150,8 @@ impl<'a> Writer<'a> {
         Ok(Writer {
             g,
             b,
-            p,
-            tys,
+            p: Rc::new(p),
+            tys: tys.into(),
             dims,
             ins,
             in_dims,
@@ -1258,8 +1262,8 @@ impl<'a> Writer<'a> {
         if let Some(v) = self.memo.get(&key) {
             return Ok(v.clone());
         }
-        let s = &self.p.steps[k].clone();
-        let tys = self.tys.clone();
+        let (p, tys) = (self.p.clone(), self.tys.clone());
+        let s = &p.steps[k];
         let st = |j: usize| Store::of_dtype(tys[j].dtype);
         let e = match s {
             Step::Input(i) if self.virt.as_ref().is_some_and(|(k, _)| k == i) => {

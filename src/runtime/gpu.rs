@@ -523,21 +523,94 @@ impl Gpu {
     /// default, forced or tuned) share one pipeline. A module wgpu rejects is an error and is
     /// not cached.
     pub fn pipeline(&self, k: &KernelSource) -> Result<wgpu::ComputePipeline> {
-        let code = k.code();
-        {
-            let mut c = self.cache();
-            c.tick += 1;
-            let tick = c.tick;
-            if let Some((p, used)) = c.by_code.get_mut(code) {
-                *used = tick;
-                let p = p.clone();
-                c.counts.reused += 1;
-                return Ok(p);
+        Ok(self.pipelines(&[k])?.pop().expect("one pipeline for one kernel"))
+    }
+
+    /// [`Gpu::pipeline`] of each kernel, in order, with the pipelines the cache lacks
+    /// compiled several at a time on rayon's pool (each distinct code once; the counts as if
+    /// asked for one by one). A driver compiles a pipeline on the thread that asks for it,
+    /// and an executable's build is mostly its new pipelines (a KV step's five new codes for
+    /// each new past length): one after another they cost their sum, here about the longest.
+    /// The error is the first rejected kernel's, in order; every pipeline compiled is kept.
+    pub fn pipelines(&self, kernels: &[&KernelSource]) -> Result<Vec<wgpu::ComputePipeline>> {
+        let mut got: Vec<Option<wgpu::ComputePipeline>> = vec![None; kernels.len()];
+        // The first kernel of each code the cache lacks, and where the others are.
+        let mut todo: Vec<usize> = vec![];
+        let mut slot: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        let mut same: Vec<(usize, usize)> = vec![];
+        for (i, k) in kernels.iter().enumerate() {
+            match slot.get(k.code()) {
+                Some(&t) => same.push((i, t)),
+                None => match self.cached(k.code()) {
+                    Some(p) => got[i] = Some(p),
+                    None => {
+                        slot.insert(k.code(), todo.len());
+                        todo.push(i);
+                    }
+                },
             }
         }
+        let compiled: Vec<Result<wgpu::ComputePipeline>> = {
+            use rayon::prelude::*;
+            todo.par_iter().map(|&i| self.compile(kernels[i])).collect()
+        };
+        let mut first_error = None;
+        let mut made: Vec<Option<wgpu::ComputePipeline>> = vec![];
+        for (&i, p) in todo.iter().zip(compiled) {
+            match p {
+                Ok(p) => {
+                    self.keep(kernels[i].code(), &p);
+                    got[i] = Some(p.clone());
+                    made.push(Some(p));
+                }
+                Err(e) => {
+                    first_error = first_error.or(Some(e));
+                    made.push(None);
+                }
+            }
+        }
+        for (i, t) in same {
+            if let Some(p) = &made[t] {
+                self.cache().counts.reused += 1;
+                got[i] = Some(p.clone());
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        Ok(got.into_iter().map(|p| p.expect("every kernel has its pipeline")).collect())
+    }
+
+    /// The cached pipeline of `code`, marked as just used.
+    fn cached(&self, code: &str) -> Option<wgpu::ComputePipeline> {
+        let mut c = self.cache();
+        c.tick += 1;
+        let tick = c.tick;
+        let (p, used) = c.by_code.get_mut(code)?;
+        *used = tick;
+        let p = p.clone();
+        c.counts.reused += 1;
+        Some(p)
+    }
+
+    /// Keeps a pipeline just compiled for `code`.
+    fn keep(&self, code: &str, p: &wgpu::ComputePipeline) {
+        let mut c = self.cache();
+        c.counts.compiled += 1;
+        c.tick += 1;
+        let tick = c.tick;
+        c.by_code.insert(code.to_string(), (p.clone(), tick));
+        c.trim();
+    }
+
+    /// Compiles a kernel's pipeline (the cache untouched), on the calling thread: wgpu's
+    /// error scopes are the thread's own, so compiles on several threads report each its own
+    /// error.
+    fn compile(&self, k: &KernelSource) -> Result<wgpu::ComputePipeline> {
+        let code = k.code();
         let label = k.name.as_str();
         let entries = layout_entries(code).map_err(|e| Error::Internal(format!("kernel '{label}': {e}")))?;
-        let p = self.scoped(&format!("compiling kernel '{label}'"), || {
+        self.scoped(&format!("compiling kernel '{label}'"), || {
             let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(label),
                 source: wgpu::ShaderSource::Wgsl(code.into()),
@@ -571,14 +644,7 @@ impl Gpu {
                 },
                 cache: None,
             })
-        })?;
-        let mut c = self.cache();
-        c.counts.compiled += 1;
-        c.tick += 1;
-        let tick = c.tick;
-        c.by_code.insert(code.to_string(), (p.clone(), tick));
-        c.trim();
-        Ok(p)
+        })
     }
 
     /// How many pipelines this device compiled, reused and dropped so far.

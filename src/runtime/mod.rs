@@ -460,9 +460,11 @@ impl<'a> Executable<'a> {
         } else {
             None
         };
+        // Every new pipeline at once, several compiles at a time.
+        let pipelines = gpu.pipelines(&kernels.iter().map(|k| k.source()).collect::<Vec<_>>())?;
         let mut dispatches = vec![];
         gpu.scoped("creating bind groups", || -> Result<()> {
-            for (i, k) in kernels.iter().enumerate() {
+            for (i, (k, pipeline)) in kernels.iter().zip(pipelines).enumerate() {
                 let err = checking
                     .iter()
                     .position(|&c| c == i)
@@ -473,7 +475,17 @@ impl<'a> Executable<'a> {
                     .position(|&f| f == i)
                     .zip(flags.as_ref())
                     .map(|(j, f)| (f, flag_offsets[j], flag_bytes[j]));
-                dispatches.push(dispatch(gpu, g, &buffers, &buffer_of, k.source(), err, scratch.as_ref(), fl)?);
+                dispatches.push(dispatch(
+                    gpu,
+                    g,
+                    &buffers,
+                    &buffer_of,
+                    k.source(),
+                    pipeline,
+                    err,
+                    scratch.as_ref(),
+                    fl,
+                )?);
             }
             Ok(())
         })??;
@@ -555,7 +567,8 @@ impl<'a> Executable<'a> {
             }
             // Tiled GEMMs check nothing at run time and split nothing: no error words and no
             // scratch to bind.
-            let d = gpu.scoped(what, || dispatch(gpu, g, buffers, buffer_of, k.source(), None, None, None))??;
+            let p = gpu.pipeline(k.source())?;
+            let d = gpu.scoped(what, || dispatch(gpu, g, buffers, buffer_of, k.source(), p, None, None, None))??;
             pipelines.insert(key(k), d.clone());
             Ok(d)
         };
@@ -974,8 +987,8 @@ fn pack(sizes: &[u64], align: u64) -> (Vec<u64>, u64) {
     (offsets, total)
 }
 
-/// The pipeline (from the device's cache) and bind group of one kernel over the executable's
-/// buffers; `err` is the error words' buffer and offset for a kernel with run-time checks,
+/// One kernel's dispatch: `pipeline` (its code's, [`Gpu::pipelines`]) and a bind group over
+/// the executable's buffers; `err` is the error words' buffer and offset for a kernel with run-time checks,
 /// `flags` the flags buffer, offset and bytes for a kernel that counts flags.
 #[allow(clippy::too_many_arguments)]
 fn dispatch(
@@ -984,11 +997,11 @@ fn dispatch(
     buffers: &[wgpu::Buffer],
     buffer_of: &HashMap<Value, Place>,
     s: &codegen::KernelSource,
+    pipeline: wgpu::ComputePipeline,
     err: Option<(&wgpu::Buffer, u64)>,
     scratch: Option<&wgpu::Buffer>,
     flags: Option<(&wgpu::Buffer, u64, u64)>,
 ) -> Result<Dispatch> {
-    let pipeline = gpu.pipeline(s)?;
     // Each binding in turn: a buffer from `offset`, `size` bytes of it (all of the rest: None).
     let mut entries: Vec<wgpu::BindGroupEntry> = vec![];
     let mut bind = |buffer, offset, size| {

@@ -16,14 +16,16 @@
 //!   [`Session::run_timed`] says where a call's time went.
 //! - **The first call under a new binding** (another batch, sequence or past length) also
 //!   makes that binding's [`Executable`]: code generation of every kernel and naga validation
-//!   of each distinct kernel code (CPU), a pipeline compile by the driver for each kernel code (WGSL, less its choice
-//!   comment) the device has not compiled before (the costly part; sizes are baked into the
-//!   code, so the layers of a model share their code, and a KV-cache step with another past
-//!   length recompiles only the kernels whose sizes involve it: [`Gpu::pipeline_counts`]
-//!   tells), its intermediate buffers and readback buffer, and its symbolic constants
-//!   uploaded. For the Qwen2-0.5B-sized f16 decode step on an H100 that is about 0.33–0.54 s for
-//!   each new past length (5 new pipelines), against about 1 ms for the step itself on the GPU
-//!   (`benches/results/h100-2026-11-27i-setup.md`).
+//!   of each distinct kernel code (CPU, several nodes and codes at a time), a pipeline compile
+//!   by the driver for each kernel code (WGSL, less its choice comment) the device has not
+//!   compiled before, all of them together ([`Gpu::pipelines`]: the costly part; sizes are
+//!   baked into the code, so the layers of a model share their code, and a KV-cache step with
+//!   another past length recompiles only the kernels whose sizes involve it:
+//!   [`Gpu::pipeline_counts`] tells), its intermediate buffers and readback buffer, and its
+//!   symbolic constants uploaded. For the Qwen2-0.5B-sized f16 decode step on an H200 that is
+//!   224–374 ms for each new past length with every compile cold (5 new pipelines; the decode
+//!   attention's compile is 190–340 ms of it), against about 1 ms for the step itself on the
+//!   GPU (`benches/results/h200-2026-11-29-build.md`).
 //! - **Once per session**: the weights and constants uploaded.
 //! - **After a pause**: a GPU without work for about a second lowers its clocks (an H100's
 //!   SM clock falls from 1980 towards 345 MHz within 2-3 s) and needs 100-300 ms of work to
