@@ -332,8 +332,9 @@ fn pipelines_asked_for_together_compile_each_code_once() {
 }
 
 /// Inputs and outputs of every dtype, many and large enough in all that a call converts them
-/// on several threads (a decode step's KV cache and its present keys and values), and few
-/// enough that it converts them in order: each output is the interpreter's, bit for bit
+/// on several threads and stages them while it records the run on another (a decode step's KV
+/// cache and its present keys and values), and few enough that it converts them in order and
+/// stages them first: each output is the interpreter's, bit for bit
 /// (f16: the product rounded to f16, as the readback rounds it), at both sizes and twice at
 /// the large one (a call reuses the bytes of the last).
 #[test]

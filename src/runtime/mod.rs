@@ -124,6 +124,12 @@ impl Place {
     }
 }
 
+/// The staged inputs' bytes from which a call stages them while it records the run on another
+/// thread ([`Executable::run_timed`]): on the H200 machine the handoff to rayon's pool cost
+/// about 30 µs, and a Qwen2-0.5B-sized decode step's 3.1 MB took about 500 µs to stage, beside
+/// 300–550 µs of recording (`benches/results/h200-2026-11-29-overlap.md`).
+const OVERLAP_MIN_BYTES: u64 = 512 << 10;
+
 /// Where one run's CPU time went, in µs (wall clock). `submit_wait` includes the GPU's work.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CallTimes {
@@ -132,18 +138,22 @@ pub struct CallTimes {
     pub bind_us: f64,
     /// Checking the inputs and writing them into the mapped staging buffer.
     pub upload_us: f64,
-    /// Recording the copies, every dispatch and the readback copies into a command buffer.
+    /// Recording the copies, every dispatch and the readback copies into a command buffer,
+    /// at the same time as the upload (on another thread, once the inputs are checked): the
+    /// call waits for the longer of the two.
     pub encode_us: f64,
-    /// Submitting it and waiting for the GPU (and for the buffers to map).
+    /// Submitting it and waiting for the GPU (and for the buffers to map), from when both
+    /// the upload and the recording are done.
     pub submit_wait_us: f64,
     /// Converting the mapped words into the output tensors.
     pub readback_us: f64,
 }
 
 impl CallTimes {
-    /// The sum of the parts.
+    /// The call's time from its parts: the upload and the recording overlap, so the longer
+    /// of the two counts.
     pub fn total_us(&self) -> f64 {
-        self.bind_us + self.upload_us + self.encode_us + self.submit_wait_us + self.readback_us
+        self.bind_us + self.upload_us.max(self.encode_us) + self.submit_wait_us + self.readback_us
     }
 }
 
@@ -757,10 +767,61 @@ impl<'a> Executable<'a> {
         let mut state = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let t0 = Instant::now();
         self.check_inputs(inputs)?;
-        self.stage_inputs(&mut state, inputs)?;
-        let t1 = Instant::now();
+        // Many inputs' bytes staged and the run recorded at the same time, on two threads:
+        // the recording does not read the inputs (wgpu checks that the staging buffer is
+        // unmapped when the run is submitted, not when its copy is recorded). Few are staged
+        // first, on this thread: the handoff to the pool costs more than they take.
+        let run_state: &mut RunState = &mut state;
+        let mut stage = || (self.stage_inputs(run_state, inputs), Instant::now());
+        let record = || {
+            let t = Instant::now();
+            (self.record_run(), t.elapsed())
+        };
+        let ((staged, t1), (cmd, recorded)) = if self.staging.as_ref().is_some_and(|b| b.size() >= OVERLAP_MIN_BYTES) {
+            rayon::join(stage, record)
+        } else {
+            let staged = stage();
+            (staged, record())
+        };
+        staged?;
+        let cmd = cmd?;
+        let t2 = Instant::now();
+        self.gpu.scoped("running the graph", || self.gpu.queue.submit([cmd]))?;
+        // The staging buffer is mapped again for the next run once this one is done with it.
+        let staged = self.staging.as_ref().map(|b| map_async(b, wgpu::MapMode::Write));
+        let read = map_async(&self.readback, wgpu::MapMode::Read);
+        self.gpu.wait("running the graph")?;
+        self.gpu.take_errors()?;
+        if let Some(done) = staged {
+            mapped(&done, "mapping the input staging buffer")?;
+            state.staging_mapped = true;
+        }
+        mapped(&read, "reading results back")?;
+        let t3 = Instant::now();
+        let result = {
+            match self.readback.slice(..).get_mapped_range() {
+                Ok(view) => self.read_results(bytemuck::cast_slice(&view)),
+                Err(e) => Err(Error::Gpu(format!("reading results back: {e}"))),
+            }
+        };
+        self.readback.unmap();
+        let t4 = Instant::now();
+        let us = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e6;
+        let times = CallTimes {
+            bind_us: 0.0,
+            upload_us: us(t0, t1),
+            encode_us: recorded.as_secs_f64() * 1e6,
+            submit_wait_us: us(t2, t3),
+            readback_us: us(t3, t4),
+        };
+        Ok((result?, times))
+    }
+
+    /// The command buffer of one run: the inputs copied up, the error words and flags
+    /// cleared, every dispatch, the outputs copied into the readback buffer.
+    fn record_run(&self) -> Result<wgpu::CommandBuffer> {
         let dev = &self.gpu.device;
-        let cmd = self.gpu.scoped("recording the run", || {
+        self.gpu.scoped("recording the run", || {
             let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("glufuse run") });
             // Every input in one copy: the inputs' buffer is laid out as the staging buffer.
             if let (Some(staging), Some(slot)) = (&self.staging, self.inputs.first()) {
@@ -791,37 +852,7 @@ impl<'a> Executable<'a> {
                 enc.copy_buffer_to_buffer(&e.buffer, 0, &self.readback, e.offset, e.buffer.size());
             }
             enc.finish()
-        })?;
-        let t2 = Instant::now();
-        self.gpu.scoped("running the graph", || self.gpu.queue.submit([cmd]))?;
-        // The staging buffer is mapped again for the next run once this one is done with it.
-        let staged = self.staging.as_ref().map(|b| map_async(b, wgpu::MapMode::Write));
-        let read = map_async(&self.readback, wgpu::MapMode::Read);
-        self.gpu.wait("running the graph")?;
-        self.gpu.take_errors()?;
-        if let Some(done) = staged {
-            mapped(&done, "mapping the input staging buffer")?;
-            state.staging_mapped = true;
-        }
-        mapped(&read, "reading results back")?;
-        let t3 = Instant::now();
-        let result = {
-            match self.readback.slice(..).get_mapped_range() {
-                Ok(view) => self.read_results(bytemuck::cast_slice(&view)),
-                Err(e) => Err(Error::Gpu(format!("reading results back: {e}"))),
-            }
-        };
-        self.readback.unmap();
-        let t4 = Instant::now();
-        let us = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e6;
-        let times = CallTimes {
-            bind_us: 0.0,
-            upload_us: us(t0, t1),
-            encode_us: us(t1, t2),
-            submit_wait_us: us(t2, t3),
-            readback_us: us(t3, t4),
-        };
-        Ok((result?, times))
+        })
     }
 
     /// The outputs from the readback words, or the error of the first kernel (in dispatch

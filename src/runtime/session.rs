@@ -6,7 +6,8 @@
 //! - **Every call**: the symbols bound from the inputs' shapes (checked: names, dtypes,
 //!   ranks, dims that contradict each other), the inputs converted to the GPU's words and
 //!   written into the executable's staging buffer (mapped since the last call), one command
-//!   encoder holding the inputs' copies, every dispatch (a pipeline, a bind group and a
+//!   encoder (recorded on another thread while large inputs are staged) holding the inputs'
+//!   copies, every dispatch (a pipeline, a bind group and a
 //!   dispatch each: the encoding cost grows with the dispatch count) and the copies of every
 //!   output (and of the run-time checks' error words) into one readback buffer, one
 //!   submission, one wait (which also maps the staging buffer again), the outputs converted
@@ -134,8 +135,7 @@ impl<'a> Session<'a> {
     /// The executable for binding `b`: the one kept for it, or a new one (which may drop the
     /// least recently used).
     pub fn executable(&mut self, b: &Bindings) -> Result<&mut Executable<'a>> {
-        let mut key: Vec<(String, usize)> = b.iter().map(|(k, &v)| (k.clone(), v)).collect();
-        key.sort();
+        let key = key_of(b);
         let exe = match self.executables.iter().position(|(k, _)| *k == key) {
             Some(i) => self.executables.remove(i).1,
             None => {
@@ -199,4 +199,11 @@ impl<'a> Session<'a> {
         let (out, times) = exe.run_timed(inputs)?;
         Ok((out, CallTimes { bind_us, ..times }))
     }
+}
+
+/// A binding as the key of its executable: its symbols and sizes, sorted.
+fn key_of(b: &Bindings) -> Vec<(String, usize)> {
+    let mut key: Vec<(String, usize)> = b.iter().map(|(k, &v)| (k.clone(), v)).collect();
+    key.sort();
+    key
 }
