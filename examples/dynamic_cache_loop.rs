@@ -5,10 +5,13 @@
 //! kernels whose sizes involve the past length) before it runs. The example prints, per step,
 //! the call's time, the pipelines compiled and the same call's time again: the difference is
 //! what the new binding cost, which a step exported over a static cache (`static_cache_loop`)
-//! does not pay.
+//! does not pay. With `--prepare` the loop first builds the executables of every past length
+//! it will reach, several at a time ([`Session::prepare`]), prints what that took, and runs
+//! the first step's graph for half a second (the GPU's clocks fell while it compiled); its
+//! steps then build nothing.
 //!
 //! ```text
-//! cargo run --release --example dynamic_cache_loop -- [MODEL.onnx] [STEPS] [PAST]
+//! cargo run --release --example dynamic_cache_loop -- [MODEL.onnx] [STEPS] [PAST] [--prepare]
 //! ```
 //!
 //! The default model is `tests/data/models/llama_kvstep.onnx`, a tiny random Llama (its
@@ -26,7 +29,9 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 fn main() -> Result<(), Error> {
-    let mut args = std::env::args().skip(1);
+    let all_args: Vec<String> = std::env::args().skip(1).collect();
+    let prepare = all_args.iter().any(|a| a == "--prepare");
+    let mut args = all_args.into_iter().filter(|a| a != "--prepare");
     let path = args.next().unwrap_or_else(|| "tests/data/models/llama_kvstep.onnx".into());
     let number = |s: Option<String>, what: &str, default: usize| -> Result<usize, Error> {
         match s {
@@ -73,6 +78,40 @@ fn main() -> Result<(), Error> {
     println!("device: {}", gpu.describe());
     let mut s = Session::new(&gpu, g)?;
     let mut token = 1i64;
+    if prepare {
+        // Every step's binding: the first step's, its past and mask lengths moved on.
+        ins.insert("input_ids".into(), Tensor::i64(vec![1, 1], vec![token])?);
+        ins.insert("attention_mask".into(), Tensor::i64(vec![1, past + 1], vec![1; past + 1])?);
+        let first = s.bind(&ins, &Default::default())?;
+        let symbol = |name: &str, axis: usize| -> Result<String, Error> {
+            let node = s.graph().find(name).map(|n| s.graph().node(n));
+            match node.and_then(|n| n.outputs[0].shape.get(axis)) {
+                Some(glufuse::ir::Dim::Sym(sym)) => Ok(sym.clone()),
+                _ => Err(Error::input(format!("--prepare needs dim {axis} of input '{name}' to be a lone symbol"))),
+            }
+        };
+        let (past_sym, all_sym) = (symbol(&caches[0].1, 2)?, symbol("attention_mask", 1)?);
+        let bindings: Vec<_> = (0..steps)
+            .map(|step| {
+                let mut b = first.clone();
+                b.insert(past_sym.clone(), past + step);
+                b.insert(all_sym.clone(), past + step + 1);
+                b
+            })
+            .collect();
+        s.set_capacity(steps.max(1));
+        let before = gpu.pipeline_counts().compiled;
+        let t = Instant::now();
+        s.prepare(&bindings)?;
+        println!(
+            "prepared {steps} past lengths in {:.1} ms ({} pipelines compiled)",
+            t.elapsed().as_secs_f64() * 1e3,
+            gpu.pipeline_counts().compiled - before
+        );
+        // Seconds of compiling left the GPU idle and its clocks low: the first step's graph
+        // runs for half a second first ([`Session::warm_up`]).
+        s.warm_up(&ins, &Default::default(), std::time::Duration::from_millis(500))?;
+    }
     for step in 0..steps {
         let len = past + step;
         ins.insert("input_ids".into(), Tensor::i64(vec![1, 1], vec![token])?);

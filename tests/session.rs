@@ -194,6 +194,81 @@ fn repeated_calls_create_no_buffers_bind_groups_or_pipelines() {
     assert_eq!(gpu.pipeline_counts().compiled, compiled, "pipelines compiled by repeated calls");
 }
 
+/// A session prepares the past lengths a generation loop will reach (`Session::prepare`):
+/// their executables are built beforehand, several at a time, and the loop's calls then
+/// compile and create nothing, and give the bits of a session that builds each executable on
+/// its first call. Bindings no call would have are refused before anything is built.
+#[test]
+fn prepared_past_lengths_build_nothing_when_the_loop_reaches_them() {
+    let Some(gpu) = common::gpu() else { return };
+    let g = kvstep();
+    let mut ins = reference_inputs(&g, "past9");
+    let mut s = Session::new(&gpu, g.clone()).unwrap();
+    // The session to compare with, on a device of its own (what it creates is not counted).
+    let other = common::gpu().expect("a second device");
+    let mut plain = Session::new(&other, g.clone()).unwrap();
+    let b9 = s.bind(&ins, &Default::default()).unwrap();
+    assert_eq!((b9["past"], b9["all"]), (9, 10), "{b9:?}");
+    let at = |p: usize| {
+        let mut b = b9.clone();
+        b.insert("past".into(), p);
+        b.insert("all".into(), p + 1);
+        b
+    };
+    // Refused before anything is built: an input's symbol unbound, a symbol the graph does
+    // not have, more new bindings than the session keeps.
+    let mut unbound = at(9);
+    unbound.remove("past");
+    let e = s.prepare(&[at(10), unbound]).unwrap_err().to_string();
+    assert!(e.contains("'past' unbound"), "{e}");
+    let mut extra = at(9);
+    extra.insert("bogus".into(), 3);
+    let e = s.prepare(&[extra]).unwrap_err().to_string();
+    assert!(e.contains("'bogus'"), "{e}");
+    s.set_capacity(3);
+    let e = s.prepare(&[at(9), at(10), at(11), at(12)]).unwrap_err().to_string();
+    assert!(e.contains("4 bindings to prepare") && e.contains("keeps (3)"), "{e}");
+    assert_eq!(s.executables(), 0, "nothing built on a refusal");
+    // Past 9 to 12 prepared (one given twice): four executables.
+    s.set_capacity(8);
+    s.prepare(&[at(9), at(10), at(10), at(11), at(12)]).unwrap();
+    assert_eq!(s.executables(), 4);
+    let (created, compiled) = (gpu.created(), gpu.pipeline_counts().compiled);
+    // The loop: each step's presents the next step's past; nothing built, the same bits.
+    for (step, token) in [(0, 0), (1, 17), (2, 5), (3, 99)] {
+        if step > 0 {
+            ins.insert("input_ids".into(), ids(&[token]));
+            ins.insert("attention_mask".into(), ids(&vec![1; 10 + step]));
+        }
+        let got = s.run(&ins).unwrap();
+        let want = plain.run(&ins).unwrap();
+        for (i, (x, y)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(bits(x), bits(y), "step {step}: output {}", g.output_name(i));
+        }
+        for (i, t) in got.iter().enumerate() {
+            if let Some(layer) = g.output_name(i).strip_prefix("present_") {
+                ins.insert(format!("past_{layer}"), t.clone());
+            }
+        }
+    }
+    assert_eq!(gpu.pipeline_counts().compiled, compiled, "pipelines compiled by the prepared loop");
+    let now = gpu.created();
+    assert_eq!((now.buffers, now.bind_groups), (created.buffers, created.bind_groups), "made by the prepared loop");
+    assert_eq!(s.executables(), 4);
+    // A session keeping three (past 10 to 12 now): two kept and two new are refused, though
+    // only two are new; two kept and one new evict past 10, not those asked for.
+    s.set_capacity(3);
+    let before = gpu.created();
+    let e = s.prepare(&[at(11), at(12), at(13), at(14)]).unwrap_err().to_string();
+    assert!(e.contains("4 bindings to prepare") && e.contains("keeps (3)"), "{e}");
+    s.prepare(&[at(11), at(12), at(13)]).unwrap();
+    assert_eq!(s.executables(), 3);
+    let built = gpu.created();
+    assert!(built.buffers > before.buffers, "past 13 built");
+    s.prepare(&[at(11), at(12), at(13)]).unwrap();
+    assert_eq!(gpu.created().buffers, built.buffers, "past 11 to 13 kept");
+}
+
 /// A session compiles every executable for its own target: with f16 products allowed
 /// (`run --matmul-precision f16`) and cooperative matrices (emulated here, as on CI's
 /// lavapipe), a prefill binding's fused projection runs on the cooperative-matrix GEMM,

@@ -26,7 +26,8 @@
 //!   symbolic constants uploaded. For the Qwen2-0.5B-sized f16 decode step on an H200 that is
 //!   224–374 ms for each new past length with every compile cold (5 new pipelines; the decode
 //!   attention's compile is 190–340 ms of it), against about 1 ms for the step itself on the
-//!   GPU (`benches/results/h200-2026-11-29-build.md`).
+//!   GPU (`benches/results/h200-2026-11-29-build.md`). [`Session::prepare`] builds the
+//!   executables of bindings known beforehand (a loop's past lengths), several at a time.
 //! - **Once per session**: the weights and constants uploaded.
 //! - **After a pause**: a GPU without work for about a second lowers its clocks (an H100's
 //!   SM clock falls from 1980 towards 345 MHz within 2-3 s) and needs 100-300 ms of work to
@@ -148,6 +149,90 @@ impl<'a> Session<'a> {
         self.executables.push((key, exe));
         let last = self.executables.len() - 1;
         Ok(&mut self.executables[last].1)
+    }
+
+    /// Builds the executables of `bindings` that the session does not keep yet, several at a
+    /// time, and keeps them: a generation loop over a KV step exported with a dynamic cache
+    /// prepares the past lengths it will reach, and its calls then build nothing. Each
+    /// executable's build is mostly its new pipelines (a decode attention's code differs for
+    /// every past length), compiled one after another within a build and in parallel across
+    /// them: on the H200 machine, the Qwen2-0.5B-sized f16 step's 5 new codes a length took
+    /// 224–374 ms one length at a time (`benches/results/h200-2026-11-29-build.md`).
+    ///
+    /// The first new binding is built alone (it compiles the codes the others share), the
+    /// rest together. Bindings kept already are marked as just used. Errors, before anything
+    /// is built: a binding that leaves a symbol of the inputs' shapes unbound, or names one
+    /// the graph does not have (the calls' bindings would never be that one), or more
+    /// bindings than the session keeps ([`Session::set_capacity`]; counting those kept
+    /// already, which the new ones then do not evict). An executable that fails to build is
+    /// the error; those built before it in order are kept.
+    pub fn prepare(&mut self, bindings: &[Bindings]) -> Result<()> {
+        // A call's binding has every input's symbols and those given for it, all of them the
+        // graph's: one that differs would build an executable no call finds.
+        let g = &self.graph;
+        let of_inputs: Vec<String> = self
+            .input_nodes
+            .iter()
+            .flat_map(|&n| g.node(n).outputs[0].shape.iter().flat_map(|d| d.symbols()))
+            .collect();
+        let mut all: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for n in g.topo_order()? {
+            all.extend(g.node(n).outputs.iter().flat_map(|t| t.shape.iter().flat_map(|d| d.symbols())));
+        }
+        for b in bindings {
+            if let Some(s) = of_inputs.iter().find(|s| !b.contains_key(*s)) {
+                return Err(Error::input(format!(
+                    "a binding to prepare leaves the inputs' symbolic dim '{s}' unbound"
+                )));
+            }
+            if let Some(s) = b.keys().find(|s| !all.contains(*s)) {
+                return Err(Error::input(format!(
+                    "a binding to prepare names '{s}', which is no symbolic dim of the graph"
+                )));
+            }
+        }
+        let mut distinct: Vec<(Vec<(String, usize)>, &Bindings)> = vec![];
+        for b in bindings {
+            let key = key_of(b);
+            if !distinct.iter().any(|(k, _)| *k == key) {
+                distinct.push((key, b));
+            }
+        }
+        if distinct.len() > self.capacity {
+            return Err(Error::input(format!(
+                "{} bindings to prepare, more than the session keeps ({}): raise it with Session::set_capacity",
+                distinct.len(),
+                self.capacity
+            )));
+        }
+        // Those kept already become the most recently used, so that the new ones evict others.
+        let mut new = vec![];
+        for (key, b) in distinct {
+            match self.executables.iter().position(|(k, _)| *k == key) {
+                Some(i) => {
+                    let kept = self.executables.remove(i);
+                    self.executables.push(kept);
+                }
+                None => new.push((key, b)),
+            }
+        }
+        let (gpu, graph, target, weights) = (self.gpu, &self.graph, &self.target, &self.weights);
+        let build = |b: &Bindings| Executable::build(gpu, graph, b, target, weights);
+        let mut built: Vec<Result<Executable<'a>>> = vec![];
+        if let Some((first, rest)) = new.split_first() {
+            built.push(build(first.1));
+            if built[0].is_ok() {
+                use rayon::prelude::*;
+                built.par_extend(rest.par_iter().map(|(_, b)| build(b)));
+            }
+        }
+        for ((key, _), exe) in new.into_iter().zip(built) {
+            if self.executables.len() >= self.capacity {
+                self.executables.remove(0);
+            }
+            self.executables.push((key, exe?));
+        }
+        Ok(())
     }
 
     /// Tunes the prefill GEMMs of binding `b`'s executable ([`Executable::tune_gemms`]).
