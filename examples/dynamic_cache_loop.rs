@@ -79,26 +79,27 @@ fn main() -> Result<(), Error> {
     let mut s = Session::new(&gpu, g)?;
     let mut token = 1i64;
     if prepare {
-        // Every step's binding: the first step's, its past and mask lengths moved on.
         ins.insert("input_ids".into(), Tensor::i64(vec![1, 1], vec![token])?);
         ins.insert("attention_mask".into(), Tensor::i64(vec![1, past + 1], vec![1; past + 1])?);
-        let first = s.bind(&ins, &Default::default())?;
-        let symbol = |name: &str, axis: usize| -> Result<String, Error> {
-            let node = s.graph().find(name).map(|n| s.graph().node(n));
-            match node.and_then(|n| n.outputs[0].shape.get(axis)) {
-                Some(glufuse::ir::Dim::Sym(sym)) => Ok(sym.clone()),
-                _ => Err(Error::input(format!("--prepare needs dim {axis} of input '{name}' to be a lone symbol"))),
-            }
-        };
-        let (past_sym, all_sym) = (symbol(&caches[0].1, 2)?, symbol("attention_mask", 1)?);
-        let bindings: Vec<_> = (0..steps)
+        // Every step's binding, from the shapes of its inputs: the first step's, the mask's
+        // and the caches' lengths moved on.
+        let bindings = (0..steps)
             .map(|step| {
-                let mut b = first.clone();
-                b.insert(past_sym.clone(), past + step);
-                b.insert(all_sym.clone(), past + step + 1);
-                b
+                let shapes: HashMap<String, Vec<usize>> = ins
+                    .iter()
+                    .map(|(name, t)| {
+                        let mut d = t.shape().to_vec();
+                        match name.as_str() {
+                            "attention_mask" => d[1] += step,
+                            n if n.starts_with("past_") => d[2] += step,
+                            _ => {}
+                        }
+                        (name.clone(), d)
+                    })
+                    .collect();
+                s.bind_shapes(&shapes, &Default::default())
             })
-            .collect();
+            .collect::<Result<Vec<_>, Error>>()?;
         s.set_capacity(steps.max(1));
         let before = gpu.pipeline_counts().compiled;
         let t = Instant::now();

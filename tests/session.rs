@@ -194,10 +194,11 @@ fn repeated_calls_create_no_buffers_bind_groups_or_pipelines() {
     assert_eq!(gpu.pipeline_counts().compiled, compiled, "pipelines compiled by repeated calls");
 }
 
-/// A session prepares the past lengths a generation loop will reach (`Session::prepare`):
-/// their executables are built beforehand, several at a time, and the loop's calls then
-/// compile and create nothing, and give the bits of a session that builds each executable on
-/// its first call. Bindings no call would have are refused before anything is built.
+/// A session prepares the past lengths a generation loop will reach (`Session::prepare`, its
+/// bindings from the inputs' shapes: `Session::bind_shapes`): their executables are built
+/// beforehand, several at a time, and the loop's calls then compile and create nothing, and
+/// give the bits of a session that builds each executable on its first call. Bindings no
+/// call would have are refused before anything is built.
 #[test]
 fn prepared_past_lengths_build_nothing_when_the_loop_reaches_them() {
     let Some(gpu) = common::gpu() else { return };
@@ -209,6 +210,21 @@ fn prepared_past_lengths_build_nothing_when_the_loop_reaches_them() {
     let mut plain = Session::new(&other, g.clone()).unwrap();
     let b9 = s.bind(&ins, &Default::default()).unwrap();
     assert_eq!((b9["past"], b9["all"]), (9, 10), "{b9:?}");
+    // A binding from the inputs' shapes alone is the one their tensors make, checked alike.
+    let shapes: HashMap<String, Vec<usize>> = ins.iter().map(|(k, t)| (k.clone(), t.shape().to_vec())).collect();
+    assert_eq!(s.bind_shapes(&shapes, &Default::default()).unwrap(), b9);
+    let mut bad = shapes.clone();
+    bad.get_mut("past_1_v").unwrap()[2] = 8;
+    let e = s.bind_shapes(&bad, &Default::default()).unwrap_err().to_string();
+    assert!(e.contains("past_1_v") && e.contains("'past'"), "{e}");
+    bad = shapes.clone();
+    bad.remove("past_0_k");
+    let e = s.bind_shapes(&bad, &Default::default()).unwrap_err().to_string();
+    assert!(e.contains("past_0_k") && e.contains("no value"), "{e}");
+    bad = shapes.clone();
+    bad.insert("position_ids".into(), vec![1, 1]);
+    let e = s.bind_shapes(&bad, &Default::default()).unwrap_err().to_string();
+    assert!(e.contains("no input 'position_ids'"), "{e}");
     let at = |p: usize| {
         let mut b = b9.clone();
         b.insert("past".into(), p);

@@ -43,7 +43,7 @@
 use super::{CallTimes, Executable, Gpu, Weights};
 use crate::codegen::tune::Tuned;
 use crate::codegen::{Target, Tiles};
-use crate::ir::Op;
+use crate::ir::{DType, Op};
 use crate::shape::{bind_inputs, Bindings};
 use crate::tensor::Tensor;
 use crate::{Error, Graph, Result};
@@ -102,6 +102,23 @@ impl<'a> Session<'a> {
     /// those it has), a missing one, a wrong dtype or rank, a dim that contradicts another
     /// input's binding of the same symbol. Errors name the input.
     pub fn bind(&self, inputs: &HashMap<String, Tensor>, given: &Bindings) -> Result<Bindings> {
+        self.bind_from(inputs, |t| (t.dtype(), t.shape()), given)
+    }
+
+    /// [`Session::bind`] from the inputs' shapes alone (by name; no dtype to check), as a
+    /// call with inputs of those shapes binds: the bindings [`Session::prepare`] takes for
+    /// calls yet to come.
+    pub fn bind_shapes<S: AsRef<[usize]>>(&self, shapes: &HashMap<String, S>, given: &Bindings) -> Result<Bindings> {
+        self.bind_from(shapes, |s| (None, s.as_ref()), given)
+    }
+
+    /// The binding of inputs by name, each with its dtype (checked where given) and shape.
+    fn bind_from<'v, V, D: Into<Option<DType>>>(
+        &self,
+        inputs: &'v HashMap<String, V>,
+        of: impl Fn(&'v V) -> (D, &'v [usize]),
+        given: &Bindings,
+    ) -> Result<Bindings> {
         let g = &self.graph;
         let nodes = &self.input_nodes;
         for name in inputs.keys() {
@@ -116,17 +133,18 @@ impl<'a> Session<'a> {
         let mut list = vec![];
         for &n in nodes {
             let node = g.node(n);
-            let t = inputs
+            let v = inputs
                 .get(&node.name)
                 .ok_or_else(|| Error::graph(&node.name, "no value was given for this graph input"))?;
             let ty = &node.outputs[0];
-            if t.dtype() != ty.dtype {
+            let (dtype, shape) = of(v);
+            if let Some(d) = dtype.into().filter(|&d| d != ty.dtype) {
                 return Err(Error::graph(
                     &node.name,
-                    format!("the graph input is {} but the value given is {}", ty.dtype, t.dtype()),
+                    format!("the graph input is {} but the value given is {d}", ty.dtype),
                 ));
             }
-            list.push((node.name.as_str(), ty, t.shape()));
+            list.push((node.name.as_str(), ty, shape));
         }
         let mut b = given.clone();
         bind_inputs(&list, &mut b)?;
