@@ -507,6 +507,26 @@ impl<'a> Executable<'a> {
                 mapped_at_creation: true,
             })
         });
+        // The inputs' bytes on their way up, and the staging buffer's mapping, written once
+        // now: the first write of each page costs a fault, which the first call paid (the
+        // Qwen2-0.5B-sized f16 decode step's 3.1 MB: that call's upload took 3.3–3.6 ms
+        // against 0.7–0.8 after, on the H200 machine, and 0.7–0.9 with the pages written
+        // here: `benches/results/h200-2026-11-29-prepare.md`). Then a prepared executable's
+        // first call costs what the next does.
+        // (Not `vec![0; n]`: its pages come zeroed from the kernel on first write, the cost
+        // this moves out of the first call.)
+        #[allow(clippy::slow_vector_initialization)]
+        let bytes: Vec<u8> = {
+            let mut v = Vec::with_capacity(staged as usize);
+            v.resize(staged as usize, 0);
+            v
+        };
+        if let Some(b) = &staging {
+            b.slice(..)
+                .get_mapped_range_mut()
+                .map_err(|e| Error::Gpu(format!("writing the inputs' staging buffer: {e}")))?
+                .copy_from_slice(&bytes);
+        }
         // The readback buffer: the outputs' shared buffer as it is, every other output, then
         // every region's error words.
         let mut offset = out_bytes;
@@ -547,7 +567,7 @@ impl<'a> Executable<'a> {
             flags,
             readback,
             staging,
-            running: Mutex::new(RunState { staging_mapped: true, bytes: vec![] }),
+            running: Mutex::new(RunState { staging_mapped: true, bytes }),
         })
     }
 
