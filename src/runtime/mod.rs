@@ -125,10 +125,10 @@ impl Place {
 }
 
 /// The staged inputs' bytes from which a call stages them while it records the run on another
-/// thread ([`Executable::run_timed`]): on the H200 machine the handoff to rayon's pool cost
+/// thread ([`Executable::run_timed`], [`CallTimes::encode_us`]): on the H200 machine the handoff to rayon's pool cost
 /// about 30 µs, and a Qwen2-0.5B-sized decode step's 3.1 MB took about 500 µs to stage, beside
 /// 300–550 µs of recording (`benches/results/h200-2026-11-29-overlap.md`).
-const OVERLAP_MIN_BYTES: u64 = 512 << 10;
+pub const OVERLAP_MIN_BYTES: u64 = 512 << 10;
 
 /// Where one run's CPU time went, in µs (wall clock). `submit_wait` includes the GPU's work.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -138,9 +138,10 @@ pub struct CallTimes {
     pub bind_us: f64,
     /// Checking the inputs and writing them into the mapped staging buffer.
     pub upload_us: f64,
-    /// Recording the copies, every dispatch and the readback copies into a command buffer,
-    /// at the same time as the upload (on another thread, once the inputs are checked): the
-    /// call waits for the longer of the two.
+    /// Recording the copies, every dispatch and the readback copies into a command buffer:
+    /// after the upload, or at the same time where the inputs take [`OVERLAP_MIN_BYTES`] or
+    /// more (on another thread, once they are checked), the call then waiting for the longer
+    /// of the two.
     pub encode_us: f64,
     /// Submitting it and waiting for the GPU (and for the buffers to map), from when both
     /// the upload and the recording are done.
