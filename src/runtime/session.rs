@@ -7,13 +7,13 @@
 //!   ranks, dims that contradict each other), the inputs converted to the GPU's words and
 //!   written into the executable's staging buffer (mapped since the last call), one command
 //!   encoder (recorded on another thread while large inputs are staged) holding the inputs'
-//!   copies, every dispatch (a pipeline, a bind group and a
-//!   dispatch each: the encoding cost grows with the dispatch count) and the copies of every
-//!   output (and of the run-time checks' error words) into one readback buffer, one
-//!   submission, one wait (which also maps the staging buffer again), the outputs converted
-//!   from the mapped buffer. No buffer, pipeline or bind group is created ([`Gpu::created`]
-//!   counts them; `tests/session.rs` checks), and wgpu makes no staging buffer of its own;
-//!   the only allocations are the command buffer and the output tensors returned.
+//!   copies, every dispatch (a pipeline, a bind group and a dispatch each: the encoding cost
+//!   grows with the dispatch count) and the copies of every output (and of the run-time
+//!   checks' error words) into one readback buffer, one submission, one wait (which also
+//!   maps the staging buffer again), the outputs converted from the mapped buffer. No
+//!   buffer, pipeline or bind group is created ([`Gpu::created`] counts them;
+//!   `tests/session.rs` checks), and wgpu makes no staging buffer of its own; the only
+//!   allocations are the command buffer and the output tensors returned.
 //!   [`Session::run_timed`] says where a call's time went.
 //! - **The first call under a new binding** (another batch, sequence or past length) also
 //!   makes that binding's [`Executable`]: code generation of every kernel and naga validation
