@@ -283,6 +283,13 @@ fn prepared_past_lengths_build_nothing_when_the_loop_reaches_them() {
     assert!(built.buffers > before.buffers, "past 13 built");
     s.prepare(&[at(11), at(12), at(13)]).unwrap();
     assert_eq!(gpu.created().buffers, built.buffers, "past 11 to 13 kept");
+    // A length past what the device binds fails to build: its error, and the one built
+    // before it in order kept.
+    let e = s.prepare(&[at(14), at(1 << 26)]).unwrap_err().to_string();
+    assert!(e.contains("more than this device binds"), "{e}");
+    let kept = gpu.created();
+    s.prepare(&[at(14)]).unwrap();
+    assert_eq!(gpu.created().buffers, kept.buffers, "past 14 kept");
 }
 
 /// A session compiles every executable for its own target: with f16 products allowed
