@@ -292,6 +292,50 @@ fn prepared_past_lengths_build_nothing_when_the_loop_reaches_them() {
     assert_eq!(gpu.created().buffers, kept.buffers, "past 14 kept");
 }
 
+/// A session's executables call through one staging and one readback buffer, fitted to the
+/// largest: four past lengths prepared make four executables' buffers less three pairs, and
+/// a call of the longest, then of the shortest, makes none and gives the bits of executables
+/// with buffers of their own.
+#[test]
+fn a_sessions_executables_share_their_staging_and_readback_buffers() {
+    let Some(gpu) = common::gpu() else { return };
+    let g = kvstep();
+    let ins = reference_inputs(&g, "past9");
+    let b9 = Session::new(&gpu, g.clone()).unwrap().bind(&ins, &Default::default()).unwrap();
+    let at = |p: usize| {
+        let mut b = b9.clone();
+        b.insert("past".into(), p);
+        b.insert("all".into(), p + 1);
+        b
+    };
+    let made = |lengths: &[usize]| {
+        let mut s = Session::new(&gpu, g.clone()).unwrap();
+        let before = gpu.created().buffers;
+        s.prepare(&lengths.iter().map(|&p| at(p)).collect::<Vec<_>>()).unwrap();
+        (gpu.created().buffers - before, s)
+    };
+    let (one, _) = made(&[20]);
+    let (four, mut s) = made(&[20, 21, 22, 23]);
+    assert_eq!(four, 4 * (one - 2) + 2, "one prepared: {one} buffers");
+    // Calls of the longest and the shortest: nothing made, the bits of standalone executables.
+    for past in [23, 20] {
+        let mut x = ins.clone();
+        for name in ins.keys() {
+            if name.starts_with("past_") {
+                x.insert(name.clone(), Tensor::random(vec![1, 2, past, 8], past as u64, 1.0));
+            }
+        }
+        x.insert("attention_mask".into(), ids(&vec![1; past + 1]));
+        let before = gpu.created().buffers;
+        let got = s.run(&x).unwrap();
+        assert_eq!(gpu.created().buffers, before, "past {past}: the session's call made none");
+        let own = Executable::new(&gpu, s.graph(), &at(past)).unwrap().run(&x).unwrap();
+        for (a, b) in got.iter().zip(&own) {
+            assert_eq!(bits(a), bits(b), "past {past}");
+        }
+    }
+}
+
 /// A session compiles every executable for its own target: with f16 products allowed
 /// (`run --matmul-precision f16`) and cooperative matrices (emulated here, as on CI's
 /// lavapipe), a prefill binding's fused projection runs on the cooperative-matrix GEMM,

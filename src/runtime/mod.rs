@@ -158,11 +158,69 @@ impl CallTimes {
     }
 }
 
-/// What a run holds between calls: whether the staging buffer is mapped for writing, and
-/// the inputs' bytes on their way there (kept, so that a call allocates nothing).
-struct RunState {
+/// The buffers a call stages its inputs in and reads its outputs back from, and what they
+/// hold between calls: whether the staging buffer is mapped for writing, and the inputs' bytes
+/// on their way there (kept, so that a call allocates nothing). An executable's own, or one
+/// that a [`Session`]'s executables share (they run one at a time), sized for the largest
+/// ([`Io::fit`]): a session that keeps an executable for each of many past lengths then
+/// holds one pair, not one each.
+pub(crate) struct Io {
+    /// The inputs' words on their way up (`MAP_WRITE`), at least as large as the staged
+    /// inputs of each executable that uses it.
+    staging: Option<wgpu::Buffer>,
+    /// The outputs' words on their way back (`MAP_READ`).
+    readback: Option<wgpu::Buffer>,
     staging_mapped: bool,
     bytes: Vec<u8>,
+}
+
+impl Io {
+    /// None yet: [`Io::fit`] makes them.
+    pub(crate) fn new() -> Io {
+        Io { staging: None, readback: None, staging_mapped: false, bytes: vec![] }
+    }
+
+    /// Makes the buffers at least `staged` and `read` bytes (a larger one replaces the one
+    /// there); none is made where they are large enough already. The staging buffer's
+    /// mapping and the bytes are written once now: the first write of each page costs a
+    /// fault, which the first call paid (the Qwen2-0.5B-sized f16 decode step's 3.1 MB: that
+    /// call's upload took 3.3–3.6 ms against 0.7–0.8 after, on the H200 machine, and 0.7–0.9
+    /// with the pages written here: `benches/results/h200-2026-11-29-prepare.md`).
+    pub(crate) fn fit(&mut self, gpu: &Gpu, staged: u64, read: u64) -> Result<()> {
+        if staged > 0 && self.staging.as_ref().is_none_or(|b| b.size() < staged) {
+            let desc = wgpu::BufferDescriptor {
+                label: Some("inputs"),
+                size: staged,
+                usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: true,
+            };
+            let b = gpu.scoped("allocating the inputs' staging buffer", || gpu.create_buffer(&desc))?;
+            // (Not `vec![0; n]`: its pages come zeroed from the kernel on first write, the
+            // cost this moves out of the first call.)
+            #[allow(clippy::slow_vector_initialization)]
+            let bytes: Vec<u8> = {
+                let mut v = Vec::with_capacity(staged as usize);
+                v.resize(staged as usize, 0);
+                v
+            };
+            b.slice(..)
+                .get_mapped_range_mut()
+                .map_err(|e| Error::Gpu(format!("writing the inputs' staging buffer: {e}")))?
+                .copy_from_slice(&bytes);
+            (self.staging, self.bytes, self.staging_mapped) = (Some(b), bytes, true);
+        }
+        let read = read.max(4);
+        if self.readback.as_ref().is_none_or(|b| b.size() < read) {
+            let desc = wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size: read,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            };
+            self.readback = Some(gpu.scoped("allocating the readback buffer", || gpu.create_buffer(&desc))?);
+        }
+        Ok(())
+    }
 }
 
 /// A graph output as an executable reads it back: its value, dims, dtype, and where its
@@ -215,12 +273,12 @@ pub struct Executable<'a> {
     errors: Option<ErrorWords>,
     /// The scatters' flags, a region per kernel that counts them, zeroed before every run.
     flags: Option<wgpu::Buffer>,
-    readback: wgpu::Buffer,
-    /// The inputs' words on their way up (`MAP_WRITE`), laid out as the buffer the inputs
-    /// share, if the graph has inputs.
-    staging: Option<wgpu::Buffer>,
-    /// One run at a time: runs share the staging and readback buffers.
-    running: Mutex<RunState>,
+    /// The inputs' bytes as staged (laid out as the buffer the inputs share; 0 without
+    /// inputs) and the outputs' as read back.
+    staged: u64,
+    read: u64,
+    /// Its staging and readback buffers, its own or a session's: one run at a time.
+    io: Arc<Mutex<Io>>,
 }
 
 impl<'a> Executable<'a> {
@@ -236,8 +294,24 @@ impl<'a> Executable<'a> {
         Self::build(gpu, g, b, target, &weights)
     }
 
-    /// An executable over weights already uploaded.
+    /// An executable over weights already uploaded, with staging and readback buffers of
+    /// its own.
     pub(crate) fn build(gpu: &'a Gpu, g: &Graph, b: &Bindings, target: &Target, weights: &Weights) -> Result<Self> {
+        let exe = Self::build_with(gpu, g, b, target, weights, Arc::new(Mutex::new(Io::new())))?;
+        exe.io().fit(gpu, exe.staged, exe.read)?;
+        Ok(exe)
+    }
+
+    /// An executable over weights already uploaded, staging and reading back through `io`
+    /// (which each call fits to it: [`Io::fit`]).
+    pub(crate) fn build_with(
+        gpu: &'a Gpu,
+        g: &Graph,
+        b: &Bindings,
+        target: &Target,
+        weights: &Weights,
+        io: Arc<Mutex<Io>>,
+    ) -> Result<Self> {
         let kernels = codegen::generate(g, b, target)?;
         let order = g.topo_order()?;
         // Views share their input's buffer, and so do a value its readers read in place
@@ -500,34 +574,6 @@ impl<'a> Executable<'a> {
             }
             Ok(())
         })??;
-        let staging = (staged > 0).then(|| {
-            gpu.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("inputs"),
-                size: staged,
-                usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: true,
-            })
-        });
-        // The inputs' bytes on their way up, and the staging buffer's mapping, written once
-        // now: the first write of each page costs a fault, which the first call paid (the
-        // Qwen2-0.5B-sized f16 decode step's 3.1 MB: that call's upload took 3.3–3.6 ms
-        // against 0.7–0.8 after, on the H200 machine, and 0.7–0.9 with the pages written
-        // here: `benches/results/h200-2026-11-29-prepare.md`). Then a prepared executable's
-        // first call costs what the next does.
-        // (Not `vec![0; n]`: its pages come zeroed from the kernel on first write, the cost
-        // this moves out of the first call.)
-        #[allow(clippy::slow_vector_initialization)]
-        let bytes: Vec<u8> = {
-            let mut v = Vec::with_capacity(staged as usize);
-            v.resize(staged as usize, 0);
-            v
-        };
-        if let Some(b) = &staging {
-            b.slice(..)
-                .get_mapped_range_mut()
-                .map_err(|e| Error::Gpu(format!("writing the inputs' staging buffer: {e}")))?
-                .copy_from_slice(&bytes);
-        }
         // The readback buffer: the outputs' shared buffer as it is, every other output, then
         // every region's error words.
         let mut offset = out_bytes;
@@ -550,12 +596,6 @@ impl<'a> Executable<'a> {
             offset += stride * e.kernels.len() as u64;
             e
         });
-        let readback = gpu.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size: offset.max(4),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
         Ok(Executable {
             gpu,
             buffers,
@@ -566,9 +606,9 @@ impl<'a> Executable<'a> {
             kernels,
             errors,
             flags,
-            readback,
-            staging,
-            running: Mutex::new(RunState { staging_mapped: true, bytes }),
+            staged,
+            read: offset,
+            io,
         })
     }
 
@@ -662,25 +702,30 @@ impl<'a> Executable<'a> {
         Ok(())
     }
 
-    /// Writes the (checked) inputs into the staging buffer, mapping it first if the last
-    /// run did not leave it mapped, and unmaps it for the copies.
-    fn stage_inputs(&self, state: &mut RunState, inputs: &HashMap<String, Tensor>) -> Result<()> {
-        let Some(staging) = &self.staging else { return Ok(()) };
-        if !state.staging_mapped {
+    /// Writes the (checked) inputs into the staging buffer (fitted), mapping it first if
+    /// the last run did not leave it mapped, and unmaps it for the copies.
+    fn stage_inputs(&self, io: &mut Io, inputs: &HashMap<String, Tensor>) -> Result<()> {
+        if self.staged == 0 {
+            return Ok(());
+        }
+        let Some(staging) = &io.staging else {
+            return Err(Error::Internal("staging inputs without a staging buffer".into()));
+        };
+        if !io.staging_mapped {
             map_and_wait(self.gpu, staging, wgpu::MapMode::Write, "mapping the input staging buffer")?;
-            state.staging_mapped = true;
+            io.staging_mapped = true;
         }
         // The inputs' bytes, converted on several threads where they are many ([`spread`]),
         // then copied into the mapped buffer at once: a mapped range is written through
         // wgpu's write-only view, which no thread but this one can hold.
-        // (Sized once: every call writes every input's run; the gaps between runs stay 0.)
-        let size = staging.size() as usize;
-        if state.bytes.len() != size {
-            state.bytes.clear();
-            state.bytes.resize(size, 0);
+        // (The first `staged` bytes: every call writes every input's run, and zeroes the gaps
+        // between runs, which another executable sharing the buffer may have written.)
+        let size = self.staged as usize;
+        if io.bytes.len() < size {
+            return Err(Error::Internal("the staging bytes are smaller than the inputs".into()));
         }
         let mut jobs = vec![];
-        let (mut rest, mut at): (&mut [u8], u64) = (&mut state.bytes[..], 0);
+        let (mut rest, mut at): (&mut [u8], u64) = (&mut io.bytes[..size], 0);
         for slot in &self.inputs {
             let t = &inputs[&slot.name];
             let skip = slot.offset.checked_sub(at).ok_or_else(|| {
@@ -690,19 +735,22 @@ impl<'a> Executable<'a> {
             if rest.len() < skip + len {
                 return Err(Error::Internal(format!("graph input '{}' lies past the staging buffer", slot.name)));
             }
-            let (run, tail) = std::mem::take(&mut rest)[skip..].split_at_mut(len);
+            let (gap, tail) = std::mem::take(&mut rest).split_at_mut(skip);
+            gap.fill(0);
+            let (run, tail) = tail.split_at_mut(len);
             rest = tail;
             at = slot.offset + len as u64;
             jobs.push((t, slot.dtype, run));
         }
+        rest.fill(0);
         spread(jobs, |(t, _, _)| t.numel(), |(t, dtype, run)| write_gpu_bytes(t, dtype, run));
         staging
-            .slice(..)
+            .slice(..self.staged)
             .get_mapped_range_mut()
             .map_err(|e| Error::Gpu(format!("writing the graph inputs: {e}")))?
-            .copy_from_slice(&state.bytes);
+            .copy_from_slice(&io.bytes[..size]);
         staging.unmap();
-        state.staging_mapped = false;
+        io.staging_mapped = false;
         Ok(())
     }
 
@@ -783,22 +831,30 @@ impl<'a> Executable<'a> {
         Ok(self.run_timed(inputs)?.0)
     }
 
+    /// Its staging and readback buffers, locked (a run that panicked leaves them usable: the
+    /// next run maps and writes what it needs).
+    fn io(&self) -> std::sync::MutexGuard<'_, Io> {
+        self.io.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// [`Executable::run`], and where its CPU time went.
     pub fn run_timed(&self, inputs: &HashMap<String, Tensor>) -> Result<(Vec<Tensor>, CallTimes)> {
-        let mut state = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut io = self.io();
         let t0 = Instant::now();
         self.check_inputs(inputs)?;
+        io.fit(self.gpu, self.staged, self.read)?;
+        let (staging, readback) = (io.staging.clone(), io.readback.clone().expect("fitted"));
         // Many inputs' bytes staged and the run recorded at the same time, on two threads:
         // the recording does not read the inputs (wgpu checks that the staging buffer is
         // unmapped when the run is submitted, not when its copy is recorded). Few are staged
         // first, on this thread: the handoff to the pool costs more than they take.
-        let run_state: &mut RunState = &mut state;
-        let mut stage = || (self.stage_inputs(run_state, inputs), Instant::now());
+        let io_state: &mut Io = &mut io;
+        let mut stage = || (self.stage_inputs(io_state, inputs), Instant::now());
         let record = || {
             let t = Instant::now();
-            (self.record_run(), t.elapsed())
+            (self.record_run(staging.as_ref(), &readback), t.elapsed())
         };
-        let ((staged, t1), (cmd, recorded)) = if self.staging.as_ref().is_some_and(|b| b.size() >= OVERLAP_MIN_BYTES) {
+        let ((staged, t1), (cmd, recorded)) = if self.staged >= OVERLAP_MIN_BYTES {
             rayon::join(stage, record)
         } else {
             let staged = stage();
@@ -809,23 +865,23 @@ impl<'a> Executable<'a> {
         let t2 = Instant::now();
         self.gpu.scoped("running the graph", || self.gpu.queue.submit([cmd]))?;
         // The staging buffer is mapped again for the next run once this one is done with it.
-        let staged = self.staging.as_ref().map(|b| map_async(b, wgpu::MapMode::Write));
-        let read = map_async(&self.readback, wgpu::MapMode::Read);
+        let staged = staging.as_ref().filter(|_| self.staged > 0).map(|b| map_async(b, wgpu::MapMode::Write));
+        let read = map_async(&readback, wgpu::MapMode::Read);
         self.gpu.wait("running the graph")?;
         self.gpu.take_errors()?;
         if let Some(done) = staged {
             mapped(&done, "mapping the input staging buffer")?;
-            state.staging_mapped = true;
+            io.staging_mapped = true;
         }
         mapped(&read, "reading results back")?;
         let t3 = Instant::now();
         let result = {
-            match self.readback.slice(..).get_mapped_range() {
+            match readback.slice(..).get_mapped_range() {
                 Ok(view) => self.read_results(bytemuck::cast_slice(&view)),
                 Err(e) => Err(Error::Gpu(format!("reading results back: {e}"))),
             }
         };
-        self.readback.unmap();
+        readback.unmap();
         let t4 = Instant::now();
         let us = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e6;
         let times = CallTimes {
@@ -840,14 +896,14 @@ impl<'a> Executable<'a> {
 
     /// The command buffer of one run: the inputs copied up, the error words and flags
     /// cleared, every dispatch, the outputs copied into the readback buffer.
-    fn record_run(&self) -> Result<wgpu::CommandBuffer> {
+    fn record_run(&self, staging: Option<&wgpu::Buffer>, readback: &wgpu::Buffer) -> Result<wgpu::CommandBuffer> {
         let dev = &self.gpu.device;
         self.gpu.scoped("recording the run", || {
             let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("glufuse run") });
             // Every input in one copy: the inputs' buffer is laid out as the staging buffer.
-            if let (Some(staging), Some(slot)) = (&self.staging, self.inputs.first()) {
+            if let (Some(staging), Some(slot), true) = (staging, self.inputs.first(), self.staged > 0) {
                 let dst = &self.buffers[self.buffer_of[&slot.value].buffer];
-                enc.copy_buffer_to_buffer(staging, 0, dst, 0, staging.size());
+                enc.copy_buffer_to_buffer(staging, 0, dst, 0, self.staged);
             }
             if let Some(e) = &self.errors {
                 enc.clear_buffer(&e.buffer, 0, None);
@@ -860,17 +916,17 @@ impl<'a> Executable<'a> {
             // the buffer they share; each other output by a copy of its own.
             if let Some(o) = self.outputs.iter().find(|o| o.shared) {
                 let src = &self.buffers[self.buffer_of[&o.value].buffer];
-                enc.copy_buffer_to_buffer(src, 0, &self.readback, 0, src.size());
+                enc.copy_buffer_to_buffer(src, 0, readback, 0, src.size());
             }
             for o in self.outputs.iter().filter(|o| !o.shared) {
                 let bytes = o.words() as u64 * 4;
                 if bytes > 0 {
                     let p = self.buffer_of[&o.value];
-                    enc.copy_buffer_to_buffer(&self.buffers[p.buffer], p.offset, &self.readback, o.offset, bytes);
+                    enc.copy_buffer_to_buffer(&self.buffers[p.buffer], p.offset, readback, o.offset, bytes);
                 }
             }
             if let Some(e) = &self.errors {
-                enc.copy_buffer_to_buffer(&e.buffer, 0, &self.readback, e.offset, e.buffer.size());
+                enc.copy_buffer_to_buffer(&e.buffer, 0, readback, e.offset, e.buffer.size());
             }
             enc.finish()
         })

@@ -35,12 +35,14 @@
 //!   [`Session::warm_up`] runs the graph for a given time first.
 //!
 //! Memory: the weights once; per executable kept, its intermediates (reused within a run as
-//! their last reader finishes), its staging buffer (the inputs) and its readback buffer (the
-//! outputs). A session keeps the most recently
-//! used executables, [`Session::set_capacity`] of them (8 unless set), and drops the least
-//! recently used past that.
+//! their last reader finishes) and the buffers its inputs and outputs share on the GPU; one
+//! staging buffer (the inputs on their way up) and one readback buffer (the outputs on their
+//! way back) that every executable of the session calls through, sized for the largest (the
+//! session's calls run one at a time). A session keeps the most recently used executables,
+//! [`Session::set_capacity`] of them (8 unless set), and drops the least recently used past
+//! that.
 
-use super::{CallTimes, Executable, Gpu, Weights};
+use super::{CallTimes, Executable, Gpu, Io, Weights};
 use crate::codegen::tune::Tuned;
 use crate::codegen::{Target, Tiles};
 use crate::ir::{DType, Op};
@@ -48,6 +50,7 @@ use crate::shape::{bind_inputs, Bindings};
 use crate::tensor::Tensor;
 use crate::{Error, Graph, Result};
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// A graph held for repeated runs: weights uploaded once, an executable per binding of the
 /// symbolic dims (the most recent kept), pipelines shared through the [`Gpu`]'s cache.
@@ -62,6 +65,9 @@ pub struct Session<'a> {
     /// Executables by binding, least recently used first.
     executables: Vec<(Vec<(String, usize)>, Executable<'a>)>,
     capacity: usize,
+    /// The staging and readback buffers every executable of the session calls through,
+    /// fitted to the largest built.
+    io: Arc<Mutex<Io>>,
 }
 
 impl<'a> Session<'a> {
@@ -76,7 +82,8 @@ impl<'a> Session<'a> {
     pub fn with_target(gpu: &'a Gpu, graph: Graph, target: Target) -> Result<Self> {
         let weights = Weights::upload(gpu, &graph)?;
         let input_nodes = graph.input_nodes();
-        Ok(Session { gpu, graph, input_nodes, target, weights, executables: vec![], capacity: 8 })
+        let io = Arc::new(Mutex::new(Io::new()));
+        Ok(Session { gpu, graph, input_nodes, target, weights, executables: vec![], capacity: 8, io })
     }
 
     /// The graph it runs.
@@ -161,7 +168,9 @@ impl<'a> Session<'a> {
                 if self.executables.len() >= self.capacity {
                     self.executables.remove(0);
                 }
-                Executable::build(self.gpu, &self.graph, b, &self.target, &self.weights)?
+                let exe = self.build(b)?;
+                self.fit_io(&[&exe])?;
+                exe
             }
         };
         self.executables.push((key, exe));
@@ -234,8 +243,7 @@ impl<'a> Session<'a> {
                 None => new.push((key, b)),
             }
         }
-        let (gpu, graph, target, weights) = (self.gpu, &self.graph, &self.target, &self.weights);
-        let build = |b: &Bindings| Executable::build(gpu, graph, b, target, weights);
+        let build = |b: &Bindings| self.build(b);
         let mut built: Vec<Result<Executable<'a>>> = vec![];
         if let Some((first, rest)) = new.split_first() {
             built.push(build(first.1));
@@ -244,6 +252,8 @@ impl<'a> Session<'a> {
                 built.par_extend(rest.par_iter().map(|(_, b)| build(b)));
             }
         }
+        // The session's buffers fitted to the largest built, once (each calls through them).
+        self.fit_io(&built.iter().filter_map(|e| e.as_ref().ok()).collect::<Vec<_>>())?;
         for ((key, _), exe) in new.into_iter().zip(built) {
             if self.executables.len() >= self.capacity {
                 self.executables.remove(0);
@@ -251,6 +261,20 @@ impl<'a> Session<'a> {
             self.executables.push((key, exe?));
         }
         Ok(())
+    }
+
+    /// A new executable of binding `b`, calling through the session's staging and readback
+    /// buffers.
+    fn build(&self, b: &Bindings) -> Result<Executable<'a>> {
+        Executable::build_with(self.gpu, &self.graph, b, &self.target, &self.weights, self.io.clone())
+    }
+
+    /// Fits the session's staging and readback buffers to the largest of `exes`, so that
+    /// their calls make none.
+    fn fit_io(&self, exes: &[&Executable<'a>]) -> Result<()> {
+        let staged = exes.iter().map(|e| e.staged).max().unwrap_or(0);
+        let read = exes.iter().map(|e| e.read).max().unwrap_or(0);
+        self.io.lock().unwrap_or_else(|p| p.into_inner()).fit(self.gpu, staged, read)
     }
 
     /// Tunes the prefill GEMMs of binding `b`'s executable ([`Executable::tune_gemms`]).
