@@ -58,6 +58,14 @@ fn ids(v: &[i64]) -> Tensor {
     Tensor::i64(vec![1, v.len()], v.to_vec()).unwrap()
 }
 
+/// Binding `b` (the Llama KV step's) with a past of `p` positions and one new token.
+fn past_binding(b: &glufuse::shape::Bindings, p: usize) -> glufuse::shape::Bindings {
+    let mut b = b.clone();
+    b.insert("past".into(), p);
+    b.insert("all".into(), p + 1);
+    b
+}
+
 /// The GPU's outputs must match the interpreter's on the same inputs.
 fn agree(g: &Graph, ins: &HashMap<String, Tensor>, got: &[Tensor]) {
     let want = interp::run(g, ins).unwrap();
@@ -225,12 +233,7 @@ fn prepared_past_lengths_build_nothing_when_the_loop_reaches_them() {
     bad.insert("position_ids".into(), vec![1, 1]);
     let e = s.bind_shapes(&bad, &Default::default()).unwrap_err().to_string();
     assert!(e.contains("no input 'position_ids'"), "{e}");
-    let at = |p: usize| {
-        let mut b = b9.clone();
-        b.insert("past".into(), p);
-        b.insert("all".into(), p + 1);
-        b
-    };
+    let at = |p: usize| past_binding(&b9, p);
     // Refused before anything is built: an input's symbol unbound, a symbol the graph does
     // not have, more new bindings than the session keeps.
     let mut unbound = at(9);
@@ -302,12 +305,7 @@ fn a_sessions_executables_share_their_staging_and_readback_buffers() {
     let g = kvstep();
     let ins = reference_inputs(&g, "past9");
     let b9 = Session::new(&gpu, g.clone()).unwrap().bind(&ins, &Default::default()).unwrap();
-    let at = |p: usize| {
-        let mut b = b9.clone();
-        b.insert("past".into(), p);
-        b.insert("all".into(), p + 1);
-        b
-    };
+    let at = |p: usize| past_binding(&b9, p);
     let made = |lengths: &[usize]| {
         let mut s = Session::new(&gpu, g.clone()).unwrap();
         let before = gpu.created().buffers;
