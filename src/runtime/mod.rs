@@ -125,9 +125,10 @@ impl Place {
 }
 
 /// The staged inputs' bytes from which a call stages them while it records the run on another
-/// thread ([`Executable::run_timed`], [`CallTimes::encode_us`]): on the H200 machine the handoff to rayon's pool cost
-/// about 30 µs, and a Qwen2-0.5B-sized decode step's 3.1 MB took about 500 µs to stage, beside
-/// 300–550 µs of recording (`benches/results/h200-2026-11-29-overlap.md`).
+/// thread ([`Executable::run_timed`], [`CallTimes::encode_us`]): on the H200 machine the
+/// handoff to rayon's pool cost about 30 µs, and a Qwen2-0.5B-sized decode step's 3.1 MB took
+/// about 500 µs to stage, beside 300–550 µs of recording
+/// (`benches/results/h200-2026-11-29-overlap.md`).
 pub const OVERLAP_MIN_BYTES: u64 = 512 << 10;
 
 /// Where one run's CPU time went, in µs (wall clock). `submit_wait` includes the GPU's work.
@@ -1096,8 +1097,8 @@ fn pack(sizes: &[u64], align: u64) -> (Vec<u64>, u64) {
 }
 
 /// One kernel's dispatch: `pipeline` (its code's, [`Gpu::pipelines`]) and a bind group over
-/// the executable's buffers; `err` is the error words' buffer and offset for a kernel with run-time checks,
-/// `flags` the flags buffer, offset and bytes for a kernel that counts flags.
+/// the executable's buffers; `err` is the error words' buffer and offset for a kernel with
+/// run-time checks, `flags` the flags buffer, offset and bytes for a kernel that counts flags.
 #[allow(clippy::too_many_arguments)]
 fn dispatch(
     gpu: &Gpu,

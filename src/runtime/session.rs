@@ -243,13 +243,12 @@ impl<'a> Session<'a> {
                 None => new.push((key, b)),
             }
         }
-        let build = |b: &Bindings| self.build(b);
         let mut built: Vec<Result<Executable<'a>>> = vec![];
         if let Some((first, rest)) = new.split_first() {
-            built.push(build(first.1));
+            built.push(self.build(first.1));
             if built[0].is_ok() {
                 use rayon::prelude::*;
-                built.par_extend(rest.par_iter().map(|(_, b)| build(b)));
+                built.par_extend(rest.par_iter().map(|(_, b)| self.build(b)));
             }
         }
         // The session's buffers fitted to the largest built, once (each calls through them).
