@@ -1376,6 +1376,41 @@ fn cooperative_tilings_that_do_not_parse_are_refused() {
     }
 }
 
+/// `GLUFUSE_ATTENTION_CHUNKS` (the key chunks of every decode-shaped attention) that is not a
+/// whole number from 1 to 4096 is refused before anything runs, naming the variable, with exit
+/// 2; a benchmark run under a good one says so, and its result is the same graph's.
+#[cfg(feature = "gpu")]
+#[test]
+fn attention_chunks_that_do_not_parse_are_refused() {
+    let g = graph("decoder_2_layers");
+    let with = |v: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_glufuse")).args(args).env("GLUFUSE_ATTENTION_CHUNKS", v).output().unwrap()
+    };
+    for v in ["0", "two", "-3", "4097", "1.5"] {
+        let o = with(v, &["show", &g]);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{v:?}: {out}{err}");
+        assert!(out.is_empty(), "{v:?}: {out}");
+        assert!(err.contains(&format!("GLUFUSE_ATTENTION_CHUNKS='{v}'")) && err.contains("from 1 to 4096"), "{err}");
+    }
+    for v in ["", " 3 "] {
+        let o = with(v, &["show", &g]);
+        assert!(o.status.success(), "{v:?}: {:?}", text(&o));
+    }
+    if common::gpu().is_some() {
+        let model = common::root().join("tests/data/models/llama_kvstep.onnx");
+        let model = model.to_str().unwrap();
+        let dims = ["--dim", "past=20", "--dim", "new=1", "--dim", "all=21"];
+        let bench =
+            [&["bench", model][..], &dims, &["--reps", "1", "--samples", "1", "--part", "fused", "--in-process"]];
+        let o = with("3", &bench.concat());
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{out}{err}");
+        assert!(out.contains("attention key chunks (GLUFUSE_ATTENTION_CHUNKS): 3\n"), "{out}");
+        assert!(out.contains(".combine"), "the split's combining kernels among the dispatches: {out}");
+    }
+}
+
 /// `glufuse --help` lists every environment variable glufuse reads: each `GLUFUSE_*` and
 /// `WGPU_*` name the sources spell as a string of its own (what `std::env::var` and the
 /// limits' table are given).

@@ -253,7 +253,22 @@ fn too_large_for_the_device_is_a_clear_error() {
 /// sequence), with `keys` keys of width `e` and `seq` queries.
 #[cfg(feature = "gpu")]
 fn attention_graph(heads: usize, kv: usize, keys: usize, e: usize, seq: usize) -> glufuse::Graph {
+    attention_graph_with(heads, kv, keys, e, seq, false)
+}
+
+/// [`attention_graph`], its probabilities' NaNs made zeros where `nan_zero` (as PyTorch's
+/// `scaled_dot_product_attention` exports: a row every key of which the mask hides is zeros).
+#[cfg(feature = "gpu")]
+fn attention_graph_with(heads: usize, kv: usize, keys: usize, e: usize, seq: usize, nan_zero: bool) -> glufuse::Graph {
     let rep = heads / kv;
+    let (zeroing, probs) = if nan_zero {
+        let nodes = r#"{"name": "probs.nan", "op": "IsNaN", "inputs": ["probs"]},
+        {"name": "zero", "op": "Constant", "value": [0.0], "type": {"dtype": "f32", "shape": []}},
+        {"name": "probs.z", "op": "Where", "inputs": ["probs.nan", "zero", "probs"]},"#;
+        (nodes, "probs.z")
+    } else {
+        ("", "probs")
+    };
     let scale = 1.0 / (e as f64).sqrt();
     let text = format!(
         r#"{{"format": "glufuse.graph/1", "nodes": [
@@ -270,10 +285,11 @@ fn attention_graph(heads: usize, kv: usize, keys: usize, e: usize, seq: usize) -
         {{"name": "scaled", "op": "Mul", "inputs": ["scores", "scale"]}},
         {{"name": "masked", "op": "Add", "inputs": ["scaled", "mask"]}},
         {{"name": "probs", "op": "Softmax", "axis": -1, "inputs": ["masked"]}},
+        {zeroing}
         {{"name": "v.u", "op": "Reshape", "shape": [1, {kv}, 1, {keys}, {e}], "inputs": ["v"]}},
         {{"name": "v.x", "op": "Expand", "shape": [1, {kv}, {rep}, {keys}, {e}], "inputs": ["v.u"]}},
         {{"name": "v.h", "op": "Reshape", "shape": [1, {heads}, -1, {e}], "inputs": ["v.x"]}},
-        {{"name": "attn", "op": "MatMul", "inputs": ["probs", "v.h"]}},
+        {{"name": "attn", "op": "MatMul", "inputs": ["{probs}", "v.h"]}},
         {{"name": "attn.t", "op": "Transpose", "perm": [0, 2, 1, 3], "inputs": ["attn"]}}
         ], "outputs": ["attn.t"]}}"#
     );
@@ -325,10 +341,12 @@ fn fused_attention_matches_the_interpreter_across_sizes() {
     // The default target (16 KiB of workgroup memory), whose choices the table states, then
     // the adapter's own, then the adapter's with 2, 4 and 8 query rows to a workgroup forced
     // (where there are as many queries and their scores fit its workgroup memory; a last
-    // group partial where they do not divide the queries).
-    let mut targets = vec![(Target::default(), None), (gpu.target(), None)];
+    // group partial where they do not divide the queries). Every row in one workgroup: the
+    // split over keys is `split_attention_matches_the_interpreter`'s.
+    let whole = Target { attention_chunks: Some(1), ..Target::default() };
+    let mut targets = vec![(whole, None), (Target { attention_chunks: Some(1), ..gpu.target() }, None)];
     for q in [2, 4, 8] {
-        targets.push((Target { attention_rows: Some(q), ..gpu.target() }, Some(q)));
+        targets.push((Target { attention_rows: Some(q), attention_chunks: Some(1), ..gpu.target() }, Some(q)));
     }
     let mut grouped = std::collections::BTreeSet::new();
     for (pass, (target, forced)) in targets.into_iter().enumerate() {
@@ -371,6 +389,76 @@ fn fused_attention_matches_the_interpreter_across_sizes() {
         }
     }
     assert_eq!(grouped.into_iter().collect::<Vec<_>>(), [2, 4, 8], "every forced grouping ran");
+}
+
+/// A decode-shaped attention split over its keys (flash-decoding: a workgroup a chunk of a
+/// row's keys, then a kernel combining the chunks) computes what the interpreter does: past
+/// 192 keys by default, in as many chunks as forced, and in more where a chunk would hold
+/// too many keys to load up front; chunks every key of which a mask of `-inf` hides count
+/// nothing.
+#[cfg(feature = "gpu")]
+#[test]
+fn split_attention_matches_the_interpreter() {
+    // (heads, kv heads, keys, width, queries, chunks forced, chunks expected (1: no split),
+    // keys from the start that the mask hides with -inf, NaN probabilities made zeros: a row
+    // every key of which is hidden is then zeros.) The last: 4000 chunks' weights would not fit
+    // the combining kernel's 16 KiB of workgroup memory, so one workgroup takes the row.
+    let cases = [
+        (14, 2, 129, 64, 1, None, 1, 0, false),
+        (14, 2, 192, 64, 1, None, 1, 0, false),
+        (14, 2, 193, 64, 1, None, 2, 0, false),
+        (14, 2, 257, 64, 1, None, 2, 0, false),
+        (4, 1, 1000, 64, 1, None, 7, 0, true),
+        (3, 3, 300, 64, 1, Some(1), 1, 0, false),
+        (4, 2, 300, 8, 2, Some(3), 3, 0, false),
+        (2, 1, 300, 128, 1, Some(2), 10, 0, false),
+        (4, 2, 10, 16, 1, Some(4), 4, 0, false),
+        (4, 2, 300, 64, 1, Some(3), 3, 200, false),
+        (2, 1, 40, 8, 3, Some(4), 4, 25, true),
+        (4, 2, 300, 64, 1, Some(3), 3, 300, true),
+        (2, 1, 8000, 8, 1, Some(4096), 1, 0, false),
+    ];
+    // (Code generation first, whatever the adapter: the chunks the target's limits give.)
+    for (heads, kv, keys, e, seq, forced, chunks, _, nan_zero) in cases {
+        let mut g = attention_graph_with(heads, kv, keys, e, seq, nan_zero);
+        PassManager::standard().run(&mut g).unwrap();
+        let target = Target { attention_chunks: forced, ..Target::default() };
+        let ks = generate(&g, &glufuse::shape::Bindings::default(), &target).unwrap();
+        let label = format!("heads {heads}/{kv}, keys {keys}, width {e}, queries {seq}, forced {forced:?}");
+        let names: Vec<&str> = ks.iter().map(|k| k.source().name.as_str()).collect();
+        if chunks == 1 {
+            assert_eq!(names.len(), 1, "{label}: one kernel ({names:?})");
+            continue;
+        }
+        assert!(names.len() == 2 && names[1].ends_with(".combine"), "{label}: the combining kernel ({names:?})");
+        let combine = &ks[1].source().wgsl;
+        assert!(combine.contains(&format!("var<workgroup> cw: array<f32, {chunks}>;")), "{label}: {chunks} chunks");
+        assert_eq!(ks[0].source().workgroups[0] as usize, heads * seq * chunks, "{label}: a workgroup a chunk");
+    }
+    let Some(gpu) = common::gpu() else { return };
+    for (heads, kv, keys, e, seq, forced, _, hidden, nan_zero) in cases {
+        let label =
+            format!("heads {heads}/{kv}, keys {keys}, width {e}, queries {seq}, forced {forced:?}, hidden {hidden}");
+        let original = attention_graph_with(heads, kv, keys, e, seq, nan_zero);
+        let mut fused = original.clone();
+        PassManager::standard().run(&mut fused).unwrap();
+        let b = glufuse::shape::Bindings::default();
+        let mut inputs = interp::seeded_inputs(&original, &b, 5).unwrap();
+        if hidden > 0 {
+            let mask: Vec<f32> =
+                (0..seq * keys).map(|i| if i % keys < hidden { f32::NEG_INFINITY } else { 0.0 }).collect();
+            inputs.insert("mask".into(), glufuse::ir::Tensor::new(vec![1, 1, seq, keys], mask).unwrap());
+        }
+        let want = interp::run(&original, &inputs).unwrap();
+        if hidden == keys {
+            assert!(want[0].as_f32().unwrap().iter().all(|&x| x == 0.0), "{label}: the interpreter's rows are zeros");
+        }
+        let target = Target { attention_chunks: forced, ..gpu.target() };
+        let exe = Executable::with_target(&gpu, &fused, &b, &target).unwrap_or_else(|e| panic!("{label}: {e}"));
+        let got = exe.run(&inputs).unwrap_or_else(|e| panic!("{label}: {e}"));
+        let (abs, rel) = interp::compare(&got[0], &want[0]);
+        assert!(rel <= 1e-5, "{label}: GPU vs interpreter rel {rel:e} (abs {abs:e})");
+    }
 }
 
 /// Outputs of 4 MiB and more are read back into freshly advised memory (huge pages where

@@ -650,6 +650,38 @@ fn every_model_matches_onnxruntime_on_the_gpu_fused_and_unfused() {
     );
 }
 
+/// Every KV-step export's attention split over its keys (three chunks forced, each a workgroup,
+/// then a kernel combining them: what a decode step past 192 keys takes by default) matches
+/// onnxruntime: masks, soft-capping, sliding windows, biases and f16 probabilities rounded per
+/// chunk included. (GPT-2 with `reorder_and_upcast_attn` has no fused attention to split.)
+#[cfg(feature = "gpu")]
+#[test]
+fn kv_steps_split_over_their_keys_match_onnxruntime() {
+    let Some(gpu) = common::gpu() else { return };
+    let sweep = common::sweep(&gpu, "kv_steps_split_over_their_keys_match_onnxruntime");
+    let all: Vec<String> = models().into_iter().filter(|m| m.contains("kvstep")).collect();
+    let models = if sweep == common::Sweep::Full { all.clone() } else { representative(&all) };
+    let target = glufuse::codegen::Target { attention_chunks: Some(3), ..gpu.target() };
+    let mut split = 0;
+    for m in &models {
+        let original = load_graph(&dir().join(format!("{m}.onnx"))).unwrap_or_else(|e| panic!("{e}"));
+        let mut fused = original.clone();
+        PassManager::standard().run(&mut fused).unwrap_or_else(|e| panic!("{m}: {e}"));
+        let tag = tags(m).pop().expect("a reference set");
+        let ins = inputs(&original, m, &tag);
+        let mut s = Session::with_target(&gpu, fused, target.clone()).unwrap_or_else(|e| panic!("{m}: {e}"));
+        let got = s.run(&ins).unwrap_or_else(|e| panic!("{m} {tag}: {e}"));
+        let rel = check(s.graph(), &got, m, &tag, "GPU split");
+        let b = s.bind(&ins, &Default::default()).unwrap();
+        let combines =
+            s.executable(&b).unwrap().kernels().iter().filter(|k| k.source().name.ends_with(".combine")).count();
+        eprintln!("{m:28} {tag:8} {combines} split attentions, rel err {rel:.1e}");
+        assert_eq!(combines == 0, m.starts_with("v_gpt2_upcast"), "{m}: {combines} split attentions");
+        split += 1;
+    }
+    assert_eq!(split, models.len());
+}
+
 /// The query's bias and rotary embedding fold into the attention's Q program (the kernel
 /// computes the query once per row), and in a decode step every norm folds into the GEMV
 /// that reads it: Qwen2's KV-cache step (2 layers) has no program of its own for either, and

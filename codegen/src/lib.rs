@@ -639,6 +639,11 @@ pub struct Target {
     /// where it divides the queries and the scores of that many rows fit workgroup memory,
     /// else 1); `None` picks per shape.
     pub attention_rows: Option<usize>,
+    /// Forces the chunks a decode-shaped attention splits each row's keys into, a workgroup a
+    /// chunk and a second kernel combining them (tests, tuning): 1 for none, else at least
+    /// that many (more where a chunk would have too many keys to load them up front), where
+    /// the row's scores end in one softmax; `None` picks per shape.
+    pub attention_chunks: Option<usize>,
     /// The device's `pack2x16float` rounds to the nearest f16, ties to even, past 65504 to
     /// infinity, and keeps NaN a NaN, as the host rounds f16 (the runtime tries it on the
     /// device: [`PACK_PROBE`]): a graph output stored as packed f16 then takes it,
@@ -667,6 +672,7 @@ impl Default for Target {
             coop_split: None,
             gemm_split: None,
             attention_rows: None,
+            attention_chunks: None,
             pack_f16_rounds: false,
         }
     }

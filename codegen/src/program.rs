@@ -19,7 +19,8 @@ use glufuse_ir::shape::{concrete, norm_axis, Bindings};
 use glufuse_ir::tensor::{held_values, strides};
 use glufuse_ir::Attention;
 use glufuse_ir::{
-    Data, ElementwiseProgram, Error, Graph, NodeIndex, Op, ReduceOp, Result, Step, Tensor, TensorType, Value,
+    Data, ElementwiseProgram, Error, Graph, NodeIndex, Op, ReduceOp, Result, Scalar, Step, Tensor, TensorType, UnaryOp,
+    Value,
 };
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -192,7 +193,7 @@ pub(crate) fn program(
 /// K and V then serves every one of them (their queries, scores, reductions, probabilities
 /// and sums side by side, suffixed `_0`, `_1`, ..), and a last group that the queries do not
 /// fill reads the last query in its rows past the end and writes nothing for them.
-pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t: &Target) -> Result<KernelSource> {
+pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t: &Target) -> Result<Vec<KernelSource>> {
     attention_over(g, n, a, g.inputs(n), Part::Whole, b, t)
 }
 
@@ -245,7 +246,7 @@ pub(crate) fn attention_kernels(
     let sd = concrete(&s_ty.shape, b).map_err(|m| Error::graph(&name, m))?;
     let queries = if sd.len() >= 2 { sd[sd.len() - 2] } else { 1 };
     if a.also.is_empty() || queries < PRESENT_FIRST_MIN_QUERIES {
-        return Ok(vec![attention(g, n, a, b, t)?]);
+        return attention(g, n, a, b, t);
     }
     // K's and V's programs, each reading the present output it starts with.
     let mut rows = a.clone();
@@ -268,7 +269,7 @@ pub(crate) fn attention_kernels(
             let args = st.args();
             if args.iter().any(|&x| x + 1 < len) {
                 // A later step reads inside the prefix: one kernel, as before.
-                return Ok(vec![attention(g, n, a, b, t)?]);
+                return attention(g, n, a, b, t);
             }
             st.set_args(&args.iter().map(|&x| x + 1 - len).collect::<Vec<_>>());
             steps.push(st);
@@ -277,7 +278,7 @@ pub(crate) fn attention_kernels(
         extra.push(Value { node: n, output: 1 + k });
     }
     if extra.len() != a.also.len() {
-        return Ok(vec![attention(g, n, a, b, t)?]);
+        return attention(g, n, a, b, t);
     }
     // The rows' inputs: those its programs still read (the new keys' bias and the caches are
     // read through the present outputs now), renumbered in order; the scores program reads
@@ -312,10 +313,10 @@ pub(crate) fn attention_kernels(
     // line of its own. The Qwen2-0.5B-sized f16 prompt through onnxruntime-genai's build on
     // an H200: the attention 1070 µs against the prefill export's 415 before.
     let copy = keys_out.filter(|&(k, _)| dims(g, Value { node: n, output: 1 + k }, b).is_ok_and(|d| d.len() >= 2));
-    let present = attention_over(g, n, a, ins, Part::Present(copy.map(|(k, _)| k)), b, t)?;
+    let mut kernels = attention_over(g, n, a, ins, Part::Present(copy.map(|(k, _)| k)), b, t)?;
     let keys_at = copy.and_then(|(_, input)| renumber(input));
-    let rows = attention_over(g, n, &rows, kept.iter().map(|&k| all[k]).collect(), Part::Rows(keys_at), b, t)?;
-    Ok(vec![present, rows])
+    kernels.extend(attention_over(g, n, &rows, kept.iter().map(|&k| all[k]).collect(), Part::Rows(keys_at), b, t)?);
+    Ok(kernels)
 }
 
 /// [`attention`] over inputs `ins`, the kernel `part` says: all of it, the other outputs
@@ -328,7 +329,7 @@ fn attention_over(
     part: Part,
     b: &Bindings,
     t: &Target,
-) -> Result<KernelSource> {
+) -> Result<Vec<KernelSource>> {
     let present_only = matches!(part, Part::Present(_));
     let out = Value::of(n);
     let name = if present_only { format!("{}.present", g.node(n).name) } else { g.node(n).name.clone() };
@@ -360,6 +361,15 @@ fn attention_over(
     if width > 256 {
         return Err(Error::graph(&name, format!("a head of width {width} is wider than one workgroup (256)")));
     }
+    // A decode-shaped row split over its keys: from here on `keys` is a chunk's.
+    let max_ws = t.max_workgroup_storage_bytes as u64;
+    let split = match part {
+        Part::Whole if r >= 2 => lone_softmax(&sp.steps)
+            .and_then(|(soft, nan_zero)| Split::pick(rows, keys, width, depth, t, soft, nan_zero)),
+        Part::Whole | Part::Present(_) | Part::Rows(_) => None,
+    };
+    let keys_all = keys;
+    let keys = split.map_or(keys, |s| s.len);
     let threads = row_threads(keys).max(row_threads(width));
     let (ql, kl, vl, pl) = (qp.steps.len() - 1, kp.steps.len() - 1, vp.steps.len() - 1, sp.steps.len() - 1);
     let mut sw = Writer::over(g, n, ins.clone(), b, sp, st, Sites::new(&name), 0)?;
@@ -374,7 +384,6 @@ fn attention_over(
     }
     let mut vw = Writer::over(g, n, ins.clone(), b, vp, vt, Sites::new(&name), 0)?;
     // The row's coordinates: its batch dims and its query.
-    let rs = strides(&sd[..r - 1]);
     // The node's other outputs (`also`: a KV step's present keys and values), written by
     // workgroups of their own after the attention's rows (`gid >= rows`), one element a
     // thread, on other compute units than the attention's; their concatenations branch-free.
@@ -420,7 +429,7 @@ fn attention_over(
         // The other outputs alone, a thread an element ([`attention_kernels`]).
         let body = format!("    let i = gid * {threads}u + lid;\n{side}");
         let prelude = crate::elementwise::helpers_for(&body);
-        return crate::wgsl::kernel_outs(
+        let kernel = crate::wgsl::kernel_outs(
             g,
             name,
             KernelKind::Program,
@@ -433,12 +442,13 @@ fn attention_over(
             &body,
             vec![],
             t,
-        );
+        )?;
+        return Ok(vec![kernel]);
     }
     // The scores of the row are kept in workgroup memory where they fit beside the trees:
     // the first round computes them, the later ones read them back.
     let per_row = keys as u64 + 2 * threads as u64 + depth as u64;
-    let cached = per_row * 4 <= t.max_workgroup_storage_bytes as u64;
+    let cached = per_row * 4 <= max_ws;
     let mut computed = false;
     // The score of key `j`, as `s`: the query's dot product with the key, `lanes` terms per
     // iteration (their loads independent, so they are in flight together: one serial load per
@@ -452,56 +462,50 @@ fn attention_over(
     // in flight at once; the scores and the sums then read registers. The key index is
     // clamped so that every thread's loads are in bounds.
     let per_thread_v = keys.div_ceil(groups);
-    let prefetch = cached
-        && rows <= PREFETCH_MAX_ROWS
-        && (1..=threads as usize).contains(&keys)
-        && depth + per_thread_v <= PREFETCH_MAX_VALUES;
+    let prefetch = up_front(rows, keys, width, depth, max_ws);
     // Where K fits in workgroup memory beside the rest (the staged new keys and values at
     // most a workgroup's width each), it is loaded there cooperatively instead of each
     // thread loading its own key's row: a warp's load then reads one run of memory, where
     // a row a thread touched as many lines as the warp has threads.
-    let kstage = prefetch
-        && (keys as u64 * (depth as u64 + 1) + (keys + 4 * threads as usize + depth) as u64) * 4
-            <= t.max_workgroup_storage_bytes as u64;
+    let kstage =
+        prefetch && (keys as u64 * (depth as u64 + 1) + (keys + 4 * threads as usize + depth) as u64) * 4 <= max_ws;
     // Query rows per workgroup (`qr`): consecutive queries of one head share every load of K
     // and V ([`query_rows`]).
     let queries = if r >= 2 { sd[r - 2] } else { 1 };
     let qr = if prefetch || !cached || r < 2 {
         1
     } else {
-        let max = t.max_workgroup_storage_bytes as u64;
-        query_rows(rows / queries.max(1), queries, per_row * 4, max, t.attention_rows)
+        query_rows(rows / queries.max(1), queries, per_row * 4, max_ws, t.attention_rows)
     };
     // (Each head's queries in groups of `qr`, the last one partial where `qr` does not divide
     // them: its rows past the end read the last query and write nothing.)
     let per_head = queries.div_ceil(qr);
     let partial = queries % qr != 0;
-    let groups_n = rows / queries.max(1) * per_head;
+    let groups_n = rows / queries.max(1) * per_head * split.map_or(1, |s| s.chunks);
     let exit = if side.is_empty() {
         " return; ".to_string()
     } else {
         format!("\n        let i = (gid - {groups_n}u) * {threads}u + lid;\n{side}        return;\n    ")
     };
     let first = match (qr, partial) {
+        (1, _) if split.is_some() => format!("gid / {}u", split.map_or(1, |s| s.chunks)),
         (1, _) => "gid".to_string(),
         (_, false) => format!("gid * {qr}u"),
         (_, true) => format!("(gid / {per_head}u) * {queries}u + (gid % {per_head}u) * {qr}u"),
     };
     let mut body = format!("    if (gid >= {groups_n}u) {{{exit}}}\n    let row = {first};\n");
-    let mut rc = vec![];
-    for (k, &d) in sd[..r - 1].iter().enumerate() {
-        if d == 1 {
-            rc.push("0u".to_string());
-        } else {
-            let e = match (k, rs[k]) {
-                (0, st) => format!("row / {st}u"),
-                (_, 1) => format!("row % {d}u"),
-                (_, st) => format!("(row / {st}u) % {d}u"),
-            };
-            let _ = writeln!(body, "    let r{k} = {e};");
-            rc.push(format!("r{k}"));
-        }
+    // A chunk's first key and its count (the last chunk's may be short).
+    if let Some(s) = split {
+        let _ = writeln!(
+            body,
+            "    let k0 = (gid % {}u) * {keys}u;\n    let kn = min({keys}u, {keys_all}u - k0);",
+            s.chunks
+        );
     }
+    // The bound of a row's keys, and a key's index in the row from its index `j` in the chunk.
+    let kn = if split.is_some() { "kn".to_string() } else { format!("{keys}u") };
+    let key_at = |j: &str| if split.is_some() { format!("k0 + {j}") } else { j.to_string() };
+    let rc = row_coords(&mut body, &sd[..r - 1]);
     // Each query row's coordinates (the first row's plus m along the queries), the suffix of
     // its names, and the offset of its part of each workgroup array.
     let mut rcs = vec![rc.clone()];
@@ -545,8 +549,9 @@ fn attention_over(
     if prefetch {
         let _ = writeln!(
             body,
-            "    let jk = min(lid, {}u);\n    let uv = lid / {width}u;\n    let colv = lid % {width}u;",
-            keys - 1
+            "    let jk = min({}, {}u);\n    let uv = lid / {width}u;\n    let colv = lid % {width}u;",
+            key_at("lid"),
+            keys_all - 1
         );
         kw.fresh = qw.fresh;
         kw.reset();
@@ -563,14 +568,29 @@ fn attention_over(
                     "    let ke{m} = min(lid + {e}u, {}u);\n    let kj{m} = ke{m} / {depth}u;\n    let kc{m} = ke{m} % {depth}u;",
                     total - 1
                 );
-                let v = kw.value(kl, &at(&[&format!("kc{m}"), &format!("kj{m}")]))?;
+                let kj = match split {
+                    Some(_) => {
+                        let _ = writeln!(body, "    let kg{m} = min(k0 + kj{m}, {}u);", keys_all - 1);
+                        format!("kg{m}")
+                    }
+                    None => format!("kj{m}"),
+                };
+                let v = kw.value(kl, &at(&[&format!("kc{m}"), &kj]))?;
                 let guard =
                     if e + threads as usize > total { format!("if (lid + {e}u < {total}u) ") } else { String::new() };
                 let _ = writeln!(stores, "    {guard}{{ kst[kj{m} * {}u + kc{m}] = {v}; }}", depth + 1);
             }
             body.push_str(&kw.code);
             body.push_str(&stores);
-            kvals = (0..depth).map(|d| format!("kst[jk * {}u + {d}u]", depth + 1)).collect();
+            // (A chunk's staged keys are its own, from 0.)
+            let jl = match split {
+                Some(_) => {
+                    let _ = writeln!(body, "    let jl = min(lid, {}u);", keys - 1);
+                    "jl"
+                }
+                None => "jk",
+            };
+            kvals = (0..depth).map(|d| format!("kst[{jl} * {}u + {d}u]", depth + 1)).collect();
         } else {
             // (Each coordinate a `let`: a program branching on it, a rotary embedding's
             // halves, would otherwise compute with constants, and WGSL refuses a constant
@@ -584,7 +604,8 @@ fn attention_over(
         vw.fresh = kw.fresh;
         vw.reset();
         for m in 0..per_thread_v {
-            vvals.push(vw.value(vl, &at(&[&format!("min(uv + {}u, {}u)", m * groups, keys - 1), "colv"]))?);
+            let j = key_at(&format!("uv + {}u", m * groups));
+            vvals.push(vw.value(vl, &at(&[&format!("min({j}, {}u)", keys_all - 1), "colv"]))?);
         }
         body.push_str(&vw.code);
         qw.fresh = vw.fresh;
@@ -646,7 +667,10 @@ fn attention_over(
     let mut fresh = qw.fresh;
     // Rounds of the scores program's reductions, as in a row program.
     let reductions = reduction_rounds(&sw.p.steps);
-    let pcs: Vec<Vec<String>> = rcs.iter().map(|c| at(&[c[r - 2].as_str(), "j"])).collect();
+    // (The scores program reads a key at its index in the row: `jg` in a chunk.)
+    let jv = if split.is_some() { "jg" } else { "j" };
+    let pcs: Vec<Vec<String>> = rcs.iter().map(|c| at(&[c[r - 2].as_str(), jv])).collect();
+    let jg = if split.is_some() { "        let jg = k0 + j;\n" } else { "" };
     let rows_at: Vec<RowAt> = (0..qr)
         .map(|m| RowAt {
             c: pcs[m].clone(),
@@ -681,7 +705,8 @@ fn attention_over(
         }
         let _ = writeln!(
             body,
-            "    for (var j = lid; j < {keys}u; j = j + {threads}u) {{\n        let i = row * {keys}u + j;"
+            "    for (var j = lid; j < {kn}; j = j + {threads}u) {{\n{jg}        let i = row * {keys_all}u + {};",
+            key_at("j")
         );
         body.push_str(&indent(&score(&mut qw, &mut kw, &mut fresh)?));
         sw.fresh = fresh;
@@ -713,7 +738,7 @@ fn attention_over(
     for m in 0..qr {
         let _ = writeln!(body, "        var pj{} = 0.0;", sfx(m));
     }
-    let _ = writeln!(body, "        if (j < {keys}u) {{\n            let i = row * {keys}u + j;");
+    let _ = writeln!(body, "{jg}        if (j < {kn}) {{\n            let i = row * {keys_all}u + {};", key_at("j"));
     body.push_str(&indent(&indent(&score(&mut qw, &mut kw, &mut fresh)?)));
     let mut sets = String::new();
     for (m, row) in rows_at.iter().enumerate() {
@@ -738,7 +763,7 @@ fn attention_over(
         let _ = writeln!(body, "        if (lid < {used}u) {{");
         for (m, v) in vvals.iter().enumerate() {
             let o = m * groups;
-            let _ = writeln!(body, "            if (uv + {o}u < {keys}u) {{ acc = acc + pw[uv + {o}u] * {v}; }}");
+            let _ = writeln!(body, "            if (uv + {o}u < {kn}) {{ acc = acc + pw[uv + {o}u] * {v}; }}");
         }
         body.push_str("        }\n");
     } else {
@@ -783,7 +808,15 @@ fn attention_over(
     let _ = writeln!(body, "    workgroupBarrier();\n    if (lid < {width}u) {{");
     for (m, c) in rcs.iter().enumerate() {
         let (o, base) = (format!("o{}", sfx(m)), off(m, threads as usize));
-        let write = format!("out0[{}] = {o};", out_index(c, &od, &a.out_perm));
+        let write = match split {
+            // A chunk's output, normalized by its own sum, for the combining kernel.
+            // (A chunk every key of which scored `-inf` leaves zeros: its sum and output are
+            // NaN, and it counts nothing in a row whose other keys scored.)
+            Some(sp) => {
+                format!("{PARTIALS}[gid * {}u + lid] = select({o}, 0.0, m{} == {NEG_INF});", width + 2, sp.softmax)
+            }
+            None => format!("out0[{}] = {o};", out_index(c, &od, &a.out_perm)),
+        };
         let write =
             if partial && m > 0 { format!("if ({} + {m}u < {queries}u) {{ {write} }}", rc[r - 2]) } else { write };
         let _ = writeln!(
@@ -793,6 +826,16 @@ fn attention_over(
         );
     }
     body.push_str("    }\n");
+    if let Some(s) = split {
+        let _ = writeln!(
+            body,
+            "    if (lid == 0u) {{\n        {PARTIALS}[gid * {w2}u + {width}u] = m{k};\n        {PARTIALS}[gid * {w2}u + {}u] = select(s{k}, 0.0, m{k} == {NEG_INF});\n    }}",
+            width + 1,
+            w2 = width + 2,
+            k = s.softmax,
+        );
+        scratch = Some(crate::wgsl::Scratch { name: PARTIALS, write: true, bytes: s.scratch_bytes(rows, width) });
+    }
     // Only the scores program computes (a mask's integer arithmetic may check for overflow);
     // Q, Kᵀ and V are reads.
     if [&qw, &kw, &vw].iter().any(|w| !w.sites.checks.is_empty()) {
@@ -813,7 +856,11 @@ fn attention_over(
     prelude.push_str(&staged_decls);
     prelude.push_str(&crate::elementwise::helpers_for(&format!("{body}\n{prelude}")));
     let checks = sw.sites.checks;
-    crate::wgsl::kernel_outs(
+    let combine = match split {
+        Some(s) => Some(attention_combine(g, &name, out, &sd[..r - 1], width, &od, &a.out_perm, s, t)?),
+        None => None,
+    };
+    let kernel = crate::wgsl::kernel_outs(
         g,
         name,
         KernelKind::Attention,
@@ -826,7 +873,238 @@ fn attention_over(
         &body,
         checks,
         t,
+    )?;
+    Ok([kernel].into_iter().chain(combine).collect())
+}
+
+/// The scratch array an attention split over its keys leaves its chunks' results in
+/// ([`Split`]): for chunk `c` of row `row`, at `(row · chunks + c) · (width + 2)`, the chunk's
+/// output (normalized by its own sum), then its maximum and its sum of exponentials.
+const PARTIALS: &str = "fdp";
+
+/// A decode-shaped attention's rows split over their keys (flash-decoding): `chunks`
+/// workgroups a row, each over `len` consecutive keys (the last over the rest), computing the
+/// row's softmax and P·V over its keys alone; a second kernel ([`attention_combine`]) weighs
+/// each chunk's output by its sum of exponentials rescaled to the row's maximum, which gives
+/// the row's softmax over all of its keys. The scores program must end in its one softmax
+/// ([`lone_softmax`]); a cast to f16 after it then rounds each chunk's probabilities, not the
+/// row's (the same within f16's tolerance: the Qwen2-0.5B-sized f16 step's logits at past 1000
+/// within 4.3e-4 of the interpreter's). A Qwen2-0.5B-sized f16 decode step on an H200 took
+/// 1063 µs at past 1024 (2161 in one workgroup a row), 1579 at 4096 (5580).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Split {
+    /// Workgroups a row.
+    chunks: usize,
+    /// Keys a chunk (the last one's may be fewer).
+    len: usize,
+    /// The scores program's softmax step (its row values `m{k}`, `s{k}`).
+    softmax: usize,
+    /// Whether the scores program makes NaN probabilities zeros ([`lone_softmax`]): a row
+    /// every key of which scored `-inf` is then zeros, not NaN.
+    nan_zero: bool,
+}
+
+impl Split {
+    /// The split of `rows` rows of `keys` keys (a head `width` wide, dot products `depth`
+    /// long) into the chunks `t` forces or as many as [`default_chunks`] says, more where a
+    /// chunk's keys would be too many to load up front ([`up_front`]): `None` for one chunk
+    /// (forced or by default), where no chunk would load its keys up front, or where the
+    /// chunks' results or their combining kernel's weights would not fit the target.
+    fn pick(
+        rows: usize,
+        keys: usize,
+        width: usize,
+        depth: usize,
+        t: &Target,
+        softmax: usize,
+        nan_zero: bool,
+    ) -> Option<Split> {
+        let max_ws = t.max_workgroup_storage_bytes as u64;
+        let want = t.attention_chunks.unwrap_or_else(|| default_chunks(rows, keys)).min(keys);
+        if want <= 1 {
+            return None;
+        }
+        // (More chunks where fewer leave a chunk's keys too many to load up front; the
+        // chunks then recounted so that none is empty.)
+        let most = keys.div_ceil(want).min(WORKGROUP as usize);
+        let len = (1..=most).rev().find(|&len| up_front(rows, len, width, depth, max_ws))?;
+        let chunks = keys.div_ceil(len);
+        let split = Split { chunks, len, softmax, nan_zero };
+        // (The combining kernel holds a weight a chunk and a value a thread for its reductions.)
+        let fits = (chunks + WORKGROUP as usize) as u64 * 4 <= max_ws
+            && split.scratch_bytes(rows, width) <= t.max_binding_bytes;
+        (chunks > 1 && fits).then_some(split)
+    }
+
+    /// Bytes of scratch the chunks' results take.
+    fn scratch_bytes(&self, rows: usize, width: usize) -> u64 {
+        (rows * self.chunks * (width + 2) * 4) as u64
+    }
+}
+
+/// The chunks a decode-shaped attention splits its rows' keys into, unforced: none up to
+/// [`SPLIT_MIN_KEYS`], past it as many as leave each at least [`SPLIT_KEYS`], and two at least.
+fn default_chunks(rows: usize, keys: usize) -> usize {
+    if rows > PREFETCH_MAX_ROWS || keys <= SPLIT_MIN_KEYS {
+        1
+    } else {
+        (keys / SPLIT_KEYS).max(2)
+    }
+}
+
+/// Keys an attention row holds at most before it is split over several workgroups, unforced
+/// ([`Split`]). The Qwen2-0.5B-sized f16 decode step on an H200, GPU time per step, one row
+/// in one workgroup against two chunks: past 128 887.5 µs against 958.3, past 160 899.0 against
+/// 968.8; past 192 1040.5-1043.2 against 976.3-979.0, past 224 1067.3 against 987.0, past 255
+/// 1084.4 against 1006.9 (`benches/results/h200-2026-11-29-split.md`).
+const SPLIT_MIN_KEYS: usize = 192;
+
+/// Keys a chunk of a split attention row takes at least past 256, unforced (fewer than 128
+/// leave the workgroup 128 threads, each loading twice the values of V). The same step with
+/// the first combining kernel, per chunk length: past 256, 2 chunks of 129 keys 976 µs (3 of
+/// 86: 994); past 512, 4 of 129 1007 (3 of 256: 1174, 5 of 103: 1051); past 1024, 8 of 129
+/// 1149 (5 of 256: 1207, 9 of 114: 1237); past 2048, 16 of 129 1412 (9 of 256: 1411, 17 of
+/// 121: 1596).
+const SPLIT_KEYS: usize = 128;
+
+/// Whether an attention of `rows` rows loads its K and V up front ([`PREFETCH_MAX_ROWS`],
+/// [`PREFETCH_MAX_VALUES`]): each thread one key of the row (a chunk's, where it is split), the
+/// scores kept in workgroup memory.
+fn up_front(rows: usize, keys: usize, width: usize, depth: usize, max_ws: u64) -> bool {
+    let threads = row_threads(keys).max(row_threads(width)) as usize;
+    let cached = (keys + 2 * threads + depth) as u64 * 4 <= max_ws;
+    let groups = (threads / width.max(1)).max(1);
+    cached
+        && rows <= PREFETCH_MAX_ROWS
+        && (1..=threads).contains(&keys)
+        && depth + keys.div_ceil(groups) <= PREFETCH_MAX_VALUES
+}
+
+/// The scores program's softmax, where it is the program's one reduction and the steps after
+/// it only pass its probabilities on: casts to a float type, and NaNs made zeros
+/// (`Where(IsNaN(p), 0, p)`: PyTorch's `scaled_dot_product_attention` so zeroes a row every key
+/// of which a mask hid); with whether the program zeroes NaNs ([`Split`]).
+fn lone_softmax(steps: &[Step]) -> Option<(usize, bool)> {
+    let mut rows = steps.iter().enumerate().filter(|(_, s)| matches!(s, Step::Softmax { .. } | Step::Reduce { .. }));
+    let (k, Step::Softmax { .. }) = rows.next()? else { return None };
+    if rows.next().is_some() {
+        return None;
+    }
+    let zero = |z: usize| matches!(steps[z], Step::Const { value: Scalar::Float(v), .. } if v == 0.0);
+    let is_nan = |c: usize, p: usize| matches!(steps[c], Step::Unary { op: UnaryOp::IsNaN, x } if x == p);
+    // The value the probabilities are so far, walking the steps after the softmax (constants
+    // anywhere: the zero a `Where` takes).
+    let (mut p, mut nan_zero) = (k, false);
+    for (i, step) in steps.iter().enumerate().skip(k + 1) {
+        match *step {
+            Step::Const { .. } => {}
+            Step::Unary { op: UnaryOp::IsNaN, x } if x == p => {}
+            Step::Cast { to, x } if x == p && to.is_float() => p = i,
+            Step::Where { cond, x, y } if y == p && zero(x) && is_nan(cond, p) => (p, nan_zero) = (i, true),
+            _ => return None,
+        }
+    }
+    (p == steps.len() - 1).then_some((k, nan_zero))
+}
+
+/// The kernel combining a split attention's chunks ([`Split`]): a workgroup a row (the row
+/// dims `rd`), a thread an element of its output (`width` of them, written as the unsplit
+/// kernel writes them into dims `od` permuted by `perm`). Chunk `c`'s output counts with weight
+/// `s_c · exp(m_c - M)` (its sum and maximum, the row's maximum `M`). The workgroup's threads
+/// take the row's maximum and the chunks' weights together (into workgroup memory), then each
+/// output element adds up its chunks' terms, [`COMBINE_LANES`] loads in flight at a time: a
+/// loop over the chunks one load after another took 8-22 µs a dispatch on an H200
+/// (`benches/results/h200-2026-11-29-split.md`). A chunk every key of which scored `-inf` left
+/// a sum and an output of 0, so it weighs nothing, but where every chunk did: the row is then
+/// NaN (`0 · exp(NaN)`), as the softmax of such a row is, or zeros where the program makes NaN
+/// probabilities zeros.
+#[allow(clippy::too_many_arguments)]
+fn attention_combine(
+    g: &Graph,
+    name: &str,
+    out: Value,
+    rd: &[usize],
+    width: usize,
+    od: &[usize],
+    perm: &[usize],
+    s: Split,
+    t: &Target,
+) -> Result<KernelSource> {
+    let rows: usize = rd.iter().product();
+    let threads = row_threads(width.max(s.chunks));
+    let mut body = String::from("    let row = gid;\n");
+    let rc = row_coords(&mut body, rd);
+    let (c, w2, sg) = (s.chunks, width + 2, subgroup(t));
+    let _ = writeln!(
+        body,
+        "    let base = row * {c}u;\n    var mx_ = {NEG_INF};\n    for (var c = lid; c < {c}u; c = c + {threads}u) {{\n        mx_ = max(mx_, {PARTIALS}[(base + c) * {w2}u + {width}u]);\n    }}"
+    );
+    body.push_str(&crate::wgsl::tree_reduce(threads, "mx_", "max", sg));
+    let _ = writeln!(
+        body,
+        "    let mx = red[0];\n    workgroupBarrier();\n    var den_ = 0.0;\n    for (var c = lid; c < {c}u; c = c + {threads}u) {{\n        let at = (base + c) * {w2}u;\n        let wc = {PARTIALS}[at + {}u] * exp({PARTIALS}[at + {width}u] - mx);\n        cw[c] = wc;\n        den_ = den_ + wc;\n    }}",
+        width + 1
+    );
+    body.push_str(&crate::wgsl::tree_reduce(threads, "den_", "add_f_", sg));
+    // (The reduction's last barrier makes every weight visible.)
+    let lanes = COMBINE_LANES.min(c);
+    let terms = |n: usize| -> String {
+        let loads: String =
+            (0..n).map(|l| format!("            let o{l} = {PARTIALS}[(base + c + {l}u) * {w2}u + lid];\n")).collect();
+        let adds: String = (0..n).map(|l| format!("            num = num + cw[c + {l}u] * o{l};\n")).collect();
+        format!("{loads}{adds}")
+    };
+    let o = if s.nan_zero { format!("select(num / den, 0.0, mx == {NEG_INF})") } else { "num / den".into() };
+    let _ = writeln!(
+        body,
+        "    let den = red[0];\n    if (lid < {width}u) {{\n        var num = 0.0;\n        var c = 0u;\n        for (; c + {lanes}u <= {c}u; c = c + {lanes}u) {{\n{}        }}\n        for (; c < {c}u; c = c + 1u) {{\n{}        }}\n        out0[{}] = {o};\n    }}",
+        terms(lanes),
+        terms(1),
+        out_index(&rc, od, perm),
+    );
+    let prelude = format!(
+        "fn add_f_(a: f32, b: f32) -> f32 {{ return a + b; }}\nvar<workgroup> red: array<f32, {threads}>;\nvar<workgroup> cw: array<f32, {c}>;\n"
+    );
+    let scratch = crate::wgsl::Scratch { name: PARTIALS, write: false, bytes: s.scratch_bytes(rows, width) };
+    crate::wgsl::kernel_outs(
+        g,
+        format!("{name}.combine"),
+        KernelKind::Attention,
+        &[],
+        &[out],
+        Some(&scratch),
+        rows as u64,
+        threads,
+        &prelude,
+        &body,
+        vec![],
+        t,
     )
+}
+
+/// Chunks a thread of an attention's combining kernel adds per iteration, their loads in
+/// flight together ([`attention_combine`]).
+const COMBINE_LANES: usize = 8;
+
+/// `let`s the coordinates of row `row` of dims `rd` (the dims of 1 read at `0u`), and their
+/// names.
+fn row_coords(body: &mut String, rd: &[usize]) -> Vec<String> {
+    let rs = strides(rd);
+    let mut rc = vec![];
+    for (k, &d) in rd.iter().enumerate() {
+        if d == 1 {
+            rc.push("0u".to_string());
+        } else {
+            let e = match (k, rs[k]) {
+                (0, st) => format!("row / {st}u"),
+                (_, 1) => format!("row % {d}u"),
+                (_, st) => format!("(row / {st}u) % {d}u"),
+            };
+            let _ = writeln!(body, "    let r{k} = {e};");
+            rc.push(format!("r{k}"));
+        }
+    }
+    rc
 }
 
 /// Query rows an attention workgroup computes together (sharing each load of K and V), of

@@ -60,6 +60,20 @@ pub fn coop_tiles_from_env() -> std::result::Result<Vec<(CoopClass, CoopTile)>, 
     }
 }
 
+/// The key chunks `GLUFUSE_ATTENTION_CHUNKS` forces on every decode-shaped attention (a whole
+/// number from 1, 1 for no split: [`crate::codegen::Target::attention_chunks`]), for tuning on
+/// a device glufuse was not measured on; none where it is unset or empty. Anything else is an
+/// error naming the variable.
+pub fn attention_chunks_from_env() -> std::result::Result<Option<usize>, String> {
+    match std::env::var("GLUFUSE_ATTENTION_CHUNKS") {
+        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<usize>() {
+            Ok(c) if (1..=4096).contains(&c) => Ok(Some(c)),
+            _ => Err(format!("GLUFUSE_ATTENTION_CHUNKS='{v}': expected a whole number of chunks from 1 to 4096")),
+        },
+        _ => Ok(None),
+    }
+}
+
 /// A duration in whole nanoseconds, saturating (past 584 years).
 fn nanos(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
@@ -152,6 +166,8 @@ pub struct Gpu {
     wait_timeout: AtomicU64,
     /// The cooperative-matrix tilings `GLUFUSE_COOP_TILES` names, in [`Gpu::target`].
     coop_class_tiles: Vec<(CoopClass, CoopTile)>,
+    /// The key chunks `GLUFUSE_ATTENTION_CHUNKS` forces, read when opened.
+    attention_chunks: Option<usize>,
     pipelines: Mutex<PipelineCache>,
     buffers_created: AtomicUsize,
     bind_groups_created: AtomicUsize,
@@ -260,6 +276,7 @@ impl Gpu {
             None => wait_timeout_from_env().map_err(Error::Gpu)?.unwrap_or(WAIT_TIMEOUT),
         };
         let coop_class_tiles = coop_tiles_from_env().map_err(Error::Gpu)?;
+        let attention_chunks = attention_chunks_from_env().map_err(Error::Gpu)?;
         let backends = match std::env::var("WGPU_BACKEND") {
             Ok(v) if !v.trim().is_empty() => parse_backends(&v).map_err(Error::Gpu)?,
             _ => wgpu::Backends::all(),
@@ -329,6 +346,7 @@ impl Gpu {
             errors,
             wait_timeout: AtomicU64::new(nanos(wait_timeout)),
             coop_class_tiles,
+            attention_chunks,
             pipelines: Mutex::default(),
             buffers_created: AtomicUsize::new(0),
             bind_groups_created: AtomicUsize::new(0),
@@ -436,6 +454,7 @@ impl Gpu {
             coop_split: None,
             gemm_split: None,
             attention_rows: None,
+            attention_chunks: self.attention_chunks,
             pack_f16_rounds: self.pack_f16_rounds(),
         }
     }

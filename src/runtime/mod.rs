@@ -36,8 +36,9 @@ mod session;
 mod timing;
 
 pub use gpu::{
-    adapter_rank, coop_tiles_from_env, is_software_adapter, parse_backends, parse_wait_timeout, wait_timeout_from_env,
-    Created, Gpu, GpuOptions, PipelineCounts, PIPELINE_CAPACITY, WAIT_TIMEOUT,
+    adapter_rank, attention_chunks_from_env, coop_tiles_from_env, is_software_adapter, parse_backends,
+    parse_wait_timeout, wait_timeout_from_env, Created, Gpu, GpuOptions, PipelineCounts, PIPELINE_CAPACITY,
+    WAIT_TIMEOUT,
 };
 pub use session::Session;
 pub use timing::{median, profile_dispatches, time, time_series, timed_pass, WARM_UP};

@@ -23,6 +23,7 @@ const ENVIRONMENT: &str = "Environment:
   WGPU_ADAPTER_NAME     use the adapter whose name contains this
   GLUFUSE_GPU_TIMEOUT   longest wait for the GPU, in seconds (default 600)
   GLUFUSE_COOP_TILES    cooperative-matrix tilings by kind of projection (fused=TILE,head=..,long=..,short=..)
+  GLUFUSE_ATTENTION_CHUNKS  key chunks of every decode-shaped attention (1: one workgroup a row)
   GLUFUSE_MAX_TENSOR_BYTES, GLUFUSE_MAX_GRAPH_BYTES, GLUFUSE_MAX_FILE_BYTES, GLUFUSE_MAX_RANK,
   GLUFUSE_MAX_LIST_LEN  limits on what a file may ask for";
 

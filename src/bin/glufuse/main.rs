@@ -64,7 +64,10 @@ fn exit_code() -> i32 {
     // The GPU's wait limit and tiling overrides, checked here for the same reason (the default job would
     // otherwise report it as no GPU at all).
     #[cfg(feature = "gpu")]
-    if let Err(m) = glufuse::runtime::wait_timeout_from_env().and(glufuse::runtime::coop_tiles_from_env().map(|_| ())) {
+    if let Err(m) = glufuse::runtime::wait_timeout_from_env()
+        .and(glufuse::runtime::coop_tiles_from_env().map(|_| ()))
+        .and(glufuse::runtime::attention_chunks_from_env().map(|_| ()))
+    {
         out::errln!("error: {m}");
         return 2;
     }

@@ -222,6 +222,9 @@ pub struct ModelReport {
     /// The cooperative-matrix tilings `GLUFUSE_COOP_TILES` set (empty: the picks).
     #[serde(default)]
     pub coop_tiles: String,
+    /// The key chunks `GLUFUSE_ATTENTION_CHUNKS` forced (empty: the picks).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub attention_chunks: String,
     /// The `--leave-out` patterns (empty: none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leave_out: Vec<String>,
@@ -233,6 +236,11 @@ pub struct ModelReport {
 /// unset.
 fn coop_tiles_set() -> String {
     std::env::var("GLUFUSE_COOP_TILES").map(|v| v.trim().to_string()).unwrap_or_default()
+}
+
+/// `GLUFUSE_ATTENTION_CHUNKS` as the parts ran under it, trimmed; empty where unset.
+fn attention_chunks_set() -> String {
+    std::env::var("GLUFUSE_ATTENTION_CHUNKS").map(|v| v.trim().to_string()).unwrap_or_default()
 }
 
 /// Whether a count is 0 (left out of the JSON).
@@ -530,6 +538,9 @@ fn header(r: &ModelReport, device: Option<&str>) -> String {
     if !r.coop_tiles.is_empty() {
         s += &format!("cooperative tilings (GLUFUSE_COOP_TILES): {}\n", r.coop_tiles);
     }
+    if !r.attention_chunks.is_empty() {
+        s += &format!("attention key chunks (GLUFUSE_ATTENTION_CHUNKS): {}\n", r.attention_chunks);
+    }
     if !r.leave_out.is_empty() {
         s += &format!(
             "left out of the GPU time per call (--leave-out): the dispatches matching {} (their outputs are then wrong: \
@@ -670,6 +681,7 @@ pub fn run(
             process: "one part in this process".into(),
             matmul_precision: o.matmul_precision.to_string(),
             coop_tiles: coop_tiles_set(),
+            attention_chunks: attention_chunks_set(),
             leave_out: o.leave_out.clone(),
             parts: vec![p],
         };
@@ -692,6 +704,7 @@ pub fn run(
         parts: vec![],
         matmul_precision: o.matmul_precision.to_string(),
         coop_tiles: coop_tiles_set(),
+        attention_chunks: attention_chunks_set(),
         leave_out: o.leave_out.clone(),
     };
     {
