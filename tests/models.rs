@@ -682,6 +682,44 @@ fn kv_steps_split_over_their_keys_match_onnxruntime() {
     assert_eq!(split, models.len());
 }
 
+/// A decode step over a long past writes its present keys and values with several elements a
+/// thread of the attention's side workgroups (4200 past positions of Llama's 2 KV heads of 8:
+/// 263 workgroups at one element, so 2 a thread), and every output is the interpreter's.
+#[cfg(feature = "gpu")]
+#[test]
+fn a_long_past_is_copied_several_elements_a_thread() {
+    let Some(gpu) = common::gpu() else { return };
+    let m = "llama_kvstep";
+    let original = load_graph(&dir().join(format!("{m}.onnx"))).unwrap();
+    let mut fused = original.clone();
+    PassManager::standard().run(&mut fused).unwrap();
+    let past = 4200;
+    let b: glufuse::shape::Bindings =
+        [("past", past), ("new", 1), ("all", past + 1)].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    // (Seeded caches; a token id and a mask of ones.)
+    let mut ins: HashMap<String, Tensor> = HashMap::new();
+    for (i, n) in original.input_nodes().into_iter().enumerate() {
+        let name = original.node(n).name.clone();
+        let t = match name.as_str() {
+            "input_ids" => Tensor::i64(vec![1, 1], vec![7]).unwrap(),
+            "attention_mask" => Tensor::i64(vec![1, past + 1], vec![1; past + 1]).unwrap(),
+            _ => glufuse::interp::seeded_input(&original, i, &b, 3).unwrap(),
+        };
+        ins.insert(name, t);
+    }
+    let want = glufuse::interp::run(&original, &ins).unwrap();
+    let mut s = Session::new(&gpu, fused).unwrap();
+    let got = s.run(&ins).unwrap();
+    let b = s.bind(&ins, &Default::default()).unwrap();
+    let exe = s.executable(&b).unwrap();
+    let looped = exe.kernels().iter().filter(|k| k.source().wgsl.contains("for (var e = 0u; e < 2u;")).count();
+    assert_eq!(looped, 2, "both layers' attentions write two elements a thread");
+    for (i, (x, y)) in got.iter().zip(&want).enumerate() {
+        let (abs, rel) = glufuse::interp::compare(x, y);
+        assert!(rel <= 1e-5, "output {}: GPU vs interpreter rel {rel:e} (abs {abs:e})", s.graph().output_name(i));
+    }
+}
+
 /// The query's bias and rotary embedding fold into the attention's Q program (the kernel
 /// computes the query once per row), and in a decode step every norm folds into the GEMV
 /// that reads it: Qwen2's KV-cache step (2 layers) has no program of its own for either, and

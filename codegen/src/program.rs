@@ -425,6 +425,10 @@ fn attention_over(
         }
         also_fresh = w.fresh;
     }
+    // (Beside the rows, a thread writes `per` elements of each other output, strided by the
+    // side workgroups' threads: [`side_elements`].)
+    let per = if present_only { 1 } else { side_elements(extra) };
+    let extra = extra.div_ceil(per);
     if present_only {
         // The other outputs alone, a thread an element ([`attention_kernels`]).
         let body = format!("    let i = gid * {threads}u + lid;\n{side}");
@@ -485,7 +489,12 @@ fn attention_over(
     let exit = if side.is_empty() {
         " return; ".to_string()
     } else {
-        format!("\n        let i = (gid - {groups_n}u) * {threads}u + lid;\n{side}        return;\n    ")
+        match per {
+            1 => format!("\n        let i = (gid - {groups_n}u) * {threads}u + lid;\n{side}        return;\n    "),
+            _ => format!(
+                "\n        for (var e = 0u; e < {per}u; e = e + 1u) {{\n        let i = (gid - {groups_n}u + e * {extra}u) * {threads}u + lid;\n{side}        }}\n        return;\n    "
+            ),
+        }
     };
     let first = match (qr, partial) {
         (1, _) if split.is_some() => format!("gid / {}u", split.map_or(1, |s| s.chunks)),
@@ -876,6 +885,22 @@ fn attention_over(
     )?;
     Ok([kernel].into_iter().chain(combine).collect())
 }
+
+/// Elements a thread of a decode-shaped attention's side workgroups (which write its other
+/// outputs, a KV step's present keys and values) writes, where one each would take `groups`
+/// workgroups: enough that at least [`SIDE_MIN_WORKGROUPS`] remain, 1 for fewer.
+fn side_elements(groups: usize) -> usize {
+    (groups / SIDE_MIN_WORKGROUPS).max(1)
+}
+
+/// Side workgroups a decode-shaped attention keeps at least where its threads write several
+/// elements each ([`side_elements`]). The Qwen2-0.5B-sized f16 decode step on an H200, GPU
+/// time per step at 1, 4 and 16 elements a thread, twice each: past 128 (65 workgroups at one
+/// element) 890.3-892.7, 897.9-898.0 and 999.2-1006.6 µs; past 1024 (513) 1062.7-1064.2,
+/// 1050.5-1051.0 and 1187.7-1188.7; past 4096 (2049) 1576.7-1577.8, 1504.5-1505.0 and
+/// 1506.4-1507.4 (`benches/results/h200-2026-11-29-side.md`): a thread's elements are a chain
+/// of loads, so too few workgroups leave the dispatch waiting on a few of them.
+const SIDE_MIN_WORKGROUPS: usize = 128;
 
 /// The scratch array an attention split over its keys leaves its chunks' results in
 /// ([`Split`]): for chunk `c` of row `row`, at `(row · chunks + c) · (width + 2)`, the chunk's
