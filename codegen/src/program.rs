@@ -192,7 +192,9 @@ pub(crate) fn program(
 /// may compute several consecutive queries of a head at once ([`query_rows`]): each load of
 /// K and V then serves every one of them (their queries, scores, reductions, probabilities
 /// and sums side by side, suffixed `_0`, `_1`, ..), and a last group that the queries do not
-/// fill reads the last query in its rows past the end and writes nothing for them.
+/// fill reads the last query in its rows past the end and writes nothing for them. Past
+/// [`SPLIT_MIN_KEYS`] keys, a decode-shaped row's keys are split over several workgroups and a
+/// second kernel combines them ([`Split`]): the kernels, in dispatch order.
 pub(crate) fn attention(g: &Graph, n: NodeIndex, a: &Attention, b: &Bindings, t: &Target) -> Result<Vec<KernelSource>> {
     attention_over(g, n, a, g.inputs(n), Part::Whole, b, t)
 }
@@ -383,10 +385,10 @@ fn attention_over(
         scratch = Some(crate::wgsl::Scratch { name: KEYS_T, write: false, bytes });
     }
     let mut vw = Writer::over(g, n, ins.clone(), b, vp, vt, Sites::new(&name), 0)?;
-    // The row's coordinates: its batch dims and its query.
     // The node's other outputs (`also`: a KV step's present keys and values), written by
     // workgroups of their own after the attention's rows (`gid >= rows`), one element a
-    // thread, on other compute units than the attention's; their concatenations branch-free.
+    // thread (several where they are many: [`side_elements`]), on other compute units than
+    // the attention's; their concatenations branch-free.
     let mut outs = vec![out];
     let mut also_fresh = 0;
     let mut side = String::new();
@@ -914,8 +916,9 @@ const PARTIALS: &str = "fdp";
 /// the row's softmax over all of its keys. The scores program must end in its one softmax
 /// ([`lone_softmax`]); a cast to f16 after it then rounds each chunk's probabilities, not the
 /// row's (the same within f16's tolerance: the Qwen2-0.5B-sized f16 step's logits at past 1000
-/// within 4.3e-4 of the interpreter's). A Qwen2-0.5B-sized f16 decode step on an H200 took
-/// 1063 µs at past 1024 (2161 in one workgroup a row), 1579 at 4096 (5580).
+/// within 4.3e-4 of the interpreter's, as in one workgroup a row). That step on an H200 took
+/// 1053 µs at past 1024 (2159 in one workgroup a row), 1505 at 4096 (5579)
+/// (`benches/results/h200-2026-11-29-side.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Split {
     /// Workgroups a row.

@@ -40,7 +40,7 @@ use crate::{Binding, KernelSource, ProjKernel, Target};
 use glufuse_ir::{Layout, Result};
 use std::fmt::Write;
 
-/// Loads 16 bytes of weight at vector index `idx` as one or two vec4<f32>.
+/// Loads 16 bytes of weight at vector index `idx` as one or two `vec4<f32>`.
 fn load16(s: &ProjShape, w: &str, idx: &str) -> (String, Option<String>) {
     if s.f16 {
         let q = format!("{w}[{idx}]");
