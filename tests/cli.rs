@@ -1378,7 +1378,8 @@ fn cooperative_tilings_that_do_not_parse_are_refused() {
 
 /// `GLUFUSE_ATTENTION_CHUNKS` (the key chunks of every decode-shaped attention) that is not a
 /// whole number from 1 to 4096 is refused before anything runs, naming the variable, with exit
-/// 2; a benchmark run under a good one says so, and its result is the same graph's.
+/// 2; a good one is taken, and a benchmark run under it says so and runs the split's
+/// combining kernels.
 #[cfg(feature = "gpu")]
 #[test]
 fn attention_chunks_that_do_not_parse_are_refused() {

@@ -182,6 +182,12 @@ impl Io {
         Io { staging: None, readback: None, staging_mapped: false, bytes: vec![] }
     }
 
+    /// `io` locked (a run that panicked leaves it usable: the next run maps and writes what it
+    /// needs).
+    pub(crate) fn lock(io: &Mutex<Io>) -> std::sync::MutexGuard<'_, Io> {
+        io.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Makes the buffers at least `staged` and `read` bytes (a larger one replaces the one
     /// there); none is made where they are large enough already. The staging buffer's
     /// mapping and the bytes are written once now: the first write of each page costs a
@@ -833,10 +839,9 @@ impl<'a> Executable<'a> {
         Ok(self.run_timed(inputs)?.0)
     }
 
-    /// Its staging and readback buffers, locked (a run that panicked leaves them usable: the
-    /// next run maps and writes what it needs).
+    /// Its staging and readback buffers, locked ([`Io::lock`]).
     fn io(&self) -> std::sync::MutexGuard<'_, Io> {
-        self.io.lock().unwrap_or_else(|p| p.into_inner())
+        Io::lock(&self.io)
     }
 
     /// [`Executable::run`], and where its CPU time went.
@@ -845,7 +850,9 @@ impl<'a> Executable<'a> {
         let t0 = Instant::now();
         self.check_inputs(inputs)?;
         io.fit(self.gpu, self.staged, self.read)?;
-        let (staging, readback) = (io.staging.clone(), io.readback.clone().expect("fitted"));
+        let staging = io.staging.clone();
+        let readback =
+            io.readback.clone().ok_or_else(|| Error::Internal("a fitted Io without a readback buffer".into()))?;
         // Many inputs' bytes staged and the run recorded at the same time, on two threads:
         // the recording does not read the inputs (wgpu checks that the staging buffer is
         // unmapped when the run is submitted, not when its copy is recorded). Few are staged

@@ -273,7 +273,7 @@ impl<'a> Session<'a> {
     fn fit_io(&self, exes: &[&Executable<'a>]) -> Result<()> {
         let staged = exes.iter().map(|e| e.staged).max().unwrap_or(0);
         let read = exes.iter().map(|e| e.read).max().unwrap_or(0);
-        self.io.lock().unwrap_or_else(|p| p.into_inner()).fit(self.gpu, staged, read)
+        Io::lock(&self.io).fit(self.gpu, staged, read)
     }
 
     /// Tunes the prefill GEMMs of binding `b`'s executable ([`Executable::tune_gemms`]).
