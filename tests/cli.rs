@@ -1378,8 +1378,8 @@ fn cooperative_tilings_that_do_not_parse_are_refused() {
 
 /// `GLUFUSE_ATTENTION_CHUNKS` (the key chunks of every decode-shaped attention) that is not a
 /// whole number from 1 to 4096 is refused before anything runs, naming the variable, with exit
-/// 2; a good one is taken, and a benchmark run under it says so and runs the split's
-/// combining kernels.
+/// 2; a good one is taken, and a benchmark run under it says so and runs a combining kernel
+/// a layer more than one without a split.
 #[cfg(feature = "gpu")]
 #[test]
 fn attention_chunks_that_do_not_parse_are_refused() {
@@ -1404,11 +1404,18 @@ fn attention_chunks_that_do_not_parse_are_refused() {
         let dims = ["--dim", "past=20", "--dim", "new=1", "--dim", "all=21"];
         let bench =
             [&["bench", model][..], &dims, &["--reps", "1", "--samples", "1", "--part", "fused", "--in-process"]];
-        let o = with("3", &bench.concat());
-        let (out, err) = text(&o);
-        assert!(o.status.success(), "{out}{err}");
-        assert!(out.contains("attention key chunks (GLUFUSE_ATTENTION_CHUNKS): 3\n"), "{out}");
-        assert!(out.contains(".combine"), "the split's combining kernels among the dispatches: {out}");
+        // (The dispatch counts: split, each of the 2 layers' attentions takes a combining
+        // kernel more than in one workgroup a row.)
+        let dispatches = |v: &str| {
+            let o = with(v, &bench.concat());
+            let (out, err) = text(&o);
+            assert!(o.status.success(), "{out}{err}");
+            let line = format!("attention key chunks (GLUFUSE_ATTENTION_CHUNKS): {v}\n");
+            assert!(out.contains(&line), "{out}");
+            let row = out.lines().find(|l| l.starts_with("| dispatches |")).unwrap_or_else(|| panic!("{out}"));
+            row.split('|').nth(2).and_then(|n| n.trim().parse::<usize>().ok()).unwrap_or_else(|| panic!("{row}"))
+        };
+        assert_eq!(dispatches("3"), dispatches("1") + 2, "a combining kernel a layer");
     }
 }
 
