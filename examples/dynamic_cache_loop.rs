@@ -10,8 +10,15 @@
 //! the first step's graph for half a second (the GPU's clocks fell while it compiled); its
 //! steps then build nothing.
 //!
+//! The caches stay on the GPU from step to step ([`Session::step`] with
+//! [`Feedback::caches`]): only the logits come back, and only the token ids and the mask go
+//! up. With `--host` the loop goes through the host instead, as a loop over [`Session::run`]
+//! does: every present cache read back and given again as the next past, and each step's call
+//! made twice (the second without the build). The last line is the median step of those after
+//! the first.
+//!
 //! ```text
-//! cargo run --release --example dynamic_cache_loop -- [MODEL.onnx] [STEPS] [PAST] [--prepare]
+//! cargo run --release --example dynamic_cache_loop -- [MODEL.onnx] [STEPS] [PAST] [--prepare] [--host]
 //! ```
 //!
 //! The default model is `tests/data/models/llama_kvstep.onnx`, a tiny random Llama (its
@@ -22,7 +29,7 @@
 
 use glufuse::files::load_graph;
 use glufuse::passes::PassManager;
-use glufuse::runtime::{Gpu, Session};
+use glufuse::runtime::{median, Feedback, Gpu, Session};
 use glufuse::tensor::Tensor;
 use glufuse::Error;
 use std::collections::HashMap;
@@ -31,7 +38,8 @@ use std::time::Instant;
 fn main() -> Result<(), Error> {
     let all_args: Vec<String> = std::env::args().skip(1).collect();
     let prepare = all_args.iter().any(|a| a == "--prepare");
-    let mut args = all_args.into_iter().filter(|a| a != "--prepare");
+    let host = all_args.iter().any(|a| a == "--host");
+    let mut args = all_args.into_iter().filter(|a| a != "--prepare" && a != "--host");
     let path = args.next().unwrap_or_else(|| "tests/data/models/llama_kvstep.onnx".into());
     let number = |s: Option<String>, what: &str, default: usize| -> Result<usize, Error> {
         match s {
@@ -113,30 +121,54 @@ fn main() -> Result<(), Error> {
         // runs for half a second first ([`Session::warm_up`]).
         s.warm_up(&ins, &Default::default(), std::time::Duration::from_millis(500))?;
     }
+    let feedback = Feedback::caches(s.graph())?;
+    let mut times = vec![];
     for step in 0..steps {
         let len = past + step;
         ins.insert("input_ids".into(), Tensor::i64(vec![1, 1], vec![token])?);
         ins.insert("attention_mask".into(), Tensor::i64(vec![1, len + 1], vec![1; len + 1])?);
         let before = gpu.pipeline_counts().compiled;
         let t = Instant::now();
-        let out = s.run(&ins)?;
+        let (out, parts) = if host {
+            s.run_timed(&ins, &Default::default())?
+        } else {
+            s.step_timed(&ins, &Default::default(), &feedback)?
+        };
         let ms = t.elapsed().as_secs_f64() * 1e3;
-        // The same binding again: the call without the build.
-        let t = Instant::now();
-        s.run(&ins)?;
-        let again = t.elapsed().as_secs_f64() * 1e3;
+        times.push(ms);
+        let compiled = gpu.pipeline_counts().compiled - before;
         // Greedy: the largest logit of the last row.
         let logits = out[0].as_f32().ok_or_else(|| Error::input("the first output (logits) is not a float tensor"))?;
         let vocab = *out[0].shape().last().unwrap_or(&1);
         let last = &logits[logits.len() - vocab..];
         token = (0..vocab).fold(0, |b, i| if last[i] > last[b] { i } else { b }) as i64;
-        for (i, p) in &caches {
-            ins.insert(p.clone(), out[*i].clone());
+        if host {
+            // The same binding again: the call without the build.
+            let t = Instant::now();
+            s.run(&ins)?;
+            let again = t.elapsed().as_secs_f64() * 1e3;
+            for (i, p) in &caches {
+                ins.insert(p.clone(), out[*i].clone());
+            }
+            println!(
+                "past {len:5}: {ms:8.2} ms ({compiled} pipelines compiled), the same call again {again:6.2} ms: the new binding cost {:8.2} ms",
+                ms - again,
+            );
+        } else {
+            // The caches stay on the GPU: the next step gives none.
+            ins.retain(|name, _| !name.starts_with("past_"));
+            println!("past {len:5}: {ms:8.2} ms ({compiled} pipelines compiled), the caches kept on the GPU");
         }
         println!(
-            "past {len:5}: {ms:8.2} ms ({} pipelines compiled), the same call again {again:6.2} ms: the new binding cost {:8.2} ms",
-            gpu.pipeline_counts().compiled - before,
-            ms - again,
+            "            bind {:.0} µs, upload {:.0}, encode {:.0}, submit and wait {:.0}, readback {:.0}",
+            parts.bind_us, parts.upload_us, parts.encode_us, parts.submit_wait_us, parts.readback_us
+        );
+    }
+    if times.len() > 1 {
+        println!(
+            "median step after the first: {:.3} ms ({})",
+            median(&times[1..]),
+            if host { "caches through the host" } else { "caches kept on the GPU" }
         );
     }
     Ok(())

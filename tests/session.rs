@@ -664,3 +664,257 @@ fn a_wait_past_the_devices_limit_is_an_error() {
     let again = Session::new(&gpu, g).unwrap().run(&ins).unwrap();
     assert_eq!(bits(&again[0]), bits(&first[0]));
 }
+
+/// The inputs of the step after one on `ins`, but for the caches: other token ids of the
+/// same shape (within every test model's vocabulary), the attention mask longer by the new
+/// tokens where the caches grow (a dynamic cache) or as it was (a static one, whose mask is
+/// the cache's length), the positions moved on by the new tokens.
+fn next_step_inputs(ins: &HashMap<String, Tensor>, step: i64) -> HashMap<String, Tensor> {
+    let new = ins["input_ids"].shape()[1];
+    let mut next = ins.clone();
+    let shift = |t: &Tensor, by: i64| {
+        let v: Vec<i64> = t.as_i64().unwrap().iter().map(|x| x + by).collect();
+        Tensor::i64(t.shape().to_vec(), v).unwrap()
+    };
+    let old = ins["input_ids"].as_i64().unwrap();
+    let ids: Vec<i64> = old.iter().enumerate().map(|(i, &x)| (x * 31 + 7 * step + i as i64) % 50 + 1).collect();
+    next.insert("input_ids".into(), Tensor::i64(vec![1, new], ids).unwrap());
+    if !ins.contains_key("cache_position") {
+        let mut mask = ins["attention_mask"].as_i64().unwrap().to_vec();
+        mask.extend(std::iter::repeat_n(1, new));
+        next.insert("attention_mask".into(), Tensor::i64(vec![1, mask.len()], mask).unwrap());
+    }
+    for name in ["cache_position", "position_ids"] {
+        if let Some(t) = ins.get(name) {
+            next.insert(name.into(), shift(t, new as i64));
+        }
+    }
+    next
+}
+
+/// A generation loop whose caches stay on the GPU (`Session::step` with
+/// `Feedback::caches`) gives, step by step, the bits of the loop that reads every present
+/// cache back and uploads it as the next past (`Session::run`), and the caches it keeps are
+/// that loop's last present ones: dynamic caches (several new tokens a step, f32 and f16,
+/// eager and sdpa exports, optimum's names) and static ones (the present written in place
+/// of the past).
+#[test]
+fn fed_back_caches_give_the_bits_of_the_loop_through_the_host() {
+    let Some(gpu) = common::gpu() else { return };
+    let root = common::root().join("tests/data");
+    let cases = [
+        ("models/llama_kvstep", "past4n3"),
+        ("models/llama_f16_kvstep", "past9"),
+        ("models/gpt2_kvstep", "past4n3"),
+        ("models/l_phi3_sdpa_kvstep", "past9"),
+        ("models/qwen2_f16_staticstep", "pos5"),
+        ("models/olmo_staticstep", "pos0"),
+        ("optimum/o_llama", "p1"),
+    ];
+    for (model, tag) in cases {
+        let mut g = load_graph(&root.join(format!("{model}.onnx"))).unwrap();
+        PassManager::standard().run(&mut g).unwrap();
+        let feedback = glufuse::runtime::Feedback::caches(&g).unwrap();
+        let pairs: Vec<(String, String)> = feedback.pairs().map(|(o, i)| (o.to_string(), i.to_string())).collect();
+        assert_eq!(pairs.len(), g.outputs.len() - 1, "{model}: every output but the logits is a cache");
+        let mut ins: HashMap<String, Tensor> = g
+            .input_nodes()
+            .into_iter()
+            .map(|n| {
+                let node = g.node(n);
+                let p = root.join(format!("{model}.{tag}.{}.npy", node.name));
+                (node.name.clone(), read_npy(&p, &node.outputs[0]).unwrap())
+            })
+            .collect();
+        let mut host = Session::new(&gpu, g.clone()).unwrap();
+        let mut fed = Session::new(&gpu, g.clone()).unwrap();
+        let mut fed_ins = ins.clone();
+        for step in 0..4 {
+            let want = host.run(&ins).unwrap();
+            let got = fed.step(&fed_ins, &Default::default(), &feedback).unwrap();
+            assert_eq!(got.len(), 1, "{model}: only the logits come back");
+            assert_eq!(bits(&got[0]), bits(&want[0]), "{model}: step {step}: logits");
+            assert_eq!(got[0].shape(), want[0].shape());
+            // The next step: the host loop gives the present caches as the past, the fed loop
+            // gives none of them.
+            ins = next_step_inputs(&ins, step);
+            for (j, (out, inp)) in (1..).zip(&pairs) {
+                assert_eq!(&g.output_name(j), out);
+                ins.insert(inp.clone(), want[j].clone());
+            }
+            fed_ins = ins.clone();
+            fed_ins.retain(|k, _| !pairs.iter().any(|(_, i)| i == k));
+        }
+        for (_, inp) in &pairs {
+            let kept = fed.fed_value(inp).unwrap();
+            assert_eq!(kept.shape(), ins[inp].shape(), "{model}: {inp}");
+            assert_eq!(bits(&kept), bits(&ins[inp]), "{model}: the cache kept for {inp}");
+        }
+        eprintln!("{model}: 4 steps, {} caches fed back", pairs.len());
+    }
+}
+
+/// A fed step's failures: a fed input neither given nor kept is an error naming it; a step
+/// that fails on the GPU (a token id out of range) keeps the caches the step before kept, so
+/// the step run again with good inputs gives the host loop's bits; giving the fed inputs
+/// again starts over; a steady loop over a static cache makes no buffer after its first
+/// steps; a feedback made for another graph is refused.
+#[test]
+fn a_failed_fed_step_keeps_its_caches_and_a_given_cache_starts_over() {
+    let Some(gpu) = common::gpu() else { return };
+    let g = kvstep();
+    let feedback = glufuse::runtime::Feedback::caches(&g).unwrap();
+    let first = reference_inputs(&g, "past9");
+    let mut s = Session::new(&gpu, g.clone()).unwrap();
+    let only = |ins: &HashMap<String, Tensor>| -> HashMap<String, Tensor> {
+        ins.iter().filter(|(k, _)| !k.starts_with("past_")).map(|(k, v)| (k.clone(), v.clone())).collect()
+    };
+    let err = s.step(&only(&first), &Default::default(), &feedback).unwrap_err().to_string();
+    assert!(err.contains("past_") && err.contains("no step has kept one"), "{err}");
+    assert!(s.fed_value("past_0_k").is_err());
+    // The host loop's two steps.
+    let mut host = Session::new(&gpu, g.clone()).unwrap();
+    let out1 = host.run(&first).unwrap();
+    let mut second = next_step_inputs(&first, 1);
+    for (j, t) in out1.iter().enumerate().skip(1) {
+        second.insert(g.output_name(j).replace("present_", "past_"), t.clone());
+    }
+    let out2 = host.run(&second).unwrap();
+    let got1 = s.step(&first, &Default::default(), &feedback).unwrap();
+    assert_eq!(bits(&got1[0]), bits(&out1[0]));
+    let mut bad = only(&second);
+    bad.insert("input_ids".into(), ids(&[1_000_000]));
+    let err = s.step(&bad, &Default::default(), &feedback).unwrap_err().to_string();
+    assert!(err.contains("out of range"), "{err}");
+    assert_eq!(bits(&s.fed_value("past_1_v").unwrap()), bits(&out1[4]), "the failed step kept nothing");
+    let got2 = s.step(&only(&second), &Default::default(), &feedback).unwrap();
+    assert_eq!(bits(&got2[0]), bits(&out2[0]), "the step after a failed one");
+    // The first inputs again, caches and all: the first step's bits.
+    let again = s.step(&first, &Default::default(), &feedback).unwrap();
+    assert_eq!(bits(&again[0]), bits(&out1[0]), "given caches start over");
+    s.forget_fed();
+    assert!(s.step(&only(&second), &Default::default(), &feedback).is_err(), "forgotten caches are not fed");
+    // Another graph's feedback.
+    let mut other = load_graph(&models().join("llama_staticstep.onnx")).unwrap();
+    PassManager::standard().run(&mut other).unwrap();
+    let wrong = glufuse::runtime::Feedback::new(&other, &[("present_0_k", "past_0_k"), ("logits", "past_0_v")]);
+    let err = wrong.unwrap_err().to_string();
+    assert!(err.contains("past_0_v") && err.contains("rank"), "{err}");
+    // A static cache: after two steps (their buffers made), steps make no buffer.
+    let static_fb = glufuse::runtime::Feedback::caches(&other).unwrap();
+    let mut st = Session::new(&gpu, other.clone()).unwrap();
+    let mut ins = model_inputs(&other, "llama_staticstep", "pos0");
+    for step in 0..5 {
+        if step == 2 {
+            let created = gpu.created();
+            for step in 2..5 {
+                ins = next_step_inputs(&ins, step);
+                st.step(&ins, &Default::default(), &static_fb).unwrap();
+            }
+            assert_eq!(gpu.created(), created, "buffers or bind groups made by steady steps");
+            break;
+        }
+        st.step(&ins, &Default::default(), &static_fb).unwrap();
+        ins = next_step_inputs(&ins, step);
+        ins.retain(|k, _| !k.starts_with("past_"));
+    }
+    // A feedback of optimum's names, made for its export, on the Llama step's session.
+    let mut o = load_graph(&common::root().join("tests/data/optimum/o_llama.onnx")).unwrap();
+    PassManager::standard().run(&mut o).unwrap();
+    let theirs = glufuse::runtime::Feedback::caches(&o).unwrap();
+    let err = s.step(&first, &Default::default(), &theirs).unwrap_err().to_string();
+    assert!(err.contains("present.0.key") && err.contains("another graph"), "{err}");
+}
+
+/// Feedbacks are checked against their graph: the outputs and inputs named (the lists of
+/// those the graph has in the error), their dtypes, ranks and fixed sizes, pairs named twice,
+/// and graphs without present caches.
+#[test]
+fn feedbacks_name_what_does_not_fit() {
+    use glufuse::runtime::Feedback;
+    let g = kvstep();
+    let err = |pairs: &[(&str, &str)]| Feedback::new(&g, pairs).unwrap_err().to_string();
+    let e = err(&[("present_9_k", "past_0_k")]);
+    assert!(e.contains("no output 'present_9_k'") && e.contains("present_0_k"), "{e}");
+    let e = err(&[("present_0_k", "past_9")]);
+    assert!(e.contains("no input 'past_9'") && e.contains("input_ids"), "{e}");
+    let e = err(&[("logits", "input_ids")]);
+    assert!(e.contains("input_ids") && e.contains("i64") && e.contains("f32"), "{e}");
+    let e = err(&[("present_0_k", "past_0_k"), ("present_0_v", "past_0_k")]);
+    assert!(e.contains("twice"), "{e}");
+    let e = err(&[("present_0_k", "past_0_k"), ("present_0_k", "past_0_v")]);
+    assert!(e.contains("twice"), "{e}");
+    assert!(err(&[]).contains("at least one"));
+    let pairs: Vec<(String, String)> =
+        Feedback::caches(&g).unwrap().pairs().map(|(o, i)| (o.into(), i.into())).collect();
+    assert_eq!(pairs.len(), 4);
+    assert!(pairs.iter().all(|(o, i)| o.replace("present_", "past_") == *i), "{pairs:?}");
+    let mut o = load_graph(&common::root().join("tests/data/optimum/o_qwen2.onnx")).unwrap();
+    PassManager::standard().run(&mut o).unwrap();
+    let pairs: Vec<(String, String)> =
+        Feedback::caches(&o).unwrap().pairs().map(|(o, i)| (o.into(), i.into())).collect();
+    assert!(pairs.iter().any(|(o, i)| o == "present.0.key" && i == "past_key_values.0.key"), "{pairs:?}");
+    let mut d = load_graph(&models().join("llama_dynseq.onnx")).unwrap();
+    PassManager::standard().run(&mut d).unwrap();
+    let e = Feedback::caches(&d).unwrap_err().to_string();
+    assert!(e.contains("present"), "{e}");
+}
+
+/// A feedback of some caches only (the keys; the values go through the host): the step
+/// returns the outputs not fed back in order (the logits, then the values), the values given
+/// between the fed keys are not overwritten, and the bits are the loop through the host's.
+#[test]
+fn a_partial_feedback_keeps_some_caches_and_returns_the_others() {
+    let Some(gpu) = common::gpu() else { return };
+    let g = kvstep();
+    let keys: Vec<(String, String)> = (0..g.outputs.len())
+        .map(|j| g.output_name(j))
+        .filter(|o| o.starts_with("present_") && o.ends_with("_k"))
+        .map(|o| (o.clone(), o.replace("present_", "past_")))
+        .collect();
+    assert_eq!(keys.len(), 2);
+    let refs: Vec<(&str, &str)> = keys.iter().map(|(o, i)| (o.as_str(), i.as_str())).collect();
+    let feedback = glufuse::runtime::Feedback::new(&g, &refs).unwrap();
+    let mut ins = reference_inputs(&g, "past9");
+    let mut fed_ins = ins.clone();
+    let mut host = Session::new(&gpu, g.clone()).unwrap();
+    let mut fed = Session::new(&gpu, g.clone()).unwrap();
+    for step in 0..3 {
+        let want = host.run(&ins).unwrap();
+        let got = fed.step(&fed_ins, &Default::default(), &feedback).unwrap();
+        let returned: Vec<usize> = (0..g.outputs.len()).filter(|&j| !feedback.feeds_output(j)).collect();
+        assert_eq!(got.len(), returned.len());
+        for (t, &j) in got.iter().zip(&returned) {
+            assert_eq!(bits(t), bits(&want[j]), "step {step}: output {}", g.output_name(j));
+        }
+        ins = next_step_inputs(&ins, step);
+        for (j, t) in want.iter().enumerate().skip(1) {
+            ins.insert(g.output_name(j).replace("present_", "past_"), t.clone());
+        }
+        fed_ins = ins.clone();
+        fed_ins.retain(|k, _| !keys.iter().any(|(_, i)| i == k));
+    }
+}
+
+/// An f16 output the GPU stores as packed f16 (a row program's that no node reads) cannot be
+/// fed back: its words are two values each, no input's. The step is refused naming it, and
+/// nothing is kept.
+#[test]
+fn a_packed_f16_output_is_not_fed_back() {
+    let Some(gpu) = common::gpu() else { return };
+    let text = r#"{"format": "glufuse.graph/1", "nodes": [
+        {"name": "x", "op": "Input", "type": {"dtype": "f16", "shape": [2, 64]}},
+        {"name": "sq", "op": "Mul", "inputs": ["x", "x"]},
+        {"name": "ms", "op": "ReduceMean", "axes": [-1], "keepdims": true, "inputs": ["sq"]},
+        {"name": "y", "op": "Div", "inputs": ["x", "ms"]}], "outputs": ["y"]}"#;
+    let mut g: Graph = glufuse::json::from_str(text).unwrap();
+    PassManager::standard().run(&mut g).unwrap();
+    let feedback = glufuse::runtime::Feedback::new(&g, &[("y", "x")]).unwrap();
+    let ins: HashMap<String, Tensor> = [("x".to_string(), Tensor::f16(vec![2, 64], vec![0.5; 128]).unwrap())].into();
+    let mut s = Session::new(&gpu, g).unwrap();
+    let err = s.step(&ins, &Default::default(), &feedback).unwrap_err().to_string();
+    assert!(err.contains("'y'") && err.contains("packed f16"), "{err}");
+    assert!(s.fed_value("x").is_err(), "nothing kept");
+    // The same graph through the host runs.
+    assert_eq!(s.run(&ins).unwrap()[0].shape(), &[2, 64]);
+}

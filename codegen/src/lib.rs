@@ -95,7 +95,7 @@ pub use proj::gemm_tiled::Tiles;
 pub use proj::q4::Q4Unpack;
 pub use select::{node_kernels, packed_activation};
 pub use wgsl::ERROR_WORDS;
-pub use wgsl::PACK_PROBE;
+pub use wgsl::{round_f16_in_place, PACK_PROBE, ROUND_F16_WORKGROUP};
 
 use glufuse_ir::shape::{concrete, Bindings};
 use glufuse_ir::*;
@@ -896,5 +896,17 @@ mod tests {
             let e = validate_all(bad, Target::default().caps).unwrap_err().to_string();
             assert!(e.contains(&names[1]) && !e.contains(&names[3]), "{e}");
         }
+    }
+
+    /// The kernel rounding kept f16 outputs in place is valid WGSL under the plainest
+    /// capabilities (it runs on every device, f16 or not).
+    #[test]
+    fn the_f16_rounding_kernel_validates() {
+        let wgsl = round_f16_in_place();
+        let module = naga::front::wgsl::parse_str(&wgsl).unwrap_or_else(|e| panic!("{}", e.emit_to_string(&wgsl)));
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{}", e.emit_to_string(&wgsl)));
+        assert!(round_f16_in_place().contains(&format!("@workgroup_size({ROUND_F16_WORKGROUP})")));
     }
 }

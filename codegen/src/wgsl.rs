@@ -350,6 +350,30 @@ fn main() {
 }
 ";
 
+/// Threads per workgroup of [`round_f16_in_place`].
+pub const ROUND_F16_WORKGROUP: u32 = 256;
+
+/// A kernel rounding the f32 words of an f16 value to f16 in place (`round_f16_`: to the
+/// nearest, ties to even, as the host rounds the f16 values it reads back), over the whole
+/// binding `v`: a graph output kept on the GPU as the next call's input holds what the host
+/// would have read back and uploaded. Workgroups of [`ROUND_F16_WORKGROUP`] threads over a
+/// grid of any x and y (element `(y·X + x)·256 + lane`).
+pub fn round_f16_in_place() -> String {
+    format!(
+        "{}
+@group(0) @binding(0) var<storage, read_write> v: array<f32>;
+@compute @workgroup_size({ROUND_F16_WORKGROUP})
+fn main(@builtin(workgroup_id) w: vec3<u32>, @builtin(num_workgroups) n: vec3<u32>, @builtin(local_invocation_index) l: u32) {{
+    let i = (w.y * n.x + w.x) * {ROUND_F16_WORKGROUP}u + l;
+    if (i < arrayLength(&v)) {{
+        v[i] = round_f16_(v[i]);
+    }}
+}}
+",
+        crate::elementwise::MATH
+    )
+}
+
 /// A kernel of one thread per element over `total` elements, as [`per_element`], that also
 /// binds `flags` words (at least one) of flags after its output as `flag:
 /// array<atomic<u32>>`, before its error words ([`KernelSource::flag_words`]: zeroed by the

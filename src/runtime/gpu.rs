@@ -173,6 +173,9 @@ pub struct Gpu {
     bind_groups_created: AtomicUsize,
     /// [`Gpu::pack_f16_rounds`], once tried.
     pack_rounds: OnceLock<bool>,
+    /// The pipeline of [`crate::codegen::round_f16_in_place`], compiled the first time a
+    /// call keeps an f16 output on the GPU ([`Gpu::round_f16_pipeline`]).
+    round_f16: Mutex<Option<wgpu::ComputePipeline>>,
 }
 
 /// The values [`Gpu::pack_f16_rounds`] packs on the device (an even count): ties between
@@ -351,6 +354,7 @@ impl Gpu {
             buffers_created: AtomicUsize::new(0),
             bind_groups_created: AtomicUsize::new(0),
             pack_rounds: OnceLock::new(),
+            round_f16: Mutex::new(None),
         })
     }
 
@@ -467,6 +471,34 @@ impl Gpu {
     /// does not round so (its graph outputs are then rounded on the bits).
     pub fn pack_f16_rounds(&self) -> bool {
         *self.pack_rounds.get_or_init(|| self.try_pack_f16().unwrap_or(false))
+    }
+
+    /// The pipeline rounding an f16 value's words in place ([`crate::codegen::round_f16_in_place`]:
+    /// an f16 output kept on the GPU as an input, rounded as the host would read it back),
+    /// compiled the first time asked.
+    pub(crate) fn round_f16_pipeline(&self) -> Result<wgpu::ComputePipeline> {
+        let mut p = self.round_f16.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = &*p {
+            return Ok(p.clone());
+        }
+        let wgsl = crate::codegen::round_f16_in_place();
+        let dev = &*self.device;
+        let made = self.scoped("compiling the f16 rounding kernel", || {
+            let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some("round f16"),
+                source: wgpu::ShaderSource::Wgsl(wgsl.into()),
+            });
+            dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some("round f16"),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+        })?;
+        *p = Some(made.clone());
+        Ok(made)
     }
 
     /// Runs [`crate::codegen::PACK_PROBE`] over [`pack_probe_values`] and compares its

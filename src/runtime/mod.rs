@@ -11,8 +11,9 @@
 //!   into the kernels). Its inputs must have exactly the shapes it was compiled for.
 //! - [`Session`]: a graph held for repeated calls with inputs of any shape: weights uploaded
 //!   once, an executable per binding of the symbols (kept for reuse), pipelines shared by
-//!   kernel code (the WGSL less its choice comment) through the [`Gpu`]'s cache. What each
-//!   call costs: `session.rs`.
+//!   kernel code (the WGSL less its choice comment) through the [`Gpu`]'s cache; a loop's
+//!   steps may keep outputs on the GPU as the next step's inputs ([`Feedback`],
+//!   [`Session::step`]). What each call costs: `session.rs`.
 //!
 //! Values live as the codegen crate documents (`glufuse_codegen`'s "GPU representation"):
 //! one 32-bit word per element, i64 and i32 as i32 (inputs, constants and outputs converted
@@ -31,10 +32,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+mod feedback;
 mod gpu;
 mod session;
 mod timing;
 
+pub use feedback::Feedback;
 pub use gpu::{
     adapter_rank, attention_chunks_from_env, coop_tiles_from_env, is_software_adapter, parse_backends,
     parse_wait_timeout, wait_timeout_from_env, Created, Gpu, GpuOptions, PipelineCounts, PIPELINE_CAPACITY,
@@ -107,6 +110,48 @@ struct InputSlot {
     dims: Vec<usize>,
     /// Where its words start, in the staging buffer and in the buffer every input shares.
     offset: u64,
+}
+
+/// The inputs and outputs of a call that stay on the GPU ([`Session::step`]): the buffer the
+/// fed inputs come from and, per graph input (in [`Graph::input_nodes`]' order), where its
+/// words lie there if it is fed, instead of staged; the buffer the kept outputs go into and,
+/// per graph output, where its words go there if it is kept, instead of read back (laid out
+/// by [`Executable::kept_layout`]).
+pub(crate) struct Feed<'f> {
+    pub(crate) from: Option<&'f wgpu::Buffer>,
+    pub(crate) inputs: Vec<Option<u64>>,
+    pub(crate) into: Option<&'f wgpu::Buffer>,
+    pub(crate) outputs: Vec<Option<u64>>,
+}
+
+impl Feed<'_> {
+    /// Where graph input `i`'s words lie in the buffer it is fed from, if it is fed.
+    fn input(&self, i: usize) -> Option<u64> {
+        self.inputs.get(i).copied().flatten()
+    }
+
+    /// Where graph output `j`'s words go in the buffer it is kept in, if it is kept.
+    fn output(&self, j: usize) -> Option<u64> {
+        self.outputs.get(j).copied().flatten()
+    }
+}
+
+/// What a call with a [`Feed`] copies and rounds besides what any call does: the fed inputs'
+/// copies (source offset, destination offset in the inputs' buffer, bytes), the kept outputs'
+/// copies (the executable's buffer, source offset, destination offset, bytes), each covering
+/// as many neighbouring values as lie alike on both sides (a decode step's caches: one copy
+/// each way), and the f16 outputs' roundings.
+struct FeedPlan {
+    copies_in: Vec<(u64, u64, u64)>,
+    copies_out: Vec<(usize, u64, u64, u64)>,
+    rounding: Vec<Rounding>,
+}
+
+/// One dispatch of [`crate::codegen::round_f16_in_place`] over an output kept on the GPU.
+struct Rounding {
+    pipeline: wgpu::ComputePipeline,
+    group: wgpu::BindGroup,
+    workgroups: [u32; 2],
 }
 
 /// Where a value lives: one of the executable's buffers, all of it, or a range of it (a
@@ -287,6 +332,10 @@ pub struct Executable<'a> {
     read: u64,
     /// Its staging and readback buffers, its own or a session's: one run at a time.
     io: Arc<Mutex<Io>>,
+    /// By range of a buffer (its index, offset, bytes), the bind group rounding the f16 outputs
+    /// there in place where a call keeps them on the GPU ([`Executable::rounding`]), made the
+    /// first time.
+    rounders: Mutex<HashMap<(usize, u64, u64), wgpu::BindGroup>>,
 }
 
 impl<'a> Executable<'a> {
@@ -617,6 +666,7 @@ impl<'a> Executable<'a> {
             staged,
             read: offset,
             io,
+            rounders: Mutex::new(HashMap::new()),
         })
     }
 
@@ -674,12 +724,32 @@ impl<'a> Executable<'a> {
         &self.kernels
     }
 
+    /// Graph input `i`'s dims and dtype under this executable's binding.
+    pub(crate) fn input_type(&self, i: usize) -> Option<(&[usize], DType)> {
+        self.inputs.get(i).map(|s| (s.dims.as_slice(), s.dtype))
+    }
+
+    /// Graph output `j`'s dims and dtype under this executable's binding, and whether it is
+    /// stored as packed f16 (two values a word: no graph input takes it so).
+    pub(crate) fn output_type(&self, j: usize) -> Option<(&[usize], DType, bool)> {
+        self.outputs.get(j).map(|o| (o.dims.as_slice(), o.dtype, o.packed))
+    }
+
     /// Checks the inputs against what the executable was compiled for: every graph input
     /// given, of its dtype and of exactly the shape this binding gives it (an input of
     /// another shape is refused, never padded or cut), integers within 32 bits. Errors name
     /// the input.
     pub fn check_inputs(&self, inputs: &HashMap<String, Tensor>) -> Result<()> {
-        for slot in &self.inputs {
+        self.check_given(inputs, None)
+    }
+
+    /// [`Executable::check_inputs`] of the inputs a call stages: every one but those `feed`
+    /// takes from the GPU.
+    fn check_given(&self, inputs: &HashMap<String, Tensor>, feed: Option<&Feed>) -> Result<()> {
+        for (i, slot) in self.inputs.iter().enumerate() {
+            if feed.is_some_and(|f| f.input(i).is_some()) {
+                continue;
+            }
             let name = &slot.name;
             let t = inputs.get(name).ok_or_else(|| Error::graph(name, "no value was given for this graph input"))?;
             if t.dtype() != slot.dtype {
@@ -710,10 +780,40 @@ impl<'a> Executable<'a> {
         Ok(())
     }
 
+    /// The byte ranges of the staging buffer (and of the buffer the inputs share) that a call
+    /// copies up: each a run of the inputs it stages, laid end to end with the gaps between
+    /// them, broken where `feed` takes an input from the GPU instead. Without one, one run of
+    /// all the inputs.
+    fn staged_runs(&self, feed: Option<&Feed>) -> Vec<(u64, u64)> {
+        let mut runs: Vec<(u64, u64)> = vec![];
+        let mut open = false;
+        for (i, slot) in self.inputs.iter().enumerate() {
+            if feed.is_some_and(|f| f.input(i).is_some()) {
+                open = false;
+                continue;
+            }
+            let end = slot.offset + slot.dims.iter().map(|&d| d as u64).product::<u64>() * 4;
+            match runs.last_mut() {
+                Some(run) if open => run.1 = end,
+                _ => runs.push((slot.offset, end)),
+            }
+            open = true;
+        }
+        // The last run takes the padding after it: one copy of the whole buffer where every
+        // input is staged.
+        if let (Some(run), true) = (runs.last_mut(), open) {
+            run.1 = self.staged;
+        }
+        runs.retain(|(a, b)| b > a);
+        runs
+    }
+
     /// Writes the (checked) inputs into the staging buffer (fitted), mapping it first if
-    /// the last run did not leave it mapped, and unmaps it for the copies.
-    fn stage_inputs(&self, io: &mut Io, inputs: &HashMap<String, Tensor>) -> Result<()> {
-        if self.staged == 0 {
+    /// the last run did not leave it mapped, and unmaps it for the copies: the ranges of
+    /// `runs` ([`Executable::staged_runs`]), every input in them and the gaps between them
+    /// (zeroed: another executable sharing the buffer may have written them).
+    fn stage_inputs(&self, io: &mut Io, inputs: &HashMap<String, Tensor>, runs: &[(u64, u64)]) -> Result<()> {
+        if runs.is_empty() {
             return Ok(());
         }
         let Some(staging) = &io.staging else {
@@ -726,37 +826,59 @@ impl<'a> Executable<'a> {
         // The inputs' bytes, converted on several threads where they are many ([`spread`]),
         // then copied into the mapped buffer at once: a mapped range is written through
         // wgpu's write-only view, which no thread but this one can hold.
-        // (The first `staged` bytes: every call writes every input's run, and zeroes the gaps
-        // between runs, which another executable sharing the buffer may have written.)
         let size = self.staged as usize;
         if io.bytes.len() < size {
             return Err(Error::Internal("the staging bytes are smaller than the inputs".into()));
         }
         let mut jobs = vec![];
-        let (mut rest, mut at): (&mut [u8], u64) = (&mut io.bytes[..size], 0);
-        for slot in &self.inputs {
-            let t = &inputs[&slot.name];
-            let skip = slot.offset.checked_sub(at).ok_or_else(|| {
-                Error::Internal(format!("graph input '{}' overlaps the one staged before it", slot.name))
-            })? as usize;
-            let len = t.numel() * 4;
-            if rest.len() < skip + len {
-                return Err(Error::Internal(format!("graph input '{}' lies past the staging buffer", slot.name)));
+        let mut rest: &mut [u8] = &mut io.bytes[..size];
+        let mut at = 0u64;
+        for &(start, end) in runs {
+            // `rest` starts at byte `at`; the run's bytes are `start..end`.
+            let skip = start.checked_sub(at).ok_or_else(|| Error::Internal("staged runs overlap".into()))? as usize;
+            if rest.len() < skip {
+                return Err(Error::Internal("a staged run starts past the staging bytes".into()));
             }
-            let (gap, tail) = std::mem::take(&mut rest).split_at_mut(skip);
-            gap.fill(0);
-            let (run, tail) = tail.split_at_mut(len);
+            let (_, tail) = std::mem::take(&mut rest).split_at_mut(skip);
+            let len = (end - start) as usize;
+            if tail.len() < len {
+                return Err(Error::Internal("a staged run lies past the staging bytes".into()));
+            }
+            let (mut run, tail) = tail.split_at_mut(len);
             rest = tail;
-            at = slot.offset + len as u64;
-            jobs.push((t, slot.dtype, run));
+            at = end;
+            let mut run_at = start;
+            for slot in self.inputs.iter().filter(|s| s.offset >= start && s.offset < end) {
+                let t = inputs.get(&slot.name).ok_or_else(|| {
+                    Error::Internal(format!("graph input '{}' is staged but was not given", slot.name))
+                })?;
+                let gap = slot.offset.checked_sub(run_at).ok_or_else(|| {
+                    Error::Internal(format!("graph input '{}' overlaps the one staged before it", slot.name))
+                })? as usize;
+                let len = t.numel() * 4;
+                if run.len() < gap + len {
+                    return Err(Error::Internal(format!("graph input '{}' lies past its staged run", slot.name)));
+                }
+                let (g, tail) = std::mem::take(&mut run).split_at_mut(gap);
+                g.fill(0);
+                let (bytes, tail) = tail.split_at_mut(len);
+                run = tail;
+                run_at = slot.offset + len as u64;
+                jobs.push((t, slot.dtype, bytes));
+            }
+            run.fill(0);
         }
-        rest.fill(0);
         spread(jobs, |(t, _, _)| t.numel(), |(t, dtype, run)| write_gpu_bytes(t, dtype, run));
-        staging
-            .slice(..self.staged)
-            .get_mapped_range_mut()
-            .map_err(|e| Error::Gpu(format!("writing the graph inputs: {e}")))?
-            .copy_from_slice(&io.bytes[..size]);
+        {
+            let mut view = staging
+                .slice(..self.staged)
+                .get_mapped_range_mut()
+                .map_err(|e| Error::Gpu(format!("writing the graph inputs: {e}")))?;
+            for &(start, end) in runs {
+                let (a, b) = (start as usize, end as usize);
+                view.slice(a..b).copy_from_slice(&io.bytes[a..b]);
+            }
+        }
         staging.unmap();
         io.staging_mapped = false;
         Ok(())
@@ -846,9 +968,26 @@ impl<'a> Executable<'a> {
 
     /// [`Executable::run`], and where its CPU time went.
     pub fn run_timed(&self, inputs: &HashMap<String, Tensor>) -> Result<(Vec<Tensor>, CallTimes)> {
+        self.call(inputs, None)
+    }
+
+    /// [`Executable::run_timed`], with the inputs and outputs `feed` names kept on the GPU:
+    /// each such input copied from its buffer instead of staged (it need not be in
+    /// `inputs`), each such output copied into its buffer instead of read back (it is not
+    /// among those returned, which are the others in order).
+    pub(crate) fn call(
+        &self,
+        inputs: &HashMap<String, Tensor>,
+        feed: Option<&Feed>,
+    ) -> Result<(Vec<Tensor>, CallTimes)> {
         let mut io = self.io();
         let t0 = Instant::now();
-        self.check_inputs(inputs)?;
+        self.check_given(inputs, feed)?;
+        if let Some(f) = feed {
+            self.check_feed(f)?;
+        }
+        let runs = self.staged_runs(feed);
+        let plan = feed.map(|f| self.feed_plan(f)).transpose()?;
         io.fit(self.gpu, self.staged, self.read)?;
         let staging = io.staging.clone();
         let readback =
@@ -858,12 +997,13 @@ impl<'a> Executable<'a> {
         // unmapped when the run is submitted, not when its copy is recorded). Few are staged
         // first, on this thread: the handoff to the pool costs more than they take.
         let io_state: &mut Io = &mut io;
-        let mut stage = || (self.stage_inputs(io_state, inputs), Instant::now());
+        let mut stage = || (self.stage_inputs(io_state, inputs, &runs), Instant::now());
         let record = || {
             let t = Instant::now();
-            (self.record_run(staging.as_ref(), &readback), t.elapsed())
+            (self.record_run(staging.as_ref(), &readback, &runs, feed.zip(plan.as_ref())), t.elapsed())
         };
-        let ((staged, t1), (cmd, recorded)) = if self.staged >= OVERLAP_MIN_BYTES {
+        let staged_bytes: u64 = runs.iter().map(|(a, b)| b - a).sum();
+        let ((staged, t1), (cmd, recorded)) = if staged_bytes >= OVERLAP_MIN_BYTES {
             rayon::join(stage, record)
         } else {
             let staged = stage();
@@ -874,7 +1014,7 @@ impl<'a> Executable<'a> {
         let t2 = Instant::now();
         self.gpu.scoped("running the graph", || self.gpu.queue.submit([cmd]))?;
         // The staging buffer is mapped again for the next run once this one is done with it.
-        let staged = staging.as_ref().filter(|_| self.staged > 0).map(|b| map_async(b, wgpu::MapMode::Write));
+        let staged = staging.as_ref().filter(|_| !runs.is_empty()).map(|b| map_async(b, wgpu::MapMode::Write));
         let read = map_async(&readback, wgpu::MapMode::Read);
         self.gpu.wait("running the graph")?;
         self.gpu.take_errors()?;
@@ -886,7 +1026,7 @@ impl<'a> Executable<'a> {
         let t3 = Instant::now();
         let result = {
             match readback.slice(..).get_mapped_range() {
-                Ok(view) => self.read_results(bytemuck::cast_slice(&view)),
+                Ok(view) => self.read_results(bytemuck::cast_slice(&view), feed),
                 Err(e) => Err(Error::Gpu(format!("reading results back: {e}"))),
             }
         };
@@ -903,16 +1043,34 @@ impl<'a> Executable<'a> {
         Ok((result?, times))
     }
 
-    /// The command buffer of one run: the inputs copied up, the error words and flags
-    /// cleared, every dispatch, the outputs copied into the readback buffer.
-    fn record_run(&self, staging: Option<&wgpu::Buffer>, readback: &wgpu::Buffer) -> Result<wgpu::CommandBuffer> {
+    /// The command buffer of one run: the inputs copied up (the staged `runs`, then those
+    /// `feed` takes from the GPU), the error words and flags cleared, every dispatch, the
+    /// outputs copied into the readback buffer (or, those `feed` keeps, rounded where they
+    /// are f16 and copied into its buffer).
+    fn record_run(
+        &self,
+        staging: Option<&wgpu::Buffer>,
+        readback: &wgpu::Buffer,
+        runs: &[(u64, u64)],
+        feed: Option<(&Feed, &FeedPlan)>,
+    ) -> Result<wgpu::CommandBuffer> {
         let dev = &self.gpu.device;
         self.gpu.scoped("recording the run", || {
             let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("glufuse run") });
-            // Every input in one copy: the inputs' buffer is laid out as the staging buffer.
-            if let (Some(staging), Some(slot), true) = (staging, self.inputs.first(), self.staged > 0) {
-                let dst = &self.buffers[self.buffer_of[&slot.value].buffer];
-                enc.copy_buffer_to_buffer(staging, 0, dst, 0, self.staged);
+            // The staged inputs in a copy a run (one where every input is staged): the
+            // inputs' buffer is laid out as the staging buffer.
+            let inputs_buffer = self.inputs.first().map(|slot| &self.buffers[self.buffer_of[&slot.value].buffer]);
+            if let (Some(staging), Some(dst)) = (staging, inputs_buffer) {
+                for &(start, end) in runs {
+                    enc.copy_buffer_to_buffer(staging, start, dst, start, end - start);
+                }
+            }
+            if let (Some((f, plan)), Some(dst)) = (feed, inputs_buffer) {
+                if let Some(src) = f.from {
+                    for &(from, to, bytes) in &plan.copies_in {
+                        enc.copy_buffer_to_buffer(src, from, dst, to, bytes);
+                    }
+                }
             }
             if let Some(e) = &self.errors {
                 enc.clear_buffer(&e.buffer, 0, None);
@@ -921,15 +1079,41 @@ impl<'a> Executable<'a> {
                 enc.clear_buffer(f, 0, None);
             }
             self.record(&mut enc, 1, None);
-            // The outputs no kernel reads in one copy, laid out in the readback buffer as in
-            // the buffer they share; each other output by a copy of its own.
+            if let Some((f, plan)) = feed {
+                if let Some(first) = plan.rounding.first() {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("f16 outputs kept on the GPU, rounded"),
+                        timestamp_writes: None,
+                    });
+                    pass.set_pipeline(&first.pipeline);
+                    for r in &plan.rounding {
+                        pass.set_bind_group(0, &r.group, &[]);
+                        pass.dispatch_workgroups(r.workgroups[0], r.workgroups[1], 1);
+                    }
+                }
+                if let Some(dst) = f.into {
+                    for &(buffer, from, to, bytes) in &plan.copies_out {
+                        enc.copy_buffer_to_buffer(&self.buffers[buffer], from, dst, to, bytes);
+                    }
+                }
+            }
+            // The outputs no kernel reads lie in one buffer, laid out in the readback buffer
+            // as there: one copy of it all, or one a run of those read back where some are
+            // kept on the GPU; each other output by a copy of its own.
+            let f = feed.map(|(f, _)| f);
             if let Some(o) = self.outputs.iter().find(|o| o.shared) {
                 let src = &self.buffers[self.buffer_of[&o.value].buffer];
-                enc.copy_buffer_to_buffer(src, 0, readback, 0, src.size());
+                if f.is_none() {
+                    enc.copy_buffer_to_buffer(src, 0, readback, 0, src.size());
+                } else {
+                    for (start, end) in self.shared_runs(f) {
+                        enc.copy_buffer_to_buffer(src, start, readback, start, end - start);
+                    }
+                }
             }
-            for o in self.outputs.iter().filter(|o| !o.shared) {
+            for (j, o) in self.outputs.iter().enumerate() {
                 let bytes = o.words() as u64 * 4;
-                if bytes > 0 {
+                if !o.shared && bytes > 0 && f.is_none_or(|f| f.output(j).is_none()) {
                     let p = self.buffer_of[&o.value];
                     enc.copy_buffer_to_buffer(&self.buffers[p.buffer], p.offset, readback, o.offset, bytes);
                 }
@@ -941,9 +1125,204 @@ impl<'a> Executable<'a> {
         })
     }
 
+    /// Where outputs `kept` (graph output indices) go in a buffer that keeps them on the GPU
+    /// ([`Feed`]): each at its offset in the readback buffer less the first one's, so that
+    /// neighbours there are neighbours in it (one copy for them); and the bytes the buffer
+    /// needs.
+    pub(crate) fn kept_layout(&self, kept: &[usize]) -> Result<(Vec<u64>, u64)> {
+        let slots = kept
+            .iter()
+            .map(|&j| self.outputs.get(j).ok_or_else(|| Error::Internal(format!("no graph output {j} to keep"))))
+            .collect::<Result<Vec<_>>>()?;
+        let base = slots.iter().map(|o| o.offset).min().unwrap_or(0);
+        let end = slots.iter().map(|o| o.offset + (o.words() as u64 * 4).max(4)).max().unwrap_or(base);
+        Ok((slots.iter().map(|o| o.offset - base).collect(), end - base))
+    }
+
+    /// The copies and roundings of a call with `f` ([`FeedPlan`]); the roundings' bind
+    /// groups are made the first time.
+    fn feed_plan(&self, f: &Feed) -> Result<FeedPlan> {
+        let bytes_of = |dims: &[usize]| dims.iter().map(|&d| d as u64).product::<u64>() * 4;
+        // Fed inputs by offset, merged where their sources lie as their destinations do and
+        // no staged input lies between them.
+        let mut fed: Vec<(u64, u64, u64)> = self
+            .inputs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| f.input(i).map(|from| (from, s.offset, bytes_of(&s.dims))))
+            .filter(|&(_, _, n)| n > 0)
+            .collect();
+        fed.sort_by_key(|c| c.1);
+        let mut copies_in: Vec<(u64, u64, u64)> = vec![];
+        for (from, to, n) in fed {
+            if let Some(last) = copies_in.last_mut() {
+                let staged_between = self
+                    .inputs
+                    .iter()
+                    .enumerate()
+                    .any(|(i, s)| f.input(i).is_none() && s.offset >= last.1 && s.offset < to);
+                let alike = from.checked_sub(last.0).is_some_and(|d| Some(d) == to.checked_sub(last.1));
+                if alike && !staged_between {
+                    last.2 = to + n - last.1;
+                    continue;
+                }
+            }
+            copies_in.push((from, to, n));
+        }
+        // Kept outputs by offset in the readback buffer, merged where they lie alike in their
+        // buffer (the outputs' shared one, or the inputs' for a cache written in place) with
+        // no more than padding between them: every value there starts at a multiple of
+        // `align`, so a gap shorter than that holds no other value (nothing read back, no
+        // input) that a merged copy or rounding would touch.
+        let mut kept: Vec<(&OutputSlot, u64)> = self
+            .outputs
+            .iter()
+            .enumerate()
+            .filter_map(|(j, o)| f.output(j).map(|to| (o, to)))
+            .filter(|(o, _)| o.words() > 0)
+            .collect();
+        kept.sort_by_key(|k| k.0.offset);
+        let align = (self.gpu.limits.min_storage_buffer_offset_alignment as u64).max(wgpu::MAP_ALIGNMENT);
+        // (buffer, from, to, bytes, every value f16)
+        let mut runs: Vec<(usize, u64, u64, u64, bool)> = vec![];
+        for (o, to) in kept {
+            let p = self.buffer_of[&o.value];
+            let n = o.words() as u64 * 4;
+            let half = o.dtype == DType::F16;
+            if let Some(last) = runs.last_mut() {
+                let alike = p.offset.checked_sub(last.1).is_some_and(|d| Some(d) == to.checked_sub(last.2));
+                let padding = p.offset.saturating_sub(last.1 + last.3) < align;
+                if last.0 == p.buffer && alike && padding {
+                    last.3 = last.3.max(p.offset + n - last.1);
+                    last.4 &= half;
+                    continue;
+                }
+            }
+            runs.push((p.buffer, p.offset, to, n, half));
+        }
+        // An f16 run is rounded in one dispatch (the gaps between its values hold nothing);
+        // a run of mixed dtypes, value by value.
+        let mut round: Vec<(usize, u64, u64)> = vec![];
+        for &(buffer, from, _, n, half) in &runs {
+            if half {
+                round.push((buffer, from, n));
+                continue;
+            }
+            for o in self.outputs.iter().filter(|o| o.dtype == DType::F16) {
+                let p = self.buffer_of[&o.value];
+                let m = o.words() as u64 * 4;
+                if p.buffer == buffer && p.offset >= from && p.offset + m <= from + n && m > 0 {
+                    round.push((buffer, p.offset, m));
+                }
+            }
+        }
+        round.sort_unstable();
+        round.dedup();
+        let rounding = self.rounding(&round)?;
+        Ok(FeedPlan { copies_in, copies_out: runs.into_iter().map(|r| (r.0, r.1, r.2, r.3)).collect(), rounding })
+    }
+
+    /// The dispatches rounding the f16 values of `ranges` (buffer, offset, bytes) in place
+    /// before they are kept, as the host rounds the f16 values it reads back: the GPU holds
+    /// f16 values as f32 words that only casts round, so the kept value is then the one a
+    /// loop through the host would upload. Their bind groups are made the first time.
+    fn rounding(&self, ranges: &[(usize, u64, u64)]) -> Result<Vec<Rounding>> {
+        if ranges.is_empty() {
+            return Ok(vec![]);
+        }
+        let pipeline = self.gpu.round_f16_pipeline()?;
+        let mut groups = self.rounders.lock().unwrap_or_else(|p| p.into_inner());
+        let max = self.gpu.limits.max_compute_workgroups_per_dimension.max(1) as u64;
+        let mut out = vec![];
+        for &(buffer, offset, bytes) in ranges {
+            let group = match groups.get(&(buffer, offset, bytes)) {
+                Some(g) => g.clone(),
+                None => {
+                    let g = self.gpu.scoped("binding f16 outputs to round", || {
+                        self.gpu.create_bind_group(&wgpu::BindGroupDescriptor {
+                            label: Some("round f16"),
+                            layout: &pipeline.get_bind_group_layout(0),
+                            entries: &[wgpu::BindGroupEntry {
+                                binding: 0,
+                                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                    buffer: &self.buffers[buffer],
+                                    offset,
+                                    size: wgpu::BufferSize::new(bytes),
+                                }),
+                            }],
+                        })
+                    })?;
+                    groups.insert((buffer, offset, bytes), g.clone());
+                    g
+                }
+            };
+            let n = (bytes / 4).div_ceil(codegen::ROUND_F16_WORKGROUP as u64);
+            let x = n.min(max);
+            out.push(Rounding { pipeline: pipeline.clone(), group, workgroups: [x as u32, n.div_ceil(x) as u32] });
+        }
+        Ok(out)
+    }
+
+    /// The byte ranges of the outputs' shared buffer to read back where `feed` keeps some
+    /// outputs on the GPU: runs of the others by offset, each up to the next one kept.
+    fn shared_runs(&self, feed: Option<&Feed>) -> Vec<(u64, u64)> {
+        // Each value of the buffer once, by offset: read back where any output of it is (the
+        // same value may be two outputs, one kept and one not).
+        let mut values: Vec<(u64, u64, bool)> = vec![];
+        for (j, o) in self.outputs.iter().enumerate().filter(|(_, o)| o.shared) {
+            let read = feed.is_none_or(|f| f.output(j).is_none());
+            match values.iter_mut().find(|v| v.0 == o.offset) {
+                Some(v) => v.2 |= read,
+                None => values.push((o.offset, (o.words() as u64 * 4).max(4), read)),
+            }
+        }
+        values.sort_by_key(|v| v.0);
+        let mut runs: Vec<(u64, u64)> = vec![];
+        let mut open = false;
+        for (at, bytes, read) in values {
+            match runs.last_mut() {
+                Some(run) if read && open => run.1 = at + bytes,
+                _ if read => runs.push((at, at + bytes)),
+                _ => {}
+            }
+            open = read;
+        }
+        runs
+    }
+
+    /// Checks that `f` fits this executable: its buffers hold the values it takes from them
+    /// or puts there, and no output it keeps is stored as packed f16 (its words are not an
+    /// input's).
+    fn check_feed(&self, f: &Feed) -> Result<()> {
+        if f.inputs.len() > self.inputs.len() || f.outputs.len() > self.outputs.len() {
+            return Err(Error::Internal("a feed for more inputs or outputs than the graph has".into()));
+        }
+        let bytes_of = |dims: &[usize]| dims.iter().map(|&d| d as u64).product::<u64>() * 4;
+        for (i, slot) in self.inputs.iter().enumerate() {
+            if let Some(at) = f.input(i) {
+                if f.from.is_none_or(|b| b.size() < at + bytes_of(&slot.dims)) {
+                    return Err(Error::Internal(format!("graph input '{}' is fed from past its buffer", slot.name)));
+                }
+            }
+        }
+        for (j, o) in self.outputs.iter().enumerate() {
+            if let Some(at) = f.output(j) {
+                if o.packed {
+                    return Err(Error::input(format!(
+                        "graph output {j} is stored on the GPU as packed f16, which no graph input takes: it cannot be fed back"
+                    )));
+                }
+                if f.into.is_none_or(|b| b.size() < at + o.words() as u64 * 4) {
+                    return Err(Error::Internal(format!("graph output {j} is kept past its buffer")));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The outputs from the readback words, or the error of the first kernel (in dispatch
     /// order) whose run-time check failed.
-    fn read_results(&self, words: &[u32]) -> Result<Vec<Tensor>> {
+    fn read_results(&self, words: &[u32], feed: Option<&Feed>) -> Result<Vec<Tensor>> {
         if let Some(e) = &self.errors {
             for (j, &k) in e.kernels.iter().enumerate() {
                 let at = ((e.offset + j as u64 * e.stride) / 4) as usize;
@@ -965,7 +1344,9 @@ impl<'a> Executable<'a> {
         let jobs: Vec<(&OutputSlot, &[u32])> = self
             .outputs
             .iter()
-            .map(|o| {
+            .enumerate()
+            .filter(|(j, _)| feed.is_none_or(|f| f.output(*j).is_none()))
+            .map(|(_, o)| {
                 let at = (o.offset / 4) as usize;
                 (o, &words[at..at + o.words()])
             })
@@ -1214,6 +1595,80 @@ mod tests {
             if n % 2 == 1 {
                 assert_eq!(words[n / 2] >> 16, 0, "the pad of {n}");
             }
+        }
+    }
+
+    /// A decode step's caches kept on the GPU take one copy each way and, f16, one rounding
+    /// dispatch: over a dynamic cache (the present caches in the outputs' shared buffer) and a
+    /// static one (written in place, in the inputs' buffer); a step that keeps only the keys
+    /// takes a copy a key each way (the values lie between them).
+    #[test]
+    fn neighbouring_caches_are_kept_in_one_copy_each_way() {
+        let gpu = match Gpu::new() {
+            Ok(g) => g,
+            Err(e) if std::env::var("REQUIRE_GPU").is_ok_and(|v| v == "1") => panic!("REQUIRE_GPU=1: {e}"),
+            Err(e) => return eprintln!("SKIPPED: no GPU adapter ({e})"),
+        };
+        let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/models");
+        for (model, f16, keys_only, want) in [
+            ("llama_kvstep", false, false, (1, 1, 0)),
+            ("llama_f16_kvstep", true, false, (1, 1, 1)),
+            ("llama_f16_staticstep", true, false, (1, 1, 1)),
+            ("llama_f16_kvstep", true, true, (2, 2, 2)),
+        ] {
+            let mut g = crate::files::load_graph(&models.join(format!("{model}.onnx"))).unwrap();
+            crate::passes::PassManager::standard().run(&mut g).unwrap();
+            let feedback = Feedback::caches(&g).unwrap();
+            let pairs: Vec<(usize, String)> = feedback
+                .pairs
+                .iter()
+                .filter(|p| !keys_only || p.1.ends_with("_k"))
+                .map(|p| (p.0, p.2.clone()))
+                .collect();
+            // A step at past 9 keeps its outputs; the step at past 10 takes them (a static
+            // cache has no past: the same binding twice).
+            let exe = |past: usize| {
+                let mut b = Bindings::new();
+                for (k, v) in [("past", past), ("all", past + 1), ("new", 1), ("batch", 1)] {
+                    let used = g
+                        .input_nodes()
+                        .iter()
+                        .any(|&n| g.node(n).outputs[0].shape.iter().any(|d| d.symbols().iter().any(|s| s == k)));
+                    if used {
+                        b.insert(k.into(), v);
+                    }
+                }
+                Executable::new(&gpu, &g, &b).unwrap()
+            };
+            let (first, next) = (exe(9), exe(10));
+            let outs: Vec<usize> = pairs.iter().map(|p| p.0).collect();
+            let (at, bytes) = first.kept_layout(&outs).unwrap();
+            let buffer = gpu.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size: bytes,
+                usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let names: Vec<String> = g.input_nodes().iter().map(|&n| g.node(n).name.clone()).collect();
+            let mut keep =
+                Feed { from: None, inputs: vec![], into: Some(&buffer), outputs: vec![None; g.outputs.len()] };
+            let mut take = Feed { from: Some(&buffer), inputs: vec![None; names.len()], into: None, outputs: vec![] };
+            for ((j, inp), &o) in pairs.iter().zip(&at) {
+                keep.outputs[*j] = Some(o);
+                take.inputs[names.iter().position(|n| n == inp).unwrap()] = Some(o);
+            }
+            first.check_feed(&keep).unwrap();
+            next.check_feed(&take).unwrap();
+            let (kept, taken) = (first.feed_plan(&keep).unwrap(), next.feed_plan(&take).unwrap());
+            let got = (taken.copies_in.len(), kept.copies_out.len(), kept.rounding.len());
+            assert_eq!(
+                got,
+                want,
+                "{model}{}: copies in, copies out, roundings",
+                if keys_only { " (keys)" } else { "" }
+            );
+            let exe = first;
+            assert_eq!(f16, exe.outputs.iter().skip(1).all(|o| o.dtype == DType::F16));
         }
     }
 }

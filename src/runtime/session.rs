@@ -29,6 +29,13 @@
 //!   GPU (`benches/results/h200-2026-11-29-build.md`). [`Session::prepare`] builds the
 //!   executables of bindings known beforehand (a loop's past lengths), several at a time.
 //! - **Once per session**: the weights and constants uploaded.
+//! - **A step of a loop that keeps values on the GPU** ([`Session::step`] with a
+//!   [`Feedback`]: a decode step's present caches as the next step's past): as a call, less the
+//!   fed inputs' conversion and upload and the kept outputs' readback and conversion, plus a
+//!   copy of the kept outputs into the session's buffer (one for neighbouring ones) and, at the
+//!   next step, a copy of them into the inputs' buffer, and a dispatch rounding f16 ones. The
+//!   session keeps two such buffers, the values kept and those the next step writes (a failed
+//!   step leaves the kept ones as they were), made larger by a quarter where too small.
 //! - **After a pause**: a GPU without work for about a second lowers its clocks (an H100's
 //!   SM clock falls from 1980 towards 345 MHz within 2-3 s) and needs 100-300 ms of work to
 //!   raise them, so the first calls after a pause run up to 3× slower on the GPU.
@@ -42,7 +49,7 @@
 //! [`Session::set_capacity`] of them (8 unless set), and drops the least recently used past
 //! that.
 
-use super::{CallTimes, Executable, Gpu, Io, Weights};
+use super::{CallTimes, Executable, Feed, Feedback, Gpu, Io, Weights};
 use crate::codegen::tune::Tuned;
 use crate::codegen::{Target, Tiles};
 use crate::ir::{DType, Op};
@@ -68,6 +75,18 @@ pub struct Session<'a> {
     /// The staging and readback buffers every executable of the session calls through,
     /// fitted to the largest built.
     io: Arc<Mutex<Io>>,
+    /// The values [`Session::step`] kept on the GPU for the next step.
+    kept: Option<Kept>,
+    /// The buffer the next step keeps its outputs in: the one kept before the last step, so
+    /// that a step that fails leaves the values kept as they were.
+    spare: Option<wgpu::Buffer>,
+}
+
+/// Graph outputs kept on the GPU as graph inputs' next values: one buffer of the session's,
+/// and by graph input where its words lie there (from the offset on), its dims and dtype.
+struct Kept {
+    buffer: wgpu::Buffer,
+    values: HashMap<String, (u64, Vec<usize>, DType)>,
 }
 
 impl<'a> Session<'a> {
@@ -83,7 +102,18 @@ impl<'a> Session<'a> {
         let weights = Weights::upload(gpu, &graph)?;
         let input_nodes = graph.input_nodes();
         let io = Arc::new(Mutex::new(Io::new()));
-        Ok(Session { gpu, graph, input_nodes, target, weights, executables: vec![], capacity: 8, io })
+        Ok(Session {
+            gpu,
+            graph,
+            input_nodes,
+            target,
+            weights,
+            executables: vec![],
+            capacity: 8,
+            io,
+            kept: None,
+            spare: None,
+        })
     }
 
     /// The graph it runs.
@@ -161,6 +191,12 @@ impl<'a> Session<'a> {
     /// The executable for binding `b`: the one kept for it, or a new one (which may drop the
     /// least recently used).
     pub fn executable(&mut self, b: &Bindings) -> Result<&mut Executable<'a>> {
+        let i = self.executable_index(b)?;
+        Ok(&mut self.executables[i].1)
+    }
+
+    /// [`Session::executable`], as its index in `executables` (the last).
+    fn executable_index(&mut self, b: &Bindings) -> Result<usize> {
         let key = key_of(b);
         let exe = match self.executables.iter().position(|(k, _)| *k == key) {
             Some(i) => self.executables.remove(i).1,
@@ -174,8 +210,7 @@ impl<'a> Session<'a> {
             }
         };
         self.executables.push((key, exe));
-        let last = self.executables.len() - 1;
-        Ok(&mut self.executables[last].1)
+        Ok(self.executables.len() - 1)
     }
 
     /// Builds the executables of `bindings` that the session does not keep yet, several at a
@@ -324,6 +359,171 @@ impl<'a> Session<'a> {
         let bind_us = t0.elapsed().as_secs_f64() * 1e6;
         let (out, times) = exe.run_timed(inputs)?;
         Ok((out, CallTimes { bind_us, ..times }))
+    }
+}
+
+impl<'a> Session<'a> {
+    /// Runs one step of a loop whose `feedback` outputs become the next step's inputs on the
+    /// GPU (a decode step's present keys and values, the next step's past: [`Feedback::caches`]),
+    /// and returns the outputs not fed back, in order.
+    ///
+    /// Each input `feedback` feeds is taken from the GPU where `inputs` does not give it: the
+    /// output the last step kept for it, copied there, neither read back nor uploaded again
+    /// (an error naming it where no step has kept one yet). Given, it is uploaded as [`Session::run`]
+    /// uploads it: the first step of a loop gives every input; a later one may give them again
+    /// to start over. The symbols bind from the given inputs and the kept values' shapes, as in
+    /// [`Session::bind`]. A step that fails (a bad input, an id out of range) keeps the values
+    /// the step before kept. [`Session::fed_value`] reads a kept value back.
+    ///
+    /// What it saves, a step: the fed outputs' readback and conversion, the fed inputs'
+    /// conversion and upload (over the bus); what it adds: two copies of each fed value on the
+    /// GPU (into the session's buffer at the end of a step, out of it at the start of the next).
+    pub fn step(
+        &mut self,
+        inputs: &HashMap<String, Tensor>,
+        given: &Bindings,
+        feedback: &Feedback,
+    ) -> Result<Vec<Tensor>> {
+        Ok(self.step_timed(inputs, given, feedback)?.0)
+    }
+
+    /// [`Session::step`], and where the call's CPU time went (as [`Session::run_timed`]).
+    pub fn step_timed(
+        &mut self,
+        inputs: &HashMap<String, Tensor>,
+        given: &Bindings,
+        feedback: &Feedback,
+    ) -> Result<(Vec<Tensor>, CallTimes)> {
+        let t0 = std::time::Instant::now();
+        feedback.check(&self.graph)?;
+        // The shapes to bind: the given inputs', and the kept values' of the fed inputs not given.
+        let mut shapes: HashMap<String, (DType, &[usize])> =
+            inputs.iter().map(|(k, t)| (k.clone(), (t.dtype(), t.shape()))).collect();
+        for (_, out, inp) in &feedback.pairs {
+            if inputs.contains_key(inp) {
+                continue;
+            }
+            let (_, dims, dtype) = self.kept.as_ref().and_then(|k| k.values.get(inp)).ok_or_else(|| {
+                Error::graph(
+                    inp,
+                    format!(
+                        "no value was given for this graph input and no step has kept one: it is fed back from output '{out}', so the first step gives it"
+                    ),
+                )
+            })?;
+            shapes.insert(inp.clone(), (*dtype, dims));
+        }
+        let b = self.bind_from(&shapes, |(d, s)| (Some(*d), *s), given)?;
+        let i = self.executable_index(&b)?;
+        let exe = &self.executables[i].1;
+        // Where the fed outputs go in the buffer that keeps them, made (or made larger) where
+        // it is too small: a quarter more than asked, so that a growing cache makes one every
+        // few steps.
+        let outs: Vec<usize> = feedback.pairs.iter().map(|p| p.0).collect();
+        let (offsets, bytes) = exe.kept_layout(&outs)?;
+        if self.spare.as_ref().is_none_or(|b| b.size() < bytes.max(4)) {
+            let max = self.gpu.limits.max_buffer_size;
+            let size = (bytes + bytes / 4).next_multiple_of(256).min(max).max(bytes).max(4);
+            let desc = wgpu::BufferDescriptor {
+                label: Some("outputs fed back"),
+                size,
+                usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            };
+            let buffer =
+                self.gpu.scoped("allocating the buffer of the outputs fed back", || self.gpu.create_buffer(&desc))?;
+            self.spare = Some(buffer);
+        }
+        let mut feed = Feed {
+            from: self.kept.as_ref().map(|k| &k.buffer),
+            inputs: vec![None; self.input_nodes.len()],
+            into: self.spare.as_ref(),
+            outputs: vec![None; self.graph.outputs.len()],
+        };
+        let mut values = HashMap::new();
+        for ((j, out, inp), &at) in feedback.pairs.iter().zip(&offsets) {
+            feed.outputs[*j] = Some(at);
+            let (dims, dtype, packed) =
+                exe.output_type(*j).ok_or_else(|| Error::Internal(format!("no output {j} in the executable")))?;
+            if packed {
+                return Err(Error::input(format!(
+                    "graph output '{out}' cannot be fed back to '{inp}': the GPU stores it as packed f16 (two values a word: an f16 output no node reads, written by a row program or a cooperative GEMM), which no graph input takes"
+                )));
+            }
+            values.insert(inp.clone(), (at, dims.to_vec(), dtype));
+            if inputs.contains_key(inp) {
+                continue;
+            }
+            let k = self
+                .input_nodes
+                .iter()
+                .position(|&n| self.graph.node(n).name == *inp)
+                .ok_or_else(|| Error::Internal(format!("no graph input '{inp}'")))?;
+            let (from, dims, dtype) = &self
+                .kept
+                .as_ref()
+                .map(|k| &k.values[inp])
+                .ok_or_else(|| Error::Internal(format!("no value kept for '{inp}'")))?;
+            match exe.input_type(k) {
+                Some((d, t)) if d == dims.as_slice() && t == *dtype => {}
+                _ => return Err(Error::Internal(format!("the value kept for '{inp}' does not fit its executable"))),
+            }
+            feed.inputs[k] = Some(*from);
+        }
+        let bind_us = t0.elapsed().as_secs_f64() * 1e6;
+        let (out, times) = exe.call(inputs, Some(&feed))?;
+        // This step's outputs are the values kept now; the buffer kept before takes the next.
+        if let Some(buffer) = self.spare.take() {
+            if let Some(old) = self.kept.replace(Kept { buffer, values }) {
+                self.spare = Some(old.buffer);
+            }
+        }
+        Ok((out, CallTimes { bind_us, ..times }))
+    }
+
+    /// The value the last [`Session::step`] kept on the GPU for graph input `input`, read
+    /// back (an error where none is kept).
+    pub fn fed_value(&self, input: &str) -> Result<Tensor> {
+        let (kept, (at, dims, dtype)) = self
+            .kept
+            .as_ref()
+            .and_then(|k| k.values.get(input).map(|v| (k, v)))
+            .ok_or_else(|| Error::graph(input, "no step has kept a value on the GPU for this graph input"))?;
+        let n = dims.iter().product::<usize>();
+        let bytes = (n as u64 * 4).max(4);
+        let dev = &self.gpu.device;
+        let desc = wgpu::BufferDescriptor {
+            label: Some("fed value"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        };
+        let read = self.gpu.scoped("reading a fed value back", || {
+            let read = self.gpu.create_buffer(&desc);
+            let mut enc = dev.create_command_encoder(&Default::default());
+            if n > 0 {
+                enc.copy_buffer_to_buffer(&kept.buffer, *at, &read, 0, n as u64 * 4);
+            }
+            self.gpu.queue.submit([enc.finish()]);
+            read
+        })?;
+        super::map_and_wait(self.gpu, &read, wgpu::MapMode::Read, "reading a fed value back")?;
+        let t = match read.slice(..).get_mapped_range() {
+            Ok(view) => {
+                let words: &[u32] = bytemuck::cast_slice(&view);
+                Tensor::from_gpu_words(*dtype, dims.clone(), &words[..n])
+            }
+            Err(e) => Err(Error::Gpu(format!("reading a fed value back: {e}"))),
+        };
+        read.unmap();
+        t
+    }
+
+    /// Drops the values kept on the GPU by [`Session::step`] and their buffers: the next step
+    /// gives every fed input again.
+    pub fn forget_fed(&mut self) {
+        self.kept = None;
+        self.spare = None;
     }
 }
 
