@@ -1,7 +1,8 @@
 //! The wgpu executor: opens the GPU ([`Gpu`]), uploads weights and constants, plans
 //! intermediate buffers (reused once their last reader has run; `Reshape` is a view of its
-//! input), records every dispatch of a run in one command encoder, and reads every output
-//! back after one submission and one wait. Inputs go up through a staging buffer of the
+//! input), records the dispatches of a run into a few command buffers, each submitted as
+//! soon as it is recorded ([`FIRST_SUBMIT`]: the GPU starts while the rest are recorded), and
+//! reads every output back after one wait. Inputs go up through a staging buffer of the
 //! executable's own, kept mapped between runs, so a run creates no buffer.
 //!
 //! Only validated [`Kernel`]s reach it. wgpu errors are caught by error scopes and an
@@ -177,6 +178,29 @@ impl Place {
 /// (`benches/results/h200-2026-11-29-overlap.md`).
 pub const OVERLAP_MIN_BYTES: u64 = 512 << 10;
 
+/// Dispatches in the first command buffer of a call ([`Executable::run_timed`]): the GPU starts
+/// on them while the call records the rest, [`NEXT_SUBMITS`] a buffer, each submitted as soon
+/// as it is recorded (recording a dispatch takes less time than the GPU takes to run one).
+pub const FIRST_SUBMIT: usize = 16;
+/// Dispatches in each command buffer of a call after the first ([`FIRST_SUBMIT`]).
+pub const NEXT_SUBMITS: usize = 24;
+
+/// The dispatches of each command buffer a call of `n` dispatches records and submits, in
+/// order: the first [`FIRST_SUBMIT`], on which the GPU starts while the rest are recorded,
+/// then [`NEXT_SUBMITS`] a buffer (at least one buffer, which may hold none).
+fn submits(n: usize) -> Vec<std::ops::Range<usize>> {
+    let mut parts = Vec::new();
+    let (mut at, mut size) = (0, FIRST_SUBMIT);
+    loop {
+        let end = (at + size).min(n);
+        parts.push(at..end);
+        if end >= n {
+            return parts;
+        }
+        (at, size) = (end, NEXT_SUBMITS);
+    }
+}
+
 /// Where one run's CPU time went, in µs (wall clock). `submit_wait` includes the GPU's work.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CallTimes {
@@ -185,13 +209,14 @@ pub struct CallTimes {
     pub bind_us: f64,
     /// Checking the inputs and writing them into the mapped staging buffer.
     pub upload_us: f64,
-    /// Recording the copies, every dispatch and the readback copies into a command buffer:
-    /// after the upload, or at the same time where the inputs take [`OVERLAP_MIN_BYTES`] or
-    /// more (on another thread, once they are checked), the call then waiting for the longer
-    /// of the two.
+    /// Recording the first command buffer (the inputs' copies and the first [`FIRST_SUBMIT`]
+    /// dispatches): after the upload, or at the same time where the inputs take
+    /// [`OVERLAP_MIN_BYTES`] or more (on another thread, once they are checked), the call then
+    /// waiting for the longer of the two.
     pub encode_us: f64,
-    /// Submitting it and waiting for the GPU (and for the buffers to map), from when both
-    /// the upload and the recording are done.
+    /// Submitting it, recording and submitting the rest (while the GPU runs what it has) and
+    /// waiting for the GPU (and for the buffers to map), from when both the upload and the
+    /// first recording are done.
     pub submit_wait_us: f64,
     /// Converting the mapped words into the output tensors.
     pub readback_us: f64,
@@ -954,8 +979,9 @@ impl<'a> Executable<'a> {
 
     /// Runs the graph once and reads every output back: the inputs checked (see
     /// [`Session::bind`]; here they must have exactly the shapes this executable was compiled
-    /// for) and copied up from the staging buffer, every dispatch and every output's copy in
-    /// one submission, one wait. A failed run-time check (an index out of range, say) is an
+    /// for) and copied up from the staging buffer, every dispatch and every output's copy
+    /// submitted a few dozen dispatches at a time as they are recorded, one wait. A failed
+    /// run-time check (an index out of range, say) is an
     /// error naming the node, and no outputs.
     pub fn run(&self, inputs: &HashMap<String, Tensor>) -> Result<Vec<Tensor>> {
         Ok(self.run_timed(inputs)?.0)
@@ -998,21 +1024,29 @@ impl<'a> Executable<'a> {
         // first, on this thread: the handoff to the pool costs more than they take.
         let io_state: &mut Io = &mut io;
         let mut stage = || (self.stage_inputs(io_state, inputs, &runs), Instant::now());
-        let record = || {
+        // The run in several command buffers, each submitted as soon as it is recorded: the
+        // GPU starts on the first dispatches while the rest are recorded.
+        let parts = submits(self.dispatches.len());
+        let record = |i: usize| {
             let t = Instant::now();
-            (self.record_run(staging.as_ref(), &readback, &runs, feed.zip(plan.as_ref())), t.elapsed())
+            let part = (parts[i].clone(), i == 0, i + 1 == parts.len());
+            (self.record_part(staging.as_ref(), &readback, &runs, feed.zip(plan.as_ref()), part), t.elapsed())
         };
         let staged_bytes: u64 = runs.iter().map(|(a, b)| b - a).sum();
         let ((staged, t1), (cmd, recorded)) = if staged_bytes >= OVERLAP_MIN_BYTES {
-            rayon::join(stage, record)
+            rayon::join(stage, || record(0))
         } else {
             let staged = stage();
-            (staged, record())
+            (staged, record(0))
         };
         staged?;
         let cmd = cmd?;
         let t2 = Instant::now();
         self.gpu.scoped("running the graph", || self.gpu.queue.submit([cmd]))?;
+        for i in 1..parts.len() {
+            let cmd = record(i).0?;
+            self.gpu.scoped("running the graph", || self.gpu.queue.submit([cmd]))?;
+        }
         // The staging buffer is mapped again for the next run once this one is done with it.
         let staged = staging.as_ref().filter(|_| !runs.is_empty()).map(|b| map_async(b, wgpu::MapMode::Write));
         let read = map_async(&readback, wgpu::MapMode::Read);
@@ -1043,22 +1077,47 @@ impl<'a> Executable<'a> {
         Ok((result?, times))
     }
 
-    /// The command buffer of one run: the inputs copied up (the staged `runs`, then those
-    /// `feed` takes from the GPU), the error words and flags cleared, every dispatch, the
-    /// outputs copied into the readback buffer (or, those `feed` keeps, rounded where they
-    /// are f16 and copied into its buffer).
-    fn record_run(
+    /// Command buffer `part` of one run ([`submits`]): the first copies the
+    /// inputs up (the staged `runs`, then those `feed` takes from the GPU) and clears the
+    /// error words and flags; each records its dispatches; the last copies the outputs into
+    /// the readback buffer (or, those `feed` keeps, rounded where they are f16 and copied into
+    /// its buffer).
+    fn record_part(
         &self,
         staging: Option<&wgpu::Buffer>,
         readback: &wgpu::Buffer,
         runs: &[(u64, u64)],
         feed: Option<(&Feed, &FeedPlan)>,
+        part: (std::ops::Range<usize>, bool, bool),
     ) -> Result<wgpu::CommandBuffer> {
         let dev = &self.gpu.device;
+        let (range, first, last) = part;
         self.gpu.scoped("recording the run", || {
             let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("glufuse run") });
-            // The staged inputs in a copy a run (one where every input is staged): the
-            // inputs' buffer is laid out as the staging buffer.
+            if first {
+                self.record_inputs(&mut enc, staging, runs, feed);
+            }
+            if !range.is_empty() {
+                self.record_keeping(&mut enc, 1, None, &|i| range.contains(&i));
+            }
+            if last {
+                self.record_outputs(&mut enc, readback, feed);
+            }
+            enc.finish()
+        })
+    }
+
+    /// A run's start: the staged inputs in a copy a run (one where every input is staged:
+    /// the inputs' buffer is laid out as the staging buffer), those `feed` takes from the GPU,
+    /// the error words and flags cleared.
+    fn record_inputs(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        staging: Option<&wgpu::Buffer>,
+        runs: &[(u64, u64)],
+        feed: Option<(&Feed, &FeedPlan)>,
+    ) {
+        {
             let inputs_buffer = self.inputs.first().map(|slot| &self.buffers[self.buffer_of[&slot.value].buffer]);
             if let (Some(staging), Some(dst)) = (staging, inputs_buffer) {
                 for &(start, end) in runs {
@@ -1078,7 +1137,18 @@ impl<'a> Executable<'a> {
             if let Some(f) = &self.flags {
                 enc.clear_buffer(f, 0, None);
             }
-            self.record(&mut enc, 1, None);
+        }
+    }
+
+    /// A run's end: the f16 outputs `feed` keeps rounded and copied into its buffer, the
+    /// others and the error words copied into the readback buffer.
+    fn record_outputs(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        readback: &wgpu::Buffer,
+        feed: Option<(&Feed, &FeedPlan)>,
+    ) {
+        {
             if let Some((f, plan)) = feed {
                 if let Some(first) = plan.rounding.first() {
                     let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -1121,8 +1191,7 @@ impl<'a> Executable<'a> {
             if let Some(e) = &self.errors {
                 enc.copy_buffer_to_buffer(&e.buffer, 0, readback, e.offset, e.buffer.size());
             }
-            enc.finish()
-        })
+        }
     }
 
     /// Where outputs `kept` (graph output indices) go in a buffer that keeps them on the GPU
@@ -1596,6 +1665,18 @@ mod tests {
                 assert_eq!(words[n / 2] >> 16, 0, "the pad of {n}");
             }
         }
+    }
+
+    /// A call's command buffers cover its dispatches in order, each once: the first 16, then
+    /// 24 a buffer; one empty buffer for none (it still copies the inputs and outputs).
+    #[test]
+    fn command_buffers_take_every_dispatch_once_in_order() {
+        assert_eq!(submits(0), vec![0..0]);
+        assert_eq!(submits(5), vec![0..5]);
+        assert_eq!(submits(16), vec![0..16]);
+        assert_eq!(submits(17), vec![0..16, 16..17]);
+        assert_eq!(submits(40), vec![0..16, 16..40]);
+        assert_eq!(submits(128), vec![0..16, 16..40, 40..64, 64..88, 88..112, 112..128]);
     }
 
     /// A decode step's caches kept on the GPU take one copy each way and, f16, one rounding

@@ -5,15 +5,17 @@
 //!
 //! - **Every call**: the symbols bound from the inputs' shapes (checked: names, dtypes,
 //!   ranks, dims that contradict each other), the inputs converted to the GPU's words and
-//!   written into the executable's staging buffer (mapped since the last call), one command
-//!   encoder (recorded on another thread while large inputs are staged) holding the inputs'
+//!   written into the executable's staging buffer (mapped since the last call), the inputs'
 //!   copies, every dispatch (a pipeline, a bind group and a dispatch each: the encoding cost
 //!   grows with the dispatch count) and the copies of every output (and of the run-time
-//!   checks' error words) into one readback buffer, one submission, one wait (which also
-//!   maps the staging buffer again), the outputs converted from the mapped buffer. No
-//!   buffer, pipeline or bind group is created ([`Gpu::created`] counts them;
-//!   `tests/session.rs` checks), and wgpu makes no staging buffer of its own; the only
-//!   allocations are the command buffer and the output tensors returned.
+//!   checks' error words) into one readback buffer, recorded into command buffers of a few
+//!   dozen dispatches (the first on another thread while large inputs are staged), each
+//!   submitted as soon as it is recorded so that the GPU starts on the first while the rest
+//!   are recorded ([`super::FIRST_SUBMIT`]), one wait (which also maps the staging buffer
+//!   again), the outputs converted from the mapped buffer. No buffer, pipeline or bind
+//!   group is created ([`Gpu::created`] counts them; `tests/session.rs` checks), and wgpu
+//!   makes no staging buffer of its own; the only allocations are the command buffers and
+//!   the output tensors returned.
 //!   [`Session::run_timed`] says where a call's time went.
 //! - **The first call under a new binding** (another batch, sequence or past length) also
 //!   makes that binding's [`Executable`]: code generation of every kernel and naga validation
