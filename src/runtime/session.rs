@@ -82,6 +82,9 @@ pub struct Session<'a> {
     /// The buffer the next step keeps its outputs in: the one kept before the last step, so
     /// that a step that fails leaves the values kept as they were.
     spare: Option<wgpu::Buffer>,
+    /// The feedback the last step checked against the graph, and the input slot each of its
+    /// pairs feeds (in the order of the graph's inputs): a loop's steps check it once.
+    checked: Option<(Feedback, Vec<usize>)>,
 }
 
 /// Graph outputs kept on the GPU as graph inputs' next values: one buffer of the session's,
@@ -115,6 +118,7 @@ impl<'a> Session<'a> {
             io,
             kept: None,
             spare: None,
+            checked: None,
         })
     }
 
@@ -152,15 +156,19 @@ impl<'a> Session<'a> {
     }
 
     /// The binding of inputs by name, each with its dtype (checked where given) and shape.
-    fn bind_from<'v, V, D: Into<Option<DType>>>(
+    fn bind_from<'v, K, V, D>(
         &self,
-        inputs: &'v HashMap<String, V>,
+        inputs: &'v HashMap<K, V>,
         of: impl Fn(&'v V) -> (D, &'v [usize]),
         given: &Bindings,
-    ) -> Result<Bindings> {
+    ) -> Result<Bindings>
+    where
+        K: std::borrow::Borrow<str> + std::hash::Hash + Eq,
+        D: Into<Option<DType>>,
+    {
         let g = &self.graph;
         let nodes = &self.input_nodes;
-        for name in inputs.keys() {
+        for name in inputs.keys().map(|k| k.borrow()) {
             if !g.find(name).is_some_and(|n| matches!(g.node(n).op, Op::Input)) {
                 let names: Vec<&str> = nodes.iter().map(|&n| g.node(n).name.as_str()).collect();
                 return Err(Error::input(format!(
@@ -173,7 +181,7 @@ impl<'a> Session<'a> {
         for &n in nodes {
             let node = g.node(n);
             let v = inputs
-                .get(&node.name)
+                .get(node.name.as_str())
                 .ok_or_else(|| Error::graph(&node.name, "no value was given for this graph input"))?;
             let ty = &node.outputs[0];
             let (dtype, shape) = of(v);
@@ -397,10 +405,27 @@ impl<'a> Session<'a> {
         feedback: &Feedback,
     ) -> Result<(Vec<Tensor>, CallTimes)> {
         let t0 = std::time::Instant::now();
-        feedback.check(&self.graph)?;
+        let slots = match &self.checked {
+            Some((f, slots)) if f == feedback => slots.clone(),
+            _ => {
+                feedback.check(&self.graph)?;
+                let slots = feedback
+                    .pairs
+                    .iter()
+                    .map(|(_, _, inp)| {
+                        self.input_nodes
+                            .iter()
+                            .position(|&n| self.graph.node(n).name == *inp)
+                            .ok_or_else(|| Error::Internal(format!("no graph input '{inp}'")))
+                    })
+                    .collect::<Result<Vec<usize>>>()?;
+                self.checked = Some((feedback.clone(), slots.clone()));
+                slots
+            }
+        };
         // The shapes to bind: the given inputs', and the kept values' of the fed inputs not given.
-        let mut shapes: HashMap<String, (DType, &[usize])> =
-            inputs.iter().map(|(k, t)| (k.clone(), (t.dtype(), t.shape()))).collect();
+        let mut shapes: HashMap<&str, (DType, &[usize])> =
+            inputs.iter().map(|(k, t)| (k.as_str(), (t.dtype(), t.shape()))).collect();
         for (_, out, inp) in &feedback.pairs {
             if inputs.contains_key(inp) {
                 continue;
@@ -413,7 +438,7 @@ impl<'a> Session<'a> {
                     ),
                 )
             })?;
-            shapes.insert(inp.clone(), (*dtype, dims));
+            shapes.insert(inp, (*dtype, dims));
         }
         let b = self.bind_from(&shapes, |(d, s)| (Some(*d), *s), given)?;
         let i = self.executable_index(&b)?;
@@ -443,7 +468,7 @@ impl<'a> Session<'a> {
             outputs: vec![None; self.graph.outputs.len()],
         };
         let mut values = HashMap::new();
-        for ((j, out, inp), &at) in feedback.pairs.iter().zip(&offsets) {
+        for (((j, out, inp), &at), &k) in feedback.pairs.iter().zip(&offsets).zip(&slots) {
             feed.outputs[*j] = Some(at);
             let (dims, dtype, packed) =
                 exe.output_type(*j).ok_or_else(|| Error::Internal(format!("no output {j} in the executable")))?;
@@ -456,15 +481,10 @@ impl<'a> Session<'a> {
             if inputs.contains_key(inp) {
                 continue;
             }
-            let k = self
-                .input_nodes
-                .iter()
-                .position(|&n| self.graph.node(n).name == *inp)
-                .ok_or_else(|| Error::Internal(format!("no graph input '{inp}'")))?;
-            let (from, dims, dtype) = &self
+            let (from, dims, dtype) = self
                 .kept
                 .as_ref()
-                .map(|k| &k.values[inp])
+                .and_then(|k| k.values.get(inp))
                 .ok_or_else(|| Error::Internal(format!("no value kept for '{inp}'")))?;
             match exe.input_type(k) {
                 Some((d, t)) if d == dims.as_slice() && t == *dtype => {}
