@@ -648,7 +648,9 @@ fn coop_gemm_matches_the_interpreter_within_the_f16_bound() {
     // Eight subgroups, four along the rows (the prefill's fused 128x64x64w4x2s1, on k steps
     // of 32 so that it fits lavapipe's 32 KiB).
     let eight = Some("128x64x32w4x2s1".parse::<CoopTile>().unwrap());
-    let long = Some("32x64x128w2x2s1".parse::<CoopTile>().unwrap());
+    let long = Some("32x64x64w2x2k2s1".parse::<CoopTile>().unwrap());
+    // (The same on k steps of 32, which lavapipe's 32 KiB fits.)
+    let long_small = Some("32x64x32w2x2k2s1".parse::<CoopTile>().unwrap());
     let emulated = Target { coop_emulate: true, ..f16.clone() };
     let mut targets = vec![
         Run::some("emulated", emulated.clone()),
@@ -664,14 +666,15 @@ fn coop_gemm_matches_the_interpreter_within_the_f16_bound() {
             "emulated, eight subgroups, two stages",
             Target { coop_tiles: Some("64x64x16w4x2".parse::<CoopTile>().unwrap()), ..emulated.clone() },
         ),
-        // (The prefill's split down projection: 32×64 tiles on k steps of 128, in two parts
-        // where k has two steps; `[K, N]` weights do not fit lavapipe's 32 KiB that way.)
+        // (The prefill's split down projection, 32×64 tiles with k in two slices, on k steps
+        // of 32: in two parts where k has eight steps; `[N, K]` weights, as the exports hold
+        // them.)
         Run {
             plain_only: true,
             nk_only: true,
             ..Run::some(
-                "emulated, plain only, [N, K] only, 32x64 on k steps of 128, split-k",
-                Target { coop_tiles: long, coop_split: Some(2), ..emulated },
+                "emulated, plain only, [N, K] only, 32x64, two slices of k, split-k",
+                Target { coop_tiles: long_small, coop_split: Some(2), ..emulated },
             )
         },
     ];
@@ -687,7 +690,7 @@ fn coop_gemm_matches_the_interpreter_within_the_f16_bound() {
         let long_split = Target { coop_tiles: long, coop_split: Some(2), ..f16.clone() };
         targets.push(Run {
             plain_only: true,
-            ..Run::every("native, plain only, 32x64 on k steps of 128, split-k", long_split)
+            ..Run::every("native, plain only, 32x64, two slices of k, split-k", long_split)
         });
         // (Eight subgroups in two stages, as a plain projection with few 128-row tiles but
         // many 64-row ones takes them, 64x64x64w4x2, on k steps of 32 so that the fused
@@ -774,7 +777,7 @@ fn coop_gemm_matches_the_interpreter_within_the_f16_bound() {
     assert!(tilings.iter().any(|t| t.starts_with("coop 16x")) && tilings.iter().any(|t| t.contains("x16w2x2")));
     assert!(tilings.iter().any(|t| t.starts_with("coop 128x64x32w4x2s1")), "{tilings:?}");
     assert!(tilings.iter().any(|t| t.starts_with("coop 64x64x16w4x2")), "{tilings:?}");
-    assert!(tilings.iter().any(|t| t == "coop 32x64x128w2x2s1 split-k 2"), "{tilings:?}");
+    assert!(tilings.iter().any(|t| t == "coop 32x64x32w2x2k2s1 split-k 2"), "{tilings:?}");
     // (The unfused graph's plain projections at 150 rows: 32×32 tiles, k steps of 128.)
     assert!(tilings.contains("coop 32x32x128w2x2s1"), "{tilings:?}");
     // The forced split ran, and its

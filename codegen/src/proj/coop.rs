@@ -286,7 +286,10 @@ const fn s2(bm: usize, bn: usize, bk: usize, wr: usize, wc: usize) -> CoopTile {
 /// projection: −40 µs). Together the prefill went from 2742 to 2550 µs, then 2524.
 /// Then the split one on 32×64 tiles on k steps of 128 (the down projection in 2 parts where
 /// the eight-subgroup tiles took 4: 2523 → 2492 µs, A/B alternating,
-/// `benches/results/h100-2026-11-27m-prefill.md`; 32×32 tiles, unsplit, were slower).
+/// `benches/results/h100-2026-11-27m-prefill.md`; 32×32 tiles, unsplit, were slower); on an
+/// H200, those tiles with k in two slices of steps of 64, each slice 19 steps of the down
+/// projection's parts (2254–2267 → 2226–2232 µs, A/B alternating; the other tilings tried:
+/// `benches/results/h200-2026-11-29-long-k.md`).
 /// The later entries are smaller fallbacks for devices with less workgroup memory
 /// (lavapipe: 32 KiB).
 pub fn candidates(s: &ProjShape) -> Vec<CoopTile> {
@@ -306,8 +309,8 @@ pub fn candidates(s: &ProjShape) -> Vec<CoopTile> {
     if s.rows.div_ceil(128) * s.n.div_ceil(64 * w) < few {
         if !fused {
             // A plain projection: 32×32 tiles on k steps of 128 where even 64-row tiles are
-            // few and k is short enough to stay whole; 32×64 ones on k steps of 128 where k
-            // is long (and split); else 64×64 tiles of eight subgroups, k steps of 64 in two
+            // few and k is short enough to stay whole; 32×64 ones with k in two slices where
+            // k is long (and split); else 64×64 tiles of eight subgroups, k steps of 64 in two
             // stages of workgroup memory (the rest: fallbacks for less workgroup memory).
             let whole = k_stays_whole(s);
             if whole && s.rows.div_ceil(64) * s.n.div_ceil(64) < COOP_MIN_WORKGROUPS / 2 {
@@ -316,6 +319,12 @@ pub fn candidates(s: &ProjShape) -> Vec<CoopTile> {
                 v.push(CoopTile { ks: 2, ..s1(32, 64, 64, 2, 2) });
                 v.push(s2(32, 64, 64, 2, 2));
             } else if !whole {
+                // k long: 32×64 tiles, their k in two slices of k steps of 64 (each slice's
+                // subgroups multiplying out every other run of steps); the unsliced tile on k
+                // steps of 128 after it. Qwen2-0.5B-sized f16 prefill (128 tokens) on an H200,
+                // its down projections (K = 4864, 2 parts of k): 2254–2261 → 2230–2234 µs, a
+                // down projection 32.9 → 29.9 µs (`benches/results/h200-2026-11-29-long-k.md`).
+                v.push(CoopTile { ks: 2, ..s1(32, 64, 64, 2, 2) });
                 v.push(s1(32, 64, 128, 2, 2));
             }
             v.push(s2(64, 64, 64, 4, 2));
@@ -1607,18 +1616,19 @@ mod tests {
             let t = pick(&s, 49152).unwrap();
             split(&s, t, forced).0
         };
-        // Qwen2-0.5B at 128 rows: the down projection's 56 tiles of 32×64 (38 steps of 128)
-        // split in 2 parts of 19 steps, the most there can be of at least
-        // COOP_SPLIT_MIN_STEPS that divide them (112 workgroups); q, o, k and v (K = 896, 32-row
-        // tiles, 7 steps) stay whole, as does the fused gate/up. K = 1024 stays whole; so does
-        // K = 2048 (32×64 tiles, 16 steps of 128: no two parts of 16), and K = 4096 (32
-        // steps) splits in 2. At 512 rows the down projection's 112 tiles stay whole.
+        // Qwen2-0.5B at 128 rows: the down projection's 56 tiles of 32×64 (76 steps of 64 in
+        // two slices of k) split in 2 parts of 38 steps, the fewest of at least
+        // COOP_SPLIT_MIN_STEPS, each sliced evenly, that reach COOP_MIN_WORKGROUPS (112
+        // workgroups); q, o, k and v (K = 896, 32-row tiles, 7 steps of 128) stay whole, as
+        // does the fused gate/up. K = 1024 stays whole (32×32 tiles); K = 2048 (32 steps of
+        // 64) splits in 2 (no more parts of 16), K = 4096 (64) in 4 (224 workgroups). At 512
+        // rows the down projection's 112 tiles stay whole.
         assert_eq!(split_for(false, 128, 4864, 896, None), 2);
         assert_eq!(split_for(false, 128, 896, 896, None), 1);
         assert_eq!(split_for(false, 128, 896, 128, None), 1);
         assert_eq!(split_for(false, 128, 1024, 896, None), 1);
-        assert_eq!(split_for(false, 128, 2048, 896, None), 1);
-        assert_eq!(split_for(false, 128, 4096, 896, None), 2);
+        assert_eq!(split_for(false, 128, 2048, 896, None), 2);
+        assert_eq!(split_for(false, 128, 4096, 896, None), 4);
         assert_eq!(split_for(true, 128, 896, 4864, None), 1);
         assert_eq!(split_for(false, 512, 4864, 896, None), 1);
         assert_eq!(split_for(true, 512, 4096, 14336, None), 1);
@@ -1680,8 +1690,9 @@ mod tests {
         assert_eq!(pick_for(Layout::Kn, false, 128, 896, 1152, h100).unwrap(), "32x32x128w2x2s1");
         assert_eq!(pick_for(Layout::Nk, false, 128, 896, 1152, h100).unwrap(), "32x32x128w2x2s1");
         assert_eq!(pick_for(Layout::Nk, false, 128, 896, 1152, 32768).unwrap(), "32x32x128w2x2s1");
-        // Plain, few tiles, k long (split): 32×64 tiles on k steps of 128.
-        assert_eq!(pick_for(Layout::Nk, false, 128, 4864, 896, h100).unwrap(), "32x64x128w2x2s1");
+        // Plain, few tiles, k long (split): 32×64 tiles, k in two slices of steps of 64.
+        assert_eq!(pick_for(Layout::Nk, false, 128, 4864, 896, h100).unwrap(), "32x64x64w2x2k2s1");
+        // (Where the slices do not fit, lavapipe's 32 KiB: one on k steps of 128.)
         assert_eq!(pick_for(Layout::Nk, false, 128, 4864, 896, 32768).unwrap(), "32x64x128w2x2s1");
         // Plain, few tiles, k short but 64-row tiles not few: 64-row tiles of eight
         // subgroups, two stages.
@@ -1708,8 +1719,9 @@ mod tests {
                         let few = rows > 32 && rows.div_ceil(128) * n.div_ceil(cols) < least;
                         // A plain one of those: 32×32 tiles (k steps of 128) where 64-row
                         // ones number fewer than half of COOP_MIN_WORKGROUPS and k has fewer
-                        // than twice COOP_SPLIT_MIN_STEPS steps of 64; 32×64 ones where k has
-                        // more; else 64-row ones of eight subgroups, two stages.
+                        // than twice COOP_SPLIT_MIN_STEPS steps of 64; 32×64 ones (k in two
+                        // slices) where k has more; else 64-row ones of eight subgroups, two
+                        // stages.
                         let long_k = k.div_ceil(64) >= 2 * COOP_SPLIT_MIN_STEPS;
                         let short = rows.div_ceil(64) * n.div_ceil(64) < COOP_MIN_WORKGROUPS / 2 && !long_k;
                         // Fused past 64 rows: 128×64 tiles on k steps of 64 where few, or
@@ -1723,7 +1735,7 @@ mod tests {
                             (false, true, ..) => "128x64x64w4x2s1",
                             (false, false, true, true, ..) => "64x64x32w2x2s1",
                             (false, false, true, false, true, _) => "32x32x128w2x2s1",
-                            (false, false, true, false, false, true) => "32x64x128w2x2s1",
+                            (false, false, true, false, false, true) => "32x64x64w2x2k2s1",
                             (false, false, true, false, false, false) => "64x64x64w4x2",
                             (false, false, false, ..) => "128x",
                         };
