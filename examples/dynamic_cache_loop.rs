@@ -75,8 +75,12 @@ fn main() -> Result<(), Error> {
             name => return Err(Error::input(format!("input '{name}' is not one of a KV-cache step's"))),
         }
     }
-    let caches: Vec<(usize, String)> = (0..g.outputs.len())
-        .filter_map(|i| g.output_name(i).strip_prefix("present_").map(|l| (i, format!("past_{l}"))))
+    // Which output feeds which cache (`present_L_k` → `past_L_k`), by output index for the
+    // loop through the host.
+    let feedback = Feedback::caches(&g)?;
+    let caches: Vec<(usize, String)> = feedback
+        .pairs()
+        .filter_map(|(out, inp)| (0..g.outputs.len()).find(|&j| g.output_name(j) == out).map(|j| (j, inp.to_string())))
         .collect();
     if caches.is_empty() || caches.iter().any(|(_, p)| !ins.contains_key(p)) {
         return Err(Error::input(format!("'{path}' is not a KV-cache decode step (see the example's header)")));
@@ -121,7 +125,6 @@ fn main() -> Result<(), Error> {
         // runs for half a second first ([`Session::warm_up`]).
         s.warm_up(&ins, &Default::default(), std::time::Duration::from_millis(500))?;
     }
-    let feedback = Feedback::caches(s.graph())?;
     let mut times = vec![];
     for step in 0..steps {
         let len = past + step;
