@@ -713,11 +713,19 @@ pub(crate) fn coop(
         };
         format!("{p}_s({i}), {p}_z({i})")
     };
+    // Where N is a multiple of 4 every lane's four sums of a row start at a multiple of 4
+    // (c is): the partial sums are then written as `vec4<f32>`, one 16-byte store for four.
+    let part_vec4 = s.n % 4 == 0;
     if split > 1 {
         // The partial sums go to the scratch buffer, not to the output (as the split GEMV's).
         b.decls.pop();
         b.bindings.pop();
         b.scratch("part", true);
+        if part_vec4 {
+            if let Some(d) = b.decls.last_mut() {
+                d.2 = "vec4<f32>".into();
+            }
+        }
     }
     b.directives = match ops {
         Ops::Native => "enable f16;\nenable wgpu_cooperative_matrix;\n".into(),
@@ -1222,8 +1230,12 @@ pub(crate) fn coop(
                         s.n,
                         4 * h
                     );
-                    for (d, comp) in ["x", "y", "z", "w"].iter().enumerate() {
-                        let _ = writeln!(body, "                part[o{a}_{h} + {d}u] = v{a}_{h}.{comp};");
+                    if part_vec4 {
+                        let _ = writeln!(body, "                part[o{a}_{h} / 4u] = v{a}_{h};");
+                    } else {
+                        for (d, comp) in ["x", "y", "z", "w"].iter().enumerate() {
+                            let _ = writeln!(body, "                part[o{a}_{h} + {d}u] = v{a}_{h}.{comp};");
+                        }
                     }
                 }
                 let _ = writeln!(body, "            }}");
