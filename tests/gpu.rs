@@ -729,6 +729,59 @@ fn norm_ffn_f16(rows: usize, h: usize, i: usize) -> glufuse::Graph {
     glufuse::json::from_str(&text).unwrap()
 }
 
+/// `y = x·w` then an RMS norm of y: the norm becomes a row program, y's one reader.
+fn proj_then_norm_f16(rows: usize, k: usize, n: usize) -> glufuse::Graph {
+    let text = format!(
+        r#"{{"format": "glufuse.graph/1", "nodes": [
+        {{"name": "x", "op": "Input", "type": {{"dtype": "f16", "shape": [{rows}, {k}]}}}},
+        {{"name": "w", "op": "Weight", "init": {{"random": {{"seed": 5, "scale": 0.1}}}}, "type": {{"dtype": "f16", "shape": [{k}, {n}]}}}},
+        {{"name": "y", "op": "MatMul", "inputs": ["x", "w"]}},
+        {{"name": "sq", "op": "Mul", "inputs": ["y", "y"]}},
+        {{"name": "ms", "op": "ReduceMean", "axes": [-1], "keepdims": true, "inputs": ["sq"]}},
+        {{"name": "eps", "op": "Constant", "value": [1e-6], "type": {{"dtype": "f16", "shape": []}}}},
+        {{"name": "mse", "op": "Add", "inputs": ["ms", "eps"]}},
+        {{"name": "rms", "op": "Sqrt", "inputs": ["mse"]}},
+        {{"name": "out", "op": "Div", "inputs": ["y", "rms"]}}
+        ], "outputs": ["out"]}}"#
+    );
+    glufuse::json::from_str(&text).unwrap()
+}
+
+/// A plain projection whose one reader is a row program, its tiles the few 32×32 ones, is
+/// split in two parts of k that the program adds up where it reads them
+/// ([`glufuse::codegen::proj::coop::reader_adds_parts`]): no split-sum kernel, and the
+/// output matches the interpreter, at partial row and column tiles and a partial last k
+/// step; with y also a graph output the projection stays whole. The GEMMs are emulated.
+#[cfg(feature = "gpu")]
+#[test]
+fn a_projection_split_for_the_row_program_reading_it_matches_the_interpreter() {
+    let Some(gpu) = common::gpu() else { return };
+    let Some(t) = common::emulated_coop(&gpu) else { return };
+    let b = glufuse::shape::Bindings::default();
+    for (rows, k, n) in [(40, 256, 96), (33, 232, 40)] {
+        let at = format!("{rows} rows, k {k}, n {n}");
+        let original = proj_then_norm_f16(rows, k, n);
+        let inputs = interp::seeded_inputs(&original, &b, 11).unwrap();
+        let want = interp::run(&original, &inputs).unwrap();
+        let mut g = original.clone();
+        PassManager::standard().run(&mut g).unwrap();
+        let mut kept = g.clone();
+        kept.add_output(glufuse::ir::Value::of(kept.find("y").unwrap()), None);
+        for (graph, split) in [(&g, true), (&kept, false)] {
+            let exe = Executable::with_target(&gpu, graph, &b, &t).unwrap_or_else(|e| panic!("{at}: {e}"));
+            let kinds: Vec<String> = exe.kernels().iter().map(|k| k.source().kind.to_string()).collect();
+            let reasons: Vec<String> =
+                exe.kernels().iter().filter_map(|k| k.source().choice.as_ref().map(|c| c.to_string())).collect();
+            let by_reader = reasons.iter().any(|r| r.contains("split-k 2") && r.contains("adds the parts up"));
+            assert_eq!(by_reader, split, "{at}, split {split}: {reasons:?}");
+            assert!(!kinds.iter().any(|k| k.contains("split-sum")), "{at}: {kinds:?}");
+            let got = exe.run(&inputs).unwrap_or_else(|e| panic!("{at}: {e}"));
+            let (_, rel) = glufuse::interp::compare(&got[0], &want[0]);
+            assert!(rel <= glufuse::interp::check_tolerance(&original), "{at}, split {split}: rel {rel:e}");
+        }
+    }
+}
+
 /// Packed f16 activations at sizes that fill no tile (rows, k and columns all partial): the
 /// norm's output and the gated unit's are packed (and the down projection's, the graph's
 /// output), the outputs match the interpreter and are bit for bit those of the same graph

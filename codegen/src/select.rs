@@ -214,6 +214,16 @@ pub(crate) fn projection(
         let k = scalar::scalar(g, name, &ins, out, s, t)?;
         return Ok(vec![chosen(k, "scalar".into(), "K = 0: every sum is empty".into())]);
     }
+    // A plain projection whose one reader is a row program adding its parts up: split (the
+    // tiling and parts of [`coop::reader_adds_parts`], as if forced).
+    let parts_target;
+    let (t, read_parts) = match read_parts_target(g, n, s, t) {
+        Some(rt) => {
+            parts_target = rt;
+            (&parts_target, true)
+        }
+        None => (t, false),
+    };
     let not_coop = match coop_tile(s, t, same_dtype) {
         Ok((tile, why)) => {
             dropped("the cooperative-matrix GEMM")?;
@@ -223,6 +233,11 @@ pub(crate) fn projection(
                 if out_packed {
                     unpacked("the split cooperative-matrix GEMM")?;
                 }
+                let why_split = if read_parts {
+                    format!("split K={} in {split}: the row program reading it adds the parts up", s.k)
+                } else {
+                    why_split
+                };
                 let k = coop::coop(name.clone(), s, &parts(), t, tile, ops, split)?;
                 return split_pair(
                     k,
@@ -511,6 +526,22 @@ fn chosen(k: KernelSource, kernel: String, reason: String) -> KernelSource {
 /// x must have more than 8 rows ([`COOP_MIN_ROWS`]), gate and up must be stored alike, and
 /// the shape must suit a tiling that fits the device's workgroup memory ([`coop::pick`], or
 /// the forced [`Target::coop_tiles`], or its class's in [`Target::coop_class_tiles`]).
+/// The target projection `n` takes its cooperative GEMM under where
+/// [`coop::reader_adds_parts`] splits it: a `MatMul`, not a graph output, whose one reader is
+/// a row program (which [`crate::generate`] has add the parts up where it runs next);
+/// `None` elsewhere.
+fn read_parts_target(g: &Graph, n: NodeIndex, s: &ProjShape, t: &Target) -> Option<Target> {
+    let out = Value::of(n);
+    let users = g.users(out);
+    let [(reader, _)] = users[..] else { return None };
+    let row_program = matches!(&g.node(reader).op, Op::Elementwise(p) if p.steps.iter().any(Step::is_row));
+    if !matches!(g.node(n).op, Op::MatMul) || g.is_output(out) || !row_program || s.rows < COOP_MIN_ROWS {
+        return None;
+    }
+    let (tile, split) = coop::reader_adds_parts(s, t)?;
+    Some(Target { coop_tiles: Some(tile), coop_split: Some(split), ..t.clone() })
+}
+
 pub(crate) fn coop_tile(
     s: &ProjShape,
     t: &Target,
@@ -718,6 +749,57 @@ mod tests {
             outs.push(n);
         }
         b.finish(&outs).unwrap()
+    }
+
+    /// A plain projection whose one reader is a row program (an output projection before its
+    /// norm) is split in two parts of k on 32×32 tiles, and [`crate::generate`] has the
+    /// program add the parts up: no split-sum kernel; not where its output has another
+    /// reader or is a graph output, nor where the split or the tiling is forced.
+    #[test]
+    fn a_projection_read_by_a_row_program_splits_and_the_program_adds_the_parts() {
+        let b = Bindings::new();
+        let coop = Target {
+            caps: Target::default().caps | Capabilities::SHADER_FLOAT16,
+            coop_emulate: true,
+            matmul_precision: MatmulPrecision::F16,
+            max_workgroup_storage_bytes: 32768,
+            ..Target::default()
+        };
+        let graph = |extra: bool, out: bool| {
+            let mut g = GraphBuilder::new();
+            let x = g.input("x", DType::F16, shape_of(&[40, 128]));
+            let w = g.weight("w", DType::F16, &[128, 96], 0.3);
+            let y = g.matmul("proj", x, w);
+            let n = norm(&mut g, y);
+            let mut outs = vec![n];
+            if extra {
+                outs.push(g.node("other", Op::Binary(BinaryOp::Add), &[y, y], vec![])[0]);
+            }
+            if out {
+                outs.push(y);
+            }
+            g.finish(&outs).unwrap()
+        };
+        let kinds = |g: &Graph, t: &Target| -> Vec<String> {
+            crate::generate(g, &b, t).unwrap().iter().map(|k| k.source().kind.to_string()).collect()
+        };
+        let g = graph(false, false);
+        let proj = node_kernels(&g, g.find("proj").unwrap(), &b, &coop).unwrap();
+        let c = proj[0].choice.as_ref().unwrap();
+        assert_eq!(c.kernel, "coop 32x32x64w2x2s1 split-k 2", "{c:?}");
+        assert!(c.reason.contains("the row program reading it adds the parts up"), "{c:?}");
+        assert_eq!(proj.len(), 2);
+        let ks = kinds(&g, &coop);
+        assert_eq!(ks, ["matmul-coop", "elementwise-program"], "the split sum is the program's");
+        for (label, g, t) in [
+            ("another reader", graph(true, false), &coop),
+            ("a graph output", graph(false, true), &coop),
+            ("a forced split", graph(false, false), &Target { coop_split: Some(2), ..coop.clone() }),
+        ] {
+            let proj = node_kernels(&g, g.find("proj").unwrap(), &b, t).unwrap();
+            let c = proj[0].choice.as_ref().unwrap();
+            assert!(!c.reason.contains("adds the parts up"), "{label}: {c:?}");
+        }
     }
 
     /// Which values are stored as packed f16 ([`packed_activation`]): an f16 value written

@@ -119,6 +119,41 @@ impl CoopTile {
     }
 }
 
+/// The tiling of a plain projection whose k stays whole, split in [`READ_PARTS_SPLIT`] parts
+/// because the row program reading its output adds the parts up ([`reader_adds_parts`]): 32×32
+/// tiles on k steps of 64.
+pub const READ_PARTS_TILE: CoopTile = s1(32, 32, 64, 2, 2);
+
+/// Parts of k of such a projection.
+pub const READ_PARTS_SPLIT: usize = 2;
+
+/// The tiling and split of a plain `[.., K]·W` cooperative GEMM of the `short` class (k
+/// stays whole) whose output only a row program reads, where that program adds the split's
+/// parts up as it reads them (`crate::generate`: no split-sum dispatch), so that the split
+/// costs no dispatch: [`READ_PARTS_TILE`] in [`READ_PARTS_SPLIT`] parts where the pick is
+/// the 32×32 tiles on k steps of 128 (its tiles are few) and the steps divide so; `None`
+/// where the class's tiling or the split is forced, or elsewhere. The Qwen2-0.5B-sized f16 prefill's output projections (K = 896, N = 896, 128 rows)
+/// on an H200: 15.9 → 13.5 µs each, the norm after them 10.1 µs either way
+/// (`benches/results/h200-2026-11-29-long-k.md`; the q/k/v projections, whose output the
+/// attention and the keys' program both read, took a split-sum dispatch of their own and
+/// gained nothing).
+pub fn reader_adds_parts(s: &ProjShape, t: &crate::Target) -> Option<(CoopTile, usize)> {
+    let class = CoopClass::of(s);
+    let forced =
+        t.coop_tiles.is_some() || t.coop_split.is_some() || t.coop_class_tiles.iter().any(|(c, _)| *c == class);
+    let tile = READ_PARTS_TILE;
+    let steps = s.k.div_ceil(tile.bk);
+    if forced || class != CoopClass::Short || s.fused.is_some() || s.q4.is_some() || steps % READ_PARTS_SPLIT != 0 {
+        return None;
+    }
+    let max = t.max_workgroup_storage_bytes as usize;
+    if pick(s, max).ok()? != s1(32, 32, 128, 2, 2) {
+        return None;
+    }
+    check(s, tile, max).ok()?;
+    Some((tile, READ_PARTS_SPLIT))
+}
+
 /// The longest tile side a tiling may have (a 512-wide tile of f16 already takes more
 /// workgroup memory than any device glufuse has met).
 pub const MAX_TILE: usize = 512;
