@@ -520,16 +520,9 @@ fn chosen(k: KernelSource, kernel: String, reason: String) -> KernelSource {
     k.with_choice(Choice { kernel, reason })
 }
 
-/// Whether a projection runs on cooperative matrices, under which tiling and why; or why
-/// not. In order: the precision must allow f16 products ([`MatmulPrecision`]), the device
-/// must offer [`CoopMatrix::F16_F32_16`] with subgroups of 32 (or the target emulates them),
-/// x must have more than 8 rows ([`COOP_MIN_ROWS`]), gate and up must be stored alike, and
-/// the shape must suit a tiling that fits the device's workgroup memory ([`coop::pick`], or
-/// the forced [`Target::coop_tiles`], or its class's in [`Target::coop_class_tiles`]).
-/// The target projection `n` takes its cooperative GEMM under where
-/// [`coop::reader_adds_parts`] splits it: a `MatMul`, not a graph output, whose one reader is
-/// a row program (which [`crate::generate`] has add the parts up where it runs next);
-/// `None` elsewhere.
+/// `t` with the tiling and split of [`coop::reader_adds_parts`] forced, where projection `n`
+/// takes them: a `MatMul`, not a graph output, whose one reader is a row program (which
+/// [`crate::generate`] has add the parts up where it runs right after); `None` elsewhere.
 fn read_parts_target(g: &Graph, n: NodeIndex, s: &ProjShape, t: &Target) -> Option<Target> {
     let out = Value::of(n);
     let users = g.users(out);
@@ -542,6 +535,12 @@ fn read_parts_target(g: &Graph, n: NodeIndex, s: &ProjShape, t: &Target) -> Opti
     Some(Target { coop_tiles: Some(tile), coop_split: Some(split), ..t.clone() })
 }
 
+/// Whether a projection runs on cooperative matrices, under which tiling and why; or why
+/// not. In order: the precision must allow f16 products ([`MatmulPrecision`]), the device
+/// must offer [`CoopMatrix::F16_F32_16`] with subgroups of 32 (or the target emulates them),
+/// x must have more than 8 rows ([`COOP_MIN_ROWS`]), gate and up must be stored alike, and
+/// the shape must suit a tiling that fits the device's workgroup memory ([`coop::pick`], or
+/// the forced [`Target::coop_tiles`], or its class's in [`Target::coop_class_tiles`]).
 pub(crate) fn coop_tile(
     s: &ProjShape,
     t: &Target,
