@@ -730,6 +730,7 @@ fn norm_ffn_f16(rows: usize, h: usize, i: usize) -> glufuse::Graph {
 }
 
 /// `y = x·w` then an RMS norm of y: the norm becomes a row program, y's one reader.
+#[cfg(feature = "gpu")]
 fn proj_then_norm_f16(rows: usize, k: usize, n: usize) -> glufuse::Graph {
     let text = format!(
         r#"{{"format": "glufuse.graph/1", "nodes": [
