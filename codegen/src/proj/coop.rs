@@ -132,8 +132,9 @@ pub const READ_PARTS_SPLIT: usize = 2;
 /// parts up as it reads them (`crate::generate`: no split-sum dispatch), so that the split
 /// costs no dispatch: [`READ_PARTS_TILE`] in [`READ_PARTS_SPLIT`] parts where the pick is
 /// the 32×32 tiles on k steps of 128 (its tiles are few) and the steps divide so; `None`
-/// where the class's tiling or the split is forced, or elsewhere. The Qwen2-0.5B-sized f16 prefill's output projections (K = 896, N = 896, 128 rows)
-/// on an H200: 15.9 → 13.5 µs each, the norm after them 10.1 µs either way
+/// where the class's tiling or the split is forced, or elsewhere. The Qwen2-0.5B-sized f16
+/// prefill's output projections (K = 896, N = 896, 128 rows) on an H200: 15.9 → 13.5 µs
+/// each, the norm after them 10.1 µs either way
 /// (`benches/results/h200-2026-11-29-long-k.md`; the q/k/v projections, whose output the
 /// attention and the keys' program both read, took a split-sum dispatch of their own and
 /// gained nothing).
@@ -143,7 +144,8 @@ pub fn reader_adds_parts(s: &ProjShape, t: &crate::Target) -> Option<(CoopTile, 
         t.coop_tiles.is_some() || t.coop_split.is_some() || t.coop_class_tiles.iter().any(|(c, _)| *c == class);
     let tile = READ_PARTS_TILE;
     let steps = s.k.div_ceil(tile.bk);
-    if forced || class != CoopClass::Short || s.fused.is_some() || s.q4.is_some() || steps % READ_PARTS_SPLIT != 0 {
+    // (The short class is plain: a fused projection is of its own class.)
+    if forced || class != CoopClass::Short || s.q4.is_some() || steps % READ_PARTS_SPLIT != 0 {
         return None;
     }
     let max = t.max_workgroup_storage_bytes as usize;
@@ -755,12 +757,7 @@ pub(crate) fn coop(
         // The partial sums go to the scratch buffer, not to the output (as the split GEMV's).
         b.decls.pop();
         b.bindings.pop();
-        b.scratch("part", true);
-        if part_vec4 {
-            if let Some(d) = b.decls.last_mut() {
-                d.2 = "vec4<f32>".into();
-            }
-        }
+        b.scratch("part", true, if part_vec4 { "vec4<f32>" } else { "f32" });
     }
     b.directives = match ops {
         Ops::Native => "enable f16;\nenable wgpu_cooperative_matrix;\n".into(),

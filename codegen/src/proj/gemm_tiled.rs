@@ -273,7 +273,7 @@ pub(crate) fn gemm_tiled(
         // The partial sums go to the scratch buffer, not to the output (as the split GEMV's).
         b.decls.pop();
         b.bindings.pop();
-        b.scratch("part", true);
+        b.scratch("part", true, "f32");
     }
     let col_tiles = s.n.div_ceil(out_cols(s));
     let wv = |buf: &str, idx: &str| {

@@ -193,7 +193,7 @@ pub(crate) fn gemv_kn(
         // The partial sums go to the scratch buffer, not to the output.
         b.decls.pop();
         b.bindings.pop();
-        b.scratch("part", true);
+        b.scratch("part", true, "f32");
     }
     if let Some(p) = pro {
         prologue_binds(&mut b, p);
@@ -412,7 +412,7 @@ pub(crate) fn split_sum(name: String, s: &ProjShape, v: &ProjValues, t: &Target,
         b.push("b_up", false, if *p { "u32" } else { "f32" }, *u, *p);
     }
     b.push("out0", true, "f32", v.out, false);
-    b.scratch("part", false);
+    b.scratch("part", false, "f32");
     let total = s.rows * s.n;
     let per_acc = split * total;
     let mut body = String::new();

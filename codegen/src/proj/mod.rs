@@ -279,12 +279,12 @@ impl Binds {
         self.decls.push((name.into(), write, elem.into()));
         self.bindings.push(Binding { value, write, packed_f16: packed });
     }
-    /// Declares the shared scratch buffer (f32, written by the kernel or only read), bound
+    /// Declares the shared scratch buffer (an array of `elem`, written by the kernel or only read), bound
     /// after the bindings ([`KernelSource::scratch_bytes`]); the last declaration. A reader
     /// declares it read-only, so that wgpu orders the write before the read by the change
     /// of use.
-    fn scratch(&mut self, name: &str, write: bool) {
-        self.decls.push((name.into(), write, "f32".into()));
+    fn scratch(&mut self, name: &str, write: bool, elem: &str) {
+        self.decls.push((name.into(), write, elem.into()));
     }
     fn header(&self) -> String {
         let mut s = self.directives.clone();
